@@ -1,0 +1,46 @@
+//===- AttnOps.h - Attention dialect operations -----------------*- C++ -*-===//
+
+#ifndef ATTNC_DIALECT_ATTN_IR_ATTNOPS_H
+#define ATTNC_DIALECT_ATTN_IR_ATTNOPS_H
+
+#include "attnc/Dialect/Attn/IR/AttnAttrs.h"
+#include "attnc/Dialect/Attn/IR/AttnDialect.h"
+#include "attnc/Dialect/Attn/IR/AttnTypes.h"
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#define GET_OP_CLASSES
+#include "attnc/Dialect/Attn/IR/AttnOps.h.inc"
+
+namespace attnc::attn {
+
+/// Positions of the logical dimensions of q, k, v and o in a layout; the
+/// batch position is -1 for packed (`thd`) tensors.
+struct LayoutDims {
+  int batch, head, seq, feature;
+  unsigned rank;
+};
+LayoutDims getLayoutDims(Layout layout);
+
+/// Block argument positions of the expression regions.
+namespace score_arg {
+enum { S, B, H, I, J, N, M, QStart, KStart, Count };
+}
+namespace mask_arg {
+enum { B, H, I, J, N, M, QStart, KStart, Count };
+}
+namespace gate_arg {
+enum { B, H, T, D, TStart, Count };
+}
+
+/// True for the ops that hold a softmax-family computation.
+bool isSoftmaxFamily(mlir::Operation *op);
+
+} // namespace attnc::attn
+
+#endif // ATTNC_DIALECT_ATTN_IR_ATTNOPS_H

@@ -1,0 +1,636 @@
+//===- AttnOps.cpp - Attention dialect operations -------------------------===//
+
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+#include "llvm/ADT/StringSet.h"
+
+using namespace mlir;
+using namespace attnc::attn;
+
+#define GET_OP_CLASSES
+#include "attnc/Dialect/Attn/IR/AttnOps.cpp.inc"
+
+LayoutDims attnc::attn::getLayoutDims(Layout layout) {
+  switch (layout) {
+  case Layout::bhnd:
+    return {0, 1, 2, 3, 4};
+  case Layout::bnhd:
+    return {0, 2, 1, 3, 4};
+  case Layout::thd:
+    return {-1, 1, 0, 2, 3};
+  }
+  llvm_unreachable("unknown layout");
+}
+
+bool attnc::attn::isSoftmaxFamily(Operation *op) {
+  return isa<SoftmaxOp, ChunkSoftmaxOp, SparseSoftmaxOp>(op);
+}
+
+//===----------------------------------------------------------------------===//
+// KernelOp
+//===----------------------------------------------------------------------===//
+
+// attn.kernel @name(%q: T, %h0: T?) -> (o: T) attributes {...} { body }
+ParseResult KernelOp::parse(OpAsmParser &parser, OperationState &result) {
+  Builder &builder = parser.getBuilder();
+  StringAttr name;
+  if (parser.parseSymbolName(name, getSymNameAttrName(result.name),
+                             result.attributes))
+    return failure();
+
+  SmallVector<OpAsmParser::Argument> params;
+  SmallVector<bool> optional;
+  auto parseParam = [&]() -> ParseResult {
+    OpAsmParser::Argument &param = params.emplace_back();
+    if (parser.parseArgument(param, /*allowType=*/true))
+      return failure();
+    optional.push_back(succeeded(parser.parseOptionalQuestion()));
+    return success();
+  };
+  if (parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren, parseParam))
+    return failure();
+
+  SmallVector<Attribute> resultNames;
+  SmallVector<Type> resultTypes;
+  auto parseResult = [&]() -> ParseResult {
+    std::string resultName;
+    Type type;
+    if (parser.parseKeywordOrString(&resultName) || parser.parseColon() ||
+        parser.parseType(type))
+      return failure();
+    resultNames.push_back(builder.getStringAttr(resultName));
+    resultTypes.push_back(type);
+    return success();
+  };
+  if (parser.parseArrow() ||
+      parser.parseCommaSeparatedList(OpAsmParser::Delimiter::Paren,
+                                     parseResult) ||
+      parser.parseOptionalAttrDictWithKeyword(result.attributes))
+    return failure();
+
+  SmallVector<Type> paramTypes;
+  SmallVector<Attribute> paramNames;
+  for (OpAsmParser::Argument &param : params) {
+    paramTypes.push_back(param.type);
+    // Parameter names are the SSA names as written, without the '%'.
+    paramNames.push_back(builder.getStringAttr(param.ssaName.name.drop_front()));
+  }
+  result.addAttribute(getFunctionTypeAttrName(result.name),
+                      TypeAttr::get(builder.getFunctionType(paramTypes,
+                                                            resultTypes)));
+  result.addAttribute(getParamNamesAttrName(result.name),
+                      builder.getArrayAttr(paramNames));
+  result.addAttribute(getResultNamesAttrName(result.name),
+                      builder.getArrayAttr(resultNames));
+  result.addAttribute(getOptionalParamsAttrName(result.name),
+                      builder.getDenseBoolArrayAttr(optional));
+  return parser.parseRegion(*result.addRegion(), params);
+}
+
+void KernelOp::print(OpAsmPrinter &p) {
+  p << " ";
+  p.printSymbolName(getSymName());
+  p << "(";
+  Block &entry = getBody().front();
+  for (auto [index, param] : llvm::enumerate(entry.getArguments())) {
+    if (index)
+      p << ", ";
+    p.printRegionArgument(param);
+    if (isOptionalParam(index))
+      p << "?";
+  }
+  p << ") -> (";
+  for (auto [index, type] : llvm::enumerate(getFunctionType().getResults())) {
+    if (index)
+      p << ", ";
+    p << cast<StringAttr>(getResultNames()[index]).getValue() << ": " << type;
+  }
+  p << ")";
+  p.printOptionalAttrDictWithKeyword(
+      (*this)->getAttrs(),
+      {getSymNameAttrName(), getFunctionTypeAttrName(), getParamNamesAttrName(),
+       getResultNamesAttrName(), getOptionalParamsAttrName()});
+  p << " ";
+  p.printRegion(getBody(), /*printEntryBlockArgs=*/false);
+}
+
+void KernelOp::getAsmBlockArgumentNames(Region &region,
+                                        OpAsmSetValueNameFn setNameFn) {
+  ArrayAttr names = getParamNames();
+  for (BlockArgument param : region.getArguments())
+    if (param.getArgNumber() < names.size())
+      setNameFn(param,
+                cast<StringAttr>(names[param.getArgNumber()]).getValue());
+}
+
+Operation *KernelOp::getFamilyOp() {
+  for (Operation &op : getBody().front())
+    if (!isa<ReturnOp>(op))
+      return &op;
+  return nullptr;
+}
+
+LogicalResult KernelOp::verify() {
+  FunctionType type = getFunctionType();
+  Block &entry = getBody().front();
+  if (entry.getNumArguments() != type.getNumInputs() ||
+      getParamNames().size() != type.getNumInputs() ||
+      getOptionalParams().size() != type.getNumInputs())
+    return emitOpError("has ") << entry.getNumArguments()
+                               << " block arguments but its signature lists "
+                               << type.getNumInputs() << " parameters";
+  if (getResultNames().size() != type.getNumResults())
+    return emitOpError("names ") << getResultNames().size()
+                                 << " results but its signature has "
+                                 << type.getNumResults();
+
+  llvm::StringSet<> seen;
+  auto checkName = [&](Attribute name, StringRef what) -> LogicalResult {
+    StringRef value = cast<StringAttr>(name).getValue();
+    if (!seen.insert(value).second)
+      return emitOpError() << what << " name '" << value
+                           << "' is used more than once";
+    return success();
+  };
+  for (auto [param, argument, paramType] :
+       llvm::zip(getParamNames(), entry.getArguments(), type.getInputs())) {
+    if (failed(checkName(param, "parameter")))
+      return failure();
+    if (argument.getType() != paramType)
+      return emitOpError("parameter '")
+             << cast<StringAttr>(param).getValue() << "' has type "
+             << argument.getType() << " but the signature says " << paramType;
+    if (!isa<AttnTensorType>(paramType))
+      return emitOpError("parameter '") << cast<StringAttr>(param).getValue()
+                                        << "' must be an !attn.tensor";
+  }
+  for (Attribute name : getResultNames())
+    if (failed(checkName(name, "result")))
+      return failure();
+
+  // Result shapes are computed at launch from the dimensions the inputs bind.
+  llvm::StringSet<> boundSymbols;
+  for (Type paramType : type.getInputs())
+    for (unsigned dim = 0, e = cast<AttnTensorType>(paramType).getRank(); dim < e;
+         ++dim)
+      if (StringRef symbol = cast<AttnTensorType>(paramType).getSymbol(dim);
+          !symbol.empty())
+        boundSymbols.insert(symbol);
+  for (auto [name, resultType] :
+       llvm::zip(getResultNames(), type.getResults())) {
+    auto tensor = dyn_cast<AttnTensorType>(resultType);
+    if (!tensor)
+      return emitOpError("result '") << cast<StringAttr>(name).getValue()
+                                     << "' must be an !attn.tensor";
+    for (unsigned dim = 0, e = tensor.getRank(); dim < e; ++dim) {
+      StringRef symbol = tensor.getSymbol(dim);
+      if (!symbol.empty() && !boundSymbols.contains(symbol))
+        return emitOpError("result '")
+               << cast<StringAttr>(name).getValue() << "' has dimension '"
+               << symbol
+               << "' that no parameter has, so its size is unknown at launch";
+    }
+  }
+
+  unsigned familyOps = 0;
+  for (Operation &op : entry) {
+    if (isa<ReturnOp>(op))
+      continue;
+    if (!isSoftmaxFamily(&op) && !isa<LinearOp>(op))
+      return op.emitOpError("cannot appear in a kernel body; expected one of "
+                            "attn.softmax, attn.chunk_softmax, "
+                            "attn.sparse_softmax, attn.linear");
+    ++familyOps;
+  }
+  if (familyOps != 1)
+    return emitOpError("must hold exactly one attention op, found ")
+           << familyOps;
+
+  auto ret = cast<ReturnOp>(entry.getTerminator());
+  if (ret.getResults().getTypes() != type.getResults())
+    return ret.emitOpError("returns ")
+           << ret.getResults().size()
+           << " values whose types differ from the kernel's results "
+           << type.getResults();
+
+  // Optional inputs may be absent at launch, so only roles that have a
+  // meaning for "absent" may read them.
+  for (BlockArgument param : entry.getArguments()) {
+    if (!isOptionalParam(param.getArgNumber()))
+      continue;
+    for (OpOperand &use : param.getUses()) {
+      auto linear = dyn_cast<LinearOp>(use.getOwner());
+      if (!linear || use.get() != linear.getInitialState())
+        return use.getOwner()->emitOpError("uses optional parameter '")
+               << cast<StringAttr>(getParamNames()[param.getArgNumber()])
+                      .getValue()
+               << "'; an optional parameter can only be an initial state";
+    }
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LoadOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LoadOp::verify() {
+  auto tensor = cast<AttnTensorType>(getTensor().getType());
+  if (static_cast<int64_t>(getIndices().size()) != tensor.getRank())
+    return emitOpError("indexes a rank-")
+           << tensor.getRank() << " tensor with " << getIndices().size()
+           << " indices";
+  Type element = tensor.getElementType();
+  Type expected = isa<FloatType>(element) ? Type(Float32Type::get(getContext()))
+                  : element.isInteger(1)
+                      ? Type(IntegerType::get(getContext(), 1))
+                      : Type(IndexType::get(getContext()));
+  if (getResult().getType() != expected)
+    return emitOpError("loads ")
+           << element << " elements as " << expected << ", not "
+           << getResult().getType();
+  auto param = dyn_cast<BlockArgument>(getTensor());
+  if (!param || !isa<KernelOp>(param.getOwner()->getParentOp()))
+    return emitOpError("can only read kernel parameters");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Shared verification of the family ops
+//===----------------------------------------------------------------------===//
+
+namespace {
+/// Checks tensor operands and results against the shape rules of a family op
+/// and reports violations naming the tensor and the rule.
+class ShapeChecker {
+public:
+  ShapeChecker(Operation *op, Layout layout)
+      : op(op), layout(layout), dims(getLayoutDims(layout)) {}
+
+  LogicalResult rank(StringRef name, AttnTensorType type, unsigned expected,
+                     StringRef shape) {
+    if (type.getRank() == expected)
+      return success();
+    return op->emitOpError() << name << " must have rank " << expected << " "
+                             << shape << ", got " << type;
+  }
+
+  LogicalResult floatElements(StringRef name, AttnTensorType type) {
+    if (isa<FloatType>(type.getElementType()))
+      return success();
+    return op->emitOpError() << name << " must have f32, f16 or bf16 elements, got "
+                             << type.getElementType();
+  }
+
+  LogicalResult elements(StringRef name, AttnTensorType type, Type expected) {
+    if (type.getElementType() == expected)
+      return success();
+    return op->emitOpError() << name << " must have " << expected
+                             << " elements, got " << type.getElementType();
+  }
+
+  /// Dimension `index` of `lhs` must equal dimension `otherIndex` of `rhs`.
+  LogicalResult same(StringRef lhsName, AttnTensorType lhs, unsigned index,
+                     StringRef rhsName, AttnTensorType rhs, unsigned otherIndex,
+                     StringRef what) {
+    if (!lhs.conflictingDim(index, rhs, otherIndex))
+      return success();
+    return op->emitOpError() << "the " << what << " of " << lhsName << " ("
+                             << lhs.dimString(index) << ") must equal the "
+                             << what << " of " << rhsName << " ("
+                             << rhs.dimString(otherIndex) << ")";
+  }
+
+  /// q, k, v: ranks, element types and the dimensions they share.
+  LogicalResult qkv(AttnTensorType q, AttnTensorType k, AttnTensorType v) {
+    StringRef shape = layoutShape();
+    for (auto [name, type] : {std::pair{"q", q}, {"k", k}, {"v", v}})
+      if (failed(rank(name, type, dims.rank, shape)) ||
+          failed(floatElements(name, type)))
+        return failure();
+    if (q.getElementType() != k.getElementType() ||
+        q.getElementType() != v.getElementType())
+      return op->emitOpError("q, k and v must share one element type, got ")
+             << q.getElementType() << ", " << k.getElementType() << " and "
+             << v.getElementType();
+    if (dims.batch >= 0 &&
+        (failed(same("k", k, dims.batch, "q", q, dims.batch, "batch size")) ||
+         failed(same("v", v, dims.batch, "k", k, dims.batch, "batch size"))))
+      return failure();
+    if (failed(same("k", k, dims.feature, "q", q, dims.feature, "head dim")) ||
+        failed(same("v", v, dims.head, "k", k, dims.head, "head count")) ||
+        failed(same("v", v, dims.seq, "k", k, dims.seq, "sequence length")))
+      return failure();
+    std::optional<int64_t> hq = q.getFixedSize(dims.head),
+                           hk = k.getFixedSize(dims.head);
+    if (hq && hk && (*hk == 0 || *hq % *hk != 0))
+      return op->emitOpError("q has ")
+             << *hq << " heads, which is not a multiple of the " << *hk
+             << " kv heads of k and v (GQA needs Hq = G * Hk)";
+    return success();
+  }
+
+  /// The output: q's shape with v's head dim.
+  LogicalResult output(AttnTensorType out, AttnTensorType q, AttnTensorType v) {
+    if (failed(rank("the output", out, dims.rank, layoutShape())) ||
+        failed(floatElements("the output", out)))
+      return failure();
+    for (int dim : {dims.batch, dims.head, dims.seq})
+      if (dim >= 0 && failed(same("the output", out, dim, "q", q, dim,
+                                  dimName(dim))))
+        return failure();
+    return same("the output", out, dims.feature, "v", v, dims.feature,
+                "head dim");
+  }
+
+  /// cu_seqlens-style offsets: rank-1 i32, present exactly when packed.
+  LogicalResult offsets(StringRef name, Value offsets, bool required) {
+    if (!offsets) {
+      if (required)
+        return op->emitOpError("layout thd (packed varlen) needs ") << name;
+      return success();
+    }
+    if (layout != Layout::thd)
+      return op->emitOpError() << name << " is only meaningful with layout thd";
+    auto type = cast<AttnTensorType>(offsets.getType());
+    return failure(failed(rank(name, type, 1, "[num_seqs + 1]")) ||
+                   failed(elements(name, type,
+                                   IntegerType::get(op->getContext(), 32))));
+  }
+
+  StringRef layoutShape() const {
+    switch (layout) {
+    case Layout::bhnd:
+      return "[batch, heads, seq, dim]";
+    case Layout::bnhd:
+      return "[batch, seq, heads, dim]";
+    case Layout::thd:
+      return "[total_tokens, heads, dim]";
+    }
+    llvm_unreachable("unknown layout");
+  }
+
+  StringRef dimName(int dim) const {
+    if (dim == dims.batch)
+      return "batch size";
+    if (dim == dims.head)
+      return "head count";
+    if (dim == dims.seq)
+      return "sequence length";
+    return "head dim";
+  }
+
+  Operation *op;
+  Layout layout;
+  LayoutDims dims;
+};
+} // namespace
+
+/// Checks that an expression region is empty or has one block with the given
+/// argument types, only scalar arith/math/attn.load ops, and yields `result`.
+static LogicalResult verifyExpressionRegion(Operation *op, Region &region,
+                                            StringRef name,
+                                            ArrayRef<Type> argTypes,
+                                            Type result) {
+  if (region.empty())
+    return success();
+  if (!region.hasOneBlock())
+    return op->emitOpError("'") << name << "' region must have one block";
+  Block &block = region.front();
+  if (block.getArgumentTypes() != TypeRange(argTypes))
+    return op->emitOpError("'")
+           << name << "' region must take " << argTypes.size()
+           << " arguments of types (" << TypeRange(argTypes) << "), got ("
+           << block.getArgumentTypes() << ")";
+  for (Operation &inner : block) {
+    Dialect *dialect = inner.getDialect();
+    bool allowed = isa<LoadOp, YieldOp>(inner) ||
+                   isa_and_nonnull<arith::ArithDialect, math::MathDialect>(
+                       dialect);
+    if (!allowed || inner.getNumRegions() != 0)
+      return inner.emitOpError("cannot appear in the '")
+             << name << "' expression; only arith and math ops on scalars "
+             << "and attn.load are allowed";
+  }
+  auto yield = dyn_cast<YieldOp>(block.getTerminator());
+  if (!yield)
+    return op->emitOpError("'") << name << "' region must end in attn.yield";
+  if (yield.getValue().getType() != result)
+    return yield.emitOpError("in the '")
+           << name << "' region must yield " << result << ", got "
+           << yield.getValue().getType();
+  return success();
+}
+
+template <typename OpTy>
+static LogicalResult verifySoftmaxFamilyRegions(OpTy op) {
+  Builder b(op.getContext());
+  Type index = b.getIndexType();
+  SmallVector<Type> scoreArgs(score_arg::Count, index);
+  scoreArgs[score_arg::S] = b.getF32Type();
+  SmallVector<Type> maskArgs(mask_arg::Count, index);
+  return failure(
+      failed(verifyExpressionRegion(op, op.getScore(), "score", scoreArgs,
+                                    b.getF32Type())) ||
+      failed(verifyExpressionRegion(op, op.getMask(), "mask", maskArgs,
+                                    b.getI1Type())));
+}
+
+template <typename OpTy>
+static LogicalResult verifySoftmaxFamily(OpTy op) {
+  ShapeChecker check(op, op.getLayout());
+  auto q = cast<AttnTensorType>(op.getQ().getType());
+  auto k = cast<AttnTensorType>(op.getK().getType());
+  auto v = cast<AttnTensorType>(op.getV().getType());
+  auto out = cast<AttnTensorType>(op.getOut().getType());
+  bool packed = op.getLayout() == Layout::thd;
+  if (failed(check.qkv(q, k, v)) || failed(check.output(out, q, v)) ||
+      failed(check.offsets("cu_seqlens_q", op.getCuSeqlensQ(), packed)) ||
+      failed(check.offsets("cu_seqlens_k", op.getCuSeqlensK(), false)))
+    return failure();
+  if (op.getScale() && !std::isfinite(op.getScale()->convertToFloat()))
+    return op.emitOpError("scale must be finite");
+
+  if (Value lse = op.getLse()) {
+    if (op.getNormalizer() != Normalizer::softmax)
+      return op.emitOpError("an lse output needs the softmax normalizer; "
+                            "log-sum-exp is undefined for ")
+             << stringifyNormalizer(op.getNormalizer());
+    auto lseType = cast<AttnTensorType>(lse.getType());
+    LayoutDims dims = check.dims;
+    if (failed(check.elements("lse", lseType, Float32Type::get(op.getContext()))))
+      return failure();
+    if (packed)
+      return failure(
+          failed(check.rank("lse", lseType, 2, "[heads, total_tokens]")) ||
+          failed(check.same("lse", lseType, 0, "q", q, dims.head,
+                            "head count")) ||
+          failed(check.same("lse", lseType, 1, "q", q, dims.seq,
+                            "token count")));
+    return failure(
+        failed(check.rank("lse", lseType, 3, "[batch, heads, seq]")) ||
+        failed(check.same("lse", lseType, 0, "q", q, dims.batch,
+                          "batch size")) ||
+        failed(check.same("lse", lseType, 1, "q", q, dims.head,
+                          "head count")) ||
+        failed(check.same("lse", lseType, 2, "q", q, dims.seq,
+                          "sequence length")));
+  }
+  return success();
+}
+
+LogicalResult SoftmaxOp::verify() { return verifySoftmaxFamily(*this); }
+LogicalResult SoftmaxOp::verifyRegions() {
+  return verifySoftmaxFamilyRegions(*this);
+}
+
+LogicalResult ChunkSoftmaxOp::verify() { return verifySoftmaxFamily(*this); }
+LogicalResult ChunkSoftmaxOp::verifyRegions() {
+  return verifySoftmaxFamilyRegions(*this);
+}
+
+LogicalResult SparseSoftmaxOp::verify() {
+  if (failed(verifySoftmaxFamily(*this)))
+    return failure();
+  ShapeChecker check(*this, getLayout());
+  auto q = cast<AttnTensorType>(getQ().getType());
+  LayoutDims dims = check.dims;
+  int sources = (getBlockMask() ? 1 : 0) +
+                (getKvNumBlocks() || getKvIndices() ? 1 : 0) +
+                (getTopk() ? 1 : 0);
+  if (sources != 1)
+    return emitOpError("needs exactly one source of sparsity: block_mask, "
+                       "kv_num_blocks with kv_indices, or topk; got ")
+           << sources;
+  Type i32 = IntegerType::get(getContext(), 32);
+  // The leading dims are [batch (or sequence), query head, query block].
+  auto leading = [&](StringRef name, AttnTensorType type) -> LogicalResult {
+    if (dims.batch >= 0 &&
+        failed(check.same(name, type, 0, "q", q, dims.batch, "batch size")))
+      return failure();
+    return check.same(name, type, 1, "q", q, dims.head, "head count");
+  };
+  if (Value mask = getBlockMask()) {
+    auto type = cast<AttnTensorType>(mask.getType());
+    if (failed(check.rank("block_mask", type, 4,
+                          "[batch, heads, query_blocks, key_blocks]")) ||
+        failed(leading("block_mask", type)))
+      return failure();
+    if (isa<FloatType>(type.getElementType()))
+      return emitOpError("block_mask must have i1, i8 or i32 elements, got ")
+             << type.getElementType();
+  }
+  if (getKvNumBlocks() || getKvIndices()) {
+    if (!getKvNumBlocks() || !getKvIndices())
+      return emitOpError("kv_num_blocks and kv_indices go together; only ")
+             << (getKvNumBlocks() ? "kv_num_blocks" : "kv_indices")
+             << " is given";
+    auto numBlocks = cast<AttnTensorType>(getKvNumBlocks().getType());
+    auto indices = cast<AttnTensorType>(getKvIndices().getType());
+    if (failed(check.rank("kv_num_blocks", numBlocks, 3,
+                          "[batch, heads, query_blocks]")) ||
+        failed(check.elements("kv_num_blocks", numBlocks, i32)) ||
+        failed(leading("kv_num_blocks", numBlocks)) ||
+        failed(check.rank("kv_indices", indices, 4,
+                          "[batch, heads, query_blocks, max_blocks]")) ||
+        failed(check.elements("kv_indices", indices, i32)) ||
+        failed(leading("kv_indices", indices)) ||
+        failed(check.same("kv_indices", indices, 2, "kv_num_blocks", numBlocks,
+                          2, "query block count")))
+      return failure();
+  }
+  return success();
+}
+
+LogicalResult SparseSoftmaxOp::verifyRegions() {
+  if (failed(verifySoftmaxFamilyRegions(*this)))
+    return failure();
+  // Top-k selection is shared by the query heads of a group, so the blocks
+  // it may choose from cannot depend on the query head.
+  if (getTopk() && !getMask().empty() &&
+      !getMask().front().getArgument(mask_arg::H).use_empty())
+    return emitOpError("top-k block selection needs a mask that does not "
+                       "depend on the head index h");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  ShapeChecker check(*this, getLayout());
+  auto q = cast<AttnTensorType>(getQ().getType());
+  auto k = cast<AttnTensorType>(getK().getType());
+  auto v = cast<AttnTensorType>(getV().getType());
+  auto out = cast<AttnTensorType>(getOut().getType());
+  bool packed = getLayout() == Layout::thd;
+  LayoutDims dims = check.dims;
+  if (failed(check.qkv(q, k, v)) || failed(check.output(out, q, v)) ||
+      failed(check.same("k", k, dims.seq, "q", q, dims.seq,
+                        "sequence length")) ||
+      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
+    return failure();
+  if (!std::isfinite(getScale().convertToFloat()))
+    return emitOpError("scale must be finite");
+  if (!getCausal() && getGateKind() != GateKind::none)
+    return emitOpError("non-causal linear attention takes no gate (decay "
+                       "needs an order of time steps)");
+
+  // States are f32 [batch (or sequence), query heads, Dk, Dv].
+  Type f32 = Float32Type::get(getContext());
+  for (auto [name, state] : {std::pair<StringRef, Value>{"initial_state",
+                                                         getInitialState()},
+                             {"final_state", getFinalState()}}) {
+    if (!state)
+      continue;
+    auto type = cast<AttnTensorType>(state.getType());
+    if (failed(check.rank(name, type, 4, "[batch, heads, key_dim, value_dim]")) ||
+        failed(check.elements(name, type, f32)) ||
+        (!packed &&
+         failed(check.same(name, type, 0, "q", q, dims.batch, "batch size"))) ||
+        failed(check.same(name, type, 1, "q", q, dims.head, "head count")) ||
+        failed(check.same(name, type, 2, "q", q, dims.feature, "key dim")) ||
+        failed(check.same(name, type, 3, "v", v, dims.feature, "value dim")))
+      return failure();
+  }
+  return success();
+}
+
+LogicalResult LinearOp::verifyRegions() {
+  Builder b(getContext());
+  SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
+  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
+                                    b.getF32Type())) ||
+      failed(verifyExpressionRegion(*this, getFeature(), "feature",
+                                    {b.getF32Type()}, b.getF32Type())))
+    return failure();
+
+  GateKind kind = getGateKind();
+  if (getGate().empty()) {
+    if (kind != GateKind::none)
+      return emitOpError("gate_kind ") << stringifyGateKind(kind)
+                                       << " needs a gate expression";
+    return success();
+  }
+  if (kind == GateKind::none)
+    return emitOpError("has a gate expression but gate_kind none");
+  // The kind promises which indices the gate reads; strategies rely on it.
+  Block &gate = getGate().front();
+  auto uses = [&](unsigned arg) { return !gate.getArgument(arg).use_empty(); };
+  static constexpr std::pair<unsigned, StringRef> indexNames[] = {
+      {gate_arg::B, "b"}, {gate_arg::T, "t"}, {gate_arg::D, "d"},
+      {gate_arg::TStart, "tstart"}};
+  for (auto [arg, name] : indexNames) {
+    bool allowed = kind == GateKind::per_key_dim ||
+                   (kind == GateKind::per_head && arg != gate_arg::D);
+    if (uses(arg) && !allowed)
+      return emitOpError("gate_kind ")
+             << stringifyGateKind(kind) << " promises a gate that does not "
+             << "depend on '" << name << "', but the gate expression uses it";
+  }
+  return success();
+}

@@ -1,0 +1,763 @@
+//===- LowerToReference.cpp - attn kernels to their direct definition -----===//
+//
+// The reference lowering: each family op becomes loops that compute its
+// definition (DESIGN.md section 2) literally. It is the oracle for every
+// optimised path, so clarity wins over speed everywhere in this file.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+#include <limits>
+
+namespace attnc {
+#define GEN_PASS_DEF_LOWERTOREFERENCE
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+
+namespace {
+
+/// The memref type a kernel parameter is passed as: dynamic sizes, strides
+/// and offset so that any layout arrives without a copy; bools as i8.
+MemRefType getParamMemRefType(AttnTensorType type) {
+  int64_t rank = type.getRank();
+  Type element = type.getElementType();
+  if (element.isInteger(1))
+    element = IntegerType::get(type.getContext(), 8);
+  SmallVector<int64_t> shape(rank, ShapedType::kDynamic);
+  SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
+  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
+                                       strides);
+  return MemRefType::get(shape, element, layout);
+}
+
+/// Builds the loops of one lowered kernel. Holds the memrefs of the
+/// parameters and results and small helpers for the arithmetic.
+class ReferenceBuilder {
+public:
+  ReferenceBuilder(ImplicitLocOpBuilder &b, IRMapping &params)
+      : b(b), params(params) {}
+
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, value);
+  }
+  Value f32(double value) {
+    return arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                          APFloat(static_cast<float>(value)));
+  }
+  Value dim(Value memref, int64_t position) {
+    return memref::DimOp::create(b, memref, position);
+  }
+  Value add(Value lhs, Value rhs) {
+    return isa<FloatType>(lhs.getType()) ? Value(arith::AddFOp::create(b, lhs, rhs))
+                                         : Value(arith::AddIOp::create(b, lhs, rhs));
+  }
+  Value mul(Value lhs, Value rhs) {
+    return isa<FloatType>(lhs.getType()) ? Value(arith::MulFOp::create(b, lhs, rhs))
+                                         : Value(arith::MulIOp::create(b, lhs, rhs));
+  }
+  Value sub(Value lhs, Value rhs) { return arith::SubIOp::create(b, lhs, rhs); }
+
+  /// Loads an element as f32 (f16/bf16 are extended).
+  Value loadF32(Value memref, ValueRange indices) {
+    Value value = memref::LoadOp::create(b, memref, indices);
+    if (!value.getType().isF32())
+      value = arith::ExtFOp::create(b, b.getF32Type(), value);
+    return value;
+  }
+  /// Stores an f32 value, rounding it to the memref's element type.
+  void storeF32(Value value, Value memref, ValueRange indices) {
+    Type element = cast<MemRefType>(memref.getType()).getElementType();
+    if (element != value.getType())
+      value = arith::TruncFOp::create(b, element, value);
+    memref::StoreOp::create(b, value, memref, indices);
+  }
+  Value loadIndex(Value memref, ValueRange indices) {
+    Value value = memref::LoadOp::create(b, memref, indices);
+    return arith::IndexCastOp::create(b, b.getIndexType(), value);
+  }
+
+  /// for (iv = lb; iv < ub; ++iv) body(iv, iterArgs) -> results.
+  ValueRange loop(Value lb, Value ub, ValueRange init,
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(
+        b, lb, ub, index(1), init,
+        [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          SmallVector<Value> results = body(iv, args);
+          scf::YieldOp::create(b, results);
+        });
+    return forOp.getResults();
+  }
+  void loop(Value lb, Value ub, function_ref<void(Value)> body) {
+    loop(lb, ub, {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>{};
+    });
+  }
+
+  /// if (cond) then() else yield elseValues.
+  ValueRange ifThen(Value cond, TypeRange types,
+                    function_ref<SmallVector<Value>()> thenBody,
+                    function_ref<SmallVector<Value>()> elseBody) {
+    auto ifOp = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      SmallVector<Value> values = thenBody();
+      if (!types.empty() || ifOp.getThenRegion().front().empty() ||
+          !ifOp.getThenRegion().front().back().hasTrait<OpTrait::IsTerminator>())
+        scf::YieldOp::create(b, values);
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      values = elseBody();
+      if (!types.empty() || ifOp.getElseRegion().front().empty() ||
+          !ifOp.getElseRegion().front().back().hasTrait<OpTrait::IsTerminator>())
+        scf::YieldOp::create(b, values);
+    }
+    return ifOp.getResults();
+  }
+  void ifThen(Value cond, function_ref<void()> thenBody) {
+    ifThen(cond, {}, [&] { thenBody(); return SmallVector<Value>{}; },
+           [] { return SmallVector<Value>{}; });
+  }
+
+  /// Clones an expression region with its block arguments bound to `args`;
+  /// returns the yielded value, or `fallback` when the region is empty.
+  Value inlineExpression(Region &region, ValueRange args, Value fallback) {
+    if (region.empty())
+      return fallback;
+    IRMapping mapping = params;
+    Block &block = region.front();
+    for (auto [arg, value] : llvm::zip(block.getArguments(), args))
+      mapping.map(arg, value);
+    for (Operation &op : block) {
+      if (auto yield = dyn_cast<YieldOp>(op))
+        return mapping.lookup(yield.getValue());
+      if (auto load = dyn_cast<LoadOp>(op)) {
+        mapping.map(load.getResult(), lowerLoad(load, mapping));
+        continue;
+      }
+      b.clone(op, mapping);
+    }
+    llvm_unreachable("verified expression regions end in attn.yield");
+  }
+
+  Value lowerLoad(LoadOp load, IRMapping &mapping) {
+    Value memref = mapping.lookup(load.getTensor());
+    SmallVector<Value> indices;
+    for (Value index : load.getIndices())
+      indices.push_back(mapping.lookup(index));
+    Type result = load.getResult().getType();
+    if (result.isF32())
+      return loadF32(memref, indices);
+    Value raw = memref::LoadOp::create(b, memref, indices);
+    if (result.isInteger(1)) // bools are stored as bytes
+      return arith::CmpIOp::create(
+          b, arith::CmpIPredicate::ne, raw,
+          arith::ConstantIntOp::create(b, raw.getType(), 0));
+    return arith::IndexCastOp::create(b, b.getIndexType(), raw);
+  }
+
+  /// True when the optional parameter was passed (non-null pointer).
+  Value isPresent(Value memref) {
+    Value pointer =
+        memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ne, pointer,
+                                 index(0));
+  }
+
+  ImplicitLocOpBuilder &b;
+  IRMapping &params;
+};
+
+/// Index list for q/k/v/o: (batch, head, position, feature) in the layout.
+SmallVector<Value> layoutIndices(Layout layout, Value batch, Value head,
+                                 Value position, Value feature) {
+  switch (layout) {
+  case Layout::bhnd:
+    return {batch, head, position, feature};
+  case Layout::bnhd:
+    return {batch, position, head, feature};
+  case Layout::thd:
+    return {position, head, feature};
+  }
+  llvm_unreachable("unknown layout");
+}
+
+/// Sequence bounds of batch entry `b`: its start in the packed tensor and its
+/// length; (0, dense length) when not packed.
+std::pair<Value, Value> sequenceBounds(ReferenceBuilder &rb, Value offsets,
+                                       Value batch, Value denseLength) {
+  if (!offsets)
+    return {rb.index(0), denseLength};
+  Value start = rb.loadIndex(offsets, {batch});
+  Value end = rb.loadIndex(offsets, {rb.add(batch, rb.index(1))});
+  return {start, rb.sub(end, start)};
+}
+
+template <typename QAt, typename KAt, typename MaskAt>
+void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
+                      Value numBlocks, Value blockK, Value m, Value headK,
+                      Value groupSize, Value scale, QAt qAt, KAt kAt,
+                      MaskAt maskAt, Value kept, Value blockScores,
+                      Value eligible);
+Value checkedGate(ReferenceBuilder &rb, Value gate, Value status,
+                  ArrayRef<Value> position);
+
+//===----------------------------------------------------------------------===//
+// Softmax family
+//===----------------------------------------------------------------------===//
+
+/// Lowers attn.softmax / chunk_softmax / sparse_softmax. For each (b, h, i)
+/// one row of scores is materialised:
+///   s_j = score(scale * q_i . k_j) for allowed j, then
+///   p_j = exp(s_j - max_j s_j) (softmax) | sigmoid(s_j) | s_j,
+///   o_i = sum_j p_j v_j [/ sum_j p_j], lse_i = max + log(sum_j p_j).
+template <typename OpTy>
+void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  Layout layout = op.getLayout();
+  LayoutDims dims = getLayoutDims(layout);
+  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
+        v = params.lookup(op.getV());
+  Value o = results[0];
+  Value lse = results.size() > 1 ? results[1] : Value();
+  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
+  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
+
+  Value numBatches = cuQ ? rb.sub(rb.dim(cuQ, 0), rb.index(1))
+                         : rb.dim(q, dims.batch);
+  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
+  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
+  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
+  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
+  Value zero = rb.index(0), one = rb.index(1);
+
+  double scaleValue = 0;
+  if (op.getScale())
+    scaleValue = op.getScale()->convertToDouble();
+  Value scale;
+  if (op.getScale()) {
+    scale = rb.f32(scaleValue);
+  } else { // 1 / sqrt(Dk)
+    Value dk = arith::UIToFPOp::create(
+        b, b.getF32Type(),
+        arith::IndexCastUIOp::create(b, b.getI64Type(), dimK));
+    scale = arith::DivFOp::create(b, rb.f32(1.0), math::SqrtOp::create(b, dk));
+  }
+  Normalizer normalizer = op.getNormalizer();
+
+  // Row buffers: scores, allowed flags and, for sparse ops, a flag per key block.
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value scores = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{lengthK});
+  Value allowedFlags = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{lengthK});
+  auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+  Value blockK, keptBlocks, blockScores, eligible;
+  if (sparse) {
+    blockK = rb.index(sparse.getBlockK());
+    Value maxBlocks = arith::CeilDivUIOp::create(b, lengthK, blockK);
+    keptBlocks = memref::AllocOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{maxBlocks});
+    blockScores = memref::AllocOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{maxBlocks});
+    eligible = memref::AllocOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{maxBlocks});
+  }
+  Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
+  Value byteOne = arith::ConstantIntOp::create(b, i8, 1);
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+
+  rb.loop(zero, numBatches, [&](Value batch) {
+    auto [startQ, n] = sequenceBounds(rb, cuQ, batch, lengthQ);
+    auto [startK, m] = sequenceBounds(rb, cuK, batch, lengthK);
+    rb.loop(zero, headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, groupSize);
+      rb.loop(zero, n, [&](Value i) {
+        Value rowQ = rb.add(startQ, i);
+        auto qAt = [&](Value h, Value d) {
+          return rb.loadF32(q, layoutIndices(layout, batch, h, rowQ, d));
+        };
+        auto kAt = [&](Value j, Value d) {
+          return rb.loadF32(k, layoutIndices(layout, batch, headK,
+                                             rb.add(startK, j), d));
+        };
+        auto maskAt = [&](Value h, Value j) {
+          return rb.inlineExpression(
+              op.getMask(), {batch, h, i, j, n, m, startQ, startK},
+              arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+        };
+
+        // Which key blocks this row may visit (sparse ops only).
+        Value numBlocks;
+        if (sparse) {
+          numBlocks = arith::CeilDivUIOp::create(b, m, blockK);
+          if (std::optional<uint64_t> topk = sparse.getTopk())
+            selectTopkBlocks(sparse, rb, *topk, numBlocks, blockK, m, headK,
+                             groupSize, scale, qAt, kAt, maskAt, keptBlocks,
+                             blockScores, eligible);
+          else if (Value numList = sparse.getKvNumBlocks()) {
+            Value queryBlock = arith::DivUIOp::create(
+                b, i, rb.index(sparse.getBlockQ()));
+            rb.loop(zero, numBlocks, [&](Value block) {
+              memref::StoreOp::create(b, byteZero, keptBlocks, block);
+            });
+            Value count = rb.loadIndex(params.lookup(numList),
+                                       {batch, head, queryBlock});
+            Value indices = params.lookup(sparse.getKvIndices());
+            rb.loop(zero, count, [&](Value entry) {
+              Value block =
+                  rb.loadIndex(indices, {batch, head, queryBlock, entry});
+              // Entries outside [0, numBlocks) name no block; skip them.
+              Value inRange = arith::AndIOp::create(
+                  b,
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block,
+                                        zero),
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::slt, block,
+                                        numBlocks));
+              rb.ifThen(inRange, [&] {
+                memref::StoreOp::create(b, byteOne, keptBlocks, block);
+              });
+            });
+          }
+        }
+
+        // Pass 1: scores of allowed keys and their maximum.
+        Value rowMax = rb.loop(zero, m, {negInf}, [&](Value j, ValueRange acc) {
+          Value allowed = maskAt(head, j);
+          if (auto chunked = dyn_cast<ChunkSoftmaxOp>(op.getOperation())) {
+            Value chunk = rb.index(chunked.getChunk());
+            Value sameChunk = arith::CmpIOp::create(
+                b, arith::CmpIPredicate::eq,
+                arith::DivUIOp::create(b, i, chunk),
+                arith::DivUIOp::create(b, j, chunk));
+            allowed = arith::AndIOp::create(b, allowed, sameChunk);
+          }
+          if (sparse) {
+            Value keyBlock = arith::DivUIOp::create(b, j, blockK);
+            Value present;
+            if (Value blockMask = sparse.getBlockMask()) {
+              Value queryBlock = arith::DivUIOp::create(
+                  b, i, rb.index(sparse.getBlockQ()));
+              Value raw = memref::LoadOp::create(
+                  b, params.lookup(blockMask),
+                  ValueRange{batch, head, queryBlock, keyBlock});
+              present = arith::CmpIOp::create(
+                  b, arith::CmpIPredicate::ne, raw,
+                  arith::ConstantIntOp::create(b, raw.getType(), 0));
+            } else {
+              present = arith::CmpIOp::create(
+                  b, arith::CmpIPredicate::ne,
+                  memref::LoadOp::create(b, keptBlocks, keyBlock), byteZero);
+            }
+            allowed = arith::AndIOp::create(b, allowed, present);
+          }
+          memref::StoreOp::create(
+              b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
+          ValueRange newMax = rb.ifThen(
+              allowed, {f32},
+              [&]() -> SmallVector<Value> {
+                // s = scale * dot(q_i, k_j)
+                Value dot = rb.loop(zero, dimK, {rb.f32(0)},
+                                    [&](Value d, ValueRange sum) {
+                                      return SmallVector<Value>{rb.add(
+                                          sum[0], rb.mul(qAt(head, d),
+                                                         kAt(j, d)))};
+                                    })[0];
+                Value s = rb.mul(scale, dot);
+                // s = score(s, b, h, i, j, n, m, qstart, kstart)
+                s = rb.inlineExpression(
+                    op.getScore(),
+                    {s, batch, head, i, j, n, m, startQ, startK}, s);
+                memref::StoreOp::create(b, s, scores, j);
+                return {arith::MaximumFOp::create(b, acc[0], s)};
+              },
+              [&]() -> SmallVector<Value> { return {acc[0]}; });
+          return SmallVector<Value>{newMax[0]};
+        })[0];
+
+        // Pass 2: weights p_j in place of the scores, and their sum. With
+        // softmax, a row whose maximum is -inf has no weight at all.
+        Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                              rowMax, negInf);
+        Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
+          Value allowed = arith::CmpIOp::create(
+              b, arith::CmpIPredicate::ne,
+              memref::LoadOp::create(b, allowedFlags, j), byteZero);
+          Value s = memref::LoadOp::create(b, scores, j);
+          Value p;
+          switch (normalizer) {
+          case Normalizer::softmax:
+            allowed = arith::AndIOp::create(b, allowed, rowLive);
+            p = math::ExpOp::create(b, arith::SubFOp::create(b, s, rowMax));
+            break;
+          case Normalizer::sigmoid: // 1 / (1 + exp(-s))
+            p = arith::DivFOp::create(
+                b, rb.f32(1),
+                rb.add(rb.f32(1),
+                       math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+            break;
+          case Normalizer::none:
+            p = s;
+            break;
+          }
+          p = arith::SelectOp::create(b, allowed, p, rb.f32(0));
+          memref::StoreOp::create(b, p, scores, j);
+          return SmallVector<Value>{rb.add(acc[0], p)};
+        })[0];
+
+        // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
+        // empty row gives 0.
+        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                rowSum, rb.f32(0));
+        rb.loop(zero, dimV, [&](Value e) {
+          Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
+            Value p = memref::LoadOp::create(b, scores, j);
+            Value value = rb.loadF32(v, layoutIndices(layout, batch, headK,
+                                                      rb.add(startK, j), e));
+            return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
+          })[0];
+          if (normalizer == Normalizer::softmax)
+            acc = arith::SelectOp::create(
+                b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
+          rb.storeF32(acc, o, layoutIndices(layout, batch, head, rowQ, e));
+        });
+        if (lse) {
+          // lse_i = max + log(sum), -inf for an empty row.
+          Value value = arith::SelectOp::create(
+              b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
+              negInf);
+          SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+                                      : SmallVector<Value>{batch, head, i};
+          memref::StoreOp::create(b, value, lse, at);
+        }
+      });
+    });
+  });
+  for (Value buffer : {scores, allowedFlags, keptBlocks, blockScores, eligible})
+    if (buffer)
+      memref::DeallocOp::create(b, buffer);
+}
+
+/// NSA-style selection for query i of kv head g: mark in `kept` the `topk`
+/// eligible key blocks J with the highest
+///   scale * sum_{h in group g} dot(q_{h,i}, mean of the keys of block J),
+/// where a block is eligible when it holds an allowed key; ties keep the
+/// lower J.
+template <typename QAt, typename KAt, typename MaskAt>
+void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
+                      Value numBlocks, Value blockK, Value m, Value headK,
+                      Value groupSize, Value scale, QAt qAt, KAt kAt,
+                      MaskAt maskAt, Value kept, Value blockScores,
+                      Value eligible) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value zero = rb.index(0);
+  Type i8 = b.getI8Type();
+  Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
+  Value dimK = rb.dim(rb.params.lookup(op.getQ()),
+                      getLayoutDims(op.getLayout()).feature);
+  Value firstHead = rb.mul(headK, groupSize);
+  rb.loop(zero, numBlocks, [&](Value block) {
+    memref::StoreOp::create(b, byteZero, kept, block);
+    Value begin = rb.mul(block, blockK);
+    Value end = arith::MinUIOp::create(b, rb.add(begin, blockK), m);
+    Value count = arith::UIToFPOp::create(
+        b, b.getF32Type(),
+        arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
+    // The mask does not depend on h (verified), so any head of the group
+    // decides eligibility.
+    Value anyAllowed = rb.loop(begin, end, {arith::ConstantIntOp::create(
+                                               b, b.getI1Type(), 0)},
+                               [&](Value j, ValueRange acc) {
+                                 return SmallVector<Value>{arith::OrIOp::create(
+                                     b, acc[0], maskAt(firstHead, j))};
+                               })[0];
+    memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, anyAllowed),
+                            eligible, block);
+    Value score = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d, ValueRange acc) {
+      Value keySum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j, ValueRange s) {
+        return SmallVector<Value>{rb.add(s[0], kAt(j, d))};
+      })[0];
+      Value mean = arith::DivFOp::create(b, keySum, count);
+      Value querySum = rb.loop(zero, groupSize, {rb.f32(0)},
+                               [&](Value g, ValueRange s) {
+                                 return SmallVector<Value>{rb.add(
+                                     s[0], qAt(rb.add(firstHead, g), d))};
+                               })[0];
+      return SmallVector<Value>{rb.add(acc[0], rb.mul(querySum, mean))};
+    })[0];
+    memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
+  });
+  // topk rounds of "take the best eligible block not yet kept".
+  Value none = rb.index(-1);
+  rb.loop(zero, rb.index(topk), [&](Value) {
+    ValueRange best = rb.loop(
+        zero, numBlocks, {none, rb.f32(0)}, [&](Value block, ValueRange acc) {
+          Value candidate = arith::AndIOp::create(
+              b,
+              arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
+                                    memref::LoadOp::create(b, eligible, block),
+                                    byteZero),
+              arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                    memref::LoadOp::create(b, kept, block),
+                                    byteZero));
+          Value score = memref::LoadOp::create(b, blockScores, block);
+          Value better = arith::OrIOp::create(
+              b,
+              arith::CmpIOp::create(b, arith::CmpIPredicate::eq, acc[0], none),
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
+                                    acc[1]));
+          Value take = arith::AndIOp::create(b, candidate, better);
+          return SmallVector<Value>{
+              arith::SelectOp::create(b, take, block, acc[0]),
+              arith::SelectOp::create(b, take, score, acc[1])};
+        });
+    rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none),
+              [&] {
+                memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i8, 1),
+                                        kept, best[0]);
+              });
+  });
+}
+
+//===----------------------------------------------------------------------===//
+// Linear family
+//===----------------------------------------------------------------------===//
+
+/// Lowers attn.linear with the recurrence, per (b, h) and state S [Dk, Dv]:
+///   causal:     S = diag(exp(g_t)) S + phi(k_t)^T v_t; o_t = scale * phi(q_t) S
+///   non-causal: S = S_0 + sum_t phi(k_t)^T v_t;       o_t = scale * phi(q_t) S
+void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results,
+                 Value status) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  Layout layout = op.getLayout();
+  LayoutDims dims = getLayoutDims(layout);
+  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
+        v = params.lookup(op.getV());
+  Value o = results[0];
+  Value finalState = results.size() > 1 ? results[1] : Value();
+  Value initial =
+      op.getInitialState() ? params.lookup(op.getInitialState()) : Value();
+  Value cu = op.getCuSeqlens() ? params.lookup(op.getCuSeqlens()) : Value();
+
+  Value zero = rb.index(0);
+  Value numBatches =
+      cu ? rb.sub(rb.dim(cu, 0), rb.index(1)) : rb.dim(q, dims.batch);
+  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
+  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
+  Value length = rb.dim(q, dims.seq);
+  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
+  Value scale = rb.f32(op.getScale().convertToDouble());
+  Type f32 = b.getF32Type();
+  Value state = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
+      ValueRange{dimK, dimV});
+  Value hasInitial = initial ? rb.isPresent(initial) : Value();
+
+  auto phi = [&](Value x) {
+    return rb.inlineExpression(op.getFeature(), {x}, x);
+  };
+
+  rb.loop(zero, numBatches, [&](Value batch) {
+    auto [start, steps] = sequenceBounds(rb, cu, batch, length);
+    rb.loop(zero, headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, groupSize);
+      auto qkvAt = [&](Value memref, Value h, Value t, Value d) {
+        return rb.loadF32(memref,
+                          layoutIndices(layout, batch, h, rb.add(start, t), d));
+      };
+      // S = S_0 (or 0)
+      rb.loop(zero, dimK, [&](Value d) {
+        rb.loop(zero, dimV, [&](Value e) {
+          Value init = rb.f32(0);
+          if (initial)
+            init = rb.ifThen(
+                hasInitial, {f32},
+                [&]() -> SmallVector<Value> {
+                  return {rb.loadF32(initial, {batch, head, d, e})};
+                },
+                [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+          memref::StoreOp::create(b, init, state, ValueRange{d, e});
+        });
+      });
+
+      // S = diag(exp(g_t)) S + phi(k_t)^T v_t
+      auto accumulate = [&](Value t, bool decay) {
+        rb.loop(zero, dimK, [&](Value d) {
+          Value factor = rb.f32(1);
+          if (decay && !op.getGate().empty()) {
+            Value gate = rb.inlineExpression(op.getGate(),
+                                             {batch, head, t, d, start},
+                                             rb.f32(0));
+            factor = math::ExpOp::create(b, checkedGate(rb, gate, status,
+                                                        {batch, head, t, d}));
+          }
+          Value key = phi(qkvAt(k, headK, t, d));
+          rb.loop(zero, dimV, [&](Value e) {
+            Value old = memref::LoadOp::create(b, state, ValueRange{d, e});
+            Value update = rb.mul(key, qkvAt(v, headK, t, e));
+            memref::StoreOp::create(b, rb.add(rb.mul(factor, old), update),
+                                    state, ValueRange{d, e});
+          });
+        });
+      };
+      // o_t = scale * phi(q_t) S
+      auto emitOutput = [&](Value t) {
+        rb.loop(zero, dimV, [&](Value e) {
+          Value acc = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+            Value query = phi(qkvAt(q, head, t, d));
+            Value s = memref::LoadOp::create(b, state, ValueRange{d, e});
+            return SmallVector<Value>{rb.add(sum[0], rb.mul(query, s))};
+          })[0];
+          rb.storeF32(rb.mul(scale, acc), o,
+                      layoutIndices(layout, batch, head, rb.add(start, t), e));
+        });
+      };
+      if (op.getCausal()) {
+        rb.loop(zero, steps, [&](Value t) {
+          accumulate(t, /*decay=*/true);
+          emitOutput(t);
+        });
+      } else {
+        rb.loop(zero, steps, [&](Value t) { accumulate(t, /*decay=*/false); });
+        rb.loop(zero, steps, [&](Value t) { emitOutput(t); });
+      }
+      if (finalState)
+        rb.loop(zero, dimK, [&](Value d) {
+          rb.loop(zero, dimV, [&](Value e) {
+            memref::StoreOp::create(
+                b, memref::LoadOp::create(b, state, ValueRange{d, e}),
+                finalState, ValueRange{batch, head, d, e});
+          });
+        });
+    });
+  });
+  memref::DeallocOp::create(b, state);
+}
+
+/// Gates must be finite and <= 0. The first violation is recorded in the
+/// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
+/// the run ends normally and the caller reports the error.
+Value checkedGate(ReferenceBuilder &rb, Value gate, Value status,
+                  ArrayRef<Value> position) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value nonPositive =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, rb.f32(0));
+  Value finite = arith::CmpFOp::create(
+      b, arith::CmpFPredicate::ONE, gate,
+      rb.f32(-std::numeric_limits<double>::infinity()));
+  Value valid = arith::AndIOp::create(b, nonPositive, finite);
+  Value invalid = arith::XOrIOp::create(
+      b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+  Value zero = rb.index(0);
+  rb.ifThen(invalid, [&] {
+    Value code = memref::LoadOp::create(b, status, zero);
+    Value first = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq, code,
+        arith::ConstantIntOp::create(b, b.getI64Type(), 0));
+    rb.ifThen(first, [&] {
+      Type i64 = b.getI64Type();
+      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, 1),
+                              status, zero);
+      for (auto [slot, value] : llvm::enumerate(position))
+        memref::StoreOp::create(
+            b, arith::IndexCastOp::create(b, i64, value), status,
+            rb.index(slot + 1));
+      Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
+      memref::StoreOp::create(b, arith::BitcastOp::create(b, i64, wide),
+                              status, rb.index(5));
+    });
+  });
+  return arith::SelectOp::create(b, valid, gate, rb.f32(0));
+}
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
+LogicalResult lowerKernel(KernelOp kernel) {
+  FunctionType signature = kernel.getFunctionType();
+  SmallVector<Type> argTypes;
+  for (Type type : signature.getInputs())
+    argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
+  for (Type type : signature.getResults())
+    argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
+  auto statusType = MemRefType::get({ShapedType::kDynamic},
+                                    IntegerType::get(kernel.getContext(), 64));
+  argTypes.push_back(statusType);
+
+  OpBuilder builder(kernel);
+  auto func = func::FuncOp::create(builder, kernel.getLoc(),
+                                   kernel.getSymName(),
+                                   builder.getFunctionType(argTypes, {}));
+  func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+  Block *entry = func.addEntryBlock();
+
+  IRMapping params;
+  Block &body = kernel.getBody().front();
+  for (auto [param, arg] : llvm::zip(body.getArguments(), entry->getArguments()))
+    params.map(param, arg);
+  ValueRange results =
+      entry->getArguments().slice(signature.getNumInputs(),
+                                  signature.getNumResults());
+  Value status = entry->getArguments().back();
+
+  Operation *familyOp = kernel.getFamilyOp();
+  auto ret = cast<ReturnOp>(body.getTerminator());
+  // The kernel's results are the family op's results in return order.
+  SmallVector<Value> familyResults(familyOp->getNumResults());
+  for (auto [returned, buffer] : llvm::zip(ret.getResults(), results)) {
+    auto result = dyn_cast<OpResult>(returned);
+    if (!result || result.getOwner() != familyOp)
+      return ret.emitOpError("can only return results of the attention op");
+    familyResults[result.getResultNumber()] = buffer;
+  }
+  if (llvm::any_of(familyResults, [](Value v) { return !v; }))
+    return familyOp->emitOpError("has a result that the kernel does not return");
+
+  ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->begin());
+  ReferenceBuilder rb(b, params);
+  memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
+                          status, rb.index(0));
+  if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+    lowerSoftmaxFamily(softmax, rb, familyResults);
+  else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+    lowerSoftmaxFamily(chunked, rb, familyResults);
+  else if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp))
+    lowerSoftmaxFamily(sparse, rb, familyResults);
+  else
+    lowerLinear(cast<LinearOp>(familyOp), rb, familyResults, status);
+  func::ReturnOp::create(b);
+  kernel.erase();
+  return success();
+}
+
+struct LowerToReferencePass
+    : public attnc::impl::LowerToReferenceBase<LowerToReferencePass> {
+  void runOnOperation() override {
+    for (KernelOp kernel :
+         llvm::make_early_inc_range(getOperation().getOps<KernelOp>()))
+      if (failed(lowerKernel(kernel)))
+        return signalPassFailure();
+  }
+};
+
+} // namespace
