@@ -45,8 +45,8 @@ void DiagnosticEngine::report(Severity severity, llvm::SMLoc loc,
   diag.severity = severity;
   diag.message = message.str();
   diag.hint = hint.str();
-  if (unsigned bufferId = loc.isValid() ? srcMgr.FindBufferContainingLoc(loc)
-                                        : 0) {
+  if (unsigned bufferId =
+          loc.isValid() ? srcMgr.FindBufferContainingLoc(loc) : 0) {
     diag.file = srcMgr.getMemoryBuffer(bufferId)->getBufferIdentifier().str();
     std::tie(diag.line, diag.col) = srcMgr.getLineAndColumn(loc, bufferId);
   }

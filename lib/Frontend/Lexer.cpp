@@ -115,8 +115,7 @@ Token Lexer::next() {
     case '<':
       return twoCharToken('=', TokenKind::LessEq, TokenKind::Less, start);
     case '>':
-      return twoCharToken('=', TokenKind::GreaterEq, TokenKind::Greater,
-                          start);
+      return twoCharToken('=', TokenKind::GreaterEq, TokenKind::Greater, start);
     case '&':
       if (peekIs('&')) {
         ++cur;

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <memory>
 #include <system_error>
+#include <utility>
 
 namespace attnc {
 
@@ -138,8 +139,9 @@ public:
         if (haveDescr)
           return malformed("duplicate key 'descr'", problem);
         if (peek() == '[') {
-          problem = "unsupported structured dtype (supported: " +
-                    supportedDescrs() + ")";
+          problem =
+              "unsupported structured dtype (supported: " + supportedDescrs() +
+              ")";
           return false;
         }
         if (!parseString(descr))
@@ -171,8 +173,7 @@ public:
     if (pos != text.size())
       return malformed("unexpected text after '}'", problem);
     if (!haveDescr || !haveFortran || !haveShape)
-      return malformed("missing 'descr', 'fortran_order' or 'shape'",
-                       problem);
+      return malformed("missing 'descr', 'fortran_order' or 'shape'", problem);
     return true;
   }
 
@@ -351,8 +352,8 @@ bool readNpy(const std::string &path, NpyArray &out, std::string &error) {
     return fail("truncated header");
   uint32_t headerLen = readLittleEndian(prefix + kMagicLen + 2, lengthBytes);
   if (headerLen > fileSize - preludeSize)
-    return fail("truncated header (header length " +
-                std::to_string(headerLen) + " exceeds the file size)");
+    return fail("truncated header (header length " + std::to_string(headerLen) +
+                " exceeds the file size)");
   if (headerLen > kMaxHeaderLen)
     return fail("header length " + std::to_string(headerLen) + " is too large");
 
@@ -367,8 +368,8 @@ bool readNpy(const std::string &path, NpyArray &out, std::string &error) {
   if (!HeaderParser(header).parse(descr, fortranOrder, array.shape, problem))
     return fail(problem);
   if (!parseDescr(descr, array.dtype))
-    return fail("unsupported dtype '" + descr + "' (supported: " +
-                supportedDescrs() + ")");
+    return fail("unsupported dtype '" + descr +
+                "' (supported: " + supportedDescrs() + ")");
   if (fortranOrder)
     return fail("fortran_order=True is not supported; save a C-ordered array "
                 "(e.g. numpy.ascontiguousarray)");
@@ -413,35 +414,26 @@ bool writeNpy(const std::string &path, const NpyArray &array,
                 " does not match shape " + shapeRepr(array.shape) +
                 " of dtype " + toString(array.dtype));
 
-  std::string dict = "{'descr': '" + std::string(info(array.dtype).descr) +
-                     "', 'fortran_order': False, 'shape': " +
-                     shapeRepr(array.shape) + ", }";
+  std::string dict =
+      "{'descr': '" + std::string(info(array.dtype).descr) +
+      "', 'fortran_order': False, 'shape': " + shapeRepr(array.shape) + ", }";
   if (!array.shape.empty())
     dict.append(kGrowthAxisMaxDigits - std::to_string(array.shape[0]).size(),
                 ' ');
 
-  // The total of prelude, dict, padding and the final '\n' is a multiple of
-  // kAlign, as NumPy requires for version 1.0 and 2.0 alike.
-  auto paddedLength = [&](size_t preludeSize) {
-    size_t unpadded = preludeSize + dict.size() + 1;
-    return dict.size() + 1 + (kAlign - unpadded % kAlign) % kAlign;
-  };
-  unsigned major = 1;
-  size_t lengthBytes = 2;
-  size_t headerLen = paddedLength(kMagicLen + 2 + lengthBytes);
-  if (headerLen > 0xffff) {
-    major = 2;
-    lengthBytes = 4;
-    headerLen = paddedLength(kMagicLen + 2 + lengthBytes);
-  }
-  if (headerLen > kMaxHeaderLen)
-    return fail("header too large for shape " + shapeRepr(array.shape));
+  // Prelude, dict, padding and the final '\n' together are a multiple of
+  // kAlign, as NumPy requires.
+  size_t unpadded = kMagicLen + 2 + 2 + dict.size() + 1;
+  size_t headerLen = dict.size() + 1 + (kAlign - unpadded % kAlign) % kAlign;
+  // Only thousands of dimensions overflow the 2-byte length (NumPy allows 64).
+  if (headerLen > 0xffff)
+    return fail("too many dimensions for a version 1.0 header");
 
   std::string bytes(kMagic, kMagicLen);
-  bytes += static_cast<char>(major);
+  bytes += '\x01'; // version 1.0
   bytes += '\0';
-  for (size_t i = 0; i < lengthBytes; ++i)
-    bytes += static_cast<char>((headerLen >> (8 * i)) & 0xff);
+  bytes += static_cast<char>(headerLen & 0xff);
+  bytes += static_cast<char>(headerLen >> 8);
   bytes += dict;
   bytes.append(headerLen - dict.size() - 1, ' ');
   bytes += '\n';

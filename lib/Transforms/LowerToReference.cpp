@@ -247,7 +247,7 @@ void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
   Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
   Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
   Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
-  Value zero = rb.index(0), one = rb.index(1);
+  Value zero = rb.index(0);
 
   double scaleValue = 0;
   if (op.getScale())
@@ -286,8 +286,10 @@ void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
 
   rb.loop(zero, numBatches, [&](Value batch) {
-    auto [startQ, n] = sequenceBounds(rb, cuQ, batch, lengthQ);
-    auto [startK, m] = sequenceBounds(rb, cuK, batch, lengthK);
+    Value startQ, n;
+    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
+    Value startK, m;
+    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
     rb.loop(zero, headsQ, [&](Value head) {
       Value headK = arith::DivUIOp::create(b, head, groupSize);
       rb.loop(zero, n, [&](Value i) {
@@ -577,7 +579,8 @@ void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results,
   };
 
   rb.loop(zero, numBatches, [&](Value batch) {
-    auto [start, steps] = sequenceBounds(rb, cu, batch, length);
+    Value start, steps;
+    std::tie(start, steps) = sequenceBounds(rb, cu, batch, length);
     rb.loop(zero, headsQ, [&](Value head) {
       Value headK = arith::DivUIOp::create(b, head, groupSize);
       auto qkvAt = [&](Value memref, Value h, Value t, Value d) {

@@ -1,7 +1,7 @@
 //===- NpyTest.cpp - Tests for the .npy reader/writer and 16-bit floats ---===//
 
-#include "attnc/Runtime/HalfFloat.h"
 #include "attnc/Runtime/Npy.h"
+#include "attnc/Runtime/HalfFloat.h"
 
 #include <gtest/gtest.h>
 
@@ -91,7 +91,8 @@ TEST(HalfFloatTest, BFloat16RoundsToNearestEvenAtEveryMidpoint) {
   for (uint16_t h = 0; h < 0x7f80u; ++h) {
     uint16_t next = static_cast<uint16_t>(h + 1);
     double low = bfloat16ToFloat(h);
-    double high = next == 0x7f80u ? std::ldexp(1.0, 128) : bfloat16ToFloat(next);
+    double high =
+        next == 0x7f80u ? std::ldexp(1.0, 128) : bfloat16ToFloat(next);
     float mid = static_cast<float>((low + high) / 2);
     uint16_t even = (h & 1u) ? next : h;
     EXPECT_EQ(floatToBFloat16(mid), even) << std::hex << h;
@@ -116,7 +117,7 @@ TEST(HalfFloatTest, SpecialValues) {
   EXPECT_EQ(floatToHalf(std::ldexp(3.0f, -26)), 0x0001u); // above the tie
   EXPECT_EQ(floatToHalf(std::ldexp(3.0f, -25)), 0x0002u); // tie to even: 2
   EXPECT_EQ(floatToHalf(1e-30f), 0x0000u);
-  EXPECT_EQ(floatToHalf(std::ldexp(1023.5f, -24)), 0x0400u); // into normals
+  EXPECT_EQ(floatToHalf(std::ldexp(1023.5f, -24)), 0x0400u);     // into normals
   EXPECT_EQ(floatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00u); // tie: even
   EXPECT_EQ(floatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02u);
   // A NaN whose payload is only in the low bits must not become infinity.
@@ -203,7 +204,6 @@ const char kC8[] =
     "                                                            \n"
     "\x00\x00\x80\x3f\x00\x00\x00\x40";
 
-
 template <size_t Size> std::string bytesOf(const char (&literal)[Size]) {
   return std::string(literal, Size - 1); // drop the literal's terminator
 }
@@ -266,8 +266,7 @@ TEST(NpyTest, ReadsNumpyFiles) {
       << error;
   EXPECT_EQ(array.dtype, NpyDType::F32);
   EXPECT_EQ(array.shape, (std::vector<int64_t>{2, 3}));
-  EXPECT_EQ(valuesOf<float>(array),
-            (std::vector<float>{0, 1, 2, 3, 4, 5}));
+  EXPECT_EQ(valuesOf<float>(array), (std::vector<float>{0, 1, 2, 3, 4, 5}));
 
   ASSERT_TRUE(readNpy(writeBytes("f2.npy", bytesOf(kF2_3)), array, error))
       << error;
@@ -285,8 +284,7 @@ TEST(NpyTest, ReadsNumpyFiles) {
   EXPECT_EQ(array.shape, (std::vector<int64_t>{2, 2}));
   EXPECT_EQ(array.data, (std::vector<uint8_t>{1, 0, 0, 1}));
 
-  ASSERT_TRUE(
-      readNpy(writeBytes("i8.npy", bytesOf(kI8Scalar)), array, error))
+  ASSERT_TRUE(readNpy(writeBytes("i8.npy", bytesOf(kI8Scalar)), array, error))
       << error;
   EXPECT_EQ(array.dtype, NpyDType::I64);
   EXPECT_TRUE(array.shape.empty());
@@ -299,30 +297,27 @@ TEST(NpyTest, ReadsNumpyFiles) {
   EXPECT_EQ(array.shape, (std::vector<int64_t>{0}));
   EXPECT_TRUE(array.data.empty());
 
-  ASSERT_TRUE(
-      readNpy(writeBytes("i1.npy", bytesOf(kI1_2x0x3)), array, error))
+  ASSERT_TRUE(readNpy(writeBytes("i1.npy", bytesOf(kI1_2x0x3)), array, error))
       << error;
   EXPECT_EQ(array.dtype, NpyDType::I8);
   EXPECT_EQ(array.shape, (std::vector<int64_t>{2, 0, 3}));
   EXPECT_EQ(array.numElements(), 0);
 
-  ASSERT_TRUE(
-      readNpy(writeBytes("i4.npy", bytesOf(kI4Version2)), array, error))
+  ASSERT_TRUE(readNpy(writeBytes("i4.npy", bytesOf(kI4Version2)), array, error))
       << error;
   EXPECT_EQ(array.dtype, NpyDType::I32);
   EXPECT_EQ(valuesOf<int32_t>(array), (std::vector<int32_t>{1, -2}));
 
-  ASSERT_TRUE(
-      readNpy(writeBytes("u2.npy", bytesOf(kU2Version3)), array, error))
+  ASSERT_TRUE(readNpy(writeBytes("u2.npy", bytesOf(kU2Version3)), array, error))
       << error;
   EXPECT_EQ(array.dtype, NpyDType::U16);
   EXPECT_EQ(valuesOf<uint16_t>(array), (std::vector<uint16_t>{1, 65535}));
 }
 
 TEST(NpyTest, WritesTheSameBytesAsNumpy) {
-  const std::string fixtures[] = {bytesOf(kF4_2x3),   bytesOf(kF2_3),
-                                  bytesOf(kB1_2x2),   bytesOf(kI8Scalar),
-                                  bytesOf(kU1Empty),  bytesOf(kI1_2x0x3)};
+  const std::string fixtures[] = {bytesOf(kF4_2x3),  bytesOf(kF2_3),
+                                  bytesOf(kB1_2x2),  bytesOf(kI8Scalar),
+                                  bytesOf(kU1Empty), bytesOf(kI1_2x0x3)};
   for (const std::string &fixture : fixtures) {
     NpyArray array;
     std::string error;
@@ -347,8 +342,8 @@ TEST(NpyTest, RoundTripsEveryDTypeAndShape) {
       array.data.resize(static_cast<size_t>(array.numElements()) *
                         array.elementSize());
       for (size_t i = 0; i < array.data.size(); ++i)
-        array.data[i] = static_cast<uint8_t>(
-            dtype == NpyDType::Bool ? i % 2 : i * 37 + 11);
+        array.data[i] =
+            static_cast<uint8_t>(dtype == NpyDType::Bool ? i % 2 : i * 37 + 11);
 
       std::string path = tempPath("roundtrip.npy");
       std::string error;
@@ -437,6 +432,8 @@ TEST(NpyTest, RejectsBadFiles) {
   expectReadError(badVersion, "unsupported format version 4.0");
 
   expectReadError(valid.substr(0, valid.size() - 1), "truncated data");
+  std::string scalar = bytesOf(kI8Scalar);
+  expectReadError(scalar.substr(0, scalar.size() - 8), "truncated data");
   expectReadError(valid.substr(0, 100), "truncated header");
   expectReadError(valid + "x", "unexpected 1 bytes after the array data");
 
@@ -507,20 +504,20 @@ TEST(NpyTest, SurvivesCorruption) {
   NpyArray array;
   std::string error;
   for (size_t len = 0; len < valid.size(); ++len)
-    EXPECT_FALSE(readNpy(writeBytes("cut.npy", valid.substr(0, len)), array,
-                         error))
+    EXPECT_FALSE(
+        readNpy(writeBytes("cut.npy", valid.substr(0, len)), array, error))
         << len;
 
-  const char replacements[] = {'\0', '\xff', '(', ')', '\'', ',', '9', ' ',
-                               '{', '}'};
+  const char replacements[] = {'\0', '\xff', '(', ')', '\'',
+                               ',',  '9',    ' ', '{', '}'};
   for (size_t pos = 0; pos < valid.size(); ++pos) {
     for (char replacement : replacements) {
       std::string corrupted = valid;
       corrupted[pos] = replacement;
-      if (readNpy(writeBytes("corrupt.npy", corrupted), array, error))
-        EXPECT_EQ(array.data.size(),
-                  static_cast<size_t>(array.numElements()) *
-                      array.elementSize());
+      if (readNpy(writeBytes("corrupt.npy", corrupted), array, error)) {
+        EXPECT_EQ(array.data.size(), static_cast<size_t>(array.numElements()) *
+                                         array.elementSize());
+      }
     }
   }
 }
@@ -544,10 +541,15 @@ TEST(NpyTest, WriteRejectsInconsistentArrays) {
   EXPECT_FALSE(writeNpy(path, array, error));
   EXPECT_NE(error.find("negative dimension"), std::string::npos) << error;
 
+  array.shape.assign(30000, 1); // "1, " each: header over 65535 bytes
+  array.data.resize(4);
+  EXPECT_FALSE(writeNpy(path, array, error));
+  EXPECT_NE(error.find("too many dimensions"), std::string::npos) << error;
+
   array.shape = {0};
+  array.data.clear();
   EXPECT_FALSE(writeNpy(tempPath("no_such_dir/x.npy"), array, error));
-  EXPECT_NE(error.find("cannot open for writing"), std::string::npos)
-      << error;
+  EXPECT_NE(error.find("cannot open for writing"), std::string::npos) << error;
 }
 
 } // namespace

@@ -149,10 +149,12 @@ SoftmaxResult referenceSoftmax(const SoftmaxProblem &p) {
           "top-k selection needs topkBlockSize > 0");
   SoftmaxLayout layout(p);
   if (layout.isVarlen()) {
-    checkOffsets(p.cuQ, p.B, "cuQ must have B + 1 non-decreasing offsets "
-                             "starting at 0");
-    checkOffsets(p.cuK, p.B, "cuK must have B + 1 non-decreasing offsets "
-                             "starting at 0");
+    checkOffsets(p.cuQ, p.B,
+                 "cuQ must have B + 1 non-decreasing offsets "
+                 "starting at 0");
+    checkOffsets(p.cuK, p.B,
+                 "cuK must have B + 1 non-decreasing offsets "
+                 "starting at 0");
   }
   int64_t kvRows = layout.totalKeys() * p.Hk;
   int64_t queryRows = layout.totalQueries() * p.Hq;
@@ -323,8 +325,7 @@ LinearResult referenceLinear(const LinearProblem &p) {
         for (int64_t t = 0; t < length; ++t)
           for (int64_t a = 0; a < p.Dk; ++a)
             for (int64_t c = 0; c < p.Dv; ++c)
-              state[toSize(a * p.Dv + c)] +=
-                  phi(k(b, g, t, a)) * v(b, g, t, c);
+              state[toSize(a * p.Dv + c)] += phi(k(b, g, t, a)) * v(b, g, t, c);
         for (int64_t t = 0; t < length; ++t)
           writeOutput(b, h, t, state);
       }

@@ -126,7 +126,21 @@ public:
   ExprPtr operand;
 };
 
-enum class BinaryOp { Add, Sub, Mul, Div, Rem, Lt, Le, Gt, Ge, Eq, Ne, And, Or };
+enum class BinaryOp {
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Rem,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  Eq,
+  Ne,
+  And,
+  Or
+};
 
 /// The source spelling: "+", "&&", ...
 llvm::StringRef toString(BinaryOp op);

@@ -47,20 +47,20 @@ enum class TokenKind {
   Assign,    // =
 
   // Operators.
-  Plus,    // +
-  Minus,   // -
-  Star,    // *
-  Slash,   // /
-  Percent, // %
-  Less,    // <
-  LessEq,  // <=
-  Greater, // >
+  Plus,      // +
+  Minus,     // -
+  Star,      // *
+  Slash,     // /
+  Percent,   // %
+  Less,      // <
+  LessEq,    // <=
+  Greater,   // >
   GreaterEq, // >=
-  EqEq,    // ==
-  NotEq,   // !=
-  AmpAmp,  // &&
-  PipePipe, // ||
-  Bang,    // !
+  EqEq,      // ==
+  NotEq,     // !=
+  AmpAmp,    // &&
+  PipePipe,  // ||
+  Bang,      // !
 };
 
 struct Token {

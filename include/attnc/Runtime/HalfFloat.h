@@ -49,9 +49,9 @@ inline uint16_t floatToHalf(float value) {
     // Anything at or below 2^-25 (half the smallest subnormal) rounds to zero.
     if (mag <= 0x33000000u)
       return sign;
-    uint32_t exponent = mag >> 23;                    // 102..112 here
+    uint32_t exponent = mag >> 23;                     // 102..112 here
     uint32_t mantissa = (mag & 0x7fffffu) | 0x800000u; // with implicit bit
-    uint32_t shift = 126 - exponent;                  // 14..24
+    uint32_t shift = 126 - exponent;                   // 14..24
     uint32_t result = mantissa >> shift;
     uint32_t rest = mantissa & ((1u << shift) - 1);
     uint32_t halfway = 1u << (shift - 1);
@@ -88,7 +88,8 @@ inline float halfToFloat(uint16_t half) {
     return detail::bitsToFloat(sign | (floatExponent << 23) |
                                ((mantissa & 0x3ffu) << 13));
   }
-  return detail::bitsToFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  return detail::bitsToFloat(sign | ((exponent + 112) << 23) |
+                             (mantissa << 13));
 }
 
 inline uint16_t floatToBFloat16(float value) {

@@ -35,10 +35,9 @@ struct NpyArray {
 /// one-line message naming the file and the problem.
 bool readNpy(const std::string &path, NpyArray &out, std::string &error);
 
-/// Writes `array` as a version 1.0 .npy file in NumPy's own header layout
-/// (padded so the data starts at a multiple of 64 bytes). Falls back to
-/// version 2.0, as NumPy does, only if the header exceeds 65535 bytes. The
-/// data size must match the shape and dtype.
+/// Writes `array` as a version 1.0 .npy file, byte for byte as NumPy's
+/// np.save would (header padded so the data starts at a multiple of 64
+/// bytes, ending in '\n'). The data size must match the shape and dtype.
 bool writeNpy(const std::string &path, const NpyArray &array,
               std::string &error);
 

@@ -1,0 +1,81 @@
+//===- CpuKernel.h - Run attn kernels on the CPU ----------------*- C++ -*-===//
+//
+// Compiles one attn.kernel through a lowering pipeline to LLVM, JIT-compiles
+// it with the MLIR ExecutionEngine and runs it on host tensors.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_EXECUTION_CPUKERNEL_H
+#define ATTNC_EXECUTION_CPUKERNEL_H
+
+#include "attnc/Runtime/Tensor.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/ADT/StringRef.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mlir {
+class ExecutionEngine;
+} // namespace mlir
+
+namespace attnc {
+namespace attn {
+class KernelOp;
+} // namespace attn
+
+/// The parameter list of a kernel, for callers that know no MLIR.
+KernelSignature getKernelSignature(attn::KernelOp kernel);
+
+/// Which code path to compile.
+enum class CpuPath { Reference };
+
+class CpuKernel {
+public:
+  ~CpuKernel();
+
+  /// Compiles kernel `name` of `module` (the first kernel when `name` is
+  /// empty). The module is cloned; the caller keeps ownership. Returns null
+  /// with `error` set on failure.
+  static std::unique_ptr<CpuKernel> compile(mlir::ModuleOp module,
+                                            llvm::StringRef name, CpuPath path,
+                                            std::string &error);
+
+  const KernelSignature &signature() const { return kernelSignature; }
+
+  /// Computes the output shapes for the given inputs (one per parameter, null
+  /// for an omitted optional one), checking every shape rule that can only be
+  /// checked at launch.
+  bool outputShapes(const std::vector<const TensorView *> &inputs,
+                    std::vector<std::vector<int64_t>> &shapes,
+                    std::string &error) const;
+
+  /// Runs the kernel; `outputs` must have the shapes outputShapes() gives.
+  bool run(const std::vector<const TensorView *> &inputs,
+           const std::vector<TensorView *> &outputs, std::string &error);
+
+private:
+  CpuKernel() = default;
+  bool checkLaunch(const std::vector<const TensorView *> &inputs,
+                   const DimBindings &bindings, std::string &error) const;
+
+  KernelSignature kernelSignature;
+  /// Launch-time facts about the family op: parameter positions (-1 when
+  /// absent) and the layout's head/sequence dims.
+  struct LaunchInfo {
+    int q = -1, k = -1, cuQ = -1, cuK = -1, initial = -1;
+    int gateParamsBegin = 0;
+    int headDim = 1, seqDim = 2;
+    bool packed = false;
+    /// Result whose leading dim is the number of sequences (packed final
+    /// state), or -1.
+    int perSequenceResult = -1;
+  } launch;
+  std::unique_ptr<mlir::ExecutionEngine> engine;
+};
+
+} // namespace attnc
+
+#endif // ATTNC_EXECUTION_CPUKERNEL_H

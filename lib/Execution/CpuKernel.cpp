@@ -1,0 +1,329 @@
+//===- CpuKernel.cpp - Run attn kernels on the CPU ------------------------===//
+
+#include "attnc/Execution/CpuKernel.h"
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cmath>
+#include <cstring>
+
+using namespace mlir;
+using namespace attnc;
+
+static ElementType toElementType(Type type) {
+  if (type.isF16())
+    return ElementType::F16;
+  if (type.isBF16())
+    return ElementType::BF16;
+  if (type.isInteger(32))
+    return ElementType::I32;
+  if (type.isInteger(8))
+    return ElementType::I8;
+  if (type.isInteger(1))
+    return ElementType::Bool;
+  return ElementType::F32;
+}
+
+static TensorSpec toTensorSpec(StringRef name, Type type, bool optional) {
+  auto tensor = cast<attn::AttnTensorType>(type);
+  TensorSpec spec;
+  spec.name = name.str();
+  spec.type = toElementType(tensor.getElementType());
+  spec.optional = optional;
+  for (unsigned dim = 0, e = tensor.getRank(); dim < e; ++dim) {
+    DimSpec dimSpec;
+    if (std::optional<int64_t> size = tensor.getFixedSize(dim))
+      dimSpec.size = *size;
+    else
+      dimSpec.symbol = tensor.getSymbol(dim).str();
+    spec.dims.push_back(dimSpec);
+  }
+  return spec;
+}
+
+KernelSignature attnc::getKernelSignature(attn::KernelOp kernel) {
+  KernelSignature signature;
+  signature.name = kernel.getSymName().str();
+  FunctionType type = kernel.getFunctionType();
+  for (auto [index, paramType] : llvm::enumerate(type.getInputs()))
+    signature.params.push_back(toTensorSpec(
+        cast<StringAttr>(kernel.getParamNames()[index]).getValue(), paramType,
+        kernel.isOptionalParam(index)));
+  for (auto [index, resultType] : llvm::enumerate(type.getResults()))
+    signature.results.push_back(toTensorSpec(
+        cast<StringAttr>(kernel.getResultNames()[index]).getValue(),
+        resultType, false));
+  return signature;
+}
+
+CpuKernel::~CpuKernel() = default;
+
+/// Position of `value` among the kernel parameters, or -1.
+static int paramIndex(Value value) {
+  if (auto arg = dyn_cast_or_null<BlockArgument>(value))
+    return arg.getArgNumber();
+  return -1;
+}
+
+std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
+                                              CpuPath path,
+                                              std::string &error) {
+  (void)path; // the reference lowering is the only CPU path so far
+  attn::KernelOp kernel;
+  for (attn::KernelOp candidate : module.getOps<attn::KernelOp>())
+    if (name.empty() || candidate.getSymName() == name) {
+      kernel = candidate;
+      break;
+    }
+  if (!kernel) {
+    error = name.empty() ? "the module holds no kernel"
+                         : "no kernel named '" + name.str() + "'";
+    return nullptr;
+  }
+
+  std::unique_ptr<CpuKernel> result(new CpuKernel());
+  result->kernelSignature = getKernelSignature(kernel);
+  LaunchInfo &launch = result->launch;
+  Operation *family = kernel.getFamilyOp();
+  auto layoutDims = [&](attn::Layout layout) {
+    attn::LayoutDims dims = attn::getLayoutDims(layout);
+    launch.headDim = dims.head;
+    launch.seqDim = dims.seq;
+    launch.packed = layout == attn::Layout::thd;
+  };
+  if (auto linear = dyn_cast<attn::LinearOp>(family)) {
+    launch.q = paramIndex(linear.getQ());
+    launch.k = paramIndex(linear.getK());
+    launch.cuQ = launch.cuK = paramIndex(linear.getCuSeqlens());
+    launch.initial = paramIndex(linear.getInitialState());
+    layoutDims(linear.getLayout());
+    if (launch.packed && linear.getFinalState())
+      for (OpOperand &use : linear.getFinalState().getUses())
+        launch.perSequenceResult = use.getOperandNumber();
+  } else {
+    auto operands = family->getOperands();
+    launch.q = paramIndex(operands[0]);
+    launch.k = paramIndex(operands[1]);
+    auto layoutAttr = family->getAttrOfType<attn::LayoutAttr>("layout");
+    layoutDims(layoutAttr ? layoutAttr.getValue() : attn::Layout::bhnd);
+    if (auto softmax = dyn_cast<attn::SoftmaxOp>(family)) {
+      launch.cuQ = paramIndex(softmax.getCuSeqlensQ());
+      launch.cuK = paramIndex(softmax.getCuSeqlensK());
+    } else if (auto chunk = dyn_cast<attn::ChunkSoftmaxOp>(family)) {
+      launch.cuQ = paramIndex(chunk.getCuSeqlensQ());
+      launch.cuK = paramIndex(chunk.getCuSeqlensK());
+    } else if (auto sparse = dyn_cast<attn::SparseSoftmaxOp>(family)) {
+      launch.cuQ = paramIndex(sparse.getCuSeqlensQ());
+      launch.cuK = paramIndex(sparse.getCuSeqlensK());
+    }
+    if (launch.cuK < 0)
+      launch.cuK = launch.cuQ;
+  }
+
+  MLIRContext *context = module.getContext();
+  OwningOpRef<ModuleOp> lowered = ModuleOp::create(module.getLoc());
+  lowered->getBody()->push_back(kernel->clone());
+
+  std::string diagnostics;
+  llvm::raw_string_ostream diagStream(diagnostics);
+  {
+    ScopedDiagnosticHandler handler(context, [&](Diagnostic &diag) {
+      diagStream << diag.str() << "\n";
+      return success();
+    });
+    PassManager pm(context);
+    pm.addPass(createLowerToReference());
+    buildLowerToLLVMPipeline(pm);
+    if (failed(pm.run(*lowered))) {
+      error = "lowering to LLVM failed: " + diagnostics;
+      return nullptr;
+    }
+  }
+
+  static bool targetsInitialized = [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    return true;
+  }();
+  (void)targetsInitialized;
+  registerBuiltinDialectTranslation(*context);
+  registerLLVMDialectTranslation(*context);
+
+  ExecutionEngineOptions options;
+  options.transformer = makeOptimizingTransformer(/*optLevel=*/2,
+                                                  /*sizeLevel=*/0, nullptr);
+  auto engine = ExecutionEngine::create(*lowered, options);
+  if (!engine) {
+    error = "JIT compilation failed: " + llvm::toString(engine.takeError());
+    return nullptr;
+  }
+  result->engine = std::move(*engine);
+  return result;
+}
+
+bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
+                            const DimBindings &bindings,
+                            std::string &error) const {
+  const TensorView *q = inputs[launch.q], *k = inputs[launch.k];
+  int64_t headsQ = q->shape[launch.headDim], headsK = k->shape[launch.headDim];
+  if (headsK == 0 || headsQ % headsK != 0) {
+    error = "q has " + std::to_string(headsQ) + " heads and k has " +
+            std::to_string(headsK) +
+            "; the query heads must be a positive multiple of the kv heads";
+    return false;
+  }
+  auto checkOffsets = [&](int param, const TensorView *tokens) {
+    if (param < 0)
+      return true;
+    const TensorView *offsets = inputs[param];
+    const std::string &name = kernelSignature.params[param].name;
+    int64_t total = tokens->shape[launch.seqDim];
+    if (offsets->shape[0] < 1) {
+      error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
+      return false;
+    }
+    const auto *values = static_cast<const int32_t *>(offsets->data);
+    int64_t previous = 0;
+    for (int64_t index = 0; index < offsets->shape[0]; ++index) {
+      int64_t value = values[index * offsets->strides[0]];
+      if (value < previous || value > total) {
+        error = "'" + name + "'[" + std::to_string(index) + "] = " +
+                std::to_string(value) +
+                ": offsets must be non-decreasing, start at 0 or more and "
+                "stay within the " +
+                std::to_string(total) + " packed tokens";
+        return false;
+      }
+      previous = value;
+    }
+    return true;
+  };
+  if (!checkOffsets(launch.cuQ, q) || !checkOffsets(launch.cuK, k))
+    return false;
+  if (launch.packed && launch.cuQ >= 0 && launch.cuK >= 0 &&
+      inputs[launch.cuQ]->shape[0] != inputs[launch.cuK]->shape[0]) {
+    error = "cu_seqlens_q and cu_seqlens_k must describe the same number of "
+            "sequences";
+    return false;
+  }
+  if (launch.packed && launch.initial >= 0 && inputs[launch.initial]) {
+    int64_t sequences = inputs[launch.cuQ]->shape[0] - 1;
+    if (inputs[launch.initial]->shape[0] != sequences) {
+      error = "the initial state must hold one state per sequence (" +
+              std::to_string(sequences) + "), got " +
+              std::to_string(inputs[launch.initial]->shape[0]);
+      return false;
+    }
+  }
+  (void)bindings;
+  return true;
+}
+
+bool CpuKernel::outputShapes(const std::vector<const TensorView *> &inputs,
+                             std::vector<std::vector<int64_t>> &shapes,
+                             std::string &error) const {
+  DimBindings bindings;
+  if (!bindInputShapes(kernelSignature, inputs, bindings, error) ||
+      !checkLaunch(inputs, bindings, error))
+    return false;
+  // A packed final state has one entry per sequence.
+  if (launch.perSequenceResult >= 0) {
+    const DimSpec &dim = kernelSignature.results[launch.perSequenceResult].dims[0];
+    if (dim.isSymbolic())
+      bindings.emplace(dim.symbol, inputs[launch.cuQ]->shape[0] - 1);
+  }
+  shapes.clear();
+  for (const TensorSpec &spec : kernelSignature.results) {
+    shapes.emplace_back();
+    if (!resolveShape(spec, bindings, shapes.back(), error))
+      return false;
+  }
+  return true;
+}
+
+/// A memref descriptor laid out as StridedMemRefType<T, rank>: allocated and
+/// aligned pointers, offset, sizes, strides.
+static std::vector<int64_t> makeDescriptor(const TensorView *view,
+                                           size_t rank) {
+  std::vector<int64_t> descriptor(3 + 2 * rank, 0);
+  if (!view) // an omitted optional input: null pointers, zero sizes
+    return descriptor;
+  auto pointer = reinterpret_cast<int64_t>(view->data);
+  descriptor[0] = descriptor[1] = pointer;
+  for (size_t dim = 0; dim < rank; ++dim) {
+    descriptor[3 + dim] = view->shape[dim];
+    descriptor[3 + rank + dim] = view->strides[dim];
+  }
+  return descriptor;
+}
+
+bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
+                    const std::vector<TensorView *> &outputs,
+                    std::string &error) {
+  std::vector<std::vector<int64_t>> expected;
+  if (!outputShapes(inputs, expected, error))
+    return false;
+  if (outputs.size() != expected.size()) {
+    error = "kernel '" + kernelSignature.name + "' has " +
+            std::to_string(expected.size()) + " outputs, got " +
+            std::to_string(outputs.size());
+    return false;
+  }
+  for (size_t index = 0; index < outputs.size(); ++index) {
+    const TensorSpec &spec = kernelSignature.results[index];
+    if (outputs[index]->type != spec.type ||
+        outputs[index]->shape != expected[index]) {
+      error = "output '" + spec.name + "' must be " + toString(spec.type) +
+              shapeString(expected[index]) + ", got " +
+              toString(outputs[index]->type) +
+              shapeString(outputs[index]->shape);
+      return false;
+    }
+  }
+
+  std::vector<std::vector<int64_t>> descriptors;
+  for (size_t index = 0; index < inputs.size(); ++index)
+    descriptors.push_back(makeDescriptor(
+        inputs[index], kernelSignature.params[index].dims.size()));
+  for (size_t index = 0; index < outputs.size(); ++index)
+    descriptors.push_back(makeDescriptor(
+        outputs[index], kernelSignature.results[index].dims.size()));
+  std::vector<int64_t> status(6, 0);
+  TensorView statusView{status.data(), ElementType::I32, {6}, {1}};
+  descriptors.push_back(makeDescriptor(&statusView, 1));
+
+  // The packed C-interface wrapper takes a pointer to each argument, and each
+  // argument is a pointer to a descriptor.
+  std::vector<void *> descriptorPointers;
+  for (std::vector<int64_t> &descriptor : descriptors)
+    descriptorPointers.push_back(descriptor.data());
+  std::vector<void *> packedArgs;
+  for (void *&pointer : descriptorPointers)
+    packedArgs.push_back(&pointer);
+  if (llvm::Error invokeError = engine->invokePacked(
+          "_mlir_ciface_" + kernelSignature.name, packedArgs)) {
+    error = "running the kernel failed: " + llvm::toString(std::move(invokeError));
+    return false;
+  }
+  if (status[0] == 1) {
+    double value;
+    std::memcpy(&value, &status[5], sizeof(value));
+    error = "gate value " + std::to_string(value) + " at b=" +
+            std::to_string(status[1]) + ", h=" + std::to_string(status[2]) +
+            ", t=" + std::to_string(status[3]) + ", d=" +
+            std::to_string(status[4]) +
+            " is positive or not finite; gates are log-space decays and must "
+            "be finite and <= 0";
+    return false;
+  }
+  return true;
+}

@@ -1,0 +1,315 @@
+//===- attnc.cpp - The attnc driver ---------------------------------------===//
+//
+// attnc check FILE                      parse and verify a spec
+// attnc emit FILE --stage=S             print the IR at stage attn|reference|llvm
+// attnc run FILE --backend=cpu ...      compile and run on .npy or random inputs
+//
+// The driver only parses options and calls the libraries.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/Inputs.h"
+#include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Runtime/Npy.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+
+#include <chrono>
+#include <cmath>
+
+using namespace llvm;
+using namespace attnc;
+
+static cl::SubCommand checkCommand("check", "Parse and verify a spec");
+static cl::SubCommand emitCommand("emit", "Print the IR of a spec at a stage");
+static cl::SubCommand runCommand("run", "Compile a spec and run it");
+
+static cl::OptionCategory category("attnc options");
+
+static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<spec.attn>"),
+                                      cl::Required, cl::sub(checkCommand),
+                                      cl::sub(emitCommand),
+                                      cl::sub(runCommand), cl::cat(category));
+static cl::opt<std::string>
+    kernelName("kernel", cl::desc("Kernel to use when the file has several "
+                                  "(default: the first)"),
+               cl::sub(emitCommand), cl::sub(runCommand), cl::cat(category));
+
+enum class Stage { Attn, Reference, LLVM };
+static cl::opt<Stage> stage(
+    "stage", cl::desc("Stage to print"), cl::init(Stage::Attn),
+    cl::values(clEnumValN(Stage::Attn, "attn", "the attn dialect"),
+               clEnumValN(Stage::Reference, "reference",
+                          "after the reference lowering (scf/memref)"),
+               clEnumValN(Stage::LLVM, "llvm", "the LLVM dialect")),
+    cl::sub(emitCommand), cl::cat(category));
+static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
+                                       cl::init("-"), cl::sub(emitCommand),
+                                       cl::cat(category));
+
+enum class Backend { CPU };
+static cl::opt<Backend>
+    backend("backend", cl::desc("Where to run"), cl::init(Backend::CPU),
+            cl::values(clEnumValN(Backend::CPU, "cpu",
+                                  "JIT-compiled code on this machine")),
+            cl::sub(runCommand), cl::cat(category));
+static cl::opt<CpuPath>
+    cpuPath("path", cl::desc("CPU code path"), cl::init(CpuPath::Reference),
+            cl::values(clEnumValN(CpuPath::Reference, "reference",
+                                  "the direct definition (the oracle)")),
+            cl::sub(runCommand), cl::cat(category));
+static cl::list<std::string>
+    inputs("input", cl::desc("NAME=FILE.npy: data for a parameter (others "
+                             "get seeded random data; optional ones are "
+                             "omitted)"),
+           cl::sub(runCommand), cl::cat(category));
+static cl::list<std::string>
+    dims("dim", cl::desc("SYMBOL=SIZE: size of a symbolic dimension"),
+         cl::sub(runCommand), cl::cat(category));
+static cl::opt<uint64_t> seed("seed", cl::desc("Seed of the random inputs"),
+                              cl::init(0), cl::sub(runCommand),
+                              cl::cat(category));
+static cl::opt<std::string>
+    outputDir("output-dir", cl::desc("Write each output to DIR/NAME.npy "
+                                     "(bf16 outputs as float32)"),
+              cl::sub(runCommand), cl::cat(category));
+
+/// One-line error and a non-zero exit.
+static int fail(const Twine &message) {
+  errs() << "attnc: error: " << message << "\n";
+  return 1;
+}
+
+static mlir::OwningOpRef<mlir::ModuleOp>
+loadSpec(SourceMgr &sourceMgr, mlir::MLIRContext &context,
+         DiagnosticEngine &diags) {
+  ErrorOr<std::unique_ptr<MemoryBuffer>> file =
+      MemoryBuffer::getFileOrSTDIN(inputFile);
+  if (std::error_code ec = file.getError()) {
+    fail("cannot read '" + inputFile + "': " + ec.message());
+    return nullptr;
+  }
+  unsigned buffer = sourceMgr.AddNewSourceBuffer(std::move(*file), SMLoc());
+  return compileSpecToMLIR(buffer, context, diags);
+}
+
+static int emit(mlir::ModuleOp module) {
+  if (stage != Stage::Attn) {
+    mlir::PassManager pm(module.getContext());
+    pm.addPass(createLowerToReference());
+    if (stage == Stage::LLVM)
+      buildLowerToLLVMPipeline(pm);
+    if (failed(pm.run(module)))
+      return fail("lowering failed");
+  }
+  std::error_code ec;
+  ToolOutputFile output(outputFile, ec, sys::fs::OF_None);
+  if (ec)
+    return fail("cannot write '" + outputFile + "': " + ec.message());
+  module.print(output.os());
+  output.keep();
+  return 0;
+}
+
+static bool parseBinding(StringRef text, StringRef what, StringRef &name,
+                         StringRef &value) {
+  std::tie(name, value) = text.split('=');
+  if (name.empty() || value.empty()) {
+    fail("--" + what + " expects NAME=VALUE, got '" + text + "'");
+    return false;
+  }
+  return true;
+}
+
+static int run(mlir::ModuleOp module) {
+  std::string error;
+  auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<CpuKernel> kernel =
+      CpuKernel::compile(module, kernelName, cpuPath, error);
+  if (!kernel)
+    return fail(error);
+  double compileMs = std::chrono::duration<double, std::milli>(
+                         std::chrono::steady_clock::now() - start)
+                         .count();
+  const KernelSignature &signature = kernel->signature();
+
+  // Sizes: --dim first, then whatever the .npy inputs bind.
+  DimBindings bindings;
+  for (const std::string &binding : dims) {
+    StringRef name, value;
+    if (!parseBinding(binding, "dim", name, value))
+      return 1;
+    int64_t size;
+    if (value.getAsInteger(10, size) || size < 0)
+      return fail("--dim " + name + ": '" + value +
+                  "' is not a non-negative integer");
+    bindings[name.str()] = size;
+  }
+  std::vector<HostTensor> tensors(signature.params.size());
+  std::vector<bool> present(signature.params.size(), false);
+  for (const std::string &binding : inputs) {
+    StringRef name, path;
+    if (!parseBinding(binding, "input", name, path))
+      return 1;
+    auto it = llvm::find_if(signature.params, [&](const TensorSpec &spec) {
+      return spec.name == name;
+    });
+    if (it == signature.params.end())
+      return fail("kernel '" + signature.name + "' has no parameter '" +
+                  name + "'");
+    size_t index = it - signature.params.begin();
+    NpyArray array;
+    if (!readNpy(path.str(), array, error) ||
+        !npyToTensor(array, it->type, it->name, tensors[index], error))
+      return fail(error);
+    present[index] = true;
+    for (size_t dim = 0; dim < it->dims.size() && dim < array.shape.size();
+         ++dim)
+      if (it->dims[dim].isSymbolic())
+        bindings.emplace(it->dims[dim].symbol, array.shape[dim]);
+  }
+
+  mlir::ModuleOp moduleOp = module;
+  attn::KernelOp kernelOp;
+  for (attn::KernelOp candidate : moduleOp.getOps<attn::KernelOp>())
+    if (candidate.getSymName() == signature.name)
+      kernelOp = candidate;
+  ParamRoles roles = getParamRoles(kernelOp);
+  std::vector<const TensorView *> inputViews;
+  std::vector<TensorView> views(signature.params.size());
+  for (size_t index = 0; index < signature.params.size(); ++index) {
+    const TensorSpec &spec = signature.params[index];
+    if (!present[index] && !spec.optional) {
+      std::vector<int64_t> shape;
+      if (!resolveShape(spec, bindings, shape, error))
+        return fail(error + " (pass --dim or --input " + spec.name +
+                    "=FILE.npy)");
+      tensors[index] = HostTensor(spec.type, shape);
+      // Offsets split the packed tokens of q; block lists index key blocks.
+      ParamRole lengthOf = roles.roles[index] == ParamRole::Offsets
+                               ? ParamRole::Query
+                               : ParamRole::Key;
+      int64_t length = 0;
+      for (size_t other = 0; other < roles.roles.size(); ++other) {
+        std::vector<int64_t> otherShape;
+        if (roles.roles[other] == lengthOf &&
+            resolveShape(signature.params[other], bindings, otherShape, error))
+          length = otherShape[lengthOf == ParamRole::Query ? 0
+                                                           : roles.keySeqDim];
+      }
+      fillRandom(tensors[index], roles.roles[index], seed + index, length,
+                 roles.blockK);
+      present[index] = true;
+    }
+    if (present[index]) {
+      views[index] = tensors[index].view();
+      inputViews.push_back(&views[index]);
+    } else {
+      inputViews.push_back(nullptr);
+    }
+  }
+
+  std::vector<std::vector<int64_t>> shapes;
+  if (!kernel->outputShapes(inputViews, shapes, error))
+    return fail(error);
+  std::vector<HostTensor> outputs;
+  for (size_t index = 0; index < shapes.size(); ++index)
+    outputs.emplace_back(signature.results[index].type, shapes[index]);
+  std::vector<TensorView> outputViewStorage;
+  for (HostTensor &output : outputs)
+    outputViewStorage.push_back(output.view());
+  std::vector<TensorView *> outputViews;
+  for (TensorView &view : outputViewStorage)
+    outputViews.push_back(&view);
+
+  start = std::chrono::steady_clock::now();
+  if (!kernel->run(inputViews, outputViews, error))
+    return fail(error);
+  double runMs = std::chrono::duration<double, std::milli>(
+                     std::chrono::steady_clock::now() - start)
+                     .count();
+
+  outs() << "kernel " << signature.name << " on cpu (reference path), seed "
+         << seed << "\n";
+  for (size_t index = 0; index < signature.params.size(); ++index) {
+    const TensorSpec &spec = signature.params[index];
+    outs() << "  input  " << spec.name << ": "
+           << (inputViews[index] ? std::string(toString(spec.type)) +
+                                       shapeString(inputViews[index]->shape)
+                                 : std::string("(omitted)"))
+           << "\n";
+  }
+  for (size_t index = 0; index < outputs.size(); ++index) {
+    const HostTensor &output = outputs[index];
+    double sum = 0, absMax = 0;
+    int64_t nonFinite = 0, count = output.numElements();
+    for (int64_t element = 0; element < count; ++element) {
+      double value = output.get(element);
+      if (!std::isfinite(value)) {
+        ++nonFinite;
+        continue;
+      }
+      sum += value;
+      absMax = std::max(absMax, std::fabs(value));
+    }
+    outs() << "  output " << signature.results[index].name << ": "
+           << toString(output.type()) << shapeString(output.shape())
+           << "  mean " << format("%.6g", count ? sum / count : 0.0)
+           << "  max|x| " << format("%.6g", absMax) << "  non-finite "
+           << nonFinite << "\n";
+    if (!outputDir.empty()) {
+      SmallString<128> path(outputDir);
+      sys::path::append(path, signature.results[index].name + ".npy");
+      if (std::error_code ec = sys::fs::create_directories(outputDir))
+        return fail("cannot create '" + outputDir + "': " + ec.message());
+      if (!writeNpy(path.str().str(), tensorToNpy(output), error))
+        return fail(error);
+      outs() << "         written to " << path << "\n";
+    }
+  }
+  outs() << format("  compile %.1f ms, run %.1f ms\n", compileMs, runMs);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "attnc: a compiler for attention kernels\n\n"
+      "  attnc check FILE                 parse and verify a spec\n"
+      "  attnc emit FILE --stage=STAGE    print IR (attn, reference, llvm)\n"
+      "  attnc run FILE --backend=cpu     run on .npy or seeded random "
+      "inputs\n\n"
+      "Use 'attnc SUBCOMMAND --help' for the options of each.\n");
+  if (!checkCommand && !emitCommand && !runCommand)
+    return fail("no subcommand; use one of check, emit, run (see --help)");
+
+  mlir::MLIRContext context;
+  SourceMgr sourceMgr;
+  DiagnosticEngine diags(sourceMgr);
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      loadSpec(sourceMgr, context, diags);
+  if (!module)
+    return 1;
+  if (checkCommand) {
+    size_t count = llvm::range_size(module->getOps<attn::KernelOp>());
+    outs() << inputFile << ": ok (" << count << " kernel"
+           << (count == 1 ? "" : "s") << ")\n";
+    return 0;
+  }
+  if (emitCommand)
+    return emit(*module);
+  return run(*module);
+}
