@@ -470,8 +470,8 @@ TEST(NpyTest, RejectsMalformedHeaders) {
       "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)} x",
       "{'descr': '<f4' 'fortran_order': False, 'shape': (1,)}",
       "{'descr: '<f4', 'fortran_order': False, 'shape': (1,)}",
-      "{'descr': '<f4', 'fortran_order': False, 'shape': "
-      "(99999999999999999999,)}",
+      ("{'descr': '<f4', 'fortran_order': False, 'shape': "
+       "(99999999999999999999,)}"),
   };
   for (const char *dict : dicts)
     expectReadError(npyWithHeader(dict, std::string(4, '\0')),

@@ -1,0 +1,20 @@
+# lit configuration for attnc.
+
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "ATTNC"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".attn"]
+config.excludes = ["Unit", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.attnc_obj_root, "test")
+config.substitutions.append(("%examples", os.path.join(config.attnc_src_root, "examples")))
+
+llvm_config.use_default_substitutions()
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.add_tool_substitutions(
+    ["attnc", "attnc-opt"], [os.path.join(config.attnc_obj_root, "bin")]
+)
