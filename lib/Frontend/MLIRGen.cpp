@@ -256,10 +256,20 @@ private:
           at = mgr.FindLocForLineAndColumn(buffer, fileLoc.getLine(),
                                            fileLoc.getColumn());
     }
-    if (diag.getSeverity() == DiagnosticSeverity::Note)
-      diags.note(at, diag.str());
-    else
-      diags.error(at, diag.str());
+    // Spec authors know the statement, not the op it became: drop the
+    // "'attn.softmax' op " prefix and the dump of the generic op.
+    std::string message = diag.str();
+    if (StringRef(message).starts_with("'attn.")) {
+      size_t prefixEnd = message.find("' op ");
+      if (prefixEnd != std::string::npos)
+        message = message.substr(prefixEnd + 5);
+    }
+    if (diag.getSeverity() == DiagnosticSeverity::Note) {
+      if (!StringRef(message).starts_with("see current operation"))
+        diags.note(at, message);
+    } else {
+      diags.error(at, message);
+    }
     for (mlir::Diagnostic &note : diag.getNotes())
       report(note);
   }

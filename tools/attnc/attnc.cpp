@@ -175,9 +175,17 @@ static int run(mlir::ModuleOp module) {
       return fail(error);
     present[index] = true;
     for (size_t dim = 0; dim < it->dims.size() && dim < array.shape.size();
-         ++dim)
-      if (it->dims[dim].isSymbolic())
-        bindings.emplace(it->dims[dim].symbol, array.shape[dim]);
+         ++dim) {
+      if (!it->dims[dim].isSymbolic())
+        continue;
+      const std::string &symbol = it->dims[dim].symbol;
+      auto [bound, inserted] = bindings.emplace(symbol, array.shape[dim]);
+      if (!inserted && bound->second != array.shape[dim])
+        return fail("input '" + it->name + "' has " + symbol + " = " +
+                    Twine(array.shape[dim]) + " (shape " +
+                    shapeString(array.shape) + ") but " + symbol + " = " +
+                    Twine(bound->second) + " was given before");
+    }
   }
 
   mlir::ModuleOp moduleOp = module;

@@ -4,6 +4,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/StringSet.h"
 
@@ -215,6 +216,15 @@ LogicalResult KernelOp::verify() {
            << ret.getResults().size()
            << " values whose types differ from the kernel's results "
            << type.getResults();
+  // Every result of the attention op is an output of the kernel, once.
+  Operation *family = getFamilyOp();
+  llvm::SmallDenseSet<Value> returned;
+  for (Value value : ret.getResults())
+    if (value.getDefiningOp() != family || !returned.insert(value).second)
+      return ret.emitOpError("can only return results of the attention op, "
+                             "each once");
+  if (returned.size() != family->getNumResults())
+    return ret.emitOpError("must return every result of the attention op");
 
   // Optional inputs may be absent at launch, so only roles that have a
   // meaning for "absent" may read them.
@@ -256,6 +266,63 @@ LogicalResult LoadOp::verify() {
   if (!param || !isa<KernelOp>(param.getOwner()->getParentOp()))
     return emitOpError("can only read kernel parameters");
   return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Readable names for the family ops' results and region arguments
+//===----------------------------------------------------------------------===//
+
+static void nameRegionArguments(Region &region, ArrayRef<StringRef> names,
+                                OpAsmSetValueNameFn setNameFn) {
+  if (region.empty())
+    return;
+  for (auto [arg, name] : llvm::zip(region.getArguments(), names))
+    setNameFn(arg, name);
+}
+
+static constexpr StringRef kScoreArgNames[] = {
+    "s", "b", "h", "i", "j", "n", "m", "qstart", "kstart"};
+static constexpr StringRef kMaskArgNames[] = {"b", "h", "i", "j",
+                                              "n", "m", "qstart", "kstart"};
+
+template <typename OpTy>
+static void nameSoftmaxFamily(OpTy op, Region &region,
+                              OpAsmSetValueNameFn setNameFn) {
+  nameRegionArguments(region,
+                      &region == &op.getScore() ? ArrayRef(kScoreArgNames)
+                                                : ArrayRef(kMaskArgNames),
+                      setNameFn);
+}
+
+#define ATTN_SOFTMAX_FAMILY_ASM_NAMES(OpTy)                                    \
+  void OpTy::getAsmBlockArgumentNames(Region &region,                          \
+                                      OpAsmSetValueNameFn setNameFn) {         \
+    nameSoftmaxFamily(*this, region, setNameFn);                               \
+  }                                                                            \
+  void OpTy::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {                \
+    setNameFn(getOut(), "o");                                                  \
+    if (getLse())                                                              \
+      setNameFn(getLse(), "lse");                                              \
+  }
+ATTN_SOFTMAX_FAMILY_ASM_NAMES(SoftmaxOp)
+ATTN_SOFTMAX_FAMILY_ASM_NAMES(ChunkSoftmaxOp)
+ATTN_SOFTMAX_FAMILY_ASM_NAMES(SparseSoftmaxOp)
+#undef ATTN_SOFTMAX_FAMILY_ASM_NAMES
+
+void LinearOp::getAsmBlockArgumentNames(Region &region,
+                                        OpAsmSetValueNameFn setNameFn) {
+  static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
+  static constexpr StringRef featureNames[] = {"x"};
+  nameRegionArguments(region,
+                      &region == &getGate() ? ArrayRef(gateNames)
+                                            : ArrayRef(featureNames),
+                      setNameFn);
+}
+
+void LinearOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setNameFn(getOut(), "o");
+  if (getFinalState())
+    setNameFn(getFinalState(), "state");
 }
 
 //===----------------------------------------------------------------------===//

@@ -124,7 +124,9 @@ defvar SoftmaxCommonArgs = (ins
     DefaultValuedAttr<Attn_LayoutAttr, "::attnc::attn::Layout::bhnd">:$layout);
 
 class Attn_SoftmaxFamilyOp<string mnemonic, list<Trait> traits = []>
-    : Attn_Op<mnemonic, !listconcat(traits, [AttrSizedOperandSegments])> {
+    : Attn_Op<mnemonic, !listconcat(traits, [AttrSizedOperandSegments,
+        DeclareOpInterfaceMethods<OpAsmOpInterface,
+                                  ["getAsmBlockArgumentNames", "getAsmResultNames"]>])> {
   let results = (outs Attn_Tensor:$out, Optional<Attn_Tensor>:$lse);
   let regions = (region AnyRegion:$score, AnyRegion:$mask);
   let hasVerifier = 1;
@@ -230,7 +232,9 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
 // Linear family
 //===----------------------------------------------------------------------===//
 
-def Attn_LinearOp : Attn_Op<"linear", [AttrSizedOperandSegments]> {
+def Attn_LinearOp : Attn_Op<"linear", [AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<OpAsmOpInterface,
+                              ["getAsmBlockArgumentNames", "getAsmResultNames"]>]> {
   let summary = "linear and gated linear attention";
   let description = [{
     Recurrent definition with a state S in R^{Dk x Dv} per (batch, query

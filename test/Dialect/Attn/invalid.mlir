@@ -1,0 +1,410 @@
+// RUN: attnc-opt %s -split-input-file -verify-diagnostics
+//
+// One case per verifier rule of the attn dialect.
+// expected-error @+1 {{unsupported element type 'f64'}}
+func.func private @bad_type(!attn.tensor<f64[N]>)
+
+// -----
+
+// expected-error @+1 {{result name 'q' is used more than once}}
+attn.kernel @dup(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (q: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// expected-error @+1 {{result 'o' has dimension 'X' that no parameter has}}
+attn.kernel @unbound(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, X, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, X, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, X, 16]>
+}
+
+// -----
+
+// expected-error @+1 {{must hold exactly one attention op, found 0}}
+attn.kernel @no_family(%q: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  attn.return %q : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @foreign_op(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{cannot appear in a kernel body}}
+  %c = arith.constant 0 : index
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @ret_mismatch(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  // expected-error @+1 {{returns 1 values whose types differ from the kernel's results}}
+  attn.return %k : !attn.tensor<f32[B, H, M, 16]>
+}
+
+// -----
+
+attn.kernel @ret_param(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  // expected-error @+1 {{can only return results of the attention op}}
+  attn.return %q : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @optional_q(%q: !attn.tensor<f32[B, H, N, 16]>?, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{uses optional parameter 'q'; an optional parameter can only be an initial state}}
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @load_rank(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    // expected-error @+1 {{indexes a rank-1 tensor with 2 indices}}
+    %x = attn.load %slope[%h, %h] : !attn.tensor<f32[H]> -> f32
+    attn.yield %x : f32
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @load_type(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    // expected-error @+1 {{loads 'f32' elements as 'f32', not 'index'}}
+    %x = attn.load %slope[%h] : !attn.tensor<f32[H]> -> index
+    attn.yield %s : f32
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @rank(%q: !attn.tensor<f32[B, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{q must have rank 4 [batch, heads, seq, dim], got '!attn.tensor<f32[B, N, 16]>'}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @int_q(%q: !attn.tensor<i32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{q must have f32, f16 or bf16 elements, got 'i32'}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<i32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @mixed(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f16[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{q, k and v must share one element type}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f16[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @batch(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[C, H, M, 16]>, %v: !attn.tensor<f32[C, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the batch size of k (C) must equal the batch size of q (B)}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[C, H, M, 16]>, !attn.tensor<f32[C, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @head_dim(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 32]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the head dim of k (32) must equal the head dim of q (16)}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 32]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @kv_len(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, L, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the sequence length of v (L) must equal the sequence length of k (M)}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, L, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @gqa(%q: !attn.tensor<f32[B, 6, N, 16]>, %k: !attn.tensor<f32[B, 4, M, 16]>, %v: !attn.tensor<f32[B, 4, M, 16]>) -> (o: !attn.tensor<f32[B, 6, N, 16]>) {
+  // expected-error @+1 {{q has 6 heads, which is not a multiple of the 4 kv heads of k and v}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, 6, N, 16]>, !attn.tensor<f32[B, 4, M, 16]>, !attn.tensor<f32[B, 4, M, 16]>) -> !attn.tensor<f32[B, 6, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, 6, N, 16]>
+}
+
+// -----
+
+attn.kernel @out_dv(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 32]>) {
+  // expected-error @+1 {{the head dim of the output (32) must equal the head dim of v (16)}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 32]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 32]>
+}
+
+// -----
+
+attn.kernel @lse_sigmoid(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<f32[B, H, N]>) {
+  // expected-error @+1 {{an lse output needs the softmax normalizer}}
+  %r0, %r1 = attn.softmax %q, %k, %v {normalizer = #attn<normalizer sigmoid>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>) score {
+  } mask {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>
+}
+
+// -----
+
+attn.kernel @lse_shape(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<f32[B, H, M]>) {
+  // expected-error @+1 {{the sequence length of lse (M) must equal the sequence length of q (N)}}
+  %r0, %r1 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M]>) score {
+  } mask {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M]>
+}
+
+// -----
+
+attn.kernel @lse_type(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<bf16[B, H, N]>) {
+  // expected-error @+1 {{lse must have 'f32' elements, got 'bf16'}}
+  %r0, %r1 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<bf16[B, H, N]>) score {
+  } mask {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<bf16[B, H, N]>
+}
+
+// -----
+
+attn.kernel @thd_no_cu(%q: !attn.tensor<f32[T, H, 16]>, %k: !attn.tensor<f32[T, H, 16]>, %v: !attn.tensor<f32[T, H, 16]>) -> (o: !attn.tensor<f32[T, H, 16]>) {
+  // expected-error @+1 {{layout thd (packed varlen) needs cu_seqlens_q}}
+  %r0 = attn.softmax %q, %k, %v {layout = #attn<layout thd>} : (!attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>) -> !attn.tensor<f32[T, H, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[T, H, 16]>
+}
+
+// -----
+
+attn.kernel @cu_dense(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %cu: !attn.tensor<i32[S]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{cu_seqlens_q is only meaningful with layout thd}}
+  %r0 = attn.softmax %q, %k, %v cu_seqlens_q(%cu)  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[S]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @cu_type(%q: !attn.tensor<f32[T, H, 16]>, %k: !attn.tensor<f32[T, H, 16]>, %v: !attn.tensor<f32[T, H, 16]>, %cu: !attn.tensor<i8[S]>) -> (o: !attn.tensor<f32[T, H, 16]>) {
+  // expected-error @+1 {{cu_seqlens_q must have 'i32' elements, got 'i8'}}
+  %r0 = attn.softmax %q, %k, %v cu_seqlens_q(%cu) {layout = #attn<layout thd>} : (!attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>, !attn.tensor<i8[S]>) -> !attn.tensor<f32[T, H, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[T, H, 16]>
+}
+
+// -----
+
+attn.kernel @region_args(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{'score' region must take 9 arguments}}
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32):
+    attn.yield %s : f32
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @region_yield(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %c = arith.constant 1.0 : f32
+    // expected-error @+1 {{in the 'mask' region must yield 'i1', got 'f32'}}
+    attn.yield %c : f32
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @region_op(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %r0 = attn.softmax %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    // expected-error @+1 {{cannot appear in the 'score' expression}}
+    %x = func.call @f(%s) : (f32) -> f32
+    attn.yield %x : f32
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @sparse_none(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{needs exactly one source of sparsity}}
+  %r0 = attn.sparse_softmax %q, %k, %v {block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @sparse_two(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %bm: !attn.tensor<i1[B, H, QB, KB]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{needs exactly one source of sparsity}}
+  %r0 = attn.sparse_softmax %q, %k, %v block_mask(%bm) {block_q = 16 : i64, block_k = 16 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i1[B, H, QB, KB]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @sparse_float_mask(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %bm: !attn.tensor<f32[B, H, QB, KB]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{block_mask must have i1, i8 or i32 elements, got 'f32'}}
+  %r0 = attn.sparse_softmax %q, %k, %v block_mask(%bm) {block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, QB, KB]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @sparse_half_list(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %nb: !attn.tensor<i32[B, H, QB]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{kv_num_blocks and kv_indices go together; only kv_num_blocks is given}}
+  %r0 = attn.sparse_softmax %q, %k, %v kv_num_blocks(%nb) {block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[B, H, QB]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @topk_head_mask(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{top-k block selection needs a mask that does not depend on the head index h}}
+  %r0 = attn.sparse_softmax %q, %k, %v {block_q = 16 : i64, block_k = 16 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %c = arith.cmpi ule, %h, %i : index
+    attn.yield %c : i1
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_noncausal_gate(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{non-causal linear attention takes no gate}}
+  %r0 = attn.linear %q, %k, %v {causal = false, gate_kind = #attn<gate_kind per_head>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %c = arith.constant -1.0 : f32
+    attn.yield %c : f32
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_kind_none(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{has a gate expression but gate_kind none}}
+  %r0 = attn.linear %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %c = arith.constant -1.0 : f32
+    attn.yield %c : f32
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_kind_missing(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{gate_kind per_head needs a gate expression}}
+  %r0 = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_head>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_kind_uses_t(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{gate_kind constant_per_head promises a gate that does not depend on 't', but the gate expression uses it}}
+  %r0 = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %i = arith.index_cast %t : index to i64
+    %f = arith.sitofp %i : i64 to f32
+    attn.yield %f : f32
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_state_type(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, s: !attn.tensor<bf16[B, H, 16, 16]>) {
+  // expected-error @+1 {{final_state must have 'f32' elements, got 'bf16'}}
+  %r0, %r1 = attn.linear %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<bf16[B, H, 16, 16]>) gate {
+  } feature {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<bf16[B, H, 16, 16]>
+}
+
+// -----
+
+attn.kernel @linear_state_shape(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, s: !attn.tensor<f32[B, H, 16, 8]>) {
+  // expected-error @+1 {{the value dim of final_state (8) must equal the value dim of v (16)}}
+  %r0, %r1 = attn.linear %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, 16, 8]>) gate {
+  } feature {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, 16, 8]>
+}
+
+// -----
+
+attn.kernel @linear_kv_len(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the sequence length of k (M) must equal the sequence length of q (N)}}
+  %r0 = attn.linear %q, %k, %v  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
