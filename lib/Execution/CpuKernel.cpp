@@ -158,9 +158,11 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
   registerBuiltinDialectTranslation(*context);
   registerLLVMDialectTranslation(*context);
 
+  // The options hold a function_ref: the transformer must outlive create().
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
   ExecutionEngineOptions options;
-  options.transformer = makeOptimizingTransformer(/*optLevel=*/2,
-                                                  /*sizeLevel=*/0, nullptr);
+  options.transformer = optimize;
   auto engine = ExecutionEngine::create(*lowered, options);
   if (!engine) {
     error = "JIT compilation failed: " + llvm::toString(engine.takeError());
@@ -312,6 +314,17 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
   if (llvm::Error invokeError = engine->invokePacked(
           "_mlir_ciface_" + kernelSignature.name, packedArgs)) {
     error = "running the kernel failed: " + llvm::toString(std::move(invokeError));
+    return false;
+  }
+  if (status[0] == 2) {
+    int64_t param = status[1];
+    std::string name = param < static_cast<int64_t>(kernelSignature.params.size())
+                           ? kernelSignature.params[param].name
+                           : "?";
+    error = "the spec reads '" + name + "' out of bounds: index " +
+            std::to_string(status[3]) + " in dim " + std::to_string(status[2]) +
+            " of size " + std::to_string(status[4]) +
+            " (check the tensor's shape against the indices the spec uses)";
     return false;
   }
   if (status[0] == 1) {

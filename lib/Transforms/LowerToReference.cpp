@@ -48,8 +48,8 @@ MemRefType getParamMemRefType(AttnTensorType type) {
 /// parameters and results and small helpers for the arithmetic.
 class ReferenceBuilder {
 public:
-  ReferenceBuilder(ImplicitLocOpBuilder &b, IRMapping &params)
-      : b(b), params(params) {}
+  ReferenceBuilder(ImplicitLocOpBuilder &b, IRMapping &params, Value status)
+      : b(b), params(params), status(status) {}
 
   Value index(int64_t value) {
     return arith::ConstantIndexOp::create(b, value);
@@ -162,15 +162,70 @@ public:
     SmallVector<Value> indices;
     for (Value index : load.getIndices())
       indices.push_back(mapping.lookup(index));
+    Value raw = checkedLoad(memref, indices);
     Type result = load.getResult().getType();
     if (result.isF32())
-      return loadF32(memref, indices);
-    Value raw = memref::LoadOp::create(b, memref, indices);
+      return raw.getType().isF32()
+                 ? raw
+                 : Value(arith::ExtFOp::create(b, b.getF32Type(), raw));
     if (result.isInteger(1)) // bools are stored as bytes
       return arith::CmpIOp::create(
           b, arith::CmpIPredicate::ne, raw,
           arith::ConstantIntOp::create(b, raw.getType(), 0));
     return arith::IndexCastOp::create(b, b.getIndexType(), raw);
+  }
+
+  /// Loads memref[indices] from a kernel parameter whose indices come from
+  /// user expressions or user data. An index outside the tensor is recorded
+  /// in the status buffer (2, parameter, dim, index, size) and the load
+  /// yields 0 instead of reading out of bounds.
+  Value checkedLoad(Value memref, ValueRange indices) {
+    Value inBounds = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+    for (unsigned dimIndex = 0; dimIndex < indices.size(); ++dimIndex) {
+      Value position = indices[dimIndex];
+      Value size = dim(memref, dimIndex);
+      // Unsigned comparison: negative indices are huge and fail too.
+      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position,
+                                       size);
+      ifThen(arith::XOrIOp::create(b, ok, arith::ConstantIntOp::create(
+                                              b, b.getI1Type(), 1)),
+             [&] {
+               recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
+                               index(dimIndex), position, size});
+             });
+      inBounds = arith::AndIOp::create(b, inBounds, ok);
+    }
+    Type element = cast<MemRefType>(memref.getType()).getElementType();
+    return ifThen(
+        inBounds, {element},
+        [&]() -> SmallVector<Value> {
+          return {memref::LoadOp::create(b, memref, indices)};
+        },
+        [&]() -> SmallVector<Value> {
+          return {arith::ConstantOp::create(b, element,
+                                            b.getZeroAttr(element))};
+        })[0];
+  }
+
+  /// Writes the first error of a run into the status buffer:
+  /// status[0] = code, status[1..] = `details` (index values as i64).
+  void recordError(int64_t code, ArrayRef<Value> details,
+                   Value rawBits = Value()) {
+    Type i64 = b.getI64Type();
+    Value slot0 = index(0);
+    Value previous = memref::LoadOp::create(b, status, slot0);
+    Value first = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq, previous,
+        arith::ConstantIntOp::create(b, i64, 0));
+    ifThen(first, [&] {
+      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, code),
+                              status, slot0);
+      for (auto [slot, value] : llvm::enumerate(details))
+        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i64, value),
+                                status, index(slot + 1));
+      if (rawBits)
+        memref::StoreOp::create(b, rawBits, status, index(5));
+    });
   }
 
   /// True when the optional parameter was passed (non-null pointer).
@@ -183,6 +238,7 @@ public:
 
   ImplicitLocOpBuilder &b;
   IRMapping &params;
+  Value status;
 };
 
 /// Index list for q/k/v/o: (batch, head, position, feature) in the layout.
@@ -216,8 +272,7 @@ void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
                       Value eligible);
-Value checkedGate(ReferenceBuilder &rb, Value gate, Value status,
-                  ArrayRef<Value> position);
+Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position);
 
 //===----------------------------------------------------------------------===//
 // Softmax family
@@ -321,12 +376,19 @@ void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
             rb.loop(zero, numBlocks, [&](Value block) {
               memref::StoreOp::create(b, byteZero, keptBlocks, block);
             });
-            Value count = rb.loadIndex(params.lookup(numList),
-                                       {batch, head, queryBlock});
             Value indices = params.lookup(sparse.getKvIndices());
+            Value counts = params.lookup(numList);
+            // At most the list width: a larger count names no more blocks.
+            Value count = arith::MinSIOp::create(
+                b,
+                arith::IndexCastOp::create(
+                    b, b.getIndexType(),
+                    rb.checkedLoad(counts, {batch, head, queryBlock})),
+                rb.dim(indices, 3));
             rb.loop(zero, count, [&](Value entry) {
-              Value block =
-                  rb.loadIndex(indices, {batch, head, queryBlock, entry});
+              Value block = arith::IndexCastOp::create(
+                  b, b.getIndexType(),
+                  rb.checkedLoad(indices, {batch, head, queryBlock, entry}));
               // Entries outside [0, numBlocks) name no block; skip them.
               Value inRange = arith::AndIOp::create(
                   b,
@@ -358,8 +420,8 @@ void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
             if (Value blockMask = sparse.getBlockMask()) {
               Value queryBlock = arith::DivUIOp::create(
                   b, i, rb.index(sparse.getBlockQ()));
-              Value raw = memref::LoadOp::create(
-                  b, params.lookup(blockMask),
+              Value raw = rb.checkedLoad(
+                  params.lookup(blockMask),
                   ValueRange{batch, head, queryBlock, keyBlock});
               present = arith::CmpIOp::create(
                   b, arith::CmpIPredicate::ne, raw,
@@ -546,8 +608,7 @@ void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
 /// Lowers attn.linear with the recurrence, per (b, h) and state S [Dk, Dv]:
 ///   causal:     S = diag(exp(g_t)) S + phi(k_t)^T v_t; o_t = scale * phi(q_t) S
 ///   non-causal: S = S_0 + sum_t phi(k_t)^T v_t;       o_t = scale * phi(q_t) S
-void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results,
-                 Value status) {
+void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   Layout layout = op.getLayout();
@@ -610,8 +671,8 @@ void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results,
             Value gate = rb.inlineExpression(op.getGate(),
                                              {batch, head, t, d, start},
                                              rb.f32(0));
-            factor = math::ExpOp::create(b, checkedGate(rb, gate, status,
-                                                        {batch, head, t, d}));
+            factor = math::ExpOp::create(
+                b, checkedGate(rb, gate, {batch, head, t, d}));
           }
           Value key = phi(qkvAt(k, headK, t, d));
           rb.loop(zero, dimV, [&](Value e) {
@@ -659,8 +720,7 @@ void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results,
 /// Gates must be finite and <= 0. The first violation is recorded in the
 /// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
 /// the run ends normally and the caller reports the error.
-Value checkedGate(ReferenceBuilder &rb, Value gate, Value status,
-                  ArrayRef<Value> position) {
+Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position) {
   ImplicitLocOpBuilder &b = rb.b;
   Value nonPositive =
       arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, rb.f32(0));
@@ -670,24 +730,10 @@ Value checkedGate(ReferenceBuilder &rb, Value gate, Value status,
   Value valid = arith::AndIOp::create(b, nonPositive, finite);
   Value invalid = arith::XOrIOp::create(
       b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-  Value zero = rb.index(0);
   rb.ifThen(invalid, [&] {
-    Value code = memref::LoadOp::create(b, status, zero);
-    Value first = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::eq, code,
-        arith::ConstantIntOp::create(b, b.getI64Type(), 0));
-    rb.ifThen(first, [&] {
-      Type i64 = b.getI64Type();
-      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, 1),
-                              status, zero);
-      for (auto [slot, value] : llvm::enumerate(position))
-        memref::StoreOp::create(
-            b, arith::IndexCastOp::create(b, i64, value), status,
-            rb.index(slot + 1));
-      Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
-      memref::StoreOp::create(b, arith::BitcastOp::create(b, i64, wide),
-                              status, rb.index(5));
-    });
+    Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
+    rb.recordError(1, position,
+                   arith::BitcastOp::create(b, b.getI64Type(), wide));
   });
   return arith::SelectOp::create(b, valid, gate, rb.f32(0));
 }
@@ -732,7 +778,7 @@ void lowerKernel(KernelOp kernel) {
     familyResults[cast<OpResult>(returned).getResultNumber()] = buffer;
 
   ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->begin());
-  ReferenceBuilder rb(b, params);
+  ReferenceBuilder rb(b, params, status);
   memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
                           status, rb.index(0));
   if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
@@ -742,7 +788,7 @@ void lowerKernel(KernelOp kernel) {
   else if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp))
     lowerSoftmaxFamily(sparse, rb, familyResults);
   else
-    lowerLinear(cast<LinearOp>(familyOp), rb, familyResults, status);
+    lowerLinear(cast<LinearOp>(familyOp), rb, familyResults);
   func::ReturnOp::create(b);
   kernel.erase();
 }

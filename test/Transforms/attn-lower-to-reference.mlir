@@ -71,8 +71,11 @@ attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, 
 // CHECK:           scf.if %[[PRESENT]] -> (f32)
 // CHECK:           scf.for %[[T:.*]] =
 // CHECK:             scf.for %[[D:.*]] =
-//                      g = gate(b, h, t, d), checked: 0 >= g > -inf.
-// CHECK:               %[[G:.*]] = memref.load %arg3
+//                      g = gate(b, h, t, d): a bounds-checked read of the
+//                      gate tensor, then checked: 0 >= g > -inf.
+// CHECK:               arith.cmpi ult
+// CHECK:               %[[G:.*]] = scf.if %{{.*}} -> (f32) {
+// CHECK-NEXT:            memref.load %arg3
 // CHECK:               arith.cmpf ole, %[[G]]
 // CHECK:               arith.cmpf one, %[[G]]
 // CHECK:               scf.if

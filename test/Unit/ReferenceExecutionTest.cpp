@@ -680,4 +680,58 @@ kernel v(q: f32[T, Hq, 8], k: f32[T, Hk, 8], v: f32[T, Hk, 8], cu: i32[S1]) -> (
                    "positive multiple of the kv heads");
 }
 
+TEST(ReferenceExecution, OutOfBoundsReadsAreReported) {
+  // slope has S entries but is read at h < H; the block mask may be too
+  // small for the sequence. Both must be errors, not wild reads.
+  SpecRunner runner(R"(
+kernel k(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8], slope: f32[S],
+         blocks: bool[B, H, QB, KB]) -> (o: f32[B, H, N, 8]) {
+  o = softmax(q, k, v) { score = s - slope[h]; mask = blocks[b, h, i / 4, j / 4] }
+})");
+  ASSERT_TRUE(runner.ok()) << runner.compileError;
+  std::mt19937_64 rng(150);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 3, 8, 8}, rng, -1, 1);
+  inputs["slope"] = randomTensor(ElementType::F32, {2}, rng, 0, 1);
+  // Scores are only computed for allowed keys: make every block present.
+  inputs["blocks"] = HostTensor(ElementType::Bool, {1, 3, 2, 2});
+  for (int64_t index = 0; index < inputs["blocks"].numElements(); ++index)
+    inputs["blocks"].set(index, 1);
+  std::vector<HostTensor> outputs;
+  std::string error;
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_EQ(error, "the spec reads 'slope' out of bounds: index 2 in dim 0 of "
+                   "size 2 (check the tensor's shape against the indices the "
+                   "spec uses)");
+
+  inputs["slope"] = randomTensor(ElementType::F32, {3}, rng, 0, 1);
+  inputs["blocks"] = HostTensor(ElementType::Bool, {1, 3, 1, 2});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_NE(error.find("reads 'blocks' out of bounds: index 1 in dim 2 of "
+                       "size 1"),
+            std::string::npos)
+      << error;
+}
+
+TEST(ReferenceExecution, BlockCountsBeyondTheListWidthAreClamped) {
+  SpecRunner runner(R"(
+kernel lists(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8],
+             counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: f32[B, H, N, 8]) {
+  o = softmax(q, k, v) { block_q = 4; block_k = 4; kv_num_blocks = counts; kv_indices = indices }
+})");
+  HostTensor counts(ElementType::I32, {1, 1, 2});
+  HostTensor indices(ElementType::I32, {1, 1, 2, 1});
+  counts.set(0, 1000); // only one entry exists
+  counts.set(1, 1);
+  indices.set(0, 1);
+  indices.set(1, 0);
+  oracle::SoftmaxProblem problem;
+  problem.allowed = [](int64_t, int64_t, int64_t i, int64_t j, int64_t,
+                       int64_t) { return i / 4 == 0 ? j / 4 == 1 : j / 4 == 0; };
+  checkSoftmax(runner, {1, 1, 1, 8, 8, 8, 8}, ElementType::F32, 160, problem,
+               false,
+               {{"counts", std::move(counts)}, {"indices", std::move(indices)}});
+}
+
 } // namespace
