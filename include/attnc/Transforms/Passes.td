@@ -21,11 +21,12 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
     strided memref of the tensor's rank with dynamic sizes, strides and
     offset (bool tensors as i8), then a `memref<?xi64>` status buffer of at
     least 6 elements. An optional parameter that the caller omits is passed
-    with a null aligned pointer. The status buffer is zero on success; a
-    linear kernel that meets a gate value that is positive or not finite
-    writes 1 and the position (b, h, t, d) to status[0..4] and the bits of
-    the offending value as f64 to status[5], and leaves the outputs
-    unspecified.
+    with a null aligned pointer. The status buffer is zero on success. The
+    first bad input of a run is recorded there and leaves the outputs
+    unspecified: a gate value that is positive or not finite writes 1, the
+    position (b, h, t, d) and the value's f64 bits; an out-of-bounds read of
+    a parameter writes 2, the parameter's position, the dim, the index and
+    the dim's size (the read itself yields 0).
 
     Before:
     ```mlir

@@ -408,3 +408,77 @@ attn.kernel @linear_kv_len(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<
   }
   attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
 }
+
+// -----
+
+attn.kernel @scale_inf(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{scale must be finite}}
+  %r0 = attn.softmax %q, %k, %v {scale = 0x7F800000 : f32} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @chunk_zero(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{failed to satisfy constraint: 64-bit signless integer attribute whose value is positive}}
+  %r0 = attn.chunk_softmax %q, %k, %v {chunk = 0 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @partial_return(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o, %lse = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>) score {
+  } mask {
+  }
+  // expected-error @+1 {{must return every result of the attention op}}
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @lists_qb(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %nb: !attn.tensor<i32[B, H, QB]>, %idx: !attn.tensor<i32[B, H, QC, W]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the query block count of kv_indices (QC) must equal the query block count of kv_num_blocks (QB)}}
+  %r0 = attn.sparse_softmax %q, %k, %v kv_num_blocks(%nb) kv_indices(%idx) {block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[B, H, QB]>, !attn.tensor<i32[B, H, QC, W]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @lse_packed(%q: !attn.tensor<f32[T, H, 16]>, %k: !attn.tensor<f32[T, H, 16]>, %v: !attn.tensor<f32[T, H, 16]>, %cu: !attn.tensor<i32[S]>) -> (o: !attn.tensor<f32[T, H, 16]>, lse: !attn.tensor<f32[S, H, T]>) {
+  // expected-error @+1 {{lse must have rank 2 [heads, total_tokens]}}
+  %r0, %r1 = attn.softmax %q, %k, %v cu_seqlens_q(%cu) {layout = #attn<layout thd>} : (!attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[T, H, 16]>, !attn.tensor<i32[S]>) -> (!attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[S, H, T]>) score {
+  } mask {
+  }
+  attn.return %r0, %r1 : !attn.tensor<f32[T, H, 16]>, !attn.tensor<f32[S, H, T]>
+}
+
+// -----
+
+attn.kernel @linear_per_head_d(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{gate_kind per_head promises a gate that does not depend on 'd', but the gate expression uses it}}
+  %r0 = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_head>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %i = arith.index_cast %d : index to i64
+    %f = arith.sitofp %i : i64 to f32
+    attn.yield %f : f32
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_initial_shape(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>, %h0: !attn.tensor<f32[B, H, 8, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{the key dim of initial_state (8) must equal the key dim of q (16)}}
+  %r0 = attn.linear %q, %k, %v initial_state(%h0)  : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, 8, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
