@@ -63,6 +63,17 @@ std::string attnc::shapeString(const std::vector<int64_t> &shape) {
   return text + "]";
 }
 
+bool attnc::storageBytes(ElementType type, const std::vector<int64_t> &shape,
+                         uint64_t &bytes) {
+  bytes = elementSize(type);
+  for (int64_t size : shape) {
+    if (size < 0 || (size != 0 && bytes > UINT64_MAX / static_cast<uint64_t>(size)))
+      return false;
+    bytes *= static_cast<uint64_t>(size);
+  }
+  return true;
+}
+
 int64_t TensorView::numElements() const {
   int64_t count = 1;
   for (int64_t size : shape)

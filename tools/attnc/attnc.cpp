@@ -26,6 +26,7 @@
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <chrono>
+#include <unistd.h>
 #include <cmath>
 
 using namespace llvm;
@@ -89,6 +90,21 @@ static cl::opt<std::string>
 static int fail(const Twine &message) {
   errs() << "attnc: error: " << message << "\n";
   return 1;
+}
+
+/// Refuses tensors that cannot fit in this machine's memory, before
+/// allocating them.
+static bool checkFits(const std::string &name, ElementType type,
+                      const std::vector<int64_t> &shape) {
+  uint64_t bytes;
+  uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                    static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  if (storageBytes(type, shape, bytes) && bytes <= memory)
+    return true;
+  fail("'" + name + "' " + toString(type) + shapeString(shape) +
+       " does not fit in this machine's " + Twine(memory >> 20) +
+       " MiB of memory");
+  return false;
 }
 
 static mlir::OwningOpRef<mlir::ModuleOp>
@@ -203,6 +219,8 @@ static int run(mlir::ModuleOp module) {
       if (!resolveShape(spec, bindings, shape, error))
         return fail(error + " (pass --dim or --input " + spec.name +
                     "=FILE.npy)");
+      if (!checkFits(spec.name, spec.type, shape))
+        return 1;
       tensors[index] = HostTensor(spec.type, shape);
       // Offsets split the packed tokens of q; block lists index key blocks.
       ParamRole lengthOf = roles.roles[index] == ParamRole::Offsets
@@ -232,8 +250,12 @@ static int run(mlir::ModuleOp module) {
   if (!kernel->outputShapes(inputViews, shapes, error))
     return fail(error);
   std::vector<HostTensor> outputs;
-  for (size_t index = 0; index < shapes.size(); ++index)
+  for (size_t index = 0; index < shapes.size(); ++index) {
+    if (!checkFits(signature.results[index].name,
+                   signature.results[index].type, shapes[index]))
+      return 1;
     outputs.emplace_back(signature.results[index].type, shapes[index]);
+  }
   std::vector<TensorView> outputViewStorage;
   for (HostTensor &output : outputs)
     outputViewStorage.push_back(output.view());

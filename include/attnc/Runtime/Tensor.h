@@ -57,6 +57,10 @@ struct TensorView {
 /// "[2, 4, 128, 64]"
 std::string shapeString(const std::vector<int64_t> &shape);
 
+/// The storage size of a contiguous tensor; false when it overflows 64 bits.
+bool storageBytes(ElementType type, const std::vector<int64_t> &shape,
+                  uint64_t &bytes);
+
 /// A contiguous tensor that owns its storage.
 class HostTensor {
 public:
