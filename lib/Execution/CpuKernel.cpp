@@ -340,3 +340,24 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
   }
   return true;
 }
+
+bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
+                    std::vector<HostTensor> &outputs, std::string &error) {
+  std::vector<std::vector<int64_t>> shapes;
+  if (!outputShapes(inputs, shapes, error))
+    return false;
+  outputs.clear();
+  for (size_t index = 0; index < shapes.size(); ++index) {
+    const TensorSpec &spec = kernelSignature.results[index];
+    if (!checkAllocatable(spec.name, spec.type, shapes[index], error))
+      return false;
+    outputs.emplace_back(spec.type, shapes[index]);
+  }
+  std::vector<TensorView> views;
+  for (HostTensor &output : outputs)
+    views.push_back(output.view());
+  std::vector<TensorView *> outputViews;
+  for (TensorView &view : views)
+    outputViews.push_back(&view);
+  return run(inputs, outputViews, error);
+}

@@ -4,6 +4,7 @@
 #include "attnc/Runtime/HalfFloat.h"
 
 #include <cstring>
+#include <unistd.h>
 
 using namespace attnc;
 
@@ -72,6 +73,20 @@ bool attnc::storageBytes(ElementType type, const std::vector<int64_t> &shape,
     bytes *= static_cast<uint64_t>(size);
   }
   return true;
+}
+
+bool attnc::checkAllocatable(const std::string &name, ElementType type,
+                             const std::vector<int64_t> &shape,
+                             std::string &error) {
+  uint64_t bytes;
+  uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                    static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  if (storageBytes(type, shape, bytes) && bytes <= memory)
+    return true;
+  error = "'" + name + "' " + toString(type) + shapeString(shape) +
+          " does not fit in this machine's " + std::to_string(memory >> 20) +
+          " MiB of memory";
+  return false;
 }
 
 int64_t TensorView::numElements() const {

@@ -81,19 +81,7 @@ public:
       views.push_back(it->second.view());
       inputViews.push_back(&views.back());
     }
-    std::vector<std::vector<int64_t>> shapes;
-    if (!kernel->outputShapes(inputViews, shapes, error))
-      return false;
-    outputs.clear();
-    for (size_t index = 0; index < shapes.size(); ++index)
-      outputs.emplace_back(signature.results[index].type, shapes[index]);
-    std::vector<TensorView> outputStorage;
-    for (HostTensor &output : outputs)
-      outputStorage.push_back(output.view());
-    std::vector<TensorView *> outputViews;
-    for (TensorView &view : outputStorage)
-      outputViews.push_back(&view);
-    return kernel->run(inputViews, outputViews, error);
+    return kernel->run(inputViews, outputs, error);
   }
 
   llvm::SourceMgr sourceMgr;

@@ -26,7 +26,6 @@
 #include "llvm/Support/ToolOutputFile.h"
 
 #include <chrono>
-#include <unistd.h>
 #include <cmath>
 
 using namespace llvm;
@@ -90,21 +89,6 @@ static cl::opt<std::string>
 static int fail(const Twine &message) {
   errs() << "attnc: error: " << message << "\n";
   return 1;
-}
-
-/// Refuses tensors that cannot fit in this machine's memory, before
-/// allocating them.
-static bool checkFits(const std::string &name, ElementType type,
-                      const std::vector<int64_t> &shape) {
-  uint64_t bytes;
-  uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
-                    static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
-  if (storageBytes(type, shape, bytes) && bytes <= memory)
-    return true;
-  fail("'" + name + "' " + toString(type) + shapeString(shape) +
-       " does not fit in this machine's " + Twine(memory >> 20) +
-       " MiB of memory");
-  return false;
 }
 
 static mlir::OwningOpRef<mlir::ModuleOp>
@@ -219,8 +203,8 @@ static int run(mlir::ModuleOp module) {
       if (!resolveShape(spec, bindings, shape, error))
         return fail(error + " (pass --dim or --input " + spec.name +
                     "=FILE.npy)");
-      if (!checkFits(spec.name, spec.type, shape))
-        return 1;
+      if (!checkAllocatable(spec.name, spec.type, shape, error))
+        return fail(error);
       tensors[index] = HostTensor(spec.type, shape);
       // Offsets split the packed tokens of q; block lists index key blocks.
       ParamRole lengthOf = roles.roles[index] == ParamRole::Offsets
@@ -246,25 +230,9 @@ static int run(mlir::ModuleOp module) {
     }
   }
 
-  std::vector<std::vector<int64_t>> shapes;
-  if (!kernel->outputShapes(inputViews, shapes, error))
-    return fail(error);
-  std::vector<HostTensor> outputs;
-  for (size_t index = 0; index < shapes.size(); ++index) {
-    if (!checkFits(signature.results[index].name,
-                   signature.results[index].type, shapes[index]))
-      return 1;
-    outputs.emplace_back(signature.results[index].type, shapes[index]);
-  }
-  std::vector<TensorView> outputViewStorage;
-  for (HostTensor &output : outputs)
-    outputViewStorage.push_back(output.view());
-  std::vector<TensorView *> outputViews;
-  for (TensorView &view : outputViewStorage)
-    outputViews.push_back(&view);
-
   start = std::chrono::steady_clock::now();
-  if (!kernel->run(inputViews, outputViews, error))
+  std::vector<HostTensor> outputs;
+  if (!kernel->run(inputViews, outputs, error))
     return fail(error);
   double runMs = std::chrono::duration<double, std::milli>(
                      std::chrono::steady_clock::now() - start)

@@ -56,6 +56,10 @@ public:
   bool run(const std::vector<const TensorView *> &inputs,
            const std::vector<TensorView *> &outputs, std::string &error);
 
+  /// Allocates the outputs (refusing any that cannot fit in memory) and runs.
+  bool run(const std::vector<const TensorView *> &inputs,
+           std::vector<HostTensor> &outputs, std::string &error);
+
 private:
   CpuKernel() = default;
   bool checkLaunch(const std::vector<const TensorView *> &inputs,

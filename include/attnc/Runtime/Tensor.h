@@ -61,6 +61,11 @@ std::string shapeString(const std::vector<int64_t> &shape);
 bool storageBytes(ElementType type, const std::vector<int64_t> &shape,
                   uint64_t &bytes);
 
+/// False (with a message naming the tensor) when a tensor of this shape
+/// cannot fit in the machine's physical memory; checked before allocating.
+bool checkAllocatable(const std::string &name, ElementType type,
+                      const std::vector<int64_t> &shape, std::string &error);
+
 /// A contiguous tensor that owns its storage.
 class HostTensor {
 public:
