@@ -8,6 +8,7 @@
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Transforms/Passes.h"
+#include "KernelLowering.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -27,252 +28,17 @@ namespace attnc {
 using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
+using namespace attnc::lowering;
 
 namespace {
 
-/// The memref type a kernel parameter is passed as: dynamic sizes, strides
-/// and offset so that any layout arrives without a copy; bools as i8.
-MemRefType getParamMemRefType(AttnTensorType type) {
-  int64_t rank = type.getRank();
-  Type element = type.getElementType();
-  if (element.isInteger(1))
-    element = IntegerType::get(type.getContext(), 8);
-  SmallVector<int64_t> shape(rank, ShapedType::kDynamic);
-  SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
-  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
-                                       strides);
-  return MemRefType::get(shape, element, layout);
-}
-
-/// Builds the loops of one lowered kernel. Holds the memrefs of the
-/// parameters and results and small helpers for the arithmetic.
-class ReferenceBuilder {
-public:
-  ReferenceBuilder(ImplicitLocOpBuilder &b, IRMapping &params, Value status)
-      : b(b), params(params), status(status) {}
-
-  Value index(int64_t value) {
-    return arith::ConstantIndexOp::create(b, value);
-  }
-  Value f32(double value) {
-    return arith::ConstantFloatOp::create(b, b.getF32Type(),
-                                          APFloat(static_cast<float>(value)));
-  }
-  Value dim(Value memref, int64_t position) {
-    return memref::DimOp::create(b, memref, position);
-  }
-  Value add(Value lhs, Value rhs) {
-    return isa<FloatType>(lhs.getType()) ? Value(arith::AddFOp::create(b, lhs, rhs))
-                                         : Value(arith::AddIOp::create(b, lhs, rhs));
-  }
-  Value mul(Value lhs, Value rhs) {
-    return isa<FloatType>(lhs.getType()) ? Value(arith::MulFOp::create(b, lhs, rhs))
-                                         : Value(arith::MulIOp::create(b, lhs, rhs));
-  }
-  Value sub(Value lhs, Value rhs) { return arith::SubIOp::create(b, lhs, rhs); }
-
-  /// Loads an element as f32 (f16/bf16 are extended).
-  Value loadF32(Value memref, ValueRange indices) {
-    Value value = memref::LoadOp::create(b, memref, indices);
-    if (!value.getType().isF32())
-      value = arith::ExtFOp::create(b, b.getF32Type(), value);
-    return value;
-  }
-  /// Stores an f32 value, rounding it to the memref's element type.
-  void storeF32(Value value, Value memref, ValueRange indices) {
-    Type element = cast<MemRefType>(memref.getType()).getElementType();
-    if (element != value.getType())
-      value = arith::TruncFOp::create(b, element, value);
-    memref::StoreOp::create(b, value, memref, indices);
-  }
-  Value loadIndex(Value memref, ValueRange indices) {
-    Value value = memref::LoadOp::create(b, memref, indices);
-    return arith::IndexCastOp::create(b, b.getIndexType(), value);
-  }
-
-  /// for (iv = lb; iv < ub; ++iv) body(iv, iterArgs) -> results.
-  ValueRange loop(Value lb, Value ub, ValueRange init,
-                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
-    auto forOp = scf::ForOp::create(
-        b, lb, ub, index(1), init,
-        [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
-          OpBuilder::InsertionGuard guard(b);
-          b.setInsertionPoint(nested.getInsertionBlock(),
-                              nested.getInsertionPoint());
-          SmallVector<Value> results = body(iv, args);
-          scf::YieldOp::create(b, results);
-        });
-    return forOp.getResults();
-  }
-  void loop(Value lb, Value ub, function_ref<void(Value)> body) {
-    loop(lb, ub, {}, [&](Value iv, ValueRange) {
-      body(iv);
-      return SmallVector<Value>{};
-    });
-  }
-
-  /// if (cond) then() else yield elseValues.
-  ValueRange ifThen(Value cond, TypeRange types,
-                    function_ref<SmallVector<Value>()> thenBody,
-                    function_ref<SmallVector<Value>()> elseBody) {
-    auto ifOp = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
-    {
-      OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
-      SmallVector<Value> values = thenBody();
-      if (!types.empty() || ifOp.getThenRegion().front().empty() ||
-          !ifOp.getThenRegion().front().back().hasTrait<OpTrait::IsTerminator>())
-        scf::YieldOp::create(b, values);
-      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
-      values = elseBody();
-      if (!types.empty() || ifOp.getElseRegion().front().empty() ||
-          !ifOp.getElseRegion().front().back().hasTrait<OpTrait::IsTerminator>())
-        scf::YieldOp::create(b, values);
-    }
-    return ifOp.getResults();
-  }
-  void ifThen(Value cond, function_ref<void()> thenBody) {
-    ifThen(cond, {}, [&] { thenBody(); return SmallVector<Value>{}; },
-           [] { return SmallVector<Value>{}; });
-  }
-
-  /// Clones an expression region with its block arguments bound to `args`;
-  /// returns the yielded value, or `fallback` when the region is empty.
-  Value inlineExpression(Region &region, ValueRange args, Value fallback) {
-    if (region.empty())
-      return fallback;
-    IRMapping mapping = params;
-    Block &block = region.front();
-    for (auto [arg, value] : llvm::zip(block.getArguments(), args))
-      mapping.map(arg, value);
-    for (Operation &op : block) {
-      if (auto yield = dyn_cast<YieldOp>(op))
-        return mapping.lookup(yield.getValue());
-      if (auto load = dyn_cast<LoadOp>(op)) {
-        mapping.map(load.getResult(), lowerLoad(load, mapping));
-        continue;
-      }
-      b.clone(op, mapping);
-    }
-    llvm_unreachable("verified expression regions end in attn.yield");
-  }
-
-  Value lowerLoad(LoadOp load, IRMapping &mapping) {
-    Value memref = mapping.lookup(load.getTensor());
-    SmallVector<Value> indices;
-    for (Value index : load.getIndices())
-      indices.push_back(mapping.lookup(index));
-    Value raw = checkedLoad(memref, indices);
-    Type result = load.getResult().getType();
-    if (result.isF32())
-      return raw.getType().isF32()
-                 ? raw
-                 : Value(arith::ExtFOp::create(b, b.getF32Type(), raw));
-    if (result.isInteger(1)) // bools are stored as bytes
-      return arith::CmpIOp::create(
-          b, arith::CmpIPredicate::ne, raw,
-          arith::ConstantIntOp::create(b, raw.getType(), 0));
-    return arith::IndexCastOp::create(b, b.getIndexType(), raw);
-  }
-
-  /// Loads memref[indices] from a kernel parameter whose indices come from
-  /// user expressions or user data. An index outside the tensor is recorded
-  /// in the status buffer (2, parameter, dim, index, size) and the load
-  /// yields 0 instead of reading out of bounds.
-  Value checkedLoad(Value memref, ValueRange indices) {
-    Value inBounds = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-    for (unsigned dimIndex = 0; dimIndex < indices.size(); ++dimIndex) {
-      Value position = indices[dimIndex];
-      Value size = dim(memref, dimIndex);
-      // Unsigned comparison: negative indices are huge and fail too.
-      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position,
-                                       size);
-      ifThen(arith::XOrIOp::create(b, ok, arith::ConstantIntOp::create(
-                                              b, b.getI1Type(), 1)),
-             [&] {
-               recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
-                               index(dimIndex), position, size});
-             });
-      inBounds = arith::AndIOp::create(b, inBounds, ok);
-    }
-    Type element = cast<MemRefType>(memref.getType()).getElementType();
-    return ifThen(
-        inBounds, {element},
-        [&]() -> SmallVector<Value> {
-          return {memref::LoadOp::create(b, memref, indices)};
-        },
-        [&]() -> SmallVector<Value> {
-          return {arith::ConstantOp::create(b, element,
-                                            b.getZeroAttr(element))};
-        })[0];
-  }
-
-  /// Writes the first error of a run into the status buffer:
-  /// status[0] = code, status[1..] = `details` (index values as i64).
-  void recordError(int64_t code, ArrayRef<Value> details,
-                   Value rawBits = Value()) {
-    Type i64 = b.getI64Type();
-    Value slot0 = index(0);
-    Value previous = memref::LoadOp::create(b, status, slot0);
-    Value first = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::eq, previous,
-        arith::ConstantIntOp::create(b, i64, 0));
-    ifThen(first, [&] {
-      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, code),
-                              status, slot0);
-      for (auto [slot, value] : llvm::enumerate(details))
-        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i64, value),
-                                status, index(slot + 1));
-      if (rawBits)
-        memref::StoreOp::create(b, rawBits, status, index(5));
-    });
-  }
-
-  /// True when the optional parameter was passed (non-null pointer).
-  Value isPresent(Value memref) {
-    Value pointer =
-        memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
-    return arith::CmpIOp::create(b, arith::CmpIPredicate::ne, pointer,
-                                 index(0));
-  }
-
-  ImplicitLocOpBuilder &b;
-  IRMapping &params;
-  Value status;
-};
-
-/// Index list for q/k/v/o: (batch, head, position, feature) in the layout.
-SmallVector<Value> layoutIndices(Layout layout, Value batch, Value head,
-                                 Value position, Value feature) {
-  switch (layout) {
-  case Layout::bhnd:
-    return {batch, head, position, feature};
-  case Layout::bnhd:
-    return {batch, position, head, feature};
-  case Layout::thd:
-    return {position, head, feature};
-  }
-  llvm_unreachable("unknown layout");
-}
-
-/// Sequence bounds of batch entry `b`: its start in the packed tensor and its
-/// length; (0, dense length) when not packed.
-std::pair<Value, Value> sequenceBounds(ReferenceBuilder &rb, Value offsets,
-                                       Value batch, Value denseLength) {
-  if (!offsets)
-    return {rb.index(0), denseLength};
-  Value start = rb.loadIndex(offsets, {batch});
-  Value end = rb.loadIndex(offsets, {rb.add(batch, rb.index(1))});
-  return {start, rb.sub(end, start)};
-}
-
 template <typename QAt, typename KAt, typename MaskAt>
-void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
+void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
                       Value numBlocks, Value blockK, Value m, Value headK,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
                       Value eligible);
-Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position);
+Value checkedGate(LoweringBuilder &rb, Value gate, ArrayRef<Value> position);
 
 //===----------------------------------------------------------------------===//
 // Softmax family
@@ -284,7 +50,7 @@ Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position);
 ///   p_j = exp(s_j - max_j s_j) (softmax) | sigmoid(s_j) | s_j,
 ///   o_i = sum_j p_j v_j [/ sum_j p_j], lse_i = max + log(sum_j p_j).
 template <typename OpTy>
-void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
+void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   Layout layout = op.getLayout();
@@ -526,7 +292,7 @@ void lowerSoftmaxFamily(OpTy op, ReferenceBuilder &rb, ValueRange results) {
 /// where a block is eligible when it holds an allowed key; ties keep the
 /// lower J.
 template <typename QAt, typename KAt, typename MaskAt>
-void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
+void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
                       Value numBlocks, Value blockK, Value m, Value headK,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
@@ -608,7 +374,7 @@ void selectTopkBlocks(SparseSoftmaxOp op, ReferenceBuilder &rb, uint64_t topk,
 /// Lowers attn.linear with the recurrence, per (b, h) and state S [Dk, Dv]:
 ///   causal:     S = diag(exp(g_t)) S + phi(k_t)^T v_t; o_t = scale * phi(q_t) S
 ///   non-causal: S = S_0 + sum_t phi(k_t)^T v_t;       o_t = scale * phi(q_t) S
-void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results) {
+void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   Layout layout = op.getLayout();
@@ -720,7 +486,7 @@ void lowerLinear(LinearOp op, ReferenceBuilder &rb, ValueRange results) {
 /// Gates must be finite and <= 0. The first violation is recorded in the
 /// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
 /// the run ends normally and the caller reports the error.
-Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position) {
+Value checkedGate(LoweringBuilder &rb, Value gate, ArrayRef<Value> position) {
   ImplicitLocOpBuilder &b = rb.b;
   Value nonPositive =
       arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, rb.f32(0));
@@ -743,54 +509,17 @@ Value checkedGate(ReferenceBuilder &rb, Value gate, ArrayRef<Value> position) {
 //===----------------------------------------------------------------------===//
 
 void lowerKernel(KernelOp kernel) {
-  FunctionType signature = kernel.getFunctionType();
-  SmallVector<Type> argTypes;
-  for (Type type : signature.getInputs())
-    argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
-  for (Type type : signature.getResults())
-    argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
-  auto statusType = MemRefType::get({ShapedType::kDynamic},
-                                    IntegerType::get(kernel.getContext(), 64));
-  argTypes.push_back(statusType);
-
-  OpBuilder builder(kernel);
-  auto func = func::FuncOp::create(builder, kernel.getLoc(),
-                                   kernel.getSymName(),
-                                   builder.getFunctionType(argTypes, {}));
-  func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
-  Block *entry = func.addEntryBlock();
-
-  IRMapping params;
-  Block &body = kernel.getBody().front();
-  for (auto [param, arg] : llvm::zip(body.getArguments(), entry->getArguments()))
-    params.map(param, arg);
-  ValueRange results =
-      entry->getArguments().slice(signature.getNumInputs(),
-                                  signature.getNumResults());
-  Value status = entry->getArguments().back();
-
-  Operation *familyOp = kernel.getFamilyOp();
-  auto ret = cast<ReturnOp>(body.getTerminator());
-  // The verifier guarantees that the kernel returns each result of the
-  // family op exactly once.
-  SmallVector<Value> familyResults(familyOp->getNumResults());
-  for (auto [returned, buffer] : llvm::zip(ret.getResults(), results))
-    familyResults[cast<OpResult>(returned).getResultNumber()] = buffer;
-
-  ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->begin());
-  ReferenceBuilder rb(b, params, status);
-  memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
-                          status, rb.index(0));
-  if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
-    lowerSoftmaxFamily(softmax, rb, familyResults);
-  else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
-    lowerSoftmaxFamily(chunked, rb, familyResults);
-  else if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp))
-    lowerSoftmaxFamily(sparse, rb, familyResults);
-  else
-    lowerLinear(cast<LinearOp>(familyOp), rb, familyResults);
-  func::ReturnOp::create(b);
-  kernel.erase();
+  lowerKernelToFunc(kernel, [](Operation *familyOp, LoweringBuilder &rb,
+                               ValueRange results) {
+    if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+      lowerSoftmaxFamily(softmax, rb, results);
+    else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+      lowerSoftmaxFamily(chunked, rb, results);
+    else if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp))
+      lowerSoftmaxFamily(sparse, rb, results);
+    else
+      lowerLinear(cast<LinearOp>(familyOp), rb, results);
+  });
 }
 
 struct LowerToReferencePass

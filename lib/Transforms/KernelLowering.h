@@ -1,0 +1,302 @@
+//===- KernelLowering.h - Shared pieces of the kernel lowerings -*- C++ -*-===//
+//
+// What the reference lowering and the tiled strategies share: the calling
+// convention (memref types, the func skeleton with its status buffer) and a
+// builder with helpers for loops, conditions and bounds-checked loads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
+#define ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
+
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/IR/IRMapping.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+
+namespace attnc::lowering {
+
+using mlir::ArrayRef;
+using mlir::Block;
+using mlir::Location;
+using mlir::MemRefType;
+using mlir::OpBuilder;
+using mlir::Operation;
+using mlir::Region;
+using mlir::SmallVector;
+using mlir::Type;
+using mlir::TypeRange;
+using mlir::Value;
+using mlir::ValueRange;
+using mlir::ImplicitLocOpBuilder;
+using mlir::IRMapping;
+using mlir::BlockArgument;
+using mlir::FloatType;
+using mlir::IntegerType;
+using mlir::ShapedType;
+using mlir::StridedLayoutAttr;
+using llvm::APFloat;
+using llvm::cast;
+using llvm::dyn_cast;
+using llvm::function_ref;
+using llvm::isa;
+namespace OpTrait = mlir::OpTrait;
+namespace arith = mlir::arith;
+namespace math = mlir::math;
+namespace memref = mlir::memref;
+namespace scf = mlir::scf;
+using namespace attnc::attn;
+
+/// The memref type a kernel parameter is passed as: dynamic sizes, strides
+/// and offset so that any layout arrives without a copy; bools as i8.
+inline mlir::MemRefType getParamMemRefType(AttnTensorType type) {
+  int64_t rank = type.getRank();
+  Type element = type.getElementType();
+  if (element.isInteger(1))
+    element = IntegerType::get(type.getContext(), 8);
+  SmallVector<int64_t> shape(rank, ShapedType::kDynamic);
+  SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
+  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
+                                       strides);
+  return MemRefType::get(shape, element, layout);
+}
+
+/// Builds the loops of one lowered kernel: the memrefs of the parameters,
+/// the status buffer and small helpers for loops, conditions, arithmetic and
+/// checked loads.
+class LoweringBuilder {
+public:
+  LoweringBuilder(ImplicitLocOpBuilder &b, IRMapping &params, Value status)
+      : b(b), params(params), status(status) {}
+
+  Value index(int64_t value) {
+    return arith::ConstantIndexOp::create(b, value);
+  }
+  Value f32(double value) {
+    return arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                          APFloat(static_cast<float>(value)));
+  }
+  Value dim(Value memref, int64_t position) {
+    return memref::DimOp::create(b, memref, position);
+  }
+  Value add(Value lhs, Value rhs) {
+    return isa<FloatType>(lhs.getType()) ? Value(arith::AddFOp::create(b, lhs, rhs))
+                                         : Value(arith::AddIOp::create(b, lhs, rhs));
+  }
+  Value mul(Value lhs, Value rhs) {
+    return isa<FloatType>(lhs.getType()) ? Value(arith::MulFOp::create(b, lhs, rhs))
+                                         : Value(arith::MulIOp::create(b, lhs, rhs));
+  }
+  Value sub(Value lhs, Value rhs) { return arith::SubIOp::create(b, lhs, rhs); }
+
+  /// Loads an element as f32 (f16/bf16 are extended).
+  Value loadF32(Value memref, ValueRange indices) {
+    Value value = memref::LoadOp::create(b, memref, indices);
+    if (!value.getType().isF32())
+      value = arith::ExtFOp::create(b, b.getF32Type(), value);
+    return value;
+  }
+  /// Stores an f32 value, rounding it to the memref's element type.
+  void storeF32(Value value, Value memref, ValueRange indices) {
+    Type element = cast<MemRefType>(memref.getType()).getElementType();
+    if (element != value.getType())
+      value = arith::TruncFOp::create(b, element, value);
+    memref::StoreOp::create(b, value, memref, indices);
+  }
+  Value loadIndex(Value memref, ValueRange indices) {
+    Value value = memref::LoadOp::create(b, memref, indices);
+    return arith::IndexCastOp::create(b, b.getIndexType(), value);
+  }
+
+  /// for (iv = lb; iv < ub; ++iv) body(iv, iterArgs) -> results.
+  ValueRange loop(Value lb, Value ub, ValueRange init,
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+    auto forOp = scf::ForOp::create(
+        b, lb, ub, index(1), init,
+        [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          SmallVector<Value> results = body(iv, args);
+          scf::YieldOp::create(b, results);
+        });
+    return forOp.getResults();
+  }
+  void loop(Value lb, Value ub, function_ref<void(Value)> body) {
+    loop(lb, ub, {}, [&](Value iv, ValueRange) {
+      body(iv);
+      return SmallVector<Value>{};
+    });
+  }
+
+  /// if (cond) then() else yield elseValues.
+  ValueRange ifThen(Value cond, TypeRange types,
+                    function_ref<SmallVector<Value>()> thenBody,
+                    function_ref<SmallVector<Value>()> elseBody) {
+    auto ifOp = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&ifOp.getThenRegion().front());
+      SmallVector<Value> values = thenBody();
+      if (!types.empty() || ifOp.getThenRegion().front().empty() ||
+          !ifOp.getThenRegion().front().back().hasTrait<OpTrait::IsTerminator>())
+        scf::YieldOp::create(b, values);
+      b.setInsertionPointToStart(&ifOp.getElseRegion().front());
+      values = elseBody();
+      if (!types.empty() || ifOp.getElseRegion().front().empty() ||
+          !ifOp.getElseRegion().front().back().hasTrait<OpTrait::IsTerminator>())
+        scf::YieldOp::create(b, values);
+    }
+    return ifOp.getResults();
+  }
+  void ifThen(Value cond, function_ref<void()> thenBody) {
+    ifThen(cond, {}, [&] { thenBody(); return SmallVector<Value>{}; },
+           [] { return SmallVector<Value>{}; });
+  }
+
+  /// Clones an expression region with its block arguments bound to `args`;
+  /// returns the yielded value, or `fallback` when the region is empty.
+  Value inlineExpression(Region &region, ValueRange args, Value fallback) {
+    if (region.empty())
+      return fallback;
+    IRMapping mapping = params;
+    Block &block = region.front();
+    for (auto [arg, value] : llvm::zip(block.getArguments(), args))
+      mapping.map(arg, value);
+    for (Operation &op : block) {
+      if (auto yield = dyn_cast<YieldOp>(op))
+        return mapping.lookup(yield.getValue());
+      if (auto load = dyn_cast<LoadOp>(op)) {
+        mapping.map(load.getResult(), lowerLoad(load, mapping));
+        continue;
+      }
+      b.clone(op, mapping);
+    }
+    llvm_unreachable("verified expression regions end in attn.yield");
+  }
+
+  Value lowerLoad(LoadOp load, IRMapping &mapping) {
+    Value memref = mapping.lookup(load.getTensor());
+    SmallVector<Value> indices;
+    for (Value index : load.getIndices())
+      indices.push_back(mapping.lookup(index));
+    Value raw = checkedLoad(memref, indices);
+    Type result = load.getResult().getType();
+    if (result.isF32())
+      return raw.getType().isF32()
+                 ? raw
+                 : Value(arith::ExtFOp::create(b, b.getF32Type(), raw));
+    if (result.isInteger(1)) // bools are stored as bytes
+      return arith::CmpIOp::create(
+          b, arith::CmpIPredicate::ne, raw,
+          arith::ConstantIntOp::create(b, raw.getType(), 0));
+    return arith::IndexCastOp::create(b, b.getIndexType(), raw);
+  }
+
+  /// Loads memref[indices] from a kernel parameter whose indices come from
+  /// user expressions or user data. An index outside the tensor is recorded
+  /// in the status buffer (2, parameter, dim, index, size) and the load
+  /// yields 0 instead of reading out of bounds.
+  Value checkedLoad(Value memref, ValueRange indices) {
+    Value inBounds = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+    for (unsigned dimIndex = 0; dimIndex < indices.size(); ++dimIndex) {
+      Value position = indices[dimIndex];
+      Value size = dim(memref, dimIndex);
+      // Unsigned comparison: negative indices are huge and fail too.
+      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position,
+                                       size);
+      ifThen(arith::XOrIOp::create(b, ok, arith::ConstantIntOp::create(
+                                              b, b.getI1Type(), 1)),
+             [&] {
+               recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
+                               index(dimIndex), position, size});
+             });
+      inBounds = arith::AndIOp::create(b, inBounds, ok);
+    }
+    Type element = cast<MemRefType>(memref.getType()).getElementType();
+    return ifThen(
+        inBounds, {element},
+        [&]() -> SmallVector<Value> {
+          return {memref::LoadOp::create(b, memref, indices)};
+        },
+        [&]() -> SmallVector<Value> {
+          return {arith::ConstantOp::create(b, element,
+                                            b.getZeroAttr(element))};
+        })[0];
+  }
+
+  /// Writes the first error of a run into the status buffer:
+  /// status[0] = code, status[1..] = `details` (index values as i64).
+  void recordError(int64_t code, ArrayRef<Value> details,
+                   Value rawBits = Value()) {
+    Type i64 = b.getI64Type();
+    Value slot0 = index(0);
+    Value previous = memref::LoadOp::create(b, status, slot0);
+    Value first = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::eq, previous,
+        arith::ConstantIntOp::create(b, i64, 0));
+    ifThen(first, [&] {
+      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, code),
+                              status, slot0);
+      for (auto [slot, value] : llvm::enumerate(details))
+        memref::StoreOp::create(b, arith::IndexCastOp::create(b, i64, value),
+                                status, index(slot + 1));
+      if (rawBits)
+        memref::StoreOp::create(b, rawBits, status, index(5));
+    });
+  }
+
+  /// True when the optional parameter was passed (non-null pointer).
+  Value isPresent(Value memref) {
+    Value pointer =
+        memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ne, pointer,
+                                 index(0));
+  }
+
+  ImplicitLocOpBuilder &b;
+  IRMapping &params;
+  Value status;
+};
+
+/// Index list for q/k/v/o: (batch, head, position, feature) in the layout.
+inline SmallVector<Value> layoutIndices(Layout layout, Value batch, Value head,
+                                 Value position, Value feature) {
+  switch (layout) {
+  case Layout::bhnd:
+    return {batch, head, position, feature};
+  case Layout::bnhd:
+    return {batch, position, head, feature};
+  case Layout::thd:
+    return {position, head, feature};
+  }
+  llvm_unreachable("unknown layout");
+}
+
+/// Sequence bounds of batch entry `b`: its start in the packed tensor and its
+/// length; (0, dense length) when not packed.
+inline std::pair<Value, Value> sequenceBounds(LoweringBuilder &rb, Value offsets,
+                                       Value batch, Value denseLength) {
+  if (!offsets)
+    return {rb.index(0), denseLength};
+  Value start = rb.loadIndex(offsets, {batch});
+  Value end = rb.loadIndex(offsets, {rb.add(batch, rb.index(1))});
+  return {start, rb.sub(end, start)};
+}
+
+/// Replaces `kernel` by a func.func of the same name with the calling
+/// convention of docs/pipeline.md (parameters, results, status buffer) and
+/// lets `lowerFamily` fill in the body for the kernel's family op, given the
+/// result buffers in the family op's result order.
+void lowerKernelToFunc(
+    KernelOp kernel,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
+
+} // namespace attnc::lowering
+
+#endif // ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
