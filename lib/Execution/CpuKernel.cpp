@@ -75,9 +75,8 @@ static int paramIndex(Value value) {
 }
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
-                                              CpuPath path,
+                                              const CpuOptions &cpuOptions,
                                               std::string &error) {
-  (void)path; // the reference lowering is the only CPU path so far
   attn::KernelOp kernel;
   for (attn::KernelOp candidate : module.getOps<attn::KernelOp>())
     if (name.empty() || candidate.getSymName() == name) {
@@ -87,6 +86,15 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
   if (!kernel) {
     error = name.empty() ? "the module holds no kernel"
                          : "no kernel named '" + name.str() + "'";
+    return nullptr;
+  }
+
+  Operation *familyOp = kernel.getFamilyOp();
+  if (cpuOptions.path == CpuPath::Tiled &&
+      !isa<attn::SoftmaxOp, attn::ChunkSoftmaxOp>(familyOp)) {
+    error = "the tiled CPU path has no strategy for " +
+            familyOp->getName().getStringRef().str() +
+            " yet; run it with --path=reference";
     return nullptr;
   }
 
@@ -141,7 +149,11 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
       return success();
     });
     PassManager pm(context);
-    pm.addPass(createLowerToReference());
+    if (cpuOptions.path == CpuPath::Tiled)
+      pm.addPass(createTileSoftmax(
+          TileSoftmaxOptions{cpuOptions.blockQ, cpuOptions.blockK}));
+    else
+      pm.addPass(createLowerToReference());
     buildLowerToLLVMPipeline(pm);
     if (failed(pm.run(*lowered))) {
       error = "lowering to LLVM failed: " + diagnostics;

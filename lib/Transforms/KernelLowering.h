@@ -251,6 +251,16 @@ public:
     });
   }
 
+  /// The softmax scale: the given constant, or 1 / sqrt(Dk).
+  Value softmaxScale(std::optional<APFloat> given, Value dimK) {
+    if (given)
+      return f32(given->convertToDouble());
+    Value dk = arith::UIToFPOp::create(
+        b, b.getF32Type(),
+        arith::IndexCastUIOp::create(b, b.getI64Type(), dimK));
+    return arith::DivFOp::create(b, f32(1.0), math::SqrtOp::create(b, dk));
+  }
+
   /// True when the optional parameter was passed (non-null pointer).
   Value isPresent(Value memref) {
     Value pointer =

@@ -70,18 +70,7 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value zero = rb.index(0);
 
-  double scaleValue = 0;
-  if (op.getScale())
-    scaleValue = op.getScale()->convertToDouble();
-  Value scale;
-  if (op.getScale()) {
-    scale = rb.f32(scaleValue);
-  } else { // 1 / sqrt(Dk)
-    Value dk = arith::UIToFPOp::create(
-        b, b.getF32Type(),
-        arith::IndexCastUIOp::create(b, b.getI64Type(), dimK));
-    scale = arith::DivFOp::create(b, rb.f32(1.0), math::SqrtOp::create(b, dk));
-  }
+  Value scale = rb.softmaxScale(op.getScale(), dimK);
   Normalizer normalizer = op.getNormalizer();
 
   // Row buffers: scores, allowed flags and, for sparse ops, a flag per key block.

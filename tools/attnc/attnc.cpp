@@ -67,8 +67,19 @@ static cl::opt<Backend>
 static cl::opt<CpuPath>
     cpuPath("path", cl::desc("CPU code path"), cl::init(CpuPath::Reference),
             cl::values(clEnumValN(CpuPath::Reference, "reference",
-                                  "the direct definition (the oracle)")),
+                                  "the direct definition (the oracle)"),
+                       clEnumValN(CpuPath::Tiled, "tiled",
+                                  "FlashAttention-2 tiling (softmax and "
+                                  "chunk-local softmax so far)")),
             cl::sub(runCommand), cl::cat(category));
+static cl::opt<int64_t> blockQ("block-q",
+                               cl::desc("Query rows per tile (--path=tiled)"),
+                               cl::init(64), cl::sub(runCommand),
+                               cl::cat(category));
+static cl::opt<int64_t> blockK("block-k",
+                               cl::desc("Keys per tile (--path=tiled)"),
+                               cl::init(64), cl::sub(runCommand),
+                               cl::cat(category));
 static cl::list<std::string>
     inputs("input", cl::desc("NAME=FILE.npy: data for a parameter (others "
                              "get seeded random data; optional ones are "
@@ -134,9 +145,12 @@ static bool parseBinding(StringRef text, StringRef what, StringRef &name,
 
 static int run(mlir::ModuleOp module) {
   std::string error;
+  if (blockQ <= 0 || blockK <= 0)
+    return fail("--block-q and --block-k must be positive");
   auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CpuKernel> kernel =
-      CpuKernel::compile(module, kernelName, cpuPath, error);
+      CpuKernel::compile(module, kernelName,
+                         CpuOptions{cpuPath, blockQ, blockK}, error);
   if (!kernel)
     return fail(error);
   double compileMs = std::chrono::duration<double, std::milli>(
@@ -238,8 +252,12 @@ static int run(mlir::ModuleOp module) {
                      std::chrono::steady_clock::now() - start)
                      .count();
 
-  outs() << "kernel " << signature.name << " on cpu (reference path), seed "
-         << seed << "\n";
+  outs() << "kernel " << signature.name << " on cpu ("
+         << (cpuPath == CpuPath::Tiled
+                 ? "tiled path, " + std::to_string(blockQ) + " x " +
+                       std::to_string(blockK) + " tiles"
+                 : std::string("reference path"))
+         << "), seed " << seed << "\n";
   for (size_t index = 0; index < signature.params.size(); ++index) {
     const TensorSpec &spec = signature.params[index];
     outs() << "  input  " << spec.name << ": "

@@ -30,7 +30,17 @@ class KernelOp;
 KernelSignature getKernelSignature(attn::KernelOp kernel);
 
 /// Which code path to compile.
-enum class CpuPath { Reference };
+enum class CpuPath {
+  /// The direct definition (attn-lower-to-reference): the oracle.
+  Reference,
+  /// Tiled strategies (attn-tile-softmax); families without one are refused.
+  Tiled,
+};
+
+struct CpuOptions {
+  CpuPath path = CpuPath::Reference;
+  int64_t blockQ = 64, blockK = 64;
+};
 
 class CpuKernel {
 public:
@@ -40,7 +50,8 @@ public:
   /// empty). The module is cloned; the caller keeps ownership. Returns null
   /// with `error` set on failure.
   static std::unique_ptr<CpuKernel> compile(mlir::ModuleOp module,
-                                            llvm::StringRef name, CpuPath path,
+                                            llvm::StringRef name,
+                                            const CpuOptions &options,
                                             std::string &error);
 
   const KernelSignature &signature() const { return kernelSignature; }

@@ -50,4 +50,52 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
   ];
 }
 
+def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
+  let summary = "FlashAttention-2 tiling of softmax-family kernels";
+  let description = [{
+    Rewrites every kernel whose family op is `attn.softmax` or
+    `attn.chunk_softmax` into a func.func (same calling convention as
+    attn-lower-to-reference) that walks query blocks of `block-q` rows and,
+    for each, the key blocks of `block-k` keys that can hold an allowed key,
+    with the online softmax of FlashAttention-2:
+
+      m' = max(m, rowmax(S)),  P = exp(S - m'),
+      l' = l * exp(m - m') + rowsum(P),  acc' = acc * exp(m - m') + P V,
+      o = acc / l and lse = m + log(l) after the last block.
+
+    Scores live in one block_q x block_k tile; nothing of size N x M is
+    allocated. The key-block range of each query block comes from the band
+    structure of the mask (causal, sliding windows, chunk-local: see
+    MaskStructure), so blocks outside the band are not visited at all, and a
+    block that lies wholly inside an exactly understood band runs a copy of
+    the tile code without the mask. Other kernels are left for other passes.
+
+    Before:
+    ```mlir
+    %o = attn.softmax %q, %k, %v : ... score {} mask { causal }
+    ```
+    After (sketch):
+    ```mlir
+    scf.for %qb = ... {                       // query blocks
+      %kbEnd = ...                            // last key block of the band
+      scf.for %kb = %kbBegin to %kbEnd {      // visited key blocks only
+        scf.if %full { tile without mask } else { tile with mask }
+      }
+      ... o = acc / l ...
+    }
+    ```
+  }];
+  let options = [
+    Option<"blockQ", "block-q", "int64_t", /*default=*/"64",
+           "Query rows per tile">,
+    Option<"blockK", "block-k", "int64_t", /*default=*/"64",
+           "Keys per tile">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES_TD

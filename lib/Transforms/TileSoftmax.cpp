@@ -1,0 +1,308 @@
+//===- TileSoftmax.cpp - FlashAttention-2 tiling of softmax kernels -------===//
+//
+// Query blocks x visited key blocks with the online softmax; the N x M score
+// matrix never exists, only one block_q x block_k tile of it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelLowering.h"
+#include "attnc/Analysis/MaskStructure.h"
+#include "attnc/Transforms/Passes.h"
+
+#include <limits>
+
+namespace attnc {
+#define GEN_PASS_DEF_TILESOFTMAX
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+
+namespace {
+
+/// constant + nCoeff * n + mCoeff * m at run time.
+Value evaluate(LoweringBuilder &rb, const LengthAffine &affine, Value n,
+               Value m) {
+  Value value = rb.index(affine.constant);
+  if (affine.nCoeff)
+    value = rb.add(value, rb.mul(rb.index(affine.nCoeff), n));
+  if (affine.mCoeff)
+    value = rb.add(value, rb.mul(rb.index(affine.mCoeff), m));
+  return value;
+}
+
+template <typename OpTy>
+void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
+                       int64_t blockQ, int64_t blockK,
+                       std::optional<int64_t> chunk) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  Layout layout = op.getLayout();
+  LayoutDims dims = getLayoutDims(layout);
+  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
+        v = params.lookup(op.getV());
+  Value o = results[0];
+  Value lse = results.size() > 1 ? results[1] : Value();
+  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
+  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
+
+  Value zero = rb.index(0), one = rb.index(1);
+  Value numBatches =
+      cuQ ? rb.sub(rb.dim(cuQ, 0), one) : rb.dim(q, dims.batch);
+  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
+  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
+  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
+  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
+  Value scale = rb.softmaxScale(op.getScale(), dimK);
+  Normalizer normalizer = op.getNormalizer();
+  bool online = normalizer == Normalizer::softmax;
+  MaskStructure band = analyzeMask(op.getMask());
+
+  // Per query block: one score tile, the accumulator and the row statistics.
+  Type f32 = b.getF32Type();
+  Value tile = memref::AllocOp::create(b, MemRefType::get({blockQ, blockK}, f32));
+  Value acc = memref::AllocOp::create(
+      b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32), ValueRange{dimV});
+  Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
+  Value rowSum = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+  Value bq = rb.index(blockQ), bk = rb.index(blockK);
+  Value chunkSize = chunk ? rb.index(*chunk) : Value();
+  auto sameChunk = [&](Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                 arith::DivUIOp::create(b, x, chunkSize),
+                                 arith::DivUIOp::create(b, y, chunkSize));
+  };
+
+  rb.loop(zero, numBatches, [&](Value batch) {
+    Value startQ, n, startK, m;
+    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
+    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
+    rb.loop(zero, headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, groupSize);
+      Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
+      rb.loop(zero, numQueryBlocks, [&](Value queryBlock) {
+        Value i0 = rb.mul(queryBlock, bq);
+        Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
+        Value iLast = rb.add(i0, rb.sub(rows, one));
+
+        // m = -inf, l = 0, acc = 0
+        rb.loop(zero, rows, [&](Value r) {
+          memref::StoreOp::create(b, negInf, rowMax, r);
+          memref::StoreOp::create(b, rb.f32(0), rowSum, r);
+          rb.loop(zero, dimV, [&](Value e) {
+            memref::StoreOp::create(b, rb.f32(0), acc, ValueRange{r, e});
+          });
+        });
+
+        // The keys this query block can see: [jBegin, jEnd) from the band
+        // j - i in [lower, upper] (and the chunk), for i in [i0, iLast].
+        Value jBegin = zero, jEnd = m;
+        for (const LengthAffine &lower : band.lower)
+          jBegin = arith::MaxSIOp::create(b, jBegin,
+                                          rb.add(i0, evaluate(rb, lower, n, m)));
+        for (const LengthAffine &upper : band.upper)
+          jEnd = arith::MinSIOp::create(
+              b, jEnd, rb.add(rb.add(iLast, evaluate(rb, upper, n, m)), one));
+        if (chunk) {
+          Value first = rb.mul(arith::DivUIOp::create(b, i0, chunkSize), chunkSize);
+          Value last = rb.mul(arith::DivUIOp::create(b, iLast, chunkSize), chunkSize);
+          jBegin = arith::MaxSIOp::create(b, jBegin, first);
+          jEnd = arith::MinSIOp::create(b, jEnd, rb.add(last, chunkSize));
+        }
+        // An empty band gives jBegin == jEnd, in [0, m].
+        jEnd = arith::MaxSIOp::create(b, jEnd, zero);
+        jBegin = arith::MinSIOp::create(b, jBegin, jEnd);
+        Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
+        Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+
+        rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
+          Value j0 = rb.mul(keyBlock, bk);
+          Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
+          Value jLast = rb.add(j0, rb.sub(cols, one));
+
+          // One tile: scores (masked or not), then the online update.
+          auto emitTile = [&](bool applyMask) {
+            rb.loop(zero, rows, [&](Value r) {
+              Value i = rb.add(i0, r);
+              Value rowQ = rb.add(startQ, i);
+              Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
+                                                                ValueRange max) {
+                Value j = rb.add(j0, c);
+                Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+                if (applyMask) {
+                  allowed = rb.inlineExpression(
+                      op.getMask(), {batch, head, i, j, n, m, startQ, startK},
+                      allowed);
+                  if (chunk)
+                    allowed = arith::AndIOp::create(b, allowed, sameChunk(i, j));
+                }
+                // Stored: s (or -inf) for softmax, the weight (or 0) otherwise.
+                Value stored = rb.ifThen(
+                    allowed, {f32},
+                    [&]() -> SmallVector<Value> {
+                      Value dot = rb.loop(zero, dimK, {rb.f32(0)},
+                                          [&](Value d, ValueRange sum) {
+                        Value qd = rb.loadF32(
+                            q, layoutIndices(layout, batch, head, rowQ, d));
+                        Value kd = rb.loadF32(
+                            k, layoutIndices(layout, batch, headK,
+                                             rb.add(startK, j), d));
+                        return SmallVector<Value>{rb.add(sum[0], rb.mul(qd, kd))};
+                      })[0];
+                      Value s = rb.mul(scale, dot);
+                      s = rb.inlineExpression(
+                          op.getScore(),
+                          {s, batch, head, i, j, n, m, startQ, startK}, s);
+                      if (normalizer == Normalizer::sigmoid)
+                        s = arith::DivFOp::create(
+                            b, rb.f32(1),
+                            rb.add(rb.f32(1), math::ExpOp::create(
+                                                  b, arith::NegFOp::create(b, s))));
+                      return {s};
+                    },
+                    [&]() -> SmallVector<Value> {
+                      return {online ? negInf : rb.f32(0)};
+                    })[0];
+                memref::StoreOp::create(b, stored, tile, ValueRange{r, c});
+                return SmallVector<Value>{
+                    arith::MaximumFOp::create(b, max[0], stored)};
+              })[0];
+
+              Value alpha = rb.f32(1);
+              if (online) {
+                // m' = max(m, rowmax(S)); P = exp(S - m');
+                // l' = l * exp(m - m') + rowsum(P)
+                Value oldMax = memref::LoadOp::create(b, rowMax, r);
+                Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+                Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                   newMax, negInf);
+                alpha = arith::SelectOp::create(
+                    b, live,
+                    math::ExpOp::create(b, arith::SubFOp::create(b, oldMax, newMax)),
+                    rb.f32(1));
+                Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                  ValueRange acc) {
+                  Value s = memref::LoadOp::create(b, tile, ValueRange{r, c});
+                  Value p = arith::SelectOp::create(
+                      b, live,
+                      math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
+                      rb.f32(0));
+                  memref::StoreOp::create(b, p, tile, ValueRange{r, c});
+                  return SmallVector<Value>{rb.add(acc[0], p)};
+                })[0];
+                Value oldSum = memref::LoadOp::create(b, rowSum, r);
+                memref::StoreOp::create(b, rb.add(rb.mul(oldSum, alpha), sum),
+                                        rowSum, r);
+                memref::StoreOp::create(b, newMax, rowMax, r);
+              }
+              // acc' = acc * alpha + P V
+              rb.loop(zero, dimV, [&](Value e) {
+                Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                ValueRange sum) {
+                  Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
+                  Value value = rb.loadF32(
+                      v, layoutIndices(layout, batch, headK,
+                                       rb.add(startK, rb.add(j0, c)), e));
+                  return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
+                })[0];
+                Value old = memref::LoadOp::create(b, acc, ValueRange{r, e});
+                memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv), acc,
+                                        ValueRange{r, e});
+              });
+            });
+          };
+
+          if (!band.exact) {
+            emitTile(/*applyMask=*/true);
+            return;
+          }
+          // A block wholly inside the band (and the chunk) needs no mask:
+          // every (i, j) with i in [i0, iLast], j in [j0, jLast] is allowed.
+          Value full = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+          auto both = [&](Value condition) {
+            full = arith::AndIOp::create(b, full, condition);
+          };
+          for (const LengthAffine &upper : band.upper)
+            both(arith::CmpIOp::create(b, arith::CmpIPredicate::sle, jLast,
+                                       rb.add(i0, evaluate(rb, upper, n, m))));
+          for (const LengthAffine &lower : band.lower)
+            both(arith::CmpIOp::create(b, arith::CmpIPredicate::sge, j0,
+                                       rb.add(iLast, evaluate(rb, lower, n, m))));
+          if (chunk) {
+            both(sameChunk(i0, iLast));
+            both(sameChunk(i0, j0));
+            both(sameChunk(i0, jLast));
+          }
+          rb.ifThen(
+              full, {},
+              [&] {
+                emitTile(/*applyMask=*/false);
+                return SmallVector<Value>{};
+              },
+              [&] {
+                emitTile(/*applyMask=*/true);
+                return SmallVector<Value>{};
+              });
+        });
+
+        // o = acc / l (softmax; 0 for a row without weight), lse = m + log l
+        rb.loop(zero, rows, [&](Value r) {
+          Value i = rb.add(i0, r);
+          Value rowQ = rb.add(startQ, i);
+          Value sum = memref::LoadOp::create(b, rowSum, r);
+          Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                  sum, rb.f32(0));
+          rb.loop(zero, dimV, [&](Value e) {
+            Value value = memref::LoadOp::create(b, acc, ValueRange{r, e});
+            if (online)
+              value = arith::SelectOp::create(
+                  b, hasWeight, arith::DivFOp::create(b, value, sum), rb.f32(0));
+            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, e));
+          });
+          if (lse) {
+            Value max = memref::LoadOp::create(b, rowMax, r);
+            Value value = arith::SelectOp::create(
+                b, hasWeight, rb.add(max, math::LogOp::create(b, sum)), negInf);
+            SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+                                        : SmallVector<Value>{batch, head, i};
+            memref::StoreOp::create(b, value, lse, at);
+          }
+        });
+      });
+    });
+  });
+  for (Value buffer : {tile, acc, rowMax, rowSum})
+    memref::DeallocOp::create(b, buffer);
+}
+
+struct TileSoftmaxPass
+    : public attnc::impl::TileSoftmaxBase<TileSoftmaxPass> {
+  using TileSoftmaxBase::TileSoftmaxBase;
+
+  void runOnOperation() override {
+    if (blockQ <= 0 || blockK <= 0) {
+      getOperation().emitError("attn-tile-softmax needs positive block sizes");
+      return signalPassFailure();
+    }
+    for (KernelOp kernel :
+         llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
+      Operation *family = kernel.getFamilyOp();
+      if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family))
+        continue;
+      lowerKernelToFunc(kernel, [&](Operation *familyOp, LoweringBuilder &rb,
+                                    ValueRange results) {
+        if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+          tileSoftmaxFamily(softmax, rb, results, blockQ, blockK, std::nullopt);
+        else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+          tileSoftmaxFamily(chunked, rb, results, blockQ, blockK,
+                            chunked.getChunk());
+      });
+    }
+  }
+};
+
+} // namespace

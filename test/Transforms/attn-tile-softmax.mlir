@@ -1,0 +1,90 @@
+// RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
+
+// FlashAttention-2 tiling of a causal softcapped kernel. Only tile-sized
+// buffers exist (a 16x8 score tile, a 16xDv accumulator, row max and sum);
+// the key blocks of a query block stop at the causal diagonal
+// (jEnd = min(m, iLast + (m - n) + 1)); a block wholly under the diagonal
+// runs the tile without the mask, the others with it.
+
+// CHECK-LABEL: func.func @causal(
+// CHECK:       %[[TILE:.*]] = memref.alloc() : memref<16x8xf32>
+// CHECK:       %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<16x?xf32>
+// CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
+// CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
+// CHECK-NOT:   memref.alloc
+// CHECK:       scf.for %[[B:.*]] =
+// CHECK:         scf.for %[[H:.*]] =
+// CHECK:           %[[QBLOCKS:.*]] = arith.ceildivui %{{.*}}, %c16
+// CHECK:           scf.for %[[QB:.*]] = %c0 to %[[QBLOCKS]]
+//                    Band end from the causal mask, then the key blocks.
+// CHECK:             %[[JEND:.*]] = arith.minsi
+// CHECK:             %[[KEND:.*]] = arith.ceildivui %{{.*}}, %c8
+// CHECK:             scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]]
+// CHECK:               %[[FULL:.*]] = arith.cmpi sle
+// CHECK:               scf.if %[[FULL]] {
+//                        Full block: the score expression but no mask.
+// CHECK-NOT:             arith.cmpi ule
+// CHECK:                 math.tanh
+//                        m' = max(m, rowmax(S)); alpha = exp(m - m')
+// CHECK:                 arith.maximumf
+// CHECK:                 math.exp
+// CHECK:               } else {
+//                        Partial block: the mask (j + n <= i + m) first.
+// CHECK:                 arith.cmpi ule
+// CHECK:                 math.tanh
+// CHECK:               }
+//                    o = acc / l
+// CHECK:             arith.divf
+// CHECK:       memref.dealloc %[[TILE]]
+
+attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+    %c30 = arith.constant 30 : index
+    %c30_0 = arith.constant 30 : index
+    %0 = arith.index_cast %c30_0 : index to i64
+    %1 = arith.sitofp %0 : i64 to f32
+    %2 = arith.divf %s, %1 : f32
+    %3 = math.tanh %2 : f32
+    %4 = arith.index_cast %c30 : index to i64
+    %5 = arith.sitofp %4 : i64 to f32
+    %6 = arith.mulf %5, %3 : f32
+    attn.yield %6 : f32
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+    %0 = arith.addi %j, %n : index
+    %1 = arith.addi %i, %m : index
+    %2 = arith.cmpi ule, %0, %1 : index
+    attn.yield %2 : i1
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// A mask with a conjunct the band analysis does not understand (a document
+// id lookup) keeps the causal bound for the block range but evaluates the
+// mask on every block: no full-block copy.
+
+// CHECK-LABEL: func.func @documents(
+// CHECK:       arith.minsi
+// CHECK-NOT:   arith.cmpi sle
+// CHECK:       scf.for
+// CHECK:         memref.load %arg3
+// CHECK-NOT:   arith.cmpi sle
+// CHECK:       return
+attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>, %doc: !attn.tensor<i32[B, N]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+    %0 = attn.load %doc[%b, %i] : <i32[B, N]> -> index
+    %1 = attn.load %doc[%b, %j] : <i32[B, N]> -> index
+    %2 = arith.cmpi eq, %0, %1 : index
+    %3 = arith.addi %j, %n : index
+    %4 = arith.addi %i, %m : index
+    %5 = arith.cmpi ule, %3, %4 : index
+    %6 = arith.andi %2, %5 : i1
+    attn.yield %6 : i1
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
