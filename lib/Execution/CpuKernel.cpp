@@ -90,12 +90,19 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
   }
 
   Operation *familyOp = kernel.getFamilyOp();
-  if (cpuOptions.path == CpuPath::Tiled &&
-      !isa<attn::SoftmaxOp, attn::ChunkSoftmaxOp>(familyOp)) {
-    error = "the tiled CPU path has no strategy for " +
-            familyOp->getName().getStringRef().str() +
-            " yet; run it with --path=reference";
-    return nullptr;
+  if (cpuOptions.path == CpuPath::Tiled) {
+    auto sparse = dyn_cast<attn::SparseSoftmaxOp>(familyOp);
+    if (sparse && sparse.getTopk()) {
+      error = "the tiled CPU path has no strategy for top-k block selection "
+              "yet; run it with --path=reference";
+      return nullptr;
+    }
+    if (!sparse && !isa<attn::SoftmaxOp, attn::ChunkSoftmaxOp>(familyOp)) {
+      error = "the tiled CPU path has no strategy for " +
+              familyOp->getName().getStringRef().str() +
+              " yet; run it with --path=reference";
+      return nullptr;
+    }
   }
 
   std::unique_ptr<CpuKernel> result(new CpuKernel());

@@ -119,7 +119,7 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
         Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
 
-        rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
+        auto visitKeyBlock = [&](Value keyBlock) {
           Value j0 = rb.mul(keyBlock, bk);
           Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
           Value jLast = rb.add(j0, rb.sub(cols, one));
@@ -247,7 +247,61 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                 emitTile(/*applyMask=*/true);
                 return SmallVector<Value>{};
               });
-        });
+        };
+
+        auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+        if (!sparse) {
+          rb.loop(keyBlockBegin, keyBlockEnd, visitKeyBlock);
+        } else if (Value blockMask = sparse.getBlockMask()) {
+          // Blocks of the band that the run-time block mask marks present.
+          rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
+            Value raw = rb.checkedLoad(params.lookup(blockMask),
+                                       {batch, head, queryBlock, keyBlock});
+            rb.ifThen(arith::CmpIOp::create(
+                          b, arith::CmpIPredicate::ne, raw,
+                          arith::ConstantIntOp::create(b, raw.getType(), 0)),
+                      [&] { visitKeyBlock(keyBlock); });
+          });
+        } else {
+          // Only the listed blocks: the first min(count, width) entries,
+          // each once, if it names a block of the band.
+          Value counts = params.lookup(sparse.getKvNumBlocks());
+          Value lists = params.lookup(sparse.getKvIndices());
+          Value width = rb.dim(lists, 3);
+          Value count = arith::MinSIOp::create(
+              b,
+              arith::IndexCastOp::create(
+                  b, b.getIndexType(),
+                  rb.checkedLoad(counts, {batch, head, queryBlock})),
+              width);
+          auto entryAt = [&](Value entry) -> Value {
+            return arith::IndexCastOp::create(
+                b, b.getIndexType(),
+                rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
+          };
+          rb.loop(zero, count, [&](Value entry) {
+            Value keyBlock = entryAt(entry);
+            Value inBand = arith::AndIOp::create(
+                b,
+                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
+                                      keyBlockBegin),
+                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
+                                      keyBlockEnd));
+            Value repeated = rb.loop(
+                zero, entry,
+                {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+                [&](Value earlier, ValueRange seen) {
+                  Value same = arith::CmpIOp::create(
+                      b, arith::CmpIPredicate::eq, entryAt(earlier), keyBlock);
+                  return SmallVector<Value>{
+                      arith::OrIOp::create(b, seen[0], same)};
+                })[0];
+            Value fresh = arith::XOrIOp::create(
+                b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+            rb.ifThen(arith::AndIOp::create(b, inBand, fresh),
+                      [&] { visitKeyBlock(keyBlock); });
+          });
+        }
 
         // o = acc / l (softmax; 0 for a row without weight), lse = m + log l
         rb.loop(zero, rows, [&](Value r) {
@@ -291,7 +345,9 @@ struct TileSoftmaxPass
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
-      if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family))
+      auto sparse = dyn_cast<SparseSoftmaxOp>(family);
+      if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) &&
+          !(sparse && !sparse.getTopk()))
         continue;
       lowerKernelToFunc(kernel, [&](Operation *familyOp, LoweringBuilder &rb,
                                     ValueRange results) {
@@ -300,6 +356,9 @@ struct TileSoftmaxPass
         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
           tileSoftmaxFamily(chunked, rb, results, blockQ, blockK,
                             chunked.getChunk());
+        else // Tiles are the sparsity blocks, so a tile is present or absent.
+          tileSoftmaxFamily(sparse, rb, results, sparse.getBlockQ(),
+                            sparse.getBlockK(), std::nullopt);
       });
     }
   }

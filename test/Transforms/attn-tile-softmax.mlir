@@ -88,3 +88,28 @@ attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[
   }
   attn.return %o : !attn.tensor<f32[B, H, N, 16]>
 }
+
+// -----
+
+// Block lists: the key-block loop runs over the first min(count, width)
+// entries of the query block's list; an entry is visited if it is in the band
+// and did not appear earlier in the list.
+
+// CHECK-LABEL: func.func @lists(
+// CHECK:       memref.alloc() : memref<4x5xf32>
+// CHECK:       scf.for
+// CHECK:         scf.for
+// CHECK:           scf.for %[[QB:.*]] =
+//                    count = min(kv_num_blocks[b, h, qb] (a checked read), width)
+// CHECK:             scf.if %{{.*}} -> (i32)
+// CHECK:             %[[COUNT:.*]] = arith.minsi
+// CHECK:             scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]]
+//                      Seen before? A scan of the earlier entries.
+// CHECK:               scf.for %{{.*}} = %c0 to %[[ENTRY]] {{.*}} -> (i1)
+// CHECK:               scf.if
+attn.kernel @lists(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %counts: !attn.tensor<i32[B, H, QB]>, %lists: !attn.tensor<i32[B, H, QB, W]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.sparse_softmax %q, %k, %v kv_num_blocks(%counts) kv_indices(%lists) {block_k = 5 : i64, block_q = 4 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[B, H, QB]>, !attn.tensor<i32[B, H, QB, W]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}

@@ -51,6 +51,29 @@ std::map<std::string, HostTensor> makeInputs(const SweepSpec &spec, int64_t n,
   inputs["v"] = randomTensor(spec.type, shape(Hk, m), rng, -1, 1);
   if (spec.text.find("slope:") != std::string::npos)
     inputs["slope"] = randomTensor(ElementType::F32, {Hq}, rng, 0, 1);
+  auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+  if (spec.text.find("blocks:") != std::string::npos) {
+    HostTensor blocks(ElementType::Bool, {B, Hq, ceilDiv(n, 4), ceilDiv(m, 3)});
+    std::bernoulli_distribution present(0.6);
+    for (int64_t index = 0; index < blocks.numElements(); ++index)
+      blocks.set(index, present(rng));
+    inputs["blocks"] = std::move(blocks);
+  }
+  if (spec.text.find("counts:") != std::string::npos) {
+    // Counts up to one past the list width (clamped), entries that repeat
+    // or name no block (skipped).
+    const int64_t width = 3, queryBlocks = ceilDiv(n, 4);
+    HostTensor counts(ElementType::I32, {B, Hq, queryBlocks});
+    HostTensor lists(ElementType::I32, {B, Hq, queryBlocks, width});
+    std::uniform_int_distribution<int64_t> count(0, width + 1),
+        block(-1, ceilDiv(m, 5));
+    for (int64_t index = 0; index < counts.numElements(); ++index)
+      counts.set(index, static_cast<double>(count(rng)));
+    for (int64_t index = 0; index < lists.numElements(); ++index)
+      lists.set(index, static_cast<double>(block(rng)));
+    inputs["counts"] = std::move(counts);
+    inputs["lists"] = std::move(lists);
+  }
   if (spec.text.find("doc:") != std::string::npos) {
     // Document ids that only grow along the sequence (packed documents).
     HostTensor doc(ElementType::I32, {B, n});
@@ -103,6 +126,15 @@ std::vector<SweepSpec> sweepSpecs() {
       {"none", dense("", o,
                      "o = softmax(q, k, v) { normalizer = none; mask = i - j < 3 && j <= i; scale = 0.25 }"),
        ElementType::F32},
+      {"block mask",
+       dense(", blocks: bool[B, Hq, QB, KB]", oLse,
+             "o, lse = softmax(q, k, v) { mask = blocks[b, h, i / 4, j / 3] && causal }"),
+       ElementType::F32},
+      {"block lists",
+       dense(", counts: i32[B, Hq, QB], lists: i32[B, Hq, QB, W]", o,
+             "o = softmax(q, k, v) { block_q = 4; block_k = 5; kv_num_blocks = counts; "
+             "kv_indices = lists; mask = j <= i + 20 }"),
+       ElementType::F32},
       {"softcap bf16",
        "kernel t(q: bf16[B, N, Hq, 16], k: bf16[B, M, Hk, 16], v: bf16[B, M, Hk, 16])"
        " -> (o: bf16[B, N, Hq, 16]) {\n  o = softmax(q, k, v, layout = bnhd) "
@@ -151,6 +183,14 @@ TEST(TiledSoftmax, MatchesReferenceOverShapesAndTiles) {
 }
 
 TEST(TiledSoftmax, UnsupportedFamiliesAreRefusedByName) {
+  SpecRunner topk(R"(
+kernel t(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8]) -> (o: f32[B, H, N, 8]) {
+  o = softmax(q, k, v) { select = topk(2, block = 4) }
+})",
+                  CpuOptions{CpuPath::Tiled, 64, 64});
+  EXPECT_FALSE(topk.ok());
+  EXPECT_EQ(topk.compileError, "the tiled CPU path has no strategy for top-k "
+                               "block selection yet; run it with --path=reference");
   SpecRunner linear(R"(
 kernel l(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8]) -> (o: f32[B, H, T, 8]) {
   o = linear(q, k, v)

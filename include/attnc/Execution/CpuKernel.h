@@ -33,7 +33,7 @@ KernelSignature getKernelSignature(attn::KernelOp kernel);
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
   Reference,
-  /// Tiled strategies (attn-tile-softmax); families without one are refused.
+  /// Tiled strategies (attn-tile-softmax); kernels without one are refused.
   Tiled,
 };
 

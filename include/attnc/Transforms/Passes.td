@@ -53,8 +53,10 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
 def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
   let summary = "FlashAttention-2 tiling of softmax-family kernels";
   let description = [{
-    Rewrites every kernel whose family op is `attn.softmax` or
-    `attn.chunk_softmax` into a func.func (same calling convention as
+    Rewrites every kernel whose family op is `attn.softmax`,
+    `attn.chunk_softmax` or `attn.sparse_softmax` with a block mask or block
+    lists (top-k selection has no strategy yet) into a func.func (same
+    calling convention as
     attn-lower-to-reference) that walks query blocks of `block-q` rows and,
     for each, the key blocks of `block-k` keys that can hold an allowed key,
     with the online softmax of FlashAttention-2:
@@ -68,7 +70,10 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     structure of the mask (causal, sliding windows, chunk-local: see
     MaskStructure), so blocks outside the band are not visited at all, and a
     block that lies wholly inside an exactly understood band runs a copy of
-    the tile code without the mask. Other kernels are left for other passes.
+    the tile code without the mask. For block-sparse kernels the tiles are
+    the op's blocks: with a block mask, the band's blocks that the mask marks
+    present are visited; with lists, only the listed blocks (each once, if in
+    the band). Other kernels are left for other passes.
 
     Before:
     ```mlir
