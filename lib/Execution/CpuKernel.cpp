@@ -97,12 +97,6 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
               "yet; run it with --path=reference";
       return nullptr;
     }
-    if (!sparse && !isa<attn::SoftmaxOp, attn::ChunkSoftmaxOp>(familyOp)) {
-      error = "the tiled CPU path has no strategy for " +
-              familyOp->getName().getStringRef().str() +
-              " yet; run it with --path=reference";
-      return nullptr;
-    }
   }
 
   std::unique_ptr<CpuKernel> result(new CpuKernel());
@@ -156,10 +150,11 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
       return success();
     });
     PassManager pm(context);
-    if (cpuOptions.path == CpuPath::Tiled)
+    if (cpuOptions.path == CpuPath::Tiled) {
       pm.addPass(createTileSoftmax(
           TileSoftmaxOptions{cpuOptions.blockQ, cpuOptions.blockK}));
-    else
+      pm.addPass(createChunkLinear());
+    } else
       pm.addPass(createLowerToReference());
     buildLowerToLLVMPipeline(pm);
     if (failed(pm.run(*lowered))) {

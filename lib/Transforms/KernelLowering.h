@@ -19,6 +19,8 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
+#include <limits>
+
 namespace attnc::lowering {
 
 using mlir::ArrayRef;
@@ -249,6 +251,26 @@ public:
       if (rawBits)
         memref::StoreOp::create(b, rawBits, status, index(5));
     });
+  }
+
+  /// Gates must be finite and <= 0. The first violation is recorded in the
+  /// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
+  /// the run ends normally and the caller reports the error.
+  Value checkedGate(Value gate, ArrayRef<Value> position) {
+    Value nonPositive =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, f32(0));
+    Value finite = arith::CmpFOp::create(
+        b, arith::CmpFPredicate::ONE, gate,
+        f32(-std::numeric_limits<double>::infinity()));
+    Value valid = arith::AndIOp::create(b, nonPositive, finite);
+    Value invalid = arith::XOrIOp::create(
+        b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+    ifThen(invalid, [&] {
+      Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
+      recordError(1, position,
+                  arith::BitcastOp::create(b, b.getI64Type(), wide));
+    });
+    return arith::SelectOp::create(b, valid, gate, f32(0));
   }
 
   /// The softmax scale: the given constant, or 1 / sqrt(Dk).

@@ -38,7 +38,6 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
                       Value eligible);
-Value checkedGate(LoweringBuilder &rb, Value gate, ArrayRef<Value> position);
 
 //===----------------------------------------------------------------------===//
 // Softmax family
@@ -427,7 +426,7 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
                                              {batch, head, t, d, start},
                                              rb.f32(0));
             factor = math::ExpOp::create(
-                b, checkedGate(rb, gate, {batch, head, t, d}));
+                b, rb.checkedGate(gate, {batch, head, t, d}));
           }
           Value key = phi(qkvAt(k, headK, t, d));
           rb.loop(zero, dimV, [&](Value e) {
@@ -470,27 +469,6 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     });
   });
   memref::DeallocOp::create(b, state);
-}
-
-/// Gates must be finite and <= 0. The first violation is recorded in the
-/// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
-/// the run ends normally and the caller reports the error.
-Value checkedGate(LoweringBuilder &rb, Value gate, ArrayRef<Value> position) {
-  ImplicitLocOpBuilder &b = rb.b;
-  Value nonPositive =
-      arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, rb.f32(0));
-  Value finite = arith::CmpFOp::create(
-      b, arith::CmpFPredicate::ONE, gate,
-      rb.f32(-std::numeric_limits<double>::infinity()));
-  Value valid = arith::AndIOp::create(b, nonPositive, finite);
-  Value invalid = arith::XOrIOp::create(
-      b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-  rb.ifThen(invalid, [&] {
-    Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
-    rb.recordError(1, position,
-                   arith::BitcastOp::create(b, b.getI64Type(), wide));
-  });
-  return arith::SelectOp::create(b, valid, gate, rb.f32(0));
 }
 
 //===----------------------------------------------------------------------===//

@@ -48,10 +48,14 @@ public:
                       const CpuOptions &options = CpuOptions()) {
     unsigned buffer = sourceMgr.AddNewSourceBuffer(
         llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
-    DiagnosticEngine diags(sourceMgr);
+    DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
     module = compileSpecToMLIR(buffer, context, diags);
-    if (!module)
+    if (!module) {
+      for (const Diagnostic &diag : diags.diagnostics())
+        compileError += std::to_string(diag.line) + ":" +
+                        std::to_string(diag.col) + ": " + diag.message + "\n";
       return;
+    }
     std::string error;
     kernel = CpuKernel::compile(*module, "", options, error);
     compileError = error;

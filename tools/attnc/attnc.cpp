@@ -69,8 +69,8 @@ static cl::opt<CpuPath>
             cl::values(clEnumValN(CpuPath::Reference, "reference",
                                   "the direct definition (the oracle)"),
                        clEnumValN(CpuPath::Tiled, "tiled",
-                                  "FlashAttention-2 tiling (softmax, "
-                                  "chunk-local and block-sparse so far)")),
+                                  "FlashAttention-2 tiling and chunkwise "
+                                  "linear attention (all but top-k)")),
             cl::sub(runCommand), cl::cat(category));
 static cl::opt<int64_t> blockQ("block-q",
                                cl::desc("Query rows per tile (--path=tiled)"),

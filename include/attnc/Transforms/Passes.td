@@ -103,4 +103,45 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
   ];
 }
 
+def ChunkLinear : Pass<"attn-chunk-linear", "::mlir::ModuleOp"> {
+  let summary = "Chunkwise-parallel evaluation of linear attention";
+  let description = [{
+    Rewrites every kernel whose family op is `attn.linear` into a func.func
+    (same calling convention as attn-lower-to-reference) that walks each
+    sequence in chunks of the op's `chunk` steps. Within a chunk with
+    cumulative log gates G_r = g_1 + ... + g_r (per key dimension d):
+
+      o_r  = scale * [ (phi(q_r) * exp(G_r)) S
+                       + sum_{u <= r} (sum_d phi(q_r)_d phi(k_u)_d
+                                       exp(G_r,d - G_u,d)) v_u ]
+      S'   = exp(G_L) * S + sum_u (exp(G_L - G_u) * phi(k_u))^T v_u
+
+    Every exponent is a difference G_r - G_u with u <= r (or G itself), so it
+    is <= 0 and nothing overflows however strong the decay; the state is
+    carried between chunks in f32. Chunk-sized buffers only: the features
+    and cumulative gates of one chunk, its L x L intra-chunk scores and the
+    Dk x Dv state. Non-causal kernels sum the state over all chunks first,
+    then produce every output from it.
+
+    Before:
+    ```mlir
+    %o, %s = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_key_dim>} ...
+    ```
+    After (sketch):
+    ```mlir
+    scf.for %chunk = ... {          // chunks of one (batch, head)
+      scf.for %r ... { G, phi(q), phi(k) of the chunk }
+      scf.for %r ... { A[r][u] = sum_d ... exp(G_r - G_u) }
+      scf.for %r ... { o_r = inter + intra }
+      scf.for %d ... { S = exp(G_L) S + ... }
+    }
+    ```
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect"
+  ];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES_TD

@@ -1,0 +1,153 @@
+//===- ChunkLinearTest.cpp - attn-chunk-linear against the reference ------===//
+//
+// The chunkwise form must equal the recurrent definition for every gate
+// kind, any T (1, primes, non-multiples of the chunk), with and without an
+// initial state, GQA, layouts, packed varlen with empty sequences, the
+// non-causal form, and strong decay (cumulative log gates far below -100
+// inside a chunk). Both paths accumulate in f32 in different orders:
+// atol 2e-5 + rtol 2e-4 (SpecRunner.h tolerances).
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+struct LinearSpec {
+  const char *name;
+  std::string gate;       // empty: no gate
+  double gateLow = -1.0;  // gates are drawn in [gateLow, 0]
+  const char *extra = ""; // other options
+};
+
+std::string denseSpec(const LinearSpec &spec, int64_t chunk) {
+  return std::string(R"(
+kernel lin(q: f32[B, T, H, 16], k: f32[B, T, Hk, 16], v: f32[B, T, Hk, 8],
+           a: f32[B, H, T], g: f32[B, T, H, 16], h0: f32[B, H, 16, 8]?)
+    -> (o: f32[B, T, H, 8], hT: f32[B, H, 16, 8]) {
+  o, hT = linear(q, k, v, layout = bthd, initial = h0) { chunk = )") +
+         std::to_string(chunk) + "; scale = 0.5; " +
+         (spec.gate.empty() ? "" : "gate = " + spec.gate + "; ") + spec.extra +
+         " }\n}";
+}
+
+void compare(SpecRunner &reference, SpecRunner &chunked,
+             std::map<std::string, HostTensor> &inputs, const std::string &what) {
+  std::vector<HostTensor> expected, actual;
+  std::string error;
+  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
+  ASSERT_TRUE(chunked.run(inputs, actual, error)) << what << ": " << error;
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t index = 0; index < actual.size(); ++index)
+    expectClose(values(actual[index]), values(expected[index]),
+                toleranceFor(actual[index].type()),
+                what + ", output " + std::to_string(index));
+}
+
+TEST(ChunkLinear, MatchesRecurrenceForEveryGateKind) {
+  const LinearSpec specs[] = {
+      {"no gate", ""},
+      {"constant per head", "log(1 - exp2(-2 - h))"},
+      {"per head", "a[b, h, t]"},
+      {"per key dim", "g[b, t, h, d]"},
+      {"strong decay", "g[b, t, h, d]", -30.0},
+      {"relu feature", "a[b, h, t]", -1.0, "feature = relu(x) + 0.1"},
+  };
+  const int64_t B = 2, H = 4, Hk = 2;
+  for (const LinearSpec &spec : specs) {
+    for (int64_t chunk : {4, 16, 64}) {
+      std::string text = denseSpec(spec, chunk);
+      SpecRunner reference(text);
+      SpecRunner chunked(text, CpuOptions{CpuPath::Tiled, 64, 64});
+      ASSERT_TRUE(reference.ok()) << spec.name << ": " << reference.compileError;
+      ASSERT_TRUE(chunked.ok()) << spec.name << ": " << chunked.compileError;
+      for (int64_t T : {1, 5, 16, 17, 64, 131}) {
+        for (bool withInitial : {false, true}) {
+          uint64_t seed = static_cast<uint64_t>(T * 100 + chunk * 2 + withInitial);
+          std::mt19937_64 rng(seed);
+          std::map<std::string, HostTensor> inputs;
+          inputs["q"] = randomTensor(ElementType::F32, {B, T, H, 16}, rng, -1, 1);
+          inputs["k"] = randomTensor(ElementType::F32, {B, T, Hk, 16}, rng, -1, 1);
+          inputs["v"] = randomTensor(ElementType::F32, {B, T, Hk, 8}, rng, -1, 1);
+          inputs["a"] = randomTensor(ElementType::F32, {B, H, T}, rng, spec.gateLow, 0);
+          inputs["g"] = randomTensor(ElementType::F32, {B, T, H, 16}, rng, spec.gateLow, 0);
+          if (withInitial)
+            inputs["h0"] = randomTensor(ElementType::F32, {B, H, 16, 8}, rng, -1, 1);
+          compare(reference, chunked, inputs,
+                  std::string(spec.name) + ", seed " + std::to_string(seed) +
+                      ", T=" + std::to_string(T) + ", chunk " +
+                      std::to_string(chunk) + (withInitial ? ", h0" : ""));
+        }
+      }
+    }
+  }
+}
+
+TEST(ChunkLinear, NonCausalAndVarlen) {
+  const std::string nonCausal = R"(
+kernel nc(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], h0: f32[B, H, 8, 8]?)
+    -> (o: f32[B, H, T, 8], state: f32[B, H, 8, 8]) {
+  o, state = linear(q, k, v, initial = h0) { causal = false; feature = elu(x) + 1; chunk = 8 }
+})";
+  const std::string varlen = R"(
+kernel vg(q: f32[T, H, 8], k: f32[T, H, 8], v: f32[T, H, 4], g: f32[T, H, 8],
+          cu: i32[S1], h0: f32[S, H, 8, 4]?) -> (o: f32[T, H, 4], hT: f32[S, H, 8, 4]) {
+  o, hT = linear(q, k, v, layout = thd, cu_seqlens = cu, initial = h0) {
+    gate = g[tstart + t, h, d]; chunk = 4
+  }
+})";
+  SpecRunner ncReference(nonCausal), ncChunked(nonCausal, CpuOptions{CpuPath::Tiled, 64, 64});
+  SpecRunner vReference(varlen), vChunked(varlen, CpuOptions{CpuPath::Tiled, 64, 64});
+  ASSERT_TRUE(ncChunked.ok()) << ncChunked.compileError;
+  ASSERT_TRUE(vChunked.ok()) << vChunked.compileError;
+  for (uint64_t seed : {1, 2, 3}) {
+    std::mt19937_64 rng(seed);
+    std::map<std::string, HostTensor> inputs;
+    for (const char *name : {"q", "k", "v"})
+      inputs[name] = randomTensor(ElementType::F32, {1, 2, 19, 8}, rng, -1, 1);
+    if (seed != 1)
+      inputs["h0"] = randomTensor(ElementType::F32, {1, 2, 8, 8}, rng, -1, 1);
+    compare(ncReference, ncChunked, inputs,
+            "non-causal, seed " + std::to_string(seed));
+
+    const int64_t T = 23;
+    std::vector<int64_t> offsets = randomOffsets(3, T, rng);
+    offsets.insert(offsets.begin() + 1, 0); // an empty first sequence
+    std::map<std::string, HostTensor> packed;
+    packed["q"] = randomTensor(ElementType::F32, {T, 2, 8}, rng, -1, 1);
+    packed["k"] = randomTensor(ElementType::F32, {T, 2, 8}, rng, -1, 1);
+    packed["v"] = randomTensor(ElementType::F32, {T, 2, 4}, rng, -1, 1);
+    packed["g"] = randomTensor(ElementType::F32, {T, 2, 8}, rng, -2, 0);
+    packed["cu"] = offsetsTensor(offsets);
+    if (seed != 1)
+      packed["h0"] = randomTensor(ElementType::F32, {4, 2, 8, 4}, rng, -1, 1);
+    compare(vReference, vChunked, packed, "varlen, seed " + std::to_string(seed));
+  }
+}
+
+TEST(ChunkLinear, BadGatesAreReported) {
+  const std::string text = R"(
+kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B, H, T, 8])
+    -> (o: f32[B, H, T, 8]) {
+  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 4 }
+})";
+  SpecRunner chunked(text, CpuOptions{CpuPath::Tiled, 64, 64});
+  ASSERT_TRUE(chunked.ok()) << chunked.compileError;
+  std::mt19937_64 rng(4);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 1);
+  inputs["g"] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 0);
+  inputs["g"].set(((0 * 2 + 1) * 9 + 6) * 8 + 5, 2.0); // h=1, t=6, d=5
+  std::vector<HostTensor> outputs;
+  std::string error;
+  EXPECT_FALSE(chunked.run(inputs, outputs, error));
+  EXPECT_NE(error.find("gate value 2.000000 at b=0, h=1, t=6, d=5"),
+            std::string::npos)
+      << error;
+}
+
+} // namespace
