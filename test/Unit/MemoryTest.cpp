@@ -1,0 +1,76 @@
+//===- MemoryTest.cpp - Long sequences run in tile-sized memory -----------===//
+//
+// A 16384-token causal softmax and a 65536-token GLA on the tiled CPU path.
+// One f32 score matrix would take 1 GiB (16384^2 * 4 bytes) and 16 GiB
+// respectively; the peak resident size of the whole test process must stay
+// below 256 MiB. Each TEST runs in its own process under CTest, so the peak
+// belongs to that test alone. Timing is not asserted (see bench/).
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+#include <sys/resource.h>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+constexpr int64_t kLimitMiB = 256;
+
+int64_t peakResidentMiB() {
+  struct rusage usage;
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024; // kilobytes on Linux
+}
+
+void runAndCheckPeak(const std::string &spec,
+                     std::map<std::string, HostTensor> &inputs,
+                     double scoreMatrixMiB) {
+  SpecRunner runner(spec, CpuOptions{CpuPath::Tiled, 64, 64});
+  ASSERT_TRUE(runner.ok()) << runner.compileError;
+  std::vector<HostTensor> outputs;
+  std::string error;
+  ASSERT_TRUE(runner.run(inputs, outputs, error)) << error;
+  for (const HostTensor &output : outputs)
+    for (int64_t index = 0; index < output.numElements(); ++index)
+      ASSERT_TRUE(std::isfinite(output.get(index))) << "element " << index;
+  int64_t peak = peakResidentMiB();
+  std::printf("peak resident size %lld MiB (one score matrix: %.0f MiB, "
+              "limit %lld MiB)\n",
+              static_cast<long long>(peak), scoreMatrixMiB,
+              static_cast<long long>(kLimitMiB));
+  EXPECT_LT(peak, kLimitMiB);
+}
+
+TEST(Memory, CausalSoftmax16K) {
+  const int64_t N = 16384;
+  std::mt19937_64 rng(1);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 1, N, 16}, rng, -1, 1);
+  runAndCheckPeak(R"(
+kernel causal(q: f32[B, H, N, 16], k: f32[B, H, N, 16], v: f32[B, H, N, 16])
+    -> (o: f32[B, H, N, 16], lse: f32[B, H, N]) {
+  o, lse = softmax(q, k, v) { mask = causal }
+})",
+                  inputs, N * N * 4.0 / (1 << 20));
+}
+
+TEST(Memory, Gla64K) {
+  const int64_t T = 65536;
+  std::mt19937_64 rng(2);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, T, 1, 16}, rng, -1, 1);
+  inputs["g"] = randomTensor(ElementType::F32, {1, T, 1, 16}, rng, -1, 0);
+  runAndCheckPeak(R"(
+kernel gla(q: f32[B, T, H, 16], k: f32[B, T, H, 16], v: f32[B, T, H, 16],
+           g: f32[B, T, H, 16]) -> (o: f32[B, T, H, 16], hT: f32[B, H, 16, 16]) {
+  o, hT = linear(q, k, v, layout = bthd) { gate = g[b, t, h, d]; chunk = 64 }
+})",
+                  inputs, T * T * 4.0 / (1 << 20));
+}
+
+} // namespace
