@@ -94,7 +94,8 @@ int main(int argc, char **argv) {
     if (!module)
       return 1;
     std::string error;
-    auto reference = CpuKernel::compile(*module, "", CpuOptions{}, error);
+    auto reference = CpuKernel::compile(
+        *module, "", CpuOptions{CpuPath::Reference, 64, 64}, error);
     auto tiled = CpuKernel::compile(
         *module, "", CpuOptions{CpuPath::Tiled, 64, 64}, error);
     if (!reference || !tiled) {

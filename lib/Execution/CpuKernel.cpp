@@ -89,16 +89,6 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
     return nullptr;
   }
 
-  Operation *familyOp = kernel.getFamilyOp();
-  if (cpuOptions.path == CpuPath::Tiled) {
-    auto sparse = dyn_cast<attn::SparseSoftmaxOp>(familyOp);
-    if (sparse && sparse.getTopk()) {
-      error = "the tiled CPU path has no strategy for top-k block selection "
-              "yet; run it with --path=reference";
-      return nullptr;
-    }
-  }
-
   std::unique_ptr<CpuKernel> result(new CpuKernel());
   result->kernelSignature = getKernelSignature(kernel);
   LaunchInfo &launch = result->launch;

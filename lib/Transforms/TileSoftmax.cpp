@@ -333,6 +333,265 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
     memref::DeallocOp::create(b, buffer);
 }
 
+/// NSA-style top-k selection, one query row at a time (each row selects its
+/// own blocks). Per (batch, kv head) the mean key of every block is computed
+/// once; per row the block scores are
+///   scale * sum_{h in group} dot(q_{h,i}, mean key of block J),
+/// a block is eligible when it holds an allowed key (from the band when the
+/// mask is exactly a band, else by evaluating the mask), the best `topk`
+/// eligible blocks are kept (ties: lower J), and each head of the group runs
+/// the online softmax over the kept blocks only.
+void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
+                       ValueRange results) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  Layout layout = op.getLayout();
+  LayoutDims dims = getLayoutDims(layout);
+  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
+        v = params.lookup(op.getV());
+  Value o = results[0];
+  Value lse = results.size() > 1 ? results[1] : Value();
+  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
+  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
+
+  Value zero = rb.index(0), one = rb.index(1);
+  Value numBatches =
+      cuQ ? rb.sub(rb.dim(cuQ, 0), one) : rb.dim(q, dims.batch);
+  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
+  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
+  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
+  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
+  Value scale = rb.softmaxScale(op.getScale(), dimK);
+  MaskStructure band = analyzeMask(op.getMask());
+  int64_t blockK = op.getBlockK();
+  Value bk = rb.index(blockK);
+  Value topk = rb.index(*op.getTopk());
+
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value maxBlocks = arith::CeilDivUIOp::create(b, lengthK, bk);
+  Value means = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
+      ValueRange{maxBlocks, dimK});
+  Value blockScores = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{maxBlocks});
+  Value candidate = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{maxBlocks});
+  Value kept = memref::AllocOp::create(
+      b, MemRefType::get({static_cast<int64_t>(*op.getTopk())}, b.getIndexType()));
+  Value tile = memref::AllocOp::create(b, MemRefType::get({blockK}, f32));
+  Value acc = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{dimV});
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+  Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
+  Value none = rb.index(-1);
+
+  rb.loop(zero, numBatches, [&](Value batch) {
+    Value startQ, n, startK, m;
+    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
+    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
+    Value numBlocks = arith::CeilDivUIOp::create(b, m, bk);
+    auto keyAt = [&](Value headK, Value j, Value d) {
+      return rb.loadF32(
+          k, layoutIndices(layout, batch, headK, rb.add(startK, j), d));
+    };
+    auto blockEnd = [&](Value block) {
+      return arith::MinUIOp::create(b, rb.add(rb.mul(block, bk), bk), m);
+    };
+    rb.loop(zero, headsK, [&](Value headK) {
+      Value firstHead = rb.mul(headK, groupSize);
+      // mean key of each block
+      rb.loop(zero, numBlocks, [&](Value block) {
+        Value begin = rb.mul(block, bk), end = blockEnd(block);
+        Value count = arith::UIToFPOp::create(
+            b, f32,
+            arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
+        rb.loop(zero, dimK, [&](Value d) {
+          Value sum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j,
+                                                          ValueRange acc) {
+            return SmallVector<Value>{rb.add(acc[0], keyAt(headK, j, d))};
+          })[0];
+          memref::StoreOp::create(b, arith::DivFOp::create(b, sum, count),
+                                  means, ValueRange{block, d});
+        });
+      });
+
+      rb.loop(zero, n, [&](Value i) {
+        Value rowQ = rb.add(startQ, i);
+        auto queryAt = [&](Value head, Value d) {
+          return rb.loadF32(q, layoutIndices(layout, batch, head, rowQ, d));
+        };
+        auto maskAt = [&](Value head, Value j) {
+          return rb.inlineExpression(
+              op.getMask(), {batch, head, i, j, n, m, startQ, startK},
+              arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+        };
+        // Block scores and eligibility.
+        rb.loop(zero, numBlocks, [&](Value block) {
+          Value begin = rb.mul(block, bk), end = blockEnd(block);
+          Value eligible;
+          if (band.exact) { // the block meets the band [i + L, i + U]
+            Value lo = begin, hi = rb.sub(end, one);
+            for (const LengthAffine &lower : band.lower)
+              lo = arith::MaxSIOp::create(b, lo,
+                                          rb.add(i, evaluate(rb, lower, n, m)));
+            for (const LengthAffine &upper : band.upper)
+              hi = arith::MinSIOp::create(b, hi,
+                                          rb.add(i, evaluate(rb, upper, n, m)));
+            eligible =
+                arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
+          } else { // the mask does not read h (verified)
+            eligible = rb.loop(begin, end, {arith::ConstantIntOp::create(
+                                               b, b.getI1Type(), 0)},
+                               [&](Value j, ValueRange any) {
+                                 return SmallVector<Value>{arith::OrIOp::create(
+                                     b, any[0], maskAt(firstHead, j))};
+                               })[0];
+          }
+          memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, eligible),
+                                  candidate, block);
+          Value score = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d,
+                                                           ValueRange acc) {
+            Value querySum = rb.loop(zero, groupSize, {rb.f32(0)},
+                                     [&](Value g, ValueRange sum) {
+                                       return SmallVector<Value>{rb.add(
+                                           sum[0],
+                                           queryAt(rb.add(firstHead, g), d))};
+                                     })[0];
+            Value mean = memref::LoadOp::create(b, means, ValueRange{block, d});
+            return SmallVector<Value>{rb.add(acc[0], rb.mul(querySum, mean))};
+          })[0];
+          memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
+        });
+        // Keep the best topk candidates, each taken out once chosen.
+        Value keptCount = rb.loop(zero, topk, {zero}, [&](Value,
+                                                         ValueRange count) {
+          ValueRange best = rb.loop(
+              zero, numBlocks, {none, rb.f32(0)},
+              [&](Value block, ValueRange acc) {
+                Value open = arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::ne,
+                    memref::LoadOp::create(b, candidate, block), byteZero);
+                Value score = memref::LoadOp::create(b, blockScores, block);
+                Value better = arith::OrIOp::create(
+                    b,
+                    arith::CmpIOp::create(b, arith::CmpIPredicate::eq, acc[0],
+                                          none),
+                    arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
+                                          acc[1]));
+                Value take = arith::AndIOp::create(b, open, better);
+                return SmallVector<Value>{
+                    arith::SelectOp::create(b, take, block, acc[0]),
+                    arith::SelectOp::create(b, take, score, acc[1])};
+              });
+          Value found =
+              arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none);
+          return SmallVector<Value>{rb.ifThen(
+              found, {b.getIndexType()},
+              [&]() -> SmallVector<Value> {
+                memref::StoreOp::create(b, byteZero, candidate, best[0]);
+                memref::StoreOp::create(b, best[0], kept, count[0]);
+                return {rb.add(count[0], one)};
+              },
+              [&]() -> SmallVector<Value> { return {count[0]}; })[0]};
+        })[0];
+
+        // Each head of the group: online softmax over the kept blocks.
+        rb.loop(zero, groupSize, [&](Value g) {
+          Value head = rb.add(firstHead, g);
+          rb.loop(zero, dimV, [&](Value e) {
+            memref::StoreOp::create(b, rb.f32(0), acc, e);
+          });
+          ValueRange stats = rb.loop(
+              zero, keptCount, {negInf, rb.f32(0)},
+              [&](Value entry, ValueRange running) {
+                Value block = memref::LoadOp::create(b, kept, entry);
+                Value begin = rb.mul(block, bk), end = blockEnd(block);
+                Value cols = rb.sub(end, begin);
+                Value blockMax = rb.loop(zero, cols, {negInf}, [&](Value c,
+                                                                  ValueRange max) {
+                  Value j = rb.add(begin, c);
+                  Value s = rb.ifThen(
+                      maskAt(head, j), {f32},
+                      [&]() -> SmallVector<Value> {
+                        Value dot = rb.loop(zero, dimK, {rb.f32(0)},
+                                            [&](Value d, ValueRange sum) {
+                          return SmallVector<Value>{rb.add(
+                              sum[0], rb.mul(queryAt(head, d),
+                                             keyAt(headK, j, d)))};
+                        })[0];
+                        Value scaled = rb.mul(scale, dot);
+                        return {rb.inlineExpression(
+                            op.getScore(),
+                            {scaled, batch, head, i, j, n, m, startQ, startK},
+                            scaled)};
+                      },
+                      [&]() -> SmallVector<Value> { return {negInf}; })[0];
+                  memref::StoreOp::create(b, s, tile, c);
+                  return SmallVector<Value>{
+                      arith::MaximumFOp::create(b, max[0], s)};
+                })[0];
+                // m' = max(m, blockmax); l' = l e^(m - m') + sum e^(s - m')
+                Value newMax = arith::MaximumFOp::create(b, running[0], blockMax);
+                Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                   newMax, negInf);
+                Value alpha = arith::SelectOp::create(
+                    b, live,
+                    math::ExpOp::create(
+                        b, arith::SubFOp::create(b, running[0], newMax)),
+                    rb.f32(1));
+                Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                 ValueRange acc) {
+                  Value s = memref::LoadOp::create(b, tile, c);
+                  Value p = arith::SelectOp::create(
+                      b, live,
+                      math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
+                      rb.f32(0));
+                  memref::StoreOp::create(b, p, tile, c);
+                  return SmallVector<Value>{rb.add(acc[0], p)};
+                })[0];
+                rb.loop(zero, dimV, [&](Value e) {
+                  Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                  ValueRange s) {
+                    Value p = memref::LoadOp::create(b, tile, c);
+                    Value value = rb.loadF32(
+                        v, layoutIndices(layout, batch, headK,
+                                         rb.add(startK, rb.add(begin, c)), e));
+                    return SmallVector<Value>{rb.add(s[0], rb.mul(p, value))};
+                  })[0];
+                  Value old = memref::LoadOp::create(b, acc, e);
+                  memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv),
+                                          acc, e);
+                });
+                return SmallVector<Value>{
+                    newMax, rb.add(rb.mul(running[1], alpha), sum)};
+              });
+          Value rowMax = stats[0], rowSum = stats[1];
+          Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                  rowSum, rb.f32(0));
+          rb.loop(zero, dimV, [&](Value e) {
+            Value value = arith::SelectOp::create(
+                b, hasWeight,
+                arith::DivFOp::create(b, memref::LoadOp::create(b, acc, e),
+                                      rowSum),
+                rb.f32(0));
+            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, e));
+          });
+          if (lse) {
+            Value value = arith::SelectOp::create(
+                b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
+                negInf);
+            SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+                                        : SmallVector<Value>{batch, head, i};
+            memref::StoreOp::create(b, value, lse, at);
+          }
+        });
+      });
+    });
+  });
+  for (Value buffer : {means, blockScores, candidate, kept, tile, acc})
+    memref::DeallocOp::create(b, buffer);
+}
+
 struct TileSoftmaxPass
     : public attnc::impl::TileSoftmaxBase<TileSoftmaxPass> {
   using TileSoftmaxBase::TileSoftmaxBase;
@@ -346,8 +605,7 @@ struct TileSoftmaxPass
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
-      if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) &&
-          !(sparse && !sparse.getTopk()))
+      if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)
         continue;
       lowerKernelToFunc(kernel, [&](Operation *familyOp, LoweringBuilder &rb,
                                     ValueRange results) {
@@ -356,6 +614,8 @@ struct TileSoftmaxPass
         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
           tileSoftmaxFamily(chunked, rb, results, blockQ, blockK,
                             chunked.getChunk());
+        else if (sparse.getTopk())
+          tileTopkSelection(sparse, rb, results);
         else // Tiles are the sparsity blocks, so a tile is present or absent.
           tileSoftmaxFamily(sparse, rb, results, sparse.getBlockQ(),
                             sparse.getBlockK(), std::nullopt);

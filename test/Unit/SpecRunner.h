@@ -45,7 +45,7 @@ inline Tolerance toleranceFor(ElementType type) {
 class SpecRunner {
 public:
   explicit SpecRunner(const std::string &spec,
-                      const CpuOptions &options = CpuOptions()) {
+                      const CpuOptions &options = {CpuPath::Reference}) {
     unsigned buffer = sourceMgr.AddNewSourceBuffer(
         llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
     DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);

@@ -135,11 +135,25 @@ std::vector<SweepSpec> sweepSpecs() {
              "o = softmax(q, k, v) { block_q = 4; block_k = 5; kv_num_blocks = counts; "
              "kv_indices = lists; mask = j <= i + 20 }"),
        ElementType::F32},
+      {"top-k causal",
+       dense("", oLse, "o, lse = softmax(q, k, v) { select = topk(2, block = 4); mask = causal }"),
+       ElementType::F32},
+      {"top-k all keys", dense("", o, "o = softmax(q, k, v) { select = topk(3, block = 5) }"),
+       ElementType::F32},
+      {"top-k documents",
+       dense(", doc: i32[B, N]", o,
+             "o = softmax(q, k, v) { select = topk(2, block = 3); mask = doc[b, i] == doc[b, j] && j <= i }"),
+       ElementType::F32},
       {"softcap bf16",
        "kernel t(q: bf16[B, N, Hq, 16], k: bf16[B, M, Hk, 16], v: bf16[B, M, Hk, 16])"
        " -> (o: bf16[B, N, Hq, 16]) {\n  o = softmax(q, k, v, layout = bnhd) "
        "{ score = 5 * tanh(s / 5); mask = causal }\n}",
        ElementType::BF16},
+      {"top-k varlen",
+       "kernel t(q: f32[T, Hq, 16], k: f32[T, Hk, 16], v: f32[T, Hk, 16], cu: i32[S1])"
+       " -> (o: f32[T, Hq, 16]) {\n  o = softmax(q, k, v, layout = thd, cu_seqlens = cu) "
+       "{ select = topk(2, block = 4); mask = causal }\n}",
+       ElementType::F32, /*packed=*/true},
       {"varlen",
        "kernel t(q: f32[T, Hq, 16], k: f32[T, Hk, 16], v: f32[T, Hk, 16], cu: i32[S1])"
        " -> (o: f32[T, Hq, 16], lse: f32[Hq, T]) {\n  o, lse = softmax(q, k, v, "
@@ -180,17 +194,6 @@ TEST(TiledSoftmax, MatchesReferenceOverShapesAndTiles) {
       }
     }
   }
-}
-
-TEST(TiledSoftmax, TopkIsRefusedByName) {
-  SpecRunner topk(R"(
-kernel t(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8]) -> (o: f32[B, H, N, 8]) {
-  o = softmax(q, k, v) { select = topk(2, block = 4) }
-})",
-                  CpuOptions{CpuPath::Tiled, 64, 64});
-  EXPECT_FALSE(topk.ok());
-  EXPECT_EQ(topk.compileError, "the tiled CPU path has no strategy for top-k "
-                               "block selection yet; run it with --path=reference");
 }
 
 } // namespace

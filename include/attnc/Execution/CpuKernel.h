@@ -33,12 +33,12 @@ KernelSignature getKernelSignature(attn::KernelOp kernel);
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
   Reference,
-  /// Tiled strategies (attn-tile-softmax); kernels without one are refused.
+  /// The tiled strategies (attn-tile-softmax, attn-chunk-linear).
   Tiled,
 };
 
 struct CpuOptions {
-  CpuPath path = CpuPath::Reference;
+  CpuPath path = CpuPath::Tiled;
   int64_t blockQ = 64, blockK = 64;
 };
 
