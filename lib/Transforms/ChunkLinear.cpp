@@ -23,24 +23,18 @@ namespace {
 void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
-  Layout layout = op.getLayout();
-  LayoutDims dims = getLayoutDims(layout);
-  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
-        v = params.lookup(op.getV());
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Layout layout = shape.layout;
+  Value q = shape.q, k = shape.k, v = shape.v, cu = shape.cuQ;
+  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
+  Value groupSize = shape.groupSize, length = shape.lengthQ;
+  Value dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value finalState = results.size() > 1 ? results[1] : Value();
   Value initial =
       op.getInitialState() ? params.lookup(op.getInitialState()) : Value();
-  Value cu = op.getCuSeqlens() ? params.lookup(op.getCuSeqlens()) : Value();
   bool gated = !op.getGate().empty();
-
   Value zero = rb.index(0), one = rb.index(1);
-  Value numBatches =
-      cu ? rb.sub(rb.dim(cu, 0), one) : rb.dim(q, dims.batch);
-  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
-  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
-  Value length = rb.dim(q, dims.seq);
-  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value scale = rb.f32(op.getScale().convertToDouble());
   int64_t chunk = op.getChunk();
   Value chunkSize = rb.index(chunk);
@@ -84,19 +78,7 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
       };
 
       // S = S_0 (or 0)
-      rb.loop(zero, dimK, [&](Value d) {
-        rb.loop(zero, dimV, [&](Value e) {
-          Value init = rb.f32(0);
-          if (initial)
-            init = rb.ifThen(
-                hasInitial, {f32},
-                [&]() -> SmallVector<Value> {
-                  return {rb.loadF32(initial, {batch, head, d, e})};
-                },
-                [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-          store2(init, state, d, e);
-        });
-      });
+      initializeState(rb, state, initial, hasInitial, batch, head, shape);
 
       Value numChunks = arith::CeilDivUIOp::create(b, steps, chunkSize);
       // Loads the chunk's features and cumulative gates; returns its length.
@@ -209,12 +191,7 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         });
       }
       if (finalState)
-        rb.loop(zero, dimK, [&](Value d) {
-          rb.loop(zero, dimV, [&](Value e) {
-            memref::StoreOp::create(b, load2(state, d, e), finalState,
-                                    ValueRange{batch, head, d, e});
-          });
-        });
+        storeState(rb, state, finalState, batch, head, shape);
     });
   });
   for (Value buffer : {gates, queries, keys, scores, state})

@@ -52,3 +52,79 @@ void attnc::lowering::lowerKernelToFunc(
   kernel.erase();
 }
 
+
+AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,
+                                                       LoweringBuilder &rb) {
+  IRMapping &params = rb.params;
+  auto lookup = [&](Value value) {
+    return value ? params.lookup(value) : Value();
+  };
+  AttentionOperands shape;
+  Value cuQ, cuK;
+  if (auto linear = dyn_cast<LinearOp>(familyOp)) {
+    shape.layout = linear.getLayout();
+    cuQ = cuK = linear.getCuSeqlens();
+  } else {
+    shape.layout =
+        familyOp->getAttrOfType<LayoutAttr>("layout").getValue();
+    if (auto op = dyn_cast<SoftmaxOp>(familyOp))
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+    else if (auto op = dyn_cast<ChunkSoftmaxOp>(familyOp))
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+    else if (auto op = dyn_cast<SparseSoftmaxOp>(familyOp))
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  }
+  shape.dims = getLayoutDims(shape.layout);
+  shape.q = lookup(familyOp->getOperand(0));
+  shape.k = lookup(familyOp->getOperand(1));
+  shape.v = lookup(familyOp->getOperand(2));
+  shape.cuQ = lookup(cuQ);
+  shape.cuK = cuK ? lookup(cuK) : shape.cuQ;
+
+  ImplicitLocOpBuilder &b = rb.b;
+  const LayoutDims &dims = shape.dims;
+  shape.numBatches = shape.cuQ ? rb.sub(rb.dim(shape.cuQ, 0), rb.index(1))
+                               : rb.dim(shape.q, dims.batch);
+  shape.headsQ = rb.dim(shape.q, dims.head);
+  shape.headsK = rb.dim(shape.k, dims.head);
+  shape.groupSize = arith::DivUIOp::create(b, shape.headsQ, shape.headsK);
+  shape.lengthQ = rb.dim(shape.q, dims.seq);
+  shape.lengthK = rb.dim(shape.k, dims.seq);
+  shape.dimK = rb.dim(shape.q, dims.feature);
+  shape.dimV = rb.dim(shape.v, dims.feature);
+  return shape;
+}
+
+void attnc::lowering::initializeState(LoweringBuilder &rb, Value state,
+                                      Value initial, Value hasInitial,
+                                      Value batch, Value head,
+                                      const AttentionOperands &shape) {
+  Value zero = rb.index(0);
+  Type f32 = rb.b.getF32Type();
+  rb.loop(zero, shape.dimK, [&](Value d) {
+    rb.loop(zero, shape.dimV, [&](Value e) {
+      Value init = rb.f32(0);
+      if (initial)
+        init = rb.ifThen(
+            hasInitial, {f32},
+            [&]() -> SmallVector<Value> {
+              return {rb.loadF32(initial, {batch, head, d, e})};
+            },
+            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+      memref::StoreOp::create(rb.b, init, state, ValueRange{d, e});
+    });
+  });
+}
+
+void attnc::lowering::storeState(LoweringBuilder &rb, Value state,
+                                 Value finalState, Value batch, Value head,
+                                 const AttentionOperands &shape) {
+  Value zero = rb.index(0);
+  rb.loop(zero, shape.dimK, [&](Value d) {
+    rb.loop(zero, shape.dimV, [&](Value e) {
+      memref::StoreOp::create(
+          rb.b, memref::LoadOp::create(rb.b, state, ValueRange{d, e}),
+          finalState, ValueRange{batch, head, d, e});
+    });
+  });
+}

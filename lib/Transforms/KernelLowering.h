@@ -321,6 +321,30 @@ inline std::pair<Value, Value> sequenceBounds(LoweringBuilder &rb, Value offsets
   return {start, rb.sub(end, start)};
 }
 
+/// The memrefs and sizes that every lowering of a family op starts from.
+struct AttentionOperands {
+  Layout layout;
+  LayoutDims dims;
+  Value q, k, v;
+  /// Offsets of packed sequences for queries and keys (both the op's
+  /// cu_seqlens for the linear family); null when dense.
+  Value cuQ, cuK;
+  /// Batch entries (or sequences), heads, GQA group size, stored lengths
+  /// (packed: total tokens) and head dims.
+  Value numBatches, headsQ, headsK, groupSize, lengthQ, lengthK, dimK, dimV;
+};
+AttentionOperands getAttentionOperands(Operation *familyOp,
+                                       LoweringBuilder &rb);
+
+/// state[d, e] = initial[batch, head, d, e] when `initial` is given and
+/// present, else 0.
+void initializeState(LoweringBuilder &rb, Value state, Value initial,
+                     Value hasInitial, Value batch, Value head,
+                     const AttentionOperands &shape);
+/// finalState[batch, head, d, e] = state[d, e].
+void storeState(LoweringBuilder &rb, Value state, Value finalState, Value batch,
+                Value head, const AttentionOperands &shape);
+
 /// Replaces `kernel` by a func.func of the same name with the calling
 /// convention of docs/pipeline.md (parameters, results, status buffer) and
 /// lets `lowerFamily` fill in the body for the kernel's family op, given the

@@ -52,23 +52,16 @@ template <typename OpTy>
 void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
-  Layout layout = op.getLayout();
-  LayoutDims dims = getLayoutDims(layout);
-  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
-        v = params.lookup(op.getV());
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Layout layout = shape.layout;
+  Value q = shape.q, k = shape.k, v = shape.v;
+  Value cuQ = shape.cuQ, cuK = shape.cuK;
+  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
+  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
+        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
-  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
-  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
-
-  Value numBatches = cuQ ? rb.sub(rb.dim(cuQ, 0), rb.index(1))
-                         : rb.dim(q, dims.batch);
-  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
-  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
-  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
-  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value zero = rb.index(0);
-
   Value scale = rb.softmaxScale(op.getScale(), dimK);
   Normalizer normalizer = op.getNormalizer();
 
@@ -365,23 +358,17 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
 void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
-  Layout layout = op.getLayout();
-  LayoutDims dims = getLayoutDims(layout);
-  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
-        v = params.lookup(op.getV());
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Layout layout = shape.layout;
+  Value q = shape.q, k = shape.k, v = shape.v, cu = shape.cuQ;
+  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
+  Value groupSize = shape.groupSize, length = shape.lengthQ;
+  Value dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value finalState = results.size() > 1 ? results[1] : Value();
   Value initial =
       op.getInitialState() ? params.lookup(op.getInitialState()) : Value();
-  Value cu = op.getCuSeqlens() ? params.lookup(op.getCuSeqlens()) : Value();
-
   Value zero = rb.index(0);
-  Value numBatches =
-      cu ? rb.sub(rb.dim(cu, 0), rb.index(1)) : rb.dim(q, dims.batch);
-  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
-  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
-  Value length = rb.dim(q, dims.seq);
-  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value scale = rb.f32(op.getScale().convertToDouble());
   Type f32 = b.getF32Type();
   Value state = memref::AllocOp::create(
@@ -403,19 +390,7 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
                           layoutIndices(layout, batch, h, rb.add(start, t), d));
       };
       // S = S_0 (or 0)
-      rb.loop(zero, dimK, [&](Value d) {
-        rb.loop(zero, dimV, [&](Value e) {
-          Value init = rb.f32(0);
-          if (initial)
-            init = rb.ifThen(
-                hasInitial, {f32},
-                [&]() -> SmallVector<Value> {
-                  return {rb.loadF32(initial, {batch, head, d, e})};
-                },
-                [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-          memref::StoreOp::create(b, init, state, ValueRange{d, e});
-        });
-      });
+      initializeState(rb, state, initial, hasInitial, batch, head, shape);
 
       // S = diag(exp(g_t)) S + phi(k_t)^T v_t
       auto accumulate = [&](Value t, bool decay) {
@@ -459,13 +434,7 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         rb.loop(zero, steps, [&](Value t) { emitOutput(t); });
       }
       if (finalState)
-        rb.loop(zero, dimK, [&](Value d) {
-          rb.loop(zero, dimV, [&](Value e) {
-            memref::StoreOp::create(
-                b, memref::LoadOp::create(b, state, ValueRange{d, e}),
-                finalState, ValueRange{batch, head, d, e});
-          });
-        });
+        storeState(rb, state, finalState, batch, head, shape);
     });
   });
   memref::DeallocOp::create(b, state);

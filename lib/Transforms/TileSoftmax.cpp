@@ -40,22 +40,16 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                        std::optional<int64_t> chunk) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
-  Layout layout = op.getLayout();
-  LayoutDims dims = getLayoutDims(layout);
-  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
-        v = params.lookup(op.getV());
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Layout layout = shape.layout;
+  Value q = shape.q, k = shape.k, v = shape.v;
+  Value cuQ = shape.cuQ, cuK = shape.cuK;
+  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
+  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
+        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
-  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
-  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
-
   Value zero = rb.index(0), one = rb.index(1);
-  Value numBatches =
-      cuQ ? rb.sub(rb.dim(cuQ, 0), one) : rb.dim(q, dims.batch);
-  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
-  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
-  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
-  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value scale = rb.softmaxScale(op.getScale(), dimK);
   Normalizer normalizer = op.getNormalizer();
   bool online = normalizer == Normalizer::softmax;
@@ -344,23 +338,16 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
 void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                        ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
-  IRMapping &params = rb.params;
-  Layout layout = op.getLayout();
-  LayoutDims dims = getLayoutDims(layout);
-  Value q = params.lookup(op.getQ()), k = params.lookup(op.getK()),
-        v = params.lookup(op.getV());
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Layout layout = shape.layout;
+  Value q = shape.q, k = shape.k, v = shape.v;
+  Value cuQ = shape.cuQ, cuK = shape.cuK;
+  Value numBatches = shape.numBatches, headsK = shape.headsK;
+  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
+        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
-  Value cuQ = op.getCuSeqlensQ() ? params.lookup(op.getCuSeqlensQ()) : Value();
-  Value cuK = op.getCuSeqlensK() ? params.lookup(op.getCuSeqlensK()) : cuQ;
-
   Value zero = rb.index(0), one = rb.index(1);
-  Value numBatches =
-      cuQ ? rb.sub(rb.dim(cuQ, 0), one) : rb.dim(q, dims.batch);
-  Value headsQ = rb.dim(q, dims.head), headsK = rb.dim(k, dims.head);
-  Value groupSize = arith::DivUIOp::create(b, headsQ, headsK);
-  Value lengthQ = rb.dim(q, dims.seq), lengthK = rb.dim(k, dims.seq);
-  Value dimK = rb.dim(q, dims.feature), dimV = rb.dim(v, dims.feature);
   Value scale = rb.softmaxScale(op.getScale(), dimK);
   MaskStructure band = analyzeMask(op.getMask());
   int64_t blockK = op.getBlockK();
