@@ -1,0 +1,116 @@
+/*===- attnc.h - The attnc C API ------------------------------------------===*\
+|*                                                                            *|
+|* Compile attention specs and run the kernels, from C. No C++ types cross     *|
+|* this boundary; every object is opaque and owned by the caller, who frees   *|
+|* it with the matching _destroy call. Functions that can fail return an      *|
+|* attnc_status and leave a one-line message (attnc_last_error) and, for      *|
+|* spec errors, structured diagnostics on the context.                        *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef ATTNC_C_ATTNC_H
+#define ATTNC_C_ATTNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct attnc_context attnc_context;
+typedef struct attnc_kernel attnc_kernel;
+
+typedef enum {
+  ATTNC_OK = 0,
+  ATTNC_ERROR_SPEC,     /* the spec does not parse or verify: see diagnostics */
+  ATTNC_ERROR_TARGET,   /* unknown target or compilation for it failed */
+  ATTNC_ERROR_ARGUMENT, /* a bad argument: index out of range, null pointer */
+  ATTNC_ERROR_LAUNCH    /* shapes, dtypes or data rejected at launch */
+} attnc_status;
+
+typedef enum {
+  ATTNC_F32 = 0,
+  ATTNC_F16,
+  ATTNC_BF16,
+  ATTNC_I32,
+  ATTNC_I8,
+  ATTNC_BOOL
+} attnc_dtype;
+
+typedef enum { ATTNC_SEVERITY_ERROR = 0, ATTNC_SEVERITY_WARNING, ATTNC_SEVERITY_NOTE } attnc_severity;
+
+typedef struct {
+  attnc_severity severity;
+  const char *file;    /* the source name given to attnc_compile */
+  unsigned line, col;  /* 1-based; 0 when unknown */
+  const char *message;
+  const char *hint;    /* "" when there is none */
+} attnc_diagnostic;
+
+/* A tensor in caller memory: `rank` sizes and strides (in elements; NULL
+ * strides mean contiguous row-major). For an omitted optional input pass
+ * data = NULL. */
+typedef struct {
+  void *data;
+  attnc_dtype dtype;
+  int32_t rank;
+  const int64_t *shape;
+  const int64_t *strides;
+} attnc_tensor;
+
+attnc_context *attnc_context_create(void);
+void attnc_context_destroy(attnc_context *context);
+
+/* The message of the last failed call on this context or its kernels. */
+const char *attnc_last_error(const attnc_context *context);
+/* Diagnostics of the last attnc_compile call. */
+size_t attnc_diagnostic_count(const attnc_context *context);
+const attnc_diagnostic *attnc_diagnostic_get(const attnc_context *context,
+                                             size_t index);
+
+/* Compiles kernel `kernel_name` (NULL: the first) of the spec text for
+ * `target`: "cpu" (the tiled path) or "cpu-reference" (the oracle). */
+attnc_status attnc_compile(attnc_context *context, const char *spec,
+                           size_t spec_length, const char *source_name,
+                           const char *kernel_name, const char *target,
+                           attnc_kernel **kernel);
+void attnc_kernel_destroy(attnc_kernel *kernel);
+
+/* The signature: parameters (inputs) and results (outputs). */
+const char *attnc_kernel_name(const attnc_kernel *kernel);
+size_t attnc_kernel_num_params(const attnc_kernel *kernel);
+size_t attnc_kernel_num_results(const attnc_kernel *kernel);
+
+typedef struct {
+  const char *name;
+  attnc_dtype dtype;
+  int32_t rank;
+  int optional; /* inputs only */
+} attnc_tensor_info;
+
+attnc_status attnc_kernel_param(const attnc_kernel *kernel, size_t index,
+                                attnc_tensor_info *info);
+attnc_status attnc_kernel_result(const attnc_kernel *kernel, size_t index,
+                                 attnc_tensor_info *info);
+/* Dimension `dim` of parameter (is_result = 0) or result `index`: its symbol,
+ * or NULL when the size is fixed, in which case *size is set. */
+const char *attnc_kernel_dim(const attnc_kernel *kernel, int is_result,
+                             size_t index, int32_t dim, int64_t *size);
+
+/* Shape of result `index` for these inputs (one per parameter); `shape` has
+ * room for the result's rank. */
+attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
+                                       const attnc_tensor *inputs,
+                                       size_t index, int64_t *shape);
+
+/* Runs the kernel on one attnc_tensor per parameter and per result. `stream`
+ * is for GPU targets and must be NULL for the CPU. */
+attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
+                          const attnc_tensor *outputs, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATTNC_C_ATTNC_H */

@@ -1,0 +1,169 @@
+//===- CApiTest.cpp - The C API ----------------------------------------------===//
+//
+// Results through the C API equal the C++ executor's (bit for bit: the same
+// compiled code), strided inputs work without copies, and every misuse gives
+// a status and a message instead of a crash.
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+#include "attnc-c/attnc.h"
+
+#include <cstring>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+const char *kGla = R"(
+kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 4],
+           g: f32[B, H, T, 8], h0: f32[B, H, 8, 4]?)
+    -> (o: f32[B, H, T, 4], hT: f32[B, H, 8, 4]) {
+  o, hT = linear(q, k, v, initial = h0) { gate = g[b, h, t, d]; chunk = 4 }
+})";
+
+attnc_tensor tensorOf(HostTensor &tensor, std::vector<int64_t> &shape) {
+  shape = tensor.shape();
+  attnc_dtype dtype = tensor.type() == ElementType::F32 ? ATTNC_F32 : ATTNC_BF16;
+  return {tensor.data(), dtype, static_cast<int32_t>(shape.size()),
+          shape.data(), nullptr};
+}
+
+TEST(CApi, CompileQueryLaunchMatchesTheExecutor) {
+  attnc_context *context = attnc_context_create();
+  attnc_kernel *kernel = nullptr;
+  ASSERT_EQ(attnc_compile(context, kGla, std::strlen(kGla), "gla.attn", nullptr,
+                          "cpu", &kernel),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_STREQ(attnc_kernel_name(kernel), "gla");
+  ASSERT_EQ(attnc_kernel_num_params(kernel), 5u);
+  ASSERT_EQ(attnc_kernel_num_results(kernel), 2u);
+  attnc_tensor_info info;
+  ASSERT_EQ(attnc_kernel_param(kernel, 4, &info), ATTNC_OK);
+  EXPECT_STREQ(info.name, "h0");
+  EXPECT_EQ(info.rank, 4);
+  EXPECT_TRUE(info.optional);
+  int64_t size = -1;
+  EXPECT_STREQ(attnc_kernel_dim(kernel, 0, 0, 2, &size), "T");
+  EXPECT_EQ(attnc_kernel_dim(kernel, 1, 1, 3, &size), nullptr);
+  EXPECT_EQ(size, 4);
+
+  std::mt19937_64 rng(5);
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 1);
+  inputs["k"] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 1);
+  inputs["v"] = randomTensor(ElementType::F32, {1, 2, 9, 4}, rng, -1, 1);
+  inputs["g"] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 0);
+  SpecRunner executor(kGla, CpuOptions{CpuPath::Tiled, 64, 64});
+  std::vector<HostTensor> expected;
+  std::string error;
+  ASSERT_TRUE(executor.run(inputs, expected, error)) << error;
+
+  std::vector<std::vector<int64_t>> shapes(7);
+  const char *names[] = {"q", "k", "v", "g"};
+  attnc_tensor cInputs[5];
+  for (int index = 0; index < 4; ++index)
+    cInputs[index] = tensorOf(inputs[names[index]], shapes[index]);
+  cInputs[4] = {nullptr, ATTNC_F32, 0, nullptr, nullptr}; // no initial state
+  int64_t outShape[4];
+  ASSERT_EQ(attnc_kernel_output_shape(kernel, cInputs, 0, outShape), ATTNC_OK);
+  EXPECT_EQ(std::vector<int64_t>(outShape, outShape + 4),
+            (std::vector<int64_t>{1, 2, 9, 4}));
+  HostTensor o(ElementType::F32, {1, 2, 9, 4}), state(ElementType::F32, {1, 2, 8, 4});
+  attnc_tensor cOutputs[] = {tensorOf(o, shapes[5]), tensorOf(state, shapes[6])};
+  ASSERT_EQ(attnc_launch(kernel, cInputs, cOutputs, nullptr), ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_EQ(values(o), values(expected[0]));
+  EXPECT_EQ(values(state), values(expected[1]));
+
+  attnc_kernel_destroy(kernel);
+  attnc_context_destroy(context);
+}
+
+TEST(CApi, StridedInputsNeedNoCopy) {
+  // q is a [B, H, N, D] view into a [B, N, H, D] buffer (permuted strides).
+  const char *spec = R"(
+kernel s(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8]) -> (o: f32[B, H, N, 8]) {
+  o = softmax(q, k, v) { mask = causal }
+})";
+  attnc_context *context = attnc_context_create();
+  attnc_kernel *kernel = nullptr;
+  ASSERT_EQ(attnc_compile(context, spec, std::strlen(spec), "s.attn", nullptr,
+                          "cpu", &kernel),
+            ATTNC_OK);
+  std::mt19937_64 rng(6);
+  HostTensor flash = randomTensor(ElementType::F32, {1, 7, 2, 8}, rng, -1, 1);
+  HostTensor q = randomTensor(ElementType::F32, {1, 2, 7, 8}, rng, -1, 1);
+  for (int64_t n = 0; n < 7; ++n) // q = flash transposed to [B, H, N, D]
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t d = 0; d < 8; ++d)
+        q.set((h * 7 + n) * 8 + d, flash.get((n * 2 + h) * 8 + d));
+  HostTensor k = randomTensor(ElementType::F32, {1, 2, 7, 8}, rng, -1, 1);
+  HostTensor v = randomTensor(ElementType::F32, {1, 2, 7, 8}, rng, -1, 1);
+  const int64_t shape[] = {1, 2, 7, 8}, flashStrides[] = {112, 8, 16, 1};
+  attnc_tensor contiguous[] = {{q.data(), ATTNC_F32, 4, shape, nullptr},
+                               {k.data(), ATTNC_F32, 4, shape, nullptr},
+                               {v.data(), ATTNC_F32, 4, shape, nullptr}};
+  attnc_tensor strided[] = {{flash.data(), ATTNC_F32, 4, shape, flashStrides},
+                            contiguous[1], contiguous[2]};
+  HostTensor a(ElementType::F32, {1, 2, 7, 8}), b(ElementType::F32, {1, 2, 7, 8});
+  attnc_tensor outA[] = {{a.data(), ATTNC_F32, 4, shape, nullptr}};
+  attnc_tensor outB[] = {{b.data(), ATTNC_F32, 4, shape, nullptr}};
+  ASSERT_EQ(attnc_launch(kernel, contiguous, outA, nullptr), ATTNC_OK);
+  ASSERT_EQ(attnc_launch(kernel, strided, outB, nullptr), ATTNC_OK);
+  EXPECT_EQ(values(a), values(b));
+  attnc_kernel_destroy(kernel);
+  attnc_context_destroy(context);
+}
+
+TEST(CApi, MisuseIsReportedNotFatal) {
+  attnc_context *context = attnc_context_create();
+  attnc_kernel *kernel = nullptr;
+  EXPECT_EQ(attnc_compile(nullptr, kGla, 1, "x", nullptr, "cpu", &kernel),
+            ATTNC_ERROR_ARGUMENT);
+  EXPECT_EQ(attnc_compile(context, nullptr, 0, "x", nullptr, "cpu", &kernel),
+            ATTNC_ERROR_ARGUMENT);
+  EXPECT_EQ(attnc_compile(context, kGla, std::strlen(kGla), "gla.attn", nullptr,
+                          "sm_75", &kernel),
+            ATTNC_ERROR_TARGET);
+  EXPECT_NE(std::string(attnc_last_error(context)).find("unknown target 'sm_75'"),
+            std::string::npos);
+  EXPECT_EQ(attnc_compile(context, kGla, std::strlen(kGla), "gla.attn", "nope",
+                          "cpu", &kernel),
+            ATTNC_ERROR_TARGET);
+  EXPECT_STREQ(attnc_last_error(context), "no kernel named 'nope'");
+
+  const char *bad = "kernel k(q: f32[N]) -> (o: f32[N]) {\n  o = softmax(q, q, q)\n}";
+  EXPECT_EQ(attnc_compile(context, bad, std::strlen(bad), "bad.attn", nullptr,
+                          "cpu", &kernel),
+            ATTNC_ERROR_SPEC);
+  ASSERT_GE(attnc_diagnostic_count(context), 1u);
+  const attnc_diagnostic *diag = attnc_diagnostic_get(context, 0);
+  EXPECT_STREQ(diag->file, "bad.attn");
+  EXPECT_EQ(diag->line, 2u);
+  EXPECT_EQ(diag->severity, ATTNC_SEVERITY_ERROR);
+  EXPECT_EQ(attnc_diagnostic_get(context, 99), nullptr);
+
+  ASSERT_EQ(attnc_compile(context, kGla, std::strlen(kGla), "gla.attn", nullptr,
+                          "cpu-reference", &kernel),
+            ATTNC_OK);
+  attnc_tensor_info info;
+  EXPECT_EQ(attnc_kernel_param(kernel, 5, &info), ATTNC_ERROR_ARGUMENT);
+  EXPECT_EQ(attnc_kernel_dim(kernel, 0, 0, 9, nullptr), nullptr);
+  int dummy = 0;
+  const int64_t shape[] = {1, 1, 1, 8};
+  attnc_tensor inputs[5] = {{&dummy, static_cast<attnc_dtype>(42), 4, shape, nullptr}};
+  attnc_tensor outputs[2] = {};
+  EXPECT_EQ(attnc_launch(kernel, inputs, outputs, &dummy), ATTNC_ERROR_ARGUMENT);
+  EXPECT_EQ(attnc_launch(kernel, inputs, outputs, nullptr), ATTNC_ERROR_LAUNCH);
+  EXPECT_NE(std::string(attnc_last_error(context)).find("unknown dtype code 42"),
+            std::string::npos);
+  EXPECT_EQ(attnc_launch(kernel, nullptr, outputs, nullptr), ATTNC_ERROR_ARGUMENT);
+  attnc_kernel_destroy(kernel);
+  attnc_context_destroy(context);
+}
+
+} // namespace
