@@ -23,3 +23,10 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Python: the extension's build tools and the test tools, from PyPI.
+if ! python3 -c "import nanobind, scikit_build_core, numpy, ml_dtypes, pytest" 2>/dev/null; then
+  echo "attnc: installing Python packages (nanobind, scikit-build-core, numpy, ml_dtypes, pytest)"
+  python3 -m pip install -q --disable-pip-version-check \
+    "nanobind>=2.0" "scikit-build-core>=0.10" numpy ml_dtypes pytest
+fi
