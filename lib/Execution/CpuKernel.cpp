@@ -177,7 +177,6 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
 }
 
 bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
-                            const DimBindings &bindings,
                             std::string &error) const {
   const TensorView *q = inputs[launch.q], *k = inputs[launch.k];
   int64_t headsQ = q->shape[launch.headDim], headsK = k->shape[launch.headDim];
@@ -230,7 +229,6 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
       return false;
     }
   }
-  (void)bindings;
   return true;
 }
 
@@ -239,7 +237,7 @@ bool CpuKernel::outputShapes(const std::vector<const TensorView *> &inputs,
                              std::string &error) const {
   DimBindings bindings;
   if (!bindInputShapes(kernelSignature, inputs, bindings, error) ||
-      !checkLaunch(inputs, bindings, error))
+      !checkLaunch(inputs, error))
     return false;
   // A packed final state has one entry per sequence.
   if (launch.perSequenceResult >= 0) {

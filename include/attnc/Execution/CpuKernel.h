@@ -74,14 +74,13 @@ public:
 private:
   CpuKernel() = default;
   bool checkLaunch(const std::vector<const TensorView *> &inputs,
-                   const DimBindings &bindings, std::string &error) const;
+                   std::string &error) const;
 
   KernelSignature kernelSignature;
   /// Launch-time facts about the family op: parameter positions (-1 when
   /// absent) and the layout's head/sequence dims.
   struct LaunchInfo {
     int q = -1, k = -1, cuQ = -1, cuK = -1, initial = -1;
-    int gateParamsBegin = 0;
     int headDim = 1, seqDim = 2;
     bool packed = false;
     /// Result whose leading dim is the number of sequences (packed final

@@ -69,8 +69,8 @@ def Attn_LoadOp : Attn_Op<"load", [Pure]> {
   let description = [{
     Reads `tensor[indices]`. Floating-point tensors load as `f32` (f16 and
     bf16 are extended), integer tensors as `index`, bool tensors as `i1`.
-    Indices out of bounds are undefined behaviour in optimised kernels; the
-    reference lowering clamps nothing either, so specs must index in range.
+    The CPU lowerings check every index against the tensor's shape and report
+    the first out-of-bounds read as an error (the read yields 0).
 
     ```mlir
     %slope = attn.load %slopes[%h] : !attn.tensor<f32[H]> -> f32
