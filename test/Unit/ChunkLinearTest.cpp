@@ -34,19 +34,6 @@ kernel lin(q: f32[B, T, H, 16], k: f32[B, T, Hk, 16], v: f32[B, T, Hk, 8],
          " }\n}";
 }
 
-void compare(SpecRunner &reference, SpecRunner &chunked,
-             std::map<std::string, HostTensor> &inputs, const std::string &what) {
-  std::vector<HostTensor> expected, actual;
-  std::string error;
-  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
-  ASSERT_TRUE(chunked.run(inputs, actual, error)) << what << ": " << error;
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t index = 0; index < actual.size(); ++index)
-    expectClose(values(actual[index]), values(expected[index]),
-                toleranceFor(actual[index].type()),
-                what + ", output " + std::to_string(index));
-}
-
 TEST(ChunkLinear, MatchesRecurrenceForEveryGateKind) {
   const LinearSpec specs[] = {
       {"no gate", ""},
@@ -76,7 +63,7 @@ TEST(ChunkLinear, MatchesRecurrenceForEveryGateKind) {
           inputs["g"] = randomTensor(ElementType::F32, {B, T, H, 16}, rng, spec.gateLow, 0);
           if (withInitial)
             inputs["h0"] = randomTensor(ElementType::F32, {B, H, 16, 8}, rng, -1, 1);
-          compare(reference, chunked, inputs,
+          expectSameOutputs(reference, chunked, inputs,
                   std::string(spec.name) + ", seed " + std::to_string(seed) +
                       ", T=" + std::to_string(T) + ", chunk " +
                       std::to_string(chunk) + (withInitial ? ", h0" : ""));
@@ -110,7 +97,7 @@ kernel vg(q: f32[T, H, 8], k: f32[T, H, 8], v: f32[T, H, 4], g: f32[T, H, 8],
       inputs[name] = randomTensor(ElementType::F32, {1, 2, 19, 8}, rng, -1, 1);
     if (seed != 1)
       inputs["h0"] = randomTensor(ElementType::F32, {1, 2, 8, 8}, rng, -1, 1);
-    compare(ncReference, ncChunked, inputs,
+    expectSameOutputs(ncReference, ncChunked, inputs,
             "non-causal, seed " + std::to_string(seed));
 
     const int64_t T = 23;
@@ -124,7 +111,7 @@ kernel vg(q: f32[T, H, 8], k: f32[T, H, 8], v: f32[T, H, 4], g: f32[T, H, 8],
     packed["cu"] = offsetsTensor(offsets);
     if (seed != 1)
       packed["h0"] = randomTensor(ElementType::F32, {4, 2, 8, 4}, rng, -1, 1);
-    compare(vReference, vChunked, packed, "varlen, seed " + std::to_string(seed));
+    expectSameOutputs(vReference, vChunked, packed, "varlen, seed " + std::to_string(seed));
   }
 }
 

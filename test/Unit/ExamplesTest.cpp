@@ -79,15 +79,9 @@ TEST(Examples, TiledMatchesReference) {
       fillRandom(tensor, roles.roles[index], seed + index, length, roles.blockK);
       inputs[spec.name] = std::move(tensor);
     }
-    std::vector<HostTensor> expected, actual;
-    std::string error;
-    ASSERT_TRUE(reference.run(inputs, expected, error)) << example.file << ": " << error;
-    ASSERT_TRUE(tiled.run(inputs, actual, error)) << example.file << ": " << error;
-    for (size_t index = 0; index < actual.size(); ++index)
-      expectClose(values(actual[index]), values(expected[index]),
-                  toleranceFor(actual[index].type()),
-                  std::string(example.file) + ", seed " + std::to_string(seed) +
-                      ", output " + signature.results[index].name);
+    expectSameOutputs(reference, tiled, inputs,
+                      std::string(example.file) + ", seed " +
+                          std::to_string(seed));
     ++seed;
   }
 }
@@ -115,15 +109,9 @@ TEST(Examples, HeadDimsUpTo128) {
         inputs["q"] = randomTensor(ElementType::BF16, {1, 4, 23, dk}, rng, -1, 1);
         inputs["k"] = randomTensor(ElementType::BF16, {1, 2, 29, dk}, rng, -1, 1);
         inputs["v"] = randomTensor(ElementType::BF16, {1, 2, 29, dv}, rng, -1, 1);
-        std::vector<HostTensor> expected, actual;
-        std::string error;
-        ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-        ASSERT_TRUE(tiled.run(inputs, actual, error)) << error;
-        for (size_t index = 0; index < actual.size(); ++index)
-          expectClose(values(actual[index]), values(expected[index]),
-                      toleranceFor(actual[index].type()),
-                      "softmax Dk=" + dims + " Dv=" + dimsV + ", seed " +
-                          std::to_string(seed));
+        expectSameOutputs(reference, tiled, inputs,
+                          "softmax Dk=" + dims + " Dv=" + dimsV + ", seed " +
+                              std::to_string(seed));
       }
       {
         SpecRunner reference(gla), tiled(gla, CpuOptions{CpuPath::Tiled, 64, 64});
@@ -133,15 +121,9 @@ TEST(Examples, HeadDimsUpTo128) {
         inputs["k"] = randomTensor(ElementType::BF16, {1, 2, 37, dk}, rng, -1, 1);
         inputs["v"] = randomTensor(ElementType::BF16, {1, 2, 37, dv}, rng, -1, 1);
         inputs["g"] = randomTensor(ElementType::F32, {1, 2, 37, dk}, rng, -1, 0);
-        std::vector<HostTensor> expected, actual;
-        std::string error;
-        ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-        ASSERT_TRUE(tiled.run(inputs, actual, error)) << error;
-        for (size_t index = 0; index < actual.size(); ++index)
-          expectClose(values(actual[index]), values(expected[index]),
-                      toleranceFor(actual[index].type()),
-                      "gla Dk=" + dims + " Dv=" + dimsV + ", seed " +
-                          std::to_string(seed));
+        expectSameOutputs(reference, tiled, inputs,
+                          "gla Dk=" + dims + " Dv=" + dimsV + ", seed " +
+                              std::to_string(seed));
       }
     }
   }

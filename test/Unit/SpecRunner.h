@@ -70,6 +70,22 @@ public:
   std::string compileError;
 };
 
+/// Runs both kernels on the same inputs and compares every output with the
+/// tolerance of its dtype.
+inline void expectSameOutputs(SpecRunner &reference, SpecRunner &candidate,
+                              std::map<std::string, HostTensor> &inputs,
+                              const std::string &what) {
+  std::vector<HostTensor> expected, actual;
+  std::string error;
+  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
+  ASSERT_TRUE(candidate.run(inputs, actual, error)) << what << ": " << error;
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t index = 0; index < actual.size(); ++index)
+    expectClose(values(actual[index]), values(expected[index]),
+                toleranceFor(actual[index].type()),
+                what + ", output " + std::to_string(index));
+}
+
 } // namespace attnc::testing
 
 #endif // ATTNC_TEST_UNIT_SPECRUNNER_H

@@ -178,19 +178,11 @@ TEST(TiledSoftmax, MatchesReferenceOverShapesAndTiles) {
           continue;
         uint64_t seed = static_cast<uint64_t>(n * 1000 + m * 10 + blockQ);
         std::map<std::string, HostTensor> inputs = makeInputs(spec, n, m, seed);
-        std::vector<HostTensor> expected, actual;
-        std::string error;
-        ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-        ASSERT_TRUE(tiled.run(inputs, actual, error)) << error;
-        ASSERT_EQ(actual.size(), expected.size());
-        std::string what = std::string(spec.name) + ", seed " +
-                           std::to_string(seed) + ", N=" + std::to_string(n) +
-                           " M=" + std::to_string(m) + ", tiles " +
-                           std::to_string(blockQ) + "x" + std::to_string(blockK);
-        for (size_t index = 0; index < actual.size(); ++index)
-          expectClose(values(actual[index]), values(expected[index]),
-                      toleranceFor(actual[index].type()),
-                      what + ", output " + std::to_string(index));
+        expectSameOutputs(reference, tiled, inputs,
+                          std::string(spec.name) + ", seed " +
+                              std::to_string(seed) + ", N=" + std::to_string(n) +
+                              " M=" + std::to_string(m) + ", tiles " +
+                              std::to_string(blockQ) + "x" + std::to_string(blockK));
       }
     }
   }
