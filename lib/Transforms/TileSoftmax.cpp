@@ -58,6 +58,28 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   // Per query block: one score tile, the accumulator and the row statistics.
   Type f32 = b.getF32Type();
   Value tile = memref::AllocOp::create(b, MemRefType::get({blockQ, blockK}, f32));
+  // Q, K and V tiles staged as f32 once per block, so the inner loops read
+  // contiguous f32 instead of converting strided elements again and again.
+  auto stagingTile = [&](int64_t rows, Value cols) {
+    return memref::AllocOp::create(
+        b, MemRefType::get({rows, ShapedType::kDynamic}, f32), ValueRange{cols});
+  };
+  Value queryTile = stagingTile(blockQ, dimK);
+  Value keyTile = stagingTile(blockK, dimK);
+  Value valueTile = stagingTile(blockK, dimV);
+  // tile[r, d] = memref[row0 + r, d] (converted to f32), r < rows
+  auto stage = [&](Value tile, Value memref, Value batch, Value head,
+                   Value row0, Value rows, Value width) {
+    rb.loop(zero, rows, [&](Value r) {
+      rb.loop(zero, width, [&](Value d) {
+        memref::StoreOp::create(
+            b,
+            rb.loadF32(memref,
+                       layoutIndices(layout, batch, head, rb.add(row0, r), d)),
+            tile, ValueRange{r, d});
+      });
+    });
+  };
   Value acc = memref::AllocOp::create(
       b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32), ValueRange{dimV});
   Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
@@ -82,6 +104,8 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         Value i0 = rb.mul(queryBlock, bq);
         Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
         Value iLast = rb.add(i0, rb.sub(rows, one));
+
+        stage(queryTile, q, batch, head, rb.add(startQ, i0), rows, dimK);
 
         // m = -inf, l = 0, acc = 0
         rb.loop(zero, rows, [&](Value r) {
@@ -117,12 +141,13 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
           Value j0 = rb.mul(keyBlock, bk);
           Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
           Value jLast = rb.add(j0, rb.sub(cols, one));
+          stage(keyTile, k, batch, headK, rb.add(startK, j0), cols, dimK);
+          stage(valueTile, v, batch, headK, rb.add(startK, j0), cols, dimV);
 
           // One tile: scores (masked or not), then the online update.
           auto emitTile = [&](bool applyMask) {
             rb.loop(zero, rows, [&](Value r) {
               Value i = rb.add(i0, r);
-              Value rowQ = rb.add(startQ, i);
               Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
                                                                 ValueRange max) {
                 Value j = rb.add(j0, c);
@@ -140,11 +165,10 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                     [&]() -> SmallVector<Value> {
                       Value dot = rb.loop(zero, dimK, {rb.f32(0)},
                                           [&](Value d, ValueRange sum) {
-                        Value qd = rb.loadF32(
-                            q, layoutIndices(layout, batch, head, rowQ, d));
-                        Value kd = rb.loadF32(
-                            k, layoutIndices(layout, batch, headK,
-                                             rb.add(startK, j), d));
+                        Value qd = memref::LoadOp::create(b, queryTile,
+                                                          ValueRange{r, d});
+                        Value kd = memref::LoadOp::create(b, keyTile,
+                                                          ValueRange{c, d});
                         return SmallVector<Value>{rb.add(sum[0], rb.mul(qd, kd))};
                       })[0];
                       Value s = rb.mul(scale, dot);
@@ -198,9 +222,8 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                 Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
                                                                 ValueRange sum) {
                   Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                  Value value = rb.loadF32(
-                      v, layoutIndices(layout, batch, headK,
-                                       rb.add(startK, rb.add(j0, c)), e));
+                  Value value =
+                      memref::LoadOp::create(b, valueTile, ValueRange{c, e});
                   return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
                 })[0];
                 Value old = memref::LoadOp::create(b, acc, ValueRange{r, e});
@@ -323,7 +346,8 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
       });
     });
   });
-  for (Value buffer : {tile, acc, rowMax, rowSum})
+  for (Value buffer :
+       {tile, queryTile, keyTile, valueTile, acc, rowMax, rowSum})
     memref::DeallocOp::create(b, buffer);
 }
 

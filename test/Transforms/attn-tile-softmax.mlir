@@ -1,13 +1,17 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
 
 // FlashAttention-2 tiling of a causal softcapped kernel. Only tile-sized
-// buffers exist (a 16x8 score tile, a 16xDv accumulator, row max and sum);
-// the key blocks of a query block stop at the causal diagonal
-// (jEnd = min(m, iLast + (m - n) + 1)); a block wholly under the diagonal
-// runs the tile without the mask, the others with it.
+// buffers exist (a 16x8 score tile, Q/K/V tiles staged as f32, a 16xDv
+// accumulator, row max and sum); the key blocks of a query block stop at the
+// causal diagonal (jEnd = min(m, iLast + (m - n) + 1)); a block wholly under
+// the diagonal runs the tile without the mask, the others with it.
 
 // CHECK-LABEL: func.func @causal(
 // CHECK:       %[[TILE:.*]] = memref.alloc() : memref<16x8xf32>
+//              Staged Q, K and V tiles (f32), then the accumulator.
+// CHECK:       memref.alloc(%{{.*}}) : memref<16x?xf32>
+// CHECK:       memref.alloc(%{{.*}}) : memref<8x?xf32>
+// CHECK:       memref.alloc(%{{.*}}) : memref<8x?xf32>
 // CHECK:       %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<16x?xf32>
 // CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
 // CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
