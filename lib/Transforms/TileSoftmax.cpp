@@ -390,6 +390,9 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
   Value kept = memref::AllocOp::create(
       b, MemRefType::get({static_cast<int64_t>(*op.getTopk())}, b.getIndexType()));
   Value tile = memref::AllocOp::create(b, MemRefType::get({blockK}, f32));
+  // sum over the group's query heads of q[h, i, :], once per row
+  Value querySums = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{dimK});
   Value acc = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{dimV});
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
@@ -436,6 +439,14 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
               op.getMask(), {batch, head, i, j, n, m, startQ, startK},
               arith::ConstantIntOp::create(b, b.getI1Type(), 1));
         };
+        rb.loop(zero, dimK, [&](Value d) {
+          Value sum = rb.loop(zero, groupSize, {rb.f32(0)},
+                              [&](Value g, ValueRange acc) {
+                                return SmallVector<Value>{rb.add(
+                                    acc[0], queryAt(rb.add(firstHead, g), d))};
+                              })[0];
+          memref::StoreOp::create(b, sum, querySums, d);
+        });
         // Block scores and eligibility.
         rb.loop(zero, numBlocks, [&](Value block) {
           Value begin = rb.mul(block, bk), end = blockEnd(block);
@@ -462,12 +473,7 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                                   candidate, block);
           Value score = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d,
                                                            ValueRange acc) {
-            Value querySum = rb.loop(zero, groupSize, {rb.f32(0)},
-                                     [&](Value g, ValueRange sum) {
-                                       return SmallVector<Value>{rb.add(
-                                           sum[0],
-                                           queryAt(rb.add(firstHead, g), d))};
-                                     })[0];
+            Value querySum = memref::LoadOp::create(b, querySums, d);
             Value mean = memref::LoadOp::create(b, means, ValueRange{block, d});
             return SmallVector<Value>{rb.add(acc[0], rb.mul(querySum, mean))};
           })[0];
@@ -599,7 +605,8 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
       });
     });
   });
-  for (Value buffer : {means, blockScores, candidate, kept, tile, acc})
+  for (Value buffer :
+       {means, blockScores, candidate, kept, tile, querySums, acc})
     memref::DeallocOp::create(b, buffer);
 }
 
