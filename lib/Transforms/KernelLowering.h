@@ -9,6 +9,7 @@
 #ifndef ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
 #define ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
 
+#include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -335,6 +336,25 @@ struct AttentionOperands {
 };
 AttentionOperands getAttentionOperands(Operation *familyOp,
                                        LoweringBuilder &rb);
+
+/// constant + nCoeff * n + mCoeff * m at run time.
+Value evaluateLength(LoweringBuilder &rb, const LengthAffine &affine, Value n,
+                     Value m);
+
+/// The keys [jBegin, jEnd) that query rows [i0, iLast] can see under the
+/// band (and the chunk of `chunkSize` when non-null); jBegin == jEnd when
+/// none, both in [0, m].
+std::pair<Value, Value> visibleKeyRange(LoweringBuilder &rb,
+                                        const MaskStructure &band,
+                                        Value chunkSize, Value i0, Value iLast,
+                                        Value n, Value m);
+
+/// True when every (i, j) with i in [i0, iLast] and j in [j0, jLast] lies
+/// inside the band (and one chunk), so the block needs no mask. Only
+/// meaningful when the band is exact.
+Value blockInsideBand(LoweringBuilder &rb, const MaskStructure &band,
+                      Value chunkSize, Value i0, Value iLast, Value j0,
+                      Value jLast, Value n, Value m);
 
 /// state[d, e] = initial[batch, head, d, e] when `initial` is given and
 /// present, else 0.

@@ -23,17 +23,6 @@ using namespace attnc::lowering;
 
 namespace {
 
-/// constant + nCoeff * n + mCoeff * m at run time.
-Value evaluate(LoweringBuilder &rb, const LengthAffine &affine, Value n,
-               Value m) {
-  Value value = rb.index(affine.constant);
-  if (affine.nCoeff)
-    value = rb.add(value, rb.mul(rb.index(affine.nCoeff), n));
-  if (affine.mCoeff)
-    value = rb.add(value, rb.mul(rb.index(affine.mCoeff), m));
-  return value;
-}
-
 template <typename OpTy>
 void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                        int64_t blockQ, int64_t blockK,
@@ -116,24 +105,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
           });
         });
 
-        // The keys this query block can see: [jBegin, jEnd) from the band
-        // j - i in [lower, upper] (and the chunk), for i in [i0, iLast].
-        Value jBegin = zero, jEnd = m;
-        for (const LengthAffine &lower : band.lower)
-          jBegin = arith::MaxSIOp::create(b, jBegin,
-                                          rb.add(i0, evaluate(rb, lower, n, m)));
-        for (const LengthAffine &upper : band.upper)
-          jEnd = arith::MinSIOp::create(
-              b, jEnd, rb.add(rb.add(iLast, evaluate(rb, upper, n, m)), one));
-        if (chunk) {
-          Value first = rb.mul(arith::DivUIOp::create(b, i0, chunkSize), chunkSize);
-          Value last = rb.mul(arith::DivUIOp::create(b, iLast, chunkSize), chunkSize);
-          jBegin = arith::MaxSIOp::create(b, jBegin, first);
-          jEnd = arith::MinSIOp::create(b, jEnd, rb.add(last, chunkSize));
-        }
-        // An empty band gives jBegin == jEnd, in [0, m].
-        jEnd = arith::MaxSIOp::create(b, jEnd, zero);
-        jBegin = arith::MinSIOp::create(b, jBegin, jEnd);
+        Value jBegin, jEnd;
+        std::tie(jBegin, jEnd) =
+            visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
         Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
         Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
 
@@ -237,23 +211,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
             emitTile(/*applyMask=*/true);
             return;
           }
-          // A block wholly inside the band (and the chunk) needs no mask:
-          // every (i, j) with i in [i0, iLast], j in [j0, jLast] is allowed.
-          Value full = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-          auto both = [&](Value condition) {
-            full = arith::AndIOp::create(b, full, condition);
-          };
-          for (const LengthAffine &upper : band.upper)
-            both(arith::CmpIOp::create(b, arith::CmpIPredicate::sle, jLast,
-                                       rb.add(i0, evaluate(rb, upper, n, m))));
-          for (const LengthAffine &lower : band.lower)
-            both(arith::CmpIOp::create(b, arith::CmpIPredicate::sge, j0,
-                                       rb.add(iLast, evaluate(rb, lower, n, m))));
-          if (chunk) {
-            both(sameChunk(i0, iLast));
-            both(sameChunk(i0, j0));
-            both(sameChunk(i0, jLast));
-          }
+          // A block wholly inside the band (and the chunk) needs no mask.
+          Value full = blockInsideBand(rb, band, chunkSize, i0, iLast, j0,
+                                       jLast, n, m);
           rb.ifThen(
               full, {},
               [&] {
@@ -455,10 +415,10 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
             Value lo = begin, hi = rb.sub(end, one);
             for (const LengthAffine &lower : band.lower)
               lo = arith::MaxSIOp::create(b, lo,
-                                          rb.add(i, evaluate(rb, lower, n, m)));
+                                          rb.add(i, evaluateLength(rb, lower, n, m)));
             for (const LengthAffine &upper : band.upper)
               hi = arith::MinSIOp::create(b, hi,
-                                          rb.add(i, evaluate(rb, upper, n, m)));
+                                          rb.add(i, evaluateLength(rb, upper, n, m)));
             eligible =
                 arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
           } else { // the mask does not read h (verified)
