@@ -1,6 +1,7 @@
 # lit configuration for attnc.
 
 import os
+import shutil
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -18,3 +19,13 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
     ["attnc", "attnc-opt"], [os.path.join(config.attnc_obj_root, "bin")]
 )
+
+# GPU assembly checks need ptxas (the CUDA toolkit), not a GPU.
+ptxas = os.environ.get("ATTNC_PTXAS") or shutil.which("ptxas")
+if not ptxas:
+    for root in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if root and os.access(os.path.join(root, "bin", "ptxas"), os.X_OK):
+            ptxas = os.path.join(root, "bin", "ptxas")
+            break
+if ptxas:
+    config.available_features.add("ptxas")

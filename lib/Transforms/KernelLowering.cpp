@@ -6,26 +6,22 @@ using namespace mlir;
 using namespace attnc::attn;
 using namespace attnc::lowering;
 
-void attnc::lowering::lowerKernelToFunc(
-    KernelOp kernel,
-    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+SmallVector<Type> attnc::lowering::getCallingConventionTypes(KernelOp kernel) {
   FunctionType signature = kernel.getFunctionType();
   SmallVector<Type> argTypes;
   for (Type type : signature.getInputs())
     argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
   for (Type type : signature.getResults())
     argTypes.push_back(getParamMemRefType(cast<AttnTensorType>(type)));
-  auto statusType = MemRefType::get({ShapedType::kDynamic},
-                                    IntegerType::get(kernel.getContext(), 64));
-  argTypes.push_back(statusType);
+  argTypes.push_back(MemRefType::get({ShapedType::kDynamic},
+                                     IntegerType::get(kernel.getContext(), 64)));
+  return argTypes;
+}
 
-  OpBuilder builder(kernel);
-  auto func = func::FuncOp::create(builder, kernel.getLoc(),
-                                   kernel.getSymName(),
-                                   builder.getFunctionType(argTypes, {}));
-  func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
-  Block *entry = func.addEntryBlock();
-
+void attnc::lowering::lowerKernelBody(
+    KernelOp kernel, Block *entry, bool clearStatus,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+  FunctionType signature = kernel.getFunctionType();
   IRMapping params;
   Block &body = kernel.getBody().front();
   for (auto [param, arg] : llvm::zip(body.getArguments(), entry->getArguments()))
@@ -43,15 +39,29 @@ void attnc::lowering::lowerKernelToFunc(
   for (auto [returned, buffer] : llvm::zip(ret.getResults(), results))
     familyResults[cast<OpResult>(returned).getResultNumber()] = buffer;
 
-  ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->begin());
+  ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->end());
   LoweringBuilder rb(b, params, status);
-  memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
-                          status, rb.index(0));
+  if (clearStatus)
+    memref::StoreOp::create(
+        b, arith::ConstantIntOp::create(b, b.getI64Type(), 0), status,
+        rb.index(0));
   lowerFamily(familyOp, rb, familyResults);
-  func::ReturnOp::create(b);
-  kernel.erase();
 }
 
+void attnc::lowering::lowerKernelToFunc(
+    KernelOp kernel,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+  OpBuilder builder(kernel);
+  auto func = func::FuncOp::create(
+      builder, kernel.getLoc(), kernel.getSymName(),
+      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+  func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+  Block *entry = func.addEntryBlock();
+  lowerKernelBody(kernel, entry, /*clearStatus=*/true, lowerFamily);
+  builder.setInsertionPointToEnd(entry);
+  func::ReturnOp::create(builder, kernel.getLoc());
+  kernel.erase();
+}
 
 AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,
                                                        LoweringBuilder &rb) {

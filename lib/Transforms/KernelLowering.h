@@ -365,6 +365,18 @@ void initializeState(LoweringBuilder &rb, Value state, Value initial,
 void storeState(LoweringBuilder &rb, Value state, Value finalState, Value batch,
                 Value head, const AttentionOperands &shape);
 
+/// The argument types of the calling convention: parameters, results, then
+/// the status buffer.
+SmallVector<Type> getCallingConventionTypes(KernelOp kernel);
+
+/// Appends the lowering of `kernel` to `entry`, whose arguments follow the
+/// calling convention; `lowerFamily` fills in the body for the family op.
+/// `clearStatus` zeroes the status buffer first (a GPU launch leaves that to
+/// the host, as every thread would race on it).
+void lowerKernelBody(
+    KernelOp kernel, Block *entry, bool clearStatus,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
+
 /// Replaces `kernel` by a func.func of the same name with the calling
 /// convention of docs/pipeline.md (parameters, results, status buffer) and
 /// lets `lowerFamily` fill in the body for the kernel's family op, given the

@@ -3,6 +3,7 @@
 // attnc check FILE                      parse and verify a spec
 // attnc emit FILE --stage=S             print the IR at stage attn|reference|llvm
 // attnc run FILE --backend=cpu ...      compile and run on .npy or random inputs
+// attnc compile FILE --target=sm_80 --emit=ptx|cubin|mlir|image -o OUT
 //
 // The driver only parses options and calls the libraries.
 //
@@ -10,6 +11,7 @@
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/Npy.h"
@@ -34,17 +36,21 @@ using namespace attnc;
 static cl::SubCommand checkCommand("check", "Parse and verify a spec");
 static cl::SubCommand emitCommand("emit", "Print the IR of a spec at a stage");
 static cl::SubCommand runCommand("run", "Compile a spec and run it");
+static cl::SubCommand compileCommand("compile",
+                                     "Compile a spec for an NVIDIA GPU");
 
 static cl::OptionCategory category("attnc options");
 
 static cl::opt<std::string> inputFile(cl::Positional, cl::desc("<spec.attn>"),
                                       cl::Required, cl::sub(checkCommand),
                                       cl::sub(emitCommand),
-                                      cl::sub(runCommand), cl::cat(category));
+                                      cl::sub(runCommand),
+                                      cl::sub(compileCommand), cl::cat(category));
 static cl::opt<std::string>
     kernelName("kernel", cl::desc("Kernel to use when the file has several "
                                   "(default: the first)"),
-               cl::sub(emitCommand), cl::sub(runCommand), cl::cat(category));
+               cl::sub(emitCommand), cl::sub(runCommand),
+               cl::sub(compileCommand), cl::cat(category));
 
 enum class Stage { Attn, Reference, LLVM };
 static cl::opt<Stage> stage(
@@ -56,7 +62,35 @@ static cl::opt<Stage> stage(
     cl::sub(emitCommand), cl::cat(category));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::init("-"), cl::sub(emitCommand),
+                                       cl::sub(compileCommand),
                                        cl::cat(category));
+
+static cl::opt<std::string>
+    gpuTarget("target", cl::desc("GPU to compile for: sm_80 (Ampere and "
+                                 "later) or sm_90a (Hopper)"),
+              cl::Required, cl::sub(compileCommand), cl::cat(category));
+enum class Emit { PTX, Cubin, MLIR, Image };
+static cl::opt<Emit> emitKind(
+    "emit", cl::desc("What to write"), cl::init(Emit::PTX),
+    cl::values(clEnumValN(Emit::PTX, "ptx", "PTX assembly"),
+               clEnumValN(Emit::Cubin, "cubin", "a cubin, through ptxas"),
+               clEnumValN(Emit::MLIR, "mlir",
+                          "the gpu.module in the NVVM dialect"),
+               clEnumValN(Emit::Image, "image",
+                          "PTX with its launch facts, for the attnc runtime")),
+    cl::sub(compileCommand), cl::cat(category));
+static cl::opt<bool> ptxasVerbose(
+    "ptxas-info", cl::desc("Print ptxas's register, spill and shared memory "
+                           "report (assembles the PTX)"),
+    cl::sub(compileCommand), cl::cat(category));
+static cl::opt<int64_t> gpuWarps("warps",
+                                 cl::desc("Warps per CTA (16 query rows each)"),
+                                 cl::init(4), cl::sub(compileCommand),
+                                 cl::cat(category));
+static cl::opt<int64_t> gpuBlockK("block-k",
+                                  cl::desc("Keys per shared-memory tile"),
+                                  cl::init(64), cl::sub(compileCommand),
+                                  cl::cat(category));
 
 enum class Backend { CPU };
 static cl::opt<Backend>
@@ -131,6 +165,40 @@ static int emit(mlir::ModuleOp module) {
   if (ec)
     return fail("cannot write '" + outputFile + "': " + ec.message());
   module.print(output.os());
+  output.keep();
+  return 0;
+}
+
+static int compile(mlir::ModuleOp module) {
+  GpuPipelineOptions options;
+  options.chip = gpuTarget;
+  options.warps = gpuWarps;
+  options.blockK = gpuBlockK;
+  std::string error, lowered;
+  GpuImage image;
+  if (!compileToPtx(module, kernelName, options, image, error,
+                    emitKind == Emit::MLIR ? &lowered : nullptr))
+    return fail(error);
+  std::string bytes = image.bytes;
+  if (emitKind == Emit::MLIR)
+    bytes = lowered;
+  else if (emitKind == Emit::Image)
+    bytes = serialize(image);
+  if (emitKind == Emit::Cubin || ptxasVerbose) {
+    GpuImage cubin;
+    std::string log;
+    if (!assembleCubin(image, cubin, log, error))
+      return fail(error);
+    if (emitKind == Emit::Cubin)
+      bytes = cubin.bytes;
+    if (ptxasVerbose)
+      errs() << log;
+  }
+  std::error_code ec;
+  ToolOutputFile output(outputFile, ec, sys::fs::OF_None);
+  if (ec)
+    return fail("cannot write '" + outputFile + "': " + ec.message());
+  output.os() << bytes;
   output.keep();
   return 0;
 }
@@ -306,10 +374,13 @@ int main(int argc, char **argv) {
       "  attnc check FILE                 parse and verify a spec\n"
       "  attnc emit FILE --stage=STAGE    print IR (attn, reference, llvm)\n"
       "  attnc run FILE --backend=cpu     run on .npy or seeded random "
-      "inputs\n\n"
+      "inputs\n"
+      "  attnc compile FILE --target=sm_80 --emit=ptx -o OUT\n"
+      "                                   compile for an NVIDIA GPU\n\n"
       "Use 'attnc SUBCOMMAND --help' for the options of each.\n");
-  if (!checkCommand && !emitCommand && !runCommand)
-    return fail("no subcommand; use one of check, emit, run (see --help)");
+  if (!checkCommand && !emitCommand && !runCommand && !compileCommand)
+    return fail(
+        "no subcommand; use one of check, emit, run, compile (see --help)");
 
   mlir::MLIRContext context;
   SourceMgr sourceMgr;
@@ -326,5 +397,7 @@ int main(int argc, char **argv) {
   }
   if (emitCommand)
     return emit(*module);
+  if (compileCommand)
+    return compile(*module);
   return run(*module);
 }

@@ -11,6 +11,8 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
 
+#include <string>
+
 namespace attnc {
 
 #define GEN_PASS_DECL
@@ -22,6 +24,31 @@ namespace attnc {
 /// Adds the passes that take the output of attn-lower-to-reference (or any
 /// scf/memref/arith/math program) to the LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
+
+/// How kernels are compiled for an NVIDIA GPU.
+struct GpuPipelineOptions {
+  /// "sm_80", "sm_90a", ...
+  std::string chip = "sm_80";
+  int64_t warps = 4, blockK = 64;
+};
+
+/// The PTX ISA features that `chip` needs ("+ptx80").
+std::string ptxFeaturesFor(llvm::StringRef chip);
+
+/// attn kernels -> a gpu.module with the NVVM target attached, lowered to
+/// the LLVM and NVVM dialects (ready for gpu-module-to-binary): the tile
+/// strategy, then buildGpuModuleLoweringPipeline.
+void buildGpuLoweringPipeline(mlir::OpPassManager &pm,
+                              const GpuPipelineOptions &options);
+/// The part after the tile strategy: attach the target for `chip` and lower
+/// gpu/nvgpu/scf/vector/memref inside gpu.modules to LLVM and NVVM.
+void buildGpuModuleLoweringPipeline(mlir::OpPassManager &pm,
+                                    llvm::StringRef chip);
+
+/// Registers what GPU compilation needs beyond the dialects: the
+/// ConvertToLLVM interfaces that convert-gpu-to-nvvm collects, the NVVM
+/// target and the translations to LLVM IR.
+void registerGpuCompilation(mlir::DialectRegistry &registry);
 
 /// Registers every attnc pass and the named pipelines
 /// (attnc-reference-pipeline: attn -> LLVM dialect).

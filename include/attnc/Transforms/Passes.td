@@ -144,4 +144,51 @@ def ChunkLinear : Pass<"attn-chunk-linear", "::mlir::ModuleOp"> {
   ];
 }
 
+def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
+  let summary = "FlashAttention-2 softmax kernels on tensor cores (mma.sync)";
+  let description = [{
+    Rewrites every kernel whose family op is `attn.softmax` or
+    `attn.chunk_softmax` into a `gpu.func` kernel (same calling convention as
+    attn-lower-to-reference) in the `gpu.module @attnc_kernels`, built from
+    nvgpu and nvvm operations for sm_80 and later:
+
+    - the grid is (query blocks of 16 * `warps` rows, query heads, batch
+      entries); a CTA of `warps` warps, each owning 16 query rows;
+    - Q, then K and V tiles of `block-k` keys are copied into shared memory
+      with cp.async (16-byte copies, zero-filled past the sequence end), K
+      and V in two stages so the next key block loads while the current one
+      is consumed;
+    - S = Q K^T and acc += P V use mma.sync.m16n8k16 with f16/bf16 operands
+      and f32 accumulators; fragments come from ldmatrix (ldmatrix.trans for
+      V); P stays in registers and becomes the A operand of P V;
+    - the online softmax keeps m and l per row, reduced over the quad of
+      lanes that share a row with warp shuffles, exponentials as exp2;
+    - key blocks outside the mask's band are not visited; blocks inside an
+      exactly understood band skip the mask; score and mask expressions are
+      fused into the tile code.
+
+    Nothing of size N x M exists. Launch facts are attributes of the
+    gpu.func: `attnc.threads`, `attnc.shared_bytes` (dynamic shared memory)
+    and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
+    ceil(dim(param, dim) / divisor) - minus.
+
+    Kernels this strategy cannot handle are reported as errors naming the
+    feature: the linear and sparse families, f32 or mixed q/k/v, head dims
+    that are not fixed multiples of 16 up to 256.
+  }];
+  let options = [
+    Option<"warps", "warps", "int64_t", /*default=*/"4",
+           "Warps per CTA (16 query rows each)">,
+    Option<"blockK", "block-k", "int64_t", /*default=*/"64",
+           "Keys per shared-memory tile (a multiple of 16)">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
+    "::mlir::nvgpu::NVGPUDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES_TD

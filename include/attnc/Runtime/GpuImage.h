@@ -1,0 +1,53 @@
+//===- GpuImage.h - A compiled GPU kernel and its launch facts --*- C++ -*-===//
+//
+// What the compiler hands to the GPU runtime: the PTX (or cubin) of one
+// kernel plus everything needed to launch it without LLVM or MLIR: the
+// entry name, the signature, threads per CTA, dynamic shared memory and the
+// grid as a function of the input shapes. Serialised as a small text header
+// followed by the image bytes, which is also the disk cache's entry format.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_RUNTIME_GPUIMAGE_H
+#define ATTNC_RUNTIME_GPUIMAGE_H
+
+#include "attnc/Runtime/Tensor.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+namespace attnc {
+
+/// grid = ceil(dim(param, dim) / divisor) - minus, for one grid axis.
+struct GridTerm {
+  int64_t param = 0, dim = 0, divisor = 1, minus = 0;
+};
+
+struct GpuImage {
+  /// "sm_80", "sm_90a".
+  std::string target;
+  /// "ptx" or "cubin".
+  std::string format;
+  KernelSignature signature;
+  int64_t threads = 0, sharedBytes = 0;
+  std::array<GridTerm, 3> grid;
+  std::string bytes;
+
+  /// The grid for these input shapes (one per parameter; empty shape for an
+  /// omitted optional one).
+  std::array<int64_t, 3>
+  gridFor(const std::vector<std::vector<int64_t>> &inputShapes) const;
+};
+
+/// Header + bytes. The header ends with the byte count and an FNV-1a hash
+/// of the bytes, so truncated or corrupted files are detected on load.
+std::string serialize(const GpuImage &image);
+bool deserialize(const std::string &data, GpuImage &image, std::string &error);
+
+/// 64-bit FNV-1a (stable across builds and machines).
+uint64_t fnv1a(const std::string &data, uint64_t seed = 1469598103934665603ull);
+
+} // namespace attnc
+
+#endif // ATTNC_RUNTIME_GPUIMAGE_H

@@ -1,0 +1,170 @@
+//===- GpuImage.cpp - A compiled GPU kernel and its launch facts ----------===//
+
+#include "attnc/Runtime/GpuImage.h"
+
+#include <sstream>
+
+using namespace attnc;
+
+namespace {
+constexpr const char *kMagic = "attnc-gpu-image 1";
+
+bool parseElementType(const std::string &text, ElementType &type) {
+  for (ElementType candidate :
+       {ElementType::F32, ElementType::F16, ElementType::BF16, ElementType::I32,
+        ElementType::I8, ElementType::Bool})
+    if (text == toString(candidate)) {
+      type = candidate;
+      return true;
+    }
+  return false;
+}
+
+// "tensor NAME TYPE OPTIONAL RANK DIM..." with DIM a number or a symbol.
+void writeTensor(std::ostream &os, const char *kind, const TensorSpec &spec) {
+  os << kind << ' ' << spec.name << ' ' << toString(spec.type) << ' '
+     << (spec.optional ? 1 : 0) << ' ' << spec.dims.size();
+  for (const DimSpec &dim : spec.dims) {
+    if (dim.isSymbolic())
+      os << ' ' << dim.symbol;
+    else
+      os << ' ' << dim.size;
+  }
+  os << '\n';
+}
+
+bool readTensor(std::istringstream &line, TensorSpec &spec) {
+  std::string type;
+  int optional = 0;
+  size_t rank = 0;
+  if (!(line >> spec.name >> type >> optional >> rank) ||
+      !parseElementType(type, spec.type) || rank > 8)
+    return false;
+  spec.optional = optional != 0;
+  for (size_t d = 0; d < rank; ++d) {
+    std::string text;
+    if (!(line >> text))
+      return false;
+    DimSpec dim;
+    if (!text.empty() && (isdigit(static_cast<unsigned char>(text[0]))))
+      dim.size = std::stoll(text);
+    else
+      dim.symbol = text;
+    spec.dims.push_back(dim);
+  }
+  return true;
+}
+} // namespace
+
+uint64_t attnc::fnv1a(const std::string &data, uint64_t seed) {
+  uint64_t hash = seed;
+  for (unsigned char c : data) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+std::array<int64_t, 3> GpuImage::gridFor(
+    const std::vector<std::vector<int64_t>> &inputShapes) const {
+  std::array<int64_t, 3> result{};
+  for (int axis = 0; axis < 3; ++axis) {
+    const GridTerm &term = grid[axis];
+    int64_t size = 0;
+    if (term.param >= 0 && static_cast<size_t>(term.param) < inputShapes.size() &&
+        term.dim >= 0 &&
+        static_cast<size_t>(term.dim) < inputShapes[term.param].size())
+      size = inputShapes[term.param][term.dim];
+    int64_t value = (size + term.divisor - 1) / term.divisor - term.minus;
+    result[axis] = value < 0 ? 0 : value;
+  }
+  return result;
+}
+
+std::string attnc::serialize(const GpuImage &image) {
+  std::ostringstream os;
+  os << kMagic << '\n';
+  os << "target " << image.target << '\n';
+  os << "format " << image.format << '\n';
+  os << "entry " << image.signature.name << '\n';
+  for (const TensorSpec &spec : image.signature.params)
+    writeTensor(os, "param", spec);
+  for (const TensorSpec &spec : image.signature.results)
+    writeTensor(os, "result", spec);
+  os << "threads " << image.threads << '\n';
+  os << "shared_bytes " << image.sharedBytes << '\n';
+  for (const GridTerm &term : image.grid)
+    os << "grid " << term.param << ' ' << term.dim << ' ' << term.divisor << ' '
+       << term.minus << '\n';
+  os << "bytes " << image.bytes.size() << ' ' << fnv1a(image.bytes) << '\n';
+  return os.str() + image.bytes;
+}
+
+bool attnc::deserialize(const std::string &data, GpuImage &image,
+                        std::string &error) {
+  image = GpuImage();
+  size_t position = 0;
+  int gridAxis = 0;
+  auto fail = [&](const std::string &what) {
+    error = "corrupted kernel image: " + what;
+    return false;
+  };
+  bool first = true;
+  while (position < data.size()) {
+    size_t end = data.find('\n', position);
+    if (end == std::string::npos)
+      return fail("header has no end");
+    std::string text = data.substr(position, end - position);
+    position = end + 1;
+    if (first) {
+      if (text != kMagic)
+        return fail("not an attnc GPU image");
+      first = false;
+      continue;
+    }
+    std::istringstream line(text);
+    std::string key;
+    line >> key;
+    if (key == "target") {
+      line >> image.target;
+    } else if (key == "format") {
+      line >> image.format;
+    } else if (key == "entry") {
+      line >> image.signature.name;
+    } else if (key == "param" || key == "result") {
+      TensorSpec spec;
+      if (!readTensor(line, spec))
+        return fail("bad tensor line '" + text + "'");
+      (key == "param" ? image.signature.params : image.signature.results)
+          .push_back(spec);
+    } else if (key == "threads") {
+      line >> image.threads;
+    } else if (key == "shared_bytes") {
+      line >> image.sharedBytes;
+    } else if (key == "grid") {
+      if (gridAxis >= 3)
+        return fail("too many grid lines");
+      GridTerm &term = image.grid[gridAxis++];
+      if (!(line >> term.param >> term.dim >> term.divisor >> term.minus) ||
+          term.divisor <= 0)
+        return fail("bad grid line '" + text + "'");
+    } else if (key == "bytes") {
+      uint64_t size = 0, hash = 0;
+      if (!(line >> size >> hash))
+        return fail("bad bytes line");
+      if (data.size() - position != size)
+        return fail("expected " + std::to_string(size) + " image bytes, found " +
+                    std::to_string(data.size() - position));
+      image.bytes = data.substr(position);
+      if (fnv1a(image.bytes) != hash)
+        return fail("checksum mismatch");
+      if (image.target.empty() || image.signature.name.empty() ||
+          image.threads <= 0 || gridAxis != 3)
+        return fail("incomplete header");
+      return true;
+    } else {
+      return fail("unknown header line '" + text + "'");
+    }
+  }
+  return fail("no image bytes");
+}

@@ -1,0 +1,695 @@
+//===- GpuTileSoftmax.cpp - FlashAttention-2 softmax for tensor cores -----===//
+//
+// The FlashAttention-2 work split on mma.sync.m16n8k16: a CTA of `warps`
+// warps owns 16 * warps query rows of one (batch, head); each warp owns 16
+// rows, keeps its Q fragments, its score tile S, P (as the A operand of
+// P V) and its output accumulator in registers, and reduces row statistics
+// across the 4 lanes of a quad with shuffles. K and V tiles are copied into
+// shared memory with cp.async, double-buffered: the copy of the next key
+// block is in flight while the current one is consumed.
+//
+// Fragment positions follow attnc/Target/NVVM/MmaLayout.h:
+//   A (Q, P):  a[r][e] = A[g + 8 (r % 2)][2t + e + 8 (r / 2)]
+//   B (K^T, V): b[r][e] = B[2t + e + 8 r][g]
+//   C (S, O):  c[r][e] = C[g + 8 r][2t + e]        (g = lane / 4, t = lane % 4)
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelLowering.h"
+#include "attnc/Target/NVVM/MmaLayout.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <limits>
+
+namespace attnc {
+#define GEN_PASS_DEF_GPUTILESOFTMAX
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+namespace gpu = mlir::gpu;
+namespace nvgpu = mlir::nvgpu;
+namespace NVVM = mlir::NVVM;
+namespace vector = mlir::vector;
+
+namespace {
+
+constexpr int64_t kRowsPerWarp = nvvm::kMmaM;
+constexpr int64_t kStages = 2;
+/// Shared-memory rows are padded by 8 elements (16 bytes): the 8 row
+/// addresses of one ldmatrix then fall into distinct 16-byte bank groups.
+constexpr int64_t kRowPadding = 8;
+
+/// The static facts of one GPU kernel; also what the runtime needs to launch
+/// it (attributes on the gpu.func, see docs/pipeline.md).
+struct GpuTileShape {
+  int64_t warps, blockQ, blockK, dimK, dimV;
+  Type element; // f16 or bf16
+  int64_t threads() const { return warps * nvvm::kWarpSize; }
+  int64_t pitchK() const { return dimK + kRowPadding; }
+  int64_t pitchV() const { return dimV + kRowPadding; }
+  int64_t elementBytes() const { return 2; }
+  int64_t queryTileBytes() const { return blockQ * pitchK() * elementBytes(); }
+  int64_t keyTileBytes() const {
+    return kStages * blockK * pitchK() * elementBytes();
+  }
+  int64_t valueTileBytes() const {
+    return kStages * blockK * pitchV() * elementBytes();
+  }
+  int64_t sharedBytes() const {
+    return queryTileBytes() + keyTileBytes() + valueTileBytes();
+  }
+};
+
+/// Why `familyOp` has no GPU strategy, or "" when it has one.
+std::string unsupportedReason(Operation *familyOp, int64_t blockK,
+                              GpuTileShape &shape) {
+  if (isa<LinearOp>(familyOp))
+    return "the linear family (attn.linear) has no GPU strategy yet";
+  if (isa<SparseSoftmaxOp>(familyOp))
+    return "block-sparse and top-k softmax (attn.sparse_softmax) have no GPU "
+           "strategy yet";
+  auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
+  auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
+  auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
+  Type element = q.getElementType();
+  if (!element.isF16() && !element.isBF16()) {
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << element;
+    return "tensor cores need f16 or bf16 q, k and v (q is " + name + ")";
+  }
+  if (k.getElementType() != element || v.getElementType() != element)
+    return "q, k and v must have the same element type on the GPU";
+  int64_t feature = q.getRank() - 1;
+  std::optional<int64_t> dimK = q.getFixedSize(feature);
+  std::optional<int64_t> dimV = v.getFixedSize(feature);
+  if (!dimK || !dimV)
+    return "the head dims of q and v must be fixed numbers on the GPU "
+           "(registers are allocated per head dim)";
+  if (*dimK % 16 || *dimV % 16 || *dimK > 256 || *dimV > 256)
+    return llvm::formatv("head dims must be multiples of 16 up to 256 on the "
+                         "GPU (got {0} and {1})",
+                         *dimK, *dimV)
+        .str();
+  if (blockK % 16)
+    return "block-k must be a multiple of 16";
+  shape.dimK = *dimK;
+  shape.dimV = *dimV;
+  shape.element = element;
+  return "";
+}
+
+/// Builds the body of one kernel. Values named after the paper: m (row max),
+/// l (row sum), acc (unnormalised output).
+class SoftmaxKernelBuilder {
+public:
+  SoftmaxKernelBuilder(LoweringBuilder &rb, const GpuTileShape &shape)
+      : rb(rb), b(rb.b), shape(shape), f32(b.getF32Type()) {}
+
+  template <typename OpTy>
+  void build(OpTy op, ValueRange results, std::optional<int64_t> chunk);
+
+private:
+  Value idx(int64_t value) { return rb.index(value); }
+  Value minIndex(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
+  Value lessThan(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+  }
+
+  /// One mma operand register from a pair of 16-bit elements: i32 for bf16
+  /// (what the intrinsic takes), vector<2xf16> for f16.
+  Value operand(Value pair) {
+    if (shape.element.isBF16())
+      return LLVM::BitcastOp::create(b, b.getI32Type(), pair);
+    return pair;
+  }
+  /// Rounds two f32 values into one operand register.
+  Value pack(Value x, Value y) {
+    Value pair = vector::FromElementsOp::create(
+        b, VectorType::get({2}, f32), ValueRange{x, y});
+    return operand(arith::TruncFOp::create(
+        b, VectorType::get({2}, shape.element), pair));
+  }
+
+  /// ldmatrix of `count` 8x8 matrices; this lane supplies the address of
+  /// row (row, col) of `tile` (after `prefix` indices).
+  SmallVector<Value> ldmatrix(Value tile, ValueRange prefix, Value row,
+                              Value col, int count, bool transpose) {
+    SmallVector<Value> indices(prefix.begin(), prefix.end());
+    indices.push_back(row);
+    indices.push_back(col);
+    auto type = VectorType::get({count, 2}, shape.element);
+    Value loaded =
+        nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, count);
+    SmallVector<Value> registers;
+    for (int r = 0; r < count; ++r)
+      registers.push_back(operand(vector::ExtractOp::create(b, loaded, r)));
+    return registers;
+  }
+
+  /// D = A B + C on one m16n8k16 tile; C and D as 4 f32 (c[0][0], c[0][1],
+  /// c[1][0], c[1][1]).
+  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
+                         ArrayRef<Value> c) {
+    MLIRContext *ctx = b.getContext();
+    auto resultType =
+        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(4, f32));
+    NVVM::MMATypes type = shape.element.isBF16() ? NVVM::MMATypes::bf16
+                                                 : NVVM::MMATypes::f16;
+    Value d = NVVM::MmaOp::create(
+        b, resultType, a, bRegs, c,
+        ArrayRef<int64_t>{nvvm::kMmaM, nvvm::kMmaN, nvvm::kMmaK},
+        std::nullopt, std::nullopt,
+        std::array<NVVM::MMATypes, 2>{type, type},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    SmallVector<Value> out;
+    for (int64_t i = 0; i < 4; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, d, i));
+    return out;
+  }
+
+  /// Combines `value` across the 4 lanes of a quad (the lanes that hold
+  /// one row of a C fragment).
+  Value quadReduce(Value value, bool max) {
+    for (int32_t offset : {1, 2}) {
+      Value other =
+          gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
+                                 gpu::ShuffleMode::XOR)
+              .getShuffleResult();
+      value = max ? Value(arith::MaximumFOp::create(b, value, other))
+                  : Value(arith::AddFOp::create(b, value, other));
+    }
+    return value;
+  }
+
+  /// Starts cp.async copies of rows [row0, row0 + rows) of `src` (a
+  /// q/k/v parameter) into `tile` (after `prefix` indices), 16 bytes per
+  /// copy; rows at or past `validRows` are zero-filled.
+  SmallVector<Value> copyTile(Value tile, ValueRange prefix, Value src,
+                              Value batch, Value head, Value row0,
+                              Value validRows, int64_t rows, int64_t width) {
+    int64_t chunksPerRow = width / 8;
+    int64_t perThread = rows * chunksPerRow / shape.threads();
+    SmallVector<Value> tokens;
+    for (int64_t u = 0; u < perThread; ++u) {
+      Value chunk = rb.add(threadId, idx(u * shape.threads()));
+      Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
+      Value col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
+                         idx(8));
+      Value valid = lessThan(row, validRows);
+      Value srcRow =
+          rb.add(row0, arith::SelectOp::create(b, valid, row, idx(0)));
+      Value srcElements =
+          arith::SelectOp::create(b, valid, idx(8), idx(0));
+      SmallVector<Value> dst(prefix.begin(), prefix.end());
+      dst.push_back(row);
+      dst.push_back(col);
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
+          layoutIndices(layout, batch, head, srcRow, col),
+          b.getIndexAttr(8), srcElements, b.getUnitAttr()));
+    }
+    return tokens;
+  }
+
+  /// Waits for every cp.async group of this thread, then for the CTA.
+  void waitForCopiesAndBarrier() {
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+    gpu::BarrierOp::create(b);
+  }
+
+  /// A q/k/v parameter with its last stride declared 1 (checked at launch),
+  /// as cp.async needs contiguous 16-byte rows.
+  Value withUnitInnerStride(Value memref) {
+    auto type = cast<MemRefType>(memref.getType());
+    int64_t rank = type.getRank();
+    auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
+    SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
+    strides.back() = 1;
+    auto resultType = MemRefType::get(
+        type.getShape(), type.getElementType(),
+        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, strides));
+    SmallVector<OpFoldResult> sizes, strideValues;
+    for (int64_t d = 0; d < rank; ++d) {
+      sizes.push_back(metadata.getSizes()[d]);
+      strideValues.push_back(d + 1 == rank ? OpFoldResult(b.getIndexAttr(1))
+                                           : metadata.getStrides()[d]);
+    }
+    return memref::ReinterpretCastOp::create(
+        b, resultType, metadata.getBaseBuffer(),
+        OpFoldResult(metadata.getOffset()), sizes, strideValues);
+  }
+
+  LoweringBuilder &rb;
+  ImplicitLocOpBuilder &b;
+  const GpuTileShape &shape;
+  Type f32;
+  Layout layout = Layout::bhnd;
+  Value threadId;
+};
+
+template <typename OpTy>
+void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
+                                 std::optional<int64_t> chunk) {
+  AttentionOperands operands = getAttentionOperands(op, rb);
+  layout = operands.layout;
+  Value o = results[0];
+  Value lse = results.size() > 1 ? results[1] : Value();
+  Value scale = rb.softmaxScale(op.getScale(), idx(shape.dimK));
+  bool online = op.getNormalizer() == Normalizer::softmax;
+  MaskStructure band = analyzeMask(op.getMask());
+  Value chunkSize = chunk ? idx(*chunk) : Value();
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+  Value log2e = rb.f32(llvm::numbers::log2e);
+
+  threadId = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  Value lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  Value group = arith::DivUIOp::create(b, lane, idx(4));
+  Value inGroup = arith::RemUIOp::create(b, lane, idx(4));
+  Value queryBlock = gpu::BlockIdOp::create(b, gpu::Dimension::x);
+  Value head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
+  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::z);
+  Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
+
+  Value q = withUnitInnerStride(operands.q);
+  Value k = withUnitInnerStride(operands.k);
+  Value v = withUnitInnerStride(operands.v);
+
+  // Shared memory: the Q tile, then two stages of K and of V.
+  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                              gpu::AddressSpace::Workgroup);
+  Value base = gpu::DynamicSharedMemoryOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                         MemRefLayoutAttrInterface(), workgroup));
+  auto view = [&](int64_t offset, ArrayRef<int64_t> tileShape) {
+    return memref::ViewOp::create(
+        b, MemRefType::get(tileShape, shape.element, MemRefLayoutAttrInterface(),
+                           workgroup),
+        base, idx(offset), ValueRange{});
+  };
+  Value queryTile = view(0, {shape.blockQ, shape.pitchK()});
+  Value keyTiles =
+      view(shape.queryTileBytes(), {kStages, shape.blockK, shape.pitchK()});
+  Value valueTiles = view(shape.queryTileBytes() + shape.keyTileBytes(),
+                          {kStages, shape.blockK, shape.pitchV()});
+
+  Value startQ, n, startK, m;
+  std::tie(startQ, n) = sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
+  std::tie(startK, m) = sequenceBounds(rb, operands.cuK, batch, operands.lengthK);
+  Value bq = idx(shape.blockQ), bk = idx(shape.blockK);
+  Value i0 = rb.mul(queryBlock, bq);
+  // The grid covers the longest sequence; CTAs past this one's end exit
+  // (uniformly, so the barriers inside stay CTA-wide).
+  rb.ifThen(lessThan(i0, n), [&] {
+    Value rows = minIndex(bq, rb.sub(n, i0));
+    Value iLast = rb.add(i0, rb.sub(rows, idx(1)));
+    Value jBegin, jEnd;
+    std::tie(jBegin, jEnd) =
+        visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
+    Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
+    Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+    Value anyKeys = lessThan(keyBlockBegin, keyBlockEnd);
+
+    auto copyKeyBlock = [&](Value keyBlock, Value stage) {
+      Value j0 = rb.mul(keyBlock, bk);
+      Value valid = rb.sub(m, j0);
+      SmallVector<Value> tokens =
+          copyTile(keyTiles, {stage}, k, batch, headK, rb.add(startK, j0),
+                   valid, shape.blockK, shape.dimK);
+      llvm::append_range(tokens, copyTile(valueTiles, {stage}, v, batch, headK,
+                                          rb.add(startK, j0), valid,
+                                          shape.blockK, shape.dimV));
+      return tokens;
+    };
+
+    // Prologue: Q and the first key block.
+    SmallVector<Value> tokens =
+        copyTile(queryTile, {}, q, batch, head, rb.add(startQ, i0), rows,
+                 shape.blockQ, shape.dimK);
+    rb.ifThen(anyKeys, [&] {
+      SmallVector<Value> first = copyKeyBlock(keyBlockBegin, idx(0));
+      nvgpu::DeviceAsyncCreateGroupOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), first);
+    });
+    nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+    waitForCopiesAndBarrier();
+
+    // This warp's Q fragments, one A operand per 16 columns of Dk.
+    Value warpRow0 = rb.mul(warp, idx(kRowsPerWarp));
+    SmallVector<SmallVector<Value>> queryFragments;
+    {
+      Value row = rb.add(
+          warpRow0,
+          rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+                 rb.mul(arith::RemUIOp::create(
+                            b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                        idx(8))));
+      Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+      for (int64_t kk = 0; kk < shape.dimK / 16; ++kk)
+        queryFragments.push_back(ldmatrix(queryTile, {}, row,
+                                          rb.add(idx(kk * 16), colOffset), 4,
+                                          /*transpose=*/false));
+    }
+
+    // The rows of this lane: g and g + 8 of the warp's 16. Expressions see
+    // them clamped to the last row, so rows past the end (whose results are
+    // dropped) never read user tensors out of bounds.
+    Value laneRow[2], exprRow[2];
+    for (int half = 0; half < 2; ++half) {
+      laneRow[half] =
+          rb.add(i0, rb.add(warpRow0, rb.add(group, idx(8 * half))));
+      exprRow[half] = minIndex(laneRow[half], rb.sub(n, idx(1)));
+    }
+
+    int64_t scoreTiles = shape.blockK / nvvm::kMmaN;
+    int64_t outputTiles = shape.dimV / nvvm::kMmaN;
+    // Loop state: m and l of both rows, then acc (4 floats per output tile).
+    SmallVector<Value> init = {negInf, negInf, rb.f32(0), rb.f32(0)};
+    init.append(outputTiles * 4, rb.f32(0));
+    SmallVector<Type> stateTypes(init.size(), f32);
+
+    auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
+                        bool applyMask) -> SmallVector<Value> {
+      Value j0 = rb.mul(keyBlock, bk);
+      // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
+      // 16-column steps of Dk (x2 for an odd last step).
+      SmallVector<Value> scores; // scoreTiles x 4
+      Value keyRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)), idx(0));
+      Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
+      Value keyColX2 = rb.mul(
+          arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)),
+                                 idx(2)),
+          idx(8));
+      for (int64_t nt = 0; nt < scoreTiles; ++nt) {
+        SmallVector<Value> c(4, rb.f32(0));
+        Value row = rb.add(keyRow, idx(nt * 8));
+        for (int64_t kk = 0; kk < shape.dimK / 16; kk += 2) {
+          bool pair = kk + 1 < shape.dimK / 16;
+          SmallVector<Value> regs = ldmatrix(
+              keyTiles, {stage}, row,
+              rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
+              /*transpose=*/false);
+          c = mma(queryFragments[kk], {regs[0], regs[1]}, c);
+          if (pair)
+            c = mma(queryFragments[kk + 1], {regs[2], regs[3]}, c);
+        }
+        llvm::append_range(scores, c);
+      }
+
+      // Scale, score expression, mask; then the weights P.
+      SmallVector<Value> p(scores.size());
+      Value jLimit = rb.sub(m, idx(1));
+      for (int64_t nt = 0; nt < scoreTiles; ++nt) {
+        for (int64_t reg = 0; reg < 4; ++reg) {
+          int half = reg / 2;
+          Value j = rb.add(j0, rb.add(idx(nt * 8 + reg % 2),
+                                      rb.mul(inGroup, idx(2))));
+          Value jExpr = minIndex(j, jLimit);
+          Value s = rb.mul(scale, scores[nt * 4 + reg]);
+          s = rb.inlineExpression(op.getScore(),
+                                  {s, batch, head, exprRow[half], jExpr, n, m,
+                                   startQ, startK},
+                                  s);
+          if (applyMask) {
+            Value allowed = rb.inlineExpression(
+                op.getMask(),
+                {batch, head, exprRow[half], jExpr, n, m, startQ, startK},
+                arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+            allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
+            if (chunkSize)
+              allowed = arith::AndIOp::create(
+                  b, allowed,
+                  arith::CmpIOp::create(
+                      b, arith::CmpIPredicate::eq,
+                      arith::DivUIOp::create(b, exprRow[half], chunkSize),
+                      arith::DivUIOp::create(b, jExpr, chunkSize)));
+            s = arith::SelectOp::create(b, allowed, s, negInf);
+          }
+          p[nt * 4 + reg] = s;
+        }
+      }
+
+      SmallVector<Value> next(state.begin(), state.end());
+      if (online) {
+        for (int half = 0; half < 2; ++half) {
+          Value tileMax = negInf;
+          for (int64_t nt = 0; nt < scoreTiles; ++nt)
+            for (int e = 0; e < 2; ++e)
+              tileMax = arith::MaximumFOp::create(b, tileMax,
+                                                  p[nt * 4 + 2 * half + e]);
+          tileMax = quadReduce(tileMax, /*max=*/true);
+          Value oldMax = state[half];
+          Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+          // A row with no allowed key so far keeps m = -inf; exponents are
+          // taken relative to 0 then, so exp(-inf) = 0 and nothing is NaN.
+          Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                             newMax, negInf);
+          Value offset = arith::MulFOp::create(
+              b, arith::SelectOp::create(b, live, newMax, rb.f32(0)), log2e);
+          auto exp = [&](Value x) {
+            return math::Exp2Op::create(
+                b, math::FmaOp::create(b, x, log2e,
+                                       arith::NegFOp::create(b, offset)));
+          };
+          Value alpha = exp(oldMax);
+          Value sum = rb.f32(0);
+          for (int64_t nt = 0; nt < scoreTiles; ++nt)
+            for (int e = 0; e < 2; ++e) {
+              Value &weight = p[nt * 4 + 2 * half + e];
+              weight = exp(weight);
+              sum = arith::AddFOp::create(b, sum, weight);
+            }
+          next[half] = newMax;
+          next[2 + half] =
+              math::FmaOp::create(b, state[2 + half], alpha, sum);
+          for (int64_t et = 0; et < outputTiles; ++et)
+            for (int e = 0; e < 2; ++e) {
+              Value &value = next[4 + et * 4 + 2 * half + e];
+              value = arith::MulFOp::create(b, value, alpha);
+            }
+        }
+      } else { // sigmoid: independent weights, masked ones are 0
+        for (Value &weight : p) {
+          Value sigmoid = arith::DivFOp::create(
+              b, rb.f32(1),
+              arith::AddFOp::create(
+                  b, rb.f32(1),
+                  math::ExpOp::create(b, arith::NegFOp::create(b, weight))));
+          weight = arith::SelectOp::create(
+              b,
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, weight,
+                                    negInf),
+              sigmoid, rb.f32(0));
+        }
+      }
+
+      // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
+      // fragment of keys [16kk, 16kk + 16); V's B operands via ldmatrix.trans.
+      Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
+      Value valueRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+                              rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
+                                     idx(8)));
+      Value valueCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+      for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
+        Value *lo = &p[(2 * kk) * 4], *hi = &p[(2 * kk + 1) * 4];
+        SmallVector<Value> a = {pack(lo[0], lo[1]), pack(lo[2], lo[3]),
+                                pack(hi[0], hi[1]), pack(hi[2], hi[3])};
+        for (int64_t et = 0; et < outputTiles; et += 2) {
+          SmallVector<Value> regs = ldmatrix(
+              valueTiles, {stage}, rb.add(idx(kk * 16), valueRow),
+              rb.add(idx(et * 8), valueCol), 4, /*transpose=*/true);
+          for (int64_t pairIndex = 0; pairIndex < 2; ++pairIndex) {
+            MutableArrayRef<Value> acc(&next[4 + (et + pairIndex) * 4], 4);
+            SmallVector<Value> updated =
+                mma(a, {regs[2 * pairIndex], regs[2 * pairIndex + 1]}, acc);
+            llvm::copy(updated, acc.begin());
+          }
+        }
+      }
+      return next;
+    };
+
+    ValueRange finalState = rb.loop(
+        keyBlockBegin, keyBlockEnd, init,
+        [&](Value keyBlock, ValueRange state) -> SmallVector<Value> {
+          Value stage = arith::RemUIOp::create(
+              b, rb.sub(keyBlock, keyBlockBegin), idx(kStages));
+          // Prefetch the next key block into the other stage.
+          Value nextBlock = rb.add(keyBlock, idx(1));
+          rb.ifThen(lessThan(nextBlock, keyBlockEnd), [&] {
+            SmallVector<Value> copies =
+                copyKeyBlock(nextBlock, rb.sub(idx(1), stage));
+            nvgpu::DeviceAsyncCreateGroupOp::create(
+                b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), copies);
+          });
+          SmallVector<Value> next;
+          Value j0 = rb.mul(keyBlock, bk);
+          Value jLast = rb.add(j0, idx(shape.blockK - 1));
+          if (!band.exact) {
+            next = emitTile(keyBlock, stage, state, /*applyMask=*/true);
+          } else {
+            // Inside the band and the keys: no mask. The check uses the
+            // CTA's rows; a tile is uniform across the CTA either way.
+            Value full = arith::AndIOp::create(
+                b,
+                blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n,
+                                m),
+                lessThan(jLast, m));
+            ValueRange chosen = rb.ifThen(
+                full, stateTypes,
+                [&] { return emitTile(keyBlock, stage, state, false); },
+                [&] { return emitTile(keyBlock, stage, state, true); });
+            next.assign(chosen.begin(), chosen.end());
+          }
+          waitForCopiesAndBarrier();
+          return next;
+        });
+
+    // o = acc / l (0 for a row without weight), lse = m + log(l).
+    for (int half = 0; half < 2; ++half) {
+      Value rowSum = online ? quadReduce(finalState[2 + half], /*max=*/false)
+                            : rb.f32(1);
+      Value hasWeight =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, rowSum, rb.f32(0));
+      Value inverse = arith::SelectOp::create(
+          b, hasWeight, arith::DivFOp::create(b, rb.f32(1), rowSum), rb.f32(0));
+      if (!online)
+        inverse = rb.f32(1);
+      Value row = laneRow[half];
+      Value rowQ = rb.add(startQ, row);
+      rb.ifThen(lessThan(row, n), [&] {
+        for (int64_t et = 0; et < outputTiles; ++et)
+          for (int e = 0; e < 2; ++e) {
+            Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
+            Value value = arith::MulFOp::create(
+                b, finalState[4 + et * 4 + 2 * half + e], inverse);
+            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, col));
+          }
+        if (lse) {
+          Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                              inGroup, idx(0));
+          rb.ifThen(first, [&] {
+            Value value = arith::SelectOp::create(
+                b, hasWeight,
+                arith::AddFOp::create(b, finalState[half],
+                                      math::LogOp::create(b, rowSum)),
+                negInf);
+            SmallVector<Value> at = operands.cuQ
+                                        ? SmallVector<Value>{head, rowQ}
+                                        : SmallVector<Value>{batch, head, row};
+            memref::StoreOp::create(b, value, lse, at);
+          });
+        }
+      });
+    }
+  });
+}
+
+struct GpuTileSoftmaxPass
+    : public attnc::impl::GpuTileSoftmaxBase<GpuTileSoftmaxPass> {
+  using GpuTileSoftmaxBase::GpuTileSoftmaxBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (warps <= 0 || blockK <= 0) {
+      module.emitError("attn-gpu-tile-softmax needs positive warps and block-k");
+      return signalPassFailure();
+    }
+    gpu::GPUModuleOp gpuModule;
+    for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
+      Operation *family = kernel.getFamilyOp();
+      GpuTileShape shape{warps, warps * kRowsPerWarp, blockK, 0, 0, Type()};
+      std::string reason = unsupportedReason(family, blockK, shape);
+      if (!reason.empty()) {
+        kernel.emitError() << "kernel '" << kernel.getSymName()
+                           << "' cannot run on the GPU: " << reason;
+        return signalPassFailure();
+      }
+      if (!gpuModule) {
+        module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                        UnitAttr::get(&getContext()));
+        OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+        gpuModule = gpu::GPUModuleOp::create(builder, module.getLoc(),
+                                             "attnc_kernels");
+      }
+      OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
+      auto func = gpu::GPUFuncOp::create(
+          builder, kernel.getLoc(), kernel.getSymName(),
+          builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+      func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
+                    builder.getUnitAttr());
+      func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
+          {static_cast<int32_t>(shape.threads()), 1, 1}));
+      // Without a floor on resident CTAs ptxas may cap registers at 128 to
+      // fit four CTAs per SM and spill the accumulators; one CTA per SM is
+      // enough to keep the tensor cores busy with 4+ warps.
+      func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                    builder.getI32IntegerAttr(1));
+      setLaunchAttributes(func, kernel, shape);
+      Block *entry = &func.getBody().front();
+      lowerKernelBody(kernel, entry, /*clearStatus=*/false,
+                      [&](Operation *familyOp, LoweringBuilder &rb,
+                          ValueRange results) {
+                        SoftmaxKernelBuilder builder(rb, shape);
+                        if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+                          builder.build(softmax, results, std::nullopt);
+                        else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+                          builder.build(chunked, results, chunked.getChunk());
+                      });
+      builder.setInsertionPointToEnd(entry);
+      gpu::ReturnOp::create(builder, kernel.getLoc());
+      kernel.erase();
+    }
+  }
+
+  /// What a launcher needs besides the signature: threads per CTA, dynamic
+  /// shared memory, and the grid as ceil(dim(param, d) / divisor) - minus
+  /// for x (query blocks), y (query heads) and z (batch entries).
+  void setLaunchAttributes(gpu::GPUFuncOp func, KernelOp kernel,
+                           const GpuTileShape &shape) {
+    Operation *family = kernel.getFamilyOp();
+    auto paramIndex = [&](Value value) {
+      return static_cast<int64_t>(cast<BlockArgument>(value).getArgNumber());
+    };
+    Layout layout = family->getAttrOfType<LayoutAttr>("layout").getValue();
+    LayoutDims dims = getLayoutDims(layout);
+    int64_t q = paramIndex(family->getOperand(0));
+    Value cuQ;
+    if (auto op = dyn_cast<SoftmaxOp>(family))
+      cuQ = op.getCuSeqlensQ();
+    else if (auto op = dyn_cast<ChunkSoftmaxOp>(family))
+      cuQ = op.getCuSeqlensQ();
+    Builder builder(func.getContext());
+    auto entry = [&](int64_t param, int64_t dim, int64_t divisor,
+                     int64_t minus) {
+      return builder.getDenseI64ArrayAttr({param, dim, divisor, minus});
+    };
+    SmallVector<Attribute> grid = {
+        entry(q, dims.seq, shape.blockQ, 0), entry(q, dims.head, 1, 0),
+        cuQ ? entry(paramIndex(cuQ), 0, 1, 1) : entry(q, dims.batch, 1, 0)};
+    func->setAttr("attnc.grid", builder.getArrayAttr(grid));
+    func->setAttr("attnc.threads", builder.getI64IntegerAttr(shape.threads()));
+    func->setAttr("attnc.shared_bytes",
+                  builder.getI64IntegerAttr(shape.sharedBytes()));
+  }
+};
+
+} // namespace

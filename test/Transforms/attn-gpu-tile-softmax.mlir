@@ -1,0 +1,94 @@
+// RUN: attnc-opt %s -split-input-file -attn-gpu-tile-softmax="warps=1 block-k=16" -canonicalize -verify-diagnostics | FileCheck %s
+
+// FlashAttention-2 on tensor cores for a causal bf16 kernel with lse, one
+// warp (16 query rows) per CTA and 16-key tiles. Shared memory holds the Q
+// tile and two stages of K and V (rows padded to 40 elements); the
+// next key block is copied with cp.async while the current one is used;
+// S = Q K^T and acc += P V are mma.sync on ldmatrix fragments; row
+// statistics are reduced over the quad with xor shuffles. No buffer of
+// N x M (nor any memref.alloc) exists.
+
+// CHECK-LABEL: gpu.module @attnc_kernels
+// CHECK:       gpu.func @causal(
+// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    attnc.shared_bytes = 6400
+// CHECK-SAME:    attnc.threads = 32
+// CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
+// CHECK-NOT:   memref.alloc
+// CHECK:       memref.view {{.*}} to memref<16x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
+//              Prologue: Q and the first key block, then wait and barrier.
+// CHECK:       nvgpu.device_async_copy {{.*}}, 8, %{{.*}} {bypassL1}
+// CHECK:       nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK-NEXT:  gpu.barrier
+//              Q fragments (A operands) stay in registers.
+// CHECK:       nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = false} : memref<16x40xbf16
+// CHECK:       scf.for
+//              Prefetch of the next key block into the other stage.
+// CHECK:         scf.if
+// CHECK:           nvgpu.device_async_copy
+// CHECK:           nvgpu.device_async_create_group
+//              Full tile (no mask) or partial tile (mask applied).
+// CHECK:         scf.if %{{.*}} -> (f32, f32, f32, f32
+// CHECK:           nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = false} : memref<2x16x40xbf16
+// CHECK:           nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>
+// CHECK:           gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
+// CHECK:           gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
+// CHECK:           math.exp2
+// CHECK:           arith.truncf {{.*}} : vector<2xf32> to vector<2xbf16>
+// CHECK:           nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true}
+// CHECK:           nvvm.mma.sync
+// CHECK:         } else {
+// CHECK:           arith.cmpi ule
+// CHECK:           arith.select
+// CHECK:         nvgpu.device_async_wait
+// CHECK-NEXT:    gpu.barrier
+//              Epilogue: l over the quad, o = acc / l, lse from lane t = 0.
+// CHECK:       gpu.shuffle  xor
+// CHECK:       arith.divf
+// CHECK:       memref.store {{.*}} : memref<?x?x?x?xbf16
+// CHECK:       memref.store {{.*}} : memref<?x?x?xf32
+// CHECK:       gpu.return
+  attn.kernel @causal(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B, H, M, 32]>, %v: !attn.tensor<bf16[B, H, M, 32]>) -> (o: !attn.tensor<bf16[B, H, N, 32]>, lse: !attn.tensor<f32[B, H, N]>) {
+    %o, %lse = attn.softmax %q, %k, %v : (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, M, 32]>, !attn.tensor<bf16[B, H, M, 32]>) -> (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<f32[B, H, N]>) score {
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+      %0 = arith.addi %j, %n : index
+      %1 = arith.addi %i, %m : index
+      %2 = arith.cmpi ule, %0, %1 : index
+      attn.yield %2 : i1
+    }
+    attn.return %o, %lse : !attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<f32[B, H, N]>
+  }
+
+// -----
+
+// Kernels the strategy cannot handle are errors that name the feature.
+// expected-error @+1 {{kernel 'linear' cannot run on the GPU: the linear family (attn.linear) has no GPU strategy yet}}
+  attn.kernel @linear(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
+    %o = attn.linear %q, %k, %v : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
+    } feature {
+    }
+    attn.return %o : !attn.tensor<bf16[B, H, T, 32]>
+  }
+
+// -----
+
+// expected-error @+1 {{kernel 'wide' cannot run on the GPU: tensor cores need f16 or bf16 q, k and v (q is f32)}}
+attn.kernel @wide(%q: !attn.tensor<f32[B, H, N, 32]>, %k: !attn.tensor<f32[B, H, N, 32]>, %v: !attn.tensor<f32[B, H, N, 32]>) -> (o: !attn.tensor<f32[B, H, N, 32]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>) -> !attn.tensor<f32[B, H, N, 32]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 32]>
+}
+
+// -----
+
+// expected-error @+1 {{kernel 'symbolic' cannot run on the GPU: the head dims of q and v must be fixed numbers on the GPU}}
+attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[B, H, N, D]>, %v: !attn.tensor<bf16[B, H, N, D]>) -> (o: !attn.tensor<bf16[B, H, N, D]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<bf16[B, H, N, D]>, !attn.tensor<bf16[B, H, N, D]>, !attn.tensor<bf16[B, H, N, D]>) -> !attn.tensor<bf16[B, H, N, D]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<bf16[B, H, N, D]>
+}
