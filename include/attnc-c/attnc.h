@@ -70,7 +70,11 @@ const attnc_diagnostic *attnc_diagnostic_get(const attnc_context *context,
                                              size_t index);
 
 /* Compiles kernel `kernel_name` (NULL: the first) of the spec text for
- * `target`: "cpu" (the tiled path) or "cpu-reference" (the oracle). */
+ * `target`: "cpu" (the tiled path), "cpu-reference" (the oracle), "sm_80"
+ * (Ampere and later), "sm_90a" (Hopper) or "cuda" (the architecture of the
+ * GPU present: sm_90a on Hopper, sm_80 otherwise; fails without a driver).
+ * Compiling for a GPU needs no GPU. GPU kernels are cached on disk (see
+ * attnc_context_set_cache_dir); a hit skips compilation. */
 attnc_status attnc_compile(attnc_context *context, const char *spec,
                            size_t spec_length, const char *source_name,
                            const char *kernel_name, const char *target,
@@ -104,10 +108,40 @@ attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
                                        const attnc_tensor *inputs,
                                        size_t index, int64_t *shape);
 
-/* Runs the kernel on one attnc_tensor per parameter and per result. `stream`
- * is for GPU targets and must be NULL for the CPU. */
+/* Runs the kernel on one attnc_tensor per parameter and per result. For the
+ * CPU, host pointers and `stream` NULL; the call returns when done. For GPU
+ * targets, device pointers and a CUstream (NULL: the default stream); the
+ * kernel is enqueued (the CUDA driver is loaded on first use) and the call
+ * returns; attnc_synchronize waits and reports bad input found on the
+ * device. q, k and v must be contiguous in their last dim with 16-byte
+ * aligned rows on the GPU. */
 attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                           const attnc_tensor *outputs, void *stream);
+
+/* Waits for `stream` and reports what the last GPU launch found wrong in
+ * its inputs (an index read out of bounds, bad cu_seqlens). A no-op for the
+ * CPU. */
+attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream);
+
+/* The target the kernel was compiled for ("cpu", "sm_90a", ...). */
+const char *attnc_kernel_target(const attnc_kernel *kernel);
+/* 1 when attnc_compile found the GPU kernel in the disk cache. */
+int attnc_kernel_from_cache(const attnc_kernel *kernel);
+/* GPU kernels: the PTX (NUL-terminated, `size` bytes); NULL for the CPU. */
+const char *attnc_kernel_image(const attnc_kernel *kernel, size_t *size);
+/* GPU kernels: the launch grid, CTA size and dynamic shared memory for
+ * these inputs (shapes only are read). */
+attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
+                                        const attnc_tensor *inputs,
+                                        int64_t grid[3], int64_t block[3],
+                                        int64_t *shared_bytes);
+
+/* The disk cache of GPU kernels: `directory`, or NULL/"" to disable it. The
+ * default is $ATTNC_CACHE_DIR, else $XDG_CACHE_HOME/attnc, else
+ * ~/.cache/attnc. */
+attnc_status attnc_context_set_cache_dir(attnc_context *context,
+                                         const char *directory);
+const char *attnc_context_cache_dir(const attnc_context *context);
 
 #ifdef __cplusplus
 }

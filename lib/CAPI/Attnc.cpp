@@ -9,12 +9,16 @@
 #include "attnc-c/attnc.h"
 
 #include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/GpuCompiler.h"
+#include "attnc/Execution/KernelCache.h"
 #include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Runtime/CudaRuntime.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -23,6 +27,7 @@ using namespace attnc;
 
 struct attnc_context {
   mlir::MLIRContext mlir;
+  KernelCache cache;
   std::string lastError;
   std::vector<Diagnostic> diagnostics;
   std::vector<attnc_diagnostic> views;
@@ -30,7 +35,17 @@ struct attnc_context {
 
 struct attnc_kernel {
   attnc_context *context;
+  std::string target;
   std::unique_ptr<CpuKernel> cpu;
+  /// GPU targets: the compiled image, loaded onto the device at the first
+  /// launch (compiling needs no GPU).
+  GpuImage gpuImage;
+  std::unique_ptr<GpuKernel> gpu;
+  bool fromCache = false;
+
+  const KernelSignature &signature() const {
+    return cpu ? cpu->signature() : gpuImage.signature;
+  }
 };
 
 namespace {
@@ -126,7 +141,7 @@ const TensorSpec *specAt(const attnc_kernel *kernel, int isResult,
                          size_t index) {
   if (!kernel)
     return nullptr;
-  const KernelSignature &signature = kernel->cpu->signature();
+  const KernelSignature &signature = kernel->signature();
   const std::vector<TensorSpec> &list =
       isResult ? signature.results : signature.params;
   return index < list.size() ? &list[index] : nullptr;
@@ -181,15 +196,46 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
   *kernel = nullptr;
   CpuOptions options;
   std::string targetName = target;
+  if (targetName == "cuda") {
+    std::string error;
+    int capability = cudaComputeCapability(error);
+    if (capability)
+      targetName = gpuTargetFor(capability, error);
+    if (!capability || targetName.empty())
+      return fail(context, ATTNC_ERROR_TARGET,
+                  "target 'cuda' picks the GPU's architecture, but " + error +
+                      "; name sm_80 or sm_90a to compile without a GPU");
+  }
+  bool gpuTarget = isGpuTarget(targetName);
   if (targetName == "cpu")
     options.path = CpuPath::Tiled;
   else if (targetName == "cpu-reference")
     options.path = CpuPath::Reference;
-  else
+  else if (!gpuTarget)
     return fail(context, ATTNC_ERROR_TARGET,
                 "unknown target '" + targetName +
-                    "'; targets: cpu, cpu-reference (GPU targets come with "
-                    "the NVIDIA backend)");
+                    "'; targets: cpu, cpu-reference, sm_80, sm_90a, cuda (the "
+                    "GPU present)");
+
+  GpuPipelineOptions gpuOptions;
+  gpuOptions.chip = targetName;
+  std::string cacheKey;
+  if (gpuTarget) {
+    cacheKey = KernelCache::key(
+        std::string(spec, specLength), kernelName ? kernelName : "",
+        "warps=" + std::to_string(gpuOptions.warps) +
+            " block-k=" + std::to_string(gpuOptions.blockK),
+        targetName);
+    GpuImage image;
+    std::string note;
+    if (context->cache.lookup(cacheKey, image, note)) {
+      context->diagnostics.clear();
+      context->views.clear();
+      *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
+                                 nullptr, true};
+      return ATTNC_OK;
+    }
+  }
 
   llvm::SourceMgr sourceMgr;
   unsigned buffer = sourceMgr.AddNewSourceBuffer(
@@ -215,26 +261,112 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
                       : "the spec has errors");
   }
   std::string error;
+  if (gpuTarget) {
+    GpuImage image;
+    if (!compileToPtx(*module, kernelName ? kernelName : "", gpuOptions, image,
+                      error))
+      return fail(context, ATTNC_ERROR_TARGET, error);
+    std::string storeError; // a read-only cache only costs recompilation
+    context->cache.store(cacheKey, image, storeError);
+    *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
+                               nullptr, false};
+    return ATTNC_OK;
+  }
   std::unique_ptr<CpuKernel> cpu = CpuKernel::compile(
       *module, kernelName ? kernelName : "", options, error);
   if (!cpu)
     return fail(context, ATTNC_ERROR_TARGET, error);
-  *kernel = new attnc_kernel{context, std::move(cpu)};
+  *kernel = new attnc_kernel{context, targetName, std::move(cpu), GpuImage(),
+                             nullptr, false};
+  return ATTNC_OK;
+}
+
+attnc_status attnc_context_set_cache_dir(attnc_context *context,
+                                         const char *directory) {
+  if (!context)
+    return ATTNC_ERROR_ARGUMENT;
+  context->cache = directory && *directory ? KernelCache(directory)
+                                           : KernelCache::disabled();
+  return ATTNC_OK;
+}
+
+const char *attnc_context_cache_dir(const attnc_context *context) {
+  return context ? context->cache.directory().c_str() : "";
+}
+
+const char *attnc_kernel_target(const attnc_kernel *kernel) {
+  return kernel ? kernel->target.c_str() : nullptr;
+}
+
+int attnc_kernel_from_cache(const attnc_kernel *kernel) {
+  return kernel && kernel->fromCache;
+}
+
+const char *attnc_kernel_image(const attnc_kernel *kernel, size_t *size) {
+  if (!kernel || kernel->cpu)
+    return nullptr;
+  if (size)
+    *size = kernel->gpuImage.bytes.size();
+  return kernel->gpuImage.bytes.c_str();
+}
+
+attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
+                                        const attnc_tensor *inputs,
+                                        int64_t grid[3], int64_t block[3],
+                                        int64_t *sharedBytes) {
+  if (!kernel)
+    return ATTNC_ERROR_ARGUMENT;
+  if (kernel->cpu)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "CPU kernels have no launch grid");
+  const KernelSignature &signature = kernel->signature();
+  if ((!inputs && !signature.params.empty()) || !grid || !block ||
+      !sharedBytes)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "attnc_kernel_launch_config needs the inputs and room for "
+                "grid, block and shared bytes");
+  std::vector<TensorView> views;
+  std::string error;
+  if (!toViews(inputs, signature.params, views, error))
+    return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  std::vector<std::vector<int64_t>> shapes;
+  for (const TensorView &view : views)
+    shapes.push_back(view.data ? view.shape : std::vector<int64_t>());
+  std::array<int64_t, 3> dims = kernel->gpuImage.gridFor(shapes);
+  for (int axis = 0; axis < 3; ++axis) {
+    grid[axis] = dims[axis];
+    block[axis] = axis == 0 ? kernel->gpuImage.threads : 1;
+  }
+  *sharedBytes = kernel->gpuImage.sharedBytes;
+  return ATTNC_OK;
+}
+
+attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream) {
+  if (!kernel)
+    return ATTNC_ERROR_ARGUMENT;
+  if (kernel->cpu)
+    return ATTNC_OK;
+  if (!kernel->gpu)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "the kernel was never launched");
+  std::string error;
+  if (!kernel->gpu->synchronize(stream, error))
+    return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   return ATTNC_OK;
 }
 
 void attnc_kernel_destroy(attnc_kernel *kernel) { delete kernel; }
 
 const char *attnc_kernel_name(const attnc_kernel *kernel) {
-  return kernel ? kernel->cpu->signature().name.c_str() : nullptr;
+  return kernel ? kernel->signature().name.c_str() : nullptr;
 }
 
 size_t attnc_kernel_num_params(const attnc_kernel *kernel) {
-  return kernel ? kernel->cpu->signature().params.size() : 0;
+  return kernel ? kernel->signature().params.size() : 0;
 }
 
 size_t attnc_kernel_num_results(const attnc_kernel *kernel) {
-  return kernel ? kernel->cpu->signature().results.size() : 0;
+  return kernel ? kernel->signature().results.size() : 0;
 }
 
 attnc_status attnc_kernel_param(const attnc_kernel *kernel, size_t index,
@@ -265,7 +397,7 @@ attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
                                        int64_t *shape) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  const KernelSignature &signature = kernel->cpu->signature();
+  const KernelSignature &signature = kernel->signature();
   if (index >= signature.results.size() || !shape ||
       (!inputs && !signature.params.empty()))
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
@@ -275,9 +407,19 @@ attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
   std::vector<TensorView> views;
   std::vector<std::vector<int64_t>> shapes;
   std::string error;
-  if (!toViews(inputs, signature.params, views, error) ||
-      !kernel->cpu->outputShapes(pointers(views), shapes, error))
+  if (!toViews(inputs, signature.params, views, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  if (kernel->cpu) {
+    if (!kernel->cpu->outputShapes(pointers(views), shapes, error))
+      return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  } else {
+    DimBindings bindings;
+    shapes.resize(signature.results.size());
+    if (!bindInputShapes(signature, pointers(views), bindings, error) ||
+        !checkGpuLaunch(kernel->gpuImage, pointers(views), error) ||
+        !resolveShape(signature.results[index], bindings, shapes[index], error))
+      return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  }
   std::copy(shapes[index].begin(), shapes[index].end(), shape);
   return ATTNC_OK;
 }
@@ -286,8 +428,8 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                           const attnc_tensor *outputs, void *stream) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  const KernelSignature &signature = kernel->cpu->signature();
-  if (stream)
+  const KernelSignature &signature = kernel->signature();
+  if (stream && kernel->cpu)
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "a CPU kernel takes no stream; pass NULL");
   if ((!inputs && !signature.params.empty()) || !outputs)
@@ -305,6 +447,14 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                   "output '" + signature.results[index].name +
                       "' has no data pointer");
     outputPointers.push_back(&outputViews[index]);
+  }
+  if (!kernel->cpu) {
+    if (!kernel->gpu && !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
+      return fail(kernel->context, ATTNC_ERROR_LAUNCH,
+                  "cannot launch the " + kernel->target + " kernel: " + error);
+    if (!kernel->gpu->launch(pointers(inputViews), outputPointers, stream, error))
+      return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+    return ATTNC_OK;
   }
   if (!kernel->cpu->run(pointers(inputViews), outputPointers, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);

@@ -134,6 +134,14 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
     image.grid[axis] = {values[0], values[1], values[2], values[3]};
   }
 
+  image.headDim = intAttr(func, "attnc.head_dim");
+  if (auto offsets = func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params"))
+    image.offsetParams.assign(offsets.asArrayRef().begin(),
+                              offsets.asArrayRef().end());
+  if (auto copied = func->getAttrOfType<DenseI64ArrayAttr>("attnc.copied_params"))
+    image.copiedParams.assign(copied.asArrayRef().begin(),
+                              copied.asArrayRef().end());
+
   if (!run([&](PassManager &pm) {
         buildGpuModuleLoweringPipeline(pm, options.chip);
       }))

@@ -96,6 +96,15 @@ std::string attnc::serialize(const GpuImage &image) {
   for (const GridTerm &term : image.grid)
     os << "grid " << term.param << ' ' << term.dim << ' ' << term.divisor << ' '
        << term.minus << '\n';
+  os << "head_dim " << image.headDim << '\n';
+  os << "offsets";
+  for (int64_t param : image.offsetParams)
+    os << ' ' << param;
+  os << '\n';
+  os << "copied";
+  for (int64_t param : image.copiedParams)
+    os << ' ' << param;
+  os << '\n';
   os << "bytes " << image.bytes.size() << ' ' << fnv1a(image.bytes) << '\n';
   return os.str() + image.bytes;
 }
@@ -148,6 +157,22 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
       if (!(line >> term.param >> term.dim >> term.divisor >> term.minus) ||
           term.divisor <= 0)
         return fail("bad grid line '" + text + "'");
+    } else if (key == "head_dim") {
+      line >> image.headDim;
+    } else if (key == "offsets") {
+      int64_t param;
+      while (line >> param) {
+        if (param < 0 || param >= static_cast<int64_t>(image.signature.params.size()))
+          return fail("bad offsets parameter");
+        image.offsetParams.push_back(param);
+      }
+    } else if (key == "copied") {
+      int64_t param;
+      while (line >> param) {
+        if (param < 0 || param >= static_cast<int64_t>(image.signature.params.size()))
+          return fail("bad copied parameter");
+        image.copiedParams.push_back(param);
+      }
     } else if (key == "bytes") {
       uint64_t size = 0, hash = 0;
       if (!(line >> size >> hash))

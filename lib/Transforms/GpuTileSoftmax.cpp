@@ -313,6 +313,32 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value startQ, n, startK, m;
   std::tie(startQ, n) = sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
   std::tie(startK, m) = sequenceBounds(rb, operands.cuK, batch, operands.lengthK);
+  // cu_seqlens live on the device, so the host cannot check them: a
+  // sequence that is decreasing or leaves the packed tokens is recorded
+  // (3, parameter, batch, start, end) and computes nothing, as cp.async
+  // reads are not bounds-checked.
+  auto checkSequence = [&](Value offsets, Value start, Value &length,
+                           Value total) {
+    if (!offsets)
+      return;
+    Value end = rb.add(start, length);
+    Value valid = arith::AndIOp::create(
+        b,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sle, start, end),
+        arith::AndIOp::create(
+            b, arith::CmpIOp::create(b, arith::CmpIPredicate::sge, start, idx(0)),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sle, end, total)));
+    rb.ifThen(arith::XOrIOp::create(
+                  b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+              [&] {
+                rb.recordError(
+                    3, {idx(cast<BlockArgument>(offsets).getArgNumber()), batch,
+                        start, end});
+              });
+    length = arith::SelectOp::create(b, valid, length, idx(0));
+  };
+  checkSequence(operands.cuQ, startQ, n, operands.lengthQ);
+  checkSequence(operands.cuK, startK, m, operands.lengthK);
   Value bq = idx(shape.blockQ), bk = idx(shape.blockK);
   Value i0 = rb.mul(queryBlock, bq);
   // The grid covers the longest sequence; CTAs past this one's end exit
@@ -686,6 +712,19 @@ struct GpuTileSoftmaxPass
         entry(q, dims.seq, shape.blockQ, 0), entry(q, dims.head, 1, 0),
         cuQ ? entry(paramIndex(cuQ), 0, 1, 1) : entry(q, dims.batch, 1, 0)};
     func->setAttr("attnc.grid", builder.getArrayAttr(grid));
+    SmallVector<int64_t> offsets;
+    if (cuQ)
+      offsets.push_back(paramIndex(cuQ));
+    if (auto op = dyn_cast<SoftmaxOp>(family); op && op.getCuSeqlensK())
+      offsets.push_back(paramIndex(op.getCuSeqlensK()));
+    if (auto op = dyn_cast<ChunkSoftmaxOp>(family); op && op.getCuSeqlensK())
+      offsets.push_back(paramIndex(op.getCuSeqlensK()));
+    func->setAttr("attnc.offset_params", builder.getDenseI64ArrayAttr(offsets));
+    func->setAttr("attnc.head_dim", builder.getI64IntegerAttr(dims.head));
+    func->setAttr("attnc.copied_params",
+                  builder.getDenseI64ArrayAttr(
+                      {q, paramIndex(family->getOperand(1)),
+                       paramIndex(family->getOperand(2))}));
     func->setAttr("attnc.threads", builder.getI64IntegerAttr(shape.threads()));
     func->setAttr("attnc.shared_bytes",
                   builder.getI64IntegerAttr(shape.sharedBytes()));

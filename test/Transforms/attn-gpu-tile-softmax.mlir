@@ -10,7 +10,10 @@
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @causal(
+// CHECK-SAME:    attnc.copied_params = array<i64: 0, 1, 2>
 // CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    attnc.head_dim = 1
+// CHECK-SAME:    attnc.offset_params = array<i64>
 // CHECK-SAME:    attnc.shared_bytes = 6400
 // CHECK-SAME:    attnc.threads = 32
 // CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>

@@ -11,6 +11,7 @@
 
 #include "attnc-c/attnc.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -174,6 +175,94 @@ TEST(CApi, MisuseIsReportedNotFatal) {
   EXPECT_EQ(attnc_launch(kernel, nullptr, outputs, nullptr), ATTNC_ERROR_ARGUMENT);
   attnc_kernel_destroy(kernel);
   attnc_context_destroy(context);
+}
+
+
+
+const char *kCausal = R"(
+kernel causal(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64])
+    -> (o: bf16[B, H, N, 64]) {
+  o = softmax(q, k, v) { mask = causal }
+})";
+
+TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
+  char directory[] = "/tmp/attnc-capi-cacheXXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  attnc_context *context = attnc_context_create();
+  ASSERT_EQ(attnc_context_set_cache_dir(context, directory), ATTNC_OK);
+  EXPECT_STREQ(attnc_context_cache_dir(context), directory);
+
+  attnc_kernel *first = nullptr, *second = nullptr;
+  ASSERT_EQ(attnc_compile(context, kCausal, std::strlen(kCausal), "c.attn",
+                          nullptr, "sm_90a", &first),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_STREQ(attnc_kernel_target(first), "sm_90a");
+  EXPECT_FALSE(attnc_kernel_from_cache(first));
+  size_t size = 0;
+  const char *ptx = attnc_kernel_image(first, &size);
+  ASSERT_NE(ptx, nullptr);
+  EXPECT_NE(std::string(ptx, size).find(".target sm_90a"), std::string::npos);
+  ASSERT_EQ(attnc_compile(context, kCausal, std::strlen(kCausal), "c.attn",
+                          nullptr, "sm_90a", &second),
+            ATTNC_OK);
+  EXPECT_TRUE(attnc_kernel_from_cache(second));
+  EXPECT_STREQ(attnc_kernel_name(second), "causal");
+  EXPECT_EQ(attnc_kernel_num_params(second), 3u);
+
+  // Launch facts for B=2, H=3, N=130: ceil(130 / 64) query blocks.
+  std::vector<int64_t> shape = {2, 3, 130, 64};
+  alignas(16) static uint16_t fake[8];
+  attnc_tensor tensor = {fake, ATTNC_BF16, 4, shape.data(), nullptr};
+  attnc_tensor inputs[3] = {tensor, tensor, tensor};
+  int64_t grid[3], block[3], shared = 0;
+  ASSERT_EQ(attnc_kernel_launch_config(second, inputs, grid, block, &shared),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_EQ(grid[0], 3);
+  EXPECT_EQ(grid[1], 3);
+  EXPECT_EQ(grid[2], 2);
+  EXPECT_EQ(block[0], 128);
+  EXPECT_EQ(shared, 46080);
+  int64_t outShape[4];
+  ASSERT_EQ(attnc_kernel_output_shape(second, inputs, 0, outShape), ATTNC_OK);
+  EXPECT_EQ(outShape[2], 130);
+
+  // Without a driver, launching (not compiling) fails and says why.
+  attnc_tensor outputs[1] = {tensor};
+  attnc_status status = attnc_launch(second, inputs, outputs, nullptr);
+  if (status != ATTNC_OK) {
+    EXPECT_EQ(status, ATTNC_ERROR_LAUNCH);
+    EXPECT_NE(std::string(attnc_last_error(context)).find("cannot launch the sm_90a kernel"),
+              std::string::npos)
+        << attnc_last_error(context);
+  }
+  attnc_kernel_destroy(first);
+  attnc_kernel_destroy(second);
+
+  // The GPU-less machine cannot pick an architecture for "cuda".
+  attnc_kernel *detected = nullptr;
+  status = attnc_compile(context, kCausal, std::strlen(kCausal), "c.attn",
+                         nullptr, "cuda", &detected);
+  if (status != ATTNC_OK) {
+    EXPECT_EQ(status, ATTNC_ERROR_TARGET);
+    EXPECT_NE(std::string(attnc_last_error(context)).find("name sm_80 or sm_90a"),
+              std::string::npos);
+  } else {
+    attnc_kernel_destroy(detected);
+  }
+  // Unsupported families are refused with the feature named.
+  const char *linear = "kernel l(q: bf16[B, H, T, 64], k: bf16[B, H, T, 64], "
+                       "v: bf16[B, H, T, 64]) -> (o: bf16[B, H, T, 64]) {\n"
+                       "  o = linear(q, k, v) { causal = true }\n}\n";
+  EXPECT_EQ(attnc_compile(context, linear, std::strlen(linear), "l.attn",
+                          nullptr, "sm_80", &detected),
+            ATTNC_ERROR_TARGET);
+  EXPECT_NE(std::string(attnc_last_error(context)).find("linear family"),
+            std::string::npos);
+  attnc_context_destroy(context);
+  std::string remove = std::string("rm -rf ") + directory;
+  EXPECT_EQ(std::system(remove.c_str()), 0);
 }
 
 } // namespace

@@ -32,6 +32,14 @@ struct GpuImage {
   KernelSignature signature;
   int64_t threads = 0, sharedBytes = 0;
   std::array<GridTerm, 3> grid;
+  /// Parameters copied to shared memory in 16-byte rows (q, k, v): they need
+  /// a unit inner stride and 16-byte aligned rows.
+  std::vector<int64_t> copiedParams;
+  /// The head dim of q and k (copiedParams[0], [1]): query heads must be a
+  /// multiple of kv heads.
+  int64_t headDim = 1;
+  /// cu_seqlens parameters (query, key); they must hold as many entries.
+  std::vector<int64_t> offsetParams;
   std::string bytes;
 
   /// The grid for these input shapes (one per parameter; empty shape for an

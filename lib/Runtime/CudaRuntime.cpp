@@ -1,0 +1,410 @@
+//===- CudaRuntime.cpp - Load and launch attnc GPU images -----------------===//
+
+#include "attnc/Runtime/CudaRuntime.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <mutex>
+
+using namespace attnc;
+
+namespace attnc {
+
+/// The driver API entry points attnc uses, resolved from libcuda.so.1. The
+/// types are the driver ABI's (handles are pointers, results ints), so no
+/// CUDA header is needed.
+class CudaDriver {
+public:
+  using Result = int;
+  Result (*init)(unsigned);
+  Result (*deviceGet)(int *, int);
+  Result (*deviceGetAttribute)(int *, int, int);
+  Result (*primaryCtxRetain)(void **, int);
+  Result (*ctxSetCurrent)(void *);
+  Result (*ctxGetCurrent)(void **);
+  Result (*moduleLoadData)(void **, const void *);
+  Result (*moduleUnload)(void *);
+  Result (*moduleGetFunction)(void **, void *, const char *);
+  Result (*funcSetAttribute)(void *, int, int);
+  Result (*launchKernel)(void *, unsigned, unsigned, unsigned, unsigned,
+                         unsigned, unsigned, unsigned, void *, void **,
+                         void **);
+  Result (*memAlloc)(unsigned long long *, size_t);
+  Result (*memFree)(unsigned long long);
+  Result (*memsetD8Async)(unsigned long long, unsigned char, size_t, void *);
+  Result (*memcpyDtoH)(void *, unsigned long long, size_t);
+  Result (*memcpyHtoD)(unsigned long long, const void *, size_t);
+  Result (*streamSynchronize)(void *);
+  Result (*getErrorString)(Result, const char **);
+
+  /// The process-wide driver, loaded and initialised once; null with
+  /// `error` set when there is no driver or no device.
+  static CudaDriver *get(std::string &error);
+
+  /// "cuLaunchKernel failed: CUDA_ERROR_...: message" when `result` != 0.
+  bool check(Result result, const char *what, std::string &error) const {
+    if (result == 0)
+      return true;
+    const char *text = nullptr;
+    if (getErrorString)
+      getErrorString(result, &text);
+    error = std::string(what) + " failed: " +
+            (text ? text : "CUDA error " + std::to_string(result));
+    return false;
+  }
+
+  /// Makes the primary context of device 0 current unless one is.
+  bool makeContextCurrent(std::string &error) {
+    void *current = nullptr;
+    if (ctxGetCurrent(&current) == 0 && current)
+      return true;
+    int device = 0;
+    void *context = nullptr;
+    return check(deviceGet(&device, 0), "cuDeviceGet", error) &&
+           check(primaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain",
+                 error) &&
+           check(ctxSetCurrent(context), "cuCtxSetCurrent", error);
+  }
+};
+
+} // namespace attnc
+
+CudaDriver *CudaDriver::get(std::string &error) {
+  static std::once_flag once;
+  static CudaDriver driver;
+  static std::string loadError;
+  static bool loaded = false;
+  std::call_once(once, [] {
+    const char *name = std::getenv("ATTNC_LIBCUDA");
+    void *library = dlopen(name ? name : "libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!library) {
+      loadError = std::string("no CUDA driver: cannot load ") +
+                  (name ? name : "libcuda.so.1") + " (" + dlerror() +
+                  "); GPU kernels can be compiled here but not launched";
+      return;
+    }
+    bool missing = false;
+    auto resolve = [&](auto &slot, const char *symbol) {
+      slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(
+          dlsym(library, symbol));
+      if (!slot && !missing) {
+        missing = true;
+        loadError = std::string("the CUDA driver lacks ") + symbol;
+      }
+    };
+    resolve(driver.init, "cuInit");
+    resolve(driver.deviceGet, "cuDeviceGet");
+    resolve(driver.deviceGetAttribute, "cuDeviceGetAttribute");
+    resolve(driver.primaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    resolve(driver.ctxSetCurrent, "cuCtxSetCurrent");
+    resolve(driver.ctxGetCurrent, "cuCtxGetCurrent");
+    resolve(driver.moduleLoadData, "cuModuleLoadData");
+    resolve(driver.moduleUnload, "cuModuleUnload");
+    resolve(driver.moduleGetFunction, "cuModuleGetFunction");
+    resolve(driver.funcSetAttribute, "cuFuncSetAttribute");
+    resolve(driver.launchKernel, "cuLaunchKernel");
+    resolve(driver.memAlloc, "cuMemAlloc_v2");
+    resolve(driver.memFree, "cuMemFree_v2");
+    resolve(driver.memsetD8Async, "cuMemsetD8Async");
+    resolve(driver.memcpyDtoH, "cuMemcpyDtoH_v2");
+    resolve(driver.memcpyHtoD, "cuMemcpyHtoD_v2");
+    resolve(driver.streamSynchronize, "cuStreamSynchronize");
+    resolve(driver.getErrorString, "cuGetErrorString");
+    if (missing)
+      return;
+    std::string initError;
+    if (!driver.check(driver.init(0), "cuInit", initError)) {
+      loadError = "no usable CUDA device: " + initError;
+      return;
+    }
+    loaded = true;
+  });
+  if (!loaded) {
+    error = loadError;
+    return nullptr;
+  }
+  return &driver;
+}
+
+int attnc::cudaComputeCapability(std::string &error) {
+  CudaDriver *driver = CudaDriver::get(error);
+  if (!driver)
+    return 0;
+  int device = 0, major = 0, minor = 0;
+  if (!driver->check(driver->deviceGet(&device, 0), "cuDeviceGet", error) ||
+      !driver->check(driver->deviceGetAttribute(&major, 75, device),
+                     "cuDeviceGetAttribute", error) ||
+      !driver->check(driver->deviceGetAttribute(&minor, 76, device),
+                     "cuDeviceGetAttribute", error))
+    return 0;
+  return major * 10 + minor;
+}
+
+std::string attnc::gpuTargetFor(int computeCapability, std::string &error) {
+  if (computeCapability == 90)
+    return "sm_90a";
+  if (computeCapability >= 80)
+    return "sm_80";
+  error = "compute capability " + std::to_string(computeCapability / 10) + "." +
+          std::to_string(computeCapability % 10) +
+          " is below 8.0; attnc's GPU kernels need Ampere or later";
+  return "";
+}
+
+bool attnc::checkGpuLaunch(const GpuImage &image,
+                           const std::vector<const TensorView *> &inputs,
+                           std::string &error) {
+  if (image.copiedParams.size() >= 2) {
+    const TensorView *q = inputs[image.copiedParams[0]];
+    const TensorView *k = inputs[image.copiedParams[1]];
+    size_t dim = static_cast<size_t>(image.headDim);
+    if (q && k && dim < q->shape.size() && dim < k->shape.size()) {
+      int64_t headsQ = q->shape[dim], headsK = k->shape[dim];
+      if (headsK == 0 || headsQ % headsK != 0) {
+        error = "q has " + std::to_string(headsQ) + " heads and k has " +
+                std::to_string(headsK) +
+                "; the query heads must be a positive multiple of the kv heads";
+        return false;
+      }
+    }
+  }
+  for (int64_t param : image.offsetParams) {
+    const TensorView *offsets = inputs[param];
+    if (offsets && (offsets->shape.empty() || offsets->shape[0] < 1)) {
+      error = "'" + image.signature.params[param].name +
+              "' must hold at least one offset (num_seqs + 1)";
+      return false;
+    }
+  }
+  if (image.offsetParams.size() == 2 && inputs[image.offsetParams[0]] &&
+      inputs[image.offsetParams[1]] &&
+      inputs[image.offsetParams[0]]->shape != inputs[image.offsetParams[1]]->shape) {
+    error = "cu_seqlens_q and cu_seqlens_k must describe the same number of "
+            "sequences";
+    return false;
+  }
+  for (int64_t param : image.copiedParams) {
+    if (param >= static_cast<int64_t>(inputs.size()) || !inputs[param])
+      continue;
+    const TensorView &view = *inputs[param];
+    const std::string &name = image.signature.params[param].name;
+    size_t bytes = elementSize(view.type);
+    if (!view.strides.empty() && view.strides.back() != 1) {
+      error = "input '" + name + "' must be contiguous in its last dim on the "
+              "GPU (stride " + std::to_string(view.strides.back()) + ")";
+      return false;
+    }
+    for (size_t d = 0; d + 1 < view.strides.size(); ++d)
+      if ((view.strides[d] * static_cast<int64_t>(bytes)) % 16 != 0 &&
+          view.shape[d] > 1) {
+        error = "input '" + name + "' has stride " +
+                std::to_string(view.strides[d]) + " in dim " +
+                std::to_string(d) + "; the GPU needs 16-byte aligned rows";
+        return false;
+      }
+    if (reinterpret_cast<uintptr_t>(view.data) % 16 != 0) {
+      error = "input '" + name + "' is not 16-byte aligned on the GPU";
+      return false;
+    }
+  }
+  return true;
+}
+
+GpuKernel::~GpuKernel() {
+  if (!driver)
+    return;
+  if (status)
+    driver->memFree(status);
+  if (module)
+    driver->moduleUnload(module);
+}
+
+std::unique_ptr<GpuKernel> GpuKernel::load(const GpuImage &image,
+                                           std::string &error) {
+  CudaDriver *driver = CudaDriver::get(error);
+  if (!driver || !driver->makeContextCurrent(error))
+    return nullptr;
+  std::unique_ptr<GpuKernel> kernel(new GpuKernel());
+  kernel->driver = driver;
+  kernel->gpuImage = image;
+  // PTX must be NUL-terminated for the driver's JIT.
+  std::string bytes = image.bytes;
+  if (image.format == "ptx")
+    bytes.push_back('\0');
+  if (!driver->check(driver->moduleLoadData(&kernel->module, bytes.data()),
+                     "cuModuleLoadData", error) ||
+      !driver->check(driver->moduleGetFunction(&kernel->function,
+                                               kernel->module,
+                                               image.signature.name.c_str()),
+                     "cuModuleGetFunction", error))
+    return nullptr;
+  if (image.sharedBytes > 48 * 1024 &&
+      !driver->check(driver->funcSetAttribute(kernel->function, 8,
+                                              static_cast<int>(image.sharedBytes)),
+                     "cuFuncSetAttribute(max dynamic shared memory)", error))
+    return nullptr;
+  if (!driver->check(driver->memAlloc(&kernel->status, 8 * sizeof(int64_t)),
+                     "cuMemAlloc", error))
+    return nullptr;
+  return kernel;
+}
+
+namespace {
+/// The flattened fields of one memref descriptor, as the kernel's
+/// parameters expect them: allocated and aligned pointer, offset, sizes,
+/// strides.
+struct Descriptor {
+  void *allocated = nullptr, *aligned = nullptr;
+  int64_t offset = 0;
+  std::vector<int64_t> sizes, strides;
+
+  Descriptor(void *data, const std::vector<int64_t> &shape,
+             const std::vector<int64_t> &givenStrides)
+      : allocated(data), aligned(data), sizes(shape), strides(givenStrides) {
+    if (strides.empty()) {
+      strides.assign(shape.size(), 1);
+      for (size_t d = shape.size(); d-- > 1;)
+        strides[d - 1] = strides[d] * shape[d];
+    }
+  }
+  void append(std::vector<void *> &args) {
+    args.push_back(&allocated);
+    args.push_back(&aligned);
+    args.push_back(&offset);
+    for (int64_t &size : sizes)
+      args.push_back(&size);
+    for (int64_t &stride : strides)
+      args.push_back(&stride);
+  }
+};
+} // namespace
+
+bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
+                       const std::vector<TensorView *> &outputs, void *stream,
+                       std::string &error) {
+  const KernelSignature &signature = gpuImage.signature;
+  if (inputs.size() != signature.params.size() ||
+      outputs.size() != signature.results.size()) {
+    error = "kernel '" + signature.name + "' takes " +
+            std::to_string(signature.params.size()) + " inputs and " +
+            std::to_string(signature.results.size()) + " outputs";
+    return false;
+  }
+  DimBindings bindings;
+  if (!bindInputShapes(signature, inputs, bindings, error) ||
+      !checkGpuLaunch(gpuImage, inputs, error))
+    return false;
+  for (size_t r = 0; r < outputs.size(); ++r) {
+    std::vector<int64_t> expected;
+    if (!resolveShape(signature.results[r], bindings, expected, error))
+      return false;
+    if (!outputs[r] || outputs[r]->shape != expected ||
+        outputs[r]->type != signature.results[r].type) {
+      error = "output '" + signature.results[r].name + "' must be " +
+              toString(signature.results[r].type) + shapeString(expected);
+      return false;
+    }
+  }
+
+  std::vector<Descriptor> descriptors;
+  std::vector<std::vector<int64_t>> inputShapes;
+  for (size_t p = 0; p < inputs.size(); ++p) {
+    const TensorView *view = inputs[p];
+    size_t rank = signature.params[p].dims.size();
+    if (view) {
+      descriptors.emplace_back(view->data, view->shape, view->strides);
+      inputShapes.push_back(view->shape);
+    } else { // an omitted optional input: null pointer, zero sizes
+      descriptors.emplace_back(nullptr, std::vector<int64_t>(rank, 0),
+                               std::vector<int64_t>(rank, 0));
+      inputShapes.emplace_back();
+    }
+  }
+  for (TensorView *view : outputs)
+    descriptors.emplace_back(view->data, view->shape, view->strides);
+  void *statusPointer = reinterpret_cast<void *>(status);
+  descriptors.emplace_back(statusPointer, std::vector<int64_t>{8},
+                           std::vector<int64_t>{1});
+  std::vector<void *> args;
+  for (Descriptor &descriptor : descriptors)
+    descriptor.append(args);
+
+  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
+  if (!driver->check(driver->memsetD8Async(status, 0, 8 * sizeof(int64_t),
+                                           stream),
+                     "cuMemsetD8Async", error))
+    return false;
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
+    return true; // nothing to compute
+  return driver->check(
+      driver->launchKernel(function, static_cast<unsigned>(grid[0]),
+                           static_cast<unsigned>(grid[1]),
+                           static_cast<unsigned>(grid[2]),
+                           static_cast<unsigned>(gpuImage.threads), 1, 1,
+                           static_cast<unsigned>(gpuImage.sharedBytes), stream,
+                           args.data(), nullptr),
+      "cuLaunchKernel", error);
+}
+
+bool GpuKernel::synchronize(void *stream, std::string &error) {
+  int64_t words[8] = {};
+  if (!driver->check(driver->streamSynchronize(stream), "cuStreamSynchronize",
+                     error) ||
+      !driver->check(driver->memcpyDtoH(words, status, sizeof(words)),
+                     "cuMemcpyDtoH", error))
+    return false;
+  if (words[0] == 0)
+    return true;
+  const KernelSignature &signature = gpuImage.signature;
+  if (words[0] == 2 && words[1] >= 0 &&
+      words[1] < static_cast<int64_t>(signature.params.size())) {
+    error = "the spec reads '" + signature.params[words[1]].name +
+            "' out of bounds: index " + std::to_string(words[3]) + " in dim " +
+            std::to_string(words[2]) + " of size " + std::to_string(words[4]) +
+            " (check the tensor's shape against the indices the spec uses)";
+    return false;
+  }
+  if (words[0] == 3 && words[1] >= 0 &&
+      words[1] < static_cast<int64_t>(signature.params.size())) {
+    error = "'" + signature.params[words[1]].name + "' gives sequence " +
+            std::to_string(words[2]) + " the tokens [" +
+            std::to_string(words[3]) + ", " + std::to_string(words[4]) +
+            "): offsets must be non-decreasing, start at 0 or more and stay "
+            "within the packed tokens";
+    return false;
+  }
+  error = "the kernel reported bad input (status " + std::to_string(words[0]) +
+          ")";
+  return false;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (driver && address)
+    driver->memFree(address);
+}
+
+std::unique_ptr<DeviceBuffer> DeviceBuffer::allocate(size_t bytes,
+                                                     std::string &error) {
+  CudaDriver *driver = CudaDriver::get(error);
+  if (!driver || !driver->makeContextCurrent(error))
+    return nullptr;
+  std::unique_ptr<DeviceBuffer> buffer(new DeviceBuffer());
+  buffer->driver = driver;
+  buffer->bytes = bytes;
+  if (bytes && !driver->check(driver->memAlloc(&buffer->address, bytes),
+                              "cuMemAlloc", error))
+    return nullptr;
+  return buffer;
+}
+
+bool DeviceBuffer::upload(const void *host, std::string &error) {
+  return !bytes || driver->check(driver->memcpyHtoD(address, host, bytes),
+                                 "cuMemcpyHtoD", error);
+}
+
+bool DeviceBuffer::download(void *host, std::string &error) const {
+  return !bytes || driver->check(driver->memcpyDtoH(host, address, bytes),
+                                 "cuMemcpyDtoH", error);
+}

@@ -1,0 +1,396 @@
+//===- GpuTest.cpp - The NVIDIA backend with and without a GPU ------------===//
+//
+// Without a GPU: every example either compiles to tensor-core PTX for both
+// targets or is refused with the feature named; kernel images survive the
+// disk cache (and corrupted entries are detected); launch checks name the
+// tensor; and launching without a driver fails with a clear message.
+//
+// With a GPU (a CUDA driver that loads and a device of compute capability
+// 8.0 or more): the compiled kernels run on the device and match the CPU
+// reference over a sweep of shapes, within the bf16 tolerance of the issue
+// (atol = rtol = 2e-2: P is rounded to bf16 before P V, as in
+// FlashAttention). These tests skip with a message elsewhere.
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+#include "attnc/Execution/GpuCompiler.h"
+#include "attnc/Execution/KernelCache.h"
+#include "attnc/Runtime/CudaRuntime.h"
+
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+#include <fstream>
+#include <sstream>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+std::string readFile(const std::string &path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+std::vector<std::string> exampleFiles() {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (llvm::sys::fs::directory_iterator it(ATTNC_EXAMPLES_DIR, ec), end;
+       it != end && !ec; it.increment(ec))
+    if (llvm::StringRef(it->path()).ends_with(".attn"))
+      files.push_back(it->path());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+/// Compiles `spec` for `target`; false with `error` on failure.
+bool compileSpec(const std::string &spec, const std::string &target,
+                 GpuImage &image, std::string &error) {
+  SpecRunner runner(spec); // parses and builds the module (CPU reference)
+  if (!runner.module) {
+    error = runner.compileError;
+    return false;
+  }
+  GpuPipelineOptions options;
+  options.chip = target;
+  return compileToPtx(*runner.module, "", options, image, error);
+}
+
+TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
+  int compiled = 0;
+  for (const std::string &file : exampleFiles()) {
+    std::string spec = readFile(file);
+    // The bf16/f16 softmax examples; the others use the linear or sparse
+    // families, or f32 (chunk_local), which the GPU strategy refuses.
+    std::string stem = llvm::sys::path::stem(file).str();
+    bool gpuFamily = stem == "alibi_gqa" || stem == "softcap_window" ||
+                     stem == "varlen_causal";
+    for (const char *target : {"sm_80", "sm_90a"}) {
+      GpuImage image;
+      std::string error;
+      bool ok = compileSpec(spec, target, image, error);
+      if (ok) {
+        ++compiled;
+        EXPECT_TRUE(gpuFamily) << file;
+        EXPECT_NE(image.bytes.find(std::string(".target ") + target),
+                  std::string::npos)
+            << file;
+        EXPECT_NE(image.bytes.find("mma.sync.aligned.m16n8k16.row.col.f32"),
+                  std::string::npos)
+            << file;
+        EXPECT_NE(image.bytes.find("cp.async"), std::string::npos) << file;
+        EXPECT_EQ(image.threads, 128) << file;
+        EXPECT_EQ(image.copiedParams.size(), 3u) << file;
+      } else {
+        EXPECT_NE(error.find("cannot run on the GPU: "), std::string::npos)
+            << file << ": " << error;
+        EXPECT_FALSE(gpuFamily) << file << " should compile: " << error;
+        continue;
+      }
+    }
+  }
+  // alibi_gqa, softcap_window, varlen_causal, for both targets.
+  EXPECT_EQ(compiled, 6);
+}
+
+TEST(GpuImage, RoundTripsAndDetectsCorruption) {
+  GpuImage image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/varlen_causal.attn"),
+                          "sm_80", image, error))
+      << error;
+  std::string data = serialize(image);
+  GpuImage back;
+  ASSERT_TRUE(deserialize(data, back, error)) << error;
+  EXPECT_EQ(back.bytes, image.bytes);
+  EXPECT_EQ(back.signature.params.size(), 4u);
+  EXPECT_EQ(toString(back.signature.params[0]), "bf16[T, H, 64]");
+  EXPECT_EQ(back.offsetParams, std::vector<int64_t>{3});
+  EXPECT_EQ(back.sharedBytes, image.sharedBytes);
+
+  // Grid for 1000 packed tokens, 4 heads, 3 sequences (cu has 4 entries).
+  std::array<int64_t, 3> grid =
+      back.gridFor({{1000, 4, 64}, {1000, 4, 64}, {1000, 4, 64}, {4}});
+  EXPECT_EQ(grid, (std::array<int64_t, 3>{16, 4, 3}));
+
+  std::string flipped = data;
+  flipped[flipped.size() - 10] ^= 1;
+  EXPECT_FALSE(deserialize(flipped, back, error));
+  EXPECT_NE(error.find("checksum"), std::string::npos) << error;
+  EXPECT_FALSE(deserialize(data.substr(0, data.size() - 3), back, error));
+  EXPECT_NE(error.find("image bytes"), std::string::npos) << error;
+  EXPECT_FALSE(deserialize("garbage\n", back, error));
+}
+
+TEST(KernelCache, HitsMissesAndRebuildsCorruptedEntries) {
+  llvm::SmallString<128> dir;
+  ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("attnc-cache", dir));
+  KernelCache cache(std::string(dir) + "/nested");
+  GpuImage image;
+  std::string error, note;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                          "sm_90a", image, error))
+      << error;
+  std::string key = KernelCache::key("spec", "k", "warps=4", "sm_90a");
+  EXPECT_NE(key, KernelCache::key("spec", "k", "warps=4", "sm_80"));
+  EXPECT_NE(key, KernelCache::key("spec", "k", "warps=8", "sm_90a"));
+  EXPECT_NE(key, KernelCache::key("spec2", "k", "warps=4", "sm_90a"));
+
+  GpuImage found;
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  ASSERT_TRUE(cache.store(key, image, error)) << error;
+  ASSERT_TRUE(cache.lookup(key, found, note));
+  EXPECT_EQ(found.bytes, image.bytes);
+
+  // Only the entry is left: the temporary file was renamed into place.
+  int files = 0;
+  std::error_code ec;
+  std::string entryPath;
+  for (llvm::sys::fs::directory_iterator it(std::string(dir) + "/nested", ec),
+       end;
+       it != end && !ec; it.increment(ec)) {
+    ++files;
+    entryPath = it->path();
+  }
+  EXPECT_EQ(files, 1);
+
+  // A truncated entry is a miss with a note, and storing again repairs it.
+  std::string data = readFile(entryPath);
+  std::ofstream(entryPath, std::ios::binary | std::ios::trunc)
+      << data.substr(0, data.size() / 2);
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  EXPECT_NE(note.find("unreadable"), std::string::npos) << note;
+  ASSERT_TRUE(cache.store(key, image, error)) << error;
+  EXPECT_TRUE(cache.lookup(key, found, note));
+  llvm::sys::fs::remove_directories(dir);
+}
+
+TEST(GpuLaunch, ChecksNameTheTensor) {
+  GpuImage image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                          "sm_80", image, error))
+      << error;
+  alignas(16) static uint16_t storage[64];
+  TensorView q{storage, ElementType::BF16, {1, 6, 8, 64}, {3072, 512, 64, 1}};
+  TensorView k{storage, ElementType::BF16, {1, 4, 8, 64}, {2048, 512, 64, 1}};
+  TensorView v = k;
+  TensorView slope{storage, ElementType::F32, {6}, {1}};
+  std::vector<const TensorView *> inputs = {&q, &k, &v, &slope};
+  EXPECT_FALSE(checkGpuLaunch(image, inputs, error));
+  EXPECT_NE(error.find("q has 6 heads and k has 4"), std::string::npos)
+      << error;
+
+  k.shape[1] = v.shape[1] = 3;
+  EXPECT_TRUE(checkGpuLaunch(image, inputs, error)) << error;
+  v.strides = {2048, 512, 1, 8};
+  EXPECT_FALSE(checkGpuLaunch(image, inputs, error));
+  EXPECT_NE(error.find("input 'v' must be contiguous in its last dim"),
+            std::string::npos)
+      << error;
+  v = k;
+  v.strides = {2048, 515, 65, 1};
+  EXPECT_FALSE(checkGpuLaunch(image, inputs, error));
+  EXPECT_NE(error.find("input 'v' has stride 515 in dim 1"), std::string::npos)
+      << error;
+  v = k;
+  v.data = reinterpret_cast<char *>(storage) + 2;
+  EXPECT_FALSE(checkGpuLaunch(image, inputs, error));
+  EXPECT_NE(error.find("input 'v' is not 16-byte aligned"), std::string::npos)
+      << error;
+}
+
+bool haveGpu(std::string &why) {
+  int capability = cudaComputeCapability(why);
+  if (!capability)
+    return false;
+  std::string target = gpuTargetFor(capability, why);
+  return !target.empty();
+}
+
+TEST(GpuLaunch, WithoutADriverTheErrorSaysSo) {
+  std::string why;
+  if (haveGpu(why))
+    GTEST_SKIP() << "a GPU is present; this checks the no-driver path";
+  GpuImage image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                          "sm_80", image, error));
+  EXPECT_EQ(GpuKernel::load(image, error), nullptr);
+  EXPECT_FALSE(error.empty());
+  EXPECT_TRUE(error.find("no CUDA driver") != std::string::npos ||
+              error.find("no usable CUDA device") != std::string::npos)
+      << error;
+}
+
+/// Runs `spec` on the GPU: inputs uploaded, outputs downloaded.
+bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
+              std::vector<HostTensor> &outputs, std::string &error) {
+  std::unique_ptr<GpuKernel> kernel = GpuKernel::load(image, error);
+  if (!kernel)
+    return false;
+  const KernelSignature &signature = image.signature;
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+  std::vector<TensorView> views(signature.params.size());
+  std::vector<const TensorView *> inputViews;
+  DimBindings bindings;
+  std::vector<const TensorView *> hostViews;
+  std::vector<TensorView> hostStorage(signature.params.size());
+  for (size_t p = 0; p < signature.params.size(); ++p) {
+    auto it = inputs.find(signature.params[p].name);
+    if (it == inputs.end()) {
+      inputViews.push_back(nullptr);
+      hostViews.push_back(nullptr);
+      continue;
+    }
+    HostTensor &host = it->second;
+    hostStorage[p] = host.view();
+    hostViews.push_back(&hostStorage[p]);
+    uint64_t bytes = 0;
+    storageBytes(host.type(), host.shape(), bytes);
+    auto buffer = DeviceBuffer::allocate(bytes, error);
+    if (!buffer || !buffer->upload(host.data(), error))
+      return false;
+    views[p] = hostStorage[p];
+    views[p].data = buffer->data();
+    inputViews.push_back(&views[p]);
+    buffers.push_back(std::move(buffer));
+  }
+  if (!bindInputShapes(signature, hostViews, bindings, error))
+    return false;
+  outputs.clear();
+  std::vector<TensorView> outputViews(signature.results.size());
+  std::vector<TensorView *> outputPointers;
+  std::vector<DeviceBuffer *> outputBuffers;
+  for (size_t r = 0; r < signature.results.size(); ++r) {
+    std::vector<int64_t> shape;
+    if (!resolveShape(signature.results[r], bindings, shape, error))
+      return false;
+    outputs.emplace_back(signature.results[r].type, shape);
+    uint64_t bytes = 0;
+    storageBytes(signature.results[r].type, shape, bytes);
+    auto buffer = DeviceBuffer::allocate(bytes, error);
+    if (!buffer)
+      return false;
+    outputViews[r] = outputs.back().view();
+    outputViews[r].data = buffer->data();
+    outputPointers.push_back(&outputViews[r]);
+    outputBuffers.push_back(buffer.get());
+    buffers.push_back(std::move(buffer));
+  }
+  if (!kernel->launch(inputViews, outputPointers, nullptr, error) ||
+      !kernel->synchronize(nullptr, error))
+    return false;
+  for (size_t r = 0; r < outputs.size(); ++r)
+    if (!outputBuffers[r]->download(outputs[r].data(), error))
+      return false;
+  return true;
+}
+
+struct GpuCase {
+  const char *name;
+  std::string spec;
+  bool packed = false;
+};
+
+std::string denseSpec(int d, const std::string &body,
+                      const std::string &extra = "") {
+  std::string t = "bf16";
+  std::string dim = std::to_string(d);
+  return "kernel k(q: " + t + "[B, Hq, N, " + dim + "], k: " + t +
+         "[B, Hk, M, " + dim + "], v: " + t + "[B, Hk, M, " + dim + "]" +
+         extra + ") -> (o: " + t + "[B, Hq, N, " + dim +
+         "], lse: f32[B, Hq, N]) {\n  o, lse = softmax(q, k, v) {" + body +
+         "}\n}\n";
+}
+
+TEST(GpuExecution, SoftmaxMatchesTheReference) {
+  std::string why;
+  if (!haveGpu(why))
+    GTEST_SKIP() << "no GPU: " << why;
+  std::string error;
+  std::string target = gpuTargetFor(cudaComputeCapability(error), error);
+  std::vector<GpuCase> cases = {
+      {"dense_d64", denseSpec(64, "")},
+      {"causal_d64", denseSpec(64, " mask = causal ")},
+      {"causal_d128", denseSpec(128, " mask = causal ")},
+      {"window_softcap_d64",
+       denseSpec(64, " score = 30 * tanh(s / 30)\n mask = causal && i - j < 100 ")},
+      {"alibi_d64", denseSpec(64, " score = s - slope[h] * (i - j)\n mask = causal ",
+                              ", slope: f32[Hq]")},
+      {"chunk_d64", denseSpec(64, " mask = i / 64 == j / 64 ")},
+  };
+  const uint64_t seed = 20261124;
+  std::vector<std::pair<int64_t, int64_t>> lengths = {
+      {1, 1}, {17, 17}, {64, 64}, {127, 300}, {300, 127}, {1000, 1000}};
+  for (const GpuCase &gpuCase : cases) {
+    SpecRunner reference(gpuCase.spec);
+    ASSERT_TRUE(reference.ok()) << gpuCase.name << ": " << reference.compileError;
+    GpuPipelineOptions options;
+    options.chip = target;
+    GpuImage image;
+    ASSERT_TRUE(compileToPtx(*reference.module, "", options, image, error))
+        << gpuCase.name << ": " << error;
+    int d = gpuCase.spec.find("128]") != std::string::npos ? 128 : 64;
+    for (auto [n, m] : lengths) {
+      std::mt19937_64 rng(seed + n * 7919 + m);
+      std::map<std::string, HostTensor> inputs;
+      inputs["q"] = randomTensor(ElementType::BF16, {2, 4, n, d}, rng, -2, 2);
+      inputs["k"] = randomTensor(ElementType::BF16, {2, 2, m, d}, rng, -2, 2);
+      inputs["v"] = randomTensor(ElementType::BF16, {2, 2, m, d}, rng, -1, 1);
+      if (gpuCase.spec.find("slope") != std::string::npos)
+        inputs["slope"] = randomTensor(ElementType::F32, {4}, rng, 0, 0.5);
+      std::vector<HostTensor> expected, actual;
+      std::string what = std::string(gpuCase.name) + " N=" + std::to_string(n) +
+                         " M=" + std::to_string(m) + " seed " +
+                         std::to_string(seed);
+      ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
+      ASSERT_TRUE(runOnGpu(image, inputs, actual, error)) << what << ": " << error;
+      for (size_t r = 0; r < actual.size(); ++r)
+        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                    what + ", output " + std::to_string(r));
+    }
+  }
+}
+
+TEST(GpuExecution, VarlenWithEmptySequencesMatchesTheReference) {
+  std::string why;
+  if (!haveGpu(why))
+    GTEST_SKIP() << "no GPU: " << why;
+  std::string error;
+  std::string target = gpuTargetFor(cudaComputeCapability(error), error);
+  std::string spec = readFile(ATTNC_EXAMPLES_DIR "/varlen_causal.attn");
+  SpecRunner reference(spec);
+  ASSERT_TRUE(reference.ok()) << reference.compileError;
+  GpuPipelineOptions options;
+  options.chip = target;
+  GpuImage image;
+  ASSERT_TRUE(compileToPtx(*reference.module, "", options, image, error)) << error;
+  const uint64_t seed = 7;
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> offsets = {0, 0, 77, 77, 400, 1031};
+  int64_t total = offsets.back();
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -2, 2);
+  inputs["k"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -2, 2);
+  inputs["v"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -1, 1);
+  inputs["cu"] = offsetsTensor(offsets);
+  std::vector<HostTensor> expected, actual;
+  ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
+  ASSERT_TRUE(runOnGpu(image, inputs, actual, error)) << error;
+  for (size_t r = 0; r < actual.size(); ++r)
+    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                "varlen seed 7, output " + std::to_string(r));
+
+  // Offsets past the packed tokens are found on the device and reported.
+  inputs["cu"] = offsetsTensor({0, 500, total + 5});
+  EXPECT_FALSE(runOnGpu(image, inputs, actual, error));
+  EXPECT_NE(error.find("'cu' gives sequence 1"), std::string::npos) << error;
+}
+
+} // namespace
