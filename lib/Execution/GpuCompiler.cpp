@@ -3,6 +3,7 @@
 #include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/Inputs.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
@@ -101,6 +102,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   image.target = options.chip;
   image.format = "ptx";
   image.signature = getKernelSignature(kernel);
+  image.roles = getParamRoles(kernel);
 
   DiagnosticCollector diagnostics(context);
   auto run = [&](function_ref<void(PassManager &)> build) {

@@ -101,6 +101,10 @@ std::string attnc::serialize(const GpuImage &image) {
   for (int64_t param : image.offsetParams)
     os << ' ' << param;
   os << '\n';
+  os << "roles " << image.roles.blockK << ' ' << image.roles.keySeqDim;
+  for (ParamRole role : image.roles.roles)
+    os << ' ' << static_cast<int>(role);
+  os << '\n';
   os << "copied";
   for (int64_t param : image.copiedParams)
     os << ' ' << param;
@@ -165,6 +169,15 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
         if (param < 0 || param >= static_cast<int64_t>(image.signature.params.size()))
           return fail("bad offsets parameter");
         image.offsetParams.push_back(param);
+      }
+    } else if (key == "roles") {
+      int role;
+      if (!(line >> image.roles.blockK >> image.roles.keySeqDim))
+        return fail("bad roles line");
+      while (line >> role) {
+        if (role < 0 || role > static_cast<int>(ParamRole::Other))
+          return fail("bad parameter role");
+        image.roles.roles.push_back(static_cast<ParamRole>(role));
       }
     } else if (key == "copied") {
       int64_t param;

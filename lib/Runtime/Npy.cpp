@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Runtime/Npy.h"
+#include "attnc/Runtime/HalfFloat.h"
 
 #include <cctype>
 #include <cerrno>
@@ -451,6 +452,123 @@ bool writeNpy(const std::string &path, const NpyArray &array,
   if (std::fclose(file.release()) != 0)
     return fail(std::string("write error: ") + std::strerror(errno));
   return true;
+}
+
+
+bool npyToTensor(const NpyArray &array, ElementType type,
+                        const std::string &name, HostTensor &tensor,
+                        std::string &error) {
+  bool floatSource = array.dtype == NpyDType::F64 ||
+                     array.dtype == NpyDType::F32 ||
+                     array.dtype == NpyDType::F16;
+  bool bitsSource = array.dtype == NpyDType::U16 && type == ElementType::BF16;
+  bool intSource = !floatSource && array.dtype != NpyDType::U16;
+  bool accepted = isFloat(type) ? (floatSource || bitsSource) : intSource;
+  if (!accepted) {
+    error = "input '" + name + "' is " + toString(type) +
+            " but the .npy file holds " + toString(array.dtype) +
+            (type == ElementType::BF16
+                 ? " (give bf16 as float32/float64, or as uint16 bit patterns)"
+                 : "");
+    return false;
+  }
+  tensor = HostTensor(type, array.shape);
+  const uint8_t *data = array.data.data();
+  for (int64_t index = 0, count = array.numElements(); index < count; ++index) {
+    const uint8_t *at = data + index * array.elementSize();
+    double value = 0;
+    switch (array.dtype) {
+    case NpyDType::F64:
+      std::memcpy(&value, at, 8);
+      break;
+    case NpyDType::F32: {
+      float narrow;
+      std::memcpy(&narrow, at, 4);
+      value = narrow;
+      break;
+    }
+    case NpyDType::F16:
+    case NpyDType::U16: {
+      uint16_t bits;
+      std::memcpy(&bits, at, 2);
+      value = array.dtype == NpyDType::F16 ? halfToFloat(bits)
+                                           : bfloat16ToFloat(bits);
+      break;
+    }
+    case NpyDType::I64: {
+      int64_t wide;
+      std::memcpy(&wide, at, 8);
+      value = static_cast<double>(wide);
+      break;
+    }
+    case NpyDType::I32: {
+      int32_t narrow;
+      std::memcpy(&narrow, at, 4);
+      value = narrow;
+      break;
+    }
+    case NpyDType::I8:
+      value = static_cast<int8_t>(*at);
+      break;
+    case NpyDType::U8:
+    case NpyDType::Bool:
+      value = *at;
+      break;
+    }
+    tensor.set(index, value);
+  }
+  return true;
+}
+
+NpyArray tensorToNpy(const HostTensor &tensor) {
+  NpyArray array;
+  array.shape = tensor.shape();
+  switch (tensor.type()) {
+  case ElementType::F32:
+  case ElementType::BF16:
+    array.dtype = NpyDType::F32;
+    break;
+  case ElementType::F16:
+    array.dtype = NpyDType::F16;
+    break;
+  case ElementType::I32:
+    array.dtype = NpyDType::I32;
+    break;
+  case ElementType::I8:
+    array.dtype = NpyDType::I8;
+    break;
+  case ElementType::Bool:
+    array.dtype = NpyDType::Bool;
+    break;
+  }
+  int64_t count = tensor.numElements();
+  size_t size = array.elementSize();
+  array.data.resize(static_cast<size_t>(count) * size);
+  for (int64_t index = 0; index < count; ++index) {
+    uint8_t *at = array.data.data() + index * size;
+    double value = tensor.get(index);
+    switch (array.dtype) {
+    case NpyDType::F32: {
+      float narrow = static_cast<float>(value);
+      std::memcpy(at, &narrow, 4);
+      break;
+    }
+    case NpyDType::F16: {
+      uint16_t bits = floatToHalf(static_cast<float>(value));
+      std::memcpy(at, &bits, 2);
+      break;
+    }
+    case NpyDType::I32: {
+      int32_t narrow = static_cast<int32_t>(value);
+      std::memcpy(at, &narrow, 4);
+      break;
+    }
+    default:
+      *at = static_cast<uint8_t>(static_cast<int64_t>(value));
+      break;
+    }
+  }
+  return array;
 }
 
 } // namespace attnc

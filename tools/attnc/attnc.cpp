@@ -278,34 +278,12 @@ static int run(mlir::ModuleOp module) {
     if (candidate.getSymName() == signature.name)
       kernelOp = candidate;
   ParamRoles roles = getParamRoles(kernelOp);
+  if (!fillMissingInputs(signature, roles, bindings, seed, tensors, present,
+                         error))
+    return fail(error);
   std::vector<const TensorView *> inputViews;
   std::vector<TensorView> views(signature.params.size());
   for (size_t index = 0; index < signature.params.size(); ++index) {
-    const TensorSpec &spec = signature.params[index];
-    if (!present[index] && !spec.optional) {
-      std::vector<int64_t> shape;
-      if (!resolveShape(spec, bindings, shape, error))
-        return fail(error + " (pass --dim or --input " + spec.name +
-                    "=FILE.npy)");
-      if (!checkAllocatable(spec.name, spec.type, shape, error))
-        return fail(error);
-      tensors[index] = HostTensor(spec.type, shape);
-      // Offsets split the packed tokens of q; block lists index key blocks.
-      ParamRole lengthOf = roles.roles[index] == ParamRole::Offsets
-                               ? ParamRole::Query
-                               : ParamRole::Key;
-      int64_t length = 0;
-      for (size_t other = 0; other < roles.roles.size(); ++other) {
-        std::vector<int64_t> otherShape;
-        if (roles.roles[other] == lengthOf &&
-            resolveShape(signature.params[other], bindings, otherShape, error))
-          length = otherShape[lengthOf == ParamRole::Query ? 0
-                                                           : roles.keySeqDim];
-      }
-      fillRandom(tensors[index], roles.roles[index], seed + index, length,
-                 roles.blockK);
-      present[index] = true;
-    }
     if (present[index]) {
       views[index] = tensors[index].view();
       inputViews.push_back(&views[index]);

@@ -11,6 +11,7 @@
 #ifndef ATTNC_RUNTIME_GPUIMAGE_H
 #define ATTNC_RUNTIME_GPUIMAGE_H
 
+#include "attnc/Runtime/RandomInputs.h"
 #include "attnc/Runtime/Tensor.h"
 
 #include <array>
@@ -40,6 +41,9 @@ struct GpuImage {
   int64_t headDim = 1;
   /// cu_seqlens parameters (query, key); they must hold as many entries.
   std::vector<int64_t> offsetParams;
+  /// Parameter roles, so a runner without the spec draws the same random
+  /// inputs as `attnc run --seed`.
+  ParamRoles roles;
   std::string bytes;
 
   /// The grid for these input shapes (one per parameter; empty shape for an

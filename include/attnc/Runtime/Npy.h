@@ -9,6 +9,8 @@
 #ifndef ATTNC_RUNTIME_NPY_H
 #define ATTNC_RUNTIME_NPY_H
 
+#include "attnc/Runtime/Tensor.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,6 +43,16 @@ bool readNpy(const std::string &path, NpyArray &out, std::string &error);
 bool writeNpy(const std::string &path, const NpyArray &array,
               std::string &error);
 
+/// Converts a .npy array to a host tensor of `type` (f64/f32/f16 for float
+/// types, uint16 bit patterns for bf16, integer arrays for integer and bool
+/// types). Returns false with a message naming `name` on a mismatch.
+bool npyToTensor(const NpyArray &array, ElementType type,
+                 const std::string &name, HostTensor &tensor,
+                 std::string &error);
+
+/// Converts a host tensor for writing; bf16 is widened to float32 since NumPy
+/// has no bf16 type.
+NpyArray tensorToNpy(const HostTensor &tensor);
 /// NumPy's name for the dtype: "float64", "float32", ..., "bool".
 std::string toString(NpyDType dtype);
 

@@ -1,0 +1,94 @@
+"""Times PyTorch's peers on the timing cases of scripts/gpu-proof and prints
+the ratio of attnc's TFLOP/s to theirs.
+
+Peers: torch.nn.functional.scaled_dot_product_attention with the flash
+backend, and FlexAttention (torch.nn.attention.flex_attention, compiled).
+Shapes follow the gpu-proof timing cases: bf16, 16K tokens per batch
+(B = 16384 / N), 16 heads, head dim 64/128, causal and not. Skips (with a
+message) whatever the installed torch lacks.
+
+    python3 peers.py --results results.csv --csv peers.csv
+"""
+
+import argparse
+import csv
+import sys
+
+import torch
+
+
+def tflops(flops, ms):
+    return flops / ms / 1e9 if ms > 0 else 0.0
+
+
+def time_ms(fn, repeat=20):
+    fn()
+    torch.cuda.synchronize()
+    start = torch.cuda.Event(enable_timing=True)
+    end = torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeat):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / repeat
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", required=True, help="attnc results.csv")
+    parser.add_argument("--csv", required=True, help="where to write peers.csv")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("peers: no CUDA device visible to torch; skipped")
+        return 0
+    attnc = {}
+    with open(args.results) as f:
+        for row in csv.DictReader(f):
+            if row["tflops"] not in ("", "0.0"):
+                attnc[(row["case"], row["target"])] = float(row["tflops"])
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    flex = None
+    try:
+        from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+        flex = torch.compile(flex_attention)
+    except Exception as error:  # older torch
+        print(f"peers: FlexAttention unavailable ({error}); skipped")
+
+    rows = []
+    print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
+    print(f"{'case':<22}{'attnc sm_90a':>14}{'sdpa flash':>12}{'flex':>10}{'vs sdpa':>9}{'vs flex':>9}")
+    for d in (64, 128):
+        for n in (1024, 4096, 16384):
+            for causal in (False, True):
+                b = 16384 // n
+                q, k, v = (torch.randn(b, 16, n, d, device="cuda", dtype=torch.bfloat16)
+                           for _ in range(3))
+                flops = 4 * b * 16 * n * n * d // (2 if causal else 1)
+                label = f"{'causal' if causal else 'dense'}_d{d}_n{n}"
+                with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                    sdpa = tflops(flops, time_ms(
+                        lambda: torch.nn.functional.scaled_dot_product_attention(
+                            q, k, v, is_causal=causal)))
+                flex_tf = 0.0
+                if flex is not None:
+                    mask = None
+                    if causal:
+                        mask = create_block_mask(lambda b_, h, i, j: i >= j, None, None, n, n)
+                    flex_tf = tflops(flops, time_ms(lambda: flex(q, k, v, block_mask=mask)))
+                ours = attnc.get((label, "sm_90a"), 0.0)
+                rows.append([label, ours, sdpa, flex_tf])
+                print(f"{label:<22}{ours:>14.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
+                      f"{ours / sdpa if sdpa else 0:>9.2f}{ours / flex_tf if flex_tf else 0:>9.2f}")
+    with open(args.csv, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops"])
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Build-machine half of the GPU proof (issue 6): compiles every case for
+# sm_80 and sm_90a into attnc images, computes the expected outputs of the
+# correctness cases with the CPU reference on the same seeded inputs, and
+# copies the LLVM-free runner, into build/gpu-proof (small enough to carry to
+# the GPU machine). Then, on the GPU machine: bash scripts/gpu-proof/run.sh
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+"$root/scripts/install-deps.sh"
+"$root/scripts/build.sh" > /dev/null
+attnc="$root/build/bin/attnc"
+out="$root/build/gpu-proof"
+rm -rf "$out"
+mkdir -p "$out/images" "$out/expected"
+cp "$root/build/bin/attnc-gpu-run" "$out/"
+specs="$root/bench/gpu/specs"
+examples="$root/examples"
+git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
+
+# check LABEL SPEC SEED DIMS...: a correctness case (expected outputs from
+# the reference lowering, bf16 tolerance 2e-2).
+# time LABEL SPEC FLOPS DIMS...: a timing case (random inputs, no check).
+cases="$out/cases.txt"
+: > "$cases"
+add_check() {
+  local label=$1 spec=$2 seed=$3; shift 3
+  local dims=() dim
+  for dim in "$@"; do dims+=(--dim "$dim"); done
+  "$attnc" run "$spec" --path=reference --seed "$seed" "${dims[@]}" \
+    --output-dir "$out/expected/$label" > /dev/null
+  echo "check $label $(basename "$spec" .attn) $seed $*" >> "$cases"
+}
+add_time() {
+  local label=$1 spec=$2 flops=$3; shift 3
+  echo "time $label $(basename "$spec" .attn) $flops $*" >> "$cases"
+}
+
+for spec in "$specs"/*.attn "$examples"/alibi_gqa.attn \
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+  name=$(basename "$spec" .attn)
+  for target in sm_80 sm_90a; do
+    "$attnc" compile "$spec" --target="$target" --emit=image \
+      -o "$out/images/$name.$target.img"
+  done
+done
+
+# Correctness: lengths that are 1, primes, non-multiples of the 64-row and
+# 64-key tiles, N != M both ways (causal rows with no key when N > M), GQA.
+for d in 64 128; do
+  add_check "dense_d${d}_gqa_1x1" "$specs/dense_d$d.attn" 1 B=2 Hq=4 Hk=2 N=1 M=1
+  add_check "dense_d${d}_gqa_127x300" "$specs/dense_d$d.attn" 2 B=2 Hq=4 Hk=2 N=127 M=300
+  add_check "causal_d${d}_gqa_1000" "$specs/causal_d$d.attn" 3 B=1 Hq=4 Hk=2 N=1000 M=1000
+  add_check "causal_d${d}_300x127" "$specs/causal_d$d.attn" 4 B=1 Hq=2 Hk=2 N=300 M=127
+  add_check "causal_d${d}_2048" "$specs/causal_d$d.attn" 5 B=1 Hq=2 Hk=1 N=2048 M=2048
+done
+add_check chunk_d64_1000 "$specs/chunk_d64.attn" 6 B=1 H=2 N=1000
+add_check alibi_gqa_777x1500 "$examples/alibi_gqa.attn" 7 B=1 Hq=4 Hk=2 N=777 M=1500
+add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
+add_check varlen_causal_3000 "$examples/varlen_causal.attn" 9 T=3000 H=4 S1=6
+
+# Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
+# PV (4 B H N M D, halved for causal).
+for d in 64 128; do
+  for n in 1024 4096 16384; do
+    b=$((16384 / n))
+    dense=$((4 * b * 16 * n * n * d))
+    add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
+    add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
+  done
+done
+cp "$root/scripts/gpu-proof/run.sh" "$out/"
+cp "$root/bench/gpu/peers.py" "$out/"
+echo "prepared $(wc -l < "$cases") cases in $out ($(du -sh "$out" | cut -f1))"
