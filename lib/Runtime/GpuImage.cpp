@@ -206,3 +206,29 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
   }
   return fail("no image bytes");
 }
+
+bool attnc::checkKernelStatus(const KernelSignature &signature,
+                              const int64_t *words, std::string &error) {
+  if (words[0] == 0)
+    return true;
+  if (words[0] == 2 && words[1] >= 0 &&
+      words[1] < static_cast<int64_t>(signature.params.size())) {
+    error = "the spec reads '" + signature.params[words[1]].name +
+            "' out of bounds: index " + std::to_string(words[3]) + " in dim " +
+            std::to_string(words[2]) + " of size " + std::to_string(words[4]) +
+            " (check the tensor's shape against the indices the spec uses)";
+    return false;
+  }
+  if (words[0] == 3 && words[1] >= 0 &&
+      words[1] < static_cast<int64_t>(signature.params.size())) {
+    error = "'" + signature.params[words[1]].name + "' gives sequence " +
+            std::to_string(words[2]) + " the tokens [" +
+            std::to_string(words[3]) + ", " + std::to_string(words[4]) +
+            "): offsets must be non-decreasing, start at 0 or more and stay "
+            "within the packed tokens";
+    return false;
+  }
+  error = "the kernel reported bad input (status " + std::to_string(words[0]) +
+          ")";
+  return false;
+}

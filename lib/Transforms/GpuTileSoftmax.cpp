@@ -57,6 +57,9 @@ constexpr int64_t kRowPadding = 8;
 struct GpuTileShape {
   int64_t warps, blockQ, blockK, dimK, dimV;
   Type element; // f16 or bf16
+  /// Build for the CPU warp emulator: warp primitives become calls to
+  /// attnc_emu_* functions (see attnc/Execution/GpuEmulator.h).
+  bool emulate = false;
   int64_t threads() const { return warps * nvvm::kWarpSize; }
   int64_t pitchK() const { return dimK + kRowPadding; }
   int64_t pitchV() const { return dimV + kRowPadding; }
@@ -116,8 +119,11 @@ std::string unsupportedReason(Operation *familyOp, int64_t blockK,
 /// l (row sum), acc (unnormalised output).
 class SoftmaxKernelBuilder {
 public:
-  SoftmaxKernelBuilder(LoweringBuilder &rb, const GpuTileShape &shape)
-      : rb(rb), b(rb.b), shape(shape), f32(b.getF32Type()) {}
+  SoftmaxKernelBuilder(LoweringBuilder &rb, const GpuTileShape &shape,
+                       Value emulatedShared)
+      : rb(rb), b(rb.b), shape(shape), f32(b.getF32Type()),
+        emulatedShared(emulatedShared),
+        module(b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>()) {}
 
   template <typename OpTy>
   void build(OpTy op, ValueRange results, std::optional<int64_t> chunk);
@@ -132,9 +138,48 @@ private:
   /// One mma operand register from a pair of 16-bit elements: i32 for bf16
   /// (what the intrinsic takes), vector<2xf16> for f16.
   Value operand(Value pair) {
-    if (shape.element.isBF16())
+    if (shape.element.isBF16() || shape.emulate)
       return LLVM::BitcastOp::create(b, b.getI32Type(), pair);
     return pair;
+  }
+
+  /// A call to a warp-emulator primitive (declared on first use).
+  Value emulatorCall(StringRef name, Type result, ValueRange args) {
+    auto callee = module.lookupSymbol<func::FuncOp>(name);
+    if (!callee) {
+      OpBuilder declare = OpBuilder::atBlockBegin(module.getBody());
+      callee = func::FuncOp::create(
+          declare, b.getLoc(), name,
+          declare.getFunctionType(args.getTypes(),
+                                  result ? TypeRange(result) : TypeRange()));
+      callee.setPrivate();
+    }
+    auto call = func::CallOp::create(b, callee, args);
+    return result ? call.getResult(0) : Value();
+  }
+  Value i32(int64_t value) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), value);
+  }
+  Value threadIndex() {
+    if (!shape.emulate)
+      return gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        emulatorCall("attnc_emu_thread_id", b.getI64Type(), {}));
+  }
+  Value blockIndex(gpu::Dimension dim, int64_t axis) {
+    if (!shape.emulate)
+      return gpu::BlockIdOp::create(b, dim);
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        emulatorCall("attnc_emu_block_id", b.getI64Type(),
+                     {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
+  }
+  void barrier() {
+    if (shape.emulate)
+      emulatorCall("attnc_emu_barrier", Type(), {});
+    else
+      gpu::BarrierOp::create(b);
   }
   /// Rounds two f32 values into one operand register.
   Value pack(Value x, Value y) {
@@ -151,6 +196,27 @@ private:
     SmallVector<Value> indices(prefix.begin(), prefix.end());
     indices.push_back(row);
     indices.push_back(col);
+    if (shape.emulate) {
+      // The byte offset of this lane's row in shared memory.
+      ArrayRef<int64_t> tileShape = cast<MemRefType>(tile.getType()).getShape();
+      Value linear = idx(0);
+      for (auto [dim, index] : llvm::enumerate(indices)) {
+        int64_t stride = 1;
+        for (int64_t inner = dim + 1; inner < (int64_t)tileShape.size(); ++inner)
+          stride *= tileShape[inner];
+        linear = rb.add(linear, rb.mul(index, idx(stride)));
+      }
+      Value byte = rb.add(idx(tileOffsets.lookup(tile)),
+                          rb.mul(linear, idx(shape.elementBytes())));
+      Value address =
+          arith::IndexCastOp::create(b, b.getI64Type(), byte);
+      SmallVector<Value> registers;
+      for (int r = 0; r < count; ++r)
+        registers.push_back(emulatorCall(
+            "attnc_emu_ldmatrix", b.getI32Type(),
+            {address, i32(count), i32(transpose), i32(r)}));
+      return registers;
+    }
     auto type = VectorType::get({count, 2}, shape.element);
     Value loaded =
         nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, count);
@@ -164,6 +230,19 @@ private:
   /// c[1][0], c[1][1]).
   SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
                          ArrayRef<Value> c) {
+    if (shape.emulate) {
+      SmallVector<Value> args(a.begin(), a.end());
+      llvm::append_range(args, bRegs);
+      llvm::append_range(args, c);
+      args.push_back(i32(shape.element.isBF16()));
+      args.push_back(Value());
+      SmallVector<Value> out;
+      for (int64_t which = 0; which < 4; ++which) {
+        args.back() = i32(which);
+        out.push_back(emulatorCall("attnc_emu_mma", f32, args));
+      }
+      return out;
+    }
     MLIRContext *ctx = b.getContext();
     auto resultType =
         LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(4, f32));
@@ -187,9 +266,11 @@ private:
   Value quadReduce(Value value, bool max) {
     for (int32_t offset : {1, 2}) {
       Value other =
-          gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
-                                 gpu::ShuffleMode::XOR)
-              .getShuffleResult();
+          shape.emulate
+              ? emulatorCall("attnc_emu_shfl_xor", f32, {value, i32(offset)})
+              : gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
+                                       gpu::ShuffleMode::XOR)
+                    .getShuffleResult();
       value = max ? Value(arith::MaximumFOp::create(b, value, other))
                   : Value(arith::AddFOp::create(b, value, other));
     }
@@ -203,10 +284,34 @@ private:
                               Value batch, Value head, Value row0,
                               Value validRows, int64_t rows, int64_t width) {
     int64_t chunksPerRow = width / 8;
-    int64_t perThread = rows * chunksPerRow / shape.threads();
+    int64_t chunks = rows * chunksPerRow;
+    int64_t rounds = (chunks + shape.threads() - 1) / shape.threads();
     SmallVector<Value> tokens;
-    for (int64_t u = 0; u < perThread; ++u) {
+    for (int64_t u = 0; u < rounds; ++u) {
       Value chunk = rb.add(threadId, idx(u * shape.threads()));
+      // The last round may have fewer chunks than threads.
+      if ((u + 1) * shape.threads() > chunks) {
+        Value inTile = lessThan(chunk, idx(chunks));
+        // Its tokens cannot leave the branch; commit_group covers every
+        // earlier cp.async of the thread anyway.
+        rb.ifThen(inTile, [&] {
+          SmallVector<Value> local;
+          copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
+                    chunksPerRow, local);
+        });
+        continue;
+      }
+      copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
+                chunksPerRow, tokens);
+    }
+    return tokens;
+  }
+
+  /// One 16-byte copy: chunk `chunk` of the tile, row-major.
+  void copyChunk(Value tile, ValueRange prefix, Value src, Value batch,
+                 Value head, Value row0, Value validRows, Value chunk,
+                 int64_t chunksPerRow, SmallVector<Value> &tokens) {
+    {
       Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
       Value col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
                          idx(8));
@@ -218,20 +323,47 @@ private:
       SmallVector<Value> dst(prefix.begin(), prefix.end());
       dst.push_back(row);
       dst.push_back(col);
+      if (shape.emulate) { // a plain copy; the barrier after it orders it
+        for (int64_t e = 0; e < 8; ++e) {
+          Value column = rb.add(col, idx(e));
+          Value value = rb.ifThen(
+              valid, {shape.element},
+              [&]() -> SmallVector<Value> {
+                return {memref::LoadOp::create(
+                    b, src, layoutIndices(layout, batch, head, srcRow, column))};
+              },
+              [&]() -> SmallVector<Value> {
+                return {arith::ConstantOp::create(
+                    b, shape.element, b.getZeroAttr(shape.element))};
+              })[0];
+          SmallVector<Value> at(prefix.begin(), prefix.end());
+          at.push_back(row);
+          at.push_back(column);
+          memref::StoreOp::create(b, value, tile, at);
+        }
+        return;
+      }
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
           b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
           layoutIndices(layout, batch, head, srcRow, col),
           b.getIndexAttr(8), srcElements, b.getUnitAttr()));
     }
-    return tokens;
   }
 
   /// Waits for every cp.async group of this thread, then for the CTA.
   void waitForCopiesAndBarrier() {
+    if (shape.emulate)
+      return barrier();
     Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
     nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
-    gpu::BarrierOp::create(b);
+    barrier();
+  }
+  /// Commits the copies started so far as one cp.async group.
+  void commitCopies(ValueRange tokens) {
+    if (!shape.emulate)
+      nvgpu::DeviceAsyncCreateGroupOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
   }
 
   /// A q/k/v parameter with its last stride declared 1 (checked at launch),
@@ -262,6 +394,12 @@ private:
   Type f32;
   Layout layout = Layout::bhnd;
   Value threadId;
+  Value emulatedShared;
+  /// Where emulator primitives are declared (loops under construction are
+  /// not yet attached to it).
+  ModuleOp module;
+  /// Byte offset of each shared-memory tile (for the emulator's ldmatrix).
+  llvm::DenseMap<Value, int64_t> tileOffsets;
 };
 
 template <typename OpTy>
@@ -278,14 +416,14 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
   Value log2e = rb.f32(llvm::numbers::log2e);
 
-  threadId = gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+  threadId = threadIndex();
   Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   Value lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   Value group = arith::DivUIOp::create(b, lane, idx(4));
   Value inGroup = arith::RemUIOp::create(b, lane, idx(4));
-  Value queryBlock = gpu::BlockIdOp::create(b, gpu::Dimension::x);
-  Value head = gpu::BlockIdOp::create(b, gpu::Dimension::y);
-  Value batch = gpu::BlockIdOp::create(b, gpu::Dimension::z);
+  Value queryBlock = blockIndex(gpu::Dimension::x, 0);
+  Value head = blockIndex(gpu::Dimension::y, 1);
+  Value batch = blockIndex(gpu::Dimension::z, 2);
   Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
 
   Value q = withUnitInnerStride(operands.q);
@@ -293,16 +431,23 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value v = withUnitInnerStride(operands.v);
 
   // Shared memory: the Q tile, then two stages of K and of V.
-  auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
-                                              gpu::AddressSpace::Workgroup);
-  Value base = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), workgroup));
+  Attribute workgroup;
+  Value base = emulatedShared;
+  if (!shape.emulate) {
+    workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                           gpu::AddressSpace::Workgroup);
+    base = gpu::DynamicSharedMemoryOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                           MemRefLayoutAttrInterface(), workgroup));
+  }
   auto view = [&](int64_t offset, ArrayRef<int64_t> tileShape) {
-    return memref::ViewOp::create(
-        b, MemRefType::get(tileShape, shape.element, MemRefLayoutAttrInterface(),
-                           workgroup),
+    Value tile = memref::ViewOp::create(
+        b,
+        MemRefType::get(tileShape, shape.element, MemRefLayoutAttrInterface(),
+                        workgroup),
         base, idx(offset), ValueRange{});
+    tileOffsets[tile] = offset;
+    return tile;
   };
   Value queryTile = view(0, {shape.blockQ, shape.pitchK()});
   Value keyTiles =
@@ -369,13 +514,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     SmallVector<Value> tokens =
         copyTile(queryTile, {}, q, batch, head, rb.add(startQ, i0), rows,
                  shape.blockQ, shape.dimK);
-    rb.ifThen(anyKeys, [&] {
-      SmallVector<Value> first = copyKeyBlock(keyBlockBegin, idx(0));
-      nvgpu::DeviceAsyncCreateGroupOp::create(
-          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), first);
-    });
-    nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+    rb.ifThen(anyKeys, [&] { commitCopies(copyKeyBlock(keyBlockBegin, idx(0))); });
+    commitCopies(tokens);
     waitForCopiesAndBarrier();
 
     // This warp's Q fragments, one A operand per 16 columns of Dk.
@@ -561,10 +701,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           // Prefetch the next key block into the other stage.
           Value nextBlock = rb.add(keyBlock, idx(1));
           rb.ifThen(lessThan(nextBlock, keyBlockEnd), [&] {
-            SmallVector<Value> copies =
-                copyKeyBlock(nextBlock, rb.sub(idx(1), stage));
-            nvgpu::DeviceAsyncCreateGroupOp::create(
-                b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), copies);
+            commitCopies(copyKeyBlock(nextBlock, rb.sub(idx(1), stage)));
           });
           SmallVector<Value> next;
           Value j0 = rb.mul(keyBlock, bk);
@@ -649,47 +786,76 @@ struct GpuTileSoftmaxPass
                            << "' cannot run on the GPU: " << reason;
         return signalPassFailure();
       }
-      if (!gpuModule) {
-        module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                        UnitAttr::get(&getContext()));
-        OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
-        gpuModule = gpu::GPUModuleOp::create(builder, module.getLoc(),
-                                             "attnc_kernels");
-      }
-      OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
-      auto func = gpu::GPUFuncOp::create(
-          builder, kernel.getLoc(), kernel.getSymName(),
-          builder.getFunctionType(getCallingConventionTypes(kernel), {}));
-      func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
-                    builder.getUnitAttr());
-      func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
-          {static_cast<int32_t>(shape.threads()), 1, 1}));
-      // Without a floor on resident CTAs ptxas may cap registers at 128 to
-      // fit four CTAs per SM and spill the accumulators; one CTA per SM is
-      // enough to keep the tensor cores busy with 4+ warps.
-      func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
-                    builder.getI32IntegerAttr(1));
+      shape.emulate = emulate;
+      Operation *func =
+          emulate ? buildEmulatedFunc(kernel, shape).getOperation()
+                  : buildGpuFunc(kernel, shape, gpuModule).getOperation();
       setLaunchAttributes(func, kernel, shape);
-      Block *entry = &func.getBody().front();
+      Region &body = func->getRegion(0);
+      Block *entry = &body.front();
+      Value shared = emulate ? entry->getArguments().back() : Value();
       lowerKernelBody(kernel, entry, /*clearStatus=*/false,
                       [&](Operation *familyOp, LoweringBuilder &rb,
                           ValueRange results) {
-                        SoftmaxKernelBuilder builder(rb, shape);
+                        SoftmaxKernelBuilder builder(rb, shape, shared);
                         if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
                           builder.build(softmax, results, std::nullopt);
                         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
                           builder.build(chunked, results, chunked.getChunk());
                       });
-      builder.setInsertionPointToEnd(entry);
-      gpu::ReturnOp::create(builder, kernel.getLoc());
+      OpBuilder builder = OpBuilder::atBlockEnd(entry);
+      if (emulate)
+        func::ReturnOp::create(builder, kernel.getLoc());
+      else
+        gpu::ReturnOp::create(builder, kernel.getLoc());
       kernel.erase();
     }
+  }
+
+  gpu::GPUFuncOp buildGpuFunc(KernelOp kernel, const GpuTileShape &shape,
+                              gpu::GPUModuleOp &gpuModule) {
+    ModuleOp module = getOperation();
+    if (!gpuModule) {
+      module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                      UnitAttr::get(&getContext()));
+      OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+      gpuModule = gpu::GPUModuleOp::create(builder, module.getLoc(),
+                                           "attnc_kernels");
+    }
+    OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
+    auto func = gpu::GPUFuncOp::create(
+        builder, kernel.getLoc(), kernel.getSymName(),
+        builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
+                  builder.getUnitAttr());
+    func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
+        {static_cast<int32_t>(shape.threads()), 1, 1}));
+    // Without a floor on resident CTAs ptxas may cap registers at 128 to
+    // fit four CTAs per SM and spill the accumulators; one CTA per SM is
+    // enough to keep the tensor cores busy with 4+ warps.
+    func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                  builder.getI32IntegerAttr(1));
+    return func;
+  }
+
+  /// The kernel as a host function for the warp emulator: the calling
+  /// convention plus the CTA's shared memory as a trailing memref<?xi8>.
+  func::FuncOp buildEmulatedFunc(KernelOp kernel, const GpuTileShape &shape) {
+    OpBuilder builder(kernel);
+    SmallVector<Type> types = getCallingConventionTypes(kernel);
+    types.push_back(MemRefType::get({ShapedType::kDynamic}, builder.getI8Type()));
+    auto func = func::FuncOp::create(builder, kernel.getLoc(),
+                                     kernel.getSymName(),
+                                     builder.getFunctionType(types, {}));
+    func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+    func.addEntryBlock();
+    return func;
   }
 
   /// What a launcher needs besides the signature: threads per CTA, dynamic
   /// shared memory, and the grid as ceil(dim(param, d) / divisor) - minus
   /// for x (query blocks), y (query heads) and z (batch entries).
-  void setLaunchAttributes(gpu::GPUFuncOp func, KernelOp kernel,
+  void setLaunchAttributes(Operation *func, KernelOp kernel,
                            const GpuTileShape &shape) {
     Operation *family = kernel.getFamilyOp();
     auto paramIndex = [&](Value value) {
@@ -703,7 +869,7 @@ struct GpuTileSoftmaxPass
       cuQ = op.getCuSeqlensQ();
     else if (auto op = dyn_cast<ChunkSoftmaxOp>(family))
       cuQ = op.getCuSeqlensQ();
-    Builder builder(func.getContext());
+    Builder builder(func->getContext());
     auto entry = [&](int64_t param, int64_t dim, int64_t divisor,
                      int64_t minus) {
       return builder.getDenseI64ArrayAttr({param, dim, divisor, minus});

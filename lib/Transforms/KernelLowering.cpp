@@ -29,7 +29,8 @@ void attnc::lowering::lowerKernelBody(
   ValueRange results =
       entry->getArguments().slice(signature.getNumInputs(),
                                   signature.getNumResults());
-  Value status = entry->getArguments().back();
+  Value status = entry->getArgument(signature.getNumInputs() +
+                                    signature.getNumResults());
 
   Operation *familyOp = kernel.getFamilyOp();
   auto ret = cast<ReturnOp>(body.getTerminator());

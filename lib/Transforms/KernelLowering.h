@@ -369,8 +369,8 @@ void storeState(LoweringBuilder &rb, Value state, Value finalState, Value batch,
 /// the status buffer.
 SmallVector<Type> getCallingConventionTypes(KernelOp kernel);
 
-/// Appends the lowering of `kernel` to `entry`, whose arguments follow the
-/// calling convention; `lowerFamily` fills in the body for the family op.
+/// Appends the lowering of `kernel` to `entry`, whose arguments start with
+/// the calling convention (more may follow); `lowerFamily` fills in the body for the family op.
 /// `clearStatus` zeroes the status buffer first (a GPU launch leaves that to
 /// the host, as every thread would race on it).
 void lowerKernelBody(

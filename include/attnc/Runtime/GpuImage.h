@@ -57,6 +57,11 @@ struct GpuImage {
 std::string serialize(const GpuImage &image);
 bool deserialize(const std::string &data, GpuImage &image, std::string &error);
 
+/// Decodes the status words a GPU kernel leaves (docs/pipeline.md): true
+/// when 0, else false with a message naming the input that was bad.
+bool checkKernelStatus(const KernelSignature &signature, const int64_t *words,
+                       std::string &error);
+
 /// 64-bit FNV-1a (stable across builds and machines).
 uint64_t fnv1a(const std::string &data, uint64_t seed = 1469598103934665603ull);
 

@@ -181,10 +181,15 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
            "Warps per CTA (16 query rows each)">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16)">,
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "Build a host func.func for the CPU warp emulator instead: warp "
+           "primitives (ldmatrix, mma, shuffles, barriers, thread ids) become "
+           "calls to attnc_emu_* and shared memory a trailing memref<?xi8> "
+           "argument">,
   ];
   let dependentDialects = [
-    "::mlir::arith::ArithDialect", "::mlir::gpu::GPUDialect",
-    "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
     "::mlir::nvgpu::NVGPUDialect", "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect"

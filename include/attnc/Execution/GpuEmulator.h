@@ -1,0 +1,59 @@
+//===- GpuEmulator.h - Run the GPU tile program on the CPU ------*- C++ -*-===//
+//
+// Checks the NVIDIA strategy's logic without a GPU. attn-gpu-tile-softmax
+// with `emulate` builds the same tile program as for the GPU, with the warp
+// primitives as calls (attnc_emu_*); this runs it with one OS thread per
+// GPU thread of a CTA, CTAs one after another, shared memory per CTA, and
+// ldmatrix, mma.sync.m16n8k16 and xor shuffles emulated across each warp's
+// 32 threads from the fragment layouts of attnc/Target/NVVM/MmaLayout.h
+// (which are tested against the PTX ISA tables). cp.async is a plain copy.
+// What it cannot show: NVPTX code generation, timing, races between
+// asynchronous copies. Slow (a test tool), but exact about indices.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_EXECUTION_GPUEMULATOR_H
+#define ATTNC_EXECUTION_GPUEMULATOR_H
+
+#include "attnc/Runtime/GpuImage.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+#include <memory>
+#include <string>
+
+namespace mlir {
+class ExecutionEngine;
+} // namespace mlir
+
+namespace attnc {
+
+class EmulatedGpuKernel {
+public:
+  ~EmulatedGpuKernel();
+
+  /// Compiles kernel `name` (the first when empty) of `module` (cloned) with
+  /// the GPU strategy in emulation mode, JIT-compiled for this CPU.
+  static std::unique_ptr<EmulatedGpuKernel>
+  compile(mlir::ModuleOp module, llvm::StringRef name,
+          const GpuPipelineOptions &options, std::string &error);
+
+  /// The launch facts, as for a real GPU image (no code bytes).
+  const GpuImage &image() const { return launch; }
+
+  /// Checks the inputs like GpuKernel::launch, allocates the outputs and
+  /// runs the grid.
+  bool run(const std::vector<const TensorView *> &inputs,
+           std::vector<HostTensor> &outputs, std::string &error);
+
+private:
+  EmulatedGpuKernel() = default;
+  GpuImage launch;
+  std::unique_ptr<mlir::ExecutionEngine> engine;
+  void (*entry)(void **) = nullptr;
+};
+
+} // namespace attnc
+
+#endif // ATTNC_EXECUTION_GPUEMULATOR_H

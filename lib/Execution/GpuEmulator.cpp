@@ -1,0 +1,427 @@
+//===- GpuEmulator.cpp - Run the GPU tile program on the CPU --------------===//
+
+#include "attnc/Execution/GpuEmulator.h"
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/Inputs.h"
+#include "attnc/Runtime/CudaRuntime.h"
+#include "attnc/Runtime/HalfFloat.h"
+#include "attnc/Target/NVVM/MmaLayout.h"
+
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+#include <ucontext.h>
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+/// The GPU threads of a CTA are fibers on one OS thread, switched only at
+/// barriers and warp collectives: cheap switches, and a deterministic
+/// schedule.
+struct Fiber;
+struct Scheduler {
+  ucontext_t context;
+  Fiber *current = nullptr;
+  /// Bumped whenever a barrier opens or a fiber ends; a full round of the
+  /// fibers without progress is a deadlock (a divergent collective).
+  int64_t progress = 0;
+};
+thread_local Scheduler scheduler;
+
+void yieldToScheduler();
+
+/// A reusable barrier for `count` fibers.
+class Barrier {
+public:
+  explicit Barrier(int count) : count(count) {}
+  void wait() {
+    int64_t generation = phase;
+    if (++arrived == count) {
+      arrived = 0;
+      ++phase;
+      ++scheduler.progress;
+      return;
+    }
+    while (phase == generation)
+      yieldToScheduler();
+  }
+
+private:
+  int count, arrived = 0;
+  int64_t phase = 0;
+};
+
+constexpr int kLanes = nvvm::kWarpSize;
+
+/// What the 32 threads of one warp exchange in a collective.
+struct Warp {
+  Barrier barrier{kLanes};
+  int64_t addresses[kLanes];
+  float values[kLanes];
+  uint32_t a[kLanes][4], b[kLanes][2];
+  float c[kLanes][4];
+};
+
+struct Cta {
+  explicit Cta(int threads, int64_t sharedBytes)
+      : shared(sharedBytes, 0), barrier(threads), warps(threads / kLanes) {}
+  std::vector<uint8_t> shared;
+  Barrier barrier;
+  std::vector<Warp> warps;
+  int64_t block[3] = {0, 0, 0};
+  bool bf16 = true;
+};
+
+struct Lane {
+  Cta *cta = nullptr;
+  int thread = 0;
+  uint32_t matrices[4];
+  float d[4];
+  Warp &warp() const { return cta->warps[thread / kLanes]; }
+  int lane() const { return thread % kLanes; }
+};
+
+struct Fiber {
+  ucontext_t context;
+  std::vector<char> stack;
+  Lane lane;
+  bool done = false;
+};
+
+/// The state of the running fiber.
+Lane &current() { return scheduler.current->lane; }
+
+void yieldToScheduler() {
+  swapcontext(&scheduler.current->context, &scheduler.context);
+}
+
+float toFloat(uint16_t bits, bool bf16) {
+  return bf16 ? bfloat16ToFloat(bits) : halfToFloat(bits);
+}
+
+extern "C" int64_t attnc_emu_thread_id() { return current().thread; }
+extern "C" int64_t attnc_emu_block_id(int64_t axis) {
+  return current().cta->block[axis];
+}
+extern "C" void attnc_emu_barrier() { current().cta->barrier.wait(); }
+
+extern "C" float attnc_emu_shfl_xor(float value, int32_t offset) {
+  Warp &warp = current().warp();
+  warp.values[current().lane()] = value;
+  warp.barrier.wait();
+  float other = warp.values[current().lane() ^ offset];
+  warp.barrier.wait();
+  return other;
+}
+
+/// ldmatrix.x{count}[.trans]: each lane gives the byte offset of one row;
+/// register m of a lane holds two 16-bit elements of matrix m.
+extern "C" int32_t attnc_emu_ldmatrix(int64_t address, int32_t count,
+                                      int32_t transpose, int32_t reg) {
+  if (reg == 0) {
+    Warp &warp = current().warp();
+    warp.addresses[current().lane()] = address;
+    warp.barrier.wait();
+    for (int matrix = 0; matrix < count; ++matrix) {
+      uint32_t packed = 0;
+      for (int element = 0; element < 2; ++element) {
+        nvvm::MatrixCoord at =
+            nvvm::ldmatrixElement(current().lane(), element, transpose != 0);
+        int64_t rowAddress = warp.addresses[matrix * 8 + at.row];
+        uint16_t bits;
+        std::memcpy(&bits, &current().cta->shared[rowAddress + 2 * at.col], 2);
+        packed |= static_cast<uint32_t>(bits) << (16 * element);
+      }
+      current().matrices[matrix] = packed;
+    }
+    warp.barrier.wait();
+  }
+  return static_cast<int32_t>(current().matrices[reg]);
+}
+
+/// mma.sync.m16n8k16 with f32 accumulators; `which` selects d[r][e] as
+/// 2r + e. The warp collective happens on which == 0.
+extern "C" float attnc_emu_mma(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                               int32_t b0, int32_t b1, float c0, float c1,
+                               float c2, float c3, int32_t bf16,
+                               int32_t which) {
+  if (which == 0) {
+    Warp &warp = current().warp();
+    int lane = current().lane();
+    uint32_t a[4] = {uint32_t(a0), uint32_t(a1), uint32_t(a2), uint32_t(a3)};
+    std::copy(a, a + 4, warp.a[lane]);
+    warp.b[lane][0] = uint32_t(b0);
+    warp.b[lane][1] = uint32_t(b1);
+    float c[4] = {c0, c1, c2, c3};
+    std::copy(c, c + 4, warp.c[lane]);
+    warp.barrier.wait();
+    float A[16][16], B[16][8], C[16][8];
+    for (int other = 0; other < kLanes; ++other)
+      for (int e = 0; e < 2; ++e) {
+        for (int r = 0; r < nvvm::kARegisters; ++r) {
+          nvvm::MatrixCoord at = nvvm::mmaACoord(other, r, e);
+          A[at.row][at.col] = toFloat(warp.a[other][r] >> (16 * e), bf16);
+        }
+        for (int r = 0; r < nvvm::kBRegisters; ++r) {
+          nvvm::MatrixCoord at = nvvm::mmaBCoord(other, r, e);
+          B[at.row][at.col] = toFloat(warp.b[other][r] >> (16 * e), bf16);
+        }
+        for (int r = 0; r < nvvm::kCRegisters; ++r) {
+          nvvm::MatrixCoord at = nvvm::mmaCCoord(other, r, e);
+          C[at.row][at.col] = warp.c[other][2 * r + e];
+        }
+      }
+    for (int r = 0; r < nvvm::kCRegisters; ++r)
+      for (int e = 0; e < 2; ++e) {
+        nvvm::MatrixCoord at = nvvm::mmaCCoord(lane, r, e);
+        float sum = C[at.row][at.col];
+        for (int k = 0; k < nvvm::kMmaK; ++k)
+          sum += A[at.row][k] * B[k][at.col];
+        current().d[2 * r + e] = sum;
+      }
+    warp.barrier.wait();
+  }
+  return current().d[which];
+}
+
+/// Memref descriptor fields of a view: pointers, offset, sizes, strides.
+std::vector<int64_t> descriptorOf(void *data, const std::vector<int64_t> &shape,
+                                  const std::vector<int64_t> &strides) {
+  std::vector<int64_t> descriptor = {reinterpret_cast<int64_t>(data),
+                                     reinterpret_cast<int64_t>(data), 0};
+  descriptor.insert(descriptor.end(), shape.begin(), shape.end());
+  if (strides.empty()) {
+    std::vector<int64_t> contiguous(shape.size(), 1);
+    for (size_t d = shape.size(); d-- > 1;)
+      contiguous[d - 1] = contiguous[d] * shape[d];
+    descriptor.insert(descriptor.end(), contiguous.begin(), contiguous.end());
+  } else {
+    descriptor.insert(descriptor.end(), strides.begin(), strides.end());
+  }
+  return descriptor;
+}
+
+} // namespace
+
+EmulatedGpuKernel::~EmulatedGpuKernel() = default;
+
+std::unique_ptr<EmulatedGpuKernel>
+EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
+                           const GpuPipelineOptions &options,
+                           std::string &error) {
+  OwningOpRef<ModuleOp> clone = module.clone();
+  attn::KernelOp kernel;
+  for (attn::KernelOp candidate :
+       llvm::make_early_inc_range(clone->getOps<attn::KernelOp>())) {
+    if (!kernel && (name.empty() || candidate.getSymName() == name))
+      kernel = candidate;
+    else
+      candidate.erase();
+  }
+  if (!kernel) {
+    error = name.empty() ? "the module holds no kernel"
+                         : "no kernel named '" + name.str() + "'";
+    return nullptr;
+  }
+  std::unique_ptr<EmulatedGpuKernel> result(new EmulatedGpuKernel());
+  GpuImage &launch = result->launch;
+  launch.target = "emulator";
+  launch.signature = getKernelSignature(kernel);
+  launch.roles = getParamRoles(kernel);
+
+  MLIRContext *context = module.getContext();
+  std::string diagnostics;
+  ScopedDiagnosticHandler handler(context, [&](Diagnostic &diag) {
+    diagnostics += diag.str() + "\n";
+    return success();
+  });
+  GpuTileSoftmaxOptions tileOptions;
+  tileOptions.warps = options.warps;
+  tileOptions.blockK = options.blockK;
+  tileOptions.emulate = true;
+  PassManager tile(context);
+  tile.addPass(createGpuTileSoftmax(tileOptions));
+  if (failed(tile.run(*clone))) {
+    error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
+    return nullptr;
+  }
+  func::FuncOp func = clone->lookupSymbol<func::FuncOp>(launch.signature.name);
+  launch.threads = func->getAttrOfType<IntegerAttr>("attnc.threads").getInt();
+  launch.sharedBytes =
+      func->getAttrOfType<IntegerAttr>("attnc.shared_bytes").getInt();
+  launch.headDim = func->getAttrOfType<IntegerAttr>("attnc.head_dim").getInt();
+  for (auto [axis, entry] : llvm::enumerate(
+           func->getAttrOfType<ArrayAttr>("attnc.grid")
+               .getAsRange<DenseI64ArrayAttr>())) {
+    ArrayRef<int64_t> values = entry.asArrayRef();
+    launch.grid[axis] = {values[0], values[1], values[2], values[3]};
+  }
+  for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.copied_params")
+                           .asArrayRef())
+    launch.copiedParams.push_back(param);
+  for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params")
+                           .asArrayRef())
+    launch.offsetParams.push_back(param);
+
+  PassManager lower(context);
+  buildLowerToLLVMPipeline(lower);
+  if (failed(lower.run(*clone))) {
+    error = "lowering the emulated kernel failed: " + diagnostics;
+    return nullptr;
+  }
+  static bool targetsInitialized = [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    return true;
+  }();
+  (void)targetsInitialized;
+  registerBuiltinDialectTranslation(*context);
+  registerLLVMDialectTranslation(*context);
+  std::function<llvm::Error(llvm::Module *)> optimize =
+      makeOptimizingTransformer(/*optLevel=*/1, /*sizeLevel=*/0, nullptr);
+  ExecutionEngineOptions engineOptions;
+  engineOptions.transformer = optimize;
+  auto engine = ExecutionEngine::create(*clone, engineOptions);
+  if (!engine) {
+    error = "JIT compilation failed: " + llvm::toString(engine.takeError());
+    return nullptr;
+  }
+  result->engine = std::move(*engine);
+  result->engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
+    llvm::orc::SymbolMap symbols;
+    auto add = [&](const char *symbol, auto *function) {
+      symbols[interner(symbol)] = {llvm::orc::ExecutorAddr::fromPtr(function),
+                                   llvm::JITSymbolFlags::Exported};
+    };
+    add("attnc_emu_thread_id", &attnc_emu_thread_id);
+    add("attnc_emu_block_id", &attnc_emu_block_id);
+    add("attnc_emu_barrier", &attnc_emu_barrier);
+    add("attnc_emu_shfl_xor", &attnc_emu_shfl_xor);
+    add("attnc_emu_ldmatrix", &attnc_emu_ldmatrix);
+    add("attnc_emu_mma", &attnc_emu_mma);
+    return symbols;
+  });
+  auto entry =
+      result->engine->lookupPacked("_mlir_ciface_" + launch.signature.name);
+  if (!entry) {
+    error = "the emulated kernel has no entry: " +
+            llvm::toString(entry.takeError());
+    return nullptr;
+  }
+  result->entry = *entry;
+  return result;
+}
+
+bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
+                            std::vector<HostTensor> &outputs,
+                            std::string &error) {
+  const KernelSignature &signature = launch.signature;
+  DimBindings bindings;
+  if (inputs.size() != signature.params.size()) {
+    error = "kernel '" + signature.name + "' takes " +
+            std::to_string(signature.params.size()) + " inputs";
+    return false;
+  }
+  if (!bindInputShapes(signature, inputs, bindings, error) ||
+      !checkGpuLaunch(launch, inputs, error))
+    return false;
+  outputs.clear();
+  for (const TensorSpec &spec : signature.results) {
+    std::vector<int64_t> shape;
+    if (!resolveShape(spec, bindings, shape, error))
+      return false;
+    outputs.emplace_back(spec.type, shape);
+  }
+
+  std::vector<std::vector<int64_t>> descriptors;
+  std::vector<std::vector<int64_t>> inputShapes;
+  for (size_t p = 0; p < inputs.size(); ++p) {
+    size_t rank = signature.params[p].dims.size();
+    if (inputs[p]) {
+      descriptors.push_back(
+          descriptorOf(inputs[p]->data, inputs[p]->shape, inputs[p]->strides));
+      inputShapes.push_back(inputs[p]->shape);
+    } else {
+      descriptors.push_back(descriptorOf(nullptr, std::vector<int64_t>(rank, 0),
+                                         std::vector<int64_t>(rank, 0)));
+      inputShapes.emplace_back();
+    }
+  }
+  for (HostTensor &output : outputs)
+    descriptors.push_back(descriptorOf(output.data(), output.shape(), {}));
+  int64_t status[8] = {};
+  descriptors.push_back(descriptorOf(status, {8}, {1}));
+  size_t sharedSlot = descriptors.size();
+  descriptors.push_back({});
+
+  std::array<int64_t, 3> grid = launch.gridFor(inputShapes);
+  // Fibers and their stacks are reused by every CTA.
+  constexpr size_t kStackBytes = 256 * 1024;
+  std::vector<Fiber> fibers(launch.threads);
+  for (Fiber &fiber : fibers)
+    fiber.stack.resize(kStackBytes);
+  static thread_local void **packedArgs;
+  static thread_local void (*kernelEntry)(void **);
+  kernelEntry = entry;
+  for (int64_t z = 0; z < grid[2]; ++z)
+    for (int64_t y = 0; y < grid[1]; ++y)
+      for (int64_t x = 0; x < grid[0]; ++x) {
+        Cta cta(static_cast<int>(launch.threads), launch.sharedBytes);
+        cta.block[0] = x;
+        cta.block[1] = y;
+        cta.block[2] = z;
+        descriptors[sharedSlot] =
+            descriptorOf(cta.shared.data(), {launch.sharedBytes}, {1});
+        std::vector<void *> pointers, packed;
+        for (std::vector<int64_t> &descriptor : descriptors)
+          pointers.push_back(descriptor.data());
+        for (void *&pointer : pointers)
+          packed.push_back(&pointer);
+        packedArgs = packed.data();
+        for (int t = 0; t < launch.threads; ++t) {
+          Fiber &fiber = fibers[t];
+          fiber.lane = Lane();
+          fiber.lane.cta = &cta;
+          fiber.lane.thread = t;
+          fiber.done = false;
+          getcontext(&fiber.context);
+          fiber.context.uc_stack.ss_sp = fiber.stack.data();
+          fiber.context.uc_stack.ss_size = fiber.stack.size();
+          fiber.context.uc_link = &scheduler.context;
+          makecontext(&fiber.context, +[] {
+            kernelEntry(packedArgs);
+            scheduler.current->done = true;
+            ++scheduler.progress;
+          }, 0);
+        }
+        int remaining = static_cast<int>(launch.threads);
+        while (remaining > 0) {
+          int64_t before = scheduler.progress;
+          for (Fiber &fiber : fibers) {
+            if (fiber.done)
+              continue;
+            scheduler.current = &fiber;
+            swapcontext(&scheduler.context, &fiber.context);
+            if (fiber.done)
+              --remaining;
+          }
+          if (remaining > 0 && scheduler.progress == before) {
+            error = "the emulated kernel deadlocked: threads wait at barriers "
+                    "or warp collectives that others never reach";
+            return false;
+          }
+        }
+      }
+  return checkKernelStatus(signature, status, error);
+}
