@@ -386,3 +386,82 @@ bool DeviceBuffer::download(void *host, std::string &error) const {
   return !bytes || driver->check(driver->memcpyDtoH(host, address, bytes),
                                  "cuMemcpyDtoH", error);
 }
+
+bool attnc::runWithHostTensors(GpuKernel &kernel,
+                               const std::vector<const TensorView *> &inputs,
+                               std::vector<HostTensor> &outputs,
+                               std::string &error) {
+  const KernelSignature &signature = kernel.image().signature;
+  DimBindings bindings;
+  if (inputs.size() != signature.params.size()) {
+    error = "kernel '" + signature.name + "' takes " +
+            std::to_string(signature.params.size()) + " inputs";
+    return false;
+  }
+  if (!bindInputShapes(signature, inputs, bindings, error))
+    return false;
+  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
+  std::vector<TensorView> deviceInputs(inputs.size());
+  std::vector<const TensorView *> deviceInputPointers;
+  for (size_t p = 0; p < inputs.size(); ++p) {
+    if (!inputs[p]) {
+      deviceInputPointers.push_back(nullptr);
+      continue;
+    }
+    // Uploaded contiguously: the device copy has row-major strides.
+    HostTensor contiguous(inputs[p]->type, inputs[p]->shape);
+    size_t bytes = elementSize(inputs[p]->type);
+    std::vector<int64_t> index(inputs[p]->shape.size(), 0);
+    for (int64_t flat = 0; flat < contiguous.numElements(); ++flat) {
+      int64_t offset = 0;
+      for (size_t d = 0; d < index.size(); ++d)
+        offset += index[d] * (inputs[p]->strides.empty() ? 0 : inputs[p]->strides[d]);
+      if (inputs[p]->strides.empty())
+        offset = flat;
+      std::memcpy(static_cast<char *>(contiguous.data()) + flat * bytes,
+                  static_cast<const char *>(inputs[p]->data) + offset * bytes,
+                  bytes);
+      for (size_t d = index.size(); d-- > 0;) {
+        if (++index[d] < inputs[p]->shape[d])
+          break;
+        index[d] = 0;
+      }
+    }
+    uint64_t total = 0;
+    storageBytes(contiguous.type(), contiguous.shape(), total);
+    auto buffer = DeviceBuffer::allocate(total, error);
+    if (!buffer || !buffer->upload(contiguous.data(), error))
+      return false;
+    deviceInputs[p] = contiguous.view();
+    deviceInputs[p].data = buffer->data();
+    deviceInputPointers.push_back(&deviceInputs[p]);
+    buffers.push_back(std::move(buffer));
+  }
+  outputs.clear();
+  std::vector<TensorView> deviceOutputs(signature.results.size());
+  std::vector<TensorView *> deviceOutputPointers;
+  std::vector<DeviceBuffer *> outputBuffers;
+  for (size_t r = 0; r < signature.results.size(); ++r) {
+    std::vector<int64_t> shape;
+    if (!resolveShape(signature.results[r], bindings, shape, error))
+      return false;
+    outputs.emplace_back(signature.results[r].type, shape);
+    uint64_t total = 0;
+    storageBytes(signature.results[r].type, shape, total);
+    auto buffer = DeviceBuffer::allocate(total, error);
+    if (!buffer)
+      return false;
+    deviceOutputs[r] = outputs.back().view();
+    deviceOutputs[r].data = buffer->data();
+    deviceOutputPointers.push_back(&deviceOutputs[r]);
+    outputBuffers.push_back(buffer.get());
+    buffers.push_back(std::move(buffer));
+  }
+  if (!kernel.launch(deviceInputPointers, deviceOutputPointers, nullptr, error) ||
+      !kernel.synchronize(nullptr, error))
+    return false;
+  for (size_t r = 0; r < outputs.size(); ++r)
+    if (!outputBuffers[r]->download(outputs[r].data(), error))
+      return false;
+  return true;
+}

@@ -95,3 +95,29 @@ attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[
   }
   attn.return %o : !attn.tensor<bf16[B, H, N, D]>
 }
+
+// -----
+
+// With emulate=1 the same tile program becomes a host function for the CPU
+// warp emulator: shared memory is a trailing argument and the warp
+// primitives are calls.
+// RUN: attnc-opt %s -split-input-file -attn-gpu-tile-softmax="warps=1 block-k=16 emulate=1" -verify-diagnostics | FileCheck %s --check-prefix=EMU
+
+// EMU-LABEL: func.func private @attnc_emu_
+// EMU:       func.func @emulated(
+// EMU-SAME:    %{{.*}}: memref<?xi64>, %[[SHARED:.*]]: memref<?xi8>)
+// EMU-SAME:    llvm.emit_c_interface
+// EMU:       call @attnc_emu_thread_id()
+// EMU:       memref.view %[[SHARED]]
+// EMU:       call @attnc_emu_barrier()
+// EMU:       call @attnc_emu_ldmatrix(
+// EMU:       call @attnc_emu_mma(
+// EMU:       call @attnc_emu_shfl_xor(
+// EMU-NOT:   nvgpu.
+// EMU-NOT:   nvvm.
+attn.kernel @emulated(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B, H, N, 32]>, %v: !attn.tensor<bf16[B, H, N, 32]>) -> (o: !attn.tensor<bf16[B, H, N, 32]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, N, 32]>) -> !attn.tensor<bf16[B, H, N, 32]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<bf16[B, H, N, 32]>
+}

@@ -229,68 +229,24 @@ TEST(GpuLaunch, WithoutADriverTheErrorSaysSo) {
       << error;
 }
 
-/// Runs `spec` on the GPU: inputs uploaded, outputs downloaded.
+/// Runs an image on the GPU on named host inputs.
 bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
               std::vector<HostTensor> &outputs, std::string &error) {
   std::unique_ptr<GpuKernel> kernel = GpuKernel::load(image, error);
   if (!kernel)
     return false;
-  const KernelSignature &signature = image.signature;
-  std::vector<std::unique_ptr<DeviceBuffer>> buffers;
-  std::vector<TensorView> views(signature.params.size());
-  std::vector<const TensorView *> inputViews;
-  DimBindings bindings;
-  std::vector<const TensorView *> hostViews;
-  std::vector<TensorView> hostStorage(signature.params.size());
-  for (size_t p = 0; p < signature.params.size(); ++p) {
-    auto it = inputs.find(signature.params[p].name);
+  std::vector<TensorView> storage(image.signature.params.size());
+  std::vector<const TensorView *> views;
+  for (size_t p = 0; p < image.signature.params.size(); ++p) {
+    auto it = inputs.find(image.signature.params[p].name);
     if (it == inputs.end()) {
-      inputViews.push_back(nullptr);
-      hostViews.push_back(nullptr);
+      views.push_back(nullptr);
       continue;
     }
-    HostTensor &host = it->second;
-    hostStorage[p] = host.view();
-    hostViews.push_back(&hostStorage[p]);
-    uint64_t bytes = 0;
-    storageBytes(host.type(), host.shape(), bytes);
-    auto buffer = DeviceBuffer::allocate(bytes, error);
-    if (!buffer || !buffer->upload(host.data(), error))
-      return false;
-    views[p] = hostStorage[p];
-    views[p].data = buffer->data();
-    inputViews.push_back(&views[p]);
-    buffers.push_back(std::move(buffer));
+    storage[p] = it->second.view();
+    views.push_back(&storage[p]);
   }
-  if (!bindInputShapes(signature, hostViews, bindings, error))
-    return false;
-  outputs.clear();
-  std::vector<TensorView> outputViews(signature.results.size());
-  std::vector<TensorView *> outputPointers;
-  std::vector<DeviceBuffer *> outputBuffers;
-  for (size_t r = 0; r < signature.results.size(); ++r) {
-    std::vector<int64_t> shape;
-    if (!resolveShape(signature.results[r], bindings, shape, error))
-      return false;
-    outputs.emplace_back(signature.results[r].type, shape);
-    uint64_t bytes = 0;
-    storageBytes(signature.results[r].type, shape, bytes);
-    auto buffer = DeviceBuffer::allocate(bytes, error);
-    if (!buffer)
-      return false;
-    outputViews[r] = outputs.back().view();
-    outputViews[r].data = buffer->data();
-    outputPointers.push_back(&outputViews[r]);
-    outputBuffers.push_back(buffer.get());
-    buffers.push_back(std::move(buffer));
-  }
-  if (!kernel->launch(inputViews, outputPointers, nullptr, error) ||
-      !kernel->synchronize(nullptr, error))
-    return false;
-  for (size_t r = 0; r < outputs.size(); ++r)
-    if (!outputBuffers[r]->download(outputs[r].data(), error))
-      return false;
-  return true;
+  return runWithHostTensors(*kernel, views, outputs, error);
 }
 
 struct GpuCase {

@@ -2,7 +2,8 @@
 //
 // attnc check FILE                      parse and verify a spec
 // attnc emit FILE --stage=S             print the IR at stage attn|reference|llvm
-// attnc run FILE --backend=cpu ...      compile and run on .npy or random inputs
+// attnc run FILE --backend=cpu|cuda|gpu-emulator ...
+//                                       compile and run on .npy or random inputs
 // attnc compile FILE --target=sm_80 --emit=ptx|cubin|mlir|image -o OUT
 //
 // The driver only parses options and calls the libraries.
@@ -12,6 +13,8 @@
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Execution/GpuCompiler.h"
+#include "attnc/Execution/GpuEmulator.h"
+#include "attnc/Runtime/CudaRuntime.h"
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/Npy.h"
@@ -92,12 +95,17 @@ static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::init(64), cl::sub(compileCommand),
                                   cl::cat(category));
 
-enum class Backend { CPU };
-static cl::opt<Backend>
-    backend("backend", cl::desc("Where to run"), cl::init(Backend::CPU),
-            cl::values(clEnumValN(Backend::CPU, "cpu",
-                                  "JIT-compiled code on this machine")),
-            cl::sub(runCommand), cl::cat(category));
+enum class Backend { CPU, CUDA, Emulator };
+static cl::opt<Backend> backend(
+    "backend", cl::desc("Where to run"), cl::init(Backend::CPU),
+    cl::values(clEnumValN(Backend::CPU, "cpu", "JIT-compiled code on this machine"),
+               clEnumValN(Backend::CUDA, "cuda",
+                          "the GPU present (sm_90a code on Hopper, sm_80 "
+                          "otherwise)"),
+               clEnumValN(Backend::Emulator, "gpu-emulator",
+                          "the GPU kernel's tile program on the CPU warp "
+                          "emulator (slow; checks GPU logic without a GPU)")),
+    cl::sub(runCommand), cl::cat(category));
 static cl::opt<CpuPath>
     cpuPath("path", cl::desc("CPU code path"), cl::init(CpuPath::Tiled),
             cl::values(clEnumValN(CpuPath::Reference, "reference",
@@ -218,15 +226,41 @@ static int run(mlir::ModuleOp module) {
   if (blockQ <= 0 || blockK <= 0)
     return fail("--block-q and --block-k must be positive");
   auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<CpuKernel> kernel =
-      CpuKernel::compile(module, kernelName,
-                         CpuOptions{cpuPath, blockQ, blockK}, error);
-  if (!kernel)
-    return fail(error);
+  std::unique_ptr<CpuKernel> kernel;
+  std::unique_ptr<EmulatedGpuKernel> emulated;
+  std::unique_ptr<GpuKernel> device;
+  GpuPipelineOptions gpuOptions;
+  gpuOptions.blockK = blockK;
+  if (backend == Backend::CPU) {
+    kernel = CpuKernel::compile(module, kernelName,
+                                CpuOptions{cpuPath, blockQ, blockK}, error);
+    if (!kernel)
+      return fail(error);
+  } else if (backend == Backend::Emulator) {
+    emulated = EmulatedGpuKernel::compile(module, kernelName, gpuOptions, error);
+    if (!emulated)
+      return fail(error);
+  } else {
+    int capability = cudaComputeCapability(error);
+    if (!capability)
+      return fail(error);
+    gpuOptions.chip = gpuTargetFor(capability, error);
+    if (gpuOptions.chip.empty())
+      return fail(error);
+    outs() << "target " << gpuOptions.chip << " (compute capability "
+           << capability / 10 << "." << capability % 10 << ")\n";
+    GpuImage image;
+    if (!compileToPtx(module, kernelName, gpuOptions, image, error) ||
+        !(device = GpuKernel::load(image, error)))
+      return fail(error);
+  }
   double compileMs = std::chrono::duration<double, std::milli>(
                          std::chrono::steady_clock::now() - start)
                          .count();
-  const KernelSignature &signature = kernel->signature();
+  const KernelSignature &signature =
+      kernel     ? kernel->signature()
+      : emulated ? emulated->image().signature
+                 : device->image().signature;
 
   // Sizes: --dim first, then whatever the .npy inputs bind.
   DimBindings bindings;
@@ -294,15 +328,25 @@ static int run(mlir::ModuleOp module) {
 
   start = std::chrono::steady_clock::now();
   std::vector<HostTensor> outputs;
-  if (!kernel->run(inputViews, outputs, error))
+  bool ran = kernel     ? kernel->run(inputViews, outputs, error)
+             : emulated ? emulated->run(inputViews, outputs, error)
+                        : runWithHostTensors(*device, inputViews, outputs, error);
+  if (!ran)
     return fail(error);
   double runMs = std::chrono::duration<double, std::milli>(
                      std::chrono::steady_clock::now() - start)
                      .count();
 
-  outs() << "kernel " << signature.name << " on cpu ("
-         << (cpuPath == CpuPath::Tiled ? "tiled" : "reference")
-         << " path), seed " << seed << "\n";
+  outs() << "kernel " << signature.name << " on ";
+  if (kernel)
+    outs() << "cpu (" << (cpuPath == CpuPath::Tiled ? "tiled" : "reference")
+           << " path)";
+  else if (emulated)
+    outs() << "the GPU warp emulator (" << emulated->image().threads
+           << " threads per CTA)";
+  else
+    outs() << "the GPU (" << device->image().target << ")";
+  outs() << ", seed " << seed << "\n";
   for (size_t index = 0; index < signature.params.size(); ++index) {
     const TensorSpec &spec = signature.params[index];
     outs() << "  input  " << spec.name << ": "
@@ -351,8 +395,8 @@ int main(int argc, char **argv) {
       "attnc: a compiler for attention kernels\n\n"
       "  attnc check FILE                 parse and verify a spec\n"
       "  attnc emit FILE --stage=STAGE    print IR (attn, reference, llvm)\n"
-      "  attnc run FILE --backend=cpu     run on .npy or seeded random "
-      "inputs\n"
+      "  attnc run FILE --backend=cpu|cuda|gpu-emulator\n"
+      "                                   run on .npy or seeded random inputs\n"
       "  attnc compile FILE --target=sm_80 --emit=ptx -o OUT\n"
       "                                   compile for an NVIDIA GPU\n\n"
       "Use 'attnc SUBCOMMAND --help' for the options of each.\n");

@@ -81,6 +81,13 @@ private:
   size_t bytes = 0;
 };
 
+/// Runs `kernel` on host tensors: uploads the inputs (null: omitted), allocates
+/// and downloads the outputs, and synchronizes (reporting bad input). For
+/// tools and tests; applications launch on their own device memory.
+bool runWithHostTensors(GpuKernel &kernel,
+                        const std::vector<const TensorView *> &inputs,
+                        std::vector<HostTensor> &outputs, std::string &error);
+
 /// The checks of GpuKernel::launch beyond shapes and dtypes, on their own
 /// (no driver needed): query heads a multiple of kv heads, cu_seqlens sizes,
 /// and q/k/v views that can be copied in 16-byte rows. False with a message
