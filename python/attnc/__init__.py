@@ -4,15 +4,19 @@
     kernel = attnc.compile("examples/alibi_gqa.attn")        # or spec text
     o, lse = kernel(q, k, v, slope=slopes)                    # NumPy in, NumPy out
 
-Targets: "cpu" (tiled, the default) and "cpu-reference" (the oracle). Inputs
-are positional in parameter order or keywords by name; any object that NumPy
-can take through DLPack (``np.from_dlpack``) on the CPU works as well. Element
-types must match the spec exactly (no silent casts); bf16 uses
-``ml_dtypes.bfloat16`` arrays (or uint16 arrays holding bf16 bits).
+Targets: "cpu" (tiled, the default), "cpu-reference" (the oracle), and the
+NVIDIA GPUs "sm_80", "sm_90a" or "cuda" (the GPU present). Inputs are
+positional in parameter order or keywords by name. CPU kernels take NumPy
+arrays or any CPU DLPack object; GPU kernels take CUDA tensors through DLPack
+(PyTorch, CuPy, JAX, ...) and return tensors of the same library (PyTorch or
+CuPy), launched on that library's current stream. Element types must match
+the spec exactly (no silent casts); bf16 uses ``ml_dtypes.bfloat16`` arrays
+(or uint16 arrays holding bf16 bits) on the CPU.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from typing import Any, NamedTuple
@@ -92,7 +96,7 @@ def compile(spec: str | os.PathLike, target: str = "cpu", kernel: str | None = N
         if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
             raise SpecError(raw.compile_error, diagnostics)
         raise ValueError(raw.compile_error)
-    compiled = Kernel(raw, target)
+    compiled = Kernel(raw, raw.target)
     with _cache_lock:
         return _cache.setdefault(key, compiled)
 
@@ -128,13 +132,61 @@ class Kernel:
         results = ", ".join(f"{r.name}: {r}" for r in self.results)
         return f"<attnc.Kernel ({params}) -> ({results}) on {self.target}>"
 
-    def __call__(self, *args: Any, **kwargs: Any):
+    @property
+    def is_gpu(self) -> bool:
+        return self.target.startswith("sm_")
+
+    @property
+    def from_cache(self) -> bool:
+        """True when the GPU kernel came from the disk cache."""
+        return self._raw.from_cache
+
+    @property
+    def ptx(self) -> str:
+        """The PTX of a GPU kernel ("" on the CPU)."""
+        return self._raw.image().decode()
+
+    def __call__(self, *args: Any, sync: bool = True, **kwargs: Any):
+        """Runs the kernel. GPU kernels are enqueued on the current stream of
+        the inputs' library; with ``sync`` (the default) the call waits and
+        raises what the kernel found wrong in its inputs (out-of-bounds index
+        reads, bad cu_seqlens); with ``sync=False`` call ``synchronize()``."""
+        if self.is_gpu:
+            return self._call_gpu(self._bind(args, kwargs), sync)
         values = self._bind(args, kwargs)
         arrays = [None if v is None else self._as_array(v, info) for v, info in zip(values, self.params)]
         inputs = [_tensor_arg(a) for a in arrays]
         shapes = self._raw.output_shapes(inputs)
         outputs = [np.empty(shape, dtype=_NUMPY_DTYPES[info.dtype]) for shape, info in zip(shapes, self.results)]
-        self._raw.launch(inputs, [_tensor_arg(o) for o in outputs])
+        self._raw.launch(inputs, [_tensor_arg(o) for o in outputs], 0)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def synchronize(self) -> None:
+        """Waits for the last GPU launch and raises its input errors."""
+        if self.is_gpu:
+            self._raw.synchronize(self._stream or 0)
+
+    _stream = None
+
+    def _call_gpu(self, values: list, sync: bool):
+        views = []
+        for value, info in zip(values, self.params):
+            views.append(None if value is None else _cuda_view(value, info))
+        present = [v for v in views if v is not None]
+        library = present[0].library
+        device = present[0].device
+        if any(v.device != device for v in present):
+            raise ValueError("all inputs must be on the same CUDA device")
+        inputs = [(0, 0, [], []) if v is None else v.arg for v in views]
+        shapes = self._raw.output_shapes(inputs)
+        outputs = [_cuda_empty(library, shape, info.dtype, device)
+                   for shape, info in zip(shapes, self.results)]
+        self._stream = _current_stream(library, device)
+        out_args = [_cuda_view(o, info).arg for o, info in zip(outputs, self.results)]
+        self._raw.launch(inputs, out_args, self._stream)
+        if sync:
+            self._raw.synchronize(self._stream)
+        del views  # the DLPack capsules may be released now
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def _bind(self, args: tuple, kwargs: dict) -> list:
@@ -161,8 +213,8 @@ class Kernel:
                 value = np.from_dlpack(value)
             except (BufferError, RuntimeError, TypeError) as error:
                 raise TypeError(
-                    f"input '{info.name}' is not a CPU array ({error}); GPU tensors need "
-                    "the NVIDIA backend, which this build does not have yet"
+                    f"input '{info.name}' is not a CPU array ({error}); compile for a "
+                    "GPU target (sm_80, sm_90a, cuda) to run on CUDA tensors"
                 ) from None
         array = np.asarray(value)
         expected = _NUMPY_DTYPES[info.dtype]
@@ -185,3 +237,114 @@ def _tensor_arg(array: np.ndarray | None) -> tuple:
         code = _DTYPE_NAMES.index("bf16")
     strides = [s // array.itemsize for s in array.strides]
     return (array.ctypes.data, code, list(array.shape), strides)
+
+
+# ---------------------------------------------------------------------------
+# CUDA tensors through DLPack (legacy "dltensor" capsules, DLPack 0.x ABI).
+
+_KDL_CPU, _KDL_CUDA = 1, 2
+# (DLDataTypeCode, bits) -> attnc dtype; 0 int, 1 uint, 2 float, 4 bfloat, 6 bool
+_DLPACK_DTYPES = {(2, 32): "f32", (2, 16): "f16", (4, 16): "bf16", (0, 32): "i32",
+                  (0, 8): "i8", (6, 8): "bool", (1, 8): "bool"}
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64)]
+
+
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+class _DeviceView(NamedTuple):
+    arg: tuple  # (pointer, dtype code, shape, strides) for the C API
+    device: tuple  # (DLPack device type, id)
+    library: str  # "torch", "cupy", ... (the producer's top-level module)
+    capsule: Any  # keeps the producer's DLPack export alive
+
+
+def _dlpack_view(value: Any, name: str) -> _DeviceView:
+    """Reads a DLPack export without taking it over: the capsule keeps its
+    name, so the producer's destructor releases it when we drop it."""
+    if not hasattr(value, "__dlpack__"):
+        raise TypeError(f"input '{name}' is a {type(value).__name__}, not a DLPack tensor")
+    try:
+        capsule = value.__dlpack__()
+    except (BufferError, RuntimeError, TypeError) as error:
+        raise TypeError(f"input '{name}' cannot be exported through DLPack ({error})") from None
+    tensor = _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor"))
+    key = (tensor.dtype.code, tensor.dtype.bits)
+    if tensor.dtype.lanes != 1 or key not in _DLPACK_DTYPES:
+        raise TypeError(f"input '{name}' has an unsupported DLPack dtype {key}")
+    shape = [tensor.shape[i] for i in range(tensor.ndim)]
+    if tensor.strides:
+        strides = [tensor.strides[i] for i in range(tensor.ndim)]
+    else:
+        strides = [1] * tensor.ndim
+        for i in range(tensor.ndim - 2, -1, -1):
+            strides[i] = strides[i + 1] * shape[i + 1]
+    dtype = _DLPACK_DTYPES[key]
+    pointer = (tensor.data or 0) + tensor.byte_offset
+    library = type(value).__module__.split(".")[0]
+    return _DeviceView((pointer, _DTYPE_NAMES.index(dtype), shape, strides),
+                       (tensor.device.device_type, tensor.device.device_id), library, capsule)
+
+
+def _cuda_view(value: Any, info: TensorInfo) -> _DeviceView:
+    device = value.__dlpack_device__() if hasattr(value, "__dlpack_device__") else None
+    if device is not None and device[0] != _KDL_CUDA:
+        raise TypeError(
+            f"input '{info.name}' is not on a CUDA device (DLPack device type {device[0]}); "
+            "GPU kernels take CUDA tensors, CPU kernels (target='cpu') take host arrays")
+    view = _dlpack_view(value, info.name)
+    if view.device[0] != _KDL_CUDA:
+        raise TypeError(
+            f"input '{info.name}' is not on a CUDA device (DLPack device type {view.device[0]}); "
+            "GPU kernels take CUDA tensors, CPU kernels (target='cpu') take host arrays")
+    dtype = _DTYPE_NAMES[view.arg[1]]
+    if dtype != info.dtype:
+        raise TypeError(f"input '{info.name}' must be {info.dtype} ({info}), got {dtype}")
+    if len(view.arg[2]) != len(info.dims):
+        raise ValueError(f"input '{info.name}' must have shape {info}, got {view.arg[2]}")
+    return view
+
+
+def _cuda_empty(library: str, shape: list, dtype: str, device: tuple):
+    if library == "torch":
+        import torch
+
+        torch_dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16,
+                       "i32": torch.int32, "i8": torch.int8, "bool": torch.bool}[dtype]
+        return torch.empty(shape, dtype=torch_dtype, device=f"cuda:{device[1]}")
+    if library == "cupy":
+        import cupy
+
+        if dtype == "bf16":
+            raise TypeError("CuPy has no bf16 arrays; use PyTorch for bf16 outputs")
+        with cupy.cuda.Device(device[1]):
+            return cupy.empty(shape, dtype=np.dtype(_NUMPY_DTYPES[dtype]))
+    raise TypeError(
+        f"cannot allocate outputs with {library}: GPU kernels return PyTorch or CuPy tensors")
+
+
+def _current_stream(library: str, device: tuple) -> int:
+    if library == "torch":
+        import torch
+
+        return torch.cuda.current_stream(device[1]).cuda_stream
+    if library == "cupy":
+        import cupy
+
+        return cupy.cuda.get_current_stream().ptr
+    return 0

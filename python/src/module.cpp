@@ -115,16 +115,39 @@ public:
     return shapes;
   }
 
+  /// `stream` is a CUstream (0: the default stream) for GPU kernels and
+  /// must be 0 for the CPU.
   void launch(const std::vector<TensorArg> &inputs,
-              const std::vector<TensorArg> &outputs) {
+              const std::vector<TensorArg> &outputs, uintptr_t stream) {
     std::vector<attnc_tensor> in = toC(inputs), out = toC(outputs);
     attnc_status status;
     {
       nb::gil_scoped_release release;
-      status = attnc_launch(kernel, in.data(), out.data(), nullptr);
+      status = attnc_launch(kernel, in.data(), out.data(),
+                            reinterpret_cast<void *>(stream));
     }
     if (status != ATTNC_OK)
       throw nb::value_error(attnc_last_error(context));
+  }
+
+  /// Waits for `stream`; raises what the last GPU launch found wrong.
+  void synchronize(uintptr_t stream) {
+    attnc_status status;
+    {
+      nb::gil_scoped_release release;
+      status = attnc_synchronize(kernel, reinterpret_cast<void *>(stream));
+    }
+    if (status != ATTNC_OK)
+      throw nb::value_error(attnc_last_error(context));
+  }
+
+  std::string target() const { return attnc_kernel_target(kernel); }
+  bool fromCache() const { return attnc_kernel_from_cache(kernel) != 0; }
+  /// The PTX of a GPU kernel; empty for the CPU.
+  nb::bytes image() const {
+    size_t size = 0;
+    const char *data = attnc_kernel_image(kernel, &size);
+    return data ? nb::bytes(data, size) : nb::bytes("", 0);
   }
 
   std::vector<std::tuple<std::string, unsigned, unsigned, std::string,
@@ -164,6 +187,10 @@ NB_MODULE(_attnc, m) {
       .def_ro("compile_error", &Kernel::compileError)
       .def("tensors", &Kernel::tensors)
       .def("output_shapes", &Kernel::outputShapes)
-      .def("launch", &Kernel::launch);
+      .def("launch", &Kernel::launch)
+      .def("synchronize", &Kernel::synchronize)
+      .def_prop_ro("target", &Kernel::target)
+      .def_prop_ro("from_cache", &Kernel::fromCache)
+      .def("image", &Kernel::image);
   m.attr("STATUS_SPEC_ERROR") = static_cast<int>(ATTNC_ERROR_SPEC);
 }

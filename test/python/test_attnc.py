@@ -8,12 +8,16 @@ largest magnitude, plus the same absolute amount).
 
 import os
 import pathlib
+import tempfile
 
 import ml_dtypes
 import numpy as np
 import pytest
 
-import attnc
+# GPU kernels are cached on disk: keep this run's cache out of $HOME.
+os.environ.setdefault("ATTNC_CACHE_DIR", tempfile.mkdtemp(prefix="attnc-pytest-cache-"))
+
+import attnc  # noqa: E402
 
 EXAMPLES = pathlib.Path(os.environ.get("ATTNC_EXAMPLES", pathlib.Path(__file__).parents[2] / "examples"))
 BF16 = np.dtype(ml_dtypes.bfloat16)
@@ -360,3 +364,73 @@ def test_torch_tensors_when_available():
     q = torch.rand(1, 2, 10, 64)
     out = kernel(q, q, q)
     assert out.shape == (1, 2, 10, 64)
+
+
+# ---------------------------------------------------------------------------
+# GPU targets: compiling needs no GPU; running needs one (and PyTorch).
+
+
+def test_gpu_targets_compile_without_a_gpu():
+    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_90a")
+    assert kernel.is_gpu and kernel.target == "sm_90a"
+    assert ".target sm_90a" in kernel.ptx
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in kernel.ptx
+    assert [p.name for p in kernel.params] == ["q", "k", "v", "slope"]
+    with pytest.raises(ValueError, match="the linear family \\(attn.linear\\) has no GPU strategy yet"):
+        attnc.compile(EXAMPLES / "gla.attn", target="sm_80")
+
+
+def test_gpu_kernels_refuse_host_arrays():
+    kernel = attnc.compile(EXAMPLES / "varlen_causal.attn", target="sm_80")
+    q = np.zeros((8, 2, 64), BF16)
+    cu = np.array([0, 8], np.int32)
+    with pytest.raises(TypeError, match="input 'q' is not on a CUDA device"):
+        kernel(q, q, q, cu)
+    with pytest.raises(TypeError, match="input 'q' is a list, not a DLPack tensor"):
+        kernel([0], q, q, cu)
+
+
+def test_dlpack_views_read_shape_strides_and_offset():
+    base = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    view = base[:, 1:, ::2]  # offset and non-unit strides
+    dl = attnc._dlpack_view(view, "x")
+    pointer, code, shape, strides = dl.arg
+    assert dl.device == (1, 0) and dl.library == "numpy"
+    assert attnc._DTYPE_NAMES[code] == "f32"
+    assert shape == [2, 2, 2] and strides == [12, 4, 2]
+    assert pointer == base.ctypes.data + 4 * 4
+    half = attnc._dlpack_view(np.zeros((3,), np.float16), "h")
+    assert attnc._DTYPE_NAMES[half.arg[1]] == "f16"
+
+
+def test_cuda_target_needs_a_gpu_to_pick_the_architecture():
+    try:
+        kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")
+    except ValueError as error:
+        assert "name sm_80 or sm_90a to compile without a GPU" in str(error)
+    else:  # a GPU machine: the architecture it found
+        assert kernel.target in ("sm_80", "sm_90a")
+
+
+def test_gpu_matches_numpy_when_a_gpu_is_present():
+    torch = pytest.importorskip("torch", reason="torch is not installed; GPU tensors are not tested")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible to torch")
+    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")
+    rng = np.random.default_rng(5)
+    q, k, v = rand(rng, (2, 4, 130, 64), BF16), rand(rng, (2, 2, 77, 64), BF16), rand(rng, (2, 2, 77, 64), BF16)
+    slope = rand(rng, (4,), np.float32, 0, 1)
+
+    def cuda(x):
+        if x.dtype == BF16:
+            return torch.from_numpy(x.view(np.uint16).astype(np.int32)).to(torch.int16).view(torch.bfloat16).cuda()
+        return torch.from_numpy(x).cuda()
+
+    o, lse = kernel(cuda(q), cuda(k), cuda(v), slope=cuda(slope))
+    eo, else_ = softmax_ref(
+        f64(q), f64(k), f64(v),
+        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
+        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
+    )
+    check(o.float().cpu().numpy(), eo, 5)
+    check(lse.cpu().numpy(), else_, 5)
