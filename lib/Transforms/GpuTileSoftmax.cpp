@@ -28,6 +28,7 @@
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MathExtras.h"
 
+#include <functional>
 #include <limits>
 
 namespace attnc {
@@ -81,9 +82,22 @@ std::string unsupportedReason(Operation *familyOp, int64_t blockK,
                               GpuTileShape &shape) {
   if (isa<LinearOp>(familyOp))
     return "the linear family (attn.linear) has no GPU strategy yet";
-  if (isa<SparseSoftmaxOp>(familyOp))
-    return "block-sparse and top-k softmax (attn.sparse_softmax) have no GPU "
-           "strategy yet";
+  if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp)) {
+    if (sparse.getTopk())
+      return "top-k block selection (attn.sparse_softmax with topk) has no GPU "
+             "strategy yet";
+    // The CTA's tile is the sparsity block: 16 query rows per warp.
+    int64_t rows = sparse.getBlockQ(), keys = sparse.getBlockK();
+    if (rows % 16 || rows > 128 || keys % 16 || keys > 128)
+      return llvm::formatv("block-sparse kernels need block_q and block_k "
+                           "that are multiples of 16 up to 128 on the GPU "
+                           "(got {0} and {1})",
+                           rows, keys)
+          .str();
+    shape.warps = rows / 16;
+    shape.blockQ = rows;
+    shape.blockK = keys;
+  }
   auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
   auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
   auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
@@ -107,7 +121,7 @@ std::string unsupportedReason(Operation *familyOp, int64_t blockK,
                          "GPU (got {0} and {1})",
                          *dimK, *dimV)
         .str();
-  if (blockK % 16)
+  if (shape.blockK % 16)
     return "block-k must be a multiple of 16";
   shape.dimK = *dimK;
   shape.dimV = *dimV;
@@ -388,6 +402,126 @@ private:
         OpFoldResult(metadata.getOffset()), sizes, strideValues);
   }
 
+  /// The key blocks a query block visits, as a range of cursors: for dense
+  /// and chunked kernels the band's blocks; for block-sparse ones the band's
+  /// blocks that the block mask marks, or the entries of the block lists
+  /// (each listed block once, if in the band).
+  struct KeySchedule {
+    Value begin, end;
+    /// Whether a cursor is visited (null: all are).
+    std::function<Value(Value)> visited;
+    std::function<Value(Value)> blockAt;
+    /// The first visited cursor at or after `from` (`end` when none).
+    std::function<Value(Value)> nextVisited;
+  };
+
+  template <typename OpTy>
+  KeySchedule keySchedule(OpTy op, Value keyBlockBegin, Value keyBlockEnd,
+                          Value queryBlock, Value batch, Value head) {
+    KeySchedule schedule;
+    auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+    if (!sparse) {
+      schedule.begin = keyBlockBegin;
+      schedule.end = keyBlockEnd;
+      schedule.blockAt = [](Value cursor) { return cursor; };
+      schedule.nextVisited = [](Value cursor) { return cursor; };
+      return schedule;
+    }
+    auto isNonZero = [&](Value raw) -> Value {
+      return arith::CmpIOp::create(
+          b, arith::CmpIPredicate::ne, raw,
+          arith::ConstantIntOp::create(b, raw.getType(), 0));
+    };
+    if (Value blockMask = sparse.getBlockMask()) {
+      Value flags = rb.params.lookup(blockMask);
+      schedule.begin = keyBlockBegin;
+      schedule.end = keyBlockEnd;
+      schedule.blockAt = [](Value cursor) { return cursor; };
+      schedule.visited = [=](Value cursor) {
+        return isNonZero(
+            rb.checkedLoad(flags, {batch, head, queryBlock, cursor}));
+      };
+    } else {
+      Value counts = rb.params.lookup(sparse.getKvNumBlocks());
+      Value lists = rb.params.lookup(sparse.getKvIndices());
+      Value width = rb.dim(lists, 3);
+      schedule.begin = idx(0);
+      schedule.end = arith::MaxSIOp::create(
+          b, idx(0),
+          arith::MinSIOp::create(
+              b,
+              arith::IndexCastOp::create(
+                  b, b.getIndexType(),
+                  rb.checkedLoad(counts, {batch, head, queryBlock})),
+              width));
+      schedule.blockAt = [=](Value entry) -> Value {
+        return arith::IndexCastOp::create(
+            b, b.getIndexType(),
+            rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
+      };
+      schedule.visited = [=](Value entry) -> Value {
+        Value keyBlock = schedule.blockAt(entry);
+        Value inBand = arith::AndIOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
+                                  keyBlockBegin),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
+                                  keyBlockEnd));
+        Value repeated =
+            rb.loop(idx(0), entry,
+                    {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+                    [&](Value earlier, ValueRange seen) {
+                      Value same = arith::CmpIOp::create(
+                          b, arith::CmpIPredicate::eq, schedule.blockAt(earlier),
+                          keyBlock);
+                      return SmallVector<Value>{
+                          arith::OrIOp::create(b, seen[0], same)};
+                    })[0];
+        return arith::AndIOp::create(
+            b, inBand,
+            arith::XOrIOp::create(
+                b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+      };
+    }
+    schedule.nextVisited = [this, schedule](Value from) {
+      return scanForward(from, schedule.end, schedule.visited);
+    };
+    return schedule;
+  }
+
+  /// The first c >= from with c == end or visited(c) (uniform per CTA).
+  Value scanForward(Value from, Value end,
+                    const std::function<Value(Value)> &visited) {
+    Type index = b.getIndexType();
+    auto whileOp = scf::WhileOp::create(
+        b, TypeRange{index}, ValueRange{from},
+        [&](OpBuilder &nested, Location, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          Value cursor = args[0];
+          // Read the cursor's entry only inside the range.
+          Value skip = rb.ifThen(
+              lessThan(cursor, end), {b.getI1Type()},
+              [&]() -> SmallVector<Value> {
+                return {arith::XOrIOp::create(
+                    b, visited(cursor),
+                    arith::ConstantIntOp::create(b, b.getI1Type(), 1))};
+              },
+              [&]() -> SmallVector<Value> {
+                return {arith::ConstantIntOp::create(b, b.getI1Type(), 0)};
+              })[0];
+          scf::ConditionOp::create(b, skip, ValueRange{cursor});
+        },
+        [&](OpBuilder &nested, Location, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          scf::YieldOp::create(b, ValueRange{rb.add(args[0], idx(1))});
+        });
+    return whileOp.getResult(0);
+  }
+
   LoweringBuilder &rb;
   ImplicitLocOpBuilder &b;
   const GpuTileShape &shape;
@@ -496,7 +630,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
     Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
     Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
-    Value anyKeys = lessThan(keyBlockBegin, keyBlockEnd);
 
     auto copyKeyBlock = [&](Value keyBlock, Value stage) {
       Value j0 = rb.mul(keyBlock, bk);
@@ -514,7 +647,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     SmallVector<Value> tokens =
         copyTile(queryTile, {}, q, batch, head, rb.add(startQ, i0), rows,
                  shape.blockQ, shape.dimK);
-    rb.ifThen(anyKeys, [&] { commitCopies(copyKeyBlock(keyBlockBegin, idx(0))); });
+    KeySchedule schedule = keySchedule(op, keyBlockBegin, keyBlockEnd,
+                                       queryBlock, batch, head);
+    Value firstCursor = schedule.nextVisited(schedule.begin);
+    rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
+      commitCopies(copyKeyBlock(schedule.blockAt(firstCursor), idx(0)));
+    });
     commitCopies(tokens);
     waitForCopiesAndBarrier();
 
@@ -693,38 +831,58 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       return next;
     };
 
-    ValueRange finalState = rb.loop(
-        keyBlockBegin, keyBlockEnd, init,
-        [&](Value keyBlock, ValueRange state) -> SmallVector<Value> {
-          Value stage = arith::RemUIOp::create(
-              b, rb.sub(keyBlock, keyBlockBegin), idx(kStages));
-          // Prefetch the next key block into the other stage.
-          Value nextBlock = rb.add(keyBlock, idx(1));
-          rb.ifThen(lessThan(nextBlock, keyBlockEnd), [&] {
-            commitCopies(copyKeyBlock(nextBlock, rb.sub(idx(1), stage)));
-          });
-          SmallVector<Value> next;
-          Value j0 = rb.mul(keyBlock, bk);
-          Value jLast = rb.add(j0, idx(shape.blockK - 1));
-          if (!band.exact) {
-            next = emitTile(keyBlock, stage, state, /*applyMask=*/true);
-          } else {
-            // Inside the band and the keys: no mask. The check uses the
-            // CTA's rows; a tile is uniform across the CTA either way.
-            Value full = arith::AndIOp::create(
-                b,
-                blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n,
-                                m),
-                lessThan(jLast, m));
-            ValueRange chosen = rb.ifThen(
-                full, stateTypes,
-                [&] { return emitTile(keyBlock, stage, state, false); },
-                [&] { return emitTile(keyBlock, stage, state, true); });
-            next.assign(chosen.begin(), chosen.end());
-          }
-          waitForCopiesAndBarrier();
-          return next;
+    // One key block: prefetch the next visited one into the other stage,
+    // then the tile (without the mask when the block is inside the band).
+    auto visit = [&](Value cursor, Value stage,
+                     ValueRange state) -> SmallVector<Value> {
+      Value keyBlock = schedule.blockAt(cursor);
+      Value nextCursor = schedule.nextVisited(rb.add(cursor, idx(1)));
+      Value otherStage = rb.sub(idx(1), stage);
+      rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
+        commitCopies(copyKeyBlock(schedule.blockAt(nextCursor), otherStage));
+      });
+      SmallVector<Value> next;
+      Value j0 = rb.mul(keyBlock, bk);
+      Value jLast = rb.add(j0, idx(shape.blockK - 1));
+      if (!band.exact) {
+        next = emitTile(keyBlock, stage, state, /*applyMask=*/true);
+      } else {
+        // Inside the band and the keys: no mask. The check uses the
+        // CTA's rows; a tile is uniform across the CTA either way.
+        Value full = arith::AndIOp::create(
+            b, blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n, m),
+            lessThan(jLast, m));
+        ValueRange chosen = rb.ifThen(
+            full, stateTypes,
+            [&] { return emitTile(keyBlock, stage, state, false); },
+            [&] { return emitTile(keyBlock, stage, state, true); });
+        next.assign(chosen.begin(), chosen.end());
+      }
+      waitForCopiesAndBarrier();
+      next.insert(next.begin(), otherStage);
+      return next;
+    };
+    // Loop state: the stage holding the current block, then m, l, acc.
+    SmallVector<Value> loopInit = {idx(0)};
+    llvm::append_range(loopInit, init);
+    SmallVector<Type> loopTypes = {b.getIndexType()};
+    llvm::append_range(loopTypes, stateTypes);
+    ValueRange loopResults = rb.loop(
+        schedule.begin, schedule.end, loopInit,
+        [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
+          Value stage = carried[0];
+          ValueRange state = carried.drop_front();
+          if (!schedule.visited)
+            return visit(cursor, stage, state);
+          ValueRange result = rb.ifThen(
+              schedule.visited(cursor), loopTypes,
+              [&] { return visit(cursor, stage, state); },
+              [&]() -> SmallVector<Value> {
+                return SmallVector<Value>(carried.begin(), carried.end());
+              });
+          return SmallVector<Value>(result.begin(), result.end());
         });
+    ValueRange finalState = loopResults.drop_front();
 
     // o = acc / l (0 for a row without weight), lse = m + log(l).
     for (int half = 0; half < 2; ++half) {
@@ -802,6 +960,9 @@ struct GpuTileSoftmaxPass
                           builder.build(softmax, results, std::nullopt);
                         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
                           builder.build(chunked, results, chunked.getChunk());
+                        else
+                          builder.build(cast<SparseSoftmaxOp>(familyOp), results,
+                                        std::nullopt);
                       });
       OpBuilder builder = OpBuilder::atBlockEnd(entry);
       if (emulate)
@@ -864,11 +1025,13 @@ struct GpuTileSoftmaxPass
     Layout layout = family->getAttrOfType<LayoutAttr>("layout").getValue();
     LayoutDims dims = getLayoutDims(layout);
     int64_t q = paramIndex(family->getOperand(0));
-    Value cuQ;
+    Value cuQ, cuK;
     if (auto op = dyn_cast<SoftmaxOp>(family))
-      cuQ = op.getCuSeqlensQ();
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
     else if (auto op = dyn_cast<ChunkSoftmaxOp>(family))
-      cuQ = op.getCuSeqlensQ();
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+    else if (auto op = dyn_cast<SparseSoftmaxOp>(family))
+      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
     Builder builder(func->getContext());
     auto entry = [&](int64_t param, int64_t dim, int64_t divisor,
                      int64_t minus) {
@@ -881,10 +1044,8 @@ struct GpuTileSoftmaxPass
     SmallVector<int64_t> offsets;
     if (cuQ)
       offsets.push_back(paramIndex(cuQ));
-    if (auto op = dyn_cast<SoftmaxOp>(family); op && op.getCuSeqlensK())
-      offsets.push_back(paramIndex(op.getCuSeqlensK()));
-    if (auto op = dyn_cast<ChunkSoftmaxOp>(family); op && op.getCuSeqlensK())
-      offsets.push_back(paramIndex(op.getCuSeqlensK()));
+    if (cuK)
+      offsets.push_back(paramIndex(cuK));
     func->setAttr("attnc.offset_params", builder.getDenseI64ArrayAttr(offsets));
     func->setAttr("attnc.head_dim", builder.getI64IntegerAttr(dims.head));
     func->setAttr("attnc.copied_params",

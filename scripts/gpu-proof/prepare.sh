@@ -36,7 +36,8 @@ add_time() {
 }
 
 for spec in "$specs"/*.attn "$examples"/alibi_gqa.attn \
-            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
+            "$examples"/block_sparse.attn; do
   name=$(basename "$spec" .attn)
   for target in sm_80 sm_90a; do
     "$attnc" compile "$spec" --target="$target" --emit=image \
@@ -57,6 +58,7 @@ add_check chunk_d64_1000 "$specs/chunk_d64.attn" 6 B=1 H=2 N=1000
 add_check alibi_gqa_777x1500 "$examples/alibi_gqa.attn" 7 B=1 Hq=4 Hk=2 N=777 M=1500
 add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
 add_check varlen_causal_3000 "$examples/varlen_causal.attn" 9 T=3000 H=4 S1=6
+add_check block_sparse_1000 "$examples/block_sparse.attn" 10 B=1 H=2 N=1000 NB=32 MB=32
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).

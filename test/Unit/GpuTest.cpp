@@ -66,11 +66,12 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
   int compiled = 0;
   for (const std::string &file : exampleFiles()) {
     std::string spec = readFile(file);
-    // The bf16/f16 softmax examples; the others use the linear or sparse
-    // families, or f32 (chunk_local), which the GPU strategy refuses.
+    // The bf16/f16 softmax examples (dense, block mask); the others use the
+    // linear family, top-k, or f32 (chunk_local, kv_index_lists), which the
+    // GPU strategy refuses.
     std::string stem = llvm::sys::path::stem(file).str();
     bool gpuFamily = stem == "alibi_gqa" || stem == "softcap_window" ||
-                     stem == "varlen_causal";
+                     stem == "varlen_causal" || stem == "block_sparse";
     for (const char *target : {"sm_80", "sm_90a"}) {
       GpuImage image;
       std::string error;
@@ -85,7 +86,7 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
                   std::string::npos)
             << file;
         EXPECT_NE(image.bytes.find("cp.async"), std::string::npos) << file;
-        EXPECT_EQ(image.threads, 128) << file;
+        EXPECT_EQ(image.threads, stem == "block_sparse" ? 64 : 128) << file;
         EXPECT_EQ(image.copiedParams.size(), 3u) << file;
       } else {
         EXPECT_NE(error.find("cannot run on the GPU: "), std::string::npos)
@@ -95,8 +96,8 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
       }
     }
   }
-  // alibi_gqa, softcap_window, varlen_causal, for both targets.
-  EXPECT_EQ(compiled, 6);
+  // alibi_gqa, block_sparse, softcap_window, varlen_causal, both targets.
+  EXPECT_EQ(compiled, 8);
 }
 
 TEST(GpuImage, RoundTripsAndDetectsCorruption) {
@@ -476,6 +477,88 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
   EXPECT_NE(error.find("'cu' gives sequence 1 the tokens [100, 166)"),
             std::string::npos)
       << error;
+}
+
+// Block-sparse kernels on the warp emulator: the CTA tile is the sparsity
+// block; only blocks the mask marks (or the lists name: repeats once, and
+// entries outside the band or past the count skipped) are visited.
+TEST(GpuEmulation, BlockSparseMatchesTheReference) {
+  const char *maskSpec = R"(
+kernel masked(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64],
+              blocks: bool[B, H, NB, MB]) -> (o: bf16[B, H, N, 64], lse: f32[B, H, N]) {
+  o, lse = softmax(q, k, v) { mask = blocks[b, h, i / 32, j / 32] && causal }
+})";
+  const char *listSpec = R"(
+kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
+             counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: bf16[B, H, N, 32]) {
+  o = softmax(q, k, v) {
+    block_q = 16; block_k = 16
+    kv_num_blocks = counts; kv_indices = indices
+  }
+})";
+  const uint64_t seed = 11;
+  for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{{70, 100}, {100, 45}}) {
+    std::string what = "N=" + std::to_string(n) + " M=" + std::to_string(m) +
+                       " (seed " + std::to_string(seed) + ")";
+    std::mt19937_64 rng(seed + n);
+    auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+    std::string error;
+    {
+      SpecRunner reference(maskSpec);
+      ASSERT_TRUE(reference.ok()) << reference.compileError;
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+      ASSERT_TRUE(kernel) << error;
+      EXPECT_EQ(kernel->image().threads, 64); // 32-row blocks: two warps
+      std::map<std::string, HostTensor> inputs;
+      inputs["q"] = randomTensor(ElementType::BF16, {1, 2, n, 64}, rng, -2, 2);
+      inputs["k"] = randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -2, 2);
+      inputs["v"] = randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -1, 1);
+      HostTensor blocks(ElementType::Bool, {1, 2, ceilDiv(n, 32), ceilDiv(m, 32)});
+      std::bernoulli_distribution present(0.6);
+      for (int64_t i = 0; i < blocks.numElements(); ++i)
+        blocks.set(i, present(rng));
+      inputs["blocks"] = std::move(blocks);
+      std::vector<HostTensor> expected, actual;
+      ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
+      std::vector<TensorView> storage;
+      ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
+                              actual, error))
+          << what << ": " << error;
+      for (size_t r = 0; r < actual.size(); ++r)
+        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                    "block mask " + what + ", output " + std::to_string(r));
+    }
+    {
+      SpecRunner reference(listSpec);
+      ASSERT_TRUE(reference.ok()) << reference.compileError;
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+      ASSERT_TRUE(kernel) << error;
+      std::map<std::string, HostTensor> inputs;
+      inputs["q"] = randomTensor(ElementType::BF16, {1, 2, n, 32}, rng, -2, 2);
+      inputs["k"] = randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -2, 2);
+      inputs["v"] = randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -1, 1);
+      int64_t queryBlocks = ceilDiv(n, 16), keyBlocks = ceilDiv(m, 16), width = 5;
+      HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
+      HostTensor indices(ElementType::I32, {1, 2, queryBlocks, width});
+      std::uniform_int_distribution<int64_t> count(0, width + 1); // may exceed W
+      std::uniform_int_distribution<int64_t> block(0, keyBlocks); // may be past M
+      for (int64_t i = 0; i < counts.numElements(); ++i)
+        counts.set(i, count(rng));
+      for (int64_t i = 0; i < indices.numElements(); ++i)
+        indices.set(i, block(rng));
+      inputs["counts"] = std::move(counts);
+      inputs["indices"] = std::move(indices);
+      std::vector<HostTensor> expected, actual;
+      ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
+      std::vector<TensorView> storage;
+      ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
+                              actual, error))
+          << what << ": " << error;
+      for (size_t r = 0; r < actual.size(); ++r)
+        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                    "block lists " + what + ", output " + std::to_string(r));
+    }
+  }
 }
 
 } // namespace
