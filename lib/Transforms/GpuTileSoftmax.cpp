@@ -544,7 +544,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
   Value scale = rb.softmaxScale(op.getScale(), idx(shape.dimK));
-  bool online = op.getNormalizer() == Normalizer::softmax;
+  Normalizer normalizer = op.getNormalizer();
+  bool online = normalizer == Normalizer::softmax;
   MaskStructure band = analyzeMask(op.getMask());
   Value chunkSize = chunk ? idx(*chunk) : Value();
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
@@ -732,8 +733,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                   {s, batch, head, exprRow[half], jExpr, n, m,
                                    startQ, startK},
                                   s);
+          Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
           if (applyMask) {
-            Value allowed = rb.inlineExpression(
+            allowed = rb.inlineExpression(
                 op.getMask(),
                 {batch, head, exprRow[half], jExpr, n, m, startQ, startK},
                 arith::ConstantIntOp::create(b, b.getI1Type(), 1));
@@ -745,9 +747,19 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                       b, arith::CmpIPredicate::eq,
                       arith::DivUIOp::create(b, exprRow[half], chunkSize),
                       arith::DivUIOp::create(b, jExpr, chunkSize)));
-            s = arith::SelectOp::create(b, allowed, s, negInf);
           }
-          p[nt * 4 + reg] = s;
+          if (normalizer == Normalizer::sigmoid)
+            s = arith::DivFOp::create(
+                b, rb.f32(1),
+                arith::AddFOp::create(
+                    b, rb.f32(1),
+                    math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+          // Softmax: -inf for a masked key; sigmoid and none: weight 0.
+          p[nt * 4 + reg] =
+              applyMask ? Value(arith::SelectOp::create(b, allowed, s,
+                                                        online ? negInf
+                                                               : rb.f32(0)))
+                        : s;
         }
       }
 
@@ -789,19 +801,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               Value &value = next[4 + et * 4 + 2 * half + e];
               value = arith::MulFOp::create(b, value, alpha);
             }
-        }
-      } else { // sigmoid: independent weights, masked ones are 0
-        for (Value &weight : p) {
-          Value sigmoid = arith::DivFOp::create(
-              b, rb.f32(1),
-              arith::AddFOp::create(
-                  b, rb.f32(1),
-                  math::ExpOp::create(b, arith::NegFOp::create(b, weight))));
-          weight = arith::SelectOp::create(
-              b,
-              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, weight,
-                                    negInf),
-              sigmoid, rb.f32(0));
         }
       }
 

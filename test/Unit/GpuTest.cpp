@@ -24,6 +24,7 @@
 #include "llvm/Support/Path.h"
 
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 using namespace attnc;
@@ -558,6 +559,70 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
                     "block lists " + what + ", output " + std::to_string(r));
     }
+  }
+}
+
+// f16 in the flash layout [B, N, H, D], the sigmoid and unnormalised
+// weights, and chunk-local attention on packed sequences, on the emulator.
+TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
+  struct Case {
+    const char *name;
+    std::string spec;
+    std::function<std::map<std::string, HostTensor>(std::mt19937_64 &)> inputs;
+  };
+  auto flash = [](ElementType type, int64_t n, int64_t d) {
+    return [=](std::mt19937_64 &rng) {
+      std::map<std::string, HostTensor> inputs;
+      inputs["q"] = randomTensor(type, {2, n, 2, d}, rng, -2, 2);
+      inputs["k"] = randomTensor(type, {2, n, 2, d}, rng, -2, 2);
+      inputs["v"] = randomTensor(type, {2, n, 2, d}, rng, -1, 1);
+      return inputs;
+    };
+  };
+  std::vector<Case> cases = {
+      {"softcap_window_f16_bnhd", readFile(ATTNC_EXAMPLES_DIR "/softcap_window.attn"),
+       flash(ElementType::F16, 90, 128)},
+      {"sigmoid",
+       "kernel k(q: bf16[B, N, H, 32], k: bf16[B, N, H, 32], v: bf16[B, N, H, 32])"
+       " -> (o: bf16[B, N, H, 32]) {\n  o = softmax(q, k, v, layout = bnhd) "
+       "{ normalizer = sigmoid\n mask = causal }\n}\n",
+       flash(ElementType::BF16, 75, 32)},
+      {"unnormalised",
+       "kernel k(q: f16[B, N, H, 32], k: f16[B, N, H, 32], v: f16[B, N, H, 32])"
+       " -> (o: f16[B, N, H, 32]) {\n  o = softmax(q, k, v, layout = bnhd) "
+       "{ normalizer = none\n score = s / 8\n mask = causal }\n}\n",
+       flash(ElementType::F16, 75, 32)},
+      {"chunk_varlen",
+       "kernel k(q: bf16[T, H, 64], k: bf16[T, H, 64], v: bf16[T, H, 64], "
+       "cu: i32[S1]) -> (o: bf16[T, H, 64], lse: f32[H, T]) {\n  o, lse = "
+       "softmax(q, k, v, layout = thd, cu_seqlens = cu) { chunk = 48 }\n}\n",
+       [](std::mt19937_64 &rng) {
+         std::map<std::string, HostTensor> inputs;
+         inputs["q"] = randomTensor(ElementType::BF16, {140, 2, 64}, rng, -2, 2);
+         inputs["k"] = randomTensor(ElementType::BF16, {140, 2, 64}, rng, -2, 2);
+         inputs["v"] = randomTensor(ElementType::BF16, {140, 2, 64}, rng, -1, 1);
+         inputs["cu"] = offsetsTensor({0, 3, 3, 100, 140});
+         return inputs;
+       }},
+  };
+  const uint64_t seed = 23;
+  for (const Case &c : cases) {
+    SpecRunner reference(c.spec);
+    ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
+    std::string error;
+    auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+    ASSERT_TRUE(kernel) << c.name << ": " << error;
+    std::mt19937_64 rng(seed);
+    std::map<std::string, HostTensor> inputs = c.inputs(rng);
+    std::vector<HostTensor> expected, actual;
+    ASSERT_TRUE(reference.run(inputs, expected, error)) << c.name << ": " << error;
+    std::vector<TensorView> storage;
+    ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
+                            actual, error))
+        << c.name << ": " << error;
+    for (size_t r = 0; r < actual.size(); ++r)
+      expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                  std::string(c.name) + " (seed 23), output " + std::to_string(r));
   }
 }
 
