@@ -1,0 +1,366 @@
+//===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++ -*-===//
+//
+// What every tensor-core strategy builds from: thread and block indices,
+// shared-memory tiles, 16-byte cp.async copies, ldmatrix, mma.sync.m16n8k16
+// and quad reductions, each either as the nvgpu/nvvm/gpu operation or, for
+// the CPU warp emulator (attnc/Execution/GpuEmulator.h), as a call to an
+// attnc_emu_* function with the same meaning. Fragment positions follow
+// attnc/Target/NVVM/MmaLayout.h.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
+#define ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
+
+#include "KernelLowering.h"
+#include "attnc/Target/NVVM/MmaLayout.h"
+
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+
+#include <functional>
+
+namespace attnc::lowering {
+
+namespace gpu = mlir::gpu;
+namespace nvgpu = mlir::nvgpu;
+namespace NVVM = mlir::NVVM;
+namespace vector = mlir::vector;
+namespace func = mlir::func;
+namespace LLVM = mlir::LLVM;
+using mlir::MLIRContext;
+using mlir::Attribute;
+using mlir::ModuleOp;
+using mlir::MutableArrayRef;
+using mlir::OpFoldResult;
+using mlir::StringRef;
+using mlir::VectorType;
+using mlir::MemRefLayoutAttrInterface;
+
+constexpr int64_t kRowsPerWarp = nvvm::kMmaM;
+/// Shared-memory rows are padded by 8 elements (16 bytes): the 8 row
+/// addresses of one ldmatrix then fall into distinct 16-byte bank groups.
+constexpr int64_t kRowPadding = 8;
+
+struct WarpConfig {
+  int64_t warps = 4;
+  Type element; // f16 or bf16
+  /// Build for the CPU warp emulator: warp primitives become calls to
+  /// attnc_emu_* functions (see attnc/Execution/GpuEmulator.h).
+  bool emulate = false;
+  int64_t threads() const { return warps * nvvm::kWarpSize; }
+  int64_t elementBytes() const { return 2; }
+};
+
+class WarpBuilder {
+public:
+  WarpBuilder(LoweringBuilder &rb, const WarpConfig &config,
+              Value emulatedShared)
+      : rb(rb), b(rb.b), config(config), f32(b.getF32Type()),
+        emulatedShared(emulatedShared),
+        module(b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>()) {}
+
+protected:
+  Value idx(int64_t value) { return rb.index(value); }
+  Value minIndex(Value x, Value y) { return arith::MinUIOp::create(b, x, y); }
+  Value lessThan(Value x, Value y) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+  }
+
+  /// One mma operand register from a pair of 16-bit elements: i32 for bf16
+  /// (what the intrinsic takes), vector<2xf16> for f16.
+  Value operand(Value pair) {
+    if (config.element.isBF16() || config.emulate)
+      return LLVM::BitcastOp::create(b, b.getI32Type(), pair);
+    return pair;
+  }
+
+  /// A call to a warp-emulator primitive (declared on first use).
+  Value emulatorCall(StringRef name, Type result, ValueRange args) {
+    auto callee = module.lookupSymbol<func::FuncOp>(name);
+    if (!callee) {
+      OpBuilder declare = OpBuilder::atBlockBegin(module.getBody());
+      callee = func::FuncOp::create(
+          declare, b.getLoc(), name,
+          declare.getFunctionType(args.getTypes(),
+                                  result ? TypeRange(result) : TypeRange()));
+      callee.setPrivate();
+    }
+    auto call = func::CallOp::create(b, callee, args);
+    return result ? call.getResult(0) : Value();
+  }
+  Value i32(int64_t value) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), value);
+  }
+  Value threadIndex() {
+    if (!config.emulate)
+      return gpu::ThreadIdOp::create(b, gpu::Dimension::x);
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        emulatorCall("attnc_emu_thread_id", b.getI64Type(), {}));
+  }
+  Value blockIndex(gpu::Dimension dim, int64_t axis) {
+    if (!config.emulate)
+      return gpu::BlockIdOp::create(b, dim);
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        emulatorCall("attnc_emu_block_id", b.getI64Type(),
+                     {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
+  }
+  void barrier() {
+    if (config.emulate)
+      emulatorCall("attnc_emu_barrier", Type(), {});
+    else
+      gpu::BarrierOp::create(b);
+  }
+  /// Rounds two f32 values into one operand register.
+  Value pack(Value x, Value y) {
+    Value pair = vector::FromElementsOp::create(
+        b, VectorType::get({2}, f32), ValueRange{x, y});
+    return operand(arith::TruncFOp::create(
+        b, VectorType::get({2}, config.element), pair));
+  }
+
+  /// ldmatrix of `count` 8x8 matrices; this lane supplies the address of
+  /// row (row, col) of `tile` (after `prefix` indices).
+  SmallVector<Value> ldmatrix(Value tile, ValueRange prefix, Value row,
+                              Value col, int count, bool transpose) {
+    SmallVector<Value> indices(prefix.begin(), prefix.end());
+    indices.push_back(row);
+    indices.push_back(col);
+    if (config.emulate) {
+      // The byte offset of this lane's row in shared memory.
+      ArrayRef<int64_t> tileShape = cast<MemRefType>(tile.getType()).getShape();
+      Value linear = idx(0);
+      for (auto [dim, index] : llvm::enumerate(indices)) {
+        int64_t stride = 1;
+        for (int64_t inner = dim + 1; inner < (int64_t)tileShape.size(); ++inner)
+          stride *= tileShape[inner];
+        linear = rb.add(linear, rb.mul(index, idx(stride)));
+      }
+      Value byte = rb.add(idx(tileOffsets.lookup(tile)),
+                          rb.mul(linear, idx(config.elementBytes())));
+      Value address =
+          arith::IndexCastOp::create(b, b.getI64Type(), byte);
+      SmallVector<Value> registers;
+      for (int r = 0; r < count; ++r)
+        registers.push_back(emulatorCall(
+            "attnc_emu_ldmatrix", b.getI32Type(),
+            {address, i32(count), i32(transpose), i32(r)}));
+      return registers;
+    }
+    auto type = VectorType::get({count, 2}, config.element);
+    Value loaded =
+        nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, count);
+    SmallVector<Value> registers;
+    for (int r = 0; r < count; ++r)
+      registers.push_back(operand(vector::ExtractOp::create(b, loaded, r)));
+    return registers;
+  }
+
+  /// D = A B + C on one m16n8k16 tile; C and D as 4 f32 (c[0][0], c[0][1],
+  /// c[1][0], c[1][1]).
+  SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
+                         ArrayRef<Value> c) {
+    if (config.emulate) {
+      SmallVector<Value> args(a.begin(), a.end());
+      llvm::append_range(args, bRegs);
+      llvm::append_range(args, c);
+      args.push_back(i32(config.element.isBF16()));
+      args.push_back(Value());
+      SmallVector<Value> out;
+      for (int64_t which = 0; which < 4; ++which) {
+        args.back() = i32(which);
+        out.push_back(emulatorCall("attnc_emu_mma", f32, args));
+      }
+      return out;
+    }
+    MLIRContext *ctx = b.getContext();
+    auto resultType =
+        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(4, f32));
+    NVVM::MMATypes type = config.element.isBF16() ? NVVM::MMATypes::bf16
+                                                 : NVVM::MMATypes::f16;
+    Value d = NVVM::MmaOp::create(
+        b, resultType, a, bRegs, c,
+        ArrayRef<int64_t>{nvvm::kMmaM, nvvm::kMmaN, nvvm::kMmaK},
+        std::nullopt, std::nullopt,
+        std::array<NVVM::MMATypes, 2>{type, type},
+        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
+                                       NVVM::MMALayout::col});
+    SmallVector<Value> out;
+    for (int64_t i = 0; i < 4; ++i)
+      out.push_back(LLVM::ExtractValueOp::create(b, d, i));
+    return out;
+  }
+
+  /// Combines `value` across the 4 lanes of a quad (the lanes that hold
+  /// one row of a C fragment).
+  Value quadReduce(Value value, bool max) {
+    for (int32_t offset : {1, 2}) {
+      Value other =
+          config.emulate
+              ? emulatorCall("attnc_emu_shfl_xor", f32, {value, i32(offset)})
+              : gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
+                                       gpu::ShuffleMode::XOR)
+                    .getShuffleResult();
+      value = max ? Value(arith::MaximumFOp::create(b, value, other))
+                  : Value(arith::AddFOp::create(b, value, other));
+    }
+    return value;
+  }
+
+  /// Starts cp.async copies of rows [row0, row0 + rows) of `src` (a
+  /// q/k/v parameter) into `tile` (after `prefix` indices), 16 bytes per
+  /// copy; rows at or past `validRows` are zero-filled.
+  SmallVector<Value> copyTile(Value tile, ValueRange prefix, Value src,
+                              Value batch, Value head, Value row0,
+                              Value validRows, int64_t rows, int64_t width) {
+    int64_t chunksPerRow = width / 8;
+    int64_t chunks = rows * chunksPerRow;
+    int64_t rounds = (chunks + config.threads() - 1) / config.threads();
+    SmallVector<Value> tokens;
+    for (int64_t u = 0; u < rounds; ++u) {
+      Value chunk = rb.add(threadId, idx(u * config.threads()));
+      // The last round may have fewer chunks than threads.
+      if ((u + 1) * config.threads() > chunks) {
+        Value inTile = lessThan(chunk, idx(chunks));
+        // Its tokens cannot leave the branch; commit_group covers every
+        // earlier cp.async of the thread anyway.
+        rb.ifThen(inTile, [&] {
+          SmallVector<Value> local;
+          copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
+                    chunksPerRow, local);
+        });
+        continue;
+      }
+      copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
+                chunksPerRow, tokens);
+    }
+    return tokens;
+  }
+
+  /// One 16-byte copy: chunk `chunk` of the tile, row-major.
+  void copyChunk(Value tile, ValueRange prefix, Value src, Value batch,
+                 Value head, Value row0, Value validRows, Value chunk,
+                 int64_t chunksPerRow, SmallVector<Value> &tokens) {
+    {
+      Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
+      Value col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
+                         idx(8));
+      Value valid = lessThan(row, validRows);
+      Value srcRow =
+          rb.add(row0, arith::SelectOp::create(b, valid, row, idx(0)));
+      Value srcElements =
+          arith::SelectOp::create(b, valid, idx(8), idx(0));
+      SmallVector<Value> dst(prefix.begin(), prefix.end());
+      dst.push_back(row);
+      dst.push_back(col);
+      if (config.emulate) { // a plain copy; the barrier after it orders it
+        for (int64_t e = 0; e < 8; ++e) {
+          Value column = rb.add(col, idx(e));
+          Value value = rb.ifThen(
+              valid, {config.element},
+              [&]() -> SmallVector<Value> {
+                return {memref::LoadOp::create(
+                    b, src, layoutIndices(layout, batch, head, srcRow, column))};
+              },
+              [&]() -> SmallVector<Value> {
+                return {arith::ConstantOp::create(
+                    b, config.element, b.getZeroAttr(config.element))};
+              })[0];
+          SmallVector<Value> at(prefix.begin(), prefix.end());
+          at.push_back(row);
+          at.push_back(column);
+          memref::StoreOp::create(b, value, tile, at);
+        }
+        return;
+      }
+      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
+          layoutIndices(layout, batch, head, srcRow, col),
+          b.getIndexAttr(8), srcElements, b.getUnitAttr()));
+    }
+  }
+
+  /// Waits for every cp.async group of this thread, then for the CTA.
+  void waitForCopiesAndBarrier() {
+    if (config.emulate)
+      return barrier();
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+    barrier();
+  }
+  /// Commits the copies started so far as one cp.async group.
+  void commitCopies(ValueRange tokens) {
+    if (!config.emulate)
+      nvgpu::DeviceAsyncCreateGroupOp::create(
+          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+  }
+
+  /// A q/k/v parameter with its last stride declared 1 (checked at launch),
+  /// as cp.async needs contiguous 16-byte rows.
+  Value withUnitInnerStride(Value memref) {
+    auto type = cast<MemRefType>(memref.getType());
+    int64_t rank = type.getRank();
+    auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
+    SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
+    strides.back() = 1;
+    auto resultType = MemRefType::get(
+        type.getShape(), type.getElementType(),
+        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, strides));
+    SmallVector<OpFoldResult> sizes, strideValues;
+    for (int64_t d = 0; d < rank; ++d) {
+      sizes.push_back(metadata.getSizes()[d]);
+      strideValues.push_back(d + 1 == rank ? OpFoldResult(b.getIndexAttr(1))
+                                           : metadata.getStrides()[d]);
+    }
+    return memref::ReinterpretCastOp::create(
+        b, resultType, metadata.getBaseBuffer(),
+        OpFoldResult(metadata.getOffset()), sizes, strideValues);
+  }
+
+  /// The CTA's dynamic shared memory (the emulator's trailing argument).
+  Value sharedBase() {
+    if (config.emulate)
+      return emulatedShared;
+    auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
+                                                gpu::AddressSpace::Workgroup);
+    return gpu::DynamicSharedMemoryOp::create(
+        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
+                           MemRefLayoutAttrInterface(), workgroup));
+  }
+  /// A static tile of shared memory at byte `offset` of `base`.
+  Value sharedTile(Value base, int64_t offset, ArrayRef<int64_t> tileShape,
+                   Type element) {
+    Attribute space;
+    if (!config.emulate)
+      space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                         gpu::AddressSpace::Workgroup);
+    Value tile = memref::ViewOp::create(
+        b, MemRefType::get(tileShape, element, MemRefLayoutAttrInterface(), space),
+        base, idx(offset), ValueRange{});
+    tileOffsets[tile] = offset;
+    return tile;
+  }
+
+  LoweringBuilder &rb;
+  ImplicitLocOpBuilder &b;
+  const WarpConfig &config;
+  Type f32;
+  Layout layout = Layout::bhnd;
+  Value threadId;
+  Value emulatedShared;
+  /// Where emulator primitives are declared (loops under construction are
+  /// not yet attached to it).
+  ModuleOp module;
+  /// Byte offset of each shared-memory tile (for the emulator's ldmatrix).
+  llvm::DenseMap<Value, int64_t> tileOffsets;
+};
+
+} // namespace attnc::lowering
+
+#endif // ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
