@@ -417,7 +417,7 @@ attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
     shapes.resize(signature.results.size());
     if (!bindInputShapes(signature, pointers(views), bindings, error) ||
         !checkGpuLaunch(kernel->gpuImage, pointers(views), error) ||
-        !resolveShape(signature.results[index], bindings, shapes[index], error))
+        !kernel->gpuImage.outputShapes(pointers(views), bindings, shapes, error))
       return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   }
   std::copy(shapes[index].begin(), shapes[index].end(), shape);

@@ -118,8 +118,11 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   GpuTileSoftmaxOptions tileOptions;
   tileOptions.warps = options.warps;
   tileOptions.blockK = options.blockK;
+  GpuChunkLinearOptions linearOptions;
+  linearOptions.warps = options.warps;
   if (!run([&](PassManager &pm) {
         pm.addPass(createGpuTileSoftmax(tileOptions));
+        pm.addPass(createGpuChunkLinear(linearOptions));
       }))
     return false;
   gpu::GPUFuncOp func;
@@ -137,6 +140,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   }
 
   image.headDim = intAttr(func, "attnc.head_dim");
+  image.sequenceResult = intAttr(func, "attnc.sequence_result");
   if (auto offsets = func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params"))
     image.offsetParams.assign(offsets.asArrayRef().begin(),
                               offsets.asArrayRef().end());

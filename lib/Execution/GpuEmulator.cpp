@@ -250,8 +250,12 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
   tileOptions.warps = options.warps;
   tileOptions.blockK = options.blockK;
   tileOptions.emulate = true;
+  GpuChunkLinearOptions linearOptions;
+  linearOptions.warps = options.warps;
+  linearOptions.emulate = true;
   PassManager tile(context);
   tile.addPass(createGpuTileSoftmax(tileOptions));
+  tile.addPass(createGpuChunkLinear(linearOptions));
   if (failed(tile.run(*clone))) {
     error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
     return nullptr;
@@ -270,6 +274,8 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
   for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.copied_params")
                            .asArrayRef())
     launch.copiedParams.push_back(param);
+  launch.sequenceResult =
+      func->getAttrOfType<IntegerAttr>("attnc.sequence_result").getInt();
   for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params")
                            .asArrayRef())
     launch.offsetParams.push_back(param);
@@ -336,13 +342,12 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
   if (!bindInputShapes(signature, inputs, bindings, error) ||
       !checkGpuLaunch(launch, inputs, error))
     return false;
+  std::vector<std::vector<int64_t>> shapes;
+  if (!launch.outputShapes(inputs, bindings, shapes, error))
+    return false;
   outputs.clear();
-  for (const TensorSpec &spec : signature.results) {
-    std::vector<int64_t> shape;
-    if (!resolveShape(spec, bindings, shape, error))
-      return false;
-    outputs.emplace_back(spec.type, shape);
-  }
+  for (size_t r = 0; r < shapes.size(); ++r)
+    outputs.emplace_back(signature.results[r].type, shapes[r]);
 
   std::vector<std::vector<int64_t>> descriptors;
   std::vector<std::vector<int64_t>> inputShapes;

@@ -240,6 +240,19 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuImage &image,
                                                image.signature.name.c_str()),
                      "cuModuleGetFunction", error))
     return nullptr;
+  if (image.sharedBytes > 48 * 1024) {
+    int device = 0, limit = 0;
+    if (driver->deviceGet(&device, 0) == 0 &&
+        driver->deviceGetAttribute(&limit, 97, device) == 0 &&
+        image.sharedBytes > limit) {
+      error = "kernel '" + image.signature.name + "' needs " +
+              std::to_string(image.sharedBytes) +
+              " bytes of shared memory per CTA; this GPU allows " +
+              std::to_string(limit) +
+              " (a smaller chunk, block or head dim needs less)";
+      return nullptr;
+    }
+  }
   if (image.sharedBytes > 48 * 1024 &&
       !driver->check(driver->funcSetAttribute(kernel->function, 8,
                                               static_cast<int>(image.sharedBytes)),
@@ -296,10 +309,11 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   if (!bindInputShapes(signature, inputs, bindings, error) ||
       !checkGpuLaunch(gpuImage, inputs, error))
     return false;
+  std::vector<std::vector<int64_t>> expectedShapes;
+  if (!gpuImage.outputShapes(inputs, bindings, expectedShapes, error))
+    return false;
   for (size_t r = 0; r < outputs.size(); ++r) {
-    std::vector<int64_t> expected;
-    if (!resolveShape(signature.results[r], bindings, expected, error))
-      return false;
+    const std::vector<int64_t> &expected = expectedShapes[r];
     if (!outputs[r] || outputs[r]->shape != expected ||
         outputs[r]->type != signature.results[r].type) {
       error = "output '" + signature.results[r].name + "' must be " +
@@ -307,6 +321,7 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
       return false;
     }
   }
+
 
   std::vector<Descriptor> descriptors;
   std::vector<std::vector<int64_t>> inputShapes;
@@ -441,10 +456,11 @@ bool attnc::runWithHostTensors(GpuKernel &kernel,
   std::vector<TensorView> deviceOutputs(signature.results.size());
   std::vector<TensorView *> deviceOutputPointers;
   std::vector<DeviceBuffer *> outputBuffers;
+  std::vector<std::vector<int64_t>> shapes;
+  if (!kernel.image().outputShapes(inputs, bindings, shapes, error))
+    return false;
   for (size_t r = 0; r < signature.results.size(); ++r) {
-    std::vector<int64_t> shape;
-    if (!resolveShape(signature.results[r], bindings, shape, error))
-      return false;
+    const std::vector<int64_t> &shape = shapes[r];
     outputs.emplace_back(signature.results[r].type, shape);
     uint64_t total = 0;
     storageBytes(signature.results[r].type, shape, total);

@@ -2,6 +2,7 @@
 
 #include "attnc/Runtime/GpuImage.h"
 
+#include <cstring>
 #include <sstream>
 
 using namespace attnc;
@@ -75,10 +76,33 @@ std::array<int64_t, 3> GpuImage::gridFor(
         term.dim >= 0 &&
         static_cast<size_t>(term.dim) < inputShapes[term.param].size())
       size = inputShapes[term.param][term.dim];
+    if (term.divisor == 0) { // a single block along this axis
+      result[axis] = 1;
+      continue;
+    }
     int64_t value = (size + term.divisor - 1) / term.divisor - term.minus;
     result[axis] = value < 0 ? 0 : value;
   }
   return result;
+}
+
+bool GpuImage::outputShapes(const std::vector<const TensorView *> &inputs,
+                            const DimBindings &bindings,
+                            std::vector<std::vector<int64_t>> &shapes,
+                            std::string &error) const {
+  shapes.assign(signature.results.size(), {});
+  for (size_t r = 0; r < signature.results.size(); ++r) {
+    DimBindings withSequences = bindings;
+    const TensorSpec &spec = signature.results[r];
+    if (static_cast<int64_t>(r) == sequenceResult && !offsetParams.empty() &&
+        inputs[offsetParams[0]] && !spec.dims.empty() &&
+        spec.dims[0].isSymbolic())
+      withSequences.emplace(spec.dims[0].symbol,
+                            inputs[offsetParams[0]]->shape[0] - 1);
+    if (!resolveShape(spec, withSequences, shapes[r], error))
+      return false;
+  }
+  return true;
 }
 
 std::string attnc::serialize(const GpuImage &image) {
@@ -97,6 +121,7 @@ std::string attnc::serialize(const GpuImage &image) {
     os << "grid " << term.param << ' ' << term.dim << ' ' << term.divisor << ' '
        << term.minus << '\n';
   os << "head_dim " << image.headDim << '\n';
+  os << "sequence_result " << image.sequenceResult << '\n';
   os << "offsets";
   for (int64_t param : image.offsetParams)
     os << ' ' << param;
@@ -159,10 +184,12 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
         return fail("too many grid lines");
       GridTerm &term = image.grid[gridAxis++];
       if (!(line >> term.param >> term.dim >> term.divisor >> term.minus) ||
-          term.divisor <= 0)
+          term.divisor < 0)
         return fail("bad grid line '" + text + "'");
     } else if (key == "head_dim") {
       line >> image.headDim;
+    } else if (key == "sequence_result") {
+      line >> image.sequenceResult;
     } else if (key == "offsets") {
       int64_t param;
       while (line >> param) {
@@ -217,6 +244,16 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
             "' out of bounds: index " + std::to_string(words[3]) + " in dim " +
             std::to_string(words[2]) + " of size " + std::to_string(words[4]) +
             " (check the tensor's shape against the indices the spec uses)";
+    return false;
+  }
+  if (words[0] == 1) {
+    double value;
+    std::memcpy(&value, &words[5], sizeof(value));
+    error = "gate value " + std::to_string(value) + " at b=" +
+            std::to_string(words[1]) + ", h=" + std::to_string(words[2]) +
+            ", t=" + std::to_string(words[3]) +
+            " is positive or not finite; gates are log-space decays and must "
+            "be finite and <= 0";
     return false;
   }
   if (words[0] == 3 && words[1] >= 0 &&

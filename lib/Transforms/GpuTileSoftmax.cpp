@@ -67,8 +67,6 @@ struct GpuTileShape : WarpConfig {
 /// Why `familyOp` has no GPU strategy, or "" when it has one.
 std::string unsupportedReason(Operation *familyOp, int64_t blockK,
                               GpuTileShape &shape) {
-  if (isa<LinearOp>(familyOp))
-    return "the linear family (attn.linear) has no GPU strategy yet";
   if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp)) {
     if (sparse.getTopk())
       return "top-k block selection (attn.sparse_softmax with topk) has no GPU "
@@ -294,32 +292,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value startQ, n, startK, m;
   std::tie(startQ, n) = sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
   std::tie(startK, m) = sequenceBounds(rb, operands.cuK, batch, operands.lengthK);
-  // cu_seqlens live on the device, so the host cannot check them: a
-  // sequence that is decreasing or leaves the packed tokens is recorded
-  // (3, parameter, batch, start, end) and computes nothing, as cp.async
-  // reads are not bounds-checked.
-  auto checkSequence = [&](Value offsets, Value start, Value &length,
-                           Value total) {
-    if (!offsets)
-      return;
-    Value end = rb.add(start, length);
-    Value valid = arith::AndIOp::create(
-        b,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::sle, start, end),
-        arith::AndIOp::create(
-            b, arith::CmpIOp::create(b, arith::CmpIPredicate::sge, start, idx(0)),
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sle, end, total)));
-    rb.ifThen(arith::XOrIOp::create(
-                  b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
-              [&] {
-                rb.recordError(
-                    3, {idx(cast<BlockArgument>(offsets).getArgNumber()), batch,
-                        start, end});
-              });
-    length = arith::SelectOp::create(b, valid, length, idx(0));
-  };
-  checkSequence(operands.cuQ, startQ, n, operands.lengthQ);
-  checkSequence(operands.cuK, startK, m, operands.lengthK);
+  checkSequence(operands.cuQ, batch, startQ, n, operands.lengthQ);
+  checkSequence(operands.cuK, batch, startK, m, operands.lengthK);
   Value bq = idx(shape.blockQ), bk = idx(shape.blockK);
   Value i0 = rb.mul(queryBlock, bq);
   // The grid covers the longest sequence; CTAs past this one's end exit
@@ -637,6 +611,8 @@ struct GpuTileSoftmaxPass
     gpu::GPUModuleOp gpuModule;
     for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
+      if (isa<LinearOp>(family))
+        continue; // attn-gpu-chunk-linear
       GpuTileShape shape;
       shape.warps = warps;
       shape.blockQ = warps * kRowsPerWarp;
@@ -648,10 +624,8 @@ struct GpuTileSoftmaxPass
         return signalPassFailure();
       }
       shape.emulate = emulate;
-      Operation *func =
-          emulate ? buildEmulatedFunc(kernel, shape).getOperation()
-                  : buildGpuFunc(kernel, shape, gpuModule).getOperation();
-      setLaunchAttributes(func, kernel, shape);
+      Operation *func = createKernelFunction(kernel, shape, gpuModule);
+      setLaunchAttributes(func, launchFacts(kernel, shape));
       Region &body = func->getRegion(0);
       Block *entry = &body.front();
       Value shared = emulate ? entry->getArguments().back() : Value();
@@ -676,57 +650,14 @@ struct GpuTileSoftmaxPass
     }
   }
 
-  gpu::GPUFuncOp buildGpuFunc(KernelOp kernel, const GpuTileShape &shape,
-                              gpu::GPUModuleOp &gpuModule) {
-    ModuleOp module = getOperation();
-    if (!gpuModule) {
-      module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
-                      UnitAttr::get(&getContext()));
-      OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
-      gpuModule = gpu::GPUModuleOp::create(builder, module.getLoc(),
-                                           "attnc_kernels");
-    }
-    OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
-    auto func = gpu::GPUFuncOp::create(
-        builder, kernel.getLoc(), kernel.getSymName(),
-        builder.getFunctionType(getCallingConventionTypes(kernel), {}));
-    func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(),
-                  builder.getUnitAttr());
-    func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
-        {static_cast<int32_t>(shape.threads()), 1, 1}));
-    // Without a floor on resident CTAs ptxas may cap registers at 128 to
-    // fit four CTAs per SM and spill the accumulators; one CTA per SM is
-    // enough to keep the tensor cores busy with 4+ warps.
-    func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
-                  builder.getI32IntegerAttr(1));
-    return func;
-  }
-
-  /// The kernel as a host function for the warp emulator: the calling
-  /// convention plus the CTA's shared memory as a trailing memref<?xi8>.
-  func::FuncOp buildEmulatedFunc(KernelOp kernel, const GpuTileShape &shape) {
-    OpBuilder builder(kernel);
-    SmallVector<Type> types = getCallingConventionTypes(kernel);
-    types.push_back(MemRefType::get({ShapedType::kDynamic}, builder.getI8Type()));
-    auto func = func::FuncOp::create(builder, kernel.getLoc(),
-                                     kernel.getSymName(),
-                                     builder.getFunctionType(types, {}));
-    func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
-    func.addEntryBlock();
-    return func;
-  }
-
   /// What a launcher needs besides the signature: threads per CTA, dynamic
   /// shared memory, and the grid as ceil(dim(param, d) / divisor) - minus
   /// for x (query blocks), y (query heads) and z (batch entries).
-  void setLaunchAttributes(Operation *func, KernelOp kernel,
-                           const GpuTileShape &shape) {
+  /// The launch facts: grid (query blocks, query heads, batch entries).
+  LaunchFacts launchFacts(KernelOp kernel, const GpuTileShape &shape) {
     Operation *family = kernel.getFamilyOp();
-    auto paramIndex = [&](Value value) {
-      return static_cast<int64_t>(cast<BlockArgument>(value).getArgNumber());
-    };
-    Layout layout = family->getAttrOfType<LayoutAttr>("layout").getValue();
-    LayoutDims dims = getLayoutDims(layout);
+    LayoutDims dims = getLayoutDims(
+        family->getAttrOfType<LayoutAttr>("layout").getValue());
     int64_t q = paramIndex(family->getOperand(0));
     Value cuQ, cuK;
     if (auto op = dyn_cast<SoftmaxOp>(family))
@@ -735,29 +666,21 @@ struct GpuTileSoftmaxPass
       cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
     else if (auto op = dyn_cast<SparseSoftmaxOp>(family))
       cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-    Builder builder(func->getContext());
-    auto entry = [&](int64_t param, int64_t dim, int64_t divisor,
-                     int64_t minus) {
-      return builder.getDenseI64ArrayAttr({param, dim, divisor, minus});
-    };
-    SmallVector<Attribute> grid = {
-        entry(q, dims.seq, shape.blockQ, 0), entry(q, dims.head, 1, 0),
-        cuQ ? entry(paramIndex(cuQ), 0, 1, 1) : entry(q, dims.batch, 1, 0)};
-    func->setAttr("attnc.grid", builder.getArrayAttr(grid));
-    SmallVector<int64_t> offsets;
+    LaunchFacts facts;
+    facts.threads = shape.threads();
+    facts.sharedBytes = shape.sharedBytes();
+    facts.grid = {{{q, dims.seq, shape.blockQ, 0},
+                   {q, dims.head, 1, 0},
+                   cuQ ? std::array<int64_t, 4>{paramIndex(cuQ), 0, 1, 1}
+                       : std::array<int64_t, 4>{q, dims.batch, 1, 0}}};
     if (cuQ)
-      offsets.push_back(paramIndex(cuQ));
+      facts.offsetParams.push_back(paramIndex(cuQ));
     if (cuK)
-      offsets.push_back(paramIndex(cuK));
-    func->setAttr("attnc.offset_params", builder.getDenseI64ArrayAttr(offsets));
-    func->setAttr("attnc.head_dim", builder.getI64IntegerAttr(dims.head));
-    func->setAttr("attnc.copied_params",
-                  builder.getDenseI64ArrayAttr(
-                      {q, paramIndex(family->getOperand(1)),
-                       paramIndex(family->getOperand(2))}));
-    func->setAttr("attnc.threads", builder.getI64IntegerAttr(shape.threads()));
-    func->setAttr("attnc.shared_bytes",
-                  builder.getI64IntegerAttr(shape.sharedBytes()));
+      facts.offsetParams.push_back(paramIndex(cuK));
+    facts.headDim = dims.head;
+    facts.copiedParams = {q, paramIndex(family->getOperand(1)),
+                          paramIndex(family->getOperand(2))};
+    return facts;
   }
 };
 

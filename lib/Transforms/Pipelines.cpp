@@ -64,6 +64,9 @@ void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
   tileOptions.warps = options.warps;
   tileOptions.blockK = options.blockK;
   pm.addPass(createGpuTileSoftmax(tileOptions));
+  GpuChunkLinearOptions linearOptions;
+  linearOptions.warps = options.warps;
+  pm.addPass(createGpuChunkLinear(linearOptions));
   buildGpuModuleLoweringPipeline(pm, options.chip);
 }
 

@@ -21,6 +21,7 @@
 #include "mlir/Dialect/NVGPU/IR/NVGPUDialect.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
+#include <array>
 #include <functional>
 
 namespace attnc::lowering {
@@ -323,6 +324,31 @@ protected:
         OpFoldResult(metadata.getOffset()), sizes, strideValues);
   }
 
+  /// cu_seqlens live on the device, so the host cannot check them: a
+  /// sequence that is decreasing or leaves the `total` packed tokens is
+  /// recorded (3, parameter, batch, start, end) and gets length 0, as
+  /// cp.async reads are not bounds-checked.
+  void checkSequence(Value offsets, Value batch, Value start, Value &length,
+                     Value total) {
+    if (!offsets)
+      return;
+    Value end = rb.add(start, length);
+    Value valid = arith::AndIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::sle, start, end),
+        arith::AndIOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, start, idx(0)),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sle, end, total)));
+    rb.ifThen(arith::XOrIOp::create(
+                  b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+              [&] {
+                rb.recordError(
+                    3, {idx(mlir::cast<BlockArgument>(offsets).getArgNumber()),
+                        batch, start, end});
+              });
+    length = arith::SelectOp::create(b, valid, length, idx(0));
+  }
+
   /// The CTA's dynamic shared memory (the emulator's trailing argument).
   Value sharedBase() {
     if (config.emulate)
@@ -360,6 +386,33 @@ protected:
   /// Byte offset of each shared-memory tile (for the emulator's ldmatrix).
   llvm::DenseMap<Value, int64_t> tileOffsets;
 };
+
+/// The function a GPU strategy fills for `kernel`: a gpu.func kernel in the
+/// module's gpu.module @attnc_kernels (created on first use), or, for the
+/// emulator, a func.func with the CTA's shared memory as a trailing
+/// memref<?xi8>. Its entry block is ready for lowerKernelBody.
+Operation *createKernelFunction(KernelOp kernel, const WarpConfig &config,
+                                gpu::GPUModuleOp &gpuModule);
+
+/// Launch facts every GPU kernel carries (read by GpuCompiler and the
+/// emulator): threads, dynamic shared memory, the grid as three
+/// [param, dim, divisor, minus] entries (ceil(dim(param, dim) / divisor) -
+/// minus; divisor 0 means the axis is 1), the parameters copied in 16-byte
+/// rows, the cu_seqlens parameters and the head dim of q and k.
+struct LaunchFacts {
+  int64_t threads = 0, sharedBytes = 0;
+  std::array<std::array<int64_t, 4>, 3> grid{};
+  SmallVector<int64_t> copiedParams, offsetParams;
+  int64_t headDim = 1;
+  /// A result with one entry per packed sequence, or -1.
+  int64_t sequenceResult = -1;
+};
+void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
+
+/// Block-argument position of a kernel parameter.
+inline int64_t paramIndex(Value value) {
+  return static_cast<int64_t>(mlir::cast<BlockArgument>(value).getArgNumber());
+}
 
 } // namespace attnc::lowering
 

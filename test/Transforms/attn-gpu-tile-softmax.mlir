@@ -68,16 +68,6 @@
 // -----
 
 // Kernels the strategy cannot handle are errors that name the feature.
-// expected-error @+1 {{kernel 'linear' cannot run on the GPU: the linear family (attn.linear) has no GPU strategy yet}}
-  attn.kernel @linear(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
-    %o = attn.linear %q, %k, %v : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
-    } feature {
-    }
-    attn.return %o : !attn.tensor<bf16[B, H, T, 32]>
-  }
-
-// -----
-
 // expected-error @+1 {{kernel 'wide' cannot run on the GPU: tensor cores need f16 or bf16 q, k and v (q is f32)}}
 attn.kernel @wide(%q: !attn.tensor<f32[B, H, N, 32]>, %k: !attn.tensor<f32[B, H, N, 32]>, %v: !attn.tensor<f32[B, H, N, 32]>) -> (o: !attn.tensor<f32[B, H, N, 32]>) {
   %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>) -> !attn.tensor<f32[B, H, N, 32]> score {

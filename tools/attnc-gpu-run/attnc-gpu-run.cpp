@@ -167,10 +167,11 @@ int main(int argc, char **argv) {
   std::vector<TensorView> outputViews(signature.results.size());
   std::vector<TensorView *> outputPointers;
   std::vector<DeviceBuffer *> outputBuffers;
+  std::vector<std::vector<int64_t>> shapes;
+  if (!image.outputShapes(hostInputs, bound, shapes, error))
+    return fail(error);
   for (size_t r = 0; r < signature.results.size(); ++r) {
-    std::vector<int64_t> shape;
-    if (!resolveShape(signature.results[r], bound, shape, error))
-      return fail(error);
+    const std::vector<int64_t> &shape = shapes[r];
     outputs.emplace_back(signature.results[r].type, shape);
     uint64_t bytes = 0;
     storageBytes(signature.results[r].type, shape, bytes);

@@ -20,7 +20,8 @@
 
 namespace attnc {
 
-/// grid = ceil(dim(param, dim) / divisor) - minus, for one grid axis.
+/// grid = ceil(dim(param, dim) / divisor) - minus, for one grid axis; a
+/// divisor of 0 means the axis is 1.
 struct GridTerm {
   int64_t param = 0, dim = 0, divisor = 1, minus = 0;
 };
@@ -41,10 +42,20 @@ struct GpuImage {
   int64_t headDim = 1;
   /// cu_seqlens parameters (query, key); they must hold as many entries.
   std::vector<int64_t> offsetParams;
+  /// A result with one entry per packed sequence (a final state), whose
+  /// leading dim is dim(offsetParams[0], 0) - 1; -1 when none.
+  int64_t sequenceResult = -1;
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.
   ParamRoles roles;
   std::string bytes;
+
+  /// The output shapes for inputs whose symbols are in `bindings`; false
+  /// (with a message) when a size is unknown.
+  bool outputShapes(const std::vector<const TensorView *> &inputs,
+                    const DimBindings &bindings,
+                    std::vector<std::vector<int64_t>> &shapes,
+                    std::string &error) const;
 
   /// The grid for these input shapes (one per parameter; empty shape for an
   /// omitted optional one).

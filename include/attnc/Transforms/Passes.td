@@ -172,9 +172,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
     ceil(dim(param, dim) / divisor) - minus.
 
-    Kernels this strategy cannot handle are reported as errors naming the
-    feature: the linear and sparse families, f32 or mixed q/k/v, head dims
-    that are not fixed multiples of 16 up to 256.
+    Linear kernels are left to attn-gpu-chunk-linear. Kernels this strategy
+    cannot handle are reported as errors naming the feature: top-k
+    selection, f32 or mixed q/k/v, head dims that are not fixed multiples of
+    16 up to 256, sparsity blocks that are not multiples of 16 up to 128.
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4",
@@ -193,6 +194,45 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
     "::mlir::nvgpu::NVGPUDialect", "::mlir::scf::SCFDialect",
     "::mlir::vector::VectorDialect"
+  ];
+}
+
+def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
+  let summary = "Chunkwise linear attention kernels on tensor cores (mma.sync)";
+  let description = [{
+    Rewrites every kernel whose family op is `attn.linear` (gate kinds none,
+    constant_per_head and per_head; causal or not; feature maps; initial and
+    final states; GQA; varlen) into a `gpu.func` kernel (same calling
+    convention as attn-lower-to-reference) in `gpu.module @attnc_kernels`.
+    One CTA of `warps` warps per (batch entry or sequence, query head) walks
+    the sequence in chunks of the op's `chunk` steps (a multiple of 16, at
+    most 16 * warps) with the state S (Dk x Dv, f32) in shared memory. With
+    the chunk's cumulative log gates G_r:
+
+      A  = (phi(Q) phi(K)^T) o D,  D[r][u] = exp(G_r - G_u) for u <= r
+      O  = scale * (A V + exp(G_r) * phi(Q) S)
+      S' = exp(G_last) S + (phi(K) o exp(G_last - G_u))^T V
+
+    Q K^T, A V, Q S and the state update are mma.sync.m16n8k16 on ldmatrix
+    fragments (the state rounded to the element type as the B operand of
+    Q S); every exponent is a difference G_a - G_b with b <= a, so nothing
+    overflows. Non-causal kernels sum the state over all chunks first.
+    Per-key-dimension gates (GLA) are refused with that reason, as are f32
+    inputs and head dims that are not fixed multiples of 16 up to 128.
+    With `emulate`, the kernel is built for the CPU warp emulator, as in
+    attn-gpu-tile-softmax.
+  }];
+  let options = [
+    Option<"warps", "warps", "int64_t", /*default=*/"4", "Warps per CTA">,
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "Build a host func.func for the CPU warp emulator">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::NVVM::NVVMDialect", "::mlir::nvgpu::NVGPUDialect",
+    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
   ];
 }
 

@@ -1,0 +1,541 @@
+//===- GpuChunkLinear.cpp - Chunkwise linear attention on tensor cores ----===//
+//
+// One CTA per (batch or sequence, query head) walks the sequence in chunks
+// of C steps with the state S (Dk x Dv, f32) in shared memory. Per chunk,
+// with cumulative scalar log gates G_r (G = 0 without a gate):
+//
+//   A     = (phi(Q) phi(K)^T) o D,    D[r][u] = exp(G_r - G_u) for u <= r
+//   O     = scale * (A V + exp(G_r) * (phi(Q) S))
+//   S'    = exp(G_last) * S + (phi(K) o exp(G_last - G_u))^T V
+//
+// Q K^T, A V, Q S and K~^T V are mma.sync.m16n8k16 (f16/bf16 operands, f32
+// accumulators); warp w computes the output rows [16w, 16w + 16) of the
+// chunk and the state rows [16w', ...) for w' = w, w + warps, ... Every
+// exponent is G_a - G_b with b <= a, or G itself, so none overflows.
+// Non-causal kernels sum the state over all chunks first, then compute
+// every output from it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelLowering.h"
+#include "WarpBuilder.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "llvm/Support/FormatVariadic.h"
+
+namespace attnc {
+#define GEN_PASS_DEF_GPUCHUNKLINEAR
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+
+namespace {
+
+struct LinearTileShape : WarpConfig {
+  int64_t chunk = 64, dimK = 0, dimV = 0;
+  int64_t pitchK() const { return dimK + kRowPadding; }
+  int64_t pitchV() const { return dimV + kRowPadding; }
+  // Shared memory: Q, K, decayed K and V tiles (bf16/f16), the state in f32
+  // and as an mma operand, the chunk's gates and their prefix sums.
+  int64_t queryOffset() const { return 0; }
+  int64_t keyOffset() const { return chunk * pitchK() * elementBytes(); }
+  int64_t decayedKeyOffset() const { return 2 * keyOffset(); }
+  int64_t valueOffset() const { return 3 * keyOffset(); }
+  int64_t stateOffset() const {
+    return valueOffset() + chunk * pitchV() * elementBytes();
+  }
+  int64_t stateOperandOffset() const { return stateOffset() + dimK * dimV * 4; }
+  int64_t gateOffset() const {
+    return stateOperandOffset() + dimK * pitchV() * elementBytes();
+  }
+  int64_t cumulativeOffset() const { return gateOffset() + chunk * 4; }
+  int64_t sharedBytes() const { return cumulativeOffset() + chunk * 4; }
+};
+
+std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
+  auto q = cast<AttnTensorType>(op.getQ().getType());
+  auto k = cast<AttnTensorType>(op.getK().getType());
+  auto v = cast<AttnTensorType>(op.getV().getType());
+  Type element = q.getElementType();
+  if (!element.isF16() && !element.isBF16())
+    return "tensor cores need f16 or bf16 q, k and v";
+  if (k.getElementType() != element || v.getElementType() != element)
+    return "q, k and v must have the same element type on the GPU";
+  if (op.getGateKind() == GateKind::per_key_dim)
+    return "per-key-dimension gates (GLA) have no GPU strategy yet";
+  int64_t feature = q.getRank() - 1;
+  std::optional<int64_t> dimK = q.getFixedSize(feature);
+  std::optional<int64_t> dimV = v.getFixedSize(feature);
+  if (!dimK || !dimV)
+    return "the head dims of q and v must be fixed numbers on the GPU";
+  if (*dimK % 16 || *dimV % 16 || *dimK > 128 || *dimV > 128)
+    return llvm::formatv("linear head dims must be multiples of 16 up to 128 "
+                         "on the GPU (got {0} and {1})",
+                         *dimK, *dimV)
+        .str();
+  int64_t chunk = op.getChunk();
+  if (chunk % 16 || chunk > 16 * shape.warps)
+    return llvm::formatv("the chunk must be a multiple of 16 up to {0} on the "
+                         "GPU (got {1})",
+                         16 * shape.warps, chunk)
+        .str();
+  shape.element = element;
+  shape.dimK = *dimK;
+  shape.dimV = *dimV;
+  shape.chunk = chunk;
+  return "";
+}
+
+class LinearKernelBuilder : public WarpBuilder {
+public:
+  LinearKernelBuilder(LoweringBuilder &rb, const LinearTileShape &shape,
+                      Value emulatedShared)
+      : WarpBuilder(rb, shape, emulatedShared), shape(shape) {}
+
+  void build(LinearOp op, ValueRange results);
+
+private:
+  /// for (i = threadId; i < count; i += threads) body(i)
+  void forEachElement(int64_t count, llvm::function_ref<void(Value)> body) {
+    rb.loop(idx(0), idx((count + config.threads() - 1) / config.threads()),
+            [&](Value round) {
+              Value i = rb.add(threadId, rb.mul(round, idx(config.threads())));
+              rb.ifThen(lessThan(i, idx(count)), [&] { body(i); });
+            });
+  }
+  Value loadF32(Value tile, ValueRange at) {
+    Value value = memref::LoadOp::create(b, tile, at);
+    return value.getType().isF32()
+               ? value
+               : Value(arith::ExtFOp::create(b, f32, value));
+  }
+  void storeElement(Value value, Value tile, ValueRange at) {
+    Type element = cast<MemRefType>(tile.getType()).getElementType();
+    if (element != value.getType())
+      value = arith::TruncFOp::create(b, element, value);
+    memref::StoreOp::create(b, value, tile, at);
+  }
+  Value exp(Value x) { return math::ExpOp::create(b, x); }
+
+  /// The A fragments of 16 rows of `tile` starting at `row0`, one per 16
+  /// columns of `width`.
+  SmallVector<SmallVector<Value>> rowFragments(Value tile, Value row0,
+                                               int64_t width) {
+    Value row = rb.add(
+        row0,
+        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+               rb.mul(arith::RemUIOp::create(
+                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                      idx(8))));
+    Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+    SmallVector<SmallVector<Value>> fragments;
+    for (int64_t kk = 0; kk < width / 16; ++kk)
+      fragments.push_back(ldmatrix(tile, {}, row, rb.add(idx(kk * 16), colOffset),
+                                   4, /*transpose=*/false));
+    return fragments;
+  }
+
+  /// acc (outputTiles x 4) += A B for A = 16 rows x (16 * a.size()) given as
+  /// fragments and B rows [16kk, 16kk + 16) of `tile` (row-major, read with
+  /// ldmatrix.trans: V, or the state operand).
+  void accumulateTimesRows(ArrayRef<SmallVector<Value>> a, Value tile,
+                           int64_t columns, SmallVector<Value> &acc) {
+    Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
+    Value rowInStep = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+                             rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
+                                    idx(8)));
+    Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+    for (size_t kk = 0; kk < a.size(); ++kk)
+      for (int64_t et = 0; et < columns / 8; et += 2) {
+        SmallVector<Value> regs =
+            ldmatrix(tile, {}, rb.add(idx(kk * 16), rowInStep),
+                     rb.add(idx(et * 8), colOffset), 4, /*transpose=*/true);
+        for (int64_t pair = 0; pair < 2; ++pair) {
+          MutableArrayRef<Value> c(&acc[(et + pair) * 4], 4);
+          SmallVector<Value> d =
+              mma(a[kk], {regs[2 * pair], regs[2 * pair + 1]}, c);
+          llvm::copy(d, c.begin());
+        }
+      }
+  }
+
+  const LinearTileShape &shape;
+  Value lane, group, inGroup;
+};
+
+void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
+  AttentionOperands operands = getAttentionOperands(op, rb);
+  layout = operands.layout;
+  Value o = results[0];
+  Value finalState = results.size() > 1 ? results[1] : Value();
+  Value initial = op.getInitialState()
+                      ? rb.params.lookup(op.getInitialState())
+                      : Value();
+  bool gated = !op.getGate().empty();
+  Value scale = rb.f32(op.getScale().convertToDouble());
+  const int64_t C = shape.chunk, dimK = shape.dimK, dimV = shape.dimV;
+
+  threadId = threadIndex();
+  Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  group = arith::DivUIOp::create(b, lane, idx(4));
+  inGroup = arith::RemUIOp::create(b, lane, idx(4));
+  Value head = blockIndex(gpu::Dimension::y, 1);
+  Value batch = blockIndex(gpu::Dimension::z, 2);
+  Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
+  Value q = withUnitInnerStride(operands.q);
+  Value k = withUnitInnerStride(operands.k);
+  Value v = withUnitInnerStride(operands.v);
+
+  Value base = sharedBase();
+  Value queryTile = sharedTile(base, shape.queryOffset(), {C, shape.pitchK()},
+                               shape.element);
+  Value keyTile =
+      sharedTile(base, shape.keyOffset(), {C, shape.pitchK()}, shape.element);
+  Value decayedKeys = sharedTile(base, shape.decayedKeyOffset(),
+                                 {C, shape.pitchK()}, shape.element);
+  Value valueTile =
+      sharedTile(base, shape.valueOffset(), {C, shape.pitchV()}, shape.element);
+  Value state = sharedTile(base, shape.stateOffset(), {dimK, dimV}, f32);
+  Value stateOperand = sharedTile(base, shape.stateOperandOffset(),
+                                  {dimK, shape.pitchV()}, shape.element);
+  Value gates = sharedTile(base, shape.gateOffset(), {C}, f32);
+  Value cumulative = sharedTile(base, shape.cumulativeOffset(), {C}, f32);
+
+  Value start, steps;
+  std::tie(start, steps) =
+      sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
+  checkSequence(operands.cuQ, batch, start, steps, operands.lengthQ);
+  Value numChunks = arith::CeilDivUIOp::create(b, steps, idx(C));
+
+  // S = S_0 (or 0)
+  Value hasInitial = initial ? rb.isPresent(initial) : Value();
+  forEachElement(dimK * dimV, [&](Value i) {
+    Value d = arith::DivUIOp::create(b, i, idx(dimV));
+    Value e = arith::RemUIOp::create(b, i, idx(dimV));
+    Value init = rb.f32(0);
+    if (initial)
+      init = rb.ifThen(
+          hasInitial, {f32},
+          [&]() -> SmallVector<Value> {
+            return {rb.loadF32(initial, {batch, head, d, e})};
+          },
+          [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+    memref::StoreOp::create(b, init, state, ValueRange{d, e});
+  });
+  barrier();
+
+  // Loads rows [t0, t0 + rows) of q (when `withQuery`), k and v, applies the
+  // feature map, zeroes key rows past the chunk, and (gated) computes the
+  // cumulative gates G_r of the chunk.
+  auto loadChunk = [&](Value t0, Value rows, bool withQuery, bool withKeys) {
+    Value row0 = rb.add(start, t0);
+    SmallVector<Value> tokens;
+    if (withQuery)
+      tokens = copyTile(queryTile, {}, q, batch, head, row0, rows, C, dimK);
+    if (withKeys) {
+      llvm::append_range(tokens, copyTile(keyTile, {}, k, batch, headK, row0,
+                                          rows, C, dimK));
+      llvm::append_range(tokens, copyTile(valueTile, {}, v, batch, headK, row0,
+                                          rows, C, dimV));
+    }
+    commitCopies(tokens);
+    waitForCopiesAndBarrier();
+    auto featureMap = [&](Value tile, bool zeroPastEnd) {
+      if (op.getFeature().empty() && !zeroPastEnd)
+        return;
+      forEachElement(C * dimK, [&](Value i) {
+        Value r = arith::DivUIOp::create(b, i, idx(dimK));
+        Value d = arith::RemUIOp::create(b, i, idx(dimK));
+        Value x = loadF32(tile, {r, d});
+        Value y = rb.inlineExpression(op.getFeature(), {x}, x);
+        if (zeroPastEnd)
+          y = arith::SelectOp::create(b, lessThan(r, rows), y, rb.f32(0));
+        storeElement(y, tile, {r, d});
+      });
+    };
+    if (withQuery)
+      featureMap(queryTile, /*zeroPastEnd=*/false);
+    if (withKeys)
+      featureMap(keyTile, /*zeroPastEnd=*/true);
+    if (gated) {
+      forEachElement(C, [&](Value r) {
+        Value t = rb.add(t0, r);
+        Value g = rb.ifThen(
+            lessThan(r, rows), {f32},
+            [&]() -> SmallVector<Value> {
+              Value raw = rb.inlineExpression(
+                  op.getGate(), {batch, head, t, idx(0), start}, rb.f32(0));
+              return {rb.checkedGate(raw, {batch, head, t, idx(0)})};
+            },
+            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+        memref::StoreOp::create(b, g, gates, r);
+      });
+      barrier();
+      forEachElement(C, [&](Value r) {
+        Value sum = rb.loop(idx(0), rb.add(r, idx(1)), {rb.f32(0)},
+                            [&](Value u, ValueRange acc) {
+                              return SmallVector<Value>{rb.add(
+                                  acc[0], memref::LoadOp::create(b, gates, u))};
+                            })[0];
+        memref::StoreOp::create(b, sum, cumulative, r);
+      });
+    }
+    barrier();
+  };
+  auto cumulativeAt = [&](Value r) -> Value {
+    return gated ? Value(memref::LoadOp::create(b, cumulative, r)) : rb.f32(0);
+  };
+
+  // S = exp(G_last) S + (K o exp(G_last - G_u))^T V; warp w updates the
+  // state rows [16 dt, 16 dt + 16) for dt = w, w + warps, ...
+  auto updateState = [&](Value rows) {
+    Value keys = keyTile;
+    Value last = rb.sub(rows, idx(1));
+    Value total = cumulativeAt(last);
+    if (gated) {
+      forEachElement(C * dimK, [&](Value i) {
+        Value u = arith::DivUIOp::create(b, i, idx(dimK));
+        Value d = arith::RemUIOp::create(b, i, idx(dimK));
+        Value factor = exp(arith::SubFOp::create(b, total, cumulativeAt(u)));
+        factor = arith::SelectOp::create(b, lessThan(u, rows), factor, rb.f32(0));
+        storeElement(arith::MulFOp::create(b, loadF32(keyTile, {u, d}), factor),
+                     decayedKeys, {u, d});
+      });
+      barrier();
+      keys = decayedKeys;
+    }
+    Value decay = gated ? exp(total) : rb.f32(1);
+    Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
+    for (int64_t dtBase = 0; dtBase < dimK / 16; dtBase += config.warps) {
+      Value dt = rb.add(warp, idx(dtBase));
+      rb.ifThen(lessThan(dt, idx(dimK / 16)), [&] {
+        Value d0 = rb.mul(dt, idx(16));
+        SmallVector<Value> acc;
+        for (int64_t et = 0; et < dimV / 8; ++et)
+          for (int64_t reg = 0; reg < 4; ++reg) {
+            Value d = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
+            Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
+            acc.push_back(arith::MulFOp::create(
+                b, memref::LoadOp::create(b, state, ValueRange{d, e}), decay));
+          }
+        // A = keys^T rows d0..: ldmatrix.trans of the key rows u.
+        SmallVector<SmallVector<Value>> a;
+        Value u = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+                         rb.mul(arith::DivUIOp::create(b, laneBy8, idx(2)),
+                                idx(8)));
+        Value d = rb.add(d0, rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
+                                    idx(8)));
+        for (int64_t kk = 0; kk < C / 16; ++kk)
+          a.push_back(ldmatrix(keys, {}, rb.add(idx(kk * 16), u), d, 4,
+                               /*transpose=*/true));
+        accumulateTimesRows(a, valueTile, dimV, acc);
+        for (int64_t et = 0; et < dimV / 8; ++et)
+          for (int64_t reg = 0; reg < 4; ++reg) {
+            Value dd = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
+            Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
+            memref::StoreOp::create(b, acc[et * 4 + reg], state,
+                                    ValueRange{dd, e});
+          }
+      });
+    }
+    barrier();
+  };
+
+  // The state as an mma operand (rounded to the element type).
+  auto refreshStateOperand = [&] {
+    forEachElement(dimK * dimV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(dimV));
+      Value e = arith::RemUIOp::create(b, i, idx(dimV));
+      storeElement(memref::LoadOp::create(b, state, ValueRange{d, e}),
+                   stateOperand, {d, e});
+    });
+    barrier();
+  };
+
+  // Outputs of the chunk's rows [16w, 16w + 16) (w < C / 16).
+  auto emitOutputs = [&](Value t0, Value rows, bool intra) {
+    Value r0 = rb.mul(warp, idx(16));
+    rb.ifThen(lessThan(r0, idx(C)), [&] {
+      SmallVector<SmallVector<Value>> queries =
+          rowFragments(queryTile, r0, dimK);
+      SmallVector<Value> inter(dimV / 8 * 4, rb.f32(0));
+      accumulateTimesRows(queries, stateOperand, dimV, inter);
+      SmallVector<Value> acc(dimV / 8 * 4, rb.f32(0));
+      Value rowOf[2];
+      for (int half = 0; half < 2; ++half)
+        rowOf[half] = rb.add(r0, rb.add(group, idx(8 * half)));
+      if (intra) {
+        // A = (Q K^T) o D over the chunk's keys, then acc = A V.
+        Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
+        Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
+        Value keyColX2 = rb.mul(
+            arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)),
+                                   idx(2)),
+            idx(8));
+        SmallVector<Value> weights;
+        for (int64_t nt = 0; nt < C / 8; ++nt) {
+          SmallVector<Value> c(4, rb.f32(0));
+          Value row = rb.add(keyRow, idx(nt * 8));
+          for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
+            bool pair = kk + 1 < dimK / 16;
+            SmallVector<Value> regs =
+                ldmatrix(keyTile, {}, row,
+                         rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
+                         pair ? 4 : 2, /*transpose=*/false);
+            c = mma(queries[kk], {regs[0], regs[1]}, c);
+            if (pair)
+              c = mma(queries[kk + 1], {regs[2], regs[3]}, c);
+          }
+          for (int64_t reg = 0; reg < 4; ++reg) {
+            Value r = rowOf[reg / 2];
+            Value u = rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2)));
+            Value allowed = arith::AndIOp::create(
+                b, arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
+                lessThan(u, rows));
+            Value weight = c[reg];
+            if (gated)
+              weight = arith::MulFOp::create(
+                  b, weight,
+                  exp(arith::SubFOp::create(
+                      b, cumulativeAt(arith::MinUIOp::create(b, r, idx(C - 1))),
+                      cumulativeAt(u))));
+            weights.push_back(
+                arith::SelectOp::create(b, allowed, weight, rb.f32(0)));
+          }
+        }
+        SmallVector<SmallVector<Value>> a;
+        for (int64_t kk = 0; kk < C / 16; ++kk) {
+          Value *lo = &weights[(2 * kk) * 4], *hi = &weights[(2 * kk + 1) * 4];
+          a.push_back({pack(lo[0], lo[1]), pack(lo[2], lo[3]),
+                       pack(hi[0], hi[1]), pack(hi[2], hi[3])});
+        }
+        accumulateTimesRows(a, valueTile, dimV, acc);
+      }
+      for (int half = 0; half < 2; ++half) {
+        Value r = rowOf[half];
+        rb.ifThen(lessThan(r, rows), [&] {
+          Value decay = gated ? exp(cumulativeAt(r)) : rb.f32(1);
+          Value t = rb.add(rb.add(start, t0), r);
+          for (int64_t et = 0; et < dimV / 8; ++et)
+            for (int e = 0; e < 2; ++e) {
+              int64_t slot = et * 4 + 2 * half + e;
+              Value value = math::FmaOp::create(b, inter[slot], decay, acc[slot]);
+              Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
+              rb.storeF32(arith::MulFOp::create(b, scale, value), o,
+                          layoutIndices(layout, batch, head, t, col));
+            }
+        });
+      }
+    });
+    barrier();
+  };
+
+  auto chunkRows = [&](Value chunkIndex) {
+    Value t0 = rb.mul(chunkIndex, idx(C));
+    return std::make_pair(t0, arith::MinUIOp::create(b, idx(C), rb.sub(steps, t0)));
+  };
+  if (op.getCausal()) {
+    rb.loop(idx(0), numChunks, [&](Value chunkIndex) {
+      auto [t0, rows] = chunkRows(chunkIndex);
+      Value chunkStart = t0, chunkLength = rows;
+      loadChunk(chunkStart, chunkLength, /*withQuery=*/true, /*withKeys=*/true);
+      refreshStateOperand();
+      emitOutputs(chunkStart, chunkLength, /*intra=*/true);
+      updateState(chunkLength);
+    });
+  } else {
+    // S = S_0 + sum_t phi(k_t)^T v_t, then o = scale * phi(q) S.
+    rb.loop(idx(0), numChunks, [&](Value chunkIndex) {
+      auto [t0, rows] = chunkRows(chunkIndex);
+      Value chunkStart = t0, chunkLength = rows;
+      loadChunk(chunkStart, chunkLength, /*withQuery=*/false, /*withKeys=*/true);
+      updateState(chunkLength);
+    });
+    refreshStateOperand();
+    rb.loop(idx(0), numChunks, [&](Value chunkIndex) {
+      auto [t0, rows] = chunkRows(chunkIndex);
+      Value chunkStart = t0, chunkLength = rows;
+      loadChunk(chunkStart, chunkLength, /*withQuery=*/true, /*withKeys=*/false);
+      emitOutputs(chunkStart, chunkLength, /*intra=*/false);
+    });
+  }
+  if (finalState)
+    forEachElement(dimK * dimV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(dimV));
+      Value e = arith::RemUIOp::create(b, i, idx(dimV));
+      memref::StoreOp::create(b,
+                              memref::LoadOp::create(b, state, ValueRange{d, e}),
+                              finalState, ValueRange{batch, head, d, e});
+    });
+}
+
+struct GpuChunkLinearPass
+    : public attnc::impl::GpuChunkLinearBase<GpuChunkLinearPass> {
+  using GpuChunkLinearBase::GpuChunkLinearBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    gpu::GPUModuleOp gpuModule;
+    for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
+      auto op = dyn_cast<LinearOp>(kernel.getFamilyOp());
+      if (!op)
+        continue;
+      LinearTileShape shape;
+      shape.warps = warps;
+      shape.emulate = emulate;
+      std::string reason = unsupportedReason(op, shape);
+      if (!reason.empty()) {
+        kernel.emitError() << "kernel '" << kernel.getSymName()
+                           << "' cannot run on the GPU: " << reason;
+        return signalPassFailure();
+      }
+      Operation *func = createKernelFunction(kernel, shape, gpuModule);
+      setLaunchAttributes(func, launchFacts(op, shape));
+      Block *entry = &func->getRegion(0).front();
+      Value shared = emulate ? entry->getArguments().back() : Value();
+      lowerKernelBody(kernel, entry, /*clearStatus=*/false,
+                      [&](Operation *familyOp, LoweringBuilder &rb,
+                          ValueRange results) {
+                        LinearKernelBuilder builder(rb, shape, shared);
+                        builder.build(cast<LinearOp>(familyOp), results);
+                      });
+      OpBuilder builder = OpBuilder::atBlockEnd(entry);
+      if (emulate)
+        func::ReturnOp::create(builder, kernel.getLoc());
+      else
+        gpu::ReturnOp::create(builder, kernel.getLoc());
+      kernel.erase();
+    }
+  }
+
+  /// One CTA per (batch entry or sequence, query head).
+  LaunchFacts launchFacts(LinearOp op, const LinearTileShape &shape) {
+    LayoutDims dims = getLayoutDims(op.getLayout());
+    int64_t q = paramIndex(op.getQ());
+    LaunchFacts facts;
+    facts.threads = shape.threads();
+    facts.sharedBytes = shape.sharedBytes();
+    Value cu = op.getCuSeqlens();
+    facts.grid = {{{q, 0, 0, 0},
+                   {q, dims.head, 1, 0},
+                   cu ? std::array<int64_t, 4>{paramIndex(cu), 0, 1, 1}
+                      : std::array<int64_t, 4>{q, dims.batch, 1, 0}}};
+    if (cu)
+      facts.offsetParams.push_back(paramIndex(cu));
+    // A packed kernel's final state has one entry per sequence.
+    if (cu && op.getFinalState())
+      for (OpOperand &use : op.getFinalState().getUses())
+        if (isa<ReturnOp>(use.getOwner()))
+          facts.sequenceResult = use.getOperandNumber();
+    facts.headDim = dims.head;
+    facts.copiedParams = {q, paramIndex(op.getK()), paramIndex(op.getV())};
+    return facts;
+  }
+};
+
+} // namespace

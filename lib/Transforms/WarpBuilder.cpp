@@ -1,0 +1,66 @@
+//===- WarpBuilder.cpp - Kernel functions and launch facts of GPU kernels -===//
+
+#include "WarpBuilder.h"
+
+using namespace mlir;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+
+Operation *attnc::lowering::createKernelFunction(KernelOp kernel,
+                                                 const WarpConfig &config,
+                                                 gpu::GPUModuleOp &gpuModule) {
+  auto module = kernel->getParentOfType<ModuleOp>();
+  if (config.emulate) {
+    OpBuilder builder(kernel);
+    SmallVector<Type> types = getCallingConventionTypes(kernel);
+    types.push_back(MemRefType::get({ShapedType::kDynamic}, builder.getI8Type()));
+    auto func = func::FuncOp::create(builder, kernel.getLoc(),
+                                     kernel.getSymName(),
+                                     builder.getFunctionType(types, {}));
+    func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+    func.addEntryBlock();
+    return func;
+  }
+  if (!gpuModule) {
+    gpuModule = *module.getOps<gpu::GPUModuleOp>().begin();
+  }
+  if (!gpuModule) {
+    module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
+                    UnitAttr::get(module.getContext()));
+    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
+    gpuModule =
+        gpu::GPUModuleOp::create(builder, module.getLoc(), "attnc_kernels");
+  }
+  OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
+  auto func = gpu::GPUFuncOp::create(
+      builder, kernel.getLoc(), kernel.getSymName(),
+      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+  func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), builder.getUnitAttr());
+  func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
+      {static_cast<int32_t>(config.threads()), 1, 1}));
+  // Without a floor on resident CTAs ptxas may cap registers at 128 to fit
+  // four CTAs per SM and spill the accumulators; one CTA per SM is enough
+  // to keep the tensor cores busy with 4+ warps.
+  func->setAttr(NVVM::NVVMDialect::getMinctasmAttrName(),
+                builder.getI32IntegerAttr(1));
+  return func;
+}
+
+void attnc::lowering::setLaunchAttributes(Operation *func,
+                                          const LaunchFacts &facts) {
+  Builder builder(func->getContext());
+  SmallVector<Attribute> grid;
+  for (const std::array<int64_t, 4> &term : facts.grid)
+    grid.push_back(builder.getDenseI64ArrayAttr(term));
+  func->setAttr("attnc.grid", builder.getArrayAttr(grid));
+  func->setAttr("attnc.threads", builder.getI64IntegerAttr(facts.threads));
+  func->setAttr("attnc.shared_bytes",
+                builder.getI64IntegerAttr(facts.sharedBytes));
+  func->setAttr("attnc.offset_params",
+                builder.getDenseI64ArrayAttr(facts.offsetParams));
+  func->setAttr("attnc.head_dim", builder.getI64IntegerAttr(facts.headDim));
+  func->setAttr("attnc.sequence_result",
+                builder.getI64IntegerAttr(facts.sequenceResult));
+  func->setAttr("attnc.copied_params",
+                builder.getDenseI64ArrayAttr(facts.copiedParams));
+}
