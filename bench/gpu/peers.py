@@ -2,7 +2,9 @@
 the ratio of attnc's TFLOP/s to theirs.
 
 Peers: torch.nn.functional.scaled_dot_product_attention with the flash
-backend, and FlexAttention (torch.nn.attention.flex_attention, compiled).
+backend, and FlexAttention (torch.nn.attention.flex_attention, compiled), for
+the softmax cases; flash-linear-attention's chunk_simple_gla for the SSD
+(scalar gate per head and step) cases when `fla` is importable.
 Shapes follow the gpu-proof timing cases: bf16, 16K tokens per batch
 (B = 16384 / N), 16 heads, head dim 64/128, causal and not. Skips (with a
 message) whatever the installed torch lacks.
@@ -80,12 +82,32 @@ def main():
                         mask = create_block_mask(lambda b_, h, i, j: i >= j, None, None, n, n)
                     flex_tf = tflops(flops, time_ms(lambda: flex(q, k, v, block_mask=mask)))
                 ours = attnc.get((label, "sm_90a"), 0.0)
-                rows.append([label, ours, sdpa, flex_tf])
+                rows.append([label, ours, sdpa, flex_tf, 0.0])
                 print(f"{label:<22}{ours:>14.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
                       f"{ours / sdpa if sdpa else 0:>9.2f}{ours / flex_tf if flex_tf else 0:>9.2f}")
+    try:
+        from fla.ops.simple_gla import chunk_simple_gla
+    except Exception as error:
+        print(f"peers: flash-linear-attention unavailable ({error}); linear cases skipped")
+        chunk_simple_gla = None
+    if chunk_simple_gla is not None:
+        print(f"{'case':<22}{'attnc sm_90a':>14}{'fla':>10}{'vs fla':>9}")
+        for d in (64, 128):
+            for n in (1024, 4096, 16384):
+                b = 16384 // n
+                q, k, v = (torch.randn(b, n, 16, d, device="cuda", dtype=torch.bfloat16)
+                           for _ in range(3))
+                g = -torch.rand(b, n, 16, device="cuda", dtype=torch.float32)
+                flops = b * 16 * n * (4 * 64 * d + 4 * d * d)
+                label = f"ssd_d{d}_n{n}"
+                fla_tf = tflops(flops, time_ms(lambda: chunk_simple_gla(q, k, v, g, scale=1.0)))
+                ours = attnc.get((label, "sm_90a"), 0.0)
+                rows.append([label, ours, 0.0, 0.0, fla_tf])
+                print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops"])
+        writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
+                         "fla_tflops"])
         writer.writerows(rows)
     return 0
 

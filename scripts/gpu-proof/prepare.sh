@@ -37,7 +37,9 @@ add_time() {
 
 for spec in "$specs"/*.attn "$examples"/alibi_gqa.attn \
             "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
-            "$examples"/block_sparse.attn; do
+            "$examples"/block_sparse.attn "$examples"/mamba2_decay.attn \
+            "$root"/test/Target/NVVM/Inputs/ssd_d64.attn \
+            "$root"/test/Target/NVVM/Inputs/ssd_d128.attn; do
   name=$(basename "$spec" .attn)
   for target in sm_80 sm_90a; do
     "$attnc" compile "$spec" --target="$target" --emit=image \
@@ -59,6 +61,10 @@ add_check alibi_gqa_777x1500 "$examples/alibi_gqa.attn" 7 B=1 Hq=4 Hk=2 N=777 M=
 add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
 add_check varlen_causal_3000 "$examples/varlen_causal.attn" 9 T=3000 H=4 S1=6
 add_check block_sparse_1000 "$examples/block_sparse.attn" 10 B=1 H=2 N=1000 NB=32 MB=32
+add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
+ssd="$root/test/Target/NVVM/Inputs"
+add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
+add_check ssd_d128_300 "$ssd/ssd_d128.attn" 13 B=1 H=2 T=300
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).
@@ -68,6 +74,15 @@ for d in 64 128; do
     dense=$((4 * b * 16 * n * n * d))
     add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
     add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
+  done
+done
+# Linear (SSD gates): FLOPs of the chunkwise form per token and head,
+# 4 C D (intra: Q K^T and A V) + 4 D D (Q S and the state update).
+for d in 64 128; do
+  for n in 1024 4096 16384; do
+    b=$((16384 / n))
+    flops=$((b * 16 * n * (4 * 64 * d + 4 * d * d)))
+    add_time "ssd_d${d}_n$n" "$ssd/ssd_d$d.attn" "$flops" B=$b H=16 T=$n
   done
 done
 cp "$root/scripts/gpu-proof/run.sh" "$out/"

@@ -1,0 +1,77 @@
+// RUN: attnc-opt %s -split-input-file -attn-gpu-chunk-linear -canonicalize -verify-diagnostics | FileCheck %s
+
+// Chunkwise linear attention on tensor cores for a Mamba2-style kernel (a
+// decay per head and step) with the final state and chunks of 32: one CTA
+// per (batch, head); shared memory holds the chunk's Q, K, decayed K and V
+// tiles, the 32x32 f32 state and its bf16 copy (the B operand of Q S), and
+// the chunk's gates and their prefix sums. Per chunk: cp.async copies, the
+// gates, the state operand, outputs (Q S and (Q K^T o D) V on mma.sync),
+// then the state update (K~^T V). No buffer grows with T.
+
+// CHECK-LABEL: gpu.module @attnc_kernels
+// CHECK:       gpu.func @ssd(
+// CHECK-SAME:    attnc.grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    attnc.shared_bytes = 17152
+// CHECK-SAME:    attnc.threads = 128
+// CHECK-NOT:   memref.alloc
+// CHECK:       memref.view {{.*}} to memref<32x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:       memref.view {{.*}} to memref<32x32xf32, #gpu.address_space<workgroup>>
+// CHECK:       memref.view {{.*}} to memref<32xf32, #gpu.address_space<workgroup>>
+//              The initial state (zero here), then the chunk loop.
+// CHECK:       gpu.barrier
+// CHECK:       scf.for
+// CHECK:         nvgpu.device_async_copy
+// CHECK:         nvgpu.device_async_wait
+// CHECK-NEXT:    gpu.barrier
+//                Gates: checked (positive or non-finite ones are recorded),
+//                then prefix sums.
+// CHECK:         arith.cmpf ole
+// CHECK:         gpu.barrier
+// CHECK:         scf.for {{.*}} iter_args
+// CHECK:         gpu.barrier
+//                Outputs: Q S, then Q K^T with the decay, then A V.
+// CHECK:         nvgpu.ldmatrix {{.*}}transpose = false
+// CHECK:         nvgpu.ldmatrix {{.*}}transpose = true
+// CHECK:         nvvm.mma.sync
+// CHECK:         math.exp
+// CHECK:         nvvm.mma.sync
+// CHECK:         gpu.barrier
+//                State update: K~^T V accumulated onto exp(G_last) S.
+// CHECK:         nvgpu.ldmatrix {{.*}}transpose = true
+// CHECK:         nvvm.mma.sync
+// CHECK:         memref.store {{.*}} : memref<32x32xf32, #gpu.address_space<workgroup>>
+// CHECK:         gpu.barrier
+// CHECK:       memref.store {{.*}} : memref<?x?x?x?xf32
+// CHECK:       gpu.return
+  attn.kernel @ssd(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>, %a: !attn.tensor<f32[B, H, T]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>, st: !attn.tensor<f32[B, H, 32, 32]>) {
+    %o, %state = attn.linear %q, %k, %v {chunk = 32 : i64, gate_kind = #attn<gate_kind per_head>} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<f32[B, H, 32, 32]>) gate {
+    ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
+      %0 = attn.load %a[%b, %h, %t] : <f32[B, H, T]> -> f32
+      attn.yield %0 : f32
+    } feature {
+    }
+    attn.return %o, %state : !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<f32[B, H, 32, 32]>
+  }
+
+// -----
+
+// expected-error @+1 {{kernel 'gla' cannot run on the GPU: per-key-dimension gates (GLA) have no GPU strategy yet}}
+  attn.kernel @gla(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>, %g: !attn.tensor<f32[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
+    %o = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_key_dim>} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
+    ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
+      %0 = attn.load %g[%b, %h, %t, %d] : <f32[B, H, T, 32]> -> f32
+      attn.yield %0 : f32
+    } feature {
+    }
+    attn.return %o : !attn.tensor<bf16[B, H, T, 32]>
+  }
+
+// -----
+
+// expected-error @+1 {{kernel 'big' cannot run on the GPU: the chunk must be a multiple of 16 up to 64 on the GPU (got 128)}}
+  attn.kernel @big(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
+    %o = attn.linear %q, %k, %v {chunk = 128 : i64} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
+    } feature {
+    }
+    attn.return %o : !attn.tensor<bf16[B, H, T, 32]>
+  }
