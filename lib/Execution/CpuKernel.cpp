@@ -2,6 +2,7 @@
 
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Runtime/GpuImage.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -318,29 +319,7 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
     error = "running the kernel failed: " + llvm::toString(std::move(invokeError));
     return false;
   }
-  if (status[0] == 2) {
-    int64_t param = status[1];
-    std::string name = param < static_cast<int64_t>(kernelSignature.params.size())
-                           ? kernelSignature.params[param].name
-                           : "?";
-    error = "the spec reads '" + name + "' out of bounds: index " +
-            std::to_string(status[3]) + " in dim " + std::to_string(status[2]) +
-            " of size " + std::to_string(status[4]) +
-            " (check the tensor's shape against the indices the spec uses)";
-    return false;
-  }
-  if (status[0] == 1) {
-    double value;
-    std::memcpy(&value, &status[5], sizeof(value));
-    error = "gate value " + std::to_string(value) + " at b=" +
-            std::to_string(status[1]) + ", h=" + std::to_string(status[2]) +
-            ", t=" + std::to_string(status[3]) + ", d=" +
-            std::to_string(status[4]) +
-            " is positive or not finite; gates are log-space decays and must "
-            "be finite and <= 0";
-    return false;
-  }
-  return true;
+  return checkKernelStatus(kernelSignature, status.data(), error);
 }
 
 bool CpuKernel::run(const std::vector<const TensorView *> &inputs,

@@ -63,6 +63,25 @@ void exportDynamicSharedMemory(ModuleOp module) {
 
 } // namespace
 
+void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
+  image.threads = intAttr(func, "attnc.threads");
+  image.sharedBytes = intAttr(func, "attnc.shared_bytes");
+  image.headDim = intAttr(func, "attnc.head_dim");
+  image.sequenceResult = intAttr(func, "attnc.sequence_result");
+  if (auto grid = func->getAttrOfType<ArrayAttr>("attnc.grid"))
+    for (auto [axis, entry] :
+         llvm::enumerate(grid.getAsRange<DenseI64ArrayAttr>())) {
+      ArrayRef<int64_t> values = entry.asArrayRef();
+      image.grid[axis] = {values[0], values[1], values[2], values[3]};
+    }
+  auto params = [&](StringRef name, std::vector<int64_t> &list) {
+    if (auto values = func->getAttrOfType<DenseI64ArrayAttr>(name))
+      list.assign(values.asArrayRef().begin(), values.asArrayRef().end());
+  };
+  params("attnc.offset_params", image.offsetParams);
+  params("attnc.copied_params", image.copiedParams);
+}
+
 bool attnc::compileToPtx(ModuleOp module, StringRef name,
                          const GpuPipelineOptions &options, GpuImage &image,
                          std::string &error, std::string *loweredIR) {
@@ -131,22 +150,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
     error = "the GPU strategy produced no kernel";
     return false;
   }
-  image.threads = intAttr(func, "attnc.threads");
-  image.sharedBytes = intAttr(func, "attnc.shared_bytes");
-  auto grid = func->getAttrOfType<ArrayAttr>("attnc.grid");
-  for (auto [axis, entry] : llvm::enumerate(grid.getAsRange<DenseI64ArrayAttr>())) {
-    ArrayRef<int64_t> values = entry.asArrayRef();
-    image.grid[axis] = {values[0], values[1], values[2], values[3]};
-  }
-
-  image.headDim = intAttr(func, "attnc.head_dim");
-  image.sequenceResult = intAttr(func, "attnc.sequence_result");
-  if (auto offsets = func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params"))
-    image.offsetParams.assign(offsets.asArrayRef().begin(),
-                              offsets.asArrayRef().end());
-  if (auto copied = func->getAttrOfType<DenseI64ArrayAttr>("attnc.copied_params"))
-    image.copiedParams.assign(copied.asArrayRef().begin(),
-                              copied.asArrayRef().end());
+  readLaunchAttributes(func, image);
 
   if (!run([&](PassManager &pm) {
         buildGpuModuleLoweringPipeline(pm, options.chip);

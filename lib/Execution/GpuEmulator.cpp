@@ -3,6 +3,7 @@
 #include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Runtime/CudaRuntime.h"
 #include "attnc/Runtime/HalfFloat.h"
@@ -261,24 +262,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     return nullptr;
   }
   func::FuncOp func = clone->lookupSymbol<func::FuncOp>(launch.signature.name);
-  launch.threads = func->getAttrOfType<IntegerAttr>("attnc.threads").getInt();
-  launch.sharedBytes =
-      func->getAttrOfType<IntegerAttr>("attnc.shared_bytes").getInt();
-  launch.headDim = func->getAttrOfType<IntegerAttr>("attnc.head_dim").getInt();
-  for (auto [axis, entry] : llvm::enumerate(
-           func->getAttrOfType<ArrayAttr>("attnc.grid")
-               .getAsRange<DenseI64ArrayAttr>())) {
-    ArrayRef<int64_t> values = entry.asArrayRef();
-    launch.grid[axis] = {values[0], values[1], values[2], values[3]};
-  }
-  for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.copied_params")
-                           .asArrayRef())
-    launch.copiedParams.push_back(param);
-  launch.sequenceResult =
-      func->getAttrOfType<IntegerAttr>("attnc.sequence_result").getInt();
-  for (int64_t param : func->getAttrOfType<DenseI64ArrayAttr>("attnc.offset_params")
-                           .asArrayRef())
-    launch.offsetParams.push_back(param);
+  readLaunchAttributes(func, launch);
 
   PassManager lower(context);
   buildLowerToLLVMPipeline(lower);

@@ -251,7 +251,8 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
     std::memcpy(&value, &words[5], sizeof(value));
     error = "gate value " + std::to_string(value) + " at b=" +
             std::to_string(words[1]) + ", h=" + std::to_string(words[2]) +
-            ", t=" + std::to_string(words[3]) +
+            ", t=" + std::to_string(words[3]) + ", d=" +
+            std::to_string(words[4]) +
             " is positive or not finite; gates are log-space decays and must "
             "be finite and <= 0";
     return false;

@@ -57,37 +57,17 @@ struct LinearTileShape : WarpConfig {
 };
 
 std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
-  auto q = cast<AttnTensorType>(op.getQ().getType());
-  auto k = cast<AttnTensorType>(op.getK().getType());
-  auto v = cast<AttnTensorType>(op.getV().getType());
-  Type element = q.getElementType();
-  if (!element.isF16() && !element.isBF16())
-    return "tensor cores need f16 or bf16 q, k and v";
-  if (k.getElementType() != element || v.getElementType() != element)
-    return "q, k and v must have the same element type on the GPU";
   if (op.getGateKind() == GateKind::per_key_dim)
     return "per-key-dimension gates (GLA) have no GPU strategy yet";
-  int64_t feature = q.getRank() - 1;
-  std::optional<int64_t> dimK = q.getFixedSize(feature);
-  std::optional<int64_t> dimV = v.getFixedSize(feature);
-  if (!dimK || !dimV)
-    return "the head dims of q and v must be fixed numbers on the GPU";
-  if (*dimK % 16 || *dimV % 16 || *dimK > 128 || *dimV > 128)
-    return llvm::formatv("linear head dims must be multiples of 16 up to 128 "
-                         "on the GPU (got {0} and {1})",
-                         *dimK, *dimV)
-        .str();
   int64_t chunk = op.getChunk();
   if (chunk % 16 || chunk > 16 * shape.warps)
     return llvm::formatv("the chunk must be a multiple of 16 up to {0} on the "
                          "GPU (got {1})",
                          16 * shape.warps, chunk)
         .str();
-  shape.element = element;
-  shape.dimK = *dimK;
-  shape.dimV = *dimV;
   shape.chunk = chunk;
-  return "";
+  return checkTensorCoreOperands(op, /*maxHeadDim=*/128, shape.element,
+                                 shape.dimK, shape.dimV);
 }
 
 class LinearKernelBuilder : public WarpBuilder {

@@ -65,8 +65,7 @@ struct GpuTileShape : WarpConfig {
 };
 
 /// Why `familyOp` has no GPU strategy, or "" when it has one.
-std::string unsupportedReason(Operation *familyOp, int64_t blockK,
-                              GpuTileShape &shape) {
+std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape) {
   if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp)) {
     if (sparse.getTopk())
       return "top-k block selection (attn.sparse_softmax with topk) has no GPU "
@@ -83,35 +82,10 @@ std::string unsupportedReason(Operation *familyOp, int64_t blockK,
     shape.blockQ = rows;
     shape.blockK = keys;
   }
-  auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
-  auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
-  auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
-  Type element = q.getElementType();
-  if (!element.isF16() && !element.isBF16()) {
-    std::string name;
-    llvm::raw_string_ostream os(name);
-    os << element;
-    return "tensor cores need f16 or bf16 q, k and v (q is " + name + ")";
-  }
-  if (k.getElementType() != element || v.getElementType() != element)
-    return "q, k and v must have the same element type on the GPU";
-  int64_t feature = q.getRank() - 1;
-  std::optional<int64_t> dimK = q.getFixedSize(feature);
-  std::optional<int64_t> dimV = v.getFixedSize(feature);
-  if (!dimK || !dimV)
-    return "the head dims of q and v must be fixed numbers on the GPU "
-           "(registers are allocated per head dim)";
-  if (*dimK % 16 || *dimV % 16 || *dimK > 256 || *dimV > 256)
-    return llvm::formatv("head dims must be multiples of 16 up to 256 on the "
-                         "GPU (got {0} and {1})",
-                         *dimK, *dimV)
-        .str();
   if (shape.blockK % 16)
     return "block-k must be a multiple of 16";
-  shape.dimK = *dimK;
-  shape.dimV = *dimV;
-  shape.element = element;
-  return "";
+  return checkTensorCoreOperands(familyOp, /*maxHeadDim=*/256, shape.element,
+                                 shape.dimK, shape.dimV);
 }
 
 /// Builds the body of one kernel. Values named after the paper: m (row max),
@@ -617,7 +591,7 @@ struct GpuTileSoftmaxPass
       shape.warps = warps;
       shape.blockQ = warps * kRowsPerWarp;
       shape.blockK = blockK;
-      std::string reason = unsupportedReason(family, blockK, shape);
+      std::string reason = unsupportedReason(family, shape);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
                            << "' cannot run on the GPU: " << reason;

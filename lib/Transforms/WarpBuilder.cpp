@@ -2,6 +2,8 @@
 
 #include "WarpBuilder.h"
 
+#include "llvm/Support/FormatVariadic.h"
+
 using namespace mlir;
 using namespace attnc::attn;
 using namespace attnc::lowering;
@@ -63,4 +65,38 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
                 builder.getI64IntegerAttr(facts.sequenceResult));
   func->setAttr("attnc.copied_params",
                 builder.getDenseI64ArrayAttr(facts.copiedParams));
+}
+
+std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,
+                                                     int64_t maxHeadDim,
+                                                     Type &element,
+                                                     int64_t &dimK,
+                                                     int64_t &dimV) {
+  auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
+  auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
+  auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
+  element = q.getElementType();
+  if (!element.isF16() && !element.isBF16()) {
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << element;
+    return "tensor cores need f16 or bf16 q, k and v (q is " + name + ")";
+  }
+  if (k.getElementType() != element || v.getElementType() != element)
+    return "q, k and v must have the same element type on the GPU";
+  int64_t feature = q.getRank() - 1;
+  std::optional<int64_t> fixedK = q.getFixedSize(feature);
+  std::optional<int64_t> fixedV = v.getFixedSize(feature);
+  if (!fixedK || !fixedV)
+    return "the head dims of q and v must be fixed numbers on the GPU "
+           "(registers are allocated per head dim)";
+  if (*fixedK % 16 || *fixedV % 16 || *fixedK > maxHeadDim ||
+      *fixedV > maxHeadDim)
+    return llvm::formatv("head dims must be multiples of 16 up to {0} on the "
+                         "GPU (got {1} and {2})",
+                         maxHeadDim, *fixedK, *fixedV)
+        .str();
+  dimK = *fixedK;
+  dimV = *fixedV;
+  return "";
 }

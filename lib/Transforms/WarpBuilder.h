@@ -409,6 +409,13 @@ struct LaunchFacts {
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 
+/// The tensor-core requirements on q, k and v: f16 or bf16, one element
+/// type, fixed head dims that are multiples of 16 up to `maxHeadDim`.
+/// Returns why they are not met, or "" with the element type and head dims.
+std::string checkTensorCoreOperands(Operation *familyOp, int64_t maxHeadDim,
+                                    Type &element, int64_t &dimK,
+                                    int64_t &dimV);
+
 /// Block-argument position of a kernel parameter.
 inline int64_t paramIndex(Value value) {
   return static_cast<int64_t>(mlir::cast<BlockArgument>(value).getArgNumber());

@@ -23,6 +23,10 @@ namespace attnc {
 /// True for the targets the NVIDIA backend emits: sm_80 and sm_90a.
 bool isGpuTarget(llvm::StringRef target);
 
+/// Fills the launch facts of `image` from the attnc.* attributes that the GPU
+/// strategies put on a kernel function.
+void readLaunchAttributes(mlir::Operation *func, GpuImage &image);
+
 /// Compiles kernel `name` (the first when empty) of `module` (cloned) to a
 /// PTX image. With `loweredIR`, the module after the GPU lowering (NVVM
 /// dialect) is printed into it.
