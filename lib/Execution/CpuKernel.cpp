@@ -66,6 +66,22 @@ KernelSignature attnc::getKernelSignature(attn::KernelOp kernel) {
   return signature;
 }
 
+attn::KernelOp attnc::keepOnlyKernel(ModuleOp module, StringRef name,
+                                     std::string &error) {
+  attn::KernelOp kernel;
+  for (attn::KernelOp candidate :
+       llvm::make_early_inc_range(module.getOps<attn::KernelOp>())) {
+    if (!kernel && (name.empty() || candidate.getSymName() == name))
+      kernel = candidate;
+    else
+      candidate.erase();
+  }
+  if (!kernel)
+    error = name.empty() ? "the module holds no kernel"
+                         : "no kernel named '" + name.str() + "'";
+  return kernel;
+}
+
 CpuKernel::~CpuKernel() = default;
 
 /// Position of `value` among the kernel parameters, or -1.

@@ -104,19 +104,9 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   (void)targetsInitialized;
 
   OwningOpRef<ModuleOp> clone = module.clone();
-  attn::KernelOp kernel;
-  for (attn::KernelOp candidate :
-       llvm::make_early_inc_range(clone->getOps<attn::KernelOp>())) {
-    if (!kernel && (name.empty() || candidate.getSymName() == name))
-      kernel = candidate;
-    else
-      candidate.erase();
-  }
-  if (!kernel) {
-    error = name.empty() ? "the module holds no kernel"
-                         : "no kernel named '" + name.str() + "'";
+  attn::KernelOp kernel = keepOnlyKernel(*clone, name, error);
+  if (!kernel)
     return false;
-  }
   image = GpuImage();
   image.target = options.chip;
   image.format = "ptx";

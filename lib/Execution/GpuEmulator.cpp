@@ -222,19 +222,9 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
                            const GpuPipelineOptions &options,
                            std::string &error) {
   OwningOpRef<ModuleOp> clone = module.clone();
-  attn::KernelOp kernel;
-  for (attn::KernelOp candidate :
-       llvm::make_early_inc_range(clone->getOps<attn::KernelOp>())) {
-    if (!kernel && (name.empty() || candidate.getSymName() == name))
-      kernel = candidate;
-    else
-      candidate.erase();
-  }
-  if (!kernel) {
-    error = name.empty() ? "the module holds no kernel"
-                         : "no kernel named '" + name.str() + "'";
+  attn::KernelOp kernel = keepOnlyKernel(*clone, name, error);
+  if (!kernel)
     return nullptr;
-  }
   std::unique_ptr<EmulatedGpuKernel> result(new EmulatedGpuKernel());
   GpuImage &launch = result->launch;
   launch.target = "emulator";

@@ -474,22 +474,13 @@ struct GpuChunkLinearPass
                            << "' cannot run on the GPU: " << reason;
         return signalPassFailure();
       }
-      Operation *func = createKernelFunction(kernel, shape, gpuModule);
-      setLaunchAttributes(func, launchFacts(op, shape));
-      Block *entry = &func->getRegion(0).front();
-      Value shared = emulate ? entry->getArguments().back() : Value();
-      lowerKernelBody(kernel, entry, /*clearStatus=*/false,
-                      [&](Operation *familyOp, LoweringBuilder &rb,
-                          ValueRange results) {
-                        LinearKernelBuilder builder(rb, shape, shared);
-                        builder.build(cast<LinearOp>(familyOp), results);
-                      });
-      OpBuilder builder = OpBuilder::atBlockEnd(entry);
-      if (emulate)
-        func::ReturnOp::create(builder, kernel.getLoc());
-      else
-        gpu::ReturnOp::create(builder, kernel.getLoc());
-      kernel.erase();
+      lowerToKernelFunction(
+          kernel, shape, gpuModule, launchFacts(op, shape),
+          [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
+              Value shared) {
+            LinearKernelBuilder builder(rb, shape, shared);
+            builder.build(cast<LinearOp>(familyOp), results);
+          });
     }
   }
 

@@ -598,35 +598,22 @@ struct GpuTileSoftmaxPass
         return signalPassFailure();
       }
       shape.emulate = emulate;
-      Operation *func = createKernelFunction(kernel, shape, gpuModule);
-      setLaunchAttributes(func, launchFacts(kernel, shape));
-      Region &body = func->getRegion(0);
-      Block *entry = &body.front();
-      Value shared = emulate ? entry->getArguments().back() : Value();
-      lowerKernelBody(kernel, entry, /*clearStatus=*/false,
-                      [&](Operation *familyOp, LoweringBuilder &rb,
-                          ValueRange results) {
-                        SoftmaxKernelBuilder builder(rb, shape, shared);
-                        if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
-                          builder.build(softmax, results, std::nullopt);
-                        else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
-                          builder.build(chunked, results, chunked.getChunk());
-                        else
-                          builder.build(cast<SparseSoftmaxOp>(familyOp), results,
-                                        std::nullopt);
-                      });
-      OpBuilder builder = OpBuilder::atBlockEnd(entry);
-      if (emulate)
-        func::ReturnOp::create(builder, kernel.getLoc());
-      else
-        gpu::ReturnOp::create(builder, kernel.getLoc());
-      kernel.erase();
+      lowerToKernelFunction(
+          kernel, shape, gpuModule, launchFacts(kernel, shape),
+          [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
+              Value shared) {
+            SoftmaxKernelBuilder builder(rb, shape, shared);
+            if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+              builder.build(softmax, results, std::nullopt);
+            else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+              builder.build(chunked, results, chunked.getChunk());
+            else
+              builder.build(cast<SparseSoftmaxOp>(familyOp), results,
+                            std::nullopt);
+          });
     }
   }
 
-  /// What a launcher needs besides the signature: threads per CTA, dynamic
-  /// shared memory, and the grid as ceil(dim(param, d) / divisor) - minus
-  /// for x (query blocks), y (query heads) and z (batch entries).
   /// The launch facts: grid (query blocks, query heads, batch entries).
   LaunchFacts launchFacts(KernelOp kernel, const GpuTileShape &shape) {
     Operation *family = kernel.getFamilyOp();

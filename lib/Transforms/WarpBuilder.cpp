@@ -48,6 +48,28 @@ Operation *attnc::lowering::createKernelFunction(KernelOp kernel,
   return func;
 }
 
+void attnc::lowering::lowerToKernelFunction(
+    KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
+    const LaunchFacts &facts,
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value)>
+        buildBody) {
+  Operation *func = createKernelFunction(kernel, config, gpuModule);
+  setLaunchAttributes(func, facts);
+  Block *entry = &func->getRegion(0).front();
+  Value shared = config.emulate ? entry->getArguments().back() : Value();
+  lowerKernelBody(kernel, entry, /*clearStatus=*/false,
+                  [&](Operation *familyOp, LoweringBuilder &rb,
+                      ValueRange results) {
+                    buildBody(familyOp, rb, results, shared);
+                  });
+  OpBuilder builder = OpBuilder::atBlockEnd(entry);
+  if (config.emulate)
+    func::ReturnOp::create(builder, kernel.getLoc());
+  else
+    gpu::ReturnOp::create(builder, kernel.getLoc());
+  kernel.erase();
+}
+
 void attnc::lowering::setLaunchAttributes(Operation *func,
                                           const LaunchFacts &facts) {
   Builder builder(func->getContext());

@@ -394,6 +394,16 @@ protected:
 Operation *createKernelFunction(KernelOp kernel, const WarpConfig &config,
                                 gpu::GPUModuleOp &gpuModule);
 
+struct LaunchFacts;
+/// Replaces `kernel` by its kernel function (createKernelFunction) carrying
+/// `facts`; `buildBody` fills the body for the family op, given the result
+/// buffers and the emulator's shared memory (null on the GPU).
+void lowerToKernelFunction(
+    KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
+    const LaunchFacts &facts,
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value)>
+        buildBody);
+
 /// Launch facts every GPU kernel carries (read by GpuCompiler and the
 /// emulator): threads, dynamic shared memory, the grid as three
 /// [param, dim, divisor, minus] entries (ceil(dim(param, dim) / divisor) -

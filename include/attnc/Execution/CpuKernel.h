@@ -29,6 +29,11 @@ class KernelOp;
 /// The parameter list of a kernel, for callers that know no MLIR.
 KernelSignature getKernelSignature(attn::KernelOp kernel);
 
+/// Erases every kernel of `module` but kernel `name` (the first when empty)
+/// and returns it; null with `error` set when there is none.
+attn::KernelOp keepOnlyKernel(mlir::ModuleOp module, llvm::StringRef name,
+                              std::string &error);
+
 /// Which code path to compile.
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
