@@ -53,12 +53,25 @@ struct LinearTileShape : WarpConfig {
     return stateOperandOffset() + dimK * pitchV() * elementBytes();
   }
   int64_t cumulativeOffset() const { return gateOffset() + chunk * 4; }
-  int64_t sharedBytes() const { return cumulativeOffset() + chunk * 4; }
+  // Per-key-dimension gates add the table G[r][d] of cumulative gates, Q
+  // scaled for the inter-chunk term (exp(G_r)) and for the intra-chunk term
+  // (exp(G_r - G_p) with p the first row of r's 16-row tile), and per warp
+  // w the keys scaled to its reference row, exp(G_16w - G_u) for u < 16w.
+  bool perKeyDim = false;
+  int64_t scaledTileBytes() const { return chunk * pitchK() * elementBytes(); }
+  int64_t gateTableOffset() const { return cumulativeOffset() + chunk * 4; }
+  int64_t interQueryOffset() const { return gateTableOffset() + chunk * dimK * 4; }
+  int64_t intraQueryOffset() const { return interQueryOffset() + scaledTileBytes(); }
+  int64_t warpKeysOffset() const { return intraQueryOffset() + scaledTileBytes(); }
+  int64_t sharedBytes() const {
+    if (perKeyDim)
+      return warpKeysOffset() + warps * scaledTileBytes();
+    return cumulativeOffset() + chunk * 4;
+  }
 };
 
 std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
-  if (op.getGateKind() == GateKind::per_key_dim)
-    return "per-key-dimension gates (GLA) have no GPU strategy yet";
+  shape.perKeyDim = op.getGateKind() == GateKind::per_key_dim;
   int64_t chunk = op.getChunk();
   if (chunk % 16 || chunk > 16 * shape.warps)
     return llvm::formatv("the chunk must be a multiple of 16 up to {0} on the "
@@ -66,8 +79,14 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
                          16 * shape.warps, chunk)
         .str();
   shape.chunk = chunk;
-  return checkTensorCoreOperands(op, /*maxHeadDim=*/128, shape.element,
-                                 shape.dimK, shape.dimV);
+  std::string reason = checkTensorCoreOperands(
+      op, /*maxHeadDim=*/128, shape.element, shape.dimK, shape.dimV);
+  if (reason.empty() && shape.perKeyDim && shape.dimK > 64)
+    return llvm::formatv("per-key-dimension gates need Dk <= 64 on the GPU "
+                         "(shared memory; got {0})",
+                         shape.dimK)
+        .str();
+  return reason;
 }
 
 class LinearKernelBuilder : public WarpBuilder {
@@ -185,6 +204,17 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                   {dimK, shape.pitchV()}, shape.element);
   Value gates = sharedTile(base, shape.gateOffset(), {C}, f32);
   Value cumulative = sharedTile(base, shape.cumulativeOffset(), {C}, f32);
+  bool perKeyDim = shape.perKeyDim;
+  Value gateTable, interQueries, intraQueries, warpKeys;
+  if (perKeyDim) {
+    gateTable = sharedTile(base, shape.gateTableOffset(), {C, dimK}, f32);
+    interQueries = sharedTile(base, shape.interQueryOffset(),
+                              {C, shape.pitchK()}, shape.element);
+    intraQueries = sharedTile(base, shape.intraQueryOffset(),
+                              {C, shape.pitchK()}, shape.element);
+    warpKeys = sharedTile(base, shape.warpKeysOffset(),
+                          {config.warps, C, shape.pitchK()}, shape.element);
+  }
 
   Value start, steps;
   std::tie(start, steps) =
@@ -242,7 +272,67 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       featureMap(queryTile, /*zeroPastEnd=*/false);
     if (withKeys)
       featureMap(keyTile, /*zeroPastEnd=*/true);
-    if (gated) {
+    if (gated && perKeyDim) {
+      // G[r][d]: the gates, then prefix sums down each column.
+      forEachElement(C * dimK, [&](Value i) {
+        Value r = arith::DivUIOp::create(b, i, idx(dimK));
+        Value d = arith::RemUIOp::create(b, i, idx(dimK));
+        Value t = rb.add(t0, r);
+        Value g = rb.ifThen(
+            lessThan(r, rows), {f32},
+            [&]() -> SmallVector<Value> {
+              Value raw = rb.inlineExpression(op.getGate(),
+                                              {batch, head, t, d, start},
+                                              rb.f32(0));
+              return {rb.checkedGate(raw, {batch, head, t, d})};
+            },
+            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+        memref::StoreOp::create(b, g, gateTable, ValueRange{r, d});
+      });
+      barrier();
+      forEachElement(dimK, [&](Value d) {
+        rb.loop(idx(1), idx(C), [&](Value r) {
+          Value sum = rb.add(
+              memref::LoadOp::create(b, gateTable,
+                                     ValueRange{rb.sub(r, idx(1)), d}),
+              memref::LoadOp::create(b, gateTable, ValueRange{r, d}));
+          memref::StoreOp::create(b, sum, gateTable, ValueRange{r, d});
+        });
+      });
+      barrier();
+      // Scaled copies; every exponent is G_a - G_b with b <= a, or G_a.
+      auto tableAt = [&](Value r, Value d) -> Value {
+        return memref::LoadOp::create(b, gateTable, ValueRange{r, d});
+      };
+      if (withQuery)
+        forEachElement(C * dimK, [&](Value i) {
+          Value r = arith::DivUIOp::create(b, i, idx(dimK));
+          Value d = arith::RemUIOp::create(b, i, idx(dimK));
+          Value x = loadF32(queryTile, {r, d});
+          Value g = tableAt(r, d);
+          Value first = rb.mul(arith::DivUIOp::create(b, r, idx(16)), idx(16));
+          storeElement(arith::MulFOp::create(b, x, exp(g)), interQueries, {r, d});
+          storeElement(arith::MulFOp::create(
+                           b, x, exp(arith::SubFOp::create(b, g, tableAt(first, d)))),
+                       intraQueries, {r, d});
+        });
+      if (withQuery && withKeys)
+        forEachElement(config.warps * C * dimK, [&](Value i) {
+          Value w = arith::DivUIOp::create(b, i, idx(C * dimK));
+          Value rest = arith::RemUIOp::create(b, i, idx(C * dimK));
+          Value u = arith::DivUIOp::create(b, rest, idx(dimK));
+          Value d = arith::RemUIOp::create(b, rest, idx(dimK));
+          Value reference = arith::MinUIOp::create(b, rb.mul(w, idx(16)),
+                                                   idx(C - 1));
+          Value scaled = arith::MulFOp::create(
+              b, loadF32(keyTile, {u, d}),
+              exp(arith::SubFOp::create(b, tableAt(reference, d),
+                                        tableAt(u, d))));
+          Value before = lessThan(u, rb.mul(w, idx(16)));
+          storeElement(arith::SelectOp::create(b, before, scaled, rb.f32(0)),
+                       warpKeys, {w, u, d});
+        });
+    } else if (gated) {
       forEachElement(C, [&](Value r) {
         Value t = rb.add(t0, r);
         Value g = rb.ifThen(
@@ -267,8 +357,13 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     }
     barrier();
   };
-  auto cumulativeAt = [&](Value r) -> Value {
-    return gated ? Value(memref::LoadOp::create(b, cumulative, r)) : rb.f32(0);
+  // The cumulative log gate of chunk row r (at key dim d when per key dim).
+  auto cumulativeAt = [&](Value r, Value d = Value()) -> Value {
+    if (!gated)
+      return rb.f32(0);
+    if (perKeyDim)
+      return memref::LoadOp::create(b, gateTable, ValueRange{r, d});
+    return memref::LoadOp::create(b, cumulative, r);
   };
 
   // S = exp(G_last) S + (K o exp(G_last - G_u))^T V; warp w updates the
@@ -276,12 +371,12 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   auto updateState = [&](Value rows) {
     Value keys = keyTile;
     Value last = rb.sub(rows, idx(1));
-    Value total = cumulativeAt(last);
     if (gated) {
       forEachElement(C * dimK, [&](Value i) {
         Value u = arith::DivUIOp::create(b, i, idx(dimK));
         Value d = arith::RemUIOp::create(b, i, idx(dimK));
-        Value factor = exp(arith::SubFOp::create(b, total, cumulativeAt(u)));
+        Value factor = exp(arith::SubFOp::create(b, cumulativeAt(last, d),
+                                                 cumulativeAt(u, d)));
         factor = arith::SelectOp::create(b, lessThan(u, rows), factor, rb.f32(0));
         storeElement(arith::MulFOp::create(b, loadF32(keyTile, {u, d}), factor),
                      decayedKeys, {u, d});
@@ -289,7 +384,6 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       barrier();
       keys = decayedKeys;
     }
-    Value decay = gated ? exp(total) : rb.f32(1);
     Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
     for (int64_t dtBase = 0; dtBase < dimK / 16; dtBase += config.warps) {
       Value dt = rb.add(warp, idx(dtBase));
@@ -300,6 +394,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           for (int64_t reg = 0; reg < 4; ++reg) {
             Value d = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
             Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
+            // S rows decay by exp(G_last) (at their key dim d).
+            Value decay = gated ? exp(cumulativeAt(last, d)) : rb.f32(1);
             acc.push_back(arith::MulFOp::create(
                 b, memref::LoadOp::create(b, state, ValueRange{d, e}), decay));
           }
@@ -341,10 +437,13 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   auto emitOutputs = [&](Value t0, Value rows, bool intra) {
     Value r0 = rb.mul(warp, idx(16));
     rb.ifThen(lessThan(r0, idx(C)), [&] {
+      // Per key dim, the decays are folded into scaled copies of Q and K.
       SmallVector<SmallVector<Value>> queries =
-          rowFragments(queryTile, r0, dimK);
+          rowFragments(perKeyDim ? intraQueries : queryTile, r0, dimK);
       SmallVector<Value> inter(dimV / 8 * 4, rb.f32(0));
-      accumulateTimesRows(queries, stateOperand, dimV, inter);
+      accumulateTimesRows(perKeyDim ? rowFragments(interQueries, r0, dimK)
+                                    : queries,
+                          stateOperand, dimV, inter);
       SmallVector<Value> acc(dimV / 8 * 4, rb.f32(0));
       Value rowOf[2];
       for (int half = 0; half < 2; ++half)
@@ -364,7 +463,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
             bool pair = kk + 1 < dimK / 16;
             SmallVector<Value> regs =
-                ldmatrix(keyTile, {}, row,
+                ldmatrix(perKeyDim ? warpKeys : keyTile,
+                         perKeyDim ? ValueRange{warp} : ValueRange{}, row,
                          rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
                          pair ? 4 : 2, /*transpose=*/false);
             c = mma(queries[kk], {regs[0], regs[1]}, c);
@@ -378,12 +478,40 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                 b, arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
                 lessThan(u, rows));
             Value weight = c[reg];
-            if (gated)
+            if (perKeyDim) {
+              // Keys of the warp's own 16-row tile: the elementwise sum
+              // over d, as exp(G_r - G_u) only stays bounded for u <= r.
+              Value diagonal = arith::CmpIOp::create(
+                  b, arith::CmpIPredicate::eq, idx(nt / 2), warp);
+              weight = rb.ifThen(
+                  diagonal, {f32},
+                  [&]() -> SmallVector<Value> {
+                    Value uc = arith::MinUIOp::create(b, u, idx(C - 1));
+                    Value rc = arith::MinUIOp::create(b, r, idx(C - 1));
+                    Value sum = rb.loop(
+                        idx(0), idx(dimK), {rb.f32(0)},
+                        [&](Value d, ValueRange acc) {
+                          Value product = arith::MulFOp::create(
+                              b, loadF32(queryTile, {rc, d}),
+                              loadF32(keyTile, {uc, d}));
+                          Value decay = exp(arith::MinimumFOp::create(
+                              b,
+                              arith::SubFOp::create(b, cumulativeAt(rc, d),
+                                                    cumulativeAt(uc, d)),
+                              rb.f32(0)));
+                          return SmallVector<Value>{math::FmaOp::create(
+                              b, product, decay, acc[0])};
+                        })[0];
+                    return {sum};
+                  },
+                  [&]() -> SmallVector<Value> { return {weight}; })[0];
+            } else if (gated) {
               weight = arith::MulFOp::create(
                   b, weight,
                   exp(arith::SubFOp::create(
                       b, cumulativeAt(arith::MinUIOp::create(b, r, idx(C - 1))),
                       cumulativeAt(u))));
+            }
             weights.push_back(
                 arith::SelectOp::create(b, allowed, weight, rb.f32(0)));
           }
@@ -399,7 +527,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       for (int half = 0; half < 2; ++half) {
         Value r = rowOf[half];
         rb.ifThen(lessThan(r, rows), [&] {
-          Value decay = gated ? exp(cumulativeAt(r)) : rb.f32(1);
+          // Per key dim the decay is already in the scaled queries.
+          Value decay = gated && !perKeyDim ? exp(cumulativeAt(r)) : rb.f32(1);
           Value t = rb.add(rb.add(start, t0), r);
           for (int64_t et = 0; et < dimV / 8; ++et)
             for (int e = 0; e < 2; ++e) {

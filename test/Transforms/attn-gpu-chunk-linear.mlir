@@ -55,15 +55,15 @@
 
 // -----
 
-// expected-error @+1 {{kernel 'gla' cannot run on the GPU: per-key-dimension gates (GLA) have no GPU strategy yet}}
-  attn.kernel @gla(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>, %g: !attn.tensor<f32[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
-    %o = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_key_dim>} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
+// expected-error @+1 {{kernel 'gla' cannot run on the GPU: per-key-dimension gates need Dk <= 64 on the GPU (shared memory; got 128)}}
+  attn.kernel @gla(%q: !attn.tensor<bf16[B, H, T, 128]>, %k: !attn.tensor<bf16[B, H, T, 128]>, %v: !attn.tensor<bf16[B, H, T, 128]>, %g: !attn.tensor<f32[B, H, T, 128]>) -> (o: !attn.tensor<bf16[B, H, T, 128]>) {
+    %o = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_key_dim>} : (!attn.tensor<bf16[B, H, T, 128]>, !attn.tensor<bf16[B, H, T, 128]>, !attn.tensor<bf16[B, H, T, 128]>) -> !attn.tensor<bf16[B, H, T, 128]> gate {
     ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
-      %0 = attn.load %g[%b, %h, %t, %d] : <f32[B, H, T, 32]> -> f32
+      %0 = attn.load %g[%b, %h, %t, %d] : <f32[B, H, T, 128]> -> f32
       attn.yield %0 : f32
     } feature {
     }
-    attn.return %o : !attn.tensor<bf16[B, H, T, 32]>
+    attn.return %o : !attn.tensor<bf16[B, H, T, 128]>
   }
 
 // -----

@@ -67,12 +67,12 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
   int compiled = 0;
   for (const std::string &file : exampleFiles()) {
     std::string spec = readFile(file);
-    // The bf16/f16 examples without top-k or per-key-dimension gates; the
-    // others (f32 ones, gla, topk_select) are refused.
+    // The bf16/f16 examples without top-k; the others (f32 ones,
+    // topk_select) are refused.
     std::string stem = llvm::sys::path::stem(file).str();
     bool gpuFamily = stem == "alibi_gqa" || stem == "softcap_window" ||
                      stem == "varlen_causal" || stem == "block_sparse" ||
-                     stem == "mamba2_decay";
+                     stem == "mamba2_decay" || stem == "gla";
     for (const char *target : {"sm_80", "sm_90a"}) {
       GpuImage image;
       std::string error;
@@ -97,9 +97,9 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
       }
     }
   }
-  // alibi_gqa, block_sparse, mamba2_decay, softcap_window, varlen_causal,
-  // for both targets.
-  EXPECT_EQ(compiled, 10);
+  // alibi_gqa, block_sparse, gla, mamba2_decay, softcap_window,
+  // varlen_causal, for both targets.
+  EXPECT_EQ(compiled, 12);
 }
 
 TEST(GpuImage, RoundTripsAndDetectsCorruption) {
@@ -656,6 +656,15 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
        "kernel k(q: bf16[B, Hq, T, 64], k: bf16[B, Hk, T, 64], v: bf16[B, Hk, T, 128],"
        " h0: f32[B, Hq, 64, 128]?) -> (o: bf16[B, Hq, T, 128], st: f32[B, Hq, 64, 128]) {\n"
        "  o, st = linear(q, k, v, initial = h0) { gate = -0.05; chunk = 32; scale = 0.125 }\n}\n"},
+      {"gla_strong_decay",
+       "kernel k(q: bf16[B, Hq, T, 64], k: bf16[B, Hk, T, 64], v: bf16[B, Hk, T, 32],"
+       " g: f32[B, Hq, T, 64], h0: f32[B, Hq, 64, 32]?) -> (o: bf16[B, Hq, T, 32],"
+       " st: f32[B, Hq, 64, 32]) {\n  o, st = linear(q, k, v, initial = h0) "
+       "{ gate = 5 * g[b, h, t, d]; chunk = 64; scale = 0.125 }\n}\n"},
+      {"gla_bthd_chunk16",
+       "kernel k(q: f16[B, T, H, 32], k: f16[B, T, H, 32], v: f16[B, T, H, 48],"
+       " g: f32[B, T, H, 32]) -> (o: f16[B, T, H, 48]) {\n  o = linear(q, k, v, "
+       "layout = bthd) { gate = g[b, t, h, d]; chunk = 16 }\n}\n"},
       {"varlen_per_head",
        "kernel k(q: bf16[T, H, 32], k: bf16[T, H, 32], v: bf16[T, H, 32], a: f32[T, H],"
        " cu: i32[S1], h0: f32[S, H, 32, 32]?) -> (o: bf16[T, H, 32], st: f32[S, H, 32, 32]) {\n"
@@ -702,7 +711,8 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
         }
         if (spec.name == "h0" && c.packed)
           continue; // omitted: the state count comes from cu_seqlens
-        double lo = spec.name == "a" ? -1 : -1, hi = spec.name == "a" ? 0 : 1;
+        bool gate = spec.name == "a" || spec.name == "g";
+        double lo = -1, hi = gate ? 0 : 1;
         if (spec.name == "h0")
           lo = -0.5, hi = 0.5;
         inputs[spec.name] = randomTensor(spec.type, shape, rng, lo, hi);

@@ -200,9 +200,8 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
 def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
   let summary = "Chunkwise linear attention kernels on tensor cores (mma.sync)";
   let description = [{
-    Rewrites every kernel whose family op is `attn.linear` (gate kinds none,
-    constant_per_head and per_head; causal or not; feature maps; initial and
-    final states; GQA; varlen) into a `gpu.func` kernel (same calling
+    Rewrites every kernel whose family op is `attn.linear` (every gate kind;
+    causal or not; feature maps; initial and final states; GQA; varlen) into a `gpu.func` kernel (same calling
     convention as attn-lower-to-reference) in `gpu.module @attnc_kernels`.
     One CTA of `warps` warps per (batch entry or sequence, query head) walks
     the sequence in chunks of the op's `chunk` steps (a multiple of 16, at
@@ -216,9 +215,12 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     Q K^T, A V, Q S and the state update are mma.sync.m16n8k16 on ldmatrix
     fragments (the state rounded to the element type as the B operand of
     Q S); every exponent is a difference G_a - G_b with b <= a, so nothing
-    overflows. Non-causal kernels sum the state over all chunks first.
-    Per-key-dimension gates (GLA) are refused with that reason, as are f32
-    inputs and head dims that are not fixed multiples of 16 up to 128.
+    overflows. Per-key-dimension gates (GLA) use secondary chunking: scores
+    against earlier 16-row tiles are mma.sync on Q and K scaled relative to
+    the tile's first row, those within the tile are summed elementwise.
+    Non-causal kernels sum the state over all chunks first. Refused with the
+    reason: f32 inputs, head dims that are not fixed multiples of 16 up to
+    128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps.
     With `emulate`, the kernel is built for the CPU warp emulator, as in
     attn-gpu-tile-softmax.
   }];
