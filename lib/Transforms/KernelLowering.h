@@ -19,6 +19,8 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+#include "llvm/ADT/DenseSet.h"
 
 #include <limits>
 
@@ -175,12 +177,51 @@ public:
       if (auto yield = dyn_cast<YieldOp>(op))
         return mapping.lookup(yield.getValue());
       if (auto load = dyn_cast<LoadOp>(op)) {
-        mapping.map(load.getResult(), lowerLoad(load, mapping));
+        Value hoisted = hoistedLoads.lookupOrNull(load.getResult());
+        mapping.map(load.getResult(), hoisted ? hoisted : lowerLoad(load, mapping));
         continue;
       }
       b.clone(op, mapping);
     }
     llvm_unreachable("verified expression regions end in attn.yield");
+  }
+
+  /// Loads (checked) once, at the insertion point, every attn.load of
+  /// `region` whose indices depend only on the block arguments bound in
+  /// `invariant` (argument number -> value); inlineExpression then reuses
+  /// them. For loads like slope[h] that every element of a tile would
+  /// otherwise repeat. The values must dominate every later inlining.
+  void hoistInvariantLoads(Region &region,
+                           ArrayRef<std::pair<unsigned, Value>> invariant) {
+    if (region.empty())
+      return;
+    Block &block = region.front();
+    IRMapping mapping = params;
+    llvm::DenseSet<Value> known;
+    for (auto [number, value] : invariant) {
+      mapping.map(block.getArgument(number), value);
+      known.insert(block.getArgument(number));
+    }
+    for (Operation &op : block) {
+      if (isa<YieldOp>(op))
+        break;
+      bool invariantOperands = llvm::all_of(op.getOperands(), [&](Value v) {
+        return known.contains(v) || params.contains(v);
+      });
+      if (!invariantOperands)
+        continue;
+      if (auto load = dyn_cast<LoadOp>(op)) {
+        Value value = lowerLoad(load, mapping);
+        mapping.map(load.getResult(), value);
+        hoistedLoads.map(load.getResult(), value);
+      } else if (mlir::isPure(&op) && op.getNumRegions() == 0) {
+        b.clone(op, mapping);
+      } else {
+        continue;
+      }
+      for (Value result : op.getResults())
+        known.insert(result);
+    }
   }
 
   Value lowerLoad(LoadOp load, IRMapping &mapping) {
@@ -295,6 +336,8 @@ public:
   ImplicitLocOpBuilder &b;
   IRMapping &params;
   Value status;
+  /// attn.load results already loaded by hoistInvariantLoads.
+  IRMapping hoistedLoads;
 };
 
 /// Index list for q/k/v/o: (batch, head, position, feature) in the layout.

@@ -88,6 +88,13 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
     std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
     rb.loop(zero, headsQ, [&](Value head) {
       Value headK = arith::DivUIOp::create(b, head, groupSize);
+      // Loads that do not depend on (s, i, j), like slope[h], once per head.
+      rb.hoistedLoads.clear();
+      rb.hoistInvariantLoads(
+          op.getScore(),
+          {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
+           {score_arg::M, m}, {score_arg::QStart, startQ},
+           {score_arg::KStart, startK}});
       Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
       rb.loop(zero, numQueryBlocks, [&](Value queryBlock) {
         Value i0 = rb.mul(queryBlock, bq);

@@ -88,6 +88,36 @@ attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[
 
 // -----
 
+// A load in the score expression that depends only on b and h (ALiBi's
+// slope[h]) is read once per CTA, before the key-block loop, not once per
+// score element.
+
+// CHECK-LABEL: gpu.func @alibi(
+// CHECK-NOT:   scf.for
+// CHECK:       memref.load %arg3[%{{.*}}] : memref<?xf32, strided<[?], offset: ?>>
+// CHECK:       scf.for
+  attn.kernel @alibi(%q: !attn.tensor<bf16[B, Hq, N, 64]>, %k: !attn.tensor<bf16[B, Hk, M, 64]>, %v: !attn.tensor<bf16[B, Hk, M, 64]>, %slope: !attn.tensor<f32[Hq]>) -> (o: !attn.tensor<bf16[B, Hq, N, 64]>, lse: !attn.tensor<f32[B, Hq, N]>) {
+    %o, %lse = attn.softmax %q, %k, %v : (!attn.tensor<bf16[B, Hq, N, 64]>, !attn.tensor<bf16[B, Hk, M, 64]>, !attn.tensor<bf16[B, Hk, M, 64]>) -> (!attn.tensor<bf16[B, Hq, N, 64]>, !attn.tensor<f32[B, Hq, N]>) score {
+    ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+      %0 = attn.load %slope[%h] : <f32[Hq]> -> f32
+      %1 = arith.subi %i, %j : index
+      %2 = arith.index_cast %1 : index to i64
+      %3 = arith.sitofp %2 : i64 to f32
+      %4 = arith.mulf %0, %3 : f32
+      %5 = arith.subf %s, %4 : f32
+      attn.yield %5 : f32
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+      %0 = arith.addi %j, %n : index
+      %1 = arith.addi %i, %m : index
+      %2 = arith.cmpi ule, %0, %1 : index
+      attn.yield %2 : i1
+    }
+    attn.return %o, %lse : !attn.tensor<bf16[B, Hq, N, 64]>, !attn.tensor<f32[B, Hq, N]>
+  }
+
+// -----
+
 // With emulate=1 the same tile program becomes a host function for the CPU
 // warp emulator: shared memory is a trailing argument and the warp
 // primitives are calls.
