@@ -70,8 +70,9 @@ static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
 
 static cl::opt<std::string>
     gpuTarget("target", cl::desc("GPU to compile for: sm_80 (Ampere and "
-                                 "later) or sm_90a (Hopper)"),
-              cl::Required, cl::sub(compileCommand), cl::cat(category));
+                                 "later), sm_90a (Hopper), or cuda (the GPU "
+                                 "present, the default)"),
+              cl::init("cuda"), cl::sub(compileCommand), cl::cat(category));
 enum class Emit { PTX, Cubin, MLIR, Image };
 static cl::opt<Emit> emitKind(
     "emit", cl::desc("What to write"), cl::init(Emit::PTX),
@@ -180,6 +181,17 @@ static int emit(mlir::ModuleOp module) {
 static int compile(mlir::ModuleOp module) {
   GpuPipelineOptions options;
   options.chip = gpuTarget;
+  if (gpuTarget == "cuda") {
+    std::string why;
+    int capability = cudaComputeCapability(why);
+    if (capability)
+      options.chip = gpuTargetFor(capability, why);
+    if (!capability || options.chip.empty())
+      return fail("--target=cuda compiles for the GPU present, but " + why +
+                  "; pass --target=sm_80 or --target=sm_90a");
+    errs() << "attnc: target " << options.chip << " (compute capability "
+           << capability / 10 << "." << capability % 10 << ")\n";
+  }
   options.warps = gpuWarps;
   options.blockK = gpuBlockK;
   std::string error, lowered;
