@@ -71,8 +71,10 @@ const attnc_diagnostic *attnc_diagnostic_get(const attnc_context *context,
 
 /* Compiles kernel `kernel_name` (NULL: the first) of the spec text for
  * `target`: "cpu" (the tiled path), "cpu-reference" (the oracle), "sm_80"
- * (Ampere and later), "sm_90a" (Hopper) or "cuda" (the architecture of the
- * GPU present: sm_90a on Hopper, sm_80 otherwise; fails without a driver).
+ * (Ampere and later), "sm_90a" (Hopper), "cuda" (the architecture of the
+ * GPU present: sm_90a on Hopper, sm_80 otherwise; fails without a driver) or
+ * "gpu-emulator" (the GPU kernel run by the CPU warp emulator on host
+ * pointers: slow, for checking GPU logic without a GPU).
  * Compiling for a GPU needs no GPU. GPU kernels are cached on disk (see
  * attnc_context_set_cache_dir); a hit skips compilation. */
 attnc_status attnc_compile(attnc_context *context, const char *spec,

@@ -10,6 +10,7 @@
 
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Execution/GpuCompiler.h"
+#include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Execution/KernelCache.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/CudaRuntime.h"
@@ -42,6 +43,9 @@ struct attnc_kernel {
   GpuImage gpuImage;
   std::unique_ptr<GpuKernel> gpu;
   bool fromCache = false;
+  /// Target "gpu-emulator": the GPU tile program on the CPU warp emulator
+  /// (gpuImage holds its launch facts).
+  std::unique_ptr<EmulatedGpuKernel> emulated;
 
   const KernelSignature &signature() const {
     return cpu ? cpu->signature() : gpuImage.signature;
@@ -207,15 +211,16 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
                       "; name sm_80 or sm_90a to compile without a GPU");
   }
   bool gpuTarget = isGpuTarget(targetName);
+  bool emulatorTarget = targetName == "gpu-emulator";
   if (targetName == "cpu")
     options.path = CpuPath::Tiled;
   else if (targetName == "cpu-reference")
     options.path = CpuPath::Reference;
-  else if (!gpuTarget)
+  else if (!gpuTarget && !emulatorTarget)
     return fail(context, ATTNC_ERROR_TARGET,
                 "unknown target '" + targetName +
                     "'; targets: cpu, cpu-reference, sm_80, sm_90a, cuda (the "
-                    "GPU present)");
+                    "GPU present), gpu-emulator");
 
   GpuPipelineOptions gpuOptions;
   gpuOptions.chip = targetName;
@@ -232,7 +237,7 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
       context->diagnostics.clear();
       context->views.clear();
       *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
-                                 nullptr, true};
+                                 nullptr, true, nullptr};
       return ATTNC_OK;
     }
   }
@@ -261,6 +266,16 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
                       : "the spec has errors");
   }
   std::string error;
+  if (emulatorTarget) {
+    std::unique_ptr<EmulatedGpuKernel> emulated = EmulatedGpuKernel::compile(
+        *module, kernelName ? kernelName : "", gpuOptions, error);
+    if (!emulated)
+      return fail(context, ATTNC_ERROR_TARGET, error);
+    GpuImage image = emulated->image();
+    *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
+                               nullptr, false, std::move(emulated)};
+    return ATTNC_OK;
+  }
   if (gpuTarget) {
     GpuImage image;
     if (!compileToPtx(*module, kernelName ? kernelName : "", gpuOptions, image,
@@ -269,7 +284,7 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
     std::string storeError; // a read-only cache only costs recompilation
     context->cache.store(cacheKey, image, storeError);
     *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
-                               nullptr, false};
+                               nullptr, false, nullptr};
     return ATTNC_OK;
   }
   std::unique_ptr<CpuKernel> cpu = CpuKernel::compile(
@@ -277,7 +292,7 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
   if (!cpu)
     return fail(context, ATTNC_ERROR_TARGET, error);
   *kernel = new attnc_kernel{context, targetName, std::move(cpu), GpuImage(),
-                             nullptr, false};
+                             nullptr, false, nullptr};
   return ATTNC_OK;
 }
 
@@ -303,7 +318,7 @@ int attnc_kernel_from_cache(const attnc_kernel *kernel) {
 }
 
 const char *attnc_kernel_image(const attnc_kernel *kernel, size_t *size) {
-  if (!kernel || kernel->cpu)
+  if (!kernel || kernel->cpu || kernel->emulated)
     return nullptr;
   if (size)
     *size = kernel->gpuImage.bytes.size();
@@ -344,7 +359,7 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
 attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  if (kernel->cpu)
+  if (kernel->cpu || kernel->emulated)
     return ATTNC_OK;
   if (!kernel->gpu)
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
@@ -429,7 +444,7 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
   const KernelSignature &signature = kernel->signature();
-  if (stream && kernel->cpu)
+  if (stream && (kernel->cpu || kernel->emulated))
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "a CPU kernel takes no stream; pass NULL");
   if ((!inputs && !signature.params.empty()) || !outputs)
@@ -447,6 +462,11 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                   "output '" + signature.results[index].name +
                       "' has no data pointer");
     outputPointers.push_back(&outputViews[index]);
+  }
+  if (kernel->emulated) {
+    if (!kernel->emulated->run(pointers(inputViews), outputPointers, error))
+      return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+    return ATTNC_OK;
   }
   if (!kernel->cpu) {
     if (!kernel->gpu && !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))

@@ -308,20 +308,51 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
                             std::string &error) {
   const KernelSignature &signature = launch.signature;
   DimBindings bindings;
+  std::vector<std::vector<int64_t>> shapes;
   if (inputs.size() != signature.params.size()) {
     error = "kernel '" + signature.name + "' takes " +
             std::to_string(signature.params.size()) + " inputs";
     return false;
   }
   if (!bindInputShapes(signature, inputs, bindings, error) ||
-      !checkGpuLaunch(launch, inputs, error))
-    return false;
-  std::vector<std::vector<int64_t>> shapes;
-  if (!launch.outputShapes(inputs, bindings, shapes, error))
+      !launch.outputShapes(inputs, bindings, shapes, error))
     return false;
   outputs.clear();
   for (size_t r = 0; r < shapes.size(); ++r)
     outputs.emplace_back(signature.results[r].type, shapes[r]);
+  std::vector<TensorView> views;
+  for (HostTensor &output : outputs)
+    views.push_back(output.view());
+  std::vector<TensorView *> pointers;
+  for (TensorView &view : views)
+    pointers.push_back(&view);
+  return run(inputs, pointers, error);
+}
+
+bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
+                            const std::vector<TensorView *> &outputs,
+                            std::string &error) {
+  const KernelSignature &signature = launch.signature;
+  DimBindings bindings;
+  if (inputs.size() != signature.params.size() ||
+      outputs.size() != signature.results.size()) {
+    error = "kernel '" + signature.name + "' takes " +
+            std::to_string(signature.params.size()) + " inputs and " +
+            std::to_string(signature.results.size()) + " outputs";
+    return false;
+  }
+  std::vector<std::vector<int64_t>> shapes;
+  if (!bindInputShapes(signature, inputs, bindings, error) ||
+      !checkGpuLaunch(launch, inputs, error) ||
+      !launch.outputShapes(inputs, bindings, shapes, error))
+    return false;
+  for (size_t r = 0; r < outputs.size(); ++r)
+    if (!outputs[r] || outputs[r]->shape != shapes[r] ||
+        outputs[r]->type != signature.results[r].type) {
+      error = "output '" + signature.results[r].name + "' must be " +
+              toString(signature.results[r].type) + shapeString(shapes[r]);
+      return false;
+    }
 
   std::vector<std::vector<int64_t>> descriptors;
   std::vector<std::vector<int64_t>> inputShapes;
@@ -337,8 +368,9 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
       inputShapes.emplace_back();
     }
   }
-  for (HostTensor &output : outputs)
-    descriptors.push_back(descriptorOf(output.data(), output.shape(), {}));
+  for (TensorView *output : outputs)
+    descriptors.push_back(
+        descriptorOf(output->data, output->shape, output->strides));
   int64_t status[8] = {};
   descriptors.push_back(descriptorOf(status, {8}, {1}));
   size_t sharedSlot = descriptors.size();

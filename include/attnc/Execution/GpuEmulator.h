@@ -42,8 +42,10 @@ public:
   /// The launch facts, as for a real GPU image (no code bytes).
   const GpuImage &image() const { return launch; }
 
-  /// Checks the inputs like GpuKernel::launch, allocates the outputs and
-  /// runs the grid.
+  /// Checks the inputs like GpuKernel::launch and runs the grid on host
+  /// memory: into the caller's output views, or into outputs it allocates.
+  bool run(const std::vector<const TensorView *> &inputs,
+           const std::vector<TensorView *> &outputs, std::string &error);
   bool run(const std::vector<const TensorView *> &inputs,
            std::vector<HostTensor> &outputs, std::string &error);
 
