@@ -170,27 +170,34 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
     }
   }
 
+  result->engine = jitCompile(*lowered, /*optLevel=*/2, error);
+  if (!result->engine)
+    return nullptr;
+  return result;
+}
+
+std::unique_ptr<ExecutionEngine> attnc::jitCompile(ModuleOp module,
+                                                   unsigned optLevel,
+                                                   std::string &error) {
   static bool targetsInitialized = [] {
     llvm::InitializeNativeTarget();
     llvm::InitializeNativeTargetAsmPrinter();
     return true;
   }();
   (void)targetsInitialized;
-  registerBuiltinDialectTranslation(*context);
-  registerLLVMDialectTranslation(*context);
-
+  registerBuiltinDialectTranslation(*module.getContext());
+  registerLLVMDialectTranslation(*module.getContext());
   // The options hold a function_ref: the transformer must outlive create().
   std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(/*optLevel=*/2, /*sizeLevel=*/0, nullptr);
+      makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, nullptr);
   ExecutionEngineOptions options;
   options.transformer = optimize;
-  auto engine = ExecutionEngine::create(*lowered, options);
+  auto engine = ExecutionEngine::create(module, options);
   if (!engine) {
     error = "JIT compilation failed: " + llvm::toString(engine.takeError());
     return nullptr;
   }
-  result->engine = std::move(*engine);
-  return result;
+  return std::move(*engine);
 }
 
 bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,

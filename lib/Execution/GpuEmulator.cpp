@@ -10,13 +10,9 @@
 #include "attnc/Target/NVVM/MmaLayout.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
-#include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
-#include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
@@ -260,24 +256,9 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     error = "lowering the emulated kernel failed: " + diagnostics;
     return nullptr;
   }
-  static bool targetsInitialized = [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-    return true;
-  }();
-  (void)targetsInitialized;
-  registerBuiltinDialectTranslation(*context);
-  registerLLVMDialectTranslation(*context);
-  std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(/*optLevel=*/1, /*sizeLevel=*/0, nullptr);
-  ExecutionEngineOptions engineOptions;
-  engineOptions.transformer = optimize;
-  auto engine = ExecutionEngine::create(*clone, engineOptions);
-  if (!engine) {
-    error = "JIT compilation failed: " + llvm::toString(engine.takeError());
+  result->engine = jitCompile(*clone, /*optLevel=*/1, error);
+  if (!result->engine)
     return nullptr;
-  }
-  result->engine = std::move(*engine);
   result->engine->registerSymbols([](llvm::orc::MangleAndInterner interner) {
     llvm::orc::SymbolMap symbols;
     auto add = [&](const char *symbol, auto *function) {

@@ -34,6 +34,11 @@ KernelSignature getKernelSignature(attn::KernelOp kernel);
 attn::KernelOp keepOnlyKernel(mlir::ModuleOp module, llvm::StringRef name,
                               std::string &error);
 
+/// JIT-compiles a module in the LLVM dialect for this CPU.
+std::unique_ptr<mlir::ExecutionEngine> jitCompile(mlir::ModuleOp module,
+                                                  unsigned optLevel,
+                                                  std::string &error);
+
 /// Which code path to compile.
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
