@@ -24,11 +24,6 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
-  Layout layout = shape.layout;
-  Value q = shape.q, k = shape.k, v = shape.v, cu = shape.cuQ;
-  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
-  Value groupSize = shape.groupSize, length = shape.lengthQ;
-  Value dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value finalState = results.size() > 1 ? results[1] : Value();
   Value initial =
@@ -45,13 +40,13 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     return memref::AllocOp::create(
         b, MemRefType::get({chunk, ShapedType::kDynamic}, f32), ValueRange{dim});
   };
-  Value gates = chunkByDim(dimK);    // G[r][d], cumulative within the chunk
-  Value queries = chunkByDim(dimK);  // phi(q_r)
-  Value keys = chunkByDim(dimK);     // phi(k_r)
+  Value gates = chunkByDim(shape.dimK); // G[r][d], cumulative within the chunk
+  Value queries = chunkByDim(shape.dimK); // phi(q_r)
+  Value keys = chunkByDim(shape.dimK);    // phi(k_r)
   Value scores = memref::AllocOp::create(b, MemRefType::get({chunk, chunk}, f32));
   Value state = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
-      ValueRange{dimK, dimV});
+      ValueRange{shape.dimK, shape.dimV});
   Value hasInitial = initial ? rb.isPresent(initial) : Value();
 
   auto phi = [&](Value x) {
@@ -67,14 +62,15 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     return math::ExpOp::create(b, arith::SubFOp::create(b, x, y));
   };
 
-  rb.loop(zero, numBatches, [&](Value batch) {
+  rb.loop(zero, shape.numBatches, [&](Value batch) {
     Value start, steps;
-    std::tie(start, steps) = sequenceBounds(rb, cu, batch, length);
-    rb.loop(zero, headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, groupSize);
+    std::tie(start, steps) =
+        sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+    rb.loop(zero, shape.headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
       auto at = [&](Value memref, Value h, Value t, Value d) {
-        return rb.loadF32(memref,
-                          layoutIndices(layout, batch, h, rb.add(start, t), d));
+        return rb.loadF32(
+            memref, layoutIndices(shape.layout, batch, h, rb.add(start, t), d));
       };
 
       // S = S_0 (or 0)
@@ -87,9 +83,9 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         Value rows = arith::MinUIOp::create(b, chunkSize, rb.sub(steps, t0));
         rb.loop(zero, rows, [&](Value r) {
           Value t = rb.add(t0, r);
-          rb.loop(zero, dimK, [&](Value d) {
-            store2(phi(at(q, head, t, d)), queries, r, d);
-            store2(phi(at(k, headK, t, d)), keys, r, d);
+          rb.loop(zero, shape.dimK, [&](Value d) {
+            store2(phi(at(shape.q, head, t, d)), queries, r, d);
+            store2(phi(at(shape.k, headK, t, d)), keys, r, d);
             if (!gated)
               return;
             // G_r = G_{r-1} + g_t
@@ -111,16 +107,16 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
       // S = exp(G_L) * S + sum_u (exp(G_L - G_u) * phi(k_u))^T v_u
       auto updateState = [&](Value t0, Value rows) {
         Value last = rb.sub(rows, one);
-        rb.loop(zero, dimK, [&](Value d) {
+        rb.loop(zero, shape.dimK, [&](Value d) {
           Value total = gated ? load2(gates, last, d) : Value();
           Value decay = gated ? Value(math::ExpOp::create(b, total)) : rb.f32(1);
-          rb.loop(zero, dimV, [&](Value e) {
+          rb.loop(zero, shape.dimV, [&](Value e) {
             Value update = rb.loop(zero, rows, {rb.f32(0)}, [&](Value u,
                                                                 ValueRange sum) {
               Value key = load2(keys, u, d);
               if (gated)
                 key = rb.mul(key, expDiff(total, load2(gates, u, d)));
-              Value value = at(v, headK, rb.add(t0, u), e);
+              Value value = at(shape.v, headK, rb.add(t0, u), e);
               return SmallVector<Value>{rb.add(sum[0], rb.mul(key, value))};
             })[0];
             store2(rb.add(rb.mul(decay, load2(state, d, e)), update), state, d,
@@ -134,40 +130,42 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
           // A[r][u] = sum_d phi(q_r)_d phi(k_u)_d exp(G_r,d - G_u,d), u <= r
           rb.loop(zero, rows, [&](Value r) {
             rb.loop(zero, rb.add(r, one), [&](Value u) {
-              Value a = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d,
-                                                           ValueRange sum) {
-                Value product = rb.mul(load2(queries, r, d), load2(keys, u, d));
-                if (gated)
-                  product = rb.mul(product, expDiff(load2(gates, r, d),
-                                                    load2(gates, u, d)));
-                return SmallVector<Value>{rb.add(sum[0], product)};
-              })[0];
+              Value a = rb.loop(
+                  zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+                    Value product =
+                        rb.mul(load2(queries, r, d), load2(keys, u, d));
+                    if (gated)
+                      product = rb.mul(product, expDiff(load2(gates, r, d),
+                                                        load2(gates, u, d)));
+                    return SmallVector<Value>{rb.add(sum[0], product)};
+                  })[0];
               store2(a, scores, r, u);
             });
           });
         }
         rb.loop(zero, rows, [&](Value r) {
           Value t = rb.add(t0, r);
-          rb.loop(zero, dimV, [&](Value e) {
-            Value inter = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d,
-                                                             ValueRange sum) {
-              Value query = load2(queries, r, d);
-              if (gated)
-                query = rb.mul(query,
-                               math::ExpOp::create(b, load2(gates, r, d)));
-              return SmallVector<Value>{
-                  rb.add(sum[0], rb.mul(query, load2(state, d, e)))};
-            })[0];
+          rb.loop(zero, shape.dimV, [&](Value e) {
+            Value inter = rb.loop(
+                zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+                  Value query = load2(queries, r, d);
+                  if (gated)
+                    query = rb.mul(query,
+                                   math::ExpOp::create(b, load2(gates, r, d)));
+                  return SmallVector<Value>{
+                      rb.add(sum[0], rb.mul(query, load2(state, d, e)))};
+                })[0];
             Value total = inter;
             if (intra)
-              total = rb.loop(zero, rb.add(r, one), {inter}, [&](Value u,
-                                                              ValueRange sum) {
-                Value value = at(v, headK, rb.add(t0, u), e);
-                return SmallVector<Value>{
-                    rb.add(sum[0], rb.mul(load2(scores, r, u), value))};
-              })[0];
-            rb.storeF32(rb.mul(scale, total), o,
-                        layoutIndices(layout, batch, head, rb.add(start, t), e));
+              total = rb.loop(
+                  zero, rb.add(r, one), {inter}, [&](Value u, ValueRange sum) {
+                    Value value = at(shape.v, headK, rb.add(t0, u), e);
+                    return SmallVector<Value>{
+                        rb.add(sum[0], rb.mul(load2(scores, r, u), value))};
+                  })[0];
+            rb.storeF32(
+                rb.mul(scale, total), o,
+                layoutIndices(shape.layout, batch, head, rb.add(start, t), e));
           });
         });
       };

@@ -53,29 +53,25 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
-  Layout layout = shape.layout;
-  Value q = shape.q, k = shape.k, v = shape.v;
-  Value cuQ = shape.cuQ, cuK = shape.cuK;
-  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
-  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
-        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
   Value zero = rb.index(0);
-  Value scale = rb.softmaxScale(op.getScale(), dimK);
+  Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   Normalizer normalizer = op.getNormalizer();
 
   // Row buffers: scores, allowed flags and, for sparse ops, a flag per key block.
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
-  Value scores = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{lengthK});
-  Value allowedFlags = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{lengthK});
+  Value scores =
+      memref::AllocOp::create(b, MemRefType::get({ShapedType::kDynamic}, f32),
+                              ValueRange{shape.lengthK});
+  Value allowedFlags =
+      memref::AllocOp::create(b, MemRefType::get({ShapedType::kDynamic}, i8),
+                              ValueRange{shape.lengthK});
   auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
   Value blockK, keptBlocks, blockScores, eligible;
   if (sparse) {
     blockK = rb.index(sparse.getBlockK());
-    Value maxBlocks = arith::CeilDivUIOp::create(b, lengthK, blockK);
+    Value maxBlocks = arith::CeilDivUIOp::create(b, shape.lengthK, blockK);
     keptBlocks = memref::AllocOp::create(
         b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{maxBlocks});
     blockScores = memref::AllocOp::create(
@@ -87,21 +83,22 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   Value byteOne = arith::ConstantIntOp::create(b, i8, 1);
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
 
-  rb.loop(zero, numBatches, [&](Value batch) {
+  rb.loop(zero, shape.numBatches, [&](Value batch) {
     Value startQ, n;
-    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
+    std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
     Value startK, m;
-    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
-    rb.loop(zero, headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, groupSize);
+    std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+    rb.loop(zero, shape.headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
       rb.loop(zero, n, [&](Value i) {
         Value rowQ = rb.add(startQ, i);
         auto qAt = [&](Value h, Value d) {
-          return rb.loadF32(q, layoutIndices(layout, batch, h, rowQ, d));
+          return rb.loadF32(shape.q,
+                            layoutIndices(shape.layout, batch, h, rowQ, d));
         };
         auto kAt = [&](Value j, Value d) {
-          return rb.loadF32(k, layoutIndices(layout, batch, headK,
-                                             rb.add(startK, j), d));
+          return rb.loadF32(shape.k, layoutIndices(shape.layout, batch, headK,
+                                                   rb.add(startK, j), d));
         };
         auto maskAt = [&](Value h, Value j) {
           return rb.inlineExpression(
@@ -115,8 +112,8 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
           numBlocks = arith::CeilDivUIOp::create(b, m, blockK);
           if (std::optional<uint64_t> topk = sparse.getTopk())
             selectTopkBlocks(sparse, rb, *topk, numBlocks, blockK, m, headK,
-                             groupSize, scale, qAt, kAt, maskAt, keptBlocks,
-                             blockScores, eligible);
+                             shape.groupSize, scale, qAt, kAt, maskAt,
+                             keptBlocks, blockScores, eligible);
           else if (Value numList = sparse.getKvNumBlocks()) {
             Value queryBlock = arith::DivUIOp::create(
                 b, i, rb.index(sparse.getBlockQ()));
@@ -186,7 +183,7 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
               allowed, {f32},
               [&]() -> SmallVector<Value> {
                 // s = scale * dot(q_i, k_j)
-                Value dot = rb.loop(zero, dimK, {rb.f32(0)},
+                Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
                                     [&](Value d, ValueRange sum) {
                                       return SmallVector<Value>{rb.add(
                                           sum[0], rb.mul(qAt(head, d),
@@ -238,24 +235,27 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
         // empty row gives 0.
         Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
                                                 rowSum, rb.f32(0));
-        rb.loop(zero, dimV, [&](Value e) {
+        rb.loop(zero, shape.dimV, [&](Value e) {
           Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
             Value p = memref::LoadOp::create(b, scores, j);
-            Value value = rb.loadF32(v, layoutIndices(layout, batch, headK,
-                                                      rb.add(startK, j), e));
+            Value value =
+                rb.loadF32(shape.v, layoutIndices(shape.layout, batch, headK,
+                                                  rb.add(startK, j), e));
             return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
           })[0];
           if (normalizer == Normalizer::softmax)
             acc = arith::SelectOp::create(
                 b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
-          rb.storeF32(acc, o, layoutIndices(layout, batch, head, rowQ, e));
+          rb.storeF32(acc, o,
+                      layoutIndices(shape.layout, batch, head, rowQ, e));
         });
         if (lse) {
           // lse_i = max + log(sum), -inf for an empty row.
           Value value = arith::SelectOp::create(
               b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
               negInf);
-          SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+          SmallVector<Value> at = shape.cuQ
+                                      ? SmallVector<Value>{head, rowQ}
                                       : SmallVector<Value>{batch, head, i};
           memref::StoreOp::create(b, value, lse, at);
         }
@@ -359,11 +359,6 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
-  Layout layout = shape.layout;
-  Value q = shape.q, k = shape.k, v = shape.v, cu = shape.cuQ;
-  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
-  Value groupSize = shape.groupSize, length = shape.lengthQ;
-  Value dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value finalState = results.size() > 1 ? results[1] : Value();
   Value initial =
@@ -373,28 +368,29 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   Type f32 = b.getF32Type();
   Value state = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
-      ValueRange{dimK, dimV});
+      ValueRange{shape.dimK, shape.dimV});
   Value hasInitial = initial ? rb.isPresent(initial) : Value();
 
   auto phi = [&](Value x) {
     return rb.inlineExpression(op.getFeature(), {x}, x);
   };
 
-  rb.loop(zero, numBatches, [&](Value batch) {
+  rb.loop(zero, shape.numBatches, [&](Value batch) {
     Value start, steps;
-    std::tie(start, steps) = sequenceBounds(rb, cu, batch, length);
-    rb.loop(zero, headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, groupSize);
+    std::tie(start, steps) =
+        sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+    rb.loop(zero, shape.headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
       auto qkvAt = [&](Value memref, Value h, Value t, Value d) {
-        return rb.loadF32(memref,
-                          layoutIndices(layout, batch, h, rb.add(start, t), d));
+        return rb.loadF32(
+            memref, layoutIndices(shape.layout, batch, h, rb.add(start, t), d));
       };
       // S = S_0 (or 0)
       initializeState(rb, state, initial, hasInitial, batch, head, shape);
 
       // S = diag(exp(g_t)) S + phi(k_t)^T v_t
       auto accumulate = [&](Value t, bool decay) {
-        rb.loop(zero, dimK, [&](Value d) {
+        rb.loop(zero, shape.dimK, [&](Value d) {
           Value factor = rb.f32(1);
           if (decay && !op.getGate().empty()) {
             Value gate = rb.inlineExpression(op.getGate(),
@@ -403,10 +399,10 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
             factor = math::ExpOp::create(
                 b, rb.checkedGate(gate, {batch, head, t, d}));
           }
-          Value key = phi(qkvAt(k, headK, t, d));
-          rb.loop(zero, dimV, [&](Value e) {
+          Value key = phi(qkvAt(shape.k, headK, t, d));
+          rb.loop(zero, shape.dimV, [&](Value e) {
             Value old = memref::LoadOp::create(b, state, ValueRange{d, e});
-            Value update = rb.mul(key, qkvAt(v, headK, t, e));
+            Value update = rb.mul(key, qkvAt(shape.v, headK, t, e));
             memref::StoreOp::create(b, rb.add(rb.mul(factor, old), update),
                                     state, ValueRange{d, e});
           });
@@ -414,14 +410,16 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
       };
       // o_t = scale * phi(q_t) S
       auto emitOutput = [&](Value t) {
-        rb.loop(zero, dimV, [&](Value e) {
-          Value acc = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
-            Value query = phi(qkvAt(q, head, t, d));
-            Value s = memref::LoadOp::create(b, state, ValueRange{d, e});
-            return SmallVector<Value>{rb.add(sum[0], rb.mul(query, s))};
-          })[0];
-          rb.storeF32(rb.mul(scale, acc), o,
-                      layoutIndices(layout, batch, head, rb.add(start, t), e));
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          Value acc = rb.loop(
+              zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+                Value query = phi(qkvAt(shape.q, head, t, d));
+                Value s = memref::LoadOp::create(b, state, ValueRange{d, e});
+                return SmallVector<Value>{rb.add(sum[0], rb.mul(query, s))};
+              })[0];
+          rb.storeF32(
+              rb.mul(scale, acc), o,
+              layoutIndices(shape.layout, batch, head, rb.add(start, t), e));
         });
       };
       if (op.getCausal()) {

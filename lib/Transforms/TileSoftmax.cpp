@@ -30,16 +30,10 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
-  Layout layout = shape.layout;
-  Value q = shape.q, k = shape.k, v = shape.v;
-  Value cuQ = shape.cuQ, cuK = shape.cuK;
-  Value numBatches = shape.numBatches, headsQ = shape.headsQ;
-  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
-        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
   Value zero = rb.index(0), one = rb.index(1);
-  Value scale = rb.softmaxScale(op.getScale(), dimK);
+  Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   Normalizer normalizer = op.getNormalizer();
   bool online = normalizer == Normalizer::softmax;
   MaskStructure band = analyzeMask(op.getMask());
@@ -53,9 +47,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
     return memref::AllocOp::create(
         b, MemRefType::get({rows, ShapedType::kDynamic}, f32), ValueRange{cols});
   };
-  Value queryTile = stagingTile(blockQ, dimK);
-  Value keyTile = stagingTile(blockK, dimK);
-  Value valueTile = stagingTile(blockK, dimV);
+  Value queryTile = stagingTile(blockQ, shape.dimK);
+  Value keyTile = stagingTile(blockK, shape.dimK);
+  Value valueTile = stagingTile(blockK, shape.dimV);
   // tile[r, d] = memref[row0 + r, d] (converted to f32), r < rows
   auto stage = [&](Value tile, Value memref, Value batch, Value head,
                    Value row0, Value rows, Value width) {
@@ -63,14 +57,15 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
       rb.loop(zero, width, [&](Value d) {
         memref::StoreOp::create(
             b,
-            rb.loadF32(memref,
-                       layoutIndices(layout, batch, head, rb.add(row0, r), d)),
+            rb.loadF32(memref, layoutIndices(shape.layout, batch, head,
+                                             rb.add(row0, r), d)),
             tile, ValueRange{r, d});
       });
     });
   };
   Value acc = memref::AllocOp::create(
-      b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32), ValueRange{dimV});
+      b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32),
+      ValueRange{shape.dimV});
   Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value rowSum = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
@@ -82,12 +77,12 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                                  arith::DivUIOp::create(b, y, chunkSize));
   };
 
-  rb.loop(zero, numBatches, [&](Value batch) {
+  rb.loop(zero, shape.numBatches, [&](Value batch) {
     Value startQ, n, startK, m;
-    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
-    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
-    rb.loop(zero, headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, groupSize);
+    std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+    std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+    rb.loop(zero, shape.headsQ, [&](Value head) {
+      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
       // Loads that do not depend on (s, i, j), like slope[h], once per head.
       rb.hoistedLoads.clear();
       rb.hoistInvariantLoads(
@@ -101,13 +96,14 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
         Value iLast = rb.add(i0, rb.sub(rows, one));
 
-        stage(queryTile, q, batch, head, rb.add(startQ, i0), rows, dimK);
+        stage(queryTile, shape.q, batch, head, rb.add(startQ, i0), rows,
+              shape.dimK);
 
         // m = -inf, l = 0, acc = 0
         rb.loop(zero, rows, [&](Value r) {
           memref::StoreOp::create(b, negInf, rowMax, r);
           memref::StoreOp::create(b, rb.f32(0), rowSum, r);
-          rb.loop(zero, dimV, [&](Value e) {
+          rb.loop(zero, shape.dimV, [&](Value e) {
             memref::StoreOp::create(b, rb.f32(0), acc, ValueRange{r, e});
           });
         });
@@ -122,8 +118,10 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
           Value j0 = rb.mul(keyBlock, bk);
           Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
           Value jLast = rb.add(j0, rb.sub(cols, one));
-          stage(keyTile, k, batch, headK, rb.add(startK, j0), cols, dimK);
-          stage(valueTile, v, batch, headK, rb.add(startK, j0), cols, dimV);
+          stage(keyTile, shape.k, batch, headK, rb.add(startK, j0), cols,
+                shape.dimK);
+          stage(valueTile, shape.v, batch, headK, rb.add(startK, j0), cols,
+                shape.dimV);
 
           // One tile: scores (masked or not), then the online update.
           auto emitTile = [&](bool applyMask) {
@@ -144,14 +142,15 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                 Value stored = rb.ifThen(
                     allowed, {f32},
                     [&]() -> SmallVector<Value> {
-                      Value dot = rb.loop(zero, dimK, {rb.f32(0)},
+                      Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
                                           [&](Value d, ValueRange sum) {
-                        Value qd = memref::LoadOp::create(b, queryTile,
-                                                          ValueRange{r, d});
-                        Value kd = memref::LoadOp::create(b, keyTile,
-                                                          ValueRange{c, d});
-                        return SmallVector<Value>{rb.add(sum[0], rb.mul(qd, kd))};
-                      })[0];
+                                            Value qd = memref::LoadOp::create(
+                                                b, queryTile, ValueRange{r, d});
+                                            Value kd = memref::LoadOp::create(
+                                                b, keyTile, ValueRange{c, d});
+                                            return SmallVector<Value>{
+                                                rb.add(sum[0], rb.mul(qd, kd))};
+                                          })[0];
                       Value s = rb.mul(scale, dot);
                       s = rb.inlineExpression(
                           op.getScore(),
@@ -199,7 +198,7 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                 memref::StoreOp::create(b, newMax, rowMax, r);
               }
               // acc' = acc * alpha + P V
-              rb.loop(zero, dimV, [&](Value e) {
+              rb.loop(zero, shape.dimV, [&](Value e) {
                 Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
                                                                 ValueRange sum) {
                   Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
@@ -294,18 +293,20 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
           Value sum = memref::LoadOp::create(b, rowSum, r);
           Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
                                                   sum, rb.f32(0));
-          rb.loop(zero, dimV, [&](Value e) {
+          rb.loop(zero, shape.dimV, [&](Value e) {
             Value value = memref::LoadOp::create(b, acc, ValueRange{r, e});
             if (online)
               value = arith::SelectOp::create(
                   b, hasWeight, arith::DivFOp::create(b, value, sum), rb.f32(0));
-            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, e));
+            rb.storeF32(value, o,
+                        layoutIndices(shape.layout, batch, head, rowQ, e));
           });
           if (lse) {
             Value max = memref::LoadOp::create(b, rowMax, r);
             Value value = arith::SelectOp::create(
                 b, hasWeight, rb.add(max, math::LogOp::create(b, sum)), negInf);
-            SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+            SmallVector<Value> at = shape.cuQ
+                                        ? SmallVector<Value>{head, rowQ}
                                         : SmallVector<Value>{batch, head, i};
             memref::StoreOp::create(b, value, lse, at);
           }
@@ -330,26 +331,20 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                        ValueRange results) {
   ImplicitLocOpBuilder &b = rb.b;
   AttentionOperands shape = getAttentionOperands(op, rb);
-  Layout layout = shape.layout;
-  Value q = shape.q, k = shape.k, v = shape.v;
-  Value cuQ = shape.cuQ, cuK = shape.cuK;
-  Value numBatches = shape.numBatches, headsK = shape.headsK;
-  Value groupSize = shape.groupSize, lengthQ = shape.lengthQ,
-        lengthK = shape.lengthK, dimK = shape.dimK, dimV = shape.dimV;
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
   Value zero = rb.index(0), one = rb.index(1);
-  Value scale = rb.softmaxScale(op.getScale(), dimK);
+  Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   MaskStructure band = analyzeMask(op.getMask());
   int64_t blockK = op.getBlockK();
   Value bk = rb.index(blockK);
   Value topk = rb.index(*op.getTopk());
 
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
-  Value maxBlocks = arith::CeilDivUIOp::create(b, lengthK, bk);
+  Value maxBlocks = arith::CeilDivUIOp::create(b, shape.lengthK, bk);
   Value means = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
-      ValueRange{maxBlocks, dimK});
+      ValueRange{maxBlocks, shape.dimK});
   Value blockScores = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{maxBlocks});
   Value candidate = memref::AllocOp::create(
@@ -359,34 +354,34 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
   Value tile = memref::AllocOp::create(b, MemRefType::get({blockK}, f32));
   // sum over the group's query heads of q[h, i, :], once per row
   Value querySums = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{dimK});
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{shape.dimK});
   Value acc = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{dimV});
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{shape.dimV});
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
   Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
   Value none = rb.index(-1);
 
-  rb.loop(zero, numBatches, [&](Value batch) {
+  rb.loop(zero, shape.numBatches, [&](Value batch) {
     Value startQ, n, startK, m;
-    std::tie(startQ, n) = sequenceBounds(rb, cuQ, batch, lengthQ);
-    std::tie(startK, m) = sequenceBounds(rb, cuK, batch, lengthK);
+    std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+    std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
     Value numBlocks = arith::CeilDivUIOp::create(b, m, bk);
     auto keyAt = [&](Value headK, Value j, Value d) {
-      return rb.loadF32(
-          k, layoutIndices(layout, batch, headK, rb.add(startK, j), d));
+      return rb.loadF32(shape.k, layoutIndices(shape.layout, batch, headK,
+                                               rb.add(startK, j), d));
     };
     auto blockEnd = [&](Value block) {
       return arith::MinUIOp::create(b, rb.add(rb.mul(block, bk), bk), m);
     };
-    rb.loop(zero, headsK, [&](Value headK) {
-      Value firstHead = rb.mul(headK, groupSize);
+    rb.loop(zero, shape.headsK, [&](Value headK) {
+      Value firstHead = rb.mul(headK, shape.groupSize);
       // mean key of each block
       rb.loop(zero, numBlocks, [&](Value block) {
         Value begin = rb.mul(block, bk), end = blockEnd(block);
         Value count = arith::UIToFPOp::create(
             b, f32,
             arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
-        rb.loop(zero, dimK, [&](Value d) {
+        rb.loop(zero, shape.dimK, [&](Value d) {
           Value sum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j,
                                                           ValueRange acc) {
             return SmallVector<Value>{rb.add(acc[0], keyAt(headK, j, d))};
@@ -399,15 +394,16 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
       rb.loop(zero, n, [&](Value i) {
         Value rowQ = rb.add(startQ, i);
         auto queryAt = [&](Value head, Value d) {
-          return rb.loadF32(q, layoutIndices(layout, batch, head, rowQ, d));
+          return rb.loadF32(shape.q,
+                            layoutIndices(shape.layout, batch, head, rowQ, d));
         };
         auto maskAt = [&](Value head, Value j) {
           return rb.inlineExpression(
               op.getMask(), {batch, head, i, j, n, m, startQ, startK},
               arith::ConstantIntOp::create(b, b.getI1Type(), 1));
         };
-        rb.loop(zero, dimK, [&](Value d) {
-          Value sum = rb.loop(zero, groupSize, {rb.f32(0)},
+        rb.loop(zero, shape.dimK, [&](Value d) {
+          Value sum = rb.loop(zero, shape.groupSize, {rb.f32(0)},
                               [&](Value g, ValueRange acc) {
                                 return SmallVector<Value>{rb.add(
                                     acc[0], queryAt(rb.add(firstHead, g), d))};
@@ -438,12 +434,14 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
           }
           memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, eligible),
                                   candidate, block);
-          Value score = rb.loop(zero, dimK, {rb.f32(0)}, [&](Value d,
-                                                           ValueRange acc) {
-            Value querySum = memref::LoadOp::create(b, querySums, d);
-            Value mean = memref::LoadOp::create(b, means, ValueRange{block, d});
-            return SmallVector<Value>{rb.add(acc[0], rb.mul(querySum, mean))};
-          })[0];
+          Value score = rb.loop(
+              zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange acc) {
+                Value querySum = memref::LoadOp::create(b, querySums, d);
+                Value mean =
+                    memref::LoadOp::create(b, means, ValueRange{block, d});
+                return SmallVector<Value>{
+                    rb.add(acc[0], rb.mul(querySum, mean))};
+              })[0];
           memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
         });
         // Keep the best topk candidates, each taken out once chosen.
@@ -480,9 +478,9 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
         })[0];
 
         // Each head of the group: online softmax over the kept blocks.
-        rb.loop(zero, groupSize, [&](Value g) {
+        rb.loop(zero, shape.groupSize, [&](Value g) {
           Value head = rb.add(firstHead, g);
-          rb.loop(zero, dimV, [&](Value e) {
+          rb.loop(zero, shape.dimV, [&](Value e) {
             memref::StoreOp::create(b, rb.f32(0), acc, e);
           });
           ValueRange stats = rb.loop(
@@ -497,12 +495,13 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                   Value s = rb.ifThen(
                       maskAt(head, j), {f32},
                       [&]() -> SmallVector<Value> {
-                        Value dot = rb.loop(zero, dimK, {rb.f32(0)},
-                                            [&](Value d, ValueRange sum) {
-                          return SmallVector<Value>{rb.add(
-                              sum[0], rb.mul(queryAt(head, d),
-                                             keyAt(headK, j, d)))};
-                        })[0];
+                        Value dot =
+                            rb.loop(zero, shape.dimK, {rb.f32(0)},
+                                    [&](Value d, ValueRange sum) {
+                                      return SmallVector<Value>{rb.add(
+                                          sum[0], rb.mul(queryAt(head, d),
+                                                         keyAt(headK, j, d)))};
+                                    })[0];
                         Value scaled = rb.mul(scale, dot);
                         return {rb.inlineExpression(
                             op.getScore(),
@@ -533,13 +532,14 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                   memref::StoreOp::create(b, p, tile, c);
                   return SmallVector<Value>{rb.add(acc[0], p)};
                 })[0];
-                rb.loop(zero, dimV, [&](Value e) {
+                rb.loop(zero, shape.dimV, [&](Value e) {
                   Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
                                                                   ValueRange s) {
                     Value p = memref::LoadOp::create(b, tile, c);
                     Value value = rb.loadF32(
-                        v, layoutIndices(layout, batch, headK,
-                                         rb.add(startK, rb.add(begin, c)), e));
+                        shape.v,
+                        layoutIndices(shape.layout, batch, headK,
+                                      rb.add(startK, rb.add(begin, c)), e));
                     return SmallVector<Value>{rb.add(s[0], rb.mul(p, value))};
                   })[0];
                   Value old = memref::LoadOp::create(b, acc, e);
@@ -552,19 +552,21 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
           Value rowMax = stats[0], rowSum = stats[1];
           Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
                                                   rowSum, rb.f32(0));
-          rb.loop(zero, dimV, [&](Value e) {
+          rb.loop(zero, shape.dimV, [&](Value e) {
             Value value = arith::SelectOp::create(
                 b, hasWeight,
                 arith::DivFOp::create(b, memref::LoadOp::create(b, acc, e),
                                       rowSum),
                 rb.f32(0));
-            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, e));
+            rb.storeF32(value, o,
+                        layoutIndices(shape.layout, batch, head, rowQ, e));
           });
           if (lse) {
             Value value = arith::SelectOp::create(
                 b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
                 negInf);
-            SmallVector<Value> at = cuQ ? SmallVector<Value>{head, rowQ}
+            SmallVector<Value> at = shape.cuQ
+                                        ? SmallVector<Value>{head, rowQ}
                                         : SmallVector<Value>{batch, head, i};
             memref::StoreOp::create(b, value, lse, at);
           }
