@@ -232,16 +232,14 @@ TEST(GpuLaunch, WithoutADriverTheErrorSaysSo) {
       << error;
 }
 
-/// Runs an image on the GPU on named host inputs.
-bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
-              std::vector<HostTensor> &outputs, std::string &error) {
-  std::unique_ptr<GpuKernel> kernel = GpuKernel::load(image, error);
-  if (!kernel)
-    return false;
-  std::vector<TensorView> storage(image.signature.params.size());
+/// Views of the named inputs in parameter order (null: omitted).
+std::vector<const TensorView *> viewsOf(const KernelSignature &signature,
+                                        std::map<std::string, HostTensor> &inputs,
+                                        std::vector<TensorView> &storage) {
+  storage.assign(signature.params.size(), TensorView());
   std::vector<const TensorView *> views;
-  for (size_t p = 0; p < image.signature.params.size(); ++p) {
-    auto it = inputs.find(image.signature.params[p].name);
+  for (size_t p = 0; p < signature.params.size(); ++p) {
+    auto it = inputs.find(signature.params[p].name);
     if (it == inputs.end()) {
       views.push_back(nullptr);
       continue;
@@ -249,7 +247,18 @@ bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
     storage[p] = it->second.view();
     views.push_back(&storage[p]);
   }
-  return runWithHostTensors(*kernel, views, outputs, error);
+  return views;
+}
+
+/// Runs an image on the GPU on named host inputs.
+bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
+              std::vector<HostTensor> &outputs, std::string &error) {
+  std::unique_ptr<GpuKernel> kernel = GpuKernel::load(image, error);
+  if (!kernel)
+    return false;
+  std::vector<TensorView> storage;
+  return runWithHostTensors(*kernel, viewsOf(image.signature, inputs, storage),
+                            outputs, error);
 }
 
 struct GpuCase {
@@ -368,21 +377,23 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
   return inputs;
 }
 
-std::vector<const TensorView *> viewsOf(const KernelSignature &signature,
-                                        std::map<std::string, HostTensor> &inputs,
-                                        std::vector<TensorView> &storage) {
-  storage.assign(signature.params.size(), TensorView());
-  std::vector<const TensorView *> views;
-  for (size_t p = 0; p < signature.params.size(); ++p) {
-    auto it = inputs.find(signature.params[p].name);
-    if (it == inputs.end()) {
-      views.push_back(nullptr);
-      continue;
-    }
-    storage[p] = it->second.view();
-    views.push_back(&storage[p]);
-  }
-  return views;
+
+/// Runs the reference and the emulated GPU kernel on the same inputs and
+/// compares every output within the bf16 tolerance (2e-2).
+void expectEmulatorMatches(SpecRunner &reference, EmulatedGpuKernel &kernel,
+                           std::map<std::string, HostTensor> &inputs,
+                           const std::string &what) {
+  std::vector<HostTensor> expected, actual;
+  std::string error;
+  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
+  std::vector<TensorView> storage;
+  ASSERT_TRUE(kernel.run(viewsOf(kernel.image().signature, inputs, storage),
+                         actual, error))
+      << what << ": " << error;
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t r = 0; r < actual.size(); ++r)
+    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                what + ", output " + std::to_string(r));
 }
 
 // The GPU tile program, run by the warp emulator (one thread per GPU
@@ -432,16 +443,7 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
                          std::to_string(seed) + ")";
       std::map<std::string, HostTensor> inputs =
           gqaInputs(c.spec, 1, n, m, c.d, seed + n * 131 + m);
-      std::vector<HostTensor> expected, actual;
-      ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
-      std::vector<TensorView> storage;
-      ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                              actual, error))
-          << what << ": " << error;
-      ASSERT_EQ(actual.size(), expected.size());
-      for (size_t r = 0; r < actual.size(); ++r)
-        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                    what + ", output " + std::to_string(r));
+      expectEmulatorMatches(reference, *kernel, inputs, what);
     }
   }
 }
@@ -462,18 +464,12 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
   inputs["k"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
   inputs["v"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -1, 1);
   inputs["cu"] = offsetsTensor(offsets);
-  std::vector<HostTensor> expected, actual;
-  ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-  std::vector<TensorView> storage;
-  ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                          actual, error))
-      << error;
-  for (size_t r = 0; r < actual.size(); ++r)
-    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                "varlen (seed 3), output " + std::to_string(r));
+  expectEmulatorMatches(reference, *kernel, inputs, "varlen (seed 3)");
 
   // Offsets the host cannot see: found by the kernel and reported.
   inputs["cu"] = offsetsTensor({0, 100, total + 5});
+  std::vector<HostTensor> actual;
+  std::vector<TensorView> storage;
   EXPECT_FALSE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
                            actual, error));
   EXPECT_NE(error.find("'cu' gives sequence 1 the tokens [100, 166)"),
@@ -520,15 +516,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
       for (int64_t i = 0; i < blocks.numElements(); ++i)
         blocks.set(i, present(rng));
       inputs["blocks"] = std::move(blocks);
-      std::vector<HostTensor> expected, actual;
-      ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-      std::vector<TensorView> storage;
-      ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                              actual, error))
-          << what << ": " << error;
-      for (size_t r = 0; r < actual.size(); ++r)
-        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                    "block mask " + what + ", output " + std::to_string(r));
+      expectEmulatorMatches(reference, *kernel, inputs, "block mask " + what);
     }
     {
       SpecRunner reference(listSpec);
@@ -550,15 +538,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         indices.set(i, block(rng));
       inputs["counts"] = std::move(counts);
       inputs["indices"] = std::move(indices);
-      std::vector<HostTensor> expected, actual;
-      ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
-      std::vector<TensorView> storage;
-      ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                              actual, error))
-          << what << ": " << error;
-      for (size_t r = 0; r < actual.size(); ++r)
-        expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                    "block lists " + what + ", output " + std::to_string(r));
+      expectEmulatorMatches(reference, *kernel, inputs, "block lists " + what);
     }
   }
 }
@@ -615,24 +595,19 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
     ASSERT_TRUE(kernel) << c.name << ": " << error;
     std::mt19937_64 rng(seed);
     std::map<std::string, HostTensor> inputs = c.inputs(rng);
-    std::vector<HostTensor> expected, actual;
-    ASSERT_TRUE(reference.run(inputs, expected, error)) << c.name << ": " << error;
-    std::vector<TensorView> storage;
-    ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                            actual, error))
-        << c.name << ": " << error;
-    for (size_t r = 0; r < actual.size(); ++r)
-      expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                  std::string(c.name) + " (seed 23), output " + std::to_string(r));
+    expectEmulatorMatches(reference, *kernel, inputs,
+                          std::string(c.name) + " (seed 23)");
   }
 }
 
 // The chunkwise linear strategy on the warp emulator against the reference
-// recurrence (tolerance: 2e-2 of each output's largest magnitude, below): constant and data-dependent scalar gates (strong decay: log
-// gates down to -6 per step, -384 across a chunk), feature maps, the
-// non-causal form, initial and final states, GQA, Dk != Dv, chunks of 16, 32
-// and 64 with lengths that are 1, primes and not multiples of the chunk, and
-// packed sequences with an empty one.
+// recurrence (tolerance: 2e-2 of each output's largest magnitude, below):
+// constant and data-dependent scalar gates (strong decay: log gates down to
+// -6 per step, -384 across a chunk), per-key-dimension gates (GLA, down to
+// -5 per step and dim), feature maps, the non-causal form, initial and final
+// states, GQA, Dk != Dv, chunks of 16, 32 and 64 with lengths that are 1,
+// primes and not multiples of the chunk, and packed sequences with an empty
+// one.
 TEST(GpuEmulation, LinearMatchesTheReference) {
   struct Case {
     const char *name;
