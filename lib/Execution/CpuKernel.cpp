@@ -131,18 +131,9 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
     launch.k = paramIndex(operands[1]);
     auto layoutAttr = family->getAttrOfType<attn::LayoutAttr>("layout");
     layoutDims(layoutAttr ? layoutAttr.getValue() : attn::Layout::bhnd);
-    if (auto softmax = dyn_cast<attn::SoftmaxOp>(family)) {
-      launch.cuQ = paramIndex(softmax.getCuSeqlensQ());
-      launch.cuK = paramIndex(softmax.getCuSeqlensK());
-    } else if (auto chunk = dyn_cast<attn::ChunkSoftmaxOp>(family)) {
-      launch.cuQ = paramIndex(chunk.getCuSeqlensQ());
-      launch.cuK = paramIndex(chunk.getCuSeqlensK());
-    } else if (auto sparse = dyn_cast<attn::SparseSoftmaxOp>(family)) {
-      launch.cuQ = paramIndex(sparse.getCuSeqlensQ());
-      launch.cuK = paramIndex(sparse.getCuSeqlensK());
-    }
-    if (launch.cuK < 0)
-      launch.cuK = launch.cuQ;
+    auto [cuQ, cuK] = attn::getSequenceOffsets(family);
+    launch.cuQ = paramIndex(cuQ);
+    launch.cuK = paramIndex(cuK);
   }
 
   MLIRContext *context = module.getContext();

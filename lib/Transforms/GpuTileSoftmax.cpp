@@ -568,15 +568,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
                                               inGroup, idx(0));
           rb.ifThen(first, [&] {
-            Value value = arith::SelectOp::create(
-                b, hasWeight,
-                arith::AddFOp::create(b, finalState[half],
-                                      math::LogOp::create(b, rowSum)),
-                negInf);
-            SmallVector<Value> at = operands.cuQ
-                                        ? SmallVector<Value>{head, rowQ}
-                                        : SmallVector<Value>{batch, head, row};
-            memref::StoreOp::create(b, value, lse, at);
+            memref::StoreOp::create(
+                b, rb.logSumExp(hasWeight, finalState[half], rowSum), lse,
+                lseIndices(operands.cuQ, batch, head, rowQ, row));
           });
         }
       });
@@ -632,13 +626,7 @@ struct GpuTileSoftmaxPass
     LayoutDims dims = getLayoutDims(
         family->getAttrOfType<LayoutAttr>("layout").getValue());
     int64_t q = paramIndex(family->getOperand(0));
-    Value cuQ, cuK;
-    if (auto op = dyn_cast<SoftmaxOp>(family))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-    else if (auto op = dyn_cast<ChunkSoftmaxOp>(family))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-    else if (auto op = dyn_cast<SparseSoftmaxOp>(family))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+    auto [cuQ, cuK] = getSequenceOffsets(family);
     LaunchFacts facts;
     facts.threads = shape.threads();
     facts.sharedBytes = shape.sharedBytes();
@@ -648,7 +636,7 @@ struct GpuTileSoftmaxPass
                        : std::array<int64_t, 4>{q, dims.batch, 1, 0}}};
     if (cuQ)
       facts.offsetParams.push_back(paramIndex(cuQ));
-    if (cuK)
+    if (cuK && cuK != cuQ)
       facts.offsetParams.push_back(paramIndex(cuK));
     facts.headDim = dims.head;
     facts.copiedParams = {q, paramIndex(family->getOperand(1)),

@@ -71,26 +71,14 @@ AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,
     return value ? params.lookup(value) : Value();
   };
   AttentionOperands shape;
-  Value cuQ, cuK;
-  if (auto linear = dyn_cast<LinearOp>(familyOp)) {
-    shape.layout = linear.getLayout();
-    cuQ = cuK = linear.getCuSeqlens();
-  } else {
-    shape.layout =
-        familyOp->getAttrOfType<LayoutAttr>("layout").getValue();
-    if (auto op = dyn_cast<SoftmaxOp>(familyOp))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-    else if (auto op = dyn_cast<ChunkSoftmaxOp>(familyOp))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-    else if (auto op = dyn_cast<SparseSoftmaxOp>(familyOp))
-      cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
-  }
+  shape.layout = familyOp->getAttrOfType<LayoutAttr>("layout").getValue();
+  auto [cuQ, cuK] = getSequenceOffsets(familyOp);
   shape.dims = getLayoutDims(shape.layout);
   shape.q = lookup(familyOp->getOperand(0));
   shape.k = lookup(familyOp->getOperand(1));
   shape.v = lookup(familyOp->getOperand(2));
   shape.cuQ = lookup(cuQ);
-  shape.cuK = cuK ? lookup(cuK) : shape.cuQ;
+  shape.cuK = lookup(cuK);
 
   ImplicitLocOpBuilder &b = rb.b;
   const LayoutDims &dims = shape.dims;

@@ -325,6 +325,13 @@ public:
     return arith::DivFOp::create(b, f32(1.0), math::SqrtOp::create(b, dk));
   }
 
+  /// max + log(sum), or -inf for a row without weight (sum = 0).
+  Value logSumExp(Value hasWeight, Value max, Value sum) {
+    return arith::SelectOp::create(
+        b, hasWeight, add(max, math::LogOp::create(b, sum)),
+        f32(-std::numeric_limits<double>::infinity()));
+  }
+
   /// True when the optional parameter was passed (non-null pointer).
   Value isPresent(Value memref) {
     Value pointer =
@@ -352,6 +359,15 @@ inline SmallVector<Value> layoutIndices(Layout layout, Value batch, Value head,
     return {position, head, feature};
   }
   llvm_unreachable("unknown layout");
+}
+
+/// Where lse of query `row` lives: [head, start + row] for packed sequences
+/// (`offsets` non-null), else [batch, head, row].
+inline SmallVector<Value> lseIndices(Value offsets, Value batch, Value head,
+                                     Value packedRow, Value row) {
+  if (offsets)
+    return {head, packedRow};
+  return {batch, head, row};
 }
 
 /// Sequence bounds of batch entry `b`: its start in the packed tensor and its

@@ -251,13 +251,9 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
         });
         if (lse) {
           // lse_i = max + log(sum), -inf for an empty row.
-          Value value = arith::SelectOp::create(
-              b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
-              negInf);
-          SmallVector<Value> at = shape.cuQ
-                                      ? SmallVector<Value>{head, rowQ}
-                                      : SmallVector<Value>{batch, head, i};
-          memref::StoreOp::create(b, value, lse, at);
+          memref::StoreOp::create(
+              b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
+              lseIndices(shape.cuQ, batch, head, rowQ, i));
         }
       });
     });

@@ -303,12 +303,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
           });
           if (lse) {
             Value max = memref::LoadOp::create(b, rowMax, r);
-            Value value = arith::SelectOp::create(
-                b, hasWeight, rb.add(max, math::LogOp::create(b, sum)), negInf);
-            SmallVector<Value> at = shape.cuQ
-                                        ? SmallVector<Value>{head, rowQ}
-                                        : SmallVector<Value>{batch, head, i};
-            memref::StoreOp::create(b, value, lse, at);
+            memref::StoreOp::create(
+                b, rb.logSumExp(hasWeight, max, sum), lse,
+                lseIndices(shape.cuQ, batch, head, rowQ, i));
           }
         });
       });
@@ -562,13 +559,9 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                         layoutIndices(shape.layout, batch, head, rowQ, e));
           });
           if (lse) {
-            Value value = arith::SelectOp::create(
-                b, hasWeight, rb.add(rowMax, math::LogOp::create(b, rowSum)),
-                negInf);
-            SmallVector<Value> at = shape.cuQ
-                                        ? SmallVector<Value>{head, rowQ}
-                                        : SmallVector<Value>{batch, head, i};
-            memref::StoreOp::create(b, value, lse, at);
+            memref::StoreOp::create(
+                b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
+                lseIndices(shape.cuQ, batch, head, rowQ, i));
           }
         });
       });

@@ -14,6 +14,20 @@ using namespace attnc::attn;
 #define GET_OP_CLASSES
 #include "attnc/Dialect/Attn/IR/AttnOps.cpp.inc"
 
+std::pair<Value, Value>
+attnc::attn::getSequenceOffsets(Operation *familyOp) {
+  Value cuQ, cuK;
+  if (auto op = dyn_cast<LinearOp>(familyOp))
+    cuQ = cuK = op.getCuSeqlens();
+  else if (auto op = dyn_cast<SoftmaxOp>(familyOp))
+    cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  else if (auto op = dyn_cast<ChunkSoftmaxOp>(familyOp))
+    cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  else if (auto op = dyn_cast<SparseSoftmaxOp>(familyOp))
+    cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  return {cuQ, cuK ? cuK : cuQ};
+}
+
 LayoutDims attnc::attn::getLayoutDims(Layout layout) {
   switch (layout) {
   case Layout::bhnd:

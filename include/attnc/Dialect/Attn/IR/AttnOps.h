@@ -27,6 +27,11 @@ struct LayoutDims {
 };
 LayoutDims getLayoutDims(Layout layout);
 
+/// The sequence offsets (cu_seqlens) of a family op, for its queries and for
+/// its keys (the same value for the linear family); null when dense. The
+/// key side falls back to the query side when only one is given.
+std::pair<mlir::Value, mlir::Value> getSequenceOffsets(mlir::Operation *familyOp);
+
 /// Block argument positions of the expression regions.
 namespace score_arg {
 enum { S, B, H, I, J, N, M, QStart, KStart, Count };
