@@ -227,15 +227,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   forEachElement(dimK * dimV, [&](Value i) {
     Value d = arith::DivUIOp::create(b, i, idx(dimV));
     Value e = arith::RemUIOp::create(b, i, idx(dimV));
-    Value init = rb.f32(0);
-    if (initial)
-      init = rb.ifThen(
-          hasInitial, {f32},
-          [&]() -> SmallVector<Value> {
-            return {rb.loadF32(initial, {batch, head, d, e})};
-          },
-          [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-    memref::StoreOp::create(b, init, state, ValueRange{d, e});
+    memref::StoreOp::create(
+        b, initialStateAt(rb, initial, hasInitial, batch, head, d, e), state,
+        ValueRange{d, e});
   });
   barrier();
 

@@ -94,23 +94,29 @@ AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,
   return shape;
 }
 
+Value attnc::lowering::initialStateAt(LoweringBuilder &rb, Value initial,
+                                      Value hasInitial, Value batch,
+                                      Value head, Value d, Value e) {
+  if (!initial)
+    return rb.f32(0);
+  return rb.ifThen(
+      hasInitial, {rb.b.getF32Type()},
+      [&]() -> SmallVector<Value> {
+        return {rb.loadF32(initial, {batch, head, d, e})};
+      },
+      [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+}
+
 void attnc::lowering::initializeState(LoweringBuilder &rb, Value state,
                                       Value initial, Value hasInitial,
                                       Value batch, Value head,
                                       const AttentionOperands &shape) {
   Value zero = rb.index(0);
-  Type f32 = rb.b.getF32Type();
   rb.loop(zero, shape.dimK, [&](Value d) {
     rb.loop(zero, shape.dimV, [&](Value e) {
-      Value init = rb.f32(0);
-      if (initial)
-        init = rb.ifThen(
-            hasInitial, {f32},
-            [&]() -> SmallVector<Value> {
-              return {rb.loadF32(initial, {batch, head, d, e})};
-            },
-            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-      memref::StoreOp::create(rb.b, init, state, ValueRange{d, e});
+      memref::StoreOp::create(
+          rb.b, initialStateAt(rb, initial, hasInitial, batch, head, d, e),
+          state, ValueRange{d, e});
     });
   });
 }

@@ -415,6 +415,9 @@ Value blockInsideBand(LoweringBuilder &rb, const MaskStructure &band,
                       Value chunkSize, Value i0, Value iLast, Value j0,
                       Value jLast, Value n, Value m);
 
+/// initial[batch, head, d, e] when `initial` is given and present, else 0.
+Value initialStateAt(LoweringBuilder &rb, Value initial, Value hasInitial,
+                     Value batch, Value head, Value d, Value e);
 /// state[d, e] = initial[batch, head, d, e] when `initial` is given and
 /// present, else 0.
 void initializeState(LoweringBuilder &rb, Value state, Value initial,
