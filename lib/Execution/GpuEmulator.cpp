@@ -314,26 +314,8 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
                             const std::vector<TensorView *> &outputs,
                             std::string &error) {
   const KernelSignature &signature = launch.signature;
-  DimBindings bindings;
-  if (inputs.size() != signature.params.size() ||
-      outputs.size() != signature.results.size()) {
-    error = "kernel '" + signature.name + "' takes " +
-            std::to_string(signature.params.size()) + " inputs and " +
-            std::to_string(signature.results.size()) + " outputs";
+  if (!checkGpuLaunch(launch, inputs, outputs, error))
     return false;
-  }
-  std::vector<std::vector<int64_t>> shapes;
-  if (!bindInputShapes(signature, inputs, bindings, error) ||
-      !checkGpuLaunch(launch, inputs, error) ||
-      !launch.outputShapes(inputs, bindings, shapes, error))
-    return false;
-  for (size_t r = 0; r < outputs.size(); ++r)
-    if (!outputs[r] || outputs[r]->shape != shapes[r] ||
-        outputs[r]->type != signature.results[r].type) {
-      error = "output '" + signature.results[r].name + "' must be " +
-              toString(signature.results[r].type) + shapeString(shapes[r]);
-      return false;
-    }
 
   std::vector<std::vector<int64_t>> descriptors;
   std::vector<std::vector<int64_t>> inputShapes;

@@ -155,6 +155,34 @@ std::string attnc::gpuTargetFor(int computeCapability, std::string &error) {
 
 bool attnc::checkGpuLaunch(const GpuImage &image,
                            const std::vector<const TensorView *> &inputs,
+                           const std::vector<TensorView *> &outputs,
+                           std::string &error) {
+  const KernelSignature &signature = image.signature;
+  if (inputs.size() != signature.params.size() ||
+      outputs.size() != signature.results.size()) {
+    error = "kernel '" + signature.name + "' takes " +
+            std::to_string(signature.params.size()) + " inputs and " +
+            std::to_string(signature.results.size()) + " outputs";
+    return false;
+  }
+  DimBindings bindings;
+  std::vector<std::vector<int64_t>> shapes;
+  if (!bindInputShapes(signature, inputs, bindings, error) ||
+      !checkGpuLaunch(image, inputs, error) ||
+      !image.outputShapes(inputs, bindings, shapes, error))
+    return false;
+  for (size_t r = 0; r < outputs.size(); ++r)
+    if (!outputs[r] || outputs[r]->shape != shapes[r] ||
+        outputs[r]->type != signature.results[r].type) {
+      error = "output '" + signature.results[r].name + "' must be " +
+              toString(signature.results[r].type) + shapeString(shapes[r]);
+      return false;
+    }
+  return true;
+}
+
+bool attnc::checkGpuLaunch(const GpuImage &image,
+                           const std::vector<const TensorView *> &inputs,
                            std::string &error) {
   if (image.copiedParams.size() >= 2) {
     const TensorView *q = inputs[image.copiedParams[0]];
@@ -298,30 +326,8 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
                        const std::vector<TensorView *> &outputs, void *stream,
                        std::string &error) {
   const KernelSignature &signature = gpuImage.signature;
-  if (inputs.size() != signature.params.size() ||
-      outputs.size() != signature.results.size()) {
-    error = "kernel '" + signature.name + "' takes " +
-            std::to_string(signature.params.size()) + " inputs and " +
-            std::to_string(signature.results.size()) + " outputs";
+  if (!checkGpuLaunch(gpuImage, inputs, outputs, error))
     return false;
-  }
-  DimBindings bindings;
-  if (!bindInputShapes(signature, inputs, bindings, error) ||
-      !checkGpuLaunch(gpuImage, inputs, error))
-    return false;
-  std::vector<std::vector<int64_t>> expectedShapes;
-  if (!gpuImage.outputShapes(inputs, bindings, expectedShapes, error))
-    return false;
-  for (size_t r = 0; r < outputs.size(); ++r) {
-    const std::vector<int64_t> &expected = expectedShapes[r];
-    if (!outputs[r] || outputs[r]->shape != expected ||
-        outputs[r]->type != signature.results[r].type) {
-      error = "output '" + signature.results[r].name + "' must be " +
-              toString(signature.results[r].type) + shapeString(expected);
-      return false;
-    }
-  }
-
 
   std::vector<Descriptor> descriptors;
   std::vector<std::vector<int64_t>> inputShapes;

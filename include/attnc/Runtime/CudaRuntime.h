@@ -96,6 +96,13 @@ bool checkGpuLaunch(const GpuImage &image,
                     const std::vector<const TensorView *> &inputs,
                     std::string &error);
 
+/// Every check of a launch: the counts, the input shapes and dtypes (as
+/// bindInputShapes), the checks above, and the outputs' shapes and dtypes.
+bool checkGpuLaunch(const GpuImage &image,
+                    const std::vector<const TensorView *> &inputs,
+                    const std::vector<TensorView *> &outputs,
+                    std::string &error);
+
 } // namespace attnc
 
 #endif // ATTNC_RUNTIME_CUDARUNTIME_H
