@@ -1,8 +1,9 @@
 //===- cpu_softmax_bench.cpp - Tiled vs reference softmax on the CPU ------===//
 //
 // Prints a table (and writes CSV with --csv FILE) of the run time of the
-// tiled path and the reference path for a few softmax shapes, with the
-// machine, the commit and the settings. A benchmark, not a test: nothing is
+// reference path and of the tiled path, on one thread and on --cpu-threads host
+// threads, for a few softmax shapes, with the machine, the commit and the
+// settings. A benchmark, not a test: nothing is
 // asserted about speed.
 //
 //===----------------------------------------------------------------------===//
@@ -31,6 +32,11 @@ static cl::opt<int> repeats("repeats", cl::desc("Timed runs per case (median)"),
                             cl::init(3));
 static cl::opt<std::string> commit("commit", cl::desc("Commit to print"),
                                    cl::init("unknown"));
+static cl::opt<int64_t>
+    threads("cpu-threads",
+            cl::desc("Host threads of the threaded column (default: one per "
+                     "hardware thread)"),
+            cl::init(std::max(1u, std::thread::hardware_concurrency())));
 
 namespace {
 
@@ -75,12 +81,14 @@ int main(int argc, char **argv) {
                         {"window 128", "mask = j <= i && i - j < 128", 1024},
                         {"chunk 128", "mask = i / 128 == j / 128", 1024}};
   outs() << "machine: " << std::thread::hardware_concurrency()
-         << " hardware threads (single-threaded kernels); commit " << commit
+         << " hardware threads; commit " << commit
          << "\nsettings: f32, B=1, H=2, D=64, tiles 64 x 64, median of "
-         << repeats << " runs\n\n";
-  outs() << format("%-12s %6s %14s %12s %9s\n", "mask", "N", "reference ms",
-                   "tiled ms", "speed-up");
-  std::string csv = "mask,n,reference_ms,tiled_ms\n";
+         << repeats << " runs; reference and tiled on 1 thread, tiled/T on "
+         << threads << " threads\n\n";
+  outs() << format("%-12s %6s %14s %10s %10s %9s %9s\n", "mask", "N",
+                   "reference ms", "tiled ms", "tiled/T ms", "tiled x",
+                   "tiled/T x");
+  std::string csv = "mask,n,reference_ms,tiled_ms,threads,tiled_threaded_ms\n";
   for (const Case &benchCase : cases) {
     std::string text = kSpec;
     text.replace(text.find("MASK"), 4, benchCase.mask);
@@ -95,9 +103,9 @@ int main(int argc, char **argv) {
       return 1;
     std::string error;
     auto reference = CpuKernel::compile(
-        *module, "", CpuOptions{CpuPath::Reference, 64, 64}, error);
+        *module, "", CpuOptions{CpuPath::Reference, 64, 64, 1}, error);
     auto tiled = CpuKernel::compile(
-        *module, "", CpuOptions{CpuPath::Tiled, 64, 64}, error);
+        *module, "", CpuOptions{CpuPath::Tiled, 64, 64, 1}, error);
     if (!reference || !tiled) {
       errs() << "bench: " << error << "\n";
       return 1;
@@ -119,11 +127,15 @@ int main(int argc, char **argv) {
       inputs.push_back(&view);
     double referenceMs = medianMs(*reference, inputs);
     double tiledMs = medianMs(*tiled, inputs);
-    outs() << format("%-12s %6lld %14.1f %12.1f %8.2fx\n", benchCase.name,
-                     static_cast<long long>(benchCase.n), referenceMs, tiledMs,
-                     referenceMs / tiledMs);
+    tiled->setThreads(threads);
+    double threadedMs = medianMs(*tiled, inputs);
+    outs() << format("%-12s %6lld %14.1f %10.1f %10.1f %8.2fx %8.2fx\n",
+                     benchCase.name, static_cast<long long>(benchCase.n),
+                     referenceMs, tiledMs, threadedMs, referenceMs / tiledMs,
+                     referenceMs / threadedMs);
     csv += std::string(benchCase.name) + "," + std::to_string(benchCase.n) +
            "," + std::to_string(referenceMs) + "," + std::to_string(tiledMs) +
+           "," + std::to_string(threads) + "," + std::to_string(threadedMs) +
            "\n";
   }
   if (!csvPath.empty()) {

@@ -125,6 +125,14 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
  * CPU. */
 attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream);
 
+/* CPU kernels: the host threads that share the (batch, head) grid of later
+ * launches; 0 restores the default ($ATTNC_NUM_THREADS, else one per
+ * hardware thread). ATTNC_ERROR_ARGUMENT for GPU targets or a negative
+ * count. */
+attnc_status attnc_kernel_set_cpu_threads(attnc_kernel *kernel, int threads);
+/* CPU kernels: the host threads of a launch; 0 for GPU targets. */
+int attnc_kernel_cpu_threads(const attnc_kernel *kernel);
+
 /* The target the kernel was compiled for ("cpu", "sm_90a", ...). */
 const char *attnc_kernel_target(const attnc_kernel *kernel);
 /* 1 when attnc_compile found the GPU kernel in the disk cache. */

@@ -309,6 +309,26 @@ const char *attnc_context_cache_dir(const attnc_context *context) {
   return context ? context->cache.directory().c_str() : "";
 }
 
+attnc_status attnc_kernel_set_cpu_threads(attnc_kernel *kernel, int threads) {
+  if (!kernel)
+    return ATTNC_ERROR_ARGUMENT;
+  if (!kernel->cpu)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "kernel for target '" + kernel->target +
+                    "' does not run on host threads; only CPU kernels do");
+  if (threads < 0)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "the thread count must be positive (or 0 for the default), "
+                "got " + std::to_string(threads));
+  kernel->cpu->setThreads(threads);
+  return ATTNC_OK;
+}
+
+int attnc_kernel_cpu_threads(const attnc_kernel *kernel) {
+  return kernel && kernel->cpu ? static_cast<int>(kernel->cpu->getThreads())
+                               : 0;
+}
+
 const char *attnc_kernel_target(const attnc_kernel *kernel) {
   return kernel ? kernel->target.c_str() : nullptr;
 }

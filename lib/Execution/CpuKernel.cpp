@@ -14,8 +14,13 @@
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <thread>
 
 using namespace mlir;
 using namespace attnc;
@@ -107,11 +112,13 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
   }
 
   std::unique_ptr<CpuKernel> result(new CpuKernel());
+  result->setThreads(cpuOptions.threads);
   result->kernelSignature = getKernelSignature(kernel);
   LaunchInfo &launch = result->launch;
   Operation *family = kernel.getFamilyOp();
   auto layoutDims = [&](attn::Layout layout) {
     attn::LayoutDims dims = attn::getLayoutDims(layout);
+    launch.batchDim = dims.batch;
     launch.headDim = dims.head;
     launch.seqDim = dims.seq;
     launch.packed = layout == attn::Layout::thd;
@@ -165,6 +172,15 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
   if (!result->engine)
     return nullptr;
   return result;
+}
+
+void CpuKernel::setThreads(int64_t count) {
+  if (count <= 0)
+    if (const char *fromEnvironment = std::getenv("ATTNC_NUM_THREADS"))
+      count = std::strtoll(fromEnvironment, nullptr, 10);
+  if (count <= 0)
+    count = std::max(1u, std::thread::hardware_concurrency());
+  threads = count;
 }
 
 std::unique_ptr<ExecutionEngine> attnc::jitCompile(ModuleOp module,
@@ -316,24 +332,74 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
   for (size_t index = 0; index < outputs.size(); ++index)
     descriptors.push_back(makeDescriptor(
         outputs[index], kernelSignature.results[index].dims.size()));
-  std::vector<int64_t> status(6, 0);
-  TensorView statusView{status.data(), ElementType::I32, {6}, {1}};
-  descriptors.push_back(makeDescriptor(&statusView, 1));
-
-  // The packed C-interface wrapper takes a pointer to each argument, and each
-  // argument is a pointer to a descriptor.
+  // The packed C-interface wrapper takes a pointer to each argument; a memref
+  // argument is a pointer to its descriptor.
   std::vector<void *> descriptorPointers;
   for (std::vector<int64_t> &descriptor : descriptors)
     descriptorPointers.push_back(descriptor.data());
-  std::vector<void *> packedArgs;
-  for (void *&pointer : descriptorPointers)
-    packedArgs.push_back(&pointer);
-  if (llvm::Error invokeError = engine->invokePacked(
-          "_mlir_ciface_" + kernelSignature.name, packedArgs)) {
-    error = "running the kernel failed: " + llvm::toString(std::move(invokeError));
+
+  auto function = engine->lookupPacked("_mlir_ciface_" + kernelSignature.name);
+  if (!function) {
+    error = "running the kernel failed: " +
+            llvm::toString(function.takeError());
     return false;
   }
-  return checkKernelStatus(kernelSignature, status.data(), error);
+
+  // Work items are the (batch, head) pairs of the grid, handed out in order
+  // to the threads. The first error in item order is reported, as a serial
+  // run would: once an item fails no later item is handed out, and the items
+  // before it, all handed out already, run to the end.
+  const TensorView *q = inputs[launch.q];
+  int64_t batches = launch.cuQ >= 0 ? inputs[launch.cuQ]->shape[0] - 1
+                                    : q->shape[launch.batchDim];
+  int64_t items = batches * q->shape[launch.headDim];
+  struct Failure {
+    int64_t item = std::numeric_limits<int64_t>::max();
+    std::vector<int64_t> status;
+  };
+  std::atomic<int64_t> nextItem{0};
+  std::atomic<bool> failed{false};
+  auto work = [&](Failure &failure) {
+    std::vector<int64_t> status(6, 0);
+    TensorView statusView{status.data(), ElementType::I32, {6}, {1}};
+    std::vector<int64_t> statusDescriptor = makeDescriptor(&statusView, 1);
+    void *statusPointer = statusDescriptor.data();
+    int64_t begin = 0, end = 0;
+    std::vector<void *> args;
+    for (void *&pointer : descriptorPointers)
+      args.push_back(&pointer);
+    args.push_back(&statusPointer);
+    args.push_back(&begin);
+    args.push_back(&end);
+    while (!failed.load(std::memory_order_relaxed)) {
+      begin = nextItem.fetch_add(1);
+      if (begin >= items)
+        return;
+      end = begin + 1;
+      (*function)(args.data());
+      if (status[0] != 0) {
+        failure = {begin, status};
+        failed = true;
+      }
+    }
+  };
+
+  int64_t threadCount =
+      std::min<int64_t>(threads.load(), std::max<int64_t>(items, 1));
+  std::vector<Failure> failures(threadCount);
+  std::vector<std::thread> helpers;
+  for (int64_t index = 1; index < threadCount; ++index)
+    helpers.emplace_back(work, std::ref(failures[index]));
+  work(failures[0]);
+  for (std::thread &helper : helpers)
+    helper.join();
+
+  auto first = std::min_element(
+      failures.begin(), failures.end(),
+      [](const Failure &a, const Failure &b) { return a.item < b.item; });
+  if (first->status.empty())
+    return true;
+  return checkKernelStatus(kernelSignature, first->status.data(), error);
 }
 
 bool CpuKernel::run(const std::vector<const TensorView *> &inputs,

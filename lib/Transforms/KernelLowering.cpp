@@ -20,7 +20,8 @@ SmallVector<Type> attnc::lowering::getCallingConventionTypes(KernelOp kernel) {
 
 void attnc::lowering::lowerKernelBody(
     KernelOp kernel, Block *entry, bool clearStatus,
-    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily,
+    ValueRange workRange) {
   FunctionType signature = kernel.getFunctionType();
   IRMapping params;
   Block &body = kernel.getBody().front();
@@ -42,6 +43,10 @@ void attnc::lowering::lowerKernelBody(
 
   ImplicitLocOpBuilder b(familyOp->getLoc(), entry, entry->end());
   LoweringBuilder rb(b, params, status);
+  if (!workRange.empty()) {
+    rb.workBegin = workRange[0];
+    rb.workEnd = workRange[1];
+  }
   if (clearStatus)
     memref::StoreOp::create(
         b, arith::ConstantIntOp::create(b, b.getI64Type(), 0), status,
@@ -53,12 +58,15 @@ void attnc::lowering::lowerKernelToFunc(
     KernelOp kernel,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
   OpBuilder builder(kernel);
-  auto func = func::FuncOp::create(
-      builder, kernel.getLoc(), kernel.getSymName(),
-      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+  SmallVector<Type> argTypes = getCallingConventionTypes(kernel);
+  argTypes.append(2, builder.getIndexType()); // the work range
+  auto func = func::FuncOp::create(builder, kernel.getLoc(),
+                                   kernel.getSymName(),
+                                   builder.getFunctionType(argTypes, {}));
   func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
   Block *entry = func.addEntryBlock();
-  lowerKernelBody(kernel, entry, /*clearStatus=*/true, lowerFamily);
+  lowerKernelBody(kernel, entry, /*clearStatus=*/true, lowerFamily,
+                  entry->getArguments().take_back(2));
   builder.setInsertionPointToEnd(entry);
   func::ReturnOp::create(builder, kernel.getLoc());
   kernel.erase();

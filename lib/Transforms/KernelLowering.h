@@ -340,9 +340,34 @@ public:
                                  index(0));
   }
 
+  /// for each (batch, head) of the numBatches x heads grid, in row-major
+  /// order. When the function has a work range (the CPU calling convention),
+  /// only the flattened indices in [workBegin, workEnd) are visited, so that
+  /// host threads can share the grid; indices past the grid visit nothing.
+  void gridLoop(Value numBatches, Value heads,
+                function_ref<void(Value batch, Value head)> body) {
+    if (!workBegin) {
+      loop(index(0), numBatches,
+           [&](Value batch) { loop(index(0), heads, [&](Value head) {
+             body(batch, head);
+           }); });
+      return;
+    }
+    Value gridSize = mul(numBatches, heads);
+    Value end = arith::MinUIOp::create(b, workEnd, gridSize);
+    Value begin = arith::MinUIOp::create(b, workBegin, end);
+    loop(begin, end, [&](Value item) {
+      body(arith::DivUIOp::create(b, item, heads),
+           arith::RemUIOp::create(b, item, heads));
+    });
+  }
+
   ImplicitLocOpBuilder &b;
   IRMapping &params;
   Value status;
+  /// The share of the (batch, head) grid this call computes; null when the
+  /// function computes all of it.
+  Value workBegin, workEnd;
   /// attn.load results already loaded by hoistInvariantLoads.
   IRMapping hoistedLoads;
 };
@@ -435,13 +460,16 @@ SmallVector<Type> getCallingConventionTypes(KernelOp kernel);
 /// the calling convention (more may follow); `lowerFamily` fills in the body for the family op.
 /// `clearStatus` zeroes the status buffer first (a GPU launch leaves that to
 /// the host, as every thread would race on it).
+/// `workRange`, when given, holds the two index values of
+/// LoweringBuilder::workBegin and workEnd.
 void lowerKernelBody(
     KernelOp kernel, Block *entry, bool clearStatus,
-    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily,
+    ValueRange workRange = {});
 
 /// Replaces `kernel` by a func.func of the same name with the calling
-/// convention of docs/pipeline.md (parameters, results, status buffer) and
-/// lets `lowerFamily` fill in the body for the kernel's family op, given the
+/// convention of docs/pipeline.md (parameters, results, status buffer, the
+/// [begin, end) share of the (batch, head) grid to compute) and lets `lowerFamily` fill in the body for the kernel's family op, given the
 /// result buffers in the family op's result order.
 void lowerKernelToFunc(
     KernelOp kernel,

@@ -83,179 +83,177 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   Value byteOne = arith::ConstantIntOp::create(b, i8, 1);
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
 
-  rb.loop(zero, shape.numBatches, [&](Value batch) {
+  rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
     Value startQ, n;
     std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
     Value startK, m;
     std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
-    rb.loop(zero, shape.headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
-      rb.loop(zero, n, [&](Value i) {
-        Value rowQ = rb.add(startQ, i);
-        auto qAt = [&](Value h, Value d) {
-          return rb.loadF32(shape.q,
-                            layoutIndices(shape.layout, batch, h, rowQ, d));
-        };
-        auto kAt = [&](Value j, Value d) {
-          return rb.loadF32(shape.k, layoutIndices(shape.layout, batch, headK,
-                                                   rb.add(startK, j), d));
-        };
-        auto maskAt = [&](Value h, Value j) {
-          return rb.inlineExpression(
-              op.getMask(), {batch, h, i, j, n, m, startQ, startK},
-              arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-        };
+    Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+    rb.loop(zero, n, [&](Value i) {
+      Value rowQ = rb.add(startQ, i);
+      auto qAt = [&](Value h, Value d) {
+        return rb.loadF32(shape.q,
+                          layoutIndices(shape.layout, batch, h, rowQ, d));
+      };
+      auto kAt = [&](Value j, Value d) {
+        return rb.loadF32(shape.k, layoutIndices(shape.layout, batch, headK,
+                                                 rb.add(startK, j), d));
+      };
+      auto maskAt = [&](Value h, Value j) {
+        return rb.inlineExpression(
+            op.getMask(), {batch, h, i, j, n, m, startQ, startK},
+            arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+      };
 
-        // Which key blocks this row may visit (sparse ops only).
-        Value numBlocks;
+      // Which key blocks this row may visit (sparse ops only).
+      Value numBlocks;
+      if (sparse) {
+        numBlocks = arith::CeilDivUIOp::create(b, m, blockK);
+        if (std::optional<uint64_t> topk = sparse.getTopk())
+          selectTopkBlocks(sparse, rb, *topk, numBlocks, blockK, m, headK,
+                           shape.groupSize, scale, qAt, kAt, maskAt,
+                           keptBlocks, blockScores, eligible);
+        else if (Value numList = sparse.getKvNumBlocks()) {
+          Value queryBlock = arith::DivUIOp::create(
+              b, i, rb.index(sparse.getBlockQ()));
+          rb.loop(zero, numBlocks, [&](Value block) {
+            memref::StoreOp::create(b, byteZero, keptBlocks, block);
+          });
+          Value indices = params.lookup(sparse.getKvIndices());
+          Value counts = params.lookup(numList);
+          // At most the list width: a larger count names no more blocks.
+          Value count = arith::MinSIOp::create(
+              b,
+              arith::IndexCastOp::create(
+                  b, b.getIndexType(),
+                  rb.checkedLoad(counts, {batch, head, queryBlock})),
+              rb.dim(indices, 3));
+          rb.loop(zero, count, [&](Value entry) {
+            Value block = arith::IndexCastOp::create(
+                b, b.getIndexType(),
+                rb.checkedLoad(indices, {batch, head, queryBlock, entry}));
+            // Entries outside [0, numBlocks) name no block; skip them.
+            Value inRange = arith::AndIOp::create(
+                b,
+                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block,
+                                      zero),
+                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, block,
+                                      numBlocks));
+            rb.ifThen(inRange, [&] {
+              memref::StoreOp::create(b, byteOne, keptBlocks, block);
+            });
+          });
+        }
+      }
+
+      // Pass 1: scores of allowed keys and their maximum.
+      Value rowMax = rb.loop(zero, m, {negInf}, [&](Value j, ValueRange acc) {
+        Value allowed = maskAt(head, j);
+        if (auto chunked = dyn_cast<ChunkSoftmaxOp>(op.getOperation())) {
+          Value chunk = rb.index(chunked.getChunk());
+          Value sameChunk = arith::CmpIOp::create(
+              b, arith::CmpIPredicate::eq,
+              arith::DivUIOp::create(b, i, chunk),
+              arith::DivUIOp::create(b, j, chunk));
+          allowed = arith::AndIOp::create(b, allowed, sameChunk);
+        }
         if (sparse) {
-          numBlocks = arith::CeilDivUIOp::create(b, m, blockK);
-          if (std::optional<uint64_t> topk = sparse.getTopk())
-            selectTopkBlocks(sparse, rb, *topk, numBlocks, blockK, m, headK,
-                             shape.groupSize, scale, qAt, kAt, maskAt,
-                             keptBlocks, blockScores, eligible);
-          else if (Value numList = sparse.getKvNumBlocks()) {
+          Value keyBlock = arith::DivUIOp::create(b, j, blockK);
+          Value present;
+          if (Value blockMask = sparse.getBlockMask()) {
             Value queryBlock = arith::DivUIOp::create(
                 b, i, rb.index(sparse.getBlockQ()));
-            rb.loop(zero, numBlocks, [&](Value block) {
-              memref::StoreOp::create(b, byteZero, keptBlocks, block);
-            });
-            Value indices = params.lookup(sparse.getKvIndices());
-            Value counts = params.lookup(numList);
-            // At most the list width: a larger count names no more blocks.
-            Value count = arith::MinSIOp::create(
-                b,
-                arith::IndexCastOp::create(
-                    b, b.getIndexType(),
-                    rb.checkedLoad(counts, {batch, head, queryBlock})),
-                rb.dim(indices, 3));
-            rb.loop(zero, count, [&](Value entry) {
-              Value block = arith::IndexCastOp::create(
-                  b, b.getIndexType(),
-                  rb.checkedLoad(indices, {batch, head, queryBlock, entry}));
-              // Entries outside [0, numBlocks) name no block; skip them.
-              Value inRange = arith::AndIOp::create(
-                  b,
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block,
-                                        zero),
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::slt, block,
-                                        numBlocks));
-              rb.ifThen(inRange, [&] {
-                memref::StoreOp::create(b, byteOne, keptBlocks, block);
-              });
-            });
+            Value raw = rb.checkedLoad(
+                params.lookup(blockMask),
+                ValueRange{batch, head, queryBlock, keyBlock});
+            present = arith::CmpIOp::create(
+                b, arith::CmpIPredicate::ne, raw,
+                arith::ConstantIntOp::create(b, raw.getType(), 0));
+          } else {
+            present = arith::CmpIOp::create(
+                b, arith::CmpIPredicate::ne,
+                memref::LoadOp::create(b, keptBlocks, keyBlock), byteZero);
           }
+          allowed = arith::AndIOp::create(b, allowed, present);
         }
+        memref::StoreOp::create(
+            b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
+        ValueRange newMax = rb.ifThen(
+            allowed, {f32},
+            [&]() -> SmallVector<Value> {
+              // s = scale * dot(q_i, k_j)
+              Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
+                                  [&](Value d, ValueRange sum) {
+                                    return SmallVector<Value>{rb.add(
+                                        sum[0], rb.mul(qAt(head, d),
+                                                       kAt(j, d)))};
+                                  })[0];
+              Value s = rb.mul(scale, dot);
+              // s = score(s, b, h, i, j, n, m, qstart, kstart)
+              s = rb.inlineExpression(
+                  op.getScore(),
+                  {s, batch, head, i, j, n, m, startQ, startK}, s);
+              memref::StoreOp::create(b, s, scores, j);
+              return {arith::MaximumFOp::create(b, acc[0], s)};
+            },
+            [&]() -> SmallVector<Value> { return {acc[0]}; });
+        return SmallVector<Value>{newMax[0]};
+      })[0];
 
-        // Pass 1: scores of allowed keys and their maximum.
-        Value rowMax = rb.loop(zero, m, {negInf}, [&](Value j, ValueRange acc) {
-          Value allowed = maskAt(head, j);
-          if (auto chunked = dyn_cast<ChunkSoftmaxOp>(op.getOperation())) {
-            Value chunk = rb.index(chunked.getChunk());
-            Value sameChunk = arith::CmpIOp::create(
-                b, arith::CmpIPredicate::eq,
-                arith::DivUIOp::create(b, i, chunk),
-                arith::DivUIOp::create(b, j, chunk));
-            allowed = arith::AndIOp::create(b, allowed, sameChunk);
-          }
-          if (sparse) {
-            Value keyBlock = arith::DivUIOp::create(b, j, blockK);
-            Value present;
-            if (Value blockMask = sparse.getBlockMask()) {
-              Value queryBlock = arith::DivUIOp::create(
-                  b, i, rb.index(sparse.getBlockQ()));
-              Value raw = rb.checkedLoad(
-                  params.lookup(blockMask),
-                  ValueRange{batch, head, queryBlock, keyBlock});
-              present = arith::CmpIOp::create(
-                  b, arith::CmpIPredicate::ne, raw,
-                  arith::ConstantIntOp::create(b, raw.getType(), 0));
-            } else {
-              present = arith::CmpIOp::create(
-                  b, arith::CmpIPredicate::ne,
-                  memref::LoadOp::create(b, keptBlocks, keyBlock), byteZero);
-            }
-            allowed = arith::AndIOp::create(b, allowed, present);
-          }
-          memref::StoreOp::create(
-              b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
-          ValueRange newMax = rb.ifThen(
-              allowed, {f32},
-              [&]() -> SmallVector<Value> {
-                // s = scale * dot(q_i, k_j)
-                Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                    [&](Value d, ValueRange sum) {
-                                      return SmallVector<Value>{rb.add(
-                                          sum[0], rb.mul(qAt(head, d),
-                                                         kAt(j, d)))};
-                                    })[0];
-                Value s = rb.mul(scale, dot);
-                // s = score(s, b, h, i, j, n, m, qstart, kstart)
-                s = rb.inlineExpression(
-                    op.getScore(),
-                    {s, batch, head, i, j, n, m, startQ, startK}, s);
-                memref::StoreOp::create(b, s, scores, j);
-                return {arith::MaximumFOp::create(b, acc[0], s)};
-              },
-              [&]() -> SmallVector<Value> { return {acc[0]}; });
-          return SmallVector<Value>{newMax[0]};
-        })[0];
-
-        // Pass 2: weights p_j in place of the scores, and their sum. With
-        // softmax, a row whose maximum is -inf has no weight at all.
-        Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                              rowMax, negInf);
-        Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
-          Value allowed = arith::CmpIOp::create(
-              b, arith::CmpIPredicate::ne,
-              memref::LoadOp::create(b, allowedFlags, j), byteZero);
-          Value s = memref::LoadOp::create(b, scores, j);
-          Value p;
-          switch (normalizer) {
-          case Normalizer::softmax:
-            allowed = arith::AndIOp::create(b, allowed, rowLive);
-            p = math::ExpOp::create(b, arith::SubFOp::create(b, s, rowMax));
-            break;
-          case Normalizer::sigmoid: // 1 / (1 + exp(-s))
-            p = arith::DivFOp::create(
-                b, rb.f32(1),
-                rb.add(rb.f32(1),
-                       math::ExpOp::create(b, arith::NegFOp::create(b, s))));
-            break;
-          case Normalizer::none:
-            p = s;
-            break;
-          }
-          p = arith::SelectOp::create(b, allowed, p, rb.f32(0));
-          memref::StoreOp::create(b, p, scores, j);
-          return SmallVector<Value>{rb.add(acc[0], p)};
-        })[0];
-
-        // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
-        // empty row gives 0.
-        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                rowSum, rb.f32(0));
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
-            Value p = memref::LoadOp::create(b, scores, j);
-            Value value =
-                rb.loadF32(shape.v, layoutIndices(shape.layout, batch, headK,
-                                                  rb.add(startK, j), e));
-            return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
-          })[0];
-          if (normalizer == Normalizer::softmax)
-            acc = arith::SelectOp::create(
-                b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
-          rb.storeF32(acc, o,
-                      layoutIndices(shape.layout, batch, head, rowQ, e));
-        });
-        if (lse) {
-          // lse_i = max + log(sum), -inf for an empty row.
-          memref::StoreOp::create(
-              b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
-              lseIndices(shape.cuQ, batch, head, rowQ, i));
+      // Pass 2: weights p_j in place of the scores, and their sum. With
+      // softmax, a row whose maximum is -inf has no weight at all.
+      Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                            rowMax, negInf);
+      Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
+        Value allowed = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::ne,
+            memref::LoadOp::create(b, allowedFlags, j), byteZero);
+        Value s = memref::LoadOp::create(b, scores, j);
+        Value p;
+        switch (normalizer) {
+        case Normalizer::softmax:
+          allowed = arith::AndIOp::create(b, allowed, rowLive);
+          p = math::ExpOp::create(b, arith::SubFOp::create(b, s, rowMax));
+          break;
+        case Normalizer::sigmoid: // 1 / (1 + exp(-s))
+          p = arith::DivFOp::create(
+              b, rb.f32(1),
+              rb.add(rb.f32(1),
+                     math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+          break;
+        case Normalizer::none:
+          p = s;
+          break;
         }
+        p = arith::SelectOp::create(b, allowed, p, rb.f32(0));
+        memref::StoreOp::create(b, p, scores, j);
+        return SmallVector<Value>{rb.add(acc[0], p)};
+      })[0];
+
+      // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
+      // empty row gives 0.
+      Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                              rowSum, rb.f32(0));
+      rb.loop(zero, shape.dimV, [&](Value e) {
+        Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
+          Value p = memref::LoadOp::create(b, scores, j);
+          Value value =
+              rb.loadF32(shape.v, layoutIndices(shape.layout, batch, headK,
+                                                rb.add(startK, j), e));
+          return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
+        })[0];
+        if (normalizer == Normalizer::softmax)
+          acc = arith::SelectOp::create(
+              b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
+        rb.storeF32(acc, o,
+                    layoutIndices(shape.layout, batch, head, rowQ, e));
       });
+      if (lse) {
+        // lse_i = max + log(sum), -inf for an empty row.
+        memref::StoreOp::create(
+            b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
+            lseIndices(shape.cuQ, batch, head, rowQ, i));
+      }
     });
   });
   for (Value buffer : {scores, allowedFlags, keptBlocks, blockScores, eligible})
@@ -371,65 +369,63 @@ void lowerLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     return rb.inlineExpression(op.getFeature(), {x}, x);
   };
 
-  rb.loop(zero, shape.numBatches, [&](Value batch) {
+  rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
     Value start, steps;
     std::tie(start, steps) =
         sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
-    rb.loop(zero, shape.headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
-      auto qkvAt = [&](Value memref, Value h, Value t, Value d) {
-        return rb.loadF32(
-            memref, layoutIndices(shape.layout, batch, h, rb.add(start, t), d));
-      };
-      // S = S_0 (or 0)
-      initializeState(rb, state, initial, hasInitial, batch, head, shape);
+    Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+    auto qkvAt = [&](Value memref, Value h, Value t, Value d) {
+      return rb.loadF32(
+          memref, layoutIndices(shape.layout, batch, h, rb.add(start, t), d));
+    };
+    // S = S_0 (or 0)
+    initializeState(rb, state, initial, hasInitial, batch, head, shape);
 
-      // S = diag(exp(g_t)) S + phi(k_t)^T v_t
-      auto accumulate = [&](Value t, bool decay) {
-        rb.loop(zero, shape.dimK, [&](Value d) {
-          Value factor = rb.f32(1);
-          if (decay && !op.getGate().empty()) {
-            Value gate = rb.inlineExpression(op.getGate(),
-                                             {batch, head, t, d, start},
-                                             rb.f32(0));
-            factor = math::ExpOp::create(
-                b, rb.checkedGate(gate, {batch, head, t, d}));
-          }
-          Value key = phi(qkvAt(shape.k, headK, t, d));
-          rb.loop(zero, shape.dimV, [&](Value e) {
-            Value old = memref::LoadOp::create(b, state, ValueRange{d, e});
-            Value update = rb.mul(key, qkvAt(shape.v, headK, t, e));
-            memref::StoreOp::create(b, rb.add(rb.mul(factor, old), update),
-                                    state, ValueRange{d, e});
-          });
-        });
-      };
-      // o_t = scale * phi(q_t) S
-      auto emitOutput = [&](Value t) {
+    // S = diag(exp(g_t)) S + phi(k_t)^T v_t
+    auto accumulate = [&](Value t, bool decay) {
+      rb.loop(zero, shape.dimK, [&](Value d) {
+        Value factor = rb.f32(1);
+        if (decay && !op.getGate().empty()) {
+          Value gate = rb.inlineExpression(op.getGate(),
+                                           {batch, head, t, d, start},
+                                           rb.f32(0));
+          factor = math::ExpOp::create(
+              b, rb.checkedGate(gate, {batch, head, t, d}));
+        }
+        Value key = phi(qkvAt(shape.k, headK, t, d));
         rb.loop(zero, shape.dimV, [&](Value e) {
-          Value acc = rb.loop(
-              zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
-                Value query = phi(qkvAt(shape.q, head, t, d));
-                Value s = memref::LoadOp::create(b, state, ValueRange{d, e});
-                return SmallVector<Value>{rb.add(sum[0], rb.mul(query, s))};
-              })[0];
-          rb.storeF32(
-              rb.mul(scale, acc), o,
-              layoutIndices(shape.layout, batch, head, rb.add(start, t), e));
+          Value old = memref::LoadOp::create(b, state, ValueRange{d, e});
+          Value update = rb.mul(key, qkvAt(shape.v, headK, t, e));
+          memref::StoreOp::create(b, rb.add(rb.mul(factor, old), update),
+                                  state, ValueRange{d, e});
         });
-      };
-      if (op.getCausal()) {
-        rb.loop(zero, steps, [&](Value t) {
-          accumulate(t, /*decay=*/true);
-          emitOutput(t);
-        });
-      } else {
-        rb.loop(zero, steps, [&](Value t) { accumulate(t, /*decay=*/false); });
-        rb.loop(zero, steps, [&](Value t) { emitOutput(t); });
-      }
-      if (finalState)
-        storeState(rb, state, finalState, batch, head, shape);
-    });
+      });
+    };
+    // o_t = scale * phi(q_t) S
+    auto emitOutput = [&](Value t) {
+      rb.loop(zero, shape.dimV, [&](Value e) {
+        Value acc = rb.loop(
+            zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+              Value query = phi(qkvAt(shape.q, head, t, d));
+              Value s = memref::LoadOp::create(b, state, ValueRange{d, e});
+              return SmallVector<Value>{rb.add(sum[0], rb.mul(query, s))};
+            })[0];
+        rb.storeF32(
+            rb.mul(scale, acc), o,
+            layoutIndices(shape.layout, batch, head, rb.add(start, t), e));
+      });
+    };
+    if (op.getCausal()) {
+      rb.loop(zero, steps, [&](Value t) {
+        accumulate(t, /*decay=*/true);
+        emitOutput(t);
+      });
+    } else {
+      rb.loop(zero, steps, [&](Value t) { accumulate(t, /*decay=*/false); });
+      rb.loop(zero, steps, [&](Value t) { emitOutput(t); });
+    }
+    if (finalState)
+      storeState(rb, state, finalState, batch, head, shape);
   });
   memref::DeallocOp::create(b, state);
 }

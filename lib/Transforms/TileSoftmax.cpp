@@ -77,237 +77,235 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                                  arith::DivUIOp::create(b, y, chunkSize));
   };
 
-  rb.loop(zero, shape.numBatches, [&](Value batch) {
+  rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
     Value startQ, n, startK, m;
     std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
     std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
-    rb.loop(zero, shape.headsQ, [&](Value head) {
-      Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
-      // Loads that do not depend on (s, i, j), like slope[h], once per head.
-      rb.hoistedLoads.clear();
-      rb.hoistInvariantLoads(
-          op.getScore(),
-          {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
-           {score_arg::M, m}, {score_arg::QStart, startQ},
-           {score_arg::KStart, startK}});
-      Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
-      rb.loop(zero, numQueryBlocks, [&](Value queryBlock) {
-        Value i0 = rb.mul(queryBlock, bq);
-        Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
-        Value iLast = rb.add(i0, rb.sub(rows, one));
+    Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+    // Loads that do not depend on (s, i, j), like slope[h], once per head.
+    rb.hoistedLoads.clear();
+    rb.hoistInvariantLoads(
+        op.getScore(),
+        {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
+         {score_arg::M, m}, {score_arg::QStart, startQ},
+         {score_arg::KStart, startK}});
+    Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
+    rb.loop(zero, numQueryBlocks, [&](Value queryBlock) {
+      Value i0 = rb.mul(queryBlock, bq);
+      Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
+      Value iLast = rb.add(i0, rb.sub(rows, one));
 
-        stage(queryTile, shape.q, batch, head, rb.add(startQ, i0), rows,
-              shape.dimK);
+      stage(queryTile, shape.q, batch, head, rb.add(startQ, i0), rows,
+            shape.dimK);
 
-        // m = -inf, l = 0, acc = 0
-        rb.loop(zero, rows, [&](Value r) {
-          memref::StoreOp::create(b, negInf, rowMax, r);
-          memref::StoreOp::create(b, rb.f32(0), rowSum, r);
-          rb.loop(zero, shape.dimV, [&](Value e) {
-            memref::StoreOp::create(b, rb.f32(0), acc, ValueRange{r, e});
-          });
+      // m = -inf, l = 0, acc = 0
+      rb.loop(zero, rows, [&](Value r) {
+        memref::StoreOp::create(b, negInf, rowMax, r);
+        memref::StoreOp::create(b, rb.f32(0), rowSum, r);
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          memref::StoreOp::create(b, rb.f32(0), acc, ValueRange{r, e});
         });
+      });
 
-        Value jBegin, jEnd;
-        std::tie(jBegin, jEnd) =
-            visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
-        Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
-        Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+      Value jBegin, jEnd;
+      std::tie(jBegin, jEnd) =
+          visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
+      Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
+      Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
 
-        auto visitKeyBlock = [&](Value keyBlock) {
-          Value j0 = rb.mul(keyBlock, bk);
-          Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
-          Value jLast = rb.add(j0, rb.sub(cols, one));
-          stage(keyTile, shape.k, batch, headK, rb.add(startK, j0), cols,
-                shape.dimK);
-          stage(valueTile, shape.v, batch, headK, rb.add(startK, j0), cols,
-                shape.dimV);
+      auto visitKeyBlock = [&](Value keyBlock) {
+        Value j0 = rb.mul(keyBlock, bk);
+        Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
+        Value jLast = rb.add(j0, rb.sub(cols, one));
+        stage(keyTile, shape.k, batch, headK, rb.add(startK, j0), cols,
+              shape.dimK);
+        stage(valueTile, shape.v, batch, headK, rb.add(startK, j0), cols,
+              shape.dimV);
 
-          // One tile: scores (masked or not), then the online update.
-          auto emitTile = [&](bool applyMask) {
-            rb.loop(zero, rows, [&](Value r) {
-              Value i = rb.add(i0, r);
-              Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
-                                                                ValueRange max) {
-                Value j = rb.add(j0, c);
-                Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-                if (applyMask) {
-                  allowed = rb.inlineExpression(
-                      op.getMask(), {batch, head, i, j, n, m, startQ, startK},
-                      allowed);
-                  if (chunk)
-                    allowed = arith::AndIOp::create(b, allowed, sameChunk(i, j));
-                }
-                // Stored: s (or -inf) for softmax, the weight (or 0) otherwise.
-                Value stored = rb.ifThen(
-                    allowed, {f32},
-                    [&]() -> SmallVector<Value> {
-                      Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                          [&](Value d, ValueRange sum) {
-                                            Value qd = memref::LoadOp::create(
-                                                b, queryTile, ValueRange{r, d});
-                                            Value kd = memref::LoadOp::create(
-                                                b, keyTile, ValueRange{c, d});
-                                            return SmallVector<Value>{
-                                                rb.add(sum[0], rb.mul(qd, kd))};
-                                          })[0];
-                      Value s = rb.mul(scale, dot);
-                      s = rb.inlineExpression(
-                          op.getScore(),
-                          {s, batch, head, i, j, n, m, startQ, startK}, s);
-                      if (normalizer == Normalizer::sigmoid)
-                        s = arith::DivFOp::create(
-                            b, rb.f32(1),
-                            rb.add(rb.f32(1), math::ExpOp::create(
-                                                  b, arith::NegFOp::create(b, s))));
-                      return {s};
-                    },
-                    [&]() -> SmallVector<Value> {
-                      return {online ? negInf : rb.f32(0)};
-                    })[0];
-                memref::StoreOp::create(b, stored, tile, ValueRange{r, c});
-                return SmallVector<Value>{
-                    arith::MaximumFOp::create(b, max[0], stored)};
-              })[0];
-
-              Value alpha = rb.f32(1);
-              if (online) {
-                // m' = max(m, rowmax(S)); P = exp(S - m');
-                // l' = l * exp(m - m') + rowsum(P)
-                Value oldMax = memref::LoadOp::create(b, rowMax, r);
-                Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
-                Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                   newMax, negInf);
-                alpha = arith::SelectOp::create(
-                    b, live,
-                    math::ExpOp::create(b, arith::SubFOp::create(b, oldMax, newMax)),
-                    rb.f32(1));
-                Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                  ValueRange acc) {
-                  Value s = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                  Value p = arith::SelectOp::create(
-                      b, live,
-                      math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
-                      rb.f32(0));
-                  memref::StoreOp::create(b, p, tile, ValueRange{r, c});
-                  return SmallVector<Value>{rb.add(acc[0], p)};
-                })[0];
-                Value oldSum = memref::LoadOp::create(b, rowSum, r);
-                memref::StoreOp::create(b, rb.add(rb.mul(oldSum, alpha), sum),
-                                        rowSum, r);
-                memref::StoreOp::create(b, newMax, rowMax, r);
+        // One tile: scores (masked or not), then the online update.
+        auto emitTile = [&](bool applyMask) {
+          rb.loop(zero, rows, [&](Value r) {
+            Value i = rb.add(i0, r);
+            Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
+                                                              ValueRange max) {
+              Value j = rb.add(j0, c);
+              Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+              if (applyMask) {
+                allowed = rb.inlineExpression(
+                    op.getMask(), {batch, head, i, j, n, m, startQ, startK},
+                    allowed);
+                if (chunk)
+                  allowed = arith::AndIOp::create(b, allowed, sameChunk(i, j));
               }
-              // acc' = acc * alpha + P V
-              rb.loop(zero, shape.dimV, [&](Value e) {
-                Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                ValueRange sum) {
-                  Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                  Value value =
-                      memref::LoadOp::create(b, valueTile, ValueRange{c, e});
-                  return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
-                })[0];
-                Value old = memref::LoadOp::create(b, acc, ValueRange{r, e});
-                memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv), acc,
-                                        ValueRange{r, e});
-              });
-            });
-          };
+              // Stored: s (or -inf) for softmax, the weight (or 0) otherwise.
+              Value stored = rb.ifThen(
+                  allowed, {f32},
+                  [&]() -> SmallVector<Value> {
+                    Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
+                                        [&](Value d, ValueRange sum) {
+                                          Value qd = memref::LoadOp::create(
+                                              b, queryTile, ValueRange{r, d});
+                                          Value kd = memref::LoadOp::create(
+                                              b, keyTile, ValueRange{c, d});
+                                          return SmallVector<Value>{
+                                              rb.add(sum[0], rb.mul(qd, kd))};
+                                        })[0];
+                    Value s = rb.mul(scale, dot);
+                    s = rb.inlineExpression(
+                        op.getScore(),
+                        {s, batch, head, i, j, n, m, startQ, startK}, s);
+                    if (normalizer == Normalizer::sigmoid)
+                      s = arith::DivFOp::create(
+                          b, rb.f32(1),
+                          rb.add(rb.f32(1), math::ExpOp::create(
+                                                b, arith::NegFOp::create(b, s))));
+                    return {s};
+                  },
+                  [&]() -> SmallVector<Value> {
+                    return {online ? negInf : rb.f32(0)};
+                  })[0];
+              memref::StoreOp::create(b, stored, tile, ValueRange{r, c});
+              return SmallVector<Value>{
+                  arith::MaximumFOp::create(b, max[0], stored)};
+            })[0];
 
-          if (!band.exact) {
-            emitTile(/*applyMask=*/true);
-            return;
-          }
-          // A block wholly inside the band (and the chunk) needs no mask.
-          Value full = blockInsideBand(rb, band, chunkSize, i0, iLast, j0,
-                                       jLast, n, m);
-          rb.ifThen(
-              full, {},
-              [&] {
-                emitTile(/*applyMask=*/false);
-                return SmallVector<Value>{};
-              },
-              [&] {
-                emitTile(/*applyMask=*/true);
-                return SmallVector<Value>{};
-              });
+            Value alpha = rb.f32(1);
+            if (online) {
+              // m' = max(m, rowmax(S)); P = exp(S - m');
+              // l' = l * exp(m - m') + rowsum(P)
+              Value oldMax = memref::LoadOp::create(b, rowMax, r);
+              Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                 newMax, negInf);
+              alpha = arith::SelectOp::create(
+                  b, live,
+                  math::ExpOp::create(b, arith::SubFOp::create(b, oldMax, newMax)),
+                  rb.f32(1));
+              Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                ValueRange acc) {
+                Value s = memref::LoadOp::create(b, tile, ValueRange{r, c});
+                Value p = arith::SelectOp::create(
+                    b, live,
+                    math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
+                    rb.f32(0));
+                memref::StoreOp::create(b, p, tile, ValueRange{r, c});
+                return SmallVector<Value>{rb.add(acc[0], p)};
+              })[0];
+              Value oldSum = memref::LoadOp::create(b, rowSum, r);
+              memref::StoreOp::create(b, rb.add(rb.mul(oldSum, alpha), sum),
+                                      rowSum, r);
+              memref::StoreOp::create(b, newMax, rowMax, r);
+            }
+            // acc' = acc * alpha + P V
+            rb.loop(zero, shape.dimV, [&](Value e) {
+              Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                              ValueRange sum) {
+                Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
+                Value value =
+                    memref::LoadOp::create(b, valueTile, ValueRange{c, e});
+                return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
+              })[0];
+              Value old = memref::LoadOp::create(b, acc, ValueRange{r, e});
+              memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv), acc,
+                                      ValueRange{r, e});
+            });
+          });
         };
 
-        auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
-        if (!sparse) {
-          rb.loop(keyBlockBegin, keyBlockEnd, visitKeyBlock);
-        } else if (Value blockMask = sparse.getBlockMask()) {
-          // Blocks of the band that the run-time block mask marks present.
-          rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
-            Value raw = rb.checkedLoad(params.lookup(blockMask),
-                                       {batch, head, queryBlock, keyBlock});
-            rb.ifThen(arith::CmpIOp::create(
-                          b, arith::CmpIPredicate::ne, raw,
-                          arith::ConstantIntOp::create(b, raw.getType(), 0)),
-                      [&] { visitKeyBlock(keyBlock); });
-          });
-        } else {
-          // Only the listed blocks: the first min(count, width) entries,
-          // each once, if it names a block of the band.
-          Value counts = params.lookup(sparse.getKvNumBlocks());
-          Value lists = params.lookup(sparse.getKvIndices());
-          Value width = rb.dim(lists, 3);
-          Value count = arith::MinSIOp::create(
-              b,
-              arith::IndexCastOp::create(
-                  b, b.getIndexType(),
-                  rb.checkedLoad(counts, {batch, head, queryBlock})),
-              width);
-          auto entryAt = [&](Value entry) -> Value {
-            return arith::IndexCastOp::create(
-                b, b.getIndexType(),
-                rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
-          };
-          rb.loop(zero, count, [&](Value entry) {
-            Value keyBlock = entryAt(entry);
-            Value inBand = arith::AndIOp::create(
-                b,
-                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
-                                      keyBlockBegin),
-                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
-                                      keyBlockEnd));
-            Value repeated = rb.loop(
-                zero, entry,
-                {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
-                [&](Value earlier, ValueRange seen) {
-                  Value same = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::eq, entryAt(earlier), keyBlock);
-                  return SmallVector<Value>{
-                      arith::OrIOp::create(b, seen[0], same)};
-                })[0];
-            Value fresh = arith::XOrIOp::create(
-                b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-            rb.ifThen(arith::AndIOp::create(b, inBand, fresh),
-                      [&] { visitKeyBlock(keyBlock); });
-          });
+        if (!band.exact) {
+          emitTile(/*applyMask=*/true);
+          return;
         }
+        // A block wholly inside the band (and the chunk) needs no mask.
+        Value full = blockInsideBand(rb, band, chunkSize, i0, iLast, j0,
+                                     jLast, n, m);
+        rb.ifThen(
+            full, {},
+            [&] {
+              emitTile(/*applyMask=*/false);
+              return SmallVector<Value>{};
+            },
+            [&] {
+              emitTile(/*applyMask=*/true);
+              return SmallVector<Value>{};
+            });
+      };
 
-        // o = acc / l (softmax; 0 for a row without weight), lse = m + log l
-        rb.loop(zero, rows, [&](Value r) {
-          Value i = rb.add(i0, r);
-          Value rowQ = rb.add(startQ, i);
-          Value sum = memref::LoadOp::create(b, rowSum, r);
-          Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                  sum, rb.f32(0));
-          rb.loop(zero, shape.dimV, [&](Value e) {
-            Value value = memref::LoadOp::create(b, acc, ValueRange{r, e});
-            if (online)
-              value = arith::SelectOp::create(
-                  b, hasWeight, arith::DivFOp::create(b, value, sum), rb.f32(0));
-            rb.storeF32(value, o,
-                        layoutIndices(shape.layout, batch, head, rowQ, e));
-          });
-          if (lse) {
-            Value max = memref::LoadOp::create(b, rowMax, r);
-            memref::StoreOp::create(
-                b, rb.logSumExp(hasWeight, max, sum), lse,
-                lseIndices(shape.cuQ, batch, head, rowQ, i));
-          }
+      auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+      if (!sparse) {
+        rb.loop(keyBlockBegin, keyBlockEnd, visitKeyBlock);
+      } else if (Value blockMask = sparse.getBlockMask()) {
+        // Blocks of the band that the run-time block mask marks present.
+        rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
+          Value raw = rb.checkedLoad(params.lookup(blockMask),
+                                     {batch, head, queryBlock, keyBlock});
+          rb.ifThen(arith::CmpIOp::create(
+                        b, arith::CmpIPredicate::ne, raw,
+                        arith::ConstantIntOp::create(b, raw.getType(), 0)),
+                    [&] { visitKeyBlock(keyBlock); });
         });
+      } else {
+        // Only the listed blocks: the first min(count, width) entries,
+        // each once, if it names a block of the band.
+        Value counts = params.lookup(sparse.getKvNumBlocks());
+        Value lists = params.lookup(sparse.getKvIndices());
+        Value width = rb.dim(lists, 3);
+        Value count = arith::MinSIOp::create(
+            b,
+            arith::IndexCastOp::create(
+                b, b.getIndexType(),
+                rb.checkedLoad(counts, {batch, head, queryBlock})),
+            width);
+        auto entryAt = [&](Value entry) -> Value {
+          return arith::IndexCastOp::create(
+              b, b.getIndexType(),
+              rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
+        };
+        rb.loop(zero, count, [&](Value entry) {
+          Value keyBlock = entryAt(entry);
+          Value inBand = arith::AndIOp::create(
+              b,
+              arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
+                                    keyBlockBegin),
+              arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
+                                    keyBlockEnd));
+          Value repeated = rb.loop(
+              zero, entry,
+              {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+              [&](Value earlier, ValueRange seen) {
+                Value same = arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::eq, entryAt(earlier), keyBlock);
+                return SmallVector<Value>{
+                    arith::OrIOp::create(b, seen[0], same)};
+              })[0];
+          Value fresh = arith::XOrIOp::create(
+              b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+          rb.ifThen(arith::AndIOp::create(b, inBand, fresh),
+                    [&] { visitKeyBlock(keyBlock); });
+        });
+      }
+
+      // o = acc / l (softmax; 0 for a row without weight), lse = m + log l
+      rb.loop(zero, rows, [&](Value r) {
+        Value i = rb.add(i0, r);
+        Value rowQ = rb.add(startQ, i);
+        Value sum = memref::LoadOp::create(b, rowSum, r);
+        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                sum, rb.f32(0));
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          Value value = memref::LoadOp::create(b, acc, ValueRange{r, e});
+          if (online)
+            value = arith::SelectOp::create(
+                b, hasWeight, arith::DivFOp::create(b, value, sum), rb.f32(0));
+          rb.storeF32(value, o,
+                      layoutIndices(shape.layout, batch, head, rowQ, e));
+        });
+        if (lse) {
+          Value max = memref::LoadOp::create(b, rowMax, r);
+          memref::StoreOp::create(
+              b, rb.logSumExp(hasWeight, max, sum), lse,
+              lseIndices(shape.cuQ, batch, head, rowQ, i));
+        }
       });
     });
   });
@@ -358,7 +356,7 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
   Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
   Value none = rb.index(-1);
 
-  rb.loop(zero, shape.numBatches, [&](Value batch) {
+  rb.gridLoop(shape.numBatches, shape.headsK, [&](Value batch, Value headK) {
     Value startQ, n, startK, m;
     std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
     std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
@@ -370,200 +368,198 @@ void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
     auto blockEnd = [&](Value block) {
       return arith::MinUIOp::create(b, rb.add(rb.mul(block, bk), bk), m);
     };
-    rb.loop(zero, shape.headsK, [&](Value headK) {
-      Value firstHead = rb.mul(headK, shape.groupSize);
-      // mean key of each block
+    Value firstHead = rb.mul(headK, shape.groupSize);
+    // mean key of each block
+    rb.loop(zero, numBlocks, [&](Value block) {
+      Value begin = rb.mul(block, bk), end = blockEnd(block);
+      Value count = arith::UIToFPOp::create(
+          b, f32,
+          arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
+      rb.loop(zero, shape.dimK, [&](Value d) {
+        Value sum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j,
+                                                        ValueRange acc) {
+          return SmallVector<Value>{rb.add(acc[0], keyAt(headK, j, d))};
+        })[0];
+        memref::StoreOp::create(b, arith::DivFOp::create(b, sum, count),
+                                means, ValueRange{block, d});
+      });
+    });
+
+    rb.loop(zero, n, [&](Value i) {
+      Value rowQ = rb.add(startQ, i);
+      auto queryAt = [&](Value head, Value d) {
+        return rb.loadF32(shape.q,
+                          layoutIndices(shape.layout, batch, head, rowQ, d));
+      };
+      auto maskAt = [&](Value head, Value j) {
+        return rb.inlineExpression(
+            op.getMask(), {batch, head, i, j, n, m, startQ, startK},
+            arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+      };
+      rb.loop(zero, shape.dimK, [&](Value d) {
+        Value sum = rb.loop(zero, shape.groupSize, {rb.f32(0)},
+                            [&](Value g, ValueRange acc) {
+                              return SmallVector<Value>{rb.add(
+                                  acc[0], queryAt(rb.add(firstHead, g), d))};
+                            })[0];
+        memref::StoreOp::create(b, sum, querySums, d);
+      });
+      // Block scores and eligibility.
       rb.loop(zero, numBlocks, [&](Value block) {
         Value begin = rb.mul(block, bk), end = blockEnd(block);
-        Value count = arith::UIToFPOp::create(
-            b, f32,
-            arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
-        rb.loop(zero, shape.dimK, [&](Value d) {
-          Value sum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j,
-                                                          ValueRange acc) {
-            return SmallVector<Value>{rb.add(acc[0], keyAt(headK, j, d))};
-          })[0];
-          memref::StoreOp::create(b, arith::DivFOp::create(b, sum, count),
-                                  means, ValueRange{block, d});
-        });
+        Value eligible;
+        if (band.exact) { // the block meets the band [i + L, i + U]
+          Value lo = begin, hi = rb.sub(end, one);
+          for (const LengthAffine &lower : band.lower)
+            lo = arith::MaxSIOp::create(b, lo,
+                                        rb.add(i, evaluateLength(rb, lower, n, m)));
+          for (const LengthAffine &upper : band.upper)
+            hi = arith::MinSIOp::create(b, hi,
+                                        rb.add(i, evaluateLength(rb, upper, n, m)));
+          eligible =
+              arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
+        } else { // the mask does not read h (verified)
+          eligible = rb.loop(begin, end, {arith::ConstantIntOp::create(
+                                             b, b.getI1Type(), 0)},
+                             [&](Value j, ValueRange any) {
+                               return SmallVector<Value>{arith::OrIOp::create(
+                                   b, any[0], maskAt(firstHead, j))};
+                             })[0];
+        }
+        memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, eligible),
+                                candidate, block);
+        Value score = rb.loop(
+            zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange acc) {
+              Value querySum = memref::LoadOp::create(b, querySums, d);
+              Value mean =
+                  memref::LoadOp::create(b, means, ValueRange{block, d});
+              return SmallVector<Value>{
+                  rb.add(acc[0], rb.mul(querySum, mean))};
+            })[0];
+        memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
       });
+      // Keep the best topk candidates, each taken out once chosen.
+      Value keptCount = rb.loop(zero, topk, {zero}, [&](Value,
+                                                       ValueRange count) {
+        ValueRange best = rb.loop(
+            zero, numBlocks, {none, rb.f32(0)},
+            [&](Value block, ValueRange acc) {
+              Value open = arith::CmpIOp::create(
+                  b, arith::CmpIPredicate::ne,
+                  memref::LoadOp::create(b, candidate, block), byteZero);
+              Value score = memref::LoadOp::create(b, blockScores, block);
+              Value better = arith::OrIOp::create(
+                  b,
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, acc[0],
+                                        none),
+                  arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
+                                        acc[1]));
+              Value take = arith::AndIOp::create(b, open, better);
+              return SmallVector<Value>{
+                  arith::SelectOp::create(b, take, block, acc[0]),
+                  arith::SelectOp::create(b, take, score, acc[1])};
+            });
+        Value found =
+            arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none);
+        return SmallVector<Value>{rb.ifThen(
+            found, {b.getIndexType()},
+            [&]() -> SmallVector<Value> {
+              memref::StoreOp::create(b, byteZero, candidate, best[0]);
+              memref::StoreOp::create(b, best[0], kept, count[0]);
+              return {rb.add(count[0], one)};
+            },
+            [&]() -> SmallVector<Value> { return {count[0]}; })[0]};
+      })[0];
 
-      rb.loop(zero, n, [&](Value i) {
-        Value rowQ = rb.add(startQ, i);
-        auto queryAt = [&](Value head, Value d) {
-          return rb.loadF32(shape.q,
-                            layoutIndices(shape.layout, batch, head, rowQ, d));
-        };
-        auto maskAt = [&](Value head, Value j) {
-          return rb.inlineExpression(
-              op.getMask(), {batch, head, i, j, n, m, startQ, startK},
-              arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-        };
-        rb.loop(zero, shape.dimK, [&](Value d) {
-          Value sum = rb.loop(zero, shape.groupSize, {rb.f32(0)},
-                              [&](Value g, ValueRange acc) {
-                                return SmallVector<Value>{rb.add(
-                                    acc[0], queryAt(rb.add(firstHead, g), d))};
-                              })[0];
-          memref::StoreOp::create(b, sum, querySums, d);
+      // Each head of the group: online softmax over the kept blocks.
+      rb.loop(zero, shape.groupSize, [&](Value g) {
+        Value head = rb.add(firstHead, g);
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          memref::StoreOp::create(b, rb.f32(0), acc, e);
         });
-        // Block scores and eligibility.
-        rb.loop(zero, numBlocks, [&](Value block) {
-          Value begin = rb.mul(block, bk), end = blockEnd(block);
-          Value eligible;
-          if (band.exact) { // the block meets the band [i + L, i + U]
-            Value lo = begin, hi = rb.sub(end, one);
-            for (const LengthAffine &lower : band.lower)
-              lo = arith::MaxSIOp::create(b, lo,
-                                          rb.add(i, evaluateLength(rb, lower, n, m)));
-            for (const LengthAffine &upper : band.upper)
-              hi = arith::MinSIOp::create(b, hi,
-                                          rb.add(i, evaluateLength(rb, upper, n, m)));
-            eligible =
-                arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
-          } else { // the mask does not read h (verified)
-            eligible = rb.loop(begin, end, {arith::ConstantIntOp::create(
-                                               b, b.getI1Type(), 0)},
-                               [&](Value j, ValueRange any) {
-                                 return SmallVector<Value>{arith::OrIOp::create(
-                                     b, any[0], maskAt(firstHead, j))};
-                               })[0];
-          }
-          memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, eligible),
-                                  candidate, block);
-          Value score = rb.loop(
-              zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange acc) {
-                Value querySum = memref::LoadOp::create(b, querySums, d);
-                Value mean =
-                    memref::LoadOp::create(b, means, ValueRange{block, d});
+        ValueRange stats = rb.loop(
+            zero, keptCount, {negInf, rb.f32(0)},
+            [&](Value entry, ValueRange running) {
+              Value block = memref::LoadOp::create(b, kept, entry);
+              Value begin = rb.mul(block, bk), end = blockEnd(block);
+              Value cols = rb.sub(end, begin);
+              Value blockMax = rb.loop(zero, cols, {negInf}, [&](Value c,
+                                                                ValueRange max) {
+                Value j = rb.add(begin, c);
+                Value s = rb.ifThen(
+                    maskAt(head, j), {f32},
+                    [&]() -> SmallVector<Value> {
+                      Value dot =
+                          rb.loop(zero, shape.dimK, {rb.f32(0)},
+                                  [&](Value d, ValueRange sum) {
+                                    return SmallVector<Value>{rb.add(
+                                        sum[0], rb.mul(queryAt(head, d),
+                                                       keyAt(headK, j, d)))};
+                                  })[0];
+                      Value scaled = rb.mul(scale, dot);
+                      return {rb.inlineExpression(
+                          op.getScore(),
+                          {scaled, batch, head, i, j, n, m, startQ, startK},
+                          scaled)};
+                    },
+                    [&]() -> SmallVector<Value> { return {negInf}; })[0];
+                memref::StoreOp::create(b, s, tile, c);
                 return SmallVector<Value>{
-                    rb.add(acc[0], rb.mul(querySum, mean))};
+                    arith::MaximumFOp::create(b, max[0], s)};
               })[0];
-          memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
-        });
-        // Keep the best topk candidates, each taken out once chosen.
-        Value keptCount = rb.loop(zero, topk, {zero}, [&](Value,
-                                                         ValueRange count) {
-          ValueRange best = rb.loop(
-              zero, numBlocks, {none, rb.f32(0)},
-              [&](Value block, ValueRange acc) {
-                Value open = arith::CmpIOp::create(
-                    b, arith::CmpIPredicate::ne,
-                    memref::LoadOp::create(b, candidate, block), byteZero);
-                Value score = memref::LoadOp::create(b, blockScores, block);
-                Value better = arith::OrIOp::create(
-                    b,
-                    arith::CmpIOp::create(b, arith::CmpIPredicate::eq, acc[0],
-                                          none),
-                    arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
-                                          acc[1]));
-                Value take = arith::AndIOp::create(b, open, better);
-                return SmallVector<Value>{
-                    arith::SelectOp::create(b, take, block, acc[0]),
-                    arith::SelectOp::create(b, take, score, acc[1])};
-              });
-          Value found =
-              arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none);
-          return SmallVector<Value>{rb.ifThen(
-              found, {b.getIndexType()},
-              [&]() -> SmallVector<Value> {
-                memref::StoreOp::create(b, byteZero, candidate, best[0]);
-                memref::StoreOp::create(b, best[0], kept, count[0]);
-                return {rb.add(count[0], one)};
-              },
-              [&]() -> SmallVector<Value> { return {count[0]}; })[0]};
-        })[0];
-
-        // Each head of the group: online softmax over the kept blocks.
-        rb.loop(zero, shape.groupSize, [&](Value g) {
-          Value head = rb.add(firstHead, g);
-          rb.loop(zero, shape.dimV, [&](Value e) {
-            memref::StoreOp::create(b, rb.f32(0), acc, e);
-          });
-          ValueRange stats = rb.loop(
-              zero, keptCount, {negInf, rb.f32(0)},
-              [&](Value entry, ValueRange running) {
-                Value block = memref::LoadOp::create(b, kept, entry);
-                Value begin = rb.mul(block, bk), end = blockEnd(block);
-                Value cols = rb.sub(end, begin);
-                Value blockMax = rb.loop(zero, cols, {negInf}, [&](Value c,
-                                                                  ValueRange max) {
-                  Value j = rb.add(begin, c);
-                  Value s = rb.ifThen(
-                      maskAt(head, j), {f32},
-                      [&]() -> SmallVector<Value> {
-                        Value dot =
-                            rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                    [&](Value d, ValueRange sum) {
-                                      return SmallVector<Value>{rb.add(
-                                          sum[0], rb.mul(queryAt(head, d),
-                                                         keyAt(headK, j, d)))};
-                                    })[0];
-                        Value scaled = rb.mul(scale, dot);
-                        return {rb.inlineExpression(
-                            op.getScore(),
-                            {scaled, batch, head, i, j, n, m, startQ, startK},
-                            scaled)};
-                      },
-                      [&]() -> SmallVector<Value> { return {negInf}; })[0];
-                  memref::StoreOp::create(b, s, tile, c);
-                  return SmallVector<Value>{
-                      arith::MaximumFOp::create(b, max[0], s)};
-                })[0];
-                // m' = max(m, blockmax); l' = l e^(m - m') + sum e^(s - m')
-                Value newMax = arith::MaximumFOp::create(b, running[0], blockMax);
-                Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                   newMax, negInf);
-                Value alpha = arith::SelectOp::create(
+              // m' = max(m, blockmax); l' = l e^(m - m') + sum e^(s - m')
+              Value newMax = arith::MaximumFOp::create(b, running[0], blockMax);
+              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                 newMax, negInf);
+              Value alpha = arith::SelectOp::create(
+                  b, live,
+                  math::ExpOp::create(
+                      b, arith::SubFOp::create(b, running[0], newMax)),
+                  rb.f32(1));
+              Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                               ValueRange acc) {
+                Value s = memref::LoadOp::create(b, tile, c);
+                Value p = arith::SelectOp::create(
                     b, live,
-                    math::ExpOp::create(
-                        b, arith::SubFOp::create(b, running[0], newMax)),
-                    rb.f32(1));
-                Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                 ValueRange acc) {
-                  Value s = memref::LoadOp::create(b, tile, c);
-                  Value p = arith::SelectOp::create(
-                      b, live,
-                      math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
-                      rb.f32(0));
-                  memref::StoreOp::create(b, p, tile, c);
-                  return SmallVector<Value>{rb.add(acc[0], p)};
+                    math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
+                    rb.f32(0));
+                memref::StoreOp::create(b, p, tile, c);
+                return SmallVector<Value>{rb.add(acc[0], p)};
+              })[0];
+              rb.loop(zero, shape.dimV, [&](Value e) {
+                Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
+                                                                ValueRange s) {
+                  Value p = memref::LoadOp::create(b, tile, c);
+                  Value value = rb.loadF32(
+                      shape.v,
+                      layoutIndices(shape.layout, batch, headK,
+                                    rb.add(startK, rb.add(begin, c)), e));
+                  return SmallVector<Value>{rb.add(s[0], rb.mul(p, value))};
                 })[0];
-                rb.loop(zero, shape.dimV, [&](Value e) {
-                  Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                  ValueRange s) {
-                    Value p = memref::LoadOp::create(b, tile, c);
-                    Value value = rb.loadF32(
-                        shape.v,
-                        layoutIndices(shape.layout, batch, headK,
-                                      rb.add(startK, rb.add(begin, c)), e));
-                    return SmallVector<Value>{rb.add(s[0], rb.mul(p, value))};
-                  })[0];
-                  Value old = memref::LoadOp::create(b, acc, e);
-                  memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv),
-                                          acc, e);
-                });
-                return SmallVector<Value>{
-                    newMax, rb.add(rb.mul(running[1], alpha), sum)};
+                Value old = memref::LoadOp::create(b, acc, e);
+                memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv),
+                                        acc, e);
               });
-          Value rowMax = stats[0], rowSum = stats[1];
-          Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                  rowSum, rb.f32(0));
-          rb.loop(zero, shape.dimV, [&](Value e) {
-            Value value = arith::SelectOp::create(
-                b, hasWeight,
-                arith::DivFOp::create(b, memref::LoadOp::create(b, acc, e),
-                                      rowSum),
-                rb.f32(0));
-            rb.storeF32(value, o,
-                        layoutIndices(shape.layout, batch, head, rowQ, e));
-          });
-          if (lse) {
-            memref::StoreOp::create(
-                b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
-                lseIndices(shape.cuQ, batch, head, rowQ, i));
-          }
+              return SmallVector<Value>{
+                  newMax, rb.add(rb.mul(running[1], alpha), sum)};
+            });
+        Value rowMax = stats[0], rowSum = stats[1];
+        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                rowSum, rb.f32(0));
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          Value value = arith::SelectOp::create(
+              b, hasWeight,
+              arith::DivFOp::create(b, memref::LoadOp::create(b, acc, e),
+                                    rowSum),
+              rb.f32(0));
+          rb.storeF32(value, o,
+                      layoutIndices(shape.layout, batch, head, rowQ, e));
         });
+        if (lse) {
+          memref::StoreOp::create(
+              b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
+              lseIndices(shape.cuQ, batch, head, rowQ, i));
+        }
       });
     });
   });

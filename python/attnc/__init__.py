@@ -142,6 +142,18 @@ class Kernel:
         return self._raw.from_cache
 
     @property
+    def threads(self) -> int:
+        """CPU kernels: the host threads that share the (batch, head) grid of
+        a call (0 for GPU kernels). Setting 0 restores the default:
+        $ATTNC_NUM_THREADS, else one per hardware thread. The kernel object
+        is shared by every compile() of the same spec, and so is the setting."""
+        return self._raw.cpu_threads
+
+    @threads.setter
+    def threads(self, count: int) -> None:
+        self._raw.cpu_threads = count
+
+    @property
     def ptx(self) -> str:
         """The PTX of a GPU kernel ("" on the CPU)."""
         return self._raw.image().decode()

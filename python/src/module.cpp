@@ -142,6 +142,11 @@ public:
   }
 
   std::string target() const { return attnc_kernel_target(kernel); }
+  int cpuThreads() const { return attnc_kernel_cpu_threads(kernel); }
+  void setCpuThreads(int threads) {
+    if (attnc_kernel_set_cpu_threads(kernel, threads) != ATTNC_OK)
+      throw nb::value_error(attnc_last_error(context));
+  }
   bool fromCache() const { return attnc_kernel_from_cache(kernel) != 0; }
   /// The PTX of a GPU kernel; empty for the CPU.
   nb::bytes image() const {
@@ -190,6 +195,7 @@ NB_MODULE(_attnc, m) {
       .def("launch", &Kernel::launch)
       .def("synchronize", &Kernel::synchronize)
       .def_prop_ro("target", &Kernel::target)
+      .def_prop_rw("cpu_threads", &Kernel::cpuThreads, &Kernel::setCpuThreads)
       .def_prop_ro("from_cache", &Kernel::fromCache)
       .def("image", &Kernel::image);
   m.attr("STATUS_SPEC_ERROR") = static_cast<int>(ATTNC_ERROR_SPEC);

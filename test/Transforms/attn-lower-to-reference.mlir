@@ -2,16 +2,21 @@
 // RUN: attnc-opt %s -split-input-file -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
 
 // Softmax: per (b, h, i) a materialised row of scores, then weights, then o.
+// The (b, h) grid is one loop over the caller's share [begin, end) of it.
 // The mask (causal: j + n <= i + m) and the score (30 * tanh(s / 30)) are
 // inlined into the first pass over the keys.
 
 // CHECK-LABEL: func.func @causal(
 // CHECK-SAME:    memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
-// CHECK-SAME:    %[[STATUS:.*]]: memref<?xi64>) attributes {llvm.emit_c_interface}
+// CHECK-SAME:    %[[STATUS:.*]]: memref<?xi64>, %[[BEGIN:.*]]: index, %[[END:.*]]: index) attributes {llvm.emit_c_interface}
 // CHECK-NOT:   attn.
 // CHECK:       %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
-// CHECK:       scf.for %[[B:.*]] =
-// CHECK:         scf.for %[[H:.*]] =
+// CHECK:       %[[GRID:.*]] = arith.muli
+// CHECK:       %[[LAST:.*]] = arith.minui %[[END]], %[[GRID]]
+// CHECK:       %[[FIRST:.*]] = arith.minui %[[BEGIN]], %[[LAST]]
+// CHECK:       scf.for %[[ITEM:.*]] = %[[FIRST]] to %[[LAST]]
+// CHECK:         %[[B:.*]] = arith.divui %[[ITEM]]
+// CHECK:         %[[H:.*]] = arith.remui %[[ITEM]]
 // CHECK:           scf.for %[[I:.*]] =
 //                    Pass 1: allowed keys, scores, running maximum.
 // CHECK:             scf.for %[[J:.*]] = {{.*}} iter_args(%{{.*}} = %{{.*}}) -> (f32)

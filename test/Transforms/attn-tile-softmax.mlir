@@ -16,8 +16,10 @@
 // CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
 // CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
 // CHECK-NOT:   memref.alloc
-// CHECK:       scf.for %[[B:.*]] =
-// CHECK:         scf.for %[[H:.*]] =
+//              One loop over this call's share of the (b, h) grid.
+// CHECK:       scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %c1 {
+// CHECK:         %[[B:.*]] = arith.divui %[[ITEM]]
+// CHECK:         %[[H:.*]] = arith.remui %[[ITEM]]
 // CHECK:           %[[QBLOCKS:.*]] = arith.ceildivui %{{.*}}, %c16
 // CHECK:           scf.for %[[QB:.*]] = %c0 to %[[QBLOCKS]]
 //                    Band end from the causal mask, then the key blocks.

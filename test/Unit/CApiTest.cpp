@@ -126,6 +126,20 @@ kernel s(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8]) -> (o: f32[
   ASSERT_EQ(attnc_launch(kernel, contiguous, outA, nullptr), ATTNC_OK);
   ASSERT_EQ(attnc_launch(kernel, strided, outB, nullptr), ATTNC_OK);
   EXPECT_EQ(values(a), values(b));
+
+  // Thread counts change who computes each (batch, head), not the result.
+  ASSERT_EQ(attnc_kernel_set_cpu_threads(kernel, 3), ATTNC_OK);
+  EXPECT_EQ(attnc_kernel_cpu_threads(kernel), 3);
+  ASSERT_EQ(attnc_launch(kernel, strided, outB, nullptr), ATTNC_OK);
+  EXPECT_EQ(values(a), values(b));
+  ASSERT_EQ(attnc_kernel_set_cpu_threads(kernel, 1), ATTNC_OK);
+  ASSERT_EQ(attnc_launch(kernel, strided, outB, nullptr), ATTNC_OK);
+  EXPECT_EQ(values(a), values(b));
+  EXPECT_EQ(attnc_kernel_set_cpu_threads(kernel, -1), ATTNC_ERROR_ARGUMENT);
+  EXPECT_NE(std::string(attnc_last_error(context)).find("got -1"),
+            std::string::npos);
+  ASSERT_EQ(attnc_kernel_set_cpu_threads(kernel, 0), ATTNC_OK);
+  EXPECT_GE(attnc_kernel_cpu_threads(kernel), 1);
   attnc_kernel_destroy(kernel);
   attnc_context_destroy(context);
 }
@@ -208,6 +222,10 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
             ATTNC_OK);
   EXPECT_TRUE(attnc_kernel_from_cache(second));
   EXPECT_STREQ(attnc_kernel_name(second), "causal");
+  EXPECT_EQ(attnc_kernel_set_cpu_threads(second, 2), ATTNC_ERROR_ARGUMENT);
+  EXPECT_NE(std::string(attnc_last_error(context)).find("only CPU kernels"),
+            std::string::npos);
+  EXPECT_EQ(attnc_kernel_cpu_threads(second), 0);
   EXPECT_EQ(attnc_kernel_num_params(second), 3u);
 
   // Launch facts for B=2, H=3, N=130: ceil(130 / 64) query blocks.

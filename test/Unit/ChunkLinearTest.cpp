@@ -138,3 +138,36 @@ kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B,
 }
 
 } // namespace
+
+TEST(ChunkLinear, ThreadsReportTheFirstBadGateInGridOrder) {
+  // Bad gates in the (b, h) items 2, 3 and 5 of a 2 x 3 grid: whichever
+  // threads find them, the error is the one a serial run meets first.
+  const std::string text = R"(
+kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B, H, T, 8])
+    -> (o: f32[B, H, T, 8]) {
+  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 4 }
+})";
+  std::mt19937_64 rng(5);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {2, 3, 9, 8}, rng, -1, 1);
+  inputs["g"] = randomTensor(ElementType::F32, {2, 3, 9, 8}, rng, -1, 0);
+  auto at = [](int64_t b, int64_t h, int64_t t, int64_t d) {
+    return ((b * 3 + h) * 9 + t) * 8 + d;
+  };
+  inputs["g"].set(at(0, 2, 7, 1), 3.0);
+  inputs["g"].set(at(1, 0, 2, 4), 2.0);
+  inputs["g"].set(at(1, 2, 0, 0), 1.0);
+  for (CpuPath path : {CpuPath::Tiled, CpuPath::Reference}) {
+    SpecRunner runner(text, CpuOptions{path, 64, 64, /*threads=*/4});
+    ASSERT_TRUE(runner.ok()) << runner.compileError;
+    for (int repeat = 0; repeat < 20; ++repeat) {
+      std::vector<HostTensor> outputs;
+      std::string error;
+      EXPECT_FALSE(runner.run(inputs, outputs, error));
+      EXPECT_NE(error.find("gate value 3.000000 at b=0, h=2, t=7, d=1"),
+                std::string::npos)
+          << error;
+    }
+  }
+}

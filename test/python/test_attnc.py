@@ -363,6 +363,26 @@ def test_non_contiguous_and_dlpack_inputs():
     np.testing.assert_array_equal(kernel(DLPackOnly(np.ascontiguousarray(view)), k, v), expected)
 
 
+def test_cpu_threads_do_not_change_results():
+    rng = np.random.default_rng(21)
+    kernel = attnc.compile(EXAMPLES / "retnet.attn")
+    q, k, v = (rand(rng, (2, 3, 40, 64), np.float32) for _ in range(3))
+    kernel.threads = 1
+    assert kernel.threads == 1
+    serial = kernel(q, k, v)
+    kernel.threads = 4
+    assert kernel.threads == 4
+    np.testing.assert_array_equal(kernel(q, k, v), serial)
+    kernel.threads = 0
+    assert kernel.threads >= 1
+    with pytest.raises(ValueError, match="thread count must be positive"):
+        kernel.threads = -3
+    gpu = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_80")
+    assert gpu.threads == 0
+    with pytest.raises(ValueError, match="only CPU kernels"):
+        gpu.threads = 2
+
+
 def test_torch_tensors_when_available():
     torch = pytest.importorskip("torch", reason="torch is not installed; the torch path is not tested")
     kernel = attnc.compile(EXAMPLES / "chunk_local.attn")

@@ -125,6 +125,11 @@ static cl::opt<int64_t> blockK("block-k",
                                cl::desc("Keys per tile, like --block-q"),
                                cl::init(64), cl::sub(runCommand),
                                cl::cat(category));
+static cl::opt<int64_t> threads(
+    "threads",
+    cl::desc("Host threads sharing the (batch, head) grid on the CPU backend "
+             "(default: $ATTNC_NUM_THREADS, else one per hardware thread)"),
+    cl::init(0), cl::sub(runCommand), cl::cat(category));
 static cl::list<std::string>
     inputs("input", cl::desc("NAME=FILE.npy: data for a parameter (others "
                              "get seeded random data; optional ones are "
@@ -237,6 +242,8 @@ static int run(mlir::ModuleOp module) {
   std::string error;
   if (blockQ <= 0 || blockK <= 0)
     return fail("--block-q and --block-k must be positive");
+  if (threads < 0)
+    return fail("--threads must be positive (or 0 for the default)");
   auto start = std::chrono::steady_clock::now();
   std::unique_ptr<CpuKernel> kernel;
   std::unique_ptr<EmulatedGpuKernel> emulated;
@@ -245,7 +252,8 @@ static int run(mlir::ModuleOp module) {
   gpuOptions.blockK = blockK;
   if (backend == Backend::CPU) {
     kernel = CpuKernel::compile(module, kernelName,
-                                CpuOptions{cpuPath, blockQ, blockK}, error);
+                                CpuOptions{cpuPath, blockQ, blockK, threads},
+                                error);
     if (!kernel)
       return fail(error);
   } else if (backend == Backend::Emulator) {
@@ -352,7 +360,7 @@ static int run(mlir::ModuleOp module) {
   outs() << "kernel " << signature.name << " on ";
   if (kernel)
     outs() << "cpu (" << (cpuPath == CpuPath::Tiled ? "tiled" : "reference")
-           << " path)";
+           << " path, " << kernel->getThreads() << " threads)";
   else if (emulated)
     outs() << "the GPU warp emulator (" << emulated->image().threads
            << " threads per CTA)";

@@ -13,6 +13,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/StringRef.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,9 @@ enum class CpuPath {
 struct CpuOptions {
   CpuPath path = CpuPath::Tiled;
   int64_t blockQ = 64, blockK = 64;
+  /// Host threads that share the (batch, head) grid of a run; 0 for
+  /// $ATTNC_NUM_THREADS, else one per hardware thread.
+  int64_t threads = 0;
 };
 
 class CpuKernel {
@@ -65,6 +69,10 @@ public:
                                             std::string &error);
 
   const KernelSignature &signature() const { return kernelSignature; }
+
+  /// Host threads of later runs (0: the default of CpuOptions::threads).
+  void setThreads(int64_t count);
+  int64_t getThreads() const { return threads; }
 
   /// Computes the output shapes for the given inputs (one per parameter, null
   /// for an omitted optional one), checking every shape rule that can only be
@@ -91,13 +99,16 @@ private:
   /// absent) and the layout's head/sequence dims.
   struct LaunchInfo {
     int q = -1, k = -1, cuQ = -1, cuK = -1, initial = -1;
-    int headDim = 1, seqDim = 2;
+    /// The batch dim is -1 in the packed layout, where cu_seqlens counts
+    /// the sequences.
+    int batchDim = 0, headDim = 1, seqDim = 2;
     bool packed = false;
     /// Result whose leading dim is the number of sequences (packed final
     /// state), or -1.
     int perSequenceResult = -1;
   } launch;
   std::unique_ptr<mlir::ExecutionEngine> engine;
+  std::atomic<int64_t> threads{1};
 };
 
 } // namespace attnc
