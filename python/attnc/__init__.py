@@ -244,9 +244,10 @@ class Kernel:
 def _tensor_arg(array: np.ndarray | None) -> tuple:
     if array is None:
         return (0, 0, [], [])
-    code = _DTYPE_NAMES.index(next(k for k, v in _NUMPY_DTYPES.items() if v == array.dtype))
-    if array.dtype == np.uint16:
+    if array.dtype == np.uint16:  # bf16 bit patterns
         code = _DTYPE_NAMES.index("bf16")
+    else:
+        code = _DTYPE_NAMES.index(next(k for k, v in _NUMPY_DTYPES.items() if v == array.dtype))
     strides = [s // array.itemsize for s in array.strides]
     return (array.ctypes.data, code, list(array.shape), strides)
 

@@ -143,6 +143,9 @@ def test_alibi_gqa(target):
     )
     check(o, eo, 1)
     check(lse, else_, 1)
+    # bf16 given as uint16 bit patterns (documented for callers without ml_dtypes)
+    o_bits, _ = kernel(q.view(np.uint16), k.view(np.uint16), v.view(np.uint16), slope=slope)
+    np.testing.assert_array_equal(o_bits.view(np.uint16), o.view(np.uint16))
 
 
 @pytest.mark.parametrize("target", GPU_PATHS)
