@@ -18,5 +18,10 @@ kernel = attnc.compile(sys.argv[1])
 q = np.random.default_rng(0).standard_normal((1, 2, 5, 64)).astype(np.float32)
 o = kernel(q, q, q)
 assert o.shape == (1, 2, 5, 64) and np.isfinite(o).all()
+import importlib.util
+if importlib.util.find_spec("torch"):  # the torch integration is packaged too
+    import torch
+    op = kernel.torch_op()
+    assert torch.equal(op(*[torch.from_numpy(q)] * 3), torch.from_numpy(o))
 print("installed wheel ran", kernel)
 PY

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything attnc needs from Debian's packages. Idempotent: packages
-# that are already installed are left alone, and apt is not touched at all
-# when nothing is missing.
+# Installs everything attnc needs from Debian's packages and PyPI. Idempotent:
+# packages that are already installed are left alone, and apt is not touched
+# at all when nothing is missing. --with-torch also installs PyPI's torch (for
+# the torch.library tests; about 3 GB with its CUDA libraries), unless
+# ATTNC_NO_TORCH is set.
 set -euo pipefail
 
 packages=(
@@ -29,4 +31,10 @@ if ! python3 -c "import nanobind, scikit_build_core, numpy, ml_dtypes, pytest" 2
   echo "attnc: installing Python packages (nanobind, scikit-build-core, numpy, ml_dtypes, pytest)"
   python3 -m pip install -q --disable-pip-version-check \
     "nanobind>=2.0" "scikit-build-core>=0.10" numpy ml_dtypes pytest
+fi
+
+if [[ "${1:-}" == "--with-torch" && -z "${ATTNC_NO_TORCH:-}" ]] &&
+  ! python3 -c "import torch" 2>/dev/null; then
+  echo "attnc: installing torch for the torch.library tests (ATTNC_NO_TORCH=1 skips them)"
+  python3 -m pip install -q --disable-pip-version-check torch
 fi

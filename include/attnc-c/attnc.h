@@ -109,6 +109,14 @@ const char *attnc_kernel_dim(const attnc_kernel *kernel, int is_result,
 attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
                                        const attnc_tensor *inputs,
                                        size_t index, int64_t *shape);
+/* The same from the inputs' dtypes, ranks and shapes alone, for tracers that
+ * have no data (torch.compile's fake tensors): data pointers only tell a
+ * present input (non-NULL) from an omitted one and are never read, so
+ * checks of values (cu_seqlens contents, GPU alignment) wait for the
+ * launch. */
+attnc_status attnc_kernel_infer_output_shape(attnc_kernel *kernel,
+                                             const attnc_tensor *inputs,
+                                             size_t index, int64_t *shape);
 
 /* Runs the kernel on one attnc_tensor per parameter and per result. For the
  * CPU, host pointers and `stream` NULL; the call returns when done. For GPU

@@ -427,17 +427,19 @@ const char *attnc_kernel_dim(const attnc_kernel *kernel, int isResult,
   return nullptr;
 }
 
-attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
-                                       const attnc_tensor *inputs, size_t index,
-                                       int64_t *shape) {
+/// Result `index`'s shape for `inputs`; with `readValues` false only the
+/// shapes and dtypes of the inputs are read (data pointers mark presence).
+static attnc_status outputShape(attnc_kernel *kernel,
+                                const attnc_tensor *inputs, size_t index,
+                                int64_t *shape, bool readValues) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
   const KernelSignature &signature = kernel->signature();
   if (index >= signature.results.size() || !shape ||
       (!inputs && !signature.params.empty()))
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
-                "attnc_kernel_output_shape needs the inputs, a result index "
-                "below " + std::to_string(signature.results.size()) +
+                "the output shape needs the inputs, a result index below " +
+                    std::to_string(signature.results.size()) +
                     " and room for the shape");
   std::vector<TensorView> views;
   std::vector<std::vector<int64_t>> shapes;
@@ -445,18 +447,31 @@ attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
   if (!toViews(inputs, signature.params, views, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   if (kernel->cpu) {
-    if (!kernel->cpu->outputShapes(pointers(views), shapes, error))
+    if (!kernel->cpu->outputShapes(pointers(views), shapes, error, readValues))
       return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   } else {
     DimBindings bindings;
     shapes.resize(signature.results.size());
     if (!bindInputShapes(signature, pointers(views), bindings, error) ||
-        !checkGpuLaunch(kernel->gpuImage, pointers(views), error) ||
+        (readValues &&
+         !checkGpuLaunch(kernel->gpuImage, pointers(views), error)) ||
         !kernel->gpuImage.outputShapes(pointers(views), bindings, shapes, error))
       return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   }
   std::copy(shapes[index].begin(), shapes[index].end(), shape);
   return ATTNC_OK;
+}
+
+attnc_status attnc_kernel_output_shape(attnc_kernel *kernel,
+                                       const attnc_tensor *inputs, size_t index,
+                                       int64_t *shape) {
+  return outputShape(kernel, inputs, index, shape, /*readValues=*/true);
+}
+
+attnc_status attnc_kernel_infer_output_shape(attnc_kernel *kernel,
+                                             const attnc_tensor *inputs,
+                                             size_t index, int64_t *shape) {
+  return outputShape(kernel, inputs, index, shape, /*readValues=*/false);
 }
 
 attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,

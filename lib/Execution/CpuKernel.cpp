@@ -208,7 +208,7 @@ std::unique_ptr<ExecutionEngine> attnc::jitCompile(ModuleOp module,
 }
 
 bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
-                            std::string &error) const {
+                            bool readValues, std::string &error) const {
   const TensorView *q = inputs[launch.q], *k = inputs[launch.k];
   int64_t headsQ = q->shape[launch.headDim], headsK = k->shape[launch.headDim];
   if (headsK == 0 || headsQ % headsK != 0) {
@@ -227,6 +227,8 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
       error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
       return false;
     }
+    if (!readValues)
+      return true;
     const auto *values = static_cast<const int32_t *>(offsets->data);
     int64_t previous = 0;
     for (int64_t index = 0; index < offsets->shape[0]; ++index) {
@@ -265,10 +267,10 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
 
 bool CpuKernel::outputShapes(const std::vector<const TensorView *> &inputs,
                              std::vector<std::vector<int64_t>> &shapes,
-                             std::string &error) const {
+                             std::string &error, bool readValues) const {
   DimBindings bindings;
   if (!bindInputShapes(kernelSignature, inputs, bindings, error) ||
-      !checkLaunch(inputs, error))
+      !checkLaunch(inputs, readValues, error))
     return false;
   // A packed final state has one entry per sequence.
   if (launch.perSequenceResult >= 0) {

@@ -96,7 +96,7 @@ def compile(spec: str | os.PathLike, target: str = "cpu", kernel: str | None = N
         if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
             raise SpecError(raw.compile_error, diagnostics)
         raise ValueError(raw.compile_error)
-    compiled = Kernel(raw, raw.target)
+    compiled = Kernel(raw, raw.target, text)
     with _cache_lock:
         return _cache.setdefault(key, compiled)
 
@@ -116,9 +116,12 @@ def _read_spec(spec: Any) -> tuple[str, str]:
 class Kernel:
     """A compiled kernel; call it with one array per input."""
 
-    def __init__(self, raw: Any, target: str):
+    def __init__(self, raw: Any, target: str, spec: str = ""):
         self._raw = raw
         self.target = target
+        self.name = raw.name
+        self._spec = spec
+        self._torch_ops: dict[str, Any] = {}
         self.params = [self._info(t) for t in raw.tensors(False)]
         self.results = [self._info(t) for t in raw.tensors(True)]
 
@@ -140,6 +143,23 @@ class Kernel:
     def from_cache(self) -> bool:
         """True when the GPU kernel came from the disk cache."""
         return self._raw.from_cache
+
+    def torch_op(self, name: str | None = None):
+        """Registers the kernel as the PyTorch operator ``torch.ops.attnc.<name>``
+        (torch.library.custom_op; torch >= 2.4) and returns it. The operator
+        takes torch tensors in parameter order (``None`` for an omitted optional
+        input), returns new tensors, and works under torch.compile without a
+        graph break: its fake implementation derives the output shapes from
+        the input shapes. CPU kernels register for CPU tensors, GPU kernels
+        for CUDA tensors. ``name`` defaults to the kernel name, the target and
+        a hash of the spec; asking again returns the same operator."""
+        from . import _torch
+
+        name = name or _torch.default_name(self.name, self._spec, self.target)
+        with _cache_lock:
+            if name not in self._torch_ops:
+                self._torch_ops[name] = _torch.register(self, name)
+            return self._torch_ops[name]
 
     @property
     def threads(self) -> int:

@@ -100,15 +100,19 @@ public:
   }
 
   std::vector<std::vector<int64_t>>
-  outputShapes(const std::vector<TensorArg> &inputs) {
+  outputShapes(const std::vector<TensorArg> &inputs, bool readValues) {
     std::vector<attnc_tensor> tensors = toC(inputs);
     std::vector<std::vector<int64_t>> shapes;
     for (size_t index = 0; index < attnc_kernel_num_results(kernel); ++index) {
       attnc_tensor_info info;
       attnc_kernel_result(kernel, index, &info);
       std::vector<int64_t> shape(info.rank);
-      if (attnc_kernel_output_shape(kernel, tensors.data(), index,
-                                    shape.data()) != ATTNC_OK)
+      attnc_status status =
+          readValues ? attnc_kernel_output_shape(kernel, tensors.data(), index,
+                                                 shape.data())
+                     : attnc_kernel_infer_output_shape(kernel, tensors.data(),
+                                                       index, shape.data());
+      if (status != ATTNC_OK)
         throw nb::value_error(attnc_last_error(context));
       shapes.push_back(shape);
     }
@@ -142,6 +146,7 @@ public:
   }
 
   std::string target() const { return attnc_kernel_target(kernel); }
+  std::string name() const { return attnc_kernel_name(kernel); }
   int cpuThreads() const { return attnc_kernel_cpu_threads(kernel); }
   void setCpuThreads(int threads) {
     if (attnc_kernel_set_cpu_threads(kernel, threads) != ATTNC_OK)
@@ -183,6 +188,9 @@ private:
 
 NB_MODULE(_attnc, m) {
   m.doc() = "attnc: compile attention specs and run the kernels (low level)";
+  // Kernels registered as torch operators stay referenced by torch's
+  // operator registry until after this module is torn down at exit.
+  nb::set_leak_warnings(false);
   nb::class_<Kernel>(m, "_Kernel")
       .def(nb::init<const std::string &, const std::string &,
                     std::optional<std::string>, const std::string &>())
@@ -191,10 +199,12 @@ NB_MODULE(_attnc, m) {
       .def_ro("compile_status", &Kernel::compileStatus)
       .def_ro("compile_error", &Kernel::compileError)
       .def("tensors", &Kernel::tensors)
-      .def("output_shapes", &Kernel::outputShapes)
+      .def("output_shapes", &Kernel::outputShapes, nb::arg("inputs"),
+           nb::arg("read_values") = true)
       .def("launch", &Kernel::launch)
       .def("synchronize", &Kernel::synchronize)
       .def_prop_ro("target", &Kernel::target)
+      .def_prop_ro("name", &Kernel::name)
       .def_prop_rw("cpu_threads", &Kernel::cpuThreads, &Kernel::setCpuThreads)
       .def_prop_ro("from_cache", &Kernel::fromCache)
       .def("image", &Kernel::image);

@@ -287,3 +287,57 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
 }
 
 } // namespace
+
+TEST(CApi, OutputShapesFromShapesAloneReadNoData) {
+  // Packed GLA: the final state has one entry per sequence, a dim that only
+  // cu's length gives. The data pointers are not readable memory: the
+  // shape-only query must not touch them (a read would crash the test).
+  const char *spec = R"(
+kernel varlen(q: bf16[T, H, 16], k: bf16[T, H, 16], v: bf16[T, H, 32],
+              g: f32[T, H, 16], cu: i32[S1], h0: f32[S, H, 16, 32]?)
+    -> (o: bf16[T, H, 32], hT: f32[S, H, 16, 32]) {
+  o, hT = linear(q, k, v, layout = thd, cu_seqlens = cu, initial = h0) {
+    gate = g[tstart + t, h, d]
+  }
+})";
+  for (const char *target : {"cpu", "sm_80"}) {
+    attnc_context *context = attnc_context_create();
+    ASSERT_EQ(attnc_context_set_cache_dir(context, nullptr), ATTNC_OK);
+    attnc_kernel *kernel = nullptr;
+    ASSERT_EQ(attnc_compile(context, spec, std::strlen(spec), "v.attn", nullptr,
+                            target, &kernel),
+              ATTNC_OK)
+        << target << ": " << attnc_last_error(context);
+    void *unreadable = reinterpret_cast<void *>(uintptr_t{16});
+    const int64_t tokens[] = {30, 2, 16}, values[] = {30, 2, 32},
+                  offsets[] = {4};
+    attnc_tensor inputs[] = {{unreadable, ATTNC_BF16, 3, tokens, nullptr},
+                             {unreadable, ATTNC_BF16, 3, tokens, nullptr},
+                             {unreadable, ATTNC_BF16, 3, values, nullptr},
+                             {unreadable, ATTNC_F32, 3, tokens, nullptr},
+                             {unreadable, ATTNC_I32, 1, offsets, nullptr},
+                             {nullptr, ATTNC_F32, 0, nullptr, nullptr}};
+    int64_t shape[4] = {0, 0, 0, 0};
+    ASSERT_EQ(attnc_kernel_infer_output_shape(kernel, inputs, 1, shape),
+              ATTNC_OK)
+        << target << ": " << attnc_last_error(context);
+    EXPECT_EQ(std::vector<int64_t>(shape, shape + 4),
+              (std::vector<int64_t>{3, 2, 16, 32}))
+        << target;
+    ASSERT_EQ(attnc_kernel_infer_output_shape(kernel, inputs, 0, shape),
+              ATTNC_OK);
+    EXPECT_EQ(std::vector<int64_t>(shape, shape + 3),
+              (std::vector<int64_t>{30, 2, 32}))
+        << target;
+    // Shape errors are still found, naming the tensor.
+    const int64_t badValues[] = {30, 2, 48};
+    inputs[2].shape = badValues;
+    EXPECT_EQ(attnc_kernel_infer_output_shape(kernel, inputs, 0, shape),
+              ATTNC_ERROR_LAUNCH);
+    EXPECT_NE(std::string(attnc_last_error(context)).find("'v'"),
+              std::string::npos)
+        << attnc_last_error(context);
+    attnc_kernel_destroy(kernel);
+    attnc_context_destroy(context);
+  }
+}

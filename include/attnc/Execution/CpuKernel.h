@@ -76,10 +76,11 @@ public:
 
   /// Computes the output shapes for the given inputs (one per parameter, null
   /// for an omitted optional one), checking every shape rule that can only be
-  /// checked at launch.
+  /// checked at launch. With `readValues` false the inputs' data is not read
+  /// (the checks of cu_seqlens contents wait for run()).
   bool outputShapes(const std::vector<const TensorView *> &inputs,
                     std::vector<std::vector<int64_t>> &shapes,
-                    std::string &error) const;
+                    std::string &error, bool readValues = true) const;
 
   /// Runs the kernel; `outputs` must have the shapes outputShapes() gives.
   bool run(const std::vector<const TensorView *> &inputs,
@@ -92,7 +93,7 @@ public:
 private:
   CpuKernel() = default;
   bool checkLaunch(const std::vector<const TensorView *> &inputs,
-                   std::string &error) const;
+                   bool readValues, std::string &error) const;
 
   KernelSignature kernelSignature;
   /// Launch-time facts about the family op: parameter positions (-1 when
