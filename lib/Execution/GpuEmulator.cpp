@@ -236,9 +236,11 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
   GpuTileSoftmaxOptions tileOptions;
   tileOptions.warps = options.warps;
   tileOptions.blockK = options.blockK;
+  tileOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   tileOptions.emulate = true;
   GpuChunkLinearOptions linearOptions;
   linearOptions.warps = options.warps;
+  linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   linearOptions.emulate = true;
   PassManager tile(context);
   tile.addPass(createGpuTileSoftmax(tileOptions));

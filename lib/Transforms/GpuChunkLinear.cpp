@@ -39,18 +39,24 @@ struct LinearTileShape : WarpConfig {
   int64_t chunk = 64, dimK = 0, dimV = 0;
   int64_t pitchK() const { return dimK + kRowPadding; }
   int64_t pitchV() const { return dimV + kRowPadding; }
-  // Shared memory: Q, K, decayed K and V tiles (bf16/f16), the state in f32
-  // and as an mma operand, the chunk's gates and their prefix sums.
-  int64_t queryOffset() const { return 0; }
-  int64_t keyOffset() const { return chunk * pitchK() * elementBytes(); }
-  int64_t decayedKeyOffset() const { return 2 * keyOffset(); }
-  int64_t valueOffset() const { return 3 * keyOffset(); }
-  int64_t stateOffset() const {
-    return valueOffset() + chunk * pitchV() * elementBytes();
+  // Shared memory: Q, K and V tiles (bf16/f16), the state in f32 and as an
+  // mma operand, the chunk's gates and their prefix sums. The decayed keys
+  // of the state update share the state operand's space: the operand is
+  // read by the outputs and rebuilt after the update, never live with them.
+  int64_t tileBytes(int64_t pitch) const {
+    return chunk * pitch * elementBytes();
   }
+  int64_t queryOffset() const { return 0; }
+  int64_t keyOffset() const { return tileBytes(pitchK()); }
+  int64_t valueOffset() const { return 2 * keyOffset(); }
+  int64_t stateOffset() const { return valueOffset() + tileBytes(pitchV()); }
   int64_t stateOperandOffset() const { return stateOffset() + dimK * dimV * 4; }
+  int64_t decayedKeyOffset() const { return stateOperandOffset(); }
+  int64_t stateOperandBytes() const {
+    return std::max(dimK * pitchV() * elementBytes(), tileBytes(pitchK()));
+  }
   int64_t gateOffset() const {
-    return stateOperandOffset() + dimK * pitchV() * elementBytes();
+    return stateOperandOffset() + stateOperandBytes();
   }
   int64_t cumulativeOffset() const { return gateOffset() + chunk * 4; }
   // Per-key-dimension gates add the table G[r][d] of cumulative gates, Q
@@ -58,7 +64,7 @@ struct LinearTileShape : WarpConfig {
   // (exp(G_r - G_p) with p the first row of r's 16-row tile), and per warp
   // w the keys scaled to its reference row, exp(G_16w - G_u) for u < 16w.
   bool perKeyDim = false;
-  int64_t scaledTileBytes() const { return chunk * pitchK() * elementBytes(); }
+  int64_t scaledTileBytes() const { return tileBytes(pitchK()); }
   int64_t gateTableOffset() const { return cumulativeOffset() + chunk * 4; }
   int64_t interQueryOffset() const { return gateTableOffset() + chunk * dimK * 4; }
   int64_t intraQueryOffset() const { return interQueryOffset() + scaledTileBytes(); }
@@ -70,7 +76,8 @@ struct LinearTileShape : WarpConfig {
   }
 };
 
-std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
+std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
+                              int64_t maxSharedBytes) {
   shape.perKeyDim = op.getGateKind() == GateKind::per_key_dim;
   int64_t chunk = op.getChunk();
   if (chunk % 16 || chunk > 16 * shape.warps)
@@ -81,12 +88,21 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape) {
   shape.chunk = chunk;
   std::string reason = checkTensorCoreOperands(
       op, /*maxHeadDim=*/128, shape.element, shape.dimK, shape.dimV);
-  if (reason.empty() && shape.perKeyDim && shape.dimK > 64)
+  if (!reason.empty())
+    return reason;
+  if (shape.perKeyDim && shape.dimK > 64)
     return llvm::formatv("per-key-dimension gates need Dk <= 64 on the GPU "
                          "(shared memory; got {0})",
                          shape.dimK)
         .str();
-  return reason;
+  if (shape.sharedBytes() > maxSharedBytes)
+    return llvm::formatv("chunks of {0} steps with head dims {1} and {2} need "
+                         "{3} bytes of shared memory, more than the {4} a CTA "
+                         "may use; use a smaller chunk",
+                         chunk, shape.dimK, shape.dimV, shape.sharedBytes(),
+                         maxSharedBytes)
+        .str();
+  return "";
 }
 
 class LinearKernelBuilder : public WarpBuilder {
@@ -591,7 +607,7 @@ struct GpuChunkLinearPass
       LinearTileShape shape;
       shape.warps = warps;
       shape.emulate = emulate;
-      std::string reason = unsupportedReason(op, shape);
+      std::string reason = unsupportedReason(op, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
                            << "' cannot run on the GPU: " << reason;

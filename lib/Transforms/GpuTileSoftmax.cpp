@@ -64,8 +64,11 @@ struct GpuTileShape : WarpConfig {
   }
 };
 
-/// Why `familyOp` has no GPU strategy, or "" when it has one.
-std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape) {
+/// Why `familyOp` has no GPU strategy, or "" when it has one. Halves the key
+/// tile of dense and chunk-local kernels while the tiles exceed
+/// `maxSharedBytes`.
+std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
+                              int64_t maxSharedBytes) {
   if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp)) {
     if (sparse.getTopk())
       return "top-k block selection (attn.sparse_softmax with topk) has no GPU "
@@ -84,8 +87,22 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape) {
   }
   if (shape.blockK % 16)
     return "block-k must be a multiple of 16";
-  return checkTensorCoreOperands(familyOp, /*maxHeadDim=*/256, shape.element,
-                                 shape.dimK, shape.dimV);
+  std::string reason = checkTensorCoreOperands(
+      familyOp, /*maxHeadDim=*/256, shape.element, shape.dimK, shape.dimV);
+  if (!reason.empty())
+    return reason;
+  bool fixedKeyTile = isa<SparseSoftmaxOp>(familyOp);
+  while (!fixedKeyTile && shape.sharedBytes() > maxSharedBytes &&
+         shape.blockK % 32 == 0)
+    shape.blockK /= 2;
+  if (shape.sharedBytes() > maxSharedBytes)
+    return llvm::formatv("the Q, K and V tiles ({0} query rows, {1} keys, "
+                         "head dims {2} and {3}) need {4} bytes of shared "
+                         "memory, more than the {5} a CTA may use",
+                         shape.blockQ, shape.blockK, shape.dimK, shape.dimV,
+                         shape.sharedBytes(), maxSharedBytes)
+        .str();
+  return "";
 }
 
 /// Builds the body of one kernel. Values named after the paper: m (row max),
@@ -597,7 +614,7 @@ struct GpuTileSoftmaxPass
       shape.warps = warps;
       shape.blockQ = warps * kRowsPerWarp;
       shape.blockK = blockK;
-      std::string reason = unsupportedReason(family, shape);
+      std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
                            << "' cannot run on the GPU: " << reason;

@@ -51,6 +51,10 @@ void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createReconcileUnrealizedCastsPass());
 }
 
+int64_t attnc::maxSharedBytesFor(llvm::StringRef chip) {
+  return chip.starts_with("sm_90") ? 227 * 1024 : 163 * 1024;
+}
+
 std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   // PTX 8.0 (CUDA 12.0) is the first with sm_90a; sm_80 code uses it too so
   // one driver floor covers both.
@@ -63,9 +67,11 @@ void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
   GpuTileSoftmaxOptions tileOptions;
   tileOptions.warps = options.warps;
   tileOptions.blockK = options.blockK;
+  tileOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   pm.addPass(createGpuTileSoftmax(tileOptions));
   GpuChunkLinearOptions linearOptions;
   linearOptions.warps = options.warps;
+  linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   pm.addPass(createGpuChunkLinear(linearOptions));
   buildGpuModuleLoweringPipeline(pm, options.chip);
 }

@@ -2,16 +2,17 @@
 
 // Chunkwise linear attention on tensor cores for a Mamba2-style kernel (a
 // decay per head and step) with the final state and chunks of 32: one CTA
-// per (batch, head); shared memory holds the chunk's Q, K, decayed K and V
-// tiles, the 32x32 f32 state and its bf16 copy (the B operand of Q S), and
-// the chunk's gates and their prefix sums. Per chunk: cp.async copies, the
+// per (batch, head); shared memory holds the chunk's Q, K and V tiles, the
+// 32x32 f32 state and its bf16 copy (the B operand of Q S, whose space the
+// decayed keys of the state update reuse), and the chunk's gates and their
+// prefix sums. Per chunk: cp.async copies, the
 // gates, the state operand, outputs (Q S and (Q K^T o D) V on mma.sync),
 // then the state update (K~^T V). No buffer grows with T.
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @ssd(
 // CHECK-SAME:    attnc.grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.shared_bytes = 17152
+// CHECK-SAME:    attnc.shared_bytes = 14592
 // CHECK-SAME:    attnc.threads = 128
 // CHECK-NOT:   memref.alloc
 // CHECK:       memref.view {{.*}} to memref<32x40xbf16, #gpu.address_space<workgroup>>

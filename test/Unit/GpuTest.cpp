@@ -403,7 +403,8 @@ void expectEmulatorMatches(SpecRunner &reference, EmulatedGpuKernel &kernel,
 // that still cover 1, non-multiples of the 64-row and 16/64-key tiles,
 // N < M and N > M (causal rows with no key), GQA, two key blocks in
 // flight (the double buffer), full and partial blocks, and head dims 16,
-// 64 and 128 (an odd number of 16-column steps for 48).
+// 64, 128 and 256 (an odd number of 16-column steps for 48; at 256 the key
+// tile shrinks to 32 keys to stay within sm_80's shared memory).
 TEST(GpuEmulation, TileProgramMatchesTheReference) {
   struct Case {
     const char *name;
@@ -416,6 +417,7 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
       {"causal_d64_k16", denseSpec(64, " mask = causal "), 64, 16},
       {"causal_d48", denseSpec(48, " mask = causal "), 48, 32},
       {"causal_d128", denseSpec(128, " mask = causal "), 128, 64},
+      {"causal_d256", denseSpec(256, " mask = causal "), 256, 64},
       {"window_softcap_d16",
        denseSpec(16, " score = 30 * tanh(s / 30)\n mask = causal && i - j < 40 "),
        16, 16},
@@ -437,6 +439,8 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
     std::unique_ptr<EmulatedGpuKernel> kernel =
         EmulatedGpuKernel::compile(*reference.module, "", options, error);
     ASSERT_TRUE(kernel) << c.name << ": " << error;
+    if (c.d == 256) // Q 64 x 264 and two stages of K and V at 32 x 264
+      EXPECT_EQ(kernel->image().sharedBytes, 33792 + 4 * 16896);
     for (auto [n, m] : lengths) {
       std::string what = std::string(c.name) + " N=" + std::to_string(n) +
                          " M=" + std::to_string(m) + " (seed " +

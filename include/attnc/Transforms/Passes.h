@@ -32,6 +32,11 @@ struct GpuPipelineOptions {
   int64_t warps = 4, blockK = 64;
 };
 
+/// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,
+/// else 163 KiB (the A100's; sm_86/sm_89 GPUs allow 99 KiB, which the
+/// runtime checks at launch).
+int64_t maxSharedBytesFor(llvm::StringRef chip);
+
 /// The PTX ISA features that `chip` needs ("+ptx80").
 std::string ptxFeaturesFor(llvm::StringRef chip);
 

@@ -157,7 +157,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     - Q, then K and V tiles of `block-k` keys are copied into shared memory
       with cp.async (16-byte copies, zero-filled past the sequence end), K
       and V in two stages so the next key block loads while the current one
-      is consumed;
+      is consumed; `block-k` is halved (down to 16) while the tiles need more
+      than `max-shared-bytes` (large head dims), except for block-sparse
+      kernels, whose key tile is the sparsity block;
     - S = Q K^T and acc += P V use mma.sync.m16n8k16 with f16/bf16 operands
       and f32 accumulators; fragments come from ldmatrix (ldmatrix.trans for
       V); P stays in registers and becomes the A operand of P V;
@@ -181,7 +183,12 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     Option<"warps", "warps", "int64_t", /*default=*/"4",
            "Warps per CTA (16 query rows each)">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
-           "Keys per shared-memory tile (a multiple of 16)">,
+           "Keys per shared-memory tile (a multiple of 16); halved while the "
+           "tiles exceed max-shared-bytes">,
+    Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
+           /*default=*/"166912",
+           "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
+           "227 KiB on sm_90)">,
     Option<"emulate", "emulate", "bool", /*default=*/"false",
            "Build a host func.func for the CPU warp emulator instead: warp "
            "primitives (ldmatrix, mma, shuffles, barriers, thread ids) become "
@@ -220,12 +227,17 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     the tile's first row, those within the tile are summed elementwise.
     Non-causal kernels sum the state over all chunks first. Refused with the
     reason: f32 inputs, head dims that are not fixed multiples of 16 up to
-    128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps.
+    128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps,
+    tiles and state that need more than `max-shared-bytes`.
     With `emulate`, the kernel is built for the CPU warp emulator, as in
     attn-gpu-tile-softmax.
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4", "Warps per CTA">,
+    Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
+           /*default=*/"166912",
+           "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
+           "227 KiB on sm_90)">,
     Option<"emulate", "emulate", "bool", /*default=*/"false",
            "Build a host func.func for the CPU warp emulator">,
   ];
