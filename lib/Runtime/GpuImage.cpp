@@ -266,6 +266,15 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
             "within the packed tokens";
     return false;
   }
+  if (words[0] == 4 && words[1] >= 0 &&
+      words[1] < static_cast<int64_t>(signature.params.size())) {
+    error = "'" + signature.params[words[1]].name + "' has a sequence of " +
+            std::to_string(words[2]) + " keys: more than the " +
+            std::to_string(words[4]) + " blocks of " +
+            std::to_string(words[3]) +
+            " that top-k selection handles on the GPU";
+    return false;
+  }
   error = "the kernel reported bad input (status " + std::to_string(words[0]) +
           ")";
   return false;

@@ -114,26 +114,6 @@ public:
   void build(LinearOp op, ValueRange results);
 
 private:
-  /// for (i = threadId; i < count; i += threads) body(i)
-  void forEachElement(int64_t count, llvm::function_ref<void(Value)> body) {
-    rb.loop(idx(0), idx((count + config.threads() - 1) / config.threads()),
-            [&](Value round) {
-              Value i = rb.add(threadId, rb.mul(round, idx(config.threads())));
-              rb.ifThen(lessThan(i, idx(count)), [&] { body(i); });
-            });
-  }
-  Value loadF32(Value tile, ValueRange at) {
-    Value value = memref::LoadOp::create(b, tile, at);
-    return value.getType().isF32()
-               ? value
-               : Value(arith::ExtFOp::create(b, f32, value));
-  }
-  void storeElement(Value value, Value tile, ValueRange at) {
-    Type element = cast<MemRefType>(tile.getType()).getElementType();
-    if (element != value.getType())
-      value = arith::TruncFOp::create(b, element, value);
-    memref::StoreOp::create(b, value, tile, at);
-  }
   Value exp(Value x) { return math::ExpOp::create(b, x); }
 
   /// The A fragments of 16 rows of `tile` starting at `row0`, one per 16

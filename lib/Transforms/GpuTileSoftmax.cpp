@@ -48,8 +48,14 @@ constexpr int64_t kStages = 2;
 
 /// The static facts of one GPU kernel; also what the runtime needs to launch
 /// it (attributes on the gpu.func, see docs/pipeline.md).
+/// Key blocks per sequence that top-k selection handles: the CTA marks the
+/// blocks its rows keep in a bitmap of this many bits in shared memory.
+constexpr int64_t kTopkBlockCapacity = 32768;
+
 struct GpuTileShape : WarpConfig {
   int64_t blockQ = 0, blockK = 0, dimK = 0, dimV = 0;
+  /// Blocks kept per query row by top-k selection (0: no selection).
+  int64_t topk = 0;
   int64_t pitchK() const { return dimK + kRowPadding; }
   int64_t pitchV() const { return dimV + kRowPadding; }
   int64_t queryTileBytes() const { return blockQ * pitchK() * elementBytes(); }
@@ -59,8 +65,22 @@ struct GpuTileShape : WarpConfig {
   int64_t valueTileBytes() const {
     return kStages * blockK * pitchV() * elementBytes();
   }
-  int64_t sharedBytes() const {
+  int64_t tileBytes() const {
     return queryTileBytes() + keyTileBytes() + valueTileBytes();
+  }
+  // Top-k selection, after the tiles: per row the sum of the group's query
+  // heads (f32) and its kept blocks (scores, indices, count), the mean key
+  // of the block being scored, and the CTA's bitmap of kept blocks.
+  int64_t querySumsOffset() const { return tileBytes(); }
+  int64_t meanKeyOffset() const { return querySumsOffset() + blockQ * dimK * 4; }
+  int64_t keptScoresOffset() const { return meanKeyOffset() + dimK * 4; }
+  int64_t keptBlocksOffset() const { return keptScoresOffset() + blockQ * topk * 4; }
+  int64_t keptCountOffset() const { return keptBlocksOffset() + blockQ * topk * 4; }
+  int64_t bitmapOffset() const { return keptCountOffset() + blockQ * 4; }
+  int64_t sharedBytes() const {
+    if (!topk)
+      return tileBytes();
+    return bitmapOffset() + kTopkBlockCapacity / 8;
   }
 };
 
@@ -69,10 +89,19 @@ struct GpuTileShape : WarpConfig {
 /// `maxSharedBytes`.
 std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                               int64_t maxSharedBytes) {
-  if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp)) {
-    if (sparse.getTopk())
-      return "top-k block selection (attn.sparse_softmax with topk) has no GPU "
-             "strategy yet";
+  if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp);
+      sparse && sparse.getTopk()) {
+    // Selection is per query row: the CTA keeps its rows and takes the
+    // selection block as its key tile.
+    int64_t keys = sparse.getBlockK();
+    if (keys % 16 || keys > 128)
+      return llvm::formatv("top-k selection needs blocks that are a multiple "
+                           "of 16 up to 128 on the GPU (got {0})",
+                           keys)
+          .str();
+    shape.blockK = keys;
+    shape.topk = *sparse.getTopk();
+  } else if (sparse) {
     // The CTA's tile is the sparsity block: 16 query rows per warp.
     int64_t rows = sparse.getBlockQ(), keys = sparse.getBlockK();
     if (rows % 16 || rows > 128 || keys % 16 || keys > 128)
@@ -134,24 +163,23 @@ private:
   KeySchedule keySchedule(OpTy op, Value keyBlockBegin, Value keyBlockEnd,
                           Value queryBlock, Value batch, Value head) {
     KeySchedule schedule;
+    schedule.begin = keyBlockBegin;
+    schedule.end = keyBlockEnd;
+    schedule.blockAt = [](Value cursor) { return cursor; };
     auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
-    if (!sparse) {
-      schedule.begin = keyBlockBegin;
-      schedule.end = keyBlockEnd;
-      schedule.blockAt = [](Value cursor) { return cursor; };
-      schedule.nextVisited = [](Value cursor) { return cursor; };
-      return schedule;
-    }
     auto isNonZero = [&](Value raw) -> Value {
       return arith::CmpIOp::create(
           b, arith::CmpIPredicate::ne, raw,
           arith::ConstantIntOp::create(b, raw.getType(), 0));
     };
-    if (Value blockMask = sparse.getBlockMask()) {
+    if (shape.topk) {
+      // The band's blocks that some row of the CTA kept.
+      schedule.visited = [this](Value cursor) { return isKept(cursor); };
+    } else if (!sparse) {
+      schedule.nextVisited = [](Value cursor) { return cursor; };
+      return schedule;
+    } else if (Value blockMask = sparse.getBlockMask()) {
       Value flags = rb.params.lookup(blockMask);
-      schedule.begin = keyBlockBegin;
-      schedule.end = keyBlockEnd;
-      schedule.blockAt = [](Value cursor) { return cursor; };
       schedule.visited = [=](Value cursor) {
         return isNonZero(
             rb.checkedLoad(flags, {batch, head, queryBlock, cursor}));
@@ -237,8 +265,226 @@ private:
     return whileOp.getResult(0);
   }
 
+  /// Top-k selection (DESIGN.md section 2) for the CTA's rows [i0, i0 +
+  /// rows): scores every block of the band [blockBegin, blockEnd) against
+  /// each row, keeps each row's `topk` best eligible blocks (ties: lower
+  /// index) in shared memory and marks the union in the bitmap that the key
+  /// schedule reads. The mean keys are recomputed per CTA from one pass over
+  /// the band's keys.
+  void selectBlocks(SparseSoftmaxOp op, const AttentionOperands &operands,
+                    const MaskStructure &band, Value keys, Value keyTiles,
+                    Value batch, Value headK, Value i0, Value rows, Value n,
+                    Value startQ, Value m, Value startK, Value scale,
+                    Value blockBegin, Value blockEnd);
+
+  /// Whether some row of the CTA kept key block `block` (uniform).
+  Value isKept(Value block) {
+    Value word = memref::LoadOp::create(
+        b, keptBitmap, ValueRange{arith::DivUIOp::create(b, block, idx(32))});
+    Value bit = arith::ShLIOp::create(
+        b, i32(1),
+        arith::IndexCastOp::create(b, b.getI32Type(),
+                                   arith::RemUIOp::create(b, block, idx(32))));
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::ne,
+                                 arith::AndIOp::create(b, word, bit), i32(0));
+  }
+
+  /// Whether row `localRow` of the CTA kept key block `block`.
+  Value rowKeeps(Value localRow, Value block) {
+    Value count = arith::IndexCastOp::create(
+        b, b.getIndexType(), memref::LoadOp::create(b, keptCount, localRow));
+    return rb.loop(idx(0), count,
+                   {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+                   [&](Value entry, ValueRange found) {
+                     Value kept = arith::IndexCastOp::create(
+                         b, b.getIndexType(),
+                         memref::LoadOp::create(b, keptBlocks,
+                                                ValueRange{localRow, entry}));
+                     return SmallVector<Value>{arith::OrIOp::create(
+                         b, found[0],
+                         arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                               kept, block))};
+                   })[0];
+  }
+
   const GpuTileShape &shape;
+  /// Top-k selection's results in shared memory: per row the kept blocks
+  /// and their count, and the CTA's bitmap of kept blocks.
+  Value keptBlocks, keptCount, keptBitmap;
 };
+
+void SoftmaxKernelBuilder::selectBlocks(
+    SparseSoftmaxOp op, const AttentionOperands &operands,
+    const MaskStructure &band, Value keys, Value keyTiles, Value batch,
+    Value headK, Value i0, Value rows, Value n, Value startQ, Value m,
+    Value startK, Value scale, Value blockBegin, Value blockEnd) {
+  Value base = sharedBase();
+  Type i32Type = b.getI32Type();
+  int64_t blockQ = shape.blockQ, dimK = shape.dimK, topk = shape.topk;
+  Value querySums =
+      sharedTile(base, shape.querySumsOffset(), {blockQ, dimK}, f32);
+  Value meanKey = sharedTile(base, shape.meanKeyOffset(), {dimK}, f32);
+  Value keptScores =
+      sharedTile(base, shape.keptScoresOffset(), {blockQ, topk}, f32);
+  keptBlocks =
+      sharedTile(base, shape.keptBlocksOffset(), {blockQ, topk}, i32Type);
+  keptCount = sharedTile(base, shape.keptCountOffset(), {blockQ}, i32Type);
+  keptBitmap = sharedTile(base, shape.bitmapOffset(),
+                          {kTopkBlockCapacity / 32}, i32Type);
+  Value bk = idx(shape.blockK);
+  Value firstHead = rb.mul(headK, operands.groupSize);
+
+  // Per row, the sum over the group's query heads of q (rows past the
+  // sequence read its last row; they keep nothing).
+  forEachElement(blockQ * dimK, [&](Value element) {
+    Value r = arith::DivUIOp::create(b, element, idx(dimK));
+    Value d = arith::RemUIOp::create(b, element, idx(dimK));
+    Value row = rb.add(startQ, minIndex(rb.add(i0, r), rb.sub(n, idx(1))));
+    Value sum = rb.loop(idx(0), operands.groupSize, {rb.f32(0)},
+                        [&](Value g, ValueRange acc) {
+                          return SmallVector<Value>{rb.add(
+                              acc[0],
+                              rb.loadF32(operands.q,
+                                         layoutIndices(layout, batch,
+                                                       rb.add(firstHead, g),
+                                                       row, d)))};
+                        })[0];
+    memref::StoreOp::create(b, sum, querySums, ValueRange{r, d});
+  });
+  forEachElement(blockQ, [&](Value r) {
+    memref::StoreOp::create(b, i32(0), keptCount, r);
+  });
+  barrier();
+
+  Value selectorThread = arith::CmpIOp::create(
+      b, arith::CmpIPredicate::eq, arith::RemUIOp::create(b, threadId, idx(2)),
+      idx(0));
+  Value selectorRow = arith::DivUIOp::create(b, threadId, idx(2));
+  rb.loop(blockBegin, blockEnd, [&](Value block) {
+    Value j0 = rb.mul(block, bk);
+    Value valid = rb.sub(m, j0);
+    Value count = minIndex(bk, valid);
+    commitCopies(copyTile(keyTiles, {idx(0)}, keys, batch, headK,
+                          rb.add(startK, j0), valid, shape.blockK, dimK));
+    waitForCopiesAndBarrier();
+    // The block's mean key, summed in key order as the reference does.
+    forEachElement(dimK, [&](Value d) {
+      Value sum = rb.loop(idx(0), count, {rb.f32(0)},
+                          [&](Value u, ValueRange acc) {
+                            return SmallVector<Value>{rb.add(
+                                acc[0], loadF32(keyTiles, {idx(0), u, d}))};
+                          })[0];
+      Value keys = arith::UIToFPOp::create(
+          b, f32, arith::IndexCastUIOp::create(b, b.getI64Type(), count));
+      memref::StoreOp::create(b, arith::DivFOp::create(b, sum, keys), meanKey,
+                              d);
+    });
+    barrier();
+    // One thread per row: eligibility, score, insertion into the row's
+    // list, kept sorted by score (earlier blocks first among equals).
+    Value r = selectorRow;
+    rb.ifThen(arith::AndIOp::create(b, selectorThread, lessThan(r, rows)), [&] {
+      Value i = rb.add(i0, r);
+      Value jLast = rb.add(j0, rb.sub(count, idx(1)));
+      Value eligible;
+      if (band.exact) { // the block meets the row's band [i + L, i + U]
+        Value lo = j0, hi = jLast;
+        for (const LengthAffine &lower : band.lower)
+          lo = arith::MaxSIOp::create(
+              b, lo, rb.add(i, evaluateLength(rb, lower, n, m)));
+        for (const LengthAffine &upper : band.upper)
+          hi = arith::MinSIOp::create(
+              b, hi, rb.add(i, evaluateLength(rb, upper, n, m)));
+        eligible = arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
+      } else { // the mask does not read h (verified)
+        eligible = rb.loop(
+            j0, rb.add(j0, count),
+            {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+            [&](Value j, ValueRange any) {
+              Value allowed = rb.inlineExpression(
+                  op.getMask(), {batch, firstHead, i, j, n, m, startQ, startK},
+                  arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+              return SmallVector<Value>{arith::OrIOp::create(b, any[0], allowed)};
+            })[0];
+      }
+      rb.ifThen(eligible, [&] {
+        Value dot = rb.loop(idx(0), idx(dimK), {rb.f32(0)},
+                            [&](Value d, ValueRange acc) {
+                              return SmallVector<Value>{rb.add(
+                                  acc[0],
+                                  rb.mul(memref::LoadOp::create(
+                                             b, querySums, ValueRange{r, d}),
+                                         memref::LoadOp::create(b, meanKey, d)))};
+                            })[0];
+        Value score = rb.mul(scale, dot);
+        Value kept = arith::IndexCastOp::create(
+            b, b.getIndexType(), memref::LoadOp::create(b, keptCount, r));
+        // The new entry goes after every entry scoring at least as much.
+        Value position = rb.loop(
+            idx(0), kept, {idx(0)}, [&](Value entry, ValueRange before) {
+              Value atLeast = arith::CmpFOp::create(
+                  b, arith::CmpFPredicate::OGE,
+                  memref::LoadOp::create(b, keptScores, ValueRange{r, entry}),
+                  score);
+              return SmallVector<Value>{arith::SelectOp::create(
+                  b, atLeast, rb.add(before[0], idx(1)), before[0])};
+            })[0];
+        rb.ifThen(lessThan(position, idx(topk)), [&] {
+          // Shift entries [position, min(kept, topk - 1)) up by one.
+          Value last = minIndex(kept, idx(topk - 1));
+          rb.loop(idx(0), rb.sub(last, minIndex(position, last)),
+                  [&](Value step) {
+                    Value to = rb.sub(last, step);
+                    Value from = rb.sub(to, idx(1));
+                    for (Value list : {keptScores, keptBlocks})
+                      memref::StoreOp::create(
+                          b,
+                          memref::LoadOp::create(b, list, ValueRange{r, from}),
+                          list, ValueRange{r, to});
+                  });
+          memref::StoreOp::create(b, score, keptScores,
+                                  ValueRange{r, position});
+          memref::StoreOp::create(
+              b, arith::IndexCastOp::create(b, i32Type, block), keptBlocks,
+              ValueRange{r, position});
+          memref::StoreOp::create(
+              b,
+              arith::IndexCastOp::create(
+                  b, i32Type, minIndex(rb.add(kept, idx(1)), idx(topk))),
+              keptCount, r);
+        });
+      });
+    });
+    barrier();
+  });
+
+  // The union of the rows' kept blocks.
+  forEachIndex(arith::DivUIOp::create(b, blockBegin, idx(32)),
+               arith::CeilDivUIOp::create(b, blockEnd, idx(32)),
+               [&](Value word) {
+                 memref::StoreOp::create(b, i32(0), keptBitmap, word);
+               });
+  barrier();
+  forEachElement(blockQ * topk, [&](Value element) {
+    Value r = arith::DivUIOp::create(b, element, idx(topk));
+    Value entry = arith::RemUIOp::create(b, element, idx(topk));
+    Value kept = arith::IndexCastOp::create(
+        b, b.getIndexType(), memref::LoadOp::create(b, keptCount, r));
+    rb.ifThen(lessThan(entry, kept), [&] {
+      Value block = arith::IndexCastOp::create(
+          b, b.getIndexType(),
+          memref::LoadOp::create(b, keptBlocks, ValueRange{r, entry}));
+      Value bit = arith::ShLIOp::create(
+          b, i32(1),
+          arith::IndexCastOp::create(b, i32Type,
+                                     arith::RemUIOp::create(b, block, idx(32))));
+      memref::AtomicRMWOp::create(b, arith::AtomicRMWKind::ori, bit, keptBitmap,
+                                  ValueRange{arith::DivUIOp::create(b, block,
+                                                                    idx(32))});
+    });
+  });
+  barrier();
+}
 
 template <typename OpTy>
 void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
@@ -297,6 +543,25 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
     Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
     Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+    if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>) {
+      if (shape.topk) {
+        // The bitmap of kept blocks has room for kTopkBlockCapacity blocks:
+        // longer sequences are reported (4, k, m, block, capacity).
+        Value fits = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::ule, arith::CeilDivUIOp::create(b, m, bk),
+            idx(kTopkBlockCapacity));
+        rb.ifThen(arith::XOrIOp::create(
+                      b, fits, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+                  [&] {
+                    rb.recordError(
+                        4, {idx(cast<BlockArgument>(operands.k).getArgNumber()),
+                            m, bk, idx(kTopkBlockCapacity)});
+                  });
+        keyBlockEnd = arith::SelectOp::create(b, fits, keyBlockEnd, keyBlockBegin);
+        selectBlocks(op, operands, band, k, keyTiles, batch, headK, i0, rows,
+                     n, startQ, m, startK, scale, keyBlockBegin, keyBlockEnd);
+      }
+    }
     // Loads of user tensors that do not depend on (s, i, j), like slope[h],
     // once per CTA instead of once per score.
     rb.hoistInvariantLoads(
@@ -400,6 +665,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       // Scale, score expression, mask; then the weights P.
       SmallVector<Value> p(scores.size());
       Value jLimit = rb.sub(m, idx(1));
+      // Top-k: whether each of this lane's rows kept the block.
+      Value rowKept[2];
+      if (shape.topk)
+        for (int half = 0; half < 2; ++half)
+          rowKept[half] = rowKeeps(
+              rb.add(warpRow0, rb.add(group, idx(8 * half))), keyBlock);
       for (int64_t nt = 0; nt < scoreTiles; ++nt) {
         for (int64_t reg = 0; reg < 4; ++reg) {
           int half = reg / 2;
@@ -418,6 +689,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                 {batch, head, exprRow[half], jExpr, n, m, startQ, startK},
                 arith::ConstantIntOp::create(b, b.getI1Type(), 1));
             allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
+            if (shape.topk)
+              allowed = arith::AndIOp::create(b, allowed, rowKept[half]);
             if (chunkSize)
               allowed = arith::AndIOp::create(
                   b, allowed,
@@ -521,7 +794,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       SmallVector<Value> next;
       Value j0 = rb.mul(keyBlock, bk);
       Value jLast = rb.add(j0, idx(shape.blockK - 1));
-      if (!band.exact) {
+      if (!band.exact || shape.topk) { // top-k: rows keep different blocks
         next = emitTile(keyBlock, stage, state, /*applyMask=*/true);
       } else {
         // Inside the band and the keys: no mask. The check uses the

@@ -349,6 +349,35 @@ protected:
     length = arith::SelectOp::create(b, valid, length, idx(0));
   }
 
+  /// for (i = threadId; i < count; i += threads) body(i)
+  void forEachElement(int64_t count, llvm::function_ref<void(Value)> body) {
+    forEachIndex(idx(0), idx(count), body);
+  }
+  /// for (i = begin + threadId; i < end; i += threads) body(i)
+  void forEachIndex(Value begin, Value end, llvm::function_ref<void(Value)> body) {
+    Value threads = idx(config.threads());
+    Value count = rb.sub(arith::MaxSIOp::create(b, end, begin), begin);
+    rb.loop(idx(0), arith::CeilDivUIOp::create(b, count, threads),
+            [&](Value round) {
+              Value i = rb.add(begin, rb.add(threadId, rb.mul(round, threads)));
+              rb.ifThen(lessThan(i, end), [&] { body(i); });
+            });
+  }
+  /// An element of a shared tile as f32.
+  Value loadF32(Value tile, ValueRange at) {
+    Value value = memref::LoadOp::create(b, tile, at);
+    return value.getType().isF32()
+               ? value
+               : Value(arith::ExtFOp::create(b, f32, value));
+  }
+  /// Stores an f32 value into a shared tile, rounded to its element type.
+  void storeElement(Value value, Value tile, ValueRange at) {
+    Type element = cast<MemRefType>(tile.getType()).getElementType();
+    if (element != value.getType())
+      value = arith::TruncFOp::create(b, element, value);
+    memref::StoreOp::create(b, value, tile, at);
+  }
+
   /// The CTA's dynamic shared memory (the emulator's trailing argument).
   Value sharedBase() {
     if (config.emulate)

@@ -118,6 +118,39 @@ attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[
 
 // -----
 
+// Top-k selection: one pass over the band's key blocks scores each against
+// every row (the block copied with cp.async, its mean key in shared memory),
+// each row keeps its 2 best blocks in shared memory, and the union is marked
+// in a bitmap with shared-memory atomics. The key loop then visits only
+// marked blocks (a scan for the next one) and masks per row. Shared memory:
+// Q, two stages of K and V (16 x 40 bf16 each), then per row the query sum
+// (32 f32), 2 scores, 2 blocks and a count, the mean key and the bitmap of
+// 32768 bits: 1280 + 4 * 1280 + 16 * 128 + 128 + 16 * 20 + 4096 = 12992.
+
+// CHECK-LABEL: gpu.func @topk(
+// CHECK-SAME:    attnc.shared_bytes = 12992
+//              Selection: per key block of the band, copy, mean, score, insert.
+// CHECK:       scf.for
+// CHECK:         nvgpu.device_async_copy
+// CHECK:         arith.divf
+// CHECK:         arith.cmpf oge
+// CHECK:       memref.atomic_rmw ori {{.*}} : (i32, memref<1024xi32, #gpu.address_space<workgroup>>) -> i32
+//              Attention over the marked blocks.
+// CHECK:       scf.while
+// CHECK:       scf.for
+// CHECK:         nvvm.mma.sync
+  attn.kernel @topk(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B, H, M, 32]>, %v: !attn.tensor<bf16[B, H, M, 32]>) -> (o: !attn.tensor<bf16[B, H, N, 32]>) {
+    %o = attn.sparse_softmax %q, %k, %v {block_k = 16 : i64, block_q = 16 : i64, topk = 2 : i64} : (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, M, 32]>, !attn.tensor<bf16[B, H, M, 32]>) -> !attn.tensor<bf16[B, H, N, 32]> score {
+    } mask {
+    ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+      %0 = arith.cmpi ule, %j, %i : index
+      attn.yield %0 : i1
+    }
+    attn.return %o : !attn.tensor<bf16[B, H, N, 32]>
+  }
+
+// -----
+
 // With emulate=1 the same tile program becomes a host function for the CPU
 // warp emulator: shared memory is a trailing argument and the warp
 // primitives are calls.

@@ -120,7 +120,7 @@ def f64(x):
 
 
 PATHS = ["cpu", "cpu-reference"]
-# The examples the GPU strategies accept (f16/bf16, no top-k) also run on the
+# The examples the GPU strategies accept (f16/bf16) also run on the
 # CPU warp emulator: the GPU tile program against the NumPy definitions.
 GPU_PATHS = PATHS + ["gpu-emulator"]
 
@@ -197,7 +197,7 @@ def test_kv_index_lists(target):
     check(kernel(q, k, v, counts=counts, indices=indices), eo, 5)
 
 
-@pytest.mark.parametrize("target", PATHS)
+@pytest.mark.parametrize("target", GPU_PATHS)
 def test_topk_select(target):
     rng = np.random.default_rng(6)
     kernel = attnc.compile(EXAMPLES / "topk_select.attn", target=target)

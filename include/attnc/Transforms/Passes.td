@@ -54,9 +54,8 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
   let summary = "FlashAttention-2 tiling of softmax-family kernels";
   let description = [{
     Rewrites every kernel whose family op is `attn.softmax`,
-    `attn.chunk_softmax` or `attn.sparse_softmax` with a block mask or block
-    lists (top-k selection has no strategy yet) into a func.func (same
-    calling convention as
+    `attn.chunk_softmax` or `attn.sparse_softmax` (block mask, block lists or
+    top-k selection) into a func.func (same calling convention as
     attn-lower-to-reference) that walks query blocks of `block-q` rows and,
     for each, the key blocks of `block-k` keys that can hold an allowed key,
     with the online softmax of FlashAttention-2:
@@ -73,7 +72,10 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     the tile code without the mask. For block-sparse kernels the tiles are
     the op's blocks: with a block mask, the band's blocks that the mask marks
     present are visited; with lists, only the listed blocks (each once, if in
-    the band). Other kernels are left for other passes.
+    the band). Top-k selection runs per query row: the mean key of every
+    block (once per kv head), the row's block scores summed over the group's
+    query heads, the `topk` best eligible blocks, then the online softmax
+    over them. Other kernels are left for other passes.
 
     Before:
     ```mlir
@@ -174,10 +176,20 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
     ceil(dim(param, dim) / divisor) - minus.
 
+    Top-k selection (`attn.sparse_softmax` with `topk`) keeps the CTA's 16 *
+    `warps` rows and takes the selection block as its key tile: one pass over
+    the band's key blocks computes each block's mean key in shared memory and
+    scores it against every row (the query summed over the GQA group), one
+    thread per row keeping its `topk` best eligible blocks sorted in shared
+    memory; the union is marked in a shared bitmap (shared-memory atomics)
+    that the key loop reads, and every tile masks per row by the row's list.
+    Sequences of more than 32768 key blocks are reported (status 4).
+
     Linear kernels are left to attn-gpu-chunk-linear. Kernels this strategy
-    cannot handle are reported as errors naming the feature: top-k
-    selection, f32 or mixed q/k/v, head dims that are not fixed multiples of
-    16 up to 256, sparsity blocks that are not multiples of 16 up to 128.
+    cannot handle are reported as errors naming the feature: f32 or mixed
+    q/k/v, head dims that are not fixed multiples of 16 up to 256, sparsity
+    blocks that are not multiples of 16 up to 128, tiles that exceed
+    `max-shared-bytes`.
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4",
