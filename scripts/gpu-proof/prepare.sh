@@ -37,8 +37,8 @@ add_time() {
 
 for spec in "$specs"/*.attn "$examples"/alibi_gqa.attn \
             "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
-            "$examples"/block_sparse.attn "$examples"/mamba2_decay.attn \
-            "$examples"/gla.attn \
+            "$examples"/block_sparse.attn "$examples"/topk_select.attn \
+            "$examples"/mamba2_decay.attn "$examples"/gla.attn \
             "$root"/test/Target/NVVM/Inputs/ssd_d64.attn \
             "$root"/test/Target/NVVM/Inputs/ssd_d128.attn; do
   name=$(basename "$spec" .attn)
@@ -62,6 +62,7 @@ add_check alibi_gqa_777x1500 "$examples/alibi_gqa.attn" 7 B=1 Hq=4 Hk=2 N=777 M=
 add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
 add_check varlen_causal_3000 "$examples/varlen_causal.attn" 9 T=3000 H=4 S1=6
 add_check block_sparse_1000 "$examples/block_sparse.attn" 10 B=1 H=2 N=1000 NB=32 MB=32
+add_check topk_select_700 "$examples/topk_select.attn" 15 B=1 Hq=4 Hk=2 N=700
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 ssd="$root/test/Target/NVVM/Inputs"
