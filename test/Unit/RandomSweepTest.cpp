@@ -1,0 +1,213 @@
+//===- RandomSweepTest.cpp - Tiled path vs reference on random kernels ----===//
+//
+// A seeded sweep over generated specs: every family (dense, causal, windowed
+// and chunk-local softmax, block masks, block lists, top-k, the linear family
+// with each gate kind and feature map, causal or not), f32/bf16/f16 inputs,
+// head dims Dk and Dv drawn from {16, 64, 128}, lengths among 1, primes and
+// non-multiples of the tiles (N != M both ways, so causal rows may have no
+// key), GQA, the three layouts including packed sequences (empty ones
+// possible), lse and final-state outputs, initial states present or not.
+// Inputs come from the role-aware generator of `attnc run`. Each case prints
+// its seed and spec on failure; tolerances per output dtype (SpecRunner.h).
+// ATTNC_SWEEP_SEED and ATTNC_SWEEP_CASES change the seeds and the count
+// for a longer search.
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Execution/Inputs.h"
+#include "attnc/Runtime/RandomInputs.h"
+
+#include <cstdlib>
+#include <random>
+#include <sstream>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+struct GeneratedCase {
+  std::string spec;
+  DimBindings dims;
+  bool withInitialState = false;
+};
+
+template <typename T>
+const T &pick(std::mt19937_64 &rng, const std::vector<T> &choices) {
+  return choices[std::uniform_int_distribution<size_t>(0, choices.size() - 1)(rng)];
+}
+
+/// Tensor declaration in `layout` ("bhnd", "bnhd" or "thd").
+std::string tensorType(const std::string &dtype, const std::string &layout,
+                       const std::string &heads, const std::string &length,
+                       int64_t dim) {
+  std::string d = std::to_string(dim);
+  if (layout == "bnhd")
+    return dtype + "[B, " + length + ", " + heads + ", " + d + "]";
+  if (layout == "thd")
+    return dtype + "[T, " + heads + ", " + d + "]";
+  return dtype + "[B, " + heads + ", " + length + ", " + d + "]";
+}
+
+GeneratedCase softmaxCase(std::mt19937_64 &rng) {
+  GeneratedCase c;
+  std::string dtype = pick<std::string>(rng, {"f32", "bf16", "f16"});
+  int64_t dk = pick<int64_t>(rng, {16, 64, 128}), dv = pick<int64_t>(rng, {16, 64, 128});
+  std::string variant = pick<std::string>(
+      rng, {"dense", "causal", "window", "chunk", "blockmask", "lists", "topk"});
+  // Packed sequences for the kinds whose shapes allow it.
+  bool packed = (variant == "dense" || variant == "causal" ||
+                 variant == "window" || variant == "chunk") &&
+                std::bernoulli_distribution(0.3)(rng);
+  std::string layout = packed ? "thd" : pick<std::string>(rng, {"bhnd", "bnhd"});
+  if (variant == "blockmask" || variant == "lists" || variant == "topk")
+    layout = "bhnd"; // the block tensors are indexed [B, H, ...]
+  int64_t hk = pick<int64_t>(rng, {1, 2}), group = pick<int64_t>(rng, {1, 2});
+  int64_t n = pick<int64_t>(rng, {1, 2, 17, 63, 65, 97, 130});
+  int64_t m = variant == "topk" ? n : pick<int64_t>(rng, {1, 3, 29, 64, 71, 130});
+  c.dims = {{"B", pick<int64_t>(rng, {1, 2})}, {"Hq", hk * group}, {"Hk", hk},
+            {"N", n}, {"M", m}};
+  if (packed) {
+    c.dims["T"] = n + m; // one token count for queries and keys
+    c.dims["S1"] = pick<int64_t>(rng, {2, 4});
+  }
+  std::string body;
+  std::string extra;
+  int64_t block = pick<int64_t>(rng, {16, 32});
+  auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+  if (variant == "causal")
+    body = "mask = causal";
+  else if (variant == "window")
+    body = "score = 20 * tanh(s / 20); mask = j <= i && i - j < 33";
+  else if (variant == "chunk")
+    body = "mask = i / 32 == j / 32 && j <= i";
+  else if (variant == "blockmask") {
+    extra = ", blocks: bool[B, Hq, NB, MB]";
+    body = "mask = blocks[b, h, i / " + std::to_string(block) + ", j / " +
+           std::to_string(block) + "]";
+    c.dims["NB"] = ceilDiv(n, block);
+    c.dims["MB"] = ceilDiv(m, block);
+  } else if (variant == "lists") {
+    extra = ", counts: i32[B, Hq, QB], indices: i32[B, Hq, QB, W]";
+    body = "block_q = " + std::to_string(block) + "; block_k = 16; "
+           "kv_num_blocks = counts; kv_indices = indices; mask = causal";
+    c.dims["QB"] = ceilDiv(n, block);
+    c.dims["W"] = 3;
+  } else if (variant == "topk") {
+    body = "select = topk(" + std::to_string(pick<int64_t>(rng, {1, 3})) +
+           ", block = " + std::to_string(block) + "); mask = causal";
+  }
+  std::string q = tensorType(dtype, layout, "Hq", "N", dk);
+  std::string k = tensorType(dtype, layout, "Hk", "M", dk);
+  std::string v = tensorType(dtype, layout, "Hk", "M", dv);
+  std::string o = tensorType(dtype, layout, "Hq", "N", dv);
+  std::string lse = packed ? "f32[Hq, T]" : "f32[B, Hq, N]";
+  std::string args = layout == "bhnd" ? "" : ", layout = " + layout;
+  if (packed) {
+    extra += ", cu: i32[S1]";
+    args += ", cu_seqlens = cu";
+  }
+  c.spec = "kernel sweep(q: " + q + ", k: " + k + ", v: " + v + extra +
+           ") -> (o: " + o + ", lse: " + lse + ") {\n  o, lse = softmax(q, k, v" +
+           args + ") { " + body + " }\n}\n";
+  return c;
+}
+
+GeneratedCase linearCase(std::mt19937_64 &rng) {
+  GeneratedCase c;
+  std::string dtype = pick<std::string>(rng, {"f32", "bf16", "f16"});
+  int64_t dk = pick<int64_t>(rng, {16, 64, 128}), dv = pick<int64_t>(rng, {16, 64, 128});
+  std::string gate = pick<std::string>(rng, {"none", "head", "step", "keydim"});
+  bool causal = gate == "none" ? std::bernoulli_distribution(0.5)(rng) : true;
+  bool packed = std::bernoulli_distribution(0.3)(rng);
+  std::string layout = packed ? "thd" : pick<std::string>(rng, {"bhnd", "bnhd"});
+  int64_t hk = pick<int64_t>(rng, {1, 2}), group = pick<int64_t>(rng, {1, 2});
+  int64_t t = pick<int64_t>(rng, {1, 2, 31, 64, 65, 97, 150});
+  c.dims = {{"B", pick<int64_t>(rng, {1, 2})}, {"Hq", hk * group}, {"Hk", hk},
+            {"T", t}};
+  if (packed)
+    c.dims["S1"] = pick<int64_t>(rng, {2, 4});
+  std::string extra, body = "chunk = " + std::to_string(pick<int64_t>(rng, {16, 32, 64}));
+  std::string gateAt = packed ? "tstart + t, h" : layout == "bnhd" ? "b, t, h" : "b, h, t";
+  if (gate == "head")
+    body += "; gate = log(1 - exp2(-3 - h))";
+  else if (gate == "step") {
+    extra = packed ? ", a: f32[T, Hq]"
+                   : layout == "bnhd" ? ", a: f32[B, T, Hq]" : ", a: f32[B, Hq, T]";
+    body += "; gate = a[" + gateAt + "]";
+  } else if (gate == "keydim") {
+    extra = ", g: " + tensorType("f32", layout, "Hq", "T", dk);
+    body += "; gate = g[" + gateAt + ", d]";
+  }
+  if (std::bernoulli_distribution(0.3)(rng))
+    body += "; feature = elu(x) + 1";
+  if (!causal)
+    body += "; causal = false";
+  std::string state = "f32[" + std::string(packed ? "S" : "B") + ", Hq, " +
+                      std::to_string(dk) + ", " + std::to_string(dv) + "]";
+  std::string args = layout == "bhnd" ? "" : ", layout = " + layout;
+  if (packed) {
+    extra += ", cu: i32[S1]";
+    args += ", cu_seqlens = cu";
+  }
+  extra += ", h0: " + state + "?";
+  args += ", initial = h0";
+  c.withInitialState = std::bernoulli_distribution(0.5)(rng);
+  if (packed && c.withInitialState)
+    c.dims["S"] = c.dims["S1"] - 1;
+  c.spec = "kernel sweep(q: " + tensorType(dtype, layout, "Hq", "T", dk) +
+           ", k: " + tensorType(dtype, layout, "Hk", "T", dk) +
+           ", v: " + tensorType(dtype, layout, "Hk", "T", dv) + extra +
+           ") -> (o: " + tensorType(dtype, layout, "Hq", "T", dv) +
+           ", hT: " + state + ") {\n  o, hT = linear(q, k, v" + args + ") { " +
+           body + " }\n}\n";
+  return c;
+}
+
+TEST(RandomSweep, TiledMatchesReference) {
+  const char *seedText = std::getenv("ATTNC_SWEEP_SEED");
+  const char *casesText = std::getenv("ATTNC_SWEEP_CASES");
+  const uint64_t baseSeed = seedText ? std::strtoull(seedText, nullptr, 10) : 2026;
+  const int cases = casesText ? std::atoi(casesText) : 100;
+  for (int index = 0; index < cases; ++index) {
+    uint64_t seed = baseSeed + index;
+    std::mt19937_64 rng(seed);
+    GeneratedCase c = index % 2 ? linearCase(rng) : softmaxCase(rng);
+    std::string what = "seed " + std::to_string(seed) + ":\n" + c.spec;
+    SpecRunner reference(c.spec);
+    ASSERT_TRUE(reference.ok()) << what << reference.compileError;
+    SpecRunner tiled(c.spec, CpuOptions{CpuPath::Tiled, 64, 64});
+    ASSERT_TRUE(tiled.ok()) << what << tiled.compileError;
+
+    attn::KernelOp kernel = *reference.module->getOps<attn::KernelOp>().begin();
+    const KernelSignature &signature = reference.kernel->signature();
+    std::vector<HostTensor> tensors(signature.params.size());
+    std::vector<bool> present(signature.params.size(), false);
+    std::string error;
+    ASSERT_TRUE(fillMissingInputs(signature, getParamRoles(kernel), c.dims,
+                                  seed, tensors, present, error))
+        << what << error;
+    std::map<std::string, HostTensor> inputs;
+    for (size_t param = 0; param < signature.params.size(); ++param) {
+      const TensorSpec &spec = signature.params[param];
+      if (present[param]) {
+        inputs[spec.name] = std::move(tensors[param]);
+      } else if (spec.optional && c.withInitialState) {
+        // The initial state: one per sequence when packed.
+        DimBindings dims = c.dims;
+        if (inputs.count("cu"))
+          dims["S"] = inputs["cu"].shape()[0] - 1;
+        std::vector<int64_t> shape;
+        ASSERT_TRUE(resolveShape(spec, dims, shape, error)) << what << error;
+        inputs[spec.name] =
+            randomTensor(ElementType::F32, shape, rng, -1, 1);
+      }
+    }
+    expectSameOutputs(reference, tiled, inputs, what);
+  }
+}
+
+} // namespace
