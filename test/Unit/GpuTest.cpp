@@ -232,24 +232,6 @@ TEST(GpuLaunch, WithoutADriverTheErrorSaysSo) {
       << error;
 }
 
-/// Views of the named inputs in parameter order (null: omitted).
-std::vector<const TensorView *> viewsOf(const KernelSignature &signature,
-                                        std::map<std::string, HostTensor> &inputs,
-                                        std::vector<TensorView> &storage) {
-  storage.assign(signature.params.size(), TensorView());
-  std::vector<const TensorView *> views;
-  for (size_t p = 0; p < signature.params.size(); ++p) {
-    auto it = inputs.find(signature.params[p].name);
-    if (it == inputs.end()) {
-      views.push_back(nullptr);
-      continue;
-    }
-    storage[p] = it->second.view();
-    views.push_back(&storage[p]);
-  }
-  return views;
-}
-
 /// Runs an image on the GPU on named host inputs.
 bool runOnGpu(const GpuImage &image, std::map<std::string, HostTensor> &inputs,
               std::vector<HostTensor> &outputs, std::string &error) {

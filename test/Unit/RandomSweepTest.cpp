@@ -17,6 +17,7 @@
 #include "SpecRunner.h"
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Runtime/RandomInputs.h"
 
@@ -52,9 +53,16 @@ std::string tensorType(const std::string &dtype, const std::string &layout,
   return dtype + "[B, " + heads + ", " + length + ", " + d + "]";
 }
 
-GeneratedCase softmaxCase(std::mt19937_64 &rng) {
+/// The element types of q, k and v: the GPU's tensor cores take f16/bf16.
+std::vector<std::string> dtypes(bool gpu) {
+  if (gpu)
+    return {"bf16", "f16"};
+  return {"f32", "bf16", "f16"};
+}
+
+GeneratedCase softmaxCase(std::mt19937_64 &rng, bool gpu) {
   GeneratedCase c;
-  std::string dtype = pick<std::string>(rng, {"f32", "bf16", "f16"});
+  std::string dtype = pick<std::string>(rng, dtypes(gpu));
   int64_t dk = pick<int64_t>(rng, {16, 64, 128}), dv = pick<int64_t>(rng, {16, 64, 128});
   std::string variant = pick<std::string>(
       rng, {"dense", "causal", "window", "chunk", "blockmask", "lists", "topk"});
@@ -116,9 +124,9 @@ GeneratedCase softmaxCase(std::mt19937_64 &rng) {
   return c;
 }
 
-GeneratedCase linearCase(std::mt19937_64 &rng) {
+GeneratedCase linearCase(std::mt19937_64 &rng, bool gpu) {
   GeneratedCase c;
-  std::string dtype = pick<std::string>(rng, {"f32", "bf16", "f16"});
+  std::string dtype = pick<std::string>(rng, dtypes(gpu));
   int64_t dk = pick<int64_t>(rng, {16, 64, 128}), dv = pick<int64_t>(rng, {16, 64, 128});
   std::string gate = pick<std::string>(rng, {"none", "head", "step", "keydim"});
   bool causal = gate == "none" ? std::bernoulli_distribution(0.5)(rng) : true;
@@ -167,47 +175,108 @@ GeneratedCase linearCase(std::mt19937_64 &rng) {
   return c;
 }
 
-TEST(RandomSweep, TiledMatchesReference) {
+/// Seeded inputs for every non-optional parameter (and, when the case asks
+/// for it, the initial state).
+std::map<std::string, HostTensor> caseInputs(SpecRunner &reference,
+                                             const GeneratedCase &c,
+                                             uint64_t seed,
+                                             std::mt19937_64 &rng,
+                                             const std::string &what) {
+  attn::KernelOp kernel = *reference.module->getOps<attn::KernelOp>().begin();
+  const KernelSignature &signature = reference.kernel->signature();
+  std::vector<HostTensor> tensors(signature.params.size());
+  std::vector<bool> present(signature.params.size(), false);
+  std::string error;
+  EXPECT_TRUE(fillMissingInputs(signature, getParamRoles(kernel), c.dims, seed,
+                                tensors, present, error))
+      << what << error;
+  std::map<std::string, HostTensor> inputs;
+  for (size_t param = 0; param < signature.params.size(); ++param) {
+    const TensorSpec &spec = signature.params[param];
+    if (present[param]) {
+      inputs[spec.name] = std::move(tensors[param]);
+    } else if (spec.optional && c.withInitialState) {
+      // The initial state: one per sequence when packed.
+      DimBindings dims = c.dims;
+      if (inputs.count("cu"))
+        dims["S"] = inputs["cu"].shape()[0] - 1;
+      std::vector<int64_t> shape;
+      EXPECT_TRUE(resolveShape(spec, dims, shape, error)) << what << error;
+      inputs[spec.name] = randomTensor(ElementType::F32, shape, rng, -1, 1);
+    }
+  }
+  return inputs;
+}
+
+struct SweepRange {
+  uint64_t baseSeed;
+  int cases;
+};
+
+SweepRange sweepRange(uint64_t defaultSeed, int defaultCases) {
   const char *seedText = std::getenv("ATTNC_SWEEP_SEED");
   const char *casesText = std::getenv("ATTNC_SWEEP_CASES");
-  const uint64_t baseSeed = seedText ? std::strtoull(seedText, nullptr, 10) : 2026;
-  const int cases = casesText ? std::atoi(casesText) : 100;
-  for (int index = 0; index < cases; ++index) {
-    uint64_t seed = baseSeed + index;
+  return {seedText ? std::strtoull(seedText, nullptr, 10) : defaultSeed,
+          casesText ? std::atoi(casesText) : defaultCases};
+}
+
+TEST(RandomSweep, TiledMatchesReference) {
+  SweepRange range = sweepRange(2026, 100);
+  for (int index = 0; index < range.cases; ++index) {
+    uint64_t seed = range.baseSeed + index;
     std::mt19937_64 rng(seed);
-    GeneratedCase c = index % 2 ? linearCase(rng) : softmaxCase(rng);
+    GeneratedCase c =
+        index % 2 ? linearCase(rng, false) : softmaxCase(rng, false);
     std::string what = "seed " + std::to_string(seed) + ":\n" + c.spec;
     SpecRunner reference(c.spec);
     ASSERT_TRUE(reference.ok()) << what << reference.compileError;
     SpecRunner tiled(c.spec, CpuOptions{CpuPath::Tiled, 64, 64});
     ASSERT_TRUE(tiled.ok()) << what << tiled.compileError;
-
-    attn::KernelOp kernel = *reference.module->getOps<attn::KernelOp>().begin();
-    const KernelSignature &signature = reference.kernel->signature();
-    std::vector<HostTensor> tensors(signature.params.size());
-    std::vector<bool> present(signature.params.size(), false);
-    std::string error;
-    ASSERT_TRUE(fillMissingInputs(signature, getParamRoles(kernel), c.dims,
-                                  seed, tensors, present, error))
-        << what << error;
-    std::map<std::string, HostTensor> inputs;
-    for (size_t param = 0; param < signature.params.size(); ++param) {
-      const TensorSpec &spec = signature.params[param];
-      if (present[param]) {
-        inputs[spec.name] = std::move(tensors[param]);
-      } else if (spec.optional && c.withInitialState) {
-        // The initial state: one per sequence when packed.
-        DimBindings dims = c.dims;
-        if (inputs.count("cu"))
-          dims["S"] = inputs["cu"].shape()[0] - 1;
-        std::vector<int64_t> shape;
-        ASSERT_TRUE(resolveShape(spec, dims, shape, error)) << what << error;
-        inputs[spec.name] =
-            randomTensor(ElementType::F32, shape, rng, -1, 1);
-      }
-    }
+    std::map<std::string, HostTensor> inputs =
+        caseInputs(reference, c, seed, rng, what);
     expectSameOutputs(reference, tiled, inputs, what);
   }
+}
+
+// The GPU tile programs on the warp emulator, on f16/bf16 cases of the same
+// generator. A case the GPU strategy refuses (GLA with Dk 128) must say why;
+// the test counts how many ran so that refusals cannot hide everything.
+TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
+  SweepRange range = sweepRange(7001, 40);
+  int ran = 0;
+  for (int index = 0; index < range.cases; ++index) {
+    uint64_t seed = range.baseSeed + index;
+    std::mt19937_64 rng(seed);
+    GeneratedCase c = index % 2 ? linearCase(rng, true) : softmaxCase(rng, true);
+    std::string what = "seed " + std::to_string(seed) + ":\n" + c.spec;
+    SpecRunner reference(c.spec);
+    ASSERT_TRUE(reference.ok()) << what << reference.compileError;
+    std::string error;
+    std::unique_ptr<EmulatedGpuKernel> kernel =
+        EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+    if (!kernel) {
+      EXPECT_NE(error.find("cannot run on the GPU: per-key-dimension gates "
+                           "need Dk <= 64"),
+                std::string::npos)
+          << what << error;
+      continue;
+    }
+    ++ran;
+    std::map<std::string, HostTensor> inputs =
+        caseInputs(reference, c, seed, rng, what);
+    std::vector<HostTensor> expected, actual;
+    ASSERT_TRUE(reference.run(inputs, expected, error)) << what << error;
+    std::vector<TensorView> storage;
+    ASSERT_TRUE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
+                            actual, error))
+        << what << error;
+    ASSERT_EQ(actual.size(), expected.size());
+    // bf16/f16 operands on the tensor cores (P and the state rounded too).
+    for (size_t r = 0; r < actual.size(); ++r)
+      expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                  what + ", output " + std::to_string(r));
+  }
+  EXPECT_GE(ran, range.cases * 3 / 4);
 }
 
 } // namespace

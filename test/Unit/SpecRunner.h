@@ -21,6 +21,26 @@
 
 namespace attnc::testing {
 
+/// Views of the named inputs in parameter order (null: omitted), for
+/// kernels that take views.
+inline std::vector<const TensorView *>
+viewsOf(const KernelSignature &signature,
+        std::map<std::string, HostTensor> &inputs,
+        std::vector<TensorView> &storage) {
+  storage.assign(signature.params.size(), TensorView());
+  std::vector<const TensorView *> views;
+  for (size_t p = 0; p < signature.params.size(); ++p) {
+    auto it = inputs.find(signature.params[p].name);
+    if (it == inputs.end()) {
+      views.push_back(nullptr);
+      continue;
+    }
+    storage[p] = it->second.view();
+    views.push_back(&storage[p]);
+  }
+  return views;
+}
+
 /// Compiles a spec and runs it on named inputs.
 class SpecRunner {
 public:
@@ -47,20 +67,9 @@ public:
   /// optional inputs); returns the outputs, or an error message.
   bool run(std::map<std::string, HostTensor> &inputs,
            std::vector<HostTensor> &outputs, std::string &error) {
-    const KernelSignature &signature = kernel->signature();
-    std::vector<TensorView> views;
-    views.reserve(signature.params.size());
-    std::vector<const TensorView *> inputViews;
-    for (const TensorSpec &spec : signature.params) {
-      auto it = inputs.find(spec.name);
-      if (it == inputs.end()) {
-        inputViews.push_back(nullptr);
-        continue;
-      }
-      views.push_back(it->second.view());
-      inputViews.push_back(&views.back());
-    }
-    return kernel->run(inputViews, outputs, error);
+    std::vector<TensorView> storage;
+    return kernel->run(viewsOf(kernel->signature(), inputs, storage), outputs,
+                       error);
   }
 
   llvm::SourceMgr sourceMgr;
