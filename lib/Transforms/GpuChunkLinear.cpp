@@ -430,14 +430,25 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       // Per key dim, the decays are folded into scaled copies of Q and K.
       SmallVector<SmallVector<Value>> queries =
           rowFragments(perKeyDim ? intraQueries : queryTile, r0, dimK);
-      SmallVector<Value> inter(dimV / 8 * 4, rb.f32(0));
-      accumulateTimesRows(perKeyDim ? rowFragments(interQueries, r0, dimK)
-                                    : queries,
-                          stateOperand, dimV, inter);
-      SmallVector<Value> acc(dimV / 8 * 4, rb.f32(0));
       Value rowOf[2];
       for (int half = 0; half < 2; ++half)
         rowOf[half] = rb.add(r0, rb.add(group, idx(8 * half)));
+      // acc = exp(G_r) (Q S), then A V accumulates onto it: one set of
+      // output registers instead of two. Per key dim the decay is already
+      // in the scaled queries.
+      SmallVector<Value> acc(dimV / 8 * 4, rb.f32(0));
+      accumulateTimesRows(perKeyDim ? rowFragments(interQueries, r0, dimK)
+                                    : queries,
+                          stateOperand, dimV, acc);
+      if (gated && !perKeyDim)
+        for (int half = 0; half < 2; ++half) {
+          Value decay = exp(cumulativeAt(rowOf[half]));
+          for (int64_t et = 0; et < dimV / 8; ++et)
+            for (int e = 0; e < 2; ++e) {
+              Value &value = acc[et * 4 + 2 * half + e];
+              value = arith::MulFOp::create(b, value, decay);
+            }
+        }
       if (intra) {
         // A = (Q K^T) o D over the chunk's keys, then acc = A V.
         Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
@@ -517,16 +528,13 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       for (int half = 0; half < 2; ++half) {
         Value r = rowOf[half];
         rb.ifThen(lessThan(r, rows), [&] {
-          // Per key dim the decay is already in the scaled queries.
-          Value decay = gated && !perKeyDim ? exp(cumulativeAt(r)) : rb.f32(1);
           Value t = rb.add(rb.add(start, t0), r);
           for (int64_t et = 0; et < dimV / 8; ++et)
             for (int e = 0; e < 2; ++e) {
-              int64_t slot = et * 4 + 2 * half + e;
-              Value value = math::FmaOp::create(b, inter[slot], decay, acc[slot]);
               Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
-              rb.storeF32(arith::MulFOp::create(b, scale, value), o,
-                          layoutIndices(layout, batch, head, t, col));
+              rb.storeF32(
+                  arith::MulFOp::create(b, scale, acc[et * 4 + 2 * half + e]),
+                  o, layoutIndices(layout, batch, head, t, col));
             }
         });
       }
