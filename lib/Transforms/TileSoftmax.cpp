@@ -9,6 +9,9 @@
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Transforms/Passes.h"
 
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/Support/MathExtras.h"
+
 #include <limits>
 
 namespace attnc {
@@ -20,8 +23,13 @@ using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
 using namespace attnc::lowering;
+using mlir::VectorType;
+namespace vector = mlir::vector;
 
 namespace {
+
+/// f32 lanes of the CPU tile's vectors (one AVX register).
+constexpr int64_t kLanes = 8;
 
 template <typename OpTy>
 void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
@@ -47,9 +55,32 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
     return memref::AllocOp::create(
         b, MemRefType::get({rows, ShapedType::kDynamic}, f32), ValueRange{cols});
   };
+  // The matmuls run on vectors of kLanes f32 along the keys (Q K^T, K staged
+  // transposed) and along Dv (P V): no reduction crosses lanes, so each
+  // lane sums in the scalar order. Widths are padded to whole vectors and
+  // the padding is zero, so padded lanes compute finite values nobody reads.
+  VectorType lanes = VectorType::get({kLanes}, f32);
+  int64_t paddedBlockK = llvm::alignTo(blockK, kLanes);
+  Value paddedDimV = rb.mul(
+      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes)),
+      rb.index(kLanes));
   Value queryTile = stagingTile(blockQ, shape.dimK);
-  Value keyTile = stagingTile(blockK, shape.dimK);
-  Value valueTile = stagingTile(blockK, shape.dimV);
+  Value keyTileT = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic, paddedBlockK}, f32),
+      ValueRange{shape.dimK});
+  Value valueTile = stagingTile(blockK, paddedDimV);
+  // One row's raw dot products q_r . k_c.
+  Value rowDots = memref::AllocOp::create(
+      b, MemRefType::get({paddedBlockK}, f32));
+  auto zeroFill = [&](Value buffer, Value rows, Value cols) {
+    rb.loop(zero, rows, [&](Value r) {
+      rb.loop(zero, cols, [&](Value c) {
+        memref::StoreOp::create(b, rb.f32(0), buffer, ValueRange{r, c});
+      });
+    });
+  };
+  zeroFill(keyTileT, shape.dimK, rb.index(paddedBlockK));
+  zeroFill(valueTile, rb.index(blockK), paddedDimV);
   // tile[r, d] = memref[row0 + r, d] (converted to f32), r < rows
   auto stage = [&](Value tile, Value memref, Value batch, Value head,
                    Value row0, Value rows, Value width) {
@@ -65,7 +96,8 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   };
   Value acc = memref::AllocOp::create(
       b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32),
-      ValueRange{shape.dimV});
+      ValueRange{paddedDimV});
+  zeroFill(acc, rb.index(blockQ), paddedDimV);
   Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value rowSum = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
@@ -117,8 +149,17 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         Value j0 = rb.mul(keyBlock, bk);
         Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
         Value jLast = rb.add(j0, rb.sub(cols, one));
-        stage(keyTile, shape.k, batch, headK, rb.add(startK, j0), cols,
-              shape.dimK);
+        // keyTileT[d, c] = k[j0 + c, d]
+        rb.loop(zero, cols, [&](Value c) {
+          rb.loop(zero, shape.dimK, [&](Value d) {
+            memref::StoreOp::create(
+                b,
+                rb.loadF32(shape.k,
+                           layoutIndices(shape.layout, batch, headK,
+                                         rb.add(startK, rb.add(j0, c)), d)),
+                keyTileT, ValueRange{d, c});
+          });
+        });
         stage(valueTile, shape.v, batch, headK, rb.add(startK, j0), cols,
               shape.dimV);
 
@@ -126,6 +167,24 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         auto emitTile = [&](bool applyMask) {
           rb.loop(zero, rows, [&](Value r) {
             Value i = rb.add(i0, r);
+            // rowDots[c] = q_r . k_c, kLanes keys at a time.
+            for (int64_t c0 = 0; c0 < paddedBlockK; c0 += kLanes) {
+              Value dots = rb.loop(
+                  zero, shape.dimK,
+                  {arith::ConstantOp::create(b, lanes,
+                                             b.getZeroAttr(lanes))},
+                  [&](Value d, ValueRange sum) {
+                    Value qd = memref::LoadOp::create(b, queryTile,
+                                                      ValueRange{r, d});
+                    Value kd = vector::LoadOp::create(
+                        b, lanes, keyTileT, ValueRange{d, rb.index(c0)});
+                    return SmallVector<Value>{vector::FMAOp::create(
+                        b, vector::BroadcastOp::create(b, lanes, qd), kd,
+                        sum[0])};
+                  })[0];
+              vector::StoreOp::create(b, dots, rowDots,
+                                      ValueRange{rb.index(c0)});
+            }
             Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
                                                               ValueRange max) {
               Value j = rb.add(j0, c);
@@ -141,15 +200,7 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
               Value stored = rb.ifThen(
                   allowed, {f32},
                   [&]() -> SmallVector<Value> {
-                    Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                        [&](Value d, ValueRange sum) {
-                                          Value qd = memref::LoadOp::create(
-                                              b, queryTile, ValueRange{r, d});
-                                          Value kd = memref::LoadOp::create(
-                                              b, keyTile, ValueRange{c, d});
-                                          return SmallVector<Value>{
-                                              rb.add(sum[0], rb.mul(qd, kd))};
-                                        })[0];
+                    Value dot = memref::LoadOp::create(b, rowDots, c);
                     Value s = rb.mul(scale, dot);
                     s = rb.inlineExpression(
                         op.getScore(),
@@ -196,18 +247,24 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                                       rowSum, r);
               memref::StoreOp::create(b, newMax, rowMax, r);
             }
-            // acc' = acc * alpha + P V
-            rb.loop(zero, shape.dimV, [&](Value e) {
-              Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                              ValueRange sum) {
-                Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                Value value =
-                    memref::LoadOp::create(b, valueTile, ValueRange{c, e});
-                return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
-              })[0];
-              Value old = memref::LoadOp::create(b, acc, ValueRange{r, e});
-              memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv), acc,
-                                      ValueRange{r, e});
+            // acc' = acc * alpha + P V, kLanes columns of Dv at a time.
+            Value vectors = arith::DivUIOp::create(b, paddedDimV,
+                                                   rb.index(kLanes));
+            rb.loop(zero, vectors, [&](Value vectorIndex) {
+              Value e0 = rb.mul(vectorIndex, rb.index(kLanes));
+              Value scaled = arith::MulFOp::create(
+                  b, vector::LoadOp::create(b, lanes, acc, ValueRange{r, e0}),
+                  vector::BroadcastOp::create(b, lanes, alpha));
+              Value updated = rb.loop(
+                  zero, cols, {scaled}, [&](Value c, ValueRange sum) {
+                    Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
+                    Value values = vector::LoadOp::create(
+                        b, lanes, valueTile, ValueRange{c, e0});
+                    return SmallVector<Value>{vector::FMAOp::create(
+                        b, vector::BroadcastOp::create(b, lanes, p), values,
+                        sum[0])};
+                  })[0];
+              vector::StoreOp::create(b, updated, acc, ValueRange{r, e0});
             });
           });
         };
@@ -310,7 +367,7 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
     });
   });
   for (Value buffer :
-       {tile, queryTile, keyTile, valueTile, acc, rowMax, rowSum})
+       {tile, queryTile, keyTileT, valueTile, rowDots, acc, rowMax, rowSum})
     memref::DeallocOp::create(b, buffer);
 }
 

@@ -1,17 +1,20 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
 
 // FlashAttention-2 tiling of a causal softcapped kernel. Only tile-sized
-// buffers exist (a 16x8 score tile, Q/K/V tiles staged as f32, a 16xDv
-// accumulator, row max and sum); the key blocks of a query block stop at the
-// causal diagonal (jEnd = min(m, iLast + (m - n) + 1)); a block wholly under
-// the diagonal runs the tile without the mask, the others with it.
+// buffers exist (a 16x8 score tile, Q/K/V tiles staged as f32, one row's dot
+// products, a 16xDv accumulator, row max and sum); the key blocks of a query
+// block stop at the causal diagonal (jEnd = min(m, iLast + (m - n) + 1)); a
+// block wholly under the diagonal runs the tile without the mask, the others
+// with it. The matmuls are 8-lane vectors: q . k along the keys (K staged
+// transposed), P V along Dv (V and the accumulator padded to whole vectors).
 
 // CHECK-LABEL: func.func @causal(
 // CHECK:       %[[TILE:.*]] = memref.alloc() : memref<16x8xf32>
-//              Staged Q, K and V tiles (f32), then the accumulator.
+//              Staged Q, K transposed, V, the row's dots, the accumulator.
 // CHECK:       memref.alloc(%{{.*}}) : memref<16x?xf32>
+// CHECK:       memref.alloc(%{{.*}}) : memref<?x8xf32>
 // CHECK:       memref.alloc(%{{.*}}) : memref<8x?xf32>
-// CHECK:       memref.alloc(%{{.*}}) : memref<8x?xf32>
+// CHECK:       memref.alloc() : memref<8xf32>
 // CHECK:       %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<16x?xf32>
 // CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
 // CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
@@ -28,12 +31,18 @@
 // CHECK:             scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]]
 // CHECK:               %[[FULL:.*]] = arith.cmpi sle
 // CHECK:               scf.if %[[FULL]] {
-//                        Full block: the score expression but no mask.
+//                        Full block: q . k for 8 keys at a time, then the
+//                        score expression but no mask.
+// CHECK:                 vector.fma {{.*}} : vector<8xf32>
 // CHECK-NOT:             arith.cmpi ule
 // CHECK:                 math.tanh
 //                        m' = max(m, rowmax(S)); alpha = exp(m - m')
 // CHECK:                 arith.maximumf
 // CHECK:                 math.exp
+//                        acc = acc * alpha + P V, 8 columns at a time.
+// CHECK:                 vector.load %[[ACC]]
+// CHECK:                 vector.fma {{.*}} : vector<8xf32>
+// CHECK:                 vector.store {{.*}}, %[[ACC]]
 // CHECK:               } else {
 //                        Partial block: the mask (j + n <= i + m) first.
 // CHECK:                 arith.cmpi ule
