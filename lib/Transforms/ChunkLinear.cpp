@@ -8,6 +8,8 @@
 #include "KernelLowering.h"
 #include "attnc/Transforms/Passes.h"
 
+#include "llvm/Support/MathExtras.h"
+
 namespace attnc {
 #define GEN_PASS_DEF_CHUNKLINEAR
 #include "attnc/Transforms/Passes.h.inc"
@@ -17,6 +19,7 @@ using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
 using namespace attnc::lowering;
+namespace vector = mlir::vector;
 
 namespace {
 
@@ -34,20 +37,34 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   int64_t chunk = op.getChunk();
   Value chunkSize = rb.index(chunk);
 
-  // Chunk-sized buffers and the state.
+  // Chunk-sized buffers and the state. The matmuls run on vectors of kLanes
+  // f32 along Dv (outputs, state update) or along the chunk's keys (the
+  // intra-chunk scores, keys staged transposed); widths are padded to whole
+  // vectors with zeros, which padded lanes only ever multiply.
+  constexpr int64_t kLanes = LoweringBuilder::kLanes;
+  int64_t paddedChunk = llvm::alignTo(chunk, kLanes);
+  Value paddedDimV = rb.paddedToLanes(shape.dimV);
   Type f32 = b.getF32Type();
-  auto chunkByDim = [&](Value dim) {
+  auto buffer = [&](int64_t rows, Value cols) {
     return memref::AllocOp::create(
-        b, MemRefType::get({chunk, ShapedType::kDynamic}, f32), ValueRange{dim});
+        b, MemRefType::get({rows, ShapedType::kDynamic}, f32), ValueRange{cols});
   };
-  Value gates = chunkByDim(shape.dimK); // G[r][d], cumulative within the chunk
-  Value queries = chunkByDim(shape.dimK); // phi(q_r)
-  Value keys = chunkByDim(shape.dimK);    // phi(k_r)
-  Value scores = memref::AllocOp::create(b, MemRefType::get({chunk, chunk}, f32));
+  Value gates = buffer(chunk, shape.dimK);   // G[r][d], cumulative in the chunk
+  Value queries = buffer(chunk, shape.dimK); // phi(q_r), times exp(G_r) once gated
+  Value keys = buffer(chunk, shape.dimK);    // phi(k_u)
+  Value keysT = memref::AllocOp::create(     // phi(k_u) as [d][u]
+      b, MemRefType::get({ShapedType::kDynamic, paddedChunk}, f32),
+      ValueRange{shape.dimK});
+  Value values = buffer(chunk, paddedDimV);  // v_u
+  Value scores = memref::AllocOp::create(b, MemRefType::get({chunk, paddedChunk}, f32));
   Value state = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
-      ValueRange{shape.dimK, shape.dimV});
+      ValueRange{shape.dimK, paddedDimV});
+  rb.zeroFill(keysT);
+  rb.zeroFill(values);
+  rb.zeroFill(state);
   Value hasInitial = initial ? rb.isPresent(initial) : Value();
+  bool perKeyDim = op.getGateKind() == GateKind::per_key_dim;
 
   auto phi = [&](Value x) {
     return rb.inlineExpression(op.getFeature(), {x}, x);
@@ -60,6 +77,13 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   };
   auto expDiff = [&](Value x, Value y) {
     return math::ExpOp::create(b, arith::SubFOp::create(b, x, y));
+  };
+  Value vectors = arith::DivUIOp::create(b, paddedDimV, rb.index(kLanes));
+  // for each vector of kLanes columns of Dv: body(e0)
+  auto forEachVector = [&](llvm::function_ref<void(Value)> body) {
+    rb.loop(zero, vectors, [&](Value vectorIndex) {
+      body(rb.mul(vectorIndex, rb.index(kLanes)));
+    });
   };
 
   rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
@@ -76,7 +100,8 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     initializeState(rb, state, initial, hasInitial, batch, head, shape);
 
     Value numChunks = arith::CeilDivUIOp::create(b, steps, chunkSize);
-    // Loads the chunk's features and cumulative gates; returns its length.
+    // Loads the chunk's features, values and cumulative gates; returns its
+    // length.
     auto loadChunk = [&](Value chunkIndex) -> Value {
       Value t0 = rb.mul(chunkIndex, chunkSize);
       Value rows = arith::MinUIOp::create(b, chunkSize, rb.sub(steps, t0));
@@ -84,7 +109,9 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         Value t = rb.add(t0, r);
         rb.loop(zero, shape.dimK, [&](Value d) {
           store2(phi(at(shape.q, head, t, d)), queries, r, d);
-          store2(phi(at(shape.k, headK, t, d)), keys, r, d);
+          Value key = phi(at(shape.k, headK, t, d));
+          store2(key, keys, r, d);
+          store2(key, keysT, d, r);
           if (!gated)
             return;
           // G_r = G_{r-1} + g_t
@@ -100,71 +127,114 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
               })[0];
           store2(rb.add(previous, g), gates, r, d);
         });
+        rb.loop(zero, shape.dimV, [&](Value e) {
+          store2(at(shape.v, headK, t, e), values, r, e);
+        });
       });
       return rows;
     };
-    // S = exp(G_L) * S + sum_u (exp(G_L - G_u) * phi(k_u))^T v_u
-    auto updateState = [&](Value t0, Value rows) {
+    // S = exp(G_L) * S + sum_u (exp(G_L - G_u) * phi(k_u))^T v_u; the decayed
+    // keys overwrite `keys` (the scores have been computed by then).
+    auto updateState = [&](Value rows) {
       Value last = rb.sub(rows, one);
+      if (gated)
+        rb.loop(zero, rows, [&](Value u) {
+          rb.loop(zero, shape.dimK, [&](Value d) {
+            store2(rb.mul(load2(keys, u, d),
+                          expDiff(load2(gates, last, d), load2(gates, u, d))),
+                   keys, u, d);
+          });
+        });
       rb.loop(zero, shape.dimK, [&](Value d) {
-        Value total = gated ? load2(gates, last, d) : Value();
-        Value decay = gated ? Value(math::ExpOp::create(b, total)) : rb.f32(1);
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          Value update = rb.loop(zero, rows, {rb.f32(0)}, [&](Value u,
-                                                              ValueRange sum) {
-            Value key = load2(keys, u, d);
-            if (gated)
-              key = rb.mul(key, expDiff(total, load2(gates, u, d)));
-            Value value = at(shape.v, headK, rb.add(t0, u), e);
-            return SmallVector<Value>{rb.add(sum[0], rb.mul(key, value))};
-          })[0];
-          store2(rb.add(rb.mul(decay, load2(state, d, e)), update), state, d,
-                 e);
+        Value decay = gated ? Value(math::ExpOp::create(b, load2(gates, last, d)))
+                            : rb.f32(1);
+        forEachVector([&](Value e0) {
+          Value decayed = arith::MulFOp::create(
+              b, rb.loadLanes(state, {d, e0}),
+              vector::BroadcastOp::create(b, rb.lanes(), decay));
+          Value updated = rb.vectorDotLoop(zero, rows, decayed, [&](Value u) {
+            return std::make_pair(load2(keys, u, d),
+                                  rb.loadLanes(values, {u, e0}));
+          });
+          vector::StoreOp::create(b, updated, state, ValueRange{d, e0});
         });
       });
     };
-    // o_r = scale * (phi(q_r) * exp(G_r)) S [+ intra-chunk part]
+    // o_r = scale * ((phi(q_r) o exp(G_r)) S [+ sum_{u <= r} A[r][u] v_u])
     auto emitOutputs = [&](Value t0, Value rows, bool intra) {
-      if (intra) {
-        // A[r][u] = sum_d phi(q_r)_d phi(k_u)_d exp(G_r,d - G_u,d), u <= r
+      if (intra && perKeyDim) {
+        // A[r][u] = sum_d phi(q_r)_d phi(k_u)_d exp(G_r,d - G_u,d), u <= r:
+        // the decay differs per d, so it stays inside the sum.
         rb.loop(zero, rows, [&](Value r) {
           rb.loop(zero, rb.add(r, one), [&](Value u) {
             Value a = rb.loop(
                 zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
-                  Value product =
-                      rb.mul(load2(queries, r, d), load2(keys, u, d));
-                  if (gated)
-                    product = rb.mul(product, expDiff(load2(gates, r, d),
-                                                      load2(gates, u, d)));
+                  Value product = rb.mul(
+                      rb.mul(load2(queries, r, d), load2(keys, u, d)),
+                      expDiff(load2(gates, r, d), load2(gates, u, d)));
                   return SmallVector<Value>{rb.add(sum[0], product)};
                 })[0];
             store2(a, scores, r, u);
           });
         });
+      } else if (intra) {
+        // A[r][u] = exp(G_r - G_u) phi(q_r) . phi(k_u), kLanes keys at a
+        // time; only u <= r is read.
+        rb.loop(zero, rows, [&](Value r) {
+          for (int64_t u0 = 0; u0 < paddedChunk; u0 += kLanes) {
+            Value dots = rb.vectorDotLoop(
+                zero, shape.dimK, rb.zeroLanes(), [&](Value d) {
+                  return std::make_pair(load2(queries, r, d),
+                                        rb.loadLanes(keysT, {d, rb.index(u0)}));
+                });
+            vector::StoreOp::create(b, dots, scores,
+                                    ValueRange{r, rb.index(u0)});
+          }
+          if (gated)
+            rb.loop(zero, rb.add(r, one), [&](Value u) {
+              store2(rb.mul(load2(scores, r, u),
+                            expDiff(load2(gates, r, zero),
+                                    load2(gates, u, zero))),
+                     scores, r, u);
+            });
+        });
       }
+      // Inter-chunk queries: phi(q_r) o exp(G_r), in place (the scores are
+      // done with the plain queries).
+      if (gated)
+        rb.loop(zero, rows, [&](Value r) {
+          rb.loop(zero, shape.dimK, [&](Value d) {
+            store2(rb.mul(load2(queries, r, d),
+                          math::ExpOp::create(b, load2(gates, r, d))),
+                   queries, r, d);
+          });
+        });
       rb.loop(zero, rows, [&](Value r) {
-        Value t = rb.add(t0, r);
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          Value inter = rb.loop(
-              zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
-                Value query = load2(queries, r, d);
-                if (gated)
-                  query = rb.mul(query,
-                                 math::ExpOp::create(b, load2(gates, r, d)));
-                return SmallVector<Value>{
-                    rb.add(sum[0], rb.mul(query, load2(state, d, e)))};
-              })[0];
-          Value total = inter;
+        Value t = rb.add(start, rb.add(t0, r));
+        forEachVector([&](Value e0) {
+          Value out = rb.vectorDotLoop(zero, shape.dimK, rb.zeroLanes(),
+                                       [&](Value d) {
+                                         return std::make_pair(
+                                             load2(queries, r, d),
+                                             rb.loadLanes(state, {d, e0}));
+                                       });
           if (intra)
-            total = rb.loop(
-                zero, rb.add(r, one), {inter}, [&](Value u, ValueRange sum) {
-                  Value value = at(shape.v, headK, rb.add(t0, u), e);
-                  return SmallVector<Value>{
-                      rb.add(sum[0], rb.mul(load2(scores, r, u), value))};
-                })[0];
-          rb.storeF32(
-              rb.mul(scale, total), o,
-              layoutIndices(shape.layout, batch, head, rb.add(start, t), e));
+            out = rb.vectorDotLoop(zero, rb.add(r, one), out, [&](Value u) {
+              return std::make_pair(load2(scores, r, u),
+                                    rb.loadLanes(values, {u, e0}));
+            });
+          out = arith::MulFOp::create(
+              b, out, vector::BroadcastOp::create(b, rb.lanes(), scale));
+          for (int64_t lane = 0; lane < kLanes; ++lane) {
+            Value e = rb.add(e0, rb.index(lane));
+            rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, e,
+                                            shape.dimV),
+                      [&] {
+                        rb.storeF32(
+                            vector::ExtractOp::create(b, out, lane), o,
+                            layoutIndices(shape.layout, batch, head, t, e));
+                      });
+          }
         });
       });
     };
@@ -174,13 +244,12 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         Value rows = loadChunk(chunkIndex);
         Value t0 = rb.mul(chunkIndex, chunkSize);
         emitOutputs(t0, rows, /*intra=*/true);
-        updateState(t0, rows);
+        updateState(rows);
       });
     } else {
       // S = S_0 + sum_t phi(k_t)^T v_t over every chunk, then o = phi(q) S.
       rb.loop(zero, numChunks, [&](Value chunkIndex) {
-        Value rows = loadChunk(chunkIndex);
-        updateState(rb.mul(chunkIndex, chunkSize), rows);
+        updateState(loadChunk(chunkIndex));
       });
       rb.loop(zero, numChunks, [&](Value chunkIndex) {
         Value rows = loadChunk(chunkIndex);
@@ -190,7 +259,7 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     if (finalState)
       storeState(rb, state, finalState, batch, head, shape);
   });
-  for (Value buffer : {gates, queries, keys, scores, state})
+  for (Value buffer : {gates, queries, keys, keysT, values, scores, state})
     memref::DeallocOp::create(b, buffer);
 }
 

@@ -17,6 +17,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
@@ -338,6 +339,43 @@ public:
         memref::ExtractAlignedPointerAsIndexOp::create(b, memref);
     return arith::CmpIOp::create(b, arith::CmpIPredicate::ne, pointer,
                                  index(0));
+  }
+
+  /// f32 lanes of the CPU tiles' vectors (one AVX register).
+  static constexpr int64_t kLanes = 8;
+  mlir::VectorType lanes() {
+    return mlir::VectorType::get({kLanes}, b.getF32Type());
+  }
+  /// `size` rounded up to whole vectors.
+  Value paddedToLanes(Value size) {
+    return mul(arith::CeilDivUIOp::create(b, size, index(kLanes)),
+               index(kLanes));
+  }
+  /// Zeroes a 2-D f32 buffer (tiles whose padding must read as 0).
+  void zeroFill(Value buffer) {
+    Value zero = index(0);
+    loop(zero, dim(buffer, 0), [&](Value r) {
+      loop(zero, dim(buffer, 1), [&](Value c) {
+        memref::StoreOp::create(b, f32(0), buffer, ValueRange{r, c});
+      });
+    });
+  }
+  /// init + sum over i in [lb, ub) of scalarAt(i) * rowAt(i), on vectors
+  /// of kLanes: `terms(i)` gives the scalar (broadcast) and the vector.
+  Value vectorDotLoop(Value lb, Value ub, Value init,
+                      function_ref<std::pair<Value, Value>(Value)> terms) {
+    return loop(lb, ub, {init}, [&](Value i, ValueRange sum) {
+      auto [scalar, row] = terms(i);
+      return SmallVector<Value>{mlir::vector::FMAOp::create(
+          b, mlir::vector::BroadcastOp::create(b, lanes(), scalar), row,
+          sum[0])};
+    })[0];
+  }
+  Value loadLanes(Value buffer, ValueRange indices) {
+    return mlir::vector::LoadOp::create(b, lanes(), buffer, indices);
+  }
+  Value zeroLanes() {
+    return arith::ConstantOp::create(b, lanes(), b.getZeroAttr(lanes()));
   }
 
   /// for each (batch, head) of the numBatches x heads grid, in row-major

@@ -9,7 +9,6 @@
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Transforms/Passes.h"
 
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "llvm/Support/MathExtras.h"
 
 #include <limits>
@@ -23,13 +22,9 @@ using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
 using namespace attnc::lowering;
-using mlir::VectorType;
 namespace vector = mlir::vector;
 
 namespace {
-
-/// f32 lanes of the CPU tile's vectors (one AVX register).
-constexpr int64_t kLanes = 8;
 
 template <typename OpTy>
 void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
@@ -59,11 +54,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   // transposed) and along Dv (P V): no reduction crosses lanes, so each
   // lane sums in the scalar order. Widths are padded to whole vectors and
   // the padding is zero, so padded lanes compute finite values nobody reads.
-  VectorType lanes = VectorType::get({kLanes}, f32);
+  constexpr int64_t kLanes = LoweringBuilder::kLanes;
   int64_t paddedBlockK = llvm::alignTo(blockK, kLanes);
-  Value paddedDimV = rb.mul(
-      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes)),
-      rb.index(kLanes));
+  Value paddedDimV = rb.paddedToLanes(shape.dimV);
   Value queryTile = stagingTile(blockQ, shape.dimK);
   Value keyTileT = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, paddedBlockK}, f32),
@@ -72,15 +65,8 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   // One row's raw dot products q_r . k_c.
   Value rowDots = memref::AllocOp::create(
       b, MemRefType::get({paddedBlockK}, f32));
-  auto zeroFill = [&](Value buffer, Value rows, Value cols) {
-    rb.loop(zero, rows, [&](Value r) {
-      rb.loop(zero, cols, [&](Value c) {
-        memref::StoreOp::create(b, rb.f32(0), buffer, ValueRange{r, c});
-      });
-    });
-  };
-  zeroFill(keyTileT, shape.dimK, rb.index(paddedBlockK));
-  zeroFill(valueTile, rb.index(blockK), paddedDimV);
+  rb.zeroFill(keyTileT);
+  rb.zeroFill(valueTile);
   // tile[r, d] = memref[row0 + r, d] (converted to f32), r < rows
   auto stage = [&](Value tile, Value memref, Value batch, Value head,
                    Value row0, Value rows, Value width) {
@@ -97,7 +83,7 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   Value acc = memref::AllocOp::create(
       b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32),
       ValueRange{paddedDimV});
-  zeroFill(acc, rb.index(blockQ), paddedDimV);
+  rb.zeroFill(acc);
   Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value rowSum = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
@@ -169,19 +155,13 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
             Value i = rb.add(i0, r);
             // rowDots[c] = q_r . k_c, kLanes keys at a time.
             for (int64_t c0 = 0; c0 < paddedBlockK; c0 += kLanes) {
-              Value dots = rb.loop(
-                  zero, shape.dimK,
-                  {arith::ConstantOp::create(b, lanes,
-                                             b.getZeroAttr(lanes))},
-                  [&](Value d, ValueRange sum) {
-                    Value qd = memref::LoadOp::create(b, queryTile,
-                                                      ValueRange{r, d});
-                    Value kd = vector::LoadOp::create(
-                        b, lanes, keyTileT, ValueRange{d, rb.index(c0)});
-                    return SmallVector<Value>{vector::FMAOp::create(
-                        b, vector::BroadcastOp::create(b, lanes, qd), kd,
-                        sum[0])};
-                  })[0];
+              Value dots = rb.vectorDotLoop(
+                  zero, shape.dimK, rb.zeroLanes(), [&](Value d) {
+                    return std::make_pair(
+                        Value(memref::LoadOp::create(b, queryTile,
+                                                     ValueRange{r, d})),
+                        rb.loadLanes(keyTileT, {d, rb.index(c0)}));
+                  });
               vector::StoreOp::create(b, dots, rowDots,
                                       ValueRange{rb.index(c0)});
             }
@@ -253,17 +233,15 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
             rb.loop(zero, vectors, [&](Value vectorIndex) {
               Value e0 = rb.mul(vectorIndex, rb.index(kLanes));
               Value scaled = arith::MulFOp::create(
-                  b, vector::LoadOp::create(b, lanes, acc, ValueRange{r, e0}),
-                  vector::BroadcastOp::create(b, lanes, alpha));
-              Value updated = rb.loop(
-                  zero, cols, {scaled}, [&](Value c, ValueRange sum) {
-                    Value p = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                    Value values = vector::LoadOp::create(
-                        b, lanes, valueTile, ValueRange{c, e0});
-                    return SmallVector<Value>{vector::FMAOp::create(
-                        b, vector::BroadcastOp::create(b, lanes, p), values,
-                        sum[0])};
-                  })[0];
+                  b, rb.loadLanes(acc, {r, e0}),
+                  vector::BroadcastOp::create(b, rb.lanes(), alpha));
+              Value updated =
+                  rb.vectorDotLoop(zero, cols, scaled, [&](Value c) {
+                    return std::make_pair(
+                        Value(memref::LoadOp::create(b, tile,
+                                                     ValueRange{r, c})),
+                        rb.loadLanes(valueTile, {c, e0}));
+                  });
               vector::StoreOp::create(b, updated, acc, ValueRange{r, e0});
             });
           });

@@ -42,14 +42,23 @@ namespace {
 
 struct Case {
   const char *name;
-  const char *mask;
+  const char *spec; // with MASK replaced by `body`
+  const char *body;
   int64_t n;
+  bool linear;
 };
 
-const char *kSpec = R"(
+const char *kSoftmax = R"(
 kernel bench(q: f32[B, H, N, 64], k: f32[B, H, N, 64], v: f32[B, H, N, 64])
     -> (o: f32[B, H, N, 64]) {
   o = softmax(q, k, v) { MASK }
+})";
+
+// Linear family: q, k, v of [B, H, T, 64] and a per-step log gate in (-1, 0].
+const char *kLinear = R"(
+kernel bench(q: f32[B, H, N, 64], k: f32[B, H, N, 64], v: f32[B, H, N, 64],
+             a: f32[B, H, N], g: f32[B, H, N, 64]) -> (o: f32[B, H, N, 64]) {
+  o = linear(q, k, v) { MASK }
 })";
 
 double medianMs(CpuKernel &kernel, std::vector<const TensorView *> &inputs) {
@@ -75,23 +84,30 @@ double medianMs(CpuKernel &kernel, std::vector<const TensorView *> &inputs) {
 int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv,
                               "tiled vs reference softmax on the CPU\n");
-  const Case cases[] = {{"dense", "", 512},
-                        {"causal", "mask = causal", 512},
-                        {"causal", "mask = causal", 1024},
-                        {"window 128", "mask = j <= i && i - j < 128", 1024},
-                        {"chunk 128", "mask = i / 128 == j / 128", 1024}};
+  const Case cases[] = {
+      {"dense", kSoftmax, "", 512, false},
+      {"causal", kSoftmax, "mask = causal", 512, false},
+      {"causal", kSoftmax, "mask = causal", 1024, false},
+      {"window 128", kSoftmax, "mask = j <= i && i - j < 128", 1024, false},
+      {"chunk 128", kSoftmax, "mask = i / 128 == j / 128", 1024, false},
+      {"linear", kLinear, "", 4096, true},
+      {"ssd gate", kLinear, "gate = a[b, h, t]", 4096, true},
+      {"gla gate", kLinear, "gate = g[b, h, t, d]", 4096, true},
+  };
   outs() << "machine: " << std::thread::hardware_concurrency()
          << " hardware threads; commit " << commit
-         << "\nsettings: f32, B=1, H=2, D=64, tiles 64 x 64, median of "
+         << "\nsettings: f32, B=1, H=2, D=64, softmax tiles 64 x 64, linear "
+            "chunks of 64, median of "
          << repeats << " runs; reference and tiled on 1 thread, tiled/T on "
          << threads << " threads\n\n";
-  outs() << format("%-12s %6s %14s %10s %10s %9s %9s\n", "mask", "N",
+  outs() << format("%-12s %6s %14s %10s %10s %9s %9s\n", "kernel", "N",
                    "reference ms", "tiled ms", "tiled/T ms", "tiled x",
                    "tiled/T x");
-  std::string csv = "mask,n,reference_ms,tiled_ms,threads,tiled_threaded_ms\n";
+  std::string csv =
+      "kernel,n,reference_ms,tiled_ms,threads,tiled_threaded_ms\n";
   for (const Case &benchCase : cases) {
-    std::string text = kSpec;
-    text.replace(text.find("MASK"), 4, benchCase.mask);
+    std::string text = benchCase.spec;
+    text.replace(text.find("MASK"), 4, benchCase.body);
     SourceMgr sourceMgr;
     unsigned buffer = sourceMgr.AddNewSourceBuffer(
         MemoryBuffer::getMemBufferCopy(text, "bench.attn"), SMLoc());
@@ -118,6 +134,15 @@ int main(int argc, char **argv) {
                            std::vector<int64_t>{1, 2, benchCase.n, 64});
       for (int64_t e = 0; e < tensors.back().numElements(); ++e)
         tensors.back().set(e, dist(rng));
+    }
+    if (benchCase.linear) { // log gates in (-1, 0]: per step, per key dim
+      for (std::vector<int64_t> shape :
+           {std::vector<int64_t>{1, 2, benchCase.n},
+            std::vector<int64_t>{1, 2, benchCase.n, 64}}) {
+        tensors.emplace_back(ElementType::F32, shape);
+        for (int64_t e = 0; e < tensors.back().numElements(); ++e)
+          tensors.back().set(e, -0.5 * (dist(rng) + 1));
+      }
     }
     std::vector<TensorView> views;
     for (HostTensor &tensor : tensors)
