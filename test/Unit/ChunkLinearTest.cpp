@@ -115,19 +115,30 @@ kernel vg(q: f32[T, H, 8], k: f32[T, H, 8], v: f32[T, H, 4], g: f32[T, H, 8],
   }
 }
 
-TEST(ChunkLinear, BadGatesAreReported) {
-  const std::string text = R"(
+/// GLA with Dk = Dv = 8 and chunks of 4, and seeded inputs for it with
+/// gates in [-1, 0].
+const char *kSmallGla = R"(
 kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B, H, T, 8])
     -> (o: f32[B, H, T, 8]) {
   o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 4 }
 })";
-  SpecRunner chunked(text, CpuOptions{CpuPath::Tiled, 64, 64});
-  ASSERT_TRUE(chunked.ok()) << chunked.compileError;
-  std::mt19937_64 rng(4);
+
+std::map<std::string, HostTensor> smallGlaInputs(int64_t batches, int64_t heads,
+                                                 int64_t steps, uint64_t seed) {
+  std::mt19937_64 rng(seed);
   std::map<std::string, HostTensor> inputs;
   for (const char *name : {"q", "k", "v"})
-    inputs[name] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 1);
-  inputs["g"] = randomTensor(ElementType::F32, {1, 2, 9, 8}, rng, -1, 0);
+    inputs[name] = randomTensor(ElementType::F32, {batches, heads, steps, 8},
+                                rng, -1, 1);
+  inputs["g"] =
+      randomTensor(ElementType::F32, {batches, heads, steps, 8}, rng, -1, 0);
+  return inputs;
+}
+
+TEST(ChunkLinear, BadGatesAreReported) {
+  SpecRunner chunked(kSmallGla, CpuOptions{CpuPath::Tiled, 64, 64});
+  ASSERT_TRUE(chunked.ok()) << chunked.compileError;
+  std::map<std::string, HostTensor> inputs = smallGlaInputs(1, 2, 9, 4);
   inputs["g"].set(((0 * 2 + 1) * 9 + 6) * 8 + 5, 2.0); // h=1, t=6, d=5
   std::vector<HostTensor> outputs;
   std::string error;
@@ -137,21 +148,10 @@ kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B,
       << error;
 }
 
-} // namespace
-
 TEST(ChunkLinear, ThreadsReportTheFirstBadGateInGridOrder) {
   // Bad gates in the (b, h) items 2, 3 and 5 of a 2 x 3 grid: whichever
   // threads find them, the error is the one a serial run meets first.
-  const std::string text = R"(
-kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B, H, T, 8])
-    -> (o: f32[B, H, T, 8]) {
-  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 4 }
-})";
-  std::mt19937_64 rng(5);
-  std::map<std::string, HostTensor> inputs;
-  for (const char *name : {"q", "k", "v"})
-    inputs[name] = randomTensor(ElementType::F32, {2, 3, 9, 8}, rng, -1, 1);
-  inputs["g"] = randomTensor(ElementType::F32, {2, 3, 9, 8}, rng, -1, 0);
+  std::map<std::string, HostTensor> inputs = smallGlaInputs(2, 3, 9, 5);
   auto at = [](int64_t b, int64_t h, int64_t t, int64_t d) {
     return ((b * 3 + h) * 9 + t) * 8 + d;
   };
@@ -159,7 +159,7 @@ kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B,
   inputs["g"].set(at(1, 0, 2, 4), 2.0);
   inputs["g"].set(at(1, 2, 0, 0), 1.0);
   for (CpuPath path : {CpuPath::Tiled, CpuPath::Reference}) {
-    SpecRunner runner(text, CpuOptions{path, 64, 64, /*threads=*/4});
+    SpecRunner runner(kSmallGla, CpuOptions{path, 64, 64, /*threads=*/4});
     ASSERT_TRUE(runner.ok()) << runner.compileError;
     for (int repeat = 0; repeat < 20; ++repeat) {
       std::vector<HostTensor> outputs;
@@ -171,3 +171,5 @@ kernel gla(q: f32[B, H, T, 8], k: f32[B, H, T, 8], v: f32[B, H, T, 8], g: f32[B,
     }
   }
 }
+
+} // namespace
