@@ -56,6 +56,10 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
       b, MemRefType::get({ShapedType::kDynamic, paddedChunk}, f32),
       ValueRange{shape.dimK});
   Value values = buffer(chunk, paddedDimV);  // v_u
+  // Per-key-dimension gates: one query scaled to its sub-tile's first row.
+  constexpr int64_t kSubTile = 16;
+  Value subTileQuery = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{shape.dimK});
   Value scores = memref::AllocOp::create(b, MemRefType::get({chunk, paddedChunk}, f32));
   Value state = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
@@ -163,18 +167,54 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     // o_r = scale * ((phi(q_r) o exp(G_r)) S [+ sum_{u <= r} A[r][u] v_u])
     auto emitOutputs = [&](Value t0, Value rows, bool intra) {
       if (intra && perKeyDim) {
-        // A[r][u] = sum_d phi(q_r)_d phi(k_u)_d exp(G_r,d - G_u,d), u <= r:
-        // the decay differs per d, so it stays inside the sum.
-        rb.loop(zero, rows, [&](Value r) {
-          rb.loop(zero, rb.add(r, one), [&](Value u) {
-            Value a = rb.loop(
-                zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
-                  Value product = rb.mul(
-                      rb.mul(load2(queries, r, d), load2(keys, u, d)),
-                      expDiff(load2(gates, r, d), load2(gates, u, d)));
-                  return SmallVector<Value>{rb.add(sum[0], product)};
-                })[0];
-            store2(a, scores, r, u);
+        // A[r][u] = sum_d phi(q_r)_d phi(k_u)_d exp(G_r,d - G_u,d), u <= r,
+        // by sub-tiles of kSubTile rows starting at p (secondary chunking):
+        // for keys before p the decay splits into exp(G_r - G_p) on the
+        // query and exp(G_p - G_u) on the key, both <= 1, and the dot
+        // products run on vectors along u; keys of the row's own sub-tile
+        // keep the decay inside the sum.
+        Value subTile = rb.index(kSubTile);
+        rb.loop(zero, arith::CeilDivUIOp::create(b, rows, subTile),
+                [&](Value tileIndex) {
+          Value p = rb.mul(tileIndex, subTile);
+          // keysT[d][u] = phi(k_u)_d exp(G_p,d - G_u,d), u < p
+          rb.loop(zero, p, [&](Value u) {
+            rb.loop(zero, shape.dimK, [&](Value d) {
+              store2(rb.mul(load2(keys, u, d),
+                            expDiff(load2(gates, p, d), load2(gates, u, d))),
+                     keysT, d, u);
+            });
+          });
+          Value end = arith::MinUIOp::create(b, rb.add(p, subTile), rows);
+          rb.loop(p, end, [&](Value r) {
+            rb.loop(zero, shape.dimK, [&](Value d) {
+              memref::StoreOp::create(
+                  b,
+                  rb.mul(load2(queries, r, d),
+                         expDiff(load2(gates, r, d), load2(gates, p, d))),
+                  subTileQuery, d);
+            });
+            rb.loop(zero, arith::DivUIOp::create(b, p, rb.index(kLanes)),
+                    [&](Value vectorIndex) {
+              Value u0 = rb.mul(vectorIndex, rb.index(kLanes));
+              Value dots = rb.vectorDotLoop(
+                  zero, shape.dimK, rb.zeroLanes(), [&](Value d) {
+                    return std::make_pair(
+                        Value(memref::LoadOp::create(b, subTileQuery, d)),
+                        rb.loadLanes(keysT, {d, u0}));
+                  });
+              vector::StoreOp::create(b, dots, scores, ValueRange{r, u0});
+            });
+            rb.loop(p, rb.add(r, one), [&](Value u) {
+              Value a = rb.loop(
+                  zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+                    Value product = rb.mul(
+                        rb.mul(load2(queries, r, d), load2(keys, u, d)),
+                        expDiff(load2(gates, r, d), load2(gates, u, d)));
+                    return SmallVector<Value>{rb.add(sum[0], product)};
+                  })[0];
+              store2(a, scores, r, u);
+            });
           });
         });
       } else if (intra) {
@@ -259,7 +299,8 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
     if (finalState)
       storeState(rb, state, finalState, batch, head, shape);
   });
-  for (Value buffer : {gates, queries, keys, keysT, values, scores, state})
+  for (Value buffer :
+       {gates, queries, keys, keysT, values, subTileQuery, scores, state})
     memref::DeallocOp::create(b, buffer);
 }
 
