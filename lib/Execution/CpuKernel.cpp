@@ -154,15 +154,23 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
       diagStream << diag.str() << "\n";
       return success();
     });
-    PassManager pm(context);
+    PassManager strategy(context);
     if (cpuOptions.path == CpuPath::Tiled) {
-      pm.addPass(createTileSoftmax(
+      strategy.addPass(createTileSoftmax(
           TileSoftmaxOptions{cpuOptions.blockQ, cpuOptions.blockK}));
-      pm.addPass(createChunkLinear());
+      strategy.addPass(createChunkLinear());
     } else
-      pm.addPass(createLowerToReference());
-    buildLowerToLLVMPipeline(pm);
-    if (failed(pm.run(*lowered))) {
+      strategy.addPass(createLowerToReference());
+    PassManager toLLVM(context);
+    buildLowerToLLVMPipeline(toLLVM);
+    if (failed(strategy.run(*lowered))) {
+      error = "lowering to LLVM failed: " + diagnostics;
+      return nullptr;
+    }
+    if (auto func = lowered->lookupSymbol<func::FuncOp>(kernel.getSymName()))
+      if (auto rowBlock = func->getAttrOfType<IntegerAttr>(kCpuRowBlockAttrName))
+        launch.rowBlock = rowBlock.getInt();
+    if (failed(toLLVM.run(*lowered))) {
       error = "lowering to LLVM failed: " + diagnostics;
       return nullptr;
     }
@@ -347,14 +355,30 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
     return false;
   }
 
-  // Work items are the (batch, head) pairs of the grid, handed out in order
-  // to the threads. The first error in item order is reported, as a serial
-  // run would: once an item fails no later item is handed out, and the items
-  // before it, all handed out already, run to the end.
+  // Work items are the (batch, head) pairs of the grid, or their blocks of
+  // launch.rowBlock query rows (as many per pair as the longest sequence
+  // needs), handed out in order to the threads. The first error in item
+  // order is reported, as a serial run would: once an item fails no later
+  // item is handed out, and the items before it, all handed out already,
+  // run to the end.
   const TensorView *q = inputs[launch.q];
   int64_t batches = launch.cuQ >= 0 ? inputs[launch.cuQ]->shape[0] - 1
                                     : q->shape[launch.batchDim];
-  int64_t items = batches * q->shape[launch.headDim];
+  int64_t rowBlocks = 1;
+  if (launch.rowBlock > 0) {
+    int64_t longest = q->shape[launch.seqDim];
+    if (launch.cuQ >= 0) {
+      const TensorView *offsets = inputs[launch.cuQ];
+      const auto *values = static_cast<const int32_t *>(offsets->data);
+      longest = 0;
+      for (int64_t index = 0; index + 1 < offsets->shape[0]; ++index)
+        longest = std::max<int64_t>(
+            longest, values[(index + 1) * offsets->strides[0]] -
+                         values[index * offsets->strides[0]]);
+    }
+    rowBlocks = (longest + launch.rowBlock - 1) / launch.rowBlock;
+  }
+  int64_t items = batches * q->shape[launch.headDim] * rowBlocks;
   struct Failure {
     int64_t item = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> status;
@@ -366,13 +390,14 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
     TensorView statusView{status.data(), ElementType::I32, {6}, {1}};
     std::vector<int64_t> statusDescriptor = makeDescriptor(&statusView, 1);
     void *statusPointer = statusDescriptor.data();
-    int64_t begin = 0, end = 0;
+    int64_t begin = 0, end = 0, blocks = rowBlocks;
     std::vector<void *> args;
     for (void *&pointer : descriptorPointers)
       args.push_back(&pointer);
     args.push_back(&statusPointer);
     args.push_back(&begin);
     args.push_back(&end);
+    args.push_back(&blocks);
     while (!failed.load(std::memory_order_relaxed)) {
       begin = nextItem.fetch_add(1);
       if (begin >= items)

@@ -46,6 +46,7 @@ void attnc::lowering::lowerKernelBody(
   if (!workRange.empty()) {
     rb.workBegin = workRange[0];
     rb.workEnd = workRange[1];
+    rb.workRowBlocks = workRange[2];
   }
   if (clearStatus)
     memref::StoreOp::create(
@@ -54,22 +55,23 @@ void attnc::lowering::lowerKernelBody(
   lowerFamily(familyOp, rb, familyResults);
 }
 
-void attnc::lowering::lowerKernelToFunc(
+func::FuncOp attnc::lowering::lowerKernelToFunc(
     KernelOp kernel,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
   OpBuilder builder(kernel);
   SmallVector<Type> argTypes = getCallingConventionTypes(kernel);
-  argTypes.append(2, builder.getIndexType()); // the work range
+  argTypes.append(3, builder.getIndexType()); // the work range
   auto func = func::FuncOp::create(builder, kernel.getLoc(),
                                    kernel.getSymName(),
                                    builder.getFunctionType(argTypes, {}));
   func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
   Block *entry = func.addEntryBlock();
   lowerKernelBody(kernel, entry, /*clearStatus=*/true, lowerFamily,
-                  entry->getArguments().take_back(2));
+                  entry->getArguments().take_back(3));
   builder.setInsertionPointToEnd(entry);
   func::ReturnOp::create(builder, kernel.getLoc());
   kernel.erase();
+  return func;
 }
 
 AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,

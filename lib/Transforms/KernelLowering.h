@@ -400,12 +400,36 @@ public:
     });
   }
 
+  /// for each (batch, head, row block) item of the caller's share
+  /// [workBegin, workEnd) of the numBatches x heads x workRowBlocks grid, in
+  /// row-major order. The caller sizes workRowBlocks for the longest
+  /// sequence, so `body` skips row blocks past its own sequence's end. For
+  /// strategies whose items are row blocks of one head (the CPU calling
+  /// convention only).
+  void rowBlockGridLoop(Value numBatches, Value heads,
+                        function_ref<void(Value batch, Value head,
+                                          Value rowBlock)>
+                            body) {
+    assert(workBegin && "row-block grids need the CPU work range");
+    Value perBatch = mul(heads, workRowBlocks);
+    Value gridSize = mul(numBatches, perBatch);
+    Value end = arith::MinUIOp::create(b, workEnd, gridSize);
+    Value begin = arith::MinUIOp::create(b, workBegin, end);
+    loop(begin, end, [&](Value item) {
+      Value rest = arith::RemUIOp::create(b, item, perBatch);
+      body(arith::DivUIOp::create(b, item, perBatch),
+           arith::DivUIOp::create(b, rest, workRowBlocks),
+           arith::RemUIOp::create(b, rest, workRowBlocks));
+    });
+  }
+
   ImplicitLocOpBuilder &b;
   IRMapping &params;
   Value status;
-  /// The share of the (batch, head) grid this call computes; null when the
-  /// function computes all of it.
-  Value workBegin, workEnd;
+  /// The share of the grid this call computes (flattened items in
+  /// [workBegin, workEnd)) and the row blocks per (batch, head) of a
+  /// row-block grid; null when the function computes all of it.
+  Value workBegin, workEnd, workRowBlocks;
   /// attn.load results already loaded by hoistInvariantLoads.
   IRMapping hoistedLoads;
 };
@@ -498,8 +522,8 @@ SmallVector<Type> getCallingConventionTypes(KernelOp kernel);
 /// the calling convention (more may follow); `lowerFamily` fills in the body for the family op.
 /// `clearStatus` zeroes the status buffer first (a GPU launch leaves that to
 /// the host, as every thread would race on it).
-/// `workRange`, when given, holds the two index values of
-/// LoweringBuilder::workBegin and workEnd.
+/// `workRange`, when given, holds the index values of
+/// LoweringBuilder::workBegin, workEnd and workRowBlocks.
 void lowerKernelBody(
     KernelOp kernel, Block *entry, bool clearStatus,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily,
@@ -507,9 +531,10 @@ void lowerKernelBody(
 
 /// Replaces `kernel` by a func.func of the same name with the calling
 /// convention of docs/pipeline.md (parameters, results, status buffer, the
-/// [begin, end) share of the (batch, head) grid to compute) and lets `lowerFamily` fill in the body for the kernel's family op, given the
+/// [begin, end) share of the grid to compute and its row blocks per (batch,
+/// head)) and lets `lowerFamily` fill in the body for the kernel's family op, given the
 /// result buffers in the family op's result order.
-void lowerKernelToFunc(
+mlir::func::FuncOp lowerKernelToFunc(
     KernelOp kernel,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
 

@@ -95,12 +95,16 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                                  arith::DivUIOp::create(b, y, chunkSize));
   };
 
-  rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
+  // Grid items are query blocks of one (batch, head): threads share long
+  // sequences too.
+  rb.rowBlockGridLoop(shape.numBatches, shape.headsQ, [&](Value batch,
+                                                         Value head,
+                                                         Value queryBlock) {
     Value startQ, n, startK, m;
     std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
     std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
     Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
-    // Loads that do not depend on (s, i, j), like slope[h], once per head.
+    // Loads that do not depend on (s, i, j), like slope[h], once per item.
     rb.hoistedLoads.clear();
     rb.hoistInvariantLoads(
         op.getScore(),
@@ -108,7 +112,9 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
          {score_arg::M, m}, {score_arg::QStart, startQ},
          {score_arg::KStart, startK}});
     Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
-    rb.loop(zero, numQueryBlocks, [&](Value queryBlock) {
+    rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, queryBlock,
+                                    numQueryBlocks),
+              [&] {
       Value i0 = rb.mul(queryBlock, bq);
       Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
       Value iLast = rb.add(i0, rb.sub(rows, one));
@@ -618,8 +624,15 @@ struct TileSoftmaxPass
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
       if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)
         continue;
-      lowerKernelToFunc(kernel, [&](Operation *familyOp, LoweringBuilder &rb,
-                                    ValueRange results) {
+      // Rows per grid item; top-k selection walks whole kv heads.
+      std::optional<int64_t> rowBlock;
+      if (!sparse)
+        rowBlock = blockQ;
+      else if (!sparse.getTopk())
+        rowBlock = sparse.getBlockQ();
+      func::FuncOp func = lowerKernelToFunc(kernel, [&](Operation *familyOp,
+                                                        LoweringBuilder &rb,
+                                                        ValueRange results) {
         if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
           tileSoftmaxFamily(softmax, rb, results, blockQ, blockK, std::nullopt);
         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
@@ -631,6 +644,9 @@ struct TileSoftmaxPass
           tileSoftmaxFamily(sparse, rb, results, sparse.getBlockQ(),
                             sparse.getBlockK(), std::nullopt);
       });
+      if (rowBlock)
+        func->setAttr(kCpuRowBlockAttrName,
+                      OpBuilder(func).getI64IntegerAttr(*rowBlock));
     }
   }
 };

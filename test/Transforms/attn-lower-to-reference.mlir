@@ -8,7 +8,7 @@
 
 // CHECK-LABEL: func.func @causal(
 // CHECK-SAME:    memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>
-// CHECK-SAME:    %[[STATUS:.*]]: memref<?xi64>, %[[BEGIN:.*]]: index, %[[END:.*]]: index) attributes {llvm.emit_c_interface}
+// CHECK-SAME:    %[[STATUS:.*]]: memref<?xi64>, %[[BEGIN:.*]]: index, %[[END:.*]]: index, %{{.*}}: index) attributes {llvm.emit_c_interface}
 // CHECK-NOT:   attn.
 // CHECK:       %[[SCORES:.*]] = memref.alloc(%{{.*}}) : memref<?xf32>
 // CHECK:       %[[GRID:.*]] = arith.muli

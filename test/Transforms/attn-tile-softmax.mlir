@@ -9,6 +9,8 @@
 // transposed), P V along Dv (V and the accumulator padded to whole vectors).
 
 // CHECK-LABEL: func.func @causal(
+// CHECK-SAME:    %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[BLOCKS:[^:]*]]: index)
+// CHECK-SAME:    attnc.cpu_row_block = 16 : i64
 // CHECK:       %[[TILE:.*]] = memref.alloc() : memref<16x8xf32>
 //              Staged Q, K transposed, V, the row's dots, the accumulator.
 // CHECK:       memref.alloc(%{{.*}}) : memref<16x?xf32>
@@ -19,12 +21,17 @@
 // CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
 // CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
 // CHECK-NOT:   memref.alloc
-//              One loop over this call's share of the (b, h) grid.
+//              One loop over this call's share of the (b, h, query block)
+//              grid; a block past its sequence's end does nothing.
+// CHECK:       %[[PERBATCH:.*]] = arith.muli %{{.*}}, %[[BLOCKS]]
 // CHECK:       scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %c1 {
-// CHECK:         %[[B:.*]] = arith.divui %[[ITEM]]
-// CHECK:         %[[H:.*]] = arith.remui %[[ITEM]]
-// CHECK:           %[[QBLOCKS:.*]] = arith.ceildivui %{{.*}}, %c16
-// CHECK:           scf.for %[[QB:.*]] = %c0 to %[[QBLOCKS]]
+// CHECK:         %[[REST:.*]] = arith.remui %[[ITEM]], %[[PERBATCH]]
+// CHECK:         %[[B:.*]] = arith.divui %[[ITEM]], %[[PERBATCH]]
+// CHECK:         %[[H:.*]] = arith.divui %[[REST]], %[[BLOCKS]]
+// CHECK:         %[[QB:.*]] = arith.remui %[[REST]], %[[BLOCKS]]
+// CHECK:         %[[QBLOCKS:.*]] = arith.ceildivui %{{.*}}, %c16
+// CHECK:         %[[INSIDE:.*]] = arith.cmpi ult, %[[QB]], %[[QBLOCKS]]
+// CHECK:         scf.if %[[INSIDE]] {
 //                    Band end from the causal mask, then the key blocks.
 // CHECK:             %[[JEND:.*]] = arith.minsi
 // CHECK:             %[[KEND:.*]] = arith.ceildivui %{{.*}}, %c8

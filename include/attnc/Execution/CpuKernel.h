@@ -107,6 +107,9 @@ private:
     /// Result whose leading dim is the number of sequences (packed final
     /// state), or -1.
     int perSequenceResult = -1;
+    /// Query rows per grid item when the strategy splits heads into row
+    /// blocks (kCpuRowBlockAttrName), else 0.
+    int64_t rowBlock = 0;
   } launch;
   std::unique_ptr<mlir::ExecutionEngine> engine;
   std::atomic<int64_t> threads{1};

@@ -26,6 +26,12 @@ namespace attnc {
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
 /// How kernels are compiled for an NVIDIA GPU.
+/// On a CPU kernel function: the query rows of one grid item, when the
+/// strategy splits each (batch, head) into row blocks (attn-tile-softmax);
+/// the runner then sizes the row-block dim of the grid for the longest
+/// sequence. Absent: items are whole (batch, head) pairs.
+inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
+
 struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
   std::string chip = "sm_80";
