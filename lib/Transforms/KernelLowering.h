@@ -391,10 +391,7 @@ public:
            }); });
       return;
     }
-    Value gridSize = mul(numBatches, heads);
-    Value end = arith::MinUIOp::create(b, workEnd, gridSize);
-    Value begin = arith::MinUIOp::create(b, workBegin, end);
-    loop(begin, end, [&](Value item) {
+    forEachWorkItem(mul(numBatches, heads), [&](Value item) {
       body(arith::DivUIOp::create(b, item, heads),
            arith::RemUIOp::create(b, item, heads));
     });
@@ -412,15 +409,20 @@ public:
                             body) {
     assert(workBegin && "row-block grids need the CPU work range");
     Value perBatch = mul(heads, workRowBlocks);
-    Value gridSize = mul(numBatches, perBatch);
-    Value end = arith::MinUIOp::create(b, workEnd, gridSize);
-    Value begin = arith::MinUIOp::create(b, workBegin, end);
-    loop(begin, end, [&](Value item) {
+    forEachWorkItem(mul(numBatches, perBatch), [&](Value item) {
       Value rest = arith::RemUIOp::create(b, item, perBatch);
       body(arith::DivUIOp::create(b, item, perBatch),
            arith::DivUIOp::create(b, rest, workRowBlocks),
            arith::RemUIOp::create(b, rest, workRowBlocks));
     });
+  }
+
+  /// for each item of this call's share [workBegin, workEnd) of a grid of
+  /// `gridSize` items; indices past the grid visit nothing.
+  void forEachWorkItem(Value gridSize, function_ref<void(Value)> body) {
+    Value end = arith::MinUIOp::create(b, workEnd, gridSize);
+    Value begin = arith::MinUIOp::create(b, workBegin, end);
+    loop(begin, end, body);
   }
 
   ImplicitLocOpBuilder &b;

@@ -360,24 +360,6 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 }
 
 
-/// Runs the reference and the emulated GPU kernel on the same inputs and
-/// compares every output within the bf16 tolerance (2e-2).
-void expectEmulatorMatches(SpecRunner &reference, EmulatedGpuKernel &kernel,
-                           std::map<std::string, HostTensor> &inputs,
-                           const std::string &what) {
-  std::vector<HostTensor> expected, actual;
-  std::string error;
-  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
-  std::vector<TensorView> storage;
-  ASSERT_TRUE(kernel.run(viewsOf(kernel.image().signature, inputs, storage),
-                         actual, error))
-      << what << ": " << error;
-  ASSERT_EQ(actual.size(), expected.size());
-  for (size_t r = 0; r < actual.size(); ++r)
-    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
-                what + ", output " + std::to_string(r));
-}
-
 // The GPU tile program, run by the warp emulator (one thread per GPU
 // thread, ldmatrix/mma/shuffles from the fragment layouts), against the CPU
 // reference: catches indexing, fragment, masking and online-softmax errors

@@ -11,6 +11,7 @@
 #include "TensorTestUtils.h"
 
 #include "attnc/Execution/CpuKernel.h"
+#include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Frontend/MLIRGen.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -93,6 +94,25 @@ inline void expectSameOutputs(SpecRunner &reference, SpecRunner &candidate,
     expectClose(values(actual[index]), values(expected[index]),
                 toleranceFor(actual[index].type()),
                 what + ", output " + std::to_string(index));
+}
+
+/// Runs the reference and the emulated GPU kernel on the same inputs and
+/// compares every output within the bf16 tolerance (2e-2).
+inline void expectEmulatorMatches(SpecRunner &reference,
+                                  EmulatedGpuKernel &kernel,
+                                  std::map<std::string, HostTensor> &inputs,
+                                  const std::string &what) {
+  std::vector<HostTensor> expected, actual;
+  std::string error;
+  ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
+  std::vector<TensorView> storage;
+  ASSERT_TRUE(kernel.run(viewsOf(kernel.image().signature, inputs, storage),
+                         actual, error))
+      << what << ": " << error;
+  ASSERT_EQ(actual.size(), expected.size());
+  for (size_t r = 0; r < actual.size(); ++r)
+    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+                what + ", output " + std::to_string(r));
 }
 
 } // namespace attnc::testing
