@@ -40,6 +40,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", required=True, help="attnc results.csv")
     parser.add_argument("--csv", required=True, help="where to write peers.csv")
+    parser.add_argument("--png", help="where to draw TFLOP/s against sequence length")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("peers: no CUDA device visible to torch; skipped")
@@ -56,6 +57,10 @@ def main():
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+        # One compiled variant per shape and mask: lift dynamo's recompile
+        # limit (8), past which flex_attention silently runs unfused.
+        torch._dynamo.config.recompile_limit = 64
+        torch._dynamo.config.cache_size_limit = 64
         flex = torch.compile(flex_attention)
     except Exception as error:  # older torch
         print(f"peers: FlexAttention unavailable ({error}); skipped")
@@ -109,7 +114,43 @@ def main():
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
                          "fla_tflops"])
         writer.writerows(rows)
+    if args.png:
+        plot(rows, args.png)
     return 0
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as error:
+        print(f"peers: matplotlib unavailable ({error}); no plot")
+        return
+    kinds = ("dense", "causal", "ssd")
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    for row_index, d in enumerate((64, 128)):
+        for column, kind in enumerate(kinds):
+            axis = axes[row_index][column]
+            picked = [r for r in rows if r[0].startswith(f"{kind}_d{d}_")]
+            lengths = [int(r[0].rsplit("_n", 1)[1]) for r in picked]
+            series = [("attnc sm_90a", 1), ("SDPA flash", 2), ("FlexAttention", 3),
+                      ("fla chunk_simple_gla", 4)]
+            for name, index in series:
+                values = [r[index] for r in picked]
+                if any(values):
+                    axis.plot(lengths, values, marker="o", label=name)
+            axis.set_xscale("log", base=2)
+            axis.set_title(f"{kind}, head dim {d}")
+            axis.set_ylabel("TFLOP/s")
+            axis.set_xlabel("sequence length")
+            axis.grid(True, alpha=0.3)
+            axis.legend(fontsize=8)
+    figure.suptitle(f"bf16, 16K tokens per batch, 16 heads ({torch.cuda.get_device_name()})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    print(f"peers: plot written to {path}")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 attnc="$root/build/bin/attnc"
 out="$root/build/gpu-proof"
 rm -rf "$out"
-mkdir -p "$out/images" "$out/expected"
+mkdir -p "$out/images" "$out/expected" "$out/specs"
 cp "$root/build/bin/attnc-gpu-run" "$out/"
 specs="$root/bench/gpu/specs"
 examples="$root/examples"
+ssd="$root/test/Target/NVVM/Inputs"
 git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
 # check LABEL SPEC SEED DIMS...: a correctness case (expected outputs from
@@ -35,12 +36,16 @@ add_time() {
   echo "time $label $(basename "$spec" .attn) $flops $*" >> "$cases"
 }
 
-for spec in "$specs"/*.attn "$examples"/alibi_gqa.attn \
+# The f32 examples, with bf16 q, k and v: tensor cores take f16/bf16.
+for name in chunk_local kv_index_lists linear_elu retnet varlen_gla; do
+  sed -E 's/\b(q|k|v): f32/\1: bf16/g' "$examples/$name.attn" > "$out/specs/${name}_bf16.attn"
+done
+
+for spec in "$specs"/*.attn "$out"/specs/*.attn "$examples"/alibi_gqa.attn \
             "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
             "$examples"/block_sparse.attn "$examples"/topk_select.attn \
             "$examples"/mamba2_decay.attn "$examples"/gla.attn \
-            "$root"/test/Target/NVVM/Inputs/ssd_d64.attn \
-            "$root"/test/Target/NVVM/Inputs/ssd_d128.attn; do
+            "$ssd"/ssd_d64.attn "$ssd"/ssd_d128.attn; do
   name=$(basename "$spec" .attn)
   for target in sm_80 sm_90a; do
     "$attnc" compile "$spec" --target="$target" --emit=image \
@@ -63,9 +68,26 @@ add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
 add_check varlen_causal_3000 "$examples/varlen_causal.attn" 9 T=3000 H=4 S1=6
 add_check block_sparse_1000 "$examples/block_sparse.attn" 10 B=1 H=2 N=1000 NB=32 MB=32
 add_check topk_select_700 "$examples/topk_select.attn" 15 B=1 Hq=4 Hk=2 N=700
+add_check chunk_local_bf16_1000 "$out/specs/chunk_local_bf16.attn" 16 B=1 H=2 N=1000
+add_check kv_lists_bf16_300x500 "$out/specs/kv_index_lists_bf16.attn" 17 B=1 H=2 N=300 M=500 QB=19 W=8
+add_check linear_elu_bf16_1000 "$out/specs/linear_elu_bf16.attn" 18 B=2 H=2 T=1000
+add_check retnet_bf16_1000 "$out/specs/retnet_bf16.attn" 19 B=1 H=4 T=1000
+add_check varlen_gla_bf16_2000 "$out/specs/varlen_gla_bf16.attn" 20 T=2000 H=2 S1=5 S=4
+# Long sequences (expected outputs from the tiled CPU path, which the test
+# suite checks against the reference; the reference takes minutes here).
+add_check_tiled() {
+  local label=$1 spec=$2 seed=$3; shift 3
+  local dims=() dim
+  for dim in "$@"; do dims+=(--dim "$dim"); done
+  "$attnc" run "$spec" --seed "$seed" "${dims[@]}" \
+    --output-dir "$out/expected/$label" > /dev/null
+  echo "check $label $(basename "$spec" .attn) $seed $*" >> "$cases"
+}
+add_check_tiled causal_d128_4096 "$specs/causal_d128.attn" 21 B=1 Hq=2 Hk=1 N=4096 M=4096
+add_check_tiled causal_d64_16384 "$specs/causal_d64.attn" 22 B=1 Hq=1 Hk=1 N=16384 M=16384
+add_check_tiled ssd_d128_16384 "$ssd/ssd_d128.attn" 23 B=1 H=1 T=16384
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
-ssd="$root/test/Target/NVVM/Inputs"
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
 add_check ssd_d128_300 "$ssd/ssd_d128.attn" 13 B=1 H=2 T=300
 

@@ -2,14 +2,16 @@
 # GPU-machine half of the GPU proof (issue 6): runs every case that
 # prepare.sh bundled, for both targets, with the LLVM-free attnc-gpu-run;
 # prints a table and writes results.csv (into $OUT when set, for the device
-# tool). Runs compute-sanitizer memcheck and racecheck on one kernel when
-# the toolkit is present, and the PyTorch peers (SDPA, FlexAttention) when
-# torch is importable. Usage: bash build/gpu-proof/run.sh
+# tool). Runs compute-sanitizer memcheck and racecheck on one kernel of each
+# family when the toolkit is present, and the PyTorch peers (SDPA,
+# FlexAttention, flash-linear-attention) when torch is importable.
+# Usage: bash build/gpu-proof/run.sh
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 dest=${OUT:-$here}
 runner="$here/attnc-gpu-run"
 csv="$dest/results.csv"
+errors=$(mktemp -d)   # per-case stderr; only the tables go to $dest
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /' || true
 echo "commit: $(cat "$here/commit")   date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "case,target,status,max_abs_err,mismatches,ms,tflops" > "$csv"
@@ -25,30 +27,48 @@ while read -r kind label spec third rest; do
         expects+=(--expect "$(basename "$f" .npy)=$f")
       done
       line=$("$runner" "$image" --seed "$third" "${dims[@]}" "${expects[@]}" \
-             --label "$label" 2>"$dest/$label.$target.err") || failures=$((failures + 1))
+             --label "$label" </dev/null 2>"$errors/$label.$target.err") || failures=$((failures + 1))
     else
       line=$("$runner" "$image" --seed 0 "${dims[@]}" --repeat 20 \
-             --flops "$third" --label "$label" 2>"$dest/$label.$target.err") || failures=$((failures + 1))
+             --flops "$third" --label "$label" </dev/null 2>"$errors/$label.$target.err") || failures=$((failures + 1))
     fi
     [ -n "$line" ] || line="$label,ERROR,,,,"
     echo "${line%%,*},$target,${line#*,}" | tee -a "$csv"
-    [ -s "$dest/$label.$target.err" ] && sed 's/^/    /' "$dest/$label.$target.err" | head -5
+    [ -s "$errors/$label.$target.err" ] && sed 's/^/    /' "$errors/$label.$target.err" | head -5
   done
 done < "$here/cases.txt"
 
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$sanitizer" ]; then
-  for tool in memcheck racecheck; do
-    echo "compute-sanitizer --tool $tool (causal_d64, sm_90a):"
-    "$sanitizer" --tool "$tool" --error-exitcode 3 "$runner" \
-      "$here/images/causal_d64.sm_90a.img" --dim B=1 --dim Hq=2 --dim Hk=1 \
-      --dim N=300 --dim M=300 2>&1 | tail -3 || failures=$((failures + 1))
-  done
+  # One kernel of each family, small shapes (racecheck is slow).
+  while read -r spec dims; do
+    args=()
+    for d in $dims; do args+=(--dim "$d"); done
+    for tool in memcheck racecheck; do
+      if report=$("$sanitizer" --tool "$tool" --error-exitcode 3 "$runner" \
+                  "$here/images/$spec.sm_90a.img" --seed 1 "${args[@]}" </dev/null 2>&1); then
+        echo "compute-sanitizer $tool $spec: $(echo "$report" | tail -1)"
+      else
+        failures=$((failures + 1))
+        echo "compute-sanitizer $tool $spec: FAILED"
+        echo "$report" | head -20 | sed 's/^/    /'
+      fi
+    done
+  done <<'CASES'
+causal_d64 B=1 Hq=2 Hk=1 N=300 M=300
+chunk_d64 B=1 H=1 N=200
+block_sparse B=1 H=1 N=300 NB=10 MB=10
+topk_select B=1 Hq=2 Hk=1 N=300
+kv_index_lists_bf16 B=1 H=1 N=100 M=200 QB=7 W=4
+gla B=1 H=1 T=200
+ssd_d64 B=1 H=1 T=200
+varlen_gla_bf16 T=300 H=1 S1=4 S=3
+CASES
 else
   echo "compute-sanitizer not found: memcheck/racecheck skipped"
 fi
 if python3 -c "import torch" 2>/dev/null; then
-  python3 "$here/peers.py" --csv "$dest/peers.csv" --results "$csv" || true
+  python3 "$here/peers.py" --csv "$dest/peers.csv" --png "$dest/tflops.png" --results "$csv" || true
 else
   echo "torch is not importable: PyTorch SDPA/FlexAttention comparison skipped"
 fi

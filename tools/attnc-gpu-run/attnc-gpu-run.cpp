@@ -7,7 +7,8 @@
 // Loads an image from `attnc compile --emit=image`, gives absent inputs the
 // random data `attnc run --seed S` would give them, runs the kernel once and
 // compares outputs with expected .npy files (from `attnc run
-// --output-dir` on the build machine); then, with --repeat, times N launches
+// --output-dir` on the build machine) as the test suite does,
+// |a - e| <= atol * max(1, max |e|) + rtol * |e|; then, with --repeat, times N launches
 // and reports milliseconds and, with --flops, TFLOP/s. Prints one CSV line:
 //   label,status,max_abs_err,mismatches,ms_per_launch,tflops
 // This tool links only the attnc runtime (no LLVM or MLIR), so it runs on
@@ -20,6 +21,7 @@
 #include "attnc/Runtime/Npy.h"
 #include "attnc/Runtime/RandomInputs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -208,16 +210,23 @@ int main(int argc, char **argv) {
       return fail("expected '" + name + "' has shape " +
                   shapeString(expected.shape()) + ", the kernel gave " +
                   shapeString(actual.shape()));
+    // Rounding errors of a sum follow the size of its terms, so the absolute
+    // tolerance scales with the tensor's largest value (see expectClose).
+    double scale = 1;
+    for (int64_t i = 0; i < expected.numElements(); ++i)
+      if (std::isfinite(expected.get(i)))
+        scale = std::max(scale, std::fabs(expected.get(i)));
     for (int64_t i = 0; i < actual.numElements(); ++i) {
       double a = actual.get(i), e = expected.get(i);
       if (std::isinf(a) && std::isinf(e) && (a < 0) == (e < 0))
         continue;
       double diff = std::fabs(a - e);
-      if (!(diff <= atol + rtol * std::fabs(e))) {
+      if (!(diff <= atol * scale + rtol * std::fabs(e))) {
         if (mismatches < 5)
-          std::fprintf(stderr, "%s: %s[%lld] = %g, expected %g\n",
+          std::fprintf(stderr,
+                       "%s: %s[%lld] = %g, expected %g (tensor scale %g)\n",
                        label.c_str(), name.c_str(), static_cast<long long>(i),
-                       a, e);
+                       a, e, scale);
         ++mismatches;
       }
       if (std::isfinite(diff) && diff > maxError)
