@@ -129,6 +129,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   tileOptions.blockK = options.blockK;
   GpuChunkLinearOptions linearOptions;
   linearOptions.warps = options.warps;
+  linearOptions.blockV = options.blockV;
   if (!run([&](PassManager &pm) {
         pm.addPass(createGpuTileSoftmax(tileOptions));
         pm.addPass(createGpuChunkLinear(linearOptions));

@@ -240,6 +240,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
   tileOptions.emulate = true;
   GpuChunkLinearOptions linearOptions;
   linearOptions.warps = options.warps;
+  linearOptions.blockV = options.blockV;
   linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   linearOptions.emulate = true;
   PassManager tile(context);

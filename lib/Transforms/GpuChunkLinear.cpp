@@ -15,6 +15,10 @@
 // Non-causal kernels sum the state over all chunks first, then compute
 // every output from it.
 //
+// The value columns split across CTAs (grid x): a CTA owns `blockV` columns
+// of V, S and O and recomputes Q K^T. A head's chunks are sequential, so
+// this is what fills the GPU when batch x heads is small.
+//
 //===----------------------------------------------------------------------===//
 
 #include "KernelLowering.h"
@@ -36,9 +40,10 @@ using namespace attnc::lowering;
 namespace {
 
 struct LinearTileShape : WarpConfig {
-  int64_t chunk = 64, dimK = 0, dimV = 0;
+  /// dimV is the head's value dim; blockV of its columns are the CTA's.
+  int64_t chunk = 64, dimK = 0, dimV = 0, blockV = 0;
   int64_t pitchK() const { return dimK + kRowPadding; }
-  int64_t pitchV() const { return dimV + kRowPadding; }
+  int64_t pitchV() const { return blockV + kRowPadding; }
   // Shared memory: Q, K and V tiles (bf16/f16), the state in f32 and as an
   // mma operand, the chunk's gates and their prefix sums. The decayed keys
   // of the state update share the state operand's space: the operand is
@@ -50,7 +55,9 @@ struct LinearTileShape : WarpConfig {
   int64_t keyOffset() const { return tileBytes(pitchK()); }
   int64_t valueOffset() const { return 2 * keyOffset(); }
   int64_t stateOffset() const { return valueOffset() + tileBytes(pitchV()); }
-  int64_t stateOperandOffset() const { return stateOffset() + dimK * dimV * 4; }
+  int64_t stateOperandOffset() const {
+    return stateOffset() + dimK * blockV * 4;
+  }
   int64_t decayedKeyOffset() const { return stateOperandOffset(); }
   int64_t stateOperandBytes() const {
     return std::max(dimK * pitchV() * elementBytes(), tileBytes(pitchK()));
@@ -76,10 +83,14 @@ struct LinearTileShape : WarpConfig {
   }
 };
 
+/// Value columns per CTA when the pipeline leaves it open.
+int64_t defaultBlockV(int64_t dimV) { return std::min<int64_t>(dimV, 64); }
+
 std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
                               int64_t maxSharedBytes) {
   shape.perKeyDim = op.getGateKind() == GateKind::per_key_dim;
   int64_t chunk = op.getChunk();
+  int64_t requestedBlockV = shape.blockV;
   if (chunk % 16 || chunk > 16 * shape.warps)
     return llvm::formatv("the chunk must be a multiple of 16 up to {0} on the "
                          "GPU (got {1})",
@@ -90,6 +101,12 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
       op, /*maxHeadDim=*/128, shape.element, shape.dimK, shape.dimV);
   if (!reason.empty())
     return reason;
+  shape.blockV = requestedBlockV ? requestedBlockV : defaultBlockV(shape.dimV);
+  if (shape.blockV % 16 || shape.dimV % shape.blockV)
+    return llvm::formatv("block-v must be a multiple of 16 that divides the "
+                         "value head dim {0} (got {1})",
+                         shape.dimV, shape.blockV)
+        .str();
   if (shape.perKeyDim && shape.dimK > 64)
     return llvm::formatv("per-key-dimension gates need Dk <= 64 on the GPU "
                          "(shared memory; got {0})",
@@ -98,7 +115,7 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
   if (shape.sharedBytes() > maxSharedBytes)
     return llvm::formatv("chunks of {0} steps with head dims {1} and {2} need "
                          "{3} bytes of shared memory, more than the {4} a CTA "
-                         "may use; use a smaller chunk",
+                         "may use; use a smaller chunk or block-v",
                          chunk, shape.dimK, shape.dimV, shape.sharedBytes(),
                          maxSharedBytes)
         .str();
@@ -172,13 +189,15 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                       : Value();
   bool gated = !op.getGate().empty();
   Value scale = rb.f32(op.getScale().convertToDouble());
-  const int64_t C = shape.chunk, dimK = shape.dimK, dimV = shape.dimV;
+  const int64_t C = shape.chunk, dimK = shape.dimK, sliceV = shape.blockV;
 
   threadId = threadIndex();
   Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   group = arith::DivUIOp::create(b, lane, idx(4));
   inGroup = arith::RemUIOp::create(b, lane, idx(4));
+  // This CTA's value columns: [col0, col0 + sliceV).
+  Value col0 = rb.mul(blockIndex(gpu::Dimension::x, 0), idx(sliceV));
   Value head = blockIndex(gpu::Dimension::y, 1);
   Value batch = blockIndex(gpu::Dimension::z, 2);
   Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
@@ -195,7 +214,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                  {C, shape.pitchK()}, shape.element);
   Value valueTile =
       sharedTile(base, shape.valueOffset(), {C, shape.pitchV()}, shape.element);
-  Value state = sharedTile(base, shape.stateOffset(), {dimK, dimV}, f32);
+  Value state = sharedTile(base, shape.stateOffset(), {dimK, sliceV}, f32);
   Value stateOperand = sharedTile(base, shape.stateOperandOffset(),
                                   {dimK, shape.pitchV()}, shape.element);
   Value gates = sharedTile(base, shape.gateOffset(), {C}, f32);
@@ -220,11 +239,14 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
 
   // S = S_0 (or 0)
   Value hasInitial = initial ? rb.isPresent(initial) : Value();
-  forEachElement(dimK * dimV, [&](Value i) {
-    Value d = arith::DivUIOp::create(b, i, idx(dimV));
-    Value e = arith::RemUIOp::create(b, i, idx(dimV));
+  forEachElement(dimK * sliceV, [&](Value i) {
+    Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+    Value e = arith::RemUIOp::create(b, i, idx(sliceV));
     memref::StoreOp::create(
-        b, initialStateAt(rb, initial, hasInitial, batch, head, d, e), state,
+        b,
+        initialStateAt(rb, initial, hasInitial, batch, head, d,
+                       rb.add(col0, e)),
+        state,
         ValueRange{d, e});
   });
   barrier();
@@ -241,7 +263,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       llvm::append_range(tokens, copyTile(keyTile, {}, k, batch, headK, row0,
                                           rows, C, dimK));
       llvm::append_range(tokens, copyTile(valueTile, {}, v, batch, headK, row0,
-                                          rows, C, dimV));
+                                          rows, C, sliceV, col0));
     }
     commitCopies(tokens);
     waitForCopiesAndBarrier();
@@ -380,7 +402,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       rb.ifThen(lessThan(dt, idx(dimK / 16)), [&] {
         Value d0 = rb.mul(dt, idx(16));
         SmallVector<Value> acc;
-        for (int64_t et = 0; et < dimV / 8; ++et)
+        for (int64_t et = 0; et < sliceV / 8; ++et)
           for (int64_t reg = 0; reg < 4; ++reg) {
             Value d = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
             Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
@@ -399,8 +421,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
         for (int64_t kk = 0; kk < C / 16; ++kk)
           a.push_back(ldmatrix(keys, {}, rb.add(idx(kk * 16), u), d, 4,
                                /*transpose=*/true));
-        accumulateTimesRows(a, valueTile, dimV, acc);
-        for (int64_t et = 0; et < dimV / 8; ++et)
+        accumulateTimesRows(a, valueTile, sliceV, acc);
+        for (int64_t et = 0; et < sliceV / 8; ++et)
           for (int64_t reg = 0; reg < 4; ++reg) {
             Value dd = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
             Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
@@ -414,9 +436,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
 
   // The state as an mma operand (rounded to the element type).
   auto refreshStateOperand = [&] {
-    forEachElement(dimK * dimV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(dimV));
-      Value e = arith::RemUIOp::create(b, i, idx(dimV));
+    forEachElement(dimK * sliceV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
       storeElement(memref::LoadOp::create(b, state, ValueRange{d, e}),
                    stateOperand, {d, e});
     });
@@ -436,14 +458,14 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       // acc = exp(G_r) (Q S), then A V accumulates onto it: one set of
       // output registers instead of two. Per key dim the decay is already
       // in the scaled queries.
-      SmallVector<Value> acc(dimV / 8 * 4, rb.f32(0));
+      SmallVector<Value> acc(sliceV / 8 * 4, rb.f32(0));
       accumulateTimesRows(perKeyDim ? rowFragments(interQueries, r0, dimK)
                                     : queries,
-                          stateOperand, dimV, acc);
+                          stateOperand, sliceV, acc);
       if (gated && !perKeyDim)
         for (int half = 0; half < 2; ++half) {
           Value decay = exp(cumulativeAt(rowOf[half]));
-          for (int64_t et = 0; et < dimV / 8; ++et)
+          for (int64_t et = 0; et < sliceV / 8; ++et)
             for (int e = 0; e < 2; ++e) {
               Value &value = acc[et * 4 + 2 * half + e];
               value = arith::MulFOp::create(b, value, decay);
@@ -523,15 +545,16 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           a.push_back({pack(lo[0], lo[1]), pack(lo[2], lo[3]),
                        pack(hi[0], hi[1]), pack(hi[2], hi[3])});
         }
-        accumulateTimesRows(a, valueTile, dimV, acc);
+        accumulateTimesRows(a, valueTile, sliceV, acc);
       }
       for (int half = 0; half < 2; ++half) {
         Value r = rowOf[half];
         rb.ifThen(lessThan(r, rows), [&] {
           Value t = rb.add(rb.add(start, t0), r);
-          for (int64_t et = 0; et < dimV / 8; ++et)
+          for (int64_t et = 0; et < sliceV / 8; ++et)
             for (int e = 0; e < 2; ++e) {
-              Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
+              Value col = rb.add(col0, rb.add(idx(et * 8 + e),
+                                              rb.mul(inGroup, idx(2))));
               rb.storeF32(
                   arith::MulFOp::create(b, scale, acc[et * 4 + 2 * half + e]),
                   o, layoutIndices(layout, batch, head, t, col));
@@ -572,12 +595,13 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     });
   }
   if (finalState)
-    forEachElement(dimK * dimV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(dimV));
-      Value e = arith::RemUIOp::create(b, i, idx(dimV));
+    forEachElement(dimK * sliceV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
       memref::StoreOp::create(b,
                               memref::LoadOp::create(b, state, ValueRange{d, e}),
-                              finalState, ValueRange{batch, head, d, e});
+                              finalState,
+                              ValueRange{batch, head, d, rb.add(col0, e)});
     });
 }
 
@@ -594,6 +618,7 @@ struct GpuChunkLinearPass
         continue;
       LinearTileShape shape;
       shape.warps = warps;
+      shape.blockV = blockV;
       shape.emulate = emulate;
       std::string reason = unsupportedReason(op, shape, maxSharedBytes);
       if (!reason.empty()) {
@@ -611,7 +636,8 @@ struct GpuChunkLinearPass
     }
   }
 
-  /// One CTA per (batch entry or sequence, query head).
+  /// One CTA per (block of value columns, query head, batch entry or
+  /// sequence).
   LaunchFacts launchFacts(LinearOp op, const LinearTileShape &shape) {
     LayoutDims dims = getLayoutDims(op.getLayout());
     int64_t q = paramIndex(op.getQ());
@@ -619,7 +645,7 @@ struct GpuChunkLinearPass
     facts.threads = shape.threads();
     facts.sharedBytes = shape.sharedBytes();
     Value cu = op.getCuSeqlens();
-    facts.grid = {{{q, 0, 0, 0},
+    facts.grid = {{{paramIndex(op.getV()), dims.feature, shape.blockV, 0},
                    {q, dims.head, 1, 0},
                    cu ? std::array<int64_t, 4>{paramIndex(cu), 0, 1, 1}
                       : std::array<int64_t, 4>{q, dims.batch, 1, 0}}};

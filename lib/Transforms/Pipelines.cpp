@@ -71,6 +71,7 @@ void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
   pm.addPass(createGpuTileSoftmax(tileOptions));
   GpuChunkLinearOptions linearOptions;
   linearOptions.warps = options.warps;
+  linearOptions.blockV = options.blockV;
   linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
   pm.addPass(createGpuChunkLinear(linearOptions));
   buildGpuModuleLoweringPipeline(pm, options.chip);

@@ -218,7 +218,8 @@ protected:
   /// copy; rows at or past `validRows` are zero-filled.
   SmallVector<Value> copyTile(Value tile, ValueRange prefix, Value src,
                               Value batch, Value head, Value row0,
-                              Value validRows, int64_t rows, int64_t width) {
+                              Value validRows, int64_t rows, int64_t width,
+                              Value srcCol0 = Value()) {
     int64_t chunksPerRow = width / 8;
     int64_t chunks = rows * chunksPerRow;
     int64_t rounds = (chunks + config.threads() - 1) / config.threads();
@@ -233,24 +234,27 @@ protected:
         rb.ifThen(inTile, [&] {
           SmallVector<Value> local;
           copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
-                    chunksPerRow, local);
+                    chunksPerRow, local, srcCol0);
         });
         continue;
       }
       copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
-                chunksPerRow, tokens);
+                chunksPerRow, tokens, srcCol0);
     }
     return tokens;
   }
 
-  /// One 16-byte copy: chunk `chunk` of the tile, row-major.
+  /// One 16-byte copy: chunk `chunk` of the tile, row-major, from the
+  /// source columns starting at `srcCol0` (0 when null).
   void copyChunk(Value tile, ValueRange prefix, Value src, Value batch,
                  Value head, Value row0, Value validRows, Value chunk,
-                 int64_t chunksPerRow, SmallVector<Value> &tokens) {
+                 int64_t chunksPerRow, SmallVector<Value> &tokens,
+                 Value srcCol0 = Value()) {
     {
       Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
       Value col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
                          idx(8));
+      Value srcCol = srcCol0 ? rb.add(srcCol0, col) : col;
       Value valid = lessThan(row, validRows);
       Value srcRow =
           rb.add(row0, arith::SelectOp::create(b, valid, row, idx(0)));
@@ -266,7 +270,9 @@ protected:
               valid, {config.element},
               [&]() -> SmallVector<Value> {
                 return {memref::LoadOp::create(
-                    b, src, layoutIndices(layout, batch, head, srcRow, column))};
+                    b, src,
+                    layoutIndices(layout, batch, head, srcRow,
+                                  rb.add(srcCol, idx(e))))};
               },
               [&]() -> SmallVector<Value> {
                 return {arith::ConstantOp::create(
@@ -281,7 +287,7 @@ protected:
       }
       tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
           b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
-          layoutIndices(layout, batch, head, srcRow, col),
+          layoutIndices(layout, batch, head, srcRow, srcCol),
           b.getIndexAttr(8), srcElements, b.getUnitAttr()));
     }
   }

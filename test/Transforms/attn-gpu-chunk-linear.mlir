@@ -2,7 +2,8 @@
 
 // Chunkwise linear attention on tensor cores for a Mamba2-style kernel (a
 // decay per head and step) with the final state and chunks of 32: one CTA
-// per (batch, head); shared memory holds the chunk's Q, K and V tiles, the
+// per (block of value columns, head, batch), here all 32 columns in one
+// block (grid x = ceil(Dv / 32)); shared memory holds the chunk's Q, K and V tiles, the
 // 32x32 f32 state and its bf16 copy (the B operand of Q S, whose space the
 // decayed keys of the state update reuse), and the chunk's gates and their
 // prefix sums. Per chunk: cp.async copies, the
@@ -11,7 +12,7 @@
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @ssd(
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
 // CHECK-SAME:    attnc.shared_bytes = 14592
 // CHECK-SAME:    attnc.threads = 128
 // CHECK-NOT:   memref.alloc

@@ -95,6 +95,10 @@ static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::desc("Keys per shared-memory tile"),
                                   cl::init(64), cl::sub(compileCommand),
                                   cl::cat(category));
+static cl::opt<int64_t> gpuBlockV(
+    "block-v",
+    cl::desc("Value columns per CTA of linear kernels (0: min(Dv, 64))"),
+    cl::init(0), cl::sub(compileCommand), cl::cat(category));
 
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
@@ -199,6 +203,7 @@ static int compile(mlir::ModuleOp module) {
   }
   options.warps = gpuWarps;
   options.blockK = gpuBlockK;
+  options.blockV = gpuBlockV;
   std::string error, lowered;
   GpuImage image;
   if (!compileToPtx(module, kernelName, options, image, error,

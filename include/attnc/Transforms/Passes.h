@@ -36,6 +36,8 @@ struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
   std::string chip = "sm_80";
   int64_t warps = 4, blockK = 64;
+  /// Value columns per CTA of linear kernels (0: the pass's default).
+  int64_t blockV = 0;
 };
 
 /// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,

@@ -241,11 +241,17 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     reason: f32 inputs, head dims that are not fixed multiples of 16 up to
     128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps,
     tiles and state that need more than `max-shared-bytes`.
+    The value columns split across CTAs (`block-v` per CTA, grid x), each
+    recomputing Q K^T: a head's chunks run in sequence, so this is what
+    keeps the GPU busy when batch x heads is small.
     With `emulate`, the kernel is built for the CPU warp emulator, as in
     attn-gpu-tile-softmax.
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4", "Warps per CTA">,
+    Option<"blockV", "block-v", "int64_t", /*default=*/"0",
+           "Value columns per CTA, a multiple of 16 dividing Dv (0: the "
+           "default, min(Dv, 64))">,
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
