@@ -4,7 +4,8 @@ the ratio of attnc's TFLOP/s to theirs.
 Peers: torch.nn.functional.scaled_dot_product_attention with the flash
 backend, and FlexAttention (torch.nn.attention.flex_attention, compiled), for
 the softmax cases; flash-linear-attention's chunk_simple_gla for the SSD
-(scalar gate per head and step) cases when `fla` is importable.
+(scalar gate per head and step) cases and chunk_gla for the GLA cases when
+`fla` is importable.
 Shapes follow the gpu-proof timing cases: bf16, 16K tokens per batch
 (B = 16384 / N), 16 heads, head dim 64/128, causal and not. Skips (with a
 message) whatever the installed torch lacks.
@@ -109,6 +110,26 @@ def main():
                 ours = attnc.get((label, "sm_90a"), 0.0)
                 rows.append([label, ours, 0.0, 0.0, fla_tf])
                 print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
+    try:
+        from fla.ops.gla import chunk_gla
+    except Exception as error:
+        print(f"peers: flash-linear-attention's chunk_gla unavailable ({error}); GLA skipped")
+        chunk_gla = None
+    if chunk_gla is not None:
+        print(f"{'case':<22}{'attnc sm_90a':>14}{'fla':>10}{'vs fla':>9}")
+        for n in (1024, 4096, 16384):
+            b = 16384 // n
+            q, k = (torch.randn(b, n, 16, 64, device="cuda", dtype=torch.bfloat16)
+                    for _ in range(2))
+            v = torch.randn(b, n, 16, 128, device="cuda", dtype=torch.bfloat16)
+            g = torch.nn.functional.logsigmoid(
+                torch.randn(b, n, 16, 64, device="cuda", dtype=torch.float32)) / 16
+            flops = b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)
+            label = f"gla_n{n}"
+            fla_tf = tflops(flops, time_ms(lambda: chunk_gla(q, k, v, g, scale=0.125)))
+            ours = attnc.get((label, "sm_90a"), 0.0)
+            rows.append([label, ours, 0.0, 0.0, fla_tf])
+            print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
@@ -128,25 +149,28 @@ def plot(rows, path):
     except Exception as error:
         print(f"peers: matplotlib unavailable ({error}); no plot")
         return
-    kinds = ("dense", "causal", "ssd")
-    figure, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
-    for row_index, d in enumerate((64, 128)):
-        for column, kind in enumerate(kinds):
-            axis = axes[row_index][column]
-            picked = [r for r in rows if r[0].startswith(f"{kind}_d{d}_")]
-            lengths = [int(r[0].rsplit("_n", 1)[1]) for r in picked]
-            series = [("attnc sm_90a", 1), ("SDPA flash", 2), ("FlexAttention", 3),
-                      ("fla chunk_simple_gla", 4)]
-            for name, index in series:
-                values = [r[index] for r in picked]
-                if any(values):
-                    axis.plot(lengths, values, marker="o", label=name)
-            axis.set_xscale("log", base=2)
-            axis.set_title(f"{kind}, head dim {d}")
-            axis.set_ylabel("TFLOP/s")
-            axis.set_xlabel("sequence length")
-            axis.grid(True, alpha=0.3)
-            axis.legend(fontsize=8)
+    panels = [("dense", "_d64_"), ("causal", "_d64_"), ("ssd", "_d64_"),
+              ("dense", "_d128_"), ("causal", "_d128_"), ("ssd", "_d128_"),
+              ("gla", "_")]
+    figure, axes = plt.subplots(3, 3, figsize=(13, 10))
+    for axis in axes.flat[len(panels):]:
+        axis.axis("off")
+    series = [("attnc sm_90a", 1), ("SDPA flash", 2), ("FlexAttention", 3),
+              ("flash-linear-attention", 4)]
+    for axis, (kind, dims) in zip(axes.flat, panels):
+        picked = [r for r in rows if r[0].startswith(kind + dims)]
+        lengths = [int(r[0].rsplit("_n", 1)[1]) for r in picked]
+        for name, index in series:
+            values = [r[index] for r in picked]
+            if any(values):
+                axis.plot(lengths, values, marker="o", label=name)
+        head = f"head dim {dims.strip('_d')}" if dims != "_" else "Dk 64, Dv 128"
+        axis.set_title(f"{kind}, {head}")
+        axis.set_xscale("log", base=2)
+        axis.set_ylabel("TFLOP/s")
+        axis.set_xlabel("sequence length")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=8)
     figure.suptitle(f"bf16, 16K tokens per batch, 16 heads ({torch.cuda.get_device_name()})")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -110,6 +110,12 @@ for d in 64 128; do
     add_time "ssd_d${d}_n$n" "$ssd/ssd_d$d.attn" "$flops" B=$b H=16 T=$n
   done
 done
+# GLA (gla.attn: Dk 64, Dv 128, chunks of 64), the same count per token
+# and head: 2 C (Dk + Dv) + 4 Dk Dv.
+for n in 1024 4096 16384; do
+  b=$((16384 / n))
+  add_time "gla_n$n" "$examples/gla.attn" "$((b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)))" B=$b H=16 T=$n
+done
 cp "$root/scripts/gpu-proof/run.sh" "$out/"
 cp "$root/bench/gpu/peers.py" "$out/"
 echo "prepared $(wc -l < "$cases") cases in $out ($(du -sh "$out" | cut -f1))"
