@@ -445,6 +445,54 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     barrier();
   };
 
+  // Per key dim: the lane's 8 weights against the keys of warp w's own
+  // 16-row tile, sum_d q[r][d] k[u][d] exp(G[r][d] - G[u][d]) for u <= r
+  // (0 otherwise), in the mma accumulator order (n-tile, then register).
+  auto diagonalWeights = [&](Value warp, Value rowOf[2], Value rows) {
+    SmallVector<Value> keyOf; // 4 keys: n-tile half, then register parity
+    for (int64_t half = 0; half < 2; ++half)
+      for (int64_t parity = 0; parity < 2; ++parity)
+        keyOf.push_back(rb.add(rb.mul(warp, idx(16)),
+                               rb.add(idx(half * 8 + parity),
+                                      rb.mul(inGroup, idx(2)))));
+    constexpr int64_t kUnroll = 4;
+    SmallVector<Value> init(8, rb.f32(0));
+    SmallVector<Value> sums = llvm::to_vector(rb.loop(
+        idx(0), idx(dimK / kUnroll), init, [&](Value step, ValueRange acc) {
+          SmallVector<Value> next(acc.begin(), acc.end());
+          for (int64_t i = 0; i < kUnroll; ++i) {
+            Value d = rb.add(rb.mul(step, idx(kUnroll)), idx(i));
+            Value query[2], queryGate[2], key[4], keyGate[4];
+            for (int row = 0; row < 2; ++row) {
+              query[row] = loadF32(queryTile, {rowOf[row], d});
+              queryGate[row] = cumulativeAt(rowOf[row], d);
+            }
+            for (int u = 0; u < 4; ++u) {
+              key[u] = loadF32(keyTile, {keyOf[u], d});
+              keyGate[u] = cumulativeAt(keyOf[u], d);
+            }
+            for (int64_t j = 0; j < 8; ++j) {
+              int row = (j % 4) / 2, u = (j / 4) * 2 + j % 2;
+              Value decay = exp(arith::MinimumFOp::create(
+                  b, arith::SubFOp::create(b, queryGate[row], keyGate[u]),
+                  rb.f32(0)));
+              next[j] = math::FmaOp::create(
+                  b, arith::MulFOp::create(b, query[row], key[u]), decay,
+                  next[j]);
+            }
+          }
+          return next;
+        }));
+    for (int64_t j = 0; j < 8; ++j) {
+      Value r = rowOf[(j % 4) / 2], u = keyOf[(j / 4) * 2 + j % 2];
+      Value allowed = arith::AndIOp::create(
+          b, arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
+          lessThan(u, rows));
+      sums[j] = arith::SelectOp::create(b, allowed, sums[j], rb.f32(0));
+    }
+    return sums;
+  };
+
   // Outputs of the chunk's rows [16w, 16w + 16) (w < C / 16).
   auto emitOutputs = [&](Value t0, Value rows, bool intra) {
     Value r0 = rb.mul(warp, idx(16));
@@ -501,34 +549,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                 b, arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
                 lessThan(u, rows));
             Value weight = c[reg];
-            if (perKeyDim) {
-              // Keys of the warp's own 16-row tile: the elementwise sum
-              // over d, as exp(G_r - G_u) only stays bounded for u <= r.
-              Value diagonal = arith::CmpIOp::create(
-                  b, arith::CmpIPredicate::eq, idx(nt / 2), warp);
-              weight = rb.ifThen(
-                  diagonal, {f32},
-                  [&]() -> SmallVector<Value> {
-                    Value uc = arith::MinUIOp::create(b, u, idx(C - 1));
-                    Value rc = arith::MinUIOp::create(b, r, idx(C - 1));
-                    Value sum = rb.loop(
-                        idx(0), idx(dimK), {rb.f32(0)},
-                        [&](Value d, ValueRange acc) {
-                          Value product = arith::MulFOp::create(
-                              b, loadF32(queryTile, {rc, d}),
-                              loadF32(keyTile, {uc, d}));
-                          Value decay = exp(arith::MinimumFOp::create(
-                              b,
-                              arith::SubFOp::create(b, cumulativeAt(rc, d),
-                                                    cumulativeAt(uc, d)),
-                              rb.f32(0)));
-                          return SmallVector<Value>{math::FmaOp::create(
-                              b, product, decay, acc[0])};
-                        })[0];
-                    return {sum};
-                  },
-                  [&]() -> SmallVector<Value> { return {weight}; })[0];
-            } else if (gated) {
+            if (gated && !perKeyDim) {
               weight = arith::MulFOp::create(
                   b, weight,
                   exp(arith::SubFOp::create(
@@ -537,6 +558,22 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             }
             weights.push_back(
                 arith::SelectOp::create(b, allowed, weight, rb.f32(0)));
+          }
+        }
+        if (perKeyDim) {
+          // Keys of the warp's own 16-row tile (columns [16w, 16w + 16)):
+          // the elementwise sum over d, as exp(G_r - G_u) only stays bounded
+          // for u <= r. The lane's 8 weights there share 2 rows and 4 keys,
+          // so one loop over d loads each operand once and keeps 8
+          // independent sums; they replace the mma weights of tile w.
+          SmallVector<Value> diagonal = diagonalWeights(warp, rowOf, rows);
+          for (int64_t tile = 0; tile < C / 16; ++tile) {
+            Value own = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                              idx(tile), warp);
+            for (int64_t j = 0; j < 8; ++j) {
+              Value &weight = weights[tile * 8 + j];
+              weight = arith::SelectOp::create(b, own, diagonal[j], weight);
+            }
           }
         }
         SmallVector<SmallVector<Value>> a;
