@@ -38,6 +38,17 @@ while read -r kind label spec third rest; do
   done
 done < "$here/cases.txt"
 
+# The driver's PTX JIT per image (on top of attnc's compile time), cold.
+echo "image,target,load_ms" > "$dest/load.csv"
+for image in "$here"/images/*.img; do
+  name=$(basename "$image" .img)
+  line=$(CUDA_CACHE_DISABLE=1 "$runner" "$image" --load-only --label "${name%.*}" \
+         </dev/null 2>&1) || failures=$((failures + 1))
+  echo "${line%%,*},${name##*.},${line#*,}" >> "$dest/load.csv"
+done
+echo "PTX JIT load (ms), cold driver cache:"
+sed 1d "$dest/load.csv" | sort -t, -k3 -n | awk -F, '{printf "  %-24s %-7s %s\n", $1, $2, $3}'
+
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
 if [ -n "$sanitizer" ]; then
   # One kernel of each family, small shapes (racecheck is slow).

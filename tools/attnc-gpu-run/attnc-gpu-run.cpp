@@ -3,6 +3,7 @@
 // attnc-gpu-run IMAGE [--input NAME=FILE.npy]... [--dim SYMBOL=SIZE]...
 //               [--seed S] [--expect NAME=FILE.npy]... [--atol A] [--rtol R]
 //               [--repeat N] [--flops F] [--label TEXT]
+// attnc-gpu-run IMAGE --load-only [--label TEXT]
 //
 // Loads an image from `attnc compile --emit=image`, gives absent inputs the
 // random data `attnc run --seed S` would give them, runs the kernel once and
@@ -11,6 +12,9 @@
 // |a - e| <= atol * max(1, max |e|) + rtol * |e|; then, with --repeat, times N launches
 // and reports milliseconds and, with --flops, TFLOP/s. Prints one CSV line:
 //   label,status,max_abs_err,mismatches,ms_per_launch,tflops
+// With --load-only it loads the image into a fresh context and prints
+// `label,load_ms`: the driver's PTX JIT (set CUDA_CACHE_DISABLE=1 to
+// measure it cold), which comes on top of attnc's compile time.
 // This tool links only the attnc runtime (no LLVM or MLIR), so it runs on
 // GPU machines that have a driver and nothing else.
 //
@@ -65,7 +69,8 @@ int main(int argc, char **argv) {
     return std::printf("usage: attnc-gpu-run IMAGE [--input NAME=FILE.npy]... "
                        "[--dim SYMBOL=SIZE]... [--seed S] [--expect "
                        "NAME=FILE.npy]... [--atol A] [--rtol R] [--repeat N] "
-                       "[--flops F] [--label TEXT]\n"),
+                       "[--flops F] [--label TEXT]\n       attnc-gpu-run IMAGE "
+                       "--load-only [--label TEXT]\n"),
            argc < 2;
   std::string imagePath = argv[1], label = imagePath;
   std::vector<std::pair<std::string, std::string>> inputFiles, expectFiles;
@@ -73,8 +78,13 @@ int main(int argc, char **argv) {
   uint64_t seed = 0;
   double atol = 2e-2, rtol = 2e-2, flops = 0;
   int repeat = 0;
+  bool loadOnly = false;
   for (int i = 2; i < argc; ++i) {
     std::string flag = argv[i];
+    if (flag == "--load-only") {
+      loadOnly = true;
+      continue;
+    }
     if (i + 1 >= argc)
       return fail("option " + flag + " needs a value");
     std::string value = argv[++i], name, rest;
@@ -114,6 +124,19 @@ int main(int argc, char **argv) {
   if (!deserialize(data.str(), image, error))
     return fail(imagePath + ": " + error);
   const KernelSignature &signature = image.signature;
+  if (loadOnly) {
+    // A first allocation creates the context, so the timing is the load.
+    if (!DeviceBuffer::allocate(16, error))
+      return fail(error);
+    auto start = std::chrono::steady_clock::now();
+    if (!GpuKernel::load(image, error))
+      return fail(error);
+    std::printf("%s,%.1f\n", label.c_str(),
+                std::chrono::duration<double, std::milli>(
+                    std::chrono::steady_clock::now() - start)
+                    .count());
+    return 0;
+  }
 
   std::vector<HostTensor> tensors(signature.params.size());
   std::vector<bool> present(signature.params.size(), false);
