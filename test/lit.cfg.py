@@ -17,7 +17,8 @@ config.substitutions.append(("%examples", os.path.join(config.attnc_src_root, "e
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(
-    ["attnc", "attnc-opt"], [os.path.join(config.attnc_obj_root, "bin")]
+    ["attnc", "attnc-opt", "attnc-gpu-run"],
+    [os.path.join(config.attnc_obj_root, "bin")],
 )
 
 # GPU assembly checks need ptxas (the CUDA toolkit), not a GPU.
@@ -29,3 +30,12 @@ if not ptxas:
             break
 if ptxas:
     config.available_features.add("ptxas")
+
+# A CUDA driver (a GPU machine): attnc-gpu-run can load images.
+try:
+    import ctypes
+
+    ctypes.CDLL("libcuda.so.1")
+    config.available_features.add("cuda-driver")
+except OSError:
+    pass
