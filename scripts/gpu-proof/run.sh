@@ -12,6 +12,17 @@ dest=${OUT:-$here}
 runner="$here/attnc-gpu-run"
 csv="$dest/results.csv"
 errors=$(mktemp -d)   # per-case stderr; only the tables go to $dest
+if [ ! -f "$here/cases.txt" ]; then
+  echo "no GPU proof kit in $here: run scripts/gpu-proof/prepare.sh, then build/gpu-proof/run.sh" >&2
+  exit 2
+fi
+# Without a GPU there is nothing to prove: say so and skip.
+probe=$("$runner" "$(ls "$here"/images/*.img | head -1)" --load-only 2>&1)
+if [[ $probe == *"no CUDA driver"* || $probe == *"no CUDA device"* ]]; then
+  echo "no GPU here (${probe#attnc-gpu-run: error: }): the GPU proof is skipped;"
+  echo "run it on a GPU machine (docs/gpu.md, 'The GPU proof')"
+  exit 0
+fi
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | sed 's/^/device: /' || true
 echo "commit: $(cat "$here/commit")   date: $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "case,target,status,max_abs_err,mismatches,ms,tflops" > "$csv"
