@@ -285,21 +285,29 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     if (withKeys)
       featureMap(keyTile, /*zeroPastEnd=*/true);
     if (gated && perKeyDim) {
-      // G[r][d]: the gates, then prefix sums down each column.
-      forEachElement(C * dimK, [&](Value i) {
-        Value r = arith::DivUIOp::create(b, i, idx(dimK));
-        Value d = arith::RemUIOp::create(b, i, idx(dimK));
-        Value t = rb.add(t0, r);
-        Value g = rb.ifThen(
-            lessThan(r, rows), {f32},
-            [&]() -> SmallVector<Value> {
-              Value raw = rb.inlineExpression(op.getGate(),
-                                              {batch, head, t, d, start},
-                                              rb.f32(0));
-              return {rb.checkedGate(raw, {batch, head, t, d})};
-            },
-            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-        memref::StoreOp::create(b, g, gateTable, ValueRange{r, d});
+      // G[r][d]: the gates, then prefix sums down each column. Rows past
+      // the chunk read the last row's gate (in bounds, so the group's loads
+      // need no branch) and keep 0.
+      forEachElementGroup(C * dimK, 4, [&](ArrayRef<Value> group) {
+        SmallVector<Value> rowOfGate, dimOfGate, inChunk, raw;
+        for (Value i : group) {
+          Value r = arith::DivUIOp::create(b, i, idx(dimK));
+          rowOfGate.push_back(r);
+          dimOfGate.push_back(arith::RemUIOp::create(b, i, idx(dimK)));
+          inChunk.push_back(lessThan(r, rows));
+          Value t = rb.add(t0, arith::MinUIOp::create(b, r, rb.sub(rows, idx(1))));
+          raw.push_back(rb.inlineExpression(
+              op.getGate(), {batch, head, t, dimOfGate.back(), start},
+              rb.f32(0)));
+        }
+        for (size_t u = 0; u < group.size(); ++u) {
+          Value t = rb.add(t0, rowOfGate[u]);
+          Value g = rb.checkedGate(
+              arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)),
+              {batch, head, t, dimOfGate[u]});
+          memref::StoreOp::create(b, g, gateTable,
+                                  ValueRange{rowOfGate[u], dimOfGate[u]});
+        }
       });
       barrier();
       forEachElement(dimK, [&](Value d) {

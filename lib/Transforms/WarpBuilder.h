@@ -359,6 +359,29 @@ protected:
   void forEachElement(int64_t count, llvm::function_ref<void(Value)> body) {
     forEachIndex(idx(0), idx(count), body);
   }
+  /// forEachElement, handing the body up to `group` indices of a thread at
+  /// once (its rounds r, r + 1, ...), so that it can issue their loads
+  /// together before using any: a loop of one load per round waits out each
+  /// load's latency in turn.
+  void forEachElementGroup(int64_t count, int64_t group,
+                           llvm::function_ref<void(ArrayRef<Value>)> body) {
+    int64_t threads = config.threads();
+    int64_t rounds = count / threads;
+    while (group > 1 && rounds % group)
+      group /= 2;
+    if (count % threads || group <= 1) {
+      forEachElement(count, [&](Value i) { body({i}); });
+      return;
+    }
+    rb.loop(idx(0), idx(rounds / group), [&](Value outer) {
+      SmallVector<Value> indices;
+      for (int64_t u = 0; u < group; ++u)
+        indices.push_back(rb.add(
+            threadId, rb.mul(rb.add(rb.mul(outer, idx(group)), idx(u)),
+                             idx(threads))));
+      body(indices);
+    });
+  }
   /// for (i = begin + threadId; i < end; i += threads) body(i)
   void forEachIndex(Value begin, Value end, llvm::function_ref<void(Value)> body) {
     Value threads = idx(config.threads());

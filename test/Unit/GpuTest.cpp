@@ -659,6 +659,56 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
 // states, GQA, Dk != Dv, chunks of 16, 32 and 64 with lengths that are 1,
 // primes and not multiples of the chunk, and packed sequences with an empty
 // one.
+// A positive or non-finite gate is reported with its position, by scalar
+// (per head and step) and per-key-dimension gates alike; rows past the end
+// of the last chunk, which the GPU kernel fills without branches, report
+// nothing.
+TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
+  struct Case {
+    const char *name, *spec, *expected;
+    std::vector<int64_t> gateShape, badAt;
+  };
+  std::vector<Case> cases = {
+      {"per head",
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],"
+       " a: f32[B, H, T]) -> (o: bf16[B, H, T, 32]) {\n"
+       "  o = linear(q, k, v) { gate = a[b, h, t]; chunk = 32 }\n}\n",
+       "gate value 0.500000 at b=1, h=0, t=37, d=0 is positive or not finite",
+       {2, 2, 50}, {1, 0, 37}},
+      {"per key dim",
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],"
+       " g: f32[B, H, T, 32]) -> (o: bf16[B, H, T, 32]) {\n"
+       "  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n",
+       "gate value 0.500000 at b=0, h=1, t=49, d=5 is positive or not finite",
+       {2, 2, 50, 32}, {0, 1, 49, 5}},
+  };
+  for (const Case &c : cases) {
+    SpecRunner reference(c.spec);
+    ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
+    std::string error;
+    auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+    ASSERT_TRUE(kernel) << c.name << ": " << error;
+    std::mt19937_64 rng(5);
+    std::map<std::string, HostTensor> inputs;
+    for (const char *name : {"q", "k", "v"})
+      inputs[name] = randomTensor(ElementType::BF16, {2, 2, 50, 32}, rng, -1, 1);
+    std::string gateName = c.gateShape.size() == 3 ? "a" : "g";
+    inputs[gateName] = randomTensor(ElementType::F32, c.gateShape, rng, -1, 0);
+    std::vector<HostTensor> actual;
+    std::vector<TensorView> storage;
+    const KernelSignature &signature = kernel->image().signature;
+    ASSERT_TRUE(kernel->run(viewsOf(signature, inputs, storage), actual, error))
+        << c.name << " (valid gates): " << error;
+    int64_t flat = 0;
+    for (size_t d = 0; d < c.badAt.size(); ++d)
+      flat = flat * c.gateShape[d] + c.badAt[d];
+    inputs[gateName].set(flat, 0.5);
+    EXPECT_FALSE(kernel->run(viewsOf(signature, inputs, storage), actual, error))
+        << c.name;
+    EXPECT_NE(error.find(c.expected), std::string::npos) << c.name << ": " << error;
+  }
+}
+
 TEST(GpuEmulation, LinearMatchesTheReference) {
   struct Case {
     const char *name;
