@@ -41,9 +41,14 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   // f32 along Dv (outputs, state update) or along the chunk's keys (the
   // intra-chunk scores, keys staged transposed); widths are padded to whole
   // vectors with zeros, which padded lanes only ever multiply.
+  // Loops over Dv carry kValueGroup independent vectors, loops over keys
+  // kDotGroup (see vectorDotLoops); Dv is padded to whole groups.
   constexpr int64_t kLanes = LoweringBuilder::kLanes;
+  constexpr int64_t kDotGroup = 8, kValueGroup = 4;
   int64_t paddedChunk = llvm::alignTo(chunk, kLanes);
-  Value paddedDimV = rb.paddedToLanes(shape.dimV);
+  Value paddedDimV = rb.mul(
+      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes * kValueGroup)),
+      rb.index(kLanes * kValueGroup));
   Type f32 = b.getF32Type();
   auto buffer = [&](int64_t rows, Value cols) {
     return memref::AllocOp::create(
@@ -82,13 +87,20 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   auto expDiff = [&](Value x, Value y) {
     return math::ExpOp::create(b, arith::SubFOp::create(b, x, y));
   };
-  Value vectors = arith::DivUIOp::create(b, paddedDimV, rb.index(kLanes));
-  // for each vector of kLanes columns of Dv: body(e0)
-  auto forEachVector = [&](llvm::function_ref<void(Value)> body) {
-    rb.loop(zero, vectors, [&](Value vectorIndex) {
-      body(rb.mul(vectorIndex, rb.index(kLanes)));
-    });
-  };
+  Value groups =
+      arith::DivUIOp::create(b, paddedDimV, rb.index(kLanes * kValueGroup));
+  // for each group of kValueGroup vectors of kLanes columns of Dv:
+  // body(first column of each vector)
+  auto forEachVectorGroup =
+      [&](llvm::function_ref<void(ArrayRef<Value>)> body) {
+        rb.loop(zero, groups, [&](Value group) {
+          Value e0 = rb.mul(group, rb.index(kLanes * kValueGroup));
+          SmallVector<Value> columns;
+          for (int64_t k = 0; k < kValueGroup; ++k)
+            columns.push_back(rb.add(e0, rb.index(k * kLanes)));
+          body(columns);
+        });
+      };
 
   rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
     Value start, steps;
@@ -152,15 +164,21 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
       rb.loop(zero, shape.dimK, [&](Value d) {
         Value decay = gated ? Value(math::ExpOp::create(b, load2(gates, last, d)))
                             : rb.f32(1);
-        forEachVector([&](Value e0) {
-          Value decayed = arith::MulFOp::create(
-              b, rb.loadLanes(state, {d, e0}),
-              vector::BroadcastOp::create(b, rb.lanes(), decay));
-          Value updated = rb.vectorDotLoop(zero, rows, decayed, [&](Value u) {
-            return std::make_pair(load2(keys, u, d),
-                                  rb.loadLanes(values, {u, e0}));
-          });
-          vector::StoreOp::create(b, updated, state, ValueRange{d, e0});
+        Value decayLanes = vector::BroadcastOp::create(b, rb.lanes(), decay);
+        forEachVectorGroup([&](ArrayRef<Value> columns) {
+          SmallVector<Value> decayed;
+          for (Value e0 : columns)
+            decayed.push_back(arith::MulFOp::create(
+                b, rb.loadLanes(state, {d, e0}), decayLanes));
+          SmallVector<Value> updated =
+              rb.vectorDotLoops(zero, rows, decayed, [&](Value u) {
+                SmallVector<Value> rowValues;
+                for (Value e0 : columns)
+                  rowValues.push_back(rb.loadLanes(values, {u, e0}));
+                return std::make_pair(load2(keys, u, d), rowValues);
+              });
+          for (auto [value, e0] : llvm::zip_equal(updated, columns))
+            vector::StoreOp::create(b, value, state, ValueRange{d, e0});
         });
       });
     };
@@ -221,14 +239,21 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         // A[r][u] = exp(G_r - G_u) phi(q_r) . phi(k_u), kLanes keys at a
         // time; only u <= r is read.
         rb.loop(zero, rows, [&](Value r) {
-          for (int64_t u0 = 0; u0 < paddedChunk; u0 += kLanes) {
-            Value dots = rb.vectorDotLoop(
-                zero, shape.dimK, rb.zeroLanes(), [&](Value d) {
-                  return std::make_pair(load2(queries, r, d),
-                                        rb.loadLanes(keysT, {d, rb.index(u0)}));
+          for (int64_t g0 = 0; g0 < paddedChunk; g0 += kLanes * kDotGroup) {
+            int64_t count =
+                std::min<int64_t>(kDotGroup, (paddedChunk - g0) / kLanes);
+            SmallVector<Value> dots = rb.vectorDotLoops(
+                zero, shape.dimK, SmallVector<Value>(count, rb.zeroLanes()),
+                [&](Value d) {
+                  SmallVector<Value> keyLanes;
+                  for (int64_t k = 0; k < count; ++k)
+                    keyLanes.push_back(rb.loadLanes(
+                        keysT, {d, rb.index(g0 + k * kLanes)}));
+                  return std::make_pair(load2(queries, r, d), keyLanes);
                 });
-            vector::StoreOp::create(b, dots, scores,
-                                    ValueRange{r, rb.index(u0)});
+            for (int64_t k = 0; k < count; ++k)
+              vector::StoreOp::create(b, dots[k], scores,
+                                      ValueRange{r, rb.index(g0 + k * kLanes)});
           }
           if (gated)
             rb.loop(zero, rb.add(r, one), [&](Value u) {
@@ -251,29 +276,36 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         });
       rb.loop(zero, rows, [&](Value r) {
         Value t = rb.add(start, rb.add(t0, r));
-        forEachVector([&](Value e0) {
-          Value out = rb.vectorDotLoop(zero, shape.dimK, rb.zeroLanes(),
-                                       [&](Value d) {
-                                         return std::make_pair(
-                                             load2(queries, r, d),
-                                             rb.loadLanes(state, {d, e0}));
-                                       });
+        forEachVectorGroup([&](ArrayRef<Value> columns) {
+          auto rowsOf = [&](Value buffer, Value row) {
+            SmallVector<Value> lanes;
+            for (Value e0 : columns)
+              lanes.push_back(rb.loadLanes(buffer, {row, e0}));
+            return lanes;
+          };
+          SmallVector<Value> out = rb.vectorDotLoops(
+              zero, shape.dimK,
+              SmallVector<Value>(columns.size(), rb.zeroLanes()),
+              [&](Value d) {
+                return std::make_pair(load2(queries, r, d), rowsOf(state, d));
+              });
           if (intra)
-            out = rb.vectorDotLoop(zero, rb.add(r, one), out, [&](Value u) {
-              return std::make_pair(load2(scores, r, u),
-                                    rb.loadLanes(values, {u, e0}));
+            out = rb.vectorDotLoops(zero, rb.add(r, one), out, [&](Value u) {
+              return std::make_pair(load2(scores, r, u), rowsOf(values, u));
             });
-          out = arith::MulFOp::create(
-              b, out, vector::BroadcastOp::create(b, rb.lanes(), scale));
-          for (int64_t lane = 0; lane < kLanes; ++lane) {
-            Value e = rb.add(e0, rb.index(lane));
-            rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, e,
-                                            shape.dimV),
-                      [&] {
-                        rb.storeF32(
-                            vector::ExtractOp::create(b, out, lane), o,
-                            layoutIndices(shape.layout, batch, head, t, e));
-                      });
+          Value scaleLanes = vector::BroadcastOp::create(b, rb.lanes(), scale);
+          for (auto [sum, e0] : llvm::zip_equal(out, columns)) {
+            Value scaled = arith::MulFOp::create(b, sum, scaleLanes);
+            for (int64_t lane = 0; lane < kLanes; ++lane) {
+              Value e = rb.add(e0, rb.index(lane));
+              rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, e,
+                                              shape.dimV),
+                        [&] {
+                          rb.storeF32(
+                              vector::ExtractOp::create(b, scaled, lane), o,
+                              layoutIndices(shape.layout, batch, head, t, e));
+                        });
+            }
           }
         });
       });

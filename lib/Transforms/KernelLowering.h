@@ -364,12 +364,27 @@ public:
   /// of kLanes: `terms(i)` gives the scalar (broadcast) and the vector.
   Value vectorDotLoop(Value lb, Value ub, Value init,
                       function_ref<std::pair<Value, Value>(Value)> terms) {
-    return loop(lb, ub, {init}, [&](Value i, ValueRange sum) {
+    return vectorDotLoops(lb, ub, {init}, [&](Value i) {
       auto [scalar, row] = terms(i);
-      return SmallVector<Value>{mlir::vector::FMAOp::create(
-          b, mlir::vector::BroadcastOp::create(b, lanes(), scalar), row,
-          sum[0])};
+      return std::make_pair(scalar, SmallVector<Value>{row});
     })[0];
+  }
+  /// inits[k] + sum over i in [lb, ub) of scalarAt(i) * rowsAt(i)[k] for
+  /// every k in one loop: the accumulators are independent, so an FMA need
+  /// not wait for the previous one's result (a single accumulator chain runs
+  /// at the FMA latency, not its throughput). Each lane still sums in index
+  /// order, so the results are those of one vectorDotLoop per accumulator.
+  SmallVector<Value>
+  vectorDotLoops(Value lb, Value ub, ValueRange inits,
+                 function_ref<std::pair<Value, SmallVector<Value>>(Value)> terms) {
+    return llvm::to_vector(loop(lb, ub, inits, [&](Value i, ValueRange sums) {
+      auto [scalar, rows] = terms(i);
+      Value broadcast = mlir::vector::BroadcastOp::create(b, lanes(), scalar);
+      SmallVector<Value> next;
+      for (auto [row, sum] : llvm::zip_equal(rows, sums))
+        next.push_back(mlir::vector::FMAOp::create(b, broadcast, row, sum));
+      return next;
+    }));
   }
   Value loadLanes(Value buffer, ValueRange indices) {
     return mlir::vector::LoadOp::create(b, lanes(), buffer, indices);

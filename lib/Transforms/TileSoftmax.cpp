@@ -55,8 +55,14 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   // lane sums in the scalar order. Widths are padded to whole vectors and
   // the padding is zero, so padded lanes compute finite values nobody reads.
   constexpr int64_t kLanes = LoweringBuilder::kLanes;
+  // Independent accumulators per loop (see vectorDotLoops): enough to hide
+  // the FMA latency, few enough to stay in 16 vector registers.
+  constexpr int64_t kDotGroup = 8, kValueGroup = 4;
   int64_t paddedBlockK = llvm::alignTo(blockK, kLanes);
-  Value paddedDimV = rb.paddedToLanes(shape.dimV);
+  // Dv padded to whole groups (the padding is zero and never stored).
+  Value paddedDimV = rb.mul(
+      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes * kValueGroup)),
+      rb.index(kLanes * kValueGroup));
   Value queryTile = stagingTile(blockQ, shape.dimK);
   Value keyTileT = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, paddedBlockK}, f32),
@@ -159,17 +165,26 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         auto emitTile = [&](bool applyMask) {
           rb.loop(zero, rows, [&](Value r) {
             Value i = rb.add(i0, r);
-            // rowDots[c] = q_r . k_c, kLanes keys at a time.
-            for (int64_t c0 = 0; c0 < paddedBlockK; c0 += kLanes) {
-              Value dots = rb.vectorDotLoop(
-                  zero, shape.dimK, rb.zeroLanes(), [&](Value d) {
+            // rowDots[c] = q_r . k_c, kLanes keys per accumulator and up
+            // to kDotGroup accumulators per loop over d.
+            for (int64_t g0 = 0; g0 < paddedBlockK; g0 += kLanes * kDotGroup) {
+              int64_t count =
+                  std::min<int64_t>(kDotGroup, (paddedBlockK - g0) / kLanes);
+              SmallVector<Value> dots = rb.vectorDotLoops(
+                  zero, shape.dimK, SmallVector<Value>(count, rb.zeroLanes()),
+                  [&](Value d) {
+                    SmallVector<Value> keys;
+                    for (int64_t k = 0; k < count; ++k)
+                      keys.push_back(rb.loadLanes(
+                          keyTileT, {d, rb.index(g0 + k * kLanes)}));
                     return std::make_pair(
                         Value(memref::LoadOp::create(b, queryTile,
                                                      ValueRange{r, d})),
-                        rb.loadLanes(keyTileT, {d, rb.index(c0)}));
+                        keys);
                   });
-              vector::StoreOp::create(b, dots, rowDots,
-                                      ValueRange{rb.index(c0)});
+              for (int64_t k = 0; k < count; ++k)
+                vector::StoreOp::create(b, dots[k], rowDots,
+                                        ValueRange{rb.index(g0 + k * kLanes)});
             }
             Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
                                                               ValueRange max) {
@@ -233,22 +248,33 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
                                       rowSum, r);
               memref::StoreOp::create(b, newMax, rowMax, r);
             }
-            // acc' = acc * alpha + P V, kLanes columns of Dv at a time.
-            Value vectors = arith::DivUIOp::create(b, paddedDimV,
-                                                   rb.index(kLanes));
-            rb.loop(zero, vectors, [&](Value vectorIndex) {
-              Value e0 = rb.mul(vectorIndex, rb.index(kLanes));
-              Value scaled = arith::MulFOp::create(
-                  b, rb.loadLanes(acc, {r, e0}),
-                  vector::BroadcastOp::create(b, rb.lanes(), alpha));
-              Value updated =
-                  rb.vectorDotLoop(zero, cols, scaled, [&](Value c) {
+            // acc' = acc * alpha + P V, kValueGroup vectors of kLanes
+            // columns of Dv per loop over the keys.
+            Value groups = arith::DivUIOp::create(
+                b, paddedDimV, rb.index(kLanes * kValueGroup));
+            Value alphaLanes = vector::BroadcastOp::create(b, rb.lanes(), alpha);
+            rb.loop(zero, groups, [&](Value group) {
+              Value e0 = rb.mul(group, rb.index(kLanes * kValueGroup));
+              auto column = [&](int64_t k) {
+                return rb.add(e0, rb.index(k * kLanes));
+              };
+              SmallVector<Value> scaled;
+              for (int64_t k = 0; k < kValueGroup; ++k)
+                scaled.push_back(arith::MulFOp::create(
+                    b, rb.loadLanes(acc, {r, column(k)}), alphaLanes));
+              SmallVector<Value> updated =
+                  rb.vectorDotLoops(zero, cols, scaled, [&](Value c) {
+                    SmallVector<Value> values;
+                    for (int64_t k = 0; k < kValueGroup; ++k)
+                      values.push_back(rb.loadLanes(valueTile, {c, column(k)}));
                     return std::make_pair(
                         Value(memref::LoadOp::create(b, tile,
                                                      ValueRange{r, c})),
-                        rb.loadLanes(valueTile, {c, e0}));
+                        values);
                   });
-              vector::StoreOp::create(b, updated, acc, ValueRange{r, e0});
+              for (int64_t k = 0; k < kValueGroup; ++k)
+                vector::StoreOp::create(b, updated[k], acc,
+                                        ValueRange{r, column(k)});
             });
           });
         };
