@@ -37,6 +37,14 @@ def time_ms(fn, repeat=20):
     return start.elapsed_time(end) / repeat
 
 
+def linear_peer(rows, attnc, label, flops, run):
+    """Times flash-linear-attention's `run` on one case against attnc's row."""
+    fla_tf = tflops(flops, time_ms(run))
+    ours = attnc.get((label, "sm_90a"), 0.0)
+    rows.append([label, ours, 0.0, 0.0, fla_tf])
+    print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", required=True, help="attnc results.csv")
@@ -92,11 +100,11 @@ def main():
                 print(f"{label:<22}{ours:>14.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
                       f"{ours / sdpa if sdpa else 0:>9.2f}{ours / flex_tf if flex_tf else 0:>9.2f}")
     try:
+        from fla.ops.gla import chunk_gla
         from fla.ops.simple_gla import chunk_simple_gla
     except Exception as error:
         print(f"peers: flash-linear-attention unavailable ({error}); linear cases skipped")
-        chunk_simple_gla = None
-    if chunk_simple_gla is not None:
+    else:
         print(f"{'case':<22}{'attnc sm_90a':>14}{'fla':>10}{'vs fla':>9}")
         for d in (64, 128):
             for n in (1024, 4096, 16384):
@@ -104,19 +112,9 @@ def main():
                 q, k, v = (torch.randn(b, n, 16, d, device="cuda", dtype=torch.bfloat16)
                            for _ in range(3))
                 g = -torch.rand(b, n, 16, device="cuda", dtype=torch.float32)
-                flops = b * 16 * n * (4 * 64 * d + 4 * d * d)
-                label = f"ssd_d{d}_n{n}"
-                fla_tf = tflops(flops, time_ms(lambda: chunk_simple_gla(q, k, v, g, scale=1.0)))
-                ours = attnc.get((label, "sm_90a"), 0.0)
-                rows.append([label, ours, 0.0, 0.0, fla_tf])
-                print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
-    try:
-        from fla.ops.gla import chunk_gla
-    except Exception as error:
-        print(f"peers: flash-linear-attention's chunk_gla unavailable ({error}); GLA skipped")
-        chunk_gla = None
-    if chunk_gla is not None:
-        print(f"{'case':<22}{'attnc sm_90a':>14}{'fla':>10}{'vs fla':>9}")
+                linear_peer(rows, attnc, f"ssd_d{d}_n{n}",
+                            b * 16 * n * (4 * 64 * d + 4 * d * d),
+                            lambda: chunk_simple_gla(q, k, v, g, scale=1.0))
         for n in (1024, 4096, 16384):
             b = 16384 // n
             q, k = (torch.randn(b, n, 16, 64, device="cuda", dtype=torch.bfloat16)
@@ -124,12 +122,9 @@ def main():
             v = torch.randn(b, n, 16, 128, device="cuda", dtype=torch.bfloat16)
             g = torch.nn.functional.logsigmoid(
                 torch.randn(b, n, 16, 64, device="cuda", dtype=torch.float32)) / 16
-            flops = b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)
-            label = f"gla_n{n}"
-            fla_tf = tflops(flops, time_ms(lambda: chunk_gla(q, k, v, g, scale=0.125)))
-            ours = attnc.get((label, "sm_90a"), 0.0)
-            rows.append([label, ours, 0.0, 0.0, fla_tf])
-            print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
+            linear_peer(rows, attnc, f"gla_n{n}",
+                        b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128),
+                        lambda: chunk_gla(q, k, v, g, scale=0.125))
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",

@@ -41,14 +41,12 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
   // f32 along Dv (outputs, state update) or along the chunk's keys (the
   // intra-chunk scores, keys staged transposed); widths are padded to whole
   // vectors with zeros, which padded lanes only ever multiply.
-  // Loops over Dv carry kValueGroup independent vectors, loops over keys
-  // kDotGroup (see vectorDotLoops); Dv is padded to whole groups.
+  // Loops over Dv carry kValueGroup independent vectors (see
+  // vectorDotLoops); Dv is padded to whole groups.
   constexpr int64_t kLanes = LoweringBuilder::kLanes;
-  constexpr int64_t kDotGroup = 8, kValueGroup = 4;
+  constexpr int64_t kValueGroup = LoweringBuilder::kValueGroup;
   int64_t paddedChunk = llvm::alignTo(chunk, kLanes);
-  Value paddedDimV = rb.mul(
-      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes * kValueGroup)),
-      rb.index(kLanes * kValueGroup));
+  Value paddedDimV = rb.paddedToValueGroups(shape.dimV);
   Type f32 = b.getF32Type();
   auto buffer = [&](int64_t rows, Value cols) {
     return memref::AllocOp::create(
@@ -239,22 +237,9 @@ void chunkLinear(LinearOp op, LoweringBuilder &rb, ValueRange results) {
         // A[r][u] = exp(G_r - G_u) phi(q_r) . phi(k_u), kLanes keys at a
         // time; only u <= r is read.
         rb.loop(zero, rows, [&](Value r) {
-          for (int64_t g0 = 0; g0 < paddedChunk; g0 += kLanes * kDotGroup) {
-            int64_t count =
-                std::min<int64_t>(kDotGroup, (paddedChunk - g0) / kLanes);
-            SmallVector<Value> dots = rb.vectorDotLoops(
-                zero, shape.dimK, SmallVector<Value>(count, rb.zeroLanes()),
-                [&](Value d) {
-                  SmallVector<Value> keyLanes;
-                  for (int64_t k = 0; k < count; ++k)
-                    keyLanes.push_back(rb.loadLanes(
-                        keysT, {d, rb.index(g0 + k * kLanes)}));
-                  return std::make_pair(load2(queries, r, d), keyLanes);
-                });
-            for (int64_t k = 0; k < count; ++k)
-              vector::StoreOp::create(b, dots[k], scores,
-                                      ValueRange{r, rb.index(g0 + k * kLanes)});
-          }
+          rb.rowTimesTransposed(
+              shape.dimK, [&](Value d) -> Value { return load2(queries, r, d); },
+              keysT, paddedChunk, scores, {r});
           if (gated)
             rb.loop(zero, rb.add(r, one), [&](Value u) {
               store2(rb.mul(load2(scores, r, u),

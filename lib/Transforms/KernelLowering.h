@@ -346,10 +346,15 @@ public:
   mlir::VectorType lanes() {
     return mlir::VectorType::get({kLanes}, b.getF32Type());
   }
-  /// `size` rounded up to whole vectors.
-  Value paddedToLanes(Value size) {
-    return mul(arith::CeilDivUIOp::create(b, size, index(kLanes)),
-               index(kLanes));
+  /// Independent accumulators per loop (see vectorDotLoops), enough to hide
+  /// the FMA latency and few enough to stay in 16 vector registers:
+  /// kDotGroup vectors of keys per loop over d, kValueGroup vectors of Dv
+  /// per loop over keys.
+  static constexpr int64_t kDotGroup = 8, kValueGroup = 4;
+  /// `size` rounded up to whole groups of kValueGroup vectors.
+  Value paddedToValueGroups(Value size) {
+    Value group = index(kLanes * kValueGroup);
+    return mul(arith::CeilDivUIOp::create(b, size, group), group);
   }
   /// Zeroes a 2-D f32 buffer (tiles whose padding must read as 0).
   void zeroFill(Value buffer) {
@@ -385,6 +390,30 @@ public:
         next.push_back(mlir::vector::FMAOp::create(b, broadcast, row, sum));
       return next;
     }));
+  }
+  /// dest[prefix..., c] = sum over d in [0, depth) of scalarAt(d) *
+  /// columnsT[d, c], for c < width (a multiple of kLanes): one row times a
+  /// tile staged transposed, kDotGroup vectors of columns per loop over d.
+  void rowTimesTransposed(Value depth, function_ref<Value(Value)> scalarAt,
+                          Value columnsT, int64_t width, Value dest,
+                          ValueRange prefix) {
+    for (int64_t g0 = 0; g0 < width; g0 += kLanes * kDotGroup) {
+      int64_t count = std::min<int64_t>(kDotGroup, (width - g0) / kLanes);
+      auto column = [&](int64_t k) { return index(g0 + k * kLanes); };
+      SmallVector<Value> dots = vectorDotLoops(
+          index(0), depth, SmallVector<Value>(count, zeroLanes()),
+          [&](Value d) {
+            SmallVector<Value> rows;
+            for (int64_t k = 0; k < count; ++k)
+              rows.push_back(loadLanes(columnsT, {d, column(k)}));
+            return std::make_pair(scalarAt(d), rows);
+          });
+      for (int64_t k = 0; k < count; ++k) {
+        SmallVector<Value> at(prefix.begin(), prefix.end());
+        at.push_back(column(k));
+        mlir::vector::StoreOp::create(b, dots[k], dest, at);
+      }
+    }
   }
   Value loadLanes(Value buffer, ValueRange indices) {
     return mlir::vector::LoadOp::create(b, lanes(), buffer, indices);

@@ -55,14 +55,10 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   // lane sums in the scalar order. Widths are padded to whole vectors and
   // the padding is zero, so padded lanes compute finite values nobody reads.
   constexpr int64_t kLanes = LoweringBuilder::kLanes;
-  // Independent accumulators per loop (see vectorDotLoops): enough to hide
-  // the FMA latency, few enough to stay in 16 vector registers.
-  constexpr int64_t kDotGroup = 8, kValueGroup = 4;
+  constexpr int64_t kValueGroup = LoweringBuilder::kValueGroup;
   int64_t paddedBlockK = llvm::alignTo(blockK, kLanes);
   // Dv padded to whole groups (the padding is zero and never stored).
-  Value paddedDimV = rb.mul(
-      arith::CeilDivUIOp::create(b, shape.dimV, rb.index(kLanes * kValueGroup)),
-      rb.index(kLanes * kValueGroup));
+  Value paddedDimV = rb.paddedToValueGroups(shape.dimV);
   Value queryTile = stagingTile(blockQ, shape.dimK);
   Value keyTileT = memref::AllocOp::create(
       b, MemRefType::get({ShapedType::kDynamic, paddedBlockK}, f32),
@@ -165,27 +161,13 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
         auto emitTile = [&](bool applyMask) {
           rb.loop(zero, rows, [&](Value r) {
             Value i = rb.add(i0, r);
-            // rowDots[c] = q_r . k_c, kLanes keys per accumulator and up
-            // to kDotGroup accumulators per loop over d.
-            for (int64_t g0 = 0; g0 < paddedBlockK; g0 += kLanes * kDotGroup) {
-              int64_t count =
-                  std::min<int64_t>(kDotGroup, (paddedBlockK - g0) / kLanes);
-              SmallVector<Value> dots = rb.vectorDotLoops(
-                  zero, shape.dimK, SmallVector<Value>(count, rb.zeroLanes()),
-                  [&](Value d) {
-                    SmallVector<Value> keys;
-                    for (int64_t k = 0; k < count; ++k)
-                      keys.push_back(rb.loadLanes(
-                          keyTileT, {d, rb.index(g0 + k * kLanes)}));
-                    return std::make_pair(
-                        Value(memref::LoadOp::create(b, queryTile,
-                                                     ValueRange{r, d})),
-                        keys);
-                  });
-              for (int64_t k = 0; k < count; ++k)
-                vector::StoreOp::create(b, dots[k], rowDots,
-                                        ValueRange{rb.index(g0 + k * kLanes)});
-            }
+            // rowDots[c] = q_r . k_c
+            rb.rowTimesTransposed(
+                shape.dimK,
+                [&](Value d) -> Value {
+                  return memref::LoadOp::create(b, queryTile, ValueRange{r, d});
+                },
+                keyTileT, paddedBlockK, rowDots, {});
             Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
                                                               ValueRange max) {
               Value j = rb.add(j0, c);
