@@ -41,7 +41,7 @@ def linear_peer(rows, attnc, label, flops, run):
     """Times flash-linear-attention's `run` on one case against attnc's row."""
     fla_tf = tflops(flops, time_ms(run))
     ours = attnc.get((label, "sm_90a"), 0.0)
-    rows.append([label, ours, 0.0, 0.0, fla_tf])
+    rows.append([label, ours, 0.0, 0.0, fla_tf, 0.0, 0.0])
     print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
 
 
@@ -76,7 +76,10 @@ def main():
 
     rows = []
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
-    print(f"{'case':<22}{'attnc sm_90a':>14}{'sdpa flash':>12}{'flex':>10}{'vs sdpa':>9}{'vs flex':>9}")
+    # attnc's default (16 query rows per warp) and its 32-row variants
+    # (prepare.sh: LABEL_r32, and LABEL_r32k64 at head dim 128).
+    print(f"{'case':<22}{'attnc sm_90a':>14}{'32 rows':>9}{'32r k64':>9}{'sdpa flash':>12}"
+          f"{'flex':>10}{'vs sdpa':>9}{'vs flex':>9}")
     for d in (64, 128):
         for n in (1024, 4096, 16384):
             for causal in (False, True):
@@ -96,9 +99,12 @@ def main():
                         mask = create_block_mask(lambda b_, h, i, j: i >= j, None, None, n, n)
                     flex_tf = tflops(flops, time_ms(lambda: flex(q, k, v, block_mask=mask)))
                 ours = attnc.get((label, "sm_90a"), 0.0)
-                rows.append([label, ours, sdpa, flex_tf, 0.0])
-                print(f"{label:<22}{ours:>14.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
-                      f"{ours / sdpa if sdpa else 0:>9.2f}{ours / flex_tf if flex_tf else 0:>9.2f}")
+                rows32 = attnc.get((label + "_r32", "sm_90a"), 0.0)
+                rows32k64 = attnc.get((label + "_r32k64", "sm_90a"), 0.0)
+                rows.append([label, ours, sdpa, flex_tf, 0.0, rows32, rows32k64])
+                print(f"{label:<22}{ours:>14.1f}{rows32:>9.1f}{rows32k64:>9.1f}{sdpa:>12.1f}"
+                      f"{flex_tf:>10.1f}{ours / sdpa if sdpa else 0:>9.2f}"
+                      f"{ours / flex_tf if flex_tf else 0:>9.2f}")
     try:
         from fla.ops.gla import chunk_gla
         from fla.ops.simple_gla import chunk_simple_gla
@@ -128,7 +134,7 @@ def main():
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
-                         "fla_tflops"])
+                         "fla_tflops", "attnc_32rows_tflops", "attnc_32rows_k64_tflops"])
         writer.writerows(rows)
     if args.png:
         plot(rows, args.png)
@@ -150,8 +156,8 @@ def plot(rows, path):
     figure, axes = plt.subplots(3, 3, figsize=(13, 10))
     for axis in axes.flat[len(panels):]:
         axis.axis("off")
-    series = [("attnc sm_90a", 1), ("SDPA flash", 2), ("FlexAttention", 3),
-              ("flash-linear-attention", 4)]
+    series = [("attnc sm_90a", 1), ("attnc, 32 rows per warp", 5), ("SDPA flash", 2),
+              ("FlexAttention", 3), ("flash-linear-attention", 4)]
     for axis, (kind, dims) in zip(axes.flat, panels):
         picked = [r for r in rows if r[0].startswith(kind + dims)]
         lengths = [int(r[0].rsplit("_n", 1)[1]) for r in picked]

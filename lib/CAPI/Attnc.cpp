@@ -228,9 +228,7 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
   if (gpuTarget) {
     cacheKey = KernelCache::key(
         std::string(spec, specLength), kernelName ? kernelName : "",
-        "warps=" + std::to_string(gpuOptions.warps) +
-            " block-k=" + std::to_string(gpuOptions.blockK),
-        targetName);
+        gpuOptions.cacheKey(), targetName);
     GpuImage image;
     std::string note;
     if (context->cache.lookup(cacheKey, image, note)) {

@@ -124,15 +124,9 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
     return false;
   };
 
-  GpuTileSoftmaxOptions tileOptions;
-  tileOptions.warps = options.warps;
-  tileOptions.blockK = options.blockK;
-  GpuChunkLinearOptions linearOptions;
-  linearOptions.warps = options.warps;
-  linearOptions.blockV = options.blockV;
   if (!run([&](PassManager &pm) {
-        pm.addPass(createGpuTileSoftmax(tileOptions));
-        pm.addPass(createGpuChunkLinear(linearOptions));
+        pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, false)));
+        pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, false)));
       }))
     return false;
   gpu::GPUFuncOp func;

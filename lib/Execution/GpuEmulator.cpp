@@ -233,19 +233,9 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     diagnostics += diag.str() + "\n";
     return success();
   });
-  GpuTileSoftmaxOptions tileOptions;
-  tileOptions.warps = options.warps;
-  tileOptions.blockK = options.blockK;
-  tileOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
-  tileOptions.emulate = true;
-  GpuChunkLinearOptions linearOptions;
-  linearOptions.warps = options.warps;
-  linearOptions.blockV = options.blockV;
-  linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
-  linearOptions.emulate = true;
   PassManager tile(context);
-  tile.addPass(createGpuTileSoftmax(tileOptions));
-  tile.addPass(createGpuChunkLinear(linearOptions));
+  tile.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, true)));
+  tile.addPass(createGpuChunkLinear(linearStrategyOptions(options, true)));
   if (failed(tile.run(*clone))) {
     error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
     return nullptr;

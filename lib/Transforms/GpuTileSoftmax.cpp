@@ -1,10 +1,12 @@
 //===- GpuTileSoftmax.cpp - FlashAttention-2 softmax for tensor cores -----===//
 //
 // The FlashAttention-2 work split on mma.sync.m16n8k16: a CTA of `warps`
-// warps owns 16 * warps query rows of one (batch, head); each warp owns 16
-// rows, keeps its Q fragments, its score tile S, P (as the A operand of
-// P V) and its output accumulator in registers, and reduces row statistics
-// across the 4 lanes of a quad with shuffles. K and V tiles are copied into
+// warps owns rowsPerWarp * warps query rows of one (batch, head); each warp
+// owns 16 or 32 rows (one or two mma row tiles), keeps its score tile S, P
+// (as the A operand of P V) and its output accumulator in registers, its Q
+// fragments too when they are small, and reduces row statistics across the
+// 4 lanes of a quad with shuffles. With two row tiles every K and V fragment
+// read from shared memory feeds two mma. K and V tiles are copied into
 // shared memory with cp.async, double-buffered: the copy of the next key
 // block is in flight while the current one is consumed.
 //
@@ -54,10 +56,18 @@ constexpr int64_t kTopkBlockCapacity = 32768;
 
 struct GpuTileShape : WarpConfig {
   int64_t blockQ = 0, blockK = 0, dimK = 0, dimV = 0;
+  /// Query rows per warp: 16 or 32.
+  int64_t rowsPerWarp = nvvm::kMmaM;
   /// Blocks kept per query row by top-k selection (0: no selection).
   int64_t topk = 0;
   int64_t pitchK() const { return dimK + kRowPadding; }
   int64_t pitchV() const { return dimV + kRowPadding; }
+  /// The mma row tiles of one warp.
+  int64_t rowTiles() const { return rowsPerWarp / nvvm::kMmaM; }
+  /// Whether a warp keeps its Q fragments in registers for the whole key
+  /// loop: when they take at most 32 registers per lane. Larger ones would
+  /// crowd out the accumulators and are reloaded per key block instead.
+  bool queryInRegisters() const { return rowsPerWarp * dimK <= 16 * 128; }
   int64_t queryTileBytes() const { return blockQ * pitchK() * elementBytes(); }
   int64_t keyTileBytes() const {
     return kStages * blockK * pitchK() * elementBytes();
@@ -101,6 +111,8 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
           .str();
     shape.blockK = keys;
     shape.topk = *sparse.getTopk();
+    shape.rowsPerWarp = nvvm::kMmaM;
+    shape.blockQ = shape.warps * shape.rowsPerWarp;
   } else if (sparse) {
     // The CTA's tile is the sparsity block: 16 query rows per warp.
     int64_t rows = sparse.getBlockQ(), keys = sparse.getBlockK();
@@ -111,6 +123,7 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                            rows, keys)
           .str();
     shape.warps = rows / 16;
+    shape.rowsPerWarp = 16;
     shape.blockQ = rows;
     shape.blockK = keys;
   }
@@ -600,130 +613,159 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     commitCopies(tokens);
     waitForCopiesAndBarrier();
 
-    // This warp's Q fragments, one A operand per 16 columns of Dk.
-    Value warpRow0 = rb.mul(warp, idx(kRowsPerWarp));
-    SmallVector<SmallVector<Value>> queryFragments;
-    {
-      Value row = rb.add(
-          warpRow0,
-          rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-                 rb.mul(arith::RemUIOp::create(
-                            b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                        idx(8))));
-      Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
-      for (int64_t kk = 0; kk < shape.dimK / 16; ++kk)
-        queryFragments.push_back(ldmatrix(queryTile, {}, row,
-                                          rb.add(idx(kk * 16), colOffset), 4,
-                                          /*transpose=*/false));
-    }
+    // This warp's rows: `rowTiles` mma row tiles of 16 from warpRow0. The A
+    // operand of Q for row tile t and the 16 columns from 16 kk comes from
+    // one ldmatrix.x4, kept for the whole loop or reloaded per key block.
+    const int64_t rowTiles = shape.rowTiles();
+    const int64_t depthSteps = shape.dimK / 16;
+    Value warpRow0 = rb.mul(warp, idx(shape.rowsPerWarp));
+    Value queryLaneRow = rb.add(
+        warpRow0,
+        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+               rb.mul(arith::RemUIOp::create(
+                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                      idx(8))));
+    Value queryLaneCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+    auto loadQueryFragment = [&](int64_t t, int64_t kk) {
+      return ldmatrix(queryTile, {}, rb.add(queryLaneRow, idx(t * 16)),
+                      rb.add(idx(kk * 16), queryLaneCol), 4,
+                      /*transpose=*/false);
+    };
+    SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
+    if (shape.queryInRegisters())
+      for (int64_t t = 0; t < rowTiles; ++t)
+        for (int64_t kk = 0; kk < depthSteps; ++kk)
+          heldQuery.push_back(loadQueryFragment(t, kk));
+    auto queryFragment = [&](int64_t t, int64_t kk) {
+      return shape.queryInRegisters() ? heldQuery[t * depthSteps + kk]
+                                      : loadQueryFragment(t, kk);
+    };
 
-    // The rows of this lane: g and g + 8 of the warp's 16. Expressions see
-    // them clamped to the last row, so rows past the end (whose results are
-    // dropped) never read user tensors out of bounds.
-    Value laneRow[2], exprRow[2];
-    for (int half = 0; half < 2; ++half) {
-      laneRow[half] =
-          rb.add(i0, rb.add(warpRow0, rb.add(group, idx(8 * half))));
-      exprRow[half] = minIndex(laneRow[half], rb.sub(n, idx(1)));
+    // The rows of this lane, slot 2t + half: rows g and g + 8 of row tile
+    // t. Expressions see them clamped to the last row, so rows past the end
+    // (whose results are dropped) never read user tensors out of bounds.
+    const int64_t rowSlots = 2 * rowTiles;
+    SmallVector<Value> tileRow(rowSlots), laneRow(rowSlots), exprRow(rowSlots);
+    for (int64_t slot = 0; slot < rowSlots; ++slot) {
+      tileRow[slot] = rb.add(
+          warpRow0, rb.add(group, idx(16 * (slot / 2) + 8 * (slot % 2))));
+      laneRow[slot] = rb.add(i0, tileRow[slot]);
+      exprRow[slot] = minIndex(laneRow[slot], rb.sub(n, idx(1)));
     }
 
     int64_t scoreTiles = shape.blockK / nvvm::kMmaN;
     int64_t outputTiles = shape.dimV / nvvm::kMmaN;
-    // Loop state: m and l of both rows, then acc (4 floats per output tile).
-    SmallVector<Value> init = {negInf, negInf, rb.f32(0), rb.f32(0)};
-    init.append(outputTiles * 4, rb.f32(0));
+    // Loop state: m of every row slot, l of every row slot, then acc (4
+    // floats per row tile and output tile).
+    SmallVector<Value> init(rowSlots, negInf);
+    init.append(rowSlots, rb.f32(0));
+    init.append(rowTiles * outputTiles * 4, rb.f32(0));
     SmallVector<Type> stateTypes(init.size(), f32);
+    auto accIndex = [&](int64_t t, int64_t et) {
+      return 2 * rowSlots + (t * outputTiles + et) * 4;
+    };
+    // Register `reg` (0..3) of a C fragment belongs to row slot 2t + reg / 2.
+    auto scoreIndex = [&](int64_t t, int64_t nt) {
+      return (t * scoreTiles + nt) * 4;
+    };
 
     auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
                         bool applyMask) -> SmallVector<Value> {
       Value j0 = rb.mul(keyBlock, bk);
       // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
-      // 16-column steps of Dk (x2 for an odd last step).
-      SmallVector<Value> scores; // scoreTiles x 4
-      Value keyRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)), idx(0));
+      // 16-column steps of Dk (x2 for an odd last step), used by every row
+      // tile.
+      SmallVector<Value> scores(rowTiles * scoreTiles * 4, rb.f32(0));
+      Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
       Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
       Value keyColX2 = rb.mul(
           arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)),
                                  idx(2)),
           idx(8));
-      for (int64_t nt = 0; nt < scoreTiles; ++nt) {
-        SmallVector<Value> c(4, rb.f32(0));
-        Value row = rb.add(keyRow, idx(nt * 8));
-        for (int64_t kk = 0; kk < shape.dimK / 16; kk += 2) {
-          bool pair = kk + 1 < shape.dimK / 16;
+      for (int64_t kk = 0; kk < depthSteps; kk += 2) {
+        bool pair = kk + 1 < depthSteps;
+        SmallVector<SmallVector<Value>> first, second;
+        for (int64_t t = 0; t < rowTiles; ++t) {
+          first.push_back(queryFragment(t, kk));
+          if (pair)
+            second.push_back(queryFragment(t, kk + 1));
+        }
+        for (int64_t nt = 0; nt < scoreTiles; ++nt) {
           SmallVector<Value> regs = ldmatrix(
-              keyTiles, {stage}, row,
+              keyTiles, {stage}, rb.add(keyRow, idx(nt * 8)),
               rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
               /*transpose=*/false);
-          c = mma(queryFragments[kk], {regs[0], regs[1]}, c);
-          if (pair)
-            c = mma(queryFragments[kk + 1], {regs[2], regs[3]}, c);
+          for (int64_t t = 0; t < rowTiles; ++t) {
+            MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
+            SmallVector<Value> updated = mma(first[t], {regs[0], regs[1]}, c);
+            if (pair)
+              updated = mma(second[t], {regs[2], regs[3]}, updated);
+            llvm::copy(updated, c.begin());
+          }
         }
-        llvm::append_range(scores, c);
       }
 
       // Scale, score expression, mask; then the weights P.
       SmallVector<Value> p(scores.size());
       Value jLimit = rb.sub(m, idx(1));
       // Top-k: whether each of this lane's rows kept the block.
-      Value rowKept[2];
+      SmallVector<Value> rowKept(rowSlots);
       if (shape.topk)
-        for (int half = 0; half < 2; ++half)
-          rowKept[half] = rowKeeps(
-              rb.add(warpRow0, rb.add(group, idx(8 * half))), keyBlock);
-      for (int64_t nt = 0; nt < scoreTiles; ++nt) {
-        for (int64_t reg = 0; reg < 4; ++reg) {
-          int half = reg / 2;
-          Value j = rb.add(j0, rb.add(idx(nt * 8 + reg % 2),
-                                      rb.mul(inGroup, idx(2))));
-          Value jExpr = minIndex(j, jLimit);
-          Value s = rb.mul(scale, scores[nt * 4 + reg]);
-          s = rb.inlineExpression(op.getScore(),
-                                  {s, batch, head, exprRow[half], jExpr, n, m,
-                                   startQ, startK},
-                                  s);
-          Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-          if (applyMask) {
-            allowed = rb.inlineExpression(
-                op.getMask(),
-                {batch, head, exprRow[half], jExpr, n, m, startQ, startK},
-                arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-            allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
-            if (shape.topk)
-              allowed = arith::AndIOp::create(b, allowed, rowKept[half]);
-            if (chunkSize)
-              allowed = arith::AndIOp::create(
-                  b, allowed,
-                  arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::eq,
-                      arith::DivUIOp::create(b, exprRow[half], chunkSize),
-                      arith::DivUIOp::create(b, jExpr, chunkSize)));
+        for (int64_t slot = 0; slot < rowSlots; ++slot)
+          rowKept[slot] = rowKeeps(tileRow[slot], keyBlock);
+      for (int64_t t = 0; t < rowTiles; ++t)
+        for (int64_t nt = 0; nt < scoreTiles; ++nt)
+          for (int64_t reg = 0; reg < 4; ++reg) {
+            int64_t slot = 2 * t + reg / 2;
+            Value j = rb.add(j0, rb.add(idx(nt * 8 + reg % 2),
+                                        rb.mul(inGroup, idx(2))));
+            Value jExpr = minIndex(j, jLimit);
+            Value s = rb.mul(scale, scores[scoreIndex(t, nt) + reg]);
+            s = rb.inlineExpression(op.getScore(),
+                                    {s, batch, head, exprRow[slot], jExpr, n,
+                                     m, startQ, startK},
+                                    s);
+            Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+            if (applyMask) {
+              allowed = rb.inlineExpression(
+                  op.getMask(),
+                  {batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
+                  arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+              allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
+              if (shape.topk)
+                allowed = arith::AndIOp::create(b, allowed, rowKept[slot]);
+              if (chunkSize)
+                allowed = arith::AndIOp::create(
+                    b, allowed,
+                    arith::CmpIOp::create(
+                        b, arith::CmpIPredicate::eq,
+                        arith::DivUIOp::create(b, exprRow[slot], chunkSize),
+                        arith::DivUIOp::create(b, jExpr, chunkSize)));
+            }
+            if (normalizer == Normalizer::sigmoid)
+              s = arith::DivFOp::create(
+                  b, rb.f32(1),
+                  arith::AddFOp::create(
+                      b, rb.f32(1),
+                      math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+            // Softmax: -inf for a masked key; sigmoid and none: weight 0.
+            p[scoreIndex(t, nt) + reg] =
+                applyMask ? Value(arith::SelectOp::create(
+                                b, allowed, s, online ? negInf : rb.f32(0)))
+                          : s;
           }
-          if (normalizer == Normalizer::sigmoid)
-            s = arith::DivFOp::create(
-                b, rb.f32(1),
-                arith::AddFOp::create(
-                    b, rb.f32(1),
-                    math::ExpOp::create(b, arith::NegFOp::create(b, s))));
-          // Softmax: -inf for a masked key; sigmoid and none: weight 0.
-          p[nt * 4 + reg] =
-              applyMask ? Value(arith::SelectOp::create(b, allowed, s,
-                                                        online ? negInf
-                                                               : rb.f32(0)))
-                        : s;
-        }
-      }
 
       SmallVector<Value> next(state.begin(), state.end());
       if (online) {
-        for (int half = 0; half < 2; ++half) {
+        for (int64_t slot = 0; slot < rowSlots; ++slot) {
+          int64_t t = slot / 2, half = slot % 2;
           Value tileMax = negInf;
           for (int64_t nt = 0; nt < scoreTiles; ++nt)
             for (int e = 0; e < 2; ++e)
-              tileMax = arith::MaximumFOp::create(b, tileMax,
-                                                  p[nt * 4 + 2 * half + e]);
+              tileMax = arith::MaximumFOp::create(
+                  b, tileMax, p[scoreIndex(t, nt) + 2 * half + e]);
           tileMax = quadReduce(tileMax, /*max=*/true);
-          Value oldMax = state[half];
+          Value oldMax = state[slot];
           Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
           // A row with no allowed key so far keeps m = -inf; exponents are
           // taken relative to 0 then, so exp(-inf) = 0 and nothing is NaN.
@@ -740,42 +782,47 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           Value sum = rb.f32(0);
           for (int64_t nt = 0; nt < scoreTiles; ++nt)
             for (int e = 0; e < 2; ++e) {
-              Value &weight = p[nt * 4 + 2 * half + e];
+              Value &weight = p[scoreIndex(t, nt) + 2 * half + e];
               weight = exp(weight);
               sum = arith::AddFOp::create(b, sum, weight);
             }
-          next[half] = newMax;
-          next[2 + half] =
-              math::FmaOp::create(b, state[2 + half], alpha, sum);
+          next[slot] = newMax;
+          next[rowSlots + slot] =
+              math::FmaOp::create(b, state[rowSlots + slot], alpha, sum);
           for (int64_t et = 0; et < outputTiles; ++et)
             for (int e = 0; e < 2; ++e) {
-              Value &value = next[4 + et * 4 + 2 * half + e];
+              Value &value = next[accIndex(t, et) + 2 * half + e];
               value = arith::MulFOp::create(b, value, alpha);
             }
         }
       }
 
       // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
-      // fragment of keys [16kk, 16kk + 16); V's B operands via ldmatrix.trans.
+      // fragment of keys [16kk, 16kk + 16); V's B operands via
+      // ldmatrix.trans, used by every row tile.
       Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
       Value valueRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
                               rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
                                      idx(8)));
       Value valueCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
       for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
-        Value *lo = &p[(2 * kk) * 4], *hi = &p[(2 * kk + 1) * 4];
-        SmallVector<Value> a = {pack(lo[0], lo[1]), pack(lo[2], lo[3]),
-                                pack(hi[0], hi[1]), pack(hi[2], hi[3])};
+        SmallVector<SmallVector<Value>> a;
+        for (int64_t t = 0; t < rowTiles; ++t) {
+          Value *lo = &p[scoreIndex(t, 2 * kk)], *hi = &p[scoreIndex(t, 2 * kk + 1)];
+          a.push_back({pack(lo[0], lo[1]), pack(lo[2], lo[3]),
+                       pack(hi[0], hi[1]), pack(hi[2], hi[3])});
+        }
         for (int64_t et = 0; et < outputTiles; et += 2) {
           SmallVector<Value> regs = ldmatrix(
               valueTiles, {stage}, rb.add(idx(kk * 16), valueRow),
               rb.add(idx(et * 8), valueCol), 4, /*transpose=*/true);
-          for (int64_t pairIndex = 0; pairIndex < 2; ++pairIndex) {
-            MutableArrayRef<Value> acc(&next[4 + (et + pairIndex) * 4], 4);
-            SmallVector<Value> updated =
-                mma(a, {regs[2 * pairIndex], regs[2 * pairIndex + 1]}, acc);
-            llvm::copy(updated, acc.begin());
-          }
+          for (int64_t t = 0; t < rowTiles; ++t)
+            for (int64_t pairIndex = 0; pairIndex < 2; ++pairIndex) {
+              MutableArrayRef<Value> acc(&next[accIndex(t, et + pairIndex)], 4);
+              SmallVector<Value> updated =
+                  mma(a[t], {regs[2 * pairIndex], regs[2 * pairIndex + 1]}, acc);
+              llvm::copy(updated, acc.begin());
+            }
         }
       }
       return next;
@@ -835,23 +882,25 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     ValueRange finalState = loopResults.drop_front();
 
     // o = acc / l (0 for a row without weight), lse = m + log(l).
-    for (int half = 0; half < 2; ++half) {
-      Value rowSum = online ? quadReduce(finalState[2 + half], /*max=*/false)
-                            : rb.f32(1);
+    for (int64_t slot = 0; slot < rowSlots; ++slot) {
+      int64_t t = slot / 2, half = slot % 2;
+      Value rowSum = online
+                         ? quadReduce(finalState[rowSlots + slot], /*max=*/false)
+                         : rb.f32(1);
       Value hasWeight =
           arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, rowSum, rb.f32(0));
       Value inverse = arith::SelectOp::create(
           b, hasWeight, arith::DivFOp::create(b, rb.f32(1), rowSum), rb.f32(0));
       if (!online)
         inverse = rb.f32(1);
-      Value row = laneRow[half];
+      Value row = laneRow[slot];
       Value rowQ = rb.add(startQ, row);
       rb.ifThen(lessThan(row, n), [&] {
         for (int64_t et = 0; et < outputTiles; ++et)
           for (int e = 0; e < 2; ++e) {
             Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
             Value value = arith::MulFOp::create(
-                b, finalState[4 + et * 4 + 2 * half + e], inverse);
+                b, finalState[accIndex(t, et) + 2 * half + e], inverse);
             rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, col));
           }
         if (lse) {
@@ -859,7 +908,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                               inGroup, idx(0));
           rb.ifThen(first, [&] {
             memref::StoreOp::create(
-                b, rb.logSumExp(hasWeight, finalState[half], rowSum), lse,
+                b, rb.logSumExp(hasWeight, finalState[slot], rowSum), lse,
                 lseIndices(operands.cuQ, batch, head, rowQ, row));
           });
         }
@@ -878,6 +927,12 @@ struct GpuTileSoftmaxPass
       module.emitError("attn-gpu-tile-softmax needs positive warps and block-k");
       return signalPassFailure();
     }
+    if (rowsPerWarp != 16 && rowsPerWarp != 32) {
+      module.emitError() << "attn-gpu-tile-softmax: rows-per-warp must be 16 "
+                            "or 32 (one or two mma row tiles), got "
+                         << static_cast<int64_t>(rowsPerWarp);
+      return signalPassFailure();
+    }
     gpu::GPUModuleOp gpuModule;
     for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
@@ -885,7 +940,8 @@ struct GpuTileSoftmaxPass
         continue; // attn-gpu-chunk-linear
       GpuTileShape shape;
       shape.warps = warps;
-      shape.blockQ = warps * kRowsPerWarp;
+      shape.rowsPerWarp = rowsPerWarp;
+      shape.blockQ = warps * rowsPerWarp;
       shape.blockK = blockK;
       std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {

@@ -21,6 +21,8 @@
 #include "mlir/Target/LLVMIR/Dialect/GPU/GPUToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
+
+#include "llvm/Support/FormatVariadic.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
@@ -62,18 +64,37 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   return "+ptx80";
 }
 
+std::string attnc::GpuPipelineOptions::cacheKey() const {
+  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3}",
+                       warps, blockK, rowsPerWarp, blockV)
+      .str();
+}
+
+attnc::GpuTileSoftmaxOptions
+attnc::softmaxStrategyOptions(const GpuPipelineOptions &options, bool emulate) {
+  GpuTileSoftmaxOptions strategy;
+  strategy.warps = options.warps;
+  strategy.blockK = options.blockK;
+  strategy.rowsPerWarp = options.rowsPerWarp;
+  strategy.maxSharedBytes = maxSharedBytesFor(options.chip);
+  strategy.emulate = emulate;
+  return strategy;
+}
+
+attnc::GpuChunkLinearOptions
+attnc::linearStrategyOptions(const GpuPipelineOptions &options, bool emulate) {
+  GpuChunkLinearOptions strategy;
+  strategy.warps = options.warps;
+  strategy.blockV = options.blockV;
+  strategy.maxSharedBytes = maxSharedBytesFor(options.chip);
+  strategy.emulate = emulate;
+  return strategy;
+}
+
 void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
                                      const GpuPipelineOptions &options) {
-  GpuTileSoftmaxOptions tileOptions;
-  tileOptions.warps = options.warps;
-  tileOptions.blockK = options.blockK;
-  tileOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
-  pm.addPass(createGpuTileSoftmax(tileOptions));
-  GpuChunkLinearOptions linearOptions;
-  linearOptions.warps = options.warps;
-  linearOptions.blockV = options.blockV;
-  linearOptions.maxSharedBytes = maxSharedBytesFor(options.chip);
-  pm.addPass(createGpuChunkLinear(linearOptions));
+  pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, false)));
+  pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, false)));
   buildGpuModuleLoweringPipeline(pm, options.chip);
 }
 

@@ -41,7 +41,6 @@ using mlir::StringRef;
 using mlir::VectorType;
 using mlir::MemRefLayoutAttrInterface;
 
-constexpr int64_t kRowsPerWarp = nvvm::kMmaM;
 /// Shared-memory rows are padded by 8 elements (16 bytes): the 8 row
 /// addresses of one ldmatrix then fall into distinct 16-byte bank groups.
 constexpr int64_t kRowPadding = 8;

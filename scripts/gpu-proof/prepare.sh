@@ -18,9 +18,11 @@ examples="$root/examples"
 ssd="$root/test/Target/NVVM/Inputs"
 git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
-# check LABEL SPEC SEED DIMS...: a correctness case (expected outputs from
+# check LABEL IMAGE SEED DIMS...: a correctness case (expected outputs from
 # the reference lowering, bf16 tolerance 2e-2).
-# time LABEL SPEC FLOPS DIMS...: a timing case (random inputs, no check).
+# time LABEL IMAGE FLOPS DIMS...: a timing case (random inputs, no check).
+# IMAGE is images/IMAGE.TARGET.img: the spec's name, or the name of a
+# variant compiled with other options (IMAGE=... before add_check/add_time).
 cases="$out/cases.txt"
 : > "$cases"
 add_check() {
@@ -29,11 +31,11 @@ add_check() {
   for dim in "$@"; do dims+=(--dim "$dim"); done
   "$attnc" run "$spec" --path=reference --seed "$seed" "${dims[@]}" \
     --output-dir "$out/expected/$label" > /dev/null
-  echo "check $label $(basename "$spec" .attn) $seed $*" >> "$cases"
+  echo "check $label ${IMAGE:-$(basename "$spec" .attn)} $seed $*" >> "$cases"
 }
 add_time() {
   local label=$1 spec=$2 flops=$3; shift 3
-  echo "time $label $(basename "$spec" .attn) $flops $*" >> "$cases"
+  echo "time $label ${IMAGE:-$(basename "$spec" .attn)} $flops $*" >> "$cases"
 }
 
 # The f32 examples, with bf16 q, k and v: tensor cores take f16/bf16.
@@ -53,6 +55,22 @@ for spec in "$specs"/*.attn "$out"/specs/*.attn "$examples"/alibi_gqa.attn \
   done
 done
 
+# Softmax warps of 32 query rows (--rows-per-warp=32, two mma row tiles per
+# warp): 64-key tiles at head dim 64; at 128, 32-key tiles (no spills) and
+# 64-key tiles (a few spilled registers), for timing against the default.
+variant() {
+  local spec=$1 name=$2; shift 2
+  for target in sm_80 sm_90a; do
+    "$attnc" compile "$spec" --target="$target" --emit=image "$@" \
+      -o "$out/images/$name.$target.img"
+  done
+}
+for mask in dense causal; do
+  variant "$specs/${mask}_d64.attn" "${mask}_d64_r32" --rows-per-warp=32
+  variant "$specs/${mask}_d128.attn" "${mask}_d128_r32" --rows-per-warp=32 --block-k=32
+  variant "$specs/${mask}_d128.attn" "${mask}_d128_r32k64" --rows-per-warp=32
+done
+
 # Correctness: lengths that are 1, primes, non-multiples of the 64-row and
 # 64-key tiles, N != M both ways (causal rows with no key when N > M), GQA.
 for d in 64 128; do
@@ -62,6 +80,11 @@ for d in 64 128; do
   add_check "causal_d${d}_300x127" "$specs/causal_d$d.attn" 4 B=1 Hq=2 Hk=2 N=300 M=127
   add_check "causal_d${d}_2048" "$specs/causal_d$d.attn" 5 B=1 Hq=2 Hk=1 N=2048 M=2048
 done
+for d in 64 128; do
+  IMAGE=causal_d${d}_r32 add_check "causal_d${d}_r32_gqa_1000" "$specs/causal_d$d.attn" 3 B=1 Hq=4 Hk=2 N=1000 M=1000
+  IMAGE=dense_d${d}_r32 add_check "dense_d${d}_r32_300x127" "$specs/dense_d$d.attn" 4 B=1 Hq=2 Hk=2 N=300 M=127
+done
+IMAGE=causal_d128_r32k64 add_check causal_d128_r32k64_1000 "$specs/causal_d128.attn" 3 B=1 Hq=4 Hk=2 N=1000 M=1000
 add_check chunk_d64_1000 "$specs/chunk_d64.attn" 6 B=1 H=2 N=1000
 add_check alibi_gqa_777x1500 "$examples/alibi_gqa.attn" 7 B=1 Hq=4 Hk=2 N=777 M=1500
 add_check softcap_window_1500 "$examples/softcap_window.attn" 8 B=2 H=2 N=1500
@@ -99,6 +122,10 @@ for d in 64 128; do
     dense=$((4 * b * 16 * n * n * d))
     add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
     add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
+    for variant in r32 $([ "$d" = 128 ] && echo r32k64); do
+      IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
+      IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
+    done
   done
 done
 # Linear (SSD gates): FLOPs of the chunkwise form per token and head,

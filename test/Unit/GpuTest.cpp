@@ -368,7 +368,10 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 // N < M and N > M (causal rows with no key), GQA, two key blocks in
 // flight (the double buffer), full and partial blocks, and head dims 16,
 // 64, 128 and 256 (an odd number of 16-column steps for 48; at 256 the key
-// tile shrinks to 32 keys to stay within sm_80's shared memory).
+// tile shrinks to 32 keys to stay within sm_80's shared memory). Warps of 32
+// rows (two mma row tiles; 128-row CTAs) run the same cases, with Q kept in
+// registers up to head dim 64 and reloaded from shared memory beyond; 200
+// rows end inside the second row tile of a warp of the second CTA.
 TEST(GpuEmulation, TileProgramMatchesTheReference) {
   struct Case {
     const char *name;
@@ -392,26 +395,34 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
       {"chunk_d32", denseSpec(32, " mask = i / 32 == j / 32 "), 32, 16},
   };
   std::vector<std::pair<int64_t, int64_t>> lengths = {
-      {1, 1}, {17, 70}, {70, 17}, {130, 130}};
+      {1, 1}, {17, 70}, {70, 17}, {130, 130}, {200, 90}};
   const uint64_t seed = 42;
   for (const Case &c : cases) {
     SpecRunner reference(c.spec);
     ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
-    GpuPipelineOptions options;
-    options.blockK = c.blockK;
-    std::string error;
-    std::unique_ptr<EmulatedGpuKernel> kernel =
-        EmulatedGpuKernel::compile(*reference.module, "", options, error);
-    ASSERT_TRUE(kernel) << c.name << ": " << error;
-    if (c.d == 256) // Q 64 x 264 and two stages of K and V at 32 x 264
-      EXPECT_EQ(kernel->image().sharedBytes, 33792 + 4 * 16896);
-    for (auto [n, m] : lengths) {
-      std::string what = std::string(c.name) + " N=" + std::to_string(n) +
-                         " M=" + std::to_string(m) + " (seed " +
-                         std::to_string(seed) + ")";
-      std::map<std::string, HostTensor> inputs =
-          gqaInputs(c.spec, 1, n, m, c.d, seed + n * 131 + m);
-      expectEmulatorMatches(reference, *kernel, inputs, what);
+    for (int64_t rowsPerWarp : {16, 32}) {
+      GpuPipelineOptions options;
+      options.blockK = c.blockK;
+      options.rowsPerWarp = rowsPerWarp;
+      std::string config = std::string(c.name) + " rows-per-warp " +
+                           std::to_string(rowsPerWarp);
+      std::string error;
+      std::unique_ptr<EmulatedGpuKernel> kernel =
+          EmulatedGpuKernel::compile(*reference.module, "", options, error);
+      ASSERT_TRUE(kernel) << config << ": " << error;
+      // Q (4 warps x rows-per-warp rows) x 264 and two stages of K and V
+      // at 32 x 264.
+      if (c.d == 256)
+        EXPECT_EQ(kernel->image().sharedBytes,
+                  33792 * rowsPerWarp / 16 + 4 * 16896);
+      for (auto [n, m] : lengths) {
+        std::string what = config + " N=" + std::to_string(n) +
+                           " M=" + std::to_string(m) + " (seed " +
+                           std::to_string(seed) + ")";
+        std::map<std::string, HostTensor> inputs =
+            gqaInputs(c.spec, 1, n, m, c.d, seed + n * 131 + m);
+        expectEmulatorMatches(reference, *kernel, inputs, what);
+      }
     }
   }
 }
@@ -641,13 +652,19 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
   for (const Case &c : cases) {
     SpecRunner reference(c.spec);
     ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
-    std::string error;
-    auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-    ASSERT_TRUE(kernel) << c.name << ": " << error;
-    std::mt19937_64 rng(seed);
-    std::map<std::string, HostTensor> inputs = c.inputs(rng);
-    expectEmulatorMatches(reference, *kernel, inputs,
-                          std::string(c.name) + " (seed 23)");
+    for (int64_t rowsPerWarp : {16, 32}) {
+      GpuPipelineOptions options;
+      options.rowsPerWarp = rowsPerWarp;
+      std::string config = std::string(c.name) + " rows-per-warp " +
+                           std::to_string(rowsPerWarp);
+      std::string error;
+      auto kernel =
+          EmulatedGpuKernel::compile(*reference.module, "", options, error);
+      ASSERT_TRUE(kernel) << config << ": " << error;
+      std::mt19937_64 rng(seed);
+      std::map<std::string, HostTensor> inputs = c.inputs(rng);
+      expectEmulatorMatches(reference, *kernel, inputs, config + " (seed 23)");
+    }
   }
 }
 

@@ -253,10 +253,14 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
     ASSERT_TRUE(reference.ok()) << what << reference.compileError;
     std::string error;
     // Every third case splits the value columns over CTAs of 16 (the
-    // default split is min(Dv, 64), so Dv = 128 splits in two already).
+    // default split is min(Dv, 64), so Dv = 128 splits in two already);
+    // every other softmax case gives its warps 32 rows (block-sparse and
+    // top-k kernels keep 16).
     GpuPipelineOptions options;
     options.blockV = seed % 3 == 0 ? 16 : 0;
-    what += "\nblock-v " + std::to_string(options.blockV);
+    options.rowsPerWarp = index % 4 == 0 ? 32 : 16;
+    what += "\nblock-v " + std::to_string(options.blockV) + ", rows-per-warp " +
+            std::to_string(options.rowsPerWarp);
     std::unique_ptr<EmulatedGpuKernel> kernel =
         EmulatedGpuKernel::compile(*reference.module, "", options, error);
     if (!kernel) {

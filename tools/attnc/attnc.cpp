@@ -87,10 +87,13 @@ static cl::opt<bool> ptxasVerbose(
     "ptxas-info", cl::desc("Print ptxas's register, spill and shared memory "
                            "report (assembles the PTX)"),
     cl::sub(compileCommand), cl::cat(category));
-static cl::opt<int64_t> gpuWarps("warps",
-                                 cl::desc("Warps per CTA (16 query rows each)"),
+static cl::opt<int64_t> gpuWarps("warps", cl::desc("Warps per CTA"),
                                  cl::init(4), cl::sub(compileCommand),
                                  cl::cat(category));
+static cl::opt<int64_t> gpuRowsPerWarp(
+    "rows-per-warp",
+    cl::desc("Query rows per warp of softmax kernels (16 or 32)"),
+    cl::init(16), cl::sub(compileCommand), cl::cat(category));
 static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::desc("Keys per shared-memory tile"),
                                   cl::init(64), cl::sub(compileCommand),
@@ -204,6 +207,7 @@ static int compile(mlir::ModuleOp module) {
   options.warps = gpuWarps;
   options.blockK = gpuBlockK;
   options.blockV = gpuBlockV;
+  options.rowsPerWarp = gpuRowsPerWarp;
   std::string error, lowered;
   GpuImage image;
   if (!compileToPtx(module, kernelName, options, image, error,

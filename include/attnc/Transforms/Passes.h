@@ -36,9 +36,22 @@ struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
   std::string chip = "sm_80";
   int64_t warps = 4, blockK = 64;
+  /// Query rows per warp of softmax kernels (16 or 32).
+  int64_t rowsPerWarp = 16;
   /// Value columns per CTA of linear kernels (0: the pass's default).
   int64_t blockV = 0;
+
+  /// The options that change the generated code, as the kernel cache's
+  /// options string ("warps=4 block-k=64 ...").
+  std::string cacheKey() const;
 };
+
+/// The options of the two tile strategies for `options`; `emulate` builds
+/// for the CPU warp emulator.
+GpuTileSoftmaxOptions softmaxStrategyOptions(const GpuPipelineOptions &options,
+                                             bool emulate);
+GpuChunkLinearOptions linearStrategyOptions(const GpuPipelineOptions &options,
+                                            bool emulate);
 
 /// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,
 /// else 163 KiB (the A100's; sm_86/sm_89 GPUs allow 99 KiB, which the

@@ -154,8 +154,14 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     attn-lower-to-reference) in the `gpu.module @attnc_kernels`, built from
     nvgpu and nvvm operations for sm_80 and later:
 
-    - the grid is (query blocks of 16 * `warps` rows, query heads, batch
-      entries); a CTA of `warps` warps, each owning 16 query rows;
+    - the grid is (query blocks of `rows-per-warp` * `warps` rows, query
+      heads, batch entries); a CTA of `warps` warps, each owning
+      `rows-per-warp` query rows: 16 (one mma row tile) or 32 (two, as in
+      FlashAttention-2's 128-row blocks: every K and V fragment loaded from
+      shared memory feeds two mma tiles). A warp keeps its Q fragments in
+      registers when they take at most 32 registers per lane (16 rows up to
+      head dim 128, 32 rows up to 64), else reloads them from the Q tile in
+      shared memory for each key block;
     - Q, then K and V tiles of `block-k` keys are copied into shared memory
       with cp.async (16-byte copies, zero-filled past the sequence end), K
       and V in two stages so the next key block loads while the current one
@@ -176,8 +182,11 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
     ceil(dim(param, dim) / divisor) - minus.
 
+    Block-sparse kernels take the sparsity block as the CTA tile with 16
+    rows per warp (block_q / 16 warps).
+
     Top-k selection (`attn.sparse_softmax` with `topk`) keeps the CTA's 16 *
-    `warps` rows and takes the selection block as its key tile: one pass over
+    `warps` rows (16 rows per warp whatever `rows-per-warp` says) and takes the selection block as its key tile: one pass over
     the band's key blocks computes each block's mean key in shared memory and
     scores it against every row (the query summed over the GQA group), one
     thread per row keeping its `topk` best eligible blocks sorted in shared
@@ -193,7 +202,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4",
-           "Warps per CTA (16 query rows each)">,
+           "Warps per CTA">,
+    Option<"rowsPerWarp", "rows-per-warp", "int64_t", /*default=*/"16",
+           "Query rows per warp: 16 or 32 (dense and chunk-local kernels)">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
