@@ -147,6 +147,20 @@ const char *attnc_kernel_target(const attnc_kernel *kernel);
 int attnc_kernel_from_cache(const attnc_kernel *kernel);
 /* GPU kernels: the PTX (NUL-terminated, `size` bytes); NULL for the CPU. */
 const char *attnc_kernel_image(const attnc_kernel *kernel, size_t *size);
+/* GPU kernels: the whole image, launch facts and PTX (what `attnc compile
+ * --emit=image` writes), for attnc_kernel_load elsewhere; NULL for the CPU
+ * and the emulator. The bytes stay valid until the next call or the kernel's
+ * destruction. */
+const char *attnc_kernel_serialize(attnc_kernel *kernel, size_t *size);
+/* A GPU kernel from image bytes (attnc_kernel_serialize, `attnc compile
+ * --emit=image`). Needs no compiler: it is how the runtime-only libattnc
+ * (built with ATTNC_RUNTIME_ONLY, no LLVM or MLIR) gets kernels. Truncated
+ * or corrupted images are refused with ATTNC_ERROR_ARGUMENT. */
+attnc_status attnc_kernel_load(attnc_context *context, const void *image,
+                               size_t size, attnc_kernel **kernel);
+/* 1 when this libattnc compiles (the full build); 0 for the runtime-only
+ * build, whose attnc_compile fails with ATTNC_ERROR_TARGET. */
+int attnc_has_compiler(void);
 /* GPU kernels: the launch grid, CTA size and dynamic shared memory for
  * these inputs (shapes only are read). */
 attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,

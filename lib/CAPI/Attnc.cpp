@@ -1,65 +1,33 @@
-//===- Attnc.cpp - The attnc C API ----------------------------------------===//
+//===- Attnc.cpp - The attnc C API: kernels, tensors, launches ------------===//
 //
-// A thin layer over the front end and the CPU executor: opaque objects own
-// the C++ ones, strings handed out stay valid until the next call that
-// replaces them, and nothing throws or aborts on bad input.
+// The part of the C API that needs no compiler: kernel signatures, tensors,
+// GPU images and launches. It links lib/Runtime only, so the runtime-only
+// build (ATTNC_RUNTIME_ONLY, no LLVM or MLIR) is this file and
+// NoCompiler.cpp. Opaque objects own the C++ ones, strings handed out stay
+// valid until the next call that replaces them, and nothing throws or
+// aborts on bad input.
 //
 //===----------------------------------------------------------------------===//
 
-#include "attnc-c/attnc.h"
+#include "CApiObjects.h"
 
-#include "attnc/Execution/CpuKernel.h"
-#include "attnc/Execution/GpuCompiler.h"
-#include "attnc/Execution/GpuEmulator.h"
-#include "attnc/Execution/KernelCache.h"
-#include "attnc/Frontend/MLIRGen.h"
-#include "attnc/Runtime/CudaRuntime.h"
-
-#include "mlir/IR/MLIRContext.h"
-#include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/SourceMgr.h"
-
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <string>
 #include <vector>
 
 using namespace attnc;
+using attnc::capi::fail;
 
-struct attnc_context {
-  mlir::MLIRContext mlir;
-  KernelCache cache;
-  std::string lastError;
-  std::vector<Diagnostic> diagnostics;
-  std::vector<attnc_diagnostic> views;
-};
-
-struct attnc_kernel {
-  attnc_context *context;
-  std::string target;
-  std::unique_ptr<CpuKernel> cpu;
-  /// GPU targets: the compiled image, loaded onto the device at the first
-  /// launch (compiling needs no GPU).
-  GpuImage gpuImage;
-  std::unique_ptr<GpuKernel> gpu;
-  bool fromCache = false;
-  /// Target "gpu-emulator": the GPU tile program on the CPU warp emulator
-  /// (gpuImage holds its launch facts).
-  std::unique_ptr<EmulatedGpuKernel> emulated;
-
-  const KernelSignature &signature() const {
-    return cpu ? cpu->signature() : gpuImage.signature;
-  }
-};
-
-namespace {
-
-attnc_status fail(attnc_context *context, attnc_status status,
-                  std::string message) {
+attnc_status attnc::capi::fail(attnc_context *context, attnc_status status,
+                               const std::string &message) {
   if (context)
-    context->lastError = std::move(message);
+    context->lastError = message;
   return status;
 }
+
+namespace {
 
 attnc_dtype toC(ElementType type) {
   switch (type) {
@@ -198,99 +166,33 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
     return fail(context, ATTNC_ERROR_ARGUMENT,
                 "attnc_compile needs spec text, a target and a kernel pointer");
   *kernel = nullptr;
-  CpuOptions options;
-  std::string targetName = target;
-  if (targetName == "cuda") {
-    std::string error;
-    int capability = cudaComputeCapability(error);
-    if (capability)
-      targetName = gpuTargetFor(capability, error);
-    if (!capability || targetName.empty())
-      return fail(context, ATTNC_ERROR_TARGET,
-                  "target 'cuda' picks the GPU's architecture, but " + error +
-                      "; name sm_80 or sm_90a to compile without a GPU");
-  }
-  bool gpuTarget = isGpuTarget(targetName);
-  bool emulatorTarget = targetName == "gpu-emulator";
-  if (targetName == "cpu")
-    options.path = CpuPath::Tiled;
-  else if (targetName == "cpu-reference")
-    options.path = CpuPath::Reference;
-  else if (!gpuTarget && !emulatorTarget)
-    return fail(context, ATTNC_ERROR_TARGET,
-                "unknown target '" + targetName +
-                    "'; targets: cpu, cpu-reference, sm_80, sm_90a, cuda (the "
-                    "GPU present), gpu-emulator");
-
-  GpuPipelineOptions gpuOptions;
-  gpuOptions.chip = targetName;
-  std::string cacheKey;
-  if (gpuTarget) {
-    cacheKey = KernelCache::key(
-        std::string(spec, specLength), kernelName ? kernelName : "",
-        gpuOptions.cacheKey(), targetName);
-    GpuImage image;
-    std::string note;
-    if (context->cache.lookup(cacheKey, image, note)) {
-      context->diagnostics.clear();
-      context->views.clear();
-      *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
-                                 nullptr, true, nullptr};
-      return ATTNC_OK;
-    }
-  }
-
-  llvm::SourceMgr sourceMgr;
-  unsigned buffer = sourceMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(
-          llvm::StringRef(spec, specLength),
-          sourceName ? sourceName : "<spec>"),
-      llvm::SMLoc());
-  DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      compileSpecToMLIR(buffer, context->mlir, diags);
-  context->diagnostics = diags.diagnostics();
+  context->diagnostics.clear();
   context->views.clear();
-  for (const Diagnostic &diag : context->diagnostics)
-    context->views.push_back(
-        {static_cast<attnc_severity>(diag.severity), diag.file.c_str(),
-         diag.line, diag.col, diag.message.c_str(), diag.hint.c_str()});
-  if (!module) {
-    const Diagnostic *first =
-        context->diagnostics.empty() ? nullptr : &context->diagnostics.front();
-    return fail(context, ATTNC_ERROR_SPEC,
-                first ? first->file + ":" + std::to_string(first->line) + ":" +
-                            std::to_string(first->col) + ": " + first->message
-                      : "the spec has errors");
-  }
+  attnc_status status = capi::compile(context, spec, specLength, sourceName,
+                                      kernelName, target, kernel);
+  for (const capi::DiagnosticRecord &diag : context->diagnostics)
+    context->views.push_back({diag.severity, diag.file.c_str(), diag.line,
+                              diag.col, diag.message.c_str(),
+                              diag.hint.c_str()});
+  return status;
+}
+
+attnc_status attnc_kernel_load(attnc_context *context, const void *image,
+                               size_t size, attnc_kernel **kernel) {
+  if (!context)
+    return ATTNC_ERROR_ARGUMENT;
+  if (!image || !kernel)
+    return fail(context, ATTNC_ERROR_ARGUMENT,
+                "attnc_kernel_load needs image bytes and a kernel pointer");
+  *kernel = nullptr;
+  GpuImage loaded;
   std::string error;
-  if (emulatorTarget) {
-    std::unique_ptr<EmulatedGpuKernel> emulated = EmulatedGpuKernel::compile(
-        *module, kernelName ? kernelName : "", gpuOptions, error);
-    if (!emulated)
-      return fail(context, ATTNC_ERROR_TARGET, error);
-    GpuImage image = emulated->image();
-    *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
-                               nullptr, false, std::move(emulated)};
-    return ATTNC_OK;
-  }
-  if (gpuTarget) {
-    GpuImage image;
-    if (!compileToPtx(*module, kernelName ? kernelName : "", gpuOptions, image,
-                      error))
-      return fail(context, ATTNC_ERROR_TARGET, error);
-    std::string storeError; // a read-only cache only costs recompilation
-    context->cache.store(cacheKey, image, storeError);
-    *kernel = new attnc_kernel{context, targetName, nullptr, std::move(image),
-                               nullptr, false, nullptr};
-    return ATTNC_OK;
-  }
-  std::unique_ptr<CpuKernel> cpu = CpuKernel::compile(
-      *module, kernelName ? kernelName : "", options, error);
-  if (!cpu)
-    return fail(context, ATTNC_ERROR_TARGET, error);
-  *kernel = new attnc_kernel{context, targetName, std::move(cpu), GpuImage(),
-                             nullptr, false, nullptr};
+  if (!deserialize(std::string(static_cast<const char *>(image), size), loaded,
+                   error))
+    return fail(context, ATTNC_ERROR_ARGUMENT,
+                "not a usable attnc GPU image: " + error);
+  std::string target = loaded.target;
+  *kernel = new attnc_kernel{context, target, std::move(loaded)};
   return ATTNC_OK;
 }
 
@@ -298,19 +200,19 @@ attnc_status attnc_context_set_cache_dir(attnc_context *context,
                                          const char *directory) {
   if (!context)
     return ATTNC_ERROR_ARGUMENT;
-  context->cache = directory && *directory ? KernelCache(directory)
-                                           : KernelCache::disabled();
-  return ATTNC_OK;
+  return capi::setCacheDirectory(context, directory);
 }
 
 const char *attnc_context_cache_dir(const attnc_context *context) {
-  return context ? context->cache.directory().c_str() : "";
+  return context ? capi::cacheDirectory(const_cast<attnc_context *>(context))
+                       .c_str()
+                 : "";
 }
 
 attnc_status attnc_kernel_set_cpu_threads(attnc_kernel *kernel, int threads) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  if (!kernel->cpu)
+  if (!kernel->isCpu())
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "kernel for target '" + kernel->target +
                     "' does not run on host threads; only CPU kernels do");
@@ -318,13 +220,12 @@ attnc_status attnc_kernel_set_cpu_threads(attnc_kernel *kernel, int threads) {
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "the thread count must be positive (or 0 for the default), "
                 "got " + std::to_string(threads));
-  kernel->cpu->setThreads(threads);
+  kernel->host->setThreads(threads);
   return ATTNC_OK;
 }
 
 int attnc_kernel_cpu_threads(const attnc_kernel *kernel) {
-  return kernel && kernel->cpu ? static_cast<int>(kernel->cpu->getThreads())
-                               : 0;
+  return kernel && kernel->isCpu() ? kernel->host->threads() : 0;
 }
 
 const char *attnc_kernel_target(const attnc_kernel *kernel) {
@@ -336,11 +237,20 @@ int attnc_kernel_from_cache(const attnc_kernel *kernel) {
 }
 
 const char *attnc_kernel_image(const attnc_kernel *kernel, size_t *size) {
-  if (!kernel || kernel->cpu || kernel->emulated)
+  if (!kernel || kernel->host)
     return nullptr;
   if (size)
     *size = kernel->gpuImage.bytes.size();
   return kernel->gpuImage.bytes.c_str();
+}
+
+const char *attnc_kernel_serialize(attnc_kernel *kernel, size_t *size) {
+  if (!kernel || kernel->host)
+    return nullptr;
+  kernel->serialized = serialize(kernel->gpuImage);
+  if (size)
+    *size = kernel->serialized.size();
+  return kernel->serialized.data();
 }
 
 attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
@@ -349,7 +259,7 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
                                         int64_t *sharedBytes) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  if (kernel->cpu)
+  if (kernel->isCpu())
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "CPU kernels have no launch grid");
   const KernelSignature &signature = kernel->signature();
@@ -377,7 +287,7 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
 attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream) {
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
-  if (kernel->cpu || kernel->emulated)
+  if (kernel->host)
     return ATTNC_OK;
   if (!kernel->gpu)
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
@@ -444,8 +354,8 @@ static attnc_status outputShape(attnc_kernel *kernel,
   std::string error;
   if (!toViews(inputs, signature.params, views, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
-  if (kernel->cpu) {
-    if (!kernel->cpu->outputShapes(pointers(views), shapes, error, readValues))
+  if (kernel->isCpu()) {
+    if (!kernel->host->outputShapes(pointers(views), shapes, error, readValues))
       return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   } else {
     DimBindings bindings;
@@ -477,7 +387,7 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
   if (!kernel)
     return ATTNC_ERROR_ARGUMENT;
   const KernelSignature &signature = kernel->signature();
-  if (stream && (kernel->cpu || kernel->emulated))
+  if (stream && kernel->host)
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "a CPU kernel takes no stream; pass NULL");
   if ((!inputs && !signature.params.empty()) || !outputs)
@@ -496,20 +406,15 @@ attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                       "' has no data pointer");
     outputPointers.push_back(&outputViews[index]);
   }
-  if (kernel->emulated) {
-    if (!kernel->emulated->run(pointers(inputViews), outputPointers, error))
+  if (kernel->host) {
+    if (!kernel->host->run(pointers(inputViews), outputPointers, error))
       return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
     return ATTNC_OK;
   }
-  if (!kernel->cpu) {
-    if (!kernel->gpu && !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
-      return fail(kernel->context, ATTNC_ERROR_LAUNCH,
-                  "cannot launch the " + kernel->target + " kernel: " + error);
-    if (!kernel->gpu->launch(pointers(inputViews), outputPointers, stream, error))
-      return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
-    return ATTNC_OK;
-  }
-  if (!kernel->cpu->run(pointers(inputViews), outputPointers, error))
+  if (!kernel->gpu && !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
+    return fail(kernel->context, ATTNC_ERROR_LAUNCH,
+                "cannot launch the " + kernel->target + " kernel: " + error);
+  if (!kernel->gpu->launch(pointers(inputViews), outputPointers, stream, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   return ATTNC_OK;
 }

@@ -5,7 +5,10 @@
     o, lse = kernel(q, k, v, slope=slopes)                    # NumPy in, NumPy out
 
 Targets: "cpu" (tiled, the default), "cpu-reference" (the oracle), and the
-NVIDIA GPUs "sm_80", "sm_90a" or "cuda" (the GPU present). Inputs are
+NVIDIA GPUs "sm_80", "sm_90a" or "cuda" (the GPU present). A GPU kernel's
+``image()`` bytes (or ``attnc compile --emit=image``) load with
+``attnc.load`` on machines without a compiler: the runtime-only build of
+this package (ATTNC_RUNTIME_ONLY) has no LLVM or MLIR in it. Inputs are
 positional in parameter order or keywords by name. CPU kernels take NumPy
 arrays or any CPU DLPack object; GPU kernels take CUDA tensors through DLPack
 (PyTorch, CuPy, JAX, ...) and return tensors of the same library (PyTorch or
@@ -17,6 +20,7 @@ the spec exactly (no silent casts); bf16 uses ``ml_dtypes.bfloat16`` arrays
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import threading
 from typing import Any, NamedTuple
@@ -32,7 +36,11 @@ try:  # bf16 arrays; without ml_dtypes bf16 travels as uint16 bit patterns
 except ImportError:  # pragma: no cover - exercised only without ml_dtypes
     _BF16 = None
 
-__all__ = ["compile", "Kernel", "SpecError", "Diagnostic", "TensorInfo"]
+__all__ = ["compile", "load", "Kernel", "SpecError", "Diagnostic", "TensorInfo",
+           "HAS_COMPILER"]
+
+#: False in the runtime-only build, which loads GPU images and compiles nothing.
+HAS_COMPILER: bool = _attnc.HAS_COMPILER
 
 # Codes of attnc_dtype (include/attnc-c/attnc.h), in order.
 _DTYPE_NAMES = ["f32", "f16", "bf16", "i32", "i8", "bool"]
@@ -99,6 +107,20 @@ def compile(spec: str | os.PathLike, target: str = "cpu", kernel: str | None = N
     compiled = Kernel(raw, raw.target, text)
     with _cache_lock:
         return _cache.setdefault(key, compiled)
+
+
+def load(image: bytes | os.PathLike | str) -> "Kernel":
+    """A GPU kernel from an image: the bytes of ``Kernel.image()`` or the path
+    of a file written by ``attnc compile --emit=image``. Works in the
+    runtime-only build. Raises ValueError for a truncated or corrupted image."""
+    if not isinstance(image, (bytes, bytearray)):
+        with open(os.fspath(image), "rb") as file:
+            image = file.read()
+    raw = _attnc._Kernel(bytes(image))
+    if not raw.ok:
+        raise ValueError(raw.compile_error)
+    # Torch operator names hash the spec; a loaded kernel's stands for it.
+    return Kernel(raw, raw.target, "image " + hashlib.sha256(image).hexdigest())
 
 
 def _read_spec(spec: Any) -> tuple[str, str]:
@@ -177,6 +199,12 @@ class Kernel:
     def ptx(self) -> str:
         """The PTX of a GPU kernel ("" on the CPU)."""
         return self._raw.image().decode()
+
+    def image(self) -> bytes:
+        """A GPU kernel's image (launch facts and PTX) for ``attnc.load``
+        elsewhere, e.g. on a GPU host with the runtime-only build; b"" for
+        CPU and emulator kernels."""
+        return self._raw.serialize()
 
     def __call__(self, *args: Any, sync: bool = True, **kwargs: Any):
         """Runs the kernel. GPU kernels are enqueued on the current stream of

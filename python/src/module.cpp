@@ -58,6 +58,15 @@ public:
     compileStatus = status;
     compileError = attnc_last_error(context);
   }
+  /// A GPU kernel from image bytes (attnc_kernel_load): no compiler needed.
+  explicit Kernel(const nb::bytes &image) : context(attnc_context_create()) {
+    attnc_status status =
+        attnc_kernel_load(context, image.c_str(), image.size(), &kernel);
+    if (status == ATTNC_OK)
+      return;
+    compileStatus = status;
+    compileError = attnc_last_error(context);
+  }
   ~Kernel() {
     attnc_kernel_destroy(kernel);
     attnc_context_destroy(context);
@@ -160,6 +169,12 @@ public:
     return data ? nb::bytes(data, size) : nb::bytes("", 0);
   }
 
+  nb::bytes serialize() {
+    size_t size = 0;
+    const char *data = attnc_kernel_serialize(kernel, &size);
+    return data ? nb::bytes(data, size) : nb::bytes("", 0);
+  }
+
   std::vector<std::tuple<std::string, unsigned, unsigned, std::string,
                          std::string, int>>
       diagnostics;
@@ -194,6 +209,7 @@ NB_MODULE(_attnc, m) {
   nb::class_<Kernel>(m, "_Kernel")
       .def(nb::init<const std::string &, const std::string &,
                     std::optional<std::string>, const std::string &>())
+      .def(nb::init<const nb::bytes &>())
       .def_prop_ro("ok", &Kernel::ok)
       .def_ro("diagnostics", &Kernel::diagnostics)
       .def_ro("compile_status", &Kernel::compileStatus)
@@ -207,6 +223,8 @@ NB_MODULE(_attnc, m) {
       .def_prop_ro("name", &Kernel::name)
       .def_prop_rw("cpu_threads", &Kernel::cpuThreads, &Kernel::setCpuThreads)
       .def_prop_ro("from_cache", &Kernel::fromCache)
-      .def("image", &Kernel::image);
+      .def("image", &Kernel::image)
+      .def("serialize", &Kernel::serialize);
   m.attr("STATUS_SPEC_ERROR") = static_cast<int>(ATTNC_ERROR_SPEC);
+  m.attr("HAS_COMPILER") = attnc_has_compiler() != 0;
 }

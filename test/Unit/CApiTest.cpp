@@ -10,6 +10,7 @@
 #include "TensorTestUtils.h"
 
 #include "attnc-c/attnc.h"
+#include "attnc/Runtime/CudaRuntime.h"
 
 #include <cstdlib>
 #include <cstring>
@@ -287,6 +288,83 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
 }
 
 } // namespace
+
+// A GPU kernel travels as its serialized image: attnc_kernel_load (all the
+// runtime-only build can do) gives back the same signature, launch facts and
+// PTX; damaged images are refused, and without a GPU the launch says so.
+TEST(CApi, SerializedImagesLoadWithoutTheCompiler) {
+  EXPECT_EQ(attnc_has_compiler(), 1);
+  attnc_context *context = attnc_context_create();
+  ASSERT_EQ(attnc_context_set_cache_dir(context, nullptr), ATTNC_OK);
+  attnc_kernel *compiled = nullptr, *loaded = nullptr;
+  ASSERT_EQ(attnc_compile(context, kCausal, std::strlen(kCausal), "c.attn",
+                          nullptr, "sm_80", &compiled),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  size_t size = 0;
+  const char *bytes = attnc_kernel_serialize(compiled, &size);
+  ASSERT_NE(bytes, nullptr);
+  std::string image(bytes, size);
+  ASSERT_EQ(attnc_kernel_load(context, image.data(), image.size(), &loaded),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_STREQ(attnc_kernel_target(loaded), "sm_80");
+  EXPECT_STREQ(attnc_kernel_name(loaded), "causal");
+  ASSERT_EQ(attnc_kernel_num_params(loaded), 3u);
+  ASSERT_EQ(attnc_kernel_num_results(loaded), attnc_kernel_num_results(compiled));
+  attnc_tensor_info info;
+  ASSERT_EQ(attnc_kernel_param(loaded, 2, &info), ATTNC_OK);
+  EXPECT_STREQ(info.name, "v");
+  EXPECT_EQ(info.dtype, ATTNC_BF16);
+  size_t ptxSize = 0, loadedPtxSize = 0;
+  const char *ptx = attnc_kernel_image(compiled, &ptxSize);
+  const char *loadedPtx = attnc_kernel_image(loaded, &loadedPtxSize);
+  EXPECT_EQ(std::string(ptx, ptxSize), std::string(loadedPtx, loadedPtxSize));
+
+  std::vector<int64_t> shape = {1, 2, 100, 64};
+  alignas(16) static uint16_t fake[8];
+  attnc_tensor tensor = {fake, ATTNC_BF16, 4, shape.data(), nullptr};
+  attnc_tensor inputs[3] = {tensor, tensor, tensor};
+  int64_t grid[3], block[3], shared = 0, loadedGrid[3], loadedShared = 0;
+  ASSERT_EQ(attnc_kernel_launch_config(compiled, inputs, grid, block, &shared),
+            ATTNC_OK);
+  ASSERT_EQ(attnc_kernel_launch_config(loaded, inputs, loadedGrid, block,
+                                       &loadedShared),
+            ATTNC_OK);
+  EXPECT_EQ(std::vector<int64_t>(grid, grid + 3),
+            std::vector<int64_t>(loadedGrid, loadedGrid + 3));
+  EXPECT_EQ(shared, loadedShared);
+
+  // A flipped byte in the PTX, a truncation, and bytes that are no image.
+  std::string flipped = image;
+  flipped[flipped.size() - 10] ^= 1;
+  attnc_kernel *bad = nullptr;
+  for (const std::string &damaged :
+       {flipped, image.substr(0, image.size() / 2), std::string("hello")}) {
+    EXPECT_EQ(attnc_kernel_load(context, damaged.data(), damaged.size(), &bad),
+              ATTNC_ERROR_ARGUMENT);
+    EXPECT_EQ(bad, nullptr);
+    EXPECT_NE(std::string(attnc_last_error(context))
+                  .find("not a usable attnc GPU image"),
+              std::string::npos)
+        << attnc_last_error(context);
+  }
+  EXPECT_EQ(attnc_kernel_load(context, nullptr, 0, &bad), ATTNC_ERROR_ARGUMENT);
+
+  std::string why;
+  if (!cudaComputeCapability(why)) {
+    attnc_tensor output = tensor;
+    EXPECT_EQ(attnc_launch(loaded, inputs, &output, nullptr),
+              ATTNC_ERROR_LAUNCH);
+    EXPECT_NE(std::string(attnc_last_error(context)).find("cannot launch"),
+              std::string::npos)
+        << attnc_last_error(context);
+  }
+  EXPECT_EQ(attnc_kernel_serialize(nullptr, &size), nullptr);
+  attnc_kernel_destroy(loaded);
+  attnc_kernel_destroy(compiled);
+  attnc_context_destroy(context);
+}
 
 TEST(CApi, OutputShapesFromShapesAloneReadNoData) {
   // Packed GLA: the final state has one entry per sequence, a dim that only

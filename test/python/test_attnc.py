@@ -408,6 +408,28 @@ def test_gpu_targets_compile_without_a_gpu():
         attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
 
 
+def test_gpu_images_load_without_compiling(tmp_path):
+    assert attnc.HAS_COMPILER
+    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_80")
+    image = kernel.image()
+    loaded = attnc.load(image)
+    assert loaded.target == "sm_80" and loaded.name == kernel.name
+    assert loaded.params == kernel.params and loaded.results == kernel.results
+    assert loaded.ptx == kernel.ptx
+    path = tmp_path / "alibi.img"
+    path.write_bytes(image)
+    assert attnc.load(path).params == kernel.params
+    assert attnc.compile(EXAMPLES / "alibi_gqa.attn").image() == b""
+    damaged = bytearray(image)
+    damaged[-10] ^= 1
+    for bad in (bytes(damaged), image[: len(image) // 2], b"hello"):
+        with pytest.raises(ValueError, match="not a usable attnc GPU image"):
+            attnc.load(bad)
+    q = np.zeros((1, 4, 8, 64), BF16)
+    with pytest.raises(TypeError, match="input 'q' is not on a CUDA device"):
+        loaded(q, q[:, :2], q[:, :2], slope=np.zeros(4, np.float32))
+
+
 def test_gpu_kernels_refuse_host_arrays():
     kernel = attnc.compile(EXAMPLES / "varlen_causal.attn", target="sm_80")
     q = np.zeros((8, 2, 64), BF16)
