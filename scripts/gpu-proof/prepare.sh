@@ -143,6 +143,9 @@ for n in 1024 4096 16384; do
   b=$((16384 / n))
   add_time "gla_n$n" "$examples/gla.attn" "$((b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)))" B=$b H=16 T=$n
 done
+# The Python package's CUDA path (issue 5), for the runtime-only build that
+# run.sh makes on the GPU machine: images, inputs and expected outputs.
+PYTHONPATH="$root/build/python" python3 "$root/test/python/runtime_only.py" prepare "$out/runtime-kit"
 cp "$root/scripts/gpu-proof/run.sh" "$out/"
 cp "$root/bench/gpu/peers.py" "$out/"
 echo "prepared $(wc -l < "$cases") cases in $out ($(du -sh "$out" | cut -f1))"

@@ -89,6 +89,16 @@ CASES
 else
   echo "compute-sanitizer not found: memcheck/racecheck skipped"
 fi
+# The Python package on CUDA tensors: the runtime-only build (no LLVM here),
+# made from the working tree that the device tool copies next to this kit.
+if [ -f "$here/../../scripts/check-runtime-only.sh" ] && [ -d "$here/runtime-kit" ]; then
+  if ATTNC_RUNTIME_ONLY_BUILD="$(mktemp -d)/runtime-only" \
+     bash "$here/../../scripts/check-runtime-only.sh" --kit "$here/runtime-kit" 2>&1 | sed 's/^/python: /'; then
+    :
+  else
+    failures=$((failures + 1))
+  fi
+fi
 if python3 -c "import torch" 2>/dev/null; then
   python3 "$here/peers.py" --csv "$dest/peers.csv" --png "$dest/tflops.png" --results "$csv" || true
 else
