@@ -137,17 +137,9 @@ private:
   /// columns of `width`.
   SmallVector<SmallVector<Value>> rowFragments(Value tile, Value row0,
                                                int64_t width) {
-    Value row = rb.add(
-        row0,
-        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-               rb.mul(arith::RemUIOp::create(
-                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                      idx(8))));
-    Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
     SmallVector<SmallVector<Value>> fragments;
     for (int64_t kk = 0; kk < width / 16; ++kk)
-      fragments.push_back(ldmatrix(tile, {}, row, rb.add(idx(kk * 16), colOffset),
-                                   4, /*transpose=*/false));
+      fragments.push_back(loadAOperand(tile, lane, row0, idx(kk * 16)));
     return fragments;
   }
 

@@ -619,17 +619,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     const int64_t rowTiles = shape.rowTiles();
     const int64_t depthSteps = shape.dimK / 16;
     Value warpRow0 = rb.mul(warp, idx(shape.rowsPerWarp));
-    Value queryLaneRow = rb.add(
-        warpRow0,
-        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-               rb.mul(arith::RemUIOp::create(
-                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                      idx(8))));
-    Value queryLaneCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
     auto loadQueryFragment = [&](int64_t t, int64_t kk) {
-      return ldmatrix(queryTile, {}, rb.add(queryLaneRow, idx(t * 16)),
-                      rb.add(idx(kk * 16), queryLaneCol), 4,
-                      /*transpose=*/false);
+      return loadAOperand(queryTile, lane, rb.add(warpRow0, idx(t * 16)),
+                          idx(kk * 16));
     };
     SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
     if (shape.queryInRegisters())
