@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Dialect/Attn/IR/AttnDialect.h"
+#include "attnc/Dialect/Tile/IR/TileDialect.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/IR/DialectRegistry.h"
@@ -18,7 +19,7 @@ int main(int argc, char **argv) {
   attnc::registerAttncPassesAndPipelines();
   mlir::DialectRegistry registry;
   mlir::registerAllDialects(registry);
-  registry.insert<attnc::attn::AttnDialect>();
+  registry.insert<attnc::attn::AttnDialect, attnc::tile::TileDialect>();
   attnc::registerGpuCompilation(registry);
   return mlir::asMainReturnCode(
       mlir::MlirOptMain(argc, argv, "attnc optimizer driver\n", registry));

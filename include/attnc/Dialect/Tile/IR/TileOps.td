@@ -1,0 +1,195 @@
+//===- TileOps.td - Target-neutral tile program operations -*- tablegen -*-===//
+
+#ifndef ATTNC_DIALECT_TILE_TILEOPS_TD
+#define ATTNC_DIALECT_TILE_TILEOPS_TD
+
+include "attnc/Dialect/Tile/IR/TileDialect.td"
+include "mlir/IR/AttrTypeBase.td"
+include "mlir/IR/EnumAttr.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+// A tile: a 2-D block (rows x columns) or a 1-D row vector (one value per
+// row of a block).
+def Tile_Tile : TensorRankOf<[AnyFloat], [1, 2]>;
+
+def Tile_ReduceKind : I32EnumAttr<"ReduceKind", "how a row reduction combines", [
+      I32EnumAttrCase<"max", 0>,
+      I32EnumAttrCase<"add", 1>]> {
+  let cppNamespace = "::attnc::tile";
+  let genSpecializedAttr = 0;
+}
+def Tile_ReduceKindAttr : EnumAttr<Tile_Dialect, Tile_ReduceKind, "reduce_kind"> {
+  let assemblyFormat = "$value";
+}
+
+//===----------------------------------------------------------------------===//
+// Program structure
+//===----------------------------------------------------------------------===//
+
+def Tile_GridOp : Tile_Op<"grid", [
+    RecursiveMemoryEffects, SingleBlockImplicitTerminator<"YieldOp">]> {
+  let summary = "the program instances of a kernel: query blocks x heads x batch entries";
+  let description = [{
+    The body runs once per (query block, head, batch entry), bound to its
+    three index arguments, for `heads` heads and `batches` batch entries (or
+    packed sequences). Query blocks are `block_rows` rows; their count is the
+    launcher's: enough for the longest sequence, so a body must do nothing
+    for blocks past the end of its own sequence. Program instances share
+    only the kernel's inputs and write disjoint parts of its outputs, so any
+    order, or all at once, computes the same result.
+
+    ```mlir
+    attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 64 {
+      ...
+    }
+    ```
+  }];
+  let arguments = (ins Index:$heads, Index:$batches, I64Attr:$block_rows);
+  let regions = (region SizedRegion<1>:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasVerifier = 1;
+  let skipDefaultBuilders = 1;
+  let builders = [
+    OpBuilder<(ins "::mlir::Value":$heads, "::mlir::Value":$batches,
+                   "int64_t":$blockRows)>
+  ];
+  let extraClassDeclaration = [{
+    ::mlir::BlockArgument getQueryBlock() { return getBody().getArgument(0); }
+    ::mlir::BlockArgument getHead() { return getBody().getArgument(1); }
+    ::mlir::BlockArgument getBatch() { return getBody().getArgument(2); }
+  }];
+}
+
+def Tile_YieldOp : Tile_Op<"yield", [
+    Pure, Terminator, ReturnLike, ParentOneOf<["GridOp", "MapOp"]>]> {
+  let summary = "ends a grid body, or yields the element a map computes";
+  let arguments = (ins Variadic<AnyType>:$values);
+  let builders = [OpBuilder<(ins), [{ }]>];
+  let assemblyFormat = "attr-dict ($values^ `:` type($values))?";
+}
+
+//===----------------------------------------------------------------------===//
+// Tiles
+//===----------------------------------------------------------------------===//
+
+def Tile_LoadOp : Tile_Op<"load", [MemoryEffects<[MemRead]>]> {
+  let summary = "loads a block of rows; rows past `count` are zero";
+  let description = [{
+    Row r < `count` of the tile is the source row at `position` with
+    `position[row_dim] + r`; rows from `count` on are zero. For a 2-D tile
+    the columns are the source's last dimension (which `position` leaves
+    out), for a 1-D tile `position` names every dimension. The element type
+    is the source's. Rows below `count` must lie inside the source.
+
+    ```mlir
+    // Rows i0 .. i0 + rows - 1 of q[b, h, :, :] (layout b, h, n, d).
+    %q = attn_tile.load %arg0[%b, %h, %i0] rows %rows row_dim 2
+        : memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+          -> tensor<64x64xbf16>
+    ```
+  }];
+  let arguments = (ins AnyMemRef:$source, Variadic<Index>:$position,
+                       Index:$count, I64Attr:$row_dim);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    $source `[` $position `]` `rows` $count `row_dim` $row_dim attr-dict
+    `:` type($source) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_StoreOp : Tile_Op<"store", [MemoryEffects<[MemWrite]>]> {
+  let summary = "stores the first `count` rows of a tile, rounded to the destination's type";
+  let description = [{
+    The addressing of `attn_tile.load`: row r < `count` goes to `position`
+    with `position[row_dim] + r`. Elements are rounded to the destination's
+    element type.
+
+    ```mlir
+    attn_tile.store %o, %arg4[%b, %h, %i0] rows %rows row_dim 2
+        : tensor<64x64xf32> -> memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$value, AnyMemRef:$dest,
+                       Variadic<Index>:$position, Index:$count,
+                       I64Attr:$row_dim);
+  let assemblyFormat = [{
+    $value `,` $dest `[` $position `]` `rows` $count `row_dim` $row_dim
+    attr-dict `:` type($value) `->` type($dest)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_DotOp : Tile_Op<"dot", [Pure]> {
+  let summary = "acc + lhs * rhs (or lhs * rhs^T), accumulated in f32";
+  let description = [{
+    `result[r][c] = acc[r][c] + sum_k lhs[r][k] * rhs[k][c]`, or with
+    `transpose_rhs` `rhs[c][k]`. Operands may be f16, bf16 or f32; products
+    are summed in f32. A lowering that feeds tensor cores rounds an f32
+    operand to the other operand's type (f32 x f32 stays f32).
+
+    ```mlir
+    %s = attn_tile.dot %q, %k, %zero {transpose_rhs}
+        : tensor<64x64xbf16>, tensor<64x64xbf16>, tensor<64x64xf32> -> tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$acc,
+                       UnitAttr:$transpose_rhs);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,`
+    type($acc) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_MapOp : Tile_Op<"map", [RecursiveMemoryEffects, SingleBlock]> {
+  let summary = "an elementwise computation with the element's position";
+  let description = [{
+    The body computes one element of the result from its position (one
+    index per result dimension: row, then column) and the inputs' elements
+    at that position. An input of the result's shape contributes its
+    element; a 1-D input of a 2-D map contributes its row's value (row
+    broadcast). This is where score and mask expressions are fused into a
+    tile. The body may read memrefs (e.g. `slope[h]`) and record errors in a
+    status buffer: a lowering evaluates it once for every element of the
+    result, in no particular order.
+
+    ```mlir
+    %p = attn_tile.map (%s, %m) : (tensor<64x64xf32>, tensor<64xf32>) -> tensor<64x64xf32> {
+    ^bb0(%r: index, %c: index, %sv: f32, %mv: f32):
+      %d = arith.subf %sv, %mv : f32
+      %e = math.exp %d : f32
+      attn_tile.yield %e : f32
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<Tile_Tile>:$inputs);
+  let results = (outs Tile_Tile:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = [{
+    `(` $inputs `)` attr-dict `:` functional-type($inputs, $result) $body
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Tile_ReduceOp : Tile_Op<"reduce", [Pure]> {
+  let summary = "reduces each row of a 2-D tile to one value";
+  let description = [{
+    `max` starts from -inf, `add` from 0.
+
+    ```mlir
+    %rowMax = attn_tile.reduce max %s : tensor<64x64xf32> -> tensor<64xf32>
+    ```
+  }];
+  let arguments = (ins Tile_ReduceKindAttr:$kind, Tile_Tile:$input);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    `` $kind $input attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // ATTNC_DIALECT_TILE_TILEOPS_TD

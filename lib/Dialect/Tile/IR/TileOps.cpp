@@ -1,0 +1,246 @@
+//===- TileOps.cpp - Target-neutral tile program operations ---------------===//
+
+#include "attnc/Dialect/Tile/IR/TileOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+
+using namespace mlir;
+using namespace attnc::tile;
+
+#define GET_OP_CLASSES
+#include "attnc/Dialect/Tile/IR/TileOps.cpp.inc"
+
+namespace {
+
+/// Whether two dimensions can be equal (either may be dynamic).
+bool compatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+std::string shapeString(ShapedType type) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  llvm::interleave(
+      type.getShape(), os,
+      [&](int64_t d) {
+        if (ShapedType::isDynamic(d))
+          os << "?";
+        else
+          os << d;
+      },
+      "x");
+  return text;
+}
+
+/// The checks shared by load and store: `position` names every source
+/// dimension but the columns of a 2-D tile, and `row_dim` is one of them.
+LogicalResult verifyRowAddressing(Operation *op, RankedTensorType tile,
+                                  MemRefType memref, size_t positions,
+                                  int64_t rowDim) {
+  int64_t expected = memref.getRank() - (tile.getRank() == 2 ? 1 : 0);
+  if (static_cast<int64_t>(positions) != expected)
+    return op->emitOpError("needs ")
+           << expected << " position indices for a rank-" << tile.getRank()
+           << " tile of a rank-" << memref.getRank() << " memref, got "
+           << positions;
+  if (rowDim < 0 || rowDim >= expected)
+    return op->emitOpError("row_dim ")
+           << rowDim << " is not one of the " << expected
+           << " position dimensions";
+  if (tile.getRank() == 2 &&
+      !compatible(tile.getDimSize(1), memref.getShape().back()))
+    return op->emitOpError("tile has ")
+           << tile.getDimSize(1) << " columns but the memref's rows have "
+           << memref.getShape().back();
+  return success();
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// GridOp
+//===----------------------------------------------------------------------===//
+
+void GridOp::build(OpBuilder &builder, OperationState &state, Value heads,
+                   Value batches, int64_t blockRows) {
+  state.addOperands({heads, batches});
+  state.getOrAddProperties<Properties>().block_rows =
+      builder.getI64IntegerAttr(blockRows);
+  Region *body = state.addRegion();
+  Block *block = new Block();
+  body->push_back(block);
+  Type index = builder.getIndexType();
+  for (int i = 0; i < 3; ++i)
+    block->addArgument(index, state.location);
+  OpBuilder::InsertionGuard guard(builder);
+  builder.setInsertionPointToEnd(block);
+  YieldOp::create(builder, state.location);
+}
+
+ParseResult GridOp::parse(OpAsmParser &parser, OperationState &result) {
+  SmallVector<OpAsmParser::Argument> args;
+  llvm::SMLoc argsLoc = parser.getCurrentLocation();
+  if (parser.parseArgumentList(args, OpAsmParser::Delimiter::Paren))
+    return failure();
+  if (args.size() != 3)
+    return parser.emitError(argsLoc,
+                            "expected (query block, head, batch) arguments");
+  Type index = parser.getBuilder().getIndexType();
+  for (OpAsmParser::Argument &arg : args)
+    arg.type = index;
+  OpAsmParser::UnresolvedOperand heads, batches;
+  int64_t blockRows = 0;
+  if (parser.parseKeyword("heads") || parser.parseOperand(heads) ||
+      parser.parseKeyword("batches") || parser.parseOperand(batches) ||
+      parser.parseKeyword("block_rows") || parser.parseInteger(blockRows) ||
+      parser.resolveOperand(heads, index, result.operands) ||
+      parser.resolveOperand(batches, index, result.operands))
+    return failure();
+  result.getOrAddProperties<Properties>().block_rows =
+      parser.getBuilder().getI64IntegerAttr(blockRows);
+  if (parser.parseOptionalAttrDictWithKeyword(result.attributes))
+    return failure();
+  Region *body = result.addRegion();
+  if (parser.parseRegion(*body, args))
+    return failure();
+  GridOp::ensureTerminator(*body, parser.getBuilder(), result.location);
+  return success();
+}
+
+void GridOp::print(OpAsmPrinter &p) {
+  p << " (";
+  llvm::interleaveComma(getBody().getArguments(), p,
+                        [&](BlockArgument arg) { p.printOperand(arg); });
+  p << ") heads " << getHeads() << " batches " << getBatches()
+    << " block_rows " << getBlockRows();
+  p.printOptionalAttrDictWithKeyword((*this)->getAttrs(),
+                                     {getBlockRowsAttrName()});
+  p << " ";
+  p.printRegion(getBody(), /*printEntryBlockArgs=*/false,
+                /*printBlockTerminators=*/false);
+}
+
+LogicalResult GridOp::verify() {
+  if (getBlockRows() <= 0)
+    return emitOpError("block_rows must be positive, got ") << getBlockRows();
+  Block &body = getBody().front();
+  if (body.getNumArguments() != 3 ||
+      !llvm::all_of(body.getArgumentTypes(),
+                    [](Type type) { return type.isIndex(); }))
+    return emitOpError("body must take three index arguments (query block, "
+                       "head, batch)");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// LoadOp, StoreOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LoadOp::verify() {
+  auto tile = cast<RankedTensorType>(getResult().getType());
+  auto memref = cast<MemRefType>(getSource().getType());
+  if (tile.getElementType() != memref.getElementType())
+    return emitOpError("tile element type ")
+           << tile.getElementType() << " differs from the memref's "
+           << memref.getElementType();
+  return verifyRowAddressing(*this, tile, memref, getPosition().size(),
+                             getRowDim());
+}
+
+LogicalResult StoreOp::verify() {
+  auto tile = cast<RankedTensorType>(getValue().getType());
+  auto memref = cast<MemRefType>(getDest().getType());
+  if (!isa<FloatType>(memref.getElementType()))
+    return emitOpError("stores floats, not ") << memref.getElementType();
+  return verifyRowAddressing(*this, tile, memref, getPosition().size(),
+                             getRowDim());
+}
+
+//===----------------------------------------------------------------------===//
+// DotOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DotOp::verify() {
+  auto lhs = cast<RankedTensorType>(getLhs().getType());
+  auto rhs = cast<RankedTensorType>(getRhs().getType());
+  auto acc = cast<RankedTensorType>(getAcc().getType());
+  if (lhs.getRank() != 2 || rhs.getRank() != 2 || acc.getRank() != 2)
+    return emitOpError("multiplies 2-D tiles");
+  if (acc != getResult().getType())
+    return emitOpError("accumulator and result types differ");
+  if (!acc.getElementType().isF32())
+    return emitOpError("accumulates in f32, not ") << acc.getElementType();
+  int64_t depth = rhs.getDimSize(getTransposeRhs() ? 1 : 0);
+  int64_t columns = rhs.getDimSize(getTransposeRhs() ? 0 : 1);
+  if (!compatible(lhs.getDimSize(1), depth))
+    return emitOpError("lhs ")
+           << shapeString(lhs) << " and rhs "
+           << (getTransposeRhs() ? "(transposed) " : "") << shapeString(rhs)
+           << " do not share the contracted dimension";
+  if (!compatible(acc.getDimSize(0), lhs.getDimSize(0)) ||
+      !compatible(acc.getDimSize(1), columns))
+    return emitOpError("accumulator ")
+           << shapeString(acc) << " is not rows(lhs) x columns(rhs)";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// MapOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult MapOp::verify() {
+  auto result = cast<RankedTensorType>(getResult().getType());
+  for (auto [index, input] : llvm::enumerate(getInputs())) {
+    auto type = cast<RankedTensorType>(input.getType());
+    bool sameShape = type.getRank() == result.getRank() &&
+                     llvm::all_of(llvm::seq<int64_t>(0, type.getRank()),
+                                  [&](int64_t d) {
+                                    return compatible(type.getDimSize(d),
+                                                      result.getDimSize(d));
+                                  });
+    bool rowBroadcast = type.getRank() == 1 && result.getRank() == 2 &&
+                        compatible(type.getDimSize(0), result.getDimSize(0));
+    if (!sameShape && !rowBroadcast)
+      return emitOpError("input ")
+             << index << " of shape " << shapeString(type)
+             << " is neither the result's shape " << shapeString(result)
+             << " nor one value per row of it";
+  }
+  return success();
+}
+
+LogicalResult MapOp::verifyRegions() {
+  auto result = cast<RankedTensorType>(getResult().getType());
+  Block &body = getBody().front();
+  SmallVector<Type> expected(result.getRank(),
+                             IndexType::get(getContext()));
+  for (Value input : getInputs())
+    expected.push_back(cast<RankedTensorType>(input.getType()).getElementType());
+  if (body.getArgumentTypes() != ArrayRef<Type>(expected))
+    return emitOpError("body must take ")
+           << result.getRank()
+           << " position indices, then one element of each input";
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield || yield.getValues().size() != 1 ||
+      yield.getValues()[0].getType() != result.getElementType())
+    return emitOpError("body must yield one ")
+           << result.getElementType() << " with attn_tile.yield";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ReduceOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ReduceOp::verify() {
+  auto input = cast<RankedTensorType>(getInput().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (input.getRank() != 2 || result.getRank() != 1)
+    return emitOpError("reduces a 2-D tile to a 1-D tile");
+  if (!compatible(input.getDimSize(0), result.getDimSize(0)) ||
+      input.getElementType() != result.getElementType())
+    return emitOpError("result must hold one ")
+           << input.getElementType() << " per row of the input";
+  return success();
+}

@@ -1,0 +1,129 @@
+// RUN: attnc-opt %s -split-input-file -verify-diagnostics
+//
+// One case per verifier rule of the attn_tile dialect.
+
+func.func @grid_rows(%n: index) {
+  // expected-error @+1 {{block_rows must be positive, got 0}}
+  attn_tile.grid (%qb, %h, %b) heads %n batches %n block_rows 0 {
+  }
+  return
+}
+
+// -----
+
+func.func @load_element(%q: memref<?x?xf32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{tile element type 'bf16' differs from the memref's 'f32'}}
+  %t = attn_tile.load %q[%c0] rows %rows row_dim 0 : memref<?x?xf32> -> tensor<16x8xbf16>
+  return
+}
+
+// -----
+
+func.func @load_positions(%q: memref<?x?x?xf32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{needs 2 position indices for a rank-2 tile of a rank-3 memref, got 1}}
+  %t = attn_tile.load %q[%c0] rows %rows row_dim 0 : memref<?x?x?xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @load_row_dim(%q: memref<?x?xf32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{row_dim 1 is not one of the 1 position dimensions}}
+  %t = attn_tile.load %q[%c0] rows %rows row_dim 1 : memref<?x?xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @load_columns(%q: memref<?x64xf32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{tile has 32 columns but the memref's rows have 64}}
+  %t = attn_tile.load %q[%c0] rows %rows row_dim 0 : memref<?x64xf32> -> tensor<16x32xf32>
+  return
+}
+
+// -----
+
+func.func @store_ints(%t: tensor<16xf32>, %o: memref<?xi32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{stores floats, not 'i32'}}
+  attn_tile.store %t, %o[%c0] rows %rows row_dim 0 : tensor<16xf32> -> memref<?xi32>
+  return
+}
+
+// -----
+
+func.func @dot_depth(%a: tensor<16x32xbf16>, %b: tensor<16x16xbf16>, %c: tensor<16x16xf32>) {
+  // expected-error @+1 {{lhs 16x32 and rhs (transposed) 16x16 do not share the contracted dimension}}
+  %r = attn_tile.dot %a, %b, %c {transpose_rhs} : tensor<16x32xbf16>, tensor<16x16xbf16>, tensor<16x16xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @dot_acc(%a: tensor<16x32xbf16>, %b: tensor<32x8xbf16>, %c: tensor<16x16xf32>) {
+  // expected-error @+1 {{accumulator 16x16 is not rows(lhs) x columns(rhs)}}
+  %r = attn_tile.dot %a, %b, %c : tensor<16x32xbf16>, tensor<32x8xbf16>, tensor<16x16xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @dot_f16_acc(%a: tensor<16x32xbf16>, %b: tensor<32x8xbf16>, %c: tensor<16x8xf16>) {
+  // expected-error @+1 {{accumulates in f32, not 'f16'}}
+  %r = attn_tile.dot %a, %b, %c : tensor<16x32xbf16>, tensor<32x8xbf16>, tensor<16x8xf16> -> tensor<16x8xf16>
+  return
+}
+
+// -----
+
+func.func @map_shape(%a: tensor<16x8xf32>, %b: tensor<8xf32>) {
+  // expected-error @+1 {{input 1 of shape 8 is neither the result's shape 16x8 nor one value per row of it}}
+  %r = attn_tile.map (%a, %b) : (tensor<16x8xf32>, tensor<8xf32>) -> tensor<16x8xf32> {
+  ^bb0(%i: index, %j: index, %x: f32, %y: f32):
+    attn_tile.yield %x : f32
+  }
+  return
+}
+
+// -----
+
+func.func @map_args(%a: tensor<16x8xf32>) {
+  // expected-error @+1 {{body must take 2 position indices, then one element of each input}}
+  %r = attn_tile.map (%a) : (tensor<16x8xf32>) -> tensor<16x8xf32> {
+  ^bb0(%x: f32):
+    attn_tile.yield %x : f32
+  }
+  return
+}
+
+// -----
+
+func.func @map_yield(%a: tensor<16xf32>) {
+  // expected-error @+1 {{body must yield one 'f32' with attn_tile.yield}}
+  %r = attn_tile.map (%a) : (tensor<16xf32>) -> tensor<16xf32> {
+  ^bb0(%i: index, %x: f32):
+    %h = arith.truncf %x : f32 to f16
+    attn_tile.yield %h : f16
+  }
+  return
+}
+
+// -----
+
+func.func @reduce_rank(%a: tensor<16xf32>) {
+  // expected-error @+1 {{reduces a 2-D tile to a 1-D tile}}
+  %r = attn_tile.reduce add %a : tensor<16xf32> -> tensor<16xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_rows(%a: tensor<16x8xf32>) {
+  // expected-error @+1 {{result must hold one 'f32' per row of the input}}
+  %r = attn_tile.reduce max %a : tensor<16x8xf32> -> tensor<8xf32>
+  return
+}
