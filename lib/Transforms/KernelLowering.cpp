@@ -74,6 +74,21 @@ func::FuncOp attnc::lowering::lowerKernelToFunc(
   return func;
 }
 
+func::FuncOp attnc::lowering::lowerKernelToProgram(
+    KernelOp kernel,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+  OpBuilder builder(kernel);
+  auto func = func::FuncOp::create(
+      builder, kernel.getLoc(), kernel.getSymName(),
+      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+  Block *entry = func.addEntryBlock();
+  lowerKernelBody(kernel, entry, /*clearStatus=*/false, lowerFamily);
+  builder.setInsertionPointToEnd(entry);
+  func::ReturnOp::create(builder, kernel.getLoc());
+  kernel.erase();
+  return func;
+}
+
 AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,
                                                        LoweringBuilder &rb) {
   IRMapping &params = rb.params;

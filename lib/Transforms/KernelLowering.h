@@ -584,6 +584,15 @@ mlir::func::FuncOp lowerKernelToFunc(
     KernelOp kernel,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
 
+/// Replaces `kernel` by a func.func of the same name whose arguments are the
+/// parameters, the results and the status buffer, and lets `lowerFamily`
+/// build a target-neutral tile program in it (docs/tile.md). The status
+/// buffer is not cleared: a target lowering adds what its calling
+/// convention needs.
+mlir::func::FuncOp lowerKernelToProgram(
+    KernelOp kernel,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily);
+
 } // namespace attnc::lowering
 
 #endif // ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H

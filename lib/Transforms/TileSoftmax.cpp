@@ -7,6 +7,7 @@
 
 #include "KernelLowering.h"
 #include "attnc/Analysis/MaskStructure.h"
+#include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "llvm/Support/MathExtras.h"
@@ -26,10 +27,43 @@ namespace vector = mlir::vector;
 
 namespace {
 
+/// Builds an attn_tile.map producing `type` from `inputs`: `element` gets
+/// the position (row, then column for 2-D) and the inputs' elements.
+Value buildMap(ImplicitLocOpBuilder &b, RankedTensorType type,
+               ValueRange inputs,
+               llvm::function_ref<Value(ValueRange position, ValueRange elements)>
+                   element) {
+  auto map = tile::MapOp::create(b, type, inputs);
+  Block *body = new Block();
+  map.getBody().push_back(body);
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    body->addArgument(b.getIndexType(), b.getLoc());
+  for (Value input : inputs)
+    body->addArgument(cast<RankedTensorType>(input.getType()).getElementType(),
+                      b.getLoc());
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPointToStart(body);
+  Value result = element(body->getArguments().take_front(type.getRank()),
+                         body->getArguments().drop_front(type.getRank()));
+  tile::YieldOp::create(b, result);
+  return map.getResult();
+}
+
+/// The tile program of a softmax-family kernel (docs/tile.md): one program
+/// instance per (query block of `blockQ` rows, head, batch entry) loads its
+/// Q tile and visits the key blocks of `blockK` keys that can hold an
+/// allowed key with the online softmax of FlashAttention-2,
+///   m' = max(m, rowmax(S)), P = exp(S - m'), l' = l exp(m - m') + rowsum(P),
+///   acc' = acc exp(m - m') + P V,
+/// then stores o = acc / l and lse = m + log l. Only tiles exist; nothing of
+/// size N x M. Tiles are whole: rows past the sequence end and keys past its
+/// last key are zero-filled by the loads, the keys are masked, and
+/// expressions see such rows clamped to the last row, so they never read
+/// user tensors out of bounds.
 template <typename OpTy>
-void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
-                       int64_t blockQ, int64_t blockK,
-                       std::optional<int64_t> chunk) {
+void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
+                         int64_t blockQ, int64_t blockK,
+                         std::optional<int64_t> chunk) {
   ImplicitLocOpBuilder &b = rb.b;
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
@@ -40,327 +74,287 @@ void tileSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results,
   Normalizer normalizer = op.getNormalizer();
   bool online = normalizer == Normalizer::softmax;
   MaskStructure band = analyzeMask(op.getMask());
-
-  // Per query block: one score tile, the accumulator and the row statistics.
-  Type f32 = b.getF32Type();
-  Value tile = memref::AllocOp::create(b, MemRefType::get({blockQ, blockK}, f32));
-  // Q, K and V tiles staged as f32 once per block, so the inner loops read
-  // contiguous f32 instead of converting strided elements again and again.
-  auto stagingTile = [&](int64_t rows, Value cols) {
-    return memref::AllocOp::create(
-        b, MemRefType::get({rows, ShapedType::kDynamic}, f32), ValueRange{cols});
-  };
-  // The matmuls run on vectors of kLanes f32 along the keys (Q K^T, K staged
-  // transposed) and along Dv (P V): no reduction crosses lanes, so each
-  // lane sums in the scalar order. Widths are padded to whole vectors and
-  // the padding is zero, so padded lanes compute finite values nobody reads.
-  constexpr int64_t kLanes = LoweringBuilder::kLanes;
-  constexpr int64_t kValueGroup = LoweringBuilder::kValueGroup;
-  int64_t paddedBlockK = llvm::alignTo(blockK, kLanes);
-  // Dv padded to whole groups (the padding is zero and never stored).
-  Value paddedDimV = rb.paddedToValueGroups(shape.dimV);
-  Value queryTile = stagingTile(blockQ, shape.dimK);
-  Value keyTileT = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic, paddedBlockK}, f32),
-      ValueRange{shape.dimK});
-  Value valueTile = stagingTile(blockK, paddedDimV);
-  // One row's raw dot products q_r . k_c.
-  Value rowDots = memref::AllocOp::create(
-      b, MemRefType::get({paddedBlockK}, f32));
-  rb.zeroFill(keyTileT);
-  rb.zeroFill(valueTile);
-  // tile[r, d] = memref[row0 + r, d] (converted to f32), r < rows
-  auto stage = [&](Value tile, Value memref, Value batch, Value head,
-                   Value row0, Value rows, Value width) {
-    rb.loop(zero, rows, [&](Value r) {
-      rb.loop(zero, width, [&](Value d) {
-        memref::StoreOp::create(
-            b,
-            rb.loadF32(memref, layoutIndices(shape.layout, batch, head,
-                                             rb.add(row0, r), d)),
-            tile, ValueRange{r, d});
-      });
-    });
-  };
-  Value acc = memref::AllocOp::create(
-      b, MemRefType::get({blockQ, ShapedType::kDynamic}, f32),
-      ValueRange{paddedDimV});
-  rb.zeroFill(acc);
-  Value rowMax = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
-  Value rowSum = memref::AllocOp::create(b, MemRefType::get({blockQ}, f32));
-  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
-  Value bq = rb.index(blockQ), bk = rb.index(blockK);
   Value chunkSize = chunk ? rb.index(*chunk) : Value();
-  auto sameChunk = [&](Value x, Value y) {
-    return arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                                 arith::DivUIOp::create(b, x, chunkSize),
-                                 arith::DivUIOp::create(b, y, chunkSize));
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+
+  // Tile types: head dims are static when the spec fixes them.
+  Type f32 = b.getF32Type();
+  auto headDim = [&](Value operand) {
+    auto type = cast<AttnTensorType>(operand.getType());
+    return type.getFixedSize(type.getRank() - 1).value_or(ShapedType::kDynamic);
   };
+  int64_t dimK = headDim(op->getOperand(0)), dimV = headDim(op->getOperand(2));
+  auto elementOf = [](Value memref) {
+    return cast<MemRefType>(memref.getType()).getElementType();
+  };
+  auto queryType = RankedTensorType::get({blockQ, dimK}, elementOf(shape.q));
+  auto keyType = RankedTensorType::get({blockK, dimK}, elementOf(shape.k));
+  auto valueType = RankedTensorType::get({blockK, dimV}, elementOf(shape.v));
+  auto scoreType = RankedTensorType::get({blockQ, blockK}, f32);
+  auto accType = RankedTensorType::get({blockQ, dimV}, f32);
+  auto rowType = RankedTensorType::get({blockQ}, f32);
+  SmallVector<Value> accSizes;
+  if (ShapedType::isDynamic(dimV))
+    accSizes.push_back(shape.dimV);
+  auto splat = [&](Value value, RankedTensorType type,
+                   ValueRange sizes = {}) -> Value {
+    return tensor::SplatOp::create(b, value, type, sizes);
+  };
+  // The layout's indices of row `row` of (batch, head), without the
+  // feature: the position of a q/k/v/o row block.
+  auto rowPosition = [&](Value batch, Value head, Value row) {
+    SmallVector<Value> at =
+        layoutIndices(shape.layout, batch, head, row, zero);
+    at.pop_back();
+    return at;
+  };
+  int64_t rowDim = shape.dims.seq;
 
-  // Grid items are query blocks of one (batch, head): threads share long
-  // sequences too.
-  rb.rowBlockGridLoop(shape.numBatches, shape.headsQ, [&](Value batch,
-                                                         Value head,
-                                                         Value queryBlock) {
-    Value startQ, n, startK, m;
-    std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
-    std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
-    Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
-    // Loads that do not depend on (s, i, j), like slope[h], once per item.
-    rb.hoistedLoads.clear();
-    rb.hoistInvariantLoads(
-        op.getScore(),
-        {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
-         {score_arg::M, m}, {score_arg::QStart, startQ},
-         {score_arg::KStart, startK}});
-    Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
-    rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, queryBlock,
-                                    numQueryBlocks),
-              [&] {
-      Value i0 = rb.mul(queryBlock, bq);
-      Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
-      Value iLast = rb.add(i0, rb.sub(rows, one));
+  auto grid = tile::GridOp::create(b, shape.headsQ, shape.numBatches, blockQ);
+  OpBuilder::InsertionGuard gridGuard(b);
+  b.setInsertionPoint(grid.getBody().front().getTerminator());
+  Value queryBlock = grid.getQueryBlock(), head = grid.getHead(),
+        batch = grid.getBatch();
 
-      stage(queryTile, shape.q, batch, head, rb.add(startQ, i0), rows,
-            shape.dimK);
+  Value startQ, n, startK, m;
+  std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+  std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+  Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+  // Loads that do not depend on (s, i, j), like slope[h], once per program.
+  rb.hoistedLoads.clear();
+  rb.hoistInvariantLoads(
+      op.getScore(),
+      {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
+       {score_arg::M, m}, {score_arg::QStart, startQ},
+       {score_arg::KStart, startK}});
+  rb.hoistInvariantLoads(
+      op.getMask(),
+      {{mask_arg::B, batch}, {mask_arg::H, head}, {mask_arg::N, n},
+       {mask_arg::M, m}, {mask_arg::QStart, startQ},
+       {mask_arg::KStart, startK}});
+  Value bq = rb.index(blockQ), bk = rb.index(blockK);
+  Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
+  rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, queryBlock,
+                                  numQueryBlocks),
+            [&] {
+    Value i0 = rb.mul(queryBlock, bq);
+    Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
+    Value iLast = rb.add(i0, rb.sub(rows, one));
+    Value lastRow = rb.sub(n, one), lastKey = rb.sub(m, one);
+    Value q = tile::LoadOp::create(
+        b, queryType, shape.q, rowPosition(batch, head, rb.add(startQ, i0)),
+        rows, rowDim);
 
-      // m = -inf, l = 0, acc = 0
-      rb.loop(zero, rows, [&](Value r) {
-        memref::StoreOp::create(b, negInf, rowMax, r);
-        memref::StoreOp::create(b, rb.f32(0), rowSum, r);
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          memref::StoreOp::create(b, rb.f32(0), acc, ValueRange{r, e});
-        });
-      });
+    Value jBegin, jEnd;
+    std::tie(jBegin, jEnd) =
+        visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
+    Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
+    Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
 
-      Value jBegin, jEnd;
-      std::tie(jBegin, jEnd) =
-          visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
-      Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
-      Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+    // Loop state: m, l and acc (softmax), or acc alone.
+    SmallVector<Value> init;
+    if (online)
+      init = {splat(negInf, rowType), splat(rb.f32(0), rowType)};
+    init.push_back(splat(rb.f32(0), accType, accSizes));
+    SmallVector<Type> stateTypes = llvm::to_vector(
+        llvm::map_range(init, [](Value v) { return v.getType(); }));
 
-      auto visitKeyBlock = [&](Value keyBlock) {
-        Value j0 = rb.mul(keyBlock, bk);
-        Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
-        Value jLast = rb.add(j0, rb.sub(cols, one));
-        // keyTileT[d, c] = k[j0 + c, d]
-        rb.loop(zero, cols, [&](Value c) {
-          rb.loop(zero, shape.dimK, [&](Value d) {
-            memref::StoreOp::create(
-                b,
-                rb.loadF32(shape.k,
-                           layoutIndices(shape.layout, batch, headK,
-                                         rb.add(startK, rb.add(j0, c)), d)),
-                keyTileT, ValueRange{d, c});
-          });
-        });
-        stage(valueTile, shape.v, batch, headK, rb.add(startK, j0), cols,
-              shape.dimV);
+    auto visitKeyBlock = [&](Value keyBlock,
+                             ValueRange state) -> SmallVector<Value> {
+      Value j0 = rb.mul(keyBlock, bk);
+      Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
+      SmallVector<Value> keyRow =
+          rowPosition(batch, headK, rb.add(startK, j0));
+      Value k = tile::LoadOp::create(b, keyType, shape.k, keyRow, cols, rowDim);
+      Value v =
+          tile::LoadOp::create(b, valueType, shape.v, keyRow, cols, rowDim);
+      Value s = tile::DotOp::create(b, scoreType, q, k,
+                                    splat(rb.f32(0), scoreType),
+                                    /*transpose_rhs=*/true);
 
-        // One tile: scores (masked or not), then the online update.
-        auto emitTile = [&](bool applyMask) {
-          rb.loop(zero, rows, [&](Value r) {
-            Value i = rb.add(i0, r);
-            // rowDots[c] = q_r . k_c
-            rb.rowTimesTransposed(
-                shape.dimK,
-                [&](Value d) -> Value {
-                  return memref::LoadOp::create(b, queryTile, ValueRange{r, d});
-                },
-                keyTileT, paddedBlockK, rowDots, {});
-            Value tileMax = rb.loop(zero, cols, {negInf}, [&](Value c,
-                                                              ValueRange max) {
-              Value j = rb.add(j0, c);
-              Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-              if (applyMask) {
-                allowed = rb.inlineExpression(
-                    op.getMask(), {batch, head, i, j, n, m, startQ, startK},
-                    allowed);
-                if (chunk)
-                  allowed = arith::AndIOp::create(b, allowed, sameChunk(i, j));
-              }
-              // Stored: s (or -inf) for softmax, the weight (or 0) otherwise.
-              Value stored = rb.ifThen(
-                  allowed, {f32},
-                  [&]() -> SmallVector<Value> {
-                    Value dot = memref::LoadOp::create(b, rowDots, c);
-                    Value s = rb.mul(scale, dot);
-                    s = rb.inlineExpression(
-                        op.getScore(),
-                        {s, batch, head, i, j, n, m, startQ, startK}, s);
-                    if (normalizer == Normalizer::sigmoid)
-                      s = arith::DivFOp::create(
-                          b, rb.f32(1),
-                          rb.add(rb.f32(1), math::ExpOp::create(
-                                                b, arith::NegFOp::create(b, s))));
-                    return {s};
-                  },
-                  [&]() -> SmallVector<Value> {
-                    return {online ? negInf : rb.f32(0)};
-                  })[0];
-              memref::StoreOp::create(b, stored, tile, ValueRange{r, c});
-              return SmallVector<Value>{
-                  arith::MaximumFOp::create(b, max[0], stored)};
-            })[0];
-
-            Value alpha = rb.f32(1);
-            if (online) {
-              // m' = max(m, rowmax(S)); P = exp(S - m');
-              // l' = l * exp(m - m') + rowsum(P)
-              Value oldMax = memref::LoadOp::create(b, rowMax, r);
-              Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
-              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                 newMax, negInf);
-              alpha = arith::SelectOp::create(
-                  b, live,
-                  math::ExpOp::create(b, arith::SubFOp::create(b, oldMax, newMax)),
-                  rb.f32(1));
-              Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                ValueRange acc) {
-                Value s = memref::LoadOp::create(b, tile, ValueRange{r, c});
-                Value p = arith::SelectOp::create(
-                    b, live,
-                    math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
-                    rb.f32(0));
-                memref::StoreOp::create(b, p, tile, ValueRange{r, c});
-                return SmallVector<Value>{rb.add(acc[0], p)};
+      // Scores (masked or not) become weights, then the online update.
+      auto update = [&](bool applyMask) -> SmallVector<Value> {
+        Value w = buildMap(b, scoreType, {s}, [&](ValueRange at,
+                                                  ValueRange dot) -> Value {
+          Value i = arith::MinUIOp::create(b, rb.add(i0, at[0]), lastRow);
+          Value j = rb.add(j0, at[1]);
+          auto weight = [&](Value key) -> Value {
+            Value scaled = rb.mul(scale, dot[0]);
+            Value score = rb.inlineExpression(
+                op.getScore(),
+                {scaled, batch, head, i, key, n, m, startQ, startK}, scaled);
+            if (normalizer == Normalizer::sigmoid)
+              score = arith::DivFOp::create(
+                  b, rb.f32(1),
+                  rb.add(rb.f32(1), math::ExpOp::create(
+                                        b, arith::NegFOp::create(b, score))));
+            return score;
+          };
+          if (!applyMask)
+            return weight(j);
+          // Keys past the end are masked; expressions see the last key.
+          Value key = arith::MinUIOp::create(b, j, lastKey);
+          Value allowed = arith::AndIOp::create(
+              b,
+              arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
+              rb.inlineExpression(
+                  op.getMask(), {batch, head, i, key, n, m, startQ, startK},
+                  arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+          if (chunk)
+            allowed = arith::AndIOp::create(
+                b, allowed,
+                arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::eq,
+                    arith::DivUIOp::create(b, i, chunkSize),
+                    arith::DivUIOp::create(b, key, chunkSize)));
+          // Softmax: -inf for a masked key; sigmoid and none: weight 0.
+          return rb.ifThen(
+              allowed, {f32}, [&]() -> SmallVector<Value> { return {weight(key)}; },
+              [&]() -> SmallVector<Value> {
+                return {online ? negInf : rb.f32(0)};
               })[0];
-              Value oldSum = memref::LoadOp::create(b, rowSum, r);
-              memref::StoreOp::create(b, rb.add(rb.mul(oldSum, alpha), sum),
-                                      rowSum, r);
-              memref::StoreOp::create(b, newMax, rowMax, r);
-            }
-            // acc' = acc * alpha + P V, kValueGroup vectors of kLanes
-            // columns of Dv per loop over the keys.
-            Value groups = arith::DivUIOp::create(
-                b, paddedDimV, rb.index(kLanes * kValueGroup));
-            Value alphaLanes = vector::BroadcastOp::create(b, rb.lanes(), alpha);
-            rb.loop(zero, groups, [&](Value group) {
-              Value e0 = rb.mul(group, rb.index(kLanes * kValueGroup));
-              auto column = [&](int64_t k) {
-                return rb.add(e0, rb.index(k * kLanes));
-              };
-              SmallVector<Value> scaled;
-              for (int64_t k = 0; k < kValueGroup; ++k)
-                scaled.push_back(arith::MulFOp::create(
-                    b, rb.loadLanes(acc, {r, column(k)}), alphaLanes));
-              SmallVector<Value> updated =
-                  rb.vectorDotLoops(zero, cols, scaled, [&](Value c) {
-                    SmallVector<Value> values;
-                    for (int64_t k = 0; k < kValueGroup; ++k)
-                      values.push_back(rb.loadLanes(valueTile, {c, column(k)}));
-                    return std::make_pair(
-                        Value(memref::LoadOp::create(b, tile,
-                                                     ValueRange{r, c})),
-                        values);
-                  });
-              for (int64_t k = 0; k < kValueGroup; ++k)
-                vector::StoreOp::create(b, updated[k], acc,
-                                        ValueRange{r, column(k)});
-            });
-          });
-        };
+        });
+        if (!online) // acc' = acc + W V
+          return {tile::DotOp::create(b, accType, w, v, state[0])};
 
-        if (!band.exact) {
-          emitTile(/*applyMask=*/true);
-          return;
-        }
-        // A block wholly inside the band (and the chunk) needs no mask.
-        Value full = blockInsideBand(rb, band, chunkSize, i0, iLast, j0,
-                                     jLast, n, m);
-        rb.ifThen(
-            full, {},
-            [&] {
-              emitTile(/*applyMask=*/false);
-              return SmallVector<Value>{};
-            },
-            [&] {
-              emitTile(/*applyMask=*/true);
-              return SmallVector<Value>{};
+        Value oldMax = state[0], oldSum = state[1], acc = state[2];
+        Value tileMax = tile::ReduceOp::create(b, rowType,
+                                               tile::ReduceKind::max, w);
+        Value newMax = buildMap(b, rowType, {oldMax, tileMax},
+                                [&](ValueRange, ValueRange x) -> Value {
+                                  return arith::MaximumFOp::create(b, x[0], x[1]);
+                                });
+        // A row with no allowed key so far keeps m = -inf; its exponents are
+        // taken relative to 0, so they are exp(-inf) = 0 and nothing is NaN.
+        Value offset = buildMap(
+            b, rowType, {newMax}, [&](ValueRange, ValueRange x) -> Value {
+              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                 x[0], negInf);
+              return arith::SelectOp::create(b, live, x[0], rb.f32(0));
             });
+        auto expMinus = [&](ValueRange, ValueRange x) -> Value {
+          return math::ExpOp::create(b, arith::SubFOp::create(b, x[0], x[1]));
+        };
+        Value alpha = buildMap(b, rowType, {oldMax, offset}, expMinus);
+        Value p = buildMap(b, scoreType, {w, offset}, expMinus);
+        Value tileSum = tile::ReduceOp::create(b, rowType,
+                                               tile::ReduceKind::add, p);
+        Value newSum = buildMap(
+            b, rowType, {oldSum, alpha, tileSum},
+            [&](ValueRange, ValueRange x) -> Value {
+              return rb.add(rb.mul(x[0], x[1]), x[2]);
+            });
+        Value scaled = buildMap(b, accType, {acc, alpha},
+                                [&](ValueRange, ValueRange x) -> Value {
+                                  return rb.mul(x[0], x[1]);
+                                });
+        return {newMax, newSum,
+                tile::DotOp::create(b, accType, p, v, scaled)};
       };
 
-      auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
-      if (!sparse) {
-        rb.loop(keyBlockBegin, keyBlockEnd, visitKeyBlock);
-      } else if (Value blockMask = sparse.getBlockMask()) {
-        // Blocks of the band that the run-time block mask marks present.
-        rb.loop(keyBlockBegin, keyBlockEnd, [&](Value keyBlock) {
-          Value raw = rb.checkedLoad(params.lookup(blockMask),
-                                     {batch, head, queryBlock, keyBlock});
-          rb.ifThen(arith::CmpIOp::create(
-                        b, arith::CmpIPredicate::ne, raw,
-                        arith::ConstantIntOp::create(b, raw.getType(), 0)),
-                    [&] { visitKeyBlock(keyBlock); });
-        });
-      } else {
-        // Only the listed blocks: the first min(count, width) entries,
-        // each once, if it names a block of the band.
-        Value counts = params.lookup(sparse.getKvNumBlocks());
-        Value lists = params.lookup(sparse.getKvIndices());
-        Value width = rb.dim(lists, 3);
-        Value count = arith::MinSIOp::create(
-            b,
-            arith::IndexCastOp::create(
-                b, b.getIndexType(),
-                rb.checkedLoad(counts, {batch, head, queryBlock})),
-            width);
-        auto entryAt = [&](Value entry) -> Value {
-          return arith::IndexCastOp::create(
-              b, b.getIndexType(),
-              rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
-        };
-        rb.loop(zero, count, [&](Value entry) {
-          Value keyBlock = entryAt(entry);
-          Value inBand = arith::AndIOp::create(
-              b,
-              arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
-                                    keyBlockBegin),
-              arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
-                                    keyBlockEnd));
-          Value repeated = rb.loop(
-              zero, entry,
-              {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
-              [&](Value earlier, ValueRange seen) {
-                Value same = arith::CmpIOp::create(
-                    b, arith::CmpIPredicate::eq, entryAt(earlier), keyBlock);
-                return SmallVector<Value>{
-                    arith::OrIOp::create(b, seen[0], same)};
-              })[0];
-          Value fresh = arith::XOrIOp::create(
-              b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-          rb.ifThen(arith::AndIOp::create(b, inBand, fresh),
-                    [&] { visitKeyBlock(keyBlock); });
-        });
-      }
+      if (!band.exact)
+        return update(/*applyMask=*/true);
+      // A block wholly inside the band (and the chunk) whose keys all exist
+      // needs no mask.
+      Value jLast = rb.add(j0, rb.index(blockK - 1));
+      Value full = arith::AndIOp::create(
+          b, blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n, m),
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, jLast, m));
+      return llvm::to_vector(rb.ifThen(
+          full, stateTypes, [&] { return update(/*applyMask=*/false); },
+          [&] { return update(/*applyMask=*/true); }));
+    };
 
-      // o = acc / l (softmax; 0 for a row without weight), lse = m + log l
-      rb.loop(zero, rows, [&](Value r) {
-        Value i = rb.add(i0, r);
-        Value rowQ = rb.add(startQ, i);
-        Value sum = memref::LoadOp::create(b, rowSum, r);
-        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                sum, rb.f32(0));
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          Value value = memref::LoadOp::create(b, acc, ValueRange{r, e});
-          if (online)
-            value = arith::SelectOp::create(
-                b, hasWeight, arith::DivFOp::create(b, value, sum), rb.f32(0));
-          rb.storeF32(value, o,
-                      layoutIndices(shape.layout, batch, head, rowQ, e));
-        });
-        if (lse) {
-          Value max = memref::LoadOp::create(b, rowMax, r);
-          memref::StoreOp::create(
-              b, rb.logSumExp(hasWeight, max, sum), lse,
-              lseIndices(shape.cuQ, batch, head, rowQ, i));
-        }
+    // The visited key blocks: the band's; for block-sparse kernels the
+    // band's blocks that the block mask marks present, or the listed ones.
+    auto visitIf = [&](Value condition, Value keyBlock, ValueRange state) {
+      return llvm::to_vector(rb.ifThen(
+          condition, stateTypes, [&] { return visitKeyBlock(keyBlock, state); },
+          [&] { return SmallVector<Value>(state.begin(), state.end()); }));
+    };
+    auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+    ValueRange final;
+    if (!sparse) {
+      final = rb.loop(keyBlockBegin, keyBlockEnd, init, visitKeyBlock);
+    } else if (Value blockMask = sparse.getBlockMask()) {
+      final = rb.loop(keyBlockBegin, keyBlockEnd, init,
+                      [&](Value keyBlock, ValueRange state) {
+        Value raw = rb.checkedLoad(params.lookup(blockMask),
+                                   {batch, head, queryBlock, keyBlock});
+        Value present = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::ne, raw,
+            arith::ConstantIntOp::create(b, raw.getType(), 0));
+        return visitIf(present, keyBlock, state);
       });
-    });
+    } else {
+      // The first min(count, width) entries, each once, if it names a block
+      // of the band.
+      Value counts = params.lookup(sparse.getKvNumBlocks());
+      Value lists = params.lookup(sparse.getKvIndices());
+      Value width = rb.dim(lists, 3);
+      Value count = arith::MinSIOp::create(
+          b,
+          arith::IndexCastOp::create(
+              b, b.getIndexType(),
+              rb.checkedLoad(counts, {batch, head, queryBlock})),
+          width);
+      auto entryAt = [&](Value entry) -> Value {
+        return arith::IndexCastOp::create(
+            b, b.getIndexType(),
+            rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
+      };
+      final = rb.loop(zero, count, init, [&](Value entry, ValueRange state) {
+        Value keyBlock = entryAt(entry);
+        Value inBand = arith::AndIOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
+                                  keyBlockBegin),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
+                                  keyBlockEnd));
+        Value repeated = rb.loop(
+            zero, entry, {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+            [&](Value earlier, ValueRange seen) {
+              Value same = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                                 entryAt(earlier), keyBlock);
+              return SmallVector<Value>{arith::OrIOp::create(b, seen[0], same)};
+            })[0];
+        Value fresh = arith::XOrIOp::create(
+            b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+        return visitIf(arith::AndIOp::create(b, inBand, fresh), keyBlock,
+                       state);
+      });
+    }
+
+    // o = acc / l (softmax; 0 for a row without weight), lse = m + log l.
+    Value acc = final.back();
+    Value output = acc;
+    if (online)
+      output = buildMap(b, accType, {acc, final[1]},
+                        [&](ValueRange, ValueRange x) -> Value {
+                          Value hasWeight = arith::CmpFOp::create(
+                              b, arith::CmpFPredicate::OGT, x[1], rb.f32(0));
+                          return arith::SelectOp::create(
+                              b, hasWeight, arith::DivFOp::create(b, x[0], x[1]),
+                              rb.f32(0));
+                        });
+    tile::StoreOp::create(b, output, o,
+                          rowPosition(batch, head, rb.add(startQ, i0)), rows,
+                          rowDim);
+    if (lse) {
+      Value logSumExp =
+          online ? buildMap(b, rowType, {final[0], final[1]},
+                            [&](ValueRange, ValueRange x) -> Value {
+                              Value hasWeight = arith::CmpFOp::create(
+                                  b, arith::CmpFPredicate::OGT, x[1], rb.f32(0));
+                              return rb.logSumExp(hasWeight, x[0], x[1]);
+                            })
+                 : splat(negInf, rowType);
+      SmallVector<Value> at =
+          lseIndices(shape.cuQ, batch, head, rb.add(startQ, i0), i0);
+      int64_t lseRowDim = at.size() - 1;
+      tile::StoreOp::create(b, logSumExp, lse, at, rows, lseRowDim);
+    }
   });
-  for (Value buffer :
-       {tile, queryTile, keyTileT, valueTile, rowDots, acc, rowMax, rowSum})
-    memref::DeallocOp::create(b, buffer);
 }
 
 /// NSA-style top-k selection, one query row at a time (each row selects its
@@ -632,29 +626,27 @@ struct TileSoftmaxPass
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
       if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)
         continue;
-      // Rows per grid item; top-k selection walks whole kv heads.
-      std::optional<int64_t> rowBlock;
-      if (!sparse)
-        rowBlock = blockQ;
-      else if (!sparse.getTopk())
-        rowBlock = sparse.getBlockQ();
-      func::FuncOp func = lowerKernelToFunc(kernel, [&](Operation *familyOp,
-                                                        LoweringBuilder &rb,
-                                                        ValueRange results) {
-        if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
-          tileSoftmaxFamily(softmax, rb, results, blockQ, blockK, std::nullopt);
-        else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
-          tileSoftmaxFamily(chunked, rb, results, blockQ, blockK,
-                            chunked.getChunk());
-        else if (sparse.getTopk())
+      if (sparse && sparse.getTopk()) {
+        // Top-k selection walks whole kv heads, as loops for the CPU.
+        lowerKernelToFunc(kernel, [&](Operation *, LoweringBuilder &rb,
+                                      ValueRange results) {
           tileTopkSelection(sparse, rb, results);
+        });
+        continue;
+      }
+      lowerKernelToProgram(kernel, [&](Operation *familyOp,
+                                       LoweringBuilder &rb,
+                                       ValueRange results) {
+        if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+          buildSoftmaxProgram(softmax, rb, results, blockQ, blockK,
+                              std::nullopt);
+        else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+          buildSoftmaxProgram(chunked, rb, results, blockQ, blockK,
+                              chunked.getChunk());
         else // Tiles are the sparsity blocks, so a tile is present or absent.
-          tileSoftmaxFamily(sparse, rb, results, sparse.getBlockQ(),
-                            sparse.getBlockK(), std::nullopt);
+          buildSoftmaxProgram(sparse, rb, results, sparse.getBlockQ(),
+                              sparse.getBlockK(), std::nullopt);
       });
-      if (rowBlock)
-        func->setAttr(kCpuRowBlockAttrName,
-                      OpBuilder(func).getI64IntegerAttr(*rowBlock));
     }
   }
 };

@@ -1,63 +1,58 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
+// RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
 
-// FlashAttention-2 tiling of a causal softcapped kernel. Only tile-sized
-// buffers exist (a 16x8 score tile, Q/K/V tiles staged as f32, one row's dot
-// products, a 16xDv accumulator, row max and sum); the key blocks of a query
-// block stop at the causal diagonal (jEnd = min(m, iLast + (m - n) + 1)); a
-// block wholly under the diagonal runs the tile without the mask, the others
-// with it. The matmuls are 8-lane vectors: q . k along the keys (K staged
-// transposed), P V along Dv (V and the accumulator padded to whole vectors).
+// The tile programs lower to the LLVM dialect on the CPU.
+// LLVM-COUNT-3: llvm.func @_mlir_ciface_
+
+// The FlashAttention-2 tile program of a causal softcapped kernel: a grid
+// of 16-row query blocks; per block the Q tile, then the key blocks of 8 keys
+// up to the causal diagonal (jEnd = min(m, iLast + (m - n) + 1)), carrying
+// the row max m, the row sum l and the accumulator as tiles. A block wholly
+// under the diagonal (and inside the keys) takes the scores without the
+// mask, the others with it. Only tiles exist: nothing of size N x M.
 
 // CHECK-LABEL: func.func @causal(
-// CHECK-SAME:    %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[BLOCKS:[^:]*]]: index)
-// CHECK-SAME:    attnc.cpu_row_block = 16 : i64
-// CHECK:       %[[TILE:.*]] = memref.alloc() : memref<16x8xf32>
-//              Staged Q, K transposed, V, the row's dots, the accumulator.
-// CHECK:       memref.alloc(%{{.*}}) : memref<16x?xf32>
-// CHECK:       memref.alloc(%{{.*}}) : memref<?x8xf32>
-// CHECK:       memref.alloc(%{{.*}}) : memref<8x?xf32>
-// CHECK:       memref.alloc() : memref<8xf32>
-// CHECK:       %[[ACC:.*]] = memref.alloc(%{{.*}}) : memref<16x?xf32>
-// CHECK:       %[[MAX:.*]] = memref.alloc() : memref<16xf32>
-// CHECK:       %[[SUM:.*]] = memref.alloc() : memref<16xf32>
-// CHECK-NOT:   memref.alloc
-//              One loop over this call's share of the (b, h, query block)
-//              grid; a block past its sequence's end does nothing.
-// CHECK:       %[[PERBATCH:.*]] = arith.muli %{{.*}}, %[[BLOCKS]]
-// CHECK:       scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %c1 {
-// CHECK:         %[[REST:.*]] = arith.remui %[[ITEM]], %[[PERBATCH]]
-// CHECK:         %[[B:.*]] = arith.divui %[[ITEM]], %[[PERBATCH]]
-// CHECK:         %[[H:.*]] = arith.divui %[[REST]], %[[BLOCKS]]
-// CHECK:         %[[QB:.*]] = arith.remui %[[REST]], %[[BLOCKS]]
-// CHECK:         %[[QBLOCKS:.*]] = arith.ceildivui %{{.*}}, %c16
-// CHECK:         %[[INSIDE:.*]] = arith.cmpi ult, %[[QB]], %[[QBLOCKS]]
-// CHECK:         scf.if %[[INSIDE]] {
-//                    Band end from the causal mask, then the key blocks.
-// CHECK:             %[[JEND:.*]] = arith.minsi
-// CHECK:             %[[KEND:.*]] = arith.ceildivui %{{.*}}, %c8
-// CHECK:             scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]]
-// CHECK:               %[[FULL:.*]] = arith.cmpi sle
-// CHECK:               scf.if %[[FULL]] {
-//                        Full block: q . k for 8 keys at a time, then the
-//                        score expression but no mask.
-// CHECK:                 vector.fma {{.*}} : vector<8xf32>
-// CHECK-NOT:             arith.cmpi ule
+// CHECK-SAME:    %{{[^:]*}}: memref<?xi64>) {
+// CHECK:       attn_tile.grid (%[[QB:.*]], %[[H:.*]], %[[B:.*]]) heads %{{.*}} batches %{{.*}} block_rows 16 {
+// CHECK:         scf.if
+// CHECK:           %[[Q:.*]] = attn_tile.load %arg0[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : {{.*}} -> tensor<16x16xf32>
+//                  Band end from the causal mask, then the key blocks.
+// CHECK:           %[[JEND:.*]] = arith.minsi
+// CHECK:           %[[KEND:.*]] = arith.ceildivui %{{.*}}, %c8
+// CHECK:           %[[STATE:.*]]:3 = scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]] {{.*}} iter_args(%[[M:.*]] = %{{.*}}, %[[L:.*]] = %{{.*}}, %[[ACC:.*]] = %{{.*}}) -> (tensor<16xf32>, tensor<16xf32>, tensor<16x16xf32>)
+// CHECK:             %[[K:.*]] = attn_tile.load %arg1{{.*}} -> tensor<8x16xf32>
+// CHECK:             %[[V:.*]] = attn_tile.load %arg2{{.*}} -> tensor<8x16xf32>
+// CHECK:             %[[S:.*]] = attn_tile.dot %[[Q]], %[[K]], %{{.*}} {transpose_rhs} : tensor<16x16xf32>, tensor<8x16xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+// CHECK:             %[[FULL:.*]] = arith.andi
+// CHECK:             scf.if %[[FULL]] -> (tensor<16xf32>, tensor<16xf32>, tensor<16x16xf32>) {
+//                      Full block: the score expression, no mask.
+// CHECK:               attn_tile.map(%[[S]])
+// CHECK-NOT:           arith.cmpi ule
+// CHECK:               math.tanh
+// CHECK:               attn_tile.yield
+//                      m' = max(m, rowmax(S)); alpha = exp(m - m'); P; l'.
+// CHECK:               attn_tile.reduce max
+// CHECK:               arith.maximumf
+// CHECK:               math.exp
+// CHECK:               %[[P:.*]] = attn_tile.map
+// CHECK:               math.exp
+// CHECK:               attn_tile.reduce add %[[P]]
+//                      acc' = acc * alpha + P V
+// CHECK:               %[[SCALED:.*]] = attn_tile.map(%[[ACC]], %{{.*}})
+// CHECK:               attn_tile.dot %[[P]], %[[V]], %[[SCALED]] : tensor<16x8xf32>, tensor<8x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+// CHECK:             } else {
+//                      Partial block: keys past the end and the mask
+//                      (j + n <= i + m) first.
+// CHECK:               attn_tile.map(%[[S]])
+// CHECK:               arith.cmpi ult
+// CHECK:               arith.cmpi ule
+// CHECK:               scf.if %{{.*}} -> (f32) {
 // CHECK:                 math.tanh
-//                        m' = max(m, rowmax(S)); alpha = exp(m - m')
-// CHECK:                 arith.maximumf
-// CHECK:                 math.exp
-//                        acc = acc * alpha + P V, 8 columns at a time.
-// CHECK:                 vector.load %[[ACC]]
-// CHECK:                 vector.fma {{.*}} : vector<8xf32>
-// CHECK:                 vector.store {{.*}}, %[[ACC]]
-// CHECK:               } else {
-//                        Partial block: the mask (j + n <= i + m) first.
-// CHECK:                 arith.cmpi ule
-// CHECK:                 math.tanh
-// CHECK:               }
-//                    o = acc / l
+// CHECK:             }
+//                  o = acc / l, stored for the block's rows.
+// CHECK:           %[[O:.*]] = attn_tile.map(%[[STATE]]#2, %[[STATE]]#1)
 // CHECK:             arith.divf
-// CHECK:       memref.dealloc %[[TILE]]
+// CHECK:           attn_tile.store %[[O]], %arg3[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2
 
 attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
   %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
@@ -86,14 +81,18 @@ attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, 
 
 // A mask with a conjunct the band analysis does not understand (a document
 // id lookup) keeps the causal bound for the block range but evaluates the
-// mask on every block: no full-block copy.
+// mask, reads of doc[b, i] and doc[b, j] included, on every block: no
+// full-block copy.
 
 // CHECK-LABEL: func.func @documents(
 // CHECK:       arith.minsi
-// CHECK-NOT:   arith.cmpi sle
 // CHECK:       scf.for
-// CHECK:         memref.load %arg3
-// CHECK-NOT:   arith.cmpi sle
+// CHECK-NOT:     scf.if %{{.*}} -> (tensor
+// CHECK:         attn_tile.map
+// CHECK:           memref.load %arg3
+// CHECK:           memref.load %arg3
+// CHECK:         attn_tile.reduce max
+// CHECK-NOT:   scf.if %{{.*}} -> (tensor
 // CHECK:       return
 attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>, %doc: !attn.tensor<i32[B, N]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
   %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
@@ -113,22 +112,25 @@ attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[
 
 // -----
 
-// Block lists: the key-block loop runs over the first min(count, width)
-// entries of the query block's list; an entry is visited if it is in the band
-// and did not appear earlier in the list.
+// Block lists: the tiles are the sparsity blocks (4 x 5); the key-block loop
+// runs over the first min(count, width) entries of the query block's list;
+// an entry is visited if it is in the band and did not appear earlier in the
+// list, else the loop state passes through unchanged.
 
 // CHECK-LABEL: func.func @lists(
-// CHECK:       memref.alloc() : memref<4x5xf32>
-// CHECK:       scf.for
-// CHECK:         scf.for
-// CHECK:           scf.for %[[QB:.*]] =
-//                    count = min(kv_num_blocks[b, h, qb] (a checked read), width)
-// CHECK:             scf.if %{{.*}} -> (i32)
-// CHECK:             %[[COUNT:.*]] = arith.minsi
-// CHECK:             scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]]
-//                      Seen before? A scan of the earlier entries.
-// CHECK:               scf.for %{{.*}} = %c0 to %[[ENTRY]] {{.*}} -> (i1)
-// CHECK:               scf.if
+// CHECK:       attn_tile.grid {{.*}} block_rows 4 {
+// CHECK:         attn_tile.load %arg0{{.*}} -> tensor<4x16xf32>
+//                count = min(kv_num_blocks[b, h, qb] (a checked read), width)
+// CHECK:         scf.if %{{.*}} -> (i32)
+// CHECK:         %[[COUNT:.*]] = arith.minsi
+// CHECK:         scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]] {{.*}} -> (tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>)
+//                  Seen before? A scan of the earlier entries.
+// CHECK:           scf.for %{{.*}} = %c0 to %[[ENTRY]] {{.*}} -> (i1)
+// CHECK:           scf.if %{{.*}} -> (tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>) {
+// CHECK:             attn_tile.load %arg1{{.*}} -> tensor<5x16xf32>
+// CHECK:             attn_tile.dot
+//                  Not visited: the state passes through.
+// CHECK:             scf.yield %arg{{[0-9]+}}, %arg{{[0-9]+}}, %arg{{[0-9]+}} : tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>
 attn.kernel @lists(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %counts: !attn.tensor<i32[B, H, QB]>, %lists: !attn.tensor<i32[B, H, QB, W]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
   %o = attn.sparse_softmax %q, %k, %v kv_num_blocks(%counts) kv_indices(%lists) {block_k = 5 : i64, block_q = 4 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[B, H, QB]>, !attn.tensor<i32[B, H, QB, W]>) -> !attn.tensor<f32[B, H, N, 16]> score {
   } mask {

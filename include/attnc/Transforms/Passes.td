@@ -51,31 +51,37 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
 }
 
 def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
-  let summary = "FlashAttention-2 tiling of softmax-family kernels";
+  let summary = "FlashAttention-2 tile programs of softmax-family kernels";
   let description = [{
     Rewrites every kernel whose family op is `attn.softmax`,
-    `attn.chunk_softmax` or `attn.sparse_softmax` (block mask, block lists or
-    top-k selection) into a func.func (same calling convention as
-    attn-lower-to-reference) that walks query blocks of `block-q` rows and,
-    for each, the key blocks of `block-k` keys that can hold an allowed key,
-    with the online softmax of FlashAttention-2:
+    `attn.chunk_softmax` or a block-sparse `attn.sparse_softmax` (block mask
+    or block lists) into a func.func (parameters, results, status buffer)
+    holding a target-neutral tile program (docs/tile.md): an `attn_tile.grid`
+    over (query block of `block-q` rows, head, batch entry) whose body loads
+    the Q tile and visits the key blocks of `block-k` keys that can hold an
+    allowed key, with the online softmax of FlashAttention-2:
 
       m' = max(m, rowmax(S)),  P = exp(S - m'),
       l' = l * exp(m - m') + rowsum(P),  acc' = acc * exp(m - m') + P V,
       o = acc / l and lse = m + log(l) after the last block.
 
-    Scores live in one block_q x block_k tile; nothing of size N x M is
-    allocated. The key-block range of each query block comes from the band
-    structure of the mask (causal, sliding windows, chunk-local: see
-    MaskStructure), so blocks outside the band are not visited at all, and a
-    block that lies wholly inside an exactly understood band runs a copy of
-    the tile code without the mask. For block-sparse kernels the tiles are
-    the op's blocks: with a block mask, the band's blocks that the mask marks
-    present are visited; with lists, only the listed blocks (each once, if in
-    the band). Top-k selection runs per query row: the mean key of every
-    block (once per kv head), the row's block scores summed over the group's
-    query heads, the `topk` best eligible blocks, then the online softmax
-    over them. Other kernels are left for other passes.
+    m, l and acc are tiles carried by the key loop; the score and mask
+    expressions are fused into one `attn_tile.map` over the score tile.
+    Nothing of size N x M exists. The key-block range of each query block
+    comes from the band structure of the mask (causal, sliding windows,
+    chunk-local: see MaskStructure), so blocks outside the band are not
+    visited at all, and a block that lies wholly inside an exactly understood
+    band (with all its keys present) runs a copy of the tile code without the
+    mask. For block-sparse kernels the tiles are the op's blocks: with a
+    block mask, the band's blocks that the mask marks present are visited;
+    with lists, only the listed blocks (each once, if in the band).
+
+    Top-k selection (`select = topk(...)`), which chooses blocks per query
+    row, is still lowered straight to CPU loops (calling convention of
+    attn-lower-to-reference): per kv head the mean key of every block, per
+    row the block scores summed over the group's query heads, the `topk` best
+    eligible blocks, then the online softmax over them. Other kernels are
+    left for other passes.
 
     Before:
     ```mlir
@@ -83,12 +89,14 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     ```
     After (sketch):
     ```mlir
-    scf.for %qb = ... {                       // query blocks
-      %kbEnd = ...                            // last key block of the band
-      scf.for %kb = %kbBegin to %kbEnd {      // visited key blocks only
-        scf.if %full { tile without mask } else { tile with mask }
+    attn_tile.grid (%qb, %h, %b) heads %H batches %B block_rows 64 {
+      %q = attn_tile.load %arg0[...] rows %rows row_dim 2 : ... -> tensor<64x64xbf16>
+      %r:3 = scf.for %kb = %kbBegin to %kbEnd iter_args(%m = ..., %l = ..., %acc = ...) {
+        %s = attn_tile.dot %q, %k, %zero {transpose_rhs} : ...
+        %w = scf.if %full { map: score } else { map: score, mask }
+        ... reduce max, maps, reduce add, dot %p, %v ...
       }
-      ... o = acc / l ...
+      attn_tile.store %o, %arg4[...] rows %rows row_dim 2 : ...
     }
     ```
   }];
@@ -98,6 +106,41 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per tile">,
   ];
+  let dependentDialects = [
+    "::attnc::tile::TileDialect",
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
+def TileToLoops : Pass<"attn-tile-to-loops", "::mlir::ModuleOp"> {
+  let summary = "Lowers tile programs to loops over buffers for the CPU";
+  let description = [{
+    The CPU backend of the tile programs (docs/tile.md). Every func.func
+    holding an `attn_tile.grid` gets the CPU calling convention of
+    attn-lower-to-reference: three more index arguments, `begin`, `end` and
+    `row_blocks`, and `llvm.emit_c_interface`; its status buffer is cleared
+    on entry, and the grid becomes one loop over the call's share [begin,
+    end) of the (batch, head, query block) items, with `row_blocks` query
+    blocks per (batch, head) (`attnc.cpu_row_block` tells the runner the
+    block size).
+
+    Tiles become f32 buffers allocated once per call, before the loop, and
+    reused in place where a tile's last use produces one of the same shape.
+    This is the CPU's layout: rows padded to whole groups of 8-lane vectors
+    (the padding is never read into a result); a loaded tile whose only use
+    is the transposed operand of `attn_tile.dot` is staged transposed, so
+    that `Q K^T` runs on vectors along the keys; `P V` runs on vectors along
+    the value columns, several independent accumulators per loop. Maps and
+    reductions are scalar loops over the elements; a map clones its body
+    per element. Loop-carried and branch-yielded tiles stay in their
+    buffers: a yielded tile that lives elsewhere is copied.
+
+    Tiles with a dynamic head dimension need their size defined outside the
+    grid (a parameter's dimension).
+  }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",

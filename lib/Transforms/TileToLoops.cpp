@@ -1,0 +1,754 @@
+//===- TileToLoops.cpp - Tile programs to loops over buffers for the CPU --===//
+//
+// Every tile becomes an f32 buffer allocated once per call, every tile op a
+// loop nest over it; the grid becomes the loop over the call's share of the
+// program instances. See the pass description in Passes.td.
+//
+//===----------------------------------------------------------------------===//
+
+#include "KernelLowering.h"
+#include "attnc/Dialect/Tile/IR/TileOps.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "llvm/Support/MathExtras.h"
+
+namespace attnc {
+#define GEN_PASS_DEF_TILETOLOOPS
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::lowering;
+namespace tile = attnc::tile;
+namespace vector = mlir::vector;
+
+namespace {
+
+bool isTile(Value value) { return isa<RankedTensorType>(value.getType()); }
+
+/// Where a tile lives on the CPU: an f32 buffer of `rows` x `cols` (a 1-D
+/// tile has no `cols`), stored row-major with the row length padded to
+/// whole vector groups, or transposed (`cols` x padded `rows`).
+struct TileBuffer {
+  Value buffer;
+  Value rows, cols;
+  bool transposed = false;
+};
+
+/// Lowers one grid and everything in it; the buffers are allocated at
+/// `allocPoint` (before the grid's loop) and freed after it.
+class ProgramLowering {
+public:
+  ProgramLowering(ImplicitLocOpBuilder &b, LoweringBuilder &rb,
+                  Operation *allocPoint)
+      : b(b), rb(rb), allocs(allocPoint) {}
+
+  LogicalResult lowerBlock(Block &block, IRMapping &mapping) {
+    for (Operation &op : block.without_terminator())
+      if (failed(lowerOp(&op, mapping)))
+        return failure();
+    return success();
+  }
+
+  void freeBuffers() {
+    for (Value buffer : allocated)
+      memref::DeallocOp::create(b, buffer);
+  }
+
+private:
+  LogicalResult lowerOp(Operation *op, IRMapping &mapping) {
+    if (auto load = dyn_cast<tile::LoadOp>(op))
+      return lowerLoad(load, mapping);
+    if (auto store = dyn_cast<tile::StoreOp>(op))
+      return lowerStore(store, mapping);
+    if (auto dot = dyn_cast<tile::DotOp>(op))
+      return lowerDot(dot);
+    if (auto map = dyn_cast<tile::MapOp>(op))
+      return lowerMap(map, mapping);
+    if (auto reduce = dyn_cast<tile::ReduceOp>(op))
+      return lowerReduce(reduce);
+    if (auto splat = dyn_cast<tensor::SplatOp>(op))
+      return lowerSplat(splat, mapping);
+    if (auto constant = dyn_cast<arith::ConstantOp>(op);
+        constant && isTile(constant))
+      return fillConstant(constant);
+    if (auto forOp = dyn_cast<scf::ForOp>(op))
+      return lowerFor(forOp, mapping);
+    if (auto ifOp = dyn_cast<scf::IfOp>(op))
+      return lowerIf(ifOp, mapping);
+    bool touchesTiles =
+        llvm::any_of(op->getOperands(), isTile) ||
+        llvm::any_of(op->getResults(), isTile) ||
+        op->walk([](Operation *inner) {
+            return isa<tile::TileDialect>(inner->getDialect())
+                       ? WalkResult::interrupt()
+                       : WalkResult::advance();
+          }).wasInterrupted();
+    if (touchesTiles)
+      return op->emitOpError("holds tiles, which the CPU lowering supports "
+                             "only in attn_tile ops, tensor.splat, scf.for "
+                             "and scf.if");
+    b.clone(*op, mapping);
+    return success();
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Buffers
+  //===--------------------------------------------------------------------===//
+
+  /// A size for the allocation point: a constant, or `dynamic`, which must
+  /// be defined there already.
+  FailureOr<Value> sizeAtAllocPoint(Operation *user, int64_t fixed,
+                                    Value dynamic) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(allocs);
+    if (!ShapedType::isDynamic(fixed))
+      return Value(arith::ConstantIndexOp::create(b, fixed));
+    if (!dynamic || !dominatesAllocPoint(dynamic))
+      return user->emitOpError(
+          "has a tile whose dynamic size is not defined outside the grid");
+    return dynamic;
+  }
+
+  bool dominatesAllocPoint(Value value) {
+    if (auto arg = dyn_cast<BlockArgument>(value))
+      return arg.getOwner() == allocs->getBlock() ||
+             arg.getOwner()->getParentOp()->isAncestor(allocs);
+    Operation *def = value.getDefiningOp();
+    return def->getBlock() == allocs->getBlock() &&
+           def->isBeforeInBlock(allocs);
+  }
+
+  /// A zero-filled buffer for a tile of `rows` x `cols` (null `cols`: 1-D).
+  TileBuffer allocate(Value rows, Value cols, bool transposed) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(allocs);
+    TileBuffer tile{Value(), rows, cols, transposed};
+    if (!cols) {
+      tile.buffer = memref::AllocOp::create(
+          b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+          ValueRange{rows});
+    } else {
+      Value outer = transposed ? cols : rows;
+      Value inner = rb.paddedToValueGroups(transposed ? rows : cols);
+      tile.buffer = memref::AllocOp::create(
+          b,
+          MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic},
+                          b.getF32Type()),
+          ValueRange{outer, inner});
+      rb.zeroFill(tile.buffer);
+    }
+    allocated.push_back(tile.buffer);
+    return tile;
+  }
+
+  /// The buffer of a new tile `result` shaped like `like`: the buffer of
+  /// `candidates`' first tile of that shape and storage that dies at `op`
+  /// and is not one of `readers`' buffers, else a fresh one.
+  TileBuffer bufferFor(Operation *op, Value result, const TileBuffer &like,
+                       ValueRange candidates, ValueRange readers = {}) {
+    for (Value candidate : candidates) {
+      TileBuffer other = tileOf(candidate);
+      bool readElsewhere = llvm::any_of(readers, [&](Value reader) {
+        return tileOf(reader).buffer == other.buffer;
+      });
+      if (other.transposed || !isTile(candidate) || readElsewhere ||
+          candidate.getType() != result.getType() || !diesAt(candidate, op))
+        continue;
+      return assign(result, other);
+    }
+    return assign(result, allocate(like.rows, like.cols, false));
+  }
+
+  /// The buffer of a tile operand. Constant tiles (what canonicalization
+  /// makes of tensor.splat) defined outside the grid are filled once at the
+  /// allocation point.
+  TileBuffer tileOf(Value value) {
+    auto found = tiles.find(value);
+    if (found != tiles.end())
+      return found->second;
+    auto constant = value.getDefiningOp<arith::ConstantOp>();
+    assert(constant && "tile operands are lowered before their users");
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(allocs);
+    (void)fillConstant(constant);
+    return tiles.lookup(value);
+  }
+
+  /// A tile-typed arith.constant: a splat of a static shape.
+  LogicalResult fillConstant(arith::ConstantOp constant) {
+    auto type = cast<RankedTensorType>(constant.getType());
+    auto splat = dyn_cast<SplatElementsAttr>(constant.getValue());
+    if (!splat || !type.hasStaticShape())
+      return constant.emitOpError("only splat tiles of a static shape are "
+                                  "supported on the CPU");
+    SmallVector<Value> sizes;
+    for (int64_t size : type.getShape())
+      sizes.push_back(*sizeAtAllocPoint(constant, size, Value()));
+    TileBuffer tile = assign(
+        constant, allocate(sizes[0], sizes.size() > 1 ? sizes[1] : Value(),
+                           false));
+    Value value = rb.f32(splat.getSplatValue<APFloat>().convertToDouble());
+    forEachElement(tile,
+                   [&](Value r, Value c) { storeElement(value, tile, r, c); });
+    return success();
+  }
+
+  TileBuffer assign(Value value, TileBuffer tile) {
+    tiles[value] = tile;
+    occupants[tile.buffer].push_back(value);
+    return tile;
+  }
+
+  /// Whether `value` is not used after `op`: defined in op's block (or an
+  /// argument of it) and used only by op and ops before it there.
+  static bool diesAt(Value value, Operation *op) {
+    Block *block = op->getBlock();
+    if (value.getParentBlock() != block)
+      return false;
+    return llvm::all_of(value.getUses(), [&](OpOperand &use) {
+      Operation *user = block->findAncestorOpInBlock(*use.getOwner());
+      return user && (user == op || user->isBeforeInBlock(op));
+    });
+  }
+
+  /// Whether `value` may be used after `op` runs: by an op after it in an
+  /// enclosing block, or anywhere else inside a loop around it
+  /// (conservatively).
+  static bool usedAfter(Value value, Operation *op) {
+    return llvm::any_of(value.getUses(), [&](OpOperand &use) {
+      Operation *around = op, *user = nullptr;
+      while (around &&
+             !(user = around->getBlock()->findAncestorOpInBlock(*use.getOwner())))
+        around = around->getParentOp();
+      if (!user)
+        return true;
+      if (user != around)
+        return around->isBeforeInBlock(user);
+      // An operand of `around` itself is read before its regions run.
+      return around != op && use.getOwner() != around;
+    });
+  }
+
+  Value loadElement(const TileBuffer &tile, Value r, Value c) {
+    if (!tile.cols)
+      return memref::LoadOp::create(b, tile.buffer, ValueRange{r});
+    return memref::LoadOp::create(
+        b, tile.buffer, tile.transposed ? ValueRange{c, r} : ValueRange{r, c});
+  }
+  void storeElement(Value value, const TileBuffer &tile, Value r, Value c) {
+    if (!tile.cols) {
+      memref::StoreOp::create(b, value, tile.buffer, ValueRange{r});
+      return;
+    }
+    memref::StoreOp::create(
+        b, value, tile.buffer,
+        tile.transposed ? ValueRange{c, r} : ValueRange{r, c});
+  }
+  /// for r < rows (and c < cols for 2-D tiles): body(r, c).
+  void forEachElement(const TileBuffer &tile,
+                      llvm::function_ref<void(Value, Value)> body) {
+    rb.loop(rb.index(0), tile.rows, [&](Value r) {
+      if (!tile.cols)
+        return body(r, Value());
+      rb.loop(rb.index(0), tile.cols, [&](Value c) { body(r, c); });
+    });
+  }
+
+  /// Copies `from` into `to`'s buffer, unless they share it. `yielded` are
+  /// the other tiles moving at the same time; none may live in `to`.
+  LogicalResult moveTile(Operation *op, const TileBuffer &from,
+                         const TileBuffer &to, ArrayRef<TileBuffer> yielded) {
+    if (from.buffer == to.buffer)
+      return success();
+    if (from.transposed != to.transposed)
+      return op->emitOpError("yields tiles stored differently on the CPU");
+    for (const TileBuffer &other : yielded)
+      if (other.buffer == to.buffer && &other != &from)
+        return op->emitOpError("yields tiles whose CPU buffers overlap");
+    forEachElement(from, [&](Value r, Value c) {
+      storeElement(loadElement(from, r, c), to, r, c);
+    });
+    return success();
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Tile ops
+  //===--------------------------------------------------------------------===//
+
+  LogicalResult lowerLoad(tile::LoadOp load, IRMapping &mapping) {
+    auto type = cast<RankedTensorType>(load.getType());
+    Value source = mapping.lookupOrDefault(load.getSource());
+    auto sourceType = cast<MemRefType>(source.getType());
+    FailureOr<Value> rows = sizeAtAllocPoint(load, type.getDimSize(0), Value());
+    if (failed(rows))
+      return failure();
+    Value cols;
+    if (type.getRank() == 2) {
+      Value sourceCols;
+      if (dominatesAllocPoint(source)) {
+        OpBuilder::InsertionGuard guard(b);
+        b.setInsertionPoint(allocs);
+        sourceCols = rb.dim(source, sourceType.getRank() - 1);
+      }
+      FailureOr<Value> size =
+          sizeAtAllocPoint(load, type.getDimSize(1), sourceCols);
+      if (failed(size))
+        return failure();
+      cols = *size;
+    }
+    // Staged transposed when it only feeds Q K^T-style products (and its
+    // rows are whole vector lanes once padded).
+    bool transposed =
+        cols && !ShapedType::isDynamic(type.getDimSize(0)) &&
+        !load->use_empty() &&
+        llvm::all_of(load->getUses(), [](OpOperand &use) {
+          auto dot = dyn_cast<tile::DotOp>(use.getOwner());
+          return dot && dot.getTransposeRhs() &&
+                 use.getOperandNumber() == dot.getRhsMutable().getOperandNumber();
+        });
+    TileBuffer tile = assign(load, allocate(*rows, cols, transposed));
+
+    SmallVector<Value> position;
+    for (Value index : load.getPosition())
+      position.push_back(mapping.lookupOrDefault(index));
+    Value count = arith::MinUIOp::create(
+        b, mapping.lookupOrDefault(load.getCount()), tile.rows);
+    int64_t rowDim = load.getRowDim();
+    auto at = [&](Value r, Value c) {
+      SmallVector<Value> indices(position);
+      indices[rowDim] = rb.add(indices[rowDim], r);
+      if (c)
+        indices.push_back(c);
+      return indices;
+    };
+    rb.loop(rb.index(0), count, [&](Value r) {
+      if (!cols)
+        return storeElement(rb.loadF32(source, at(r, Value())), tile, r,
+                            Value());
+      rb.loop(rb.index(0), cols, [&](Value c) {
+        storeElement(rb.loadF32(source, at(r, c)), tile, r, c);
+      });
+    });
+    // Rows past `count` read as zero.
+    rb.loop(count, tile.rows, [&](Value r) {
+      if (!cols)
+        return storeElement(rb.f32(0), tile, r, Value());
+      rb.loop(rb.index(0), cols,
+              [&](Value c) { storeElement(rb.f32(0), tile, r, c); });
+    });
+    return success();
+  }
+
+  LogicalResult lowerStore(tile::StoreOp store, IRMapping &mapping) {
+    TileBuffer tile = tileOf(store.getValue());
+    Value dest = mapping.lookupOrDefault(store.getDest());
+    SmallVector<Value> position;
+    for (Value index : store.getPosition())
+      position.push_back(mapping.lookupOrDefault(index));
+    Value count = arith::MinUIOp::create(
+        b, mapping.lookupOrDefault(store.getCount()), tile.rows);
+    int64_t rowDim = store.getRowDim();
+    rb.loop(rb.index(0), count, [&](Value r) {
+      SmallVector<Value> indices(position);
+      indices[rowDim] = rb.add(indices[rowDim], r);
+      if (!tile.cols)
+        return rb.storeF32(loadElement(tile, r, Value()), dest, indices);
+      rb.loop(rb.index(0), tile.cols, [&](Value c) {
+        SmallVector<Value> element(indices);
+        element.push_back(c);
+        rb.storeF32(loadElement(tile, r, c), dest, element);
+      });
+    });
+    return success();
+  }
+
+  LogicalResult lowerSplat(tensor::SplatOp splat, IRMapping &mapping) {
+    auto type = splat.getType();
+    SmallVector<Value> sizes;
+    unsigned dynamicIndex = 0;
+    for (int64_t d = 0; d < type.getRank(); ++d) {
+      Value dynamic;
+      if (type.isDynamicDim(d))
+        dynamic = mapping.lookupOrDefault(splat.getDynamicSizes()[dynamicIndex++]);
+      FailureOr<Value> size = sizeAtAllocPoint(splat, type.getDimSize(d), dynamic);
+      if (failed(size))
+        return failure();
+      sizes.push_back(*size);
+    }
+    TileBuffer tile = assign(
+        splat, allocate(sizes[0], sizes.size() > 1 ? sizes[1] : Value(), false));
+    Value value = mapping.lookupOrDefault(splat.getInput());
+    if (!value.getType().isF32())
+      value = arith::ExtFOp::create(b, b.getF32Type(), value);
+    forEachElement(tile, [&](Value r, Value c) { storeElement(value, tile, r, c); });
+    return success();
+  }
+
+  LogicalResult lowerDot(tile::DotOp dot) {
+    TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
+               acc = tileOf(dot.getAcc());
+    Value depth = lhs.cols;
+    if (dot.getTransposeRhs() && rhs.transposed) {
+      // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
+      // columns of the result (rhs staged transposed).
+      TileBuffer result = assign(dot, allocate(acc.rows, acc.cols, false));
+      int64_t width = llvm::alignTo(
+          cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
+          LoweringBuilder::kLanes);
+      bool zeroAcc = isZeroSplat(dot.getAcc());
+      rb.loop(rb.index(0), lhs.rows, [&](Value r) {
+        rb.rowTimesTransposed(
+            depth, [&](Value d) { return loadElement(lhs, r, d); }, rhs.buffer,
+            width, result.buffer, {r});
+        if (zeroAcc)
+          return;
+        rb.loop(rb.index(0), result.cols, [&](Value c) {
+          storeElement(rb.add(loadElement(result, r, c), loadElement(acc, r, c)),
+                       result, r, c);
+        });
+      });
+      return success();
+    }
+    if (dot.getTransposeRhs()) {
+      // Scalar fallback: rhs is not staged transposed.
+      TileBuffer result = assign(dot, allocate(acc.rows, acc.cols, false));
+      forEachElement(result, [&](Value r, Value c) {
+        Value sum = rb.loop(rb.index(0), depth, {loadElement(acc, r, c)},
+                            [&](Value d, ValueRange partial) {
+                              return SmallVector<Value>{math::FmaOp::create(
+                                  b, loadElement(lhs, r, d),
+                                  loadElement(rhs, c, d), partial[0])};
+                            })[0];
+        storeElement(sum, result, r, c);
+      });
+      return success();
+    }
+    // result[r, :] = acc[r, :] + sum_k lhs[r, k] rhs[k, :], kValueGroup
+    // vectors of result columns per loop over k; in place when acc dies.
+    if (rhs.transposed)
+      return dot.emitOpError("needs a row-major rhs on the CPU");
+    TileBuffer result = bufferFor(dot, dot, acc, {dot.getAcc()},
+                                  {dot.getLhs(), dot.getRhs()});
+    constexpr int64_t group = LoweringBuilder::kLanes * LoweringBuilder::kValueGroup;
+    Value groups = arith::DivUIOp::create(b, rb.paddedToValueGroups(result.cols),
+                                          rb.index(group));
+    rb.loop(rb.index(0), lhs.rows, [&](Value r) {
+      rb.loop(rb.index(0), groups, [&](Value g) {
+        Value c0 = rb.mul(g, rb.index(group));
+        auto column = [&](int64_t k) {
+          return rb.add(c0, rb.index(k * LoweringBuilder::kLanes));
+        };
+        SmallVector<Value> inits;
+        for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+          inits.push_back(rb.loadLanes(acc.buffer, {r, column(k)}));
+        SmallVector<Value> sums =
+            rb.vectorDotLoops(rb.index(0), depth, inits, [&](Value d) {
+              SmallVector<Value> row;
+              for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+                row.push_back(rb.loadLanes(rhs.buffer, {d, column(k)}));
+              return std::make_pair(loadElement(lhs, r, d), row);
+            });
+        for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+          vector::StoreOp::create(b, sums[k], result.buffer,
+                                  ValueRange{r, column(k)});
+      });
+    });
+    return success();
+  }
+
+  /// A tile of +0.0 (tensor.splat or its canonical form).
+  static bool isZeroSplat(Value value) {
+    if (auto splat = value.getDefiningOp<tensor::SplatOp>()) {
+      FloatAttr constant;
+      return matchPattern(splat.getInput(), m_Constant(&constant)) &&
+             constant.getValue().isPosZero();
+    }
+    auto dense = value.getDefiningOp<arith::ConstantOp>();
+    auto splat = dense ? dyn_cast<SplatElementsAttr>(dense.getValue())
+                       : SplatElementsAttr();
+    return splat && splat.getSplatValue<APFloat>().isPosZero();
+  }
+
+  LogicalResult lowerMap(tile::MapOp map, IRMapping &mapping) {
+    auto type = cast<RankedTensorType>(map.getType());
+    SmallVector<TileBuffer> inputs;
+    std::optional<TileBuffer> shaped;
+    for (Value input : map.getInputs()) {
+      inputs.push_back(tileOf(input));
+      if (cast<RankedTensorType>(input.getType()).getRank() == type.getRank() &&
+          !shaped)
+        shaped = inputs.back();
+    }
+    if (!shaped)
+      return map.emitOpError("needs an input of its result's shape on the CPU");
+    TileBuffer result = bufferFor(map, map, *shaped, map.getInputs());
+    Block &body = map.getBody().front();
+    int64_t rank = type.getRank();
+    forEachElement(result, [&](Value r, Value c) {
+      IRMapping element = mapping;
+      element.map(body.getArgument(0), r);
+      if (rank == 2)
+        element.map(body.getArgument(1), c);
+      for (auto [index, input] : llvm::enumerate(inputs)) {
+        BlockArgument arg = body.getArgument(rank + index);
+        bool broadcast = !input.cols && rank == 2;
+        Value value = loadElement(input, r, broadcast ? Value() : c);
+        if (arg.getType() != value.getType())
+          value = arith::TruncFOp::create(b, arg.getType(), value);
+        element.map(arg, value);
+      }
+      for (Operation &op : body.without_terminator())
+        b.clone(op, element);
+      Value yielded = element.lookupOrDefault(
+          cast<tile::YieldOp>(body.getTerminator()).getValues()[0]);
+      if (!yielded.getType().isF32())
+        yielded = arith::ExtFOp::create(b, b.getF32Type(), yielded);
+      storeElement(yielded, result, r, c);
+    });
+    return success();
+  }
+
+  LogicalResult lowerReduce(tile::ReduceOp reduce) {
+    TileBuffer input = tileOf(reduce.getInput());
+    bool max = reduce.getKind() == tile::ReduceKind::max;
+    TileBuffer result = assign(reduce, allocate(input.rows, Value(), false));
+    rb.loop(rb.index(0), input.rows, [&](Value r) {
+      Value init = rb.f32(max ? -std::numeric_limits<double>::infinity() : 0);
+      Value combined = rb.loop(rb.index(0), input.cols, {init},
+                               [&](Value c, ValueRange partial) {
+                                 Value x = loadElement(input, r, c);
+                                 return SmallVector<Value>{
+                                     max ? Value(arith::MaximumFOp::create(
+                                               b, partial[0], x))
+                                         : rb.add(partial[0], x)};
+                               })[0];
+      storeElement(combined, result, r, Value());
+    });
+    return success();
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Control flow carrying tiles
+  //===--------------------------------------------------------------------===//
+
+  LogicalResult lowerFor(scf::ForOp forOp, IRMapping &mapping) {
+    // Tile iteration arguments take their initial tile's buffer when it
+    // dies here, else a copy of it.
+    SmallVector<Value> scalarInits;
+    SmallVector<TileBuffer> carried;
+    for (Value init : forOp.getInitArgs()) {
+      if (!isTile(init)) {
+        scalarInits.push_back(mapping.lookupOrDefault(init));
+        continue;
+      }
+      TileBuffer tile = tileOf(init);
+      if (diesAt(init, forOp) && !tile.transposed) {
+        carried.push_back(tile);
+        continue;
+      }
+      TileBuffer copy = allocate(tile.rows, tile.cols, false);
+      if (failed(moveTile(forOp, tile, copy, {})))
+        return failure();
+      carried.push_back(copy);
+    }
+    LogicalResult status = success();
+    auto newFor = scf::ForOp::create(
+        b, mapping.lookupOrDefault(forOp.getLowerBound()),
+        mapping.lookupOrDefault(forOp.getUpperBound()),
+        mapping.lookupOrDefault(forOp.getStep()), scalarInits,
+        [&](OpBuilder &nested, Location, Value iv, ValueRange args) {
+          OpBuilder::InsertionGuard guard(b);
+          b.setInsertionPoint(nested.getInsertionBlock(),
+                              nested.getInsertionPoint());
+          mapping.map(forOp.getInductionVar(), iv);
+          unsigned scalar = 0, tiled = 0;
+          for (BlockArgument arg : forOp.getRegionIterArgs()) {
+            if (isTile(arg))
+              assign(arg, carried[tiled++]);
+            else
+              mapping.map(arg, args[scalar++]);
+          }
+          if (failed(lowerBlock(*forOp.getBody(), mapping))) {
+            status = failure();
+            scf::YieldOp::create(b, args);
+            return;
+          }
+          auto yield = cast<scf::YieldOp>(forOp.getBody()->getTerminator());
+          SmallVector<Value> scalars;
+          SmallVector<TileBuffer> yielded;
+          for (Value value : yield.getOperands())
+            if (isTile(value))
+              yielded.push_back(tileOf(value));
+          tiled = 0;
+          for (Value value : yield.getOperands()) {
+            if (!isTile(value)) {
+              scalars.push_back(mapping.lookupOrDefault(value));
+              continue;
+            }
+            if (failed(moveTile(yield, yielded[tiled], carried[tiled], yielded)))
+              status = failure();
+            ++tiled;
+          }
+          scf::YieldOp::create(b, scalars);
+        });
+    if (failed(status))
+      return failure();
+    unsigned scalar = 0, tiled = 0;
+    for (Value result : forOp.getResults()) {
+      if (isTile(result))
+        assign(result, carried[tiled++]);
+      else
+        mapping.map(result, newFor.getResult(scalar++));
+    }
+    return success();
+  }
+
+  LogicalResult lowerIf(scf::IfOp ifOp, IRMapping &mapping) {
+    SmallVector<Type> scalarTypes;
+    for (Value result : ifOp.getResults())
+      if (!isTile(result))
+        scalarTypes.push_back(result.getType());
+    bool hasElse = !ifOp.getElseRegion().empty();
+    auto newIf = scf::IfOp::create(b, scalarTypes,
+                                   mapping.lookupOrDefault(ifOp.getCondition()),
+                                   /*withElseRegion=*/hasElse);
+    // The results live in the buffers of the tiles the then branch yields;
+    // the else branch moves its tiles there.
+    SmallVector<TileBuffer> results;
+    auto lowerBranch = [&](Region &from, Region &to,
+                           bool first) -> LogicalResult {
+      Block *block = &to.front();
+      if (!block->empty() && block->back().hasTrait<OpTrait::IsTerminator>())
+        block->back().erase();
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToEnd(block);
+      if (failed(lowerBlock(from.front(), mapping)))
+        return failure();
+      auto yield = cast<scf::YieldOp>(from.front().getTerminator());
+      SmallVector<Value> scalars;
+      SmallVector<TileBuffer> yielded;
+      for (Value value : yield.getOperands())
+        if (isTile(value))
+          yielded.push_back(tileOf(value));
+      if (first) {
+        results = yielded;
+        // The else branch may overwrite these buffers only if what else
+        // lives in them is dead after the if.
+        for (const TileBuffer &tile : results)
+          for (Value occupant : occupants[tile.buffer])
+            if (!ifOp->isAncestor(occupant.getParentBlock()->getParentOp()) &&
+                usedAfter(occupant, ifOp) && hasElse)
+              return ifOp.emitOpError(
+                  "yields a tile whose CPU buffer is still in use after it");
+      }
+      unsigned tiled = 0;
+      for (Value value : yield.getOperands()) {
+        if (!isTile(value)) {
+          scalars.push_back(mapping.lookupOrDefault(value));
+          continue;
+        }
+        if (!first &&
+            failed(moveTile(yield, yielded[tiled], results[tiled], yielded)))
+          return failure();
+        ++tiled;
+      }
+      scf::YieldOp::create(b, scalars);
+      return success();
+    };
+    if (failed(lowerBranch(ifOp.getThenRegion(), newIf.getThenRegion(), true)))
+      return failure();
+    if (hasElse &&
+        failed(lowerBranch(ifOp.getElseRegion(), newIf.getElseRegion(), false)))
+      return failure();
+    unsigned scalar = 0, tiled = 0;
+    for (Value result : ifOp.getResults()) {
+      if (isTile(result))
+        assign(result, results[tiled++]);
+      else
+        mapping.map(result, newIf.getResult(scalar++));
+    }
+    return success();
+  }
+
+  ImplicitLocOpBuilder &b;
+  LoweringBuilder &rb;
+  /// Buffers are allocated right before this op.
+  Operation *allocs;
+  DenseMap<Value, TileBuffer> tiles;
+  /// The tiles assigned to each buffer so far.
+  DenseMap<Value, SmallVector<Value>> occupants;
+  SmallVector<Value> allocated;
+};
+
+/// Gives `func` the CPU calling convention and replaces its grid by the loop
+/// over the call's share of the program instances.
+LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
+  MLIRContext *context = func.getContext();
+  Location loc = grid.getLoc();
+  Type index = IndexType::get(context);
+  unsigned numArgs = func.getNumArguments();
+  if (failed(func.insertArguments({numArgs, numArgs, numArgs},
+                                  {index, index, index}, {}, {loc, loc, loc})))
+    return func.emitOpError("could not add the CPU work range arguments");
+  func->setAttr("llvm.emit_c_interface", UnitAttr::get(context));
+  func->setAttr(kCpuRowBlockAttrName,
+                IntegerAttr::get(IntegerType::get(context, 64),
+                                 grid.getBlockRows()));
+  Block &entry = func.front();
+  Value status = entry.getArgument(numArgs - 1);
+
+  ImplicitLocOpBuilder b(loc, &entry, entry.begin());
+  memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
+                          status,
+                          ValueRange{arith::ConstantIndexOp::create(b, 0)});
+  b.setInsertionPoint(grid);
+  IRMapping params;
+  LoweringBuilder rb(b, params, status);
+  rb.workBegin = entry.getArgument(numArgs);
+  rb.workEnd = entry.getArgument(numArgs + 1);
+  rb.workRowBlocks = entry.getArgument(numArgs + 2);
+  // Buffers go before this marker, the loop after it.
+  Operation *allocPoint = arith::ConstantIndexOp::create(b, 0);
+  ProgramLowering lowering(b, rb, allocPoint);
+  LogicalResult status_ = success();
+  rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(),
+                      [&](Value batch, Value head, Value queryBlock) {
+                        IRMapping mapping;
+                        mapping.map(grid.getQueryBlock(), queryBlock);
+                        mapping.map(grid.getHead(), head);
+                        mapping.map(grid.getBatch(), batch);
+                        if (failed(lowering.lowerBlock(grid.getBody().front(),
+                                                       mapping)))
+                          status_ = failure();
+                      });
+  lowering.freeBuffers();
+  allocPoint->erase();
+  grid.erase();
+  // Constant tiles that canonicalization hoisted out of the grid.
+  for (Operation &op : llvm::make_early_inc_range(entry))
+    if (isa<arith::ConstantOp>(op) && op.use_empty() &&
+        isTile(op.getResult(0)))
+      op.erase();
+  return status_;
+}
+
+struct TileToLoopsPass : public attnc::impl::TileToLoopsBase<TileToLoopsPass> {
+  void runOnOperation() override {
+    for (auto func : getOperation().getOps<func::FuncOp>()) {
+      SmallVector<tile::GridOp> grids =
+          llvm::to_vector(func.getOps<tile::GridOp>());
+      if (grids.empty())
+        continue;
+      if (grids.size() > 1) {
+        func.emitOpError("holds more than one attn_tile.grid");
+        return signalPassFailure();
+      }
+      if (failed(lowerProgram(func, grids.front())))
+        return signalPassFailure();
+    }
+  }
+};
+
+} // namespace

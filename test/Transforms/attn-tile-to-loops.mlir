@@ -1,0 +1,160 @@
+// RUN: attnc-opt %s -split-input-file -attn-tile-to-loops -canonicalize -verify-diagnostics | FileCheck %s
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// A small tile program: per 16-row query block of head h, S = Q K^T for
+// every 16-key block, P = exp(S) and acc += P Q (Q stands in for V).
+//
+// The function gets the CPU calling convention: the work range arguments,
+// llvm.emit_c_interface and the row block for the runner; the status buffer
+// is cleared on entry. Tiles become f32 buffers allocated once per call,
+// before the loop over the call's items, rows padded to 32 floats: Q
+// (16x32), K staged transposed (8 x 32) because it only feeds Q K^T, S
+// (16x32), the accumulator (16x32). P takes S's buffer (S dies at the map)
+// and the key loop carries the accumulator in its buffer: the splat's,
+// since the splat dies at the loop. Nothing is copied at the yield.
+
+// CHECK-LABEL: func.func @program(
+// CHECK-SAME:    %[[STATUS:[^:]*]]: memref<?xi64>, %[[BEGIN:[^:]*]]: index, %[[END:[^:]*]]: index, %[[BLOCKS:[^:]*]]: index)
+// CHECK-SAME:    attributes {attnc.cpu_row_block = 16 : i64, llvm.emit_c_interface}
+// CHECK:       memref.store %c0_i64, %[[STATUS]][%c0]
+// CHECK:       %[[Q:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK:       %[[ACC:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK:       %[[KT:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK:       %[[S:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK-NOT:   memref.alloc
+// CHECK:       scf.for %{{.*}} = %{{.*}} to %{{.*}} step %c1 {
+//                Q: rows < count from the source, the rest zero.
+// CHECK:         memref.store %{{.*}}, %[[Q]]
+// CHECK:         memref.store %{{.*}}, %[[Q]]
+//                The accumulator's splat.
+// CHECK:         memref.store %{{.*}}, %[[ACC]]
+// CHECK:         scf.for %{{.*}} =
+//                  K transposed: kt[d, c] = k[h, j0 + c, d].
+// CHECK:           memref.store %{{.*}}, %[[KT]][%{{.*}}, %{{.*}}] : memref<8x32xf32>
+//                  S = Q K^T on vectors along the keys.
+// CHECK:           vector.load %[[KT]]
+// CHECK:           vector.fma {{.*}} : vector<8xf32>
+// CHECK:           vector.store %{{.*}}, %[[S]]
+//                  P = exp(S) in place.
+// CHECK:           math.exp
+// CHECK:           memref.store %{{.*}}, %[[S]]
+//                  acc += P Q, in the accumulator's buffer: nothing is
+//                  copied at the yield.
+// CHECK:           vector.load %[[ACC]]
+// CHECK:           vector.fma {{.*}} : vector<8xf32>
+// CHECK:           vector.store %{{.*}}, %[[ACC]]
+// CHECK-NEXT:      vector.store %{{.*}}, %[[ACC]]
+// CHECK-NEXT:      vector.store %{{.*}}, %[[ACC]]
+// CHECK-NEXT:      vector.store %{{.*}}, %[[ACC]]
+// CHECK-NEXT:    }
+// CHECK-NEXT:  }
+//                The store of the block's rows.
+// CHECK:         memref.load %[[ACC]]
+// CHECK-NEXT:    memref.store %{{.*}}, %arg2
+// CHECK:       memref.dealloc %[[Q]]
+// CHECK:       memref.dealloc %[[ACC]]
+func.func @program(%q: !Src, %k: !Src, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c16 = arith.constant 16 : index
+  %heads = memref.dim %q, %c0 : !Src
+  %n = memref.dim %q, %c1 : !Src
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 16 {
+    %i0 = arith.muli %qb, %c16 : index
+    %left = arith.subi %n, %i0 : index
+    %rows = arith.minui %left, %c16 : index
+    %qt = attn_tile.load %q[%h, %i0] rows %rows row_dim 1 : !Src -> tensor<16x8xf32>
+    %zero = arith.constant 0.0 : f32
+    %init = tensor.splat %zero : tensor<16x8xf32>
+    %none = tensor.splat %zero : tensor<16x16xf32>
+    %blocks = arith.ceildivui %n, %c16 : index
+    %acc = scf.for %kb = %c0 to %blocks step %c1 iter_args(%a = %init) -> tensor<16x8xf32> {
+      %j0 = arith.muli %kb, %c16 : index
+      %kleft = arith.subi %n, %j0 : index
+      %cols = arith.minui %kleft, %c16 : index
+      %kt = attn_tile.load %k[%h, %j0] rows %cols row_dim 1 : !Src -> tensor<16x8xf32>
+      %s = attn_tile.dot %qt, %kt, %none {transpose_rhs} : tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+      %p = attn_tile.map (%s) : (tensor<16x16xf32>) -> tensor<16x16xf32> {
+      ^bb0(%r: index, %c: index, %x: f32):
+        %e = math.exp %x : f32
+        attn_tile.yield %e : f32
+      }
+      %next = attn_tile.dot %p, %qt, %a : tensor<16x16xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+      scf.yield %next : tensor<16x8xf32>
+    }
+    attn_tile.store %acc, %o[%h, %i0] rows %rows row_dim 1 : tensor<16x8xf32> -> !Src
+  }
+  return
+}
+
+// -----
+
+// A loop-carried tile that the body replaces by a new one (the running max
+// m' = max(m, x) is still read after it is computed) is copied back into
+// the carried buffer at the yield.
+
+// CHECK-LABEL: func.func @carried_copy(
+// CHECK:       %[[M:.*]] = memref.alloc() : memref<4xf32>
+// CHECK:       %[[NEW:.*]] = memref.alloc() : memref<4xf32>
+// CHECK:       scf.for
+// CHECK:         scf.for
+// CHECK:           arith.maximumf
+// CHECK:           memref.store %{{.*}}, %[[NEW]]
+// CHECK:           arith.subf
+// CHECK:         memref.store %{{.*}}, %arg1
+//                The copy at the yield: m = m'.
+// CHECK:         scf.for
+// CHECK-NEXT:      memref.load %[[NEW]]
+// CHECK-NEXT:      memref.store %{{.*}}, %[[M]]
+func.func @carried_copy(%x: memref<?x?xf32>, %o: memref<?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %n = memref.dim %x, %c0 : memref<?x?xf32>
+  attn_tile.grid (%qb, %h, %b) heads %c1 batches %c1 block_rows 4 {
+    %ninf = arith.constant 0xFF800000 : f32
+    %init = tensor.splat %ninf : tensor<4xf32>
+    %m = scf.for %t = %c0 to %n step %c1 iter_args(%old = %init) -> tensor<4xf32> {
+      %xt = attn_tile.load %x[%t, %c0] rows %c4 row_dim 1 : memref<?x?xf32> -> tensor<4xf32>
+      %new = attn_tile.map (%old, %xt) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32> {
+      ^bb0(%r: index, %a: f32, %y: f32):
+        %mx = arith.maximumf %a, %y : f32
+        attn_tile.yield %mx : f32
+      }
+      %gap = attn_tile.map (%old, %new) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32> {
+      ^bb0(%r: index, %a: f32, %y: f32):
+        %d = arith.subf %a, %y : f32
+        attn_tile.yield %d : f32
+      }
+      attn_tile.store %gap, %o[%t, %c0] rows %c4 row_dim 1 : tensor<4xf32> -> memref<?x?xf32>
+      scf.yield %new : tensor<4xf32>
+    }
+  }
+  return
+}
+
+// -----
+
+func.func @size_inside(%x: memref<?x?xf32>, %status: memref<?xi64>) {
+  %c1 = arith.constant 1 : index
+  attn_tile.grid (%qb, %h, %b) heads %c1 batches %c1 block_rows 4 {
+    %zero = arith.constant 0.0 : f32
+    // expected-error @+1 {{has a tile whose dynamic size is not defined outside the grid}}
+    %t = tensor.splat %zero[%qb] : tensor<4x?xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @unsupported(%x: memref<?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  attn_tile.grid (%qb, %h, %b) heads %c1 batches %c1 block_rows 4 {
+    %t = attn_tile.load %x[%c0, %c0] rows %c1 row_dim 1 : memref<?x?xf32> -> tensor<4xf32>
+    // expected-error @+1 {{holds tiles, which the CPU lowering supports only in attn_tile ops, tensor.splat, scf.for and scf.if}}
+    %e = tensor.extract %t[%c0] : tensor<4xf32>
+  }
+  return
+}
