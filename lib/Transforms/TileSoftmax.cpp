@@ -56,10 +56,11 @@ Value buildMap(ImplicitLocOpBuilder &b, RankedTensorType type,
 ///   m' = max(m, rowmax(S)), P = exp(S - m'), l' = l exp(m - m') + rowsum(P),
 ///   acc' = acc exp(m - m') + P V,
 /// then stores o = acc / l and lse = m + log l. Only tiles exist; nothing of
-/// size N x M. Tiles are whole: rows past the sequence end and keys past its
-/// last key are zero-filled by the loads, the keys are masked, and
-/// expressions see such rows clamped to the last row, so they never read
-/// user tensors out of bounds.
+/// size N x M. Tiles of query rows have the block's row count (dynamic, at
+/// most `blockQ`), so a short last block costs what it holds; key tiles are
+/// whole `blockK` tiles: keys past the sequence end are zero-filled by the
+/// loads and masked, and expressions see them clamped to the last key, so
+/// they never read user tensors out of bounds.
 template <typename OpTy>
 void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
                          int64_t blockQ, int64_t blockK,
@@ -87,17 +88,20 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   auto elementOf = [](Value memref) {
     return cast<MemRefType>(memref.getType()).getElementType();
   };
-  auto queryType = RankedTensorType::get({blockQ, dimK}, elementOf(shape.q));
+  // Tiles of query rows have the block's row count.
+  int64_t rowsOfBlock = ShapedType::kDynamic;
+  auto queryType =
+      RankedTensorType::get({rowsOfBlock, dimK}, elementOf(shape.q));
   auto keyType = RankedTensorType::get({blockK, dimK}, elementOf(shape.k));
   auto valueType = RankedTensorType::get({blockK, dimV}, elementOf(shape.v));
-  auto scoreType = RankedTensorType::get({blockQ, blockK}, f32);
-  auto accType = RankedTensorType::get({blockQ, dimV}, f32);
-  auto rowType = RankedTensorType::get({blockQ}, f32);
-  SmallVector<Value> accSizes;
-  if (ShapedType::isDynamic(dimV))
-    accSizes.push_back(shape.dimV);
-  auto splat = [&](Value value, RankedTensorType type,
-                   ValueRange sizes = {}) -> Value {
+  auto scoreType = RankedTensorType::get({rowsOfBlock, blockK}, f32);
+  auto accType = RankedTensorType::get({rowsOfBlock, dimV}, f32);
+  auto rowType = RankedTensorType::get({rowsOfBlock}, f32);
+  // A tile of query rows, given the block's row count.
+  auto splat = [&](Value value, RankedTensorType type, Value rows) -> Value {
+    SmallVector<Value> sizes = {rows};
+    if (type.getRank() == 2 && type.isDynamicDim(1))
+      sizes.push_back(shape.dimV);
     return tensor::SplatOp::create(b, value, type, sizes);
   };
   // The layout's indices of row `row` of (batch, head), without the
@@ -140,7 +144,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
     Value i0 = rb.mul(queryBlock, bq);
     Value rows = arith::MinUIOp::create(b, bq, rb.sub(n, i0));
     Value iLast = rb.add(i0, rb.sub(rows, one));
-    Value lastRow = rb.sub(n, one), lastKey = rb.sub(m, one);
+    Value lastKey = rb.sub(m, one);
     Value q = tile::LoadOp::create(
         b, queryType, shape.q, rowPosition(batch, head, rb.add(startQ, i0)),
         rows, rowDim);
@@ -154,8 +158,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
     // Loop state: m, l and acc (softmax), or acc alone.
     SmallVector<Value> init;
     if (online)
-      init = {splat(negInf, rowType), splat(rb.f32(0), rowType)};
-    init.push_back(splat(rb.f32(0), accType, accSizes));
+      init = {splat(negInf, rowType, rows), splat(rb.f32(0), rowType, rows)};
+    init.push_back(splat(rb.f32(0), accType, rows));
     SmallVector<Type> stateTypes = llvm::to_vector(
         llvm::map_range(init, [](Value v) { return v.getType(); }));
 
@@ -169,14 +173,14 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
       Value v =
           tile::LoadOp::create(b, valueType, shape.v, keyRow, cols, rowDim);
       Value s = tile::DotOp::create(b, scoreType, q, k,
-                                    splat(rb.f32(0), scoreType),
+                                    splat(rb.f32(0), scoreType, rows),
                                     /*transpose_rhs=*/true);
 
       // Scores (masked or not) become weights, then the online update.
       auto update = [&](bool applyMask) -> SmallVector<Value> {
         Value w = buildMap(b, scoreType, {s}, [&](ValueRange at,
                                                   ValueRange dot) -> Value {
-          Value i = arith::MinUIOp::create(b, rb.add(i0, at[0]), lastRow);
+          Value i = rb.add(i0, at[0]);
           Value j = rb.add(j0, at[1]);
           auto weight = [&](Value key) -> Value {
             Value scaled = rb.mul(scale, dot[0]);
@@ -348,7 +352,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
                                   b, arith::CmpFPredicate::OGT, x[1], rb.f32(0));
                               return rb.logSumExp(hasWeight, x[0], x[1]);
                             })
-                 : splat(negInf, rowType);
+                 : splat(negInf, rowType, rows);
       SmallVector<Value> at =
           lseIndices(shape.cuQ, batch, head, rb.add(startQ, i0), i0);
       int64_t lseRowDim = at.size() - 1;

@@ -27,12 +27,16 @@ namespace {
 
 bool isTile(Value value) { return isa<RankedTensorType>(value.getType()); }
 
-/// Where a tile lives on the CPU: an f32 buffer of `rows` x `cols` (a 1-D
-/// tile has no `cols`), stored row-major with the row length padded to
-/// whole vector groups, or transposed (`cols` x padded `rows`).
+/// Where a tile lives on the CPU: an f32 buffer of `capacity` x `cols` (a
+/// 1-D tile has no `cols`), stored row-major with the row length padded to
+/// whole vector groups, or transposed (`cols` x padded `capacity`). The
+/// tile has `rows` rows: `capacity` for a static row count, else the
+/// run-time count (at most the grid's block_rows, which is the capacity).
+/// `capacity` and `cols` are defined at the allocation point, `rows` where
+/// the tile is.
 struct TileBuffer {
   Value buffer;
-  Value rows, cols;
+  Value rows, cols, capacity;
   bool transposed = false;
 };
 
@@ -41,8 +45,8 @@ struct TileBuffer {
 class ProgramLowering {
 public:
   ProgramLowering(ImplicitLocOpBuilder &b, LoweringBuilder &rb,
-                  Operation *allocPoint)
-      : b(b), rb(rb), allocs(allocPoint) {}
+                  Operation *allocPoint, int64_t blockRows)
+      : b(b), rb(rb), allocs(allocPoint), blockRows(blockRows) {}
 
   LogicalResult lowerBlock(Block &block, IRMapping &mapping) {
     for (Operation &op : block.without_terminator())
@@ -120,11 +124,23 @@ private:
            def->isBeforeInBlock(allocs);
   }
 
-  /// A zero-filled buffer for a tile of `rows` x `cols` (null `cols`: 1-D).
-  TileBuffer allocate(Value rows, Value cols, bool transposed) {
+  /// The capacity and the row count of a tile with `fixed` rows, or with
+  /// `dynamic` rows (at most the grid's block_rows).
+  std::pair<Value, Value> rowsOf(int64_t fixed, Value dynamic) {
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(allocs);
-    TileBuffer tile{Value(), rows, cols, transposed};
+    Value capacity = arith::ConstantIndexOp::create(
+        b, ShapedType::isDynamic(fixed) ? blockRows : fixed);
+    return {capacity, ShapedType::isDynamic(fixed) ? dynamic : capacity};
+  }
+
+  /// A zero-filled buffer for a tile of `capacity` x `cols` rows (null
+  /// `cols`: 1-D).
+  TileBuffer allocate(Value capacity, Value cols, bool transposed) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(allocs);
+    Value rows = capacity;
+    TileBuffer tile{Value(), rows, cols, capacity, transposed};
     if (!cols) {
       tile.buffer = memref::AllocOp::create(
           b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
@@ -158,7 +174,7 @@ private:
         continue;
       return assign(result, other);
     }
-    return assign(result, allocate(like.rows, like.cols, false));
+    return assign(result, allocateLike(like));
   }
 
   /// The buffer of a tile operand. Constant tiles (what canonicalization
@@ -193,6 +209,13 @@ private:
     forEachElement(tile,
                    [&](Value r, Value c) { storeElement(value, tile, r, c); });
     return success();
+  }
+
+  /// A fresh buffer for a tile of `like`'s shape and row count.
+  TileBuffer allocateLike(const TileBuffer &like) {
+    TileBuffer tile = allocate(like.capacity, like.cols, false);
+    tile.rows = like.rows;
+    return tile;
   }
 
   TileBuffer assign(Value value, TileBuffer tile) {
@@ -281,9 +304,8 @@ private:
     auto type = cast<RankedTensorType>(load.getType());
     Value source = mapping.lookupOrDefault(load.getSource());
     auto sourceType = cast<MemRefType>(source.getType());
-    FailureOr<Value> rows = sizeAtAllocPoint(load, type.getDimSize(0), Value());
-    if (failed(rows))
-      return failure();
+    Value count = mapping.lookupOrDefault(load.getCount());
+    auto [capacity, rows] = rowsOf(type.getDimSize(0), count);
     Value cols;
     if (type.getRank() == 2) {
       Value sourceCols;
@@ -308,13 +330,16 @@ private:
           return dot && dot.getTransposeRhs() &&
                  use.getOperandNumber() == dot.getRhsMutable().getOperandNumber();
         });
-    TileBuffer tile = assign(load, allocate(*rows, cols, transposed));
+    TileBuffer tile = allocate(capacity, cols, transposed);
+    // A tile of `count` rows holds at most the grid's block_rows.
+    tile.rows = rows == count ? Value(arith::MinUIOp::create(b, count, capacity))
+                              : rows;
+    assign(load, tile);
 
     SmallVector<Value> position;
     for (Value index : load.getPosition())
       position.push_back(mapping.lookupOrDefault(index));
-    Value count = arith::MinUIOp::create(
-        b, mapping.lookupOrDefault(load.getCount()), tile.rows);
+    count = arith::MinUIOp::create(b, count, tile.rows);
     int64_t rowDim = load.getRowDim();
     auto at = [&](Value r, Value c) {
       SmallVector<Value> indices(position);
@@ -366,19 +391,25 @@ private:
 
   LogicalResult lowerSplat(tensor::SplatOp splat, IRMapping &mapping) {
     auto type = splat.getType();
-    SmallVector<Value> sizes;
-    unsigned dynamicIndex = 0;
-    for (int64_t d = 0; d < type.getRank(); ++d) {
-      Value dynamic;
-      if (type.isDynamicDim(d))
-        dynamic = mapping.lookupOrDefault(splat.getDynamicSizes()[dynamicIndex++]);
-      FailureOr<Value> size = sizeAtAllocPoint(splat, type.getDimSize(d), dynamic);
+    ValueRange dynamicSizes = splat.getDynamicSizes();
+    auto dynamicSize = [&](int64_t d) -> Value {
+      if (!type.isDynamicDim(d))
+        return Value();
+      return mapping.lookupOrDefault(
+          dynamicSizes[type.getDynamicDimIndex(d)]);
+    };
+    auto [capacity, rows] = rowsOf(type.getDimSize(0), dynamicSize(0));
+    Value cols;
+    if (type.getRank() == 2) {
+      FailureOr<Value> size =
+          sizeAtAllocPoint(splat, type.getDimSize(1), dynamicSize(1));
       if (failed(size))
         return failure();
-      sizes.push_back(*size);
+      cols = *size;
     }
-    TileBuffer tile = assign(
-        splat, allocate(sizes[0], sizes.size() > 1 ? sizes[1] : Value(), false));
+    TileBuffer tile = allocate(capacity, cols, false);
+    tile.rows = rows;
+    assign(splat, tile);
     Value value = mapping.lookupOrDefault(splat.getInput());
     if (!value.getType().isF32())
       value = arith::ExtFOp::create(b, b.getF32Type(), value);
@@ -393,7 +424,7 @@ private:
     if (dot.getTransposeRhs() && rhs.transposed) {
       // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
       // columns of the result (rhs staged transposed).
-      TileBuffer result = assign(dot, allocate(acc.rows, acc.cols, false));
+      TileBuffer result = assign(dot, allocateLike(acc));
       int64_t width = llvm::alignTo(
           cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
           LoweringBuilder::kLanes);
@@ -413,7 +444,7 @@ private:
     }
     if (dot.getTransposeRhs()) {
       // Scalar fallback: rhs is not staged transposed.
-      TileBuffer result = assign(dot, allocate(acc.rows, acc.cols, false));
+      TileBuffer result = assign(dot, allocateLike(acc));
       forEachElement(result, [&](Value r, Value c) {
         Value sum = rb.loop(rb.index(0), depth, {loadElement(acc, r, c)},
                             [&](Value d, ValueRange partial) {
@@ -513,7 +544,9 @@ private:
   LogicalResult lowerReduce(tile::ReduceOp reduce) {
     TileBuffer input = tileOf(reduce.getInput());
     bool max = reduce.getKind() == tile::ReduceKind::max;
-    TileBuffer result = assign(reduce, allocate(input.rows, Value(), false));
+    TileBuffer result = allocate(input.capacity, Value(), false);
+    result.rows = input.rows;
+    assign(reduce, result);
     rb.loop(rb.index(0), input.rows, [&](Value r) {
       Value init = rb.f32(max ? -std::numeric_limits<double>::infinity() : 0);
       Value combined = rb.loop(rb.index(0), input.cols, {init},
@@ -548,7 +581,7 @@ private:
         carried.push_back(tile);
         continue;
       }
-      TileBuffer copy = allocate(tile.rows, tile.cols, false);
+      TileBuffer copy = allocateLike(tile);
       if (failed(moveTile(forOp, tile, copy, {})))
         return failure();
       carried.push_back(copy);
@@ -662,6 +695,11 @@ private:
     if (hasElse &&
         failed(lowerBranch(ifOp.getElseRegion(), newIf.getElseRegion(), false)))
       return failure();
+    for (const TileBuffer &tile : results)
+      if (Operation *def = tile.rows.getDefiningOp();
+          def && newIf->isAncestor(def))
+        return ifOp.emitOpError("yields a tile whose row count is computed "
+                                "inside it");
     unsigned scalar = 0, tiled = 0;
     for (Value result : ifOp.getResults()) {
       if (isTile(result))
@@ -676,6 +714,8 @@ private:
   LoweringBuilder &rb;
   /// Buffers are allocated right before this op.
   Operation *allocs;
+  /// The grid's query rows: the capacity of tiles with a dynamic row count.
+  int64_t blockRows;
   DenseMap<Value, TileBuffer> tiles;
   /// The tiles assigned to each buffer so far.
   DenseMap<Value, SmallVector<Value>> occupants;
@@ -711,7 +751,7 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   rb.workRowBlocks = entry.getArgument(numArgs + 2);
   // Buffers go before this marker, the loop after it.
   Operation *allocPoint = arith::ConstantIndexOp::create(b, 0);
-  ProgramLowering lowering(b, rb, allocPoint);
+  ProgramLowering lowering(b, rb, allocPoint, grid.getBlockRows());
   LogicalResult status_ = success();
   rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(),
                       [&](Value batch, Value head, Value queryBlock) {

@@ -7,7 +7,8 @@
 // The FlashAttention-2 tile program of a causal softcapped kernel: a grid
 // of 16-row query blocks; per block the Q tile, then the key blocks of 8 keys
 // up to the causal diagonal (jEnd = min(m, iLast + (m - n) + 1)), carrying
-// the row max m, the row sum l and the accumulator as tiles. A block wholly
+// the row max m, the row sum l and the accumulator as tiles (of the block's
+// rows: fewer than 16 in a last block). A block wholly
 // under the diagonal (and inside the keys) takes the scores without the
 // mask, the others with it. Only tiles exist: nothing of size N x M.
 
@@ -15,16 +16,16 @@
 // CHECK-SAME:    %{{[^:]*}}: memref<?xi64>) {
 // CHECK:       attn_tile.grid (%[[QB:.*]], %[[H:.*]], %[[B:.*]]) heads %{{.*}} batches %{{.*}} block_rows 16 {
 // CHECK:         scf.if
-// CHECK:           %[[Q:.*]] = attn_tile.load %arg0[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : {{.*}} -> tensor<16x16xf32>
+// CHECK:           %[[Q:.*]] = attn_tile.load %arg0[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : {{.*}} -> tensor<?x16xf32>
 //                  Band end from the causal mask, then the key blocks.
 // CHECK:           %[[JEND:.*]] = arith.minsi
 // CHECK:           %[[KEND:.*]] = arith.ceildivui %{{.*}}, %c8
-// CHECK:           %[[STATE:.*]]:3 = scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]] {{.*}} iter_args(%[[M:.*]] = %{{.*}}, %[[L:.*]] = %{{.*}}, %[[ACC:.*]] = %{{.*}}) -> (tensor<16xf32>, tensor<16xf32>, tensor<16x16xf32>)
+// CHECK:           %[[STATE:.*]]:3 = scf.for %[[KB:.*]] = %{{.*}} to %[[KEND]] {{.*}} iter_args(%[[M:.*]] = %{{.*}}, %[[L:.*]] = %{{.*}}, %[[ACC:.*]] = %{{.*}}) -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>)
 // CHECK:             %[[K:.*]] = attn_tile.load %arg1{{.*}} -> tensor<8x16xf32>
 // CHECK:             %[[V:.*]] = attn_tile.load %arg2{{.*}} -> tensor<8x16xf32>
-// CHECK:             %[[S:.*]] = attn_tile.dot %[[Q]], %[[K]], %{{.*}} {transpose_rhs} : tensor<16x16xf32>, tensor<8x16xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+// CHECK:             %[[S:.*]] = attn_tile.dot %[[Q]], %[[K]], %{{.*}} {transpose_rhs} : tensor<?x16xf32>, tensor<8x16xf32>, tensor<?x8xf32> -> tensor<?x8xf32>
 // CHECK:             %[[FULL:.*]] = arith.andi
-// CHECK:             scf.if %[[FULL]] -> (tensor<16xf32>, tensor<16xf32>, tensor<16x16xf32>) {
+// CHECK:             scf.if %[[FULL]] -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>) {
 //                      Full block: the score expression, no mask.
 // CHECK:               attn_tile.map(%[[S]])
 // CHECK-NOT:           arith.cmpi ule
@@ -39,7 +40,7 @@
 // CHECK:               attn_tile.reduce add %[[P]]
 //                      acc' = acc * alpha + P V
 // CHECK:               %[[SCALED:.*]] = attn_tile.map(%[[ACC]], %{{.*}})
-// CHECK:               attn_tile.dot %[[P]], %[[V]], %[[SCALED]] : tensor<16x8xf32>, tensor<8x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+// CHECK:               attn_tile.dot %[[P]], %[[V]], %[[SCALED]] : tensor<?x8xf32>, tensor<8x16xf32>, tensor<?x16xf32> -> tensor<?x16xf32>
 // CHECK:             } else {
 //                      Partial block: keys past the end and the mask
 //                      (j + n <= i + m) first.
@@ -119,18 +120,18 @@ attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[
 
 // CHECK-LABEL: func.func @lists(
 // CHECK:       attn_tile.grid {{.*}} block_rows 4 {
-// CHECK:         attn_tile.load %arg0{{.*}} -> tensor<4x16xf32>
+// CHECK:         attn_tile.load %arg0{{.*}} -> tensor<?x16xf32>
 //                count = min(kv_num_blocks[b, h, qb] (a checked read), width)
 // CHECK:         scf.if %{{.*}} -> (i32)
 // CHECK:         %[[COUNT:.*]] = arith.minsi
-// CHECK:         scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]] {{.*}} -> (tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>)
+// CHECK:         scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]] {{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>)
 //                  Seen before? A scan of the earlier entries.
 // CHECK:           scf.for %{{.*}} = %c0 to %[[ENTRY]] {{.*}} -> (i1)
-// CHECK:           scf.if %{{.*}} -> (tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>) {
+// CHECK:           scf.if %{{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>) {
 // CHECK:             attn_tile.load %arg1{{.*}} -> tensor<5x16xf32>
 // CHECK:             attn_tile.dot
 //                  Not visited: the state passes through.
-// CHECK:             scf.yield %arg{{[0-9]+}}, %arg{{[0-9]+}}, %arg{{[0-9]+}} : tensor<4xf32>, tensor<4xf32>, tensor<4x16xf32>
+// CHECK:             scf.yield %arg{{[0-9]+}}, %arg{{[0-9]+}}, %arg{{[0-9]+}} : tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>
 attn.kernel @lists(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %counts: !attn.tensor<i32[B, H, QB]>, %lists: !attn.tensor<i32[B, H, QB, W]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
   %o = attn.sparse_softmax %q, %k, %v kv_num_blocks(%counts) kv_indices(%lists) {block_k = 5 : i64, block_q = 4 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i32[B, H, QB]>, !attn.tensor<i32[B, H, QB, W]>) -> !attn.tensor<f32[B, H, N, 16]> score {
   } mask {

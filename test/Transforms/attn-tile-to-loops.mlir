@@ -158,3 +158,31 @@ func.func @unsupported(%x: memref<?x?xf32>, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+// A tile with a run-time row count (the rows of a last query block) gets a
+// buffer of the grid's block_rows and loops over its own rows only.
+
+// CHECK-LABEL: func.func @dynamic_rows(
+// CHECK:       %[[BUF:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK:       scf.for
+// CHECK:         %[[LEFT:.*]] = arith.subi
+// CHECK:         %[[ROWS:.*]] = arith.minui %[[LEFT]], %c8
+// CHECK:         scf.for %{{.*}} = %c0 to %[[ROWS]] step %c1 {
+// CHECK:           memref.store %{{.*}}, %[[BUF]]
+func.func @dynamic_rows(%x: memref<?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %n = memref.dim %x, %c0 : memref<?x?xf32>
+  attn_tile.grid (%qb, %h, %b) heads %c1 batches %c1 block_rows 8 {
+    %i0 = arith.muli %qb, %c8 : index
+    %left = arith.subi %n, %i0 : index
+    %rows = arith.minui %left, %c8 : index
+    %one = arith.constant 1.0 : f32
+    %t = tensor.splat %one[%rows] : tensor<?x4xf32>
+    attn_tile.store %t, %x[%i0] rows %rows row_dim 0 : tensor<?x4xf32> -> memref<?x?xf32>
+  }
+  return
+}
