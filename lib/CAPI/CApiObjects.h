@@ -29,7 +29,7 @@ public:
 };
 
 /// A kernel that runs on this machine instead of a GPU: a JIT-compiled CPU
-/// kernel, or a GPU tile program on the warp emulator. Only the compiler
+/// kernel, or a GPU kernel on the warp emulator. Only the compiler
 /// makes them.
 class HostKernel {
 public:

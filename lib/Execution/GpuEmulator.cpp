@@ -1,4 +1,4 @@
-//===- GpuEmulator.cpp - Run the GPU tile program on the CPU --------------===//
+//===- GpuEmulator.cpp - Run the GPU kernels on the CPU ------------------===//
 
 #include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"

@@ -1,7 +1,7 @@
 //===- attnc.cpp - The attnc driver ---------------------------------------===//
 //
 // attnc check FILE                      parse and verify a spec
-// attnc emit FILE --stage=S             print the IR at stage attn|reference|llvm
+// attnc emit FILE --stage=S             print the IR at stage attn|tile|reference|llvm
 // attnc run FILE --backend=cpu|cuda|gpu-emulator ...
 //                                       compile and run on .npy or random inputs
 // attnc compile FILE --target=sm_80 --emit=ptx|cubin|mlir|image -o OUT
@@ -55,10 +55,14 @@ static cl::opt<std::string>
                cl::sub(emitCommand), cl::sub(runCommand),
                cl::sub(compileCommand), cl::cat(category));
 
-enum class Stage { Attn, Reference, LLVM };
+enum class Stage { Attn, Tile, Reference, LLVM };
 static cl::opt<Stage> stage(
     "stage", cl::desc("Stage to print"), cl::init(Stage::Attn),
     cl::values(clEnumValN(Stage::Attn, "attn", "the attn dialect"),
+               clEnumValN(Stage::Tile, "tile",
+                          "after the CPU tiling strategies: attn_tile "
+                          "programs (softmax family), loops (linear family, "
+                          "top-k selection)"),
                clEnumValN(Stage::Reference, "reference",
                           "after the reference lowering (scf/memref)"),
                clEnumValN(Stage::LLVM, "llvm", "the LLVM dialect")),
@@ -111,7 +115,7 @@ static cl::opt<Backend> backend(
                           "the GPU present (sm_90a code on Hopper, sm_80 "
                           "otherwise)"),
                clEnumValN(Backend::Emulator, "gpu-emulator",
-                          "the GPU kernel's tile program on the CPU warp "
+                          "the GPU kernel on the CPU warp "
                           "emulator (slow; checks GPU logic without a GPU)")),
     cl::sub(runCommand), cl::cat(category));
 static cl::opt<CpuPath>
@@ -173,7 +177,13 @@ loadSpec(SourceMgr &sourceMgr, mlir::MLIRContext &context,
 }
 
 static int emit(mlir::ModuleOp module) {
-  if (stage != Stage::Attn) {
+  if (stage == Stage::Tile) {
+    mlir::PassManager pm(module.getContext());
+    pm.addPass(createTileSoftmax());
+    pm.addPass(createChunkLinear());
+    if (failed(pm.run(module)))
+      return fail("tiling failed");
+  } else if (stage != Stage::Attn) {
     mlir::PassManager pm(module.getContext());
     pm.addPass(createLowerToReference());
     if (stage == Stage::LLVM)
@@ -423,7 +433,7 @@ int main(int argc, char **argv) {
       argc, argv,
       "attnc: a compiler for attention kernels\n\n"
       "  attnc check FILE                 parse and verify a spec\n"
-      "  attnc emit FILE --stage=STAGE    print IR (attn, reference, llvm)\n"
+      "  attnc emit FILE --stage=STAGE    print IR (attn, tile, reference, llvm)\n"
       "  attnc run FILE --backend=cpu|cuda|gpu-emulator\n"
       "                                   run on .npy or seeded random inputs\n"
       "  attnc compile FILE --target=sm_80 --emit=ptx -o OUT\n"

@@ -1,7 +1,7 @@
-//===- GpuEmulator.h - Run the GPU tile program on the CPU ------*- C++ -*-===//
+//===- GpuEmulator.h - Run the GPU kernels on the CPU ----------*- C++ -*-===//
 //
 // Checks the NVIDIA strategy's logic without a GPU. attn-gpu-tile-softmax
-// with `emulate` builds the same tile program as for the GPU, with the warp
+// with `emulate` builds the same kernel code as for the GPU, with the warp
 // primitives as calls (attnc_emu_*); this runs it with one OS thread per
 // GPU thread of a CTA, CTAs one after another, shared memory per CTA, and
 // ldmatrix, mma.sync.m16n8k16 and xor shuffles emulated across each warp's
