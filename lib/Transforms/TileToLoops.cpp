@@ -60,6 +60,34 @@ public:
       memref::DeallocOp::create(b, buffer);
   }
 
+  /// Fills, once at the allocation point, the tiles that the grid reads
+  /// but that are defined outside it: splats (or the constants that
+  /// canonicalization makes of them).
+  LogicalResult lowerOuterTiles(tile::GridOp grid) {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(allocs);
+    IRMapping identity;
+    WalkResult walk = grid.walk([&](Operation *op) {
+      for (Value operand : op->getOperands()) {
+        if (!isTile(operand) || tiles.count(operand) ||
+            grid->isAncestor(operand.getParentBlock()->getParentOp()))
+          continue;
+        LogicalResult lowered = failure();
+        if (auto constant = operand.getDefiningOp<arith::ConstantOp>())
+          lowered = fillConstant(constant);
+        else if (auto splat = operand.getDefiningOp<tensor::SplatOp>())
+          lowered = lowerSplat(splat, identity);
+        else
+          lowered = op->emitOpError("reads a tile defined outside the grid "
+                                    "that is not a splat");
+        if (failed(lowered))
+          return WalkResult::interrupt();
+      }
+      return WalkResult::advance();
+    });
+    return failure(walk.wasInterrupted());
+  }
+
 private:
   LogicalResult lowerOp(Operation *op, IRMapping &mapping) {
     if (auto load = dyn_cast<tile::LoadOp>(op))
@@ -177,19 +205,11 @@ private:
     return assign(result, allocateLike(like));
   }
 
-  /// The buffer of a tile operand. Constant tiles (what canonicalization
-  /// makes of tensor.splat) defined outside the grid are filled once at the
-  /// allocation point.
+  /// The buffer of a tile operand (lowered before its users).
   TileBuffer tileOf(Value value) {
     auto found = tiles.find(value);
-    if (found != tiles.end())
-      return found->second;
-    auto constant = value.getDefiningOp<arith::ConstantOp>();
-    assert(constant && "tile operands are lowered before their users");
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPoint(allocs);
-    (void)fillConstant(constant);
-    return tiles.lookup(value);
+    assert(found != tiles.end() && "tile operands are lowered first");
+    return found->second;
   }
 
   /// A tile-typed arith.constant: a splat of a static shape.
@@ -665,16 +685,25 @@ private:
       for (Value value : yield.getOperands())
         if (isTile(value))
           yielded.push_back(tileOf(value));
-      if (first) {
+      if (first && hasElse) {
         results = yielded;
         // The else branch may overwrite these buffers only if what else
-        // lives in them is dead after the if.
+        // lives in them is dead after the if, also in later iterations of
+        // the loop (or grid) around it.
+        Operation *repeats = ifOp->getParentOp();
+        while (!isa<scf::ForOp, tile::GridOp>(repeats))
+          repeats = repeats->getParentOp();
         for (const TileBuffer &tile : results)
-          for (Value occupant : occupants[tile.buffer])
-            if (!ifOp->isAncestor(occupant.getParentBlock()->getParentOp()) &&
-                usedAfter(occupant, ifOp) && hasElse)
+          for (Value occupant : occupants[tile.buffer]) {
+            Operation *owner = occupant.getParentBlock()->getParentOp();
+            if (ifOp->isAncestor(owner))
+              continue;
+            if (!repeats->isAncestor(owner) || usedAfter(occupant, ifOp))
               return ifOp.emitOpError(
                   "yields a tile whose CPU buffer is still in use after it");
+          }
+      } else if (first) {
+        results = yielded;
       }
       unsigned tiled = 0;
       for (Value value : yield.getOperands()) {
@@ -752,26 +781,27 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   // Buffers go before this marker, the loop after it.
   Operation *allocPoint = arith::ConstantIndexOp::create(b, 0);
   ProgramLowering lowering(b, rb, allocPoint, grid.getBlockRows());
-  LogicalResult status_ = success();
+  LogicalResult lowered = lowering.lowerOuterTiles(grid);
   rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(),
                       [&](Value batch, Value head, Value queryBlock) {
                         IRMapping mapping;
                         mapping.map(grid.getQueryBlock(), queryBlock);
                         mapping.map(grid.getHead(), head);
                         mapping.map(grid.getBatch(), batch);
-                        if (failed(lowering.lowerBlock(grid.getBody().front(),
+                        if (failed(lowered) ||
+                            failed(lowering.lowerBlock(grid.getBody().front(),
                                                        mapping)))
-                          status_ = failure();
+                          lowered = failure();
                       });
   lowering.freeBuffers();
   allocPoint->erase();
   grid.erase();
-  // Constant tiles that canonicalization hoisted out of the grid.
-  for (Operation &op : llvm::make_early_inc_range(entry))
-    if (isa<arith::ConstantOp>(op) && op.use_empty() &&
+  // Splats (and constants) of tiles outside the grid, now in buffers.
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(entry)))
+    if (isa<arith::ConstantOp, tensor::SplatOp>(op) && op.use_empty() &&
         isTile(op.getResult(0)))
       op.erase();
-  return status_;
+  return lowered;
 }
 
 struct TileToLoopsPass : public attnc::impl::TileToLoopsBase<TileToLoopsPass> {

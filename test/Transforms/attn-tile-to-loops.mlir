@@ -186,3 +186,29 @@ func.func @dynamic_rows(%x: memref<?x?xf32>, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+// The then branch yields a tile defined outside the loop; the else branch
+// would have to overwrite its buffer, which the next iteration reads.
+
+func.func @branch_clobbers(%x: memref<?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %n = memref.dim %x, %c0 : memref<?x?xf32>
+  %one = arith.constant 1.0 : f32
+  %ones = tensor.splat %one : tensor<4xf32>
+  attn_tile.grid (%qb, %h, %b) heads %c1 batches %c1 block_rows 4 {
+    %cond = arith.cmpi eq, %qb, %c0 : index
+    // expected-error @+1 {{yields a tile whose CPU buffer is still in use after it}}
+    %t = scf.if %cond -> tensor<4xf32> {
+      scf.yield %ones : tensor<4xf32>
+    } else {
+      %xt = attn_tile.load %x[%c0, %c0] rows %c4 row_dim 1 : memref<?x?xf32> -> tensor<4xf32>
+      scf.yield %xt : tensor<4xf32>
+    }
+    attn_tile.store %t, %x[%c0, %c0] rows %c4 row_dim 1 : tensor<4xf32> -> memref<?x?xf32>
+  }
+  return
+}
