@@ -577,16 +577,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     }
     // Loads of user tensors that do not depend on (s, i, j), like slope[h],
     // once per CTA instead of once per score.
-    rb.hoistInvariantLoads(
-        op.getScore(),
-        {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
-         {score_arg::M, m}, {score_arg::QStart, startQ},
-         {score_arg::KStart, startK}});
-    rb.hoistInvariantLoads(
-        op.getMask(),
-        {{mask_arg::B, batch}, {mask_arg::H, head}, {mask_arg::N, n},
-         {mask_arg::M, m}, {mask_arg::QStart, startQ},
-         {mask_arg::KStart, startK}});
+    rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch, head,
+                                  n, m, startQ, startK);
 
     auto copyKeyBlock = [&](Value keyBlock, Value stage) {
       Value j0 = rb.mul(keyBlock, bk);

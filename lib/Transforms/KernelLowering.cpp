@@ -55,38 +55,43 @@ void attnc::lowering::lowerKernelBody(
   lowerFamily(familyOp, rb, familyResults);
 }
 
-func::FuncOp attnc::lowering::lowerKernelToFunc(
-    KernelOp kernel,
-    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+namespace {
+/// Replaces `kernel` by a func.func of the same name taking the calling
+/// convention and fills it in; `withWorkRange` adds the CPU's three work
+/// range arguments and clears the status buffer on entry.
+func::FuncOp replaceKernelByFunc(
+    KernelOp kernel, bool withWorkRange,
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
   OpBuilder builder(kernel);
   SmallVector<Type> argTypes = getCallingConventionTypes(kernel);
-  argTypes.append(3, builder.getIndexType()); // the work range
+  if (withWorkRange)
+    argTypes.append(3, builder.getIndexType());
   auto func = func::FuncOp::create(builder, kernel.getLoc(),
                                    kernel.getSymName(),
                                    builder.getFunctionType(argTypes, {}));
-  func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
   Block *entry = func.addEntryBlock();
-  lowerKernelBody(kernel, entry, /*clearStatus=*/true, lowerFamily,
-                  entry->getArguments().take_back(3));
+  if (withWorkRange)
+    func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
+  lowerKernelBody(kernel, entry, /*clearStatus=*/withWorkRange, lowerFamily,
+                  withWorkRange ? entry->getArguments().take_back(3)
+                                : ValueRange());
   builder.setInsertionPointToEnd(entry);
   func::ReturnOp::create(builder, kernel.getLoc());
   kernel.erase();
   return func;
 }
+} // namespace
+
+func::FuncOp attnc::lowering::lowerKernelToFunc(
+    KernelOp kernel,
+    function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
+  return replaceKernelByFunc(kernel, /*withWorkRange=*/true, lowerFamily);
+}
 
 func::FuncOp attnc::lowering::lowerKernelToProgram(
     KernelOp kernel,
     function_ref<void(Operation *, LoweringBuilder &, ValueRange)> lowerFamily) {
-  OpBuilder builder(kernel);
-  auto func = func::FuncOp::create(
-      builder, kernel.getLoc(), kernel.getSymName(),
-      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
-  Block *entry = func.addEntryBlock();
-  lowerKernelBody(kernel, entry, /*clearStatus=*/false, lowerFamily);
-  builder.setInsertionPointToEnd(entry);
-  func::ReturnOp::create(builder, kernel.getLoc());
-  kernel.erase();
-  return func;
+  return replaceKernelByFunc(kernel, /*withWorkRange=*/false, lowerFamily);
 }
 
 AttentionOperands attnc::lowering::getAttentionOperands(Operation *familyOp,

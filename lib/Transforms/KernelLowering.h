@@ -225,6 +225,25 @@ public:
     }
   }
 
+  /// hoistInvariantLoads for the score and mask expressions of a
+  /// softmax-family op, given what one (batch, head) of a sequence binds.
+  void hoistSoftmaxInvariantLoads(Region &score, Region &mask, Value batch,
+                                  Value head, Value n, Value m, Value startQ,
+                                  Value startK) {
+    hoistInvariantLoads(score, {{score_arg::B, batch},
+                                {score_arg::H, head},
+                                {score_arg::N, n},
+                                {score_arg::M, m},
+                                {score_arg::QStart, startQ},
+                                {score_arg::KStart, startK}});
+    hoistInvariantLoads(mask, {{mask_arg::B, batch},
+                               {mask_arg::H, head},
+                               {mask_arg::N, n},
+                               {mask_arg::M, m},
+                               {mask_arg::QStart, startQ},
+                               {mask_arg::KStart, startK}});
+  }
+
   Value lowerLoad(LoadOp load, IRMapping &mapping) {
     Value memref = mapping.lookup(load.getTensor());
     SmallVector<Value> indices;

@@ -126,16 +126,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
   // Loads that do not depend on (s, i, j), like slope[h], once per program.
   rb.hoistedLoads.clear();
-  rb.hoistInvariantLoads(
-      op.getScore(),
-      {{score_arg::B, batch}, {score_arg::H, head}, {score_arg::N, n},
-       {score_arg::M, m}, {score_arg::QStart, startQ},
-       {score_arg::KStart, startK}});
-  rb.hoistInvariantLoads(
-      op.getMask(),
-      {{mask_arg::B, batch}, {mask_arg::H, head}, {mask_arg::N, n},
-       {mask_arg::M, m}, {mask_arg::QStart, startQ},
-       {mask_arg::KStart, startK}});
+  rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch, head, n,
+                                m, startQ, startK);
   Value bq = rb.index(blockQ), bk = rb.index(blockK);
   Value numQueryBlocks = arith::CeilDivUIOp::create(b, n, bq);
   rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, queryBlock,

@@ -628,33 +628,14 @@ private:
             scf::YieldOp::create(b, args);
             return;
           }
-          auto yield = cast<scf::YieldOp>(forOp.getBody()->getTerminator());
-          SmallVector<Value> scalars;
-          SmallVector<TileBuffer> yielded;
-          for (Value value : yield.getOperands())
-            if (isTile(value))
-              yielded.push_back(tileOf(value));
-          tiled = 0;
-          for (Value value : yield.getOperands()) {
-            if (!isTile(value)) {
-              scalars.push_back(mapping.lookupOrDefault(value));
-              continue;
-            }
-            if (failed(moveTile(yield, yielded[tiled], carried[tiled], yielded)))
-              status = failure();
-            ++tiled;
-          }
-          scf::YieldOp::create(b, scalars);
+          if (failed(yieldInto(
+                  cast<scf::YieldOp>(forOp.getBody()->getTerminator()),
+                  mapping, carried)))
+            status = failure();
         });
     if (failed(status))
       return failure();
-    unsigned scalar = 0, tiled = 0;
-    for (Value result : forOp.getResults()) {
-      if (isTile(result))
-        assign(result, carried[tiled++]);
-      else
-        mapping.map(result, newFor.getResult(scalar++));
-    }
+    bindResults(forOp.getResults(), carried, newFor.getResults(), mapping);
     return success();
   }
 
@@ -680,13 +661,10 @@ private:
       if (failed(lowerBlock(from.front(), mapping)))
         return failure();
       auto yield = cast<scf::YieldOp>(from.front().getTerminator());
-      SmallVector<Value> scalars;
-      SmallVector<TileBuffer> yielded;
-      for (Value value : yield.getOperands())
-        if (isTile(value))
-          yielded.push_back(tileOf(value));
-      if (first && hasElse) {
-        results = yielded;
+      if (!first)
+        return yieldInto(yield, mapping, results);
+      results = yieldedTiles(yield);
+      if (hasElse) {
         // The else branch may overwrite these buffers only if what else
         // lives in them is dead after the if, also in later iterations of
         // the loop (or grid) around it.
@@ -702,22 +680,8 @@ private:
               return ifOp.emitOpError(
                   "yields a tile whose CPU buffer is still in use after it");
           }
-      } else if (first) {
-        results = yielded;
       }
-      unsigned tiled = 0;
-      for (Value value : yield.getOperands()) {
-        if (!isTile(value)) {
-          scalars.push_back(mapping.lookupOrDefault(value));
-          continue;
-        }
-        if (!first &&
-            failed(moveTile(yield, yielded[tiled], results[tiled], yielded)))
-          return failure();
-        ++tiled;
-      }
-      scf::YieldOp::create(b, scalars);
-      return success();
+      return yieldInto(yield, mapping, {});
     };
     if (failed(lowerBranch(ifOp.getThenRegion(), newIf.getThenRegion(), true)))
       return failure();
@@ -729,14 +693,52 @@ private:
           def && newIf->isAncestor(def))
         return ifOp.emitOpError("yields a tile whose row count is computed "
                                 "inside it");
-    unsigned scalar = 0, tiled = 0;
-    for (Value result : ifOp.getResults()) {
-      if (isTile(result))
-        assign(result, results[tiled++]);
-      else
-        mapping.map(result, newIf.getResult(scalar++));
-    }
+    bindResults(ifOp.getResults(), results, newIf.getResults(), mapping);
     return success();
+  }
+
+  SmallVector<TileBuffer> yieldedTiles(scf::YieldOp yield) {
+    SmallVector<TileBuffer> yielded;
+    for (Value value : yield.getOperands())
+      if (isTile(value))
+        yielded.push_back(tileOf(value));
+    return yielded;
+  }
+
+  /// Ends a lowered loop body or branch: an scf.yield of the scalars, after
+  /// moving the yielded tiles into `into` (the carried or result buffers;
+  /// empty: they stay where they are).
+  LogicalResult yieldInto(scf::YieldOp yield, IRMapping &mapping,
+                          ArrayRef<TileBuffer> into) {
+    SmallVector<TileBuffer> yielded = yieldedTiles(yield);
+    SmallVector<Value> scalars;
+    LogicalResult status = success();
+    unsigned tiled = 0;
+    for (Value value : yield.getOperands()) {
+      if (!isTile(value)) {
+        scalars.push_back(mapping.lookupOrDefault(value));
+        continue;
+      }
+      if (!into.empty() &&
+          failed(moveTile(yield, yielded[tiled], into[tiled], yielded)))
+        status = failure();
+      ++tiled;
+    }
+    scf::YieldOp::create(b, scalars);
+    return status;
+  }
+
+  /// Maps the results of a lowered scf op: tiles to `buffers`, scalars to
+  /// `lowered`, each in order.
+  void bindResults(ValueRange results, ArrayRef<TileBuffer> buffers,
+                   ValueRange lowered, IRMapping &mapping) {
+    unsigned scalar = 0, tiled = 0;
+    for (Value result : results) {
+      if (isTile(result))
+        assign(result, buffers[tiled++]);
+      else
+        mapping.map(result, lowered[scalar++]);
+    }
   }
 
   ImplicitLocOpBuilder &b;
