@@ -166,6 +166,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
           tile::LoadOp::create(b, valueType, shape.v, keyRow, cols, rowDim);
       Value s = tile::DotOp::create(b, scoreType, q, k,
                                     splat(rb.f32(0), scoreType, rows),
+                                    /*transpose_lhs=*/false,
                                     /*transpose_rhs=*/true);
 
       // Scores (masked or not) become weights, then the online update.

@@ -100,6 +100,14 @@ private:
       return lowerMap(map, mapping);
     if (auto reduce = dyn_cast<tile::ReduceOp>(op))
       return lowerReduce(reduce);
+    if (auto scan = dyn_cast<tile::ScanOp>(op))
+      return lowerScan(scan);
+    if (auto slice = dyn_cast<tile::SliceOp>(op))
+      return lowerSlice(slice, mapping);
+    if (auto transpose = dyn_cast<tile::TransposeOp>(op))
+      return lowerTranspose(transpose);
+    if (auto decayDot = dyn_cast<tile::DecayDotOp>(op))
+      return lowerDecayDot(decayDot);
     if (auto splat = dyn_cast<tensor::SplatOp>(op))
       return lowerSplat(splat, mapping);
     if (auto constant = dyn_cast<arith::ConstantOp>(op);
@@ -153,13 +161,44 @@ private:
   }
 
   /// The capacity and the row count of a tile with `fixed` rows, or with
-  /// `dynamic` rows (at most the grid's block_rows).
+  /// `dynamic` rows: a size defined outside the grid (a head dim), which is
+  /// also the capacity, or else a count of at most the grid's block_rows.
   std::pair<Value, Value> rowsOf(int64_t fixed, Value dynamic) {
+    if (ShapedType::isDynamic(fixed) && dominatesAllocPoint(dynamic))
+      return {dynamic, dynamic};
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(allocs);
     Value capacity = arith::ConstantIndexOp::create(
         b, ShapedType::isDynamic(fixed) ? blockRows : fixed);
     return {capacity, ShapedType::isDynamic(fixed) ? dynamic : capacity};
+  }
+
+  /// Whether a 2-D tile is best stored transposed: it has static rows and
+  /// feeds a dot as its transposed rhs (`Q K^T` then runs on vectors along
+  /// the rows of K), and every other use reads elements one at a time (the
+  /// transposed lhs of a dot, maps, slices).
+  static bool prefersTransposed(Value value) {
+    auto type = cast<RankedTensorType>(value.getType());
+    if (type.getRank() != 2 || type.isDynamicDim(0))
+      return false;
+    bool transposedRhs = false;
+    for (OpOperand &use : value.getUses()) {
+      if (auto dot = dyn_cast<tile::DotOp>(use.getOwner())) {
+        unsigned operand = use.getOperandNumber();
+        if (dot.getTransposeRhs() &&
+            operand == dot.getRhsMutable().getOperandNumber()) {
+          transposedRhs = true;
+          continue;
+        }
+        if (dot.getTransposeLhs() &&
+            operand == dot.getLhsMutable().getOperandNumber())
+          continue;
+        return false;
+      }
+      if (!isa<tile::MapOp, tile::SliceOp>(use.getOwner()))
+        return false;
+    }
+    return transposedRhs;
   }
 
   /// A zero-filled buffer for a tile of `capacity` x `cols` rows (null
@@ -340,17 +379,7 @@ private:
         return failure();
       cols = *size;
     }
-    // Staged transposed when it only feeds Q K^T-style products (and its
-    // rows are whole vector lanes once padded).
-    bool transposed =
-        cols && !ShapedType::isDynamic(type.getDimSize(0)) &&
-        !load->use_empty() &&
-        llvm::all_of(load->getUses(), [](OpOperand &use) {
-          auto dot = dyn_cast<tile::DotOp>(use.getOwner());
-          return dot && dot.getTransposeRhs() &&
-                 use.getOperandNumber() == dot.getRhsMutable().getOperandNumber();
-        });
-    TileBuffer tile = allocate(capacity, cols, transposed);
+    TileBuffer tile = allocate(capacity, cols, prefersTransposed(load));
     // A tile of `count` rows holds at most the grid's block_rows.
     tile.rows = rows == count ? Value(arith::MinUIOp::create(b, count, capacity))
                               : rows;
@@ -440,7 +469,13 @@ private:
   LogicalResult lowerDot(tile::DotOp dot) {
     TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
                acc = tileOf(dot.getAcc());
-    Value depth = lhs.cols;
+    bool transposeLhs = dot.getTransposeLhs();
+    // lhs[r][d] of the product (lhs^T with transpose_lhs).
+    auto lhsAt = [&](Value r, Value d) {
+      return transposeLhs ? loadElement(lhs, d, r) : loadElement(lhs, r, d);
+    };
+    Value rows = transposeLhs ? lhs.cols : lhs.rows;
+    Value depth = transposeLhs ? lhs.rows : lhs.cols;
     if (dot.getTransposeRhs() && rhs.transposed) {
       // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
       // columns of the result (rhs staged transposed).
@@ -449,10 +484,10 @@ private:
           cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
           LoweringBuilder::kLanes);
       bool zeroAcc = isZeroSplat(dot.getAcc());
-      rb.loop(rb.index(0), lhs.rows, [&](Value r) {
+      rb.loop(rb.index(0), rows, [&](Value r) {
         rb.rowTimesTransposed(
-            depth, [&](Value d) { return loadElement(lhs, r, d); }, rhs.buffer,
-            width, result.buffer, {r});
+            depth, [&](Value d) { return lhsAt(r, d); }, rhs.buffer, width,
+            result.buffer, {r});
         if (zeroAcc)
           return;
         rb.loop(rb.index(0), result.cols, [&](Value c) {
@@ -469,8 +504,8 @@ private:
         Value sum = rb.loop(rb.index(0), depth, {loadElement(acc, r, c)},
                             [&](Value d, ValueRange partial) {
                               return SmallVector<Value>{math::FmaOp::create(
-                                  b, loadElement(lhs, r, d),
-                                  loadElement(rhs, c, d), partial[0])};
+                                  b, lhsAt(r, d), loadElement(rhs, c, d),
+                                  partial[0])};
                             })[0];
         storeElement(sum, result, r, c);
       });
@@ -485,7 +520,7 @@ private:
     constexpr int64_t group = LoweringBuilder::kLanes * LoweringBuilder::kValueGroup;
     Value groups = arith::DivUIOp::create(b, rb.paddedToValueGroups(result.cols),
                                           rb.index(group));
-    rb.loop(rb.index(0), lhs.rows, [&](Value r) {
+    rb.loop(rb.index(0), rows, [&](Value r) {
       rb.loop(rb.index(0), groups, [&](Value g) {
         Value c0 = rb.mul(g, rb.index(group));
         auto column = [&](int64_t k) {
@@ -499,12 +534,37 @@ private:
               SmallVector<Value> row;
               for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
                 row.push_back(rb.loadLanes(rhs.buffer, {d, column(k)}));
-              return std::make_pair(loadElement(lhs, r, d), row);
+              return std::make_pair(lhsAt(r, d), row);
             });
         for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
           vector::StoreOp::create(b, sums[k], result.buffer,
                                   ValueRange{r, column(k)});
       });
+    });
+    return success();
+  }
+
+  /// result[r][c] = acc[r][c] + sum_d lhs[r][d] rhs[c][d]
+  ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time.
+  LogicalResult lowerDecayDot(tile::DecayDotOp dot) {
+    TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
+               lhsGate = tileOf(dot.getLhsGate()),
+               rhsGate = tileOf(dot.getRhsGate()), acc = tileOf(dot.getAcc());
+    TileBuffer result = bufferFor(
+        dot, dot, acc, {dot.getAcc()},
+        {dot.getLhs(), dot.getRhs(), dot.getLhsGate(), dot.getRhsGate()});
+    forEachElement(result, [&](Value r, Value c) {
+      Value sum = rb.loop(
+          rb.index(0), lhs.cols, {loadElement(acc, r, c)},
+          [&](Value d, ValueRange partial) {
+            Value decay = math::ExpOp::create(
+                b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
+                                         loadElement(rhsGate, c, d)));
+            Value product = rb.mul(
+                rb.mul(loadElement(lhs, r, d), loadElement(rhs, c, d)), decay);
+            return SmallVector<Value>{rb.add(partial[0], product)};
+          })[0];
+      storeElement(sum, result, r, c);
     });
     return success();
   }
@@ -524,28 +584,46 @@ private:
 
   LogicalResult lowerMap(tile::MapOp map, IRMapping &mapping) {
     auto type = cast<RankedTensorType>(map.getType());
+    int64_t rank = type.getRank();
+    // Which dimensions of each input stand for every row or column.
+    auto broadcasts = [&](Value input, int64_t d) {
+      auto inputType = cast<RankedTensorType>(input.getType());
+      if (inputType.getRank() != rank)
+        return d == 1; // a 1-D input: one value per row
+      return inputType.getDimSize(d) == 1 && type.getDimSize(d) != 1;
+    };
     SmallVector<TileBuffer> inputs;
     std::optional<TileBuffer> shaped;
     for (Value input : map.getInputs()) {
       inputs.push_back(tileOf(input));
-      if (cast<RankedTensorType>(input.getType()).getRank() == type.getRank() &&
-          !shaped)
+      bool full = llvm::none_of(llvm::seq<int64_t>(0, rank), [&](int64_t d) {
+        return broadcasts(input, d);
+      });
+      if (full && (!shaped || input.getType() == type))
         shaped = inputs.back();
     }
     if (!shaped)
       return map.emitOpError("needs an input of its result's shape on the CPU");
-    TileBuffer result = bufferFor(map, map, *shaped, map.getInputs());
+    TileBuffer result =
+        prefersTransposed(map)
+            ? assign(map, allocate(shaped->capacity, shaped->cols, true))
+            : bufferFor(map, map, *shaped, map.getInputs());
+    result.rows = shaped->rows;
+    tiles[map] = result;
     Block &body = map.getBody().front();
-    int64_t rank = type.getRank();
+    Value zero = rb.index(0);
     forEachElement(result, [&](Value r, Value c) {
       IRMapping element = mapping;
       element.map(body.getArgument(0), r);
       if (rank == 2)
         element.map(body.getArgument(1), c);
-      for (auto [index, input] : llvm::enumerate(inputs)) {
+      for (auto [index, input, tile] :
+           llvm::enumerate(map.getInputs(), inputs)) {
         BlockArgument arg = body.getArgument(rank + index);
-        bool broadcast = !input.cols && rank == 2;
-        Value value = loadElement(input, r, broadcast ? Value() : c);
+        Value value =
+            tile.cols ? loadElement(tile, broadcasts(input, 0) ? zero : r,
+                                    broadcasts(input, 1) ? zero : c)
+                      : loadElement(tile, r, Value());
         if (arg.getType() != value.getType())
           value = arith::TruncFOp::create(b, arg.getType(), value);
         element.map(arg, value);
@@ -557,6 +635,77 @@ private:
       if (!yielded.getType().isF32())
         yielded = arith::ExtFOp::create(b, b.getF32Type(), yielded);
       storeElement(yielded, result, r, c);
+    });
+    return success();
+  }
+
+  /// Row r combines rows 0..r, in place when the input dies here.
+  LogicalResult lowerScan(tile::ScanOp scan) {
+    TileBuffer input = tileOf(scan.getInput());
+    TileBuffer result = bufferFor(scan, scan, input, {scan.getInput()});
+    bool max = scan.getKind() == tile::ReduceKind::max;
+    auto combine = [&](Value x, Value y) -> Value {
+      return max ? Value(arith::MaximumFOp::create(b, x, y)) : rb.add(x, y);
+    };
+    Value zero = rb.index(0);
+    auto each = [&](llvm::function_ref<void(Value)> body) {
+      if (!input.cols)
+        return body(Value());
+      rb.loop(zero, input.cols, body);
+    };
+    each([&](Value c) {
+      storeElement(loadElement(input, zero, c), result, zero, c);
+    });
+    rb.loop(rb.index(1), input.rows, [&](Value r) {
+      each([&](Value c) {
+        Value previous = loadElement(result, rb.sub(r, rb.index(1)), c);
+        storeElement(combine(previous, loadElement(input, r, c)), result, r,
+                     c);
+      });
+    });
+    return success();
+  }
+
+  /// Copies rows first.. of the input; rows past the count are zero.
+  LogicalResult lowerSlice(tile::SliceOp slice, IRMapping &mapping) {
+    auto type = cast<RankedTensorType>(slice.getType());
+    TileBuffer input = tileOf(slice.getInput());
+    Value count = mapping.lookupOrDefault(slice.getCount());
+    Value first = mapping.lookupOrDefault(slice.getFirst());
+    auto [capacity, rows] = rowsOf(type.getDimSize(0), count);
+    TileBuffer result = allocate(capacity, input.cols, false);
+    result.rows = rows == count
+                      ? Value(arith::MinUIOp::create(b, count, capacity))
+                      : rows;
+    assign(slice, result);
+    Value copied = arith::MinUIOp::create(b, count, result.rows);
+    auto each = [&](llvm::function_ref<void(Value)> body) {
+      if (!input.cols)
+        return body(Value());
+      rb.loop(rb.index(0), input.cols, body);
+    };
+    rb.loop(rb.index(0), copied, [&](Value r) {
+      each([&](Value c) {
+        storeElement(loadElement(input, rb.add(first, r), c), result, r, c);
+      });
+    });
+    rb.loop(copied, result.rows, [&](Value r) {
+      each([&](Value c) { storeElement(rb.f32(0), result, r, c); });
+    });
+    return success();
+  }
+
+  /// A copy with rows and columns swapped; the input's row count must be
+  /// known at the allocation point, as it becomes the column count.
+  LogicalResult lowerTranspose(tile::TransposeOp transpose) {
+    TileBuffer input = tileOf(transpose.getInput());
+    if (!dominatesAllocPoint(input.rows))
+      return transpose.emitOpError(
+          "transposes a tile whose row count is computed inside the grid");
+    TileBuffer result = assign(transpose, allocate(input.cols, input.rows,
+                                                   false));
+    forEachElement(input, [&](Value r, Value c) {
+      storeElement(loadElement(input, r, c), result, c, r);
     });
     return success();
   }
@@ -764,9 +913,12 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
                                   {index, index, index}, {}, {loc, loc, loc})))
     return func.emitOpError("could not add the CPU work range arguments");
   func->setAttr("llvm.emit_c_interface", UnitAttr::get(context));
-  func->setAttr(kCpuRowBlockAttrName,
-                IntegerAttr::get(IntegerType::get(context, 64),
-                                 grid.getBlockRows()));
+  // Per-sequence grids are (batch, head) items, which the runner assumes
+  // when the function names no row block.
+  if (!grid.getPerSequence())
+    func->setAttr(kCpuRowBlockAttrName,
+                  IntegerAttr::get(IntegerType::get(context, 64),
+                                   grid.getBlockRows()));
   Block &entry = func.front();
   Value status = entry.getArgument(numArgs - 1);
 
@@ -784,17 +936,21 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   Operation *allocPoint = arith::ConstantIndexOp::create(b, 0);
   ProgramLowering lowering(b, rb, allocPoint, grid.getBlockRows());
   LogicalResult lowered = lowering.lowerOuterTiles(grid);
-  rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(),
-                      [&](Value batch, Value head, Value queryBlock) {
-                        IRMapping mapping;
-                        mapping.map(grid.getQueryBlock(), queryBlock);
-                        mapping.map(grid.getHead(), head);
-                        mapping.map(grid.getBatch(), batch);
-                        if (failed(lowered) ||
-                            failed(lowering.lowerBlock(grid.getBody().front(),
-                                                       mapping)))
-                          lowered = failure();
-                      });
+  auto instance = [&](Value batch, Value head, Value queryBlock) {
+    IRMapping mapping;
+    mapping.map(grid.getQueryBlock(), queryBlock);
+    mapping.map(grid.getHead(), head);
+    mapping.map(grid.getBatch(), batch);
+    if (failed(lowered) ||
+        failed(lowering.lowerBlock(grid.getBody().front(), mapping)))
+      lowered = failure();
+  };
+  if (grid.getPerSequence())
+    rb.gridLoop(grid.getBatches(), grid.getHeads(), [&](Value batch, Value head) {
+      instance(batch, head, rb.index(0));
+    });
+  else
+    rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(), instance);
   lowering.freeBuffers();
   allocPoint->erase();
   grid.erase();

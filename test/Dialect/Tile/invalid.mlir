@@ -81,7 +81,7 @@ func.func @dot_f16_acc(%a: tensor<16x32xbf16>, %b: tensor<32x8xbf16>, %c: tensor
 // -----
 
 func.func @map_shape(%a: tensor<16x8xf32>, %b: tensor<8xf32>) {
-  // expected-error @+1 {{input 1 of shape 8 is neither the result's shape 16x8 nor one value per row of it}}
+  // expected-error @+1 {{input 1 of shape 8 is neither the result's shape 16x8 nor one value per row or column of it}}
   %r = attn_tile.map (%a, %b) : (tensor<16x8xf32>, tensor<8xf32>) -> tensor<16x8xf32> {
   ^bb0(%i: index, %j: index, %x: f32, %y: f32):
     attn_tile.yield %x : f32
@@ -125,5 +125,64 @@ func.func @reduce_rank(%a: tensor<16xf32>) {
 func.func @reduce_rows(%a: tensor<16x8xf32>) {
   // expected-error @+1 {{result must hold one 'f32' per row of the input}}
   %r = attn_tile.reduce max %a : tensor<16x8xf32> -> tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @dot_transposed_lhs(%a: tensor<64x16xf32>, %b: tensor<32x8xf32>, %acc: tensor<16x8xf32>) {
+  // expected-error @+1 {{lhs (transposed) 64x16 and rhs 32x8 do not share the contracted dimension}}
+  %r = attn_tile.dot %a, %b, %acc {transpose_lhs} : tensor<64x16xf32>, tensor<32x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @map_broadcast(%a: tensor<16x8xf32>, %b: tensor<2x8xf32>) {
+  // expected-error @+1 {{input 1 of shape 2x8 is neither the result's shape 16x8 nor one value per row or column of it}}
+  %r = attn_tile.map (%a, %b) : (tensor<16x8xf32>, tensor<2x8xf32>) -> tensor<16x8xf32> {
+  ^bb0(%i: index, %j: index, %x: f32, %y: f32):
+    attn_tile.yield %x : f32
+  }
+  return
+}
+
+// -----
+
+func.func @scan_type(%a: tensor<16x8xf32>) {
+  // expected-error @+1 {{failed to verify that all of {input, result} have same type}}
+  %r = "attn_tile.scan"(%a) <{kind = #attn_tile<reduce_kind add>}> : (tensor<16x8xf32>) -> tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @slice_columns(%a: tensor<16x8xf32>, %n: index) {
+  // expected-error @+1 {{result 1x4 must take rows of the input 16x8 (same columns and element type)}}
+  %r = attn_tile.slice %a[%n] rows %n : tensor<16x8xf32> -> tensor<1x4xf32>
+  return
+}
+
+// -----
+
+func.func @transpose_shape(%a: tensor<1x8xf32>) {
+  // expected-error @+1 {{result 1x8 is not the transpose of 1x8}}
+  %r = attn_tile.transpose %a : tensor<1x8xf32> -> tensor<1x8xf32>
+  return
+}
+
+// -----
+
+func.func @decay_dot_gate(%a: tensor<16x8xf32>, %g: tensor<16x4xf32>, %acc: tensor<16x16xf32>) {
+  // expected-error @+1 {{needs an f32 lhs gate of the lhs's shape 16x8, got 16x4}}
+  %r = attn_tile.decay_dot %a, %a, %g, %a, %acc : tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x4xf32>, tensor<16x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @decay_dot_acc(%a: tensor<16x8xf32>, %b: tensor<32x8xf32>, %acc: tensor<16x16xf32>) {
+  // expected-error @+1 {{accumulator 16x16 is not rows(lhs) x rows(rhs)}}
+  %r = attn_tile.decay_dot %a, %b, %a, %b, %acc : tensor<16x8xf32>, tensor<32x8xf32>, tensor<16x8xf32>, tensor<32x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
   return
 }

@@ -60,3 +60,46 @@ func.func @dynamic_head_dim(%q: memref<?x?x?xf32>, %rows: index, %d: index) {
   }
   return
 }
+
+// -----
+
+// The ops of chunkwise linear programs: a grid per sequence, cumulative
+// gates, rows of a tile, broadcasts of one row or column, transposed dots
+// and the decayed intra-chunk scores.
+// CHECK-LABEL: func.func @linear_ops(
+func.func @linear_ops(%heads: index, %batches: index, %g: tensor<64x16xf32>,
+                      %k: tensor<64x16xbf16>, %v: tensor<64x32xbf16>,
+                      %s: tensor<16x32xf32>, %q: tensor<?x16xf32>, %n: index) {
+  // CHECK: attn_tile.grid (%{{.*}}, %{{.*}}, %{{.*}}) heads %{{.*}} batches %{{.*}} block_rows 64 per_sequence {
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 64 per_sequence {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c63 = arith.constant 63 : index
+    // CHECK: attn_tile.scan add %{{.*}} : tensor<64x16xf32>
+    %cum = attn_tile.scan add %g : tensor<64x16xf32>
+    // CHECK: attn_tile.slice %{{.*}}[%{{.*}}] rows %{{.*}} : tensor<64x16xf32> -> tensor<1x16xf32>
+    %last = attn_tile.slice %cum[%c63] rows %c1 : tensor<64x16xf32> -> tensor<1x16xf32>
+    // CHECK: attn_tile.transpose %{{.*}} : tensor<1x16xf32> -> tensor<16x1xf32>
+    %col = attn_tile.transpose %last : tensor<1x16xf32> -> tensor<16x1xf32>
+    // CHECK: attn_tile.map(%{{.*}}, %{{.*}}) : (tensor<16x32xf32>, tensor<16x1xf32>) -> tensor<16x32xf32>
+    %decayed = attn_tile.map (%s, %col) : (tensor<16x32xf32>, tensor<16x1xf32>) -> tensor<16x32xf32> {
+    ^bb0(%r: index, %c: index, %x: f32, %gl: f32):
+      %e = math.exp %gl : f32
+      %y = arith.mulf %x, %e : f32
+      attn_tile.yield %y : f32
+    }
+    // CHECK: attn_tile.dot %{{.*}}, %{{.*}}, %{{.*}} {transpose_lhs} : tensor<64x16xbf16>, tensor<64x32xbf16>, tensor<16x32xf32> -> tensor<16x32xf32>
+    %state = attn_tile.dot %k, %v, %decayed {transpose_lhs} : tensor<64x16xbf16>, tensor<64x32xbf16>, tensor<16x32xf32> -> tensor<16x32xf32>
+    %rows = attn_tile.slice %cum[%c0] rows %n : tensor<64x16xf32> -> tensor<?x16xf32>
+    %kf = attn_tile.map (%k) : (tensor<64x16xbf16>) -> tensor<64x16xf32> {
+    ^bb0(%r: index, %c: index, %x: bf16):
+      %y = arith.extf %x : bf16 to f32
+      attn_tile.yield %y : f32
+    }
+    %zero = arith.constant 0.0 : f32
+    %acc = tensor.splat %zero[%n] : tensor<?x64xf32>
+    // CHECK: attn_tile.decay_dot %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x64xf32> -> tensor<?x64xf32>
+    %a = attn_tile.decay_dot %q, %kf, %rows, %cum, %acc : tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x64xf32> -> tensor<?x64xf32>
+  }
+  return
+}

@@ -63,10 +63,12 @@ LogicalResult verifyRowAddressing(Operation *op, RankedTensorType tile,
 //===----------------------------------------------------------------------===//
 
 void GridOp::build(OpBuilder &builder, OperationState &state, Value heads,
-                   Value batches, int64_t blockRows) {
+                   Value batches, int64_t blockRows, bool perSequence) {
   state.addOperands({heads, batches});
-  state.getOrAddProperties<Properties>().block_rows =
-      builder.getI64IntegerAttr(blockRows);
+  Properties &properties = state.getOrAddProperties<Properties>();
+  properties.block_rows = builder.getI64IntegerAttr(blockRows);
+  if (perSequence)
+    properties.per_sequence = builder.getUnitAttr();
   Region *body = state.addRegion();
   Block *block = new Block();
   body->push_back(block);
@@ -97,8 +99,10 @@ ParseResult GridOp::parse(OpAsmParser &parser, OperationState &result) {
       parser.resolveOperand(heads, index, result.operands) ||
       parser.resolveOperand(batches, index, result.operands))
     return failure();
-  result.getOrAddProperties<Properties>().block_rows =
-      parser.getBuilder().getI64IntegerAttr(blockRows);
+  Properties &properties = result.getOrAddProperties<Properties>();
+  properties.block_rows = parser.getBuilder().getI64IntegerAttr(blockRows);
+  if (succeeded(parser.parseOptionalKeyword("per_sequence")))
+    properties.per_sequence = parser.getBuilder().getUnitAttr();
   if (parser.parseOptionalAttrDictWithKeyword(result.attributes))
     return failure();
   Region *body = result.addRegion();
@@ -114,8 +118,10 @@ void GridOp::print(OpAsmPrinter &p) {
                         [&](BlockArgument arg) { p.printOperand(arg); });
   p << ") heads " << getHeads() << " batches " << getBatches()
     << " block_rows " << getBlockRows();
-  p.printOptionalAttrDictWithKeyword((*this)->getAttrs(),
-                                     {getBlockRowsAttrName()});
+  if (getPerSequence())
+    p << " per_sequence";
+  p.printOptionalAttrDictWithKeyword(
+      (*this)->getAttrs(), {getBlockRowsAttrName(), getPerSequenceAttrName()});
   p << " ";
   p.printRegion(getBody(), /*printEntryBlockArgs=*/false,
                 /*printBlockTerminators=*/false);
@@ -171,14 +177,16 @@ LogicalResult DotOp::verify() {
     return emitOpError("accumulator and result types differ");
   if (!acc.getElementType().isF32())
     return emitOpError("accumulates in f32, not ") << acc.getElementType();
+  int64_t rows = lhs.getDimSize(getTransposeLhs() ? 1 : 0);
+  int64_t lhsDepth = lhs.getDimSize(getTransposeLhs() ? 0 : 1);
   int64_t depth = rhs.getDimSize(getTransposeRhs() ? 1 : 0);
   int64_t columns = rhs.getDimSize(getTransposeRhs() ? 0 : 1);
-  if (!compatible(lhs.getDimSize(1), depth))
+  if (!compatible(lhsDepth, depth))
     return emitOpError("lhs ")
-           << shapeString(lhs) << " and rhs "
-           << (getTransposeRhs() ? "(transposed) " : "") << shapeString(rhs)
-           << " do not share the contracted dimension";
-  if (!compatible(acc.getDimSize(0), lhs.getDimSize(0)) ||
+           << (getTransposeLhs() ? "(transposed) " : "") << shapeString(lhs)
+           << " and rhs " << (getTransposeRhs() ? "(transposed) " : "")
+           << shapeString(rhs) << " do not share the contracted dimension";
+  if (!compatible(acc.getDimSize(0), rows) ||
       !compatible(acc.getDimSize(1), columns))
     return emitOpError("accumulator ")
            << shapeString(acc) << " is not rows(lhs) x columns(rhs)";
@@ -201,11 +209,18 @@ LogicalResult MapOp::verify() {
                                   });
     bool rowBroadcast = type.getRank() == 1 && result.getRank() == 2 &&
                         compatible(type.getDimSize(0), result.getDimSize(0));
-    if (!sameShape && !rowBroadcast)
+    // One row (or column) of values stands for every row (or column).
+    bool unitBroadcast =
+        type.getRank() == 2 && result.getRank() == 2 &&
+        llvm::all_of(llvm::seq<int64_t>(0, 2), [&](int64_t d) {
+          return type.getDimSize(d) == 1 ||
+                 compatible(type.getDimSize(d), result.getDimSize(d));
+        });
+    if (!sameShape && !rowBroadcast && !unitBroadcast)
       return emitOpError("input ")
              << index << " of shape " << shapeString(type)
              << " is neither the result's shape " << shapeString(result)
-             << " nor one value per row of it";
+             << " nor one value per row or column of it";
   }
   return success();
 }
@@ -242,5 +257,71 @@ LogicalResult ReduceOp::verify() {
       input.getElementType() != result.getElementType())
     return emitOpError("result must hold one ")
            << input.getElementType() << " per row of the input";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// SliceOp, TransposeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SliceOp::verify() {
+  auto input = cast<RankedTensorType>(getInput().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (input.getRank() != result.getRank() ||
+      input.getElementType() != result.getElementType() ||
+      (input.getRank() == 2 &&
+       !compatible(input.getDimSize(1), result.getDimSize(1))))
+    return emitOpError("result ")
+           << shapeString(result) << " must take rows of the input "
+           << shapeString(input) << " (same columns and element type)";
+  return success();
+}
+
+LogicalResult TransposeOp::verify() {
+  auto input = cast<RankedTensorType>(getInput().getType());
+  auto result = cast<RankedTensorType>(getResult().getType());
+  if (input.getRank() != 2 || result.getRank() != 2 ||
+      input.getElementType() != result.getElementType() ||
+      !compatible(input.getDimSize(0), result.getDimSize(1)) ||
+      !compatible(input.getDimSize(1), result.getDimSize(0)))
+    return emitOpError("result ")
+           << shapeString(result) << " is not the transpose of "
+           << shapeString(input);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DecayDotOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DecayDotOp::verify() {
+  auto lhs = cast<RankedTensorType>(getLhs().getType());
+  auto rhs = cast<RankedTensorType>(getRhs().getType());
+  auto acc = cast<RankedTensorType>(getAcc().getType());
+  if (lhs.getRank() != 2 || rhs.getRank() != 2 || acc.getRank() != 2)
+    return emitOpError("multiplies 2-D tiles");
+  if (acc != getResult().getType() || !acc.getElementType().isF32())
+    return emitOpError("accumulates in f32: the accumulator and the result "
+                       "must both be that type");
+  for (auto [name, operand, gate] :
+       {std::tuple<StringRef, RankedTensorType, Value>{"lhs", lhs,
+                                                       getLhsGate()},
+        {"rhs", rhs, getRhsGate()}}) {
+    auto gateType = cast<RankedTensorType>(gate.getType());
+    if (gateType.getRank() != 2 || !gateType.getElementType().isF32() ||
+        !compatible(gateType.getDimSize(0), operand.getDimSize(0)) ||
+        !compatible(gateType.getDimSize(1), operand.getDimSize(1)))
+      return emitOpError("needs an f32 ")
+             << name << " gate of the " << name << "'s shape "
+             << shapeString(operand) << ", got " << shapeString(gateType);
+  }
+  if (!compatible(lhs.getDimSize(1), rhs.getDimSize(1)))
+    return emitOpError("lhs ") << shapeString(lhs) << " and rhs (transposed) "
+                               << shapeString(rhs)
+                               << " do not share the contracted dimension";
+  if (!compatible(acc.getDimSize(0), lhs.getDimSize(0)) ||
+      !compatible(acc.getDimSize(1), rhs.getDimSize(0)))
+    return emitOpError("accumulator ")
+           << shapeString(acc) << " is not rows(lhs) x rows(rhs)";
   return success();
 }

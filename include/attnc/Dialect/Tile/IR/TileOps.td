@@ -39,20 +39,29 @@ def Tile_GridOp : Tile_Op<"grid", [
     only the kernel's inputs and write disjoint parts of its outputs, so any
     order, or all at once, computes the same result.
 
+    With `per_sequence`, there is one instance per (head, batch entry), the
+    query block argument is 0 and the body walks its whole sequence itself
+    (the chunks of a linear kernel, which carry state from one to the next);
+    `block_rows` then bounds the rows of its tiles.
+
+    A tile dimension `?` holds either a row count of at most `block_rows`
+    or a size defined outside the grid (a head dim the spec leaves open).
+
     ```mlir
     attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 64 {
       ...
     }
     ```
   }];
-  let arguments = (ins Index:$heads, Index:$batches, I64Attr:$block_rows);
+  let arguments = (ins Index:$heads, Index:$batches, I64Attr:$block_rows,
+                       UnitAttr:$per_sequence);
   let regions = (region SizedRegion<1>:$body);
   let hasCustomAssemblyFormat = 1;
   let hasVerifier = 1;
   let skipDefaultBuilders = 1;
   let builders = [
     OpBuilder<(ins "::mlir::Value":$heads, "::mlir::Value":$batches,
-                   "int64_t":$blockRows)>
+                   "int64_t":$blockRows, CArg<"bool", "false">:$perSequence)>
   ];
   let extraClassDeclaration = [{
     ::mlir::BlockArgument getQueryBlock() { return getBody().getArgument(0); }
@@ -122,12 +131,13 @@ def Tile_StoreOp : Tile_Op<"store", [MemoryEffects<[MemWrite]>]> {
 }
 
 def Tile_DotOp : Tile_Op<"dot", [Pure]> {
-  let summary = "acc + lhs * rhs (or lhs * rhs^T), accumulated in f32";
+  let summary = "acc + lhs * rhs, either operand transposed, accumulated in f32";
   let description = [{
-    `result[r][c] = acc[r][c] + sum_k lhs[r][k] * rhs[k][c]`, or with
-    `transpose_rhs` `rhs[c][k]`. Operands may be f16, bf16 or f32; products
-    are summed in f32. A lowering that feeds tensor cores rounds an f32
-    operand to the other operand's type (f32 x f32 stays f32).
+    `result[r][c] = acc[r][c] + sum_k lhs[r][k] * rhs[k][c]`, with
+    `transpose_lhs` `lhs[k][r]` and with `transpose_rhs` `rhs[c][k]`.
+    Operands may be f16, bf16 or f32; products are summed in f32. A lowering
+    that feeds tensor cores rounds an f32 operand to the other operand's type
+    (f32 x f32 stays f32).
 
     ```mlir
     %s = attn_tile.dot %q, %k, %zero {transpose_rhs}
@@ -135,7 +145,7 @@ def Tile_DotOp : Tile_Op<"dot", [Pure]> {
     ```
   }];
   let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$acc,
-                       UnitAttr:$transpose_rhs);
+                       UnitAttr:$transpose_lhs, UnitAttr:$transpose_rhs);
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = [{
     $lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,`
@@ -151,7 +161,8 @@ def Tile_MapOp : Tile_Op<"map", [RecursiveMemoryEffects, SingleBlock]> {
     index per result dimension: row, then column) and the inputs' elements
     at that position. An input of the result's shape contributes its
     element; a 1-D input of a 2-D map contributes its row's value (row
-    broadcast). This is where score and mask expressions are fused into a
+    broadcast), and a 2-D input with one row (or one column) contributes its
+    column's (or row's) value. This is where score and mask expressions are fused into a
     tile. The body may read memrefs (e.g. `slope[h]`) and record errors in a
     status buffer: a lowering evaluates it once for every element of the
     result, in no particular order.
@@ -188,6 +199,88 @@ def Tile_ReduceOp : Tile_Op<"reduce", [Pure]> {
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = [{
     `` $kind $input attr-dict `:` type($input) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_ScanOp : Tile_Op<"scan", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "inclusive prefix reduction down the rows of a tile";
+  let description = [{
+    `result[r][c] = input[0][c] (+ or max) ... input[r][c]`: row r combines
+    the rows up to and including r (1-D tiles: the values up to r). The
+    cumulative log gates of a chunk are a `scan add` of its gates.
+
+    ```mlir
+    %G = attn_tile.scan add %g : tensor<64x64xf32>
+    ```
+  }];
+  let arguments = (ins Tile_ReduceKindAttr:$kind, Tile_Tile:$input);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = "`` $kind $input attr-dict `:` type($input)";
+}
+
+def Tile_SliceOp : Tile_Op<"slice", [Pure]> {
+  let summary = "rows of a tile; rows past `count` are zero";
+  let description = [{
+    Row r < `count` of the result is row `first` + r of the input, which
+    must exist; rows from `count` on are zero, and a result with `?` rows
+    has exactly `count`. The columns are the input's.
+
+    ```mlir
+    // The last row of a chunk's cumulative gates.
+    %GL = attn_tile.slice %G[%last] rows %c1 : tensor<64x64xf32> -> tensor<1x64xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$input, Index:$first, Index:$count);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    $input `[` $first `]` `rows` $count attr-dict `:` type($input) `->`
+    type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_TransposeOp : Tile_Op<"transpose", [Pure]> {
+  let summary = "swaps the rows and columns of a 2-D tile";
+  let description = [{
+    `result[r][c] = input[c][r]`. Turns a row of per-column values into a
+    column of per-row values, e.g. the decay of a chunk's last step, which
+    scales the keys (per column) and the state (per row).
+
+    ```mlir
+    %t = attn_tile.transpose %GL : tensor<1x64xf32> -> tensor<64x1xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$input);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input) `->` type($result)";
+  let hasVerifier = 1;
+}
+
+def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
+  let summary = "acc + lhs * rhs^T with a log-space decay on every term";
+  let description = [{
+    `result[r][c] = acc[r][c]
+        + sum_k lhs[r][k] * rhs[c][k] * exp(lhs_gate[r][k] - rhs_gate[c][k])`.
+    The intra-chunk scores of gated linear attention with one gate per key
+    dimension, where the decay depends on k and cannot be split off the
+    product: each gate tile has its operand's shape. Terms whose exponent
+    is large are the caller's to mask; lowerings compute every term. Sums
+    are f32.
+
+    ```mlir
+    %a = attn_tile.decay_dot %q, %k, %gq, %gk, %zero
+        : tensor<16x64xf32>, tensor<16x64xf32>, tensor<16x64xf32>,
+          tensor<16x64xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$lhs_gate,
+                       Tile_Tile:$rhs_gate, Tile_Tile:$acc);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $lhs_gate `,` $rhs_gate `,` $acc attr-dict `:`
+    type($lhs) `,` type($rhs) `,` type($lhs_gate) `,` type($rhs_gate) `,`
+    type($acc) `->` type($result)
   }];
   let hasVerifier = 1;
 }
