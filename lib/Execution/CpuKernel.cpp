@@ -158,8 +158,8 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
     if (cpuOptions.path == CpuPath::Tiled) {
       strategy.addPass(createTileSoftmax(
           TileSoftmaxOptions{cpuOptions.blockQ, cpuOptions.blockK}));
+      strategy.addPass(createTileLinear());
       strategy.addPass(createTileToLoops());
-      strategy.addPass(createChunkLinear());
     } else
       strategy.addPass(createLowerToReference());
     PassManager toLLVM(context);

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "KernelLowering.h"
+#include "TileBuilding.h"
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Transforms/Passes.h"
@@ -26,28 +27,6 @@ using namespace attnc::lowering;
 namespace vector = mlir::vector;
 
 namespace {
-
-/// Builds an attn_tile.map producing `type` from `inputs`: `element` gets
-/// the position (row, then column for 2-D) and the inputs' elements.
-Value buildMap(ImplicitLocOpBuilder &b, RankedTensorType type,
-               ValueRange inputs,
-               llvm::function_ref<Value(ValueRange position, ValueRange elements)>
-                   element) {
-  auto map = tile::MapOp::create(b, type, inputs);
-  Block *body = new Block();
-  map.getBody().push_back(body);
-  for (int64_t d = 0; d < type.getRank(); ++d)
-    body->addArgument(b.getIndexType(), b.getLoc());
-  for (Value input : inputs)
-    body->addArgument(cast<RankedTensorType>(input.getType()).getElementType(),
-                      b.getLoc());
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(body);
-  Value result = element(body->getArguments().take_front(type.getRank()),
-                         body->getArguments().drop_front(type.getRank()));
-  tile::YieldOp::create(b, result);
-  return map.getResult();
-}
 
 /// The tile program of a softmax-family kernel (docs/tile.md): one program
 /// instance per (query block of `blockQ` rows, head, batch entry) loads its

@@ -459,6 +459,19 @@ private:
     TileBuffer tile = allocate(capacity, cols, false);
     tile.rows = rows;
     assign(splat, tile);
+    // Zero accumulators are never read: the products start from 0.
+    if (isZeroSplat(splat) &&
+        llvm::all_of(splat->getUses(), [](OpOperand &use) {
+          auto dot = dyn_cast<tile::DotOp>(use.getOwner());
+          auto decayDot = dyn_cast<tile::DecayDotOp>(use.getOwner());
+          return (dot && use.get() == dot.getAcc() &&
+                  use.get() != dot.getLhs() && use.get() != dot.getRhs()) ||
+                 (decayDot && use.getOperandNumber() ==
+                                  decayDot.getAccMutable().getOperandNumber());
+        })) {
+      zeroAccumulators.insert(splat);
+      return success();
+    }
     Value value = mapping.lookupOrDefault(splat.getInput());
     if (!value.getType().isF32())
       value = arith::ExtFOp::create(b, b.getF32Type(), value);
@@ -476,6 +489,7 @@ private:
     };
     Value rows = transposeLhs ? lhs.cols : lhs.rows;
     Value depth = transposeLhs ? lhs.rows : lhs.cols;
+    bool zeroAcc = zeroAccumulators.contains(dot.getAcc());
     if (dot.getTransposeRhs() && rhs.transposed) {
       // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
       // columns of the result (rhs staged transposed).
@@ -483,7 +497,6 @@ private:
       int64_t width = llvm::alignTo(
           cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
           LoweringBuilder::kLanes);
-      bool zeroAcc = isZeroSplat(dot.getAcc());
       rb.loop(rb.index(0), rows, [&](Value r) {
         rb.rowTimesTransposed(
             depth, [&](Value d) { return lhsAt(r, d); }, rhs.buffer, width,
@@ -501,7 +514,8 @@ private:
       // Scalar fallback: rhs is not staged transposed.
       TileBuffer result = assign(dot, allocateLike(acc));
       forEachElement(result, [&](Value r, Value c) {
-        Value sum = rb.loop(rb.index(0), depth, {loadElement(acc, r, c)},
+        Value init = zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
+        Value sum = rb.loop(rb.index(0), depth, {init},
                             [&](Value d, ValueRange partial) {
                               return SmallVector<Value>{math::FmaOp::create(
                                   b, lhsAt(r, d), loadElement(rhs, c, d),
@@ -528,7 +542,8 @@ private:
         };
         SmallVector<Value> inits;
         for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
-          inits.push_back(rb.loadLanes(acc.buffer, {r, column(k)}));
+          inits.push_back(zeroAcc ? rb.zeroLanes()
+                                  : rb.loadLanes(acc.buffer, {r, column(k)}));
         SmallVector<Value> sums =
             rb.vectorDotLoops(rb.index(0), depth, inits, [&](Value d) {
               SmallVector<Value> row;
@@ -545,7 +560,8 @@ private:
   }
 
   /// result[r][c] = acc[r][c] + sum_d lhs[r][d] rhs[c][d]
-  ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time.
+  ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time;
+  /// with lower_triangular only for c <= r.
   LogicalResult lowerDecayDot(tile::DecayDotOp dot) {
     TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
                lhsGate = tileOf(dot.getLhsGate()),
@@ -553,18 +569,33 @@ private:
     TileBuffer result = bufferFor(
         dot, dot, acc, {dot.getAcc()},
         {dot.getLhs(), dot.getRhs(), dot.getLhsGate(), dot.getRhsGate()});
-    forEachElement(result, [&](Value r, Value c) {
-      Value sum = rb.loop(
-          rb.index(0), lhs.cols, {loadElement(acc, r, c)},
-          [&](Value d, ValueRange partial) {
-            Value decay = math::ExpOp::create(
-                b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
-                                         loadElement(rhsGate, c, d)));
-            Value product = rb.mul(
-                rb.mul(loadElement(lhs, r, d), loadElement(rhs, c, d)), decay);
-            return SmallVector<Value>{rb.add(partial[0], product)};
-          })[0];
-      storeElement(sum, result, r, c);
+    Value zero = rb.index(0);
+    bool zeroAcc = zeroAccumulators.contains(dot.getAcc());
+    auto accAt = [&](Value r, Value c) {
+      return zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
+    };
+    rb.loop(zero, result.rows, [&](Value r) {
+      Value end = dot.getLowerTriangular()
+                      ? Value(arith::MinUIOp::create(
+                            b, rb.add(r, rb.index(1)), result.cols))
+                      : result.cols;
+      rb.loop(zero, end, [&](Value c) {
+        Value sum = rb.loop(
+            zero, lhs.cols, {accAt(r, c)},
+            [&](Value d, ValueRange partial) {
+              Value decay = math::ExpOp::create(
+                  b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
+                                           loadElement(rhsGate, c, d)));
+              Value product = rb.mul(
+                  rb.mul(loadElement(lhs, r, d), loadElement(rhs, c, d)),
+                  decay);
+              return SmallVector<Value>{rb.add(partial[0], product)};
+            })[0];
+        storeElement(sum, result, r, c);
+      });
+      if (result.buffer != acc.buffer || zeroAcc)
+        rb.loop(end, result.cols,
+                [&](Value c) { storeElement(accAt(r, c), result, r, c); });
     });
     return success();
   }
@@ -897,6 +928,8 @@ private:
   /// The grid's query rows: the capacity of tiles with a dynamic row count.
   int64_t blockRows;
   DenseMap<Value, TileBuffer> tiles;
+  /// Zero splats that only ever initialize dot accumulators: never filled.
+  llvm::DenseSet<Value> zeroAccumulators;
   /// The tiles assigned to each buffer so far.
   DenseMap<Value, SmallVector<Value>> occupants;
   SmallVector<Value> allocated;

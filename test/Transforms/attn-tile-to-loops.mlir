@@ -212,3 +212,76 @@ func.func @branch_clobbers(%x: memref<?x?xf32>, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// The ops of chunkwise linear programs. A per-sequence grid is a loop over
+// (batch, head) items with no row block for the runner. The state (16x8)
+// is carried in its buffer; the running sum of the scan writes row r from
+// row r - 1; the slice copies its row and the transpose turns it into a
+// column, which the map broadcasts along the state's rows, in place. The
+// decay_dot runs over c <= r only, starting from 0: its zero accumulator
+// is never filled inside the loop, and the elements above the diagonal are
+// stored as 0. The transposed-lhs dot reads K[u][d] one at a time and
+// updates the state in place on vectors.
+
+// CHECK-LABEL: func.func @chunks(
+// CHECK-SAME:    attributes {llvm.emit_c_interface}
+// CHECK-DAG:   %[[STATE:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK-DAG:   %[[K:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK-DAG:   %[[G:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK-DAG:   %[[LAST:.*]] = memref.alloc() : memref<1x32xf32>
+// CHECK-DAG:   %[[COL:.*]] = memref.alloc() : memref<16x32xf32>
+// CHECK-DAG:   %[[A:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK:       scf.for %[[ITEM:.*]] = %{{.*}} to %{{.*}} step %c1 {
+// CHECK:         arith.remui %[[ITEM]]
+// CHECK:         scf.for %{{.*}} = %c0 to %c8 step %c1 {
+//                  The scan: row 0, then row r from row r - 1.
+// CHECK:           scf.for %[[R:.*]] = %c1 to %c8 step %c1 {
+// CHECK:             %[[PREV:.*]] = arith.subi %[[R]], %c1
+// CHECK:             memref.load %[[G]][%[[PREV]]
+// CHECK:             memref.store %{{.*}}, %[[G]][%[[R]]
+// CHECK:           memref.store %{{.*}}, %[[LAST]][%c0,
+// CHECK:           memref.store %{{.*}}, %[[COL]][%{{.*}}, %c0]
+// CHECK:           memref.load %[[COL]][%{{.*}}, %c0]
+// CHECK:           memref.store %{{.*}}, %[[STATE]]
+// CHECK-NOT:       memref.store %{{.*}}, %[[A]]
+// CHECK:           %[[END:.*]] = arith.minui
+// CHECK:           scf.for %{{.*}} = %c0 to %[[END]] step %c1 {
+// CHECK:             math.exp
+// CHECK:           scf.for %{{.*}} = %[[END]] to %c8 step %c1 {
+// CHECK-NEXT:        memref.store %cst, %[[A]]
+// CHECK:           memref.load %[[K]][%{{.*}}, %{{.*}}] : memref<8x32xf32>
+// CHECK:           vector.fma
+// CHECK:           vector.store %{{.*}}, %[[STATE]]
+func.func @chunks(%k: !Src, %o: !Src, %state: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %c16 = arith.constant 16 : index
+  %heads = memref.dim %k, %c0 : !Src
+  %zero = arith.constant 0.0 : f32
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 8 per_sequence {
+    %s0 = tensor.splat %zero : tensor<16x8xf32>
+    %s = scf.for %c = %c0 to %c8 step %c1 iter_args(%s1 = %s0) -> (tensor<16x8xf32>) {
+      %kt = attn_tile.load %k[%h, %c] rows %c8 row_dim 1 : !Src -> tensor<8x16xf32>
+      %g = attn_tile.scan add %kt : tensor<8x16xf32>
+      %last = attn_tile.slice %g[%c0] rows %c1 : tensor<8x16xf32> -> tensor<1x16xf32>
+      %col = attn_tile.transpose %last : tensor<1x16xf32> -> tensor<16x1xf32>
+      %d = attn_tile.map (%s1, %col) : (tensor<16x8xf32>, tensor<16x1xf32>) -> tensor<16x8xf32> {
+      ^bb0(%r: index, %cc: index, %x: f32, %y: f32):
+        %m = arith.mulf %x, %y : f32
+        attn_tile.yield %m : f32
+      }
+      %acc = tensor.splat %zero : tensor<8x8xf32>
+      %a = attn_tile.decay_dot %kt, %kt, %g, %g, %acc {lower_triangular} : tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x8xf32> -> tensor<8x8xf32>
+      attn_tile.store %a, %o[%h, %c] rows %c8 row_dim 1 : tensor<8x8xf32> -> !Src
+      %n = attn_tile.dot %kt, %a, %d {transpose_lhs} : tensor<8x16xf32>, tensor<8x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+      scf.yield %n : tensor<16x8xf32>
+    }
+    attn_tile.store %s, %state[%h, %c0] rows %c16 row_dim 1 : tensor<16x8xf32> -> !Src
+  }
+  return
+}

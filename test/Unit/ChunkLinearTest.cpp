@@ -1,4 +1,4 @@
-//===- ChunkLinearTest.cpp - attn-chunk-linear against the reference ------===//
+//===- ChunkLinearTest.cpp - attn-tile-linear against the reference -------===//
 //
 // The chunkwise form must equal the recurrent definition for every gate
 // kind, any T (1, primes, non-multiples of the chunk), with and without an
@@ -45,7 +45,7 @@ TEST(ChunkLinear, MatchesRecurrenceForEveryGateKind) {
   };
   const int64_t B = 2, H = 4, Hk = 2;
   for (const LinearSpec &spec : specs) {
-    for (int64_t chunk : {4, 16, 64}) {
+    for (int64_t chunk : {4, 16, 24, 64}) {
       std::string text = denseSpec(spec, chunk);
       SpecRunner reference(text);
       SpecRunner chunked(text, CpuOptions{CpuPath::Tiled, 64, 64});

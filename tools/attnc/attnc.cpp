@@ -180,7 +180,7 @@ static int emit(mlir::ModuleOp module) {
   if (stage == Stage::Tile) {
     mlir::PassManager pm(module.getContext());
     pm.addPass(createTileSoftmax());
-    pm.addPass(createChunkLinear());
+    pm.addPass(createTileLinear());
     if (failed(pm.run(module)))
       return fail("tiling failed");
   } else if (stage != Stage::Attn) {

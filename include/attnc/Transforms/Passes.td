@@ -125,18 +125,20 @@ def TileToLoops : Pass<"attn-tile-to-loops", "::mlir::ModuleOp"> {
     on entry, and the grid becomes one loop over the call's share [begin,
     end) of the (batch, head, query block) items, with `row_blocks` query
     blocks per (batch, head) (`attnc.cpu_row_block` tells the runner the
-    block size).
+    block size); a `per_sequence` grid is one loop over (batch, head) items.
 
     Tiles become f32 buffers allocated once per call, before the loop, and
     reused in place where a tile's last use produces one of the same shape.
     This is the CPU's layout: rows padded to whole groups of 8-lane vectors
-    (the padding is never read into a result); a loaded tile whose only use
-    is the transposed operand of `attn_tile.dot` is staged transposed, so
-    that `Q K^T` runs on vectors along the keys; `P V` runs on vectors along
-    the value columns, several independent accumulators per loop. Maps and
-    reductions are scalar loops over the elements; a map clones its body
-    per element. Loop-carried and branch-yielded tiles stay in their
-    buffers: a yielded tile that lives elsewhere is copied.
+    (the padding is never read into a result); a tile with static rows that
+    feeds `attn_tile.dot` as its transposed rhs, and is otherwise only read
+    element by element, is stored transposed, so that `Q K^T` runs on
+    vectors along the keys; `P V` runs on vectors along the value columns,
+    several independent accumulators per loop. Maps, reductions, scans and
+    decay_dot are scalar loops over the elements; a map clones its body per
+    element. Zero splats that only initialize dot accumulators are never
+    filled. Loop-carried and branch-yielded tiles stay in their buffers: a
+    yielded tile that lives elsewhere is copied.
 
     Tiles with a dynamic head dimension need their size defined outside the
     grid (a parameter's dimension).
@@ -148,44 +150,62 @@ def TileToLoops : Pass<"attn-tile-to-loops", "::mlir::ModuleOp"> {
   ];
 }
 
-def ChunkLinear : Pass<"attn-chunk-linear", "::mlir::ModuleOp"> {
-  let summary = "Chunkwise-parallel evaluation of linear attention";
+def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
+  let summary = "Chunkwise-parallel tile programs of linear attention kernels";
   let description = [{
     Rewrites every kernel whose family op is `attn.linear` into a func.func
-    (same calling convention as attn-lower-to-reference) that walks each
-    sequence in chunks of the op's `chunk` steps. Within a chunk with
-    cumulative log gates G_r = g_1 + ... + g_r (per key dimension d):
+    (parameters, results, status buffer) holding a tile program
+    (docs/tile.md): an `attn_tile.grid` with one program instance per (head,
+    sequence) (`per_sequence`) that walks its sequence in chunks of the op's
+    `chunk` steps, carrying the Dk x Dv state S in f32 from chunk to chunk.
+    Within a chunk with cumulative log gates G_r = g_1 + ... + g_r (a
+    `scan add`; one column for scalar gates, Dk for gates per key dim):
 
-      o_r  = scale * [ (phi(q_r) * exp(G_r)) S
-                       + sum_{u <= r} (sum_d phi(q_r)_d phi(k_u)_d
-                                       exp(G_r,d - G_u,d)) v_u ]
-      S'   = exp(G_L) * S + sum_u (exp(G_L - G_u) * phi(k_u))^T v_u
+      o_r = scale * [ (phi(q_r) o exp(G_r)) S
+                      + sum_{u <= r} (sum_d phi(q_r)_d phi(k_u)_d
+                                      exp(G_r,d - G_u,d)) v_u ]
+      S'  = exp(G_L) o S + (exp(G_L - G_u) o phi(k_u))^T V
 
-    Every exponent is a difference G_r - G_u with u <= r (or G itself), so it
-    is <= 0 and nothing overflows however strong the decay; the state is
-    carried between chunks in f32. Chunk-sized buffers only: the features
-    and cumulative gates of one chunk, its L x L intra-chunk scores and the
-    Dk x Dv state. Non-causal kernels sum the state over all chunks first,
-    then produce every output from it.
+    Every exponent is a difference G_r - G_u with u <= r (or G itself), so
+    it is <= 0 and nothing overflows however strong the decay; terms whose
+    exponent would be positive are masked with selects. Scalar gates split
+    the decay off the product: one dot of the chunk's queries and keys, then
+    exp(G_r - G_u) elementwise. Gates per key dimension use secondary
+    chunking by `sub-tile` query rows from p: the keys before p decayed to
+    p and the queries from p are one dot, the sub-tile's own keys an
+    `attn_tile.decay_dot`. Non-causal kernels sum the state over all chunks
+    first, then produce every output from it. Nothing larger than a chunk's
+    C x C scores and the state exists.
 
     Before:
     ```mlir
-    %o, %s = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_key_dim>} ...
+    %o, %s = attn.linear %q, %k, %v {gate_kind = #attn<gate_kind per_head>} ...
     ```
     After (sketch):
     ```mlir
-    scf.for %chunk = ... {          // chunks of one (batch, head)
-      scf.for %r ... { G, phi(q), phi(k) of the chunk }
-      scf.for %r ... { A[r][u] = sum_d ... exp(G_r - G_u) }
-      scf.for %r ... { o_r = inter + intra }
-      scf.for %d ... { S = exp(G_L) S + ... }
+    attn_tile.grid (%qb, %h, %b) heads %H batches %B block_rows 64 per_sequence {
+      %S = scf.for %c = %c0 to %chunks iter_args(%S = %S0) {
+        %G = attn_tile.scan add (map: gates of the chunk)
+        %o = attn_tile.dot (map: phi(q) exp(G)), %S, %zero
+        %a = map (dot phi(q), phi(k)^T): u <= r ? a exp(G_r - G_u) : 0
+        %o2 = attn_tile.dot %a, %v, %o
+        attn_tile.store (map: scale o2), %out[...]
+        %S2 = attn_tile.dot (map: k exp(G_L - G)), %v, (map: S exp(G_L)) {transpose_lhs}
+        scf.yield %S2
+      }
+      attn_tile.store %S, %final[%b, %h, %c0] rows %dk row_dim 2
     }
     ```
   }];
+  let options = [
+    Option<"subTile", "sub-tile", "int64_t", /*default=*/"16",
+           "Query rows per sub-tile of the per-key-dim intra-chunk scores">,
+  ];
   let dependentDialects = [
+    "::attnc::tile::TileDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
-    "::mlir::scf::SCFDialect", "::mlir::vector::VectorDialect"
+    "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect"
   ];
 }
 

@@ -264,9 +264,11 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
         + sum_k lhs[r][k] * rhs[c][k] * exp(lhs_gate[r][k] - rhs_gate[c][k])`.
     The intra-chunk scores of gated linear attention with one gate per key
     dimension, where the decay depends on k and cannot be split off the
-    product: each gate tile has its operand's shape. Terms whose exponent
-    is large are the caller's to mask; lowerings compute every term. Sums
-    are f32.
+    product: each gate tile has its operand's shape. Sums are f32. With
+    `lower_triangular`, only elements with c <= r get the sum (the others
+    are `acc`'s): the causal scores of a sub-tile against its own keys,
+    whose other terms could overflow. Without it, large exponents are the
+    caller's to mask.
 
     ```mlir
     %a = attn_tile.decay_dot %q, %k, %gq, %gk, %zero
@@ -275,7 +277,8 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
     ```
   }];
   let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$lhs_gate,
-                       Tile_Tile:$rhs_gate, Tile_Tile:$acc);
+                       Tile_Tile:$rhs_gate, Tile_Tile:$acc,
+                       UnitAttr:$lower_triangular);
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = [{
     $lhs `,` $rhs `,` $lhs_gate `,` $rhs_gate `,` $acc attr-dict `:`
