@@ -44,7 +44,8 @@ std::unique_ptr<mlir::ExecutionEngine> jitCompile(mlir::ModuleOp module,
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
   Reference,
-  /// The tiled strategies (attn-tile-softmax, attn-chunk-linear).
+  /// The tile programs (attn-tile-softmax, attn-tile-linear) lowered by
+  /// attn-tile-to-loops.
   Tiled,
 };
 
