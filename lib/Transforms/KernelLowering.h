@@ -513,6 +513,16 @@ inline SmallVector<Value> layoutIndices(Layout layout, Value batch, Value head,
   llvm_unreachable("unknown layout");
 }
 
+/// layoutIndices without the feature: where a row block of q/k/v/o starts,
+/// the position of attn_tile loads and stores.
+inline SmallVector<Value> rowLayoutIndices(Layout layout, Value batch,
+                                           Value head, Value position) {
+  SmallVector<Value> at =
+      layoutIndices(layout, batch, head, position, Value());
+  at.pop_back();
+  return at;
+}
+
 /// Where lse of query `row` lives: [head, start + row] for packed sequences
 /// (`offsets` non-null), else [batch, head, row].
 inline SmallVector<Value> lseIndices(Value offsets, Value batch, Value head,

@@ -3,6 +3,7 @@
 #ifndef ATTNC_LIB_TRANSFORMS_TILEBUILDING_H
 #define ATTNC_LIB_TRANSFORMS_TILEBUILDING_H
 
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 
 #include "mlir/IR/Builders.h"
@@ -10,6 +11,19 @@
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 
 namespace attnc::lowering {
+
+/// The head dim of a q/k/v operand as a tile dimension: static when the
+/// spec fixes it, else dynamic.
+inline int64_t tileHeadDim(mlir::Value operand) {
+  auto type = llvm::cast<attn::AttnTensorType>(operand.getType());
+  return type.getFixedSize(type.getRank() - 1)
+      .value_or(mlir::ShapedType::kDynamic);
+}
+
+/// The element type of a memref or tile.
+inline mlir::Type elementTypeOf(mlir::Value shaped) {
+  return llvm::cast<mlir::ShapedType>(shaped.getType()).getElementType();
+}
 
 /// Builds an attn_tile.map producing `type` from `inputs`: `element` gets
 /// the position (row, then column for 2-D) and the inputs' elements.

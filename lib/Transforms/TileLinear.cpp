@@ -39,13 +39,8 @@ public:
     gated = !op.getGate().empty();
     perKeyDim = op.getGateKind() == GateKind::per_key_dim;
     f32 = b.getF32Type();
-    auto headDim = [&](Value operand) {
-      auto type = cast<AttnTensorType>(operand.getType());
-      return type.getFixedSize(type.getRank() - 1)
-          .value_or(ShapedType::kDynamic);
-    };
-    dimK = headDim(op.getQ());
-    dimV = headDim(op.getV());
+    dimK = tileHeadDim(op.getQ());
+    dimV = tileHeadDim(op.getV());
     gateCols = perKeyDim ? dimK : 1;
   }
 
@@ -115,14 +110,8 @@ private:
   RankedTensorType tileType(int64_t rows, int64_t cols, Type element) {
     return RankedTensorType::get({rows, cols}, element);
   }
-  RankedTensorType queryFeatureType() {
-    return tileType(ShapedType::kDynamic, dimK, f32);
-  }
   RankedTensorType outType() {
     return tileType(ShapedType::kDynamic, dimV, f32);
-  }
-  static Type elementOf(Value memref) {
-    return cast<MemRefType>(memref.getType()).getElementType();
   }
 
   /// A tile of zeros; `rows` and `cols` give the sizes of its dynamic
@@ -150,10 +139,7 @@ private:
 
   /// The layout's indices of row `t` of the sequence, without the feature.
   SmallVector<Value> rowPosition(Value h, Value t) {
-    SmallVector<Value> at =
-        layoutIndices(shape.layout, batch, h, rb.add(start, t), zero);
-    at.pop_back();
-    return at;
+    return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));
   }
 
   /// S_0 when given and present, else 0.
@@ -173,10 +159,10 @@ private:
   /// phi applied to a loaded tile; rows from `rows` on stay zero (phi(0)
   /// need not be 0).
   Value features(Value loaded, Value rows) {
-    auto type = cast<RankedTensorType>(loaded.getType());
-    auto result = tileType(type.getDimSize(0), type.getDimSize(1), f32);
     if (op.getFeature().empty())
       return loaded;
+    auto type = cast<RankedTensorType>(loaded.getType());
+    auto result = tileType(type.getDimSize(0), type.getDimSize(1), f32);
     bool padded = !type.isDynamicDim(0);
     return buildMap(b, result, {loaded},
                     [&](ValueRange at, ValueRange x) -> Value {
@@ -200,16 +186,16 @@ private:
     if (withQueries)
       c.queries = features(
           tile::LoadOp::create(
-              b, tileType(ShapedType::kDynamic, dimK, elementOf(shape.q)),
+              b, tileType(ShapedType::kDynamic, dimK, elementTypeOf(shape.q)),
               shape.q, rowPosition(head, c.t0), c.rows, rowDim),
           c.rows);
     SmallVector<Value> keyRow = rowPosition(headK, c.t0);
     c.keys = features(tile::LoadOp::create(
-                          b, tileType(chunk, dimK, elementOf(shape.k)),
+                          b, tileType(chunk, dimK, elementTypeOf(shape.k)),
                           shape.k, keyRow, c.rows, rowDim),
                       c.rows);
     c.values = tile::LoadOp::create(
-        b, tileType(chunk, dimV, elementOf(shape.v)), shape.v, keyRow, c.rows,
+        b, tileType(chunk, dimV, elementTypeOf(shape.v)), shape.v, keyRow, c.rows,
         rowDim);
     if (gated)
       loadGates(c);
@@ -245,25 +231,20 @@ private:
   }
 
   /// x * exp(a - b) (or x * exp(a) without `b`), elementwise over `x`'s
-  /// shape, broadcasting the gate tiles; `keep(position)` (if given) zeroes
-  /// the other elements, whose exponents may be large.
-  Value decayed(Value x, Value a, Value bTile = Value(),
-                llvm::function_ref<Value(ValueRange)> keep = nullptr) {
+  /// shape, broadcasting the gate tiles.
+  Value decayed(Value x, Value a, Value bTile = Value()) {
     auto type = cast<RankedTensorType>(x.getType());
     SmallVector<Value> inputs = {x, a};
     if (bTile)
       inputs.push_back(bTile);
     return buildMap(b, tileType(type.getDimSize(0), type.getDimSize(1), f32),
-                    inputs, [&](ValueRange at, ValueRange e) -> Value {
+                    inputs, [&](ValueRange, ValueRange e) -> Value {
       Value value = e[0];
       if (!value.getType().isF32())
         value = arith::ExtFOp::create(b, f32, value);
       Value exponent = bTile ? Value(arith::SubFOp::create(b, e[1], e[2]))
                              : e[1];
-      Value product = rb.mul(value, math::ExpOp::create(b, exponent));
-      if (!keep)
-        return product;
-      return arith::SelectOp::create(b, keep(at), product, rb.f32(0));
+      return rb.mul(value, math::ExpOp::create(b, exponent));
     });
   }
 
@@ -331,14 +312,11 @@ private:
   void perKeyDimOutputs(const Chunk &c, Value state) {
     Value size = rb.index(subTile);
     Value numSubTiles = arith::CeilDivUIOp::create(b, c.rows, size);
-    auto elementType = [](Value tile) {
-      return cast<RankedTensorType>(tile.getType()).getElementType();
-    };
     auto queryRows = [&](Value tile, Value first, Value rows) -> Value {
       auto type = cast<RankedTensorType>(tile.getType());
       return tile::SliceOp::create(
           b, tileType(ShapedType::kDynamic, type.getDimSize(1),
-                      elementType(tile)),
+                      elementTypeOf(tile)),
           tile, first, rows);
     };
     // A whole sub-tile of key rows from `first`; rows past the chunk are 0.
@@ -347,7 +325,7 @@ private:
       Value rows =
           arith::MinUIOp::create(b, size, rb.sub(rb.index(chunk), first));
       return tile::SliceOp::create(
-          b, tileType(subTile, type.getDimSize(1), elementType(tile)), tile,
+          b, tileType(subTile, type.getDimSize(1), elementTypeOf(tile)), tile,
           first, rows);
     };
     auto scoreType = tileType(ShapedType::kDynamic, subTile, f32);

@@ -59,20 +59,14 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
 
   // Tile types: head dims are static when the spec fixes them.
   Type f32 = b.getF32Type();
-  auto headDim = [&](Value operand) {
-    auto type = cast<AttnTensorType>(operand.getType());
-    return type.getFixedSize(type.getRank() - 1).value_or(ShapedType::kDynamic);
-  };
-  int64_t dimK = headDim(op->getOperand(0)), dimV = headDim(op->getOperand(2));
-  auto elementOf = [](Value memref) {
-    return cast<MemRefType>(memref.getType()).getElementType();
-  };
+  int64_t dimK = tileHeadDim(op->getOperand(0)),
+          dimV = tileHeadDim(op->getOperand(2));
   // Tiles of query rows have the block's row count.
   int64_t rowsOfBlock = ShapedType::kDynamic;
   auto queryType =
-      RankedTensorType::get({rowsOfBlock, dimK}, elementOf(shape.q));
-  auto keyType = RankedTensorType::get({blockK, dimK}, elementOf(shape.k));
-  auto valueType = RankedTensorType::get({blockK, dimV}, elementOf(shape.v));
+      RankedTensorType::get({rowsOfBlock, dimK}, elementTypeOf(shape.q));
+  auto keyType = RankedTensorType::get({blockK, dimK}, elementTypeOf(shape.k));
+  auto valueType = RankedTensorType::get({blockK, dimV}, elementTypeOf(shape.v));
   auto scoreType = RankedTensorType::get({rowsOfBlock, blockK}, f32);
   auto accType = RankedTensorType::get({rowsOfBlock, dimV}, f32);
   auto rowType = RankedTensorType::get({rowsOfBlock}, f32);
@@ -83,13 +77,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
       sizes.push_back(shape.dimV);
     return tensor::SplatOp::create(b, value, type, sizes);
   };
-  // The layout's indices of row `row` of (batch, head), without the
-  // feature: the position of a q/k/v/o row block.
   auto rowPosition = [&](Value batch, Value head, Value row) {
-    SmallVector<Value> at =
-        layoutIndices(shape.layout, batch, head, row, zero);
-    at.pop_back();
-    return at;
+    return rowLayoutIndices(shape.layout, batch, head, row);
   };
   int64_t rowDim = shape.dims.seq;
 

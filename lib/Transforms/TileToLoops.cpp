@@ -328,13 +328,18 @@ private:
         b, value, tile.buffer,
         tile.transposed ? ValueRange{c, r} : ValueRange{r, c});
   }
+  /// for c < cols: body(c); body(null) once for a 1-D tile.
+  void forEachColumn(const TileBuffer &tile,
+                     llvm::function_ref<void(Value)> body) {
+    if (!tile.cols)
+      return body(Value());
+    rb.loop(rb.index(0), tile.cols, body);
+  }
   /// for r < rows (and c < cols for 2-D tiles): body(r, c).
   void forEachElement(const TileBuffer &tile,
                       llvm::function_ref<void(Value, Value)> body) {
     rb.loop(rb.index(0), tile.rows, [&](Value r) {
-      if (!tile.cols)
-        return body(r, Value());
-      rb.loop(rb.index(0), tile.cols, [&](Value c) { body(r, c); });
+      forEachColumn(tile, [&](Value c) { body(r, c); });
     });
   }
 
@@ -635,12 +640,14 @@ private:
     }
     if (!shaped)
       return map.emitOpError("needs an input of its result's shape on the CPU");
-    TileBuffer result =
-        prefersTransposed(map)
-            ? assign(map, allocate(shaped->capacity, shaped->cols, true))
-            : bufferFor(map, map, *shaped, map.getInputs());
-    result.rows = shaped->rows;
-    tiles[map] = result;
+    TileBuffer result;
+    if (prefersTransposed(map)) {
+      result = allocate(shaped->capacity, shaped->cols, true);
+      result.rows = shaped->rows;
+      assign(map, result);
+    } else {
+      result = bufferFor(map, map, *shaped, map.getInputs());
+    }
     Block &body = map.getBody().front();
     Value zero = rb.index(0);
     forEachElement(result, [&](Value r, Value c) {
@@ -679,16 +686,11 @@ private:
       return max ? Value(arith::MaximumFOp::create(b, x, y)) : rb.add(x, y);
     };
     Value zero = rb.index(0);
-    auto each = [&](llvm::function_ref<void(Value)> body) {
-      if (!input.cols)
-        return body(Value());
-      rb.loop(zero, input.cols, body);
-    };
-    each([&](Value c) {
+    forEachColumn(input, [&](Value c) {
       storeElement(loadElement(input, zero, c), result, zero, c);
     });
     rb.loop(rb.index(1), input.rows, [&](Value r) {
-      each([&](Value c) {
+      forEachColumn(input, [&](Value c) {
         Value previous = loadElement(result, rb.sub(r, rb.index(1)), c);
         storeElement(combine(previous, loadElement(input, r, c)), result, r,
                      c);
@@ -710,18 +712,15 @@ private:
                       : rows;
     assign(slice, result);
     Value copied = arith::MinUIOp::create(b, count, result.rows);
-    auto each = [&](llvm::function_ref<void(Value)> body) {
-      if (!input.cols)
-        return body(Value());
-      rb.loop(rb.index(0), input.cols, body);
-    };
     rb.loop(rb.index(0), copied, [&](Value r) {
-      each([&](Value c) {
+      forEachColumn(input, [&](Value c) {
         storeElement(loadElement(input, rb.add(first, r), c), result, r, c);
       });
     });
     rb.loop(copied, result.rows, [&](Value r) {
-      each([&](Value c) { storeElement(rb.f32(0), result, r, c); });
+      forEachColumn(input, [&](Value c) {
+        storeElement(rb.f32(0), result, r, c);
+      });
     });
     return success();
   }
