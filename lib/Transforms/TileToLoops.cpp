@@ -99,7 +99,9 @@ private:
     if (auto map = dyn_cast<tile::MapOp>(op))
       return lowerMap(map, mapping);
     if (auto reduce = dyn_cast<tile::ReduceOp>(op))
-      return lowerReduce(reduce);
+      return lowerReduce(reduce, mapping);
+    if (auto insert = dyn_cast<tile::TopKInsertOp>(op))
+      return lowerTopKInsert(insert);
     if (auto scan = dyn_cast<tile::ScanOp>(op))
       return lowerScan(scan);
     if (auto slice = dyn_cast<tile::SliceOp>(op))
@@ -740,23 +742,92 @@ private:
     return success();
   }
 
-  LogicalResult lowerReduce(tile::ReduceOp reduce) {
+  LogicalResult lowerReduce(tile::ReduceOp reduce, IRMapping &mapping) {
     TileBuffer input = tileOf(reduce.getInput());
     bool max = reduce.getKind() == tile::ReduceKind::max;
+    auto combineAll = [&](Value end, llvm::function_ref<Value(Value)> at) {
+      Value init = rb.f32(max ? -std::numeric_limits<double>::infinity() : 0);
+      return rb.loop(
+          rb.index(0), end, {init}, [&](Value i, ValueRange partial) {
+            Value x = at(i);
+            return SmallVector<Value>{
+                max ? Value(arith::MaximumFOp::create(b, partial[0], x))
+                    : rb.add(partial[0], x)};
+          })[0];
+    };
+    if (!input.cols) { // a 1-D tile to a scalar
+      mapping.map(reduce.getResult(), combineAll(input.rows, [&](Value r) {
+                    return loadElement(input, r, Value());
+                  }));
+      return success();
+    }
     TileBuffer result = allocate(input.capacity, Value(), false);
     result.rows = input.rows;
-    assign(reduce, result);
+    assign(reduce.getResult(), result);
     rb.loop(rb.index(0), input.rows, [&](Value r) {
-      Value init = rb.f32(max ? -std::numeric_limits<double>::infinity() : 0);
-      Value combined = rb.loop(rb.index(0), input.cols, {init},
-                               [&](Value c, ValueRange partial) {
-                                 Value x = loadElement(input, r, c);
-                                 return SmallVector<Value>{
-                                     max ? Value(arith::MaximumFOp::create(
-                                               b, partial[0], x))
-                                         : rb.add(partial[0], x)};
-                               })[0];
+      Value combined = combineAll(
+          input.cols, [&](Value c) { return loadElement(input, r, c); });
       storeElement(combined, result, r, Value());
+    });
+    return success();
+  }
+
+  /// Per row: the candidate's place follows the last listed entry it does
+  /// not beat; the entries from there move down one and it is stored there.
+  /// In place when the lists die here.
+  LogicalResult lowerTopKInsert(tile::TopKInsertOp insert) {
+    TileBuffer scores = tileOf(insert.getScores()),
+               blocks = tileOf(insert.getBlocks()),
+               candidateScore = tileOf(insert.getCandidateScore()),
+               candidateBlock = tileOf(insert.getCandidateBlock());
+    Value candidates[] = {insert.getCandidateScore(),
+                          insert.getCandidateBlock()};
+    TileBuffer bestScores =
+        bufferFor(insert, insert.getBestScores(), scores, {insert.getScores()},
+                  {insert.getBlocks(), candidates[0], candidates[1]});
+    TileBuffer bestBlocks =
+        bufferFor(insert, insert.getBestBlocks(), blocks, {insert.getBlocks()},
+                  {insert.getScores(), candidates[0], candidates[1]});
+    if (failed(moveTile(insert, scores, bestScores, {})) ||
+        failed(moveTile(insert, blocks, bestBlocks, {})))
+      return failure();
+    Value zero = rb.index(0), one = rb.index(1);
+    Value k = bestScores.cols;
+    rb.loop(zero, bestScores.rows, [&](Value r) {
+      Value block = loadElement(candidateBlock, r, Value());
+      Value candidate =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OGE, block, rb.f32(0));
+      rb.ifThen(candidate, [&] {
+        Value score = loadElement(candidateScore, r, Value());
+        Value place = rb.loop(zero, k, {zero}, [&](Value e, ValueRange count) {
+          Value listed =
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGE,
+                                    loadElement(bestBlocks, r, e), rb.f32(0));
+          Value beaten =
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
+                                    loadElement(bestScores, r, e));
+          Value before = arith::AndIOp::create(
+              b, listed,
+              arith::XOrIOp::create(
+                  b, beaten,
+                  arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+          return SmallVector<Value>{
+              arith::SelectOp::create(b, before, rb.add(e, one), count[0])};
+        })[0];
+        rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, place, k),
+                  [&] {
+                    // Entries place .. k - 2 move to place + 1 .. k - 1, last
+                    // first.
+                    Value last = rb.sub(k, one);
+                    rb.loop(zero, rb.sub(last, place), [&](Value step) {
+                      Value to = rb.sub(last, step), from = rb.sub(to, one);
+                      for (const TileBuffer &list : {bestScores, bestBlocks})
+                        storeElement(loadElement(list, r, from), list, r, to);
+                    });
+                    storeElement(score, bestScores, r, place);
+                    storeElement(block, bestBlocks, r, place);
+                  });
+      });
     });
     return success();
   }

@@ -285,3 +285,70 @@ func.func @chunks(%k: !Src, %o: !Src, %state: !Src, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// top_k_insert updates the loop-carried lists in place: per row with a
+// candidate (block >= 0), its place follows the last listed entry it does not
+// beat, the entries from there move down one (last first) and it is stored.
+// A 1-D reduce gives a scalar for the branch.
+
+// CHECK-LABEL: func.func @top_k(
+// CHECK-DAG:   %[[SCORES:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK-DAG:   %[[BLOCKS:.*]] = memref.alloc() : memref<8x32xf32>
+// CHECK:         %[[BLOCK:.*]] = memref.load %{{.*}}[%[[R:.*]]] : memref<8xf32>
+// CHECK-NEXT:    %[[LISTED:.*]] = arith.cmpf oge, %[[BLOCK]], %cst
+// CHECK:         scf.if %[[LISTED]] {
+// CHECK:           %[[SCORE:.*]] = memref.load %{{.*}}[%[[R]]] : memref<8xf32>
+// CHECK:           %[[PLACE:.*]] = scf.for %[[E:.*]] = %c0 to %c2 step %c1 iter_args(%{{.*}} = %c0) -> (index) {
+// CHECK:             memref.load %[[BLOCKS]][%[[R]], %[[E]]]
+// CHECK:             memref.load %[[SCORES]][%[[R]], %[[E]]]
+// CHECK:             arith.cmpf ogt, %[[SCORE]]
+// CHECK:           }
+// CHECK:           %[[FITS:.*]] = arith.cmpi ult, %[[PLACE]], %c2
+// CHECK:           scf.if %[[FITS]] {
+// CHECK:             scf.for
+// CHECK:               memref.store %{{.*}}, %[[SCORES]]
+// CHECK:               memref.store %{{.*}}, %[[BLOCKS]]
+// CHECK:             memref.store %[[SCORE]], %[[SCORES]][%[[R]], %[[PLACE]]]
+// CHECK:             memref.store %[[BLOCK]], %[[BLOCKS]][%[[R]], %[[PLACE]]]
+//              The rows' maxima, then their sum (from 0).
+// CHECK:       arith.maximumf
+// CHECK:       %[[ANY:.*]] = scf.for {{.*}} iter_args(%{{.*}} = %cst) -> (f32) {
+// CHECK:         arith.addf
+// CHECK:       %[[POSITIVE:.*]] = arith.cmpf ogt, %[[ANY]], %cst
+// CHECK:       scf.if %[[POSITIVE]] {
+// CHECK:         memref.load %[[SCORES]]
+func.func @top_k(%x: !Src, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %heads = memref.dim %x, %c0 : !Src
+  %none = arith.constant -1.0 : f32
+  %ninf = arith.constant 0xFF800000 : f32
+  %zero = arith.constant 0.0 : f32
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 8 {
+    %s0 = tensor.splat %ninf : tensor<8x2xf32>
+    %b0 = tensor.splat %none : tensor<8x2xf32>
+    %lists:2 = scf.for %j = %c0 to %c8 step %c1 iter_args(%s = %s0, %ids = %b0) -> (tensor<8x2xf32>, tensor<8x2xf32>) {
+      %xt = attn_tile.load %x[%h, %c0, %j] rows %c8 row_dim 1 : !Src -> tensor<8xf32>
+      %jf = arith.index_castui %j : index to i64
+      %jj = arith.uitofp %jf : i64 to f32
+      %cand = attn_tile.map (%xt) : (tensor<8xf32>) -> tensor<8xf32> {
+      ^bb0(%r: index, %v: f32):
+        attn_tile.yield %jj : f32
+      }
+      %n:2 = attn_tile.top_k_insert %s, %ids, %xt, %cand : tensor<8x2xf32>, tensor<8xf32>
+      scf.yield %n#0, %n#1 : tensor<8x2xf32>, tensor<8x2xf32>
+    }
+    %rows = attn_tile.reduce max %lists#1 : tensor<8x2xf32> -> tensor<8xf32>
+    %any = attn_tile.reduce add %rows : tensor<8xf32> -> f32
+    %pos = arith.cmpf ogt, %any, %zero : f32
+    scf.if %pos {
+      attn_tile.store %lists#0, %o[%h, %c0] rows %c8 row_dim 1 : tensor<8x2xf32> -> !Src
+    }
+  }
+  return
+}

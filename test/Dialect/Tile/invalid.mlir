@@ -115,7 +115,7 @@ func.func @map_yield(%a: tensor<16xf32>) {
 // -----
 
 func.func @reduce_rank(%a: tensor<16xf32>) {
-  // expected-error @+1 {{reduces a 2-D tile to a 1-D tile}}
+  // expected-error @+1 {{reduces a 1-D tile to one 'f32', not 'tensor<16xf32>'}}
   %r = attn_tile.reduce add %a : tensor<16xf32> -> tensor<16xf32>
   return
 }
@@ -184,5 +184,29 @@ func.func @decay_dot_gate(%a: tensor<16x8xf32>, %g: tensor<16x4xf32>, %acc: tens
 func.func @decay_dot_acc(%a: tensor<16x8xf32>, %b: tensor<32x8xf32>, %acc: tensor<16x16xf32>) {
   // expected-error @+1 {{accumulator 16x16 is not rows(lhs) x rows(rhs)}}
   %r = attn_tile.decay_dot %a, %b, %a, %b, %acc : tensor<16x8xf32>, tensor<32x8xf32>, tensor<16x8xf32>, tensor<32x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @top_k_dynamic_k(%lists: tensor<8x?xf32>, %c: tensor<8xf32>) {
+  // expected-error @+1 {{keeps its lists in 2-D f32 tiles of k static columns, not 'tensor<8x?xf32>'}}
+  %r:2 = attn_tile.top_k_insert %lists, %lists, %c, %c : tensor<8x?xf32>, tensor<8xf32>
+  return
+}
+
+// -----
+
+func.func @top_k_candidates(%lists: tensor<8x4xf32>, %c: tensor<16xf32>) {
+  // expected-error @+1 {{needs one f32 candidate per row of its lists 8x4, got 'tensor<16xf32>'}}
+  %r:2 = attn_tile.top_k_insert %lists, %lists, %c, %c : tensor<8x4xf32>, tensor<16xf32>
+  return
+}
+
+// -----
+
+func.func @reduce_to_scalar(%a: tensor<8xf32>) {
+  // expected-error @+1 {{reduces a 1-D tile to one 'f32', not 'f16'}}
+  %r = attn_tile.reduce add %a : tensor<8xf32> -> f16
   return
 }

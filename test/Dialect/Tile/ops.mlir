@@ -103,3 +103,19 @@ func.func @linear_ops(%heads: index, %batches: index, %g: tensor<64x16xf32>,
   }
   return
 }
+
+// -----
+
+// Top-k selection: per-row lists of the k best blocks, and a reduction of a
+// row vector to one scalar.
+// CHECK-LABEL: func.func @top_k(
+func.func @top_k(%scores: tensor<?x4xf32>, %blocks: tensor<?x4xf32>,
+                 %score: tensor<?xf32>, %block: tensor<?xf32>) -> f32 {
+  // CHECK: %{{.*}}, %{{.*}} = attn_tile.top_k_insert %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x4xf32>, tensor<?xf32>
+  %best:2 = attn_tile.top_k_insert %scores, %blocks, %score, %block : tensor<?x4xf32>, tensor<?xf32>
+  // CHECK: attn_tile.reduce max %{{.*}} : tensor<?x4xf32> -> tensor<?xf32>
+  %rows = attn_tile.reduce max %best#1 : tensor<?x4xf32> -> tensor<?xf32>
+  // CHECK: attn_tile.reduce max %{{.*}} : tensor<?xf32> -> f32
+  %any = attn_tile.reduce max %rows : tensor<?xf32> -> f32
+  return %any : f32
+}

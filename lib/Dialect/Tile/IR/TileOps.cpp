@@ -250,8 +250,14 @@ LogicalResult MapOp::verifyRegions() {
 
 LogicalResult ReduceOp::verify() {
   auto input = cast<RankedTensorType>(getInput().getType());
-  auto result = cast<RankedTensorType>(getResult().getType());
-  if (input.getRank() != 2 || result.getRank() != 1)
+  if (input.getRank() == 1) {
+    if (getResult().getType() != input.getElementType())
+      return emitOpError("reduces a 1-D tile to one ")
+             << input.getElementType() << ", not " << getResult().getType();
+    return success();
+  }
+  auto result = dyn_cast<RankedTensorType>(getResult().getType());
+  if (!result || result.getRank() != 1)
     return emitOpError("reduces a 2-D tile to a 1-D tile");
   if (!compatible(input.getDimSize(0), result.getDimSize(0)) ||
       input.getElementType() != result.getElementType())
@@ -323,5 +329,24 @@ LogicalResult DecayDotOp::verify() {
       !compatible(acc.getDimSize(1), rhs.getDimSize(0)))
     return emitOpError("accumulator ")
            << shapeString(acc) << " is not rows(lhs) x rows(rhs)";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// TopKInsertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult TopKInsertOp::verify() {
+  auto lists = cast<RankedTensorType>(getScores().getType());
+  auto candidates = cast<RankedTensorType>(getCandidateScore().getType());
+  if (lists.getRank() != 2 || !lists.getElementType().isF32() ||
+      ShapedType::isDynamic(lists.getDimSize(1)))
+    return emitOpError("keeps its lists in 2-D f32 tiles of k static "
+                       "columns, not ")
+           << lists;
+  if (candidates.getRank() != 1 || !candidates.getElementType().isF32() ||
+      !compatible(candidates.getDimSize(0), lists.getDimSize(0)))
+    return emitOpError("needs one f32 candidate per row of its lists ")
+           << shapeString(lists) << ", got " << candidates;
   return success();
 }

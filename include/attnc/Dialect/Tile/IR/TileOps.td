@@ -187,16 +187,19 @@ def Tile_MapOp : Tile_Op<"map", [RecursiveMemoryEffects, SingleBlock]> {
 }
 
 def Tile_ReduceOp : Tile_Op<"reduce", [Pure]> {
-  let summary = "reduces each row of a 2-D tile to one value";
+  let summary = "reduces each row of a 2-D tile to one value, or a 1-D tile to a scalar";
   let description = [{
-    `max` starts from -inf, `add` from 0.
+    `max` starts from -inf, `add` from 0. A 2-D input gives one value per
+    row; a 1-D input gives one scalar of its element type (e.g. whether any
+    row of a block needs a key block, which an `scf.if` then tests).
 
     ```mlir
     %rowMax = attn_tile.reduce max %s : tensor<64x64xf32> -> tensor<64xf32>
+    %any = attn_tile.reduce max %rowMax : tensor<64xf32> -> f32
     ```
   }];
   let arguments = (ins Tile_ReduceKindAttr:$kind, Tile_Tile:$input);
-  let results = (outs Tile_Tile:$result);
+  let results = (outs AnyTypeOf<[Tile_Tile, AnyFloat]>:$result);
   let assemblyFormat = [{
     `` $kind $input attr-dict `:` type($input) `->` type($result)
   }];
@@ -284,6 +287,40 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
     $lhs `,` $rhs `,` $lhs_gate `,` $rhs_gate `,` $acc attr-dict `:`
     type($lhs) `,` type($rhs) `,` type($lhs_gate) `,` type($rhs_gate) `,`
     type($acc) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_TopKInsertOp : Tile_Op<"top_k_insert", [Pure,
+    AllTypesMatch<["scores", "blocks", "best_scores", "best_blocks"]>,
+    AllTypesMatch<["candidate_score", "candidate_block"]>]> {
+  let summary = "inserts one candidate per row into the row's list of its k best";
+  let description = [{
+    Row r of `scores` and `blocks` (rows x k, f32) is a list of up to k
+    entries sorted by decreasing score; entry e is listed when
+    `blocks[r][e] >= 0` (an empty entry has block -1 and score -inf). The
+    candidate of row r is block `candidate_block[r]` with score
+    `candidate_score[r]`, or none when the block is negative. It goes right
+    after the last listed entry that it does not beat (`candidate > score`
+    is false), the entries after it move down one place and the k-th falls
+    off; a candidate that would land past the k-th place is dropped.
+
+    Inserting the candidates in increasing block order keeps, per row, the
+    k best blocks by score with the lower block first among equal scores:
+    the top-k block selection of sparse softmax. Block numbers are f32, so
+    exact below 2^24.
+
+    ```mlir
+    %s, %ids = attn_tile.top_k_insert %scores, %blocks, %score, %block
+        : tensor<?x4xf32>, tensor<?xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$scores, Tile_Tile:$blocks,
+                       Tile_Tile:$candidate_score, Tile_Tile:$candidate_block);
+  let results = (outs Tile_Tile:$best_scores, Tile_Tile:$best_blocks);
+  let assemblyFormat = [{
+    $scores `,` $blocks `,` $candidate_score `,` $candidate_block attr-dict
+    `:` type($scores) `,` type($candidate_score)
   }];
   let hasVerifier = 1;
 }
