@@ -90,6 +90,8 @@ int main(int argc, char **argv) {
       {"causal", kSoftmax, "mask = causal", 1024, false},
       {"window 128", kSoftmax, "mask = j <= i && i - j < 128", 1024, false},
       {"chunk 128", kSoftmax, "mask = i / 128 == j / 128", 1024, false},
+      {"top-k 8x64", kSoftmax, "select = topk(8, block = 64); mask = causal",
+       2048, false},
       {"linear", kLinear, "", 4096, true},
       {"ssd gate", kLinear, "gate = a[b, h, t]", 4096, true},
       {"gla gate", kLinear, "gate = g[b, h, t, d]", 4096, true},

@@ -271,8 +271,7 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
     error = "'" + signature.params[words[1]].name + "' has a sequence of " +
             std::to_string(words[2]) + " keys: more than the " +
             std::to_string(words[4]) + " blocks of " +
-            std::to_string(words[3]) +
-            " that top-k selection handles on the GPU";
+            std::to_string(words[3]) + " that top-k selection handles";
     return false;
   }
   error = "the kernel reported bad input (status " + std::to_string(words[0]) +

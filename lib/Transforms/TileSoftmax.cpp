@@ -28,6 +28,164 @@ namespace vector = mlir::vector;
 
 namespace {
 
+/// Block numbers of top-k selection are f32 in tiles: exact up to 2^24.
+constexpr int64_t kTopkBlockLimit = int64_t(1) << 24;
+
+Value indexToF32(ImplicitLocOpBuilder &b, Value index) {
+  return arith::UIToFPOp::create(
+      b, b.getF32Type(),
+      arith::IndexCastUIOp::create(b, b.getI64Type(), index));
+}
+
+/// Top-k block selection (DESIGN.md section 2) for the query rows
+/// [i0, i0 + rows) of `head`: returns the rows x topk tile of each row's
+/// kept key blocks, best first (block numbers, -1 for an empty entry).
+/// Every key block of [blockBegin, blockEnd) is scored against each row,
+///   scale * sum_d (sum over the GQA group of q[i][d]) * (mean key of J)[d],
+/// with the reference's operations in its order, so the same blocks tie,
+/// and goes into the row's list with attn_tile.top_k_insert when the row has
+/// an allowed key in it (from the band when the mask is exactly one, else
+/// by evaluating the mask on the block's keys).
+Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
+                         const AttentionOperands &shape,
+                         const MaskStructure &band, RankedTensorType queryType,
+                         RankedTensorType keyType, Value scale, Value batch,
+                         Value head, Value i0, Value rows, Value n, Value m,
+                         Value startQ, Value startK, Value blockBegin,
+                         Value blockEnd) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Type f32 = b.getF32Type();
+  int64_t blockK = op.getBlockK(), dimK = queryType.getDimSize(1);
+  int64_t rowDim = shape.dims.seq, dynamic = ShapedType::kDynamic;
+  auto sumType = RankedTensorType::get({dynamic, dimK}, f32);
+  auto meanType = RankedTensorType::get({1, dimK}, f32);
+  auto listType = RankedTensorType::get(
+      {dynamic, static_cast<int64_t>(*op.getTopk())}, f32);
+  auto columnType = RankedTensorType::get({dynamic}, f32);
+  Value zero = rb.index(0), one = rb.index(1), bk = rb.index(blockK);
+  auto splat = [&](double value, RankedTensorType type, Value rowCount) {
+    SmallVector<Value> sizes;
+    if (type.isDynamicDim(0))
+      sizes.push_back(rowCount);
+    if (type.getRank() == 2 && type.isDynamicDim(1))
+      sizes.push_back(shape.dimK);
+    return tensor::SplatOp::create(b, rb.f32(value), type, sizes);
+  };
+  auto add = [&](ValueRange, ValueRange x) -> Value {
+    Value y = x[1];
+    if (!y.getType().isF32())
+      y = arith::ExtFOp::create(b, f32, y);
+    return rb.add(x[0], y);
+  };
+
+  Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+  Value firstHead = rb.mul(headK, shape.groupSize);
+  Value querySum = rb.loop(
+      zero, shape.groupSize, {splat(0, sumType, rows)},
+      [&](Value g, ValueRange sum) {
+        Value q = tile::LoadOp::create(b, queryType, shape.q,
+                                       rowLayoutIndices(shape.layout, batch,
+                                                        rb.add(firstHead, g),
+                                                        rb.add(startQ, i0)),
+                                       rows, rowDim);
+        return SmallVector<Value>{buildMap(b, sumType, {sum[0], q}, add)};
+      })[0];
+  // The mean key is the block's key sum (a dot with a column of ones) over
+  // its key count.
+  Value ones = splat(1, RankedTensorType::get({blockK, 1}, f32), Value());
+  Value meanZero = splat(0, meanType, Value());
+  // Eligibility from the mask is a map over the rows x BK positions.
+  Value blockPositions =
+      band.exact
+          ? Value()
+          : splat(0, RankedTensorType::get({dynamic, blockK}, f32), rows);
+  SmallVector<Value> lowerBounds, upperBounds;
+  for (const LengthAffine &lower : band.lower)
+    lowerBounds.push_back(evaluateLength(rb, lower, n, m));
+  for (const LengthAffine &upper : band.upper)
+    upperBounds.push_back(evaluateLength(rb, upper, n, m));
+
+  ValueRange lists = rb.loop(
+      blockBegin, blockEnd,
+      {splat(-std::numeric_limits<double>::infinity(), listType, rows),
+       splat(-1, listType, rows)},
+      [&](Value block, ValueRange lists) {
+        Value j0 = rb.mul(block, bk);
+        Value count = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
+        Value jLast = rb.add(j0, rb.sub(count, one));
+        Value keys = tile::LoadOp::create(
+            b, keyType, shape.k,
+            rowLayoutIndices(shape.layout, batch, headK, rb.add(startK, j0)),
+            count, rowDim);
+        Value keySum = tile::DotOp::create(b, meanType, ones, keys, meanZero,
+                                           /*transpose_lhs=*/true,
+                                           /*transpose_rhs=*/false);
+        Value keyCount = indexToF32(b, count);
+        Value mean = buildMap(b, meanType, {keySum},
+                              [&](ValueRange, ValueRange x) -> Value {
+                                return arith::DivFOp::create(b, x[0], keyCount);
+                              });
+        Value products = buildMap(b, sumType, {querySum, mean},
+                                  [&](ValueRange, ValueRange x) -> Value {
+                                    return rb.mul(x[0], x[1]);
+                                  });
+        Value dots = tile::ReduceOp::create(b, columnType,
+                                            tile::ReduceKind::add, products);
+        Value scores = buildMap(b, columnType, {dots},
+                                [&](ValueRange, ValueRange x) -> Value {
+                                  return rb.mul(scale, x[0]);
+                                });
+        // A row's candidate is the block if the row may see one of its keys.
+        Value blockNumber = indexToF32(b, block);
+        auto candidate = [&](Value eligible) -> Value {
+          return arith::SelectOp::create(b, eligible, blockNumber, rb.f32(-1));
+        };
+        Value candidates;
+        if (band.exact) { // the block meets the row's band [i + L, i + U]
+          candidates = buildMap(
+              b, columnType, {dots}, [&](ValueRange at, ValueRange) -> Value {
+                Value i = rb.add(i0, at[0]);
+                Value lo = j0, hi = jLast;
+                for (Value lower : lowerBounds)
+                  lo = arith::MaxSIOp::create(b, lo, rb.add(i, lower));
+                for (Value upper : upperBounds)
+                  hi = arith::MinSIOp::create(b, hi, rb.add(i, upper));
+                return candidate(arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::sle, lo, hi));
+              });
+        } else { // the mask does not read h (verified)
+          Value allowed = buildMap(
+              b, cast<RankedTensorType>(blockPositions.getType()),
+              {blockPositions}, [&](ValueRange at, ValueRange) -> Value {
+                Value i = rb.add(i0, at[0]);
+                Value j = rb.add(j0, at[1]);
+                Value key = arith::MinUIOp::create(b, j, rb.sub(m, one));
+                Value inside = arith::AndIOp::create(
+                    b,
+                    arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
+                    rb.inlineExpression(
+                        op.getMask(),
+                        {batch, firstHead, i, key, n, m, startQ, startK},
+                        arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+                return arith::SelectOp::create(b, inside, rb.f32(1), rb.f32(0));
+              });
+          Value anyAllowed = tile::ReduceOp::create(
+              b, columnType, tile::ReduceKind::max, allowed);
+          candidates =
+              buildMap(b, columnType, {anyAllowed},
+                       [&](ValueRange, ValueRange x) -> Value {
+                         return candidate(arith::CmpFOp::create(
+                             b, arith::CmpFPredicate::OGT, x[0], rb.f32(0)));
+                       });
+        }
+        auto inserted = tile::TopKInsertOp::create(
+            b, listType, listType, lists[0], lists[1], scores, candidates);
+        return SmallVector<Value>{inserted.getBestScores(),
+                                  inserted.getBestBlocks()};
+      });
+  return lists[1];
+}
+
 /// The tile program of a softmax-family kernel (docs/tile.md): one program
 /// instance per (query block of `blockQ` rows, head, batch entry) loads its
 /// Q tile and visits the key blocks of `blockK` keys that can hold an
@@ -123,8 +281,9 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
     SmallVector<Type> stateTypes = llvm::to_vector(
         llvm::map_range(init, [](Value v) { return v.getType(); }));
 
-    auto visitKeyBlock = [&](Value keyBlock,
-                             ValueRange state) -> SmallVector<Value> {
+    // `rowKeeps` (top-k): per row, whether the row kept this block (> 0).
+    auto visitKeyBlock = [&](Value keyBlock, ValueRange state,
+                             Value rowKeeps = Value()) -> SmallVector<Value> {
       Value j0 = rb.mul(keyBlock, bk);
       Value cols = arith::MinUIOp::create(b, bk, rb.sub(m, j0));
       SmallVector<Value> keyRow =
@@ -139,46 +298,56 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
 
       // Scores (masked or not) become weights, then the online update.
       auto update = [&](bool applyMask) -> SmallVector<Value> {
-        Value w = buildMap(b, scoreType, {s}, [&](ValueRange at,
-                                                  ValueRange dot) -> Value {
-          Value i = rb.add(i0, at[0]);
-          Value j = rb.add(j0, at[1]);
-          auto weight = [&](Value key) -> Value {
-            Value scaled = rb.mul(scale, dot[0]);
-            Value score = rb.inlineExpression(
-                op.getScore(),
-                {scaled, batch, head, i, key, n, m, startQ, startK}, scaled);
-            if (normalizer == Normalizer::sigmoid)
-              score = arith::DivFOp::create(
-                  b, rb.f32(1),
-                  rb.add(rb.f32(1), math::ExpOp::create(
-                                        b, arith::NegFOp::create(b, score))));
-            return score;
-          };
-          if (!applyMask)
-            return weight(j);
-          // Keys past the end are masked; expressions see the last key.
-          Value key = arith::MinUIOp::create(b, j, lastKey);
-          Value allowed = arith::AndIOp::create(
-              b,
-              arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
-              rb.inlineExpression(
-                  op.getMask(), {batch, head, i, key, n, m, startQ, startK},
-                  arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
-          if (chunk)
-            allowed = arith::AndIOp::create(
-                b, allowed,
-                arith::CmpIOp::create(
-                    b, arith::CmpIPredicate::eq,
-                    arith::DivUIOp::create(b, i, chunkSize),
-                    arith::DivUIOp::create(b, key, chunkSize)));
-          // Softmax: -inf for a masked key; sigmoid and none: weight 0.
-          return rb.ifThen(
-              allowed, {f32}, [&]() -> SmallVector<Value> { return {weight(key)}; },
-              [&]() -> SmallVector<Value> {
-                return {online ? negInf : rb.f32(0)};
-              })[0];
-        });
+        SmallVector<Value> inputs = {s};
+        if (rowKeeps)
+          inputs.push_back(rowKeeps);
+        Value w = buildMap(
+            b, scoreType, inputs, [&](ValueRange at, ValueRange dot) -> Value {
+              Value i = rb.add(i0, at[0]);
+              Value j = rb.add(j0, at[1]);
+              auto weight = [&](Value key) -> Value {
+                Value scaled = rb.mul(scale, dot[0]);
+                Value score = rb.inlineExpression(
+                    op.getScore(),
+                    {scaled, batch, head, i, key, n, m, startQ, startK},
+                    scaled);
+                if (normalizer == Normalizer::sigmoid)
+                  score = arith::DivFOp::create(
+                      b, rb.f32(1),
+                      rb.add(rb.f32(1),
+                             math::ExpOp::create(
+                                 b, arith::NegFOp::create(b, score))));
+                return score;
+              };
+              if (!applyMask)
+                return weight(j);
+              // Keys past the end are masked; expressions see the last key.
+              Value key = arith::MinUIOp::create(b, j, lastKey);
+              Value allowed = arith::AndIOp::create(
+                  b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
+                  rb.inlineExpression(
+                      op.getMask(), {batch, head, i, key, n, m, startQ, startK},
+                      arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+              if (rowKeeps)
+                allowed = arith::AndIOp::create(
+                    b, allowed,
+                    arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, dot[1],
+                                          rb.f32(0)));
+              if (chunk)
+                allowed = arith::AndIOp::create(
+                    b, allowed,
+                    arith::CmpIOp::create(
+                        b, arith::CmpIPredicate::eq,
+                        arith::DivUIOp::create(b, i, chunkSize),
+                        arith::DivUIOp::create(b, key, chunkSize)));
+              // Softmax: -inf for a masked key; sigmoid and none: weight 0.
+              return rb.ifThen(
+                  allowed, {f32},
+                  [&]() -> SmallVector<Value> { return {weight(key)}; },
+                  [&]() -> SmallVector<Value> {
+                    return {online ? negInf : rb.f32(0)};
+                  })[0];
+            });
         if (!online) // acc' = acc + W V
           return {tile::DotOp::create(b, accType, w, v, state[0])};
 
@@ -217,7 +386,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
                 tile::DotOp::create(b, accType, p, v, scaled)};
       };
 
-      if (!band.exact)
+      if (!band.exact || rowKeeps)
         return update(/*applyMask=*/true);
       // A block wholly inside the band (and the chunk) whose keys all exist
       // needs no mask.
@@ -232,15 +401,58 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
 
     // The visited key blocks: the band's; for block-sparse kernels the
     // band's blocks that the block mask marks present, or the listed ones.
-    auto visitIf = [&](Value condition, Value keyBlock, ValueRange state) {
+    auto visitIf = [&](Value condition, Value keyBlock, ValueRange state,
+                       Value rowKeeps = Value()) {
       return llvm::to_vector(rb.ifThen(
-          condition, stateTypes, [&] { return visitKeyBlock(keyBlock, state); },
+          condition, stateTypes,
+          [&] { return visitKeyBlock(keyBlock, state, rowKeeps); },
           [&] { return SmallVector<Value>(state.begin(), state.end()); }));
     };
     auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
     ValueRange final;
     if (!sparse) {
       final = rb.loop(keyBlockBegin, keyBlockEnd, init, visitKeyBlock);
+    } else if (std::optional<uint64_t> topk = sparse.getTopk()) {
+      // Rows keep blocks of their own: visit the blocks that some row kept,
+      // each masked per row. Longer sequences than the block numbers can
+      // name are reported (4, k, m, block, limit).
+      Value fits = arith::CmpIOp::create(b, arith::CmpIPredicate::ule,
+                                         arith::CeilDivUIOp::create(b, m, bk),
+                                         rb.index(kTopkBlockLimit));
+      rb.ifThen(arith::XOrIOp::create(
+                    b, fits, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+                [&] {
+                  rb.recordError(
+                      4, {rb.index(cast<BlockArgument>(shape.k).getArgNumber()),
+                          m, bk, rb.index(kTopkBlockLimit)});
+                });
+      keyBlockEnd =
+          arith::SelectOp::create(b, fits, keyBlockEnd, keyBlockBegin);
+      Value kept = buildTopkSelection(
+          cast<SparseSoftmaxOp>(op.getOperation()), rb, shape, band, queryType,
+          keyType, scale, batch, head, i0, rows, n, m, startQ, startK,
+          keyBlockBegin, keyBlockEnd);
+      auto listType = cast<RankedTensorType>(kept.getType());
+      final = rb.loop(
+          keyBlockBegin, keyBlockEnd, init,
+          [&](Value keyBlock, ValueRange state) {
+            Value blockNumber = indexToF32(b, keyBlock);
+            Value keeps = buildMap(
+                b, listType, {kept}, [&](ValueRange, ValueRange x) -> Value {
+                  return arith::SelectOp::create(
+                      b,
+                      arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, x[0],
+                                            blockNumber),
+                      rb.f32(1), rb.f32(0));
+                });
+            Value rowKeeps = tile::ReduceOp::create(
+                b, rowType, tile::ReduceKind::max, keeps);
+            Value anyRow =
+                tile::ReduceOp::create(b, f32, tile::ReduceKind::max, rowKeeps);
+            return visitIf(arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                 anyRow, rb.f32(0)),
+                           keyBlock, state, rowKeeps);
+          });
     } else if (Value blockMask = sparse.getBlockMask()) {
       final = rb.loop(keyBlockBegin, keyBlockEnd, init,
                       [&](Value keyBlock, ValueRange state) {
@@ -322,260 +534,6 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   });
 }
 
-/// NSA-style top-k selection, one query row at a time (each row selects its
-/// own blocks). Per (batch, kv head) the mean key of every block is computed
-/// once; per row the block scores are
-///   scale * sum_{h in group} dot(q_{h,i}, mean key of block J),
-/// a block is eligible when it holds an allowed key (from the band when the
-/// mask is exactly a band, else by evaluating the mask), the best `topk`
-/// eligible blocks are kept (ties: lower J), and each head of the group runs
-/// the online softmax over the kept blocks only.
-void tileTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
-                       ValueRange results) {
-  ImplicitLocOpBuilder &b = rb.b;
-  AttentionOperands shape = getAttentionOperands(op, rb);
-  Value o = results[0];
-  Value lse = results.size() > 1 ? results[1] : Value();
-  Value zero = rb.index(0), one = rb.index(1);
-  Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
-  MaskStructure band = analyzeMask(op.getMask());
-  int64_t blockK = op.getBlockK();
-  Value bk = rb.index(blockK);
-  Value topk = rb.index(*op.getTopk());
-
-  Type f32 = b.getF32Type(), i8 = b.getI8Type();
-  Value maxBlocks = arith::CeilDivUIOp::create(b, shape.lengthK, bk);
-  Value means = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic, ShapedType::kDynamic}, f32),
-      ValueRange{maxBlocks, shape.dimK});
-  Value blockScores = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{maxBlocks});
-  Value candidate = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, i8), ValueRange{maxBlocks});
-  Value kept = memref::AllocOp::create(
-      b, MemRefType::get({static_cast<int64_t>(*op.getTopk())}, b.getIndexType()));
-  Value tile = memref::AllocOp::create(b, MemRefType::get({blockK}, f32));
-  // sum over the group's query heads of q[h, i, :], once per row
-  Value querySums = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{shape.dimK});
-  Value acc = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, f32), ValueRange{shape.dimV});
-  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
-  Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
-  Value none = rb.index(-1);
-
-  rb.gridLoop(shape.numBatches, shape.headsK, [&](Value batch, Value headK) {
-    Value startQ, n, startK, m;
-    std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
-    std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
-    Value numBlocks = arith::CeilDivUIOp::create(b, m, bk);
-    auto keyAt = [&](Value headK, Value j, Value d) {
-      return rb.loadF32(shape.k, layoutIndices(shape.layout, batch, headK,
-                                               rb.add(startK, j), d));
-    };
-    auto blockEnd = [&](Value block) {
-      return arith::MinUIOp::create(b, rb.add(rb.mul(block, bk), bk), m);
-    };
-    Value firstHead = rb.mul(headK, shape.groupSize);
-    // mean key of each block
-    rb.loop(zero, numBlocks, [&](Value block) {
-      Value begin = rb.mul(block, bk), end = blockEnd(block);
-      Value count = arith::UIToFPOp::create(
-          b, f32,
-          arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
-      rb.loop(zero, shape.dimK, [&](Value d) {
-        Value sum = rb.loop(begin, end, {rb.f32(0)}, [&](Value j,
-                                                        ValueRange acc) {
-          return SmallVector<Value>{rb.add(acc[0], keyAt(headK, j, d))};
-        })[0];
-        memref::StoreOp::create(b, arith::DivFOp::create(b, sum, count),
-                                means, ValueRange{block, d});
-      });
-    });
-
-    rb.loop(zero, n, [&](Value i) {
-      Value rowQ = rb.add(startQ, i);
-      auto queryAt = [&](Value head, Value d) {
-        return rb.loadF32(shape.q,
-                          layoutIndices(shape.layout, batch, head, rowQ, d));
-      };
-      auto maskAt = [&](Value head, Value j) {
-        return rb.inlineExpression(
-            op.getMask(), {batch, head, i, j, n, m, startQ, startK},
-            arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-      };
-      rb.loop(zero, shape.dimK, [&](Value d) {
-        Value sum = rb.loop(zero, shape.groupSize, {rb.f32(0)},
-                            [&](Value g, ValueRange acc) {
-                              return SmallVector<Value>{rb.add(
-                                  acc[0], queryAt(rb.add(firstHead, g), d))};
-                            })[0];
-        memref::StoreOp::create(b, sum, querySums, d);
-      });
-      // Block scores and eligibility.
-      rb.loop(zero, numBlocks, [&](Value block) {
-        Value begin = rb.mul(block, bk), end = blockEnd(block);
-        Value eligible;
-        if (band.exact) { // the block meets the band [i + L, i + U]
-          Value lo = begin, hi = rb.sub(end, one);
-          for (const LengthAffine &lower : band.lower)
-            lo = arith::MaxSIOp::create(b, lo,
-                                        rb.add(i, evaluateLength(rb, lower, n, m)));
-          for (const LengthAffine &upper : band.upper)
-            hi = arith::MinSIOp::create(b, hi,
-                                        rb.add(i, evaluateLength(rb, upper, n, m)));
-          eligible =
-              arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
-        } else { // the mask does not read h (verified)
-          eligible = rb.loop(begin, end, {arith::ConstantIntOp::create(
-                                             b, b.getI1Type(), 0)},
-                             [&](Value j, ValueRange any) {
-                               return SmallVector<Value>{arith::OrIOp::create(
-                                   b, any[0], maskAt(firstHead, j))};
-                             })[0];
-        }
-        memref::StoreOp::create(b, arith::ExtUIOp::create(b, i8, eligible),
-                                candidate, block);
-        Value score = rb.loop(
-            zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange acc) {
-              Value querySum = memref::LoadOp::create(b, querySums, d);
-              Value mean =
-                  memref::LoadOp::create(b, means, ValueRange{block, d});
-              return SmallVector<Value>{
-                  rb.add(acc[0], rb.mul(querySum, mean))};
-            })[0];
-        memref::StoreOp::create(b, rb.mul(scale, score), blockScores, block);
-      });
-      // Keep the best topk candidates, each taken out once chosen.
-      Value keptCount = rb.loop(zero, topk, {zero}, [&](Value,
-                                                       ValueRange count) {
-        ValueRange best = rb.loop(
-            zero, numBlocks, {none, rb.f32(0)},
-            [&](Value block, ValueRange acc) {
-              Value open = arith::CmpIOp::create(
-                  b, arith::CmpIPredicate::ne,
-                  memref::LoadOp::create(b, candidate, block), byteZero);
-              Value score = memref::LoadOp::create(b, blockScores, block);
-              Value better = arith::OrIOp::create(
-                  b,
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, acc[0],
-                                        none),
-                  arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, score,
-                                        acc[1]));
-              Value take = arith::AndIOp::create(b, open, better);
-              return SmallVector<Value>{
-                  arith::SelectOp::create(b, take, block, acc[0]),
-                  arith::SelectOp::create(b, take, score, acc[1])};
-            });
-        Value found =
-            arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none);
-        return SmallVector<Value>{rb.ifThen(
-            found, {b.getIndexType()},
-            [&]() -> SmallVector<Value> {
-              memref::StoreOp::create(b, byteZero, candidate, best[0]);
-              memref::StoreOp::create(b, best[0], kept, count[0]);
-              return {rb.add(count[0], one)};
-            },
-            [&]() -> SmallVector<Value> { return {count[0]}; })[0]};
-      })[0];
-
-      // Each head of the group: online softmax over the kept blocks.
-      rb.loop(zero, shape.groupSize, [&](Value g) {
-        Value head = rb.add(firstHead, g);
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          memref::StoreOp::create(b, rb.f32(0), acc, e);
-        });
-        ValueRange stats = rb.loop(
-            zero, keptCount, {negInf, rb.f32(0)},
-            [&](Value entry, ValueRange running) {
-              Value block = memref::LoadOp::create(b, kept, entry);
-              Value begin = rb.mul(block, bk), end = blockEnd(block);
-              Value cols = rb.sub(end, begin);
-              Value blockMax = rb.loop(zero, cols, {negInf}, [&](Value c,
-                                                                ValueRange max) {
-                Value j = rb.add(begin, c);
-                Value s = rb.ifThen(
-                    maskAt(head, j), {f32},
-                    [&]() -> SmallVector<Value> {
-                      Value dot =
-                          rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                  [&](Value d, ValueRange sum) {
-                                    return SmallVector<Value>{rb.add(
-                                        sum[0], rb.mul(queryAt(head, d),
-                                                       keyAt(headK, j, d)))};
-                                  })[0];
-                      Value scaled = rb.mul(scale, dot);
-                      return {rb.inlineExpression(
-                          op.getScore(),
-                          {scaled, batch, head, i, j, n, m, startQ, startK},
-                          scaled)};
-                    },
-                    [&]() -> SmallVector<Value> { return {negInf}; })[0];
-                memref::StoreOp::create(b, s, tile, c);
-                return SmallVector<Value>{
-                    arith::MaximumFOp::create(b, max[0], s)};
-              })[0];
-              // m' = max(m, blockmax); l' = l e^(m - m') + sum e^(s - m')
-              Value newMax = arith::MaximumFOp::create(b, running[0], blockMax);
-              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                 newMax, negInf);
-              Value alpha = arith::SelectOp::create(
-                  b, live,
-                  math::ExpOp::create(
-                      b, arith::SubFOp::create(b, running[0], newMax)),
-                  rb.f32(1));
-              Value sum = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                               ValueRange acc) {
-                Value s = memref::LoadOp::create(b, tile, c);
-                Value p = arith::SelectOp::create(
-                    b, live,
-                    math::ExpOp::create(b, arith::SubFOp::create(b, s, newMax)),
-                    rb.f32(0));
-                memref::StoreOp::create(b, p, tile, c);
-                return SmallVector<Value>{rb.add(acc[0], p)};
-              })[0];
-              rb.loop(zero, shape.dimV, [&](Value e) {
-                Value pv = rb.loop(zero, cols, {rb.f32(0)}, [&](Value c,
-                                                                ValueRange s) {
-                  Value p = memref::LoadOp::create(b, tile, c);
-                  Value value = rb.loadF32(
-                      shape.v,
-                      layoutIndices(shape.layout, batch, headK,
-                                    rb.add(startK, rb.add(begin, c)), e));
-                  return SmallVector<Value>{rb.add(s[0], rb.mul(p, value))};
-                })[0];
-                Value old = memref::LoadOp::create(b, acc, e);
-                memref::StoreOp::create(b, rb.add(rb.mul(old, alpha), pv),
-                                        acc, e);
-              });
-              return SmallVector<Value>{
-                  newMax, rb.add(rb.mul(running[1], alpha), sum)};
-            });
-        Value rowMax = stats[0], rowSum = stats[1];
-        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                rowSum, rb.f32(0));
-        rb.loop(zero, shape.dimV, [&](Value e) {
-          Value value = arith::SelectOp::create(
-              b, hasWeight,
-              arith::DivFOp::create(b, memref::LoadOp::create(b, acc, e),
-                                    rowSum),
-              rb.f32(0));
-          rb.storeF32(value, o,
-                      layoutIndices(shape.layout, batch, head, rowQ, e));
-        });
-        if (lse) {
-          memref::StoreOp::create(
-              b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
-              lseIndices(shape.cuQ, batch, head, rowQ, i));
-        }
-      });
-    });
-  });
-  for (Value buffer :
-       {means, blockScores, candidate, kept, tile, querySums, acc})
-    memref::DeallocOp::create(b, buffer);
-}
-
 struct TileSoftmaxPass
     : public attnc::impl::TileSoftmaxBase<TileSoftmaxPass> {
   using TileSoftmaxBase::TileSoftmaxBase;
@@ -591,14 +549,6 @@ struct TileSoftmaxPass
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
       if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)
         continue;
-      if (sparse && sparse.getTopk()) {
-        // Top-k selection walks whole kv heads, as loops for the CPU.
-        lowerKernelToFunc(kernel, [&](Operation *, LoweringBuilder &rb,
-                                      ValueRange results) {
-          tileTopkSelection(sparse, rb, results);
-        });
-        continue;
-      }
       lowerKernelToProgram(kernel, [&](Operation *familyOp,
                                        LoweringBuilder &rb,
                                        ValueRange results) {
@@ -608,6 +558,9 @@ struct TileSoftmaxPass
         else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
           buildSoftmaxProgram(chunked, rb, results, blockQ, blockK,
                               chunked.getChunk());
+        else if (sparse.getTopk()) // Rows select blocks of their own.
+          buildSoftmaxProgram(sparse, rb, results, blockQ, sparse.getBlockK(),
+                              std::nullopt);
         else // Tiles are the sparsity blocks, so a tile is present or absent.
           buildSoftmaxProgram(sparse, rb, results, sparse.getBlockQ(),
                               sparse.getBlockK(), std::nullopt);

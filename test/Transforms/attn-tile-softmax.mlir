@@ -2,7 +2,7 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
 
 // The tile programs lower to the LLVM dialect on the CPU.
-// LLVM-COUNT-3: llvm.func @_mlir_ciface_
+// LLVM-COUNT-4: llvm.func @_mlir_ciface_
 
 // The FlashAttention-2 tile program of a causal softcapped kernel: a grid
 // of 16-row query blocks; per block the Q tile, then the key blocks of 8 keys
@@ -137,4 +137,60 @@ attn.kernel @lists(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H
   } mask {
   }
   attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// Top-k selection: 16-row tiles (the pass's block-q; rows select their own
+// blocks) and key tiles of the selection block (4). First the group's query
+// sum, then one pass over the band's key blocks: the mean key (a dot with a
+// column of ones, over the key count), each row's score against it, the row's
+// eligibility from the band, and the insertion into the row's list of its 2
+// best. Then the online softmax visits a block only if some row kept it,
+// masking each row by its own list.
+
+// CHECK-LABEL: func.func @topk(
+// CHECK:       attn_tile.grid {{.*}} block_rows 16 {
+// CHECK:         %[[Q:.*]] = attn_tile.load %arg0{{.*}} -> tensor<?x16xf32>
+//                The error for more blocks than f32 numbers them exactly.
+// CHECK:         arith.cmpi ugt, %{{.*}}, %c16777216
+// CHECK:         %[[SUM:.*]] = scf.for {{.*}} -> (tensor<?x16xf32>) {
+// CHECK:           attn_tile.load %arg0
+// CHECK:           attn_tile.map
+// CHECK:           arith.addf
+// CHECK:         }
+// CHECK:         %[[LISTS:.*]]:2 = scf.for %[[J:.*]] = {{.*}} -> (tensor<?x2xf32>, tensor<?x2xf32>) {
+// CHECK:           %[[K:.*]] = attn_tile.load %arg1{{.*}} -> tensor<4x16xf32>
+// CHECK:           %[[KSUM:.*]] = attn_tile.dot %{{.*}}, %[[K]], %{{.*}} {transpose_lhs} : tensor<4x1xf32>, tensor<4x16xf32>, tensor<1x16xf32> -> tensor<1x16xf32>
+// CHECK:           %[[MEAN:.*]] = attn_tile.map(%[[KSUM]])
+// CHECK:             arith.divf
+// CHECK:           %[[PRODUCTS:.*]] = attn_tile.map(%[[SUM]], %[[MEAN]]) : (tensor<?x16xf32>, tensor<1x16xf32>) -> tensor<?x16xf32>
+// CHECK:           %[[DOTS:.*]] = attn_tile.reduce add %[[PRODUCTS]]
+// CHECK:           %[[SCORES:.*]] = attn_tile.map(%[[DOTS]])
+// CHECK:             arith.mulf
+// CHECK:           %[[CANDIDATES:.*]] = attn_tile.map(%[[DOTS]])
+// CHECK:             arith.cmpi sle
+// CHECK:             arith.select
+// CHECK:           attn_tile.top_k_insert %{{.*}}, %{{.*}}, %[[SCORES]], %[[CANDIDATES]] : tensor<?x2xf32>, tensor<?xf32>
+// CHECK:         }
+// CHECK:         scf.for {{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>) {
+// CHECK:           %[[KEEPS:.*]] = attn_tile.map(%[[LISTS]]#1)
+// CHECK:             arith.cmpf oeq
+// CHECK:           %[[ROWS:.*]] = attn_tile.reduce max %[[KEEPS]] : tensor<?x2xf32> -> tensor<?xf32>
+// CHECK:           %[[ANY:.*]] = attn_tile.reduce max %[[ROWS]] : tensor<?xf32> -> f32
+// CHECK:           %[[VISIT:.*]] = arith.cmpf ogt, %[[ANY]]
+// CHECK:           scf.if %[[VISIT]] -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>) {
+// CHECK:             %[[S:.*]] = attn_tile.dot %[[Q]], %{{.*}} {transpose_rhs}
+// CHECK:             attn_tile.map(%[[S]], %[[ROWS]])
+// CHECK:               arith.cmpf ogt
+// CHECK:             attn_tile.reduce max
+// CHECK:           } else {
+attn.kernel @topk(%q: !attn.tensor<f32[B, Hq, N, 16]>, %k: !attn.tensor<f32[B, Hk, N, 16]>, %v: !attn.tensor<f32[B, Hk, N, 16]>) -> (o: !attn.tensor<f32[B, Hq, N, 16]>) {
+  %o = attn.sparse_softmax %q, %k, %v {block_k = 4 : i64, block_q = 4 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, Hq, N, 16]>, !attn.tensor<f32[B, Hk, N, 16]>, !attn.tensor<f32[B, Hk, N, 16]>) -> !attn.tensor<f32[B, Hq, N, 16]> score {
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qstart: index, %kstart: index):
+    %0 = arith.cmpi ule, %j, %i : index
+    attn.yield %0 : i1
+  }
+  attn.return %o : !attn.tensor<f32[B, Hq, N, 16]>
 }

@@ -144,6 +144,16 @@ std::vector<SweepSpec> sweepSpecs() {
        dense(", doc: i32[B, N]", o,
              "o = softmax(q, k, v) { select = topk(2, block = 3); mask = doc[b, i] == doc[b, j] && j <= i }"),
        ElementType::F32},
+      {"top-k sigmoid window",
+       dense("", o,
+             "o = softmax(q, k, v) { select = topk(2, block = 4); normalizer = sigmoid; "
+             "mask = j <= i && i - j < 9 }"),
+       ElementType::F32},
+      {"top-k unnormalized",
+       dense("", o,
+             "o = softmax(q, k, v) { select = topk(3, block = 2); normalizer = none; "
+             "mask = causal }"),
+       ElementType::F32},
       {"softcap bf16",
        "kernel t(q: bf16[B, N, Hq, 16], k: bf16[B, M, Hk, 16], v: bf16[B, M, Hk, 16])"
        " -> (o: bf16[B, N, Hq, 16]) {\n  o = softmax(q, k, v, layout = bnhd) "
@@ -186,6 +196,58 @@ TEST(TiledSoftmax, MatchesReferenceOverShapesAndTiles) {
       }
     }
   }
+}
+
+// Keys that repeat every block give every block the same score: each row
+// keeps the lowest `topk` blocks, so top-k equals attention over their keys.
+TEST(TiledSoftmax, TopkTiesKeepTheLowerBlocks) {
+  const std::string o = "o: f32[B, Hq, N, 16]";
+  auto spec = [&](const std::string &options) {
+    return kHeader + ") -> (" + o + ") {\n  o = softmax(q, k, v) { " + options +
+           " }\n}";
+  };
+  SpecRunner firstBlocks(spec("mask = j < 8"));
+  ASSERT_TRUE(firstBlocks.ok()) << firstBlocks.compileError;
+  const std::pair<int64_t, int64_t> tiles[] = {{4, 3}, {64, 64}};
+  for (auto [blockQ, blockK] : tiles) {
+    SpecRunner topk(spec("select = topk(2, block = 4)"),
+                    CpuOptions{CpuPath::Tiled, blockQ, blockK});
+    ASSERT_TRUE(topk.ok()) << topk.compileError;
+    const uint64_t seed = 77;
+    SweepSpec shapes{"ties", "", ElementType::F32};
+    std::map<std::string, HostTensor> inputs = makeInputs(shapes, 9, 24, seed);
+    // k[b, h, j, d] = k[b, h, j % 4, d]
+    HostTensor &k = inputs["k"];
+    const int64_t keys = 24, dim = 16;
+    for (int64_t index = 0; index < k.numElements(); ++index) {
+      int64_t j = index / dim % keys;
+      k.set(index, k.get(index - (j - j % 4) * dim));
+    }
+    expectSameOutputs(firstBlocks, topk, inputs,
+                      "ties, seed " + std::to_string(seed) + ", tiles " +
+                          std::to_string(blockQ) + "x" +
+                          std::to_string(blockK));
+  }
+}
+
+// Block numbers are exact in f32 tiles up to 2^24: one block more is a clear
+// run-time error, not a wrong selection.
+TEST(TiledSoftmax, TopkReportsMoreBlocksThanItNumbers) {
+  SpecRunner topk("kernel t(q: f32[1, 1, 1, 1], k: f32[1, 1, M, 1], "
+                  "v: f32[1, 1, M, 1]) -> (o: f32[1, 1, 1, 1]) {\n"
+                  "  o = softmax(q, k, v) { select = topk(1, block = 1) }\n}",
+                  CpuOptions{CpuPath::Tiled});
+  ASSERT_TRUE(topk.ok()) << topk.compileError;
+  const int64_t keys = (int64_t(1) << 24) + 1;
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = HostTensor(ElementType::F32, {1, 1, 1, 1});
+  inputs["k"] = HostTensor(ElementType::F32, {1, 1, keys, 1});
+  inputs["v"] = HostTensor(ElementType::F32, {1, 1, keys, 1});
+  std::vector<HostTensor> outputs;
+  std::string error;
+  EXPECT_FALSE(topk.run(inputs, outputs, error));
+  EXPECT_EQ(error, "'k' has a sequence of 16777217 keys: more than the "
+                   "16777216 blocks of 1 that top-k selection handles");
 }
 
 } // namespace

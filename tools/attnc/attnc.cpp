@@ -60,9 +60,8 @@ static cl::opt<Stage> stage(
     "stage", cl::desc("Stage to print"), cl::init(Stage::Attn),
     cl::values(clEnumValN(Stage::Attn, "attn", "the attn dialect"),
                clEnumValN(Stage::Tile, "tile",
-                          "after the CPU tiling strategies: attn_tile "
-                          "programs (softmax family), loops (linear family, "
-                          "top-k selection)"),
+                          "after the CPU tiling strategies: the attn_tile "
+                          "programs of every family"),
                clEnumValN(Stage::Reference, "reference",
                           "after the reference lowering (scf/memref)"),
                clEnumValN(Stage::LLVM, "llvm", "the LLVM dialect")),
@@ -126,16 +125,18 @@ static cl::opt<CpuPath>
                                   "FlashAttention-2 tiling and chunkwise "
                                   "linear attention (the default)")),
             cl::sub(runCommand), cl::cat(category));
-static cl::opt<int64_t> blockQ("block-q",
-                               cl::desc("Query rows per tile of dense and chunk-local softmax "
-                        "(--path=tiled; block-sparse kernels tile by their "
-                        "blocks)"),
-                               cl::init(64), cl::sub(runCommand),
-                               cl::cat(category));
-static cl::opt<int64_t> blockK("block-k",
-                               cl::desc("Keys per tile, like --block-q"),
-                               cl::init(64), cl::sub(runCommand),
-                               cl::cat(category));
+static cl::opt<int64_t>
+    blockQ("block-q",
+           cl::desc("Query rows per tile of dense, chunk-local and "
+                    "top-k softmax (--path=tiled; other "
+                    "block-sparse kernels tile by their "
+                    "blocks)"),
+           cl::init(64), cl::sub(runCommand), cl::cat(category));
+static cl::opt<int64_t>
+    blockK("block-k",
+           cl::desc("Keys per tile of dense and chunk-local softmax "
+                    "(--path=tiled)"),
+           cl::init(64), cl::sub(runCommand), cl::cat(category));
 static cl::opt<int64_t> threads(
     "threads",
     cl::desc("Host threads sharing the (batch, head) grid on the CPU backend "

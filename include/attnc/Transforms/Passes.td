@@ -54,8 +54,7 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
   let summary = "FlashAttention-2 tile programs of softmax-family kernels";
   let description = [{
     Rewrites every kernel whose family op is `attn.softmax`,
-    `attn.chunk_softmax` or a block-sparse `attn.sparse_softmax` (block mask
-    or block lists) into a func.func (parameters, results, status buffer)
+    `attn.chunk_softmax` or `attn.sparse_softmax` into a func.func (parameters, results, status buffer)
     holding a target-neutral tile program (docs/tile.md): an `attn_tile.grid`
     over (query block of `block-q` rows, head, batch entry) whose body loads
     the Q tile and visits the key blocks of `block-k` keys that can hold an
@@ -76,12 +75,13 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     block mask, the band's blocks that the mask marks present are visited;
     with lists, only the listed blocks (each once, if in the band).
 
-    Top-k selection (`select = topk(...)`), which chooses blocks per query
-    row, is still lowered straight to CPU loops (calling convention of
-    attn-lower-to-reference): per kv head the mean key of every block, per
-    row the block scores summed over the group's query heads, the `topk` best
-    eligible blocks, then the online softmax over them. Other kernels are
-    left for other passes.
+    Top-k selection (`select = topk(...)`) chooses key blocks per query
+    row: tiles of `block-q` rows against the selection's blocks, a first
+    pass over the band's key blocks scores each against every row (the
+    group's summed query against the block's mean key) and keeps each row's
+    `topk` best eligible blocks with `attn_tile.top_k_insert`, then the
+    online softmax visits the blocks some row kept, masked per row. Other
+    kernels are left for other passes.
 
     Before:
     ```mlir
