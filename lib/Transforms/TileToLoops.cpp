@@ -40,6 +40,82 @@ struct TileBuffer {
   bool transposed = false;
 };
 
+/// A map body evaluated for kLanes columns at once: values that depend on
+/// the column are vectors, the others stay scalars (broadcast where a vector
+/// op needs them); scf.if evaluates both branches and selects.
+class VectorMapBody {
+public:
+  VectorMapBody(ImplicitLocOpBuilder &b, const IRMapping &outside)
+      : b(b), scalars(outside) {}
+
+  VectorType vectorOf(Type element) {
+    return VectorType::get({LoweringBuilder::kLanes}, element);
+  }
+  void bind(Value from, Value scalar) { scalars.map(from, scalar); }
+  void bindVector(Value from, Value vector) { vectors[from] = vector; }
+
+  /// The vector of `value` (a broadcast if it is the same for every lane).
+  Value vector(Value value) {
+    if (Value found = vectors.lookup(value))
+      return found;
+    Value scalar = scalars.lookupOrDefault(value);
+    Value &broadcast = broadcasts[scalar];
+    if (!broadcast)
+      broadcast =
+          vector::BroadcastOp::create(b, vectorOf(scalar.getType()), scalar);
+    return broadcast;
+  }
+
+  void emit(Block &block) {
+    for (Operation &op : block.without_terminator()) {
+      auto varies = [&](Value value) { return vectors.count(value) != 0; };
+      if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
+        emit(ifOp.getThenRegion().front());
+        emit(ifOp.getElseRegion().front());
+        auto yields = [](Region &region) {
+          return cast<scf::YieldOp>(region.front().getTerminator())
+              .getOperands();
+        };
+        for (auto [result, onTrue, onFalse] :
+             llvm::zip_equal(ifOp.getResults(), yields(ifOp.getThenRegion()),
+                             yields(ifOp.getElseRegion()))) {
+          if (!varies(ifOp.getCondition()) && !varies(onTrue) &&
+              !varies(onFalse)) {
+            scalars.map(result, arith::SelectOp::create(
+                                    b, scalars.lookupOrDefault(ifOp.getCondition()),
+                                    scalars.lookupOrDefault(onTrue),
+                                    scalars.lookupOrDefault(onFalse)));
+            continue;
+          }
+          vectors[result] =
+              arith::SelectOp::create(b, vector(ifOp.getCondition()),
+                                      vector(onTrue), vector(onFalse));
+        }
+        continue;
+      }
+      if (llvm::none_of(op.getOperands(), varies)) {
+        b.clone(op, scalars);
+        continue;
+      }
+      OperationState state(b.getLoc(), op.getName());
+      for (Value operand : op.getOperands())
+        state.addOperands(vector(operand));
+      for (Type type : op.getResultTypes())
+        state.addTypes(vectorOf(type));
+      state.addAttributes(op.getAttrs());
+      Operation *vectorOp = b.create(state);
+      for (auto [result, vectorResult] :
+           llvm::zip_equal(op.getResults(), vectorOp->getResults()))
+        vectors[result] = vectorResult;
+    }
+  }
+
+private:
+  ImplicitLocOpBuilder &b;
+  IRMapping scalars;
+  DenseMap<Value, Value> vectors, broadcasts;
+};
+
 /// Lowers one grid and everything in it; the buffers are allocated at
 /// `allocPoint` (before the grid's loop) and freed after it.
 class ProgramLowering {
@@ -652,7 +728,7 @@ private:
     }
     Block &body = map.getBody().front();
     Value zero = rb.index(0);
-    forEachElement(result, [&](Value r, Value c) {
+    auto element = [&](Value r, Value c) {
       IRMapping element = mapping;
       element.map(body.getArgument(0), r);
       if (rank == 2)
@@ -675,8 +751,86 @@ private:
       if (!yielded.getType().isF32())
         yielded = arith::ExtFOp::create(b, b.getF32Type(), yielded);
       storeElement(yielded, result, r, c);
+    };
+    // Inputs read per column must be row-major for vector loads.
+    bool vectorize =
+        rank == 2 && !result.transposed && vectorizableBody(body) &&
+        llvm::all_of(llvm::zip(map.getInputs(), inputs), [&](auto pair) {
+          auto [input, tile] = pair;
+          return !tile.cols || broadcasts(input, 1) || !tile.transposed;
+        });
+    if (!vectorize) {
+      forEachElement(result, element);
+      return success();
+    }
+    // Groups of kLanes columns on vectors, then the last columns one by one;
+    // the padding past the columns is never written.
+    Value lanes = rb.index(LoweringBuilder::kLanes);
+    Value groups = arith::DivUIOp::create(b, result.cols, lanes);
+    Value vectorCols = rb.mul(groups, lanes);
+    rb.loop(zero, result.rows, [&](Value r) {
+      rb.loop(zero, groups, [&](Value group) {
+        Value c0 = rb.mul(group, lanes);
+        VectorMapBody vectorBody(b, mapping);
+        vectorBody.bind(body.getArgument(0), r);
+        Type index = b.getIndexType();
+        vectorBody.bindVector(
+            body.getArgument(1),
+            arith::AddIOp::create(
+                b, vector::BroadcastOp::create(b, vectorBody.vectorOf(index), c0),
+                vector::StepOp::create(b, vectorBody.vectorOf(index))));
+        for (auto [index, input, tile] :
+             llvm::enumerate(map.getInputs(), inputs)) {
+          BlockArgument arg = body.getArgument(rank + index);
+          Value row = broadcasts(input, 0) ? zero : r;
+          if (!tile.cols || broadcasts(input, 1)) { // one value per row
+            Value value = tile.cols ? loadElement(tile, row, zero)
+                                    : loadElement(tile, r, Value());
+            if (arg.getType() != value.getType())
+              value = arith::TruncFOp::create(b, arg.getType(), value);
+            vectorBody.bind(arg, value);
+            continue;
+          }
+          Value value = rb.loadLanes(tile.buffer, {row, c0});
+          if (arg.getType() != b.getF32Type())
+            value = arith::TruncFOp::create(
+                b, vectorBody.vectorOf(arg.getType()), value);
+          vectorBody.bindVector(arg, value);
+        }
+        vectorBody.emit(body);
+        Value yielded = vectorBody.vector(
+            cast<tile::YieldOp>(body.getTerminator()).getValues()[0]);
+        if (!cast<VectorType>(yielded.getType()).getElementType().isF32())
+          yielded = arith::ExtFOp::create(b, rb.lanes(), yielded);
+        vector::StoreOp::create(b, yielded, result.buffer, ValueRange{r, c0});
+      });
+      rb.loop(vectorCols, result.cols, [&](Value c) { element(r, c); });
     });
     return success();
+  }
+
+  /// Whether a map body can run on vectors of columns: elementwise arith
+  /// and math ops without side effects or undefined behaviour (they may be
+  /// evaluated where the scalar code would not), constants, and scf.if with
+  /// such branches (both evaluated, then selected). Loads stay scalar.
+  static bool vectorizableBody(Block &body) {
+    for (Operation &op : body.without_terminator()) {
+      if (isa<arith::ConstantOp>(op))
+        continue;
+      if (auto ifOp = dyn_cast<scf::IfOp>(op)) {
+        if (ifOp.getNumResults() == 0 || ifOp.getElseRegion().empty() ||
+            !vectorizableBody(ifOp.getThenRegion().front()) ||
+            !vectorizableBody(ifOp.getElseRegion().front()))
+          return false;
+        continue;
+      }
+      if (!op.hasTrait<OpTrait::Elementwise>() || !isPure(&op) ||
+          op.getNumRegions() != 0 ||
+          !llvm::all_of(op.getResultTypes(),
+                        [](Type type) { return type.isIntOrIndexOrFloat(); }))
+        return false;
+    }
+    return true;
   }
 
   /// Row r combines rows 0..r, in place when the input dies here.

@@ -36,9 +36,10 @@
 // CHECK:           vector.load %[[KT]]
 // CHECK:           vector.fma {{.*}} : vector<8xf32>
 // CHECK:           vector.store %{{.*}}, %[[S]]
-//                  P = exp(S) in place.
-// CHECK:           math.exp
-// CHECK:           memref.store %{{.*}}, %[[S]]
+//                  P = exp(S) in place, on vectors of 8 columns.
+// CHECK:           vector.load %[[S]]
+// CHECK-NEXT:      math.exp {{.*}} : vector<8xf32>
+// CHECK-NEXT:      vector.store %{{.*}}, %[[S]]
 //                  acc += P Q, in the accumulator's buffer: nothing is
 //                  copied at the yield.
 // CHECK:           vector.load %[[ACC]]
@@ -245,8 +246,12 @@ func.func @branch_clobbers(%x: memref<?x?xf32>, %status: memref<?xi64>) {
 // CHECK:             memref.store %{{.*}}, %[[G]][%[[R]]
 // CHECK:           memref.store %{{.*}}, %[[LAST]][%c0,
 // CHECK:           memref.store %{{.*}}, %[[COL]][%{{.*}}, %c0]
-// CHECK:           memref.load %[[COL]][%{{.*}}, %c0]
-// CHECK:           memref.store %{{.*}}, %[[STATE]]
+//                  The state times a column broadcast along its rows.
+// CHECK:           vector.load %[[STATE]]
+// CHECK-NEXT:      memref.load %[[COL]][%{{.*}}, %c0]
+// CHECK-NEXT:      vector.broadcast
+// CHECK-NEXT:      arith.mulf {{.*}} : vector<8xf32>
+// CHECK-NEXT:      vector.store %{{.*}}, %[[STATE]]
 // CHECK-NOT:       memref.store %{{.*}}, %[[A]]
 // CHECK:           %[[END:.*]] = arith.minui
 // CHECK:           scf.for %{{.*}} = %c0 to %[[END]] step %c1 {
@@ -349,6 +354,65 @@ func.func @top_k(%x: !Src, %o: !Src, %status: memref<?xi64>) {
     scf.if %pos {
       attn_tile.store %lists#0, %o[%h, %c0] rows %c8 row_dim 1 : tensor<8x2xf32> -> !Src
     }
+  }
+  return
+}
+
+// -----
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// Maps run on vectors of 8 columns, then the last columns one at a time:
+// the column position is a vector (vector.step), the row and per-row inputs
+// stay scalars and are broadcast where a vector op needs them, and scf.if
+// evaluates both branches and selects. A map that reads memory per element
+// (bias[c]) stays scalar.
+
+// CHECK-LABEL: func.func @vector_maps(
+// CHECK:           %[[C:.*]] = vector.step : vector<8xindex>
+// CHECK-NEXT:      %[[S:.*]] = vector.load %[[T:.*]][%[[R:.*]], %c0] : memref<4x32xf32>, vector<8xf32>
+// CHECK-NEXT:      %[[MAX:.*]] = memref.load %{{.*}}[%[[R]]] : memref<4xf32>
+// CHECK-NEXT:      %[[RV:.*]] = vector.broadcast %[[R]] : index to vector<8xindex>
+// CHECK-NEXT:      %[[ALLOWED:.*]] = arith.cmpi ule, %[[C]], %[[RV]] : vector<8xindex>
+// CHECK-NEXT:      %[[MAXV:.*]] = vector.broadcast %[[MAX]] : f32 to vector<8xf32>
+// CHECK-NEXT:      %[[D:.*]] = arith.subf %[[S]], %[[MAXV]] : vector<8xf32>
+// CHECK-NEXT:      %[[E:.*]] = arith.mulf %[[D]], %{{.*}} : vector<8xf32>
+// CHECK-NEXT:      %[[W:.*]] = arith.select %[[ALLOWED]], %[[E]], %{{.*}} : vector<8xi1>, vector<8xf32>
+// CHECK-NEXT:      vector.store %[[W]], %[[T]][%[[R]], %c0]
+// CHECK-NEXT:      scf.for %{{.*}} = %c8 to %c12 step %c1 {
+// CHECK:             scf.if
+// CHECK:         scf.for %{{.*}} = %c0 to %c4 step %c1 {
+// CHECK-NEXT:      scf.for %{{.*}} = %c0 to %c12 step %c1 {
+// CHECK:             memref.load %arg1
+func.func @vector_maps(%x: !Src, %bias: memref<?xf32>, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %heads = memref.dim %x, %c0 : !Src
+  %ninf = arith.constant 0xFF800000 : f32
+  %scale = arith.constant 0.5 : f32
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 4 {
+    %t = attn_tile.load %x[%h, %c0] rows %c4 row_dim 1 : !Src -> tensor<4x12xf32>
+    %m = attn_tile.reduce max %t : tensor<4x12xf32> -> tensor<4xf32>
+    %w = attn_tile.map (%t, %m) : (tensor<4x12xf32>, tensor<4xf32>) -> tensor<4x12xf32> {
+    ^bb0(%r: index, %c: index, %s: f32, %rowmax: f32):
+      %allowed = arith.cmpi ule, %c, %r : index
+      %v = scf.if %allowed -> (f32) {
+        %d = arith.subf %s, %rowmax : f32
+        %e = arith.mulf %d, %scale : f32
+        scf.yield %e : f32
+      } else {
+        scf.yield %ninf : f32
+      }
+      attn_tile.yield %v : f32
+    }
+    %g = attn_tile.map (%w) : (tensor<4x12xf32>) -> tensor<4x12xf32> {
+    ^bb0(%r: index, %c: index, %s: f32):
+      %bc = memref.load %bias[%c] : memref<?xf32>
+      %y = arith.addf %s, %bc : f32
+      attn_tile.yield %y : f32
+    }
+    attn_tile.store %g, %o[%h, %c0] rows %c4 row_dim 1 : tensor<4x12xf32> -> !Src
   }
   return
 }

@@ -134,9 +134,12 @@ def TileToLoops : Pass<"attn-tile-to-loops", "::mlir::ModuleOp"> {
     feeds `attn_tile.dot` as its transposed rhs, and is otherwise only read
     element by element, is stored transposed, so that `Q K^T` runs on
     vectors along the keys; `P V` runs on vectors along the value columns,
-    several independent accumulators per loop. Maps, reductions, scans and
-    decay_dot are scalar loops over the elements; a map clones its body per
-    element. Zero splats that only initialize dot accumulators are never
+    several independent accumulators per loop. A 2-D map whose body is
+    elementwise arith and math (scf.if included: both branches, then a
+    select) runs on vectors of 8 columns: values that depend on the column
+    are vectors, the others scalars; the last columns, and maps that read
+    memory per element, clone their body per element. Reductions, scans,
+    top_k_insert and decay_dot are scalar loops. Zero splats that only initialize dot accumulators are never
     filled. Loop-carried and branch-yielded tiles stay in their buffers: a
     yielded tile that lives elsewhere is copied.
 
