@@ -10,6 +10,8 @@
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Transforms/Passes.h"
 
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/Support/MathExtras.h"
 
 namespace attnc {
@@ -39,6 +41,22 @@ struct TileBuffer {
   Value rows, cols, capacity;
   bool transposed = false;
 };
+
+/// exp of an f32 vector, which approximateVectorExps turns into a
+/// polynomial; that is not 0 at -inf, so -inf is selected to exactly 0 (rows
+/// with no allowed key rely on it).
+Value vectorExp(ImplicitLocOpBuilder &b, Value x) {
+  auto type = cast<VectorType>(x.getType());
+  Value negInf = arith::ConstantOp::create(
+      b, DenseElementsAttr::get(
+             type, b.getFloatAttr(type.getElementType(),
+                                  -std::numeric_limits<double>::infinity())));
+  Value isNegInf =
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, x, negInf);
+  return arith::SelectOp::create(
+      b, isNegInf, arith::ConstantOp::create(b, b.getZeroAttr(type)),
+      math::ExpOp::create(b, x));
+}
 
 /// A map body evaluated for kLanes columns at once: values that depend on
 /// the column are vectors, the others stay scalars (broadcast where a vector
@@ -103,6 +121,10 @@ public:
       for (Type type : op.getResultTypes())
         state.addTypes(vectorOf(type));
       state.addAttributes(op.getAttrs());
+      if (isa<math::ExpOp>(op) && getElementTypeOrSelf(state.types[0]).isF32()) {
+        vectors[op.getResult(0)] = vectorExp(b, state.operands[0]);
+        continue;
+      }
       Operation *vectorOp = b.create(state);
       for (auto [result, vectorResult] :
            llvm::zip_equal(op.getResults(), vectorOp->getResults()))
@@ -657,14 +679,38 @@ private:
     auto accAt = [&](Value r, Value c) {
       return zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
     };
+    // The sum over d runs on vectors when every operand is row-major.
+    bool vectorDepth = llvm::none_of(
+        ArrayRef<TileBuffer>{lhs, rhs, lhsGate, rhsGate},
+        [](const TileBuffer &tile) { return tile.transposed; });
+    Value lanes = rb.index(LoweringBuilder::kLanes);
+    Value groups = arith::DivUIOp::create(b, lhs.cols, lanes);
     rb.loop(zero, result.rows, [&](Value r) {
       Value end = dot.getLowerTriangular()
                       ? Value(arith::MinUIOp::create(
                             b, rb.add(r, rb.index(1)), result.cols))
                       : result.cols;
       rb.loop(zero, end, [&](Value c) {
-        Value sum = rb.loop(
-            zero, lhs.cols, {accAt(r, c)},
+        Value sum = accAt(r, c), tail = zero;
+        if (vectorDepth) { // groups of kLanes terms, then one at a time
+          tail = rb.mul(groups, lanes);
+          Value terms = rb.loop(
+              zero, groups, {rb.zeroLanes()}, [&](Value group, ValueRange partial) {
+                Value d = rb.mul(group, lanes);
+                Value decay = vectorExp(
+                    b, arith::SubFOp::create(b, rb.loadLanes(lhsGate.buffer, {r, d}),
+                                             rb.loadLanes(rhsGate.buffer, {c, d})));
+                Value product = arith::MulFOp::create(
+                    b, rb.loadLanes(lhs.buffer, {r, d}),
+                    rb.loadLanes(rhs.buffer, {c, d}));
+                return SmallVector<Value>{math::FmaOp::create(
+                    b, product, decay, partial[0])};
+              })[0];
+          sum = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
+                                            terms, sum);
+        }
+        sum = rb.loop(
+            tail, lhs.cols, {sum},
             [&](Value d, ValueRange partial) {
               Value decay = math::ExpOp::create(
                   b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
@@ -1219,6 +1265,26 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   return lowered;
 }
 
+/// The f32 vector exponentials (vectorExp) as MLIR's polynomial, relative
+/// error below 2^-22.5, instead of a libm call per lane; scalar ones keep
+/// libm.
+LogicalResult approximateVectorExps(func::FuncOp func) {
+  SmallVector<Operation *> exps;
+  func.walk([&](math::ExpOp exp) {
+    if (auto type = dyn_cast<VectorType>(exp.getType());
+        type && type.getElementType().isF32())
+      exps.push_back(exp);
+  });
+  if (exps.empty())
+    return success();
+  RewritePatternSet patterns(func.getContext());
+  populateMathPolynomialApproximationPatterns(
+      patterns, [](StringRef name) { return name == "math.exp"; });
+  if (failed(applyOpPatternsGreedily(exps, std::move(patterns))))
+    return func.emitOpError("could not expand its vector exponentials");
+  return success();
+}
+
 struct TileToLoopsPass : public attnc::impl::TileToLoopsBase<TileToLoopsPass> {
   void runOnOperation() override {
     for (auto func : getOperation().getOps<func::FuncOp>()) {
@@ -1230,7 +1296,8 @@ struct TileToLoopsPass : public attnc::impl::TileToLoopsBase<TileToLoopsPass> {
         func.emitOpError("holds more than one attn_tile.grid");
         return signalPassFailure();
       }
-      if (failed(lowerProgram(func, grids.front())))
+      if (failed(lowerProgram(func, grids.front())) ||
+          failed(approximateVectorExps(func)))
         return signalPassFailure();
     }
   }

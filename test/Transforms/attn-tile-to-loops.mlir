@@ -36,10 +36,14 @@
 // CHECK:           vector.load %[[KT]]
 // CHECK:           vector.fma {{.*}} : vector<8xf32>
 // CHECK:           vector.store %{{.*}}, %[[S]]
-//                  P = exp(S) in place, on vectors of 8 columns.
-// CHECK:           vector.load %[[S]]
-// CHECK-NEXT:      math.exp {{.*}} : vector<8xf32>
-// CHECK-NEXT:      vector.store %{{.*}}, %[[S]]
+//                  P = exp(S) in place, on vectors of 8 columns: MLIR's
+//                  polynomial, with exp(-inf) selected to exactly 0.
+// CHECK:           %[[SV:.*]] = vector.load %[[S]]
+// CHECK-NEXT:      %[[NEGINF:.*]] = arith.cmpf oeq, %[[SV]]
+// CHECK-NOT:       math.exp
+// CHECK:           math.floor
+// CHECK:           %[[P:.*]] = arith.select %[[NEGINF]], %{{.*}}, %{{.*}} : vector<8xi1>, vector<8xf32>
+// CHECK-NEXT:      vector.store %[[P]], %[[S]]
 //                  acc += P Q, in the accumulator's buffer: nothing is
 //                  copied at the yield.
 // CHECK:           vector.load %[[ACC]]
@@ -223,7 +227,8 @@ func.func @branch_clobbers(%x: memref<?x?xf32>, %status: memref<?xi64>) {
 // is carried in its buffer; the running sum of the scan writes row r from
 // row r - 1; the slice copies its row and the transpose turns it into a
 // column, which the map broadcasts along the state's rows, in place. The
-// decay_dot runs over c <= r only, starting from 0: its zero accumulator
+// decay_dot runs over c <= r only, starting from 0 (its sum over d on
+// vectors of 8 terms and reduced at the end): its zero accumulator
 // is never filled inside the loop, and the elements above the diagonal are
 // stored as 0. The transposed-lhs dot reads K[u][d] one at a time and
 // updates the state in place on vectors.
@@ -255,9 +260,14 @@ func.func @branch_clobbers(%x: memref<?x?xf32>, %status: memref<?xi64>) {
 // CHECK-NOT:       memref.store %{{.*}}, %[[A]]
 // CHECK:           %[[END:.*]] = arith.minui
 // CHECK:           scf.for %{{.*}} = %c0 to %[[END]] step %c1 {
-// CHECK:             math.exp
+//                    The sum over d on vectors of 8 terms (16 = 2 x 8: no
+//                    scalar tail), the decays by the polynomial exp.
+// CHECK:             scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (vector<8xf32>) {
+// CHECK:               math.floor
+// CHECK:               math.fma {{.*}} : vector<8xf32>
+// CHECK:             vector.reduction <add>
 // CHECK:           scf.for %{{.*}} = %[[END]] to %c8 step %c1 {
-// CHECK-NEXT:        memref.store %cst, %[[A]]
+// CHECK-NEXT:        memref.store %{{.*}}, %[[A]]
 // CHECK:           memref.load %[[K]][%{{.*}}, %{{.*}}] : memref<8x32xf32>
 // CHECK:           vector.fma
 // CHECK:           vector.store %{{.*}}, %[[STATE]]

@@ -138,8 +138,11 @@ def TileToLoops : Pass<"attn-tile-to-loops", "::mlir::ModuleOp"> {
     elementwise arith and math (scf.if included: both branches, then a
     select) runs on vectors of 8 columns: values that depend on the column
     are vectors, the others scalars; the last columns, and maps that read
-    memory per element, clone their body per element. Reductions, scans,
-    top_k_insert and decay_dot are scalar loops. Zero splats that only initialize dot accumulators are never
+    memory per element, clone their body per element. decay_dot sums over
+    its depth on vectors. Vector exponentials become MLIR's polynomial
+    approximation (relative error below 2^-22.5), with exp(-inf) selected to
+    exactly 0; scalar ones stay libm calls. Reductions, scans and
+    top_k_insert are scalar loops. Zero splats that only initialize dot accumulators are never
     filled. Loop-carried and branch-yielded tiles stay in their buffers: a
     yielded tile that lives elsewhere is copied.
 
