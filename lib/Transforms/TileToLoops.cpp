@@ -42,22 +42,6 @@ struct TileBuffer {
   bool transposed = false;
 };
 
-/// exp of an f32 vector, which approximateVectorExps turns into a
-/// polynomial; that is not 0 at -inf, so -inf is selected to exactly 0 (rows
-/// with no allowed key rely on it).
-Value vectorExp(ImplicitLocOpBuilder &b, Value x) {
-  auto type = cast<VectorType>(x.getType());
-  Value negInf = arith::ConstantOp::create(
-      b, DenseElementsAttr::get(
-             type, b.getFloatAttr(type.getElementType(),
-                                  -std::numeric_limits<double>::infinity())));
-  Value isNegInf =
-      arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, x, negInf);
-  return arith::SelectOp::create(
-      b, isNegInf, arith::ConstantOp::create(b, b.getZeroAttr(type)),
-      math::ExpOp::create(b, x));
-}
-
 /// A map body evaluated for kLanes columns at once: values that depend on
 /// the column are vectors, the others stay scalars (broadcast where a vector
 /// op needs them); scf.if evaluates both branches and selects.
@@ -121,10 +105,6 @@ public:
       for (Type type : op.getResultTypes())
         state.addTypes(vectorOf(type));
       state.addAttributes(op.getAttrs());
-      if (isa<math::ExpOp>(op) && getElementTypeOrSelf(state.types[0]).isF32()) {
-        vectors[op.getResult(0)] = vectorExp(b, state.operands[0]);
-        continue;
-      }
       Operation *vectorOp = b.create(state);
       for (auto [result, vectorResult] :
            llvm::zip_equal(op.getResults(), vectorOp->getResults()))
@@ -697,7 +677,7 @@ private:
           Value terms = rb.loop(
               zero, groups, {rb.zeroLanes()}, [&](Value group, ValueRange partial) {
                 Value d = rb.mul(group, lanes);
-                Value decay = vectorExp(
+                Value decay = math::ExpOp::create(
                     b, arith::SubFOp::create(b, rb.loadLanes(lhsGate.buffer, {r, d}),
                                              rb.loadLanes(rhsGate.buffer, {c, d})));
                 Value product = arith::MulFOp::create(
@@ -1265,9 +1245,11 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   return lowered;
 }
 
-/// The f32 vector exponentials (vectorExp) as MLIR's polynomial, relative
-/// error below 2^-22.5, instead of a libm call per lane; scalar ones keep
-/// libm.
+/// The f32 vector exponentials of maps and decay_dot as MLIR's polynomial,
+/// relative error below 2^-22.5, instead of a libm call per lane; scalar
+/// ones keep libm. It returns exactly 0 from -87.8 down to -inf (the power
+/// of two it builds is 0 there), which rows with no allowed key rely on
+/// (TiledSoftmaxTest's "keyless rows").
 LogicalResult approximateVectorExps(func::FuncOp func) {
   SmallVector<Operation *> exps;
   func.walk([&](math::ExpOp exp) {

@@ -121,6 +121,10 @@ std::vector<SweepSpec> sweepSpecs() {
        dense(", doc: i32[B, N]", o,
              "o = softmax(q, k, v) { mask = doc[b, i] == doc[b, j] && causal }"),
        ElementType::F32},
+      // Rows with no allowed key inside visited tiles (the mask is no band).
+      {"keyless rows",
+       dense("", oLse, "o, lse = softmax(q, k, v) { mask = i % 3 != 1 && j <= i }"),
+       ElementType::F32},
       {"sigmoid", dense("", o, "o = softmax(q, k, v) { normalizer = sigmoid; mask = causal }"),
        ElementType::F32},
       {"none", dense("", o,
