@@ -83,15 +83,15 @@ public:
                              yields(ifOp.getElseRegion()))) {
           if (!varies(ifOp.getCondition()) && !varies(onTrue) &&
               !varies(onFalse)) {
-            scalars.map(result, arith::SelectOp::create(
-                                    b, scalars.lookupOrDefault(ifOp.getCondition()),
-                                    scalars.lookupOrDefault(onTrue),
-                                    scalars.lookupOrDefault(onFalse)));
+            scalars.map(result,
+                        arith::SelectOp::create(
+                            b, scalars.lookupOrDefault(ifOp.getCondition()),
+                            scalars.lookupOrDefault(onTrue),
+                            scalars.lookupOrDefault(onFalse)));
             continue;
           }
-          vectors[result] =
-              arith::SelectOp::create(b, vector(ifOp.getCondition()),
-                                      vector(onTrue), vector(onFalse));
+          vectors[result] = arith::SelectOp::create(
+              b, vector(ifOp.getCondition()), vector(onTrue), vector(onFalse));
         }
         continue;
       }
@@ -660,9 +660,9 @@ private:
       return zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
     };
     // The sum over d runs on vectors when every operand is row-major.
-    bool vectorDepth = llvm::none_of(
-        ArrayRef<TileBuffer>{lhs, rhs, lhsGate, rhsGate},
-        [](const TileBuffer &tile) { return tile.transposed; });
+    bool vectorDepth =
+        llvm::none_of(ArrayRef<TileBuffer>{lhs, rhs, lhsGate, rhsGate},
+                      [](const TileBuffer &tile) { return tile.transposed; });
     Value lanes = rb.index(LoweringBuilder::kLanes);
     Value groups = arith::DivUIOp::create(b, lhs.cols, lanes);
     rb.loop(zero, result.rows, [&](Value r) {
@@ -674,24 +674,25 @@ private:
         Value sum = accAt(r, c), tail = zero;
         if (vectorDepth) { // groups of kLanes terms, then one at a time
           tail = rb.mul(groups, lanes);
-          Value terms = rb.loop(
-              zero, groups, {rb.zeroLanes()}, [&](Value group, ValueRange partial) {
-                Value d = rb.mul(group, lanes);
-                Value decay = math::ExpOp::create(
-                    b, arith::SubFOp::create(b, rb.loadLanes(lhsGate.buffer, {r, d}),
-                                             rb.loadLanes(rhsGate.buffer, {c, d})));
-                Value product = arith::MulFOp::create(
-                    b, rb.loadLanes(lhs.buffer, {r, d}),
-                    rb.loadLanes(rhs.buffer, {c, d}));
-                return SmallVector<Value>{math::FmaOp::create(
-                    b, product, decay, partial[0])};
-              })[0];
+          Value terms =
+              rb.loop(zero, groups, {rb.zeroLanes()},
+                      [&](Value group, ValueRange partial) {
+                        Value d = rb.mul(group, lanes);
+                        Value decay = math::ExpOp::create(
+                            b, arith::SubFOp::create(
+                                   b, rb.loadLanes(lhsGate.buffer, {r, d}),
+                                   rb.loadLanes(rhsGate.buffer, {c, d})));
+                        Value product = arith::MulFOp::create(
+                            b, rb.loadLanes(lhs.buffer, {r, d}),
+                            rb.loadLanes(rhs.buffer, {c, d}));
+                        return SmallVector<Value>{
+                            math::FmaOp::create(b, product, decay, partial[0])};
+                      })[0];
           sum = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
                                             terms, sum);
         }
-        sum = rb.loop(
-            tail, lhs.cols, {sum},
-            [&](Value d, ValueRange partial) {
+        sum =
+            rb.loop(tail, lhs.cols, {sum}, [&](Value d, ValueRange partial) {
               Value decay = math::ExpOp::create(
                   b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
                                            loadElement(rhsGate, c, d)));
@@ -803,7 +804,8 @@ private:
         vectorBody.bindVector(
             body.getArgument(1),
             arith::AddIOp::create(
-                b, vector::BroadcastOp::create(b, vectorBody.vectorOf(index), c0),
+                b,
+                vector::BroadcastOp::create(b, vectorBody.vectorOf(index), c0),
                 vector::StepOp::create(b, vectorBody.vectorOf(index))));
         for (auto [index, input, tile] :
              llvm::enumerate(map.getInputs(), inputs)) {
