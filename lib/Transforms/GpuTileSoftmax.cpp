@@ -387,8 +387,7 @@ void SoftmaxKernelBuilder::selectBlocks(
                             return SmallVector<Value>{rb.add(
                                 acc[0], loadF32(keyTiles, {idx(0), u, d}))};
                           })[0];
-      Value keys = arith::UIToFPOp::create(
-          b, f32, arith::IndexCastUIOp::create(b, b.getI64Type(), count));
+      Value keys = rb.indexToF32(count);
       memref::StoreOp::create(b, arith::DivFOp::create(b, sum, keys), meanKey,
                               d);
     });

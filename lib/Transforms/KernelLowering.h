@@ -87,6 +87,12 @@ public:
     return arith::ConstantFloatOp::create(b, b.getF32Type(),
                                           APFloat(static_cast<float>(value)));
   }
+  /// A count or position as an f32.
+  Value indexToF32(Value index) {
+    return arith::UIToFPOp::create(
+        b, b.getF32Type(),
+        arith::IndexCastUIOp::create(b, b.getI64Type(), index));
+  }
   Value dim(Value memref, int64_t position) {
     return memref::DimOp::create(b, memref, position);
   }
@@ -339,10 +345,8 @@ public:
   Value softmaxScale(std::optional<APFloat> given, Value dimK) {
     if (given)
       return f32(given->convertToDouble());
-    Value dk = arith::UIToFPOp::create(
-        b, b.getF32Type(),
-        arith::IndexCastUIOp::create(b, b.getI64Type(), dimK));
-    return arith::DivFOp::create(b, f32(1.0), math::SqrtOp::create(b, dk));
+    return arith::DivFOp::create(b, f32(1.0),
+                                 math::SqrtOp::create(b, indexToF32(dimK)));
   }
 
   /// max + log(sum), or -inf for a row without weight (sum = 0).

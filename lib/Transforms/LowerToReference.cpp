@@ -283,9 +283,7 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
     memref::StoreOp::create(b, byteZero, kept, block);
     Value begin = rb.mul(block, blockK);
     Value end = arith::MinUIOp::create(b, rb.add(begin, blockK), m);
-    Value count = arith::UIToFPOp::create(
-        b, b.getF32Type(),
-        arith::IndexCastUIOp::create(b, b.getI64Type(), rb.sub(end, begin)));
+    Value count = rb.indexToF32(rb.sub(end, begin));
     // The mask does not depend on h (verified), so any head of the group
     // decides eligibility.
     Value anyAllowed = rb.loop(begin, end, {arith::ConstantIntOp::create(

@@ -6,6 +6,7 @@
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -23,6 +24,19 @@ inline int64_t tileHeadDim(mlir::Value operand) {
 /// The element type of a memref or tile.
 inline mlir::Type elementTypeOf(mlir::Value shaped) {
   return llvm::cast<mlir::ShapedType>(shaped.getType()).getElementType();
+}
+
+/// A tile of `type` filled with `value`; `rows` and `cols` give the sizes
+/// of its dynamic dimensions (unused for static ones).
+inline mlir::Value splatTile(mlir::ImplicitLocOpBuilder &b, mlir::Value value,
+                             mlir::RankedTensorType type, mlir::Value rows,
+                             mlir::Value cols) {
+  llvm::SmallVector<mlir::Value> sizes;
+  if (type.isDynamicDim(0))
+    sizes.push_back(rows);
+  if (type.getRank() == 2 && type.isDynamicDim(1))
+    sizes.push_back(cols);
+  return mlir::tensor::SplatOp::create(b, value, type, sizes);
 }
 
 /// Builds an attn_tile.map producing `type` from `inputs`: `element` gets

@@ -117,12 +117,7 @@ private:
   /// A tile of zeros; `rows` and `cols` give the sizes of its dynamic
   /// dimensions (a row count, a head dim).
   Value zeros(RankedTensorType type, Value rows, Value cols) {
-    SmallVector<Value> sizes;
-    if (type.isDynamicDim(0))
-      sizes.push_back(rows);
-    if (type.isDynamicDim(1))
-      sizes.push_back(cols);
-    return tensor::SplatOp::create(b, rb.f32(0), type, sizes);
+    return splatTile(b, rb.f32(0), type, rows, cols);
   }
   /// Outputs (or scores) of `rows` query rows.
   Value zeroOutputs(Value rows) { return zeros(outType(), rows, shape.dimV); }

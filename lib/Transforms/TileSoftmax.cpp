@@ -31,15 +31,10 @@ namespace {
 /// Block numbers of top-k selection are f32 in tiles: exact up to 2^24.
 constexpr int64_t kTopkBlockLimit = int64_t(1) << 24;
 
-Value indexToF32(ImplicitLocOpBuilder &b, Value index) {
-  return arith::UIToFPOp::create(
-      b, b.getF32Type(),
-      arith::IndexCastUIOp::create(b, b.getI64Type(), index));
-}
-
 /// Top-k block selection (DESIGN.md section 2) for the query rows
-/// [i0, i0 + rows) of `head`: returns the rows x topk tile of each row's
-/// kept key blocks, best first (block numbers, -1 for an empty entry).
+/// [i0, i0 + rows) of a query head of kv head `headK`: returns the rows x
+/// topk tile of each row's kept key blocks, best first (block numbers, -1
+/// for an empty entry).
 /// Every key block of [blockBegin, blockEnd) is scored against each row,
 ///   scale * sum_d (sum over the GQA group of q[i][d]) * (mean key of J)[d],
 /// with the reference's operations in its order, so the same blocks tie,
@@ -50,7 +45,7 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                          const AttentionOperands &shape,
                          const MaskStructure &band, RankedTensorType queryType,
                          RankedTensorType keyType, Value scale, Value batch,
-                         Value head, Value i0, Value rows, Value n, Value m,
+                         Value headK, Value i0, Value rows, Value n, Value m,
                          Value startQ, Value startK, Value blockBegin,
                          Value blockEnd) {
   ImplicitLocOpBuilder &b = rb.b;
@@ -64,12 +59,7 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
   auto columnType = RankedTensorType::get({dynamic}, f32);
   Value zero = rb.index(0), one = rb.index(1), bk = rb.index(blockK);
   auto splat = [&](double value, RankedTensorType type, Value rowCount) {
-    SmallVector<Value> sizes;
-    if (type.isDynamicDim(0))
-      sizes.push_back(rowCount);
-    if (type.getRank() == 2 && type.isDynamicDim(1))
-      sizes.push_back(shape.dimK);
-    return tensor::SplatOp::create(b, rb.f32(value), type, sizes);
+    return splatTile(b, rb.f32(value), type, rowCount, shape.dimK);
   };
   auto add = [&](ValueRange, ValueRange x) -> Value {
     Value y = x[1];
@@ -78,7 +68,6 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
     return rb.add(x[0], y);
   };
 
-  Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
   Value firstHead = rb.mul(headK, shape.groupSize);
   Value querySum = rb.loop(
       zero, shape.groupSize, {splat(0, sumType, rows)},
@@ -120,7 +109,7 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
         Value keySum = tile::DotOp::create(b, meanType, ones, keys, meanZero,
                                            /*transpose_lhs=*/true,
                                            /*transpose_rhs=*/false);
-        Value keyCount = indexToF32(b, count);
+        Value keyCount = rb.indexToF32(count);
         Value mean = buildMap(b, meanType, {keySum},
                               [&](ValueRange, ValueRange x) -> Value {
                                 return arith::DivFOp::create(b, x[0], keyCount);
@@ -136,7 +125,7 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
                                   return rb.mul(scale, x[0]);
                                 });
         // A row's candidate is the block if the row may see one of its keys.
-        Value blockNumber = indexToF32(b, block);
+        Value blockNumber = rb.indexToF32(block);
         auto candidate = [&](Value eligible) -> Value {
           return arith::SelectOp::create(b, eligible, blockNumber, rb.f32(-1));
         };
@@ -229,11 +218,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   auto accType = RankedTensorType::get({rowsOfBlock, dimV}, f32);
   auto rowType = RankedTensorType::get({rowsOfBlock}, f32);
   // A tile of query rows, given the block's row count.
-  auto splat = [&](Value value, RankedTensorType type, Value rows) -> Value {
-    SmallVector<Value> sizes = {rows};
-    if (type.getRank() == 2 && type.isDynamicDim(1))
-      sizes.push_back(shape.dimV);
-    return tensor::SplatOp::create(b, value, type, sizes);
+  auto splat = [&](Value value, RankedTensorType type, Value rows) {
+    return splatTile(b, value, type, rows, shape.dimV);
   };
   auto rowPosition = [&](Value batch, Value head, Value row) {
     return rowLayoutIndices(shape.layout, batch, head, row);
@@ -430,13 +416,13 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
           arith::SelectOp::create(b, fits, keyBlockEnd, keyBlockBegin);
       Value kept = buildTopkSelection(
           cast<SparseSoftmaxOp>(op.getOperation()), rb, shape, band, queryType,
-          keyType, scale, batch, head, i0, rows, n, m, startQ, startK,
+          keyType, scale, batch, headK, i0, rows, n, m, startQ, startK,
           keyBlockBegin, keyBlockEnd);
       auto listType = cast<RankedTensorType>(kept.getType());
       final = rb.loop(
           keyBlockBegin, keyBlockEnd, init,
           [&](Value keyBlock, ValueRange state) {
-            Value blockNumber = indexToF32(b, keyBlock);
+            Value blockNumber = rb.indexToF32(keyBlock);
             Value keeps = buildMap(
                 b, listType, {kept}, [&](ValueRange, ValueRange x) -> Value {
                   return arith::SelectOp::create(
