@@ -125,8 +125,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   };
 
   if (!run([&](PassManager &pm) {
-        pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, false)));
-        pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, false)));
+        addGpuStrategies(pm, options, /*emulate=*/false);
       }))
     return false;
   gpu::GPUFuncOp func;

@@ -234,8 +234,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     return success();
   });
   PassManager tile(context);
-  tile.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, true)));
-  tile.addPass(createGpuChunkLinear(linearStrategyOptions(options, true)));
+  addGpuStrategies(tile, options, /*emulate=*/true);
   if (failed(tile.run(*clone))) {
     error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
     return nullptr;

@@ -226,7 +226,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   Value start, steps;
   std::tie(start, steps) =
       sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
-  checkSequence(operands.cuQ, batch, start, steps, operands.lengthQ);
+  checkSequence(rb, operands.cuQ, batch, start, steps, operands.lengthQ);
   Value numChunks = arith::CeilDivUIOp::create(b, steps, idx(C));
 
   // S = S_0 (or 0)

@@ -541,8 +541,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value startQ, n, startK, m;
   std::tie(startQ, n) = sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
   std::tie(startK, m) = sequenceBounds(rb, operands.cuK, batch, operands.lengthK);
-  checkSequence(operands.cuQ, batch, startQ, n, operands.lengthQ);
-  checkSequence(operands.cuK, batch, startK, m, operands.lengthK);
+  checkSequence(rb, operands.cuQ, batch, startQ, n, operands.lengthQ);
+  checkSequence(rb, operands.cuK, batch, startK, m, operands.lengthK);
   Value bq = idx(shape.blockQ), bk = idx(shape.blockK);
   Value i0 = rb.mul(queryBlock, bq);
   // The grid covers the longest sequence; CTAs past this one's end exit

@@ -125,11 +125,13 @@ public:
     return arith::IndexCastOp::create(b, b.getIndexType(), value);
   }
 
-  /// for (iv = lb; iv < ub; ++iv) body(iv, iterArgs) -> results.
+  /// for (iv = lb; iv < ub; iv += step) body(iv, iterArgs) -> results
+  /// (step 1 when null).
   ValueRange loop(Value lb, Value ub, ValueRange init,
-                  function_ref<SmallVector<Value>(Value, ValueRange)> body) {
+                  function_ref<SmallVector<Value>(Value, ValueRange)> body,
+                  Value step = Value()) {
     auto forOp = scf::ForOp::create(
-        b, lb, ub, index(1), init,
+        b, lb, ub, step ? step : index(1), init,
         [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
           OpBuilder::InsertionGuard guard(b);
           b.setInsertionPoint(nested.getInsertionBlock(),
@@ -545,6 +547,34 @@ inline std::pair<Value, Value> sequenceBounds(LoweringBuilder &rb, Value offsets
   Value start = rb.loadIndex(offsets, {batch});
   Value end = rb.loadIndex(offsets, {rb.add(batch, rb.index(1))});
   return {start, rb.sub(end, start)};
+}
+
+/// Checks the bounds sequenceBounds read. cu_seqlens may live on a device,
+/// where the host cannot check them: a sequence that is decreasing or
+/// leaves the `total` packed tokens is recorded (3, parameter, batch,
+/// start, end) and gets length 0, so that nothing reads or writes outside
+/// the packed tensors.
+inline void checkSequence(LoweringBuilder &rb, Value offsets, Value batch,
+                          Value start, Value &length, Value total) {
+  if (!offsets)
+    return;
+  ImplicitLocOpBuilder &b = rb.b;
+  Value end = rb.add(start, length);
+  Value valid = arith::AndIOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::sle, start, end),
+      arith::AndIOp::create(
+          b,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::sge, start,
+                                rb.index(0)),
+          arith::CmpIOp::create(b, arith::CmpIPredicate::sle, end, total)));
+  rb.ifThen(arith::XOrIOp::create(
+                b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+            [&] {
+              rb.recordError(
+                  3, {rb.index(cast<BlockArgument>(offsets).getArgNumber()),
+                      batch, start, end});
+            });
+  length = arith::SelectOp::create(b, valid, length, rb.index(0));
 }
 
 /// The memrefs and sizes that every lowering of a family op starts from.

@@ -65,8 +65,9 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
 }
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
-  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3}",
-                       warps, blockK, rowsPerWarp, blockV)
+  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3}{4}",
+                       warps, blockK, rowsPerWarp, blockV,
+                       fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
 
@@ -91,10 +92,26 @@ attnc::linearStrategyOptions(const GpuPipelineOptions &options, bool emulate) {
   return strategy;
 }
 
+void attnc::addGpuStrategies(OpPassManager &pm,
+                             const GpuPipelineOptions &options, bool emulate) {
+  if (options.fromTilePrograms) {
+    TileSoftmaxOptions program;
+    program.blockQ = options.warps * 16;
+    program.blockK = options.blockK;
+    pm.addPass(createTileSoftmax(program));
+    TileToNvgpuOptions kernel;
+    kernel.maxSharedBytes = maxSharedBytesFor(options.chip);
+    kernel.emulate = emulate;
+    pm.addPass(createTileToNvgpu(kernel));
+  } else {
+    pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, emulate)));
+  }
+  pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, emulate)));
+}
+
 void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
                                      const GpuPipelineOptions &options) {
-  pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, false)));
-  pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, false)));
+  addGpuStrategies(pm, options, /*emulate=*/false);
   buildGpuModuleLoweringPipeline(pm, options.chip);
 }
 

@@ -57,6 +57,7 @@ public:
     head = grid.getHead();
     std::tie(start, steps) =
         sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+    checkSequence(rb, shape.cuQ, batch, start, steps, shape.lengthQ);
     headK = arith::DivUIOp::create(b, head, shape.groupSize);
     // Gate loads that depend only on (b, h), like A[h], once per program.
     rb.hoistedLoads.clear();

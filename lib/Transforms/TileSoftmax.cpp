@@ -235,6 +235,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   Value startQ, n, startK, m;
   std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
   std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+  checkSequence(rb, shape.cuQ, batch, startQ, n, shape.lengthQ);
+  checkSequence(rb, shape.cuK, batch, startK, m, shape.lengthK);
   Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
   // Loads that do not depend on (s, i, j), like slope[h], once per program.
   rb.hoistedLoads.clear();

@@ -11,13 +11,22 @@ using namespace attnc::lowering;
 Operation *attnc::lowering::createKernelFunction(KernelOp kernel,
                                                  const WarpConfig &config,
                                                  gpu::GPUModuleOp &gpuModule) {
-  auto module = kernel->getParentOfType<ModuleOp>();
+  return createKernelFunction(
+      kernel->getParentOfType<ModuleOp>(), kernel.getSymName(), kernel.getLoc(),
+      getCallingConventionTypes(kernel), config, gpuModule);
+}
+
+Operation *attnc::lowering::createKernelFunction(ModuleOp module,
+                                                 StringRef name, Location loc,
+                                                 ArrayRef<Type> argTypes,
+                                                 const WarpConfig &config,
+                                                 gpu::GPUModuleOp &gpuModule) {
+  OpBuilder builder(module.getContext());
   if (config.emulate) {
-    OpBuilder builder(kernel);
-    SmallVector<Type> types = getCallingConventionTypes(kernel);
+    builder.setInsertionPointToEnd(module.getBody());
+    SmallVector<Type> types(argTypes);
     types.push_back(MemRefType::get({ShapedType::kDynamic}, builder.getI8Type()));
-    auto func = func::FuncOp::create(builder, kernel.getLoc(),
-                                     kernel.getSymName(),
+    auto func = func::FuncOp::create(builder, loc, name,
                                      builder.getFunctionType(types, {}));
     func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
     func.addEntryBlock();
@@ -29,14 +38,12 @@ Operation *attnc::lowering::createKernelFunction(KernelOp kernel,
   if (!gpuModule) {
     module->setAttr(gpu::GPUDialect::getContainerModuleAttrName(),
                     UnitAttr::get(module.getContext()));
-    OpBuilder builder = OpBuilder::atBlockEnd(module.getBody());
-    gpuModule =
-        gpu::GPUModuleOp::create(builder, module.getLoc(), "attnc_kernels");
+    builder.setInsertionPointToEnd(module.getBody());
+    gpuModule = gpu::GPUModuleOp::create(builder, loc, "attnc_kernels");
   }
-  OpBuilder builder = OpBuilder::atBlockTerminator(gpuModule.getBody());
-  auto func = gpu::GPUFuncOp::create(
-      builder, kernel.getLoc(), kernel.getSymName(),
-      builder.getFunctionType(getCallingConventionTypes(kernel), {}));
+  builder.setInsertionPointToEnd(gpuModule.getBody());
+  auto func = gpu::GPUFuncOp::create(builder, loc, name,
+                                     builder.getFunctionType(argTypes, {}));
   func->setAttr(gpu::GPUDialect::getKernelFuncAttrName(), builder.getUnitAttr());
   func.setKnownBlockSizeAttr(builder.getDenseI32ArrayAttr(
       {static_cast<int32_t>(config.threads()), 1, 1}));

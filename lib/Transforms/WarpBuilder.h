@@ -235,6 +235,27 @@ protected:
                               Value batch, Value head, Value row0,
                               Value validRows, int64_t rows, int64_t width,
                               Value srcCol0 = Value()) {
+    return copyRows(
+        tile, prefix, src,
+        [&](Value row, Value col) {
+          return layoutIndices(layout, batch, head, rb.add(row0, row),
+                               srcCol0 ? rb.add(srcCol0, col) : col);
+        },
+        validRows, rows, width);
+  }
+
+  /// The indices of the `src` element that tile row `row`, column `col`
+  /// copies.
+  using SourceIndices =
+      llvm::function_ref<SmallVector<Value>(Value row, Value col)>;
+
+  /// Starts cp.async copies of `rows` rows of `width` elements of `src`
+  /// into `tile` (after `prefix` indices), 16 bytes per copy: row r <
+  /// `validRows` from the elements at sourceAt(r, c), the others zero-filled
+  /// (their copies read row 0 and keep none of it).
+  SmallVector<Value> copyRows(Value tile, ValueRange prefix, Value src,
+                              SourceIndices sourceAt, Value validRows,
+                              int64_t rows, int64_t width) {
     int64_t chunksPerRow = width / 8;
     int64_t chunks = rows * chunksPerRow;
     int64_t rounds = (chunks + config.threads() - 1) / config.threads();
@@ -248,63 +269,53 @@ protected:
         // earlier cp.async of the thread anyway.
         rb.ifThen(inTile, [&] {
           SmallVector<Value> local;
-          copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
-                    chunksPerRow, local, srcCol0);
+          copyChunk(tile, prefix, src, sourceAt, validRows, chunk, chunksPerRow,
+                    local);
         });
         continue;
       }
-      copyChunk(tile, prefix, src, batch, head, row0, validRows, chunk,
-                chunksPerRow, tokens, srcCol0);
+      copyChunk(tile, prefix, src, sourceAt, validRows, chunk, chunksPerRow,
+                tokens);
     }
     return tokens;
   }
 
-  /// One 16-byte copy: chunk `chunk` of the tile, row-major, from the
-  /// source columns starting at `srcCol0` (0 when null).
-  void copyChunk(Value tile, ValueRange prefix, Value src, Value batch,
-                 Value head, Value row0, Value validRows, Value chunk,
-                 int64_t chunksPerRow, SmallVector<Value> &tokens,
-                 Value srcCol0 = Value()) {
-    {
-      Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
-      Value col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
-                         idx(8));
-      Value srcCol = srcCol0 ? rb.add(srcCol0, col) : col;
-      Value valid = lessThan(row, validRows);
-      Value srcRow =
-          rb.add(row0, arith::SelectOp::create(b, valid, row, idx(0)));
-      Value srcElements =
-          arith::SelectOp::create(b, valid, idx(8), idx(0));
-      SmallVector<Value> dst(prefix.begin(), prefix.end());
-      dst.push_back(row);
-      dst.push_back(col);
-      if (config.emulate) { // a plain copy; the barrier after it orders it
-        for (int64_t e = 0; e < 8; ++e) {
-          Value column = rb.add(col, idx(e));
-          Value value = rb.ifThen(
-              valid, {config.element},
-              [&]() -> SmallVector<Value> {
-                return {memref::LoadOp::create(
-                    b, src,
-                    layoutIndices(layout, batch, head, srcRow,
-                                  rb.add(srcCol, idx(e))))};
-              },
-              [&]() -> SmallVector<Value> {
-                return {arith::ConstantOp::create(
-                    b, config.element, b.getZeroAttr(config.element))};
-              })[0];
-          SmallVector<Value> at(prefix.begin(), prefix.end());
-          at.push_back(row);
-          at.push_back(column);
-          memref::StoreOp::create(b, value, tile, at);
-        }
-        return;
+  /// One 16-byte copy: chunk `chunk` of the tile, row-major.
+  void copyChunk(Value tile, ValueRange prefix, Value src,
+                 SourceIndices sourceAt, Value validRows, Value chunk,
+                 int64_t chunksPerRow, SmallVector<Value> &tokens) {
+    Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
+    Value col =
+        rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)), idx(8));
+    Value valid = lessThan(row, validRows);
+    Value srcRow = arith::SelectOp::create(b, valid, row, idx(0));
+    Value srcElements = arith::SelectOp::create(b, valid, idx(8), idx(0));
+    SmallVector<Value> dst(prefix.begin(), prefix.end());
+    dst.push_back(row);
+    dst.push_back(col);
+    if (config.emulate) { // a plain copy; the barrier after it orders it
+      for (int64_t e = 0; e < 8; ++e) {
+        Value column = rb.add(col, idx(e));
+        Value value = rb.ifThen(
+            valid, {config.element},
+            [&]() -> SmallVector<Value> {
+              return {memref::LoadOp::create(b, src, sourceAt(srcRow, column))};
+            },
+            [&]() -> SmallVector<Value> {
+              return {arith::ConstantOp::create(b, config.element,
+                                                b.getZeroAttr(config.element))};
+            })[0];
+        SmallVector<Value> at(prefix.begin(), prefix.end());
+        at.push_back(row);
+        at.push_back(column);
+        memref::StoreOp::create(b, value, tile, at);
       }
-      tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
-          layoutIndices(layout, batch, head, srcRow, srcCol),
-          b.getIndexAttr(8), srcElements, b.getUnitAttr()));
+      return;
     }
+    tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
+        sourceAt(srcRow, col), b.getIndexAttr(8), srcElements,
+        b.getUnitAttr()));
   }
 
   /// Waits for every cp.async group of this thread, then for the CTA.
@@ -343,31 +354,6 @@ protected:
     return memref::ReinterpretCastOp::create(
         b, resultType, metadata.getBaseBuffer(),
         OpFoldResult(metadata.getOffset()), sizes, strideValues);
-  }
-
-  /// cu_seqlens live on the device, so the host cannot check them: a
-  /// sequence that is decreasing or leaves the `total` packed tokens is
-  /// recorded (3, parameter, batch, start, end) and gets length 0, as
-  /// cp.async reads are not bounds-checked.
-  void checkSequence(Value offsets, Value batch, Value start, Value &length,
-                     Value total) {
-    if (!offsets)
-      return;
-    Value end = rb.add(start, length);
-    Value valid = arith::AndIOp::create(
-        b, arith::CmpIOp::create(b, arith::CmpIPredicate::sle, start, end),
-        arith::AndIOp::create(
-            b,
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, start, idx(0)),
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sle, end, total)));
-    rb.ifThen(arith::XOrIOp::create(
-                  b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
-              [&] {
-                rb.recordError(
-                    3, {idx(mlir::cast<BlockArgument>(offsets).getArgNumber()),
-                        batch, start, end});
-              });
-    length = arith::SelectOp::create(b, valid, length, idx(0));
   }
 
   /// for (i = threadId; i < count; i += threads) body(i)
@@ -465,6 +451,12 @@ protected:
 /// emulator, a func.func with the CTA's shared memory as a trailing
 /// memref<?xi8>. Its entry block is ready for lowerKernelBody.
 Operation *createKernelFunction(KernelOp kernel, const WarpConfig &config,
+                                gpu::GPUModuleOp &gpuModule);
+/// The same for a kernel `name` taking `argTypes` (the calling convention),
+/// added at the end of `module` (or of its gpu.module).
+Operation *createKernelFunction(ModuleOp module, StringRef name, Location loc,
+                                ArrayRef<Type> argTypes,
+                                const WarpConfig &config,
                                 gpu::GPUModuleOp &gpuModule);
 
 struct LaunchFacts;

@@ -359,6 +359,22 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
   return inputs;
 }
 
+/// The softmax strategies the emulator tests run: attn-gpu-tile-softmax
+/// with one and two mma row tiles per warp, and the kernel built from the
+/// tile program (attn-tile-softmax, attn-tile-to-nvgpu).
+struct SoftmaxStrategy {
+  std::string name;
+  GpuPipelineOptions options;
+};
+std::vector<SoftmaxStrategy> softmaxStrategies() {
+  std::vector<SoftmaxStrategy> strategies(3);
+  strategies[0].name = "rows-per-warp 16";
+  strategies[1].name = "rows-per-warp 32";
+  strategies[1].options.rowsPerWarp = 32;
+  strategies[2].name = "from the tile program";
+  strategies[2].options.fromTilePrograms = true;
+  return strategies;
+}
 
 // The GPU tile program, run by the warp emulator (one thread per GPU
 // thread, ldmatrix/mma/shuffles from the fragment layouts), against the CPU
@@ -371,7 +387,8 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 // tile shrinks to 32 keys to stay within sm_80's shared memory). Warps of 32
 // rows (two mma row tiles; 128-row CTAs) run the same cases, with Q kept in
 // registers up to head dim 64 and reloaded from shared memory beyond; 200
-// rows end inside the second row tile of a warp of the second CTA.
+// rows end inside the second row tile of a warp of the second CTA. So do
+// the kernels built from the tile programs (attn-tile-to-nvgpu).
 TEST(GpuEmulation, TileProgramMatchesTheReference) {
   struct Case {
     const char *name;
@@ -400,12 +417,14 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
   for (const Case &c : cases) {
     SpecRunner reference(c.spec);
     ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
-    for (int64_t rowsPerWarp : {16, 32}) {
-      GpuPipelineOptions options;
+    for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
+      GpuPipelineOptions options = strategy.options;
       options.blockK = c.blockK;
-      options.rowsPerWarp = rowsPerWarp;
-      std::string config = std::string(c.name) + " rows-per-warp " +
-                           std::to_string(rowsPerWarp);
+      // The tile program's key tile is fixed before the GPU lowering,
+      // which refuses rather than halves it.
+      if (options.fromTilePrograms && c.d == 256)
+        options.blockK = 32;
+      std::string config = std::string(c.name) + " " + strategy.name;
       std::string error;
       std::unique_ptr<EmulatedGpuKernel> kernel =
           EmulatedGpuKernel::compile(*reference.module, "", options, error);
@@ -414,7 +433,7 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
       // at 32 x 264.
       if (c.d == 256)
         EXPECT_EQ(kernel->image().sharedBytes,
-                  33792 * rowsPerWarp / 16 + 4 * 16896);
+                  33792 * options.rowsPerWarp / 16 + 4 * 16896);
       for (auto [n, m] : lengths) {
         std::string what = config + " N=" + std::to_string(n) +
                            " M=" + std::to_string(m) + " (seed " +
@@ -431,29 +450,32 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
   std::string spec = readFile(ATTNC_EXAMPLES_DIR "/varlen_causal.attn");
   SpecRunner reference(spec);
   ASSERT_TRUE(reference.ok()) << reference.compileError;
-  std::string error;
-  std::unique_ptr<EmulatedGpuKernel> kernel =
-      EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-  ASSERT_TRUE(kernel) << error;
-  std::mt19937_64 rng(3);
-  std::vector<int64_t> offsets = {0, 0, 37, 37, 150, 161};
-  int64_t total = offsets.back();
-  std::map<std::string, HostTensor> inputs;
-  inputs["q"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
-  inputs["k"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
-  inputs["v"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -1, 1);
-  inputs["cu"] = offsetsTensor(offsets);
-  expectEmulatorMatches(reference, *kernel, inputs, "varlen (seed 3)");
+  for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
+    SCOPED_TRACE(strategy.name);
+    std::string error;
+    std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
+        *reference.module, "", strategy.options, error);
+    ASSERT_TRUE(kernel) << error;
+    std::mt19937_64 rng(3);
+    std::vector<int64_t> offsets = {0, 0, 37, 37, 150, 161};
+    int64_t total = offsets.back();
+    std::map<std::string, HostTensor> inputs;
+    inputs["q"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
+    inputs["k"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
+    inputs["v"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -1, 1);
+    inputs["cu"] = offsetsTensor(offsets);
+    expectEmulatorMatches(reference, *kernel, inputs, "varlen (seed 3)");
 
-  // Offsets the host cannot see: found by the kernel and reported.
-  inputs["cu"] = offsetsTensor({0, 100, total + 5});
-  std::vector<HostTensor> actual;
-  std::vector<TensorView> storage;
-  EXPECT_FALSE(kernel->run(viewsOf(kernel->image().signature, inputs, storage),
-                           actual, error));
-  EXPECT_NE(error.find("'cu' gives sequence 1 the tokens [100, 166)"),
-            std::string::npos)
-      << error;
+    // Offsets the host cannot see: found by the kernel and reported.
+    inputs["cu"] = offsetsTensor({0, 100, total + 5});
+    std::vector<HostTensor> actual;
+    std::vector<TensorView> storage;
+    EXPECT_FALSE(kernel->run(
+        viewsOf(kernel->image().signature, inputs, storage), actual, error));
+    EXPECT_NE(error.find("'cu' gives sequence 1 the tokens [100, 166)"),
+              std::string::npos)
+        << error;
+  }
 }
 
 // Block-sparse kernels on the warp emulator: the CTA tile is the sparsity
@@ -474,52 +496,70 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
   }
 })";
   const uint64_t seed = 11;
-  for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{{70, 100}, {100, 45}}) {
-    std::string what = "N=" + std::to_string(n) + " M=" + std::to_string(m) +
-                       " (seed " + std::to_string(seed) + ")";
-    std::mt19937_64 rng(seed + n);
-    auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
-    std::string error;
-    {
-      SpecRunner reference(maskSpec);
-      ASSERT_TRUE(reference.ok()) << reference.compileError;
-      auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-      ASSERT_TRUE(kernel) << error;
-      EXPECT_EQ(kernel->image().threads, 64); // 32-row blocks: two warps
-      std::map<std::string, HostTensor> inputs;
-      inputs["q"] = randomTensor(ElementType::BF16, {1, 2, n, 64}, rng, -2, 2);
-      inputs["k"] = randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -2, 2);
-      inputs["v"] = randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -1, 1);
-      HostTensor blocks(ElementType::Bool, {1, 2, ceilDiv(n, 32), ceilDiv(m, 32)});
-      std::bernoulli_distribution present(0.6);
-      for (int64_t i = 0; i < blocks.numElements(); ++i)
-        blocks.set(i, present(rng));
-      inputs["blocks"] = std::move(blocks);
-      expectEmulatorMatches(reference, *kernel, inputs, "block mask " + what);
+  for (bool fromTilePrograms : {false, true})
+    for (auto [n, m] :
+         std::vector<std::pair<int64_t, int64_t>>{{70, 100}, {100, 45}}) {
+      std::string what = "N=" + std::to_string(n) + " M=" + std::to_string(m) +
+                         " (seed " + std::to_string(seed) + ")" +
+                         (fromTilePrograms ? " from the tile program" : "");
+      GpuPipelineOptions options;
+      options.fromTilePrograms = fromTilePrograms;
+      std::mt19937_64 rng(seed + n);
+      auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+      std::string error;
+      {
+        SpecRunner reference(maskSpec);
+        ASSERT_TRUE(reference.ok()) << reference.compileError;
+        auto kernel =
+            EmulatedGpuKernel::compile(*reference.module, "", options, error);
+        ASSERT_TRUE(kernel) << error;
+        EXPECT_EQ(kernel->image().threads, 64); // 32-row blocks: two warps
+        std::map<std::string, HostTensor> inputs;
+        inputs["q"] =
+            randomTensor(ElementType::BF16, {1, 2, n, 64}, rng, -2, 2);
+        inputs["k"] =
+            randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -2, 2);
+        inputs["v"] =
+            randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -1, 1);
+        HostTensor blocks(ElementType::Bool,
+                          {1, 2, ceilDiv(n, 32), ceilDiv(m, 32)});
+        std::bernoulli_distribution present(0.6);
+        for (int64_t i = 0; i < blocks.numElements(); ++i)
+          blocks.set(i, present(rng));
+        inputs["blocks"] = std::move(blocks);
+        expectEmulatorMatches(reference, *kernel, inputs, "block mask " + what);
+      }
+      {
+        SpecRunner reference(listSpec);
+        ASSERT_TRUE(reference.ok()) << reference.compileError;
+        auto kernel =
+            EmulatedGpuKernel::compile(*reference.module, "", options, error);
+        ASSERT_TRUE(kernel) << error;
+        std::map<std::string, HostTensor> inputs;
+        inputs["q"] =
+            randomTensor(ElementType::BF16, {1, 2, n, 32}, rng, -2, 2);
+        inputs["k"] =
+            randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -2, 2);
+        inputs["v"] =
+            randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -1, 1);
+        int64_t queryBlocks = ceilDiv(n, 16), keyBlocks = ceilDiv(m, 16),
+                width = 5;
+        HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
+        HostTensor indices(ElementType::I32, {1, 2, queryBlocks, width});
+        std::uniform_int_distribution<int64_t> count(0,
+                                                     width + 1); // may exceed W
+        std::uniform_int_distribution<int64_t> block(
+            0, keyBlocks); // may be past M
+        for (int64_t i = 0; i < counts.numElements(); ++i)
+          counts.set(i, count(rng));
+        for (int64_t i = 0; i < indices.numElements(); ++i)
+          indices.set(i, block(rng));
+        inputs["counts"] = std::move(counts);
+        inputs["indices"] = std::move(indices);
+        expectEmulatorMatches(reference, *kernel, inputs,
+                              "block lists " + what);
+      }
     }
-    {
-      SpecRunner reference(listSpec);
-      ASSERT_TRUE(reference.ok()) << reference.compileError;
-      auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-      ASSERT_TRUE(kernel) << error;
-      std::map<std::string, HostTensor> inputs;
-      inputs["q"] = randomTensor(ElementType::BF16, {1, 2, n, 32}, rng, -2, 2);
-      inputs["k"] = randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -2, 2);
-      inputs["v"] = randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -1, 1);
-      int64_t queryBlocks = ceilDiv(n, 16), keyBlocks = ceilDiv(m, 16), width = 5;
-      HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
-      HostTensor indices(ElementType::I32, {1, 2, queryBlocks, width});
-      std::uniform_int_distribution<int64_t> count(0, width + 1); // may exceed W
-      std::uniform_int_distribution<int64_t> block(0, keyBlocks); // may be past M
-      for (int64_t i = 0; i < counts.numElements(); ++i)
-        counts.set(i, count(rng));
-      for (int64_t i = 0; i < indices.numElements(); ++i)
-        indices.set(i, block(rng));
-      inputs["counts"] = std::move(counts);
-      inputs["indices"] = std::move(indices);
-      expectEmulatorMatches(reference, *kernel, inputs, "block lists " + what);
-    }
-  }
 }
 
 // Top-k selection on the warp emulator: each row keeps its own blocks
@@ -652,14 +692,11 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
   for (const Case &c : cases) {
     SpecRunner reference(c.spec);
     ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
-    for (int64_t rowsPerWarp : {16, 32}) {
-      GpuPipelineOptions options;
-      options.rowsPerWarp = rowsPerWarp;
-      std::string config = std::string(c.name) + " rows-per-warp " +
-                           std::to_string(rowsPerWarp);
+    for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
+      std::string config = std::string(c.name) + " " + strategy.name;
       std::string error;
-      auto kernel =
-          EmulatedGpuKernel::compile(*reference.module, "", options, error);
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "",
+                                               strategy.options, error);
       ASSERT_TRUE(kernel) << config << ": " << error;
       std::mt19937_64 rng(seed);
       std::map<std::string, HostTensor> inputs = c.inputs(rng);

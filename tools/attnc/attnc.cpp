@@ -97,6 +97,12 @@ static cl::opt<int64_t> gpuRowsPerWarp(
     "rows-per-warp",
     cl::desc("Query rows per warp of softmax kernels (16 or 32)"),
     cl::init(16), cl::sub(compileCommand), cl::cat(category));
+static cl::opt<bool> gpuFromTilePrograms(
+    "from-tile-program",
+    cl::desc("Build softmax kernels from their tile programs "
+             "(attn-tile-softmax, attn-tile-to-nvgpu; 16 rows per warp, not "
+             "block-sparse) instead of attn-gpu-tile-softmax"),
+    cl::sub(compileCommand), cl::cat(category));
 static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::desc("Keys per shared-memory tile"),
                                   cl::init(64), cl::sub(compileCommand),
@@ -219,6 +225,10 @@ static int compile(mlir::ModuleOp module) {
   options.blockK = gpuBlockK;
   options.blockV = gpuBlockV;
   options.rowsPerWarp = gpuRowsPerWarp;
+  options.fromTilePrograms = gpuFromTilePrograms;
+  if (gpuFromTilePrograms && gpuRowsPerWarp != 16)
+    return fail("--from-tile-program builds 16 rows per warp; drop "
+                "--rows-per-warp");
   std::string error, lowered;
   GpuImage image;
   if (!compileToPtx(module, kernelName, options, image, error,

@@ -44,6 +44,10 @@ struct GpuPipelineOptions {
   int64_t rowsPerWarp = 16;
   /// Value columns per CTA of linear kernels (0: the pass's default).
   int64_t blockV = 0;
+  /// Build softmax kernels from their tile programs (attn-tile-softmax,
+  /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
+  /// Dense and chunk-local softmax only; 16 rows per warp.
+  bool fromTilePrograms = false;
 
   /// The options that change the generated code, as the kernel cache's
   /// options string ("warps=4 block-k=64 ...").
@@ -56,6 +60,12 @@ GpuTileSoftmaxOptions softmaxStrategyOptions(const GpuPipelineOptions &options,
                                              bool emulate);
 GpuChunkLinearOptions linearStrategyOptions(const GpuPipelineOptions &options,
                                             bool emulate);
+
+/// Adds the passes that turn attn kernels into GPU kernels for `options`
+/// (for the CPU warp emulator when `emulate`): the softmax strategy, then
+/// attn-gpu-chunk-linear.
+void addGpuStrategies(mlir::OpPassManager &pm,
+                      const GpuPipelineOptions &options, bool emulate);
 
 /// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,
 /// else 163 KiB (the A100's; sm_86/sm_89 GPUs allow 99 KiB, which the

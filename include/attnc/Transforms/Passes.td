@@ -215,6 +215,65 @@ def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
   ];
 }
 
+def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
+  let summary = "Lowers softmax tile programs to mma.sync kernels";
+  let description = [{
+    The NVIDIA backend of the tile programs (docs/tile.md, docs/gpu.md):
+    every func.func holding an `attn_tile.grid` becomes a kernel of the same
+    name and arguments in `gpu.module @attnc_kernels` (a host func.func with
+    a trailing `memref<?xi8>` of shared memory under `emulate`), with the
+    launch facts GPU kernels carry. The grid is the launch grid: x counts
+    `block_rows` query blocks of the parameter that the program loads at a
+    row of its query block (whose rows bound every sequence's), y and z are
+    the grid's `heads` and `batches` (a parameter's dim, or one less for
+    cu_seqlens). A block is one CTA of `block_rows` / 16 warps; warp w owns
+    rows [16w, 16w + 16) of every tile with block rows.
+
+    Tile layouts:
+    - a loaded f16/bf16 tile lives in shared memory (rows padded by 16
+      bytes), copied with 16-byte cp.async, zero-filled past its count. A
+      load directly in an scf.for body whose position and count are pure
+      functions of the induction variable gets two stages: the first
+      iteration's copy starts before the loop, and iteration k + 1's right
+      after the wait and barrier that open iteration k;
+    - an f32 2-D tile is this lane's mma C fragments (rows g and g + 8,
+      columns 2t and 2t + 1 of every 8; g = lane / 4, t = lane % 4);
+    - an f32 1-D tile is this lane's two rows.
+
+    `dot` runs on mma.sync.m16n8k16: A from shared memory by ldmatrix (held
+    in registers across a loop when it takes at most 32 per lane) or from a
+    C fragment rounded to the element type; B by ldmatrix (.trans unless
+    the rhs is transposed). `reduce` of a 2-D tile folds in the lane and
+    over the quad with xor shuffles. `map` evaluates its body per fragment
+    element with its position, rows past the tile's row count clamped to
+    its last. `store` writes the rows below its count (one lane per row for
+    1-D tiles). Tiles carried by scf.for and scf.if travel as their
+    registers.
+
+    Not lowered yet (reported naming the op): per-sequence grids (linear
+    kernels), `scan`, `slice`, `transpose`, `decay_dot`, `top_k_insert`,
+    reductions of 1-D tiles, transposed-lhs dots, loaded tiles carried by
+    control flow; kernels over `max-shared-bytes` are refused with the
+    byte count.
+  }];
+  let options = [
+    Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
+           /*default=*/"166912",
+           "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
+           "227 KiB on sm_90)">,
+    Option<"emulate", "emulate", "bool", /*default=*/"false",
+           "Build a host func.func for the CPU warp emulator (see "
+           "attn-gpu-tile-softmax)">,
+  ];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
+    "::mlir::nvgpu::NVGPUDialect", "::mlir::scf::SCFDialect",
+    "::mlir::vector::VectorDialect"
+  ];
+}
+
 def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
   let summary = "FlashAttention-2 softmax kernels on tensor cores (mma.sync)";
   let description = [{

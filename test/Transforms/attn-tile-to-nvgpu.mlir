@@ -1,0 +1,188 @@
+// RUN: attnc-opt %s -split-input-file -attn-tile-to-nvgpu -verify-diagnostics | FileCheck %s
+
+// A tile program of one 16-row block (one warp) against 16-key blocks: the
+// loop's K and V loads get two stages, the first copied before the loop
+// and the next one at the top of each iteration, after the wait and
+// barrier; Q is copied once and its A fragments held across the loop;
+// both dots are mma.sync on ldmatrix fragments (V through .trans), the row
+// max is an xor shuffle over the quad; the 2-D store writes the rows below
+// the count, the 1-D one a lane per row.
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+!rows = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// CHECK-LABEL: gpu.module @attnc_kernels
+// CHECK:       gpu.func @dense(
+// CHECK-SAME:    attnc.copied_params = array<i64: 0, 1, 2>
+// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    attnc.head_dim = 1
+// CHECK-SAME:    attnc.offset_params = array<i64>
+// CHECK-SAME:    attnc.shared_bytes = 6400
+// CHECK-SAME:    attnc.threads = 32
+// CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
+// CHECK-NOT:   memref.alloc
+// CHECK:       memref.view {{.*}} to memref<16x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:       nvgpu.device_async_copy {{.*}}, 8, %{{.*}} {bypassL1} : memref<?x?x?x?xbf16, strided<[?, ?, ?, 1], offset: ?>> to memref<16x40xbf16
+// CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
+//              The first key block, then Q's fragments once Q has landed.
+// CHECK:       scf.if
+// CHECK:         nvgpu.device_async_copy
+// CHECK:       nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK-NEXT:  gpu.barrier
+// CHECK:       nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = false} : memref<16x40xbf16
+// CHECK:       scf.for
+// CHECK:         nvgpu.device_async_wait %{{.*}} {numGroups = 0 : i32}
+// CHECK-NEXT:    gpu.barrier
+// CHECK:         scf.if
+// CHECK:           nvgpu.device_async_copy
+// CHECK:           nvgpu.device_async_create_group
+// CHECK:         nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = false} : memref<2x16x40xbf16
+// CHECK:         nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>
+// CHECK:         gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
+// CHECK:         gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
+// CHECK:         nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true} : memref<2x16x40xbf16
+// CHECK:         nvvm.mma.sync
+// CHECK:         scf.yield
+// CHECK:       scf.if
+// CHECK:         memref.store {{.*}} : memref<?x?x?x?xbf16
+// CHECK:       arith.cmpi eq
+// CHECK:       scf.if
+// CHECK:         memref.store {{.*}} : memref<?x?x?xf32
+// CHECK:       gpu.return
+func.func @dense(%q: !in, %k: !in, %v: !in, %o: !in, %lse: !rows,
+                 %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %batches = memref.dim %q, %c0 : !in
+  %heads = memref.dim %q, %c1 : !in
+  %n = memref.dim %q, %c2 : !in
+  %m = memref.dim %k, %c2 : !in
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %ninf = arith.constant 0xFF800000 : f32
+    %zero = arith.constant 0.0 : f32
+    %i0 = arith.muli %qb, %c16 : index
+    %left = arith.subi %n, %i0 : index
+    %rows = arith.minui %left, %c16 : index
+    %qt = attn_tile.load %q[%b, %h, %i0] rows %rows row_dim 2 : !in -> tensor<?x32xbf16>
+    %blocks = arith.ceildivui %m, %c16 : index
+    %m0 = tensor.splat %ninf[%rows] : tensor<?xf32>
+    %acc0 = tensor.splat %zero[%rows] : tensor<?x32xf32>
+    %s0 = tensor.splat %zero[%rows] : tensor<?x16xf32>
+    %r:2 = scf.for %kb = %c0 to %blocks step %c1
+        iter_args(%mi = %m0, %acc = %acc0) -> (tensor<?xf32>, tensor<?x32xf32>) {
+      %j0 = arith.muli %kb, %c16 : index
+      %kleft = arith.subi %m, %j0 : index
+      %krows = arith.minui %kleft, %c16 : index
+      %kt = attn_tile.load %k[%b, %h, %j0] rows %krows row_dim 2 : !in -> tensor<16x32xbf16>
+      %vt = attn_tile.load %v[%b, %h, %j0] rows %krows row_dim 2 : !in -> tensor<16x32xbf16>
+      %s = attn_tile.dot %qt, %kt, %s0 {transpose_rhs}
+          : tensor<?x32xbf16>, tensor<16x32xbf16>, tensor<?x16xf32> -> tensor<?x16xf32>
+      %masked = attn_tile.map(%s) : (tensor<?x16xf32>) -> tensor<?x16xf32> {
+      ^bb0(%i: index, %j: index, %x: f32):
+        %key = arith.addi %j0, %j : index
+        %in = arith.cmpi ult, %key, %m : index
+        %y = arith.select %in, %x, %ninf : f32
+        attn_tile.yield %y : f32
+      }
+      %tileMax = attn_tile.reduce max %masked : tensor<?x16xf32> -> tensor<?xf32>
+      %mNew = attn_tile.map(%mi, %tileMax) : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32> {
+      ^bb0(%i: index, %x: f32, %y: f32):
+        %z = arith.maximumf %x, %y : f32
+        attn_tile.yield %z : f32
+      }
+      %p = attn_tile.map(%masked, %mNew) : (tensor<?x16xf32>, tensor<?xf32>) -> tensor<?x16xf32> {
+      ^bb0(%i: index, %j: index, %x: f32, %mx: f32):
+        %d = arith.subf %x, %mx : f32
+        %e = math.exp %d : f32
+        attn_tile.yield %e : f32
+      }
+      %accNew = attn_tile.dot %p, %vt, %acc
+          : tensor<?x16xf32>, tensor<16x32xbf16>, tensor<?x32xf32> -> tensor<?x32xf32>
+      scf.yield %mNew, %accNew : tensor<?xf32>, tensor<?x32xf32>
+    }
+    attn_tile.store %r#1, %o[%b, %h, %i0] rows %rows row_dim 2 : tensor<?x32xf32> -> !in
+    attn_tile.store %r#0, %lse[%b, %h, %i0] rows %rows row_dim 2 : tensor<?xf32> -> !rows
+  }
+  return
+}
+
+// -----
+
+func.func @linear(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  // expected-error @below {{walks whole sequences (a linear kernel), which attn-tile-to-nvgpu does not lower yet}}
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+  }
+  return
+}
+
+// -----
+
+func.func @f32_operands(%q: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xf32>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xf32>
+  // expected-error @below {{loads 'f32' tiles: tensor cores need f16 or bf16 operands}}
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %i0 = arith.muli %qb, %c16 : index
+    %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xf32> -> tensor<16x32xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @scan(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %i0 = arith.muli %qb, %c16 : index
+    %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<16x32xbf16>
+    %t = tensor.splat %zero : tensor<16x8xf32>
+    // expected-error @below {{has no GPU lowering yet}}
+    %s = attn_tile.scan add %t : tensor<16x8xf32>
+  }
+  return
+}
+
+// -----
+
+// 256 query rows and 64-key tiles at head dim 256: 270336 bytes of shared
+// memory, over the default budget (the A100's 166912).
+// expected-error @below {{needs 270336 bytes of shared memory on the GPU, more than the 166912 a CTA may use}}
+func.func @too_big(%q: memref<?x?x?x?xbf16>, %k: memref<?x?x?x?xbf16>,
+                   %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  %blocks = memref.dim %k, %c1 : memref<?x?x?x?xbf16>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 256 {
+    %c64 = arith.constant 64 : index
+    %c256 = arith.constant 256 : index
+    %zero = arith.constant 0.0 : f32
+    %i0 = arith.muli %qb, %c256 : index
+    %qt = attn_tile.load %q[%b, %h, %i0] rows %c256 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<256x256xbf16>
+    %s0 = tensor.splat %zero : tensor<256x64xf32>
+    scf.for %kb = %c0 to %blocks step %c1 {
+      %j0 = arith.muli %kb, %c64 : index
+      %kt = attn_tile.load %k[%b, %h, %j0] rows %c64 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<64x256xbf16>
+      %vt = attn_tile.load %k[%b, %h, %j0] rows %c64 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<64x256xbf16>
+      %s = attn_tile.dot %qt, %kt, %s0 {transpose_rhs}
+          : tensor<256x256xbf16>, tensor<64x256xbf16>, tensor<256x64xf32> -> tensor<256x64xf32>
+    }
+  }
+  return
+}
