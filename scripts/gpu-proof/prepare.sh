@@ -71,6 +71,17 @@ for mask in dense causal; do
   variant "$specs/${mask}_d128.attn" "${mask}_d128_r32k64" --rows-per-warp=32
 done
 
+# Softmax kernels built from their tile programs (--from-tile-program:
+# attn-tile-softmax, then attn-tile-to-nvgpu), checked and timed beside the
+# default kernels as IMAGE_tp.
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
+            "$specs"/chunk_d64.attn "$examples"/alibi_gqa.attn \
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
+            "$examples"/block_sparse.attn; do
+  variant "$spec" "$(basename "$spec" .attn)_tp" --from-tile-program
+done
+
 # Correctness: lengths that are 1, primes, non-multiples of the 64-row and
 # 64-key tiles, N != M both ways (causal rows with no key when N > M), GQA.
 for d in 64 128; do
@@ -106,9 +117,28 @@ add_check_tiled() {
     --output-dir "$out/expected/$label" > /dev/null
   echo "check $label $(basename "$spec" .attn) $seed $*" >> "$cases"
 }
+# same_check LABEL BASE IMAGE: correctness case BASE (its seeded inputs and
+# expected outputs) on another image. expected/LABEL.same names BASE's
+# outputs instead of a copy (the kit must stay small to carry).
+same_check() {
+  local label=$1 base=$2 image=$3 line
+  echo "$base" > "$out/expected/$label.same"
+  line=$(awk -v b="$base" -v l="$label" -v i="$image" \
+    '$1 == "check" && $2 == b { $2 = l; $3 = i; print }' "$cases")
+  [ -n "$line" ] || { echo "no check case $base" >&2; exit 1; }
+  echo "$line" >> "$cases"
+}
 add_check_tiled causal_d128_4096 "$specs/causal_d128.attn" 21 B=1 Hq=2 Hk=1 N=4096 M=4096
 add_check_tiled causal_d64_16384 "$specs/causal_d64.attn" 22 B=1 Hq=1 Hk=1 N=16384 M=16384
 add_check_tiled ssd_d128_16384 "$ssd/ssd_d128.attn" 23 B=1 H=1 T=16384
+for base in dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
+            causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
+            causal_d128_300x127 causal_d128_4096 chunk_d64_1000 \
+            alibi_gqa_777x1500 softcap_window_1500 varlen_causal_3000 \
+            block_sparse_1000; do
+  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
+  same_check "${base}_tp" "$base" "${image}_tp"
+done
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
@@ -122,7 +152,7 @@ for d in 64 128; do
     dense=$((4 * b * 16 * n * n * d))
     add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
     add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
-    for variant in r32 $([ "$d" = 128 ] && echo r32k64); do
+    for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp; do
       IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
       IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
     done

@@ -102,7 +102,7 @@ static cl::opt<bool> gpuFromTilePrograms(
     cl::desc("Build softmax kernels from their tile programs "
              "(attn-tile-softmax, attn-tile-to-nvgpu; 16 rows per warp, not "
              "block-sparse) instead of attn-gpu-tile-softmax"),
-    cl::sub(compileCommand), cl::cat(category));
+    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
 static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::desc("Keys per shared-memory tile"),
                                   cl::init(64), cl::sub(compileCommand),
@@ -280,6 +280,10 @@ static int run(mlir::ModuleOp module) {
   std::unique_ptr<GpuKernel> device;
   GpuPipelineOptions gpuOptions;
   gpuOptions.blockK = blockK;
+  gpuOptions.fromTilePrograms = gpuFromTilePrograms;
+  if (gpuFromTilePrograms && backend == Backend::CPU)
+    return fail("--from-tile-program builds GPU kernels; add "
+                "--backend=gpu-emulator or --backend=cuda");
   if (backend == Backend::CPU) {
     kernel = CpuKernel::compile(module, kernelName,
                                 CpuOptions{cpuPath, blockQ, blockK, threads},
