@@ -5,8 +5,8 @@
 // and the next one at the top of each iteration, after the wait and
 // barrier; Q is copied once and its A fragments held across the loop;
 // both dots are mma.sync on ldmatrix fragments (V through .trans), the row
-// max is an xor shuffle over the quad; the 2-D store writes the rows below
-// the count, the 1-D one a lane per row.
+// max is an xor shuffle over the quad, exp becomes exp2; the 2-D store
+// writes the rows below the count, the 1-D one a lane per row.
 
 !in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
 !rows = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
@@ -41,6 +41,9 @@
 // CHECK:         nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>
 // CHECK:         gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
 // CHECK:         gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
+//                exp(x) is ex2(x log2 e).
+// CHECK:         arith.mulf %{{.*}}, %cst{{.*}} : f32
+// CHECK-NEXT:    math.exp2
 // CHECK:         nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true} : memref<2x16x40xbf16
 // CHECK:         nvvm.mma.sync
 // CHECK:         scf.yield
