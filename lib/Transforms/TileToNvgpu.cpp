@@ -259,19 +259,10 @@ private:
   }
 
   /// The A operand (4 registers) of rows [16w, 16w + 16) and columns
-  /// [16 kk, 16 kk + 16) of a shared tile: lanes 0-7, 8-15, 16-23 and
-  /// 24-31 address rows 0-7 and 8-15 of the left 8 columns, then of the
-  /// right 8.
+  /// [16 kk, 16 kk + 16) of a shared tile.
   SmallVector<Value> sharedAOperand(const Fragment &tile, int64_t kk) {
-    Value row = rb.add(
-        warpRow0,
-        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-               rb.mul(arith::RemUIOp::create(
-                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                      idx(8))));
-    Value col = rb.add(
-        idx(kk * 16), rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8)));
-    return ldmatrix(tile.buffer, tile.prefix, row, col, 4, /*transpose=*/false);
+    return loadAOperand(tile.buffer, lane, warpRow0, idx(kk * 16),
+                        tile.prefix);
   }
 
   //===--------------------------------------------------------------------===//

@@ -161,11 +161,12 @@ protected:
     return registers;
   }
 
-  /// The A operand of mma for the 16x16 block of `tile` at (row0, col0),
-  /// from one ldmatrix.x4: lanes 0-7, 8-15, 16-23 and 24-31 address rows
-  /// 0-7 and 8-15 of the left 8 columns, then of the right 8.
+  /// The A operand of mma for the 16x16 block of `tile` (after `prefix`
+  /// indices) at (row0, col0), from one ldmatrix.x4: lanes 0-7, 8-15, 16-23
+  /// and 24-31 address rows 0-7 and 8-15 of the left 8 columns, then of the
+  /// right 8.
   SmallVector<Value> loadAOperand(Value tile, Value lane, Value row0,
-                                  Value col0) {
+                                  Value col0, ValueRange prefix = {}) {
     Value row = rb.add(
         row0,
         rb.add(arith::RemUIOp::create(b, lane, idx(8)),
@@ -174,7 +175,7 @@ protected:
                       idx(8))));
     Value col =
         rb.add(col0, rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8)));
-    return ldmatrix(tile, {}, row, col, 4, /*transpose=*/false);
+    return ldmatrix(tile, prefix, row, col, 4, /*transpose=*/false);
   }
 
   /// D = A B + C on one m16n8k16 tile; C and D as 4 f32 (c[0][0], c[0][1],
