@@ -92,16 +92,16 @@ static cl::opt<bool> ptxasVerbose(
     cl::sub(compileCommand), cl::cat(category));
 static cl::opt<int64_t> gpuWarps("warps", cl::desc("Warps per CTA"),
                                  cl::init(4), cl::sub(compileCommand),
-                                 cl::cat(category));
+                                 cl::sub(runCommand), cl::cat(category));
 static cl::opt<int64_t> gpuRowsPerWarp(
     "rows-per-warp",
-    cl::desc("Query rows per warp of softmax kernels (16 or 32)"),
-    cl::init(16), cl::sub(compileCommand), cl::cat(category));
+    cl::desc("Query rows per warp of softmax kernels (16 or 32)"), cl::init(16),
+    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
 static cl::opt<bool> gpuFromTilePrograms(
     "from-tile-program",
     cl::desc("Build softmax kernels from their tile programs "
              "(attn-tile-softmax, attn-tile-to-nvgpu; 16 rows per warp, not "
-             "block-sparse) instead of attn-gpu-tile-softmax"),
+             "top-k) instead of attn-gpu-tile-softmax"),
     cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
 static cl::opt<int64_t> gpuBlockK("block-k",
                                   cl::desc("Keys per shared-memory tile"),
@@ -110,7 +110,8 @@ static cl::opt<int64_t> gpuBlockK("block-k",
 static cl::opt<int64_t> gpuBlockV(
     "block-v",
     cl::desc("Value columns per CTA of linear kernels (0: min(Dv, 64))"),
-    cl::init(0), cl::sub(compileCommand), cl::cat(category));
+    cl::init(0), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::cat(category));
 
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
@@ -207,6 +208,20 @@ static int emit(mlir::ModuleOp module) {
   return 0;
 }
 
+/// The GPU tuning flags that compile and run share.
+static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
+  options.warps = gpuWarps;
+  options.rowsPerWarp = gpuRowsPerWarp;
+  options.blockV = gpuBlockV;
+  options.fromTilePrograms = gpuFromTilePrograms;
+  if (gpuFromTilePrograms && gpuRowsPerWarp != 16) {
+    error = "--from-tile-program builds 16 rows per warp; drop "
+            "--rows-per-warp";
+    return false;
+  }
+  return true;
+}
+
 static int compile(mlir::ModuleOp module) {
   GpuPipelineOptions options;
   options.chip = gpuTarget;
@@ -221,15 +236,10 @@ static int compile(mlir::ModuleOp module) {
     errs() << "attnc: target " << options.chip << " (compute capability "
            << capability / 10 << "." << capability % 10 << ")\n";
   }
-  options.warps = gpuWarps;
   options.blockK = gpuBlockK;
-  options.blockV = gpuBlockV;
-  options.rowsPerWarp = gpuRowsPerWarp;
-  options.fromTilePrograms = gpuFromTilePrograms;
-  if (gpuFromTilePrograms && gpuRowsPerWarp != 16)
-    return fail("--from-tile-program builds 16 rows per warp; drop "
-                "--rows-per-warp");
   std::string error, lowered;
+  if (!setGpuTuning(options, error))
+    return fail(error);
   GpuImage image;
   if (!compileToPtx(module, kernelName, options, image, error,
                     emitKind == Emit::MLIR ? &lowered : nullptr))
@@ -280,10 +290,14 @@ static int run(mlir::ModuleOp module) {
   std::unique_ptr<GpuKernel> device;
   GpuPipelineOptions gpuOptions;
   gpuOptions.blockK = blockK;
-  gpuOptions.fromTilePrograms = gpuFromTilePrograms;
-  if (gpuFromTilePrograms && backend == Backend::CPU)
-    return fail("--from-tile-program builds GPU kernels; add "
-                "--backend=gpu-emulator or --backend=cuda");
+  if (backend == Backend::CPU &&
+      (gpuFromTilePrograms || gpuWarps.getNumOccurrences() ||
+       gpuRowsPerWarp.getNumOccurrences() || gpuBlockV.getNumOccurrences()))
+    return fail("--from-tile-program, --warps, --rows-per-warp and --block-v "
+                "tune GPU kernels; add --backend=gpu-emulator or "
+                "--backend=cuda");
+  if (!setGpuTuning(gpuOptions, error))
+    return fail(error);
   if (backend == Backend::CPU) {
     kernel = CpuKernel::compile(module, kernelName,
                                 CpuOptions{cpuPath, blockQ, blockK, threads},
