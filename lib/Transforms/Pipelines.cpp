@@ -71,42 +71,33 @@ std::string attnc::GpuPipelineOptions::cacheKey() const {
       .str();
 }
 
-attnc::GpuTileSoftmaxOptions
-attnc::softmaxStrategyOptions(const GpuPipelineOptions &options, bool emulate) {
-  GpuTileSoftmaxOptions strategy;
-  strategy.warps = options.warps;
-  strategy.blockK = options.blockK;
-  strategy.rowsPerWarp = options.rowsPerWarp;
-  strategy.maxSharedBytes = maxSharedBytesFor(options.chip);
-  strategy.emulate = emulate;
-  return strategy;
-}
-
-attnc::GpuChunkLinearOptions
-attnc::linearStrategyOptions(const GpuPipelineOptions &options, bool emulate) {
-  GpuChunkLinearOptions strategy;
-  strategy.warps = options.warps;
-  strategy.blockV = options.blockV;
-  strategy.maxSharedBytes = maxSharedBytesFor(options.chip);
-  strategy.emulate = emulate;
-  return strategy;
-}
-
 void attnc::addGpuStrategies(OpPassManager &pm,
                              const GpuPipelineOptions &options, bool emulate) {
+  int64_t maxSharedBytes = maxSharedBytesFor(options.chip);
   if (options.fromTilePrograms) {
     TileSoftmaxOptions program;
     program.blockQ = options.warps * 16;
     program.blockK = options.blockK;
     pm.addPass(createTileSoftmax(program));
     TileToNvgpuOptions kernel;
-    kernel.maxSharedBytes = maxSharedBytesFor(options.chip);
+    kernel.maxSharedBytes = maxSharedBytes;
     kernel.emulate = emulate;
     pm.addPass(createTileToNvgpu(kernel));
   } else {
-    pm.addPass(createGpuTileSoftmax(softmaxStrategyOptions(options, emulate)));
+    GpuTileSoftmaxOptions softmax;
+    softmax.warps = options.warps;
+    softmax.blockK = options.blockK;
+    softmax.rowsPerWarp = options.rowsPerWarp;
+    softmax.maxSharedBytes = maxSharedBytes;
+    softmax.emulate = emulate;
+    pm.addPass(createGpuTileSoftmax(softmax));
   }
-  pm.addPass(createGpuChunkLinear(linearStrategyOptions(options, emulate)));
+  GpuChunkLinearOptions linear;
+  linear.warps = options.warps;
+  linear.blockV = options.blockV;
+  linear.maxSharedBytes = maxSharedBytes;
+  linear.emulate = emulate;
+  pm.addPass(createGpuChunkLinear(linear));
 }
 
 void attnc::buildGpuLoweringPipeline(OpPassManager &pm,

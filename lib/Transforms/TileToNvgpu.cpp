@@ -530,8 +530,8 @@ private:
     return shapes;
   }
 
-  /// `value` (an operand of a load in a loop body) for iteration `iv`, or
-  /// null when it cannot be computed ahead (it reads memory).
+  /// `value`, an operand of a load in `loop`'s body that isAheadComputable,
+  /// for iteration `iv`; `ahead` maps what it has computed so far.
   Value valueAt(Value value, scf::ForOp loop, Value iv, IRMapping &ahead) {
     if (Value known = ahead.lookupOrNull(value))
       return known;
@@ -542,31 +542,13 @@ private:
       result = mapping.lookup(value);
     } else {
       Operation *def = value.getDefiningOp();
-      if (!def || def->getNumRegions() || !isPure(def) ||
-          def->getBlock() != loop.getBody())
-        return Value();
       for (Value operand : def->getOperands())
-        if (!valueAt(operand, loop, iv, ahead))
-          return Value();
+        valueAt(operand, loop, iv, ahead);
       Operation *clone = b.clone(*def, ahead);
       result = clone->getResult(cast<OpResult>(value).getResultNumber());
     }
     ahead.map(value, result);
     return result;
-  }
-  /// Position and count of `load` at iteration `iv` (empty if not known
-  /// ahead).
-  SmallVector<Value> loadOperandsAt(tile::LoadOp load, scf::ForOp loop,
-                                    Value iv) {
-    IRMapping ahead;
-    SmallVector<Value> operands;
-    for (Value operand : load->getOperands().drop_front()) {
-      Value at = valueAt(operand, loop, iv, ahead);
-      if (!at)
-        return {};
-      operands.push_back(at);
-    }
-    return operands;
   }
 
   /// A loop over key blocks (or any scf.for): loads in its body that can
@@ -592,10 +574,14 @@ private:
     for (tile::LoadOp load : streamed)
       buffers.push_back(allocateShared(load, kStages));
     auto copyIteration = [&](Value iv, Value stage) {
+      IRMapping ahead; // the loads share their address arithmetic
       for (auto [load, buffer] : llvm::zip(streamed, buffers)) {
-        SmallVector<Value> operands = loadOperandsAt(load, forOp, iv);
-        copyLoad(load, buffer, {stage}, ArrayRef<Value>(operands).drop_back(),
-                 operands.back());
+        SmallVector<Value> position =
+            llvm::map_to_vector(load.getPosition(), [&](Value index) {
+              return valueAt(index, forOp, iv, ahead);
+            });
+        copyLoad(load, buffer, {stage}, position,
+                 valueAt(load.getCount(), forOp, iv, ahead));
       }
     };
     if (!streamed.empty())

@@ -209,6 +209,21 @@ TEST(GpuLaunch, ChecksNameTheTensor) {
       << error;
 }
 
+/// Inputs of varlen_causal.attn: packed bf16 q/k/v of `heads` heads and
+/// head dim 64 for the sequences `offsets` delimit, and the offsets.
+std::map<std::string, HostTensor>
+varlenInputs(const std::vector<int64_t> &offsets, int64_t heads,
+             uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  int64_t total = offsets.back();
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -2, 2);
+  inputs["k"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -2, 2);
+  inputs["v"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -1, 1);
+  inputs["cu"] = offsetsTensor(offsets);
+  return inputs;
+}
+
 bool haveGpu(std::string &why) {
   int capability = cudaComputeCapability(why);
   if (!capability)
@@ -321,16 +336,12 @@ TEST(GpuExecution, VarlenWithEmptySequencesMatchesTheReference) {
   GpuPipelineOptions options;
   options.chip = target;
   GpuImage image;
-  ASSERT_TRUE(compileToPtx(*reference.module, "", options, image, error)) << error;
-  const uint64_t seed = 7;
-  std::mt19937_64 rng(seed);
+  ASSERT_TRUE(compileToPtx(*reference.module, "", options, image, error))
+      << error;
   std::vector<int64_t> offsets = {0, 0, 77, 77, 400, 1031};
   int64_t total = offsets.back();
-  std::map<std::string, HostTensor> inputs;
-  inputs["q"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -2, 2);
-  inputs["k"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -2, 2);
-  inputs["v"] = randomTensor(ElementType::BF16, {total, 4, 64}, rng, -1, 1);
-  inputs["cu"] = offsetsTensor(offsets);
+  std::map<std::string, HostTensor> inputs =
+      varlenInputs(offsets, 4, /*seed=*/7);
   std::vector<HostTensor> expected, actual;
   ASSERT_TRUE(reference.run(inputs, expected, error)) << error;
   ASSERT_TRUE(runOnGpu(image, inputs, actual, error)) << error;
@@ -456,14 +467,10 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
     std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
         *reference.module, "", strategy.options, error);
     ASSERT_TRUE(kernel) << error;
-    std::mt19937_64 rng(3);
     std::vector<int64_t> offsets = {0, 0, 37, 37, 150, 161};
     int64_t total = offsets.back();
-    std::map<std::string, HostTensor> inputs;
-    inputs["q"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
-    inputs["k"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -2, 2);
-    inputs["v"] = randomTensor(ElementType::BF16, {total, 2, 64}, rng, -1, 1);
-    inputs["cu"] = offsetsTensor(offsets);
+    std::map<std::string, HostTensor> inputs =
+        varlenInputs(offsets, 2, /*seed=*/3);
     expectEmulatorMatches(reference, *kernel, inputs, "varlen (seed 3)");
 
     // Offsets the host cannot see: found by the kernel and reported.

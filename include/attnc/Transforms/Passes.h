@@ -54,13 +54,6 @@ struct GpuPipelineOptions {
   std::string cacheKey() const;
 };
 
-/// The options of the two tile strategies for `options`; `emulate` builds
-/// for the CPU warp emulator.
-GpuTileSoftmaxOptions softmaxStrategyOptions(const GpuPipelineOptions &options,
-                                             bool emulate);
-GpuChunkLinearOptions linearStrategyOptions(const GpuPipelineOptions &options,
-                                            bool emulate);
-
 /// Adds the passes that turn attn kernels into GPU kernels for `options`
 /// (for the CPU warp emulator when `emulate`): the softmax strategy, then
 /// attn-gpu-chunk-linear.
