@@ -41,8 +41,12 @@ def linear_peer(rows, attnc, label, flops, run):
     """Times flash-linear-attention's `run` on one case against attnc's row."""
     fla_tf = tflops(flops, time_ms(run))
     ours = attnc.get((label, "sm_90a"), 0.0)
-    rows.append([label, ours, 0.0, 0.0, fla_tf, 0.0, 0.0])
-    print(f"{label:<22}{ours:>14.1f}{fla_tf:>10.1f}{ours / fla_tf if fla_tf else 0:>9.2f}")
+    # prepare.sh: one CTA per sequence (LABEL_seg0), segments of 4 chunks.
+    one_cta = attnc.get((label + "_seg0", "sm_90a"), 0.0)
+    seg4 = attnc.get((label + "_seg4", "sm_90a"), 0.0)
+    rows.append([label, ours, 0.0, 0.0, fla_tf, 0.0, 0.0, one_cta, seg4])
+    print(f"{label:<22}{ours:>14.1f}{one_cta:>9.1f}{seg4:>9.1f}{fla_tf:>10.1f}"
+          f"{ours / fla_tf if fla_tf else 0:>9.2f}")
 
 
 def main():
@@ -101,7 +105,7 @@ def main():
                 ours = attnc.get((label, "sm_90a"), 0.0)
                 rows32 = attnc.get((label + "_r32", "sm_90a"), 0.0)
                 rows32k64 = attnc.get((label + "_r32k64", "sm_90a"), 0.0)
-                rows.append([label, ours, sdpa, flex_tf, 0.0, rows32, rows32k64])
+                rows.append([label, ours, sdpa, flex_tf, 0.0, rows32, rows32k64, 0.0, 0.0])
                 print(f"{label:<22}{ours:>14.1f}{rows32:>9.1f}{rows32k64:>9.1f}{sdpa:>12.1f}"
                       f"{flex_tf:>10.1f}{ours / sdpa if sdpa else 0:>9.2f}"
                       f"{ours / flex_tf if flex_tf else 0:>9.2f}")
@@ -111,7 +115,8 @@ def main():
     except Exception as error:
         print(f"peers: flash-linear-attention unavailable ({error}); linear cases skipped")
     else:
-        print(f"{'case':<22}{'attnc sm_90a':>14}{'fla':>10}{'vs fla':>9}")
+        print(f"{'case':<22}{'attnc sm_90a':>14}{'1 CTA':>9}{'seg 4':>9}{'fla':>10}"
+              f"{'vs fla':>9}")
         for d in (64, 128):
             for n in (1024, 4096, 16384):
                 b = 16384 // n
@@ -134,7 +139,8 @@ def main():
     with open(args.csv, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
-                         "fla_tflops", "attnc_32rows_tflops", "attnc_32rows_k64_tflops"])
+                         "fla_tflops", "attnc_32rows_tflops", "attnc_32rows_k64_tflops",
+                         "attnc_one_cta_tflops", "attnc_seg4_tflops"])
         writer.writerows(rows)
     if args.png:
         plot(rows, args.png)

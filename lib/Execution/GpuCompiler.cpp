@@ -80,6 +80,12 @@ void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
   };
   params("attnc.offset_params", image.offsetParams);
   params("attnc.copied_params", image.copiedParams);
+  if (auto segments =
+          func->getAttrOfType<DenseI64ArrayAttr>("attnc.segments")) {
+    ArrayRef<int64_t> values = segments.asArrayRef();
+    image.segments = {values[0], values[1], values[2], values[3]};
+    image.segmentStateBytes = intAttr(func, "attnc.segment_state_bytes");
+  }
 }
 
 bool attnc::compileToPtx(ModuleOp module, StringRef name,

@@ -13,6 +13,7 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
@@ -192,6 +193,14 @@ extern "C" float attnc_emu_mma(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
   return current().d[which];
 }
 
+/// The wait of a segmented kernel for its predecessor's state: CTAs run in
+/// ticket order here, so an unset flag is a bug in the kernel, not a race.
+extern "C" void attnc_emu_expect_published(int32_t flag) {
+  if (flag == 0)
+    llvm::report_fatal_error("emulated GPU kernel: a CTA awaits a segment "
+                             "state that no earlier CTA published");
+}
+
 /// Memref descriptor fields of a view: pointers, offset, sizes, strides.
 std::vector<int64_t> descriptorOf(void *data, const std::vector<int64_t> &shape,
                                   const std::vector<int64_t> &strides) {
@@ -263,6 +272,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     add("attnc_emu_shfl_xor", &attnc_emu_shfl_xor);
     add("attnc_emu_ldmatrix", &attnc_emu_ldmatrix);
     add("attnc_emu_mma", &attnc_emu_mma);
+    add("attnc_emu_expect_published", &attnc_emu_expect_published);
     return symbols;
   });
   auto entry =
@@ -328,10 +338,18 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
         descriptorOf(output->data, output->shape, output->strides));
   int64_t status[8] = {};
   descriptors.push_back(descriptorOf(status, {8}, {1}));
+  std::array<int64_t, 3> grid = launch.gridFor(inputShapes);
+  // CTAs run one after another in ticket order, so every flag a CTA awaits
+  // is already set (attnc_emu_expect_published).
+  std::vector<int32_t> workspace;
+  if (launch.segmented()) {
+    workspace.assign(segmentWorkspace(launch, grid).totalBytes / 4, 0);
+    descriptors.push_back(descriptorOf(
+        workspace.data(), {static_cast<int64_t>(workspace.size())}, {1}));
+  }
   size_t sharedSlot = descriptors.size();
   descriptors.push_back({});
 
-  std::array<int64_t, 3> grid = launch.gridFor(inputShapes);
   // Fibers and their stacks are reused by every CTA.
   constexpr size_t kStackBytes = 256 * 1024;
   std::vector<Fiber> fibers(launch.threads);

@@ -37,6 +37,7 @@ public:
   Result (*memcpyDtoH)(void *, unsigned long long, size_t);
   Result (*memcpyHtoD)(unsigned long long, const void *, size_t);
   Result (*streamSynchronize)(void *);
+  Result (*ctxSynchronize)();
   Result (*getErrorString)(Result, const char **);
 
   /// The process-wide driver, loaded and initialised once; null with
@@ -111,6 +112,7 @@ CudaDriver *CudaDriver::get(std::string &error) {
     resolve(driver.memcpyDtoH, "cuMemcpyDtoH_v2");
     resolve(driver.memcpyHtoD, "cuMemcpyHtoD_v2");
     resolve(driver.streamSynchronize, "cuStreamSynchronize");
+    resolve(driver.ctxSynchronize, "cuCtxSynchronize");
     resolve(driver.getErrorString, "cuGetErrorString");
     if (missing)
       return;
@@ -245,6 +247,8 @@ GpuKernel::~GpuKernel() {
     return;
   if (status)
     driver->memFree(status);
+  if (workspace)
+    driver->memFree(workspace);
   if (module)
     driver->moduleUnload(module);
 }
@@ -348,14 +352,27 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   void *statusPointer = reinterpret_cast<void *>(status);
   descriptors.emplace_back(statusPointer, std::vector<int64_t>{8},
                            std::vector<int64_t>{1});
+  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
+  SegmentWorkspace segments = segmentWorkspace(gpuImage, grid);
+  if (gpuImage.segmented()) {
+    if (!reserveWorkspace(segments.totalBytes, error))
+      return false;
+    descriptors.emplace_back(reinterpret_cast<void *>(workspace),
+                             std::vector<int64_t>{segments.totalBytes / 4},
+                             std::vector<int64_t>{1});
+  }
   std::vector<void *> args;
   for (Descriptor &descriptor : descriptors)
     descriptor.append(args);
 
-  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
   if (!driver->check(driver->memsetD8Async(status, 0, 8 * sizeof(int64_t),
                                            stream),
                      "cuMemsetD8Async", error))
+    return false;
+  if (segments.headerWords &&
+      !driver->check(
+          driver->memsetD8Async(workspace, 0, 4 * segments.headerWords, stream),
+          "cuMemsetD8Async", error))
     return false;
   if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
     return true; // nothing to compute
@@ -367,6 +384,22 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
                            static_cast<unsigned>(gpuImage.sharedBytes), stream,
                            args.data(), nullptr),
       "cuLaunchKernel", error);
+}
+
+bool GpuKernel::reserveWorkspace(int64_t bytes, std::string &error) {
+  if (bytes <= workspaceBytes)
+    return true;
+  // Earlier launches may still use the smaller buffer.
+  if (workspace &&
+      (!driver->check(driver->ctxSynchronize(), "cuCtxSynchronize", error) ||
+       !driver->check(driver->memFree(workspace), "cuMemFree", error)))
+    return false;
+  workspace = 0;
+  workspaceBytes = 0;
+  if (!driver->check(driver->memAlloc(&workspace, bytes), "cuMemAlloc", error))
+    return false;
+  workspaceBytes = bytes;
+  return true;
 }
 
 bool GpuKernel::synchronize(void *stream, std::string &error) {

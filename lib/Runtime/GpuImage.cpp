@@ -2,6 +2,7 @@
 
 #include "attnc/Runtime/GpuImage.h"
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -66,24 +67,43 @@ uint64_t attnc::fnv1a(const std::string &data, uint64_t seed) {
   return hash;
 }
 
+namespace {
+/// ceil(dim(param, dim) / divisor) - minus (at least 0); 1 for divisor 0.
+int64_t evaluate(const GridTerm &term,
+                 const std::vector<std::vector<int64_t>> &inputShapes) {
+  if (term.divisor == 0)
+    return 1;
+  int64_t size = 0;
+  if (term.param >= 0 && static_cast<size_t>(term.param) < inputShapes.size() &&
+      term.dim >= 0 &&
+      static_cast<size_t>(term.dim) < inputShapes[term.param].size())
+    size = inputShapes[term.param][term.dim];
+  int64_t value = (size + term.divisor - 1) / term.divisor - term.minus;
+  return value < 0 ? 0 : value;
+}
+} // namespace
+
 std::array<int64_t, 3> GpuImage::gridFor(
     const std::vector<std::vector<int64_t>> &inputShapes) const {
   std::array<int64_t, 3> result{};
-  for (int axis = 0; axis < 3; ++axis) {
-    const GridTerm &term = grid[axis];
-    int64_t size = 0;
-    if (term.param >= 0 && static_cast<size_t>(term.param) < inputShapes.size() &&
-        term.dim >= 0 &&
-        static_cast<size_t>(term.dim) < inputShapes[term.param].size())
-      size = inputShapes[term.param][term.dim];
-    if (term.divisor == 0) { // a single block along this axis
-      result[axis] = 1;
-      continue;
-    }
-    int64_t value = (size + term.divisor - 1) / term.divisor - term.minus;
-    result[axis] = value < 0 ? 0 : value;
-  }
+  for (int axis = 0; axis < 3; ++axis)
+    result[axis] = evaluate(grid[axis], inputShapes);
+  // At least one segment, so that an empty sequence still stores its
+  // final state.
+  result[0] *= std::max<int64_t>(1, evaluate(segments, inputShapes));
   return result;
+}
+
+SegmentWorkspace attnc::segmentWorkspace(const GpuImage &image,
+                                         const std::array<int64_t, 3> &grid) {
+  SegmentWorkspace workspace;
+  if (!image.segmented())
+    return workspace;
+  int64_t ctas = grid[0] * grid[1] * grid[2];
+  workspace.headerWords = (1 + ctas + 3) / 4 * 4;
+  workspace.totalBytes =
+      4 * workspace.headerWords + ctas * image.segmentStateBytes;
+  return workspace;
 }
 
 bool GpuImage::outputShapes(const std::vector<const TensorView *> &inputs,
@@ -120,6 +140,10 @@ std::string attnc::serialize(const GpuImage &image) {
   for (const GridTerm &term : image.grid)
     os << "grid " << term.param << ' ' << term.dim << ' ' << term.divisor << ' '
        << term.minus << '\n';
+  const GridTerm &segments = image.segments;
+  os << "segments " << segments.param << ' ' << segments.dim << ' '
+     << segments.divisor << ' ' << segments.minus << ' '
+     << image.segmentStateBytes << '\n';
   os << "head_dim " << image.headDim << '\n';
   os << "sequence_result " << image.sequenceResult << '\n';
   os << "offsets";
@@ -186,6 +210,12 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
       if (!(line >> term.param >> term.dim >> term.divisor >> term.minus) ||
           term.divisor < 0)
         return fail("bad grid line '" + text + "'");
+    } else if (key == "segments") {
+      GridTerm &term = image.segments;
+      if (!(line >> term.param >> term.dim >> term.divisor >> term.minus >>
+            image.segmentStateBytes) ||
+          term.divisor < 0 || image.segmentStateBytes < 0)
+        return fail("bad segments line '" + text + "'");
     } else if (key == "head_dim") {
       line >> image.headDim;
     } else if (key == "sequence_result") {

@@ -16,8 +16,14 @@
 // every output from it.
 //
 // The value columns split across CTAs (grid x): a CTA owns `blockV` columns
-// of V, S and O and recomputes Q K^T. A head's chunks are sequential, so
-// this is what fills the GPU when batch x heads is small.
+// of V, S and O and recomputes Q K^T. Causal kernels also split each
+// sequence into segments of `segmentChunks` chunks on different CTAs: a
+// segment sums what its chunks add to a zero state (S_own, with the log
+// decay of the whole segment), takes the state S_start that its predecessor
+// ends with from the workspace, hands on exp(decay) S_start + S_own, and
+// only then walks its chunks from S_start. The chain between segments is
+// one short step each; everything else runs in parallel, which is what
+// fills the GPU when batch x heads is small and sequences are long.
 //
 //===----------------------------------------------------------------------===//
 
@@ -76,10 +82,19 @@ struct LinearTileShape : WarpConfig {
   int64_t interQueryOffset() const { return gateTableOffset() + chunk * dimK * 4; }
   int64_t intraQueryOffset() const { return interQueryOffset() + scaledTileBytes(); }
   int64_t warpKeysOffset() const { return intraQueryOffset() + scaledTileBytes(); }
-  int64_t sharedBytes() const {
+  int64_t chunkBytes() const {
     if (perKeyDim)
       return warpKeysOffset() + warps * scaledTileBytes();
     return cumulativeOffset() + chunk * 4;
+  }
+  /// Chunks per segment of a causal kernel; 0: one CTA walks the sequence.
+  int64_t segmentChunks = 0;
+  // Segmented kernels add the CTA's ticket and the log decay of its
+  // segment per key dim (one value for scalar gates).
+  int64_t ticketOffset() const { return (chunkBytes() + 15) / 16 * 16; }
+  int64_t segmentDecayOffset() const { return ticketOffset() + 16; }
+  int64_t sharedBytes() const {
+    return segmentChunks ? segmentDecayOffset() + dimK * 4 : chunkBytes();
   }
 };
 
@@ -112,6 +127,12 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
                          "(shared memory; got {0})",
                          shape.dimK)
         .str();
+  if (shape.segmentChunks < 0)
+    return llvm::formatv("segment-chunks must be 0 or more (got {0})",
+                         shape.segmentChunks)
+        .str();
+  if (!op.getCausal())
+    shape.segmentChunks = 0; // every output needs the whole sum
   if (shape.sharedBytes() > maxSharedBytes)
     return llvm::formatv("chunks of {0} steps with head dims {1} and {2} need "
                          "{3} bytes of shared memory, more than the {4} a CTA "
@@ -125,13 +146,99 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
 class LinearKernelBuilder : public WarpBuilder {
 public:
   LinearKernelBuilder(LoweringBuilder &rb, const LinearTileShape &shape,
-                      Value emulatedShared)
-      : WarpBuilder(rb, shape, emulatedShared), shape(shape) {}
+                      Value emulatedShared, Value workspace)
+      : WarpBuilder(rb, shape, emulatedShared), shape(shape),
+        workspace(workspace) {}
 
   void build(LinearOp op, ValueRange results);
 
 private:
   Value exp(Value x) { return math::ExpOp::create(b, x); }
+  Value isZero(Value x) {
+    return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, x, idx(0));
+  }
+
+  //===--------------------------------------------------------------------===//
+  // Segments: CTAs of one sequence hand their states along the workspace
+  // (GpuImage.h: a ticket counter, a flag per CTA, then their states).
+  //===--------------------------------------------------------------------===//
+
+  /// This CTA's ticket: CTAs take them in the order they start, so a CTA
+  /// only ever waits for CTAs that are already running.
+  Value takeTicket(Value ticketWord) {
+    rb.ifThen(isZero(threadId), [&] {
+      Value ticket = memref::AtomicRMWOp::create(
+          b, arith::AtomicRMWKind::addi, i32(1), workspace, ValueRange{idx(0)});
+      memref::StoreOp::create(b, ticket, ticketWord, ValueRange{idx(0)});
+    });
+    barrier();
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        memref::LoadOp::create(b, ticketWord, ValueRange{idx(0)}));
+  }
+  /// The address of workspace word `word` (for atomics with an order).
+  Value workspaceAddress(Value word) {
+    Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, workspace);
+    Value address = arith::IndexCastOp::create(
+        b, b.getI64Type(), rb.add(base, rb.mul(word, idx(4))));
+    return LLVM::IntToPtrOp::create(
+        b, LLVM::LLVMPointerType::get(b.getContext()), address);
+  }
+  /// Waits until the CTA with ticket `ticket` has published its state.
+  /// Every thread acquires the flag itself, so its later reads of the state
+  /// see the publisher's writes.
+  void awaitState(Value ticket) {
+    Value word = rb.add(ticket, idx(1));
+    if (config.emulate) {
+      emulatorCall("attnc_emu_expect_published", Type(),
+                   {memref::LoadOp::create(b, workspace, ValueRange{word})});
+      return;
+    }
+    Value flag = workspaceAddress(word);
+    auto wait = scf::WhileOp::create(b, TypeRange{}, ValueRange{});
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(&wait.getBefore().emplaceBlock());
+      Value published = LLVM::LoadOp::create(
+          b, b.getI32Type(), flag, /*alignment=*/4, /*isVolatile=*/false,
+          /*isNonTemporal=*/false, /*isInvariant=*/false,
+          /*isInvariantGroup=*/false, LLVM::AtomicOrdering::acquire, "device");
+      scf::ConditionOp::create(
+          b,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, published, i32(0)),
+          ValueRange{});
+      b.setInsertionPointToStart(&wait.getAfter().emplaceBlock());
+      scf::YieldOp::create(b);
+    }
+  }
+  /// Sets the flag of `ticket` once every thread's state words are written:
+  /// each thread's release fence orders its writes before the barrier,
+  /// after which one thread releases the flag.
+  void publishState(Value ticket) {
+    Value word = rb.add(ticket, idx(1));
+    if (!config.emulate)
+      LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
+    barrier();
+    rb.ifThen(isZero(threadId), [&] {
+      if (config.emulate) {
+        memref::StoreOp::create(b, i32(1), workspace, ValueRange{word});
+        return;
+      }
+      LLVM::StoreOp::create(b, i32(1), workspaceAddress(word), /*alignment=*/4,
+                            /*isVolatile=*/false, /*isNonTemporal=*/false,
+                            /*isInvariantGroup=*/false,
+                            LLVM::AtomicOrdering::release, "device");
+    });
+  }
+  Value loadStateWord(Value word) {
+    return arith::BitcastOp::create(
+        b, f32, memref::LoadOp::create(b, workspace, ValueRange{word}));
+  }
+  void storeStateWord(Value value, Value word) {
+    memref::StoreOp::create(b,
+                            arith::BitcastOp::create(b, b.getI32Type(), value),
+                            workspace, ValueRange{word});
+  }
 
   /// The A fragments of 16 rows of `tile` starting at `row0`, one per 16
   /// columns of `width`.
@@ -168,6 +275,7 @@ private:
   }
 
   const LinearTileShape &shape;
+  Value workspace;
   Value lane, group, inGroup;
 };
 
@@ -188,16 +296,37 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   group = arith::DivUIOp::create(b, lane, idx(4));
   inGroup = arith::RemUIOp::create(b, lane, idx(4));
+  Value base = sharedBase();
+  // The CTA's block of value columns, head and batch entry (or sequence),
+  // and with segments its segment of the sequence's chunks.
+  bool segmented = shape.segmentChunks > 0;
+  Value vBlock, head, batch, ticket, perSegment, segment;
+  if (segmented) {
+    // Segment-major tickets: a CTA's predecessor (same columns, head and
+    // batch entry, one segment earlier) has the ticket perSegment less.
+    ticket =
+        takeTicket(sharedTile(base, shape.ticketOffset(), {4}, b.getI32Type()));
+    perSegment = rb.mul(idx(shape.dimV / sliceV),
+                        rb.mul(operands.headsQ, operands.numBatches));
+    segment = arith::DivUIOp::create(b, ticket, perSegment);
+    Value rest = arith::RemUIOp::create(b, ticket, perSegment);
+    vBlock = arith::RemUIOp::create(b, rest, idx(shape.dimV / sliceV));
+    Value headAndBatch =
+        arith::DivUIOp::create(b, rest, idx(shape.dimV / sliceV));
+    head = arith::RemUIOp::create(b, headAndBatch, operands.headsQ);
+    batch = arith::DivUIOp::create(b, headAndBatch, operands.headsQ);
+  } else {
+    vBlock = blockIndex(gpu::Dimension::x, 0);
+    head = blockIndex(gpu::Dimension::y, 1);
+    batch = blockIndex(gpu::Dimension::z, 2);
+  }
   // This CTA's value columns: [col0, col0 + sliceV).
-  Value col0 = rb.mul(blockIndex(gpu::Dimension::x, 0), idx(sliceV));
-  Value head = blockIndex(gpu::Dimension::y, 1);
-  Value batch = blockIndex(gpu::Dimension::z, 2);
+  Value col0 = rb.mul(vBlock, idx(sliceV));
   Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
   Value q = withUnitInnerStride(operands.q);
   Value k = withUnitInnerStride(operands.k);
   Value v = withUnitInnerStride(operands.v);
 
-  Value base = sharedBase();
   Value queryTile = sharedTile(base, shape.queryOffset(), {C, shape.pitchK()},
                                shape.element);
   Value keyTile =
@@ -229,19 +358,20 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   checkSequence(rb, operands.cuQ, batch, start, steps, operands.lengthQ);
   Value numChunks = arith::CeilDivUIOp::create(b, steps, idx(C));
 
-  // S = S_0 (or 0)
   Value hasInitial = initial ? rb.isPresent(initial) : Value();
-  forEachElement(dimK * sliceV, [&](Value i) {
-    Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-    Value e = arith::RemUIOp::create(b, i, idx(sliceV));
-    memref::StoreOp::create(
-        b,
-        initialStateAt(rb, initial, hasInitial, batch, head, d,
-                       rb.add(col0, e)),
-        state,
-        ValueRange{d, e});
-  });
-  barrier();
+  auto initialAt = [&](Value d, Value e) {
+    return initialStateAt(rb, initial, hasInitial, batch, head, d,
+                          rb.add(col0, e));
+  };
+  // S = S_0 (or 0)
+  auto startFromInitialState = [&] {
+    forEachElement(dimK * sliceV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+      memref::StoreOp::create(b, initialAt(d, e), state, ValueRange{d, e});
+    });
+    barrier();
+  };
 
   // Loads rows [t0, t0 + rows) of q (when `withQuery`), k and v, applies the
   // feature map, zeroes key rows past the chunk, and (gated) computes the
@@ -606,16 +736,119 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     Value t0 = rb.mul(chunkIndex, idx(C));
     return std::make_pair(t0, arith::MinUIOp::create(b, idx(C), rb.sub(steps, t0)));
   };
+  auto storeFinalState = [&] {
+    forEachElement(dimK * sliceV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+      memref::StoreOp::create(
+          b, memref::LoadOp::create(b, state, ValueRange{d, e}), finalState,
+          ValueRange{batch, head, d, rb.add(col0, e)});
+    });
+  };
+  // The chunks [first, end) of a segment; `hasSuccessor` when more follow.
+  // Before its own chunks, a segment that has a successor sums what its
+  // chunks add to a zero state (and their log decay), and combines that
+  // with the state it starts from, once its predecessor has published it:
+  //   S_end = exp(decay) S_start + S_own
+  // The CTA then walks its chunks from S_start.
+  auto enterSegment = [&](Value first, Value end, Value hasSuccessor) {
+    Value decay = sharedTile(base, shape.segmentDecayOffset(), {dimK}, f32);
+    rb.ifThen(hasSuccessor, [&] {
+      forEachElement(dimK * sliceV, [&](Value i) {
+        memref::StoreOp::create(
+            b, rb.f32(0), state,
+            ValueRange{arith::DivUIOp::create(b, i, idx(sliceV)),
+                       arith::RemUIOp::create(b, i, idx(sliceV))});
+      });
+      forEachElement(dimK, [&](Value d) {
+        memref::StoreOp::create(b, rb.f32(0), decay, d);
+      });
+      barrier();
+      rb.loop(first, end, [&](Value chunkIndex) {
+        auto [t0, rows] = chunkRows(chunkIndex);
+        loadChunk(t0, rows, /*withQuery=*/false, /*withKeys=*/true);
+        if (gated)
+          forEachElement(perKeyDim ? dimK : 1, [&](Value d) {
+            Value sum = rb.add(memref::LoadOp::create(b, decay, d),
+                               cumulativeAt(rb.sub(rows, idx(1)), d));
+            memref::StoreOp::create(b, sum, decay, d);
+          });
+        updateState(rows);
+      });
+    });
+    Value notFirst =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ne, segment, idx(0));
+    Value predecessor = rb.sub(ticket, perSegment);
+    rb.ifThen(notFirst, [&] { awaitState(predecessor); });
+    // The workspace layout of GpuImage.h's segmentWorkspace.
+    Value segments = arith::MaxUIOp::create(
+        b, idx(1),
+        arith::CeilDivUIOp::create(b, operands.lengthQ,
+                                   idx(C * shape.segmentChunks)));
+    Value header =
+        rb.mul(arith::CeilDivUIOp::create(
+                   b, rb.add(idx(1), rb.mul(perSegment, segments)), idx(4)),
+               idx(4));
+    auto stateWords = [&](Value owner) {
+      return rb.add(header, rb.mul(owner, idx(dimK * sliceV)));
+    };
+    forEachElement(dimK * sliceV, [&](Value i) {
+      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
+      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+      Value startState =
+          rb.ifThen(
+                notFirst, {f32},
+                [&]() -> SmallVector<Value> {
+                  return {loadStateWord(rb.add(stateWords(predecessor), i))};
+                },
+                [&]() -> SmallVector<Value> { return {initialAt(d, e)}; })
+              .front();
+      rb.ifThen(hasSuccessor, [&] {
+        Value own = memref::LoadOp::create(b, state, ValueRange{d, e});
+        Value factor =
+            gated
+                ? exp(memref::LoadOp::create(b, decay, perKeyDim ? d : idx(0)))
+                : rb.f32(1);
+        storeStateWord(math::FmaOp::create(b, factor, startState, own),
+                       rb.add(stateWords(ticket), i));
+      });
+      memref::StoreOp::create(b, startState, state, ValueRange{d, e});
+    });
+    rb.ifThen(hasSuccessor, [&] { publishState(ticket); });
+    barrier();
+  };
   if (op.getCausal()) {
-    rb.loop(idx(0), numChunks, [&](Value chunkIndex) {
-      auto [t0, rows] = chunkRows(chunkIndex);
-      Value chunkStart = t0, chunkLength = rows;
-      loadChunk(chunkStart, chunkLength, /*withQuery=*/true, /*withKeys=*/true);
-      refreshStateOperand();
-      emitOutputs(chunkStart, chunkLength, /*intra=*/true);
-      updateState(chunkLength);
+    Value first = idx(0), end = numChunks;
+    Value active = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+    if (segmented) {
+      first = rb.mul(segment, idx(shape.segmentChunks));
+      end = arith::MinUIOp::create(b, rb.add(first, idx(shape.segmentChunks)),
+                                   numChunks);
+      // Segments past a shorter sequence's end have nothing to do; the
+      // first always runs, to store the final state of an empty one.
+      active = arith::OrIOp::create(
+          b, lessThan(first, numChunks),
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, segment, idx(0)));
+    }
+    Value last =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, end, numChunks);
+    rb.ifThen(active, [&] {
+      if (segmented)
+        enterSegment(first, end, lessThan(end, numChunks));
+      else
+        startFromInitialState();
+      rb.loop(first, end, [&](Value chunkIndex) {
+        auto [t0, rows] = chunkRows(chunkIndex);
+        loadChunk(t0, rows, /*withQuery=*/true, /*withKeys=*/true);
+        refreshStateOperand();
+        emitOutputs(t0, rows, /*intra=*/true);
+        updateState(rows);
+      });
+      if (finalState)
+        rb.ifThen(last, storeFinalState);
     });
   } else {
+    startFromInitialState();
     // S = S_0 + sum_t phi(k_t)^T v_t, then o = scale * phi(q) S.
     rb.loop(idx(0), numChunks, [&](Value chunkIndex) {
       auto [t0, rows] = chunkRows(chunkIndex);
@@ -630,16 +863,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       loadChunk(chunkStart, chunkLength, /*withQuery=*/true, /*withKeys=*/false);
       emitOutputs(chunkStart, chunkLength, /*intra=*/false);
     });
+    if (finalState)
+      storeFinalState();
   }
-  if (finalState)
-    forEachElement(dimK * sliceV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
-      memref::StoreOp::create(b,
-                              memref::LoadOp::create(b, state, ValueRange{d, e}),
-                              finalState,
-                              ValueRange{batch, head, d, rb.add(col0, e)});
-    });
 }
 
 struct GpuChunkLinearPass
@@ -656,6 +882,7 @@ struct GpuChunkLinearPass
       LinearTileShape shape;
       shape.warps = warps;
       shape.blockV = blockV;
+      shape.segmentChunks = segmentChunks;
       shape.emulate = emulate;
       std::string reason = unsupportedReason(op, shape, maxSharedBytes);
       if (!reason.empty()) {
@@ -666,8 +893,8 @@ struct GpuChunkLinearPass
       lowerToKernelFunction(
           kernel, shape, gpuModule, launchFacts(op, shape),
           [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-              Value shared) {
-            LinearKernelBuilder builder(rb, shape, shared);
+              Value shared, Value workspace) {
+            LinearKernelBuilder builder(rb, shape, shared, workspace);
             builder.build(cast<LinearOp>(familyOp), results);
           });
     }
@@ -695,6 +922,10 @@ struct GpuChunkLinearPass
           facts.sequenceResult = use.getOperandNumber();
     facts.headDim = dims.head;
     facts.copiedParams = {q, paramIndex(op.getK()), paramIndex(op.getV())};
+    if (shape.segmentChunks) {
+      facts.segments = {q, dims.seq, shape.chunk * shape.segmentChunks, 0};
+      facts.segmentStateBytes = shape.dimK * shape.blockV * 4;
+    }
     return facts;
   }
 };

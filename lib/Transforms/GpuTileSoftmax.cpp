@@ -936,7 +936,7 @@ struct GpuTileSoftmaxPass
       lowerToKernelFunction(
           kernel, shape, gpuModule, launchFacts(kernel, shape),
           [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-              Value shared) {
+              Value shared, Value /*workspace*/) {
             SoftmaxKernelBuilder builder(rb, shape, shared);
             if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
               builder.build(softmax, results, std::nullopt);

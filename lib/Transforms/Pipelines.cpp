@@ -65,8 +65,9 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
 }
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
-  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3}{4}",
-                       warps, blockK, rowsPerWarp, blockV,
+  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
+                       "segment-chunks={4}{5}",
+                       warps, blockK, rowsPerWarp, blockV, segmentChunks,
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -95,6 +96,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
   GpuChunkLinearOptions linear;
   linear.warps = options.warps;
   linear.blockV = options.blockV;
+  linear.segmentChunks = options.segmentChunks;
   linear.maxSharedBytes = maxSharedBytes;
   linear.emulate = emulate;
   pm.addPass(createGpuChunkLinear(linear));

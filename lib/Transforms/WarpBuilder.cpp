@@ -8,12 +8,8 @@ using namespace mlir;
 using namespace attnc::attn;
 using namespace attnc::lowering;
 
-Operation *attnc::lowering::createKernelFunction(KernelOp kernel,
-                                                 const WarpConfig &config,
-                                                 gpu::GPUModuleOp &gpuModule) {
-  return createKernelFunction(
-      kernel->getParentOfType<ModuleOp>(), kernel.getSymName(), kernel.getLoc(),
-      getCallingConventionTypes(kernel), config, gpuModule);
+MemRefType attnc::lowering::workspaceType(MLIRContext *context) {
+  return MemRefType::get({ShapedType::kDynamic}, IntegerType::get(context, 32));
 }
 
 Operation *attnc::lowering::createKernelFunction(ModuleOp module,
@@ -58,17 +54,26 @@ Operation *attnc::lowering::createKernelFunction(ModuleOp module,
 void attnc::lowering::lowerToKernelFunction(
     KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
     const LaunchFacts &facts,
-    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value)>
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value,
+                            Value)>
         buildBody) {
-  Operation *func = createKernelFunction(kernel, config, gpuModule);
+  SmallVector<Type> argTypes = getCallingConventionTypes(kernel);
+  bool segmented = facts.segments[2] != 0;
+  if (segmented)
+    argTypes.push_back(workspaceType(kernel.getContext()));
+  Operation *func = createKernelFunction(kernel->getParentOfType<ModuleOp>(),
+                                         kernel.getSymName(), kernel.getLoc(),
+                                         argTypes, config, gpuModule);
   setLaunchAttributes(func, facts);
   Block *entry = &func->getRegion(0).front();
+  Value workspace =
+      segmented ? entry->getArgument(argTypes.size() - 1) : Value();
   Value shared = config.emulate ? entry->getArguments().back() : Value();
-  lowerKernelBody(kernel, entry, /*clearStatus=*/false,
-                  [&](Operation *familyOp, LoweringBuilder &rb,
-                      ValueRange results) {
-                    buildBody(familyOp, rb, results, shared);
-                  });
+  lowerKernelBody(
+      kernel, entry, /*clearStatus=*/false,
+      [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results) {
+        buildBody(familyOp, rb, results, shared, workspace);
+      });
   OpBuilder builder = OpBuilder::atBlockEnd(entry);
   if (config.emulate)
     func::ReturnOp::create(builder, kernel.getLoc());
@@ -94,6 +99,12 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
                 builder.getI64IntegerAttr(facts.sequenceResult));
   func->setAttr("attnc.copied_params",
                 builder.getDenseI64ArrayAttr(facts.copiedParams));
+  if (facts.segments[2] != 0) {
+    func->setAttr("attnc.segments",
+                  builder.getDenseI64ArrayAttr(facts.segments));
+    func->setAttr("attnc.segment_state_bytes",
+                  builder.getI64IntegerAttr(facts.segmentStateBytes));
+  }
 }
 
 std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,

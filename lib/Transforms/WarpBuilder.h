@@ -447,27 +447,29 @@ protected:
   llvm::DenseMap<Value, int64_t> tileOffsets;
 };
 
-/// The function a GPU strategy fills for `kernel`: a gpu.func kernel in the
-/// module's gpu.module @attnc_kernels (created on first use), or, for the
-/// emulator, a func.func with the CTA's shared memory as a trailing
-/// memref<?xi8>. Its entry block is ready for lowerKernelBody.
-Operation *createKernelFunction(KernelOp kernel, const WarpConfig &config,
-                                gpu::GPUModuleOp &gpuModule);
-/// The same for a kernel `name` taking `argTypes` (the calling convention),
-/// added at the end of `module` (or of its gpu.module).
+/// The function a GPU strategy fills for a kernel `name` taking `argTypes`
+/// (the calling convention): a gpu.func kernel in the module's gpu.module
+/// @attnc_kernels (created on first use), or, for the emulator, a func.func
+/// at the end of `module` with the CTA's shared memory as a trailing
+/// memref<?xi8>.
 Operation *createKernelFunction(ModuleOp module, StringRef name, Location loc,
                                 ArrayRef<Type> argTypes,
                                 const WarpConfig &config,
                                 gpu::GPUModuleOp &gpuModule);
 
 struct LaunchFacts;
+/// The workspace argument of segmented kernels (after the status words).
+MemRefType workspaceType(MLIRContext *context);
+
 /// Replaces `kernel` by its kernel function (createKernelFunction) carrying
 /// `facts`; `buildBody` fills the body for the family op, given the result
-/// buffers and the emulator's shared memory (null on the GPU).
+/// buffers, the emulator's shared memory (null on the GPU) and the
+/// workspace (null unless `facts` are segmented).
 void lowerToKernelFunction(
     KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
     const LaunchFacts &facts,
-    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value)>
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value,
+                            Value)>
         buildBody);
 
 /// Launch facts every GPU kernel carries (read by GpuCompiler and the
@@ -482,6 +484,11 @@ struct LaunchFacts {
   int64_t headDim = 1;
   /// A result with one entry per packed sequence, or -1.
   int64_t sequenceResult = -1;
+  /// Segmented kernels (GpuImage::segments): grid x is multiplied by this
+  /// [param, dim, divisor, minus] term (divisor 0: not segmented), and each
+  /// CTA hands on `segmentStateBytes` through the workspace.
+  std::array<int64_t, 4> segments{};
+  int64_t segmentStateBytes = 0;
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 

@@ -82,6 +82,19 @@ for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
   variant "$spec" "$(basename "$spec" .attn)_tp" --from-tile-program
 done
 
+# Causal linear kernels split sequences into segments on different CTAs:
+# the default (16 chunks per segment) is timed beside one CTA per sequence
+# (IMAGE_seg0) and segments of 4 chunks (IMAGE_seg4); segments of one chunk
+# (IMAGE_seg1, the longest chains) are checked on the default's cases.
+for spec in "$ssd"/ssd_d64.attn "$ssd"/ssd_d128.attn "$examples"/gla.attn; do
+  variant "$spec" "$(basename "$spec" .attn)_seg0" --segment-chunks=0
+  variant "$spec" "$(basename "$spec" .attn)_seg4" --segment-chunks=4
+done
+for spec in "$ssd"/ssd_d64.attn "$examples"/gla.attn "$examples"/mamba2_decay.attn \
+            "$out"/specs/retnet_bf16.attn "$out"/specs/varlen_gla_bf16.attn; do
+  variant "$spec" "$(basename "$spec" .attn)_seg1" --segment-chunks=1
+done
+
 # Correctness: lengths that are 1, primes, non-multiples of the 64-row and
 # 64-key tiles, N != M both ways (causal rows with no key when N > M), GQA.
 for d in 64 128; do
@@ -143,6 +156,12 @@ add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
 add_check ssd_d128_300 "$ssd/ssd_d128.attn" 13 B=1 H=2 T=300
+same_check ssd_d128_16384_seg0 ssd_d128_16384 ssd_d128_seg0
+for base in gla_600 mamba2_decay_1000 ssd_d64_777 retnet_bf16_1000 \
+            varlen_gla_bf16_2000; do
+  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
+  same_check "${base}_seg1" "$base" "${image}_seg1"
+done
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).
@@ -165,13 +184,18 @@ for d in 64 128; do
     b=$((16384 / n))
     flops=$((b * 16 * n * (4 * 64 * d + 4 * d * d)))
     add_time "ssd_d${d}_n$n" "$ssd/ssd_d$d.attn" "$flops" B=$b H=16 T=$n
+    for variant in seg0 seg4; do
+      IMAGE=ssd_d${d}_$variant add_time "ssd_d${d}_n${n}_$variant" "$ssd/ssd_d$d.attn" "$flops" B=$b H=16 T=$n
+    done
   done
 done
 # GLA (gla.attn: Dk 64, Dv 128, chunks of 64), the same count per token
 # and head: 2 C (Dk + Dv) + 4 Dk Dv.
 for n in 1024 4096 16384; do
   b=$((16384 / n))
-  add_time "gla_n$n" "$examples/gla.attn" "$((b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)))" B=$b H=16 T=$n
+  for variant in "" _seg0 _seg4; do
+    IMAGE=gla$variant add_time "gla_n$n$variant" "$examples/gla.attn" "$((b * 16 * n * (2 * 64 * 192 + 4 * 64 * 128)))" B=$b H=16 T=$n
+  done
 done
 # The Python package's CUDA path (issue 5), for the runtime-only build that
 # run.sh makes on the GPU machine: images, inputs and expected outputs.

@@ -88,6 +88,8 @@ kv_index_lists_bf16 B=1 H=1 N=100 M=200 QB=7 W=4
 gla B=1 H=1 T=200
 ssd_d64 B=1 H=1 T=200
 varlen_gla_bf16 T=300 H=1 S1=4 S=3
+gla_seg1 B=1 H=1 T=200
+varlen_gla_bf16_seg1 T=300 H=1 S1=4 S=3
 CASES
 else
   echo "compute-sanitizer not found: memcheck/racecheck skipped"

@@ -1,4 +1,4 @@
-// RUN: attnc-opt %s -attn-gpu-chunk-linear="block-v=16" -canonicalize | FileCheck %s
+// RUN: attnc-opt %s -attn-gpu-chunk-linear="block-v=16 segment-chunks=0" -canonicalize | FileCheck %s
 // RUN: not attnc-opt %s -attn-gpu-chunk-linear="block-v=24" 2>&1 | FileCheck %s --check-prefix=BAD
 
 // block-v splits the value columns across CTAs: with Dv = 32 and 16 columns

@@ -1,4 +1,4 @@
-// RUN: attnc-opt %s -split-input-file -attn-gpu-chunk-linear -canonicalize -verify-diagnostics | FileCheck %s
+// RUN: attnc-opt %s -split-input-file -attn-gpu-chunk-linear=segment-chunks=0 -canonicalize -verify-diagnostics | FileCheck %s
 
 // Chunkwise linear attention on tensor cores for a Mamba2-style kernel (a
 // decay per head and step) with the final state and chunks of 32: one CTA
@@ -8,7 +8,9 @@
 // decayed keys of the state update reuse), and the chunk's gates and their
 // prefix sums. Per chunk: cp.async copies, the
 // gates, the state operand, outputs (Q S and (Q K^T o D) V on mma.sync),
-// then the state update (K~^T V). No buffer grows with T.
+// then the state update (K~^T V). No buffer grows with T. Here one CTA
+// walks the whole sequence (segment-chunks=0; attn-gpu-chunk-linear-
+// segments.mlir shows the segments of the default).
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @ssd(

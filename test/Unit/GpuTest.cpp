@@ -52,13 +52,13 @@ std::vector<std::string> exampleFiles() {
 
 /// Compiles `spec` for `target`; false with `error` on failure.
 bool compileSpec(const std::string &spec, const std::string &target,
-                 GpuImage &image, std::string &error) {
+                 GpuImage &image, std::string &error,
+                 GpuPipelineOptions options = {}) {
   SpecRunner runner(spec); // parses and builds the module (CPU reference)
   if (!runner.module) {
     error = runner.compileError;
     return false;
   }
-  GpuPipelineOptions options;
   options.chip = target;
   return compileToPtx(*runner.module, "", options, image, error);
 }
@@ -129,6 +129,42 @@ TEST(GpuImage, RoundTripsAndDetectsCorruption) {
   EXPECT_FALSE(deserialize(data.substr(0, data.size() - 3), back, error));
   EXPECT_NE(error.find("image bytes"), std::string::npos) << error;
   EXPECT_FALSE(deserialize("garbage\n", back, error));
+}
+
+// A causal linear kernel splits each sequence into segments (grid x times
+// the segment count) and takes a workspace: a ticket counter and a flag per
+// CTA, padded to 16 bytes, then a Dk x block-v f32 state per CTA.
+TEST(GpuImage, SegmentedKernelsCarryTheirWorkspace) {
+  GpuImage image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/gla.attn"), "sm_90a",
+                          image, error))
+      << error;
+  GpuImage back;
+  ASSERT_TRUE(deserialize(serialize(image), back, error)) << error;
+  ASSERT_TRUE(back.segmented());
+  EXPECT_EQ(back.segmentStateBytes, 64 * 64 * 4); // Dk 64, block-v 64
+  // q is [B, T, H, 64]: B = 2, T = 2500 (3 segments of 16 chunks of 64),
+  // H = 4; v has 128 columns, two blocks of 64.
+  std::vector<std::vector<int64_t>> shapes = {
+      {2, 2500, 4, 64}, {2, 2500, 4, 64}, {2, 2500, 4, 128}, {2, 2500, 4, 64},
+      {}};
+  std::array<int64_t, 3> grid = back.gridFor(shapes);
+  EXPECT_EQ(grid, (std::array<int64_t, 3>{2 * 3, 4, 2}));
+  SegmentWorkspace workspace = segmentWorkspace(back, grid);
+  EXPECT_EQ(workspace.headerWords, 52); // 1 + 48 CTAs, padded to 4 words
+  EXPECT_EQ(workspace.totalBytes, 52 * 4 + 48 * 64 * 64 * 4);
+  // An empty sequence still gets one segment (it stores the final state).
+  shapes[0][1] = 0;
+  EXPECT_EQ(back.gridFor(shapes)[0], 2);
+
+  GpuPipelineOptions unsegmented;
+  unsegmented.segmentChunks = 0;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/gla.attn"), "sm_90a",
+                          image, error, unsegmented))
+      << error;
+  EXPECT_FALSE(image.segmented());
+  EXPECT_EQ(image.gridFor(shapes)[0], 2);
 }
 
 TEST(KernelCache, HitsMissesAndRebuildsCorruptedEntries) {
@@ -798,6 +834,13 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
        " g: f32[B, Hq, T, 64], h0: f32[B, Hq, 64, 32]?) -> (o: bf16[B, Hq, T, 32],"
        " st: f32[B, Hq, 64, 32]) {\n  o, st = linear(q, k, v, initial = h0) "
        "{ gate = 5 * g[b, h, t, d]; chunk = 64; scale = 0.125 }\n}\n"},
+      // Weak gates: a segment's state still matters many chunks later.
+      {"gla_weak_decay",
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32],"
+       " v: bf16[B, H, T, 32], g: f32[B, H, T, 32])"
+       " -> (o: bf16[B, H, T, 32], st: f32[B, H, 32, 32]) {\n"
+       "  o, st = linear(q, k, v) { gate = 0.05 * g[b, h, t, d];"
+       " chunk = 16; scale = 0.125 }\n}\n"},
       {"gla_bthd_chunk16",
        "kernel k(q: f16[B, T, H, 32], k: f16[B, T, H, 32], v: f16[B, T, H, 48],"
        " g: f32[B, T, H, 32]) -> (o: f16[B, T, H, 48]) {\n  o = linear(q, k, v, "
@@ -809,21 +852,42 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
        "{ gate = a[tstart + t, h]; chunk = 16 }\n}\n",
        true},
   };
+  // The default splits sequences into segments of 16 chunks, one segment
+  // at these lengths; segments of 1 and 2 chunks make causal kernels hand
+  // their states through several CTAs (and past empty or short sequences).
+  struct Config {
+    const char *name;
+    int64_t segmentChunks, blockV;
+  };
+  const Config configs[] = {{"default", 16, 0},
+                            {"segment-chunks=1", 1, 0},
+                            {"segment-chunks=2 block-v=16", 2, 16}};
+  std::vector<std::pair<Case, Config>> runs;
+  for (const Case &c : cases)
+    for (const Config &config : configs)
+      runs.push_back({c, config});
   const uint64_t seed = 31;
-  for (const Case &c : cases) {
+  for (const auto &[c, config] : runs) {
     SpecRunner reference(c.spec);
     if (!reference.ok()) {
       ADD_FAILURE() << c.name << ": " << reference.compileError;
       continue;
     }
     std::string error;
-    auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+    GpuPipelineOptions options;
+    options.segmentChunks = config.segmentChunks;
+    options.blockV = config.blockV;
+    auto kernel =
+        EmulatedGpuKernel::compile(*reference.module, "", options, error);
     ASSERT_TRUE(kernel) << c.name << ": " << error;
+    bool causal = c.spec.find("causal = false") == std::string::npos;
+    EXPECT_EQ(kernel->image().segmented(), causal) << c.name;
     const KernelSignature &signature = kernel->image().signature;
     for (int64_t t : c.packed ? std::vector<int64_t>{70}
                               : std::vector<int64_t>{1, 17, 64, 130}) {
       std::string what = std::string(c.name) + " T=" + std::to_string(t) +
-                         " (seed " + std::to_string(seed) + ")";
+                         ", " + config.name + " (seed " +
+                         std::to_string(seed) + ")";
       std::mt19937_64 rng(seed + t);
       std::map<std::string, HostTensor> inputs;
       for (const TensorSpec &spec : signature.params) {

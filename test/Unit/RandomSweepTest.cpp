@@ -21,6 +21,7 @@
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Runtime/RandomInputs.h"
 
+#include <array>
 #include <cstdlib>
 #include <random>
 #include <sstream>
@@ -256,11 +257,15 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
     // default split is min(Dv, 64), so Dv = 128 splits in two already);
     // every other softmax case gives its warps 32 rows (block-sparse and
     // top-k kernels keep 16).
+    // Causal linear cases split their sequences into segments of 16 (the
+    // default), 1 or 2 chunks on different CTAs.
     GpuPipelineOptions options;
     options.blockV = seed % 3 == 0 ? 16 : 0;
     options.rowsPerWarp = index % 4 == 0 ? 32 : 16;
+    options.segmentChunks = std::array<int64_t, 3>{16, 1, 2}[(index / 2) % 3];
     what += "\nblock-v " + std::to_string(options.blockV) + ", rows-per-warp " +
-            std::to_string(options.rowsPerWarp);
+            std::to_string(options.rowsPerWarp) + ", segment-chunks " +
+            std::to_string(options.segmentChunks);
     std::unique_ptr<EmulatedGpuKernel> kernel =
         EmulatedGpuKernel::compile(*reference.module, "", options, error);
     if (!kernel) {

@@ -113,6 +113,13 @@ static cl::opt<int64_t> gpuBlockV(
     cl::init(0), cl::sub(compileCommand), cl::sub(runCommand),
     cl::cat(category));
 
+static cl::opt<int64_t> gpuSegmentChunks(
+    "segment-chunks",
+    cl::desc("Chunks per segment of causal linear kernels, whose segments "
+             "run on different CTAs (0: one CTA per sequence)"),
+    cl::init(16), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::cat(category));
+
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
     "backend", cl::desc("Where to run"), cl::init(Backend::CPU),
@@ -213,6 +220,7 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.warps = gpuWarps;
   options.rowsPerWarp = gpuRowsPerWarp;
   options.blockV = gpuBlockV;
+  options.segmentChunks = gpuSegmentChunks;
   options.fromTilePrograms = gpuFromTilePrograms;
   if (gpuFromTilePrograms && gpuRowsPerWarp != 16) {
     error = "--from-tile-program builds 16 rows per warp; drop "
@@ -292,10 +300,11 @@ static int run(mlir::ModuleOp module) {
   gpuOptions.blockK = blockK;
   if (backend == Backend::CPU &&
       (gpuFromTilePrograms || gpuWarps.getNumOccurrences() ||
-       gpuRowsPerWarp.getNumOccurrences() || gpuBlockV.getNumOccurrences()))
-    return fail("--from-tile-program, --warps, --rows-per-warp and --block-v "
-                "tune GPU kernels; add --backend=gpu-emulator or "
-                "--backend=cuda");
+       gpuRowsPerWarp.getNumOccurrences() || gpuBlockV.getNumOccurrences() ||
+       gpuSegmentChunks.getNumOccurrences()))
+    return fail("--from-tile-program, --warps, --rows-per-warp, --block-v and "
+                "--segment-chunks tune GPU kernels; add --backend=gpu-emulator "
+                "or --backend=cuda");
   if (!setGpuTuning(gpuOptions, error))
     return fail(error);
   if (backend == Backend::CPU) {

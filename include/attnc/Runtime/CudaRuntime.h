@@ -55,11 +55,18 @@ public:
 
 private:
   GpuKernel() = default;
+  /// Grows the workspace of segmented kernels to `bytes`.
+  bool reserveWorkspace(int64_t bytes, std::string &error);
+
   CudaDriver *driver = nullptr;
   GpuImage gpuImage;
   void *module = nullptr, *function = nullptr;
   /// Device buffer of the status words (see docs/pipeline.md).
   unsigned long long status = 0;
+  /// The segmented kernels' workspace (GpuImage::segments), kept across
+  /// launches and grown when a launch needs more.
+  unsigned long long workspace = 0;
+  int64_t workspaceBytes = 0;
 };
 
 /// Device memory in the current device's primary context, for tests,

@@ -45,6 +45,15 @@ struct GpuImage {
   /// A result with one entry per packed sequence (a final state), whose
   /// leading dim is dim(offsetParams[0], 0) - 1; -1 when none.
   int64_t sequenceResult = -1;
+  /// Causal linear kernels split each sequence into segments that
+  /// different CTAs walk, each handing its end state to the next (see
+  /// docs/gpu.md, "Segments"): grid x is multiplied by the segment count and
+  /// the kernel takes a workspace after the status words. A divisor of 0
+  /// means one segment and no workspace.
+  GridTerm segments{0, 0, 0, 0};
+  /// Workspace bytes of the state each CTA hands on.
+  int64_t segmentStateBytes = 0;
+  bool segmented() const { return segments.divisor != 0; }
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.
   ParamRoles roles;
@@ -62,6 +71,16 @@ struct GpuImage {
   std::array<int64_t, 3>
   gridFor(const std::vector<std::vector<int64_t>> &inputShapes) const;
 };
+
+/// The workspace of a segmented launch of `ctas` CTAs, in 4-byte words: a
+/// ticket counter and one flag per CTA (the header, zeroed before every
+/// launch), padded to 16 bytes, then each CTA's state. The kernel computes
+/// the same layout.
+struct SegmentWorkspace {
+  int64_t headerWords = 0, totalBytes = 0;
+};
+SegmentWorkspace segmentWorkspace(const GpuImage &image,
+                                  const std::array<int64_t, 3> &grid);
 
 /// Header + bytes. The header ends with the byte count and an FNV-1a hash
 /// of the bytes, so truncated or corrupted files are detected on load.

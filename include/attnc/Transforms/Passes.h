@@ -44,6 +44,8 @@ struct GpuPipelineOptions {
   int64_t rowsPerWarp = 16;
   /// Value columns per CTA of linear kernels (0: the pass's default).
   int64_t blockV = 0;
+  /// Chunks per segment of causal linear kernels (0: no segments).
+  int64_t segmentChunks = 16;
   /// Build softmax kernels from their tile programs (attn-tile-softmax,
   /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
   /// Dense and chunk-local softmax only; 16 rows per warp.

@@ -381,8 +381,14 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps,
     tiles and state that need more than `max-shared-bytes`.
     The value columns split across CTAs (`block-v` per CTA, grid x), each
-    recomputing Q K^T: a head's chunks run in sequence, so this is what
-    keeps the GPU busy when batch x heads is small.
+    recomputing Q K^T. Causal kernels also split each sequence into
+    segments of `segment-chunks` chunks, walked by different CTAs: a
+    segment first sums what its chunks add to a zero state, waits for the
+    state its predecessor ends with, publishes its own end state
+    (exp(decay) S_start + S_own) through a workspace, and then computes its
+    outputs from S_start. CTAs take segment-major tickets from a counter in
+    the workspace, so a CTA only waits for CTAs that are running; the
+    flags are acquired and released at GPU scope.
     With `emulate`, the kernel is built for the CPU warp emulator, as in
     attn-gpu-tile-softmax.
   }];
@@ -391,6 +397,10 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     Option<"blockV", "block-v", "int64_t", /*default=*/"0",
            "Value columns per CTA, a multiple of 16 dividing Dv (0: the "
            "default, min(Dv, 64))">,
+    Option<"segmentChunks", "segment-chunks", "int64_t", /*default=*/"16",
+           "Chunks per segment of causal kernels: CTAs walk segments of a "
+           "sequence in parallel and hand their states on (0: one CTA walks "
+           "the whole sequence)">,
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
