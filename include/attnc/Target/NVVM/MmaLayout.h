@@ -1,4 +1,4 @@
-//===- MmaLayout.h - Fragment layouts of mma.sync.m16n8k16 ------*- C++ -*-===//
+//===- MmaLayout.h - Fragment layouts of mma.sync and wgmma ----*- C++ -*-===//
 //
 // Which element of a matrix each lane of a warp holds in each register of
 // the mma.sync.aligned.m16n8k16 operands (f16/bf16 A and B, f32 C/D), and of
@@ -56,6 +56,59 @@ struct LdmatrixRow {
 };
 LdmatrixRow ldmatrixAddressRow(int lane);
 MatrixCoord ldmatrixElement(int lane, int element, bool transposed);
+
+//===----------------------------------------------------------------------===//
+// wgmma.mma_async.m64nNk16 (sm_90a), f16/bf16 operands, f32 accumulators
+//===----------------------------------------------------------------------===//
+//
+// A warpgroup of 4 warps computes a 64 x N tile. Warp w of the group holds
+// rows [16w, 16w + 16) of A (when A is in registers) and of D, in the
+// layouts of mma.sync: A as mma.sync's A operand, D as N / 8 of mma.sync's
+// 16x8 C tiles, tile j in registers 4j .. 4j + 3.
+//
+// Operands in shared memory are read through 64-bit matrix descriptors:
+// bits 0-13 the start address, 16-29 the leading dimension byte offset
+// (LBO), 32-45 the stride dimension byte offset (SBO), each in 16-byte
+// units, and bits 62-63 the swizzle mode (0: none). Without swizzling the
+// matrix is made of core matrices of 8 rows of 16 bytes, each stored
+// contiguously (128 bytes); with T = 16 / element bytes:
+//
+//   K-major (K contiguous: A as M x K, B given as N x K)
+//     offset(mn, k) = (mn % 8) 16 + (mn / 8) SBO + (k % T) bytes + (k / T) LBO
+//   MN-major (M or N contiguous: B given as K x N, imm-trans-b = 1)
+//     offset(mn, k) = (mn % T) bytes + (mn / T) SBO + (k % 8) 16 + (k / 8) LBO
+//
+// (The PTX ISA's canonical layouts ((8,m),(T,2k)):((1T,SBO),(1,LBO)) and
+// ((T,1,m),(8,k)):((1,T,SBO),(1T,LBO)) in elements.)
+
+constexpr int kWarpgroupWarps = 4;
+constexpr int kWgmmaM = 64, kWgmmaK = 16;
+
+/// Element `element` of A register `reg` (0-3) of `thread` (0-127) of the
+/// warpgroup; A is 64 x 16.
+MatrixCoord wgmmaACoord(int thread, int reg, int element);
+/// The element of D in f32 register `reg` (0 .. N/2 - 1) of `thread`.
+MatrixCoord wgmmaDCoord(int thread, int reg);
+
+enum class Majorness { K, MN };
+/// A shared-memory operand without swizzling.
+struct SharedOperand {
+  Majorness majorness = Majorness::K;
+  int elementBytes = 2;
+  long leadingBytes = 0, strideBytes = 0;
+  /// The byte offset of element (mn, k) from the operand's start.
+  long offset(int mn, int k) const;
+};
+
+/// The descriptor of `operand` at shared byte address `start` (16-byte
+/// aligned, below 256 KiB), no swizzling.
+unsigned long long wgmmaDescriptor(long start, const SharedOperand &operand);
+/// The fields of a descriptor: start, LBO and SBO in bytes, swizzle mode.
+struct DescriptorFields {
+  long start, leadingBytes, strideBytes;
+  int swizzle;
+};
+DescriptorFields decodeWgmmaDescriptor(unsigned long long descriptor);
 
 } // namespace attnc::nvvm
 
