@@ -37,7 +37,8 @@ public:
   Result (*memcpyDtoH)(void *, unsigned long long, size_t);
   Result (*memcpyHtoD)(unsigned long long, const void *, size_t);
   Result (*streamSynchronize)(void *);
-  Result (*ctxSynchronize)();
+  Result (*memAllocAsync)(unsigned long long *, size_t, void *);
+  Result (*memFreeAsync)(unsigned long long, void *);
   Result (*getErrorString)(Result, const char **);
 
   /// The process-wide driver, loaded and initialised once; null with
@@ -112,7 +113,8 @@ CudaDriver *CudaDriver::get(std::string &error) {
     resolve(driver.memcpyDtoH, "cuMemcpyDtoH_v2");
     resolve(driver.memcpyHtoD, "cuMemcpyHtoD_v2");
     resolve(driver.streamSynchronize, "cuStreamSynchronize");
-    resolve(driver.ctxSynchronize, "cuCtxSynchronize");
+    resolve(driver.memAllocAsync, "cuMemAllocAsync");
+    resolve(driver.memFreeAsync, "cuMemFreeAsync");
     resolve(driver.getErrorString, "cuGetErrorString");
     if (missing)
       return;
@@ -247,8 +249,6 @@ GpuKernel::~GpuKernel() {
     return;
   if (status)
     driver->memFree(status);
-  if (workspace)
-    driver->memFree(workspace);
   if (module)
     driver->moduleUnload(module);
 }
@@ -353,9 +353,21 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   descriptors.emplace_back(statusPointer, std::vector<int64_t>{8},
                            std::vector<int64_t>{1});
   std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
+  if (!driver->check(
+          driver->memsetD8Async(status, 0, 8 * sizeof(int64_t), stream),
+          "cuMemsetD8Async", error))
+    return false;
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
+    return true; // nothing to compute
+  // A segmented kernel's workspace belongs to this launch alone, allocated
+  // and freed in stream order: launches on other streams cannot zero the
+  // flags that its CTAs wait for.
   SegmentWorkspace segments = segmentWorkspace(gpuImage, grid);
+  unsigned long long workspace = 0;
   if (gpuImage.segmented()) {
-    if (!reserveWorkspace(segments.totalBytes, error))
+    if (!driver->check(
+            driver->memAllocAsync(&workspace, segments.totalBytes, stream),
+            "cuMemAllocAsync", error))
       return false;
     descriptors.emplace_back(reinterpret_cast<void *>(workspace),
                              std::vector<int64_t>{segments.totalBytes / 4},
@@ -364,42 +376,28 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   std::vector<void *> args;
   for (Descriptor &descriptor : descriptors)
     descriptor.append(args);
-
-  if (!driver->check(driver->memsetD8Async(status, 0, 8 * sizeof(int64_t),
-                                           stream),
-                     "cuMemsetD8Async", error))
-    return false;
-  if (segments.headerWords &&
-      !driver->check(
-          driver->memsetD8Async(workspace, 0, 4 * segments.headerWords, stream),
-          "cuMemsetD8Async", error))
-    return false;
-  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
-    return true; // nothing to compute
-  return driver->check(
-      driver->launchKernel(function, static_cast<unsigned>(grid[0]),
-                           static_cast<unsigned>(grid[1]),
-                           static_cast<unsigned>(grid[2]),
-                           static_cast<unsigned>(gpuImage.threads), 1, 1,
-                           static_cast<unsigned>(gpuImage.sharedBytes), stream,
-                           args.data(), nullptr),
-      "cuLaunchKernel", error);
-}
-
-bool GpuKernel::reserveWorkspace(int64_t bytes, std::string &error) {
-  if (bytes <= workspaceBytes)
-    return true;
-  // Earlier launches may still use the smaller buffer.
+  bool launched =
+      (!workspace ||
+       driver->check(driver->memsetD8Async(workspace, 0,
+                                           4 * segments.headerWords, stream),
+                     "cuMemsetD8Async", error)) &&
+      driver->check(
+          driver->launchKernel(function, static_cast<unsigned>(grid[0]),
+                               static_cast<unsigned>(grid[1]),
+                               static_cast<unsigned>(grid[2]),
+                               static_cast<unsigned>(gpuImage.threads), 1, 1,
+                               static_cast<unsigned>(gpuImage.sharedBytes),
+                               stream, args.data(), nullptr),
+          "cuLaunchKernel", error);
+  std::string freeError;
   if (workspace &&
-      (!driver->check(driver->ctxSynchronize(), "cuCtxSynchronize", error) ||
-       !driver->check(driver->memFree(workspace), "cuMemFree", error)))
+      !driver->check(driver->memFreeAsync(workspace, stream), "cuMemFreeAsync",
+                     freeError) &&
+      launched) {
+    error = freeError;
     return false;
-  workspace = 0;
-  workspaceBytes = 0;
-  if (!driver->check(driver->memAlloc(&workspace, bytes), "cuMemAlloc", error))
-    return false;
-  workspaceBytes = bytes;
-  return true;
+  }
+  return launched;
 }
 
 bool GpuKernel::synchronize(void *stream, std::string &error) {

@@ -765,7 +765,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       });
       barrier();
       rb.loop(first, end, [&](Value chunkIndex) {
-        auto [t0, rows] = chunkRows(chunkIndex);
+        Value t0, rows; // captured below (not a structured binding)
+        std::tie(t0, rows) = chunkRows(chunkIndex);
         loadChunk(t0, rows, /*withQuery=*/false, /*withKeys=*/true);
         if (gated)
           forEachElement(perKeyDim ? dimK : 1, [&](Value d) {

@@ -42,9 +42,11 @@ public:
   const GpuImage &image() const { return gpuImage; }
 
   /// Enqueues the kernel on `stream` (a CUstream; null: the default stream)
-  /// with device pointers in the views. Shapes, dtypes and layout
-  /// requirements (unit inner stride and 16-byte aligned rows of q, k and v)
-  /// are checked first and reported naming the tensor.
+  /// with device pointers in the views. Segmented kernels get a workspace
+  /// allocated and freed in stream order (cuMemAllocAsync) for this launch.
+  /// Shapes, dtypes and layout requirements (unit inner stride and 16-byte
+  /// aligned rows of q, k and v) are checked first and reported naming the
+  /// tensor.
   bool launch(const std::vector<const TensorView *> &inputs,
               const std::vector<TensorView *> &outputs, void *stream,
               std::string &error);
@@ -55,18 +57,11 @@ public:
 
 private:
   GpuKernel() = default;
-  /// Grows the workspace of segmented kernels to `bytes`.
-  bool reserveWorkspace(int64_t bytes, std::string &error);
-
   CudaDriver *driver = nullptr;
   GpuImage gpuImage;
   void *module = nullptr, *function = nullptr;
   /// Device buffer of the status words (see docs/pipeline.md).
   unsigned long long status = 0;
-  /// The segmented kernels' workspace (GpuImage::segments), kept across
-  /// launches and grown when a launch needs more.
-  unsigned long long workspace = 0;
-  int64_t workspaceBytes = 0;
 };
 
 /// Device memory in the current device's primary context, for tests,
