@@ -363,11 +363,18 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     return initialStateAt(rb, initial, hasInitial, batch, head, d,
                           rb.add(col0, e));
   };
+  // body(d, e, i) for each element (d, e) of the CTA's state slice, with
+  // i = d * sliceV + e its position in the slice.
+  auto forEachStateElement =
+      [&](llvm::function_ref<void(Value, Value, Value)> body) {
+        forEachElement(dimK * sliceV, [&](Value i) {
+          body(arith::DivUIOp::create(b, i, idx(sliceV)),
+               arith::RemUIOp::create(b, i, idx(sliceV)), i);
+        });
+      };
   // S = S_0 (or 0)
   auto startFromInitialState = [&] {
-    forEachElement(dimK * sliceV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+    forEachStateElement([&](Value d, Value e, Value) {
       memref::StoreOp::create(b, initialAt(d, e), state, ValueRange{d, e});
     });
     barrier();
@@ -566,9 +573,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
 
   // The state as an mma operand (rounded to the element type).
   auto refreshStateOperand = [&] {
-    forEachElement(dimK * sliceV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+    forEachStateElement([&](Value d, Value e, Value) {
       storeElement(memref::LoadOp::create(b, state, ValueRange{d, e}),
                    stateOperand, {d, e});
     });
@@ -737,9 +742,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     return std::make_pair(t0, arith::MinUIOp::create(b, idx(C), rb.sub(steps, t0)));
   };
   auto storeFinalState = [&] {
-    forEachElement(dimK * sliceV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+    forEachStateElement([&](Value d, Value e, Value) {
       memref::StoreOp::create(
           b, memref::LoadOp::create(b, state, ValueRange{d, e}), finalState,
           ValueRange{batch, head, d, rb.add(col0, e)});
@@ -754,11 +757,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   auto enterSegment = [&](Value first, Value end, Value hasSuccessor) {
     Value decay = sharedTile(base, shape.segmentDecayOffset(), {dimK}, f32);
     rb.ifThen(hasSuccessor, [&] {
-      forEachElement(dimK * sliceV, [&](Value i) {
-        memref::StoreOp::create(
-            b, rb.f32(0), state,
-            ValueRange{arith::DivUIOp::create(b, i, idx(sliceV)),
-                       arith::RemUIOp::create(b, i, idx(sliceV))});
+      forEachStateElement([&](Value d, Value e, Value) {
+        memref::StoreOp::create(b, rb.f32(0), state, ValueRange{d, e});
       });
       forEachElement(dimK, [&](Value d) {
         memref::StoreOp::create(b, rb.f32(0), decay, d);
@@ -790,17 +790,18 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
         rb.mul(arith::CeilDivUIOp::create(
                    b, rb.add(idx(1), rb.mul(perSegment, segments)), idx(4)),
                idx(4));
+    // The first word of a CTA's state.
     auto stateWords = [&](Value owner) {
       return rb.add(header, rb.mul(owner, idx(dimK * sliceV)));
     };
-    forEachElement(dimK * sliceV, [&](Value i) {
-      Value d = arith::DivUIOp::create(b, i, idx(sliceV));
-      Value e = arith::RemUIOp::create(b, i, idx(sliceV));
+    Value predecessorState = stateWords(predecessor);
+    Value ownState = stateWords(ticket);
+    forEachStateElement([&](Value d, Value e, Value i) {
       Value startState =
           rb.ifThen(
                 notFirst, {f32},
                 [&]() -> SmallVector<Value> {
-                  return {loadStateWord(rb.add(stateWords(predecessor), i))};
+                  return {loadStateWord(rb.add(predecessorState, i))};
                 },
                 [&]() -> SmallVector<Value> { return {initialAt(d, e)}; })
               .front();
@@ -811,7 +812,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                 ? exp(memref::LoadOp::create(b, decay, perKeyDim ? d : idx(0)))
                 : rb.f32(1);
         storeStateWord(math::FmaOp::create(b, factor, startState, own),
-                       rb.add(stateWords(ticket), i));
+                       rb.add(ownState, i));
       });
       memref::StoreOp::create(b, startState, state, ValueRange{d, e});
     });
