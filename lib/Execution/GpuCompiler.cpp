@@ -95,6 +95,12 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
     error = "unknown GPU target '" + options.chip + "' (expected sm_80 or sm_90a)";
     return false;
   }
+  if (options.mma == "wgmma" && options.chip != "sm_90a") {
+    error = "mma=wgmma needs the sm_90a target (wgmma is a Hopper "
+            "instruction), not " +
+            options.chip;
+    return false;
+  }
   MLIRContext *context = module.getContext();
   DialectRegistry registry;
   registerGpuCompilation(registry);

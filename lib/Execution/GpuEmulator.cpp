@@ -71,12 +71,23 @@ struct Warp {
   float c[kLanes][4];
 };
 
+constexpr int kWarpgroupThreads = nvvm::kWarpgroupWarps * kLanes;
+
+/// What the 128 threads of one warpgroup exchange in a wgmma: the A
+/// operand when it comes from registers.
+struct Warpgroup {
+  Barrier barrier{kWarpgroupThreads};
+  uint32_t a[kWarpgroupThreads][4];
+};
+
 struct Cta {
   explicit Cta(int threads, int64_t sharedBytes)
-      : shared(sharedBytes, 0), barrier(threads), warps(threads / kLanes) {}
+      : shared(sharedBytes, 0), barrier(threads), warps(threads / kLanes),
+        warpgroups((threads + kWarpgroupThreads - 1) / kWarpgroupThreads) {}
   std::vector<uint8_t> shared;
   Barrier barrier;
   std::vector<Warp> warps;
+  std::vector<Warpgroup> warpgroups;
   int64_t block[3] = {0, 0, 0};
   bool bf16 = true;
 };
@@ -86,6 +97,8 @@ struct Lane {
   int thread = 0;
   uint32_t matrices[4];
   float d[4];
+  /// This thread's wgmma accumulators (m64nNk16: N / 2 registers).
+  float wgmmaAccumulators[128];
   Warp &warp() const { return cta->warps[thread / kLanes]; }
   int lane() const { return thread % kLanes; }
 };
@@ -193,6 +206,71 @@ extern "C" float attnc_emu_mma(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
   return current().d[which];
 }
 
+/// Loads a 16-bit element of the CTA's shared memory as a float.
+float sharedElement(int64_t byte, bool bf16) {
+  uint16_t bits;
+  std::memcpy(&bits, &current().cta->shared[byte], 2);
+  return toFloat(bits, bf16);
+}
+
+extern "C" void attnc_emu_wgmma_set(int32_t reg, float value) {
+  current().wgmmaAccumulators[reg] = value;
+}
+extern "C" float attnc_emu_wgmma_get(int32_t reg) {
+  return current().wgmmaAccumulators[reg];
+}
+
+/// wgmma.mma_async.m64n{n}k16 with f32 accumulators (the ones set by
+/// attnc_emu_wgmma_set), completed at once: A from registers a0-a3 when
+/// `aFromRegisters`, else through `descA` (K-major); B through `descB`,
+/// K-major or, with `transB`, MN-major. A warpgroup collective.
+extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
+                                int32_t a2, int32_t a3, int32_t aFromRegisters,
+                                int64_t descB, int32_t n, int32_t transB,
+                                int32_t bf16) {
+  Lane &self = current();
+  int thread = self.thread % kWarpgroupThreads;
+  Warpgroup &group = self.cta->warpgroups[self.thread / kWarpgroupThreads];
+  uint32_t registers[4] = {uint32_t(a0), uint32_t(a1), uint32_t(a2),
+                           uint32_t(a3)};
+  std::copy(registers, registers + 4, group.a[thread]);
+  group.barrier.wait();
+  // The 16 rows of A that this thread's warp holds of D.
+  int rowBase = thread / kLanes * nvvm::kMmaM;
+  float A[nvvm::kMmaM][nvvm::kWgmmaK];
+  if (aFromRegisters) {
+    for (int lane = 0; lane < kLanes; ++lane) {
+      int other = rowBase / nvvm::kMmaM * kLanes + lane;
+      for (int r = 0; r < 4; ++r)
+        for (int e = 0; e < 2; ++e) {
+          nvvm::MatrixCoord at = nvvm::wgmmaACoord(other, r, e);
+          A[at.row - rowBase][at.col] =
+              toFloat(group.a[other][r] >> (16 * e), bf16);
+        }
+    }
+  } else {
+    nvvm::DescriptorFields fields = nvvm::decodeWgmmaDescriptor(descA);
+    nvvm::SharedOperand operand{nvvm::Majorness::K, 2, fields.leadingBytes,
+                                fields.strideBytes};
+    for (int row = 0; row < nvvm::kMmaM; ++row)
+      for (int k = 0; k < nvvm::kWgmmaK; ++k)
+        A[row][k] = sharedElement(
+            fields.start + operand.offset(rowBase + row, k), bf16);
+  }
+  nvvm::DescriptorFields fields = nvvm::decodeWgmmaDescriptor(descB);
+  nvvm::SharedOperand operand{transB ? nvvm::Majorness::MN : nvvm::Majorness::K,
+                              2, fields.leadingBytes, fields.strideBytes};
+  for (int reg = 0; reg < n / 2; ++reg) {
+    nvvm::MatrixCoord at = nvvm::wgmmaDCoord(thread, reg);
+    float sum = self.wgmmaAccumulators[reg];
+    for (int k = 0; k < nvvm::kWgmmaK; ++k)
+      sum += A[at.row - rowBase][k] *
+             sharedElement(fields.start + operand.offset(at.col, k), bf16);
+    self.wgmmaAccumulators[reg] = sum;
+  }
+  group.barrier.wait();
+}
+
 /// The wait of a segmented kernel for its predecessor's state: CTAs run in
 /// ticket order here, so an unset flag is a bug in the kernel, not a race.
 extern "C" void attnc_emu_expect_published(int32_t flag) {
@@ -273,6 +351,9 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     add("attnc_emu_ldmatrix", &attnc_emu_ldmatrix);
     add("attnc_emu_mma", &attnc_emu_mma);
     add("attnc_emu_expect_published", &attnc_emu_expect_published);
+    add("attnc_emu_wgmma_set", &attnc_emu_wgmma_set);
+    add("attnc_emu_wgmma_get", &attnc_emu_wgmma_get);
+    add("attnc_emu_wgmma", &attnc_emu_wgmma);
     return symbols;
   });
   auto entry =

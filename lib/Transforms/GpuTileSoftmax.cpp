@@ -60,14 +60,18 @@ struct GpuTileShape : WarpConfig {
   int64_t rowsPerWarp = nvvm::kMmaM;
   /// Blocks kept per query row by top-k selection (0: no selection).
   int64_t topk = 0;
-  int64_t pitchK() const { return dimK + kRowPadding; }
-  int64_t pitchV() const { return dimV + kRowPadding; }
+  /// wgmma tiles are core matrices (no padding; WarpBuilder::coreMatrixTile).
+  int64_t pitchK() const { return wgmma ? dimK : dimK + kRowPadding; }
+  int64_t pitchV() const { return wgmma ? dimV : dimV + kRowPadding; }
   /// The mma row tiles of one warp.
   int64_t rowTiles() const { return rowsPerWarp / nvvm::kMmaM; }
   /// Whether a warp keeps its Q fragments in registers for the whole key
   /// loop: when they take at most 32 registers per lane. Larger ones would
   /// crowd out the accumulators and are reloaded per key block instead.
-  bool queryInRegisters() const { return rowsPerWarp * dimK <= 16 * 128; }
+  /// wgmma reads Q from shared memory.
+  bool queryInRegisters() const {
+    return !wgmma && rowsPerWarp * dimK <= 16 * 128;
+  }
   int64_t queryTileBytes() const { return blockQ * pitchK() * elementBytes(); }
   int64_t keyTileBytes() const {
     return kStages * blockK * pitchK() * elementBytes();
@@ -129,6 +133,22 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
   }
   if (shape.blockK % 16)
     return "block-k must be a multiple of 16";
+  if (shape.wgmma) {
+    // A warpgroup's wgmma covers 64 rows: 16 per warp.
+    if (shape.topk)
+      return "top-k selection has no wgmma kernel yet (use mma=sync)";
+    if (shape.warps % nvvm::kWarpgroupWarps)
+      return llvm::formatv("wgmma needs whole warpgroups: a multiple of 4 "
+                           "warps of 16 query rows (got {0} warps{1})",
+                           shape.warps,
+                           isa<SparseSoftmaxOp>(familyOp)
+                               ? ", block_q / 16 for block-sparse kernels"
+                               : "")
+          .str();
+    if (shape.rowsPerWarp != nvvm::kMmaM)
+      return "wgmma kernels take 16 query rows per warp (rows-per-warp=32 is "
+             "an mma.sync split)";
+  }
   std::string reason = checkTensorCoreOperands(
       familyOp, /*maxHeadDim=*/256, shape.element, shape.dimK, shape.dimV);
   if (!reason.empty())
@@ -318,6 +338,63 @@ private:
                          arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
                                                kept, block))};
                    })[0];
+  }
+
+  /// S = Q K^T for the 64 rows of `warp`'s warpgroup from the key tiles'
+  /// `stage`: Dk / 16 wgmma with Q and K in shared memory (both K-major),
+  /// accumulated onto `scores`, the m64n{block-k} D fragment (8-key tile j
+  /// in registers 4j .. 4j + 3, laid out as mma.sync's C tiles).
+  SmallVector<Value> wgmmaScores(Value queryTile, Value keyTiles, Value warp,
+                                 Value stage, ArrayRef<Value> scores) {
+    int64_t queryRowBlockBytes = shape.dimK * 16; // 8 rows of Dk elements
+    int64_t keyRowBlockBytes = shape.dimK * 16;
+    Value warpgroup = arith::IndexCastOp::create(
+        b, b.getI64Type(),
+        arith::DivUIOp::create(b, warp, idx(nvvm::kWarpgroupWarps)));
+    Value queryAddress =
+        rb.add(sharedAddress(queryTile),
+               rb.mul(warpgroup, i64(nvvm::kWgmmaM / 8 * queryRowBlockBytes)));
+    Value keyAddress =
+        rb.add(sharedAddress(keyTiles),
+               rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), stage),
+                      i64(shape.blockK * shape.dimK * shape.elementBytes())));
+    SmallVector<Value> acc(scores);
+    wgmmaFence();
+    // Step kk covers Dk columns [16 kk, 16 kk + 16): two core matrices on.
+    for (int64_t kk = 0; kk < shape.dimK / 16; ++kk)
+      acc = wgmma(wgmmaDescriptor(rb.add(queryAddress, i64(256 * kk)), 128,
+                                  queryRowBlockBytes),
+                  {},
+                  wgmmaDescriptor(rb.add(keyAddress, i64(256 * kk)), 128,
+                                  keyRowBlockBytes),
+                  /*transposeB=*/false, acc);
+    wgmmaCommitAndWait();
+    return acc;
+  }
+
+  /// acc += P V for the warpgroup from the value tiles' `stage`: per 16 keys
+  /// one wgmma with P from registers (`weights[kk]`, A fragments) and V
+  /// from shared memory (MN-major: the value columns are contiguous).
+  void wgmmaWeightedValues(Value valueTiles, Value stage,
+                           ArrayRef<SmallVector<Value>> weights,
+                           MutableArrayRef<Value> acc) {
+    int64_t valueRowBlockBytes = shape.dimV * 16;
+    Value valueAddress =
+        rb.add(sharedAddress(valueTiles),
+               rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), stage),
+                      i64(shape.blockK * shape.dimV * shape.elementBytes())));
+    SmallVector<Value> out(acc.begin(), acc.end());
+    wgmmaFence();
+    // Keys [16 kk, 16 kk + 16) are two row blocks of the tile.
+    for (auto [kk, a] : llvm::enumerate(weights))
+      out = wgmma(Value(), a,
+                  wgmmaDescriptor(
+                      rb.add(valueAddress, i64(2 * static_cast<int64_t>(kk) *
+                                               valueRowBlockBytes)),
+                      valueRowBlockBytes, 128),
+                  /*transposeB=*/true, out);
+    wgmmaCommitAndWait();
+    llvm::copy(out, acc.begin());
   }
 
   const GpuTileShape &shape;
@@ -532,11 +609,22 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   auto view = [&](int64_t offset, ArrayRef<int64_t> tileShape) {
     return sharedTile(base, offset, tileShape, shape.element);
   };
-  Value queryTile = view(0, {shape.blockQ, shape.pitchK()});
-  Value keyTiles =
-      view(shape.queryTileBytes(), {kStages, shape.blockK, shape.pitchK()});
-  Value valueTiles = view(shape.queryTileBytes() + shape.keyTileBytes(),
-                          {kStages, shape.blockK, shape.pitchV()});
+  int64_t valueTilesOffset = shape.queryTileBytes() + shape.keyTileBytes();
+  Value queryTile, keyTiles, valueTiles;
+  if (shape.wgmma) {
+    queryTile =
+        coreMatrixTile(base, 0, {}, shape.blockQ, shape.dimK, shape.element);
+    keyTiles = coreMatrixTile(base, shape.queryTileBytes(), {kStages},
+                              shape.blockK, shape.dimK, shape.element);
+    valueTiles = coreMatrixTile(base, valueTilesOffset, {kStages}, shape.blockK,
+                                shape.dimV, shape.element);
+  } else {
+    queryTile = view(0, {shape.blockQ, shape.pitchK()});
+    keyTiles =
+        view(shape.queryTileBytes(), {kStages, shape.blockK, shape.pitchK()});
+    valueTiles =
+        view(valueTilesOffset, {kStages, shape.blockK, shape.pitchV()});
+  }
 
   Value startQ, n, startK, m;
   std::tie(startQ, n) = sequenceBounds(rb, operands.cuQ, batch, operands.lengthQ);
@@ -655,35 +743,39 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
                         bool applyMask) -> SmallVector<Value> {
       Value j0 = rb.mul(keyBlock, bk);
-      // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
-      // 16-column steps of Dk (x2 for an odd last step), used by every row
-      // tile.
       SmallVector<Value> scores(rowTiles * scoreTiles * 4, rb.f32(0));
-      Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
-      Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
-      Value keyColX2 = rb.mul(
-          arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)),
-                                 idx(2)),
-          idx(8));
-      for (int64_t kk = 0; kk < depthSteps; kk += 2) {
-        bool pair = kk + 1 < depthSteps;
-        SmallVector<SmallVector<Value>> first, second;
-        for (int64_t t = 0; t < rowTiles; ++t) {
-          first.push_back(queryFragment(t, kk));
-          if (pair)
-            second.push_back(queryFragment(t, kk + 1));
-        }
-        for (int64_t nt = 0; nt < scoreTiles; ++nt) {
-          SmallVector<Value> regs = ldmatrix(
-              keyTiles, {stage}, rb.add(keyRow, idx(nt * 8)),
-              rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
-              /*transpose=*/false);
+      if (shape.wgmma) {
+        scores = wgmmaScores(queryTile, keyTiles, warp, stage, scores);
+      } else {
+        // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
+        // 16-column steps of Dk (x2 for an odd last step), used by every row
+        // tile.
+        Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
+        Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
+        Value keyColX2 =
+            rb.mul(arith::RemUIOp::create(
+                       b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                   idx(8));
+        for (int64_t kk = 0; kk < depthSteps; kk += 2) {
+          bool pair = kk + 1 < depthSteps;
+          SmallVector<SmallVector<Value>> first, second;
           for (int64_t t = 0; t < rowTiles; ++t) {
-            MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
-            SmallVector<Value> updated = mma(first[t], {regs[0], regs[1]}, c);
+            first.push_back(queryFragment(t, kk));
             if (pair)
-              updated = mma(second[t], {regs[2], regs[3]}, updated);
-            llvm::copy(updated, c.begin());
+              second.push_back(queryFragment(t, kk + 1));
+          }
+          for (int64_t nt = 0; nt < scoreTiles; ++nt) {
+            SmallVector<Value> regs = ldmatrix(
+                keyTiles, {stage}, rb.add(keyRow, idx(nt * 8)),
+                rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
+                /*transpose=*/false);
+            for (int64_t t = 0; t < rowTiles; ++t) {
+              MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
+              SmallVector<Value> updated = mma(first[t], {regs[0], regs[1]}, c);
+              if (pair)
+                updated = mma(second[t], {regs[2], regs[3]}, updated);
+              llvm::copy(updated, c.begin());
+            }
           }
         }
       }
@@ -781,8 +873,23 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       }
 
       // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
-      // fragment of keys [16kk, 16kk + 16); V's B operands via
-      // ldmatrix.trans, used by every row tile.
+      // fragment of keys [16kk, 16kk + 16).
+      auto weights = [&](int64_t t, int64_t kk) -> SmallVector<Value> {
+        Value *lo = &p[scoreIndex(t, 2 * kk)],
+              *hi = &p[scoreIndex(t, 2 * kk + 1)];
+        return {pack(lo[0], lo[1]), pack(lo[2], lo[3]), pack(hi[0], hi[1]),
+                pack(hi[2], hi[3])};
+      };
+      if (shape.wgmma) {
+        SmallVector<SmallVector<Value>> a;
+        for (int64_t kk = 0; kk < shape.blockK / 16; ++kk)
+          a.push_back(weights(0, kk));
+        wgmmaWeightedValues(
+            valueTiles, stage, a,
+            MutableArrayRef<Value>(&next[accIndex(0, 0)], outputTiles * 4));
+        return next;
+      }
+      // V's B operands via ldmatrix.trans, used by every row tile.
       Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
       Value valueRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
                               rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
@@ -790,11 +897,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       Value valueCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
       for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
         SmallVector<SmallVector<Value>> a;
-        for (int64_t t = 0; t < rowTiles; ++t) {
-          Value *lo = &p[scoreIndex(t, 2 * kk)], *hi = &p[scoreIndex(t, 2 * kk + 1)];
-          a.push_back({pack(lo[0], lo[1]), pack(lo[2], lo[3]),
-                       pack(hi[0], hi[1]), pack(hi[2], hi[3])});
-        }
+        for (int64_t t = 0; t < rowTiles; ++t)
+          a.push_back(weights(t, kk));
         for (int64_t et = 0; et < outputTiles; et += 2) {
           SmallVector<Value> regs = ldmatrix(
               valueTiles, {stage}, rb.add(idx(kk * 16), valueRow),
@@ -916,12 +1020,19 @@ struct GpuTileSoftmaxPass
                          << static_cast<int64_t>(rowsPerWarp);
       return signalPassFailure();
     }
+    if (mma != "sync" && mma != "wgmma") {
+      module.emitError() << "attn-gpu-tile-softmax: mma must be sync or "
+                            "wgmma, got '"
+                         << mma << "'";
+      return signalPassFailure();
+    }
     gpu::GPUModuleOp gpuModule;
     for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
       if (isa<LinearOp>(family))
         continue; // attn-gpu-chunk-linear
       GpuTileShape shape;
+      shape.wgmma = mma == "wgmma";
       shape.warps = warps;
       shape.rowsPerWarp = rowsPerWarp;
       shape.blockQ = warps * rowsPerWarp;

@@ -66,8 +66,8 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
   return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
-                       "segment-chunks={4}{5}",
-                       warps, blockK, rowsPerWarp, blockV, segmentChunks,
+                       "segment-chunks={4} mma={5}{6}",
+                       warps, blockK, rowsPerWarp, blockV, segmentChunks, mma,
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -89,6 +89,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.warps = options.warps;
     softmax.blockK = options.blockK;
     softmax.rowsPerWarp = options.rowsPerWarp;
+    softmax.mma = options.mma;
     softmax.maxSharedBytes = maxSharedBytes;
     softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));

@@ -1,7 +1,8 @@
 //===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++ -*-===//
 //
 // What every tensor-core strategy builds from: thread and block indices,
-// shared-memory tiles, 16-byte cp.async copies, ldmatrix, mma.sync.m16n8k16
+// shared-memory tiles (padded rows, or core matrices for wgmma), 16-byte
+// cp.async copies, ldmatrix, mma.sync.m16n8k16, wgmma.mma_async (sm_90a)
 // and quad reductions, each either as the nvgpu/nvvm/gpu operation or, for
 // the CPU warp emulator (attnc/Execution/GpuEmulator.h), as a call to an
 // attnc_emu_* function with the same meaning. Fragment positions follow
@@ -51,6 +52,9 @@ struct WarpConfig {
   /// Build for the CPU warp emulator: warp primitives become calls to
   /// attnc_emu_* functions (see attnc/Execution/GpuEmulator.h).
   bool emulate = false;
+  /// Shared tiles are read by wgmma (the async proxy), so copies into them
+  /// are fenced for it before the barrier that publishes them.
+  bool wgmma = false;
   int64_t threads() const { return warps * nvvm::kWarpSize; }
   int64_t elementBytes() const { return 2; }
 };
@@ -285,15 +289,25 @@ protected:
   void copyChunk(Value tile, ValueRange prefix, Value src,
                  SourceIndices sourceAt, Value validRows, Value chunk,
                  int64_t chunksPerRow, SmallVector<Value> &tokens) {
-    Value row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
-    Value col =
-        rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)), idx(8));
+    Value row, col;
+    if (coreMatrixTiles.contains(tile)) {
+      // Eight consecutive chunks fill the 8 rows of one core matrix (128
+      // contiguous bytes), so a quarter warp's stores hit distinct banks.
+      Value rowBlock = arith::DivUIOp::create(b, chunk, idx(8 * chunksPerRow));
+      row = rb.add(rb.mul(rowBlock, idx(8)),
+                   arith::RemUIOp::create(b, chunk, idx(8)));
+      col = rb.mul(
+          arith::RemUIOp::create(b, arith::DivUIOp::create(b, chunk, idx(8)),
+                                 idx(chunksPerRow)),
+          idx(8));
+    } else {
+      row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
+      col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)), idx(8));
+    }
     Value valid = lessThan(row, validRows);
     Value srcRow = arith::SelectOp::create(b, valid, row, idx(0));
     Value srcElements = arith::SelectOp::create(b, valid, idx(8), idx(0));
-    SmallVector<Value> dst(prefix.begin(), prefix.end());
-    dst.push_back(row);
-    dst.push_back(col);
+    SmallVector<Value> dst = tileIndices(tile, prefix, row, col);
     if (config.emulate) { // a plain copy; the barrier after it orders it
       for (int64_t e = 0; e < 8; ++e) {
         Value column = rb.add(col, idx(e));
@@ -306,10 +320,8 @@ protected:
               return {arith::ConstantOp::create(b, config.element,
                                                 b.getZeroAttr(config.element))};
             })[0];
-        SmallVector<Value> at(prefix.begin(), prefix.end());
-        at.push_back(row);
-        at.push_back(column);
-        memref::StoreOp::create(b, value, tile, at);
+        memref::StoreOp::create(b, value, tile,
+                                tileIndices(tile, prefix, row, column));
       }
       return;
     }
@@ -326,6 +338,13 @@ protected:
     Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
     nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+    if (config.wgmma)
+      NVVM::FenceProxyOp::create(
+          b,
+          NVVM::ProxyKindAttr::get(b.getContext(),
+                                   NVVM::ProxyKind::async_shared),
+          NVVM::SharedSpaceAttr::get(b.getContext(),
+                                     NVVM::SharedSpace::shared_cta));
     barrier();
   }
   /// Commits the copies started so far as one cp.async group.
@@ -433,6 +452,154 @@ protected:
     return tile;
   }
 
+  /// A tile of `rows` x `cols` elements (multiples of 8) stored as 8x8
+  /// core matrices, the unswizzled layout wgmma reads (MmaLayout.h):
+  /// element (r, c) at byte (r / 8) cols 16 + (c / 8) 128 + (r % 8) 16 +
+  /// (c % 8) 2, i.e. a memref [prefix..., rows / 8, cols / 8, 8, 8]. As a
+  /// K-major operand (rows = M or N, cols = K) its LBO is 128 and its SBO
+  /// cols 16; as an MN-major one (rows = K, cols = N) the reverse.
+  Value coreMatrixTile(Value base, int64_t offset,
+                       ArrayRef<int64_t> prefixShape, int64_t rows,
+                       int64_t cols, Type element) {
+    SmallVector<int64_t> tileShape(prefixShape);
+    tileShape.append({rows / 8, cols / 8, 8, 8});
+    Value tile = sharedTile(base, offset, tileShape, element);
+    coreMatrixTiles.insert(tile);
+    return tile;
+  }
+  /// The memref indices of element (row, col) of `tile` (after `prefix`).
+  SmallVector<Value> tileIndices(Value tile, ValueRange prefix, Value row,
+                                 Value col) {
+    SmallVector<Value> at(prefix.begin(), prefix.end());
+    if (!coreMatrixTiles.contains(tile)) {
+      at.append({row, col});
+      return at;
+    }
+    at.append({arith::DivUIOp::create(b, row, idx(8)),
+               arith::DivUIOp::create(b, col, idx(8)),
+               arith::RemUIOp::create(b, row, idx(8)),
+               arith::RemUIOp::create(b, col, idx(8))});
+    return at;
+  }
+
+  Value i64(int64_t value) {
+    return arith::ConstantIntOp::create(b, b.getI64Type(), value);
+  }
+  /// The shared-memory address of `tile` as i64 (the emulator's: the
+  /// tile's offset in its buffer).
+  Value sharedAddress(Value tile) {
+    if (config.emulate)
+      return i64(tileOffsets.lookup(tile));
+    return arith::IndexCastOp::create(
+        b, b.getI64Type(),
+        memref::ExtractAlignedPointerAsIndexOp::create(b, tile));
+  }
+  /// The wgmma matrix descriptor of an unswizzled operand at shared
+  /// `address` (i64) with the given LBO and SBO in bytes.
+  Value wgmmaDescriptor(Value address, int64_t leadingBytes,
+                        int64_t strideBytes) {
+    nvvm::SharedOperand operand;
+    operand.leadingBytes = leadingBytes;
+    operand.strideBytes = strideBytes;
+    Value start = arith::ShRUIOp::create(
+        b, arith::AndIOp::create(b, address, i64(0x3FFFF)), i64(4));
+    return arith::OrIOp::create(
+        b, start, i64(static_cast<int64_t>(nvvm::wgmmaDescriptor(0, operand))));
+  }
+  /// Orders earlier register writes before the next wgmma.
+  void wgmmaFence() {
+    if (!config.emulate)
+      NVVM::WgmmaFenceAlignedOp::create(b);
+  }
+  /// Commits the wgmma issued since the fence and waits for them.
+  void wgmmaCommitAndWait() {
+    if (config.emulate)
+      return;
+    NVVM::WgmmaGroupSyncAlignedOp::create(b);
+    NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(0));
+  }
+  /// acc += A B on the warpgroup: wgmma.mma_async.m64n{N}k16 with f32
+  /// accumulators (`acc`: N / 2 per thread, in wgmmaDCoord order). A comes
+  /// from `aRegisters` (4 per thread, wgmmaACoord) or, when they are empty,
+  /// through `descA` (K-major); B through `descB`, K-major or MN-major when
+  /// `transposeB`. Between wgmmaFence and wgmmaCommitAndWait.
+  ///
+  /// Inline PTX: the NVVM dialect's wgmma op takes A only as a descriptor.
+  SmallVector<Value> wgmma(Value descA, ArrayRef<Value> aRegisters, Value descB,
+                           bool transposeB, ArrayRef<Value> acc) {
+    int64_t n = 2 * acc.size();
+    bool fromRegisters = !aRegisters.empty();
+    SmallVector<Value> a;
+    for (Value reg : aRegisters)
+      a.push_back(reg.getType().isInteger(32)
+                      ? reg
+                      : Value(LLVM::BitcastOp::create(b, b.getI32Type(), reg)));
+    if (config.emulate) {
+      for (auto [reg, value] : llvm::enumerate(acc))
+        emulatorCall("attnc_emu_wgmma_set", Type(), {i32(reg), value});
+      SmallVector<Value> args = {descA ? descA : i64(0)};
+      for (int64_t r = 0; r < 4; ++r)
+        args.push_back(fromRegisters ? a[r] : i32(0));
+      llvm::append_range(args, ArrayRef<Value>{i32(fromRegisters), descB,
+                                               i32(n), i32(transposeB),
+                                               i32(config.element.isBF16())});
+      emulatorCall("attnc_emu_wgmma", Type(), args);
+      SmallVector<Value> out;
+      for (int64_t reg = 0; reg < (int64_t)acc.size(); ++reg)
+        out.push_back(emulatorCall("attnc_emu_wgmma_get", f32, {i32(reg)}));
+      return out;
+    }
+    // $0 .. $(R-1): the accumulators; then A (4 registers or a
+    // descriptor), B's descriptor, the scale-d flag (1: accumulate) and
+    // the accumulators' inputs, tied to the outputs.
+    int64_t outputs = acc.size();
+    std::string type = config.element.isBF16() ? "bf16" : "f16";
+    std::string text;
+    llvm::raw_string_ostream asmText(text);
+    asmText << "{\n.reg .pred p;\nsetp.ne.b32 p, $"
+            << outputs + (fromRegisters ? 5 : 2) << ", 0;\n"
+            << "wgmma.mma_async.sync.aligned.m64n" << n << "k16.f32." << type
+            << "." << type << " {";
+    for (int64_t r = 0; r < outputs; ++r)
+      asmText << (r ? ", $" : "$") << r;
+    asmText << "}, ";
+    SmallVector<Value> operands;
+    std::string constraints;
+    for (int64_t r = 0; r < outputs; ++r)
+      constraints += "=f,";
+    if (fromRegisters) {
+      asmText << "{$" << outputs << ", $" << outputs + 1 << ", $" << outputs + 2
+              << ", $" << outputs + 3 << "}, $" << outputs + 4 << ", p, 1, 1, "
+              << transposeB << ";\n}";
+      llvm::append_range(operands, a);
+      constraints += "r,r,r,r,";
+    } else {
+      asmText << "$" << outputs << ", $" << outputs + 1 << ", p, 1, 1, 0, "
+              << transposeB << ";\n}";
+      operands.push_back(descA);
+      constraints += "l,";
+    }
+    operands.push_back(descB);
+    operands.push_back(i32(1));
+    constraints += "l,r";
+    for (int64_t r = 0; r < outputs; ++r) {
+      constraints += "," + std::to_string(r);
+      operands.push_back(acc[r]);
+    }
+    auto resultType = LLVM::LLVMStructType::getLiteral(
+        b.getContext(), SmallVector<Type>(outputs, f32));
+    auto call = LLVM::InlineAsmOp::create(
+        b, resultType, operands, text, constraints,
+        /*has_side_effects=*/true, /*is_align_stack=*/false,
+        LLVM::tailcallkind::TailCallKind::None,
+        LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
+        mlir::ArrayAttr());
+    SmallVector<Value> out;
+    for (int64_t r = 0; r < outputs; ++r)
+      out.push_back(LLVM::ExtractValueOp::create(b, call.getRes(), r));
+    return out;
+  }
+
   LoweringBuilder &rb;
   ImplicitLocOpBuilder &b;
   const WarpConfig &config;
@@ -445,6 +612,8 @@ protected:
   ModuleOp module;
   /// Byte offset of each shared-memory tile (for the emulator's ldmatrix).
   llvm::DenseMap<Value, int64_t> tileOffsets;
+  /// The tiles made by coreMatrixTile.
+  llvm::DenseSet<Value> coreMatrixTiles;
 };
 
 /// The function a GPU strategy fills for a kernel `name` taking `argTypes`

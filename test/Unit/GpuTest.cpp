@@ -407,19 +407,26 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 }
 
 /// The softmax strategies the emulator tests run: attn-gpu-tile-softmax
-/// with one and two mma row tiles per warp, and the kernel built from the
-/// tile program (attn-tile-softmax, attn-tile-to-nvgpu).
+/// with one and two mma row tiles per warp, the kernel built from the tile
+/// program (attn-tile-softmax, attn-tile-to-nvgpu), and the wgmma kernel
+/// for sm_90a with one and two warpgroups per CTA.
 struct SoftmaxStrategy {
   std::string name;
   GpuPipelineOptions options;
 };
 std::vector<SoftmaxStrategy> softmaxStrategies() {
-  std::vector<SoftmaxStrategy> strategies(3);
+  std::vector<SoftmaxStrategy> strategies(5);
   strategies[0].name = "rows-per-warp 16";
   strategies[1].name = "rows-per-warp 32";
   strategies[1].options.rowsPerWarp = 32;
   strategies[2].name = "from the tile program";
   strategies[2].options.fromTilePrograms = true;
+  strategies[3].name = "wgmma";
+  strategies[3].options.chip = "sm_90a";
+  strategies[3].options.mma = "wgmma";
+  strategies[4].name = "wgmma, 8 warps";
+  strategies[4].options = strategies[3].options;
+  strategies[4].options.warps = 8;
   return strategies;
 }
 
@@ -477,10 +484,14 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
           EmulatedGpuKernel::compile(*reference.module, "", options, error);
       ASSERT_TRUE(kernel) << config << ": " << error;
       // Q (4 warps x rows-per-warp rows) x 264 and two stages of K and V
-      // at 32 x 264.
-      if (c.d == 256)
+      // at 32 x 264 (sm_80's budget); wgmma's unpadded tiles at 64 keys
+      // fit sm_90a's: Q (warps x 16 rows) x 256, K and V 2 x 64 x 256.
+      if (c.d == 256 && options.mma == "sync")
         EXPECT_EQ(kernel->image().sharedBytes,
                   33792 * options.rowsPerWarp / 16 + 4 * 16896);
+      if (c.d == 256 && options.mma == "wgmma")
+        EXPECT_EQ(kernel->image().sharedBytes,
+                  options.warps * 16 * 512 + 4 * 32768);
       for (auto [n, m] : lengths) {
         std::string what = config + " N=" + std::to_string(n) +
                            " M=" + std::to_string(m) + " (seed " +

@@ -97,6 +97,12 @@ static cl::opt<int64_t> gpuRowsPerWarp(
     "rows-per-warp",
     cl::desc("Query rows per warp of softmax kernels (16 or 32)"), cl::init(16),
     cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
+static cl::opt<std::string> gpuMma(
+    "mma",
+    cl::desc("Tensor-core instruction of softmax kernels: sync (mma.sync, "
+             "the default) or wgmma (sm_90a)"),
+    cl::init("sync"), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::cat(category));
 static cl::opt<bool> gpuFromTilePrograms(
     "from-tile-program",
     cl::desc("Build softmax kernels from their tile programs "
@@ -222,6 +228,15 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.blockV = gpuBlockV;
   options.segmentChunks = gpuSegmentChunks;
   options.fromTilePrograms = gpuFromTilePrograms;
+  options.mma = gpuMma;
+  if (gpuMma != "sync" && gpuMma != "wgmma") {
+    error = "--mma must be sync or wgmma, got '" + gpuMma + "'";
+    return false;
+  }
+  if (gpuFromTilePrograms && gpuMma != "sync") {
+    error = "--from-tile-program builds mma.sync kernels; drop --mma";
+    return false;
+  }
   if (gpuFromTilePrograms && gpuRowsPerWarp != 16) {
     error = "--from-tile-program builds 16 rows per warp; drop "
             "--rows-per-warp";
@@ -301,10 +316,10 @@ static int run(mlir::ModuleOp module) {
   if (backend == Backend::CPU &&
       (gpuFromTilePrograms || gpuWarps.getNumOccurrences() ||
        gpuRowsPerWarp.getNumOccurrences() || gpuBlockV.getNumOccurrences() ||
-       gpuSegmentChunks.getNumOccurrences()))
-    return fail("--from-tile-program, --warps, --rows-per-warp, --block-v and "
-                "--segment-chunks tune GPU kernels; add --backend=gpu-emulator "
-                "or --backend=cuda");
+       gpuSegmentChunks.getNumOccurrences() || gpuMma.getNumOccurrences()))
+    return fail("--from-tile-program, --warps, --rows-per-warp, --mma, "
+                "--block-v and --segment-chunks tune GPU kernels; add "
+                "--backend=gpu-emulator or --backend=cuda");
   if (!setGpuTuning(gpuOptions, error))
     return fail(error);
   if (backend == Backend::CPU) {

@@ -5,10 +5,13 @@
 // primitives as calls (attnc_emu_*); this runs it with one OS thread per
 // GPU thread of a CTA, CTAs one after another, shared memory per CTA, and
 // ldmatrix, mma.sync.m16n8k16 and xor shuffles emulated across each warp's
-// 32 threads from the fragment layouts of attnc/Target/NVVM/MmaLayout.h
-// (which are tested against the PTX ISA tables). cp.async is a plain copy.
+// 32 threads, and wgmma.mma_async.m64nNk16 across each warpgroup's 128
+// (operands read through their descriptors), from the fragment and shared
+// layouts of attnc/Target/NVVM/MmaLayout.h (which are tested against the
+// PTX ISA tables). cp.async is a plain copy; wgmma completes at once.
 // What it cannot show: NVPTX code generation, timing, races between
-// asynchronous copies. Slow (a test tool), but exact about indices.
+// asynchronous copies or wgmma. Slow (a test tool), but exact about
+// indices.
 //
 //===----------------------------------------------------------------------===//
 

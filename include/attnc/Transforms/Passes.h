@@ -42,6 +42,9 @@ struct GpuPipelineOptions {
   int64_t warps = 4, blockK = 64;
   /// Query rows per warp of softmax kernels (16 or 32).
   int64_t rowsPerWarp = 16;
+  /// Tensor-core instruction of softmax kernels: "sync" (mma.sync) or
+  /// "wgmma" (sm_90a only).
+  std::string mma = "sync";
   /// Value columns per CTA of linear kernels (0: the pass's default).
   int64_t blockV = 0;
   /// Chunks per segment of causal linear kernels (0: no segments).

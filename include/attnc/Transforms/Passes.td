@@ -310,6 +310,18 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
     ceil(dim(param, dim) / divisor) - minus.
 
+    With `mma=wgmma` (sm_90a) each warpgroup of 4 warps computes its 64
+    rows with wgmma.mma_async: the Q, K and V tiles are stored as 8x8 core
+    matrices (the unswizzled wgmma operand layout) and fenced for the async
+    proxy after their copies; S = Q K^T takes both operands from shared
+    memory through matrix descriptors, P V takes P from registers and V
+    from shared memory (MN-major). The score tile and the output
+    accumulators have mma.sync's C layout per warp, so the softmax, the
+    masks and the epilogue are the same code. Each batch of wgmma is waited
+    for before its results are used (no overlap of softmax and the next
+    Q K^T yet). Needs 16 rows per warp, whole warpgroups and no top-k
+    selection.
+
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
 
@@ -333,6 +345,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
            "Warps per CTA">,
     Option<"rowsPerWarp", "rows-per-warp", "int64_t", /*default=*/"16",
            "Query rows per warp: 16 or 32 (dense and chunk-local kernels)">,
+    Option<"mma", "mma", "std::string", /*default=*/"\"sync\"",
+           "Tensor-core instruction: sync (mma.sync, sm_80 and later) or "
+           "wgmma (sm_90a: warpgroup mma on shared-memory tiles)">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
