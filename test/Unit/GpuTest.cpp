@@ -102,6 +102,73 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
   EXPECT_EQ(compiled, 14);
 }
 
+// mma=wgmma: the dense, windowed and packed softmax examples become wgmma
+// kernels for sm_90a (S = Q K^T and P V per warpgroup, tiles fenced for the
+// async proxy, no mma.sync left); what has no wgmma kernel is refused with
+// the reason, and so is sm_80.
+TEST(GpuCompile, WgmmaKernelsForSm90a) {
+  GpuPipelineOptions wgmma;
+  wgmma.mma = "wgmma";
+  struct Case {
+    const char *example, *scores, *values;
+  };
+  for (const Case &c :
+       {Case{"alibi_gqa", "m64n64k16.f32.bf16.bf16", "m64n64k16.f32.bf16.bf16"},
+        Case{"softcap_window", "m64n64k16.f32.f16.f16",
+             "m64n128k16.f32.f16.f16"},
+        Case{"varlen_causal", "m64n64k16.f32.bf16.bf16",
+             "m64n64k16.f32.bf16.bf16"}}) {
+    SCOPED_TRACE(c.example);
+    std::string spec =
+        readFile(std::string(ATTNC_EXAMPLES_DIR "/") + c.example + ".attn");
+    GpuImage image;
+    std::string error;
+    ASSERT_TRUE(compileSpec(spec, "sm_90a", image, error, wgmma)) << error;
+    const std::string &ptx = image.bytes;
+    std::string scores = std::string("wgmma.mma_async.sync.aligned.") +
+                         c.scores + " {";
+    std::string values = std::string("wgmma.mma_async.sync.aligned.") +
+                         c.values + " {";
+    // S: both operands through descriptors ("}, %rd.., %rd.."); P V: A
+    // from four registers ("}, {%r..").
+    size_t at = ptx.find(scores);
+    ASSERT_NE(at, std::string::npos);
+    EXPECT_EQ(ptx.compare(ptx.find("}", at), 6, "}, %rd"), 0);
+    bool registerA = false;
+    for (at = ptx.find(values); at != std::string::npos;
+         at = ptx.find(values, at + 1))
+      registerA |= ptx.compare(ptx.find("}", at), 5, "}, {%") == 0;
+    EXPECT_TRUE(registerA);
+    EXPECT_NE(ptx.find("wgmma.fence.sync.aligned"), std::string::npos);
+    EXPECT_NE(ptx.find("wgmma.commit_group.sync.aligned"), std::string::npos);
+    EXPECT_NE(ptx.find("wgmma.wait_group.sync.aligned \t0;"), std::string::npos);
+    EXPECT_NE(ptx.find("fence.proxy.async.shared::cta"), std::string::npos);
+    EXPECT_EQ(ptx.find("mma.sync"), std::string::npos);
+    EXPECT_EQ(ptx.find("ldmatrix"), std::string::npos);
+  }
+  GpuImage image;
+  std::string error;
+  std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
+  EXPECT_FALSE(compileSpec(alibi, "sm_80", image, error, wgmma));
+  EXPECT_NE(error.find("mma=wgmma needs the sm_90a target"), std::string::npos)
+      << error;
+  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"),
+                           "sm_90a", image, error, wgmma));
+  EXPECT_NE(error.find("top-k selection has no wgmma kernel yet"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"),
+                           "sm_90a", image, error, wgmma));
+  EXPECT_NE(error.find("wgmma needs whole warpgroups"), std::string::npos)
+      << error;
+  GpuPipelineOptions r32 = wgmma;
+  r32.rowsPerWarp = 32;
+  EXPECT_FALSE(compileSpec(alibi, "sm_90a", image, error, r32));
+  EXPECT_NE(error.find("wgmma kernels take 16 query rows per warp"),
+            std::string::npos)
+      << error;
+}
+
 TEST(GpuImage, RoundTripsAndDetectsCorruption) {
   GpuImage image;
   std::string error;
@@ -534,40 +601,58 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
 
 // Block-sparse kernels on the warp emulator: the CTA tile is the sparsity
 // block; only blocks the mask marks (or the lists name: repeats once, and
-// entries outside the band or past the count skipped) are visited.
+// entries outside the band or past the count skipped) are visited. The
+// wgmma kernel needs whole warpgroups, so it runs blocks of 64 query rows.
 TEST(GpuEmulation, BlockSparseMatchesTheReference) {
-  const char *maskSpec = R"(
+  auto maskSpec = [](int64_t blockQ) {
+    return R"(
 kernel masked(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64],
               blocks: bool[B, H, NB, MB]) -> (o: bf16[B, H, N, 64], lse: f32[B, H, N]) {
-  o, lse = softmax(q, k, v) { mask = blocks[b, h, i / 32, j / 32] && causal }
+  o, lse = softmax(q, k, v) { mask = blocks[b, h, i / )" +
+           std::to_string(blockQ) + R"(, j / 32] && causal }
 })";
-  const char *listSpec = R"(
+  };
+  auto listSpec = [](int64_t blockQ) {
+    return R"(
 kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
              counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: bf16[B, H, N, 32]) {
   o = softmax(q, k, v) {
-    block_q = 16; block_k = 16
+    block_q = )" + std::to_string(blockQ) +
+           R"(; block_k = 16
     kv_num_blocks = counts; kv_indices = indices
   }
 })";
+  };
+  struct Config {
+    std::string name;
+    GpuPipelineOptions options;
+    int64_t maskBlockQ, listBlockQ;
+  };
+  std::vector<Config> configs(3);
+  configs[0] = {"mma.sync", {}, 32, 16};
+  configs[1] = {"from the tile program", {}, 32, 16};
+  configs[1].options.fromTilePrograms = true;
+  configs[2] = {"wgmma", {}, 64, 64};
+  configs[2].options.chip = "sm_90a";
+  configs[2].options.mma = "wgmma";
   const uint64_t seed = 11;
-  for (bool fromTilePrograms : {false, true})
+  for (const Config &config : configs)
     for (auto [n, m] :
          std::vector<std::pair<int64_t, int64_t>>{{70, 100}, {100, 45}}) {
       std::string what = "N=" + std::to_string(n) + " M=" + std::to_string(m) +
-                         " (seed " + std::to_string(seed) + ")" +
-                         (fromTilePrograms ? " from the tile program" : "");
-      GpuPipelineOptions options;
-      options.fromTilePrograms = fromTilePrograms;
+                         " (seed " + std::to_string(seed) + ") " + config.name;
+      const GpuPipelineOptions &options = config.options;
       std::mt19937_64 rng(seed + n);
       auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
       std::string error;
       {
-        SpecRunner reference(maskSpec);
+        SpecRunner reference(maskSpec(config.maskBlockQ));
         ASSERT_TRUE(reference.ok()) << reference.compileError;
         auto kernel =
             EmulatedGpuKernel::compile(*reference.module, "", options, error);
         ASSERT_TRUE(kernel) << error;
-        EXPECT_EQ(kernel->image().threads, 64); // 32-row blocks: two warps
+        // One warp per 16 rows of the block.
+        EXPECT_EQ(kernel->image().threads, config.maskBlockQ * 2);
         std::map<std::string, HostTensor> inputs;
         inputs["q"] =
             randomTensor(ElementType::BF16, {1, 2, n, 64}, rng, -2, 2);
@@ -575,8 +660,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
             randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -2, 2);
         inputs["v"] =
             randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -1, 1);
-        HostTensor blocks(ElementType::Bool,
-                          {1, 2, ceilDiv(n, 32), ceilDiv(m, 32)});
+        HostTensor blocks(ElementType::Bool, {1, 2, ceilDiv(n, config.maskBlockQ),
+                                              ceilDiv(m, 32)});
         std::bernoulli_distribution present(0.6);
         for (int64_t i = 0; i < blocks.numElements(); ++i)
           blocks.set(i, present(rng));
@@ -584,7 +669,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         expectEmulatorMatches(reference, *kernel, inputs, "block mask " + what);
       }
       {
-        SpecRunner reference(listSpec);
+        SpecRunner reference(listSpec(config.listBlockQ));
         ASSERT_TRUE(reference.ok()) << reference.compileError;
         auto kernel =
             EmulatedGpuKernel::compile(*reference.module, "", options, error);
@@ -596,8 +681,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
             randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -2, 2);
         inputs["v"] =
             randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -1, 1);
-        int64_t queryBlocks = ceilDiv(n, 16), keyBlocks = ceilDiv(m, 16),
-                width = 5;
+        int64_t queryBlocks = ceilDiv(n, config.listBlockQ),
+                keyBlocks = ceilDiv(m, 16), width = 5;
         HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
         HostTensor indices(ElementType::I32, {1, 2, queryBlocks, width});
         std::uniform_int_distribution<int64_t> count(0,
