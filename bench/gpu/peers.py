@@ -44,7 +44,7 @@ def linear_peer(rows, attnc, label, flops, run):
     # prepare.sh: one CTA per sequence (LABEL_seg0), segments of 4 chunks.
     one_cta = attnc.get((label + "_seg0", "sm_90a"), 0.0)
     seg4 = attnc.get((label + "_seg4", "sm_90a"), 0.0)
-    rows.append([label, ours, 0.0, 0.0, fla_tf, 0.0, 0.0, one_cta, seg4])
+    rows.append([label, ours, 0.0, 0.0, fla_tf, 0.0, 0.0, one_cta, seg4, 0.0, 0.0])
     print(f"{label:<22}{ours:>14.1f}{one_cta:>9.1f}{seg4:>9.1f}{fla_tf:>10.1f}"
           f"{ours / fla_tf if fla_tf else 0:>9.2f}")
 
@@ -80,10 +80,11 @@ def main():
 
     rows = []
     print(f"device: {torch.cuda.get_device_name()}  torch {torch.__version__}")
-    # attnc's default (16 query rows per warp) and its 32-row variants
-    # (prepare.sh: LABEL_r32, and LABEL_r32k64 at head dim 128).
-    print(f"{'case':<22}{'attnc sm_90a':>14}{'32 rows':>9}{'32r k64':>9}{'sdpa flash':>12}"
-          f"{'flex':>10}{'vs sdpa':>9}{'vs flex':>9}")
+    # attnc's default (16 query rows per warp), its 32-row variants
+    # (prepare.sh: LABEL_r32, and LABEL_r32k64 at head dim 128) and the
+    # wgmma kernels with one and two warpgroups per CTA (LABEL_wg, _wg8).
+    print(f"{'case':<22}{'attnc sm_90a':>14}{'32 rows':>9}{'32r k64':>9}{'wgmma':>9}"
+          f"{'wgmma 8w':>10}{'sdpa flash':>12}{'flex':>10}{'vs sdpa':>9}{'vs flex':>9}")
     for d in (64, 128):
         for n in (1024, 4096, 16384):
             for causal in (False, True):
@@ -105,9 +106,13 @@ def main():
                 ours = attnc.get((label, "sm_90a"), 0.0)
                 rows32 = attnc.get((label + "_r32", "sm_90a"), 0.0)
                 rows32k64 = attnc.get((label + "_r32k64", "sm_90a"), 0.0)
-                rows.append([label, ours, sdpa, flex_tf, 0.0, rows32, rows32k64, 0.0, 0.0])
-                print(f"{label:<22}{ours:>14.1f}{rows32:>9.1f}{rows32k64:>9.1f}{sdpa:>12.1f}"
-                      f"{flex_tf:>10.1f}{ours / sdpa if sdpa else 0:>9.2f}"
+                wgmma = attnc.get((label + "_wg", "sm_90a"), 0.0)
+                wgmma8 = attnc.get((label + "_wg8", "sm_90a"), 0.0)
+                rows.append([label, ours, sdpa, flex_tf, 0.0, rows32, rows32k64, 0.0, 0.0,
+                             wgmma, wgmma8])
+                print(f"{label:<22}{ours:>14.1f}{rows32:>9.1f}{rows32k64:>9.1f}{wgmma:>9.1f}"
+                      f"{wgmma8:>10.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
+                      f"{ours / sdpa if sdpa else 0:>9.2f}"
                       f"{ours / flex_tf if flex_tf else 0:>9.2f}")
     try:
         from fla.ops.gla import chunk_gla
@@ -140,7 +145,8 @@ def main():
         writer = csv.writer(f)
         writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops",
                          "fla_tflops", "attnc_32rows_tflops", "attnc_32rows_k64_tflops",
-                         "attnc_one_cta_tflops", "attnc_seg4_tflops"])
+                         "attnc_one_cta_tflops", "attnc_seg4_tflops", "attnc_wgmma_tflops",
+                         "attnc_wgmma_8warps_tflops"])
         writer.writerows(rows)
     if args.png:
         plot(rows, args.png)
@@ -162,7 +168,8 @@ def plot(rows, path):
     figure, axes = plt.subplots(3, 3, figsize=(13, 10))
     for axis in axes.flat[len(panels):]:
         axis.axis("off")
-    series = [("attnc sm_90a", 1), ("attnc, 32 rows per warp", 5), ("SDPA flash", 2),
+    series = [("attnc sm_90a", 1), ("attnc, 32 rows per warp", 5), ("attnc wgmma", 9),
+              ("attnc wgmma, 8 warps", 10), ("SDPA flash", 2),
               ("FlexAttention", 3), ("flash-linear-attention", 4)]
     for axis, (kind, dims) in zip(axes.flat, panels):
         picked = [r for r in rows if r[0].startswith(kind + dims)]

@@ -82,6 +82,25 @@ for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
   variant "$spec" "$(basename "$spec" .attn)_tp" --from-tile-program
 done
 
+# The wgmma kernels for sm_90a (--mma=wgmma; no sm_80 image, run.sh skips
+# that target): one warpgroup per CTA (IMAGE_wg) and two (IMAGE_wg8, 128-row
+# CTAs), checked on the default's correctness cases and timed beside it.
+wgmma_variant() {
+  local spec=$1 name=$2; shift 2
+  "$attnc" compile "$spec" --target=sm_90a --emit=image --mma=wgmma "$@" \
+    -o "$out/images/$name.sm_90a.img"
+}
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
+            "$specs"/chunk_d64.attn "$examples"/alibi_gqa.attn \
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+  wgmma_variant "$spec" "$(basename "$spec" .attn)_wg"
+done
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn; do
+  wgmma_variant "$spec" "$(basename "$spec" .attn)_wg8" --warps=8
+done
+
 # Causal linear kernels split sequences into segments on different CTAs:
 # the default (16 chunks per segment) is timed beside one CTA per sequence
 # (IMAGE_seg0) and segments of 4 chunks (IMAGE_seg4); segments of one chunk
@@ -152,6 +171,19 @@ for base in dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
   image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
   same_check "${base}_tp" "$base" "${image}_tp"
 done
+for base in dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
+            causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
+            causal_d128_300x127 causal_d128_4096 causal_d64_16384 \
+            chunk_d64_1000 alibi_gqa_777x1500 softcap_window_1500 \
+            varlen_causal_3000; do
+  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
+  same_check "${base}_wg" "$base" "${image}_wg"
+done
+for base in dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
+            causal_d128_4096; do
+  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
+  same_check "${base}_wg8" "$base" "${image}_wg8"
+done
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
@@ -171,7 +203,7 @@ for d in 64 128; do
     dense=$((4 * b * 16 * n * n * d))
     add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
     add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
-    for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp; do
+    for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp wg wg8; do
       IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
       IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
     done

@@ -244,7 +244,7 @@ TEST(RandomSweep, TiledMatchesReference) {
 // the test counts how many ran so that refusals cannot hide everything.
 TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
   SweepRange range = sweepRange(7001, 40);
-  int ran = 0, fromTilePrograms = 0;
+  int ran = 0, fromTilePrograms = 0, withWgmma = 0;
   for (int index = 0; index < range.cases; ++index) {
     uint64_t seed = range.baseSeed + index;
     std::mt19937_64 rng(seed);
@@ -291,9 +291,29 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
                             what + "\nfrom the tile program");
       ++fromTilePrograms;
     }
+    // And the wgmma kernel for sm_90a, which needs whole warpgroups (64-row
+    // blocks) and has no top-k selection yet.
+    if (index % 4 == 2) {
+      GpuPipelineOptions wgmma;
+      wgmma.chip = "sm_90a";
+      wgmma.mma = "wgmma";
+      std::unique_ptr<EmulatedGpuKernel> warpgroups =
+          EmulatedGpuKernel::compile(*reference.module, "", wgmma, error);
+      if (!warpgroups) {
+        EXPECT_TRUE(error.find("wgmma needs whole warpgroups") !=
+                        std::string::npos ||
+                    error.find("top-k selection has no wgmma kernel") !=
+                        std::string::npos)
+            << what << "\nwgmma: " << error;
+        continue;
+      }
+      expectEmulatorMatches(reference, *warpgroups, inputs, what + "\nwgmma");
+      ++withWgmma;
+    }
   }
   EXPECT_GE(ran, range.cases * 3 / 4);
   EXPECT_GE(fromTilePrograms, range.cases / 8);
+  EXPECT_GE(withWgmma, range.cases / 16);
 }
 
 } // namespace
