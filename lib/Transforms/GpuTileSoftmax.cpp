@@ -139,10 +139,10 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
       return "top-k selection has no wgmma kernel yet (use mma=sync)";
     if (shape.warps % nvvm::kWarpgroupWarps)
       return llvm::formatv("wgmma needs whole warpgroups: a multiple of 4 "
-                           "warps of 16 query rows (got {0} warps{1})",
+                           "warps of 16 query rows, not {0}{1}",
                            shape.warps,
                            isa<SparseSoftmaxOp>(familyOp)
-                               ? ", block_q / 16 for block-sparse kernels"
+                               ? " (block_q / 16 for block-sparse kernels)"
                                : "")
           .str();
     if (shape.rowsPerWarp != nvvm::kMmaM)

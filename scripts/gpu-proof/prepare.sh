@@ -160,40 +160,37 @@ same_check() {
   [ -n "$line" ] || { echo "no check case $base" >&2; exit 1; }
   echo "$line" >> "$cases"
 }
+# same_checks SUFFIX BASE...: each correctness case BASE on the image
+# IMAGE_SUFFIX, where IMAGE is BASE's.
+same_checks() {
+  local suffix=$1 base image; shift
+  for base in "$@"; do
+    image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
+    same_check "${base}_$suffix" "$base" "${image}_$suffix"
+  done
+}
 add_check_tiled causal_d128_4096 "$specs/causal_d128.attn" 21 B=1 Hq=2 Hk=1 N=4096 M=4096
 add_check_tiled causal_d64_16384 "$specs/causal_d64.attn" 22 B=1 Hq=1 Hk=1 N=16384 M=16384
 add_check_tiled ssd_d128_16384 "$ssd/ssd_d128.attn" 23 B=1 H=1 T=16384
-for base in dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
+same_checks tp dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
             causal_d128_300x127 causal_d128_4096 chunk_d64_1000 \
             alibi_gqa_777x1500 softcap_window_1500 varlen_causal_3000 \
-            block_sparse_1000; do
-  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
-  same_check "${base}_tp" "$base" "${image}_tp"
-done
-for base in dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
+            block_sparse_1000
+same_checks wg dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
             causal_d128_300x127 causal_d128_4096 causal_d64_16384 \
             chunk_d64_1000 alibi_gqa_777x1500 softcap_window_1500 \
-            varlen_causal_3000; do
-  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
-  same_check "${base}_wg" "$base" "${image}_wg"
-done
-for base in dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
-            causal_d128_4096; do
-  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
-  same_check "${base}_wg8" "$base" "${image}_wg8"
-done
+            varlen_causal_3000
+same_checks wg8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
+            causal_d128_4096
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
 add_check ssd_d128_300 "$ssd/ssd_d128.attn" 13 B=1 H=2 T=300
 same_check ssd_d128_16384_seg0 ssd_d128_16384 ssd_d128_seg0
-for base in gla_600 mamba2_decay_1000 ssd_d64_777 retnet_bf16_1000 \
-            varlen_gla_bf16_2000; do
-  image=$(awk -v b="$base" '$1 == "check" && $2 == b { print $3 }' "$cases")
-  same_check "${base}_seg1" "$base" "${image}_seg1"
-done
+same_checks seg1 gla_600 mamba2_decay_1000 ssd_d64_777 retnet_bf16_1000 \
+            varlen_gla_bf16_2000
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).
