@@ -340,33 +340,39 @@ private:
                    })[0];
   }
 
+  /// The shared address of `stage` of double-buffered key or value tiles
+  /// of `width` elements per row.
+  Value stageAddress(Value tiles, Value stage, int64_t width) {
+    return rb.add(sharedAddress(tiles),
+                  rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), stage),
+                         i64(shape.blockK * width * shape.elementBytes())));
+  }
+
   /// S = Q K^T for the 64 rows of `warp`'s warpgroup from the key tiles'
   /// `stage`: Dk / 16 wgmma with Q and K in shared memory (both K-major),
   /// accumulated onto `scores`, the m64n{block-k} D fragment (8-key tile j
   /// in registers 4j .. 4j + 3, laid out as mma.sync's C tiles).
   SmallVector<Value> wgmmaScores(Value queryTile, Value keyTiles, Value warp,
                                  Value stage, ArrayRef<Value> scores) {
-    int64_t queryRowBlockBytes = shape.dimK * 16; // 8 rows of Dk elements
-    int64_t keyRowBlockBytes = shape.dimK * 16;
+    // Q and K rows both hold Dk elements: 8 rows (a row block) are 16 Dk
+    // bytes.
+    int64_t rowBlockBytes = shape.dimK * 16;
     Value warpgroup = arith::IndexCastOp::create(
         b, b.getI64Type(),
         arith::DivUIOp::create(b, warp, idx(nvvm::kWarpgroupWarps)));
     Value queryAddress =
         rb.add(sharedAddress(queryTile),
-               rb.mul(warpgroup, i64(nvvm::kWgmmaM / 8 * queryRowBlockBytes)));
-    Value keyAddress =
-        rb.add(sharedAddress(keyTiles),
-               rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), stage),
-                      i64(shape.blockK * shape.dimK * shape.elementBytes())));
+               rb.mul(warpgroup, i64(nvvm::kWgmmaM / 8 * rowBlockBytes)));
+    Value keyAddress = stageAddress(keyTiles, stage, shape.dimK);
     SmallVector<Value> acc(scores);
     wgmmaFence();
     // Step kk covers Dk columns [16 kk, 16 kk + 16): two core matrices on.
     for (int64_t kk = 0; kk < shape.dimK / 16; ++kk)
       acc = wgmma(wgmmaDescriptor(rb.add(queryAddress, i64(256 * kk)), 128,
-                                  queryRowBlockBytes),
+                                  rowBlockBytes),
                   {},
                   wgmmaDescriptor(rb.add(keyAddress, i64(256 * kk)), 128,
-                                  keyRowBlockBytes),
+                                  rowBlockBytes),
                   /*transposeB=*/false, acc);
     wgmmaCommitAndWait();
     return acc;
@@ -379,10 +385,7 @@ private:
                            ArrayRef<SmallVector<Value>> weights,
                            MutableArrayRef<Value> acc) {
     int64_t valueRowBlockBytes = shape.dimV * 16;
-    Value valueAddress =
-        rb.add(sharedAddress(valueTiles),
-               rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), stage),
-                      i64(shape.blockK * shape.dimV * shape.elementBytes())));
+    Value valueAddress = stageAddress(valueTiles, stage, shape.dimV);
     SmallVector<Value> out(acc.begin(), acc.end());
     wgmmaFence();
     // Keys [16 kk, 16 kk + 16) are two row blocks of the tile.

@@ -644,6 +644,14 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
       const GpuPipelineOptions &options = config.options;
       std::mt19937_64 rng(seed + n);
       auto ceilDiv = [](int64_t x, int64_t y) { return (x + y - 1) / y; };
+      // q, k and v of 2 heads and head dim `d`.
+      auto attention = [&, n = n, m = m](int64_t d) {
+        std::map<std::string, HostTensor> inputs;
+        inputs["q"] = randomTensor(ElementType::BF16, {1, 2, n, d}, rng, -2, 2);
+        inputs["k"] = randomTensor(ElementType::BF16, {1, 2, m, d}, rng, -2, 2);
+        inputs["v"] = randomTensor(ElementType::BF16, {1, 2, m, d}, rng, -1, 1);
+        return inputs;
+      };
       std::string error;
       {
         SpecRunner reference(maskSpec(config.maskBlockQ));
@@ -653,13 +661,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         ASSERT_TRUE(kernel) << error;
         // One warp per 16 rows of the block.
         EXPECT_EQ(kernel->image().threads, config.maskBlockQ * 2);
-        std::map<std::string, HostTensor> inputs;
-        inputs["q"] =
-            randomTensor(ElementType::BF16, {1, 2, n, 64}, rng, -2, 2);
-        inputs["k"] =
-            randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -2, 2);
-        inputs["v"] =
-            randomTensor(ElementType::BF16, {1, 2, m, 64}, rng, -1, 1);
+        std::map<std::string, HostTensor> inputs = attention(64);
         HostTensor blocks(ElementType::Bool, {1, 2, ceilDiv(n, config.maskBlockQ),
                                               ceilDiv(m, 32)});
         std::bernoulli_distribution present(0.6);
@@ -674,13 +676,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         auto kernel =
             EmulatedGpuKernel::compile(*reference.module, "", options, error);
         ASSERT_TRUE(kernel) << error;
-        std::map<std::string, HostTensor> inputs;
-        inputs["q"] =
-            randomTensor(ElementType::BF16, {1, 2, n, 32}, rng, -2, 2);
-        inputs["k"] =
-            randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -2, 2);
-        inputs["v"] =
-            randomTensor(ElementType::BF16, {1, 2, m, 32}, rng, -1, 1);
+        std::map<std::string, HostTensor> inputs = attention(32);
         int64_t queryBlocks = ceilDiv(n, config.listBlockQ),
                 keyBlocks = ceilDiv(m, 16), width = 5;
         HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
