@@ -81,6 +81,21 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
                            size_t spec_length, const char *source_name,
                            const char *kernel_name, const char *target,
                            attnc_kernel **kernel);
+/* attnc_compile with tuning `options` (NULL or "": the defaults), NAME=VALUE
+ * pairs separated by spaces or commas. GPU targets and gpu-emulator take
+ * warps=N (per CTA), block-k=N (keys per tile), rows-per-warp=16|32,
+ * mma=sync|wgmma (wgmma: sm_90a softmax kernels), block-v=N and
+ * segment-chunks=N (linear kernels) and the flag from-tile-programs; "cpu"
+ * takes block-q=N and block-k=N; "cpu-reference" takes none. A bad option
+ * fails with ATTNC_ERROR_ARGUMENT; one a kernel cannot use (block-k=20) with
+ * ATTNC_ERROR_TARGET, naming it.
+ * Options are part of the cache key. */
+attnc_status attnc_compile_with_options(attnc_context *context,
+                                        const char *spec, size_t spec_length,
+                                        const char *source_name,
+                                        const char *kernel_name,
+                                        const char *target, const char *options,
+                                        attnc_kernel **kernel);
 void attnc_kernel_destroy(attnc_kernel *kernel);
 
 /* The signature: parameters (inputs) and results (outputs). */

@@ -160,6 +160,16 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
                            size_t specLength, const char *sourceName,
                            const char *kernelName, const char *target,
                            attnc_kernel **kernel) {
+  return attnc_compile_with_options(context, spec, specLength, sourceName,
+                                    kernelName, target, nullptr, kernel);
+}
+
+attnc_status attnc_compile_with_options(attnc_context *context,
+                                        const char *spec, size_t specLength,
+                                        const char *sourceName,
+                                        const char *kernelName,
+                                        const char *target, const char *options,
+                                        attnc_kernel **kernel) {
   if (!context)
     return ATTNC_ERROR_ARGUMENT;
   if (!spec || !kernel || !target)
@@ -168,8 +178,9 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
   *kernel = nullptr;
   context->diagnostics.clear();
   context->views.clear();
-  attnc_status status = capi::compile(context, spec, specLength, sourceName,
-                                      kernelName, target, kernel);
+  attnc_status status =
+      capi::compile(context, spec, specLength, sourceName, kernelName, target,
+                    options ? options : "", kernel);
   for (const capi::DiagnosticRecord &diag : context->diagnostics)
     context->views.push_back({diag.severity, diag.file.c_str(), diag.line,
                               diag.col, diag.message.c_str(),

@@ -114,6 +114,7 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
                                   size_t specLength, const char *sourceName,
                                   const char *kernelName,
                                   const std::string &target,
+                                  const std::string &optionText,
                                   attnc_kernel **kernel) {
   MLIRCompilerState &compiler = compilerOf(context);
   CpuOptions options;
@@ -142,6 +143,19 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
 
   GpuPipelineOptions gpuOptions;
   gpuOptions.chip = targetName;
+  std::string optionError;
+  bool optionsOk;
+  if (targetName == "cpu-reference") {
+    optionsOk = llvm::StringRef(optionText).trim(" ,\t\n").empty();
+    optionError =
+        "target cpu-reference takes no options, got '" + optionText + "'";
+  } else if (gpuTarget || emulatorTarget) {
+    optionsOk = gpuOptions.parse(optionText, optionError);
+  } else {
+    optionsOk = options.parse(optionText, optionError);
+  }
+  if (!optionsOk)
+    return fail(context, ATTNC_ERROR_ARGUMENT, optionError);
   std::string cacheKey;
   if (gpuTarget) {
     cacheKey = KernelCache::key(std::string(spec, specLength),

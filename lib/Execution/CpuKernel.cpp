@@ -11,6 +11,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -94,6 +95,27 @@ static int paramIndex(Value value) {
   if (auto arg = dyn_cast_or_null<BlockArgument>(value))
     return arg.getArgNumber();
   return -1;
+}
+
+bool CpuOptions::parse(StringRef text, std::string &error) {
+  SmallVector<StringRef> items;
+  llvm::SplitString(text, items, " ,\t\n");
+  for (StringRef item : items) {
+    auto [name, value] = item.split('=');
+    int64_t *field = name == "block-q"   ? &blockQ
+                     : name == "block-k" ? &blockK
+                                         : nullptr;
+    if (!field) {
+      error = "unknown CPU option '" + item.str() +
+              "'; options: block-q=N, block-k=N";
+      return false;
+    }
+    if (value.getAsInteger(10, *field) || *field <= 0) {
+      error = "CPU option '" + item.str() + "' needs a positive integer value";
+      return false;
+    }
+  }
+  return true;
 }
 
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,

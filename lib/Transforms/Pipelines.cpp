@@ -22,7 +22,6 @@
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/NVVM/NVVMToLLVMIRTranslation.h"
 
-#include "llvm/Support/FormatVariadic.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
@@ -30,6 +29,9 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSwitch.h"
+#include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
 
@@ -70,6 +72,59 @@ std::string attnc::GpuPipelineOptions::cacheKey() const {
                        warps, blockK, rowsPerWarp, blockV, segmentChunks, mma,
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
+}
+
+bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
+                                      std::string &error) {
+  llvm::SmallVector<llvm::StringRef> items;
+  llvm::SplitString(text, items, " ,\t\n");
+  for (llvm::StringRef item : items) {
+    auto [name, value] = item.split('=');
+    if (name == "from-tile-programs" && !item.contains('=')) {
+      fromTilePrograms = true;
+      continue;
+    }
+    if (name == "mma") {
+      mma = value.str();
+      continue;
+    }
+    int64_t *field = llvm::StringSwitch<int64_t *>(name)
+                         .Case("warps", &warps)
+                         .Case("block-k", &blockK)
+                         .Case("rows-per-warp", &rowsPerWarp)
+                         .Case("block-v", &blockV)
+                         .Case("segment-chunks", &segmentChunks)
+                         .Default(nullptr);
+    if (!field) {
+      error = "unknown GPU option '" + item.str() +
+              "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
+              "segment-chunks=N, mma=sync|wgmma, from-tile-programs";
+      return false;
+    }
+    if (value.getAsInteger(10, *field) || *field < 0) {
+      error =
+          "GPU option '" + item.str() + "' needs a non-negative integer value";
+      return false;
+    }
+  }
+  return verify(error);
+}
+
+bool attnc::GpuPipelineOptions::verify(std::string &error) const {
+  if (mma != "sync" && mma != "wgmma") {
+    error = "mma must be sync or wgmma, got '" + mma + "'";
+    return false;
+  }
+  if (fromTilePrograms && mma != "sync") {
+    error = "from-tile-programs builds mma.sync kernels; drop mma=" + mma;
+    return false;
+  }
+  if (fromTilePrograms && rowsPerWarp != 16) {
+    error = "from-tile-programs builds 16 rows per warp; drop rows-per-warp=" +
+            std::to_string(rowsPerWarp);
+    return false;
+  }
+  return true;
 }
 
 void attnc::addGpuStrategies(OpPassManager &pm,

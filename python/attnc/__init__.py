@@ -85,20 +85,27 @@ _cache: dict[tuple, "Kernel"] = {}
 _cache_lock = threading.Lock()
 
 
-def compile(spec: str | os.PathLike, target: str = "cpu", kernel: str | None = None) -> "Kernel":
+def compile(
+    spec: str | os.PathLike, target: str = "cpu", kernel: str | None = None, **options: Any
+) -> "Kernel":
     """Compiles a spec (a path to an .attn file, or the spec text) for `target`.
 
-    Compiling the same spec, target and kernel again returns the cached kernel.
-    Raises SpecError (with diagnostics) for a bad spec and ValueError for an
-    unknown target or kernel name.
+    Keyword options tune the kernel, with ``_`` for ``-`` in the names
+    ``attnc compile`` takes: for GPU targets (and "gpu-emulator") ``warps``,
+    ``block_k``, ``rows_per_warp``, ``mma`` ("sync" or "wgmma"), ``block_v``,
+    ``segment_chunks`` and ``from_tile_programs=True``; for "cpu" ``block_q``
+    and ``block_k``. Compiling the same spec, target, kernel and options again
+    returns the cached kernel. Raises SpecError (with diagnostics) for a bad
+    spec and ValueError for an unknown target, kernel name or option.
     """
     text, source = _read_spec(spec)
-    key = (text, source, target, kernel)
+    option_text = _option_text(options)
+    key = (text, source, target, kernel, option_text)
     with _cache_lock:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    raw = _attnc._Kernel(text, source, kernel, target)
+    raw = _attnc._Kernel(text, source, kernel, target, option_text)
     if not raw.ok:
         diagnostics = [Diagnostic(*d) for d in raw.diagnostics]
         if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
@@ -107,6 +114,21 @@ def compile(spec: str | os.PathLike, target: str = "cpu", kernel: str | None = N
     compiled = Kernel(raw, raw.target, text)
     with _cache_lock:
         return _cache.setdefault(key, compiled)
+
+
+def _option_text(options: dict[str, Any]) -> str:
+    """Keyword options as the C API's "name=value" text, in a fixed order."""
+    items = []
+    for name, value in sorted(options.items()):
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            if value:
+                items.append(flag)
+        elif isinstance(value, (int, str)):
+            items.append(f"{flag}={value}")
+        else:
+            raise TypeError(f"option {name} takes an int or a str, got {type(value).__name__}")
+    return " ".join(items)
 
 
 def load(image: bytes | os.PathLike | str) -> "Kernel":

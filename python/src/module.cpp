@@ -41,11 +41,13 @@ public:
 class Kernel {
 public:
   Kernel(const std::string &spec, const std::string &sourceName,
-         std::optional<std::string> kernelName, const std::string &target)
+         std::optional<std::string> kernelName, const std::string &target,
+         const std::string &options)
       : context(attnc_context_create()) {
-    attnc_status status = attnc_compile(
+    attnc_status status = attnc_compile_with_options(
         context, spec.data(), spec.size(), sourceName.c_str(),
-        kernelName ? kernelName->c_str() : nullptr, target.c_str(), &kernel);
+        kernelName ? kernelName->c_str() : nullptr, target.c_str(),
+        options.c_str(), &kernel);
     if (status == ATTNC_OK)
       return;
     for (size_t index = 0; index < attnc_diagnostic_count(context); ++index) {
@@ -208,7 +210,8 @@ NB_MODULE(_attnc, m) {
   nb::set_leak_warnings(false);
   nb::class_<Kernel>(m, "_Kernel")
       .def(nb::init<const std::string &, const std::string &,
-                    std::optional<std::string>, const std::string &>())
+                    std::optional<std::string>, const std::string &,
+                    const std::string &>())
       .def(nb::init<const nb::bytes &>())
       .def_prop_ro("ok", &Kernel::ok)
       .def_ro("diagnostics", &Kernel::diagnostics)

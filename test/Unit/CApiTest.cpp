@@ -287,6 +287,114 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
   EXPECT_EQ(std::system(remove.c_str()), 0);
 }
 
+// Tuning options reach the kernel (its PTX, launch grid and results), take
+// part in the cache key, and bad ones are refused with the option named.
+TEST(CApi, TuningOptionsReachTheKernel) {
+  char directory[] = "/tmp/attnc-capi-optionsXXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  attnc_context *context = attnc_context_create();
+  ASSERT_EQ(attnc_context_set_cache_dir(context, directory), ATTNC_OK);
+  auto compile = [&](const char *target, const char *options,
+                     attnc_kernel **kernel) {
+    return attnc_compile_with_options(context, kCausal, std::strlen(kCausal),
+                                      "c.attn", nullptr, target, options,
+                                      kernel);
+  };
+  auto lastError = [&] { return std::string(attnc_last_error(context)); };
+
+  attnc_kernel *wgmma = nullptr, *plain = nullptr, *again = nullptr;
+  ASSERT_EQ(compile("sm_90a", "warps=8, mma=wgmma", &wgmma), ATTNC_OK)
+      << lastError();
+  size_t size = 0;
+  std::string ptx(attnc_kernel_image(wgmma, &size));
+  EXPECT_NE(ptx.find("wgmma.mma_async"), std::string::npos);
+  std::vector<int64_t> shape = {2, 3, 130, 64};
+  alignas(16) static uint16_t fake[8];
+  attnc_tensor tensor = {fake, ATTNC_BF16, 4, shape.data(), nullptr};
+  attnc_tensor inputs[3] = {tensor, tensor, tensor};
+  int64_t grid[3], block[3], shared = 0;
+  ASSERT_EQ(attnc_kernel_launch_config(wgmma, inputs, grid, block, &shared),
+            ATTNC_OK);
+  EXPECT_EQ(grid[0], 2); // ceil(130 / 128): 8 warps of 16 rows
+  EXPECT_EQ(block[0], 256);
+  // The defaults are another kernel; the same options in another order and
+  // spelling are the same one.
+  ASSERT_EQ(compile("sm_90a", "", &plain), ATTNC_OK);
+  EXPECT_FALSE(attnc_kernel_from_cache(plain));
+  EXPECT_EQ(std::string(attnc_kernel_image(plain, &size)).find("wgmma"),
+            std::string::npos);
+  ASSERT_EQ(compile("sm_90a", " mma=wgmma warps=8 block-k=64 ", &again),
+            ATTNC_OK);
+  EXPECT_TRUE(attnc_kernel_from_cache(again));
+  for (attnc_kernel *kernel : {wgmma, plain, again})
+    attnc_kernel_destroy(kernel);
+
+  // Refused: each message names the option.
+  struct Refusal {
+    const char *target, *options;
+    attnc_status status;
+    const char *message;
+  } refusals[] = {
+      {"sm_80", "warps=eight", ATTNC_ERROR_ARGUMENT,
+       "GPU option 'warps=eight' needs a non-negative integer value"},
+      {"sm_80", "tile=4", ATTNC_ERROR_ARGUMENT,
+       "unknown GPU option 'tile=4'; options: warps=N"},
+      {"sm_80", "mma=hmma", ATTNC_ERROR_ARGUMENT,
+       "mma must be sync or wgmma, got 'hmma'"},
+      {"sm_80", "from-tile-programs rows-per-warp=32", ATTNC_ERROR_ARGUMENT,
+       "from-tile-programs builds 16 rows per warp"},
+      {"sm_80", "mma=wgmma", ATTNC_ERROR_TARGET, "sm_90a"},
+      {"sm_80", "block-k=20", ATTNC_ERROR_TARGET,
+       "block-k must be a multiple of 16"},
+      {"cpu", "warps=4", ATTNC_ERROR_ARGUMENT,
+       "unknown CPU option 'warps=4'; options: block-q=N, block-k=N"},
+      {"cpu", "block-q=0", ATTNC_ERROR_ARGUMENT,
+       "CPU option 'block-q=0' needs a positive integer value"},
+      {"cpu-reference", "block-q=16", ATTNC_ERROR_ARGUMENT,
+       "target cpu-reference takes no options"},
+  };
+  for (const Refusal &refusal : refusals) {
+    attnc_kernel *kernel = nullptr;
+    EXPECT_EQ(compile(refusal.target, refusal.options, &kernel), refusal.status)
+        << refusal.target << " " << refusal.options;
+    EXPECT_EQ(kernel, nullptr);
+    EXPECT_NE(lastError().find(refusal.message), std::string::npos)
+        << refusal.target << " " << refusal.options << ": " << lastError();
+  }
+
+  // Tuned CPU tiles and the emulated wgmma kernel agree with the reference
+  // on a length that no tile size divides.
+  std::mt19937_64 rng(11);
+  std::vector<int64_t> shapes[7];
+  HostTensor q = randomTensor(ElementType::BF16, {1, 2, 70, 64}, rng, -1, 1),
+             k = randomTensor(ElementType::BF16, {1, 2, 70, 64}, rng, -1, 1),
+             v = randomTensor(ElementType::BF16, {1, 2, 70, 64}, rng, -1, 1);
+  attnc_tensor qkv[3] = {tensorOf(q, shapes[0]), tensorOf(k, shapes[1]),
+                         tensorOf(v, shapes[2])};
+  auto run = [&](const char *target, const char *options, HostTensor &o,
+                 std::vector<int64_t> &oShape) {
+    attnc_kernel *kernel = nullptr;
+    ASSERT_EQ(compile(target, options, &kernel), ATTNC_OK) << lastError();
+    attnc_tensor out[1] = {tensorOf(o, oShape)};
+    EXPECT_EQ(attnc_launch(kernel, qkv, out, nullptr), ATTNC_OK) << lastError();
+    EXPECT_EQ(attnc_synchronize(kernel, nullptr), ATTNC_OK) << lastError();
+    attnc_kernel_destroy(kernel);
+  };
+  HostTensor expected(ElementType::BF16, {1, 2, 70, 64}),
+      tiled(ElementType::BF16, {1, 2, 70, 64}),
+      emulated(ElementType::BF16, {1, 2, 70, 64});
+  run("cpu-reference", nullptr, expected, shapes[3]);
+  run("cpu", "block-q=16,block-k=32", tiled, shapes[4]);
+  run("gpu-emulator", "mma=wgmma", emulated, shapes[5]);
+  expectClose(values(tiled), values(expected), toleranceFor(ElementType::BF16),
+              "cpu block-q=16, seed 11");
+  expectClose(values(emulated), values(expected),
+              toleranceFor(ElementType::BF16), "emulated wgmma, seed 11");
+  attnc_context_destroy(context);
+  std::string remove = std::string("rm -rf ") + directory;
+  EXPECT_EQ(std::system(remove.c_str()), 0);
+}
+
 } // namespace
 
 // A GPU kernel travels as its serialized image: attnc_kernel_load (all the

@@ -106,6 +106,29 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
 // kernels for sm_90a (S = Q K^T and P V per warpgroup, tiles fenced for the
 // async proxy, no mma.sync left); what has no wgmma kernel is refused with
 // the reason, and so is sm_80.
+// The C API's option text: what cacheKey prints parses back to the same
+// options, and a failed parse names the pair.
+TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
+  GpuPipelineOptions tuned;
+  tuned.warps = 8;
+  tuned.blockK = 128;
+  tuned.blockV = 32;
+  tuned.segmentChunks = 0;
+  tuned.mma = "wgmma";
+  GpuPipelineOptions parsed;
+  std::string error;
+  ASSERT_TRUE(parsed.parse(tuned.cacheKey(), error)) << error;
+  EXPECT_EQ(parsed.cacheKey(), tuned.cacheKey());
+  GpuPipelineOptions programs;
+  ASSERT_TRUE(programs.parse("from-tile-programs,warps=2", error)) << error;
+  EXPECT_TRUE(programs.fromTilePrograms);
+  EXPECT_EQ(programs.warps, 2);
+  EXPECT_FALSE(GpuPipelineOptions().parse("warps=-1", error));
+  EXPECT_EQ(error, "GPU option 'warps=-1' needs a non-negative integer value");
+  EXPECT_FALSE(GpuPipelineOptions().parse("from-tile-programs mma=wgmma", error));
+  EXPECT_EQ(error, "from-tile-programs builds mma.sync kernels; drop mma=wgmma");
+}
+
 TEST(GpuCompile, WgmmaKernelsForSm90a) {
   GpuPipelineOptions wgmma;
   wgmma.mma = "wgmma";

@@ -408,6 +408,50 @@ def test_gpu_targets_compile_without_a_gpu():
         attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
 
 
+@pytest.mark.parametrize(
+    "target, options",
+    [
+        ("cpu", {"block_q": 16, "block_k": 32}),
+        ("gpu-emulator", {"mma": "wgmma"}),
+        ("gpu-emulator", {"warps": 2, "block_k": 32, "rows_per_warp": 32}),
+    ],
+)
+def test_tuning_options_keep_results(target, options):
+    rng = np.random.default_rng(3)
+    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target=target, **options)
+    assert kernel is not attnc.compile(EXAMPLES / "alibi_gqa.attn", target=target)
+    q, k, v = rand(rng, (1, 4, 70, 64), BF16), rand(rng, (1, 2, 75, 64), BF16), rand(rng, (1, 2, 75, 64), BF16)
+    slope = rand(rng, (4,), np.float32, 0, 1)
+    o, lse = kernel(q, k, v, slope=slope)
+    eo, else_ = softmax_ref(
+        f64(q), f64(k), f64(v),
+        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
+        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
+    )
+    check(o, eo, 1)
+    check(lse, else_, 1)
+
+
+def test_tuning_options_reach_the_ptx_and_bad_ones_raise():
+    spec = EXAMPLES / "alibi_gqa.attn"
+    tuned = attnc.compile(spec, target="sm_90a", mma="wgmma", warps=8)
+    assert "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16" in tuned.ptx
+    assert attnc.compile(spec, target="sm_90a", warps=8, mma="wgmma") is tuned
+    assert "wgmma" not in attnc.compile(spec, target="sm_90a").ptx
+    with pytest.raises(ValueError, match="unknown GPU option 'tile=4'"):
+        attnc.compile(spec, target="sm_80", tile=4)
+    with pytest.raises(ValueError, match="GPU option 'warps=four' needs a non-negative integer"):
+        attnc.compile(spec, target="sm_80", warps="four")
+    with pytest.raises(ValueError, match="mma=wgmma needs the sm_90a target"):
+        attnc.compile(spec, target="sm_80", mma="wgmma")
+    with pytest.raises(ValueError, match="unknown CPU option 'warps=8'"):
+        attnc.compile(spec, target="cpu", warps=8)
+    with pytest.raises(ValueError, match="target cpu-reference takes no options"):
+        attnc.compile(spec, target="cpu-reference", block_q=16)
+    with pytest.raises(TypeError, match="option warps takes an int or a str, got float"):
+        attnc.compile(spec, target="sm_80", warps=4.0)
+
+
 def test_gpu_images_load_without_compiling(tmp_path):
     assert attnc.HAS_COMPILER
     kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_80")

@@ -229,20 +229,7 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.segmentChunks = gpuSegmentChunks;
   options.fromTilePrograms = gpuFromTilePrograms;
   options.mma = gpuMma;
-  if (gpuMma != "sync" && gpuMma != "wgmma") {
-    error = "--mma must be sync or wgmma, got '" + gpuMma + "'";
-    return false;
-  }
-  if (gpuFromTilePrograms && gpuMma != "sync") {
-    error = "--from-tile-program builds mma.sync kernels; drop --mma";
-    return false;
-  }
-  if (gpuFromTilePrograms && gpuRowsPerWarp != 16) {
-    error = "--from-tile-program builds 16 rows per warp; drop "
-            "--rows-per-warp";
-    return false;
-  }
-  return true;
+  return options.verify(error);
 }
 
 static int compile(mlir::ModuleOp module) {

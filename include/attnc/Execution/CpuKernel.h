@@ -55,6 +55,11 @@ struct CpuOptions {
   /// Host threads that share the (batch, head) grid of a run; 0 for
   /// $ATTNC_NUM_THREADS, else one per hardware thread.
   int64_t threads = 0;
+
+  /// Sets the tile sizes of the tiled path from `text`: block-q=N and
+  /// block-k=N, separated by spaces or commas. Fails with a one-line message
+  /// naming the bad pair.
+  bool parse(llvm::StringRef text, std::string &error);
 };
 
 class CpuKernel {

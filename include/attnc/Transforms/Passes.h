@@ -29,13 +29,13 @@ namespace attnc {
 /// scf/memref/arith/math program) to the LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
-/// How kernels are compiled for an NVIDIA GPU.
 /// On a CPU kernel function: the query rows of one grid item, when the
 /// strategy splits each (batch, head) into row blocks (attn-tile-softmax);
 /// the runner then sizes the row-block dim of the grid for the longest
 /// sequence. Absent: items are whole (batch, head) pairs.
 inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
 
+/// How kernels are compiled for an NVIDIA GPU.
 struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
   std::string chip = "sm_80";
@@ -57,6 +57,16 @@ struct GpuPipelineOptions {
   /// The options that change the generated code, as the kernel cache's
   /// options string ("warps=4 block-k=64 ...").
   std::string cacheKey() const;
+
+  /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
+  /// or commas, with the names cacheKey prints (warps, block-k,
+  /// rows-per-warp, block-v, segment-chunks, mma), and the flag
+  /// from-tile-programs. Fails with a one-line message naming the bad pair.
+  bool parse(llvm::StringRef text, std::string &error);
+
+  /// Checks what no single pass sees: mma's value, and that
+  /// from-tile-programs builds mma.sync kernels with 16 rows per warp.
+  bool verify(std::string &error) const;
 };
 
 /// Adds the passes that turn attn kernels into GPU kernels for `options`
