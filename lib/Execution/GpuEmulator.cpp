@@ -17,6 +17,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cstring>
+#include <deque>
 #include <ucontext.h>
 
 using namespace mlir;
@@ -80,6 +81,15 @@ struct Warpgroup {
   uint32_t a[kWarpgroupThreads][4];
 };
 
+/// The shared-memory elements some wgmma read when it was issued, with
+/// their bits then. The emulator computes a wgmma at once, but the GPU may
+/// read its operands until the wgmma.wait_group that retires it: a change
+/// before then is a race the emulator's results would not show.
+struct WgmmaGroup {
+  std::vector<std::pair<int64_t, uint16_t>> reads;
+  int issued = 0;
+};
+
 struct Cta {
   explicit Cta(int threads, int64_t sharedBytes)
       : shared(sharedBytes, 0), barrier(threads), warps(threads / kLanes),
@@ -90,6 +100,8 @@ struct Cta {
   std::vector<Warpgroup> warpgroups;
   int64_t block[3] = {0, 0, 0};
   bool bf16 = true;
+  /// The first wgmma misuse found (see WgmmaGroup), reported after the CTA.
+  std::string wgmmaHazard;
 };
 
 struct Lane {
@@ -99,6 +111,10 @@ struct Lane {
   float d[4];
   /// This thread's wgmma accumulators (m64nNk16: N / 2 registers).
   float wgmmaAccumulators[128];
+  /// wgmma issued since the last commit, and the committed groups that no
+  /// wait has retired yet, oldest first.
+  WgmmaGroup uncommitted;
+  std::deque<WgmmaGroup> inFlight;
   Warp &warp() const { return cta->warps[thread / kLanes]; }
   int lane() const { return thread % kLanes; }
 };
@@ -206,18 +222,46 @@ extern "C" float attnc_emu_mma(int32_t a0, int32_t a1, int32_t a2, int32_t a3,
   return current().d[which];
 }
 
-/// Loads a 16-bit element of the CTA's shared memory as a float.
-float sharedElement(int64_t byte, bool bf16) {
-  uint16_t bits;
-  std::memcpy(&bits, &current().cta->shared[byte], 2);
-  return toFloat(bits, bf16);
-}
-
 extern "C" void attnc_emu_wgmma_set(int32_t reg, float value) {
   current().wgmmaAccumulators[reg] = value;
 }
 extern "C" float attnc_emu_wgmma_get(int32_t reg) {
   return current().wgmmaAccumulators[reg];
+}
+
+void reportWgmmaHazard(const std::string &message) {
+  Lane &self = current();
+  if (self.cta->wgmmaHazard.empty())
+    self.cta->wgmmaHazard =
+        "thread " + std::to_string(self.thread) + ": " + message;
+}
+
+extern "C" void attnc_emu_wgmma_commit() {
+  Lane &self = current();
+  self.inFlight.push_back(std::move(self.uncommitted));
+  self.uncommitted = WgmmaGroup();
+}
+
+/// wgmma.wait_group `pending`: retires all but the `pending` newest groups,
+/// checking that the shared memory they read is unchanged.
+extern "C" void attnc_emu_wgmma_wait(int32_t pending) {
+  Lane &self = current();
+  if (self.uncommitted.issued)
+    reportWgmmaHazard("wgmma.wait_group with uncommitted wgmma (a missing "
+                      "wgmma.commit_group)");
+  while (self.inFlight.size() > static_cast<size_t>(pending)) {
+    for (auto [byte, bits] : self.inFlight.front().reads) {
+      uint16_t now;
+      std::memcpy(&now, &self.cta->shared[byte], 2);
+      if (now != bits) {
+        reportWgmmaHazard("shared byte " + std::to_string(byte) +
+                          ", an operand of an in-flight wgmma, changed "
+                          "before the wgmma.wait_group that retires it");
+        break;
+      }
+    }
+    self.inFlight.pop_front();
+  }
 }
 
 /// wgmma.mma_async.m64n{n}k16 with f32 accumulators (the ones set by
@@ -235,6 +279,16 @@ extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
                            uint32_t(a3)};
   std::copy(registers, registers + 4, group.a[thread]);
   group.barrier.wait();
+  ++self.uncommitted.issued;
+  // Operand reads, recorded for the race check by one thread per distinct
+  // read: lane 0 of each warp for A's rows, threads 0-3 for B's columns.
+  auto read = [&](int64_t byte, bool record) {
+    uint16_t bits;
+    std::memcpy(&bits, &self.cta->shared[byte], 2);
+    if (record)
+      self.uncommitted.reads.push_back({byte, bits});
+    return toFloat(bits, bf16);
+  };
   // The 16 rows of A that this thread's warp holds of D.
   int rowBase = thread / kLanes * nvvm::kMmaM;
   float A[nvvm::kMmaM][nvvm::kWgmmaK];
@@ -254,8 +308,8 @@ extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
                                 fields.strideBytes};
     for (int row = 0; row < nvvm::kMmaM; ++row)
       for (int k = 0; k < nvvm::kWgmmaK; ++k)
-        A[row][k] = sharedElement(
-            fields.start + operand.offset(rowBase + row, k), bf16);
+        A[row][k] = read(fields.start + operand.offset(rowBase + row, k),
+                         self.lane() == 0);
   }
   nvvm::DescriptorFields fields = nvvm::decodeWgmmaDescriptor(descB);
   nvvm::SharedOperand operand{transB ? nvvm::Majorness::MN : nvvm::Majorness::K,
@@ -265,7 +319,7 @@ extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
     float sum = self.wgmmaAccumulators[reg];
     for (int k = 0; k < nvvm::kWgmmaK; ++k)
       sum += A[at.row - rowBase][k] *
-             sharedElement(fields.start + operand.offset(at.col, k), bf16);
+             read(fields.start + operand.offset(at.col, k), thread < 4);
     self.wgmmaAccumulators[reg] = sum;
   }
   group.barrier.wait();
@@ -354,6 +408,8 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     add("attnc_emu_wgmma_set", &attnc_emu_wgmma_set);
     add("attnc_emu_wgmma_get", &attnc_emu_wgmma_get);
     add("attnc_emu_wgmma", &attnc_emu_wgmma);
+    add("attnc_emu_wgmma_commit", &attnc_emu_wgmma_commit);
+    add("attnc_emu_wgmma_wait", &attnc_emu_wgmma_wait);
     return symbols;
   });
   auto entry =
@@ -486,6 +542,16 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
                     "or warp collectives that others never reach";
             return false;
           }
+        }
+        for (Fiber &fiber : fibers)
+          if (!fiber.lane.inFlight.empty() || fiber.lane.uncommitted.issued) {
+            scheduler.current = &fiber;
+            reportWgmmaHazard("exited with wgmma not retired by a "
+                              "wgmma.wait_group");
+          }
+        if (!cta.wgmmaHazard.empty()) {
+          error = "the emulated kernel misuses wgmma: " + cta.wgmmaHazard;
+          return false;
         }
       }
   return checkKernelStatus(signature, status, error);

@@ -8,7 +8,9 @@
 // 4 lanes of a quad with shuffles. With two row tiles every K and V fragment
 // read from shared memory feeds two mma. K and V tiles are copied into
 // shared memory with cp.async, double-buffered: the copy of the next key
-// block is in flight while the current one is consumed.
+// block is in flight while the current one is consumed. With mma=wgmma
+// (sm_90a) a warpgroup computes S and P V with wgmma.mma_async, and the
+// next block's S is in flight while this block's softmax runs (see visit).
 //
 // Fragment positions follow attnc/Target/NVVM/MmaLayout.h:
 //   A (Q, P):  a[r][e] = A[g + 8 (r % 2)][2t + e + 8 (r / 2)]
@@ -351,9 +353,12 @@ private:
   /// S = Q K^T for the 64 rows of `warp`'s warpgroup from the key tiles'
   /// `stage`: Dk / 16 wgmma with Q and K in shared memory (both K-major),
   /// accumulated onto `scores`, the m64n{block-k} D fragment (8-key tile j
-  /// in registers 4j .. 4j + 3, laid out as mma.sync's C tiles).
+  /// in registers 4j .. 4j + 3, laid out as mma.sync's C tiles). Without
+  /// `wait` the wgmma are committed and left in flight: the registers are
+  /// valid after the caller's next wgmmaWait.
   SmallVector<Value> wgmmaScores(Value queryTile, Value keyTiles, Value warp,
-                                 Value stage, ArrayRef<Value> scores) {
+                                 Value stage, ArrayRef<Value> scores,
+                                 bool wait) {
     // Q and K rows both hold Dk elements: 8 rows (a row block) are 16 Dk
     // bytes.
     int64_t rowBlockBytes = shape.dimK * 16;
@@ -374,7 +379,10 @@ private:
                   wgmmaDescriptor(rb.add(keyAddress, i64(256 * kk)), 128,
                                   rowBlockBytes),
                   /*transposeB=*/false, acc);
-    wgmmaCommitAndWait();
+    if (wait)
+      wgmmaCommitAndWait();
+    else
+      wgmmaCommit();
     return acc;
   }
 
@@ -670,16 +678,15 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch, head,
                                   n, m, startQ, startK);
 
-    auto copyKeyBlock = [&](Value keyBlock, Value stage) {
+    auto copyKeys = [&](Value keyBlock, Value stage) {
       Value j0 = rb.mul(keyBlock, bk);
-      Value valid = rb.sub(m, j0);
-      SmallVector<Value> tokens =
-          copyTile(keyTiles, {stage}, k, batch, headK, rb.add(startK, j0),
-                   valid, shape.blockK, shape.dimK);
-      llvm::append_range(tokens, copyTile(valueTiles, {stage}, v, batch, headK,
-                                          rb.add(startK, j0), valid,
-                                          shape.blockK, shape.dimV));
-      return tokens;
+      return copyTile(keyTiles, {stage}, k, batch, headK, rb.add(startK, j0),
+                      rb.sub(m, j0), shape.blockK, shape.dimK);
+    };
+    auto copyValues = [&](Value keyBlock, Value stage) {
+      Value j0 = rb.mul(keyBlock, bk);
+      return copyTile(valueTiles, {stage}, v, batch, headK, rb.add(startK, j0),
+                      rb.sub(m, j0), shape.blockK, shape.dimV);
     };
 
     // Prologue: Q and the first key block.
@@ -690,7 +697,17 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                        queryBlock, batch, head);
     Value firstCursor = schedule.nextVisited(schedule.begin);
     rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
-      commitCopies(copyKeyBlock(schedule.blockAt(firstCursor), idx(0)));
+      Value firstBlock = schedule.blockAt(firstCursor);
+      SmallVector<Value> first = copyKeys(firstBlock, idx(0));
+      llvm::append_range(first, copyValues(firstBlock, idx(0)));
+      commitCopies(first);
+      // The wgmma loop reads keys a block ahead of values (see visit).
+      if (!shape.wgmma)
+        return;
+      Value second = schedule.nextVisited(rb.add(firstCursor, idx(1)));
+      rb.ifThen(lessThan(second, schedule.end), [&] {
+        commitCopies(copyKeys(schedule.blockAt(second), idx(1)));
+      });
     });
     commitCopies(tokens);
     waitForCopiesAndBarrier();
@@ -743,12 +760,16 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       return (t * scoreTiles + nt) * 4;
     };
 
+    // The score registers of a key block: 4 per row tile and 8-key tile.
+    const int64_t scoreCount = rowTiles * scoreTiles * 4;
+    // `wgmmaScores`: this block's S, computed one visit ahead (wgmma only).
     auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
-                        bool applyMask) -> SmallVector<Value> {
+                        bool applyMask,
+                        ValueRange wgmmaScores) -> SmallVector<Value> {
       Value j0 = rb.mul(keyBlock, bk);
-      SmallVector<Value> scores(rowTiles * scoreTiles * 4, rb.f32(0));
+      SmallVector<Value> scores(scoreCount, rb.f32(0));
       if (shape.wgmma) {
-        scores = wgmmaScores(queryTile, keyTiles, warp, stage, scores);
+        scores.assign(wgmmaScores.begin(), wgmmaScores.end());
       } else {
         // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
         // 16-column steps of Dk (x2 for an odd last step), used by every row
@@ -920,19 +941,46 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
 
     // One key block: prefetch the next visited one into the other stage,
     // then the tile (without the mask when the block is inside the band).
+    //
+    // wgmma pipelines the two matmuls: keys are copied a block ahead of
+    // values, and this block's scores come in `carried` (computed by the
+    // previous visit, or before the loop). While this block's softmax runs
+    // on the CUDA cores, the tensor cores compute the next block's scores
+    // from the other key stage; P V's wgmmaWait retires both, before the
+    // barrier that lets either stage be refilled. The last visit's look-
+    // ahead reads a stale stage and is dropped.
     auto visit = [&](Value cursor, Value stage,
-                     ValueRange state) -> SmallVector<Value> {
+                     ValueRange carried) -> SmallVector<Value> {
       Value keyBlock = schedule.blockAt(cursor);
       Value nextCursor = schedule.nextVisited(rb.add(cursor, idx(1)));
       Value otherStage = rb.sub(idx(1), stage);
-      rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
-        commitCopies(copyKeyBlock(schedule.blockAt(nextCursor), otherStage));
-      });
+      ValueRange state = carried.take_front(stateTypes.size());
+      ValueRange scores = carried.drop_front(stateTypes.size());
+      SmallVector<Value> nextScores;
+      if (shape.wgmma) {
+        rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
+          commitCopies(copyValues(schedule.blockAt(nextCursor), otherStage));
+          Value afterNext = schedule.nextVisited(rb.add(nextCursor, idx(1)));
+          rb.ifThen(lessThan(afterNext, schedule.end), [&] {
+            commitCopies(copyKeys(schedule.blockAt(afterNext), stage));
+          });
+        });
+        nextScores = wgmmaScores(queryTile, keyTiles, warp, otherStage,
+                                 SmallVector<Value>(scoreCount, rb.f32(0)),
+                                 /*wait=*/false);
+      } else {
+        rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
+          Value nextBlock = schedule.blockAt(nextCursor);
+          SmallVector<Value> tokens = copyKeys(nextBlock, otherStage);
+          llvm::append_range(tokens, copyValues(nextBlock, otherStage));
+          commitCopies(tokens);
+        });
+      }
       SmallVector<Value> next;
       Value j0 = rb.mul(keyBlock, bk);
       Value jLast = rb.add(j0, idx(shape.blockK - 1));
       if (!band.exact || shape.topk) { // top-k: rows keep different blocks
-        next = emitTile(keyBlock, stage, state, /*applyMask=*/true);
+        next = emitTile(keyBlock, stage, state, /*applyMask=*/true, scores);
       } else {
         // Inside the band and the keys: no mask. The check uses the
         // CTA's rows; a tile is uniform across the CTA either way.
@@ -941,19 +989,38 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             lessThan(jLast, m));
         ValueRange chosen = rb.ifThen(
             full, stateTypes,
-            [&] { return emitTile(keyBlock, stage, state, false); },
-            [&] { return emitTile(keyBlock, stage, state, true); });
+            [&] { return emitTile(keyBlock, stage, state, false, scores); },
+            [&] { return emitTile(keyBlock, stage, state, true, scores); });
         next.assign(chosen.begin(), chosen.end());
       }
       waitForCopiesAndBarrier();
       next.insert(next.begin(), otherStage);
+      llvm::append_range(next, nextScores);
       return next;
     };
-    // Loop state: the stage holding the current block, then m, l, acc.
+    // Loop state: the stage holding the current block, then m, l, acc, and
+    // for wgmma the block's scores (the first block's computed here).
     SmallVector<Value> loopInit = {idx(0)};
     llvm::append_range(loopInit, init);
     SmallVector<Type> loopTypes = {b.getIndexType()};
     llvm::append_range(loopTypes, stateTypes);
+    if (shape.wgmma) {
+      SmallVector<Type> scoreTypes(scoreCount, f32);
+      SmallVector<Value> zeros(scoreCount, rb.f32(0));
+      ValueRange firstScores = rb.ifThen(
+          lessThan(firstCursor, schedule.end), scoreTypes,
+          [&] {
+            SmallVector<Value> scores = wgmmaScores(
+                queryTile, keyTiles, warp, idx(0), zeros, /*wait=*/true);
+            // Every warpgroup has read stage 0's keys before the first
+            // visit refills it.
+            barrier();
+            return scores;
+          },
+          [&] { return zeros; });
+      llvm::append_range(loopInit, firstScores);
+      llvm::append_range(loopTypes, scoreTypes);
+    }
     ValueRange loopResults = rb.loop(
         schedule.begin, schedule.end, loopInit,
         [&](Value cursor, ValueRange carried) -> SmallVector<Value> {

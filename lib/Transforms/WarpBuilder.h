@@ -511,12 +511,25 @@ protected:
     if (!config.emulate)
       NVVM::WgmmaFenceAlignedOp::create(b);
   }
-  /// Commits the wgmma issued since the fence and waits for them.
-  void wgmmaCommitAndWait() {
-    if (config.emulate)
+  /// Commits the wgmma issued since the last commit as one group.
+  void wgmmaCommit() {
+    if (config.emulate) {
+      emulatorCall("attnc_emu_wgmma_commit", Type(), {});
       return;
+    }
     NVVM::WgmmaGroupSyncAlignedOp::create(b);
-    NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(0));
+  }
+  /// Waits until at most `pending` committed groups are in flight.
+  void wgmmaWait(int64_t pending) {
+    if (config.emulate) {
+      emulatorCall("attnc_emu_wgmma_wait", Type(), {i32(pending)});
+      return;
+    }
+    NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(pending));
+  }
+  void wgmmaCommitAndWait() {
+    wgmmaCommit();
+    wgmmaWait(0);
   }
   /// acc += A B on the warpgroup: wgmma.mma_async.m64n{N}k16 with f32
   /// accumulators (`acc`: N / 2 per thread, in wgmmaDCoord order). A comes

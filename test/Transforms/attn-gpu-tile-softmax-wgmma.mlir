@@ -4,11 +4,14 @@
 // mma=wgmma: one warpgroup (4 warps, 64 query rows) per CTA. The Q, K and
 // V tiles are 8x8 core matrices without padding ([rows / 8, 32 / 8, 8, 8]:
 // 4 KiB of Q, two stages of 16 keys of K and V), filled by cp.async and
-// fenced for the async proxy before the barrier. Per key block: S = Q K^T
-// as two m64n16k16 (head dim 32 = two k-steps) with both operands through
-// descriptors (`$8, $9`), then P V as one m64n32k16 with P in four
-// registers and V MN-major (imm-trans-b = 1); each batch is fenced,
-// committed and waited for. No ldmatrix or mma.sync remains.
+// fenced for the async proxy before the barrier. S = Q K^T is two
+// m64n16k16 (head dim 32 = two k-steps) with both operands through
+// descriptors (`$8, $9`); P V is one m64n32k16 with P in four registers and
+// V MN-major (imm-trans-b = 1). The matmuls are pipelined: the first
+// block's S is waited for before the loop (then a barrier, as the loop
+// refills its key stage); each visit commits the next block's S without
+// waiting, runs this block's softmax, and P V's wait retires both. No
+// ldmatrix or mma.sync remains.
 
 // CHECK-LABEL: gpu.func @dense(
 // CHECK-SAME:    attnc.shared_bytes = 8192
@@ -18,16 +21,25 @@
 // CHECK:         nvgpu.device_async_copy {{.*}} to memref<8x4x8x8xbf16
 // CHECK:         nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
 // CHECK-NEXT:    gpu.barrier
+// CHECK:         memref.extract_aligned_pointer_as_index {{.*}} : memref<8x4x8x8xbf16
+// CHECK:         nvvm.wgmma.fence.aligned
+// CHECK-COUNT-2: wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {$0, $1, $2, $3, $4, $5, $6, $7}, $8, $9, p, 1, 1, 0, 0;
+// CHECK:         nvvm.wgmma.commit.group.sync.aligned
+// CHECK-NEXT:    nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NEXT:    gpu.barrier
 // CHECK:         scf.for
-// CHECK:           memref.extract_aligned_pointer_as_index {{.*}} : memref<8x4x8x8xbf16
+// CHECK:           nvgpu.device_async_copy
 // CHECK:           nvvm.wgmma.fence.aligned
 // CHECK-COUNT-2:   wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {$0, $1, $2, $3, $4, $5, $6, $7}, $8, $9, p, 1, 1, 0, 0;
 // CHECK:           nvvm.wgmma.commit.group.sync.aligned
-// CHECK-NEXT:      nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK-NOT:       nvvm.wgmma.wait.group
 // CHECK:           nvvm.wgmma.fence.aligned
 // CHECK:           wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {{.*}}, {$16, $17, $18, $19}, $20, p, 1, 1, 1;
 // CHECK:           nvvm.wgmma.commit.group.sync.aligned
 // CHECK-NEXT:      nvvm.wgmma.wait.group.sync.aligned 0
+// CHECK:           nvvm.fence.proxy
+// CHECK-NEXT:      gpu.barrier
+// CHECK-NEXT:      scf.yield
 // CHECK-NOT:     nvgpu.ldmatrix
 // CHECK-NOT:     nvvm.mma.sync
 // CHECK:         gpu.return

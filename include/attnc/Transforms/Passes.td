@@ -317,10 +317,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     memory through matrix descriptors, P V takes P from registers and V
     from shared memory (MN-major). The score tile and the output
     accumulators have mma.sync's C layout per warp, so the softmax, the
-    masks and the epilogue are the same code. Each batch of wgmma is waited
-    for before its results are used (no overlap of softmax and the next
-    Q K^T yet). Needs 16 rows per warp, whole warpgroups and no top-k
-    selection.
+    masks and the epilogue are the same code. K tiles are copied a block
+    ahead of V tiles so that the next block's Q K^T is in flight while this
+    block's softmax runs; P V's wait retires both before the barrier.
+    Needs 16 rows per warp, whole warpgroups and no top-k selection.
 
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
