@@ -227,6 +227,14 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   int64_t rowDim = shape.dims.seq;
 
   auto grid = tile::GridOp::create(b, shape.headsQ, shape.numBatches, blockQ);
+  if (shape.cuQ) {
+    SmallVector<int64_t> offsets = {
+        cast<BlockArgument>(shape.cuQ).getArgNumber()};
+    if (shape.cuK != shape.cuQ)
+      offsets.push_back(cast<BlockArgument>(shape.cuK).getArgNumber());
+    grid->getParentOfType<func::FuncOp>()->setAttr(
+        kSequenceOffsetsAttrName, b.getDenseI64ArrayAttr(offsets));
+  }
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   Value queryBlock = grid.getQueryBlock(), head = grid.getHead(),

@@ -775,7 +775,6 @@ void useExp2(Operation *kernel) {
 FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
   LaunchFacts facts;
   int64_t blockRows = grid.getBlockRows();
-  int64_t statusArg = func.getNumArguments() - 1;
   auto argOf = [&](Value value) -> int64_t {
     auto arg = dyn_cast<BlockArgument>(value);
     return arg && arg.getOwner() == &func.front() ? arg.getArgNumber() : -1;
@@ -830,15 +829,9 @@ FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
     if (param >= 0 && !llvm::is_contained(facts.copiedParams, param))
       facts.copiedParams.push_back(param);
   });
-  // cu_seqlens: 1-D integer parameters that the program reads.
-  func.walk([&](memref::LoadOp load) {
-    int64_t param = argOf(load.getMemRef());
-    auto type = cast<MemRefType>(load.getMemRef().getType());
-    if (param >= 0 && param != statusArg && type.getRank() == 1 &&
-        isa<IntegerType>(type.getElementType()) &&
-        !llvm::is_contained(facts.offsetParams, param))
-      facts.offsetParams.push_back(param);
-  });
+  if (auto offsets =
+          func->getAttrOfType<DenseI64ArrayAttr>(kSequenceOffsetsAttrName))
+    llvm::append_range(facts.offsetParams, offsets.asArrayRef());
   return facts;
 }
 

@@ -86,6 +86,7 @@ attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, 
 // full-block copy.
 
 // CHECK-LABEL: func.func @documents(
+// CHECK-NOT:   attnc.sequence_offsets
 // CHECK:       arith.minsi
 // CHECK:       scf.for
 // CHECK-NOT:     scf.if %{{.*}} -> (tensor
@@ -109,6 +110,21 @@ attn.kernel @documents(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[
     attn.yield %6 : i1
   }
   attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// Packed sequences: the function names its cu_seqlens parameter for the GPU
+// launcher, which cannot tell it from other 1-D integer inputs by the loads.
+
+// CHECK-LABEL: func.func @varlen(
+// CHECK-SAME:    attnc.sequence_offsets = array<i64: 3>
+// CHECK:         memref.load %arg3
+attn.kernel @varlen(%q: !attn.tensor<bf16[T, H, 64]>, %k: !attn.tensor<bf16[T, H, 64]>, %v: !attn.tensor<bf16[T, H, 64]>, %cu: !attn.tensor<i32[S1]>) -> (o: !attn.tensor<bf16[T, H, 64]>) {
+  %o = attn.softmax %q, %k, %v cu_seqlens_q(%cu) {layout = #attn<layout thd>} : (!attn.tensor<bf16[T, H, 64]>, !attn.tensor<bf16[T, H, 64]>, !attn.tensor<bf16[T, H, 64]>, !attn.tensor<i32[S1]>) -> !attn.tensor<bf16[T, H, 64]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<bf16[T, H, 64]>
 }
 
 // -----

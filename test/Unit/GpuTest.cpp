@@ -622,6 +622,41 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
   }
 }
 
+// 1-D integer inputs that are not cu_seqlens (document ids of different
+// lengths for queries and keys) are not checked as sequence offsets by any
+// strategy's launcher, and the kernels match the reference.
+TEST(GpuEmulation, DocumentIdsAreNotSequenceOffsets) {
+  SpecRunner reference(R"(
+kernel documents(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64],
+                 docq: i32[N], dock: i32[M]) -> (o: bf16[B, H, N, 64]) {
+  o = softmax(q, k, v) { mask = docq[i] == dock[j] }
+})");
+  ASSERT_TRUE(reference.ok()) << reference.compileError;
+  std::mt19937_64 rng(17);
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::BF16, {1, 2, 70, 64}, rng, -2, 2);
+  inputs["k"] = randomTensor(ElementType::BF16, {1, 2, 90, 64}, rng, -2, 2);
+  inputs["v"] = randomTensor(ElementType::BF16, {1, 2, 90, 64}, rng, -1, 1);
+  // Document d holds queries [25 d, 25 d + 25) and keys [30 d, 30 d + 30);
+  // query document 2 is cut short, so its last rows see document 2's keys.
+  std::vector<int64_t> docq(70), dock(90);
+  for (int64_t i = 0; i < 70; ++i)
+    docq[i] = i / 25;
+  for (int64_t j = 0; j < 90; ++j)
+    dock[j] = j / 30;
+  inputs["docq"] = offsetsTensor(docq);
+  inputs["dock"] = offsetsTensor(dock);
+  for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
+    SCOPED_TRACE(strategy.name);
+    std::string error;
+    std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
+        *reference.module, "", strategy.options, error);
+    ASSERT_TRUE(kernel) << error;
+    EXPECT_TRUE(kernel->image().offsetParams.empty());
+    expectEmulatorMatches(reference, *kernel, inputs, "documents (seed 17)");
+  }
+}
+
 // Block-sparse kernels on the warp emulator: the CTA tile is the sparsity
 // block; only blocks the mask marks (or the lists name: repeats once, and
 // entries outside the band or past the count skipped) are visited. The

@@ -35,6 +35,13 @@ void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 /// sequence. Absent: items are whole (batch, head) pairs.
 inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
 
+/// On a softmax tile program's function: the parameters that hold packed
+/// sequences' offsets (cu_seqlens of queries, then of keys when distinct),
+/// which attn-tile-to-nvgpu hands the launcher to check. The program's
+/// loads cannot tell them from other 1-D integer inputs, like document ids.
+inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
+    "attnc.sequence_offsets";
+
 /// How kernels are compiled for an NVIDIA GPU.
 struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
