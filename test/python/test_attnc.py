@@ -510,7 +510,13 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
     torch = pytest.importorskip("torch", reason="torch is not installed; GPU tensors are not tested")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to torch")
-    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")
+    kernels = {"default": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")}
+    if torch.cuda.get_device_capability() == (9, 0):
+        # Hopper also runs the wgmma kernel, one and two warpgroups per CTA.
+        for warps in (4, 8):
+            kernels[f"wgmma, {warps} warps"] = attnc.compile(
+                EXAMPLES / "alibi_gqa.attn", target="sm_90a", mma="wgmma", warps=warps
+            )
     rng = np.random.default_rng(5)
     q, k, v = rand(rng, (2, 4, 130, 64), BF16), rand(rng, (2, 2, 77, 64), BF16), rand(rng, (2, 2, 77, 64), BF16)
     slope = rand(rng, (4,), np.float32, 0, 1)
@@ -520,11 +526,12 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
             return torch.from_numpy(x.view(np.uint16).astype(np.int32)).to(torch.int16).view(torch.bfloat16).cuda()
         return torch.from_numpy(x).cuda()
 
-    o, lse = kernel(cuda(q), cuda(k), cuda(v), slope=cuda(slope))
     eo, else_ = softmax_ref(
         f64(q), f64(k), f64(v),
         score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
         mask=lambda b, h, i, j, n, m: j <= i + (m - n),
     )
-    check(o.float().cpu().numpy(), eo, 5)
-    check(lse.cpu().numpy(), else_, 5)
+    for name, kernel in kernels.items():
+        o, lse = kernel(cuda(q), cuda(k), cuda(v), slope=cuda(slope))
+        check(o.float().cpu().numpy(), eo, f"5 ({name})")
+        check(lse.cpu().numpy(), else_, f"5 ({name})")
