@@ -102,10 +102,6 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
   EXPECT_EQ(compiled, 14);
 }
 
-// mma=wgmma: the dense, windowed and packed softmax examples become wgmma
-// kernels for sm_90a (S = Q K^T and P V per warpgroup, tiles fenced for the
-// async proxy, no mma.sync left); what has no wgmma kernel is refused with
-// the reason, and so is sm_80.
 // The C API's option text: what cacheKey prints parses back to the same
 // options, and a failed parse names the pair.
 TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
@@ -129,6 +125,10 @@ TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
   EXPECT_EQ(error, "from-tile-programs builds mma.sync kernels; drop mma=wgmma");
 }
 
+// mma=wgmma: the dense, windowed and packed softmax examples become wgmma
+// kernels for sm_90a (S = Q K^T and P V per warpgroup, tiles fenced for the
+// async proxy, no mma.sync left); what has no wgmma kernel is refused with
+// the reason, and so is sm_80.
 TEST(GpuCompile, WgmmaKernelsForSm90a) {
   GpuPipelineOptions wgmma;
   wgmma.mma = "wgmma";

@@ -111,6 +111,15 @@ def linear_ref(q, k, v, *, gate=None, phi=None, scale=1.0, causal=True, h0=None)
     return o, states
 
 
+def alibi_ref(q, k, v, slope):
+    """examples/alibi_gqa.attn: ALiBi with per-head slopes, bottom-right causal."""
+    return softmax_ref(
+        f64(q), f64(k), f64(v),
+        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
+        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
+    )
+
+
 def rand(rng, shape, dtype, low=-1.0, high=1.0):
     return rng.uniform(low, high, shape).astype(dtype)
 
@@ -136,11 +145,7 @@ def test_alibi_gqa(target):
     q, k, v = rand(rng, (2, 4, 9, 64), BF16), rand(rng, (2, 2, 13, 64), BF16), rand(rng, (2, 2, 13, 64), BF16)
     slope = rand(rng, (4,), np.float32, 0, 1)
     o, lse = kernel(q, k, v, slope=slope)
-    eo, else_ = softmax_ref(
-        f64(q), f64(k), f64(v),
-        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
-        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
-    )
+    eo, else_ = alibi_ref(q, k, v, slope)
     check(o, eo, 1)
     check(lse, else_, 1)
     # bf16 given as uint16 bit patterns (documented for callers without ml_dtypes)
@@ -423,11 +428,7 @@ def test_tuning_options_keep_results(target, options):
     q, k, v = rand(rng, (1, 4, 70, 64), BF16), rand(rng, (1, 2, 75, 64), BF16), rand(rng, (1, 2, 75, 64), BF16)
     slope = rand(rng, (4,), np.float32, 0, 1)
     o, lse = kernel(q, k, v, slope=slope)
-    eo, else_ = softmax_ref(
-        f64(q), f64(k), f64(v),
-        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
-        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
-    )
+    eo, else_ = alibi_ref(q, k, v, slope)
     check(o, eo, 1)
     check(lse, else_, 1)
 
@@ -526,11 +527,7 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
             return torch.from_numpy(x.view(np.uint16).astype(np.int32)).to(torch.int16).view(torch.bfloat16).cuda()
         return torch.from_numpy(x).cuda()
 
-    eo, else_ = softmax_ref(
-        f64(q), f64(k), f64(v),
-        score=lambda s, b, h, i, j: s - float(slope[h]) * (i - j),
-        mask=lambda b, h, i, j, n, m: j <= i + (m - n),
-    )
+    eo, else_ = alibi_ref(q, k, v, slope)
     for name, kernel in kernels.items():
         o, lse = kernel(cuda(q), cuda(k), cuda(v), slope=cuda(slope))
         check(o.float().cpu().numpy(), eo, f"5 ({name})")
