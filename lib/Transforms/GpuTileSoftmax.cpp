@@ -688,6 +688,11 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       return copyTile(valueTiles, {stage}, v, batch, headK, rb.add(startK, j0),
                       rb.sub(m, j0), shape.blockK, shape.dimV);
     };
+    auto copyKeysAndValues = [&](Value keyBlock, Value stage) {
+      SmallVector<Value> tokens = copyKeys(keyBlock, stage);
+      llvm::append_range(tokens, copyValues(keyBlock, stage));
+      commitCopies(tokens);
+    };
 
     // Prologue: Q and the first key block.
     SmallVector<Value> tokens =
@@ -697,10 +702,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                        queryBlock, batch, head);
     Value firstCursor = schedule.nextVisited(schedule.begin);
     rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
-      Value firstBlock = schedule.blockAt(firstCursor);
-      SmallVector<Value> first = copyKeys(firstBlock, idx(0));
-      llvm::append_range(first, copyValues(firstBlock, idx(0)));
-      commitCopies(first);
+      copyKeysAndValues(schedule.blockAt(firstCursor), idx(0));
       // The wgmma loop reads keys a block ahead of values (see visit).
       if (!shape.wgmma)
         return;
@@ -762,15 +764,14 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
 
     // The score registers of a key block: 4 per row tile and 8-key tile.
     const int64_t scoreCount = rowTiles * scoreTiles * 4;
-    // `wgmmaScores`: this block's S, computed one visit ahead (wgmma only).
+    // `aheadScores`: this block's S, computed one visit ahead (wgmma only).
     auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
                         bool applyMask,
-                        ValueRange wgmmaScores) -> SmallVector<Value> {
+                        ValueRange aheadScores) -> SmallVector<Value> {
       Value j0 = rb.mul(keyBlock, bk);
-      SmallVector<Value> scores(scoreCount, rb.f32(0));
-      if (shape.wgmma) {
-        scores.assign(wgmmaScores.begin(), wgmmaScores.end());
-      } else {
+      SmallVector<Value> scores(aheadScores);
+      if (!shape.wgmma) {
+        scores.assign(scoreCount, rb.f32(0));
         // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
         // 16-column steps of Dk (x2 for an odd last step), used by every row
         // tile.
@@ -970,10 +971,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                  /*wait=*/false);
       } else {
         rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
-          Value nextBlock = schedule.blockAt(nextCursor);
-          SmallVector<Value> tokens = copyKeys(nextBlock, otherStage);
-          llvm::append_range(tokens, copyValues(nextBlock, otherStage));
-          commitCopies(tokens);
+          copyKeysAndValues(schedule.blockAt(nextCursor), otherStage);
         });
       }
       SmallVector<Value> next;
