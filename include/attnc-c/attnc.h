@@ -143,9 +143,10 @@ attnc_status attnc_kernel_infer_output_shape(attnc_kernel *kernel,
 attnc_status attnc_launch(attnc_kernel *kernel, const attnc_tensor *inputs,
                           const attnc_tensor *outputs, void *stream);
 
-/* Waits for `stream` and reports what the last GPU launch found wrong in
- * its inputs (an index read out of bounds, bad cu_seqlens). A no-op for the
- * CPU. */
+/* Waits for `stream` and reports the first thing that the GPU launches on
+ * `stream` since its last synchronize found wrong in their inputs (an index
+ * read out of bounds, bad cu_seqlens); the report is then cleared. Launches
+ * on other streams do not affect it. A no-op for the CPU. */
 attnc_status attnc_synchronize(attnc_kernel *kernel, void *stream);
 
 /* CPU kernels: the host threads that share the (batch, head) grid of later

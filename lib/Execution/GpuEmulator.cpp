@@ -473,8 +473,8 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
   for (TensorView *output : outputs)
     descriptors.push_back(
         descriptorOf(output->data, output->shape, output->strides));
-  int64_t status[8] = {};
-  descriptors.push_back(descriptorOf(status, {8}, {1}));
+  int64_t status[kStatusWords] = {};
+  descriptors.push_back(descriptorOf(status, {kStatusWords}, {1}));
   std::array<int64_t, 3> grid = launch.gridFor(inputShapes);
   // CTAs run one after another in ticket order, so every flag a CTA awaits
   // is already set (attnc_emu_expect_published).

@@ -247,8 +247,8 @@ bool attnc::checkGpuLaunch(const GpuImage &image,
 GpuKernel::~GpuKernel() {
   if (!driver)
     return;
-  if (status)
-    driver->memFree(status);
+  for (auto &entry : statusByStream)
+    driver->memFree(entry.second);
   if (module)
     driver->moduleUnload(module);
 }
@@ -290,10 +290,25 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuImage &image,
                                               static_cast<int>(image.sharedBytes)),
                      "cuFuncSetAttribute(max dynamic shared memory)", error))
     return nullptr;
-  if (!driver->check(driver->memAlloc(&kernel->status, 8 * sizeof(int64_t)),
-                     "cuMemAlloc", error))
-    return nullptr;
   return kernel;
+}
+
+unsigned long long GpuKernel::statusWordsFor(void *stream, std::string &error) {
+  std::lock_guard<std::mutex> lock(statusMutex);
+  auto found = statusByStream.find(stream);
+  if (found != statusByStream.end())
+    return found->second;
+  unsigned long long words = 0;
+  if (!driver->check(driver->memAlloc(&words, kStatusBytes), "cuMemAlloc",
+                     error))
+    return 0;
+  if (!driver->check(driver->memsetD8Async(words, 0, kStatusBytes, stream),
+                     "cuMemsetD8Async", error)) {
+    driver->memFree(words);
+    return 0;
+  }
+  statusByStream.emplace(stream, words);
+  return words;
 }
 
 namespace {
@@ -347,18 +362,20 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
       inputShapes.emplace_back();
     }
   }
-  for (TensorView *view : outputs)
-    descriptors.emplace_back(view->data, view->shape, view->strides);
-  void *statusPointer = reinterpret_cast<void *>(status);
-  descriptors.emplace_back(statusPointer, std::vector<int64_t>{8},
-                           std::vector<int64_t>{1});
   std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
-  if (!driver->check(
-          driver->memsetD8Async(status, 0, 8 * sizeof(int64_t), stream),
-          "cuMemsetD8Async", error))
-    return false;
   if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
     return true; // nothing to compute
+  // The kernel records only the first error it finds in the words, so the
+  // words of a stream keep what an earlier launch found until synchronize
+  // reports it.
+  unsigned long long status = statusWordsFor(stream, error);
+  if (!status)
+    return false;
+  for (TensorView *view : outputs)
+    descriptors.emplace_back(view->data, view->shape, view->strides);
+  descriptors.emplace_back(reinterpret_cast<void *>(status),
+                           std::vector<int64_t>{kStatusWords},
+                           std::vector<int64_t>{1});
   // A segmented kernel's workspace belongs to this launch alone, allocated
   // and freed in stream order: launches on other streams cannot zero the
   // flags that its CTAs wait for.
@@ -401,13 +418,28 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
 }
 
 bool GpuKernel::synchronize(void *stream, std::string &error) {
-  int64_t words[8] = {};
   if (!driver->check(driver->streamSynchronize(stream), "cuStreamSynchronize",
-                     error) ||
-      !driver->check(driver->memcpyDtoH(words, status, sizeof(words)),
+                     error))
+    return false;
+  unsigned long long status;
+  {
+    std::lock_guard<std::mutex> lock(statusMutex);
+    auto found = statusByStream.find(stream);
+    if (found == statusByStream.end())
+      return true; // nothing was launched on this stream
+    status = found->second;
+  }
+  int64_t words[kStatusWords] = {};
+  if (!driver->check(driver->memcpyDtoH(words, status, kStatusBytes),
                      "cuMemcpyDtoH", error))
     return false;
-  return checkKernelStatus(gpuImage.signature, words, error);
+  if (checkKernelStatus(gpuImage.signature, words, error))
+    return true;
+  std::string clearError;
+  if (!driver->check(driver->memsetD8Async(status, 0, kStatusBytes, stream),
+                     "cuMemsetD8Async", clearError))
+    error += "; clearing the report failed too: " + clearError;
+  return false;
 }
 
 DeviceBuffer::~DeviceBuffer() {

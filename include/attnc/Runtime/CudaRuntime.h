@@ -13,7 +13,9 @@
 #include "attnc/Runtime/GpuImage.h"
 #include "attnc/Runtime/Tensor.h"
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -51,8 +53,10 @@ public:
               const std::vector<TensorView *> &outputs, void *stream,
               std::string &error);
 
-  /// Waits for `stream` and reports a bad input that the last launch found
-  /// (out-of-bounds index reads), as the CPU path does.
+  /// Waits for `stream` and reports the first bad input (out-of-bounds
+  /// index reads, bad cu_seqlens) that the launches on `stream` since its
+  /// last synchronize found, as the CPU path does; the report clears it.
+  /// Launches on other streams neither hide nor add to it.
   bool synchronize(void *stream, std::string &error);
 
 private:
@@ -60,8 +64,11 @@ private:
   CudaDriver *driver = nullptr;
   GpuImage gpuImage;
   void *module = nullptr, *function = nullptr;
-  /// Device buffer of the status words (see docs/pipeline.md).
-  unsigned long long status = 0;
+  /// The device buffer of status words (docs/pipeline.md) that launches on
+  /// `stream` write, allocated and zeroed on the stream's first launch.
+  unsigned long long statusWordsFor(void *stream, std::string &error);
+  std::mutex statusMutex;
+  std::map<void *, unsigned long long> statusByStream;
 };
 
 /// Device memory in the current device's primary context, for tests,

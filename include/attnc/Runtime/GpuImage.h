@@ -87,6 +87,10 @@ SegmentWorkspace segmentWorkspace(const GpuImage &image,
 std::string serialize(const GpuImage &image);
 bool deserialize(const std::string &data, GpuImage &image, std::string &error);
 
+/// The status words a GPU kernel takes after its results (docs/pipeline.md).
+constexpr int64_t kStatusWords = 8;
+constexpr size_t kStatusBytes = kStatusWords * sizeof(int64_t);
+
 /// Decodes the status words a GPU kernel leaves (docs/pipeline.md): true
 /// when 0, else false with a message naming the input that was bad.
 bool checkKernelStatus(const KernelSignature &signature, const int64_t *words,
