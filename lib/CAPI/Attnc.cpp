@@ -203,7 +203,7 @@ attnc_status attnc_kernel_load(attnc_context *context, const void *image,
     return fail(context, ATTNC_ERROR_ARGUMENT,
                 "not a usable attnc GPU image: " + error);
   std::string target = loaded.target;
-  *kernel = new attnc_kernel{context, target, std::move(loaded)};
+  *kernel = new attnc_kernel(context, target, std::move(loaded));
   return ATTNC_OK;
 }
 

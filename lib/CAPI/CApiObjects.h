@@ -83,6 +83,11 @@ struct attnc_context {
 };
 
 struct attnc_kernel {
+  attnc_kernel(attnc_context *context, std::string target,
+               attnc::GpuImage gpuImage)
+      : context(context), target(std::move(target)),
+        gpuImage(std::move(gpuImage)) {}
+
   attnc_context *context;
   std::string target;
   /// GPU targets: the image, loaded onto the device at the first launch

@@ -90,7 +90,7 @@ private:
 attnc_kernel *newKernel(attnc_context *context, const std::string &target,
                         GpuImage image, std::unique_ptr<capi::HostKernel> host,
                         bool fromCache) {
-  attnc_kernel *kernel = new attnc_kernel{context, target, std::move(image)};
+  attnc_kernel *kernel = new attnc_kernel(context, target, std::move(image));
   kernel->host = std::move(host);
   kernel->fromCache = fromCache;
   return kernel;
