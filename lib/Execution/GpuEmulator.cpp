@@ -18,6 +18,7 @@
 
 #include <cstring>
 #include <deque>
+#include <map>
 #include <ucontext.h>
 
 using namespace mlir;
@@ -90,6 +91,12 @@ struct WgmmaGroup {
   int issued = 0;
 };
 
+/// An mbarrier: `count` arrivals complete a phase.
+struct MBarrier {
+  int count = 0, pending = 0;
+  int64_t completedPhases = 0;
+};
+
 struct Cta {
   explicit Cta(int threads, int64_t sharedBytes)
       : shared(sharedBytes, 0), barrier(threads), warps(threads / kLanes),
@@ -100,8 +107,10 @@ struct Cta {
   std::vector<Warpgroup> warpgroups;
   int64_t block[3] = {0, 0, 0};
   bool bf16 = true;
-  /// The first wgmma misuse found (see WgmmaGroup), reported after the CTA.
-  std::string wgmmaHazard;
+  std::map<int32_t, MBarrier> mbarriers;
+  /// The first misuse of wgmma (see WgmmaGroup) or of an mbarrier found,
+  /// reported after the CTA.
+  std::string hazard;
 };
 
 struct Lane {
@@ -229,11 +238,14 @@ extern "C" float attnc_emu_wgmma_get(int32_t reg) {
   return current().wgmmaAccumulators[reg];
 }
 
-void reportWgmmaHazard(const std::string &message) {
+void reportHazard(const std::string &what, const std::string &message) {
   Lane &self = current();
-  if (self.cta->wgmmaHazard.empty())
-    self.cta->wgmmaHazard =
-        "thread " + std::to_string(self.thread) + ": " + message;
+  if (self.cta->hazard.empty())
+    self.cta->hazard =
+        what + ": thread " + std::to_string(self.thread) + ": " + message;
+}
+void reportWgmmaHazard(const std::string &message) {
+  reportHazard("misuses wgmma", message);
 }
 
 extern "C" void attnc_emu_wgmma_commit() {
@@ -262,6 +274,42 @@ extern "C" void attnc_emu_wgmma_wait(int32_t pending) {
     }
     self.inFlight.pop_front();
   }
+}
+
+extern "C" void attnc_emu_mbarrier_init(int32_t id, int32_t count) {
+  MBarrier &barrier = current().cta->mbarriers[id];
+  if (barrier.count)
+    reportHazard("misuses mbarrier " + std::to_string(id), "initialised twice");
+  barrier.count = barrier.pending = count;
+}
+
+MBarrier *initialisedMBarrier(int32_t id) {
+  auto &barriers = current().cta->mbarriers;
+  auto found = barriers.find(id);
+  if (found != barriers.end())
+    return &found->second;
+  reportHazard("misuses mbarrier " + std::to_string(id),
+               "used before mbarrier.init");
+  return nullptr;
+}
+
+extern "C" void attnc_emu_mbarrier_arrive(int32_t id) {
+  MBarrier *barrier = initialisedMBarrier(id);
+  if (!barrier || --barrier->pending > 0)
+    return;
+  barrier->pending = barrier->count;
+  ++barrier->completedPhases;
+  ++scheduler.progress;
+}
+
+/// mbarrier.try_wait.parity in a loop: returns once the phase with this
+/// parity has completed, i.e. the current phase has the other parity.
+extern "C" void attnc_emu_mbarrier_wait(int32_t id, int32_t parity) {
+  MBarrier *barrier = initialisedMBarrier(id);
+  if (!barrier)
+    return;
+  while ((barrier->completedPhases & 1) == parity)
+    yieldToScheduler();
 }
 
 /// wgmma.mma_async.m64n{n}k16 with f32 accumulators (the ones set by
@@ -410,6 +458,9 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     add("attnc_emu_wgmma", &attnc_emu_wgmma);
     add("attnc_emu_wgmma_commit", &attnc_emu_wgmma_commit);
     add("attnc_emu_wgmma_wait", &attnc_emu_wgmma_wait);
+    add("attnc_emu_mbarrier_init", &attnc_emu_mbarrier_init);
+    add("attnc_emu_mbarrier_arrive", &attnc_emu_mbarrier_arrive);
+    add("attnc_emu_mbarrier_wait", &attnc_emu_mbarrier_wait);
     return symbols;
   });
   auto entry =
@@ -532,14 +583,18 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
           for (Fiber &fiber : fibers) {
             if (fiber.done)
               continue;
+            int64_t last = scheduler.progress;
             scheduler.current = &fiber;
             swapcontext(&scheduler.context, &fiber.context);
             if (fiber.done)
               --remaining;
+            if (schedule == Schedule::LowestFirst && scheduler.progress != last)
+              break; // start again from thread 0
           }
           if (remaining > 0 && scheduler.progress == before) {
             error = "the emulated kernel deadlocked: threads wait at barriers "
-                    "or warp collectives that others never reach";
+                    "or warp collectives that others never reach, or for "
+                    "mbarrier phases that never complete";
             return false;
           }
         }
@@ -549,8 +604,17 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
             reportWgmmaHazard("exited with wgmma not retired by a "
                               "wgmma.wait_group");
           }
-        if (!cta.wgmmaHazard.empty()) {
-          error = "the emulated kernel misuses wgmma: " + cta.wgmmaHazard;
+        // Every phase begun must be completed: a partial one means the
+        // arrivals and the count disagree.
+        for (auto &[id, barrier] : cta.mbarriers)
+          if (barrier.pending != barrier.count && cta.hazard.empty())
+            cta.hazard = "misuses mbarrier " + std::to_string(id) +
+                         ": the CTA ended with " +
+                         std::to_string(barrier.count - barrier.pending) +
+                         " of " + std::to_string(barrier.count) +
+                         " arrivals of a phase";
+        if (!cta.hazard.empty()) {
+          error = "the emulated kernel " + cta.hazard;
           return false;
         }
       }

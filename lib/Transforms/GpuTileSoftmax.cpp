@@ -50,6 +50,20 @@ namespace {
 
 constexpr int64_t kStages = 2;
 
+/// The mbarriers of a warp-specialised kernel, per stage: keys or values
+/// "full" once the producer's copies into the stage have landed, "empty"
+/// once no consumer wgmma reads it any more.
+enum MBarrierKind : int64_t {
+  kKeysFull = 0,
+  kValuesFull = kStages,
+  kKeysEmpty = 2 * kStages,
+  kValuesEmpty = 3 * kStages,
+  kMBarriers = 4 * kStages
+};
+/// setmaxnreg for two consumer warpgroups and the producer (384 threads
+/// start with 168 registers each): 128 x 40 + 256 x 232 <= 64K.
+constexpr int64_t kProducerRegisters = 40, kConsumerRegisters = 232;
+
 /// The static facts of one GPU kernel; also what the runtime needs to launch
 /// it (attributes on the gpu.func, see docs/pipeline.md).
 /// Key blocks per sequence that top-k selection handles: the CTA marks the
@@ -93,7 +107,14 @@ struct GpuTileShape : WarpConfig {
   int64_t keptBlocksOffset() const { return keptScoresOffset() + blockQ * topk * 4; }
   int64_t keptCountOffset() const { return keptBlocksOffset() + blockQ * topk * 4; }
   int64_t bitmapOffset() const { return keptCountOffset() + blockQ * 4; }
+  /// Warp-specialised kernels: a producer warpgroup copies K and V for the
+  /// `warps` that compute, handing stages over through mbarriers after the
+  /// tiles (kMBarriers of 8 bytes).
+  bool specialized() const { return producerWarps > 0; }
+  int64_t mbarrierOffset() const { return tileBytes(); }
   int64_t sharedBytes() const {
+    if (specialized())
+      return mbarrierOffset() + kMBarriers * 8;
     if (!topk)
       return tileBytes();
     return bitmapOffset() + kTopkBlockCapacity / 8;
@@ -150,6 +171,16 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
     if (shape.rowsPerWarp != nvvm::kMmaM)
       return "wgmma kernels take 16 query rows per warp (rows-per-warp=32 is "
              "an mma.sync split)";
+  }
+  if (shape.specialized()) {
+    if (!shape.wgmma)
+      return "warp specialisation needs mma=wgmma";
+    // A third consumer warpgroup would leave each thread too few registers.
+    if (shape.warps > 2 * nvvm::kWarpgroupWarps)
+      return llvm::formatv("warp-specialised kernels take one or two "
+                           "consumer warpgroups (4 or 8 warps), not {0} warps",
+                           shape.warps)
+          .str();
   }
   std::string reason = checkTensorCoreOperands(
       familyOp, /*maxHeadDim=*/256, shape.element, shape.dimK, shape.dimV);
@@ -694,7 +725,42 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       commitCopies(tokens);
     };
 
-    // Prologue: Q and the first key block.
+    // Warp-specialised kernels hand stages over through mbarriers: thread
+    // 0 sets them up and the prologue's barrier publishes them. The
+    // visit-th visited block uses stage visit % 2, whose barriers complete
+    // their (visit / 2)-th phase for it.
+    const int64_t consumerThreads = shape.warps * nvvm::kWarpSize;
+    auto barrierOf = [&](MBarrierKind kind, Value stage) {
+      return rb.add(idx(kind), stage);
+    };
+    auto stageOf = [&](Value visit) {
+      return arith::RemUIOp::create(b, visit, idx(kStages));
+    };
+    auto parityOf = [&](Value visit) {
+      return arith::RemUIOp::create(
+          b, arith::DivUIOp::create(b, visit, idx(kStages)), idx(2));
+    };
+    // Waits until the producer's copies for the visit-th block have landed.
+    auto awaitFilled = [&](MBarrierKind kind, Value visit) {
+      mbarrierWait(barrierOf(kind, stageOf(visit)), parityOf(visit));
+      fenceForWgmma();
+    };
+    if (shape.specialized()) {
+      mbarrierOffset = shape.mbarrierOffset();
+      int64_t producerThreads = shape.producerWarps * nvvm::kWarpSize;
+      rb.ifThen(
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, threadId, idx(0)),
+          [&] {
+            for (int64_t stage = 0; stage < kStages; ++stage) {
+              mbarrierInit(idx(kKeysFull + stage), producerThreads);
+              mbarrierInit(idx(kValuesFull + stage), producerThreads);
+              mbarrierInit(idx(kKeysEmpty + stage), consumerThreads);
+              mbarrierInit(idx(kValuesEmpty + stage), consumerThreads);
+            }
+          });
+    }
+
+    // Prologue: Q and (unless a producer copies them) the first key block.
     SmallVector<Value> tokens =
         copyTile(queryTile, {}, q, batch, head, rb.add(startQ, i0), rows,
                  shape.blockQ, shape.dimK);
@@ -702,6 +768,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                        queryBlock, batch, head);
     Value firstCursor = schedule.nextVisited(schedule.begin);
     rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
+      if (shape.specialized())
+        return;
       copyKeysAndValues(schedule.blockAt(firstCursor), idx(0));
       // The wgmma loop reads keys a block ahead of values (see visit).
       if (!shape.wgmma)
@@ -714,361 +782,452 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     commitCopies(tokens);
     waitForCopiesAndBarrier();
 
-    // This warp's rows: `rowTiles` mma row tiles of 16 from warpRow0. The A
-    // operand of Q for row tile t and the 16 columns from 16 kk comes from
-    // one ldmatrix.x4, kept for the whole loop or reloaded per key block.
-    const int64_t rowTiles = shape.rowTiles();
-    const int64_t depthSteps = shape.dimK / 16;
-    Value warpRow0 = rb.mul(warp, idx(shape.rowsPerWarp));
-    auto loadQueryFragment = [&](int64_t t, int64_t kk) {
-      return loadAOperand(queryTile, lane, rb.add(warpRow0, idx(t * 16)),
-                          idx(kk * 16));
-    };
-    SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
-    if (shape.queryInRegisters())
-      for (int64_t t = 0; t < rowTiles; ++t)
-        for (int64_t kk = 0; kk < depthSteps; ++kk)
-          heldQuery.push_back(loadQueryFragment(t, kk));
-    auto queryFragment = [&](int64_t t, int64_t kk) {
-      return shape.queryInRegisters() ? heldQuery[t * depthSteps + kk]
-                                      : loadQueryFragment(t, kk);
-    };
-
-    // The rows of this lane, slot 2t + half: rows g and g + 8 of row tile
-    // t. Expressions see them clamped to the last row, so rows past the end
-    // (whose results are dropped) never read user tensors out of bounds.
-    const int64_t rowSlots = 2 * rowTiles;
-    SmallVector<Value> tileRow(rowSlots), laneRow(rowSlots), exprRow(rowSlots);
-    for (int64_t slot = 0; slot < rowSlots; ++slot) {
-      tileRow[slot] = rb.add(
-          warpRow0, rb.add(group, idx(16 * (slot / 2) + 8 * (slot % 2))));
-      laneRow[slot] = rb.add(i0, tileRow[slot]);
-      exprRow[slot] = minIndex(laneRow[slot], rb.sub(n, idx(1)));
-    }
-
-    int64_t scoreTiles = shape.blockK / nvvm::kMmaN;
-    int64_t outputTiles = shape.dimV / nvvm::kMmaN;
-    // Loop state: m of every row slot, l of every row slot, then acc (4
-    // floats per row tile and output tile).
-    SmallVector<Value> init(rowSlots, negInf);
-    init.append(rowSlots, rb.f32(0));
-    init.append(rowTiles * outputTiles * 4, rb.f32(0));
-    SmallVector<Type> stateTypes(init.size(), f32);
-    auto accIndex = [&](int64_t t, int64_t et) {
-      return 2 * rowSlots + (t * outputTiles + et) * 4;
-    };
-    // Register `reg` (0..3) of a C fragment belongs to row slot 2t + reg / 2.
-    auto scoreIndex = [&](int64_t t, int64_t nt) {
-      return (t * scoreTiles + nt) * 4;
+    // The producer warpgroup: for each visited block, K into its stage once
+    // the consumers' S no longer reads the stage, then V once their P V no
+    // longer does. Its copies are shared by its 128 threads; each thread's
+    // cp.async.mbarrier.arrive counts once the copies it started landed.
+    auto produce = [&] {
+      copyGroup = {rb.sub(threadId, idx(consumerThreads)),
+                   shape.producerWarps * nvvm::kWarpSize};
+      rb.loop(schedule.begin, schedule.end, {idx(0)},
+              [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
+                Value visit = carried[0];
+                auto fill = [&]() -> SmallVector<Value> {
+                  Value block = schedule.blockAt(cursor),
+                        stage = stageOf(visit);
+                  // The stage's previous phase of "empty": the one before the
+                  // first counts as complete.
+                  Value emptied = rb.sub(idx(1), parityOf(visit));
+                  mbarrierWait(barrierOf(kKeysEmpty, stage), emptied);
+                  copyKeys(block, stage);
+                  mbarrierArriveAfterCopies(barrierOf(kKeysFull, stage));
+                  mbarrierWait(barrierOf(kValuesEmpty, stage), emptied);
+                  copyValues(block, stage);
+                  mbarrierArriveAfterCopies(barrierOf(kValuesFull, stage));
+                  return {rb.add(visit, idx(1))};
+                };
+                if (!schedule.visited)
+                  return fill();
+                ValueRange result = rb.ifThen(
+                    schedule.visited(cursor), {b.getIndexType()}, fill,
+                    [&]() -> SmallVector<Value> { return {visit}; });
+                return {result[0]};
+              });
+      // No copy outlives the thread.
+      waitForCopies();
+      copyGroup = {};
     };
 
-    // The score registers of a key block: 4 per row tile and 8-key tile.
-    const int64_t scoreCount = rowTiles * scoreTiles * 4;
-    // `aheadScores`: this block's S, computed one visit ahead (wgmma only).
-    auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
-                        bool applyMask,
-                        ValueRange aheadScores) -> SmallVector<Value> {
-      Value j0 = rb.mul(keyBlock, bk);
-      SmallVector<Value> scores(aheadScores);
-      if (!shape.wgmma) {
-        scores.assign(scoreCount, rb.f32(0));
-        // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
-        // 16-column steps of Dk (x2 for an odd last step), used by every row
-        // tile.
-        Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
-        Value keyCol = rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
-        Value keyColX2 =
-            rb.mul(arith::RemUIOp::create(
-                       b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                   idx(8));
-        for (int64_t kk = 0; kk < depthSteps; kk += 2) {
-          bool pair = kk + 1 < depthSteps;
-          SmallVector<SmallVector<Value>> first, second;
-          for (int64_t t = 0; t < rowTiles; ++t) {
-            first.push_back(queryFragment(t, kk));
-            if (pair)
-              second.push_back(queryFragment(t, kk + 1));
-          }
-          for (int64_t nt = 0; nt < scoreTiles; ++nt) {
-            SmallVector<Value> regs = ldmatrix(
-                keyTiles, {stage}, rb.add(keyRow, idx(nt * 8)),
-                rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
-                /*transpose=*/false);
+    auto consume = [&] {
+      // This warp's rows: `rowTiles` mma row tiles of 16 from warpRow0. The A
+      // operand of Q for row tile t and the 16 columns from 16 kk comes from
+      // one ldmatrix.x4, kept for the whole loop or reloaded per key block.
+      const int64_t rowTiles = shape.rowTiles();
+      const int64_t depthSteps = shape.dimK / 16;
+      Value warpRow0 = rb.mul(warp, idx(shape.rowsPerWarp));
+      auto loadQueryFragment = [&](int64_t t, int64_t kk) {
+        return loadAOperand(queryTile, lane, rb.add(warpRow0, idx(t * 16)),
+                            idx(kk * 16));
+      };
+      SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
+      if (shape.queryInRegisters())
+        for (int64_t t = 0; t < rowTiles; ++t)
+          for (int64_t kk = 0; kk < depthSteps; ++kk)
+            heldQuery.push_back(loadQueryFragment(t, kk));
+      auto queryFragment = [&](int64_t t, int64_t kk) {
+        return shape.queryInRegisters() ? heldQuery[t * depthSteps + kk]
+                                        : loadQueryFragment(t, kk);
+      };
+
+      // The rows of this lane, slot 2t + half: rows g and g + 8 of row tile
+      // t. Expressions see them clamped to the last row, so rows past the end
+      // (whose results are dropped) never read user tensors out of bounds.
+      const int64_t rowSlots = 2 * rowTiles;
+      SmallVector<Value> tileRow(rowSlots), laneRow(rowSlots),
+          exprRow(rowSlots);
+      for (int64_t slot = 0; slot < rowSlots; ++slot) {
+        tileRow[slot] = rb.add(
+            warpRow0, rb.add(group, idx(16 * (slot / 2) + 8 * (slot % 2))));
+        laneRow[slot] = rb.add(i0, tileRow[slot]);
+        exprRow[slot] = minIndex(laneRow[slot], rb.sub(n, idx(1)));
+      }
+
+      int64_t scoreTiles = shape.blockK / nvvm::kMmaN;
+      int64_t outputTiles = shape.dimV / nvvm::kMmaN;
+      // Loop state: m of every row slot, l of every row slot, then acc (4
+      // floats per row tile and output tile).
+      SmallVector<Value> init(rowSlots, negInf);
+      init.append(rowSlots, rb.f32(0));
+      init.append(rowTiles * outputTiles * 4, rb.f32(0));
+      SmallVector<Type> stateTypes(init.size(), f32);
+      auto accIndex = [&](int64_t t, int64_t et) {
+        return 2 * rowSlots + (t * outputTiles + et) * 4;
+      };
+      // Register `reg` (0..3) of a C fragment belongs to row slot 2t + reg / 2.
+      auto scoreIndex = [&](int64_t t, int64_t nt) {
+        return (t * scoreTiles + nt) * 4;
+      };
+
+      // The score registers of a key block: 4 per row tile and 8-key tile.
+      const int64_t scoreCount = rowTiles * scoreTiles * 4;
+      // `aheadScores`: this block's S, computed one visit ahead (wgmma only).
+      auto emitTile = [&](Value keyBlock, Value stage, ValueRange state,
+                          bool applyMask,
+                          ValueRange aheadScores) -> SmallVector<Value> {
+        Value j0 = rb.mul(keyBlock, bk);
+        SmallVector<Value> scores(aheadScores);
+        if (!shape.wgmma) {
+          scores.assign(scoreCount, rb.f32(0));
+          // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
+          // 16-column steps of Dk (x2 for an odd last step), used by every row
+          // tile.
+          Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
+          Value keyCol =
+              rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
+          Value keyColX2 =
+              rb.mul(arith::RemUIOp::create(
+                         b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                     idx(8));
+          for (int64_t kk = 0; kk < depthSteps; kk += 2) {
+            bool pair = kk + 1 < depthSteps;
+            SmallVector<SmallVector<Value>> first, second;
             for (int64_t t = 0; t < rowTiles; ++t) {
-              MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
-              SmallVector<Value> updated = mma(first[t], {regs[0], regs[1]}, c);
+              first.push_back(queryFragment(t, kk));
               if (pair)
-                updated = mma(second[t], {regs[2], regs[3]}, updated);
-              llvm::copy(updated, c.begin());
+                second.push_back(queryFragment(t, kk + 1));
+            }
+            for (int64_t nt = 0; nt < scoreTiles; ++nt) {
+              SmallVector<Value> regs = ldmatrix(
+                  keyTiles, {stage}, rb.add(keyRow, idx(nt * 8)),
+                  rb.add(idx(kk * 16), pair ? keyCol : keyColX2), pair ? 4 : 2,
+                  /*transpose=*/false);
+              for (int64_t t = 0; t < rowTiles; ++t) {
+                MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
+                SmallVector<Value> updated =
+                    mma(first[t], {regs[0], regs[1]}, c);
+                if (pair)
+                  updated = mma(second[t], {regs[2], regs[3]}, updated);
+                llvm::copy(updated, c.begin());
+              }
             }
           }
         }
-      }
 
-      // Scale, score expression, mask; then the weights P.
-      SmallVector<Value> p(scores.size());
-      Value jLimit = rb.sub(m, idx(1));
-      // Top-k: whether each of this lane's rows kept the block.
-      SmallVector<Value> rowKept(rowSlots);
-      if (shape.topk)
-        for (int64_t slot = 0; slot < rowSlots; ++slot)
-          rowKept[slot] = rowKeeps(tileRow[slot], keyBlock);
-      for (int64_t t = 0; t < rowTiles; ++t)
-        for (int64_t nt = 0; nt < scoreTiles; ++nt)
-          for (int64_t reg = 0; reg < 4; ++reg) {
-            int64_t slot = 2 * t + reg / 2;
-            Value j = rb.add(j0, rb.add(idx(nt * 8 + reg % 2),
-                                        rb.mul(inGroup, idx(2))));
-            Value jExpr = minIndex(j, jLimit);
-            Value s = rb.mul(scale, scores[scoreIndex(t, nt) + reg]);
-            s = rb.inlineExpression(op.getScore(),
-                                    {s, batch, head, exprRow[slot], jExpr, n,
-                                     m, startQ, startK},
-                                    s);
-            Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-            if (applyMask) {
-              allowed = rb.inlineExpression(
-                  op.getMask(),
-                  {batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
-                  arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-              allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
-              if (shape.topk)
-                allowed = arith::AndIOp::create(b, allowed, rowKept[slot]);
-              if (chunkSize)
-                allowed = arith::AndIOp::create(
-                    b, allowed,
-                    arith::CmpIOp::create(
-                        b, arith::CmpIPredicate::eq,
-                        arith::DivUIOp::create(b, exprRow[slot], chunkSize),
-                        arith::DivUIOp::create(b, jExpr, chunkSize)));
+        // Scale, score expression, mask; then the weights P.
+        SmallVector<Value> p(scores.size());
+        Value jLimit = rb.sub(m, idx(1));
+        // Top-k: whether each of this lane's rows kept the block.
+        SmallVector<Value> rowKept(rowSlots);
+        if (shape.topk)
+          for (int64_t slot = 0; slot < rowSlots; ++slot)
+            rowKept[slot] = rowKeeps(tileRow[slot], keyBlock);
+        for (int64_t t = 0; t < rowTiles; ++t)
+          for (int64_t nt = 0; nt < scoreTiles; ++nt)
+            for (int64_t reg = 0; reg < 4; ++reg) {
+              int64_t slot = 2 * t + reg / 2;
+              Value j = rb.add(
+                  j0, rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2))));
+              Value jExpr = minIndex(j, jLimit);
+              Value s = rb.mul(scale, scores[scoreIndex(t, nt) + reg]);
+              s = rb.inlineExpression(
+                  op.getScore(),
+                  {s, batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
+                  s);
+              Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+              if (applyMask) {
+                allowed = rb.inlineExpression(
+                    op.getMask(),
+                    {batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
+                    arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+                allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
+                if (shape.topk)
+                  allowed = arith::AndIOp::create(b, allowed, rowKept[slot]);
+                if (chunkSize)
+                  allowed = arith::AndIOp::create(
+                      b, allowed,
+                      arith::CmpIOp::create(
+                          b, arith::CmpIPredicate::eq,
+                          arith::DivUIOp::create(b, exprRow[slot], chunkSize),
+                          arith::DivUIOp::create(b, jExpr, chunkSize)));
+              }
+              if (normalizer == Normalizer::sigmoid)
+                s = arith::DivFOp::create(
+                    b, rb.f32(1),
+                    arith::AddFOp::create(
+                        b, rb.f32(1),
+                        math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+              // Softmax: -inf for a masked key; sigmoid and none: weight 0.
+              p[scoreIndex(t, nt) + reg] =
+                  applyMask ? Value(arith::SelectOp::create(
+                                  b, allowed, s, online ? negInf : rb.f32(0)))
+                            : s;
             }
-            if (normalizer == Normalizer::sigmoid)
-              s = arith::DivFOp::create(
-                  b, rb.f32(1),
-                  arith::AddFOp::create(
-                      b, rb.f32(1),
-                      math::ExpOp::create(b, arith::NegFOp::create(b, s))));
-            // Softmax: -inf for a masked key; sigmoid and none: weight 0.
-            p[scoreIndex(t, nt) + reg] =
-                applyMask ? Value(arith::SelectOp::create(
-                                b, allowed, s, online ? negInf : rb.f32(0)))
-                          : s;
+
+        SmallVector<Value> next(state.begin(), state.end());
+        if (online) {
+          for (int64_t slot = 0; slot < rowSlots; ++slot) {
+            int64_t t = slot / 2, half = slot % 2;
+            Value tileMax = negInf;
+            for (int64_t nt = 0; nt < scoreTiles; ++nt)
+              for (int e = 0; e < 2; ++e)
+                tileMax = arith::MaximumFOp::create(
+                    b, tileMax, p[scoreIndex(t, nt) + 2 * half + e]);
+            tileMax = quadReduce(tileMax, /*max=*/true);
+            Value oldMax = state[slot];
+            Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
+            // A row with no allowed key so far keeps m = -inf; exponents are
+            // taken relative to 0 then, so exp(-inf) = 0 and nothing is NaN.
+            Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                               newMax, negInf);
+            Value offset = arith::MulFOp::create(
+                b, arith::SelectOp::create(b, live, newMax, rb.f32(0)), log2e);
+            auto exp = [&](Value x) {
+              return math::Exp2Op::create(
+                  b, math::FmaOp::create(b, x, log2e,
+                                         arith::NegFOp::create(b, offset)));
+            };
+            Value alpha = exp(oldMax);
+            Value sum = rb.f32(0);
+            for (int64_t nt = 0; nt < scoreTiles; ++nt)
+              for (int e = 0; e < 2; ++e) {
+                Value &weight = p[scoreIndex(t, nt) + 2 * half + e];
+                weight = exp(weight);
+                sum = arith::AddFOp::create(b, sum, weight);
+              }
+            next[slot] = newMax;
+            next[rowSlots + slot] =
+                math::FmaOp::create(b, state[rowSlots + slot], alpha, sum);
+            for (int64_t et = 0; et < outputTiles; ++et)
+              for (int e = 0; e < 2; ++e) {
+                Value &value = next[accIndex(t, et) + 2 * half + e];
+                value = arith::MulFOp::create(b, value, alpha);
+              }
           }
+        }
 
-      SmallVector<Value> next(state.begin(), state.end());
-      if (online) {
-        for (int64_t slot = 0; slot < rowSlots; ++slot) {
-          int64_t t = slot / 2, half = slot % 2;
-          Value tileMax = negInf;
-          for (int64_t nt = 0; nt < scoreTiles; ++nt)
-            for (int e = 0; e < 2; ++e)
-              tileMax = arith::MaximumFOp::create(
-                  b, tileMax, p[scoreIndex(t, nt) + 2 * half + e]);
-          tileMax = quadReduce(tileMax, /*max=*/true);
-          Value oldMax = state[slot];
-          Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
-          // A row with no allowed key so far keeps m = -inf; exponents are
-          // taken relative to 0 then, so exp(-inf) = 0 and nothing is NaN.
-          Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                             newMax, negInf);
-          Value offset = arith::MulFOp::create(
-              b, arith::SelectOp::create(b, live, newMax, rb.f32(0)), log2e);
-          auto exp = [&](Value x) {
-            return math::Exp2Op::create(
-                b, math::FmaOp::create(b, x, log2e,
-                                       arith::NegFOp::create(b, offset)));
-          };
-          Value alpha = exp(oldMax);
-          Value sum = rb.f32(0);
-          for (int64_t nt = 0; nt < scoreTiles; ++nt)
-            for (int e = 0; e < 2; ++e) {
-              Value &weight = p[scoreIndex(t, nt) + 2 * half + e];
-              weight = exp(weight);
-              sum = arith::AddFOp::create(b, sum, weight);
-            }
-          next[slot] = newMax;
-          next[rowSlots + slot] =
-              math::FmaOp::create(b, state[rowSlots + slot], alpha, sum);
+        // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
+        // fragment of keys [16kk, 16kk + 16).
+        auto weights = [&](int64_t t, int64_t kk) -> SmallVector<Value> {
+          Value *lo = &p[scoreIndex(t, 2 * kk)],
+                *hi = &p[scoreIndex(t, 2 * kk + 1)];
+          return {pack(lo[0], lo[1]), pack(lo[2], lo[3]), pack(hi[0], hi[1]),
+                  pack(hi[2], hi[3])};
+        };
+        if (shape.wgmma) {
+          SmallVector<SmallVector<Value>> a;
+          for (int64_t kk = 0; kk < shape.blockK / 16; ++kk)
+            a.push_back(weights(0, kk));
+          wgmmaWeightedValues(
+              valueTiles, stage, a,
+              MutableArrayRef<Value>(&next[accIndex(0, 0)], outputTiles * 4));
+          return next;
+        }
+        // V's B operands via ldmatrix.trans, used by every row tile.
+        Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
+        Value valueRow =
+            rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+                   rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)), idx(8)));
+        Value valueCol =
+            rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+        for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
+          SmallVector<SmallVector<Value>> a;
+          for (int64_t t = 0; t < rowTiles; ++t)
+            a.push_back(weights(t, kk));
+          for (int64_t et = 0; et < outputTiles; et += 2) {
+            SmallVector<Value> regs =
+                ldmatrix(valueTiles, {stage}, rb.add(idx(kk * 16), valueRow),
+                         rb.add(idx(et * 8), valueCol), 4, /*transpose=*/true);
+            for (int64_t t = 0; t < rowTiles; ++t)
+              for (int64_t pairIndex = 0; pairIndex < 2; ++pairIndex) {
+                MutableArrayRef<Value> acc(&next[accIndex(t, et + pairIndex)],
+                                           4);
+                SmallVector<Value> updated = mma(
+                    a[t], {regs[2 * pairIndex], regs[2 * pairIndex + 1]}, acc);
+                llvm::copy(updated, acc.begin());
+              }
+          }
+        }
+        return next;
+      };
+
+      // One key block: prefetch the next visited one into the other stage,
+      // then the tile (without the mask when the block is inside the band).
+      //
+      // wgmma pipelines the two matmuls: keys are copied a block ahead of
+      // values, and this block's scores come in `carried` (computed by the
+      // previous visit, or before the loop). While this block's softmax runs
+      // on the CUDA cores, the tensor cores compute the next block's scores
+      // from the other key stage; P V's wgmmaWait retires both, before the
+      // barrier that lets either stage be refilled. The last visit's look-
+      // ahead reads a stale stage and is dropped.
+      //
+      // Warp-specialised, `position` counts the blocks visited before this
+      // one, the consumers copy nothing, and instead of the barrier they
+      // wait for the producer's stages (keys before S, values before the
+      // softmax) and hand them back once P V's wait retired their reads.
+      auto visit = [&](Value cursor, Value position,
+                       ValueRange carried) -> SmallVector<Value> {
+        Value stage = shape.specialized() ? stageOf(position) : position;
+        Value keyBlock = schedule.blockAt(cursor);
+        Value nextCursor = schedule.nextVisited(rb.add(cursor, idx(1)));
+        Value otherStage = rb.sub(idx(1), stage);
+        ValueRange state = carried.take_front(stateTypes.size());
+        ValueRange scores = carried.drop_front(stateTypes.size());
+        SmallVector<Value> nextScores;
+        if (shape.specialized()) {
+          rb.ifThen(lessThan(nextCursor, schedule.end),
+                    [&] { awaitFilled(kKeysFull, rb.add(position, idx(1))); });
+          nextScores = wgmmaScores(queryTile, keyTiles, warp, otherStage,
+                                   SmallVector<Value>(scoreCount, rb.f32(0)),
+                                   /*wait=*/false);
+          awaitFilled(kValuesFull, position);
+        } else if (shape.wgmma) {
+          rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
+            commitCopies(copyValues(schedule.blockAt(nextCursor), otherStage));
+            Value afterNext = schedule.nextVisited(rb.add(nextCursor, idx(1)));
+            rb.ifThen(lessThan(afterNext, schedule.end), [&] {
+              commitCopies(copyKeys(schedule.blockAt(afterNext), stage));
+            });
+          });
+          nextScores = wgmmaScores(queryTile, keyTiles, warp, otherStage,
+                                   SmallVector<Value>(scoreCount, rb.f32(0)),
+                                   /*wait=*/false);
+        } else {
+          rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
+            copyKeysAndValues(schedule.blockAt(nextCursor), otherStage);
+          });
+        }
+        SmallVector<Value> next;
+        Value j0 = rb.mul(keyBlock, bk);
+        Value jLast = rb.add(j0, idx(shape.blockK - 1));
+        if (!band.exact || shape.topk) { // top-k: rows keep different blocks
+          next = emitTile(keyBlock, stage, state, /*applyMask=*/true, scores);
+        } else {
+          // Inside the band and the keys: no mask. The check uses the
+          // CTA's rows; a tile is uniform across the CTA either way.
+          Value full = arith::AndIOp::create(
+              b,
+              blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n, m),
+              lessThan(jLast, m));
+          ValueRange chosen = rb.ifThen(
+              full, stateTypes,
+              [&] { return emitTile(keyBlock, stage, state, false, scores); },
+              [&] { return emitTile(keyBlock, stage, state, true, scores); });
+          next.assign(chosen.begin(), chosen.end());
+        }
+        if (shape.specialized()) {
+          mbarrierArrive(barrierOf(kValuesEmpty, stage));
+          rb.ifThen(lessThan(nextCursor, schedule.end),
+                    [&] { mbarrierArrive(barrierOf(kKeysEmpty, otherStage)); });
+          next.insert(next.begin(), rb.add(position, idx(1)));
+        } else {
+          waitForCopiesAndBarrier();
+          next.insert(next.begin(), otherStage);
+        }
+        llvm::append_range(next, nextScores);
+        return next;
+      };
+      // Loop state: the stage holding the current block (warp-specialised:
+      // the blocks visited so far), then m, l, acc, and for wgmma the
+      // block's scores (the first block's computed here).
+      SmallVector<Value> loopInit = {idx(0)};
+      llvm::append_range(loopInit, init);
+      SmallVector<Type> loopTypes = {b.getIndexType()};
+      llvm::append_range(loopTypes, stateTypes);
+      if (shape.wgmma) {
+        SmallVector<Type> scoreTypes(scoreCount, f32);
+        SmallVector<Value> zeros(scoreCount, rb.f32(0));
+        ValueRange firstScores = rb.ifThen(
+            lessThan(firstCursor, schedule.end), scoreTypes,
+            [&] {
+              if (shape.specialized())
+                awaitFilled(kKeysFull, idx(0));
+              SmallVector<Value> scores = wgmmaScores(
+                  queryTile, keyTiles, warp, idx(0), zeros, /*wait=*/true);
+              // Every warpgroup has read stage 0's keys before the first
+              // visit refills it.
+              if (shape.specialized())
+                mbarrierArrive(barrierOf(kKeysEmpty, idx(0)));
+              else
+                barrier();
+              return scores;
+            },
+            [&] { return zeros; });
+        llvm::append_range(loopInit, firstScores);
+        llvm::append_range(loopTypes, scoreTypes);
+      }
+      ValueRange loopResults = rb.loop(
+          schedule.begin, schedule.end, loopInit,
+          [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
+            Value position = carried[0];
+            ValueRange state = carried.drop_front();
+            if (!schedule.visited)
+              return visit(cursor, position, state);
+            ValueRange result = rb.ifThen(
+                schedule.visited(cursor), loopTypes,
+                [&] { return visit(cursor, position, state); },
+                [&]() -> SmallVector<Value> {
+                  return SmallVector<Value>(carried.begin(), carried.end());
+                });
+            return SmallVector<Value>(result.begin(), result.end());
+          });
+      ValueRange finalState = loopResults.drop_front();
+
+      // o = acc / l (0 for a row without weight), lse = m + log(l).
+      for (int64_t slot = 0; slot < rowSlots; ++slot) {
+        int64_t t = slot / 2, half = slot % 2;
+        Value rowSum =
+            online ? quadReduce(finalState[rowSlots + slot], /*max=*/false)
+                   : rb.f32(1);
+        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                rowSum, rb.f32(0));
+        Value inverse = arith::SelectOp::create(
+            b, hasWeight, arith::DivFOp::create(b, rb.f32(1), rowSum),
+            rb.f32(0));
+        if (!online)
+          inverse = rb.f32(1);
+        Value row = laneRow[slot];
+        Value rowQ = rb.add(startQ, row);
+        rb.ifThen(lessThan(row, n), [&] {
           for (int64_t et = 0; et < outputTiles; ++et)
             for (int e = 0; e < 2; ++e) {
-              Value &value = next[accIndex(t, et) + 2 * half + e];
-              value = arith::MulFOp::create(b, value, alpha);
+              Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
+              Value value = arith::MulFOp::create(
+                  b, finalState[accIndex(t, et) + 2 * half + e], inverse);
+              rb.storeF32(value, o,
+                          layoutIndices(layout, batch, head, rowQ, col));
             }
-        }
-      }
-
-      // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
-      // fragment of keys [16kk, 16kk + 16).
-      auto weights = [&](int64_t t, int64_t kk) -> SmallVector<Value> {
-        Value *lo = &p[scoreIndex(t, 2 * kk)],
-              *hi = &p[scoreIndex(t, 2 * kk + 1)];
-        return {pack(lo[0], lo[1]), pack(lo[2], lo[3]), pack(hi[0], hi[1]),
-                pack(hi[2], hi[3])};
-      };
-      if (shape.wgmma) {
-        SmallVector<SmallVector<Value>> a;
-        for (int64_t kk = 0; kk < shape.blockK / 16; ++kk)
-          a.push_back(weights(0, kk));
-        wgmmaWeightedValues(
-            valueTiles, stage, a,
-            MutableArrayRef<Value>(&next[accIndex(0, 0)], outputTiles * 4));
-        return next;
-      }
-      // V's B operands via ldmatrix.trans, used by every row tile.
-      Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
-      Value valueRow = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-                              rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
-                                     idx(8)));
-      Value valueCol = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
-      for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
-        SmallVector<SmallVector<Value>> a;
-        for (int64_t t = 0; t < rowTiles; ++t)
-          a.push_back(weights(t, kk));
-        for (int64_t et = 0; et < outputTiles; et += 2) {
-          SmallVector<Value> regs = ldmatrix(
-              valueTiles, {stage}, rb.add(idx(kk * 16), valueRow),
-              rb.add(idx(et * 8), valueCol), 4, /*transpose=*/true);
-          for (int64_t t = 0; t < rowTiles; ++t)
-            for (int64_t pairIndex = 0; pairIndex < 2; ++pairIndex) {
-              MutableArrayRef<Value> acc(&next[accIndex(t, et + pairIndex)], 4);
-              SmallVector<Value> updated =
-                  mma(a[t], {regs[2 * pairIndex], regs[2 * pairIndex + 1]}, acc);
-              llvm::copy(updated, acc.begin());
-            }
-        }
-      }
-      return next;
-    };
-
-    // One key block: prefetch the next visited one into the other stage,
-    // then the tile (without the mask when the block is inside the band).
-    //
-    // wgmma pipelines the two matmuls: keys are copied a block ahead of
-    // values, and this block's scores come in `carried` (computed by the
-    // previous visit, or before the loop). While this block's softmax runs
-    // on the CUDA cores, the tensor cores compute the next block's scores
-    // from the other key stage; P V's wgmmaWait retires both, before the
-    // barrier that lets either stage be refilled. The last visit's look-
-    // ahead reads a stale stage and is dropped.
-    auto visit = [&](Value cursor, Value stage,
-                     ValueRange carried) -> SmallVector<Value> {
-      Value keyBlock = schedule.blockAt(cursor);
-      Value nextCursor = schedule.nextVisited(rb.add(cursor, idx(1)));
-      Value otherStage = rb.sub(idx(1), stage);
-      ValueRange state = carried.take_front(stateTypes.size());
-      ValueRange scores = carried.drop_front(stateTypes.size());
-      SmallVector<Value> nextScores;
-      if (shape.wgmma) {
-        rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
-          commitCopies(copyValues(schedule.blockAt(nextCursor), otherStage));
-          Value afterNext = schedule.nextVisited(rb.add(nextCursor, idx(1)));
-          rb.ifThen(lessThan(afterNext, schedule.end), [&] {
-            commitCopies(copyKeys(schedule.blockAt(afterNext), stage));
-          });
-        });
-        nextScores = wgmmaScores(queryTile, keyTiles, warp, otherStage,
-                                 SmallVector<Value>(scoreCount, rb.f32(0)),
-                                 /*wait=*/false);
-      } else {
-        rb.ifThen(lessThan(nextCursor, schedule.end), [&] {
-          copyKeysAndValues(schedule.blockAt(nextCursor), otherStage);
-        });
-      }
-      SmallVector<Value> next;
-      Value j0 = rb.mul(keyBlock, bk);
-      Value jLast = rb.add(j0, idx(shape.blockK - 1));
-      if (!band.exact || shape.topk) { // top-k: rows keep different blocks
-        next = emitTile(keyBlock, stage, state, /*applyMask=*/true, scores);
-      } else {
-        // Inside the band and the keys: no mask. The check uses the
-        // CTA's rows; a tile is uniform across the CTA either way.
-        Value full = arith::AndIOp::create(
-            b, blockInsideBand(rb, band, chunkSize, i0, iLast, j0, jLast, n, m),
-            lessThan(jLast, m));
-        ValueRange chosen = rb.ifThen(
-            full, stateTypes,
-            [&] { return emitTile(keyBlock, stage, state, false, scores); },
-            [&] { return emitTile(keyBlock, stage, state, true, scores); });
-        next.assign(chosen.begin(), chosen.end());
-      }
-      waitForCopiesAndBarrier();
-      next.insert(next.begin(), otherStage);
-      llvm::append_range(next, nextScores);
-      return next;
-    };
-    // Loop state: the stage holding the current block, then m, l, acc, and
-    // for wgmma the block's scores (the first block's computed here).
-    SmallVector<Value> loopInit = {idx(0)};
-    llvm::append_range(loopInit, init);
-    SmallVector<Type> loopTypes = {b.getIndexType()};
-    llvm::append_range(loopTypes, stateTypes);
-    if (shape.wgmma) {
-      SmallVector<Type> scoreTypes(scoreCount, f32);
-      SmallVector<Value> zeros(scoreCount, rb.f32(0));
-      ValueRange firstScores = rb.ifThen(
-          lessThan(firstCursor, schedule.end), scoreTypes,
-          [&] {
-            SmallVector<Value> scores = wgmmaScores(
-                queryTile, keyTiles, warp, idx(0), zeros, /*wait=*/true);
-            // Every warpgroup has read stage 0's keys before the first
-            // visit refills it.
-            barrier();
-            return scores;
-          },
-          [&] { return zeros; });
-      llvm::append_range(loopInit, firstScores);
-      llvm::append_range(loopTypes, scoreTypes);
-    }
-    ValueRange loopResults = rb.loop(
-        schedule.begin, schedule.end, loopInit,
-        [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
-          Value stage = carried[0];
-          ValueRange state = carried.drop_front();
-          if (!schedule.visited)
-            return visit(cursor, stage, state);
-          ValueRange result = rb.ifThen(
-              schedule.visited(cursor), loopTypes,
-              [&] { return visit(cursor, stage, state); },
-              [&]() -> SmallVector<Value> {
-                return SmallVector<Value>(carried.begin(), carried.end());
-              });
-          return SmallVector<Value>(result.begin(), result.end());
-        });
-    ValueRange finalState = loopResults.drop_front();
-
-    // o = acc / l (0 for a row without weight), lse = m + log(l).
-    for (int64_t slot = 0; slot < rowSlots; ++slot) {
-      int64_t t = slot / 2, half = slot % 2;
-      Value rowSum = online
-                         ? quadReduce(finalState[rowSlots + slot], /*max=*/false)
-                         : rb.f32(1);
-      Value hasWeight =
-          arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, rowSum, rb.f32(0));
-      Value inverse = arith::SelectOp::create(
-          b, hasWeight, arith::DivFOp::create(b, rb.f32(1), rowSum), rb.f32(0));
-      if (!online)
-        inverse = rb.f32(1);
-      Value row = laneRow[slot];
-      Value rowQ = rb.add(startQ, row);
-      rb.ifThen(lessThan(row, n), [&] {
-        for (int64_t et = 0; et < outputTiles; ++et)
-          for (int e = 0; e < 2; ++e) {
-            Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
-            Value value = arith::MulFOp::create(
-                b, finalState[accIndex(t, et) + 2 * half + e], inverse);
-            rb.storeF32(value, o, layoutIndices(layout, batch, head, rowQ, col));
+          if (lse) {
+            Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                                inGroup, idx(0));
+            rb.ifThen(first, [&] {
+              memref::StoreOp::create(
+                  b, rb.logSumExp(hasWeight, finalState[slot], rowSum), lse,
+                  lseIndices(operands.cuQ, batch, head, rowQ, row));
+            });
           }
-        if (lse) {
-          Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                                              inGroup, idx(0));
-          rb.ifThen(first, [&] {
-            memref::StoreOp::create(
-                b, rb.logSumExp(hasWeight, finalState[slot], rowSum), lse,
-                lseIndices(operands.cuQ, batch, head, rowQ, row));
-          });
-        }
-      });
-    }
+        });
+      }
+    };
+    if (!shape.specialized())
+      return consume();
+    // Two consumer warpgroups need more registers than 384 threads start
+    // with: the producer gives up most of its own.
+    bool rebalance = shape.warps > nvvm::kWarpgroupWarps;
+    Value consumer = lessThan(threadId, idx(consumerThreads));
+    rb.ifThen(consumer, [&] {
+      if (rebalance)
+        setMaxRegisters(kConsumerRegisters, /*increase=*/true);
+      consume();
+    });
+    rb.ifThen(
+        arith::XOrIOp::create(
+            b, consumer, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+        [&] {
+          if (rebalance)
+            setMaxRegisters(kProducerRegisters, /*increase=*/false);
+          produce();
+        });
   });
 }
 
@@ -1101,6 +1260,7 @@ struct GpuTileSoftmaxPass
         continue; // attn-gpu-chunk-linear
       GpuTileShape shape;
       shape.wgmma = mma == "wgmma";
+      shape.producerWarps = warpSpecialize ? nvvm::kWarpgroupWarps : 0;
       shape.warps = warps;
       shape.rowsPerWarp = rowsPerWarp;
       shape.blockQ = warps * rowsPerWarp;

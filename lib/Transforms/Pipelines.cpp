@@ -68,8 +68,9 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
   return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
-                       "segment-chunks={4} mma={5}{6}",
+                       "segment-chunks={4} mma={5}{6}{7}",
                        warps, blockK, rowsPerWarp, blockV, segmentChunks, mma,
+                       warpSpecialize ? " warp-specialize" : "",
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -82,6 +83,10 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
     auto [name, value] = item.split('=');
     if (name == "from-tile-programs" && !item.contains('=')) {
       fromTilePrograms = true;
+      continue;
+    }
+    if (name == "warp-specialize" && !item.contains('=')) {
+      warpSpecialize = true;
       continue;
     }
     if (name == "mma") {
@@ -98,7 +103,8 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
     if (!field) {
       error = "unknown GPU option '" + item.str() +
               "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
-              "segment-chunks=N, mma=sync|wgmma, from-tile-programs";
+              "segment-chunks=N, mma=sync|wgmma, warp-specialize, "
+              "from-tile-programs";
       return false;
     }
     if (value.getAsInteger(10, *field) || *field < 0) {
@@ -113,6 +119,10 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
 bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   if (mma != "sync" && mma != "wgmma") {
     error = "mma must be sync or wgmma, got '" + mma + "'";
+    return false;
+  }
+  if (warpSpecialize && mma != "wgmma") {
+    error = "warp-specialize builds wgmma kernels; add mma=wgmma";
     return false;
   }
   if (fromTilePrograms && mma != "sync") {
@@ -145,6 +155,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.blockK = options.blockK;
     softmax.rowsPerWarp = options.rowsPerWarp;
     softmax.mma = options.mma;
+    softmax.warpSpecialize = options.warpSpecialize;
     softmax.maxSharedBytes = maxSharedBytes;
     softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));
@@ -179,6 +190,9 @@ void attnc::buildGpuModuleLoweringPipeline(OpPassManager &pm,
   device.addPass(createLowerAffinePass());
   device.addPass(createSCFToControlFlowPass());
   device.addPass(createConvertGpuOpsToNVVMOps());
+  // NVVM ops without an LLVM intrinsic (mbarrier.try_wait.parity's loop)
+  // become inline PTX.
+  device.addPass(createConvertNVVMToLLVMPass());
   device.addPass(createConvertVectorToLLVMPass());
   device.addPass(createReconcileUnrealizedCastsPass());
 }

@@ -55,7 +55,10 @@ struct WarpConfig {
   /// Shared tiles are read by wgmma (the async proxy), so copies into them
   /// are fenced for it before the barrier that publishes them.
   bool wgmma = false;
-  int64_t threads() const { return warps * nvvm::kWarpSize; }
+  /// Warps that only copy tiles for the others (a warp-specialised
+  /// producer), after the `warps` that compute.
+  int64_t producerWarps = 0;
+  int64_t threads() const { return (warps + producerWarps) * nvvm::kWarpSize; }
   int64_t elementBytes() const { return 2; }
 };
 
@@ -254,6 +257,14 @@ protected:
   using SourceIndices =
       llvm::function_ref<SmallVector<Value>(Value row, Value col)>;
 
+  /// The threads that share copies (copyRows): `count` threads numbered
+  /// by `thread`; count 0 means every thread of the CTA.
+  struct CopyGroup {
+    Value thread;
+    int64_t count = 0;
+  };
+  CopyGroup copyGroup;
+
   /// Starts cp.async copies of `rows` rows of `width` elements of `src`
   /// into `tile` (after `prefix` indices), 16 bytes per copy: row r <
   /// `validRows` from the elements at sourceAt(r, c), the others zero-filled
@@ -263,12 +274,14 @@ protected:
                               int64_t rows, int64_t width) {
     int64_t chunksPerRow = width / 8;
     int64_t chunks = rows * chunksPerRow;
-    int64_t rounds = (chunks + config.threads() - 1) / config.threads();
+    Value thread = copyGroup.count ? copyGroup.thread : threadId;
+    int64_t threads = copyGroup.count ? copyGroup.count : config.threads();
+    int64_t rounds = (chunks + threads - 1) / threads;
     SmallVector<Value> tokens;
     for (int64_t u = 0; u < rounds; ++u) {
-      Value chunk = rb.add(threadId, idx(u * config.threads()));
+      Value chunk = rb.add(thread, idx(u * threads));
       // The last round may have fewer chunks than threads.
-      if ((u + 1) * config.threads() > chunks) {
+      if ((u + 1) * threads > chunks) {
         Value inTile = lessThan(chunk, idx(chunks));
         // Its tokens cannot leave the branch; commit_group covers every
         // earlier cp.async of the thread anyway.
@@ -331,20 +344,21 @@ protected:
         b.getUnitAttr()));
   }
 
+  /// Waits for every cp.async copy this thread started.
+  void waitForCopies() {
+    if (config.emulate)
+      return;
+    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
+    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+  }
   /// Waits for every cp.async group of this thread, then for the CTA.
   void waitForCopiesAndBarrier() {
     if (config.emulate)
       return barrier();
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
-    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
+    waitForCopies();
     if (config.wgmma)
-      NVVM::FenceProxyOp::create(
-          b,
-          NVVM::ProxyKindAttr::get(b.getContext(),
-                                   NVVM::ProxyKind::async_shared),
-          NVVM::SharedSpaceAttr::get(b.getContext(),
-                                     NVVM::SharedSpace::shared_cta));
+      fenceForWgmma();
     barrier();
   }
   /// Commits the copies started so far as one cp.async group.
@@ -527,6 +541,88 @@ protected:
     }
     NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(pending));
   }
+  /// mbarrier objects (sm_90), 8 bytes each from byte `mbarrierOffset` of
+  /// shared memory; the emulator keeps its own, by number. `id` is an index.
+  int64_t mbarrierOffset = 0;
+  Value mbarrierPointer(Value id) {
+    Value base = arith::IndexCastOp::create(
+        b, b.getI64Type(),
+        memref::ExtractAlignedPointerAsIndexOp::create(b, sharedBase()));
+    Value address = rb.add(
+        base, rb.add(i64(mbarrierOffset),
+                     rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), id),
+                            i64(8))));
+    return LLVM::IntToPtrOp::create(
+        b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
+  }
+  Value mbarrierNumber(Value id) {
+    return arith::IndexCastOp::create(b, b.getI32Type(), id);
+  }
+  /// Sets up mbarrier `id` for `count` arrivals per phase (one thread does
+  /// this; a CTA barrier then publishes it).
+  void mbarrierInit(Value id, int64_t count) {
+    if (config.emulate) {
+      emulatorCall("attnc_emu_mbarrier_init", Type(),
+                   {mbarrierNumber(id), i32(count)});
+      return;
+    }
+    NVVM::MBarrierInitOp::create(b, mbarrierPointer(id), i32(count), Value());
+  }
+  void mbarrierArrive(Value id) {
+    if (config.emulate) {
+      emulatorCall("attnc_emu_mbarrier_arrive", Type(), {mbarrierNumber(id)});
+      return;
+    }
+    NVVM::MBarrierArriveOp::create(b, b.getI64Type(), mbarrierPointer(id),
+                                   Value());
+  }
+  /// Arrives on mbarrier `id` once this thread's earlier cp.async copies
+  /// have landed (cp.async.mbarrier.arrive.noinc: the arrival is one of the
+  /// phase's count). The emulator's copies have landed already.
+  void mbarrierArriveAfterCopies(Value id) {
+    if (config.emulate) {
+      emulatorCall("attnc_emu_mbarrier_arrive", Type(), {mbarrierNumber(id)});
+      return;
+    }
+    NVVM::CpAsyncMBarrierArriveOp::create(b, mbarrierPointer(id),
+                                          /*noinc=*/true);
+  }
+  /// Waits until the phase of mbarrier `id` whose parity is `parity` (an
+  /// index, 0 or 1) has completed. A barrier starts in phase 0, so waiting
+  /// for parity 1 returns at once: "the phase before the first".
+  void mbarrierWait(Value id, Value parity) {
+    Value parity32 = arith::IndexCastOp::create(b, b.getI32Type(), parity);
+    if (config.emulate) {
+      emulatorCall("attnc_emu_mbarrier_wait", Type(),
+                   {mbarrierNumber(id), parity32});
+      return;
+    }
+    NVVM::MBarrierTryWaitParityOp::create(b, mbarrierPointer(id), parity32,
+                                          i32(0x989680));
+  }
+  /// Makes the generic-proxy writes this thread has seen (cp.async copies
+  /// published by an mbarrier) visible to its wgmma, which read shared
+  /// memory through the async proxy.
+  void fenceForWgmma() {
+    if (config.emulate)
+      return;
+    NVVM::FenceProxyOp::create(
+        b,
+        NVVM::ProxyKindAttr::get(b.getContext(), NVVM::ProxyKind::async_shared),
+        NVVM::SharedSpaceAttr::get(b.getContext(),
+                                   NVVM::SharedSpace::shared_cta));
+  }
+  /// setmaxnreg: hands registers to (`increase`) or takes them from this
+  /// warpgroup; every warpgroup of the CTA must adjust (sm_90a).
+  void setMaxRegisters(int64_t count, bool increase) {
+    if (config.emulate)
+      return;
+    NVVM::SetMaxRegisterOp::create(b, static_cast<uint32_t>(count),
+                                   increase
+                                       ? NVVM::SetMaxRegisterAction::increase
+                                       : NVVM::SetMaxRegisterAction::decrease);
+  }
+
   void wgmmaCommitAndWait() {
     wgmmaCommit();
     wgmmaWait(0);

@@ -123,6 +123,60 @@ TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
   EXPECT_EQ(error, "GPU option 'warps=-1' needs a non-negative integer value");
   EXPECT_FALSE(GpuPipelineOptions().parse("from-tile-programs mma=wgmma", error));
   EXPECT_EQ(error, "from-tile-programs builds mma.sync kernels; drop mma=wgmma");
+  GpuPipelineOptions specialized;
+  ASSERT_TRUE(specialized.parse("mma=wgmma warp-specialize", error)) << error;
+  EXPECT_TRUE(specialized.warpSpecialize);
+  ASSERT_TRUE(parsed.parse(specialized.cacheKey(), error)) << error;
+  EXPECT_EQ(parsed.cacheKey(), specialized.cacheKey());
+  EXPECT_NE(specialized.cacheKey(), GpuPipelineOptions().cacheKey());
+  EXPECT_FALSE(GpuPipelineOptions().parse("warp-specialize", error));
+  EXPECT_EQ(error, "warp-specialize builds wgmma kernels; add mma=wgmma");
+}
+
+// warp-specialize: a producer warpgroup joins the CTA and the stages go
+// through mbarriers (cp.async.mbarrier.arrive.noinc, try_wait.parity);
+// with two consumer warpgroups setmaxnreg moves registers to them. Three
+// are refused.
+TEST(GpuCompile, WarpSpecializedKernelsForSm90a) {
+  for (const char *example : {"alibi_gqa", "softcap_window", "varlen_causal"})
+    for (int64_t warps : {4, 8}) {
+      SCOPED_TRACE(std::string(example) + " warps=" + std::to_string(warps));
+      GpuPipelineOptions options;
+      options.mma = "wgmma";
+      options.warpSpecialize = true;
+      options.warps = warps;
+      GpuImage image;
+      std::string error;
+      ASSERT_TRUE(compileSpec(
+          readFile(std::string(ATTNC_EXAMPLES_DIR "/") + example + ".attn"),
+          "sm_90a", image, error, options))
+          << error;
+      EXPECT_EQ(image.threads, (warps + 4) * 32);
+      const std::string &ptx = image.bytes;
+      for (const char *instruction :
+           {"mbarrier.init.shared.b64", "mbarrier.try_wait.parity.shared.b64",
+            "mbarrier.arrive.shared.b64",
+            "cp.async.mbarrier.arrive.noinc.shared.b64",
+            "wgmma.mma_async.sync.aligned"})
+        EXPECT_NE(ptx.find(instruction), std::string::npos) << instruction;
+      bool rebalanced =
+          ptx.find("setmaxnreg.inc.sync.aligned.u32 \t232") !=
+              std::string::npos &&
+          ptx.find("setmaxnreg.dec.sync.aligned.u32 \t40") != std::string::npos;
+      EXPECT_EQ(rebalanced, warps == 8);
+    }
+  GpuPipelineOptions three;
+  three.mma = "wgmma";
+  three.warpSpecialize = true;
+  three.warps = 12;
+  GpuImage image;
+  std::string error;
+  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                           "sm_90a", image, error, three));
+  EXPECT_NE(error.find("warp-specialised kernels take one or two consumer "
+                       "warpgroups (4 or 8 warps), not 12 warps"),
+            std::string::npos)
+      << error;
 }
 
 // mma=wgmma: the dense, windowed and packed softmax examples become wgmma
@@ -499,13 +553,30 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 /// The softmax strategies the emulator tests run: attn-gpu-tile-softmax
 /// with one and two mma row tiles per warp, the kernel built from the tile
 /// program (attn-tile-softmax, attn-tile-to-nvgpu), and the wgmma kernel
-/// for sm_90a with one and two warpgroups per CTA.
+/// for sm_90a with one and two warpgroups per CTA, also warp-specialised
+/// (a producer warpgroup and mbarriers).
 struct SoftmaxStrategy {
   std::string name;
   GpuPipelineOptions options;
+  EmulatedGpuKernel::Schedule schedule =
+      EmulatedGpuKernel::Schedule::RoundRobin;
+
+  std::unique_ptr<EmulatedGpuKernel> compile(SpecRunner &reference,
+                                             const GpuPipelineOptions &tuned,
+                                             std::string &error) const {
+    auto kernel =
+        EmulatedGpuKernel::compile(*reference.module, "", tuned, error);
+    if (kernel)
+      kernel->setSchedule(schedule);
+    return kernel;
+  }
+  std::unique_ptr<EmulatedGpuKernel> compile(SpecRunner &reference,
+                                             std::string &error) const {
+    return compile(reference, options, error);
+  }
 };
 std::vector<SoftmaxStrategy> softmaxStrategies() {
-  std::vector<SoftmaxStrategy> strategies(5);
+  std::vector<SoftmaxStrategy> strategies(8);
   strategies[0].name = "rows-per-warp 16";
   strategies[1].name = "rows-per-warp 32";
   strategies[1].options.rowsPerWarp = 32;
@@ -517,6 +588,17 @@ std::vector<SoftmaxStrategy> softmaxStrategies() {
   strategies[4].name = "wgmma, 8 warps";
   strategies[4].options = strategies[3].options;
   strategies[4].options.warps = 8;
+  strategies[5].name = "wgmma, warp-specialised";
+  strategies[5].options = strategies[3].options;
+  strategies[5].options.warpSpecialize = true;
+  strategies[6].name = "wgmma, warp-specialised, 8 warps";
+  strategies[6].options = strategies[5].options;
+  strategies[6].options.warps = 8;
+  // The producer as late as the mbarriers allow: a consumer that reads a
+  // stage it did not wait for sees stale data.
+  strategies[7].name = "wgmma, warp-specialised, producer last";
+  strategies[7].options = strategies[5].options;
+  strategies[7].schedule = EmulatedGpuKernel::Schedule::LowestFirst;
   return strategies;
 }
 
@@ -571,17 +653,19 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
       std::string config = std::string(c.name) + " " + strategy.name;
       std::string error;
       std::unique_ptr<EmulatedGpuKernel> kernel =
-          EmulatedGpuKernel::compile(*reference.module, "", options, error);
+          strategy.compile(reference, options, error);
       ASSERT_TRUE(kernel) << config << ": " << error;
       // Q (4 warps x rows-per-warp rows) x 264 and two stages of K and V
       // at 32 x 264 (sm_80's budget); wgmma's unpadded tiles at 64 keys
-      // fit sm_90a's: Q (warps x 16 rows) x 256, K and V 2 x 64 x 256.
+      // fit sm_90a's: Q (warps x 16 rows) x 256, K and V 2 x 64 x 256
+      // (and 8 mbarriers when warp-specialised).
       if (c.d == 256 && options.mma == "sync")
         EXPECT_EQ(kernel->image().sharedBytes,
                   33792 * options.rowsPerWarp / 16 + 4 * 16896);
       if (c.d == 256 && options.mma == "wgmma")
         EXPECT_EQ(kernel->image().sharedBytes,
-                  options.warps * 16 * 512 + 4 * 32768);
+                  options.warps * 16 * 512 + 4 * 32768 +
+                      (options.warpSpecialize ? 64 : 0));
       for (auto [n, m] : lengths) {
         std::string what = config + " N=" + std::to_string(n) +
                            " M=" + std::to_string(m) + " (seed " +
@@ -601,8 +685,8 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
   for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
     SCOPED_TRACE(strategy.name);
     std::string error;
-    std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
-        *reference.module, "", strategy.options, error);
+    std::unique_ptr<EmulatedGpuKernel> kernel =
+        strategy.compile(reference, error);
     ASSERT_TRUE(kernel) << error;
     std::vector<int64_t> offsets = {0, 0, 37, 37, 150, 161};
     int64_t total = offsets.back();
@@ -649,8 +733,8 @@ kernel documents(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64
   for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
     SCOPED_TRACE(strategy.name);
     std::string error;
-    std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
-        *reference.module, "", strategy.options, error);
+    std::unique_ptr<EmulatedGpuKernel> kernel =
+        strategy.compile(reference, error);
     ASSERT_TRUE(kernel) << error;
     EXPECT_TRUE(kernel->image().offsetParams.empty());
     expectEmulatorMatches(reference, *kernel, inputs, "documents (seed 17)");
@@ -686,13 +770,16 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
     GpuPipelineOptions options;
     int64_t maskBlockQ, listBlockQ;
   };
-  std::vector<Config> configs(3);
+  std::vector<Config> configs(4);
   configs[0] = {"mma.sync", {}, 32, 16};
   configs[1] = {"from the tile program", {}, 32, 16};
   configs[1].options.fromTilePrograms = true;
   configs[2] = {"wgmma", {}, 64, 64};
   configs[2].options.chip = "sm_90a";
   configs[2].options.mma = "wgmma";
+  configs[3] = configs[2];
+  configs[3].name = "wgmma, warp-specialised";
+  configs[3].options.warpSpecialize = true;
   const uint64_t seed = 11;
   for (const Config &config : configs)
     for (auto [n, m] :
@@ -717,8 +804,9 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         auto kernel =
             EmulatedGpuKernel::compile(*reference.module, "", options, error);
         ASSERT_TRUE(kernel) << error;
-        // One warp per 16 rows of the block.
-        EXPECT_EQ(kernel->image().threads, config.maskBlockQ * 2);
+        // One warp per 16 rows of the block (and a producer warpgroup).
+        EXPECT_EQ(kernel->image().threads,
+                  config.maskBlockQ * 2 + (options.warpSpecialize ? 128 : 0));
         std::map<std::string, HostTensor> inputs = attention(64);
         HostTensor blocks(ElementType::Bool, {1, 2, ceilDiv(n, config.maskBlockQ),
                                               ceilDiv(m, 32)});
@@ -888,8 +976,7 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
     for (const SoftmaxStrategy &strategy : softmaxStrategies()) {
       std::string config = std::string(c.name) + " " + strategy.name;
       std::string error;
-      auto kernel = EmulatedGpuKernel::compile(*reference.module, "",
-                                               strategy.options, error);
+      auto kernel = strategy.compile(reference, error);
       ASSERT_TRUE(kernel) << config << ": " << error;
       std::mt19937_64 rng(seed);
       std::map<std::string, HostTensor> inputs = c.inputs(rng);

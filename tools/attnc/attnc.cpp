@@ -103,6 +103,11 @@ static cl::opt<std::string> gpuMma(
              "the default) or wgmma (sm_90a)"),
     cl::init("sync"), cl::sub(compileCommand), cl::sub(runCommand),
     cl::cat(category));
+static cl::opt<bool> gpuWarpSpecialize(
+    "warp-specialize",
+    cl::desc("With --mma=wgmma: a producer warpgroup copies K and V and hands "
+             "stages to the computing warpgroups through mbarriers"),
+    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
 static cl::opt<bool> gpuFromTilePrograms(
     "from-tile-program",
     cl::desc("Build softmax kernels from their tile programs "
@@ -229,6 +234,7 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.segmentChunks = gpuSegmentChunks;
   options.fromTilePrograms = gpuFromTilePrograms;
   options.mma = gpuMma;
+  options.warpSpecialize = gpuWarpSpecialize;
   return options.verify(error);
 }
 
@@ -301,9 +307,10 @@ static int run(mlir::ModuleOp module) {
   GpuPipelineOptions gpuOptions;
   gpuOptions.blockK = blockK;
   if (backend == Backend::CPU &&
-      (gpuFromTilePrograms || gpuWarps.getNumOccurrences() ||
-       gpuRowsPerWarp.getNumOccurrences() || gpuBlockV.getNumOccurrences() ||
-       gpuSegmentChunks.getNumOccurrences() || gpuMma.getNumOccurrences()))
+      (gpuFromTilePrograms || gpuWarpSpecialize ||
+       gpuWarps.getNumOccurrences() || gpuRowsPerWarp.getNumOccurrences() ||
+       gpuBlockV.getNumOccurrences() || gpuSegmentChunks.getNumOccurrences() ||
+       gpuMma.getNumOccurrences()))
     return fail("--from-tile-program, --warps, --rows-per-warp, --mma, "
                 "--block-v and --segment-chunks tune GPU kernels; add "
                 "--backend=gpu-emulator or --backend=cuda");

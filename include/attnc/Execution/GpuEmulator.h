@@ -8,10 +8,11 @@
 // 32 threads, and wgmma.mma_async.m64nNk16 across each warpgroup's 128
 // (operands read through their descriptors), from the fragment and shared
 // layouts of attnc/Target/NVVM/MmaLayout.h (which are tested against the
-// PTX ISA tables). cp.async is a plain copy; wgmma completes at once.
-// What it cannot show: NVPTX code generation, timing, races between
-// asynchronous copies or wgmma. Slow (a test tool), but exact about
-// indices.
+// PTX ISA tables). cp.async is a plain copy; wgmma completes at once but
+// its shared operands must stay unchanged until the wait that retires it;
+// mbarriers complete phases and block waiters. What it cannot show: NVPTX
+// code generation, timing, races the schedule does not provoke. Slow (a
+// test tool), but exact about indices.
 //
 //===----------------------------------------------------------------------===//
 
@@ -52,11 +53,22 @@ public:
   bool run(const std::vector<const TensorView *> &inputs,
            std::vector<HostTensor> &outputs, std::string &error);
 
+  /// How the CTA's threads (fibers) take turns. Round-robin: each runs
+  /// until it blocks, in thread order, so a warp-specialised producer
+  /// (the last threads) runs whenever the consumers block, as early as
+  /// possible. Lowest-first: after any barrier opens or phase completes
+  /// the lowest-numbered thread runs again, so the producer runs only
+  /// once every consumer is blocked, as late as possible: a consumer that
+  /// reads a stage without waiting for it reads stale data.
+  enum class Schedule { RoundRobin, LowestFirst };
+  void setSchedule(Schedule value) { schedule = value; }
+
 private:
   EmulatedGpuKernel() = default;
   GpuImage launch;
   std::unique_ptr<mlir::ExecutionEngine> engine;
   void (*entry)(void **) = nullptr;
+  Schedule schedule = Schedule::RoundRobin;
 };
 
 } // namespace attnc

@@ -52,6 +52,8 @@ struct GpuPipelineOptions {
   /// Tensor-core instruction of softmax kernels: "sync" (mma.sync) or
   /// "wgmma" (sm_90a only).
   std::string mma = "sync";
+  /// With mma=wgmma: a producer warpgroup copies K and V for the others.
+  bool warpSpecialize = false;
   /// Value columns per CTA of linear kernels (0: the pass's default).
   int64_t blockV = 0;
   /// Chunks per segment of causal linear kernels (0: no segments).
@@ -67,12 +69,14 @@ struct GpuPipelineOptions {
 
   /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
   /// or commas, with the names cacheKey prints (warps, block-k,
-  /// rows-per-warp, block-v, segment-chunks, mma), and the flag
-  /// from-tile-programs. Fails with a one-line message naming the bad pair.
+  /// rows-per-warp, block-v, segment-chunks, mma), and the flags
+  /// warp-specialize and from-tile-programs. Fails with a one-line message
+  /// naming the bad pair.
   bool parse(llvm::StringRef text, std::string &error);
 
-  /// Checks what no single pass sees: mma's value, and that
-  /// from-tile-programs builds mma.sync kernels with 16 rows per warp.
+  /// Checks what no single pass sees: mma's value, that warp-specialize
+  /// needs wgmma, and that from-tile-programs builds mma.sync kernels with
+  /// 16 rows per warp.
   bool verify(std::string &error) const;
 };
 

@@ -322,6 +322,15 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     block's softmax runs; P V's wait retires both before the barrier.
     Needs 16 rows per warp, whole warpgroups and no top-k selection.
 
+    With `warp-specialize` (and `mma=wgmma`) the CTA gets a producer
+    warpgroup after the `warps` that compute: it copies K and V of every
+    visited block (cp.async, 128 threads) and signals a stage's "full"
+    mbarrier with cp.async.mbarrier.arrive; the consumers wait on it,
+    fence for the async proxy, and arrive on the stage's "empty" mbarrier
+    once P V's wait retired their reads. No CTA barrier follows the
+    prologue. With two consumer warpgroups setmaxnreg moves registers from
+    the producer (40) to the consumers (232).
+
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
 
@@ -348,6 +357,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     Option<"mma", "mma", "std::string", /*default=*/"\"sync\"",
            "Tensor-core instruction: sync (mma.sync, sm_80 and later) or "
            "wgmma (sm_90a: warpgroup mma on shared-memory tiles)">,
+    Option<"warpSpecialize", "warp-specialize", "bool", /*default=*/"false",
+           "With mma=wgmma: an extra producer warpgroup copies K and V and "
+           "hands stages to the computing warps through mbarriers">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
