@@ -100,6 +100,18 @@ for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
             "$specs"/dense_d128.attn "$specs"/causal_d128.attn; do
   wgmma_variant "$spec" "$(basename "$spec" .attn)_wg8" --warps=8
 done
+# Warp-specialised (a producer warpgroup, mbarriers): IMAGE_ws with one
+# consumer warpgroup, IMAGE_ws8 with two (setmaxnreg).
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
+            "$examples"/alibi_gqa.attn "$examples"/softcap_window.attn \
+            "$examples"/varlen_causal.attn; do
+  wgmma_variant "$spec" "$(basename "$spec" .attn)_ws" --warp-specialize
+done
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn; do
+  wgmma_variant "$spec" "$(basename "$spec" .attn)_ws8" --warps=8 --warp-specialize
+done
 
 # Causal linear kernels split sequences into segments on different CTAs:
 # the default (16 chunks per segment) is timed beside one CTA per sequence
@@ -184,6 +196,12 @@ same_checks wg dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             varlen_causal_3000
 same_checks wg8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
             causal_d128_4096
+same_checks ws dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
+            causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
+            causal_d128_4096 alibi_gqa_777x1500 softcap_window_1500 \
+            varlen_causal_3000
+same_checks ws8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
+            causal_d128_4096
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
@@ -200,7 +218,7 @@ for d in 64 128; do
     dense=$((4 * b * 16 * n * n * d))
     add_time "dense_d${d}_n$n" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
     add_time "causal_d${d}_n$n" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
-    for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp wg wg8; do
+    for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp wg wg8 ws ws8; do
       IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
       IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
     done

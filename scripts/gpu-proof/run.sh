@@ -33,7 +33,7 @@ while read -r kind label spec third rest; do
   for target in sm_80 sm_90a; do
     image="$here/images/$spec.$target.img"
     # wgmma images exist for sm_90a only.
-    [[ $target = sm_80 && $spec = *_wg* && ! -f $image ]] && continue
+    [[ $target = sm_80 && ( $spec = *_wg* || $spec = *_ws* ) && ! -f $image ]] && continue
     if [ "$kind" = check ]; then
       expected="$here/expected/$label"
       # A case on another image may share a case's outputs (prepare.sh).
@@ -85,6 +85,8 @@ if [ -n "$sanitizer" ]; then
 causal_d64 B=1 Hq=2 Hk=1 N=300 M=300
 causal_d64_wg B=1 Hq=2 Hk=1 N=300 M=300
 causal_d128_wg8 B=1 Hq=2 Hk=1 N=300 M=300
+causal_d64_ws B=1 Hq=2 Hk=1 N=300 M=300
+causal_d128_ws8 B=1 Hq=2 Hk=1 N=300 M=300
 chunk_d64 B=1 H=1 N=200
 block_sparse B=1 H=1 N=300 NB=10 MB=10
 topk_select B=1 Hq=2 Hk=1 N=300

@@ -418,6 +418,7 @@ def test_gpu_targets_compile_without_a_gpu():
     [
         ("cpu", {"block_q": 16, "block_k": 32}),
         ("gpu-emulator", {"mma": "wgmma"}),
+        ("gpu-emulator", {"mma": "wgmma", "warp_specialize": True}),
         ("gpu-emulator", {"warps": 2, "block_k": 32, "rows_per_warp": 32}),
     ],
 )
@@ -445,6 +446,10 @@ def test_tuning_options_reach_the_ptx_and_bad_ones_raise():
         attnc.compile(spec, target="sm_80", warps="four")
     with pytest.raises(ValueError, match="mma=wgmma needs the sm_90a target"):
         attnc.compile(spec, target="sm_80", mma="wgmma")
+    specialized = attnc.compile(spec, target="sm_90a", mma="wgmma", warp_specialize=True)
+    assert "cp.async.mbarrier.arrive.noinc" in specialized.ptx
+    with pytest.raises(ValueError, match="warp-specialize builds wgmma kernels; add mma=wgmma"):
+        attnc.compile(spec, target="sm_90a", warp_specialize=True)
     with pytest.raises(ValueError, match="unknown CPU option 'warps=8'"):
         attnc.compile(spec, target="cpu", warps=8)
     with pytest.raises(ValueError, match="target cpu-reference takes no options"):
@@ -513,11 +518,14 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
         pytest.skip("no CUDA device visible to torch")
     kernels = {"default": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")}
     if torch.cuda.get_device_capability() == (9, 0):
-        # Hopper also runs the wgmma kernel, one and two warpgroups per CTA.
+        # Hopper also runs the wgmma kernel, one and two warpgroups per CTA,
+        # with and without a producer warpgroup.
         for warps in (4, 8):
-            kernels[f"wgmma, {warps} warps"] = attnc.compile(
-                EXAMPLES / "alibi_gqa.attn", target="sm_90a", mma="wgmma", warps=warps
-            )
+            for specialize in (False, True):
+                kernels[f"wgmma, {warps} warps, warp_specialize={specialize}"] = attnc.compile(
+                    EXAMPLES / "alibi_gqa.attn", target="sm_90a", mma="wgmma", warps=warps,
+                    warp_specialize=specialize,
+                )
     rng = np.random.default_rng(5)
     q, k, v = rand(rng, (2, 4, 130, 64), BF16), rand(rng, (2, 2, 77, 64), BF16), rand(rng, (2, 2, 77, 64), BF16)
     slope = rand(rng, (4,), np.float32, 0, 1)
