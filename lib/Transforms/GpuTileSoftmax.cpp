@@ -225,6 +225,26 @@ private:
     std::function<Value(Value)> nextVisited;
   };
 
+  /// A loop over the schedule's cursors carrying `init`: `visit(cursor,
+  /// carried)` runs for visited cursors, the others pass `carried` on.
+  ValueRange loopOverVisited(
+      const KeySchedule &schedule, ValueRange init,
+      llvm::function_ref<SmallVector<Value>(Value, ValueRange)> visit) {
+    return rb.loop(schedule.begin, schedule.end, init,
+                   [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
+                     if (!schedule.visited)
+                       return visit(cursor, carried);
+                     ValueRange result = rb.ifThen(
+                         schedule.visited(cursor), carried.getTypes(),
+                         [&] { return visit(cursor, carried); },
+                         [&]() -> SmallVector<Value> {
+                           return SmallVector<Value>(carried.begin(),
+                                                     carried.end());
+                         });
+                     return SmallVector<Value>(result.begin(), result.end());
+                   });
+  }
+
   template <typename OpTy>
   KeySchedule keySchedule(OpTy op, Value keyBlockBegin, Value keyBlockEnd,
                           Value queryBlock, Value batch, Value head) {
@@ -730,6 +750,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     // visit-th visited block uses stage visit % 2, whose barriers complete
     // their (visit / 2)-th phase for it.
     const int64_t consumerThreads = shape.warps * nvvm::kWarpSize;
+    const int64_t producerThreads = shape.producerWarps * nvvm::kWarpSize;
     auto barrierOf = [&](MBarrierKind kind, Value stage) {
       return rb.add(idx(kind), stage);
     };
@@ -747,7 +768,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     };
     if (shape.specialized()) {
       mbarrierOffset = shape.mbarrierOffset();
-      int64_t producerThreads = shape.producerWarps * nvvm::kWarpSize;
       rb.ifThen(
           arith::CmpIOp::create(b, arith::CmpIPredicate::eq, threadId, idx(0)),
           [&] {
@@ -787,32 +807,23 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     // longer does. Its copies are shared by its 128 threads; each thread's
     // cp.async.mbarrier.arrive counts once the copies it started landed.
     auto produce = [&] {
-      copyGroup = {rb.sub(threadId, idx(consumerThreads)),
-                   shape.producerWarps * nvvm::kWarpSize};
-      rb.loop(schedule.begin, schedule.end, {idx(0)},
-              [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
-                Value visit = carried[0];
-                auto fill = [&]() -> SmallVector<Value> {
-                  Value block = schedule.blockAt(cursor),
-                        stage = stageOf(visit);
-                  // The stage's previous phase of "empty": the one before the
-                  // first counts as complete.
-                  Value emptied = rb.sub(idx(1), parityOf(visit));
-                  mbarrierWait(barrierOf(kKeysEmpty, stage), emptied);
-                  copyKeys(block, stage);
-                  mbarrierArriveAfterCopies(barrierOf(kKeysFull, stage));
-                  mbarrierWait(barrierOf(kValuesEmpty, stage), emptied);
-                  copyValues(block, stage);
-                  mbarrierArriveAfterCopies(barrierOf(kValuesFull, stage));
-                  return {rb.add(visit, idx(1))};
-                };
-                if (!schedule.visited)
-                  return fill();
-                ValueRange result = rb.ifThen(
-                    schedule.visited(cursor), {b.getIndexType()}, fill,
-                    [&]() -> SmallVector<Value> { return {visit}; });
-                return {result[0]};
-              });
+      copyGroup = {rb.sub(threadId, idx(consumerThreads)), producerThreads};
+      loopOverVisited(
+          schedule, {idx(0)},
+          [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
+            Value visit = carried[0], stage = stageOf(visit);
+            Value block = schedule.blockAt(cursor);
+            // The stage's previous phase of "empty": the one before the
+            // first counts as complete.
+            Value emptied = rb.sub(idx(1), parityOf(visit));
+            mbarrierWait(barrierOf(kKeysEmpty, stage), emptied);
+            copyKeys(block, stage);
+            mbarrierArriveAfterCopies(barrierOf(kKeysFull, stage));
+            mbarrierWait(barrierOf(kValuesEmpty, stage), emptied);
+            copyValues(block, stage);
+            mbarrierArriveAfterCopies(barrierOf(kValuesFull, stage));
+            return {rb.add(visit, idx(1))};
+          });
       // No copy outlives the thread.
       waitForCopies();
       copyGroup = {};
@@ -1132,8 +1143,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       // block's scores (the first block's computed here).
       SmallVector<Value> loopInit = {idx(0)};
       llvm::append_range(loopInit, init);
-      SmallVector<Type> loopTypes = {b.getIndexType()};
-      llvm::append_range(loopTypes, stateTypes);
       if (shape.wgmma) {
         SmallVector<Type> scoreTypes(scoreCount, f32);
         SmallVector<Value> zeros(scoreCount, rb.f32(0));
@@ -1154,22 +1163,11 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             },
             [&] { return zeros; });
         llvm::append_range(loopInit, firstScores);
-        llvm::append_range(loopTypes, scoreTypes);
       }
-      ValueRange loopResults = rb.loop(
-          schedule.begin, schedule.end, loopInit,
+      ValueRange loopResults = loopOverVisited(
+          schedule, loopInit,
           [&](Value cursor, ValueRange carried) -> SmallVector<Value> {
-            Value position = carried[0];
-            ValueRange state = carried.drop_front();
-            if (!schedule.visited)
-              return visit(cursor, position, state);
-            ValueRange result = rb.ifThen(
-                schedule.visited(cursor), loopTypes,
-                [&] { return visit(cursor, position, state); },
-                [&]() -> SmallVector<Value> {
-                  return SmallVector<Value>(carried.begin(), carried.end());
-                });
-            return SmallVector<Value>(result.begin(), result.end());
+            return visit(cursor, carried[0], carried.drop_front());
           });
       ValueRange finalState = loopResults.drop_front();
 

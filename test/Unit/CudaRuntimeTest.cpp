@@ -108,6 +108,20 @@ protected:
             shapes.back()->data(), nullptr};
   }
 
+  /// Device tensors for kGla with T tokens and H heads (q doubles as k; no
+  /// initial state).
+  struct GlaTensors {
+    attnc_tensor inputs[5], outputs[2];
+  };
+  GlaTensors glaTensors(int64_t t, int64_t h) {
+    attnc_tensor q = deviceTensor(ATTNC_BF16, {1, t, h, 64});
+    attnc_tensor noState = {nullptr, ATTNC_F32, 0, nullptr, nullptr};
+    return {{q, q, deviceTensor(ATTNC_BF16, {1, t, h, 128}),
+             deviceTensor(ATTNC_F32, {1, t, h, 64}), noState},
+            {deviceTensor(ATTNC_BF16, {1, t, h, 128}),
+             deviceTensor(ATTNC_F32, {1, h, 64, 128})}};
+  }
+
   /// Where each tensor's descriptor starts among the kernel's parameters:
   /// inputs, results, then the status words (docs/pipeline.md).
   static std::vector<size_t> descriptorStarts(attnc_kernel *kernel) {
@@ -283,14 +297,8 @@ TEST_F(FakeDriver, StatusWordsBelongToTheirStream) {
 TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
   attnc_kernel *kernel = compile(kGla, "sm_80");
   ASSERT_NE(kernel, nullptr);
-  attnc_tensor q = deviceTensor(ATTNC_BF16, {1, 300, 2, 64});
-  attnc_tensor v = deviceTensor(ATTNC_BF16, {1, 300, 2, 128});
-  attnc_tensor g = deviceTensor(ATTNC_F32, {1, 300, 2, 64});
-  attnc_tensor o = deviceTensor(ATTNC_BF16, {1, 300, 2, 128});
-  attnc_tensor hT = deviceTensor(ATTNC_F32, {1, 2, 64, 128});
-  attnc_tensor noState = {nullptr, ATTNC_F32, 0, nullptr, nullptr};
-  attnc_tensor inputs[] = {q, q, v, g, noState};
-  attnc_tensor outputs[] = {o, hT};
+  GlaTensors tensors = glaTensors(300, 2);
+  attnc_tensor *inputs = tensors.inputs, *outputs = tensors.outputs;
   size_t before = fake_cuda::liveAllocations();
   ASSERT_EQ(attnc_launch(kernel, inputs, outputs, kStreamB), ATTNC_OK)
       << lastError() << " / " << fake_cuda::lastViolation();
@@ -323,14 +331,8 @@ TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
 TEST_F(FakeDriver, DriverFailuresAreReportedAndLeakNothing) {
   attnc_kernel *kernel = compile(kGla, "sm_80");
   ASSERT_NE(kernel, nullptr);
-  attnc_tensor q = deviceTensor(ATTNC_BF16, {1, 130, 1, 64});
-  attnc_tensor v = deviceTensor(ATTNC_BF16, {1, 130, 1, 128});
-  attnc_tensor g = deviceTensor(ATTNC_F32, {1, 130, 1, 64});
-  attnc_tensor o = deviceTensor(ATTNC_BF16, {1, 130, 1, 128});
-  attnc_tensor hT = deviceTensor(ATTNC_F32, {1, 1, 64, 128});
-  attnc_tensor noState = {nullptr, ATTNC_F32, 0, nullptr, nullptr};
-  attnc_tensor inputs[] = {q, q, v, g, noState};
-  attnc_tensor outputs[] = {o, hT};
+  GlaTensors tensors = glaTensors(130, 1);
+  attnc_tensor *inputs = tensors.inputs, *outputs = tensors.outputs;
 
   struct Failure {
     const char *entryPoint;

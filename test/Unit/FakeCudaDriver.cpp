@@ -330,7 +330,8 @@ int cuLaunchKernel(void *function, unsigned gridX, unsigned gridY,
 int cuMemAlloc_v2(uint64_t *address, size_t bytes) {
   FAKE_ENTRY("cuMemAlloc_v2");
   int result = allocate(address, bytes);
-  record("cuMemAlloc", nullptr, *address);
+  if (result == kSuccess)
+    record("cuMemAlloc", nullptr, *address);
   return result;
 }
 
@@ -343,7 +344,8 @@ int cuMemFree_v2(uint64_t address) {
 int cuMemAllocAsync(uint64_t *address, size_t bytes, void *stream) {
   FAKE_ENTRY("cuMemAllocAsync");
   int result = allocate(address, bytes);
-  record("cuMemAllocAsync", stream, *address);
+  if (result == kSuccess)
+    record("cuMemAllocAsync", stream, *address);
   return result;
 }
 
