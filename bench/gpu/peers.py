@@ -7,8 +7,10 @@ the softmax cases; flash-linear-attention's chunk_simple_gla for the SSD
 (scalar gate per head and step) cases and chunk_gla for the GLA cases when
 `fla` is importable.
 Shapes follow the gpu-proof timing cases: bf16, 16K tokens per batch
-(B = 16384 / N), 16 heads, head dim 64/128, causal and not. Skips (with a
-message) whatever the installed torch lacks.
+(B = 16384 / N), 16 heads, head dim 64/128, causal and not; and decoding
+(one query row, 32 query heads over 8 kv heads, head dim 128, 4K-64K keys)
+against SDPA, in microseconds and the bandwidth of reading K and V once.
+Skips (with a message) whatever the installed torch lacks.
 
     python3 peers.py --results results.csv --csv peers.csv
 """
@@ -58,11 +60,12 @@ def main():
     if not torch.cuda.is_available():
         print("peers: no CUDA device visible to torch; skipped")
         return 0
-    attnc = {}
+    attnc, attnc_ms = {}, {}
     with open(args.results) as f:
         for row in csv.DictReader(f):
             if row["tflops"] not in ("", "0.0"):
                 attnc[(row["case"], row["target"])] = float(row["tflops"])
+                attnc_ms[(row["case"], row["target"])] = float(row["ms"])
 
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
@@ -114,6 +117,7 @@ def main():
                       f"{wgmma8:>10.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
                       f"{ours / sdpa if sdpa else 0:>9.2f}"
                       f"{ours / flex_tf if flex_tf else 0:>9.2f}")
+    decode_rows = decode(attnc_ms, sdpa_kernel, SDPBackend)
     try:
         from fla.ops.gla import chunk_gla
         from fla.ops.simple_gla import chunk_simple_gla
@@ -148,9 +152,47 @@ def main():
                          "attnc_one_cta_tflops", "attnc_seg4_tflops", "attnc_wgmma_tflops",
                          "attnc_wgmma_8warps_tflops"])
         writer.writerows(rows)
+    if decode_rows:
+        decode_csv = args.csv.replace(".csv", "-decode.csv")
+        with open(decode_csv, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["case", "attnc_us", "attnc_split_us", "attnc_wgmma_split_us",
+                             "sdpa_us", "attnc_split_gbps", "sdpa_gbps"])
+            writer.writerows(decode_rows)
     if args.png:
         plot(rows, args.png)
     return 0
+
+
+def decode(attnc_ms, sdpa_kernel, backend):
+    """Decoding cases (prepare.sh: decode_d128_bB_mM, _split, _wg_split)
+    against SDPA (flash, or whatever backend takes GQA decode)."""
+    print(f"{'decode case':<24}{'attnc us':>10}{'split us':>10}{'wg split':>10}"
+          f"{'sdpa us':>10}{'split GB/s':>12}{'sdpa GB/s':>11}")
+    rows = []
+    for m in (4096, 16384, 65536):
+        for b in (1, 8):
+            label = f"decode_d128_b{b}_m{m}"
+            q = torch.randn(b, 32, 1, 128, device="cuda", dtype=torch.bfloat16)
+            k, v = (torch.randn(b, 8, m, 128, device="cuda", dtype=torch.bfloat16)
+                    for _ in range(2))
+            try:
+                with sdpa_kernel([backend.FLASH_ATTENTION, backend.EFFICIENT_ATTENTION]):
+                    sdpa_us = 1e3 * time_ms(
+                        lambda: torch.nn.functional.scaled_dot_product_attention(
+                            q, k, v, enable_gqa=True))
+            except Exception as error:
+                print(f"peers: SDPA GQA decode unavailable ({error})")
+                sdpa_us = 0.0
+            ours, split, wg_split = (1e3 * attnc_ms.get((label + suffix, "sm_90a"), 0.0)
+                                     for suffix in ("", "_split", "_wg_split"))
+            kv_bytes = 2 * b * 8 * m * 128 * 2
+            split_gbps = kv_bytes / split / 1e3 if split else 0.0
+            sdpa_gbps = kv_bytes / sdpa_us / 1e3 if sdpa_us else 0.0
+            rows.append([label, ours, split, wg_split, sdpa_us, split_gbps, sdpa_gbps])
+            print(f"{label:<24}{ours:>10.1f}{split:>10.1f}{wg_split:>10.1f}{sdpa_us:>10.1f}"
+                  f"{split_gbps:>12.0f}{sdpa_gbps:>11.0f}")
+    return rows
 
 
 def plot(rows, path):

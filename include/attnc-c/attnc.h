@@ -84,7 +84,8 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
 /* attnc_compile with tuning `options` (NULL or "": the defaults), NAME=VALUE
  * pairs separated by spaces or commas. GPU targets and gpu-emulator take
  * warps=N (per CTA), block-k=N (keys per tile), rows-per-warp=16|32,
- * mma=sync|wgmma (wgmma: sm_90a softmax kernels), block-v=N and
+ * mma=sync|wgmma (wgmma: sm_90a softmax kernels), split-keys=N (softmax
+ * keys per CTA, combined across CTAs), block-v=N and
  * segment-chunks=N (linear kernels) and the flags warp-specialize (with
  * mma=wgmma: a producer warpgroup) and from-tile-programs; "cpu"
  * takes block-q=N and block-k=N; "cpu-reference" takes none. A bad option

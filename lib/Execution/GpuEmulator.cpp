@@ -546,77 +546,79 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
   static thread_local void **packedArgs;
   static thread_local void (*kernelEntry)(void **);
   kernelEntry = entry;
-  for (int64_t z = 0; z < grid[2]; ++z)
-    for (int64_t y = 0; y < grid[1]; ++y)
-      for (int64_t x = 0; x < grid[0]; ++x) {
-        Cta cta(static_cast<int>(launch.threads), launch.sharedBytes);
-        cta.block[0] = x;
-        cta.block[1] = y;
-        cta.block[2] = z;
-        descriptors[sharedSlot] =
-            descriptorOf(cta.shared.data(), {launch.sharedBytes}, {1});
-        std::vector<void *> pointers, packed;
-        for (std::vector<int64_t> &descriptor : descriptors)
-          pointers.push_back(descriptor.data());
-        for (void *&pointer : pointers)
-          packed.push_back(&pointer);
-        packedArgs = packed.data();
-        for (int t = 0; t < launch.threads; ++t) {
-          Fiber &fiber = fibers[t];
-          fiber.lane = Lane();
-          fiber.lane.cta = &cta;
-          fiber.lane.thread = t;
-          fiber.done = false;
-          getcontext(&fiber.context);
-          fiber.context.uc_stack.ss_sp = fiber.stack.data();
-          fiber.context.uc_stack.ss_size = fiber.stack.size();
-          fiber.context.uc_link = &scheduler.context;
-          makecontext(&fiber.context, +[] {
+  int64_t ctas = grid[0] * grid[1] * grid[2];
+  for (int64_t position = 0; position < ctas; ++position) {
+    int64_t linear = reverseCtaOrder ? ctas - 1 - position : position;
+    Cta cta(static_cast<int>(launch.threads), launch.sharedBytes);
+    cta.block[0] = linear % grid[0];
+    cta.block[1] = linear / grid[0] % grid[1];
+    cta.block[2] = linear / grid[0] / grid[1];
+    descriptors[sharedSlot] =
+        descriptorOf(cta.shared.data(), {launch.sharedBytes}, {1});
+    std::vector<void *> pointers, packed;
+    for (std::vector<int64_t> &descriptor : descriptors)
+      pointers.push_back(descriptor.data());
+    for (void *&pointer : pointers)
+      packed.push_back(&pointer);
+    packedArgs = packed.data();
+    for (int t = 0; t < launch.threads; ++t) {
+      Fiber &fiber = fibers[t];
+      fiber.lane = Lane();
+      fiber.lane.cta = &cta;
+      fiber.lane.thread = t;
+      fiber.done = false;
+      getcontext(&fiber.context);
+      fiber.context.uc_stack.ss_sp = fiber.stack.data();
+      fiber.context.uc_stack.ss_size = fiber.stack.size();
+      fiber.context.uc_link = &scheduler.context;
+      makecontext(
+          &fiber.context,
+          +[] {
             kernelEntry(packedArgs);
             scheduler.current->done = true;
             ++scheduler.progress;
-          }, 0);
-        }
-        int remaining = static_cast<int>(launch.threads);
-        while (remaining > 0) {
-          int64_t before = scheduler.progress;
-          for (Fiber &fiber : fibers) {
-            if (fiber.done)
-              continue;
-            int64_t last = scheduler.progress;
-            scheduler.current = &fiber;
-            swapcontext(&scheduler.context, &fiber.context);
-            if (fiber.done)
-              --remaining;
-            if (schedule == Schedule::LowestFirst && scheduler.progress != last)
-              break; // start again from thread 0
-          }
-          if (remaining > 0 && scheduler.progress == before) {
-            error = "the emulated kernel deadlocked: threads wait at barriers "
-                    "or warp collectives that others never reach, or for "
-                    "mbarrier phases that never complete";
-            return false;
-          }
-        }
-        for (Fiber &fiber : fibers)
-          if (!fiber.lane.inFlight.empty() || fiber.lane.uncommitted.issued) {
-            scheduler.current = &fiber;
-            reportWgmmaHazard("exited with wgmma not retired by a "
-                              "wgmma.wait_group");
-          }
-        // Every phase begun must be completed: a partial one means the
-        // arrivals and the count disagree.
-        for (auto &[id, barrier] : cta.mbarriers)
-          if (barrier.pending != barrier.count && cta.hazard.empty())
-            cta.hazard = "misuses mbarrier " + std::to_string(id) +
-                         ": the CTA ended with " +
-                         std::to_string(barrier.count - barrier.pending) +
-                         " of " + std::to_string(barrier.count) +
-                         " arrivals of a phase";
-        if (!cta.hazard.empty()) {
-          error = "the emulated kernel " + cta.hazard;
-          return false;
-        }
+          },
+          0);
+    }
+    int remaining = static_cast<int>(launch.threads);
+    while (remaining > 0) {
+      int64_t before = scheduler.progress;
+      for (Fiber &fiber : fibers) {
+        if (fiber.done)
+          continue;
+        int64_t last = scheduler.progress;
+        scheduler.current = &fiber;
+        swapcontext(&scheduler.context, &fiber.context);
+        if (fiber.done)
+          --remaining;
+        if (schedule == Schedule::LowestFirst && scheduler.progress != last)
+          break; // start again from thread 0
       }
+      if (remaining > 0 && scheduler.progress == before) {
+        error = "the emulated kernel deadlocked: threads wait at barriers "
+                "or warp collectives that others never reach, or for "
+                "mbarrier phases that never complete";
+        return false;
+      }
+    }
+    for (Fiber &fiber : fibers)
+      if (!fiber.lane.inFlight.empty() || fiber.lane.uncommitted.issued) {
+        scheduler.current = &fiber;
+        reportWgmmaHazard("exited with wgmma not retired by a "
+                          "wgmma.wait_group");
+      }
+    // Every phase begun must be completed: a partial one means the
+    // arrivals and the count disagree.
+    for (auto &[id, barrier] : cta.mbarriers)
+      if (barrier.pending != barrier.count && cta.hazard.empty())
+        cta.hazard = "misuses mbarrier " + std::to_string(id) +
+                     ": the CTA ended with " +
+                     std::to_string(barrier.count - barrier.pending) + " of " +
+                     std::to_string(barrier.count) + " arrivals of a phase";
+    if (!cta.hazard.empty()) {
+      error = "the emulated kernel " + cta.hazard;
+      return false;
+    }
+  }
   return checkKernelStatus(signature, status, error);
 }

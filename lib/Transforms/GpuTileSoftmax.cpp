@@ -76,6 +76,11 @@ struct GpuTileShape : WarpConfig {
   int64_t rowsPerWarp = nvvm::kMmaM;
   /// Blocks kept per query row by top-k selection (0: no selection).
   int64_t topk = 0;
+  /// Keys per split (0: none): see the pass description.
+  int64_t splitKeys = 0;
+  /// What each CTA of a split kernel leaves in the workspace: its partial
+  /// output (blockQ x dimV) and its rows' log-sum-exp, as f32.
+  int64_t splitStateBytes() const { return blockQ * (dimV + 1) * 4; }
   /// wgmma tiles are core matrices (no padding; WarpBuilder::coreMatrixTile).
   int64_t pitchK() const { return wgmma ? dimK : dimK + kRowPadding; }
   int64_t pitchV() const { return wgmma ? dimV : dimV + kRowPadding; }
@@ -197,6 +202,21 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                          shape.blockQ, shape.blockK, shape.dimK, shape.dimV,
                          shape.sharedBytes(), maxSharedBytes)
         .str();
+  if (shape.splitKeys) {
+    if (shape.topk)
+      return "top-k selection does not split keys (every split would repeat "
+             "the selection); drop split-keys";
+    if (shape.splitKeys % shape.blockK)
+      return llvm::formatv("split-keys ({0}) must be a multiple of the key "
+                           "tile ({1} keys)",
+                           shape.splitKeys, shape.blockK)
+          .str();
+    // The splits are combined by every thread once the roles have joined,
+    // and a producer that gave its registers away cannot run that code.
+    if (shape.specialized() && shape.warps > nvvm::kWarpgroupWarps)
+      return "split-keys with warp specialisation takes one consumer "
+             "warpgroup (4 warps)";
+  }
   return "";
 }
 
@@ -205,8 +225,9 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
 class SoftmaxKernelBuilder : public WarpBuilder {
 public:
   SoftmaxKernelBuilder(LoweringBuilder &rb, const GpuTileShape &shape,
-                       Value emulatedShared)
-      : WarpBuilder(rb, shape, emulatedShared), shape(shape) {}
+                       Value emulatedShared, Value workspace)
+      : WarpBuilder(rb, shape, emulatedShared), shape(shape),
+        workspace(workspace) {}
 
   template <typename OpTy>
   void build(OpTy op, ValueRange results, std::optional<int64_t> chunk);
@@ -459,7 +480,20 @@ private:
     llvm::copy(out, acc.begin());
   }
 
+  /// Workspace words of split kernels hold f32 bit patterns.
+  Value loadWorkspaceF32(Value word) {
+    return arith::BitcastOp::create(
+        b, f32, memref::LoadOp::create(b, workspace, ValueRange{word}));
+  }
+  void storeWorkspaceF32(Value value, Value word) {
+    memref::StoreOp::create(b,
+                            arith::BitcastOp::create(b, b.getI32Type(), value),
+                            workspace, ValueRange{word});
+  }
+
   const GpuTileShape &shape;
+  /// Split kernels' workspace (GpuImage.h, segmentWorkspace), else null.
+  Value workspace;
   /// Top-k selection's results in shared memory: per row the kept blocks
   /// and their count, and the CTA's bitmap of kept blocks.
   Value keptBlocks, keptCount, keptBitmap;
@@ -657,7 +691,19 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
   Value group = arith::DivUIOp::create(b, lane, idx(4));
   Value inGroup = arith::RemUIOp::create(b, lane, idx(4));
-  Value queryBlock = blockIndex(gpu::Dimension::x, 0);
+  // With key splits grid x is (query block, split), splits minor, so the
+  // CTAs of one query block run side by side.
+  Value queryBlock, split, splits;
+  if (shape.splitKeys) {
+    splits = arith::MaxUIOp::create(
+        b, idx(1),
+        arith::CeilDivUIOp::create(b, operands.lengthK, idx(shape.splitKeys)));
+    Value x = blockIndex(gpu::Dimension::x, 0);
+    queryBlock = arith::DivUIOp::create(b, x, splits);
+    split = arith::RemUIOp::create(b, x, splits);
+  } else {
+    queryBlock = blockIndex(gpu::Dimension::x, 0);
+  }
   Value head = blockIndex(gpu::Dimension::y, 1);
   Value batch = blockIndex(gpu::Dimension::z, 2);
   Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
@@ -705,6 +751,53 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
     Value keyBlockBegin = arith::DivUIOp::create(b, jBegin, bk);
     Value keyBlockEnd = arith::CeilDivUIOp::create(b, jEnd, bk);
+    // Key splits: the CTA walks the band's blocks inside its split. Only
+    // the splitCount splits from firstSplit that meet the band run (at
+    // least one, which stores o = 0 and lse = -inf for rows without keys);
+    // the rest of the body is built inside that condition.
+    Value firstSplit, splitCount;
+    OpBuilder::InsertionGuard participantsOnly(b);
+    if (split) {
+      Value blocksPerSplit = idx(shape.splitKeys / shape.blockK);
+      firstSplit =
+          minIndex(arith::DivUIOp::create(b, keyBlockBegin, blocksPerSplit),
+                   rb.sub(splits, idx(1)));
+      Value endSplit = arith::MaxUIOp::create(
+          b, arith::CeilDivUIOp::create(b, keyBlockEnd, blocksPerSplit),
+          firstSplit);
+      splitCount =
+          arith::MaxUIOp::create(b, idx(1), rb.sub(endSplit, firstSplit));
+      Value participates = arith::AndIOp::create(
+          b,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::uge, split,
+                                firstSplit),
+          lessThan(split, rb.add(firstSplit, splitCount)));
+      Value splitBegin = rb.mul(split, blocksPerSplit);
+      keyBlockBegin = arith::MaxUIOp::create(b, keyBlockBegin, splitBegin);
+      keyBlockEnd = arith::MaxUIOp::create(
+          b, keyBlockBegin,
+          minIndex(keyBlockEnd, rb.add(splitBegin, blocksPerSplit)));
+      auto onlyParticipants =
+          scf::IfOp::create(b, participates, /*withElseRegion=*/false);
+      b.setInsertionPoint(onlyParticipants.thenBlock()->getTerminator());
+    }
+    // Split kernels' workspace (GpuImage.h, segmentWorkspace): a header of
+    // one word plus one per CTA, padded to 4 words, then each CTA's partial
+    // state; header word 1 + t counts the finished splits of query tile t.
+    Value queryBlocks, headAndBatch;
+    if (split) {
+      queryBlocks = arith::CeilDivUIOp::create(b, operands.lengthQ, bq);
+      headAndBatch = rb.add(rb.mul(batch, operands.headsQ), head);
+    }
+    auto splitState = [&](Value splitIndex) {
+      Value gridX = rb.mul(queryBlocks, splits);
+      Value ctas = rb.mul(gridX, rb.mul(operands.headsQ, operands.numBatches));
+      Value header = rb.mul(
+          arith::CeilDivUIOp::create(b, rb.add(idx(1), ctas), idx(4)), idx(4));
+      Value cta = rb.add(rb.mul(headAndBatch, gridX),
+                         rb.add(rb.mul(queryBlock, splits), splitIndex));
+      return rb.add(header, rb.mul(cta, idx(shape.splitStateBytes() / 4)));
+    };
     if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>) {
       if (shape.topk) {
         // The bitmap of kept blocks has room for kTopkBlockCapacity blocks:
@@ -1171,7 +1264,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           });
       ValueRange finalState = loopResults.drop_front();
 
-      // o = acc / l (0 for a row without weight), lse = m + log(l).
+      // o = acc / l (0 for a row without weight), lse = m + log(l); a
+      // split stores both in its partial state, combined below.
+      Value ownState = split ? splitState(split) : Value();
       for (int64_t slot = 0; slot < rowSlots; ++slot) {
         int64_t t = slot / 2, half = slot % 2;
         Value rowSum =
@@ -1192,40 +1287,156 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
               Value value = arith::MulFOp::create(
                   b, finalState[accIndex(t, et) + 2 * half + e], inverse);
-              rb.storeF32(value, o,
-                          layoutIndices(layout, batch, head, rowQ, col));
+              if (split)
+                storeWorkspaceF32(
+                    value, rb.add(ownState,
+                                  rb.add(rb.mul(tileRow[slot], idx(shape.dimV)),
+                                         col)));
+              else
+                rb.storeF32(value, o,
+                            layoutIndices(layout, batch, head, rowQ, col));
             }
-          if (lse) {
+          if (lse || (split && online)) {
             Value first = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
                                                 inGroup, idx(0));
             rb.ifThen(first, [&] {
-              memref::StoreOp::create(
-                  b, rb.logSumExp(hasWeight, finalState[slot], rowSum), lse,
-                  lseIndices(operands.cuQ, batch, head, rowQ, row));
+              Value rowLse = rb.logSumExp(hasWeight, finalState[slot], rowSum);
+              if (split)
+                storeWorkspaceF32(
+                    rowLse,
+                    rb.add(ownState, rb.add(idx(shape.blockQ * shape.dimV),
+                                            tileRow[slot])));
+              else
+                memref::StoreOp::create(
+                    b, rowLse, lse,
+                    lseIndices(operands.cuQ, batch, head, rowQ, row));
             });
           }
         });
       }
     };
-    if (!shape.specialized())
-      return consume();
-    // Two consumer warpgroups need more registers than 384 threads start
-    // with: the producer gives up most of its own.
-    bool rebalance = shape.warps > nvvm::kWarpgroupWarps;
-    Value consumer = lessThan(threadId, idx(consumerThreads));
-    rb.ifThen(consumer, [&] {
-      if (rebalance)
-        setMaxRegisters(kConsumerRegisters, /*increase=*/true);
-      consume();
-    });
-    rb.ifThen(
-        arith::XOrIOp::create(
-            b, consumer, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
-        [&] {
-          if (rebalance)
-            setMaxRegisters(kProducerRegisters, /*increase=*/false);
-          produce();
+    // The last split of a query tile to finish combines the partial states
+    // of all its splits (every thread of the CTA takes part):
+    //   lse = log sum_s exp(lse_s),  o = sum_s exp(lse_s - lse) o_s;
+    // sigmoid and unnormalised weights just add up. Each thread's release
+    // fence orders its partial state before the barrier, after which one
+    // thread counts the split done; the last one's threads acquire before
+    // reading the others' states.
+    auto combineSplits = [&] {
+      if (!shape.emulate)
+        LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
+      barrier();
+      // Q's tile is free now: its first word passes the count around.
+      Value arrived = sharedTile(base, 0, {1}, b.getI32Type());
+      Value counter =
+          rb.add(idx(1), rb.add(rb.mul(headAndBatch, queryBlocks), queryBlock));
+      rb.ifThen(
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, threadId, idx(0)),
+          [&] {
+            Value before = memref::AtomicRMWOp::create(
+                b, arith::AtomicRMWKind::addi, i32(1), workspace,
+                ValueRange{counter});
+            memref::StoreOp::create(b, before, arrived, ValueRange{idx(0)});
+          });
+      barrier();
+      Value finishedBefore = arith::IndexCastOp::create(
+          b, b.getIndexType(),
+          memref::LoadOp::create(b, arrived, ValueRange{idx(0)}));
+      Value last =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, finishedBefore,
+                                rb.sub(splitCount, idx(1)));
+      rb.ifThen(last, [&] {
+        if (!shape.emulate)
+          LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acquire, "device");
+        Value splitEnd = rb.add(firstSplit, splitCount);
+        forEachElement(shape.blockQ * shape.dimV, [&](Value element) {
+          Value r = arith::DivUIOp::create(b, element, idx(shape.dimV));
+          Value col = arith::RemUIOp::create(b, element, idx(shape.dimV));
+          rb.ifThen(lessThan(r, rows), [&] {
+            Value rowQ = rb.add(startQ, rb.add(i0, r));
+            auto partial = [&](Value s) {
+              return loadWorkspaceF32(rb.add(
+                  splitState(s), rb.add(rb.mul(r, idx(shape.dimV)), col)));
+            };
+            auto partialLse = [&](Value s) {
+              return loadWorkspaceF32(rb.add(
+                  splitState(s), rb.add(idx(shape.blockQ * shape.dimV), r)));
+            };
+            auto sumOverSplits =
+                [&](ValueRange init,
+                    llvm::function_ref<SmallVector<Value>(Value, ValueRange)>
+                        body) {
+                  return rb.loop(firstSplit, splitEnd, init, body);
+                };
+            if (!online) {
+              Value sum =
+                  sumOverSplits({rb.f32(0)}, [&](Value s, ValueRange acc) {
+                    return SmallVector<Value>{rb.add(acc[0], partial(s))};
+                  })[0];
+              rb.storeF32(sum, o,
+                          layoutIndices(layout, batch, head, rowQ, col));
+              return;
+            }
+            Value maxLse =
+                sumOverSplits({negInf}, [&](Value s, ValueRange acc) {
+                  return SmallVector<Value>{
+                      arith::MaximumFOp::create(b, acc[0], partialLse(s))};
+                })[0];
+            // A row no split saw a key for: o = 0, lse = -inf (no NaN).
+            Value hasWeight = arith::CmpFOp::create(
+                b, arith::CmpFPredicate::OGT, maxLse, negInf);
+            Value offset =
+                arith::SelectOp::create(b, hasWeight, maxLse, rb.f32(0));
+            ValueRange sums = sumOverSplits(
+                {rb.f32(0), rb.f32(0)}, [&](Value s, ValueRange acc) {
+                  Value weight = math::ExpOp::create(
+                      b, arith::SubFOp::create(b, partialLse(s), offset));
+                  return SmallVector<Value>{
+                      math::FmaOp::create(b, weight, partial(s), acc[0]),
+                      rb.add(acc[1], weight)};
+                });
+            Value value = arith::SelectOp::create(
+                b, hasWeight, arith::DivFOp::create(b, sums[0], sums[1]),
+                rb.f32(0));
+            rb.storeF32(value, o,
+                        layoutIndices(layout, batch, head, rowQ, col));
+            if (lse)
+              rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, col,
+                                              idx(0)),
+                        [&] {
+                          memref::StoreOp::create(
+                              b, rb.logSumExp(hasWeight, offset, sums[1]), lse,
+                              lseIndices(operands.cuQ, batch, head, rowQ,
+                                         rb.add(i0, r)));
+                        });
+          });
         });
+      });
+    };
+
+    if (!shape.specialized()) {
+      consume();
+    } else {
+      // Two consumer warpgroups need more registers than 384 threads start
+      // with: the producer gives up most of its own.
+      bool rebalance = shape.warps > nvvm::kWarpgroupWarps;
+      Value consumer = lessThan(threadId, idx(consumerThreads));
+      rb.ifThen(consumer, [&] {
+        if (rebalance)
+          setMaxRegisters(kConsumerRegisters, /*increase=*/true);
+        consume();
+      });
+      rb.ifThen(
+          arith::XOrIOp::create(
+              b, consumer, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+          [&] {
+            if (rebalance)
+              setMaxRegisters(kProducerRegisters, /*increase=*/false);
+            produce();
+          });
+    }
+    if (split)
+      combineSplits();
   });
 }
 
@@ -1237,6 +1448,10 @@ struct GpuTileSoftmaxPass
     ModuleOp module = getOperation();
     if (warps <= 0 || blockK <= 0) {
       module.emitError("attn-gpu-tile-softmax needs positive warps and block-k");
+      return signalPassFailure();
+    }
+    if (splitKeys < 0) {
+      module.emitError("attn-gpu-tile-softmax needs a non-negative split-keys");
       return signalPassFailure();
     }
     if (rowsPerWarp != 16 && rowsPerWarp != 32) {
@@ -1263,6 +1478,7 @@ struct GpuTileSoftmaxPass
       shape.rowsPerWarp = rowsPerWarp;
       shape.blockQ = warps * rowsPerWarp;
       shape.blockK = blockK;
+      shape.splitKeys = splitKeys;
       std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
@@ -1273,8 +1489,8 @@ struct GpuTileSoftmaxPass
       lowerToKernelFunction(
           kernel, shape, gpuModule, launchFacts(kernel, shape),
           [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-              Value shared, Value /*workspace*/) {
-            SoftmaxKernelBuilder builder(rb, shape, shared);
+              Value shared, Value workspace) {
+            SoftmaxKernelBuilder builder(rb, shape, shared, workspace);
             if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
               builder.build(softmax, results, std::nullopt);
             else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
@@ -1307,6 +1523,13 @@ struct GpuTileSoftmaxPass
     facts.headDim = dims.head;
     facts.copiedParams = {q, paramIndex(family->getOperand(1)),
                           paramIndex(family->getOperand(2))};
+    // Key splits multiply grid x by ceil(keys / split-keys) (the keys'
+    // stored length: all packed tokens for varlen kernels).
+    if (shape.splitKeys) {
+      facts.segments = {paramIndex(family->getOperand(1)), dims.seq,
+                        shape.splitKeys, 0};
+      facts.segmentStateBytes = shape.splitStateBytes();
+    }
     return facts;
   }
 };

@@ -68,9 +68,9 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
   return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
-                       "segment-chunks={4} mma={5}{6}{7}",
-                       warps, blockK, rowsPerWarp, blockV, segmentChunks, mma,
-                       warpSpecialize ? " warp-specialize" : "",
+                       "segment-chunks={4} split-keys={5} mma={6}{7}{8}",
+                       warps, blockK, rowsPerWarp, blockV, segmentChunks,
+                       splitKeys, mma, warpSpecialize ? " warp-specialize" : "",
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -99,11 +99,13 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
                          .Case("rows-per-warp", &rowsPerWarp)
                          .Case("block-v", &blockV)
                          .Case("segment-chunks", &segmentChunks)
+                         .Case("split-keys", &splitKeys)
                          .Default(nullptr);
     if (!field) {
       error = "unknown GPU option '" + item.str() +
               "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
-              "segment-chunks=N, mma=sync|wgmma, warp-specialize, "
+              "segment-chunks=N, split-keys=N, mma=sync|wgmma, "
+              "warp-specialize, "
               "from-tile-programs";
       return false;
     }
@@ -127,6 +129,11 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   }
   if (fromTilePrograms && mma != "sync") {
     error = "from-tile-programs builds mma.sync kernels; drop mma=" + mma;
+    return false;
+  }
+  if (fromTilePrograms && splitKeys) {
+    error = "from-tile-programs does not split keys; drop split-keys=" +
+            std::to_string(splitKeys);
     return false;
   }
   if (fromTilePrograms && rowsPerWarp != 16) {
@@ -156,6 +163,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.rowsPerWarp = options.rowsPerWarp;
     softmax.mma = options.mma;
     softmax.warpSpecialize = options.warpSpecialize;
+    softmax.splitKeys = options.splitKeys;
     softmax.maxSharedBytes = maxSharedBytes;
     softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));

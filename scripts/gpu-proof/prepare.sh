@@ -113,6 +113,18 @@ for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
   wgmma_variant "$spec" "$(basename "$spec" .attn)_ws8" --warps=8 --warp-specialize
 done
 
+# Key splits (--split-keys: runs of keys on different CTAs, combined by the
+# last), IMAGE_split, for decoding shapes (few queries, long key
+# sequences), checked on decode and default cases and timed beside the
+# default; IMAGE_wg_split is the wgmma kernel with splits.
+for spec in "$specs"/dense_d64.attn "$specs"/dense_d128.attn \
+            "$specs"/causal_d64.attn "$specs"/causal_d128.attn; do
+  variant "$spec" "$(basename "$spec" .attn)_split" --split-keys=1024
+done
+variant "$examples/alibi_gqa.attn" alibi_gqa_split --split-keys=512
+variant "$examples/varlen_causal.attn" varlen_causal_split --split-keys=512
+wgmma_variant "$specs/dense_d128.attn" dense_d128_wg_split --split-keys=1024
+
 # Causal linear kernels split sequences into segments on different CTAs:
 # the default (16 chunks per segment) is timed beside one CTA per sequence
 # (IMAGE_seg0) and segments of 4 chunks (IMAGE_seg4); segments of one chunk
@@ -202,6 +214,13 @@ same_checks ws dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             varlen_causal_3000
 same_checks ws8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
             causal_d128_4096
+# Decoding: one or three queries over thousands of keys, GQA.
+add_check dense_d128_decode_1x5000 "$specs/dense_d128.attn" 31 B=2 Hq=8 Hk=2 N=1 M=5000
+add_check causal_d64_decode_3x3000 "$specs/causal_d64.attn" 32 B=2 Hq=8 Hk=2 N=3 M=3000
+same_checks split dense_d128_decode_1x5000 causal_d64_decode_3x3000 \
+            dense_d64_gqa_127x300 causal_d128_gqa_1000 causal_d128_300x127 \
+            causal_d128_4096 alibi_gqa_777x1500 varlen_causal_3000
+same_check dense_d128_decode_1x5000_wg_split dense_d128_decode_1x5000 dense_d128_wg_split
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
@@ -221,6 +240,16 @@ for d in 64 128; do
     for variant in r32 $([ "$d" = 128 ] && echo r32k64) tp wg wg8 ws ws8; do
       IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
       IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
+    done
+  done
+done
+# Decoding (one query row, 32 query heads over 8 kv heads, head dim 128):
+# the default kernel (one CTA per query head) against key splits.
+for m in 4096 16384 65536; do
+  for b in 1 8; do
+    flops=$((4 * b * 32 * m * 128))
+    for variant in "" _split _wg_split; do
+      IMAGE=dense_d128$variant add_time "decode_d128_b${b}_m$m$variant" "$specs/dense_d128.attn" "$flops" B=$b Hq=32 Hk=8 N=1 M=$m
     done
   done
 done

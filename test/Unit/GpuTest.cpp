@@ -110,6 +110,7 @@ TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
   tuned.blockK = 128;
   tuned.blockV = 32;
   tuned.segmentChunks = 0;
+  tuned.splitKeys = 2048;
   tuned.mma = "wgmma";
   GpuPipelineOptions parsed;
   std::string error;
@@ -244,6 +245,81 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
   EXPECT_NE(error.find("wgmma kernels take 16 query rows per warp"),
             std::string::npos)
       << error;
+}
+
+// split-keys: grid x gains a factor of ceil(M / split-keys), the image
+// carries a workspace of the partial states (one per CTA) and the kernel
+// counts finished splits with an atomic between fences. What cannot split
+// is refused with the reason.
+TEST(GpuCompile, KeySplitKernels) {
+  std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
+  struct Config {
+    const char *name, *chip;
+    GpuPipelineOptions options;
+  };
+  std::vector<Config> configs(3);
+  configs[0] = {"mma.sync", "sm_80", {}};
+  configs[1] = {"wgmma", "sm_90a", {}};
+  configs[1].options.mma = "wgmma";
+  configs[2] = {"warp-specialised", "sm_90a", configs[1].options};
+  configs[2].options.warpSpecialize = true;
+  for (Config &config : configs) {
+    SCOPED_TRACE(config.name);
+    config.options.splitKeys = 512;
+    GpuImage image;
+    std::string error;
+    ASSERT_TRUE(compileSpec(alibi, config.chip, image, error, config.options))
+        << error;
+    ASSERT_TRUE(image.segmented());
+    // 64 query rows per CTA, Dv = 64: a partial output and one lse per row.
+    EXPECT_EQ(image.segmentStateBytes, 64 * 65 * 4);
+    // q [B, Hq, N, 64] with N = 1, k [B, Hk, M, 64] with M = 5000: 10
+    // splits of one query block; B = 2, Hq = 8.
+    std::vector<std::vector<int64_t>> shapes = {
+        {2, 8, 1, 64}, {2, 2, 5000, 64}, {2, 2, 5000, 64}, {8}};
+    std::array<int64_t, 3> grid = image.gridFor(shapes);
+    EXPECT_EQ(grid, (std::array<int64_t, 3>{10, 8, 2}));
+    SegmentWorkspace workspace = segmentWorkspace(image, grid);
+    EXPECT_EQ(workspace.headerWords, 164); // 1 + 160 CTAs, padded to 4
+    EXPECT_EQ(workspace.totalBytes, 164 * 4 + 160 * 64 * 65 * 4);
+    // No keys: still one split, which stores o = 0 and lse = -inf.
+    shapes[1][2] = shapes[2][2] = 0;
+    EXPECT_EQ(image.gridFor(shapes)[0], 1);
+    const std::string &ptx = image.bytes;
+    for (const char *instruction : {"fence.acq_rel.gpu", "atom.global.add.u32"})
+      EXPECT_NE(ptx.find(instruction), std::string::npos) << instruction;
+  }
+
+  auto refused = [](const std::string &spec, const char *chip,
+                    const GpuPipelineOptions &options) {
+    GpuImage image;
+    std::string error;
+    EXPECT_FALSE(compileSpec(spec, chip, image, error, options));
+    return error;
+  };
+  GpuPipelineOptions uneven;
+  uneven.splitKeys = 100;
+  EXPECT_NE(refused(alibi, "sm_80", uneven)
+                .find("split-keys (100) must be a multiple of the key tile "
+                      "(64 keys)"),
+            std::string::npos);
+  GpuPipelineOptions topk;
+  topk.splitKeys = 1024;
+  EXPECT_NE(
+      refused(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_80", topk)
+          .find("top-k selection does not split keys"),
+      std::string::npos);
+  GpuPipelineOptions twoConsumers = configs[2].options;
+  twoConsumers.warps = 8;
+  EXPECT_NE(refused(alibi, "sm_90a", twoConsumers)
+                .find("split-keys with warp specialisation takes one consumer "
+                      "warpgroup (4 warps)"),
+            std::string::npos);
+  std::string error;
+  EXPECT_FALSE(
+      GpuPipelineOptions().parse("from-tile-programs split-keys=256", error));
+  EXPECT_EQ(error,
+            "from-tile-programs does not split keys; drop split-keys=256");
 }
 
 TEST(GpuImage, RoundTripsAndDetectsCorruption) {
@@ -554,20 +630,23 @@ std::map<std::string, HostTensor> gqaInputs(const std::string &spec, int64_t b,
 /// with one and two mma row tiles per warp, the kernel built from the tile
 /// program (attn-tile-softmax, attn-tile-to-nvgpu), and the wgmma kernel
 /// for sm_90a with one and two warpgroups per CTA, also warp-specialised
-/// (a producer warpgroup and mbarriers).
+/// (a producer warpgroup and mbarriers), and key splits.
 struct SoftmaxStrategy {
   std::string name;
   GpuPipelineOptions options;
   EmulatedGpuKernel::Schedule schedule =
       EmulatedGpuKernel::Schedule::RoundRobin;
+  bool reverseCtaOrder = false;
 
   std::unique_ptr<EmulatedGpuKernel> compile(SpecRunner &reference,
                                              const GpuPipelineOptions &tuned,
                                              std::string &error) const {
     auto kernel =
         EmulatedGpuKernel::compile(*reference.module, "", tuned, error);
-    if (kernel)
+    if (kernel) {
       kernel->setSchedule(schedule);
+      kernel->setReverseCtaOrder(reverseCtaOrder);
+    }
     return kernel;
   }
   std::unique_ptr<EmulatedGpuKernel> compile(SpecRunner &reference,
@@ -576,7 +655,7 @@ struct SoftmaxStrategy {
   }
 };
 std::vector<SoftmaxStrategy> softmaxStrategies() {
-  std::vector<SoftmaxStrategy> strategies(8);
+  std::vector<SoftmaxStrategy> strategies(11);
   strategies[0].name = "rows-per-warp 16";
   strategies[1].name = "rows-per-warp 32";
   strategies[1].options.rowsPerWarp = 32;
@@ -599,6 +678,16 @@ std::vector<SoftmaxStrategy> softmaxStrategies() {
   strategies[7].name = "wgmma, warp-specialised, producer last";
   strategies[7].options = strategies[5].options;
   strategies[7].schedule = EmulatedGpuKernel::Schedule::LowestFirst;
+  // Runs of 64 keys on different CTAs, combined by the last to finish:
+  // with CTAs in reverse order that is the first split, not the last.
+  strategies[8].name = "split keys 64";
+  strategies[8].options.splitKeys = 64;
+  strategies[9].name = "split keys 64, reverse CTA order";
+  strategies[9].options.splitKeys = 64;
+  strategies[9].reverseCtaOrder = true;
+  strategies[10].name = "wgmma, warp-specialised, split keys 64";
+  strategies[10].options = strategies[5].options;
+  strategies[10].options.splitKeys = 64;
   return strategies;
 }
 
@@ -745,6 +834,7 @@ kernel documents(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64
 // block; only blocks the mask marks (or the lists name: repeats once, and
 // entries outside the band or past the count skipped) are visited. The
 // wgmma kernel needs whole warpgroups, so it runs blocks of 64 query rows.
+// With key splits, each split visits the marked or listed blocks inside it.
 TEST(GpuEmulation, BlockSparseMatchesTheReference) {
   auto maskSpec = [](int64_t blockQ) {
     return R"(
@@ -770,7 +860,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
     GpuPipelineOptions options;
     int64_t maskBlockQ, listBlockQ;
   };
-  std::vector<Config> configs(4);
+  std::vector<Config> configs(5);
   configs[0] = {"mma.sync", {}, 32, 16};
   configs[1] = {"from the tile program", {}, 32, 16};
   configs[1].options.fromTilePrograms = true;
@@ -780,6 +870,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
   configs[3] = configs[2];
   configs[3].name = "wgmma, warp-specialised";
   configs[3].options.warpSpecialize = true;
+  configs[4] = {"mma.sync, split keys 64", {}, 32, 16};
+  configs[4].options.splitKeys = 64;
   const uint64_t seed = 11;
   for (const Config &config : configs)
     for (auto [n, m] :
@@ -981,6 +1073,59 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
       std::mt19937_64 rng(seed);
       std::map<std::string, HostTensor> inputs = c.inputs(rng);
       expectEmulatorMatches(reference, *kernel, inputs, config + " (seed 23)");
+    }
+  }
+}
+
+// Key splits for decoding shapes on the emulator: few query rows (1, 3
+// and 65), long key sequences cut into 4 to 16 splits, GQA, ALiBi under
+// a causal mask (bottom-right aligned, so every split sees keys) and a
+// sliding window (most splits miss the band and stop at once), lse. Also
+// with wgmma, and with the CTAs in reverse order.
+TEST(GpuEmulation, KeySplitsForDecodeShapes) {
+  std::vector<std::pair<const char *, std::string>> specs = {
+      {"alibi_causal",
+       denseSpec(64, " score = s - slope[h] * (i - j)\n mask = causal ",
+                 ", slope: f32[Hq]")},
+      {"window", denseSpec(32, " mask = causal && i + m - n - j < 100 ")},
+  };
+  struct Config {
+    const char *name;
+    GpuPipelineOptions options;
+    bool reverse = false;
+  };
+  std::vector<Config> configs(4);
+  configs[0] = {"split 64", {}};
+  configs[0].options.splitKeys = 64;
+  configs[1] = {"split 256, reverse CTA order", {}, true};
+  configs[1].options.splitKeys = 256;
+  configs[2] = {"wgmma, split 128", {}};
+  configs[2].options.chip = "sm_90a";
+  configs[2].options.mma = "wgmma";
+  configs[2].options.splitKeys = 128;
+  configs[3] = {"rows-per-warp 32, split 64", {}};
+  configs[3].options.rowsPerWarp = 32;
+  configs[3].options.splitKeys = 64;
+  const uint64_t seed = 31;
+  for (const auto &[name, spec] : specs) {
+    SpecRunner reference(spec);
+    ASSERT_TRUE(reference.ok()) << name << ": " << reference.compileError;
+    for (const Config &config : configs) {
+      std::string error;
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "",
+                                               config.options, error);
+      ASSERT_TRUE(kernel) << name << " " << config.name << ": " << error;
+      kernel->setReverseCtaOrder(config.reverse);
+      for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{
+               {1, 1000}, {3, 700}, {65, 300}}) {
+        std::string what = std::string(name) + " " + config.name +
+                           " N=" + std::to_string(n) +
+                           " M=" + std::to_string(m) + " (seed " +
+                           std::to_string(seed + n) + ")";
+        std::map<std::string, HostTensor> inputs =
+            gqaInputs(spec, 2, n, m, name[0] == 'a' ? 64 : 32, seed + n);
+        expectEmulatorMatches(reference, *kernel, inputs, what);
+      }
     }
   }
 }

@@ -131,6 +131,14 @@ static cl::opt<int64_t> gpuSegmentChunks(
     cl::init(16), cl::sub(compileCommand), cl::sub(runCommand),
     cl::cat(category));
 
+static cl::opt<int64_t> gpuSplitKeys(
+    "split-keys",
+    cl::desc("Keys per split of softmax kernels: CTAs of one query block walk "
+             "different runs of keys and the last combines them, for few "
+             "queries and long key sequences (0: no split)"),
+    cl::init(0), cl::sub(compileCommand), cl::sub(runCommand),
+    cl::cat(category));
+
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
     "backend", cl::desc("Where to run"), cl::init(Backend::CPU),
@@ -232,6 +240,7 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.rowsPerWarp = gpuRowsPerWarp;
   options.blockV = gpuBlockV;
   options.segmentChunks = gpuSegmentChunks;
+  options.splitKeys = gpuSplitKeys;
   options.fromTilePrograms = gpuFromTilePrograms;
   options.mma = gpuMma;
   options.warpSpecialize = gpuWarpSpecialize;
@@ -310,9 +319,10 @@ static int run(mlir::ModuleOp module) {
       (gpuFromTilePrograms || gpuWarpSpecialize ||
        gpuWarps.getNumOccurrences() || gpuRowsPerWarp.getNumOccurrences() ||
        gpuBlockV.getNumOccurrences() || gpuSegmentChunks.getNumOccurrences() ||
-       gpuMma.getNumOccurrences()))
+       gpuSplitKeys.getNumOccurrences() || gpuMma.getNumOccurrences()))
     return fail("--from-tile-program, --warps, --rows-per-warp, --mma, "
-                "--block-v and --segment-chunks tune GPU kernels; add "
+                "--block-v, --segment-chunks and --split-keys tune GPU "
+                "kernels; add "
                 "--backend=gpu-emulator or --backend=cuda");
   if (!setGpuTuning(gpuOptions, error))
     return fail(error);

@@ -63,12 +63,18 @@ public:
   enum class Schedule { RoundRobin, LowestFirst };
   void setSchedule(Schedule value) { schedule = value; }
 
+  /// CTAs run one after another, by default x fastest from block (0, 0, 0);
+  /// reversed, from the last block, so a kernel that assumes which of its
+  /// CTAs finishes last (rather than counting) goes wrong.
+  void setReverseCtaOrder(bool value) { reverseCtaOrder = value; }
+
 private:
   EmulatedGpuKernel() = default;
   GpuImage launch;
   std::unique_ptr<mlir::ExecutionEngine> engine;
   void (*entry)(void **) = nullptr;
   Schedule schedule = Schedule::RoundRobin;
+  bool reverseCtaOrder = false;
 };
 
 } // namespace attnc

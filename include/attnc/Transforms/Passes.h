@@ -58,6 +58,9 @@ struct GpuPipelineOptions {
   int64_t blockV = 0;
   /// Chunks per segment of causal linear kernels (0: no segments).
   int64_t segmentChunks = 16;
+  /// Keys per split of softmax kernels, whose splits run on different CTAs
+  /// and are combined by the last (0: one CTA per query block).
+  int64_t splitKeys = 0;
   /// Build softmax kernels from their tile programs (attn-tile-softmax,
   /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
   /// Dense and chunk-local softmax only; 16 rows per warp.
@@ -69,14 +72,14 @@ struct GpuPipelineOptions {
 
   /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
   /// or commas, with the names cacheKey prints (warps, block-k,
-  /// rows-per-warp, block-v, segment-chunks, mma), and the flags
+  /// rows-per-warp, block-v, segment-chunks, split-keys, mma), and the flags
   /// warp-specialize and from-tile-programs. Fails with a one-line message
   /// naming the bad pair.
   bool parse(llvm::StringRef text, std::string &error);
 
   /// Checks what no single pass sees: mma's value, that warp-specialize
   /// needs wgmma, and that from-tile-programs builds mma.sync kernels with
-  /// 16 rows per warp.
+  /// 16 rows per warp and no key splits.
   bool verify(std::string &error) const;
 };
 

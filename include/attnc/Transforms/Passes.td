@@ -331,6 +331,18 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     prologue. With two consumer warpgroups setmaxnreg moves registers from
     the producer (40) to the consumers (232).
 
+    With `split-keys=N` (a multiple of the key tile) each query block's
+    keys are split into runs of N keys that different CTAs walk (grid x is
+    query blocks times ceil(M / N), splits minor), as flash-decoding does
+    for few query rows and long key sequences. Only the splits that meet
+    the block's band run. Each stores its normalised partial output and its
+    row log-sum-exp (f32) in the launch's workspace, then counts itself
+    done on the block's counter (a release fence, a barrier and one atomic
+    add); the CTA that counts last acquires the others' partials and writes
+    o and lse, weighting each split by exp(lse_split - lse). Not with top-k
+    selection, nor with two consumer warpgroups of a warp-specialised
+    kernel.
+
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
 
@@ -363,6 +375,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
+    Option<"splitKeys", "split-keys", "int64_t", /*default=*/"0",
+           "Keys per split: CTAs of one query block walk different runs of "
+           "this many keys and the last one combines them (0: no split)">,
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
