@@ -244,7 +244,7 @@ TEST(RandomSweep, TiledMatchesReference) {
 // the test counts how many ran so that refusals cannot hide everything.
 TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
   SweepRange range = sweepRange(7001, 40);
-  int ran = 0, fromTilePrograms = 0, withWgmma = 0;
+  int ran = 0, fromTilePrograms = 0, withWgmma = 0, withSplits = 0;
   for (int index = 0; index < range.cases; ++index) {
     uint64_t seed = range.baseSeed + index;
     std::mt19937_64 rng(seed);
@@ -291,6 +291,25 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
                             what + "\nfrom the tile program");
       ++fromTilePrograms;
     }
+    // The 32-row softmax cases split their keys in runs of 64 over CTAs
+    // (not with top-k, nor with sparsity blocks that do not divide 64).
+    if (index % 4 == 0) {
+      GpuPipelineOptions split = options;
+      split.splitKeys = 64;
+      std::unique_ptr<EmulatedGpuKernel> splitKernel =
+          EmulatedGpuKernel::compile(*reference.module, "", split, error);
+      if (splitKernel) {
+        expectEmulatorMatches(reference, *splitKernel, inputs,
+                              what + "\nsplit-keys 64");
+        ++withSplits;
+      } else {
+        EXPECT_TRUE(error.find("top-k selection does not split keys") !=
+                        std::string::npos ||
+                    error.find("must be a multiple of the key tile") !=
+                        std::string::npos)
+            << what << "\nsplit-keys 64: " << error;
+      }
+    }
     // And the wgmma kernel for sm_90a, which needs whole warpgroups (64-row
     // blocks) and has no top-k selection yet.
     if (index % 4 == 2) {
@@ -314,6 +333,7 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
   EXPECT_GE(ran, range.cases * 3 / 4);
   EXPECT_GE(fromTilePrograms, range.cases / 8);
   EXPECT_GE(withWgmma, range.cases / 16);
+  EXPECT_GE(withSplits, range.cases / 16);
 }
 
 } // namespace
