@@ -420,6 +420,7 @@ def test_gpu_targets_compile_without_a_gpu():
         ("gpu-emulator", {"mma": "wgmma"}),
         ("gpu-emulator", {"mma": "wgmma", "warp_specialize": True}),
         ("gpu-emulator", {"warps": 2, "block_k": 32, "rows_per_warp": 32}),
+        ("gpu-emulator", {"block_k": 32, "split_keys": 32}),
     ],
 )
 def test_tuning_options_keep_results(target, options):
@@ -450,6 +451,9 @@ def test_tuning_options_reach_the_ptx_and_bad_ones_raise():
     assert "cp.async.mbarrier.arrive.noinc" in specialized.ptx
     with pytest.raises(ValueError, match="warp-specialize builds wgmma kernels; add mma=wgmma"):
         attnc.compile(spec, target="sm_90a", warp_specialize=True)
+    assert "atom.global.add.u32" in attnc.compile(spec, target="sm_80", split_keys=1024).ptx
+    with pytest.raises(ValueError, match="split-keys \\(100\\) must be a multiple of the key tile \\(64 keys\\)"):
+        attnc.compile(spec, target="sm_80", split_keys=100)
     with pytest.raises(ValueError, match="unknown CPU option 'warps=8'"):
         attnc.compile(spec, target="cpu", warps=8)
     with pytest.raises(ValueError, match="target cpu-reference takes no options"):
@@ -516,7 +520,10 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
     torch = pytest.importorskip("torch", reason="torch is not installed; GPU tensors are not tested")
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device visible to torch")
-    kernels = {"default": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda")}
+    kernels = {
+        "default": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda"),
+        "split keys": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda", block_k=32, split_keys=32),
+    }
     if torch.cuda.get_device_capability() == (9, 0):
         # Hopper also runs the wgmma kernel, one and two warpgroups per CTA,
         # with and without a producer warpgroup.
