@@ -230,15 +230,6 @@ private:
                             LLVM::AtomicOrdering::release, "device");
     });
   }
-  Value loadStateWord(Value word) {
-    return arith::BitcastOp::create(
-        b, f32, memref::LoadOp::create(b, workspace, ValueRange{word}));
-  }
-  void storeStateWord(Value value, Value word) {
-    memref::StoreOp::create(b,
-                            arith::BitcastOp::create(b, b.getI32Type(), value),
-                            workspace, ValueRange{word});
-  }
 
   /// The A fragments of 16 rows of `tile` starting at `row0`, one per 16
   /// columns of `width`.
@@ -801,7 +792,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           rb.ifThen(
                 notFirst, {f32},
                 [&]() -> SmallVector<Value> {
-                  return {loadStateWord(rb.add(predecessorState, i))};
+                  return {loadWordF32(workspace, rb.add(predecessorState, i))};
                 },
                 [&]() -> SmallVector<Value> { return {initialAt(d, e)}; })
               .front();
@@ -811,8 +802,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             gated
                 ? exp(memref::LoadOp::create(b, decay, perKeyDim ? d : idx(0)))
                 : rb.f32(1);
-        storeStateWord(math::FmaOp::create(b, factor, startState, own),
-                       rb.add(ownState, i));
+        storeWordF32(math::FmaOp::create(b, factor, startState, own), workspace,
+                     rb.add(ownState, i));
       });
       memref::StoreOp::create(b, startState, state, ValueRange{d, e});
     });

@@ -480,17 +480,6 @@ private:
     llvm::copy(out, acc.begin());
   }
 
-  /// Workspace words of split kernels hold f32 bit patterns.
-  Value loadWorkspaceF32(Value word) {
-    return arith::BitcastOp::create(
-        b, f32, memref::LoadOp::create(b, workspace, ValueRange{word}));
-  }
-  void storeWorkspaceF32(Value value, Value word) {
-    memref::StoreOp::create(b,
-                            arith::BitcastOp::create(b, b.getI32Type(), value),
-                            workspace, ValueRange{word});
-  }
-
   const GpuTileShape &shape;
   /// Split kernels' workspace (GpuImage.h, segmentWorkspace), else null.
   Value workspace;
@@ -1288,10 +1277,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               Value value = arith::MulFOp::create(
                   b, finalState[accIndex(t, et) + 2 * half + e], inverse);
               if (split)
-                storeWorkspaceF32(
-                    value, rb.add(ownState,
-                                  rb.add(rb.mul(tileRow[slot], idx(shape.dimV)),
-                                         col)));
+                storeWordF32(value, workspace,
+                             rb.add(ownState, rb.add(rb.mul(tileRow[slot],
+                                                            idx(shape.dimV)),
+                                                     col)));
               else
                 rb.storeF32(value, o,
                             layoutIndices(layout, batch, head, rowQ, col));
@@ -1302,8 +1291,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             rb.ifThen(first, [&] {
               Value rowLse = rb.logSumExp(hasWeight, finalState[slot], rowSum);
               if (split)
-                storeWorkspaceF32(
-                    rowLse,
+                storeWordF32(
+                    rowLse, workspace,
                     rb.add(ownState, rb.add(idx(shape.blockQ * shape.dimV),
                                             tileRow[slot])));
               else
@@ -1355,12 +1344,14 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           rb.ifThen(lessThan(r, rows), [&] {
             Value rowQ = rb.add(startQ, rb.add(i0, r));
             auto partial = [&](Value s) {
-              return loadWorkspaceF32(rb.add(
-                  splitState(s), rb.add(rb.mul(r, idx(shape.dimV)), col)));
+              return loadWordF32(
+                  workspace, rb.add(splitState(s),
+                                    rb.add(rb.mul(r, idx(shape.dimV)), col)));
             };
             auto partialLse = [&](Value s) {
-              return loadWorkspaceF32(rb.add(
-                  splitState(s), rb.add(idx(shape.blockQ * shape.dimV), r)));
+              return loadWordF32(
+                  workspace, rb.add(splitState(s),
+                                    rb.add(idx(shape.blockQ * shape.dimV), r)));
             };
             auto sumOverSplits =
                 [&](ValueRange init,

@@ -427,6 +427,16 @@ protected:
               rb.ifThen(lessThan(i, end), [&] { body(i); });
             });
   }
+  /// f32 values kept as bit patterns in the i32 words of a workspace.
+  Value loadWordF32(Value words, Value index) {
+    return arith::BitcastOp::create(
+        b, f32, memref::LoadOp::create(b, words, ValueRange{index}));
+  }
+  void storeWordF32(Value value, Value words, Value index) {
+    memref::StoreOp::create(b,
+                            arith::BitcastOp::create(b, b.getI32Type(), value),
+                            words, ValueRange{index});
+  }
   /// An element of a shared tile as f32.
   Value loadF32(Value tile, ValueRange at) {
     Value value = memref::LoadOp::create(b, tile, at);
