@@ -14,6 +14,7 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -307,14 +308,20 @@ public:
   void recordError(int64_t code, ArrayRef<Value> details,
                    Value rawBits = Value()) {
     Type i64 = b.getI64Type();
-    Value slot0 = index(0);
-    Value previous = memref::LoadOp::create(b, status, slot0);
-    Value first = arith::CmpIOp::create(
-        b, arith::CmpIPredicate::eq, previous,
-        arith::ConstantIntOp::create(b, i64, 0));
+    // Slot 0 is claimed with a compare-and-swap from 0 to the code: of
+    // threads that find errors at once, only the first writes its details,
+    // so a message never mixes two. (The status buffer has no offset.)
+    Value address = arith::IndexCastOp::create(
+        b, i64, memref::ExtractAlignedPointerAsIndexOp::create(b, status));
+    Value slot0 = mlir::LLVM::IntToPtrOp::create(
+        b, mlir::LLVM::LLVMPointerType::get(b.getContext()), address);
+    auto claim = mlir::LLVM::AtomicCmpXchgOp::create(
+        b, slot0, arith::ConstantIntOp::create(b, i64, 0),
+        arith::ConstantIntOp::create(b, i64, code),
+        mlir::LLVM::AtomicOrdering::monotonic,
+        mlir::LLVM::AtomicOrdering::monotonic);
+    Value first = mlir::LLVM::ExtractValueOp::create(b, claim, 1);
     ifThen(first, [&] {
-      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i64, code),
-                              status, slot0);
       for (auto [slot, value] : llvm::enumerate(details))
         memref::StoreOp::create(b, arith::IndexCastOp::create(b, i64, value),
                                 status, index(slot + 1));

@@ -83,8 +83,13 @@ attn.kernel @causal(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, 
 // CHECK-NEXT:            memref.load %arg3
 // CHECK:               arith.cmpf ole, %[[G]]
 // CHECK:               arith.cmpf one, %[[G]]
+//                      The first error claims status[0] atomically
+//                      (0 -> code 1); only the claimant writes details.
 // CHECK:               scf.if
-// CHECK:                 memref.store %{{.*}}, %arg{{[0-9]+}}[%{{.*}}] : memref<?xi64>
+// CHECK:                 %[[CLAIM:.*]] = llvm.cmpxchg %{{.*}}, %c0_i64{{.*}}, %c1_i64 monotonic monotonic : !llvm.ptr, i64
+// CHECK:                 %[[FIRST:.*]] = llvm.extractvalue %[[CLAIM]][1]
+// CHECK:                 scf.if %[[FIRST]]
+// CHECK:                   memref.store %{{.*}}, %arg{{[0-9]+}}[%{{.*}}] : memref<?xi64>
 // CHECK:               %[[DECAY:.*]] = math.exp
 //                      phi(k) = relu(k)
 // CHECK:               arith.maximumf

@@ -45,6 +45,7 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect"
   ];
@@ -109,6 +110,7 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
   let dependentDialects = [
     "::attnc::tile::TileDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect",
     "::mlir::vector::VectorDialect"
@@ -210,6 +212,7 @@ def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
   let dependentDialects = [
     "::attnc::tile::TileDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
     "::mlir::scf::SCFDialect", "::mlir::tensor::TensorDialect"
   ];
