@@ -88,8 +88,8 @@ std::array<int64_t, 3> GpuImage::gridFor(
   std::array<int64_t, 3> result{};
   for (int axis = 0; axis < 3; ++axis)
     result[axis] = evaluate(grid[axis], inputShapes);
-  // At least one segment, so that an empty sequence still stores its
-  // final state.
+  // At least one segment or split, so that an empty sequence still stores
+  // its final state (linear) or o = 0 and lse = -inf (softmax).
   result[0] *= std::max<int64_t>(1, evaluate(segments, inputShapes));
   return result;
 }

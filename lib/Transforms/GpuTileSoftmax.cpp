@@ -773,19 +773,23 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     // Split kernels' workspace (GpuImage.h, segmentWorkspace): a header of
     // one word plus one per CTA, padded to 4 words, then each CTA's partial
     // state; header word 1 + t counts the finished splits of query tile t.
-    Value queryBlocks, headAndBatch;
+    // A query block's splits are consecutive CTAs (grid x, splits minor).
+    Value queryBlocks, headAndBatch, tileStates;
+    const int64_t stateWords = shape.splitStateBytes() / 4;
     if (split) {
       queryBlocks = arith::CeilDivUIOp::create(b, operands.lengthQ, bq);
       headAndBatch = rb.add(rb.mul(batch, operands.headsQ), head);
-    }
-    auto splitState = [&](Value splitIndex) {
       Value gridX = rb.mul(queryBlocks, splits);
       Value ctas = rb.mul(gridX, rb.mul(operands.headsQ, operands.numBatches));
       Value header = rb.mul(
           arith::CeilDivUIOp::create(b, rb.add(idx(1), ctas), idx(4)), idx(4));
-      Value cta = rb.add(rb.mul(headAndBatch, gridX),
-                         rb.add(rb.mul(queryBlock, splits), splitIndex));
-      return rb.add(header, rb.mul(cta, idx(shape.splitStateBytes() / 4)));
+      Value firstCta =
+          rb.add(rb.mul(headAndBatch, gridX), rb.mul(queryBlock, splits));
+      tileStates = rb.add(header, rb.mul(firstCta, idx(stateWords)));
+    }
+    // The first word of split `splitIndex`'s partial state.
+    auto splitState = [&](Value splitIndex) {
+      return rb.add(tileStates, rb.mul(splitIndex, idx(stateWords)));
     };
     if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>) {
       if (shape.topk) {

@@ -772,9 +772,9 @@ struct LaunchFacts {
   int64_t headDim = 1;
   /// A result with one entry per packed sequence, or -1.
   int64_t sequenceResult = -1;
-  /// Segmented kernels (GpuImage::segments): grid x is multiplied by this
-  /// [param, dim, divisor, minus] term (divisor 0: not segmented), and each
-  /// CTA hands on `segmentStateBytes` through the workspace.
+  /// Segmented and key-split kernels (GpuImage::segments): grid x is
+  /// multiplied by this [param, dim, divisor, minus] term (divisor 0: no
+  /// split), and each CTA leaves `segmentStateBytes` in the workspace.
   std::array<int64_t, 4> segments{};
   int64_t segmentStateBytes = 0;
 };

@@ -45,13 +45,15 @@ struct GpuImage {
   /// A result with one entry per packed sequence (a final state), whose
   /// leading dim is dim(offsetParams[0], 0) - 1; -1 when none.
   int64_t sequenceResult = -1;
-  /// Causal linear kernels split each sequence into segments that
-  /// different CTAs walk, each handing its end state to the next (see
-  /// docs/gpu.md, "Segments"): grid x is multiplied by the segment count and
-  /// the kernel takes a workspace after the status words. A divisor of 0
-  /// means one segment and no workspace.
+  /// Kernels whose CTAs split a sequence and hand partial states around
+  /// through a workspace: causal linear kernels (segments of a sequence,
+  /// each handing its end state to the next; docs/gpu.md, "Segments") and
+  /// softmax kernels with key splits (runs of keys, combined by the last
+  /// CTA; "Key splits"). Grid x is multiplied by this term (at least 1) and
+  /// the kernel takes the workspace after the status words. A divisor of 0
+  /// means no split and no workspace.
   GridTerm segments{0, 0, 0, 0};
-  /// Workspace bytes of the state each CTA hands on.
+  /// Workspace bytes of the state each CTA leaves.
   int64_t segmentStateBytes = 0;
   bool segmented() const { return segments.divisor != 0; }
   /// Parameter roles, so a runner without the spec draws the same random
@@ -73,9 +75,10 @@ struct GpuImage {
 };
 
 /// The workspace of a segmented launch of `ctas` CTAs, in 4-byte words: a
-/// ticket counter and one flag per CTA (the header, zeroed before every
-/// launch), padded to 16 bytes, then each CTA's state. The kernel computes
-/// the same layout.
+/// header of 1 + ctas words, zeroed before every launch (linear segments: a
+/// ticket counter and one flag per CTA; key splits: a finished-splits
+/// counter per query block), padded to 16 bytes, then each CTA's state. The
+/// kernel computes the same layout.
 struct SegmentWorkspace {
   int64_t headerWords = 0, totalBytes = 0;
 };
