@@ -84,8 +84,9 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
 /* attnc_compile with tuning `options` (NULL or "": the defaults), NAME=VALUE
  * pairs separated by spaces or commas. GPU targets and gpu-emulator take
  * warps=N (per CTA), block-k=N (keys per tile), rows-per-warp=16|32,
- * mma=sync|wgmma (wgmma: sm_90a softmax kernels), split-keys=N (softmax
- * keys per CTA, combined across CTAs), block-v=N and
+ * mma=sync|wgmma (wgmma: sm_90a softmax kernels), split-keys=N|auto
+ * (softmax keys per CTA, combined across CTAs; auto: each launch chooses
+ * the number of splits for the GPU), block-v=N and
  * segment-chunks=N (linear kernels) and the flags warp-specialize (with
  * mma=wgmma: a producer warpgroup) and from-tile-programs; "cpu"
  * takes block-q=N and block-k=N; "cpu-reference" takes none. A bad option
@@ -180,7 +181,9 @@ attnc_status attnc_kernel_load(attnc_context *context, const void *image,
  * build, whose attnc_compile fails with ATTNC_ERROR_TARGET. */
 int attnc_has_compiler(void);
 /* GPU kernels: the launch grid, CTA size and dynamic shared memory for
- * these inputs (shapes only are read). */
+ * these inputs (shapes only are read). A split-keys=auto kernel's grid also
+ * depends on the GPU: this loads it onto the device (ATTNC_ERROR_LAUNCH
+ * without one); the emulator's stands for an H100. */
 attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
                                         const attnc_tensor *inputs,
                                         int64_t grid[3], int64_t block[3],

@@ -286,7 +286,22 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
   std::vector<std::vector<int64_t>> shapes;
   for (const TensorView &view : views)
     shapes.push_back(view.data ? view.shape : std::vector<int64_t>());
-  std::array<int64_t, 3> dims = kernel->gpuImage.gridFor(shapes);
+  // split-keys=auto kernels size their grid for the device they run on.
+  int64_t residentCtas = 0;
+  if (kernel->gpuImage.splitsAtLaunch) {
+    if (kernel->host) {
+      residentCtas = kernel->host->residentCtas();
+    } else {
+      if (!kernel->gpu &&
+          !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
+        return fail(kernel->context, ATTNC_ERROR_LAUNCH,
+                    "the grid of a split-keys=auto kernel depends on the "
+                    "GPU, and the " +
+                        kernel->target + " kernel cannot be loaded: " + error);
+      residentCtas = kernel->gpu->residentCtas();
+    }
+  }
+  std::array<int64_t, 3> dims = kernel->gpuImage.gridFor(shapes, residentCtas);
   for (int axis = 0; axis < 3; ++axis) {
     grid[axis] = dims[axis];
     block[axis] = axis == 0 ? kernel->gpuImage.threads : 1;

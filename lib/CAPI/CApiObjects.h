@@ -41,6 +41,9 @@ public:
   virtual bool isCpu() const = 0;
   virtual void setThreads(int threads) = 0;
   virtual int threads() const = 0;
+  /// The emulator: the CTAs its GPU holds at once (sizes split-keys=auto
+  /// grids); 0 for the CPU.
+  virtual int64_t residentCtas() const = 0;
   virtual bool outputShapes(const std::vector<const TensorView *> &inputs,
                             std::vector<std::vector<int64_t>> &shapes,
                             std::string &error, bool readValues) const = 0;

@@ -46,6 +46,7 @@ public:
   int threads() const override {
     return static_cast<int>(kernel->getThreads());
   }
+  int64_t residentCtas() const override { return 0; }
   bool outputShapes(const std::vector<const TensorView *> &inputs,
                     std::vector<std::vector<int64_t>> &shapes,
                     std::string &error, bool readValues) const override {
@@ -71,6 +72,7 @@ public:
   bool isCpu() const override { return false; }
   void setThreads(int) override {}
   int threads() const override { return 0; }
+  int64_t residentCtas() const override { return kernel->residentCtas(); }
   bool outputShapes(const std::vector<const TensorView *> &,
                     std::vector<std::vector<int64_t>> &, std::string &error,
                     bool) const override {

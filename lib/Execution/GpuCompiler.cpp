@@ -85,6 +85,7 @@ void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
     ArrayRef<int64_t> values = segments.asArrayRef();
     image.segments = {values[0], values[1], values[2], values[3]};
     image.segmentStateBytes = intAttr(func, "attnc.segment_state_bytes");
+    image.splitsAtLaunch = func->hasAttr("attnc.splits_at_launch");
   }
 }
 

@@ -105,7 +105,7 @@ struct Cta {
   Barrier barrier;
   std::vector<Warp> warps;
   std::vector<Warpgroup> warpgroups;
-  int64_t block[3] = {0, 0, 0};
+  int64_t block[3] = {0, 0, 0}, grid[3] = {1, 1, 1};
   bool bf16 = true;
   std::map<int32_t, MBarrier> mbarriers;
   /// The first misuse of wgmma (see WgmmaGroup) or of an mbarrier found,
@@ -149,6 +149,9 @@ float toFloat(uint16_t bits, bool bf16) {
 extern "C" int64_t attnc_emu_thread_id() { return current().thread; }
 extern "C" int64_t attnc_emu_block_id(int64_t axis) {
   return current().cta->block[axis];
+}
+extern "C" int64_t attnc_emu_grid_dim(int64_t axis) {
+  return current().cta->grid[axis];
 }
 extern "C" void attnc_emu_barrier() { current().cta->barrier.wait(); }
 
@@ -448,6 +451,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     };
     add("attnc_emu_thread_id", &attnc_emu_thread_id);
     add("attnc_emu_block_id", &attnc_emu_block_id);
+    add("attnc_emu_grid_dim", &attnc_emu_grid_dim);
     add("attnc_emu_barrier", &attnc_emu_barrier);
     add("attnc_emu_shfl_xor", &attnc_emu_shfl_xor);
     add("attnc_emu_ldmatrix", &attnc_emu_ldmatrix);
@@ -526,7 +530,7 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
         descriptorOf(output->data, output->shape, output->strides));
   int64_t status[kStatusWords] = {};
   descriptors.push_back(descriptorOf(status, {kStatusWords}, {1}));
-  std::array<int64_t, 3> grid = launch.gridFor(inputShapes);
+  std::array<int64_t, 3> grid = launch.gridFor(inputShapes, resident);
   // CTAs run one after another in ticket order, so every flag a CTA awaits
   // is already set (attnc_emu_expect_published).
   std::vector<int32_t> workspace;
@@ -553,6 +557,7 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
     cta.block[0] = linear % grid[0];
     cta.block[1] = linear / grid[0] % grid[1];
     cta.block[2] = linear / grid[0] / grid[1];
+    std::copy(grid.begin(), grid.end(), cta.grid);
     descriptors[sharedSlot] =
         descriptorOf(cta.shared.data(), {launch.sharedBytes}, {1});
     std::vector<void *> pointers, packed;

@@ -2,6 +2,7 @@
 
 #include "attnc/Runtime/CudaRuntime.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -28,6 +29,8 @@ public:
   Result (*moduleUnload)(void *);
   Result (*moduleGetFunction)(void **, void *, const char *);
   Result (*funcSetAttribute)(void *, int, int);
+  Result (*occupancyMaxActiveBlocksPerMultiprocessor)(int *, void *, int,
+                                                      size_t);
   Result (*launchKernel)(void *, unsigned, unsigned, unsigned, unsigned,
                          unsigned, unsigned, unsigned, void *, void **,
                          void **);
@@ -106,6 +109,8 @@ CudaDriver *CudaDriver::get(std::string &error) {
     resolve(driver.moduleUnload, "cuModuleUnload");
     resolve(driver.moduleGetFunction, "cuModuleGetFunction");
     resolve(driver.funcSetAttribute, "cuFuncSetAttribute");
+    resolve(driver.occupancyMaxActiveBlocksPerMultiprocessor,
+            "cuOccupancyMaxActiveBlocksPerMultiprocessor");
     resolve(driver.launchKernel, "cuLaunchKernel");
     resolve(driver.memAlloc, "cuMemAlloc_v2");
     resolve(driver.memFree, "cuMemFree_v2");
@@ -290,6 +295,20 @@ std::unique_ptr<GpuKernel> GpuKernel::load(const GpuImage &image,
                                               static_cast<int>(image.sharedBytes)),
                      "cuFuncSetAttribute(max dynamic shared memory)", error))
     return nullptr;
+  if (image.splitsAtLaunch) {
+    int device = 0, multiprocessors = 0, perMultiprocessor = 0;
+    if (!driver->check(driver->deviceGet(&device, 0), "cuDeviceGet", error) ||
+        !driver->check(driver->deviceGetAttribute(&multiprocessors, 16, device),
+                       "cuDeviceGetAttribute(multiprocessor count)", error) ||
+        !driver->check(driver->occupancyMaxActiveBlocksPerMultiprocessor(
+                           &perMultiprocessor, kernel->function,
+                           static_cast<int>(image.threads),
+                           static_cast<size_t>(image.sharedBytes)),
+                       "cuOccupancyMaxActiveBlocksPerMultiprocessor", error))
+      return nullptr;
+    kernel->resident =
+        std::max<int64_t>(1, int64_t{multiprocessors} * perMultiprocessor);
+  }
   return kernel;
 }
 
@@ -362,7 +381,7 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
       inputShapes.emplace_back();
     }
   }
-  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes);
+  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes, resident);
   if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
     return true; // nothing to compute
   // The kernel records only the first error it finds in the words, so the

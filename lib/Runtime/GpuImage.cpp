@@ -83,15 +83,47 @@ int64_t evaluate(const GridTerm &term,
 }
 } // namespace
 
-std::array<int64_t, 3> GpuImage::gridFor(
-    const std::vector<std::vector<int64_t>> &inputShapes) const {
+std::array<int64_t, 3>
+GpuImage::gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
+                  int64_t residentCtas) const {
   std::array<int64_t, 3> result{};
   for (int axis = 0; axis < 3; ++axis)
     result[axis] = evaluate(grid[axis], inputShapes);
   // At least one segment or split, so that an empty sequence still stores
   // its final state (linear) or o = 0 and lse = -inf (softmax).
-  result[0] *= std::max<int64_t>(1, evaluate(segments, inputShapes));
+  int64_t parts = evaluate(segments, inputShapes);
+  if (splitsAtLaunch)
+    parts =
+        chooseKeySplits(result[0] * result[1] * result[2], parts, residentCtas);
+  result[0] *= std::max<int64_t>(1, parts);
   return result;
+}
+
+int64_t attnc::chooseKeySplits(int64_t ctas, int64_t keyBlocks,
+                               int64_t residentCtas) {
+  // Splitting a grid that nearly fills the GPU only adds the combine.
+  if (ctas <= 0 || keyBlocks <= 1 || residentCtas <= 0 ||
+      5 * ctas >= 4 * residentCtas)
+    return 1;
+  int64_t most = std::min(keyBlocks, kMaxKeySplits);
+  // The fraction of the GPU busy on average over the waves of s splits.
+  auto occupancy = [&](int64_t s) {
+    int64_t waves = (ctas * s + residentCtas - 1) / residentCtas;
+    return static_cast<double>(ctas * s) /
+           static_cast<double>(waves * residentCtas);
+  };
+  double best = 0;
+  for (int64_t s = 1; s <= most; ++s)
+    best = std::max(best, occupancy(s));
+  int64_t splits = most;
+  for (int64_t s = 1; s <= most; ++s)
+    if (occupancy(s) >= 0.85 * best) {
+      splits = s;
+      break;
+    }
+  // As many splits as ceil(keyBlocks / splits) blocks each needs.
+  int64_t blocksPerSplit = (keyBlocks + splits - 1) / splits;
+  return (keyBlocks + blocksPerSplit - 1) / blocksPerSplit;
 }
 
 SegmentWorkspace attnc::segmentWorkspace(const GpuImage &image,
@@ -144,6 +176,8 @@ std::string attnc::serialize(const GpuImage &image) {
   os << "segments " << segments.param << ' ' << segments.dim << ' '
      << segments.divisor << ' ' << segments.minus << ' '
      << image.segmentStateBytes << '\n';
+  if (image.splitsAtLaunch)
+    os << "splits_at_launch\n";
   os << "head_dim " << image.headDim << '\n';
   os << "sequence_result " << image.sequenceResult << '\n';
   os << "offsets";
@@ -216,6 +250,8 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
             image.segmentStateBytes) ||
           term.divisor < 0 || image.segmentStateBytes < 0)
         return fail("bad segments line '" + text + "'");
+    } else if (key == "splits_at_launch") {
+      image.splitsAtLaunch = true;
     } else if (key == "head_dim") {
       line >> image.headDim;
     } else if (key == "sequence_result") {

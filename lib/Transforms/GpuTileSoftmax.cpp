@@ -76,8 +76,10 @@ struct GpuTileShape : WarpConfig {
   int64_t rowsPerWarp = nvvm::kMmaM;
   /// Blocks kept per query row by top-k selection (0: no selection).
   int64_t topk = 0;
-  /// Keys per split (0: none): see the pass description.
+  /// Keys per split (0: none; kAutoSplitKeys: chosen at launch): see the
+  /// pass description.
   int64_t splitKeys = 0;
+  bool splitsAtLaunch() const { return splitKeys == kAutoSplitKeys; }
   /// What each CTA of a split kernel leaves in the workspace: its partial
   /// output (blockQ x dimV) and its rows' log-sum-exp, as f32.
   int64_t splitStateBytes() const { return blockQ * (dimV + 1) * 4; }
@@ -206,7 +208,7 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
     if (shape.topk)
       return "top-k selection does not split keys (every split would repeat "
              "the selection); drop split-keys";
-    if (shape.splitKeys % shape.blockK)
+    if (!shape.splitsAtLaunch() && shape.splitKeys % shape.blockK)
       return llvm::formatv("split-keys ({0}) must be a multiple of the key "
                            "tile ({1} keys)",
                            shape.splitKeys, shape.blockK)
@@ -681,12 +683,30 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value group = arith::DivUIOp::create(b, lane, idx(4));
   Value inGroup = arith::RemUIOp::create(b, lane, idx(4));
   // With key splits grid x is (query block, split), splits minor, so the
-  // CTAs of one query block run side by side.
-  Value queryBlock, split, splits;
+  // CTAs of one query block run side by side. A split walks blocksPerSplit
+  // key blocks.
+  Value queryBlock, split, splits, blocksPerSplit, queryBlocks;
   if (shape.splitKeys) {
-    splits = arith::MaxUIOp::create(
-        b, idx(1),
-        arith::CeilDivUIOp::create(b, operands.lengthK, idx(shape.splitKeys)));
+    queryBlocks =
+        arith::CeilDivUIOp::create(b, operands.lengthQ, idx(shape.blockQ));
+    if (shape.splitsAtLaunch()) {
+      splits = arith::DivUIOp::create(b, gridSize(gpu::Dimension::x, 0),
+                                      queryBlocks);
+      // At least 1: with no keys a single split stores o = 0, lse = -inf.
+      blocksPerSplit = arith::MaxUIOp::create(
+          b, idx(1),
+          arith::CeilDivUIOp::create(
+              b,
+              arith::CeilDivUIOp::create(b, operands.lengthK,
+                                         idx(shape.blockK)),
+              splits));
+    } else {
+      splits = arith::MaxUIOp::create(
+          b, idx(1),
+          arith::CeilDivUIOp::create(b, operands.lengthK,
+                                     idx(shape.splitKeys)));
+      blocksPerSplit = idx(shape.splitKeys / shape.blockK);
+    }
     Value x = blockIndex(gpu::Dimension::x, 0);
     queryBlock = arith::DivUIOp::create(b, x, splits);
     split = arith::RemUIOp::create(b, x, splits);
@@ -747,7 +767,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     Value firstSplit, splitCount;
     OpBuilder::InsertionGuard participantsOnly(b);
     if (split) {
-      Value blocksPerSplit = idx(shape.splitKeys / shape.blockK);
       firstSplit =
           minIndex(arith::DivUIOp::create(b, keyBlockBegin, blocksPerSplit),
                    rb.sub(splits, idx(1)));
@@ -774,10 +793,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     // one word plus one per CTA, padded to 4 words, then each CTA's partial
     // state; header word 1 + t counts the finished splits of query tile t.
     // A query block's splits are consecutive CTAs (grid x, splits minor).
-    Value queryBlocks, headAndBatch, tileStates;
+    Value headAndBatch, tileStates;
     const int64_t stateWords = shape.splitStateBytes() / 4;
     if (split) {
-      queryBlocks = arith::CeilDivUIOp::create(b, operands.lengthQ, bq);
       headAndBatch = rb.add(rb.mul(batch, operands.headsQ), head);
       Value gridX = rb.mul(queryBlocks, splits);
       Value ctas = rb.mul(gridX, rb.mul(operands.headsQ, operands.numBatches));
@@ -1445,8 +1463,11 @@ struct GpuTileSoftmaxPass
       module.emitError("attn-gpu-tile-softmax needs positive warps and block-k");
       return signalPassFailure();
     }
-    if (splitKeys < 0) {
-      module.emitError("attn-gpu-tile-softmax needs a non-negative split-keys");
+    int64_t keysPerSplit = 0;
+    if (!parseSplitKeys(splitKeys, keysPerSplit)) {
+      module.emitError() << "attn-gpu-tile-softmax: split-keys must be a "
+                            "non-negative number of keys or auto, got '"
+                         << splitKeys << "'";
       return signalPassFailure();
     }
     if (rowsPerWarp != 16 && rowsPerWarp != 32) {
@@ -1473,7 +1494,7 @@ struct GpuTileSoftmaxPass
       shape.rowsPerWarp = rowsPerWarp;
       shape.blockQ = warps * rowsPerWarp;
       shape.blockK = blockK;
-      shape.splitKeys = splitKeys;
+      shape.splitKeys = keysPerSplit;
       std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
@@ -1519,11 +1540,14 @@ struct GpuTileSoftmaxPass
     facts.copiedParams = {q, paramIndex(family->getOperand(1)),
                           paramIndex(family->getOperand(2))};
     // Key splits multiply grid x by ceil(keys / split-keys) (the keys'
-    // stored length: all packed tokens for varlen kernels).
+    // stored length: all packed tokens for varlen kernels). Chosen at
+    // launch, the splits share the ceil(keys / block-k) key blocks.
     if (shape.splitKeys) {
       facts.segments = {paramIndex(family->getOperand(1)), dims.seq,
-                        shape.splitKeys, 0};
+                        shape.splitsAtLaunch() ? shape.blockK : shape.splitKeys,
+                        0};
       facts.segmentStateBytes = shape.splitStateBytes();
+      facts.splitsAtLaunch = shape.splitsAtLaunch();
     }
     return facts;
   }

@@ -66,11 +66,24 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   return "+ptx80";
 }
 
+bool attnc::parseSplitKeys(llvm::StringRef text, int64_t &splitKeys) {
+  int64_t keys = kAutoSplitKeys;
+  if (text != "auto" && (text.getAsInteger(10, keys) || keys < 0))
+    return false;
+  splitKeys = keys;
+  return true;
+}
+
+std::string attnc::splitKeysText(int64_t splitKeys) {
+  return splitKeys == kAutoSplitKeys ? "auto" : std::to_string(splitKeys);
+}
+
 std::string attnc::GpuPipelineOptions::cacheKey() const {
   return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
                        "segment-chunks={4} split-keys={5} mma={6}{7}{8}",
                        warps, blockK, rowsPerWarp, blockV, segmentChunks,
-                       splitKeys, mma, warpSpecialize ? " warp-specialize" : "",
+                       splitKeysText(splitKeys), mma,
+                       warpSpecialize ? " warp-specialize" : "",
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -93,18 +106,25 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
       mma = value.str();
       continue;
     }
+    if (name == "split-keys") {
+      if (!parseSplitKeys(value, splitKeys)) {
+        error = "GPU option '" + item.str() +
+                "' needs a non-negative number of keys or auto";
+        return false;
+      }
+      continue;
+    }
     int64_t *field = llvm::StringSwitch<int64_t *>(name)
                          .Case("warps", &warps)
                          .Case("block-k", &blockK)
                          .Case("rows-per-warp", &rowsPerWarp)
                          .Case("block-v", &blockV)
                          .Case("segment-chunks", &segmentChunks)
-                         .Case("split-keys", &splitKeys)
                          .Default(nullptr);
     if (!field) {
       error = "unknown GPU option '" + item.str() +
               "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
-              "segment-chunks=N, split-keys=N, mma=sync|wgmma, "
+              "segment-chunks=N, split-keys=N|auto, mma=sync|wgmma, "
               "warp-specialize, "
               "from-tile-programs";
       return false;
@@ -133,7 +153,7 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   }
   if (fromTilePrograms && splitKeys) {
     error = "from-tile-programs does not split keys; drop split-keys=" +
-            std::to_string(splitKeys);
+            splitKeysText(splitKeys);
     return false;
   }
   if (fromTilePrograms && rowsPerWarp != 16) {
@@ -163,7 +183,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.rowsPerWarp = options.rowsPerWarp;
     softmax.mma = options.mma;
     softmax.warpSpecialize = options.warpSpecialize;
-    softmax.splitKeys = options.splitKeys;
+    softmax.splitKeys = splitKeysText(options.splitKeys);
     softmax.maxSharedBytes = maxSharedBytes;
     softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));

@@ -104,6 +104,8 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
                   builder.getDenseI64ArrayAttr(facts.segments));
     func->setAttr("attnc.segment_state_bytes",
                   builder.getI64IntegerAttr(facts.segmentStateBytes));
+    if (facts.splitsAtLaunch)
+      func->setAttr("attnc.splits_at_launch", builder.getUnitAttr());
   }
 }
 

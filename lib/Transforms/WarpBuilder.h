@@ -117,6 +117,15 @@ protected:
         emulatorCall("attnc_emu_block_id", b.getI64Type(),
                      {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
   }
+  /// The grid's size along `dim` (CTAs), axis 0-2 for the emulator.
+  Value gridSize(gpu::Dimension dim, int64_t axis) {
+    if (!config.emulate)
+      return gpu::GridDimOp::create(b, dim);
+    return arith::IndexCastOp::create(
+        b, b.getIndexType(),
+        emulatorCall("attnc_emu_grid_dim", b.getI64Type(),
+                     {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
+  }
   void barrier() {
     if (config.emulate)
       emulatorCall("attnc_emu_barrier", Type(), {});
@@ -777,6 +786,9 @@ struct LaunchFacts {
   /// split), and each CTA leaves `segmentStateBytes` in the workspace.
   std::array<int64_t, 4> segments{};
   int64_t segmentStateBytes = 0;
+  /// Key splits chosen at launch (split-keys=auto): `segments` counts key
+  /// blocks, the most splits there can be (GpuImage::splitsAtLaunch).
+  bool splitsAtLaunch = false;
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 

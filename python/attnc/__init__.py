@@ -93,7 +93,7 @@ def compile(
     Keyword options tune the kernel, with ``_`` for ``-`` in the names
     ``attnc compile`` takes: for GPU targets (and "gpu-emulator") ``warps``,
     ``block_k``, ``rows_per_warp``, ``mma`` ("sync" or "wgmma"),
-    ``split_keys``, ``block_v``,
+    ``split_keys`` (keys per split, or "auto"), ``block_v``,
     ``segment_chunks``, ``warp_specialize=True`` (with ``mma="wgmma"``) and
     ``from_tile_programs=True``; for "cpu" ``block_q`` and ``block_k``. Compiling the same spec, target, kernel and options again
     returns the cached kernel. Raises SpecError (with diagnostics) for a bad

@@ -1,5 +1,7 @@
 // RUN: attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=128" -canonicalize | FileCheck %s
 // RUN: not attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=48" -o /dev/null 2>&1 | FileCheck %s --check-prefix=UNEVEN
+// RUN: attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=auto" -canonicalize | FileCheck %s --check-prefix=AUTO
+// RUN: not attnc-opt %s -attn-gpu-tile-softmax="split-keys=lots" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
 // split-keys=128: grid x is query blocks times ceil(M / 128) (the segments
 // term on k's length), splits minor; the kernel takes the workspace after
@@ -37,6 +39,25 @@
 // CHECK:                 math.exp
 // CHECK:                 math.fma
 // CHECK:         gpu.return
+
+// split-keys=auto: the segments term counts key blocks (ceil(M / 32)),
+// the most splits a launch may choose; the kernel reads the number chosen
+// from the grid (grid x / query blocks) and gives each split
+// ceil(key blocks / splits) blocks.
+
+// AUTO-LABEL: gpu.func @causal(
+// AUTO-SAME:    attnc.segment_state_bytes = 8448
+// AUTO-SAME:    attnc.segments = array<i64: 1, 2, 32, 0>
+// AUTO-SAME:    attnc.splits_at_launch
+// AUTO:         %[[GRID:.*]] = gpu.grid_dim  x
+// AUTO:         %[[SPLITS:.*]] = arith.divui %[[GRID]]
+// AUTO:         arith.ceildivui %{{.*}}, %[[SPLITS]]
+// AUTO:         %[[X:.*]] = gpu.block_id  x
+// AUTO:         arith.divui %[[X]], %[[SPLITS]]
+// AUTO:         arith.remui %[[X]], %[[SPLITS]]
+// AUTO:         memref.atomic_rmw addi
+
+// BAD: error: attn-gpu-tile-softmax: split-keys must be a non-negative number of keys or auto, got 'lots'
 
 // UNEVEN: error: kernel 'causal' cannot run on the GPU: split-keys (48) must be a multiple of the key tile (32 keys)
 

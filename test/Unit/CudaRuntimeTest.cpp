@@ -40,6 +40,12 @@ kernel causal128(q: bf16[B, H, N, 128], k: bf16[B, H, N, 128],
   o = softmax(q, k, v) { mask = causal }
 })";
 
+const char *kDecode128 = R"(
+kernel decode(q: bf16[B, H, N, 128], k: bf16[B, H, M, 128],
+              v: bf16[B, H, M, 128]) -> (o: bf16[B, H, N, 128]) {
+  o = softmax(q, k, v) { mask = causal }
+})";
+
 const char *kGla = R"(
 kernel gla(q: bf16[B, T, H, 64], k: bf16[B, T, H, 64], v: bf16[B, T, H, 128],
            g: f32[B, T, H, 64], h0: f32[B, H, 64, 128]?)
@@ -326,6 +332,58 @@ TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
         seen.push_back(wanted);
   EXPECT_EQ(seen, expected) << "the workspace's calls, in order";
   EXPECT_EQ(attnc_synchronize(kernel, kStreamB), ATTNC_OK) << lastError();
+}
+
+// split-keys=auto: the launch sizes the splits for the device (its
+// multiprocessors times the CTAs each holds, from the occupancy query),
+// launch_config reports the grid the launch uses, and the workspace holds
+// one partial state per CTA. A failed occupancy query fails the launch.
+TEST_F(FakeDriver, AutoKeySplitsFollowTheDevice) {
+  fake_cuda::setMultiprocessors(16);
+  attnc_kernel *kernel = compile(kDecode128, "sm_80", "split-keys=auto");
+  ASSERT_NE(kernel, nullptr);
+  // One decode row of 8 heads over 4096 keys (64 key blocks).
+  attnc_tensor q = deviceTensor(ATTNC_BF16, {1, 8, 1, 128});
+  attnc_tensor kv = deviceTensor(ATTNC_BF16, {1, 8, 4096, 128});
+  attnc_tensor inputs[] = {q, kv, kv};
+  attnc_tensor outputs[] = {deviceTensor(ATTNC_BF16, {1, 8, 1, 128})};
+  int64_t grid[3], block[3], sharedBytes = 0;
+  ASSERT_EQ(
+      attnc_kernel_launch_config(kernel, inputs, grid, block, &sharedBytes),
+      ATTNC_OK)
+      << lastError() << " / " << fake_cuda::lastViolation();
+  // Q, K and V tiles of 136-element rows: the fake's multiprocessors hold
+  // two such CTAs, so 32 run at once, and 8 CTAs split 4 ways fill them.
+  EXPECT_EQ(sharedBytes, 64 * 136 * 2 * 5);
+  EXPECT_EQ(std::vector<int64_t>(grid, grid + 3),
+            (std::vector<int64_t>{4, 8, 1}));
+
+  std::vector<size_t> starts = descriptorStarts(kernel);
+  size_t workspaceBytes = 0;
+  fake_cuda::onLaunch([&](const fake_cuda::Launch &launch) {
+    workspaceBytes =
+        fake_cuda::allocationBytes(launch.params[starts.back() + 5]);
+  });
+  ASSERT_EQ(attnc_launch(kernel, inputs, outputs, kStreamA), ATTNC_OK)
+      << lastError() << " / " << fake_cuda::lastViolation();
+  ASSERT_EQ(fake_cuda::launches().size(), 1u);
+  const fake_cuda::Launch &launch = fake_cuda::launches()[0];
+  EXPECT_EQ(std::vector<unsigned>(launch.grid, launch.grid + 3),
+            (std::vector<unsigned>{4, 8, 1}));
+  // A header of 1 + 32 words padded to 36, then 64 x (128 + 1) floats per
+  // CTA.
+  EXPECT_EQ(workspaceBytes, 36u * 4 + 32u * 64 * 129 * 4);
+  EXPECT_EQ(attnc_synchronize(kernel, kStreamA), ATTNC_OK) << lastError();
+
+  attnc_kernel *unsized = compile(kDecode128, "sm_80", "split-keys=auto");
+  ASSERT_NE(unsized, nullptr);
+  fake_cuda::failNext("cuOccupancyMaxActiveBlocksPerMultiprocessor", 1);
+  EXPECT_EQ(attnc_launch(unsized, inputs, outputs, kStreamA),
+            ATTNC_ERROR_LAUNCH);
+  EXPECT_NE(lastError().find("cuOccupancyMaxActiveBlocksPerMultiprocessor "
+                             "failed"),
+            std::string::npos)
+      << lastError();
 }
 
 TEST_F(FakeDriver, DriverFailuresAreReportedAndLeakNothing) {

@@ -11,6 +11,7 @@
 
 #include "FakeCudaDriver.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
@@ -35,7 +36,7 @@ struct Module {
 
 struct State {
   std::recursive_mutex mutex;
-  int major = 9, minor = 0, sharedOptin = 227 * 1024;
+  int major = 9, minor = 0, sharedOptin = 227 * 1024, multiprocessors = 132;
   std::map<uint64_t, size_t> allocations;
   std::map<std::string, int> failures;
   std::vector<fake_cuda::Launch> launches;
@@ -154,6 +155,7 @@ void reset() {
   s.failures.clear();
   s.hook = nullptr;
   s.violation.clear();
+  s.multiprocessors = 132;
 }
 
 void setDevice(int major, int minor, int sharedBytesOptin) {
@@ -162,6 +164,11 @@ void setDevice(int major, int minor, int sharedBytesOptin) {
   s.major = major;
   s.minor = minor;
   s.sharedOptin = sharedBytesOptin;
+}
+
+void setMultiprocessors(int count) {
+  std::lock_guard<std::recursive_mutex> lock(state().mutex);
+  state().multiprocessors = count;
 }
 
 void failNext(const std::string &entryPoint, int result) {
@@ -224,6 +231,9 @@ int cuDeviceGetAttribute(int *value, int attribute, int) {
   case 97: // ..._MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
     *value = state().sharedOptin;
     return kSuccess;
+  case 16: // ..._MULTIPROCESSOR_COUNT
+    *value = state().multiprocessors;
+    return kSuccess;
   }
   return refuse("device attribute " + std::to_string(attribute) +
                 " is not faked");
@@ -285,6 +295,24 @@ int cuFuncSetAttribute(void *function, int attribute, int value) {
                   " exceeds the device's opt-in limit");
   static_cast<std::pair<const std::string, Entry> *>(function)
       ->second.maxDynamicShared = value;
+  return kSuccess;
+}
+
+/// A multiprocessor of 2048 threads and 228 KiB of shared memory (1 KiB of
+/// it reserved per CTA), registers ignored.
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, void *function,
+                                                int blockSize,
+                                                size_t dynamicSharedBytes) {
+  FAKE_ENTRY("cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  const Entry &entry =
+      static_cast<std::pair<const std::string, Entry> *>(function)->second;
+  if (blockSize <= 0)
+    return refuse("occupancy of an empty block");
+  if (dynamicSharedBytes > static_cast<size_t>(entry.maxDynamicShared))
+    return refuse("occupancy with more dynamic shared memory than the "
+                  "function allows");
+  *blocks =
+      std::min<int>(2048 / blockSize, 228 * 1024 / (dynamicSharedBytes + 1024));
   return kSuccess;
 }
 

@@ -29,10 +29,13 @@ struct Launch {
   std::vector<uint64_t> params;
 };
 
-/// Forgets launches, the call log and injected failures; keeps allocations.
+/// Forgets launches, the call log, injected failures and the multiprocessor
+/// count; keeps allocations.
 void reset();
 /// The device: compute capability and the opt-in shared memory per CTA.
 void setDevice(int major, int minor, int sharedBytesOptin);
+/// The device's multiprocessor count (132 until set).
+void setMultiprocessors(int count);
 /// The next call of `entryPoint` ("cuMemAllocAsync", ...) returns `result`.
 void failNext(const std::string &entryPoint, int result);
 /// Called for each accepted launch with its parameters; may write device

@@ -322,6 +322,76 @@ TEST(GpuCompile, KeySplitKernels) {
             "from-tile-programs does not split keys; drop split-keys=256");
 }
 
+// split-keys=auto: the image records that the launch chooses the splits
+// (surviving serialisation); its segments term counts key blocks, and the
+// grid follows chooseKeySplits for the GPU's resident CTAs.
+TEST(GpuCompile, KeySplitsChosenAtLaunch) {
+  GpuPipelineOptions options;
+  options.splitKeys = kAutoSplitKeys;
+  GpuImage compiled, image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                          "sm_80", compiled, error, options))
+      << error;
+  ASSERT_TRUE(deserialize(serialize(compiled), image, error)) << error;
+  ASSERT_TRUE(image.segmented());
+  EXPECT_TRUE(image.splitsAtLaunch);
+  EXPECT_EQ(image.segments.divisor, 64);
+  EXPECT_EQ(image.segmentStateBytes, 64 * 65 * 4);
+  // One decode row of 8 query heads over 5000 keys (79 key blocks).
+  std::vector<std::vector<int64_t>> shapes = {
+      {1, 8, 1, 64}, {1, 2, 5000, 64}, {1, 2, 5000, 64}, {8}};
+  for (int64_t resident : {8, 132, 264, 100000}) {
+    EXPECT_EQ(image.gridFor(shapes, resident),
+              (std::array<int64_t, 3>{chooseKeySplits(8, 79, resident), 8, 1}))
+        << resident;
+  }
+  EXPECT_EQ(image.gridFor(shapes, 264)[0], 27); // 3 blocks per split
+  // Without a GPU size (0) one split.
+  EXPECT_EQ(image.gridFor(shapes)[0], 1);
+  EXPECT_EQ(options.cacheKey().find("split-keys=auto") != std::string::npos,
+            true);
+  GpuPipelineOptions parsed;
+  EXPECT_TRUE(parsed.parse("split-keys=auto", error)) << error;
+  EXPECT_EQ(parsed.splitKeys, kAutoSplitKeys);
+  EXPECT_FALSE(parsed.parse("split-keys=-64", error));
+  EXPECT_EQ(error, "GPU option 'split-keys=-64' needs a non-negative number "
+                   "of keys or auto");
+}
+
+// chooseKeySplits: one split while the unsplit grid fills at least 80% of
+// the GPU; else the fewest splits within 85% of the best wave occupancy,
+// never more than the key blocks or kMaxKeySplits, and none empty.
+TEST(GpuImage, KeySplitsFollowTheGpuSize) {
+  EXPECT_EQ(chooseKeySplits(106, 1000, 132), 1); // 106 >= 0.8 * 132
+  EXPECT_EQ(chooseKeySplits(8, 1, 132), 1);      // one key block
+  EXPECT_EQ(chooseKeySplits(8, 1000, 0), 1);     // GPU size unknown
+  EXPECT_EQ(chooseKeySplits(0, 1000, 132), 1);
+  // 8 CTAs on 48: 6 splits fill one wave exactly.
+  EXPECT_EQ(chooseKeySplits(8, 16, 48), 6);
+  // 32 CTAs (one sequence, 32 heads) on 132: 4 splits are 97% of a wave.
+  EXPECT_EQ(chooseKeySplits(32, 1024, 132), 4);
+  // One CTA on 264: as many as 128 would help; 109 reach 85% of that, then
+  // trimmed so that every split has its ceil(1024 / 109) = 10 blocks.
+  EXPECT_EQ(chooseKeySplits(1, 1024, 264), 103);
+  // Few key blocks cap the splits.
+  EXPECT_EQ(chooseKeySplits(1, 3, 132), 3);
+  for (int64_t ctas : {1, 3, 17, 60, 105})
+    for (int64_t blocks : {2, 5, 64, 79, 1000, 5000})
+      for (int64_t resident : {8, 132, 264, 528}) {
+        int64_t splits = chooseKeySplits(ctas, blocks, resident);
+        std::string what = std::to_string(ctas) + " CTAs, " +
+                           std::to_string(blocks) + " blocks, " +
+                           std::to_string(resident) + " resident";
+        EXPECT_GE(splits, 1) << what;
+        EXPECT_LE(splits, std::min(blocks, kMaxKeySplits)) << what;
+        int64_t perSplit = (blocks + splits - 1) / splits;
+        EXPECT_GT(blocks, (splits - 1) * perSplit) << what << ": empty split";
+        if (5 * ctas >= 4 * resident)
+          EXPECT_EQ(splits, 1) << what;
+      }
+}
+
 TEST(GpuImage, RoundTripsAndDetectsCorruption) {
   GpuImage image;
   std::string error;
@@ -1078,10 +1148,11 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
 }
 
 // Key splits for decoding shapes on the emulator: few query rows (1, 3
-// and 65), long key sequences cut into 4 to 16 splits, GQA, ALiBi under
+// and 65), long key sequences cut into 2 to 16 splits, GQA, ALiBi under
 // a causal mask (bottom-right aligned, so every split sees keys) and a
 // sliding window (most splits miss the band and stop at once), lse. Also
-// with wgmma, and with the CTAs in reverse order.
+// with wgmma, with the CTAs in reverse order, and with the splits chosen
+// at launch (split-keys=auto) for GPUs of two sizes.
 TEST(GpuEmulation, KeySplitsForDecodeShapes) {
   std::vector<std::pair<const char *, std::string>> specs = {
       {"alibi_causal",
@@ -1093,8 +1164,9 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
     const char *name;
     GpuPipelineOptions options;
     bool reverse = false;
+    int64_t residentCtas = 132;
   };
-  std::vector<Config> configs(4);
+  std::vector<Config> configs(7);
   configs[0] = {"split 64", {}};
   configs[0].options.splitKeys = 64;
   configs[1] = {"split 256, reverse CTA order", {}, true};
@@ -1106,6 +1178,16 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
   configs[3] = {"rows-per-warp 32, split 64", {}};
   configs[3].options.rowsPerWarp = 32;
   configs[3].options.splitKeys = 64;
+  // split-keys=auto on GPUs that hold 48 CTAs (6 uneven splits of 16 key
+  // blocks for the 8 CTAs of N = 1, M = 1000) and 1000.
+  configs[4] = {"split auto, 48 resident CTAs", {}, false, 48};
+  configs[4].options.splitKeys = kAutoSplitKeys;
+  configs[5] = {
+      "split auto, 1000 resident CTAs, reverse CTA order", {}, true, 1000};
+  configs[5].options.splitKeys = kAutoSplitKeys;
+  configs[6] = {"wgmma, split auto, 48 resident CTAs", {}, false, 48};
+  configs[6].options = configs[2].options;
+  configs[6].options.splitKeys = kAutoSplitKeys;
   const uint64_t seed = 31;
   for (const auto &[name, spec] : specs) {
     SpecRunner reference(spec);
@@ -1116,6 +1198,7 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
                                                config.options, error);
       ASSERT_TRUE(kernel) << name << " " << config.name << ": " << error;
       kernel->setReverseCtaOrder(config.reverse);
+      kernel->setResidentCtas(config.residentCtas);
       for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{
                {1, 1000}, {3, 700}, {65, 300}}) {
         std::string what = std::string(name) + " " + config.name +
@@ -1124,6 +1207,16 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
                            std::to_string(seed + n) + ")";
         std::map<std::string, HostTensor> inputs =
             gqaInputs(spec, 2, n, m, name[0] == 'a' ? 64 : 32, seed + n);
+        if (config.options.splitKeys == kAutoSplitKeys) {
+          // The launch really splits: more CTAs than query blocks.
+          std::vector<std::vector<int64_t>> shapes;
+          for (const TensorSpec &param : kernel->image().signature.params)
+            shapes.push_back(inputs.at(param.name).shape());
+          int64_t queryBlocks = (n + 63) / 64;
+          EXPECT_GT(kernel->image().gridFor(shapes, config.residentCtas)[0],
+                    queryBlocks)
+              << what;
+        }
         expectEmulatorMatches(reference, *kernel, inputs, what);
       }
     }

@@ -291,23 +291,31 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
                             what + "\nfrom the tile program");
       ++fromTilePrograms;
     }
-    // The 32-row softmax cases split their keys in runs of 64 over CTAs
-    // (not with top-k, nor with sparsity blocks that do not divide 64).
+    // The 32-row softmax cases split their keys over CTAs: half in runs of
+    // 64, half as split-keys=auto chooses for a GPU of 4 to 32 resident
+    // CTAs (not with top-k, nor runs of 64 with sparsity blocks that do not
+    // divide 64).
     if (index % 4 == 0) {
       GpuPipelineOptions split = options;
-      split.splitKeys = 64;
+      split.splitKeys = index % 8 == 0 ? 64 : kAutoSplitKeys;
+      int64_t residentCtas = 4 + static_cast<int64_t>(index % 29);
+      std::string splitWhat =
+          what + "\nsplit-keys " + splitKeysText(split.splitKeys) +
+          (split.splitKeys == kAutoSplitKeys
+               ? " for " + std::to_string(residentCtas) + " resident CTAs"
+               : "");
       std::unique_ptr<EmulatedGpuKernel> splitKernel =
           EmulatedGpuKernel::compile(*reference.module, "", split, error);
       if (splitKernel) {
-        expectEmulatorMatches(reference, *splitKernel, inputs,
-                              what + "\nsplit-keys 64");
+        splitKernel->setResidentCtas(residentCtas);
+        expectEmulatorMatches(reference, *splitKernel, inputs, splitWhat);
         ++withSplits;
       } else {
         EXPECT_TRUE(error.find("top-k selection does not split keys") !=
                         std::string::npos ||
                     error.find("must be a multiple of the key tile") !=
                         std::string::npos)
-            << what << "\nsplit-keys 64: " << error;
+            << splitWhat << ": " << error;
       }
     }
     // And the wgmma kernel for sm_90a, which needs whole warpgroups (64-row

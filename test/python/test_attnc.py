@@ -421,6 +421,7 @@ def test_gpu_targets_compile_without_a_gpu():
         ("gpu-emulator", {"mma": "wgmma", "warp_specialize": True}),
         ("gpu-emulator", {"warps": 2, "block_k": 32, "rows_per_warp": 32}),
         ("gpu-emulator", {"block_k": 32, "split_keys": 32}),
+        ("gpu-emulator", {"block_k": 32, "split_keys": "auto"}),
     ],
 )
 def test_tuning_options_keep_results(target, options):
@@ -452,6 +453,10 @@ def test_tuning_options_reach_the_ptx_and_bad_ones_raise():
     with pytest.raises(ValueError, match="warp-specialize builds wgmma kernels; add mma=wgmma"):
         attnc.compile(spec, target="sm_90a", warp_specialize=True)
     assert "atom.global.add.u32" in attnc.compile(spec, target="sm_80", split_keys=1024).ptx
+    # split-keys=auto reads the number of splits the launch chose from the grid.
+    assert "%nctaid.x" in attnc.compile(spec, target="sm_80", split_keys="auto").ptx
+    with pytest.raises(ValueError, match="GPU option 'split-keys=many' needs a non-negative number of keys or auto"):
+        attnc.compile(spec, target="sm_80", split_keys="many")
     with pytest.raises(ValueError, match="split-keys \\(100\\) must be a multiple of the key tile \\(64 keys\\)"):
         attnc.compile(spec, target="sm_80", split_keys=100)
     with pytest.raises(ValueError, match="unknown CPU option 'warps=8'"):
@@ -523,6 +528,7 @@ def test_gpu_matches_numpy_when_a_gpu_is_present():
     kernels = {
         "default": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda"),
         "split keys": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda", block_k=32, split_keys=32),
+        "split keys auto": attnc.compile(EXAMPLES / "alibi_gqa.attn", target="cuda", block_k=32, split_keys="auto"),
     }
     if torch.cuda.get_device_capability() == (9, 0):
         # Hopper also runs the wgmma kernel, one and two warpgroups per CTA,

@@ -24,6 +24,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -131,13 +132,14 @@ static cl::opt<int64_t> gpuSegmentChunks(
     cl::init(16), cl::sub(compileCommand), cl::sub(runCommand),
     cl::cat(category));
 
-static cl::opt<int64_t> gpuSplitKeys(
+static cl::opt<std::string> gpuSplitKeys(
     "split-keys",
     cl::desc("Keys per split of softmax kernels: CTAs of one query block walk "
              "different runs of keys and the last combines them, for few "
-             "queries and long key sequences (0: no split)"),
-    cl::init(0), cl::sub(compileCommand), cl::sub(runCommand),
-    cl::cat(category));
+             "queries and long key sequences (0: no split; auto: each launch "
+             "chooses the number of splits for the GPU)"),
+    cl::value_desc("N|auto"), cl::init("0"), cl::sub(compileCommand),
+    cl::sub(runCommand), cl::cat(category));
 
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
@@ -240,7 +242,11 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.rowsPerWarp = gpuRowsPerWarp;
   options.blockV = gpuBlockV;
   options.segmentChunks = gpuSegmentChunks;
-  options.splitKeys = gpuSplitKeys;
+  if (!parseSplitKeys(gpuSplitKeys, options.splitKeys)) {
+    error = "--split-keys takes a non-negative number of keys or auto, not '" +
+            gpuSplitKeys + "'";
+    return false;
+  }
   options.fromTilePrograms = gpuFromTilePrograms;
   options.mma = gpuMma;
   options.warpSpecialize = gpuWarpSpecialize;
@@ -433,15 +439,26 @@ static int run(mlir::ModuleOp module) {
                      std::chrono::steady_clock::now() - start)
                      .count();
 
+  // The grid GPU launches used (split-keys=auto chooses it per GPU).
+  auto gridText = [&](const GpuImage &image, int64_t residentCtas) {
+    std::vector<std::vector<int64_t>> shapes;
+    for (const TensorView *view : inputViews)
+      shapes.push_back(view ? view->shape : std::vector<int64_t>());
+    std::array<int64_t, 3> grid = image.gridFor(shapes, residentCtas);
+    return formatv("grid {0}x{1}x{2} of {3} threads", grid[0], grid[1], grid[2],
+                   image.threads)
+        .str();
+  };
   outs() << "kernel " << signature.name << " on ";
   if (kernel)
     outs() << "cpu (" << (cpuPath == CpuPath::Tiled ? "tiled" : "reference")
            << " path, " << kernel->getThreads() << " threads)";
   else if (emulated)
-    outs() << "the GPU warp emulator (" << emulated->image().threads
-           << " threads per CTA)";
+    outs() << "the GPU warp emulator ("
+           << gridText(emulated->image(), emulated->residentCtas()) << ")";
   else
-    outs() << "the GPU (" << device->image().target << ")";
+    outs() << "the GPU (" << device->image().target << ", "
+           << gridText(device->image(), device->residentCtas()) << ")";
   outs() << ", seed " << seed << "\n";
   for (size_t index = 0; index < signature.params.size(); ++index) {
     const TensorSpec &spec = signature.params[index];

@@ -68,6 +68,12 @@ public:
   /// CTAs finishes last (rather than counting) goes wrong.
   void setReverseCtaOrder(bool value) { reverseCtaOrder = value; }
 
+  /// How many CTAs the emulated GPU holds at once, which sizes the splits
+  /// of split-keys=auto kernels; by default an H100's 132 multiprocessors
+  /// with one CTA each.
+  void setResidentCtas(int64_t value) { resident = value; }
+  int64_t residentCtas() const { return resident; }
+
 private:
   EmulatedGpuKernel() = default;
   GpuImage launch;
@@ -75,6 +81,7 @@ private:
   void (*entry)(void **) = nullptr;
   Schedule schedule = Schedule::RoundRobin;
   bool reverseCtaOrder = false;
+  int64_t resident = 132;
 };
 
 } // namespace attnc

@@ -42,6 +42,10 @@ public:
                                          std::string &error);
 
   const GpuImage &image() const { return gpuImage; }
+  /// How many CTAs of this kernel the device runs at once (multiprocessors
+  /// times the CTAs each holds); known for split-keys=auto kernels, whose
+  /// launches size their splits by it, else 0.
+  int64_t residentCtas() const { return resident; }
 
   /// Enqueues the kernel on `stream` (a CUstream; null: the default stream)
   /// with device pointers in the views. Segmented kernels get a workspace
@@ -64,6 +68,7 @@ private:
   CudaDriver *driver = nullptr;
   GpuImage gpuImage;
   void *module = nullptr, *function = nullptr;
+  int64_t resident = 0;
   /// The device buffer of status words (docs/pipeline.md) that launches on
   /// `stream` write, allocated and zeroed on the stream's first launch.
   unsigned long long statusWordsFor(void *stream, std::string &error);

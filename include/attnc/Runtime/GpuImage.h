@@ -55,6 +55,9 @@ struct GpuImage {
   GridTerm segments{0, 0, 0, 0};
   /// Workspace bytes of the state each CTA leaves.
   int64_t segmentStateBytes = 0;
+  /// Key splits chosen per launch (split-keys=auto): `segments` counts the
+  /// key blocks, and chooseKeySplits decides how many CTAs share them.
+  bool splitsAtLaunch = false;
   bool segmented() const { return segments.divisor != 0; }
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.
@@ -69,10 +72,22 @@ struct GpuImage {
                     std::string &error) const;
 
   /// The grid for these input shapes (one per parameter; empty shape for an
-  /// omitted optional one).
+  /// omitted optional one). `residentCtas`, how many CTAs of this kernel
+  /// the GPU runs at once, sizes the splits of splitsAtLaunch kernels
+  /// (others ignore it; 0 there means one split).
   std::array<int64_t, 3>
-  gridFor(const std::vector<std::vector<int64_t>> &inputShapes) const;
+  gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
+          int64_t residentCtas = 0) const;
 };
+
+/// How many CTAs split each query block's `keyBlocks` key blocks when
+/// `ctas` CTAs (query blocks x heads x batch) would run unsplit on a GPU
+/// that holds `residentCtas` of them at once. One when the unsplit grid
+/// already fills most of the GPU; else the fewest splits whose last wave
+/// is nearly as full as the best choice's (up to kMaxKeySplits), trimmed
+/// so that every split gets a key block.
+constexpr int64_t kMaxKeySplits = 128;
+int64_t chooseKeySplits(int64_t ctas, int64_t keyBlocks, int64_t residentCtas);
 
 /// The workspace of a segmented launch of `ctas` CTAs, in 4-byte words: a
 /// header of 1 + ctas words, zeroed before every launch (linear segments: a

@@ -42,6 +42,15 @@ inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block
 inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
     "attnc.sequence_offsets";
 
+/// split-keys=auto: each launch chooses how many CTAs split a query block's
+/// keys from the GPU's size (attnc::chooseKeySplits in GpuImage.h).
+inline constexpr int64_t kAutoSplitKeys = -1;
+/// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
+/// number of keys; false for anything else.
+bool parseSplitKeys(llvm::StringRef text, int64_t &splitKeys);
+/// The split-keys value as parseSplitKeys reads it.
+std::string splitKeysText(int64_t splitKeys);
+
 /// How kernels are compiled for an NVIDIA GPU.
 struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
@@ -59,7 +68,8 @@ struct GpuPipelineOptions {
   /// Chunks per segment of causal linear kernels (0: no segments).
   int64_t segmentChunks = 16;
   /// Keys per split of softmax kernels, whose splits run on different CTAs
-  /// and are combined by the last (0: one CTA per query block).
+  /// and are combined by the last (0: one CTA per query block;
+  /// kAutoSplitKeys: the launch chooses).
   int64_t splitKeys = 0;
   /// Build softmax kernels from their tile programs (attn-tile-softmax,
   /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
@@ -72,7 +82,8 @@ struct GpuPipelineOptions {
 
   /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
   /// or commas, with the names cacheKey prints (warps, block-k,
-  /// rows-per-warp, block-v, segment-chunks, split-keys, mma), and the flags
+  /// rows-per-warp, block-v, segment-chunks, split-keys (a number or auto),
+  /// mma), and the flags
   /// warp-specialize and from-tile-programs. Fails with a one-line message
   /// naming the bad pair.
   bool parse(llvm::StringRef text, std::string &error);

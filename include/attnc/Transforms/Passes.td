@@ -344,7 +344,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     add); the CTA that counts last acquires the others' partials and writes
     o and lse, weighting each split by exp(lse_split - lse). Not with top-k
     selection, nor with two consumer warpgroups of a warp-specialised
-    kernel.
+    kernel. With `split-keys=auto` the launch chooses the number of splits S
+    from the GPU's size (grid x is query blocks times S) and each split
+    walks ceil(ceil(M / block-k) / S) key blocks; the kernel reads S from
+    the grid.
 
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
@@ -378,9 +381,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
-    Option<"splitKeys", "split-keys", "int64_t", /*default=*/"0",
+    Option<"splitKeys", "split-keys", "std::string", /*default=*/"\"0\"",
            "Keys per split: CTAs of one query block walk different runs of "
-           "this many keys and the last one combines them (0: no split)">,
+           "this many keys and the last one combines them (0: no split; "
+           "auto: each launch chooses the number of splits)">,
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
