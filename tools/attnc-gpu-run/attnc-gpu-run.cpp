@@ -26,6 +26,7 @@
 #include "attnc/Runtime/RandomInputs.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -212,6 +213,19 @@ int main(int argc, char **argv) {
   if (!kernel->launch(inputs, outputPointers, nullptr, error) ||
       !kernel->synchronize(nullptr, error))
     return fail(error);
+  // What split-keys=auto chose on this GPU, for the record.
+  if (image.splitsAtLaunch) {
+    std::vector<std::vector<int64_t>> inputShapes;
+    for (const TensorView *view : hostInputs)
+      inputShapes.push_back(view ? view->shape : std::vector<int64_t>());
+    std::array<int64_t, 3> grid =
+        image.gridFor(inputShapes, kernel->residentCtas());
+    std::fprintf(stderr, "%s: grid %lldx%lldx%lld for %lld resident CTAs\n",
+                 label.c_str(), static_cast<long long>(grid[0]),
+                 static_cast<long long>(grid[1]),
+                 static_cast<long long>(grid[2]),
+                 static_cast<long long>(kernel->residentCtas()));
+  }
   for (size_t r = 0; r < outputs.size(); ++r)
     if (!outputBuffers[r]->download(outputs[r].data(), error))
       return fail(error);
