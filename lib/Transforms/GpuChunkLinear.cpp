@@ -112,8 +112,9 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
                          16 * shape.warps, chunk)
         .str();
   shape.chunk = chunk;
-  std::string reason = checkTensorCoreOperands(
-      op, /*maxHeadDim=*/128, shape.element, shape.dimK, shape.dimV);
+  std::string reason =
+      checkTensorCoreOperands(op, /*maxHeadDim=*/128, /*splitsF32=*/false,
+                              shape.element, shape.dimK, shape.dimV);
   if (!reason.empty())
     return reason;
   shape.blockV = requestedBlockV ? requestedBlockV : defaultBlockV(shape.dimV);

@@ -84,16 +84,16 @@ struct GpuTileShape : WarpConfig {
   /// output (blockQ x dimV) and its rows' log-sum-exp, as f32.
   int64_t splitStateBytes() const { return blockQ * (dimV + 1) * 4; }
   /// wgmma tiles are core matrices (no padding; WarpBuilder::coreMatrixTile).
-  int64_t pitchK() const { return wgmma ? dimK : dimK + kRowPadding; }
-  int64_t pitchV() const { return wgmma ? dimV : dimV + kRowPadding; }
+  int64_t pitchK() const { return wgmma ? dimK : dimK + chunkElements(); }
+  int64_t pitchV() const { return wgmma ? dimV : dimV + chunkElements(); }
   /// The mma row tiles of one warp.
   int64_t rowTiles() const { return rowsPerWarp / nvvm::kMmaM; }
   /// Whether a warp keeps its Q fragments in registers for the whole key
   /// loop: when they take at most 32 registers per lane. Larger ones would
   /// crowd out the accumulators and are reloaded per key block instead.
-  /// wgmma reads Q from shared memory.
+  /// wgmma reads Q from shared memory; split f32 takes twice the registers.
   bool queryInRegisters() const {
-    return !wgmma && rowsPerWarp * dimK <= 16 * 128;
+    return !wgmma && rowsPerWarp * dimK * (splitF32 ? 2 : 1) <= 16 * 128;
   }
   int64_t queryTileBytes() const { return blockQ * pitchK() * elementBytes(); }
   int64_t keyTileBytes() const {
@@ -189,10 +189,18 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                            shape.warps)
           .str();
   }
-  std::string reason = checkTensorCoreOperands(
-      familyOp, /*maxHeadDim=*/256, shape.element, shape.dimK, shape.dimV);
+  std::string reason =
+      checkTensorCoreOperands(familyOp, /*maxHeadDim=*/256, /*splitsF32=*/true,
+                              shape.element, shape.dimK, shape.dimV);
   if (!reason.empty())
     return reason;
+  if (shape.element.isF32()) {
+    if (shape.wgmma)
+      return "f32 q, k and v are split into bf16 pairs by the mma.sync "
+             "kernels only; drop mma=wgmma";
+    shape.splitF32 = true;
+    shape.element = BFloat16Type::get(familyOp->getContext());
+  }
   bool fixedKeyTile = isa<SparseSoftmaxOp>(familyOp);
   while (!fixedKeyTile && shape.sharedBytes() > maxSharedBytes &&
          shape.blockK % 32 == 0)
@@ -724,7 +732,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   // Shared memory: the Q tile, then two stages of K and of V.
   Value base = sharedBase();
   auto view = [&](int64_t offset, ArrayRef<int64_t> tileShape) {
-    return sharedTile(base, offset, tileShape, shape.element);
+    return sharedTile(base, offset, tileShape,
+                      shape.splitF32 ? Type(f32) : shape.element);
   };
   int64_t valueTilesOffset = shape.queryTileBytes() + shape.keyTileBytes();
   Value queryTile, keyTiles, valueTiles;
@@ -944,14 +953,30 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         return loadAOperand(queryTile, lane, rb.add(warpRow0, idx(t * 16)),
                             idx(kk * 16));
       };
+      // Split f32: the high and low bf16 parts from the f32 tile.
+      auto loadSplitQueryFragment = [&](int64_t t, int64_t kk) {
+        return loadSplitOperand(queryTile, {}, lane,
+                                rb.add(warpRow0, idx(t * 16)), idx(kk * 16),
+                                nvvm::kARegisters, nvvm::mmaACoord,
+                                /*transposed=*/false);
+      };
       SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
+      SmallVector<SplitOperand> heldSplitQuery;
       if (shape.queryInRegisters())
         for (int64_t t = 0; t < rowTiles; ++t)
-          for (int64_t kk = 0; kk < depthSteps; ++kk)
-            heldQuery.push_back(loadQueryFragment(t, kk));
+          for (int64_t kk = 0; kk < depthSteps; ++kk) {
+            if (shape.splitF32)
+              heldSplitQuery.push_back(loadSplitQueryFragment(t, kk));
+            else
+              heldQuery.push_back(loadQueryFragment(t, kk));
+          }
       auto queryFragment = [&](int64_t t, int64_t kk) {
         return shape.queryInRegisters() ? heldQuery[t * depthSteps + kk]
                                         : loadQueryFragment(t, kk);
+      };
+      auto splitQueryFragment = [&](int64_t t, int64_t kk) {
+        return shape.queryInRegisters() ? heldSplitQuery[t * depthSteps + kk]
+                                        : loadSplitQueryFragment(t, kk);
       };
 
       // The rows of this lane, slot 2t + half: rows g and g + 8 of row tile
@@ -1003,7 +1028,22 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               rb.mul(arith::RemUIOp::create(
                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
                      idx(8));
-          for (int64_t kk = 0; kk < depthSteps; kk += 2) {
+          for (int64_t kk = 0; shape.splitF32 && kk < depthSteps; ++kk) {
+            SmallVector<SplitOperand> query;
+            for (int64_t t = 0; t < rowTiles; ++t)
+              query.push_back(splitQueryFragment(t, kk));
+            for (int64_t nt = 0; nt < scoreTiles; ++nt) {
+              // B[d][j] = K[j][d]: the key tile transposed.
+              SplitOperand keys = loadSplitOperand(
+                  keyTiles, {stage}, lane, idx(nt * 8), idx(kk * 16),
+                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true);
+              for (int64_t t = 0; t < rowTiles; ++t) {
+                MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
+                llvm::copy(splitMma(query[t], keys, c), c.begin());
+              }
+            }
+          }
+          for (int64_t kk = 0; !shape.splitF32 && kk < depthSteps; kk += 2) {
             bool pair = kk + 1 < depthSteps;
             SmallVector<SmallVector<Value>> first, second;
             for (int64_t t = 0; t < rowTiles; ++t) {
@@ -1135,6 +1175,29 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           wgmmaWeightedValues(
               valueTiles, stage, a,
               MutableArrayRef<Value>(&next[accIndex(0, 0)], outputTiles * 4));
+          return next;
+        }
+        if (shape.splitF32) {
+          for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
+            SmallVector<SplitOperand> a(rowTiles);
+            for (int64_t t = 0; t < rowTiles; ++t) {
+              Value *lo = &p[scoreIndex(t, 2 * kk)],
+                    *hi = &p[scoreIndex(t, 2 * kk + 1)];
+              appendSplit(lo[0], lo[1], a[t]);
+              appendSplit(lo[2], lo[3], a[t]);
+              appendSplit(hi[0], hi[1], a[t]);
+              appendSplit(hi[2], hi[3], a[t]);
+            }
+            for (int64_t et = 0; et < outputTiles; ++et) {
+              SplitOperand values = loadSplitOperand(
+                  valueTiles, {stage}, lane, idx(kk * 16), idx(et * 8),
+                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/false);
+              for (int64_t t = 0; t < rowTiles; ++t) {
+                MutableArrayRef<Value> acc(&next[accIndex(t, et)], 4);
+                llvm::copy(splitMma(a[t], values, acc), acc.begin());
+              }
+            }
+          }
           return next;
         }
         // V's B operands via ldmatrix.trans, used by every row tile.

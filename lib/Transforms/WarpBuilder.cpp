@@ -109,20 +109,26 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
   }
 }
 
-std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,
-                                                     int64_t maxHeadDim,
-                                                     Type &element,
-                                                     int64_t &dimK,
-                                                     int64_t &dimV) {
+std::string attnc::lowering::checkTensorCoreOperands(
+    Operation *familyOp, int64_t maxHeadDim, bool splitsF32, Type &element,
+    int64_t &dimK, int64_t &dimV) {
   auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
   auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
   auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
   element = q.getElementType();
-  if (!element.isF16() && !element.isBF16()) {
+  if (!element.isF16() && !element.isBF16() &&
+      !(splitsF32 && element.isF32())) {
     std::string name;
     llvm::raw_string_ostream os(name);
     os << element;
-    return "tensor cores need f16 or bf16 q, k and v (q is " + name + ")";
+    if (splitsF32)
+      return "tensor cores need f16, bf16 or f32 (split into bf16 pairs) q, "
+             "k and v (q is " +
+             name + ")";
+    return "tensor cores need f16 or bf16 q, k and v here (q is " + name +
+           (element.isF32() ? "; only softmax kernels split f32 into bf16 "
+                              "pairs so far)"
+                            : ")");
   }
   if (k.getElementType() != element || v.getElementType() != element)
     return "q, k and v must have the same element type on the GPU";

@@ -42,13 +42,19 @@ using mlir::StringRef;
 using mlir::VectorType;
 using mlir::MemRefLayoutAttrInterface;
 
-/// Shared-memory rows are padded by 8 elements (16 bytes): the 8 row
-/// addresses of one ldmatrix then fall into distinct 16-byte bank groups.
+/// Shared-memory rows of 16-bit elements are padded by 8 elements (16
+/// bytes): the 8 row addresses of one ldmatrix then fall into distinct
+/// 16-byte bank groups.
 constexpr int64_t kRowPadding = 8;
 
 struct WarpConfig {
   int64_t warps = 4;
-  Type element; // f16 or bf16
+  Type element; // f16 or bf16: the tensor cores' operand type
+  /// f32 q, k and v: tiles hold f32, and each mma operand is split into
+  /// bf16 high and low parts (x ~ hi + lo, lo = bf16(x - hi)); a product
+  /// is the three mma hi*hi + hi*lo + lo*hi (bf16x3, about 16 bits of
+  /// mantissa instead of bf16's 8). `element` is bf16 then.
+  bool splitF32 = false;
   /// Build for the CPU warp emulator: warp primitives become calls to
   /// attnc_emu_* functions (see attnc/Execution/GpuEmulator.h).
   bool emulate = false;
@@ -59,7 +65,10 @@ struct WarpConfig {
   /// producer), after the `warps` that compute.
   int64_t producerWarps = 0;
   int64_t threads() const { return (warps + producerWarps) * nvvm::kWarpSize; }
-  int64_t elementBytes() const { return 2; }
+  /// Bytes of a tile element in shared memory.
+  int64_t elementBytes() const { return splitF32 ? 4 : 2; }
+  /// Elements per 16-byte copy, and the padding of a shared-memory row.
+  int64_t chunkElements() const { return 16 / elementBytes(); }
 };
 
 class WarpBuilder {
@@ -194,6 +203,66 @@ protected:
     return ldmatrix(tile, prefix, row, col, 4, /*transpose=*/false);
   }
 
+  /// bf16x3 operands (WarpConfig::splitF32): the high and the low parts of
+  /// an operand's registers.
+  struct SplitOperand {
+    SmallVector<Value> hi, lo;
+  };
+  /// Two f32 values as one high and one low operand register.
+  void appendSplit(Value x, Value y, SplitOperand &out) {
+    auto pairType = VectorType::get({2}, f32);
+    Value pair = vector::FromElementsOp::create(b, pairType, ValueRange{x, y});
+    auto halves = VectorType::get({2}, config.element);
+    Value hi = arith::TruncFOp::create(b, halves, pair);
+    Value rest =
+        arith::SubFOp::create(b, pair, arith::ExtFOp::create(b, pairType, hi));
+    out.hi.push_back(operand(hi));
+    out.lo.push_back(operand(arith::TruncFOp::create(b, halves, rest)));
+  }
+  /// The registers of an mma operand from an f32 `tile` (after `prefix`
+  /// indices), split: element e of register r is
+  /// tile[row0 + row(r, e)][col0 + col(r, e)], with (row, col) the
+  /// operand's fragment coordinate for this lane (MmaLayout.h) transposed
+  /// when `transposed` (B operands held as N x K, like K for Q K^T).
+  SplitOperand loadSplitOperand(
+      Value tile, ValueRange prefix, Value lane, Value row0, Value col0,
+      int registers,
+      llvm::function_ref<nvvm::MatrixCoord(int lane, int reg, int element)>
+          coord,
+      bool transposed) {
+    // The coordinates are g or 2t (g = lane / 4, t = lane % 4) plus a
+    // constant per register and element: lane 0's coordinate.
+    Value g = arith::DivUIOp::create(b, lane, idx(4));
+    Value twoT = rb.mul(arith::RemUIOp::create(b, lane, idx(4)), idx(2));
+    nvvm::MatrixCoord probe = coord(4, 0, 0); // g = 1, t = 0
+    Value laneRow = probe.row ? g : twoT, laneCol = probe.row ? twoT : g;
+    SplitOperand out;
+    for (int r = 0; r < registers; ++r) {
+      Value pair[2];
+      for (int e = 0; e < 2; ++e) {
+        nvvm::MatrixCoord at = coord(0, r, e);
+        Value row = rb.add(laneRow, idx(at.row));
+        Value col = rb.add(laneCol, idx(at.col));
+        if (transposed)
+          std::swap(row, col);
+        SmallVector<Value> indices(prefix.begin(), prefix.end());
+        indices.push_back(rb.add(row0, row));
+        indices.push_back(rb.add(col0, col));
+        pair[e] = memref::LoadOp::create(b, tile, indices);
+      }
+      appendSplit(pair[0], pair[1], out);
+    }
+    return out;
+  }
+  /// The three products of a split operand pair onto `c`: the small terms
+  /// first.
+  SmallVector<Value> splitMma(const SplitOperand &a, const SplitOperand &bOp,
+                              ArrayRef<Value> c) {
+    SmallVector<Value> d = mma(a.lo, bOp.hi, c);
+    d = mma(a.hi, bOp.lo, d);
+    return mma(a.hi, bOp.hi, d);
+  }
+
   /// D = A B + C on one m16n8k16 tile; C and D as 4 f32 (c[0][0], c[0][1],
   /// c[1][0], c[1][1]).
   SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
@@ -281,7 +350,7 @@ protected:
   SmallVector<Value> copyRows(Value tile, ValueRange prefix, Value src,
                               SourceIndices sourceAt, Value validRows,
                               int64_t rows, int64_t width) {
-    int64_t chunksPerRow = width / 8;
+    int64_t chunksPerRow = width / config.chunkElements();
     int64_t chunks = rows * chunksPerRow;
     Value thread = copyGroup.count ? copyGroup.thread : threadId;
     int64_t threads = copyGroup.count ? copyGroup.count : config.threads();
@@ -324,23 +393,26 @@ protected:
           idx(8));
     } else {
       row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
-      col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)), idx(8));
+      col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
+                   idx(config.chunkElements()));
     }
     Value valid = lessThan(row, validRows);
     Value srcRow = arith::SelectOp::create(b, valid, row, idx(0));
-    Value srcElements = arith::SelectOp::create(b, valid, idx(8), idx(0));
+    Value srcElements =
+        arith::SelectOp::create(b, valid, idx(config.chunkElements()), idx(0));
     SmallVector<Value> dst = tileIndices(tile, prefix, row, col);
     if (config.emulate) { // a plain copy; the barrier after it orders it
-      for (int64_t e = 0; e < 8; ++e) {
+      Type element = cast<MemRefType>(tile.getType()).getElementType();
+      for (int64_t e = 0; e < config.chunkElements(); ++e) {
         Value column = rb.add(col, idx(e));
         Value value = rb.ifThen(
-            valid, {config.element},
+            valid, {element},
             [&]() -> SmallVector<Value> {
               return {memref::LoadOp::create(b, src, sourceAt(srcRow, column))};
             },
             [&]() -> SmallVector<Value> {
-              return {arith::ConstantOp::create(b, config.element,
-                                                b.getZeroAttr(config.element))};
+              return {arith::ConstantOp::create(b, element,
+                                                b.getZeroAttr(element))};
             })[0];
         memref::StoreOp::create(b, value, tile,
                                 tileIndices(tile, prefix, row, column));
@@ -349,8 +421,8 @@ protected:
     }
     tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
-        sourceAt(srcRow, col), b.getIndexAttr(8), srcElements,
-        b.getUnitAttr()));
+        sourceAt(srcRow, col), b.getIndexAttr(config.chunkElements()),
+        srcElements, b.getUnitAttr()));
   }
 
   /// Waits for every cp.async copy this thread started.
@@ -792,12 +864,13 @@ struct LaunchFacts {
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 
-/// The tensor-core requirements on q, k and v: f16 or bf16, one element
-/// type, fixed head dims that are multiples of 16 up to `maxHeadDim`.
-/// Returns why they are not met, or "" with the element type and head dims.
+/// The tensor-core requirements on q, k and v: f16 or bf16 (or f32 when
+/// the kernel `splitsF32`, WarpConfig::splitF32), one element type, fixed
+/// head dims that are multiples of 16 up to `maxHeadDim`. Returns why they
+/// are not met, or "" with the element type and head dims.
 std::string checkTensorCoreOperands(Operation *familyOp, int64_t maxHeadDim,
-                                    Type &element, int64_t &dimK,
-                                    int64_t &dimV);
+                                    bool splitsF32, Type &element,
+                                    int64_t &dimK, int64_t &dimV);
 
 /// Block-argument position of a kernel parameter.
 inline int64_t paramIndex(Value value) {

@@ -19,7 +19,7 @@ ssd="$root/test/Target/NVVM/Inputs"
 git -C "$root" rev-parse --short HEAD > "$out/commit" 2>/dev/null || echo unknown > "$out/commit"
 
 # check LABEL IMAGE SEED DIMS...: a correctness case (expected outputs from
-# the reference lowering, bf16 tolerance 2e-2).
+# the reference lowering; tolerance 2e-2, 1e-4 for f32 q, k and v).
 # time LABEL IMAGE FLOPS DIMS...: a timing case (random inputs, no check).
 # IMAGE is images/IMAGE.TARGET.img: the spec's name, or the name of a
 # variant compiled with other options (IMAGE=... before add_check/add_time).
@@ -38,7 +38,8 @@ add_time() {
   echo "time $label ${IMAGE:-$(basename "$spec" .attn)} $flops $*" >> "$cases"
 }
 
-# The f32 examples, with bf16 q, k and v: tensor cores take f16/bf16.
+# The f32 examples, with bf16 q, k and v as well: the f32 softmax kernels
+# split their operands into bf16 pairs, and the linear ones take f16/bf16.
 for name in chunk_local kv_index_lists linear_elu retnet varlen_gla; do
   sed -E 's/\b(q|k|v): f32/\1: bf16/g' "$examples/$name.attn" > "$out/specs/${name}_bf16.attn"
 done
@@ -47,6 +48,7 @@ for spec in "$specs"/*.attn "$out"/specs/*.attn "$examples"/alibi_gqa.attn \
             "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
             "$examples"/block_sparse.attn "$examples"/topk_select.attn \
             "$examples"/mamba2_decay.attn "$examples"/gla.attn \
+            "$examples"/chunk_local.attn "$examples"/kv_index_lists.attn \
             "$ssd"/ssd_d64.attn "$ssd"/ssd_d128.attn; do
   name=$(basename "$spec" .attn)
   for target in sm_80 sm_90a; do
@@ -165,6 +167,9 @@ add_check block_sparse_1000 "$examples/block_sparse.attn" 10 B=1 H=2 N=1000 NB=3
 add_check topk_select_700 "$examples/topk_select.attn" 15 B=1 Hq=4 Hk=2 N=700
 add_check chunk_local_bf16_1000 "$out/specs/chunk_local_bf16.attn" 16 B=1 H=2 N=1000
 add_check kv_lists_bf16_300x500 "$out/specs/kv_index_lists_bf16.attn" 17 B=1 H=2 N=300 M=500 QB=19 W=8
+# f32 (split into bf16 pairs; attnc-gpu-run checks f32 at 1e-4).
+add_check chunk_local_f32_1000 "$examples/chunk_local.attn" 16 B=1 H=2 N=1000
+add_check kv_lists_f32_300x500 "$examples/kv_index_lists.attn" 17 B=1 H=2 N=300 M=500 QB=19 W=8
 add_check linear_elu_bf16_1000 "$out/specs/linear_elu_bf16.attn" 18 B=2 H=2 T=1000
 add_check retnet_bf16_1000 "$out/specs/retnet_bf16.attn" 19 B=1 H=4 T=1000
 add_check varlen_gla_bf16_2000 "$out/specs/varlen_gla_bf16.attn" 20 T=2000 H=2 S1=5 S=4

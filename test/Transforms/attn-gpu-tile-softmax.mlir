@@ -68,12 +68,12 @@
 // -----
 
 // Kernels the strategy cannot handle are errors that name the feature.
-// expected-error @+1 {{kernel 'wide' cannot run on the GPU: tensor cores need f16 or bf16 q, k and v (q is f32)}}
-attn.kernel @wide(%q: !attn.tensor<f32[B, H, N, 32]>, %k: !attn.tensor<f32[B, H, N, 32]>, %v: !attn.tensor<f32[B, H, N, 32]>) -> (o: !attn.tensor<f32[B, H, N, 32]>) {
-  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>, !attn.tensor<f32[B, H, N, 32]>) -> !attn.tensor<f32[B, H, N, 32]> score {
+// expected-error @+1 {{kernel 'narrow' cannot run on the GPU: head dims must be multiples of 16 up to 256 on the GPU (got 20 and 20)}}
+attn.kernel @narrow(%q: !attn.tensor<f32[B, H, N, 20]>, %k: !attn.tensor<f32[B, H, N, 20]>, %v: !attn.tensor<f32[B, H, N, 20]>) -> (o: !attn.tensor<f32[B, H, N, 20]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 20]>, !attn.tensor<f32[B, H, N, 20]>, !attn.tensor<f32[B, H, N, 20]>) -> !attn.tensor<f32[B, H, N, 20]> score {
   } mask {
   }
-  attn.return %o : !attn.tensor<f32[B, H, N, 32]>
+  attn.return %o : !attn.tensor<f32[B, H, N, 20]>
 }
 
 // -----

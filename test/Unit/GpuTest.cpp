@@ -67,12 +67,14 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
   int compiled = 0;
   for (const std::string &file : exampleFiles()) {
     std::string spec = readFile(file);
-    // The bf16/f16 examples compile; the f32 ones are refused.
+    // The softmax examples compile (f32 ones split into bf16 pairs), and
+    // the bf16 linear ones; the f32 linear ones are refused.
     std::string stem = llvm::sys::path::stem(file).str();
     bool gpuFamily = stem == "alibi_gqa" || stem == "softcap_window" ||
                      stem == "varlen_causal" || stem == "block_sparse" ||
                      stem == "mamba2_decay" || stem == "gla" ||
-                     stem == "topk_select";
+                     stem == "topk_select" || stem == "chunk_local" ||
+                     stem == "kv_index_lists";
     for (const char *target : {"sm_80", "sm_90a"}) {
       GpuImage image;
       std::string error;
@@ -87,7 +89,10 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
                   std::string::npos)
             << file;
         EXPECT_NE(image.bytes.find("cp.async"), std::string::npos) << file;
-        EXPECT_EQ(image.threads, stem == "block_sparse" ? 64 : 128) << file;
+        EXPECT_EQ(image.threads, stem == "block_sparse"     ? 64
+                                 : stem == "kv_index_lists" ? 32
+                                                            : 128)
+            << file;
         EXPECT_EQ(image.copiedParams.size(), 3u) << file;
       } else {
         EXPECT_NE(error.find("cannot run on the GPU: "), std::string::npos)
@@ -97,9 +102,10 @@ TEST(GpuCompile, EveryExampleCompilesOrNamesTheMissingFeature) {
       }
     }
   }
-  // alibi_gqa, block_sparse, gla, mamba2_decay, softcap_window,
-  // topk_select, varlen_causal, for both targets.
-  EXPECT_EQ(compiled, 14);
+  // alibi_gqa, block_sparse, chunk_local, gla, kv_index_lists,
+  // mamba2_decay, softcap_window, topk_select, varlen_causal, for both
+  // targets.
+  EXPECT_EQ(compiled, 18);
 }
 
 // The C API's option text: what cacheKey prints parses back to the same
@@ -591,8 +597,8 @@ struct GpuCase {
 };
 
 std::string denseSpec(int d, const std::string &body,
-                      const std::string &extra = "") {
-  std::string t = "bf16";
+                      const std::string &extra = "",
+                      const std::string &t = "bf16") {
   std::string dim = std::to_string(d);
   return "kernel k(q: " + t + "[B, Hq, N, " + dim + "], k: " + t +
          "[B, Hk, M, " + dim + "], v: " + t + "[B, Hk, M, " + dim + "]" +
@@ -1084,6 +1090,114 @@ kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1]
                            actual, error));
   EXPECT_NE(error.find("'k' has a sequence of 524289 keys: more than the "
                        "32768 blocks of 16 that top-k selection handles"),
+            std::string::npos)
+      << error;
+}
+
+// f32 q, k and v on the mma.sync kernels: f32 tiles, every operand split
+// into bf16 high and low parts, three mma per product (bf16x3). Checked at
+// 1e-4 of each output's scale, which bf16 operands alone (errors near
+// 1e-3) fail: dense GQA, causal at head dim 128 (Q reloaded per key block,
+// 32-key tiles) with rows that see no key, ALiBi with lse, chunk-local
+// (the example), block lists (the example) and top-k selection; with 16 and
+// 32 rows per warp and key splits (fixed and auto).
+TEST(GpuEmulation, F32InputsSplitIntoBf16Pairs) {
+  struct Case {
+    std::string name, spec;
+    int64_t n, m, d;
+  };
+  auto topk = [](int d) {
+    std::string dim = std::to_string(d);
+    return "kernel t(q: f32[B, Hq, N, " + dim + "], k: f32[B, Hk, M, " + dim +
+           "], v: f32[B, Hk, M, " + dim + "]) -> (o: f32[B, Hq, N, " + dim +
+           "]) {\n  o = softmax(q, k, v) { select = topk(3, block = 16); "
+           "mask = causal }\n}\n";
+  };
+  std::vector<Case> cases = {
+      {"dense_d64", denseSpec(64, "", "", "f32"), 70, 77, 64},
+      {"dense_d64_decode", denseSpec(64, "", "", "f32"), 1, 300, 64},
+      {"causal_d128_no_key_rows", denseSpec(128, " mask = causal ", "", "f32"),
+       130, 100, 128},
+      {"alibi_d32",
+       denseSpec(32, " score = s - slope[h] * (i - j)\n mask = causal ",
+                 ", slope: f32[Hq]", "f32"),
+       65, 200, 32},
+      {"chunk_local", readFile(ATTNC_EXAMPLES_DIR "/chunk_local.attn"), 150,
+       150, 64},
+      {"kv_index_lists", readFile(ATTNC_EXAMPLES_DIR "/kv_index_lists.attn"),
+       70, 90, 64},
+      {"topk", topk(32), 90, 90, 32},
+  };
+  struct Config {
+    const char *name;
+    GpuPipelineOptions options;
+  };
+  std::vector<Config> configs(4);
+  configs[0] = {"mma.sync", {}};
+  configs[1] = {"rows-per-warp 32", {}};
+  configs[1].options.rowsPerWarp = 32;
+  configs[2] = {"split keys 64", {}};
+  configs[2].options.splitKeys = 64;
+  configs[3] = {"split keys auto", {}};
+  configs[3].options.splitKeys = kAutoSplitKeys;
+  const uint64_t seed = 41;
+  for (const Case &c : cases) {
+    SpecRunner reference(c.spec);
+    ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
+    const KernelSignature &signature = reference.kernel->signature();
+    bool gqa = signature.params[1].dims[1].symbol == "Hk";
+    std::mt19937_64 rng(seed + c.n);
+    std::map<std::string, HostTensor> inputs;
+    int64_t heads = gqa ? 4 : 2, kvHeads = 2;
+    inputs["q"] =
+        randomTensor(ElementType::F32, {1, heads, c.n, c.d}, rng, -2, 2);
+    inputs["k"] =
+        randomTensor(ElementType::F32, {1, kvHeads, c.m, c.d}, rng, -2, 2);
+    inputs["v"] =
+        randomTensor(ElementType::F32, {1, kvHeads, c.m, c.d}, rng, -1, 1);
+    if (c.name == "alibi_d32")
+      inputs["slope"] = randomTensor(ElementType::F32, {heads}, rng, 0, 0.5);
+    if (c.name == "kv_index_lists") {
+      int64_t queryBlocks = (c.n + 15) / 16, keyBlocks = (c.m + 15) / 16;
+      HostTensor counts(ElementType::I32, {1, heads, queryBlocks});
+      HostTensor indices(ElementType::I32, {1, heads, queryBlocks, 4});
+      std::uniform_int_distribution<int64_t> count(0, 4),
+          block(0, keyBlocks - 1);
+      for (int64_t i = 0; i < counts.numElements(); ++i)
+        counts.set(i, count(rng));
+      for (int64_t i = 0; i < indices.numElements(); ++i)
+        indices.set(i, block(rng));
+      inputs["counts"] = std::move(counts);
+      inputs["indices"] = std::move(indices);
+    }
+    for (const Config &config : configs) {
+      std::string what = c.name + " " + config.name +
+                         " N=" + std::to_string(c.n) +
+                         " M=" + std::to_string(c.m) + " (seed " +
+                         std::to_string(seed + c.n) + ")";
+      std::string error;
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "",
+                                               config.options, error);
+      if (!kernel) {
+        // Top-k selection splits no keys.
+        EXPECT_TRUE(c.name == "topk" &&
+                    error.find("top-k selection does not split keys") !=
+                        std::string::npos)
+            << what << ": " << error;
+        continue;
+      }
+      expectEmulatorMatches(reference, *kernel, inputs, what, {1e-4, 1e-4});
+    }
+  }
+  // wgmma reads bf16 core matrices from shared memory: f32 is refused there.
+  GpuImage image;
+  std::string error;
+  GpuPipelineOptions wgmma;
+  wgmma.mma = "wgmma";
+  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/chunk_local.attn"),
+                           "sm_90a", image, error, wgmma));
+  EXPECT_NE(error.find("f32 q, k and v are split into bf16 pairs by the "
+                       "mma.sync kernels only; drop mma=wgmma"),
             std::string::npos)
       << error;
 }

@@ -101,7 +101,8 @@ inline void expectSameOutputs(SpecRunner &reference, SpecRunner &candidate,
 inline void expectEmulatorMatches(SpecRunner &reference,
                                   EmulatedGpuKernel &kernel,
                                   std::map<std::string, HostTensor> &inputs,
-                                  const std::string &what) {
+                                  const std::string &what,
+                                  Tolerance tolerance = {2e-2, 2e-2}) {
   std::vector<HostTensor> expected, actual;
   std::string error;
   ASSERT_TRUE(reference.run(inputs, expected, error)) << what << ": " << error;
@@ -111,7 +112,7 @@ inline void expectEmulatorMatches(SpecRunner &reference,
       << what << ": " << error;
   ASSERT_EQ(actual.size(), expected.size());
   for (size_t r = 0; r < actual.size(); ++r)
-    expectClose(values(actual[r]), values(expected[r]), {2e-2, 2e-2},
+    expectClose(values(actual[r]), values(expected[r]), tolerance,
                 what + ", output " + std::to_string(r));
 }
 

@@ -409,7 +409,7 @@ def test_gpu_targets_compile_without_a_gpu():
     assert ".target sm_90a" in kernel.ptx
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in kernel.ptx
     assert [p.name for p in kernel.params] == ["q", "k", "v", "slope"]
-    with pytest.raises(ValueError, match="tensor cores need f16 or bf16 q, k and v \\(q is f32\\)"):
+    with pytest.raises(ValueError, match="tensor cores need f16 or bf16 q, k and v here \\(q is f32; only softmax kernels split f32"):
         attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
 
 

@@ -9,8 +9,10 @@
 // random data `attnc run --seed S` would give them, runs the kernel once and
 // compares outputs with expected .npy files (from `attnc run
 // --output-dir` on the build machine) as the test suite does,
-// |a - e| <= atol * max(1, max |e|) + rtol * |e|; then, with --repeat, times N launches
-// and reports milliseconds and, with --flops, TFLOP/s. Prints one CSV line:
+// |a - e| <= atol * max(1, max |e|) + rtol * |e| (by default 2e-2 for
+// f16/bf16 q, k and v, 1e-4 for f32 ones); then, with --repeat, times N
+// launches and reports milliseconds and, with --flops, TFLOP/s. Prints one CSV
+// line:
 //   label,status,max_abs_err,mismatches,ms_per_launch,tflops
 // With --load-only it loads the image into a fresh context and prints
 // `label,load_ms`: the driver's PTX JIT (set CUDA_CACHE_DISABLE=1 to
@@ -77,7 +79,7 @@ int main(int argc, char **argv) {
   std::vector<std::pair<std::string, std::string>> inputFiles, expectFiles;
   DimBindings bindings;
   uint64_t seed = 0;
-  double atol = 2e-2, rtol = 2e-2, flops = 0;
+  double atol = -1, rtol = -1, flops = 0;
   int repeat = 0;
   bool loadOnly = false;
   for (int i = 2; i < argc; ++i) {
@@ -125,6 +127,15 @@ int main(int argc, char **argv) {
   if (!deserialize(data.str(), image, error))
     return fail(imagePath + ": " + error);
   const KernelSignature &signature = image.signature;
+  // f32 q, k and v are split into bf16 pairs (about 16 mantissa bits).
+  bool f32Operands =
+      !image.copiedParams.empty() &&
+      signature.params[image.copiedParams[0]].type == ElementType::F32;
+  double defaultTolerance = f32Operands ? 1e-4 : 2e-2;
+  if (atol < 0)
+    atol = defaultTolerance;
+  if (rtol < 0)
+    rtol = defaultTolerance;
   if (loadOnly) {
     // A first allocation creates the context, so the timing is the load.
     if (!DeviceBuffer::allocate(16, error))
