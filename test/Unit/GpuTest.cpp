@@ -911,6 +911,24 @@ kernel documents(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64
 // entries outside the band or past the count skipped) are visited. The
 // wgmma kernel needs whole warpgroups, so it runs blocks of 64 query rows.
 // With key splits, each split visits the marked or listed blocks inside it.
+/// Random block lists for one batch entry: `counts` [1, heads, queryBlocks]
+/// in [0, maxCount] and `indices` [1, heads, queryBlocks, width] in
+/// [0, maxBlock].
+void addBlockLists(std::map<std::string, HostTensor> &inputs,
+                   std::mt19937_64 &rng, int64_t heads, int64_t queryBlocks,
+                   int64_t width, int64_t maxCount, int64_t maxBlock) {
+  HostTensor counts(ElementType::I32, {1, heads, queryBlocks});
+  HostTensor indices(ElementType::I32, {1, heads, queryBlocks, width});
+  std::uniform_int_distribution<int64_t> count(0, maxCount);
+  std::uniform_int_distribution<int64_t> block(0, maxBlock);
+  for (int64_t i = 0; i < counts.numElements(); ++i)
+    counts.set(i, count(rng));
+  for (int64_t i = 0; i < indices.numElements(); ++i)
+    indices.set(i, block(rng));
+  inputs["counts"] = std::move(counts);
+  inputs["indices"] = std::move(indices);
+}
+
 TEST(GpuEmulation, BlockSparseMatchesTheReference) {
   auto maskSpec = [](int64_t blockQ) {
     return R"(
@@ -993,18 +1011,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
         std::map<std::string, HostTensor> inputs = attention(32);
         int64_t queryBlocks = ceilDiv(n, config.listBlockQ),
                 keyBlocks = ceilDiv(m, 16), width = 5;
-        HostTensor counts(ElementType::I32, {1, 2, queryBlocks});
-        HostTensor indices(ElementType::I32, {1, 2, queryBlocks, width});
-        std::uniform_int_distribution<int64_t> count(0,
-                                                     width + 1); // may exceed W
-        std::uniform_int_distribution<int64_t> block(
-            0, keyBlocks); // may be past M
-        for (int64_t i = 0; i < counts.numElements(); ++i)
-          counts.set(i, count(rng));
-        for (int64_t i = 0; i < indices.numElements(); ++i)
-          indices.set(i, block(rng));
-        inputs["counts"] = std::move(counts);
-        inputs["indices"] = std::move(indices);
+        // Counts may exceed W, and blocks may lie past M.
+        addBlockLists(inputs, rng, 2, queryBlocks, width, width + 1, keyBlocks);
         expectEmulatorMatches(reference, *kernel, inputs,
                               "block lists " + what);
       }
@@ -1159,16 +1167,7 @@ TEST(GpuEmulation, F32InputsSplitIntoBf16Pairs) {
       inputs["slope"] = randomTensor(ElementType::F32, {heads}, rng, 0, 0.5);
     if (c.name == "kv_index_lists") {
       int64_t queryBlocks = (c.n + 15) / 16, keyBlocks = (c.m + 15) / 16;
-      HostTensor counts(ElementType::I32, {1, heads, queryBlocks});
-      HostTensor indices(ElementType::I32, {1, heads, queryBlocks, 4});
-      std::uniform_int_distribution<int64_t> count(0, 4),
-          block(0, keyBlocks - 1);
-      for (int64_t i = 0; i < counts.numElements(); ++i)
-        counts.set(i, count(rng));
-      for (int64_t i = 0; i < indices.numElements(); ++i)
-        indices.set(i, block(rng));
-      inputs["counts"] = std::move(counts);
-      inputs["indices"] = std::move(indices);
+      addBlockLists(inputs, rng, heads, queryBlocks, 4, 4, keyBlocks - 1);
     }
     for (const Config &config : configs) {
       std::string what = c.name + " " + config.name +
