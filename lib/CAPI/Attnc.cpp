@@ -283,9 +283,6 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
   std::string error;
   if (!toViews(inputs, signature.params, views, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
-  std::vector<std::vector<int64_t>> shapes;
-  for (const TensorView &view : views)
-    shapes.push_back(view.data ? view.shape : std::vector<int64_t>());
   // split-keys=auto kernels size their grid for the device they run on.
   int64_t residentCtas = 0;
   if (kernel->gpuImage.splitsAtLaunch) {
@@ -301,7 +298,8 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
       residentCtas = kernel->gpu->residentCtas();
     }
   }
-  std::array<int64_t, 3> dims = kernel->gpuImage.gridFor(shapes, residentCtas);
+  std::array<int64_t, 3> dims =
+      kernel->gpuImage.gridFor(pointers(views), residentCtas);
   for (int axis = 0; axis < 3; ++axis) {
     grid[axis] = dims[axis];
     block[axis] = axis == 0 ? kernel->gpuImage.threads : 1;

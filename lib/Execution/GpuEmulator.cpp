@@ -512,25 +512,21 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
     return false;
 
   std::vector<std::vector<int64_t>> descriptors;
-  std::vector<std::vector<int64_t>> inputShapes;
   for (size_t p = 0; p < inputs.size(); ++p) {
     size_t rank = signature.params[p].dims.size();
-    if (inputs[p]) {
+    if (inputs[p])
       descriptors.push_back(
           descriptorOf(inputs[p]->data, inputs[p]->shape, inputs[p]->strides));
-      inputShapes.push_back(inputs[p]->shape);
-    } else {
+    else
       descriptors.push_back(descriptorOf(nullptr, std::vector<int64_t>(rank, 0),
                                          std::vector<int64_t>(rank, 0)));
-      inputShapes.emplace_back();
-    }
   }
   for (TensorView *output : outputs)
     descriptors.push_back(
         descriptorOf(output->data, output->shape, output->strides));
   int64_t status[kStatusWords] = {};
   descriptors.push_back(descriptorOf(status, {kStatusWords}, {1}));
-  std::array<int64_t, 3> grid = launch.gridFor(inputShapes, resident);
+  std::array<int64_t, 3> grid = launch.gridFor(inputs, resident);
   // CTAs run one after another in ticket order, so every flag a CTA awaits
   // is already set (attnc_emu_expect_published).
   std::vector<int32_t> workspace;

@@ -368,20 +368,16 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
     return false;
 
   std::vector<Descriptor> descriptors;
-  std::vector<std::vector<int64_t>> inputShapes;
   for (size_t p = 0; p < inputs.size(); ++p) {
     const TensorView *view = inputs[p];
     size_t rank = signature.params[p].dims.size();
-    if (view) {
+    if (view)
       descriptors.emplace_back(view->data, view->shape, view->strides);
-      inputShapes.push_back(view->shape);
-    } else { // an omitted optional input: null pointer, zero sizes
+    else // an omitted optional input: null pointer, zero sizes
       descriptors.emplace_back(nullptr, std::vector<int64_t>(rank, 0),
                                std::vector<int64_t>(rank, 0));
-      inputShapes.emplace_back();
-    }
   }
-  std::array<int64_t, 3> grid = gpuImage.gridFor(inputShapes, resident);
+  std::array<int64_t, 3> grid = gpuImage.gridFor(inputs, resident);
   if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
     return true; // nothing to compute
   // The kernel records only the first error it finds in the words, so the

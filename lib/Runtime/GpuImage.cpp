@@ -99,6 +99,15 @@ GpuImage::gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
   return result;
 }
 
+std::array<int64_t, 3>
+GpuImage::gridFor(const std::vector<const TensorView *> &inputs,
+                  int64_t residentCtas) const {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const TensorView *view : inputs)
+    shapes.push_back(view ? view->shape : std::vector<int64_t>());
+  return gridFor(shapes, residentCtas);
+}
+
 int64_t attnc::chooseKeySplits(int64_t ctas, int64_t keyBlocks,
                                int64_t residentCtas) {
   // Splitting a grid that nearly fills the GPU only adds the combine.

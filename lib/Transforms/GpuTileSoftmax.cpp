@@ -1015,20 +1015,13 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                           bool applyMask,
                           ValueRange aheadScores) -> SmallVector<Value> {
         Value j0 = rb.mul(keyBlock, bk);
+        // wgmma's scores come computed; mma.sync computes them here.
         SmallVector<Value> scores(aheadScores);
-        if (!shape.wgmma) {
+        if (!shape.wgmma)
           scores.assign(scoreCount, rb.f32(0));
-          // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
-          // 16-column steps of Dk (x2 for an odd last step), used by every row
-          // tile.
-          Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
-          Value keyCol =
-              rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
-          Value keyColX2 =
-              rb.mul(arith::RemUIOp::create(
-                         b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                     idx(8));
-          for (int64_t kk = 0; shape.splitF32 && kk < depthSteps; ++kk) {
+        if (shape.splitF32) {
+          // S = Q K^T, three mma per product of split operands.
+          for (int64_t kk = 0; kk < depthSteps; ++kk) {
             SmallVector<SplitOperand> query;
             for (int64_t t = 0; t < rowTiles; ++t)
               query.push_back(splitQueryFragment(t, kk));
@@ -1043,7 +1036,18 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               }
             }
           }
-          for (int64_t kk = 0; !shape.splitF32 && kk < depthSteps; kk += 2) {
+        } else if (!shape.wgmma) {
+          // S = Q K^T: per 8 keys, ldmatrix.x4 yields the B operands of two
+          // 16-column steps of Dk (x2 for an odd last step), used by every row
+          // tile.
+          Value keyRow = arith::RemUIOp::create(b, lane, idx(8));
+          Value keyCol =
+              rb.mul(arith::DivUIOp::create(b, lane, idx(8)), idx(8));
+          Value keyColX2 =
+              rb.mul(arith::RemUIOp::create(
+                         b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+                     idx(8));
+          for (int64_t kk = 0; kk < depthSteps; kk += 2) {
             bool pair = kk + 1 < depthSteps;
             SmallVector<SmallVector<Value>> first, second;
             for (int64_t t = 0; t < rowTiles; ++t) {
@@ -1162,11 +1166,18 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
 
         // acc += P V: the C fragments of S tiles 2kk and 2kk+1 are the A
         // fragment of keys [16kk, 16kk + 16).
-        auto weights = [&](int64_t t, int64_t kk) -> SmallVector<Value> {
+        // The element pairs of its 4 registers, in register order.
+        auto weightPairs = [&](int64_t t, int64_t kk) {
           Value *lo = &p[scoreIndex(t, 2 * kk)],
                 *hi = &p[scoreIndex(t, 2 * kk + 1)];
-          return {pack(lo[0], lo[1]), pack(lo[2], lo[3]), pack(hi[0], hi[1]),
-                  pack(hi[2], hi[3])};
+          return std::array<std::pair<Value, Value>, 4>{
+              {{lo[0], lo[1]}, {lo[2], lo[3]}, {hi[0], hi[1]}, {hi[2], hi[3]}}};
+        };
+        auto weights = [&](int64_t t, int64_t kk) {
+          SmallVector<Value> registers;
+          for (auto [x, y] : weightPairs(t, kk))
+            registers.push_back(pack(x, y));
+          return registers;
         };
         if (shape.wgmma) {
           SmallVector<SmallVector<Value>> a;
@@ -1180,14 +1191,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         if (shape.splitF32) {
           for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
             SmallVector<SplitOperand> a(rowTiles);
-            for (int64_t t = 0; t < rowTiles; ++t) {
-              Value *lo = &p[scoreIndex(t, 2 * kk)],
-                    *hi = &p[scoreIndex(t, 2 * kk + 1)];
-              appendSplit(lo[0], lo[1], a[t]);
-              appendSplit(lo[2], lo[3], a[t]);
-              appendSplit(hi[0], hi[1], a[t]);
-              appendSplit(hi[2], hi[3], a[t]);
-            }
+            for (int64_t t = 0; t < rowTiles; ++t)
+              for (auto [x, y] : weightPairs(t, kk))
+                appendSplit(x, y, a[t]);
             for (int64_t et = 0; et < outputTiles; ++et) {
               SplitOperand values = loadSplitOperand(
                   valueTiles, {stage}, lane, idx(kk * 16), idx(et * 8),

@@ -116,20 +116,10 @@ std::string attnc::lowering::checkTensorCoreOperands(
   auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
   auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
   element = q.getElementType();
-  if (!element.isF16() && !element.isBF16() &&
-      !(splitsF32 && element.isF32())) {
-    std::string name;
-    llvm::raw_string_ostream os(name);
-    os << element;
-    if (splitsF32)
-      return "tensor cores need f16, bf16 or f32 (split into bf16 pairs) q, "
-             "k and v (q is " +
-             name + ")";
-    return "tensor cores need f16 or bf16 q, k and v here (q is " + name +
-           (element.isF32() ? "; only softmax kernels split f32 into bf16 "
-                              "pairs so far)"
-                            : ")");
-  }
+  // The attn verifiers allow f32, f16 and bf16 q only.
+  if (element.isF32() && !splitsF32)
+    return "tensor cores need f16 or bf16 q, k and v here (q is f32; only "
+           "softmax kernels split f32 into bf16 pairs so far)";
   if (k.getElementType() != element || v.getElementType() != element)
     return "q, k and v must have the same element type on the GPU";
   int64_t feature = q.getRank() - 1;

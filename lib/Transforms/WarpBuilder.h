@@ -111,29 +111,30 @@ protected:
   Value i32(int64_t value) {
     return arith::ConstantIntOp::create(b, b.getI32Type(), value);
   }
+  /// An index from an i64 emulator primitive (thread id, block id, grid
+  /// size).
+  Value emulatedIndex(StringRef name, ValueRange args) {
+    return arith::IndexCastOp::create(b, b.getIndexType(),
+                                      emulatorCall(name, b.getI64Type(), args));
+  }
+  Value axisArgument(int64_t axis) {
+    return arith::ConstantIntOp::create(b, b.getI64Type(), axis);
+  }
   Value threadIndex() {
     if (!config.emulate)
       return gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-    return arith::IndexCastOp::create(
-        b, b.getIndexType(),
-        emulatorCall("attnc_emu_thread_id", b.getI64Type(), {}));
+    return emulatedIndex("attnc_emu_thread_id", {});
   }
   Value blockIndex(gpu::Dimension dim, int64_t axis) {
     if (!config.emulate)
       return gpu::BlockIdOp::create(b, dim);
-    return arith::IndexCastOp::create(
-        b, b.getIndexType(),
-        emulatorCall("attnc_emu_block_id", b.getI64Type(),
-                     {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
+    return emulatedIndex("attnc_emu_block_id", axisArgument(axis));
   }
   /// The grid's size along `dim` (CTAs), axis 0-2 for the emulator.
   Value gridSize(gpu::Dimension dim, int64_t axis) {
     if (!config.emulate)
       return gpu::GridDimOp::create(b, dim);
-    return arith::IndexCastOp::create(
-        b, b.getIndexType(),
-        emulatorCall("attnc_emu_grid_dim", b.getI64Type(),
-                     {arith::ConstantIntOp::create(b, b.getI64Type(), axis)}));
+    return emulatedIndex("attnc_emu_grid_dim", axisArgument(axis));
   }
   void barrier() {
     if (config.emulate)

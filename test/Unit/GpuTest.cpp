@@ -1322,11 +1322,11 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
             gqaInputs(spec, 2, n, m, name[0] == 'a' ? 64 : 32, seed + n);
         if (config.options.splitKeys == kAutoSplitKeys) {
           // The launch really splits: more CTAs than query blocks.
-          std::vector<std::vector<int64_t>> shapes;
-          for (const TensorSpec &param : kernel->image().signature.params)
-            shapes.push_back(inputs.at(param.name).shape());
+          std::vector<TensorView> storage;
+          std::vector<const TensorView *> views =
+              viewsOf(kernel->image().signature, inputs, storage);
           int64_t queryBlocks = (n + 63) / 64;
-          EXPECT_GT(kernel->image().gridFor(shapes, config.residentCtas)[0],
+          EXPECT_GT(kernel->image().gridFor(views, config.residentCtas)[0],
                     queryBlocks)
               << what;
         }

@@ -226,11 +226,8 @@ int main(int argc, char **argv) {
     return fail(error);
   // What split-keys=auto chose on this GPU, for the record.
   if (image.splitsAtLaunch) {
-    std::vector<std::vector<int64_t>> inputShapes;
-    for (const TensorView *view : hostInputs)
-      inputShapes.push_back(view ? view->shape : std::vector<int64_t>());
     std::array<int64_t, 3> grid =
-        image.gridFor(inputShapes, kernel->residentCtas());
+        image.gridFor(hostInputs, kernel->residentCtas());
     std::fprintf(stderr, "%s: grid %lldx%lldx%lld for %lld resident CTAs\n",
                  label.c_str(), static_cast<long long>(grid[0]),
                  static_cast<long long>(grid[1]),

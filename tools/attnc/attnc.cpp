@@ -441,10 +441,7 @@ static int run(mlir::ModuleOp module) {
 
   // The grid GPU launches used (split-keys=auto chooses it per GPU).
   auto gridText = [&](const GpuImage &image, int64_t residentCtas) {
-    std::vector<std::vector<int64_t>> shapes;
-    for (const TensorView *view : inputViews)
-      shapes.push_back(view ? view->shape : std::vector<int64_t>());
-    std::array<int64_t, 3> grid = image.gridFor(shapes, residentCtas);
+    std::array<int64_t, 3> grid = image.gridFor(inputViews, residentCtas);
     return formatv("grid {0}x{1}x{2} of {3} threads", grid[0], grid[1], grid[2],
                    image.threads)
         .str();

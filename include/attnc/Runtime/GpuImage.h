@@ -78,6 +78,9 @@ struct GpuImage {
   std::array<int64_t, 3>
   gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
           int64_t residentCtas = 0) const;
+  /// The same for input views (null: an omitted optional input).
+  std::array<int64_t, 3> gridFor(const std::vector<const TensorView *> &inputs,
+                                 int64_t residentCtas) const;
 };
 
 /// How many CTAs split each query block's `keyBlocks` key blocks when
