@@ -9,11 +9,12 @@
 //   S'    = exp(G_last) * S + (phi(K) o exp(G_last - G_u))^T V
 //
 // Q K^T, A V, Q S and K~^T V are mma.sync.m16n8k16 (f16/bf16 operands, f32
-// accumulators); warp w computes the output rows [16w, 16w + 16) of the
-// chunk and the state rows [16w', ...) for w' = w, w + warps, ... Every
-// exponent is G_a - G_b with b <= a, or G itself, so none overflows.
-// Non-causal kernels sum the state over all chunks first, then compute
-// every output from it.
+// accumulators; f32 q, k and v stay f32 in shared memory and each operand
+// splits into bf16 pairs, three mma per product); warp w computes the output
+// rows [16w, 16w + 16) of the chunk and the state rows [16w', ...) for w' = w,
+// w + warps, ... Every exponent is G_a - G_b with b <= a, or G itself, so none
+// overflows. Non-causal kernels sum the state over all chunks first, then
+// compute every output from it.
 //
 // The value columns split across CTAs (grid x): a CTA owns `blockV` columns
 // of V, S and O and recomputes Q K^T. Causal kernels also split each
@@ -48,12 +49,14 @@ namespace {
 struct LinearTileShape : WarpConfig {
   /// dimV is the head's value dim; blockV of its columns are the CTA's.
   int64_t chunk = 64, dimK = 0, dimV = 0, blockV = 0;
-  int64_t pitchK() const { return dimK + kRowPadding; }
-  int64_t pitchV() const { return blockV + kRowPadding; }
-  // Shared memory: Q, K and V tiles (bf16/f16), the state in f32 and as an
-  // mma operand, the chunk's gates and their prefix sums. The decayed keys
-  // of the state update share the state operand's space: the operand is
-  // read by the outputs and rebuilt after the update, never live with them.
+  int64_t pitchK() const { return dimK + chunkElements(); }
+  int64_t pitchV() const { return blockV + chunkElements(); }
+  // Shared memory: Q, K and V tiles (bf16/f16 or f32), the state in f32 and
+  // as an mma operand, the chunk's gates and their prefix sums. The decayed
+  // keys of the state update share the state operand's space: the operand
+  // is read by the outputs and rebuilt after the update, never live with
+  // them. Split f32 reads the state itself as the operand, padded like V so
+  // that a warp's fragment loads hit distinct banks.
   int64_t tileBytes(int64_t pitch) const {
     return chunk * pitch * elementBytes();
   }
@@ -61,11 +64,14 @@ struct LinearTileShape : WarpConfig {
   int64_t keyOffset() const { return tileBytes(pitchK()); }
   int64_t valueOffset() const { return 2 * keyOffset(); }
   int64_t stateOffset() const { return valueOffset() + tileBytes(pitchV()); }
+  int64_t statePitch() const { return splitF32 ? pitchV() : blockV; }
   int64_t stateOperandOffset() const {
-    return stateOffset() + dimK * blockV * 4;
+    return stateOffset() + dimK * statePitch() * 4;
   }
   int64_t decayedKeyOffset() const { return stateOperandOffset(); }
   int64_t stateOperandBytes() const {
+    if (splitF32)
+      return tileBytes(pitchK());
     return std::max(dimK * pitchV() * elementBytes(), tileBytes(pitchK()));
   }
   int64_t gateOffset() const {
@@ -112,9 +118,8 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
                          16 * shape.warps, chunk)
         .str();
   shape.chunk = chunk;
-  std::string reason =
-      checkTensorCoreOperands(op, /*maxHeadDim=*/128, /*splitsF32=*/false,
-                              shape.element, shape.dimK, shape.dimV);
+  std::string reason = checkTensorCoreOperands(op, /*maxHeadDim=*/128, shape,
+                                               shape.dimK, shape.dimV);
   if (!reason.empty())
     return reason;
   shape.blockV = requestedBlockV ? requestedBlockV : defaultBlockV(shape.dimV);
@@ -134,12 +139,18 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
         .str();
   if (!op.getCausal())
     shape.segmentChunks = 0; // every output needs the whole sum
+  // When the pipeline left block-v open, fewer value columns per CTA until
+  // the tiles fit (f32 tiles take twice the space).
+  while (!requestedBlockV && shape.sharedBytes() > maxSharedBytes &&
+         shape.blockV % 32 == 0)
+    shape.blockV /= 2;
   if (shape.sharedBytes() > maxSharedBytes)
     return llvm::formatv("chunks of {0} steps with head dims {1} and {2} need "
-                         "{3} bytes of shared memory, more than the {4} a CTA "
-                         "may use; use a smaller chunk or block-v",
+                         "{3} bytes of shared memory with block-v {4}, more "
+                         "than the {5} a CTA may use; use a smaller chunk{6}",
                          chunk, shape.dimK, shape.dimV, shape.sharedBytes(),
-                         maxSharedBytes)
+                         shape.blockV, maxSharedBytes,
+                         shape.blockV > 16 ? " or block-v" : "")
         .str();
   return "";
 }
@@ -232,27 +243,46 @@ private:
     });
   }
 
-  /// The A fragments of 16 rows of `tile` starting at `row0`, one per 16
-  /// columns of `width`.
-  SmallVector<SmallVector<Value>> rowFragments(Value tile, Value row0,
-                                               int64_t width) {
-    SmallVector<SmallVector<Value>> fragments;
-    for (int64_t kk = 0; kk < width / 16; ++kk)
-      fragments.push_back(loadAOperand(tile, lane, row0, idx(kk * 16)));
-    return fragments;
+  /// The A fragment of 16 rows of `tile` from `row0`, columns [16kk,
+  /// 16kk + 16).
+  MmaOperand rowFragment(Value tile, Value row0, int64_t kk) {
+    if (config.splitF32)
+      return loadSplitOperand(tile, {}, lane, row0, idx(kk * 16),
+                              nvvm::kARegisters, nvvm::mmaACoord,
+                              /*transposed=*/false);
+    return {loadAOperand(tile, lane, row0, idx(kk * 16)), {}};
   }
+  /// Step kk's A fragment of a product (16 rows, 16 columns per step).
+  using FragmentAt = llvm::function_ref<MmaOperand(int64_t kk)>;
 
-  /// acc (outputTiles x 4) += A B for A = 16 rows x (16 * a.size()) given as
+  /// acc (outputTiles x 4) += A B for A = 16 rows x (16 * steps) given as
   /// fragments and B rows [16kk, 16kk + 16) of `tile` (row-major, read with
-  /// ldmatrix.trans: V, or the state operand).
-  void accumulateTimesRows(ArrayRef<SmallVector<Value>> a, Value tile,
+  /// ldmatrix.trans: V, or the state operand). Split f32 fragments take
+  /// twice the registers: each is asked for when its step comes.
+  void accumulateTimesRows(FragmentAt a, int64_t steps, Value tile,
                            int64_t columns, SmallVector<Value> &acc) {
+    if (config.splitF32) {
+      for (int64_t kk = 0; kk < steps; ++kk) {
+        MmaOperand left = a(kk);
+        for (int64_t et = 0; et < columns / 8; ++et) {
+          MmaOperand rows = loadSplitOperand(
+              tile, {}, lane, idx(kk * 16), idx(et * 8), nvvm::kBRegisters,
+              nvvm::mmaBCoord, /*transposed=*/false);
+          MutableArrayRef<Value> c(&acc[et * 4], 4);
+          llvm::copy(splitMma(left, rows, c), c.begin());
+        }
+      }
+      return;
+    }
+    SmallVector<MmaOperand> fragments;
+    for (int64_t kk = 0; kk < steps; ++kk)
+      fragments.push_back(a(kk));
     Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
     Value rowInStep = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
                              rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
                                     idx(8)));
     Value colOffset = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
-    for (size_t kk = 0; kk < a.size(); ++kk)
+    for (int64_t kk = 0; kk < steps; ++kk)
       for (int64_t et = 0; et < columns / 8; et += 2) {
         SmallVector<Value> regs =
             ldmatrix(tile, {}, rb.add(idx(kk * 16), rowInStep),
@@ -260,7 +290,7 @@ private:
         for (int64_t pair = 0; pair < 2; ++pair) {
           MutableArrayRef<Value> c(&acc[(et + pair) * 4], 4);
           SmallVector<Value> d =
-              mma(a[kk], {regs[2 * pair], regs[2 * pair + 1]}, c);
+              mma(fragments[kk].hi, {regs[2 * pair], regs[2 * pair + 1]}, c);
           llvm::copy(d, c.begin());
         }
       }
@@ -319,17 +349,22 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   Value k = withUnitInnerStride(operands.k);
   Value v = withUnitInnerStride(operands.v);
 
-  Value queryTile = sharedTile(base, shape.queryOffset(), {C, shape.pitchK()},
-                               shape.element);
+  // Tiles hold the operand type, or f32 that the mma operands split.
+  Type tileType = shape.splitF32 ? Type(f32) : shape.element;
+  Value queryTile =
+      sharedTile(base, shape.queryOffset(), {C, shape.pitchK()}, tileType);
   Value keyTile =
-      sharedTile(base, shape.keyOffset(), {C, shape.pitchK()}, shape.element);
-  Value decayedKeys = sharedTile(base, shape.decayedKeyOffset(),
-                                 {C, shape.pitchK()}, shape.element);
+      sharedTile(base, shape.keyOffset(), {C, shape.pitchK()}, tileType);
+  Value decayedKeys =
+      sharedTile(base, shape.decayedKeyOffset(), {C, shape.pitchK()}, tileType);
   Value valueTile =
-      sharedTile(base, shape.valueOffset(), {C, shape.pitchV()}, shape.element);
-  Value state = sharedTile(base, shape.stateOffset(), {dimK, sliceV}, f32);
-  Value stateOperand = sharedTile(base, shape.stateOperandOffset(),
-                                  {dimK, shape.pitchV()}, shape.element);
+      sharedTile(base, shape.valueOffset(), {C, shape.pitchV()}, tileType);
+  Value state =
+      sharedTile(base, shape.stateOffset(), {dimK, shape.statePitch()}, f32);
+  Value stateOperand = shape.splitF32
+                           ? state
+                           : sharedTile(base, shape.stateOperandOffset(),
+                                        {dimK, shape.pitchV()}, shape.element);
   Value gates = sharedTile(base, shape.gateOffset(), {C}, f32);
   Value cumulative = sharedTile(base, shape.cumulativeOffset(), {C}, f32);
   bool perKeyDim = shape.perKeyDim;
@@ -337,11 +372,11 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   if (perKeyDim) {
     gateTable = sharedTile(base, shape.gateTableOffset(), {C, dimK}, f32);
     interQueries = sharedTile(base, shape.interQueryOffset(),
-                              {C, shape.pitchK()}, shape.element);
+                              {C, shape.pitchK()}, tileType);
     intraQueries = sharedTile(base, shape.intraQueryOffset(),
-                              {C, shape.pitchK()}, shape.element);
+                              {C, shape.pitchK()}, tileType);
     warpKeys = sharedTile(base, shape.warpKeysOffset(),
-                          {config.warps, C, shape.pitchK()}, shape.element);
+                          {config.warps, C, shape.pitchK()}, tileType);
   }
 
   Value start, steps;
@@ -540,17 +575,23 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             acc.push_back(arith::MulFOp::create(
                 b, memref::LoadOp::create(b, state, ValueRange{d, e}), decay));
           }
-        // A = keys^T rows d0..: ldmatrix.trans of the key rows u.
-        SmallVector<SmallVector<Value>> a;
+        // A = keys^T rows d0..: ldmatrix.trans of the key rows u (split
+        // f32: the key tile's elements at the transposed coordinates).
         Value u = rb.add(arith::RemUIOp::create(b, lane, idx(8)),
                          rb.mul(arith::DivUIOp::create(b, laneBy8, idx(2)),
                                 idx(8)));
         Value d = rb.add(d0, rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)),
                                     idx(8)));
-        for (int64_t kk = 0; kk < C / 16; ++kk)
-          a.push_back(ldmatrix(keys, {}, rb.add(idx(kk * 16), u), d, 4,
-                               /*transpose=*/true));
-        accumulateTimesRows(a, valueTile, sliceV, acc);
+        auto keysTransposed = [&](int64_t kk) -> MmaOperand {
+          if (shape.splitF32)
+            return loadSplitOperand(keys, {}, lane, idx(kk * 16), d0,
+                                    nvvm::kARegisters, nvvm::mmaACoord,
+                                    /*transposed=*/true);
+          return {ldmatrix(keys, {}, rb.add(idx(kk * 16), u), d, 4,
+                           /*transpose=*/true),
+                  {}};
+        };
+        accumulateTimesRows(keysTransposed, C / 16, valueTile, sliceV, acc);
         for (int64_t et = 0; et < sliceV / 8; ++et)
           for (int64_t reg = 0; reg < 4; ++reg) {
             Value dd = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
@@ -563,8 +604,11 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     barrier();
   };
 
-  // The state as an mma operand (rounded to the element type).
+  // The state as an mma operand (rounded to the element type); split f32
+  // reads the state itself.
   auto refreshStateOperand = [&] {
+    if (shape.splitF32)
+      return;
     forEachStateElement([&](Value d, Value e, Value) {
       storeElement(memref::LoadOp::create(b, state, ValueRange{d, e}),
                    stateOperand, {d, e});
@@ -625,8 +669,20 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     Value r0 = rb.mul(warp, idx(16));
     rb.ifThen(lessThan(r0, idx(C)), [&] {
       // Per key dim, the decays are folded into scaled copies of Q and K.
-      SmallVector<SmallVector<Value>> queries =
-          rowFragments(perKeyDim ? intraQueries : queryTile, r0, dimK);
+      // 16-bit fragments of Q serve both products; split ones (twice the
+      // registers) are loaded where they are used.
+      Value queryTileOfScores = perKeyDim ? intraQueries : queryTile;
+      SmallVector<MmaOperand> heldQueries;
+      if (!shape.splitF32)
+        for (int64_t kk = 0; kk < dimK / 16; ++kk)
+          heldQueries.push_back(rowFragment(queryTileOfScores, r0, kk));
+      auto queries = [&](int64_t kk) {
+        return shape.splitF32 ? rowFragment(queryTileOfScores, r0, kk)
+                              : heldQueries[kk];
+      };
+      auto interQueryFragment = [&](int64_t kk) {
+        return rowFragment(interQueries, r0, kk);
+      };
       Value rowOf[2];
       for (int half = 0; half < 2; ++half)
         rowOf[half] = rb.add(r0, rb.add(group, idx(8 * half)));
@@ -634,9 +690,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       // output registers instead of two. Per key dim the decay is already
       // in the scaled queries.
       SmallVector<Value> acc(sliceV / 8 * 4, rb.f32(0));
-      accumulateTimesRows(perKeyDim ? rowFragments(interQueries, r0, dimK)
-                                    : queries,
-                          stateOperand, sliceV, acc);
+      accumulateTimesRows(perKeyDim ? FragmentAt(interQueryFragment)
+                                    : FragmentAt(queries),
+                          dimK / 16, stateOperand, sliceV, acc);
       if (gated && !perKeyDim)
         for (int half = 0; half < 2; ++half) {
           Value decay = exp(cumulativeAt(rowOf[half]));
@@ -655,20 +711,42 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                    idx(2)),
             idx(8));
         SmallVector<Value> weights;
-        for (int64_t nt = 0; nt < C / 8; ++nt) {
-          SmallVector<Value> c(4, rb.f32(0));
-          Value row = rb.add(keyRow, idx(nt * 8));
-          for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
-            bool pair = kk + 1 < dimK / 16;
-            SmallVector<Value> regs =
-                ldmatrix(perKeyDim ? warpKeys : keyTile,
-                         perKeyDim ? ValueRange{warp} : ValueRange{}, row,
-                         rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
-                         pair ? 4 : 2, /*transpose=*/false);
-            c = mma(queries[kk], {regs[0], regs[1]}, c);
-            if (pair)
-              c = mma(queries[kk + 1], {regs[2], regs[3]}, c);
+        Value qkKeys = perKeyDim ? warpKeys : keyTile;
+        SmallVector<Value> qkPrefix;
+        if (perKeyDim)
+          qkPrefix.push_back(warp);
+        // Split f32: Q K^T one step of Dk at a time, so that only that
+        // step's query fragment is live (B[d][u] = K[u][d], the key tile
+        // transposed).
+        SmallVector<Value> scores(C / 8 * 4, rb.f32(0));
+        if (shape.splitF32)
+          for (int64_t kk = 0; kk < dimK / 16; ++kk) {
+            MmaOperand query = queries(kk);
+            for (int64_t nt = 0; nt < C / 8; ++nt) {
+              MmaOperand keys = loadSplitOperand(
+                  qkKeys, qkPrefix, lane, idx(nt * 8), idx(kk * 16),
+                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true);
+              MutableArrayRef<Value> c(&scores[nt * 4], 4);
+              llvm::copy(splitMma(query, keys, c), c.begin());
+            }
           }
+        for (int64_t nt = 0; nt < C / 8; ++nt) {
+          MutableArrayRef<Value> c(&scores[nt * 4], 4);
+          Value row = rb.add(keyRow, idx(nt * 8));
+          // 16-bit: per 8 keys, one ldmatrix.x4 yields the B operands of
+          // two 16-column steps.
+          if (!shape.splitF32)
+            for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
+              bool pair = kk + 1 < dimK / 16;
+              SmallVector<Value> regs =
+                  ldmatrix(qkKeys, qkPrefix, row,
+                           rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
+                           pair ? 4 : 2, /*transpose=*/false);
+              llvm::copy(mma(queries(kk).hi, {regs[0], regs[1]}, c), c.begin());
+              if (pair)
+                llvm::copy(mma(queries(kk + 1).hi, {regs[2], regs[3]}, c),
+                           c.begin());
+            }
           for (int64_t reg = 0; reg < 4; ++reg) {
             Value r = rowOf[reg / 2];
             Value u = rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2)));
@@ -703,13 +781,21 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             }
           }
         }
-        SmallVector<SmallVector<Value>> a;
-        for (int64_t kk = 0; kk < C / 16; ++kk) {
-          Value *lo = &weights[(2 * kk) * 4], *hi = &weights[(2 * kk + 1) * 4];
-          a.push_back({pack(lo[0], lo[1]), pack(lo[2], lo[3]),
-                       pack(hi[0], hi[1]), pack(hi[2], hi[3])});
-        }
-        accumulateTimesRows(a, valueTile, sliceV, acc);
+        // The weights' A fragment of keys [16kk, 16kk + 16): rows g and
+        // g + 8 of the left 8 keys, then of the right 8.
+        auto weightFragment = [&](int64_t kk) {
+          MmaOperand a;
+          for (int64_t pair = 0; pair < 4; ++pair) {
+            Value x = weights[kk * 8 + 2 * pair],
+                  y = weights[kk * 8 + 2 * pair + 1];
+            if (shape.splitF32)
+              appendSplit(x, y, a);
+            else
+              a.hi.push_back(pack(x, y));
+          }
+          return a;
+        };
+        accumulateTimesRows(weightFragment, C / 16, valueTile, sliceV, acc);
       }
       for (int half = 0; half < 2; ++half) {
         Value r = rowOf[half];

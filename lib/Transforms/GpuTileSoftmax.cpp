@@ -12,7 +12,7 @@
 // (sm_90a) a warpgroup computes S and P V with wgmma.mma_async, and the
 // next block's S is in flight while this block's softmax runs (see visit).
 //
-// Fragment positions follow attnc/Target/NVVM/MmaLayout.h:
+// MmaOperand positions follow attnc/Target/NVVM/MmaLayout.h:
 //   A (Q, P):  a[r][e] = A[g + 8 (r % 2)][2t + e + 8 (r / 2)]
 //   B (K^T, V): b[r][e] = B[2t + e + 8 r][g]
 //   C (S, O):  c[r][e] = C[g + 8 r][2t + e]        (g = lane / 4, t = lane % 4)
@@ -189,18 +189,13 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                            shape.warps)
           .str();
   }
-  std::string reason =
-      checkTensorCoreOperands(familyOp, /*maxHeadDim=*/256, /*splitsF32=*/true,
-                              shape.element, shape.dimK, shape.dimV);
+  std::string reason = checkTensorCoreOperands(familyOp, /*maxHeadDim=*/256,
+                                               shape, shape.dimK, shape.dimV);
   if (!reason.empty())
     return reason;
-  if (shape.element.isF32()) {
-    if (shape.wgmma)
-      return "f32 q, k and v are split into bf16 pairs by the mma.sync "
-             "kernels only; drop mma=wgmma";
-    shape.splitF32 = true;
-    shape.element = BFloat16Type::get(familyOp->getContext());
-  }
+  if (shape.splitF32 && shape.wgmma)
+    return "f32 q, k and v are split into bf16 pairs by the mma.sync "
+           "kernels only; drop mma=wgmma";
   bool fixedKeyTile = isa<SparseSoftmaxOp>(familyOp);
   while (!fixedKeyTile && shape.sharedBytes() > maxSharedBytes &&
          shape.blockK % 32 == 0)
@@ -961,7 +956,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                 /*transposed=*/false);
       };
       SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
-      SmallVector<SplitOperand> heldSplitQuery;
+      SmallVector<MmaOperand> heldSplitQuery;
       if (shape.queryInRegisters())
         for (int64_t t = 0; t < rowTiles; ++t)
           for (int64_t kk = 0; kk < depthSteps; ++kk) {
@@ -1022,12 +1017,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         if (shape.splitF32) {
           // S = Q K^T, three mma per product of split operands.
           for (int64_t kk = 0; kk < depthSteps; ++kk) {
-            SmallVector<SplitOperand> query;
+            SmallVector<MmaOperand> query;
             for (int64_t t = 0; t < rowTiles; ++t)
               query.push_back(splitQueryFragment(t, kk));
             for (int64_t nt = 0; nt < scoreTiles; ++nt) {
               // B[d][j] = K[j][d]: the key tile transposed.
-              SplitOperand keys = loadSplitOperand(
+              MmaOperand keys = loadSplitOperand(
                   keyTiles, {stage}, lane, idx(nt * 8), idx(kk * 16),
                   nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true);
               for (int64_t t = 0; t < rowTiles; ++t) {
@@ -1190,12 +1185,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         }
         if (shape.splitF32) {
           for (int64_t kk = 0; kk < shape.blockK / 16; ++kk) {
-            SmallVector<SplitOperand> a(rowTiles);
+            SmallVector<MmaOperand> a(rowTiles);
             for (int64_t t = 0; t < rowTiles; ++t)
               for (auto [x, y] : weightPairs(t, kk))
                 appendSplit(x, y, a[t]);
             for (int64_t et = 0; et < outputTiles; ++et) {
-              SplitOperand values = loadSplitOperand(
+              MmaOperand values = loadSplitOperand(
                   valueTiles, {stage}, lane, idx(kk * 16), idx(et * 8),
                   nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/false);
               for (int64_t t = 0; t < rowTiles; ++t) {

@@ -109,19 +109,21 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
   }
 }
 
-std::string attnc::lowering::checkTensorCoreOperands(
-    Operation *familyOp, int64_t maxHeadDim, bool splitsF32, Type &element,
-    int64_t &dimK, int64_t &dimV) {
+std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,
+                                                     int64_t maxHeadDim,
+                                                     WarpConfig &config,
+                                                     int64_t &dimK,
+                                                     int64_t &dimV) {
   auto q = cast<AttnTensorType>(familyOp->getOperand(0).getType());
   auto k = cast<AttnTensorType>(familyOp->getOperand(1).getType());
   auto v = cast<AttnTensorType>(familyOp->getOperand(2).getType());
-  element = q.getElementType();
   // The attn verifiers allow f32, f16 and bf16 q only.
-  if (element.isF32() && !splitsF32)
-    return "tensor cores need f16 or bf16 q, k and v here (q is f32; only "
-           "softmax kernels split f32 into bf16 pairs so far)";
+  Type element = q.getElementType();
   if (k.getElementType() != element || v.getElementType() != element)
     return "q, k and v must have the same element type on the GPU";
+  config.splitF32 = element.isF32();
+  config.element =
+      config.splitF32 ? BFloat16Type::get(element.getContext()) : element;
   int64_t feature = q.getRank() - 1;
   std::optional<int64_t> fixedK = q.getFixedSize(feature);
   std::optional<int64_t> fixedV = v.getFixedSize(feature);

@@ -1,11 +1,12 @@
-//===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++ -*-===//
+//===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++
+//-*-===//
 //
 // What every tensor-core strategy builds from: thread and block indices,
 // shared-memory tiles (padded rows, or core matrices for wgmma), 16-byte
 // cp.async copies, ldmatrix, mma.sync.m16n8k16, wgmma.mma_async (sm_90a)
 // and quad reductions, each either as the nvgpu/nvvm/gpu operation or, for
 // the CPU warp emulator (attnc/Execution/GpuEmulator.h), as a call to an
-// attnc_emu_* function with the same meaning. Fragment positions follow
+// attnc_emu_* function with the same meaning. MmaOperand positions follow
 // attnc/Target/NVVM/MmaLayout.h.
 //
 //===----------------------------------------------------------------------===//
@@ -204,13 +205,13 @@ protected:
     return ldmatrix(tile, prefix, row, col, 4, /*transpose=*/false);
   }
 
-  /// bf16x3 operands (WarpConfig::splitF32): the high and the low parts of
-  /// an operand's registers.
-  struct SplitOperand {
+  /// An mma operand's registers: `hi` alone from 16-bit tiles; bf16x3
+  /// operands (WarpConfig::splitF32) add the low parts in `lo`.
+  struct MmaOperand {
     SmallVector<Value> hi, lo;
   };
   /// Two f32 values as one high and one low operand register.
-  void appendSplit(Value x, Value y, SplitOperand &out) {
+  void appendSplit(Value x, Value y, MmaOperand &out) {
     auto pairType = VectorType::get({2}, f32);
     Value pair = vector::FromElementsOp::create(b, pairType, ValueRange{x, y});
     auto halves = VectorType::get({2}, config.element);
@@ -225,7 +226,7 @@ protected:
   /// tile[row0 + row(r, e)][col0 + col(r, e)], with (row, col) the
   /// operand's fragment coordinate for this lane (MmaLayout.h) transposed
   /// when `transposed` (B operands held as N x K, like K for Q K^T).
-  SplitOperand loadSplitOperand(
+  MmaOperand loadSplitOperand(
       Value tile, ValueRange prefix, Value lane, Value row0, Value col0,
       int registers,
       llvm::function_ref<nvvm::MatrixCoord(int lane, int reg, int element)>
@@ -237,7 +238,7 @@ protected:
     Value twoT = rb.mul(arith::RemUIOp::create(b, lane, idx(4)), idx(2));
     nvvm::MatrixCoord probe = coord(4, 0, 0); // g = 1, t = 0
     Value laneRow = probe.row ? g : twoT, laneCol = probe.row ? twoT : g;
-    SplitOperand out;
+    MmaOperand out;
     for (int r = 0; r < registers; ++r) {
       Value pair[2];
       for (int e = 0; e < 2; ++e) {
@@ -255,10 +256,12 @@ protected:
     }
     return out;
   }
-  /// The three products of a split operand pair onto `c`: the small terms
-  /// first.
-  SmallVector<Value> splitMma(const SplitOperand &a, const SplitOperand &bOp,
+  /// A B + C for two fragments: with split operands the three products,
+  /// the small terms first.
+  SmallVector<Value> splitMma(const MmaOperand &a, const MmaOperand &bOp,
                               ArrayRef<Value> c) {
+    if (a.lo.empty())
+      return mma(a.hi, bOp.hi, c);
     SmallVector<Value> d = mma(a.lo, bOp.hi, c);
     d = mma(a.hi, bOp.lo, d);
     return mma(a.hi, bOp.hi, d);
@@ -865,13 +868,13 @@ struct LaunchFacts {
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 
-/// The tensor-core requirements on q, k and v: f16 or bf16 (or f32 when
-/// the kernel `splitsF32`, WarpConfig::splitF32), one element type, fixed
-/// head dims that are multiples of 16 up to `maxHeadDim`. Returns why they
-/// are not met, or "" with the element type and head dims.
+/// The tensor-core requirements on q, k and v: one element type (f16,
+/// bf16, or f32, which `config` then splits into bf16 pairs), fixed head
+/// dims that are multiples of 16 up to `maxHeadDim`. Returns why they are
+/// not met, or "" with the operand type in `config` and the head dims.
 std::string checkTensorCoreOperands(Operation *familyOp, int64_t maxHeadDim,
-                                    bool splitsF32, Type &element,
-                                    int64_t &dimK, int64_t &dimV);
+                                    WarpConfig &config, int64_t &dimK,
+                                    int64_t &dimV);
 
 /// Block-argument position of a kernel parameter.
 inline int64_t paramIndex(Value value) {

@@ -38,8 +38,8 @@ add_time() {
   echo "time $label ${IMAGE:-$(basename "$spec" .attn)} $flops $*" >> "$cases"
 }
 
-# The f32 examples, with bf16 q, k and v as well: the f32 softmax kernels
-# split their operands into bf16 pairs, and the linear ones take f16/bf16.
+# The f32 examples, with bf16 q, k and v as well: the f32 kernels split
+# their operands into bf16 pairs, the bf16 copies time the usual kernels.
 for name in chunk_local kv_index_lists linear_elu retnet varlen_gla; do
   sed -E 's/\b(q|k|v): f32/\1: bf16/g' "$examples/$name.attn" > "$out/specs/${name}_bf16.attn"
 done
@@ -49,7 +49,8 @@ for spec in "$specs"/*.attn "$out"/specs/*.attn "$examples"/alibi_gqa.attn \
             "$examples"/block_sparse.attn "$examples"/topk_select.attn \
             "$examples"/mamba2_decay.attn "$examples"/gla.attn \
             "$examples"/chunk_local.attn "$examples"/kv_index_lists.attn \
-            "$ssd"/ssd_d64.attn "$ssd"/ssd_d128.attn; do
+            "$examples"/linear_elu.attn "$examples"/retnet.attn \
+            "$examples"/varlen_gla.attn "$ssd"/ssd_d64.attn "$ssd"/ssd_d128.attn; do
   name=$(basename "$spec" .attn)
   for target in sm_80 sm_90a; do
     "$attnc" compile "$spec" --target="$target" --emit=image \
@@ -170,6 +171,9 @@ add_check kv_lists_bf16_300x500 "$out/specs/kv_index_lists_bf16.attn" 17 B=1 H=2
 # f32 (split into bf16 pairs; attnc-gpu-run checks f32 at 1e-4).
 add_check chunk_local_f32_1000 "$examples/chunk_local.attn" 16 B=1 H=2 N=1000
 add_check kv_lists_f32_300x500 "$examples/kv_index_lists.attn" 17 B=1 H=2 N=300 M=500 QB=19 W=8
+add_check linear_elu_f32_1000 "$examples/linear_elu.attn" 18 B=2 H=2 T=1000
+add_check retnet_f32_1000 "$examples/retnet.attn" 19 B=1 H=4 T=1000
+add_check varlen_gla_f32_2000 "$examples/varlen_gla.attn" 20 T=2000 H=2 S1=5 S=4
 add_check linear_elu_bf16_1000 "$out/specs/linear_elu_bf16.attn" 18 B=2 H=2 T=1000
 add_check retnet_bf16_1000 "$out/specs/retnet_bf16.attn" 19 B=1 H=4 T=1000
 add_check varlen_gla_bf16_2000 "$out/specs/varlen_gla_bf16.attn" 20 T=2000 H=2 S1=5 S=4

@@ -46,9 +46,26 @@
 
 // -----
 
-// expected-error @+1 {{kernel 'large' cannot run on the GPU: chunks of 64 steps with head dims 128 and 128 need 96272 bytes of shared memory, more than the 40000 a CTA may use; use a smaller chunk or block-v}}
+// Left open, block-v halves from 64 to 16 columns before the kernel is
+// refused, and the message no longer suggests a smaller one.
+// expected-error @+1 {{kernel 'large' cannot run on the GPU: chunks of 64 steps with head dims 128 and 128 need 64528 bytes of shared memory with block-v 16, more than the 40000 a CTA may use; use a smaller chunk}}
   attn.kernel @large(%q: !attn.tensor<bf16[B, H, T, 128]>, %k: !attn.tensor<bf16[B, H, T, 128]>, %v: !attn.tensor<bf16[B, H, T, 128]>) -> (o: !attn.tensor<bf16[B, H, T, 128]>) {
     %o = attn.linear %q, %k, %v {chunk = 64 : i64} : (!attn.tensor<bf16[B, H, T, 128]>, !attn.tensor<bf16[B, H, T, 128]>, !attn.tensor<bf16[B, H, T, 128]>) -> !attn.tensor<bf16[B, H, T, 128]> gate {
+    } feature {
+    }
+    attn.return %o : !attn.tensor<bf16[B, H, T, 128]>
+  }
+
+// -----
+
+// Left open, block-v halves until the tiles fit: 64 value columns per CTA
+// need 53760 bytes here, 32 need 41472, 16 fit (grid x: 128 / 16 CTAs).
+
+// CHECK-LABEL: gpu.func @halved(
+// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 16, 0>
+// CHECK-SAME:    attnc.shared_bytes = 35600
+  attn.kernel @halved(%q: !attn.tensor<bf16[B, H, T, 64]>, %k: !attn.tensor<bf16[B, H, T, 64]>, %v: !attn.tensor<bf16[B, H, T, 128]>) -> (o: !attn.tensor<bf16[B, H, T, 128]>) {
+    %o = attn.linear %q, %k, %v {chunk = 64 : i64} : (!attn.tensor<bf16[B, H, T, 64]>, !attn.tensor<bf16[B, H, T, 64]>, !attn.tensor<bf16[B, H, T, 128]>) -> !attn.tensor<bf16[B, H, T, 128]> gate {
     } feature {
     }
     attn.return %o : !attn.tensor<bf16[B, H, T, 128]>

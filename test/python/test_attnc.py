@@ -409,8 +409,16 @@ def test_gpu_targets_compile_without_a_gpu():
     assert ".target sm_90a" in kernel.ptx
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in kernel.ptx
     assert [p.name for p in kernel.params] == ["q", "k", "v", "slope"]
-    with pytest.raises(ValueError, match="tensor cores need f16 or bf16 q, k and v here \\(q is f32; only softmax kernels split f32"):
-        attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
+    # f32 linear kernels split their operands into bf16 pairs.
+    retnet = attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in retnet.ptx
+    gla_dk128 = (
+        "kernel g(q: bf16[B, H, T, 128], k: bf16[B, H, T, 128], v: bf16[B, H, T, 128],\n"
+        "         g: f32[B, H, T, 128]) -> (o: bf16[B, H, T, 128]) {\n"
+        "  o = linear(q, k, v) { gate = g[b, h, t, d] }\n}\n"
+    )
+    with pytest.raises(ValueError, match="per-key-dimension gates need Dk <= 64 on the GPU"):
+        attnc.compile(gla_dk128, target="sm_80")
 
 
 @pytest.mark.parametrize(
