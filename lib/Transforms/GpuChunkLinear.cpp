@@ -78,19 +78,15 @@ struct LinearTileShape : WarpConfig {
     return stateOperandOffset() + stateOperandBytes();
   }
   int64_t cumulativeOffset() const { return gateOffset() + chunk * 4; }
-  // Per-key-dimension gates add the table G[r][d] of cumulative gates, Q
-  // scaled for the inter-chunk term (exp(G_r)) and for the intra-chunk term
-  // (exp(G_r - G_p) with p the first row of r's 16-row tile), and per warp
-  // w the keys scaled to its reference row, exp(G_16w - G_u) for u < 16w.
+  // Per-key-dimension gates add the table G[r][d] of cumulative gates;
+  // the mma operands scale their elements by it as they load them. Its
+  // rows are padded by 4 so that the rows of a fragment spread over banks.
   bool perKeyDim = false;
-  int64_t scaledTileBytes() const { return tileBytes(pitchK()); }
   int64_t gateTableOffset() const { return cumulativeOffset() + chunk * 4; }
-  int64_t interQueryOffset() const { return gateTableOffset() + chunk * dimK * 4; }
-  int64_t intraQueryOffset() const { return interQueryOffset() + scaledTileBytes(); }
-  int64_t warpKeysOffset() const { return intraQueryOffset() + scaledTileBytes(); }
+  int64_t gateTablePitch() const { return dimK + 4; }
   int64_t chunkBytes() const {
     if (perKeyDim)
-      return warpKeysOffset() + warps * scaledTileBytes();
+      return gateTableOffset() + chunk * gateTablePitch() * 4;
     return cumulativeOffset() + chunk * 4;
   }
   /// Chunks per segment of a causal kernel; 0: one CTA walks the sequence.
@@ -127,11 +123,6 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
     return llvm::formatv("block-v must be a multiple of 16 that divides the "
                          "value head dim {0} (got {1})",
                          shape.dimV, shape.blockV)
-        .str();
-  if (shape.perKeyDim && shape.dimK > 64)
-    return llvm::formatv("per-key-dimension gates need Dk <= 64 on the GPU "
-                         "(shared memory; got {0})",
-                         shape.dimK)
         .str();
   if (shape.segmentChunks < 0)
     return llvm::formatv("segment-chunks must be 0 or more (got {0})",
@@ -244,12 +235,13 @@ private:
   }
 
   /// The A fragment of 16 rows of `tile` from `row0`, columns [16kk,
-  /// 16kk + 16).
-  MmaOperand rowFragment(Value tile, Value row0, int64_t kk) {
-    if (config.splitF32)
-      return loadSplitOperand(tile, {}, lane, row0, idx(kk * 16),
-                              nvvm::kARegisters, nvvm::mmaACoord,
-                              /*transposed=*/false);
+  /// 16kk + 16), its elements through `transform` when given.
+  MmaOperand rowFragment(Value tile, Value row0, int64_t kk,
+                         ElementTransform transform = nullptr) {
+    if (config.splitF32 || transform)
+      return loadElementwiseOperand(tile, {}, lane, row0, idx(kk * 16),
+                                    nvvm::kARegisters, nvvm::mmaACoord,
+                                    /*transposed=*/false, transform);
     return {loadAOperand(tile, lane, row0, idx(kk * 16)), {}};
   }
   /// Step kk's A fragment of a product (16 rows, 16 columns per step).
@@ -265,11 +257,11 @@ private:
       for (int64_t kk = 0; kk < steps; ++kk) {
         MmaOperand left = a(kk);
         for (int64_t et = 0; et < columns / 8; ++et) {
-          MmaOperand rows = loadSplitOperand(
+          MmaOperand rows = loadElementwiseOperand(
               tile, {}, lane, idx(kk * 16), idx(et * 8), nvvm::kBRegisters,
               nvvm::mmaBCoord, /*transposed=*/false);
           MutableArrayRef<Value> c(&acc[et * 4], 4);
-          llvm::copy(splitMma(left, rows, c), c.begin());
+          llvm::copy(mma(left, rows, c), c.begin());
         }
       }
       return;
@@ -368,16 +360,10 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   Value gates = sharedTile(base, shape.gateOffset(), {C}, f32);
   Value cumulative = sharedTile(base, shape.cumulativeOffset(), {C}, f32);
   bool perKeyDim = shape.perKeyDim;
-  Value gateTable, interQueries, intraQueries, warpKeys;
-  if (perKeyDim) {
-    gateTable = sharedTile(base, shape.gateTableOffset(), {C, dimK}, f32);
-    interQueries = sharedTile(base, shape.interQueryOffset(),
-                              {C, shape.pitchK()}, tileType);
-    intraQueries = sharedTile(base, shape.intraQueryOffset(),
-                              {C, shape.pitchK()}, tileType);
-    warpKeys = sharedTile(base, shape.warpKeysOffset(),
-                          {config.warps, C, shape.pitchK()}, tileType);
-  }
+  Value gateTable;
+  if (perKeyDim)
+    gateTable = sharedTile(base, shape.gateTableOffset(),
+                           {C, shape.gateTablePitch()}, f32);
 
   Value start, steps;
   std::tie(start, steps) =
@@ -475,39 +461,6 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           memref::StoreOp::create(b, sum, gateTable, ValueRange{r, d});
         });
       });
-      barrier();
-      // Scaled copies; every exponent is G_a - G_b with b <= a, or G_a.
-      auto tableAt = [&](Value r, Value d) -> Value {
-        return memref::LoadOp::create(b, gateTable, ValueRange{r, d});
-      };
-      if (withQuery)
-        forEachElement(C * dimK, [&](Value i) {
-          Value r = arith::DivUIOp::create(b, i, idx(dimK));
-          Value d = arith::RemUIOp::create(b, i, idx(dimK));
-          Value x = loadF32(queryTile, {r, d});
-          Value g = tableAt(r, d);
-          Value first = rb.mul(arith::DivUIOp::create(b, r, idx(16)), idx(16));
-          storeElement(arith::MulFOp::create(b, x, exp(g)), interQueries, {r, d});
-          storeElement(arith::MulFOp::create(
-                           b, x, exp(arith::SubFOp::create(b, g, tableAt(first, d)))),
-                       intraQueries, {r, d});
-        });
-      if (withQuery && withKeys)
-        forEachElement(config.warps * C * dimK, [&](Value i) {
-          Value w = arith::DivUIOp::create(b, i, idx(C * dimK));
-          Value rest = arith::RemUIOp::create(b, i, idx(C * dimK));
-          Value u = arith::DivUIOp::create(b, rest, idx(dimK));
-          Value d = arith::RemUIOp::create(b, rest, idx(dimK));
-          Value reference = arith::MinUIOp::create(b, rb.mul(w, idx(16)),
-                                                   idx(C - 1));
-          Value scaled = arith::MulFOp::create(
-              b, loadF32(keyTile, {u, d}),
-              exp(arith::SubFOp::create(b, tableAt(reference, d),
-                                        tableAt(u, d))));
-          Value before = lessThan(u, rb.mul(w, idx(16)));
-          storeElement(arith::SelectOp::create(b, before, scaled, rb.f32(0)),
-                       warpKeys, {w, u, d});
-        });
     } else if (gated) {
       forEachElement(C, [&](Value r) {
         Value t = rb.add(t0, r);
@@ -584,9 +537,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                     idx(8)));
         auto keysTransposed = [&](int64_t kk) -> MmaOperand {
           if (shape.splitF32)
-            return loadSplitOperand(keys, {}, lane, idx(kk * 16), d0,
-                                    nvvm::kARegisters, nvvm::mmaACoord,
-                                    /*transposed=*/true);
+            return loadElementwiseOperand(keys, {}, lane, idx(kk * 16), d0,
+                                          nvvm::kARegisters, nvvm::mmaACoord,
+                                          /*transposed=*/true);
           return {ldmatrix(keys, {}, rb.add(idx(kk * 16), u), d, 4,
                            /*transpose=*/true),
                   {}};
@@ -668,20 +621,41 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
   auto emitOutputs = [&](Value t0, Value rows, bool intra) {
     Value r0 = rb.mul(warp, idx(16));
     rb.ifThen(lessThan(r0, idx(C)), [&] {
-      // Per key dim, the decays are folded into scaled copies of Q and K.
-      // 16-bit fragments of Q serve both products; split ones (twice the
-      // registers) are loaded where they are used.
-      Value queryTileOfScores = perKeyDim ? intraQueries : queryTile;
-      SmallVector<MmaOperand> heldQueries;
-      if (!shape.splitF32)
-        for (int64_t kk = 0; kk < dimK / 16; ++kk)
-          heldQueries.push_back(rowFragment(queryTileOfScores, r0, kk));
-      auto queries = [&](int64_t kk) {
-        return shape.splitF32 ? rowFragment(queryTileOfScores, r0, kk)
-                              : heldQueries[kk];
+      // Per key dim, the decays scale the operands' elements as they are
+      // loaded, each exponent G_a - G_b with b <= a, or G_a: Q S takes
+      // q[r][d] exp(G[r][d]); Q K^T takes q[r][d] exp(G[r][d] - G[r0][d])
+      // against k[u][d] exp(G[r0][d] - G[u][d]) for the keys u < r0 (those
+      // of the warp's own tile are summed by diagonalWeights).
+      auto gateAt = [&](Value r, Value d) -> Value {
+        return memref::LoadOp::create(b, gateTable, ValueRange{r, d});
       };
-      auto interQueryFragment = [&](int64_t kk) {
-        return rowFragment(interQueries, r0, kk);
+      auto interScaled = [&](Value x, Value r, Value d) -> Value {
+        return arith::MulFOp::create(b, x, exp(gateAt(r, d)));
+      };
+      auto intraScaled = [&](Value x, Value r, Value d) -> Value {
+        return arith::MulFOp::create(
+            b, x, exp(arith::SubFOp::create(b, gateAt(r, d), gateAt(r0, d))));
+      };
+      auto keyScaled = [&](Value x, Value u, Value d) -> Value {
+        Value scaled = arith::MulFOp::create(
+            b, x, exp(arith::SubFOp::create(b, gateAt(r0, d), gateAt(u, d))));
+        return arith::SelectOp::create(b, lessThan(u, r0), scaled, rb.f32(0));
+      };
+      // Plain 16-bit fragments of Q (ldmatrix) serve both products; the
+      // others (split, or scaled per key dim) are loaded where they are used.
+      bool elementwise = shape.splitF32 || perKeyDim;
+      SmallVector<MmaOperand> heldQueries;
+      if (!elementwise)
+        for (int64_t kk = 0; kk < dimK / 16; ++kk)
+          heldQueries.push_back(rowFragment(queryTile, r0, kk));
+      auto queries = [&](int64_t kk) {
+        if (!elementwise)
+          return heldQueries[kk];
+        return rowFragment(queryTile, r0, kk,
+                           perKeyDim ? ElementTransform(intraScaled) : nullptr);
+      };
+      auto interQueries = [&](int64_t kk) {
+        return rowFragment(queryTile, r0, kk, interScaled);
       };
       Value rowOf[2];
       for (int half = 0; half < 2; ++half)
@@ -690,7 +664,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       // output registers instead of two. Per key dim the decay is already
       // in the scaled queries.
       SmallVector<Value> acc(sliceV / 8 * 4, rb.f32(0));
-      accumulateTimesRows(perKeyDim ? FragmentAt(interQueryFragment)
+      accumulateTimesRows(perKeyDim ? FragmentAt(interQueries)
                                     : FragmentAt(queries),
                           dimK / 16, stateOperand, sliceV, acc);
       if (gated && !perKeyDim)
@@ -711,23 +685,20 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                    idx(2)),
             idx(8));
         SmallVector<Value> weights;
-        Value qkKeys = perKeyDim ? warpKeys : keyTile;
-        SmallVector<Value> qkPrefix;
-        if (perKeyDim)
-          qkPrefix.push_back(warp);
-        // Split f32: Q K^T one step of Dk at a time, so that only that
-        // step's query fragment is live (B[d][u] = K[u][d], the key tile
-        // transposed).
+        // Elementwise operands: Q K^T one step of Dk at a time, so that only
+        // that step's query fragment is live (B[d][u] = K[u][d], the key
+        // tile transposed).
         SmallVector<Value> scores(C / 8 * 4, rb.f32(0));
-        if (shape.splitF32)
+        if (elementwise)
           for (int64_t kk = 0; kk < dimK / 16; ++kk) {
             MmaOperand query = queries(kk);
             for (int64_t nt = 0; nt < C / 8; ++nt) {
-              MmaOperand keys = loadSplitOperand(
-                  qkKeys, qkPrefix, lane, idx(nt * 8), idx(kk * 16),
-                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true);
+              MmaOperand keys = loadElementwiseOperand(
+                  keyTile, {}, lane, idx(nt * 8), idx(kk * 16),
+                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true,
+                  perKeyDim ? ElementTransform(keyScaled) : nullptr);
               MutableArrayRef<Value> c(&scores[nt * 4], 4);
-              llvm::copy(splitMma(query, keys, c), c.begin());
+              llvm::copy(mma(query, keys, c), c.begin());
             }
           }
         for (int64_t nt = 0; nt < C / 8; ++nt) {
@@ -735,11 +706,11 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           Value row = rb.add(keyRow, idx(nt * 8));
           // 16-bit: per 8 keys, one ldmatrix.x4 yields the B operands of
           // two 16-column steps.
-          if (!shape.splitF32)
+          if (!elementwise)
             for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
               bool pair = kk + 1 < dimK / 16;
               SmallVector<Value> regs =
-                  ldmatrix(qkKeys, qkPrefix, row,
+                  ldmatrix(keyTile, {}, row,
                            rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
                            pair ? 4 : 2, /*transpose=*/false);
               llvm::copy(mma(queries(kk).hi, {regs[0], regs[1]}, c), c.begin());

@@ -950,10 +950,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       };
       // Split f32: the high and low bf16 parts from the f32 tile.
       auto loadSplitQueryFragment = [&](int64_t t, int64_t kk) {
-        return loadSplitOperand(queryTile, {}, lane,
-                                rb.add(warpRow0, idx(t * 16)), idx(kk * 16),
-                                nvvm::kARegisters, nvvm::mmaACoord,
-                                /*transposed=*/false);
+        return loadElementwiseOperand(
+            queryTile, {}, lane, rb.add(warpRow0, idx(t * 16)), idx(kk * 16),
+            nvvm::kARegisters, nvvm::mmaACoord,
+            /*transposed=*/false);
       };
       SmallVector<SmallVector<Value>> heldQuery; // [t * depthSteps + kk]
       SmallVector<MmaOperand> heldSplitQuery;
@@ -1022,12 +1022,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               query.push_back(splitQueryFragment(t, kk));
             for (int64_t nt = 0; nt < scoreTiles; ++nt) {
               // B[d][j] = K[j][d]: the key tile transposed.
-              MmaOperand keys = loadSplitOperand(
+              MmaOperand keys = loadElementwiseOperand(
                   keyTiles, {stage}, lane, idx(nt * 8), idx(kk * 16),
                   nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true);
               for (int64_t t = 0; t < rowTiles; ++t) {
                 MutableArrayRef<Value> c(&scores[scoreIndex(t, nt)], 4);
-                llvm::copy(splitMma(query[t], keys, c), c.begin());
+                llvm::copy(mma(query[t], keys, c), c.begin());
               }
             }
           }
@@ -1190,12 +1190,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               for (auto [x, y] : weightPairs(t, kk))
                 appendSplit(x, y, a[t]);
             for (int64_t et = 0; et < outputTiles; ++et) {
-              MmaOperand values = loadSplitOperand(
+              MmaOperand values = loadElementwiseOperand(
                   valueTiles, {stage}, lane, idx(kk * 16), idx(et * 8),
                   nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/false);
               for (int64_t t = 0; t < rowTiles; ++t) {
                 MutableArrayRef<Value> acc(&next[accIndex(t, et)], 4);
-                llvm::copy(splitMma(a[t], values, acc), acc.begin());
+                llvm::copy(mma(a[t], values, acc), acc.begin());
               }
             }
           }

@@ -221,17 +221,23 @@ protected:
     out.hi.push_back(operand(hi));
     out.lo.push_back(operand(arith::TruncFOp::create(b, halves, rest)));
   }
-  /// The registers of an mma operand from an f32 `tile` (after `prefix`
-  /// indices), split: element e of register r is
+  /// The value an operand element takes, from the tile element `x` at
+  /// (row, col) of the tile.
+  using ElementTransform =
+      llvm::function_ref<Value(Value x, Value row, Value col)>;
+  /// The registers of an mma operand read element by element from `tile`
+  /// (after `prefix` indices): element e of register r is
   /// tile[row0 + row(r, e)][col0 + col(r, e)], with (row, col) the
   /// operand's fragment coordinate for this lane (MmaLayout.h) transposed
-  /// when `transposed` (B operands held as N x K, like K for Q K^T).
-  MmaOperand loadSplitOperand(
+  /// when `transposed` (B operands held as N x K, like K for Q K^T). Each
+  /// element passes through `transform` when given, then is rounded to the
+  /// operand type or, with split f32, split into bf16 pairs.
+  MmaOperand loadElementwiseOperand(
       Value tile, ValueRange prefix, Value lane, Value row0, Value col0,
       int registers,
       llvm::function_ref<nvvm::MatrixCoord(int lane, int reg, int element)>
           coord,
-      bool transposed) {
+      bool transposed, ElementTransform transform = nullptr) {
     // The coordinates are g or 2t (g = lane / 4, t = lane % 4) plus a
     // constant per register and element: lane 0's coordinate.
     Value g = arith::DivUIOp::create(b, lane, idx(4));
@@ -247,19 +253,25 @@ protected:
         Value col = rb.add(laneCol, idx(at.col));
         if (transposed)
           std::swap(row, col);
+        row = rb.add(row0, row);
+        col = rb.add(col0, col);
         SmallVector<Value> indices(prefix.begin(), prefix.end());
-        indices.push_back(rb.add(row0, row));
-        indices.push_back(rb.add(col0, col));
-        pair[e] = memref::LoadOp::create(b, tile, indices);
+        indices.append({row, col});
+        pair[e] = loadF32(tile, indices);
+        if (transform)
+          pair[e] = transform(pair[e], row, col);
       }
-      appendSplit(pair[0], pair[1], out);
+      if (config.splitF32)
+        appendSplit(pair[0], pair[1], out);
+      else
+        out.hi.push_back(pack(pair[0], pair[1]));
     }
     return out;
   }
   /// A B + C for two fragments: with split operands the three products,
   /// the small terms first.
-  SmallVector<Value> splitMma(const MmaOperand &a, const MmaOperand &bOp,
-                              ArrayRef<Value> c) {
+  SmallVector<Value> mma(const MmaOperand &a, const MmaOperand &bOp,
+                         ArrayRef<Value> c) {
     if (a.lo.empty())
       return mma(a.hi, bOp.hi, c);
     SmallVector<Value> d = mma(a.lo, bOp.hi, c);

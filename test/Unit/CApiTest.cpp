@@ -271,15 +271,14 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
     attnc_kernel_destroy(detected);
   }
   // What has no GPU strategy is refused with the feature named.
-  const char *gla = "kernel l(q: bf16[B, H, T, 128], k: bf16[B, H, T, 128], "
-                    "v: bf16[B, H, T, 64], g: f32[B, H, T, 128]) -> "
-                    "(o: bf16[B, H, T, 64]) {\n"
-                    "  o = linear(q, k, v) { gate = g[b, h, t, d] }\n}\n";
-  EXPECT_EQ(attnc_compile(context, gla, std::strlen(gla), "l.attn", nullptr,
-                          "sm_80", &detected),
+  const char *chunk128 = "kernel l(q: bf16[B, H, T, 64], k: bf16[B, H, T, 64], "
+                         "v: bf16[B, H, T, 64]) -> (o: bf16[B, H, T, 64]) {\n"
+                         "  o = linear(q, k, v) { chunk = 128 }\n}\n";
+  EXPECT_EQ(attnc_compile(context, chunk128, std::strlen(chunk128), "l.attn",
+                          nullptr, "sm_80", &detected),
             ATTNC_ERROR_TARGET);
   EXPECT_NE(std::string(attnc_last_error(context))
-                .find("per-key-dimension gates need Dk <= 64 on the GPU"),
+                .find("the chunk must be a multiple of 16 up to 64 on the GPU"),
             std::string::npos)
       << attnc_last_error(context);
   attnc_context_destroy(context);

@@ -1506,6 +1506,12 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
        " -> (o: bf16[B, H, T, 32], st: f32[B, H, 32, 32]) {\n"
        "  o, st = linear(q, k, v) { gate = 0.05 * g[b, h, t, d];"
        " chunk = 16; scale = 0.125 }\n}\n"},
+      // Dk 128: the scaled operands are built in registers.
+      {"gla_dk128", "kernel k(q: bf16[B, H, T, 128], k: bf16[B, H, T, 128],"
+                    " v: bf16[B, H, T, 64], g: f32[B, H, T, 128])"
+                    " -> (o: bf16[B, H, T, 64], st: f32[B, H, 128, 64]) {\n"
+                    "  o, st = linear(q, k, v) { gate = 3 * g[b, h, t, d];"
+                    " scale = 0.09 }\n}\n"},
       {"gla_bthd_chunk16",
        "kernel k(q: f16[B, T, H, 32], k: f16[B, T, H, 32], v: f16[B, T, H, 48],"
        " g: f32[B, T, H, 32]) -> (o: f16[B, T, H, 48]) {\n  o = linear(q, k, "
@@ -1532,7 +1538,8 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
 // product three mma of bf16 halves. 1e-4 of each output's scale, which
 // bf16 operands (the test above needs 2e-2) miss by far: the three f32
 // examples (scalar gate, non-causal feature map, packed per-key-dim GLA)
-// and per-key-dim gates with GQA, an initial state and head dims 64/32.
+// and per-key-dim gates with GQA, an initial state and head dims 64/32, or
+// head dims 128.
 TEST(GpuEmulation, F32LinearKernelsSplitIntoBf16Pairs) {
   std::vector<LinearCase> cases = {
       {"retnet", readFile(ATTNC_EXAMPLES_DIR "/retnet.attn")},
@@ -1545,6 +1552,11 @@ TEST(GpuEmulation, F32LinearKernelsSplitIntoBf16Pairs) {
        "32],"
        " st: f32[B, Hq, 64, 32]) {\n  o, st = linear(q, k, v, initial = h0) "
        "{ gate = 2 * g[b, h, t, d]; chunk = 32; scale = 0.125 }\n}\n"},
+      // Dk 128 and Dv 128: f32 tiles fit sm_80 with 32 value columns per CTA.
+      {"gla_dk128_dv128", "kernel k(q: f32[B, H, T, 128], k: f32[B, H, T, 128],"
+                          " v: f32[B, H, T, 128], g: f32[B, H, T, 128])"
+                          " -> (o: f32[B, H, T, 128]) {\n  o = linear(q, k, v) "
+                          "{ gate = g[b, h, t, d]; scale = 0.09 }\n}\n"},
   };
   for (const LinearCase &c : cases)
     for (const LinearConfig &config : kLinearConfigs)

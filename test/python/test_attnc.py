@@ -412,13 +412,13 @@ def test_gpu_targets_compile_without_a_gpu():
     # f32 linear kernels split their operands into bf16 pairs.
     retnet = attnc.compile(EXAMPLES / "retnet.attn", target="sm_80")
     assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in retnet.ptx
-    gla_dk128 = (
-        "kernel g(q: bf16[B, H, T, 128], k: bf16[B, H, T, 128], v: bf16[B, H, T, 128],\n"
-        "         g: f32[B, H, T, 128]) -> (o: bf16[B, H, T, 128]) {\n"
-        "  o = linear(q, k, v) { gate = g[b, h, t, d] }\n}\n"
+    chunk128 = (
+        "kernel c(q: bf16[B, H, T, 64], k: bf16[B, H, T, 64], v: bf16[B, H, T, 64])\n"
+        "    -> (o: bf16[B, H, T, 64]) {\n"
+        "  o = linear(q, k, v) { chunk = 128 }\n}\n"
     )
-    with pytest.raises(ValueError, match="per-key-dimension gates need Dk <= 64 on the GPU"):
-        attnc.compile(gla_dk128, target="sm_80")
+    with pytest.raises(ValueError, match="the chunk must be a multiple of 16 up to 64 on the GPU"):
+        attnc.compile(chunk128, target="sm_80")
 
 
 @pytest.mark.parametrize(
