@@ -112,7 +112,9 @@ def compile(
         if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
             raise SpecError(raw.compile_error, diagnostics)
         raise ValueError(raw.compile_error)
-    compiled = Kernel(raw, raw.target, text)
+    # Torch operator names hash what made the kernel: the spec, the kernel
+    # chosen in it and the options.
+    compiled = Kernel(raw, raw.target, f"{text}\0{kernel or ''}\0{option_text}")
     with _cache_lock:
         return _cache.setdefault(key, compiled)
 
@@ -142,7 +144,8 @@ def load(image: bytes | os.PathLike | str) -> "Kernel":
     raw = _attnc._Kernel(bytes(image))
     if not raw.ok:
         raise ValueError(raw.compile_error)
-    # Torch operator names hash the spec; a loaded kernel's stands for it.
+    # Torch operator names hash the spec and options; a loaded kernel's
+    # image stands for them.
     return Kernel(raw, raw.target, "image " + hashlib.sha256(image).hexdigest())
 
 
@@ -161,11 +164,11 @@ def _read_spec(spec: Any) -> tuple[str, str]:
 class Kernel:
     """A compiled kernel; call it with one array per input."""
 
-    def __init__(self, raw: Any, target: str, spec: str = ""):
+    def __init__(self, raw: Any, target: str, origin: str = ""):
         self._raw = raw
         self.target = target
         self.name = raw.name
-        self._spec = spec
+        self._origin = origin  # what made it, for torch operator names
         self._torch_ops: dict[str, Any] = {}
         self.params = [self._info(t) for t in raw.tensors(False)]
         self.results = [self._info(t) for t in raw.tensors(True)]
@@ -197,10 +200,12 @@ class Kernel:
         graph break: its fake implementation derives the output shapes from
         the input shapes. CPU kernels register for CPU tensors, GPU kernels
         for CUDA tensors. ``name`` defaults to the kernel name, the target and
-        a hash of the spec; asking again returns the same operator."""
+        a hash of the spec, the kernel chosen in it and the options (or of
+        the image), so differently compiled kernels get distinct operators;
+        asking again returns the same operator."""
         from . import _torch
 
-        name = name or _torch.default_name(self.name, self._spec, self.target)
+        name = name or _torch.default_name(self.name, self._origin, self.target)
         with _cache_lock:
             if name not in self._torch_ops:
                 self._torch_ops[name] = _torch.register(self, name)

@@ -32,9 +32,10 @@ except ImportError:  # pragma: no cover - depends on the torch version
     _size_hint = int
 
 
-def default_name(kernel_name: str, spec: str, target: str) -> str:
-    """``<kernel>_<target>_<hash>``: distinct specs get distinct operators."""
-    digest = hashlib.sha256(f"{target}\0{spec}".encode()).hexdigest()[:10]
+def default_name(kernel_name: str, origin: str, target: str) -> str:
+    """``<kernel>_<target>_<hash>``: kernels compiled from distinct specs or
+    with distinct options (``origin``) get distinct operators."""
+    digest = hashlib.sha256(f"{target}\0{origin}".encode()).hexdigest()[:10]
     return f"{kernel_name}_{re.sub(r'[^0-9A-Za-z_]', '_', target)}_{digest}"
 
 

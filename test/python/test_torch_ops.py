@@ -67,6 +67,23 @@ def test_cpu_operator_matches_the_kernel():
     assert torch.equal(o, o2)
 
 
+def test_kernels_compiled_with_other_options_get_their_own_operators():
+    # Same spec and target, other tile sizes: a distinct kernel, so a
+    # distinct default operator (one name for both would collide).
+    plain = attnc.compile(EXAMPLES / "alibi_gqa.attn")
+    tuned = attnc.compile(EXAMPLES / "alibi_gqa.attn", block_q=16, block_k=32)
+    assert tuned is not plain
+    plain_op, tuned_op = plain.torch_op(), tuned.torch_op()
+    assert plain_op is not tuned_op
+    assert plain_op._qualname != tuned_op._qualname
+    q, k, v, slope = alibi_inputs(11)
+    for kernel, op in ((plain, plain_op), (tuned, tuned_op)):
+        o, lse = op(q, k, v, slope)
+        eo, e_lse = kernel(as_numpy(q), as_numpy(k), as_numpy(v), slope.numpy())
+        assert_same(o, eo)
+        assert_same(lse, e_lse)
+
+
 def test_optional_inputs_and_non_contiguous_tensors():
     kernel = attnc.compile(EXAMPLES / "gla.attn")
     op = kernel.torch_op()
