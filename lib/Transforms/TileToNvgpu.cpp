@@ -5,10 +5,11 @@
 // `block_rows` rows is one CTA of block_rows / 16 warps, and each warp owns
 // 16 rows of every row tile. Where a tile lives:
 //
-//   loaded f16/bf16 tile  shared memory, copied with cp.async; two stages
+//   loaded tile           shared memory, copied with cp.async; two stages
 //                         when its load is in a loop and can be issued one
 //                         iteration ahead (the next block is in flight
-//                         while the current one is used)
+//                         while the current one is used). f16/bf16, or f32
+//                         whose mma operands split into bf16 pairs
 //   f32 2-D tile          this lane's mma C fragments: rows g and g + 8 of
 //                         the warp's 16, columns 2t, 2t + 1 of every 8
 //   f32 1-D tile          this lane's two rows, g and g + 8
@@ -17,6 +18,8 @@
 // across a loop when small) or from a C fragment (the FlashAttention-2
 // property: two adjacent 16x8 C tiles are one A fragment), its B operand
 // from shared memory (ldmatrix, .trans unless the operand is transposed).
+// f32 tiles are read element by element instead and every product is three
+// mma of bf16 halves (WarpConfig::splitF32).
 // reduce folds in the lane and over the quad with xor shuffles; map
 // evaluates its body per fragment element with that element's position
 // (rows past the tile's row count clamped to its last row, so expressions
@@ -175,13 +178,19 @@ private:
   // Shared tiles
   //===--------------------------------------------------------------------===//
 
+  /// The element type of shared tiles: the mma operand type, or f32 that
+  /// the operands split.
+  Type sharedType() {
+    return config.splitF32 ? Type(b.getF32Type()) : config.element;
+  }
+
   /// Element type and shape checks for a tile copied to shared memory.
   LogicalResult checkCopiedTile(tile::LoadOp load) {
     auto type = cast<RankedTensorType>(load.getType());
-    if (type.getRank() != 2 || type.getElementType() != config.element)
+    if (type.getRank() != 2 || type.getElementType() != sharedType())
       return load.emitOpError()
-             << "on the GPU loads 2-D tiles of the kernel's mma element type "
-             << config.element << " (tensor cores need f16 or bf16 operands)";
+             << "on the GPU loads 2-D tiles of one element type, "
+             << sharedType() << " in this kernel";
     if (type.isDynamicDim(1) || type.getDimSize(1) % 16)
       return load.emitOpError("on the GPU needs a fixed column count that is "
                               "a multiple of 16");
@@ -196,16 +205,16 @@ private:
   }
 
   /// Shared memory for `stages` copies of the rows of `load`, rows padded
-  /// by kRowPadding elements.
+  /// by 16 bytes.
   Value allocateShared(tile::LoadOp load, int64_t stages) {
     int64_t rows = tileRows(load);
-    int64_t pitch =
-        cast<RankedTensorType>(load.getType()).getDimSize(1) + kRowPadding;
+    int64_t pitch = cast<RankedTensorType>(load.getType()).getDimSize(1) +
+                    config.chunkElements();
     SmallVector<int64_t> shape;
     if (stages > 1)
       shape.push_back(stages);
     shape.append({rows, pitch});
-    Value buffer = sharedTile(base, sharedEnd, shape, config.element);
+    Value buffer = sharedTile(base, sharedEnd, shape, sharedType());
     sharedEnd += stages * rows * pitch * config.elementBytes();
     return buffer;
   }
@@ -258,11 +267,16 @@ private:
     copiesPending = false;
   }
 
-  /// The A operand (4 registers) of rows [16w, 16w + 16) and columns
-  /// [16 kk, 16 kk + 16) of a shared tile.
-  SmallVector<Value> sharedAOperand(const Fragment &tile, int64_t kk) {
-    return loadAOperand(tile.buffer, lane, warpRow0, idx(kk * 16),
-                        tile.prefix);
+  /// The A operand (4 registers, split or not) of rows [16w, 16w + 16) and
+  /// columns [16 kk, 16 kk + 16) of a shared tile.
+  MmaOperand sharedAOperand(const Fragment &tile, int64_t kk) {
+    if (config.splitF32)
+      return loadElementwiseOperand(tile.buffer, tile.prefix, lane, warpRow0,
+                                    idx(kk * 16), nvvm::kARegisters,
+                                    nvvm::mmaACoord, /*transposed=*/false);
+    return {loadAOperand(tile.buffer, lane, warpRow0, idx(kk * 16),
+                         tile.prefix),
+            {}};
   }
 
   //===--------------------------------------------------------------------===//
@@ -309,22 +323,46 @@ private:
       awaitCopies();
     Fragment result = acc;
     int64_t steps = depth / 16, outTiles = acc.cols / nvvm::kMmaN;
-    auto aOperand = [&](int64_t kk) -> SmallVector<Value> {
+    auto aOperand = [&](int64_t kk) -> MmaOperand {
       if (lhs.kind == Fragment::Shared) {
         auto held = heldOperands.find(dot.getLhs());
         return held != heldOperands.end() ? held->second[kk]
                                           : sharedAOperand(lhs, kk);
       }
       // C tiles 2kk and 2kk + 1 are the A fragment of columns [16kk, 16kk+16).
-      const Value *lo = &lhs.regs[8 * kk], *hi = &lhs.regs[8 * kk + 4];
-      return {pack(lo[0], lo[1]), pack(lo[2], lo[3]), pack(hi[0], hi[1]),
-              pack(hi[2], hi[3])};
+      MmaOperand a;
+      for (int64_t pair = 0; pair < 4; ++pair) {
+        Value x = lhs.regs[8 * kk + 2 * pair], y = lhs.regs[8 * kk + 2 * pair + 1];
+        if (config.splitF32)
+          appendSplit(x, y, a);
+        else
+          a.hi.push_back(pack(x, y));
+      }
+      return a;
     };
-    auto accumulate = [&](ArrayRef<Value> a, Value b0, Value b1, int64_t nt) {
+    auto accumulate = [&](const MmaOperand &a, const MmaOperand &bOp,
+                          int64_t nt) {
       MutableArrayRef<Value> c(&result.regs[4 * nt], 4);
-      SmallVector<Value> updated = mma(a, {b0, b1}, c);
+      SmallVector<Value> updated = mma(a, bOp, c);
       llvm::copy(updated, c.begin());
     };
+    if (config.splitF32) {
+      // B read element by element at its fragment coordinates: rhs[n][d]
+      // when transposed, else rhs[d][n].
+      for (int64_t kk = 0; kk < steps; ++kk) {
+        MmaOperand a = aOperand(kk);
+        for (int64_t nt = 0; nt < outTiles; ++nt) {
+          bool transposed = dot.getTransposeRhs();
+          MmaOperand bOp = loadElementwiseOperand(
+              rhs.buffer, rhs.prefix, lane, idx(transposed ? nt * 8 : kk * 16),
+              idx(transposed ? kk * 16 : nt * 8), nvvm::kBRegisters,
+              nvvm::mmaBCoord, transposed);
+          accumulate(a, bOp, nt);
+        }
+      }
+      tiles[dot] = result;
+      return success();
+    }
     Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
     Value laneMod8 = arith::RemUIOp::create(b, lane, idx(8));
     if (dot.getTransposeRhs()) {
@@ -334,7 +372,7 @@ private:
       Value colX2 = rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)), idx(8));
       for (int64_t kk = 0; kk < steps; kk += 2) {
         bool pair = kk + 1 < steps;
-        SmallVector<Value> first = aOperand(kk), second;
+        MmaOperand first = aOperand(kk), second;
         if (pair)
           second = aOperand(kk + 1);
         for (int64_t nt = 0; nt < outTiles; ++nt) {
@@ -342,9 +380,9 @@ private:
               ldmatrix(rhs.buffer, rhs.prefix, rb.add(laneMod8, idx(nt * 8)),
                        rb.add(idx(kk * 16), pair ? colX4 : colX2), pair ? 4 : 2,
                        /*transpose=*/false);
-          accumulate(first, regs[0], regs[1], nt);
+          accumulate(first, {{regs[0], regs[1]}, {}}, nt);
           if (pair)
-            accumulate(second, regs[2], regs[3], nt);
+            accumulate(second, {{regs[2], regs[3]}, {}}, nt);
         }
       }
     } else {
@@ -354,16 +392,16 @@ private:
           laneMod8, rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)), idx(8)));
       Value colX4 = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
       for (int64_t kk = 0; kk < steps; ++kk) {
-        SmallVector<Value> a = aOperand(kk);
+        MmaOperand a = aOperand(kk);
         for (int64_t nt = 0; nt < outTiles; nt += 2) {
           bool pair = nt + 1 < outTiles;
           SmallVector<Value> regs = ldmatrix(
               rhs.buffer, rhs.prefix, rb.add(idx(kk * 16), row),
               pair ? rb.add(idx(nt * 8), colX4) : idx(nt * 8), pair ? 4 : 2,
               /*transpose=*/true);
-          accumulate(a, regs[0], regs[1], nt);
+          accumulate(a, {{regs[0], regs[1]}, {}}, nt);
           if (pair)
-            accumulate(a, regs[2], regs[3], nt + 1);
+            accumulate(a, {{regs[2], regs[3]}, {}}, nt + 1);
         }
       }
     }
@@ -588,8 +626,8 @@ private:
       rb.ifThen(lessThan(lb, ub), [&] { copyIteration(lb, idx(0)); });
 
     // Operands loaded before the loop, held in registers: at most 32 per
-    // lane (16 rows up to head dim 128).
-    DenseMap<Value, SmallVector<SmallVector<Value>>> savedHeld = heldOperands;
+    // lane (16 rows up to head dim 128, or 64 split into bf16 pairs).
+    DenseMap<Value, SmallVector<MmaOperand>> savedHeld = heldOperands;
     for (auto dot : forOp.getBody()->getOps<tile::DotOp>()) {
       Value lhs = dot.getLhs();
       auto found = tiles.find(lhs);
@@ -597,7 +635,7 @@ private:
           heldOperands.count(lhs) || dot.getTransposeLhs())
         continue;
       int64_t steps = found->second.cols / 16;
-      if (steps * 4 > 32)
+      if (steps * 4 * (config.splitF32 ? 2 : 1) > 32)
         continue;
       awaitCopies();
       for (int64_t kk = 0; kk < steps; ++kk)
@@ -748,7 +786,7 @@ private:
   /// Unit-stride views of the loaded parameters.
   DenseMap<Value, Value> contiguous;
   /// A fragments of shared tiles held in registers across the current loop.
-  DenseMap<Value, SmallVector<SmallVector<Value>>> heldOperands;
+  DenseMap<Value, SmallVector<MmaOperand>> heldOperands;
   /// Whether copies were issued that no wait has covered yet.
   bool copiesPending = false;
   int64_t loopDepth = 0;
@@ -888,11 +926,16 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     if (!config.element)
       return grid.emitOpError("loads no tiles: there is nothing for the "
                               "tensor cores to multiply");
+    // f32 tiles: bf16 pairs on the tensor cores.
+    if (config.element.isF32()) {
+      config.splitF32 = true;
+      config.element = BFloat16Type::get(grid.getContext());
+    }
     if (!config.element.isF16() && !config.element.isBF16())
       return grid.emitOpError()
              << "loads " << config.element
-             << " tiles: tensor cores need f16 or bf16 operands (run it on "
-                "the CPU)";
+             << " tiles: tensor cores need f16, bf16 or f32 operands (run it "
+                "on the CPU)";
     FailureOr<LaunchFacts> facts = deriveLaunchFacts(func, grid);
     if (failed(facts))
       return failure();

@@ -127,16 +127,36 @@ func.func @linear(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
 
 // -----
 
+// f32 tiles stay f32 in shared memory (rows padded by 4 elements, copies
+// of 4 elements); their mma operands split into bf16 pairs.
+
+// CHECK-LABEL: gpu.func @f32_operands(
+// CHECK:         nvgpu.device_async_copy {{.*}}, 4, {{.*}} to memref<16x36xf32, #gpu.address_space<workgroup>>
 func.func @f32_operands(%q: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
   %batches = memref.dim %q, %c0 : memref<?x?x?x?xf32>
   %heads = memref.dim %q, %c1 : memref<?x?x?x?xf32>
-  // expected-error @below {{loads 'f32' tiles: tensor cores need f16 or bf16 operands}}
   attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
     %c16 = arith.constant 16 : index
     %i0 = arith.muli %qb, %c16 : index
     %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xf32> -> tensor<16x32xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @f64_operands(%q: memref<?x?x?x?xf64>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xf64>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xf64>
+  // expected-error @below {{loads 'f64' tiles: tensor cores need f16, bf16 or f32 operands}}
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %i0 = arith.muli %qb, %c16 : index
+    %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xf64> -> tensor<16x32xf64>
   }
   return
 }
