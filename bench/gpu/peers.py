@@ -157,8 +157,8 @@ def main():
         with open(decode_csv, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["case", "attnc_us", "attnc_split_us", "attnc_wgmma_split_us",
-                             "attnc_auto_us", "attnc_wgmma_auto_us", "sdpa_us",
-                             "attnc_split_gbps", "attnc_auto_gbps", "sdpa_gbps"])
+                             "attnc_auto_us", "attnc_wgmma_auto_us", "attnc_1warp_auto_us",
+                             "sdpa_us", "attnc_split_gbps", "attnc_auto_gbps", "sdpa_gbps"])
             writer.writerows(decode_rows)
     if args.png:
         plot(rows, args.png)
@@ -167,10 +167,10 @@ def main():
 
 def decode(attnc_ms, sdpa_kernel, backend):
     """Decoding cases (prepare.sh: decode_d128_bB_mM, _split, _wg_split,
-    _auto, _wg_auto) against SDPA (flash, or whatever backend takes GQA
-    decode)."""
+    _auto, _wg_auto, _w1_auto) against SDPA (flash, or whatever backend
+    takes GQA decode)."""
     print(f"{'decode case':<24}{'attnc us':>10}{'split us':>10}{'wg split':>10}"
-          f"{'auto us':>10}{'wg auto':>10}{'sdpa us':>10}{'split GB/s':>12}"
+          f"{'auto us':>10}{'wg auto':>10}{'w1 auto':>10}{'sdpa us':>10}{'split GB/s':>12}"
           f"{'auto GB/s':>11}{'sdpa GB/s':>11}")
     rows = []
     for m in (4096, 16384, 65536):
@@ -187,19 +187,19 @@ def decode(attnc_ms, sdpa_kernel, backend):
             except Exception as error:
                 print(f"peers: SDPA GQA decode unavailable ({error})")
                 sdpa_us = 0.0
-            ours, split, wg_split, auto, wg_auto = (
+            ours, split, wg_split, auto, wg_auto, w1_auto = (
                 1e3 * attnc_ms.get((label + suffix, "sm_90a"), 0.0)
-                for suffix in ("", "_split", "_wg_split", "_auto", "_wg_auto"))
+                for suffix in ("", "_split", "_wg_split", "_auto", "_wg_auto", "_w1_auto"))
             kv_bytes = 2 * b * 8 * m * 128 * 2
 
             def gbps(us):
                 return kv_bytes / us / 1e3 if us else 0.0
 
-            rows.append([label, ours, split, wg_split, auto, wg_auto, sdpa_us,
+            rows.append([label, ours, split, wg_split, auto, wg_auto, w1_auto, sdpa_us,
                          gbps(split), gbps(auto), gbps(sdpa_us)])
             print(f"{label:<24}{ours:>10.1f}{split:>10.1f}{wg_split:>10.1f}{auto:>10.1f}"
-                  f"{wg_auto:>10.1f}{sdpa_us:>10.1f}{gbps(split):>12.0f}{gbps(auto):>11.0f}"
-                  f"{gbps(sdpa_us):>11.0f}")
+                  f"{wg_auto:>10.1f}{w1_auto:>10.1f}{sdpa_us:>10.1f}{gbps(split):>12.0f}"
+                  f"{gbps(auto):>11.0f}{gbps(sdpa_us):>11.0f}")
     return rows
 
 

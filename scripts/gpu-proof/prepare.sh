@@ -132,6 +132,9 @@ for spec in "$specs"/dense_d128.attn "$specs"/causal_d64.attn; do
   variant "$spec" "$(basename "$spec" .attn)_auto" --split-keys=auto
 done
 wgmma_variant "$specs/dense_d128.attn" dense_d128_wg_auto --split-keys=auto
+# One warp per CTA (16 query rows): decoding fills 1 of 16 rows instead of 1
+# of 64, and four times as many CTAs fit on the GPU.
+variant "$specs/dense_d128.attn" dense_d128_w1_auto --warps=1 --split-keys=auto
 
 # Causal linear kernels split sequences into segments on different CTAs:
 # the default (16 chunks per segment) is timed beside one CTA per sequence
@@ -237,6 +240,7 @@ same_checks split dense_d128_decode_1x5000 causal_d64_decode_3x3000 \
 same_check dense_d128_decode_1x5000_wg_split dense_d128_decode_1x5000 dense_d128_wg_split
 same_check dense_d128_decode_1x5000_auto dense_d128_decode_1x5000 dense_d128_auto
 same_check dense_d128_decode_1x5000_wg_auto dense_d128_decode_1x5000 dense_d128_wg_auto
+same_check dense_d128_decode_1x5000_w1_auto dense_d128_decode_1x5000 dense_d128_w1_auto
 same_check causal_d64_decode_3x3000_auto causal_d64_decode_3x3000 causal_d64_auto
 same_check causal_d64_gqa_1000_auto causal_d64_gqa_1000 causal_d64_auto
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
@@ -263,11 +267,11 @@ for d in 64 128; do
 done
 # Decoding (one query row, 32 query heads over 8 kv heads, head dim 128):
 # the default kernel (one CTA per query head) against key splits of 1024
-# and splits chosen at launch (auto).
+# and splits chosen at launch (auto), also with one-warp CTAs (w1).
 for m in 4096 16384 65536; do
   for b in 1 8; do
     flops=$((4 * b * 32 * m * 128))
-    for variant in "" _split _wg_split _auto _wg_auto; do
+    for variant in "" _split _wg_split _auto _wg_auto _w1_auto; do
       IMAGE=dense_d128$variant add_time "decode_d128_b${b}_m$m$variant" "$specs/dense_d128.attn" "$flops" B=$b Hq=32 Hk=8 N=1 M=$m
     done
   done

@@ -1260,8 +1260,9 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
 // and 65), long key sequences cut into 2 to 16 splits, GQA, ALiBi under
 // a causal mask (bottom-right aligned, so every split sees keys) and a
 // sliding window (most splits miss the band and stop at once), lse. Also
-// with wgmma, with the CTAs in reverse order, and with the splits chosen
-// at launch (split-keys=auto) for GPUs of two sizes.
+// with wgmma, with the CTAs in reverse order, with the splits chosen at
+// launch (split-keys=auto) for GPUs of two sizes, and with one-warp CTAs
+// (16 query rows, the small CTAs the proof kit times for decoding).
 TEST(GpuEmulation, KeySplitsForDecodeShapes) {
   std::vector<std::pair<const char *, std::string>> specs = {
       {"alibi_causal",
@@ -1275,7 +1276,7 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
     bool reverse = false;
     int64_t residentCtas = 132;
   };
-  std::vector<Config> configs(7);
+  std::vector<Config> configs(8);
   configs[0] = {"split 64", {}};
   configs[0].options.splitKeys = 64;
   configs[1] = {"split 256, reverse CTA order", {}, true};
@@ -1297,6 +1298,9 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
   configs[6] = {"wgmma, split auto, 48 resident CTAs", {}, false, 48};
   configs[6].options = configs[2].options;
   configs[6].options.splitKeys = kAutoSplitKeys;
+  configs[7] = {"one warp, split auto, 48 resident CTAs", {}, false, 48};
+  configs[7].options.warps = 1;
+  configs[7].options.splitKeys = kAutoSplitKeys;
   const uint64_t seed = 31;
   for (const auto &[name, spec] : specs) {
     SpecRunner reference(spec);
@@ -1316,12 +1320,14 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
                            std::to_string(seed + n) + ")";
         std::map<std::string, HostTensor> inputs =
             gqaInputs(spec, 2, n, m, name[0] == 'a' ? 64 : 32, seed + n);
-        if (config.options.splitKeys == kAutoSplitKeys) {
-          // The launch really splits: more CTAs than query blocks.
+        int64_t blockQ = config.options.warps * config.options.rowsPerWarp;
+        int64_t queryBlocks = (n + blockQ - 1) / blockQ;
+        if (config.options.splitKeys == kAutoSplitKeys && queryBlocks <= 2) {
+          // One or two query blocks per head leave the GPU nearly empty:
+          // the launch really splits (more CTAs than query blocks).
           std::vector<TensorView> storage;
           std::vector<const TensorView *> views =
               viewsOf(kernel->image().signature, inputs, storage);
-          int64_t queryBlocks = (n + 63) / 64;
           EXPECT_GT(kernel->image().gridFor(views, config.residentCtas)[0],
                     queryBlocks)
               << what;
