@@ -752,19 +752,11 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             }
           }
         }
-        // The weights' A fragment of keys [16kk, 16kk + 16): rows g and
-        // g + 8 of the left 8 keys, then of the right 8.
+        // The weights' A fragment of keys [16kk, 16kk + 16): their n-tiles
+        // 2kk and 2kk + 1.
         auto weightFragment = [&](int64_t kk) {
-          MmaOperand a;
-          for (int64_t pair = 0; pair < 4; ++pair) {
-            Value x = weights[kk * 8 + 2 * pair],
-                  y = weights[kk * 8 + 2 * pair + 1];
-            if (shape.splitF32)
-              appendSplit(x, y, a);
-            else
-              a.hi.push_back(pack(x, y));
-          }
-          return a;
+          return operandFromAccumulators(
+              ArrayRef<Value>(weights).slice(kk * 8, 8));
         };
         accumulateTimesRows(weightFragment, C / 16, valueTile, sliceV, acc);
       }

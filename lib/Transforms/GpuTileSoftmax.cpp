@@ -12,7 +12,7 @@
 // (sm_90a) a warpgroup computes S and P V with wgmma.mma_async, and the
 // next block's S is in flight while this block's softmax runs (see visit).
 //
-// MmaOperand positions follow attnc/Target/NVVM/MmaLayout.h:
+// Fragment positions follow attnc/Target/NVVM/MmaLayout.h:
 //   A (Q, P):  a[r][e] = A[g + 8 (r % 2)][2t + e + 8 (r / 2)]
 //   B (K^T, V): b[r][e] = B[2t + e + 8 r][g]
 //   C (S, O):  c[r][e] = C[g + 8 r][2t + e]        (g = lane / 4, t = lane % 4)

@@ -330,15 +330,8 @@ private:
                                           : sharedAOperand(lhs, kk);
       }
       // C tiles 2kk and 2kk + 1 are the A fragment of columns [16kk, 16kk+16).
-      MmaOperand a;
-      for (int64_t pair = 0; pair < 4; ++pair) {
-        Value x = lhs.regs[8 * kk + 2 * pair], y = lhs.regs[8 * kk + 2 * pair + 1];
-        if (config.splitF32)
-          appendSplit(x, y, a);
-        else
-          a.hi.push_back(pack(x, y));
-      }
-      return a;
+      return operandFromAccumulators(
+          ArrayRef<Value>(lhs.regs).slice(8 * kk, 8));
     };
     auto accumulate = [&](const MmaOperand &a, const MmaOperand &bOp,
                           int64_t nt) {

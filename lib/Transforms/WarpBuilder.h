@@ -1,12 +1,11 @@
-//===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++
-//-*-===//
+//===- WarpBuilder.h - Warp-level building blocks of GPU kernels -*- C++ -*-===//
 //
 // What every tensor-core strategy builds from: thread and block indices,
 // shared-memory tiles (padded rows, or core matrices for wgmma), 16-byte
 // cp.async copies, ldmatrix, mma.sync.m16n8k16, wgmma.mma_async (sm_90a)
 // and quad reductions, each either as the nvgpu/nvvm/gpu operation or, for
 // the CPU warp emulator (attnc/Execution/GpuEmulator.h), as a call to an
-// attnc_emu_* function with the same meaning. MmaOperand positions follow
+// attnc_emu_* function with the same meaning. Fragment positions follow
 // attnc/Target/NVVM/MmaLayout.h.
 //
 //===----------------------------------------------------------------------===//
@@ -220,6 +219,20 @@ protected:
         arith::SubFOp::create(b, pair, arith::ExtFOp::create(b, pairType, hi));
     out.hi.push_back(operand(hi));
     out.lo.push_back(operand(arith::TruncFOp::create(b, halves, rest)));
+  }
+  /// The A operand made of two adjacent C tiles (8 f32 values, the first
+  /// tile's 4 registers, then the second's), rounded to the operand type or
+  /// split: the FlashAttention-2 reuse of P as the A operand of P V.
+  MmaOperand operandFromAccumulators(ArrayRef<Value> values) {
+    MmaOperand a;
+    for (int64_t pair = 0; pair < 4; ++pair) {
+      Value x = values[2 * pair], y = values[2 * pair + 1];
+      if (config.splitF32)
+        appendSplit(x, y, a);
+      else
+        a.hi.push_back(pack(x, y));
+    }
+    return a;
   }
   /// The value an operand element takes, from the tile element `x` at
   /// (row, col) of the tile.
