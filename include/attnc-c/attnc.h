@@ -188,6 +188,17 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
                                         const attnc_tensor *inputs,
                                         int64_t grid[3], int64_t block[3],
                                         int64_t *shared_bytes);
+/* The device memory a launch on these inputs (shapes only are read)
+ * allocates for itself in stream order (cuMemAllocAsync) and frees once the
+ * kernel is done: the workspace through which CTAs that split a sequence
+ * (causal linear segments) or its keys (split-keys) hand on partial
+ * results; 0 for other kernels and for CPU kernels. Besides it, each
+ * stream's first launch allocates 64 bytes of status words that the kernel
+ * keeps. Like the grid, a split-keys=auto kernel's workspace depends on the
+ * GPU (see attnc_kernel_launch_config). */
+attnc_status attnc_kernel_workspace_bytes(attnc_kernel *kernel,
+                                          const attnc_tensor *inputs,
+                                          int64_t *bytes);
 
 /* The disk cache of GPU kernels: `directory`, or NULL/"" to disable it. The
  * default is $ATTNC_CACHE_DIR, else $XDG_CACHE_HOME/attnc, else

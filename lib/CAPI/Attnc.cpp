@@ -133,6 +133,33 @@ attnc_status describe(const attnc_kernel *kernel, int isResult, size_t index,
   return ATTNC_OK;
 }
 
+/// The grid a launch of GPU `kernel` on `inputs` (shapes only) uses.
+attnc_status launchGrid(attnc_kernel *kernel, const attnc_tensor *inputs,
+                        std::array<int64_t, 3> &grid) {
+  const KernelSignature &signature = kernel->signature();
+  std::vector<TensorView> views;
+  std::string error;
+  if (!toViews(inputs, signature.params, views, error))
+    return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  // split-keys=auto kernels size their grid for the device they run on.
+  int64_t residentCtas = 0;
+  if (kernel->gpuImage.splitsAtLaunch) {
+    if (kernel->host) {
+      residentCtas = kernel->host->residentCtas();
+    } else {
+      if (!kernel->gpu &&
+          !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
+        return fail(kernel->context, ATTNC_ERROR_LAUNCH,
+                    "the grid of a split-keys=auto kernel depends on the "
+                    "GPU, and the " +
+                        kernel->target + " kernel cannot be loaded: " + error);
+      residentCtas = kernel->gpu->residentCtas();
+    }
+  }
+  grid = kernel->gpuImage.gridFor(pointers(views), residentCtas);
+  return ATTNC_OK;
+}
+
 } // namespace
 
 extern "C" {
@@ -273,38 +300,40 @@ attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
   if (kernel->isCpu())
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "CPU kernels have no launch grid");
-  const KernelSignature &signature = kernel->signature();
-  if ((!inputs && !signature.params.empty()) || !grid || !block ||
+  if ((!inputs && !kernel->signature().params.empty()) || !grid || !block ||
       !sharedBytes)
     return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
                 "attnc_kernel_launch_config needs the inputs and room for "
                 "grid, block and shared bytes");
-  std::vector<TensorView> views;
-  std::string error;
-  if (!toViews(inputs, signature.params, views, error))
-    return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
-  // split-keys=auto kernels size their grid for the device they run on.
-  int64_t residentCtas = 0;
-  if (kernel->gpuImage.splitsAtLaunch) {
-    if (kernel->host) {
-      residentCtas = kernel->host->residentCtas();
-    } else {
-      if (!kernel->gpu &&
-          !(kernel->gpu = GpuKernel::load(kernel->gpuImage, error)))
-        return fail(kernel->context, ATTNC_ERROR_LAUNCH,
-                    "the grid of a split-keys=auto kernel depends on the "
-                    "GPU, and the " +
-                        kernel->target + " kernel cannot be loaded: " + error);
-      residentCtas = kernel->gpu->residentCtas();
-    }
-  }
-  std::array<int64_t, 3> dims =
-      kernel->gpuImage.gridFor(pointers(views), residentCtas);
+  std::array<int64_t, 3> dims;
+  if (attnc_status status = launchGrid(kernel, inputs, dims))
+    return status;
   for (int axis = 0; axis < 3; ++axis) {
     grid[axis] = dims[axis];
     block[axis] = axis == 0 ? kernel->gpuImage.threads : 1;
   }
   *sharedBytes = kernel->gpuImage.sharedBytes;
+  return ATTNC_OK;
+}
+
+attnc_status attnc_kernel_workspace_bytes(attnc_kernel *kernel,
+                                          const attnc_tensor *inputs,
+                                          int64_t *bytes) {
+  if (!kernel)
+    return ATTNC_ERROR_ARGUMENT;
+  if ((!inputs && !kernel->signature().params.empty()) || !bytes)
+    return fail(kernel->context, ATTNC_ERROR_ARGUMENT,
+                "attnc_kernel_workspace_bytes needs the inputs and room for "
+                "the byte count");
+  *bytes = 0;
+  if (kernel->isCpu() || !kernel->gpuImage.segmented())
+    return ATTNC_OK;
+  std::array<int64_t, 3> grid;
+  if (attnc_status status = launchGrid(kernel, inputs, grid))
+    return status;
+  // A launch with an empty grid computes nothing and allocates nothing.
+  if (grid[0] && grid[1] && grid[2])
+    *bytes = segmentWorkspace(kernel->gpuImage, grid).totalBytes;
   return ATTNC_OK;
 }
 

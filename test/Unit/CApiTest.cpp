@@ -188,6 +188,14 @@ TEST(CApi, MisuseIsReportedNotFatal) {
   EXPECT_NE(std::string(attnc_last_error(context)).find("unknown dtype code 42"),
             std::string::npos);
   EXPECT_EQ(attnc_launch(kernel, nullptr, outputs, nullptr), ATTNC_ERROR_ARGUMENT);
+  // CPU kernels allocate no device workspace; missing inputs are an error.
+  int64_t workspace = -1;
+  EXPECT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, &workspace), ATTNC_OK);
+  EXPECT_EQ(workspace, 0);
+  EXPECT_EQ(attnc_kernel_workspace_bytes(kernel, nullptr, &workspace),
+            ATTNC_ERROR_ARGUMENT);
+  EXPECT_EQ(attnc_kernel_workspace_bytes(nullptr, inputs, &workspace),
+            ATTNC_ERROR_ARGUMENT);
   attnc_kernel_destroy(kernel);
   attnc_context_destroy(context);
 }

@@ -200,6 +200,12 @@ TEST_F(FakeDriver, LaunchArgumentsFollowThePtxEntry) {
     EXPECT_EQ(launch.block[axis], static_cast<unsigned>(block[axis]));
   }
   EXPECT_EQ(launch.sharedBytes, static_cast<unsigned>(shared));
+  // No split, no workspace; a missing count is an argument error.
+  int64_t workspace = -1;
+  ASSERT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, &workspace), ATTNC_OK);
+  EXPECT_EQ(workspace, 0);
+  EXPECT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, nullptr),
+            ATTNC_ERROR_ARGUMENT);
 
   std::vector<size_t> starts = descriptorStarts(kernel);
   // Four rank-4 descriptors, then the status words' rank-1 descriptor.
@@ -300,18 +306,32 @@ TEST_F(FakeDriver, StatusWordsBelongToTheirStream) {
   EXPECT_NE(lastError().find(report), std::string::npos) << lastError();
 }
 
+// The workspace is the size attnc_kernel_workspace_bytes reports.
 TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
   attnc_kernel *kernel = compile(kGla, "sm_80");
   ASSERT_NE(kernel, nullptr);
   GlaTensors tensors = glaTensors(300, 2);
   attnc_tensor *inputs = tensors.inputs, *outputs = tensors.outputs;
+  // One segment of 300 tokens, 2 blocks of 64 value columns, 2 heads: 4
+  // CTAs, a header of 1 + 4 words padded to 8, then a 64 x 64 f32 state
+  // per CTA.
+  int64_t reported = -1;
+  ASSERT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, &reported), ATTNC_OK)
+      << lastError();
+  EXPECT_EQ(reported, 8 * 4 + 4 * 64 * 64 * 4);
+  std::vector<size_t> starts = descriptorStarts(kernel);
+  size_t workspaceStart = starts.back() + 5;
+  int64_t allocated = -1;
+  fake_cuda::onLaunch([&](const fake_cuda::Launch &launch) {
+    allocated = static_cast<int64_t>(
+        fake_cuda::allocationBytes(launch.params[workspaceStart]));
+  });
   size_t before = fake_cuda::liveAllocations();
   ASSERT_EQ(attnc_launch(kernel, inputs, outputs, kStreamB), ATTNC_OK)
       << lastError() << " / " << fake_cuda::lastViolation();
+  EXPECT_EQ(allocated, reported);
   ASSERT_EQ(fake_cuda::launches().size(), 1u);
   const fake_cuda::Launch &launch = fake_cuda::launches()[0];
-  std::vector<size_t> starts = descriptorStarts(kernel);
-  size_t workspaceStart = starts.back() + 5;
   ASSERT_EQ(launch.params.size(), workspaceStart + 5);
   EXPECT_EQ(launch.params[starts[4]], 0u) << "the omitted h0 is null";
   uint64_t workspace = launch.params[workspaceStart];
@@ -357,6 +377,12 @@ TEST_F(FakeDriver, AutoKeySplitsFollowTheDevice) {
   EXPECT_EQ(sharedBytes, 64 * 136 * 2 * 5);
   EXPECT_EQ(std::vector<int64_t>(grid, grid + 3),
             (std::vector<int64_t>{4, 8, 1}));
+  // A header of 1 + 32 words padded to 36, then 64 x (128 + 1) floats per
+  // CTA, as the launch allocates below.
+  int64_t reported = -1;
+  ASSERT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, &reported), ATTNC_OK)
+      << lastError();
+  EXPECT_EQ(reported, 36 * 4 + 32 * 64 * 129 * 4);
 
   std::vector<size_t> starts = descriptorStarts(kernel);
   size_t workspaceBytes = 0;
