@@ -181,16 +181,17 @@ attnc_status attnc_kernel_load(attnc_context *context, const void *image,
  * build, whose attnc_compile fails with ATTNC_ERROR_TARGET. */
 int attnc_has_compiler(void);
 /* GPU kernels: the launch grid, CTA size and dynamic shared memory for
- * these inputs (shapes only are read). A split-keys=auto kernel's grid also
- * depends on the GPU: this loads it onto the device (ATTNC_ERROR_LAUNCH
- * without one); the emulator's stands for an H100. */
+ * these inputs (shapes only are read, and checked against the signature).
+ * A split-keys=auto kernel's grid also depends on the GPU: this loads it
+ * onto the device (ATTNC_ERROR_LAUNCH without one); the emulator's stands
+ * for an H100. */
 attnc_status attnc_kernel_launch_config(attnc_kernel *kernel,
                                         const attnc_tensor *inputs,
                                         int64_t grid[3], int64_t block[3],
                                         int64_t *shared_bytes);
-/* The device memory a launch on these inputs (shapes only are read)
- * allocates for itself in stream order (cuMemAllocAsync) and frees once the
- * kernel is done: the workspace through which CTAs that split a sequence
+/* The device memory a launch on these inputs (shapes only are read, and
+ * checked against the signature) allocates for itself in stream order
+ * (cuMemAllocAsync) and frees once the kernel is done: the workspace through which CTAs that split a sequence
  * (causal linear segments) or its keys (split-keys) hand on partial
  * results; 0 for other kernels and for CPU kernels. Besides it, each
  * stream's first launch allocates 64 bytes of status words that the kernel

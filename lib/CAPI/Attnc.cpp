@@ -133,13 +133,16 @@ attnc_status describe(const attnc_kernel *kernel, int isResult, size_t index,
   return ATTNC_OK;
 }
 
-/// The grid a launch of GPU `kernel` on `inputs` (shapes only) uses.
+/// The grid a launch of GPU `kernel` on `inputs` (shapes only, checked
+/// against the signature) uses.
 attnc_status launchGrid(attnc_kernel *kernel, const attnc_tensor *inputs,
                         std::array<int64_t, 3> &grid) {
   const KernelSignature &signature = kernel->signature();
   std::vector<TensorView> views;
   std::string error;
-  if (!toViews(inputs, signature.params, views, error))
+  DimBindings bindings;
+  if (!toViews(inputs, signature.params, views, error) ||
+      !bindInputShapes(signature, pointers(views), bindings, error))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   // split-keys=auto kernels size their grid for the device they run on.
   int64_t residentCtas = 0;
@@ -326,13 +329,13 @@ attnc_status attnc_kernel_workspace_bytes(attnc_kernel *kernel,
                 "attnc_kernel_workspace_bytes needs the inputs and room for "
                 "the byte count");
   *bytes = 0;
-  if (kernel->isCpu() || !kernel->gpuImage.segmented())
+  if (kernel->isCpu())
     return ATTNC_OK;
   std::array<int64_t, 3> grid;
   if (attnc_status status = launchGrid(kernel, inputs, grid))
     return status;
   // A launch with an empty grid computes nothing and allocates nothing.
-  if (grid[0] && grid[1] && grid[2])
+  if (kernel->gpuImage.segmented() && grid[0] && grid[1] && grid[2])
     *bytes = segmentWorkspace(kernel->gpuImage, grid).totalBytes;
   return ATTNC_OK;
 }

@@ -249,6 +249,22 @@ class Kernel:
         self._raw.launch(inputs, [_tensor_arg(o) for o in outputs], 0)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
+    def workspace_bytes(self, *args: Any, **kwargs: Any) -> int:
+        """The device memory a call with inputs of these shapes allocates for
+        itself, in stream order, and frees once the kernel is done: the
+        partial results of GPU kernels that split sequences (causal linear
+        segments) or keys (``split_keys``); 0 for other kernels and on the
+        CPU. Inputs are given as for a call; only their ``shape`` is read,
+        so arrays, tensors and shape tuples all do."""
+        values = self._bind(args, kwargs)
+        inputs = [
+            (0, 0, [], [])
+            if value is None
+            else (1, _DTYPE_NAMES.index(info.dtype), [int(s) for s in getattr(value, "shape", value)], [])
+            for value, info in zip(values, self.params)
+        ]
+        return self._raw.workspace_bytes(inputs)
+
     def synchronize(self) -> None:
         """Waits for the last GPU launch and raises its input errors."""
         if self.is_gpu:

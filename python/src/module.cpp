@@ -130,6 +130,17 @@ public:
     return shapes;
   }
 
+  /// The device memory a launch on inputs of these shapes allocates for
+  /// itself (attnc_kernel_workspace_bytes).
+  int64_t workspaceBytes(const std::vector<TensorArg> &inputs) {
+    std::vector<attnc_tensor> tensors = toC(inputs);
+    int64_t bytes = 0;
+    if (attnc_kernel_workspace_bytes(kernel, tensors.data(), &bytes) !=
+        ATTNC_OK)
+      throw nb::value_error(attnc_last_error(context));
+    return bytes;
+  }
+
   /// `stream` is a CUstream (0: the default stream) for GPU kernels and
   /// must be 0 for the CPU.
   void launch(const std::vector<TensorArg> &inputs,
@@ -220,6 +231,7 @@ NB_MODULE(_attnc, m) {
       .def("tensors", &Kernel::tensors)
       .def("output_shapes", &Kernel::outputShapes, nb::arg("inputs"),
            nb::arg("read_values") = true)
+      .def("workspace_bytes", &Kernel::workspaceBytes)
       .def("launch", &Kernel::launch)
       .def("synchronize", &Kernel::synchronize)
       .def_prop_ro("target", &Kernel::target)

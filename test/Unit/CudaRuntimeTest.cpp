@@ -206,6 +206,15 @@ TEST_F(FakeDriver, LaunchArgumentsFollowThePtxEntry) {
   EXPECT_EQ(workspace, 0);
   EXPECT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, nullptr),
             ATTNC_ERROR_ARGUMENT);
+  // Shapes that do not fit the signature name the tensor.
+  attnc_tensor narrow = deviceTensor(ATTNC_BF16, {2, 3, 130, 32});
+  attnc_tensor badInputs[] = {q, k, narrow};
+  EXPECT_EQ(attnc_kernel_workspace_bytes(kernel, badInputs, &workspace),
+            ATTNC_ERROR_LAUNCH);
+  EXPECT_NE(lastError().find("input 'v' must have shape"), std::string::npos)
+      << lastError();
+  EXPECT_EQ(attnc_kernel_launch_config(kernel, badInputs, grid, block, &shared),
+            ATTNC_ERROR_LAUNCH);
 
   std::vector<size_t> starts = descriptorStarts(kernel);
   // Four rank-4 descriptors, then the status words' rank-1 descriptor.

@@ -421,6 +421,25 @@ def test_gpu_targets_compile_without_a_gpu():
         attnc.compile(chunk128, target="sm_80")
 
 
+def test_workspace_bytes_from_shapes():
+    # GLA over 300 tokens and 2 heads: one segment, 2 blocks of 64 value
+    # columns x 2 heads = 4 CTAs, a header of 1 + 4 words padded to 8, then
+    # a 64 x 64 f32 state per CTA.
+    shapes = dict(q=(1, 300, 2, 64), k=(1, 300, 2, 64), v=(1, 300, 2, 128), g=(1, 300, 2, 64))
+    gla = attnc.compile(EXAMPLES / "gla.attn", target="sm_80")
+    assert gla.workspace_bytes(**shapes) == 8 * 4 + 4 * 64 * 64 * 4
+    assert gla.workspace_bytes(*(np.empty(s, np.float32) for s in shapes.values())) == 8 * 4 + 4 * 64 * 64 * 4
+    # No split, or the CPU: none.
+    decode = [(1, 4, 1, 64), (1, 2, 5000, 64), (1, 2, 5000, 64), (4,)]
+    assert attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_80").workspace_bytes(*decode) == 0
+    assert attnc.compile(EXAMPLES / "gla.attn").workspace_bytes(**shapes) == 0
+    # Key splits of 1024: 5 splits x 4 heads, 64 rows x (64 + 1) floats each.
+    split = attnc.compile(EXAMPLES / "alibi_gqa.attn", target="sm_80", split_keys=1024)
+    assert split.workspace_bytes(*decode) == 24 * 4 + 20 * 64 * 65 * 4
+    with pytest.raises(ValueError, match="input 'v' must have shape bf16\\[B, T, H, 128\\]"):
+        gla.workspace_bytes(**dict(shapes, v=(1, 300, 2, 64)))
+
+
 @pytest.mark.parametrize(
     "target, options",
     [
