@@ -63,6 +63,15 @@ bool compileSpec(const std::string &spec, const std::string &target,
   return compileToPtx(*runner.module, "", options, image, error);
 }
 
+/// The message with which compiling `spec` for `target` is refused.
+std::string refusalOf(const std::string &spec, const std::string &target,
+                      const GpuPipelineOptions &options) {
+  GpuImage image;
+  std::string error;
+  EXPECT_FALSE(compileSpec(spec, target, image, error, options));
+  return error;
+}
+
 // Every example, for both targets, whatever its family and dtype (f32 ones
 // split into bf16 pairs).
 TEST(GpuCompile, EveryExampleCompilesForBothTargets) {
@@ -164,10 +173,8 @@ TEST(GpuCompile, WarpSpecializedKernelsForSm90a) {
   three.mma = "wgmma";
   three.warpSpecialize = true;
   three.warps = 12;
-  GpuImage image;
-  std::string error;
-  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
-                           "sm_90a", image, error, three));
+  std::string error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                                "sm_90a", three);
   EXPECT_NE(error.find("warp-specialised kernels take one or two consumer "
                        "warpgroups (4 or 8 warps), not 12 warps"),
             std::string::npos)
@@ -218,24 +225,22 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
     EXPECT_EQ(ptx.find("mma.sync"), std::string::npos);
     EXPECT_EQ(ptx.find("ldmatrix"), std::string::npos);
   }
-  GpuImage image;
-  std::string error;
   std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
-  EXPECT_FALSE(compileSpec(alibi, "sm_80", image, error, wgmma));
+  std::string error = refusalOf(alibi, "sm_80", wgmma);
   EXPECT_NE(error.find("mma=wgmma needs the sm_90a target"), std::string::npos)
       << error;
-  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"),
-                           "sm_90a", image, error, wgmma));
+  error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_90a",
+                    wgmma);
   EXPECT_NE(error.find("top-k selection has no wgmma kernel yet"),
             std::string::npos)
       << error;
-  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"),
-                           "sm_90a", image, error, wgmma));
+  error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"), "sm_90a",
+                    wgmma);
   EXPECT_NE(error.find("wgmma needs whole warpgroups"), std::string::npos)
       << error;
   GpuPipelineOptions r32 = wgmma;
   r32.rowsPerWarp = 32;
-  EXPECT_FALSE(compileSpec(alibi, "sm_90a", image, error, r32));
+  error = refusalOf(alibi, "sm_90a", r32);
   EXPECT_NE(error.find("wgmma kernels take 16 query rows per warp"),
             std::string::npos)
       << error;
@@ -284,28 +289,21 @@ TEST(GpuCompile, KeySplitKernels) {
       EXPECT_NE(ptx.find(instruction), std::string::npos) << instruction;
   }
 
-  auto refused = [](const std::string &spec, const char *chip,
-                    const GpuPipelineOptions &options) {
-    GpuImage image;
-    std::string error;
-    EXPECT_FALSE(compileSpec(spec, chip, image, error, options));
-    return error;
-  };
   GpuPipelineOptions uneven;
   uneven.splitKeys = 100;
-  EXPECT_NE(refused(alibi, "sm_80", uneven)
+  EXPECT_NE(refusalOf(alibi, "sm_80", uneven)
                 .find("split-keys (100) must be a multiple of the key tile "
                       "(64 keys)"),
             std::string::npos);
   GpuPipelineOptions topk;
   topk.splitKeys = 1024;
   EXPECT_NE(
-      refused(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_80", topk)
+      refusalOf(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_80", topk)
           .find("top-k selection does not split keys"),
       std::string::npos);
   GpuPipelineOptions twoConsumers = configs[2].options;
   twoConsumers.warps = 8;
-  EXPECT_NE(refused(alibi, "sm_90a", twoConsumers)
+  EXPECT_NE(refusalOf(alibi, "sm_90a", twoConsumers)
                 .find("split-keys with warp specialisation takes one consumer "
                       "warpgroup (4 warps)"),
             std::string::npos);
@@ -1185,12 +1183,10 @@ TEST(GpuEmulation, F32InputsSplitIntoBf16Pairs) {
     }
   }
   // wgmma reads bf16 core matrices from shared memory: f32 is refused there.
-  GpuImage image;
-  std::string error;
   GpuPipelineOptions wgmma;
   wgmma.mma = "wgmma";
-  EXPECT_FALSE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/chunk_local.attn"),
-                           "sm_90a", image, error, wgmma));
+  std::string error = refusalOf(
+      readFile(ATTNC_EXAMPLES_DIR "/chunk_local.attn"), "sm_90a", wgmma);
   EXPECT_NE(error.find("f32 q, k and v are split into bf16 pairs by the "
                        "mma.sync kernels only; drop mma=wgmma"),
             std::string::npos)
