@@ -156,22 +156,33 @@ def main():
         decode_csv = args.csv.replace(".csv", "-decode.csv")
         with open(decode_csv, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["case", "attnc_us", "attnc_split_us", "attnc_wgmma_split_us",
-                             "attnc_auto_us", "attnc_wgmma_auto_us", "attnc_1warp_auto_us",
-                             "sdpa_us", "attnc_split_gbps", "attnc_auto_gbps", "sdpa_gbps"])
+            writer.writerow(["case"] + [f"attnc{column}_us" for column, _, _ in DECODE_VARIANTS]
+                            + ["sdpa_us", "attnc_split_gbps", "attnc_auto_gbps",
+                               "attnc_pack_auto_gbps", "sdpa_gbps"])
             writer.writerows(decode_rows)
     if args.png:
         plot(rows, args.png)
     return 0
 
 
+# The decode variants prepare.sh times: CSV column suffix, image suffix and
+# table heading.
+DECODE_VARIANTS = [
+    ("", "", "attnc"), ("_split", "_split", "split"), ("_wgmma_split", "_wg_split", "wg split"),
+    ("_auto", "_auto", "auto"), ("_wgmma_auto", "_wg_auto", "wg auto"),
+    ("_1warp_auto", "_w1_auto", "w1 auto"), ("_pack", "_pack", "pack"),
+    ("_pack_auto", "_pack_auto", "pk auto"), ("_1warp_pack_auto", "_w1_pack_auto", "w1 pk au"),
+    ("_wgmma_pack_auto", "_wg_pack_auto", "wg pk au"),
+]
+
+
 def decode(attnc_ms, sdpa_kernel, backend):
-    """Decoding cases (prepare.sh: decode_d128_bB_mM, _split, _wg_split,
-    _auto, _wg_auto, _w1_auto) against SDPA (flash, or whatever backend
-    takes GQA decode)."""
-    print(f"{'decode case':<24}{'attnc us':>10}{'split us':>10}{'wg split':>10}"
-          f"{'auto us':>10}{'wg auto':>10}{'w1 auto':>10}{'sdpa us':>10}{'split GB/s':>12}"
-          f"{'auto GB/s':>11}{'sdpa GB/s':>11}")
+    """Decoding cases (prepare.sh: decode_d128_bB_mM and its variants, in
+    microseconds) against SDPA (flash, or whatever backend takes GQA
+    decode)."""
+    print(f"{'decode case':<24}" + "".join(f"{heading:>10}" for _, _, heading in DECODE_VARIANTS)
+          + f"{'sdpa us':>10}{'split GB/s':>12}{'auto GB/s':>11}{'pk au GB/s':>11}"
+          f"{'sdpa GB/s':>11}")
     rows = []
     for m in (4096, 16384, 65536):
         for b in (1, 8):
@@ -187,19 +198,19 @@ def decode(attnc_ms, sdpa_kernel, backend):
             except Exception as error:
                 print(f"peers: SDPA GQA decode unavailable ({error})")
                 sdpa_us = 0.0
-            ours, split, wg_split, auto, wg_auto, w1_auto = (
-                1e3 * attnc_ms.get((label + suffix, "sm_90a"), 0.0)
-                for suffix in ("", "_split", "_wg_split", "_auto", "_wg_auto", "_w1_auto"))
+            times = {image: 1e3 * attnc_ms.get((label + image, "sm_90a"), 0.0)
+                     for _, image, _ in DECODE_VARIANTS}
             kv_bytes = 2 * b * 8 * m * 128 * 2
 
             def gbps(us):
                 return kv_bytes / us / 1e3 if us else 0.0
 
-            rows.append([label, ours, split, wg_split, auto, wg_auto, w1_auto, sdpa_us,
-                         gbps(split), gbps(auto), gbps(sdpa_us)])
-            print(f"{label:<24}{ours:>10.1f}{split:>10.1f}{wg_split:>10.1f}{auto:>10.1f}"
-                  f"{wg_auto:>10.1f}{w1_auto:>10.1f}{sdpa_us:>10.1f}{gbps(split):>12.0f}"
-                  f"{gbps(auto):>11.0f}{gbps(sdpa_us):>11.0f}")
+            bandwidth = [gbps(times["_split"]), gbps(times["_auto"]),
+                         gbps(times["_pack_auto"]), gbps(sdpa_us)]
+            rows.append([label] + list(times.values()) + [sdpa_us] + bandwidth)
+            print(f"{label:<24}" + "".join(f"{us:>10.1f}" for us in times.values())
+                  + f"{sdpa_us:>10.1f}{bandwidth[0]:>12.0f}"
+                  + "".join(f"{value:>11.0f}" for value in bandwidth[1:]))
     return rows
 
 

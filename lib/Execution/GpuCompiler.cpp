@@ -80,6 +80,7 @@ void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
   };
   params("attnc.offset_params", image.offsetParams);
   params("attnc.copied_params", image.copiedParams);
+  image.packsQueryHeads = func->hasAttr("attnc.packs_query_heads");
   if (auto segments =
           func->getAttrOfType<DenseI64ArrayAttr>("attnc.segments")) {
     ArrayRef<int64_t> values = segments.asArrayRef();

@@ -68,16 +68,23 @@ uint64_t attnc::fnv1a(const std::string &data, uint64_t seed) {
 }
 
 namespace {
-/// ceil(dim(param, dim) / divisor) - minus (at least 0); 1 for divisor 0.
+/// dim(param, dim) of the input shapes; 0 when there is no such dim.
+int64_t dimOf(const std::vector<std::vector<int64_t>> &inputShapes,
+              int64_t param, int64_t dim) {
+  if (param >= 0 && static_cast<size_t>(param) < inputShapes.size() &&
+      dim >= 0 && static_cast<size_t>(dim) < inputShapes[param].size())
+    return inputShapes[param][dim];
+  return 0;
+}
+
+/// ceil(dim(param, dim) * factor / divisor) - minus (at least 0); 1 for
+/// divisor 0.
 int64_t evaluate(const GridTerm &term,
-                 const std::vector<std::vector<int64_t>> &inputShapes) {
+                 const std::vector<std::vector<int64_t>> &inputShapes,
+                 int64_t factor = 1) {
   if (term.divisor == 0)
     return 1;
-  int64_t size = 0;
-  if (term.param >= 0 && static_cast<size_t>(term.param) < inputShapes.size() &&
-      term.dim >= 0 &&
-      static_cast<size_t>(term.dim) < inputShapes[term.param].size())
-    size = inputShapes[term.param][term.dim];
+  int64_t size = dimOf(inputShapes, term.param, term.dim) * factor;
   int64_t value = (size + term.divisor - 1) / term.divisor - term.minus;
   return value < 0 ? 0 : value;
 }
@@ -89,6 +96,12 @@ GpuImage::gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
   std::array<int64_t, 3> result{};
   for (int axis = 0; axis < 3; ++axis)
     result[axis] = evaluate(grid[axis], inputShapes);
+  if (packsQueryHeads && copiedParams.size() >= 2) {
+    int64_t queryHeads = dimOf(inputShapes, copiedParams[0], headDim);
+    int64_t keyHeads = dimOf(inputShapes, copiedParams[1], headDim);
+    result[0] = evaluate(grid[0], inputShapes,
+                         keyHeads > 0 ? queryHeads / keyHeads : 0);
+  }
   // At least one segment or split, so that an empty sequence still stores
   // its final state (linear) or o = 0 and lse = -inf (softmax).
   int64_t parts = evaluate(segments, inputShapes);
@@ -187,6 +200,8 @@ std::string attnc::serialize(const GpuImage &image) {
      << image.segmentStateBytes << '\n';
   if (image.splitsAtLaunch)
     os << "splits_at_launch\n";
+  if (image.packsQueryHeads)
+    os << "packs_query_heads\n";
   os << "head_dim " << image.headDim << '\n';
   os << "sequence_result " << image.sequenceResult << '\n';
   os << "offsets";
@@ -261,6 +276,8 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
         return fail("bad segments line '" + text + "'");
     } else if (key == "splits_at_launch") {
       image.splitsAtLaunch = true;
+    } else if (key == "packs_query_heads") {
+      image.packsQueryHeads = true;
     } else if (key == "head_dim") {
       line >> image.headDim;
     } else if (key == "sequence_result") {

@@ -80,6 +80,9 @@ struct GpuTileShape : WarpConfig {
   /// pass description.
   int64_t splitKeys = 0;
   bool splitsAtLaunch() const { return splitKeys == kAutoSplitKeys; }
+  /// The CTA's rows are (query, query head) pairs of one GQA group (see the
+  /// pass description, pack-gqa).
+  bool packGqa = false;
   /// What each CTA of a split kernel leaves in the workspace: its partial
   /// output (blockQ x dimV) and its rows' log-sum-exp, as f32.
   int64_t splitStateBytes() const { return blockQ * (dimV + 1) * 4; }
@@ -163,6 +166,10 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
   }
   if (shape.blockK % 16)
     return "block-k must be a multiple of 16";
+  if (shape.packGqa && isa<SparseSoftmaxOp>(familyOp))
+    return "pack-gqa packs the query heads of dense and chunk-local kernels "
+           "only: block-sparse kernels take block_q query rows of one head "
+           "(their block masks and lists are per head); drop pack-gqa";
   if (shape.wgmma) {
     // A warpgroup's wgmma covers 64 rows: 16 per warp.
     if (shape.topk)
@@ -688,10 +695,20 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   // With key splits grid x is (query block, split), splits minor, so the
   // CTAs of one query block run side by side. A split walks blocksPerSplit
   // key blocks.
+  //
+  // Grid y is the query head, or with packed GQA groups the kv head, whose
+  // problem has N * G rows (G = groupSize): row p is query p / G of query
+  // head headK * G + p % G.
+  const bool packed = shape.packGqa;
+  Value groupSize = operands.groupSize;
+  auto queryOfRow = [&](Value row) -> Value {
+    return packed ? arith::DivUIOp::create(b, row, groupSize) : row;
+  };
   Value queryBlock, split, splits, blocksPerSplit, queryBlocks;
   if (shape.splitKeys) {
-    queryBlocks =
-        arith::CeilDivUIOp::create(b, operands.lengthQ, idx(shape.blockQ));
+    queryBlocks = arith::CeilDivUIOp::create(
+        b, packed ? rb.mul(operands.lengthQ, groupSize) : operands.lengthQ,
+        idx(shape.blockQ));
     if (shape.splitsAtLaunch()) {
       splits = arith::DivUIOp::create(b, gridSize(gpu::Dimension::x, 0),
                                       queryBlocks);
@@ -716,9 +733,16 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   } else {
     queryBlock = blockIndex(gpu::Dimension::x, 0);
   }
-  Value head = blockIndex(gpu::Dimension::y, 1);
+  Value gridHead = blockIndex(gpu::Dimension::y, 1);
   Value batch = blockIndex(gpu::Dimension::z, 2);
-  Value headK = arith::DivUIOp::create(b, head, operands.groupSize);
+  Value headK =
+      packed ? gridHead : arith::DivUIOp::create(b, gridHead, groupSize);
+  auto headOfRow = [&](Value row) -> Value {
+    if (!packed)
+      return gridHead;
+    return rb.add(rb.mul(headK, groupSize),
+                  arith::RemUIOp::create(b, row, groupSize));
+  };
 
   Value q = withUnitInnerStride(operands.q);
   Value k = withUnitInnerStride(operands.k);
@@ -753,12 +777,16 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   checkSequence(rb, operands.cuQ, batch, startQ, n, operands.lengthQ);
   checkSequence(rb, operands.cuK, batch, startK, m, operands.lengthK);
   Value bq = idx(shape.blockQ), bk = idx(shape.blockK);
-  Value i0 = rb.mul(queryBlock, bq);
+  // The CTA's rows [p0, p0 + rows) of the rowCount rows, and the queries
+  // [i0, iLast] they belong to.
+  Value rowCount = packed ? rb.mul(n, groupSize) : n;
+  Value p0 = rb.mul(queryBlock, bq);
   // The grid covers the longest sequence; CTAs past this one's end exit
   // (uniformly, so the barriers inside stay CTA-wide).
-  rb.ifThen(lessThan(i0, n), [&] {
-    Value rows = minIndex(bq, rb.sub(n, i0));
-    Value iLast = rb.add(i0, rb.sub(rows, idx(1)));
+  rb.ifThen(lessThan(p0, rowCount), [&] {
+    Value rows = minIndex(bq, rb.sub(rowCount, p0));
+    Value i0 = queryOfRow(p0);
+    Value iLast = queryOfRow(rb.add(p0, rb.sub(rows, idx(1))));
     Value jBegin, jEnd;
     std::tie(jBegin, jEnd) =
         visibleKeyRange(rb, band, chunkSize, i0, iLast, n, m);
@@ -800,9 +828,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     Value headAndBatch, tileStates;
     const int64_t stateWords = shape.splitStateBytes() / 4;
     if (split) {
-      headAndBatch = rb.add(rb.mul(batch, operands.headsQ), head);
+      Value gridHeads = packed ? operands.headsK : operands.headsQ;
+      headAndBatch = rb.add(rb.mul(batch, gridHeads), gridHead);
       Value gridX = rb.mul(queryBlocks, splits);
-      Value ctas = rb.mul(gridX, rb.mul(operands.headsQ, operands.numBatches));
+      Value ctas = rb.mul(gridX, rb.mul(gridHeads, operands.numBatches));
       Value header = rb.mul(
           arith::CeilDivUIOp::create(b, rb.add(idx(1), ctas), idx(4)), idx(4));
       Value firstCta =
@@ -833,9 +862,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       }
     }
     // Loads of user tensors that do not depend on (s, i, j), like slope[h],
-    // once per CTA instead of once per score.
-    rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch, head,
-                                  n, m, startQ, startK);
+    // once per CTA instead of once per score (packed: per row, below).
+    if (!packed)
+      rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch,
+                                    gridHead, n, m, startQ, startK);
 
     auto copyKeys = [&](Value keyBlock, Value stage) {
       Value j0 = rb.mul(keyBlock, bk);
@@ -889,11 +919,16 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     }
 
     // Prologue: Q and (unless a producer copies them) the first key block.
-    SmallVector<Value> tokens =
-        copyTile(queryTile, {}, q, batch, head, rb.add(startQ, i0), rows,
-                 shape.blockQ, shape.dimK);
+    SmallVector<Value> tokens = copyRows(
+        queryTile, {}, q,
+        [&](Value r, Value col) {
+          Value row = rb.add(p0, r);
+          return layoutIndices(layout, batch, headOfRow(row),
+                               rb.add(startQ, queryOfRow(row)), col);
+        },
+        rows, shape.blockQ, shape.dimK);
     KeySchedule schedule = keySchedule(op, keyBlockBegin, keyBlockEnd,
-                                       queryBlock, batch, head);
+                                       queryBlock, batch, gridHead);
     Value firstCursor = schedule.nextVisited(schedule.begin);
     rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
       if (shape.specialized())
@@ -975,16 +1010,28 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
       };
 
       // The rows of this lane, slot 2t + half: rows g and g + 8 of row tile
-      // t. Expressions see them clamped to the last row, so rows past the end
-      // (whose results are dropped) never read user tensors out of bounds.
+      // t, and the query and head each is. Expressions see them clamped to
+      // the last row, so rows past the end (whose results are dropped)
+      // never read user tensors out of bounds.
       const int64_t rowSlots = 2 * rowTiles;
       SmallVector<Value> tileRow(rowSlots), laneRow(rowSlots),
-          exprRow(rowSlots);
+          exprRow(rowSlots), slotHead(rowSlots);
+      // Packed: the hoisted loads of each slot's head (see
+      // hoistSoftmaxInvariantLoads above).
+      SmallVector<IRMapping> slotLoads(rowSlots);
       for (int64_t slot = 0; slot < rowSlots; ++slot) {
         tileRow[slot] = rb.add(
             warpRow0, rb.add(group, idx(16 * (slot / 2) + 8 * (slot % 2))));
-        laneRow[slot] = rb.add(i0, tileRow[slot]);
-        exprRow[slot] = minIndex(laneRow[slot], rb.sub(n, idx(1)));
+        laneRow[slot] = rb.add(p0, tileRow[slot]);
+        Value clamped = minIndex(laneRow[slot], rb.sub(rowCount, idx(1)));
+        exprRow[slot] = queryOfRow(clamped);
+        slotHead[slot] = headOfRow(clamped);
+        if (packed) {
+          rb.hoistedLoads.clear();
+          rb.hoistSoftmaxInvariantLoads(op.getScore(), op.getMask(), batch,
+                                        slotHead[slot], n, m, startQ, startK);
+          slotLoads[slot] = rb.hoistedLoads;
+        }
       }
 
       int64_t scoreTiles = shape.blockK / nvvm::kMmaN;
@@ -1079,19 +1126,22 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           for (int64_t nt = 0; nt < scoreTiles; ++nt)
             for (int64_t reg = 0; reg < 4; ++reg) {
               int64_t slot = 2 * t + reg / 2;
+              if (packed)
+                rb.hoistedLoads = slotLoads[slot];
               Value j = rb.add(
                   j0, rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2))));
               Value jExpr = minIndex(j, jLimit);
               Value s = rb.mul(scale, scores[scoreIndex(t, nt) + reg]);
-              s = rb.inlineExpression(
-                  op.getScore(),
-                  {s, batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
-                  s);
+              s = rb.inlineExpression(op.getScore(),
+                                      {s, batch, slotHead[slot], exprRow[slot],
+                                       jExpr, n, m, startQ, startK},
+                                      s);
               Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
               if (applyMask) {
                 allowed = rb.inlineExpression(
                     op.getMask(),
-                    {batch, head, exprRow[slot], jExpr, n, m, startQ, startK},
+                    {batch, slotHead[slot], exprRow[slot], jExpr, n, m, startQ,
+                     startK},
                     arith::ConstantIntOp::create(b, b.getI1Type(), 1));
                 allowed = arith::AndIOp::create(b, allowed, lessThan(j, m));
                 if (shape.topk)
@@ -1354,9 +1404,11 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             rb.f32(0));
         if (!online)
           inverse = rb.f32(1);
-        Value row = laneRow[slot];
-        Value rowQ = rb.add(startQ, row);
-        rb.ifThen(lessThan(row, n), [&] {
+        // Recomputed from the row rather than kept live across the loop.
+        Value query = queryOfRow(laneRow[slot]);
+        Value head = headOfRow(laneRow[slot]);
+        Value rowQ = rb.add(startQ, query);
+        rb.ifThen(lessThan(laneRow[slot], rowCount), [&] {
           for (int64_t et = 0; et < outputTiles; ++et)
             for (int e = 0; e < 2; ++e) {
               Value col = rb.add(idx(et * 8 + e), rb.mul(inGroup, idx(2)));
@@ -1384,7 +1436,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               else
                 memref::StoreOp::create(
                     b, rowLse, lse,
-                    lseIndices(operands.cuQ, batch, head, rowQ, row));
+                    lseIndices(operands.cuQ, batch, head, rowQ, query));
             });
           }
         });
@@ -1428,7 +1480,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           Value r = arith::DivUIOp::create(b, element, idx(shape.dimV));
           Value col = arith::RemUIOp::create(b, element, idx(shape.dimV));
           rb.ifThen(lessThan(r, rows), [&] {
-            Value rowQ = rb.add(startQ, rb.add(i0, r));
+            Value row = rb.add(p0, r);
+            Value query = queryOfRow(row), head = headOfRow(row);
+            Value rowQ = rb.add(startQ, query);
             auto partial = [&](Value s) {
               return loadWordF32(
                   workspace, rb.add(splitState(s),
@@ -1478,14 +1532,14 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             rb.storeF32(value, o,
                         layoutIndices(layout, batch, head, rowQ, col));
             if (lse)
-              rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, col,
-                                              idx(0)),
-                        [&] {
-                          memref::StoreOp::create(
-                              b, rb.logSumExp(hasWeight, offset, sums[1]), lse,
-                              lseIndices(operands.cuQ, batch, head, rowQ,
-                                         rb.add(i0, r)));
-                        });
+              rb.ifThen(
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, col,
+                                        idx(0)),
+                  [&] {
+                    memref::StoreOp::create(
+                        b, rb.logSumExp(hasWeight, offset, sums[1]), lse,
+                        lseIndices(operands.cuQ, batch, head, rowQ, query));
+                  });
           });
         });
       });
@@ -1559,6 +1613,7 @@ struct GpuTileSoftmaxPass
       shape.blockQ = warps * rowsPerWarp;
       shape.blockK = blockK;
       shape.splitKeys = keysPerSplit;
+      shape.packGqa = packGqa;
       std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
@@ -1582,18 +1637,20 @@ struct GpuTileSoftmaxPass
     }
   }
 
-  /// The launch facts: grid (query blocks, query heads, batch entries).
+  /// The launch facts: grid (query blocks, query heads, batch entries);
+  /// packed GQA groups: (blocks of query rows times G, kv heads, batch).
   LaunchFacts launchFacts(KernelOp kernel, const GpuTileShape &shape) {
     Operation *family = kernel.getFamilyOp();
     LayoutDims dims = getLayoutDims(
         family->getAttrOfType<LayoutAttr>("layout").getValue());
     int64_t q = paramIndex(family->getOperand(0));
+    int64_t k = paramIndex(family->getOperand(1));
     auto [cuQ, cuK] = getSequenceOffsets(family);
     LaunchFacts facts;
     facts.threads = shape.threads();
     facts.sharedBytes = shape.sharedBytes();
     facts.grid = {{{q, dims.seq, shape.blockQ, 0},
-                   {q, dims.head, 1, 0},
+                   {shape.packGqa ? k : q, dims.head, 1, 0},
                    cuQ ? std::array<int64_t, 4>{paramIndex(cuQ), 0, 1, 1}
                        : std::array<int64_t, 4>{q, dims.batch, 1, 0}}};
     if (cuQ)
@@ -1601,8 +1658,8 @@ struct GpuTileSoftmaxPass
     if (cuK && cuK != cuQ)
       facts.offsetParams.push_back(paramIndex(cuK));
     facts.headDim = dims.head;
-    facts.copiedParams = {q, paramIndex(family->getOperand(1)),
-                          paramIndex(family->getOperand(2))};
+    facts.packsQueryHeads = shape.packGqa;
+    facts.copiedParams = {q, k, paramIndex(family->getOperand(2))};
     // Key splits multiply grid x by ceil(keys / split-keys) (the keys'
     // stored length: all packed tokens for varlen kernels). Chosen at
     // launch, the splits share the ceil(keys / block-k) key blocks.

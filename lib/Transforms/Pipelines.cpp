@@ -80,10 +80,11 @@ std::string attnc::splitKeysText(int64_t splitKeys) {
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
   return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
-                       "segment-chunks={4} split-keys={5} mma={6}{7}{8}",
+                       "segment-chunks={4} split-keys={5} mma={6}{7}{8}{9}",
                        warps, blockK, rowsPerWarp, blockV, segmentChunks,
                        splitKeysText(splitKeys), mma,
                        warpSpecialize ? " warp-specialize" : "",
+                       packGqa ? " pack-gqa" : "",
                        fromTilePrograms ? " from-tile-programs" : "")
       .str();
 }
@@ -100,6 +101,10 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
     }
     if (name == "warp-specialize" && !item.contains('=')) {
       warpSpecialize = true;
+      continue;
+    }
+    if (name == "pack-gqa" && !item.contains('=')) {
+      packGqa = true;
       continue;
     }
     if (name == "mma") {
@@ -125,8 +130,7 @@ bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
       error = "unknown GPU option '" + item.str() +
               "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
               "segment-chunks=N, split-keys=N|auto, mma=sync|wgmma, "
-              "warp-specialize, "
-              "from-tile-programs";
+              "warp-specialize, pack-gqa, from-tile-programs";
       return false;
     }
     if (value.getAsInteger(10, *field) || *field < 0) {
@@ -154,6 +158,10 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   if (fromTilePrograms && splitKeys) {
     error = "from-tile-programs does not split keys; drop split-keys=" +
             splitKeysText(splitKeys);
+    return false;
+  }
+  if (fromTilePrograms && packGqa) {
+    error = "from-tile-programs does not pack query heads; drop pack-gqa";
     return false;
   }
   if (fromTilePrograms && rowsPerWarp != 16) {
@@ -184,6 +192,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.mma = options.mma;
     softmax.warpSpecialize = options.warpSpecialize;
     softmax.splitKeys = splitKeysText(options.splitKeys);
+    softmax.packGqa = options.packGqa;
     softmax.maxSharedBytes = maxSharedBytes;
     softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));

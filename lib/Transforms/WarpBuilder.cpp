@@ -99,6 +99,8 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
                 builder.getI64IntegerAttr(facts.sequenceResult));
   func->setAttr("attnc.copied_params",
                 builder.getDenseI64ArrayAttr(facts.copiedParams));
+  if (facts.packsQueryHeads)
+    func->setAttr("attnc.packs_query_heads", builder.getUnitAttr());
   if (facts.segments[2] != 0) {
     func->setAttr("attnc.segments",
                   builder.getDenseI64ArrayAttr(facts.segments));

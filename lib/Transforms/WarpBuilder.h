@@ -890,6 +890,9 @@ struct LaunchFacts {
   /// Key splits chosen at launch (split-keys=auto): `segments` counts key
   /// blocks, the most splits there can be (GpuImage::splitsAtLaunch).
   bool splitsAtLaunch = false;
+  /// Query heads of a GQA group packed into a CTA's rows: grid x's size is
+  /// multiplied by the group size (GpuImage::packsQueryHeads).
+  bool packsQueryHeads = false;
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 

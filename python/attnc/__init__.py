@@ -94,7 +94,8 @@ def compile(
     ``attnc compile`` takes: for GPU targets (and "gpu-emulator") ``warps``,
     ``block_k``, ``rows_per_warp``, ``mma`` ("sync" or "wgmma"),
     ``split_keys`` (keys per split, or "auto"), ``block_v``,
-    ``segment_chunks``, ``warp_specialize=True`` (with ``mma="wgmma"``) and
+    ``segment_chunks``, ``warp_specialize=True`` (with ``mma="wgmma"``),
+    ``pack_gqa=True`` (query heads of a GQA group share a CTA) and
     ``from_tile_programs=True``; for "cpu" ``block_q`` and ``block_k``. Compiling the same spec, target, kernel and options again
     returns the cached kernel. Raises SpecError (with diagnostics) for a bad
     spec and ValueError for an unknown target, kernel name or option.

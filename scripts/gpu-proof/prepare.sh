@@ -135,6 +135,17 @@ wgmma_variant "$specs/dense_d128.attn" dense_d128_wg_auto --split-keys=auto
 # One warp per CTA (16 query rows): decoding fills 1 of 16 rows instead of 1
 # of 64, and four times as many CTAs fit on the GPU.
 variant "$specs/dense_d128.attn" dense_d128_w1_auto --warps=1 --split-keys=auto
+# Packed GQA groups (--pack-gqa): a CTA's rows are the (query, head) pairs
+# of a kv head's group, which share its K and V tiles; IMAGE_pack alone,
+# with splits chosen at launch (IMAGE_pack_auto), one-warp CTAs
+# (IMAGE_w1_pack_auto) and wgmma (IMAGE_wg_pack_auto).
+for spec in "$specs"/dense_d128.attn "$specs"/causal_d64.attn \
+            "$examples"/alibi_gqa.attn; do
+  variant "$spec" "$(basename "$spec" .attn)_pack" --pack-gqa
+done
+variant "$specs/dense_d128.attn" dense_d128_pack_auto --pack-gqa --split-keys=auto
+variant "$specs/dense_d128.attn" dense_d128_w1_pack_auto --pack-gqa --warps=1 --split-keys=auto
+wgmma_variant "$specs/dense_d128.attn" dense_d128_wg_pack_auto --pack-gqa --split-keys=auto
 
 # Causal linear kernels split sequences into segments on different CTAs:
 # the default (16 chunks per segment) is timed beside one CTA per sequence
@@ -243,6 +254,11 @@ same_check dense_d128_decode_1x5000_wg_auto dense_d128_decode_1x5000 dense_d128_
 same_check dense_d128_decode_1x5000_w1_auto dense_d128_decode_1x5000 dense_d128_w1_auto
 same_check causal_d64_decode_3x3000_auto causal_d64_decode_3x3000 causal_d64_auto
 same_check causal_d64_gqa_1000_auto causal_d64_gqa_1000 causal_d64_auto
+same_checks pack dense_d128_decode_1x5000 causal_d64_decode_3x3000 \
+            dense_d128_gqa_127x300 causal_d64_gqa_1000 alibi_gqa_777x1500
+same_checks pack_auto dense_d128_decode_1x5000
+same_checks w1_pack_auto dense_d128_decode_1x5000
+same_checks wg_pack_auto dense_d128_decode_1x5000
 add_check mamba2_decay_1000 "$examples/mamba2_decay.attn" 11 B=1 H=2 T=1000
 add_check gla_600 "$examples/gla.attn" 14 B=1 H=2 T=600
 add_check ssd_d64_777 "$ssd/ssd_d64.attn" 12 B=2 H=2 T=777
@@ -267,11 +283,13 @@ for d in 64 128; do
 done
 # Decoding (one query row, 32 query heads over 8 kv heads, head dim 128):
 # the default kernel (one CTA per query head) against key splits of 1024
-# and splits chosen at launch (auto), also with one-warp CTAs (w1).
+# and splits chosen at launch (auto), also with one-warp CTAs (w1) and
+# with the 4 query heads of each kv head packed into one CTA (pack).
 for m in 4096 16384 65536; do
   for b in 1 8; do
     flops=$((4 * b * 32 * m * 128))
-    for variant in "" _split _wg_split _auto _wg_auto _w1_auto; do
+    for variant in "" _split _wg_split _auto _wg_auto _w1_auto _pack \
+                   _pack_auto _w1_pack_auto _wg_pack_auto; do
       IMAGE=dense_d128$variant add_time "decode_d128_b${b}_m$m$variant" "$specs/dense_d128.attn" "$flops" B=$b Hq=32 Hk=8 N=1 M=$m
     done
   done

@@ -89,6 +89,7 @@ causal_d64_ws B=1 Hq=2 Hk=1 N=300 M=300
 causal_d128_ws8 B=1 Hq=2 Hk=1 N=300 M=300
 dense_d128_split B=1 Hq=2 Hk=1 N=3 M=3000
 dense_d128_auto B=1 Hq=2 Hk=1 N=3 M=3000
+dense_d128_pack_auto B=1 Hq=8 Hk=2 N=3 M=3000
 chunk_d64 B=1 H=1 N=200
 block_sparse B=1 H=1 N=300 NB=10 MB=10
 topk_select B=1 Hq=2 Hk=1 N=300

@@ -314,6 +314,72 @@ TEST(GpuCompile, KeySplitKernels) {
             "from-tile-programs does not split keys; drop split-keys=256");
 }
 
+// pack-gqa: grid x counts blocks of N * G rows (G = Hq / Hk) and grid y
+// the kv heads, recorded in the image (surviving serialisation); key splits
+// multiply grid x and size the workspace by those CTAs. Block-sparse
+// kernels and tile programs are refused.
+TEST(GpuCompile, PackedGqaKernels) {
+  std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
+  struct Config {
+    const char *name, *chip;
+    GpuPipelineOptions options;
+  };
+  std::vector<Config> configs(3);
+  configs[0] = {"mma.sync", "sm_80", {}};
+  configs[1] = {"wgmma", "sm_90a", {}};
+  configs[1].options.mma = "wgmma";
+  configs[2] = {"warp-specialised", "sm_90a", configs[1].options};
+  configs[2].options.warpSpecialize = true;
+  for (Config &config : configs) {
+    SCOPED_TRACE(config.name);
+    config.options.packGqa = true;
+    GpuImage compiled, image;
+    std::string error;
+    ASSERT_TRUE(
+        compileSpec(alibi, config.chip, compiled, error, config.options))
+        << error;
+    ASSERT_TRUE(deserialize(serialize(compiled), image, error)) << error;
+    EXPECT_TRUE(image.packsQueryHeads);
+    // Decoding: B = 2, Hq = 8, Hk = 2, N = 1: four rows per kv head fit
+    // one 64-row block.
+    std::vector<std::vector<int64_t>> shapes = {
+        {2, 8, 1, 64}, {2, 2, 5000, 64}, {2, 2, 5000, 64}, {8}};
+    EXPECT_EQ(image.gridFor(shapes), (std::array<int64_t, 3>{1, 2, 2}));
+    // 100 queries: 400 rows per kv head, 7 blocks.
+    shapes[0][2] = 100;
+    EXPECT_EQ(image.gridFor(shapes), (std::array<int64_t, 3>{7, 2, 2}));
+  }
+
+  GpuPipelineOptions split;
+  split.packGqa = true;
+  split.splitKeys = 512;
+  GpuImage image;
+  std::string error;
+  ASSERT_TRUE(compileSpec(alibi, "sm_80", image, error, split)) << error;
+  // N = 1, M = 5000: 10 splits of the one block of each of 2 x 2 kv heads.
+  std::array<int64_t, 3> grid =
+      image.gridFor({{2, 8, 1, 64}, {2, 2, 5000, 64}, {2, 2, 5000, 64}, {8}});
+  EXPECT_EQ(grid, (std::array<int64_t, 3>{10, 2, 2}));
+  EXPECT_EQ(segmentWorkspace(image, grid).headerWords, 44); // 1 + 40 CTAs
+
+  GpuPipelineOptions packed;
+  packed.packGqa = true;
+  EXPECT_NE(refusalOf(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"),
+                      "sm_80", packed)
+                .find("pack-gqa packs the query heads of dense and "
+                      "chunk-local kernels only"),
+            std::string::npos);
+  GpuPipelineOptions parsed;
+  ASSERT_TRUE(parsed.parse("pack-gqa warps=1", error)) << error;
+  EXPECT_TRUE(parsed.packGqa);
+  EXPECT_NE(parsed.cacheKey().find(" pack-gqa"), std::string::npos);
+  EXPECT_NE(parsed.cacheKey(), GpuPipelineOptions().cacheKey());
+  EXPECT_FALSE(
+      GpuPipelineOptions().parse("from-tile-programs pack-gqa", error));
+  EXPECT_EQ(error,
+            "from-tile-programs does not pack query heads; drop pack-gqa");
+}
+
 // split-keys=auto: the image records that the launch chooses the splits
 // (surviving serialisation); its segments term counts key blocks, and the
 // grid follows chooseKeySplits for the GPU's resident CTAs.
@@ -1331,6 +1397,139 @@ TEST(GpuEmulation, KeySplitsForDecodeShapes) {
         expectEmulatorMatches(reference, *kernel, inputs, what);
       }
     }
+  }
+}
+
+// pack-gqa: a CTA's rows are (query, head) pairs of a GQA group. Against
+// the reference with group sizes 1, 3, 4 and 8 (Hq / Hk), decoding shapes
+// (N = 1, 3) and longer ones whose rows span several CTAs, slopes read per
+// row's head, a bottom-right causal window with N > M (rows with no key),
+// chunk-local masks, f32 inputs, packed sequences with an empty one, and
+// the strategies: one and two row tiles per warp, wgmma and warp-
+// specialised, key splits (fixed, and chosen at launch in reverse CTA
+// order), one-warp CTAs. The grid is blocks of N * G rows by kv heads.
+TEST(GpuEmulation, PackedGqaGroupsMatchTheReference) {
+  struct Spec {
+    const char *name;
+    std::string text;
+    int d;
+    ElementType type = ElementType::BF16;
+  };
+  std::vector<Spec> specs = {
+      {"alibi_causal",
+       denseSpec(64, " score = s - slope[h] * (i - j)\n mask = causal ",
+                 ", slope: f32[Hq]"),
+       64},
+      {"window", denseSpec(32, " mask = causal && i + m - n - j < 100 "), 32},
+      {"chunk_local", denseSpec(32, " mask = i / 16 == j / 16 "), 32},
+      {"f32_softcap", denseSpec(32, " score = 20 * tanh(s / 20) ", "", "f32"),
+       32, ElementType::F32},
+  };
+  struct Config {
+    const char *name;
+    GpuPipelineOptions options;
+    bool reverse = false;
+  };
+  std::vector<Config> configs(8);
+  configs[0] = {"rows-per-warp 16", {}};
+  configs[1] = {"rows-per-warp 32", {}};
+  configs[1].options.rowsPerWarp = 32;
+  configs[2] = {"wgmma", {}};
+  configs[2].options.chip = "sm_90a";
+  configs[2].options.mma = "wgmma";
+  configs[3] = {"wgmma, warp-specialised", configs[2].options};
+  configs[3].options.warpSpecialize = true;
+  configs[4] = {"split 64", {}};
+  configs[4].options.splitKeys = 64;
+  configs[5] = {"split auto, reverse CTA order", {}, true};
+  configs[5].options.splitKeys = kAutoSplitKeys;
+  configs[6] = {"one warp, split auto", {}};
+  configs[6].options.warps = 1;
+  configs[6].options.splitKeys = kAutoSplitKeys;
+  configs[7] = {"wgmma, split 128", configs[2].options};
+  configs[7].options.splitKeys = 128;
+  struct Shape {
+    int64_t hq, hk, n, m;
+  };
+  const std::vector<Shape> shapes = {
+      {8, 2, 1, 700}, {6, 2, 3, 300}, {8, 1, 17, 130}, {3, 3, 40, 20}};
+  const uint64_t seed = 41;
+  for (const Spec &spec : specs) {
+    SpecRunner reference(spec.text);
+    ASSERT_TRUE(reference.ok()) << spec.name << ": " << reference.compileError;
+    for (Config config : configs) {
+      if (spec.type == ElementType::F32 && config.options.mma == "wgmma")
+        continue; // f32 is split into bf16 pairs by mma.sync kernels only
+      config.options.packGqa = true;
+      std::string error;
+      auto kernel = EmulatedGpuKernel::compile(*reference.module, "",
+                                               config.options, error);
+      ASSERT_TRUE(kernel) << spec.name << " " << config.name << ": " << error;
+      kernel->setReverseCtaOrder(config.reverse);
+      kernel->setResidentCtas(48);
+      for (const Shape &shape : shapes) {
+        uint64_t caseSeed = seed + shape.n;
+        std::string what = std::string(spec.name) + " " + config.name +
+                           " Hq=" + std::to_string(shape.hq) +
+                           " Hk=" + std::to_string(shape.hk) +
+                           " N=" + std::to_string(shape.n) +
+                           " M=" + std::to_string(shape.m) + " (seed " +
+                           std::to_string(caseSeed) + ")";
+        std::mt19937_64 rng(caseSeed);
+        std::map<std::string, HostTensor> inputs;
+        inputs["q"] =
+            randomTensor(spec.type, {2, shape.hq, shape.n, spec.d}, rng, -2, 2);
+        inputs["k"] =
+            randomTensor(spec.type, {2, shape.hk, shape.m, spec.d}, rng, -2, 2);
+        inputs["v"] =
+            randomTensor(spec.type, {2, shape.hk, shape.m, spec.d}, rng, -1, 1);
+        if (spec.text.find("slope") != std::string::npos)
+          inputs["slope"] =
+              randomTensor(ElementType::F32, {shape.hq}, rng, 0, 0.5);
+        if (!config.options.splitKeys) {
+          std::vector<TensorView> storage;
+          int64_t rows = shape.n * (shape.hq / shape.hk);
+          int64_t blockQ = config.options.warps * config.options.rowsPerWarp;
+          EXPECT_EQ(kernel->image().gridFor(
+                        viewsOf(kernel->image().signature, inputs, storage), 0),
+                    (std::array<int64_t, 3>{(rows + blockQ - 1) / blockQ,
+                                            shape.hk, 2}))
+              << what;
+        }
+        expectEmulatorMatches(reference, *kernel, inputs, what,
+                              spec.type == ElementType::F32
+                                  ? Tolerance{1e-4, 1e-4}
+                                  : Tolerance{2e-2, 2e-2});
+      }
+    }
+  }
+
+  // Packed sequences: 4 query heads per kv head, one sequence empty.
+  SpecRunner varlen(
+      "kernel k(q: bf16[T, Hq, 64], k: bf16[T, Hk, 64], v: bf16[T, Hk, 64], "
+      "cu: i32[S1]) -> (o: bf16[T, Hq, 64], lse: f32[Hq, T]) {\n"
+      "  o, lse = softmax(q, k, v, layout = thd, cu_seqlens = cu) "
+      "{ mask = causal }\n}\n");
+  ASSERT_TRUE(varlen.ok()) << varlen.compileError;
+  for (int64_t splitKeys : {int64_t(0), kAutoSplitKeys}) {
+    GpuPipelineOptions options;
+    options.packGqa = true;
+    options.splitKeys = splitKeys;
+    std::string error;
+    auto kernel =
+        EmulatedGpuKernel::compile(*varlen.module, "", options, error);
+    ASSERT_TRUE(kernel) << error;
+    kernel->setResidentCtas(48);
+    std::vector<int64_t> offsets = {0, 1, 1, 40, 141};
+    std::mt19937_64 rng(seed);
+    std::map<std::string, HostTensor> inputs;
+    inputs["q"] = randomTensor(ElementType::BF16, {141, 8, 64}, rng, -2, 2);
+    inputs["k"] = randomTensor(ElementType::BF16, {141, 2, 64}, rng, -2, 2);
+    inputs["v"] = randomTensor(ElementType::BF16, {141, 2, 64}, rng, -1, 1);
+    inputs["cu"] = offsetsTensor(offsets);
+    expectEmulatorMatches(varlen, *kernel, inputs,
+                          "varlen, split-keys=" + splitKeysText(splitKeys) +
+                              " (seed " + std::to_string(seed) + ")");
   }
 }
 

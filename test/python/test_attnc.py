@@ -449,6 +449,7 @@ def test_workspace_bytes_from_shapes():
         ("gpu-emulator", {"warps": 2, "block_k": 32, "rows_per_warp": 32}),
         ("gpu-emulator", {"block_k": 32, "split_keys": 32}),
         ("gpu-emulator", {"block_k": 32, "split_keys": "auto"}),
+        ("gpu-emulator", {"pack_gqa": True, "split_keys": "auto"}),
     ],
 )
 def test_tuning_options_keep_results(target, options):
@@ -486,6 +487,13 @@ def test_tuning_options_reach_the_ptx_and_bad_ones_raise():
         attnc.compile(spec, target="sm_80", split_keys="many")
     with pytest.raises(ValueError, match="split-keys \\(100\\) must be a multiple of the key tile \\(64 keys\\)"):
         attnc.compile(spec, target="sm_80", split_keys=100)
+    # pack-gqa: one CTA per kv head (and split) holds the group's 2 query
+    # heads: 5 splits x 2 kv heads, a header of 1 + 10 words padded to 12.
+    decode = [(1, 4, 1, 64), (1, 2, 5000, 64), (1, 2, 5000, 64), (4,)]
+    packed = attnc.compile(spec, target="sm_80", pack_gqa=True, split_keys=1024)
+    assert packed.workspace_bytes(*decode) == 12 * 4 + 10 * 64 * 65 * 4
+    with pytest.raises(ValueError, match="pack-gqa packs the query heads of dense and chunk-local kernels only"):
+        attnc.compile(EXAMPLES / "block_sparse.attn", target="sm_80", pack_gqa=True)
     with pytest.raises(ValueError, match="unknown CPU option 'warps=8'"):
         attnc.compile(spec, target="cpu", warps=8)
     with pytest.raises(ValueError, match="target cpu-reference takes no options"):

@@ -109,6 +109,12 @@ static cl::opt<bool> gpuWarpSpecialize(
     cl::desc("With --mma=wgmma: a producer warpgroup copies K and V and hands "
              "stages to the computing warpgroups through mbarriers"),
     cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
+static cl::opt<bool> gpuPackGqa(
+    "pack-gqa",
+    cl::desc("Softmax kernels pack the query heads of a GQA group into one "
+             "CTA's rows, sharing the group's K and V tiles (for decoding "
+             "with grouped-query attention)"),
+    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
 static cl::opt<bool> gpuFromTilePrograms(
     "from-tile-program",
     cl::desc("Build softmax kernels from their tile programs "
@@ -250,6 +256,7 @@ static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
   options.fromTilePrograms = gpuFromTilePrograms;
   options.mma = gpuMma;
   options.warpSpecialize = gpuWarpSpecialize;
+  options.packGqa = gpuPackGqa;
   return options.verify(error);
 }
 

@@ -58,6 +58,10 @@ struct GpuImage {
   /// Key splits chosen per launch (split-keys=auto): `segments` counts the
   /// key blocks, and chooseKeySplits decides how many CTAs share them.
   bool splitsAtLaunch = false;
+  /// Softmax kernels that pack the query heads of a GQA group into one
+  /// CTA's rows (pack-gqa): grid x counts query rows times the group size,
+  /// heads(copiedParams[0]) / heads(copiedParams[1]) at dim headDim.
+  bool packsQueryHeads = false;
   bool segmented() const { return segments.divisor != 0; }
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.

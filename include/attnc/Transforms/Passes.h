@@ -75,6 +75,9 @@ struct GpuPipelineOptions {
   /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
   /// Dense and chunk-local softmax only; 16 rows per warp.
   bool fromTilePrograms = false;
+  /// Softmax kernels pack the query heads of a GQA group into a CTA's rows
+  /// (attn-gpu-tile-softmax's pack-gqa).
+  bool packGqa = false;
 
   /// The options that change the generated code, as the kernel cache's
   /// options string ("warps=4 block-k=64 ...").
@@ -84,13 +87,13 @@ struct GpuPipelineOptions {
   /// or commas, with the names cacheKey prints (warps, block-k,
   /// rows-per-warp, block-v, segment-chunks, split-keys (a number or auto),
   /// mma), and the flags
-  /// warp-specialize and from-tile-programs. Fails with a one-line message
-  /// naming the bad pair.
+  /// warp-specialize, pack-gqa and from-tile-programs. Fails with a one-line
+  /// message naming the bad pair.
   bool parse(llvm::StringRef text, std::string &error);
 
   /// Checks what no single pass sees: mma's value, that warp-specialize
   /// needs wgmma, and that from-tile-programs builds mma.sync kernels with
-  /// 16 rows per warp and no key splits.
+  /// 16 rows per warp, no key splits and no packed query heads.
   bool verify(std::string &error) const;
 };
 

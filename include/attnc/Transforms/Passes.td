@@ -349,6 +349,17 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     walks ceil(ceil(M / block-k) / S) key blocks; the kernel reads S from
     the grid.
 
+    With `pack-gqa` a CTA's rows are (query, query head) pairs of one GQA
+    group: row p of a kv head's problem is query p / G of query head
+    kv_head * G + p % G (G query heads per kv head), grid x counts
+    ceil(N * G / block_q) blocks and grid y the kv heads. The group's heads
+    then share one copy of each K and V tile, and a decoding step (N = 1)
+    fills G rows of the mma tiles instead of one. Score and mask
+    expressions see each row's own query head (loads like slope[h] are
+    hoisted per row); the key range is that of the block's queries. Dense
+    and chunk-local kernels only: block-sparse ones take block_q query rows
+    of one head (their block masks and lists are per head and query block).
+
     Block-sparse kernels take the sparsity block as the CTA tile with 16
     rows per warp (block_q / 16 warps).
 
@@ -385,6 +396,9 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
            "Keys per split: CTAs of one query block walk different runs of "
            "this many keys and the last one combines them (0: no split; "
            "auto: each launch chooses the number of splits)">,
+    Option<"packGqa", "pack-gqa", "bool", /*default=*/"false",
+           "Pack the query heads of a GQA group into one CTA's rows, which "
+           "share the group's K and V tiles (dense and chunk-local kernels)">,
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
