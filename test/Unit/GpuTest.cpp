@@ -250,19 +250,25 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
 // carries a workspace of the partial states (one per CTA) and the kernel
 // counts finished splits with an atomic between fences. What cannot split
 // is refused with the reason.
+/// The softmax kernels of both targets: mma.sync (sm_80), wgmma and
+/// warp-specialised wgmma (sm_90a).
+struct KernelKind {
+  const char *name, *chip;
+  GpuPipelineOptions options;
+};
+std::vector<KernelKind> softmaxKernelKinds() {
+  std::vector<KernelKind> kinds(3);
+  kinds[0] = {"mma.sync", "sm_80", {}};
+  kinds[1] = {"wgmma", "sm_90a", {}};
+  kinds[1].options.mma = "wgmma";
+  kinds[2] = {"warp-specialised", "sm_90a", kinds[1].options};
+  kinds[2].options.warpSpecialize = true;
+  return kinds;
+}
+
 TEST(GpuCompile, KeySplitKernels) {
   std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
-  struct Config {
-    const char *name, *chip;
-    GpuPipelineOptions options;
-  };
-  std::vector<Config> configs(3);
-  configs[0] = {"mma.sync", "sm_80", {}};
-  configs[1] = {"wgmma", "sm_90a", {}};
-  configs[1].options.mma = "wgmma";
-  configs[2] = {"warp-specialised", "sm_90a", configs[1].options};
-  configs[2].options.warpSpecialize = true;
-  for (Config &config : configs) {
+  for (KernelKind &config : softmaxKernelKinds()) {
     SCOPED_TRACE(config.name);
     config.options.splitKeys = 512;
     GpuImage image;
@@ -301,8 +307,9 @@ TEST(GpuCompile, KeySplitKernels) {
       refusalOf(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_80", topk)
           .find("top-k selection does not split keys"),
       std::string::npos);
-  GpuPipelineOptions twoConsumers = configs[2].options;
+  GpuPipelineOptions twoConsumers = softmaxKernelKinds()[2].options;
   twoConsumers.warps = 8;
+  twoConsumers.splitKeys = 512;
   EXPECT_NE(refusalOf(alibi, "sm_90a", twoConsumers)
                 .find("split-keys with warp specialisation takes one consumer "
                       "warpgroup (4 warps)"),
@@ -320,17 +327,7 @@ TEST(GpuCompile, KeySplitKernels) {
 // kernels and tile programs are refused.
 TEST(GpuCompile, PackedGqaKernels) {
   std::string alibi = readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn");
-  struct Config {
-    const char *name, *chip;
-    GpuPipelineOptions options;
-  };
-  std::vector<Config> configs(3);
-  configs[0] = {"mma.sync", "sm_80", {}};
-  configs[1] = {"wgmma", "sm_90a", {}};
-  configs[1].options.mma = "wgmma";
-  configs[2] = {"warp-specialised", "sm_90a", configs[1].options};
-  configs[2].options.warpSpecialize = true;
-  for (Config &config : configs) {
+  for (KernelKind &config : softmaxKernelKinds()) {
     SCOPED_TRACE(config.name);
     config.options.packGqa = true;
     GpuImage compiled, image;
