@@ -1572,34 +1572,35 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
 }
 
 struct GpuTileSoftmaxPass
-    : public attnc::impl::GpuTileSoftmaxBase<GpuTileSoftmaxPass> {
-  using GpuTileSoftmaxBase::GpuTileSoftmaxBase;
+    : public CheckedOptionsPass<GpuTileSoftmaxPass,
+                                attnc::impl::GpuTileSoftmaxBase> {
+  using CheckedOptionsPass::CheckedOptionsPass;
+
+  /// What is wrong with the option values, or "".
+  std::string optionProblem() const {
+    int64_t keysPerSplit = 0;
+    if (warps <= 0 || blockK <= 0)
+      return "attn-gpu-tile-softmax needs positive warps and block-k";
+    if (!parseSplitKeys(splitKeys, keysPerSplit))
+      return "attn-gpu-tile-softmax: split-keys must be a non-negative "
+             "number of keys or auto, got '" +
+             splitKeys + "'";
+    if (rowsPerWarp != 16 && rowsPerWarp != 32)
+      return "attn-gpu-tile-softmax: rows-per-warp must be 16 or 32 (one or "
+             "two mma row tiles), got " +
+             std::to_string(rowsPerWarp);
+    if (mma != "sync" && mma != "wgmma")
+      return "attn-gpu-tile-softmax: mma must be sync or wgmma, got '" + mma +
+             "'";
+    return "";
+  }
 
   void runOnOperation() override {
+    if (failedOnBadOptions())
+      return;
     ModuleOp module = getOperation();
-    if (warps <= 0 || blockK <= 0) {
-      module.emitError("attn-gpu-tile-softmax needs positive warps and block-k");
-      return signalPassFailure();
-    }
     int64_t keysPerSplit = 0;
-    if (!parseSplitKeys(splitKeys, keysPerSplit)) {
-      module.emitError() << "attn-gpu-tile-softmax: split-keys must be a "
-                            "non-negative number of keys or auto, got '"
-                         << splitKeys << "'";
-      return signalPassFailure();
-    }
-    if (rowsPerWarp != 16 && rowsPerWarp != 32) {
-      module.emitError() << "attn-gpu-tile-softmax: rows-per-warp must be 16 "
-                            "or 32 (one or two mma row tiles), got "
-                         << static_cast<int64_t>(rowsPerWarp);
-      return signalPassFailure();
-    }
-    if (mma != "sync" && mma != "wgmma") {
-      module.emitError() << "attn-gpu-tile-softmax: mma must be sync or "
-                            "wgmma, got '"
-                         << mma << "'";
-      return signalPassFailure();
-    }
+    parseSplitKeys(splitKeys, keysPerSplit);
     gpu::GPUModuleOp gpuModule;
     for (KernelOp kernel : llvm::make_early_inc_range(module.getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();

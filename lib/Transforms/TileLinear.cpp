@@ -371,16 +371,19 @@ private:
   Value batch, head, headK, start, steps, numChunks, gateShape;
 };
 
-struct TileLinearPass : public attnc::impl::TileLinearBase<TileLinearPass> {
-  using TileLinearBase::TileLinearBase;
+struct TileLinearPass
+    : public CheckedOptionsPass<TileLinearPass, attnc::impl::TileLinearBase> {
+  using CheckedOptionsPass::CheckedOptionsPass;
+
+  std::string optionProblem() const {
+    return subTile <= 0 ? "attn-tile-linear: sub-tile must be positive, got " +
+                              std::to_string(subTile)
+                        : "";
+  }
 
   void runOnOperation() override {
-    if (subTile <= 0) {
-      getOperation().emitError("attn-tile-linear: sub-tile must be positive, "
-                               "got ")
-          << static_cast<int64_t>(subTile);
-      return signalPassFailure();
-    }
+    if (failedOnBadOptions())
+      return;
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       if (!isa<LinearOp>(kernel.getFamilyOp()))

@@ -531,14 +531,18 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
 }
 
 struct TileSoftmaxPass
-    : public attnc::impl::TileSoftmaxBase<TileSoftmaxPass> {
-  using TileSoftmaxBase::TileSoftmaxBase;
+    : public CheckedOptionsPass<TileSoftmaxPass, attnc::impl::TileSoftmaxBase> {
+  using CheckedOptionsPass::CheckedOptionsPass;
+
+  std::string optionProblem() const {
+    return blockQ <= 0 || blockK <= 0
+               ? "attn-tile-softmax needs positive block sizes"
+               : "";
+  }
 
   void runOnOperation() override {
-    if (blockQ <= 0 || blockK <= 0) {
-      getOperation().emitError("attn-tile-softmax needs positive block sizes");
-      return signalPassFailure();
-    }
+    if (failedOnBadOptions())
+      return;
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();

@@ -58,6 +58,7 @@
 // AUTO:         memref.atomic_rmw addi
 
 // BAD: error: attn-gpu-tile-softmax: split-keys must be a non-negative number of keys or auto, got 'lots'
+// BAD-NOT: see current operation
 
 // UNEVEN: error: kernel 'causal' cannot run on the GPU: split-keys (48) must be a multiple of the key tile (32 keys)
 

@@ -1,5 +1,10 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-linear="sub-tile=8" -canonicalize | FileCheck %s
 // RUN: attnc-opt %s -split-input-file -attn-tile-linear="sub-tile=8" -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
+// RUN: not attnc-opt %s -attn-tile-linear="sub-tile=0" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
+
+// Bad option values are reported while the pipeline is parsed.
+// BAD: error: attn-tile-linear: sub-tile must be positive, got 0
+// BAD-NOT: see current operation
 
 // The tile programs lower to the LLVM dialect on the CPU.
 // LLVM-COUNT-3: llvm.func @_mlir_ciface_

@@ -1,5 +1,11 @@
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
 // RUN: attnc-opt %s -split-input-file -attn-tile-softmax="block-q=16 block-k=8" -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
+// RUN: not attnc-opt %s -attn-tile-softmax="block-q=0" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
+
+// Bad option values are reported while the pipeline is parsed, before any
+// input is read, without pointing at the module.
+// BAD: error: attn-tile-softmax needs positive block sizes
+// BAD-NOT: see current operation
 
 // The tile programs lower to the LLVM dialect on the CPU.
 // LLVM-COUNT-4: llvm.func @_mlir_ciface_
