@@ -93,15 +93,17 @@ int64_t evaluate(const GridTerm &term,
 std::array<int64_t, 3>
 GpuImage::gridFor(const std::vector<std::vector<int64_t>> &inputShapes,
                   int64_t residentCtas) const {
-  std::array<int64_t, 3> result{};
-  for (int axis = 0; axis < 3; ++axis)
-    result[axis] = evaluate(grid[axis], inputShapes);
+  // Packed GQA groups: grid x covers each query's G rows.
+  int64_t rowsPerQuery = 1;
   if (packsQueryHeads && copiedParams.size() >= 2) {
     int64_t queryHeads = dimOf(inputShapes, copiedParams[0], headDim);
     int64_t keyHeads = dimOf(inputShapes, copiedParams[1], headDim);
-    result[0] = evaluate(grid[0], inputShapes,
-                         keyHeads > 0 ? queryHeads / keyHeads : 0);
+    rowsPerQuery = keyHeads > 0 ? queryHeads / keyHeads : 0;
   }
+  std::array<int64_t, 3> result{};
+  for (int axis = 0; axis < 3; ++axis)
+    result[axis] =
+        evaluate(grid[axis], inputShapes, axis == 0 ? rowsPerQuery : 1);
   // At least one segment or split, so that an empty sequence still stores
   // its final state (linear) or o = 0 and lse = -inf (softmax).
   int64_t parts = evaluate(segments, inputShapes);

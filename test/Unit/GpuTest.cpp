@@ -590,17 +590,21 @@ TEST(GpuLaunch, ChecksNameTheTensor) {
       << error;
 }
 
-/// Inputs of varlen_causal.attn: packed bf16 q/k/v of `heads` heads and
-/// head dim 64 for the sequences `offsets` delimit, and the offsets.
+/// Inputs of packed-sequence ([T, H, D]) softmax specs such as
+/// varlen_causal.attn: bf16 q of `heads` heads, k and v of `kvHeads` (0:
+/// `heads`), head dim `dim`, for the sequences `offsets` delimit, and the
+/// offsets.
 std::map<std::string, HostTensor>
-varlenInputs(const std::vector<int64_t> &offsets, int64_t heads,
-             uint64_t seed) {
+varlenInputs(const std::vector<int64_t> &offsets, int64_t heads, uint64_t seed,
+             int64_t kvHeads = 0, int64_t dim = 64) {
   std::mt19937_64 rng(seed);
   int64_t total = offsets.back();
+  int64_t kv = kvHeads ? kvHeads : heads;
   std::map<std::string, HostTensor> inputs;
-  inputs["q"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -2, 2);
-  inputs["k"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -2, 2);
-  inputs["v"] = randomTensor(ElementType::BF16, {total, heads, 64}, rng, -1, 1);
+  inputs["q"] =
+      randomTensor(ElementType::BF16, {total, heads, dim}, rng, -2, 2);
+  inputs["k"] = randomTensor(ElementType::BF16, {total, kv, dim}, rng, -2, 2);
+  inputs["v"] = randomTensor(ElementType::BF16, {total, kv, dim}, rng, -1, 1);
   inputs["cu"] = offsetsTensor(offsets);
   return inputs;
 }
@@ -1121,13 +1125,8 @@ kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1]
   std::unique_ptr<EmulatedGpuKernel> kernel =
       EmulatedGpuKernel::compile(*reference.module, "", {}, error);
   ASSERT_TRUE(kernel) << error;
-  std::mt19937_64 rng(seed);
-  std::vector<int64_t> offsets = {0, 70, 70, 141};
-  std::map<std::string, HostTensor> inputs;
-  inputs["q"] = randomTensor(ElementType::BF16, {141, 4, 32}, rng, -2, 2);
-  inputs["k"] = randomTensor(ElementType::BF16, {141, 2, 32}, rng, -2, 2);
-  inputs["v"] = randomTensor(ElementType::BF16, {141, 2, 32}, rng, -1, 1);
-  inputs["cu"] = offsetsTensor(offsets);
+  std::map<std::string, HostTensor> inputs =
+      varlenInputs({0, 70, 70, 141}, 4, seed, /*kvHeads=*/2, /*dim=*/32);
   expectEmulatorMatches(reference, *kernel, inputs,
                         "varlen top-k (seed " + std::to_string(seed) + ")");
 
@@ -1517,13 +1516,8 @@ TEST(GpuEmulation, PackedGqaGroupsMatchTheReference) {
         EmulatedGpuKernel::compile(*varlen.module, "", options, error);
     ASSERT_TRUE(kernel) << error;
     kernel->setResidentCtas(48);
-    std::vector<int64_t> offsets = {0, 1, 1, 40, 141};
-    std::mt19937_64 rng(seed);
-    std::map<std::string, HostTensor> inputs;
-    inputs["q"] = randomTensor(ElementType::BF16, {141, 8, 64}, rng, -2, 2);
-    inputs["k"] = randomTensor(ElementType::BF16, {141, 2, 64}, rng, -2, 2);
-    inputs["v"] = randomTensor(ElementType::BF16, {141, 2, 64}, rng, -1, 1);
-    inputs["cu"] = offsetsTensor(offsets);
+    std::map<std::string, HostTensor> inputs =
+        varlenInputs({0, 1, 1, 40, 141}, 8, seed, /*kvHeads=*/2);
     expectEmulatorMatches(varlen, *kernel, inputs,
                           "varlen, split-keys=" + splitKeysText(splitKeys) +
                               " (seed " + std::to_string(seed) + ")");
