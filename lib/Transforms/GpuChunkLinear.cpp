@@ -156,7 +156,17 @@ public:
   void build(LinearOp op, ValueRange results);
 
 private:
-  Value exp(Value x) { return math::ExpOp::create(b, x); }
+  /// exp(x) of a log decay x in log2 units. The gate tables hold G log2 e,
+  /// so that each decay exp(G_a - G_b) is one ex2.approx of a difference,
+  /// as FlashAttention computes its exponentials; libdevice's expf spends
+  /// eight more instructions on range reduction. Scaling G adds a relative
+  /// error of about |G| 2^-24, far below the bf16 rounding of the operands.
+  Value exp2(Value x) { return math::Exp2Op::create(b, x); }
+  /// A gate as the tables hold it.
+  Value inLog2Units(Value gate) {
+    return arith::MulFOp::create(
+        b, gate, rb.f32(static_cast<float>(llvm::numbers::log2e)));
+  }
   Value isZero(Value x) {
     return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, x, idx(0));
   }
@@ -395,7 +405,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
 
   // Loads rows [t0, t0 + rows) of q (when `withQuery`), k and v, applies the
   // feature map, zeroes key rows past the chunk, and (gated) computes the
-  // cumulative gates G_r of the chunk.
+  // cumulative gates G_r of the chunk (in log2 units).
   auto loadChunk = [&](Value t0, Value rows, bool withQuery, bool withKeys) {
     Value row0 = rb.add(start, t0);
     SmallVector<Value> tokens;
@@ -408,6 +418,48 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                                           rows, C, sliceV, col0));
     }
     commitCopies(tokens);
+    // The gates are read while the copies are in flight, so that the two
+    // latencies overlap; the previous chunk ended with a barrier, so their
+    // tables are free.
+    if (gated && perKeyDim) {
+      // G[r][d]: the gates (16 loads of a thread in flight at once), then
+      // prefix sums down each column. Rows past the chunk read the last
+      // row's gate (in bounds, so the loads need no branch) and keep 0.
+      forEachElementGroup(C * dimK, 16, [&](ArrayRef<Value> group) {
+        SmallVector<Value> rowOfGate, dimOfGate, inChunk, raw;
+        for (Value i : group) {
+          Value r = arith::DivUIOp::create(b, i, idx(dimK));
+          rowOfGate.push_back(r);
+          dimOfGate.push_back(arith::RemUIOp::create(b, i, idx(dimK)));
+          inChunk.push_back(lessThan(r, rows));
+          Value t = rb.add(t0, arith::MinUIOp::create(b, r, rb.sub(rows, idx(1))));
+          raw.push_back(rb.inlineExpression(
+              op.getGate(), {batch, head, t, dimOfGate.back(), start},
+              rb.f32(0)));
+        }
+        for (size_t u = 0; u < group.size(); ++u) {
+          Value t = rb.add(t0, rowOfGate[u]);
+          Value g = rb.checkedGate(
+              arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)),
+              {batch, head, t, dimOfGate[u]});
+          memref::StoreOp::create(b, inLog2Units(g), gateTable,
+                                  ValueRange{rowOfGate[u], dimOfGate[u]});
+        }
+      });
+    } else if (gated) {
+      forEachElement(C, [&](Value r) {
+        Value t = rb.add(t0, r);
+        Value g = rb.ifThen(
+            lessThan(r, rows), {f32},
+            [&]() -> SmallVector<Value> {
+              Value raw = rb.inlineExpression(
+                  op.getGate(), {batch, head, t, idx(0), start}, rb.f32(0));
+              return {rb.checkedGate(raw, {batch, head, t, idx(0)})};
+            },
+            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+        memref::StoreOp::create(b, inLog2Units(g), gates, r);
+      });
+    }
     waitForCopiesAndBarrier();
     auto featureMap = [&](Value tile, bool zeroPastEnd) {
       if (op.getFeature().empty() && !zeroPastEnd)
@@ -427,54 +479,29 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     if (withKeys)
       featureMap(keyTile, /*zeroPastEnd=*/true);
     if (gated && perKeyDim) {
-      // G[r][d]: the gates, then prefix sums down each column. Rows past
-      // the chunk read the last row's gate (in bounds, so the group's loads
-      // need no branch) and keep 0.
-      forEachElementGroup(C * dimK, 4, [&](ArrayRef<Value> group) {
-        SmallVector<Value> rowOfGate, dimOfGate, inChunk, raw;
-        for (Value i : group) {
-          Value r = arith::DivUIOp::create(b, i, idx(dimK));
-          rowOfGate.push_back(r);
-          dimOfGate.push_back(arith::RemUIOp::create(b, i, idx(dimK)));
-          inChunk.push_back(lessThan(r, rows));
-          Value t = rb.add(t0, arith::MinUIOp::create(b, r, rb.sub(rows, idx(1))));
-          raw.push_back(rb.inlineExpression(
-              op.getGate(), {batch, head, t, dimOfGate.back(), start},
-              rb.f32(0)));
-        }
-        for (size_t u = 0; u < group.size(); ++u) {
-          Value t = rb.add(t0, rowOfGate[u]);
-          Value g = rb.checkedGate(
-              arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)),
-              {batch, head, t, dimOfGate[u]});
-          memref::StoreOp::create(b, g, gateTable,
-                                  ValueRange{rowOfGate[u], dimOfGate[u]});
-        }
-      });
-      barrier();
+      // A column's running sum stays in a register; its gates are loaded 8
+      // rows at a time, so that only the additions wait on each other.
+      constexpr int64_t kRowsPerLoad = 8;
       forEachElement(dimK, [&](Value d) {
-        rb.loop(idx(1), idx(C), [&](Value r) {
-          Value sum = rb.add(
-              memref::LoadOp::create(b, gateTable,
-                                     ValueRange{rb.sub(r, idx(1)), d}),
-              memref::LoadOp::create(b, gateTable, ValueRange{r, d}));
-          memref::StoreOp::create(b, sum, gateTable, ValueRange{r, d});
-        });
+        rb.loop(idx(0), idx(C / kRowsPerLoad), {rb.f32(0)},
+                [&](Value block, ValueRange carried) {
+                  SmallVector<Value> rowsOfBlock, values;
+                  for (int64_t i = 0; i < kRowsPerLoad; ++i) {
+                    rowsOfBlock.push_back(
+                        rb.add(rb.mul(block, idx(kRowsPerLoad)), idx(i)));
+                    values.push_back(memref::LoadOp::create(
+                        b, gateTable, ValueRange{rowsOfBlock.back(), d}));
+                  }
+                  Value sum = carried[0];
+                  for (int64_t i = 0; i < kRowsPerLoad; ++i) {
+                    sum = rb.add(sum, values[i]);
+                    memref::StoreOp::create(b, sum, gateTable,
+                                            ValueRange{rowsOfBlock[i], d});
+                  }
+                  return SmallVector<Value>{sum};
+                });
       });
     } else if (gated) {
-      forEachElement(C, [&](Value r) {
-        Value t = rb.add(t0, r);
-        Value g = rb.ifThen(
-            lessThan(r, rows), {f32},
-            [&]() -> SmallVector<Value> {
-              Value raw = rb.inlineExpression(
-                  op.getGate(), {batch, head, t, idx(0), start}, rb.f32(0));
-              return {rb.checkedGate(raw, {batch, head, t, idx(0)})};
-            },
-            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
-        memref::StoreOp::create(b, g, gates, r);
-      });
-      barrier();
       forEachElement(C, [&](Value r) {
         Value sum = rb.loop(idx(0), rb.add(r, idx(1)), {rb.f32(0)},
                             [&](Value u, ValueRange acc) {
@@ -504,8 +531,8 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
       forEachElement(C * dimK, [&](Value i) {
         Value u = arith::DivUIOp::create(b, i, idx(dimK));
         Value d = arith::RemUIOp::create(b, i, idx(dimK));
-        Value factor = exp(arith::SubFOp::create(b, cumulativeAt(last, d),
-                                                 cumulativeAt(u, d)));
+        Value factor = exp2(arith::SubFOp::create(b, cumulativeAt(last, d),
+                                                  cumulativeAt(u, d)));
         factor = arith::SelectOp::create(b, lessThan(u, rows), factor, rb.f32(0));
         storeElement(arith::MulFOp::create(b, loadF32(keyTile, {u, d}), factor),
                      decayedKeys, {u, d});
@@ -524,7 +551,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             Value d = rb.add(d0, rb.add(group, idx(8 * (reg / 2))));
             Value e = rb.add(idx(et * 8 + reg % 2), rb.mul(inGroup, idx(2)));
             // S rows decay by exp(G_last) (at their key dim d).
-            Value decay = gated ? exp(cumulativeAt(last, d)) : rb.f32(1);
+            Value decay = gated ? exp2(cumulativeAt(last, d)) : rb.f32(1);
             acc.push_back(arith::MulFOp::create(
                 b, memref::LoadOp::create(b, state, ValueRange{d, e}), decay));
           }
@@ -597,9 +624,13 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             }
             for (int64_t j = 0; j < 8; ++j) {
               int row = (j % 4) / 2, u = (j / 4) * 2 + j % 2;
-              Value decay = exp(arith::MinimumFOp::create(
-                  b, arith::SubFOp::create(b, queryGate[row], keyGate[u]),
-                  rb.f32(0)));
+              // Keys of the tile's second half follow its first rows.
+              if (row == 0 && u >= 2)
+                continue;
+              // G_r - G_u <= 0 for u <= r (prefix sums of gates <= 0 never
+              // grow); the sums of later keys may overflow, and are dropped.
+              Value decay =
+                  exp2(arith::SubFOp::create(b, queryGate[row], keyGate[u]));
               next[j] = math::FmaOp::create(
                   b, arith::MulFOp::create(b, query[row], key[u]), decay,
                   next[j]);
@@ -630,16 +661,15 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
         return memref::LoadOp::create(b, gateTable, ValueRange{r, d});
       };
       auto interScaled = [&](Value x, Value r, Value d) -> Value {
-        return arith::MulFOp::create(b, x, exp(gateAt(r, d)));
+        return arith::MulFOp::create(b, x, exp2(gateAt(r, d)));
       };
       auto intraScaled = [&](Value x, Value r, Value d) -> Value {
         return arith::MulFOp::create(
-            b, x, exp(arith::SubFOp::create(b, gateAt(r, d), gateAt(r0, d))));
+            b, x, exp2(arith::SubFOp::create(b, gateAt(r, d), gateAt(r0, d))));
       };
       auto keyScaled = [&](Value x, Value u, Value d) -> Value {
-        Value scaled = arith::MulFOp::create(
-            b, x, exp(arith::SubFOp::create(b, gateAt(r0, d), gateAt(u, d))));
-        return arith::SelectOp::create(b, lessThan(u, r0), scaled, rb.f32(0));
+        return arith::MulFOp::create(
+            b, x, exp2(arith::SubFOp::create(b, gateAt(r0, d), gateAt(u, d))));
       };
       // Plain 16-bit fragments of Q (ldmatrix) serve both products; the
       // others (split, or scaled per key dim) are loaded where they are used.
@@ -669,7 +699,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
                           dimK / 16, stateOperand, sliceV, acc);
       if (gated && !perKeyDim)
         for (int half = 0; half < 2; ++half) {
-          Value decay = exp(cumulativeAt(rowOf[half]));
+          Value decay = exp2(cumulativeAt(rowOf[half]));
           for (int64_t et = 0; et < sliceV / 8; ++et)
             for (int e = 0; e < 2; ++e) {
               Value &value = acc[et * 4 + 2 * half + e];
@@ -684,7 +714,18 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
             arith::RemUIOp::create(b, arith::DivUIOp::create(b, lane, idx(8)),
                                    idx(2)),
             idx(8));
-        SmallVector<Value> weights;
+        // Only keys before `keyEnd` weigh on the warp's rows: later ones
+        // follow them (per key dim, the keys of the warp's own tile come
+        // from diagonalWeights). The other score tiles are skipped, by a
+        // branch that the whole warp takes alike; their weights are 0.
+        Value keyEnd = perKeyDim ? r0 : rb.add(r0, idx(16));
+        SmallVector<Type> fourFloats(4, f32);
+        auto ifKeysNeeded = [&](int64_t nt, ArrayRef<Value> skipped,
+                                llvm::function_ref<SmallVector<Value>()> body) {
+          return llvm::to_vector(
+              rb.ifThen(lessThan(idx(nt * 8), keyEnd), fourFloats, body,
+                        [&] { return SmallVector<Value>(skipped); }));
+        };
         // Elementwise operands: Q K^T one step of Dk at a time, so that only
         // that step's query fragment is live (B[d][u] = K[u][d], the key
         // tile transposed).
@@ -693,48 +734,65 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
           for (int64_t kk = 0; kk < dimK / 16; ++kk) {
             MmaOperand query = queries(kk);
             for (int64_t nt = 0; nt < C / 8; ++nt) {
-              MmaOperand keys = loadElementwiseOperand(
-                  keyTile, {}, lane, idx(nt * 8), idx(kk * 16),
-                  nvvm::kBRegisters, nvvm::mmaBCoord, /*transposed=*/true,
-                  perKeyDim ? ElementTransform(keyScaled) : nullptr);
               MutableArrayRef<Value> c(&scores[nt * 4], 4);
-              llvm::copy(mma(query, keys, c), c.begin());
+              llvm::copy(ifKeysNeeded(
+                             nt, c,
+                             [&] {
+                               MmaOperand keys = loadElementwiseOperand(
+                                   keyTile, {}, lane, idx(nt * 8), idx(kk * 16),
+                                   nvvm::kBRegisters, nvvm::mmaBCoord,
+                                   /*transposed=*/true,
+                                   perKeyDim ? ElementTransform(keyScaled)
+                                             : nullptr);
+                               return mma(query, keys, c);
+                             }),
+                         c.begin());
             }
           }
+        SmallVector<Value> weights;
         for (int64_t nt = 0; nt < C / 8; ++nt) {
-          MutableArrayRef<Value> c(&scores[nt * 4], 4);
-          Value row = rb.add(keyRow, idx(nt * 8));
-          // 16-bit: per 8 keys, one ldmatrix.x4 yields the B operands of
-          // two 16-column steps.
-          if (!elementwise)
-            for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
-              bool pair = kk + 1 < dimK / 16;
-              SmallVector<Value> regs =
-                  ldmatrix(keyTile, {}, row,
-                           rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
-                           pair ? 4 : 2, /*transpose=*/false);
-              llvm::copy(mma(queries(kk).hi, {regs[0], regs[1]}, c), c.begin());
-              if (pair)
-                llvm::copy(mma(queries(kk + 1).hi, {regs[2], regs[3]}, c),
-                           c.begin());
-            }
-          for (int64_t reg = 0; reg < 4; ++reg) {
-            Value r = rowOf[reg / 2];
-            Value u = rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2)));
-            Value allowed = arith::AndIOp::create(
-                b, arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
-                lessThan(u, rows));
-            Value weight = c[reg];
-            if (gated && !perKeyDim) {
-              weight = arith::MulFOp::create(
-                  b, weight,
-                  exp(arith::SubFOp::create(
-                      b, cumulativeAt(arith::MinUIOp::create(b, r, idx(C - 1))),
-                      cumulativeAt(u))));
-            }
-            weights.push_back(
-                arith::SelectOp::create(b, allowed, weight, rb.f32(0)));
-          }
+          SmallVector<Value> zeros(4, rb.f32(0));
+          llvm::append_range(
+              weights, ifKeysNeeded(nt, zeros, [&] {
+                SmallVector<Value> c(&scores[nt * 4], &scores[nt * 4 + 4]);
+                Value row = rb.add(keyRow, idx(nt * 8));
+                // 16-bit: per 8 keys, one ldmatrix.x4 yields the B operands of
+                // two 16-column steps.
+                if (!elementwise)
+                  for (int64_t kk = 0; kk < dimK / 16; kk += 2) {
+                    bool pair = kk + 1 < dimK / 16;
+                    SmallVector<Value> regs =
+                        ldmatrix(keyTile, {}, row,
+                                 rb.add(idx(kk * 16), pair ? keyCol : keyColX2),
+                                 pair ? 4 : 2, /*transpose=*/false);
+                    c = mma(queries(kk).hi, {regs[0], regs[1]}, c);
+                    if (pair)
+                      c = mma(queries(kk + 1).hi, {regs[2], regs[3]}, c);
+                  }
+                SmallVector<Value> tileWeights;
+                for (int64_t reg = 0; reg < 4; ++reg) {
+                  Value r = rowOf[reg / 2];
+                  Value u =
+                      rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2)));
+                  Value allowed = arith::AndIOp::create(
+                      b,
+                      arith::CmpIOp::create(b, arith::CmpIPredicate::ule, u, r),
+                      lessThan(u, rows));
+                  Value weight = c[reg];
+                  if (gated && !perKeyDim) {
+                    weight = arith::MulFOp::create(
+                        b, weight,
+                        exp2(arith::SubFOp::create(
+                            b,
+                            cumulativeAt(
+                                arith::MinUIOp::create(b, r, idx(C - 1))),
+                            cumulativeAt(u))));
+                  }
+                  tileWeights.push_back(
+                      arith::SelectOp::create(b, allowed, weight, rb.f32(0)));
+                }
+                return tileWeights;
+              }));
         }
         if (perKeyDim) {
           // Keys of the warp's own 16-row tile (columns [16w, 16w + 16)):
@@ -850,7 +908,7 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
         Value own = memref::LoadOp::create(b, state, ValueRange{d, e});
         Value factor =
             gated
-                ? exp(memref::LoadOp::create(b, decay, perKeyDim ? d : idx(0)))
+                ? exp2(memref::LoadOp::create(b, decay, perKeyDim ? d : idx(0)))
                 : rb.f32(1);
         storeWordF32(math::FmaOp::create(b, factor, startState, own), workspace,
                      rb.add(ownState, i));

@@ -1,4 +1,8 @@
 // RUN: attnc-opt %s -split-input-file -attn-gpu-chunk-linear=segment-chunks=0 -canonicalize -verify-diagnostics | FileCheck %s
+// RUN: attnc-opt %s -split-input-file -attn-gpu-chunk-linear=segment-chunks=0 -verify-diagnostics | FileCheck %s --check-prefix=DECAY
+
+// Every decay is an exp2 (no libdevice expf; the gates are in log2 units).
+// DECAY-NOT: math.exp {{.*}}
 
 // Chunkwise linear attention on tensor cores for a Mamba2-style kernel (a
 // decay per head and step) with the final state and chunks of 32: one CTA
@@ -25,19 +29,23 @@
 // CHECK:       gpu.barrier
 // CHECK:       scf.for
 // CHECK:         nvgpu.device_async_copy
+//                While the copies are in flight, the gates are read and
+//                checked (positive or non-finite ones are recorded); after
+//                the wait, their prefix sums.
+// CHECK:         arith.cmpf ole
 // CHECK:         nvgpu.device_async_wait
 // CHECK-NEXT:    gpu.barrier
-//                Gates: checked (positive or non-finite ones are recorded),
-//                then prefix sums.
-// CHECK:         arith.cmpf ole
-// CHECK:         gpu.barrier
 // CHECK:         scf.for {{.*}} iter_args
 // CHECK:         gpu.barrier
-//                Outputs: Q S, then Q K^T with the decay, then A V.
+//                Outputs: Q S, then Q K^T with the decay (tiles of keys
+//                after the warp's rows skipped), then A V. Decays are
+//                exp2 of gates in log2 units.
 // CHECK:         nvgpu.ldmatrix {{.*}}transpose = false
 // CHECK:         nvgpu.ldmatrix {{.*}}transpose = true
 // CHECK:         nvvm.mma.sync
-// CHECK:         math.exp
+// CHECK:         scf.if
+// CHECK:         nvvm.mma.sync
+// CHECK:         math.exp2
 // CHECK:         nvvm.mma.sync
 // CHECK:         gpu.barrier
 //                State update: K~^T V accumulated onto exp(G_last) S.
@@ -62,7 +70,7 @@
 // Per-key-dimension gates at Dk 128: besides the tiles and the state, only
 // the 64 x 128 table of cumulative gates (rows padded to 132 floats) joins
 // shared memory. Q and K reach Q S and Q K^T through elementwise loads,
-// scaled by exp of gate differences in registers (no ldmatrix without
+// scaled by exp2 of gate differences in registers (no ldmatrix without
 // .trans, no scaled copies), so the kernel fits: Q and K tiles of 64 x 136
 // and V of 64 x 72 bf16, the 128 x 64 f32 state and its 128 x 72 bf16 copy
 // (where the decayed keys live too), the gates and the table.
@@ -75,7 +83,7 @@
 // CHECK:       scf.for
 // CHECK:         memref.load {{.*}} : memref<64x136xbf16, #gpu.address_space<workgroup>>
 // CHECK:         memref.load {{.*}} : memref<64x132xf32, #gpu.address_space<workgroup>>
-// CHECK:         math.exp
+// CHECK:         math.exp2
 // CHECK:         nvvm.mma.sync
 // CHECK-NOT:   nvgpu.ldmatrix {{.*}}transpose = false
 // CHECK:       gpu.return

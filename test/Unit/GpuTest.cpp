@@ -1528,10 +1528,11 @@ TEST(GpuEmulation, PackedGqaGroupsMatchTheReference) {
 // recurrence (tolerance: 2e-2 of each output's largest magnitude, below):
 // constant and data-dependent scalar gates (strong decay: log gates down to
 // -6 per step, -384 across a chunk), per-key-dimension gates (GLA, down to
-// -5 per step and dim), feature maps, the non-causal form, initial and final
-// states, GQA, Dk != Dv, chunks of 16, 32 and 64 with lengths that are 1,
-// primes and not multiples of the chunk, and packed sequences with an empty
-// one.
+// -8 per step and dim, so that exp(G_r - G_u) of a key after the row
+// overflows within a 16-row tile; such pairs must be dropped), feature maps,
+// the non-causal form, initial and final states, GQA, Dk != Dv, chunks of 16,
+// 32 and 64 with lengths that are 1, primes and not multiples of the chunk,
+// and packed sequences with an empty one.
 // A positive or non-finite gate is reported with its position, by scalar
 // (per head and step) and per-key-dimension gates alike; rows past the end
 // of the last chunk, which the GPU kernel fills without branches, report
@@ -1698,7 +1699,7 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
        " g: f32[B, Hq, T, 64], h0: f32[B, Hq, 64, 32]?) -> (o: bf16[B, Hq, T, "
        "32],"
        " st: f32[B, Hq, 64, 32]) {\n  o, st = linear(q, k, v, initial = h0) "
-       "{ gate = 5 * g[b, h, t, d]; chunk = 64; scale = 0.125 }\n}\n"},
+       "{ gate = 8 * g[b, h, t, d]; chunk = 64; scale = 0.125 }\n}\n"},
       // Weak gates: a segment's state still matters many chunks later.
       {"gla_weak_decay",
        "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32],"
