@@ -13,6 +13,11 @@ config.excludes = ["Unit", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
 config.test_source_root = os.path.dirname(__file__)
 config.test_exec_root = os.path.join(config.attnc_obj_root, "test")
 config.substitutions.append(("%examples", os.path.join(config.attnc_src_root, "examples")))
+config.substitutions.append(
+    ("%gpu_proof_run", os.path.join(config.attnc_src_root, "scripts", "gpu-proof", "run.sh")))
+# The stand-in for libcuda.so.1 of the runtime tests (test/Unit/FakeCudaDriver.h).
+config.substitutions.append(
+    ("%fake_libcuda", os.path.join(config.attnc_obj_root, "test", "Unit", "libAttncFakeCuda.so")))
 
 llvm_config.use_default_substitutions()
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
