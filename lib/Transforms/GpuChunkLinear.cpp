@@ -437,14 +437,16 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
               op.getGate(), {batch, head, t, dimOfGate.back(), start},
               rb.f32(0)));
         }
+        SmallVector<Value> gates, positions;
         for (size_t u = 0; u < group.size(); ++u) {
-          Value t = rb.add(t0, rowOfGate[u]);
-          Value g = rb.checkedGate(
-              arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)),
-              {batch, head, t, dimOfGate[u]});
+          gates.push_back(
+              arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)));
+          positions.append(
+              {batch, head, rb.add(t0, rowOfGate[u]), dimOfGate[u]});
+        }
+        for (auto [u, g] : llvm::enumerate(rb.checkedGates(gates, positions)))
           memref::StoreOp::create(b, inLog2Units(g), gateTable,
                                   ValueRange{rowOfGate[u], dimOfGate[u]});
-        }
       });
     } else if (gated) {
       forEachElement(C, [&](Value r) {

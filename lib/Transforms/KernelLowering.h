@@ -334,20 +334,44 @@ public:
   /// status buffer (1, b, h, t, d, value bits) and the gate replaced by 0, so
   /// the run ends normally and the caller reports the error.
   Value checkedGate(Value gate, ArrayRef<Value> position) {
-    Value nonPositive =
-        arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, f32(0));
-    Value finite = arith::CmpFOp::create(
-        b, arith::CmpFPredicate::ONE, gate,
-        f32(-std::numeric_limits<double>::infinity()));
-    Value valid = arith::AndIOp::create(b, nonPositive, finite);
-    Value invalid = arith::XOrIOp::create(
-        b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-    ifThen(invalid, [&] {
-      Value wide = arith::ExtFOp::create(b, b.getF64Type(), gate);
+    return checkedGates(gate, position).front();
+  }
+  /// checkedGate for a thread's group of gates, with one branch that
+  /// reports the first violation among them (in their order): a branch per
+  /// gate would make a group's code several times larger. `positions` holds
+  /// each gate's position, 4 values apiece.
+  SmallVector<Value> checkedGates(ValueRange gates, ArrayRef<Value> positions) {
+    assert(positions.size() == 4 * gates.size() &&
+           "4 position values per gate");
+    SmallVector<Value> checked, invalid;
+    Value anyInvalid = arith::ConstantIntOp::create(b, b.getI1Type(), 0);
+    for (Value gate : gates) {
+      Value nonPositive =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::OLE, gate, f32(0));
+      Value finite =
+          arith::CmpFOp::create(b, arith::CmpFPredicate::ONE, gate,
+                                f32(-std::numeric_limits<double>::infinity()));
+      Value valid = arith::AndIOp::create(b, nonPositive, finite);
+      invalid.push_back(arith::XOrIOp::create(
+          b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+      anyInvalid = arith::OrIOp::create(b, anyInvalid, invalid.back());
+      checked.push_back(arith::SelectOp::create(b, valid, gate, f32(0)));
+    }
+    ifThen(anyInvalid, [&] {
+      // The first invalid gate: selected from the last to the first.
+      Value bad = gates.back();
+      SmallVector<Value> position(positions.take_back(4));
+      for (int64_t i = static_cast<int64_t>(gates.size()) - 2; i >= 0; --i) {
+        bad = arith::SelectOp::create(b, invalid[i], gates[i], bad);
+        for (int64_t k = 0; k < 4; ++k)
+          position[k] = arith::SelectOp::create(
+              b, invalid[i], positions[4 * i + k], position[k]);
+      }
+      Value wide = arith::ExtFOp::create(b, b.getF64Type(), bad);
       recordError(1, position,
                   arith::BitcastOp::create(b, b.getI64Type(), wide));
     });
-    return arith::SelectOp::create(b, valid, gate, f32(0));
+    return checked;
   }
 
   /// The softmax scale: the given constant, or 1 / sqrt(Dk).

@@ -1541,20 +1541,38 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
   struct Case {
     const char *name, *spec, *expected;
     std::vector<int64_t> gateShape, badAt;
+    // A second bad gate (0.75), after the first in the same thread's group
+    // of loads: the first is the one reported.
+    std::vector<int64_t> laterBadAt = {};
   };
   std::vector<Case> cases = {
       {"per head",
-       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],"
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, "
+       "32],"
        " a: f32[B, H, T]) -> (o: bf16[B, H, T, 32]) {\n"
        "  o = linear(q, k, v) { gate = a[b, h, t]; chunk = 32 }\n}\n",
        "gate value 0.500000 at b=1, h=0, t=37, d=0 is positive or not finite",
-       {2, 2, 50}, {1, 0, 37}},
+       {2, 2, 50},
+       {1, 0, 37}},
       {"per key dim",
-       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],"
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, "
+       "32],"
        " g: f32[B, H, T, 32]) -> (o: bf16[B, H, T, 32]) {\n"
        "  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n",
        "gate value 0.500000 at b=0, h=1, t=49, d=5 is positive or not finite",
-       {2, 2, 50, 32}, {0, 1, 49, 5}},
+       {2, 2, 50, 32},
+       {0, 1, 49, 5}},
+      // Rows 13 and 17 of the second chunk at d = 5: thread 37's rounds 3
+      // and 4, loaded together.
+      {"per key dim, two in a group",
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, "
+       "32],"
+       " g: f32[B, H, T, 32]) -> (o: bf16[B, H, T, 32]) {\n"
+       "  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n",
+       "gate value 0.500000 at b=0, h=1, t=45, d=5 is positive or not finite",
+       {2, 2, 50, 32},
+       {0, 1, 45, 5},
+       {0, 1, 49, 5}},
   };
   for (const Case &c : cases) {
     SpecRunner reference(c.spec);
@@ -1573,10 +1591,15 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
     const KernelSignature &signature = kernel->image().signature;
     ASSERT_TRUE(kernel->run(viewsOf(signature, inputs, storage), actual, error))
         << c.name << " (valid gates): " << error;
-    int64_t flat = 0;
-    for (size_t d = 0; d < c.badAt.size(); ++d)
-      flat = flat * c.gateShape[d] + c.badAt[d];
-    inputs[gateName].set(flat, 0.5);
+    auto flatIndex = [&](const std::vector<int64_t> &at) {
+      int64_t flat = 0;
+      for (size_t d = 0; d < at.size(); ++d)
+        flat = flat * c.gateShape[d] + at[d];
+      return flat;
+    };
+    inputs[gateName].set(flatIndex(c.badAt), 0.5);
+    if (!c.laterBadAt.empty())
+      inputs[gateName].set(flatIndex(c.laterBadAt), 0.75);
     EXPECT_FALSE(kernel->run(viewsOf(signature, inputs, storage), actual, error))
         << c.name;
     EXPECT_NE(error.find(c.expected), std::string::npos) << c.name << ": " << error;
