@@ -435,14 +435,17 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
 
     Q K^T, A V, Q S and the state update are mma.sync.m16n8k16 on ldmatrix
     fragments (the state rounded to the element type as the B operand of
-    Q S); every exponent is a difference G_a - G_b with b <= a, so nothing
-    overflows. Per-key-dimension gates (GLA) use secondary chunking: scores
-    against earlier 16-row tiles are mma.sync on Q and K scaled relative to
-    the tile's first row, those within the tile are summed elementwise.
+    Q S; f32 q, k and v split into bf16 pairs, three mma per product);
+    every exponent is a difference G_a - G_b with b <= a, so nothing
+    overflows, and the gates are kept in log2 units, so each decay is one
+    exp2. Score tiles of keys after a warp's rows are skipped.
+    Per-key-dimension gates (GLA) use secondary chunking: scores against
+    earlier 16-row tiles are mma.sync on Q and K scaled relative to the
+    tile's first row, those within the tile are summed elementwise.
     Non-causal kernels sum the state over all chunks first. Refused with the
-    reason: f32 inputs, head dims that are not fixed multiples of 16 up to
-    128 (64 for Dk with per-key-dimension gates), chunks above 16 * warps,
-    tiles and state that need more than `max-shared-bytes`.
+    reason: head dims that are not fixed multiples of 16 up to 128, chunks
+    above 16 * warps, tiles and state that need more than
+    `max-shared-bytes`.
     The value columns split across CTAs (`block-v` per CTA, grid x), each
     recomputing Q K^T. Causal kernels also split each sequence into
     segments of `segment-chunks` chunks, walked by different CTAs: a
