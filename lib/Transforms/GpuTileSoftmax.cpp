@@ -1449,6 +1449,12 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
     // fence orders its partial state before the barrier, after which one
     // thread counts the split done; the last one's threads acquire before
     // reading the others' states.
+    // A split's weight exp(lse_s - offset) as one ex2.approx.
+    auto splitWeight = [&](Value splitLse, Value offset) {
+      return math::Exp2Op::create(
+          b, arith::MulFOp::create(
+                 b, arith::SubFOp::create(b, splitLse, offset), log2e));
+    };
     auto combineSplits = [&] {
       if (!shape.emulate)
         LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
@@ -1476,6 +1482,50 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         if (!shape.emulate)
           LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acquire, "device");
         Value splitEnd = rb.add(firstSplit, splitCount);
+        auto sumOverSplits =
+            [&](ValueRange init,
+                llvm::function_ref<SmallVector<Value>(Value, ValueRange)>
+                    body) { return rb.loop(firstSplit, splitEnd, init, body); };
+        auto partialLse = [&](Value s, Value r) {
+          return loadWordF32(
+              workspace,
+              rb.add(splitState(s), rb.add(idx(shape.blockQ * shape.dimV), r)));
+        };
+        // Per row, once: the largest partial lse (the offset; 0 for a row
+        // no split saw a key for) and the sum of the splits' weights
+        // exp(lse_s - offset), after the count in Q's free tile.
+        Value rowFacts = sharedTile(base, 16, {2, shape.blockQ}, f32);
+        if (online) {
+          forEachElement(shape.blockQ, [&](Value r) {
+            rb.ifThen(lessThan(r, rows), [&] {
+              Value maxLse =
+                  sumOverSplits({negInf}, [&](Value s, ValueRange acc) {
+                    return SmallVector<Value>{
+                        arith::MaximumFOp::create(b, acc[0], partialLse(s, r))};
+                  })[0];
+              Value hasWeight = arith::CmpFOp::create(
+                  b, arith::CmpFPredicate::OGT, maxLse, negInf);
+              Value offset =
+                  arith::SelectOp::create(b, hasWeight, maxLse, rb.f32(0));
+              Value sum =
+                  sumOverSplits({rb.f32(0)}, [&](Value s, ValueRange acc) {
+                    return SmallVector<Value>{
+                        rb.add(acc[0], splitWeight(partialLse(s, r), offset))};
+                  })[0];
+              memref::StoreOp::create(b, offset, rowFacts,
+                                      ValueRange{idx(0), r});
+              memref::StoreOp::create(b, sum, rowFacts, ValueRange{idx(1), r});
+              if (lse) {
+                Value row = rb.add(p0, r), query = queryOfRow(row);
+                memref::StoreOp::create(
+                    b, rb.logSumExp(hasWeight, offset, sum), lse,
+                    lseIndices(operands.cuQ, batch, headOfRow(row),
+                               rb.add(startQ, query), query));
+              }
+            });
+          });
+          barrier();
+        }
         forEachElement(shape.blockQ * shape.dimV, [&](Value element) {
           Value r = arith::DivUIOp::create(b, element, idx(shape.dimV));
           Value col = arith::RemUIOp::create(b, element, idx(shape.dimV));
@@ -1488,17 +1538,6 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                   workspace, rb.add(splitState(s),
                                     rb.add(rb.mul(r, idx(shape.dimV)), col)));
             };
-            auto partialLse = [&](Value s) {
-              return loadWordF32(
-                  workspace, rb.add(splitState(s),
-                                    rb.add(idx(shape.blockQ * shape.dimV), r)));
-            };
-            auto sumOverSplits =
-                [&](ValueRange init,
-                    llvm::function_ref<SmallVector<Value>(Value, ValueRange)>
-                        body) {
-                  return rb.loop(firstSplit, splitEnd, init, body);
-                };
             if (!online) {
               Value sum =
                   sumOverSplits({rb.f32(0)}, [&](Value s, ValueRange acc) {
@@ -1508,38 +1547,24 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                           layoutIndices(layout, batch, head, rowQ, col));
               return;
             }
-            Value maxLse =
-                sumOverSplits({negInf}, [&](Value s, ValueRange acc) {
-                  return SmallVector<Value>{
-                      arith::MaximumFOp::create(b, acc[0], partialLse(s))};
-                })[0];
-            // A row no split saw a key for: o = 0, lse = -inf (no NaN).
-            Value hasWeight = arith::CmpFOp::create(
-                b, arith::CmpFPredicate::OGT, maxLse, negInf);
             Value offset =
-                arith::SelectOp::create(b, hasWeight, maxLse, rb.f32(0));
-            ValueRange sums = sumOverSplits(
-                {rb.f32(0), rb.f32(0)}, [&](Value s, ValueRange acc) {
-                  Value weight = math::ExpOp::create(
-                      b, arith::SubFOp::create(b, partialLse(s), offset));
-                  return SmallVector<Value>{
-                      math::FmaOp::create(b, weight, partial(s), acc[0]),
-                      rb.add(acc[1], weight)};
-                });
+                memref::LoadOp::create(b, rowFacts, ValueRange{idx(0), r});
+            Value sum =
+                memref::LoadOp::create(b, rowFacts, ValueRange{idx(1), r});
+            Value weighted =
+                sumOverSplits({rb.f32(0)}, [&](Value s, ValueRange acc) {
+                  return SmallVector<Value>{math::FmaOp::create(
+                      b, splitWeight(partialLse(s, r), offset), partial(s),
+                      acc[0])};
+                })[0];
+            // A row no split saw a key for has no weight: o = 0 (no NaN).
+            Value hasWeight = arith::CmpFOp::create(
+                b, arith::CmpFPredicate::OGT, sum, rb.f32(0));
             Value value = arith::SelectOp::create(
-                b, hasWeight, arith::DivFOp::create(b, sums[0], sums[1]),
+                b, hasWeight, arith::DivFOp::create(b, weighted, sum),
                 rb.f32(0));
             rb.storeF32(value, o,
                         layoutIndices(layout, batch, head, rowQ, col));
-            if (lse)
-              rb.ifThen(
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, col,
-                                        idx(0)),
-                  [&] {
-                    memref::StoreOp::create(
-                        b, rb.logSumExp(hasWeight, offset, sums[1]), lse,
-                        lseIndices(operands.cuQ, batch, head, rowQ, query));
-                  });
           });
         });
       });
