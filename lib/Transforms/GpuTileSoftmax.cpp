@@ -172,8 +172,6 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
            "(their block masks and lists are per head); drop pack-gqa";
   if (shape.wgmma) {
     // A warpgroup's wgmma covers 64 rows: 16 per warp.
-    if (shape.topk)
-      return "top-k selection has no wgmma kernel yet (use mma=sync)";
     if (shape.warps % nvvm::kWarpgroupWarps)
       return llvm::formatv("wgmma needs whole warpgroups: a multiple of 4 "
                            "warps of 16 query rows, not {0}{1}",
@@ -189,6 +187,10 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
   if (shape.specialized()) {
     if (!shape.wgmma)
       return "warp specialisation needs mma=wgmma";
+    // The producer would have to follow each CTA's selection.
+    if (shape.topk)
+      return "top-k selection has no warp-specialised kernel (drop "
+             "warp-specialize; mma=wgmma alone selects blocks)";
     // A third consumer warpgroup would leave each thread too few registers.
     if (shape.warps > 2 * nvvm::kWarpgroupWarps)
       return llvm::formatv("warp-specialised kernels take one or two "
@@ -556,11 +558,12 @@ void SoftmaxKernelBuilder::selectBlocks(
     waitForCopiesAndBarrier();
     // The block's mean key, summed in key order as the reference does.
     forEachElement(dimK, [&](Value d) {
-      Value sum = rb.loop(idx(0), count, {rb.f32(0)},
-                          [&](Value u, ValueRange acc) {
-                            return SmallVector<Value>{rb.add(
-                                acc[0], loadF32(keyTiles, {idx(0), u, d}))};
-                          })[0];
+      Value sum =
+          rb.loop(idx(0), count, {rb.f32(0)}, [&](Value u, ValueRange acc) {
+            return SmallVector<Value>{
+                rb.add(acc[0], loadF32(keyTiles,
+                                       tileIndices(keyTiles, {idx(0)}, u, d)))};
+          })[0];
       Value keys = rb.indexToF32(count);
       memref::StoreOp::create(b, arith::DivFOp::create(b, sum, keys), meanKey,
                               d);

@@ -96,7 +96,8 @@ wgmma_variant() {
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
             "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
             "$specs"/chunk_d64.attn "$examples"/alibi_gqa.attn \
-            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
+            "$examples"/topk_select.attn; do
   wgmma_variant "$spec" "$(basename "$spec" .attn)_wg"
 done
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
@@ -233,7 +234,7 @@ same_checks wg dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
             causal_d128_300x127 causal_d128_4096 causal_d64_16384 \
             chunk_d64_1000 alibi_gqa_777x1500 softcap_window_1500 \
-            varlen_causal_3000
+            varlen_causal_3000 topk_select_700
 same_checks wg8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
             causal_d128_4096
 same_checks ws dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \

@@ -52,9 +52,18 @@ attn.kernel @dense(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B,
 
 // -----
 
-// Top-k selection keeps the mma.sync kernel for now.
+// Top-k selection on wgmma: each candidate block is copied into key stage 0
+// (core matrices) and averaged from there into the mean key; the key loop
+// over the kept blocks then runs the matmuls on wgmma.
 
-// expected-error @+1 {{kernel 'topk' cannot run on the GPU: top-k selection has no wgmma kernel yet (use mma=sync)}}
+// CHECK-LABEL: gpu.func @topk(
+// CHECK:         nvgpu.device_async_copy {{.*}} to memref<2x2x4x8x8xbf16
+// CHECK:         memref.load {{.*}} : memref<2x2x4x8x8xbf16, #gpu.address_space<workgroup>>
+// CHECK:         scf.for
+// CHECK:           wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16
+// CHECK:           wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16
+// CHECK-NOT:     nvvm.mma.sync
+// CHECK:         gpu.return
 attn.kernel @topk(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B, H, M, 32]>, %v: !attn.tensor<bf16[B, H, M, 32]>) -> (o: !attn.tensor<bf16[B, H, N, 32]>) {
   %o = attn.sparse_softmax %q, %k, %v {block_k = 16 : i64, block_q = 16 : i64, topk = 2 : i64} : (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, M, 32]>, !attn.tensor<bf16[B, H, M, 32]>) -> !attn.tensor<bf16[B, H, N, 32]> score {
   } mask {

@@ -196,6 +196,9 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
         Case{"softcap_window", "m64n64k16.f32.f16.f16",
              "m64n128k16.f32.f16.f16"},
         Case{"varlen_causal", "m64n64k16.f32.bf16.bf16",
+             "m64n64k16.f32.bf16.bf16"},
+        // Top-k selection: the 16-key selection block is the key tile.
+        Case{"topk_select", "m64n16k16.f32.bf16.bf16",
              "m64n64k16.f32.bf16.bf16"}}) {
     SCOPED_TRACE(c.example);
     std::string spec =
@@ -229,9 +232,11 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
   std::string error = refusalOf(alibi, "sm_80", wgmma);
   EXPECT_NE(error.find("mma=wgmma needs the sm_90a target"), std::string::npos)
       << error;
+  GpuPipelineOptions specialized = wgmma;
+  specialized.warpSpecialize = true;
   error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_90a",
-                    wgmma);
-  EXPECT_NE(error.find("top-k selection has no wgmma kernel yet"),
+                    specialized);
+  EXPECT_NE(error.find("top-k selection has no warp-specialised kernel"),
             std::string::npos)
       << error;
   error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"), "sm_90a",
@@ -1077,7 +1082,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
 // their union and masks per row. Causal (an exact band; early rows of N > M
 // have no key), a mask the band analysis cannot read (every key evaluated
 // for eligibility), topk above the number of blocks, short last blocks, and
-// packed sequences including an empty one.
+// packed sequences including an empty one; on mma.sync and on wgmma (whose
+// key tiles are core matrices, read so by the selection's mean keys).
 TEST(GpuEmulation, TopkSelectionMatchesTheReference) {
   struct Case {
     const char *name;
@@ -1098,19 +1104,22 @@ TEST(GpuEmulation, TopkSelectionMatchesTheReference) {
       {"one_row", topkSpec("topk(1, block = 16)", "causal"), 1, 1},
   };
   const uint64_t seed = 23;
-  for (const Case &c : cases) {
-    SpecRunner reference(c.spec);
-    ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
-    std::string error;
-    std::unique_ptr<EmulatedGpuKernel> kernel =
-        EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-    ASSERT_TRUE(kernel) << c.name << ": " << error;
-    std::map<std::string, HostTensor> inputs =
-        gqaInputs(c.spec, 2, c.n, c.m, 32, seed + c.n * 7 + c.m);
-    expectEmulatorMatches(reference, *kernel, inputs,
-                          std::string(c.name) + " (seed " +
-                              std::to_string(seed + c.n * 7 + c.m) + ")");
-  }
+  std::vector<KernelKind> kinds = softmaxKernelKinds();
+  kinds.pop_back(); // not warp-specialised (GpuCompile.WgmmaKernelsForSm90a)
+  for (const KernelKind &kind : kinds)
+    for (const Case &c : cases) {
+      SpecRunner reference(c.spec);
+      ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
+      std::string error;
+      std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
+          *reference.module, "", kind.options, error);
+      ASSERT_TRUE(kernel) << c.name << ", " << kind.name << ": " << error;
+      std::map<std::string, HostTensor> inputs =
+          gqaInputs(c.spec, 2, c.n, c.m, 32, seed + c.n * 7 + c.m);
+      expectEmulatorMatches(reference, *kernel, inputs,
+                            std::string(c.name) + ", " + kind.name + " (seed " +
+                                std::to_string(seed + c.n * 7 + c.m) + ")");
+    }
 
   const char *varlen = R"(
 kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1])
@@ -1122,13 +1131,17 @@ kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1]
   SpecRunner reference(varlen);
   ASSERT_TRUE(reference.ok()) << reference.compileError;
   std::string error;
-  std::unique_ptr<EmulatedGpuKernel> kernel =
-      EmulatedGpuKernel::compile(*reference.module, "", {}, error);
-  ASSERT_TRUE(kernel) << error;
+  std::unique_ptr<EmulatedGpuKernel> kernel;
   std::map<std::string, HostTensor> inputs =
       varlenInputs({0, 70, 70, 141}, 4, seed, /*kvHeads=*/2, /*dim=*/32);
-  expectEmulatorMatches(reference, *kernel, inputs,
-                        "varlen top-k (seed " + std::to_string(seed) + ")");
+  for (const KernelKind &kind : kinds) {
+    kernel =
+        EmulatedGpuKernel::compile(*reference.module, "", kind.options, error);
+    ASSERT_TRUE(kernel) << kind.name << ": " << error;
+    expectEmulatorMatches(reference, *kernel, inputs,
+                          "varlen top-k, " + std::string(kind.name) +
+                              " (seed " + std::to_string(seed) + ")");
+  }
 
   // More key blocks than the CTA's bitmap holds: reported, not overrun.
   SpecRunner wide(topkSpec("topk(4, block = 16)", "causal"));

@@ -323,7 +323,7 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
       }
     }
     // And the wgmma kernel for sm_90a, which needs whole warpgroups (64-row
-    // blocks) and has no top-k selection yet.
+    // blocks).
     if (index % 4 == 2) {
       GpuPipelineOptions wgmma;
       wgmma.chip = "sm_90a";
@@ -332,8 +332,6 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
           EmulatedGpuKernel::compile(*reference.module, "", wgmma, error);
       if (!warpgroups) {
         EXPECT_TRUE(error.find("wgmma needs whole warpgroups") !=
-                        std::string::npos ||
-                    error.find("top-k selection has no wgmma kernel") !=
                         std::string::npos ||
                     error.find("split into bf16 pairs by the mma.sync "
                                "kernels only") != std::string::npos)
