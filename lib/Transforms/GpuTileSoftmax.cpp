@@ -121,13 +121,12 @@ struct GpuTileShape : WarpConfig {
   /// `warps` that compute, handing stages over through mbarriers after the
   /// tiles (kMBarriers of 8 bytes).
   bool specialized() const { return producerWarps > 0; }
-  int64_t mbarrierOffset() const { return tileBytes(); }
+  int64_t mbarrierOffset() const {
+    int64_t end = topk ? bitmapOffset() + kTopkBlockCapacity / 8 : tileBytes();
+    return (end + 7) / 8 * 8;
+  }
   int64_t sharedBytes() const {
-    if (specialized())
-      return mbarrierOffset() + kMBarriers * 8;
-    if (!topk)
-      return tileBytes();
-    return bitmapOffset() + kTopkBlockCapacity / 8;
+    return mbarrierOffset() + (specialized() ? kMBarriers * 8 : 0);
   }
 };
 
@@ -187,10 +186,6 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
   if (shape.specialized()) {
     if (!shape.wgmma)
       return "warp specialisation needs mma=wgmma";
-    // The producer would have to follow each CTA's selection.
-    if (shape.topk)
-      return "top-k selection has no warp-specialised kernel (drop "
-             "warp-specialize; mma=wgmma alone selects blocks)";
     // A third consumer warpgroup would leave each thread too few registers.
     if (shape.warps > 2 * nvvm::kWarpgroupWarps)
       return llvm::formatv("warp-specialised kernels take one or two "

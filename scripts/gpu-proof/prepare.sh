@@ -109,7 +109,7 @@ done
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
             "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
             "$examples"/alibi_gqa.attn "$examples"/softcap_window.attn \
-            "$examples"/varlen_causal.attn; do
+            "$examples"/varlen_causal.attn "$examples"/topk_select.attn; do
   wgmma_variant "$spec" "$(basename "$spec" .attn)_ws" --warp-specialize
 done
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
@@ -240,7 +240,7 @@ same_checks wg8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
 same_checks ws dense_d64_gqa_1x1 dense_d64_gqa_127x300 causal_d64_gqa_1000 \
             causal_d64_300x127 dense_d128_gqa_127x300 causal_d128_gqa_1000 \
             causal_d128_4096 alibi_gqa_777x1500 softcap_window_1500 \
-            varlen_causal_3000
+            varlen_causal_3000 topk_select_700
 same_checks ws8 dense_d64_gqa_127x300 causal_d64_gqa_1000 causal_d128_gqa_1000 \
             causal_d128_4096
 # Decoding: one or three queries over thousands of keys, GQA.

@@ -56,12 +56,3 @@ attn.kernel @dense(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B,
   attn.return %o : !attn.tensor<bf16[B, H, N, 32]>
 }
 
-// -----
-
-// expected-error @+1 {{kernel 'topk' cannot run on the GPU: top-k selection has no warp-specialised kernel (drop warp-specialize; mma=wgmma alone selects blocks)}}
-attn.kernel @topk(%q: !attn.tensor<bf16[B, H, N, 32]>, %k: !attn.tensor<bf16[B, H, M, 32]>, %v: !attn.tensor<bf16[B, H, M, 32]>) -> (o: !attn.tensor<bf16[B, H, N, 32]>) {
-  %o = attn.sparse_softmax %q, %k, %v {block_k = 16 : i64, block_q = 16 : i64, topk = 2 : i64} : (!attn.tensor<bf16[B, H, N, 32]>, !attn.tensor<bf16[B, H, M, 32]>, !attn.tensor<bf16[B, H, M, 32]>) -> !attn.tensor<bf16[B, H, N, 32]> score {
-  } mask {
-  }
-  attn.return %o : !attn.tensor<bf16[B, H, N, 32]>
-}

@@ -232,13 +232,15 @@ TEST(GpuCompile, WgmmaKernelsForSm90a) {
   std::string error = refusalOf(alibi, "sm_80", wgmma);
   EXPECT_NE(error.find("mma=wgmma needs the sm_90a target"), std::string::npos)
       << error;
+  // Warp-specialised top-k: the mbarriers follow the selection's tables.
   GpuPipelineOptions specialized = wgmma;
   specialized.warpSpecialize = true;
-  error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"), "sm_90a",
-                    specialized);
-  EXPECT_NE(error.find("top-k selection has no warp-specialised kernel"),
-            std::string::npos)
+  GpuImage topk;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/topk_select.attn"),
+                          "sm_90a", topk, error, specialized))
       << error;
+  EXPECT_NE(topk.bytes.find("mbarrier.try_wait"), std::string::npos);
+  EXPECT_NE(topk.bytes.find("wgmma.mma_async"), std::string::npos);
   error = refusalOf(readFile(ATTNC_EXAMPLES_DIR "/block_sparse.attn"), "sm_90a",
                     wgmma);
   EXPECT_NE(error.find("wgmma needs whole warpgroups"), std::string::npos)
@@ -1083,7 +1085,8 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
 // have no key), a mask the band analysis cannot read (every key evaluated
 // for eligibility), topk above the number of blocks, short last blocks, and
 // packed sequences including an empty one; on mma.sync and on wgmma (whose
-// key tiles are core matrices, read so by the selection's mean keys).
+// key tiles are core matrices, read so by the selection's mean keys), also
+// warp-specialised (the producer copies the kept blocks).
 TEST(GpuEmulation, TopkSelectionMatchesTheReference) {
   struct Case {
     const char *name;
@@ -1104,15 +1107,18 @@ TEST(GpuEmulation, TopkSelectionMatchesTheReference) {
       {"one_row", topkSpec("topk(1, block = 16)", "causal"), 1, 1},
   };
   const uint64_t seed = 23;
-  std::vector<KernelKind> kinds = softmaxKernelKinds();
-  kinds.pop_back(); // not warp-specialised (GpuCompile.WgmmaKernelsForSm90a)
-  for (const KernelKind &kind : kinds)
+  // mma.sync, wgmma, and warp-specialised with the producer as early and
+  // as late as the mbarriers allow.
+  std::vector<SoftmaxStrategy> kinds;
+  for (int index : {0, 3, 5, 7})
+    kinds.push_back(softmaxStrategies()[index]);
+  for (const SoftmaxStrategy &kind : kinds)
     for (const Case &c : cases) {
       SpecRunner reference(c.spec);
       ASSERT_TRUE(reference.ok()) << c.name << ": " << reference.compileError;
       std::string error;
-      std::unique_ptr<EmulatedGpuKernel> kernel = EmulatedGpuKernel::compile(
-          *reference.module, "", kind.options, error);
+      std::unique_ptr<EmulatedGpuKernel> kernel =
+          kind.compile(reference, error);
       ASSERT_TRUE(kernel) << c.name << ", " << kind.name << ": " << error;
       std::map<std::string, HostTensor> inputs =
           gqaInputs(c.spec, 2, c.n, c.m, 32, seed + c.n * 7 + c.m);
@@ -1134,9 +1140,8 @@ kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1]
   std::unique_ptr<EmulatedGpuKernel> kernel;
   std::map<std::string, HostTensor> inputs =
       varlenInputs({0, 70, 70, 141}, 4, seed, /*kvHeads=*/2, /*dim=*/32);
-  for (const KernelKind &kind : kinds) {
-    kernel =
-        EmulatedGpuKernel::compile(*reference.module, "", kind.options, error);
+  for (const SoftmaxStrategy &kind : kinds) {
+    kernel = kind.compile(reference, error);
     ASSERT_TRUE(kernel) << kind.name << ": " << error;
     expectEmulatorMatches(reference, *kernel, inputs,
                           "varlen top-k, " + std::string(kind.name) +
