@@ -993,13 +993,14 @@ struct GpuChunkLinearPass
                            << "' cannot run on the GPU: " << reason;
         return signalPassFailure();
       }
-      lowerToKernelFunction(
-          kernel, shape, gpuModule, launchFacts(op, shape),
-          [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-              Value shared, Value workspace) {
-            LinearKernelBuilder builder(rb, shape, shared, workspace);
-            builder.build(cast<LinearOp>(familyOp), results);
-          });
+      if (failed(lowerToKernelFunction(
+              kernel, shape, gpuModule, launchFacts(op, shape),
+              [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
+                  Value shared, Value workspace) {
+                LinearKernelBuilder builder(rb, shape, shared, workspace);
+                builder.build(cast<LinearOp>(familyOp), results);
+              })))
+        return signalPassFailure();
     }
   }
 

@@ -1645,19 +1645,20 @@ struct GpuTileSoftmaxPass
         return signalPassFailure();
       }
       shape.emulate = emulate;
-      lowerToKernelFunction(
-          kernel, shape, gpuModule, launchFacts(kernel, shape),
-          [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-              Value shared, Value workspace) {
-            SoftmaxKernelBuilder builder(rb, shape, shared, workspace);
-            if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
-              builder.build(softmax, results, std::nullopt);
-            else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
-              builder.build(chunked, results, chunked.getChunk());
-            else
-              builder.build(cast<SparseSoftmaxOp>(familyOp), results,
-                            std::nullopt);
-          });
+      if (failed(lowerToKernelFunction(
+              kernel, shape, gpuModule, launchFacts(kernel, shape),
+              [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
+                  Value shared, Value workspace) {
+                SoftmaxKernelBuilder builder(rb, shape, shared, workspace);
+                if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
+                  builder.build(softmax, results, std::nullopt);
+                else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))
+                  builder.build(chunked, results, chunked.getChunk());
+                else
+                  builder.build(cast<SparseSoftmaxOp>(familyOp), results,
+                                std::nullopt);
+              })))
+        return signalPassFailure();
     }
   }
 

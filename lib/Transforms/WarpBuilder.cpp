@@ -51,7 +51,7 @@ Operation *attnc::lowering::createKernelFunction(ModuleOp module,
   return func;
 }
 
-void attnc::lowering::lowerToKernelFunction(
+LogicalResult attnc::lowering::lowerToKernelFunction(
     KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
     const LaunchFacts &facts,
     llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value,
@@ -79,7 +79,34 @@ void attnc::lowering::lowerToKernelFunction(
     func::ReturnOp::create(builder, kernel.getLoc());
   else
     gpu::ReturnOp::create(builder, kernel.getLoc());
+  // A layout that outgrew the declared shared memory would overwrite
+  // whatever follows it, on the GPU and in the emulator alike.
+  int64_t extent = sharedExtent(func, shared);
+  if (extent > facts.sharedBytes) {
+    kernel.emitError() << "internal error: kernel '" << kernel.getSymName()
+                       << "' uses " << extent
+                       << " bytes of shared memory but declares "
+                       << facts.sharedBytes;
+    return failure();
+  }
   kernel.erase();
+  return success();
+}
+
+int64_t attnc::lowering::sharedExtent(Operation *func, Value emulatedShared) {
+  int64_t extent = 0;
+  func->walk([&](memref::ViewOp view) {
+    Value source = view.getSource();
+    bool shared = source.getDefiningOp<gpu::DynamicSharedMemoryOp>() ||
+                  (emulatedShared && source == emulatedShared);
+    std::optional<int64_t> offset = getConstantIntValue(view.getByteShift());
+    MemRefType type = view.getType();
+    if (!shared || !offset || !type.hasStaticShape())
+      return;
+    int64_t bytes = type.getNumElements() * type.getElementTypeBitWidth() / 8;
+    extent = std::max(extent, *offset + bytes);
+  });
+  return extent;
 }
 
 void attnc::lowering::setLaunchAttributes(Operation *func,

@@ -856,19 +856,25 @@ Operation *createKernelFunction(ModuleOp module, StringRef name, Location loc,
                                 gpu::GPUModuleOp &gpuModule);
 
 struct LaunchFacts;
+/// The end of the furthest static shared tile (memref.view of the dynamic
+/// shared memory, or of the emulator's `emulatedShared`) in `func`, in
+/// bytes.
+int64_t sharedExtent(Operation *func, Value emulatedShared);
 /// The workspace argument of segmented kernels (after the status words).
 MemRefType workspaceType(MLIRContext *context);
 
 /// Replaces `kernel` by its kernel function (createKernelFunction) carrying
 /// `facts`; `buildBody` fills the body for the family op, given the result
 /// buffers, the emulator's shared memory (null on the GPU) and the
-/// workspace (null unless `facts` are segmented).
-void lowerToKernelFunction(
-    KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
-    const LaunchFacts &facts,
-    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value,
-                            Value)>
-        buildBody);
+/// workspace (null unless `facts` are segmented). Fails, with an internal
+/// error on the kernel, when a shared tile of the body reaches past
+/// `facts.sharedBytes`.
+mlir::LogicalResult
+lowerToKernelFunction(KernelOp kernel, const WarpConfig &config,
+                      gpu::GPUModuleOp &gpuModule, const LaunchFacts &facts,
+                      llvm::function_ref<void(Operation *, LoweringBuilder &,
+                                              ValueRange, Value, Value)>
+                          buildBody);
 
 /// Launch facts every GPU kernel carries (read by GpuCompiler and the
 /// emulator): threads, dynamic shared memory, the grid as three
