@@ -437,14 +437,15 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
               op.getGate(), {batch, head, t, dimOfGate.back(), start},
               rb.f32(0)));
         }
-        SmallVector<Value> gates, positions;
+        SmallVector<Value> groupGates, positions;
         for (size_t u = 0; u < group.size(); ++u) {
-          gates.push_back(
+          groupGates.push_back(
               arith::SelectOp::create(b, inChunk[u], raw[u], rb.f32(0)));
           positions.append(
               {batch, head, rb.add(t0, rowOfGate[u]), dimOfGate[u]});
         }
-        for (auto [u, g] : llvm::enumerate(rb.checkedGates(gates, positions)))
+        for (auto [u, g] :
+             llvm::enumerate(rb.checkedGates(groupGates, positions)))
           memref::StoreOp::create(b, inLog2Units(g), gateTable,
                                   ValueRange{rowOfGate[u], dimOfGate[u]});
       });

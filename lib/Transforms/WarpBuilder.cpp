@@ -51,6 +51,25 @@ Operation *attnc::lowering::createKernelFunction(ModuleOp module,
   return func;
 }
 
+/// The end of the furthest static shared tile (memref.view of the dynamic
+/// shared memory, or of the emulator's `emulatedShared`) in `func`, in
+/// bytes.
+static int64_t sharedExtent(Operation *func, Value emulatedShared) {
+  int64_t extent = 0;
+  func->walk([&](memref::ViewOp view) {
+    Value source = view.getSource();
+    bool shared = source.getDefiningOp<gpu::DynamicSharedMemoryOp>() ||
+                  (emulatedShared && source == emulatedShared);
+    std::optional<int64_t> offset = getConstantIntValue(view.getByteShift());
+    MemRefType type = view.getType();
+    if (!shared || !offset || !type.hasStaticShape())
+      return;
+    int64_t bytes = type.getNumElements() * type.getElementTypeBitWidth() / 8;
+    extent = std::max(extent, *offset + bytes);
+  });
+  return extent;
+}
+
 LogicalResult attnc::lowering::lowerToKernelFunction(
     KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
     const LaunchFacts &facts,
@@ -91,22 +110,6 @@ LogicalResult attnc::lowering::lowerToKernelFunction(
   }
   kernel.erase();
   return success();
-}
-
-int64_t attnc::lowering::sharedExtent(Operation *func, Value emulatedShared) {
-  int64_t extent = 0;
-  func->walk([&](memref::ViewOp view) {
-    Value source = view.getSource();
-    bool shared = source.getDefiningOp<gpu::DynamicSharedMemoryOp>() ||
-                  (emulatedShared && source == emulatedShared);
-    std::optional<int64_t> offset = getConstantIntValue(view.getByteShift());
-    MemRefType type = view.getType();
-    if (!shared || !offset || !type.hasStaticShape())
-      return;
-    int64_t bytes = type.getNumElements() * type.getElementTypeBitWidth() / 8;
-    extent = std::max(extent, *offset + bytes);
-  });
-  return extent;
 }
 
 void attnc::lowering::setLaunchAttributes(Operation *func,

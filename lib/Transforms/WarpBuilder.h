@@ -856,10 +856,6 @@ Operation *createKernelFunction(ModuleOp module, StringRef name, Location loc,
                                 gpu::GPUModuleOp &gpuModule);
 
 struct LaunchFacts;
-/// The end of the furthest static shared tile (memref.view of the dynamic
-/// shared memory, or of the emulator's `emulatedShared`) in `func`, in
-/// bytes.
-int64_t sharedExtent(Operation *func, Value emulatedShared);
 /// The workspace argument of segmented kernels (after the status words).
 MemRefType workspaceType(MLIRContext *context);
 

@@ -1109,9 +1109,9 @@ TEST(GpuEmulation, TopkSelectionMatchesTheReference) {
   const uint64_t seed = 23;
   // mma.sync, wgmma, and warp-specialised with the producer as early and
   // as late as the mbarriers allow.
-  std::vector<SoftmaxStrategy> kinds;
+  std::vector<SoftmaxStrategy> strategies = softmaxStrategies(), kinds;
   for (int index : {0, 3, 5, 7})
-    kinds.push_back(softmaxStrategies()[index]);
+    kinds.push_back(strategies[index]);
   for (const SoftmaxStrategy &kind : kinds)
     for (const Case &c : cases) {
       SpecRunner reference(c.spec);
