@@ -111,6 +111,8 @@ struct Cta {
   /// The first misuse of wgmma (see WgmmaGroup) or of an mbarrier found,
   /// reported after the CTA.
   std::string hazard;
+  /// Why a thread stopped the CTA (stopCta); the run ends with it.
+  std::string fault;
 };
 
 struct Lane {
@@ -140,6 +142,53 @@ Lane &current() { return scheduler.current->lane; }
 
 void yieldToScheduler() {
   swapcontext(&scheduler.current->context, &scheduler.context);
+}
+
+/// Ends the run at once: records `message` for the running thread and
+/// leaves its fiber for good (run() reports the fault and abandons the
+/// CTA), so the faulty access is never made.
+[[noreturn]] void stopCta(const std::string &message) {
+  Lane &self = current();
+  Cta &cta = *self.cta;
+  if (cta.fault.empty())
+    cta.fault = "thread " + std::to_string(self.thread) + " of CTA (" +
+                std::to_string(cta.block[0]) + ", " +
+                std::to_string(cta.block[1]) + ", " +
+                std::to_string(cta.block[2]) + "): " + message;
+  yieldToScheduler();
+  llvm_unreachable("a stopped CTA is never resumed");
+}
+
+/// The 16-bit shared-memory element at `byte`, which `what` reads.
+uint16_t sharedBits(int64_t byte, const char *what) {
+  const std::vector<uint8_t> &shared = current().cta->shared;
+  if (byte < 0 || byte + 2 > static_cast<int64_t>(shared.size()))
+    stopCta(std::string(what) + " reads shared byte " + std::to_string(byte) +
+            ", outside the " + std::to_string(shared.size()) +
+            " bytes the kernel declares");
+  uint16_t bits;
+  std::memcpy(&bits, &shared[byte], 2);
+  return bits;
+}
+
+/// The running kernel's guarded accesses, for attnc_emu_out_of_bounds.
+thread_local const std::vector<EmulatedGpuKernel::AccessSite> *runningSites;
+
+/// Called by a guarded access with an index outside its memref.
+extern "C" void attnc_emu_out_of_bounds(int32_t site, int64_t i0, int64_t i1,
+                                        int64_t i2, int64_t i3, int64_t i4,
+                                        int64_t i5, int64_t i6, int64_t i7,
+                                        int64_t s0, int64_t s1, int64_t s2,
+                                        int64_t s3, int64_t s4, int64_t s5,
+                                        int64_t s6, int64_t s7) {
+  static_assert(kMaxGuardedRank == 8, "the hook takes 8 indices and sizes");
+  const EmulatedGpuKernel::AccessSite &access = (*runningSites)[site];
+  std::vector<int64_t> indices = {i0, i1, i2, i3, i4, i5, i6, i7};
+  std::vector<int64_t> sizes = {s0, s1, s2, s3, s4, s5, s6, s7};
+  indices.resize(access.rank);
+  sizes.resize(access.rank);
+  stopCta(access.what + " at " + shapeString(indices) + ", outside its shape " +
+          shapeString(sizes));
 }
 
 float toFloat(uint16_t bits, bool bf16) {
@@ -178,8 +227,7 @@ extern "C" int32_t attnc_emu_ldmatrix(int64_t address, int32_t count,
         nvvm::MatrixCoord at =
             nvvm::ldmatrixElement(current().lane(), element, transpose != 0);
         int64_t rowAddress = warp.addresses[matrix * 8 + at.row];
-        uint16_t bits;
-        std::memcpy(&bits, &current().cta->shared[rowAddress + 2 * at.col], 2);
+        uint16_t bits = sharedBits(rowAddress + 2 * at.col, "ldmatrix");
         packed |= static_cast<uint32_t>(bits) << (16 * element);
       }
       current().matrices[matrix] = packed;
@@ -334,8 +382,7 @@ extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
   // Operand reads, recorded for the race check by one thread per distinct
   // read: lane 0 of each warp for A's rows, threads 0-3 for B's columns.
   auto read = [&](int64_t byte, bool record) {
-    uint16_t bits;
-    std::memcpy(&bits, &self.cta->shared[byte], 2);
+    uint16_t bits = sharedBits(byte, "wgmma");
     if (record)
       self.uncommitted.reads.push_back({byte, bits});
     return toFloat(bits, bf16);
@@ -380,8 +427,7 @@ extern "C" void attnc_emu_wgmma(int64_t descA, int32_t a0, int32_t a1,
 /// ticket order here, so an unset flag is a bug in the kernel, not a race.
 extern "C" void attnc_emu_expect_published(int32_t flag) {
   if (flag == 0)
-    llvm::report_fatal_error("emulated GPU kernel: a CTA awaits a segment "
-                             "state that no earlier CTA published");
+    stopCta("awaits a segment state that no earlier CTA published");
 }
 
 /// Memref descriptor fields of a view: pointers, offset, sizes, strides.
@@ -401,14 +447,52 @@ std::vector<int64_t> descriptorOf(void *data, const std::vector<int64_t> &shape,
   return descriptor;
 }
 
+/// The accesses that attnc-guard-emulated-accesses guarded in `func`, named
+/// for reports: the kernel's tensors by name, shared tiles by offset.
+std::vector<EmulatedGpuKernel::AccessSite>
+describeAccessSites(func::FuncOp func, const GpuImage &launch) {
+  const KernelSignature &signature = launch.signature;
+  size_t params = signature.params.size();
+  size_t results = signature.results.size();
+  size_t shared = func.getNumArguments() - 1;
+  auto sites = func->getAttrOfType<ArrayAttr>(kAccessSitesAttrName);
+  std::vector<EmulatedGpuKernel::AccessSite> described;
+  for (auto site : sites.getAsRange<DictionaryAttr>()) {
+    std::string what = cast<StringAttr>(site.get("op")).str() + " of ";
+    auto type = cast<MemRefType>(cast<TypeAttr>(site.get("type")).getValue());
+    auto argument = dyn_cast_or_null<IntegerAttr>(site.get("argument"));
+    auto byte = dyn_cast_or_null<IntegerAttr>(site.get("byte"));
+    size_t number = argument ? argument.getInt() : 0;
+    if (!argument)
+      what += site.get("local") ? "a thread-local buffer" : "a memref";
+    else if (number < params)
+      what += "input '" + signature.params[number].name + "'";
+    else if (number < params + results)
+      what += "output '" + signature.results[number - params].name + "'";
+    else if (number == shared)
+      what += "shared memory";
+    else if (number == params + results)
+      what += "the status buffer";
+    else
+      what += "the workspace";
+    if (byte)
+      what += " (tile at byte " + std::to_string(byte.getInt()) + ")";
+    std::string typeText;
+    llvm::raw_string_ostream(typeText) << type;
+    if (type.hasStaticShape())
+      what += " " + typeText;
+    described.push_back({what, static_cast<size_t>(type.getRank())});
+  }
+  return described;
+}
+
 } // namespace
 
 EmulatedGpuKernel::~EmulatedGpuKernel() = default;
 
-std::unique_ptr<EmulatedGpuKernel>
-EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
-                           const GpuPipelineOptions &options,
-                           std::string &error) {
+std::unique_ptr<EmulatedGpuKernel> EmulatedGpuKernel::compile(
+    ModuleOp module, llvm::StringRef name, const GpuPipelineOptions &options,
+    std::string &error, const std::function<void(ModuleOp)> &plant) {
   OwningOpRef<ModuleOp> clone = module.clone();
   attn::KernelOp kernel = keepOnlyKernel(*clone, name, error);
   if (!kernel)
@@ -433,6 +517,15 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
   }
   func::FuncOp func = clone->lookupSymbol<func::FuncOp>(launch.signature.name);
   readLaunchAttributes(func, launch);
+  if (plant)
+    plant(*clone);
+  PassManager guard(context);
+  guard.addPass(createGuardEmulatedAccesses());
+  if (failed(guard.run(*clone))) {
+    error = "guarding the emulated kernel's accesses failed: " + diagnostics;
+    return nullptr;
+  }
+  result->accessSites = describeAccessSites(func, launch);
 
   PassManager lower(context);
   buildLowerToLLVMPipeline(lower);
@@ -465,6 +558,7 @@ EmulatedGpuKernel::compile(ModuleOp module, llvm::StringRef name,
     add("attnc_emu_mbarrier_init", &attnc_emu_mbarrier_init);
     add("attnc_emu_mbarrier_arrive", &attnc_emu_mbarrier_arrive);
     add("attnc_emu_mbarrier_wait", &attnc_emu_mbarrier_wait);
+    add("attnc_emu_out_of_bounds", &attnc_emu_out_of_bounds);
     return symbols;
   });
   auto entry =
@@ -543,6 +637,7 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
   std::vector<Fiber> fibers(launch.threads);
   for (Fiber &fiber : fibers)
     fiber.stack.resize(kStackBytes);
+  runningSites = &accessSites;
   static thread_local void **packedArgs;
   static thread_local void (*kernelEntry)(void **);
   kernelEntry = entry;
@@ -590,6 +685,10 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
         int64_t last = scheduler.progress;
         scheduler.current = &fiber;
         swapcontext(&scheduler.context, &fiber.context);
+        if (!cta.fault.empty()) {
+          error = "the emulated kernel stopped: " + cta.fault;
+          return false;
+        }
         if (fiber.done)
           --remaining;
         if (schedule == Schedule::LowestFirst && scheduler.progress != last)

@@ -1624,6 +1624,115 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
   }
 }
 
+// The emulator checks every index the kernel uses: a store past a shared
+// tile's rows, a load past a tensor's sequence, or an ldmatrix address past the
+// declared shared memory stops the run with the thread, the access and the
+// index, instead of reading a neighbour's bytes.
+TEST(GpuEmulation, OutOfBoundsAccessesStopTheRun) {
+  const char *spec = R"(
+kernel s(q: bf16[B, H, N, 32], k: bf16[B, H, N, 32], v: bf16[B, H, N, 32])
+    -> (o: bf16[B, H, N, 32]) {
+  o = softmax(q, k, v) { mask = causal }
+})";
+  // The memref a load reads, through views and casts.
+  auto rootOf = [](mlir::Value memref) {
+    while (mlir::Operation *def = memref.getDefiningOp()) {
+      if (auto view = llvm::dyn_cast<mlir::ViewLikeOpInterface>(def))
+        memref = view.getViewSource();
+      else if (auto metadata =
+                   llvm::dyn_cast<mlir::memref::ExtractStridedMetadataOp>(def))
+        memref = metadata.getSource();
+      else
+        break;
+    }
+    return memref;
+  };
+  // Adds `offset` to operand `operand` of `op`.
+  bool planted = false;
+  auto shift = [&](mlir::Operation *op, unsigned operand, int64_t offset) {
+    planted = true;
+    mlir::OpBuilder b(op);
+    mlir::Value value = op->getOperand(operand);
+    mlir::Value amount = value.getType().isIndex()
+                             ? mlir::Value(mlir::arith::ConstantIndexOp::create(
+                                   b, op->getLoc(), offset))
+                             : mlir::Value(mlir::arith::ConstantIntOp::create(
+                                   b, op->getLoc(), value.getType(), offset));
+    op->setOperand(operand,
+                   mlir::arith::AddIOp::create(b, op->getLoc(), value, amount));
+  };
+  struct Case {
+    const char *name;
+    std::function<void(mlir::ModuleOp)> plant;
+    std::vector<std::string> expected;
+  };
+  std::vector<Case> cases = {
+      {"past a shared tile's rows",
+       [&](mlir::ModuleOp module) {
+         module.walk([&](mlir::memref::StoreOp store) {
+           if (!store.getMemRef().getDefiningOp<mlir::memref::ViewOp>())
+             return mlir::WalkResult::advance();
+           // Operand 2: the first index.
+           shift(store, 2, store.getMemRefType().getDimSize(0));
+           return mlir::WalkResult::interrupt();
+         });
+       },
+       {"memref.store of shared memory (tile at byte ", "outside its shape ["}},
+      {"a row past the sequence of q",
+       [&](mlir::ModuleOp module) {
+         module.walk([&](mlir::memref::LoadOp load) {
+           auto argument =
+               llvm::dyn_cast<mlir::BlockArgument>(rootOf(load.getMemRef()));
+           if (!argument || argument.getArgNumber() != 0)
+             return mlir::WalkResult::advance();
+           shift(load, 3, 1000); // operand 3: the sequence index
+           return mlir::WalkResult::interrupt();
+         });
+       },
+       {"memref.load of input 'q' at [", "outside its shape [1, 2, 40, 32]"}},
+      {"an ldmatrix past the shared memory",
+       [&](mlir::ModuleOp module) {
+         module.walk([&](mlir::func::CallOp call) {
+           if (call.getCallee() != "attnc_emu_ldmatrix")
+             return mlir::WalkResult::advance();
+           shift(call, 0, 1 << 24);
+           return mlir::WalkResult::interrupt();
+         });
+       },
+       {"ldmatrix reads shared byte ", "outside the "}},
+  };
+  std::mt19937_64 rng(11);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::BF16, {1, 2, 40, 32}, rng, -1, 1);
+  SpecRunner reference(spec);
+  ASSERT_TRUE(reference.ok()) << reference.compileError;
+  for (const Case &c : cases) {
+    std::string error;
+    planted = false;
+    auto kernel =
+        EmulatedGpuKernel::compile(*reference.module, "", {}, error, c.plant);
+    ASSERT_TRUE(kernel) << c.name << ": " << error;
+    ASSERT_TRUE(planted) << c.name << ": the kernel has no such access";
+    std::vector<HostTensor> actual;
+    std::vector<TensorView> storage;
+    EXPECT_FALSE(kernel->run(
+        viewsOf(kernel->image().signature, inputs, storage), actual, error))
+        << c.name;
+    EXPECT_EQ(error.rfind("the emulated kernel stopped: thread ", 0), 0u)
+        << c.name << ": " << error;
+    EXPECT_NE(error.find(" of CTA ("), std::string::npos)
+        << c.name << ": " << error;
+    for (const std::string &part : c.expected)
+      EXPECT_NE(error.find(part), std::string::npos) << c.name << ": " << error;
+  }
+  // Unplanted, the same kernel runs.
+  std::string error;
+  auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
+  ASSERT_TRUE(kernel) << error;
+  expectEmulatorMatches(reference, *kernel, inputs, "unplanted");
+}
+
 // A linear kernel on the emulator against the reference, at lengths 1,
 // 17, 64 and 130 (70 tokens in 3 sequences, one empty, when `packed`).
 // Each output is compared within `tolerance` of its largest magnitude.

@@ -10,7 +10,10 @@
 // layouts of attnc/Target/NVVM/MmaLayout.h (which are tested against the
 // PTX ISA tables). cp.async is a plain copy; wgmma completes at once but
 // its shared operands must stay unchanged until the wait that retires it;
-// mbarriers complete phases and block waiters. What it cannot show: NVPTX
+// mbarriers complete phases and block waiters. Every memref index, and
+// every shared address of ldmatrix and wgmma, is checked against the
+// memref or the declared shared memory: an access outside stops the run
+// with the thread, the access and the index. What it cannot show: NVPTX
 // code generation, timing, races the schedule does not provoke. Slow (a
 // test tool), but exact about indices.
 //
@@ -24,8 +27,10 @@
 
 #include "mlir/IR/BuiltinOps.h"
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mlir {
 class ExecutionEngine;
@@ -39,9 +44,12 @@ public:
 
   /// Compiles kernel `name` (the first when empty) of `module` (cloned) with
   /// the GPU strategy in emulation mode, JIT-compiled for this CPU.
+  /// `plant`, when given, may change the kernel after the strategy and
+  /// before the accesses are guarded: tests plant faults with it.
   static std::unique_ptr<EmulatedGpuKernel>
   compile(mlir::ModuleOp module, llvm::StringRef name,
-          const GpuPipelineOptions &options, std::string &error);
+          const GpuPipelineOptions &options, std::string &error,
+          const std::function<void(mlir::ModuleOp)> &plant = nullptr);
 
   /// The launch facts, as for a real GPU image (no code bytes).
   const GpuImage &image() const { return launch; }
@@ -74,6 +82,13 @@ public:
   void setResidentCtas(int64_t value) { resident = value; }
   int64_t residentCtas() const { return resident; }
 
+  /// A memref access the kernel checks (attnc-guard-emulated-accesses):
+  /// what it touches, e.g. "memref.load of input 'q'", and its rank.
+  struct AccessSite {
+    std::string what;
+    size_t rank = 0;
+  };
+
 private:
   EmulatedGpuKernel() = default;
   GpuImage launch;
@@ -82,6 +97,7 @@ private:
   Schedule schedule = Schedule::RoundRobin;
   bool reverseCtaOrder = false;
   int64_t resident = 132;
+  std::vector<AccessSite> accessSites;
 };
 
 } // namespace attnc

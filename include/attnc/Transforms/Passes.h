@@ -42,6 +42,13 @@ inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block
 inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
     "attnc.sequence_offsets";
 
+/// attnc-guard-emulated-accesses: the description of each guarded access
+/// (an array on each function, indexed by the hook's site argument), and
+/// the most indices the hook reports.
+inline constexpr llvm::StringLiteral kAccessSitesAttrName =
+    "attnc.access_sites";
+inline constexpr int64_t kMaxGuardedRank = 8;
+
 /// split-keys=auto: each launch chooses how many CTAs split a query block's
 /// keys from the GPU's size (attnc::chooseKeySplits in GpuImage.h).
 inline constexpr int64_t kAutoSplitKeys = -1;

@@ -483,4 +483,33 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
   ];
 }
 
+def GuardEmulatedAccesses
+    : Pass<"attnc-guard-emulated-accesses", "::mlir::ModuleOp"> {
+  let summary = "Check every memref index of an emulated kernel at run time";
+  let description = [{
+    For the CPU warp emulator (the `emulate` form of the GPU strategies):
+    before every `memref.load`, `memref.store` and `memref.atomic_rmw` of a
+    function with a body, compares each index with its dim (unsigned, so a
+    negative index is caught too) and, when one is outside, calls
+
+      attnc_emu_out_of_bounds(i32 site, i64 index0..7, i64 size0..7)
+
+    (unused trailing indices and sizes are 0), which stops the CTA with a
+    report and does not return. On the GPU such an access reads or
+    overwrites a neighbouring shared tile or memory past a tensor, which
+    corrupts results or faults at random; unguarded, the emulator would
+    let it pass in its own heap.
+
+    Each function gets `attnc.access_sites`, an array indexed by `site`:
+    `{op = "memref.load", type = memref<...>}` plus `argument = N` when the
+    memref is (a view or cast of) argument N, `byte = B` when it is a
+    `memref.view` at constant byte offset B of an argument, or `local` when
+    it is a `memref.alloca`. Memrefs of rank above 8 are refused.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect"
+  ];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES_TD

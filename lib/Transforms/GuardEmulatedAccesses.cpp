@@ -1,0 +1,167 @@
+//===- GuardEmulatedAccesses.cpp - Bounds checks for the emulator ---------===//
+//
+// The emulator runs GPU kernels in its own heap, where a tile index one row
+// too far lands in the next tile or in some other allocation and nothing
+// faults. Checking every index against its dim turns such a slip into a
+// report naming the access, the indices and the shape.
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+namespace attnc {
+#define GEN_PASS_DEF_GUARDEMULATEDACCESSES
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+
+namespace {
+
+constexpr llvm::StringLiteral kHookName = "attnc_emu_out_of_bounds";
+
+/// The memref an access reads or writes and its indices.
+struct Access {
+  Value memref;
+  ValueRange indices;
+};
+
+std::optional<Access> accessOf(Operation *op) {
+  return llvm::TypeSwitch<Operation *, std::optional<Access>>(op)
+      .Case([](memref::LoadOp load) {
+        return Access{load.getMemRef(), load.getIndices()};
+      })
+      .Case([](memref::StoreOp store) {
+        return Access{store.getMemRef(), store.getIndices()};
+      })
+      .Case([](memref::AtomicRMWOp rmw) {
+        return Access{rmw.getMemref(), rmw.getIndices()};
+      })
+      .Default([](Operation *) { return std::nullopt; });
+}
+
+/// What the access touches, for the report: the function argument it is a
+/// view or cast of (with the view's byte offset), or a local buffer.
+DictionaryAttr describeSite(Operation *op, Value memref) {
+  MLIRContext *context = op->getContext();
+  Builder b(context);
+  SmallVector<NamedAttribute> fields = {
+      b.getNamedAttr("op", b.getStringAttr(op->getName().getStringRef())),
+      b.getNamedAttr("type", TypeAttr::get(memref.getType()))};
+  Value root = memref;
+  while (Operation *def = root.getDefiningOp()) {
+    if (auto view = dyn_cast<memref::ViewOp>(def)) {
+      if (std::optional<int64_t> byte =
+              getConstantIntValue(view.getByteShift()))
+        fields.push_back(b.getNamedAttr("byte", b.getI64IntegerAttr(*byte)));
+      root = view.getSource();
+    } else if (auto cast = dyn_cast<ViewLikeOpInterface>(def)) {
+      root = cast.getViewSource();
+    } else if (auto metadata =
+                   dyn_cast<memref::ExtractStridedMetadataOp>(def)) {
+      root = metadata.getSource();
+    } else {
+      if (isa<memref::AllocaOp>(def))
+        fields.push_back(b.getNamedAttr("local", b.getUnitAttr()));
+      break;
+    }
+  }
+  if (auto argument = dyn_cast<BlockArgument>(root);
+      argument && argument.getOwner()->isEntryBlock())
+    fields.push_back(b.getNamedAttr(
+        "argument", b.getI64IntegerAttr(argument.getArgNumber())));
+  return b.getDictionaryAttr(fields);
+}
+
+func::FuncOp declareHook(ModuleOp module) {
+  if (auto hook = module.lookupSymbol<func::FuncOp>(kHookName))
+    return hook;
+  OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
+  SmallVector<Type> arguments = {b.getI32Type()};
+  arguments.append(2 * kMaxGuardedRank, b.getI64Type());
+  auto hook = func::FuncOp::create(b, module.getLoc(), kHookName,
+                                   b.getFunctionType(arguments, {}));
+  hook.setPrivate();
+  return hook;
+}
+
+/// Before `op`: if any index is outside its dim, call the hook.
+void guard(Operation *op, const Access &access, int64_t site,
+           func::FuncOp hook) {
+  OpBuilder b(op);
+  Location loc = op->getLoc();
+  Value outside;
+  SmallVector<Value> sizes;
+  for (auto [dim, index] : llvm::enumerate(access.indices)) {
+    Value size = b.createOrFold<memref::DimOp>(loc, access.memref, dim);
+    sizes.push_back(size);
+    Value beyond =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, index, size);
+    outside = outside ? arith::OrIOp::create(b, loc, outside, beyond) : beyond;
+  }
+  if (!outside)
+    return; // rank 0: always inside
+  scf::IfOp::create(b, loc, outside, [&](OpBuilder &then, Location loc) {
+    auto i64 = [&](Value index) -> Value {
+      return arith::IndexCastOp::create(then, loc, then.getI64Type(), index);
+    };
+    Value zero = arith::ConstantIntOp::create(then, loc, then.getI64Type(), 0);
+    SmallVector<Value> arguments = {
+        arith::ConstantIntOp::create(then, loc, then.getI32Type(), site)};
+    for (ValueRange values : {ValueRange(access.indices), ValueRange(sizes)}) {
+      for (Value value : values)
+        arguments.push_back(i64(value));
+      arguments.append(kMaxGuardedRank - values.size(), zero);
+    }
+    func::CallOp::create(then, loc, hook, arguments);
+    scf::YieldOp::create(then, loc);
+  });
+}
+
+struct GuardEmulatedAccessesPass
+    : public attnc::impl::GuardEmulatedAccessesBase<GuardEmulatedAccessesPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SmallVector<func::FuncOp> functions;
+    for (func::FuncOp func : module.getOps<func::FuncOp>())
+      if (!func.isExternal())
+        functions.push_back(func);
+    for (func::FuncOp func : functions) {
+      SmallVector<std::pair<Operation *, Access>> accesses;
+      WalkResult walk = func.walk([&](Operation *op) {
+        std::optional<Access> access = accessOf(op);
+        if (!access)
+          return WalkResult::advance();
+        if (static_cast<int64_t>(access->indices.size()) > kMaxGuardedRank) {
+          op->emitError() << "cannot guard an access of rank "
+                          << access->indices.size() << " (at most "
+                          << kMaxGuardedRank << ")";
+          return WalkResult::interrupt();
+        }
+        accesses.push_back({op, *access});
+        return WalkResult::advance();
+      });
+      if (walk.wasInterrupted())
+        return signalPassFailure();
+      SmallVector<Attribute> sites;
+      func::FuncOp hook;
+      for (auto &[op, access] : accesses) {
+        if (access.indices.empty())
+          continue;
+        if (!hook)
+          hook = declareHook(module);
+        guard(op, access, sites.size(), hook);
+        sites.push_back(describeSite(op, access.memref));
+      }
+      func->setAttr(kAccessSitesAttrName,
+                    ArrayAttr::get(module.getContext(), sites));
+    }
+  }
+};
+
+} // namespace
