@@ -272,24 +272,31 @@ public:
   }
 
   /// Loads memref[indices] from a kernel parameter whose indices come from
-  /// user expressions or user data. An index outside the tensor is recorded
-  /// in the status buffer (2, parameter, dim, index, size) and the load
-  /// yields 0 instead of reading out of bounds.
+  /// user expressions or user data. The first index outside the tensor is
+  /// recorded in the status buffer (2, parameter, dim, index, size) and the
+  /// load yields 0 instead of reading out of bounds. One branch per load:
+  /// the failing dim is chosen with selects, not a branch per dim.
   Value checkedLoad(Value memref, ValueRange indices) {
+    if (indices.empty())
+      return memref::LoadOp::create(b, memref, indices);
     Value inBounds = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-    for (unsigned dimIndex = 0; dimIndex < indices.size(); ++dimIndex) {
+    Value badDim, badIndex, badSize;
+    for (unsigned dimIndex = indices.size(); dimIndex-- > 0;) {
       Value position = indices[dimIndex];
       Value size = dim(memref, dimIndex);
       // Unsigned comparison: negative indices are huge and fail too.
       Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position,
                                        size);
-      ifThen(arith::XOrIOp::create(b, ok, arith::ConstantIntOp::create(
-                                              b, b.getI1Type(), 1)),
-             [&] {
-               recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
-                               index(dimIndex), position, size});
-             });
       inBounds = arith::AndIOp::create(b, inBounds, ok);
+      if (!badDim) {
+        badDim = index(dimIndex);
+        badIndex = position;
+        badSize = size;
+        continue;
+      }
+      badDim = arith::SelectOp::create(b, ok, badDim, index(dimIndex));
+      badIndex = arith::SelectOp::create(b, ok, badIndex, position);
+      badSize = arith::SelectOp::create(b, ok, badSize, size);
     }
     Type element = cast<MemRefType>(memref.getType()).getElementType();
     return ifThen(
@@ -298,6 +305,8 @@ public:
           return {memref::LoadOp::create(b, memref, indices)};
         },
         [&]() -> SmallVector<Value> {
+          recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
+                          badDim, badIndex, badSize});
           return {arith::ConstantOp::create(b, element,
                                             b.getZeroAttr(element))};
         })[0];

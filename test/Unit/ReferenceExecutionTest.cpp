@@ -576,6 +576,21 @@ kernel k(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8], slope: f32[
                        "size 1"),
             std::string::npos)
       << error;
+
+  // Every read is outside in dims 2 and 3: the first such dim is reported.
+  SpecRunner both(R"(
+kernel k(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8],
+         blocks: bool[B, H, QB, KB]) -> (o: f32[B, H, N, 8]) {
+  o = softmax(q, k, v) { mask = blocks[b, h, i / 8 + 1, j / 8 + 2] }
+})");
+  ASSERT_TRUE(both.ok()) << both.compileError;
+  inputs.erase("slope");
+  inputs["blocks"] = HostTensor(ElementType::Bool, {1, 3, 1, 1});
+  EXPECT_FALSE(both.run(inputs, outputs, error));
+  EXPECT_NE(error.find("reads 'blocks' out of bounds: index 1 in dim 2 of "
+                       "size 1"),
+            std::string::npos)
+      << error;
 }
 
 TEST(ReferenceExecution, BlockCountsBeyondTheListWidthAreClamped) {
