@@ -60,8 +60,8 @@ DictionaryAttr describeSite(Operation *op, Value memref) {
               getConstantIntValue(view.getByteShift()))
         fields.push_back(b.getNamedAttr("byte", b.getI64IntegerAttr(*byte)));
       root = view.getSource();
-    } else if (auto cast = dyn_cast<ViewLikeOpInterface>(def)) {
-      root = cast.getViewSource();
+    } else if (auto viewLike = dyn_cast<ViewLikeOpInterface>(def)) {
+      root = viewLike.getViewSource();
     } else if (auto metadata =
                    dyn_cast<memref::ExtractStridedMetadataOp>(def)) {
       root = metadata.getSource();
