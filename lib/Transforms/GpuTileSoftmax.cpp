@@ -684,6 +684,18 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
   Value chunkSize = chunk ? idx(*chunk) : Value();
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
   Value log2e = rb.f32(llvm::numbers::log2e);
+  // With no score expression and a positive scale (as FlashAttention-2
+  // does), the scale folds into each weight's exponent FMA: the scores
+  // stay raw dot products, the row max is scaled once per row (a positive
+  // scale keeps the max), and a weight is exp2(s scale log2e - m log2e).
+  // Not with 32 rows per warp: there ptxas then needs more than 255
+  // registers (causal d64 on sm_90a: 254 registers become 255 and 20
+  // bytes of spills).
+  std::optional<APFloat> givenScale = op.getScale();
+  bool foldScale = online && op.getScore().empty() && shape.rowsPerWarp == 16 &&
+                   (!givenScale || (givenScale->isFiniteNonZero() &&
+                                    !givenScale->isNegative()));
+  Value weightExponentScale = foldScale ? rb.mul(scale, log2e) : log2e;
 
   threadId = threadIndex();
   Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
@@ -1129,7 +1141,9 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
               Value j = rb.add(
                   j0, rb.add(idx(nt * 8 + reg % 2), rb.mul(inGroup, idx(2))));
               Value jExpr = minIndex(j, jLimit);
-              Value s = rb.mul(scale, scores[scoreIndex(t, nt) + reg]);
+              Value s = scores[scoreIndex(t, nt) + reg];
+              if (!foldScale)
+                s = rb.mul(scale, s);
               s = rb.inlineExpression(op.getScore(),
                                       {s, batch, slotHead[slot], exprRow[slot],
                                        jExpr, n, m, startQ, startK},
@@ -1175,6 +1189,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                 tileMax = arith::MaximumFOp::create(
                     b, tileMax, p[scoreIndex(t, nt) + 2 * half + e]);
             tileMax = quadReduce(tileMax, /*max=*/true);
+            if (foldScale)
+              tileMax = rb.mul(tileMax, scale);
             Value oldMax = state[slot];
             Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
             // A row with no allowed key so far keeps m = -inf; exponents are
@@ -1183,17 +1199,17 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                                newMax, negInf);
             Value offset = arith::MulFOp::create(
                 b, arith::SelectOp::create(b, live, newMax, rb.f32(0)), log2e);
-            auto exp = [&](Value x) {
+            auto exp = [&](Value x, Value toLog2) {
               return math::Exp2Op::create(
-                  b, math::FmaOp::create(b, x, log2e,
+                  b, math::FmaOp::create(b, x, toLog2,
                                          arith::NegFOp::create(b, offset)));
             };
-            Value alpha = exp(oldMax);
+            Value alpha = exp(oldMax, log2e);
             Value sum = rb.f32(0);
             for (int64_t nt = 0; nt < scoreTiles; ++nt)
               for (int e = 0; e < 2; ++e) {
                 Value &weight = p[scoreIndex(t, nt) + 2 * half + e];
-                weight = exp(weight);
+                weight = exp(weight, weightExponentScale);
                 sum = arith::AddFOp::create(b, sum, weight);
               }
             next[slot] = newMax;

@@ -18,6 +18,8 @@
 // CHECK-SAME:    attnc.threads = 32
 // CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
 // CHECK-NOT:   memref.alloc
+// CHECK-DAG:   %[[SCALE_LOG2E:.*]] = arith.constant 0.255034864 : f32
+// CHECK-DAG:   %[[SCALE:.*]] = arith.constant 0.176776692 : f32
 // CHECK:       memref.view {{.*}} to memref<16x40xbf16, #gpu.address_space<workgroup>>
 // CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
 // CHECK:       memref.view {{.*}} to memref<2x16x40xbf16, #gpu.address_space<workgroup>>
@@ -36,8 +38,14 @@
 // CHECK:         scf.if %{{.*}} -> (f32, f32, f32, f32
 // CHECK:           nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = false} : memref<2x16x40xbf16
 // CHECK:           nvvm.mma.sync {{.*}}multiplicandAPtxType = #nvvm.mma_type<bf16>
+//              No score expression: the scale 1/sqrt(32) is not applied per
+//              score but to the row max, and folded with log2 e into each
+//              weight's exponent FMA.
+// CHECK-NOT:       arith.mulf
 // CHECK:           gpu.shuffle  xor %{{.*}}, %c1_i32, %c32_i32
 // CHECK:           gpu.shuffle  xor %{{.*}}, %c2_i32, %c32_i32
+// CHECK:           arith.mulf %{{.*}}, %[[SCALE]] : f32
+// CHECK:           math.fma %{{.*}}, %[[SCALE_LOG2E]], %{{.*}} : f32
 // CHECK:           math.exp2
 // CHECK:           arith.truncf {{.*}} : vector<2xf32> to vector<2xbf16>
 // CHECK:           nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true}

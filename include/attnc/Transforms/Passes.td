@@ -303,7 +303,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
       and f32 accumulators; fragments come from ldmatrix (ldmatrix.trans for
       V); P stays in registers and becomes the A operand of P V;
     - the online softmax keeps m and l per row, reduced over the quad of
-      lanes that share a row with warp shuffles, exponentials as exp2;
+      lanes that share a row with warp shuffles, exponentials as exp2 (with
+      no score expression and a positive scale, at 16 rows per warp, the
+      scale is applied to the row max and folded into each weight's
+      exponent FMA instead of multiplying every score);
     - key blocks outside the mask's band are not visited; blocks inside an
       exactly understood band skip the mask; score and mask expressions are
       fused into the tile code.
