@@ -477,10 +477,8 @@ describeAccessSites(func::FuncOp func, const GpuImage &launch) {
       what += "the workspace";
     if (byte)
       what += " (tile at byte " + std::to_string(byte.getInt()) + ")";
-    std::string typeText;
-    llvm::raw_string_ostream(typeText) << type;
-    if (type.hasStaticShape())
-      what += " " + typeText;
+    if (type.hasStaticShape()) // dynamic sizes are in the report
+      llvm::raw_string_ostream(what) << " " << type;
     described.push_back({what, static_cast<size_t>(type.getRank())});
   }
   return described;

@@ -1627,7 +1627,8 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
 // The emulator checks every index the kernel uses: a store past a shared
 // tile's rows, a load past a tensor's sequence, or an ldmatrix address past the
 // declared shared memory stops the run with the thread, the access and the
-// index, instead of reading a neighbour's bytes.
+// index, instead of reading a neighbour's bytes. So does a segment that
+// awaits a state nobody published.
 TEST(GpuEmulation, OutOfBoundsAccessesStopTheRun) {
   const char *spec = R"(
 kernel s(q: bf16[B, H, N, 32], k: bf16[B, H, N, 32], v: bf16[B, H, N, 32])
@@ -1731,6 +1732,46 @@ kernel s(q: bf16[B, H, N, 32], k: bf16[B, H, N, 32], v: bf16[B, H, N, 32])
   auto kernel = EmulatedGpuKernel::compile(*reference.module, "", {}, error);
   ASSERT_TRUE(kernel) << error;
   expectEmulatorMatches(reference, *kernel, inputs, "unplanted");
+
+  // A segment of a linear kernel that finds its predecessor's state
+  // unpublished (a flag read as 0) stops the run instead of the process.
+  SpecRunner linear(R"(
+kernel l(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],
+         a: f32[B, H, T]) -> (o: bf16[B, H, T, 32]) {
+  o = linear(q, k, v) { gate = a[b, h, t]; chunk = 16 }
+})");
+  ASSERT_TRUE(linear.ok()) << linear.compileError;
+  GpuPipelineOptions segments;
+  segments.segmentChunks = 1;
+  planted = false;
+  kernel = EmulatedGpuKernel::compile(
+      *linear.module, "", segments, error, [&](mlir::ModuleOp module) {
+        module.walk([&](mlir::func::CallOp call) {
+          if (call.getCallee() != "attnc_emu_expect_published")
+            return;
+          mlir::OpBuilder b(call);
+          call->setOperand(0, mlir::arith::ConstantIntOp::create(
+                                  b, call.getLoc(), b.getI32Type(), 0));
+          planted = true;
+        });
+      });
+  ASSERT_TRUE(kernel) << error;
+  ASSERT_TRUE(planted) << "the segmented kernel awaits no state";
+  std::map<std::string, HostTensor> sequence;
+  for (const char *name : {"q", "k", "v"})
+    sequence[name] =
+        randomTensor(ElementType::BF16, {1, 1, 40, 32}, rng, -1, 1);
+  sequence["a"] = randomTensor(ElementType::F32, {1, 1, 40}, rng, -1, 0);
+  std::vector<HostTensor> actual;
+  std::vector<TensorView> storage;
+  EXPECT_FALSE(kernel->run(
+      viewsOf(kernel->image().signature, sequence, storage), actual, error));
+  EXPECT_NE(error.find("the emulated kernel stopped: thread "),
+            std::string::npos)
+      << error;
+  EXPECT_NE(error.find("awaits a segment state that no earlier CTA published"),
+            std::string::npos)
+      << error;
 }
 
 // A linear kernel on the emulator against the reference, at lengths 1,
