@@ -280,23 +280,15 @@ public:
     if (indices.empty())
       return memref::LoadOp::create(b, memref, indices);
     Value inBounds = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-    Value badDim, badIndex, badSize;
-    for (unsigned dimIndex = indices.size(); dimIndex-- > 0;) {
-      Value position = indices[dimIndex];
+    SmallVector<Value> inside;
+    SmallVector<SmallVector<Value>> facts; // (dim, index, size)
+    for (auto [dimIndex, position] : llvm::enumerate(indices)) {
       Value size = dim(memref, dimIndex);
       // Unsigned comparison: negative indices are huge and fail too.
-      Value ok = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position,
-                                       size);
-      inBounds = arith::AndIOp::create(b, inBounds, ok);
-      if (!badDim) {
-        badDim = index(dimIndex);
-        badIndex = position;
-        badSize = size;
-        continue;
-      }
-      badDim = arith::SelectOp::create(b, ok, badDim, index(dimIndex));
-      badIndex = arith::SelectOp::create(b, ok, badIndex, position);
-      badSize = arith::SelectOp::create(b, ok, badSize, size);
+      inside.push_back(
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, position, size));
+      inBounds = arith::AndIOp::create(b, inBounds, inside.back());
+      facts.push_back({index(dimIndex), position, size});
     }
     Type element = cast<MemRefType>(memref.getType()).getElementType();
     return ifThen(
@@ -305,11 +297,28 @@ public:
           return {memref::LoadOp::create(b, memref, indices)};
         },
         [&]() -> SmallVector<Value> {
-          recordError(2, {index(cast<BlockArgument>(memref).getArgNumber()),
-                          badDim, badIndex, badSize});
+          SmallVector<Value> outside;
+          for (Value ok : inside)
+            outside.push_back(arith::XOrIOp::create(
+                b, ok, arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+          SmallVector<Value> details = {
+              index(cast<BlockArgument>(memref).getArgNumber())};
+          llvm::append_range(details, selectFirst(outside, facts));
+          recordError(2, details);
           return {arith::ConstantOp::create(b, element,
                                             b.getZeroAttr(element))};
         })[0];
+  }
+
+  /// The values of the first of `candidates` whose flag in `chosen` is set
+  /// (the last one's when none is), by selects from the last to the first.
+  SmallVector<Value> selectFirst(ArrayRef<Value> chosen,
+                                 ArrayRef<SmallVector<Value>> candidates) {
+    SmallVector<Value> first(candidates.back());
+    for (int64_t i = static_cast<int64_t>(candidates.size()) - 2; i >= 0; --i)
+      for (auto [slot, value] : llvm::enumerate(candidates[i]))
+        first[slot] = arith::SelectOp::create(b, chosen[i], value, first[slot]);
+    return first;
   }
 
   /// Writes the first error of a run into the status buffer:
@@ -367,17 +376,15 @@ public:
       checked.push_back(arith::SelectOp::create(b, valid, gate, f32(0)));
     }
     ifThen(anyInvalid, [&] {
-      // The first invalid gate: selected from the last to the first.
-      Value bad = gates.back();
-      SmallVector<Value> position(positions.take_back(4));
-      for (int64_t i = static_cast<int64_t>(gates.size()) - 2; i >= 0; --i) {
-        bad = arith::SelectOp::create(b, invalid[i], gates[i], bad);
-        for (int64_t k = 0; k < 4; ++k)
-          position[k] = arith::SelectOp::create(
-              b, invalid[i], positions[4 * i + k], position[k]);
+      // The first invalid gate and its position.
+      SmallVector<SmallVector<Value>> candidates;
+      for (auto [i, gate] : llvm::enumerate(gates)) {
+        candidates.push_back({gate});
+        llvm::append_range(candidates.back(), positions.slice(4 * i, 4));
       }
-      Value wide = arith::ExtFOp::create(b, b.getF64Type(), bad);
-      recordError(1, position,
+      SmallVector<Value> first = selectFirst(invalid, candidates);
+      Value wide = arith::ExtFOp::create(b, b.getF64Type(), first[0]);
+      recordError(1, ArrayRef<Value>(first).drop_front(),
                   arith::BitcastOp::create(b, b.getI64Type(), wide));
     });
     return checked;

@@ -921,13 +921,9 @@ TEST(GpuEmulation, VarlenWithEmptySequencesAndBadOffsets) {
 
     // Offsets the host cannot see: found by the kernel and reported.
     inputs["cu"] = offsetsTensor({0, 100, total + 5});
-    std::vector<HostTensor> actual;
-    std::vector<TensorView> storage;
-    EXPECT_FALSE(kernel->run(
-        viewsOf(kernel->image().signature, inputs, storage), actual, error));
-    EXPECT_NE(error.find("'cu' gives sequence 1 the tokens [100, 166)"),
-              std::string::npos)
-        << error;
+    expectEmulatorFails(*kernel, inputs,
+                        {"'cu' gives sequence 1 the tokens [100, 166)"},
+                        "bad offsets");
   }
 }
 
@@ -1158,14 +1154,10 @@ kernel v(q: bf16[T, Hq, 32], k: bf16[T, Hk, 32], v: bf16[T, Hk, 32], cu: i32[S1]
   tooLong["q"] = HostTensor(ElementType::BF16, {1, 2, 1, 32});
   tooLong["k"] = HostTensor(ElementType::BF16, {1, 1, keys, 32});
   tooLong["v"] = HostTensor(ElementType::BF16, {1, 1, keys, 32});
-  std::vector<HostTensor> actual;
-  std::vector<TensorView> storage;
-  EXPECT_FALSE(kernel->run(viewsOf(kernel->image().signature, tooLong, storage),
-                           actual, error));
-  EXPECT_NE(error.find("'k' has a sequence of 524289 keys: more than the "
-                       "32768 blocks of 16 that top-k selection handles"),
-            std::string::npos)
-      << error;
+  expectEmulatorFails(*kernel, tooLong,
+                      {"'k' has a sequence of 524289 keys: more than the "
+                       "32768 blocks of 16 that top-k selection handles"},
+                      "too many key blocks");
 }
 
 // f32 q, k and v on the mma.sync kernels: f32 tiles, every operand split
@@ -1618,9 +1610,7 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
     inputs[gateName].set(flatIndex(c.badAt), 0.5);
     if (!c.laterBadAt.empty())
       inputs[gateName].set(flatIndex(c.laterBadAt), 0.75);
-    EXPECT_FALSE(kernel->run(viewsOf(signature, inputs, storage), actual, error))
-        << c.name;
-    EXPECT_NE(error.find(c.expected), std::string::npos) << c.name << ": " << error;
+    expectEmulatorFails(*kernel, inputs, {c.expected}, c.name);
   }
 }
 
@@ -1715,17 +1705,11 @@ kernel s(q: bf16[B, H, N, 32], k: bf16[B, H, N, 32], v: bf16[B, H, N, 32])
         EmulatedGpuKernel::compile(*reference.module, "", {}, error, c.plant);
     ASSERT_TRUE(kernel) << c.name << ": " << error;
     ASSERT_TRUE(planted) << c.name << ": the kernel has no such access";
-    std::vector<HostTensor> actual;
-    std::vector<TensorView> storage;
-    EXPECT_FALSE(kernel->run(
-        viewsOf(kernel->image().signature, inputs, storage), actual, error))
-        << c.name;
+    std::vector<std::string> parts = c.expected;
+    parts.push_back(" of CTA (");
+    error = expectEmulatorFails(*kernel, inputs, parts, c.name);
     EXPECT_EQ(error.rfind("the emulated kernel stopped: thread ", 0), 0u)
         << c.name << ": " << error;
-    EXPECT_NE(error.find(" of CTA ("), std::string::npos)
-        << c.name << ": " << error;
-    for (const std::string &part : c.expected)
-      EXPECT_NE(error.find(part), std::string::npos) << c.name << ": " << error;
   }
   // Unplanted, the same kernel runs.
   std::string error;
@@ -1762,16 +1746,10 @@ kernel l(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, 32],
     sequence[name] =
         randomTensor(ElementType::BF16, {1, 1, 40, 32}, rng, -1, 1);
   sequence["a"] = randomTensor(ElementType::F32, {1, 1, 40}, rng, -1, 0);
-  std::vector<HostTensor> actual;
-  std::vector<TensorView> storage;
-  EXPECT_FALSE(kernel->run(
-      viewsOf(kernel->image().signature, sequence, storage), actual, error));
-  EXPECT_NE(error.find("the emulated kernel stopped: thread "),
-            std::string::npos)
-      << error;
-  EXPECT_NE(error.find("awaits a segment state that no earlier CTA published"),
-            std::string::npos)
-      << error;
+  expectEmulatorFails(*kernel, sequence,
+                      {"the emulated kernel stopped: thread ",
+                       "awaits a segment state that no earlier CTA published"},
+                      "unpublished segment state");
 }
 
 // A linear kernel on the emulator against the reference, at lengths 1,

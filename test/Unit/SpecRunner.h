@@ -116,6 +116,22 @@ inline void expectEmulatorMatches(SpecRunner &reference,
                 what + ", output " + std::to_string(r));
 }
 
+/// Runs the emulated kernel on `inputs`, expecting it to fail with a
+/// message that contains each of `parts`; returns the message.
+inline std::string expectEmulatorFails(
+    EmulatedGpuKernel &kernel, std::map<std::string, HostTensor> &inputs,
+    const std::vector<std::string> &parts, const std::string &what) {
+  std::vector<HostTensor> actual;
+  std::vector<TensorView> storage;
+  std::string error;
+  EXPECT_FALSE(kernel.run(viewsOf(kernel.image().signature, inputs, storage),
+                          actual, error))
+      << what;
+  for (const std::string &part : parts)
+    EXPECT_NE(error.find(part), std::string::npos) << what << ": " << error;
+  return error;
+}
+
 } // namespace attnc::testing
 
 #endif // ATTNC_TEST_UNIT_SPECRUNNER_H
