@@ -6,13 +6,9 @@
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
-#include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
-#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
@@ -212,30 +208,6 @@ void CpuKernel::setThreads(int64_t count) {
   if (count <= 0)
     count = std::max(1u, std::thread::hardware_concurrency());
   threads = count;
-}
-
-std::unique_ptr<ExecutionEngine> attnc::jitCompile(ModuleOp module,
-                                                   unsigned optLevel,
-                                                   std::string &error) {
-  static bool targetsInitialized = [] {
-    llvm::InitializeNativeTarget();
-    llvm::InitializeNativeTargetAsmPrinter();
-    return true;
-  }();
-  (void)targetsInitialized;
-  registerBuiltinDialectTranslation(*module.getContext());
-  registerLLVMDialectTranslation(*module.getContext());
-  // The options hold a function_ref: the transformer must outlive create().
-  std::function<llvm::Error(llvm::Module *)> optimize =
-      makeOptimizingTransformer(optLevel, /*sizeLevel=*/0, nullptr);
-  ExecutionEngineOptions options;
-  options.transformer = optimize;
-  auto engine = ExecutionEngine::create(module, options);
-  if (!engine) {
-    error = "JIT compilation failed: " + llvm::toString(engine.takeError());
-    return nullptr;
-  }
-  return std::move(*engine);
 }
 
 bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,

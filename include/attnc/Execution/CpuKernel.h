@@ -8,6 +8,7 @@
 #ifndef ATTNC_EXECUTION_CPUKERNEL_H
 #define ATTNC_EXECUTION_CPUKERNEL_H
 
+#include "attnc/Execution/Jit.h"
 #include "attnc/Runtime/Tensor.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -34,11 +35,6 @@ KernelSignature getKernelSignature(attn::KernelOp kernel);
 /// and returns it; null with `error` set when there is none.
 attn::KernelOp keepOnlyKernel(mlir::ModuleOp module, llvm::StringRef name,
                               std::string &error);
-
-/// JIT-compiles a module in the LLVM dialect for this CPU.
-std::unique_ptr<mlir::ExecutionEngine> jitCompile(mlir::ModuleOp module,
-                                                  unsigned optLevel,
-                                                  std::string &error);
 
 /// Which code path to compile.
 enum class CpuPath {

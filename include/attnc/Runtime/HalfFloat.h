@@ -108,6 +108,31 @@ inline float bfloat16ToFloat(uint16_t value) {
   return detail::bitsToFloat(static_cast<uint32_t>(value) << 16);
 }
 
+/// The float nearest `value` in the direction of zero, with its lowest bit set
+/// when that is inexact ("round to odd"). Rounding this float to a format
+/// with at least 2 fewer mantissa bits gives the same result as rounding
+/// `value` directly: no double rounding.
+inline float doubleToFloatRoundedToOdd(double value) {
+  if (value != value)
+    return static_cast<float>(value);
+  float nearest = static_cast<float>(value);
+  if (static_cast<double>(nearest) == value)
+    return nearest;
+  uint32_t bits = detail::floatBits(nearest);
+  // Past `value` (rounded away from zero, or to infinity): one step back.
+  if ((value < 0) == (static_cast<double>(nearest) < value))
+    bits -= 1;
+  return detail::bitsToFloat(bits | 1u);
+}
+
+inline uint16_t doubleToHalf(double value) {
+  return floatToHalf(doubleToFloatRoundedToOdd(value));
+}
+
+inline uint16_t doubleToBFloat16(double value) {
+  return floatToBFloat16(doubleToFloatRoundedToOdd(value));
+}
+
 } // namespace attnc
 
 #endif // ATTNC_RUNTIME_HALFFLOAT_H
