@@ -322,7 +322,20 @@ private:
         return fail(decl->loc,
                      "'" + decl->name + "' is an implicit index name",
                      "choose another name for this tensor");
+      for (const ast::Dim &dim : decl->dims)
+        if (!dim.isSymbolic() && dim.value == 0)
+          return fail(dim.loc, "a fixed dimension size must be positive",
+                       "a tensor with a dimension of 0 holds nothing; name "
+                       "sizes that vary at launch (e.g. N)");
     }
+    size_t tensors = kernel.params.size() + kernel.results.size();
+    if (tensors > static_cast<size_t>(attn::kMaxKernelTensors))
+      return fail(kernel.nameLoc,
+                   "kernel '" + kernel.name + "' passes " +
+                       std::to_string(tensors) + " tensors, above the limit of " +
+                       std::to_string(attn::kMaxKernelTensors),
+                   "pack parameters into fewer tensors, e.g. one [H, K] table "
+                   "instead of K [H] vectors");
     for (const ast::TensorDecl &result : kernel.results)
       if (result.optional)
         return fail(result.loc, "result '" + result.name +
@@ -454,12 +467,21 @@ private:
     return failure();
   }
 
-  FailureOr<int64_t> positiveInteger(const ast::Option &option) {
+  FailureOr<int64_t> positiveInteger(const ast::Option &option,
+                                     int64_t limit = INT64_MAX) {
     auto *number = llvm::dyn_cast<ast::NumberExpr>(option.value.get());
     if (!number || !number->isInteger || number->intValue <= 0) {
       error(option.value->loc,
             "option '" + option.name + "' must be a positive integer",
             "e.g. " + option.name + " = 64");
+      return failure();
+    }
+    if (number->intValue > limit) {
+      error(option.value->loc,
+            "option '" + option.name + "' is " +
+                std::to_string(number->intValue) + ", above the limit of " +
+                std::to_string(limit),
+            "docs/language.md, \"Limits\", says why sizes are bounded");
       return failure();
     }
     return number->intValue;
@@ -693,6 +715,17 @@ private:
           auto decl = paramDecls.find(match->tensor);
           if (decl != paramDecls.end() &&
               decl->second->dtype == ast::DType::Bool) {
+            if (std::max(match->blockQ, match->blockK) > attn::kMaxBlockSize) {
+              error(conjunct->loc,
+                    "block mask blocks of " + std::to_string(match->blockQ) +
+                        " x " + std::to_string(match->blockK) +
+                        " exceed the limit of " +
+                        std::to_string(attn::kMaxBlockSize),
+                    "use blocks of at most " +
+                        std::to_string(attn::kMaxBlockSize) +
+                        " positions (docs/language.md, \"Limits\")");
+              return failure();
+            }
             blockMask = match;
             continue;
           }
@@ -737,12 +770,26 @@ private:
               "e.g. select = topk(16, block = 64)");
         return failure();
       }
+      if (n->intValue > attn::kMaxTopk ||
+          size->intValue > attn::kMaxBlockSize) {
+        bool count = n->intValue > attn::kMaxTopk;
+        error(count ? n->loc : size->loc,
+              count ? "topk selects " + std::to_string(n->intValue) +
+                          " blocks, above the limit of " +
+                          std::to_string(attn::kMaxTopk)
+                    : "topk blocks of " + std::to_string(size->intValue) +
+                          " exceed the limit of " +
+                          std::to_string(attn::kMaxBlockSize),
+              "docs/language.md, \"Limits\", says why sizes are bounded");
+        return failure();
+      }
       topk = n->intValue;
       blockQ = blockK = size->intValue;
     }
     for (StringRef name : {"block_q", "block_k"})
       if (const ast::Option *option = options.lookup(name)) {
-        FailureOr<int64_t> value = positiveInteger(*option);
+        FailureOr<int64_t> value =
+            positiveInteger(*option, attn::kMaxBlockSize);
         if (failed(value))
           return failure();
         (name == "block_q" ? blockQ : blockK) = *value;
@@ -966,7 +1013,7 @@ private:
     }
     int64_t chunk = 64;
     if (const ast::Option *option = options.lookup("chunk")) {
-      FailureOr<int64_t> parsed = positiveInteger(*option);
+      FailureOr<int64_t> parsed = positiveInteger(*option, attn::kMaxBlockSize);
       if (failed(parsed))
         return failure();
       chunk = *parsed;

@@ -482,3 +482,40 @@ attn.kernel @linear_initial_shape(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.
   }
   attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
 }
+
+// -----
+
+// A fixed size of 0 would divide by zero in tile and grid computations.
+// expected-error @+1 {{fixed dimension sizes must be positive, got 0}}
+attn.kernel @zero_head_dim(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 0]>) -> (o: !attn.tensor<f32[B, H, N, 0]>) {
+}
+
+// -----
+
+attn.kernel @topk_too_many(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{attribute 'topk' failed to satisfy constraint}}
+  %r0 = attn.sparse_softmax %q, %k, %v {block_q = 16 : i64, block_k = 16 : i64, topk = 1073741824 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @block_too_large(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{attribute 'block_k' failed to satisfy constraint}}
+  %r0 = attn.sparse_softmax %q, %k, %v {block_q = 16 : i64, block_k = 65536 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+attn.kernel @linear_chunk_too_large(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, N, 16]>, %v: !attn.tensor<f32[B, H, N, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{attribute 'chunk' failed to satisfy constraint}}
+  %r0 = attn.linear %q, %k, %v {chunk = 100000 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> !attn.tensor<f32[B, H, N, 16]> gate {
+  } feature {
+  }
+  attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
+}

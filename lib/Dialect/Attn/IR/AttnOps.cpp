@@ -161,6 +161,11 @@ LogicalResult KernelOp::verify() {
     return emitOpError("names ") << getResultNames().size()
                                  << " results but its signature has "
                                  << type.getNumResults();
+  if (type.getNumInputs() + type.getNumResults() > kMaxKernelTensors)
+    return emitOpError("passes ")
+           << type.getNumInputs() + type.getNumResults()
+           << " tensors; a kernel takes at most " << kMaxKernelTensors
+           << " parameters and results";
 
   llvm::StringSet<> seen;
   auto checkName = [&](Attribute name, StringRef what) -> LogicalResult {

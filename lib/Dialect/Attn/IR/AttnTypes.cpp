@@ -33,8 +33,8 @@ AttnTensorType::verify(function_ref<InFlightDiagnostic()> emitError,
                        << "; expected f32, f16, bf16, i32, i8 or i1";
   for (Attribute dim : dims) {
     if (auto size = dyn_cast<IntegerAttr>(dim)) {
-      if (size.getInt() < 0)
-        return emitError() << "dimension sizes must be non-negative, got "
+      if (size.getInt() <= 0)
+        return emitError() << "fixed dimension sizes must be positive, got "
                            << size.getInt();
       continue;
     }

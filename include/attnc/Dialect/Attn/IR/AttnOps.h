@@ -43,6 +43,14 @@ namespace gate_arg {
 enum { B, H, T, D, TStart, Count };
 }
 
+/// Limits that keep compilation bounded (docs/language.md, "Limits"): tile
+/// sizes become static buffer and vector shapes, so block sizes and the
+/// linear chunk are capped, as is the per-row top-k list and the number of
+/// tensors a kernel passes. AttnOps.td repeats the first two in ODS.
+constexpr int64_t kMaxBlockSize = 4096;
+constexpr int64_t kMaxTopk = 4096;
+constexpr int64_t kMaxKernelTensors = 256;
+
 /// True for the ops that hold a softmax-family computation.
 bool isSoftmaxFamily(mlir::Operation *op);
 

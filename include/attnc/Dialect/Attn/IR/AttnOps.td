@@ -213,9 +213,10 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
       Optional<Attn_Tensor>:$block_mask,
       Optional<Attn_Tensor>:$kv_num_blocks,
       Optional<Attn_Tensor>:$kv_indices,
-      ConfinedAttr<I64Attr, [IntPositive]>:$block_q,
-      ConfinedAttr<I64Attr, [IntPositive]>:$block_k,
-      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$topk));
+      // Limits: kMaxBlockSize and kMaxTopk in AttnOps.h.
+      ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>:$block_q,
+      ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>:$block_k,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$topk));
   let assemblyFormat = [{
     $q `,` $k `,` $v
     (`cu_seqlens_q` `(` $cu_seqlens_q^ `)`)?
@@ -271,7 +272,8 @@ def Attn_LinearOp : Attn_Op<"linear", [AttrSizedOperandSegments,
       DefaultValuedAttr<F32Attr, "1.0f">:$scale,
       DefaultValuedAttr<Attn_GateKindAttr, "::attnc::attn::GateKind::none">:$gate_kind,
       DefaultValuedAttr<BoolAttr, "true">:$causal,
-      DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive]>, "64">:$chunk,
+      // kMaxBlockSize in AttnOps.h.
+      DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>, "64">:$chunk,
       DefaultValuedAttr<Attn_LayoutAttr, "::attnc::attn::Layout::bhnd">:$layout);
   let results = (outs Attn_Tensor:$out, Optional<Attn_Tensor>:$final_state);
   let regions = (region AnyRegion:$gate, AnyRegion:$feature);
