@@ -170,6 +170,8 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
                           /*fromCache=*/true);
       return ATTNC_OK;
     }
+    if (!note.empty())
+      KernelCache::report(note);
   }
 
   llvm::SourceMgr sourceMgr;
@@ -210,8 +212,10 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
     if (!compileToPtx(*module, kernelName ? kernelName : "", gpuOptions, image,
                       error))
       return fail(context, ATTNC_ERROR_TARGET, error);
-    std::string storeError; // a read-only cache only costs recompilation
-    compiler.cache.store(cacheKey, image, storeError);
+    // A read-only cache only costs recompilation; say so once.
+    std::string storeError;
+    if (!compiler.cache.store(cacheKey, image, storeError))
+      KernelCache::report(storeError + "; GPU kernels are not cached");
     *kernel = newKernel(context, targetName, std::move(image), nullptr, false);
     return ATTNC_OK;
   }

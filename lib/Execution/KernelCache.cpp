@@ -12,7 +12,15 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 using namespace attnc;
 
@@ -51,17 +59,77 @@ std::string KernelCache::pathOf(const std::string &key) const {
   return root + "/" + key + ".attnc-image";
 }
 
+namespace {
+constexpr llvm::StringLiteral kEntryPrefix = "attnc-cache-entry ";
+
+/// Reads a regular file of at most kMaxEntryBytes. Anything else (a FIFO, a
+/// device, a link to one) is refused without blocking on it.
+bool readEntry(const std::string &path, std::string &data, std::string &why) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    // No entry (or no cache directory yet) is a plain miss.
+    why = errno == ENOENT || errno == ENOTDIR ? "" : std::strerror(errno);
+    return false;
+  }
+  struct stat info;
+  bool ok = ::fstat(fd, &info) == 0;
+  if (ok && !S_ISREG(info.st_mode)) {
+    why = "it is not a regular file";
+    ok = false;
+  } else if (ok && info.st_size > KernelCache::kMaxEntryBytes) {
+    why = "it holds " + std::to_string(info.st_size) +
+          " bytes, more than an entry may (" +
+          std::to_string(KernelCache::kMaxEntryBytes) + ")";
+    ok = false;
+  }
+  if (ok) {
+    data.resize(info.st_size);
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t got = ::read(fd, &data[done], data.size() - done);
+      if (got <= 0) {
+        why = "reading it failed";
+        ok = false;
+        break;
+      }
+      done += got;
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+/// Prints `message` on stderr the first time it is reported in this process.
+void noteOnce(const std::string &message) {
+  static std::mutex mutex;
+  static std::set<std::string> printed;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (printed.insert(message).second)
+    llvm::errs() << "attnc: note: " << message << "\n";
+}
+} // namespace
+
+void KernelCache::report(const std::string &message) { noteOnce(message); }
+
 bool KernelCache::lookup(const std::string &key, GpuImage &image,
                          std::string &note) const {
   if (root.empty())
     return false;
-  auto buffer = llvm::MemoryBuffer::getFile(pathOf(key), /*IsText=*/false,
-                                            /*RequiresNullTerminator=*/false);
-  if (!buffer)
+  std::string path = pathOf(key), data, why;
+  if (!readEntry(path, data, why)) {
+    if (!why.empty())
+      note = "kernel cache entry " + path + " cannot be used (" + why +
+             "); compiling instead";
     return false;
+  }
+  std::string expected = (kEntryPrefix + key + "\n").str();
   std::string error;
-  if (!deserialize((*buffer)->getBuffer().str(), image, error)) {
-    note = "kernel cache entry " + pathOf(key) + " is unreadable (" + error +
+  if (data.compare(0, expected.size(), expected) != 0)
+    error = "it is not the entry of this key";
+  else if (!deserialize(data.substr(expected.size()), image, error))
+    image = GpuImage();
+  if (!error.empty()) {
+    note = "kernel cache entry " + path + " is unreadable (" + error +
            "); recompiling";
     return false;
   }
@@ -85,12 +153,12 @@ bool KernelCache::store(const std::string &key, const GpuImage &image,
   }
   {
     llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
-    os << serialize(image);
+    os << kEntryPrefix << key << '\n' << serialize(image);
     os.flush();
     if (os.has_error()) {
       os.clear_error();
       llvm::sys::fs::remove(temporary);
-      error = "writing the kernel cache entry failed";
+      error = "writing a kernel cache entry in " + root + " failed";
       return false;
     }
   }

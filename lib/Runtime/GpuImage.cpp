@@ -3,13 +3,16 @@
 #include "attnc/Runtime/GpuImage.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
 using namespace attnc;
 
 namespace {
-constexpr const char *kMagic = "attnc-gpu-image 1";
+// Version 2: the checksum covers the header as well as the image bytes.
+constexpr const char *kMagic = "attnc-gpu-image 2";
 
 bool parseElementType(const std::string &text, ElementType &type) {
   for (ElementType candidate :
@@ -48,10 +51,15 @@ bool readTensor(std::istringstream &line, TensorSpec &spec) {
     if (!(line >> text))
       return false;
     DimSpec dim;
-    if (!text.empty() && (isdigit(static_cast<unsigned char>(text[0]))))
-      dim.size = std::stoll(text);
-    else
+    if (!text.empty() && (isdigit(static_cast<unsigned char>(text[0])))) {
+      char *end = nullptr;
+      errno = 0;
+      dim.size = std::strtoll(text.c_str(), &end, 10);
+      if (errno != 0 || *end != '\0')
+        return false;
+    } else {
       dim.symbol = text;
+    }
     spec.dims.push_back(dim);
   }
   return true;
@@ -218,8 +226,10 @@ std::string attnc::serialize(const GpuImage &image) {
   for (int64_t param : image.copiedParams)
     os << ' ' << param;
   os << '\n';
-  os << "bytes " << image.bytes.size() << ' ' << fnv1a(image.bytes) << '\n';
-  return os.str() + image.bytes;
+  std::string header = os.str();
+  return header + "bytes " + std::to_string(image.bytes.size()) + ' ' +
+         std::to_string(fnv1a(image.bytes, fnv1a(header))) + '\n' +
+         image.bytes;
 }
 
 bool attnc::deserialize(const std::string &data, GpuImage &image,
@@ -233,6 +243,7 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
   };
   bool first = true;
   while (position < data.size()) {
+    size_t lineStart = position;
     size_t end = data.find('\n', position);
     if (end == std::string::npos)
       return fail("header has no end");
@@ -315,7 +326,8 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
         return fail("expected " + std::to_string(size) + " image bytes, found " +
                     std::to_string(data.size() - position));
       image.bytes = data.substr(position);
-      if (fnv1a(image.bytes) != hash)
+      // The header (every line before this one) and the bytes.
+      if (fnv1a(image.bytes, fnv1a(data.substr(0, lineStart))) != hash)
         return fail("checksum mismatch");
       if (image.target.empty() || image.signature.name.empty() ||
           image.threads <= 0 || gridAxis != 3)

@@ -13,6 +13,8 @@
 #include "attnc/Runtime/CudaRuntime.h"
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <cstring>
 #include <map>
 
@@ -292,6 +294,62 @@ TEST(CApi, GpuTargetsCompileWithoutAGpuAndHitTheCache) {
   attnc_context_destroy(context);
   std::string remove = std::string("rm -rf ") + directory;
   EXPECT_EQ(std::system(remove.c_str()), 0);
+}
+
+// A corrupted entry is rebuilt and a cache that cannot be written is used
+// without caching; each says so on stderr, once per process.
+TEST(CApi, CacheProblemsAreNotedOnceOnStderr) {
+  char directory[] = "/tmp/attnc-capi-notesXXXXXX";
+  ASSERT_NE(mkdtemp(directory), nullptr);
+  attnc_context *context = attnc_context_create();
+  ASSERT_EQ(attnc_context_set_cache_dir(context, directory), ATTNC_OK);
+  auto compile = [&]() {
+    attnc_kernel *kernel = nullptr;
+    EXPECT_EQ(attnc_compile(context, kCausal, std::strlen(kCausal), "c.attn",
+                            nullptr, "sm_80", &kernel),
+              ATTNC_OK)
+        << attnc_last_error(context);
+    bool fromCache = kernel && attnc_kernel_from_cache(kernel);
+    attnc_kernel_destroy(kernel);
+    return fromCache;
+  };
+  auto count = [](const std::string &text, const std::string &part) {
+    size_t n = 0;
+    for (size_t at = text.find(part); at != std::string::npos;
+         at = text.find(part, at + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_FALSE(compile());
+  std::string entry;
+  for (const auto &file : std::filesystem::directory_iterator(directory))
+    entry = file.path();
+  ASSERT_FALSE(entry.empty());
+  std::string data;
+  {
+    std::ifstream in(entry, std::ios::binary);
+    data.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  data[data.size() / 2] ^= 1;
+  std::ofstream(entry, std::ios::binary | std::ios::trunc) << data;
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(compile()); // rebuilt, with a note
+  EXPECT_TRUE(compile());  // and cached again
+  std::string notes = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count(notes, "is unreadable"), 1u) << notes;
+  EXPECT_EQ(count(notes, entry), 1u) << notes;
+
+  // A cache directory below a regular file cannot be created.
+  std::string blocked = entry + "/cache";
+  ASSERT_EQ(attnc_context_set_cache_dir(context, blocked.c_str()), ATTNC_OK);
+  ::testing::internal::CaptureStderr();
+  EXPECT_FALSE(compile());
+  EXPECT_FALSE(compile());
+  notes = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(count(notes, "GPU kernels are not cached"), 1u) << notes;
+  EXPECT_EQ(count(notes, blocked), 1u) << notes;
+  attnc_context_destroy(context);
+  std::filesystem::remove_all(directory);
 }
 
 // Tuning options reach the kernel (its PTX, launch grid and results), take

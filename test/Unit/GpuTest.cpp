@@ -24,6 +24,8 @@
 #include "llvm/Support/Path.h"
 
 #include <fstream>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <functional>
 #include <sstream>
 
@@ -559,6 +561,76 @@ TEST(KernelCache, HitsMissesAndRebuildsCorruptedEntries) {
   EXPECT_NE(note.find("unreadable"), std::string::npos) << note;
   ASSERT_TRUE(cache.store(key, image, error)) << error;
   EXPECT_TRUE(cache.lookup(key, found, note));
+  llvm::sys::fs::remove_directories(dir);
+}
+
+// The checksum covers the launch facts and the key is checked: an entry
+// whose header was edited, or another key's entry renamed into place, is a
+// miss. Only regular files of bounded size are read, without blocking.
+TEST(KernelCache, EntriesAreCheckedWholeAndReadOnlyFromRegularFiles) {
+  llvm::SmallString<128> dir;
+  ASSERT_FALSE(llvm::sys::fs::createUniqueDirectory("attnc-cache", dir));
+  KernelCache cache{std::string(dir)};
+  GpuImage image;
+  std::string error, note;
+  ASSERT_TRUE(compileSpec(readFile(ATTNC_EXAMPLES_DIR "/alibi_gqa.attn"),
+                          "sm_80", image, error))
+      << error;
+  std::string key = KernelCache::key("spec", "k", "", "sm_80");
+  std::string other = KernelCache::key("spec", "k", "", "sm_90a");
+  std::string path = std::string(dir) + "/" + key + ".attnc-image";
+  ASSERT_TRUE(cache.store(key, image, error)) << error;
+  std::string entry = readFile(path);
+  auto write = [](const std::string &file, const std::string &data) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << data;
+  };
+  GpuImage found;
+
+  // Every header field that steers a launch is under the checksum.
+  for (std::string field : {"threads ", "shared_bytes ", "grid ", "head_dim ",
+                            "entry ", "target ", "param ", "roles "}) {
+    size_t at = entry.find("\n" + field);
+    ASSERT_NE(at, std::string::npos) << field;
+    std::string edited = entry;
+    size_t digit = edited.find_first_of("0123456789", at + 1 + field.size());
+    if (field == "entry " || field == "target " || field == "param ")
+      edited[at + 1 + field.size()] ^= 1; // a letter of a name
+    else
+      edited[digit] = edited[digit] == '1' ? '2' : '1';
+    write(path, edited);
+    EXPECT_FALSE(cache.lookup(key, found, note)) << field;
+    EXPECT_NE(note.find("checksum"), std::string::npos) << field << note;
+  }
+
+  // Another key's entry, renamed to this key, is not this key's entry.
+  ASSERT_TRUE(cache.store(other, image, error)) << error;
+  llvm::sys::fs::rename(std::string(dir) + "/" + other + ".attnc-image", path);
+  note.clear();
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  EXPECT_NE(note.find("not the entry of this key"), std::string::npos) << note;
+
+  // A link to a device, a FIFO and a huge (sparse) file are refused.
+  llvm::sys::fs::remove(path);
+  ASSERT_FALSE(llvm::sys::fs::create_link("/dev/zero", path));
+  note.clear();
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  EXPECT_NE(note.find("not a regular file"), std::string::npos) << note;
+  llvm::sys::fs::remove(path);
+  ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+  note.clear();
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  EXPECT_NE(note.find("not a regular file"), std::string::npos) << note;
+  ASSERT_EQ(unlink(path.c_str()), 0); // llvm::sys::fs::remove keeps FIFOs
+  write(path, "");
+  ASSERT_EQ(truncate(path.c_str(), KernelCache::kMaxEntryBytes + 1), 0);
+  note.clear();
+  EXPECT_FALSE(cache.lookup(key, found, note));
+  EXPECT_NE(note.find("more than an entry may"), std::string::npos) << note;
+
+  // Storing again repairs the entry.
+  ASSERT_TRUE(cache.store(key, image, error)) << error;
+  EXPECT_TRUE(cache.lookup(key, found, note));
+  EXPECT_EQ(found.threads, image.threads);
   llvm::sys::fs::remove_directories(dir);
 }
 

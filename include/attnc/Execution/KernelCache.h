@@ -3,8 +3,10 @@
 // Compiled images keyed by a hash of everything that determines them: the
 // spec text, the kernel name, the options, the target and the compiler
 // version. Entries are written atomically (a temporary file renamed into
-// place), so concurrent writers never expose a partial entry; an entry that
-// fails its checksum is reported as a miss and rewritten.
+// place), so concurrent writers never expose a partial entry. An entry
+// starts with its key and ends with a checksum of everything else (launch
+// facts and image bytes); one that is not a regular file, is too large,
+// holds another key or fails its checksum is a miss and is rewritten.
 //
 //===----------------------------------------------------------------------===//
 
@@ -40,9 +42,15 @@ public:
   static std::string key(const std::string &spec, const std::string &kernel,
                          const std::string &options, const std::string &target);
 
-  /// True with `image` filled on a hit. A corrupted entry is a miss;
-  /// `note` then says so (callers print it as a remark).
+  /// True with `image` filled on a hit. An unusable entry is a miss;
+  /// `note` then says why (callers pass it to report()).
   bool lookup(const std::string &key, GpuImage &image, std::string &note) const;
+
+  /// Prints a cache note on stderr, once per distinct message and process.
+  static void report(const std::string &message);
+
+  /// The largest entry read back (PTX of a few MB is typical).
+  static constexpr int64_t kMaxEntryBytes = int64_t(256) << 20;
 
   /// Stores the image; false with `error` set when the directory is not
   /// writable (the compilation result stays valid).
