@@ -380,6 +380,22 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
             std::to_string(words[3]) + " that top-k selection handles";
     return false;
   }
+  if (words[0] == 5) {
+    bool named = words[5] >= 0 &&
+                 words[5] < static_cast<int64_t>(signature.params.size());
+    bool overflow = words[4] != 0;
+    error = std::string(overflow ? "integer division overflows"
+                                 : "integer division by zero") +
+            " at line " + std::to_string(words[1]) + ", column " +
+            std::to_string(words[2]) + " of the spec: " +
+            std::to_string(words[3]) + " / " + std::to_string(words[4]) +
+            (named ? ", the divisor read from '" +
+                         signature.params[words[5]].name + "'"
+                   : std::string()) +
+            " (integer / and % need a nonzero divisor, and the quotient "
+            "must fit in 64 bits)";
+    return false;
+  }
   error = "the kernel reported bad input (status " + std::to_string(words[0]) +
           ")";
   return false;

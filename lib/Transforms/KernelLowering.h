@@ -19,6 +19,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
@@ -186,9 +187,10 @@ public:
     for (Operation &op : block) {
       if (auto yield = dyn_cast<YieldOp>(op))
         return mapping.lookup(yield.getValue());
-      if (auto load = dyn_cast<LoadOp>(op)) {
-        Value hoisted = hoistedLoads.lookupOrNull(load.getResult());
-        mapping.map(load.getResult(), hoisted ? hoisted : lowerLoad(load, mapping));
+      if (isa<LoadOp, arith::FloorDivSIOp>(op)) {
+        Value hoisted = hoistedLoads.lookupOrNull(op.getResult(0));
+        mapping.map(op.getResult(0),
+                    hoisted ? hoisted : lowerCheckedOp(op, mapping));
         continue;
       }
       b.clone(op, mapping);
@@ -220,10 +222,10 @@ public:
       });
       if (!invariantOperands)
         continue;
-      if (auto load = dyn_cast<LoadOp>(op)) {
-        Value value = lowerLoad(load, mapping);
-        mapping.map(load.getResult(), value);
-        hoistedLoads.map(load.getResult(), value);
+      if (isa<LoadOp, arith::FloorDivSIOp>(op)) {
+        Value value = lowerCheckedOp(op, mapping);
+        mapping.map(op.getResult(0), value);
+        hoistedLoads.map(op.getResult(0), value);
       } else if (mlir::isPure(&op) && op.getNumRegions() == 0) {
         b.clone(op, mapping);
       } else {
@@ -251,6 +253,64 @@ public:
                                {mask_arg::M, m},
                                {mask_arg::QStart, startQ},
                                {mask_arg::KStart, startK}});
+  }
+
+  /// The expression ops that can meet bad input: loads of parameters and
+  /// integer divisions.
+  Value lowerCheckedOp(Operation &op, IRMapping &mapping) {
+    if (auto load = dyn_cast<LoadOp>(op))
+      return lowerLoad(load, mapping);
+    return lowerFloorDivision(cast<arith::FloorDivSIOp>(op), mapping);
+  }
+
+  /// Integer `a / b` of an expression (floor division; `%` is built on it).
+  /// A divisor of 0, or INT64_MIN / -1, would trap (SIGFPE on x86) or be
+  /// undefined: the first such division of a run is recorded in the status
+  /// buffer (5, line, col, dividend, divisor, the divisor's tensor or -1)
+  /// and yields 0. Divisions by a constant other than 0 and -1 need no check.
+  Value lowerFloorDivision(arith::FloorDivSIOp division, IRMapping &mapping) {
+    Value dividend = mapping.lookup(division.getLhs());
+    Value divisor = mapping.lookup(division.getRhs());
+    std::optional<int64_t> constant = getConstantIntValue(division.getRhs());
+    if (constant && *constant != 0 && *constant != -1)
+      return arith::FloorDivSIOp::create(b, dividend, divisor);
+    Type type = divisor.getType();
+    auto integer = [&](int64_t value) -> Value {
+      return arith::ConstantOp::create(b, type, b.getIntegerAttr(type, value));
+    };
+    unsigned width = type.isIndex() ? 64 : type.getIntOrFloatBitWidth();
+    Value byZero =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, divisor, integer(0));
+    Value overflows = arith::AndIOp::create(
+        b,
+        arith::CmpIOp::create(
+            b, arith::CmpIPredicate::eq, dividend,
+            integer(llvm::APInt::getSignedMinValue(width).getSExtValue())),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, divisor,
+                              integer(-1)));
+    Value bad = arith::OrIOp::create(b, byZero, overflows);
+    Value safeDivisor = arith::SelectOp::create(b, bad, integer(1), divisor);
+    Value quotient = arith::FloorDivSIOp::create(b, dividend, safeDivisor);
+    ifThen(bad, [&] {
+      auto position = dyn_cast<mlir::FileLineColLoc>(division.getLoc());
+      Value divisorTensor = index(-1);
+      Value source = division.getRhs();
+      if (auto cast = source.getDefiningOp<arith::IndexCastOp>())
+        source = cast.getIn();
+      if (auto load = source.getDefiningOp<LoadOp>())
+        divisorTensor =
+            index(cast<BlockArgument>(load.getTensor()).getArgNumber());
+      auto asIndex = [&](Value value) -> Value {
+        return value.getType().isIndex()
+                   ? value
+                   : Value(arith::IndexCastOp::create(b, b.getIndexType(),
+                                                      value));
+      };
+      recordError(5, {index(position ? position.getLine() : 0),
+                      index(position ? position.getColumn() : 0),
+                      asIndex(dividend), asIndex(divisor), divisorTensor});
+    });
+    return arith::SelectOp::create(b, bad, integer(0), quotient);
   }
 
   Value lowerLoad(LoadOp load, IRMapping &mapping) {

@@ -26,7 +26,10 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
     unspecified: a gate value that is positive or not finite writes 1, the
     position (b, h, t, d) and the value's f64 bits; an out-of-bounds read of
     a parameter writes 2, the parameter's position, the dim, the index and
-    the dim's size (the read itself yields 0).
+    the dim's size (the read itself yields 0); an integer division of an
+    expression by 0, or of INT64_MIN by -1, writes 5, the operator's line
+    and column, the dividend, the divisor and the divisor's parameter (or
+    -1), and yields 0.
 
     Before:
     ```mlir

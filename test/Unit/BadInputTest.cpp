@@ -1,0 +1,134 @@
+//===- BadInputTest.cpp - Bad run-time input on every CPU path ------------===//
+//
+// What a spec computes from user data must not crash the process: each case
+// runs on the reference, the tiled path and the GPU warp emulator and
+// expects the same clear error from all three.
+//
+//===----------------------------------------------------------------------===//
+
+#include "SpecRunner.h"
+
+#include <gtest/gtest.h>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+/// The reference, the tiled CPU path and the emulated GPU kernel of `spec`.
+struct EveryPath {
+  explicit EveryPath(const std::string &spec)
+      : reference(spec), tiled(spec, CpuOptions{CpuPath::Tiled}) {
+    std::string error;
+    if (reference.ok())
+      emulated = EmulatedGpuKernel::compile(*reference.module, "",
+                                            GpuPipelineOptions{}, error);
+    emulatorError = error;
+  }
+  bool ok() const { return reference.ok() && tiled.ok() && emulated; }
+  std::string errors() const {
+    return reference.compileError + tiled.compileError + emulatorError;
+  }
+
+  /// Runs every path; returns the error of each ("" on success) and
+  /// checks that successful runs agree with the reference.
+  std::vector<std::string> run(std::map<std::string, HostTensor> inputs,
+                               const std::string &what) {
+    std::vector<std::string> errors(3);
+    std::vector<HostTensor> expected, actual;
+    if (reference.run(inputs, expected, errors[0]))
+      expectSameOutputs(reference, tiled, inputs, what + ", tiled");
+    else
+      tiled.run(inputs, actual, errors[1]);
+    std::vector<TensorView> storage;
+    actual.clear();
+    if (!emulated->run(viewsOf(emulated->image().signature, inputs, storage),
+                       actual, errors[2]))
+      return errors;
+    if (errors[0].empty())
+      for (size_t r = 0; r < actual.size(); ++r)
+        expectClose(values(actual[r]), values(expected[r]), {2e-3, 2e-3},
+                    what + ", gpu-emulator output " + std::to_string(r));
+    return errors;
+  }
+
+  SpecRunner reference, tiled;
+  std::unique_ptr<EmulatedGpuKernel> emulated;
+  std::string emulatorError;
+};
+
+HostTensor integers(std::vector<int64_t> values) {
+  HostTensor tensor(ElementType::I32, {static_cast<int64_t>(values.size())});
+  for (size_t index = 0; index < values.size(); ++index)
+    tensor.set(index, static_cast<double>(values[index]));
+  return tensor;
+}
+
+void expectEveryPathFails(const std::vector<std::string> &errors,
+                          const std::vector<std::string> &parts,
+                          const std::string &what) {
+  const char *paths[] = {"reference", "tiled", "gpu-emulator"};
+  for (size_t path = 0; path < errors.size(); ++path)
+    for (const std::string &part : parts)
+      EXPECT_NE(errors[path].find(part), std::string::npos)
+          << what << ", " << paths[path] << ": '" << errors[path] << "'";
+}
+
+// Integer / and % by a divisor read from a tensor (SIGFPE before), and
+// INT64_MIN / -1, in a mask, in a score term that is hoisted out of the
+// key loop (h % z[h]) and in a linear gate.
+TEST(BadInput, IntegerDivisionIsReportedOnEveryPath) {
+  const uint64_t seed = 5;
+  std::mt19937_64 rng(seed);
+  std::string what = "seed " + std::to_string(seed);
+  EveryPath softmax(R"(kernel k(q: f32[B, H, N, 16], k: f32[B, H, M, 16], v: f32[B, H, M, 16], z: i32[H])
+    -> (o: f32[B, H, N, 16]) {
+  o = softmax(q, k, v) { score = s + h % z[h]
+                         mask = i / z[h] == j / z[h] }
+})");
+  ASSERT_TRUE(softmax.ok()) << softmax.errors();
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::F32, {1, 2, 37, 16}, rng, -1, 1);
+  inputs["k"] = randomTensor(ElementType::F32, {1, 2, 41, 16}, rng, -1, 1);
+  inputs["v"] = randomTensor(ElementType::F32, {1, 2, 41, 16}, rng, -1, 1);
+  inputs["z"] = integers({5, -3});
+  std::vector<std::string> errors = softmax.run(inputs, what + ", valid");
+  for (const std::string &error : errors)
+    EXPECT_EQ(error, "") << what;
+  inputs["z"] = integers({5, 0});
+  expectEveryPathFails(softmax.run(inputs, what),
+                       {"integer division by zero at line ", "of the spec: ",
+                        "the divisor read from 'z'"},
+                       what + ", z[1] = 0");
+
+  EveryPath overflow(R"(kernel k(q: f32[B, H, N, 16], k: f32[B, H, M, 16], v: f32[B, H, M, 16], z: i32[H])
+    -> (o: f32[B, H, N, 16]) {
+  o = softmax(q, k, v) { mask = (i - 9223372036854775807 - 1) / z[h] != 0 || j <= i }
+})");
+  ASSERT_TRUE(overflow.ok()) << overflow.errors();
+  inputs["z"] = integers({-1, 2});
+  expectEveryPathFails(overflow.run(inputs, what),
+                       {"integer division overflows at line 3, column 63",
+                        "-9223372036854775808 / -1"},
+                       what + ", INT64_MIN / -1");
+
+  EveryPath linear(R"(kernel l(q: f32[B, T, H, 16], k: f32[B, T, H, 16], v: f32[B, T, H, 16], z: i32[H])
+    -> (o: f32[B, T, H, 16]) {
+  o = linear(q, k, v, layout = bthd) { gate = -0.1 * (1 + t % z[h]); chunk = 16 }
+})");
+  ASSERT_TRUE(linear.ok()) << linear.errors();
+  std::map<std::string, HostTensor> linearInputs;
+  for (const char *name : {"q", "k", "v"})
+    linearInputs[name] =
+        randomTensor(ElementType::F32, {1, 40, 2, 16}, rng, -1, 1);
+  linearInputs["z"] = integers({3, 7});
+  errors = linear.run(linearInputs, what + ", linear valid");
+  for (const std::string &error : errors)
+    EXPECT_EQ(error, "") << what;
+  linearInputs["z"] = integers({0, 7});
+  expectEveryPathFails(linear.run(linearInputs, what),
+                       {"integer division by zero", "'z'"},
+                       what + ", linear z[0] = 0");
+}
+
+} // namespace
