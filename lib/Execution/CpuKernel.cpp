@@ -381,7 +381,7 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
   std::atomic<int64_t> nextItem{0};
   std::atomic<bool> failed{false};
   auto work = [&](Failure &failure) {
-    std::vector<int64_t> status(6, 0);
+    std::vector<int64_t> status(kStatusWords, 0);
     TensorView statusView{status.data(), ElementType::I32, {6}, {1}};
     std::vector<int64_t> statusDescriptor = makeDescriptor(&statusView, 1);
     void *statusPointer = statusDescriptor.data();

@@ -380,6 +380,29 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
             std::to_string(words[3]) + " that top-k selection handles";
     return false;
   }
+  auto paramName = [&](int64_t word) -> std::string {
+    return word >= 0 && word < static_cast<int64_t>(signature.params.size())
+               ? signature.params[word].name
+               : "?";
+  };
+  if (words[0] == 6) {
+    error = "'" + paramName(words[1]) + "'[" + std::to_string(words[2]) +
+            ", " + std::to_string(words[3]) + ", " + std::to_string(words[4]) +
+            "] = " + std::to_string(words[5]) +
+            " is not a block count: counts must lie in [0, " +
+            std::to_string(words[6]) + "], the width of the index lists";
+    return false;
+  }
+  if (words[0] == 7) {
+    error = "'" + paramName(words[1]) + "'[" + std::to_string(words[2]) +
+            ", " + std::to_string(words[3]) + ", " + std::to_string(words[4]) +
+            ", " + std::to_string(words[5]) + "] = " +
+            std::to_string(words[6]) +
+            " names no key block: the first kv_num_blocks entries of a list "
+            "must lie in [0, " +
+            std::to_string(words[7]) + "), ceil(keys / block_k)";
+    return false;
+  }
   if (words[0] == 5) {
     bool named = words[5] >= 0 &&
                  words[5] < static_cast<int64_t>(signature.params.size());

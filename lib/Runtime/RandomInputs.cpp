@@ -8,7 +8,7 @@
 using namespace attnc;
 
 void attnc::fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
-                       int64_t keyLength, int64_t blockK) {
+                       int64_t keyLength, int64_t blockK, int64_t listWidth) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   int64_t count = tensor.numElements();
@@ -33,7 +33,7 @@ void attnc::fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
     // Valid lists: counts within the list width, indices naming real blocks
     // (repeats are harmless: a listed block is visited once).
     int64_t numBlocks = blockK > 0 ? (keyLength + blockK - 1) / blockK : 1;
-    int64_t width = shape.empty() ? 1 : shape.back();
+    int64_t width = numBlocks > 0 ? std::max<int64_t>(listWidth, 0) : 0;
     for (int64_t index = 0; index < count; ++index)
       tensor.set(index, role == ParamRole::BlockCounts
                             ? static_cast<int64_t>(unit(rng) * (width + 1)) %
@@ -88,15 +88,19 @@ bool attnc::fillMissingInputs(const KernelSignature &signature,
         index < roles.roles.size() ? roles.roles[index] : ParamRole::Other;
     ParamRole lengthOf =
         role == ParamRole::Offsets ? ParamRole::Query : ParamRole::Key;
-    int64_t length = 0;
+    int64_t length = 0, listWidth = 1;
     std::string ignored;
     for (size_t other = 0; other < roles.roles.size(); ++other) {
       std::vector<int64_t> otherShape;
-      if (roles.roles[other] == lengthOf &&
-          resolveShape(signature.params[other], bindings, otherShape, ignored))
+      if (!resolveShape(signature.params[other], bindings, otherShape, ignored))
+        continue;
+      if (roles.roles[other] == lengthOf)
         length = otherShape[lengthOf == ParamRole::Query ? 0 : roles.keySeqDim];
+      if (roles.roles[other] == ParamRole::BlockIndices && !otherShape.empty())
+        listWidth = otherShape.back();
     }
-    fillRandom(tensors[index], role, seed + index, length, roles.blockK);
+    fillRandom(tensors[index], role, seed + index, length, roles.blockK,
+               listWidth);
     present[index] = true;
   }
   return true;

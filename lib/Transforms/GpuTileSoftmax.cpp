@@ -277,7 +277,8 @@ private:
 
   template <typename OpTy>
   KeySchedule keySchedule(OpTy op, Value keyBlockBegin, Value keyBlockEnd,
-                          Value queryBlock, Value batch, Value head) {
+                          Value keyBlocks, Value queryBlock, Value batch,
+                          Value head) {
     KeySchedule schedule;
     schedule.begin = keyBlockBegin;
     schedule.end = keyBlockEnd;
@@ -303,21 +304,20 @@ private:
     } else {
       Value counts = rb.params.lookup(sparse.getKvNumBlocks());
       Value lists = rb.params.lookup(sparse.getKvIndices());
-      Value width = rb.dim(lists, 3);
       schedule.begin = idx(0);
-      schedule.end = arith::MaxSIOp::create(
-          b, idx(0),
-          arith::MinSIOp::create(
-              b,
-              arith::IndexCastOp::create(
-                  b, b.getIndexType(),
-                  rb.checkedLoad(counts, {batch, head, queryBlock})),
-              width));
+      schedule.end = rb.checkedBlockCount(counts, batch, head, queryBlock,
+                                          rb.dim(lists, 3));
       schedule.blockAt = [=](Value entry) -> Value {
         return arith::IndexCastOp::create(
             b, b.getIndexType(),
             rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
       };
+      // Entries that name no key block are reported once, up front; the
+      // band test below skips them.
+      rb.loop(idx(0), schedule.end, [&](Value entry) {
+        rb.checkListedBlock(lists, batch, head, queryBlock, entry,
+                            schedule.blockAt(entry), keyBlocks);
+      });
       schedule.visited = [=](Value entry) -> Value {
         Value keyBlock = schedule.blockAt(entry);
         Value inBand = arith::AndIOp::create(
@@ -937,8 +937,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                rb.add(startQ, queryOfRow(row)), col);
         },
         rows, shape.blockQ, shape.dimK);
-    KeySchedule schedule = keySchedule(op, keyBlockBegin, keyBlockEnd,
-                                       queryBlock, batch, gridHead);
+    KeySchedule schedule =
+        keySchedule(op, keyBlockBegin, keyBlockEnd,
+                    arith::CeilDivUIOp::create(b, m, bk), queryBlock, batch,
+                    gridHead);
     Value firstCursor = schedule.nextVisited(schedule.begin);
     rb.ifThen(lessThan(firstCursor, schedule.end), [&] {
       if (shape.specialized())

@@ -370,6 +370,39 @@ public:
         })[0];
   }
 
+  /// The number of listed key blocks of query block (batch, head, qb) in a
+  /// kv_num_blocks tensor. A count outside [0, width] (width: the lists'
+  /// last dim) is recorded in the status buffer (6, the parameter, batch,
+  /// head, qb, count, width) and clamped into it.
+  Value checkedBlockCount(Value counts, Value batch, Value head,
+                          Value queryBlock, Value width) {
+    Value count = arith::IndexCastOp::create(
+        b, b.getIndexType(), checkedLoad(counts, {batch, head, queryBlock}));
+    Value bad = arith::OrIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::slt, count, index(0)),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, count, width));
+    ifThen(bad, [&] {
+      recordError(6, {index(cast<BlockArgument>(counts).getArgNumber()), batch,
+                      head, queryBlock, count, width});
+    });
+    return arith::MaxSIOp::create(
+        b, index(0), arith::MinSIOp::create(b, count, width));
+  }
+
+  /// Records a kv_indices entry that names no key block: `block` outside
+  /// [0, blocks) at (batch, head, qb, entry) is recorded in the status
+  /// buffer (7, the parameter, batch, head, qb, entry, block, blocks).
+  void checkListedBlock(Value lists, Value batch, Value head, Value queryBlock,
+                        Value entry, Value block, Value blocks) {
+    Value bad = arith::OrIOp::create(
+        b, arith::CmpIOp::create(b, arith::CmpIPredicate::slt, block, index(0)),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block, blocks));
+    ifThen(bad, [&] {
+      recordError(7, {index(cast<BlockArgument>(lists).getArgNumber()), batch,
+                      head, queryBlock, entry, block, blocks});
+    });
+  }
+
   /// The values of the first of `candidates` whose flag in `chosen` is set
   /// (the last one's when none is), by selects from the last to the first.
   SmallVector<Value> selectFirst(ArrayRef<Value> chosen,

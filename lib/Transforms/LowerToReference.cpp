@@ -121,18 +121,15 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
           });
           Value indices = params.lookup(sparse.getKvIndices());
           Value counts = params.lookup(numList);
-          // At most the list width: a larger count names no more blocks.
-          Value count = arith::MinSIOp::create(
-              b,
-              arith::IndexCastOp::create(
-                  b, b.getIndexType(),
-                  rb.checkedLoad(counts, {batch, head, queryBlock})),
-              rb.dim(indices, 3));
+          Value count = rb.checkedBlockCount(counts, batch, head, queryBlock,
+                                             rb.dim(indices, 3));
           rb.loop(zero, count, [&](Value entry) {
             Value block = arith::IndexCastOp::create(
                 b, b.getIndexType(),
                 rb.checkedLoad(indices, {batch, head, queryBlock, entry}));
-            // Entries outside [0, numBlocks) name no block; skip them.
+            rb.checkListedBlock(indices, batch, head, queryBlock, entry, block,
+                                numBlocks);
+            // A reported entry names no block; skip it.
             Value inRange = arith::AndIOp::create(
                 b,
                 arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block,

@@ -460,17 +460,14 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
         return visitIf(present, keyBlock, state);
       });
     } else {
-      // The first min(count, width) entries, each once, if it names a block
-      // of the band.
+      // The first `count` entries (reported when outside [0, width]), each
+      // once, if it names a block of the band (reported when it names no
+      // block at all).
       Value counts = params.lookup(sparse.getKvNumBlocks());
       Value lists = params.lookup(sparse.getKvIndices());
-      Value width = rb.dim(lists, 3);
-      Value count = arith::MinSIOp::create(
-          b,
-          arith::IndexCastOp::create(
-              b, b.getIndexType(),
-              rb.checkedLoad(counts, {batch, head, queryBlock})),
-          width);
+      Value count = rb.checkedBlockCount(counts, batch, head, queryBlock,
+                                         rb.dim(lists, 3));
+      Value keyBlocks = arith::CeilDivUIOp::create(b, m, bk);
       auto entryAt = [&](Value entry) -> Value {
         return arith::IndexCastOp::create(
             b, b.getIndexType(),
@@ -478,6 +475,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
       };
       final = rb.loop(zero, count, init, [&](Value entry, ValueRange state) {
         Value keyBlock = entryAt(entry);
+        rb.checkListedBlock(lists, batch, head, queryBlock, entry, keyBlock,
+                            keyBlocks);
         Value inBand = arith::AndIOp::create(
             b,
             arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,

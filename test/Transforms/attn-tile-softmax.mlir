@@ -136,19 +136,29 @@ attn.kernel @varlen(%q: !attn.tensor<bf16[T, H, 64]>, %k: !attn.tensor<bf16[T, H
 // -----
 
 // Block lists: the tiles are the sparsity blocks (4 x 5); the key-block loop
-// runs over the first min(count, width) entries of the query block's list;
-// an entry is visited if it is in the band and did not appear earlier in the
-// list, else the loop state passes through unchanged.
+// runs over the first `count` entries of the query block's list (a count
+// outside [0, width] is reported, status 6, and clamped); an entry that
+// names no key block is reported (status 7); an entry is visited if it is
+// in the band and did not appear earlier in the list, else the loop state
+// passes through unchanged.
 
 // CHECK-LABEL: func.func @lists(
 // CHECK:       attn_tile.grid {{.*}} block_rows 4 {
 // CHECK:         attn_tile.load %arg0{{.*}} -> tensor<?x16xf32>
-//                count = min(kv_num_blocks[b, h, qb] (a checked read), width)
+//                kv_num_blocks[b, h, qb] (a checked read)
 // CHECK:         scf.if %{{.*}} -> (i32)
-// CHECK:         %[[COUNT:.*]] = arith.minsi
-// CHECK:         scf.for %[[ENTRY:.*]] = %c0 to %[[COUNT]] {{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>)
+// CHECK:         %[[RAW:.*]] = arith.index_cast %{{.*}} : i32 to index
+// CHECK:         arith.cmpi slt, %[[RAW]], %c0
+// CHECK:         arith.cmpi sgt, %[[RAW]], %[[WIDTH:.*]] : index
+// CHECK:         %[[INVALID:.*]] = arith.ori
+// CHECK:         scf.if %[[INVALID]] {
+// CHECK:           llvm.cmpxchg %{{.*}}, %c0_i64, %c6_i64
+// CHECK:         %[[CLAMPED:.*]] = arith.minsi %[[RAW]], %[[WIDTH]]
+// CHECK:         %[[COUNT:.*]] = arith.maxsi %[[CLAMPED]], %c0
+// CHECK:         scf.for %[[ENTRY:.*]] = %c0{{.*}} to %[[COUNT]] {{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>)
+// CHECK:           llvm.cmpxchg %{{.*}}, %c0_i64, %c7_i64
 //                  Seen before? A scan of the earlier entries.
-// CHECK:           scf.for %{{.*}} = %c0 to %[[ENTRY]] {{.*}} -> (i1)
+// CHECK:           scf.for %{{.*}} = %c0{{.*}} to %[[ENTRY]] {{.*}} -> (i1)
 // CHECK:           scf.if %{{.*}} -> (tensor<?xf32>, tensor<?xf32>, tensor<?x16xf32>) {
 // CHECK:             attn_tile.load %arg1{{.*}} -> tensor<5x16xf32>
 // CHECK:             attn_tile.dot

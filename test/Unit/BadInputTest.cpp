@@ -131,4 +131,58 @@ TEST(BadInput, IntegerDivisionIsReportedOnEveryPath) {
                        what + ", linear z[0] = 0");
 }
 
+// kv_num_blocks outside [0, width] and kv_indices entries that name no key
+// block were clamped or skipped without a word; every path reports them.
+TEST(BadInput, BadBlockListsAreReportedOnEveryPath) {
+  const uint64_t seed = 6;
+  std::mt19937_64 rng(seed);
+  std::string what = "seed " + std::to_string(seed);
+  EveryPath lists(R"(kernel k(q: f32[B, H, N, 16], k: f32[B, H, M, 16], v: f32[B, H, M, 16],
+         counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: f32[B, H, N, 16]) {
+  o = softmax(q, k, v) {
+    block_q = 16; block_k = 16
+    kv_num_blocks = counts; kv_indices = indices
+  }
+})");
+  ASSERT_TRUE(lists.ok()) << lists.errors();
+  // N = 40 (3 query blocks), M = 50 (4 key blocks), lists of width 3.
+  std::map<std::string, HostTensor> inputs;
+  inputs["q"] = randomTensor(ElementType::F32, {1, 2, 40, 16}, rng, -1, 1);
+  inputs["k"] = randomTensor(ElementType::F32, {1, 2, 50, 16}, rng, -1, 1);
+  inputs["v"] = randomTensor(ElementType::F32, {1, 2, 50, 16}, rng, -1, 1);
+  auto set = [&](int64_t count, int64_t entry) {
+    HostTensor counts(ElementType::I32, {1, 2, 3});
+    HostTensor indices(ElementType::I32, {1, 2, 3, 3});
+    for (int64_t index = 0; index < counts.numElements(); ++index)
+      counts.set(index, 2);
+    for (int64_t index = 0; index < indices.numElements(); ++index)
+      indices.set(index, index % 4);
+    counts.set(4, static_cast<double>(count)); // head 1, query block 1
+    indices.set(13, static_cast<double>(entry)); // its entry 1
+    inputs["counts"] = std::move(counts);
+    inputs["indices"] = std::move(indices);
+  };
+  set(2, 3);
+  for (const std::string &error : lists.run(inputs, what + ", valid"))
+    EXPECT_EQ(error, "") << what;
+  set(4, 3);
+  expectEveryPathFails(lists.run(inputs, what),
+                       {"'counts'[0, 1, 1] = 4 is not a block count",
+                        "[0, 3]"},
+                       what + ", count above the width");
+  set(-2, 3);
+  expectEveryPathFails(lists.run(inputs, what),
+                       {"'counts'[0, 1, 1] = -2 is not a block count"},
+                       what + ", negative count");
+  set(2, 4);
+  expectEveryPathFails(lists.run(inputs, what),
+                       {"'indices'[0, 1, 1, 1] = 4 names no key block",
+                        "[0, 4)"},
+                       what + ", entry past the last block");
+  set(2, -1);
+  expectEveryPathFails(lists.run(inputs, what),
+                       {"'indices'[0, 1, 1, 1] = -1 names no key block"},
+                       what + ", negative entry");
+}
+
 } // namespace

@@ -72,7 +72,9 @@ std::map<std::string, HostTensor> exampleInputs(SpecRunner &runner,
                                                    : example.dims.count("N")
                                                          ? example.dims.at("N")
                                                          : 0;
-    fillRandom(tensor, roles.roles[index], seed + index, length, roles.blockK);
+    int64_t listWidth = example.dims.count("W") ? example.dims.at("W") : 1;
+    fillRandom(tensor, roles.roles[index], seed + index, length, roles.blockK,
+               listWidth);
     inputs[spec.name] = std::move(tensor);
   }
   return inputs;

@@ -593,24 +593,52 @@ kernel k(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8],
       << error;
 }
 
-TEST(ReferenceExecution, BlockCountsBeyondTheListWidthAreClamped) {
+// Block lists are data from the user: a count outside [0, width] or one of
+// the first `count` entries outside [0, ceil(M / block_k)) is an error that
+// names the tensor and the position, not a silent clamp or skip.
+TEST(ReferenceExecution, BadBlockListsAreReported) {
   SpecRunner runner(R"(
 kernel lists(q: f32[B, H, N, 8], k: f32[B, H, N, 8], v: f32[B, H, N, 8],
              counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: f32[B, H, N, 8]) {
   o = softmax(q, k, v) { block_q = 4; block_k = 4; kv_num_blocks = counts; kv_indices = indices }
 })");
-  HostTensor counts(ElementType::I32, {1, 1, 2});
-  HostTensor indices(ElementType::I32, {1, 1, 2, 1});
-  counts.set(0, 1000); // only one entry exists
-  counts.set(1, 1);
-  indices.set(0, 1);
-  indices.set(1, 0);
-  oracle::SoftmaxProblem problem;
-  problem.allowed = [](int64_t, int64_t, int64_t i, int64_t j, int64_t,
-                       int64_t) { return i / 4 == 0 ? j / 4 == 1 : j / 4 == 0; };
-  checkSoftmax(runner, {1, 1, 1, 8, 8, 8, 8}, ElementType::F32, 160, problem,
-               false,
-               {{"counts", std::move(counts)}, {"indices", std::move(indices)}});
+  ASSERT_TRUE(runner.ok()) << runner.compileError;
+  std::mt19937_64 rng(160);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 1, 8, 8}, rng, -1, 1);
+  auto lists = [&](std::vector<int> counts, std::vector<int> indices) {
+    inputs["counts"] = HostTensor(ElementType::I32, {1, 1, 2});
+    inputs["indices"] = HostTensor(ElementType::I32, {1, 1, 2, 2});
+    for (size_t index = 0; index < counts.size(); ++index)
+      inputs["counts"].set(index, counts[index]);
+    for (size_t index = 0; index < indices.size(); ++index)
+      inputs["indices"].set(index, indices[index]);
+  };
+  std::vector<HostTensor> outputs;
+  std::string error;
+  // Padding past the count may hold anything.
+  lists({1, 2}, {1, -7, 0, 1});
+  EXPECT_TRUE(runner.run(inputs, outputs, error)) << error;
+  lists({3, 1}, {1, 0, 0, 1});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_EQ(error, "'counts'[0, 0, 0] = 3 is not a block count: counts must "
+                   "lie in [0, 2], the width of the index lists");
+  lists({1, -1}, {1, 0, 0, 1});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_NE(error.find("'counts'[0, 0, 1] = -1 is not a block count"),
+            std::string::npos)
+      << error;
+  lists({2, 1}, {1, 2, 0, 1});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_EQ(error, "'indices'[0, 0, 0, 1] = 2 names no key block: the first "
+                   "kv_num_blocks entries of a list must lie in [0, 2), "
+                   "ceil(keys / block_k)");
+  lists({1, 1}, {0, 0, -1, 0});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_NE(error.find("'indices'[0, 0, 1, 0] = -1 names no key block"),
+            std::string::npos)
+      << error;
 }
 
 } // namespace

@@ -60,13 +60,14 @@ std::map<std::string, HostTensor> makeInputs(const SweepSpec &spec, int64_t n,
     inputs["blocks"] = std::move(blocks);
   }
   if (spec.text.find("counts:") != std::string::npos) {
-    // Counts up to one past the list width (clamped), entries that repeat
-    // or name no block (skipped).
-    const int64_t width = 3, queryBlocks = ceilDiv(n, 4);
+    // Counts up to the list width, entries that repeat (visited once);
+    // out-of-range values are errors (BadInputTest).
+    const int64_t width = 3, queryBlocks = ceilDiv(n, 4),
+                  keyBlocks = ceilDiv(m, 5);
     HostTensor counts(ElementType::I32, {B, Hq, queryBlocks});
     HostTensor lists(ElementType::I32, {B, Hq, queryBlocks, width});
-    std::uniform_int_distribution<int64_t> count(0, width + 1),
-        block(-1, ceilDiv(m, 5));
+    std::uniform_int_distribution<int64_t> count(0, keyBlocks ? width : 0),
+        block(0, std::max<int64_t>(keyBlocks - 1, 0));
     for (int64_t index = 0; index < counts.numElements(); ++index)
       counts.set(index, static_cast<double>(count(rng)));
     for (int64_t index = 0; index < lists.numElements(); ++index)

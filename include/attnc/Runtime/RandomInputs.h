@@ -31,9 +31,11 @@ struct ParamRoles {
 };
 
 /// Fills `tensor` with seeded random data suited to `role`. `keyLength` is the
-/// number of keys (for block indices); `tokens` the packed length (offsets).
+/// number of keys (block lists) or the packed length (offsets); block counts
+/// stay within `listWidth`, the width of the index lists, and are 0 when
+/// there are no key blocks.
 void fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
-                int64_t keyLength, int64_t blockK);
+                int64_t keyLength, int64_t blockK, int64_t listWidth = 1);
 
 /// Gives every absent non-optional parameter a tensor of its shape under
 /// `bindings`, filled by fillRandom with seed `seed + index`: what

@@ -20,7 +20,7 @@ def LowerToReference : Pass<"attn-lower-to-reference", "::mlir::ModuleOp"> {
     `llvm.emit_c_interface`): every parameter, then every result, as a
     strided memref of the tensor's rank with dynamic sizes, strides and
     offset (bool tensors as i8), then a `memref<?xi64>` status buffer of at
-    least 6 elements. An optional parameter that the caller omits is passed
+    least 8 elements. An optional parameter that the caller omits is passed
     with a null aligned pointer. The status buffer is zero on success. The
     first bad input of a run is recorded there and leaves the outputs
     unspecified: a gate value that is positive or not finite writes 1, the

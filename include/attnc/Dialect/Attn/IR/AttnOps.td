@@ -196,7 +196,9 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
       (or integer, non-zero = present) tensor;
     - `kv_num_blocks` [B, Hq, NQB] and `kv_indices` [B, Hq, NQB, MAXB]
       (i32): query block qb visits the first kv_num_blocks[b, h, qb] entries
-      of kv_indices[b, h, qb, :];
+      of kv_indices[b, h, qb, :] (a block listed twice once); a count
+      outside [0, MAXB] or a visited entry outside [0, ceil(M/block_k)) is
+      bad input, reported at run time;
     - `topk`: NSA-style selection per query i and kv head g of the `topk`
       blocks of `block_k` keys with the highest
       scale * sum_{h in g} dot(q_{h,i}, mean of the block's keys), among the
