@@ -215,7 +215,9 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
   const TensorView *q = inputs[launch.q], *k = inputs[launch.k];
   int64_t headsQ = q->shape[launch.headDim], headsK = k->shape[launch.headDim];
   if (headsK == 0 || headsQ % headsK != 0) {
-    error = "q has " + std::to_string(headsQ) + " heads and k has " +
+    error = "'" + kernelSignature.params[launch.q].name + "' has " +
+            std::to_string(headsQ) + " heads and '" +
+            kernelSignature.params[launch.k].name + "' has " +
             std::to_string(headsK) +
             "; the query heads must be a positive multiple of the kv heads";
     return false;
@@ -230,17 +232,23 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
       error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
       return false;
     }
+    if (offsets->shape[0] == 1 && total > 0) {
+      error = "'" + name + "' holds no sequence but there are " +
+              std::to_string(total) +
+              " packed tokens: the offsets must cover them";
+      return false;
+    }
     if (!readValues)
       return true;
     const auto *values = static_cast<const int32_t *>(offsets->data);
-    int64_t previous = 0;
-    for (int64_t index = 0; index < offsets->shape[0]; ++index) {
+    int64_t previous = 0, last = offsets->shape[0] - 1;
+    for (int64_t index = 0; index <= last; ++index) {
       int64_t value = values[index * offsets->strides[0]];
-      if (value < previous || value > total) {
+      bool covers = (index != 0 || value == 0) && (index != last || value == total);
+      if (value < previous || value > total || !covers) {
         error = "'" + name + "'[" + std::to_string(index) + "] = " +
                 std::to_string(value) +
-                ": offsets must be non-decreasing, start at 0 or more and "
-                "stay within the " +
+                ": offsets must start at 0, be non-decreasing and end at the " +
                 std::to_string(total) + " packed tokens";
         return false;
       }
@@ -259,7 +267,8 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
   if (launch.packed && launch.initial >= 0 && inputs[launch.initial]) {
     int64_t sequences = inputs[launch.cuQ]->shape[0] - 1;
     if (inputs[launch.initial]->shape[0] != sequences) {
-      error = "the initial state must hold one state per sequence (" +
+      error = "'" + kernelSignature.params[launch.initial].name +
+              "' (the initial state) must hold one state per sequence (" +
               std::to_string(sequences) + "), got " +
               std::to_string(inputs[launch.initial]->shape[0]);
       return false;

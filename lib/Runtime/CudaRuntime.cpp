@@ -200,18 +200,32 @@ bool attnc::checkGpuLaunch(const GpuImage &image,
     if (q && k && dim < q->shape.size() && dim < k->shape.size()) {
       int64_t headsQ = q->shape[dim], headsK = k->shape[dim];
       if (headsK == 0 || headsQ % headsK != 0) {
-        error = "q has " + std::to_string(headsQ) + " heads and k has " +
-                std::to_string(headsK) +
+        error = "'" + image.signature.params[image.copiedParams[0]].name +
+                "' has " + std::to_string(headsQ) + " heads and '" +
+                image.signature.params[image.copiedParams[1]].name +
+                "' has " + std::to_string(headsK) +
                 "; the query heads must be a positive multiple of the kv heads";
         return false;
       }
     }
   }
-  for (int64_t param : image.offsetParams) {
+  for (size_t which = 0; which < image.offsetParams.size(); ++which) {
+    int64_t param = image.offsetParams[which];
     const TensorView *offsets = inputs[param];
+    const std::string &name = image.signature.params[param].name;
     if (offsets && (offsets->shape.empty() || offsets->shape[0] < 1)) {
-      error = "'" + image.signature.params[param].name +
-              "' must hold at least one offset (num_seqs + 1)";
+      error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
+      return false;
+    }
+    // Packed tokens of q (first offsets) or k (second), dim 0 in `thd`.
+    const TensorView *tokens =
+        which < image.copiedParams.size() ? inputs[image.copiedParams[which]]
+                                          : nullptr;
+    if (offsets && tokens && !tokens->shape.empty() &&
+        offsets->shape[0] == 1 && tokens->shape[0] > 0) {
+      error = "'" + name + "' holds no sequence but there are " +
+              std::to_string(tokens->shape[0]) +
+              " packed tokens: the offsets must cover them";
       return false;
     }
   }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <sstream>
 
@@ -355,7 +356,9 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
   if (words[0] == 1) {
     double value;
     std::memcpy(&value, &words[5], sizeof(value));
-    error = "gate value " + std::to_string(value) + " at b=" +
+    char printed[32];
+    std::snprintf(printed, sizeof(printed), "%g", value);
+    error = "gate value " + std::string(printed) + " at b=" +
             std::to_string(words[1]) + ", h=" + std::to_string(words[2]) +
             ", t=" + std::to_string(words[3]) + ", d=" +
             std::to_string(words[4]) +
@@ -368,8 +371,9 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
     error = "'" + signature.params[words[1]].name + "' gives sequence " +
             std::to_string(words[2]) + " the tokens [" +
             std::to_string(words[3]) + ", " + std::to_string(words[4]) +
-            "): offsets must be non-decreasing, start at 0 or more and stay "
-            "within the packed tokens";
+            ") of " + std::to_string(words[5]) +
+            ": offsets must start at 0, be non-decreasing and end at the "
+            "number of packed tokens";
     return false;
   }
   if (words[0] == 4 && words[1] >= 0 &&

@@ -17,6 +17,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <tuple>
@@ -170,8 +171,20 @@ public:
   std::string target() const { return attnc_kernel_target(kernel); }
   std::string name() const { return attnc_kernel_name(kernel); }
   int cpuThreads() const { return attnc_kernel_cpu_threads(kernel); }
-  void setCpuThreads(int threads) {
-    if (attnc_kernel_set_cpu_threads(kernel, threads) != ATTNC_OK)
+  // Any Python int is accepted here, so that out-of-range counts get a
+  // message rather than nanobind's conversion TypeError.
+  void setCpuThreads(nb::int_ threads) {
+    int64_t count = 0;
+    if (!nb::try_cast(threads, count) ||
+        count < std::numeric_limits<int>::min() ||
+        count > std::numeric_limits<int>::max())
+      throw nb::value_error(
+          ("the thread count must be between 0 (the default) and " +
+           std::to_string(std::numeric_limits<int>::max()) + ", got " +
+           nb::str(threads).c_str())
+              .c_str());
+    if (attnc_kernel_set_cpu_threads(kernel, static_cast<int>(count)) !=
+        ATTNC_OK)
       throw nb::value_error(attnc_last_error(context));
   }
   bool fromCache() const { return attnc_kernel_from_cache(kernel) != 0; }

@@ -185,4 +185,45 @@ TEST(BadInput, BadBlockListsAreReportedOnEveryPath) {
                        what + ", negative entry");
 }
 
+// Offsets that do not cover the packed tokens left output rows unwritten
+// (uninitialised memory in Python). Every path refuses them: the CPU before
+// the launch, the GPU kernels (here emulated) as they run.
+TEST(BadInput, OffsetsMustCoverThePackedTokens) {
+  const uint64_t seed = 7;
+  std::mt19937_64 rng(seed);
+  std::string what = "seed " + std::to_string(seed);
+  for (bool linear : {false, true}) {
+    std::string spec =
+        linear ? "kernel l(q: f32[T, H, 16], k: f32[T, H, 16], v: f32[T, H, 16], "
+                 "cu: i32[S1]) -> (o: f32[T, H, 16]) {\n"
+                 "  o = linear(q, k, v, layout = thd, cu_seqlens = cu) "
+                 "{ gate = -0.5; chunk = 16 }\n}\n"
+               : "kernel s(q: f32[T, H, 16], k: f32[T, H, 16], v: f32[T, H, 16], "
+                 "cu: i32[S1]) -> (o: f32[T, H, 16]) {\n"
+                 "  o = softmax(q, k, v, layout = thd, cu_seqlens = cu) "
+                 "{ mask = causal }\n}\n";
+    EveryPath paths(spec);
+    ASSERT_TRUE(paths.ok()) << paths.errors();
+    std::string family = linear ? "linear" : "softmax";
+    std::map<std::string, HostTensor> inputs;
+    for (const char *name : {"q", "k", "v"})
+      inputs[name] = randomTensor(ElementType::F32, {50, 2, 16}, rng, -1, 1);
+    inputs["cu"] = offsetsTensor({0, 0, 20, 50}); // an empty sequence is fine
+    for (const std::string &error : paths.run(inputs, what + " " + family))
+      EXPECT_EQ(error, "") << what << " " << family;
+    inputs["cu"] = offsetsTensor({3, 20, 50});
+    expectEveryPathFails(paths.run(inputs, what), {"offsets must start at 0"},
+                         what + " " + family + ", first offset 3");
+    inputs["cu"] = offsetsTensor({0, 20, 45});
+    expectEveryPathFails(paths.run(inputs, what),
+                         {"end at the", "50"},
+                         what + " " + family + ", last offset 45 of 50");
+    inputs["cu"] = offsetsTensor({0});
+    expectEveryPathFails(paths.run(inputs, what),
+                         {"'cu' holds no sequence but there are 50 packed "
+                          "tokens"},
+                         what + " " + family + ", no sequence");
+  }
+}
+
 } // namespace

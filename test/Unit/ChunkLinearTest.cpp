@@ -143,7 +143,14 @@ TEST(ChunkLinear, BadGatesAreReported) {
   std::vector<HostTensor> outputs;
   std::string error;
   EXPECT_FALSE(chunked.run(inputs, outputs, error));
-  EXPECT_NE(error.find("gate value 2.000000 at b=0, h=1, t=6, d=5"),
+  EXPECT_NE(error.find("gate value 2 at b=0, h=1, t=6, d=5"),
+            std::string::npos)
+      << error;
+  // A tiny positive gate is printed as itself, not as 0.000000.
+  inputs = smallGlaInputs(1, 2, 9, 4);
+  inputs["g"].set(((0 * 2 + 1) * 9 + 6) * 8 + 5, 1e-30);
+  EXPECT_FALSE(chunked.run(inputs, outputs, error));
+  EXPECT_NE(error.find("gate value 1e-30 at b=0, h=1, t=6, d=5"),
             std::string::npos)
       << error;
 }
@@ -165,7 +172,7 @@ TEST(ChunkLinear, ThreadsReportTheFirstBadGateInGridOrder) {
       std::vector<HostTensor> outputs;
       std::string error;
       EXPECT_FALSE(runner.run(inputs, outputs, error));
-      EXPECT_NE(error.find("gate value 3.000000 at b=0, h=2, t=7, d=1"),
+      EXPECT_NE(error.find("gate value 3 at b=0, h=2, t=7, d=1"),
                 std::string::npos)
           << error;
     }

@@ -647,7 +647,7 @@ TEST(GpuLaunch, ChecksNameTheTensor) {
   TensorView slope{storage, ElementType::F32, {6}, {1}};
   std::vector<const TensorView *> inputs = {&q, &k, &v, &slope};
   EXPECT_FALSE(checkGpuLaunch(image, inputs, error));
-  EXPECT_NE(error.find("q has 6 heads and k has 4"), std::string::npos)
+  EXPECT_NE(error.find("'q' has 6 heads and 'k' has 4"), std::string::npos)
       << error;
 
   k.shape[1] = v.shape[1] = 3;
@@ -1634,7 +1634,7 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
        "32],"
        " a: f32[B, H, T]) -> (o: bf16[B, H, T, 32]) {\n"
        "  o = linear(q, k, v) { gate = a[b, h, t]; chunk = 32 }\n}\n",
-       "gate value 0.500000 at b=1, h=0, t=37, d=0 is positive or not finite",
+       "gate value 0.5 at b=1, h=0, t=37, d=0 is positive or not finite",
        {2, 2, 50},
        {1, 0, 37}},
       {"per key dim",
@@ -1642,7 +1642,7 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
        "32],"
        " g: f32[B, H, T, 32]) -> (o: bf16[B, H, T, 32]) {\n"
        "  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n",
-       "gate value 0.500000 at b=0, h=1, t=49, d=5 is positive or not finite",
+       "gate value 0.5 at b=0, h=1, t=49, d=5 is positive or not finite",
        {2, 2, 50, 32},
        {0, 1, 49, 5}},
       // Rows 13 and 17 of the second chunk at d = 5: thread 37's rounds 3
@@ -1652,7 +1652,7 @@ TEST(GpuEmulation, BadGatesAreReportedWithTheirPosition) {
        "32],"
        " g: f32[B, H, T, 32]) -> (o: bf16[B, H, T, 32]) {\n"
        "  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n",
-       "gate value 0.500000 at b=0, h=1, t=45, d=5 is positive or not finite",
+       "gate value 0.5 at b=0, h=1, t=45, d=5 is positive or not finite",
        {2, 2, 50, 32},
        {0, 1, 45, 5},
        {0, 1, 49, 5}},

@@ -529,19 +529,32 @@ kernel v(q: f32[T, Hq, 8], k: f32[T, Hk, 8], v: f32[T, Hk, 8], cu: i32[S1]) -> (
   std::vector<HostTensor> outputs;
   std::string error;
   EXPECT_FALSE(runner.run(inputs, outputs, error));
-  EXPECT_NE(error.find("'cu'[2] = 2: offsets must be non-decreasing"),
-            std::string::npos)
-      << error;
+  EXPECT_EQ(error, "'cu'[2] = 2: offsets must start at 0, be non-decreasing "
+                   "and end at the 6 packed tokens");
   inputs["cu"] = offsetsTensor({0, 4, 7});
   EXPECT_FALSE(runner.run(inputs, outputs, error));
-  EXPECT_NE(error.find("within the 6 packed tokens"), std::string::npos) << error;
+  EXPECT_NE(error.find("'cu'[2] = 7: "), std::string::npos) << error;
+  // Offsets must cover the tokens: rows outside them would be written by
+  // no one (they were left uninitialised).
+  inputs["cu"] = offsetsTensor({2, 6});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_NE(error.find("'cu'[0] = 2: offsets must start at 0"),
+            std::string::npos)
+      << error;
+  inputs["cu"] = offsetsTensor({0, 3, 5});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_NE(error.find("'cu'[2] = 5: "), std::string::npos) << error;
+  inputs["cu"] = offsetsTensor({0});
+  EXPECT_FALSE(runner.run(inputs, outputs, error));
+  EXPECT_EQ(error, "'cu' holds no sequence but there are 6 packed tokens: the "
+                   "offsets must cover them");
 
   inputs["cu"] = offsetsTensor({0, 6});
   inputs["k"] = randomTensor(ElementType::F32, {6, 3, 8}, rng, -1, 1);
   inputs["v"] = randomTensor(ElementType::F32, {6, 3, 8}, rng, -1, 1);
   EXPECT_FALSE(runner.run(inputs, outputs, error));
-  EXPECT_EQ(error, "q has 2 heads and k has 3; the query heads must be a "
-                   "positive multiple of the kv heads");
+  EXPECT_EQ(error, "'q' has 2 heads and 'k' has 3; the query heads must be "
+                   "a positive multiple of the kv heads");
 }
 
 TEST(ReferenceExecution, OutOfBoundsReadsAreReported) {

@@ -159,7 +159,7 @@ def test_spec_errors_at_launch_still_raise():
     op = attnc.compile(EXAMPLES / "varlen_gla.attn").torch_op()
     q = torch.rand(10, 2, 32)
     g = -torch.rand(10, 2, 32)
-    with pytest.raises(ValueError, match="offsets must be non-decreasing"):
+    with pytest.raises(ValueError, match="offsets must start at 0, be non-decreasing"):
         op(q, q, q, g, torch.tensor([0, 8, 4], dtype=torch.int32), None)
 
 
