@@ -1197,7 +1197,8 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
             Value newMax = arith::MaximumFOp::create(b, oldMax, tileMax);
             // A row with no allowed key so far keeps m = -inf; exponents are
             // taken relative to 0 then, so exp(-inf) = 0 and nothing is NaN.
-            Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+            // A NaN or +inf maximum is live: the row becomes NaN.
+            Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
                                                newMax, negInf);
             Value offset = arith::MulFOp::create(
                 b, arith::SelectOp::create(b, live, newMax, rb.f32(0)), log2e);
@@ -1413,7 +1414,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         Value rowSum =
             online ? quadReduce(finalState[rowSlots + slot], /*max=*/false)
                    : rb.f32(1);
-        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+        Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
                                                 rowSum, rb.f32(0));
         Value inverse = arith::SelectOp::create(
             b, hasWeight, arith::DivFOp::create(b, rb.f32(1), rowSum),
@@ -1520,7 +1521,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                         arith::MaximumFOp::create(b, acc[0], partialLse(s, r))};
                   })[0];
               Value hasWeight = arith::CmpFOp::create(
-                  b, arith::CmpFPredicate::OGT, maxLse, negInf);
+                  b, arith::CmpFPredicate::UNE, maxLse, negInf);
               Value offset =
                   arith::SelectOp::create(b, hasWeight, maxLse, rb.f32(0));
               Value sum =
@@ -1573,9 +1574,10 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                       b, splitWeight(partialLse(s, r), offset), partial(s),
                       acc[0])};
                 })[0];
-            // A row no split saw a key for has no weight: o = 0 (no NaN).
+            // A row no split saw a key for has no weight: o = 0 (no NaN);
+            // a NaN sum stays NaN.
             Value hasWeight = arith::CmpFOp::create(
-                b, arith::CmpFPredicate::OGT, sum, rb.f32(0));
+                b, arith::CmpFPredicate::UNE, sum, rb.f32(0));
             Value value = arith::SelectOp::create(
                 b, hasWeight, arith::DivFOp::create(b, weighted, sum),
                 rb.f32(0));

@@ -198,8 +198,9 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
       })[0];
 
       // Pass 2: weights p_j in place of the scores, and their sum. With
-      // softmax, a row whose maximum is -inf has no weight at all.
-      Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+      // softmax, a row whose maximum is -inf has no weight at all; a NaN or
+      // +inf maximum (a NaN score, an overflow) makes the row NaN.
+      Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
                                             rowMax, negInf);
       Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
         Value allowed = arith::CmpIOp::create(
@@ -228,8 +229,8 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
       })[0];
 
       // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
-      // empty row gives 0.
-      Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+      // empty row gives 0, a NaN sum NaN.
+      Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
                                               rowSum, rb.f32(0));
       rb.loop(zero, shape.dimV, [&](Value e) {
         Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {

@@ -356,9 +356,10 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
                                 });
         // A row with no allowed key so far keeps m = -inf; its exponents are
         // taken relative to 0, so they are exp(-inf) = 0 and nothing is NaN.
+        // A NaN or +inf maximum is live: the row becomes NaN (as PyTorch).
         Value offset = buildMap(
             b, rowType, {newMax}, [&](ValueRange, ValueRange x) -> Value {
-              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+              Value live = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
                                                  x[0], negInf);
               return arith::SelectOp::create(b, live, x[0], rb.f32(0));
             });
@@ -504,7 +505,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
       output = buildMap(b, accType, {acc, final[1]},
                         [&](ValueRange, ValueRange x) -> Value {
                           Value hasWeight = arith::CmpFOp::create(
-                              b, arith::CmpFPredicate::OGT, x[1], rb.f32(0));
+                              b, arith::CmpFPredicate::UNE, x[1], rb.f32(0));
                           return arith::SelectOp::create(
                               b, hasWeight, arith::DivFOp::create(b, x[0], x[1]),
                               rb.f32(0));
@@ -517,7 +518,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
           online ? buildMap(b, rowType, {final[0], final[1]},
                             [&](ValueRange, ValueRange x) -> Value {
                               Value hasWeight = arith::CmpFOp::create(
-                                  b, arith::CmpFPredicate::OGT, x[1], rb.f32(0));
+                                  b, arith::CmpFPredicate::UNE, x[1], rb.f32(0));
                               return rb.logSumExp(hasWeight, x[0], x[1]);
                             })
                  : splat(negInf, rowType, rows);

@@ -10,6 +10,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 using namespace attnc;
 using namespace attnc::testing;
 
@@ -50,6 +53,19 @@ struct EveryPath {
         expectClose(values(actual[r]), values(expected[r]), {2e-3, 2e-3},
                     what + ", gpu-emulator output " + std::to_string(r));
     return errors;
+  }
+
+  /// The outputs of every path (reference, tiled, gpu-emulator).
+  std::vector<std::vector<HostTensor>>
+  outputs(std::map<std::string, HostTensor> inputs, std::string &error) {
+    std::vector<std::vector<HostTensor>> results(3);
+    std::vector<TensorView> storage;
+    if (!reference.run(inputs, results[0], error) ||
+        !tiled.run(inputs, results[1], error) ||
+        !emulated->run(viewsOf(emulated->image().signature, inputs, storage),
+                       results[2], error))
+      return {};
+    return results;
   }
 
   SpecRunner reference, tiled;
@@ -223,6 +239,84 @@ TEST(BadInput, OffsetsMustCoverThePackedTokens) {
                          {"'cu' holds no sequence but there are 50 packed "
                           "tokens"},
                          what + " " + family + ", no sequence");
+  }
+}
+
+// Softmax rows that see a NaN or +inf score (NaN in q, k or a score input,
+// q . k overflowing f32) are NaN in o and lse, as in PyTorch; they used to
+// come out as o = 0, lse = -inf, like a row with no allowed key. A masked row
+// stays o = 0, lse = -inf; rows that do not see the bad value are finite.
+TEST(BadInput, SoftmaxRowsWithNaNScoresAreNaN) {
+  const uint64_t seed = 8;
+  std::mt19937_64 rng(seed);
+  std::string what = "seed " + std::to_string(seed);
+  EveryPath paths(R"(kernel k(q: f32[B, H, N, 16], k: f32[B, H, N, 16], v: f32[B, H, N, 16],
+         slope: f32[H]) -> (o: f32[B, H, N, 16], lse: f32[B, H, N]) {
+  o, lse = softmax(q, k, v) { score = s - slope[h] * (i - j)
+                              mask = causal && i >= 3 }
+})");
+  ASSERT_TRUE(paths.ok()) << paths.errors();
+  const int64_t H = 3, N = 40, D = 16;
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, H, N, D}, rng, -1, 1);
+  inputs["slope"] = randomTensor(ElementType::F32, {H}, rng, 0, 0.5);
+  auto at = [&](int64_t h, int64_t i, int64_t d) { return (h * N + i) * D + d; };
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  // Head 0: a NaN key at j = 10. Head 1: +inf in q row 5 (k row 0 makes its
+  // score +inf) and q . k overflowing f32 in row 30 (q near f32's largest
+  // value, k row 3 all positive). Head 2: a NaN slope.
+  inputs["k"].set(at(0, 10, 4), nan);
+  inputs["q"].set(at(1, 5, 0), inf);
+  inputs["k"].set(at(1, 0, 0), 0.5);
+  for (int64_t d = 0; d < D; ++d) {
+    inputs["q"].set(at(1, 30, d), 3e38);
+    inputs["k"].set(at(1, 3, d), 0.5);
+  }
+  inputs["slope"].set(2, nan);
+  enum class Row { Finite, NaN, Masked };
+  auto expected = [&](int64_t h, int64_t i) {
+    if (i < 3)
+      return Row::Masked;
+    if ((h == 0 && i >= 10) || (h == 1 && (i == 5 || i == 30)) || h == 2)
+      return Row::NaN;
+    return Row::Finite;
+  };
+  std::string error;
+  auto results = paths.outputs(inputs, error);
+  ASSERT_EQ(results.size(), 3u) << what << ": " << error;
+  const char *names[] = {"reference", "tiled", "gpu-emulator"};
+  for (size_t path = 0; path < 3; ++path) {
+    const HostTensor &o = results[path][0], &lse = results[path][1];
+    int failures = 0;
+    for (int64_t h = 0; h < H && failures < 5; ++h)
+      for (int64_t i = 0; i < N && failures < 5; ++i) {
+        double l = lse.get(h * N + i), first = o.get(at(h, i, 0));
+        bool rowNaN = true, rowZero = true, rowFinite = true;
+        for (int64_t d = 0; d < D; ++d) {
+          double x = o.get(at(h, i, d));
+          rowNaN &= std::isnan(x);
+          rowZero &= x == 0;
+          rowFinite &= std::isfinite(x);
+        }
+        bool ok = false;
+        switch (expected(h, i)) {
+        case Row::NaN:
+          ok = rowNaN && std::isnan(l);
+          break;
+        case Row::Masked:
+          ok = rowZero && l == -inf;
+          break;
+        case Row::Finite:
+          ok = rowFinite && std::isfinite(l);
+          break;
+        }
+        failures += !ok;
+        EXPECT_TRUE(ok) << what << ", " << names[path] << ": row h=" << h
+                        << " i=" << i << " has o[0] = " << first
+                        << ", lse = " << l;
+      }
   }
 }
 
