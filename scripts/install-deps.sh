@@ -3,7 +3,7 @@
 # packages that are already installed are left alone, and apt is not touched
 # at all when nothing is missing. --with-torch also installs PyPI's torch (for
 # the torch.library tests; about 3 GB with its CUDA libraries), unless
-# ATTNC_NO_TORCH is set.
+# ATTNC_NO_TORCH is set; --fuzz adds clang's compiler-rt for the fuzz target.
 set -euo pipefail
 
 packages=(
@@ -11,6 +11,16 @@ packages=(
   llvm-22-dev llvm-22-tools libmlir-22-dev mlir-22-tools
   libgtest-dev python3
 )
+
+with_torch="" with_fuzzer=""
+for argument in "$@"; do
+  case $argument in
+  --with-torch) with_torch=1 ;;
+  --fuzz) with_fuzzer=1 ;;
+  esac
+done
+# The libFuzzer target needs clang's compiler-rt (scripts/fuzz.sh).
+[[ -n $with_fuzzer ]] && packages+=(libclang-rt-22-dev)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -33,7 +43,7 @@ if ! python3 -c "import nanobind, scikit_build_core, numpy, ml_dtypes, pytest" 2
     "nanobind>=2.0" "scikit-build-core>=0.10" numpy ml_dtypes pytest
 fi
 
-if [[ "${1:-}" == "--with-torch" && -z "${ATTNC_NO_TORCH:-}" ]] &&
+if [[ -n $with_torch && -z "${ATTNC_NO_TORCH:-}" ]] &&
   ! python3 -c "import torch" 2>/dev/null; then
   echo "attnc: installing torch for the torch.library tests (ATTNC_NO_TORCH=1 skips them)"
   python3 -m pip install -q --disable-pip-version-check torch
