@@ -228,16 +228,8 @@ bool CpuKernel::checkLaunch(const std::vector<const TensorView *> &inputs,
     const TensorView *offsets = inputs[param];
     const std::string &name = kernelSignature.params[param].name;
     int64_t total = tokens->shape[launch.seqDim];
-    if (offsets->shape[0] < 1) {
-      error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
+    if (!checkOffsetCount(name, *offsets, total, error))
       return false;
-    }
-    if (offsets->shape[0] == 1 && total > 0) {
-      error = "'" + name + "' holds no sequence but there are " +
-              std::to_string(total) +
-              " packed tokens: the offsets must cover them";
-      return false;
-    }
     if (!readValues)
       return true;
     const auto *values = static_cast<const int32_t *>(offsets->data);

@@ -98,18 +98,15 @@ bool readEntry(const std::string &path, std::string &data, std::string &why) {
   ::close(fd);
   return ok;
 }
+} // namespace
 
-/// Prints `message` on stderr the first time it is reported in this process.
-void noteOnce(const std::string &message) {
+void KernelCache::report(const std::string &message) {
   static std::mutex mutex;
   static std::set<std::string> printed;
   std::lock_guard<std::mutex> lock(mutex);
   if (printed.insert(message).second)
     llvm::errs() << "attnc: note: " << message << "\n";
 }
-} // namespace
-
-void KernelCache::report(const std::string &message) { noteOnce(message); }
 
 bool KernelCache::lookup(const std::string &key, GpuImage &image,
                          std::string &note) const {

@@ -212,22 +212,15 @@ bool attnc::checkGpuLaunch(const GpuImage &image,
   for (size_t which = 0; which < image.offsetParams.size(); ++which) {
     int64_t param = image.offsetParams[which];
     const TensorView *offsets = inputs[param];
-    const std::string &name = image.signature.params[param].name;
-    if (offsets && (offsets->shape.empty() || offsets->shape[0] < 1)) {
-      error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
-      return false;
-    }
     // Packed tokens of q (first offsets) or k (second), dim 0 in `thd`.
     const TensorView *tokens =
         which < image.copiedParams.size() ? inputs[image.copiedParams[which]]
                                           : nullptr;
-    if (offsets && tokens && !tokens->shape.empty() &&
-        offsets->shape[0] == 1 && tokens->shape[0] > 0) {
-      error = "'" + name + "' holds no sequence but there are " +
-              std::to_string(tokens->shape[0]) +
-              " packed tokens: the offsets must cover them";
+    int64_t count =
+        tokens && !tokens->shape.empty() ? tokens->shape[0] : 0;
+    if (offsets && !checkOffsetCount(image.signature.params[param].name,
+                                     *offsets, count, error))
       return false;
-    }
   }
   if (image.offsetParams.size() == 2 && inputs[image.offsetParams[0]] &&
       inputs[image.offsetParams[1]] &&

@@ -341,6 +341,22 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
   return fail("no image bytes");
 }
 
+bool attnc::checkOffsetCount(const std::string &name,
+                             const TensorView &offsets, int64_t tokens,
+                             std::string &error) {
+  if (offsets.shape.empty() || offsets.shape[0] < 1) {
+    error = "'" + name + "' must hold at least one offset (num_seqs + 1)";
+    return false;
+  }
+  if (offsets.shape[0] == 1 && tokens > 0) {
+    error = "'" + name + "' holds no sequence but there are " +
+            std::to_string(tokens) +
+            " packed tokens: the offsets must cover them";
+    return false;
+  }
+  return true;
+}
+
 bool attnc::checkKernelStatus(const KernelSignature &signature,
                               const int64_t *words, std::string &error) {
   if (words[0] == 0)

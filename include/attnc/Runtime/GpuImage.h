@@ -121,6 +121,12 @@ constexpr size_t kStatusBytes = kStatusWords * sizeof(int64_t);
 bool checkKernelStatus(const KernelSignature &signature, const int64_t *words,
                        std::string &error);
 
+/// The launch check of sequence offsets that needs no values: `offsets`
+/// (named `name`) holds at least one offset, and a sequence when there are
+/// `tokens` > 0 packed tokens. The CPU and GPU launchers share it.
+bool checkOffsetCount(const std::string &name, const TensorView &offsets,
+                      int64_t tokens, std::string &error);
+
 /// 64-bit FNV-1a (stable across builds and machines).
 uint64_t fnv1a(const std::string &data, uint64_t seed = 1469598103934665603ull);
 
