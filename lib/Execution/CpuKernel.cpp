@@ -3,7 +3,7 @@
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Runtime/GpuImage.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
 #include "mlir/IR/Diagnostics.h"

@@ -9,6 +9,8 @@
 
 #include "attnc/Transforms/Passes.h"
 
+#include "mlir/IR/TypeUtilities.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Transforms/Passes.h"
 #include "mlir/Dialect/Math/IR/Math.h"

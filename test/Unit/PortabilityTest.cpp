@@ -12,7 +12,7 @@
 
 #include "attnc/Execution/Jit.h"
 #include "attnc/Runtime/HalfFloat.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"

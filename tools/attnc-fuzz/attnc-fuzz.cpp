@@ -14,7 +14,7 @@
 #include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Frontend/Diagnostics.h"
 #include "attnc/Frontend/MLIRGen.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"

@@ -18,7 +18,7 @@
 #include "attnc/Execution/Inputs.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/Npy.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"

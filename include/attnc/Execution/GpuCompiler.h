@@ -10,7 +10,7 @@
 #define ATTNC_EXECUTION_GPUCOMPILER_H
 
 #include "attnc/Runtime/GpuImage.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/ADT/StringRef.h"

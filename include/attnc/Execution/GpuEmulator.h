@@ -23,7 +23,7 @@
 #define ATTNC_EXECUTION_GPUEMULATOR_H
 
 #include "attnc/Runtime/GpuImage.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/IR/BuiltinOps.h"
 

@@ -1,21 +1,12 @@
-//===- Passes.h - attnc transformation passes -------------------*- C++ -*-===//
+//===- Passes.h - attnc passes within one level -----------------*- C++ -*-===//
 
 #ifndef ATTNC_TRANSFORMS_PASSES_H
 #define ATTNC_TRANSFORMS_PASSES_H
 
-#include "attnc/Dialect/Tile/IR/TileDialect.h"
-
 #include "mlir/Dialect/Arith/IR/Arith.h"
-#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Math/IR/Math.h"
-#include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
-#include "mlir/Dialect/Tensor/IR/Tensor.h"
-#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/Pass.h"
-
-#include <string>
 
 namespace attnc {
 
@@ -24,118 +15,6 @@ namespace attnc {
 
 #define GEN_PASS_REGISTRATION
 #include "attnc/Transforms/Passes.h.inc"
-
-/// Adds the passes that take the output of attn-lower-to-reference (or any
-/// scf/memref/arith/math program) to the LLVM dialect.
-void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
-
-/// On a CPU kernel function: the query rows of one grid item, when the
-/// strategy splits each (batch, head) into row blocks (attn-tile-softmax);
-/// the runner then sizes the row-block dim of the grid for the longest
-/// sequence. Absent: items are whole (batch, head) pairs.
-inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
-
-/// On a softmax tile program's function: the parameters that hold packed
-/// sequences' offsets (cu_seqlens of queries, then of keys when distinct),
-/// which attn-tile-to-nvgpu hands the launcher to check. The program's
-/// loads cannot tell them from other 1-D integer inputs, like document ids.
-inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
-    "attnc.sequence_offsets";
-
-/// attnc-guard-emulated-accesses: the description of each guarded access
-/// (an array on each function, indexed by the hook's site argument), and
-/// the most indices the hook reports.
-inline constexpr llvm::StringLiteral kAccessSitesAttrName =
-    "attnc.access_sites";
-inline constexpr int64_t kMaxGuardedRank = 8;
-
-/// split-keys=auto: each launch chooses how many CTAs split a query block's
-/// keys from the GPU's size (attnc::chooseKeySplits in GpuImage.h).
-inline constexpr int64_t kAutoSplitKeys = -1;
-/// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
-/// number of keys; false for anything else.
-bool parseSplitKeys(llvm::StringRef text, int64_t &splitKeys);
-/// The split-keys value as parseSplitKeys reads it.
-std::string splitKeysText(int64_t splitKeys);
-
-/// How kernels are compiled for an NVIDIA GPU.
-struct GpuPipelineOptions {
-  /// "sm_80", "sm_90a", ...
-  std::string chip = "sm_80";
-  int64_t warps = 4, blockK = 64;
-  /// Query rows per warp of softmax kernels (16 or 32).
-  int64_t rowsPerWarp = 16;
-  /// Tensor-core instruction of softmax kernels: "sync" (mma.sync) or
-  /// "wgmma" (sm_90a only).
-  std::string mma = "sync";
-  /// With mma=wgmma: a producer warpgroup copies K and V for the others.
-  bool warpSpecialize = false;
-  /// Value columns per CTA of linear kernels (0: the pass's default).
-  int64_t blockV = 0;
-  /// Chunks per segment of causal linear kernels (0: no segments).
-  int64_t segmentChunks = 16;
-  /// Keys per split of softmax kernels, whose splits run on different CTAs
-  /// and are combined by the last (0: one CTA per query block;
-  /// kAutoSplitKeys: the launch chooses).
-  int64_t splitKeys = 0;
-  /// Build softmax kernels from their tile programs (attn-tile-softmax,
-  /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
-  /// Dense and chunk-local softmax only; 16 rows per warp.
-  bool fromTilePrograms = false;
-  /// Softmax kernels pack the query heads of a GQA group into a CTA's rows
-  /// (attn-gpu-tile-softmax's pack-gqa).
-  bool packGqa = false;
-
-  /// The options that change the generated code, as the kernel cache's
-  /// options string ("warps=4 block-k=64 ...").
-  std::string cacheKey() const;
-
-  /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
-  /// or commas, with the names cacheKey prints (warps, block-k,
-  /// rows-per-warp, block-v, segment-chunks, split-keys (a number or auto),
-  /// mma), and the flags
-  /// warp-specialize, pack-gqa and from-tile-programs. Fails with a one-line
-  /// message naming the bad pair.
-  bool parse(llvm::StringRef text, std::string &error);
-
-  /// Checks what no single pass sees: mma's value, that warp-specialize
-  /// needs wgmma, and that from-tile-programs builds mma.sync kernels with
-  /// 16 rows per warp, no key splits and no packed query heads.
-  bool verify(std::string &error) const;
-};
-
-/// Adds the passes that turn attn kernels into GPU kernels for `options`
-/// (for the CPU warp emulator when `emulate`): the softmax strategy, then
-/// attn-gpu-chunk-linear.
-void addGpuStrategies(mlir::OpPassManager &pm,
-                      const GpuPipelineOptions &options, bool emulate);
-
-/// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,
-/// else 163 KiB (the A100's; sm_86/sm_89 GPUs allow 99 KiB, which the
-/// runtime checks at launch).
-int64_t maxSharedBytesFor(llvm::StringRef chip);
-
-/// The PTX ISA features that `chip` needs ("+ptx80").
-std::string ptxFeaturesFor(llvm::StringRef chip);
-
-/// attn kernels -> a gpu.module with the NVVM target attached, lowered to
-/// the LLVM and NVVM dialects (ready for gpu-module-to-binary): the tile
-/// strategy, then buildGpuModuleLoweringPipeline.
-void buildGpuLoweringPipeline(mlir::OpPassManager &pm,
-                              const GpuPipelineOptions &options);
-/// The part after the tile strategy: attach the target for `chip` and lower
-/// gpu/nvgpu/scf/vector/memref inside gpu.modules to LLVM and NVVM.
-void buildGpuModuleLoweringPipeline(mlir::OpPassManager &pm,
-                                    llvm::StringRef chip);
-
-/// Registers what GPU compilation needs beyond the dialects: the
-/// ConvertToLLVM interfaces that convert-gpu-to-nvvm collects, the NVVM
-/// target and the translations to LLVM IR.
-void registerGpuCompilation(mlir::DialectRegistry &registry);
-
-/// Registers every attnc pass and the named pipelines
-/// (attnc-reference-pipeline: attn -> LLVM dialect).
-void registerAttncPassesAndPipelines();
 
 } // namespace attnc
 

@@ -10,10 +10,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
-#define ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
+#ifndef ATTNC_TARGET_NVVM_WARPBUILDER_H
+#define ATTNC_TARGET_NVVM_WARPBUILDER_H
 
-#include "KernelLowering.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "attnc/Target/NVVM/MmaLayout.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -913,4 +913,4 @@ inline int64_t paramIndex(Value value) {
 
 } // namespace attnc::lowering
 
-#endif // ATTNC_LIB_TRANSFORMS_WARPBUILDER_H
+#endif // ATTNC_TARGET_NVVM_WARPBUILDER_H

@@ -6,9 +6,9 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelLowering.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -16,7 +16,7 @@
 
 namespace attnc {
 #define GEN_PASS_DEF_TILETOLOOPS
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

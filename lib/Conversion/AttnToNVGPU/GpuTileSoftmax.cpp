@@ -19,10 +19,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelLowering.h"
-#include "WarpBuilder.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
+#include "attnc/Target/NVVM/WarpBuilder.h"
 #include "attnc/Target/NVVM/MmaLayout.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -38,7 +38,7 @@
 
 namespace attnc {
 #define GEN_PASS_DEF_GPUTILESOFTMAX
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;
@@ -1720,3 +1720,15 @@ struct GpuTileSoftmaxPass
 };
 
 } // namespace
+
+bool attnc::parseSplitKeys(llvm::StringRef text, int64_t &splitKeys) {
+  int64_t keys = kAutoSplitKeys;
+  if (text != "auto" && (text.getAsInteger(10, keys) || keys < 0))
+    return false;
+  splitKeys = keys;
+  return true;
+}
+
+std::string attnc::splitKeysText(int64_t splitKeys) {
+  return splitKeys == kAutoSplitKeys ? "auto" : std::to_string(splitKeys);
+}

@@ -28,16 +28,16 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "WarpBuilder.h"
+#include "attnc/Target/NVVM/WarpBuilder.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/Support/FormatVariadic.h"
 
 namespace attnc {
 #define GEN_PASS_DEF_TILETONVGPU
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

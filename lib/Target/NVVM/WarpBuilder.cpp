@@ -1,6 +1,6 @@
 //===- WarpBuilder.cpp - Kernel functions and launch facts of GPU kernels -===//
 
-#include "WarpBuilder.h"
+#include "attnc/Target/NVVM/WarpBuilder.h"
 
 #include "llvm/Support/FormatVariadic.h"
 

@@ -28,15 +28,15 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelLowering.h"
-#include "WarpBuilder.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
+#include "attnc/Target/NVVM/WarpBuilder.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
 namespace attnc {
 #define GEN_PASS_DEF_GPUCHUNKLINEAR
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

@@ -7,8 +7,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
-#include "attnc/Transforms/Passes.h"
-#include "KernelLowering.h"
+#include "attnc/Conversion/Passes.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -22,7 +22,7 @@
 
 namespace attnc {
 #define GEN_PASS_DEF_LOWERTOREFERENCE
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

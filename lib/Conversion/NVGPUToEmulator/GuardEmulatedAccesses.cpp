@@ -7,7 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -15,7 +15,7 @@
 
 namespace attnc {
 #define GEN_PASS_DEF_GUARDEMULATEDACCESSES
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

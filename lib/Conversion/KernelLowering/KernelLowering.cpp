@@ -1,6 +1,6 @@
 //===- KernelLowering.cpp - Shared pieces of the kernel lowerings ---------===//
 
-#include "KernelLowering.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 
 using namespace mlir;
 using namespace attnc::attn;

@@ -6,8 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
-#define ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
+#ifndef ATTNC_CONVERSION_KERNELLOWERING_KERNELLOWERING_H
+#define ATTNC_CONVERSION_KERNELLOWERING_KERNELLOWERING_H
 
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
@@ -838,4 +838,4 @@ struct CheckedOptionsPass : public Base<Derived> {
 
 } // namespace attnc::lowering
 
-#endif // ATTNC_LIB_TRANSFORMS_KERNELLOWERING_H
+#endif // ATTNC_CONVERSION_KERNELLOWERING_KERNELLOWERING_H

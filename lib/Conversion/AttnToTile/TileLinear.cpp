@@ -6,14 +6,14 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelLowering.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "TileBuilding.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 namespace attnc {
 #define GEN_PASS_DEF_TILELINEAR
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

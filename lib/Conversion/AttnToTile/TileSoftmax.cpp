@@ -5,11 +5,11 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "KernelLowering.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "TileBuilding.h"
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Conversion/Passes.h"
 
 #include "llvm/Support/MathExtras.h"
 
@@ -17,7 +17,7 @@
 
 namespace attnc {
 #define GEN_PASS_DEF_TILESOFTMAX
-#include "attnc/Transforms/Passes.h.inc"
+#include "attnc/Conversion/Passes.h.inc"
 } // namespace attnc
 
 using namespace mlir;

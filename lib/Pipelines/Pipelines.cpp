@@ -1,6 +1,6 @@
 //===- Pipelines.cpp - attnc pass pipelines -------------------------------===//
 
-#include "attnc/Transforms/Passes.h"
+#include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/Conversion/ArithToLLVM/ArithToLLVM.h"
 #include "mlir/Conversion/ControlFlowToLLVM/ControlFlowToLLVM.h"
@@ -63,18 +63,6 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   // one driver floor covers both.
   (void)chip;
   return "+ptx80";
-}
-
-bool attnc::parseSplitKeys(llvm::StringRef text, int64_t &splitKeys) {
-  int64_t keys = kAutoSplitKeys;
-  if (text != "auto" && (text.getAsInteger(10, keys) || keys < 0))
-    return false;
-  splitKeys = keys;
-  return true;
-}
-
-std::string attnc::splitKeysText(int64_t splitKeys) {
-  return splitKeys == kAutoSplitKeys ? "auto" : std::to_string(splitKeys);
 }
 
 std::string attnc::GpuPipelineOptions::cacheKey() const {
@@ -255,6 +243,7 @@ void attnc::registerGpuCompilation(DialectRegistry &registry) {
 
 void attnc::registerAttncPassesAndPipelines() {
   registerAttncPasses();
+  registerAttncConversionPasses();
   PassPipelineRegistration<>(
       "attnc-reference-pipeline",
       "Lower attn kernels through the reference lowering to the LLVM dialect",

@@ -1,0 +1,64 @@
+//===- Passes.h - attnc conversions between levels --------------*- C++ -*-===//
+//
+// The passes of include/attnc/Conversion/Passes.td, and the attributes by
+// which one level hands facts to the next.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_CONVERSION_PASSES_H
+#define ATTNC_CONVERSION_PASSES_H
+
+#include "attnc/Dialect/Tile/IR/TileDialect.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Pass/Pass.h"
+
+#include <string>
+
+namespace attnc {
+
+#define GEN_PASS_DECL
+#include "attnc/Conversion/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "attnc/Conversion/Passes.h.inc"
+
+/// On a CPU kernel function: the query rows of one grid item, when the
+/// strategy splits each (batch, head) into row blocks (attn-tile-softmax);
+/// the runner then sizes the row-block dim of the grid for the longest
+/// sequence. Absent: items are whole (batch, head) pairs.
+inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
+
+/// On a softmax tile program's function: the parameters that hold packed
+/// sequences' offsets (cu_seqlens of queries, then of keys when distinct),
+/// which attn-tile-to-nvgpu hands the launcher to check. The program's
+/// loads cannot tell them from other 1-D integer inputs, like document ids.
+inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
+    "attnc.sequence_offsets";
+
+/// attnc-guard-emulated-accesses: the description of each guarded access
+/// (an array on each function, indexed by the hook's site argument), and
+/// the most indices the hook reports.
+inline constexpr llvm::StringLiteral kAccessSitesAttrName =
+    "attnc.access_sites";
+inline constexpr int64_t kMaxGuardedRank = 8;
+
+/// split-keys=auto: each launch chooses how many CTAs split a query block's
+/// keys from the GPU's size (attnc::chooseKeySplits in GpuImage.h).
+inline constexpr int64_t kAutoSplitKeys = -1;
+/// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
+/// number of keys; false for anything else.
+bool parseSplitKeys(llvm::StringRef text, int64_t &splitKeys);
+/// The split-keys value as parseSplitKeys reads it.
+std::string splitKeysText(int64_t splitKeys);
+
+} // namespace attnc
+
+#endif // ATTNC_CONVERSION_PASSES_H
