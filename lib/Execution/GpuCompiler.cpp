@@ -139,7 +139,7 @@ bool attnc::compileToPtx(ModuleOp module, StringRef name,
   };
 
   if (!run([&](PassManager &pm) {
-        addGpuStrategies(pm, options, /*emulate=*/false);
+        addGpuStrategies(pm, options);
       }))
     return false;
   gpu::GPUFuncOp func;

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <type_traits>
 #include <ucontext.h>
 
 using namespace mlir;
@@ -327,10 +328,15 @@ extern "C" void attnc_emu_wgmma_wait(int32_t pending) {
   }
 }
 
+/// An mbarrier, for reports (ids are bytes in shared memory).
+std::string mbarrierName(int32_t id) {
+  return "misuses the mbarrier at shared byte " + std::to_string(id);
+}
+
 extern "C" void attnc_emu_mbarrier_init(int32_t id, int32_t count) {
   MBarrier &barrier = current().cta->mbarriers[id];
   if (barrier.count)
-    reportHazard("misuses mbarrier " + std::to_string(id), "initialised twice");
+    reportHazard(mbarrierName(id), "initialised twice");
   barrier.count = barrier.pending = count;
 }
 
@@ -339,8 +345,7 @@ MBarrier *initialisedMBarrier(int32_t id) {
   auto found = barriers.find(id);
   if (found != barriers.end())
     return &found->second;
-  reportHazard("misuses mbarrier " + std::to_string(id),
-               "used before mbarrier.init");
+  reportHazard(mbarrierName(id), "used before mbarrier.init");
   return nullptr;
 }
 
@@ -430,6 +435,10 @@ extern "C" void attnc_emu_expect_published(int32_t flag) {
     stopCta("awaits a segment state that no earlier CTA published");
 }
 
+/// A pointer to a function of EmulatorAbi.def: RESULT(*)(ARGUMENTS...).
+template <typename Result, typename... Args>
+using AbiFunction = Result (*)(Args...);
+
 /// Memref descriptor fields of a view: pointers, offset, sizes, strides.
 std::vector<int64_t> descriptorOf(void *data, const std::vector<int64_t> &shape,
                                   const std::vector<int64_t> &strides) {
@@ -508,7 +517,8 @@ std::unique_ptr<EmulatedGpuKernel> EmulatedGpuKernel::compile(
     return success();
   });
   PassManager tile(context);
-  addGpuStrategies(tile, options, /*emulate=*/true);
+  addGpuStrategies(tile, options);
+  tile.addPass(createNVGPUToEmulator());
   if (failed(tile.run(*clone))) {
     error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
     return nullptr;
@@ -540,23 +550,12 @@ std::unique_ptr<EmulatedGpuKernel> EmulatedGpuKernel::compile(
       symbols[interner(symbol)] = {llvm::orc::ExecutorAddr::fromPtr(function),
                                    llvm::JITSymbolFlags::Exported};
     };
-    add("attnc_emu_thread_id", &attnc_emu_thread_id);
-    add("attnc_emu_block_id", &attnc_emu_block_id);
-    add("attnc_emu_grid_dim", &attnc_emu_grid_dim);
-    add("attnc_emu_barrier", &attnc_emu_barrier);
-    add("attnc_emu_shfl_xor", &attnc_emu_shfl_xor);
-    add("attnc_emu_ldmatrix", &attnc_emu_ldmatrix);
-    add("attnc_emu_mma", &attnc_emu_mma);
-    add("attnc_emu_expect_published", &attnc_emu_expect_published);
-    add("attnc_emu_wgmma_set", &attnc_emu_wgmma_set);
-    add("attnc_emu_wgmma_get", &attnc_emu_wgmma_get);
-    add("attnc_emu_wgmma", &attnc_emu_wgmma);
-    add("attnc_emu_wgmma_commit", &attnc_emu_wgmma_commit);
-    add("attnc_emu_wgmma_wait", &attnc_emu_wgmma_wait);
-    add("attnc_emu_mbarrier_init", &attnc_emu_mbarrier_init);
-    add("attnc_emu_mbarrier_arrive", &attnc_emu_mbarrier_arrive);
-    add("attnc_emu_mbarrier_wait", &attnc_emu_mbarrier_wait);
-    add("attnc_emu_out_of_bounds", &attnc_emu_out_of_bounds);
+#define ATTNC_EMULATOR_FUNCTION(NAME, ...)                                     \
+  static_assert(std::is_same_v<decltype(&NAME), AbiFunction<__VA_ARGS__>>,     \
+                #NAME " differs from EmulatorAbi.def");                        \
+  add(#NAME, &NAME);
+#include "attnc/Conversion/NVGPUToEmulator/EmulatorAbi.def"
+#undef ATTNC_EMULATOR_FUNCTION
     return symbols;
   });
   auto entry =
@@ -709,8 +708,7 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
     // arrivals and the count disagree.
     for (auto &[id, barrier] : cta.mbarriers)
       if (barrier.pending != barrier.count && cta.hazard.empty())
-        cta.hazard = "misuses mbarrier " + std::to_string(id) +
-                     ": the CTA ended with " +
+        cta.hazard = mbarrierName(id) + ": the CTA ended with " +
                      std::to_string(barrier.count - barrier.pending) + " of " +
                      std::to_string(barrier.count) + " arrivals of a phase";
     if (!cta.hazard.empty()) {

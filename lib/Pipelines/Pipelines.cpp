@@ -160,7 +160,7 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
 }
 
 void attnc::addGpuStrategies(OpPassManager &pm,
-                             const GpuPipelineOptions &options, bool emulate) {
+                             const GpuPipelineOptions &options) {
   int64_t maxSharedBytes = maxSharedBytesFor(options.chip);
   if (options.fromTilePrograms) {
     TileSoftmaxOptions program;
@@ -169,7 +169,6 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     pm.addPass(createTileSoftmax(program));
     TileToNvgpuOptions kernel;
     kernel.maxSharedBytes = maxSharedBytes;
-    kernel.emulate = emulate;
     pm.addPass(createTileToNvgpu(kernel));
   } else {
     GpuTileSoftmaxOptions softmax;
@@ -181,7 +180,6 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.splitKeys = splitKeysText(options.splitKeys);
     softmax.packGqa = options.packGqa;
     softmax.maxSharedBytes = maxSharedBytes;
-    softmax.emulate = emulate;
     pm.addPass(createGpuTileSoftmax(softmax));
   }
   GpuChunkLinearOptions linear;
@@ -189,13 +187,12 @@ void attnc::addGpuStrategies(OpPassManager &pm,
   linear.blockV = options.blockV;
   linear.segmentChunks = options.segmentChunks;
   linear.maxSharedBytes = maxSharedBytes;
-  linear.emulate = emulate;
   pm.addPass(createGpuChunkLinear(linear));
 }
 
 void attnc::buildGpuLoweringPipeline(OpPassManager &pm,
                                      const GpuPipelineOptions &options) {
-  addGpuStrategies(pm, options, /*emulate=*/false);
+  addGpuStrategies(pm, options);
   buildGpuModuleLoweringPipeline(pm, options.chip);
 }
 

@@ -67,7 +67,7 @@ def softmax_ref(q, k, v, *, score=None, mask=None, scale=None, select=None):
 
 
 def topk_selector(q, k, n, block, scale):
-    """NSA-style block selection (DESIGN.md section 2)."""
+    """NSA-style block selection (docs/semantics.md)."""
     Hq, Hk = q.shape[1], k.shape[1]
     G = Hq // Hk
     M = k.shape[2]

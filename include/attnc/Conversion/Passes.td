@@ -231,8 +231,7 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
   let description = [{
     The NVIDIA backend of the tile programs (docs/tile.md, docs/gpu.md):
     every func.func holding an `attn_tile.grid` becomes a kernel of the same
-    name and arguments in `gpu.module @attnc_kernels` (a host func.func with
-    a trailing `memref<?xi8>` of shared memory under `emulate`), with the
+    name and arguments in `gpu.module @attnc_kernels`, with the
     launch facts GPU kernels carry. The grid is the launch grid: x counts
     `block_rows` query blocks of the parameter that the program loads at a
     row of its query block (whose rows bound every sequence's), y and z are
@@ -272,9 +271,6 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
            "227 KiB on sm_90)">,
-    Option<"emulate", "emulate", "bool", /*default=*/"false",
-           "Build a host func.func for the CPU warp emulator (see "
-           "attn-gpu-tile-softmax)">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
@@ -414,11 +410,6 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
            "227 KiB on sm_90)">,
-    Option<"emulate", "emulate", "bool", /*default=*/"false",
-           "Build a host func.func for the CPU warp emulator instead: warp "
-           "primitives (ldmatrix, mma, shuffles, barriers, thread ids) become "
-           "calls to attnc_emu_* and shared memory a trailing memref<?xi8> "
-           "argument">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
@@ -466,8 +457,6 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
     outputs from S_start. CTAs take segment-major tickets from a counter in
     the workspace, so a CTA only waits for CTAs that are running; the
     flags are acquired and released at GPU scope.
-    With `emulate`, the kernel is built for the CPU warp emulator, as in
-    attn-gpu-tile-softmax.
   }];
   let options = [
     Option<"warps", "warps", "int64_t", /*default=*/"4", "Warps per CTA">,
@@ -482,8 +471,6 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
            /*default=*/"166912",
            "Dynamic shared memory a CTA may use (163 KiB, the A100's limit; "
            "227 KiB on sm_90)">,
-    Option<"emulate", "emulate", "bool", /*default=*/"false",
-           "Build a host func.func for the CPU warp emulator">,
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
@@ -498,8 +485,7 @@ def GuardEmulatedAccesses
     : Pass<"attnc-guard-emulated-accesses", "::mlir::ModuleOp"> {
   let summary = "Check every memref index of an emulated kernel at run time";
   let description = [{
-    For the CPU warp emulator (the `emulate` form of the GPU strategies):
-    before every `memref.load`, `memref.store` and `memref.atomic_rmw` of a
+    For the CPU warp emulator (after attnc-nvgpu-to-emulator): before every `memref.load`, `memref.store` and `memref.atomic_rmw` of a
     function with a body, compares each index with its dim (unsigned, so a
     negative index is caught too) and, when one is outside, calls
 
@@ -520,6 +506,49 @@ def GuardEmulatedAccesses
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::memref::MemRefDialect", "::mlir::scf::SCFDialect"
+  ];
+}
+
+def NVGPUToEmulator : Pass<"attnc-nvgpu-to-emulator", "::mlir::ModuleOp"> {
+  let summary = "Rewrite GPU kernels into host functions for the CPU warp "
+                "emulator";
+  let description = [{
+    The warp emulator (attnc/Execution/GpuEmulator.h) runs the IR that
+    becomes PTX: this pass takes the output of the GPU strategies
+    (attn-gpu-tile-softmax, attn-gpu-chunk-linear, attn-tile-to-nvgpu) and
+    rewrites each of its GPU operations, one pattern per op, into host code
+    with the same meaning, mostly calls of the emulator's runtime
+    (include/attnc/Conversion/NVGPUToEmulator/EmulatorAbi.def):
+
+    - every `gpu.func` of a `gpu.module` becomes a `func.func` of the same
+      name (with `llvm.emit_c_interface` and its `attnc.*` launch facts)
+      whose trailing `memref<?xi8>` argument is the CTA's shared memory,
+      which `gpu.dynamic_shared_memory` then reads; memrefs lose the
+      workgroup address space;
+    - `gpu.thread_id`, `gpu.block_id`, `gpu.grid_dim`, `gpu.barrier` and
+      `gpu.shuffle xor` of f32, `nvgpu.ldmatrix`, `nvvm.mma.sync`
+      (m16n8k16, f32 accumulators), the wgmma inline PTX that
+      attnc/Target/NVVM/MmaLayout.h writes, `nvvm.wgmma.commit.group`,
+      `nvvm.wgmma.wait.group` and the mbarrier operations become calls; an
+      mbarrier is named by its byte in shared memory;
+    - `nvgpu.device_async_copy` becomes loads and stores (zero-filled past
+      its source elements), completed at once, so its groups and waits
+      vanish, as do fences, `nvvm.wgmma.fence`, `nvvm.fence.proxy` and
+      `nvvm.setmaxnreg`;
+    - a shared memref's aligned pointer is its byte offset in shared
+      memory, the address a shared-window pointer holds on the GPU (wgmma
+      descriptors and mbarrier pointers are computed from it unchanged);
+    - an acquire `llvm.load` (the wait for a flag another CTA releases)
+      becomes a plain load checked by `attnc_emu_expect_published`: the
+      emulator runs CTAs in order, so the flag must be set already.
+
+    Any other GPU operation is an error naming it.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
+    "::mlir::LLVM::LLVMDialect", "::mlir::memref::MemRefDialect",
+    "::mlir::scf::SCFDialect", "::mlir::ub::UBDialect",
+    "::mlir::vector::VectorDialect"
   ];
 }
 

@@ -67,11 +67,10 @@ struct GpuPipelineOptions {
   bool verify(std::string &error) const;
 };
 
-/// Adds the passes that turn attn kernels into GPU kernels for `options`
-/// (for the CPU warp emulator when `emulate`): the softmax strategy, then
-/// attn-gpu-chunk-linear.
+/// Adds the passes that turn attn kernels into GPU kernels for `options`:
+/// the softmax strategy, then attn-gpu-chunk-linear.
 void addGpuStrategies(mlir::OpPassManager &pm,
-                      const GpuPipelineOptions &options, bool emulate);
+                      const GpuPipelineOptions &options);
 
 /// The dynamic shared memory a CTA may use on `chip`: 227 KiB on sm_90,
 /// else 163 KiB (the A100's; sm_86/sm_89 GPUs allow 99 KiB, which the

@@ -149,8 +149,8 @@ std::string unsupportedReason(LinearOp op, LinearTileShape &shape,
 class LinearKernelBuilder : public WarpBuilder {
 public:
   LinearKernelBuilder(LoweringBuilder &rb, const LinearTileShape &shape,
-                      Value emulatedShared, Value workspace)
-      : WarpBuilder(rb, shape, emulatedShared), shape(shape),
+                      Value workspace)
+      : WarpBuilder(rb, shape), shape(shape),
         workspace(workspace) {}
 
   void build(LinearOp op, ValueRange results);
@@ -202,11 +202,6 @@ private:
   /// see the publisher's writes.
   void awaitState(Value ticket) {
     Value word = rb.add(ticket, idx(1));
-    if (config.emulate) {
-      emulatorCall("attnc_emu_expect_published", Type(),
-                   {memref::LoadOp::create(b, workspace, ValueRange{word})});
-      return;
-    }
     Value flag = workspaceAddress(word);
     auto wait = scf::WhileOp::create(b, TypeRange{}, ValueRange{});
     {
@@ -229,14 +224,9 @@ private:
   /// after which one thread releases the flag.
   void publishState(Value ticket) {
     Value word = rb.add(ticket, idx(1));
-    if (!config.emulate)
-      LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
+    LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
     barrier();
     rb.ifThen(isZero(threadId), [&] {
-      if (config.emulate) {
-        memref::StoreOp::create(b, i32(1), workspace, ValueRange{word});
-        return;
-      }
       LLVM::StoreOp::create(b, i32(1), workspaceAddress(word), /*alignment=*/4,
                             /*isVolatile=*/false, /*isNonTemporal=*/false,
                             /*isInvariantGroup=*/false,
@@ -340,9 +330,9 @@ void LinearKernelBuilder::build(LinearOp op, ValueRange results) {
     head = arith::RemUIOp::create(b, headAndBatch, operands.headsQ);
     batch = arith::DivUIOp::create(b, headAndBatch, operands.headsQ);
   } else {
-    vBlock = blockIndex(gpu::Dimension::x, 0);
-    head = blockIndex(gpu::Dimension::y, 1);
-    batch = blockIndex(gpu::Dimension::z, 2);
+    vBlock = blockIndex(gpu::Dimension::x);
+    head = blockIndex(gpu::Dimension::y);
+    batch = blockIndex(gpu::Dimension::z);
   }
   // This CTA's value columns: [col0, col0 + sliceV).
   Value col0 = rb.mul(vBlock, idx(sliceV));
@@ -987,7 +977,6 @@ struct GpuChunkLinearPass
       shape.warps = warps;
       shape.blockV = blockV;
       shape.segmentChunks = segmentChunks;
-      shape.emulate = emulate;
       std::string reason = unsupportedReason(op, shape, maxSharedBytes);
       if (!reason.empty()) {
         kernel.emitError() << "kernel '" << kernel.getSymName()
@@ -997,8 +986,8 @@ struct GpuChunkLinearPass
       if (failed(lowerToKernelFunction(
               kernel, shape, gpuModule, launchFacts(op, shape),
               [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-                  Value shared, Value workspace) {
-                LinearKernelBuilder builder(rb, shape, shared, workspace);
+                  Value workspace) {
+                LinearKernelBuilder builder(rb, shape, workspace);
                 builder.build(cast<LinearOp>(familyOp), results);
               })))
         return signalPassFailure();

@@ -234,8 +234,8 @@ std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
 class SoftmaxKernelBuilder : public WarpBuilder {
 public:
   SoftmaxKernelBuilder(LoweringBuilder &rb, const GpuTileShape &shape,
-                       Value emulatedShared, Value workspace)
-      : WarpBuilder(rb, shape, emulatedShared), shape(shape),
+                       Value workspace)
+      : WarpBuilder(rb, shape), shape(shape),
         workspace(workspace) {}
 
   template <typename OpTy>
@@ -381,7 +381,7 @@ private:
     return whileOp.getResult(0);
   }
 
-  /// Top-k selection (DESIGN.md section 2) for the CTA's rows [i0, i0 +
+  /// Top-k selection (docs/semantics.md) for the CTA's rows [i0, i0 +
   /// rows): scores every block of the band [blockBegin, blockEnd) against
   /// each row, keeps each row's `topk` best eligible blocks (ties: lower
   /// index) in shared memory and marks the union in the bitmap that the key
@@ -720,7 +720,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
         b, packed ? rb.mul(operands.lengthQ, groupSize) : operands.lengthQ,
         idx(shape.blockQ));
     if (shape.splitsAtLaunch()) {
-      splits = arith::DivUIOp::create(b, gridSize(gpu::Dimension::x, 0),
+      splits = arith::DivUIOp::create(b, gridSize(gpu::Dimension::x),
                                       queryBlocks);
       // At least 1: with no keys a single split stores o = 0, lse = -inf.
       blocksPerSplit = arith::MaxUIOp::create(
@@ -737,14 +737,14 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                                      idx(shape.splitKeys)));
       blocksPerSplit = idx(shape.splitKeys / shape.blockK);
     }
-    Value x = blockIndex(gpu::Dimension::x, 0);
+    Value x = blockIndex(gpu::Dimension::x);
     queryBlock = arith::DivUIOp::create(b, x, splits);
     split = arith::RemUIOp::create(b, x, splits);
   } else {
-    queryBlock = blockIndex(gpu::Dimension::x, 0);
+    queryBlock = blockIndex(gpu::Dimension::x);
   }
-  Value gridHead = blockIndex(gpu::Dimension::y, 1);
-  Value batch = blockIndex(gpu::Dimension::z, 2);
+  Value gridHead = blockIndex(gpu::Dimension::y);
+  Value batch = blockIndex(gpu::Dimension::z);
   Value headK =
       packed ? gridHead : arith::DivUIOp::create(b, gridHead, groupSize);
   auto headOfRow = [&](Value row) -> Value {
@@ -1473,8 +1473,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
                  b, arith::SubFOp::create(b, splitLse, offset), log2e));
     };
     auto combineSplits = [&] {
-      if (!shape.emulate)
-        LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
+      LLVM::FenceOp::create(b, LLVM::AtomicOrdering::release, "device");
       barrier();
       // Q's tile is free now: its first word passes the count around.
       Value arrived = sharedTile(base, 0, {1}, b.getI32Type());
@@ -1496,8 +1495,7 @@ void SoftmaxKernelBuilder::build(OpTy op, ValueRange results,
           arith::CmpIOp::create(b, arith::CmpIPredicate::eq, finishedBefore,
                                 rb.sub(splitCount, idx(1)));
       rb.ifThen(last, [&] {
-        if (!shape.emulate)
-          LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acquire, "device");
+        LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acquire, "device");
         Value splitEnd = rb.add(firstSplit, splitCount);
         auto sumOverSplits =
             [&](ValueRange init,
@@ -1664,12 +1662,11 @@ struct GpuTileSoftmaxPass
                            << "' cannot run on the GPU: " << reason;
         return signalPassFailure();
       }
-      shape.emulate = emulate;
       if (failed(lowerToKernelFunction(
               kernel, shape, gpuModule, launchFacts(kernel, shape),
               [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results,
-                  Value shared, Value workspace) {
-                SoftmaxKernelBuilder builder(rb, shape, shared, workspace);
+                  Value workspace) {
+                SoftmaxKernelBuilder builder(rb, shape, workspace);
                 if (auto softmax = dyn_cast<SoftmaxOp>(familyOp))
                   builder.build(softmax, results, std::nullopt);
                 else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(familyOp))

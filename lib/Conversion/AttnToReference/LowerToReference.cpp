@@ -1,7 +1,7 @@
 //===- LowerToReference.cpp - attn kernels to their direct definition -----===//
 //
 // The reference lowering: each family op becomes loops that compute its
-// definition (DESIGN.md section 2) literally. It is the oracle for every
+// definition (docs/semantics.md) literally. It is the oracle for every
 // optimised path, so clarity wins over speed everywhere in this file.
 //
 //===----------------------------------------------------------------------===//

@@ -31,7 +31,7 @@ namespace {
 /// Block numbers of top-k selection are f32 in tiles: exact up to 2^24.
 constexpr int64_t kTopkBlockLimit = int64_t(1) << 24;
 
-/// Top-k block selection (DESIGN.md section 2) for the query rows
+/// Top-k block selection (docs/semantics.md) for the query rows
 /// [i0, i0 + rows) of a query head of kv head `headK`: returns the rows x
 /// topk tile of each row's kept key blocks, best first (block numbers, -1
 /// for an empty entry).

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/Conversion/NVGPUToEmulator/EmulatorAbi.h"
 #include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -22,8 +23,6 @@ using namespace mlir;
 using namespace attnc;
 
 namespace {
-
-constexpr llvm::StringLiteral kHookName = "attnc_emu_out_of_bounds";
 
 /// The memref an access reads or writes and its indices.
 struct Access {
@@ -76,18 +75,6 @@ DictionaryAttr describeSite(Operation *op, Value memref) {
     fields.push_back(b.getNamedAttr(
         "argument", b.getI64IntegerAttr(argument.getArgNumber())));
   return b.getDictionaryAttr(fields);
-}
-
-func::FuncOp declareHook(ModuleOp module) {
-  if (auto hook = module.lookupSymbol<func::FuncOp>(kHookName))
-    return hook;
-  OpBuilder b = OpBuilder::atBlockBegin(module.getBody());
-  SmallVector<Type> arguments = {b.getI32Type()};
-  arguments.append(2 * kMaxGuardedRank, b.getI64Type());
-  auto hook = func::FuncOp::create(b, module.getLoc(), kHookName,
-                                   b.getFunctionType(arguments, {}));
-  hook.setPrivate();
-  return hook;
 }
 
 /// Before `op`: if any index is outside its dim, call the hook.
@@ -154,7 +141,7 @@ struct GuardEmulatedAccessesPass
         if (access.indices.empty())
           continue;
         if (!hook)
-          hook = declareHook(module);
+          hook = declareEmulatorFunction(module, "attnc_emu_out_of_bounds");
         guard(op, access, sites.size(), hook);
         sites.push_back(describeSite(op, access.memref));
       }

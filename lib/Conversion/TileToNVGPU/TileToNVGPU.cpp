@@ -94,15 +94,15 @@ struct Fragment {
 class ProgramBuilder : public WarpBuilder {
 public:
   ProgramBuilder(LoweringBuilder &rb, const WarpConfig &config,
-                 Value emulatedShared, int64_t blockRows)
-      : WarpBuilder(rb, config, emulatedShared), mapping(rb.params),
+                 int64_t blockRows)
+      : WarpBuilder(rb, config), mapping(rb.params),
         blockRows(blockRows) {}
 
   /// Builds the CTA of `grid` at the builder's insertion point.
   LogicalResult build(tile::GridOp grid) {
-    Value queryBlock = blockIndex(gpu::Dimension::x, 0);
-    Value head = blockIndex(gpu::Dimension::y, 1);
-    Value batch = blockIndex(gpu::Dimension::z, 2);
+    Value queryBlock = blockIndex(gpu::Dimension::x);
+    Value head = blockIndex(gpu::Dimension::y);
+    Value batch = blockIndex(gpu::Dimension::z);
     threadId = threadIndex();
     Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
     lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
@@ -911,7 +911,6 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
              << blockRows;
     WarpConfig config;
     config.warps = blockRows / nvvm::kMmaM;
-    config.emulate = emulate;
     grid.walk([&](tile::LoadOp load) {
       if (!config.element)
         config.element = load.getType().getElementType();
@@ -954,9 +953,7 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
         break;
       b.clone(op, params);
     }
-    ProgramBuilder builder(rb, config,
-                           emulate ? entry->getArguments().back() : Value(),
-                           blockRows);
+    ProgramBuilder builder(rb, config, blockRows);
     if (failed(builder.build(grid)))
       return failure();
     facts->sharedBytes = builder.sharedBytes();
@@ -966,10 +963,7 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
              << " bytes of shared memory on the GPU, more than the "
              << static_cast<int64_t>(maxSharedBytes)
              << " a CTA may use (hint: smaller key tiles, block-k)";
-    if (emulate)
-      func::ReturnOp::create(b);
-    else
-      gpu::ReturnOp::create(b);
+    gpu::ReturnOp::create(b);
     useExp2(kernel);
     setLaunchAttributes(kernel, *facts);
     func.erase();

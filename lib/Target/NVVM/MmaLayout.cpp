@@ -72,3 +72,38 @@ DescriptorFields attnc::nvvm::decodeWgmmaDescriptor(
   return {field(0), field(16), field(32),
           static_cast<int>(descriptor >> 62)};
 }
+
+std::string attnc::nvvm::wgmmaAsmText(int n, bool bf16, bool aFromRegisters,
+                                      bool transposeB) {
+  int outputs = n / 2;
+  auto operand = [](int number) { return "$" + std::to_string(number); };
+  std::string type = bf16 ? "bf16" : "f16";
+  std::string text = "{\n.reg .pred p;\nsetp.ne.b32 p, " +
+                     operand(outputs + (aFromRegisters ? 5 : 2)) + ", 0;\n" +
+                     "wgmma.mma_async.sync.aligned.m64n" + std::to_string(n) +
+                     "k16.f32." + type + "." + type + " {";
+  for (int r = 0; r < outputs; ++r)
+    text += (r ? ", " : "") + operand(r);
+  text += "}, ";
+  std::string flip = std::to_string(transposeB ? 1 : 0);
+  if (aFromRegisters)
+    text += "{" + operand(outputs) + ", " + operand(outputs + 1) + ", " +
+            operand(outputs + 2) + ", " + operand(outputs + 3) + "}, " +
+            operand(outputs + 4) + ", p, 1, 1, " + flip + ";\n}";
+  else
+    text += operand(outputs) + ", " + operand(outputs + 1) + ", p, 1, 1, 0, " +
+            flip + ";\n}";
+  return text;
+}
+
+std::string attnc::nvvm::wgmmaAsmConstraints(int n, bool aFromRegisters) {
+  int outputs = n / 2;
+  std::string constraints;
+  for (int r = 0; r < outputs; ++r)
+    constraints += "=f,";
+  constraints += aFromRegisters ? "r,r,r,r," : "l,";
+  constraints += "l,r";
+  for (int r = 0; r < outputs; ++r)
+    constraints += "," + std::to_string(r);
+  return constraints;
+}

@@ -18,16 +18,6 @@ Operation *attnc::lowering::createKernelFunction(ModuleOp module,
                                                  const WarpConfig &config,
                                                  gpu::GPUModuleOp &gpuModule) {
   OpBuilder builder(module.getContext());
-  if (config.emulate) {
-    builder.setInsertionPointToEnd(module.getBody());
-    SmallVector<Type> types(argTypes);
-    types.push_back(MemRefType::get({ShapedType::kDynamic}, builder.getI8Type()));
-    auto func = func::FuncOp::create(builder, loc, name,
-                                     builder.getFunctionType(types, {}));
-    func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
-    func.addEntryBlock();
-    return func;
-  }
   if (!gpuModule) {
     gpuModule = *module.getOps<gpu::GPUModuleOp>().begin();
   }
@@ -52,14 +42,12 @@ Operation *attnc::lowering::createKernelFunction(ModuleOp module,
 }
 
 /// The end of the furthest static shared tile (memref.view of the dynamic
-/// shared memory, or of the emulator's `emulatedShared`) in `func`, in
-/// bytes.
-static int64_t sharedExtent(Operation *func, Value emulatedShared) {
+/// shared memory) in `func`, in bytes.
+static int64_t sharedExtent(Operation *func) {
   int64_t extent = 0;
   func->walk([&](memref::ViewOp view) {
-    Value source = view.getSource();
-    bool shared = source.getDefiningOp<gpu::DynamicSharedMemoryOp>() ||
-                  (emulatedShared && source == emulatedShared);
+    bool shared =
+        view.getSource().getDefiningOp<gpu::DynamicSharedMemoryOp>() != nullptr;
     std::optional<int64_t> offset = getConstantIntValue(view.getByteShift());
     MemRefType type = view.getType();
     if (!shared || !offset || !type.hasStaticShape())
@@ -73,8 +61,7 @@ static int64_t sharedExtent(Operation *func, Value emulatedShared) {
 LogicalResult attnc::lowering::lowerToKernelFunction(
     KernelOp kernel, const WarpConfig &config, gpu::GPUModuleOp &gpuModule,
     const LaunchFacts &facts,
-    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value,
-                            Value)>
+    llvm::function_ref<void(Operation *, LoweringBuilder &, ValueRange, Value)>
         buildBody) {
   SmallVector<Type> argTypes = getCallingConventionTypes(kernel);
   bool segmented = facts.segments[2] != 0;
@@ -87,20 +74,16 @@ LogicalResult attnc::lowering::lowerToKernelFunction(
   Block *entry = &func->getRegion(0).front();
   Value workspace =
       segmented ? entry->getArgument(argTypes.size() - 1) : Value();
-  Value shared = config.emulate ? entry->getArguments().back() : Value();
   lowerKernelBody(
       kernel, entry, /*clearStatus=*/false,
       [&](Operation *familyOp, LoweringBuilder &rb, ValueRange results) {
-        buildBody(familyOp, rb, results, shared, workspace);
+        buildBody(familyOp, rb, results, workspace);
       });
   OpBuilder builder = OpBuilder::atBlockEnd(entry);
-  if (config.emulate)
-    func::ReturnOp::create(builder, kernel.getLoc());
-  else
-    gpu::ReturnOp::create(builder, kernel.getLoc());
+  gpu::ReturnOp::create(builder, kernel.getLoc());
   // A layout that outgrew the declared shared memory would overwrite
   // whatever follows it, on the GPU and in the emulator alike.
-  int64_t extent = sharedExtent(func, shared);
+  int64_t extent = sharedExtent(func);
   if (extent > facts.sharedBytes) {
     kernel.emitError() << "internal error: kernel '" << kernel.getSymName()
                        << "' uses " << extent

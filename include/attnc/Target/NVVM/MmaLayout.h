@@ -27,6 +27,8 @@
 #ifndef ATTNC_TARGET_NVVM_MMALAYOUT_H
 #define ATTNC_TARGET_NVVM_MMALAYOUT_H
 
+#include <string>
+
 namespace attnc::nvvm {
 
 struct MatrixCoord {
@@ -109,6 +111,16 @@ struct DescriptorFields {
   int swizzle;
 };
 DescriptorFields decodeWgmmaDescriptor(unsigned long long descriptor);
+
+/// The inline PTX of one wgmma.mma_async.m64n{n}k16 with f32 accumulators
+/// (the NVVM dialect's wgmma op takes A only as a descriptor): operands $0
+/// .. $(n/2 - 1) are the accumulators, then A (4 registers when
+/// `aFromRegisters`, else a descriptor), B's descriptor, the scale-d flag (1:
+/// accumulate) and the accumulators' inputs, tied to the outputs; B is
+/// MN-major when `transposeB`. The constraints go with it.
+std::string wgmmaAsmText(int n, bool bf16, bool aFromRegisters,
+                         bool transposeB);
+std::string wgmmaAsmConstraints(int n, bool aFromRegisters);
 
 } // namespace attnc::nvvm
 

@@ -3,9 +3,8 @@
 // What every tensor-core strategy builds from: thread and block indices,
 // shared-memory tiles (padded rows, or core matrices for wgmma), 16-byte
 // cp.async copies, ldmatrix, mma.sync.m16n8k16, wgmma.mma_async (sm_90a)
-// and quad reductions, each either as the nvgpu/nvvm/gpu operation or, for
-// the CPU warp emulator (attnc/Execution/GpuEmulator.h), as a call to an
-// attnc_emu_* function with the same meaning. Fragment positions follow
+// and quad reductions, as gpu/nvgpu/nvvm operations (the warp emulator runs
+// the same IR through attnc-nvgpu-to-emulator). Fragment positions follow
 // attnc/Target/NVVM/MmaLayout.h.
 //
 //===----------------------------------------------------------------------===//
@@ -55,9 +54,6 @@ struct WarpConfig {
   /// is the three mma hi*hi + hi*lo + lo*hi (bf16x3, about 16 bits of
   /// mantissa instead of bf16's 8). `element` is bf16 then.
   bool splitF32 = false;
-  /// Build for the CPU warp emulator: warp primitives become calls to
-  /// attnc_emu_* functions (see attnc/Execution/GpuEmulator.h).
-  bool emulate = false;
   /// Shared tiles are read by wgmma (the async proxy), so copies into them
   /// are fenced for it before the barrier that publishes them.
   bool wgmma = false;
@@ -73,11 +69,8 @@ struct WarpConfig {
 
 class WarpBuilder {
 public:
-  WarpBuilder(LoweringBuilder &rb, const WarpConfig &config,
-              Value emulatedShared)
-      : rb(rb), b(rb.b), config(config), f32(b.getF32Type()),
-        emulatedShared(emulatedShared),
-        module(b.getInsertionBlock()->getParentOp()->getParentOfType<ModuleOp>()) {}
+  WarpBuilder(LoweringBuilder &rb, const WarpConfig &config)
+      : rb(rb), b(rb.b), config(config), f32(b.getF32Type()) {}
 
 protected:
   Value idx(int64_t value) { return rb.index(value); }
@@ -89,59 +82,19 @@ protected:
   /// One mma operand register from a pair of 16-bit elements: i32 for bf16
   /// (what the intrinsic takes), vector<2xf16> for f16.
   Value operand(Value pair) {
-    if (config.element.isBF16() || config.emulate)
+    if (config.element.isBF16())
       return LLVM::BitcastOp::create(b, b.getI32Type(), pair);
     return pair;
   }
 
-  /// A call to a warp-emulator primitive (declared on first use).
-  Value emulatorCall(StringRef name, Type result, ValueRange args) {
-    auto callee = module.lookupSymbol<func::FuncOp>(name);
-    if (!callee) {
-      OpBuilder declare = OpBuilder::atBlockBegin(module.getBody());
-      callee = func::FuncOp::create(
-          declare, b.getLoc(), name,
-          declare.getFunctionType(args.getTypes(),
-                                  result ? TypeRange(result) : TypeRange()));
-      callee.setPrivate();
-    }
-    auto call = func::CallOp::create(b, callee, args);
-    return result ? call.getResult(0) : Value();
-  }
   Value i32(int64_t value) {
     return arith::ConstantIntOp::create(b, b.getI32Type(), value);
   }
-  /// An index from an i64 emulator primitive (thread id, block id, grid
-  /// size).
-  Value emulatedIndex(StringRef name, ValueRange args) {
-    return arith::IndexCastOp::create(b, b.getIndexType(),
-                                      emulatorCall(name, b.getI64Type(), args));
-  }
-  Value axisArgument(int64_t axis) {
-    return arith::ConstantIntOp::create(b, b.getI64Type(), axis);
-  }
-  Value threadIndex() {
-    if (!config.emulate)
-      return gpu::ThreadIdOp::create(b, gpu::Dimension::x);
-    return emulatedIndex("attnc_emu_thread_id", {});
-  }
-  Value blockIndex(gpu::Dimension dim, int64_t axis) {
-    if (!config.emulate)
-      return gpu::BlockIdOp::create(b, dim);
-    return emulatedIndex("attnc_emu_block_id", axisArgument(axis));
-  }
-  /// The grid's size along `dim` (CTAs), axis 0-2 for the emulator.
-  Value gridSize(gpu::Dimension dim, int64_t axis) {
-    if (!config.emulate)
-      return gpu::GridDimOp::create(b, dim);
-    return emulatedIndex("attnc_emu_grid_dim", axisArgument(axis));
-  }
-  void barrier() {
-    if (config.emulate)
-      emulatorCall("attnc_emu_barrier", Type(), {});
-    else
-      gpu::BarrierOp::create(b);
-  }
+  Value threadIndex() { return gpu::ThreadIdOp::create(b, gpu::Dimension::x); }
+  Value blockIndex(gpu::Dimension dim) { return gpu::BlockIdOp::create(b, dim); }
+  /// The grid's size along `dim` (CTAs).
+  Value gridSize(gpu::Dimension dim) { return gpu::GridDimOp::create(b, dim); }
+  void barrier() { gpu::BarrierOp::create(b); }
   /// Rounds two f32 values into one operand register.
   Value pack(Value x, Value y) {
     Value pair = vector::FromElementsOp::create(
@@ -157,27 +110,6 @@ protected:
     SmallVector<Value> indices(prefix.begin(), prefix.end());
     indices.push_back(row);
     indices.push_back(col);
-    if (config.emulate) {
-      // The byte offset of this lane's row in shared memory.
-      ArrayRef<int64_t> tileShape = cast<MemRefType>(tile.getType()).getShape();
-      Value linear = idx(0);
-      for (auto [dim, index] : llvm::enumerate(indices)) {
-        int64_t stride = 1;
-        for (int64_t inner = dim + 1; inner < (int64_t)tileShape.size(); ++inner)
-          stride *= tileShape[inner];
-        linear = rb.add(linear, rb.mul(index, idx(stride)));
-      }
-      Value byte = rb.add(idx(tileOffsets.lookup(tile)),
-                          rb.mul(linear, idx(config.elementBytes())));
-      Value address =
-          arith::IndexCastOp::create(b, b.getI64Type(), byte);
-      SmallVector<Value> registers;
-      for (int r = 0; r < count; ++r)
-        registers.push_back(emulatorCall(
-            "attnc_emu_ldmatrix", b.getI32Type(),
-            {address, i32(count), i32(transpose), i32(r)}));
-      return registers;
-    }
     auto type = VectorType::get({count, 2}, config.element);
     Value loaded =
         nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, count);
@@ -296,19 +228,6 @@ protected:
   /// c[1][0], c[1][1]).
   SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
                          ArrayRef<Value> c) {
-    if (config.emulate) {
-      SmallVector<Value> args(a.begin(), a.end());
-      llvm::append_range(args, bRegs);
-      llvm::append_range(args, c);
-      args.push_back(i32(config.element.isBF16()));
-      args.push_back(Value());
-      SmallVector<Value> out;
-      for (int64_t which = 0; which < 4; ++which) {
-        args.back() = i32(which);
-        out.push_back(emulatorCall("attnc_emu_mma", f32, args));
-      }
-      return out;
-    }
     MLIRContext *ctx = b.getContext();
     auto resultType =
         LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(4, f32));
@@ -331,12 +250,9 @@ protected:
   /// one row of a C fragment).
   Value quadReduce(Value value, bool max) {
     for (int32_t offset : {1, 2}) {
-      Value other =
-          config.emulate
-              ? emulatorCall("attnc_emu_shfl_xor", f32, {value, i32(offset)})
-              : gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
-                                       gpu::ShuffleMode::XOR)
-                    .getShuffleResult();
+      Value other = gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
       value = max ? Value(arith::MaximumFOp::create(b, value, other))
                   : Value(arith::AddFOp::create(b, value, other));
     }
@@ -430,24 +346,6 @@ protected:
     Value srcElements =
         arith::SelectOp::create(b, valid, idx(config.chunkElements()), idx(0));
     SmallVector<Value> dst = tileIndices(tile, prefix, row, col);
-    if (config.emulate) { // a plain copy; the barrier after it orders it
-      Type element = cast<MemRefType>(tile.getType()).getElementType();
-      for (int64_t e = 0; e < config.chunkElements(); ++e) {
-        Value column = rb.add(col, idx(e));
-        Value value = rb.ifThen(
-            valid, {element},
-            [&]() -> SmallVector<Value> {
-              return {memref::LoadOp::create(b, src, sourceAt(srcRow, column))};
-            },
-            [&]() -> SmallVector<Value> {
-              return {arith::ConstantOp::create(b, element,
-                                                b.getZeroAttr(element))};
-            })[0];
-        memref::StoreOp::create(b, value, tile,
-                                tileIndices(tile, prefix, row, column));
-      }
-      return;
-    }
     tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
         sourceAt(srcRow, col), b.getIndexAttr(config.chunkElements()),
@@ -456,16 +354,12 @@ protected:
 
   /// Waits for every cp.async copy this thread started.
   void waitForCopies() {
-    if (config.emulate)
-      return;
     Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
         b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
     nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
   }
   /// Waits for every cp.async group of this thread, then for the CTA.
   void waitForCopiesAndBarrier() {
-    if (config.emulate)
-      return barrier();
     waitForCopies();
     if (config.wgmma)
       fenceForWgmma();
@@ -473,9 +367,8 @@ protected:
   }
   /// Commits the copies started so far as one cp.async group.
   void commitCopies(ValueRange tokens) {
-    if (!config.emulate)
-      nvgpu::DeviceAsyncCreateGroupOp::create(
-          b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
+    nvgpu::DeviceAsyncCreateGroupOp::create(
+        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
   }
 
   /// A q/k/v parameter with its last stride declared 1 (checked at launch),
@@ -562,10 +455,8 @@ protected:
     memref::StoreOp::create(b, value, tile, at);
   }
 
-  /// The CTA's dynamic shared memory (the emulator's trailing argument).
+  /// The CTA's dynamic shared memory.
   Value sharedBase() {
-    if (config.emulate)
-      return emulatedShared;
     auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
                                                 gpu::AddressSpace::Workgroup);
     return gpu::DynamicSharedMemoryOp::create(
@@ -575,15 +466,11 @@ protected:
   /// A static tile of shared memory at byte `offset` of `base`.
   Value sharedTile(Value base, int64_t offset, ArrayRef<int64_t> tileShape,
                    Type element) {
-    Attribute space;
-    if (!config.emulate)
-      space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                         gpu::AddressSpace::Workgroup);
-    Value tile = memref::ViewOp::create(
+    Attribute space = gpu::AddressSpaceAttr::get(b.getContext(),
+                                                 gpu::AddressSpace::Workgroup);
+    return memref::ViewOp::create(
         b, MemRefType::get(tileShape, element, MemRefLayoutAttrInterface(), space),
         base, idx(offset), ValueRange{});
-    tileOffsets[tile] = offset;
-    return tile;
   }
 
   /// A tile of `rows` x `cols` elements (multiples of 8) stored as 8x8
@@ -619,11 +506,8 @@ protected:
   Value i64(int64_t value) {
     return arith::ConstantIntOp::create(b, b.getI64Type(), value);
   }
-  /// The shared-memory address of `tile` as i64 (the emulator's: the
-  /// tile's offset in its buffer).
+  /// The shared-memory address of `tile` as i64.
   Value sharedAddress(Value tile) {
-    if (config.emulate)
-      return i64(tileOffsets.lookup(tile));
     return arith::IndexCastOp::create(
         b, b.getI64Type(),
         memref::ExtractAlignedPointerAsIndexOp::create(b, tile));
@@ -641,28 +525,15 @@ protected:
         b, start, i64(static_cast<int64_t>(nvvm::wgmmaDescriptor(0, operand))));
   }
   /// Orders earlier register writes before the next wgmma.
-  void wgmmaFence() {
-    if (!config.emulate)
-      NVVM::WgmmaFenceAlignedOp::create(b);
-  }
+  void wgmmaFence() { NVVM::WgmmaFenceAlignedOp::create(b); }
   /// Commits the wgmma issued since the last commit as one group.
-  void wgmmaCommit() {
-    if (config.emulate) {
-      emulatorCall("attnc_emu_wgmma_commit", Type(), {});
-      return;
-    }
-    NVVM::WgmmaGroupSyncAlignedOp::create(b);
-  }
+  void wgmmaCommit() { NVVM::WgmmaGroupSyncAlignedOp::create(b); }
   /// Waits until at most `pending` committed groups are in flight.
   void wgmmaWait(int64_t pending) {
-    if (config.emulate) {
-      emulatorCall("attnc_emu_wgmma_wait", Type(), {i32(pending)});
-      return;
-    }
     NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(pending));
   }
   /// mbarrier objects (sm_90), 8 bytes each from byte `mbarrierOffset` of
-  /// shared memory; the emulator keeps its own, by number. `id` is an index.
+  /// shared memory. `id` is an index.
   int64_t mbarrierOffset = 0;
   Value mbarrierPointer(Value id) {
     Value base = arith::IndexCastOp::create(
@@ -675,35 +546,19 @@ protected:
     return LLVM::IntToPtrOp::create(
         b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
   }
-  Value mbarrierNumber(Value id) {
-    return arith::IndexCastOp::create(b, b.getI32Type(), id);
-  }
   /// Sets up mbarrier `id` for `count` arrivals per phase (one thread does
   /// this; a CTA barrier then publishes it).
   void mbarrierInit(Value id, int64_t count) {
-    if (config.emulate) {
-      emulatorCall("attnc_emu_mbarrier_init", Type(),
-                   {mbarrierNumber(id), i32(count)});
-      return;
-    }
     NVVM::MBarrierInitOp::create(b, mbarrierPointer(id), i32(count), Value());
   }
   void mbarrierArrive(Value id) {
-    if (config.emulate) {
-      emulatorCall("attnc_emu_mbarrier_arrive", Type(), {mbarrierNumber(id)});
-      return;
-    }
     NVVM::MBarrierArriveOp::create(b, b.getI64Type(), mbarrierPointer(id),
                                    Value());
   }
   /// Arrives on mbarrier `id` once this thread's earlier cp.async copies
   /// have landed (cp.async.mbarrier.arrive.noinc: the arrival is one of the
-  /// phase's count). The emulator's copies have landed already.
+  /// phase's count).
   void mbarrierArriveAfterCopies(Value id) {
-    if (config.emulate) {
-      emulatorCall("attnc_emu_mbarrier_arrive", Type(), {mbarrierNumber(id)});
-      return;
-    }
     NVVM::CpAsyncMBarrierArriveOp::create(b, mbarrierPointer(id),
                                           /*noinc=*/true);
   }
@@ -712,11 +567,6 @@ protected:
   /// for parity 1 returns at once: "the phase before the first".
   void mbarrierWait(Value id, Value parity) {
     Value parity32 = arith::IndexCastOp::create(b, b.getI32Type(), parity);
-    if (config.emulate) {
-      emulatorCall("attnc_emu_mbarrier_wait", Type(),
-                   {mbarrierNumber(id), parity32});
-      return;
-    }
     NVVM::MBarrierTryWaitParityOp::create(b, mbarrierPointer(id), parity32,
                                           i32(0x989680));
   }
@@ -724,8 +574,6 @@ protected:
   /// published by an mbarrier) visible to its wgmma, which read shared
   /// memory through the async proxy.
   void fenceForWgmma() {
-    if (config.emulate)
-      return;
     NVVM::FenceProxyOp::create(
         b,
         NVVM::ProxyKindAttr::get(b.getContext(), NVVM::ProxyKind::async_shared),
@@ -735,8 +583,6 @@ protected:
   /// setmaxnreg: hands registers to (`increase`) or takes them from this
   /// warpgroup; every warpgroup of the CTA must adjust (sm_90a).
   void setMaxRegisters(int64_t count, bool increase) {
-    if (config.emulate)
-      return;
     NVVM::SetMaxRegisterOp::create(b, static_cast<uint32_t>(count),
                                    increase
                                        ? NVVM::SetMaxRegisterAction::increase
@@ -763,68 +609,27 @@ protected:
       a.push_back(reg.getType().isInteger(32)
                       ? reg
                       : Value(LLVM::BitcastOp::create(b, b.getI32Type(), reg)));
-    if (config.emulate) {
-      for (auto [reg, value] : llvm::enumerate(acc))
-        emulatorCall("attnc_emu_wgmma_set", Type(), {i32(reg), value});
-      SmallVector<Value> args = {descA ? descA : i64(0)};
-      for (int64_t r = 0; r < 4; ++r)
-        args.push_back(fromRegisters ? a[r] : i32(0));
-      llvm::append_range(args, ArrayRef<Value>{i32(fromRegisters), descB,
-                                               i32(n), i32(transposeB),
-                                               i32(config.element.isBF16())});
-      emulatorCall("attnc_emu_wgmma", Type(), args);
-      SmallVector<Value> out;
-      for (int64_t reg = 0; reg < (int64_t)acc.size(); ++reg)
-        out.push_back(emulatorCall("attnc_emu_wgmma_get", f32, {i32(reg)}));
-      return out;
-    }
-    // $0 .. $(R-1): the accumulators; then A (4 registers or a
-    // descriptor), B's descriptor, the scale-d flag (1: accumulate) and
-    // the accumulators' inputs, tied to the outputs.
-    int64_t outputs = acc.size();
-    std::string type = config.element.isBF16() ? "bf16" : "f16";
-    std::string text;
-    llvm::raw_string_ostream asmText(text);
-    asmText << "{\n.reg .pred p;\nsetp.ne.b32 p, $"
-            << outputs + (fromRegisters ? 5 : 2) << ", 0;\n"
-            << "wgmma.mma_async.sync.aligned.m64n" << n << "k16.f32." << type
-            << "." << type << " {";
-    for (int64_t r = 0; r < outputs; ++r)
-      asmText << (r ? ", $" : "$") << r;
-    asmText << "}, ";
     SmallVector<Value> operands;
-    std::string constraints;
-    for (int64_t r = 0; r < outputs; ++r)
-      constraints += "=f,";
-    if (fromRegisters) {
-      asmText << "{$" << outputs << ", $" << outputs + 1 << ", $" << outputs + 2
-              << ", $" << outputs + 3 << "}, $" << outputs + 4 << ", p, 1, 1, "
-              << transposeB << ";\n}";
+    if (fromRegisters)
       llvm::append_range(operands, a);
-      constraints += "r,r,r,r,";
-    } else {
-      asmText << "$" << outputs << ", $" << outputs + 1 << ", p, 1, 1, 0, "
-              << transposeB << ";\n}";
+    else
       operands.push_back(descA);
-      constraints += "l,";
-    }
     operands.push_back(descB);
     operands.push_back(i32(1));
-    constraints += "l,r";
-    for (int64_t r = 0; r < outputs; ++r) {
-      constraints += "," + std::to_string(r);
-      operands.push_back(acc[r]);
-    }
+    llvm::append_range(operands, acc);
     auto resultType = LLVM::LLVMStructType::getLiteral(
-        b.getContext(), SmallVector<Type>(outputs, f32));
+        b.getContext(), SmallVector<Type>(acc.size(), f32));
     auto call = LLVM::InlineAsmOp::create(
-        b, resultType, operands, text, constraints,
+        b, resultType, operands,
+        nvvm::wgmmaAsmText(n, config.element.isBF16(), fromRegisters,
+                           transposeB),
+        nvvm::wgmmaAsmConstraints(n, fromRegisters),
         /*has_side_effects=*/true, /*is_align_stack=*/false,
         LLVM::tailcallkind::TailCallKind::None,
         LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
         mlir::ArrayAttr());
     SmallVector<Value> out;
-    for (int64_t r = 0; r < outputs; ++r)
+    for (int64_t r = 0; r < (int64_t)acc.size(); ++r)
       out.push_back(LLVM::ExtractValueOp::create(b, call.getRes(), r));
     return out;
   }
@@ -835,21 +640,13 @@ protected:
   Type f32;
   Layout layout = Layout::bhnd;
   Value threadId;
-  Value emulatedShared;
-  /// Where emulator primitives are declared (loops under construction are
-  /// not yet attached to it).
-  ModuleOp module;
-  /// Byte offset of each shared-memory tile (for the emulator's ldmatrix).
-  llvm::DenseMap<Value, int64_t> tileOffsets;
   /// The tiles made by coreMatrixTile.
   llvm::DenseSet<Value> coreMatrixTiles;
 };
 
 /// The function a GPU strategy fills for a kernel `name` taking `argTypes`
 /// (the calling convention): a gpu.func kernel in the module's gpu.module
-/// @attnc_kernels (created on first use), or, for the emulator, a func.func
-/// at the end of `module` with the CTA's shared memory as a trailing
-/// memref<?xi8>.
+/// @attnc_kernels (created on first use).
 Operation *createKernelFunction(ModuleOp module, StringRef name, Location loc,
                                 ArrayRef<Type> argTypes,
                                 const WarpConfig &config,
@@ -861,15 +658,14 @@ MemRefType workspaceType(MLIRContext *context);
 
 /// Replaces `kernel` by its kernel function (createKernelFunction) carrying
 /// `facts`; `buildBody` fills the body for the family op, given the result
-/// buffers, the emulator's shared memory (null on the GPU) and the
-/// workspace (null unless `facts` are segmented). Fails, with an internal
+/// buffers and the workspace (null unless `facts` are segmented). Fails, with an internal
 /// error on the kernel, when a shared tile of the body reaches past
 /// `facts.sharedBytes`.
 mlir::LogicalResult
 lowerToKernelFunction(KernelOp kernel, const WarpConfig &config,
                       gpu::GPUModuleOp &gpuModule, const LaunchFacts &facts,
                       llvm::function_ref<void(Operation *, LoweringBuilder &,
-                                              ValueRange, Value, Value)>
+                                              ValueRange, Value)>
                           buildBody);
 
 /// Launch facts every GPU kernel carries (read by GpuCompiler and the

@@ -159,10 +159,10 @@ attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[
 
 // -----
 
-// With emulate=1 the same tile program becomes a host function for the CPU
-// warp emulator: shared memory is a trailing argument and the warp
+// attnc-nvgpu-to-emulator turns the same kernel into a host function for
+// the CPU warp emulator: shared memory is a trailing argument and the warp
 // primitives are calls.
-// RUN: attnc-opt %s -split-input-file -attn-gpu-tile-softmax="warps=1 block-k=16 emulate=1" -verify-diagnostics | FileCheck %s --check-prefix=EMU
+// RUN: attnc-opt %s -split-input-file -attn-gpu-tile-softmax="warps=1 block-k=16" -attnc-nvgpu-to-emulator -verify-diagnostics | FileCheck %s --check-prefix=EMU
 
 // EMU-LABEL: func.func private @attnc_emu_
 // EMU:       func.func @emulated(
