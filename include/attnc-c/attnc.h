@@ -89,7 +89,7 @@ attnc_status attnc_compile(attnc_context *context, const char *spec,
  * the number of splits for the GPU), block-v=N and
  * segment-chunks=N (linear kernels) and the flags warp-specialize (with
  * mma=wgmma: a producer warpgroup), pack-gqa (the query heads of a GQA
- * group share a CTA's rows) and from-tile-programs; "cpu"
+ * group share a CTA's rows) and from-tile-program; "cpu"
  * takes block-q=N and block-k=N; "cpu-reference" takes none. A bad option
  * fails with ATTNC_ERROR_ARGUMENT; one a kernel cannot use (block-k=20) with
  * ATTNC_ERROR_TARGET, naming it.

@@ -1,22 +1,17 @@
 //===- Compile.cpp - The attnc C API: compiling specs ---------------------===//
 //
-// attnc_compile's work: the front end, the kernel cache and the three
-// backends (CPU JIT, PTX, warp emulator). Only the full build has it; the
-// runtime-only build links NoCompiler.cpp instead.
+// attnc_compile's work, done by compileSpec (attnc/Execution/Compiler.h):
+// the front end, the kernel cache and the three backends (CPU JIT, PTX,
+// warp emulator). Only the full build has it; the runtime-only build links
+// NoCompiler.cpp instead.
 //
 //===----------------------------------------------------------------------===//
 
 #include "CApiObjects.h"
 
-#include "attnc/Execution/CpuKernel.h"
-#include "attnc/Execution/GpuCompiler.h"
-#include "attnc/Execution/GpuEmulator.h"
-#include "attnc/Execution/KernelCache.h"
-#include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Execution/Compiler.h"
 
 #include "mlir/IR/MLIRContext.h"
-#include "llvm/Support/MemoryBuffer.h"
-#include "llvm/Support/SourceMgr.h"
 
 using namespace attnc;
 using attnc::capi::fail;
@@ -119,112 +114,38 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
                                   const std::string &optionText,
                                   attnc_kernel **kernel) {
   MLIRCompilerState &compiler = compilerOf(context);
-  CpuOptions options;
-  std::string targetName = target;
-  if (targetName == "cuda") {
-    std::string error;
-    int capability = cudaComputeCapability(error);
-    if (capability)
-      targetName = gpuTargetFor(capability, error);
-    if (!capability || targetName.empty())
-      return fail(context, ATTNC_ERROR_TARGET,
-                  "target 'cuda' picks the GPU's architecture, but " + error +
-                      "; name sm_80 or sm_90a to compile without a GPU");
-  }
-  bool gpuTarget = isGpuTarget(targetName);
-  bool emulatorTarget = targetName == "gpu-emulator";
-  if (targetName == "cpu")
-    options.path = CpuPath::Tiled;
-  else if (targetName == "cpu-reference")
-    options.path = CpuPath::Reference;
-  else if (!gpuTarget && !emulatorTarget)
-    return fail(context, ATTNC_ERROR_TARGET,
-                "unknown target '" + targetName +
-                    "'; targets: cpu, cpu-reference, sm_80, sm_90a, cuda (the "
-                    "GPU present), gpu-emulator");
-
-  GpuPipelineOptions gpuOptions;
-  gpuOptions.chip = targetName;
-  std::string optionError;
-  bool optionsOk;
-  if (targetName == "cpu-reference") {
-    optionsOk = llvm::StringRef(optionText).trim(" ,\t\n").empty();
-    optionError =
-        "target cpu-reference takes no options, got '" + optionText + "'";
-  } else if (gpuTarget || emulatorTarget) {
-    optionsOk = gpuOptions.parse(optionText, optionError);
-  } else {
-    optionsOk = options.parse(optionText, optionError);
-  }
-  if (!optionsOk)
-    return fail(context, ATTNC_ERROR_ARGUMENT, optionError);
-  std::string cacheKey;
-  if (gpuTarget) {
-    cacheKey = KernelCache::key(std::string(spec, specLength),
-                                kernelName ? kernelName : "",
-                                gpuOptions.cacheKey(), targetName);
-    GpuImage image;
-    std::string note;
-    if (compiler.cache.lookup(cacheKey, image, note)) {
-      *kernel = newKernel(context, targetName, std::move(image), nullptr,
-                          /*fromCache=*/true);
-      return ATTNC_OK;
-    }
-    if (!note.empty())
-      KernelCache::report(note);
-  }
-
-  llvm::SourceMgr sourceMgr;
-  unsigned buffer = sourceMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(
-          llvm::StringRef(spec, specLength),
-          sourceName ? sourceName : "<spec>"),
-      llvm::SMLoc());
-  DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
-  mlir::OwningOpRef<mlir::ModuleOp> module =
-      compileSpecToMLIR(buffer, compiler.mlir, diags);
-  for (const Diagnostic &diag : diags.diagnostics())
+  CompileRequest request;
+  request.spec = llvm::StringRef(spec, specLength);
+  request.sourceName = sourceName ? sourceName : "";
+  request.kernel = kernelName ? kernelName : "";
+  request.target = target;
+  request.options = optionText;
+  request.cache = &compiler.cache;
+  CompiledKernel compiled;
+  std::string error;
+  CompileFailure failure =
+      compileSpec(compiler.mlir, request, compiled, error);
+  for (const Diagnostic &diag : compiled.diagnostics)
     context->diagnostics.push_back({static_cast<attnc_severity>(diag.severity),
                                     diag.file, diag.line, diag.col,
                                     diag.message, diag.hint});
-  if (!module) {
-    const capi::DiagnosticRecord *first =
-        context->diagnostics.empty() ? nullptr : &context->diagnostics.front();
-    return fail(context, ATTNC_ERROR_SPEC,
-                first ? first->file + ":" + std::to_string(first->line) + ":" +
-                            std::to_string(first->col) + ": " + first->message
-                      : "the spec has errors");
-  }
-  std::string error;
-  if (emulatorTarget) {
-    std::unique_ptr<EmulatedGpuKernel> emulated = EmulatedGpuKernel::compile(
-        *module, kernelName ? kernelName : "", gpuOptions, error);
-    if (!emulated)
-      return fail(context, ATTNC_ERROR_TARGET, error);
-    GpuImage image = emulated->image();
-    *kernel = newKernel(context, targetName, std::move(image),
-                        std::make_unique<EmulatorHostKernel>(std::move(emulated)),
-                        false);
-    return ATTNC_OK;
-  }
-  if (gpuTarget) {
-    GpuImage image;
-    if (!compileToPtx(*module, kernelName ? kernelName : "", gpuOptions, image,
-                      error))
-      return fail(context, ATTNC_ERROR_TARGET, error);
-    // A read-only cache only costs recompilation; say so once.
-    std::string storeError;
-    if (!compiler.cache.store(cacheKey, image, storeError))
-      KernelCache::report(storeError + "; GPU kernels are not cached");
-    *kernel = newKernel(context, targetName, std::move(image), nullptr, false);
-    return ATTNC_OK;
-  }
-  std::unique_ptr<CpuKernel> cpu = CpuKernel::compile(
-      *module, kernelName ? kernelName : "", options, error);
-  if (!cpu)
+  switch (failure) {
+  case CompileFailure::None:
+    break;
+  case CompileFailure::Spec:
+    return fail(context, ATTNC_ERROR_SPEC, error);
+  case CompileFailure::Target:
     return fail(context, ATTNC_ERROR_TARGET, error);
-  *kernel = newKernel(context, targetName, GpuImage(),
-                      std::make_unique<CpuHostKernel>(std::move(cpu)), false);
+  case CompileFailure::Argument:
+    return fail(context, ATTNC_ERROR_ARGUMENT, error);
+  }
+  std::unique_ptr<capi::HostKernel> host;
+  if (compiled.cpu)
+    host = std::make_unique<CpuHostKernel>(std::move(compiled.cpu));
+  else if (compiled.emulated)
+    host = std::make_unique<EmulatorHostKernel>(std::move(compiled.emulated));
+  *kernel = newKernel(context, compiled.target, std::move(compiled.image),
+                      std::move(host), compiled.fromCache);
   return ATTNC_OK;
 }
 

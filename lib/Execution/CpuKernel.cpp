@@ -93,27 +93,6 @@ static int paramIndex(Value value) {
   return -1;
 }
 
-bool CpuOptions::parse(StringRef text, std::string &error) {
-  SmallVector<StringRef> items;
-  llvm::SplitString(text, items, " ,\t\n");
-  for (StringRef item : items) {
-    auto [name, value] = item.split('=');
-    int64_t *field = name == "block-q"   ? &blockQ
-                     : name == "block-k" ? &blockK
-                                         : nullptr;
-    if (!field) {
-      error = "unknown CPU option '" + item.str() +
-              "'; options: block-q=N, block-k=N";
-      return false;
-    }
-    if (value.getAsInteger(10, *field) || *field <= 0) {
-      error = "CPU option '" + item.str() + "' needs a positive integer value";
-      return false;
-    }
-  }
-  return true;
-}
-
 std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
                                               const CpuOptions &cpuOptions,
                                               std::string &error) {
@@ -173,13 +152,7 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
       return success();
     });
     PassManager strategy(context);
-    if (cpuOptions.path == CpuPath::Tiled) {
-      strategy.addPass(createTileSoftmax(
-          TileSoftmaxOptions{cpuOptions.blockQ, cpuOptions.blockK}));
-      strategy.addPass(createTileLinear());
-      strategy.addPass(createTileToLoops());
-    } else
-      strategy.addPass(createLowerToReference());
+    addCpuStrategies(strategy, cpuOptions);
     PassManager toLLVM(context);
     buildLowerToLLVMPipeline(toLLVM);
     if (failed(strategy.run(*lowered))) {

@@ -517,8 +517,7 @@ std::unique_ptr<EmulatedGpuKernel> EmulatedGpuKernel::compile(
     return success();
   });
   PassManager tile(context);
-  addGpuStrategies(tile, options);
-  tile.addPass(createNVGPUToEmulator());
+  addEmulatorStrategies(tile, options);
   if (failed(tile.run(*clone))) {
     error = diagnostics.empty() ? "the GPU strategy failed" : diagnostics;
     return nullptr;

@@ -34,6 +34,7 @@
 #include "llvm/Support/FormatVariadic.h"
 
 using namespace mlir;
+using namespace attnc;
 
 void attnc::buildLowerToLLVMPipeline(OpPassManager &pm) {
   pm.addPass(createCanonicalizerPass());
@@ -65,70 +66,6 @@ std::string attnc::ptxFeaturesFor(llvm::StringRef chip) {
   return "+ptx80";
 }
 
-std::string attnc::GpuPipelineOptions::cacheKey() const {
-  return llvm::formatv("warps={0} block-k={1} rows-per-warp={2} block-v={3} "
-                       "segment-chunks={4} split-keys={5} mma={6}{7}{8}{9}",
-                       warps, blockK, rowsPerWarp, blockV, segmentChunks,
-                       splitKeysText(splitKeys), mma,
-                       warpSpecialize ? " warp-specialize" : "",
-                       packGqa ? " pack-gqa" : "",
-                       fromTilePrograms ? " from-tile-programs" : "")
-      .str();
-}
-
-bool attnc::GpuPipelineOptions::parse(llvm::StringRef text,
-                                      std::string &error) {
-  llvm::SmallVector<llvm::StringRef> items;
-  llvm::SplitString(text, items, " ,\t\n");
-  for (llvm::StringRef item : items) {
-    auto [name, value] = item.split('=');
-    if (name == "from-tile-programs" && !item.contains('=')) {
-      fromTilePrograms = true;
-      continue;
-    }
-    if (name == "warp-specialize" && !item.contains('=')) {
-      warpSpecialize = true;
-      continue;
-    }
-    if (name == "pack-gqa" && !item.contains('=')) {
-      packGqa = true;
-      continue;
-    }
-    if (name == "mma") {
-      mma = value.str();
-      continue;
-    }
-    if (name == "split-keys") {
-      if (!parseSplitKeys(value, splitKeys)) {
-        error = "GPU option '" + item.str() +
-                "' needs a non-negative number of keys or auto";
-        return false;
-      }
-      continue;
-    }
-    int64_t *field = llvm::StringSwitch<int64_t *>(name)
-                         .Case("warps", &warps)
-                         .Case("block-k", &blockK)
-                         .Case("rows-per-warp", &rowsPerWarp)
-                         .Case("block-v", &blockV)
-                         .Case("segment-chunks", &segmentChunks)
-                         .Default(nullptr);
-    if (!field) {
-      error = "unknown GPU option '" + item.str() +
-              "'; options: warps=N, block-k=N, rows-per-warp=N, block-v=N, "
-              "segment-chunks=N, split-keys=N|auto, mma=sync|wgmma, "
-              "warp-specialize, pack-gqa, from-tile-programs";
-      return false;
-    }
-    if (value.getAsInteger(10, *field) || *field < 0) {
-      error =
-          "GPU option '" + item.str() + "' needs a non-negative integer value";
-      return false;
-    }
-  }
-  return verify(error);
-}
-
 bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   if (mma != "sync" && mma != "wgmma") {
     error = "mma must be sync or wgmma, got '" + mma + "'";
@@ -138,31 +75,47 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
     error = "warp-specialize builds wgmma kernels; add mma=wgmma";
     return false;
   }
-  if (fromTilePrograms && mma != "sync") {
-    error = "from-tile-programs builds mma.sync kernels; drop mma=" + mma;
+  if (fromTileProgram && mma != "sync") {
+    error = "from-tile-program builds mma.sync kernels; drop mma=" + mma;
     return false;
   }
-  if (fromTilePrograms && splitKeys) {
-    error = "from-tile-programs does not split keys; drop split-keys=" +
+  if (fromTileProgram && splitKeys) {
+    error = "from-tile-program does not split keys; drop split-keys=" +
             splitKeysText(splitKeys);
     return false;
   }
-  if (fromTilePrograms && packGqa) {
-    error = "from-tile-programs does not pack query heads; drop pack-gqa";
+  if (fromTileProgram && packGqa) {
+    error = "from-tile-program does not pack query heads; drop pack-gqa";
     return false;
   }
-  if (fromTilePrograms && rowsPerWarp != 16) {
-    error = "from-tile-programs builds 16 rows per warp; drop rows-per-warp=" +
+  if (fromTileProgram && rowsPerWarp != 16) {
+    error = "from-tile-program builds 16 rows per warp; drop rows-per-warp=" +
             std::to_string(rowsPerWarp);
     return false;
   }
   return true;
 }
 
+void attnc::addCpuStrategies(OpPassManager &pm, const CpuOptions &options) {
+  if (options.path == CpuPath::Reference) {
+    pm.addPass(createLowerToReference());
+    return;
+  }
+  pm.addPass(createTileSoftmax(TileSoftmaxOptions{options.blockQ, options.blockK}));
+  pm.addPass(createTileLinear());
+  pm.addPass(createTileToLoops());
+}
+
+void attnc::addEmulatorStrategies(OpPassManager &pm,
+                                  const GpuPipelineOptions &options) {
+  addGpuStrategies(pm, options);
+  pm.addPass(createNVGPUToEmulator());
+}
+
 void attnc::addGpuStrategies(OpPassManager &pm,
                              const GpuPipelineOptions &options) {
   int64_t maxSharedBytes = maxSharedBytesFor(options.chip);
-  if (options.fromTilePrograms) {
+  if (options.fromTileProgram) {
     TileSoftmaxOptions program;
     program.blockQ = options.warps * 16;
     program.blockK = options.blockK;
@@ -238,18 +191,76 @@ void attnc::registerGpuCompilation(DialectRegistry &registry) {
   registerNVVMDialectTranslation(registry);
 }
 
+/// Registers pipeline `name`, whose options text (between its braces) is
+/// read by parseCompileOptions for `targets`; GPU pipelines also take
+/// chip=sm_80|sm_90a.
+static void registerPipeline(
+    llvm::StringRef name, llvm::StringRef description, unsigned targets,
+    std::function<void(OpPassManager &, const CompileOptions &)> build) {
+  registerPassPipeline(
+      name, description,
+      [=](OpPassManager &pm, llvm::StringRef text,
+          function_ref<LogicalResult(const Twine &)> errorHandler) {
+        CompileOptions options;
+        llvm::SmallVector<llvm::StringRef> items;
+        llvm::SplitString(text, items, " ,\t\n");
+        std::string rest;
+        for (llvm::StringRef item : items) {
+          if ((targets & kGpuOption) && item.consume_front("chip="))
+            options.gpu.chip = item.str();
+          else
+            rest += item.str() + " ";
+        }
+        std::string error;
+        bool parsed = targets & kGpuOption
+                          ? options.gpu.parse(rest, error)
+                          : options.cpu.parse(rest, error);
+        if (!parsed)
+          return errorHandler(error);
+        build(pm, options);
+        return success();
+      },
+      [](function_ref<void(const detail::PassOptions &)>) {});
+}
+
 void attnc::registerAttncPassesAndPipelines() {
   registerAttncPasses();
   registerAttncConversionPasses();
-  PassPipelineRegistration<>(
-      "attnc-reference-pipeline",
-      "Lower attn kernels through the reference lowering to the LLVM dialect",
-      [](OpPassManager &pm) {
-        pm.addPass(createLowerToReference());
-        buildLowerToLLVMPipeline(pm);
-      });
-  PassPipelineRegistration<>(
-      "attnc-gpu-pipeline",
-      "Lower attn kernels to a gpu.module in the NVVM dialect (sm_80)",
-      [](OpPassManager &pm) { buildGpuLoweringPipeline(pm, {}); });
+  registerPipeline("attnc-cpu-strategies",
+                   "attn kernels to CPU loops through their tile programs "
+                   "(options: block-q=N block-k=N)",
+                   kCpuOption, [](OpPassManager &pm, const CompileOptions &o) {
+                     addCpuStrategies(pm, o.cpu);
+                   });
+  registerPipeline("attnc-cpu-pipeline",
+                   "attn kernels to the LLVM dialect through their tile "
+                   "programs, as the cpu target compiles them",
+                   kCpuOption, [](OpPassManager &pm, const CompileOptions &o) {
+                     addCpuStrategies(pm, o.cpu);
+                     buildLowerToLLVMPipeline(pm);
+                   });
+  registerPipeline("attnc-reference-pipeline",
+                   "attn kernels to the LLVM dialect through the reference "
+                   "lowering (the cpu-reference target)",
+                   kCpuOption, [](OpPassManager &pm, const CompileOptions &) {
+                     pm.addPass(createLowerToReference());
+                     buildLowerToLLVMPipeline(pm);
+                   });
+  registerPipeline("attnc-gpu-strategies",
+                   "attn kernels to GPU kernels in a gpu.module (options: "
+                   "chip=sm_80|sm_90a and the GPU options)",
+                   kGpuOption, [](OpPassManager &pm, const CompileOptions &o) {
+                     addGpuStrategies(pm, o.gpu);
+                   });
+  registerPipeline("attnc-gpu-pipeline",
+                   "attn kernels to a gpu.module in the NVVM dialect, ready "
+                   "for gpu-module-to-binary",
+                   kGpuOption, [](OpPassManager &pm, const CompileOptions &o) {
+                     buildGpuLoweringPipeline(pm, o.gpu);
+                   });
+  registerPipeline("attnc-emulator-strategies",
+                   "attn kernels to host functions of the CPU warp emulator",
+                   kGpuOption, [](OpPassManager &pm, const CompileOptions &o) {
+                     addEmulatorStrategies(pm, o.gpu);
+                   });
 }

@@ -122,13 +122,13 @@ TEST(GpuCompile, PipelineOptionsParseWhatCacheKeyPrints) {
   ASSERT_TRUE(parsed.parse(tuned.cacheKey(), error)) << error;
   EXPECT_EQ(parsed.cacheKey(), tuned.cacheKey());
   GpuPipelineOptions programs;
-  ASSERT_TRUE(programs.parse("from-tile-programs,warps=2", error)) << error;
-  EXPECT_TRUE(programs.fromTilePrograms);
+  ASSERT_TRUE(programs.parse("from-tile-program,warps=2", error)) << error;
+  EXPECT_TRUE(programs.fromTileProgram);
   EXPECT_EQ(programs.warps, 2);
   EXPECT_FALSE(GpuPipelineOptions().parse("warps=-1", error));
   EXPECT_EQ(error, "GPU option 'warps=-1' needs a non-negative integer value");
-  EXPECT_FALSE(GpuPipelineOptions().parse("from-tile-programs mma=wgmma", error));
-  EXPECT_EQ(error, "from-tile-programs builds mma.sync kernels; drop mma=wgmma");
+  EXPECT_FALSE(GpuPipelineOptions().parse("from-tile-program mma=wgmma", error));
+  EXPECT_EQ(error, "from-tile-program builds mma.sync kernels; drop mma=wgmma");
   GpuPipelineOptions specialized;
   ASSERT_TRUE(specialized.parse("mma=wgmma warp-specialize", error)) << error;
   EXPECT_TRUE(specialized.warpSpecialize);
@@ -325,9 +325,9 @@ TEST(GpuCompile, KeySplitKernels) {
             std::string::npos);
   std::string error;
   EXPECT_FALSE(
-      GpuPipelineOptions().parse("from-tile-programs split-keys=256", error));
+      GpuPipelineOptions().parse("from-tile-program split-keys=256", error));
   EXPECT_EQ(error,
-            "from-tile-programs does not split keys; drop split-keys=256");
+            "from-tile-program does not split keys; drop split-keys=256");
 }
 
 // pack-gqa: grid x counts blocks of N * G rows (G = Hq / Hk) and grid y
@@ -381,9 +381,9 @@ TEST(GpuCompile, PackedGqaKernels) {
   EXPECT_NE(parsed.cacheKey().find(" pack-gqa"), std::string::npos);
   EXPECT_NE(parsed.cacheKey(), GpuPipelineOptions().cacheKey());
   EXPECT_FALSE(
-      GpuPipelineOptions().parse("from-tile-programs pack-gqa", error));
+      GpuPipelineOptions().parse("from-tile-program pack-gqa", error));
   EXPECT_EQ(error,
-            "from-tile-programs does not pack query heads; drop pack-gqa");
+            "from-tile-program does not pack query heads; drop pack-gqa");
 }
 
 // split-keys=auto: the image records that the launch chooses the splits
@@ -868,7 +868,7 @@ std::vector<SoftmaxStrategy> softmaxStrategies() {
   strategies[1].name = "rows-per-warp 32";
   strategies[1].options.rowsPerWarp = 32;
   strategies[2].name = "from the tile program";
-  strategies[2].options.fromTilePrograms = true;
+  strategies[2].options.fromTileProgram = true;
   strategies[3].name = "wgmma";
   strategies[3].options.chip = "sm_90a";
   strategies[3].options.mma = "wgmma";
@@ -945,7 +945,7 @@ TEST(GpuEmulation, TileProgramMatchesTheReference) {
       options.blockK = c.blockK;
       // The tile program's key tile is fixed before the GPU lowering,
       // which refuses rather than halves it.
-      if (options.fromTilePrograms && c.d == 256)
+      if (options.fromTileProgram && c.d == 256)
         options.blockK = 32;
       std::string config = std::string(c.name) + " " + strategy.name;
       std::string error;
@@ -1085,7 +1085,7 @@ kernel lists(q: bf16[B, H, N, 32], k: bf16[B, H, M, 32], v: bf16[B, H, M, 32],
   std::vector<Config> configs(5);
   configs[0] = {"mma.sync", {}, 32, 16};
   configs[1] = {"from the tile program", {}, 32, 16};
-  configs[1].options.fromTilePrograms = true;
+  configs[1].options.fromTileProgram = true;
   configs[2] = {"wgmma", {}, 64, 64};
   configs[2].options.chip = "sm_90a";
   configs[2].options.mma = "wgmma";
@@ -1283,7 +1283,7 @@ TEST(GpuEmulation, F32InputsSplitIntoBf16Pairs) {
   // The tile program fixes its key tile before the GPU lowering, which
   // refuses rather than halves it: f32 at head dim 128 needs 32 keys.
   configs[4] = {"from the tile program, 32-key tiles", {}};
-  configs[4].options.fromTilePrograms = true;
+  configs[4].options.fromTileProgram = true;
   configs[4].options.blockK = 32;
   const uint64_t seed = 41;
   for (const Case &c : cases) {

@@ -279,7 +279,7 @@ TEST(RandomSweep, GpuTileProgramsMatchTheReference) {
     // Its key tile is fixed before the GPU lowering, which refuses rather
     // than halves it: f32 at head dim 128 fits with 32 keys (docs/gpu.md).
     if (index % 4 == 2 && c.spec.find("topk") == std::string::npos) {
-      options.fromTilePrograms = true;
+      options.fromTileProgram = true;
       if (c.dtype == "f32")
         options.blockK = 32;
       std::unique_ptr<EmulatedGpuKernel> fromTile =

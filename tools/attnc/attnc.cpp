@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Execution/Compiler.h"
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Execution/GpuEmulator.h"
@@ -56,16 +57,20 @@ static cl::opt<std::string>
                cl::sub(emitCommand), cl::sub(runCommand),
                cl::sub(compileCommand), cl::cat(category));
 
-enum class Stage { Attn, Tile, Reference, LLVM };
+enum class Stage { Attn, Tile, Loops, Reference, LLVM };
 static cl::opt<Stage> stage(
     "stage", cl::desc("Stage to print"), cl::init(Stage::Attn),
     cl::values(clEnumValN(Stage::Attn, "attn", "the attn dialect"),
                clEnumValN(Stage::Tile, "tile",
                           "after the CPU tiling strategies: the attn_tile "
                           "programs of every family"),
+               clEnumValN(Stage::Loops, "loops",
+                          "the tile programs lowered to CPU loops "
+                          "(attnc-cpu-strategies)"),
                clEnumValN(Stage::Reference, "reference",
                           "after the reference lowering (scf/memref)"),
-               clEnumValN(Stage::LLVM, "llvm", "the LLVM dialect")),
+               clEnumValN(Stage::LLVM, "llvm",
+                          "the LLVM dialect of the CPU path (--path)")),
     cl::sub(emitCommand), cl::cat(category));
 static cl::opt<std::string> outputFile("o", cl::desc("Output file"),
                                        cl::init("-"), cl::sub(emitCommand),
@@ -91,62 +96,6 @@ static cl::opt<bool> ptxasVerbose(
     "ptxas-info", cl::desc("Print ptxas's register, spill and shared memory "
                            "report (assembles the PTX)"),
     cl::sub(compileCommand), cl::cat(category));
-static cl::opt<int64_t> gpuWarps("warps", cl::desc("Warps per CTA"),
-                                 cl::init(4), cl::sub(compileCommand),
-                                 cl::sub(runCommand), cl::cat(category));
-static cl::opt<int64_t> gpuRowsPerWarp(
-    "rows-per-warp",
-    cl::desc("Query rows per warp of softmax kernels (16 or 32)"), cl::init(16),
-    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
-static cl::opt<std::string> gpuMma(
-    "mma",
-    cl::desc("Tensor-core instruction of softmax kernels: sync (mma.sync, "
-             "the default) or wgmma (sm_90a)"),
-    cl::init("sync"), cl::sub(compileCommand), cl::sub(runCommand),
-    cl::cat(category));
-static cl::opt<bool> gpuWarpSpecialize(
-    "warp-specialize",
-    cl::desc("With --mma=wgmma: a producer warpgroup copies K and V and hands "
-             "stages to the computing warpgroups through mbarriers"),
-    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
-static cl::opt<bool> gpuPackGqa(
-    "pack-gqa",
-    cl::desc("Softmax kernels pack the query heads of a GQA group into one "
-             "CTA's rows, sharing the group's K and V tiles (for decoding "
-             "with grouped-query attention)"),
-    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
-static cl::opt<bool> gpuFromTilePrograms(
-    "from-tile-program",
-    cl::desc("Build softmax kernels from their tile programs "
-             "(attn-tile-softmax, attn-tile-to-nvgpu; 16 rows per warp, not "
-             "top-k) instead of attn-gpu-tile-softmax"),
-    cl::sub(compileCommand), cl::sub(runCommand), cl::cat(category));
-static cl::opt<int64_t> gpuBlockK("block-k",
-                                  cl::desc("Keys per shared-memory tile"),
-                                  cl::init(64), cl::sub(compileCommand),
-                                  cl::cat(category));
-static cl::opt<int64_t> gpuBlockV(
-    "block-v",
-    cl::desc("Value columns per CTA of linear kernels (0: min(Dv, 64))"),
-    cl::init(0), cl::sub(compileCommand), cl::sub(runCommand),
-    cl::cat(category));
-
-static cl::opt<int64_t> gpuSegmentChunks(
-    "segment-chunks",
-    cl::desc("Chunks per segment of causal linear kernels, whose segments "
-             "run on different CTAs (0: one CTA per sequence)"),
-    cl::init(16), cl::sub(compileCommand), cl::sub(runCommand),
-    cl::cat(category));
-
-static cl::opt<std::string> gpuSplitKeys(
-    "split-keys",
-    cl::desc("Keys per split of softmax kernels: CTAs of one query block walk "
-             "different runs of keys and the last combines them, for few "
-             "queries and long key sequences (0: no split; auto: each launch "
-             "chooses the number of splits for the GPU)"),
-    cl::value_desc("N|auto"), cl::init("0"), cl::sub(compileCommand),
-    cl::sub(runCommand), cl::cat(category));
-
 enum class Backend { CPU, CUDA, Emulator };
 static cl::opt<Backend> backend(
     "backend", cl::desc("Where to run"), cl::init(Backend::CPU),
@@ -165,19 +114,64 @@ static cl::opt<CpuPath>
                        clEnumValN(CpuPath::Tiled, "tiled",
                                   "FlashAttention-2 tiling and chunkwise "
                                   "linear attention (the default)")),
-            cl::sub(runCommand), cl::cat(category));
-static cl::opt<int64_t>
-    blockQ("block-q",
-           cl::desc("Query rows per tile of dense, chunk-local and "
-                    "top-k softmax (--path=tiled; other "
-                    "block-sparse kernels tile by their "
-                    "blocks)"),
-           cl::init(64), cl::sub(runCommand), cl::cat(category));
-static cl::opt<int64_t>
-    blockK("block-k",
-           cl::desc("Keys per tile of dense and chunk-local softmax "
-                    "(--path=tiled)"),
-           cl::init(64), cl::sub(runCommand), cl::cat(category));
+            cl::sub(runCommand), cl::sub(emitCommand), cl::cat(category));
+/// The tuning flags, one per entry of compileOptions(): --NAME for a flag,
+/// --NAME=VALUE else; GPU options on compile and run, CPU options on run.
+struct TuningFlag {
+  const CompileOption *option;
+  std::unique_ptr<cl::opt<bool>> flag;
+  std::unique_ptr<cl::opt<std::string>> value;
+  bool given() const {
+    return flag ? flag->getNumOccurrences() : value->getNumOccurrences();
+  }
+};
+static std::vector<TuningFlag> tuningFlags;
+
+template <typename T>
+static std::unique_ptr<cl::opt<T>> makeTuningFlag(const CompileOption &option) {
+  if (option.targets & kGpuOption)
+    return std::make_unique<cl::opt<T>>(
+        StringRef(option.name), cl::desc(option.help),
+        cl::value_desc(option.value),
+        cl::sub(runCommand), cl::sub(compileCommand), cl::cat(category));
+  return std::make_unique<cl::opt<T>>(StringRef(option.name),
+                                      cl::desc(option.help),
+                                      cl::value_desc(option.value),
+                                      cl::sub(runCommand), cl::cat(category));
+}
+
+static void addTuningFlags() {
+  for (const CompileOption &option : compileOptions()) {
+    TuningFlag tuning{&option, nullptr, nullptr};
+    if (option.value.empty())
+      tuning.flag = makeTuningFlag<bool>(option);
+    else
+      tuning.value = makeTuningFlag<std::string>(option);
+    tuningFlags.push_back(std::move(tuning));
+  }
+}
+
+/// The tuning flags given, as compileOptions() text; `elsewhere` lists
+/// those that tune none of `targets`.
+static std::string tuningText(unsigned targets, std::string &elsewhere) {
+  std::string text;
+  for (const TuningFlag &tuning : tuningFlags) {
+    if (!tuning.given())
+      continue;
+    std::string name = tuning.option->name.str();
+    if (!(tuning.option->targets & targets)) {
+      elsewhere += (elsewhere.empty() ? "--" : ", --") + name;
+      continue;
+    }
+    if (tuning.flag && !*tuning.flag)
+      continue;
+    text += (text.empty() ? "" : " ") + name;
+    if (tuning.value)
+      text += "=" + *tuning.value;
+  }
+  return text;
+}
+
 static cl::opt<int64_t> threads(
     "threads",
     cl::desc("Host threads sharing the (batch, head) grid on the CPU backend "
@@ -219,20 +213,23 @@ loadSpec(SourceMgr &sourceMgr, mlir::MLIRContext &context,
 }
 
 static int emit(mlir::ModuleOp module) {
+  mlir::PassManager pm(module.getContext());
+  CpuOptions options;
+  options.path = cpuPath;
   if (stage == Stage::Tile) {
-    mlir::PassManager pm(module.getContext());
     pm.addPass(createTileSoftmax());
     pm.addPass(createTileLinear());
-    if (failed(pm.run(module)))
-      return fail("tiling failed");
-  } else if (stage != Stage::Attn) {
-    mlir::PassManager pm(module.getContext());
+  } else if (stage == Stage::Loops) {
+    options.path = CpuPath::Tiled;
+    addCpuStrategies(pm, options);
+  } else if (stage == Stage::Reference) {
     pm.addPass(createLowerToReference());
-    if (stage == Stage::LLVM)
-      buildLowerToLLVMPipeline(pm);
-    if (failed(pm.run(module)))
-      return fail("lowering failed");
+  } else if (stage == Stage::LLVM) {
+    addCpuStrategies(pm, options);
+    buildLowerToLLVMPipeline(pm);
   }
+  if (failed(pm.run(module)))
+    return fail("lowering failed");
   std::error_code ec;
   ToolOutputFile output(outputFile, ec, sys::fs::OF_None);
   if (ec)
@@ -242,49 +239,71 @@ static int emit(mlir::ModuleOp module) {
   return 0;
 }
 
-/// The GPU tuning flags that compile and run share.
-static bool setGpuTuning(GpuPipelineOptions &options, std::string &error) {
-  options.warps = gpuWarps;
-  options.rowsPerWarp = gpuRowsPerWarp;
-  options.blockV = gpuBlockV;
-  options.segmentChunks = gpuSegmentChunks;
-  if (!parseSplitKeys(gpuSplitKeys, options.splitKeys)) {
-    error = "--split-keys takes a non-negative number of keys or auto, not '" +
-            gpuSplitKeys + "'";
+/// The spec file's text.
+static bool readSpec(std::string &text) {
+  ErrorOr<std::unique_ptr<MemoryBuffer>> file =
+      MemoryBuffer::getFileOrSTDIN(inputFile);
+  if (std::error_code ec = file.getError()) {
+    fail("cannot read '" + inputFile + "': " + ec.message());
     return false;
   }
-  options.fromTilePrograms = gpuFromTilePrograms;
-  options.mma = gpuMma;
-  options.warpSpecialize = gpuWarpSpecialize;
-  options.packGqa = gpuPackGqa;
-  return options.verify(error);
+  text = (*file)->getBuffer().str();
+  return true;
 }
 
-static int compile(mlir::ModuleOp module) {
-  GpuPipelineOptions options;
-  options.chip = gpuTarget;
-  if (gpuTarget == "cuda") {
-    std::string why;
-    int capability = cudaComputeCapability(why);
-    if (capability)
-      options.chip = gpuTargetFor(capability, why);
-    if (!capability || options.chip.empty())
-      return fail("--target=cuda compiles for the GPU present, but " + why +
-                  "; pass --target=sm_80 or --target=sm_90a");
-    errs() << "attnc: target " << options.chip << " (compute capability "
-           << capability / 10 << "." << capability % 10 << ")\n";
+/// Compiles the spec for `target` with the tuning flags given, through the
+/// entry point the C API uses; diagnostics go to stderr.
+static bool compileFor(StringRef target, unsigned targets,
+                       CompiledKernel &compiled, bool keepLoweredIR = false) {
+  std::string spec, elsewhere, error;
+  if (!readSpec(spec))
+    return false;
+  std::string options = tuningText(targets, elsewhere);
+  if (!elsewhere.empty()) {
+    fail(elsewhere + (StringRef(elsewhere).contains(',') ? " tune" : " tunes") +
+         " GPU kernels; add --backend=gpu-emulator or --backend=cuda");
+    return false;
   }
-  options.blockK = gpuBlockK;
-  std::string error, lowered;
-  if (!setGpuTuning(options, error))
-    return fail(error);
-  GpuImage image;
-  if (!compileToPtx(module, kernelName, options, image, error,
-                    emitKind == Emit::MLIR ? &lowered : nullptr))
-    return fail(error);
-  std::string bytes = image.bytes;
+  static mlir::MLIRContext context;
+  CompileRequest request;
+  request.spec = spec;
+  request.sourceName = inputFile;
+  request.kernel = kernelName;
+  request.target = target;
+  request.options = options;
+  request.diagnosticStream = &errs();
+  request.keepLoweredIR = keepLoweredIR;
+  CompileFailure failure = compileSpec(context, request, compiled, error);
+  if (failure == CompileFailure::None)
+    return true;
+  // The front end has printed the spec's errors with their carets.
+  if (failure != CompileFailure::Spec)
+    fail(error);
+  return false;
+}
+
+/// "sm_90a (compute capability 9.0)" for the GPU present.
+static std::string presentGpu(StringRef target) {
+  std::string why;
+  int capability = cudaComputeCapability(why);
+  return formatv("{0} (compute capability {1}.{2})", target, capability / 10,
+                 capability % 10)
+      .str();
+}
+
+static int compile() {
+  if (gpuTarget != "cuda" && !isGpuTarget(gpuTarget))
+    return fail("unknown GPU target '" + gpuTarget +
+                "' (expected sm_80 or sm_90a)");
+  CompiledKernel compiled;
+  if (!compileFor(gpuTarget, kGpuOption, compiled, emitKind == Emit::MLIR))
+    return 1;
+  if (gpuTarget == "cuda")
+    errs() << "attnc: target " << presentGpu(compiled.target) << "\n";
+  const GpuImage &image = compiled.image;
+  std::string bytes = image.bytes, error;
   if (emitKind == Emit::MLIR)
-    bytes = lowered;
+    bytes = compiled.loweredIR;
   else if (emitKind == Emit::Image)
     bytes = serialize(image);
   if (emitKind == Emit::Cubin || ptxasVerbose) {
@@ -316,51 +335,27 @@ static bool parseBinding(StringRef text, StringRef what, StringRef &name,
   return true;
 }
 
-static int run(mlir::ModuleOp module) {
+static int run() {
   std::string error;
-  if (blockQ <= 0 || blockK <= 0)
-    return fail("--block-q and --block-k must be positive");
   if (threads < 0)
     return fail("--threads must be positive (or 0 for the default)");
   auto start = std::chrono::steady_clock::now();
-  std::unique_ptr<CpuKernel> kernel;
-  std::unique_ptr<EmulatedGpuKernel> emulated;
+  StringRef target = backend == Backend::Emulator ? "gpu-emulator"
+                     : backend == Backend::CUDA   ? "cuda"
+                     : cpuPath == CpuPath::Tiled  ? "cpu"
+                                                  : "cpu-reference";
+  CompiledKernel compiled;
+  if (!compileFor(target, backend == Backend::CPU ? kCpuOption : kGpuOption,
+                  compiled))
+    return 1;
+  std::unique_ptr<CpuKernel> &kernel = compiled.cpu;
+  std::unique_ptr<EmulatedGpuKernel> &emulated = compiled.emulated;
   std::unique_ptr<GpuKernel> device;
-  GpuPipelineOptions gpuOptions;
-  gpuOptions.blockK = blockK;
-  if (backend == Backend::CPU &&
-      (gpuFromTilePrograms || gpuWarpSpecialize ||
-       gpuWarps.getNumOccurrences() || gpuRowsPerWarp.getNumOccurrences() ||
-       gpuBlockV.getNumOccurrences() || gpuSegmentChunks.getNumOccurrences() ||
-       gpuSplitKeys.getNumOccurrences() || gpuMma.getNumOccurrences()))
-    return fail("--from-tile-program, --warps, --rows-per-warp, --mma, "
-                "--block-v, --segment-chunks and --split-keys tune GPU "
-                "kernels; add "
-                "--backend=gpu-emulator or --backend=cuda");
-  if (!setGpuTuning(gpuOptions, error))
-    return fail(error);
-  if (backend == Backend::CPU) {
-    kernel = CpuKernel::compile(module, kernelName,
-                                CpuOptions{cpuPath, blockQ, blockK, threads},
-                                error);
-    if (!kernel)
-      return fail(error);
-  } else if (backend == Backend::Emulator) {
-    emulated = EmulatedGpuKernel::compile(module, kernelName, gpuOptions, error);
-    if (!emulated)
-      return fail(error);
-  } else {
-    int capability = cudaComputeCapability(error);
-    if (!capability)
-      return fail(error);
-    gpuOptions.chip = gpuTargetFor(capability, error);
-    if (gpuOptions.chip.empty())
-      return fail(error);
-    outs() << "target " << gpuOptions.chip << " (compute capability "
-           << capability / 10 << "." << capability % 10 << ")\n";
-    GpuImage image;
-    if (!compileToPtx(module, kernelName, gpuOptions, image, error) ||
-        !(device = GpuKernel::load(image, error)))
+  if (kernel) {
+    kernel->setThreads(threads);
+  } else if (!emulated) {
+    outs() << "target " << presentGpu(compiled.target) << "\n";
+    if (!(device = GpuKernel::load(compiled.image, error)))
       return fail(error);
   }
   double compileMs = std::chrono::duration<double, std::milli>(
@@ -415,14 +410,8 @@ static int run(mlir::ModuleOp module) {
     }
   }
 
-  mlir::ModuleOp moduleOp = module;
-  attn::KernelOp kernelOp;
-  for (attn::KernelOp candidate : moduleOp.getOps<attn::KernelOp>())
-    if (candidate.getSymName() == signature.name)
-      kernelOp = candidate;
-  ParamRoles roles = getParamRoles(kernelOp);
-  if (!fillMissingInputs(signature, roles, bindings, seed, tensors, present,
-                         error))
+  if (!fillMissingInputs(signature, compiled.roles, bindings, seed, tensors,
+                         present, error))
     return fail(error);
   std::vector<const TensorView *> inputViews;
   std::vector<TensorView> views(signature.params.size());
@@ -506,12 +495,13 @@ static int run(mlir::ModuleOp module) {
 
 int main(int argc, char **argv) {
   InitLLVM init(argc, argv);
+  addTuningFlags();
   cl::HideUnrelatedOptions(category);
   cl::ParseCommandLineOptions(
       argc, argv,
       "attnc: a compiler for attention kernels\n\n"
       "  attnc check FILE                 parse and verify a spec\n"
-      "  attnc emit FILE --stage=STAGE    print IR (attn, tile, reference, llvm)\n"
+      "  attnc emit FILE --stage=STAGE    print IR (attn, tile, loops, reference, llvm)\n"
       "  attnc run FILE --backend=cpu|cuda|gpu-emulator\n"
       "                                   run on .npy or seeded random inputs\n"
       "  attnc compile FILE --target=sm_80 --emit=ptx -o OUT\n"
@@ -521,6 +511,10 @@ int main(int argc, char **argv) {
     return fail(
         "no subcommand; use one of check, emit, run, compile (see --help)");
 
+  if (compileCommand)
+    return compile();
+  if (runCommand)
+    return run();
   mlir::MLIRContext context;
   SourceMgr sourceMgr;
   DiagnosticEngine diags(sourceMgr);
@@ -534,9 +528,5 @@ int main(int argc, char **argv) {
            << (count == 1 ? "" : "s") << ")\n";
     return 0;
   }
-  if (emitCommand)
-    return emit(*module);
-  if (compileCommand)
-    return compile(*module);
-  return run(*module);
+  return emit(*module);
 }

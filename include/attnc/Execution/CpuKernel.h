@@ -9,6 +9,7 @@
 #define ATTNC_EXECUTION_CPUKERNEL_H
 
 #include "attnc/Execution/Jit.h"
+#include "attnc/Pipelines/Pipelines.h"
 #include "attnc/Runtime/Tensor.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -35,28 +36,6 @@ KernelSignature getKernelSignature(attn::KernelOp kernel);
 /// and returns it; null with `error` set when there is none.
 attn::KernelOp keepOnlyKernel(mlir::ModuleOp module, llvm::StringRef name,
                               std::string &error);
-
-/// Which code path to compile.
-enum class CpuPath {
-  /// The direct definition (attn-lower-to-reference): the oracle.
-  Reference,
-  /// The tile programs (attn-tile-softmax, attn-tile-linear) lowered by
-  /// attn-tile-to-loops.
-  Tiled,
-};
-
-struct CpuOptions {
-  CpuPath path = CpuPath::Tiled;
-  int64_t blockQ = 64, blockK = 64;
-  /// Host threads that share the (batch, head) grid of a run; 0 for
-  /// $ATTNC_NUM_THREADS, else one per hardware thread.
-  int64_t threads = 0;
-
-  /// Sets the tile sizes of the tiled path from `text`: block-q=N and
-  /// block-k=N, separated by spaces or commas. Fails with a one-line message
-  /// naming the bad pair.
-  bool parse(llvm::StringRef text, std::string &error);
-};
 
 class CpuKernel {
 public:

@@ -21,6 +21,29 @@ namespace attnc {
 /// scf/memref/arith/math program) to the LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
+/// Which code path the CPU target compiles.
+enum class CpuPath {
+  /// The direct definition (attn-lower-to-reference): the oracle.
+  Reference,
+  /// The tile programs (attn-tile-softmax, attn-tile-linear) lowered by
+  /// attn-tile-to-loops.
+  Tiled,
+};
+
+/// How kernels are compiled for the CPU.
+struct CpuOptions {
+  CpuPath path = CpuPath::Tiled;
+  int64_t blockQ = 64, blockK = 64;
+  /// Host threads that share the (batch, head) grid of a run; 0 for
+  /// $ATTNC_NUM_THREADS, else one per hardware thread. Not a compile
+  /// option: the kernel's runs take it.
+  int64_t threads = 0;
+
+  /// Sets the CPU options named in `text` (parseCompileOptions): block-q=N
+  /// and block-k=N. Fails with a one-line message naming the bad pair.
+  bool parse(llvm::StringRef text, std::string &error);
+};
+
 /// How kernels are compiled for an NVIDIA GPU.
 struct GpuPipelineOptions {
   /// "sm_80", "sm_90a", ...
@@ -44,28 +67,80 @@ struct GpuPipelineOptions {
   /// Build softmax kernels from their tile programs (attn-tile-softmax,
   /// then attn-tile-to-nvgpu) instead of attn-gpu-tile-softmax's kernel.
   /// Dense and chunk-local softmax only; 16 rows per warp.
-  bool fromTilePrograms = false;
+  bool fromTileProgram = false;
   /// Softmax kernels pack the query heads of a GQA group into a CTA's rows
   /// (attn-gpu-tile-softmax's pack-gqa).
   bool packGqa = false;
 
   /// The options that change the generated code, as the kernel cache's
-  /// options string ("warps=4 block-k=64 ...").
+  /// options string ("warps=4 block-k=64 ..."; compileOptionsKey).
   std::string cacheKey() const;
 
-  /// Sets the options named in `text`: NAME=VALUE pairs separated by spaces
-  /// or commas, with the names cacheKey prints (warps, block-k,
-  /// rows-per-warp, block-v, segment-chunks, split-keys (a number or auto),
-  /// mma), and the flags
-  /// warp-specialize, pack-gqa and from-tile-programs. Fails with a one-line
-  /// message naming the bad pair.
+  /// Sets the GPU options named in `text` (parseCompileOptions) and
+  /// verifies them. Fails with a one-line message naming the bad pair.
   bool parse(llvm::StringRef text, std::string &error);
 
   /// Checks what no single pass sees: mma's value, that warp-specialize
-  /// needs wgmma, and that from-tile-programs builds mma.sync kernels with
+  /// needs wgmma, and that from-tile-program builds mma.sync kernels with
   /// 16 rows per warp, no key splits and no packed query heads.
   bool verify(std::string &error) const;
 };
+
+/// Every tuning option of every target, as one value: the table of
+/// compileOptions() reads and prints it.
+struct CompileOptions {
+  CpuOptions cpu;
+  GpuPipelineOptions gpu;
+};
+
+/// The targets an option tunes (a mask).
+enum CompileOptionTargets : unsigned {
+  kCpuOption = 1,
+  kGpuOption = 2,
+};
+
+/// One tuning option: its name is the CLI flag (--NAME), the C API's and
+/// Python's NAME=VALUE (a flag is NAME alone) and the kernel cache key's.
+/// It sets the field of each target it tunes.
+struct CompileOption {
+  llvm::StringLiteral name;
+  /// What the option does (the CLI's help).
+  llvm::StringLiteral help;
+  /// The value's form: "N" (an integer: positive on the CPU, non-negative
+  /// on the GPU), "N|auto" (split-keys), "sync|wgmma" (text, checked by
+  /// GpuPipelineOptions::verify), or "" for a flag.
+  llvm::StringLiteral value;
+  unsigned targets;
+  int64_t CpuOptions::*cpuInteger = nullptr;
+  int64_t GpuPipelineOptions::*gpuInteger = nullptr;
+  std::string GpuPipelineOptions::*gpuText = nullptr;
+  bool GpuPipelineOptions::*gpuFlag = nullptr;
+};
+
+/// The table of every tuning option, in the cache key's order.
+llvm::ArrayRef<CompileOption> compileOptions();
+
+/// Sets the options named in `text`, NAME=VALUE pairs and flag NAMEs
+/// separated by spaces or commas, that tune one of `targets`. Fails with a
+/// one-line message naming the bad pair (and the option meant, for a
+/// misspelt name).
+bool parseCompileOptions(llvm::StringRef text, unsigned targets,
+                         CompileOptions &options, std::string &error);
+
+/// The options of `targets` as parseCompileOptions reads them, every
+/// valued option included: the kernel cache's options string.
+std::string compileOptionsKey(const CompileOptions &options, unsigned targets);
+
+/// Adds the passes that turn attn kernels into CPU loops for `options`:
+/// the tile strategies and attn-tile-to-loops, or the reference lowering.
+/// buildLowerToLLVMPipeline follows.
+void addCpuStrategies(mlir::OpPassManager &pm, const CpuOptions &options);
+
+/// The emulator's kernels: the GPU strategies, then
+/// attnc-nvgpu-to-emulator (before its accesses are guarded and it is
+/// lowered to LLVM).
+void addEmulatorStrategies(mlir::OpPassManager &pm,
+                           const GpuPipelineOptions &options);
 
 /// Adds the passes that turn attn kernels into GPU kernels for `options`:
 /// the softmax strategy, then attn-gpu-chunk-linear.
@@ -95,8 +170,13 @@ void buildGpuModuleLoweringPipeline(mlir::OpPassManager &pm,
 /// target and the translations to LLVM IR.
 void registerGpuCompilation(mlir::DialectRegistry &registry);
 
-/// Registers every attnc pass and the named pipelines
-/// (attnc-reference-pipeline: attn -> LLVM dialect).
+/// Registers every attnc pass and the named pipelines, which take the
+/// options of compileOptions() for their target (attnc-opt
+/// --pass-pipeline='builtin.module(attnc-gpu-pipeline{chip=sm_90a
+/// mma=wgmma})'): attnc-cpu-pipeline and attnc-reference-pipeline (attn ->
+/// LLVM dialect), attnc-cpu-strategies (-> loops), attnc-gpu-strategies (->
+/// gpu.module), attnc-gpu-pipeline (-> NVVM dialect) and
+/// attnc-emulator-strategies (-> host functions of the warp emulator).
 void registerAttncPassesAndPipelines();
 
 } // namespace attnc
