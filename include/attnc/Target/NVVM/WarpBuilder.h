@@ -81,11 +81,7 @@ protected:
 
   /// One mma operand register from a pair of 16-bit elements: i32 for bf16
   /// (what the intrinsic takes), vector<2xf16> for f16.
-  Value operand(Value pair) {
-    if (config.element.isBF16())
-      return LLVM::BitcastOp::create(b, b.getI32Type(), pair);
-    return pair;
-  }
+  Value operand(Value pair);
 
   Value i32(int64_t value) {
     return arith::ConstantIntOp::create(b, b.getI32Type(), value);
@@ -96,45 +92,19 @@ protected:
   Value gridSize(gpu::Dimension dim) { return gpu::GridDimOp::create(b, dim); }
   void barrier() { gpu::BarrierOp::create(b); }
   /// Rounds two f32 values into one operand register.
-  Value pack(Value x, Value y) {
-    Value pair = vector::FromElementsOp::create(
-        b, VectorType::get({2}, f32), ValueRange{x, y});
-    return operand(arith::TruncFOp::create(
-        b, VectorType::get({2}, config.element), pair));
-  }
+  Value pack(Value x, Value y);
 
   /// ldmatrix of `count` 8x8 matrices; this lane supplies the address of
   /// row (row, col) of `tile` (after `prefix` indices).
   SmallVector<Value> ldmatrix(Value tile, ValueRange prefix, Value row,
-                              Value col, int count, bool transpose) {
-    SmallVector<Value> indices(prefix.begin(), prefix.end());
-    indices.push_back(row);
-    indices.push_back(col);
-    auto type = VectorType::get({count, 2}, config.element);
-    Value loaded =
-        nvgpu::LdMatrixOp::create(b, type, tile, indices, transpose, count);
-    SmallVector<Value> registers;
-    for (int r = 0; r < count; ++r)
-      registers.push_back(operand(vector::ExtractOp::create(b, loaded, r)));
-    return registers;
-  }
+                              Value col, int count, bool transpose);
 
   /// The A operand of mma for the 16x16 block of `tile` (after `prefix`
   /// indices) at (row0, col0), from one ldmatrix.x4: lanes 0-7, 8-15, 16-23
   /// and 24-31 address rows 0-7 and 8-15 of the left 8 columns, then of the
   /// right 8.
   SmallVector<Value> loadAOperand(Value tile, Value lane, Value row0,
-                                  Value col0, ValueRange prefix = {}) {
-    Value row = rb.add(
-        row0,
-        rb.add(arith::RemUIOp::create(b, lane, idx(8)),
-               rb.mul(arith::RemUIOp::create(
-                          b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
-                      idx(8))));
-    Value col =
-        rb.add(col0, rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8)));
-    return ldmatrix(tile, prefix, row, col, 4, /*transpose=*/false);
-  }
+                                  Value col0, ValueRange prefix = {});
 
   /// An mma operand's registers: `hi` alone from 16-bit tiles; bf16x3
   /// operands (WarpConfig::splitF32) add the low parts in `lo`.
@@ -142,30 +112,11 @@ protected:
     SmallVector<Value> hi, lo;
   };
   /// Two f32 values as one high and one low operand register.
-  void appendSplit(Value x, Value y, MmaOperand &out) {
-    auto pairType = VectorType::get({2}, f32);
-    Value pair = vector::FromElementsOp::create(b, pairType, ValueRange{x, y});
-    auto halves = VectorType::get({2}, config.element);
-    Value hi = arith::TruncFOp::create(b, halves, pair);
-    Value rest =
-        arith::SubFOp::create(b, pair, arith::ExtFOp::create(b, pairType, hi));
-    out.hi.push_back(operand(hi));
-    out.lo.push_back(operand(arith::TruncFOp::create(b, halves, rest)));
-  }
+  void appendSplit(Value x, Value y, MmaOperand &out);
   /// The A operand made of two adjacent C tiles (8 f32 values, the first
   /// tile's 4 registers, then the second's), rounded to the operand type or
   /// split: the FlashAttention-2 reuse of P as the A operand of P V.
-  MmaOperand operandFromAccumulators(ArrayRef<Value> values) {
-    MmaOperand a;
-    for (int64_t pair = 0; pair < 4; ++pair) {
-      Value x = values[2 * pair], y = values[2 * pair + 1];
-      if (config.splitF32)
-        appendSplit(x, y, a);
-      else
-        a.hi.push_back(pack(x, y));
-    }
-    return a;
-  }
+  MmaOperand operandFromAccumulators(ArrayRef<Value> values);
   /// The value an operand element takes, from the tile element `x` at
   /// (row, col) of the tile.
   using ElementTransform =
@@ -182,82 +133,20 @@ protected:
       int registers,
       llvm::function_ref<nvvm::MatrixCoord(int lane, int reg, int element)>
           coord,
-      bool transposed, ElementTransform transform = nullptr) {
-    // The coordinates are g or 2t (g = lane / 4, t = lane % 4) plus a
-    // constant per register and element: lane 0's coordinate.
-    Value g = arith::DivUIOp::create(b, lane, idx(4));
-    Value twoT = rb.mul(arith::RemUIOp::create(b, lane, idx(4)), idx(2));
-    nvvm::MatrixCoord probe = coord(4, 0, 0); // g = 1, t = 0
-    Value laneRow = probe.row ? g : twoT, laneCol = probe.row ? twoT : g;
-    MmaOperand out;
-    for (int r = 0; r < registers; ++r) {
-      Value pair[2];
-      for (int e = 0; e < 2; ++e) {
-        nvvm::MatrixCoord at = coord(0, r, e);
-        Value row = rb.add(laneRow, idx(at.row));
-        Value col = rb.add(laneCol, idx(at.col));
-        if (transposed)
-          std::swap(row, col);
-        row = rb.add(row0, row);
-        col = rb.add(col0, col);
-        SmallVector<Value> indices(prefix.begin(), prefix.end());
-        indices.append({row, col});
-        pair[e] = loadF32(tile, indices);
-        if (transform)
-          pair[e] = transform(pair[e], row, col);
-      }
-      if (config.splitF32)
-        appendSplit(pair[0], pair[1], out);
-      else
-        out.hi.push_back(pack(pair[0], pair[1]));
-    }
-    return out;
-  }
+      bool transposed, ElementTransform transform = nullptr);
   /// A B + C for two fragments: with split operands the three products,
   /// the small terms first.
   SmallVector<Value> mma(const MmaOperand &a, const MmaOperand &bOp,
-                         ArrayRef<Value> c) {
-    if (a.lo.empty())
-      return mma(a.hi, bOp.hi, c);
-    SmallVector<Value> d = mma(a.lo, bOp.hi, c);
-    d = mma(a.hi, bOp.lo, d);
-    return mma(a.hi, bOp.hi, d);
-  }
+                         ArrayRef<Value> c);
 
   /// D = A B + C on one m16n8k16 tile; C and D as 4 f32 (c[0][0], c[0][1],
   /// c[1][0], c[1][1]).
   SmallVector<Value> mma(ArrayRef<Value> a, ArrayRef<Value> bRegs,
-                         ArrayRef<Value> c) {
-    MLIRContext *ctx = b.getContext();
-    auto resultType =
-        LLVM::LLVMStructType::getLiteral(ctx, SmallVector<Type>(4, f32));
-    NVVM::MMATypes type = config.element.isBF16() ? NVVM::MMATypes::bf16
-                                                 : NVVM::MMATypes::f16;
-    Value d = NVVM::MmaOp::create(
-        b, resultType, a, bRegs, c,
-        ArrayRef<int64_t>{nvvm::kMmaM, nvvm::kMmaN, nvvm::kMmaK},
-        std::nullopt, std::nullopt,
-        std::array<NVVM::MMATypes, 2>{type, type},
-        std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
-                                       NVVM::MMALayout::col});
-    SmallVector<Value> out;
-    for (int64_t i = 0; i < 4; ++i)
-      out.push_back(LLVM::ExtractValueOp::create(b, d, i));
-    return out;
-  }
+                         ArrayRef<Value> c);
 
   /// Combines `value` across the 4 lanes of a quad (the lanes that hold
   /// one row of a C fragment).
-  Value quadReduce(Value value, bool max) {
-    for (int32_t offset : {1, 2}) {
-      Value other = gpu::ShuffleOp::create(b, value, offset, nvvm::kWarpSize,
-                                           gpu::ShuffleMode::XOR)
-                        .getShuffleResult();
-      value = max ? Value(arith::MaximumFOp::create(b, value, other))
-                  : Value(arith::AddFOp::create(b, value, other));
-    }
-    return value;
-  }
+  Value quadReduce(Value value, bool max);
 
   /// Starts cp.async copies of rows [row0, row0 + rows) of `src` (a
   /// q/k/v parameter) into `tile` (after `prefix` indices), 16 bytes per
@@ -265,15 +154,7 @@ protected:
   SmallVector<Value> copyTile(Value tile, ValueRange prefix, Value src,
                               Value batch, Value head, Value row0,
                               Value validRows, int64_t rows, int64_t width,
-                              Value srcCol0 = Value()) {
-    return copyRows(
-        tile, prefix, src,
-        [&](Value row, Value col) {
-          return layoutIndices(layout, batch, head, rb.add(row0, row),
-                               srcCol0 ? rb.add(srcCol0, col) : col);
-        },
-        validRows, rows, width);
-  }
+                              Value srcCol0 = Value());
 
   /// The indices of the `src` element that tile row `row`, column `col`
   /// copies.
@@ -294,184 +175,47 @@ protected:
   /// (their copies read row 0 and keep none of it).
   SmallVector<Value> copyRows(Value tile, ValueRange prefix, Value src,
                               SourceIndices sourceAt, Value validRows,
-                              int64_t rows, int64_t width) {
-    int64_t chunksPerRow = width / config.chunkElements();
-    int64_t chunks = rows * chunksPerRow;
-    Value thread = copyGroup.count ? copyGroup.thread : threadId;
-    int64_t threads = copyGroup.count ? copyGroup.count : config.threads();
-    int64_t rounds = (chunks + threads - 1) / threads;
-    SmallVector<Value> tokens;
-    for (int64_t u = 0; u < rounds; ++u) {
-      Value chunk = rb.add(thread, idx(u * threads));
-      // The last round may have fewer chunks than threads.
-      if ((u + 1) * threads > chunks) {
-        Value inTile = lessThan(chunk, idx(chunks));
-        // Its tokens cannot leave the branch; commit_group covers every
-        // earlier cp.async of the thread anyway.
-        rb.ifThen(inTile, [&] {
-          SmallVector<Value> local;
-          copyChunk(tile, prefix, src, sourceAt, validRows, chunk, chunksPerRow,
-                    local);
-        });
-        continue;
-      }
-      copyChunk(tile, prefix, src, sourceAt, validRows, chunk, chunksPerRow,
-                tokens);
-    }
-    return tokens;
-  }
+                              int64_t rows, int64_t width);
 
   /// One 16-byte copy: chunk `chunk` of the tile, row-major.
   void copyChunk(Value tile, ValueRange prefix, Value src,
                  SourceIndices sourceAt, Value validRows, Value chunk,
-                 int64_t chunksPerRow, SmallVector<Value> &tokens) {
-    Value row, col;
-    if (coreMatrixTiles.contains(tile)) {
-      // Eight consecutive chunks fill the 8 rows of one core matrix (128
-      // contiguous bytes), so a quarter warp's stores hit distinct banks.
-      Value rowBlock = arith::DivUIOp::create(b, chunk, idx(8 * chunksPerRow));
-      row = rb.add(rb.mul(rowBlock, idx(8)),
-                   arith::RemUIOp::create(b, chunk, idx(8)));
-      col = rb.mul(
-          arith::RemUIOp::create(b, arith::DivUIOp::create(b, chunk, idx(8)),
-                                 idx(chunksPerRow)),
-          idx(8));
-    } else {
-      row = arith::DivUIOp::create(b, chunk, idx(chunksPerRow));
-      col = rb.mul(arith::RemUIOp::create(b, chunk, idx(chunksPerRow)),
-                   idx(config.chunkElements()));
-    }
-    Value valid = lessThan(row, validRows);
-    Value srcRow = arith::SelectOp::create(b, valid, row, idx(0));
-    Value srcElements =
-        arith::SelectOp::create(b, valid, idx(config.chunkElements()), idx(0));
-    SmallVector<Value> dst = tileIndices(tile, prefix, row, col);
-    tokens.push_back(nvgpu::DeviceAsyncCopyOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tile, dst, src,
-        sourceAt(srcRow, col), b.getIndexAttr(config.chunkElements()),
-        srcElements, b.getUnitAttr()));
-  }
+                 int64_t chunksPerRow, SmallVector<Value> &tokens);
 
   /// Waits for every cp.async copy this thread started.
-  void waitForCopies() {
-    Value group = nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), ValueRange{});
-    nvgpu::DeviceAsyncWaitOp::create(b, group, b.getI32IntegerAttr(0));
-  }
+  void waitForCopies();
   /// Waits for every cp.async group of this thread, then for the CTA.
-  void waitForCopiesAndBarrier() {
-    waitForCopies();
-    if (config.wgmma)
-      fenceForWgmma();
-    barrier();
-  }
+  void waitForCopiesAndBarrier();
   /// Commits the copies started so far as one cp.async group.
-  void commitCopies(ValueRange tokens) {
-    nvgpu::DeviceAsyncCreateGroupOp::create(
-        b, nvgpu::DeviceAsyncTokenType::get(b.getContext()), tokens);
-  }
+  void commitCopies(ValueRange tokens);
 
   /// A q/k/v parameter with its last stride declared 1 (checked at launch),
   /// as cp.async needs contiguous 16-byte rows.
-  Value withUnitInnerStride(Value memref) {
-    auto type = cast<MemRefType>(memref.getType());
-    int64_t rank = type.getRank();
-    auto metadata = memref::ExtractStridedMetadataOp::create(b, memref);
-    SmallVector<int64_t> strides(rank, ShapedType::kDynamic);
-    strides.back() = 1;
-    auto resultType = MemRefType::get(
-        type.getShape(), type.getElementType(),
-        StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic, strides));
-    SmallVector<OpFoldResult> sizes, strideValues;
-    for (int64_t d = 0; d < rank; ++d) {
-      sizes.push_back(metadata.getSizes()[d]);
-      strideValues.push_back(d + 1 == rank ? OpFoldResult(b.getIndexAttr(1))
-                                           : metadata.getStrides()[d]);
-    }
-    return memref::ReinterpretCastOp::create(
-        b, resultType, metadata.getBaseBuffer(),
-        OpFoldResult(metadata.getOffset()), sizes, strideValues);
-  }
+  Value withUnitInnerStride(Value memref);
 
   /// for (i = threadId; i < count; i += threads) body(i)
-  void forEachElement(int64_t count, llvm::function_ref<void(Value)> body) {
-    forEachIndex(idx(0), idx(count), body);
-  }
+  void forEachElement(int64_t count, llvm::function_ref<void(Value)> body);
   /// forEachElement, handing the body up to `group` indices of a thread at
   /// once (its rounds r, r + 1, ...), so that it can issue their loads
   /// together before using any: a loop of one load per round waits out each
   /// load's latency in turn.
   void forEachElementGroup(int64_t count, int64_t group,
-                           llvm::function_ref<void(ArrayRef<Value>)> body) {
-    int64_t threads = config.threads();
-    int64_t rounds = count / threads;
-    while (group > 1 && rounds % group)
-      group /= 2;
-    if (count % threads || group <= 1) {
-      forEachElement(count, [&](Value i) { body({i}); });
-      return;
-    }
-    rb.loop(idx(0), idx(rounds / group), [&](Value outer) {
-      SmallVector<Value> indices;
-      for (int64_t u = 0; u < group; ++u)
-        indices.push_back(rb.add(
-            threadId, rb.mul(rb.add(rb.mul(outer, idx(group)), idx(u)),
-                             idx(threads))));
-      body(indices);
-    });
-  }
+                           llvm::function_ref<void(ArrayRef<Value>)> body);
   /// for (i = begin + threadId; i < end; i += threads) body(i)
-  void forEachIndex(Value begin, Value end, llvm::function_ref<void(Value)> body) {
-    Value threads = idx(config.threads());
-    Value count = rb.sub(arith::MaxSIOp::create(b, end, begin), begin);
-    rb.loop(idx(0), arith::CeilDivUIOp::create(b, count, threads),
-            [&](Value round) {
-              Value i = rb.add(begin, rb.add(threadId, rb.mul(round, threads)));
-              rb.ifThen(lessThan(i, end), [&] { body(i); });
-            });
-  }
+  void forEachIndex(Value begin, Value end, llvm::function_ref<void(Value)> body);
   /// f32 values kept as bit patterns in the i32 words of a workspace.
-  Value loadWordF32(Value words, Value index) {
-    return arith::BitcastOp::create(
-        b, f32, memref::LoadOp::create(b, words, ValueRange{index}));
-  }
-  void storeWordF32(Value value, Value words, Value index) {
-    memref::StoreOp::create(b,
-                            arith::BitcastOp::create(b, b.getI32Type(), value),
-                            words, ValueRange{index});
-  }
+  Value loadWordF32(Value words, Value index);
+  void storeWordF32(Value value, Value words, Value index);
   /// An element of a shared tile as f32.
-  Value loadF32(Value tile, ValueRange at) {
-    Value value = memref::LoadOp::create(b, tile, at);
-    return value.getType().isF32()
-               ? value
-               : Value(arith::ExtFOp::create(b, f32, value));
-  }
+  Value loadF32(Value tile, ValueRange at);
   /// Stores an f32 value into a shared tile, rounded to its element type.
-  void storeElement(Value value, Value tile, ValueRange at) {
-    Type element = cast<MemRefType>(tile.getType()).getElementType();
-    if (element != value.getType())
-      value = arith::TruncFOp::create(b, element, value);
-    memref::StoreOp::create(b, value, tile, at);
-  }
+  void storeElement(Value value, Value tile, ValueRange at);
 
   /// The CTA's dynamic shared memory.
-  Value sharedBase() {
-    auto workgroup = gpu::AddressSpaceAttr::get(b.getContext(),
-                                                gpu::AddressSpace::Workgroup);
-    return gpu::DynamicSharedMemoryOp::create(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                           MemRefLayoutAttrInterface(), workgroup));
-  }
+  Value sharedBase();
   /// A static tile of shared memory at byte `offset` of `base`.
   Value sharedTile(Value base, int64_t offset, ArrayRef<int64_t> tileShape,
-                   Type element) {
-    Attribute space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                                 gpu::AddressSpace::Workgroup);
-    return memref::ViewOp::create(
-        b, MemRefType::get(tileShape, element, MemRefLayoutAttrInterface(), space),
-        base, idx(offset), ValueRange{});
-  }
+                   Type element);
 
   /// A tile of `rows` x `cols` elements (multiples of 8) stored as 8x8
   /// core matrices, the unswizzled layout wgmma reads (MmaLayout.h):
@@ -481,118 +225,51 @@ protected:
   /// cols 16; as an MN-major one (rows = K, cols = N) the reverse.
   Value coreMatrixTile(Value base, int64_t offset,
                        ArrayRef<int64_t> prefixShape, int64_t rows,
-                       int64_t cols, Type element) {
-    SmallVector<int64_t> tileShape(prefixShape);
-    tileShape.append({rows / 8, cols / 8, 8, 8});
-    Value tile = sharedTile(base, offset, tileShape, element);
-    coreMatrixTiles.insert(tile);
-    return tile;
-  }
+                       int64_t cols, Type element);
   /// The memref indices of element (row, col) of `tile` (after `prefix`).
   SmallVector<Value> tileIndices(Value tile, ValueRange prefix, Value row,
-                                 Value col) {
-    SmallVector<Value> at(prefix.begin(), prefix.end());
-    if (!coreMatrixTiles.contains(tile)) {
-      at.append({row, col});
-      return at;
-    }
-    at.append({arith::DivUIOp::create(b, row, idx(8)),
-               arith::DivUIOp::create(b, col, idx(8)),
-               arith::RemUIOp::create(b, row, idx(8)),
-               arith::RemUIOp::create(b, col, idx(8))});
-    return at;
-  }
+                                 Value col);
 
   Value i64(int64_t value) {
     return arith::ConstantIntOp::create(b, b.getI64Type(), value);
   }
   /// The shared-memory address of `tile` as i64.
-  Value sharedAddress(Value tile) {
-    return arith::IndexCastOp::create(
-        b, b.getI64Type(),
-        memref::ExtractAlignedPointerAsIndexOp::create(b, tile));
-  }
+  Value sharedAddress(Value tile);
   /// The wgmma matrix descriptor of an unswizzled operand at shared
   /// `address` (i64) with the given LBO and SBO in bytes.
   Value wgmmaDescriptor(Value address, int64_t leadingBytes,
-                        int64_t strideBytes) {
-    nvvm::SharedOperand operand;
-    operand.leadingBytes = leadingBytes;
-    operand.strideBytes = strideBytes;
-    Value start = arith::ShRUIOp::create(
-        b, arith::AndIOp::create(b, address, i64(0x3FFFF)), i64(4));
-    return arith::OrIOp::create(
-        b, start, i64(static_cast<int64_t>(nvvm::wgmmaDescriptor(0, operand))));
-  }
+                        int64_t strideBytes);
   /// Orders earlier register writes before the next wgmma.
   void wgmmaFence() { NVVM::WgmmaFenceAlignedOp::create(b); }
   /// Commits the wgmma issued since the last commit as one group.
   void wgmmaCommit() { NVVM::WgmmaGroupSyncAlignedOp::create(b); }
   /// Waits until at most `pending` committed groups are in flight.
-  void wgmmaWait(int64_t pending) {
-    NVVM::WgmmaWaitGroupSyncOp::create(b, b.getI64IntegerAttr(pending));
-  }
+  void wgmmaWait(int64_t pending);
   /// mbarrier objects (sm_90), 8 bytes each from byte `mbarrierOffset` of
   /// shared memory. `id` is an index.
   int64_t mbarrierOffset = 0;
-  Value mbarrierPointer(Value id) {
-    Value base = arith::IndexCastOp::create(
-        b, b.getI64Type(),
-        memref::ExtractAlignedPointerAsIndexOp::create(b, sharedBase()));
-    Value address = rb.add(
-        base, rb.add(i64(mbarrierOffset),
-                     rb.mul(arith::IndexCastOp::create(b, b.getI64Type(), id),
-                            i64(8))));
-    return LLVM::IntToPtrOp::create(
-        b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
-  }
+  Value mbarrierPointer(Value id);
   /// Sets up mbarrier `id` for `count` arrivals per phase (one thread does
   /// this; a CTA barrier then publishes it).
-  void mbarrierInit(Value id, int64_t count) {
-    NVVM::MBarrierInitOp::create(b, mbarrierPointer(id), i32(count), Value());
-  }
-  void mbarrierArrive(Value id) {
-    NVVM::MBarrierArriveOp::create(b, b.getI64Type(), mbarrierPointer(id),
-                                   Value());
-  }
+  void mbarrierInit(Value id, int64_t count);
+  void mbarrierArrive(Value id);
   /// Arrives on mbarrier `id` once this thread's earlier cp.async copies
   /// have landed (cp.async.mbarrier.arrive.noinc: the arrival is one of the
   /// phase's count).
-  void mbarrierArriveAfterCopies(Value id) {
-    NVVM::CpAsyncMBarrierArriveOp::create(b, mbarrierPointer(id),
-                                          /*noinc=*/true);
-  }
+  void mbarrierArriveAfterCopies(Value id);
   /// Waits until the phase of mbarrier `id` whose parity is `parity` (an
   /// index, 0 or 1) has completed. A barrier starts in phase 0, so waiting
   /// for parity 1 returns at once: "the phase before the first".
-  void mbarrierWait(Value id, Value parity) {
-    Value parity32 = arith::IndexCastOp::create(b, b.getI32Type(), parity);
-    NVVM::MBarrierTryWaitParityOp::create(b, mbarrierPointer(id), parity32,
-                                          i32(0x989680));
-  }
+  void mbarrierWait(Value id, Value parity);
   /// Makes the generic-proxy writes this thread has seen (cp.async copies
   /// published by an mbarrier) visible to its wgmma, which read shared
   /// memory through the async proxy.
-  void fenceForWgmma() {
-    NVVM::FenceProxyOp::create(
-        b,
-        NVVM::ProxyKindAttr::get(b.getContext(), NVVM::ProxyKind::async_shared),
-        NVVM::SharedSpaceAttr::get(b.getContext(),
-                                   NVVM::SharedSpace::shared_cta));
-  }
+  void fenceForWgmma();
   /// setmaxnreg: hands registers to (`increase`) or takes them from this
   /// warpgroup; every warpgroup of the CTA must adjust (sm_90a).
-  void setMaxRegisters(int64_t count, bool increase) {
-    NVVM::SetMaxRegisterOp::create(b, static_cast<uint32_t>(count),
-                                   increase
-                                       ? NVVM::SetMaxRegisterAction::increase
-                                       : NVVM::SetMaxRegisterAction::decrease);
-  }
+  void setMaxRegisters(int64_t count, bool increase);
 
-  void wgmmaCommitAndWait() {
-    wgmmaCommit();
-    wgmmaWait(0);
-  }
+  void wgmmaCommitAndWait();
   /// acc += A B on the warpgroup: wgmma.mma_async.m64n{N}k16 with f32
   /// accumulators (`acc`: N / 2 per thread, in wgmmaDCoord order). A comes
   /// from `aRegisters` (4 per thread, wgmmaACoord) or, when they are empty,
@@ -601,38 +278,7 @@ protected:
   ///
   /// Inline PTX: the NVVM dialect's wgmma op takes A only as a descriptor.
   SmallVector<Value> wgmma(Value descA, ArrayRef<Value> aRegisters, Value descB,
-                           bool transposeB, ArrayRef<Value> acc) {
-    int64_t n = 2 * acc.size();
-    bool fromRegisters = !aRegisters.empty();
-    SmallVector<Value> a;
-    for (Value reg : aRegisters)
-      a.push_back(reg.getType().isInteger(32)
-                      ? reg
-                      : Value(LLVM::BitcastOp::create(b, b.getI32Type(), reg)));
-    SmallVector<Value> operands;
-    if (fromRegisters)
-      llvm::append_range(operands, a);
-    else
-      operands.push_back(descA);
-    operands.push_back(descB);
-    operands.push_back(i32(1));
-    llvm::append_range(operands, acc);
-    auto resultType = LLVM::LLVMStructType::getLiteral(
-        b.getContext(), SmallVector<Type>(acc.size(), f32));
-    auto call = LLVM::InlineAsmOp::create(
-        b, resultType, operands,
-        nvvm::wgmmaAsmText(n, config.element.isBF16(), fromRegisters,
-                           transposeB),
-        nvvm::wgmmaAsmConstraints(n, fromRegisters),
-        /*has_side_effects=*/true, /*is_align_stack=*/false,
-        LLVM::tailcallkind::TailCallKind::None,
-        LLVM::AsmDialectAttr::get(b.getContext(), LLVM::AsmDialect::AD_ATT),
-        mlir::ArrayAttr());
-    SmallVector<Value> out;
-    for (int64_t r = 0; r < (int64_t)acc.size(); ++r)
-      out.push_back(LLVM::ExtractValueOp::create(b, call.getRes(), r));
-    return out;
-  }
+                           bool transposeB, ArrayRef<Value> acc);
 
   LoweringBuilder &rb;
   ImplicitLocOpBuilder &b;
@@ -703,9 +349,7 @@ std::string checkTensorCoreOperands(Operation *familyOp, int64_t maxHeadDim,
                                     int64_t &dimV);
 
 /// Block-argument position of a kernel parameter.
-inline int64_t paramIndex(Value value) {
-  return static_cast<int64_t>(mlir::cast<BlockArgument>(value).getArgNumber());
-}
+int64_t paramIndex(Value value);
 
 } // namespace attnc::lowering
 
