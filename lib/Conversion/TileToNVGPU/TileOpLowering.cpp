@@ -1,0 +1,420 @@
+//===- TileOpLowering.cpp - Tile ops on warp primitives -------------------===//
+//
+// ProgramBuilder's CTA and its lowering of the ops that make and use tiles:
+// loads become cp.async copies into shared memory, dot mma.sync.m16n8k16
+// (ldmatrix operands, or element by element and split into bf16 pairs for
+// f32), map its body per fragment element, reduce a fold in the lane and
+// over the quad, store the rows below the count. Other ops without tiles
+// are cloned.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TileProgramBuilder.h"
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::lowering;
+using namespace attnc::lowering::tile_to_nvgpu;
+namespace tile = attnc::tile;
+
+LogicalResult ProgramBuilder::build(tile::GridOp grid) {
+  Value queryBlock = blockIndex(gpu::Dimension::x);
+  Value head = blockIndex(gpu::Dimension::y);
+  Value batch = blockIndex(gpu::Dimension::z);
+  threadId = threadIndex();
+  Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  lane = arith::RemUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+  group = arith::DivUIOp::create(b, lane, idx(4));
+  inGroup = arith::RemUIOp::create(b, lane, idx(4));
+  warpRow0 = rb.mul(warp, idx(nvvm::kMmaM));
+  base = sharedBase();
+  // cp.async needs sources whose rows are contiguous (checked at launch).
+  grid.walk([&](tile::LoadOp load) {
+    Value source = mapping.lookup(load.getSource());
+    if (!contiguous.count(source))
+      contiguous[source] = withUnitInnerStride(source);
+  });
+  mapping.map(grid.getQueryBlock(), queryBlock);
+  mapping.map(grid.getHead(), head);
+  mapping.map(grid.getBatch(), batch);
+  return lowerBlock(grid.getBody().front());
+}
+
+LogicalResult ProgramBuilder::lowerBlock(Block &block) {
+  for (Operation &op : block.without_terminator())
+    if (failed(lowerOp(&op)))
+      return failure();
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerOp(Operation *op) {
+  if (auto load = dyn_cast<tile::LoadOp>(op))
+    return tiles.count(load) ? success() : lowerLoad(load);
+  if (auto dot = dyn_cast<tile::DotOp>(op))
+    return lowerDot(dot);
+  if (auto map = dyn_cast<tile::MapOp>(op))
+    return lowerMap(map);
+  if (auto reduce = dyn_cast<tile::ReduceOp>(op))
+    return lowerReduce(reduce);
+  if (auto store = dyn_cast<tile::StoreOp>(op))
+    return lowerStore(store);
+  if (auto splat = dyn_cast<tensor::SplatOp>(op))
+    return lowerSplat(splat);
+  if (auto forOp = dyn_cast<scf::ForOp>(op))
+    return lowerFor(forOp);
+  if (auto ifOp = dyn_cast<scf::IfOp>(op))
+    return lowerIf(ifOp);
+  if (holdsTiles(op))
+    return op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu "
+                           "handles load, dot, map, reduce, store and "
+                           "splat of tiles, in scf.for and scf.if)");
+  b.clone(*op, mapping);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Positions
+//===----------------------------------------------------------------------===//
+
+Value ProgramBuilder::laneRow(int64_t half) {
+  return rb.add(warpRow0, rb.add(group, idx(8 * half)));
+}
+
+Value ProgramBuilder::laneCol(int64_t nt, int64_t e) {
+  return rb.add(idx(nt * 8 + e), rb.mul(inGroup, idx(2)));
+}
+
+Value ProgramBuilder::clampedRow(Value row, Value rows) {
+  return rows ? minIndex(row, rb.sub(rows, idx(1))) : row;
+}
+
+//===----------------------------------------------------------------------===//
+// Shared tiles
+//===----------------------------------------------------------------------===//
+
+Type ProgramBuilder::sharedType() {
+  return config.splitF32 ? Type(b.getF32Type()) : config.element;
+}
+
+LogicalResult ProgramBuilder::checkCopiedTile(tile::LoadOp load) {
+  auto type = cast<RankedTensorType>(load.getType());
+  if (type.getRank() != 2 || type.getElementType() != sharedType())
+    return load.emitOpError()
+           << "on the GPU loads 2-D tiles of one element type, "
+           << sharedType() << " in this kernel";
+  if (type.isDynamicDim(1) || type.getDimSize(1) % 16)
+    return load.emitOpError("on the GPU needs a fixed column count that is "
+                            "a multiple of 16");
+  if (!type.isDynamicDim(0) && type.getDimSize(0) % 16)
+    return load.emitOpError("on the GPU needs a row count that is a "
+                            "multiple of 16");
+  return success();
+}
+
+int64_t ProgramBuilder::tileRows(tile::LoadOp load) {
+  auto type = cast<RankedTensorType>(load.getType());
+  return type.isDynamicDim(0) ? blockRows : type.getDimSize(0);
+}
+
+Value ProgramBuilder::allocateShared(tile::LoadOp load, int64_t stages) {
+  int64_t rows = tileRows(load);
+  int64_t pitch = cast<RankedTensorType>(load.getType()).getDimSize(1) +
+                  config.chunkElements();
+  SmallVector<int64_t> shape;
+  if (stages > 1)
+    shape.push_back(stages);
+  shape.append({rows, pitch});
+  Value buffer = sharedTile(base, sharedEnd, shape, sharedType());
+  sharedEnd += stages * rows * pitch * config.elementBytes();
+  return buffer;
+}
+
+void ProgramBuilder::copyLoad(tile::LoadOp load, Value buffer,
+                              ValueRange prefix, ValueRange position,
+                              Value count) {
+  Value source = contiguous.lookup(mapping.lookup(load.getSource()));
+  int64_t rowDim = load.getRowDim();
+  SmallVector<Value> at(position);
+  SmallVector<Value> tokens = copyRows(
+      buffer, prefix, source,
+      [&](Value row, Value col) {
+        SmallVector<Value> indices(at);
+        indices[rowDim] = rb.add(at[rowDim], row);
+        indices.push_back(col);
+        return indices;
+      },
+      count, tileRows(load),
+      cast<RankedTensorType>(load.getType()).getDimSize(1));
+  commitCopies(tokens);
+}
+
+LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
+  if (failed(checkCopiedTile(load)))
+    return failure();
+  Value buffer = allocateShared(load, 1);
+  if (loopDepth > 0)
+    barrier();
+  copyLoad(load, buffer, {}, lookup(load.getPosition()),
+           mapping.lookup(load.getCount()));
+  copiesPending = true;
+  Fragment &fragment = tiles[load];
+  fragment.kind = Fragment::Shared;
+  fragment.buffer = buffer;
+  fragment.cols = cast<RankedTensorType>(load.getType()).getDimSize(1);
+  fragment.rows = mapping.lookup(load.getCount());
+  return success();
+}
+
+void ProgramBuilder::awaitCopies() {
+  if (!copiesPending)
+    return;
+  waitForCopiesAndBarrier();
+  copiesPending = false;
+}
+
+ProgramBuilder::MmaOperand
+ProgramBuilder::sharedAOperand(const Fragment &tile, int64_t kk) {
+  if (config.splitF32)
+    return loadElementwiseOperand(tile.buffer, tile.prefix, lane, warpRow0,
+                                  idx(kk * 16), nvvm::kARegisters,
+                                  nvvm::mmaACoord, /*transposed=*/false);
+  return {loadAOperand(tile.buffer, lane, warpRow0, idx(kk * 16),
+                       tile.prefix),
+          {}};
+}
+
+//===----------------------------------------------------------------------===//
+// Tile ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult ProgramBuilder::lowerSplat(tensor::SplatOp splat) {
+  auto type = cast<RankedTensorType>(splat.getType());
+  Value value = mapping.lookup(splat.getInput());
+  Fragment fragment;
+  if (!splat.getDynamicSizes().empty())
+    fragment.rows = mapping.lookup(splat.getDynamicSizes().front());
+  if (type.getRank() == 1) {
+    fragment.kind = Fragment::Rows;
+    fragment.regs.assign(2, value);
+  } else {
+    if (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)
+      return splat.emitOpError("on the GPU needs a column count that is a "
+                               "multiple of 8");
+    fragment.cols = type.getDimSize(1);
+    fragment.regs.assign(fragment.cols / 2, value);
+  }
+  tiles[splat] = fragment;
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
+  if (dot.getTransposeLhs())
+    return dot.emitOpError("with a transposed lhs has no GPU lowering yet");
+  const Fragment &lhs = tiles[dot.getLhs()];
+  const Fragment &rhs = tiles[dot.getRhs()];
+  const Fragment &acc = tiles[dot.getAcc()];
+  if (rhs.kind != Fragment::Shared || lhs.kind == Fragment::Rows ||
+      acc.kind != Fragment::Accumulator)
+    return dot.emitOpError("on the GPU needs a loaded rhs, a loaded or "
+                           "2-D f32 lhs and a 2-D f32 accumulator");
+  auto lhsType = cast<RankedTensorType>(dot.getLhs().getType());
+  int64_t depth = lhsType.getDimSize(1);
+  if (depth == ShapedType::kDynamic || depth % 16)
+    return dot.emitOpError("on the GPU needs a depth that is a multiple of "
+                           "16");
+  if (lhs.kind == Fragment::Shared || rhs.kind == Fragment::Shared)
+    awaitCopies();
+  Fragment result = acc;
+  int64_t steps = depth / 16, outTiles = acc.cols / nvvm::kMmaN;
+  auto aOperand = [&](int64_t kk) -> MmaOperand {
+    if (lhs.kind == Fragment::Shared) {
+      auto held = heldOperands.find(dot.getLhs());
+      return held != heldOperands.end() ? held->second[kk]
+                                        : sharedAOperand(lhs, kk);
+    }
+    // C tiles 2kk and 2kk + 1 are the A fragment of columns [16kk, 16kk+16).
+    return operandFromAccumulators(
+        ArrayRef<Value>(lhs.regs).slice(8 * kk, 8));
+  };
+  auto accumulate = [&](const MmaOperand &a, const MmaOperand &bOp,
+                        int64_t nt) {
+    MutableArrayRef<Value> c(&result.regs[4 * nt], 4);
+    SmallVector<Value> updated = mma(a, bOp, c);
+    llvm::copy(updated, c.begin());
+  };
+  if (config.splitF32) {
+    // B read element by element at its fragment coordinates: rhs[n][d]
+    // when transposed, else rhs[d][n].
+    for (int64_t kk = 0; kk < steps; ++kk) {
+      MmaOperand a = aOperand(kk);
+      for (int64_t nt = 0; nt < outTiles; ++nt) {
+        bool transposed = dot.getTransposeRhs();
+        MmaOperand bOp = loadElementwiseOperand(
+            rhs.buffer, rhs.prefix, lane, idx(transposed ? nt * 8 : kk * 16),
+            idx(transposed ? kk * 16 : nt * 8), nvvm::kBRegisters,
+            nvvm::mmaBCoord, transposed);
+        accumulate(a, bOp, nt);
+      }
+    }
+    tiles[dot] = result;
+    return success();
+  }
+  Value laneBy8 = arith::DivUIOp::create(b, lane, idx(8));
+  Value laneMod8 = arith::RemUIOp::create(b, lane, idx(8));
+  if (dot.getTransposeRhs()) {
+    // rhs rows are the output columns: ldmatrix.x4 of 8 rows gives the B
+    // operands of two 16-column depth steps (x2 for an odd last step).
+    Value colX4 = rb.mul(laneBy8, idx(8));
+    Value colX2 = rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)), idx(8));
+    for (int64_t kk = 0; kk < steps; kk += 2) {
+      bool pair = kk + 1 < steps;
+      MmaOperand first = aOperand(kk), second;
+      if (pair)
+        second = aOperand(kk + 1);
+      for (int64_t nt = 0; nt < outTiles; ++nt) {
+        SmallVector<Value> regs =
+            ldmatrix(rhs.buffer, rhs.prefix, rb.add(laneMod8, idx(nt * 8)),
+                     rb.add(idx(kk * 16), pair ? colX4 : colX2), pair ? 4 : 2,
+                     /*transpose=*/false);
+        accumulate(first, {{regs[0], regs[1]}, {}}, nt);
+        if (pair)
+          accumulate(second, {{regs[2], regs[3]}, {}}, nt);
+      }
+    }
+  } else {
+    // rhs rows are the depth: ldmatrix.x4.trans of 16 rows gives the B
+    // operands of two 8-column output tiles (x2 for an odd last tile).
+    Value row = rb.add(
+        laneMod8, rb.mul(arith::RemUIOp::create(b, laneBy8, idx(2)), idx(8)));
+    Value colX4 = rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8));
+    for (int64_t kk = 0; kk < steps; ++kk) {
+      MmaOperand a = aOperand(kk);
+      for (int64_t nt = 0; nt < outTiles; nt += 2) {
+        bool pair = nt + 1 < outTiles;
+        SmallVector<Value> regs = ldmatrix(
+            rhs.buffer, rhs.prefix, rb.add(idx(kk * 16), row),
+            pair ? rb.add(idx(nt * 8), colX4) : idx(nt * 8), pair ? 4 : 2,
+            /*transpose=*/true);
+        accumulate(a, {{regs[0], regs[1]}, {}}, nt);
+        if (pair)
+          accumulate(a, {{regs[2], regs[3]}, {}}, nt + 1);
+      }
+    }
+  }
+  tiles[dot] = result;
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
+  auto type = cast<RankedTensorType>(map.getType());
+  Block &body = map.getBody().front();
+  SmallVector<const Fragment *> inputs;
+  Value rows;
+  for (Value input : map.getInputs()) {
+    const Fragment &fragment = tiles[input];
+    auto inputType = cast<RankedTensorType>(input.getType());
+    bool sameShape = inputType.getRank() == type.getRank();
+    if (fragment.kind == Fragment::Shared ||
+        (!sameShape && fragment.kind != Fragment::Rows))
+      return map.emitOpError("on the GPU takes f32 tiles of its own shape "
+                             "or rows broadcast along the columns");
+    if (sameShape && !rows)
+      rows = fragment.rows;
+    inputs.push_back(&fragment);
+  }
+  auto yielded = [&]() {
+    return mapping.lookup(
+        cast<tile::YieldOp>(body.getTerminator()).getValues().front());
+  };
+  auto evaluate = [&](ValueRange position, int64_t slot, int64_t half) {
+    unsigned arg = 0;
+    for (Value index : position)
+      mapping.map(body.getArgument(arg++), index);
+    for (const Fragment *input : inputs)
+      mapping.map(body.getArgument(arg++), input->kind == Fragment::Rows
+                                               ? input->regs[half]
+                                               : input->regs[slot]);
+    for (Operation &op : body.without_terminator())
+      b.clone(op, mapping);
+    return yielded();
+  };
+  Fragment result;
+  result.rows = rows;
+  if (type.getRank() == 1) {
+    result.kind = Fragment::Rows;
+    for (int64_t half = 0; half < 2; ++half)
+      result.regs.push_back(
+          evaluate({clampedRow(laneRow(half), rows)}, half, half));
+  } else {
+    if (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)
+      return map.emitOpError("on the GPU needs a column count that is a "
+                             "multiple of 8");
+    result.cols = type.getDimSize(1);
+    Value row[2] = {clampedRow(laneRow(0), rows),
+                    clampedRow(laneRow(1), rows)};
+    for (int64_t slot = 0; slot < result.cols / 2; ++slot) {
+      int64_t nt = slot / 4, half = (slot % 4) / 2, e = slot % 2;
+      result.regs.push_back(
+          evaluate({row[half], laneCol(nt, e)}, slot, half));
+    }
+  }
+  tiles[map] = result;
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
+  const Fragment &input = tiles[reduce.getInput()];
+  if (input.kind != Fragment::Accumulator)
+    return reduce.emitOpError("of a 1-D tile has no GPU lowering yet");
+  bool max = reduce.getKind() == tile::ReduceKind::max;
+  Fragment result;
+  result.kind = Fragment::Rows;
+  result.rows = input.rows;
+  for (int64_t half = 0; half < 2; ++half) {
+    Value folded;
+    for (int64_t nt = 0; nt < input.cols / nvvm::kMmaN; ++nt)
+      for (int64_t e = 0; e < 2; ++e) {
+        Value value = input.regs[4 * nt + 2 * half + e];
+        folded = !folded ? value
+                 : max   ? Value(arith::MaximumFOp::create(b, folded, value))
+                         : Value(arith::AddFOp::create(b, folded, value));
+      }
+    result.regs.push_back(quadReduce(folded, max));
+  }
+  tiles[reduce] = result;
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerStore(tile::StoreOp store) {
+  const Fragment &value = tiles[store.getValue()];
+  if (value.kind == Fragment::Shared)
+    return store.emitOpError("of a loaded tile has no GPU lowering yet");
+  Value dest = mapping.lookup(store.getDest());
+  Value count = mapping.lookup(store.getCount());
+  SmallVector<Value> position = lookup(store.getPosition());
+  int64_t rowDim = store.getRowDim();
+  for (int64_t half = 0; half < 2; ++half) {
+    Value row = laneRow(half);
+    Value inTile = lessThan(row, count);
+    if (value.kind == Fragment::Rows) // one lane of the quad writes it
+      inTile = arith::AndIOp::create(
+          b, inTile,
+          arith::CmpIOp::create(b, arith::CmpIPredicate::eq, inGroup,
+                                idx(0)));
+    rb.ifThen(inTile, [&] {
+      SmallVector<Value> at(position);
+      at[rowDim] = rb.add(at[rowDim], row);
+      if (value.kind == Fragment::Rows) {
+        rb.storeF32(value.regs[half], dest, at);
+        return;
+      }
+      for (int64_t nt = 0; nt < value.cols / nvvm::kMmaN; ++nt)
+        for (int64_t e = 0; e < 2; ++e) {
+          SmallVector<Value> element(at);
+          element.push_back(laneCol(nt, e));
+          rb.storeF32(value.regs[4 * nt + 2 * half + e], dest, element);
+        }
+    });
+  }
+  return success();
+}

@@ -1,0 +1,180 @@
+//===- TileProgramBuilder.h - A tile program's CTA --------------*- C++ -*-===//
+//
+// Private to attn-tile-to-nvgpu (TileToNVGPU.cpp says where each tile
+// lives): ProgramBuilder builds the CTA of an attn_tile.grid from warp
+// primitives, one op at a time. Its parts live in files by concern:
+//
+//   TileOpLowering.cpp   the CTA, positions, shared tiles and the tile ops
+//                        (load, splat, dot, map, reduce, store)
+//   TileControlFlow.cpp  scf.for (with loads streamed an iteration ahead)
+//                        and scf.if, whose tiles travel as their registers
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_CONVERSION_TILETONVGPU_TILEPROGRAMBUILDER_H
+#define ATTNC_LIB_CONVERSION_TILETONVGPU_TILEPROGRAMBUILDER_H
+
+#include "attnc/Dialect/Tile/IR/TileOps.h"
+#include "attnc/Target/NVVM/WarpBuilder.h"
+
+#include "llvm/ADT/DenseMap.h"
+
+namespace attnc::lowering::tile_to_nvgpu {
+
+inline bool isTile(Value value) {
+  return mlir::isa<mlir::RankedTensorType>(value.getType());
+}
+inline bool holdsTiles(Operation *op) {
+  mlir::WalkResult found = op->walk([](Operation *nested) {
+    for (Value value : nested->getOperands())
+      if (isTile(value))
+        return mlir::WalkResult::interrupt();
+    for (Value value : nested->getResults())
+      if (isTile(value))
+        return mlir::WalkResult::interrupt();
+    return mlir::WalkResult::advance();
+  });
+  return found.wasInterrupted();
+}
+
+/// Where a tile lives on the GPU.
+struct Fragment {
+  enum Kind { Accumulator, Rows, Shared } kind = Accumulator;
+  /// Accumulator: 4 registers per 8 columns (c[0][0], c[0][1], c[1][0],
+  /// c[1][1] of each 16x8 C tile); Rows: the values of rows g and g + 8.
+  SmallVector<Value> regs;
+  int64_t cols = 0;
+  /// The tile's row count; null when it has all block rows.
+  Value rows;
+  /// Shared: the rows in shared memory, after the `prefix` (stage) index.
+  Value buffer;
+  SmallVector<Value> prefix;
+};
+
+class ProgramBuilder : public WarpBuilder {
+public:
+  ProgramBuilder(LoweringBuilder &rb, const WarpConfig &config,
+                 int64_t blockRows)
+      : WarpBuilder(rb, config), mapping(rb.params),
+        blockRows(blockRows) {}
+
+  /// Builds the CTA of `grid` at the builder's insertion point.
+  mlir::LogicalResult build(tile::GridOp grid);
+
+  int64_t sharedBytes() const { return sharedEnd; }
+
+private:
+  mlir::LogicalResult lowerBlock(Block &block);
+
+  mlir::LogicalResult lowerOp(Operation *op);
+
+  //===--------------------------------------------------------------------===//
+  // Positions (TileOpLowering.cpp)
+  //===--------------------------------------------------------------------===//
+
+  /// The tile row of this lane's row `half` (g or g + 8 of the warp's 16).
+  Value laneRow(int64_t half);
+  /// The column of element `e` of this lane in C tile `nt`.
+  Value laneCol(int64_t nt, int64_t e);
+  /// A row as expressions see it: rows past the tile's end are its last.
+  Value clampedRow(Value row, Value rows);
+
+  //===--------------------------------------------------------------------===//
+  // Shared tiles (TileOpLowering.cpp)
+  //===--------------------------------------------------------------------===//
+
+  /// The element type of shared tiles: the mma operand type, or f32 that
+  /// the operands split.
+  Type sharedType();
+
+  /// Element type and shape checks for a tile copied to shared memory.
+  mlir::LogicalResult checkCopiedTile(tile::LoadOp load);
+  int64_t tileRows(tile::LoadOp load);
+
+  /// Shared memory for `stages` copies of the rows of `load`, rows padded
+  /// by 16 bytes.
+  Value allocateShared(tile::LoadOp load, int64_t stages);
+
+  /// Starts the copies of `load` (its position and count given as lowered
+  /// values) into `buffer` after `prefix`, and commits them.
+  void copyLoad(tile::LoadOp load, Value buffer, ValueRange prefix,
+                ValueRange position, Value count);
+
+  /// A load that is not streamed by its loop: one buffer, copied where the
+  /// load is (after a barrier when inside a loop, as the previous
+  /// iteration's readers may not be done).
+  mlir::LogicalResult lowerLoad(tile::LoadOp load);
+
+  /// Shared tiles are read only after this: completes the copies in flight.
+  void awaitCopies();
+
+  /// The A operand (4 registers, split or not) of rows [16w, 16w + 16) and
+  /// columns [16 kk, 16 kk + 16) of a shared tile.
+  MmaOperand sharedAOperand(const Fragment &tile, int64_t kk);
+
+  //===--------------------------------------------------------------------===//
+  // Tile ops (TileOpLowering.cpp)
+  //===--------------------------------------------------------------------===//
+
+  mlir::LogicalResult lowerSplat(mlir::tensor::SplatOp splat);
+
+  /// acc + lhs rhs on mma.sync.m16n8k16.
+  mlir::LogicalResult lowerDot(tile::DotOp dot);
+
+  /// The body of `map` once per fragment element.
+  mlir::LogicalResult lowerMap(tile::MapOp map);
+
+  /// Row reductions: in the lane, then over the quad that shares the row.
+  mlir::LogicalResult lowerReduce(tile::ReduceOp reduce);
+
+  mlir::LogicalResult lowerStore(tile::StoreOp store);
+
+  //===--------------------------------------------------------------------===//
+  // Control flow: tiles travel as their registers (TileControlFlow.cpp)
+  //===--------------------------------------------------------------------===//
+
+  mlir::LogicalResult flatten(ValueRange values, Operation *at,
+                              SmallVector<Value> &flat);
+  /// Binds `values` (typed like `like`) to consecutive `flat` values, tiles
+  /// taking the fragment shape of `shapes`.
+  void unflatten(ValueRange values, ArrayRef<Fragment> shapes,
+                 ValueRange flat);
+  SmallVector<Fragment> shapesOf(ValueRange values);
+
+  /// `value`, an operand of a load in `loop`'s body that isAheadComputable,
+  /// for iteration `iv`; `ahead` maps what it has computed so far.
+  Value valueAt(Value value, scf::ForOp loop, Value iv, IRMapping &ahead);
+
+  /// A loop over key blocks (or any scf.for): loads in its body that can
+  /// be issued an iteration ahead get two stages; the copy of iteration
+  /// k + 1 starts right after the barrier that opens iteration k, so it is
+  /// in flight while k computes. A lhs loaded before the loop is held in
+  /// registers across it when its A fragments are few.
+  mlir::LogicalResult lowerFor(scf::ForOp forOp);
+  bool isAheadComputable(Value value, scf::ForOp loop);
+
+  /// The registers of a tile carried by control flow (its fragment).
+  mlir::LogicalResult registerTypes(Value value, Operation *at,
+                                    SmallVector<Type> &types);
+
+  mlir::LogicalResult lowerIf(scf::IfOp ifOp);
+
+  SmallVector<Value> lookup(ValueRange values);
+
+  IRMapping &mapping;
+  int64_t blockRows;
+  Value lane, group, inGroup, warpRow0, base;
+  int64_t sharedEnd = 0;
+  llvm::DenseMap<Value, Fragment> tiles;
+  /// Unit-stride views of the loaded parameters.
+  llvm::DenseMap<Value, Value> contiguous;
+  /// A fragments of shared tiles held in registers across the current loop.
+  llvm::DenseMap<Value, SmallVector<MmaOperand>> heldOperands;
+  /// Whether copies were issued that no wait has covered yet.
+  bool copiesPending = false;
+  int64_t loopDepth = 0;
+};
+
+} // namespace attnc::lowering::tile_to_nvgpu
+
+#endif // ATTNC_LIB_CONVERSION_TILETONVGPU_TILEPROGRAMBUILDER_H
