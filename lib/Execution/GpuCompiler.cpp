@@ -46,11 +46,6 @@ private:
   ScopedDiagnosticHandler handler;
 };
 
-int64_t intAttr(Operation *op, StringRef name) {
-  auto attr = op->getAttrOfType<IntegerAttr>(name);
-  return attr ? attr.getInt() : 0;
-}
-
 /// NVPTX demotes an internal zero-sized shared array to a one-byte static
 /// variable; dynamic shared memory must be `.extern .shared ... []`.
 void exportDynamicSharedMemory(ModuleOp module) {
@@ -64,29 +59,28 @@ void exportDynamicSharedMemory(ModuleOp module) {
 } // namespace
 
 void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
-  image.threads = intAttr(func, "attnc.threads");
-  image.sharedBytes = intAttr(func, "attnc.shared_bytes");
-  image.headDim = intAttr(func, "attnc.head_dim");
-  image.sequenceResult = intAttr(func, "attnc.sequence_result");
-  if (auto grid = func->getAttrOfType<ArrayAttr>("attnc.grid"))
-    for (auto [axis, entry] :
-         llvm::enumerate(grid.getAsRange<DenseI64ArrayAttr>())) {
-      ArrayRef<int64_t> values = entry.asArrayRef();
-      image.grid[axis] = {values[0], values[1], values[2], values[3]};
-    }
-  auto params = [&](StringRef name, std::vector<int64_t> &list) {
-    if (auto values = func->getAttrOfType<DenseI64ArrayAttr>(name))
-      list.assign(values.asArrayRef().begin(), values.asArrayRef().end());
-  };
-  params("attnc.offset_params", image.offsetParams);
-  params("attnc.copied_params", image.copiedParams);
-  image.packsQueryHeads = func->hasAttr("attnc.packs_query_heads");
-  if (auto segments =
-          func->getAttrOfType<DenseI64ArrayAttr>("attnc.segments")) {
+  auto launch = func->getAttrOfType<attn::LaunchAttr>(attn::kLaunchAttrName);
+  if (!launch)
+    return;
+  image.threads = launch.getThreads();
+  image.sharedBytes = launch.getSharedBytes();
+  image.headDim = launch.getHeadDim();
+  image.sequenceResult = launch.getSequenceResult();
+  for (auto [axis, entry] :
+       llvm::enumerate(launch.getGrid().getAsRange<DenseI64ArrayAttr>())) {
+    ArrayRef<int64_t> values = entry.asArrayRef();
+    image.grid[axis] = {values[0], values[1], values[2], values[3]};
+  }
+  image.offsetParams.assign(launch.getOffsetParams().asArrayRef().begin(),
+                            launch.getOffsetParams().asArrayRef().end());
+  image.copiedParams.assign(launch.getCopiedParams().asArrayRef().begin(),
+                            launch.getCopiedParams().asArrayRef().end());
+  image.packsQueryHeads = static_cast<bool>(launch.getPacksQueryHeads());
+  if (DenseI64ArrayAttr segments = launch.getSegments()) {
     ArrayRef<int64_t> values = segments.asArrayRef();
     image.segments = {values[0], values[1], values[2], values[3]};
-    image.segmentStateBytes = intAttr(func, "attnc.segment_state_bytes");
-    image.splitsAtLaunch = func->hasAttr("attnc.splits_at_launch");
+    image.segmentStateBytes = launch.getSegmentStateBytes();
+    image.splitsAtLaunch = static_cast<bool>(launch.getSplitsAtLaunch());
   }
 }
 

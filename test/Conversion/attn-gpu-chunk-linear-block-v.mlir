@@ -8,7 +8,7 @@
 // final state are stored there.
 
 // CHECK-LABEL: gpu.func @retnet(
-// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    grid = [array<i64: 2, 3, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
 // CHECK:         %[[X:.*]] = gpu.block_id  x
 // CHECK:         %[[COL0:.*]] = arith.muli %[[X]], %c16
 // CHECK-DAG:     memref.view {{.*}} to memref<32x40xbf16, #gpu.address_space<workgroup>>

@@ -8,7 +8,7 @@
 // There is no ldmatrix (it moves 16-bit elements).
 
 // CHECK-LABEL: gpu.func @ssd(
-// CHECK-SAME:    attnc.shared_bytes = 23296
+// CHECK-SAME:    sharedBytes = 23296
 // CHECK-NOT:     nvgpu.ldmatrix
 // CHECK:         memref.view {{.*}} to memref<32x36xf32, #gpu.address_space<workgroup>>
 // CHECK:         memref.view {{.*}} to memref<32x36xf32, #gpu.address_space<workgroup>>

@@ -13,9 +13,9 @@
 
 // CHECK-LABEL: gpu.func @retnet(
 // CHECK-SAME:    %{{.*}}: memref<?xi64>, %[[WS:.*]]: memref<?xi32>)
-// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.segment_state_bytes = 4096
-// CHECK-SAME:    attnc.segments = array<i64: 0, 2, 128, 0>
+// CHECK-SAME:    grid = [array<i64: 2, 3, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    segments = [0, 2, 128, 0]
+// CHECK-SAME:    segmentStateBytes = 4096
 // CHECK-NOT:     gpu.block_id
 // CHECK:         memref.atomic_rmw addi %{{.*}}, %[[WS]][%c0]
 // CHECK:         gpu.barrier
@@ -50,7 +50,7 @@
 
 // CHECK-LABEL: gpu.func @noncausal(
 // CHECK-SAME:    %{{.*}}: memref<?xi64>)
-// CHECK-NOT:     attnc.segments
+// CHECK-NOT:     segments =
 // CHECK:         gpu.block_id  x
   attn.kernel @noncausal(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
     %o = attn.linear %q, %k, %v {chunk = 32 : i64, causal = false} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {

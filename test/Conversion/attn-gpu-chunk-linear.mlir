@@ -18,9 +18,9 @@
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @ssd(
-// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.shared_bytes = 14592
-// CHECK-SAME:    attnc.threads = 128
+// CHECK-SAME:    threads = 128
+// CHECK-SAME:    sharedBytes = 14592
+// CHECK-SAME:    grid = [array<i64: 2, 3, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
 // CHECK-NOT:   memref.alloc
 // CHECK:       memref.view {{.*}} to memref<32x40xbf16, #gpu.address_space<workgroup>>
 // CHECK:       memref.view {{.*}} to memref<32x32xf32, #gpu.address_space<workgroup>>
@@ -76,7 +76,7 @@
 // (where the decayed keys live too), the gates and the table.
 
 // CHECK-LABEL: gpu.func @gla(
-// CHECK-SAME:    attnc.shared_bytes = 129536
+// CHECK-SAME:    sharedBytes = 129536
 // CHECK-NOT:   nvgpu.ldmatrix {{.*}}transpose = false
 // CHECK:       memref.view {{.*}} to memref<64x132xf32, #gpu.address_space<workgroup>>
 // CHECK-NOT:   nvgpu.ldmatrix {{.*}}transpose = false

@@ -7,7 +7,7 @@
 // 168960 bytes; at 32 keys they are 33792 + 2 * 2 * 16896 = 101376.
 
 // CHECK-LABEL: gpu.func @wide(
-// CHECK-SAME:    attnc.shared_bytes = 101376
+// CHECK-SAME:    sharedBytes = 101376
 // CHECK:       memref.view {{.*}} to memref<2x32x264xbf16, #gpu.address_space<workgroup>>
   attn.kernel @wide(%q: !attn.tensor<bf16[B, H, N, 256]>, %k: !attn.tensor<bf16[B, H, M, 256]>, %v: !attn.tensor<bf16[B, H, M, 256]>) -> (o: !attn.tensor<bf16[B, H, N, 256]>) {
     %o = attn.softmax %q, %k, %v : (!attn.tensor<bf16[B, H, N, 256]>, !attn.tensor<bf16[B, H, M, 256]>, !attn.tensor<bf16[B, H, M, 256]>) -> !attn.tensor<bf16[B, H, N, 256]> score {
@@ -36,7 +36,7 @@
 // decay of its segment per key dim (32 * 4): 14736.
 
 // CHECK-LABEL: gpu.func @small(
-// CHECK-SAME:    attnc.shared_bytes = 14736
+// CHECK-SAME:    sharedBytes = 14736
   attn.kernel @small(%q: !attn.tensor<bf16[B, H, T, 32]>, %k: !attn.tensor<bf16[B, H, T, 32]>, %v: !attn.tensor<bf16[B, H, T, 32]>) -> (o: !attn.tensor<bf16[B, H, T, 32]>) {
     %o = attn.linear %q, %k, %v {chunk = 32 : i64} : (!attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>, !attn.tensor<bf16[B, H, T, 32]>) -> !attn.tensor<bf16[B, H, T, 32]> gate {
     } feature {
@@ -62,8 +62,8 @@
 // need 53760 bytes here, 32 need 41472, 16 fit (grid x: 128 / 16 CTAs).
 
 // CHECK-LABEL: gpu.func @halved(
-// CHECK-SAME:    attnc.grid = [array<i64: 2, 3, 16, 0>
-// CHECK-SAME:    attnc.shared_bytes = 35600
+// CHECK-SAME:    sharedBytes = 35600
+// CHECK-SAME:    grid = [array<i64: 2, 3, 16, 0>
   attn.kernel @halved(%q: !attn.tensor<bf16[B, H, T, 64]>, %k: !attn.tensor<bf16[B, H, T, 64]>, %v: !attn.tensor<bf16[B, H, T, 128]>) -> (o: !attn.tensor<bf16[B, H, T, 128]>) {
     %o = attn.linear %q, %k, %v {chunk = 64 : i64} : (!attn.tensor<bf16[B, H, T, 64]>, !attn.tensor<bf16[B, H, T, 64]>, !attn.tensor<bf16[B, H, T, 128]>) -> !attn.tensor<bf16[B, H, T, 128]> gate {
     } feature {

@@ -2,15 +2,15 @@
 
 // pack-gqa: a CTA's rows are (query, head) pairs of one kv head's group.
 // Grid x counts blocks of N * G rows of q (the image scales q's length by
-// the group size: attnc.packs_query_heads) and grid y takes k's heads
+// the group size: packsQueryHeads) and grid y takes k's heads
 // (param 1). The Q copy reads row p of query p / G and query head
 // hk * G + p % G. slope[h] depends on each row's head: it is loaded once
 // per row slot of a lane (two with 16 rows per warp), before the key-block
 // loop, not per CTA and not per score element.
 
 // CHECK-LABEL: gpu.func @alibi(
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 64, 0>, array<i64: 1, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.packs_query_heads
+// CHECK-SAME:    grid = [array<i64: 0, 2, 64, 0>, array<i64: 1, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    packsQueryHeads
 // CHECK:       %[[HQ:.*]] = memref.dim %arg0, %c1
 // CHECK:       %[[HK:.*]] = memref.dim %arg1, %c1
 // CHECK:       %[[G:.*]] = arith.divui %[[HQ]], %[[HK]]

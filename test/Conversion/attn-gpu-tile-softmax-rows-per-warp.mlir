@@ -11,8 +11,8 @@
 // inside the key loop.
 
 // CHECK-LABEL: gpu.func @dense(
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.shared_bytes = 7680
+// CHECK-SAME:    sharedBytes = 7680
+// CHECK-SAME:    grid = [array<i64: 0, 2, 32, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
 // CHECK:         memref.view {{.*}} to memref<32x40xbf16, #gpu.address_space<workgroup>>
 // CHECK-COUNT-4: nvgpu.ldmatrix {{.*}} : memref<32x40xbf16
 // CHECK:         scf.for

@@ -14,9 +14,9 @@
 
 // CHECK-LABEL: gpu.func @causal(
 // CHECK-SAME:    %{{.*}}: memref<?xi64>, %[[WS:.*]]: memref<?xi32>)
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 64, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.segment_state_bytes = 8448
-// CHECK-SAME:    attnc.segments = array<i64: 1, 2, 128, 0>
+// CHECK-SAME:    grid = [array<i64: 0, 2, 64, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    segments = [1, 2, 128, 0]
+// CHECK-SAME:    segmentStateBytes = 8448
 // CHECK:         %[[X:.*]] = gpu.block_id  x
 // CHECK:         arith.divui %[[X]]
 // CHECK:         arith.remui %[[X]]
@@ -46,9 +46,9 @@
 // ceil(key blocks / splits) blocks.
 
 // AUTO-LABEL: gpu.func @causal(
-// AUTO-SAME:    attnc.segment_state_bytes = 8448
-// AUTO-SAME:    attnc.segments = array<i64: 1, 2, 32, 0>
-// AUTO-SAME:    attnc.splits_at_launch
+// AUTO-SAME:    segments = [1, 2, 32, 0]
+// AUTO-SAME:    segmentStateBytes = 8448
+// AUTO-SAME:    splitsAtLaunch
 // AUTO:         %[[GRID:.*]] = gpu.grid_dim  x
 // AUTO:         %[[SPLITS:.*]] = arith.divui %[[GRID]]
 // AUTO:         arith.ceildivui %{{.*}}, %[[SPLITS]]

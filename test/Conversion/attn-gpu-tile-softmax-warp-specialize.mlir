@@ -15,8 +15,8 @@
 // before exiting.
 
 // CHECK-LABEL: gpu.func @dense(
-// CHECK-SAME:    attnc.shared_bytes = 12352
-// CHECK-SAME:    attnc.threads = 384
+// CHECK-SAME:    threads = 384
+// CHECK-SAME:    sharedBytes = 12352
 // CHECK-SAME:    known_block_size = array<i32: 384, 1, 1>
 // CHECK-COUNT-2: nvvm.mbarrier.init {{.*}}, %c128_i32
 // CHECK-COUNT-2: nvvm.mbarrier.init {{.*}}, %c256_i32

@@ -14,7 +14,7 @@
 // ldmatrix or mma.sync remains.
 
 // CHECK-LABEL: gpu.func @dense(
-// CHECK-SAME:    attnc.shared_bytes = 8192
+// CHECK-SAME:    sharedBytes = 8192
 // CHECK:         memref.view {{.*}} to memref<8x4x8x8xbf16, #gpu.address_space<workgroup>>
 // CHECK:         memref.view {{.*}} to memref<2x2x4x8x8xbf16, #gpu.address_space<workgroup>>
 // CHECK:         memref.view {{.*}} to memref<2x2x4x8x8xbf16, #gpu.address_space<workgroup>>

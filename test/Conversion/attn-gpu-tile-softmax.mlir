@@ -10,12 +10,12 @@
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @causal(
-// CHECK-SAME:    attnc.copied_params = array<i64: 0, 1, 2>
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.head_dim = 1
-// CHECK-SAME:    attnc.offset_params = array<i64>
-// CHECK-SAME:    attnc.shared_bytes = 6400
-// CHECK-SAME:    attnc.threads = 32
+// CHECK-SAME:    threads = 32
+// CHECK-SAME:    sharedBytes = 6400
+// CHECK-SAME:    grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    copiedParams = [0, 1, 2]
+// CHECK-SAME:    offsetParams = []
+// CHECK-SAME:    headDim = 1
 // CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
 // CHECK-NOT:   memref.alloc
 // CHECK-DAG:   %[[SCALE_LOG2E:.*]] = arith.constant 0.255034864 : f32
@@ -136,7 +136,7 @@ attn.kernel @symbolic(%q: !attn.tensor<bf16[B, H, N, D]>, %k: !attn.tensor<bf16[
 // 32768 bits: 1280 + 4 * 1280 + 16 * 128 + 128 + 16 * 20 + 4096 = 12992.
 
 // CHECK-LABEL: gpu.func @topk(
-// CHECK-SAME:    attnc.shared_bytes = 12992
+// CHECK-SAME:    sharedBytes = 12992
 //              Selection: per key block of the band, copy, mean, score, insert.
 // CHECK:       scf.for
 // CHECK:         nvgpu.device_async_copy

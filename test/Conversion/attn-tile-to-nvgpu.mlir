@@ -13,12 +13,12 @@
 
 // CHECK-LABEL: gpu.module @attnc_kernels
 // CHECK:       gpu.func @dense(
-// CHECK-SAME:    attnc.copied_params = array<i64: 0, 1, 2>
-// CHECK-SAME:    attnc.grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
-// CHECK-SAME:    attnc.head_dim = 1
-// CHECK-SAME:    attnc.offset_params = array<i64>
-// CHECK-SAME:    attnc.shared_bytes = 6400
-// CHECK-SAME:    attnc.threads = 32
+// CHECK-SAME:    threads = 32
+// CHECK-SAME:    sharedBytes = 6400
+// CHECK-SAME:    grid = [array<i64: 0, 2, 16, 0>, array<i64: 0, 1, 1, 0>, array<i64: 0, 0, 1, 0>]
+// CHECK-SAME:    copiedParams = [0, 1, 2]
+// CHECK-SAME:    offsetParams = []
+// CHECK-SAME:    headDim = 1
 // CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
 // CHECK-NOT:   memref.alloc
 // CHECK:       memref.view {{.*}} to memref<16x40xbf16, #gpu.address_space<workgroup>>

@@ -9,7 +9,8 @@
 // CHECK-DAG:   func.func private @attnc_emu_mma(i32, i32, i32, i32, i32, i32, f32, f32, f32, f32, i32, i32) -> f32
 // CHECK-NOT:   func.func private @attnc_emu_wgmma
 // CHECK:       func.func @k(%[[SRC:.*]]: memref<?x64xbf16>, %[[COUNT:.*]]: index, %[[FLAG:.*]]: !llvm.ptr, %[[SHARED:.*]]: memref<?xi8>)
-// CHECK-SAME:    attnc.shared_bytes = 4096 : i64, attnc.threads = 32 : i64, llvm.emit_c_interface
+// CHECK-SAME:    attn.launch = #attn.launch<threads = 32, sharedBytes = 4096
+// CHECK-SAME:    llvm.emit_c_interface
 // CHECK:         %[[TID:.*]] = call @attnc_emu_thread_id() : () -> i64
 // CHECK:         %[[AXIS1:.*]] = arith.constant 1 : i64
 // CHECK:         call @attnc_emu_block_id(%[[AXIS1]])
@@ -49,7 +50,7 @@
 // CHECK:         return
 module attributes {gpu.container_module} {
   gpu.module @attnc_kernels {
-    gpu.func @k(%src: memref<?x64xbf16>, %count: index, %flag: !llvm.ptr) kernel attributes {attnc.shared_bytes = 4096 : i64, attnc.threads = 32 : i64} {
+    gpu.func @k(%src: memref<?x64xbf16>, %count: index, %flag: !llvm.ptr) kernel attributes {attn.launch = #attn.launch<threads = 32, sharedBytes = 4096, grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>], copiedParams = [], offsetParams = [], headDim = 1, sequenceResult = -1>} {
       %c0 = arith.constant 0 : index
       %c8 = arith.constant 8 : index
       %c256 = arith.constant 256 : index
@@ -92,7 +93,7 @@ module attributes {gpu.container_module} {
 // CTAs are one-dimensional in the emulator.
 module attributes {gpu.container_module} {
   gpu.module @attnc_kernels {
-    gpu.func @two_d() kernel attributes {attnc.shared_bytes = 0 : i64} {
+    gpu.func @two_d() kernel attributes {attn.launch = #attn.launch<threads = 32, sharedBytes = 4096, grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>], copiedParams = [], offsetParams = [], headDim = 1, sequenceResult = -1>} {
       // expected-error @below {{failed to legalize operation 'gpu.thread_id'}}
       %tid = gpu.thread_id y
       gpu.return
@@ -105,7 +106,7 @@ module attributes {gpu.container_module} {
 // Inline PTX other than the wgmma attnc writes has no emulation.
 module attributes {gpu.container_module} {
   gpu.module @attnc_kernels {
-    gpu.func @asm() kernel attributes {attnc.shared_bytes = 0 : i64} {
+    gpu.func @asm() kernel attributes {attn.launch = #attn.launch<threads = 32, sharedBytes = 4096, grid = [array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>, array<i64: 0, 0, 0, 0>], copiedParams = [], offsetParams = [], headDim = 1, sequenceResult = -1>} {
       // expected-error @below {{failed to legalize operation 'llvm.inline_asm'}}
       %0 = llvm.inline_asm has_side_effects "mov.u32 $0, %laneid;", "=r" : () -> i32
       gpu.return
@@ -118,7 +119,7 @@ module attributes {gpu.container_module} {
 // A kernel without launch facts is not attnc's.
 module attributes {gpu.container_module} {
   gpu.module @attnc_kernels {
-    // expected-error @below {{carries no launch facts (attnc.shared_bytes)}}
+    // expected-error @below {{carries no launch facts (attn.launch)}}
     gpu.func @bare() kernel {
       gpu.return
     }

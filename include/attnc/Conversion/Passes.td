@@ -273,6 +273,7 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
            "227 KiB on sm_90)">,
   ];
   let dependentDialects = [
+    "::attnc::attn::AttnDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
@@ -315,10 +316,10 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
       exactly understood band skip the mask; score and mask expressions are
       fused into the tile code.
 
-    Nothing of size N x M exists. Launch facts are attributes of the
-    gpu.func: `attnc.threads`, `attnc.shared_bytes` (dynamic shared memory)
-    and `attnc.grid`, three [param, dim, divisor, minus] entries meaning
-    ceil(dim(param, dim) / divisor) - minus.
+    Nothing of size N x M exists. The gpu.func carries its launch facts as
+    `attn.launch = #attn.launch<...>` (threads, dynamic shared memory, the
+    grid as three [param, dim, divisor, minus] entries meaning
+    ceil(dim(param, dim) / divisor) - minus, ...; see the attn dialect).
 
     With `mma=wgmma` (sm_90a) each warpgroup of 4 warps computes its 64
     rows with wgmma.mma_async: the Q, K and V tiles are stored as 8x8 core
@@ -412,6 +413,7 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
            "227 KiB on sm_90)">,
   ];
   let dependentDialects = [
+    "::attnc::attn::AttnDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect", "::mlir::math::MathDialect",
     "::mlir::memref::MemRefDialect", "::mlir::NVVM::NVVMDialect",
@@ -473,6 +475,7 @@ def GpuChunkLinear : Pass<"attn-gpu-chunk-linear", "::mlir::ModuleOp"> {
            "227 KiB on sm_90)">,
   ];
   let dependentDialects = [
+    "::attnc::attn::AttnDialect",
     "::mlir::arith::ArithDialect", "::mlir::func::FuncDialect",
     "::mlir::gpu::GPUDialect", "::mlir::LLVM::LLVMDialect",
     "::mlir::math::MathDialect", "::mlir::memref::MemRefDialect",
@@ -521,7 +524,7 @@ def NVGPUToEmulator : Pass<"attnc-nvgpu-to-emulator", "::mlir::ModuleOp"> {
     (include/attnc/Conversion/NVGPUToEmulator/EmulatorAbi.def):
 
     - every `gpu.func` of a `gpu.module` becomes a `func.func` of the same
-      name (with `llvm.emit_c_interface` and its `attnc.*` launch facts)
+      name (with `llvm.emit_c_interface` and its `attn.launch` facts)
       whose trailing `memref<?xi8>` argument is the CTA's shared memory,
       which `gpu.dynamic_shared_memory` then reads; memrefs lose the
       workgroup address space;

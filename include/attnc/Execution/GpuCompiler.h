@@ -23,7 +23,7 @@ namespace attnc {
 /// True for the targets the NVIDIA backend emits: sm_80 and sm_90a.
 bool isGpuTarget(llvm::StringRef target);
 
-/// Fills the launch facts of `image` from the attnc.* attributes that the GPU
+/// Fills the launch facts of `image` from the attn.launch attribute that the GPU
 /// strategies put on a kernel function.
 void readLaunchAttributes(mlir::Operation *func, GpuImage &image);
 

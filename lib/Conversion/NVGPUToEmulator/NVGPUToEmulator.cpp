@@ -10,6 +10,7 @@
 
 #include "attnc/Conversion/NVGPUToEmulator/EmulatorAbi.h"
 #include "attnc/Conversion/Passes.h"
+#include "attnc/Dialect/Attn/IR/AttnAttrs.h"
 #include "attnc/Target/NVVM/MmaLayout.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -69,7 +70,7 @@ bool isSharedMemory(Value memref) {
   if (!argument || !argument.getOwner()->isEntryBlock())
     return false;
   auto func = dyn_cast<func::FuncOp>(argument.getOwner()->getParentOp());
-  return func && func->hasAttr("attnc.shared_bytes") &&
+  return func && func->hasAttr(attn::kLaunchAttrName) &&
          argument.getArgNumber() == func.getNumArguments() - 1;
 }
 
@@ -535,17 +536,16 @@ LogicalResult hostKernels(ModuleOp module, gpu::GPUModuleOp gpuModule) {
         kernel.getNumPrivateAttributions())
       return kernel.emitError(
           "the emulator has dynamic shared memory only (no attributions)");
-    if (!kernel->hasAttr("attnc.shared_bytes"))
-      return kernel.emitError("carries no launch facts (attnc.shared_bytes)");
+    if (!kernel->hasAttr(attn::kLaunchAttrName))
+      return kernel.emitError("carries no launch facts (attn.launch)");
     auto shared =
         MemRefType::get({ShapedType::kDynamic}, builder.getI8Type());
     SmallVector<Type> types(kernel.getArgumentTypes());
     types.push_back(shared);
     auto func = func::FuncOp::create(builder, kernel.getLoc(), kernel.getName(),
                                      builder.getFunctionType(types, {}));
-    for (NamedAttribute attr : kernel->getDiscardableAttrs())
-      if (attr.getName().strref().starts_with("attnc."))
-        func->setAttr(attr.getName(), attr.getValue());
+    func->setAttr(attn::kLaunchAttrName,
+                  kernel->getAttr(attn::kLaunchAttrName));
     func->setAttr("llvm.emit_c_interface", builder.getUnitAttr());
     func.getBody().takeBody(kernel.getBody());
     Value sharedArgument = func.front().addArgument(shared, kernel.getLoc());

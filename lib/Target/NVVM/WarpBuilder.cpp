@@ -1,6 +1,7 @@
 //===- WarpBuilder.cpp - Warp primitives and GPU kernel functions ---------===//
 
 #include "attnc/Target/NVVM/WarpBuilder.h"
+#include "attnc/Dialect/Attn/IR/AttnAttrs.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -101,27 +102,21 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
   SmallVector<Attribute> grid;
   for (const std::array<int64_t, 4> &term : facts.grid)
     grid.push_back(builder.getDenseI64ArrayAttr(term));
-  func->setAttr("attnc.grid", builder.getArrayAttr(grid));
-  func->setAttr("attnc.threads", builder.getI64IntegerAttr(facts.threads));
-  func->setAttr("attnc.shared_bytes",
-                builder.getI64IntegerAttr(facts.sharedBytes));
-  func->setAttr("attnc.offset_params",
-                builder.getDenseI64ArrayAttr(facts.offsetParams));
-  func->setAttr("attnc.head_dim", builder.getI64IntegerAttr(facts.headDim));
-  func->setAttr("attnc.sequence_result",
-                builder.getI64IntegerAttr(facts.sequenceResult));
-  func->setAttr("attnc.copied_params",
-                builder.getDenseI64ArrayAttr(facts.copiedParams));
-  if (facts.packsQueryHeads)
-    func->setAttr("attnc.packs_query_heads", builder.getUnitAttr());
-  if (facts.segments[2] != 0) {
-    func->setAttr("attnc.segments",
-                  builder.getDenseI64ArrayAttr(facts.segments));
-    func->setAttr("attnc.segment_state_bytes",
-                  builder.getI64IntegerAttr(facts.segmentStateBytes));
-    if (facts.splitsAtLaunch)
-      func->setAttr("attnc.splits_at_launch", builder.getUnitAttr());
-  }
+  bool segmented = facts.segments[2] != 0;
+  func->setAttr(
+      kLaunchAttrName,
+      LaunchAttr::get(
+          func->getContext(), facts.threads, facts.sharedBytes,
+          builder.getArrayAttr(grid),
+          builder.getDenseI64ArrayAttr(facts.copiedParams),
+          builder.getDenseI64ArrayAttr(facts.offsetParams), facts.headDim,
+          facts.sequenceResult,
+          segmented ? builder.getDenseI64ArrayAttr(facts.segments)
+                    : DenseI64ArrayAttr(),
+          segmented ? facts.segmentStateBytes : 0,
+          segmented && facts.splitsAtLaunch ? builder.getUnitAttr()
+                                            : UnitAttr(),
+          facts.packsQueryHeads ? builder.getUnitAttr() : UnitAttr()));
 }
 
 std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,

@@ -12,4 +12,9 @@
 #define GET_ATTRDEF_CLASSES
 #include "attnc/Dialect/Attn/IR/AttnAttrs.h.inc"
 
+namespace attnc::attn {
+/// The name of the LaunchAttr a GPU kernel function carries.
+inline constexpr llvm::StringLiteral kLaunchAttrName = "attn.launch";
+} // namespace attnc::attn
+
 #endif // ATTNC_DIALECT_ATTN_IR_ATTNATTRS_H

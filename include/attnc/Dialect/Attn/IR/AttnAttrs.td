@@ -39,4 +39,42 @@ def Attn_GateKind : I32EnumAttr<"GateKind", "dependence of the decay gate", [
 }
 def Attn_GateKindAttr : EnumAttr<Attn_Dialect, Attn_GateKind, "gate_kind">;
 
+// The launch facts of a GPU kernel: what the GPU strategies know about how
+// the runtime must launch the kernel they built, carried on the kernel
+// function as `attn.launch` (kLaunchAttrName) and read into a GpuImage.
+def Attn_LaunchAttr : AttrDef<Attn_Dialect, "Launch"> {
+  let mnemonic = "launch";
+  let summary = "How the runtime launches a GPU kernel";
+  let description = [{
+    - `threads`: threads per CTA; `sharedBytes`: its dynamic shared memory.
+    - `grid`: three `[param, dim, divisor, minus]` entries, x, y and z: the
+      axis has ceil(dim `dim` of parameter `param` / `divisor`) - `minus`
+      CTAs (divisor 0: one CTA).
+    - `copiedParams`: the parameters copied in 16-byte rows (their last
+      stride must be 1); `offsetParams`: the cu_seqlens parameters;
+      `headDim`: the head dim of q and k; `sequenceResult`: a result with
+      one entry per packed sequence, or -1.
+    - `segments` (segmented and key-split kernels): grid x is multiplied by
+      this `[param, dim, divisor, minus]` term, and each CTA leaves
+      `segmentStateBytes` in the workspace; `splitsAtLaunch`: the launch
+      chooses the number of key splits (split-keys=auto).
+    - `packsQueryHeads`: grid x is multiplied by the GQA group size.
+  }];
+  let parameters = (ins
+    "int64_t":$threads,
+    "int64_t":$sharedBytes,
+    "::mlir::ArrayAttr":$grid,
+    "::mlir::DenseI64ArrayAttr":$copiedParams,
+    "::mlir::DenseI64ArrayAttr":$offsetParams,
+    "int64_t":$headDim,
+    "int64_t":$sequenceResult,
+    OptionalParameter<"::mlir::DenseI64ArrayAttr">:$segments,
+    DefaultValuedParameter<"int64_t", "0">:$segmentStateBytes,
+    OptionalParameter<"::mlir::UnitAttr">:$splitsAtLaunch,
+    OptionalParameter<"::mlir::UnitAttr">:$packsQueryHeads
+  );
+  let assemblyFormat = "`<` struct(params) `>`";
+  let genVerifyDecl = 1;
+}
+
 #endif // ATTNC_DIALECT_ATTN_ATTNATTRS_TD
