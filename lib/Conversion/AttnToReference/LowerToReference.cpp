@@ -43,6 +43,166 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
 // Softmax family
 //===----------------------------------------------------------------------===//
 
+/// What lowerSoftmaxFamily creates once, before its loops: constants and
+/// the buffers of one row.
+struct SoftmaxScratch {
+  Value zero, scale, byteZero, byteOne, negInf;
+  /// Per key: its score, then its weight; whether it is allowed.
+  Value scores, allowedFlags;
+  /// Sparse ops only: the key block size and, per key block, whether the row
+  /// keeps it, its selection score and whether it holds an allowed key.
+  Value blockK, keptBlocks, blockScores, eligible;
+};
+
+/// Query row i of (batch, head): its sequences' bounds and its kv head.
+struct SoftmaxRow {
+  Value batch, head, i, rowQ, startQ, n, startK, m, headK;
+};
+
+/// Pass 1 of a softmax-family row: the scores of allowed keys (stored in
+/// `scores`, with `allowedFlags` marking the allowed keys) and their maximum,
+/// which it returns.
+template <typename OpTy, typename QAt, typename KAt, typename MaskAt>
+Value lowerSoftmaxScores(OpTy op, LoweringBuilder &rb,
+                         const AttentionOperands &shape,
+                         const SoftmaxScratch &scratch, const SoftmaxRow &row,
+                         QAt qAt, KAt kAt, MaskAt maskAt) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+  Value zero = scratch.zero, scale = scratch.scale,
+        byteZero = scratch.byteZero, negInf = scratch.negInf;
+  Value scores = scratch.scores, allowedFlags = scratch.allowedFlags;
+  Value blockK = scratch.blockK, keptBlocks = scratch.keptBlocks;
+  Value batch = row.batch, head = row.head, i = row.i, startQ = row.startQ,
+        n = row.n, startK = row.startK, m = row.m;
+
+  // Pass 1: scores of allowed keys and their maximum.
+  return rb.loop(zero, m, {negInf}, [&](Value j, ValueRange acc) {
+    Value allowed = maskAt(head, j);
+    if (auto chunked = dyn_cast<ChunkSoftmaxOp>(op.getOperation())) {
+      Value chunk = rb.index(chunked.getChunk());
+      Value sameChunk = arith::CmpIOp::create(
+          b, arith::CmpIPredicate::eq,
+          arith::DivUIOp::create(b, i, chunk),
+          arith::DivUIOp::create(b, j, chunk));
+      allowed = arith::AndIOp::create(b, allowed, sameChunk);
+    }
+    if (sparse) {
+      Value keyBlock = arith::DivUIOp::create(b, j, blockK);
+      Value present;
+      if (Value blockMask = sparse.getBlockMask()) {
+        Value queryBlock = arith::DivUIOp::create(
+            b, i, rb.index(sparse.getBlockQ()));
+        Value raw = rb.checkedLoad(
+            params.lookup(blockMask),
+            ValueRange{batch, head, queryBlock, keyBlock});
+        present = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::ne, raw,
+            arith::ConstantIntOp::create(b, raw.getType(), 0));
+      } else {
+        present = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::ne,
+            memref::LoadOp::create(b, keptBlocks, keyBlock), byteZero);
+      }
+      allowed = arith::AndIOp::create(b, allowed, present);
+    }
+    memref::StoreOp::create(
+        b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
+    ValueRange newMax = rb.ifThen(
+        allowed, {f32},
+        [&]() -> SmallVector<Value> {
+          // s = scale * dot(q_i, k_j)
+          Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
+                              [&](Value d, ValueRange sum) {
+                                return SmallVector<Value>{rb.add(
+                                    sum[0], rb.mul(qAt(head, d),
+                                                   kAt(j, d)))};
+                              })[0];
+          Value s = rb.mul(scale, dot);
+          // s = score(s, b, h, i, j, n, m, qstart, kstart)
+          s = rb.inlineExpression(
+              op.getScore(),
+              {s, batch, head, i, j, n, m, startQ, startK}, s);
+          memref::StoreOp::create(b, s, scores, j);
+          return {arith::MaximumFOp::create(b, acc[0], s)};
+        },
+        [&]() -> SmallVector<Value> { return {acc[0]}; });
+    return SmallVector<Value>{newMax[0]};
+  })[0];
+}
+
+/// Passes 2 and 3 of a softmax-family row whose scores and maximum pass 1
+/// left: the weights and their sum, then o_i (and lse_i when `lse` is set).
+void lowerSoftmaxOutput(LoweringBuilder &rb, const AttentionOperands &shape,
+                        const SoftmaxScratch &scratch, const SoftmaxRow &row,
+                        Normalizer normalizer, Value rowMax, Value o,
+                        Value lse) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value zero = scratch.zero, byteZero = scratch.byteZero,
+        negInf = scratch.negInf;
+  Value scores = scratch.scores, allowedFlags = scratch.allowedFlags;
+  Value batch = row.batch, head = row.head, i = row.i, rowQ = row.rowQ,
+        startK = row.startK, m = row.m, headK = row.headK;
+
+  // Pass 2: weights p_j in place of the scores, and their sum. With
+  // softmax, a row whose maximum is -inf has no weight at all; a NaN or
+  // +inf maximum (a NaN score, an overflow) makes the row NaN.
+  Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
+                                        rowMax, negInf);
+  Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
+    Value allowed = arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne,
+        memref::LoadOp::create(b, allowedFlags, j), byteZero);
+    Value s = memref::LoadOp::create(b, scores, j);
+    Value p;
+    switch (normalizer) {
+    case Normalizer::softmax:
+      allowed = arith::AndIOp::create(b, allowed, rowLive);
+      p = math::ExpOp::create(b, arith::SubFOp::create(b, s, rowMax));
+      break;
+    case Normalizer::sigmoid: // 1 / (1 + exp(-s))
+      p = arith::DivFOp::create(
+          b, rb.f32(1),
+          rb.add(rb.f32(1),
+                 math::ExpOp::create(b, arith::NegFOp::create(b, s))));
+      break;
+    case Normalizer::none:
+      p = s;
+      break;
+    }
+    p = arith::SelectOp::create(b, allowed, p, rb.f32(0));
+    memref::StoreOp::create(b, p, scores, j);
+    return SmallVector<Value>{rb.add(acc[0], p)};
+  })[0];
+
+  // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
+  // empty row gives 0, a NaN sum NaN.
+  Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
+                                          rowSum, rb.f32(0));
+  rb.loop(zero, shape.dimV, [&](Value e) {
+    Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
+      Value p = memref::LoadOp::create(b, scores, j);
+      Value value =
+          rb.loadF32(shape.v, layoutIndices(shape.layout, batch, headK,
+                                            rb.add(startK, j), e));
+      return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
+    })[0];
+    if (normalizer == Normalizer::softmax)
+      acc = arith::SelectOp::create(
+          b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
+    rb.storeF32(acc, o,
+                layoutIndices(shape.layout, batch, head, rowQ, e));
+  });
+  if (lse) {
+    // lse_i = max + log(sum), -inf for an empty row.
+    memref::StoreOp::create(
+        b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
+        lseIndices(shape.cuQ, batch, head, rowQ, i));
+  }
+}
+
 /// Lowers attn.softmax / chunk_softmax / sparse_softmax. For each (b, h, i)
 /// one row of scores is materialised:
 ///   s_j = score(scale * q_i . k_j) for allowed j, then
@@ -82,6 +242,9 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
   Value byteOne = arith::ConstantIntOp::create(b, i8, 1);
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+  SoftmaxScratch scratch{zero,   scale,  byteZero, byteOne,
+                         negInf, scores, allowedFlags,
+                         blockK, keptBlocks, blockScores, eligible};
 
   rb.gridLoop(shape.numBatches, shape.headsQ, [&](Value batch, Value head) {
     Value startQ, n;
@@ -143,115 +306,10 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
         }
       }
 
-      // Pass 1: scores of allowed keys and their maximum.
-      Value rowMax = rb.loop(zero, m, {negInf}, [&](Value j, ValueRange acc) {
-        Value allowed = maskAt(head, j);
-        if (auto chunked = dyn_cast<ChunkSoftmaxOp>(op.getOperation())) {
-          Value chunk = rb.index(chunked.getChunk());
-          Value sameChunk = arith::CmpIOp::create(
-              b, arith::CmpIPredicate::eq,
-              arith::DivUIOp::create(b, i, chunk),
-              arith::DivUIOp::create(b, j, chunk));
-          allowed = arith::AndIOp::create(b, allowed, sameChunk);
-        }
-        if (sparse) {
-          Value keyBlock = arith::DivUIOp::create(b, j, blockK);
-          Value present;
-          if (Value blockMask = sparse.getBlockMask()) {
-            Value queryBlock = arith::DivUIOp::create(
-                b, i, rb.index(sparse.getBlockQ()));
-            Value raw = rb.checkedLoad(
-                params.lookup(blockMask),
-                ValueRange{batch, head, queryBlock, keyBlock});
-            present = arith::CmpIOp::create(
-                b, arith::CmpIPredicate::ne, raw,
-                arith::ConstantIntOp::create(b, raw.getType(), 0));
-          } else {
-            present = arith::CmpIOp::create(
-                b, arith::CmpIPredicate::ne,
-                memref::LoadOp::create(b, keptBlocks, keyBlock), byteZero);
-          }
-          allowed = arith::AndIOp::create(b, allowed, present);
-        }
-        memref::StoreOp::create(
-            b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
-        ValueRange newMax = rb.ifThen(
-            allowed, {f32},
-            [&]() -> SmallVector<Value> {
-              // s = scale * dot(q_i, k_j)
-              Value dot = rb.loop(zero, shape.dimK, {rb.f32(0)},
-                                  [&](Value d, ValueRange sum) {
-                                    return SmallVector<Value>{rb.add(
-                                        sum[0], rb.mul(qAt(head, d),
-                                                       kAt(j, d)))};
-                                  })[0];
-              Value s = rb.mul(scale, dot);
-              // s = score(s, b, h, i, j, n, m, qstart, kstart)
-              s = rb.inlineExpression(
-                  op.getScore(),
-                  {s, batch, head, i, j, n, m, startQ, startK}, s);
-              memref::StoreOp::create(b, s, scores, j);
-              return {arith::MaximumFOp::create(b, acc[0], s)};
-            },
-            [&]() -> SmallVector<Value> { return {acc[0]}; });
-        return SmallVector<Value>{newMax[0]};
-      })[0];
-
-      // Pass 2: weights p_j in place of the scores, and their sum. With
-      // softmax, a row whose maximum is -inf has no weight at all; a NaN or
-      // +inf maximum (a NaN score, an overflow) makes the row NaN.
-      Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
-                                            rowMax, negInf);
-      Value rowSum = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
-        Value allowed = arith::CmpIOp::create(
-            b, arith::CmpIPredicate::ne,
-            memref::LoadOp::create(b, allowedFlags, j), byteZero);
-        Value s = memref::LoadOp::create(b, scores, j);
-        Value p;
-        switch (normalizer) {
-        case Normalizer::softmax:
-          allowed = arith::AndIOp::create(b, allowed, rowLive);
-          p = math::ExpOp::create(b, arith::SubFOp::create(b, s, rowMax));
-          break;
-        case Normalizer::sigmoid: // 1 / (1 + exp(-s))
-          p = arith::DivFOp::create(
-              b, rb.f32(1),
-              rb.add(rb.f32(1),
-                     math::ExpOp::create(b, arith::NegFOp::create(b, s))));
-          break;
-        case Normalizer::none:
-          p = s;
-          break;
-        }
-        p = arith::SelectOp::create(b, allowed, p, rb.f32(0));
-        memref::StoreOp::create(b, p, scores, j);
-        return SmallVector<Value>{rb.add(acc[0], p)};
-      })[0];
-
-      // Pass 3: o_i = sum_j p_j v_j, divided by sum_j p_j for softmax; an
-      // empty row gives 0, a NaN sum NaN.
-      Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
-                                              rowSum, rb.f32(0));
-      rb.loop(zero, shape.dimV, [&](Value e) {
-        Value acc = rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange sum) {
-          Value p = memref::LoadOp::create(b, scores, j);
-          Value value =
-              rb.loadF32(shape.v, layoutIndices(shape.layout, batch, headK,
-                                                rb.add(startK, j), e));
-          return SmallVector<Value>{rb.add(sum[0], rb.mul(p, value))};
-        })[0];
-        if (normalizer == Normalizer::softmax)
-          acc = arith::SelectOp::create(
-              b, hasWeight, arith::DivFOp::create(b, acc, rowSum), rb.f32(0));
-        rb.storeF32(acc, o,
-                    layoutIndices(shape.layout, batch, head, rowQ, e));
-      });
-      if (lse) {
-        // lse_i = max + log(sum), -inf for an empty row.
-        memref::StoreOp::create(
-            b, rb.logSumExp(hasWeight, rowMax, rowSum), lse,
-            lseIndices(shape.cuQ, batch, head, rowQ, i));
-      }
+      SoftmaxRow row{batch, head, i, rowQ, startQ, n, startK, m, headK};
+      Value rowMax =
+          lowerSoftmaxScores(op, rb, shape, scratch, row, qAt, kAt, maskAt);
+      lowerSoftmaxOutput(rb, shape, scratch, row, normalizer, rowMax, o, lse);
     });
   });
   for (Value buffer : {scores, allowedFlags, keptBlocks, blockScores, eligible})
