@@ -130,7 +130,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.rowsPerWarp = options.rowsPerWarp;
     softmax.mma = options.mma;
     softmax.warpSpecialize = options.warpSpecialize;
-    softmax.splitKeys = splitKeysText(options.splitKeys);
+    softmax.splitKeys = options.splitKeys;
     softmax.packGqa = options.packGqa;
     softmax.maxSharedBytes = maxSharedBytes;
     pm.addPass(createGpuTileSoftmax(softmax));

@@ -1,7 +1,7 @@
 // RUN: attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=128" -canonicalize | FileCheck %s
 // RUN: not attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=48" -o /dev/null 2>&1 | FileCheck %s --check-prefix=UNEVEN
-// RUN: attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=auto" -canonicalize | FileCheck %s --check-prefix=AUTO
-// RUN: not attnc-opt %s -attn-gpu-tile-softmax="split-keys=lots" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
+// RUN: attnc-opt %s -attn-gpu-tile-softmax="block-k=32 split-keys=-1" -canonicalize | FileCheck %s --check-prefix=AUTO
+// RUN: not attnc-opt %s -attn-gpu-tile-softmax="split-keys=-64" -o /dev/null 2>&1 | FileCheck %s --check-prefix=BAD
 
 // split-keys=128: grid x is query blocks times ceil(M / 128) (the segments
 // term on k's length), splits minor; the kernel takes the workspace after
@@ -40,7 +40,7 @@
 // CHECK:                 math.fma
 // CHECK:         gpu.return
 
-// split-keys=auto: the segments term counts key blocks (ceil(M / 32)),
+// split-keys=-1 (auto): the segments term counts key blocks (ceil(M / 32)),
 // the most splits a launch may choose; the kernel reads the number chosen
 // from the grid (grid x / query blocks) and gives each split
 // ceil(key blocks / splits) blocks.
@@ -57,7 +57,7 @@
 // AUTO:         arith.remui %[[X]], %[[SPLITS]]
 // AUTO:         memref.atomic_rmw addi
 
-// BAD: error: attn-gpu-tile-softmax: split-keys must be a non-negative number of keys or auto, got 'lots'
+// BAD: error: attn-gpu-tile-softmax: split-keys must be a non-negative number of keys or -1 (auto), got -64
 // BAD-NOT: see current operation
 
 // UNEVEN: error: kernel 'causal' cannot run on the GPU: split-keys (48) must be a multiple of the key tile (32 keys)

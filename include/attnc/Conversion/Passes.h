@@ -50,8 +50,9 @@ inline constexpr llvm::StringLiteral kAccessSitesAttrName =
     "attnc.access_sites";
 inline constexpr int64_t kMaxGuardedRank = 8;
 
-/// split-keys=auto: each launch chooses how many CTAs split a query block's
-/// keys from the GPU's size (attnc::chooseKeySplits in GpuImage.h).
+/// split-keys=auto (-1 in attn-gpu-tile-softmax's integer option): each
+/// launch chooses how many CTAs split a query block's keys from the GPU's
+/// size (attnc::chooseKeySplits in GpuImage.h).
 inline constexpr int64_t kAutoSplitKeys = -1;
 /// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
 /// number of keys; false for anything else.

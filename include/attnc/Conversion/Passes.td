@@ -400,10 +400,11 @@ def GpuTileSoftmax : Pass<"attn-gpu-tile-softmax", "::mlir::ModuleOp"> {
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per shared-memory tile (a multiple of 16); halved while the "
            "tiles exceed max-shared-bytes">,
-    Option<"splitKeys", "split-keys", "std::string", /*default=*/"\"0\"",
+    Option<"splitKeys", "split-keys", "int64_t", /*default=*/"0",
            "Keys per split: CTAs of one query block walk different runs of "
            "this many keys and the last one combines them (0: no split; "
-           "auto: each launch chooses the number of splits)">,
+           "-1: each launch chooses the number of splits, the option text's "
+           "split-keys=auto)">,
     Option<"packGqa", "pack-gqa", "bool", /*default=*/"false",
            "Pack the query heads of a GQA group into one CTA's rows, which "
            "share the group's K and V tiles (dense and chunk-local kernels)">,

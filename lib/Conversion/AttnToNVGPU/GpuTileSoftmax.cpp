@@ -161,13 +161,12 @@ struct GpuTileSoftmaxPass
 
   /// What is wrong with the option values, or "".
   std::string optionProblem() const {
-    int64_t keysPerSplit = 0;
     if (warps <= 0 || blockK <= 0)
       return "attn-gpu-tile-softmax needs positive warps and block-k";
-    if (!parseSplitKeys(splitKeys, keysPerSplit))
+    if (splitKeys < 0 && splitKeys != kAutoSplitKeys)
       return "attn-gpu-tile-softmax: split-keys must be a non-negative "
-             "number of keys or auto, got '" +
-             splitKeys + "'";
+             "number of keys or -1 (auto), got " +
+             std::to_string(splitKeys);
     if (rowsPerWarp != 16 && rowsPerWarp != 32)
       return "attn-gpu-tile-softmax: rows-per-warp must be 16 or 32 (one or "
              "two mma row tiles), got " +
@@ -182,8 +181,6 @@ struct GpuTileSoftmaxPass
     if (failedOnBadOptions())
       return;
     ModuleOp module = getOperation();
-    int64_t keysPerSplit = 0;
-    parseSplitKeys(splitKeys, keysPerSplit);
     gpu::GPUModuleOp gpuModule;
     for (KernelOp kernel :
          llvm::make_early_inc_range(module.getOps<KernelOp>())) {
@@ -197,7 +194,7 @@ struct GpuTileSoftmaxPass
       shape.rowsPerWarp = rowsPerWarp;
       shape.blockQ = warps * rowsPerWarp;
       shape.blockK = blockK;
-      shape.splitKeys = keysPerSplit;
+      shape.splitKeys = splitKeys;
       shape.packGqa = packGqa;
       std::string reason = unsupportedReason(family, shape, maxSharedBytes);
       if (!reason.empty()) {
