@@ -96,13 +96,17 @@ bool attnc::GpuPipelineOptions::verify(std::string &error) const {
   return true;
 }
 
+void attnc::addTileStrategies(OpPassManager &pm, const CpuOptions &options) {
+  pm.addPass(createTileSoftmax(TileSoftmaxOptions{options.blockQ, options.blockK}));
+  pm.addPass(createTileLinear());
+}
+
 void attnc::addCpuStrategies(OpPassManager &pm, const CpuOptions &options) {
   if (options.path == CpuPath::Reference) {
     pm.addPass(createLowerToReference());
     return;
   }
-  pm.addPass(createTileSoftmax(TileSoftmaxOptions{options.blockQ, options.blockK}));
-  pm.addPass(createTileLinear());
+  addTileStrategies(pm, options);
   pm.addPass(createTileToLoops());
 }
 

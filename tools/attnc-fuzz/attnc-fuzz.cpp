@@ -70,16 +70,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (attn::KernelOp kernel : module->getOps<attn::KernelOp>())
     names.push_back(kernel.getSymName().str());
   for (const std::string &name : names) {
-    lowerCopy(*module, name, [](OpPassManager &pm) {
-      pm.addPass(createTileSoftmax(TileSoftmaxOptions{64, 64}));
-      pm.addPass(createTileLinear());
-      pm.addPass(createTileToLoops());
-      buildLowerToLLVMPipeline(pm);
-    });
-    lowerCopy(*module, name, [](OpPassManager &pm) {
-      pm.addPass(createLowerToReference());
-      buildLowerToLLVMPipeline(pm);
-    });
+    for (CpuPath path : {CpuPath::Tiled, CpuPath::Reference})
+      lowerCopy(*module, name, [&](OpPassManager &pm) {
+        CpuOptions options;
+        options.path = path;
+        addCpuStrategies(pm, options);
+        buildLowerToLLVMPipeline(pm);
+      });
     for (const char *chip : {"sm_80", "sm_90a"}) {
       GpuPipelineOptions options;
       options.chip = chip;

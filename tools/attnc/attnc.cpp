@@ -217,13 +217,13 @@ static int emit(mlir::ModuleOp module) {
   CpuOptions options;
   options.path = cpuPath;
   if (stage == Stage::Tile) {
-    pm.addPass(createTileSoftmax());
-    pm.addPass(createTileLinear());
+    addTileStrategies(pm, options);
   } else if (stage == Stage::Loops) {
     options.path = CpuPath::Tiled;
     addCpuStrategies(pm, options);
   } else if (stage == Stage::Reference) {
-    pm.addPass(createLowerToReference());
+    options.path = CpuPath::Reference;
+    addCpuStrategies(pm, options);
   } else if (stage == Stage::LLVM) {
     addCpuStrategies(pm, options);
     buildLowerToLLVMPipeline(pm);

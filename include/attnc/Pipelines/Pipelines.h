@@ -131,6 +131,10 @@ bool parseCompileOptions(llvm::StringRef text, unsigned targets,
 /// valued option included: the kernel cache's options string.
 std::string compileOptionsKey(const CompileOptions &options, unsigned targets);
 
+/// Adds the passes that turn attn kernels into their target-neutral tile
+/// programs (attn-tile-softmax, attn-tile-linear).
+void addTileStrategies(mlir::OpPassManager &pm, const CpuOptions &options);
+
 /// Adds the passes that turn attn kernels into CPU loops for `options`:
 /// the tile strategies and attn-tile-to-loops, or the reference lowering.
 /// buildLowerToLLVMPipeline follows.
