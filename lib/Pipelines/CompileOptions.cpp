@@ -13,6 +13,18 @@
 
 using namespace attnc;
 
+bool attnc::parseSplitKeys(llvm::StringRef text, int64_t &splitKeys) {
+  int64_t keys = kAutoSplitKeys;
+  if (text != "auto" && (text.getAsInteger(10, keys) || keys < 0))
+    return false;
+  splitKeys = keys;
+  return true;
+}
+
+std::string attnc::splitKeysText(int64_t splitKeys) {
+  return splitKeys == kAutoSplitKeys ? "auto" : std::to_string(splitKeys);
+}
+
 llvm::ArrayRef<CompileOption> attnc::compileOptions() {
   using Gpu = GpuPipelineOptions;
   static const CompileOption table[] = {

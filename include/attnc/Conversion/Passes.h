@@ -54,11 +54,6 @@ inline constexpr int64_t kMaxGuardedRank = 8;
 /// launch chooses how many CTAs split a query block's keys from the GPU's
 /// size (attnc::chooseKeySplits in GpuImage.h).
 inline constexpr int64_t kAutoSplitKeys = -1;
-/// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
-/// number of keys; false for anything else.
-bool parseSplitKeys(llvm::StringRef text, int64_t &splitKeys);
-/// The split-keys value as parseSplitKeys reads it.
-std::string splitKeysText(int64_t splitKeys);
 
 } // namespace attnc
 

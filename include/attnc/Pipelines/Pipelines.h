@@ -21,6 +21,12 @@ namespace attnc {
 /// scf/memref/arith/math program) to the LLVM dialect.
 void buildLowerToLLVMPipeline(mlir::OpPassManager &pm);
 
+/// Reads a split-keys value: "auto" (kAutoSplitKeys) or a non-negative
+/// number of keys; false for anything else.
+bool parseSplitKeys(llvm::StringRef text, int64_t &splitKeys);
+/// The split-keys value as parseSplitKeys reads it.
+std::string splitKeysText(int64_t splitKeys);
+
 /// Which code path the CPU target compiles.
 enum class CpuPath {
   /// The direct definition (attn-lower-to-reference): the oracle.
