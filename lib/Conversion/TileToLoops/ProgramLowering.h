@@ -1,17 +1,22 @@
 //===- ProgramLowering.h - A tile program as loops over buffers -*- C++ -*-===//
 //
-// Private to attn-tile-to-loops (TileToLoops.cpp holds the pass and the
-// driver that lowers a grid op by op): every tile becomes an f32 buffer
-// allocated once per call, every tile op a loop nest over it.
-// ProgramLowering's parts live in files by concern:
+// Private to attn-tile-to-loops. Every tile becomes an f32 buffer allocated
+// once per call, every tile op a loop nest over it. The lowering of each op
+// is a ConversionPattern (one per op); the patterns of one grid share a
+// ProgramLowering, which plans the buffers: where each tile lives, which
+// buffer a new tile may take over from one that dies, and the liveness
+// facts that reuse relies on. Tiles have no converted value: a pattern
+// replaces them with nothing and its users find their buffers here, by
+// the original value. Files by concern:
 //
-//   TileBuffers.cpp      allocation, buffer reuse and liveness, element
-//                        access and copies between buffers
-//   TileOpLowering.cpp   load, store, splat, scan, slice, transpose, reduce
-//                        and top-k insert
+//   TileToLoops.cpp      the pass: calling convention, the grid's loop
+//   TileBuffers.cpp      ProgramLowering: allocation, reuse and liveness,
+//                        element access and copies between buffers
+//   TileOpLowering.cpp   load, store, splat and constant, scan, slice,
+//                        transpose, reduce and top-k insert
 //   TileDotLowering.cpp  dot and decay dot
 //   TileMapLowering.cpp  map, on vectors of columns where its body allows
-//   TileControlFlow.cpp  scf.for and scf.if carrying tiles
+//   TileControlFlow.cpp  scf.for, scf.if and scf.yield carrying tiles
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,13 +24,19 @@
 #define ATTNC_LIB_CONVERSION_TILETOLOOPS_PROGRAMLOWERING_H
 
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
-#include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Conversion/Passes.h"
+#include "attnc/Dialect/Tile/IR/TileOps.h"
 
+#include "mlir/Transforms/DialectConversion.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/DenseSet.h"
 
 namespace attnc::lowering::tile_to_loops {
+
+using mlir::ConversionPatternRewriter;
+using mlir::MLIRContext;
+using mlir::OpConversionPattern;
+using mlir::RewritePatternSet;
 
 inline bool isTile(Value value) {
   return mlir::isa<mlir::RankedTensorType>(value.getType());
@@ -44,32 +55,81 @@ struct TileBuffer {
   bool transposed = false;
 };
 
-/// Lowers one grid and everything in it; the buffers are allocated at
-/// `allocPoint` (before the grid's loop) and freed after it.
+/// What an scf.yield carrying tiles does with them, set by the lowering of
+/// its scf.for or scf.if.
+struct YieldPlan {
+  enum Kind {
+    /// Moves the tiles into `into` (a loop's carried buffers, or an if's
+    /// results when this is its else branch).
+    Into,
+    /// The then branch of `branchOf`: the if's results live where these
+    /// tiles are.
+    ThenResults,
+  } kind = Into;
+  SmallVector<TileBuffer> into;
+  /// The lowered scf.if and the original one (whose results get the
+  /// buffers); null for loops.
+  Operation *branchOf = nullptr, *original = nullptr;
+  /// Whether this is the last branch lowered (row counts are checked then).
+  bool last = false;
+};
+
+/// The state the patterns lowering one grid share: the builder they build
+/// with (on the rewriter of the current pattern), the buffers of the tiles
+/// so far and how they are planned.
 class ProgramLowering {
 public:
-  ProgramLowering(ImplicitLocOpBuilder &b, LoweringBuilder &rb,
-                  Operation *allocPoint, int64_t blockRows)
-      : b(b), rb(rb), allocs(allocPoint), blockRows(blockRows) {}
+  ProgramLowering(Location loc, MLIRContext *context, Value status,
+                  int64_t blockRows)
+      : b(loc, context), rb(b, params, status), blockRows(blockRows) {}
 
-  /// Lowers the ops of `block` at the builder's insertion point
-  /// (TileToLoops.cpp).
-  mlir::LogicalResult lowerBlock(Block &block, IRMapping &mapping);
+  /// Builds, until destroyed, before `op` with the rewriter's listener, so
+  /// that the conversion tracks what is built.
+  class OpScope {
+  public:
+    OpScope(ProgramLowering &lowering, Operation *op,
+            ConversionPatternRewriter &rewriter);
+    ~OpScope();
 
-  /// Deallocates every buffer allocated so far (TileBuffers.cpp).
-  void freeBuffers();
+  private:
+    ProgramLowering &lowering;
+  };
 
-  /// Fills, once at the allocation point, the tiles that the grid reads
-  /// but that are defined outside it: splats (or the constants that
-  /// canonicalization makes of them) (TileToLoops.cpp).
-  mlir::LogicalResult lowerOuterTiles(tile::GridOp grid);
+  /// The value `value` stands for in the lowered IR (a scalar).
+  Value remapped(Value value);
 
-private:
-  mlir::LogicalResult lowerOp(Operation *op, IRMapping &mapping);
+  /// Replaces `op`: its tile results by nothing (their buffers are
+  /// assigned here), the others by `scalars`, in order.
+  void replaceOp(Operation *op, ValueRange scalars);
+
+  /// Moves the ops of `from` before `at` in `to`; its arguments become
+  /// `args` (null for a tile argument, whose buffer is assigned here).
+  void moveBody(Block &from, Block *to, Block::iterator at,
+                ArrayRef<Value> args);
+
+  /// Emits `message` on `op` and remembers that an error was reported (the
+  /// conversion driver's own "failed to legalize" is then redundant).
+  mlir::LogicalResult error(Operation *op, const llvm::Twine &message);
+  bool reportedError() const { return reported; }
+
+  ConversionPatternRewriter &rewriter() { return *current; }
 
   //===--------------------------------------------------------------------===//
   // Buffers (TileBuffers.cpp)
   //===--------------------------------------------------------------------===//
+
+  /// Buffers are allocated right before `allocPoint`.
+  void setAllocPoint(Operation *allocPoint) { allocs = allocPoint; }
+  Operation *allocPoint() const { return allocs; }
+
+  /// Deallocates every buffer allocated so far, at the builder's insertion
+  /// point.
+  void freeBuffers();
+
+  /// Fills, once at the allocation point, the tiles that the grid reads
+  /// but that are defined outside it: splats (or the constants that
+  /// canonicalization makes of them).
+  mlir::LogicalResult lowerOuterTiles(tile::GridOp grid);
 
   /// A size for the allocation point: a constant, or `dynamic`, which must
   /// be defined there already.
@@ -101,23 +161,38 @@ private:
 
   /// The buffer of a tile operand (lowered before its users).
   TileBuffer tileOf(Value value);
+  bool hasTile(Value value) const { return tiles.count(value); }
 
   /// A tile-typed arith.constant: a splat of a static shape.
   mlir::LogicalResult fillConstant(arith::ConstantOp constant);
+  /// A tensor.splat, filled unless it only initializes dot accumulators.
+  mlir::LogicalResult fillSplat(mlir::tensor::SplatOp splat);
+  /// A tile of +0.0 (tensor.splat or its canonical form).
+  static bool isZeroSplat(Value value);
+  bool isZeroAccumulator(Value value) const {
+    return zeroAccumulators.contains(value);
+  }
 
   /// A fresh buffer for a tile of `like`'s shape and row count.
   TileBuffer allocateLike(const TileBuffer &like);
 
   TileBuffer assign(Value value, TileBuffer tile);
 
+  /// The op that a value's block belongs to in the lowered IR (a block
+  /// whose ops moved counts as the block they moved to).
+  Operation *ownerOf(Value value);
+
   /// Whether `value` is not used after `op`: defined in op's block (or an
   /// argument of it) and used only by op and ops before it there.
-  static bool diesAt(Value value, Operation *op);
+  bool diesAt(Value value, Operation *op);
 
   /// Whether `value` may be used after `op` runs: by an op after it in an
   /// enclosing block, or anywhere else inside a loop around it
   /// (conservatively).
   static bool usedAfter(Value value, Operation *op);
+
+  /// The tiles assigned to `buffer` so far.
+  ArrayRef<Value> occupantsOf(Value buffer) { return occupants[buffer]; }
 
   Value loadElement(const TileBuffer &tile, Value r, Value c);
   void storeElement(Value value, const TileBuffer &tile, Value r, Value c);
@@ -134,80 +209,62 @@ private:
                                const TileBuffer &to,
                                ArrayRef<TileBuffer> yielded);
 
-  //===--------------------------------------------------------------------===//
-  // Tile ops (TileOpLowering.cpp)
-  //===--------------------------------------------------------------------===//
+  /// What the lowering of each scf.yield carrying tiles does.
+  llvm::DenseMap<Operation *, YieldPlan> yieldPlans;
 
-  mlir::LogicalResult lowerLoad(tile::LoadOp load, IRMapping &mapping);
-  mlir::LogicalResult lowerStore(tile::StoreOp store, IRMapping &mapping);
-  mlir::LogicalResult lowerSplat(mlir::tensor::SplatOp splat,
-                                 IRMapping &mapping);
-  /// A tile of +0.0 (tensor.splat or its canonical form).
-  static bool isZeroSplat(Value value);
-  /// Row r combines rows 0..r, in place when the input dies here.
-  mlir::LogicalResult lowerScan(tile::ScanOp scan);
-  /// Copies rows first.. of the input; rows past the count are zero.
-  mlir::LogicalResult lowerSlice(tile::SliceOp slice, IRMapping &mapping);
-  /// A copy with rows and columns swapped; the input's row count must be
-  /// known at the allocation point, as it becomes the column count.
-  mlir::LogicalResult lowerTranspose(tile::TransposeOp transpose);
-  mlir::LogicalResult lowerReduce(tile::ReduceOp reduce, IRMapping &mapping);
-  /// Per row: the candidate's place follows the last listed entry it does
-  /// not beat; the entries from there move down one and it is stored there.
-  /// In place when the lists die here.
-  mlir::LogicalResult lowerTopKInsert(tile::TopKInsertOp insert);
+  ImplicitLocOpBuilder b;
+  IRMapping params;
+  LoweringBuilder rb;
+  /// The loop the grid became; the buffers are freed after it.
+  Operation *workLoop = nullptr;
 
-  //===--------------------------------------------------------------------===//
-  // Dots (TileDotLowering.cpp)
-  //===--------------------------------------------------------------------===//
-
-  mlir::LogicalResult lowerDot(tile::DotOp dot);
-  /// result[r][c] = acc[r][c] + sum_d lhs[r][d] rhs[c][d]
-  ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time;
-  /// with lower_triangular only for c <= r.
-  mlir::LogicalResult lowerDecayDot(tile::DecayDotOp dot);
-
-  //===--------------------------------------------------------------------===//
-  // Maps (TileMapLowering.cpp)
-  //===--------------------------------------------------------------------===//
-
-  mlir::LogicalResult lowerMap(tile::MapOp map, IRMapping &mapping);
-  /// Whether a map body can run on vectors of columns: elementwise arith
-  /// and math ops without side effects or undefined behaviour (they may be
-  /// evaluated where the scalar code would not), constants, and scf.if with
-  /// such branches (both evaluated, then selected). Loads stay scalar.
-  static bool vectorizableBody(Block &body);
-
-  //===--------------------------------------------------------------------===//
-  // Control flow carrying tiles (TileControlFlow.cpp)
-  //===--------------------------------------------------------------------===//
-
-  mlir::LogicalResult lowerFor(scf::ForOp forOp, IRMapping &mapping);
-  mlir::LogicalResult lowerIf(scf::IfOp ifOp, IRMapping &mapping);
-  SmallVector<TileBuffer> yieldedTiles(scf::YieldOp yield);
-  /// Ends a lowered loop body or branch: an scf.yield of the scalars, after
-  /// moving the yielded tiles into `into` (the carried or result buffers;
-  /// empty: they stay where they are).
-  mlir::LogicalResult yieldInto(scf::YieldOp yield, IRMapping &mapping,
-                                ArrayRef<TileBuffer> into);
-  /// Maps the results of a lowered scf op: tiles to `buffers`, scalars to
-  /// `lowered`, each in order.
-  void bindResults(ValueRange results, ArrayRef<TileBuffer> buffers,
-                   ValueRange lowered, IRMapping &mapping);
-
-  ImplicitLocOpBuilder &b;
-  LoweringBuilder &rb;
+private:
   /// Buffers are allocated right before this op.
-  Operation *allocs;
+  Operation *allocs = nullptr;
   /// The grid's query rows: the capacity of tiles with a dynamic row count.
   int64_t blockRows;
+  ConversionPatternRewriter *current = nullptr;
+  bool reported = false;
   llvm::DenseMap<Value, TileBuffer> tiles;
   /// Zero splats that only ever initialize dot accumulators: never filled.
   llvm::DenseSet<Value> zeroAccumulators;
   /// The tiles assigned to each buffer so far.
   llvm::DenseMap<Value, SmallVector<Value>> occupants;
   SmallVector<Value> allocated;
+  /// Blocks whose ops moved, to the block they moved to.
+  llvm::DenseMap<Block *, Block *> movedBlocks;
 };
+
+/// A pattern lowering one op of a grid: `lower` builds at the op with
+/// the shared ProgramLowering and replaces the op.
+template <typename Op> class TileLowering : public OpConversionPattern<Op> {
+public:
+  using OneToNOpAdaptor = typename OpConversionPattern<Op>::OneToNOpAdaptor;
+
+  TileLowering(ProgramLowering &lowering, MLIRContext *context)
+      : OpConversionPattern<Op>(context), lowering(lowering) {}
+
+  mlir::LogicalResult
+  matchAndRewrite(Op op, OneToNOpAdaptor,
+                  ConversionPatternRewriter &rewriter) const final {
+    ProgramLowering::OpScope scope(lowering, op, rewriter);
+    return lower(op);
+  }
+
+protected:
+  virtual mlir::LogicalResult lower(Op op) const = 0;
+
+  ProgramLowering &lowering;
+};
+
+void populateTileOpLoweringPatterns(RewritePatternSet &patterns,
+                                    ProgramLowering &lowering);
+void populateTileDotLoweringPatterns(RewritePatternSet &patterns,
+                                     ProgramLowering &lowering);
+void populateTileMapLoweringPatterns(RewritePatternSet &patterns,
+                                     ProgramLowering &lowering);
+void populateTileControlFlowLoweringPatterns(RewritePatternSet &patterns,
+                                             ProgramLowering &lowering);
 
 } // namespace attnc::lowering::tile_to_loops
 

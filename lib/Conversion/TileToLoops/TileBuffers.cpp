@@ -1,19 +1,96 @@
 //===- TileBuffers.cpp - Tile buffers on the CPU --------------------------===//
 //
-// ProgramLowering's buffers: sizes at the allocation point, allocation
-// (once per call, before the grid's loop), reuse of a buffer whose tile
-// dies, the liveness facts reuse relies on, element access and copies
-// between buffers.
+// ProgramLowering: building on the current pattern's rewriter, replacing
+// ops and moving blocks, and the buffers: sizes at the allocation point,
+// allocation (once per call, before the grid's loop), reuse of a buffer
+// whose tile dies, the liveness facts reuse relies on, element access and
+// copies between buffers.
 //
 //===----------------------------------------------------------------------===//
 
 #include "ProgramLowering.h"
+
+#include "mlir/IR/Matchers.h"
 
 using namespace mlir;
 using namespace attnc;
 using namespace attnc::lowering;
 using namespace attnc::lowering::tile_to_loops;
 namespace tile = attnc::tile;
+
+ProgramLowering::OpScope::OpScope(ProgramLowering &lowering, Operation *op,
+                                  ConversionPatternRewriter &rewriter)
+    : lowering(lowering) {
+  lowering.current = &rewriter;
+  lowering.b.setLoc(op->getLoc());
+  lowering.b.setListener(rewriter.getListener());
+  lowering.b.setInsertionPoint(op);
+}
+
+ProgramLowering::OpScope::~OpScope() {
+  lowering.b.setListener(nullptr);
+  lowering.current = nullptr;
+}
+
+Value ProgramLowering::remapped(Value value) {
+  return current ? current->getRemappedValue(value) : value;
+}
+
+void ProgramLowering::replaceOp(Operation *op, ValueRange scalars) {
+  SmallVector<SmallVector<Value>> replacements;
+  unsigned scalar = 0;
+  for (Value result : op->getResults()) {
+    if (isTile(result))
+      replacements.emplace_back();
+    else
+      replacements.push_back({scalars[scalar++]});
+  }
+  assert(scalar == scalars.size() && "one replacement per scalar result");
+  current->replaceOpWithMultiple(op, std::move(replacements));
+}
+
+void ProgramLowering::moveBody(Block &from, Block *to, Block::iterator at,
+                               ArrayRef<Value> args) {
+  for (auto [arg, replacement] : llvm::zip_equal(from.getArguments(), args))
+    current->replaceAllUsesWith(arg, replacement ? ValueRange(replacement)
+                                                 : ValueRange());
+  for (Operation &op : llvm::make_early_inc_range(from))
+    current->moveOpBefore(&op, to, at);
+  movedBlocks[&from] = to;
+}
+
+LogicalResult ProgramLowering::error(Operation *op,
+                                     const llvm::Twine &message) {
+  reported = true;
+  return op->emitOpError(message);
+}
+
+/// Fills, once at the allocation point, the tiles that the grid reads
+/// but that are defined outside it: splats (or the constants that
+/// canonicalization makes of them).
+LogicalResult ProgramLowering::lowerOuterTiles(tile::GridOp grid) {
+  OpBuilder::InsertionGuard guard(b);
+  b.setInsertionPoint(allocs);
+  WalkResult walk = grid.walk([&](Operation *op) {
+    for (Value operand : op->getOperands()) {
+      if (!isTile(operand) || tiles.count(operand) ||
+          grid->isAncestor(operand.getParentBlock()->getParentOp()))
+        continue;
+      LogicalResult lowered = failure();
+      if (auto constant = operand.getDefiningOp<arith::ConstantOp>())
+        lowered = fillConstant(constant);
+      else if (auto splat = operand.getDefiningOp<tensor::SplatOp>())
+        lowered = fillSplat(splat);
+      else
+        lowered = op->emitOpError("reads a tile defined outside the grid "
+                                  "that is not a splat");
+      if (failed(lowered))
+        return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return failure(walk.wasInterrupted());
+}
 
 void ProgramLowering::freeBuffers() {
   for (Value buffer : allocated)
@@ -30,8 +107,8 @@ FailureOr<Value> ProgramLowering::sizeAtAllocPoint(Operation *user,
   if (!ShapedType::isDynamic(fixed))
     return Value(arith::ConstantIndexOp::create(b, fixed));
   if (!dynamic || !dominatesAllocPoint(dynamic))
-    return user->emitOpError(
-        "has a tile whose dynamic size is not defined outside the grid");
+    return error(
+        user, "has a tile whose dynamic size is not defined outside the grid");
   return dynamic;
 }
 
@@ -40,8 +117,7 @@ bool ProgramLowering::dominatesAllocPoint(Value value) {
     return arg.getOwner() == allocs->getBlock() ||
            arg.getOwner()->getParentOp()->isAncestor(allocs);
   Operation *def = value.getDefiningOp();
-  return def->getBlock() == allocs->getBlock() &&
-         def->isBeforeInBlock(allocs);
+  return def->getBlock() == allocs->getBlock() && def->isBeforeInBlock(allocs);
 }
 
 /// The capacity and the row count of a tile with `fixed` rows, or with
@@ -143,18 +219,70 @@ LogicalResult ProgramLowering::fillConstant(arith::ConstantOp constant) {
   auto type = cast<RankedTensorType>(constant.getType());
   auto splat = dyn_cast<SplatElementsAttr>(constant.getValue());
   if (!splat || !type.hasStaticShape())
-    return constant.emitOpError("only splat tiles of a static shape are "
-                                "supported on the CPU");
+    return error(constant, "only splat tiles of a static shape are "
+                           "supported on the CPU");
   SmallVector<Value> sizes;
   for (int64_t size : type.getShape())
     sizes.push_back(*sizeAtAllocPoint(constant, size, Value()));
-  TileBuffer tile = assign(
-      constant, allocate(sizes[0], sizes.size() > 1 ? sizes[1] : Value(),
-                         false));
+  TileBuffer tile =
+      assign(constant,
+             allocate(sizes[0], sizes.size() > 1 ? sizes[1] : Value(), false));
   Value value = rb.f32(splat.getSplatValue<APFloat>().convertToDouble());
   forEachElement(tile,
                  [&](Value r, Value c) { storeElement(value, tile, r, c); });
   return success();
+}
+
+LogicalResult ProgramLowering::fillSplat(tensor::SplatOp splat) {
+  auto type = splat.getType();
+  ValueRange dynamicSizes = splat.getDynamicSizes();
+  auto dynamicSize = [&](int64_t d) -> Value {
+    if (!type.isDynamicDim(d))
+      return Value();
+    return remapped(dynamicSizes[type.getDynamicDimIndex(d)]);
+  };
+  auto [capacity, rows] = rowsOf(type.getDimSize(0), dynamicSize(0));
+  Value cols;
+  if (type.getRank() == 2) {
+    FailureOr<Value> size =
+        sizeAtAllocPoint(splat, type.getDimSize(1), dynamicSize(1));
+    if (failed(size))
+      return failure();
+    cols = *size;
+  }
+  TileBuffer tile = allocate(capacity, cols, false);
+  tile.rows = rows;
+  assign(splat, tile);
+  // Zero accumulators are never read: the products start from 0.
+  if (isZeroSplat(splat) && llvm::all_of(splat->getUses(), [](OpOperand &use) {
+        auto dot = dyn_cast<tile::DotOp>(use.getOwner());
+        auto decayDot = dyn_cast<tile::DecayDotOp>(use.getOwner());
+        return (dot && use.get() == dot.getAcc() && use.get() != dot.getLhs() &&
+                use.get() != dot.getRhs()) ||
+               (decayDot && use.getOperandNumber() ==
+                                decayDot.getAccMutable().getOperandNumber());
+      })) {
+    zeroAccumulators.insert(splat);
+    return success();
+  }
+  Value value = remapped(splat.getInput());
+  if (!value.getType().isF32())
+    value = arith::ExtFOp::create(b, b.getF32Type(), value);
+  forEachElement(tile,
+                 [&](Value r, Value c) { storeElement(value, tile, r, c); });
+  return success();
+}
+
+bool ProgramLowering::isZeroSplat(Value value) {
+  if (auto splat = value.getDefiningOp<tensor::SplatOp>()) {
+    FloatAttr constant;
+    return matchPattern(splat.getInput(), m_Constant(&constant)) &&
+           constant.getValue().isPosZero();
+  }
+  auto dense = value.getDefiningOp<arith::ConstantOp>();
+  auto splat = dense ? dyn_cast<SplatElementsAttr>(dense.getValue())
+                     : SplatElementsAttr();
+  return splat && splat.getSplatValue<APFloat>().isPosZero();
 }
 
 /// A fresh buffer for a tile of `like`'s shape and row count.
@@ -170,11 +298,25 @@ TileBuffer ProgramLowering::assign(Value value, TileBuffer tile) {
   return tile;
 }
 
+/// The block of `value` in the lowered IR.
+static Block *blockOf(Value value,
+                      const llvm::DenseMap<Block *, Block *> &movedBlocks) {
+  Block *block = value.getParentBlock();
+  for (auto moved = movedBlocks.find(block); moved != movedBlocks.end();
+       moved = movedBlocks.find(block))
+    block = moved->second;
+  return block;
+}
+
+Operation *ProgramLowering::ownerOf(Value value) {
+  return blockOf(value, movedBlocks)->getParentOp();
+}
+
 /// Whether `value` is not used after `op`: defined in op's block (or an
 /// argument of it) and used only by op and ops before it there.
 bool ProgramLowering::diesAt(Value value, Operation *op) {
   Block *block = op->getBlock();
-  if (value.getParentBlock() != block)
+  if (blockOf(value, movedBlocks) != block)
     return false;
   return llvm::all_of(value.getUses(), [&](OpOperand &use) {
     Operation *user = block->findAncestorOpInBlock(*use.getOwner());
@@ -207,15 +349,15 @@ Value ProgramLowering::loadElement(const TileBuffer &tile, Value r, Value c) {
       b, tile.buffer, tile.transposed ? ValueRange{c, r} : ValueRange{r, c});
 }
 
-void ProgramLowering::storeElement(Value value, const TileBuffer &tile,
-                                   Value r, Value c) {
+void ProgramLowering::storeElement(Value value, const TileBuffer &tile, Value r,
+                                   Value c) {
   if (!tile.cols) {
     memref::StoreOp::create(b, value, tile.buffer, ValueRange{r});
     return;
   }
-  memref::StoreOp::create(
-      b, value, tile.buffer,
-      tile.transposed ? ValueRange{c, r} : ValueRange{r, c});
+  memref::StoreOp::create(b, value, tile.buffer,
+                          tile.transposed ? ValueRange{c, r}
+                                          : ValueRange{r, c});
 }
 
 /// for c < cols: body(c); body(null) once for a 1-D tile.
@@ -229,9 +371,8 @@ void ProgramLowering::forEachColumn(const TileBuffer &tile,
 /// for r < rows (and c < cols for 2-D tiles): body(r, c).
 void ProgramLowering::forEachElement(
     const TileBuffer &tile, llvm::function_ref<void(Value, Value)> body) {
-  rb.loop(rb.index(0), tile.rows, [&](Value r) {
-    forEachColumn(tile, [&](Value c) { body(r, c); });
-  });
+  rb.loop(rb.index(0), tile.rows,
+          [&](Value r) { forEachColumn(tile, [&](Value c) { body(r, c); }); });
 }
 
 /// Copies `from` into `to`'s buffer, unless they share it. `yielded` are
@@ -242,10 +383,10 @@ LogicalResult ProgramLowering::moveTile(Operation *op, const TileBuffer &from,
   if (from.buffer == to.buffer)
     return success();
   if (from.transposed != to.transposed)
-    return op->emitOpError("yields tiles stored differently on the CPU");
+    return error(op, "yields tiles stored differently on the CPU");
   for (const TileBuffer &other : yielded)
     if (other.buffer == to.buffer && &other != &from)
-      return op->emitOpError("yields tiles whose CPU buffers overlap");
+      return error(op, "yields tiles whose CPU buffers overlap");
   forEachElement(from, [&](Value r, Value c) {
     storeElement(loadElement(from, r, c), to, r, c);
   });

@@ -1,6 +1,6 @@
 //===- TileDotLowering.cpp - Tile dots as loops over buffers --------------===//
 //
-// ProgramLowering's lowering of attn_tile.dot (on vectors of result
+// The patterns lowering attn_tile.dot (on vectors of result
 // columns, or along the rows of a transposed rhs, else a scalar fallback)
 // and attn_tile.decay_dot (on vectors along the depth where every operand
 // is row-major).
@@ -18,148 +18,177 @@ using namespace attnc::lowering::tile_to_loops;
 namespace tile = attnc::tile;
 namespace vector = mlir::vector;
 
-LogicalResult ProgramLowering::lowerDot(tile::DotOp dot) {
-  TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
-             acc = tileOf(dot.getAcc());
-  bool transposeLhs = dot.getTransposeLhs();
-  // lhs[r][d] of the product (lhs^T with transpose_lhs).
-  auto lhsAt = [&](Value r, Value d) {
-    return transposeLhs ? loadElement(lhs, d, r) : loadElement(lhs, r, d);
-  };
-  Value rows = transposeLhs ? lhs.cols : lhs.rows;
-  Value depth = transposeLhs ? lhs.rows : lhs.cols;
-  bool zeroAcc = zeroAccumulators.contains(dot.getAcc());
-  if (dot.getTransposeRhs() && rhs.transposed) {
-    // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
-    // columns of the result (rhs staged transposed).
-    TileBuffer result = assign(dot, allocateLike(acc));
-    int64_t width = llvm::alignTo(
-        cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
-        LoweringBuilder::kLanes);
+namespace {
+
+struct DotLowering : TileLowering<tile::DotOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::DotOp dot) const override {
+    ImplicitLocOpBuilder &b = lowering.b;
+    LoweringBuilder &rb = lowering.rb;
+    TileBuffer lhs = lowering.tileOf(dot.getLhs()),
+               rhs = lowering.tileOf(dot.getRhs()),
+               acc = lowering.tileOf(dot.getAcc());
+    bool transposeLhs = dot.getTransposeLhs();
+    // lhs[r][d] of the product (lhs^T with transpose_lhs).
+    auto lhsAt = [&](Value r, Value d) {
+      return transposeLhs ? lowering.loadElement(lhs, d, r)
+                          : lowering.loadElement(lhs, r, d);
+    };
+    Value rows = transposeLhs ? lhs.cols : lhs.rows;
+    Value depth = transposeLhs ? lhs.rows : lhs.cols;
+    bool zeroAcc = lowering.isZeroAccumulator(dot.getAcc());
+    if (dot.getTransposeRhs() && rhs.transposed) {
+      // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
+      // columns of the result (rhs staged transposed).
+      TileBuffer result = lowering.assign(dot, lowering.allocateLike(acc));
+      int64_t width = llvm::alignTo(
+          cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
+          LoweringBuilder::kLanes);
+      rb.loop(rb.index(0), rows, [&](Value r) {
+        rb.rowTimesTransposed(depth, [&](Value d) { return lhsAt(r, d); },
+                              rhs.buffer, width, result.buffer, {r});
+        if (zeroAcc)
+          return;
+        rb.loop(rb.index(0), result.cols, [&](Value c) {
+          lowering.storeElement(rb.add(lowering.loadElement(result, r, c),
+                                       lowering.loadElement(acc, r, c)),
+                                result, r, c);
+        });
+      });
+      lowering.replaceOp(dot, {});
+      return success();
+    }
+    if (dot.getTransposeRhs()) {
+      // Scalar fallback: rhs is not staged transposed.
+      TileBuffer result = lowering.assign(dot, lowering.allocateLike(acc));
+      lowering.forEachElement(result, [&](Value r, Value c) {
+        Value init = zeroAcc ? rb.f32(0) : lowering.loadElement(acc, r, c);
+        Value sum = rb.loop(
+            rb.index(0), depth, {init}, [&](Value d, ValueRange partial) {
+              return SmallVector<Value>{math::FmaOp::create(
+                  b, lhsAt(r, d), lowering.loadElement(rhs, c, d), partial[0])};
+            })[0];
+        lowering.storeElement(sum, result, r, c);
+      });
+      lowering.replaceOp(dot, {});
+      return success();
+    }
+    // result[r, :] = acc[r, :] + sum_k lhs[r, k] rhs[k, :], kValueGroup
+    // vectors of result columns per loop over k; in place when acc dies.
+    if (rhs.transposed)
+      return lowering.error(dot, "needs a row-major rhs on the CPU");
+    TileBuffer result = lowering.bufferFor(dot, dot, acc, {dot.getAcc()},
+                                           {dot.getLhs(), dot.getRhs()});
+    constexpr int64_t group =
+        LoweringBuilder::kLanes * LoweringBuilder::kValueGroup;
+    Value groups = arith::DivUIOp::create(
+        b, rb.paddedToValueGroups(result.cols), rb.index(group));
     rb.loop(rb.index(0), rows, [&](Value r) {
-      rb.rowTimesTransposed(
-          depth, [&](Value d) { return lhsAt(r, d); }, rhs.buffer, width,
-          result.buffer, {r});
-      if (zeroAcc)
-        return;
-      rb.loop(rb.index(0), result.cols, [&](Value c) {
-        storeElement(rb.add(loadElement(result, r, c), loadElement(acc, r, c)),
-                     result, r, c);
+      rb.loop(rb.index(0), groups, [&](Value g) {
+        Value c0 = rb.mul(g, rb.index(group));
+        auto column = [&](int64_t k) {
+          return rb.add(c0, rb.index(k * LoweringBuilder::kLanes));
+        };
+        SmallVector<Value> inits;
+        for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+          inits.push_back(zeroAcc ? rb.zeroLanes()
+                                  : rb.loadLanes(acc.buffer, {r, column(k)}));
+        SmallVector<Value> sums =
+            rb.vectorDotLoops(rb.index(0), depth, inits, [&](Value d) {
+              SmallVector<Value> row;
+              for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+                row.push_back(rb.loadLanes(rhs.buffer, {d, column(k)}));
+              return std::make_pair(lhsAt(r, d), row);
+            });
+        for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
+          vector::StoreOp::create(b, sums[k], result.buffer,
+                                  ValueRange{r, column(k)});
       });
     });
+    lowering.replaceOp(dot, {});
     return success();
   }
-  if (dot.getTransposeRhs()) {
-    // Scalar fallback: rhs is not staged transposed.
-    TileBuffer result = assign(dot, allocateLike(acc));
-    forEachElement(result, [&](Value r, Value c) {
-      Value init = zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
-      Value sum = rb.loop(rb.index(0), depth, {init},
-                          [&](Value d, ValueRange partial) {
-                            return SmallVector<Value>{math::FmaOp::create(
-                                b, lhsAt(r, d), loadElement(rhs, c, d),
-                                partial[0])};
-                          })[0];
-      storeElement(sum, result, r, c);
-    });
-    return success();
-  }
-  // result[r, :] = acc[r, :] + sum_k lhs[r, k] rhs[k, :], kValueGroup
-  // vectors of result columns per loop over k; in place when acc dies.
-  if (rhs.transposed)
-    return dot.emitOpError("needs a row-major rhs on the CPU");
-  TileBuffer result = bufferFor(dot, dot, acc, {dot.getAcc()},
-                                {dot.getLhs(), dot.getRhs()});
-  constexpr int64_t group = LoweringBuilder::kLanes * LoweringBuilder::kValueGroup;
-  Value groups = arith::DivUIOp::create(b, rb.paddedToValueGroups(result.cols),
-                                        rb.index(group));
-  rb.loop(rb.index(0), rows, [&](Value r) {
-    rb.loop(rb.index(0), groups, [&](Value g) {
-      Value c0 = rb.mul(g, rb.index(group));
-      auto column = [&](int64_t k) {
-        return rb.add(c0, rb.index(k * LoweringBuilder::kLanes));
-      };
-      SmallVector<Value> inits;
-      for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
-        inits.push_back(zeroAcc ? rb.zeroLanes()
-                                : rb.loadLanes(acc.buffer, {r, column(k)}));
-      SmallVector<Value> sums =
-          rb.vectorDotLoops(rb.index(0), depth, inits, [&](Value d) {
-            SmallVector<Value> row;
-            for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
-              row.push_back(rb.loadLanes(rhs.buffer, {d, column(k)}));
-            return std::make_pair(lhsAt(r, d), row);
-          });
-      for (int64_t k = 0; k < LoweringBuilder::kValueGroup; ++k)
-        vector::StoreOp::create(b, sums[k], result.buffer,
-                                ValueRange{r, column(k)});
-    });
-  });
-  return success();
-}
+};
 
 /// result[r][c] = acc[r][c] + sum_d lhs[r][d] rhs[c][d]
 ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time;
 /// with lower_triangular only for c <= r.
-LogicalResult ProgramLowering::lowerDecayDot(tile::DecayDotOp dot) {
-  TileBuffer lhs = tileOf(dot.getLhs()), rhs = tileOf(dot.getRhs()),
-             lhsGate = tileOf(dot.getLhsGate()),
-             rhsGate = tileOf(dot.getRhsGate()), acc = tileOf(dot.getAcc());
-  TileBuffer result = bufferFor(
-      dot, dot, acc, {dot.getAcc()},
-      {dot.getLhs(), dot.getRhs(), dot.getLhsGate(), dot.getRhsGate()});
-  Value zero = rb.index(0);
-  bool zeroAcc = zeroAccumulators.contains(dot.getAcc());
-  auto accAt = [&](Value r, Value c) {
-    return zeroAcc ? rb.f32(0) : loadElement(acc, r, c);
-  };
-  // The sum over d runs on vectors when every operand is row-major.
-  bool vectorDepth =
-      llvm::none_of(ArrayRef<TileBuffer>{lhs, rhs, lhsGate, rhsGate},
-                    [](const TileBuffer &tile) { return tile.transposed; });
-  Value lanes = rb.index(LoweringBuilder::kLanes);
-  Value groups = arith::DivUIOp::create(b, lhs.cols, lanes);
-  rb.loop(zero, result.rows, [&](Value r) {
-    Value end = dot.getLowerTriangular()
-                    ? Value(arith::MinUIOp::create(
-                          b, rb.add(r, rb.index(1)), result.cols))
-                    : result.cols;
-    rb.loop(zero, end, [&](Value c) {
-      Value sum = accAt(r, c), tail = zero;
-      if (vectorDepth) { // groups of kLanes terms, then one at a time
-        tail = rb.mul(groups, lanes);
-        Value terms =
-            rb.loop(zero, groups, {rb.zeroLanes()},
-                    [&](Value group, ValueRange partial) {
-                      Value d = rb.mul(group, lanes);
-                      Value decay = math::ExpOp::create(
-                          b, arith::SubFOp::create(
-                                 b, rb.loadLanes(lhsGate.buffer, {r, d}),
-                                 rb.loadLanes(rhsGate.buffer, {c, d})));
-                      Value product = arith::MulFOp::create(
-                          b, rb.loadLanes(lhs.buffer, {r, d}),
-                          rb.loadLanes(rhs.buffer, {c, d}));
-                      return SmallVector<Value>{
-                          math::FmaOp::create(b, product, decay, partial[0])};
-                    })[0];
-        sum = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
-                                          terms, sum);
-      }
-      sum =
-          rb.loop(tail, lhs.cols, {sum}, [&](Value d, ValueRange partial) {
-            Value decay = math::ExpOp::create(
-                b, arith::SubFOp::create(b, loadElement(lhsGate, r, d),
-                                         loadElement(rhsGate, c, d)));
-            Value product = rb.mul(
-                rb.mul(loadElement(lhs, r, d), loadElement(rhs, c, d)),
-                decay);
-            return SmallVector<Value>{rb.add(partial[0], product)};
-          })[0];
-      storeElement(sum, result, r, c);
+struct DecayDotLowering : TileLowering<tile::DecayDotOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::DecayDotOp dot) const override {
+    ImplicitLocOpBuilder &b = lowering.b;
+    LoweringBuilder &rb = lowering.rb;
+    TileBuffer lhs = lowering.tileOf(dot.getLhs()),
+               rhs = lowering.tileOf(dot.getRhs()),
+               lhsGate = lowering.tileOf(dot.getLhsGate()),
+               rhsGate = lowering.tileOf(dot.getRhsGate()),
+               acc = lowering.tileOf(dot.getAcc());
+    TileBuffer result = lowering.bufferFor(
+        dot, dot, acc, {dot.getAcc()},
+        {dot.getLhs(), dot.getRhs(), dot.getLhsGate(), dot.getRhsGate()});
+    Value zero = rb.index(0);
+    bool zeroAcc = lowering.isZeroAccumulator(dot.getAcc());
+    auto accAt = [&](Value r, Value c) {
+      return zeroAcc ? rb.f32(0) : lowering.loadElement(acc, r, c);
+    };
+    // The sum over d runs on vectors when every operand is row-major.
+    bool vectorDepth =
+        llvm::none_of(ArrayRef<TileBuffer>{lhs, rhs, lhsGate, rhsGate},
+                      [](const TileBuffer &tile) { return tile.transposed; });
+    Value lanes = rb.index(LoweringBuilder::kLanes);
+    Value groups = arith::DivUIOp::create(b, lhs.cols, lanes);
+    rb.loop(zero, result.rows, [&](Value r) {
+      Value end = dot.getLowerTriangular()
+                      ? Value(arith::MinUIOp::create(b, rb.add(r, rb.index(1)),
+                                                     result.cols))
+                      : result.cols;
+      rb.loop(zero, end, [&](Value c) {
+        Value sum = accAt(r, c), tail = zero;
+        if (vectorDepth) { // groups of kLanes terms, then one at a time
+          tail = rb.mul(groups, lanes);
+          Value terms =
+              rb.loop(zero, groups, {rb.zeroLanes()},
+                      [&](Value group, ValueRange partial) {
+                        Value d = rb.mul(group, lanes);
+                        Value decay = math::ExpOp::create(
+                            b, arith::SubFOp::create(
+                                   b, rb.loadLanes(lhsGate.buffer, {r, d}),
+                                   rb.loadLanes(rhsGate.buffer, {c, d})));
+                        Value product = arith::MulFOp::create(
+                            b, rb.loadLanes(lhs.buffer, {r, d}),
+                            rb.loadLanes(rhs.buffer, {c, d}));
+                        return SmallVector<Value>{
+                            math::FmaOp::create(b, product, decay, partial[0])};
+                      })[0];
+          sum = vector::ReductionOp::create(b, vector::CombiningKind::ADD,
+                                            terms, sum);
+        }
+        sum = rb.loop(tail, lhs.cols, {sum}, [&](Value d, ValueRange partial) {
+          Value decay = math::ExpOp::create(
+              b, arith::SubFOp::create(b, lowering.loadElement(lhsGate, r, d),
+                                       lowering.loadElement(rhsGate, c, d)));
+          Value product = rb.mul(rb.mul(lowering.loadElement(lhs, r, d),
+                                        lowering.loadElement(rhs, c, d)),
+                                 decay);
+          return SmallVector<Value>{rb.add(partial[0], product)};
+        })[0];
+        lowering.storeElement(sum, result, r, c);
+      });
+      if (result.buffer != acc.buffer || zeroAcc)
+        rb.loop(end, result.cols, [&](Value c) {
+          lowering.storeElement(accAt(r, c), result, r, c);
+        });
     });
-    if (result.buffer != acc.buffer || zeroAcc)
-      rb.loop(end, result.cols,
-              [&](Value c) { storeElement(accAt(r, c), result, r, c); });
-  });
-  return success();
+    lowering.replaceOp(dot, {});
+    return success();
+  }
+};
+
+} // namespace
+
+void attnc::lowering::tile_to_loops::populateTileDotLoweringPatterns(
+    RewritePatternSet &patterns, ProgramLowering &lowering) {
+  patterns.add<DotLowering, DecayDotLowering>(lowering, patterns.getContext());
 }

@@ -3,8 +3,9 @@
 // Every tile becomes an f32 buffer allocated once per call, every tile op a
 // loop nest over it; the grid becomes the loop over the call's share of the
 // program instances. See the pass description in Passes.td. This file holds
-// the pass and its driver, which lowers a grid op by op; ProgramLowering.h
-// says where the lowering of each kind of op lives.
+// the pass, which gives the function its calling convention and runs the
+// conversion, and the patterns of the grid; ProgramLowering.h says where
+// the pattern of each other kind of op lives.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,94 +25,81 @@ using namespace attnc::lowering;
 using namespace attnc::lowering::tile_to_loops;
 namespace tile = attnc::tile;
 
-LogicalResult ProgramLowering::lowerBlock(Block &block, IRMapping &mapping) {
-  for (Operation &op : block.without_terminator())
-    if (failed(lowerOp(&op, mapping)))
-      return failure();
-  return success();
-}
+namespace {
 
-/// Fills, once at the allocation point, the tiles that the grid reads
-/// but that are defined outside it: splats (or the constants that
-/// canonicalization makes of them).
-LogicalResult ProgramLowering::lowerOuterTiles(tile::GridOp grid) {
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPoint(allocs);
-  IRMapping identity;
-  WalkResult walk = grid.walk([&](Operation *op) {
-    for (Value operand : op->getOperands()) {
-      if (!isTile(operand) || tiles.count(operand) ||
-          grid->isAncestor(operand.getParentBlock()->getParentOp()))
-        continue;
-      LogicalResult lowered = failure();
-      if (auto constant = operand.getDefiningOp<arith::ConstantOp>())
-        lowered = fillConstant(constant);
-      else if (auto splat = operand.getDefiningOp<tensor::SplatOp>())
-        lowered = lowerSplat(splat, identity);
-      else
-        lowered = op->emitOpError("reads a tile defined outside the grid "
-                                  "that is not a splat");
-      if (failed(lowered))
-        return WalkResult::interrupt();
+/// The grid: the loop over the call's share of the program instances,
+/// with the body moved into it.
+struct GridLowering : TileLowering<tile::GridOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::GridOp grid) const override {
+    LoweringBuilder &rb = lowering.rb;
+    Block &body = grid.getBody().front();
+    auto instance = [&](Value batch, Value head, Value queryBlock) {
+      OpBuilder &b = lowering.b;
+      lowering.moveBody(body, b.getInsertionBlock(), b.getInsertionPoint(),
+                        {queryBlock, head, batch});
+    };
+    Value batches = lowering.remapped(grid.getBatches());
+    Value heads = lowering.remapped(grid.getHeads());
+    if (grid.getPerSequence())
+      rb.gridLoop(batches, heads, [&](Value batch, Value head) {
+        instance(batch, head, rb.index(0));
+      });
+    else
+      rb.rowBlockGridLoop(batches, heads, instance);
+    lowering.workLoop = &*std::prev(lowering.b.getInsertionPoint());
+    lowering.replaceOp(grid, {});
+    return success();
+  }
+};
+
+/// The end of the grid's body, moved into the loop (those of maps go with
+/// their maps).
+struct GridYieldLowering : TileLowering<tile::YieldOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::YieldOp yield) const override {
+    lowering.rewriter().eraseOp(yield);
+    return success();
+  }
+};
+
+/// Ops that hold tiles but that no pattern lowers, reported before the
+/// conversion starts.
+LogicalResult checkSupported(tile::GridOp grid) {
+  WalkResult walk = grid.getBody().walk([&](Operation *op) {
+    if (isa<tile::MapOp>(op)) // its body is evaluated per element
+      return WalkResult::skip();
+    if (isa<tile::TileDialect>(op->getDialect()) ||
+        isa<tensor::SplatOp, scf::ForOp, scf::IfOp, scf::YieldOp>(op) ||
+        (isa<arith::ConstantOp>(op) && isTile(op->getResult(0))))
+      return WalkResult::advance();
+    if (llvm::any_of(op->getOperands(), isTile) ||
+        llvm::any_of(op->getResults(), isTile)) {
+      op->emitOpError("holds tiles, which the CPU lowering supports only in "
+                      "attn_tile ops, tensor.splat, scf.for and scf.if");
+      return WalkResult::interrupt();
     }
     return WalkResult::advance();
   });
   return failure(walk.wasInterrupted());
 }
 
-LogicalResult ProgramLowering::lowerOp(Operation *op, IRMapping &mapping) {
-  if (auto load = dyn_cast<tile::LoadOp>(op))
-    return lowerLoad(load, mapping);
-  if (auto store = dyn_cast<tile::StoreOp>(op))
-    return lowerStore(store, mapping);
-  if (auto dot = dyn_cast<tile::DotOp>(op))
-    return lowerDot(dot);
-  if (auto map = dyn_cast<tile::MapOp>(op))
-    return lowerMap(map, mapping);
-  if (auto reduce = dyn_cast<tile::ReduceOp>(op))
-    return lowerReduce(reduce, mapping);
-  if (auto insert = dyn_cast<tile::TopKInsertOp>(op))
-    return lowerTopKInsert(insert);
-  if (auto scan = dyn_cast<tile::ScanOp>(op))
-    return lowerScan(scan);
-  if (auto slice = dyn_cast<tile::SliceOp>(op))
-    return lowerSlice(slice, mapping);
-  if (auto transpose = dyn_cast<tile::TransposeOp>(op))
-    return lowerTranspose(transpose);
-  if (auto decayDot = dyn_cast<tile::DecayDotOp>(op))
-    return lowerDecayDot(decayDot);
-  if (auto splat = dyn_cast<tensor::SplatOp>(op))
-    return lowerSplat(splat, mapping);
-  if (auto constant = dyn_cast<arith::ConstantOp>(op);
-      constant && isTile(constant))
-    return fillConstant(constant);
-  if (auto forOp = dyn_cast<scf::ForOp>(op))
-    return lowerFor(forOp, mapping);
-  if (auto ifOp = dyn_cast<scf::IfOp>(op))
-    return lowerIf(ifOp, mapping);
-  bool touchesTiles =
-      llvm::any_of(op->getOperands(), isTile) ||
-      llvm::any_of(op->getResults(), isTile) ||
-      op->walk([](Operation *inner) {
-          return isa<tile::TileDialect>(inner->getDialect())
-                     ? WalkResult::interrupt()
-                     : WalkResult::advance();
-        }).wasInterrupted();
-  if (touchesTiles)
-    return op->emitOpError("holds tiles, which the CPU lowering supports "
-                           "only in attn_tile ops, tensor.splat, scf.for "
-                           "and scf.if");
-  b.clone(*op, mapping);
-  return success();
+/// Whether `op` stays as it is: it neither is a tile op nor holds tiles.
+bool isLegal(Operation *op) {
+  return !isa<tile::TileDialect>(op->getDialect()) &&
+         llvm::none_of(op->getOperands(), isTile) &&
+         llvm::none_of(op->getResults(), isTile);
 }
 
-namespace {
-
-/// Gives `func` the CPU calling convention and replaces its grid by the loop
+/// Gives `func` the CPU calling convention and lowers its grid to the loop
 /// over the call's share of the program instances.
 LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   MLIRContext *context = func.getContext();
   Location loc = grid.getLoc();
+  if (failed(checkSupported(grid)))
+    return failure();
   Type index = IndexType::get(context);
   unsigned numArgs = func.getNumArguments();
   if (failed(func.insertArguments({numArgs, numArgs, numArgs},
@@ -121,50 +109,55 @@ LogicalResult lowerProgram(func::FuncOp func, tile::GridOp grid) {
   // Per-sequence grids are (batch, head) items, which the runner assumes
   // when the function names no row block.
   if (!grid.getPerSequence())
-    func->setAttr(kCpuRowBlockAttrName,
-                  IntegerAttr::get(IntegerType::get(context, 64),
-                                   grid.getBlockRows()));
+    func->setAttr(
+        kCpuRowBlockAttrName,
+        IntegerAttr::get(IntegerType::get(context, 64), grid.getBlockRows()));
   Block &entry = func.front();
   Value status = entry.getArgument(numArgs - 1);
 
-  ImplicitLocOpBuilder b(loc, &entry, entry.begin());
+  ProgramLowering lowering(loc, context, status, grid.getBlockRows());
+  ImplicitLocOpBuilder &b = lowering.b;
+  LoweringBuilder &rb = lowering.rb;
+  b.setInsertionPointToStart(&entry);
   memref::StoreOp::create(b, arith::ConstantIntOp::create(b, b.getI64Type(), 0),
                           status,
                           ValueRange{arith::ConstantIndexOp::create(b, 0)});
   b.setInsertionPoint(grid);
-  IRMapping params;
-  LoweringBuilder rb(b, params, status);
   rb.workBegin = entry.getArgument(numArgs);
   rb.workEnd = entry.getArgument(numArgs + 1);
   rb.workRowBlocks = entry.getArgument(numArgs + 2);
   // Buffers go before this marker, the loop after it.
   Operation *allocPoint = arith::ConstantIndexOp::create(b, 0);
-  ProgramLowering lowering(b, rb, allocPoint, grid.getBlockRows());
-  LogicalResult lowered = lowering.lowerOuterTiles(grid);
-  auto instance = [&](Value batch, Value head, Value queryBlock) {
-    IRMapping mapping;
-    mapping.map(grid.getQueryBlock(), queryBlock);
-    mapping.map(grid.getHead(), head);
-    mapping.map(grid.getBatch(), batch);
-    if (failed(lowered) ||
-        failed(lowering.lowerBlock(grid.getBody().front(), mapping)))
-      lowered = failure();
-  };
-  if (grid.getPerSequence())
-    rb.gridLoop(grid.getBatches(), grid.getHeads(), [&](Value batch, Value head) {
-      instance(batch, head, rb.index(0));
+  lowering.setAllocPoint(allocPoint);
+  if (failed(lowering.lowerOuterTiles(grid)))
+    return failure();
+
+  ConversionTarget target(*context);
+  target.markUnknownOpDynamicallyLegal(isLegal);
+  RewritePatternSet patterns(context);
+  patterns.add<GridLowering, GridYieldLowering>(lowering, context);
+  populateTileOpLoweringPatterns(patterns, lowering);
+  populateTileDotLoweringPatterns(patterns, lowering);
+  populateTileMapLoweringPatterns(patterns, lowering);
+  populateTileControlFlowLoweringPatterns(patterns, lowering);
+  ConversionConfig config;
+  config.foldingMode = DialectConversionFoldingMode::Never;
+  {
+    // A pattern that reports its own error makes the driver's "failed to
+    // legalize" redundant.
+    ScopedDiagnosticHandler redundant(context, [&](Diagnostic &diagnostic) {
+      return success(
+          lowering.reportedError() &&
+          StringRef(diagnostic.str()).starts_with("failed to legalize"));
     });
-  else
-    rb.rowBlockGridLoop(grid.getBatches(), grid.getHeads(), instance);
+    if (failed(
+            applyPartialConversion(func, target, std::move(patterns), config)))
+      return failure();
+  }
+  b.setInsertionPointAfter(lowering.workLoop);
   lowering.freeBuffers();
   allocPoint->erase();
-  grid.erase();
-  // Splats (and constants) of tiles outside the grid, now in buffers.
-  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(entry)))
-    if (isa<arith::ConstantOp, tensor::SplatOp>(op) && op.use_empty() &&
-        isTile(op.getResult(0)))
-      op.erase();
-  return lowered;
+  return success();
 }
 
 /// The f32 vector exponentials of maps and decay_dot as MLIR's polynomial,
