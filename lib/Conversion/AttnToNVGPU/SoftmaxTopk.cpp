@@ -112,14 +112,7 @@ Value SoftmaxKernelBuilder::blockEligible(SparseSoftmaxOp op, Value i, Value j0,
                                           Value firstHead) {
   Value eligible;
   if (band.exact) { // the block meets the row's band [i + L, i + U]
-    Value lo = j0, hi = jLast;
-    for (const LengthAffine &lower : band.lower)
-      lo = arith::MaxSIOp::create(b, lo,
-                                  rb.add(i, evaluateLength(rb, lower, n, m)));
-    for (const LengthAffine &upper : band.upper)
-      hi = arith::MinSIOp::create(b, hi,
-                                  rb.add(i, evaluateLength(rb, upper, n, m)));
-    eligible = arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
+    eligible = rowMeetsBlock(rb, evaluateBand(rb, band, n, m), i, j0, jLast);
   } else { // the mask does not read h (verified)
     eligible = rb.loop(
         j0, rb.add(j0, count),

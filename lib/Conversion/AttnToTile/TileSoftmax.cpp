@@ -88,11 +88,7 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
       band.exact
           ? Value()
           : splat(0, RankedTensorType::get({dynamic, blockK}, f32), rows);
-  SmallVector<Value> lowerBounds, upperBounds;
-  for (const LengthAffine &lower : band.lower)
-    lowerBounds.push_back(evaluateLength(rb, lower, n, m));
-  for (const LengthAffine &upper : band.upper)
-    upperBounds.push_back(evaluateLength(rb, upper, n, m));
+  BandBounds bounds = evaluateBand(rb, band, n, m);
 
   ValueRange lists = rb.loop(
       blockBegin, blockEnd,
@@ -133,14 +129,8 @@ Value buildTopkSelection(SparseSoftmaxOp op, LoweringBuilder &rb,
         if (band.exact) { // the block meets the row's band [i + L, i + U]
           candidates = buildMap(
               b, columnType, {dots}, [&](ValueRange at, ValueRange) -> Value {
-                Value i = rb.add(i0, at[0]);
-                Value lo = j0, hi = jLast;
-                for (Value lower : lowerBounds)
-                  lo = arith::MaxSIOp::create(b, lo, rb.add(i, lower));
-                for (Value upper : upperBounds)
-                  hi = arith::MinSIOp::create(b, hi, rb.add(i, upper));
-                return candidate(arith::CmpIOp::create(
-                    b, arith::CmpIPredicate::sle, lo, hi));
+                return candidate(
+                    rowMeetsBlock(rb, bounds, rb.add(i0, at[0]), j0, jLast));
               });
         } else { // the mask does not read h (verified)
           Value allowed = buildMap(

@@ -73,3 +73,26 @@ Value attnc::lowering::blockInsideBand(LoweringBuilder &rb,
   }
   return full;
 }
+
+BandBounds attnc::lowering::evaluateBand(LoweringBuilder &rb,
+                                         const MaskStructure &band, Value n,
+                                         Value m) {
+  BandBounds bounds;
+  for (const LengthAffine &lower : band.lower)
+    bounds.lower.push_back(evaluateLength(rb, lower, n, m));
+  for (const LengthAffine &upper : band.upper)
+    bounds.upper.push_back(evaluateLength(rb, upper, n, m));
+  return bounds;
+}
+
+Value attnc::lowering::rowMeetsBlock(LoweringBuilder &rb,
+                                     const BandBounds &bounds, Value i,
+                                     Value j0, Value jLast) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value lo = j0, hi = jLast;
+  for (Value lower : bounds.lower)
+    lo = arith::MaxSIOp::create(b, lo, rb.add(i, lower));
+  for (Value upper : bounds.upper)
+    hi = arith::MinSIOp::create(b, hi, rb.add(i, upper));
+  return arith::CmpIOp::create(b, arith::CmpIPredicate::sle, lo, hi);
+}

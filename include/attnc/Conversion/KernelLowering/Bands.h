@@ -1,7 +1,8 @@
 //===- Bands.h - Key ranges under a band mask -------------------*- C++ -*-===//
 //
 // The keys a block of query rows can see under a band mask (and
-// chunks), and whether a block lies wholly inside the band.
+// chunks), whether a block lies wholly inside the band, and whether a row
+// meets a block.
 //
 //===----------------------------------------------------------------------===//
 
@@ -33,6 +34,20 @@ std::pair<Value, Value> visibleKeyRange(LoweringBuilder &rb,
 Value blockInsideBand(LoweringBuilder &rb, const MaskStructure &band,
                       Value chunkSize, Value i0, Value iLast, Value j0,
                       Value jLast, Value n, Value m);
+
+/// The band's diagonals at run time: j - i >= each of `lower`, j - i <=
+/// each of `upper`.
+struct BandBounds {
+  SmallVector<Value, 2> lower, upper;
+};
+BandBounds evaluateBand(LoweringBuilder &rb, const MaskStructure &band, Value n,
+                        Value m);
+
+/// Whether query row i may see a key of [j0, jLast] under the band: the
+/// keys [max(j0, i + lower), min(jLast, i + upper)] are not empty. Top-k
+/// selection scores only such blocks.
+Value rowMeetsBlock(LoweringBuilder &rb, const BandBounds &bounds, Value i,
+                    Value j0, Value jLast);
 
 } // namespace attnc::lowering
 
