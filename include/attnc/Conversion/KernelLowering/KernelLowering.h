@@ -20,6 +20,7 @@
 
 #include "attnc/Conversion/KernelLowering/Bands.h"
 #include "attnc/Conversion/KernelLowering/CallingConvention.h"
+#include "attnc/Conversion/KernelLowering/ExpressionGradient.h"
 #include "attnc/Conversion/KernelLowering/Layouts.h"
 #include "attnc/Conversion/KernelLowering/LoweringBuilder.h"
 #include "attnc/Conversion/KernelLowering/Operands.h"
