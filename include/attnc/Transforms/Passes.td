@@ -40,4 +40,28 @@ def ExpandFloatConversions
   ];
 }
 
+def DeriveBackward : Pass<"attn-derive-backward", "::mlir::ModuleOp"> {
+  let summary = "Adds the backward kernel of attention kernels";
+  let description = [{
+    For each `attn.kernel @f` (or only the one named by `kernel`), adds
+    `attn.kernel @f_backward` that computes the gradients of docs/semantics.md
+    section 8. Its parameters are f's, then f's outputs (`o`, and `lse`,
+    which the softmax normalizer needs: its type follows q's layout when f
+    does not return it), then the upstream gradients `d_o` and, when f
+    returns lse, `d_lse`. Its results are `d_q`, `d_k`, `d_v` and `d_<name>`
+    for each floating-point tensor the score expression reads, each of its
+    input's type. The body is one `attn.softmax_backward` with f's
+    attributes and regions.
+
+    The score expression must be differentiable (an op without a
+    derivative is reported at its location). Kernels of the other families
+    are reported: their gradients are not implemented yet.
+  }];
+  let options = [
+    Option<"kernel", "kernel", "std::string", /*default=*/"\"\"",
+           "The kernel to differentiate (all when empty)">,
+  ];
+  let dependentDialects = ["::attnc::attn::AttnDialect"];
+}
+
 #endif // ATTNC_TRANSFORMS_PASSES_TD

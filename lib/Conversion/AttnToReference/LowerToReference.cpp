@@ -6,6 +6,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "SoftmaxBackward.h"
+
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Conversion/Passes.h"
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
@@ -497,6 +499,8 @@ void lowerKernel(KernelOp kernel) {
       lowerSoftmaxFamily(chunked, rb, results);
     else if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp))
       lowerSoftmaxFamily(sparse, rb, results);
+    else if (auto backward = dyn_cast<SoftmaxBackwardOp>(familyOp))
+      lowerSoftmaxBackward(backward, rb, results);
     else
       lowerLinear(cast<LinearOp>(familyOp), rb, results);
   });

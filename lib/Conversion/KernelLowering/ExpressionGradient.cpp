@@ -27,31 +27,6 @@ using namespace attnc::lowering;
 
 static bool isFloat(Value value) { return isa<FloatType>(value.getType()); }
 
-bool attnc::lowering::hasDerivative(Operation *op) {
-  if (llvm::none_of(op->getOperands(), isFloat))
-    return true;
-  return isa<arith::AddFOp, arith::SubFOp, arith::MulFOp, arith::DivFOp,
-             arith::RemFOp, arith::NegFOp, arith::MinimumFOp, arith::MaximumFOp,
-             arith::SelectOp, arith::CmpFOp, arith::ExtFOp, arith::TruncFOp,
-             math::ExpOp, math::Exp2Op, math::LogOp, math::Log2Op, math::SqrtOp,
-             math::TanhOp, math::AbsFOp, YieldOp>(op);
-}
-
-LogicalResult attnc::lowering::checkDifferentiable(Region &expression,
-                                                   llvm::StringRef what) {
-  bool ok = true;
-  expression.walk([&](Operation *op) {
-    if (hasDerivative(op))
-      return;
-    op->emitError() << "'" << op->getName() << "' has no derivative: " << what
-                    << " cannot be differentiated through it"
-                    << " (differentiable: + - * / %, exp, exp2, log, log2, "
-                       "sqrt, tanh, abs, min, max, where, sigmoid)";
-    ok = false;
-  });
-  return success(ok);
-}
-
 namespace {
 
 /// The adjoints of one differentiation: original value -> lowered adjoint.

@@ -519,3 +519,36 @@ attn.kernel @linear_chunk_too_large(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !att
   }
   attn.return %r0 : !attn.tensor<f32[B, H, N, 16]>
 }
+
+// -----
+
+attn.kernel @backward_without_lse(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{needs the forward's lse with the softmax normalizer}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}
+
+// -----
+
+attn.kernel @backward_wrong_dq(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<bf16[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{dq, dk and dv must have the types of q, k and v}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) {normalizer = #attn<normalizer none>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> (!attn.tensor<bf16[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<bf16[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}
+
+// -----
+
+attn.kernel @backward_missing_input(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{inputs must be the 1 floating-point tensors the score expression reads, in the order it first reads them}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) {normalizer = #attn<normalizer none>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %x = attn.load %slope[%h] : !attn.tensor<f32[H]> -> f32
+    attn.yield %x : f32
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}

@@ -208,3 +208,18 @@ attn.kernel @linear_elu(%q: !attn.tensor<f32[B, H, T, 32]>, %k: !attn.tensor<f32
   attn.return %o : !attn.tensor<f32[B, H, T, 32]>
 }
 
+
+// -----
+
+// CHECK-LABEL: attn.kernel @backward(
+// CHECK: %dq, %dk, %dv, %dinput = attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%do) d_lse(%dlse) inputs(%slope) :
+attn.kernel @backward(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>, %o: !attn.tensor<f32[B, H, N, 16]>, %lse: !attn.tensor<f32[B, H, N]>, %do: !attn.tensor<f32[B, H, N, 16]>, %dlse: !attn.tensor<f32[B, H, N]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>, dslope: !attn.tensor<f32[H]>) {
+  %dq, %dk, %dv, %dslope = attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%do) d_lse(%dlse) inputs(%slope) : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[H]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[H]>) score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %x = attn.load %slope[%h] : !attn.tensor<f32[H]> -> f32
+    %y = arith.mulf %s, %x : f32
+    attn.yield %y : f32
+  } mask {
+  }
+  attn.return %dq, %dk, %dv, %dslope : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[H]>
+}

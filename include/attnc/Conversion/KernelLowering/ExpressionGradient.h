@@ -12,19 +12,10 @@
 #ifndef ATTNC_CONVERSION_KERNELLOWERING_EXPRESSIONGRADIENT_H
 #define ATTNC_CONVERSION_KERNELLOWERING_EXPRESSIONGRADIENT_H
 
+#include "attnc/Analysis/Differentiability.h"
 #include "attnc/Conversion/KernelLowering/LoweringBuilder.h"
 
 namespace attnc::lowering {
-
-/// Whether `op` of an expression region has a derivative rule (ops without
-/// floating-point operands have nothing to differentiate).
-bool hasDerivative(Operation *op);
-
-/// Reports, at its location, every op of `expression` through which a
-/// floating-point value would have to be differentiated but that has no
-/// derivative rule. `what` names the expression ("the score expression").
-mlir::LogicalResult checkDifferentiable(Region &expression,
-                                        llvm::StringRef what);
 
 /// A load of a floating-point tensor in a differentiated expression.
 struct LoadGradient {

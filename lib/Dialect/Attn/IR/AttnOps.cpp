@@ -25,7 +25,18 @@ attnc::attn::getSequenceOffsets(Operation *familyOp) {
     cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
   else if (auto op = dyn_cast<SparseSoftmaxOp>(familyOp))
     cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  else if (auto op = dyn_cast<SoftmaxBackwardOp>(familyOp))
+    cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
   return {cuQ, cuK ? cuK : cuQ};
+}
+
+SmallVector<Value> attnc::attn::getFloatTensorsRead(Region &expression) {
+  SmallVector<Value> tensors;
+  expression.walk([&](LoadOp load) {
+    if (load.getType().isF32() && !llvm::is_contained(tensors, load.getTensor()))
+      tensors.push_back(load.getTensor());
+  });
+  return tensors;
 }
 
 LayoutDims attnc::attn::getLayoutDims(Layout layout) {
@@ -219,10 +230,11 @@ LogicalResult KernelOp::verify() {
   for (Operation &op : entry) {
     if (isa<ReturnOp>(op))
       continue;
-    if (!isSoftmaxFamily(&op) && !isa<LinearOp>(op))
+    if (!isSoftmaxFamily(&op) && !isa<LinearOp, SoftmaxBackwardOp>(op))
       return op.emitOpError("cannot appear in a kernel body; expected one of "
                             "attn.softmax, attn.chunk_softmax, "
-                            "attn.sparse_softmax, attn.linear");
+                            "attn.sparse_softmax, attn.linear, "
+                            "attn.softmax_backward");
     ++familyOps;
   }
   if (familyOps != 1)
@@ -327,6 +339,18 @@ ATTN_SOFTMAX_FAMILY_ASM_NAMES(SoftmaxOp)
 ATTN_SOFTMAX_FAMILY_ASM_NAMES(ChunkSoftmaxOp)
 ATTN_SOFTMAX_FAMILY_ASM_NAMES(SparseSoftmaxOp)
 #undef ATTN_SOFTMAX_FAMILY_ASM_NAMES
+
+void SoftmaxBackwardOp::getAsmBlockArgumentNames(
+    Region &region, OpAsmSetValueNameFn setNameFn) {
+  nameSoftmaxFamily(*this, region, setNameFn);
+}
+void SoftmaxBackwardOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setNameFn(getDq(), "dq");
+  setNameFn(getDk(), "dk");
+  setNameFn(getDv(), "dv");
+  for (Value gradient : getDInputs())
+    setNameFn(gradient, "dinput");
+}
 
 void LinearOp::getAsmBlockArgumentNames(Region &region,
                                         OpAsmSetValueNameFn setNameFn) {
@@ -571,6 +595,38 @@ static LogicalResult verifySoftmaxFamily(OpTy op) {
 LogicalResult SoftmaxOp::verify() { return verifySoftmaxFamily(*this); }
 LogicalResult SoftmaxOp::verifyRegions() {
   return verifySoftmaxFamilyRegions(*this);
+}
+
+LogicalResult SoftmaxBackwardOp::verify() {
+  if (failed(verifySoftmaxFamily(*this)))
+    return failure();
+  if (getNormalizer() == Normalizer::softmax && !getLse())
+    return emitOpError("needs the forward's lse with the softmax normalizer");
+  if (getDOut().getType() != getOut().getType())
+    return emitOpError("d_out must have the type of out, ")
+           << getOut().getType() << ", got " << getDOut().getType();
+  if (Value dlse = getDLse())
+    if (dlse.getType() != getLse().getType())
+      return emitOpError("d_lse must have the type of lse, ")
+             << getLse().getType() << ", got " << dlse.getType();
+  if (getDq().getType() != getQ().getType() ||
+      getDk().getType() != getK().getType() ||
+      getDv().getType() != getV().getType())
+    return emitOpError("dq, dk and dv must have the types of q, k and v");
+  if (getInputs().getTypes() != getDInputs().getTypes())
+    return emitOpError("must yield one gradient of each input's type");
+  return success();
+}
+LogicalResult SoftmaxBackwardOp::verifyRegions() {
+  if (failed(verifySoftmaxFamilyRegions(*this)))
+    return failure();
+  SmallVector<Value> read = getFloatTensorsRead(getScore());
+  if (!llvm::equal(read, getInputs()))
+    return emitOpError("inputs must be the ")
+           << read.size()
+           << " floating-point tensors the score expression reads, in the "
+              "order it first reads them";
+  return success();
 }
 
 LogicalResult ChunkSoftmaxOp::verify() { return verifySoftmaxFamily(*this); }

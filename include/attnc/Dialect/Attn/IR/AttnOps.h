@@ -54,6 +54,10 @@ constexpr int64_t kMaxKernelTensors = 256;
 /// True for the ops that hold a softmax-family computation.
 bool isSoftmaxFamily(mlir::Operation *op);
 
+/// The floating-point tensors an expression region loads (they get
+/// gradients), in the order it first loads them.
+llvm::SmallVector<mlir::Value> getFloatTensorsRead(mlir::Region &expression);
+
 } // namespace attnc::attn
 
 #endif // ATTNC_DIALECT_ATTN_IR_ATTNOPS_H

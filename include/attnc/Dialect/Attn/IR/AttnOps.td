@@ -85,7 +85,8 @@ def Attn_LoadOp : Attn_Op<"load", [Pure]> {
 }
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ParentOneOf<[
-    "SoftmaxOp", "ChunkSoftmaxOp", "SparseSoftmaxOp", "LinearOp"]>]> {
+    "SoftmaxOp", "ChunkSoftmaxOp", "SparseSoftmaxOp", "SoftmaxBackwardOp",
+    "LinearOp"]>]> {
   let summary = "yields the value of an expression region";
   let arguments = (ins AnyTypeOf<[F32, I1]>:$value);
   let assemblyFormat = "$value attr-dict `:` type($value)";
@@ -229,6 +230,47 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
     attr-dict `:` functional-type(operands, results)
     `score` $score `mask` $mask
   }];
+}
+
+def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<OpAsmOpInterface,
+                              ["getAsmBlockArgumentNames", "getAsmResultNames"]>]> {
+  let summary = "the gradients of attn.softmax";
+  let description = [{
+    The backward of an `attn.softmax` with the same operands, attributes
+    and regions (docs/semantics.md section 8): given the forward's output
+    `out` (and `lse`, which the softmax normalizer needs) and the upstream
+    gradients `d_out` (and `d_lse` when the forward returned lse; absent
+    means 0), it yields dq, dk, dv and the gradient of each floating-point
+    tensor the score expression reads, listed as `inputs` in the order the
+    score region first loads them. Each gradient has its input's type.
+    Masks carry no gradient; a row with no allowed key contributes none.
+
+    ```mlir
+    %dq, %dk, %dv, %dslope = attn.softmax_backward %q, %k, %v
+        out(%o) lse(%lse) d_out(%do) inputs(%slope) : (...) -> (...)
+    score { ... } mask { ... }
+    ```
+  }];
+  let arguments = !con(SoftmaxCommonArgs, (ins
+      Attn_Tensor:$out, Optional<Attn_Tensor>:$lse, Attn_Tensor:$d_out,
+      Optional<Attn_Tensor>:$d_lse, Variadic<Attn_Tensor>:$inputs));
+  let results = (outs Attn_Tensor:$dq, Attn_Tensor:$dk, Attn_Tensor:$dv,
+                      Variadic<Attn_Tensor>:$d_inputs);
+  let regions = (region AnyRegion:$score, AnyRegion:$mask);
+  let assemblyFormat = [{
+    $q `,` $k `,` $v
+    (`cu_seqlens_q` `(` $cu_seqlens_q^ `)`)?
+    (`cu_seqlens_k` `(` $cu_seqlens_k^ `)`)?
+    `out` `(` $out `)` (`lse` `(` $lse^ `)`)?
+    `d_out` `(` $d_out `)` (`d_lse` `(` $d_lse^ `)`)?
+    (`inputs` `(` $inputs^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+    `score` $score `mask` $mask
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

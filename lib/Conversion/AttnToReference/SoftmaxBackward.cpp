@@ -1,0 +1,290 @@
+//===- SoftmaxBackward.cpp - The gradients of softmax, literally ----------===//
+//
+// The reference lowering of attn.softmax_backward (docs/semantics.md
+// section 8): per query row, the scores and weights are materialised again
+// from q and k, then
+//   dp_j  = dO_i . v_j,   D = sum_j P_j dp_j,
+//   dS_j  = P_j (dp_j - D + dlse_i) | dp_j p_j (1 - p_j) | dp_j,
+// dS flows back through the score expression (ExpressionGradient.h) to the
+// raw score s = scale q_i . k_j and to the tensors it reads, and
+//   dq_i += scale ds_j k_j,  dk_j += scale ds_j q_i,  dv_j += w_j dO_i.
+// It is the oracle of the backward: it does not use the forward's o and
+// lse, and it runs serially (one work item does everything, the others
+// nothing), so that every sum has one order and no two rows race on dk,
+// dv or a shared bias table. Sums go to f32 buffers first, then to the
+// gradients in their dtypes.
+//
+//===----------------------------------------------------------------------===//
+
+#include "SoftmaxBackward.h"
+
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+
+namespace {
+
+/// An f32 buffer with the shape of a gradient, flattened row-major.
+struct Accumulator {
+  Value gradient, buffer;
+  SmallVector<Value> dims;
+};
+
+Value flatIndex(LoweringBuilder &rb, const Accumulator &acc,
+                ValueRange indices) {
+  Value flat = rb.index(0);
+  for (auto [index, dim] : llvm::zip(indices, acc.dims))
+    flat = rb.add(rb.mul(flat, dim), index);
+  return flat;
+}
+
+/// for every index tuple of `dims`: body(indices).
+void forEachIndex(LoweringBuilder &rb, ArrayRef<Value> dims,
+                  SmallVector<Value> &indices,
+                  llvm::function_ref<void(ValueRange)> body) {
+  if (indices.size() == dims.size())
+    return body(indices);
+  rb.loop(rb.index(0), dims[indices.size()], [&](Value index) {
+    indices.push_back(index);
+    forEachIndex(rb, dims, indices, body);
+    indices.pop_back();
+  });
+}
+
+Accumulator zeroAccumulator(LoweringBuilder &rb, Value gradient) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Accumulator acc{gradient, Value(), {}};
+  Value size = rb.index(1);
+  for (int64_t d = 0; d < cast<MemRefType>(gradient.getType()).getRank(); ++d) {
+    acc.dims.push_back(rb.dim(gradient, d));
+    size = rb.mul(size, acc.dims.back());
+  }
+  acc.buffer = memref::AllocOp::create(
+      b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
+      ValueRange{size});
+  rb.loop(rb.index(0), size, [&](Value element) {
+    memref::StoreOp::create(b, rb.f32(0), acc.buffer, element);
+  });
+  return acc;
+}
+
+void accumulate(LoweringBuilder &rb, const Accumulator &acc, ValueRange indices,
+                Value value) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value flat = flatIndex(rb, acc, indices);
+  Value sum = rb.add(memref::LoadOp::create(b, acc.buffer, flat), value);
+  memref::StoreOp::create(b, sum, acc.buffer, flat);
+}
+
+/// Writes the sums into the gradient in its dtype and frees the buffer.
+void finish(LoweringBuilder &rb, const Accumulator &acc) {
+  ImplicitLocOpBuilder &b = rb.b;
+  SmallVector<Value> indices;
+  forEachIndex(rb, acc.dims, indices, [&](ValueRange at) {
+    rb.storeF32(memref::LoadOp::create(b, acc.buffer, flatIndex(rb, acc, at)),
+                acc.gradient, at);
+  });
+  memref::DeallocOp::create(b, acc.buffer);
+}
+
+} // namespace
+
+void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
+                                           LoweringBuilder &rb,
+                                           ValueRange results) {
+  ImplicitLocOpBuilder &b = rb.b;
+  IRMapping &params = rb.params;
+  AttentionOperands shape = getAttentionOperands(op, rb);
+  Normalizer normalizer = op.getNormalizer();
+  Value zero = rb.index(0);
+  Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
+  Value dOut = params.lookup(op.getDOut());
+  Value dLse = op.getDLse() ? params.lookup(op.getDLse()) : Value();
+  Type f32 = b.getF32Type(), i8 = b.getI8Type();
+  Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
+
+  // One work item (the first) computes everything.
+  Value first = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+  if (rb.workBegin)
+    first = arith::AndIOp::create(
+        b,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rb.workBegin, zero),
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, rb.workEnd, zero));
+  rb.ifThen(first, [&] {
+    SmallVector<Accumulator> accs;
+    for (Value gradient : results)
+      accs.push_back(zeroAccumulator(rb, gradient));
+    auto buffer = [&](Type element) {
+      return memref::AllocOp::create(
+                 b, MemRefType::get({ShapedType::kDynamic}, element),
+                 ValueRange{shape.lengthK})
+          .getResult();
+    };
+    // Per key of the row: its score then weight, dp, and whether allowed.
+    Value weights = buffer(f32), dps = buffer(f32), allowedFlags = buffer(i8);
+    Value byteZero = arith::ConstantIntOp::create(b, i8, 0);
+
+    rb.loop(zero, shape.numBatches, [&](Value batch) {
+      Value startQ, n, startK, m;
+      std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+      std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+      rb.loop(zero, shape.headsQ, [&](Value head) {
+        Value headK = arith::DivUIOp::create(b, head, shape.groupSize);
+        rb.loop(zero, n, [&](Value i) {
+          Value rowQ = rb.add(startQ, i);
+          auto qIndices = [&](Value d) {
+            return layoutIndices(shape.layout, batch, head, rowQ, d);
+          };
+          auto kvIndices = [&](Value j, Value d) {
+            return layoutIndices(shape.layout, batch, headK, rb.add(startK, j),
+                                 d);
+          };
+          auto rawScore = [&](Value j) { // scale * q_i . k_j
+            Value dot = rb.loop(
+                zero, shape.dimK, {rb.f32(0)}, [&](Value d, ValueRange sum) {
+                  return SmallVector<Value>{rb.add(
+                      sum[0], rb.mul(rb.loadF32(shape.q, qIndices(d)),
+                                     rb.loadF32(shape.k, kvIndices(j, d))))};
+                })[0];
+            return rb.mul(scale, dot);
+          };
+          SmallVector<Value> scoreArgs = {Value(), batch,  head,  i, Value(), n,
+                                          m,       startQ, startK};
+          auto allowedAt = [&](Value j) {
+            return arith::CmpIOp::create(
+                b, arith::CmpIPredicate::ne,
+                memref::LoadOp::create(b, allowedFlags, j), byteZero);
+          };
+
+          // Scores of allowed keys and their maximum.
+          Value rowMax =
+              rb.loop(zero, m, {negInf}, [&](Value j, ValueRange max) {
+                Value allowed = rb.inlineExpression(
+                    op.getMask(), {batch, head, i, j, n, m, startQ, startK},
+                    arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+                memref::StoreOp::create(
+                    b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
+                return SmallVector<Value>(rb.ifThen(
+                    allowed, {f32},
+                    [&]() -> SmallVector<Value> {
+                      scoreArgs[0] = rawScore(j);
+                      scoreArgs[4] = j;
+                      Value s = rb.inlineExpression(op.getScore(), scoreArgs,
+                                                    scoreArgs[0]);
+                      memref::StoreOp::create(b, s, weights, j);
+                      return {arith::MaximumFOp::create(b, max[0], s)};
+                    },
+                    [&]() -> SmallVector<Value> { return {max[0]}; }));
+              })[0];
+          // Weights w_j: P_j (softmax, normalised), sigmoid(s_j) or s_j;
+          // 0 for keys that are not allowed.
+          Value rowLive = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
+                                                rowMax, negInf);
+          Value sum =
+              rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
+                Value s = memref::LoadOp::create(b, weights, j);
+                Value allowed = allowedAt(j), w;
+                switch (normalizer) {
+                case Normalizer::softmax:
+                  allowed = arith::AndIOp::create(b, allowed, rowLive);
+                  w = math::ExpOp::create(b,
+                                          arith::SubFOp::create(b, s, rowMax));
+                  break;
+                case Normalizer::sigmoid:
+                  w = arith::DivFOp::create(
+                      b, rb.f32(1),
+                      rb.add(rb.f32(1), math::ExpOp::create(
+                                            b, arith::NegFOp::create(b, s))));
+                  break;
+                case Normalizer::none:
+                  w = s;
+                  break;
+                }
+                w = arith::SelectOp::create(b, allowed, w, rb.f32(0));
+                memref::StoreOp::create(b, w, weights, j);
+                return SmallVector<Value>{rb.add(acc[0], w)};
+              })[0];
+          Value hasWeight = arith::CmpFOp::create(b, arith::CmpFPredicate::UNE,
+                                                  sum, rb.f32(0));
+          // dp_j = dO_i . v_j, and D = sum_j P_j dp_j (softmax).
+          Value dDot =
+              rb.loop(zero, m, {rb.f32(0)}, [&](Value j, ValueRange acc) {
+                Value w = memref::LoadOp::create(b, weights, j);
+                if (normalizer == Normalizer::softmax) {
+                  w = arith::SelectOp::create(b, hasWeight,
+                                              arith::DivFOp::create(b, w, sum),
+                                              rb.f32(0));
+                  memref::StoreOp::create(b, w, weights, j);
+                }
+                Value dp = rb.loop(
+                    zero, shape.dimV, {rb.f32(0)},
+                    [&](Value e, ValueRange dot) {
+                      return SmallVector<Value>{
+                          rb.add(dot[0],
+                                 rb.mul(rb.loadF32(dOut, qIndices(e)),
+                                        rb.loadF32(shape.v, kvIndices(j, e))))};
+                    })[0];
+                memref::StoreOp::create(b, dp, dps, j);
+                return SmallVector<Value>{rb.add(acc[0], rb.mul(w, dp))};
+              })[0];
+          Value dlse = dLse ? rb.loadF32(dLse, lseIndices(shape.cuQ, batch,
+                                                          head, rowQ, i))
+                            : rb.f32(0);
+
+          rb.loop(zero, m, [&](Value j) {
+            rb.ifThen(allowedAt(j), [&] {
+              Value w = memref::LoadOp::create(b, weights, j);
+              Value dp = memref::LoadOp::create(b, dps, j);
+              Value dS;
+              switch (normalizer) {
+              case Normalizer::softmax: // P (dp - D + dlse)
+                dS =
+                    rb.mul(w, rb.add(arith::SubFOp::create(b, dp, dDot), dlse));
+                break;
+              case Normalizer::sigmoid: // dp p (1 - p)
+                dS = rb.mul(rb.mul(dp, w),
+                            arith::SubFOp::create(b, rb.f32(1), w));
+                break;
+              case Normalizer::none:
+                dS = dp;
+                break;
+              }
+              scoreArgs[0] = rawScore(j);
+              scoreArgs[4] = j;
+              ExpressionGradient gradient =
+                  inlineExpressionGradient(rb, op.getScore(), scoreArgs, dS);
+              Value ds =
+                  gradient.arguments[0] ? gradient.arguments[0] : rb.f32(0);
+              Value scaled = rb.mul(scale, ds);
+              rb.loop(zero, shape.dimK, [&](Value d) {
+                accumulate(
+                    rb, accs[0], qIndices(d),
+                    rb.mul(scaled, rb.loadF32(shape.k, kvIndices(j, d))));
+                accumulate(rb, accs[1], kvIndices(j, d),
+                           rb.mul(scaled, rb.loadF32(shape.q, qIndices(d))));
+              });
+              rb.loop(zero, shape.dimV, [&](Value e) {
+                accumulate(rb, accs[2], kvIndices(j, e),
+                           rb.mul(w, rb.loadF32(dOut, qIndices(e))));
+              });
+              for (LoadGradient &load : gradient.loads) {
+                auto input = llvm::find(op.getInputs(), load.load.getTensor());
+                accumulate(rb, accs[3 + (input - op.getInputs().begin())],
+                           load.indices, load.gradient);
+              }
+            });
+          });
+        });
+      });
+    });
+    for (Value buffer : {weights, dps, allowedFlags})
+      memref::DeallocOp::create(b, buffer);
+    for (const Accumulator &acc : accs)
+      finish(rb, acc);
+  });
+}

@@ -1,0 +1,165 @@
+//===- DeriveBackward.cpp - The backward kernel of a spec -----------------===//
+//
+// attn-derive-backward: from `attn.kernel @f` holding an attn.softmax, the
+// kernel @f_backward of docs/semantics.md section 8 (see Passes.td).
+//
+//===----------------------------------------------------------------------===//
+
+#include "attnc/Analysis/Differentiability.h"
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/StringSet.h"
+
+namespace attnc {
+#define GEN_PASS_DEF_DERIVEBACKWARD
+#include "attnc/Transforms/Passes.h.inc"
+} // namespace attnc
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+
+namespace {
+
+/// f32 [B, H, N] (or [H, T] when packed), from q's dims.
+AttnTensorType lseTypeFor(AttnTensorType q, Layout layout) {
+  LayoutDims dims = getLayoutDims(layout);
+  ArrayRef<Attribute> qDims = q.getDims().getValue();
+  SmallVector<Attribute> lse;
+  if (layout == Layout::thd)
+    lse = {qDims[dims.head], qDims[dims.seq]};
+  else
+    lse = {qDims[dims.batch], qDims[dims.head], qDims[dims.seq]};
+  MLIRContext *context = q.getContext();
+  return AttnTensorType::get(context, Float32Type::get(context),
+                             ArrayAttr::get(context, lse));
+}
+
+LogicalResult deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
+  if (failed(checkDifferentiable(softmax.getScore(), "the score expression")))
+    return failure();
+  OpBuilder b(forward);
+  b.setInsertionPointAfter(forward);
+  Location loc = forward.getLoc();
+  FunctionType type = forward.getFunctionType();
+
+  SmallVector<Type> params(type.getInputs());
+  SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
+  SmallVector<bool> optional(forward.getOptionalParams());
+  auto addParam = [&](Type paramType, StringRef name) {
+    params.push_back(paramType);
+    paramNames.push_back(b.getStringAttr(name));
+    optional.push_back(false);
+  };
+  auto resultName = [&](Value result) {
+    for (OpOperand &use : result.getUses())
+      if (isa<ReturnOp>(use.getOwner()))
+        return cast<StringAttr>(
+                   forward.getResultNames()[use.getOperandNumber()])
+            .getValue();
+    return StringRef();
+  };
+  auto nameOf = [&](Value param) {
+    return cast<StringAttr>(
+               forward
+                   .getParamNames()[cast<BlockArgument>(param).getArgNumber()])
+        .getValue();
+  };
+  StringRef outName = resultName(softmax.getOut());
+  addParam(softmax.getOut().getType(), outName);
+  bool needsLse = softmax.getNormalizer() == Normalizer::softmax;
+  std::string lseName = softmax.getLse() ? resultName(softmax.getLse()).str()
+                                         : std::string("lse");
+  if (needsLse)
+    addParam(
+        softmax.getLse()
+            ? softmax.getLse().getType()
+            : Type(lseTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
+                              softmax.getLayout())),
+        lseName);
+  addParam(softmax.getOut().getType(), ("d_" + outName).str());
+  if (softmax.getLse())
+    addParam(softmax.getLse().getType(), "d_" + lseName);
+
+  SmallVector<Value> inputs = getFloatTensorsRead(softmax.getScore());
+  SmallVector<Value> differentiated = {softmax.getQ(), softmax.getK(),
+                                       softmax.getV()};
+  llvm::append_range(differentiated, inputs);
+  SmallVector<Type> results;
+  SmallVector<Attribute> resultNames;
+  for (Value input : differentiated) {
+    results.push_back(input.getType());
+    resultNames.push_back(b.getStringAttr("d_" + nameOf(input)));
+  }
+  // Names are unique within a kernel, parameters and results together.
+  llvm::StringSet<> seen;
+  for (Attribute name : llvm::concat<Attribute>(paramNames, resultNames))
+    if (!seen.insert(cast<StringAttr>(name).getValue()).second)
+      return forward.emitOpError("cannot be differentiated: its backward "
+                                 "kernel would have two tensors named '")
+             << cast<StringAttr>(name).getValue() << "'";
+
+  auto backward = KernelOp::create(
+      b, loc, b.getStringAttr(forward.getSymName() + "_backward"),
+      TypeAttr::get(b.getFunctionType(params, results)),
+      b.getArrayAttr(paramNames), b.getArrayAttr(resultNames),
+      b.getDenseBoolArrayAttr(optional));
+  Block *body = b.createBlock(&backward.getBody());
+  IRMapping mapping;
+  Block &forwardBody = forward.getBody().front();
+  for (BlockArgument arg : forwardBody.getArguments())
+    mapping.map(arg, body->addArgument(arg.getType(), arg.getLoc()));
+  SmallVector<Value> extra;
+  for (Type paramType : ArrayRef(params).drop_front(type.getNumInputs()))
+    extra.push_back(body->addArgument(paramType, loc));
+  unsigned next = 0;
+  Value out = extra[next++];
+  Value lse = needsLse ? extra[next++] : Value();
+  Value dOut = extra[next++];
+  Value dLse = softmax.getLse() ? extra[next++] : Value();
+  auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
+  SmallVector<Value> mappedInputs = llvm::map_to_vector(inputs, lookup);
+  auto op = SoftmaxBackwardOp::create(
+      b, softmax.getLoc(), results, lookup(softmax.getQ()),
+      lookup(softmax.getK()), lookup(softmax.getV()),
+      lookup(softmax.getCuSeqlensQ()), lookup(softmax.getCuSeqlensK()),
+      softmax.getScaleAttr(), softmax.getNormalizerAttr(),
+      softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs);
+  op.getScore().getBlocks().clear();
+  softmax.getScore().cloneInto(&op.getScore(), mapping);
+  softmax.getMask().cloneInto(&op.getMask(), mapping);
+  ReturnOp::create(b, loc, op.getResults());
+  return success();
+}
+
+struct DeriveBackwardPass
+    : attnc::impl::DeriveBackwardBase<DeriveBackwardPass> {
+  using DeriveBackwardBase::DeriveBackwardBase;
+
+  void runOnOperation() override {
+    bool found = false;
+    for (KernelOp forward :
+         llvm::to_vector(getOperation().getOps<KernelOp>())) {
+      if (!kernel.empty() && forward.getSymName() != kernel)
+        continue;
+      found = true;
+      Operation *family = forward.getFamilyOp();
+      LogicalResult derived = failure();
+      if (auto softmax = dyn_cast<SoftmaxOp>(family))
+        derived = deriveSoftmaxBackward(forward, softmax);
+      else
+        family->emitOpError("has no backward yet: gradients are implemented "
+                            "for attn.softmax only");
+      if (failed(derived))
+        return signalPassFailure();
+    }
+    if (!found && !kernel.empty()) {
+      getOperation().emitError("no kernel named '") << kernel << "'";
+      signalPassFailure();
+    }
+  }
+};
+
+} // namespace

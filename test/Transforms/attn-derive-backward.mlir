@@ -1,0 +1,79 @@
+// RUN: attnc-opt %s -split-input-file -attn-derive-backward -verify-diagnostics | FileCheck %s
+//
+// The backward kernel of a softmax kernel: f's parameters, then o, lse and
+// the upstream gradients; one gradient per input of q, k, v and each float
+// tensor the score reads (slope), none for integer ones (doc).
+
+// CHECK-LABEL: attn.kernel @alibi(
+// CHECK-LABEL: attn.kernel @alibi_backward(
+// CHECK-SAME: %q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>, %doc: !attn.tensor<i32[N]>
+// CHECK-SAME: %o: !attn.tensor<f32[B, H, N, 16]>, %lse: !attn.tensor<f32[B, H, N]>, %d_o: !attn.tensor<f32[B, H, N, 16]>)
+// CHECK-SAME: -> (d_q: !attn.tensor<f32[B, H, N, 16]>, d_k: !attn.tensor<f32[B, H, M, 16]>, d_v: !attn.tensor<f32[B, H, M, 16]>, d_slope: !attn.tensor<f32[H]>)
+// CHECK: %dq, %dk, %dv, %dinput = attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%d_o) inputs(%slope)
+// CHECK: attn.load %slope[%h]
+// CHECK: attn.load %doc[%i]
+// CHECK: attn.return %dq, %dk, %dv, %dinput
+attn.kernel @alibi(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %slope: !attn.tensor<f32[H]>, %doc: !attn.tensor<i32[N]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %slope_h = attn.load %slope[%h] : !attn.tensor<f32[H]> -> f32
+    %x = arith.subf %s, %slope_h : f32
+    attn.yield %x : f32
+  } mask {
+  ^bb0(%b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    %d = attn.load %doc[%i] : !attn.tensor<i32[N]> -> index
+    %c0 = arith.constant 0 : index
+    %same = arith.cmpi eq, %d, %c0 : index
+    attn.yield %same : i1
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// With lse among the outputs, d_lse is a parameter; sigmoid needs no lse.
+
+// CHECK-LABEL: attn.kernel @with_lse_backward(
+// CHECK-SAME: %o: !attn.tensor<f32[B, H, N, 16]>, %lse: !attn.tensor<f32[B, H, N]>, %d_o: !attn.tensor<f32[B, H, N, 16]>, %d_lse: !attn.tensor<f32[B, H, N]>)
+// CHECK: attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%d_o) d_lse(%d_lse) :
+attn.kernel @with_lse(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<f32[B, H, N]>) {
+  %o, %lse = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>) score {
+  } mask {
+  }
+  attn.return %o, %lse : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>
+}
+
+// CHECK-LABEL: attn.kernel @sigmoid_backward(
+// CHECK-SAME: %o: !attn.tensor<f32[B, H, N, 16]>, %d_o: !attn.tensor<f32[B, H, N, 16]>)
+// CHECK: attn.softmax_backward %q, %k, %v out(%o) d_out(%d_o) {normalizer = #attn<normalizer sigmoid>}
+attn.kernel @sigmoid(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.softmax %q, %k, %v {normalizer = #attn<normalizer sigmoid>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// An op without a derivative is reported where it is.
+attn.kernel @floor(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.softmax %q, %k, %v : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  ^bb0(%s: f32, %b: index, %h: index, %i: index, %j: index, %n: index, %m: index, %qs: index, %ks: index):
+    // expected-error @+1 {{'math.floor' has no derivative: the score expression cannot be differentiated through it}}
+    %x = math.floor %s : f32
+    attn.yield %x : f32
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// Families without a backward yet are reported, not skipped.
+attn.kernel @chunked(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{has no backward yet: gradients are implemented for attn.softmax only}}
+  %o = attn.chunk_softmax %q, %k, %v {chunk = 64 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}

@@ -1,0 +1,359 @@
+//===- SoftmaxBackwardTest.cpp - Gradients of softmax specs ---------------===//
+//
+// The reference backward (attn-derive-backward, then the reference
+// lowering of attn.softmax_backward) against central finite differences of
+// the double-precision oracle (ReferenceOracle.h, which shares no code with
+// the compiler) of the loss
+//   L = sum dO * o + sum over finite lse of dlse * lse,
+// for every element of q, k, v and of the float tensors the score reads.
+// f32 inputs; the oracle differentiates in f64 with steps of 1e-4, so the
+// tolerance is the kernel's f32 rounding. Seeds are printed on failure.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ReferenceOracle.h"
+#include "SpecRunner.h"
+
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+using namespace attnc;
+using namespace attnc::testing;
+
+namespace {
+
+using Extras = std::map<std::string, std::vector<double>>;
+
+struct BackwardCase {
+  std::string name;
+  /// The forward spec; its kernel is `t`, with f32 q, k, v in bhnd, or thd
+  /// when `offsets` is set.
+  std::string spec;
+  int64_t B, Hq, Hk, N, M, D;
+  /// Float tensors the score reads, by name, with their shapes.
+  std::map<std::string, std::vector<int64_t>> floatInputs = {};
+  /// Other inputs (document ids).
+  std::map<std::string, HostTensor> otherInputs = {};
+  /// Fills the oracle's score and mask, reading float inputs from `extras`
+  /// (which the finite differences perturb).
+  std::function<void(oracle::SoftmaxProblem &, const Extras &extras)>
+      configure = {};
+  bool withLse = true;
+  /// Packed sequences (thd layout): offsets of queries and keys alike.
+  std::vector<int64_t> offsets = {};
+};
+
+class BackwardRunner {
+public:
+  explicit BackwardRunner(const std::string &spec) {
+    unsigned buffer = sourceMgr.AddNewSourceBuffer(
+        llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
+    DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
+    module = compileSpecToMLIR(buffer, context, diags);
+    if (!module) {
+      error = "the spec does not compile";
+      return;
+    }
+    forward = CpuKernel::compile(*module, "t", {CpuPath::Reference}, error);
+    mlir::PassManager pm(&context);
+    pm.addPass(createDeriveBackward());
+    if (failed(pm.run(*module))) {
+      error = "attn-derive-backward failed";
+      return;
+    }
+    backward =
+        CpuKernel::compile(*module, "t_backward", {CpuPath::Reference}, error);
+  }
+
+  llvm::SourceMgr sourceMgr;
+  mlir::MLIRContext context;
+  mlir::OwningOpRef<mlir::ModuleOp> module;
+  std::unique_ptr<CpuKernel> forward, backward;
+  std::string error;
+};
+
+double loss(const oracle::SoftmaxResult &result, const std::vector<double> &dO,
+            const std::vector<double> &dLse) {
+  double sum = 0;
+  for (size_t index = 0; index < dO.size(); ++index)
+    sum += dO[index] * result.o[index];
+  for (size_t index = 0; index < dLse.size(); ++index)
+    if (std::isfinite(result.lse[index]))
+      sum += dLse[index] * result.lse[index];
+  return sum;
+}
+
+void checkBackward(const BackwardCase &c, uint64_t seed) {
+  std::string what = c.name + " (seed " + std::to_string(seed) + ")";
+  SCOPED_TRACE(what);
+  BackwardRunner runner(c.spec);
+  ASSERT_TRUE(runner.forward && runner.backward) << runner.error;
+  std::mt19937_64 rng(seed);
+  bool packed = !c.offsets.empty();
+  int64_t tokensQ = packed ? c.offsets.back() : c.N;
+  int64_t tokensK = packed ? c.offsets.back() : c.M;
+  auto shapeOf = [&](int64_t heads, int64_t length) {
+    return packed ? std::vector<int64_t>{length, heads, c.D}
+                  : std::vector<int64_t>{c.B, heads, length, c.D};
+  };
+  std::map<std::string, HostTensor> inputs = c.otherInputs;
+  inputs["q"] =
+      randomTensor(ElementType::F32, shapeOf(c.Hq, tokensQ), rng, -1, 1);
+  inputs["k"] =
+      randomTensor(ElementType::F32, shapeOf(c.Hk, tokensK), rng, -1, 1);
+  inputs["v"] =
+      randomTensor(ElementType::F32, shapeOf(c.Hk, tokensK), rng, -1, 1);
+  for (const auto &[name, shape] : c.floatInputs)
+    inputs[name] = randomTensor(ElementType::F32, shape, rng, -1, 1);
+  if (packed)
+    inputs["cu"] = offsetsTensor(c.offsets);
+
+  std::vector<HostTensor> forwardOutputs;
+  std::string error;
+  std::vector<TensorView> forwardStorage;
+  ASSERT_TRUE(runner.forward->run(
+      viewsOf(runner.forward->signature(), inputs, forwardStorage),
+      forwardOutputs, error))
+      << error;
+  inputs["o"] = forwardOutputs[0];
+  inputs["d_o"] =
+      randomTensor(ElementType::F32, forwardOutputs[0].shape(), rng, -1, 1);
+  std::vector<double> dLse;
+  if (forwardOutputs.size() > 1) {
+    inputs["lse"] = forwardOutputs[1];
+    HostTensor dlse =
+        randomTensor(ElementType::F32, forwardOutputs[1].shape(), rng, -1, 1);
+    inputs["d_lse"] = dlse;
+    dLse = values(dlse);
+  }
+  // The oracle's problem from the current values of q, k, v and extras.
+  Extras extras;
+  for (const auto &[name, shape] : c.floatInputs)
+    extras[name] = values(inputs[name]);
+  oracle::SoftmaxProblem problem;
+  problem.B = packed ? int64_t(c.offsets.size()) - 1 : c.B;
+  problem.Hq = c.Hq;
+  problem.Hk = c.Hk;
+  problem.N = c.N;
+  problem.M = c.M;
+  problem.Dk = problem.Dv = c.D;
+  if (packed)
+    problem.cuQ = problem.cuK = c.offsets;
+  problem.q = values(inputs["q"]);
+  problem.k = values(inputs["k"]);
+  problem.v = values(inputs["v"]);
+  c.configure(problem, extras);
+  // A softmax backward takes lse even when the forward does not return it.
+  if (!inputs.count("lse") &&
+      problem.normalizer == oracle::Normalizer::Softmax) {
+    std::vector<double> lse = oracle::referenceSoftmax(problem).lse;
+    HostTensor tensor(ElementType::F32,
+                      packed ? std::vector<int64_t>{c.Hq, tokensQ}
+                             : std::vector<int64_t>{c.B, c.Hq, c.N});
+    for (size_t index = 0; index < lse.size(); ++index)
+      tensor.set(index, lse[index]);
+    inputs["lse"] = tensor;
+  }
+
+  std::vector<TensorView> storage;
+  std::vector<HostTensor> gradients;
+  ASSERT_TRUE(runner.backward->run(
+      viewsOf(runner.backward->signature(), inputs, storage), gradients, error))
+      << error;
+
+  // Packed o  // Packed o is [T, H, D] as the oracle's; dense bhnd as well.
+  std::vector<double> dO = values(inputs["d_o"]);
+
+  const double step = 1e-4;
+  auto numeric = [&](std::vector<double> &values, size_t index) {
+    double saved = values[index];
+    values[index] = saved + step;
+    double plus = loss(oracle::referenceSoftmax(problem), dO, dLse);
+    values[index] = saved - step;
+    double minus = loss(oracle::referenceSoftmax(problem), dO, dLse);
+    values[index] = saved;
+    return (plus - minus) / (2 * step);
+  };
+  auto check = [&](std::vector<double> &values, const HostTensor &gradient,
+                   const std::string &name) {
+    ASSERT_EQ(size_t(gradient.numElements()), values.size()) << name;
+    std::vector<double> expected(values.size());
+    for (size_t index = 0; index < values.size(); ++index)
+      expected[index] = numeric(values, index);
+    expectClose(::attnc::testing::values(gradient), expected, {1e-4, 1e-3},
+                "d" + name + ", " + what);
+  };
+  check(problem.q, gradients[0], "q");
+  check(problem.k, gradients[1], "k");
+  check(problem.v, gradients[2], "v");
+  size_t next = 3;
+  for (const auto &[name, shape] : c.floatInputs) {
+    // The gradients follow the score's first reads; each case reads its
+    // float inputs in name order.
+    ASSERT_LT(next, gradients.size());
+    c.configure(problem, extras);
+    std::vector<double> &vals = extras[name];
+    std::vector<double> expected(vals.size());
+    for (size_t index = 0; index < vals.size(); ++index)
+      expected[index] = numeric(vals, index);
+    expectClose(values(gradients[next++]), expected, {1e-4, 1e-3},
+                "d" + name + ", " + what);
+  }
+  EXPECT_EQ(next, gradients.size());
+}
+
+std::string denseSpec(const std::string &params, const std::string &body,
+                      bool withLse = true) {
+  return "kernel t(q: f32[B, Hq, N, D], k: f32[B, Hk, M, D], "
+         "v: f32[B, Hk, M, D]" +
+         params + ") -> (o: f32[B, Hq, N, D]" +
+         (withLse ? ", lse: f32[B, Hq, N]) {\n  o, lse = " : ") {\n  o = ") +
+         body + "\n}\n";
+}
+
+auto causal = [](int64_t, int64_t, int64_t i, int64_t j, int64_t n, int64_t m) {
+  return j <= i + (m - n);
+};
+
+TEST(SoftmaxBackward, MatchesFiniteDifferencesOfTheOracle) {
+  std::vector<BackwardCase> cases;
+  {
+    BackwardCase c{"alibi, GQA, causal, lse in the loss",
+                   denseSpec(", slope: f32[Hq]",
+                             "softmax(q, k, v) { score = s - slope[h] * (i - j)"
+                             "; mask = causal }"),
+                   1,
+                   4,
+                   2,
+                   6,
+                   6,
+                   4};
+    c.floatInputs = {{"slope", {4}}};
+    c.configure = [](oracle::SoftmaxProblem &p, const Extras &x) {
+      const std::vector<double> *slope = &x.at("slope");
+      p.score = [slope](double s, int64_t, int64_t h, int64_t i, int64_t j,
+                        int64_t,
+                        int64_t) { return s - (*slope)[h] * double(i - j); };
+      p.allowed = causal;
+    };
+    cases.push_back(c);
+  }
+  {
+    BackwardCase c{"softcap, window, N > M (rows without keys)",
+                   denseSpec("", "softmax(q, k, v) { score = 2 * tanh(s / 2)"
+                                 "; mask = causal && i - j < 3 }"),
+                   2,
+                   2,
+                   1,
+                   7,
+                   4,
+                   5};
+    c.configure = [](oracle::SoftmaxProblem &p, const Extras &) {
+      p.score = [](double s, int64_t, int64_t, int64_t, int64_t, int64_t,
+                   int64_t) { return 2 * std::tanh(s / 2); };
+      p.allowed = [](int64_t, int64_t, int64_t i, int64_t j, int64_t n,
+                     int64_t m) { return j <= i + (m - n) && i - j < 3; };
+    };
+    cases.push_back(c);
+  }
+  {
+    BackwardCase c{"relative bias table, dense, N < M, no lse",
+                   denseSpec(", rel: f32[Hq, 16]",
+                             "softmax(q, k, v) { score = s + rel[h, i - j + 8]"
+                             " }",
+                             false),
+                   1,
+                   2,
+                   2,
+                   4,
+                   7,
+                   3};
+    c.withLse = false;
+    c.floatInputs = {{"rel", {2, 16}}};
+    c.configure = [](oracle::SoftmaxProblem &p, const Extras &x) {
+      const std::vector<double> *rel = &x.at("rel");
+      p.score = [rel](double s, int64_t, int64_t h, int64_t i, int64_t j,
+                      int64_t,
+                      int64_t) { return s + (*rel)[h * 16 + i - j + 8]; };
+    };
+    cases.push_back(c);
+  }
+  {
+    BackwardCase c{
+        "document mask with empty rows",
+        "kernel t(q: f32[B, Hq, N, D], k: f32[B, Hk, M, D], "
+        "v: f32[B, Hk, M, D], docq: i32[N], dock: i32[M]) -> "
+        "(o: f32[B, Hq, N, D], lse: f32[B, Hq, N]) {\n"
+        "  o, lse = softmax(q, k, v) { mask = docq[i] == dock[j] }\n}\n",
+        1,
+        2,
+        1,
+        5,
+        5,
+        4};
+    std::vector<int64_t> docq = {0, 0, 2, 1, 1}, dock = {0, 1, 1, 0, 3};
+    HostTensor dq(ElementType::I32, {5}), dk(ElementType::I32, {5});
+    for (int64_t index = 0; index < 5; ++index) {
+      dq.set(index, docq[index]);
+      dk.set(index, dock[index]);
+    }
+    c.otherInputs = {{"docq", dq}, {"dock", dk}};
+    c.configure = [docq, dock](oracle::SoftmaxProblem &p, const Extras &) {
+      p.allowed = [docq, dock](int64_t, int64_t, int64_t i, int64_t j, int64_t,
+                               int64_t) { return docq[i] == dock[j]; };
+    };
+    cases.push_back(c);
+  }
+  for (auto normalizer :
+       {oracle::Normalizer::Sigmoid, oracle::Normalizer::None}) {
+    bool sigmoid = normalizer == oracle::Normalizer::Sigmoid;
+    BackwardCase c{sigmoid ? "sigmoid, causal" : "no normalizer, causal",
+                   denseSpec("",
+                             std::string("softmax(q, k, v) { normalizer = ") +
+                                 (sigmoid ? "sigmoid" : "none") +
+                                 "; mask = causal }",
+                             false),
+                   1,
+                   2,
+                   1,
+                   5,
+                   5,
+                   4};
+    c.withLse = false;
+    c.configure = [normalizer](oracle::SoftmaxProblem &p, const Extras &) {
+      p.normalizer = normalizer;
+      p.allowed = causal;
+    };
+    cases.push_back(c);
+  }
+  {
+    BackwardCase c{"varlen with an empty sequence, causal",
+                   "kernel t(q: f32[T, Hq, D], k: f32[T, Hk, D], "
+                   "v: f32[T, Hk, D], cu: i32[S]) -> (o: f32[T, Hq, D], "
+                   "lse: f32[Hq, T]) {\n  o, lse = softmax(q, k, v, layout = "
+                   "thd, cu_seqlens = cu) { mask = causal }\n}\n",
+                   0,
+                   2,
+                   1,
+                   0,
+                   0,
+                   4};
+    c.offsets = {0, 3, 3, 8};
+    c.configure = [](oracle::SoftmaxProblem &p, const Extras &) {
+      p.allowed = causal;
+    };
+    cases.push_back(c);
+  }
+  uint64_t seed = 101;
+  for (const BackwardCase &c : cases)
+    checkBackward(c, seed++);
+}
+
+} // namespace
