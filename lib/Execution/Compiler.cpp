@@ -4,6 +4,7 @@
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Execution/Inputs.h"
+#include "attnc/Transforms/DeriveBackward.h"
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/CudaRuntime.h"
 
@@ -105,21 +106,35 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
                 : "the spec has errors";
     return CompileFailure::Spec;
   }
-  if (attn::KernelOp kernel = keepOnlyKernel(*module, request.kernel, error))
-    out.roles = getParamRoles(kernel);
-  else
+  attn::KernelOp kernel = keepOnlyKernel(*module, request.kernel, error);
+  if (!kernel)
     return CompileFailure::Target;
+  if (request.backward) {
+    if (gpuTarget || out.target == "gpu-emulator") {
+      error = "the backward has no GPU kernel yet: it runs on target "
+              "cpu-reference only";
+      return CompileFailure::Target;
+    }
+    mlir::FailureOr<attn::KernelOp> derived =
+        deriveBackwardKernel(kernel, error);
+    if (failed(derived)) // the spec's line:col is in `error`
+      return CompileFailure::Target;
+    kernel.erase();
+    kernel = *derived;
+  }
+  out.roles = getParamRoles(kernel);
+  std::string kernelName = kernel.getSymName().str();
 
   if (out.target == "gpu-emulator") {
     out.emulated =
-        EmulatedGpuKernel::compile(*module, request.kernel, options.gpu, error);
+        EmulatedGpuKernel::compile(*module, kernelName, options.gpu, error);
     if (!out.emulated)
       return CompileFailure::Target;
     out.image = out.emulated->image();
     return CompileFailure::None;
   }
   if (gpuTarget) {
-    if (!compileToPtx(*module, request.kernel, options.gpu, out.image, error,
+    if (!compileToPtx(*module, kernelName, options.gpu, out.image, error,
                       request.keepLoweredIR ? &out.loweredIR : nullptr))
       return CompileFailure::Target;
     // A read-only cache only costs recompilation; say so once.
@@ -128,6 +143,6 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
       KernelCache::report(storeError + "; GPU kernels are not cached");
     return CompileFailure::None;
   }
-  out.cpu = CpuKernel::compile(*module, request.kernel, options.cpu, error);
+  out.cpu = CpuKernel::compile(*module, kernelName, options.cpu, error);
   return out.cpu ? CompileFailure::None : CompileFailure::Target;
 }

@@ -7,6 +7,7 @@
 
 #include "attnc/Analysis/Differentiability.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "attnc/Transforms/DeriveBackward.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/IR/IRMapping.h"
@@ -37,7 +38,7 @@ AttnTensorType lseTypeFor(AttnTensorType q, Layout layout) {
                              ArrayAttr::get(context, lse));
 }
 
-LogicalResult deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
+FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
   if (failed(checkDifferentiable(softmax.getScore(), "the score expression")))
     return failure();
   OpBuilder b(forward);
@@ -131,8 +132,37 @@ LogicalResult deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
   softmax.getScore().cloneInto(&op.getScore(), mapping);
   softmax.getMask().cloneInto(&op.getMask(), mapping);
   ReturnOp::create(b, loc, op.getResults());
-  return success();
+  return backward;
 }
+
+} // namespace
+
+FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
+  Operation *family = forward.getFamilyOp();
+  if (auto softmax = dyn_cast<SoftmaxOp>(family))
+    return deriveSoftmaxBackward(forward, softmax);
+  family->emitOpError("has no backward yet: gradients are implemented for "
+                      "attn.softmax only");
+  return failure();
+}
+
+FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward,
+                                                std::string &error) {
+  ScopedDiagnosticHandler handler(
+      forward.getContext(), [&](Diagnostic &diagnostic) {
+        if (!error.empty() || diagnostic.getSeverity() != DiagnosticSeverity::Error)
+          return success();
+        if (auto at = dyn_cast<FileLineColLoc>(diagnostic.getLocation()))
+          error = (at.getFilename().getValue() + ":" + Twine(at.getLine()) +
+                   ":" + Twine(at.getColumn()) + ": ")
+                      .str();
+        error += diagnostic.str();
+        return success();
+      });
+  return deriveBackwardKernel(forward);
+}
+
+namespace {
 
 struct DeriveBackwardPass
     : attnc::impl::DeriveBackwardBase<DeriveBackwardPass> {
@@ -145,14 +175,7 @@ struct DeriveBackwardPass
       if (!kernel.empty() && forward.getSymName() != kernel)
         continue;
       found = true;
-      Operation *family = forward.getFamilyOp();
-      LogicalResult derived = failure();
-      if (auto softmax = dyn_cast<SoftmaxOp>(family))
-        derived = deriveSoftmaxBackward(forward, softmax);
-      else
-        family->emitOpError("has no backward yet: gradients are implemented "
-                            "for attn.softmax only");
-      if (failed(derived))
+      if (failed(deriveBackwardKernel(forward)))
         return signalPassFailure();
     }
     if (!found && !kernel.empty()) {

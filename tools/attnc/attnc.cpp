@@ -20,6 +20,7 @@
 #include "attnc/Frontend/MLIRGen.h"
 #include "attnc/Runtime/Npy.h"
 #include "attnc/Pipelines/Pipelines.h"
+#include "attnc/Transforms/Passes.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
@@ -56,6 +57,14 @@ static cl::opt<std::string>
                                   "(default: the first)"),
                cl::sub(emitCommand), cl::sub(runCommand),
                cl::sub(compileCommand), cl::cat(category));
+
+static cl::opt<bool> backward(
+    "backward",
+    cl::desc("The kernel's backward (docs/semantics.md section 8): its "
+             "inputs are the kernel's, then o, lse, d_o (and d_lse); its "
+             "outputs d_q, d_k, d_v and the gradients of the float tensors "
+             "the score reads. Only the reference lowering has it so far"),
+    cl::sub(emitCommand), cl::sub(runCommand), cl::cat(category));
 
 enum class Stage { Attn, Tile, Loops, Reference, LLVM };
 static cl::opt<Stage> stage(
@@ -214,6 +223,11 @@ loadSpec(SourceMgr &sourceMgr, mlir::MLIRContext &context,
 
 static int emit(mlir::ModuleOp module) {
   mlir::PassManager pm(module.getContext());
+  if (backward) {
+    DeriveBackwardOptions derive;
+    derive.kernel = kernelName;
+    pm.addPass(createDeriveBackward(derive));
+  }
   CpuOptions options;
   options.path = cpuPath;
   if (stage == Stage::Tile) {
@@ -273,6 +287,7 @@ static bool compileFor(StringRef target, unsigned targets,
   request.options = options;
   request.diagnosticStream = &errs();
   request.keepLoweredIR = keepLoweredIR;
+  request.backward = backward;
   CompileFailure failure = compileSpec(context, request, compiled, error);
   if (failure == CompileFailure::None)
     return true;

@@ -40,6 +40,10 @@ struct CompileRequest {
   KernelCache *cache = nullptr;
   /// Front-end diagnostics are printed here as they are found (when given).
   llvm::raw_ostream *diagnosticStream = nullptr;
+  /// Compile the backward of the kernel (attn-derive-backward, kernel
+  /// `<kernel>_backward`) instead of the kernel; the reference lowering
+  /// (target cpu-reference) is the only one that has it so far.
+  bool backward = false;
   /// GPU targets: keep the module after the GPU lowering (NVVM dialect) in
   /// CompiledKernel::loweredIR; the cache is bypassed.
   bool keepLoweredIR = false;

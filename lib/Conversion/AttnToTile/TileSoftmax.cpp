@@ -536,6 +536,12 @@ struct TileSoftmaxPass
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
+      if (isa<SoftmaxBackwardOp>(family)) {
+        family->emitOpError("has no tile program yet: the backward runs on "
+                            "the reference lowering only (target "
+                            "cpu-reference, --path=reference)");
+        return signalPassFailure();
+      }
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
       if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)
         continue;
