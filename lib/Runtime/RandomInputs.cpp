@@ -12,7 +12,6 @@ void attnc::fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   int64_t count = tensor.numElements();
-  const std::vector<int64_t> &shape = tensor.shape();
   switch (role) {
   case ParamRole::Offsets: {
     // Sorted cut points of the packed length: cu[0] = 0, cu[last] = total.
