@@ -5,13 +5,15 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "attnc/Transforms/DeriveBackward.h"
 #include "attnc/Analysis/Differentiability.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
-#include "attnc/Transforms/DeriveBackward.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/StringSet.h"
+
+#include <type_traits>
 
 namespace attnc {
 #define GEN_PASS_DEF_DERIVEBACKWARD
@@ -38,7 +40,9 @@ AttnTensorType lseTypeFor(AttnTensorType q, Layout layout) {
                              ArrayAttr::get(context, lse));
 }
 
-FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
+/// `softmax` is an attn.softmax or attn.chunk_softmax.
+template <typename OpTy>
+FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   if (failed(checkDifferentiable(softmax.getScore(), "the score expression")))
     return failure();
   OpBuilder b(forward);
@@ -127,7 +131,10 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, SoftmaxOp softmax) {
       lookup(softmax.getK()), lookup(softmax.getV()),
       lookup(softmax.getCuSeqlensQ()), lookup(softmax.getCuSeqlensK()),
       softmax.getScaleAttr(), softmax.getNormalizerAttr(),
-      softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs);
+      softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs,
+      /*chunk=*/IntegerAttr());
+  if constexpr (std::is_same_v<OpTy, ChunkSoftmaxOp>)
+    op.setChunk(softmax.getChunk());
   op.getScore().getBlocks().clear();
   softmax.getScore().cloneInto(&op.getScore(), mapping);
   softmax.getMask().cloneInto(&op.getMask(), mapping);
@@ -141,8 +148,10 @@ FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
   Operation *family = forward.getFamilyOp();
   if (auto softmax = dyn_cast<SoftmaxOp>(family))
     return deriveSoftmaxBackward(forward, softmax);
+  if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
+    return deriveSoftmaxBackward(forward, chunked);
   family->emitOpError("has no backward yet: gradients are implemented for "
-                      "attn.softmax only");
+                      "attn.softmax and attn.chunk_softmax only");
   return failure();
 }
 
@@ -150,7 +159,8 @@ FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward,
                                                 std::string &error) {
   ScopedDiagnosticHandler handler(
       forward.getContext(), [&](Diagnostic &diagnostic) {
-        if (!error.empty() || diagnostic.getSeverity() != DiagnosticSeverity::Error)
+        if (!error.empty() ||
+            diagnostic.getSeverity() != DiagnosticSeverity::Error)
           return success();
         if (auto at = dyn_cast<FileLineColLoc>(diagnostic.getLocation()))
           error = (at.getFilename().getValue() + ":" + Twine(at.getLine()) +

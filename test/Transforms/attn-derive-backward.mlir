@@ -69,10 +69,23 @@ attn.kernel @floor(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H
 
 // -----
 
-// Families without a backward yet are reported, not skipped.
+// A chunk-local kernel's backward carries its chunk.
+
+// CHECK-LABEL: attn.kernel @chunked_backward(
+// CHECK: attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%d_o) {chunk = 64 : i64}
 attn.kernel @chunked(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
-  // expected-error @+1 {{has no backward yet: gradients are implemented for attn.softmax only}}
   %o = attn.chunk_softmax %q, %k, %v {chunk = 64 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// Families without a backward yet are reported, not skipped.
+attn.kernel @selected(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  // expected-error @+1 {{has no backward yet: gradients are implemented for attn.softmax and attn.chunk_softmax only}}
+  %o = attn.sparse_softmax %q, %k, %v {block_q = 64 : i64, block_k = 64 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
   } mask {
   }
   attn.return %o : !attn.tensor<f32[B, H, N, 16]>

@@ -311,6 +311,22 @@ TEST(SoftmaxBackward, MatchesFiniteDifferencesOfTheOracle) {
     };
     cases.push_back(c);
   }
+  {
+    BackwardCase c{
+        "chunk-local, causal, N = M = 8, chunks of 3",
+        denseSpec("", "softmax(q, k, v) { chunk = 3; mask = causal }"),
+        1,
+        2,
+        1,
+        8,
+        8,
+        4};
+    c.configure = [](oracle::SoftmaxProblem &p, const Extras &) {
+      p.allowed = [](int64_t, int64_t, int64_t i, int64_t j, int64_t n,
+                     int64_t m) { return j <= i + (m - n) && i / 3 == j / 3; };
+    };
+    cases.push_back(c);
+  }
   for (auto normalizer :
        {oracle::Normalizer::Sigmoid, oracle::Normalizer::None}) {
     bool sigmoid = normalizer == oracle::Normalizer::Sigmoid;

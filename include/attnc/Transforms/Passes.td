@@ -51,11 +51,12 @@ def DeriveBackward : Pass<"attn-derive-backward", "::mlir::ModuleOp"> {
     returns lse, `d_lse`. Its results are `d_q`, `d_k`, `d_v` and `d_<name>`
     for each floating-point tensor the score expression reads, each of its
     input's type. The body is one `attn.softmax_backward` with f's
-    attributes and regions.
+    attributes and regions (and, for an attn.chunk_softmax, its chunk).
 
     The score expression must be differentiable (an op without a
     derivative is reported at its location). Kernels of the other families
-    are reported: their gradients are not implemented yet.
+    (block-sparse, top-k, linear) are reported: their gradients are not
+    implemented yet.
   }];
   let options = [
     Option<"kernel", "kernel", "std::string", /*default=*/"\"\"",

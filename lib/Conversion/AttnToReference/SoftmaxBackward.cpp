@@ -167,6 +167,15 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                 Value allowed = rb.inlineExpression(
                     op.getMask(), {batch, head, i, j, n, m, startQ, startK},
                     arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+                if (std::optional<uint64_t> chunk = op.getChunk()) {
+                  Value size = rb.index(*chunk);
+                  allowed = arith::AndIOp::create(
+                      b, allowed,
+                      arith::CmpIOp::create(
+                          b, arith::CmpIPredicate::eq,
+                          arith::DivUIOp::create(b, i, size),
+                          arith::DivUIOp::create(b, j, size)));
+                }
                 memref::StoreOp::create(
                     b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
                 return SmallVector<Value>(rb.ifThen(

@@ -246,6 +246,8 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
     tensor the score expression reads, listed as `inputs` in the order the
     score region first loads them. Each gradient has its input's type.
     Masks carry no gradient; a row with no allowed key contributes none.
+    With `chunk`, it is the backward of an `attn.chunk_softmax` of that
+    chunk: keys of other chunks take no part.
 
     ```mlir
     %dq, %dk, %dv, %dslope = attn.softmax_backward %q, %k, %v
@@ -255,7 +257,8 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
   }];
   let arguments = !con(SoftmaxCommonArgs, (ins
       Attn_Tensor:$out, Optional<Attn_Tensor>:$lse, Attn_Tensor:$d_out,
-      Optional<Attn_Tensor>:$d_lse, Variadic<Attn_Tensor>:$inputs));
+      Optional<Attn_Tensor>:$d_lse, Variadic<Attn_Tensor>:$inputs,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk));
   let results = (outs Attn_Tensor:$dq, Attn_Tensor:$dk, Attn_Tensor:$dv,
                       Variadic<Attn_Tensor>:$d_inputs);
   let regions = (region AnyRegion:$score, AnyRegion:$mask);
