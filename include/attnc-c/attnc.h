@@ -100,6 +100,33 @@ attnc_status attnc_compile_with_options(attnc_context *context,
                                         const char *kernel_name,
                                         const char *target, const char *options,
                                         attnc_kernel **kernel);
+
+/* Which kernel attnc_compile_part makes of the spec's kernel (see
+ * docs/semantics.md section 8). */
+typedef enum {
+  ATTNC_PART_FORWARD = 0, /* the kernel as written (attnc_compile's) */
+  /* The forward that training runs: a softmax kernel that does not return
+   * its log-sum-exp also returns it, as a last result named "lse" (what
+   * the backward takes); any other kernel is the forward. */
+  ATTNC_PART_TRAINING_FORWARD,
+  /* The backward, named <kernel>_backward. Its parameters are the
+   * forward's, then o (the forward's output), lse (softmax normalizer),
+   * d_<o> and, when the forward returns lse, d_<lse>; its results are
+   * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
+   * reads, in the order of the forward's parameters, each with its
+   * input's shape. Softmax-family specs only (not block-sparse or top-k
+   * yet); the target must be "cpu-reference" for now (others fail with
+   * ATTNC_ERROR_TARGET). A score the compiler cannot differentiate fails
+   * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
+  ATTNC_PART_BACKWARD
+} attnc_kernel_part;
+
+/* attnc_compile_with_options for one part of the kernel. */
+attnc_status attnc_compile_part(attnc_context *context, const char *spec,
+                                size_t spec_length, const char *source_name,
+                                const char *kernel_name, const char *target,
+                                const char *options, attnc_kernel_part part,
+                                attnc_kernel **kernel);
 void attnc_kernel_destroy(attnc_kernel *kernel);
 
 /* The signature: parameters (inputs) and results (outputs). */

@@ -200,17 +200,30 @@ attnc_status attnc_compile_with_options(attnc_context *context,
                                         const char *kernelName,
                                         const char *target, const char *options,
                                         attnc_kernel **kernel) {
+  return attnc_compile_part(context, spec, specLength, sourceName, kernelName,
+                            target, options, ATTNC_PART_FORWARD, kernel);
+}
+
+attnc_status attnc_compile_part(attnc_context *context, const char *spec,
+                                size_t specLength, const char *sourceName,
+                                const char *kernelName, const char *target,
+                                const char *options, attnc_kernel_part part,
+                                attnc_kernel **kernel) {
   if (!context)
     return ATTNC_ERROR_ARGUMENT;
   if (!spec || !kernel || !target)
     return fail(context, ATTNC_ERROR_ARGUMENT,
                 "attnc_compile needs spec text, a target and a kernel pointer");
+  if (part < ATTNC_PART_FORWARD || part > ATTNC_PART_BACKWARD)
+    return fail(context, ATTNC_ERROR_ARGUMENT,
+                "attnc_compile_part: unknown part " +
+                    std::to_string(static_cast<int>(part)));
   *kernel = nullptr;
   context->diagnostics.clear();
   context->views.clear();
   attnc_status status =
       capi::compile(context, spec, specLength, sourceName, kernelName, target,
-                    options ? options : "", kernel);
+                    options ? options : "", part, kernel);
   for (const capi::DiagnosticRecord &diag : context->diagnostics)
     context->views.push_back({diag.severity, diag.file.c_str(), diag.line,
                               diag.col, diag.message.c_str(),

@@ -57,7 +57,8 @@ public:
 attnc_status compile(attnc_context *context, const char *spec,
                      size_t specLength, const char *sourceName,
                      const char *kernelName, const std::string &target,
-                     const std::string &options, attnc_kernel **kernel);
+                     const std::string &options, attnc_kernel_part part,
+                     attnc_kernel **kernel);
 
 /// The kernel cache directory of `context` ("" when disabled or absent);
 /// setCacheDirectory fails in the runtime-only build.

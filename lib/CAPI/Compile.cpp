@@ -16,6 +16,11 @@
 using namespace attnc;
 using attnc::capi::fail;
 
+static_assert(static_cast<int>(KernelPart::Forward) == ATTNC_PART_FORWARD &&
+              static_cast<int>(KernelPart::TrainingForward) ==
+                  ATTNC_PART_TRAINING_FORWARD &&
+              static_cast<int>(KernelPart::Backward) == ATTNC_PART_BACKWARD);
+
 namespace {
 
 struct MLIRCompilerState : capi::CompilerState {
@@ -112,6 +117,7 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
                                   const char *kernelName,
                                   const std::string &target,
                                   const std::string &optionText,
+                                  attnc_kernel_part part,
                                   attnc_kernel **kernel) {
   MLIRCompilerState &compiler = compilerOf(context);
   CompileRequest request;
@@ -121,6 +127,7 @@ attnc_status attnc::capi::compile(attnc_context *context, const char *spec,
   request.target = target;
   request.options = optionText;
   request.cache = &compiler.cache;
+  request.part = static_cast<KernelPart>(part);
   CompiledKernel compiled;
   std::string error;
   CompileFailure failure =

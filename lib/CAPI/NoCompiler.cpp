@@ -12,7 +12,8 @@ using namespace attnc;
 attnc_status attnc::capi::compile(attnc_context *context, const char *, size_t,
                                   const char *, const char *,
                                   const std::string &target,
-                                  const std::string &, attnc_kernel **) {
+                                  const std::string &, attnc_kernel_part,
+                                  attnc_kernel **) {
   return capi::fail(
       context, ATTNC_ERROR_TARGET,
       "this libattnc is the runtime-only build (no LLVM or MLIR): it cannot "

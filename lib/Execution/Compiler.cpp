@@ -74,7 +74,11 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
   std::string cacheKey;
   KernelCache *cache = request.keepLoweredIR ? nullptr : request.cache;
   if (gpuTarget && cache) {
-    cacheKey = KernelCache::key(request.spec.str(), request.kernel.str(),
+    // Parts other than the forward key as "<kernel>#<part>".
+    std::string kernelKey = request.kernel.str();
+    if (request.part != KernelPart::Forward)
+      kernelKey += "#" + std::to_string(static_cast<int>(request.part));
+    cacheKey = KernelCache::key(request.spec.str(), kernelKey,
                                 options.gpu.cacheKey(), out.target);
     std::string note;
     if (cache->lookup(cacheKey, out.image, note)) {
@@ -109,7 +113,14 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
   attn::KernelOp kernel = keepOnlyKernel(*module, request.kernel, error);
   if (!kernel)
     return CompileFailure::Target;
-  if (request.backward) {
+  if (request.part == KernelPart::TrainingForward &&
+      failed(addSavedLogSumExp(kernel))) {
+    error = "kernel '" + kernel.getSymName().str() +
+            "' cannot return its log-sum-exp for training: it already has "
+            "a tensor named 'lse'";
+    return CompileFailure::Target;
+  }
+  if (request.part == KernelPart::Backward) {
     if (gpuTarget || out.target == "gpu-emulator") {
       error = "the backward has no GPU kernel yet: it runs on target "
               "cpu-reference only";

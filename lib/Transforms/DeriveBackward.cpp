@@ -144,6 +144,55 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
 
 } // namespace
 
+FailureOr<bool> attnc::addSavedLogSumExp(KernelOp forward) {
+  Operation *family = forward.getFamilyOp();
+  std::optional<std::pair<Normalizer, Type>> facts;
+  auto factsOf = [](auto softmax) {
+    return std::make_pair(
+        softmax.getNormalizer(),
+        Type(lseTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
+                        softmax.getLayout())));
+  };
+  if (auto softmax = dyn_cast<SoftmaxOp>(family))
+    facts = factsOf(softmax);
+  else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
+    facts = factsOf(chunked);
+  // The lse result is the family op's optional second result.
+  if (!facts || facts->first != Normalizer::softmax ||
+      family->getNumResults() > 1)
+    return false;
+  Type lseType = facts->second;
+  for (Attribute name : llvm::concat<const Attribute>(
+           forward.getParamNames().getValue(),
+           forward.getResultNames().getValue()))
+    if (cast<StringAttr>(name).getValue() == "lse")
+      return failure();
+
+  // The same op with one more result; its regions move over.
+  OpBuilder b(family);
+  OperationState state(family->getLoc(), family->getName());
+  state.addOperands(family->getOperands());
+  state.addAttributes(family->getAttrs());
+  state.addTypes({family->getResult(0).getType(), lseType});
+  for (Region &region : family->getRegions())
+    state.addRegion()->takeBody(region);
+  Operation *withLse = b.create(state);
+  family->getResult(0).replaceAllUsesWith(withLse->getResult(0));
+  family->erase();
+
+  auto ret = cast<ReturnOp>(forward.getBody().front().getTerminator());
+  ret->insertOperands(ret->getNumOperands(), withLse->getResult(1));
+  FunctionType type = forward.getFunctionType();
+  SmallVector<Type> results(type.getResults());
+  results.push_back(lseType);
+  forward.setFunctionTypeAttr(
+      TypeAttr::get(b.getFunctionType(type.getInputs(), results)));
+  SmallVector<Attribute> names(forward.getResultNames().getValue());
+  names.push_back(b.getStringAttr("lse"));
+  forward.setResultNamesAttr(b.getArrayAttr(names));
+  return true;
+}
+
 FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
   Operation *family = forward.getFamilyOp();
   if (auto softmax = dyn_cast<SoftmaxOp>(family))

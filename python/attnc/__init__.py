@@ -82,7 +82,7 @@ class TensorInfo(NamedTuple):
 
 
 _cache: dict[tuple, "Kernel"] = {}
-_cache_lock = threading.Lock()
+_cache_lock = threading.RLock()  # torch_op compiles under it
 
 
 def compile(
@@ -115,7 +115,32 @@ def compile(
         raise ValueError(raw.compile_error)
     # Torch operator names hash what made the kernel: the spec, the kernel
     # chosen in it and the options.
-    compiled = Kernel(raw, raw.target, f"{text}\0{kernel or ''}\0{option_text}")
+    compiled = Kernel(raw, raw.target, f"{text}\0{kernel or ''}\0{option_text}",
+                      _Recipe(text, source, kernel, option_text))
+    with _cache_lock:
+        return _cache.setdefault(key, compiled)
+
+
+class _Recipe(NamedTuple):
+    """What compile() made a kernel from, to compile its other parts."""
+
+    text: str
+    source: str
+    kernel: str | None
+    options: str
+
+
+def _compile_part(recipe: _Recipe, target: str, options: str, part: int) -> "Kernel":
+    key = (recipe.text, recipe.source, target, recipe.kernel, options, part)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is not None:
+        return cached
+    raw = _attnc._Kernel(recipe.text, recipe.source, recipe.kernel, target, options, part)
+    if not raw.ok:
+        raise ValueError(raw.compile_error)
+    origin = f"{recipe.text}\0{recipe.kernel or ''}\0{options}\0part {part}"
+    compiled = Kernel(raw, raw.target, origin, recipe._replace(options=options))
     with _cache_lock:
         return _cache.setdefault(key, compiled)
 
@@ -165,11 +190,12 @@ def _read_spec(spec: Any) -> tuple[str, str]:
 class Kernel:
     """A compiled kernel; call it with one array per input."""
 
-    def __init__(self, raw: Any, target: str, origin: str = ""):
+    def __init__(self, raw: Any, target: str, origin: str = "", recipe: _Recipe | None = None):
         self._raw = raw
         self.target = target
         self.name = raw.name
         self._origin = origin  # what made it, for torch operator names
+        self._recipe = recipe  # None for a loaded image
         self._torch_ops: dict[str, Any] = {}
         self.params = [self._info(t) for t in raw.tensors(False)]
         self.results = [self._info(t) for t in raw.tensors(True)]
@@ -211,6 +237,41 @@ class Kernel:
             if name not in self._torch_ops:
                 self._torch_ops[name] = _torch.register(self, name)
             return self._torch_ops[name]
+
+    @property
+    def backward_kernel(self) -> "Kernel":
+        """The kernel's backward (docs/semantics.md section 8), compiled on
+        first use: it takes the kernel's inputs, then ``o`` (the output),
+        ``lse`` (softmax), ``d_<o>`` and, when the kernel returns lse,
+        ``d_<lse>``; it returns ``d_q``, ``d_k``, ``d_v`` and ``d_<x>`` for
+        every float input ``x`` the score expression reads. Softmax-family
+        kernels only (not block-sparse or top-k yet). The backward runs on
+        the reference lowering ("cpu-reference": serial, scores recomputed)
+        for CPU kernels; GPU kernels have none yet. Raises ValueError saying
+        why a kernel has no backward (an operation of the score without a
+        derivative is named with its line:col)."""
+        if self._recipe is None:
+            raise ValueError(f"kernel '{self.name}' was loaded from an image; "
+                             "compile the spec to get its backward")
+        target = "cpu-reference" if self.target in ("cpu", "cpu-reference") else self.target
+        options = "" if target != self.target else self._recipe.options
+        return _compile_part(self._recipe, target, options, _attnc.PART_BACKWARD)
+
+    def backward(self, *args: Any, **kwargs: Any):
+        """Runs ``backward_kernel``: ``kernel.backward(q, k, v, ..., o=o,
+        lse=lse, d_o=d_o)`` returns the gradients in the order of
+        ``backward_kernel.results`` (``d_q``, ``d_k``, ``d_v``, then the
+        score's float inputs)."""
+        gradients = self.backward_kernel(*args, **kwargs)
+        return gradients if isinstance(gradients, tuple) else (gradients,)
+
+    def _training_forward(self) -> "Kernel":
+        """The forward training runs: this kernel, or for a softmax kernel
+        without an lse result, the same kernel returning lse as well."""
+        if self._recipe is None:
+            raise ValueError(f"kernel '{self.name}' was loaded from an image")
+        return _compile_part(self._recipe, self.target, self._recipe.options,
+                             _attnc.PART_TRAINING_FORWARD)
 
     @property
     def threads(self) -> int:

@@ -43,12 +43,12 @@ class Kernel {
 public:
   Kernel(const std::string &spec, const std::string &sourceName,
          std::optional<std::string> kernelName, const std::string &target,
-         const std::string &options)
+         const std::string &options, int part)
       : context(attnc_context_create()) {
-    attnc_status status = attnc_compile_with_options(
+    attnc_status status = attnc_compile_part(
         context, spec.data(), spec.size(), sourceName.c_str(),
         kernelName ? kernelName->c_str() : nullptr, target.c_str(),
-        options.c_str(), &kernel);
+        options.c_str(), static_cast<attnc_kernel_part>(part), &kernel);
     if (status == ATTNC_OK)
       return;
     for (size_t index = 0; index < attnc_diagnostic_count(context); ++index) {
@@ -235,7 +235,10 @@ NB_MODULE(_attnc, m) {
   nb::class_<Kernel>(m, "_Kernel")
       .def(nb::init<const std::string &, const std::string &,
                     std::optional<std::string>, const std::string &,
-                    const std::string &>())
+                    const std::string &, int>(),
+           nb::arg("spec"), nb::arg("source"), nb::arg("kernel").none(),
+           nb::arg("target"), nb::arg("options"),
+           nb::arg("part") = static_cast<int>(ATTNC_PART_FORWARD))
       .def(nb::init<const nb::bytes &>())
       .def_prop_ro("ok", &Kernel::ok)
       .def_ro("diagnostics", &Kernel::diagnostics)
@@ -254,5 +257,9 @@ NB_MODULE(_attnc, m) {
       .def("image", &Kernel::image)
       .def("serialize", &Kernel::serialize);
   m.attr("STATUS_SPEC_ERROR") = static_cast<int>(ATTNC_ERROR_SPEC);
+  m.attr("PART_FORWARD") = static_cast<int>(ATTNC_PART_FORWARD);
+  m.attr("PART_TRAINING_FORWARD") =
+      static_cast<int>(ATTNC_PART_TRAINING_FORWARD);
+  m.attr("PART_BACKWARD") = static_cast<int>(ATTNC_PART_BACKWARD);
   m.attr("HAS_COMPILER") = attnc_has_compiler() != 0;
 }

@@ -287,7 +287,8 @@ static bool compileFor(StringRef target, unsigned targets,
   request.options = options;
   request.diagnosticStream = &errs();
   request.keepLoweredIR = keepLoweredIR;
-  request.backward = backward;
+  if (backward)
+    request.part = KernelPart::Backward;
   CompileFailure failure = compileSpec(context, request, compiled, error);
   if (failure == CompileFailure::None)
     return true;

@@ -24,6 +24,18 @@
 
 namespace attnc {
 
+/// Which kernel of a spec's kernel a compilation makes (docs/semantics.md
+/// section 8).
+enum class KernelPart {
+  /// The kernel as the spec writes it.
+  Forward,
+  /// The forward that training runs: a softmax kernel also returns the
+  /// log-sum-exp ("lse") that its backward takes (see addSavedLogSumExp).
+  TrainingForward,
+  /// The backward (attn-derive-backward): kernel `<kernel>_backward`.
+  Backward,
+};
+
 /// What a compilation asks for.
 struct CompileRequest {
   llvm::StringRef spec;
@@ -40,10 +52,10 @@ struct CompileRequest {
   KernelCache *cache = nullptr;
   /// Front-end diagnostics are printed here as they are found (when given).
   llvm::raw_ostream *diagnosticStream = nullptr;
-  /// Compile the backward of the kernel (attn-derive-backward, kernel
-  /// `<kernel>_backward`) instead of the kernel; the reference lowering
-  /// (target cpu-reference) is the only one that has it so far.
-  bool backward = false;
+  /// The forward, its training variant or its backward; the reference
+  /// lowering (target cpu-reference) is the only one that has the backward
+  /// so far.
+  KernelPart part = KernelPart::Forward;
   /// GPU targets: keep the module after the GPU lowering (NVVM dialect) in
   /// CompiledKernel::loweredIR; the cache is bypassed.
   bool keepLoweredIR = false;

@@ -20,6 +20,13 @@ mlir::FailureOr<attn::KernelOp> deriveBackwardKernel(attn::KernelOp forward);
 mlir::FailureOr<attn::KernelOp> deriveBackwardKernel(attn::KernelOp forward,
                                                      std::string &error);
 
+/// The forward that training runs: `forward` itself, except that a
+/// softmax-normalized kernel that does not return the log-sum-exp gets it
+/// as an extra last result named "lse" (what its backward takes). Returns
+/// whether it added the result; fails, changing nothing, when a tensor of
+/// the kernel already has that name.
+mlir::FailureOr<bool> addSavedLogSumExp(attn::KernelOp forward);
+
 } // namespace attnc
 
 #endif // ATTNC_TRANSFORMS_DERIVEBACKWARD_H

@@ -1,0 +1,250 @@
+"""Gradients of attnc's torch operators against torch autograd on float64
+eager implementations written here (docs/semantics.md section 8): dQ, dK,
+dV and the gradients of the score's float inputs (slopes, bias tables), for
+GQA, windows, softcapping, document masks with empty rows, varlen, sigmoid
+and no normalizer, N != M, and lse in the loss; torch.compile with
+fullgraph=True over forward and backward; the NumPy entry kernel.backward;
+and the refusals (block-sparse, top-k, linear). Tolerances: f32
+kernels 2e-5 relative to the largest gradient (the kernels sum in f32),
+bf16 kernels 2e-2 (o and the gradients are rounded to bf16). Every case prints its seed when
+it fails.
+"""
+
+import math
+import os
+import pathlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed; torch autograd is not tested")
+if not hasattr(torch.library, "custom_op"):
+    pytest.skip(f"torch {torch.__version__} has no torch.library.custom_op (needs >= 2.4)", allow_module_level=True)
+
+import attnc  # noqa: E402
+
+EXAMPLES = pathlib.Path(os.environ.get("ATTNC_EXAMPLES", pathlib.Path(__file__).parents[2] / "examples"))
+TOLERANCE = {torch.float32: 2e-5, torch.bfloat16: 2e-2}
+
+
+def attention_f64(q, k, v, score, allowed, normalizer="softmax"):
+    """[B, H, N, D] float64 attention by definition; kv heads repeat for GQA.
+    ``score(s, h, i, j)`` maps the scaled scores, ``allowed(i, j)`` is the
+    [N, M] mask. Returns o and lse (softmax; rows without a key: o = 0 and
+    lse = -inf)."""
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
+    n, m = q.shape[2], k.shape[2]
+    i, j = torch.arange(n)[:, None], torch.arange(m)[None, :]
+    h = torch.arange(q.shape[1])[:, None, None]
+    s = score(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), h, i, j)
+    mask = allowed(i, j).expand(n, m)
+    if normalizer == "softmax":
+        s = s.masked_fill(~mask, -math.inf)
+        lse = torch.logsumexp(s, -1)
+        p = torch.exp(s - torch.where(torch.isinf(lse), 0, lse)[..., None])
+        return p @ v, lse
+    p = torch.sigmoid(s) if normalizer == "sigmoid" else s
+    return p.masked_fill(~mask, 0) @ v, None
+
+
+def leaves(gen, shapes, dtype):
+    return [torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype).requires_grad_() for shape in shapes]
+
+
+def check_gradients(op, inputs, reference, seed, weights_gen, use_lse):
+    """Runs the loss sum(o * W) (+ sum(lse * W') with use_lse) through the
+    operator and through ``reference`` on float64 copies; compares every
+    input's gradient."""
+    outputs = op(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    weights = [torch.randn(o.shape, generator=weights_gen, dtype=torch.float64) for o in outputs]
+    loss = (outputs[0].double() * weights[0]).sum()
+    if use_lse:
+        loss = loss + (torch.where(torch.isinf(outputs[1]), 0, outputs[1]).double() * weights[1]).sum()
+    loss.backward()
+
+    exact = [None if x is None else x.detach().double().requires_grad_(x.requires_grad) for x in inputs]
+    o, lse = reference(*exact)
+    expected = (o * weights[0]).sum()
+    if use_lse:
+        expected = expected + (torch.where(torch.isinf(lse), 0, lse) * weights[1]).sum()
+    expected.backward()
+    tolerance = TOLERANCE[inputs[0].dtype]  # bf16 q, k, v: o is rounded to bf16 too
+    for index, (x, e) in enumerate(zip(inputs, exact)):
+        if x is None or not x.requires_grad:
+            continue
+        assert x.grad is not None, f"seed {seed}: input {index} got no gradient"
+        assert x.grad.dtype == x.dtype and x.grad.shape == x.shape
+        assert torch.isfinite(x.grad).all(), f"seed {seed}: input {index} has a non-finite gradient"
+        scale = max(e.grad.abs().max().item(), 1e-3)
+        error = (x.grad.double() - e.grad).abs().max().item() / scale
+        assert error <= tolerance, f"seed {seed}: input {index}: relative error {error:.3g}"
+
+
+def dense_spec(name, params, body, q="q", results="o: f32[B, Hq, N, D], lse: f32[B, Hq, N]", outputs="o, lse",
+               dtype="f32"):
+    return (f"kernel {name}(q: {dtype}[B, Hq, N, D], k: {dtype}[B, Hk, M, D], v: {dtype}[B, Hk, M, D]{params})"
+            f" -> ({results.replace('f32[B, Hq, N, D]', dtype + '[B, Hq, N, D]')}) {{\n"
+            f"  {outputs} = softmax(q, k, v) {{ {body} }}\n}}\n")
+
+
+CASES = {
+    # name: (spec params, body, extra input shapes, score(s, h, i, j, *extras), allowed(i, j, n, m), (B, Hq, Hk, N, M))
+    "alibi_gqa_window": (", slope: f32[Hq]", "score = s - slope[h] * (i - j); mask = causal && i - j < 4",
+                         [("Hq",)], lambda s, h, i, j, slope: s - slope[h] * (i - j),
+                         lambda i, j, n, m: (j <= i + (m - n)) & (i - (j - (m - n)) < 4), (2, 4, 2, 9, 9)),
+    "softcap_n_ne_m": ("", "score = 5 * tanh(s / 5); mask = causal", [],
+                       lambda s, h, i, j: 5 * torch.tanh(s / 5), lambda i, j, n, m: j <= i + (m - n), (1, 2, 2, 6, 11)),
+    "relative_bias_table": (", rel: f32[Hq, 17]", "score = s + rel[h, i - j + 8]; mask = i - j <= 8 && j <= i",
+                            [("Hq", 17)], lambda s, h, i, j, rel: s + rel[h, (i - j + 8).clamp(0, 16)],
+                            lambda i, j, n, m: (i - j <= 8) & (j <= i), (2, 3, 3, 13, 13)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("use_lse", [False, True])
+def test_gradients_match_float64_autograd(name, use_lse):
+    params, body, extra, score, allowed, (b, hq, hk, n, m) = CASES[name]
+    d = 8
+    kernel = attnc.compile(dense_spec(name, params, body) if use_lse else
+                           dense_spec(name, params, body, results="o: f32[B, Hq, N, D]", outputs="o"))
+    op = kernel.torch_op()
+    seed = 1000 + sorted(CASES).index(name) * 2 + use_lse
+    gen = torch.Generator().manual_seed(seed)
+    sizes = {"Hq": hq}
+    tensors = leaves(gen, [(b, hq, n, d), (b, hk, m, d), (b, hk, m, d)]
+                     + [tuple(sizes.get(s, s) for s in shape) for shape in extra], torch.float32)
+
+    def reference(q, k, v, *extras):
+        return attention_f64(q, k, v, lambda s, h, i, j: score(s, h, i, j, *extras),
+                             lambda i, j: allowed(i, j, n, m))
+
+    check_gradients(op, tensors, reference, seed, gen, use_lse)
+
+
+def test_document_mask_with_empty_rows():
+    spec = ("kernel doc(q: f32[B, H, N, D], k: f32[B, H, M, D], v: f32[B, H, M, D], docq: i32[N], dock: i32[M])"
+            " -> (o: f32[B, H, N, D], lse: f32[B, H, N]) {\n"
+            "  o, lse = softmax(q, k, v) { mask = docq[i] == dock[j] }\n}\n")
+    op = attnc.compile(spec).torch_op()
+    seed = 2001
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = leaves(gen, [(2, 2, 6, 8), (2, 2, 7, 8), (2, 2, 7, 8)], torch.float32)
+    docq = torch.tensor([0, 0, 2, 1, 1, 5], dtype=torch.int32)  # rows 2 and 5 see no key
+    dock = torch.tensor([0, 1, 1, 0, 3, 1, 0], dtype=torch.int32)
+
+    def reference(q, k, v, docq_, dock_):
+        return attention_f64(q, k, v, lambda s, h, i, j: s, lambda i, j: docq[i] == dock[j])
+
+    check_gradients(op, [q, k, v, docq, dock], reference, seed, gen, use_lse=True)
+    for x in (q, k, v):
+        x.grad = None
+    o, _ = op(q, k, v, docq, dock)
+    o.sum().backward()
+    assert (q.grad[:, :, [2, 5]] == 0).all()
+
+
+@pytest.mark.parametrize("normalizer", ["sigmoid", "none"])
+def test_sigmoid_and_no_normalizer(normalizer):
+    spec = dense_spec("norm", "", f"normalizer = {normalizer}; mask = causal",
+                      results="o: f32[B, Hq, N, D]", outputs="o")
+    op = attnc.compile(spec).torch_op()
+    seed = 3001 + (normalizer == "none")
+    gen = torch.Generator().manual_seed(seed)
+    tensors = leaves(gen, [(1, 2, 7, 8), (1, 1, 7, 8), (1, 1, 7, 8)], torch.float32)
+
+    def reference(q, k, v):
+        return attention_f64(q, k, v, lambda s, h, i, j: s, lambda i, j: j <= i, normalizer)
+
+    check_gradients(op, tensors, reference, seed, gen, use_lse=False)
+
+
+def test_varlen_packed_sequences():
+    spec = ("kernel packed(q: f32[T, Hq, D], k: f32[T, Hk, D], v: f32[T, Hk, D], cu: i32[S])"
+            " -> (o: f32[T, Hq, D], lse: f32[Hq, T]) {\n"
+            "  o, lse = softmax(q, k, v, layout = thd, cu_seqlens = cu) { mask = causal }\n}\n")
+    op = attnc.compile(spec).torch_op()
+    seed = 4001
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = leaves(gen, [(9, 4, 8), (9, 2, 8), (9, 2, 8)], torch.float32)
+    cu = torch.tensor([0, 4, 4, 9], dtype=torch.int32)  # the second sequence is empty
+
+    def reference(q, k, v, cu_):
+        outputs, lses = [], []
+        for start, end in zip(cu.tolist(), cu.tolist()[1:]):
+            if start == end:
+                continue
+            o, lse = attention_f64(*(x[start:end].transpose(0, 1)[None] for x in (q, k, v)),
+                                   lambda s, h, i, j: s, lambda i, j: j <= i)
+            outputs.append(o[0].transpose(0, 1))
+            lses.append(lse[0])
+        return torch.cat(outputs), torch.cat(lses, dim=1)
+
+    check_gradients(op, [q, k, v, cu], reference, seed, gen, use_lse=True)
+
+
+def test_bf16_example_alibi_gqa():
+    op = attnc.compile(EXAMPLES / "alibi_gqa.attn").torch_op()
+    seed = 5001
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = leaves(gen, [(1, 4, 10, 64), (1, 2, 10, 64), (1, 2, 10, 64)], torch.bfloat16)
+    slope = torch.tensor([0.5, 0.25, 0.125, 0.0625], requires_grad=True)
+
+    def reference(q, k, v, slope):
+        return attention_f64(q, k, v, lambda s, h, i, j: s - slope[h] * (i - j), lambda i, j: j <= i)
+
+    check_gradients(op, [q, k, v, slope], reference, seed, gen, use_lse=True)
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    kernel = attnc.compile(dense_spec("compiled", ", rel: f32[Hq, 17]", "score = s + rel[h, i - j + 8]; mask = causal",
+                                      results="o: f32[B, Hq, N, D]", outputs="o"))
+    op = kernel.torch_op()
+    gen = torch.Generator().manual_seed(6001)
+    q, k, v, rel = leaves(gen, [(1, 2, 9, 8), (1, 2, 9, 8), (1, 2, 9, 8), (2, 17)], torch.float32)
+    w = torch.randn(1, 2, 9, 8, generator=gen)
+
+    def loss(q, k, v, rel):
+        return (op(q, k, v, rel) * w).sum()
+
+    loss(q, k, v, rel).backward()
+    eager = [x.grad.clone() for x in (q, k, v, rel)]
+    for x in (q, k, v, rel):
+        x.grad = None
+    torch.compile(loss, fullgraph=True)(q, k, v, rel).backward()
+    for x, expected in zip((q, k, v, rel), eager):
+        torch.testing.assert_close(x.grad, expected, rtol=0, atol=0)
+
+
+def test_numpy_backward_matches_the_operator():
+    kernel = attnc.compile(EXAMPLES / "alibi_gqa.attn")
+    backward = kernel.backward_kernel
+    assert [p.name for p in backward.params] == ["q", "k", "v", "slope", "o", "lse", "d_o", "d_lse"]
+    assert [r.name for r in backward.results] == ["d_q", "d_k", "d_v", "d_slope"]
+    gen = torch.Generator().manual_seed(7001)
+    q, k, v = (x.detach() for x in leaves(gen, [(1, 4, 10, 64), (1, 2, 10, 64), (1, 2, 10, 64)], torch.bfloat16))
+    slope = torch.tensor([0.5, 0.25, 0.125, 0.0625])
+    arrays = [x.view(torch.int16).numpy().view(ml_dtypes.bfloat16) for x in (q, k, v)] + [slope.numpy()]
+    o, lse = kernel(*arrays)
+    d_o = np.ones(o.shape, o.dtype)
+    d_lse = np.zeros(lse.shape, np.float32)
+    grads = kernel.backward(*arrays, o=o, lse=lse, d_o=d_o, d_lse=d_lse)
+    assert len(grads) == 4 and grads[3].shape == (4,)
+    leaves_ = [x.clone().requires_grad_() for x in (q, k, v, slope)]
+    out, _ = kernel.torch_op()(*leaves_)
+    out.float().sum().backward()
+    for grad, x in zip(grads, leaves_):
+        np.testing.assert_array_equal(np.asarray(grad, np.float64), x.grad.double().numpy())
+
+
+@pytest.mark.parametrize("example,reason", [
+    ("block_sparse.attn", "attn.sparse_softmax"),
+    ("topk_select.attn", "attn.sparse_softmax"),
+    ("gla.attn", "attn.linear"),
+])
+def test_kernels_without_a_backward_say_why(example, reason):
+    kernel = attnc.compile(EXAMPLES / example)
+    with pytest.raises(ValueError, match=reason):
+        kernel.backward_kernel
