@@ -122,8 +122,8 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
   }
   if (request.part == KernelPart::Backward) {
     if (gpuTarget || out.target == "gpu-emulator") {
-      error = "the backward has no GPU kernel yet: it runs on target "
-              "cpu-reference only";
+      error = "the backward has no GPU kernel yet: it runs on the CPU "
+              "targets (cpu, cpu-reference)";
       return CompileFailure::Target;
     }
     mlir::FailureOr<attn::KernelOp> derived =

@@ -1,8 +1,10 @@
 //===- SoftmaxBackwardTest.cpp - Gradients of softmax specs ---------------===//
 //
 // The reference backward (attn-derive-backward, then the reference
-// lowering of attn.softmax_backward) against central finite differences of
-// the double-precision oracle (ReferenceOracle.h, which shares no code with
+// lowering of attn.softmax_backward) and the tiled one (attn-tile-softmax's
+// backward tile program, blocks of 4 queries x 3 keys so that blocks are
+// partial, skipped and many) against central finite differences of the
+// double-precision oracle (ReferenceOracle.h, which shares no code with
 // the compiler) of the loss
 //   L = sum dO * o + sum over finite lse of dlse * lse,
 // for every element of q, k, v and of the float tensors the score reads.
@@ -52,7 +54,7 @@ struct BackwardCase {
 
 class BackwardRunner {
 public:
-  explicit BackwardRunner(const std::string &spec) {
+  BackwardRunner(const std::string &spec, bool tiledToo) {
     unsigned buffer = sourceMgr.AddNewSourceBuffer(
         llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
     DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
@@ -70,12 +72,19 @@ public:
     }
     backward =
         CpuKernel::compile(*module, "t_backward", {CpuPath::Reference}, error);
+    if (!backward)
+      return;
+    // The tile program does not compute gradients of float inputs yet.
+    if (!tiledToo)
+      return;
+    tiled = CpuKernel::compile(*module, "t_backward",
+                               CpuOptions{CpuPath::Tiled, 4, 3}, error);
   }
 
   llvm::SourceMgr sourceMgr;
   mlir::MLIRContext context;
   mlir::OwningOpRef<mlir::ModuleOp> module;
-  std::unique_ptr<CpuKernel> forward, backward;
+  std::unique_ptr<CpuKernel> forward, backward, tiled;
   std::string error;
 };
 
@@ -93,8 +102,11 @@ double loss(const oracle::SoftmaxResult &result, const std::vector<double> &dO,
 void checkBackward(const BackwardCase &c, uint64_t seed) {
   std::string what = c.name + " (seed " + std::to_string(seed) + ")";
   SCOPED_TRACE(what);
-  BackwardRunner runner(c.spec);
-  ASSERT_TRUE(runner.forward && runner.backward) << runner.error;
+  bool tiledToo = c.floatInputs.empty();
+  BackwardRunner runner(c.spec, tiledToo);
+  ASSERT_TRUE(runner.forward && runner.backward &&
+              (runner.tiled || !tiledToo))
+      << runner.error;
   std::mt19937_64 rng(seed);
   bool packed = !c.offsets.empty();
   int64_t tokensQ = packed ? c.offsets.back() : c.N;
@@ -167,6 +179,20 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
   ASSERT_TRUE(runner.backward->run(
       viewsOf(runner.backward->signature(), inputs, storage), gradients, error))
       << error;
+  // The tiled gradients, with 1 and with 3 threads: bitwise the same.
+  std::vector<HostTensor> tiled[2];
+  if (runner.tiled)
+    for (int threads : {1, 3}) {
+      runner.tiled->setThreads(threads);
+      std::vector<HostTensor> &out = tiled[threads == 3];
+      ASSERT_TRUE(runner.tiled->run(
+          viewsOf(runner.tiled->signature(), inputs, storage), out, error))
+          << error;
+    }
+  for (size_t index = 0; runner.tiled && index < 3; ++index)
+    EXPECT_EQ(values(tiled[0][index]), values(tiled[1][index]))
+        << "tiled gradient " << index << " depends on the thread count, "
+        << what;
 
   // Packed o  // Packed o is [T, H, D] as the oracle's; dense bhnd as well.
   std::vector<double> dO = values(inputs["d_o"]);
@@ -181,18 +207,29 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
     values[index] = saved;
     return (plus - minus) / (2 * step);
   };
-  auto check = [&](std::vector<double> &values, const HostTensor &gradient,
-                   const std::string &name) {
-    ASSERT_EQ(size_t(gradient.numElements()), values.size()) << name;
+  // Each gradient of `values`, the reference's and the tiled one.
+  auto check = [&](std::vector<double> &values,
+                   std::vector<std::pair<const HostTensor *, std::string>>
+                       computed) {
     std::vector<double> expected(values.size());
     for (size_t index = 0; index < values.size(); ++index)
       expected[index] = numeric(values, index);
-    expectClose(::attnc::testing::values(gradient), expected, {1e-4, 1e-3},
-                "d" + name + ", " + what);
+    for (const auto &[gradient, name] : computed) {
+      ASSERT_EQ(size_t(gradient->numElements()), values.size()) << name;
+      expectClose(::attnc::testing::values(*gradient), expected, {1e-4, 1e-3},
+                  "d" + name + ", " + what);
+    }
   };
-  check(problem.q, gradients[0], "q");
-  check(problem.k, gradients[1], "k");
-  check(problem.v, gradients[2], "v");
+  const char *names[] = {"q", "k", "v"};
+  std::vector<double> *operands[] = {&problem.q, &problem.k, &problem.v};
+  for (int operand = 0; operand < 3; ++operand) {
+    std::vector<std::pair<const HostTensor *, std::string>> computed = {
+        {&gradients[operand], names[operand]}};
+    if (runner.tiled)
+      computed.push_back(
+          {&tiled[0][operand], std::string(names[operand]) + " (tiled)"});
+    check(*operands[operand], computed);
+  }
   size_t next = 3;
   for (const auto &[name, shape] : c.floatInputs) {
     // The gradients follow the score's first reads; each case reads its

@@ -7,6 +7,7 @@
 
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "TileBuilding.h"
+#include "TileSoftmaxBackward.h"
 #include "attnc/Analysis/MaskStructure.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Conversion/Passes.h"
@@ -536,11 +537,29 @@ struct TileSoftmaxPass
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
-      if (isa<SoftmaxBackwardOp>(family)) {
-        family->emitOpError("has no tile program yet: the backward runs on "
-                            "the reference lowering only (target "
-                            "cpu-reference, --path=reference)");
-        return signalPassFailure();
+      if (auto backward = dyn_cast<SoftmaxBackwardOp>(family)) {
+        if (!backward.getInputs().empty()) {
+          InFlightDiagnostic diag = family->emitOpError(
+              "has no tile program for the gradients of the score's float "
+              "inputs (");
+          llvm::interleaveComma(backward.getInputs(), diag, [&](Value input) {
+            diag << "'"
+                 << cast<StringAttr>(kernel.getParamNames()
+                                         [cast<BlockArgument>(input)
+                                              .getArgNumber()])
+                        .getValue()
+                 << "'";
+          });
+          diag << ") yet: deterministic scatter-adds into them run on the "
+                  "reference lowering only (target cpu-reference, "
+                  "--path=reference)";
+          return signalPassFailure();
+        }
+        lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
+                                         ValueRange results) {
+          buildSoftmaxBackwardProgram(backward, rb, results, blockQ, blockK);
+        });
+        continue;
       }
       auto sparse = dyn_cast<SparseSoftmaxOp>(family);
       if (!isa<SoftmaxOp, ChunkSoftmaxOp>(family) && !sparse)

@@ -1,0 +1,388 @@
+//===- TileSoftmaxBackward.cpp - FlashAttention-2's backward as tiles -----===//
+//
+// The tile program of attn.softmax_backward (docs/tile.md): the weights P
+// are recomputed from q, k and the forward's lse one block_q x block_k tile
+// at a time, then, with D = rowsum(dO o O) per query row,
+//   dV_j += P^T dO_i,  dP = dO_i V_j^T,
+//   dS = P (dP - D + dlse) | dP p (1 - p) | dP     (softmax | sigmoid | none),
+//   dR = scale * dS * d score / d s                (the score expression's
+//                                                   derivative, ExpressionGradient.h)
+//   dK_j += dR^T Q_i,  dQ_i += dR K_j.
+// dK and dV are summed per key block over the query blocks that see it, dQ
+// per query block over its key blocks in a second sweep, instead of atomic
+// adds: every sum has one order, so the gradients do not depend on the
+// thread count. Nothing of size N x M exists.
+//
+//===----------------------------------------------------------------------===//
+
+#include "TileSoftmaxBackward.h"
+#include "TileBuilding.h"
+#include "attnc/Analysis/MaskStructure.h"
+#include "attnc/Conversion/KernelLowering/ExpressionGradient.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
+#include "attnc/Conversion/Passes.h"
+
+#include <limits>
+
+using namespace mlir;
+using namespace attnc;
+using namespace attnc::attn;
+using namespace attnc::lowering;
+
+namespace {
+
+/// The tiles of one query block of one head that both sweeps use.
+struct QueryTiles {
+  Value i0, rows, iLast;
+  Value q, dOut;
+  /// Per row: lse (softmax), dlse (when the forward returns lse) and
+  /// D = rowsum(dO o O) (softmax); null otherwise.
+  Value lse, dLse, delta;
+};
+
+/// The tiles of one key block of one kv head.
+struct KeyTiles {
+  Value j0, cols, k, v;
+};
+
+class BackwardProgram {
+public:
+  BackwardProgram(SoftmaxBackwardOp op, LoweringBuilder &rb, int64_t blockQ,
+                  int64_t blockK)
+      : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
+        band(analyzeMask(op.getMask())), normalizer(op.getNormalizer()),
+        blockQ(blockQ), blockK(blockK) {
+    Type f32 = b.getF32Type();
+    int64_t dimK = tileHeadDim(op.getQ()), dimV = tileHeadDim(op.getV());
+    int64_t dynamic = ShapedType::kDynamic;
+    queryType = RankedTensorType::get({dynamic, dimK}, elementTypeOf(shape.q));
+    gradOutType = RankedTensorType::get(
+        {dynamic, dimV}, elementTypeOf(rb.params.lookup(op.getDOut())));
+    outType = RankedTensorType::get(
+        {dynamic, dimV}, elementTypeOf(rb.params.lookup(op.getOut())));
+    keyType = RankedTensorType::get({blockK, dimK}, elementTypeOf(shape.k));
+    valueType = RankedTensorType::get({blockK, dimV}, elementTypeOf(shape.v));
+    scoreType = RankedTensorType::get({dynamic, blockK}, f32);
+    rowType = RankedTensorType::get({dynamic}, f32);
+    queryAccType = RankedTensorType::get({dynamic, dimK}, f32);
+    keyAccType = RankedTensorType::get({blockK, dimK}, f32);
+    valueAccType = RankedTensorType::get({blockK, dimV}, f32);
+    scale = rb.softmaxScale(op.getScale(), shape.dimK);
+    if (std::optional<uint64_t> chunk = op.getChunk())
+      chunkSize = rb.index(*chunk);
+  }
+
+  void build(ValueRange results);
+
+private:
+  /// A tile of `type` filled with `value`; `rows` sizes a dynamic row
+  /// count, and the head dim of its columns is q's or v's by `type`.
+  Value splat(double value, RankedTensorType type, Value rows) {
+    Value cols = type == queryAccType || type == keyAccType ? shape.dimK
+                                                            : shape.dimV;
+    return splatTile(b, rb.f32(value), type, rows, cols);
+  }
+  SmallVector<Value> rowPosition(Value head, Value row) {
+    return rowLayoutIndices(shape.layout, batch, head, row);
+  }
+  QueryTiles loadQueryTiles(Value head, Value queryBlock);
+  KeyTiles loadKeyTiles(Value headK, Value keyBlock);
+  /// dR = dL/ds of one tile and, `withWeights`, the weights P (both 0
+  /// where masked).
+  std::pair<Value, Value> scoreGradients(Value head, const QueryTiles &rows,
+                                         const KeyTiles &keys,
+                                         bool withWeights);
+  /// Whether key j of row i is allowed, and the key expressions see
+  /// (clamped to the last key).
+  std::pair<Value, Value> allowedKey(Value head, Value i, Value j);
+
+  SoftmaxBackwardOp op;
+  LoweringBuilder &rb;
+  ImplicitLocOpBuilder &b;
+  AttentionOperands shape;
+  MaskStructure band;
+  Normalizer normalizer;
+  int64_t blockQ, blockK;
+  RankedTensorType queryType, gradOutType, outType, keyType, valueType,
+      scoreType, rowType, queryAccType, keyAccType, valueAccType;
+  Value scale, chunkSize;
+  // Bound per program instance.
+  Value batch, startQ, n, startK, m;
+};
+
+QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock) {
+  QueryTiles tiles;
+  tiles.i0 = rb.mul(queryBlock, rb.index(blockQ));
+  tiles.rows = arith::MinUIOp::create(b, rb.index(blockQ), rb.sub(n, tiles.i0));
+  tiles.iLast = rb.add(tiles.i0, rb.sub(tiles.rows, rb.index(1)));
+  SmallVector<Value> at = rowPosition(head, rb.add(startQ, tiles.i0));
+  int64_t rowDim = shape.dims.seq;
+  tiles.q = tile::LoadOp::create(b, queryType, shape.q, at, tiles.rows, rowDim);
+  IRMapping &params = rb.params;
+  tiles.dOut = tile::LoadOp::create(b, gradOutType,
+                                    params.lookup(op.getDOut()), at,
+                                    tiles.rows, rowDim);
+  if (normalizer != Normalizer::softmax)
+    return tiles;
+  SmallVector<Value> lseAt =
+      lseIndices(shape.cuQ, batch, head, rb.add(startQ, tiles.i0), tiles.i0);
+  int64_t lseRowDim = lseAt.size() - 1;
+  tiles.lse = tile::LoadOp::create(b, rowType, params.lookup(op.getLse()),
+                                   lseAt, tiles.rows, lseRowDim);
+  if (op.getDLse())
+    tiles.dLse = tile::LoadOp::create(b, rowType, params.lookup(op.getDLse()),
+                                      lseAt, tiles.rows, lseRowDim);
+  Value out = tile::LoadOp::create(b, outType, params.lookup(op.getOut()), at,
+                                   tiles.rows, rowDim);
+  Value products = buildMap(
+      b, RankedTensorType::get(outType.getShape(), b.getF32Type()),
+      {tiles.dOut, out}, [&](ValueRange, ValueRange x) -> Value {
+        auto widen = [&](Value v) -> Value {
+          return v.getType().isF32() ? v
+                                     : arith::ExtFOp::create(b, b.getF32Type(), v);
+        };
+        return rb.mul(widen(x[0]), widen(x[1]));
+      });
+  tiles.delta =
+      tile::ReduceOp::create(b, rowType, tile::ReduceKind::add, products);
+  return tiles;
+}
+
+KeyTiles BackwardProgram::loadKeyTiles(Value headK, Value keyBlock) {
+  KeyTiles tiles;
+  Value bk = rb.index(blockK);
+  tiles.j0 = rb.mul(keyBlock, bk);
+  tiles.cols = arith::MinUIOp::create(b, bk, rb.sub(m, tiles.j0));
+  SmallVector<Value> at = rowPosition(headK, rb.add(startK, tiles.j0));
+  tiles.k = tile::LoadOp::create(b, keyType, shape.k, at, tiles.cols,
+                                 shape.dims.seq);
+  tiles.v = tile::LoadOp::create(b, valueType, shape.v, at, tiles.cols,
+                                 shape.dims.seq);
+  return tiles;
+}
+
+std::pair<Value, Value> BackwardProgram::allowedKey(Value head, Value i,
+                                                    Value j) {
+  // Keys past the end are masked; expressions see the last key.
+  Value key = arith::MinUIOp::create(b, j, rb.sub(m, rb.index(1)));
+  Value allowed = arith::AndIOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
+      rb.inlineExpression(op.getMask(),
+                          {batch, head, i, key, n, m, startQ, startK},
+                          arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+  if (chunkSize)
+    allowed = arith::AndIOp::create(
+        b, allowed,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                              arith::DivUIOp::create(b, i, chunkSize),
+                              arith::DivUIOp::create(b, key, chunkSize)));
+  return {allowed, key};
+}
+
+std::pair<Value, Value>
+BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
+                                const KeyTiles &keys, bool withWeights) {
+  Type f32 = b.getF32Type();
+  Value zeros = splat(0, scoreType, rows.rows);
+  Value dots = tile::DotOp::create(b, scoreType, rows.q, keys.k, zeros,
+                                   /*transpose_lhs=*/false,
+                                   /*transpose_rhs=*/true);
+  Value dWeights = tile::DotOp::create(b, scoreType, rows.dOut, keys.v, zeros,
+                                       /*transpose_lhs=*/false,
+                                       /*transpose_rhs=*/true);
+  // Map inputs: the dots, dP, then the row values that exist.
+  SmallVector<Value> inputs = {dots, dWeights};
+  for (Value row : {rows.lse, rows.delta, rows.dLse})
+    if (row)
+      inputs.push_back(row);
+  auto scoreArgs = [&](Value dot, Value i, Value key) -> SmallVector<Value> {
+    return {rb.mul(scale, dot), batch, head, i, key, n, m, startQ, startK};
+  };
+  // p from the score: exp(score - lse), sigmoid(score) or score.
+  auto weightOf = [&](Value score, ValueRange x) -> Value {
+    switch (normalizer) {
+    case Normalizer::softmax:
+      return math::ExpOp::create(b, arith::SubFOp::create(b, score, x[2]));
+    case Normalizer::sigmoid:
+      return arith::DivFOp::create(
+          b, rb.f32(1),
+          rb.add(rb.f32(1),
+                 math::ExpOp::create(b, arith::NegFOp::create(b, score))));
+    case Normalizer::none:
+      return score;
+    }
+    llvm_unreachable("unknown normalizer");
+  };
+  // `element(dot, key, x)` for allowed keys, 0 for the others.
+  auto masked = [&](ValueRange at,
+                    llvm::function_ref<Value(Value, Value)> element) -> Value {
+    Value i = rb.add(rows.i0, at[0]);
+    Value allowed, key;
+    std::tie(allowed, key) = allowedKey(head, i, rb.add(keys.j0, at[1]));
+    return rb.ifThen(
+        allowed, {f32},
+        [&]() -> SmallVector<Value> { return {element(i, key)}; },
+        [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+  };
+
+  Value weights;
+  if (withWeights)
+    weights = buildMap(
+      b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
+        return masked(at, [&](Value i, Value key) {
+          Value scaled = rb.mul(scale, x[0]);
+          return weightOf(
+              rb.inlineExpression(op.getScore(), scoreArgs(x[0], i, key),
+                                  scaled),
+              x);
+        });
+      });
+  Value dRaw = buildMap(
+      b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
+        return masked(at, [&](Value i, Value key) {
+          SmallVector<Value> args = scoreArgs(x[0], i, key);
+          Value score = rb.inlineExpression(op.getScore(), args, args[0]);
+          Value p = weightOf(score, x);
+          Value dp = x[1];
+          Value dScore;
+          switch (normalizer) {
+          case Normalizer::softmax: { // P (dP - D + dlse)
+            Value shifted = arith::SubFOp::create(b, dp, x[3]);
+            if (rows.dLse)
+              shifted = rb.add(shifted, x[4]);
+            dScore = rb.mul(p, shifted);
+            break;
+          }
+          case Normalizer::sigmoid: // dP p (1 - p)
+            dScore = rb.mul(rb.mul(dp, p),
+                            arith::SubFOp::create(b, rb.f32(1), p));
+            break;
+          case Normalizer::none:
+            dScore = dp;
+            break;
+          }
+          ExpressionGradient gradient =
+              inlineExpressionGradient(rb, op.getScore(), args, dScore);
+          Value dScaled =
+              gradient.arguments[0] ? gradient.arguments[0] : rb.f32(0);
+          return rb.mul(scale, dScaled);
+        });
+      });
+  return {dRaw, weights};
+}
+
+void BackwardProgram::build(ValueRange results) {
+  Value dq = results[0], dk = results[1], dv = results[2];
+  auto grid = tile::GridOp::create(b, shape.headsK, shape.numBatches, blockQ,
+                                   /*perSequence=*/true);
+  if (shape.cuQ) {
+    SmallVector<int64_t> offsets = {
+        cast<BlockArgument>(shape.cuQ).getArgNumber()};
+    if (shape.cuK != shape.cuQ)
+      offsets.push_back(cast<BlockArgument>(shape.cuK).getArgNumber());
+    grid->getParentOfType<func::FuncOp>()->setAttr(
+        kSequenceOffsetsAttrName, b.getDenseI64ArrayAttr(offsets));
+  }
+  OpBuilder::InsertionGuard gridGuard(b);
+  b.setInsertionPoint(grid.getBody().front().getTerminator());
+  Value headK = grid.getHead();
+  batch = grid.getBatch();
+  std::tie(startQ, n) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
+  std::tie(startK, m) = sequenceBounds(rb, shape.cuK, batch, shape.lengthK);
+  checkSequence(rb, shape.cuQ, batch, startQ, n, shape.lengthQ);
+  checkSequence(rb, shape.cuK, batch, startK, m, shape.lengthK);
+  rb.hoistedLoads.clear();
+
+  Value zero = rb.index(0), one = rb.index(1);
+  Value queryBlocks = arith::CeilDivUIOp::create(b, n, rb.index(blockQ));
+  Value keyBlocks = arith::CeilDivUIOp::create(b, m, rb.index(blockK));
+  Value firstHead = rb.mul(headK, shape.groupSize);
+  // The keys [begin, end) that query block `queryBlock` can see.
+  auto visibleKeys = [&](Value queryBlock) {
+    Value i0 = rb.mul(queryBlock, rb.index(blockQ));
+    Value rows = arith::MinUIOp::create(b, rb.index(blockQ), rb.sub(n, i0));
+    return visibleKeyRange(rb, band, chunkSize, i0,
+                           rb.add(i0, rb.sub(rows, one)), n, m);
+  };
+
+  // dK and dV: per key block, over the group's heads and the query blocks
+  // that see it, in order.
+  rb.loop(zero, keyBlocks, [&](Value keyBlock) {
+    KeyTiles keys = loadKeyTiles(headK, keyBlock);
+    Value jEnd = rb.add(keys.j0, keys.cols);
+    SmallVector<Value> sums = {splat(0, keyAccType, Value()),
+                               splat(0, valueAccType, Value())};
+    SmallVector<Type> sumTypes = {keyAccType, valueAccType};
+    ValueRange final = rb.loop(
+        zero, shape.groupSize, sums, [&](Value g, ValueRange sums) {
+          Value head = rb.add(firstHead, g);
+          return llvm::to_vector(rb.loop(
+              zero, queryBlocks, sums,
+              [&](Value queryBlock, ValueRange sums) -> SmallVector<Value> {
+                Value begin, end;
+                std::tie(begin, end) = visibleKeys(queryBlock);
+                Value meets = arith::AndIOp::create(
+                    b,
+                    arith::CmpIOp::create(b, arith::CmpIPredicate::ult, begin,
+                                          jEnd),
+                    arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, end,
+                                          keys.j0));
+                return llvm::to_vector(rb.ifThen(
+                    meets, sumTypes,
+                    [&]() -> SmallVector<Value> {
+                      QueryTiles rows = loadQueryTiles(head, queryBlock);
+                      Value dRaw, weights;
+                      std::tie(dRaw, weights) = scoreGradients(
+                          head, rows, keys, /*withWeights=*/true);
+                      Value dV = tile::DotOp::create(
+                          b, valueAccType, weights, rows.dOut, sums[1],
+                          /*transpose_lhs=*/true, /*transpose_rhs=*/false);
+                      Value dK = tile::DotOp::create(
+                          b, keyAccType, dRaw, rows.q, sums[0],
+                          /*transpose_lhs=*/true, /*transpose_rhs=*/false);
+                      return {dK, dV};
+                    },
+                    [&]() -> SmallVector<Value> {
+                      return {sums[0], sums[1]};
+                    }));
+              }));
+        });
+    SmallVector<Value> at = rowPosition(headK, rb.add(startK, keys.j0));
+    tile::StoreOp::create(b, final[0], dk, at, keys.cols, shape.dims.seq);
+    tile::StoreOp::create(b, final[1], dv, at, keys.cols, shape.dims.seq);
+  });
+
+  // dQ: per query block of each head of the group, over its key blocks.
+  rb.loop(zero, shape.groupSize, [&](Value g) {
+    Value head = rb.add(firstHead, g);
+    rb.loop(zero, queryBlocks, [&](Value queryBlock) {
+      QueryTiles rows = loadQueryTiles(head, queryBlock);
+      Value begin, end;
+      std::tie(begin, end) = visibleKeys(queryBlock);
+      Value bk = rb.index(blockK);
+      Value dQ = rb.loop(
+          arith::DivUIOp::create(b, begin, bk),
+          arith::CeilDivUIOp::create(b, end, bk),
+          {splat(0, queryAccType, rows.rows)},
+          [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
+            KeyTiles keys = loadKeyTiles(headK, keyBlock);
+            Value dRaw =
+                scoreGradients(head, rows, keys, /*withWeights=*/false).first;
+            return {tile::DotOp::create(b, queryAccType, dRaw, keys.k,
+                                        sum[0])};
+          })[0];
+      tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
+                            rows.rows, shape.dims.seq);
+    });
+  });
+}
+
+} // namespace
+
+void attnc::lowering::buildSoftmaxBackwardProgram(SoftmaxBackwardOp op,
+                                                   LoweringBuilder &rb,
+                                                   ValueRange results,
+                                                   int64_t blockQ,
+                                                   int64_t blockK) {
+  BackwardProgram(op, rb, blockQ, blockK).build(results);
+}
