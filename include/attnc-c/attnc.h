@@ -115,9 +115,8 @@ typedef enum {
    * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
    * reads, in the order of the forward's parameters, each with its
    * input's shape. Softmax-family specs only (not block-sparse or top-k
-   * yet), for "cpu" (the tiled backward; not yet when the score reads
-   * float tensors) or "cpu-reference"; other targets fail with
-   * ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
+   * yet), for "cpu" (the tiled backward) or "cpu-reference"; other
+   * targets fail with ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
    * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
   ATTNC_PART_BACKWARD
 } attnc_kernel_part;

@@ -3,6 +3,7 @@
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Runtime/GpuImage.h"
+#include "attnc/Runtime/HalfFloat.h"
 #include "attnc/Pipelines/Pipelines.h"
 
 #include "mlir/ExecutionEngine/ExecutionEngine.h"
@@ -159,9 +160,14 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
       error = "lowering to LLVM failed: " + diagnostics;
       return nullptr;
     }
-    if (auto func = lowered->lookupSymbol<func::FuncOp>(kernel.getSymName()))
+    if (auto func = lowered->lookupSymbol<func::FuncOp>(kernel.getSymName())) {
       if (auto rowBlock = func->getAttrOfType<IntegerAttr>(kCpuRowBlockAttrName))
         launch.rowBlock = rowBlock.getInt();
+      if (auto partial =
+              func->getAttrOfType<DenseI64ArrayAttr>(kPartialResultsAttrName))
+        launch.partialResults.assign(partial.asArrayRef().begin(),
+                                     partial.asArrayRef().end());
+    }
     if (failed(toLLVM.run(*lowered))) {
       error = "lowering to LLVM failed: " + diagnostics;
       return nullptr;
@@ -264,6 +270,14 @@ bool CpuKernel::outputShapes(const std::vector<const TensorView *> &inputs,
   return true;
 }
 
+/// Row-major strides of `shape`, in elements.
+static std::vector<int64_t> contiguousStrides(const std::vector<int64_t> &shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t dim = shape.size(); dim-- > 1;)
+    strides[dim - 1] = strides[dim] * shape[dim];
+  return strides;
+}
+
 /// A memref descriptor laid out as StridedMemRefType<T, rank>: allocated and
 /// aligned pointers, offset, sizes, strides.
 static std::vector<int64_t> makeDescriptor(const TensorView *view,
@@ -348,6 +362,9 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
     rowBlocks = (longest + launch.rowBlock - 1) / launch.rowBlock;
   }
   int64_t items = batches * q->shape[launch.headDim] * rowBlocks;
+  std::vector<PartialSums> partials;
+  if (!preparePartialSums(expected, items, partials, error))
+    return false;
   struct Failure {
     int64_t item = std::numeric_limits<int64_t>::max();
     std::vector<int64_t> status;
@@ -363,6 +380,19 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
     std::vector<void *> args;
     for (void *&pointer : descriptorPointers)
       args.push_back(&pointer);
+    // This thread's descriptors of the partial copies, moved to each item's.
+    std::vector<std::vector<int64_t>> copies;
+    std::vector<void *> copyPointers;
+    for (PartialSums &partial : partials) {
+      TensorView copy{partial.copies.data(), ElementType::F32,
+                      expected[partial.result],
+                      contiguousStrides(expected[partial.result])};
+      copies.push_back(makeDescriptor(&copy, copy.shape.size()));
+    }
+    for (std::vector<int64_t> &copy : copies)
+      copyPointers.push_back(copy.data());
+    for (size_t index = 0; index < partials.size(); ++index)
+      args[inputs.size() + partials[index].result] = &copyPointers[index];
     args.push_back(&statusPointer);
     args.push_back(&begin);
     args.push_back(&end);
@@ -372,6 +402,11 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
       if (begin >= items)
         return;
       end = begin + 1;
+      for (size_t index = 0; index < partials.size(); ++index) {
+        auto at = reinterpret_cast<int64_t>(partials[index].copies.data() +
+                                            begin * partials[index].elements);
+        copies[index][0] = copies[index][1] = at;
+      }
       (*function)(args.data());
       if (status[0] != 0) {
         failure = {begin, status};
@@ -393,9 +428,66 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
   auto first = std::min_element(
       failures.begin(), failures.end(),
       [](const Failure &a, const Failure &b) { return a.item < b.item; });
-  if (first->status.empty())
-    return true;
-  return checkKernelStatus(kernelSignature, first->status.data(), error);
+  if (!first->status.empty())
+    return checkKernelStatus(kernelSignature, first->status.data(), error);
+  for (const PartialSums &partial : partials)
+    sumPartials(partial, items, *outputs[partial.result]);
+  return true;
+}
+
+bool CpuKernel::preparePartialSums(
+    const std::vector<std::vector<int64_t>> &shapes, int64_t items,
+    std::vector<PartialSums> &partials, std::string &error) const {
+  // Positions travel as f32 in the tile program: exact below 2^24.
+  constexpr int64_t kExactPositions = int64_t(1) << 24;
+  for (int result : launch.partialResults) {
+    const std::string &name = kernelSignature.results[result].name;
+    int64_t elements = 1;
+    for (int64_t size : shapes[result]) {
+      if (size > kExactPositions) {
+        error = "'" + name + "' has a dim of " + std::to_string(size) +
+                ": the tiled kernel scatter-adds into dims of at most 2^24 "
+                "(compile for cpu-reference instead)";
+        return false;
+      }
+      elements *= size;
+    }
+    if (!checkAllocatable("the per-item partial sums of '" + name + "'",
+                          ElementType::F32, {items, elements}, error))
+      return false;
+    partials.push_back({result, elements,
+                        std::vector<float>(size_t(items * elements), 0.0f)});
+  }
+  return true;
+}
+
+void CpuKernel::sumPartials(const PartialSums &partial, int64_t items,
+                            TensorView &output) {
+  std::vector<float> sums(partial.elements, 0.0f);
+  for (int64_t item = 0; item < items; ++item) // in item order
+    for (int64_t element = 0; element < partial.elements; ++element)
+      sums[element] += partial.copies[item * partial.elements + element];
+  for (int64_t element = 0; element < partial.elements; ++element) {
+    int64_t offset = 0, rest = element;
+    for (size_t dim = output.shape.size(); dim-- > 0;) {
+      offset += (rest % output.shape[dim]) * output.strides[dim];
+      rest /= output.shape[dim];
+    }
+    switch (output.type) {
+    case ElementType::F32:
+      static_cast<float *>(output.data)[offset] = sums[element];
+      break;
+    case ElementType::F16:
+      static_cast<uint16_t *>(output.data)[offset] = floatToHalf(sums[element]);
+      break;
+    case ElementType::BF16:
+      static_cast<uint16_t *>(output.data)[offset] =
+          floatToBFloat16(sums[element]);
+      break;
+    default:
+      llvm_unreachable("partial sums are float gradients");
+    }
+  }
 }
 
 bool CpuKernel::run(const std::vector<const TensorView *> &inputs,

@@ -121,10 +121,6 @@ def compile(
         return _cache.setdefault(key, compiled)
 
 
-# How attn-tile-softmax refuses a backward whose score reads float inputs.
-_FLOAT_INPUT_GRADIENTS = "has no tile program for the gradients of the score's float inputs"
-
-
 class _Recipe(NamedTuple):
     """What compile() made a kernel from, to compile its other parts."""
 
@@ -248,22 +244,15 @@ class Kernel:
         first use: it takes the kernel's inputs, then ``o`` (the output),
         ``lse`` (softmax), ``d_<o>`` and, when the kernel returns lse,
         ``d_<lse>``; it returns ``d_q``, ``d_k``, ``d_v`` and ``d_<x>`` for
-        every float input ``x`` the score expression reads. Softmax-family
-        kernels only (not block-sparse or top-k yet); GPU kernels have none
-        yet. A "cpu" kernel's backward is the tiled one, except when the
-        score reads float inputs, whose gradients only the reference
-        computes so far: it is then the reference's ("cpu-reference",
-        serial), and ``backward_kernel.target`` says so. Raises ValueError
+        every float input ``x`` the score expression reads. It is compiled
+        for the kernel's target and options: softmax-family kernels on the
+        CPU ("cpu": the tiled backward; "cpu-reference") only so far, not
+        block-sparse or top-k kernels, not GPU targets. Raises ValueError
         saying why a kernel has no backward."""
         if self._recipe is None:
             raise ValueError(f"kernel '{self.name}' was loaded from an image; "
                              "compile the spec to get its backward")
-        try:
-            return _compile_part(self._recipe, self.target, self._recipe.options, _attnc.PART_BACKWARD)
-        except ValueError as error:
-            if self.target != "cpu" or _FLOAT_INPUT_GRADIENTS not in str(error):
-                raise
-        return _compile_part(self._recipe, "cpu-reference", "", _attnc.PART_BACKWARD)
+        return _compile_part(self._recipe, self.target, self._recipe.options, _attnc.PART_BACKWARD)
 
     def backward(self, *args: Any, **kwargs: Any):
         """Runs ``backward_kernel``: ``kernel.backward(q, k, v, ..., o=o,

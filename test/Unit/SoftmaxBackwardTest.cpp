@@ -54,7 +54,7 @@ struct BackwardCase {
 
 class BackwardRunner {
 public:
-  BackwardRunner(const std::string &spec, bool tiledToo) {
+  explicit BackwardRunner(const std::string &spec) {
     unsigned buffer = sourceMgr.AddNewSourceBuffer(
         llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
     DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
@@ -73,9 +73,6 @@ public:
     backward =
         CpuKernel::compile(*module, "t_backward", {CpuPath::Reference}, error);
     if (!backward)
-      return;
-    // The tile program does not compute gradients of float inputs yet.
-    if (!tiledToo)
       return;
     tiled = CpuKernel::compile(*module, "t_backward",
                                CpuOptions{CpuPath::Tiled, 4, 3}, error);
@@ -102,10 +99,8 @@ double loss(const oracle::SoftmaxResult &result, const std::vector<double> &dO,
 void checkBackward(const BackwardCase &c, uint64_t seed) {
   std::string what = c.name + " (seed " + std::to_string(seed) + ")";
   SCOPED_TRACE(what);
-  bool tiledToo = c.floatInputs.empty();
-  BackwardRunner runner(c.spec, tiledToo);
-  ASSERT_TRUE(runner.forward && runner.backward &&
-              (runner.tiled || !tiledToo))
+  BackwardRunner runner(c.spec);
+  ASSERT_TRUE(runner.forward && runner.backward && runner.tiled)
       << runner.error;
   std::mt19937_64 rng(seed);
   bool packed = !c.offsets.empty();
@@ -181,15 +176,15 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
       << error;
   // The tiled gradients, with 1 and with 3 threads: bitwise the same.
   std::vector<HostTensor> tiled[2];
-  if (runner.tiled)
-    for (int threads : {1, 3}) {
-      runner.tiled->setThreads(threads);
-      std::vector<HostTensor> &out = tiled[threads == 3];
-      ASSERT_TRUE(runner.tiled->run(
-          viewsOf(runner.tiled->signature(), inputs, storage), out, error))
-          << error;
-    }
-  for (size_t index = 0; runner.tiled && index < 3; ++index)
+  for (int threads : {1, 3}) {
+    runner.tiled->setThreads(threads);
+    std::vector<HostTensor> &out = tiled[threads == 3];
+    ASSERT_TRUE(runner.tiled->run(
+        viewsOf(runner.tiled->signature(), inputs, storage), out, error))
+        << error;
+  }
+  ASSERT_EQ(tiled[0].size(), gradients.size());
+  for (size_t index = 0; index < gradients.size(); ++index)
     EXPECT_EQ(values(tiled[0][index]), values(tiled[1][index]))
         << "tiled gradient " << index << " depends on the thread count, "
         << what;
@@ -223,12 +218,9 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
   const char *names[] = {"q", "k", "v"};
   std::vector<double> *operands[] = {&problem.q, &problem.k, &problem.v};
   for (int operand = 0; operand < 3; ++operand) {
-    std::vector<std::pair<const HostTensor *, std::string>> computed = {
-        {&gradients[operand], names[operand]}};
-    if (runner.tiled)
-      computed.push_back(
-          {&tiled[0][operand], std::string(names[operand]) + " (tiled)"});
-    check(*operands[operand], computed);
+    check(*operands[operand],
+          {{&gradients[operand], names[operand]},
+           {&tiled[0][operand], std::string(names[operand]) + " (tiled)"}});
   }
   size_t next = 3;
   for (const auto &[name, shape] : c.floatInputs) {
@@ -236,12 +228,9 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
     // float inputs in name order.
     ASSERT_LT(next, gradients.size());
     c.configure(problem, extras);
-    std::vector<double> &vals = extras[name];
-    std::vector<double> expected(vals.size());
-    for (size_t index = 0; index < vals.size(); ++index)
-      expected[index] = numeric(vals, index);
-    expectClose(values(gradients[next++]), expected, {1e-4, 1e-3},
-                "d" + name + ", " + what);
+    check(extras[name], {{&gradients[next], name},
+                         {&tiled[0][next], name + " (tiled)"}});
+    ++next;
   }
   EXPECT_EQ(next, gradients.size());
 }

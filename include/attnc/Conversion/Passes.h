@@ -36,6 +36,14 @@ namespace attnc {
 /// sequence. Absent: items are whole (batch, head) pairs.
 inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
 
+/// On a kernel function: the results (numbered from 0) that each program
+/// instance scatter-adds into, as f32, and that the launcher therefore
+/// passes as one zeroed copy per instance and then sums in instance order
+/// into the result (its dtype), so that the sums do not depend on the
+/// threads (the softmax backward's gradients of the score's float inputs).
+inline constexpr llvm::StringLiteral kPartialResultsAttrName =
+    "attnc.partial_results";
+
 /// On a softmax tile program's function: the parameters that hold packed
 /// sequences' offsets (cu_seqlens of queries, then of keys when distinct),
 /// which attn-tile-to-nvgpu hands the launcher to check. The program's

@@ -53,8 +53,7 @@ struct CompileRequest {
   /// Front-end diagnostics are printed here as they are found (when given).
   llvm::raw_ostream *diagnosticStream = nullptr;
   /// The forward, its training variant or its backward; the backward
-  /// compiles for the CPU targets only so far (on "cpu" not when the score
-  /// reads float tensors: their gradients are the reference's alone).
+  /// compiles for the CPU targets only so far.
   KernelPart part = KernelPart::Forward;
   /// GPU targets: keep the module after the GPU lowering (NVVM dialect) in
   /// CompiledKernel::loweredIR; the cache is bypassed.

@@ -91,7 +91,23 @@ private:
     /// Query rows per grid item when the strategy splits heads into row
     /// blocks (kCpuRowBlockAttrName), else 0.
     int64_t rowBlock = 0;
+    /// Results that each item scatter-adds into (kPartialResultsAttrName).
+    std::vector<int> partialResults;
   } launch;
+  /// A partial result's f32 copies, one per item.
+  struct PartialSums {
+    int result;
+    int64_t elements;
+    std::vector<float> copies;
+  };
+  /// Zeroed copies of every partial result for `items` items; false (with
+  /// `error`) when they cannot exist.
+  bool preparePartialSums(const std::vector<std::vector<int64_t>> &shapes,
+                          int64_t items, std::vector<PartialSums> &partials,
+                          std::string &error) const;
+  /// output = the sum of the copies in item order, in output's dtype.
+  static void sumPartials(const PartialSums &partial, int64_t items,
+                          TensorView &output);
   std::unique_ptr<mlir::ExecutionEngine> engine;
   std::atomic<int64_t> threads{1};
 };

@@ -538,23 +538,6 @@ struct TileSoftmaxPass
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
       if (auto backward = dyn_cast<SoftmaxBackwardOp>(family)) {
-        if (!backward.getInputs().empty()) {
-          InFlightDiagnostic diag = family->emitOpError(
-              "has no tile program for the gradients of the score's float "
-              "inputs (");
-          llvm::interleaveComma(backward.getInputs(), diag, [&](Value input) {
-            diag << "'"
-                 << cast<StringAttr>(kernel.getParamNames()
-                                         [cast<BlockArgument>(input)
-                                              .getArgNumber()])
-                        .getValue()
-                 << "'";
-          });
-          diag << ") yet: deterministic scatter-adds into them run on the "
-                  "reference lowering only (target cpu-reference, "
-                  "--path=reference)";
-          return signalPassFailure();
-        }
         lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
                                          ValueRange results) {
           buildSoftmaxBackwardProgram(backward, rb, results, blockQ, blockK);

@@ -70,6 +70,10 @@ public:
     scale = rb.softmaxScale(op.getScale(), shape.dimK);
     if (std::optional<uint64_t> chunk = op.getChunk())
       chunkSize = rb.index(*chunk);
+    if (!op.getScore().empty())
+      for (LoadOp load : op.getScore().front().getOps<LoadOp>())
+        if (load.getType().isF32())
+          floatLoads.push_back(load);
   }
 
   void build(ValueRange results);
@@ -87,11 +91,13 @@ private:
   }
   QueryTiles loadQueryTiles(Value head, Value queryBlock);
   KeyTiles loadKeyTiles(Value headK, Value keyBlock);
-  /// dR = dL/ds of one tile and, `withWeights`, the weights P (both 0
-  /// where masked).
+  /// The two sweeps over the (query block, key block) tiles.
+  enum class Sweep { Keys, Queries };
+  /// dR = dL/ds of one tile (0 where masked) and, in the key sweep, the
+  /// weights P; the query sweep scatter-adds the gradients of the score's
+  /// float inputs into their partial copies.
   std::pair<Value, Value> scoreGradients(Value head, const QueryTiles &rows,
-                                         const KeyTiles &keys,
-                                         bool withWeights);
+                                         const KeyTiles &keys, Sweep sweep);
   /// Whether key j of row i is allowed, and the key expressions see
   /// (clamped to the last key).
   std::pair<Value, Value> allowedKey(Value head, Value i, Value j);
@@ -106,6 +112,11 @@ private:
   RankedTensorType queryType, gradOutType, outType, keyType, valueType,
       scoreType, rowType, queryAccType, keyAccType, valueAccType;
   Value scale, chunkSize;
+  /// The attn.loads of float tensors in the score, in region order (as
+  /// ExpressionGradient lists them), and the partial copy of each input's
+  /// gradient.
+  SmallVector<LoadOp> floatLoads;
+  SmallVector<Value> inputGradients;
   // Bound per program instance.
   Value batch, startQ, n, startK, m;
 };
@@ -181,7 +192,7 @@ std::pair<Value, Value> BackwardProgram::allowedKey(Value head, Value i,
 
 std::pair<Value, Value>
 BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
-                                const KeyTiles &keys, bool withWeights) {
+                                const KeyTiles &keys, Sweep sweep) {
   Type f32 = b.getF32Type();
   Value zeros = splat(0, scoreType, rows.rows);
   Value dots = tile::DotOp::create(b, scoreType, rows.q, keys.k, zeros,
@@ -213,66 +224,101 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
     }
     llvm_unreachable("unknown normalizer");
   };
-  // `element(dot, key, x)` for allowed keys, 0 for the others.
-  auto masked = [&](ValueRange at,
-                    llvm::function_ref<Value(Value, Value)> element) -> Value {
-    Value i = rb.add(rows.i0, at[0]);
-    Value allowed, key;
-    std::tie(allowed, key) = allowedKey(head, i, rb.add(keys.j0, at[1]));
-    return rb.ifThen(
-        allowed, {f32},
-        [&]() -> SmallVector<Value> { return {element(i, key)}; },
-        [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+  // The derivatives of the score at an allowed element, seeded with dS.
+  auto gradientAt = [&](Value i, Value key, ValueRange x) {
+    SmallVector<Value> args = scoreArgs(x[0], i, key);
+    Value p = weightOf(rb.inlineExpression(op.getScore(), args, args[0]), x);
+    Value dp = x[1];
+    Value dScore;
+    switch (normalizer) {
+    case Normalizer::softmax: { // P (dP - D + dlse)
+      Value shifted = arith::SubFOp::create(b, dp, x[3]);
+      if (rows.dLse)
+        shifted = rb.add(shifted, x[4]);
+      dScore = rb.mul(p, shifted);
+      break;
+    }
+    case Normalizer::sigmoid: // dP p (1 - p)
+      dScore = rb.mul(rb.mul(dp, p), arith::SubFOp::create(b, rb.f32(1), p));
+      break;
+    case Normalizer::none:
+      dScore = dp;
+      break;
+    }
+    return inlineExpressionGradient(rb, op.getScore(), args, dScore);
+  };
+  // A map of `element(i, key, x)` at allowed elements, `otherwise` at the
+  // others.
+  auto maskedMap = [&](double otherwise,
+                       llvm::function_ref<Value(Value, Value, ValueRange)>
+                           element) {
+    return buildMap(
+        b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
+          Value i = rb.add(rows.i0, at[0]);
+          Value allowed, key;
+          std::tie(allowed, key) =
+              allowedKey(head, i, rb.add(keys.j0, at[1]));
+          return rb.ifThen(
+              allowed, {f32},
+              [&]() -> SmallVector<Value> { return {element(i, key, x)}; },
+              [&]() -> SmallVector<Value> { return {rb.f32(otherwise)}; })[0];
+        });
   };
 
-  Value weights;
-  if (withWeights)
-    weights = buildMap(
-      b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
-        return masked(at, [&](Value i, Value key) {
-          Value scaled = rb.mul(scale, x[0]);
-          return weightOf(
-              rb.inlineExpression(op.getScore(), scoreArgs(x[0], i, key),
-                                  scaled),
-              x);
+  Value dRaw = maskedMap(0, [&](Value i, Value key, ValueRange x) -> Value {
+    ExpressionGradient gradient = gradientAt(i, key, x);
+    return rb.mul(scale, gradient.arguments[0] ? gradient.arguments[0]
+                                               : rb.f32(0));
+  });
+  if (sweep == Sweep::Keys)
+    return {dRaw,
+            maskedMap(0, [&](Value i, Value key, ValueRange x) -> Value {
+              SmallVector<Value> args = scoreArgs(x[0], i, key);
+              return weightOf(
+                  rb.inlineExpression(op.getScore(), args, args[0]), x);
+            })};
+  // The score's float inputs: each load's gradient goes to the input's
+  // partial copy at the indices it read (-1 where masked: skipped).
+  for (auto [number, load] : llvm::enumerate(floatLoads)) {
+    Value gradient =
+        maskedMap(0, [&, number = number](Value i, Value key, ValueRange x) {
+          return gradientAt(i, key, x).loads[number].gradient;
         });
-      });
-  Value dRaw = buildMap(
-      b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
-        return masked(at, [&](Value i, Value key) {
-          SmallVector<Value> args = scoreArgs(x[0], i, key);
-          Value score = rb.inlineExpression(op.getScore(), args, args[0]);
-          Value p = weightOf(score, x);
-          Value dp = x[1];
-          Value dScore;
-          switch (normalizer) {
-          case Normalizer::softmax: { // P (dP - D + dlse)
-            Value shifted = arith::SubFOp::create(b, dp, x[3]);
-            if (rows.dLse)
-              shifted = rb.add(shifted, x[4]);
-            dScore = rb.mul(p, shifted);
-            break;
-          }
-          case Normalizer::sigmoid: // dP p (1 - p)
-            dScore = rb.mul(rb.mul(dp, p),
-                            arith::SubFOp::create(b, rb.f32(1), p));
-            break;
-          case Normalizer::none:
-            dScore = dp;
-            break;
-          }
-          ExpressionGradient gradient =
-              inlineExpressionGradient(rb, op.getScore(), args, dScore);
-          Value dScaled =
-              gradient.arguments[0] ? gradient.arguments[0] : rb.f32(0);
-          return rb.mul(scale, dScaled);
-        });
-      });
-  return {dRaw, weights};
+    SmallVector<Value> positions;
+    for (size_t dim = 0; dim < load.getIndices().size(); ++dim)
+      positions.push_back(maskedMap(
+          -1, [&, number = number](Value i, Value key, ValueRange x) {
+            return rb.indexToF32(gradientAt(i, key, x).loads[number].indices[dim]);
+          }));
+    auto input = llvm::find(op.getInputs(), load.getTensor());
+    tile::ScatterAddOp::create(
+        b, gradient, positions,
+        inputGradients[input - op.getInputs().begin()]);
+  }
+  return {dRaw, Value()};
 }
 
 void BackwardProgram::build(ValueRange results) {
   Value dq = results[0], dk = results[1], dv = results[2];
+  // The gradients of float inputs are partial copies in f32 (see
+  // kPartialResultsAttrName).
+  auto func = cast<func::FuncOp>(b.getBlock()->getParentOp());
+  SmallVector<int64_t> partial;
+  for (Value result : results.drop_front(3)) {
+    auto type = cast<MemRefType>(result.getType());
+    result.setType(MemRefType::get(type.getShape(), b.getF32Type(),
+                                   type.getLayout()));
+    inputGradients.push_back(result);
+    partial.push_back(cast<BlockArgument>(result).getArgNumber() -
+                      op->getParentOfType<KernelOp>()
+                          .getFunctionType()
+                          .getNumInputs());
+  }
+  if (!partial.empty()) {
+    func.setFunctionType(b.getFunctionType(
+        func.front().getArgumentTypes(), func.getFunctionType().getResults()));
+    func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(partial));
+  }
   auto grid = tile::GridOp::create(b, shape.headsK, shape.numBatches, blockQ,
                                    /*perSequence=*/true);
   if (shape.cuQ) {
@@ -332,8 +378,8 @@ void BackwardProgram::build(ValueRange results) {
                     [&]() -> SmallVector<Value> {
                       QueryTiles rows = loadQueryTiles(head, queryBlock);
                       Value dRaw, weights;
-                      std::tie(dRaw, weights) = scoreGradients(
-                          head, rows, keys, /*withWeights=*/true);
+                      std::tie(dRaw, weights) =
+                          scoreGradients(head, rows, keys, Sweep::Keys);
                       Value dV = tile::DotOp::create(
                           b, valueAccType, weights, rows.dOut, sums[1],
                           /*transpose_lhs=*/true, /*transpose_rhs=*/false);
@@ -367,7 +413,7 @@ void BackwardProgram::build(ValueRange results) {
           [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
             KeyTiles keys = loadKeyTiles(headK, keyBlock);
             Value dRaw =
-                scoreGradients(head, rows, keys, /*withWeights=*/false).first;
+                scoreGradients(head, rows, keys, Sweep::Queries).first;
             return {tile::DotOp::create(b, queryAccType, dRaw, keys.k,
                                         sum[0])};
           })[0];

@@ -1,7 +1,7 @@
 //===- TileOpLowering.cpp - Tile ops as loops over buffers ----------------===//
 //
 // The patterns lowering the tile ops other than dots and maps: load and
-// store (rows below the count), splat and constant (zero accumulators are
+// store (rows below the count), scatter-add (in row-major order), splat and constant (zero accumulators are
 // never filled), scan, slice, transpose, reduce and top-k insert, each a
 // loop nest over the buffers of its tiles.
 //
@@ -111,6 +111,49 @@ struct StoreLowering : TileLowering<tile::StoreOp> {
       });
     });
     lowering.replaceOp(store, {});
+    return success();
+  }
+};
+
+/// values[r][c] into dest at the position the index tiles hold, in
+/// row-major order; positions outside dest are skipped.
+struct ScatterAddLowering : TileLowering<tile::ScatterAddOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::ScatterAddOp scatter) const override {
+    ImplicitLocOpBuilder &b = lowering.b;
+    LoweringBuilder &rb = lowering.rb;
+    TileBuffer values = lowering.tileOf(scatter.getValues());
+    SmallVector<TileBuffer> indices = llvm::map_to_vector(
+        scatter.getIndices(), [&](Value index) { return lowering.tileOf(index); });
+    Value dest = lowering.remapped(scatter.getDest());
+    lowering.forEachElement(values, [&](Value r, Value c) {
+      Value inside = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+      SmallVector<Value> at;
+      for (auto [dim, index] : llvm::enumerate(indices)) {
+        Value position = arith::FPToSIOp::create(
+            b, b.getI64Type(), lowering.loadElement(index, r, c));
+        Value size = arith::IndexCastOp::create(b, b.getI64Type(),
+                                                rb.dim(dest, dim));
+        Value zero = arith::ConstantIntOp::create(b, b.getI64Type(), 0);
+        inside = arith::AndIOp::create(
+            b, inside,
+            arith::AndIOp::create(
+                b,
+                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, position,
+                                      zero),
+                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, position,
+                                      size)));
+        at.push_back(
+            arith::IndexCastOp::create(b, b.getIndexType(), position));
+      }
+      rb.ifThen(inside, [&] {
+        Value sum = rb.add(memref::LoadOp::create(b, dest, at),
+                           lowering.loadElement(values, r, c));
+        memref::StoreOp::create(b, sum, dest, at);
+      });
+    });
+    lowering.replaceOp(scatter, {});
     return success();
   }
 };
@@ -336,7 +379,7 @@ struct ConstantLowering : TileLowering<arith::ConstantOp> {
 
 void attnc::lowering::tile_to_loops::populateTileOpLoweringPatterns(
     RewritePatternSet &patterns, ProgramLowering &lowering) {
-  patterns.add<LoadLowering, StoreLowering, SplatLowering, ConstantLowering,
-               ScanLowering, SliceLowering, TransposeLowering, ReduceLowering,
+  patterns.add<LoadLowering, StoreLowering, ScatterAddLowering, SplatLowering,
+               ConstantLowering, ScanLowering, SliceLowering, TransposeLowering, ReduceLowering,
                TopKInsertLowering>(lowering, patterns.getContext());
 }

@@ -210,3 +210,27 @@ func.func @reduce_to_scalar(%a: tensor<8xf32>) {
   %r = attn_tile.reduce add %a : tensor<8xf32> -> f16
   return
 }
+
+// -----
+
+func.func @scatter_rank(%values: tensor<4x8xf32>, %dest: memref<?x?xf32>) {
+  // expected-error @+1 {{needs one index tile per dimension of the destination (2), got 1}}
+  attn_tile.scatter_add %values, %values into %dest : tensor<4x8xf32>, tensor<4x8xf32> -> memref<?x?xf32>
+  return
+}
+
+// -----
+
+func.func @scatter_type(%values: tensor<4x8xf32>, %dest: memref<?xbf16>) {
+  // expected-error @+1 {{adds into f32, not 'bf16'}}
+  attn_tile.scatter_add %values, %values into %dest : tensor<4x8xf32>, tensor<4x8xf32> -> memref<?xbf16>
+  return
+}
+
+// -----
+
+func.func @scatter_shape(%values: tensor<4x8xf32>, %index: tensor<4x4xf32>, %dest: memref<?xf32>) {
+  // expected-error @+1 {{index tile 'tensor<4x4xf32>' does not have the values' type 'tensor<4x8xf32>'}}
+  attn_tile.scatter_add %values, %index into %dest : tensor<4x8xf32>, tensor<4x4xf32> -> memref<?xf32>
+  return
+}

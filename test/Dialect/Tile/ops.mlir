@@ -119,3 +119,13 @@ func.func @top_k(%scores: tensor<?x4xf32>, %blocks: tensor<?x4xf32>,
   %any = attn_tile.reduce max %rows : tensor<?xf32> -> f32
   return %any : f32
 }
+
+// -----
+
+// A deterministic scatter-add, one index tile per destination dim.
+// CHECK-LABEL: func.func @scatter(
+func.func @scatter(%values: tensor<4x8xf32>, %rows: tensor<4x8xf32>, %cols: tensor<4x8xf32>, %dest: memref<?x?xf32, strided<[?, ?], offset: ?>>) {
+  // CHECK: attn_tile.scatter_add %{{.*}}, %{{.*}}, %{{.*}} into %{{.*}} : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32> -> memref<?x?xf32, strided<[?, ?], offset: ?>>
+  attn_tile.scatter_add %values, %rows, %cols into %dest : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32> -> memref<?x?xf32, strided<[?, ?], offset: ?>>
+  return
+}

@@ -164,6 +164,25 @@ LogicalResult StoreOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ScatterAddOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ScatterAddOp::verify() {
+  auto memref = cast<MemRefType>(getDest().getType());
+  if (!memref.getElementType().isF32())
+    return emitOpError("adds into f32, not ") << memref.getElementType();
+  if (static_cast<int64_t>(getIndices().size()) != memref.getRank())
+    return emitOpError("needs one index tile per dimension of the destination (")
+           << memref.getRank() << "), got " << getIndices().size();
+  for (Value index : getIndices())
+    if (index.getType() != getValues().getType())
+      return emitOpError("index tile ")
+             << index.getType() << " does not have the values' type "
+             << getValues().getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // DotOp
 //===----------------------------------------------------------------------===//
 

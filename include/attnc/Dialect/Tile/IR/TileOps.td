@@ -130,6 +130,33 @@ def Tile_StoreOp : Tile_Op<"store", [MemoryEffects<[MemWrite]>]> {
   let hasVerifier = 1;
 }
 
+def Tile_ScatterAddOp : Tile_Op<"scatter_add",
+    [MemoryEffects<[MemRead, MemWrite]>]> {
+  let summary = "adds each element of a tile into a memref at positions that index tiles give";
+  let description = [{
+    For every element (r, c) of `values`, in row-major order,
+    `dest[indices#0[r][c], ..., indices#R-1[r][c]] += values[r][c]`, with
+    one index tile (of `values`' shape, integers held in f32, exact below
+    2^24) per dimension of `dest`. Elements with an index outside `dest`
+    (-1 marks "none") are skipped. The fixed order makes the sums the same
+    on every run: gradients of tensors a score reads at computed positions
+    (`rel[h, i - j + c]`) are scatter-adds, and they go to one copy of
+    `dest` per program instance, which the launcher sums in instance order.
+
+    ```mlir
+    attn_tile.scatter_add %grad, %rows, %cols into %d_rel
+        : tensor<?x64xf32>, tensor<?x64xf32>, tensor<?x64xf32> -> memref<?x?xf32, strided<[?, ?], offset: ?>>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$values, Variadic<Tile_Tile>:$indices,
+                       AnyMemRef:$dest);
+  let assemblyFormat = [{
+    $values (`,` $indices^)? `into` $dest attr-dict `:` type($values)
+    (`,` type($indices)^)? `->` type($dest)
+  }];
+  let hasVerifier = 1;
+}
+
 def Tile_DotOp : Tile_Op<"dot", [Pure]> {
   let summary = "acc + lhs * rhs, either operand transposed, accumulated in f32";
   let description = [{
