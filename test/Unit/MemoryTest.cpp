@@ -1,6 +1,8 @@
 //===- MemoryTest.cpp - Long sequences run in tile-sized memory -----------===//
 //
-// A 16384-token causal softmax and a 65536-token GLA on the tiled CPU path.
+// A 16384-token causal softmax, forward and backward (ALiBi, so that a
+// slope gradient is summed too), and a 65536-token GLA on the tiled CPU
+// path.
 // One f32 score matrix would take 1 GiB (16384^2 * 4 bytes) and 16 GiB
 // respectively; the peak resident size of the whole test process must stay
 // below 256 MiB. Each TEST runs in its own process under CTest, so the peak
@@ -9,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "SpecRunner.h"
+
+#include "attnc/Execution/Compiler.h"
 
 #include <sys/resource.h>
 
@@ -56,6 +60,65 @@ kernel causal(q: f32[B, H, N, 16], k: f32[B, H, N, 16], v: f32[B, H, N, 16])
   o, lse = softmax(q, k, v) { mask = causal }
 })",
                   inputs, N * N * 4.0 / (1 << 20));
+}
+
+/// The tiled CPU kernel of `part` of the spec's kernel.
+std::unique_ptr<CpuKernel> compilePart(mlir::MLIRContext &context,
+                                       const std::string &spec,
+                                       KernelPart part) {
+  CompileRequest request;
+  request.spec = spec;
+  request.target = "cpu";
+  request.options = "block-q=64 block-k=64";
+  request.part = part;
+  CompiledKernel compiled;
+  std::string error;
+  EXPECT_EQ(compileSpec(context, request, compiled, error),
+            CompileFailure::None)
+      << error;
+  return std::move(compiled.cpu);
+}
+
+TEST(Memory, CausalSoftmaxBackward16K) {
+  const int64_t N = 16384;
+  const std::string spec = R"(
+kernel alibi(q: f32[B, H, N, 16], k: f32[B, H, N, 16], v: f32[B, H, N, 16],
+             slope: f32[H]) -> (o: f32[B, H, N, 16]) {
+  o = softmax(q, k, v) { score = s - slope[h] * (i - j); mask = causal }
+})";
+  mlir::MLIRContext context;
+  std::unique_ptr<CpuKernel> forward =
+      compilePart(context, spec, KernelPart::TrainingForward);
+  std::unique_ptr<CpuKernel> backward =
+      compilePart(context, spec, KernelPart::Backward);
+  ASSERT_TRUE(forward && backward);
+  std::mt19937_64 rng(3);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 1, N, 16}, rng, -1, 1);
+  inputs["slope"] = randomTensor(ElementType::F32, {1}, rng, 0, 0.01);
+  std::vector<TensorView> storage;
+  std::vector<HostTensor> outputs, gradients;
+  std::string error;
+  ASSERT_TRUE(forward->run(viewsOf(forward->signature(), inputs, storage),
+                           outputs, error))
+      << error;
+  inputs["o"] = outputs[0];
+  inputs["lse"] = outputs[1];
+  inputs["d_o"] = randomTensor(ElementType::F32, {1, 1, N, 16}, rng, -1, 1);
+  ASSERT_TRUE(backward->run(viewsOf(backward->signature(), inputs, storage),
+                            gradients, error))
+      << error;
+  ASSERT_EQ(gradients.size(), 4u);
+  for (const HostTensor &gradient : gradients)
+    for (int64_t index = 0; index < gradient.numElements(); ++index)
+      ASSERT_TRUE(std::isfinite(gradient.get(index))) << "element " << index;
+  int64_t peak = peakResidentMiB();
+  std::printf("peak resident size %lld MiB (one score matrix: %.0f MiB, "
+              "limit %lld MiB)\n",
+              static_cast<long long>(peak), N * N * 4.0 / (1 << 20),
+              static_cast<long long>(kLimitMiB));
+  EXPECT_LT(peak, kLimitMiB);
 }
 
 TEST(Memory, Gla64K) {
