@@ -40,9 +40,11 @@ struct QueryTiles {
   Value lse, dLse, delta;
 };
 
-/// The tiles of one key block of one kv head.
+/// The tiles of one key block of one kv head. `k` feeds only Q K^T (a CPU
+/// lowering stages it transposed); the query sweep loads `kRows` again for
+/// dR K.
 struct KeyTiles {
-  Value j0, cols, k, v;
+  Value j0, cols, k, v, kRows;
 };
 
 class BackwardProgram {
@@ -90,7 +92,7 @@ private:
     return rowLayoutIndices(shape.layout, batch, head, row);
   }
   QueryTiles loadQueryTiles(Value head, Value queryBlock);
-  KeyTiles loadKeyTiles(Value headK, Value keyBlock);
+  KeyTiles loadKeyTiles(Value headK, Value keyBlock, bool withRows);
   /// The two sweeps over the (query block, key block) tiles.
   enum class Sweep { Keys, Queries };
   /// dR = dL/ds of one tile (0 where masked) and, in the key sweep, the
@@ -159,7 +161,8 @@ QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock) {
   return tiles;
 }
 
-KeyTiles BackwardProgram::loadKeyTiles(Value headK, Value keyBlock) {
+KeyTiles BackwardProgram::loadKeyTiles(Value headK, Value keyBlock,
+                                       bool withRows) {
   KeyTiles tiles;
   Value bk = rb.index(blockK);
   tiles.j0 = rb.mul(keyBlock, bk);
@@ -169,6 +172,9 @@ KeyTiles BackwardProgram::loadKeyTiles(Value headK, Value keyBlock) {
                                  shape.dims.seq);
   tiles.v = tile::LoadOp::create(b, valueType, shape.v, at, tiles.cols,
                                  shape.dims.seq);
+  if (withRows)
+    tiles.kRows = tile::LoadOp::create(b, keyType, shape.k, at, tiles.cols,
+                                       shape.dims.seq);
   return tiles;
 }
 
@@ -354,7 +360,7 @@ void BackwardProgram::build(ValueRange results) {
   // dK and dV: per key block, over the group's heads and the query blocks
   // that see it, in order.
   rb.loop(zero, keyBlocks, [&](Value keyBlock) {
-    KeyTiles keys = loadKeyTiles(headK, keyBlock);
+    KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/false);
     Value jEnd = rb.add(keys.j0, keys.cols);
     SmallVector<Value> sums = {splat(0, keyAccType, Value()),
                                splat(0, valueAccType, Value())};
@@ -411,10 +417,10 @@ void BackwardProgram::build(ValueRange results) {
           arith::CeilDivUIOp::create(b, end, bk),
           {splat(0, queryAccType, rows.rows)},
           [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
-            KeyTiles keys = loadKeyTiles(headK, keyBlock);
+            KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
             Value dRaw =
                 scoreGradients(head, rows, keys, Sweep::Queries).first;
-            return {tile::DotOp::create(b, queryAccType, dRaw, keys.k,
+            return {tile::DotOp::create(b, queryAccType, dRaw, keys.kRows,
                                         sum[0])};
           })[0];
       tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
