@@ -114,9 +114,9 @@ typedef enum {
    * d_<o> and, when the forward returns lse, d_<lse>; its results are
    * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
    * reads, in the order of the forward's parameters, each with its
-   * input's shape. Softmax-family specs only (not block-sparse or top-k
-   * yet), for "cpu" (the tiled backward) or "cpu-reference"; other
-   * targets fail with ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
+   * input's shape. Softmax-family specs only (not top-k yet), for "cpu"
+   * (the tiled backward) or "cpu-reference"; other targets fail with
+   * ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
    * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
   ATTNC_PART_BACKWARD
 } attnc_kernel_part;

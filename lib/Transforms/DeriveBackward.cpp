@@ -1,6 +1,6 @@
 //===- DeriveBackward.cpp - The backward kernel of a spec -----------------===//
 //
-// attn-derive-backward: from `attn.kernel @f` holding an attn.softmax, the
+// attn-derive-backward: from `attn.kernel @f` holding a softmax-family op, the
 // kernel @f_backward of docs/semantics.md section 8 (see Passes.td).
 //
 //===----------------------------------------------------------------------===//
@@ -126,15 +126,24 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   Value dLse = softmax.getLse() ? extra[next++] : Value();
   auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
   SmallVector<Value> mappedInputs = llvm::map_to_vector(inputs, lookup);
+  Value blockMask, kvNumBlocks, kvIndices;
+  IntegerAttr chunk, blockQ, blockK;
+  if constexpr (std::is_same_v<OpTy, ChunkSoftmaxOp>)
+    chunk = softmax.getChunkAttr();
+  if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>) {
+    blockMask = lookup(softmax.getBlockMask());
+    kvNumBlocks = lookup(softmax.getKvNumBlocks());
+    kvIndices = lookup(softmax.getKvIndices());
+    blockQ = softmax.getBlockQAttr();
+    blockK = softmax.getBlockKAttr();
+  }
   auto op = SoftmaxBackwardOp::create(
       b, softmax.getLoc(), results, lookup(softmax.getQ()),
       lookup(softmax.getK()), lookup(softmax.getV()),
       lookup(softmax.getCuSeqlensQ()), lookup(softmax.getCuSeqlensK()),
       softmax.getScaleAttr(), softmax.getNormalizerAttr(),
-      softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs,
-      /*chunk=*/IntegerAttr());
-  if constexpr (std::is_same_v<OpTy, ChunkSoftmaxOp>)
-    op.setChunk(softmax.getChunk());
+      softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs, blockMask,
+      kvNumBlocks, kvIndices, chunk, blockQ, blockK);
   op.getScore().getBlocks().clear();
   softmax.getScore().cloneInto(&op.getScore(), mapping);
   softmax.getMask().cloneInto(&op.getMask(), mapping);
@@ -157,6 +166,8 @@ FailureOr<bool> attnc::addSavedLogSumExp(KernelOp forward) {
     facts = factsOf(softmax);
   else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
     facts = factsOf(chunked);
+  else if (auto sparse = dyn_cast<SparseSoftmaxOp>(family))
+    facts = factsOf(sparse);
   // The lse result is the family op's optional second result.
   if (!facts || facts->first != Normalizer::softmax ||
       family->getNumResults() > 1)
@@ -199,8 +210,17 @@ FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
     return deriveSoftmaxBackward(forward, softmax);
   if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
     return deriveSoftmaxBackward(forward, chunked);
+  if (auto sparse = dyn_cast<SparseSoftmaxOp>(family)) {
+    if (!sparse.getTopk())
+      return deriveSoftmaxBackward(forward, sparse);
+    sparse.emitOpError("has no backward yet with top-k block selection: "
+                       "gradients are implemented for block masks and "
+                       "block lists");
+    return failure();
+  }
   family->emitOpError("has no backward yet: gradients are implemented for "
-                      "attn.softmax and attn.chunk_softmax only");
+                      "attn.softmax, attn.chunk_softmax and block-sparse "
+                      "attn.sparse_softmax only");
   return failure();
 }
 

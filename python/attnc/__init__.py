@@ -247,7 +247,7 @@ class Kernel:
         every float input ``x`` the score expression reads. It is compiled
         for the kernel's target and options: softmax-family kernels on the
         CPU ("cpu": the tiled backward; "cpu-reference") only so far, not
-        block-sparse or top-k kernels, not GPU targets. Raises ValueError
+        top-k kernels, not GPU targets. Raises ValueError
         saying why a kernel has no backward."""
         if self._recipe is None:
             raise ValueError(f"kernel '{self.name}' was loaded from an image; "

@@ -82,9 +82,22 @@ attn.kernel @chunked(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B,
 
 // -----
 
-// Families without a backward yet are reported, not skipped.
+// Block-sparse kernels keep their block sizes and block source.
+
+// CHECK-LABEL: attn.kernel @blocks_backward(
+// CHECK: attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%d_o) block_mask(%blocks) {block_k = 8 : i64, block_q = 16 : i64}
+attn.kernel @blocks(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %blocks: !attn.tensor<i1[B, H, NB, MB]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
+  %o = attn.sparse_softmax %q, %k, %v block_mask(%blocks) {block_q = 16 : i64, block_k = 8 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i1[B, H, NB, MB]>) -> !attn.tensor<f32[B, H, N, 16]> score {
+  } mask {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, N, 16]>
+}
+
+// -----
+
+// Top-k selection has no backward yet: reported, not skipped.
 attn.kernel @selected(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
-  // expected-error @+1 {{has no backward yet: gradients are implemented for attn.softmax and attn.chunk_softmax only}}
+  // expected-error @+1 {{has no backward yet with top-k block selection: gradients are implemented for block masks and block lists}}
   %o = attn.sparse_softmax %q, %k, %v {block_q = 64 : i64, block_k = 64 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
   } mask {
   }

@@ -338,6 +338,78 @@ TEST(SoftmaxBackward, MatchesFiniteDifferencesOfTheOracle) {
     cases.push_back(c);
   }
   {
+    // Blocks of 4 queries x 3 keys; query block 1 of head 1 has none, so
+    // its rows have no key.
+    BackwardCase c{"block mask, GQA, causal, N < M",
+                   "kernel t(q: f32[B, Hq, N, D], k: f32[B, Hk, M, D], "
+                   "v: f32[B, Hk, M, D], blocks: bool[B, Hq, NB, MB]) -> "
+                   "(o: f32[B, Hq, N, D], lse: f32[B, Hq, N]) {\n"
+                   "  o, lse = softmax(q, k, v) { mask = blocks[b, h, i / 4, "
+                   "j / 3] && causal }\n}\n",
+                   1,
+                   2,
+                   1,
+                   9,
+                   11,
+                   4};
+    std::vector<int> present = {1, 0, 1, 1, //
+                                1, 1, 0, 1, //
+                                0, 1, 1, 1, //
+                                1, 1, 1, 0, //
+                                0, 0, 0, 0, //
+                                1, 0, 1, 1};
+    HostTensor blocks(ElementType::Bool, {1, 2, 3, 4});
+    for (int64_t index = 0; index < 24; ++index)
+      blocks.set(index, present[index]);
+    c.otherInputs = {{"blocks", blocks}};
+    c.configure = [present](oracle::SoftmaxProblem &p, const Extras &) {
+      p.allowed = [present](int64_t, int64_t h, int64_t i, int64_t j,
+                            int64_t n, int64_t m) {
+        return present[(h * 3 + i / 4) * 4 + j / 3] && j <= i + (m - n);
+      };
+    };
+    cases.push_back(c);
+  }
+  {
+    // Lists of key blocks (4 x 3 blocks) with a repeated entry and an
+    // empty list; entries past the count are ignored.
+    BackwardCase c{"block lists, dense",
+                   "kernel t(q: f32[B, Hq, N, D], k: f32[B, Hk, M, D], "
+                   "v: f32[B, Hk, M, D], counts: i32[B, Hq, QB], "
+                   "indices: i32[B, Hq, QB, W]) -> (o: f32[B, Hq, N, D], "
+                   "lse: f32[B, Hq, N]) {\n  o, lse = softmax(q, k, v) {\n"
+                   "    block_q = 4; block_k = 3\n    kv_num_blocks = counts; "
+                   "kv_indices = indices\n  }\n}\n",
+                   1,
+                   1,
+                   1,
+                   10,
+                   8,
+                   4};
+    std::vector<int> counts = {2, 0, 3};
+    std::vector<int> lists = {2, 0, 1, //
+                              1, 1, 1, //
+                              1, 2, 1};
+    HostTensor countTensor(ElementType::I32, {1, 1, 3});
+    HostTensor listTensor(ElementType::I32, {1, 1, 3, 3});
+    for (int64_t index = 0; index < 3; ++index)
+      countTensor.set(index, counts[index]);
+    for (int64_t index = 0; index < 9; ++index)
+      listTensor.set(index, lists[index]);
+    c.otherInputs = {{"counts", countTensor}, {"indices", listTensor}};
+    c.configure = [counts, lists](oracle::SoftmaxProblem &p, const Extras &) {
+      p.allowed = [counts, lists](int64_t, int64_t, int64_t i, int64_t j,
+                                  int64_t, int64_t) {
+        int64_t block = i / 4;
+        for (int64_t entry = 0; entry < counts[block]; ++entry)
+          if (lists[block * 3 + entry] == j / 3)
+            return true;
+        return false;
+      };
+    };
+    cases.push_back(c);
+  }
+  {
     BackwardCase c{
         "chunk-local, causal, N = M = 8, chunks of 3",
         denseSpec("", "softmax(q, k, v) { chunk = 3; mask = causal }"),

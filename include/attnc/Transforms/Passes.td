@@ -51,12 +51,13 @@ def DeriveBackward : Pass<"attn-derive-backward", "::mlir::ModuleOp"> {
     returns lse, `d_lse`. Its results are `d_q`, `d_k`, `d_v` and `d_<name>`
     for each floating-point tensor the score expression reads, each of its
     input's type. The body is one `attn.softmax_backward` with f's
-    attributes and regions (and, for an attn.chunk_softmax, its chunk).
+    attributes and regions (and, for an attn.chunk_softmax, its chunk; for
+    a block-sparse attn.sparse_softmax, its block sizes and block mask or
+    lists).
 
     The score expression must be differentiable (an op without a
-    derivative is reported at its location). Kernels of the other families
-    (block-sparse, top-k, linear) are reported: their gradients are not
-    implemented yet.
+    derivative is reported at its location). Top-k kernels and the linear
+    family are reported: their gradients are not implemented yet.
   }];
   let options = [
     Option<"kernel", "kernel", "std::string", /*default=*/"\"\"",

@@ -289,9 +289,8 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
           Value count = rb.checkedBlockCount(counts, batch, head, queryBlock,
                                              rb.dim(indices, 3));
           rb.loop(zero, count, [&](Value entry) {
-            Value block = arith::IndexCastOp::create(
-                b, b.getIndexType(),
-                rb.checkedLoad(indices, {batch, head, queryBlock, entry}));
+            Value block =
+                rb.listedBlock(indices, batch, head, queryBlock, entry);
             rb.checkListedBlock(indices, batch, head, queryBlock, entry, block,
                                 numBlocks);
             // A reported entry names no block; skip it.

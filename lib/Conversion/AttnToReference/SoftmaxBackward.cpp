@@ -161,6 +161,47 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                 memref::LoadOp::create(b, allowedFlags, j), byteZero);
           };
 
+          // Block-sparse: whether key j's block is present for row i.
+          Value queryBlock, listCount, lists;
+          if (std::optional<uint64_t> blockQ = op.getBlockQ())
+            queryBlock = arith::DivUIOp::create(b, i, rb.index(*blockQ));
+          if (Value counts = op.getKvNumBlocks()) {
+            lists = params.lookup(op.getKvIndices());
+            listCount = rb.checkedBlockCount(params.lookup(counts), batch,
+                                             head, queryBlock,
+                                             rb.dim(lists, 3));
+            Value keyBlocks =
+                arith::CeilDivUIOp::create(b, m, rb.index(*op.getBlockK()));
+            rb.loop(zero, listCount, [&](Value entry) {
+              rb.checkListedBlock(lists, batch, head, queryBlock, entry,
+                                  rb.listedBlock(lists, batch, head,
+                                              queryBlock, entry),
+                                  keyBlocks);
+            });
+          }
+          auto blockPresent = [&](Value j) -> Value {
+            Value keyBlock =
+                arith::DivUIOp::create(b, j, rb.index(*op.getBlockK()));
+            if (Value blockMask = op.getBlockMask()) {
+              Value raw = rb.checkedLoad(params.lookup(blockMask),
+                                         {batch, head, queryBlock, keyBlock});
+              return arith::CmpIOp::create(
+                  b, arith::CmpIPredicate::ne, raw,
+                  arith::ConstantIntOp::create(b, raw.getType(), 0));
+            }
+            return rb.loop(
+                zero, listCount,
+                {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+                [&](Value entry, ValueRange found) {
+                  Value same = arith::CmpIOp::create(
+                      b, arith::CmpIPredicate::eq,
+                      rb.listedBlock(lists, batch, head, queryBlock, entry),
+                      keyBlock);
+                  return SmallVector<Value>{
+                      arith::OrIOp::create(b, found[0], same)};
+                })[0];
+          };
+
           // Scores of allowed keys and their maximum.
           Value rowMax =
               rb.loop(zero, m, {negInf}, [&](Value j, ValueRange max) {
@@ -176,6 +217,8 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                           arith::DivUIOp::create(b, i, size),
                           arith::DivUIOp::create(b, j, size)));
                 }
+                if (queryBlock)
+                  allowed = arith::AndIOp::create(b, allowed, blockPresent(j));
                 memref::StoreOp::create(
                     b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);
                 return SmallVector<Value>(rb.ifThen(

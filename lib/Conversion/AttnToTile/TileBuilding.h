@@ -3,6 +3,7 @@
 #ifndef ATTNC_LIB_TRANSFORMS_TILEBUILDING_H
 #define ATTNC_LIB_TRANSFORMS_TILEBUILDING_H
 
+#include "attnc/Conversion/KernelLowering/LoweringBuilder.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 
@@ -63,6 +64,55 @@ buildMap(mlir::ImplicitLocOpBuilder &b, mlir::RankedTensorType type,
               body->getArguments().drop_front(type.getRank()));
   tile::YieldOp::create(b, result);
   return map.getResult();
+}
+
+/// Visits the key blocks that kv_indices[b, h, qb, :] names in its first
+/// kv_num_blocks[b, h, qb] entries (a count outside [0, width] and an entry
+/// naming none of the `keyBlocks` blocks are reported), in list order, each
+/// once, and only those in [blockBegin, blockEnd): state = visit(block,
+/// state). Returns the final state.
+inline llvm::SmallVector<mlir::Value> visitListedKeyBlocks(
+    LoweringBuilder &rb, mlir::Value counts, mlir::Value lists,
+    mlir::Value batch, mlir::Value head, mlir::Value queryBlock,
+    mlir::Value keyBlocks, mlir::Value blockBegin, mlir::Value blockEnd,
+    mlir::ValueRange init,
+    llvm::function_ref<llvm::SmallVector<mlir::Value>(mlir::Value,
+                                                      mlir::ValueRange)>
+        visit) {
+  using namespace mlir;
+  ImplicitLocOpBuilder &b = rb.b;
+  Value zero = rb.index(0);
+  Value count =
+      rb.checkedBlockCount(counts, batch, head, queryBlock, rb.dim(lists, 3));
+  auto entryAt = [&](Value entry) {
+    return rb.listedBlock(lists, batch, head, queryBlock, entry);
+  };
+  SmallVector<Type> types = llvm::to_vector(init.getTypes());
+  return llvm::to_vector(rb.loop(
+      zero, count, init, [&](Value entry, ValueRange state) {
+        Value keyBlock = entryAt(entry);
+        rb.checkListedBlock(lists, batch, head, queryBlock, entry, keyBlock,
+                            keyBlocks);
+        Value inRange = arith::AndIOp::create(
+            b,
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
+                                  blockBegin),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
+                                  blockEnd));
+        Value repeated = rb.loop(
+            zero, entry, {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+            [&](Value earlier, ValueRange seen) {
+              Value same = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                                 entryAt(earlier), keyBlock);
+              return SmallVector<Value>{arith::OrIOp::create(b, seen[0], same)};
+            })[0];
+        Value fresh = arith::XOrIOp::create(
+            b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+        return llvm::to_vector(rb.ifThen(
+            arith::AndIOp::create(b, inRange, fresh), types,
+            [&] { return visit(keyBlock, state); },
+            [&] { return SmallVector<Value>(state.begin(), state.end()); }));
+      }));
 }
 
 } // namespace attnc::lowering

@@ -187,7 +187,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   AttentionOperands shape = getAttentionOperands(op, rb);
   Value o = results[0];
   Value lse = results.size() > 1 ? results[1] : Value();
-  Value zero = rb.index(0), one = rb.index(1);
+  Value one = rb.index(1);
   Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   Normalizer normalizer = op.getNormalizer();
   bool online = normalizer == Normalizer::softmax;
@@ -398,6 +398,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
     };
     auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
     ValueRange final;
+    SmallVector<Value> listedFinal; // the storage `final` views for lists
     if (!sparse) {
       final = rb.loop(keyBlockBegin, keyBlockEnd, init, visitKeyBlock);
     } else if (std::optional<uint64_t> topk = sparse.getTopk()) {
@@ -452,41 +453,12 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
         return visitIf(present, keyBlock, state);
       });
     } else {
-      // The first `count` entries (reported when outside [0, width]), each
-      // once, if it names a block of the band (reported when it names no
-      // block at all).
-      Value counts = params.lookup(sparse.getKvNumBlocks());
-      Value lists = params.lookup(sparse.getKvIndices());
-      Value count = rb.checkedBlockCount(counts, batch, head, queryBlock,
-                                         rb.dim(lists, 3));
-      Value keyBlocks = arith::CeilDivUIOp::create(b, m, bk);
-      auto entryAt = [&](Value entry) -> Value {
-        return arith::IndexCastOp::create(
-            b, b.getIndexType(),
-            rb.checkedLoad(lists, {batch, head, queryBlock, entry}));
-      };
-      final = rb.loop(zero, count, init, [&](Value entry, ValueRange state) {
-        Value keyBlock = entryAt(entry);
-        rb.checkListedBlock(lists, batch, head, queryBlock, entry, keyBlock,
-                            keyBlocks);
-        Value inBand = arith::AndIOp::create(
-            b,
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
-                                  keyBlockBegin),
-            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
-                                  keyBlockEnd));
-        Value repeated = rb.loop(
-            zero, entry, {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
-            [&](Value earlier, ValueRange seen) {
-              Value same = arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                                                 entryAt(earlier), keyBlock);
-              return SmallVector<Value>{arith::OrIOp::create(b, seen[0], same)};
-            })[0];
-        Value fresh = arith::XOrIOp::create(
-            b, repeated, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-        return visitIf(arith::AndIOp::create(b, inBand, fresh), keyBlock,
-                       state);
-      });
+      // The listed blocks of the band, each once (bad lists reported).
+      final = listedFinal = visitListedKeyBlocks(
+          rb, params.lookup(sparse.getKvNumBlocks()),
+          params.lookup(sparse.getKvIndices()), batch, head, queryBlock,
+          arith::CeilDivUIOp::create(b, m, bk), keyBlockBegin, keyBlockEnd,
+          init, visitKeyBlock);
     }
 
     // o = acc / l (softmax; 0 for a row without weight), lse = m + log l.

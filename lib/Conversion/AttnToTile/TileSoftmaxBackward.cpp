@@ -53,7 +53,9 @@ public:
                   int64_t blockK)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         band(analyzeMask(op.getMask())), normalizer(op.getNormalizer()),
-        blockQ(blockQ), blockK(blockK) {
+        // Block-sparse: the tiles are the sparsity blocks.
+        blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : blockQ),
+        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : blockK) {
     Type f32 = b.getF32Type();
     int64_t dimK = tileHeadDim(op.getQ()), dimV = tileHeadDim(op.getV());
     int64_t dynamic = ShapedType::kDynamic;
@@ -100,6 +102,15 @@ private:
   /// float inputs into their partial copies.
   std::pair<Value, Value> scoreGradients(Value head, const QueryTiles &rows,
                                          const KeyTiles &keys, Sweep sweep);
+  /// Block-sparse: whether query block `queryBlock` of `head` visits key
+  /// block `keyBlock` (its block mask, or its list names it); true when
+  /// the op is dense.
+  Value blockVisited(Value head, Value queryBlock, Value keyBlock);
+  /// dQ of one query block: the sum over the key blocks of [begin, end)
+  /// that it visits, in order, of visit(keyBlock, dQ).
+  Value sumOverKeyBlocks(Value head, Value queryBlock, Value begin, Value end,
+                         Value init,
+                         llvm::function_ref<Value(Value, Value)> visit);
   /// Whether key j of row i is allowed, and the key expressions see
   /// (clamped to the last key).
   std::pair<Value, Value> allowedKey(Value head, Value i, Value j);
@@ -304,6 +315,60 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
   return {dRaw, Value()};
 }
 
+Value BackwardProgram::blockVisited(Value head, Value queryBlock,
+                                    Value keyBlock) {
+  IRMapping &params = rb.params;
+  if (Value blockMask = op.getBlockMask()) {
+    Value raw = rb.checkedLoad(params.lookup(blockMask),
+                               {batch, head, queryBlock, keyBlock});
+    return arith::CmpIOp::create(
+        b, arith::CmpIPredicate::ne, raw,
+        arith::ConstantIntOp::create(b, raw.getType(), 0));
+  }
+  if (!op.getKvIndices())
+    return arith::ConstantIntOp::create(b, b.getI1Type(), 1);
+  // Listed among the first `count` entries (the query sweep reports bad
+  // counts and entries).
+  Value lists = params.lookup(op.getKvIndices());
+  Value count =
+      rb.checkedBlockCount(params.lookup(op.getKvNumBlocks()), batch, head,
+                           queryBlock, rb.dim(lists, 3));
+  return rb.loop(
+      rb.index(0), count,
+      {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+      [&](Value entry, ValueRange found) {
+        Value same = arith::CmpIOp::create(
+            b, arith::CmpIPredicate::eq,
+            rb.listedBlock(lists, batch, head, queryBlock, entry), keyBlock);
+        return SmallVector<Value>{arith::OrIOp::create(b, found[0], same)};
+      })[0];
+}
+
+Value BackwardProgram::sumOverKeyBlocks(
+    Value head, Value queryBlock, Value begin, Value end, Value init,
+    llvm::function_ref<Value(Value, Value)> visit) {
+  Value bk = rb.index(blockK);
+  Value first = arith::DivUIOp::create(b, begin, bk);
+  Value last = arith::CeilDivUIOp::create(b, end, bk);
+  auto step = [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
+    return {visit(keyBlock, sum[0])};
+  };
+  if (Value lists = op.getKvIndices())
+    return visitListedKeyBlocks(
+        rb, rb.params.lookup(op.getKvNumBlocks()), rb.params.lookup(lists),
+        batch, head, queryBlock, arith::CeilDivUIOp::create(b, m, bk), first,
+        last, {init}, step)[0];
+  return rb.loop(first, last, {init},
+                 [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
+                   if (!op.getBlockMask())
+                     return step(keyBlock, sum);
+                   return llvm::to_vector(rb.ifThen(
+                       blockVisited(head, queryBlock, keyBlock),
+                       {init.getType()}, [&] { return step(keyBlock, sum); },
+                       [&] { return SmallVector<Value>{sum[0]}; }));
+                 })[0];
+}
+
 void BackwardProgram::build(ValueRange results) {
   Value dq = results[0], dk = results[1], dv = results[2];
   // The gradients of float inputs are partial copies in f32 (see
@@ -379,6 +444,9 @@ void BackwardProgram::build(ValueRange results) {
                                           jEnd),
                     arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, end,
                                           keys.j0));
+                if (op.getBlockQ())
+                  meets = arith::AndIOp::create(
+                      b, meets, blockVisited(head, queryBlock, keyBlock));
                 return llvm::to_vector(rb.ifThen(
                     meets, sumTypes,
                     [&]() -> SmallVector<Value> {
@@ -411,18 +479,14 @@ void BackwardProgram::build(ValueRange results) {
       QueryTiles rows = loadQueryTiles(head, queryBlock);
       Value begin, end;
       std::tie(begin, end) = visibleKeys(queryBlock);
-      Value bk = rb.index(blockK);
-      Value dQ = rb.loop(
-          arith::DivUIOp::create(b, begin, bk),
-          arith::CeilDivUIOp::create(b, end, bk),
-          {splat(0, queryAccType, rows.rows)},
-          [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
+      Value dQ = sumOverKeyBlocks(
+          head, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
+          [&](Value keyBlock, Value sum) -> Value {
             KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
             Value dRaw =
                 scoreGradients(head, rows, keys, Sweep::Queries).first;
-            return {tile::DotOp::create(b, queryAccType, dRaw, keys.kRows,
-                                        sum[0])};
-          })[0];
+            return tile::DotOp::create(b, queryAccType, dRaw, keys.kRows, sum);
+          });
       tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
                             rows.rows, shape.dims.seq);
     });

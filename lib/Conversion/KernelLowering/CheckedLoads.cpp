@@ -198,6 +198,12 @@ Value LoweringBuilder::checkedBlockCount(Value counts, Value batch, Value head,
       b, index(0), arith::MinSIOp::create(b, count, width));
 }
 
+Value LoweringBuilder::listedBlock(Value lists, Value batch, Value head,
+                                   Value queryBlock, Value entry) {
+  return arith::IndexCastOp::create(
+      b, b.getIndexType(), checkedLoad(lists, {batch, head, queryBlock, entry}));
+}
+
 void LoweringBuilder::checkListedBlock(Value lists, Value batch, Value head,
                                        Value queryBlock, Value entry,
                                        Value block, Value blocks) {

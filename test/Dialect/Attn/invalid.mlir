@@ -552,3 +552,23 @@ attn.kernel @backward_missing_input(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !att
   }
   attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
 }
+
+// -----
+
+attn.kernel @backward_blocks_without_sizes(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %blocks: !attn.tensor<i1[B, H, NB, MB]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{needs block_q and block_k exactly when it has a block_mask or block lists}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) block_mask(%blocks) {normalizer = #attn<normalizer none>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<i1[B, H, NB, MB]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}
+
+// -----
+
+attn.kernel @backward_blocks_rank(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %blocks: !attn.tensor<i1[B, H, NB]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{block_mask must have rank 4 [batch, heads, query_blocks, key_blocks]}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) block_mask(%blocks) {normalizer = #attn<normalizer none>, block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<i1[B, H, NB]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}

@@ -149,6 +149,10 @@ public:
   Value checkedBlockCount(Value counts, Value batch, Value head,
                           Value queryBlock, Value width);
 
+  /// kv_indices[batch, head, qb, entry] as an index (a checked load).
+  Value listedBlock(Value lists, Value batch, Value head, Value queryBlock,
+                    Value entry);
+
   /// Records a kv_indices entry that names no key block: `block` outside
   /// [0, blocks) at (batch, head, qb, entry) is recorded in the status
   /// buffer (7, the parameter, batch, head, qb, entry, block, blocks).

@@ -597,6 +597,51 @@ LogicalResult SoftmaxOp::verifyRegions() {
   return verifySoftmaxFamilyRegions(*this);
 }
 
+/// The shapes and types of a block-sparse op's block mask or lists.
+static LogicalResult verifyBlockSources(Operation *op, ShapeChecker &check,
+                                       AttnTensorType q, Value blockMask,
+                                       Value kvNumBlocks, Value kvIndices) {
+  LayoutDims dims = check.dims;
+  Type i32 = IntegerType::get(op->getContext(), 32);
+  // The leading dims are [batch (or sequence), query head, query block].
+  auto leading = [&](StringRef name, AttnTensorType type) -> LogicalResult {
+    if (dims.batch >= 0 &&
+        failed(check.same(name, type, 0, "q", q, dims.batch, "batch size")))
+      return failure();
+    return check.same(name, type, 1, "q", q, dims.head, "head count");
+  };
+  if (Value mask = blockMask) {
+    auto type = cast<AttnTensorType>(mask.getType());
+    if (failed(check.rank("block_mask", type, 4,
+                          "[batch, heads, query_blocks, key_blocks]")) ||
+        failed(leading("block_mask", type)))
+      return failure();
+    if (isa<FloatType>(type.getElementType()))
+      return op->emitOpError("block_mask must have i1, i8 or i32 elements, got ")
+             << type.getElementType();
+  }
+  if (kvNumBlocks || kvIndices) {
+    if (!kvNumBlocks || !kvIndices)
+      return op->emitOpError("kv_num_blocks and kv_indices go together; only ")
+             << (kvNumBlocks ? "kv_num_blocks" : "kv_indices")
+             << " is given";
+    auto numBlocks = cast<AttnTensorType>(kvNumBlocks.getType());
+    auto indices = cast<AttnTensorType>(kvIndices.getType());
+    if (failed(check.rank("kv_num_blocks", numBlocks, 3,
+                          "[batch, heads, query_blocks]")) ||
+        failed(check.elements("kv_num_blocks", numBlocks, i32)) ||
+        failed(leading("kv_num_blocks", numBlocks)) ||
+        failed(check.rank("kv_indices", indices, 4,
+                          "[batch, heads, query_blocks, max_blocks]")) ||
+        failed(check.elements("kv_indices", indices, i32)) ||
+        failed(leading("kv_indices", indices)) ||
+        failed(check.same("kv_indices", indices, 2, "kv_num_blocks", numBlocks,
+                          2, "query block count")))
+      return failure();
+  }
+  return success();
+}
+
 LogicalResult SoftmaxBackwardOp::verify() {
   if (failed(verifySoftmaxFamily(*this)))
     return failure();
@@ -615,7 +660,23 @@ LogicalResult SoftmaxBackwardOp::verify() {
     return emitOpError("dq, dk and dv must have the types of q, k and v");
   if (getInputs().getTypes() != getDInputs().getTypes())
     return emitOpError("must yield one gradient of each input's type");
-  return success();
+  bool sparse = getBlockMask() || getKvNumBlocks() || getKvIndices();
+  if (getBlockMask() && (getKvNumBlocks() || getKvIndices()))
+    return emitOpError("takes a block_mask or kv_num_blocks with kv_indices, "
+                       "not both");
+  if (sparse != (getBlockQ() && getBlockK()) ||
+      (!sparse && (getBlockQ() || getBlockK())))
+    return emitOpError("needs block_q and block_k exactly when it has a "
+                       "block_mask or block lists");
+  if (sparse && getChunk())
+    return emitOpError("is the backward of a chunk-local or of a block-sparse "
+                       "softmax, not both");
+  if (!sparse)
+    return success();
+  ShapeChecker check(*this, getLayout());
+  return verifyBlockSources(*this, check,
+                            cast<AttnTensorType>(getQ().getType()),
+                            getBlockMask(), getKvNumBlocks(), getKvIndices());
 }
 LogicalResult SoftmaxBackwardOp::verifyRegions() {
   if (failed(verifySoftmaxFamilyRegions(*this)))
@@ -639,7 +700,6 @@ LogicalResult SparseSoftmaxOp::verify() {
     return failure();
   ShapeChecker check(*this, getLayout());
   auto q = cast<AttnTensorType>(getQ().getType());
-  LayoutDims dims = check.dims;
   int sources = (getBlockMask() ? 1 : 0) +
                 (getKvNumBlocks() || getKvIndices() ? 1 : 0) +
                 (getTopk() ? 1 : 0);
@@ -647,44 +707,8 @@ LogicalResult SparseSoftmaxOp::verify() {
     return emitOpError("needs exactly one source of sparsity: block_mask, "
                        "kv_num_blocks with kv_indices, or topk; got ")
            << sources;
-  Type i32 = IntegerType::get(getContext(), 32);
-  // The leading dims are [batch (or sequence), query head, query block].
-  auto leading = [&](StringRef name, AttnTensorType type) -> LogicalResult {
-    if (dims.batch >= 0 &&
-        failed(check.same(name, type, 0, "q", q, dims.batch, "batch size")))
-      return failure();
-    return check.same(name, type, 1, "q", q, dims.head, "head count");
-  };
-  if (Value mask = getBlockMask()) {
-    auto type = cast<AttnTensorType>(mask.getType());
-    if (failed(check.rank("block_mask", type, 4,
-                          "[batch, heads, query_blocks, key_blocks]")) ||
-        failed(leading("block_mask", type)))
-      return failure();
-    if (isa<FloatType>(type.getElementType()))
-      return emitOpError("block_mask must have i1, i8 or i32 elements, got ")
-             << type.getElementType();
-  }
-  if (getKvNumBlocks() || getKvIndices()) {
-    if (!getKvNumBlocks() || !getKvIndices())
-      return emitOpError("kv_num_blocks and kv_indices go together; only ")
-             << (getKvNumBlocks() ? "kv_num_blocks" : "kv_indices")
-             << " is given";
-    auto numBlocks = cast<AttnTensorType>(getKvNumBlocks().getType());
-    auto indices = cast<AttnTensorType>(getKvIndices().getType());
-    if (failed(check.rank("kv_num_blocks", numBlocks, 3,
-                          "[batch, heads, query_blocks]")) ||
-        failed(check.elements("kv_num_blocks", numBlocks, i32)) ||
-        failed(leading("kv_num_blocks", numBlocks)) ||
-        failed(check.rank("kv_indices", indices, 4,
-                          "[batch, heads, query_blocks, max_blocks]")) ||
-        failed(check.elements("kv_indices", indices, i32)) ||
-        failed(leading("kv_indices", indices)) ||
-        failed(check.same("kv_indices", indices, 2, "kv_num_blocks", numBlocks,
-                          2, "query block count")))
-      return failure();
-  }
-  return success();
+  return verifyBlockSources(*this, check, q, getBlockMask(), getKvNumBlocks(),
+                            getKvIndices());
 }
 
 LogicalResult SparseSoftmaxOp::verifyRegions() {

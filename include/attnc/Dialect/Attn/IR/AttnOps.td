@@ -247,7 +247,10 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
     score region first loads them. Each gradient has its input's type.
     Masks carry no gradient; a row with no allowed key contributes none.
     With `chunk`, it is the backward of an `attn.chunk_softmax` of that
-    chunk: keys of other chunks take no part.
+    chunk: keys of other chunks take no part. With `block_q`, `block_k`
+    and `block_mask` or `kv_num_blocks` with `kv_indices`, it is the
+    backward of that block-sparse `attn.sparse_softmax`: keys of absent
+    blocks take no part (top-k selection has no backward yet).
 
     ```mlir
     %dq, %dk, %dv, %dslope = attn.softmax_backward %q, %k, %v
@@ -258,7 +261,11 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
   let arguments = !con(SoftmaxCommonArgs, (ins
       Attn_Tensor:$out, Optional<Attn_Tensor>:$lse, Attn_Tensor:$d_out,
       Optional<Attn_Tensor>:$d_lse, Variadic<Attn_Tensor>:$inputs,
-      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk));
+      Optional<Attn_Tensor>:$block_mask, Optional<Attn_Tensor>:$kv_num_blocks,
+      Optional<Attn_Tensor>:$kv_indices,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$block_q,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$block_k));
   let results = (outs Attn_Tensor:$dq, Attn_Tensor:$dk, Attn_Tensor:$dv,
                       Variadic<Attn_Tensor>:$d_inputs);
   let regions = (region AnyRegion:$score, AnyRegion:$mask);
@@ -269,6 +276,9 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
     `out` `(` $out `)` (`lse` `(` $lse^ `)`)?
     `d_out` `(` $d_out `)` (`d_lse` `(` $d_lse^ `)`)?
     (`inputs` `(` $inputs^ `)`)?
+    (`block_mask` `(` $block_mask^ `)`)?
+    (`kv_num_blocks` `(` $kv_num_blocks^ `)`)?
+    (`kv_indices` `(` $kv_indices^ `)`)?
     attr-dict `:` functional-type(operands, results)
     `score` $score `mask` $mask
   }];
