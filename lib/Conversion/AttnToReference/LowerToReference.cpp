@@ -97,12 +97,8 @@ Value lowerSoftmaxScores(OpTy op, LoweringBuilder &rb,
       if (Value blockMask = sparse.getBlockMask()) {
         Value queryBlock = arith::DivUIOp::create(
             b, i, rb.index(sparse.getBlockQ()));
-        Value raw = rb.checkedLoad(
-            params.lookup(blockMask),
-            ValueRange{batch, head, queryBlock, keyBlock});
-        present = arith::CmpIOp::create(
-            b, arith::CmpIPredicate::ne, raw,
-            arith::ConstantIntOp::create(b, raw.getType(), 0));
+        present = rb.blockPresent(params.lookup(blockMask), batch, head,
+                                  queryBlock, keyBlock);
       } else {
         present = arith::CmpIOp::create(
             b, arith::CmpIPredicate::ne,

@@ -182,24 +182,11 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
           auto blockPresent = [&](Value j) -> Value {
             Value keyBlock =
                 arith::DivUIOp::create(b, j, rb.index(*op.getBlockK()));
-            if (Value blockMask = op.getBlockMask()) {
-              Value raw = rb.checkedLoad(params.lookup(blockMask),
-                                         {batch, head, queryBlock, keyBlock});
-              return arith::CmpIOp::create(
-                  b, arith::CmpIPredicate::ne, raw,
-                  arith::ConstantIntOp::create(b, raw.getType(), 0));
-            }
-            return rb.loop(
-                zero, listCount,
-                {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
-                [&](Value entry, ValueRange found) {
-                  Value same = arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::eq,
-                      rb.listedBlock(lists, batch, head, queryBlock, entry),
-                      keyBlock);
-                  return SmallVector<Value>{
-                      arith::OrIOp::create(b, found[0], same)};
-                })[0];
+            if (Value blockMask = op.getBlockMask())
+              return rb.blockPresent(params.lookup(blockMask), batch, head,
+                                     queryBlock, keyBlock);
+            return rb.blockListed(lists, listCount, batch, head, queryBlock,
+                                  keyBlock);
           };
 
           // Scores of allowed keys and their maximum.

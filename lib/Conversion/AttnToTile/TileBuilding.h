@@ -4,6 +4,8 @@
 #define ATTNC_LIB_TRANSFORMS_TILEBUILDING_H
 
 #include "attnc/Conversion/KernelLowering/LoweringBuilder.h"
+#include "attnc/Conversion/KernelLowering/Operands.h"
+#include "attnc/Conversion/Passes.h"
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 
@@ -64,6 +66,26 @@ buildMap(mlir::ImplicitLocOpBuilder &b, mlir::RankedTensorType type,
               body->getArguments().drop_front(type.getRank()));
   tile::YieldOp::create(b, result);
   return map.getResult();
+}
+
+/// The grid of a softmax-family tile program over `heads` heads; marks the
+/// function's sequence-offset parameters (kSequenceOffsetsAttrName).
+inline tile::GridOp createSoftmaxGrid(mlir::ImplicitLocOpBuilder &b,
+                                      const AttentionOperands &shape,
+                                      mlir::Value heads, int64_t blockRows,
+                                      bool perSequence) {
+  using namespace mlir;
+  auto grid =
+      tile::GridOp::create(b, heads, shape.numBatches, blockRows, perSequence);
+  if (shape.cuQ) {
+    SmallVector<int64_t> offsets = {
+        cast<BlockArgument>(shape.cuQ).getArgNumber()};
+    if (shape.cuK != shape.cuQ)
+      offsets.push_back(cast<BlockArgument>(shape.cuK).getArgNumber());
+    grid->getParentOfType<func::FuncOp>()->setAttr(
+        kSequenceOffsetsAttrName, b.getDenseI64ArrayAttr(offsets));
+  }
+  return grid;
 }
 
 /// Visits the key blocks that kv_indices[b, h, qb, :] names in its first

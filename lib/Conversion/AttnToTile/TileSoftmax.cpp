@@ -217,15 +217,8 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   };
   int64_t rowDim = shape.dims.seq;
 
-  auto grid = tile::GridOp::create(b, shape.headsQ, shape.numBatches, blockQ);
-  if (shape.cuQ) {
-    SmallVector<int64_t> offsets = {
-        cast<BlockArgument>(shape.cuQ).getArgNumber()};
-    if (shape.cuK != shape.cuQ)
-      offsets.push_back(cast<BlockArgument>(shape.cuK).getArgNumber());
-    grid->getParentOfType<func::FuncOp>()->setAttr(
-        kSequenceOffsetsAttrName, b.getDenseI64ArrayAttr(offsets));
-  }
+  tile::GridOp grid = createSoftmaxGrid(b, shape, shape.headsQ, blockQ,
+                                        /*perSequence=*/false);
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   Value queryBlock = grid.getQueryBlock(), head = grid.getHead(),
@@ -445,12 +438,9 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
     } else if (Value blockMask = sparse.getBlockMask()) {
       final = rb.loop(keyBlockBegin, keyBlockEnd, init,
                       [&](Value keyBlock, ValueRange state) {
-        Value raw = rb.checkedLoad(params.lookup(blockMask),
-                                   {batch, head, queryBlock, keyBlock});
-        Value present = arith::CmpIOp::create(
-            b, arith::CmpIPredicate::ne, raw,
-            arith::ConstantIntOp::create(b, raw.getType(), 0));
-        return visitIf(present, keyBlock, state);
+        return visitIf(rb.blockPresent(params.lookup(blockMask), batch, head,
+                                       queryBlock, keyBlock),
+                       keyBlock, state);
       });
     } else {
       // The listed blocks of the band, each once (bad lists reported).

@@ -318,13 +318,9 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
 Value BackwardProgram::blockVisited(Value head, Value queryBlock,
                                     Value keyBlock) {
   IRMapping &params = rb.params;
-  if (Value blockMask = op.getBlockMask()) {
-    Value raw = rb.checkedLoad(params.lookup(blockMask),
-                               {batch, head, queryBlock, keyBlock});
-    return arith::CmpIOp::create(
-        b, arith::CmpIPredicate::ne, raw,
-        arith::ConstantIntOp::create(b, raw.getType(), 0));
-  }
+  if (Value blockMask = op.getBlockMask())
+    return rb.blockPresent(params.lookup(blockMask), batch, head, queryBlock,
+                           keyBlock);
   if (!op.getKvIndices())
     return arith::ConstantIntOp::create(b, b.getI1Type(), 1);
   // Listed among the first `count` entries (the query sweep reports bad
@@ -333,15 +329,7 @@ Value BackwardProgram::blockVisited(Value head, Value queryBlock,
   Value count =
       rb.checkedBlockCount(params.lookup(op.getKvNumBlocks()), batch, head,
                            queryBlock, rb.dim(lists, 3));
-  return rb.loop(
-      rb.index(0), count,
-      {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
-      [&](Value entry, ValueRange found) {
-        Value same = arith::CmpIOp::create(
-            b, arith::CmpIPredicate::eq,
-            rb.listedBlock(lists, batch, head, queryBlock, entry), keyBlock);
-        return SmallVector<Value>{arith::OrIOp::create(b, found[0], same)};
-      })[0];
+  return rb.blockListed(lists, count, batch, head, queryBlock, keyBlock);
 }
 
 Value BackwardProgram::sumOverKeyBlocks(
@@ -390,16 +378,8 @@ void BackwardProgram::build(ValueRange results) {
         func.front().getArgumentTypes(), func.getFunctionType().getResults()));
     func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(partial));
   }
-  auto grid = tile::GridOp::create(b, shape.headsK, shape.numBatches, blockQ,
-                                   /*perSequence=*/true);
-  if (shape.cuQ) {
-    SmallVector<int64_t> offsets = {
-        cast<BlockArgument>(shape.cuQ).getArgNumber()};
-    if (shape.cuK != shape.cuQ)
-      offsets.push_back(cast<BlockArgument>(shape.cuK).getArgNumber());
-    grid->getParentOfType<func::FuncOp>()->setAttr(
-        kSequenceOffsetsAttrName, b.getDenseI64ArrayAttr(offsets));
-  }
+  tile::GridOp grid = createSoftmaxGrid(b, shape, shape.headsK, blockQ,
+                                        /*perSequence=*/true);
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   Value headK = grid.getHead();

@@ -204,6 +204,29 @@ Value LoweringBuilder::listedBlock(Value lists, Value batch, Value head,
       b, b.getIndexType(), checkedLoad(lists, {batch, head, queryBlock, entry}));
 }
 
+Value LoweringBuilder::blockPresent(Value blockMask, Value batch, Value head,
+                                    Value queryBlock, Value keyBlock) {
+  Value raw = checkedLoad(blockMask, {batch, head, queryBlock, keyBlock});
+  return arith::CmpIOp::create(
+      b, arith::CmpIPredicate::ne, raw,
+      arith::ConstantIntOp::create(b, raw.getType(), 0));
+}
+
+Value LoweringBuilder::blockListed(Value lists, Value count, Value batch,
+                                   Value head, Value queryBlock,
+                                   Value keyBlock) {
+  return loop(index(0), count,
+              {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+              [&](Value entry, ValueRange found) {
+                Value same = arith::CmpIOp::create(
+                    b, arith::CmpIPredicate::eq,
+                    listedBlock(lists, batch, head, queryBlock, entry),
+                    keyBlock);
+                return SmallVector<Value>{
+                    arith::OrIOp::create(b, found[0], same)};
+              })[0];
+}
+
 void LoweringBuilder::checkListedBlock(Value lists, Value batch, Value head,
                                        Value queryBlock, Value entry,
                                        Value block, Value blocks) {

@@ -152,6 +152,13 @@ public:
   /// kv_indices[batch, head, qb, entry] as an index (a checked load).
   Value listedBlock(Value lists, Value batch, Value head, Value queryBlock,
                     Value entry);
+  /// Whether block_mask[batch, head, qb, kb] is non-zero (a checked load).
+  Value blockPresent(Value blockMask, Value batch, Value head,
+                     Value queryBlock, Value keyBlock);
+  /// Whether one of the first `count` entries of kv_indices[batch, head,
+  /// qb, :] names key block `keyBlock`.
+  Value blockListed(Value lists, Value count, Value batch, Value head,
+                    Value queryBlock, Value keyBlock);
 
   /// Records a kv_indices entry that names no key block: `block` outside
   /// [0, blocks) at (batch, head, qb, entry) is recorded in the status
