@@ -4,7 +4,7 @@ run. A benchmark, not a test: it prints a table (and --csv FILE) with the
 machine, the commit and the settings, and the ratios torch / attnc (above 1:
 attnc is faster). Medians of --repeats timed runs after one warm-up.
 
-    PYTHONPATH=build/python python3 bench/train_cpu.py [--lengths 512 1024 2048] [--csv out.csv]
+    PYTHONPATH=build/python python3 bench/train_cpu.py [--lengths 512 1024 2048 4096] [--dims 64 128] [--csv out.csv]
 """
 
 from __future__ import annotations
@@ -78,9 +78,9 @@ def measure(attention, inputs, weight, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--dims", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", nargs="+", default=list(SPECS))
     parser.add_argument("--csv")
@@ -95,8 +95,8 @@ def main() -> None:
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                  platform.processor())
     print(f"cpu: {model}; threads: {threads} (torch and attnc); torch {torch.__version__}; commit {commit}")
-    print(f"B=1, H={args.heads}, D={args.dim}, f32; medians of {args.repeats} runs; ratio = torch / attnc")
-    header = ["case", "N", "attnc fwd ms", "torch fwd ms", "fwd ratio", "attnc fwd+bwd ms", "torch fwd+bwd ms",
+    print(f"B=1, H={args.heads}, f32; medians of {args.repeats} runs; ratio = torch / attnc")
+    header = ["case", "D", "N", "attnc fwd ms", "torch fwd ms", "fwd ratio", "attnc fwd+bwd ms", "torch fwd+bwd ms",
               "fwd+bwd ratio"]
     print(" | ".join(header))
     rows = []
@@ -105,16 +105,16 @@ def main() -> None:
         kernel.threads = threads
         kernel.backward_kernel.threads = threads
         ours = kernel.torch_op()
-        for n in args.lengths:
+        for d, n in ((d, n) for d in args.dims for n in args.lengths):
             gen = torch.Generator().manual_seed(n)
-            shape = (1, args.heads, n, args.dim)
+            shape = (1, args.heads, n, d)
             inputs = [torch.randn(shape, generator=gen).requires_grad_() for _ in range(3)]
             if case == "alibi":
                 inputs.append(torch.linspace(0.5, 0.01, args.heads).requires_grad_())
             weight = torch.randn(shape, generator=gen)
             attnc_times = measure(ours, inputs, weight, args.repeats)
             torch_times = measure(torch_attention(case), inputs, weight, args.repeats)
-            row = [case, n, 1e3 * attnc_times[0], 1e3 * torch_times[0], torch_times[0] / attnc_times[0],
+            row = [case, d, n, 1e3 * attnc_times[0], 1e3 * torch_times[0], torch_times[0] / attnc_times[0],
                    1e3 * attnc_times[1], 1e3 * torch_times[1], torch_times[1] / attnc_times[1]]
             rows.append(row)
             print(" | ".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in row), flush=True)
