@@ -1,7 +1,8 @@
 """Gradients of attnc's torch operators against torch autograd on float64
 eager implementations written here (docs/semantics.md section 8): dQ, dK,
 dV and the gradients of the score's float inputs (slopes, bias tables), for
-GQA, windows, softcapping, document masks with empty rows, block-sparse
+GQA, windows, softcapping, the bnhd layout on strided views, document
+masks with empty rows, block-sparse
 masks and lists (a repeated entry, a block row without keys), varlen,
 sigmoid and no normalizer, N != M, and lse in the loss; torch.compile with
 fullgraph=True over forward and backward; the NumPy entry kernel.backward;
@@ -185,6 +186,29 @@ def test_varlen_packed_sequences():
         return torch.cat(outputs), torch.cat(lses, dim=1)
 
     check_gradients(op, [q, k, v, cu], reference, seed, gen, use_lse=True)
+
+
+def test_bnhd_layout_with_strided_inputs():
+    spec = ("kernel fa(q: f32[B, N, Hq, D], k: f32[B, M, Hk, D], v: f32[B, M, Hk, D])"
+            " -> (o: f32[B, N, Hq, D], lse: f32[B, Hq, N]) {\n"
+            "  o, lse = softmax(q, k, v, layout = bnhd) { score = 4 * tanh(s / 4); mask = causal }\n}\n")
+    op = attnc.compile(spec).torch_op()
+    seed = 4501
+    gen = torch.Generator().manual_seed(seed)
+    # [B, H, N, D] leaves seen as [B, N, H, D] views: strided inputs.
+    q, k, v = leaves(gen, [(2, 4, 9, 8), (2, 2, 12, 8), (2, 2, 12, 8)], torch.float32)
+
+    def bnhd(*tensors):
+        return [t.transpose(1, 2) for t in tensors]
+
+    def operator(q, k, v):
+        return op(*bnhd(q, k, v))
+
+    def reference(q, k, v):
+        o, lse = attention_f64(q, k, v, lambda s, h, i, j: 4 * torch.tanh(s / 4), lambda i, j: j <= i + 3)
+        return o.transpose(1, 2), lse
+
+    check_gradients(operator, [q, k, v], reference, seed, gen, use_lse=True)
 
 
 def test_bf16_example_alibi_gqa():
