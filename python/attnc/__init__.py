@@ -101,24 +101,8 @@ def compile(
     spec and ValueError for an unknown target, kernel name or option.
     """
     text, source = _read_spec(spec)
-    option_text = _option_text(options)
-    key = (text, source, target, kernel, option_text)
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is not None:
-        return cached
-    raw = _attnc._Kernel(text, source, kernel, target, option_text)
-    if not raw.ok:
-        diagnostics = [Diagnostic(*d) for d in raw.diagnostics]
-        if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
-            raise SpecError(raw.compile_error, diagnostics)
-        raise ValueError(raw.compile_error)
-    # Torch operator names hash what made the kernel: the spec, the kernel
-    # chosen in it and the options.
-    compiled = Kernel(raw, raw.target, f"{text}\0{kernel or ''}\0{option_text}",
-                      _Recipe(text, source, kernel, option_text))
-    with _cache_lock:
-        return _cache.setdefault(key, compiled)
+    return _compile_part(_Recipe(text, source, kernel, _option_text(options)), target,
+                         _attnc.PART_FORWARD)
 
 
 class _Recipe(NamedTuple):
@@ -130,17 +114,26 @@ class _Recipe(NamedTuple):
     options: str
 
 
-def _compile_part(recipe: _Recipe, target: str, options: str, part: int) -> "Kernel":
-    key = (recipe.text, recipe.source, target, recipe.kernel, options, part)
+def _compile_part(recipe: _Recipe, target: str, part: int) -> "Kernel":
+    """One part (attnc_kernel_part) of the recipe's kernel for `target`,
+    cached; raises SpecError or ValueError as compile() does."""
+    key = (recipe, target, part)
     with _cache_lock:
         cached = _cache.get(key)
     if cached is not None:
         return cached
-    raw = _attnc._Kernel(recipe.text, recipe.source, recipe.kernel, target, options, part)
+    raw = _attnc._Kernel(recipe.text, recipe.source, recipe.kernel, target, recipe.options, part)
     if not raw.ok:
+        diagnostics = [Diagnostic(*d) for d in raw.diagnostics]
+        if raw.compile_status == _attnc.STATUS_SPEC_ERROR:
+            raise SpecError(raw.compile_error, diagnostics)
         raise ValueError(raw.compile_error)
-    origin = f"{recipe.text}\0{recipe.kernel or ''}\0{options}\0part {part}"
-    compiled = Kernel(raw, raw.target, origin, recipe._replace(options=options))
+    # Torch operator names hash what made the kernel: the spec, the kernel
+    # chosen in it, the options and the part.
+    origin = f"{recipe.text}\0{recipe.kernel or ''}\0{recipe.options}"
+    if part != _attnc.PART_FORWARD:
+        origin += f"\0part {part}"
+    compiled = Kernel(raw, raw.target, origin, recipe)
     with _cache_lock:
         return _cache.setdefault(key, compiled)
 
@@ -252,7 +245,7 @@ class Kernel:
         if self._recipe is None:
             raise ValueError(f"kernel '{self.name}' was loaded from an image; "
                              "compile the spec to get its backward")
-        return _compile_part(self._recipe, self.target, self._recipe.options, _attnc.PART_BACKWARD)
+        return _compile_part(self._recipe, self.target, _attnc.PART_BACKWARD)
 
     def backward(self, *args: Any, **kwargs: Any):
         """Runs ``backward_kernel``: ``kernel.backward(q, k, v, ..., o=o,
@@ -267,8 +260,7 @@ class Kernel:
         without an lse result, the same kernel returning lse as well."""
         if self._recipe is None:
             raise ValueError(f"kernel '{self.name}' was loaded from an image")
-        return _compile_part(self._recipe, self.target, self._recipe.options,
-                             _attnc.PART_TRAINING_FORWARD)
+        return _compile_part(self._recipe, self.target, _attnc.PART_TRAINING_FORWARD)
 
     @property
     def threads(self) -> int:
