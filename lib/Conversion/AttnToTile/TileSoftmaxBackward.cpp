@@ -49,13 +49,13 @@ struct KeyTiles {
 
 class BackwardProgram {
 public:
-  BackwardProgram(SoftmaxBackwardOp op, LoweringBuilder &rb, int64_t blockQ,
-                  int64_t blockK)
+  BackwardProgram(SoftmaxBackwardOp op, LoweringBuilder &rb,
+                  int64_t tileRows, int64_t tileKeys)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         band(analyzeMask(op.getMask())), normalizer(op.getNormalizer()),
         // Block-sparse: the tiles are the sparsity blocks.
-        blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : blockQ),
-        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : blockK) {
+        blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : tileRows),
+        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : tileKeys) {
     Type f32 = b.getF32Type();
     int64_t dimK = tileHeadDim(op.getQ()), dimV = tileHeadDim(op.getV());
     int64_t dynamic = ShapedType::kDynamic;
@@ -97,11 +97,13 @@ private:
   KeyTiles loadKeyTiles(Value headK, Value keyBlock, bool withRows);
   /// The two sweeps over the (query block, key block) tiles.
   enum class Sweep { Keys, Queries };
-  /// dR = dL/ds of one tile (0 where masked) and, in the key sweep, the
-  /// weights P; the query sweep scatter-adds the gradients of the score's
-  /// float inputs into their partial copies.
-  std::pair<Value, Value> scoreGradients(Value head, const QueryTiles &rows,
-                                         const KeyTiles &keys, Sweep sweep);
+  /// dR = dL/ds of one tile (0 where masked). The key sweep hands the
+  /// weights P to `useWeights` before dP exists (fewer tiles live at once);
+  /// the query sweep scatter-adds the gradients of the score's float inputs
+  /// into their partial copies.
+  Value scoreGradients(Value head, const QueryTiles &rows,
+                       const KeyTiles &keys, Sweep sweep,
+                       llvm::function_ref<void(Value)> useWeights = nullptr);
   /// Block-sparse: whether query block `queryBlock` of `head` visits key
   /// block `keyBlock` (its block mask, or its list names it); true when
   /// the op is dense.
@@ -207,30 +209,22 @@ std::pair<Value, Value> BackwardProgram::allowedKey(Value head, Value i,
   return {allowed, key};
 }
 
-std::pair<Value, Value>
-BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
-                                const KeyTiles &keys, Sweep sweep) {
+Value BackwardProgram::scoreGradients(
+    Value head, const QueryTiles &rows, const KeyTiles &keys, Sweep sweep,
+    llvm::function_ref<void(Value)> useWeights) {
   Type f32 = b.getF32Type();
   Value zeros = splat(0, scoreType, rows.rows);
   Value dots = tile::DotOp::create(b, scoreType, rows.q, keys.k, zeros,
                                    /*transpose_lhs=*/false,
                                    /*transpose_rhs=*/true);
-  Value dWeights = tile::DotOp::create(b, scoreType, rows.dOut, keys.v, zeros,
-                                       /*transpose_lhs=*/false,
-                                       /*transpose_rhs=*/true);
-  // Map inputs: the dots, dP, then the row values that exist.
-  SmallVector<Value> inputs = {dots, dWeights};
-  for (Value row : {rows.lse, rows.delta, rows.dLse})
-    if (row)
-      inputs.push_back(row);
   auto scoreArgs = [&](Value dot, Value i, Value key) -> SmallVector<Value> {
     return {rb.mul(scale, dot), batch, head, i, key, n, m, startQ, startK};
   };
   // p from the score: exp(score - lse), sigmoid(score) or score.
-  auto weightOf = [&](Value score, ValueRange x) -> Value {
+  auto weightOf = [&](Value score, Value lse) -> Value {
     switch (normalizer) {
     case Normalizer::softmax:
-      return math::ExpOp::create(b, arith::SubFOp::create(b, score, x[2]));
+      return math::ExpOp::create(b, arith::SubFOp::create(b, score, lse));
     case Normalizer::sigmoid:
       return arith::DivFOp::create(
           b, rb.f32(1),
@@ -241,10 +235,47 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
     }
     llvm_unreachable("unknown normalizer");
   };
+  // A map over `inputs` of `element(i, key, x)` at allowed elements,
+  // `otherwise` at the others.
+  auto maskedMap = [&](ValueRange inputs, double otherwise,
+                       llvm::function_ref<Value(Value, Value, ValueRange)>
+                           element) {
+    return buildMap(
+        b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
+          Value i = rb.add(rows.i0, at[0]);
+          Value allowed, key;
+          std::tie(allowed, key) =
+              allowedKey(head, i, rb.add(keys.j0, at[1]));
+          return rb.ifThen(
+              allowed, {f32},
+              [&]() -> SmallVector<Value> { return {element(i, key, x)}; },
+              [&]() -> SmallVector<Value> { return {rb.f32(otherwise)}; })[0];
+        });
+  };
+  if (sweep == Sweep::Keys) {
+    SmallVector<Value> inputs = {dots};
+    if (rows.lse)
+      inputs.push_back(rows.lse);
+    useWeights(maskedMap(
+        inputs, 0, [&](Value i, Value key, ValueRange x) -> Value {
+          SmallVector<Value> args = scoreArgs(x[0], i, key);
+          return weightOf(rb.inlineExpression(op.getScore(), args, args[0]),
+                          rows.lse ? x[1] : Value());
+        }));
+  }
+  Value dWeights = tile::DotOp::create(b, scoreType, rows.dOut, keys.v, zeros,
+                                       /*transpose_lhs=*/false,
+                                       /*transpose_rhs=*/true);
+  // Map inputs: the dots, dP, then the row values that exist.
+  SmallVector<Value> inputs = {dots, dWeights};
+  for (Value row : {rows.lse, rows.delta, rows.dLse})
+    if (row)
+      inputs.push_back(row);
   // The derivatives of the score at an allowed element, seeded with dS.
   auto gradientAt = [&](Value i, Value key, ValueRange x) {
     SmallVector<Value> args = scoreArgs(x[0], i, key);
-    Value p = weightOf(rb.inlineExpression(op.getScore(), args, args[0]), x);
+    Value p = weightOf(rb.inlineExpression(op.getScore(), args, args[0]),
+                       rows.lse ? x[2] : Value());
     Value dp = x[1];
     Value dScore;
     switch (normalizer) {
@@ -264,47 +295,25 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
     }
     return inlineExpressionGradient(rb, op.getScore(), args, dScore);
   };
-  // A map of `element(i, key, x)` at allowed elements, `otherwise` at the
-  // others.
-  auto maskedMap = [&](double otherwise,
-                       llvm::function_ref<Value(Value, Value, ValueRange)>
-                           element) {
-    return buildMap(
-        b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
-          Value i = rb.add(rows.i0, at[0]);
-          Value allowed, key;
-          std::tie(allowed, key) =
-              allowedKey(head, i, rb.add(keys.j0, at[1]));
-          return rb.ifThen(
-              allowed, {f32},
-              [&]() -> SmallVector<Value> { return {element(i, key, x)}; },
-              [&]() -> SmallVector<Value> { return {rb.f32(otherwise)}; })[0];
-        });
-  };
-
-  Value dRaw = maskedMap(0, [&](Value i, Value key, ValueRange x) -> Value {
-    ExpressionGradient gradient = gradientAt(i, key, x);
-    return rb.mul(scale, gradient.arguments[0] ? gradient.arguments[0]
-                                               : rb.f32(0));
-  });
+  Value dRaw =
+      maskedMap(inputs, 0, [&](Value i, Value key, ValueRange x) -> Value {
+        ExpressionGradient gradient = gradientAt(i, key, x);
+        return rb.mul(scale, gradient.arguments[0] ? gradient.arguments[0]
+                                                   : rb.f32(0));
+      });
   if (sweep == Sweep::Keys)
-    return {dRaw,
-            maskedMap(0, [&](Value i, Value key, ValueRange x) -> Value {
-              SmallVector<Value> args = scoreArgs(x[0], i, key);
-              return weightOf(
-                  rb.inlineExpression(op.getScore(), args, args[0]), x);
-            })};
+    return dRaw;
   // The score's float inputs: each load's gradient goes to the input's
   // partial copy at the indices it read (-1 where masked: skipped).
   for (auto [number, load] : llvm::enumerate(floatLoads)) {
-    Value gradient =
-        maskedMap(0, [&, number = number](Value i, Value key, ValueRange x) {
+    Value gradient = maskedMap(
+        inputs, 0, [&, number = number](Value i, Value key, ValueRange x) {
           return gradientAt(i, key, x).loads[number].gradient;
         });
     SmallVector<Value> positions;
     for (size_t dim = 0; dim < load.getIndices().size(); ++dim)
       positions.push_back(maskedMap(
-          -1, [&, number = number](Value i, Value key, ValueRange x) {
+          inputs, -1, [&, number = number](Value i, Value key, ValueRange x) {
             return rb.indexToF32(gradientAt(i, key, x).loads[number].indices[dim]);
           }));
     auto input = llvm::find(op.getInputs(), load.getTensor());
@@ -312,7 +321,7 @@ BackwardProgram::scoreGradients(Value head, const QueryTiles &rows,
         b, gradient, positions,
         inputGradients[input - op.getInputs().begin()]);
   }
-  return {dRaw, Value()};
+  return dRaw;
 }
 
 Value BackwardProgram::blockVisited(Value head, Value queryBlock,
@@ -431,12 +440,14 @@ void BackwardProgram::build(ValueRange results) {
                     meets, sumTypes,
                     [&]() -> SmallVector<Value> {
                       QueryTiles rows = loadQueryTiles(head, queryBlock);
-                      Value dRaw, weights;
-                      std::tie(dRaw, weights) =
-                          scoreGradients(head, rows, keys, Sweep::Keys);
-                      Value dV = tile::DotOp::create(
-                          b, valueAccType, weights, rows.dOut, sums[1],
-                          /*transpose_lhs=*/true, /*transpose_rhs=*/false);
+                      Value dV;
+                      Value dRaw = scoreGradients(
+                          head, rows, keys, Sweep::Keys, [&](Value weights) {
+                            dV = tile::DotOp::create(
+                                b, valueAccType, weights, rows.dOut, sums[1],
+                                /*transpose_lhs=*/true,
+                                /*transpose_rhs=*/false);
+                          });
                       Value dK = tile::DotOp::create(
                           b, keyAccType, dRaw, rows.q, sums[0],
                           /*transpose_lhs=*/true, /*transpose_rhs=*/false);
@@ -463,8 +474,7 @@ void BackwardProgram::build(ValueRange results) {
           head, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
           [&](Value keyBlock, Value sum) -> Value {
             KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
-            Value dRaw =
-                scoreGradients(head, rows, keys, Sweep::Queries).first;
+            Value dRaw = scoreGradients(head, rows, keys, Sweep::Queries);
             return tile::DotOp::create(b, queryAccType, dRaw, keys.kRows, sum);
           });
       tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
