@@ -121,11 +121,6 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
     return CompileFailure::Target;
   }
   if (request.part == KernelPart::Backward) {
-    if (gpuTarget || out.target == "gpu-emulator") {
-      error = "the backward has no GPU kernel yet: it runs on the CPU "
-              "targets (cpu, cpu-reference)";
-      return CompileFailure::Target;
-    }
     mlir::FailureOr<attn::KernelOp> derived =
         deriveBackwardKernel(kernel, error);
     if (failed(derived)) // the spec's line:col is in `error`

@@ -119,14 +119,23 @@ void attnc::addEmulatorStrategies(OpPassManager &pm,
 void attnc::addGpuStrategies(OpPassManager &pm,
                              const GpuPipelineOptions &options) {
   int64_t maxSharedBytes = maxSharedBytesFor(options.chip);
-  if (options.fromTileProgram) {
+  // Backward kernels always come from their tile programs; forward ones
+  // with from-tile-program.
+  auto fromTilePrograms = [&] {
     TileSoftmaxOptions program;
     program.blockQ = options.warps * 16;
     program.blockK = options.blockK;
+    // Backward tiles and key sweeps small enough that dK and dV (head
+    // dim / 2 registers each per lane) leave room for the score tiles.
+    program.backwardBlock = kGpuBackwardBlock;
+    program.backwardKeySumColumns = kGpuBackwardKeySumColumns;
     pm.addPass(createTileSoftmax(program));
     TileToNvgpuOptions kernel;
     kernel.maxSharedBytes = maxSharedBytes;
     pm.addPass(createTileToNvgpu(kernel));
+  };
+  if (options.fromTileProgram) {
+    fromTilePrograms();
   } else {
     GpuTileSoftmaxOptions softmax;
     softmax.warps = options.warps;
@@ -138,6 +147,7 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.packGqa = options.packGqa;
     softmax.maxSharedBytes = maxSharedBytes;
     pm.addPass(createGpuTileSoftmax(softmax));
+    fromTilePrograms();
   }
   GpuChunkLinearOptions linear;
   linear.warps = options.warps;

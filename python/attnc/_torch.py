@@ -64,7 +64,7 @@ def register(kernel: Any, name: str):
     if not re.fullmatch(r"[A-Za-z_][0-9A-Za-z_]*", name):
         raise ValueError(f"operator name '{name}' must be an identifier")
     try:
-        backward = kernel.backward_kernel  # first: it fails fast on GPU targets
+        backward = kernel.backward_kernel  # first: it says why when there is none
         training = kernel._training_forward()
     except ValueError as error:  # no backward: a forward-only operator
         op = _custom_op(kernel, name)

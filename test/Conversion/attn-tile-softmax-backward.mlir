@@ -1,5 +1,6 @@
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-softmax="block-q=16 block-k=8" -canonicalize | FileCheck %s
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-softmax="block-q=16 block-k=8" -canonicalize -attn-tile-to-loops -canonicalize | FileCheck %s --check-prefix=LOOPS
+// RUN: attnc-opt %s -attn-derive-backward -attn-tile-softmax="backward-block=16 backward-key-sum-columns=16" -canonicalize | FileCheck %s --check-prefix=SPLIT
 //
 // The backward's tile program (docs/tile.md, "The softmax backward"): one
 // instance per (kv head, sequence); the key sweep sums dV = P^T dO and
@@ -17,6 +18,22 @@
 // CHECK: attn_tile.store
 // CHECK: attn_tile.scatter_add %{{.*}}, %{{.*}} into %[[DSLOPE]]
 // CHECK: attn_tile.dot {{.*}} : tensor<?x8xf32>, tensor<8x16xf32>, tensor<?x16xf32> -> tensor<?x16xf32>
+
+// Head dims of 16 + 16 over backward-key-sum-columns: per key block, a pass
+// over the query blocks for dV (S, P), then one for dK (S, dP, dR); square
+// tiles of backward-block.
+// SPLIT-LABEL: func.func @alibi_backward(
+// SPLIT: block_rows 16 per_sequence {
+// SPLIT: %[[DV:.*]] = scf.for {{.*}} -> (tensor<16x16xf32>) {
+// SPLIT: attn_tile.dot {{.*}} {transpose_rhs}
+// SPLIT-NEXT: attn_tile.map
+// SPLIT: attn_tile.dot {{.*}} {transpose_lhs}
+// SPLIT: %[[DK:.*]] = scf.for {{.*}} -> (tensor<16x16xf32>) {
+// SPLIT: attn_tile.dot {{.*}} {transpose_rhs}
+// SPLIT: attn_tile.dot {{.*}} {transpose_rhs}
+// SPLIT: attn_tile.dot {{.*}} {transpose_lhs}
+// SPLIT: attn_tile.store %[[DK]]
+// SPLIT-NEXT: attn_tile.store %[[DV]]
 
 // The scatter-add as a loop nest: positions checked against the copy's
 // size, then a read-modify-write in row-major order.

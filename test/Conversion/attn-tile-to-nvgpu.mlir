@@ -114,13 +114,116 @@ func.func @dense(%q: !in, %k: !in, %v: !in, %o: !in, %lse: !rows,
 
 // -----
 
-func.func @linear(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
+// A program that walks whole sequences (the backward's shape): one CTA
+// per (head, batch entry), grid x of 1. Its 1-D load is read into each
+// lane's two rows; a map reads a loaded tile at the fragment positions;
+// the dot with a transposed lhs stages the C fragment in shared memory
+// (rows past the count as zeros) between barriers and takes its A
+// operands by ldmatrix.trans. The loop's tiles are released after it.
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+!rows = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// CHECK-LABEL: gpu.func @per_sequence(
+// CHECK-SAME:    sharedBytes = 4608
+// CHECK-SAME:    grid = [array<i64: 0, 0, 0, 0>, array<i64: 1, 1, 1, 0>, array<i64: 1, 0, 1, 0>]
+// CHECK-SAME:    copiedParams = [0, 1]
+// CHECK:         scf.for
+// CHECK:           memref.load {{.*}} : memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+// CHECK:           memref.load {{.*}} : memref<2x16x40xbf16, #gpu.address_space<workgroup>>
+// CHECK:           gpu.barrier
+// CHECK:           arith.select
+// CHECK:           memref.store {{.*}} : memref<16x24xbf16, #gpu.address_space<workgroup>>
+// CHECK:           gpu.barrier
+// CHECK:           nvgpu.ldmatrix {{.*}} {numTiles = 4 : i32, transpose = true}
+// CHECK:           nvvm.mma.sync
+// CHECK:         nvgpu.device_async_wait
+// CHECK-NEXT:    gpu.barrier
+func.func @per_sequence(%q: !in, %k: !in, %lse: !rows, %dk: !in,
+                        %status: memref<?xi64>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
-  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
-  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
-  // expected-error @below {{walks whole sequences (a linear kernel), which attn-tile-to-nvgpu does not lower yet}}
+  %c2 = arith.constant 2 : index
+  %batches = memref.dim %k, %c0 : !in
+  %heads = memref.dim %k, %c1 : !in
+  %n = memref.dim %q, %c2 : !in
   attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %kt = attn_tile.load %k[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+    %acc0 = tensor.splat %zero : tensor<16x32xf32>
+    %blocks = arith.ceildivui %n, %c16 : index
+    %sum = scf.for %block = %c0 to %blocks step %c1 iter_args(%acc = %acc0) -> (tensor<16x32xf32>) {
+      %i0 = arith.muli %block, %c16 : index
+      %left = arith.subi %n, %i0 : index
+      %rows = arith.minui %c16, %left : index
+      %qt = attn_tile.load %q[%b, %h, %i0] rows %rows row_dim 2 : !in -> tensor<?x32xbf16>
+      %l = attn_tile.load %lse[%b, %h, %i0] rows %rows row_dim 2 : !rows -> tensor<?xf32>
+      %wide = attn_tile.map(%qt) : (tensor<?x32xbf16>) -> tensor<?x32xf32> {
+      ^bb0(%i: index, %j: index, %x: bf16):
+        %y = arith.extf %x : bf16 to f32
+        attn_tile.yield %y : f32
+      }
+      %r = attn_tile.reduce add %wide : tensor<?x32xf32> -> tensor<?xf32>
+      %zeros = tensor.splat %zero[%rows] : tensor<?x16xf32>
+      %s = attn_tile.dot %qt, %kt, %zeros {transpose_rhs}
+          : tensor<?x32xbf16>, tensor<16x32xbf16>, tensor<?x16xf32> -> tensor<?x16xf32>
+      %p = attn_tile.map(%s, %l, %r) : (tensor<?x16xf32>, tensor<?xf32>, tensor<?xf32>) -> tensor<?x16xf32> {
+      ^bb0(%i: index, %j: index, %x: f32, %m: f32, %d: f32):
+        %t = arith.subf %x, %m : f32
+        %u = arith.subf %t, %d : f32
+        %e = math.exp %u : f32
+        attn_tile.yield %e : f32
+      }
+      %next = attn_tile.dot %p, %qt, %acc {transpose_lhs}
+          : tensor<?x16xf32>, tensor<?x32xbf16>, tensor<16x32xf32> -> tensor<16x32xf32>
+      scf.yield %next : tensor<16x32xf32>
+    }
+    attn_tile.store %sum, %dk[%b, %h, %c0] rows %c16 row_dim 2 : tensor<16x32xf32> -> !in
+  }
+  return
+}
+
+// -----
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+
+// The result's rows are lhs^T's: one warp per 16, so lhs has block_rows
+// columns.
+func.func @transposed_lhs_columns(%q: !in, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : !in
+  %heads = memref.dim %q, %c1 : !in
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+    %s = tensor.splat %zero : tensor<16x32xf32>
+    %acc = tensor.splat %zero : tensor<32x32xf32>
+    // expected-error @below {{with a transposed lhs on the GPU needs an lhs of 16 columns (block_rows) and an untransposed rhs}}
+    %d = attn_tile.dot %s, %qt, %acc {transpose_lhs}
+        : tensor<16x32xf32>, tensor<16x32xbf16>, tensor<32x32xf32> -> tensor<32x32xf32>
+  }
+  return
+}
+
+// -----
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+
+func.func @scatter(%q: !in, %slope: memref<?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : !in
+  %heads = memref.dim %q, %c1 : !in
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+    %g = tensor.splat %zero : tensor<16x32xf32>
+    // expected-error @below {{has no GPU lowering yet: the gradients of float inputs that the score reads}}
+    attn_tile.scatter_add %g, %g into %slope : tensor<16x32xf32>, tensor<16x32xf32> -> memref<?xf32>
   }
   return
 }

@@ -16,10 +16,6 @@
 #include "ReferenceOracle.h"
 #include "SpecRunner.h"
 
-#include "attnc/Transforms/Passes.h"
-
-#include "mlir/Pass/PassManager.h"
-
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -55,21 +51,12 @@ struct BackwardCase {
 class BackwardRunner {
 public:
   explicit BackwardRunner(const std::string &spec) {
-    unsigned buffer = sourceMgr.AddNewSourceBuffer(
-        llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
-    DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
-    module = compileSpecToMLIR(buffer, context, diags);
-    if (!module) {
-      error = "the spec does not compile";
+    module = compileWithBackward(spec, sourceMgr, context, error);
+    if (!module)
       return;
-    }
     forward = CpuKernel::compile(*module, "t", {CpuPath::Reference}, error);
-    mlir::PassManager pm(&context);
-    pm.addPass(createDeriveBackward());
-    if (failed(pm.run(*module))) {
-      error = "attn-derive-backward failed";
+    if (!forward)
       return;
-    }
     backward =
         CpuKernel::compile(*module, "t_backward", {CpuPath::Reference}, error);
     if (!backward)

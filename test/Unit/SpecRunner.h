@@ -13,6 +13,9 @@
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Transforms/Passes.h"
+
+#include "mlir/Pass/PassManager.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -40,6 +43,30 @@ viewsOf(const KernelSignature &signature,
     views.push_back(&storage[p]);
   }
   return views;
+}
+
+/// The module of `spec` with every kernel's backward added
+/// (attn-derive-backward: `<kernel>_backward`); null, with `error`, when
+/// either step fails.
+inline mlir::OwningOpRef<mlir::ModuleOp>
+compileWithBackward(const std::string &spec, llvm::SourceMgr &sourceMgr,
+                    mlir::MLIRContext &context, std::string &error) {
+  unsigned buffer = sourceMgr.AddNewSourceBuffer(
+      llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
+  DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
+  mlir::OwningOpRef<mlir::ModuleOp> module =
+      compileSpecToMLIR(buffer, context, diags);
+  if (!module) {
+    error = "the spec does not compile";
+    return nullptr;
+  }
+  mlir::PassManager pm(&context);
+  pm.addPass(createDeriveBackward());
+  if (failed(pm.run(*module))) {
+    error = "attn-derive-backward failed";
+    return nullptr;
+  }
+  return module;
 }
 
 /// Compiles a spec and runs it on named inputs.

@@ -6,7 +6,8 @@ masks with empty rows, block-sparse
 masks and lists (a repeated entry, a block row without keys), varlen,
 sigmoid and no normalizer, N != M, and lse in the loss; torch.compile with
 fullgraph=True over forward and backward; the NumPy entry kernel.backward;
-and the refusals (top-k, linear). Tolerances: f32
+the GPU backward through the same operator on the warp emulator; and the
+refusals (top-k, linear). Tolerances: f32
 kernels 2e-5 relative to the largest gradient (the kernels sum in f32),
 bf16 kernels 2e-2 (o and the gradients are rounded to bf16). Every case prints its seed when
 it fails.
@@ -319,3 +320,22 @@ def test_kernels_without_a_backward_say_why(example, reason):
     kernel = attnc.compile(EXAMPLES / example)
     with pytest.raises(ValueError, match=reason):
         kernel.backward_kernel
+
+
+def test_the_gpu_backward_on_the_warp_emulator():
+    """The GPU backward (the tile program through attn-tile-to-nvgpu: mma.sync,
+    P and dS rounded to bf16) through the same torch operator, run by the warp
+    emulator: softcap, GQA, N != M, bf16, lse in the loss."""
+    params, body, extra, score, allowed, (b, hq, hk, n, m) = CASES["softcap_n_ne_m"]
+    n, m = 21, 40
+    spec = dense_spec("gpu_softcap", params, body, dtype="bf16").replace(", D]", ", 16]")
+    kernel = attnc.compile(spec, target="gpu-emulator")
+    assert kernel.backward_kernel.target == "gpu-emulator"
+    seed = 2101
+    gen = torch.Generator().manual_seed(seed)
+    tensors = leaves(gen, [(b, hq, n, 16), (b, hk, m, 16), (b, hk, m, 16)], torch.bfloat16)
+
+    def reference(q, k, v):
+        return attention_f64(q, k, v, score, lambda i, j: allowed(i, j, n, m))
+
+    check_gradients(kernel.torch_op(), tensors, reference, seed, gen, use_lse=True)

@@ -63,8 +63,9 @@ static cl::opt<bool> backward(
     cl::desc("The kernel's backward (docs/semantics.md section 8): its "
              "inputs are the kernel's, then o, lse, d_o (and d_lse); its "
              "outputs d_q, d_k, d_v and the gradients of the float tensors "
-             "the score reads. Only the reference lowering has it so far"),
-    cl::sub(emitCommand), cl::sub(runCommand), cl::cat(category));
+             "the score reads"),
+    cl::sub(emitCommand), cl::sub(runCommand), cl::sub(compileCommand),
+    cl::cat(category));
 
 enum class Stage { Attn, Tile, Loops, Reference, LLVM };
 static cl::opt<Stage> stage(

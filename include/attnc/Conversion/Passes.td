@@ -89,7 +89,15 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     pass over the band's key blocks scores each against every row (the
     group's summed query against the block's mean key) and keeps each row's
     `topk` best eligible blocks with `attn_tile.top_k_insert`, then the
-    online softmax visits the blocks some row kept, masked per row. Other
+    online softmax visits the blocks some row kept, masked per row.
+
+    `attn.softmax_backward` kernels become FlashAttention-2's backward
+    (docs/tile.md, "The softmax backward"): a `per_sequence` grid over (kv
+    head, batch entry) with a key sweep (dK, dV) and a query sweep (dQ,
+    gradients of float inputs), on square tiles of `backward-block` rows
+    and keys (0: `block-q` rows, `block-k` keys; block-sparse kernels use
+    their blocks); with head dims over `backward-key-sum-columns`
+    together, the key sweep makes a pass for dV and one for dK. Other
     kernels are left for other passes.
 
     Before:
@@ -114,6 +122,14 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
            "Query rows per tile">,
     Option<"blockK", "block-k", "int64_t", /*default=*/"64",
            "Keys per tile">,
+    Option<"backwardBlock", "backward-block", "int64_t", /*default=*/"0",
+           "Query rows and keys per tile of backward kernels (0: block-q "
+           "and block-k)">,
+    Option<"backwardKeySumColumns", "backward-key-sum-columns", "int64_t",
+           /*default=*/"0",
+           "The most columns of dK and dV together that one pass of a "
+           "backward kernel over a key block's query blocks accumulates; "
+           "above it, dV and dK take a pass each (0: no limit)">,
   ];
   let dependentDialects = [
     "::attnc::tile::TileDialect",
@@ -236,34 +252,39 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
     `block_rows` query blocks of the parameter that the program loads at a
     row of its query block (whose rows bound every sequence's), y and z are
     the grid's `heads` and `batches` (a parameter's dim, or one less for
-    cu_seqlens). A block is one CTA of `block_rows` / 16 warps; warp w owns
-    rows [16w, 16w + 16) of every tile with block rows.
+    cu_seqlens); a `per_sequence` grid has x = 1 (its CTA walks the whole
+    sequence, like the backward's). A block is one CTA of `block_rows` / 16
+    warps; warp w owns rows [16w, 16w + 16) of every tile with block rows.
 
     Tile layouts:
     - a loaded f16/bf16 tile lives in shared memory (rows padded by 16
       bytes), copied with 16-byte cp.async, zero-filled past its count. A
-      load directly in an scf.for body whose position and count are pure
-      functions of the induction variable gets two stages: the first
-      iteration's copy starts before the loop, and iteration k + 1's right
-      after the wait and barrier that open iteration k;
+      load directly in the body of an innermost scf.for whose position and
+      count are pure functions of the induction variable gets two stages:
+      the first iteration's copy starts before the loop, and iteration
+      k + 1's right after the wait and barrier that open iteration k. A
+      loop's shared tiles are released after it (a wait and a barrier);
+    - a loaded f32 1-D tile (lse) is read into this lane's two rows;
     - an f32 2-D tile is this lane's mma C fragments (rows g and g + 8,
       columns 2t and 2t + 1 of every 8; g = lane / 4, t = lane % 4);
     - an f32 1-D tile is this lane's two rows.
 
     `dot` runs on mma.sync.m16n8k16: A from shared memory by ldmatrix (held
-    in registers across a loop when it takes at most 32 per lane) or from a
-    C fragment rounded to the element type; B by ldmatrix (.trans unless
-    the rhs is transposed). `reduce` of a 2-D tile folds in the lane and
-    over the quad with xor shuffles. `map` evaluates its body per fragment
-    element with its position, rows past the tile's row count clamped to
-    its last. `store` writes the rows below its count (one lane per row for
-    1-D tiles). Tiles carried by scf.for and scf.if travel as their
-    registers.
+    in registers across a loop, at most 32 per lane for all of them) or
+    from a C fragment rounded to the element type; B by ldmatrix (.trans
+    unless the rhs is transposed). A transposed lhs of `block_rows` columns
+    is stored to shared memory between barriers and read by ldmatrix.trans.
+    `reduce` of a 2-D tile folds in the lane and over the quad with xor
+    shuffles. `map` evaluates its body per fragment element with its
+    position, rows past the tile's row count clamped to its last, reading
+    loaded inputs from shared memory. `store` writes the rows below its
+    count (one lane per row for 1-D tiles). Tiles carried by scf.for and
+    scf.if travel as their registers.
 
-    Not lowered yet (reported naming the op): per-sequence grids (linear
-    kernels), `scan`, `slice`, `transpose`, `decay_dot`, `top_k_insert`,
-    reductions of 1-D tiles, transposed-lhs dots, loaded tiles carried by
-    control flow; kernels over `max-shared-bytes` are refused with the
+    Not lowered yet (reported naming the op): `scan`, `slice`, `transpose`,
+    `decay_dot` (linear kernels), `top_k_insert`, `scatter_add`
+    (float-input gradients), reductions of 1-D tiles, loaded tiles carried
+    by control flow; kernels over `max-shared-bytes` are refused with the
     byte count.
   }];
   let options = [

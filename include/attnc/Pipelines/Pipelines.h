@@ -162,6 +162,13 @@ void addGpuStrategies(mlir::OpPassManager &pm,
 /// runtime checks at launch).
 int64_t maxSharedBytesFor(llvm::StringRef chip);
 
+/// GPU backward kernels: tiles of 16 rows and keys (a CTA of one warp),
+/// and dK and dV summed in one pass only up to head dims of 64 (128
+/// accumulator columns, 64 registers a lane): with 64-bit indexing, larger
+/// tiles or sums spill at head dim 128 (docs/gpu.md, "The backward").
+inline constexpr int64_t kGpuBackwardBlock = 16;
+inline constexpr int64_t kGpuBackwardKeySumColumns = 128;
+
 /// The PTX ISA features that `chip` needs ("+ptx80").
 std::string ptxFeaturesFor(llvm::StringRef chip);
 

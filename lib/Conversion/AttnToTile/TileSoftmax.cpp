@@ -488,7 +488,8 @@ struct TileSoftmaxPass
   using CheckedOptionsPass::CheckedOptionsPass;
 
   std::string optionProblem() const {
-    return blockQ <= 0 || blockK <= 0
+    return blockQ <= 0 || blockK <= 0 || backwardBlock < 0 ||
+                   backwardKeySumColumns < 0
                ? "attn-tile-softmax needs positive block sizes"
                : "";
   }
@@ -502,7 +503,11 @@ struct TileSoftmaxPass
       if (auto backward = dyn_cast<SoftmaxBackwardOp>(family)) {
         lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
                                          ValueRange results) {
-          buildSoftmaxBackwardProgram(backward, rb, results, blockQ, blockK);
+          BackwardTiling tiling;
+          tiling.blockQ = backwardBlock ? backwardBlock : blockQ;
+          tiling.blockK = backwardBlock ? backwardBlock : blockK;
+          tiling.keySumColumns = backwardKeySumColumns;
+          buildSoftmaxBackwardProgram(backward, rb, results, tiling);
         });
         continue;
       }

@@ -33,7 +33,7 @@ namespace {
 
 /// The tiles of one query block of one head that both sweeps use.
 struct QueryTiles {
-  Value i0, rows, iLast;
+  Value head, i0, rows, iLast;
   Value q, dOut;
   /// Per row: lse (softmax), dlse (when the forward returns lse) and
   /// D = rowsum(dO o O) (softmax); null otherwise.
@@ -50,14 +50,19 @@ struct KeyTiles {
 class BackwardProgram {
 public:
   BackwardProgram(SoftmaxBackwardOp op, LoweringBuilder &rb,
-                  int64_t tileRows, int64_t tileKeys)
+                  const BackwardTiling &tiling)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         band(analyzeMask(op.getMask())), normalizer(op.getNormalizer()),
         // Block-sparse: the tiles are the sparsity blocks.
-        blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : tileRows),
-        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : tileKeys) {
+        blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : tiling.blockQ),
+        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : tiling.blockK) {
     Type f32 = b.getF32Type();
     int64_t dimK = tileHeadDim(op.getQ()), dimV = tileHeadDim(op.getV());
+    // An open head dim counts as over any limit.
+    separateKeySums =
+        tiling.keySumColumns > 0 &&
+        (ShapedType::isDynamic(dimK) || ShapedType::isDynamic(dimV) ||
+         dimK + dimV > tiling.keySumColumns);
     int64_t dynamic = ShapedType::kDynamic;
     queryType = RankedTensorType::get({dynamic, dimK}, elementTypeOf(shape.q));
     gradOutType = RankedTensorType::get(
@@ -95,12 +100,13 @@ private:
   }
   QueryTiles loadQueryTiles(Value head, Value queryBlock);
   KeyTiles loadKeyTiles(Value headK, Value keyBlock, bool withRows);
-  /// The two sweeps over the (query block, key block) tiles.
-  enum class Sweep { Keys, Queries };
-  /// dR = dL/ds of one tile (0 where masked). The key sweep hands the
-  /// weights P to `useWeights` before dP exists (fewer tiles live at once);
-  /// the query sweep scatter-adds the gradients of the score's float inputs
-  /// into their partial copies.
+  /// The sweeps over the (query block, key block) tiles: for dV alone
+  /// (only P), for dK (and dV), for dQ.
+  enum class Sweep { Values, Keys, Queries };
+  /// dR = dL/ds of one tile (0 where masked). With `useWeights`, the
+  /// weights P go to it before dP exists (fewer tiles live at once); the
+  /// value sweep stops there (returns null). The query sweep scatter-adds
+  /// the gradients of the score's float inputs into their partial copies.
   Value scoreGradients(Value head, const QueryTiles &rows,
                        const KeyTiles &keys, Sweep sweep,
                        llvm::function_ref<void(Value)> useWeights = nullptr);
@@ -124,6 +130,8 @@ private:
   MaskStructure band;
   Normalizer normalizer;
   int64_t blockQ, blockK;
+  /// dV and dK in a pass each (BackwardTiling::keySumColumns).
+  bool separateKeySums = false;
   RankedTensorType queryType, gradOutType, outType, keyType, valueType,
       scoreType, rowType, queryAccType, keyAccType, valueAccType;
   Value scale, chunkSize;
@@ -138,6 +146,7 @@ private:
 
 QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock) {
   QueryTiles tiles;
+  tiles.head = head;
   tiles.i0 = rb.mul(queryBlock, rb.index(blockQ));
   tiles.rows = arith::MinUIOp::create(b, rb.index(blockQ), rb.sub(n, tiles.i0));
   tiles.iLast = rb.add(tiles.i0, rb.sub(tiles.rows, rb.index(1)));
@@ -252,7 +261,7 @@ Value BackwardProgram::scoreGradients(
               [&]() -> SmallVector<Value> { return {rb.f32(otherwise)}; })[0];
         });
   };
-  if (sweep == Sweep::Keys) {
+  if (useWeights) {
     SmallVector<Value> inputs = {dots};
     if (rows.lse)
       inputs.push_back(rows.lse);
@@ -263,6 +272,8 @@ Value BackwardProgram::scoreGradients(
                           rows.lse ? x[1] : Value());
         }));
   }
+  if (sweep == Sweep::Values)
+    return Value();
   Value dWeights = tile::DotOp::create(b, scoreType, rows.dOut, keys.v, zeros,
                                        /*transpose_lhs=*/false,
                                        /*transpose_rhs=*/true);
@@ -412,55 +423,94 @@ void BackwardProgram::build(ValueRange results) {
   };
 
   // dK and dV: per key block, over the group's heads and the query blocks
-  // that see it, in order.
+  // that see it, in order; in one pass, or one per sum when the program
+  // may not carry both.
   rb.loop(zero, keyBlocks, [&](Value keyBlock) {
     KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/false);
     Value jEnd = rb.add(keys.j0, keys.cols);
-    SmallVector<Value> sums = {splat(0, keyAccType, Value()),
-                               splat(0, valueAccType, Value())};
-    SmallVector<Type> sumTypes = {keyAccType, valueAccType};
-    ValueRange final = rb.loop(
-        zero, shape.groupSize, sums, [&](Value g, ValueRange sums) {
-          Value head = rb.add(firstHead, g);
+    // Sums `types` over the visiting tiles: visit(rows, sums) -> new sums.
+    auto sumOverQueryBlocks =
+        [&](SmallVector<Type> types,
+            llvm::function_ref<SmallVector<Value>(const QueryTiles &,
+                                                  ValueRange)>
+                visit) {
+          SmallVector<Value> zeros = llvm::map_to_vector(types, [&](Type t) {
+            return splat(0, cast<RankedTensorType>(t), Value());
+          });
           return llvm::to_vector(rb.loop(
-              zero, queryBlocks, sums,
-              [&](Value queryBlock, ValueRange sums) -> SmallVector<Value> {
-                Value begin, end;
-                std::tie(begin, end) = visibleKeys(queryBlock);
-                Value meets = arith::AndIOp::create(
-                    b,
-                    arith::CmpIOp::create(b, arith::CmpIPredicate::ult, begin,
-                                          jEnd),
-                    arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, end,
-                                          keys.j0));
-                if (op.getBlockQ())
-                  meets = arith::AndIOp::create(
-                      b, meets, blockVisited(head, queryBlock, keyBlock));
-                return llvm::to_vector(rb.ifThen(
-                    meets, sumTypes,
-                    [&]() -> SmallVector<Value> {
-                      QueryTiles rows = loadQueryTiles(head, queryBlock);
-                      Value dV;
-                      Value dRaw = scoreGradients(
-                          head, rows, keys, Sweep::Keys, [&](Value weights) {
-                            dV = tile::DotOp::create(
-                                b, valueAccType, weights, rows.dOut, sums[1],
-                                /*transpose_lhs=*/true,
-                                /*transpose_rhs=*/false);
-                          });
-                      Value dK = tile::DotOp::create(
-                          b, keyAccType, dRaw, rows.q, sums[0],
-                          /*transpose_lhs=*/true, /*transpose_rhs=*/false);
-                      return {dK, dV};
-                    },
-                    [&]() -> SmallVector<Value> {
-                      return {sums[0], sums[1]};
+              zero, shape.groupSize, zeros, [&](Value g, ValueRange sums) {
+                Value head = rb.add(firstHead, g);
+                return llvm::to_vector(rb.loop(
+                    zero, queryBlocks, sums,
+                    [&](Value queryBlock,
+                        ValueRange sums) -> SmallVector<Value> {
+                      Value begin, end;
+                      std::tie(begin, end) = visibleKeys(queryBlock);
+                      Value meets = arith::AndIOp::create(
+                          b,
+                          arith::CmpIOp::create(b, arith::CmpIPredicate::ult,
+                                                begin, jEnd),
+                          arith::CmpIOp::create(b, arith::CmpIPredicate::ugt,
+                                                end, keys.j0));
+                      if (op.getBlockQ())
+                        meets = arith::AndIOp::create(
+                            b, meets, blockVisited(head, queryBlock, keyBlock));
+                      return llvm::to_vector(rb.ifThen(
+                          meets, types,
+                          [&]() -> SmallVector<Value> {
+                            return visit(loadQueryTiles(head, queryBlock),
+                                         sums);
+                          },
+                          [&]() -> SmallVector<Value> {
+                            return llvm::to_vector(sums);
+                          }));
                     }));
               }));
-        });
+        };
+    auto valueSum = [&](const QueryTiles &rows, Value dV, Value weights) {
+      return tile::DotOp::create(b, valueAccType, weights, rows.dOut, dV,
+                                 /*transpose_lhs=*/true,
+                                 /*transpose_rhs=*/false);
+    };
+    auto keySum = [&](const QueryTiles &rows, Value dK, Value dRaw) {
+      return tile::DotOp::create(b, keyAccType, dRaw, rows.q, dK,
+                                 /*transpose_lhs=*/true,
+                                 /*transpose_rhs=*/false);
+    };
+    Value dK, dV;
+    if (separateKeySums) {
+      dV = sumOverQueryBlocks(
+          {valueAccType}, [&](const QueryTiles &rows, ValueRange sums) {
+            Value sum;
+            scoreGradients(rows.head, rows, keys, Sweep::Values,
+                           [&](Value weights) {
+                             sum = valueSum(rows, sums[0], weights);
+                           });
+            return SmallVector<Value>{sum};
+          })[0];
+      dK = sumOverQueryBlocks(
+          {keyAccType}, [&](const QueryTiles &rows, ValueRange sums) {
+            return SmallVector<Value>{keySum(
+                rows, sums[0],
+                scoreGradients(rows.head, rows, keys, Sweep::Keys))};
+          })[0];
+    } else {
+      SmallVector<Value> sums = sumOverQueryBlocks(
+          {keyAccType, valueAccType},
+          [&](const QueryTiles &rows, ValueRange sums) {
+            Value newDV;
+            Value dRaw = scoreGradients(
+                rows.head, rows, keys, Sweep::Keys, [&](Value weights) {
+                  newDV = valueSum(rows, sums[1], weights);
+                });
+            return SmallVector<Value>{keySum(rows, sums[0], dRaw), newDV};
+          });
+      dK = sums[0];
+      dV = sums[1];
+    }
     SmallVector<Value> at = rowPosition(headK, rb.add(startK, keys.j0));
-    tile::StoreOp::create(b, final[0], dk, at, keys.cols, shape.dims.seq);
-    tile::StoreOp::create(b, final[1], dv, at, keys.cols, shape.dims.seq);
+    tile::StoreOp::create(b, dK, dk, at, keys.cols, shape.dims.seq);
+    tile::StoreOp::create(b, dV, dv, at, keys.cols, shape.dims.seq);
   });
 
   // dQ: per query block of each head of the group, over its key blocks.
@@ -485,10 +535,8 @@ void BackwardProgram::build(ValueRange results) {
 
 } // namespace
 
-void attnc::lowering::buildSoftmaxBackwardProgram(SoftmaxBackwardOp op,
-                                                   LoweringBuilder &rb,
-                                                   ValueRange results,
-                                                   int64_t blockQ,
-                                                   int64_t blockK) {
-  BackwardProgram(op, rb, blockQ, blockK).build(results);
+void attnc::lowering::buildSoftmaxBackwardProgram(
+    SoftmaxBackwardOp op, LoweringBuilder &rb, ValueRange results,
+    const BackwardTiling &tiling) {
+  BackwardProgram(op, rb, tiling).build(results);
 }

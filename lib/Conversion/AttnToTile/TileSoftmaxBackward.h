@@ -8,14 +8,23 @@
 
 namespace attnc::lowering {
 
+/// The shape of a backward tile program.
+struct BackwardTiling {
+  /// Query rows and keys per tile (block-sparse kernels use their blocks).
+  int64_t blockQ = 64, blockK = 64;
+  /// The most accumulator columns (dK's plus dV's) one pass over a key
+  /// block's query blocks carries; above it, dV and dK take a pass each
+  /// (S is recomputed once more). 0: no limit.
+  int64_t keySumColumns = 0;
+};
+
 /// Builds the tile program of `op` (TileSoftmaxBackward.cpp) into the
-/// kernel function that `rb` builds, writing the gradients `results`
-/// (dq, dk, dv): query blocks of `blockQ` rows, key blocks of `blockK`
-/// keys. The score must read no float tensor (their gradients are not
-/// computed here).
+/// kernel function that `rb` builds, writing the gradients `results`: dq,
+/// dk, dv, then the partial copies of the gradients of the float tensors
+/// the score reads.
 void buildSoftmaxBackwardProgram(attn::SoftmaxBackwardOp op,
                                  LoweringBuilder &rb, mlir::ValueRange results,
-                                 int64_t blockQ, int64_t blockK);
+                                 const BackwardTiling &tiling);
 
 } // namespace attnc::lowering
 

@@ -1,8 +1,8 @@
 //===- TileControlFlow.cpp - Tiles carried by scf.for and scf.if ----------===//
 //
 // Control flow carries a tile as its fragment's registers (flatten and
-// unflatten). Loops stream the loads in their body that can be computed an
-// iteration ahead through two shared-memory stages, and hold small A
+// unflatten). Innermost loops stream the loads in their body that can be
+// computed an iteration ahead through two shared-memory stages, and hold small A
 // operands loaded before them in registers; branches take their result
 // fragments' shapes from the then branch.
 //
@@ -23,8 +23,14 @@ namespace {
 constexpr int64_t kStages = 2;
 
 /// Whether `value` is defined outside `op` (so it dominates op's results).
+/// Walks up from the value: the loop body being built around `op` has no
+/// parent op yet.
 bool definedOutside(Value value, Operation *op) {
-  return !op->isAncestor(value.getParentBlock()->getParentOp());
+  for (Operation *parent = value.getParentBlock()->getParentOp(); parent;
+       parent = parent->getParentOp())
+    if (parent == op)
+      return false;
+  return true;
 }
 
 } // namespace
@@ -90,18 +96,29 @@ Value ProgramBuilder::valueAt(Value value, scf::ForOp loop, Value iv,
 
 LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
   SmallVector<tile::LoadOp> streamed;
+  // Only innermost loops stream: an iteration that runs a loop of its own
+  // hides little of a copy and would hold two stages through it.
+  bool innermost = !forOp.getBody()
+                        ->walk([](scf::ForOp) { return WalkResult::interrupt(); })
+                        .wasInterrupted();
   for (auto load : forOp.getBody()->getOps<tile::LoadOp>()) {
+    if (!isCopied(load))
+      continue; // read into registers where it is
     if (failed(checkCopiedTile(load)))
       return failure();
-    bool ahead = llvm::all_of(load->getOperands().drop_front(), [&](Value v) {
-      return isAheadComputable(v, forOp);
-    });
+    bool ahead = innermost && llvm::all_of(load->getOperands().drop_front(),
+                                           [&](Value v) {
+                                             return isAheadComputable(v, forOp);
+                                           });
     if (ahead)
       streamed.push_back(load);
   }
   Value lb = mapping.lookup(forOp.getLowerBound());
   Value ub = mapping.lookup(forOp.getUpperBound());
   Value step = mapping.lookup(forOp.getStep());
+  // The loop's shared tiles die with it (tiles leave a loop as registers):
+  // the memory after them serves what follows the loop.
+  int64_t sharedBefore = sharedEnd;
   SmallVector<Value> buffers;
   for (tile::LoadOp load : streamed)
     buffers.push_back(allocateShared(load, kStages));
@@ -120,8 +137,10 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
     rb.ifThen(lessThan(lb, ub), [&] { copyIteration(lb, idx(0)); });
 
   // Operands loaded before the loop, held in registers: at most 32 per
-  // lane (16 rows up to head dim 128, or 64 split into bf16 pairs).
+  // lane for all of them (16 rows up to head dim 128, or 64 split into
+  // bf16 pairs).
   DenseMap<Value, SmallVector<MmaOperand>> savedHeld = heldOperands;
+  int64_t heldRegisters = 0;
   for (auto dot : forOp.getBody()->getOps<tile::DotOp>()) {
     Value lhs = dot.getLhs();
     auto found = tiles.find(lhs);
@@ -129,8 +148,10 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
         heldOperands.count(lhs) || dot.getTransposeLhs())
       continue;
     int64_t steps = found->second.cols / 16;
-    if (steps * 4 * (config.splitF32 ? 2 : 1) > 32)
+    int64_t registers = steps * 4 * (config.splitF32 ? 2 : 1);
+    if (heldRegisters + registers > 32)
       continue;
+    heldRegisters += registers;
     awaitCopies();
     for (int64_t kk = 0; kk < steps; ++kk)
       heldOperands[lhs].push_back(sharedAOperand(found->second, kk));
@@ -181,6 +202,13 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
   if (failed(bodyResult))
     return failure();
   copiesPending = pendingBefore;
+  if (sharedEnd > sharedBefore) {
+    // No copy may still be writing, nor a warp reading, what is reused.
+    sharedPeak = std::max(sharedPeak, sharedEnd);
+    sharedEnd = sharedBefore;
+    waitForCopiesAndBarrier();
+    copiesPending = false;
+  }
   heldOperands = std::move(savedHeld);
   unflatten(forOp.getResults(), shapes, results);
   return success();

@@ -31,7 +31,7 @@ LogicalResult ProgramBuilder::build(tile::GridOp grid) {
   // cp.async needs sources whose rows are contiguous (checked at launch).
   grid.walk([&](tile::LoadOp load) {
     Value source = mapping.lookup(load.getSource());
-    if (!contiguous.count(source))
+    if (isCopied(load) && !contiguous.count(source))
       contiguous[source] = withUnitInnerStride(source);
   });
   mapping.map(grid.getQueryBlock(), queryBlock);
@@ -149,6 +149,8 @@ void ProgramBuilder::copyLoad(tile::LoadOp load, Value buffer,
 }
 
 LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
+  if (!isCopied(load))
+    return lowerRowLoad(load);
   if (failed(checkCopiedTile(load)))
     return failure();
   Value buffer = allocateShared(load, 1);
@@ -162,6 +164,32 @@ LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
   fragment.buffer = buffer;
   fragment.cols = cast<RankedTensorType>(load.getType()).getDimSize(1);
   fragment.rows = mapping.lookup(load.getCount());
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerRowLoad(tile::LoadOp load) {
+  if (!load.getType().getElementType().isF32())
+    return load.emitOpError("of a 1-D tile on the GPU needs f32 elements");
+  Value source = mapping.lookup(load.getSource());
+  Value count = mapping.lookup(load.getCount());
+  SmallVector<Value> position = lookup(load.getPosition());
+  Fragment fragment;
+  fragment.kind = Fragment::Rows;
+  fragment.rows = count;
+  for (int64_t half = 0; half < 2; ++half) {
+    Value row = laneRow(half);
+    fragment.regs.push_back(
+        rb.ifThen(
+              lessThan(row, count), {b.getF32Type()},
+              [&]() -> SmallVector<Value> {
+                SmallVector<Value> at(position);
+                at[load.getRowDim()] = rb.add(at[load.getRowDim()], row);
+                return {rb.loadF32(source, at)};
+              },
+              [&]() -> SmallVector<Value> { return {rb.f32(0)}; })
+            .front());
+  }
+  tiles[load] = fragment;
   return success();
 }
 
@@ -207,9 +235,61 @@ LogicalResult ProgramBuilder::lowerSplat(tensor::SplatOp splat) {
   return success();
 }
 
+Fragment ProgramBuilder::stageTransposedLhs(const Fragment &lhs,
+                                            int64_t depth) {
+  if (lhs.kind == Fragment::Shared)
+    return lhs;
+  // Each warp holds 16 rows of lhs; the result's warp needs 16 of its
+  // columns: the tile goes through shared memory, rows past its count as
+  // zeros. The first barrier lets the previous iteration's readers finish.
+  Fragment staged;
+  staged.kind = Fragment::Shared;
+  staged.cols = lhs.cols;
+  int64_t pitch = lhs.cols + config.chunkElements();
+  staged.buffer = sharedTile(base, sharedEnd, {depth, pitch}, sharedType());
+  sharedEnd += depth * pitch * config.elementBytes();
+  barrier();
+  for (int64_t half = 0; half < 2; ++half) {
+    Value row = laneRow(half);
+    Value inTile = lhs.rows ? lessThan(row, lhs.rows) : Value();
+    for (int64_t slot = 0; slot < lhs.cols / 2; ++slot) {
+      if ((slot % 4) / 2 != half)
+        continue;
+      Value value = lhs.regs[slot];
+      if (inTile)
+        value = arith::SelectOp::create(b, inTile, value, rb.f32(0));
+      storeElement(value, staged.buffer, {row, laneCol(slot / 4, slot % 2)});
+    }
+  }
+  barrier();
+  return staged;
+}
+
+ProgramBuilder::MmaOperand
+ProgramBuilder::transposedAOperand(const Fragment &staged, int64_t kk) {
+  // A[m][k] = staged[k][m] for m in the warp's 16 rows.
+  if (config.splitF32)
+    return loadElementwiseOperand(staged.buffer, staged.prefix, lane,
+                                  idx(kk * 16), warpRow0, nvvm::kARegisters,
+                                  nvvm::mmaACoord, /*transposed=*/true);
+  // ldmatrix.x4.trans: lanes 0-7 and 16-23 address depth rows 0-7 and 8-15
+  // at the warp's first 8 columns (a0, a2), lanes 8-15 and 24-31 at the
+  // next 8 (a1, a3).
+  Value row = rb.add(
+      idx(kk * 16),
+      rb.add(arith::RemUIOp::create(b, lane, idx(8)),
+             rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8))));
+  Value col = rb.add(
+      warpRow0,
+      rb.mul(arith::RemUIOp::create(
+                 b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
+             idx(8)));
+  return {ldmatrix(staged.buffer, staged.prefix, row, col, 4,
+                   /*transpose=*/true),
+          {}};
+}
+
 LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
-  if (dot.getTransposeLhs())
-    return dot.emitOpError("with a transposed lhs has no GPU lowering yet");
   const Fragment &lhs = tiles[dot.getLhs()];
   const Fragment &rhs = tiles[dot.getRhs()];
   const Fragment &acc = tiles[dot.getAcc()];
@@ -218,15 +298,30 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
     return dot.emitOpError("on the GPU needs a loaded rhs, a loaded or "
                            "2-D f32 lhs and a 2-D f32 accumulator");
   auto lhsType = cast<RankedTensorType>(dot.getLhs().getType());
-  int64_t depth = lhsType.getDimSize(1);
+  bool transposeLhs = dot.getTransposeLhs();
+  int64_t depth = lhsType.getDimSize(transposeLhs ? 0 : 1);
+  if (transposeLhs) {
+    // lhs^T's rows are the result's: one warp per 16 of them.
+    if (lhsType.getDimSize(1) != blockRows || dot.getTransposeRhs())
+      return dot.emitOpError()
+             << "with a transposed lhs on the GPU needs an lhs of "
+             << blockRows << " columns (block_rows) and an untransposed rhs";
+    if (depth == ShapedType::kDynamic)
+      depth = blockRows;
+  }
   if (depth == ShapedType::kDynamic || depth % 16)
     return dot.emitOpError("on the GPU needs a depth that is a multiple of "
                            "16");
   if (lhs.kind == Fragment::Shared || rhs.kind == Fragment::Shared)
     awaitCopies();
+  Fragment staged;
+  if (transposeLhs)
+    staged = stageTransposedLhs(lhs, depth);
   Fragment result = acc;
   int64_t steps = depth / 16, outTiles = acc.cols / nvvm::kMmaN;
   auto aOperand = [&](int64_t kk) -> MmaOperand {
+    if (transposeLhs)
+      return transposedAOperand(staged, kk);
     if (lhs.kind == Fragment::Shared) {
       auto held = heldOperands.find(dot.getLhs());
       return held != heldOperands.end() ? held->second[kk]
@@ -314,10 +409,17 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
     const Fragment &fragment = tiles[input];
     auto inputType = cast<RankedTensorType>(input.getType());
     bool sameShape = inputType.getRank() == type.getRank();
-    if (fragment.kind == Fragment::Shared ||
+    // A loaded tile is read at the fragment positions of the result, which
+    // cover block_rows rows.
+    bool blockOfRows = inputType.isDynamicDim(0) ||
+                       inputType.getDimSize(0) == blockRows;
+    if ((fragment.kind == Fragment::Shared && !blockOfRows) ||
         (!sameShape && fragment.kind != Fragment::Rows))
-      return map.emitOpError("on the GPU takes f32 tiles of its own shape "
-                             "or rows broadcast along the columns");
+      return map.emitOpError("on the GPU takes tiles of its own shape (a "
+                             "loaded one of block_rows rows) or rows "
+                             "broadcast along the columns");
+    if (fragment.kind == Fragment::Shared)
+      awaitCopies();
     if (sameShape && !rows)
       rows = fragment.rows;
     inputs.push_back(&fragment);
@@ -326,14 +428,25 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
     return mapping.lookup(
         cast<tile::YieldOp>(body.getTerminator()).getValues().front());
   };
-  auto evaluate = [&](ValueRange position, int64_t slot, int64_t half) {
+  // `position` is clamped to the rows; `laneAt` is this lane's element.
+  auto evaluate = [&](ValueRange position, ValueRange laneAt, int64_t slot,
+                      int64_t half) {
     unsigned arg = 0;
     for (Value index : position)
       mapping.map(body.getArgument(arg++), index);
-    for (const Fragment *input : inputs)
-      mapping.map(body.getArgument(arg++), input->kind == Fragment::Rows
-                                               ? input->regs[half]
-                                               : input->regs[slot]);
+    for (const Fragment *input : inputs) {
+      Value element;
+      if (input->kind == Fragment::Rows) {
+        element = input->regs[half];
+      } else if (input->kind == Fragment::Shared) {
+        SmallVector<Value> at(input->prefix);
+        at.append(laneAt.begin(), laneAt.end());
+        element = memref::LoadOp::create(b, input->buffer, at);
+      } else {
+        element = input->regs[slot];
+      }
+      mapping.map(body.getArgument(arg++), element);
+    }
     for (Operation &op : body.without_terminator())
       b.clone(op, mapping);
     return yielded();
@@ -343,19 +456,21 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
   if (type.getRank() == 1) {
     result.kind = Fragment::Rows;
     for (int64_t half = 0; half < 2; ++half)
-      result.regs.push_back(
-          evaluate({clampedRow(laneRow(half), rows)}, half, half));
+      result.regs.push_back(evaluate({clampedRow(laneRow(half), rows)}, {},
+                                     half, half));
   } else {
     if (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)
       return map.emitOpError("on the GPU needs a column count that is a "
                              "multiple of 8");
     result.cols = type.getDimSize(1);
-    Value row[2] = {clampedRow(laneRow(0), rows),
-                    clampedRow(laneRow(1), rows)};
+    Value laneRows[2] = {laneRow(0), laneRow(1)};
+    Value row[2] = {clampedRow(laneRows[0], rows),
+                    clampedRow(laneRows[1], rows)};
     for (int64_t slot = 0; slot < result.cols / 2; ++slot) {
       int64_t nt = slot / 4, half = (slot % 4) / 2, e = slot % 2;
+      Value col = laneCol(nt, e);
       result.regs.push_back(
-          evaluate({row[half], laneCol(nt, e)}, slot, half));
+          evaluate({row[half], col}, {laneRows[half], col}, slot, half));
     }
   }
   tiles[map] = result;

@@ -37,6 +37,12 @@ inline bool holdsTiles(Operation *op) {
   return found.wasInterrupted();
 }
 
+/// Whether `load` is copied to shared memory (a 2-D tile); 1-D tiles (a
+/// value per row, like lse) are read into the registers of their rows.
+inline bool isCopied(attnc::tile::LoadOp load) {
+  return mlir::cast<mlir::RankedTensorType>(load.getType()).getRank() == 2;
+}
+
 /// Where a tile lives on the GPU.
 struct Fragment {
   enum Kind { Accumulator, Rows, Shared } kind = Accumulator;
@@ -61,7 +67,7 @@ public:
   /// Builds the CTA of `grid` at the builder's insertion point.
   mlir::LogicalResult build(tile::GridOp grid);
 
-  int64_t sharedBytes() const { return sharedEnd; }
+  int64_t sharedBytes() const { return std::max(sharedPeak, sharedEnd); }
 
 private:
   mlir::LogicalResult lowerBlock(Block &block);
@@ -104,6 +110,8 @@ private:
   /// load is (after a barrier when inside a loop, as the previous
   /// iteration's readers may not be done).
   mlir::LogicalResult lowerLoad(tile::LoadOp load);
+  /// A 1-D f32 load: each lane reads its two rows (0 past the count).
+  mlir::LogicalResult lowerRowLoad(tile::LoadOp load);
 
   /// Shared tiles are read only after this: completes the copies in flight.
   void awaitCopies();
@@ -118,8 +126,15 @@ private:
 
   mlir::LogicalResult lowerSplat(mlir::tensor::SplatOp splat);
 
-  /// acc + lhs rhs on mma.sync.m16n8k16.
+  /// acc + lhs rhs on mma.sync.m16n8k16; with a transposed lhs, the A
+  /// operands come from lhs in shared memory (ldmatrix.trans).
   mlir::LogicalResult lowerDot(tile::DotOp dot);
+  /// `lhs` (`depth` rows) in shared memory: a loaded tile as it is, a C
+  /// fragment stored there.
+  Fragment stageTransposedLhs(const Fragment &lhs, int64_t depth);
+  /// The A operand of rows [16w, 16w + 16) and depth [16 kk, 16 kk + 16)
+  /// of the transpose of a shared tile.
+  MmaOperand transposedAOperand(const Fragment &staged, int64_t kk);
 
   /// The body of `map` once per fragment element.
   mlir::LogicalResult lowerMap(tile::MapOp map);
@@ -164,7 +179,8 @@ private:
   IRMapping &mapping;
   int64_t blockRows;
   Value lane, group, inGroup, warpRow0, base;
-  int64_t sharedEnd = 0;
+  /// The end of the shared tiles live now, and the most there were.
+  int64_t sharedEnd = 0, sharedPeak = 0;
   llvm::DenseMap<Value, Fragment> tiles;
   /// Unit-stride views of the loaded parameters.
   llvm::DenseMap<Value, Value> contiguous;

@@ -111,30 +111,40 @@ FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
                             "batches that are one, or one less (cu_seqlens)"),
            failure();
   // The query block count: a load at row qb * block_rows (+ a sequence
-  // start) of a parameter, whose rows bound every sequence's.
-  tile::LoadOp query;
+  // start) of a parameter, whose rows bound every sequence's. A program
+  // that walks whole sequences is one CTA per (head, batch entry).
+  std::array<int64_t, 4> blocks{0, 0, 0, 0};
+  if (!grid.getPerSequence()) {
+    tile::LoadOp query;
+    grid.walk([&](tile::LoadOp load) {
+      llvm::SmallPtrSet<Value, 16> seen;
+      if (!query && dependsOn(load.getPosition()[load.getRowDim()],
+                              grid.getQueryBlock(), seen))
+        query = load;
+    });
+    if (!query || argOf(query.getSource()) < 0)
+      return grid.emitOpError("loads no parameter at a row of its query "
+                              "block, from which the launch grid is sized"),
+             failure();
+    blocks = {argOf(query.getSource()),
+              static_cast<int64_t>(query.getRowDim()), blockRows, 0};
+  }
+  facts.grid = {{blocks, *heads, *batches}};
+  // The head dim of the first load that the grid's head indexes; the
+  // copied parameters (2-D tiles) in parameter order, q and k first.
+  bool headFound = false;
   grid.walk([&](tile::LoadOp load) {
-    llvm::SmallPtrSet<Value, 16> seen;
-    if (!query && dependsOn(load.getPosition()[load.getRowDim()],
-                            grid.getQueryBlock(), seen))
-      query = load;
-  });
-  if (!query || argOf(query.getSource()) < 0)
-    return grid.emitOpError("loads no parameter at a row of its query block, "
-                            "from which the launch grid is sized"),
-           failure();
-  facts.grid = {{{argOf(query.getSource()),
-                  static_cast<int64_t>(query.getRowDim()), blockRows, 0},
-                 *heads,
-                 *batches}};
-  for (auto [position, index] : llvm::enumerate(query.getPosition()))
-    if (index == grid.getHead())
-      facts.headDim = position;
-  grid.walk([&](tile::LoadOp load) {
+    for (auto [position, index] : llvm::enumerate(load.getPosition()))
+      if (index == grid.getHead() && !headFound) {
+        facts.headDim = position;
+        headFound = true;
+      }
     int64_t param = argOf(load.getSource());
-    if (param >= 0 && !llvm::is_contained(facts.copiedParams, param))
+    if (param >= 0 && isCopied(load) &&
+        !llvm::is_contained(facts.copiedParams, param))
       facts.copiedParams.push_back(param);
   });
+  llvm::sort(facts.copiedParams);
   if (auto offsets =
           func->getAttrOfType<DenseI64ArrayAttr>(kSequenceOffsetsAttrName))
     llvm::append_range(facts.offsetParams, offsets.asArrayRef());
@@ -163,12 +173,15 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     tile::GridOp grid = grids.front();
     if (grids.size() > 1)
       return func.emitOpError("holds more than one attn_tile.grid");
-    if (grid.getPerSequence())
-      return grid.emitOpError("walks whole sequences (a linear kernel), "
-                              "which attn-tile-to-nvgpu does not lower yet; "
-                              "attn-gpu-chunk-linear does");
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
+      if (isa<tile::ScatterAddOp>(op)) {
+        op->emitOpError(
+            "has no GPU lowering yet: the gradients of float inputs that "
+            "the score reads (slopes, bias tables) are computed on the CPU "
+            "only; run this backward with target cpu");
+        return WalkResult::interrupt();
+      }
       if (!isa<tile::ScanOp, tile::SliceOp, tile::TransposeOp, tile::DecayDotOp,
                tile::TopKInsertOp>(op))
         return WalkResult::advance();
@@ -187,7 +200,7 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     WarpConfig config;
     config.warps = blockRows / nvvm::kMmaM;
     grid.walk([&](tile::LoadOp load) {
-      if (!config.element)
+      if (!config.element && isCopied(load))
         config.element = load.getType().getElementType();
     });
     if (!config.element)
