@@ -137,6 +137,43 @@ inline llvm::SmallVector<mlir::Value> visitListedKeyBlocks(
       }));
 }
 
+/// The allowed keys of a score tile: key `j` of row `i` is allowed when it
+/// exists (j < m), the mask holds for it, seen as the key clamped to
+/// `lastKey` (m - 1), and, with `chunkSize`, it is in row i's chunk.
+/// Returns that and the clamped key, which the score expression sees too.
+struct KeyContext {
+  mlir::Value batch, head, n, m, startQ, startK, lastKey, chunkSize;
+};
+inline std::pair<mlir::Value, mlir::Value>
+allowedKey(LoweringBuilder &rb, mlir::Region &mask, const KeyContext &at,
+           mlir::Value i, mlir::Value j) {
+  using namespace mlir;
+  ImplicitLocOpBuilder &b = rb.b;
+  Value key = arith::MinUIOp::create(b, j, at.lastKey);
+  Value allowed = arith::AndIOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, at.m),
+      rb.inlineExpression(
+          mask, {at.batch, at.head, i, key, at.n, at.m, at.startQ, at.startK},
+          arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
+  if (at.chunkSize)
+    allowed = arith::AndIOp::create(
+        b, allowed,
+        arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                              arith::DivUIOp::create(b, i, at.chunkSize),
+                              arith::DivUIOp::create(b, key, at.chunkSize)));
+  return {allowed, key};
+}
+
+/// sigmoid(x) = 1 / (1 + exp(-x)).
+inline mlir::Value sigmoidOf(LoweringBuilder &rb, mlir::Value x) {
+  using namespace mlir;
+  ImplicitLocOpBuilder &b = rb.b;
+  return arith::DivFOp::create(
+      b, rb.f32(1),
+      rb.add(rb.f32(1),
+             math::ExpOp::create(b, arith::NegFOp::create(b, x))));
+}
+
 } // namespace attnc::lowering
 
 #endif // ATTNC_LIB_TRANSFORMS_TILEBUILDING_H

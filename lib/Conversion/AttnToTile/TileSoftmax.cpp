@@ -291,35 +291,22 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
                     op.getScore(),
                     {scaled, batch, head, i, key, n, m, startQ, startK},
                     scaled);
-                if (normalizer == Normalizer::sigmoid)
-                  score = arith::DivFOp::create(
-                      b, rb.f32(1),
-                      rb.add(rb.f32(1),
-                             math::ExpOp::create(
-                                 b, arith::NegFOp::create(b, score))));
-                return score;
+                return normalizer == Normalizer::sigmoid ? sigmoidOf(rb, score)
+                                                         : score;
               };
               if (!applyMask)
                 return weight(j);
               // Keys past the end are masked; expressions see the last key.
-              Value key = arith::MinUIOp::create(b, j, lastKey);
-              Value allowed = arith::AndIOp::create(
-                  b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
-                  rb.inlineExpression(
-                      op.getMask(), {batch, head, i, key, n, m, startQ, startK},
-                      arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
-              if (rowKeeps)
+              Value allowed, key;
+              std::tie(allowed, key) = allowedKey(
+                  rb, op.getMask(),
+                  {batch, head, n, m, startQ, startK, lastKey, chunkSize}, i,
+                  j);
+              if (rowKeeps) // top-k, which has no chunks
                 allowed = arith::AndIOp::create(
                     b, allowed,
                     arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, dot[1],
                                           rb.f32(0)));
-              if (chunk)
-                allowed = arith::AndIOp::create(
-                    b, allowed,
-                    arith::CmpIOp::create(
-                        b, arith::CmpIPredicate::eq,
-                        arith::DivUIOp::create(b, i, chunkSize),
-                        arith::DivUIOp::create(b, key, chunkSize)));
               // Softmax: -inf for a masked key; sigmoid and none: weight 0.
               return rb.ifThen(
                   allowed, {f32},

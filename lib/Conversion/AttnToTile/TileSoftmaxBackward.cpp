@@ -203,19 +203,10 @@ KeyTiles BackwardProgram::loadKeyTiles(Value headK, Value keyBlock,
 std::pair<Value, Value> BackwardProgram::allowedKey(Value head, Value i,
                                                     Value j) {
   // Keys past the end are masked; expressions see the last key.
-  Value key = arith::MinUIOp::create(b, j, rb.sub(m, rb.index(1)));
-  Value allowed = arith::AndIOp::create(
-      b, arith::CmpIOp::create(b, arith::CmpIPredicate::ult, j, m),
-      rb.inlineExpression(op.getMask(),
-                          {batch, head, i, key, n, m, startQ, startK},
-                          arith::ConstantIntOp::create(b, b.getI1Type(), 1)));
-  if (chunkSize)
-    allowed = arith::AndIOp::create(
-        b, allowed,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
-                              arith::DivUIOp::create(b, i, chunkSize),
-                              arith::DivUIOp::create(b, key, chunkSize)));
-  return {allowed, key};
+  return lowering::allowedKey(
+      rb, op.getMask(),
+      {batch, head, n, m, startQ, startK, rb.sub(m, rb.index(1)), chunkSize},
+      i, j);
 }
 
 Value BackwardProgram::scoreGradients(
@@ -235,10 +226,7 @@ Value BackwardProgram::scoreGradients(
     case Normalizer::softmax:
       return math::ExpOp::create(b, arith::SubFOp::create(b, score, lse));
     case Normalizer::sigmoid:
-      return arith::DivFOp::create(
-          b, rb.f32(1),
-          rb.add(rb.f32(1),
-                 math::ExpOp::create(b, arith::NegFOp::create(b, score))));
+      return sigmoidOf(rb, score);
     case Normalizer::none:
       return score;
     }
