@@ -125,7 +125,9 @@ bool attnc::parseCompileOptions(llvm::StringRef text, unsigned targets,
   llvm::SmallVector<llvm::StringRef> items;
   llvm::SplitString(text, items, " ,\t\n");
   for (llvm::StringRef item : items) {
-    auto [name, value] = item.split('=');
+    // Not a structured binding: lambdas capture those only from C++20.
+    llvm::StringRef name = item.split('=').first;
+    llvm::StringRef value = item.split('=').second;
     const CompileOption *option =
         llvm::find_if(compileOptions(), [&](const CompileOption &candidate) {
           return candidate.name == name && (candidate.targets & targets);
