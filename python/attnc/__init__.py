@@ -364,13 +364,23 @@ class Kernel:
     @staticmethod
     def _as_array(value: Any, info: TensorInfo) -> np.ndarray:
         if not isinstance(value, np.ndarray) and hasattr(value, "__dlpack__"):
+            device = value.__dlpack_device__()[0] if hasattr(value, "__dlpack_device__") else _DLPACK_CPU
+            if device != _DLPACK_CPU:
+                raise TypeError(
+                    f"input '{info.name}' is not in CPU memory (DLPack device type {device}); compile "
+                    "for a GPU target (sm_80, sm_90a, cuda) to run on CUDA tensors"
+                )
+            bf16_bits = str(getattr(value, "dtype", "")) == "torch.bfloat16"  # NumPy has no bf16
+            if bf16_bits:
+                import torch
+
+                value = value.view(torch.int16)
             try:
                 value = np.from_dlpack(value)
             except (BufferError, RuntimeError, TypeError) as error:
-                raise TypeError(
-                    f"input '{info.name}' is not a CPU array ({error}); compile for a "
-                    "GPU target (sm_80, sm_90a, cuda) to run on CUDA tensors"
-                ) from None
+                raise TypeError(f"input '{info.name}' cannot be read as a NumPy array ({error})") from None
+            if bf16_bits:
+                value = value.view(np.uint16)
         array = np.asarray(value)
         expected = _NUMPY_DTYPES[info.dtype]
         if array.dtype != expected and not (info.dtype == "bf16" and array.dtype == np.uint16):
@@ -382,6 +392,9 @@ class Kernel:
         if any(s < 0 or s % array.itemsize for s in array.strides):
             array = np.ascontiguousarray(array)
         return array
+
+
+_DLPACK_CPU = 1  # DLDeviceType kDLCPU
 
 
 def _tensor_arg(array: np.ndarray | None) -> tuple:

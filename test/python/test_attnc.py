@@ -400,6 +400,29 @@ def test_torch_tensors_when_available():
     q = torch.rand(1, 2, 10, 64)
     out = kernel(q, q, q)
     assert out.shape == (1, 2, 10, 64)
+    # bf16 tensors, which NumPy cannot hold, are read as their bits: the
+    # same result as from their ml_dtypes copies.
+    bf16 = attnc.compile(EXAMPLES / "alibi_gqa.attn")
+    gen = torch.Generator().manual_seed(3)
+    qkv = [torch.randn(shape, generator=gen).to(torch.bfloat16) for shape in ((1, 4, 9, 64), (1, 2, 9, 64), (1, 2, 9, 64))]
+    slope = torch.tensor([0.5, 0.25, 0.125, 0.0625])
+    o, lse = bf16(*qkv, slope)
+    copies = [x.view(torch.int16).numpy().view(ml_dtypes.bfloat16) for x in qkv]
+    o_copy, lse_copy = bf16(*copies, slope.numpy())
+    np.testing.assert_array_equal(np.asarray(o, np.float32), np.asarray(o_copy, np.float32))
+    np.testing.assert_array_equal(lse, lse_copy)
+    # A tensor that is not in CPU memory is refused, naming the input (a
+    # stand-in: torch without CUDA cannot make one).
+
+    class OnDevice:
+        def __dlpack__(self, stream=None):
+            raise AssertionError("not read")
+
+        def __dlpack_device__(self):
+            return (2, 0)  # kDLCUDA
+
+    with pytest.raises(TypeError, match="input 'q' is not in CPU memory"):
+        kernel(OnDevice(), q, q)
 
 
 # ---------------------------------------------------------------------------
