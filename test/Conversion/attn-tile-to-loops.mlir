@@ -426,3 +426,31 @@ func.func @vector_maps(%x: !Src, %bias: memref<?xf32>, %o: !Src, %status: memref
   }
   return
 }
+
+// -----
+
+// attn_tile.query_blocks is the work range's row-block count (the last
+// argument the CPU calling convention adds): a loop strides by it.
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// CHECK-LABEL: func.func @strided(
+// CHECK-SAME:    %[[BLOCKS:[^:]*]]: index) attributes
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[BLOCKS]]
+func.func @strided(%q: !Src, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %heads = memref.dim %q, %c0 : !Src
+  %n = memref.dim %q, %c1 : !Src
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %stride = attn_tile.query_blocks
+    %blocks = arith.ceildivui %n, %c16 : index
+    scf.for %block = %qb to %blocks step %stride {
+      %i0 = arith.muli %block, %c16 : index
+      %t = attn_tile.load %q[%h, %i0] rows %c16 row_dim 1 : !Src -> tensor<16x8xf32>
+      attn_tile.store %t, %o[%h, %i0] rows %c16 row_dim 1 : tensor<16x8xf32> -> !Src
+    }
+  }
+  return
+}

@@ -312,3 +312,39 @@ func.func @too_big(%q: memref<?x?x?x?xbf16>, %k: memref<?x?x?x?xbf16>,
   }
   return
 }
+
+// -----
+
+// attn_tile.query_blocks is the launch grid's x size.
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+
+// CHECK-LABEL: gpu.func @strided(
+// CHECK:         %[[BLOCKS:.*]] = gpu.grid_dim x
+// CHECK:         scf.for %{{.*}} = %{{.*}} to %{{.*}} step %[[BLOCKS]]
+func.func @strided(%q: !in, %o: !in, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %batches = memref.dim %q, %c0 : !in
+  %heads = memref.dim %q, %c1 : !in
+  %n = memref.dim %q, %c2 : !in
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 {
+    %c16 = arith.constant 16 : index
+    %i = arith.muli %qb, %c16 : index
+    %first = attn_tile.load %q[%b, %h, %i] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+    %stride = attn_tile.query_blocks
+    %blocks = arith.ceildivui %n, %c16 : index
+    scf.for %block = %qb to %blocks step %stride {
+      %i0 = arith.muli %block, %c16 : index
+      %t = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+      %w = attn_tile.map(%t) : (tensor<16x32xbf16>) -> tensor<16x32xf32> {
+      ^bb0(%r: index, %c: index, %x: bf16):
+        %y = arith.extf %x : bf16 to f32
+        attn_tile.yield %y : f32
+      }
+      attn_tile.store %w, %o[%b, %h, %i0] rows %c16 row_dim 2 : tensor<16x32xf32> -> !in
+    }
+  }
+  return
+}

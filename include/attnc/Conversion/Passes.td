@@ -92,9 +92,12 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     online softmax visits the blocks some row kept, masked per row.
 
     `attn.softmax_backward` kernels become FlashAttention-2's backward
-    (docs/tile.md, "The softmax backward"): a `per_sequence` grid over (kv
-    head, batch entry) with a key sweep (dK, dV) and a query sweep (dQ,
-    gradients of float inputs), on square tiles of `backward-block` rows
+    (docs/tile.md, "The softmax backward"): instances (query block x, kv
+    head, batch entry) computing dQ of query block x and dK, dV of key
+    blocks x, x + X, ... (X: `attn_tile.query_blocks`); when the score
+    reads float inputs (whose gradients are scatter-adds into a partial
+    copy per instance), one `per_sequence` instance per (kv head, batch
+    entry) instead. Square tiles of `backward-block` rows
     and keys (0: `block-q` rows, `block-k` keys; block-sparse kernels use
     their blocks); with head dims over `backward-key-sum-columns`
     together, the key sweep makes a pass for dV and one for dK. Other

@@ -11,7 +11,11 @@
 // dK and dV are summed per key block over the query blocks that see it, dQ
 // per query block over its key blocks in a second sweep, instead of atomic
 // adds: every sum has one order, so the gradients do not depend on the
-// thread count. Nothing of size N x M exists.
+// thread count. Instances are (query block x, kv head, batch entry), doing
+// dQ of block x and dK, dV of key blocks x, x + X, ... (X = query blocks);
+// a score that reads float inputs makes them whole sequences instead (one
+// partial copy of those gradients per instance). Nothing of size N x M
+// exists.
 //
 //===----------------------------------------------------------------------===//
 
@@ -386,8 +390,12 @@ void BackwardProgram::build(ValueRange results) {
         func.front().getArgumentTypes(), func.getFunctionType().getResults()));
     func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(partial));
   }
+  // Instances are (query block, kv head, batch entry); scatter-adds go to
+  // one partial copy per instance, so with float inputs an instance takes
+  // a whole sequence instead (B x Hk copies).
+  bool perSequence = !floatLoads.empty();
   tile::GridOp grid = createSoftmaxGrid(b, shape, shape.headsK, blockQ,
-                                        /*perSequence=*/true);
+                                        perSequence);
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   Value headK = grid.getHead();
@@ -410,10 +418,10 @@ void BackwardProgram::build(ValueRange results) {
                            rb.add(i0, rb.sub(rows, one)), n, m);
   };
 
-  // dK and dV: per key block, over the group's heads and the query blocks
+  // dK and dV of a key block: over the group's heads and the query blocks
   // that see it, in order; in one pass, or one per sum when the program
   // may not carry both.
-  rb.loop(zero, keyBlocks, [&](Value keyBlock) {
+  auto keyBlockGradients = [&](Value keyBlock) {
     KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/false);
     Value jEnd = rb.add(keys.j0, keys.cols);
     // Sums `types` over the visiting tiles: visit(rows, sums) -> new sums.
@@ -499,26 +507,51 @@ void BackwardProgram::build(ValueRange results) {
     SmallVector<Value> at = rowPosition(headK, rb.add(startK, keys.j0));
     tile::StoreOp::create(b, dK, dk, at, keys.cols, shape.dims.seq);
     tile::StoreOp::create(b, dV, dv, at, keys.cols, shape.dims.seq);
-  });
+  };
 
-  // dQ: per query block of each head of the group, over its key blocks.
-  rb.loop(zero, shape.groupSize, [&](Value g) {
-    Value head = rb.add(firstHead, g);
-    rb.loop(zero, queryBlocks, [&](Value queryBlock) {
-      QueryTiles rows = loadQueryTiles(head, queryBlock);
-      Value begin, end;
-      std::tie(begin, end) = visibleKeys(queryBlock);
-      Value dQ = sumOverKeyBlocks(
-          head, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
-          [&](Value keyBlock, Value sum) -> Value {
-            KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
-            Value dRaw = scoreGradients(head, rows, keys, Sweep::Queries);
-            return tile::DotOp::create(b, queryAccType, dRaw, keys.kRows, sum);
-          });
-      tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
-                            rows.rows, shape.dims.seq);
+  // dQ of a query block of a head, over the key blocks it sees.
+  auto queryBlockGradients = [&](Value head, Value queryBlock) {
+    QueryTiles rows = loadQueryTiles(head, queryBlock);
+    Value begin, end;
+    std::tie(begin, end) = visibleKeys(queryBlock);
+    Value dQ = sumOverKeyBlocks(
+        head, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
+        [&](Value keyBlock, Value sum) -> Value {
+          KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
+          Value dRaw = scoreGradients(head, rows, keys, Sweep::Queries);
+          return tile::DotOp::create(b, queryAccType, dRaw, keys.kRows, sum);
+        });
+    tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),
+                          rows.rows, shape.dims.seq);
+  };
+  auto groupHead = [&](Value g) { return rb.add(firstHead, g); };
+
+  if (perSequence) {
+    rb.loop(zero, keyBlocks, keyBlockGradients);
+    rb.loop(zero, shape.groupSize, [&](Value g) {
+      rb.loop(zero, queryBlocks, [&](Value queryBlock) {
+        queryBlockGradients(groupHead(g), queryBlock);
+      });
     });
-  });
+    return;
+  }
+  // Instance x: dQ of query block x (each head of the group), then dK and
+  // dV of key blocks x, x + X, x + 2X, ... (X: the launcher's query blocks,
+  // enough for every sequence), so that every key block has one instance.
+  Value x = grid.getQueryBlock();
+  rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, queryBlocks),
+            [&] {
+              rb.loop(zero, shape.groupSize,
+                      [&](Value g) { queryBlockGradients(groupHead(g), x); });
+            });
+  Value stride = tile::QueryBlocksOp::create(b, b.getIndexType());
+  rb.loop(
+      x, keyBlocks, {},
+      [&](Value keyBlock, ValueRange) {
+        keyBlockGradients(keyBlock);
+        return SmallVector<Value>();
+      },
+      stride);
 }
 
 } // namespace

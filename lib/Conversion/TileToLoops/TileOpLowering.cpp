@@ -364,6 +364,16 @@ struct SplatLowering : TileLowering<tensor::SplatOp> {
   }
 };
 
+/// The launcher's query blocks per (batch, head): the work range's.
+struct QueryBlocksLowering : TileLowering<tile::QueryBlocksOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::QueryBlocksOp blocks) const override {
+    lowering.replaceOp(blocks, {lowering.rb.workRowBlocks});
+    return success();
+  }
+};
+
 struct ConstantLowering : TileLowering<arith::ConstantOp> {
   using TileLowering::TileLowering;
 
@@ -381,5 +391,6 @@ void attnc::lowering::tile_to_loops::populateTileOpLoweringPatterns(
     RewritePatternSet &patterns, ProgramLowering &lowering) {
   patterns.add<LoadLowering, StoreLowering, ScatterAddLowering, SplatLowering,
                ConstantLowering, ScanLowering, SliceLowering, TransposeLowering, ReduceLowering,
-               TopKInsertLowering>(lowering, patterns.getContext());
+               TopKInsertLowering, QueryBlocksLowering>(lowering,
+                                                        patterns.getContext());
 }

@@ -60,6 +60,10 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerStore(store);
   if (auto splat = dyn_cast<tensor::SplatOp>(op))
     return lowerSplat(splat);
+  if (auto blocks = dyn_cast<tile::QueryBlocksOp>(op)) { // the launch grid's
+    mapping.map(blocks.getResult(), gridSize(gpu::Dimension::x));
+    return success();
+  }
   if (auto forOp = dyn_cast<scf::ForOp>(op))
     return lowerFor(forOp);
   if (auto ifOp = dyn_cast<scf::IfOp>(op))

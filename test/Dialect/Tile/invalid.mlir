@@ -234,3 +234,21 @@ func.func @scatter_shape(%values: tensor<4x8xf32>, %index: tensor<4x4xf32>, %des
   attn_tile.scatter_add %values, %index into %dest : tensor<4x8xf32>, tensor<4x4xf32> -> memref<?xf32>
   return
 }
+
+// -----
+
+func.func @query_blocks_per_sequence(%heads: index, %batches: index) {
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    // expected-error @+1 {{must be inside an attn_tile.grid of query blocks (not per_sequence)}}
+    %stride = attn_tile.query_blocks
+  }
+  return
+}
+
+// -----
+
+func.func @query_blocks_outside() -> index {
+  // expected-error @+1 {{must be inside an attn_tile.grid of query blocks (not per_sequence)}}
+  %stride = attn_tile.query_blocks
+  return %stride : index
+}

@@ -38,6 +38,8 @@ func.func @program(%q: !Src, %k: !Src, %o: !Src, %lse: !Lse, %heads: index, %bat
     attn_tile.store %out, %o[%b, %h, %c0] rows %rows row_dim 2 : tensor<64x64xf32> -> !Src
     // CHECK: attn_tile.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : tensor<64xf32> -> memref
     attn_tile.store %sum, %lse[%b, %h, %c0] rows %rows row_dim 2 : tensor<64xf32> -> !Lse
+    // CHECK: attn_tile.query_blocks
+    %stride = attn_tile.query_blocks
   }
   return
 }

@@ -139,6 +139,14 @@ LogicalResult GridOp::verify() {
   return success();
 }
 
+LogicalResult QueryBlocksOp::verify() {
+  auto grid = (*this)->getParentOfType<GridOp>();
+  if (!grid || grid.getPerSequence())
+    return emitOpError("must be inside an attn_tile.grid of query blocks "
+                       "(not per_sequence)");
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // LoadOp, StoreOp
 //===----------------------------------------------------------------------===//

@@ -70,6 +70,25 @@ def Tile_GridOp : Tile_Op<"grid", [
   }];
 }
 
+def Tile_QueryBlocksOp : Tile_Op<"query_blocks", [Pure]> {
+  let summary = "how many query-block instances the launcher runs per head and batch entry";
+  let description = [{
+    The count of the grid's first index, as the launcher chose it: enough
+    query blocks for the longest sequence (its exact value is the
+    backend's: on the GPU the packed tokens bound it). A program that
+    shares other work among the instances of a (head, batch entry), such
+    as the backward's key blocks, strides by it. Only inside a grid
+    without `per_sequence`.
+
+    ```mlir
+    %stride = attn_tile.query_blocks
+    ```
+  }];
+  let results = (outs Index:$result);
+  let assemblyFormat = "attr-dict";
+  let hasVerifier = 1;
+}
+
 def Tile_YieldOp : Tile_Op<"yield", [
     Pure, Terminator, ReturnLike, ParentOneOf<["GridOp", "MapOp"]>]> {
   let summary = "ends a grid body, or yields the element a map computes";
