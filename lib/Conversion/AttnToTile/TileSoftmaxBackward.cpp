@@ -320,8 +320,9 @@ Value BackwardProgram::scoreGradients(
             return rb.indexToF32(gradientAt(i, key, x).loads[number].indices[dim]);
           }));
     auto input = llvm::find(op.getInputs(), load.getTensor());
+    // At the spec's load, which a backend that cannot scatter names.
     tile::ScatterAddOp::create(
-        b, gradient, positions,
+        b, load.getLoc(), gradient, positions,
         inputGradients[input - op.getInputs().begin()]);
   }
   return dRaw;

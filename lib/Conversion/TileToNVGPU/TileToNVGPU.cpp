@@ -176,10 +176,13 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
       if (isa<tile::ScatterAddOp>(op)) {
-        op->emitOpError(
+        InFlightDiagnostic error = op->emitOpError(
             "has no GPU lowering yet: the gradients of float inputs that "
             "the score reads (slopes, bias tables) are computed on the CPU "
             "only; run this backward with target cpu");
+        if (auto at = dyn_cast<FileLineColLoc>(op->getLoc()))
+          error << " (the load at " << at.getFilename().getValue() << ":"
+                << at.getLine() << ":" << at.getColumn() << ")";
         return WalkResult::interrupt();
       }
       if (!isa<tile::ScanOp, tile::SliceOp, tile::TransposeOp, tile::DecayDotOp,
