@@ -8,8 +8,9 @@
 // and compares dQ, dK and dV. Lengths are not multiples of the 32-row
 // tiles; GQA, N < M, N > M (causal rows with no key, whose gradients are
 // zero), document masks with empty rows, varlen with an empty sequence,
-// block masks, bnhd, sigmoid, f32 inputs (bf16x3 products) and head dim
-// 128 are covered. Tolerance: bf16 outputs and bf16 P and dS on the
+// chunk-local, block masks and block lists (a repeated entry, an empty
+// list), bnhd, sigmoid, f32 inputs (bf16x3 products) and head dim 128 are
+// covered. Tolerance: bf16 outputs and bf16 P and dS on the
 // tensor cores, 3e-2 of the tensor's scale; f32 inputs, 2e-3.
 //
 //===----------------------------------------------------------------------===//
@@ -141,6 +142,35 @@ std::vector<Case> cases() {
          blocks.set(3, 0);
          blocks.set(5, 0);
          inputs["blocks"] = blocks;
+         return inputs;
+       }});
+  all.push_back({"chunk-local, causal, chunks of 24",
+                 header("bf16", "") +
+                     ") {\n chunk = 24\n mask = causal\n}\n}\n",
+                 [](std::mt19937_64 &rng) {
+                   return qkv(rng, ElementType::BF16, {1, 2, 61, 64},
+                              {1, 1, 61, 64});
+                 }});
+  all.push_back(
+      {"block lists 16 x 16, a repeat and an empty list",
+       header("bf16", ", counts: i32[B, Hq, QB], indices: i32[B, Hq, QB, W]") +
+           ") {\n block_q = 16; block_k = 16\n kv_num_blocks = counts; "
+           "kv_indices = indices\n}\n}\n",
+       [](std::mt19937_64 &rng) {
+         auto inputs =
+             qkv(rng, ElementType::BF16, {1, 2, 40, 64}, {1, 1, 50, 64});
+         // 3 query blocks x 4 key blocks; lists of width 3.
+         HostTensor counts(ElementType::I32, {1, 2, 3}),
+             indices(ElementType::I32, {1, 2, 3, 3});
+         const int count[] = {2, 0, 3, 3, 1, 2};
+         const int entry[] = {3, 0, 9, 0, 0, 0, 1, 1, 2, //
+                              0, 2, 3, 3, 0, 0, 2, 1, 0};
+         for (int64_t e = 0; e < 6; ++e)
+           counts.set(e, count[e]);
+         for (int64_t e = 0; e < 18; ++e)
+           indices.set(e, entry[e]);
+         inputs["counts"] = counts;
+         inputs["indices"] = indices;
          return inputs;
        }});
   all.push_back({"f32 inputs, causal",
