@@ -273,7 +273,8 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
     - an f32 1-D tile is this lane's two rows.
 
     `dot` runs on mma.sync.m16n8k16: A from shared memory by ldmatrix (held
-    in registers across a loop, at most 32 per lane for all of them) or
+    in registers across a loop of at most two products, at most 32 per lane
+    for all of them) or
     from a C fragment rounded to the element type; B by ldmatrix (.trans
     unless the rhs is transposed). A transposed lhs of `block_rows` columns
     is stored to shared memory between barriers and read by ldmatrix.trans.

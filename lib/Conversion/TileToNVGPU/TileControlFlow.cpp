@@ -138,10 +138,16 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
 
   // Operands loaded before the loop, held in registers: at most 32 per
   // lane for all of them (16 rows up to head dim 128, or 64 split into
-  // bf16 pairs).
+  // bf16 pairs), and none in a body of more than two products of its own
+  // (the backward's dQ sweep: S, dP, dQ), whose score tiles need the
+  // registers (held, head dim 128 spilled there).
   DenseMap<Value, SmallVector<MmaOperand>> savedHeld = heldOperands;
   int64_t heldRegisters = 0;
+  bool manyProducts =
+      llvm::range_size(forOp.getBody()->getOps<tile::DotOp>()) > 2;
   for (auto dot : forOp.getBody()->getOps<tile::DotOp>()) {
+    if (manyProducts)
+      break;
     Value lhs = dot.getLhs();
     auto found = tiles.find(lhs);
     if (found == tiles.end() || found->second.kind != Fragment::Shared ||
