@@ -103,12 +103,7 @@ SoftmaxKernelBuilder::keySchedule(Value keyBlockBegin, Value keyBlockEnd,
     });
     schedule.visited = [=](Value entry) -> Value {
       Value keyBlock = schedule.blockAt(entry);
-      Value inBand = arith::AndIOp::create(
-          b,
-          arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
-                                keyBlockBegin),
-          arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
-                                keyBlockEnd));
+      Value inBand = rb.inRange(keyBlock, keyBlockBegin, keyBlockEnd);
       Value repeated = rb.loop(
           idx(0), entry, {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
           [&](Value earlier, ValueRange seen) {

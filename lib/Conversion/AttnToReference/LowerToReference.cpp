@@ -290,12 +290,7 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
             rb.checkListedBlock(indices, batch, head, queryBlock, entry, block,
                                 numBlocks);
             // A reported entry names no block; skip it.
-            Value inRange = arith::AndIOp::create(
-                b,
-                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, block,
-                                      zero),
-                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, block,
-                                      numBlocks));
+            Value inRange = rb.inRange(block, zero, numBlocks);
             rb.ifThen(inRange, [&] {
               memref::StoreOp::create(b, byteOne, keptBlocks, block);
             });

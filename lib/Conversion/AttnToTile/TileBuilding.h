@@ -115,12 +115,7 @@ inline llvm::SmallVector<mlir::Value> visitListedKeyBlocks(
         Value keyBlock = entryAt(entry);
         rb.checkListedBlock(lists, batch, head, queryBlock, entry, keyBlock,
                             keyBlocks);
-        Value inRange = arith::AndIOp::create(
-            b,
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sge, keyBlock,
-                                  blockBegin),
-            arith::CmpIOp::create(b, arith::CmpIPredicate::slt, keyBlock,
-                                  blockEnd));
+        Value inRange = rb.inRange(keyBlock, blockBegin, blockEnd);
         Value repeated = rb.loop(
             zero, entry, {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
             [&](Value earlier, ValueRange seen) {

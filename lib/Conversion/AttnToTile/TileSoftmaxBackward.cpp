@@ -102,7 +102,10 @@ private:
   SmallVector<Value> rowPosition(Value head, Value row) {
     return rowLayoutIndices(shape.layout, batch, head, row);
   }
-  QueryTiles loadQueryTiles(Value head, Value queryBlock);
+  /// The tiles of a query block; `onlyWeights` (the dV pass, which needs
+  /// just P) leaves out O, D and dlse.
+  QueryTiles loadQueryTiles(Value head, Value queryBlock,
+                            bool onlyWeights = false);
   KeyTiles loadKeyTiles(Value headK, Value keyBlock, bool withRows);
   /// The sweeps over the (query block, key block) tiles: for dV alone
   /// (only P), for dK (and dV), for dQ.
@@ -148,7 +151,8 @@ private:
   Value batch, startQ, n, startK, m;
 };
 
-QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock) {
+QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock,
+                                           bool onlyWeights) {
   QueryTiles tiles;
   tiles.head = head;
   tiles.i0 = rb.mul(queryBlock, rb.index(blockQ));
@@ -168,6 +172,8 @@ QueryTiles BackwardProgram::loadQueryTiles(Value head, Value queryBlock) {
   int64_t lseRowDim = lseAt.size() - 1;
   tiles.lse = tile::LoadOp::create(b, rowType, params.lookup(op.getLse()),
                                    lseAt, tiles.rows, lseRowDim);
+  if (onlyWeights)
+    return tiles;
   if (op.getDLse())
     tiles.dLse = tile::LoadOp::create(b, rowType, params.lookup(op.getDLse()),
                                       lseAt, tiles.rows, lseRowDim);
@@ -427,7 +433,7 @@ void BackwardProgram::build(ValueRange results) {
     Value jEnd = rb.add(keys.j0, keys.cols);
     // Sums `types` over the visiting tiles: visit(rows, sums) -> new sums.
     auto sumOverQueryBlocks =
-        [&](SmallVector<Type> types,
+        [&](SmallVector<Type> types, bool onlyWeights,
             llvm::function_ref<SmallVector<Value>(const QueryTiles &,
                                                   ValueRange)>
                 visit) {
@@ -455,7 +461,8 @@ void BackwardProgram::build(ValueRange results) {
                       return llvm::to_vector(rb.ifThen(
                           meets, types,
                           [&]() -> SmallVector<Value> {
-                            return visit(loadQueryTiles(head, queryBlock),
+                            return visit(loadQueryTiles(head, queryBlock,
+                                                        onlyWeights),
                                          sums);
                           },
                           [&]() -> SmallVector<Value> {
@@ -477,7 +484,8 @@ void BackwardProgram::build(ValueRange results) {
     Value dK, dV;
     if (separateKeySums) {
       dV = sumOverQueryBlocks(
-          {valueAccType}, [&](const QueryTiles &rows, ValueRange sums) {
+          {valueAccType}, /*onlyWeights=*/true,
+          [&](const QueryTiles &rows, ValueRange sums) {
             Value sum;
             scoreGradients(rows.head, rows, keys, Sweep::Values,
                            [&](Value weights) {
@@ -486,14 +494,15 @@ void BackwardProgram::build(ValueRange results) {
             return SmallVector<Value>{sum};
           })[0];
       dK = sumOverQueryBlocks(
-          {keyAccType}, [&](const QueryTiles &rows, ValueRange sums) {
+          {keyAccType}, /*onlyWeights=*/false,
+          [&](const QueryTiles &rows, ValueRange sums) {
             return SmallVector<Value>{keySum(
                 rows, sums[0],
                 scoreGradients(rows.head, rows, keys, Sweep::Keys))};
           })[0];
     } else {
       SmallVector<Value> sums = sumOverQueryBlocks(
-          {keyAccType, valueAccType},
+          {keyAccType, valueAccType}, /*onlyWeights=*/false,
           [&](const QueryTiles &rows, ValueRange sums) {
             Value newDV;
             Value dRaw = scoreGradients(

@@ -101,6 +101,12 @@ Value LoweringBuilder::softmaxScale(std::optional<APFloat> given, Value dimK) {
                                math::SqrtOp::create(b, indexToF32(dimK)));
 }
 
+Value LoweringBuilder::inRange(Value x, Value begin, Value end) {
+  Value atLeast = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, x, begin);
+  Value below = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, x, end);
+  return arith::AndIOp::create(b, atLeast, below);
+}
+
 Value LoweringBuilder::logSumExp(Value hasWeight, Value max, Value sum) {
   return arith::SelectOp::create(
       b, hasWeight, add(max, math::LogOp::create(b, sum)),

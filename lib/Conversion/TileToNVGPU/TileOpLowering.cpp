@@ -256,14 +256,13 @@ Fragment ProgramBuilder::stageTransposedLhs(const Fragment &lhs,
   for (int64_t half = 0; half < 2; ++half) {
     Value row = laneRow(half);
     Value inTile = lhs.rows ? lessThan(row, lhs.rows) : Value();
-    for (int64_t slot = 0; slot < lhs.cols / 2; ++slot) {
-      if ((slot % 4) / 2 != half)
-        continue;
-      Value value = lhs.regs[slot];
-      if (inTile)
-        value = arith::SelectOp::create(b, inTile, value, rb.f32(0));
-      storeElement(value, staged.buffer, {row, laneCol(slot / 4, slot % 2)});
-    }
+    for (int64_t nt = 0; nt < lhs.cols / nvvm::kMmaN; ++nt)
+      for (int64_t e = 0; e < 2; ++e) {
+        Value value = lhs.regs[4 * nt + 2 * half + e];
+        if (inTile)
+          value = arith::SelectOp::create(b, inTile, value, rb.f32(0));
+        storeElement(value, staged.buffer, {row, laneCol(nt, e)});
+      }
   }
   barrier();
   return staged;

@@ -188,6 +188,9 @@ public:
 
   /// The softmax scale: the given constant, or 1 / sqrt(Dk).
   Value softmaxScale(std::optional<APFloat> given, Value dimK);
+  /// begin <= x < end, signed (block numbers read from user tensors).
+  Value inRange(Value x, Value begin, Value end);
+
 
   /// max + log(sum), or -inf for a row without weight (sum = 0).
   Value logSumExp(Value hasWeight, Value max, Value sum);
