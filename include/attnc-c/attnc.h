@@ -106,17 +106,19 @@ attnc_status attnc_compile_with_options(attnc_context *context,
 typedef enum {
   ATTNC_PART_FORWARD = 0, /* the kernel as written (attnc_compile's) */
   /* The forward that training runs: a softmax kernel that does not return
-   * its log-sum-exp also returns it, as a last result named "lse" (what
-   * the backward takes); any other kernel is the forward. */
+   * its log-sum-exp also returns it, as a last result named "lse", and a
+   * top-k kernel its selection, as a last result "topk_blocks" (what the
+   * backward takes); any other kernel is the forward. */
   ATTNC_PART_TRAINING_FORWARD,
   /* The backward, named <kernel>_backward. Its parameters are the
    * forward's, then o (the forward's output), lse (softmax normalizer),
-   * d_<o> and, when the forward returns lse, d_<lse>; its results are
+   * topk_blocks (top-k), d_<o> and, when the forward returns lse, d_<lse>;
+   * its results are
    * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
    * reads, in the order of the forward's parameters, each with its
-   * input's shape. Softmax-family specs only (not top-k yet), for "cpu"
-   * (the tiled backward) or "cpu-reference"; other targets fail with
-   * ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
+   * input's shape. Softmax-family specs only, for "cpu" (the tiled
+   * backward), "cpu-reference" and the GPU targets (not when the score
+   * reads float inputs); others fail with ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
    * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
   ATTNC_PART_BACKWARD
 } attnc_kernel_part;

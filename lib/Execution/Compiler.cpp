@@ -114,10 +114,11 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
   if (!kernel)
     return CompileFailure::Target;
   if (request.part == KernelPart::TrainingForward &&
-      failed(addSavedLogSumExp(kernel))) {
+      failed(addTrainingResults(kernel))) {
     error = "kernel '" + kernel.getSymName().str() +
-            "' cannot return its log-sum-exp for training: it already has "
-            "a tensor named 'lse'";
+            "' cannot return what its backward needs for training (lse, "
+            "and topk_blocks for top-k): it already has a tensor of that "
+            "name";
     return CompileFailure::Target;
   }
   if (request.part == KernelPart::Backward) {

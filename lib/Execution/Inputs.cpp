@@ -47,6 +47,15 @@ ParamRoles attnc::getParamRoles(attn::KernelOp kernel) {
     mark(op.getKvIndices(), ParamRole::BlockIndices);
     result.blockK = op.getBlockK();
   }
+  if (auto op = dyn_cast<attn::SoftmaxBackwardOp>(family)) {
+    markOffsets(op);
+    mark(op.getBlockMask(), ParamRole::BlockMask);
+    mark(op.getKvNumBlocks(), ParamRole::BlockCounts);
+    mark(op.getKvIndices(), ParamRole::BlockIndices);
+    mark(op.getTopkBlocks(), ParamRole::TopkBlocks);
+    if (std::optional<uint64_t> blockK = op.getBlockK())
+      result.blockK = *blockK;
+  }
   return result;
 }
 

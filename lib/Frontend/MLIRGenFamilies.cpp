@@ -129,7 +129,7 @@ MLIRGenImpl::generateSoftmax(Location opLoc, const ast::Statement &statement,
     Value maskTensor = blockMask ? params.lookup(blockMask->tensor) : Value();
     auto sparseOp = attn::SparseSoftmaxOp::create(
         builder, opLoc, resultTypesVec[0],
-        resultTypesVec.size() > 1 ? resultTypesVec[1] : Type(), qkv[0],
+        TypeRange(resultTypesVec).drop_front(), qkv[0],
         qkv[1], qkv[2], cuQ, cuK, scale,
         attn::NormalizerAttr::get(builder.getContext(), normalizer),
         attn::LayoutAttr::get(builder.getContext(), layout), maskTensor,

@@ -13,7 +13,7 @@ using namespace attnc;
 
 namespace {
 // Version 2: the checksum covers the header as well as the image bytes.
-constexpr const char *kMagic = "attnc-gpu-image 2";
+constexpr const char *kMagic = "attnc-gpu-image 3";
 
 bool parseElementType(const std::string &text, ElementType &type) {
   for (ElementType candidate :
@@ -421,6 +421,19 @@ bool attnc::checkKernelStatus(const KernelSignature &signature,
             " names no key block: the first kv_num_blocks entries of a list "
             "must lie in [0, " +
             std::to_string(words[7]) + "), ceil(keys / block_k)";
+    return false;
+  }
+  if (words[0] == 8) {
+    double value;
+    std::memcpy(&value, &words[6], sizeof(value));
+    char printed[32];
+    std::snprintf(printed, sizeof(printed), "%g", value);
+    error = "'" + paramName(words[1]) + "' entry " + std::to_string(words[5]) +
+            " of query " + std::to_string(words[4]) + " (batch entry " +
+            std::to_string(words[2]) + ", head " + std::to_string(words[3]) +
+            ") is " + printed +
+            ", which names no key block: entries are -1 or block numbers in "
+            "[0, ceil(keys / block_k)), as the training forward saves them";
     return false;
   }
   if (words[0] == 5) {

@@ -41,6 +41,28 @@ void attnc::fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
                                   std::max<int64_t>(numBlocks, 1));
     return;
   }
+  case ParamRole::TopkBlocks: {
+    // Per row: distinct key blocks (a partial shuffle), -1 past them.
+    int64_t numBlocks = blockK > 0 ? (keyLength + blockK - 1) / blockK : 0;
+    int64_t width = std::max<int64_t>(listWidth, 1);
+    std::vector<int64_t> blocks(numBlocks);
+    for (int64_t row = 0; row * width < count; ++row) {
+      for (int64_t block = 0; block < numBlocks; ++block)
+        blocks[block] = block;
+      for (int64_t entry = 0; entry < width; ++entry) {
+        int64_t value = -1;
+        if (entry < numBlocks) {
+          int64_t pick = entry + static_cast<int64_t>(
+                                     unit(rng) * (numBlocks - entry)) %
+                                     (numBlocks - entry);
+          std::swap(blocks[entry], blocks[pick]);
+          value = blocks[entry];
+        }
+        tensor.set(row * width + entry, static_cast<double>(value));
+      }
+    }
+    return;
+  }
   default:
     break;
   }
@@ -98,6 +120,8 @@ bool attnc::fillMissingInputs(const KernelSignature &signature,
       if (roles.roles[other] == ParamRole::BlockIndices && !otherShape.empty())
         listWidth = otherShape.back();
     }
+    if (role == ParamRole::TopkBlocks && !shape.empty())
+      listWidth = shape.back();
     fillRandom(tensors[index], role, seed + index, length, roles.blockK,
                listWidth);
     present[index] = true;

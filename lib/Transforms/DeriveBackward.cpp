@@ -84,6 +84,18 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
             : Type(lseTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
                               softmax.getLayout())),
         lseName);
+  // Top-k: the forward's selection (addTrainingResults).
+  std::optional<AttnTensorType> topkBlocksType;
+  if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>)
+    if (std::optional<uint64_t> topk = softmax.getTopk()) {
+      AttnTensorType lseType = lseTypeFor(
+          cast<AttnTensorType>(softmax.getQ().getType()), softmax.getLayout());
+      SmallVector<Attribute> dims(lseType.getDims().getValue());
+      dims.push_back(b.getI64IntegerAttr(*topk));
+      topkBlocksType = AttnTensorType::get(b.getContext(), b.getF32Type(),
+                                           b.getArrayAttr(dims));
+      addParam(*topkBlocksType, "topk_blocks");
+    }
   addParam(softmax.getOut().getType(), ("d_" + outName).str());
   if (softmax.getLse())
     addParam(softmax.getLse().getType(), "d_" + lseName);
@@ -122,20 +134,23 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   unsigned next = 0;
   Value out = extra[next++];
   Value lse = needsLse ? extra[next++] : Value();
+  Value topkBlocks = topkBlocksType ? extra[next++] : Value();
   Value dOut = extra[next++];
   Value dLse = softmax.getLse() ? extra[next++] : Value();
   auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
   SmallVector<Value> mappedInputs = llvm::map_to_vector(inputs, lookup);
   Value blockMask, kvNumBlocks, kvIndices;
-  IntegerAttr chunk, blockQ, blockK;
+  IntegerAttr chunk, blockQ, blockK, topk;
   if constexpr (std::is_same_v<OpTy, ChunkSoftmaxOp>)
     chunk = softmax.getChunkAttr();
   if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>) {
     blockMask = lookup(softmax.getBlockMask());
     kvNumBlocks = lookup(softmax.getKvNumBlocks());
     kvIndices = lookup(softmax.getKvIndices());
-    blockQ = softmax.getBlockQAttr();
     blockK = softmax.getBlockKAttr();
+    topk = softmax.getTopkAttr();
+    if (!topk) // top-k rows choose key blocks; query tiles are free
+      blockQ = softmax.getBlockQAttr();
   }
   auto op = SoftmaxBackwardOp::create(
       b, softmax.getLoc(), results, lookup(softmax.getQ()),
@@ -143,7 +158,7 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
       lookup(softmax.getCuSeqlensQ()), lookup(softmax.getCuSeqlensK()),
       softmax.getScaleAttr(), softmax.getNormalizerAttr(),
       softmax.getLayoutAttr(), out, lse, dOut, dLse, mappedInputs, blockMask,
-      kvNumBlocks, kvIndices, chunk, blockQ, blockK);
+      kvNumBlocks, kvIndices, topkBlocks, chunk, blockQ, blockK, topk);
   op.getScore().getBlocks().clear();
   softmax.getScore().cloneInto(&op.getScore(), mapping);
   softmax.getMask().cloneInto(&op.getMask(), mapping);
@@ -153,55 +168,76 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
 
 } // namespace
 
-FailureOr<bool> attnc::addSavedLogSumExp(KernelOp forward) {
+LogicalResult attnc::addTrainingResults(KernelOp forward) {
   Operation *family = forward.getFamilyOp();
-  std::optional<std::pair<Normalizer, Type>> facts;
+  std::optional<std::pair<Normalizer, AttnTensorType>> facts;
   auto factsOf = [](auto softmax) {
     return std::make_pair(
         softmax.getNormalizer(),
-        Type(lseTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
-                        softmax.getLayout())));
+        lseTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
+                   softmax.getLayout()));
   };
   if (auto softmax = dyn_cast<SoftmaxOp>(family))
     facts = factsOf(softmax);
   else if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
     facts = factsOf(chunked);
-  else if (auto sparse = dyn_cast<SparseSoftmaxOp>(family))
+  auto sparse = dyn_cast<SparseSoftmaxOp>(family);
+  if (sparse)
     facts = factsOf(sparse);
-  // The lse result is the family op's optional second result.
-  if (!facts || facts->first != Normalizer::softmax ||
-      family->getNumResults() > 1)
-    return false;
-  Type lseType = facts->second;
+  if (!facts)
+    return success();
+  // The family op's results are out, lse (softmax), topk_blocks (top-k).
+  AttnTensorType lseType = facts->second;
+  SmallVector<std::pair<StringRef, Type>> added;
+  if (facts->first == Normalizer::softmax && family->getNumResults() == 1)
+    added.push_back({"lse", lseType});
+  if (sparse && sparse.getTopk() && !sparse.getTopkBlocks()) {
+    SmallVector<Attribute> dims(lseType.getDims().getValue());
+    OpBuilder b(family);
+    dims.push_back(b.getI64IntegerAttr(*sparse.getTopk()));
+    added.push_back({"topk_blocks",
+                     AttnTensorType::get(family->getContext(), b.getF32Type(),
+                                         b.getArrayAttr(dims))});
+  }
+  if (added.empty())
+    return success();
   for (Attribute name : llvm::concat<const Attribute>(
            forward.getParamNames().getValue(),
            forward.getResultNames().getValue()))
-    if (cast<StringAttr>(name).getValue() == "lse")
-      return failure();
+    for (auto [addedName, type] : added)
+      if (cast<StringAttr>(name).getValue() == addedName)
+        return failure();
 
-  // The same op with one more result; its regions move over.
+  // The same op with more results; its regions move over.
   OpBuilder b(family);
   OperationState state(family->getLoc(), family->getName());
   state.addOperands(family->getOperands());
   state.addAttributes(family->getAttrs());
-  state.addTypes({family->getResult(0).getType(), lseType});
+  state.addTypes(family->getResultTypes());
+  for (auto [name, type] : added)
+    state.addTypes(type);
   for (Region &region : family->getRegions())
     state.addRegion()->takeBody(region);
-  Operation *withLse = b.create(state);
-  family->getResult(0).replaceAllUsesWith(withLse->getResult(0));
+  Operation *training = b.create(state);
+  family->replaceAllUsesWith(
+      training->getResults().take_front(family->getNumResults()));
+  unsigned first = family->getNumResults();
   family->erase();
 
   auto ret = cast<ReturnOp>(forward.getBody().front().getTerminator());
-  ret->insertOperands(ret->getNumOperands(), withLse->getResult(1));
+  ret->insertOperands(ret->getNumOperands(),
+                      training->getResults().drop_front(first));
   FunctionType type = forward.getFunctionType();
   SmallVector<Type> results(type.getResults());
-  results.push_back(lseType);
+  SmallVector<Attribute> names(forward.getResultNames().getValue());
+  for (auto [name, resultType] : added) {
+    results.push_back(resultType);
+    names.push_back(b.getStringAttr(name));
+  }
   forward.setFunctionTypeAttr(
       TypeAttr::get(b.getFunctionType(type.getInputs(), results)));
-  SmallVector<Attribute> names(forward.getResultNames().getValue());
-  names.push_back(b.getStringAttr("lse"));
   forward.setResultNamesAttr(b.getArrayAttr(names));
-  return true;
+  return success();
 }
 
 FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
@@ -210,16 +246,10 @@ FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
     return deriveSoftmaxBackward(forward, softmax);
   if (auto chunked = dyn_cast<ChunkSoftmaxOp>(family))
     return deriveSoftmaxBackward(forward, chunked);
-  if (auto sparse = dyn_cast<SparseSoftmaxOp>(family)) {
-    if (!sparse.getTopk())
-      return deriveSoftmaxBackward(forward, sparse);
-    sparse.emitOpError("has no backward yet with top-k block selection: "
-                       "gradients are implemented for block masks and "
-                       "block lists");
-    return failure();
-  }
+  if (auto sparse = dyn_cast<SparseSoftmaxOp>(family))
+    return deriveSoftmaxBackward(forward, sparse);
   family->emitOpError("has no backward yet: gradients are implemented for "
-                      "attn.softmax, attn.chunk_softmax and block-sparse "
+                      "attn.softmax, attn.chunk_softmax and "
                       "attn.sparse_softmax only");
   return failure();
 }

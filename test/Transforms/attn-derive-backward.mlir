@@ -95,9 +95,13 @@ attn.kernel @blocks(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, 
 
 // -----
 
-// Top-k selection has no backward yet: reported, not skipped.
+// Top-k kernels take the forward's saved selection and keep block_k and
+// topk; their query tiles are the pass's (no block_q).
+
+// CHECK-LABEL: attn.kernel @selected_backward(
+// CHECK-SAME: topk_blocks: !attn.tensor<f32[B, H, N, 2]>
+// CHECK: attn.softmax_backward %q, %k, %v out(%o) lse(%lse) d_out(%d_o) topk_blocks(%topk_blocks) {block_k = 64 : i64, topk = 2 : i64}
 attn.kernel @selected(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>) {
-  // expected-error @+1 {{has no backward yet with top-k block selection: gradients are implemented for block masks and block lists}}
   %o = attn.sparse_softmax %q, %k, %v {block_q = 64 : i64, block_k = 64 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> !attn.tensor<f32[B, H, N, 16]> score {
   } mask {
   }

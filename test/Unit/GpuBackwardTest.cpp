@@ -9,7 +9,7 @@
 // tiles; GQA, N < M, N > M (causal rows with no key, whose gradients are
 // zero), document masks with empty rows, varlen with an empty sequence,
 // chunk-local, block masks and block lists (a repeated entry, an empty
-// list), bnhd, sigmoid, f32 inputs (bf16x3 products) and head dim 128 are
+// list), top-k (the CPU training forward's selection), bnhd, sigmoid, f32 inputs (bf16x3 products) and head dim 128 are
 // covered. Tolerance: bf16 outputs and bf16 P and dS on the
 // tensor cores, 3e-2 of the tensor's scale; f32 inputs, 2e-3.
 //
@@ -33,7 +33,8 @@ namespace {
 class BackwardKernels {
 public:
   explicit BackwardKernels(const std::string &spec) {
-    module = compileWithBackward(spec, sourceMgr, context, error);
+    module = compileWithBackward(spec, sourceMgr, context, error,
+                                 /*trainingForward=*/true);
     if (!module)
       return;
     forward = CpuKernel::compile(*module, "t", {CpuPath::Reference}, error);
@@ -173,6 +174,20 @@ std::vector<Case> cases() {
          inputs["indices"] = indices;
          return inputs;
        }});
+  for (int block : {16, 32})
+    all.push_back(
+        {block == 16 ? "top-k 3 of 16-key blocks, GQA, causal, N=70"
+                     : "top-k 2 of 32-key blocks, dense, N=40 M=90",
+         header("bf16", "") + ") {\n select = topk(" +
+             (block == 16 ? "3, block = 16); mask = causal"
+                          : "2, block = 32)") +
+             "\n}\n}\n",
+         [block](std::mt19937_64 &rng) {
+           return block == 16 ? qkv(rng, ElementType::BF16, {1, 4, 70, 64},
+                                    {1, 2, 70, 64})
+                              : qkv(rng, ElementType::BF16, {2, 2, 40, 64},
+                                    {2, 1, 90, 64});
+         }});
   all.push_back({"f32 inputs, causal",
                  header("f32", "", "32") + ") { mask = causal }\n}\n",
                  [](std::mt19937_64 &rng) {
@@ -221,14 +236,16 @@ TEST(GpuBackward, MatchesTheReferenceBackward) {
     std::vector<HostTensor> forward;
     ASSERT_TRUE(runCpu(*kernels.forward, inputs, forward, error))
         << what << ": " << error;
-    inputs["o"] = forward[0];
+    // The training forward's o, lse (softmax) and topk_blocks (top-k).
+    const std::vector<TensorSpec> &results =
+        kernels.forward->signature().results;
+    for (size_t index = 0; index < results.size(); ++index)
+      inputs[results[index].name] = forward[index];
     inputs["d_o"] = randomTensor(forward[0].type(), forward[0].shape(), rng,
                                  -1, 1);
-    if (forward.size() > 1) {
-      inputs["lse"] = forward[1];
+    if (inputs.count("lse"))
       inputs["d_lse"] =
-          randomTensor(ElementType::F32, forward[1].shape(), rng, -1, 1);
-    }
+          randomTensor(ElementType::F32, inputs["lse"].shape(), rng, -1, 1);
     std::vector<HostTensor> expected, actual;
     ASSERT_TRUE(runCpu(*kernels.reference, inputs, expected, error))
         << what << ": " << error;

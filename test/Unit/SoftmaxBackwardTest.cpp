@@ -21,6 +21,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <sstream>
 
 using namespace attnc;
 using namespace attnc::testing;
@@ -51,7 +52,8 @@ struct BackwardCase {
 class BackwardRunner {
 public:
   explicit BackwardRunner(const std::string &spec) {
-    module = compileWithBackward(spec, sourceMgr, context, error);
+    module = compileWithBackward(spec, sourceMgr, context, error,
+                                 /*trainingForward=*/true);
     if (!module)
       return;
     forward = CpuKernel::compile(*module, "t", {CpuPath::Reference}, error);
@@ -116,14 +118,18 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
       viewsOf(runner.forward->signature(), inputs, forwardStorage),
       forwardOutputs, error))
       << error;
-  inputs["o"] = forwardOutputs[0];
+  // The training forward returns o, lse (softmax) and topk_blocks (top-k);
+  // the loss has lse when the spec returns it.
+  const std::vector<TensorSpec> &results = runner.forward->signature().results;
+  ASSERT_EQ(results.size(), forwardOutputs.size());
+  for (size_t index = 0; index < results.size(); ++index)
+    inputs[results[index].name] = forwardOutputs[index];
   inputs["d_o"] =
-      randomTensor(ElementType::F32, forwardOutputs[0].shape(), rng, -1, 1);
+      randomTensor(ElementType::F32, inputs["o"].shape(), rng, -1, 1);
   std::vector<double> dLse;
-  if (forwardOutputs.size() > 1) {
-    inputs["lse"] = forwardOutputs[1];
+  if (c.withLse) {
     HostTensor dlse =
-        randomTensor(ElementType::F32, forwardOutputs[1].shape(), rng, -1, 1);
+        randomTensor(ElementType::F32, inputs["lse"].shape(), rng, -1, 1);
     inputs["d_lse"] = dlse;
     dLse = values(dlse);
   }
@@ -144,17 +150,6 @@ void checkBackward(const BackwardCase &c, uint64_t seed) {
   problem.k = values(inputs["k"]);
   problem.v = values(inputs["v"]);
   c.configure(problem, extras);
-  // A softmax backward takes lse even when the forward does not return it.
-  if (!inputs.count("lse") &&
-      problem.normalizer == oracle::Normalizer::Softmax) {
-    std::vector<double> lse = oracle::referenceSoftmax(problem).lse;
-    HostTensor tensor(ElementType::F32,
-                      packed ? std::vector<int64_t>{c.Hq, tokensQ}
-                             : std::vector<int64_t>{c.B, c.Hq, c.N});
-    for (size_t index = 0; index < lse.size(); ++index)
-      tensor.set(index, lse[index]);
-    inputs["lse"] = tensor;
-  }
 
   std::vector<TensorView> storage;
   std::vector<HostTensor> gradients;
@@ -397,6 +392,35 @@ TEST(SoftmaxBackward, MatchesFiniteDifferencesOfTheOracle) {
     };
     cases.push_back(c);
   }
+  for (auto normalizer :
+       {oracle::Normalizer::Softmax, oracle::Normalizer::Sigmoid}) {
+    // Top-k: 2 of the blocks of 3 keys per row (rows of a tile keep
+    // different blocks; early rows have fewer eligible blocks), GQA. The
+    // oracle selects in f64 and the finite differences keep its selection
+    // (no score lies within a step of a tie).
+    bool softmax = normalizer == oracle::Normalizer::Softmax;
+    BackwardCase c{
+        softmax ? "top-k, GQA, causal, lse in the loss" : "top-k, sigmoid",
+        softmax ? denseSpec("", "softmax(q, k, v) { select = topk(2, block = "
+                                "3); mask = causal }")
+                : denseSpec("", "softmax(q, k, v) { select = topk(2, block = "
+                                "3); normalizer = sigmoid; mask = causal }",
+                            false),
+        2,
+        4,
+        2,
+        10,
+        10,
+        4};
+    c.withLse = softmax;
+    c.configure = [normalizer](oracle::SoftmaxProblem &p, const Extras &) {
+      p.normalizer = normalizer;
+      p.allowed = causal;
+      p.topkBlocks = 2;
+      p.topkBlockSize = 3;
+    };
+    cases.push_back(c);
+  }
   {
     BackwardCase c{
         "chunk-local, causal, N = M = 8, chunks of 3",
@@ -456,6 +480,38 @@ TEST(SoftmaxBackward, MatchesFiniteDifferencesOfTheOracle) {
   uint64_t seed = 101;
   for (const BackwardCase &c : cases)
     checkBackward(c, seed++);
+}
+
+
+TEST(SoftmaxBackward, ReportsASelectionEntryThatNamesNoKeyBlock) {
+  BackwardRunner runner(denseSpec(
+      "", "softmax(q, k, v) { select = topk(2, block = 3); mask = causal }"));
+  ASSERT_TRUE(runner.backward && runner.tiled) << runner.error;
+  std::mt19937_64 rng(7);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v", "o", "d_o"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 1, 5, 4}, rng, -1, 1);
+  for (const char *name : {"lse", "d_lse"})
+    inputs[name] = randomTensor(ElementType::F32, {1, 1, 5}, rng, -1, 1);
+  // Five keys make blocks 0 and 1; entry 1 of query 3 is bad.
+  for (double bad : {2.0, 0.5, -2.0}) {
+    HostTensor selection(ElementType::F32, {1, 1, 5, 2});
+    for (int64_t index = 0; index < 10; ++index)
+      selection.set(index, index % 2 ? -1 : 0);
+    selection.set(7, bad);
+    inputs["topk_blocks"] = selection;
+    for (CpuKernel *kernel : {runner.backward.get(), runner.tiled.get()}) {
+      std::vector<TensorView> storage;
+      std::vector<HostTensor> gradients;
+      std::string error;
+      EXPECT_FALSE(kernel->run(viewsOf(kernel->signature(), inputs, storage),
+                               gradients, error));
+      std::ostringstream expected;
+      expected << "'topk_blocks' entry 1 of query 3 (batch entry 0, head 0) is "
+               << bad << ", which names no key block";
+      EXPECT_NE(error.find(expected.str()), std::string::npos) << error;
+    }
+  }
 }
 
 } // namespace

@@ -13,6 +13,7 @@
 #include "attnc/Execution/CpuKernel.h"
 #include "attnc/Execution/GpuEmulator.h"
 #include "attnc/Frontend/MLIRGen.h"
+#include "attnc/Transforms/DeriveBackward.h"
 #include "attnc/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -46,11 +47,13 @@ viewsOf(const KernelSignature &signature,
 }
 
 /// The module of `spec` with every kernel's backward added
-/// (attn-derive-backward: `<kernel>_backward`); null, with `error`, when
-/// either step fails.
+/// (attn-derive-backward: `<kernel>_backward`) and, with `trainingForward`,
+/// the forward kernels returning what training saves (addTrainingResults:
+/// lse, topk_blocks); null, with `error`, when a step fails.
 inline mlir::OwningOpRef<mlir::ModuleOp>
 compileWithBackward(const std::string &spec, llvm::SourceMgr &sourceMgr,
-                    mlir::MLIRContext &context, std::string &error) {
+                    mlir::MLIRContext &context, std::string &error,
+                    bool trainingForward = false) {
   unsigned buffer = sourceMgr.AddNewSourceBuffer(
       llvm::MemoryBuffer::getMemBufferCopy(spec, "test.attn"), llvm::SMLoc());
   DiagnosticEngine diags(sourceMgr, /*os=*/nullptr);
@@ -66,6 +69,14 @@ compileWithBackward(const std::string &spec, llvm::SourceMgr &sourceMgr,
     error = "attn-derive-backward failed";
     return nullptr;
   }
+  if (trainingForward)
+    for (attn::KernelOp kernel :
+         llvm::to_vector(module->getOps<attn::KernelOp>()))
+      if (!kernel.getSymName().ends_with("_backward") &&
+          failed(addTrainingResults(kernel))) {
+        error = "addTrainingResults failed";
+        return nullptr;
+      }
   return module;
 }
 

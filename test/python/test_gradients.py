@@ -3,11 +3,12 @@ eager implementations written here (docs/semantics.md section 8): dQ, dK,
 dV and the gradients of the score's float inputs (slopes, bias tables), for
 GQA, windows, softcapping, the bnhd layout on strided views, document
 masks with empty rows, block-sparse
-masks and lists (a repeated entry, a block row without keys), varlen,
-sigmoid and no normalizer, N != M, and lse in the loss; torch.compile with
+masks and lists (a repeated entry, a block row without keys), top-k
+selection (the saved selection against a float64 one), varlen, sigmoid and
+no normalizer, N != M, and lse in the loss; torch.compile with
 fullgraph=True over forward and backward; the NumPy entry kernel.backward;
 the GPU backward through the same operator on the warp emulator; and the
-refusals (top-k, linear). Tolerances: f32
+refusal (linear). Tolerances: f32
 kernels 2e-5 relative to the largest gradient (the kernels sum in f32),
 bf16 kernels 2e-2 (o and the gradients are rounded to bf16). Every case prints its seed when
 it fails.
@@ -271,6 +272,66 @@ def test_block_sparse(source):
     check_gradients(op, [q, k, v, *sparsity], reference, seed, gen, use_lse=True)
 
 
+def topk_selection_f64(q, k, topk, block, allowed):
+    """docs/semantics.md's top-k selection in float64: per query and kv head,
+    the `topk` eligible key blocks with the highest scale * (sum of the
+    group's q) . (mean key of the block), best first, -1 past the eligible
+    ones; [B, Hq, N, topk] (the heads of a group share it)."""
+    b, hq, n, d = q.shape
+    hk, m = k.shape[1], k.shape[2]
+    blocks = -(-m // block)
+    query_sums = q.reshape(b, hk, hq // hk, n, d).sum(2)
+    means = torch.stack([k[:, :, J * block:(J + 1) * block].mean(2) for J in range(blocks)], 2)
+    scores = query_sums @ means.transpose(-1, -2) / math.sqrt(d)
+    i, j = torch.arange(n)[:, None], torch.arange(m)[None, :]
+    mask = allowed(i, j).expand(n, m)
+    eligible = torch.stack([mask[:, J * block:(J + 1) * block].any(-1) for J in range(blocks)], -1)
+    scores = scores.masked_fill(~eligible, -math.inf)
+    best, order = torch.sort(scores, stable=True, dim=-1, descending=True)  # ties: the lower block
+    selection = torch.where(torch.isinf(best), -1, order)[..., :topk]
+    if selection.shape[-1] < topk:
+        selection = torch.cat([selection, selection.new_full((*selection.shape[:-1], topk - blocks), -1)], -1)
+    return selection.repeat_interleave(hq // hk, 1)
+
+
+@pytest.mark.parametrize("normalizer", ["softmax", "sigmoid"])
+def test_top_k(normalizer):
+    """Top-k selection (2 of the blocks of 4 keys per query, GQA, causal):
+    the training forward saves the selection, which matches the float64
+    definition, and the gradients flow through the attention over it."""
+    topk, block = 2, 4
+    softmax = normalizer == "softmax"
+    body = f"select = topk({topk}, block = {block}); normalizer = {normalizer}; mask = causal"
+    spec = (dense_spec("topk", "", body) if softmax else
+            dense_spec("topk", "", body, results="o: f32[B, Hq, N, D]", outputs="o"))
+    kernel = attnc.compile(spec)
+    assert kernel.backward_kernel.target == "cpu"
+    assert [p.name for p in kernel.backward_kernel.params][3:5] == (["o", "lse"] if softmax else ["o", "topk_blocks"])
+    seed = 8101 + softmax
+    gen = torch.Generator().manual_seed(seed)
+    b, hq, hk, n, m, d = 2, 4, 2, 13, 13, 8
+    q, k, v = leaves(gen, [(b, hq, n, d), (b, hk, m, d), (b, hk, m, d)], torch.float32)
+    causal = lambda i, j: j <= i + (m - n)  # noqa: E731
+    selection = topk_selection_f64(q.detach().double(), k.detach().double(), topk, block, causal)
+    saved = kernel._training_forward()(*(x.detach().numpy() for x in (q, k, v)))[-1]
+    np.testing.assert_array_equal(saved, selection.numpy().astype(np.float32), err_msg=f"seed {seed}")
+
+    def reference(q, k, v):
+        i, j = torch.arange(n)[:, None], torch.arange(m)[None, :]
+        kept = (selection[..., None] == (j // block)[:, None, :]).any(-2)  # [B, Hq, N, M]
+        mask = kept & causal(i, j)
+        group = hq // hk
+        s = q @ k.repeat_interleave(group, 1).transpose(-1, -2) / math.sqrt(d)
+        v = v.repeat_interleave(group, 1)
+        if not softmax:
+            return (torch.sigmoid(s).masked_fill(~mask, 0) @ v), None
+        s = s.masked_fill(~mask, -math.inf)
+        lse = torch.logsumexp(s, -1)
+        return torch.exp(s - torch.where(torch.isinf(lse), 0, lse)[..., None]) @ v, lse
+
+    check_gradients(kernel.torch_op(), [q, k, v], reference, seed, gen, use_lse=softmax)
+
+
 def test_torch_compile_fullgraph_forward_and_backward():
     kernel = attnc.compile(dense_spec("compiled", ", rel: f32[Hq, 17]", "score = s + rel[h, i - j + 8]; mask = causal",
                                       results="o: f32[B, Hq, N, D]", outputs="o"))
@@ -313,7 +374,6 @@ def test_numpy_backward_matches_the_operator():
 
 
 @pytest.mark.parametrize("example,reason", [
-    ("topk_select.attn", "attn.sparse_softmax' op has no backward yet with top-k block selection"),
     ("gla.attn", "attn.linear' op has no backward yet"),
 ])
 def test_kernels_without_a_backward_say_why(example, reason):

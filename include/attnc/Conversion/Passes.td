@@ -99,7 +99,9 @@ def TileSoftmax : Pass<"attn-tile-softmax", "::mlir::ModuleOp"> {
     copy per instance), one `per_sequence` instance per (kv head, batch
     entry) instead. Square tiles of `backward-block` rows
     and keys (0: `block-q` rows, `block-k` keys; block-sparse kernels use
-    their blocks); with head dims over `backward-key-sum-columns`
+    their blocks, top-k kernels their key blocks as keys and, with
+    `backward-block`, as rows too); top-k kernels take the forward's
+    saved selection (`topk_blocks`); with head dims over `backward-key-sum-columns`
     together, the key sweep makes a pass for dV and one for dK. Other
     kernels are left for other passes.
 

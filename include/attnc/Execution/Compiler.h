@@ -30,7 +30,8 @@ enum class KernelPart {
   /// The kernel as the spec writes it.
   Forward,
   /// The forward that training runs: a softmax kernel also returns the
-  /// log-sum-exp ("lse") that its backward takes (see addSavedLogSumExp).
+  /// log-sum-exp ("lse") and a top-k kernel its selection ("topk_blocks")
+  /// that its backward takes (see addTrainingResults).
   TrainingForward,
   /// The backward (attn-derive-backward): kernel `<kernel>_backward`.
   Backward,

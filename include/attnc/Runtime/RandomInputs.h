@@ -21,7 +21,7 @@ namespace attnc {
 /// How a parameter is used, which decides what random data is valid for it.
 enum class ParamRole {
   Query, Key, Value, Gate, Offsets, BlockCounts, BlockIndices, BlockMask,
-  InitialState, Other
+  TopkBlocks, InitialState, Other
 };
 
 struct ParamRoles {
@@ -33,7 +33,8 @@ struct ParamRoles {
 /// Fills `tensor` with seeded random data suited to `role`. `keyLength` is the
 /// number of keys (block lists) or the packed length (offsets); block counts
 /// stay within `listWidth`, the width of the index lists, and are 0 when
-/// there are no key blocks.
+/// there are no key blocks. A top-k selection (rows of `listWidth` entries)
+/// gets distinct key blocks per row, then -1.
 void fillRandom(HostTensor &tensor, ParamRole role, uint64_t seed,
                 int64_t keyLength, int64_t blockK, int64_t listWidth = 1);
 

@@ -20,12 +20,12 @@ mlir::FailureOr<attn::KernelOp> deriveBackwardKernel(attn::KernelOp forward);
 mlir::FailureOr<attn::KernelOp> deriveBackwardKernel(attn::KernelOp forward,
                                                      std::string &error);
 
-/// The forward that training runs: `forward` itself, except that a
-/// softmax-normalized kernel that does not return the log-sum-exp gets it
-/// as an extra last result named "lse" (what its backward takes). Returns
-/// whether it added the result; fails, changing nothing, when a tensor of
-/// the kernel already has that name.
-mlir::FailureOr<bool> addSavedLogSumExp(attn::KernelOp forward);
+/// The forward that training runs: `forward` itself, except that what its
+/// backward takes and the spec does not return becomes extra last results:
+/// "lse" for a softmax-normalized kernel, "topk_blocks" (the selection) for
+/// a top-k kernel. Fails, changing nothing, when a tensor of the kernel
+/// already has one of those names.
+mlir::LogicalResult addTrainingResults(attn::KernelOp forward);
 
 } // namespace attnc
 

@@ -39,7 +39,8 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
                       Value numBlocks, Value blockK, Value m, Value headK,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
-                      Value eligible);
+                      Value eligible, Value selection,
+                      ArrayRef<Value> selectionRow);
 
 //===----------------------------------------------------------------------===//
 // Softmax family
@@ -212,10 +213,12 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
   Value o = results[0];
-  Value lse = results.size() > 1 ? results[1] : Value();
+  Value lse = op.getLse() ? results[1] : Value();
   Value zero = rb.index(0);
   Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   Normalizer normalizer = op.getNormalizer();
+  auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
+  Value selection = sparse && sparse.getTopkBlocks() ? results.back() : Value();
 
   // Row buffers: scores, allowed flags and, for sparse ops, a flag per key block.
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
@@ -225,7 +228,6 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
   Value allowedFlags =
       memref::AllocOp::create(b, MemRefType::get({ShapedType::kDynamic}, i8),
                               ValueRange{shape.lengthK});
-  auto sparse = dyn_cast<SparseSoftmaxOp>(op.getOperation());
   Value blockK, keptBlocks, blockScores, eligible;
   if (sparse) {
     blockK = rb.index(sparse.getBlockK());
@@ -273,7 +275,8 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
         if (std::optional<uint64_t> topk = sparse.getTopk())
           selectTopkBlocks(sparse, rb, *topk, numBlocks, blockK, m, headK,
                            shape.groupSize, scale, qAt, kAt, maskAt,
-                           keptBlocks, blockScores, eligible);
+                           keptBlocks, blockScores, eligible, selection,
+                           lseIndices(shape.cuQ, batch, head, rowQ, i));
         else if (Value numList = sparse.getKvNumBlocks()) {
           Value queryBlock = arith::DivUIOp::create(
               b, i, rb.index(sparse.getBlockQ()));
@@ -313,13 +316,15 @@ void lowerSoftmaxFamily(OpTy op, LoweringBuilder &rb, ValueRange results) {
 /// eligible key blocks J with the highest
 ///   scale * sum_{h in group g} dot(q_{h,i}, mean of the keys of block J),
 /// where a block is eligible when it holds an allowed key; ties keep the
-/// lower J.
+/// lower J. With `selection`, the kept blocks also go to its row at
+/// `selectionRow`, best first (f32 block numbers, -1 past the last).
 template <typename QAt, typename KAt, typename MaskAt>
 void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
                       Value numBlocks, Value blockK, Value m, Value headK,
                       Value groupSize, Value scale, QAt qAt, KAt kAt,
                       MaskAt maskAt, Value kept, Value blockScores,
-                      Value eligible) {
+                      Value eligible, Value selection,
+                      ArrayRef<Value> selectionRow) {
   ImplicitLocOpBuilder &b = rb.b;
   Value zero = rb.index(0);
   Type i8 = b.getI8Type();
@@ -358,7 +363,7 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
   });
   // topk rounds of "take the best eligible block not yet kept".
   Value none = rb.index(-1);
-  rb.loop(zero, rb.index(topk), [&](Value) {
+  rb.loop(zero, rb.index(topk), [&](Value round) {
     ValueRange best = rb.loop(
         zero, numBlocks, {none, rb.f32(0)}, [&](Value block, ValueRange acc) {
           Value candidate = arith::AndIOp::create(
@@ -380,11 +385,19 @@ void selectTopkBlocks(SparseSoftmaxOp op, LoweringBuilder &rb, uint64_t topk,
               arith::SelectOp::create(b, take, block, acc[0]),
               arith::SelectOp::create(b, take, score, acc[1])};
         });
-    rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none),
-              [&] {
-                memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i8, 1),
-                                        kept, best[0]);
-              });
+    Value found =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ne, best[0], none);
+    rb.ifThen(found, [&] {
+      memref::StoreOp::create(b, arith::ConstantIntOp::create(b, i8, 1), kept,
+                              best[0]);
+    });
+    if (selection) {
+      SmallVector<Value> at(selectionRow);
+      at.push_back(round);
+      rb.storeF32(arith::SelectOp::create(b, found, rb.indexToF32(best[0]),
+                                          rb.f32(-1)),
+                  selection, at);
+    }
   });
 }
 

@@ -9,7 +9,8 @@
 // raw score s = scale q_i . k_j and to the tensors it reads, and
 //   dq_i += scale ds_j k_j,  dk_j += scale ds_j q_i,  dv_j += w_j dO_i.
 // It is the oracle of the backward: it does not use the forward's o and
-// lse, and it runs serially (one work item does everything, the others
+// lse (a top-k kernel's rows attend over the blocks of the saved
+// selection, topk_blocks), and it runs serially (one work item does everything, the others
 // nothing), so that every sum has one order and no two rows race on dk,
 // dv or a shared bias table. Sums go to f32 buffers first, then to the
 // gradients in their dtypes.
@@ -179,9 +180,40 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                                   keyBlocks);
             });
           }
+          // Top-k: the row's saved selection (bad entries reported).
+          SmallVector<Value> selectionRow;
+          Value selection;
+          if (Value saved = op.getTopkBlocks()) {
+            selection = params.lookup(saved);
+            selectionRow = lseIndices(shape.cuQ, batch, head, rowQ, i);
+            Value keyBlocks =
+                arith::CeilDivUIOp::create(b, m, rb.index(*op.getBlockK()));
+            rb.loop(zero, rb.index(*op.getTopk()), [&](Value entry) {
+              SmallVector<Value> at(selectionRow);
+              at.push_back(entry);
+              Value block = rb.loadF32(selection, at);
+              rb.reportSelectedBlock(rb.selectedBlockInvalid(block, keyBlocks),
+                                     selection, batch, head, i, entry, block);
+            });
+          }
           auto blockPresent = [&](Value j) -> Value {
             Value keyBlock =
                 arith::DivUIOp::create(b, j, rb.index(*op.getBlockK()));
+            if (selection) {
+              Value number = rb.indexToF32(keyBlock);
+              return rb.loop(
+                  zero, rb.index(*op.getTopk()),
+                  {arith::ConstantIntOp::create(b, b.getI1Type(), 0)},
+                  [&](Value entry, ValueRange found) {
+                    SmallVector<Value> at(selectionRow);
+                    at.push_back(entry);
+                    Value named = arith::CmpFOp::create(
+                        b, arith::CmpFPredicate::OEQ,
+                        rb.loadF32(selection, at), number);
+                    return SmallVector<Value>{
+                        arith::OrIOp::create(b, found[0], named)};
+                  })[0];
+            }
             if (Value blockMask = op.getBlockMask())
               return rb.blockPresent(params.lookup(blockMask), batch, head,
                                      queryBlock, keyBlock);
@@ -204,7 +236,7 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                           arith::DivUIOp::create(b, i, size),
                           arith::DivUIOp::create(b, j, size)));
                 }
-                if (queryBlock)
+                if (op.getBlockK())
                   allowed = arith::AndIOp::create(b, allowed, blockPresent(j));
                 memref::StoreOp::create(
                     b, arith::ExtUIOp::create(b, i8, allowed), allowedFlags, j);

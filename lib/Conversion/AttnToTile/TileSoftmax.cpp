@@ -186,7 +186,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   IRMapping &params = rb.params;
   AttentionOperands shape = getAttentionOperands(op, rb);
   Value o = results[0];
-  Value lse = results.size() > 1 ? results[1] : Value();
+  Value lse = op.getLse() ? results[1] : Value();
   Value one = rb.index(1);
   Value scale = rb.softmaxScale(op.getScale(), shape.dimK);
   Normalizer normalizer = op.getNormalizer();
@@ -401,6 +401,12 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
           cast<SparseSoftmaxOp>(op.getOperation()), rb, shape, band, queryType,
           keyType, scale, batch, headK, i0, rows, n, m, startQ, startK,
           keyBlockBegin, keyBlockEnd);
+      if (sparse.getTopkBlocks()) { // the training forward saves it
+        SmallVector<Value> at =
+            lseIndices(shape.cuQ, batch, head, rb.add(startQ, i0), i0);
+        tile::StoreOp::create(b, kept, results.back(), at, rows,
+                              at.size() - 1);
+      }
       auto listType = cast<RankedTensorType>(kept.getType());
       final = rb.loop(
           keyBlockBegin, keyBlockEnd, init,
@@ -488,11 +494,21 @@ struct TileSoftmaxPass
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       Operation *family = kernel.getFamilyOp();
       if (auto backward = dyn_cast<SoftmaxBackwardOp>(family)) {
+        // Top-k tiles of `backward-block` keys each lie in one key block.
+        if (backwardBlock && backward.getTopk() &&
+            *backward.getBlockK() % backwardBlock) {
+          backward.emitOpError("of a top-k kernel needs key blocks that are "
+                               "a multiple of the backward's tiles of ")
+              << backwardBlock << " keys here, got block = "
+              << *backward.getBlockK();
+          return signalPassFailure();
+        }
         lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
                                          ValueRange results) {
           BackwardTiling tiling;
           tiling.blockQ = backwardBlock ? backwardBlock : blockQ;
           tiling.blockK = backwardBlock ? backwardBlock : blockK;
+          tiling.topkKeyTile = backwardBlock;
           tiling.keySumColumns = backwardKeySumColumns;
           buildSoftmaxBackwardProgram(backward, rb, results, tiling);
         });

@@ -57,9 +57,12 @@ public:
                   const BackwardTiling &tiling)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         band(analyzeMask(op.getMask())), normalizer(op.getNormalizer()),
-        // Block-sparse: the tiles are the sparsity blocks.
+        // Block-sparse: the tiles are the sparsity blocks; top-k: key tiles
+        // lie in one key block each.
         blockQ(op.getBlockQ() ? int64_t(*op.getBlockQ()) : tiling.blockQ),
-        blockK(op.getBlockK() ? int64_t(*op.getBlockK()) : tiling.blockK) {
+        blockK(op.getTopk() && tiling.topkKeyTile ? tiling.topkKeyTile
+               : op.getBlockK()                   ? int64_t(*op.getBlockK())
+                                                  : tiling.blockK) {
     Type f32 = b.getF32Type();
     int64_t dimK = tileHeadDim(op.getQ()), dimV = tileHeadDim(op.getV());
     // An open head dim counts as over any limit.
@@ -87,6 +90,8 @@ public:
       for (LoadOp load : op.getScore().front().getOps<LoadOp>())
         if (load.getType().isF32())
           floatLoads.push_back(load);
+    if (Value saved = op.getTopkBlocks())
+      selection = rb.params.lookup(saved);
   }
 
   void build(ValueRange results);
@@ -114,18 +119,30 @@ private:
   /// weights P go to it before dP exists (fewer tiles live at once); the
   /// value sweep stops there (returns null). The query sweep scatter-adds
   /// the gradients of the score's float inputs into their partial copies.
+  /// `keeps` (top-k): per row, 1 when the row kept the key block, else 0.
   Value scoreGradients(Value head, const QueryTiles &rows,
-                       const KeyTiles &keys, Sweep sweep,
+                       const KeyTiles &keys, Sweep sweep, Value keeps,
                        llvm::function_ref<void(Value)> useWeights = nullptr);
+  /// Top-k: per row of the query block's rows [i0, i0 + rows), whether its
+  /// saved selection names the key block that key tile `keyBlock` lies in
+  /// (1 or 0). The entries are read as
+  /// one column (a 1-D tile) at a time.
+  Value rowKeeps(Value head, Value i0, Value rows, Value keyBlock);
+  /// Top-k: reports the first entry of the query block's selection that
+  /// names no key block.
+  void checkSelection(Value head, Value i0, Value rows);
+  /// Whether a row of `keeps` is 1.
+  Value anyRowKeeps(Value keeps);
   /// Block-sparse: whether query block `queryBlock` of `head` visits key
   /// block `keyBlock` (its block mask, or its list names it); true when
   /// the op is dense.
   Value blockVisited(Value head, Value queryBlock, Value keyBlock);
   /// dQ of one query block: the sum over the key blocks of [begin, end)
-  /// that it visits, in order, of visit(keyBlock, dQ).
-  Value sumOverKeyBlocks(Value head, Value queryBlock, Value begin, Value end,
-                         Value init,
-                         llvm::function_ref<Value(Value, Value)> visit);
+  /// that it visits, in order, of visit(keyBlock, keeps, dQ) (`keeps`:
+  /// top-k's rowKeeps of `rows`, else null).
+  Value sumOverKeyBlocks(const QueryTiles &rows, Value queryBlock, Value begin,
+                         Value end, Value init,
+                         llvm::function_ref<Value(Value, Value, Value)> visit);
   /// Whether key j of row i is allowed, and the key expressions see
   /// (clamped to the last key).
   std::pair<Value, Value> allowedKey(Value head, Value i, Value j);
@@ -142,6 +159,8 @@ private:
   RankedTensorType queryType, gradOutType, outType, keyType, valueType,
       scoreType, rowType, queryAccType, keyAccType, valueAccType;
   Value scale, chunkSize;
+  /// Top-k: the saved selection.
+  Value selection;
   /// The attn.loads of float tensors in the score, in region order (as
   /// ExpressionGradient lists them), and the partial copy of each input's
   /// gradient.
@@ -219,9 +238,58 @@ std::pair<Value, Value> BackwardProgram::allowedKey(Value head, Value i,
       i, j);
 }
 
+Value BackwardProgram::rowKeeps(Value head, Value i0, Value rows,
+                                Value keyBlock) {
+  // The selection's block of the tile's keys.
+  Value number = rb.indexToF32(arith::DivUIOp::create(
+      b, rb.mul(keyBlock, rb.index(blockK)), rb.index(*op.getBlockK())));
+  SmallVector<Value> row =
+      lseIndices(shape.cuQ, batch, head, rb.add(startQ, i0), i0);
+  return rb.loop(rb.index(0), rb.index(*op.getTopk()),
+                 {splat(0, rowType, rows)},
+                 [&](Value entry, ValueRange keeps) -> SmallVector<Value> {
+                   SmallVector<Value> at(row);
+                   at.push_back(entry);
+                   Value column = tile::LoadOp::create(
+                       b, rowType, selection, at, rows, at.size() - 2);
+                   return {buildMap(
+                       b, rowType, {keeps[0], column},
+                       [&](ValueRange, ValueRange x) -> Value {
+                         return arith::SelectOp::create(
+                             b,
+                             arith::CmpFOp::create(
+                                 b, arith::CmpFPredicate::OEQ, x[1], number),
+                             rb.f32(1), x[0]);
+                       })};
+                 })[0];
+}
+
+Value BackwardProgram::anyRowKeeps(Value keeps) {
+  Value any =
+      tile::ReduceOp::create(b, b.getF32Type(), tile::ReduceKind::max, keeps);
+  return arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, any, rb.f32(0));
+}
+
+void BackwardProgram::checkSelection(Value head, Value i0, Value rows) {
+  Value keyBlocks =
+      arith::CeilDivUIOp::create(b, m, rb.index(*op.getBlockK()));
+  rb.loop(rb.index(0), rows, [&](Value r) {
+    Value i = rb.add(i0, r);
+    SmallVector<Value> row =
+        lseIndices(shape.cuQ, batch, head, rb.add(startQ, i), i);
+    rb.loop(rb.index(0), rb.index(*op.getTopk()), [&](Value entry) {
+      SmallVector<Value> at(row);
+      at.push_back(entry);
+      Value block = rb.loadF32(selection, at);
+      rb.reportSelectedBlock(rb.selectedBlockInvalid(block, keyBlocks),
+                             selection, batch, head, i, entry, block);
+    });
+  });
+}
+
 Value BackwardProgram::scoreGradients(
     Value head, const QueryTiles &rows, const KeyTiles &keys, Sweep sweep,
-    llvm::function_ref<void(Value)> useWeights) {
+    Value keeps, llvm::function_ref<void(Value)> useWeights) {
   Type f32 = b.getF32Type();
   Value zeros = splat(0, scoreType, rows.rows);
   Value dots = tile::DotOp::create(b, scoreType, rows.q, keys.k, zeros,
@@ -244,15 +312,24 @@ Value BackwardProgram::scoreGradients(
   };
   // A map over `inputs` of `element(i, key, x)` at allowed elements,
   // `otherwise` at the others.
-  auto maskedMap = [&](ValueRange inputs, double otherwise,
+  // With top-k, `keeps` is the last input.
+  auto maskedMap = [&](ValueRange elementInputs, double otherwise,
                        llvm::function_ref<Value(Value, Value, ValueRange)>
                            element) {
+    SmallVector<Value> inputs(elementInputs);
+    if (keeps)
+      inputs.push_back(keeps);
     return buildMap(
         b, scoreType, inputs, [&](ValueRange at, ValueRange x) -> Value {
           Value i = rb.add(rows.i0, at[0]);
           Value allowed, key;
           std::tie(allowed, key) =
               allowedKey(head, i, rb.add(keys.j0, at[1]));
+          if (keeps)
+            allowed = arith::AndIOp::create(
+                b, allowed,
+                arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, x.back(),
+                                      rb.f32(0)));
           return rb.ifThen(
               allowed, {f32},
               [&]() -> SmallVector<Value> { return {element(i, key, x)}; },
@@ -352,14 +429,27 @@ Value BackwardProgram::blockVisited(Value head, Value queryBlock,
 }
 
 Value BackwardProgram::sumOverKeyBlocks(
-    Value head, Value queryBlock, Value begin, Value end, Value init,
-    llvm::function_ref<Value(Value, Value)> visit) {
+    const QueryTiles &rows, Value queryBlock, Value begin, Value end,
+    Value init, llvm::function_ref<Value(Value, Value, Value)> visit) {
+  Value head = rows.head;
   Value bk = rb.index(blockK);
   Value first = arith::DivUIOp::create(b, begin, bk);
   Value last = arith::CeilDivUIOp::create(b, end, bk);
   auto step = [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
-    return {visit(keyBlock, sum[0])};
+    return {visit(keyBlock, Value(), sum[0])};
   };
+  if (selection) // the key blocks that a row of the block kept
+    return rb.loop(first, last, {init},
+                   [&](Value keyBlock, ValueRange sum) -> SmallVector<Value> {
+                     Value keeps =
+                         rowKeeps(head, rows.i0, rows.rows, keyBlock);
+                     return llvm::to_vector(rb.ifThen(
+                         anyRowKeeps(keeps), {init.getType()},
+                         [&]() -> SmallVector<Value> {
+                           return {visit(keyBlock, keeps, sum[0])};
+                         },
+                         [&] { return SmallVector<Value>{sum[0]}; }));
+                   })[0];
   if (Value lists = op.getKvIndices())
     return visitListedKeyBlocks(
         rb, rb.params.lookup(op.getKvNumBlocks()), rb.params.lookup(lists),
@@ -431,10 +521,11 @@ void BackwardProgram::build(ValueRange results) {
   auto keyBlockGradients = [&](Value keyBlock) {
     KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/false);
     Value jEnd = rb.add(keys.j0, keys.cols);
-    // Sums `types` over the visiting tiles: visit(rows, sums) -> new sums.
+    // Sums `types` over the visiting tiles: visit(rows, keeps, sums) -> new
+    // sums (`keeps`: top-k's rowKeeps, else null).
     auto sumOverQueryBlocks =
         [&](SmallVector<Type> types, bool onlyWeights,
-            llvm::function_ref<SmallVector<Value>(const QueryTiles &,
+            llvm::function_ref<SmallVector<Value>(const QueryTiles &, Value,
                                                   ValueRange)>
                 visit) {
           SmallVector<Value> zeros = llvm::map_to_vector(types, [&](Type t) {
@@ -458,16 +549,29 @@ void BackwardProgram::build(ValueRange results) {
                       if (op.getBlockQ())
                         meets = arith::AndIOp::create(
                             b, meets, blockVisited(head, queryBlock, keyBlock));
+                      auto unchanged = [&]() -> SmallVector<Value> {
+                        return llvm::to_vector(sums);
+                      };
+                      auto visitRows = [&](Value keeps) {
+                        return visit(
+                            loadQueryTiles(head, queryBlock, onlyWeights),
+                            keeps, sums);
+                      };
                       return llvm::to_vector(rb.ifThen(
                           meets, types,
                           [&]() -> SmallVector<Value> {
-                            return visit(loadQueryTiles(head, queryBlock,
-                                                        onlyWeights),
-                                         sums);
+                            if (!selection)
+                              return visitRows(Value());
+                            // Top-k: when a row kept the key block.
+                            Value i0 = rb.mul(queryBlock, rb.index(blockQ));
+                            Value rows = arith::MinUIOp::create(
+                                b, rb.index(blockQ), rb.sub(n, i0));
+                            Value keeps = rowKeeps(head, i0, rows, keyBlock);
+                            return llvm::to_vector(rb.ifThen(
+                                anyRowKeeps(keeps), types,
+                                [&] { return visitRows(keeps); }, unchanged));
                           },
-                          [&]() -> SmallVector<Value> {
-                            return llvm::to_vector(sums);
-                          }));
+                          unchanged));
                     }));
               }));
         };
@@ -485,9 +589,9 @@ void BackwardProgram::build(ValueRange results) {
     if (separateKeySums) {
       dV = sumOverQueryBlocks(
           {valueAccType}, /*onlyWeights=*/true,
-          [&](const QueryTiles &rows, ValueRange sums) {
+          [&](const QueryTiles &rows, Value keeps, ValueRange sums) {
             Value sum;
-            scoreGradients(rows.head, rows, keys, Sweep::Values,
+            scoreGradients(rows.head, rows, keys, Sweep::Values, keeps,
                            [&](Value weights) {
                              sum = valueSum(rows, sums[0], weights);
                            });
@@ -495,18 +599,18 @@ void BackwardProgram::build(ValueRange results) {
           })[0];
       dK = sumOverQueryBlocks(
           {keyAccType}, /*onlyWeights=*/false,
-          [&](const QueryTiles &rows, ValueRange sums) {
+          [&](const QueryTiles &rows, Value keeps, ValueRange sums) {
             return SmallVector<Value>{keySum(
                 rows, sums[0],
-                scoreGradients(rows.head, rows, keys, Sweep::Keys))};
+                scoreGradients(rows.head, rows, keys, Sweep::Keys, keeps))};
           })[0];
     } else {
       SmallVector<Value> sums = sumOverQueryBlocks(
           {keyAccType, valueAccType}, /*onlyWeights=*/false,
-          [&](const QueryTiles &rows, ValueRange sums) {
+          [&](const QueryTiles &rows, Value keeps, ValueRange sums) {
             Value newDV;
             Value dRaw = scoreGradients(
-                rows.head, rows, keys, Sweep::Keys, [&](Value weights) {
+                rows.head, rows, keys, Sweep::Keys, keeps, [&](Value weights) {
                   newDV = valueSum(rows, sums[1], weights);
                 });
             return SmallVector<Value>{keySum(rows, sums[0], dRaw), newDV};
@@ -524,11 +628,14 @@ void BackwardProgram::build(ValueRange results) {
     QueryTiles rows = loadQueryTiles(head, queryBlock);
     Value begin, end;
     std::tie(begin, end) = visibleKeys(queryBlock);
+    if (selection) // each query block is checked here, once
+      checkSelection(head, rows.i0, rows.rows);
     Value dQ = sumOverKeyBlocks(
-        head, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
-        [&](Value keyBlock, Value sum) -> Value {
+        rows, queryBlock, begin, end, splat(0, queryAccType, rows.rows),
+        [&](Value keyBlock, Value keeps, Value sum) -> Value {
           KeyTiles keys = loadKeyTiles(headK, keyBlock, /*withRows=*/true);
-          Value dRaw = scoreGradients(head, rows, keys, Sweep::Queries);
+          Value dRaw =
+              scoreGradients(head, rows, keys, Sweep::Queries, keeps);
           return tile::DotOp::create(b, queryAccType, dRaw, keys.kRows, sum);
         });
     tile::StoreOp::create(b, dQ, dq, rowPosition(head, rb.add(startQ, rows.i0)),

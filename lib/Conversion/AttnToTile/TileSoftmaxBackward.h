@@ -12,6 +12,8 @@ namespace attnc::lowering {
 struct BackwardTiling {
   /// Query rows and keys per tile (block-sparse kernels use their blocks).
   int64_t blockQ = 64, blockK = 64;
+  /// Top-k: keys per tile, dividing the key blocks (0: the key blocks).
+  int64_t topkKeyTile = 0;
   /// The most accumulator columns (dK's plus dV's) one pass over a key
   /// block's query blocks carries; above it, dV and dK take a pass each
   /// (S is recomputed once more). 0: no limit.

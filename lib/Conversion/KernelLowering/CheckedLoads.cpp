@@ -239,6 +239,34 @@ void LoweringBuilder::checkListedBlock(Value lists, Value batch, Value head,
   });
 }
 
+Value LoweringBuilder::selectedBlockInvalid(Value entry, Value blocks) {
+  Value none = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry,
+                                     f32(-1));
+  Value whole = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry,
+                                      math::FloorOp::create(b, entry));
+  Value inRange = arith::AndIOp::create(
+      b,
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE, entry, f32(0)),
+      arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, entry,
+                            indexToF32(blocks)));
+  Value valid =
+      arith::OrIOp::create(b, none, arith::AndIOp::create(b, whole, inRange));
+  return arith::XOrIOp::create(
+      b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+}
+
+void LoweringBuilder::reportSelectedBlock(Value invalid, Value selection,
+                                          Value batch, Value head, Value row,
+                                          Value entryNumber, Value entry) {
+  ifThen(invalid, [&] {
+    Value wide = arith::ExtFOp::create(b, b.getF64Type(), entry);
+    recordError(8,
+                {index(cast<BlockArgument>(selection).getArgNumber()), batch,
+                 head, row, entryNumber},
+                arith::BitcastOp::create(b, b.getI64Type(), wide));
+  });
+}
+
 SmallVector<Value>
 LoweringBuilder::selectFirst(ArrayRef<Value> chosen,
                              ArrayRef<SmallVector<Value>> candidates) {
@@ -270,7 +298,7 @@ void LoweringBuilder::recordError(int64_t code, ArrayRef<Value> details,
       memref::StoreOp::create(b, arith::IndexCastOp::create(b, i64, value),
                               status, index(slot + 1));
     if (rawBits)
-      memref::StoreOp::create(b, rawBits, status, index(5));
+      memref::StoreOp::create(b, rawBits, status, index(details.size() + 1));
   });
 }
 

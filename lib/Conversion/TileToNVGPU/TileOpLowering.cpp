@@ -482,9 +482,36 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
 
 LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
   const Fragment &input = tiles[reduce.getInput()];
-  if (input.kind != Fragment::Accumulator)
-    return reduce.emitOpError("of a 1-D tile has no GPU lowering yet");
   bool max = reduce.getKind() == tile::ReduceKind::max;
+  if (input.kind == Fragment::Rows) {
+    // To a scalar: a lane's two rows (those below the count), then across
+    // the 8 lane groups; the quad's lanes hold the same rows.
+    if (config.warps != 1)
+      return reduce.emitOpError("of a 1-D tile needs a one-warp program on "
+                                "the GPU (its rows are spread over ")
+             << config.warps << " warps)";
+    Value identity =
+        rb.f32(max ? -std::numeric_limits<double>::infinity() : 0.0);
+    Value folded;
+    for (int64_t half = 0; half < 2; ++half) {
+      Value value = arith::SelectOp::create(
+          b, lessThan(laneRow(half), input.rows), input.regs[half], identity);
+      folded = !folded ? value
+               : max   ? Value(arith::MaximumFOp::create(b, folded, value))
+                       : Value(arith::AddFOp::create(b, folded, value));
+    }
+    for (int32_t offset : {4, 8, 16}) {
+      Value other = gpu::ShuffleOp::create(b, folded, offset, nvvm::kWarpSize,
+                                           gpu::ShuffleMode::XOR)
+                        .getShuffleResult();
+      folded = max ? Value(arith::MaximumFOp::create(b, folded, other))
+                   : Value(arith::AddFOp::create(b, folded, other));
+    }
+    mapping.map(reduce.getResult(), folded);
+    return success();
+  }
+  if (input.kind != Fragment::Accumulator)
+    return reduce.emitOpError("of a loaded tile has no GPU lowering yet");
   Fragment result;
   result.kind = Fragment::Rows;
   result.rows = input.rows;

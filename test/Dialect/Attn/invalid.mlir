@@ -556,7 +556,7 @@ attn.kernel @backward_missing_input(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !att
 // -----
 
 attn.kernel @backward_blocks_without_sizes(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %blocks: !attn.tensor<i1[B, H, NB, MB]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
-  // expected-error @+1 {{needs block_q and block_k exactly when it has a block_mask or block lists}}
+  // expected-error @+1 {{needs block_q and block_k exactly when it has a block_mask or block lists, and block_k alone with topk_blocks}}
   %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) block_mask(%blocks) {normalizer = #attn<normalizer none>} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<i1[B, H, NB, MB]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
   } mask {
   }
@@ -568,6 +568,36 @@ attn.kernel @backward_blocks_without_sizes(%q: !attn.tensor<f32[B, H, N, 16]>, %
 attn.kernel @backward_blocks_rank(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %blocks: !attn.tensor<i1[B, H, NB]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
   // expected-error @+1 {{block_mask must have rank 4 [batch, heads, query_blocks, key_blocks]}}
   %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) block_mask(%blocks) {normalizer = #attn<normalizer none>, block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<i1[B, H, NB]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
+  } mask {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
+}
+
+// -----
+
+attn.kernel @topk_blocks_width(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<f32[B, H, N]>, topk_blocks: !attn.tensor<f32[B, H, N, 3]>) {
+  // expected-error @+1 {{topk_blocks must have 2 entries per row (topk), got 3}}
+  %o, %lse, %sel = attn.sparse_softmax %q, %k, %v {block_q = 16 : i64, block_k = 16 : i64, topk = 2 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[B, H, N, 3]>) score {
+  } mask {
+  }
+  attn.return %o, %lse, %sel : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[B, H, N, 3]>
+}
+
+// -----
+
+attn.kernel @selection_without_topk(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %bm: !attn.tensor<i1[B, H, QB, KB]>) -> (o: !attn.tensor<f32[B, H, N, 16]>, lse: !attn.tensor<f32[B, H, N]>, sel: !attn.tensor<f32[B, H, N, 2]>) {
+  // expected-error @+1 {{has at most 2 results here: out, lse (softmax normalizer) and topk_blocks (topk), in that order; got 3}}
+  %o, %lse, %sel = attn.sparse_softmax %q, %k, %v block_mask(%bm) {block_q = 16 : i64, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<i1[B, H, QB, KB]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[B, H, N, 2]>) score {
+  } mask {
+  }
+  attn.return %o, %lse, %sel : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N]>, !attn.tensor<f32[B, H, N, 2]>
+}
+
+// -----
+
+attn.kernel @backward_selection_without_topk(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B, H, M, 16]>, %v: !attn.tensor<f32[B, H, M, 16]>, %sel: !attn.tensor<f32[B, H, N, 2]>, %o: !attn.tensor<f32[B, H, N, 16]>, %do: !attn.tensor<f32[B, H, N, 16]>) -> (dq: !attn.tensor<f32[B, H, N, 16]>, dk: !attn.tensor<f32[B, H, M, 16]>, dv: !attn.tensor<f32[B, H, M, 16]>) {
+  // expected-error @+1 {{needs topk exactly when it has topk_blocks}}
+  %dq, %dk, %dv = attn.softmax_backward %q, %k, %v out(%o) d_out(%do) topk_blocks(%sel) {normalizer = #attn<normalizer none>, block_k = 16 : i64} : (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, N, 2]>) -> (!attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>) score {
   } mask {
   }
   attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>

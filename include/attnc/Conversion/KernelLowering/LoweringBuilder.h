@@ -166,13 +166,24 @@ public:
   void checkListedBlock(Value lists, Value batch, Value head, Value queryBlock,
                         Value entry, Value block, Value blocks);
 
+  /// Whether `entry` (f32) of a top-k selection names no key block: it is
+  /// neither -1 nor a whole number in [0, blocks).
+  Value selectedBlockInvalid(Value entry, Value blocks);
+  /// Records, when `invalid`, a selection entry that names no key block:
+  /// (8, the parameter, batch, head, query row, entry number, the value's
+  /// f64 bits).
+  void reportSelectedBlock(Value invalid, Value selection, Value batch,
+                           Value head, Value row, Value entryNumber,
+                           Value entry);
+
   /// The values of the first of `candidates` whose flag in `chosen` is set
   /// (the last one's when none is), by selects from the last to the first.
   SmallVector<Value> selectFirst(ArrayRef<Value> chosen,
                                  ArrayRef<SmallVector<Value>> candidates);
 
   /// Writes the first error of a run into the status buffer:
-  /// status[0] = code, status[1..] = `details` (index values as i64).
+  /// status[0] = code, status[1..] = `details` (index values as i64), then
+  /// `rawBits` (at most 7 words in all; kStatusWords).
   void recordError(int64_t code, ArrayRef<Value> details,
                    Value rawBits = Value());
 

@@ -456,6 +456,32 @@ public:
                 "head dim");
   }
 
+  /// A top-k selection: f32, lse's dims (from q) and `topk` entries.
+  LogicalResult topkBlocks(AttnTensorType blocks, AttnTensorType q,
+                           int64_t topk) {
+    StringRef name = "topk_blocks";
+    bool packed = layout == Layout::thd;
+    if (failed(elements(name, blocks, Float32Type::get(op->getContext()))) ||
+        failed(rank(name, blocks, packed ? 3 : 4,
+                    packed ? "[heads, total_tokens, topk]"
+                           : "[batch, heads, seq, topk]")))
+      return failure();
+    SmallVector<std::pair<int, StringRef>> shared = {
+        {dims.head, "head count"}, {dims.seq, "sequence length"}};
+    if (!packed)
+      shared.insert(shared.begin(), {dims.batch, "batch size"});
+    for (auto [index, dimAndName] : llvm::enumerate(shared))
+      if (failed(same(name, blocks, index, "q", q, dimAndName.first,
+                      dimAndName.second)))
+        return failure();
+    std::optional<int64_t> entries = blocks.getFixedSize(blocks.getRank() - 1);
+    if (entries == topk)
+      return success();
+    return op->emitOpError() << name << " must have " << topk
+                             << " entries per row (topk), got "
+                             << blocks.dimString(blocks.getRank() - 1);
+  }
+
   /// cu_seqlens-style offsets: rank-1 i32, present exactly when packed.
   LogicalResult offsets(StringRef name, Value offsets, bool required) {
     if (!offsets) {
@@ -660,20 +686,29 @@ LogicalResult SoftmaxBackwardOp::verify() {
     return emitOpError("dq, dk and dv must have the types of q, k and v");
   if (getInputs().getTypes() != getDInputs().getTypes())
     return emitOpError("must yield one gradient of each input's type");
-  bool sparse = getBlockMask() || getKvNumBlocks() || getKvIndices();
-  if (getBlockMask() && (getKvNumBlocks() || getKvIndices()))
-    return emitOpError("takes a block_mask or kv_num_blocks with kv_indices, "
-                       "not both");
-  if (sparse != (getBlockQ() && getBlockK()) ||
-      (!sparse && (getBlockQ() || getBlockK())))
+  if (bool(getTopk()) != bool(getTopkBlocks()))
+    return emitOpError("needs topk exactly when it has topk_blocks");
+  bool sparse = getBlockMask() || getKvNumBlocks() || getKvIndices() ||
+                getTopkBlocks();
+  if (int(bool(getBlockMask())) + int(getKvNumBlocks() || getKvIndices()) +
+          int(bool(getTopkBlocks())) > 1)
+    return emitOpError("takes one of block_mask, kv_num_blocks with "
+                       "kv_indices, or topk_blocks");
+  // Top-k rows choose blocks of block_k keys; a query tile is any size.
+  bool blockLists = sparse && !getTopkBlocks();
+  if (blockLists != bool(getBlockQ()) || sparse != bool(getBlockK()))
     return emitOpError("needs block_q and block_k exactly when it has a "
-                       "block_mask or block lists");
+                       "block_mask or block lists, and block_k alone with "
+                       "topk_blocks");
   if (sparse && getChunk())
     return emitOpError("is the backward of a chunk-local or of a block-sparse "
                        "softmax, not both");
   if (!sparse)
     return success();
   ShapeChecker check(*this, getLayout());
+  if (Value blocks = getTopkBlocks())
+    return check.topkBlocks(cast<AttnTensorType>(blocks.getType()),
+                            cast<AttnTensorType>(getQ().getType()), *getTopk());
   return verifyBlockSources(*this, check,
                             cast<AttnTensorType>(getQ().getType()),
                             getBlockMask(), getKvNumBlocks(), getKvIndices());
@@ -695,11 +730,36 @@ LogicalResult ChunkSoftmaxOp::verifyRegions() {
   return verifySoftmaxFamilyRegions(*this);
 }
 
+Value SparseSoftmaxOp::getLse() {
+  ValueRange saved = getSaved();
+  return getNormalizer() == Normalizer::softmax && !saved.empty() ? saved[0]
+                                                                  : Value();
+}
+
+Value SparseSoftmaxOp::getTopkBlocks() {
+  ValueRange saved = getSaved();
+  return saved.size() == (getNormalizer() == Normalizer::softmax ? 2u : 1u)
+             ? saved.back()
+             : Value();
+}
+
 LogicalResult SparseSoftmaxOp::verify() {
   if (failed(verifySoftmaxFamily(*this)))
     return failure();
   ShapeChecker check(*this, getLayout());
   auto q = cast<AttnTensorType>(getQ().getType());
+  size_t savedLimit = (getNormalizer() == Normalizer::softmax ? 1 : 0) +
+                      (getTopk() ? 1 : 0);
+  if (getSaved().size() > savedLimit)
+    return emitOpError("has at most ")
+           << savedLimit + 1
+           << " results here: out, lse (softmax normalizer) and topk_blocks "
+              "(topk), in that order; got "
+           << getNumResults();
+  if (Value blocks = getTopkBlocks())
+    if (failed(check.topkBlocks(cast<AttnTensorType>(blocks.getType()), q,
+                                *getTopk())))
+      return failure();
   int sources = (getBlockMask() ? 1 : 0) +
                 (getKvNumBlocks() || getKvIndices() ? 1 : 0) +
                 (getTopk() ? 1 : 0);

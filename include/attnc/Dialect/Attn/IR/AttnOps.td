@@ -206,6 +206,12 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
       blocks holding at least one allowed key (ties: lower block first).
     The element mask still applies inside selected blocks.
 
+    Results: `out`, then `lse` (softmax normalizer only) when asked for,
+    then, with `topk`, optionally `topk_blocks`: f32 with lse's dims
+    ([B, Hq, N] or [Hq, T] when packed) and one more of size `topk`, each
+    row's kept block numbers best first, -1 for an empty entry (the
+    training forward saves it for the backward).
+
     ```mlir
     %o = attn.sparse_softmax %q, %k, %v block_mask(%blocks)
         {block_q = 128 : i64, block_k = 128 : i64} : (...) -> (...)
@@ -220,6 +226,13 @@ def Attn_SparseSoftmaxOp : Attn_SoftmaxFamilyOp<"sparse_softmax"> {
       ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>:$block_q,
       ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>:$block_k,
       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$topk));
+  let results = (outs Attn_Tensor:$out, Variadic<Attn_Tensor>:$saved);
+  let extraClassDeclaration = [{
+    /// The optional results in `saved`: lse (softmax normalizer), then the
+    /// top-k selection; null when absent.
+    ::mlir::Value getLse();
+    ::mlir::Value getTopkBlocks();
+  }];
   let assemblyFormat = [{
     $q `,` $k `,` $v
     (`cu_seqlens_q` `(` $cu_seqlens_q^ `)`)?
@@ -250,7 +263,9 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
     chunk: keys of other chunks take no part. With `block_q`, `block_k`
     and `block_mask` or `kv_num_blocks` with `kv_indices`, it is the
     backward of that block-sparse `attn.sparse_softmax`: keys of absent
-    blocks take no part (top-k selection has no backward yet).
+    blocks take no part. With `topk` and `block_k`, it is the backward of
+    a top-k `attn.sparse_softmax` whose selection is `topk_blocks` (the
+    forward's saved result): row i sees the blocks its row lists.
 
     ```mlir
     %dq, %dk, %dv, %dslope = attn.softmax_backward %q, %k, %v
@@ -262,10 +277,11 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
       Attn_Tensor:$out, Optional<Attn_Tensor>:$lse, Attn_Tensor:$d_out,
       Optional<Attn_Tensor>:$d_lse, Variadic<Attn_Tensor>:$inputs,
       Optional<Attn_Tensor>:$block_mask, Optional<Attn_Tensor>:$kv_num_blocks,
-      Optional<Attn_Tensor>:$kv_indices,
+      Optional<Attn_Tensor>:$kv_indices, Optional<Attn_Tensor>:$topk_blocks,
       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive]>>:$chunk,
       OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$block_q,
-      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$block_k));
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$block_k,
+      OptionalAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>>:$topk));
   let results = (outs Attn_Tensor:$dq, Attn_Tensor:$dk, Attn_Tensor:$dv,
                       Variadic<Attn_Tensor>:$d_inputs);
   let regions = (region AnyRegion:$score, AnyRegion:$mask);
@@ -279,6 +295,7 @@ def Attn_SoftmaxBackwardOp : Attn_Op<"softmax_backward", [
     (`block_mask` `(` $block_mask^ `)`)?
     (`kv_num_blocks` `(` $kv_num_blocks^ `)`)?
     (`kv_indices` `(` $kv_indices^ `)`)?
+    (`topk_blocks` `(` $topk_blocks^ `)`)?
     attr-dict `:` functional-type(operands, results)
     `score` $score `mask` $mask
   }];
