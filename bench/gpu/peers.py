@@ -7,7 +7,9 @@ the softmax cases; flash-linear-attention's chunk_simple_gla for the SSD
 (scalar gate per head and step) cases and chunk_gla for the GLA cases when
 `fla` is importable.
 Shapes follow the gpu-proof timing cases: bf16, 16K tokens per batch
-(B = 16384 / N), 16 heads, head dim 64/128, causal and not; and decoding
+(B = 16384 / N), 16 heads, head dim 64/128, causal and not, forward and
+backward (dQ, dK, dV against the backward of SDPA's flash kernel and of
+FlexAttention, 2.5 times the forward's FLOPs); and decoding
 (one query row, 32 query heads over 8 kv heads, head dim 128, 4K-64K keys)
 against SDPA, in microseconds and the bandwidth of reading K and V once.
 Skips (with a message) whatever the installed torch lacks.
@@ -117,6 +119,7 @@ def main():
                       f"{wgmma8:>10.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
                       f"{ours / sdpa if sdpa else 0:>9.2f}"
                       f"{ours / flex_tf if flex_tf else 0:>9.2f}")
+    backward_rows = backward(attnc, sdpa_kernel, SDPBackend, flex, create_block_mask if flex else None)
     decode_rows = decode(attnc_ms, sdpa_kernel, SDPBackend)
     try:
         from fla.ops.gla import chunk_gla
@@ -152,6 +155,11 @@ def main():
                          "attnc_one_cta_tflops", "attnc_seg4_tflops", "attnc_wgmma_tflops",
                          "attnc_wgmma_8warps_tflops"])
         writer.writerows(rows)
+    if backward_rows:
+        with open(args.csv.replace(".csv", "-backward.csv"), "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["case", "attnc_sm90a_tflops", "sdpa_flash_tflops", "flex_tflops"])
+            writer.writerows(backward_rows)
     if decode_rows:
         decode_csv = args.csv.replace(".csv", "-decode.csv")
         with open(decode_csv, "w", newline="") as f:
@@ -163,6 +171,41 @@ def main():
     if args.png:
         plot(rows, args.png)
     return 0
+
+
+def backward(attnc, sdpa_kernel, backend, flex, create_block_mask):
+    """The backward kernels (prepare.sh: LABEL_bwd, 2.5 times the forward's
+    FLOPs) against the backward of SDPA's flash kernel and of FlexAttention:
+    dQ, dK and dV of a forward whose graph is kept, timed alone."""
+    print(f"{'backward case':<24}{'attnc sm_90a':>14}{'sdpa flash':>12}{'flex':>10}"
+          f"{'vs sdpa':>9}{'vs flex':>9}")
+    rows = []
+    for d in (64, 128):
+        for n in (1024, 4096, 16384):
+            for causal in (False, True):
+                b = 16384 // n
+                q, k, v = (torch.randn(b, 16, n, d, device="cuda", dtype=torch.bfloat16,
+                                       requires_grad=True) for _ in range(3))
+                d_o = torch.randn(b, 16, n, d, device="cuda", dtype=torch.bfloat16)
+                flops = 10 * b * 16 * n * n * d // (2 if causal else 1)
+                label = f"{'causal' if causal else 'dense'}_d{d}_n{n}_bwd"
+
+                def gradients(o):
+                    return lambda: torch.autograd.grad(o, (q, k, v), d_o, retain_graph=True)
+
+                with sdpa_kernel(backend.FLASH_ATTENTION):
+                    o = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                    sdpa = tflops(flops, time_ms(gradients(o)))
+                flex_tf = 0.0
+                if flex is not None:
+                    mask = (create_block_mask(lambda b_, h, i, j: i >= j, None, None, n, n)
+                            if causal else None)
+                    flex_tf = tflops(flops, time_ms(gradients(flex(q, k, v, block_mask=mask))))
+                ours = attnc.get((label, "sm_90a"), 0.0)
+                rows.append([label, ours, sdpa, flex_tf])
+                print(f"{label:<24}{ours:>14.1f}{sdpa:>12.1f}{flex_tf:>10.1f}"
+                      f"{ours / sdpa if sdpa else 0:>9.2f}{ours / flex_tf if flex_tf else 0:>9.2f}")
+    return rows
 
 
 # The decode variants prepare.sh times: CSV column suffix, image suffix and

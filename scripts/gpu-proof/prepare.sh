@@ -11,7 +11,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 attnc="$root/build/bin/attnc"
 out="$root/build/gpu-proof"
 rm -rf "$out"
-mkdir -p "$out/images" "$out/expected" "$out/specs"
+mkdir -p "$out/images" "$out/expected" "$out/inputs" "$out/specs"
 cp "$root/build/bin/attnc-gpu-run" "$out/"
 specs="$root/bench/gpu/specs"
 examples="$root/examples"
@@ -268,6 +268,44 @@ same_check ssd_d128_16384_seg0 ssd_d128_16384 ssd_d128_seg0
 same_checks seg1 gla_600 mamba2_decay_1000 ssd_d64_777 retnet_bf16_1000 \
             varlen_gla_bf16_2000
 
+# The backward (docs/gpu.md, "The backward"): IMAGE_bwd is the kernel's
+# <kernel>_backward, built from its tile program. A check runs it on the
+# forward's own o and lse (the reference forward's outputs, carried in
+# inputs/LABEL and passed with --input; q, k, v, d_o and d_lse are seeded
+# alike on both sides) against the CPU reference backward, within 3e-2 of
+# each gradient's scale (P and dS are bf16 on the tensor cores, as in the
+# emulator tests).
+backward_image() {
+  local spec=$1 target
+  for target in sm_80 sm_90a; do
+    "$attnc" compile --backward "$spec" --target="$target" --emit=image \
+      -o "$out/images/$(basename "$spec" .attn)_bwd.$target.img"
+  done
+}
+add_backward_check() {
+  local label=$1 spec=$2 seed=$3; shift 3
+  local dims=() dim
+  for dim in "$@"; do dims+=(--dim "$dim"); done
+  "$attnc" run "$spec" --path=reference --seed "$seed" "${dims[@]}" \
+    --output-dir "$out/inputs/$label" > /dev/null
+  "$attnc" run --backward "$spec" --path=reference --seed "$seed" "${dims[@]}" \
+    --input o="$out/inputs/$label/o.npy" --input lse="$out/inputs/$label/lse.npy" \
+    --output-dir "$out/expected/$label" > /dev/null
+  echo "check $label $(basename "$spec" .attn)_bwd $seed $* atol=3e-2" >> "$cases"
+}
+for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
+            "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+  backward_image "$spec"
+done
+for d in 64 128; do
+  add_backward_check "dense_d${d}_bwd_127x300" "$specs/dense_d$d.attn" 41 B=2 Hq=4 Hk=2 N=127 M=300
+  add_backward_check "causal_d${d}_bwd_1000" "$specs/causal_d$d.attn" 42 B=1 Hq=4 Hk=2 N=1000 M=1000
+  add_backward_check "causal_d${d}_bwd_300x127" "$specs/causal_d$d.attn" 43 B=1 Hq=2 Hk=2 N=300 M=127
+done
+add_backward_check softcap_window_bwd_700 "$examples/softcap_window.attn" 44 B=1 H=2 N=700
+add_backward_check varlen_causal_bwd_1500 "$examples/varlen_causal.attn" 45 T=1500 H=2 S1=5
+
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).
 for d in 64 128; do
@@ -280,6 +318,16 @@ for d in 64 128; do
       IMAGE=dense_d${d}_$variant add_time "dense_d${d}_n${n}_$variant" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
       IMAGE=causal_d${d}_$variant add_time "causal_d${d}_n${n}_$variant" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
     done
+  done
+done
+# The backward on the same shapes: FlashAttention-2's count, 2.5 times the
+# forward's FLOPs (five products against two).
+for d in 64 128; do
+  for n in 1024 4096 16384; do
+    b=$((16384 / n))
+    dense=$((10 * b * 16 * n * n * d))
+    IMAGE=dense_d${d}_bwd add_time "dense_d${d}_n${n}_bwd" "$specs/dense_d$d.attn" "$dense" B=$b Hq=16 Hk=16 N=$n M=$n
+    IMAGE=causal_d${d}_bwd add_time "causal_d${d}_n${n}_bwd" "$specs/causal_d$d.attn" "$((dense / 2))" B=$b Hq=16 Hk=16 N=$n M=$n
   done
 done
 # Decoding (one query row, 32 query heads over 8 kv heads, head dim 128):

@@ -96,7 +96,12 @@ caseRuns() {
       # wgmma images exist for sm_90a only.
       [[ $target = sm_80 && ( $spec = *_wg* || $spec = *_ws* ) && ! -f $image ]] && continue
       local args=()
-      for d in $rest; do args+=(--dim "$d"); done
+      for d in $rest; do
+        case $d in
+          atol=*) args+=(--atol "${d#atol=}") ;;  # a case's own tolerance
+          *) args+=(--dim "$d") ;;
+        esac
+      done
       if [ "$kind" = check ]; then
         local expected="$here/expected/$label" f
         # A case on another image may share a case's outputs (prepare.sh).
@@ -104,6 +109,12 @@ caseRuns() {
         for f in "$expected"/*.npy; do
           args+=(--expect "$(basename "$f" .npy)=$f")
         done
+        # Inputs that are not seeded (the backward's o and lse).
+        if [ -d "$here/inputs/$label" ]; then
+          for f in "$here/inputs/$label"/*.npy; do
+            args+=(--input "$(basename "$f" .npy)=$f")
+          done
+        fi
         args+=(--seed "$third")
       else
         args+=(--seed 0 --repeat 20 --flops "$third")
