@@ -270,11 +270,11 @@ same_checks seg1 gla_600 mamba2_decay_1000 ssd_d64_777 retnet_bf16_1000 \
 
 # The backward (docs/gpu.md, "The backward"): IMAGE_bwd is the kernel's
 # <kernel>_backward, built from its tile program. A check runs it on the
-# forward's own o and lse (the reference forward's outputs, carried in
-# inputs/LABEL and passed with --input; q, k, v, d_o and d_lse are seeded
-# alike on both sides) against the CPU reference backward, within 3e-2 of
-# each gradient's scale (P and dS are bf16 on the tensor cores, as in the
-# emulator tests).
+# training forward's outputs (o, lse, topk_blocks from the reference,
+# carried in inputs/LABEL and passed with --input; q, k, v, d_o and d_lse
+# are seeded alike on both sides) against the CPU reference backward,
+# within 3e-2 of each gradient's scale (P and dS are bf16 on the tensor
+# cores, as in the emulator tests).
 backward_image() {
   local spec=$1 target
   for target in sm_80 sm_90a; do
@@ -286,16 +286,20 @@ add_backward_check() {
   local label=$1 spec=$2 seed=$3; shift 3
   local dims=() dim
   for dim in "$@"; do dims+=(--dim "$dim"); done
-  "$attnc" run "$spec" --path=reference --seed "$seed" "${dims[@]}" \
-    --output-dir "$out/inputs/$label" > /dev/null
+  "$attnc" run --training-forward "$spec" --path=reference --seed "$seed" \
+    "${dims[@]}" --output-dir "$out/inputs/$label" > /dev/null
+  local inputs=() file
+  for file in "$out/inputs/$label"/*.npy; do
+    inputs+=(--input "$(basename "$file" .npy)=$file")
+  done
   "$attnc" run --backward "$spec" --path=reference --seed "$seed" "${dims[@]}" \
-    --input o="$out/inputs/$label/o.npy" --input lse="$out/inputs/$label/lse.npy" \
-    --output-dir "$out/expected/$label" > /dev/null
+    "${inputs[@]}" --output-dir "$out/expected/$label" > /dev/null
   echo "check $label $(basename "$spec" .attn)_bwd $seed $* atol=3e-2" >> "$cases"
 }
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
             "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
-            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn; do
+            "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
+            "$examples"/topk_select.attn; do
   backward_image "$spec"
 done
 for d in 64 128; do
@@ -305,6 +309,7 @@ for d in 64 128; do
 done
 add_backward_check softcap_window_bwd_700 "$examples/softcap_window.attn" 44 B=1 H=2 N=700
 add_backward_check varlen_causal_bwd_1500 "$examples/varlen_causal.attn" 45 T=1500 H=2 S1=5
+add_backward_check topk_select_bwd_700 "$examples/topk_select.attn" 46 B=1 Hq=4 Hk=2 N=700
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).

@@ -265,6 +265,36 @@ TEST(GpuBackward, MatchesTheReferenceBackward) {
   }
 }
 
+// The GPU training forward of a top-k kernel (the hand-built kernel) saves
+// the same selection as the CPU reference: random scores have no ties
+// within the FMA contraction that may reorder them (docs/gpu.md).
+TEST(GpuBackward, TopkTrainingForwardSavesTheSelection) {
+  BackwardKernels kernels(header("bf16", "") +
+                          ") {\n select = topk(3, block = 16); mask = causal\n"
+                          "}\n}\n");
+  ASSERT_TRUE(kernels.forward) << kernels.error;
+  std::string error;
+  std::unique_ptr<EmulatedGpuKernel> gpu = EmulatedGpuKernel::compile(
+      *kernels.module, "t", GpuPipelineOptions(), error);
+  ASSERT_TRUE(gpu) << error;
+  const uint64_t seed = 11;
+  std::mt19937_64 rng(seed);
+  std::map<std::string, HostTensor> inputs =
+      qkv(rng, ElementType::BF16, {1, 4, 70, 64}, {1, 2, 70, 64});
+  std::vector<HostTensor> expected, actual;
+  ASSERT_TRUE(runCpu(*kernels.forward, inputs, expected, error)) << error;
+  std::vector<TensorView> storage;
+  ASSERT_TRUE(gpu->run(viewsOf(gpu->image().signature, inputs, storage),
+                       actual, error))
+      << error;
+  ASSERT_EQ(actual.size(), 3u);
+  EXPECT_EQ(gpu->image().signature.results[2].name, "topk_blocks");
+  EXPECT_EQ(values(actual[2]), values(expected[2]))
+      << "the saved selections differ (seed " << seed << ")";
+  expectClose(values(actual[0]), values(expected[0]), {3e-2, 3e-2},
+              "o (seed " + std::to_string(seed) + ")");
+}
+
 // What the GPU backward does not do yet is refused by name at compile time.
 TEST(GpuBackward, RefusesWhatItCannotLower) {
   BackwardKernels slopes(

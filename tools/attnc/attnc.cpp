@@ -67,6 +67,13 @@ static cl::opt<bool> backward(
     cl::sub(emitCommand), cl::sub(runCommand), cl::sub(compileCommand),
     cl::cat(category));
 
+static cl::opt<bool> trainingForward(
+    "training-forward",
+    cl::desc("The forward that training runs: the kernel, also returning "
+             "what its backward takes and the spec does not return (lse; "
+             "topk_blocks for top-k)"),
+    cl::sub(runCommand), cl::sub(compileCommand), cl::cat(category));
+
 enum class Stage { Attn, Tile, Loops, Reference, LLVM };
 static cl::opt<Stage> stage(
     "stage", cl::desc("Stage to print"), cl::init(Stage::Attn),
@@ -288,8 +295,14 @@ static bool compileFor(StringRef target, unsigned targets,
   request.options = options;
   request.diagnosticStream = &errs();
   request.keepLoweredIR = keepLoweredIR;
+  if (backward && trainingForward) {
+    fail("--backward and --training-forward name different kernels; give one");
+    return false;
+  }
   if (backward)
     request.part = KernelPart::Backward;
+  if (trainingForward)
+    request.part = KernelPart::TrainingForward;
   CompileFailure failure = compileSpec(context, request, compiled, error);
   if (failure == CompileFailure::None)
     return true;

@@ -61,11 +61,6 @@ namespace {
 std::string unsupportedReason(Operation *familyOp, GpuTileShape &shape,
                               int64_t maxSharedBytes) {
   if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp);
-      sparse && sparse.getTopkBlocks())
-    return "the training forward of a top-k kernel (which saves the "
-           "selection, topk_blocks) is not built for GPU targets yet; a "
-           "CPU target computes it";
-  if (auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp);
       sparse && sparse.getTopk()) {
     // Selection is per query row: the CTA keeps its rows and takes the
     // selection block as its key tile.

@@ -42,7 +42,11 @@ void SoftmaxKernelBuilder::setUpFamily(ValueRange results,
   operands = getAttentionOperands(familyOp, rb);
   layout = operands.layout;
   o = results[0];
-  lse = results.size() > 1 ? results[1] : Value();
+  // Results: out, lse (softmax), topk_blocks (a top-k training forward).
+  auto sparse = dyn_cast<SparseSoftmaxOp>(familyOp);
+  bool hasLse = sparse ? bool(sparse.getLse()) : results.size() > 1;
+  lse = hasLse ? results[1] : Value();
+  topkBlocks = sparse && sparse.getTopkBlocks() ? results.back() : Value();
   scale = rb.softmaxScale(givenScale, idx(shape.dimK));
   online = normalizer == Normalizer::softmax;
   band = analyzeMask(*maskRegion);

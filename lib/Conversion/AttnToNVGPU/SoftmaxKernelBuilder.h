@@ -375,8 +375,8 @@ private:
   std::optional<APFloat> givenScale;
   Normalizer normalizer = Normalizer::softmax;
   AttentionOperands operands;
-  /// The result buffers (lse null when absent).
-  Value o, lse;
+  /// The result buffers (lse and the top-k selection null when absent).
+  Value o, lse, topkBlocks;
   Value scale;
   bool online = true;
   MaskStructure band;

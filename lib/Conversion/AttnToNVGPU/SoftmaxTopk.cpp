@@ -186,6 +186,18 @@ void SoftmaxKernelBuilder::markKeptBlocks() {
     Value entry = arith::RemUIOp::create(b, element, idx(topk));
     Value kept = arith::IndexCastOp::create(
         b, b.getIndexType(), memref::LoadOp::create(b, keptCount, r));
+    if (topkBlocks) // the training forward saves the rows' lists, -1 after
+      rb.ifThen(lessThan(r, rows), [&] {
+        Value i = rb.add(i0, r);
+        SmallVector<Value> at =
+            lseIndices(operands.cuQ, batch, gridHead, rb.add(startQ, i), i);
+        at.push_back(entry);
+        Value block = arith::SIToFPOp::create(
+            b, f32, memref::LoadOp::create(b, keptBlocks, ValueRange{r, entry}));
+        rb.storeF32(arith::SelectOp::create(b, lessThan(entry, kept), block,
+                                            rb.f32(-1)),
+                    topkBlocks, at);
+      });
     rb.ifThen(lessThan(entry, kept), [&] {
       Value block = arith::IndexCastOp::create(
           b, b.getIndexType(),
