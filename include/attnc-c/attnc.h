@@ -116,9 +116,13 @@ typedef enum {
    * its results are
    * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
    * reads, in the order of the forward's parameters, each with its
-   * input's shape. Softmax-family specs only, for "cpu" (the tiled
+   * input's shape. Softmax-family specs compile for "cpu" (the tiled
    * backward), "cpu-reference" and the GPU targets (not when the score
-   * reads float inputs); others fail with ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
+   * reads float inputs). A linear spec's backward takes the forward's
+   * parameters, then d_<o> and d_<final state>, and returns d_q, d_k, d_v,
+   * d_<initial state> and d_<x> for each float tensor the gate reads; it
+   * compiles for "cpu-reference" only. Others fail with
+   * ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
    * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
   ATTNC_PART_BACKWARD
 } attnc_kernel_part;

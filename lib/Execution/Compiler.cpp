@@ -128,6 +128,13 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
       return CompileFailure::Target;
     kernel.erase();
     kernel = *derived;
+    if (isa<attn::LinearBackwardOp>(kernel.getFamilyOp()) &&
+        (gpuTarget || options.cpu.path != CpuPath::Reference)) {
+      error = "the backward of linear kernels runs on target cpu-reference "
+              "only for now (the reference's backward through time); the "
+              "chunkwise CPU and GPU backward are not built yet";
+      return CompileFailure::Target;
+    }
   }
   out.roles = getParamRoles(kernel);
   std::string kernelName = kernel.getSymName().str();

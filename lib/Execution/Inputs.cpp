@@ -25,13 +25,17 @@ ParamRoles attnc::getParamRoles(attn::KernelOp kernel) {
   mark(family->getOperand(0), ParamRole::Query);
   mark(family->getOperand(1), ParamRole::Key);
   mark(family->getOperand(2), ParamRole::Value);
-  if (auto linear = dyn_cast<attn::LinearOp>(family)) {
+  auto markLinear = [&](auto linear) {
     mark(linear.getCuSeqlens(), ParamRole::Offsets);
     mark(linear.getInitialState(), ParamRole::InitialState);
     linear.getGate().walk(
         [&](attn::LoadOp load) { mark(load.getTensor(), ParamRole::Gate); });
     return result;
-  }
+  };
+  if (auto linear = dyn_cast<attn::LinearOp>(family))
+    return markLinear(linear);
+  if (auto linear = dyn_cast<attn::LinearBackwardOp>(family))
+    return markLinear(linear);
   auto markOffsets = [&](auto op) {
     mark(op.getCuSeqlensQ(), ParamRole::Offsets);
     mark(op.getCuSeqlensK(), ParamRole::Offsets);

@@ -166,6 +166,95 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   return backward;
 }
 
+/// The backward of an attn.linear kernel: its parameters, then d_<o> and,
+/// when it returns its final state, d_<state>; it returns d_q, d_k, d_v,
+/// d_<initial state> (when it takes one) and d_<x> for each float tensor
+/// the gate and feature expressions read.
+FailureOr<KernelOp> deriveLinearBackward(KernelOp forward, LinearOp linear) {
+  if (failed(checkDifferentiable(linear.getGate(), "the gate expression")) ||
+      failed(checkDifferentiable(linear.getFeature(), "the feature map")))
+    return failure();
+  OpBuilder b(forward);
+  b.setInsertionPointAfter(forward);
+  Location loc = forward.getLoc();
+  FunctionType type = forward.getFunctionType();
+  auto resultName = [&](Value result) {
+    for (OpOperand &use : result.getUses())
+      if (isa<ReturnOp>(use.getOwner()))
+        return cast<StringAttr>(
+                   forward.getResultNames()[use.getOperandNumber()])
+            .getValue();
+    return StringRef();
+  };
+  auto nameOf = [&](Value param) {
+    return cast<StringAttr>(
+               forward
+                   .getParamNames()[cast<BlockArgument>(param).getArgNumber()])
+        .getValue();
+  };
+  SmallVector<Type> params(type.getInputs());
+  SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
+  SmallVector<bool> optional(forward.getOptionalParams());
+  auto addParam = [&](Type paramType, const Twine &name) {
+    params.push_back(paramType);
+    paramNames.push_back(b.getStringAttr(name));
+    optional.push_back(false);
+  };
+  addParam(linear.getOut().getType(), "d_" + resultName(linear.getOut()));
+  if (Value state = linear.getFinalState())
+    addParam(state.getType(), "d_" + resultName(state));
+
+  SmallVector<Value> inputs = getFloatTensorsRead(linear.getGate());
+  for (Value tensor : getFloatTensorsRead(linear.getFeature()))
+    if (!llvm::is_contained(inputs, tensor))
+      inputs.push_back(tensor);
+  SmallVector<Value> differentiated = {linear.getQ(), linear.getK(),
+                                       linear.getV()};
+  if (Value initial = linear.getInitialState())
+    differentiated.push_back(initial);
+  llvm::append_range(differentiated, inputs);
+  SmallVector<Type> results;
+  SmallVector<Attribute> resultNames;
+  for (Value input : differentiated) {
+    results.push_back(input.getType());
+    resultNames.push_back(b.getStringAttr("d_" + nameOf(input)));
+  }
+  llvm::StringSet<> seen;
+  for (Attribute name : llvm::concat<Attribute>(paramNames, resultNames))
+    if (!seen.insert(cast<StringAttr>(name).getValue()).second)
+      return forward.emitOpError("cannot be differentiated: its backward "
+                                 "kernel would have two tensors named '")
+             << cast<StringAttr>(name).getValue() << "'";
+
+  auto backward = KernelOp::create(
+      b, loc, b.getStringAttr(forward.getSymName() + "_backward"),
+      TypeAttr::get(b.getFunctionType(params, results)),
+      b.getArrayAttr(paramNames), b.getArrayAttr(resultNames),
+      b.getDenseBoolArrayAttr(optional));
+  Block *body = b.createBlock(&backward.getBody());
+  IRMapping mapping;
+  for (BlockArgument arg : forward.getBody().front().getArguments())
+    mapping.map(arg, body->addArgument(arg.getType(), arg.getLoc()));
+  SmallVector<Value> extra;
+  for (Type paramType : ArrayRef(params).drop_front(type.getNumInputs()))
+    extra.push_back(body->addArgument(paramType, loc));
+  auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
+  auto op = LinearBackwardOp::create(
+      b, linear.getLoc(), results, lookup(linear.getQ()),
+      lookup(linear.getK()), lookup(linear.getV()),
+      lookup(linear.getCuSeqlens()), lookup(linear.getInitialState()),
+      extra[0], linear.getFinalState() ? extra[1] : Value(),
+      llvm::map_to_vector(inputs, lookup), linear.getScaleAttr(),
+      linear.getGateKindAttr(), linear.getCausalAttr(), linear.getChunkAttr(),
+      linear.getLayoutAttr());
+  op.getGate().getBlocks().clear();
+  op.getFeature().getBlocks().clear();
+  linear.getGate().cloneInto(&op.getGate(), mapping);
+  linear.getFeature().cloneInto(&op.getFeature(), mapping);
+  ReturnOp::create(b, loc, op.getResults());
+  return backward;
+}
+
 } // namespace
 
 LogicalResult attnc::addTrainingResults(KernelOp forward) {
@@ -248,9 +337,9 @@ FailureOr<KernelOp> attnc::deriveBackwardKernel(KernelOp forward) {
     return deriveSoftmaxBackward(forward, chunked);
   if (auto sparse = dyn_cast<SparseSoftmaxOp>(family))
     return deriveSoftmaxBackward(forward, sparse);
-  family->emitOpError("has no backward yet: gradients are implemented for "
-                      "attn.softmax, attn.chunk_softmax and "
-                      "attn.sparse_softmax only");
+  if (auto linear = dyn_cast<LinearOp>(family))
+    return deriveLinearBackward(forward, linear);
+  family->emitOpError("has no backward: it is a backward kernel already");
   return failure();
 }
 

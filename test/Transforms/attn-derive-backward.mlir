@@ -107,3 +107,23 @@ attn.kernel @selected(%q: !attn.tensor<f32[B, H, N, 16]>, %k: !attn.tensor<f32[B
   }
   attn.return %o : !attn.tensor<f32[B, H, N, 16]>
 }
+
+// -----
+
+// Linear kernels: d_<o> and d_<final state> in, the initial state's and the
+// gate tensor's gradients out (after dv), gate and feature regions kept.
+
+// CHECK-LABEL: attn.kernel @gla_backward(
+// CHECK-SAME: %d_o: !attn.tensor<f32[B, H, T, 8]>, %d_hT: !attn.tensor<f32[B, H, 4, 8]>) -> (d_q: {{.*}}, d_h0: !attn.tensor<f32[B, H, 4, 8]>, d_g: !attn.tensor<f32[B, H, T, 4]>)
+// CHECK: attn.linear_backward %q, %k, %v initial_state(%h0) d_out(%d_o) d_final_state(%d_hT) inputs(%g) {gate_kind = #attn<gate_kind per_key_dim>}
+// CHECK: attn.load %g
+// CHECK: feature
+attn.kernel @gla(%q: !attn.tensor<f32[B, H, T, 4]>, %k: !attn.tensor<f32[B, H, T, 4]>, %v: !attn.tensor<f32[B, H, T, 8]>, %g: !attn.tensor<f32[B, H, T, 4]>, %h0: !attn.tensor<f32[B, H, 4, 8]>) -> (o: !attn.tensor<f32[B, H, T, 8]>, hT: !attn.tensor<f32[B, H, 4, 8]>) {
+  %o, %state = attn.linear %q, %k, %v initial_state(%h0) {gate_kind = #attn<gate_kind per_key_dim>} : (!attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 8]>, !attn.tensor<f32[B, H, 4, 8]>) -> (!attn.tensor<f32[B, H, T, 8]>, !attn.tensor<f32[B, H, 4, 8]>) gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %x = attn.load %g[%b, %h, %t, %d] : !attn.tensor<f32[B, H, T, 4]> -> f32
+    attn.yield %x : f32
+  } feature {
+  }
+  attn.return %o, %state : !attn.tensor<f32[B, H, T, 8]>, !attn.tensor<f32[B, H, 4, 8]>
+}

@@ -713,11 +713,24 @@ TEST(CApi, TrainingForwardAndBackwardParts) {
                         "gradients of float inputs that the score reads"),
             nullptr)
       << attnc_last_error(context);
-  EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
+  // Linear kernels: the reference's backward through time only.
+  attnc_kernel *linearBackward = nullptr;
+  ASSERT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
                                nullptr, "cpu-reference", nullptr,
-                               ATTNC_PART_BACKWARD, &refused),
+                               ATTNC_PART_BACKWARD, &linearBackward),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  EXPECT_STREQ(attnc_kernel_name(linearBackward), "gla_backward");
+  EXPECT_EQ(attnc_kernel_num_params(linearBackward), 7u); // q k v g h0 d_o d_hT
+  EXPECT_EQ(attnc_kernel_num_results(linearBackward), 5u); // d_q d_k d_v d_h0 d_g
+  attnc_kernel_destroy(linearBackward);
+  EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
+                               nullptr, "cpu", nullptr, ATTNC_PART_BACKWARD,
+                               &refused),
             ATTNC_ERROR_TARGET);
-  EXPECT_NE(std::strstr(attnc_last_error(context), "gla.attn:"), nullptr)
+  EXPECT_NE(std::strstr(attnc_last_error(context),
+                        "runs on target cpu-reference only"),
+            nullptr)
       << attnc_last_error(context);
   EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
                                nullptr, "cpu", nullptr,

@@ -191,5 +191,6 @@ def test_gpu_operator_matches_the_cpu_kernel():
 def test_backward_is_refused_not_wrong():
     op = attnc.compile(EXAMPLES / "retnet.attn").torch_op()
     q = torch.rand(1, 2, 5, 64, requires_grad=True)
-    with pytest.raises(RuntimeError, match="has no backward: .*retnet.attn:5:7: 'attn.linear' op has no backward yet"):
+    with pytest.raises(RuntimeError, match="has no backward: the backward of linear kernels runs on target "
+                                           "cpu-reference only for now"):
         op(q, q, q).sum().backward()

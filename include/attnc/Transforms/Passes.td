@@ -53,11 +53,17 @@ def DeriveBackward : Pass<"attn-derive-backward", "::mlir::ModuleOp"> {
     input's type. The body is one `attn.softmax_backward` with f's
     attributes and regions (and, for an attn.chunk_softmax, its chunk; for
     a block-sparse attn.sparse_softmax, its block sizes and block mask or
-    lists).
+    lists; for top-k, `topk`, `block_k` and the saved selection
+    `topk_blocks`, a parameter after lse).
 
-    The score expression must be differentiable (an op without a
-    derivative is reported at its location). Top-k kernels and the linear
-    family are reported: their gradients are not implemented yet.
+    An attn.linear kernel's backward takes f's parameters, then `d_<o>`
+    and, when f returns its final state, `d_<state>`; it returns `d_q`,
+    `d_k`, `d_v`, `d_<initial state>` (when f takes one) and `d_<name>`
+    for each float tensor the gate and feature expressions read, from one
+    `attn.linear_backward`.
+
+    The score, gate and feature expressions must be differentiable (an op
+    without a derivative is reported at its location).
   }];
   let options = [
     Option<"kernel", "kernel", "std::string", /*default=*/"\"\"",

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "LinearBackward.h"
 #include "SoftmaxBackward.h"
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
@@ -504,6 +505,8 @@ void lowerKernel(KernelOp kernel) {
       lowerSoftmaxFamily(sparse, rb, results);
     else if (auto backward = dyn_cast<SoftmaxBackwardOp>(familyOp))
       lowerSoftmaxBackward(backward, rb, results);
+    else if (auto backward = dyn_cast<LinearBackwardOp>(familyOp))
+      lowerLinearBackward(backward, rb, results);
     else
       lowerLinear(cast<LinearOp>(familyOp), rb, results);
   });

@@ -18,6 +18,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "SoftmaxBackward.h"
+#include "GradientBuffers.h"
 
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
 
@@ -28,72 +29,6 @@ using namespace attnc;
 using namespace attnc::attn;
 using namespace attnc::lowering;
 
-namespace {
-
-/// An f32 buffer with the shape of a gradient, flattened row-major.
-struct Accumulator {
-  Value gradient, buffer;
-  SmallVector<Value> dims;
-};
-
-Value flatIndex(LoweringBuilder &rb, const Accumulator &acc,
-                ValueRange indices) {
-  Value flat = rb.index(0);
-  for (auto [index, dim] : llvm::zip(indices, acc.dims))
-    flat = rb.add(rb.mul(flat, dim), index);
-  return flat;
-}
-
-/// for every index tuple of `dims`: body(indices).
-void forEachIndex(LoweringBuilder &rb, ArrayRef<Value> dims,
-                  SmallVector<Value> &indices,
-                  llvm::function_ref<void(ValueRange)> body) {
-  if (indices.size() == dims.size())
-    return body(indices);
-  rb.loop(rb.index(0), dims[indices.size()], [&](Value index) {
-    indices.push_back(index);
-    forEachIndex(rb, dims, indices, body);
-    indices.pop_back();
-  });
-}
-
-Accumulator zeroAccumulator(LoweringBuilder &rb, Value gradient) {
-  ImplicitLocOpBuilder &b = rb.b;
-  Accumulator acc{gradient, Value(), {}};
-  Value size = rb.index(1);
-  for (int64_t d = 0; d < cast<MemRefType>(gradient.getType()).getRank(); ++d) {
-    acc.dims.push_back(rb.dim(gradient, d));
-    size = rb.mul(size, acc.dims.back());
-  }
-  acc.buffer = memref::AllocOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getF32Type()),
-      ValueRange{size});
-  rb.loop(rb.index(0), size, [&](Value element) {
-    memref::StoreOp::create(b, rb.f32(0), acc.buffer, element);
-  });
-  return acc;
-}
-
-void accumulate(LoweringBuilder &rb, const Accumulator &acc, ValueRange indices,
-                Value value) {
-  ImplicitLocOpBuilder &b = rb.b;
-  Value flat = flatIndex(rb, acc, indices);
-  Value sum = rb.add(memref::LoadOp::create(b, acc.buffer, flat), value);
-  memref::StoreOp::create(b, sum, acc.buffer, flat);
-}
-
-/// Writes the sums into the gradient in its dtype and frees the buffer.
-void finish(LoweringBuilder &rb, const Accumulator &acc) {
-  ImplicitLocOpBuilder &b = rb.b;
-  SmallVector<Value> indices;
-  forEachIndex(rb, acc.dims, indices, [&](ValueRange at) {
-    rb.storeF32(memref::LoadOp::create(b, acc.buffer, flatIndex(rb, acc, at)),
-                acc.gradient, at);
-  });
-  memref::DeallocOp::create(b, acc.buffer);
-}
-
-} // namespace
 
 void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
                                            LoweringBuilder &rb,
@@ -109,14 +44,7 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
   Type f32 = b.getF32Type(), i8 = b.getI8Type();
   Value negInf = rb.f32(-std::numeric_limits<double>::infinity());
 
-  // One work item (the first) computes everything.
-  Value first = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
-  if (rb.workBegin)
-    first = arith::AndIOp::create(
-        b,
-        arith::CmpIOp::create(b, arith::CmpIPredicate::eq, rb.workBegin, zero),
-        arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, rb.workEnd, zero));
-  rb.ifThen(first, [&] {
+  inFirstWorkItem(rb, [&] {
     SmallVector<Accumulator> accs;
     for (Value gradient : results)
       accs.push_back(zeroAccumulator(rb, gradient));

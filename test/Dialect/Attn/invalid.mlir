@@ -602,3 +602,26 @@ attn.kernel @backward_selection_without_topk(%q: !attn.tensor<f32[B, H, N, 16]>,
   }
   attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, N, 16]>, !attn.tensor<f32[B, H, M, 16]>, !attn.tensor<f32[B, H, M, 16]>
 }
+
+// -----
+
+attn.kernel @linear_backward_without_state_gradient(%q: !attn.tensor<f32[B, H, T, 4]>, %k: !attn.tensor<f32[B, H, T, 4]>, %v: !attn.tensor<f32[B, H, T, 4]>, %h0: !attn.tensor<f32[B, H, 4, 4]>, %do: !attn.tensor<f32[B, H, T, 4]>) -> (dq: !attn.tensor<f32[B, H, T, 4]>, dk: !attn.tensor<f32[B, H, T, 4]>, dv: !attn.tensor<f32[B, H, T, 4]>) {
+  // expected-error @+1 {{yields 0 gradients after dv, expected 1 (the initial state's, then one per input)}}
+  %dq, %dk, %dv = attn.linear_backward %q, %k, %v initial_state(%h0) d_out(%do) : (!attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, 4, 4]>, !attn.tensor<f32[B, H, T, 4]>) -> (!attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>) gate {
+  } feature {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>
+}
+
+// -----
+
+attn.kernel @linear_backward_missing_input(%q: !attn.tensor<f32[B, H, T, 4]>, %k: !attn.tensor<f32[B, H, T, 4]>, %v: !attn.tensor<f32[B, H, T, 4]>, %g: !attn.tensor<f32[H]>, %do: !attn.tensor<f32[B, H, T, 4]>) -> (dq: !attn.tensor<f32[B, H, T, 4]>, dk: !attn.tensor<f32[B, H, T, 4]>, dv: !attn.tensor<f32[B, H, T, 4]>) {
+  // expected-error @+1 {{inputs must be the 1 floating-point tensors the gate and feature expressions read, in the order they first read them}}
+  %dq, %dk, %dv = attn.linear_backward %q, %k, %v d_out(%do) {gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>) -> (!attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>) gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %ts: index):
+    %x = attn.load %g[%h] : !attn.tensor<f32[H]> -> f32
+    attn.yield %x : f32
+  } feature {
+  }
+  attn.return %dq, %dk, %dv : !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>, !attn.tensor<f32[B, H, T, 4]>
+}

@@ -1,6 +1,7 @@
 //===- AttnOps.cpp - Attention dialect operations -------------------------===//
 
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
+#include "ShapeChecker.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/OpImplementation.h"
@@ -10,6 +11,8 @@
 
 using namespace mlir;
 using namespace attnc::attn;
+using attnc::attn::detail::nameRegionArguments;
+using attnc::attn::detail::verifyExpressionRegion;
 
 #define GET_OP_CLASSES
 #include "attnc/Dialect/Attn/IR/AttnOps.cpp.inc"
@@ -27,6 +30,8 @@ attnc::attn::getSequenceOffsets(Operation *familyOp) {
     cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
   else if (auto op = dyn_cast<SoftmaxBackwardOp>(familyOp))
     cuQ = op.getCuSeqlensQ(), cuK = op.getCuSeqlensK();
+  else if (auto op = dyn_cast<LinearBackwardOp>(familyOp))
+    cuQ = cuK = op.getCuSeqlens();
   return {cuQ, cuK ? cuK : cuQ};
 }
 
@@ -230,11 +235,12 @@ LogicalResult KernelOp::verify() {
   for (Operation &op : entry) {
     if (isa<ReturnOp>(op))
       continue;
-    if (!isSoftmaxFamily(&op) && !isa<LinearOp, SoftmaxBackwardOp>(op))
+    if (!isSoftmaxFamily(&op) &&
+        !isa<LinearOp, SoftmaxBackwardOp, LinearBackwardOp>(op))
       return op.emitOpError("cannot appear in a kernel body; expected one of "
                             "attn.softmax, attn.chunk_softmax, "
                             "attn.sparse_softmax, attn.linear, "
-                            "attn.softmax_backward");
+                            "attn.softmax_backward, attn.linear_backward");
     ++familyOps;
   }
   if (familyOps != 1)
@@ -263,8 +269,12 @@ LogicalResult KernelOp::verify() {
     if (!isOptionalParam(param.getArgNumber()))
       continue;
     for (OpOperand &use : param.getUses()) {
-      auto linear = dyn_cast<LinearOp>(use.getOwner());
-      if (!linear || use.get() != linear.getInitialState())
+      Value initial;
+      if (auto linear = dyn_cast<LinearOp>(use.getOwner()))
+        initial = linear.getInitialState();
+      else if (auto backward = dyn_cast<LinearBackwardOp>(use.getOwner()))
+        initial = backward.getInitialState();
+      if (!initial || use.get() != initial)
         return use.getOwner()->emitOpError("uses optional parameter '")
                << cast<StringAttr>(getParamNames()[param.getArgNumber()])
                       .getValue()
@@ -303,8 +313,8 @@ LogicalResult LoadOp::verify() {
 // Readable names for the family ops' results and region arguments
 //===----------------------------------------------------------------------===//
 
-static void nameRegionArguments(Region &region, ArrayRef<StringRef> names,
-                                OpAsmSetValueNameFn setNameFn) {
+void attnc::attn::detail::nameRegionArguments(
+    Region &region, ArrayRef<StringRef> names, OpAsmSetValueNameFn setNameFn) {
   if (region.empty())
     return;
   for (auto [arg, name] : llvm::zip(region.getArguments(), names))
@@ -352,185 +362,17 @@ void SoftmaxBackwardOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
     setNameFn(gradient, "dinput");
 }
 
-void LinearOp::getAsmBlockArgumentNames(Region &region,
-                                        OpAsmSetValueNameFn setNameFn) {
-  static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
-  static constexpr StringRef featureNames[] = {"x"};
-  nameRegionArguments(region,
-                      &region == &getGate() ? ArrayRef(gateNames)
-                                            : ArrayRef(featureNames),
-                      setNameFn);
-}
-
-void LinearOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
-  setNameFn(getOut(), "o");
-  if (getFinalState())
-    setNameFn(getFinalState(), "state");
-}
-
 //===----------------------------------------------------------------------===//
 // Shared verification of the family ops
 //===----------------------------------------------------------------------===//
 
-namespace {
-/// Checks tensor operands and results against the shape rules of a family op
-/// and reports violations naming the tensor and the rule.
-class ShapeChecker {
-public:
-  ShapeChecker(Operation *op, Layout layout)
-      : op(op), layout(layout), dims(getLayoutDims(layout)) {}
-
-  LogicalResult rank(StringRef name, AttnTensorType type, unsigned expected,
-                     StringRef shape) {
-    if (type.getRank() == expected)
-      return success();
-    return op->emitOpError() << name << " must have rank " << expected << " "
-                             << shape << ", got " << type;
-  }
-
-  LogicalResult floatElements(StringRef name, AttnTensorType type) {
-    if (isa<FloatType>(type.getElementType()))
-      return success();
-    return op->emitOpError() << name << " must have f32, f16 or bf16 elements, got "
-                             << type.getElementType();
-  }
-
-  LogicalResult elements(StringRef name, AttnTensorType type, Type expected) {
-    if (type.getElementType() == expected)
-      return success();
-    return op->emitOpError() << name << " must have " << expected
-                             << " elements, got " << type.getElementType();
-  }
-
-  /// Dimension `index` of `lhs` must equal dimension `otherIndex` of `rhs`.
-  LogicalResult same(StringRef lhsName, AttnTensorType lhs, unsigned index,
-                     StringRef rhsName, AttnTensorType rhs, unsigned otherIndex,
-                     StringRef what) {
-    if (!lhs.conflictingDim(index, rhs, otherIndex))
-      return success();
-    return op->emitOpError() << "the " << what << " of " << lhsName << " ("
-                             << lhs.dimString(index) << ") must equal the "
-                             << what << " of " << rhsName << " ("
-                             << rhs.dimString(otherIndex) << ")";
-  }
-
-  /// q, k, v: ranks, element types and the dimensions they share.
-  LogicalResult qkv(AttnTensorType q, AttnTensorType k, AttnTensorType v) {
-    StringRef shape = layoutShape();
-    for (auto [name, type] : {std::pair{"q", q}, {"k", k}, {"v", v}})
-      if (failed(rank(name, type, dims.rank, shape)) ||
-          failed(floatElements(name, type)))
-        return failure();
-    if (q.getElementType() != k.getElementType() ||
-        q.getElementType() != v.getElementType())
-      return op->emitOpError("q, k and v must share one element type, got ")
-             << q.getElementType() << ", " << k.getElementType() << " and "
-             << v.getElementType();
-    if (dims.batch >= 0 &&
-        (failed(same("k", k, dims.batch, "q", q, dims.batch, "batch size")) ||
-         failed(same("v", v, dims.batch, "k", k, dims.batch, "batch size"))))
-      return failure();
-    if (failed(same("k", k, dims.feature, "q", q, dims.feature, "head dim")) ||
-        failed(same("v", v, dims.head, "k", k, dims.head, "head count")) ||
-        failed(same("v", v, dims.seq, "k", k, dims.seq, "sequence length")))
-      return failure();
-    std::optional<int64_t> hq = q.getFixedSize(dims.head),
-                           hk = k.getFixedSize(dims.head);
-    if (hq && hk && (*hk == 0 || *hq % *hk != 0))
-      return op->emitOpError("q has ")
-             << *hq << " heads, which is not a multiple of the " << *hk
-             << " kv heads of k and v (GQA needs Hq = G * Hk)";
-    return success();
-  }
-
-  /// The output: q's shape with v's head dim.
-  LogicalResult output(AttnTensorType out, AttnTensorType q, AttnTensorType v) {
-    if (failed(rank("the output", out, dims.rank, layoutShape())) ||
-        failed(floatElements("the output", out)))
-      return failure();
-    for (int dim : {dims.batch, dims.head, dims.seq})
-      if (dim >= 0 && failed(same("the output", out, dim, "q", q, dim,
-                                  dimName(dim))))
-        return failure();
-    return same("the output", out, dims.feature, "v", v, dims.feature,
-                "head dim");
-  }
-
-  /// A top-k selection: f32, lse's dims (from q) and `topk` entries.
-  LogicalResult topkBlocks(AttnTensorType blocks, AttnTensorType q,
-                           int64_t topk) {
-    StringRef name = "topk_blocks";
-    bool packed = layout == Layout::thd;
-    if (failed(elements(name, blocks, Float32Type::get(op->getContext()))) ||
-        failed(rank(name, blocks, packed ? 3 : 4,
-                    packed ? "[heads, total_tokens, topk]"
-                           : "[batch, heads, seq, topk]")))
-      return failure();
-    SmallVector<std::pair<int, StringRef>> shared = {
-        {dims.head, "head count"}, {dims.seq, "sequence length"}};
-    if (!packed)
-      shared.insert(shared.begin(), {dims.batch, "batch size"});
-    for (auto [index, dimAndName] : llvm::enumerate(shared))
-      if (failed(same(name, blocks, index, "q", q, dimAndName.first,
-                      dimAndName.second)))
-        return failure();
-    std::optional<int64_t> entries = blocks.getFixedSize(blocks.getRank() - 1);
-    if (entries == topk)
-      return success();
-    return op->emitOpError() << name << " must have " << topk
-                             << " entries per row (topk), got "
-                             << blocks.dimString(blocks.getRank() - 1);
-  }
-
-  /// cu_seqlens-style offsets: rank-1 i32, present exactly when packed.
-  LogicalResult offsets(StringRef name, Value offsets, bool required) {
-    if (!offsets) {
-      if (required)
-        return op->emitOpError("layout thd (packed varlen) needs ") << name;
-      return success();
-    }
-    if (layout != Layout::thd)
-      return op->emitOpError() << name << " is only meaningful with layout thd";
-    auto type = cast<AttnTensorType>(offsets.getType());
-    return failure(failed(rank(name, type, 1, "[num_seqs + 1]")) ||
-                   failed(elements(name, type,
-                                   IntegerType::get(op->getContext(), 32))));
-  }
-
-  StringRef layoutShape() const {
-    switch (layout) {
-    case Layout::bhnd:
-      return "[batch, heads, seq, dim]";
-    case Layout::bnhd:
-      return "[batch, seq, heads, dim]";
-    case Layout::thd:
-      return "[total_tokens, heads, dim]";
-    }
-    llvm_unreachable("unknown layout");
-  }
-
-  StringRef dimName(int dim) const {
-    if (dim == dims.batch)
-      return "batch size";
-    if (dim == dims.head)
-      return "head count";
-    if (dim == dims.seq)
-      return "sequence length";
-    return "head dim";
-  }
-
-  Operation *op;
-  Layout layout;
-  LayoutDims dims;
-};
-} // namespace
+using attnc::attn::detail::ShapeChecker;
 
 /// Checks that an expression region is empty or has one block with the given
 /// argument types, only scalar arith/math/attn.load ops, and yields `result`.
-static LogicalResult verifyExpressionRegion(Operation *op, Region &region,
-                                            StringRef name,
-                                            ArrayRef<Type> argTypes,
-                                            Type result) {
+LogicalResult attnc::attn::detail::verifyExpressionRegion(
+    Operation *op, Region &region, StringRef name, ArrayRef<Type> argTypes,
+    Type result) {
   if (region.empty())
     return success();
   if (!region.hasOneBlock())
@@ -780,83 +622,5 @@ LogicalResult SparseSoftmaxOp::verifyRegions() {
       !getMask().front().getArgument(mask_arg::H).use_empty())
     return emitOpError("top-k block selection needs a mask that does not "
                        "depend on the head index h");
-  return success();
-}
-
-//===----------------------------------------------------------------------===//
-// LinearOp
-//===----------------------------------------------------------------------===//
-
-LogicalResult LinearOp::verify() {
-  ShapeChecker check(*this, getLayout());
-  auto q = cast<AttnTensorType>(getQ().getType());
-  auto k = cast<AttnTensorType>(getK().getType());
-  auto v = cast<AttnTensorType>(getV().getType());
-  auto out = cast<AttnTensorType>(getOut().getType());
-  bool packed = getLayout() == Layout::thd;
-  LayoutDims dims = check.dims;
-  if (failed(check.qkv(q, k, v)) || failed(check.output(out, q, v)) ||
-      failed(check.same("k", k, dims.seq, "q", q, dims.seq,
-                        "sequence length")) ||
-      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
-    return failure();
-  if (!std::isfinite(getScale().convertToFloat()))
-    return emitOpError("scale must be finite");
-  if (!getCausal() && getGateKind() != GateKind::none)
-    return emitOpError("non-causal linear attention takes no gate (decay "
-                       "needs an order of time steps)");
-
-  // States are f32 [batch (or sequence), query heads, Dk, Dv].
-  Type f32 = Float32Type::get(getContext());
-  for (auto [name, state] : {std::pair<StringRef, Value>{"initial_state",
-                                                         getInitialState()},
-                             {"final_state", getFinalState()}}) {
-    if (!state)
-      continue;
-    auto type = cast<AttnTensorType>(state.getType());
-    if (failed(check.rank(name, type, 4, "[batch, heads, key_dim, value_dim]")) ||
-        failed(check.elements(name, type, f32)) ||
-        (!packed &&
-         failed(check.same(name, type, 0, "q", q, dims.batch, "batch size"))) ||
-        failed(check.same(name, type, 1, "q", q, dims.head, "head count")) ||
-        failed(check.same(name, type, 2, "q", q, dims.feature, "key dim")) ||
-        failed(check.same(name, type, 3, "v", v, dims.feature, "value dim")))
-      return failure();
-  }
-  return success();
-}
-
-LogicalResult LinearOp::verifyRegions() {
-  Builder b(getContext());
-  SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
-  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
-                                    b.getF32Type())) ||
-      failed(verifyExpressionRegion(*this, getFeature(), "feature",
-                                    {b.getF32Type()}, b.getF32Type())))
-    return failure();
-
-  GateKind kind = getGateKind();
-  if (getGate().empty()) {
-    if (kind != GateKind::none)
-      return emitOpError("gate_kind ") << stringifyGateKind(kind)
-                                       << " needs a gate expression";
-    return success();
-  }
-  if (kind == GateKind::none)
-    return emitOpError("has a gate expression but gate_kind none");
-  // The kind promises which indices the gate reads; strategies rely on it.
-  Block &gate = getGate().front();
-  auto uses = [&](unsigned arg) { return !gate.getArgument(arg).use_empty(); };
-  static constexpr std::pair<unsigned, StringRef> indexNames[] = {
-      {gate_arg::B, "b"}, {gate_arg::T, "t"}, {gate_arg::D, "d"},
-      {gate_arg::TStart, "tstart"}};
-  for (auto [arg, name] : indexNames) {
-    bool allowed = kind == GateKind::per_key_dim ||
-                   (kind == GateKind::per_head && arg != gate_arg::D);
-    if (uses(arg) && !allowed)
-      return emitOpError("gate_kind ")
-             << stringifyGateKind(kind) << " promises a gate that does not "
-             << "depend on '" << name << "', but the gate expression uses it";
-  }
   return success();
 }

@@ -86,7 +86,7 @@ def Attn_LoadOp : Attn_Op<"load", [Pure]> {
 
 def Attn_YieldOp : Attn_Op<"yield", [Pure, Terminator, ParentOneOf<[
     "SoftmaxOp", "ChunkSoftmaxOp", "SparseSoftmaxOp", "SoftmaxBackwardOp",
-    "LinearOp"]>]> {
+    "LinearOp", "LinearBackwardOp"]>]> {
   let summary = "yields the value of an expression region";
   let arguments = (ins AnyTypeOf<[F32, I1]>:$value);
   let assemblyFormat = "$value attr-dict `:` type($value)";
@@ -355,6 +355,62 @@ def Attn_LinearOp : Attn_Op<"linear", [AttrSizedOperandSegments,
     $q `,` $k `,` $v
     (`cu_seqlens` `(` $cu_seqlens^ `)`)?
     (`initial_state` `(` $initial_state^ `)`)?
+    attr-dict `:` functional-type(operands, results)
+    `gate` $gate `feature` $feature
+  }];
+  let hasVerifier = 1;
+  let hasRegionVerifier = 1;
+}
+
+def Attn_LinearBackwardOp : Attn_Op<"linear_backward", [
+    AttrSizedOperandSegments,
+    DeclareOpInterfaceMethods<OpAsmOpInterface,
+                              ["getAsmBlockArgumentNames", "getAsmResultNames"]>]> {
+  let summary = "the gradients of attn.linear";
+  let description = [{
+    The backward of an `attn.linear` with the same operands, attributes
+    and regions (docs/semantics.md section 8): given the upstream gradients
+    `d_out` and `d_final_state` (when the forward returned its final state;
+    absent means 0), it yields dq, dk, dv, then `rest`: the gradient of
+    the initial state (when the forward takes one), then the gradient of
+    each floating-point tensor the gate and feature expressions read,
+    listed as `inputs` in the order the gate region, then the feature
+    region, first load them. Each gradient has its input's type. The
+    backward is the recurrence's, through time: the states are recomputed
+    from q, k, v and the gates.
+
+    ```mlir
+    %dq, %dk, %dv, %dh0, %dg = attn.linear_backward %q, %k, %v
+        initial_state(%h0) d_out(%do) inputs(%g) : (...) -> (...)
+    gate { ... } feature { ... }
+    ```
+  }];
+  let arguments = (ins
+      Attn_Tensor:$q, Attn_Tensor:$k, Attn_Tensor:$v,
+      Optional<Attn_Tensor>:$cu_seqlens,
+      Optional<Attn_Tensor>:$initial_state,
+      Attn_Tensor:$d_out, Optional<Attn_Tensor>:$d_final_state,
+      Variadic<Attn_Tensor>:$inputs,
+      DefaultValuedAttr<F32Attr, "1.0f">:$scale,
+      DefaultValuedAttr<Attn_GateKindAttr, "::attnc::attn::GateKind::none">:$gate_kind,
+      DefaultValuedAttr<BoolAttr, "true">:$causal,
+      DefaultValuedAttr<ConfinedAttr<I64Attr, [IntPositive, IntMaxValue<4096>]>, "64">:$chunk,
+      DefaultValuedAttr<Attn_LayoutAttr, "::attnc::attn::Layout::bhnd">:$layout);
+  let results = (outs Attn_Tensor:$dq, Attn_Tensor:$dk, Attn_Tensor:$dv,
+                      Variadic<Attn_Tensor>:$rest);
+  let regions = (region AnyRegion:$gate, AnyRegion:$feature);
+  let extraClassDeclaration = [{
+    /// The gradient of the initial state (null without one), then those
+    /// of `inputs`.
+    ::mlir::Value getDInitialState();
+    ::mlir::ValueRange getDInputs();
+  }];
+  let assemblyFormat = [{
+    $q `,` $k `,` $v
+    (`cu_seqlens` `(` $cu_seqlens^ `)`)?
+    (`initial_state` `(` $initial_state^ `)`)?
+    `d_out` `(` $d_out `)` (`d_final_state` `(` $d_final_state^ `)`)?
+    (`inputs` `(` $inputs^ `)`)?
     attr-dict `:` functional-type(operands, results)
     `gate` $gate `feature` $feature
   }];

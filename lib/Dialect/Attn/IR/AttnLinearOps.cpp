@@ -1,0 +1,215 @@
+//===- AttnLinearOps.cpp - The linear family's operations -----------------===//
+//
+// attn.linear and attn.linear_backward: printer names and verification.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ShapeChecker.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace attnc::attn;
+using attnc::attn::detail::nameRegionArguments;
+using attnc::attn::detail::ShapeChecker;
+using attnc::attn::detail::verifyExpressionRegion;
+
+void LinearOp::getAsmBlockArgumentNames(Region &region,
+                                        OpAsmSetValueNameFn setNameFn) {
+  static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
+  static constexpr StringRef featureNames[] = {"x"};
+  nameRegionArguments(region,
+                      &region == &getGate() ? ArrayRef(gateNames)
+                                            : ArrayRef(featureNames),
+                      setNameFn);
+}
+
+void LinearOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setNameFn(getOut(), "o");
+  if (getFinalState())
+    setNameFn(getFinalState(), "state");
+}
+
+void LinearBackwardOp::getAsmBlockArgumentNames(Region &region,
+                                                OpAsmSetValueNameFn setNameFn) {
+  static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
+  static constexpr StringRef featureNames[] = {"x"};
+  nameRegionArguments(region,
+                      &region == &getGate() ? ArrayRef(gateNames)
+                                            : ArrayRef(featureNames),
+                      setNameFn);
+}
+
+void LinearBackwardOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
+  setNameFn(getDq(), "dq");
+  setNameFn(getDk(), "dk");
+  setNameFn(getDv(), "dv");
+  if (Value state = getDInitialState())
+    setNameFn(state, "dstate");
+  for (Value gradient : getDInputs())
+    setNameFn(gradient, "dinput");
+}
+
+Value LinearBackwardOp::getDInitialState() {
+  return getInitialState() ? getRest().front() : Value();
+}
+
+ValueRange LinearBackwardOp::getDInputs() {
+  return getRest().drop_front(getInitialState() ? 1 : 0);
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LinearOp::verify() {
+  ShapeChecker check(*this, getLayout());
+  auto q = cast<AttnTensorType>(getQ().getType());
+  auto k = cast<AttnTensorType>(getK().getType());
+  auto v = cast<AttnTensorType>(getV().getType());
+  auto out = cast<AttnTensorType>(getOut().getType());
+  bool packed = getLayout() == Layout::thd;
+  LayoutDims dims = check.dims;
+  if (failed(check.qkv(q, k, v)) || failed(check.output(out, q, v)) ||
+      failed(
+          check.same("k", k, dims.seq, "q", q, dims.seq, "sequence length")) ||
+      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
+    return failure();
+  if (!std::isfinite(getScale().convertToFloat()))
+    return emitOpError("scale must be finite");
+  if (!getCausal() && getGateKind() != GateKind::none)
+    return emitOpError("non-causal linear attention takes no gate (decay "
+                       "needs an order of time steps)");
+
+  // States are f32 [batch (or sequence), query heads, Dk, Dv].
+  Type f32 = Float32Type::get(getContext());
+  for (auto [name, state] :
+       {std::pair<StringRef, Value>{"initial_state", getInitialState()},
+        {"final_state", getFinalState()}}) {
+    if (!state)
+      continue;
+    auto type = cast<AttnTensorType>(state.getType());
+    if (failed(
+            check.rank(name, type, 4, "[batch, heads, key_dim, value_dim]")) ||
+        failed(check.elements(name, type, f32)) ||
+        (!packed &&
+         failed(check.same(name, type, 0, "q", q, dims.batch, "batch size"))) ||
+        failed(check.same(name, type, 1, "q", q, dims.head, "head count")) ||
+        failed(check.same(name, type, 2, "q", q, dims.feature, "key dim")) ||
+        failed(check.same(name, type, 3, "v", v, dims.feature, "value dim")))
+      return failure();
+  }
+  return success();
+}
+
+LogicalResult LinearBackwardOp::verify() {
+  ShapeChecker check(*this, getLayout());
+  auto q = cast<AttnTensorType>(getQ().getType());
+  auto k = cast<AttnTensorType>(getK().getType());
+  auto v = cast<AttnTensorType>(getV().getType());
+  auto dOut = cast<AttnTensorType>(getDOut().getType());
+  bool packed = getLayout() == Layout::thd;
+  LayoutDims dims = check.dims;
+  if (failed(check.qkv(q, k, v)) || failed(check.output(dOut, q, v)) ||
+      failed(
+          check.same("k", k, dims.seq, "q", q, dims.seq, "sequence length")) ||
+      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
+    return failure();
+  if (!std::isfinite(getScale().convertToFloat()))
+    return emitOpError("scale must be finite");
+  if (!getCausal() && getGateKind() != GateKind::none)
+    return emitOpError("non-causal linear attention takes no gate (decay "
+                       "needs an order of time steps)");
+  Type f32 = Float32Type::get(getContext());
+  for (auto [name, state] :
+       {std::pair<StringRef, Value>{"initial_state", getInitialState()},
+        {"d_final_state", getDFinalState()}}) {
+    if (!state)
+      continue;
+    auto type = cast<AttnTensorType>(state.getType());
+    if (failed(
+            check.rank(name, type, 4, "[batch, heads, key_dim, value_dim]")) ||
+        failed(check.elements(name, type, f32)) ||
+        (!packed &&
+         failed(check.same(name, type, 0, "q", q, dims.batch, "batch size"))) ||
+        failed(check.same(name, type, 1, "q", q, dims.head, "head count")) ||
+        failed(check.same(name, type, 2, "q", q, dims.feature, "key dim")) ||
+        failed(check.same(name, type, 3, "v", v, dims.feature, "value dim")))
+      return failure();
+  }
+  if (getDq().getType() != getQ().getType() ||
+      getDk().getType() != getK().getType() ||
+      getDv().getType() != getV().getType())
+    return emitOpError("dq, dk and dv must have the types of q, k and v");
+  size_t expected = (getInitialState() ? 1 : 0) + getInputs().size();
+  if (getRest().size() != expected)
+    return emitOpError("yields ")
+           << getRest().size() << " gradients after dv, expected " << expected
+           << " (the initial state's, then one per input)";
+  if (Value state = getDInitialState();
+      state && state.getType() != getInitialState().getType())
+    return emitOpError("the initial state's gradient must have its type");
+  if (getInputs().getTypes() != getDInputs().getTypes())
+    return emitOpError("must yield one gradient of each input's type");
+  return success();
+}
+
+LogicalResult LinearBackwardOp::verifyRegions() {
+  Builder b(getContext());
+  SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
+  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
+                                    b.getF32Type())) ||
+      failed(verifyExpressionRegion(*this, getFeature(), "feature",
+                                    {b.getF32Type()}, b.getF32Type())))
+    return failure();
+  if (getGate().empty() != (getGateKind() == GateKind::none))
+    return emitOpError("needs a gate expression exactly when gate_kind is "
+                       "not none");
+  SmallVector<Value> read = getFloatTensorsRead(getGate());
+  for (Value tensor : getFloatTensorsRead(getFeature()))
+    if (!llvm::is_contained(read, tensor))
+      read.push_back(tensor);
+  if (!llvm::equal(read, getInputs()))
+    return emitOpError("inputs must be the ")
+           << read.size()
+           << " floating-point tensors the gate and feature expressions "
+              "read, in the order they first read them";
+  return success();
+}
+
+LogicalResult LinearOp::verifyRegions() {
+  Builder b(getContext());
+  SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
+  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
+                                    b.getF32Type())) ||
+      failed(verifyExpressionRegion(*this, getFeature(), "feature",
+                                    {b.getF32Type()}, b.getF32Type())))
+    return failure();
+
+  GateKind kind = getGateKind();
+  if (getGate().empty()) {
+    if (kind != GateKind::none)
+      return emitOpError("gate_kind ")
+             << stringifyGateKind(kind) << " needs a gate expression";
+    return success();
+  }
+  if (kind == GateKind::none)
+    return emitOpError("has a gate expression but gate_kind none");
+  // The kind promises which indices the gate reads; strategies rely on it.
+  Block &gate = getGate().front();
+  auto uses = [&](unsigned arg) { return !gate.getArgument(arg).use_empty(); };
+  static constexpr std::pair<unsigned, StringRef> indexNames[] = {
+      {gate_arg::B, "b"},
+      {gate_arg::T, "t"},
+      {gate_arg::D, "d"},
+      {gate_arg::TStart, "tstart"}};
+  for (auto [arg, name] : indexNames) {
+    bool allowed = kind == GateKind::per_key_dim ||
+                   (kind == GateKind::per_head && arg != gate_arg::D);
+    if (uses(arg) && !allowed)
+      return emitOpError("gate_kind ")
+             << stringifyGateKind(kind) << " promises a gate that does not "
+             << "depend on '" << name << "', but the gate expression uses it";
+  }
+  return success();
+}

@@ -1,0 +1,163 @@
+"""Gradients of linear attention (docs/semantics.md section 8) through the
+torch operator of a kernel compiled for cpu-reference (the backward through
+time; the chunkwise CPU and GPU backward are not built yet), against torch
+autograd on a float64 recurrence written here: GLA's per-key gates with an
+initial state and the final state in the loss (moderate and strong decay:
+a cumulative log decay of -480 over 16 steps), Mamba2/SSD's per-head gates,
+RetNet's constant decay, a learnable per-head decay, elu + 1 non-causal,
+T = 1, and varlen with an empty sequence. f32 kernels: 1e-5 of the largest
+gradient. Every case prints its seed when it fails.
+"""
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed; torch autograd is not tested")
+if not hasattr(torch.library, "custom_op"):
+    pytest.skip(f"torch {torch.__version__} has no torch.library.custom_op (needs >= 2.4)", allow_module_level=True)
+
+import attnc  # noqa: E402
+
+
+def recurrence_f64(q, k, v, gate=None, h0=None, causal=True, phi=lambda x: x, scale=1.0):
+    """o and the final state of S_t = diag(exp g_t) S_{t-1} + phi(k_t)^T v_t,
+    o_t = scale phi(q_t) S_t over [B, H, T, D] tensors (gate: [B, H, T, D]
+    log decays); non-causal: S = S_0 + sum_t phi(k_t)^T v_t for every t."""
+    b, h, steps, d = q.shape
+    state = h0.clone() if h0 is not None else q.new_zeros(b, h, d, v.shape[-1])
+    if not causal:
+        state = state + phi(k).transpose(-1, -2) @ v
+        return scale * phi(q) @ state, state
+    outputs = []
+    for t in range(steps):
+        if gate is not None:
+            state = torch.exp(gate[:, :, t, :])[..., None] * state
+        state = state + phi(k[:, :, t, :])[..., :, None] * v[:, :, t, None, :]
+        outputs.append(scale * (phi(q[:, :, t, None, :]) @ state).squeeze(-2))
+    if not outputs:  # an empty sequence
+        return q.new_zeros(b, h, 0, v.shape[-1]), state
+    return torch.stack(outputs, 2), state
+
+
+def check(spec, leaves, reference, seed, use_state):
+    """sum(o * W) (+ sum(hT * W')) through the operator and through
+    ``reference`` on float64 copies; compares every leaf's gradient."""
+    op = attnc.compile(spec, target="cpu-reference").torch_op()
+    gen = torch.Generator().manual_seed(seed + 1)
+    outputs = op(*leaves)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    weights = [torch.randn(o.shape, generator=gen, dtype=torch.float64) for o in outputs]
+    loss = (outputs[0].double() * weights[0]).sum()
+    if use_state:
+        loss = loss + (outputs[1].double() * weights[1]).sum()
+    loss.backward()
+    exact = [x.detach().double().requires_grad_(x.requires_grad) for x in leaves]
+    o, state = reference(*exact)
+    expected = (o * weights[0]).sum()
+    if use_state:
+        expected = expected + (state * weights[1]).sum()
+    expected.backward()
+    for index, (x, e) in enumerate(zip(leaves, exact)):
+        if not x.requires_grad:
+            continue
+        assert x.grad is not None, f"seed {seed}: input {index} got no gradient"
+        assert torch.isfinite(x.grad).all(), f"seed {seed}: input {index} has a non-finite gradient"
+        scale = max(e.grad.abs().max().item(), 1e-3)
+        error = (x.grad.double() - e.grad).abs().max().item() / scale
+        assert error <= 1e-5, f"seed {seed}: input {index}: relative error {error:.3g}"
+
+
+def randn(gen, *shape, low=None):
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    if low is not None:  # log decays in [low, 0)
+        x = low * torch.rand(*shape, generator=gen, dtype=torch.float64) - 1e-3
+    return x.float().requires_grad_()
+
+
+QKV = "q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, E]"
+
+
+@pytest.mark.parametrize("strong", [False, True])
+def test_gla_with_initial_and_final_state(strong):
+    spec = (f"kernel gla({QKV}, g: f32[B, H, T, D], h0: f32[B, H, D, E]) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
+            "  o, hT = linear(q, k, v, initial = h0) { gate = g[b, h, t, d]; scale = 0.5 }\n}\n")
+    seed = 9100 + strong
+    gen = torch.Generator().manual_seed(seed)
+    b, h, steps, d, e = 2, 2, 16, 4, 3
+    q, k, v = randn(gen, b, h, steps, d), randn(gen, b, h, steps, d), randn(gen, b, h, steps, e)
+    g = randn(gen, b, h, steps, d, low=-60.0 if strong else -1.0)
+    h0 = randn(gen, b, h, d, e)
+    check(spec, [q, k, v, g, h0],
+          lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True)
+
+
+@pytest.mark.parametrize("steps", [1, 7])
+def test_ssd_per_head_gates(steps):
+    spec = (f"kernel ssd({QKV}, a: f32[B, H, T]) -> (o: f32[B, H, T, E]) {{\n"
+            "  o = linear(q, k, v) { gate = a[b, h, t] }\n}\n")
+    seed = 9200 + steps
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v, a = randn(gen, 1, 2, steps, 3), randn(gen, 1, 2, steps, 3), randn(gen, 1, 2, steps, 2), \
+        randn(gen, 1, 2, steps, low=-1.0)
+    check(spec, [q, k, v, a],
+          lambda q, k, v, a: recurrence_f64(q, k, v, gate=a[..., None].expand(*a.shape, 3)), seed, use_state=False)
+
+
+def test_retnet_constant_and_learnable_decay():
+    constant = (f"kernel retnet({QKV}) -> (o: f32[B, H, T, E]) {{\n"
+                "  o = linear(q, k, v) { gate = log(1 - exp2(-1 - h)); scale = 0.25 }\n}\n")
+    learnable = (f"kernel decay({QKV}, w: f32[H]) -> (o: f32[B, H, T, E]) {{\n"
+                 "  o = linear(q, k, v) { gate = w[h] }\n}\n")
+    seed = 9300
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = randn(gen, 1, 2, 6, 3), randn(gen, 1, 2, 6, 3), randn(gen, 1, 2, 6, 2)
+    decays = torch.tensor([math.log(1 - 2.0 ** (-1 - h)) for h in range(2)], dtype=torch.float64)
+    check(constant, [q, k, v],
+          lambda q, k, v: recurrence_f64(q, k, v, gate=decays[None, :, None, None].expand(1, 2, 6, 3), scale=0.25),
+          seed, use_state=False)
+    for x in (q, k, v):
+        x.grad = None
+    w = randn(gen, 2, low=-1.0)
+    check(learnable, [q, k, v, w],
+          lambda q, k, v, w: recurrence_f64(q, k, v, gate=w[None, :, None, None].expand(1, 2, 6, 3)),
+          seed + 1, use_state=False)
+
+
+def test_elu_feature_map_non_causal():
+    spec = (f"kernel le({QKV}) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
+            "  o, hT = linear(q, k, v) { feature = elu(x) + 1; causal = false; scale = 0.5 }\n}\n")
+    seed = 9400
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = randn(gen, 2, 2, 5, 3), randn(gen, 2, 2, 5, 3), randn(gen, 2, 2, 5, 4)
+    check(spec, [q, k, v],
+          lambda q, k, v: recurrence_f64(q, k, v, causal=False, phi=lambda x: torch.nn.functional.elu(x) + 1,
+                                         scale=0.5), seed, use_state=True)
+
+
+def test_varlen_with_an_empty_sequence():
+    spec = ("kernel vg(q: f32[T, H, D], k: f32[T, H, D], v: f32[T, H, E], g: f32[T, H, D], cu: i32[S1],"
+            " h0: f32[S, H, D, E]) -> (o: f32[T, H, E], hT: f32[S, H, D, E]) {\n"
+            "  o, hT = linear(q, k, v, layout = thd, cu_seqlens = cu, initial = h0) { gate = g[tstart + t, h, d] }\n}\n")
+    seed = 9500
+    gen = torch.Generator().manual_seed(seed)
+    offsets = [0, 4, 4, 9]
+    q, k, v, g = randn(gen, 9, 2, 3), randn(gen, 9, 2, 3), randn(gen, 9, 2, 2), randn(gen, 9, 2, 3, low=-1.0)
+    h0 = randn(gen, 3, 2, 3, 2)
+    cu = torch.tensor(offsets, dtype=torch.int32)
+
+    def reference(q, k, v, g, cu_, h0):
+        outputs, states = [], []
+        for s in range(3):
+            rows = slice(offsets[s], offsets[s + 1])
+
+            def heads_first(x):
+                return x[rows].transpose(0, 1)[None]
+
+            o, state = recurrence_f64(heads_first(q), heads_first(k), heads_first(v), gate=heads_first(g),
+                                      h0=h0[s:s + 1])
+            outputs.append(o[0].transpose(0, 1))
+            states.append(state)
+        return torch.cat(outputs, 0), torch.cat(states, 0)
+
+    check(spec, [q, k, v, g, cu, h0], reference, seed, use_state=True)
