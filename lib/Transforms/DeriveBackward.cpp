@@ -40,6 +40,22 @@ AttnTensorType lseTypeFor(AttnTensorType q, Layout layout) {
                              ArrayAttr::get(context, lse));
 }
 
+/// The name under which `forward` returns `result`.
+StringRef resultNameOf(KernelOp forward, Value result) {
+  for (OpOperand &use : result.getUses())
+    if (isa<ReturnOp>(use.getOwner()))
+      return cast<StringAttr>(forward.getResultNames()[use.getOperandNumber()])
+          .getValue();
+  return StringRef();
+}
+
+/// The name of `forward`'s parameter `param`.
+StringRef paramNameOf(KernelOp forward, Value param) {
+  return cast<StringAttr>(
+             forward.getParamNames()[cast<BlockArgument>(param).getArgNumber()])
+      .getValue();
+}
+
 /// `softmax` is an attn.softmax or attn.chunk_softmax.
 template <typename OpTy>
 FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
@@ -58,20 +74,8 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
     paramNames.push_back(b.getStringAttr(name));
     optional.push_back(false);
   };
-  auto resultName = [&](Value result) {
-    for (OpOperand &use : result.getUses())
-      if (isa<ReturnOp>(use.getOwner()))
-        return cast<StringAttr>(
-                   forward.getResultNames()[use.getOperandNumber()])
-            .getValue();
-    return StringRef();
-  };
-  auto nameOf = [&](Value param) {
-    return cast<StringAttr>(
-               forward
-                   .getParamNames()[cast<BlockArgument>(param).getArgNumber()])
-        .getValue();
-  };
+  auto resultName = [&](Value result) { return resultNameOf(forward, result); };
+  auto nameOf = [&](Value param) { return paramNameOf(forward, param); };
   StringRef outName = resultName(softmax.getOut());
   addParam(softmax.getOut().getType(), outName);
   bool needsLse = softmax.getNormalizer() == Normalizer::softmax;
@@ -178,20 +182,8 @@ FailureOr<KernelOp> deriveLinearBackward(KernelOp forward, LinearOp linear) {
   b.setInsertionPointAfter(forward);
   Location loc = forward.getLoc();
   FunctionType type = forward.getFunctionType();
-  auto resultName = [&](Value result) {
-    for (OpOperand &use : result.getUses())
-      if (isa<ReturnOp>(use.getOwner()))
-        return cast<StringAttr>(
-                   forward.getResultNames()[use.getOperandNumber()])
-            .getValue();
-    return StringRef();
-  };
-  auto nameOf = [&](Value param) {
-    return cast<StringAttr>(
-               forward
-                   .getParamNames()[cast<BlockArgument>(param).getArgNumber()])
-        .getValue();
-  };
+  auto resultName = [&](Value result) { return resultNameOf(forward, result); };
+  auto nameOf = [&](Value param) { return paramNameOf(forward, param); };
   SmallVector<Type> params(type.getInputs());
   SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
   SmallVector<bool> optional(forward.getOptionalParams());

@@ -62,30 +62,32 @@ ValueRange LinearBackwardOp::getDInputs() {
 // LinearOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult LinearOp::verify() {
-  ShapeChecker check(*this, getLayout());
-  auto q = cast<AttnTensorType>(getQ().getType());
-  auto k = cast<AttnTensorType>(getK().getType());
-  auto v = cast<AttnTensorType>(getV().getType());
-  auto out = cast<AttnTensorType>(getOut().getType());
-  bool packed = getLayout() == Layout::thd;
+/// The shapes an attn.linear and its backward share: q, k, v, the output
+/// (or its gradient) `out`, the offsets, the scale, the gate's causality,
+/// and the states (f32 [batch (or sequence), query heads, Dk, Dv]).
+template <typename OpTy>
+static LogicalResult
+verifyLinearShapes(OpTy op, Value out,
+                   ArrayRef<std::pair<StringRef, Value>> states) {
+  ShapeChecker check(op, op.getLayout());
+  auto q = cast<AttnTensorType>(op.getQ().getType());
+  auto k = cast<AttnTensorType>(op.getK().getType());
+  auto v = cast<AttnTensorType>(op.getV().getType());
+  bool packed = op.getLayout() == Layout::thd;
   LayoutDims dims = check.dims;
-  if (failed(check.qkv(q, k, v)) || failed(check.output(out, q, v)) ||
+  if (failed(check.qkv(q, k, v)) ||
+      failed(check.output(cast<AttnTensorType>(out.getType()), q, v)) ||
       failed(
           check.same("k", k, dims.seq, "q", q, dims.seq, "sequence length")) ||
-      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
+      failed(check.offsets("cu_seqlens", op.getCuSeqlens(), packed)))
     return failure();
-  if (!std::isfinite(getScale().convertToFloat()))
-    return emitOpError("scale must be finite");
-  if (!getCausal() && getGateKind() != GateKind::none)
-    return emitOpError("non-causal linear attention takes no gate (decay "
-                       "needs an order of time steps)");
-
-  // States are f32 [batch (or sequence), query heads, Dk, Dv].
-  Type f32 = Float32Type::get(getContext());
-  for (auto [name, state] :
-       {std::pair<StringRef, Value>{"initial_state", getInitialState()},
-        {"final_state", getFinalState()}}) {
+  if (!std::isfinite(op.getScale().convertToFloat()))
+    return op.emitOpError("scale must be finite");
+  if (!op.getCausal() && op.getGateKind() != GateKind::none)
+    return op.emitOpError("non-causal linear attention takes no gate (decay "
+                          "needs an order of time steps)");
+  Type f32 = Float32Type::get(op.getContext());
+  for (auto [name, state] : states) {
     if (!state)
       continue;
     auto type = cast<AttnTensorType>(state.getType());
@@ -102,41 +104,17 @@ LogicalResult LinearOp::verify() {
   return success();
 }
 
+LogicalResult LinearOp::verify() {
+  return verifyLinearShapes(
+      *this, getOut(),
+      {{"initial_state", getInitialState()}, {"final_state", getFinalState()}});
+}
+
 LogicalResult LinearBackwardOp::verify() {
-  ShapeChecker check(*this, getLayout());
-  auto q = cast<AttnTensorType>(getQ().getType());
-  auto k = cast<AttnTensorType>(getK().getType());
-  auto v = cast<AttnTensorType>(getV().getType());
-  auto dOut = cast<AttnTensorType>(getDOut().getType());
-  bool packed = getLayout() == Layout::thd;
-  LayoutDims dims = check.dims;
-  if (failed(check.qkv(q, k, v)) || failed(check.output(dOut, q, v)) ||
-      failed(
-          check.same("k", k, dims.seq, "q", q, dims.seq, "sequence length")) ||
-      failed(check.offsets("cu_seqlens", getCuSeqlens(), packed)))
+  if (failed(verifyLinearShapes(*this, getDOut(),
+                                {{"initial_state", getInitialState()},
+                                 {"d_final_state", getDFinalState()}})))
     return failure();
-  if (!std::isfinite(getScale().convertToFloat()))
-    return emitOpError("scale must be finite");
-  if (!getCausal() && getGateKind() != GateKind::none)
-    return emitOpError("non-causal linear attention takes no gate (decay "
-                       "needs an order of time steps)");
-  Type f32 = Float32Type::get(getContext());
-  for (auto [name, state] :
-       {std::pair<StringRef, Value>{"initial_state", getInitialState()},
-        {"d_final_state", getDFinalState()}}) {
-    if (!state)
-      continue;
-    auto type = cast<AttnTensorType>(state.getType());
-    if (failed(
-            check.rank(name, type, 4, "[batch, heads, key_dim, value_dim]")) ||
-        failed(check.elements(name, type, f32)) ||
-        (!packed &&
-         failed(check.same(name, type, 0, "q", q, dims.batch, "batch size"))) ||
-        failed(check.same(name, type, 1, "q", q, dims.head, "head count")) ||
-        failed(check.same(name, type, 2, "q", q, dims.feature, "key dim")) ||
-        failed(check.same(name, type, 3, "v", v, dims.feature, "value dim")))
-      return failure();
-  }
   if (getDq().getType() != getQ().getType() ||
       getDk().getType() != getK().getType() ||
       getDv().getType() != getV().getType())
