@@ -56,26 +56,72 @@ StringRef paramNameOf(KernelOp forward, Value param) {
       .getValue();
 }
 
+/// A backward kernel without its body's op: `forward`'s parameters, then
+/// `extraParams`; one result d_<name> per tensor of `differentiated`.
+struct BackwardShell {
+  KernelOp kernel;
+  /// From `forward`'s parameters to the backward's.
+  IRMapping mapping;
+  /// The block arguments of `extraParams`.
+  SmallVector<Value> extra;
+  SmallVector<Type> results;
+};
+
+/// Creates the shell after `forward`, with `b` inside its body; fails
+/// (reported on `forward`) when two of its tensors would share a name.
+FailureOr<BackwardShell>
+createBackwardShell(OpBuilder &b, KernelOp forward,
+                    ArrayRef<std::pair<Type, std::string>> extraParams,
+                    ArrayRef<Value> differentiated) {
+  Location loc = forward.getLoc();
+  FunctionType type = forward.getFunctionType();
+  SmallVector<Type> params(type.getInputs());
+  SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
+  SmallVector<bool> optional(forward.getOptionalParams());
+  for (const auto &[paramType, name] : extraParams) {
+    params.push_back(paramType);
+    paramNames.push_back(b.getStringAttr(name));
+    optional.push_back(false);
+  }
+  BackwardShell shell;
+  SmallVector<Attribute> resultNames;
+  for (Value input : differentiated) {
+    shell.results.push_back(input.getType());
+    resultNames.push_back(b.getStringAttr("d_" + paramNameOf(forward, input)));
+  }
+  // Names are unique within a kernel, parameters and results together.
+  llvm::StringSet<> seen;
+  for (Attribute name : llvm::concat<Attribute>(paramNames, resultNames))
+    if (!seen.insert(cast<StringAttr>(name).getValue()).second)
+      return forward.emitOpError("cannot be differentiated: its backward "
+                                 "kernel would have two tensors named '")
+             << cast<StringAttr>(name).getValue() << "'";
+  b.setInsertionPointAfter(forward);
+  shell.kernel = KernelOp::create(
+      b, loc, b.getStringAttr(forward.getSymName() + "_backward"),
+      TypeAttr::get(b.getFunctionType(params, shell.results)),
+      b.getArrayAttr(paramNames), b.getArrayAttr(resultNames),
+      b.getDenseBoolArrayAttr(optional));
+  Block *body = b.createBlock(&shell.kernel.getBody());
+  for (BlockArgument arg : forward.getBody().front().getArguments())
+    shell.mapping.map(arg, body->addArgument(arg.getType(), arg.getLoc()));
+  for (const auto &[paramType, name] : extraParams)
+    shell.extra.push_back(body->addArgument(paramType, loc));
+  return shell;
+}
+
 /// `softmax` is an attn.softmax or attn.chunk_softmax.
 template <typename OpTy>
 FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   if (failed(checkDifferentiable(softmax.getScore(), "the score expression")))
     return failure();
   OpBuilder b(forward);
-  b.setInsertionPointAfter(forward);
   Location loc = forward.getLoc();
-  FunctionType type = forward.getFunctionType();
-
-  SmallVector<Type> params(type.getInputs());
-  SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
-  SmallVector<bool> optional(forward.getOptionalParams());
+  SmallVector<std::pair<Type, std::string>> extraParams;
   auto addParam = [&](Type paramType, StringRef name) {
-    params.push_back(paramType);
-    paramNames.push_back(b.getStringAttr(name));
-    optional.push_back(false);
+    extraParams.push_back({paramType, name.str()});
   };
   auto resultName = [&](Value result) { return resultNameOf(forward, result); };
-  auto nameOf = [&](Value param) { return paramNameOf(forward, param); };
   StringRef outName = resultName(softmax.getOut());
   addParam(softmax.getOut().getType(), outName);
   bool needsLse = softmax.getNormalizer() == Normalizer::softmax;
@@ -108,33 +154,12 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   SmallVector<Value> differentiated = {softmax.getQ(), softmax.getK(),
                                        softmax.getV()};
   llvm::append_range(differentiated, inputs);
-  SmallVector<Type> results;
-  SmallVector<Attribute> resultNames;
-  for (Value input : differentiated) {
-    results.push_back(input.getType());
-    resultNames.push_back(b.getStringAttr("d_" + nameOf(input)));
-  }
-  // Names are unique within a kernel, parameters and results together.
-  llvm::StringSet<> seen;
-  for (Attribute name : llvm::concat<Attribute>(paramNames, resultNames))
-    if (!seen.insert(cast<StringAttr>(name).getValue()).second)
-      return forward.emitOpError("cannot be differentiated: its backward "
-                                 "kernel would have two tensors named '")
-             << cast<StringAttr>(name).getValue() << "'";
-
-  auto backward = KernelOp::create(
-      b, loc, b.getStringAttr(forward.getSymName() + "_backward"),
-      TypeAttr::get(b.getFunctionType(params, results)),
-      b.getArrayAttr(paramNames), b.getArrayAttr(resultNames),
-      b.getDenseBoolArrayAttr(optional));
-  Block *body = b.createBlock(&backward.getBody());
-  IRMapping mapping;
-  Block &forwardBody = forward.getBody().front();
-  for (BlockArgument arg : forwardBody.getArguments())
-    mapping.map(arg, body->addArgument(arg.getType(), arg.getLoc()));
-  SmallVector<Value> extra;
-  for (Type paramType : ArrayRef(params).drop_front(type.getNumInputs()))
-    extra.push_back(body->addArgument(paramType, loc));
+  FailureOr<BackwardShell> shell =
+      createBackwardShell(b, forward, extraParams, differentiated);
+  if (failed(shell))
+    return failure();
+  IRMapping &mapping = shell->mapping;
+  ArrayRef<Value> extra = shell->extra;
   unsigned next = 0;
   Value out = extra[next++];
   Value lse = needsLse ? extra[next++] : Value();
@@ -157,7 +182,7 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
       blockQ = softmax.getBlockQAttr();
   }
   auto op = SoftmaxBackwardOp::create(
-      b, softmax.getLoc(), results, lookup(softmax.getQ()),
+      b, softmax.getLoc(), shell->results, lookup(softmax.getQ()),
       lookup(softmax.getK()), lookup(softmax.getV()),
       lookup(softmax.getCuSeqlensQ()), lookup(softmax.getCuSeqlensK()),
       softmax.getScaleAttr(), softmax.getNormalizerAttr(),
@@ -167,7 +192,7 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   softmax.getScore().cloneInto(&op.getScore(), mapping);
   softmax.getMask().cloneInto(&op.getMask(), mapping);
   ReturnOp::create(b, loc, op.getResults());
-  return backward;
+  return shell->kernel;
 }
 
 /// The backward of an attn.linear kernel: its parameters, then d_<o> and,
@@ -179,22 +204,13 @@ FailureOr<KernelOp> deriveLinearBackward(KernelOp forward, LinearOp linear) {
       failed(checkDifferentiable(linear.getFeature(), "the feature map")))
     return failure();
   OpBuilder b(forward);
-  b.setInsertionPointAfter(forward);
   Location loc = forward.getLoc();
-  FunctionType type = forward.getFunctionType();
-  auto resultName = [&](Value result) { return resultNameOf(forward, result); };
-  auto nameOf = [&](Value param) { return paramNameOf(forward, param); };
-  SmallVector<Type> params(type.getInputs());
-  SmallVector<Attribute> paramNames(forward.getParamNames().getValue());
-  SmallVector<bool> optional(forward.getOptionalParams());
-  auto addParam = [&](Type paramType, const Twine &name) {
-    params.push_back(paramType);
-    paramNames.push_back(b.getStringAttr(name));
-    optional.push_back(false);
-  };
-  addParam(linear.getOut().getType(), "d_" + resultName(linear.getOut()));
+  SmallVector<std::pair<Type, std::string>> extraParams = {
+      {linear.getOut().getType(),
+       ("d_" + resultNameOf(forward, linear.getOut())).str()}};
   if (Value state = linear.getFinalState())
-    addParam(state.getType(), "d_" + resultName(state));
+    extraParams.push_back(
+        {state.getType(), ("d_" + resultNameOf(forward, state)).str()});
 
   SmallVector<Value> inputs = getFloatTensorsRead(linear.getGate());
   for (Value tensor : getFloatTensorsRead(linear.getFeature()))
@@ -205,34 +221,15 @@ FailureOr<KernelOp> deriveLinearBackward(KernelOp forward, LinearOp linear) {
   if (Value initial = linear.getInitialState())
     differentiated.push_back(initial);
   llvm::append_range(differentiated, inputs);
-  SmallVector<Type> results;
-  SmallVector<Attribute> resultNames;
-  for (Value input : differentiated) {
-    results.push_back(input.getType());
-    resultNames.push_back(b.getStringAttr("d_" + nameOf(input)));
-  }
-  llvm::StringSet<> seen;
-  for (Attribute name : llvm::concat<Attribute>(paramNames, resultNames))
-    if (!seen.insert(cast<StringAttr>(name).getValue()).second)
-      return forward.emitOpError("cannot be differentiated: its backward "
-                                 "kernel would have two tensors named '")
-             << cast<StringAttr>(name).getValue() << "'";
-
-  auto backward = KernelOp::create(
-      b, loc, b.getStringAttr(forward.getSymName() + "_backward"),
-      TypeAttr::get(b.getFunctionType(params, results)),
-      b.getArrayAttr(paramNames), b.getArrayAttr(resultNames),
-      b.getDenseBoolArrayAttr(optional));
-  Block *body = b.createBlock(&backward.getBody());
-  IRMapping mapping;
-  for (BlockArgument arg : forward.getBody().front().getArguments())
-    mapping.map(arg, body->addArgument(arg.getType(), arg.getLoc()));
-  SmallVector<Value> extra;
-  for (Type paramType : ArrayRef(params).drop_front(type.getNumInputs()))
-    extra.push_back(body->addArgument(paramType, loc));
+  FailureOr<BackwardShell> shell =
+      createBackwardShell(b, forward, extraParams, differentiated);
+  if (failed(shell))
+    return failure();
+  IRMapping &mapping = shell->mapping;
+  ArrayRef<Value> extra = shell->extra;
   auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
   auto op = LinearBackwardOp::create(
-      b, linear.getLoc(), results, lookup(linear.getQ()),
+      b, linear.getLoc(), shell->results, lookup(linear.getQ()),
       lookup(linear.getK()), lookup(linear.getV()),
       lookup(linear.getCuSeqlens()), lookup(linear.getInitialState()),
       extra[0], linear.getFinalState() ? extra[1] : Value(),
@@ -244,7 +241,7 @@ FailureOr<KernelOp> deriveLinearBackward(KernelOp forward, LinearOp linear) {
   linear.getGate().cloneInto(&op.getGate(), mapping);
   linear.getFeature().cloneInto(&op.getFeature(), mapping);
   ReturnOp::create(b, loc, op.getResults());
-  return backward;
+  return shell->kernel;
 }
 
 } // namespace

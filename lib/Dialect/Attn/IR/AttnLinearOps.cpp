@@ -14,14 +14,19 @@ using attnc::attn::detail::nameRegionArguments;
 using attnc::attn::detail::ShapeChecker;
 using attnc::attn::detail::verifyExpressionRegion;
 
-void LinearOp::getAsmBlockArgumentNames(Region &region,
-                                        OpAsmSetValueNameFn setNameFn) {
+/// Gate arguments (b, h, t, d, tstart) and the feature map's x.
+static void nameLinearRegion(Region &region, Region &gate,
+                             OpAsmSetValueNameFn setNameFn) {
   static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
   static constexpr StringRef featureNames[] = {"x"};
-  nameRegionArguments(region,
-                      &region == &getGate() ? ArrayRef(gateNames)
-                                            : ArrayRef(featureNames),
-                      setNameFn);
+  nameRegionArguments(
+      region, &region == &gate ? ArrayRef(gateNames) : ArrayRef(featureNames),
+      setNameFn);
+}
+
+void LinearOp::getAsmBlockArgumentNames(Region &region,
+                                        OpAsmSetValueNameFn setNameFn) {
+  nameLinearRegion(region, getGate(), setNameFn);
 }
 
 void LinearOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
@@ -32,12 +37,7 @@ void LinearOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
 
 void LinearBackwardOp::getAsmBlockArgumentNames(Region &region,
                                                 OpAsmSetValueNameFn setNameFn) {
-  static constexpr StringRef gateNames[] = {"b", "h", "t", "d", "tstart"};
-  static constexpr StringRef featureNames[] = {"x"};
-  nameRegionArguments(region,
-                      &region == &getGate() ? ArrayRef(gateNames)
-                                            : ArrayRef(featureNames),
-                      setNameFn);
+  nameLinearRegion(region, getGate(), setNameFn);
 }
 
 void LinearBackwardOp::getAsmResultNames(OpAsmSetValueNameFn setNameFn) {
@@ -132,13 +132,20 @@ LogicalResult LinearBackwardOp::verify() {
   return success();
 }
 
-LogicalResult LinearBackwardOp::verifyRegions() {
-  Builder b(getContext());
+/// The gate region takes (b, h, t, d, tstart) and the feature map x; both
+/// yield f32.
+template <typename OpTy> static LogicalResult verifyLinearRegionForms(OpTy op) {
+  Builder b(op.getContext());
   SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
-  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
+  return failure(
+      failed(verifyExpressionRegion(op, op.getGate(), "gate", gateArgs,
                                     b.getF32Type())) ||
-      failed(verifyExpressionRegion(*this, getFeature(), "feature",
-                                    {b.getF32Type()}, b.getF32Type())))
+      failed(verifyExpressionRegion(op, op.getFeature(), "feature",
+                                    {b.getF32Type()}, b.getF32Type())));
+}
+
+LogicalResult LinearBackwardOp::verifyRegions() {
+  if (failed(verifyLinearRegionForms(*this)))
     return failure();
   if (getGate().empty() != (getGateKind() == GateKind::none))
     return emitOpError("needs a gate expression exactly when gate_kind is "
@@ -156,12 +163,7 @@ LogicalResult LinearBackwardOp::verifyRegions() {
 }
 
 LogicalResult LinearOp::verifyRegions() {
-  Builder b(getContext());
-  SmallVector<Type> gateArgs(gate_arg::Count, b.getIndexType());
-  if (failed(verifyExpressionRegion(*this, getGate(), "gate", gateArgs,
-                                    b.getF32Type())) ||
-      failed(verifyExpressionRegion(*this, getFeature(), "feature",
-                                    {b.getF32Type()}, b.getF32Type())))
+  if (failed(verifyLinearRegionForms(*this)))
     return failure();
 
   GateKind kind = getGateKind();
