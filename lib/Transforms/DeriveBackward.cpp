@@ -40,6 +40,16 @@ AttnTensorType lseTypeFor(AttnTensorType q, Layout layout) {
                              ArrayAttr::get(context, lse));
 }
 
+/// A top-k selection: f32, lse's dims and `topk` entries per row.
+AttnTensorType topkBlocksTypeFor(AttnTensorType q, Layout layout,
+                                 uint64_t topk) {
+  MLIRContext *context = q.getContext();
+  SmallVector<Attribute> dims(lseTypeFor(q, layout).getDims().getValue());
+  dims.push_back(IntegerAttr::get(IntegerType::get(context, 64), topk));
+  return AttnTensorType::get(context, Float32Type::get(context),
+                             ArrayAttr::get(context, dims));
+}
+
 /// The name under which `forward` returns `result`.
 StringRef resultNameOf(KernelOp forward, Value result) {
   for (OpOperand &use : result.getUses())
@@ -135,16 +145,13 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
                               softmax.getLayout())),
         lseName);
   // Top-k: the forward's selection (addTrainingResults).
-  std::optional<AttnTensorType> topkBlocksType;
+  bool savesSelection = false;
   if constexpr (std::is_same_v<OpTy, SparseSoftmaxOp>)
     if (std::optional<uint64_t> topk = softmax.getTopk()) {
-      AttnTensorType lseType = lseTypeFor(
-          cast<AttnTensorType>(softmax.getQ().getType()), softmax.getLayout());
-      SmallVector<Attribute> dims(lseType.getDims().getValue());
-      dims.push_back(b.getI64IntegerAttr(*topk));
-      topkBlocksType = AttnTensorType::get(b.getContext(), b.getF32Type(),
-                                           b.getArrayAttr(dims));
-      addParam(*topkBlocksType, "topk_blocks");
+      savesSelection = true;
+      addParam(topkBlocksTypeFor(cast<AttnTensorType>(softmax.getQ().getType()),
+                                 softmax.getLayout(), *topk),
+               "topk_blocks");
     }
   addParam(softmax.getOut().getType(), ("d_" + outName).str());
   if (softmax.getLse())
@@ -163,7 +170,7 @@ FailureOr<KernelOp> deriveSoftmaxBackward(KernelOp forward, OpTy softmax) {
   unsigned next = 0;
   Value out = extra[next++];
   Value lse = needsLse ? extra[next++] : Value();
-  Value topkBlocks = topkBlocksType ? extra[next++] : Value();
+  Value topkBlocks = savesSelection ? extra[next++] : Value();
   Value dOut = extra[next++];
   Value dLse = softmax.getLse() ? extra[next++] : Value();
   auto lookup = [&](Value value) { return mapping.lookupOrNull(value); };
@@ -269,14 +276,11 @@ LogicalResult attnc::addTrainingResults(KernelOp forward) {
   SmallVector<std::pair<StringRef, Type>> added;
   if (facts->first == Normalizer::softmax && family->getNumResults() == 1)
     added.push_back({"lse", lseType});
-  if (sparse && sparse.getTopk() && !sparse.getTopkBlocks()) {
-    SmallVector<Attribute> dims(lseType.getDims().getValue());
-    OpBuilder b(family);
-    dims.push_back(b.getI64IntegerAttr(*sparse.getTopk()));
-    added.push_back({"topk_blocks",
-                     AttnTensorType::get(family->getContext(), b.getF32Type(),
-                                         b.getArrayAttr(dims))});
-  }
+  if (sparse && sparse.getTopk() && !sparse.getTopkBlocks())
+    added.push_back(
+        {"topk_blocks",
+         topkBlocksTypeFor(cast<AttnTensorType>(sparse.getQ().getType()),
+                           sparse.getLayout(), *sparse.getTopk())});
   if (added.empty())
     return success();
   for (Attribute name : llvm::concat<const Attribute>(

@@ -114,15 +114,10 @@ void attnc::lowering::lowerSoftmaxBackward(SoftmaxBackwardOp op,
           if (Value saved = op.getTopkBlocks()) {
             selection = params.lookup(saved);
             selectionRow = lseIndices(shape.cuQ, batch, head, rowQ, i);
-            Value keyBlocks =
-                arith::CeilDivUIOp::create(b, m, rb.index(*op.getBlockK()));
-            rb.loop(zero, rb.index(*op.getTopk()), [&](Value entry) {
-              SmallVector<Value> at(selectionRow);
-              at.push_back(entry);
-              Value block = rb.loadF32(selection, at);
-              rb.reportSelectedBlock(rb.selectedBlockInvalid(block, keyBlocks),
-                                     selection, batch, head, i, entry, block);
-            });
+            rb.checkSelectionRow(
+                selection, selectionRow, *op.getTopk(),
+                arith::CeilDivUIOp::create(b, m, rb.index(*op.getBlockK())),
+                batch, head, i);
           }
           auto blockPresent = [&](Value j) -> Value {
             Value keyBlock =

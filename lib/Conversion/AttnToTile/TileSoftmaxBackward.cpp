@@ -277,13 +277,8 @@ void BackwardProgram::checkSelection(Value head, Value i0, Value rows) {
     Value i = rb.add(i0, r);
     SmallVector<Value> row =
         lseIndices(shape.cuQ, batch, head, rb.add(startQ, i), i);
-    rb.loop(rb.index(0), rb.index(*op.getTopk()), [&](Value entry) {
-      SmallVector<Value> at(row);
-      at.push_back(entry);
-      Value block = rb.loadF32(selection, at);
-      rb.reportSelectedBlock(rb.selectedBlockInvalid(block, keyBlocks),
-                             selection, batch, head, i, entry, block);
-    });
+    rb.checkSelectionRow(selection, row, *op.getTopk(), keyBlocks, batch,
+                         head, i);
   });
 }
 

@@ -239,31 +239,32 @@ void LoweringBuilder::checkListedBlock(Value lists, Value batch, Value head,
   });
 }
 
-Value LoweringBuilder::selectedBlockInvalid(Value entry, Value blocks) {
-  Value none = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry,
-                                     f32(-1));
-  Value whole = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry,
-                                      math::FloorOp::create(b, entry));
-  Value inRange = arith::AndIOp::create(
-      b,
-      arith::CmpFOp::create(b, arith::CmpFPredicate::OGE, entry, f32(0)),
-      arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, entry,
-                            indexToF32(blocks)));
-  Value valid =
-      arith::OrIOp::create(b, none, arith::AndIOp::create(b, whole, inRange));
-  return arith::XOrIOp::create(
-      b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1));
-}
-
-void LoweringBuilder::reportSelectedBlock(Value invalid, Value selection,
-                                          Value batch, Value head, Value row,
-                                          Value entryNumber, Value entry) {
-  ifThen(invalid, [&] {
-    Value wide = arith::ExtFOp::create(b, b.getF64Type(), entry);
-    recordError(8,
-                {index(cast<BlockArgument>(selection).getArgNumber()), batch,
-                 head, row, entryNumber},
-                arith::BitcastOp::create(b, b.getI64Type(), wide));
+void LoweringBuilder::checkSelectionRow(Value selection, ArrayRef<Value> rowAt,
+                                        int64_t topk, Value blocks,
+                                        Value batch, Value head, Value row) {
+  loop(index(0), index(topk), [&](Value entryNumber) {
+    SmallVector<Value> at(rowAt);
+    at.push_back(entryNumber);
+    Value entry = loadF32(selection, at);
+    Value none =
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry, f32(-1));
+    Value whole = arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, entry,
+                                        math::FloorOp::create(b, entry));
+    Value inRange = arith::AndIOp::create(
+        b, arith::CmpFOp::create(b, arith::CmpFPredicate::OGE, entry, f32(0)),
+        arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, entry,
+                              indexToF32(blocks)));
+    Value valid =
+        arith::OrIOp::create(b, none, arith::AndIOp::create(b, whole, inRange));
+    ifThen(arith::XOrIOp::create(
+               b, valid, arith::ConstantIntOp::create(b, b.getI1Type(), 1)),
+           [&] {
+             Value wide = arith::ExtFOp::create(b, b.getF64Type(), entry);
+             recordError(8,
+                         {index(cast<BlockArgument>(selection).getArgNumber()),
+                          batch, head, row, entryNumber},
+                         arith::BitcastOp::create(b, b.getI64Type(), wide));
+           });
   });
 }
 

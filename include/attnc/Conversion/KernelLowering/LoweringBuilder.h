@@ -166,15 +166,12 @@ public:
   void checkListedBlock(Value lists, Value batch, Value head, Value queryBlock,
                         Value entry, Value block, Value blocks);
 
-  /// Whether `entry` (f32) of a top-k selection names no key block: it is
-  /// neither -1 nor a whole number in [0, blocks).
-  Value selectedBlockInvalid(Value entry, Value blocks);
-  /// Records, when `invalid`, a selection entry that names no key block:
-  /// (8, the parameter, batch, head, query row, entry number, the value's
-  /// f64 bits).
-  void reportSelectedBlock(Value invalid, Value selection, Value batch,
-                           Value head, Value row, Value entryNumber,
-                           Value entry);
+  /// Checks the `topk` entries of query `row`'s top-k selection at
+  /// `selection[rowAt..., :]`: an entry that is neither -1 nor a whole
+  /// block number in [0, blocks) is recorded (8, the parameter, batch,
+  /// head, row, entry number, the value's f64 bits).
+  void checkSelectionRow(Value selection, ArrayRef<Value> rowAt, int64_t topk,
+                         Value blocks, Value batch, Value head, Value row);
 
   /// The values of the first of `candidates` whose flag in `chosen` is set
   /// (the last one's when none is), by selects from the last to the first.
