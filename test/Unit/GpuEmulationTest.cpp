@@ -460,7 +460,8 @@ TEST(GpuEmulation, F32InputsSplitIntoBf16Pairs) {
       << error;
 }
 
-// f16 in the flash layout [B, N, H, D], the sigmoid and unnormalised
+// f16 in the flash layout [B, N, H, D], a bias table that the window keeps
+// the reads inside, the sigmoid and unnormalised
 // weights, and chunk-local attention on packed sequences, on the emulator.
 TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
   struct Case {
@@ -480,6 +481,19 @@ TEST(GpuEmulation, LayoutsDtypesAndNormalizers) {
   std::vector<Case> cases = {
       {"softcap_window_f16_bnhd", readFile(ATTNC_EXAMPLES_DIR "/softcap_window.attn"),
        flash(ElementType::F16, 90, 128)},
+      // Reads rel past its 40 entries at keys the window masks: the score
+      // is evaluated at allowed keys only.
+      {"relative_bias_window",
+       "kernel k(q: bf16[B, N, H, 32], k: bf16[B, N, H, 32], v: bf16[B, N, H, 32],"
+       " rel: f32[H, 40]) -> (o: bf16[B, N, H, 32]) {\n  o = softmax(q, k, v, "
+       "layout = bnhd) { score = s + rel[h, i - j]\n mask = causal && i - j "
+       "< 40 }\n}\n",
+       [&](std::mt19937_64 &rng) {
+         std::map<std::string, HostTensor> inputs =
+             flash(ElementType::BF16, 90, 32)(rng);
+         inputs["rel"] = randomTensor(ElementType::F32, {2, 40}, rng, -1, 1);
+         return inputs;
+       }},
       {"sigmoid",
        "kernel k(q: bf16[B, N, H, 32], k: bf16[B, N, H, 32], v: bf16[B, N, H, 32])"
        " -> (o: bf16[B, N, H, 32]) {\n  o = softmax(q, k, v, layout = bnhd) "

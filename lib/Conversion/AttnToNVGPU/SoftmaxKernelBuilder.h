@@ -143,6 +143,12 @@ public:
     familyOp = op.getOperation();
     scoreRegion = &op.getScore();
     maskRegion = &op.getMask();
+    scoreMayFail = scoreRegion->walk([](Operation *nested) {
+                                 return isa<LoadOp, arith::FloorDivSIOp>(nested)
+                                            ? mlir::WalkResult::interrupt()
+                                            : mlir::WalkResult::advance();
+                               })
+                       .wasInterrupted();
     givenScale = op.getScale();
     normalizer = op.getNormalizer();
     buildKernel(results, chunk);
@@ -358,7 +364,7 @@ private:
   //===--- State ----------------------------------------------------------===//
 
   const GpuTileShape &shape;
-  /// Split kernels' workspace (GpuImage.h, segmentWorkspace), else null.
+  /// Split kernels' workspace (GpuImage.h, launchWorkspace), else null.
   Value workspace;
 
   // Counts that follow from the shape. `rowTiles` mma row tiles of 16 rows
@@ -372,6 +378,9 @@ private:
   // The family op and what the kernel reads of it.
   Operation *familyOp = nullptr;
   Region *scoreRegion = nullptr, *maskRegion = nullptr;
+  /// Whether the score reads tensors or divides (checked ops that must not
+  /// run at masked keys).
+  bool scoreMayFail = false;
   std::optional<APFloat> givenScale;
   Normalizer normalizer = Normalizer::softmax;
   AttentionOperands operands;

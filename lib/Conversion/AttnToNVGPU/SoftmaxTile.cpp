@@ -104,10 +104,12 @@ SmallVector<Value> SoftmaxKernelBuilder::scoresToWeights(Value keyBlock,
         Value s = scores[scoreIndex(t, nt) + reg];
         if (!foldScale)
           s = rb.mul(scale, s);
-        s = rb.inlineExpression(*scoreRegion,
-                                {s, batch, slotHead[slot], exprRow[slot], jExpr,
-                                 n, m, startQ, startK},
-                                s);
+        auto score = [&, slot = slot]() -> Value {
+          return rb.inlineExpression(*scoreRegion,
+                                     {s, batch, slotHead[slot], exprRow[slot],
+                                      jExpr, n, m, startQ, startK},
+                                     s);
+        };
         Value allowed = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
         if (applyMask) {
           allowed = rb.inlineExpression(
@@ -126,6 +128,15 @@ SmallVector<Value> SoftmaxKernelBuilder::scoresToWeights(Value keyBlock,
                     arith::DivUIOp::create(b, exprRow[slot], chunkSize),
                     arith::DivUIOp::create(b, jExpr, chunkSize)));
         }
+        // A score that reads tensors or divides is evaluated at allowed keys
+        // only, as the semantics define it: a masked key's read may lie
+        // outside the tensor (rel[h, i - j + c] past the window).
+        if (applyMask && scoreMayFail)
+          s = rb.ifThen(
+              allowed, {f32}, [&]() -> SmallVector<Value> { return {score()}; },
+              [&]() -> SmallVector<Value> { return {rb.f32(0)}; })[0];
+        else
+          s = score();
         if (normalizer == Normalizer::sigmoid)
           s = arith::DivFOp::create(
               b, rb.f32(1),
