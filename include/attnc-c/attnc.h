@@ -117,8 +117,9 @@ typedef enum {
    * d_q, d_k, d_v and d_<x> for every float tensor x the score expression
    * reads, in the order of the forward's parameters, each with its
    * input's shape. Softmax-family specs compile for "cpu" (the tiled
-   * backward), "cpu-reference" and the GPU targets (not when the score
-   * reads float inputs). A linear spec's backward takes the forward's
+   * backward), "cpu-reference" and the GPU targets (the GPU kernel sums
+   * the d_<x> of float inputs from a copy per CTA in its workspace:
+   * attnc_kernel_workspace_bytes). A linear spec's backward takes the forward's
    * parameters, then d_<o> and d_<final state>, and returns d_q, d_k, d_v,
    * d_<initial state> and d_<x> for each float tensor the gate reads; it
    * compiles for "cpu-reference" only. Others fail with

@@ -135,14 +135,20 @@ attnc_status describe(const attnc_kernel *kernel, int isResult, size_t index,
 
 /// The grid a launch of GPU `kernel` on `inputs` (shapes only, checked
 /// against the signature) uses.
-attnc_status launchGrid(attnc_kernel *kernel, const attnc_tensor *inputs,
-                        std::array<int64_t, 3> &grid) {
+/// The grid of a launch on `inputs`, and with `resultShapes` its results'
+/// shapes.
+attnc_status
+launchGrid(attnc_kernel *kernel, const attnc_tensor *inputs,
+           std::array<int64_t, 3> &grid,
+           std::vector<std::vector<int64_t>> *resultShapes = nullptr) {
   const KernelSignature &signature = kernel->signature();
   std::vector<TensorView> views;
   std::string error;
   DimBindings bindings;
   if (!toViews(inputs, signature.params, views, error) ||
-      !bindInputShapes(signature, pointers(views), bindings, error))
+      !bindInputShapes(signature, pointers(views), bindings, error) ||
+      (resultShapes && !kernel->gpuImage.outputShapes(
+                           pointers(views), bindings, *resultShapes, error)))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
   // split-keys=auto kernels size their grid for the device they run on.
   int64_t residentCtas = 0;
@@ -345,11 +351,12 @@ attnc_status attnc_kernel_workspace_bytes(attnc_kernel *kernel,
   if (kernel->isCpu())
     return ATTNC_OK;
   std::array<int64_t, 3> grid;
-  if (attnc_status status = launchGrid(kernel, inputs, grid))
+  std::vector<std::vector<int64_t>> resultShapes;
+  if (attnc_status status = launchGrid(kernel, inputs, grid, &resultShapes))
     return status;
   // A launch with an empty grid computes nothing and allocates nothing.
-  if (kernel->gpuImage.segmented() && grid[0] && grid[1] && grid[2])
-    *bytes = segmentWorkspace(kernel->gpuImage, grid).totalBytes;
+  if (grid[0] && grid[1] && grid[2])
+    *bytes = launchWorkspace(kernel->gpuImage, grid, resultShapes).totalBytes;
   return ATTNC_OK;
 }
 

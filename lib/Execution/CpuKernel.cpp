@@ -165,8 +165,9 @@ std::unique_ptr<CpuKernel> CpuKernel::compile(ModuleOp module, StringRef name,
         launch.rowBlock = rowBlock.getInt();
       if (auto partial =
               func->getAttrOfType<DenseI64ArrayAttr>(kPartialResultsAttrName))
-        launch.partialResults.assign(partial.asArrayRef().begin(),
-                                     partial.asArrayRef().end());
+        for (int64_t argument : partial.asArrayRef()) // to result numbers
+          launch.partialResults.push_back(
+              static_cast<int>(argument - result->kernelSignature.params.size()));
     }
     if (failed(toLLVM.run(*lowered))) {
       error = "lowering to LLVM failed: " + diagnostics;
@@ -438,20 +439,14 @@ bool CpuKernel::run(const std::vector<const TensorView *> &inputs,
 bool CpuKernel::preparePartialSums(
     const std::vector<std::vector<int64_t>> &shapes, int64_t items,
     std::vector<PartialSums> &partials, std::string &error) const {
-  // Positions travel as f32 in the tile program: exact below 2^24.
-  constexpr int64_t kExactPositions = int64_t(1) << 24;
   for (int result : launch.partialResults) {
     const std::string &name = kernelSignature.results[result].name;
+    if (!checkScatterPositions(name, shapes[result],
+                               "compile for cpu-reference instead", error))
+      return false;
     int64_t elements = 1;
-    for (int64_t size : shapes[result]) {
-      if (size > kExactPositions) {
-        error = "'" + name + "' has a dim of " + std::to_string(size) +
-                ": the tiled kernel scatter-adds into dims of at most 2^24 "
-                "(compile for cpu-reference instead)";
-        return false;
-      }
+    for (int64_t size : shapes[result])
       elements *= size;
-    }
     if (!checkAllocatable("the per-item partial sums of '" + name + "'",
                           ElementType::F32, {items, elements}, error))
       return false;

@@ -76,6 +76,10 @@ void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
   image.copiedParams.assign(launch.getCopiedParams().asArrayRef().begin(),
                             launch.getCopiedParams().asArrayRef().end());
   image.packsQueryHeads = static_cast<bool>(launch.getPacksQueryHeads());
+  if (DenseI64ArrayAttr partial = launch.getPartialResults())
+    for (int64_t argument : partial.asArrayRef()) // to result numbers
+      image.partialResults.push_back(
+          argument - static_cast<int64_t>(image.signature.params.size()));
   if (DenseI64ArrayAttr segments = launch.getSegments()) {
     ArrayRef<int64_t> values = segments.asArrayRef();
     image.segments = {values[0], values[1], values[2], values[3]};

@@ -617,11 +617,19 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
   int64_t status[kStatusWords] = {};
   descriptors.push_back(descriptorOf(status, {kStatusWords}, {1}));
   std::array<int64_t, 3> grid = launch.gridFor(inputs, resident);
+  // Partial results are sums over the CTAs; with none they are zero.
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
+    for (int64_t result : launch.partialResults)
+      zeroElements(*outputs[result]);
   // CTAs run one after another in ticket order, so every flag a CTA awaits
   // is already set (attnc_emu_expect_published).
   std::vector<int32_t> workspace;
-  if (launch.segmented()) {
-    workspace.assign(segmentWorkspace(launch, grid).totalBytes / 4, 0);
+  if (launch.usesWorkspace()) {
+    std::vector<std::vector<int64_t>> resultShapes;
+    for (TensorView *output : outputs)
+      resultShapes.push_back(output->shape);
+    workspace.assign(launchWorkspace(launch, grid, resultShapes).totalBytes / 4,
+                     0);
     descriptors.push_back(descriptorOf(
         workspace.data(), {static_cast<int64_t>(workspace.size())}, {1}));
   }

@@ -187,6 +187,11 @@ bool attnc::checkGpuLaunch(const GpuImage &image,
               toString(signature.results[r].type) + shapeString(shapes[r]);
       return false;
     }
+  for (int64_t result : image.partialResults)
+    if (!checkScatterPositions(signature.results[result].name, shapes[result],
+                               "run this backward on the CPU reference",
+                               error))
+      return false;
   return true;
 }
 
@@ -385,8 +390,27 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
                                std::vector<int64_t>(rank, 0));
   }
   std::array<int64_t, 3> grid = gpuImage.gridFor(inputs, resident);
-  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0)
-    return true; // nothing to compute
+  if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0) {
+    // Nothing to compute; partial results are sums over no CTA: zero.
+    for (int64_t result : gpuImage.partialResults) {
+      const TensorView &view = *outputs[result];
+      int64_t elements = view.numElements();
+      if (elements == 0)
+        continue;
+      if (!isContiguous(view)) {
+        error = "'" + signature.results[result].name +
+                "' must be contiguous when the launch has no work (it is "
+                "then zeroed in one memset)";
+        return false;
+      }
+      if (!driver->check(
+              driver->memsetD8Async(reinterpret_cast<uintptr_t>(view.data), 0,
+                                    elements * elementSize(view.type), stream),
+              "cuMemsetD8Async", error))
+        return false;
+    }
+    return true;
+  }
   // The kernel records only the first error it finds in the words, so the
   // words of a stream keep what an earlier launch found until synchronize
   // reports it.
@@ -401,15 +425,18 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   // A segmented kernel's workspace belongs to this launch alone, allocated
   // and freed in stream order: launches on other streams cannot zero the
   // flags that its CTAs wait for.
-  SegmentWorkspace segments = segmentWorkspace(gpuImage, grid);
+  std::vector<std::vector<int64_t>> resultShapes;
+  for (TensorView *view : outputs)
+    resultShapes.push_back(view->shape);
+  LaunchWorkspace layout = launchWorkspace(gpuImage, grid, resultShapes);
   unsigned long long workspace = 0;
-  if (gpuImage.segmented()) {
+  if (gpuImage.usesWorkspace()) {
     if (!driver->check(
-            driver->memAllocAsync(&workspace, segments.totalBytes, stream),
+            driver->memAllocAsync(&workspace, layout.totalBytes, stream),
             "cuMemAllocAsync", error))
       return false;
     descriptors.emplace_back(reinterpret_cast<void *>(workspace),
-                             std::vector<int64_t>{segments.totalBytes / 4},
+                             std::vector<int64_t>{layout.totalBytes / 4},
                              std::vector<int64_t>{1});
   }
   std::vector<void *> args;
@@ -417,8 +444,8 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
     descriptor.append(args);
   bool launched =
       (!workspace ||
-       driver->check(driver->memsetD8Async(workspace, 0,
-                                           4 * segments.headerWords, stream),
+       driver->check(driver->memsetD8Async(workspace, 0, layout.zeroedBytes,
+                                           stream),
                      "cuMemsetD8Async", error)) &&
       driver->check(
           driver->launchKernel(function, static_cast<unsigned>(grid[0]),

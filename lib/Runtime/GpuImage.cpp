@@ -13,7 +13,7 @@ using namespace attnc;
 
 namespace {
 // Version 2: the checksum covers the header as well as the image bytes.
-constexpr const char *kMagic = "attnc-gpu-image 3";
+constexpr const char *kMagic = "attnc-gpu-image 4";
 
 bool parseElementType(const std::string &text, ElementType &type) {
   for (ElementType candidate :
@@ -159,15 +159,26 @@ int64_t attnc::chooseKeySplits(int64_t ctas, int64_t keyBlocks,
   return (keyBlocks + blocksPerSplit - 1) / blocksPerSplit;
 }
 
-SegmentWorkspace attnc::segmentWorkspace(const GpuImage &image,
-                                         const std::array<int64_t, 3> &grid) {
-  SegmentWorkspace workspace;
-  if (!image.segmented())
+LaunchWorkspace
+attnc::launchWorkspace(const GpuImage &image,
+                       const std::array<int64_t, 3> &grid,
+                       const std::vector<std::vector<int64_t>> &resultShapes) {
+  LaunchWorkspace workspace;
+  if (!image.usesWorkspace())
     return workspace;
   int64_t ctas = grid[0] * grid[1] * grid[2];
+  int64_t ctaBytes = image.segmentStateBytes;
+  for (int64_t result : image.partialResults) {
+    int64_t elements = 1;
+    for (int64_t size : resultShapes[result])
+      elements *= size;
+    ctaBytes += 4 * elements;
+  }
   workspace.headerWords = (1 + ctas + 3) / 4 * 4;
-  workspace.totalBytes =
-      4 * workspace.headerWords + ctas * image.segmentStateBytes;
+  workspace.totalBytes = 4 * workspace.headerWords + ctas * ctaBytes;
+  workspace.zeroedBytes = image.partialResults.empty()
+                              ? 4 * workspace.headerWords
+                              : workspace.totalBytes;
   return workspace;
 }
 
@@ -226,6 +237,10 @@ std::string attnc::serialize(const GpuImage &image) {
   os << "copied";
   for (int64_t param : image.copiedParams)
     os << ' ' << param;
+  os << '\n';
+  os << "partial_results";
+  for (int64_t result : image.partialResults)
+    os << ' ' << result;
   os << '\n';
   std::string header = os.str();
   return header + "bytes " + std::to_string(image.bytes.size()) + ' ' +
@@ -318,6 +333,14 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
         if (param < 0 || param >= static_cast<int64_t>(image.signature.params.size()))
           return fail("bad copied parameter");
         image.copiedParams.push_back(param);
+      }
+    } else if (key == "partial_results") {
+      int64_t result;
+      while (line >> result) {
+        if (result < 0 ||
+            result >= static_cast<int64_t>(image.signature.results.size()))
+          return fail("bad partial result");
+        image.partialResults.push_back(result);
       }
     } else if (key == "bytes") {
       uint64_t size = 0, hash = 0;

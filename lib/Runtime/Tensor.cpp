@@ -96,6 +96,43 @@ int64_t TensorView::numElements() const {
   return count;
 }
 
+bool attnc::checkScatterPositions(const std::string &name,
+                                  const std::vector<int64_t> &shape,
+                                  const std::string &fix, std::string &error) {
+  constexpr int64_t kExactPositions = int64_t(1) << 24;
+  for (int64_t size : shape)
+    if (size > kExactPositions) {
+      error = "'" + name + "' has a dim of " + std::to_string(size) +
+              ": the kernel scatter-adds into dims of at most 2^24 (" + fix +
+              ")";
+      return false;
+    }
+  return true;
+}
+
+bool attnc::isContiguous(const TensorView &view) {
+  int64_t expected = 1;
+  for (size_t d = view.shape.size(); d-- > 0;) {
+    if (view.shape[d] != 1 && view.strides[d] != expected)
+      return false;
+    expected *= view.shape[d];
+  }
+  return true;
+}
+
+void attnc::zeroElements(const TensorView &view) {
+  size_t bytes = elementSize(view.type);
+  int64_t elements = view.numElements();
+  for (int64_t element = 0; element < elements; ++element) {
+    int64_t offset = 0, rest = element;
+    for (size_t d = view.shape.size(); d-- > 0;) {
+      offset += rest % view.shape[d] * view.strides[d];
+      rest /= view.shape[d];
+    }
+    std::memset(static_cast<char *>(view.data) + offset * bytes, 0, bytes);
+  }
+}
+
 HostTensor::HostTensor(ElementType type, std::vector<int64_t> shape)
     : elementType(type), dims(std::move(shape)) {
   bytes.assign(static_cast<size_t>(numElements()) * elementSize(type), 0);

@@ -10,7 +10,7 @@
 
 // CHECK-LABEL: func.func @alibi_backward(
 // CHECK-SAME: %[[DSLOPE:[^:]*]]: memref<?xf32, strided<[?], offset: ?>>, %{{[^:]*}}: memref<?xi64>)
-// CHECK-SAME: attnc.partial_results = array<i64: 3>
+// CHECK-SAME: attnc.partial_result_types = [memref<?xf32, strided<[?], offset: ?>>], attnc.partial_results = array<i64: 11>
 // CHECK: attn_tile.grid ({{.*}}) heads %{{.*}} batches %{{.*}} block_rows 16 per_sequence {
 // CHECK: attn_tile.dot {{.*}} {transpose_rhs}
 // CHECK: attn_tile.dot {{.*}} {transpose_lhs} : tensor<?x8xf32>, tensor<?x16xf32>, tensor<8x16xf32>

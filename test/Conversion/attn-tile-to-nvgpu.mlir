@@ -222,7 +222,43 @@ func.func @scatter(%q: !in, %slope: memref<?xf32>, %status: memref<?xi64>) {
     %zero = arith.constant 0.0 : f32
     %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
     %g = tensor.splat %zero : tensor<16x32xf32>
-    // expected-error @below {{has no GPU lowering yet: the gradients of float inputs that the score reads}}
+    // expected-error @below {{on the GPU adds into one of the function's partial results (attnc.partial_results)}}
+    attn_tile.scatter_add %g, %g into %slope : tensor<16x32xf32>, tensor<16x32xf32> -> memref<?xf32>
+  }
+  return
+}
+
+// -----
+
+// A partial result: the kernel takes the result in its own type and a
+// workspace after the status words; thread 0 adds the staged tile into the
+// CTA's copy, and the last CTA to count itself done sums the copies.
+
+!in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
+
+// CHECK-LABEL: gpu.func @scatter_partial(
+// CHECK-SAME:    %{{.*}}: memref<?xbf16>, %{{.*}}: memref<?xi64>, %[[WS:.*]]: memref<?xi32>)
+// CHECK-SAME:    partialResults = [1]
+// CHECK:         scf.for
+// CHECK:           scf.for
+// CHECK:             memref.load %[[WS]]
+// CHECK:             memref.store {{.*}}, %[[WS]]
+// CHECK:         llvm.fence syncscope("device") release
+// CHECK:         memref.atomic_rmw addi {{.*}}, %[[WS]]
+// CHECK:         llvm.fence syncscope("device") acquire
+// CHECK:         arith.truncf {{.*}} : f32 to bf16
+func.func @scatter_partial(%q: !in, %slope: memref<?xf32>, %status: memref<?xi64>)
+    attributes {attnc.partial_results = array<i64: 1>,
+                attnc.partial_result_types = [memref<?xbf16>]} {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : !in
+  %heads = memref.dim %q, %c1 : !in
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
+    %g = tensor.splat %zero : tensor<16x32xf32>
     attn_tile.scatter_add %g, %g into %slope : tensor<16x32xf32>, tensor<16x32xf32> -> memref<?xf32>
   }
   return

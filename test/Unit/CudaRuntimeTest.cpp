@@ -316,7 +316,7 @@ TEST_F(FakeDriver, StatusWordsBelongToTheirStream) {
 }
 
 // The workspace is the size attnc_kernel_workspace_bytes reports.
-TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
+TEST_F(FakeDriver, LaunchWorkspaceIsAllocatedAndFreedInStreamOrder) {
   attnc_kernel *kernel = compile(kGla, "sm_80");
   ASSERT_NE(kernel, nullptr);
   GlaTensors tensors = glaTensors(300, 2);
@@ -361,6 +361,72 @@ TEST_F(FakeDriver, SegmentWorkspaceIsAllocatedAndFreedInStreamOrder) {
         seen.push_back(wanted);
   EXPECT_EQ(seen, expected) << "the workspace's calls, in order";
   EXPECT_EQ(attnc_synchronize(kernel, kStreamB), ATTNC_OK) << lastError();
+}
+
+// A backward whose score reads a float input (ALiBi slopes): each CTA
+// scatter-adds into its f32 copy of d_slope in the workspace, so the launch
+// zeroes all of it, not just the header.
+TEST_F(FakeDriver, PartialResultCopiesAreZeroedBeforeTheLaunch) {
+  const char *alibi = R"(
+kernel a(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64],
+         slope: f32[H]) -> (o: bf16[B, H, N, 64]) {
+  o = softmax(q, k, v) { score = s - slope[h] * (i - j); mask = causal }
+}
+)";
+  attnc_kernel *kernel = nullptr;
+  ASSERT_EQ(attnc_compile_part(context, alibi, std::strlen(alibi), "a.attn",
+                               nullptr, "sm_80", nullptr, ATTNC_PART_BACKWARD,
+                               &kernel),
+            ATTNC_OK)
+      << lastError();
+  kernels.push_back(kernel);
+  attnc_tensor qkv = deviceTensor(ATTNC_BF16, {1, 3, 40, 64});
+  attnc_tensor inputs[] = {qkv, qkv, qkv, deviceTensor(ATTNC_F32, {3}), qkv,
+                           deviceTensor(ATTNC_F32, {1, 3, 40}), qkv};
+  attnc_tensor outputs[] = {deviceTensor(ATTNC_BF16, {1, 3, 40, 64}),
+                            deviceTensor(ATTNC_BF16, {1, 3, 40, 64}),
+                            deviceTensor(ATTNC_BF16, {1, 3, 40, 64}),
+                            deviceTensor(ATTNC_F32, {3})};
+  // One CTA per (head, batch entry): 3 CTAs, a header of 1 + 3 words, then
+  // each CTA's copy of d_slope (3 floats).
+  int64_t reported = -1;
+  ASSERT_EQ(attnc_kernel_workspace_bytes(kernel, inputs, &reported), ATTNC_OK)
+      << lastError();
+  EXPECT_EQ(reported, 4 * 4 + 3 * 3 * 4);
+  std::vector<size_t> starts = descriptorStarts(kernel);
+  size_t workspaceStart = starts.back() + 5;
+  std::vector<unsigned char> atLaunch;
+  fake_cuda::onLaunch([&](const fake_cuda::Launch &launch) {
+    ASSERT_EQ(launch.params.size(), workspaceStart + 5);
+    auto *bytes = reinterpret_cast<unsigned char *>(
+        static_cast<uintptr_t>(launch.params[workspaceStart]));
+    atLaunch.assign(bytes, bytes + fake_cuda::allocationBytes(
+                                       launch.params[workspaceStart]));
+  });
+  ASSERT_EQ(attnc_launch(kernel, inputs, outputs, kStreamB), ATTNC_OK)
+      << lastError() << " / " << fake_cuda::lastViolation();
+  EXPECT_EQ(atLaunch, std::vector<unsigned char>(reported, 0))
+      << "the workspace the kernel starts from is zero";
+  EXPECT_EQ(attnc_synchronize(kernel, kStreamB), ATTNC_OK) << lastError();
+
+  // No batch entry: no CTA runs, and d_slope, a sum over none, is zero
+  // (its buffer starts as junk).
+  int64_t emptyShape[] = {0, 3, 40, 64}, emptyLseShape[] = {0, 3, 40};
+  attnc_tensor empty = {qkv.data, ATTNC_BF16, 4, emptyShape, nullptr};
+  attnc_tensor emptyLse = {inputs[5].data, ATTNC_F32, 3, emptyLseShape,
+                           nullptr};
+  attnc_tensor emptyInputs[] = {empty, empty,    empty, inputs[3],
+                                empty, emptyLse, empty};
+  attnc_tensor dSlope = deviceTensor(ATTNC_F32, {3});
+  attnc_tensor emptyOutputs[] = {empty, empty, empty, dSlope};
+  size_t launchesBefore = fake_cuda::launches().size();
+  ASSERT_EQ(attnc_launch(kernel, emptyInputs, emptyOutputs, kStreamB),
+            ATTNC_OK)
+      << lastError();
+  EXPECT_EQ(fake_cuda::launches().size(), launchesBefore);
+  const float *zeroed = static_cast<const float *>(dSlope.data);
+  EXPECT_EQ(std::vector<float>(zeroed, zeroed + 3), std::vector<float>(3, 0))
+      << "d_slope of an empty batch";
 }
 
 // split-keys=auto: the launch sizes the splits for the device (its

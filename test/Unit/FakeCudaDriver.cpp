@@ -94,6 +94,9 @@ int allocate(uint64_t *address, size_t bytes) {
   void *memory = std::aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
   if (!memory)
     return kOutOfMemory;
+  // Junk, as device memory holds, so that a launch relying on zeroes it
+  // did not write is caught.
+  std::memset(memory, 0xA5, bytes);
   *address = reinterpret_cast<uintptr_t>(memory);
   state().allocations[*address] = bytes;
   return kSuccess;

@@ -264,7 +264,7 @@ TEST(GpuCompile, KeySplitKernels) {
         {2, 8, 1, 64}, {2, 2, 5000, 64}, {2, 2, 5000, 64}, {8}};
     std::array<int64_t, 3> grid = image.gridFor(shapes);
     EXPECT_EQ(grid, (std::array<int64_t, 3>{10, 8, 2}));
-    SegmentWorkspace workspace = segmentWorkspace(image, grid);
+    LaunchWorkspace workspace = launchWorkspace(image, grid, {});
     EXPECT_EQ(workspace.headerWords, 164); // 1 + 160 CTAs, padded to 4
     EXPECT_EQ(workspace.totalBytes, 164 * 4 + 160 * 64 * 65 * 4);
     // No keys: still one split, which stores o = 0 and lse = -inf.
@@ -337,7 +337,7 @@ TEST(GpuCompile, PackedGqaKernels) {
   std::array<int64_t, 3> grid =
       image.gridFor({{2, 8, 1, 64}, {2, 2, 5000, 64}, {2, 2, 5000, 64}, {8}});
   EXPECT_EQ(grid, (std::array<int64_t, 3>{10, 2, 2}));
-  EXPECT_EQ(segmentWorkspace(image, grid).headerWords, 44); // 1 + 40 CTAs
+  EXPECT_EQ(launchWorkspace(image, grid, {}).headerWords, 44); // 1 + 40 CTAs
 
   GpuPipelineOptions packed;
   packed.packGqa = true;
@@ -476,7 +476,7 @@ TEST(GpuImage, SegmentedKernelsCarryTheirWorkspace) {
       {}};
   std::array<int64_t, 3> grid = back.gridFor(shapes);
   EXPECT_EQ(grid, (std::array<int64_t, 3>{2 * 3, 4, 2}));
-  SegmentWorkspace workspace = segmentWorkspace(back, grid);
+  LaunchWorkspace workspace = launchWorkspace(back, grid, {});
   EXPECT_EQ(workspace.headerWords, 52); // 1 + 48 CTAs, padded to 4 words
   EXPECT_EQ(workspace.totalBytes, 52 * 4 + 48 * 64 * 64 * 4);
   // An empty sequence still gets one segment (it stores the final state).

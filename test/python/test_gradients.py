@@ -382,20 +382,27 @@ def test_kernels_without_a_backward_say_why(example, reason):
         kernel.backward_kernel
 
 
-def test_the_gpu_backward_on_the_warp_emulator():
+@pytest.mark.parametrize("name", ["softcap_n_ne_m", "alibi_gqa_window", "relative_bias_table"])
+def test_the_gpu_backward_on_the_warp_emulator(name):
     """The GPU backward (the tile program through attn-tile-to-nvgpu: mma.sync,
     P and dS rounded to bf16) through the same torch operator, run by the warp
-    emulator: softcap, GQA, N != M, bf16, lse in the loss."""
-    params, body, extra, score, allowed, (b, hq, hk, n, m) = CASES["softcap_n_ne_m"]
-    n, m = 21, 40
-    spec = dense_spec("gpu_softcap", params, body, dtype="bf16").replace(", D]", ", 16]")
+    emulator, bf16, lse in the loss: softcap with N != M, and the gradients of
+    float inputs (ALiBi slopes with GQA, a relative-bias table), which each
+    CTA scatter-adds into its own copy and the last CTA sums."""
+    params, body, extra, score, allowed, (b, hq, hk, n, m) = CASES[name]
+    if name == "softcap_n_ne_m":
+        n, m = 21, 40
+    spec = dense_spec("gpu_" + name, params, body, dtype="bf16").replace(", D]", ", 16]")
     kernel = attnc.compile(spec, target="gpu-emulator")
     assert kernel.backward_kernel.target == "gpu-emulator"
-    seed = 2101
+    seed = 2101 + sorted(CASES).index(name)
     gen = torch.Generator().manual_seed(seed)
     tensors = leaves(gen, [(b, hq, n, 16), (b, hk, m, 16), (b, hk, m, 16)], torch.bfloat16)
+    sizes = {"Hq": hq}
+    tensors += leaves(gen, [tuple(sizes.get(s, s) for s in shape) for shape in extra], torch.float32)
 
-    def reference(q, k, v):
-        return attention_f64(q, k, v, score, lambda i, j: allowed(i, j, n, m))
+    def reference(q, k, v, *extras):
+        return attention_f64(q, k, v, lambda s, h, i, j: score(s, h, i, j, *extras),
+                             lambda i, j: allowed(i, j, n, m))
 
     check_gradients(kernel.torch_op(), tensors, reference, seed, gen, use_lse=True)

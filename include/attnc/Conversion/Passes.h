@@ -36,13 +36,19 @@ namespace attnc {
 /// sequence. Absent: items are whole (batch, head) pairs.
 inline constexpr llvm::StringLiteral kCpuRowBlockAttrName = "attnc.cpu_row_block";
 
-/// On a kernel function: the results (numbered from 0) that each program
+/// On a kernel function: the arguments (result buffers) that each program
 /// instance scatter-adds into, as f32, and that the launcher therefore
 /// passes as one zeroed copy per instance and then sums in instance order
 /// into the result (its dtype), so that the sums do not depend on the
 /// threads (the softmax backward's gradients of the score's float inputs).
+/// The CPU launcher makes the copies; attn-tile-to-nvgpu gives each CTA its
+/// copy in the launch's workspace and has the last CTA sum them.
 inline constexpr llvm::StringLiteral kPartialResultsAttrName =
     "attnc.partial_results";
+/// Beside kPartialResultsAttrName: the types those arguments had before
+/// they became f32 copies (the results' own types), in the same order.
+inline constexpr llvm::StringLiteral kPartialResultTypesAttrName =
+    "attnc.partial_result_types";
 
 /// On a softmax tile program's function: the parameters that hold packed
 /// sequences' offsets (cu_seqlens of queries, then of keys when distinct),

@@ -287,9 +287,16 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
     count (one lane per row for 1-D tiles). Tiles carried by scf.for and
     scf.if travel as their registers.
 
+    `scatter_add` into a result the function marks `attnc.partial_results`
+    goes to the CTA's f32 copy in a workspace the kernel takes after the
+    status words: the tiles are staged in shared memory and thread 0 adds
+    them in row-major order; the last CTA to finish (a counter, fences)
+    sums the copies in CTA order into the result, in its own type
+    (`attnc.partial_result_types`).
+
     Not lowered yet (reported naming the op): `scan`, `slice`, `transpose`,
-    `decay_dot` (linear kernels), `top_k_insert`, `scatter_add`
-    (float-input gradients), reductions of 1-D tiles, loaded tiles carried
+    `decay_dot` (linear kernels), `top_k_insert`, reductions of 1-D tiles
+    in programs of more than one warp, loaded tiles carried
     by control flow; kernels over `max-shared-bytes` are refused with the
     byte count.
   }];

@@ -63,6 +63,12 @@ struct GpuImage {
   /// heads(copiedParams[0]) / heads(copiedParams[1]) at dim headDim.
   bool packsQueryHeads = false;
   bool segmented() const { return segments.divisor != 0; }
+  /// Results that every CTA scatter-adds into its own f32 copy in the
+  /// workspace (gradients of float inputs a score reads at computed
+  /// positions); the last CTA to finish sums the copies in CTA order, so
+  /// the sums do not depend on which CTAs run first.
+  std::vector<int64_t> partialResults;
+  bool usesWorkspace() const { return segmented() || !partialResults.empty(); }
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.
   ParamRoles roles;
@@ -96,16 +102,23 @@ struct GpuImage {
 constexpr int64_t kMaxKeySplits = 128;
 int64_t chooseKeySplits(int64_t ctas, int64_t keyBlocks, int64_t residentCtas);
 
-/// The workspace of a segmented launch of `ctas` CTAs, in 4-byte words: a
-/// header of 1 + ctas words, zeroed before every launch (linear segments: a
-/// ticket counter and one flag per CTA; key splits: a finished-splits
-/// counter per query block), padded to 16 bytes, then each CTA's state. The
-/// kernel computes the same layout.
-struct SegmentWorkspace {
+/// The workspace of a launch of `ctas` CTAs, in 4-byte words: a header of
+/// 1 + ctas words, zeroed before every launch (linear segments: a ticket
+/// counter and one flag per CTA; key splits: a finished-splits counter per
+/// query block; partial results: a finished-CTAs counter), padded to 16
+/// bytes, then each CTA's state: segmentStateBytes, then its f32 copy of
+/// each partial result (of the shape in `resultShapes`), zeroed before the
+/// launch too. The kernel computes the same layout. Empty when the image
+/// needs no workspace.
+struct LaunchWorkspace {
   int64_t headerWords = 0, totalBytes = 0;
+  /// Bytes to zero before the launch: the header, or everything when there
+  /// are partial results.
+  int64_t zeroedBytes = 0;
 };
-SegmentWorkspace segmentWorkspace(const GpuImage &image,
-                                  const std::array<int64_t, 3> &grid);
+LaunchWorkspace
+launchWorkspace(const GpuImage &image, const std::array<int64_t, 3> &grid,
+                const std::vector<std::vector<int64_t>> &resultShapes);
 
 /// Header + bytes. The header ends with the byte count and an FNV-1a hash
 /// of the bytes, so truncated or corrupted files are detected on load.

@@ -54,6 +54,18 @@ struct TensorView {
   int64_t numElements() const;
 };
 
+/// Gradients scatter-added at computed positions (partial results) travel
+/// their positions as f32, exact below 2^24: false, naming the result, when
+/// a dim of `shape` is larger. `fix` says what to do instead.
+bool checkScatterPositions(const std::string &name,
+                           const std::vector<int64_t> &shape,
+                           const std::string &fix, std::string &error);
+
+/// Whether the view's elements are packed in row-major order.
+bool isContiguous(const TensorView &view);
+/// Sets every element of a view of host memory to zero.
+void zeroElements(const TensorView &view);
+
 /// "[2, 4, 128, 64]"
 std::string shapeString(const std::vector<int64_t> &shape);
 

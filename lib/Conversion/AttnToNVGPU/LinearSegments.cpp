@@ -5,7 +5,7 @@
 // waits for CTAs that already run), sums what its chunks add to a zero
 // state, waits for its predecessor's state in the workspace, publishes
 // exp(decay) S_start + S_own for its successor, and walks its chunks from
-// S_start. The workspace layout is GpuImage.h's segmentWorkspace: a ticket
+// S_start. The workspace layout is GpuImage.h's launchWorkspace: a ticket
 // counter, a flag per CTA, then their states.
 //
 //===----------------------------------------------------------------------===//
@@ -97,7 +97,7 @@ void LinearKernelBuilder::enterSegment(Value first, Value end,
       arith::CmpIOp::create(b, arith::CmpIPredicate::ne, segment, idx(0));
   Value predecessor = rb.sub(ticket, perSegment);
   rb.ifThen(notFirst, [&] { awaitState(predecessor); });
-  // The workspace layout of GpuImage.h's segmentWorkspace.
+  // The workspace layout of GpuImage.h's launchWorkspace.
   Value segments = arith::MaxUIOp::create(
       b, idx(1),
       arith::CeilDivUIOp::create(b, operands.lengthQ,

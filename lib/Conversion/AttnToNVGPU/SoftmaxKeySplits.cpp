@@ -2,7 +2,7 @@
 //
 // With split-keys, grid x is (query block, split): the splits of a query
 // block walk disjoint ranges of its key blocks, each leaves its partial
-// output and log-sum-exp in the workspace (GpuImage.h, segmentWorkspace),
+// output and log-sum-exp in the workspace (GpuImage.h, launchWorkspace),
 // and the last to finish combines them into o and lse.
 //
 //===----------------------------------------------------------------------===//
@@ -63,7 +63,7 @@ void SoftmaxKernelBuilder::joinParticipatingSplits() {
   b.setInsertionPoint(onlyParticipants.thenBlock()->getTerminator());
 }
 
-// Split kernels' workspace (GpuImage.h, segmentWorkspace): a header of
+// Split kernels' workspace (GpuImage.h, launchWorkspace): a header of
 // one word plus one per CTA, padded to 4 words, then each CTA's partial
 // state; header word 1 + t counts the finished splits of query tile t.
 // A query block's splits are consecutive CTAs (grid x, splits minor).

@@ -467,20 +467,20 @@ void BackwardProgram::build(ValueRange results) {
   // kPartialResultsAttrName).
   auto func = cast<func::FuncOp>(b.getBlock()->getParentOp());
   SmallVector<int64_t> partial;
+  SmallVector<Attribute> resultTypes;
   for (Value result : results.drop_front(3)) {
     auto type = cast<MemRefType>(result.getType());
+    resultTypes.push_back(TypeAttr::get(type));
     result.setType(MemRefType::get(type.getShape(), b.getF32Type(),
                                    type.getLayout()));
     inputGradients.push_back(result);
-    partial.push_back(cast<BlockArgument>(result).getArgNumber() -
-                      op->getParentOfType<KernelOp>()
-                          .getFunctionType()
-                          .getNumInputs());
+    partial.push_back(cast<BlockArgument>(result).getArgNumber());
   }
   if (!partial.empty()) {
     func.setFunctionType(b.getFunctionType(
         func.front().getArgumentTypes(), func.getFunctionType().getResults()));
     func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(partial));
+    func->setAttr(kPartialResultTypesAttrName, b.getArrayAttr(resultTypes));
   }
   // Instances are (query block, kv head, batch entry); scatter-adds go to
   // one partial copy per instance, so with float inputs an instance takes

@@ -37,7 +37,13 @@ LogicalResult ProgramBuilder::build(tile::GridOp grid) {
   mapping.map(grid.getQueryBlock(), queryBlock);
   mapping.map(grid.getHead(), head);
   mapping.map(grid.getBatch(), batch);
-  return lowerBlock(grid.getBody().front());
+  if (!partialResults.empty())
+    setUpPartialCopies();
+  if (failed(lowerBlock(grid.getBody().front())))
+    return failure();
+  if (!partialResults.empty())
+    sumPartialCopies();
+  return success();
 }
 
 LogicalResult ProgramBuilder::lowerBlock(Block &block) {
@@ -58,6 +64,8 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerReduce(reduce);
   if (auto store = dyn_cast<tile::StoreOp>(op))
     return lowerStore(store);
+  if (auto scatter = dyn_cast<tile::ScatterAddOp>(op))
+    return lowerScatterAdd(scatter);
   if (auto splat = dyn_cast<tensor::SplatOp>(op))
     return lowerSplat(splat);
   if (auto blocks = dyn_cast<tile::QueryBlocksOp>(op)) { // the launch grid's
@@ -70,8 +78,9 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerIf(ifOp);
   if (holdsTiles(op))
     return op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu "
-                           "handles load, dot, map, reduce, store and "
-                           "splat of tiles, in scf.for and scf.if)");
+                           "handles load, dot, map, reduce, store, "
+                           "scatter_add and splat of tiles, in scf.for and "
+                           "scf.if)");
   b.clone(*op, mapping);
   return success();
 }

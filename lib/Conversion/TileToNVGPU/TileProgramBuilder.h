@@ -8,6 +8,8 @@
 //                        (load, splat, dot, map, reduce, store)
 //   TileControlFlow.cpp  scf.for (with loads streamed an iteration ahead)
 //                        and scf.if, whose tiles travel as their registers
+//   TilePartialSums.cpp  scatter_add into per-CTA copies in the workspace,
+//                        summed in CTA order by the last CTA
 //
 //===----------------------------------------------------------------------===//
 
@@ -63,6 +65,14 @@ public:
                  int64_t blockRows)
       : WarpBuilder(rb, config), mapping(rb.params),
         blockRows(blockRows) {}
+
+  /// Results that scatter_add adds into (the kernel's arguments, in the
+  /// order of kPartialResultsAttrName), each CTA into its copy in
+  /// `workspace`; set before build.
+  void setPartialResults(Value workspaceArg, ValueRange results) {
+    workspace = workspaceArg;
+    partialResults.assign(results.begin(), results.end());
+  }
 
   /// Builds the CTA of `grid` at the builder's insertion point.
   mlir::LogicalResult build(tile::GridOp grid);
@@ -145,6 +155,18 @@ private:
   mlir::LogicalResult lowerStore(tile::StoreOp store);
 
   //===--------------------------------------------------------------------===//
+  // Partial results (TilePartialSums.cpp)
+  //===--------------------------------------------------------------------===//
+
+  /// Where this CTA's copies of the partial results begin in the workspace
+  /// (launchWorkspace's layout).
+  void setUpPartialCopies();
+  /// Thread 0 adds the staged tile into this CTA's copy in row-major order.
+  mlir::LogicalResult lowerScatterAdd(tile::ScatterAddOp scatter);
+  /// At the CTA's end: the last CTA sums the copies in CTA order.
+  void sumPartialCopies();
+
+  //===--------------------------------------------------------------------===//
   // Control flow: tiles travel as their registers (TileControlFlow.cpp)
   //===--------------------------------------------------------------------===//
 
@@ -186,6 +208,13 @@ private:
   llvm::DenseMap<Value, Value> contiguous;
   /// A fragments of shared tiles held in registers across the current loop.
   llvm::DenseMap<Value, SmallVector<MmaOperand>> heldOperands;
+  /// The workspace and the partial results (setPartialResults); the CTA
+  /// count, the word of CTA 0's copies, the words per CTA, and the word of
+  /// this CTA's copy of each result.
+  Value workspace;
+  SmallVector<Value> partialResults;
+  Value ctaCount, firstCopyWord, wordsPerCta;
+  SmallVector<Value> copyWords;
   /// Whether copies were issued that no wait has covered yet.
   bool copiesPending = false;
   int64_t loopDepth = 0;

@@ -175,21 +175,12 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       return func.emitOpError("holds more than one attn_tile.grid");
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
-      if (isa<tile::ScatterAddOp>(op)) {
-        InFlightDiagnostic error = op->emitOpError(
-            "has no GPU lowering yet: the gradients of float inputs that "
-            "the score reads (slopes, bias tables) are computed on the CPU "
-            "only; run this backward with target cpu");
-        if (auto at = dyn_cast<FileLineColLoc>(op->getLoc()))
-          error << " (the load at " << at.getFilename().getValue() << ":"
-                << at.getLine() << ":" << at.getColumn() << ")";
-        return WalkResult::interrupt();
-      }
       if (!isa<tile::ScanOp, tile::SliceOp, tile::TransposeOp, tile::DecayDotOp,
                tile::TopKInsertOp>(op))
         return WalkResult::advance();
       op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu handles "
-                      "load, dot, map, reduce, store and splat of tiles)");
+                      "load, dot, map, reduce, store, scatter_add and splat "
+                      "of tiles)");
       return WalkResult::interrupt();
     });
     if (unsupported.wasInterrupted())
@@ -224,12 +215,28 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       return failure();
     facts->threads = config.threads();
 
+    // Partial results are the results' own buffers on the GPU (the CTAs'
+    // f32 copies live in a workspace after the status words).
+    SmallVector<Type> argTypes(func.getArgumentTypes());
+    auto partial = func->getAttrOfType<DenseI64ArrayAttr>(kPartialResultsAttrName);
+    if (partial) {
+      auto types = func->getAttrOfType<ArrayAttr>(kPartialResultTypesAttrName);
+      if (!types || types.size() != partial.size())
+        return func.emitOpError("needs ")
+               << kPartialResultTypesAttrName << " beside "
+               << kPartialResultsAttrName << ", one type per result";
+      for (auto [argument, type] : llvm::zip(partial.asArrayRef(), types))
+        argTypes[argument] = cast<TypeAttr>(type).getValue();
+      argTypes.push_back(workspaceType(func.getContext()));
+      facts->partialResults.assign(partial.asArrayRef().begin(),
+                                   partial.asArrayRef().end());
+    }
     // The kernel function, named like the program, replaces it.
     std::string name = func.getSymName().str();
     func.setSymName(name + ".program");
-    Operation *kernel = createKernelFunction(
-        func->getParentOfType<ModuleOp>(), name, func.getLoc(),
-        func.getArgumentTypes(), config, gpuModule);
+    Operation *kernel =
+        createKernelFunction(func->getParentOfType<ModuleOp>(), name,
+                             func.getLoc(), argTypes, config, gpuModule);
     Block *entry = &kernel->getRegion(0).front();
     ImplicitLocOpBuilder b(grid.getLoc(), entry, entry->end());
     IRMapping params;
@@ -245,6 +252,12 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       b.clone(op, params);
     }
     ProgramBuilder builder(rb, config, blockRows);
+    if (partial)
+      builder.setPartialResults(
+          entry->getArguments().back(),
+          llvm::map_to_vector(partial.asArrayRef(), [&](int64_t argument) {
+            return Value(entry->getArgument(argument));
+          }));
     if (failed(builder.build(grid)))
       return failure();
     facts->sharedBytes = builder.sharedBytes();

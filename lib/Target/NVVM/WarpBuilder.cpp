@@ -116,7 +116,10 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
           segmented ? facts.segmentStateBytes : 0,
           segmented && facts.splitsAtLaunch ? builder.getUnitAttr()
                                             : UnitAttr(),
-          facts.packsQueryHeads ? builder.getUnitAttr() : UnitAttr()));
+          facts.packsQueryHeads ? builder.getUnitAttr() : UnitAttr(),
+          facts.partialResults.empty()
+              ? DenseI64ArrayAttr()
+              : builder.getDenseI64ArrayAttr(facts.partialResults)));
 }
 
 std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,

@@ -337,6 +337,9 @@ struct LaunchFacts {
   /// Query heads of a GQA group packed into a CTA's rows: grid x's size is
   /// multiplied by the group size (GpuImage::packsQueryHeads).
   bool packsQueryHeads = false;
+  /// Results summed over CTAs from per-CTA copies in the workspace
+  /// (GpuImage::partialResults).
+  SmallVector<int64_t> partialResults;
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 

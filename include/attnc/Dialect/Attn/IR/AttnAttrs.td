@@ -59,6 +59,10 @@ def Attn_LaunchAttr : AttrDef<Attn_Dialect, "Launch"> {
       `segmentStateBytes` in the workspace; `splitsAtLaunch`: the launch
       chooses the number of key splits (split-keys=auto).
     - `packsQueryHeads`: grid x is multiplied by the GQA group size.
+    - `partialResults`: the kernel arguments (result buffers) that are sums
+      of every CTA's scatter-adds: each CTA has f32 copies of them in the
+      workspace after its header, and the last CTA to finish sums the
+      copies in CTA order into them.
   }];
   let parameters = (ins
     "int64_t":$threads,
@@ -71,7 +75,8 @@ def Attn_LaunchAttr : AttrDef<Attn_Dialect, "Launch"> {
     OptionalParameter<"::mlir::DenseI64ArrayAttr">:$segments,
     DefaultValuedParameter<"int64_t", "0">:$segmentStateBytes,
     OptionalParameter<"::mlir::UnitAttr">:$splitsAtLaunch,
-    OptionalParameter<"::mlir::UnitAttr">:$packsQueryHeads
+    OptionalParameter<"::mlir::UnitAttr">:$packsQueryHeads,
+    OptionalParameter<"::mlir::DenseI64ArrayAttr">:$partialResults
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;
