@@ -39,10 +39,10 @@
 // size, then a read-modify-write in row-major order.
 // LOOPS-LABEL: func.func @alibi_backward(
 // LOOPS-SAME: %[[COPY:arg[0-9]+]]: memref<?xf32, strided<[?], offset: ?>>, %{{[^:]*}}: memref<?xi64>
-// LOOPS: %[[POS:.*]] = arith.fptosi %{{.*}} : f32 to i64
-// LOOPS-NEXT: %[[SIZE:.*]] = memref.dim %[[COPY]], %c0
-// LOOPS-NEXT: %[[SIZE64:.*]] = arith.index_cast %[[SIZE]]
+// LOOPS: %[[SIZE:.*]] = memref.dim %[[COPY]], %c0
+// LOOPS-NEXT: %[[POS:.*]] = arith.fptosi %{{.*}} : f32 to i64
 // LOOPS-NEXT: %[[LOW:.*]] = arith.cmpi sge, %[[POS]], %c0_i64
+// LOOPS-NEXT: %[[SIZE64:.*]] = arith.index_cast %[[SIZE]]
 // LOOPS-NEXT: %[[HIGH:.*]] = arith.cmpi slt, %[[POS]], %[[SIZE64]]
 // LOOPS-NEXT: %[[INSIDE:.*]] = arith.andi %[[LOW]], %[[HIGH]]
 // LOOPS-NEXT: %[[AT:.*]] = arith.index_cast %[[POS]] : i64 to index

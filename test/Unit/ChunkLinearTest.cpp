@@ -115,6 +115,31 @@ kernel vg(q: f32[T, H, 8], k: f32[T, H, 8], v: f32[T, H, 4], g: f32[T, H, 8],
   }
 }
 
+// Head dims the spec leaves open, larger than the chunk (the state tile has
+// Dk = 12 rows against chunks of 4), with an optional initial state, given
+// and omitted (whose zero sizes must not size the state's buffer).
+TEST(ChunkLinear, OpenHeadDimsWithAnInitialState) {
+  const std::string spec = R"(
+kernel ssd(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, E],
+           a: f32[B, H, T], h0: f32[B, H, D, E]?) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {
+  o, hT = linear(q, k, v, initial = h0) { gate = a[b, h, t]; chunk = 4 }
+})";
+  SpecRunner reference(spec), chunked(spec, CpuOptions{CpuPath::Tiled, 64, 64});
+  ASSERT_TRUE(chunked.ok()) << chunked.compileError;
+  for (uint64_t seed : {5, 6}) {
+    std::mt19937_64 rng(seed);
+    std::map<std::string, HostTensor> inputs;
+    for (const char *name : {"q", "k"})
+      inputs[name] = randomTensor(ElementType::F32, {1, 2, 11, 12}, rng, -1, 1);
+    inputs["v"] = randomTensor(ElementType::F32, {1, 2, 11, 6}, rng, -1, 1);
+    inputs["a"] = randomTensor(ElementType::F32, {1, 2, 11}, rng, -1, 0);
+    if (seed == 6)
+      inputs["h0"] = randomTensor(ElementType::F32, {1, 2, 12, 6}, rng, -1, 1);
+    expectSameOutputs(reference, chunked, inputs,
+                      "open head dims, seed " + std::to_string(seed));
+  }
+}
+
 /// GLA with Dk = Dv = 8 and chunks of 4, and seeded inputs for it with
 /// gates in [-1, 0].
 const char *kSmallGla = R"(

@@ -42,6 +42,24 @@ inline mlir::Value splatTile(mlir::ImplicitLocOpBuilder &b, mlir::Value value,
   return mlir::tensor::SplatOp::create(b, value, type, sizes);
 }
 
+/// `absent()` when the optional tensor `memref` was omitted, else
+/// `present()`: a tile read from it. The zeros come first, as the scf.if's
+/// then branch, whose buffer the CPU lowering gives the if's result: an
+/// omitted tensor has zero sizes, which would size a buffer read from it.
+inline mlir::Value ifAbsent(LoweringBuilder &rb, mlir::Value memref,
+                            mlir::Type type,
+                            llvm::function_ref<mlir::Value()> absent,
+                            llvm::function_ref<mlir::Value()> present) {
+  mlir::ImplicitLocOpBuilder &b = rb.b;
+  mlir::Value omitted = mlir::arith::XOrIOp::create(
+      b, rb.isPresent(memref),
+      mlir::arith::ConstantIntOp::create(b, b.getI1Type(), 1));
+  return rb.ifThen(
+      omitted, {type},
+      [&]() -> llvm::SmallVector<mlir::Value> { return {absent()}; },
+      [&]() -> llvm::SmallVector<mlir::Value> { return {present()}; })[0];
+}
+
 /// Builds an attn_tile.map producing `type` from `inputs`: `element` gets
 /// the position (row, then column for 2-D) and the inputs' elements.
 inline mlir::Value

@@ -142,14 +142,13 @@ private:
   Value initialState() {
     if (!initial)
       return zeroState();
-    return rb.ifThen(
-        rb.isPresent(initial), {stateType},
-        [&]() -> SmallVector<Value> {
-          return {tile::LoadOp::create(b, stateType, initial,
-                                       ValueRange{batch, head, zero},
-                                       shape.dimK, /*row_dim=*/2)};
-        },
-        [&]() -> SmallVector<Value> { return {zeroState()}; })[0];
+    return ifAbsent(
+        rb, initial, stateType, [&] { return zeroState(); },
+        [&]() -> Value {
+          return tile::LoadOp::create(b, stateType, initial,
+                                      ValueRange{batch, head, zero},
+                                      shape.dimK, /*row_dim=*/2);
+        });
   }
 
   /// phi applied to a loaded tile; rows from `rows` on stay zero (phi(0)

@@ -12,6 +12,18 @@ Value LoweringBuilder::indexToF32(Value index) {
       arith::IndexCastUIOp::create(b, b.getI64Type(), index));
 }
 
+std::pair<Value, Value> LoweringBuilder::scatterPosition(Value position,
+                                                         Value size) {
+  Value integer = arith::FPToSIOp::create(b, b.getI64Type(), position);
+  Value zero = arith::ConstantIntOp::create(b, b.getI64Type(), 0);
+  Value inside = arith::AndIOp::create(
+      b, arith::CmpIOp::create(b, arith::CmpIPredicate::sge, integer, zero),
+      arith::CmpIOp::create(
+          b, arith::CmpIPredicate::slt, integer,
+          arith::IndexCastOp::create(b, b.getI64Type(), size)));
+  return {arith::IndexCastOp::create(b, b.getIndexType(), integer), inside};
+}
+
 Value LoweringBuilder::dim(Value memref, int64_t position) {
   return memref::DimOp::create(b, memref, position);
 }

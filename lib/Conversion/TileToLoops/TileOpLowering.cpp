@@ -46,8 +46,11 @@ struct LoadLowering : TileLowering<tile::LoadOp> {
     }
     TileBuffer tile =
         lowering.allocate(capacity, cols, lowering.prefersTransposed(load));
-    // A tile of `count` rows holds at most the grid's block_rows.
-    tile.rows = rows == count
+    // A tile of `count` rows holds at most the grid's block_rows; a head
+    // dim of rows (defined outside the grid) is its own capacity, and a
+    // row count computed here would not be known outside an scf.if that
+    // yields the tile.
+    tile.rows = rows == count && capacity != count
                     ? Value(arith::MinUIOp::create(b, count, capacity))
                     : rows;
     lowering.assign(load, tile);
@@ -131,21 +134,10 @@ struct ScatterAddLowering : TileLowering<tile::ScatterAddOp> {
       Value inside = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
       SmallVector<Value> at;
       for (auto [dim, index] : llvm::enumerate(indices)) {
-        Value position = arith::FPToSIOp::create(
-            b, b.getI64Type(), lowering.loadElement(index, r, c));
-        Value size = arith::IndexCastOp::create(b, b.getI64Type(),
-                                                rb.dim(dest, dim));
-        Value zero = arith::ConstantIntOp::create(b, b.getI64Type(), 0);
-        inside = arith::AndIOp::create(
-            b, inside,
-            arith::AndIOp::create(
-                b,
-                arith::CmpIOp::create(b, arith::CmpIPredicate::sge, position,
-                                      zero),
-                arith::CmpIOp::create(b, arith::CmpIPredicate::slt, position,
-                                      size)));
-        at.push_back(
-            arith::IndexCastOp::create(b, b.getIndexType(), position));
+        auto [position, inRange] = rb.scatterPosition(
+            lowering.loadElement(index, r, c), rb.dim(dest, dim));
+        inside = arith::AndIOp::create(b, inside, inRange);
+        at.push_back(position);
       }
       rb.ifThen(inside, [&] {
         Value sum = rb.add(memref::LoadOp::create(b, dest, at),

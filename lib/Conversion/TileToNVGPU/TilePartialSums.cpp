@@ -99,23 +99,12 @@ LogicalResult ProgramBuilder::lowerScatterAdd(tile::ScatterAddOp scatter) {
         Value inside = arith::ConstantIntOp::create(b, b.getI1Type(), 1);
         Value linear = idx(0);
         for (int64_t d = 0; d + 1 < static_cast<int64_t>(planes.size()); ++d) {
-          Value position = arith::FPToSIOp::create(
-              b, b.getI64Type(),
-              memref::LoadOp::create(b, staged, ValueRange{idx(d + 1), r, c}));
           Value size = rb.dim(dest, d);
-          Value zero = arith::ConstantIntOp::create(b, b.getI64Type(), 0);
-          inside = arith::AndIOp::create(
-              b, inside,
-              arith::AndIOp::create(
-                  b,
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::sge, position,
-                                        zero),
-                  arith::CmpIOp::create(
-                      b, arith::CmpIPredicate::slt, position,
-                      arith::IndexCastOp::create(b, b.getI64Type(), size))));
-          linear =
-              rb.add(rb.mul(linear, size),
-                     arith::IndexCastOp::create(b, b.getIndexType(), position));
+          auto [position, inRange] = rb.scatterPosition(
+              memref::LoadOp::create(b, staged, ValueRange{idx(d + 1), r, c}),
+              size);
+          inside = arith::AndIOp::create(b, inside, inRange);
+          linear = rb.add(rb.mul(linear, size), position);
         }
         rb.ifThen(inside, [&] {
           Value word = rb.add(copy, linear);

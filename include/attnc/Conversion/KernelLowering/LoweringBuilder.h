@@ -80,6 +80,9 @@ public:
   }
   /// A count or position as an f32.
   Value indexToF32(Value index);
+  /// A scatter position held in f32 (attn_tile.scatter_add's index tiles) as
+  /// an index, and whether it lies in [0, size) (-1 marks "none").
+  std::pair<Value, Value> scatterPosition(Value position, Value size);
   Value dim(Value memref, int64_t position);
   Value add(Value lhs, Value rhs);
   Value mul(Value lhs, Value rhs);
