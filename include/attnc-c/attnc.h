@@ -122,7 +122,8 @@ typedef enum {
    * attnc_kernel_workspace_bytes). A linear spec's backward takes the forward's
    * parameters, then d_<o> and d_<final state>, and returns d_q, d_k, d_v,
    * d_<initial state> and d_<x> for each float tensor the gate reads; it
-   * compiles for "cpu-reference" only. Others fail with
+   * compiles for "cpu-reference" and, when the gate is not per key
+   * dimension, for "cpu" (the chunkwise backward). Others fail with
    * ATTNC_ERROR_TARGET. A score the compiler cannot differentiate fails
    * with ATTNC_ERROR_TARGET naming the operation and its line:col. */
   ATTNC_PART_BACKWARD

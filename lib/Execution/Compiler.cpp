@@ -128,11 +128,17 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
       return CompileFailure::Target;
     kernel.erase();
     kernel = *derived;
-    if (isa<attn::LinearBackwardOp>(kernel.getFamilyOp()) &&
-        (gpuTarget || options.cpu.path != CpuPath::Reference)) {
-      error = "the backward of linear kernels runs on target cpu-reference "
-              "only for now (the reference's backward through time); the "
-              "chunkwise CPU and GPU backward are not built yet";
+    auto linear = dyn_cast<attn::LinearBackwardOp>(kernel.getFamilyOp());
+    if (linear && gpuTarget) {
+      error = "the backward of linear kernels runs on the CPU only for now "
+              "(targets cpu and cpu-reference); the GPU's is not built yet";
+      return CompileFailure::Target;
+    }
+    if (linear && options.cpu.path != CpuPath::Reference &&
+        linear.getGateKind() == attn::GateKind::per_key_dim) {
+      error = "the chunkwise backward of gates with one value per key "
+              "dimension (GLA) is not built yet: compile this backward for "
+              "target cpu-reference (the backward through time)";
       return CompileFailure::Target;
     }
   }

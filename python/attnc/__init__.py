@@ -238,10 +238,11 @@ class Kernel:
         ``lse`` (softmax), ``d_<o>`` and, when the kernel returns lse,
         ``d_<lse>``; it returns ``d_q``, ``d_k``, ``d_v`` and ``d_<x>`` for
         every float input ``x`` the score expression reads. It is compiled
-        for the kernel's target and options: softmax-family kernels but
-        top-k ("cpu": the tiled backward; "cpu-reference"; GPU targets
-        unless the score reads float inputs). Raises ValueError saying why
-        a kernel has no backward."""
+        for the kernel's target and options: softmax-family kernels ("cpu":
+        the tiled backward; "cpu-reference"; GPU targets), linear kernels
+        on "cpu-reference" and, without a gate per key dimension, on
+        "cpu" (the chunkwise backward). Raises ValueError saying why a
+        kernel has no backward."""
         if self._recipe is None:
             raise ValueError(f"kernel '{self.name}' was loaded from an image; "
                              "compile the spec to get its backward")

@@ -1,8 +1,9 @@
 //===- MemoryTest.cpp - Long sequences run in tile-sized memory -----------===//
 //
 // A 16384-token causal softmax, forward and backward (ALiBi, so that a
-// slope gradient is summed too), and a 65536-token GLA on the tiled CPU
-// path.
+// slope gradient is summed too), a 65536-token GLA and the backward of a
+// 65536-step SSD kernel (its per-step states would take 256 MiB) on the
+// tiled CPU path.
 // One f32 score matrix would take 1 GiB (16384^2 * 4 bytes) and 16 GiB
 // respectively; the peak resident size of the whole test process must stay
 // below 256 MiB. Each TEST runs in its own process under CTest, so the peak
@@ -146,6 +147,44 @@ kernel gla(q: f32[B, T, H, 16], k: f32[B, T, H, 16], v: f32[B, T, H, 16],
   o, hT = linear(q, k, v, layout = bthd) { gate = g[b, t, h, d]; chunk = 64 }
 })",
                   inputs, T * T * 4.0 / (1 << 20));
+}
+
+// The chunkwise linear backward at 64K steps (Mamba2/SSD gates and
+// an initial state): the states at every step, which the reference's
+// backward through time keeps, would take (T + 1) x 32 x 32 floats =
+// 256 MiB; the chunks' start states take 1025 of them (4 MiB).
+TEST(Memory, SsdBackward64K) {
+  const int64_t T = 65536;
+  mlir::MLIRContext context;
+  std::unique_ptr<CpuKernel> backward = compilePart(context, R"(
+kernel ssd(q: f32[B, T, H, 32], k: f32[B, T, H, 32], v: f32[B, T, H, 32],
+           a: f32[B, T, H], h0: f32[B, H, 32, 32]) -> (o: f32[B, T, H, 32]) {
+  o = linear(q, k, v, layout = bthd, initial = h0) { gate = a[b, t, h]; chunk = 64 }
+})",
+                                                    KernelPart::Backward);
+  ASSERT_TRUE(backward);
+  std::mt19937_64 rng(4);
+  std::map<std::string, HostTensor> inputs;
+  for (const char *name : {"q", "k", "v", "d_o"})
+    inputs[name] = randomTensor(ElementType::F32, {1, T, 1, 32}, rng, -1, 1);
+  inputs["a"] = randomTensor(ElementType::F32, {1, T, 1}, rng, -1, 0);
+  inputs["h0"] = randomTensor(ElementType::F32, {1, 1, 32, 32}, rng, -1, 1);
+  std::vector<TensorView> storage;
+  std::vector<HostTensor> gradients;
+  std::string error;
+  ASSERT_TRUE(backward->run(viewsOf(backward->signature(), inputs, storage),
+                            gradients, error))
+      << error;
+  ASSERT_EQ(gradients.size(), 5u); // d_q, d_k, d_v, d_h0, d_a
+  for (const HostTensor &gradient : gradients)
+    for (int64_t index = 0; index < gradient.numElements(); ++index)
+      ASSERT_TRUE(std::isfinite(gradient.get(index))) << "element " << index;
+  int64_t peak = peakResidentMiB();
+  std::printf("peak resident size %lld MiB (the states of every step: %.0f "
+              "MiB, limit %lld MiB)\n",
+              static_cast<long long>(peak), (T + 1) * 32 * 32 * 4.0 / (1 << 20),
+              static_cast<long long>(kLimitMiB));
+  EXPECT_LT(peak, kLimitMiB);
 }
 
 } // namespace

@@ -1,12 +1,13 @@
 """Gradients of linear attention (docs/semantics.md section 8) through the
 torch operator of a kernel compiled for cpu-reference (the backward through
-time; the chunkwise CPU and GPU backward are not built yet), against torch
-autograd on a float64 recurrence written here: GLA's per-key gates with an
-initial state and the final state in the loss (moderate and strong decay:
-a cumulative log decay of -480 over 16 steps), Mamba2/SSD's per-head gates,
-RetNet's constant decay, a learnable per-head decay, elu + 1 non-causal,
-T = 1, and varlen with an empty sequence. f32 kernels: 1e-5 of the largest
-gradient. Every case prints its seed when it fails.
+time) and, for gates per step or none, for cpu (the chunkwise backward, in
+chunks of 4 steps here), against torch autograd on a float64 recurrence
+written here: GLA's per-key gates with an initial state and the final state
+in the loss (moderate and strong decay: a cumulative log decay of -480 over
+16 steps), Mamba2/SSD's per-head gates (also strong), RetNet's constant
+decay, a learnable per-head decay, elu + 1 non-causal, T = 1, and varlen
+with an empty sequence. f32 kernels: 1e-5 of the largest gradient. Every
+case prints its seed when it fails.
 """
 
 import math
@@ -40,10 +41,10 @@ def recurrence_f64(q, k, v, gate=None, h0=None, causal=True, phi=lambda x: x, sc
     return torch.stack(outputs, 2), state
 
 
-def check(spec, leaves, reference, seed, use_state):
+def check(spec, leaves, reference, seed, use_state, target="cpu-reference"):
     """sum(o * W) (+ sum(hT * W')) through the operator and through
     ``reference`` on float64 copies; compares every leaf's gradient."""
-    op = attnc.compile(spec, target="cpu-reference").torch_op()
+    op = attnc.compile(spec, target=target).torch_op()
     gen = torch.Generator().manual_seed(seed + 1)
     outputs = op(*leaves)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
@@ -92,47 +93,55 @@ def test_gla_with_initial_and_final_state(strong):
           lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True)
 
 
-@pytest.mark.parametrize("steps", [1, 7])
-def test_ssd_per_head_gates(steps):
-    spec = (f"kernel ssd({QKV}, a: f32[B, H, T]) -> (o: f32[B, H, T, E]) {{\n"
-            "  o = linear(q, k, v) { gate = a[b, h, t] }\n}\n")
+TARGETS = ["cpu-reference", "cpu"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("steps,low", [(1, -1.0), (7, -1.0), (13, -60.0)])
+def test_ssd_per_head_gates(steps, low, target):
+    spec = (f"kernel ssd({QKV}, a: f32[B, H, T], h0: f32[B, H, D, E]) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
+            "  o, hT = linear(q, k, v, initial = h0) { gate = a[b, h, t]; chunk = 4 }\n}\n")
     seed = 9200 + steps
     gen = torch.Generator().manual_seed(seed)
     q, k, v, a = randn(gen, 1, 2, steps, 3), randn(gen, 1, 2, steps, 3), randn(gen, 1, 2, steps, 2), \
-        randn(gen, 1, 2, steps, low=-1.0)
-    check(spec, [q, k, v, a],
-          lambda q, k, v, a: recurrence_f64(q, k, v, gate=a[..., None].expand(*a.shape, 3)), seed, use_state=False)
+        randn(gen, 1, 2, steps, low=low)
+    h0 = randn(gen, 1, 2, 3, 2)
+    check(spec, [q, k, v, a, h0],
+          lambda q, k, v, a, h0: recurrence_f64(q, k, v, gate=a[..., None].expand(*a.shape, 3), h0=h0), seed,
+          use_state=True, target=target)
 
 
-def test_retnet_constant_and_learnable_decay():
+@pytest.mark.parametrize("target", TARGETS)
+def test_retnet_constant_and_learnable_decay(target):
     constant = (f"kernel retnet({QKV}) -> (o: f32[B, H, T, E]) {{\n"
-                "  o = linear(q, k, v) { gate = log(1 - exp2(-1 - h)); scale = 0.25 }\n}\n")
+                "  o = linear(q, k, v) { gate = log(1 - exp2(-1 - h)); scale = 0.25; chunk = 4 }\n}\n")
     learnable = (f"kernel decay({QKV}, w: f32[H]) -> (o: f32[B, H, T, E]) {{\n"
-                 "  o = linear(q, k, v) { gate = w[h] }\n}\n")
+                 "  o = linear(q, k, v) { gate = w[h]; chunk = 4 }\n}\n")
     seed = 9300
     gen = torch.Generator().manual_seed(seed)
     q, k, v = randn(gen, 1, 2, 6, 3), randn(gen, 1, 2, 6, 3), randn(gen, 1, 2, 6, 2)
     decays = torch.tensor([math.log(1 - 2.0 ** (-1 - h)) for h in range(2)], dtype=torch.float64)
     check(constant, [q, k, v],
           lambda q, k, v: recurrence_f64(q, k, v, gate=decays[None, :, None, None].expand(1, 2, 6, 3), scale=0.25),
-          seed, use_state=False)
+          seed, use_state=False, target=target)
     for x in (q, k, v):
         x.grad = None
     w = randn(gen, 2, low=-1.0)
     check(learnable, [q, k, v, w],
           lambda q, k, v, w: recurrence_f64(q, k, v, gate=w[None, :, None, None].expand(1, 2, 6, 3)),
-          seed + 1, use_state=False)
+          seed + 1, use_state=False, target=target)
 
 
-def test_elu_feature_map_non_causal():
+@pytest.mark.parametrize("target", TARGETS)
+def test_elu_feature_map_non_causal(target):
     spec = (f"kernel le({QKV}) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
-            "  o, hT = linear(q, k, v) { feature = elu(x) + 1; causal = false; scale = 0.5 }\n}\n")
+            "  o, hT = linear(q, k, v) { feature = elu(x) + 1; causal = false; scale = 0.5; chunk = 4 }\n}\n")
     seed = 9400
     gen = torch.Generator().manual_seed(seed)
     q, k, v = randn(gen, 2, 2, 5, 3), randn(gen, 2, 2, 5, 3), randn(gen, 2, 2, 5, 4)
     check(spec, [q, k, v],
           lambda q, k, v: recurrence_f64(q, k, v, causal=False, phi=lambda x: torch.nn.functional.elu(x) + 1,
-                                         scale=0.5), seed, use_state=True)
+                                         scale=0.5), seed, use_state=True, target=target)
 
 
 def test_varlen_with_an_empty_sequence():

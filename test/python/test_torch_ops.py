@@ -189,8 +189,10 @@ def test_gpu_operator_matches_the_cpu_kernel():
 
 
 def test_backward_is_refused_not_wrong():
-    op = attnc.compile(EXAMPLES / "retnet.attn").torch_op()
-    q = torch.rand(1, 2, 5, 64, requires_grad=True)
-    with pytest.raises(RuntimeError, match="has no backward: the backward of linear kernels runs on target "
-                                           "cpu-reference only for now"):
-        op(q, q, q).sum().backward()
+    op = attnc.compile(EXAMPLES / "gla.attn").torch_op()
+    q = torch.rand(1, 5, 2, 64, dtype=torch.bfloat16, requires_grad=True)
+    v = torch.rand(1, 5, 2, 128, dtype=torch.bfloat16)
+    g = -torch.rand(1, 5, 2, 64)
+    with pytest.raises(RuntimeError, match="has no backward: the chunkwise backward of gates with one value per "
+                                           "key dimension"):
+        op(q, q, v, g, None)[0].float().sum().backward()

@@ -9,6 +9,7 @@
 #include "attnc/Dialect/Attn/IR/AttnOps.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -58,6 +59,31 @@ inline mlir::Value ifAbsent(LoweringBuilder &rb, mlir::Value memref,
       omitted, {type},
       [&]() -> llvm::SmallVector<mlir::Value> { return {absent()}; },
       [&]() -> llvm::SmallVector<mlir::Value> { return {present()}; })[0];
+}
+
+/// Makes `gradients`, result arguments of the function being built, the
+/// partial copies a backward scatter-adds into: f32 memrefs of their shape
+/// and layout, listed in kPartialResultsAttrName (with their own types in
+/// kPartialResultTypesAttrName). Returns them.
+inline llvm::SmallVector<mlir::Value>
+usePartialResults(mlir::ImplicitLocOpBuilder &b, mlir::ValueRange gradients) {
+  auto func = llvm::cast<mlir::func::FuncOp>(b.getBlock()->getParentOp());
+  llvm::SmallVector<int64_t> arguments;
+  llvm::SmallVector<mlir::Attribute> types;
+  for (mlir::Value gradient : gradients) {
+    auto type = llvm::cast<mlir::MemRefType>(gradient.getType());
+    types.push_back(mlir::TypeAttr::get(type));
+    gradient.setType(mlir::MemRefType::get(type.getShape(), b.getF32Type(),
+                                           type.getLayout()));
+    arguments.push_back(llvm::cast<mlir::BlockArgument>(gradient).getArgNumber());
+  }
+  if (!arguments.empty()) {
+    func.setFunctionType(b.getFunctionType(
+        func.front().getArgumentTypes(), func.getFunctionType().getResults()));
+    func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(arguments));
+    func->setAttr(kPartialResultTypesAttrName, b.getArrayAttr(types));
+  }
+  return llvm::to_vector(gradients);
 }
 
 /// Builds an attn_tile.map producing `type` from `inputs`: `element` gets

@@ -8,6 +8,7 @@
 
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
 #include "TileBuilding.h"
+#include "TileLinearBackward.h"
 #include "attnc/Dialect/Tile/IR/TileOps.h"
 #include "attnc/Conversion/Passes.h"
 
@@ -385,6 +386,19 @@ struct TileLinearPass
       return;
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
+      if (auto backward = dyn_cast<LinearBackwardOp>(kernel.getFamilyOp())) {
+        if (backward.getGateKind() == GateKind::per_key_dim) {
+          backward.emitOpError(
+              "with one gate per key dimension (GLA) has no chunkwise "
+              "backward yet (compile it for target cpu-reference)");
+          return signalPassFailure();
+        }
+        lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
+                                         ValueRange results) {
+          buildLinearBackwardProgram(backward, rb, results);
+        });
+        continue;
+      }
       if (!isa<LinearOp>(kernel.getFamilyOp()))
         continue;
       lowerKernelToProgram(kernel, [&](Operation *familyOp, LoweringBuilder &rb,

@@ -463,25 +463,8 @@ Value BackwardProgram::sumOverKeyBlocks(
 
 void BackwardProgram::build(ValueRange results) {
   Value dq = results[0], dk = results[1], dv = results[2];
-  // The gradients of float inputs are partial copies in f32 (see
-  // kPartialResultsAttrName).
-  auto func = cast<func::FuncOp>(b.getBlock()->getParentOp());
-  SmallVector<int64_t> partial;
-  SmallVector<Attribute> resultTypes;
-  for (Value result : results.drop_front(3)) {
-    auto type = cast<MemRefType>(result.getType());
-    resultTypes.push_back(TypeAttr::get(type));
-    result.setType(MemRefType::get(type.getShape(), b.getF32Type(),
-                                   type.getLayout()));
-    inputGradients.push_back(result);
-    partial.push_back(cast<BlockArgument>(result).getArgNumber());
-  }
-  if (!partial.empty()) {
-    func.setFunctionType(b.getFunctionType(
-        func.front().getArgumentTypes(), func.getFunctionType().getResults()));
-    func->setAttr(kPartialResultsAttrName, b.getDenseI64ArrayAttr(partial));
-    func->setAttr(kPartialResultTypesAttrName, b.getArrayAttr(resultTypes));
-  }
+  // The gradients of float inputs are partial copies in f32.
+  inputGradients = usePartialResults(b, results.drop_front(3));
   // Instances are (query block, kv head, batch entry); scatter-adds go to
   // one partial copy per instance, so with float inputs an instance takes
   // a whole sequence instead (B x Hk copies).

@@ -1,0 +1,21 @@
+//===- TileLinearBackward.h - The linear backward's tile program -*- C++ -*-===//
+
+#ifndef ATTNC_LIB_CONVERSION_ATTNTOTILE_TILELINEARBACKWARD_H
+#define ATTNC_LIB_CONVERSION_ATTNTOTILE_TILELINEARBACKWARD_H
+
+#include "attnc/Conversion/KernelLowering/LoweringBuilder.h"
+#include "attnc/Dialect/Attn/IR/AttnOps.h"
+
+namespace attnc::lowering {
+
+/// Builds the chunkwise tile program of `op` (TileLinearBackward.cpp) into
+/// the kernel function that `rb` builds, writing `results`: dq, dk, dv, the
+/// initial state's gradient (when the forward takes one), then the partial
+/// copies of the gradients of the gate's and feature map's float inputs.
+/// Gates per key dimension are not handled (the pass refuses them).
+void buildLinearBackwardProgram(attn::LinearBackwardOp op, LoweringBuilder &rb,
+                                mlir::ValueRange results);
+
+} // namespace attnc::lowering
+
+#endif // ATTNC_LIB_CONVERSION_ATTNTOTILE_TILELINEARBACKWARD_H
