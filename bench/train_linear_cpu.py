@@ -1,0 +1,150 @@
+"""Training step time of linear attention on the CPU: attnc's torch operator
+(the chunkwise forward and backward, target cpu) against a chunked PyTorch
+implementation in the same run (the chunkwise form written with torch ops,
+differentiated by autograd: what a researcher writes before reaching for a
+kernel), forward alone and forward + backward. A benchmark, not a test: it
+prints a table (and --csv FILE) with the machine, the commit and the
+settings, and the ratios torch / attnc (above 1: attnc is faster). Medians
+of --repeats timed runs after one warm-up.
+
+    PYTHONPATH=build/python python3 bench/train_linear_cpu.py [--lengths 1024 4096 16384] [--csv out.csv]
+
+Cases: Mamba2/SSD (a data-dependent log decay per head and step, learnable)
+and RetNet (a constant decay per head). GLA's per-key-dimension gates have
+no chunkwise backward yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+import attnc
+
+SPECS = {
+    "ssd": """
+kernel ssd(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D], a: f32[B, H, T]) -> (o: f32[B, H, T, D]) {
+  o = linear(q, k, v) { gate = a[b, h, t]; chunk = 64 }
+}""",
+    "retnet": """
+kernel retnet(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D]) -> (o: f32[B, H, T, D]) {
+  o = linear(q, k, v) { gate = log(1 - exp2(-5 - h)); chunk = 64 }
+}""",
+}
+
+
+def chunked_torch(case: str, chunk: int = 64):
+    """o_t = q_t S_t, S_t = exp(g_t) S_{t-1} + k_t^T v_t, in chunks: the
+    intra-chunk quadratic form with decays exp(G_r - G_u) (u <= r) plus the
+    state carried between chunks, every exponent <= 0."""
+
+    def attention(q, k, v, *extra):
+        b, h, steps, d = q.shape
+        if case == "ssd":
+            gates = extra[0]
+        else:
+            decay = torch.log(1 - torch.exp2(-5.0 - torch.arange(h, dtype=q.dtype)))
+            gates = decay[None, :, None].expand(b, h, steps)
+        state = q.new_zeros(b, h, d, v.shape[-1])
+        outputs = []
+        for t0 in range(0, steps, chunk):
+            qc, kc, vc = q[:, :, t0:t0 + chunk], k[:, :, t0:t0 + chunk], v[:, :, t0:t0 + chunk]
+            cumulative = gates[:, :, t0:t0 + chunk].cumsum(-1)
+            rows = cumulative.shape[-1]
+            causal = torch.ones(rows, rows, dtype=torch.bool).tril()
+            exponent = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~causal, -torch.inf)
+            scores = (qc @ kc.transpose(-1, -2)) * torch.exp(exponent)
+            outputs.append(scores @ vc + (qc * torch.exp(cumulative)[..., None]) @ state)
+            last = cumulative[..., -1:]
+            state = torch.exp(last)[..., None] * state + \
+                (kc * torch.exp(last - cumulative)[..., None]).transpose(-1, -2) @ vc
+        return torch.cat(outputs, 2)
+
+    return attention
+
+
+def median_seconds(step, repeats: int) -> float:
+    step()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(attention, inputs, weight, repeats: int) -> tuple[float, float]:
+    def forward():
+        with torch.no_grad():
+            attention(*inputs)
+
+    def training_step():
+        for x in inputs:
+            x.grad = None
+        (attention(*inputs) * weight).sum().backward()
+
+    return median_seconds(forward, repeats), median_seconds(training_step, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", nargs="+", default=list(SPECS))
+    parser.add_argument("--csv")
+    args = parser.parse_args()
+
+    threads = torch.get_num_threads()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    print(f"cpu: {model}; threads: {threads} (torch and attnc); torch {torch.__version__}; commit {commit}")
+    print(f"B=1, H={args.heads}, Dk=Dv={args.dim}, chunks of 64, f32; medians of {args.repeats} runs; "
+          "ratio = torch / attnc")
+    header = ["case", "T", "attnc fwd ms", "torch fwd ms", "fwd ratio", "attnc fwd+bwd ms", "torch fwd+bwd ms",
+              "fwd+bwd ratio", "attnc fwd+bwd tokens/s"]
+    print(" | ".join(header))
+    rows = []
+    for case in args.cases:
+        kernel = attnc.compile(SPECS[case])
+        kernel.threads = threads
+        kernel.backward_kernel.threads = threads
+        ours = kernel.torch_op()
+        for steps in args.lengths:
+            gen = torch.Generator().manual_seed(steps)
+            shape = (1, args.heads, steps, args.dim)
+            # Unit-norm rows keep the states of long sequences bounded.
+            inputs = [(torch.randn(shape, generator=gen) / args.dim ** 0.5).requires_grad_() for _ in range(3)]
+            if case == "ssd":
+                inputs.append((-0.1 * torch.rand(1, args.heads, steps, generator=gen)).requires_grad_())
+            weight = torch.randn(shape, generator=gen)
+            attnc_times = measure(ours, inputs, weight, args.repeats)
+            torch_times = measure(chunked_torch(case), inputs, weight, args.repeats)
+            row = [case, steps, 1e3 * attnc_times[0], 1e3 * torch_times[0], torch_times[0] / attnc_times[0],
+                   1e3 * attnc_times[1], 1e3 * torch_times[1], torch_times[1] / attnc_times[1],
+                   steps / attnc_times[1]]
+            rows.append(row)
+            print(" | ".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in row), flush=True)
+    if args.csv:
+        with open(args.csv, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["# cpu", model, "threads", threads, "torch", torch.__version__, "commit", commit])
+            writer.writerow(header)
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    main()
