@@ -38,13 +38,26 @@ struct DotLowering : TileLowering<tile::DotOp> {
     Value rows = transposeLhs ? lhs.cols : lhs.rows;
     Value depth = transposeLhs ? lhs.rows : lhs.cols;
     bool zeroAcc = lowering.isZeroAccumulator(dot.getAcc());
+    auto rhsType = cast<RankedTensorType>(dot.getRhs().getType());
+    if (dot.getTransposeRhs() && !rhs.transposed &&
+        !rhsType.isDynamicDim(0)) {
+      // A rhs stored row-major (it has other uses) is copied transposed
+      // first: one pass over its elements buys the vector product below
+      // instead of the scalar fallback's loads of single elements.
+      TileBuffer staged = lowering.allocate(rhs.capacity, rhs.cols,
+                                            /*transposed=*/true);
+      staged.rows = rhs.rows;
+      lowering.forEachElement(rhs, [&](Value r, Value c) {
+        lowering.storeElement(lowering.loadElement(rhs, r, c), staged, r, c);
+      });
+      rhs = staged;
+    }
     if (dot.getTransposeRhs() && rhs.transposed) {
       // result[r, :] = acc[r, :] + lhs[r, :] . rhs^T, on vectors along the
       // columns of the result (rhs staged transposed).
       TileBuffer result = lowering.assign(dot, lowering.allocateLike(acc));
-      int64_t width = llvm::alignTo(
-          cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0),
-          LoweringBuilder::kLanes);
+      int64_t width =
+          llvm::alignTo(rhsType.getDimSize(0), LoweringBuilder::kLanes);
       rb.loop(rb.index(0), rows, [&](Value r) {
         rb.rowTimesTransposed(depth, [&](Value d) { return lhsAt(r, d); },
                               rhs.buffer, width, result.buffer, {r});
@@ -60,7 +73,7 @@ struct DotLowering : TileLowering<tile::DotOp> {
       return success();
     }
     if (dot.getTransposeRhs()) {
-      // Scalar fallback: rhs is not staged transposed.
+      // Scalar fallback: a rhs of open rows, not staged transposed.
       TileBuffer result = lowering.assign(dot, lowering.allocateLike(acc));
       lowering.forEachElement(result, [&](Value r, Value c) {
         Value init = zeroAcc ? rb.f32(0) : lowering.loadElement(acc, r, c);
