@@ -5,9 +5,10 @@ chunks of 4 steps here), against torch autograd on a float64 recurrence
 written here: GLA's per-key gates with an initial state and the final state
 in the loss (moderate and strong decay: a cumulative log decay of -480 over
 16 steps), Mamba2/SSD's per-head gates (also strong), RetNet's constant
-decay, a learnable per-head decay, elu + 1 non-causal, T = 1, and varlen
-with an empty sequence. f32 kernels: 1e-5 of the largest gradient. Every
-case prints its seed when it fails.
+decay, a learnable per-head decay, elu + 1 non-causal, T = 1, varlen
+with an empty sequence, and the chunkwise operator inside
+torch.compile(fullgraph=True). f32 kernels: 1e-5 of the largest gradient.
+Every case prints its seed when it fails.
 """
 
 import math
@@ -170,3 +171,35 @@ def test_varlen_with_an_empty_sequence():
         return torch.cat(outputs, 0), torch.cat(states, 0)
 
     check(spec, [q, k, v, g, cu, h0], reference, seed, use_state=True)
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    """The chunkwise operator (target cpu) in a torch.compile(fullgraph=True)
+    graph, forward and backward: the same gradients as eager, bitwise (the
+    kernels sum in one order), and as the float64 recurrence."""
+    spec = (f"kernel ssdc({QKV}, a: f32[B, H, T], h0: f32[B, H, D, E]) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
+            "  o, hT = linear(q, k, v, initial = h0) { gate = a[b, h, t]; chunk = 4 }\n}\n")
+    op = attnc.compile(spec).torch_op()
+    seed = 9600
+    gen = torch.Generator().manual_seed(seed)
+    leaves = [randn(gen, 1, 2, 11, 3), randn(gen, 1, 2, 11, 3), randn(gen, 1, 2, 11, 2),
+              randn(gen, 1, 2, 11, low=-1.0), randn(gen, 1, 2, 3, 2)]
+    w, w_state = torch.randn(1, 2, 11, 2, generator=gen), torch.randn(1, 2, 3, 2, generator=gen)
+
+    def loss(*inputs):
+        o, state = op(*inputs)
+        return (o * w).sum() + (state * w_state).sum()
+
+    loss(*leaves).backward()
+    eager = [x.grad.clone() for x in leaves]
+    for x in leaves:
+        x.grad = None
+    torch.compile(loss, fullgraph=True)(*leaves).backward()
+    for x, expected in zip(leaves, eager):
+        torch.testing.assert_close(x.grad, expected, rtol=0, atol=0, msg=f"seed {seed}")
+    exact = [x.detach().double().requires_grad_() for x in leaves]
+    o, state = recurrence_f64(*exact[:3], gate=exact[3][..., None].expand(1, 2, 11, 3), h0=exact[4])
+    ((o * w.double()).sum() + (state * w_state.double()).sum()).backward()
+    for index, (x, e) in enumerate(zip(leaves, exact)):
+        error = (x.grad.double() - e.grad).abs().max().item() / max(e.grad.abs().max().item(), 1e-3)
+        assert error <= 1e-5, f"seed {seed}: input {index}: relative error {error:.3g}"

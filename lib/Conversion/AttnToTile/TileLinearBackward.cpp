@@ -109,10 +109,12 @@ private:
     return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));
   }
 
-  /// The keys and values of chunk `chunkIndex` (shared by the group).
-  Chunk loadKeys(Value chunkIndex);
-  /// Adds the queries, dO and gates of query head `head` to `c`.
-  void loadQueries(Chunk &c, Value head);
+  /// Chunk `chunkIndex`'s steps and, unless `withKeys` is false, its keys
+  /// and values (shared by the group).
+  Chunk loadKeys(Value chunkIndex, bool withKeys = true);
+  /// Adds the gates of query head `head` to `c` and, unless `withRows` is
+  /// false, its queries and dO.
+  void loadQueries(Chunk &c, Value head, bool withRows = true);
   /// Whole C-row tile of `source` at the chunk's rows of head `h`.
   Value loadRows(Value source, Value h, const Chunk &c, int64_t cols);
   /// phi of a loaded tile, rows past the chunk's end zero.
@@ -201,6 +203,10 @@ Value LinearBackwardProgram::loadRows(Value source, Value h, const Chunk &c,
 }
 
 Value LinearBackwardProgram::features(Value loaded, Value rows) {
+  // Without a feature map an f32 tile is its own phi (rows past the end
+  // are loaded as zeros).
+  if (op.getFeature().empty() && elementTypeOf(loaded).isF32())
+    return loaded;
   return buildMap(
       b, tileType(chunk, dimK), {loaded},
       [&](ValueRange at, ValueRange x) -> Value {
@@ -214,20 +220,25 @@ Value LinearBackwardProgram::features(Value loaded, Value rows) {
       });
 }
 
-LinearBackwardProgram::Chunk LinearBackwardProgram::loadKeys(Value chunkIndex) {
+LinearBackwardProgram::Chunk LinearBackwardProgram::loadKeys(Value chunkIndex,
+                                                             bool withKeys) {
   Chunk c;
   c.t0 = rb.mul(chunkIndex, rb.index(chunk));
   c.rows = arith::MinUIOp::create(b, rb.index(chunk), rb.sub(steps, c.t0));
+  if (!withKeys)
+    return c;
   c.keysIn = loadRows(shape.k, headK, c, dimK);
   c.keys = features(c.keysIn, c.rows);
   c.values = loadRows(shape.v, headK, c, dimV);
   return c;
 }
 
-void LinearBackwardProgram::loadQueries(Chunk &c, Value head) {
-  c.queriesIn = loadRows(shape.q, head, c, dimK);
-  c.queries = features(c.queriesIn, c.rows);
-  c.dOut = loadRows(dOut, head, c, dimV);
+void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
+  if (withRows) {
+    c.queriesIn = loadRows(shape.q, head, c, dimK);
+    c.queries = features(c.queriesIn, c.rows);
+    c.dOut = loadRows(dOut, head, c, dimV);
+  }
   if (!gated)
     return;
   // B = cumulative sum of the checked gates; steps past the end have gate
@@ -282,7 +293,7 @@ void LinearBackwardProgram::chunkStartStates(Value head, Value member) {
   rb.loop(zero, numChunks, {initialState},
           [&](Value chunkIndex, ValueRange carried) {
             Chunk c = loadKeys(chunkIndex);
-            loadQueries(c, head);
+            loadQueries(c, head, /*withRows=*/false);
             // S' = exp(B_L) S + (exp(B_L - B) o K)^T V
             Value keys = c.keys, state = carried[0];
             if (gated) {
@@ -489,7 +500,8 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
         Value state = add(stateTile(initial, head), keysValues);
         Value dState = rb.loop(zero, numChunks, {stateTile(dFinal, head)},
                                [&](Value chunkIndex, ValueRange sum) {
-                                 Chunk c = loadKeys(chunkIndex);
+                                 Chunk c =
+                                     loadKeys(chunkIndex, /*withKeys=*/false);
                                  loadQueries(c, head);
                                  return SmallVector<Value>{
                                      dot(stateType, scaled(c.queries), c.dOut,
@@ -500,7 +512,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
                                 ValueRange{batch, head, zero}, shape.dimK,
                                 /*row_dim=*/2);
         rb.loop(zero, numChunks, [&](Value chunkIndex) {
-          Chunk c = loadKeys(chunkIndex);
+          Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
           loadQueries(c, head);
           Value dQuery = scaled(dot(keyType, c.dOut, state,
                                     zeros(keyType, shape.dimK), false, true));
