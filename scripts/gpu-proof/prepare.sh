@@ -299,7 +299,7 @@ add_backward_check() {
 for spec in "$specs"/dense_d64.attn "$specs"/causal_d64.attn \
             "$specs"/dense_d128.attn "$specs"/causal_d128.attn \
             "$examples"/softcap_window.attn "$examples"/varlen_causal.attn \
-            "$examples"/topk_select.attn; do
+            "$examples"/topk_select.attn "$examples"/alibi_gqa.attn; do
   backward_image "$spec"
 done
 for d in 64 128; do
@@ -310,6 +310,8 @@ done
 add_backward_check softcap_window_bwd_700 "$examples/softcap_window.attn" 44 B=1 H=2 N=700
 add_backward_check varlen_causal_bwd_1500 "$examples/varlen_causal.attn" 45 T=1500 H=2 S1=5
 add_backward_check topk_select_bwd_700 "$examples/topk_select.attn" 46 B=1 Hq=4 Hk=2 N=700
+# d_slope: each CTA's copy in the workspace, summed by the last CTA.
+add_backward_check alibi_gqa_bwd_500 "$examples/alibi_gqa.attn" 47 B=2 Hq=4 Hk=2 N=500 M=500
 
 # Timing: 16K tokens per batch (B = 16384 / N), 16 heads, FLOPs of QK^T and
 # PV (4 B H N M D, halved for causal).
