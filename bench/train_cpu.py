@@ -53,6 +53,18 @@ def torch_attention(case: str):
     return attention
 
 
+def machine() -> tuple[str, str]:
+    """The CPU's model name and the checkout's short commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                 platform.processor())
+    return model, commit
+
+
 def median_seconds(step, repeats: int) -> float:
     step()  # warm-up (and, for attnc, nothing to compile: the kernels exist)
     times = []
@@ -87,13 +99,7 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = torch.get_num_threads()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
+    model, commit = machine()
     print(f"cpu: {model}; threads: {threads} (torch and attnc); torch {torch.__version__}; commit {commit}")
     print(f"B=1, H={args.heads}, f32; medians of {args.repeats} runs; ratio = torch / attnc")
     header = ["case", "D", "N", "attnc fwd ms", "torch fwd ms", "fwd ratio", "attnc fwd+bwd ms", "torch fwd+bwd ms",

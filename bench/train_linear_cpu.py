@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
-import statistics
-import subprocess
-import time
 
 import torch
 
 import attnc
+from train_cpu import machine, measure  # the same timing and header
 
 SPECS = {
     "ssd": """
@@ -70,29 +66,6 @@ def chunked_torch(case: str, chunk: int = 64):
     return attention
 
 
-def median_seconds(step, repeats: int) -> float:
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def measure(attention, inputs, weight, repeats: int) -> tuple[float, float]:
-    def forward():
-        with torch.no_grad():
-            attention(*inputs)
-
-    def training_step():
-        for x in inputs:
-            x.grad = None
-        (attention(*inputs) * weight).sum().backward()
-
-    return median_seconds(forward, repeats), median_seconds(training_step, repeats)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
@@ -104,13 +77,7 @@ def main() -> None:
     args = parser.parse_args()
 
     threads = torch.get_num_threads()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                 platform.processor())
+    model, commit = machine()
     print(f"cpu: {model}; threads: {threads} (torch and attnc); torch {torch.__version__}; commit {commit}")
     print(f"B=1, H={args.heads}, Dk=Dv={args.dim}, chunks of 64, f32; medians of {args.repeats} runs; "
           "ratio = torch / attnc")

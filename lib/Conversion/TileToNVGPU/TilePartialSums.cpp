@@ -43,10 +43,12 @@ void ProgramBuilder::setUpPartialCopies() {
   Value headerWords = rb.mul(
       arith::DivUIOp::create(b, rb.add(ctaCount, idx(4)), idx(4)), idx(4));
   copyWords.clear();
+  partialElements.clear();
   Value words = idx(0);
   for (Value result : partialResults) {
     copyWords.push_back(words);
-    words = rb.add(words, elementCount(rb, result));
+    partialElements.push_back(elementCount(rb, result));
+    words = rb.add(words, partialElements.back());
   }
   wordsPerCta = words;
   firstCopyWord = headerWords;
@@ -148,8 +150,8 @@ void ProgramBuilder::sumPartialCopies() {
   rb.ifThen(last, [&] {
     LLVM::FenceOp::create(b, LLVM::AtomicOrdering::acquire, "device");
     Value offset = idx(0);
-    for (Value result : partialResults) {
-      Value elements = elementCount(rb, result);
+    for (size_t index = 0; index < partialResults.size(); ++index) {
+      Value result = partialResults[index], elements = partialElements[index];
       forEachIndex(idx(0), elements, [&](Value e) {
         Value word = rb.add(firstCopyWord, rb.add(offset, e));
         Value sum = rb.loop(

@@ -209,12 +209,12 @@ private:
   /// A fragments of shared tiles held in registers across the current loop.
   llvm::DenseMap<Value, SmallVector<MmaOperand>> heldOperands;
   /// The workspace and the partial results (setPartialResults); the CTA
-  /// count, the word of CTA 0's copies, the words per CTA, and the word of
-  /// this CTA's copy of each result.
+  /// count, the word of CTA 0's copies, the words per CTA, the word of
+  /// this CTA's copy of each result and each result's element count.
   Value workspace;
   SmallVector<Value> partialResults;
   Value ctaCount, firstCopyWord, wordsPerCta;
-  SmallVector<Value> copyWords;
+  SmallVector<Value> copyWords, partialElements;
   /// Whether copies were issued that no wait has covered yet.
   bool copiesPending = false;
   int64_t loopDepth = 0;
