@@ -129,16 +129,9 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
     kernel.erase();
     kernel = *derived;
     auto linear = dyn_cast<attn::LinearBackwardOp>(kernel.getFamilyOp());
-    if (linear && gpuTarget) {
+    if (linear && (gpuTarget || out.target == "gpu-emulator")) {
       error = "the backward of linear kernels runs on the CPU only for now "
               "(targets cpu and cpu-reference); the GPU's is not built yet";
-      return CompileFailure::Target;
-    }
-    if (linear && options.cpu.path != CpuPath::Reference &&
-        linear.getGateKind() == attn::GateKind::per_key_dim) {
-      error = "the chunkwise backward of gates with one value per key "
-              "dimension (GLA) is not built yet: compile this backward for "
-              "target cpu-reference (the backward through time)";
       return CompileFailure::Target;
     }
   }

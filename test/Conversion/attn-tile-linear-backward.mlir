@@ -38,6 +38,7 @@
 // CHECK:         memref.dealloc %[[DSTATES]]
 
 // LLVM: llvm.func @_mlir_ciface_ssd_backward(
+// LLVM: llvm.func @_mlir_ciface_gla_backward(
 
 attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, T, 16]>, %v: !attn.tensor<f32[B, H, T, 8]>, %w: !attn.tensor<f32[H]>, %h0: !attn.tensor<f32[B, H, 16, 8]>) -> (o: !attn.tensor<f32[B, H, T, 8]>) {
   %o = attn.linear %q, %k, %v initial_state(%h0) {chunk = 16 : i64, gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 8]>, !attn.tensor<f32[B, H, 16, 8]>) -> !attn.tensor<f32[B, H, T, 8]> gate {
@@ -49,3 +50,47 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
   attn.return %o : !attn.tensor<f32[B, H, T, 8]>
 }
 
+
+// Gates per key dimension (GLA), chunks of 32 in sub-tiles of 16: per
+// chunk the sub-tiles last to first (carrying the later ones' pair terms
+// of the gate), each with dq's own pairs below the diagonal and dk's
+// above it (decay_combine), A's own pairs (decay_dot), a reverse scan
+// for the pair terms from t on; the chunk's intra-chunk dq, dg, dk and
+// dv go through per-call scratch of one chunk's rows; then the terms
+// through the states by a reverse and an exclusive scan.
+
+// CHECK-LABEL: func.func @gla_backward(
+// CHECK:         memref.alloc({{.*}}) : memref<?x16x8xf32>
+// CHECK:         memref.alloc({{.*}}) : memref<?x16x8xf32>
+// CHECK:         %[[DQ:.*]] = memref.alloc() : memref<32x16xf32>
+// CHECK:         %[[DG:.*]] = memref.alloc() : memref<32x16xf32>
+// CHECK:         %[[DK:.*]] = memref.alloc() : memref<32x16xf32>
+// CHECK:         %[[DV:.*]] = memref.alloc() : memref<32x8xf32>
+// CHECK:         attn_tile.grid
+// CHECK:             scf.for {{.*}} -> (tensor<32x16xf32>, tensor<32x8xf32>)
+// CHECK:               scf.for {{.*}} -> (tensor<1x16xf32>)
+// CHECK:                 attn_tile.decay_combine {{.*}} {lower_triangular} : tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+// CHECK:                 attn_tile.store %{{.*}}, %[[DQ]]
+// CHECK:                 attn_tile.decay_combine {{.*}} {upper_triangular}
+// CHECK:                 attn_tile.decay_dot {{.*}} {lower_triangular}
+// CHECK:                 attn_tile.load %[[DK]]
+// CHECK:                 attn_tile.store %{{.*}}, %[[DK]]
+// CHECK:                 attn_tile.load %[[DV]]
+// CHECK:                 attn_tile.store %{{.*}}, %[[DV]]
+// CHECK:                 attn_tile.scan add {{.*}} {reverse} : tensor<16x16xf32>
+// CHECK:                 attn_tile.store %{{.*}}, %[[DG]]
+// CHECK:               attn_tile.load %[[DG]]
+// CHECK:               attn_tile.scan add {{.*}} {reverse} : tensor<32x16xf32>
+// CHECK:               attn_tile.scan add {{.*}} {exclusive} : tensor<32x16xf32>
+// CHECK:               attn_tile.scatter_add
+// CHECK:         memref.dealloc %[[DV]]
+
+attn.kernel @gla(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, T, 16]>, %v: !attn.tensor<f32[B, H, T, 8]>, %g: !attn.tensor<f32[B, H, T, 16]>) -> (o: !attn.tensor<f32[B, H, T, 8]>) {
+  %o = attn.linear %q, %k, %v {chunk = 32 : i64, gate_kind = #attn<gate_kind per_key_dim>} : (!attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 8]>) -> !attn.tensor<f32[B, H, T, 8]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
+    %0 = attn.load %g[%b, %h, %t, %d] : <f32[B, H, T, 16]> -> f32
+    attn.yield %0 : f32
+  } feature {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, T, 8]>
+}

@@ -454,3 +454,46 @@ func.func @strided(%q: !Src, %o: !Src, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// The linear backward's pieces. A reverse exclusive scan writes the last
+// row as 0 and row r from row r + 1 of itself and of the input, into a
+// buffer of its own (the input's rows are still read). decay_combine over
+// k <= r: per row, the columns on vectors of 8 (16 = 2 x 8, no scalar
+// tail), each a sum over k of the broadcast weight times the rhs row and
+// the decay, starting from 0 (its zero accumulator is never filled).
+
+// CHECK-LABEL: func.func @backward_pieces(
+// CHECK:         memref.store %cst{{.*}}, %[[LATER:.*]][%c7,
+// CHECK:         scf.for %[[I:.*]] = %c1 to %c8 step %c1 {
+// CHECK:           %[[R:.*]] = arith.subi %c7, %[[I]]
+// CHECK:           %[[NEXT:.*]] = arith.subi %c8, %[[I]]
+// CHECK:           memref.load %[[LATER]][%[[NEXT]],
+// CHECK:           memref.load %{{.*}}[%[[NEXT]],
+// CHECK:           memref.store %{{.*}}, %[[LATER]][%[[R]],
+// CHECK:         scf.for %[[ROW:.*]] = %c0 to %c8 step %c1 {
+// CHECK:           %[[END:.*]] = arith.minui
+// CHECK:           scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// CHECK:             scf.for %{{.*}} = %c0 to %[[END]] step %c1 iter_args(%{{.*}} = %cst{{.*}}) -> (vector<8xf32>) {
+// CHECK:               vector.broadcast
+// CHECK:               math.fma {{.*}} : vector<8xf32>
+// CHECK:             vector.store
+func.func @backward_pieces(%k: !Src, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %heads = memref.dim %k, %c0 : !Src
+  %zero = arith.constant 0.0 : f32
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 8 per_sequence {
+    %kt = attn_tile.load %k[%h, %c0] rows %c8 row_dim 1 : !Src -> tensor<8x16xf32>
+    %later = attn_tile.scan add %kt {reverse, exclusive} : tensor<8x16xf32>
+    %w = attn_tile.load %k[%h, %c0] rows %c8 row_dim 1 : !Src -> tensor<8x8xf32>
+    %acc = tensor.splat %zero : tensor<8x16xf32>
+    %d = attn_tile.decay_combine %w, %kt, %later, %later, %acc {lower_triangular} : tensor<8x8xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32> -> tensor<8x16xf32>
+    attn_tile.store %d, %o[%h, %c0] rows %c8 row_dim 1 : tensor<8x16xf32> -> !Src
+  }
+  return
+}

@@ -489,22 +489,77 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
     checkBackward(c, seed++, CpuPath::Tiled, /*threads=*/3);
 }
 
-// Gates per key dimension have no chunkwise backward yet: refused by name.
-TEST(LinearBackward, ChunkwiseRefusesGatesPerKeyDimension) {
-  llvm::SourceMgr sourceMgr;
-  mlir::MLIRContext context;
-  std::string error;
-  mlir::OwningOpRef<mlir::ModuleOp> module = compileWithBackward(
-      spec(", g: f32[B, Hq, T, D]", "", "o = linear(q, k, v)",
-           "gate = g[b, h, t, d]"),
-      sourceMgr, context, error);
-  ASSERT_TRUE(module) << error;
-  EXPECT_FALSE(
-      CpuKernel::compile(*module, "t_backward", {CpuPath::Tiled}, error));
-  EXPECT_NE(error.find("one gate per key dimension (GLA) has no chunkwise "
-                       "backward yet"),
-            std::string::npos)
-      << error;
+// The chunkwise backward of gates per key dimension (GLA), by sub-tiles,
+// against the same finite differences: GQA with a gate per query head, h0
+// and hT, chunks of 24 in two sub-tiles of 12 (the second chunk holds 6
+// steps); strong decay (30 times the gates: cumulative log gates near -100
+// within a chunk of 4) under elu + 1; varlen with an empty sequence. Each
+// also on 1 and 3 threads (bitwise the same).
+TEST(LinearBackward, ChunkwiseGatesPerKeyDimensionMatchFiniteDifferences) {
+  std::vector<LinearCase> cases;
+  for (double strength : {1.0, 30.0}) {
+    bool strong = strength > 1;
+    int64_t steps = strong ? 11 : 30;
+    LinearCase c{
+        strong ? "GLA x 30 under elu + 1, chunks of 4"
+               : "GLA, GQA, h0 and hT, chunks of 24 in sub-tiles of 12",
+        spec(", g: f32[B, Hq, T, D], h0: f32[B, Hq, D, E]",
+             ", hT: f32[B, Hq, D, E]", "o, hT = linear(q, k, v, initial = h0)",
+             strong ? "gate = 30 * g[b, h, t, d]; feature = elu(x) + 1; "
+                      "scale = 0.5; chunk = 4"
+                    : "gate = g[b, h, t, d]; scale = 0.5; chunk = 24"),
+        1,
+        strong ? 2 : 4,
+        2,
+        steps,
+        3,
+        2};
+    c.gates = {{"g", {1, c.Hq, steps, 3}}};
+    c.initial = c.finalState = true;
+    c.configure = [strength, steps](oracle::LinearProblem &p,
+                                    const Extras &x) {
+      const std::vector<double> *g = &x.at("g");
+      p.scale = 0.5;
+      int64_t heads = p.Hq;
+      p.gate = [g, strength, steps, heads](int64_t b, int64_t h, int64_t t,
+                                           int64_t d) {
+        return strength * (*g)[((b * heads + h) * steps + t) * 3 + d];
+      };
+      if (strength > 1)
+        p.featureMap = [](double x) { return elu(x) + 1; };
+    };
+    cases.push_back(c);
+  }
+  {
+    LinearCase c{
+        "GLA varlen with an empty sequence, h0 and hT, chunks of 2",
+        "kernel t(q: f32[T, H, D], k: f32[T, H, D], v: f32[T, H, E], "
+        "g: f32[T, H, D], cu: i32[S1], h0: f32[S, H, D, E]) -> "
+        "(o: f32[T, H, E], hT: f32[S, H, D, E]) {\n"
+        "  o, hT = linear(q, k, v, layout = thd, cu_seqlens = cu, initial = "
+        "h0) {\n    gate = g[tstart + t, h, d]; chunk = 2\n  }\n}\n",
+        0,
+        2,
+        2,
+        0,
+        2,
+        2};
+    c.offsets = {0, 3, 3, 8};
+    c.gates = {{"g", {8, 2, 2}}};
+    c.initial = c.finalState = true;
+    c.configure = [](oracle::LinearProblem &p, const Extras &x) {
+      const std::vector<double> *g = &x.at("g");
+      std::vector<int64_t> starts = {0, 3, 3};
+      p.scale = 1;
+      p.gate = [g, starts](int64_t b, int64_t h, int64_t t, int64_t d) {
+        return (*g)[((starts[b] + t) * 2 + h) * 2 + d];
+      };
+    };
+    cases.push_back(c);
+  }
+  uint64_t seed = 501;
+  for (const LinearCase &c : cases)
+    checkBackward(c, seed++, CpuPath::Tiled, /*threads=*/3);
 }
 
 } // namespace

@@ -373,11 +373,12 @@ def test_numpy_backward_matches_the_operator():
         np.testing.assert_array_equal(np.asarray(grad, np.float64), x.grad.double().numpy())
 
 
-@pytest.mark.parametrize("example,reason", [
-    ("gla.attn", "the chunkwise backward of gates with one value per key dimension"),
+@pytest.mark.parametrize("example,target,reason", [
+    ("gla.attn", "gpu-emulator", "the backward of linear kernels runs on the CPU only"),
+    ("retnet.attn", "gpu-emulator", "the backward of linear kernels runs on the CPU only"),
 ])
-def test_kernels_without_a_backward_say_why(example, reason):
-    kernel = attnc.compile(EXAMPLES / example)
+def test_kernels_without_a_backward_say_why(example, target, reason):
+    kernel = attnc.compile(EXAMPLES / example, target=target)
     with pytest.raises(ValueError, match=reason):
         kernel.backward_kernel
 

@@ -1,14 +1,18 @@
 """Gradients of linear attention (docs/semantics.md section 8) through the
 torch operator of a kernel compiled for cpu-reference (the backward through
-time) and, for gates per step or none, for cpu (the chunkwise backward, in
-chunks of 4 steps here), against torch autograd on a float64 recurrence
-written here: GLA's per-key gates with an initial state and the final state
-in the loss (moderate and strong decay: a cumulative log decay of -480 over
-16 steps), Mamba2/SSD's per-head gates (also strong), RetNet's constant
-decay, a learnable per-head decay, elu + 1 non-causal, T = 1, varlen
-with an empty sequence, and the chunkwise operator inside
-torch.compile(fullgraph=True). f32 kernels: 1e-5 of the largest gradient.
-Every case prints its seed when it fails.
+time) and for cpu (the chunkwise backward, in small chunks here), against
+torch autograd on a float64 recurrence written here: GLA's per-key gates
+with an initial state and the final state in the loss (moderate and strong
+decay: a cumulative log decay of -480 over 16 steps), Mamba2/SSD's
+per-head gates (also strong), RetNet's constant decay, a learnable
+per-head decay, elu + 1 non-causal, T = 1, varlen with an empty sequence,
+and the chunkwise operator inside torch.compile(fullgraph=True). f32
+kernels: 1e-5 of the largest gradient, except GLA's gate gradient on the
+chunkwise path under strong decay: its decays exp(B_r - B_u) come from
+cumulative log gates B in f32, whose rounding (2^-24 |B|, 3e-5 at
+B = -480) the gradient of a log gate shows where adjacent steps dominate
+it; 5e-5 there (1.3e-5 measured). Every case prints its seed when it
+fails.
 """
 
 import math
@@ -42,9 +46,10 @@ def recurrence_f64(q, k, v, gate=None, h0=None, causal=True, phi=lambda x: x, sc
     return torch.stack(outputs, 2), state
 
 
-def check(spec, leaves, reference, seed, use_state, target="cpu-reference"):
+def check(spec, leaves, reference, seed, use_state, target="cpu-reference", tolerances=None):
     """sum(o * W) (+ sum(hT * W')) through the operator and through
-    ``reference`` on float64 copies; compares every leaf's gradient."""
+    ``reference`` on float64 copies; compares every leaf's gradient (within
+    ``tolerances[index]`` of the largest, else 1e-5)."""
     op = attnc.compile(spec, target=target).torch_op()
     gen = torch.Generator().manual_seed(seed + 1)
     outputs = op(*leaves)
@@ -67,7 +72,8 @@ def check(spec, leaves, reference, seed, use_state, target="cpu-reference"):
         assert torch.isfinite(x.grad).all(), f"seed {seed}: input {index} has a non-finite gradient"
         scale = max(e.grad.abs().max().item(), 1e-3)
         error = (x.grad.double() - e.grad).abs().max().item() / scale
-        assert error <= 1e-5, f"seed {seed}: input {index}: relative error {error:.3g}"
+        tolerance = (tolerances or {}).get(index, 1e-5)
+        assert error <= tolerance, f"seed {seed}: input {index}: relative error {error:.3g} > {tolerance}"
 
 
 def randn(gen, *shape, low=None):
@@ -80,21 +86,26 @@ def randn(gen, *shape, low=None):
 QKV = "q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, E]"
 
 
+TARGETS = ["cpu-reference", "cpu"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("strong", [False, True])
-def test_gla_with_initial_and_final_state(strong):
+def test_gla_with_initial_and_final_state(strong, target):
+    # On cpu: chunks of 24 in sub-tiles of 12, the second chunk partial.
+    steps, chunk = (16, 64) if target == "cpu-reference" else (40, 24)
     spec = (f"kernel gla({QKV}, g: f32[B, H, T, D], h0: f32[B, H, D, E]) -> (o: f32[B, H, T, E], hT: f32[B, H, D, E]) {{\n"
-            "  o, hT = linear(q, k, v, initial = h0) { gate = g[b, h, t, d]; scale = 0.5 }\n}\n")
+            f"  o, hT = linear(q, k, v, initial = h0) {{ gate = g[b, h, t, d]; scale = 0.5; chunk = {chunk} }}\n}}\n")
     seed = 9100 + strong
     gen = torch.Generator().manual_seed(seed)
-    b, h, steps, d, e = 2, 2, 16, 4, 3
+    b, h, d, e = 2, 2, 4, 3
     q, k, v = randn(gen, b, h, steps, d), randn(gen, b, h, steps, d), randn(gen, b, h, steps, e)
     g = randn(gen, b, h, steps, d, low=-60.0 if strong else -1.0)
     h0 = randn(gen, b, h, d, e)
+    tolerances = {3: 5e-5} if strong and target == "cpu" else None
     check(spec, [q, k, v, g, h0],
-          lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True)
-
-
-TARGETS = ["cpu-reference", "cpu"]
+          lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True,
+          target=target, tolerances=tolerances)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -145,7 +156,8 @@ def test_elu_feature_map_non_causal(target):
                                          scale=0.5), seed, use_state=True, target=target)
 
 
-def test_varlen_with_an_empty_sequence():
+@pytest.mark.parametrize("target", TARGETS)
+def test_varlen_with_an_empty_sequence(target):
     spec = ("kernel vg(q: f32[T, H, D], k: f32[T, H, D], v: f32[T, H, E], g: f32[T, H, D], cu: i32[S1],"
             " h0: f32[S, H, D, E]) -> (o: f32[T, H, E], hT: f32[S, H, D, E]) {\n"
             "  o, hT = linear(q, k, v, layout = thd, cu_seqlens = cu, initial = h0) { gate = g[tstart + t, h, d] }\n}\n")
@@ -170,7 +182,7 @@ def test_varlen_with_an_empty_sequence():
             states.append(state)
         return torch.cat(outputs, 0), torch.cat(states, 0)
 
-    check(spec, [q, k, v, g, cu, h0], reference, seed, use_state=True)
+    check(spec, [q, k, v, g, cu, h0], reference, seed, use_state=True, target=target)
 
 
 def test_torch_compile_fullgraph_forward_and_backward():

@@ -387,15 +387,9 @@ struct TileLinearPass
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       if (auto backward = dyn_cast<LinearBackwardOp>(kernel.getFamilyOp())) {
-        if (backward.getGateKind() == GateKind::per_key_dim) {
-          backward.emitOpError(
-              "with one gate per key dimension (GLA) has no chunkwise "
-              "backward yet (compile it for target cpu-reference)");
-          return signalPassFailure();
-        }
         lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
                                          ValueRange results) {
-          buildLinearBackwardProgram(backward, rb, results);
+          buildLinearBackwardProgram(backward, rb, results, subTile);
         });
         continue;
       }

@@ -1,10 +1,9 @@
 //===- TileLinearBackward.cpp - Chunkwise linear backward as tiles --------===//
 //
 // The tile program of attn.linear_backward (docs/tile.md, "The linear
-// backward") for kernels without a gate or with one gate per step (per
-// head). With q, k the feature-mapped q and k, B the chunk's cumulative
-// log gates (B_L the last step's), H the state at the chunk's start and dH
-// the gradient of the state at its end:
+// backward"). With q, k the feature-mapped q and k, B the chunk's
+// cumulative log gates (B_L the last step's), H the state at the chunk's
+// start and dH the gradient of the state at its end, for scalar gates:
 //
 //   A   = scale (Q K^T o D),  dA = scale (dO V^T o D),
 //         D[r][u] = exp(B_r - B_u) for u <= r, else 0
@@ -14,7 +13,10 @@
 //   dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO    (dH at the chunk's start)
 //
 // and each step's log-gate gradient exp(g_t) <S_{t-1}, dS_t> from the same
-// products (gateGradients). Every exponent is a difference that is <= 0.
+// products (gateGradients). Gates per key dimension keep the state terms
+// and take the intra-chunk ones by sub-tiles (perKeyDimIntra,
+// TileLinearBackwardGates.cpp). Every exponent is a difference that is
+// <= 0.
 // One instance per (kv head, sequence): a sweep forward per query head of
 // the group stores the chunks' start states in scratch (G (T / C + 1) Dk
 // Dv floats per thread: recomputed, not saved by the forward), then one
@@ -27,173 +29,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "TileLinearBackward.h"
-#include "TileBuilding.h"
-#include "attnc/Conversion/KernelLowering/ExpressionGradient.h"
+#include "LinearBackwardProgram.h"
 #include "attnc/Conversion/KernelLowering/KernelLowering.h"
 
 using namespace mlir;
 using namespace attnc;
 using namespace attnc::attn;
 using namespace attnc::lowering;
-
-namespace {
-
-class LinearBackwardProgram {
-public:
-  LinearBackwardProgram(LinearBackwardOp op, LoweringBuilder &rb)
-      : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
-        chunk(op.getChunk()) {
-    f32 = b.getF32Type();
-    dimK = tileHeadDim(op.getQ());
-    dimV = tileHeadDim(op.getV());
-    gated = op.getCausal() && !op.getGate().empty();
-    if (op.getInitialState())
-      initial = rb.params.lookup(op.getInitialState());
-    if (op.getDFinalState())
-      dFinal = rb.params.lookup(op.getDFinalState());
-    dOut = rb.params.lookup(op.getDOut());
-    for (Region *region : {&op.getGate(), &op.getFeature()})
-      if (!region->empty())
-        region->walk([&](LoadOp load) {
-          if (load.getType().isF32())
-            floatLoads.push_back({load, region});
-        });
-  }
-
-  void build(ValueRange results);
-
-private:
-  /// One chunk's tiles, all of C rows (rows past the sequence end are
-  /// zero); `queriesIn`/`keysIn` are before the feature map.
-  struct Chunk {
-    Value t0, rows;
-    Value queriesIn, queries, keysIn, keys, values, dOut;
-    /// Cumulative log gates (C x 1), the last step's (1 x 1).
-    Value gates, lastGate;
-  };
-
-  RankedTensorType tileType(int64_t rows, int64_t cols) {
-    return RankedTensorType::get({rows, cols}, f32);
-  }
-  /// Zeros of a tile of C rows and `cols` columns (when dynamic).
-  Value zeros(RankedTensorType type, Value cols = Value()) {
-    return splatTile(b, rb.f32(0), type, Value(), cols);
-  }
-  Value zeroState() {
-    return splatTile(b, rb.f32(0), stateType, shape.dimK, shape.dimV);
-  }
-  Value dot(RankedTensorType type, Value lhs, Value rhs, Value acc,
-            bool transposeLhs = false, bool transposeRhs = false) {
-    return tile::DotOp::create(b, type, lhs, rhs, acc, transposeLhs,
-                               transposeRhs);
-  }
-  /// x * exp(a - bTile) (or x * exp(a)), broadcasting the gate tiles.
-  Value decayed(Value x, Value a, Value bTile = Value()) {
-    SmallVector<Value> inputs = {x, a};
-    if (bTile)
-      inputs.push_back(bTile);
-    return buildMap(b, cast<RankedTensorType>(x.getType()), inputs,
-                    [&](ValueRange, ValueRange e) -> Value {
-                      Value exponent =
-                          bTile ? Value(arith::SubFOp::create(b, e[1], e[2]))
-                                : e[1];
-                      return rb.mul(e[0], math::ExpOp::create(b, exponent));
-                    });
-  }
-  Value scaled(Value x) {
-    return buildMap(
-        b, cast<RankedTensorType>(x.getType()), {x},
-        [&](ValueRange, ValueRange e) -> Value { return rb.mul(scale, e[0]); });
-  }
-  SmallVector<Value> rowPosition(Value h, Value t) {
-    return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));
-  }
-
-  /// Chunk `chunkIndex`'s steps and, unless `withKeys` is false, its keys
-  /// and values (shared by the group).
-  Chunk loadKeys(Value chunkIndex, bool withKeys = true);
-  /// Adds the gates of query head `head` to `c` and, unless `withRows` is
-  /// false, its queries and dO.
-  void loadQueries(Chunk &c, Value head, bool withRows = true);
-  /// Whole C-row tile of `source` at the chunk's rows of head `h`.
-  Value loadRows(Value source, Value h, const Chunk &c, int64_t cols);
-  /// phi of a loaded tile, rows past the chunk's end zero.
-  Value features(Value loaded, Value rows);
-  /// The state at the start of each chunk of query head `head` (the
-  /// group's `member`) into `starts`.
-  void chunkStartStates(Value head, Value member);
-  /// scale (x o D), zero above the diagonal: D[r][u] = exp(B_r - B_u).
-  Value causalDecay(Value x, Value gates);
-  /// The causal gradients: the sweep backward over the chunks.
-  void causalGradients(Value firstHead);
-  /// The gradients of the gate's inputs at one head's chunk, from its
-  /// products (see the definition).
-  void gateGradients(Value head, const Chunk &c, Value attention,
-                     Value products, Value fromState, Value toState,
-                     Value state, Value dState);
-  /// hoistInvariantLoads of the gate for query head `head`.
-  void hoistGateLoads(Value head);
-  /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims.
-  SmallVector<Value> scratchSizes(Value count) {
-    SmallVector<Value> sizes = {count};
-    if (ShapedType::isDynamic(dimK))
-      sizes.push_back(shape.dimK);
-    if (ShapedType::isDynamic(dimV))
-      sizes.push_back(shape.dimV);
-    return sizes;
-  }
-  /// The non-causal gradients (S = S_0 + sum_t k_t^T v_t, no gates).
-  void nonCausalGradients(Value firstHead);
-  /// d phi(x) / dx times `upstream`, and the feature map's float inputs'
-  /// gradients scatter-added.
-  Value throughFeatures(Value loaded, Value upstream, const Chunk &c);
-  /// The gradients of the gate's float inputs at the chunk's steps, given
-  /// each step's dg.
-  void gateInputGradients(Value head, const Chunk &c, Value dg);
-  /// Stores `value` at the chunk's rows of `dest` (head `h`).
-  void storeRows(Value value, Value dest, Value h, const Chunk &c) {
-    tile::StoreOp::create(b, value, dest, rowPosition(h, c.t0), c.rows,
-                          shape.dims.seq);
-  }
-  /// scatter_add of float load `number`'s gradient over a tile of `type`
-  /// whose first `rows` rows are the chunk's steps: `gradientAt` gives the
-  /// expression's gradient at a position from the map's inputs there.
-  void scatterLoad(
-      size_t number, RankedTensorType type, Value rows, ValueRange inputs,
-      llvm::function_ref<ExpressionGradient(ValueRange at, ValueRange x)>
-          gradientAt);
-  /// The [B, H, Dk, Dv] tile of head `h` of `memref`; an omitted
-  /// optional one reads as zeros.
-  Value stateTile(Value memref, Value h);
-  /// Scratch state `index` of `memref` ([?, Dk, Dv]).
-  Value scratchState(Value memref, Value index);
-  void storeScratchState(Value state, Value memref, Value index);
-  Value add(Value x, Value y) {
-    return buildMap(
-        b, cast<RankedTensorType>(x.getType()), {x, y},
-        [&](ValueRange, ValueRange e) -> Value { return rb.add(e[0], e[1]); });
-  }
-
-  LinearBackwardOp op;
-  LoweringBuilder &rb;
-  ImplicitLocOpBuilder &b;
-  AttentionOperands shape;
-  int64_t chunk;
-  Type f32;
-  int64_t dimK, dimV;
-  bool gated = false;
-  Value initial, dFinal, dOut;
-  /// The float loads of the gate and feature regions (the op's `inputs`
-  /// order), and each input's partial copy.
-  SmallVector<std::pair<LoadOp, Region *>> floatLoads;
-  SmallVector<Value> inputGradients;
-  Value dq, dk, dv, dInitial;
-  Value zero, one, scale, batch, headK, start, steps, numChunks;
-  /// Causal scratch: chunk start states ([G x chunkSlots, Dk, Dv], head
-  /// `member`'s from member x chunkSlots) and each head's dH ([G, Dk, Dv]).
-  Value starts, dStates, chunkSlots;
-  RankedTensorType stateType, keyType, valueType, scoreType, gateType;
-};
 
 Value LinearBackwardProgram::loadRows(Value source, Value h, const Chunk &c,
                                       int64_t cols) {
@@ -245,19 +87,27 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
   // 0, so their B is the last step's.
   Value lastRow = rb.sub(c.rows, one);
   Value raw = buildMap(
-      b, gateType, {zeros(gateType)}, [&](ValueRange at, ValueRange) -> Value {
+      b, gateType, {zeros(gateType, shape.dimK)},
+      [&](ValueRange at, ValueRange) -> Value {
         Value t = rb.add(c.t0, arith::MinUIOp::create(b, at[0], lastRow));
+        Value d = perKeyDim ? at[1] : zero;
         Value gate = rb.checkedGate(
-            rb.inlineExpression(op.getGate(), {batch, head, t, zero, start},
+            rb.inlineExpression(op.getGate(), {batch, head, t, d, start},
                                 rb.f32(0)),
-            {batch, head, t, zero});
+            {batch, head, t, d});
         return arith::SelectOp::create(
             b,
             arith::CmpIOp::create(b, arith::CmpIPredicate::ult, at[0], c.rows),
             gate, rb.f32(0));
       });
   c.gates = tile::ScanOp::create(b, gateType, tile::ReduceKind::add, raw);
-  c.lastGate = tile::SliceOp::create(b, tileType(1, 1), c.gates, lastRow, one);
+  int64_t gateCols = gateType.getDimSize(1);
+  c.lastGate =
+      tile::SliceOp::create(b, tileType(1, gateCols), c.gates, lastRow, one);
+  c.lastGateColumn =
+      perKeyDim ? Value(tile::TransposeOp::create(b, tileType(gateCols, 1),
+                                                  c.lastGate))
+                : c.lastGate;
 }
 
 Value LinearBackwardProgram::stateTile(Value memref, Value h) {
@@ -298,7 +148,7 @@ void LinearBackwardProgram::chunkStartStates(Value head, Value member) {
             Value keys = c.keys, state = carried[0];
             if (gated) {
               keys = decayed(c.keys, c.lastGate, c.gates);
-              state = decayed(state, c.lastGate);
+              state = decayed(state, c.lastGateColumn);
             }
             Value next = dot(stateType, keys, c.values, state,
                              /*transposeLhs=*/true);
@@ -349,53 +199,76 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
   rb.loop(zero, numChunks, [&](Value reversed) {
     Value chunkIndex = rb.sub(rb.sub(numChunks, one), reversed);
     Chunk c = loadKeys(chunkIndex);
+    Value chunkRows = rb.index(chunk);
+    if (perKeyDim) {
+      storeScratchRows(zeros(keyType, shape.dimK), dkScratch, zero, chunkRows);
+      storeScratchRows(zeros(valueType, shape.dimV), dvScratch, zero,
+                       chunkRows);
+    }
     SmallVector<Value> sums = rb.loop(
         zero, group, {zeros(keyType, shape.dimK), zeros(valueType, shape.dimV)},
         [&](Value member, ValueRange acc) -> SmallVector<Value> {
           Value head = rb.add(firstHead, member);
           hoistGateLoads(head);
           loadQueries(c, head);
-          Value gates = gated ? c.gates : Value();
           Value state = scratchState(
               starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
           Value dState = scratchState(dStates, member);
-          Value attention = causalDecay(
-              dot(scoreType, c.queries, c.keys, zeros(scoreType), false, true),
-              gates);
-          Value products =
-              dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
-          Value dAttention = causalDecay(products, gates);
-          // dq = dA K + scale exp(B) o (dO H^T)
+          // Through the states: scale exp(B) o (dO H^T) of dq,
+          // exp(B_L - B) o (V dH^T) of dk, (exp(B_L - B) o K) dH of dv.
           Value fromState = scaled(dot(
               keyType, c.dOut, state, zeros(keyType, shape.dimK), false, true));
-          if (gated)
-            fromState = decayed(fromState, c.gates);
-          Value dQuery = dot(keyType, dAttention, c.keys, fromState);
-          // dk of this head: dA^T Q + exp(B_L - B) o (V dH^T)
           Value toState = dot(keyType, c.values, dState,
                               zeros(keyType, shape.dimK), false, true);
-          if (gated)
+          Value keys = c.keys;
+          if (gated) {
+            fromState = decayed(fromState, c.gates);
             toState = decayed(toState, c.lastGate, c.gates);
-          Value dKey = dot(keyType, dAttention, c.queries, toState,
-                           /*transposeLhs=*/true);
-          if (gated)
-            gateGradients(head, c, attention, products, fromState, toState,
-                          state, dState);
-          // dv += A^T dO + (exp(B_L - B) o K) dH
-          Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
-          Value dValue = dot(valueType, attention, c.dOut,
-                             dot(valueType, keys, dState, acc[1]),
-                             /*transposeLhs=*/true);
+            keys = decayed(c.keys, c.lastGate, c.gates);
+          }
+          Value dValue = dot(valueType, keys, dState, acc[1]);
+          Value dQuery, dKey = toState;
+          if (perKeyDim) {
+            perKeyDimIntra(c);
+            dQuery =
+                add(scratchRows(dqScratch, zero, chunkRows, keyType), fromState);
+            gateInputGradients(head, c,
+                               perKeyDimGateGradients(c, fromState, toState,
+                                                      state, dState));
+          } else {
+            Value gates = gated ? c.gates : Value();
+            Value attention = causalDecay(
+                dot(scoreType, c.queries, c.keys, zeros(scoreType), false,
+                    true),
+                gates);
+            Value products =
+                dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
+            Value dAttention = causalDecay(products, gates);
+            // dq = dA K + ..., dk = dA^T Q + ..., dv = A^T dO + ...
+            dQuery = dot(keyType, dAttention, c.keys, fromState);
+            dKey = dot(keyType, dAttention, c.queries, toState,
+                       /*transposeLhs=*/true);
+            if (gated)
+              gateGradients(head, c, attention, products, fromState, toState,
+                            state, dState);
+            dValue = dot(valueType, attention, c.dOut, dValue,
+                         /*transposeLhs=*/true);
+          }
           // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
           Value queries =
               scaled(gated ? decayed(c.queries, c.gates) : c.queries);
-          Value carried = gated ? decayed(dState, c.lastGate) : dState;
+          Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
           storeScratchState(dot(stateType, queries, c.dOut, carried,
                                 /*transposeLhs=*/true),
                             dStates, member);
           storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
           return {add(acc[0], dKey), dValue};
         });
+    if (perKeyDim) {
+      sums[0] = add(sums[0], scratchRows(dkScratch, zero, chunkRows, keyType));
+      sums[1] =
+          add(sums[1], scratchRows(dvScratch, zero, chunkRows, valueType));
+    }
     storeRows(throughFeatures(c.keysIn, sums[0], c), dk, headK, c);
     storeRows(sums[1], dv, headK, c);
   });
@@ -405,81 +278,6 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                             ValueRange{batch, rb.add(firstHead, member), zero},
                             shape.dimK, /*row_dim=*/2);
     });
-}
-
-// dg_t = exp(g_t) <S_{t-1}, dS_t>, the gradient of step t's log gate, by
-// the chunk's terms: with W = A o dP below the diagonal (dP = dO V^T),
-// X_r = q_r . (scale exp(B_r) dO_r H^T) and Y_u = k_u . (exp(B_L - B_u)
-// v_u dH^T),
-//   dg_t = sum_{r >= t > u} W[r][u] + sum_{r >= t} X_r + sum_{u < t} Y_u
-//          + exp(B_L) <H, dH>.
-// Each term is one pair of steps' contribution (decays <= 1). The shorter
-// identity dg_t = sum_{s >= t} (q_s . dq_s - k_s . dk_s) adds terms that
-// cancel (a step's own product appears in both), which under strong decay
-// leaves rounding errors larger than the gradient (1e-4 of it in
-// test_linear_gradients.py's strong SSD case; this form stays within
-// the test's 1e-5).
-void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
-                                          Value attention, Value products,
-                                          Value fromState, Value toState,
-                                          Value state, Value dState) {
-  auto stepType = RankedTensorType::get({chunk}, f32);
-  auto rowSums = [&](Value x, Value y) {
-    return tile::ReduceOp::create(
-        b, stepType, tile::ReduceKind::add,
-        buildMap(b, cast<RankedTensorType>(x.getType()), {x, y},
-                 [&](ValueRange, ValueRange e) -> Value {
-                   return rb.mul(e[0], e[1]);
-                 }));
-  };
-  auto scan = [&](Value x) {
-    return tile::ScanOp::create(b, stepType, tile::ReduceKind::add, x);
-  };
-  // The pairs u < t <= r: column sums of W's rows from t on, by a scan of
-  // W^T over u (row t of it holds sum_{u <= t} W[r][u] per r).
-  Value weights = buildMap(
-      b, scoreType, {attention, products},
-      [&](ValueRange at, ValueRange e) -> Value {
-        return arith::SelectOp::create(
-            b,
-            arith::CmpIOp::create(b, arith::CmpIPredicate::ult, at[1], at[0]),
-            rb.mul(e[0], e[1]), rb.f32(0));
-      });
-  Value transposed = tile::TransposeOp::create(b, scoreType, weights);
-  Value upTo =
-      tile::ScanOp::create(b, scoreType, tile::ReduceKind::add, transposed);
-  Value pairs = tile::ReduceOp::create(
-      b, stepType, tile::ReduceKind::add,
-      buildMap(b, scoreType, {upTo, transposed},
-               [&](ValueRange at, ValueRange e) -> Value {
-                 return arith::SelectOp::create(
-                     b,
-                     arith::CmpIOp::create(b, arith::CmpIPredicate::uge, at[1],
-                                           at[0]),
-                     arith::SubFOp::create(b, e[0], e[1]), rb.f32(0));
-               }));
-  Value fromStart = rowSums(c.queries, fromState);
-  Value toEnd = rowSums(c.keys, toState);
-  Value fromStartTotal =
-      tile::ReduceOp::create(b, f32, tile::ReduceKind::add, fromStart);
-  Value through = tile::ReduceOp::create(
-      b, f32, tile::ReduceKind::add,
-      tile::ReduceOp::create(
-          b, RankedTensorType::get({dimK}, f32), tile::ReduceKind::add,
-          buildMap(b, stateType, {state, dState, c.lastGate},
-                   [&](ValueRange, ValueRange e) -> Value {
-                     return rb.mul(rb.mul(e[0], e[1]),
-                                   math::ExpOp::create(b, e[2]));
-                   })));
-  Value dGate = buildMap(
-      b, stepType, {pairs, fromStart, scan(fromStart), toEnd, scan(toEnd)},
-      [&](ValueRange, ValueRange e) -> Value {
-        Value later =
-            rb.add(arith::SubFOp::create(b, fromStartTotal, e[2]), e[1]);
-        Value earlier = arith::SubFOp::create(b, e[4], e[3]);
-        return rb.add(rb.add(e[0], later), rb.add(earlier, through));
-      });
-  gateInputGradients(head, c, dGate);
 }
 
 void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
@@ -587,18 +385,6 @@ Value LinearBackwardProgram::throughFeatures(Value loaded, Value upstream,
                   });
 }
 
-void LinearBackwardProgram::gateInputGradients(Value head, const Chunk &c,
-                                               Value dg) {
-  for (size_t number = 0; number < floatLoads.size(); ++number)
-    if (floatLoads[number].second == &op.getGate())
-      scatterLoad(number, gateType, c.rows, {c.gates, dg},
-                  [&](ValueRange at, ValueRange x) {
-                    return inlineExpressionGradient(
-                        rb, op.getGate(),
-                        {batch, head, rb.add(c.t0, at[0]), zero, start}, x[1]);
-                  });
-}
-
 void LinearBackwardProgram::build(ValueRange results) {
   dq = results[0];
   dk = results[1];
@@ -614,7 +400,7 @@ void LinearBackwardProgram::build(ValueRange results) {
   keyType = tileType(chunk, dimK);
   valueType = tileType(chunk, dimV);
   scoreType = tileType(chunk, chunk);
-  gateType = tileType(chunk, 1);
+  gateType = tileType(chunk, perKeyDim ? dimK : 1);
   // Causal scratch, allocated once per call (per thread) and reused by its
   // instances: room for the longest sequence's chunks.
   if (op.getCausal()) {
@@ -627,13 +413,28 @@ void LinearBackwardProgram::build(ValueRange results) {
     dStates =
         memref::AllocOp::create(b, stateScratch, scratchSizes(shape.groupSize));
   }
+  if (perKeyDim) {
+    auto rowsScratch = [&](int64_t dim, Value size) -> Value {
+      SmallVector<Value> sizes;
+      if (ShapedType::isDynamic(dim))
+        sizes.push_back(size);
+      return memref::AllocOp::create(b, MemRefType::get({chunk, dim}, f32),
+                                     sizes);
+    };
+    dqScratch = rowsScratch(dimK, shape.dimK);
+    dgScratch = rowsScratch(dimK, shape.dimK);
+    dkScratch = rowsScratch(dimK, shape.dimK);
+    dvScratch = rowsScratch(dimV, shape.dimV);
+  }
   auto grid = tile::GridOp::create(b, shape.headsK, shape.numBatches, chunk,
                                    /*perSequence=*/true);
   if (op.getCausal()) {
     OpBuilder::InsertionGuard afterGrid(b);
     b.setInsertionPointAfter(grid);
-    for (Value buffer : {starts, dStates})
-      memref::DeallocOp::create(b, buffer);
+    for (Value buffer :
+         {starts, dStates, dqScratch, dgScratch, dkScratch, dvScratch})
+      if (buffer)
+        memref::DeallocOp::create(b, buffer);
   }
   OpBuilder::InsertionGuard guard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());
@@ -649,10 +450,10 @@ void LinearBackwardProgram::build(ValueRange results) {
     nonCausalGradients(firstHead);
 }
 
-} // namespace
 
 void attnc::lowering::buildLinearBackwardProgram(LinearBackwardOp op,
                                                  LoweringBuilder &rb,
-                                                 ValueRange results) {
-  LinearBackwardProgram(op, rb).build(results);
+                                                 ValueRange results,
+                                                 int64_t subTile) {
+  LinearBackwardProgram(op, rb, subTile).build(results);
 }

@@ -12,9 +12,10 @@ namespace attnc::lowering {
 /// the kernel function that `rb` builds, writing `results`: dq, dk, dv, the
 /// initial state's gradient (when the forward takes one), then the partial
 /// copies of the gradients of the gate's and feature map's float inputs.
-/// Gates per key dimension are not handled (the pass refuses them).
+/// Gates per key dimension go by sub-tiles of at most `subTile` steps (the
+/// largest that divides the chunk).
 void buildLinearBackwardProgram(attn::LinearBackwardOp op, LoweringBuilder &rb,
-                                mlir::ValueRange results);
+                                mlir::ValueRange results, int64_t subTile);
 
 } // namespace attnc::lowering
 

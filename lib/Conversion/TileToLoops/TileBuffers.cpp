@@ -257,10 +257,13 @@ LogicalResult ProgramLowering::fillSplat(tensor::SplatOp splat) {
   if (isZeroSplat(splat) && llvm::all_of(splat->getUses(), [](OpOperand &use) {
         auto dot = dyn_cast<tile::DotOp>(use.getOwner());
         auto decayDot = dyn_cast<tile::DecayDotOp>(use.getOwner());
+        auto combine = dyn_cast<tile::DecayCombineOp>(use.getOwner());
         return (dot && use.get() == dot.getAcc() && use.get() != dot.getLhs() &&
                 use.get() != dot.getRhs()) ||
                (decayDot && use.getOperandNumber() ==
-                                decayDot.getAccMutable().getOperandNumber());
+                                decayDot.getAccMutable().getOperandNumber()) ||
+               (combine && use.getOperandNumber() ==
+                               combine.getAccMutable().getOperandNumber());
       })) {
     zeroAccumulators.insert(splat);
     return success();

@@ -2,8 +2,8 @@
 //
 // The patterns lowering attn_tile.dot (on vectors of result
 // columns, or along the rows of a transposed rhs, else a scalar fallback)
-// and attn_tile.decay_dot (on vectors along the depth where every operand
-// is row-major).
+// attn_tile.decay_dot (on vectors along the depth where every operand is
+// row-major) and attn_tile.decay_combine (on vectors of result columns).
 //
 //===----------------------------------------------------------------------===//
 
@@ -199,9 +199,79 @@ struct DecayDotLowering : TileLowering<tile::DecayDotOp> {
   }
 };
 
+/// result[r][c] = acc[r][c] + sum_k lhs[r][k] rhs[k][c]
+///                exp(gate[r][c] - rhsGate[k][c]) over k's triangle; on
+/// vectors of result columns where every tile but lhs is row-major.
+struct DecayCombineLowering : TileLowering<tile::DecayCombineOp> {
+  using TileLowering::TileLowering;
+
+  LogicalResult lower(tile::DecayCombineOp combine) const override {
+    ImplicitLocOpBuilder &b = lowering.b;
+    LoweringBuilder &rb = lowering.rb;
+    TileBuffer lhs = lowering.tileOf(combine.getLhs()),
+               rhs = lowering.tileOf(combine.getRhs()),
+               gate = lowering.tileOf(combine.getGate()),
+               rhsGate = lowering.tileOf(combine.getRhsGate()),
+               acc = lowering.tileOf(combine.getAcc());
+    TileBuffer result = lowering.bufferFor(
+        combine, combine, acc, {combine.getAcc()},
+        {combine.getLhs(), combine.getRhs(), combine.getGate(),
+         combine.getRhsGate()});
+    Value zero = rb.index(0), one = rb.index(1);
+    bool zeroAcc = lowering.isZeroAccumulator(combine.getAcc());
+    bool vectorColumns = llvm::none_of(
+        ArrayRef<TileBuffer>{rhs, gate, rhsGate, acc, result},
+        [](const TileBuffer &tile) { return tile.transposed; });
+    Value lanes = rb.index(LoweringBuilder::kLanes);
+    Value vectorCols =
+        vectorColumns
+            ? rb.mul(arith::DivUIOp::create(b, result.cols, lanes), lanes)
+            : zero;
+    rb.loop(zero, result.rows, [&](Value r) {
+      Value begin = zero, end = lhs.cols;
+      if (combine.getLowerTriangular())
+        end = arith::MinUIOp::create(b, rb.add(r, one), lhs.cols);
+      else
+        begin = arith::MinUIOp::create(b, r, lhs.cols);
+      // The terms of columns from c on: lanes of them, or one.
+      auto sumFrom = [&](Value c, Value init, bool vector) {
+        auto at = [&](const TileBuffer &tile, Value row) -> Value {
+          return vector ? rb.loadLanes(tile.buffer, {row, c})
+                        : lowering.loadElement(tile, row, c);
+        };
+        Value rowGate = at(gate, r);
+        return rb.loop(begin, end, {init}, [&](Value k, ValueRange partial) {
+          Value weight = lowering.loadElement(lhs, r, k);
+          if (vector)
+            weight = vector::BroadcastOp::create(b, rb.lanes(), weight);
+          Value decay = math::ExpOp::create(
+              b, arith::SubFOp::create(b, rowGate, at(rhsGate, k)));
+          return SmallVector<Value>{math::FmaOp::create(
+              b, arith::MulFOp::create(b, weight, at(rhs, k)), decay,
+              partial[0])};
+        })[0];
+      };
+      rb.loop(zero, arith::DivUIOp::create(b, vectorCols, lanes),
+              [&](Value group) {
+                Value c = rb.mul(group, lanes);
+                Value init = zeroAcc ? rb.zeroLanes()
+                                     : rb.loadLanes(acc.buffer, {r, c});
+                vector::StoreOp::create(b, sumFrom(c, init, true),
+                                        result.buffer, ValueRange{r, c});
+              });
+      rb.loop(vectorCols, result.cols, [&](Value c) {
+        Value init = zeroAcc ? rb.f32(0) : lowering.loadElement(acc, r, c);
+        lowering.storeElement(sumFrom(c, init, false), result, r, c);
+      });
+    });
+    lowering.replaceOp(combine, {});
+    return success();
+  }
+};
+
 } // namespace
 
 void attnc::lowering::tile_to_loops::populateTileDotLoweringPatterns(
     RewritePatternSet &patterns, ProgramLowering &lowering) {
-  patterns.add<DotLowering, DecayDotLowering>(lowering, patterns.getContext());
+  patterns.add<DotLowering, DecayDotLowering, DecayCombineLowering>(lowering, patterns.getContext());
 }

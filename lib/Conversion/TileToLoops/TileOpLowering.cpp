@@ -150,7 +150,9 @@ struct ScatterAddLowering : TileLowering<tile::ScatterAddOp> {
   }
 };
 
-/// Row r combines rows 0..r, in place when the input dies here.
+/// Row r combines rows 0..r (reverse: r..last; exclusive: without r),
+/// visiting the rows in the scan's order; in place when the input dies
+/// here, unless exclusive (row r then reads the input's previous row).
 struct ScanLowering : TileLowering<tile::ScanOp> {
   using TileLowering::TileLowering;
 
@@ -158,23 +160,39 @@ struct ScanLowering : TileLowering<tile::ScanOp> {
     ImplicitLocOpBuilder &b = lowering.b;
     LoweringBuilder &rb = lowering.rb;
     TileBuffer input = lowering.tileOf(scan.getInput());
+    bool exclusive = scan.getExclusive();
     TileBuffer result =
-        lowering.bufferFor(scan, scan, input, {scan.getInput()});
+        exclusive ? lowering.assign(scan, lowering.allocateLike(input))
+                  : lowering.bufferFor(scan, scan, input, {scan.getInput()});
     bool max = scan.getKind() == tile::ReduceKind::max;
     auto combine = [&](Value x, Value y) -> Value {
       return max ? Value(arith::MaximumFOp::create(b, x, y)) : rb.add(x, y);
     };
-    Value zero = rb.index(0);
-    lowering.forEachColumn(input, [&](Value c) {
-      lowering.storeElement(lowering.loadElement(input, zero, c), result, zero,
-                            c);
-    });
-    rb.loop(rb.index(1), input.rows, [&](Value r) {
+    Value zero = rb.index(0), one = rb.index(1);
+    // The row visited i-th.
+    auto row = [&](Value i) -> Value {
+      return scan.getReverse() ? rb.sub(rb.sub(input.rows, one), i) : i;
+    };
+    Value identity =
+        rb.f32(max ? -std::numeric_limits<float>::infinity() : 0.0);
+    rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, input.rows,
+                                    zero),
+              [&] {
+                Value r = row(zero);
+                lowering.forEachColumn(input, [&](Value c) {
+                  lowering.storeElement(
+                      exclusive ? identity : lowering.loadElement(input, r, c),
+                      result, r, c);
+                });
+              });
+    rb.loop(one, input.rows, [&](Value i) {
+      Value r = row(i), previous = row(rb.sub(i, one));
+      Value from = exclusive ? previous : r;
       lowering.forEachColumn(input, [&](Value c) {
-        Value previous =
-            lowering.loadElement(result, rb.sub(r, rb.index(1)), c);
         lowering.storeElement(
-            combine(previous, lowering.loadElement(input, r, c)), result, r, c);
+            combine(lowering.loadElement(result, previous, c),
+                    lowering.loadElement(input, from, c)),
+            result, r, c);
       });
     });
     lowering.replaceOp(scan, {});

@@ -176,7 +176,7 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
       if (!isa<tile::ScanOp, tile::SliceOp, tile::TransposeOp, tile::DecayDotOp,
-               tile::TopKInsertOp>(op))
+               tile::DecayCombineOp, tile::TopKInsertOp>(op))
         return WalkResult::advance();
       op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu handles "
                       "load, dot, map, reduce, store, scatter_add and splat "

@@ -189,6 +189,30 @@ func.func @decay_dot_acc(%a: tensor<16x8xf32>, %b: tensor<32x8xf32>, %acc: tenso
 
 // -----
 
+func.func @decay_combine_triangle(%w: tensor<16x16xf32>, %k: tensor<16x8xf32>) {
+  // expected-error @+1 {{sums over one triangle: needs exactly one of lower_triangular and upper_triangular}}
+  %r = attn_tile.decay_combine %w, %k, %k, %k, %k : tensor<16x16xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @decay_combine_gate(%w: tensor<16x16xf32>, %k: tensor<16x8xf32>, %g: tensor<16x1xf32>) {
+  // expected-error @+1 {{needs an f32 result gate of the result's shape 16x8, got 16x1}}
+  %r = attn_tile.decay_combine %w, %k, %g, %k, %k {lower_triangular} : tensor<16x16xf32>, tensor<16x8xf32>, tensor<16x1xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
+func.func @decay_combine_depth(%w: tensor<16x4xf32>, %k: tensor<16x8xf32>) {
+  // expected-error @+1 {{lhs 16x4 and rhs 16x8 do not share the contracted dimension}}
+  %r = attn_tile.decay_combine %w, %k, %k, %k, %k {lower_triangular} : tensor<16x4xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
 func.func @top_k_dynamic_k(%lists: tensor<8x?xf32>, %c: tensor<8xf32>) {
   // expected-error @+1 {{keeps its lists in 2-D f32 tiles of k static columns, not 'tensor<8x?xf32>'}}
   %r:2 = attn_tile.top_k_insert %lists, %lists, %c, %c : tensor<8x?xf32>, tensor<8xf32>

@@ -102,6 +102,14 @@ func.func @linear_ops(%heads: index, %batches: index, %g: tensor<64x16xf32>,
     %acc = tensor.splat %zero[%n] : tensor<?x64xf32>
     // CHECK: attn_tile.decay_dot %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x64xf32> -> tensor<?x64xf32>
     %a = attn_tile.decay_dot %q, %kf, %rows, %cum, %acc : tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x16xf32>, tensor<64x16xf32>, tensor<?x64xf32> -> tensor<?x64xf32>
+    // The backward's pieces: sums from each row on, before it, and rows of
+    // keys mixed by weights under their column's decay.
+    // CHECK: attn_tile.scan add %{{.*}} {exclusive, reverse} : tensor<64x16xf32>
+    %later = attn_tile.scan add %g {reverse, exclusive} : tensor<64x16xf32>
+    %w = tensor.splat %zero : tensor<64x64xf32>
+    %acc2 = tensor.splat %zero : tensor<64x16xf32>
+    // CHECK: attn_tile.decay_combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {upper_triangular} : tensor<64x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32> -> tensor<64x16xf32>
+    %dk = attn_tile.decay_combine %w, %kf, %cum, %cum, %acc2 {upper_triangular} : tensor<64x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32> -> tensor<64x16xf32>
   }
   return
 }

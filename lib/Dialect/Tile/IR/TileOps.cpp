@@ -324,30 +324,45 @@ LogicalResult TransposeOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
-// DecayDotOp
+// DecayDotOp and DecayCombineOp
 //===----------------------------------------------------------------------===//
 
+/// The checks the decayed products share: 2-D operands, an f32 accumulator
+/// of the result's type, and each gate of its named tile's shape.
+static LogicalResult
+verifyDecayedProduct(Operation *op, Value lhs, Value rhs, Value acc,
+                     ArrayRef<std::tuple<StringRef, Value, Value>> gates) {
+  auto rank2 = [](Value tile) {
+    return cast<RankedTensorType>(tile.getType()).getRank() == 2;
+  };
+  if (!rank2(lhs) || !rank2(rhs) || !rank2(acc))
+    return op->emitOpError("multiplies 2-D tiles");
+  auto accType = cast<RankedTensorType>(acc.getType());
+  if (accType != op->getResult(0).getType() ||
+      !accType.getElementType().isF32())
+    return op->emitOpError("accumulates in f32: the accumulator and the "
+                           "result must both be that type");
+  for (auto [name, tile, gate] : gates) {
+    auto shape = cast<RankedTensorType>(tile.getType());
+    auto gateType = cast<RankedTensorType>(gate.getType());
+    if (gateType.getRank() != 2 || !gateType.getElementType().isF32() ||
+        !compatible(gateType.getDimSize(0), shape.getDimSize(0)) ||
+        !compatible(gateType.getDimSize(1), shape.getDimSize(1)))
+      return op->emitOpError("needs an f32 ")
+             << name << " gate of the " << name << "'s shape "
+             << shapeString(shape) << ", got " << shapeString(gateType);
+  }
+  return success();
+}
+
 LogicalResult DecayDotOp::verify() {
+  if (failed(verifyDecayedProduct(*this, getLhs(), getRhs(), getAcc(),
+                                  {{"lhs", getLhs(), getLhsGate()},
+                                   {"rhs", getRhs(), getRhsGate()}})))
+    return failure();
   auto lhs = cast<RankedTensorType>(getLhs().getType());
   auto rhs = cast<RankedTensorType>(getRhs().getType());
   auto acc = cast<RankedTensorType>(getAcc().getType());
-  if (lhs.getRank() != 2 || rhs.getRank() != 2 || acc.getRank() != 2)
-    return emitOpError("multiplies 2-D tiles");
-  if (acc != getResult().getType() || !acc.getElementType().isF32())
-    return emitOpError("accumulates in f32: the accumulator and the result "
-                       "must both be that type");
-  for (auto [name, operand, gate] :
-       {std::tuple<StringRef, RankedTensorType, Value>{"lhs", lhs,
-                                                       getLhsGate()},
-        {"rhs", rhs, getRhsGate()}}) {
-    auto gateType = cast<RankedTensorType>(gate.getType());
-    if (gateType.getRank() != 2 || !gateType.getElementType().isF32() ||
-        !compatible(gateType.getDimSize(0), operand.getDimSize(0)) ||
-        !compatible(gateType.getDimSize(1), operand.getDimSize(1)))
-      return emitOpError("needs an f32 ")
-             << name << " gate of the " << name << "'s shape "
-             << shapeString(operand) << ", got " << shapeString(gateType);
-  }
   if (!compatible(lhs.getDimSize(1), rhs.getDimSize(1)))
     return emitOpError("lhs ") << shapeString(lhs) << " and rhs (transposed) "
                                << shapeString(rhs)
@@ -356,6 +371,28 @@ LogicalResult DecayDotOp::verify() {
       !compatible(acc.getDimSize(1), rhs.getDimSize(0)))
     return emitOpError("accumulator ")
            << shapeString(acc) << " is not rows(lhs) x rows(rhs)";
+  return success();
+}
+
+LogicalResult DecayCombineOp::verify() {
+  if (failed(verifyDecayedProduct(*this, getLhs(), getRhs(), getAcc(),
+                                  {{"result", getAcc(), getGate()},
+                                   {"rhs", getRhs(), getRhsGate()}})))
+    return failure();
+  if (getLowerTriangular() == getUpperTriangular())
+    return emitOpError("sums over one triangle: needs exactly one of "
+                       "lower_triangular and upper_triangular");
+  auto lhs = cast<RankedTensorType>(getLhs().getType());
+  auto rhs = cast<RankedTensorType>(getRhs().getType());
+  auto acc = cast<RankedTensorType>(getAcc().getType());
+  if (!compatible(lhs.getDimSize(1), rhs.getDimSize(0)))
+    return emitOpError("lhs ") << shapeString(lhs) << " and rhs "
+                               << shapeString(rhs)
+                               << " do not share the contracted dimension";
+  if (!compatible(acc.getDimSize(0), lhs.getDimSize(0)) ||
+      !compatible(acc.getDimSize(1), rhs.getDimSize(1)))
+    return emitOpError("accumulator ")
+           << shapeString(acc) << " is not rows(lhs) x cols(rhs)";
   return success();
 }
 

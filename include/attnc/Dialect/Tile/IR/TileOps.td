@@ -253,17 +253,24 @@ def Tile_ReduceOp : Tile_Op<"reduce", [Pure]> {
 }
 
 def Tile_ScanOp : Tile_Op<"scan", [Pure, AllTypesMatch<["input", "result"]>]> {
-  let summary = "inclusive prefix reduction down the rows of a tile";
+  let summary = "prefix (or suffix) reduction down the rows of a tile";
   let description = [{
     `result[r][c] = input[0][c] (+ or max) ... input[r][c]`: row r combines
-    the rows up to and including r (1-D tiles: the values up to r). The
-    cumulative log gates of a chunk are a `scan add` of its gates.
+    the rows up to and including r (1-D tiles: the values up to r). With
+    `exclusive`, the rows before r only (row 0 gets 0 for add, -inf for
+    max); with `reverse`, the rows from r (or after r) to the tile's last,
+    combined from the last one up. The cumulative log gates of a chunk are
+    a `scan add` of its gates; sums over the steps after t are a reverse
+    exclusive scan, not a total minus a prefix, whose difference would
+    lose the small sums next to large terms.
 
     ```mlir
     %G = attn_tile.scan add %g : tensor<64x64xf32>
+    %later = attn_tile.scan add %x {reverse, exclusive} : tensor<64x64xf32>
     ```
   }];
-  let arguments = (ins Tile_ReduceKindAttr:$kind, Tile_Tile:$input);
+  let arguments = (ins Tile_ReduceKindAttr:$kind, Tile_Tile:$input,
+                       UnitAttr:$reverse, UnitAttr:$exclusive);
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = "`` $kind $input attr-dict `:` type($input)";
 }
@@ -332,6 +339,38 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
   let assemblyFormat = [{
     $lhs `,` $rhs `,` $lhs_gate `,` $rhs_gate `,` $acc attr-dict `:`
     type($lhs) `,` type($rhs) `,` type($lhs_gate) `,` type($rhs_gate) `,`
+    type($acc) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+def Tile_DecayCombineOp : Tile_Op<"decay_combine", [Pure]> {
+  let summary = "acc + lhs * rhs with a log-space decay on every term, per result column";
+  let description = [{
+    `result[r][c] = acc[r][c]
+        + sum_k lhs[r][k] * rhs[k][c] * exp(gate[r][c] - rhs_gate[k][c])`,
+    the sum over k <= r with `lower_triangular`, over k >= r with
+    `upper_triangular` (one of them: the other terms could overflow).
+    Rows of `rhs` mixed by the weights `lhs`, each column decayed from the
+    rhs row's gate to the result row's: the intra-chunk gradients of the
+    queries and keys of gated linear attention with one gate per key
+    dimension, where the decay depends on the result's column (the
+    transpose of `decay_dot`'s case). `gate` has the result's shape,
+    `rhs_gate` the rhs's. Sums are f32, in order of k.
+
+    ```mlir
+    %dq = attn_tile.decay_combine %da, %k, %g, %g, %zero {lower_triangular}
+        : tensor<16x16xf32>, tensor<16x64xf32>, tensor<16x64xf32>,
+          tensor<16x64xf32>, tensor<16x64xf32> -> tensor<16x64xf32>
+    ```
+  }];
+  let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$gate,
+                       Tile_Tile:$rhs_gate, Tile_Tile:$acc,
+                       UnitAttr:$lower_triangular, UnitAttr:$upper_triangular);
+  let results = (outs Tile_Tile:$result);
+  let assemblyFormat = [{
+    $lhs `,` $rhs `,` $gate `,` $rhs_gate `,` $acc attr-dict `:`
+    type($lhs) `,` type($rhs) `,` type($gate) `,` type($rhs_gate) `,`
     type($acc) `->` type($result)
   }];
   let hasVerifier = 1;

@@ -1,0 +1,218 @@
+//===- LinearBackwardProgram.h - Builder of the linear backward -*- C++ -*-===//
+//
+// Private to attn-tile-linear: the builder of attn.linear_backward's tile
+// program (TileLinearBackward.cpp: the chunks, states and dq, dk, dv;
+// TileLinearBackwardGates.cpp: the gates' gradients and the sub-tiles of
+// gates per key dimension).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef ATTNC_LIB_CONVERSION_ATTNTOTILE_LINEARBACKWARDPROGRAM_H
+#define ATTNC_LIB_CONVERSION_ATTNTOTILE_LINEARBACKWARDPROGRAM_H
+
+#include "TileBuilding.h"
+#include "attnc/Conversion/KernelLowering/ExpressionGradient.h"
+#include "attnc/Conversion/KernelLowering/KernelLowering.h"
+
+namespace attnc::lowering {
+
+using mlir::RankedTensorType;
+
+class LinearBackwardProgram {
+public:
+  LinearBackwardProgram(LinearBackwardOp op, LoweringBuilder &rb,
+                        int64_t maxSubTile)
+      : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
+        chunk(op.getChunk()) {
+    f32 = b.getF32Type();
+    dimK = tileHeadDim(op.getQ());
+    dimV = tileHeadDim(op.getV());
+    gated = op.getCausal() && !op.getGate().empty();
+    perKeyDim = gated && op.getGateKind() == GateKind::per_key_dim;
+    // Sub-tiles divide the chunk, so that none reaches past it (where a
+    // zero cumulative gate would make the decays grow).
+    subTile = std::min(maxSubTile, chunk);
+    while (chunk % subTile)
+      --subTile;
+    if (op.getInitialState())
+      initial = rb.params.lookup(op.getInitialState());
+    if (op.getDFinalState())
+      dFinal = rb.params.lookup(op.getDFinalState());
+    dOut = rb.params.lookup(op.getDOut());
+    for (Region *region : {&op.getGate(), &op.getFeature()})
+      if (!region->empty())
+        region->walk([&](LoadOp load) {
+          if (load.getType().isF32())
+            floatLoads.push_back({load, region});
+        });
+  }
+
+  void build(ValueRange results);
+
+private:
+  /// One chunk's tiles, all of C rows (rows past the sequence end are
+  /// zero); `queriesIn`/`keysIn` are before the feature map.
+  struct Chunk {
+    Value t0, rows;
+    Value queriesIn, queries, keysIn, keys, values, dOut;
+    /// Cumulative log gates (C x 1, or C x Dk per key dim), the last
+    /// step's as a row (1 x ...) and as a column (... x 1).
+    Value gates, lastGate, lastGateColumn;
+  };
+
+  RankedTensorType tileType(int64_t rows, int64_t cols) {
+    return RankedTensorType::get({rows, cols}, f32);
+  }
+  /// Zeros of a tile of C rows and `cols` columns (when dynamic).
+  Value zeros(RankedTensorType type, Value cols = Value()) {
+    return splatTile(b, rb.f32(0), type, Value(), cols);
+  }
+  Value zeroState() {
+    return splatTile(b, rb.f32(0), stateType, shape.dimK, shape.dimV);
+  }
+  Value dot(RankedTensorType type, Value lhs, Value rhs, Value acc,
+            bool transposeLhs = false, bool transposeRhs = false) {
+    return tile::DotOp::create(b, type, lhs, rhs, acc, transposeLhs,
+                               transposeRhs);
+  }
+  /// x * exp(a - bTile) (or x * exp(a)), broadcasting the gate tiles.
+  Value decayed(Value x, Value a, Value bTile = Value()) {
+    SmallVector<Value> inputs = {x, a};
+    if (bTile)
+      inputs.push_back(bTile);
+    return buildMap(b, cast<RankedTensorType>(x.getType()), inputs,
+                    [&](ValueRange, ValueRange e) -> Value {
+                      Value exponent =
+                          bTile ? Value(arith::SubFOp::create(b, e[1], e[2]))
+                                : e[1];
+                      return rb.mul(e[0], math::ExpOp::create(b, exponent));
+                    });
+  }
+  Value scaled(Value x) {
+    return buildMap(
+        b, cast<RankedTensorType>(x.getType()), {x},
+        [&](ValueRange, ValueRange e) -> Value { return rb.mul(scale, e[0]); });
+  }
+  SmallVector<Value> rowPosition(Value h, Value t) {
+    return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));
+  }
+
+  /// Chunk `chunkIndex`'s steps and, unless `withKeys` is false, its keys
+  /// and values (shared by the group).
+  Chunk loadKeys(Value chunkIndex, bool withKeys = true);
+  /// Adds the gates of query head `head` to `c` and, unless `withRows` is
+  /// false, its queries and dO.
+  void loadQueries(Chunk &c, Value head, bool withRows = true);
+  /// Whole C-row tile of `source` at the chunk's rows of head `h`.
+  Value loadRows(Value source, Value h, const Chunk &c, int64_t cols);
+  /// phi of a loaded tile, rows past the chunk's end zero.
+  Value features(Value loaded, Value rows);
+  /// The state at the start of each chunk of query head `head` (the
+  /// group's `member`) into `starts`.
+  void chunkStartStates(Value head, Value member);
+  /// scale (x o D), zero above the diagonal: D[r][u] = exp(B_r - B_u).
+  Value causalDecay(Value x, Value gates);
+  /// The causal gradients: the sweep backward over the chunks.
+  void causalGradients(Value firstHead);
+  /// The gradients of the gate's inputs at one head's chunk, from its
+  /// products (see the definition).
+  void gateGradients(Value head, const Chunk &c, Value attention,
+                     Value products, Value fromState, Value toState,
+                     Value state, Value dState);
+  /// hoistInvariantLoads of the gate for query head `head`.
+  void hoistGateLoads(Value head);
+  /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims.
+  SmallVector<Value> scratchSizes(Value count) {
+    SmallVector<Value> sizes = {count};
+    if (ShapedType::isDynamic(dimK))
+      sizes.push_back(shape.dimK);
+    if (ShapedType::isDynamic(dimV))
+      sizes.push_back(shape.dimV);
+    return sizes;
+  }
+  /// The intra-chunk gradients of one head of a kernel with gates per key
+  /// dimension, by sub-tiles (see perKeyDimIntra's comment): dq's into
+  /// `dqScratch`, dk's and dv's added to `dkScratch` and `dvScratch`, the
+  /// gates' pair terms into `dgScratch`.
+  void perKeyDimIntra(const Chunk &c);
+  /// The gradient of each step's log gates per key dim: the pair terms in
+  /// `dgScratch` plus those through the chunk's start and end states.
+  Value perKeyDimGateGradients(const Chunk &c, Value fromState, Value toState,
+                               Value state, Value dState);
+  /// Rows [first, first + count) of a [C, cols] scratch memref.
+  Value scratchRows(Value memref, Value first, Value count,
+                    RankedTensorType type) {
+    return tile::LoadOp::create(b, type, memref, ValueRange{first}, count,
+                                /*row_dim=*/0);
+  }
+  void storeScratchRows(Value value, Value memref, Value first, Value count) {
+    tile::StoreOp::create(b, value, memref, ValueRange{first}, count,
+                          /*row_dim=*/0);
+  }
+  /// The non-causal gradients (S = S_0 + sum_t k_t^T v_t, no gates).
+  void nonCausalGradients(Value firstHead);
+  /// d phi(x) / dx times `upstream`, and the feature map's float inputs'
+  /// gradients scatter-added.
+  Value throughFeatures(Value loaded, Value upstream, const Chunk &c);
+  /// The gradients of the gate's float inputs at the chunk's steps, given
+  /// each step's dg.
+  void gateInputGradients(Value head, const Chunk &c, Value dg);
+  /// Stores `value` at the chunk's rows of `dest` (head `h`).
+  void storeRows(Value value, Value dest, Value h, const Chunk &c) {
+    tile::StoreOp::create(b, value, dest, rowPosition(h, c.t0), c.rows,
+                          shape.dims.seq);
+  }
+  /// scatter_add of float load `number`'s gradient over a tile of `type`
+  /// whose first `rows` rows are the chunk's steps: `gradientAt` gives the
+  /// expression's gradient at a position from the map's inputs there.
+  void scatterLoad(
+      size_t number, RankedTensorType type, Value rows, ValueRange inputs,
+      llvm::function_ref<ExpressionGradient(ValueRange at, ValueRange x)>
+          gradientAt);
+  /// The [B, H, Dk, Dv] tile of head `h` of `memref`; an omitted
+  /// optional one reads as zeros.
+  Value stateTile(Value memref, Value h);
+  /// Scratch state `index` of `memref` ([?, Dk, Dv]).
+  Value scratchState(Value memref, Value index);
+  void storeScratchState(Value state, Value memref, Value index);
+  /// Sums down the rows of `x`: up to each row, or from it (`reverse`),
+  /// with or without the row itself (`exclusive`).
+  Value scanSums(Value x, bool reverse = false, bool exclusive = false) {
+    auto scan = tile::ScanOp::create(b, x.getType(), tile::ReduceKind::add, x);
+    scan.setReverse(reverse);
+    scan.setExclusive(exclusive);
+    return scan;
+  }
+  Value add(Value x, Value y) {
+    return buildMap(
+        b, cast<RankedTensorType>(x.getType()), {x, y},
+        [&](ValueRange, ValueRange e) -> Value { return rb.add(e[0], e[1]); });
+  }
+
+  LinearBackwardOp op;
+  LoweringBuilder &rb;
+  ImplicitLocOpBuilder &b;
+  AttentionOperands shape;
+  int64_t chunk, subTile;
+  Type f32;
+  int64_t dimK, dimV;
+  bool gated = false, perKeyDim = false;
+  Value initial, dFinal, dOut;
+  /// The float loads of the gate and feature regions (the op's `inputs`
+  /// order), and each input's partial copy.
+  SmallVector<std::pair<LoadOp, Region *>> floatLoads;
+  SmallVector<Value> inputGradients;
+  Value dq, dk, dv, dInitial;
+  Value zero, one, scale, batch, headK, start, steps, numChunks;
+  /// Causal scratch: chunk start states ([G x chunkSlots, Dk, Dv], head
+  /// `member`'s from member x chunkSlots) and each head's dH ([G, Dk, Dv]).
+  Value starts, dStates, chunkSlots;
+  /// Per key dim: one chunk's intra-chunk dq, dg of a head and dk, dv
+  /// summed over the group ([C, Dk] and [C, Dv]).
+  Value dqScratch, dgScratch, dkScratch, dvScratch;
+  RankedTensorType stateType, keyType, valueType, scoreType, gateType;
+};
+
+} // namespace attnc::lowering
+
+#endif // ATTNC_LIB_CONVERSION_ATTNTOTILE_LINEARBACKWARDPROGRAM_H
