@@ -9,9 +9,11 @@ of --repeats timed runs after one warm-up.
 
     PYTHONPATH=build/python python3 bench/train_linear_cpu.py [--lengths 1024 4096 16384] [--csv out.csv]
 
-Cases: Mamba2/SSD (a data-dependent log decay per head and step, learnable)
-and RetNet (a constant decay per head). GLA's per-key-dimension gates have
-no chunkwise backward yet.
+Cases: Mamba2/SSD (a data-dependent log decay per head and step, learnable),
+GLA (one per head, step and key dimension, learnable) and RetNet (a constant
+decay per head). The PyTorch form of GLA builds the chunk's C x C x Dk
+decays exp(G_r - G_u) (stable under any decay); the factorised
+exp(G) / exp(-G) form would be faster but overflows under strong decay.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ SPECS = {
 kernel ssd(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D], a: f32[B, H, T]) -> (o: f32[B, H, T, D]) {
   o = linear(q, k, v) { gate = a[b, h, t]; chunk = 64 }
 }""",
+    "gla": """
+kernel gla(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D], g: f32[B, H, T, D]) -> (o: f32[B, H, T, D]) {
+  o = linear(q, k, v) { gate = g[b, h, t, d]; chunk = 64 }
+}""",
     "retnet": """
 kernel retnet(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D]) -> (o: f32[B, H, T, D]) {
   o = linear(q, k, v) { gate = log(1 - exp2(-5 - h)); chunk = 64 }
@@ -37,30 +43,34 @@ kernel retnet(q: f32[B, H, T, D], k: f32[B, H, T, D], v: f32[B, H, T, D]) -> (o:
 
 
 def chunked_torch(case: str, chunk: int = 64):
-    """o_t = q_t S_t, S_t = exp(g_t) S_{t-1} + k_t^T v_t, in chunks: the
+    """o_t = q_t S_t, S_t = diag(exp g_t) S_{t-1} + k_t^T v_t, in chunks: the
     intra-chunk quadratic form with decays exp(G_r - G_u) (u <= r) plus the
-    state carried between chunks, every exponent <= 0."""
+    state carried between chunks, every exponent <= 0. Gates [b, h, t] are
+    one per step, [b, h, t, d] one per key dimension."""
 
     def attention(q, k, v, *extra):
         b, h, steps, d = q.shape
-        if case == "ssd":
-            gates = extra[0]
-        else:
+        if case == "retnet":
             decay = torch.log(1 - torch.exp2(-5.0 - torch.arange(h, dtype=q.dtype)))
-            gates = decay[None, :, None].expand(b, h, steps)
+            gates = decay[None, :, None, None].expand(b, h, steps, 1)
+        else:
+            gates = extra[0] if extra[0].dim() == 4 else extra[0][..., None]
         state = q.new_zeros(b, h, d, v.shape[-1])
         outputs = []
         for t0 in range(0, steps, chunk):
             qc, kc, vc = q[:, :, t0:t0 + chunk], k[:, :, t0:t0 + chunk], v[:, :, t0:t0 + chunk]
-            cumulative = gates[:, :, t0:t0 + chunk].cumsum(-1)
-            rows = cumulative.shape[-1]
-            causal = torch.ones(rows, rows, dtype=torch.bool).tril()
-            exponent = (cumulative[..., :, None] - cumulative[..., None, :]).masked_fill(~causal, -torch.inf)
-            scores = (qc @ kc.transpose(-1, -2)) * torch.exp(exponent)
-            outputs.append(scores @ vc + (qc * torch.exp(cumulative)[..., None]) @ state)
-            last = cumulative[..., -1:]
-            state = torch.exp(last)[..., None] * state + \
-                (kc * torch.exp(last - cumulative)[..., None]).transpose(-1, -2) @ vc
+            cumulative = gates[:, :, t0:t0 + chunk].cumsum(2)  # [b, h, rows, 1 or d]
+            rows = cumulative.shape[2]
+            causal = torch.ones(rows, rows, dtype=torch.bool).tril()[..., None]
+            exponent = (cumulative[:, :, :, None] - cumulative[:, :, None]).masked_fill(~causal, -torch.inf)
+            if cumulative.shape[-1] == 1:
+                scores = (qc @ kc.transpose(-1, -2)) * torch.exp(exponent[..., 0])
+            else:
+                scores = torch.einsum("bhrd,bhud,bhrud->bhru", qc, kc, torch.exp(exponent))
+            outputs.append(scores @ vc + (qc * torch.exp(cumulative)) @ state)
+            last = cumulative[:, :, -1:]
+            state = torch.exp(last).transpose(-1, -2) * state + \
+                (kc * torch.exp(last - cumulative)).transpose(-1, -2) @ vc
         return torch.cat(outputs, 2)
 
     return attention
@@ -82,7 +92,7 @@ def main() -> None:
     print(f"B=1, H={args.heads}, Dk=Dv={args.dim}, chunks of 64, f32; medians of {args.repeats} runs; "
           "ratio = torch / attnc")
     header = ["case", "T", "attnc fwd ms", "torch fwd ms", "fwd ratio", "attnc fwd+bwd ms", "torch fwd+bwd ms",
-              "fwd+bwd ratio", "attnc fwd+bwd tokens/s"]
+              "fwd+bwd ratio", "attnc fwd+bwd tokens/s", "max |o - o_torch|"]
     print(" | ".join(header))
     rows = []
     for case in args.cases:
@@ -95,14 +105,17 @@ def main() -> None:
             shape = (1, args.heads, steps, args.dim)
             # Unit-norm rows keep the states of long sequences bounded.
             inputs = [(torch.randn(shape, generator=gen) / args.dim ** 0.5).requires_grad_() for _ in range(3)]
-            if case == "ssd":
-                inputs.append((-0.1 * torch.rand(1, args.heads, steps, generator=gen)).requires_grad_())
+            if case != "retnet":
+                gate_shape = shape if case == "gla" else shape[:3]
+                inputs.append((-0.1 * torch.rand(gate_shape, generator=gen)).requires_grad_())
             weight = torch.randn(shape, generator=gen)
             attnc_times = measure(ours, inputs, weight, args.repeats)
             torch_times = measure(chunked_torch(case), inputs, weight, args.repeats)
+            with torch.no_grad():  # both compute the same outputs
+                difference = (ours(*inputs) - chunked_torch(case)(*inputs)).abs().max().item()
             row = [case, steps, 1e3 * attnc_times[0], 1e3 * torch_times[0], torch_times[0] / attnc_times[0],
                    1e3 * attnc_times[1], 1e3 * torch_times[1], torch_times[1] / attnc_times[1],
-                   steps / attnc_times[1]]
+                   steps / attnc_times[1], difference]
             rows.append(row)
             print(" | ".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in row), flush=True)
     if args.csv:

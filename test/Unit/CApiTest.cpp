@@ -716,26 +716,27 @@ kernel biased(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64],
       << attnc_last_error(context);
   EXPECT_EQ(attnc_kernel_num_results(gpuBackward), 4u); // ..., d_rel
   attnc_kernel_destroy(gpuBackward);
-  // Linear kernels: the reference's backward through time, and the
-  // chunkwise one on "cpu" unless the gate is per key dimension.
+  // Linear kernels: the reference's backward through time and the
+  // chunkwise one on "cpu", with the same parameters; none on the GPU yet.
   attnc_kernel *refused = nullptr;
-  attnc_kernel *linearBackward = nullptr;
-  ASSERT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
-                               nullptr, "cpu-reference", nullptr,
-                               ATTNC_PART_BACKWARD, &linearBackward),
-            ATTNC_OK)
-      << attnc_last_error(context);
-  EXPECT_STREQ(attnc_kernel_name(linearBackward), "gla_backward");
-  EXPECT_EQ(attnc_kernel_num_params(linearBackward), 7u); // q k v g h0 d_o d_hT
-  EXPECT_EQ(attnc_kernel_num_results(linearBackward), 5u); // d_q d_k d_v d_h0 d_g
-  attnc_kernel_destroy(linearBackward);
+  for (const char *target : {"cpu-reference", "cpu"}) {
+    attnc_kernel *linearBackward = nullptr;
+    ASSERT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
+                                 nullptr, target, nullptr, ATTNC_PART_BACKWARD,
+                                 &linearBackward),
+              ATTNC_OK)
+        << target << ": " << attnc_last_error(context);
+    EXPECT_STREQ(attnc_kernel_name(linearBackward), "gla_backward");
+    EXPECT_EQ(attnc_kernel_num_params(linearBackward), 7u); // q k v g h0 d_o d_hT
+    EXPECT_EQ(attnc_kernel_num_results(linearBackward), 5u); // d_q d_k d_v d_h0 d_g
+    attnc_kernel_destroy(linearBackward);
+  }
   EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
-                               nullptr, "cpu", nullptr, ATTNC_PART_BACKWARD,
+                               nullptr, "sm_80", nullptr, ATTNC_PART_BACKWARD,
                                &refused),
             ATTNC_ERROR_TARGET);
   EXPECT_NE(std::strstr(attnc_last_error(context),
-                        "gates with one value per key dimension (GLA) is not "
-                        "built yet"),
+                        "the backward of linear kernels runs on the CPU only"),
             nullptr)
       << attnc_last_error(context);
   EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
