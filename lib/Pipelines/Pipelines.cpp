@@ -130,13 +130,12 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     program.backwardBlock = kGpuBackwardBlock;
     program.backwardKeySumColumns = kGpuBackwardKeySumColumns;
     pm.addPass(createTileSoftmax(program));
+    pm.addPass(createTileLinear());
     TileToNvgpuOptions kernel;
     kernel.maxSharedBytes = maxSharedBytes;
     pm.addPass(createTileToNvgpu(kernel));
   };
-  if (options.fromTileProgram) {
-    fromTilePrograms();
-  } else {
+  if (!options.fromTileProgram) {
     GpuTileSoftmaxOptions softmax;
     softmax.warps = options.warps;
     softmax.blockK = options.blockK;
@@ -147,14 +146,14 @@ void attnc::addGpuStrategies(OpPassManager &pm,
     softmax.packGqa = options.packGqa;
     softmax.maxSharedBytes = maxSharedBytes;
     pm.addPass(createGpuTileSoftmax(softmax));
-    fromTilePrograms();
+    GpuChunkLinearOptions linear;
+    linear.warps = options.warps;
+    linear.blockV = options.blockV;
+    linear.segmentChunks = options.segmentChunks;
+    linear.maxSharedBytes = maxSharedBytes;
+    pm.addPass(createGpuChunkLinear(linear));
   }
-  GpuChunkLinearOptions linear;
-  linear.warps = options.warps;
-  linear.blockV = options.blockV;
-  linear.segmentChunks = options.segmentChunks;
-  linear.maxSharedBytes = maxSharedBytes;
-  pm.addPass(createGpuChunkLinear(linear));
+  fromTilePrograms();
 }
 
 void attnc::buildGpuLoweringPipeline(OpPassManager &pm,

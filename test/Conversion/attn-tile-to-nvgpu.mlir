@@ -188,8 +188,8 @@ func.func @per_sequence(%q: !in, %k: !in, %lse: !rows, %dk: !in,
 
 !in = memref<?x?x?x?xbf16, strided<[?, ?, ?, ?], offset: ?>>
 
-// The result's rows are lhs^T's: one warp per 16, so lhs has block_rows
-// columns.
+// The result's rows are lhs^T's: one warp per 16, so lhs has at most
+// block_rows columns, in whole mma tiles of 16.
 func.func @transposed_lhs_columns(%q: !in, %status: memref<?xi64>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -199,11 +199,11 @@ func.func @transposed_lhs_columns(%q: !in, %status: memref<?xi64>) {
     %c16 = arith.constant 16 : index
     %zero = arith.constant 0.0 : f32
     %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : !in -> tensor<16x32xbf16>
-    %s = tensor.splat %zero : tensor<16x32xf32>
-    %acc = tensor.splat %zero : tensor<32x32xf32>
-    // expected-error @below {{with a transposed lhs on the GPU needs an lhs of 16 columns (block_rows) and an untransposed rhs}}
+    %s = tensor.splat %zero : tensor<16x8xf32>
+    %acc = tensor.splat %zero : tensor<8x32xf32>
+    // expected-error @below {{with a transposed lhs on the GPU needs an lhs of at most 16 columns (block_rows), a multiple of 16, and an untransposed rhs}}
     %d = attn_tile.dot %s, %qt, %acc {transpose_lhs}
-        : tensor<16x32xf32>, tensor<16x32xbf16>, tensor<32x32xf32> -> tensor<32x32xf32>
+        : tensor<16x8xf32>, tensor<16x32xbf16>, tensor<8x32xf32> -> tensor<8x32xf32>
   }
   return
 }
@@ -302,7 +302,7 @@ func.func @f64_operands(%q: memref<?x?x?x?xf64>, %status: memref<?xi64>) {
 
 // -----
 
-func.func @scan(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
+func.func @decay_dot(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
   %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
@@ -313,8 +313,59 @@ func.func @scan(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
     %i0 = arith.muli %qb, %c16 : index
     %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<16x32xbf16>
     %t = tensor.splat %zero : tensor<16x8xf32>
+    %acc = tensor.splat %zero : tensor<16x16xf32>
     // expected-error @below {{has no GPU lowering yet}}
-    %s = attn_tile.scan add %t : tensor<16x8xf32>
+    %s = attn_tile.decay_dot %t, %t, %t, %t, %acc : tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+  }
+  return
+}
+
+// -----
+
+// Moves between rows go through shared memory. The gates' scan: a column
+// of 16 (a value per row, 2 per lane) is written to an f32 copy by one
+// lane per quad between two barriers, scanned down by one thread, read
+// back per row. The last row's slice is a 1 x 1 tile every lane reads
+// (replicated), which a map broadcasts along the rows of the loaded tile.
+
+// CHECK-LABEL: gpu.func @gates(
+// CHECK:         gpu.barrier
+// CHECK:         scf.if
+// CHECK:           memref.store {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:         gpu.barrier
+// CHECK:         scf.for
+// CHECK:           scf.for {{.*}} iter_args
+// CHECK:             memref.load {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:             arith.addf
+// CHECK:             memref.store {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:         gpu.barrier
+// CHECK:         memref.load {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:         gpu.barrier
+// CHECK:         memref.store {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:         gpu.barrier
+// CHECK:         memref.load {{.*}} : memref<16x1xf32, #gpu.address_space<workgroup>>
+// CHECK:         math.exp2
+func.func @gates(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c15 = arith.constant 15 : index
+    %c16 = arith.constant 16 : index
+    %gate = arith.constant -0.5 : f32
+    %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<16x32xbf16>
+    %g = tensor.splat %gate : tensor<16x1xf32>
+    %cum = attn_tile.scan add %g : tensor<16x1xf32>
+    %last = attn_tile.slice %cum[%c15] rows %c1 : tensor<16x1xf32> -> tensor<1x1xf32>
+    %d = attn_tile.map (%qt, %last) : (tensor<16x32xbf16>, tensor<1x1xf32>) -> tensor<16x32xf32> {
+    ^bb0(%r: index, %c: index, %x: bf16, %l: f32):
+      %e = math.exp %l : f32
+      %y = arith.extf %x : bf16 to f32
+      %z = arith.mulf %y, %e : f32
+      attn_tile.yield %z : f32
+    }
+    attn_tile.store %d, %o[%b, %h, %c0] rows %c16 row_dim 2 : tensor<16x32xf32> -> memref<?x?x?x?xf32>
   }
   return
 }

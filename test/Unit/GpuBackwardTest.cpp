@@ -336,15 +336,17 @@ TEST(GpuBackward, TopkTrainingForwardSavesTheSelection) {
 // What the GPU backward does not do yet is refused by name at compile time.
 TEST(GpuBackward, RefusesWhatItCannotLower) {
   std::string error;
-  // Tiles are the sparsity blocks, and a transposed product needs square
-  // ones.
+  // Tiles are the sparsity blocks: a key block's 64 rows do not fit the
+  // CTA of a 32-row query block.
   BackwardKernels lists(
       header("bf16", ", counts: i32[B, Hq, QB], indices: i32[B, Hq, QB, W]") +
       ") {\n block_q = 32; block_k = 64\n kv_num_blocks = counts; "
       "kv_indices = indices\n}\n}\n");
   ASSERT_TRUE(lists.reference) << lists.error;
   EXPECT_FALSE(lists.gpu(error));
-  EXPECT_NE(error.find("needs an lhs of 32 columns"), std::string::npos)
+  EXPECT_NE(error.find("computes a tile of 64 rows, more than the 32 block "
+                       "rows"),
+            std::string::npos)
       << error;
 }
 

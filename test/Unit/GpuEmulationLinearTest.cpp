@@ -249,6 +249,8 @@ struct LinearCase {
 struct LinearConfig {
   const char *name;
   int64_t segmentChunks, blockV;
+  /// The kernel from its tile program (attn-tile-linear, attn-tile-to-nvgpu).
+  bool fromTileProgram = false;
 };
 void expectLinearMatches(const LinearCase &c, const LinearConfig &config,
                          double tolerance) {
@@ -262,11 +264,15 @@ void expectLinearMatches(const LinearCase &c, const LinearConfig &config,
   GpuPipelineOptions options;
   options.segmentChunks = config.segmentChunks;
   options.blockV = config.blockV;
+  options.fromTileProgram = config.fromTileProgram;
   auto kernel =
       EmulatedGpuKernel::compile(*reference.module, "", options, error);
   ASSERT_TRUE(kernel) << c.name << ": " << error;
+  // The hand-built causal kernels split sequences into segments; the tile
+  // program walks each sequence in one CTA.
   bool causal = c.spec.find("causal = false") == std::string::npos;
-  EXPECT_EQ(kernel->image().segmented(), causal) << c.name;
+  EXPECT_EQ(kernel->image().segmented(), causal && !config.fromTileProgram)
+      << c.name;
   const KernelSignature &signature = kernel->image().signature;
   for (int64_t t : c.packed ? std::vector<int64_t>{70}
                             : std::vector<int64_t>{1, 17, 64, 130}) {
@@ -388,6 +394,63 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
   for (const LinearCase &c : cases)
     for (const LinearConfig &config : kLinearConfigs)
       expectLinearMatches(c, config, 2e-2);
+}
+
+// The linear forward built from its tile program (attn-tile-linear, then
+// attn-tile-to-nvgpu: the gates' scan, the last step's slice and the
+// transposes through shared memory, the state staged as the rhs of
+// q S): RetNet's constant decay, SSD's per-head gates under strong decay
+// with GQA and the final state, an initial state, elu + 1 non-causal, a
+// bthd layout, packed varlen with an empty sequence. The same 2e-2 as the
+// hand-built kernels (bf16/f16 operands).
+TEST(GpuEmulation, LinearTileProgramMatchesTheReference) {
+  std::vector<LinearCase> cases = {
+      {"retnet_bf16",
+       "kernel k(q: bf16[B, H, T, 64], k: bf16[B, H, T, 64], v: bf16[B, H, T, "
+       "64]) -> (o: bf16[B, H, T, 64]) {\n  o = linear(q, k, v) { gate = "
+       "log(1 - exp2(-5 - h)); scale = 0.125 }\n}\n"},
+      {"ssd_strong_decay_gqa_f16",
+       "kernel k(q: f16[B, Hq, T, 64], k: f16[B, Hk, T, 64], v: f16[B, Hk, T, "
+       "32], a: f32[B, Hq, T]) -> (o: f16[B, Hq, T, 32], st: f32[B, Hq, 64, "
+       "32]) {\n  o, st = linear(q, k, v) { gate = 6 * a[b, h, t]; chunk = "
+       "64; scale = 0.125 }\n}\n"},
+      {"initial_state_bthd",
+       "kernel k(q: bf16[B, T, H, 32], k: bf16[B, T, H, 32], v: bf16[B, T, H, "
+       "64], h0: f32[B, H, 32, 64]?) -> (o: bf16[B, T, H, 64], st: f32[B, H, "
+       "32, 64]) {\n  o, st = linear(q, k, v, layout = bthd, initial = h0) { "
+       "gate = -0.05; chunk = 32; scale = 0.125 }\n}\n"},
+      {"elu_noncausal",
+       "kernel k(q: bf16[B, H, T, 32], k: bf16[B, H, T, 32], v: bf16[B, H, T, "
+       "48]) -> (o: bf16[B, H, T, 48], st: f32[B, H, 32, 48]) {\n  o, st = "
+       "linear(q, k, v) { feature = elu(x) + 1; causal = false; chunk = 32; "
+       "scale = 0.05 }\n}\n"},
+      {"varlen_per_head",
+       "kernel k(q: bf16[T, H, 32], k: bf16[T, H, 32], v: bf16[T, H, 32], a: "
+       "f32[T, H], cu: i32[S1], h0: f32[S, H, 32, 32]?) -> (o: bf16[T, H, 32], "
+       "st: f32[S, H, 32, 32]) {\n  o, st = linear(q, k, v, layout = thd, "
+       "cu_seqlens = cu, initial = h0) { gate = a[tstart + t, h]; chunk = 32 "
+       "}\n}\n",
+       true},
+  };
+  for (const LinearCase &c : cases)
+    expectLinearMatches(c, {"from-tile-program", 16, 0, true}, 2e-2);
+  // f32: every product three mma of bf16 halves, 1e-4 of each output's
+  // scale (a gate scan off by 1% misses it); a state of fewer rows (Dk 32)
+  // than the chunk (64).
+  std::vector<LinearCase> f32Cases = {
+      {"ssd_f32_h0",
+       "kernel k(q: f32[B, Hq, T, 32], k: f32[B, Hk, T, 32], v: f32[B, Hk, T, "
+       "32], a: f32[B, Hq, T], h0: f32[B, Hq, 32, 32]) -> (o: f32[B, Hq, T, "
+       "32], st: f32[B, Hq, 32, 32]) {\n  o, st = linear(q, k, v, initial = "
+       "h0) { gate = a[b, h, t]; chunk = 64; scale = 0.125 }\n}\n"},
+      {"elu_noncausal_f32",
+       "kernel k(q: f32[B, H, T, 32], k: f32[B, H, T, 32], v: f32[B, H, T, "
+       "16]) -> (o: f32[B, H, T, 16], st: f32[B, H, 32, 16]) {\n  o, st = "
+       "linear(q, k, v) { feature = elu(x) + 1; causal = false; chunk = 32; "
+       "scale = 0.05 }\n}\n"},
+  };
+  for (const LinearCase &c : f32Cases)
+    expectLinearMatches(c, {"from-tile-program", 16, 0, true}, 1e-4);
 }
 
 // f32 q, k and v: f32 tiles, the state read as the operand in f32, every

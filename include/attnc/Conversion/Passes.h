@@ -50,12 +50,19 @@ inline constexpr llvm::StringLiteral kPartialResultsAttrName =
 inline constexpr llvm::StringLiteral kPartialResultTypesAttrName =
     "attnc.partial_result_types";
 
-/// On a softmax tile program's function: the parameters that hold packed
+/// On a tile program's function: the parameters that hold packed
 /// sequences' offsets (cu_seqlens of queries, then of keys when distinct),
 /// which attn-tile-to-nvgpu hands the launcher to check. The program's
 /// loads cannot tell them from other 1-D integer inputs, like document ids.
 inline constexpr llvm::StringLiteral kSequenceOffsetsAttrName =
     "attnc.sequence_offsets";
+
+/// On a tile program's function: the result (by its number among the
+/// kernel's results) with one entry per packed sequence, a linear
+/// kernel's final state, whose first dim the launcher sizes from the
+/// offsets when no input gives it.
+inline constexpr llvm::StringLiteral kSequenceResultAttrName =
+    "attnc.sequence_result";
 
 /// attnc-guard-emulated-accesses: the description of each guarded access
 /// (an array on each function, indexed by the hook's site argument), and

@@ -112,9 +112,10 @@ buildMap(mlir::ImplicitLocOpBuilder &b, mlir::RankedTensorType type,
   return map.getResult();
 }
 
-/// The grid of a softmax-family tile program over `heads` heads; marks the
-/// function's sequence-offset parameters (kSequenceOffsetsAttrName).
-inline tile::GridOp createSoftmaxGrid(mlir::ImplicitLocOpBuilder &b,
+/// The grid of a tile program over `heads` heads; marks the function's
+/// sequence-offset parameters (kSequenceOffsetsAttrName), from which the
+/// GPU's launcher counts the sequences.
+inline tile::GridOp createProgramGrid(mlir::ImplicitLocOpBuilder &b,
                                       const AttentionOperands &shape,
                                       mlir::Value heads, int64_t blockRows,
                                       bool perSequence) {

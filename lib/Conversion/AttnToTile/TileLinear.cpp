@@ -50,8 +50,11 @@ public:
     one = rb.index(1);
     scale = rb.f32(op.getScale().convertToDouble());
     stateType = RankedTensorType::get({dimK, dimV}, f32);
-    auto grid = tile::GridOp::create(b, shape.headsQ, shape.numBatches, chunk,
-                                     /*perSequence=*/true);
+    auto grid = createProgramGrid(b, shape, shape.headsQ, chunk,
+                                  /*perSequence=*/true);
+    if (shape.cuQ && finalState) // result 1, one state per sequence
+      grid->getParentOp()->setAttr(kSequenceResultAttrName,
+                                   b.getI64IntegerAttr(1));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPoint(grid.getBody().front().getTerminator());
     batch = grid.getBatch();

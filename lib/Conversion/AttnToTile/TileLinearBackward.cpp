@@ -426,8 +426,8 @@ void LinearBackwardProgram::build(ValueRange results) {
     dkScratch = rowsScratch(dimK, shape.dimK);
     dvScratch = rowsScratch(dimV, shape.dimV);
   }
-  auto grid = tile::GridOp::create(b, shape.headsK, shape.numBatches, chunk,
-                                   /*perSequence=*/true);
+  auto grid = createProgramGrid(b, shape, shape.headsK, chunk,
+                                /*perSequence=*/true);
   if (op.getCausal()) {
     OpBuilder::InsertionGuard afterGrid(b);
     b.setInsertionPointAfter(grid);

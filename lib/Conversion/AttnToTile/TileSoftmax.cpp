@@ -217,7 +217,7 @@ void buildSoftmaxProgram(OpTy op, LoweringBuilder &rb, ValueRange results,
   };
   int64_t rowDim = shape.dims.seq;
 
-  tile::GridOp grid = createSoftmaxGrid(b, shape, shape.headsQ, blockQ,
+  tile::GridOp grid = createProgramGrid(b, shape, shape.headsQ, blockQ,
                                         /*perSequence=*/false);
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());

@@ -469,7 +469,7 @@ void BackwardProgram::build(ValueRange results) {
   // one partial copy per instance, so with float inputs an instance takes
   // a whole sequence instead (B x Hk copies).
   bool perSequence = !floatLoads.empty();
-  tile::GridOp grid = createSoftmaxGrid(b, shape, shape.headsK, blockQ,
+  tile::GridOp grid = createProgramGrid(b, shape, shape.headsK, blockQ,
                                         perSequence);
   OpBuilder::InsertionGuard gridGuard(b);
   b.setInsertionPoint(grid.getBody().front().getTerminator());

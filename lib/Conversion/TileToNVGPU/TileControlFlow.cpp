@@ -42,11 +42,10 @@ LogicalResult ProgramBuilder::flatten(ValueRange values, Operation *at,
       flat.push_back(mapping.lookup(value));
       continue;
     }
-    const Fragment &fragment = tiles[value];
-    if (fragment.kind == Fragment::Shared)
-      return at->emitOpError("carries a loaded tile, which has no GPU "
-                             "lowering yet");
-    llvm::append_range(flat, fragment.regs);
+    // A loaded tile travels in the registers of a computed one.
+    if (tiles[value].kind == Fragment::Shared)
+      tiles[value] = toRegisters(value);
+    llvm::append_range(flat, tiles[value].regs);
   }
   return success();
 }
@@ -102,7 +101,7 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
                         ->walk([](scf::ForOp) { return WalkResult::interrupt(); })
                         .wasInterrupted();
   for (auto load : forOp.getBody()->getOps<tile::LoadOp>()) {
-    if (!isCopied(load))
+    if (!isCopied(load, sharedType()))
       continue; // read into registers where it is
     if (failed(checkCopiedTile(load)))
       return failure();
@@ -238,14 +237,14 @@ LogicalResult ProgramBuilder::registerTypes(Value value, Operation *at,
     types.push_back(value.getType());
     return success();
   }
-  if (!type.getElementType().isF32() ||
-      (type.getRank() == 2 &&
-       (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)))
-    return at->emitOpError("carries a tile that is not f32 rows or f32 "
-                           "columns in multiples of 8, which has no GPU "
-                           "lowering yet");
-  types.append(type.getRank() == 1 ? 2 : type.getDimSize(1) / 2,
-               b.getF32Type());
+  FailureOr<Fragment::Kind> kind = registerKind(at, type);
+  if (failed(kind))
+    return failure();
+  int64_t cols = type.getRank() == 1 ? 1 : type.getDimSize(1);
+  int64_t count = *kind == Fragment::Rows ? 2
+                  : *kind == Fragment::Cols ? (cols == 1 ? 1 : cols / 4)
+                                            : cols / 2;
+  types.append(count, b.getF32Type());
   return success();
 }
 

@@ -31,7 +31,7 @@ LogicalResult ProgramBuilder::build(tile::GridOp grid) {
   // cp.async needs sources whose rows are contiguous (checked at launch).
   grid.walk([&](tile::LoadOp load) {
     Value source = mapping.lookup(load.getSource());
-    if (isCopied(load) && !contiguous.count(source))
+    if (isCopied(load, sharedType()) && !contiguous.count(source))
       contiguous[source] = withUnitInnerStride(source);
   });
   mapping.map(grid.getQueryBlock(), queryBlock);
@@ -66,6 +66,12 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerStore(store);
   if (auto scatter = dyn_cast<tile::ScatterAddOp>(op))
     return lowerScatterAdd(scatter);
+  if (auto scan = dyn_cast<tile::ScanOp>(op))
+    return lowerScan(scan);
+  if (auto slice = dyn_cast<tile::SliceOp>(op))
+    return lowerSlice(slice);
+  if (auto transpose = dyn_cast<tile::TransposeOp>(op))
+    return lowerTranspose(transpose);
   if (auto splat = dyn_cast<tensor::SplatOp>(op))
     return lowerSplat(splat);
   if (auto blocks = dyn_cast<tile::QueryBlocksOp>(op)) { // the launch grid's
@@ -78,9 +84,9 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerIf(ifOp);
   if (holdsTiles(op))
     return op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu "
-                           "handles load, dot, map, reduce, store, "
-                           "scatter_add and splat of tiles, in scf.for and "
-                           "scf.if)");
+                           "handles load, dot, map, reduce, scan, slice, "
+                           "transpose, store, scatter_add and splat of "
+                           "tiles, in scf.for and scf.if)");
   b.clone(*op, mapping);
   return success();
 }
@@ -162,8 +168,10 @@ void ProgramBuilder::copyLoad(tile::LoadOp load, Value buffer,
 }
 
 LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
-  if (!isCopied(load))
-    return lowerRowLoad(load);
+  // 1-D tiles, and f32 tiles of a kernel whose mma operands are 16-bit
+  // (an initial state), go to registers.
+  if (!isCopied(load, sharedType()))
+    return lowerRegisterLoad(load);
   if (failed(checkCopiedTile(load)))
     return failure();
   Value buffer = allocateShared(load, 1);
@@ -180,29 +188,29 @@ LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
   return success();
 }
 
-LogicalResult ProgramBuilder::lowerRowLoad(tile::LoadOp load) {
-  if (!load.getType().getElementType().isF32())
-    return load.emitOpError("of a 1-D tile on the GPU needs f32 elements");
+LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
+  auto type = cast<RankedTensorType>(load.getType());
+  FailureOr<Fragment::Kind> kind = registerKind(load, type);
+  if (failed(kind))
+    return failure();
   Value source = mapping.lookup(load.getSource());
   Value count = mapping.lookup(load.getCount());
   SmallVector<Value> position = lookup(load.getPosition());
-  Fragment fragment;
-  fragment.kind = Fragment::Rows;
-  fragment.rows = count;
-  for (int64_t half = 0; half < 2; ++half) {
-    Value row = laneRow(half);
-    fragment.regs.push_back(
-        rb.ifThen(
-              lessThan(row, count), {b.getF32Type()},
-              [&]() -> SmallVector<Value> {
-                SmallVector<Value> at(position);
-                at[load.getRowDim()] = rb.add(at[load.getRowDim()], row);
-                return {rb.loadF32(source, at)};
-              },
-              [&]() -> SmallVector<Value> { return {rb.f32(0)}; })
-            .front());
-  }
-  tiles[load] = fragment;
+  int64_t rowDim = load.getRowDim();
+  tiles[load] = fromElements(type, *kind, count, [&](Value r, Value c) {
+    return rb
+        .ifThen(
+            lessThan(r, count), {b.getF32Type()},
+            [&]() -> SmallVector<Value> {
+              SmallVector<Value> at(position);
+              at[rowDim] = rb.add(at[rowDim], r);
+              if (type.getRank() == 2)
+                at.push_back(c);
+              return {rb.loadF32(source, at)};
+            },
+            [&]() -> SmallVector<Value> { return {rb.f32(0)}; })
+        .front();
+  });
   return success();
 }
 
@@ -230,21 +238,15 @@ ProgramBuilder::sharedAOperand(const Fragment &tile, int64_t kk) {
 
 LogicalResult ProgramBuilder::lowerSplat(tensor::SplatOp splat) {
   auto type = cast<RankedTensorType>(splat.getType());
+  FailureOr<Fragment::Kind> kind = registerKind(splat, type);
+  if (failed(kind))
+    return failure();
   Value value = mapping.lookup(splat.getInput());
-  Fragment fragment;
-  if (!splat.getDynamicSizes().empty())
-    fragment.rows = mapping.lookup(splat.getDynamicSizes().front());
-  if (type.getRank() == 1) {
-    fragment.kind = Fragment::Rows;
-    fragment.regs.assign(2, value);
-  } else {
-    if (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)
-      return splat.emitOpError("on the GPU needs a column count that is a "
-                               "multiple of 8");
-    fragment.cols = type.getDimSize(1);
-    fragment.regs.assign(fragment.cols / 2, value);
-  }
-  tiles[splat] = fragment;
+  Value rows;
+  if (type.isDynamicDim(0))
+    rows = mapping.lookup(splat.getDynamicSizes().front());
+  tiles[splat] = fromElements(type, *kind, rows,
+                              [&](Value, Value) { return value; });
   return success();
 }
 
@@ -265,24 +267,34 @@ Fragment ProgramBuilder::stageTransposedLhs(const Fragment &lhs,
   for (int64_t half = 0; half < 2; ++half) {
     Value row = laneRow(half);
     Value inTile = lhs.rows ? lessThan(row, lhs.rows) : Value();
-    for (int64_t nt = 0; nt < lhs.cols / nvvm::kMmaN; ++nt)
-      for (int64_t e = 0; e < 2; ++e) {
-        Value value = lhs.regs[4 * nt + 2 * half + e];
-        if (inTile)
-          value = arith::SelectOp::create(b, inTile, value, rb.f32(0));
-        storeElement(value, staged.buffer, {row, laneCol(nt, e)});
-      }
+    auto writeRow = [&] {
+      for (int64_t nt = 0; nt < lhs.cols / nvvm::kMmaN; ++nt)
+        for (int64_t e = 0; e < 2; ++e) {
+          Value value = lhs.regs[4 * nt + 2 * half + e];
+          if (inTile)
+            value = arith::SelectOp::create(b, inTile, value, rb.f32(0));
+          storeElement(value, staged.buffer, {row, laneCol(nt, e)});
+        }
+    };
+    if (depth < blockRows) // the buffer holds `depth` rows
+      rb.ifThen(lessThan(row, idx(depth)), writeRow);
+    else
+      writeRow();
   }
   barrier();
   return staged;
 }
 
 ProgramBuilder::MmaOperand
-ProgramBuilder::transposedAOperand(const Fragment &staged, int64_t kk) {
-  // A[m][k] = staged[k][m] for m in the warp's 16 rows.
+ProgramBuilder::transposedAOperand(const Fragment &staged, int64_t kk,
+                                   int64_t rows) {
+  // A[m][k] = staged[k][m] for m in the warp's 16 rows. Warps past the
+  // result's `rows` read the last 16 (their rows are padding).
+  Value firstRow =
+      rows < blockRows ? minIndex(warpRow0, idx(rows - 16)) : warpRow0;
   if (config.splitF32)
     return loadElementwiseOperand(staged.buffer, staged.prefix, lane,
-                                  idx(kk * 16), warpRow0, nvvm::kARegisters,
+                                  idx(kk * 16), firstRow, nvvm::kARegisters,
                                   nvvm::mmaACoord, /*transposed=*/true);
   // ldmatrix.x4.trans: lanes 0-7 and 16-23 address depth rows 0-7 and 8-15
   // at the warp's first 8 columns (a0, a2), lanes 8-15 and 24-31 at the
@@ -292,7 +304,7 @@ ProgramBuilder::transposedAOperand(const Fragment &staged, int64_t kk) {
       rb.add(arith::RemUIOp::create(b, lane, idx(8)),
              rb.mul(arith::DivUIOp::create(b, lane, idx(16)), idx(8))));
   Value col = rb.add(
-      warpRow0,
+      firstRow,
       rb.mul(arith::RemUIOp::create(
                  b, arith::DivUIOp::create(b, lane, idx(8)), idx(2)),
              idx(8)));
@@ -305,19 +317,25 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
   const Fragment &lhs = tiles[dot.getLhs()];
   const Fragment &rhs = tiles[dot.getRhs()];
   const Fragment &acc = tiles[dot.getAcc()];
-  if (rhs.kind != Fragment::Shared || lhs.kind == Fragment::Rows ||
+  if (rhs.kind != Fragment::Shared && rhs.kind != Fragment::Accumulator)
+    return dot.emitOpError("on the GPU needs a loaded or computed 2-D rhs");
+  if (lhs.kind == Fragment::Rows || lhs.kind == Fragment::Cols ||
       acc.kind != Fragment::Accumulator)
-    return dot.emitOpError("on the GPU needs a loaded rhs, a loaded or "
-                           "2-D f32 lhs and a 2-D f32 accumulator");
+    return dot.emitOpError("on the GPU needs a loaded or 2-D f32 lhs and a "
+                           "2-D f32 accumulator");
   auto lhsType = cast<RankedTensorType>(dot.getLhs().getType());
   bool transposeLhs = dot.getTransposeLhs();
   int64_t depth = lhsType.getDimSize(transposeLhs ? 0 : 1);
   if (transposeLhs) {
     // lhs^T's rows are the result's: one warp per 16 of them.
-    if (lhsType.getDimSize(1) != blockRows || dot.getTransposeRhs())
+    int64_t rows = lhsType.getDimSize(1);
+    if (ShapedType::isDynamic(rows) || rows > blockRows || rows % 16 ||
+        dot.getTransposeRhs())
       return dot.emitOpError()
-             << "with a transposed lhs on the GPU needs an lhs of "
-             << blockRows << " columns (block_rows) and an untransposed rhs";
+             << "with a transposed lhs on the GPU needs an lhs of at most "
+             << blockRows
+             << " columns (block_rows), a multiple of 16, and an "
+                "untransposed rhs";
     if (depth == ShapedType::kDynamic)
       depth = blockRows;
   }
@@ -329,11 +347,15 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
   Fragment staged;
   if (transposeLhs)
     staged = stageTransposedLhs(lhs, depth);
+  // A computed rhs goes through shared memory too (rounded to the mma
+  // operand type, as a loaded one is).
+  Fragment rhsShared = stageTransposedLhs(
+      rhs, cast<RankedTensorType>(dot.getRhs().getType()).getDimSize(0));
   Fragment result = acc;
   int64_t steps = depth / 16, outTiles = acc.cols / nvvm::kMmaN;
   auto aOperand = [&](int64_t kk) -> MmaOperand {
     if (transposeLhs)
-      return transposedAOperand(staged, kk);
+      return transposedAOperand(staged, kk, lhsType.getDimSize(1));
     if (lhs.kind == Fragment::Shared) {
       auto held = heldOperands.find(dot.getLhs());
       return held != heldOperands.end() ? held->second[kk]
@@ -357,7 +379,7 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
       for (int64_t nt = 0; nt < outTiles; ++nt) {
         bool transposed = dot.getTransposeRhs();
         MmaOperand bOp = loadElementwiseOperand(
-            rhs.buffer, rhs.prefix, lane, idx(transposed ? nt * 8 : kk * 16),
+            rhsShared.buffer, rhsShared.prefix, lane, idx(transposed ? nt * 8 : kk * 16),
             idx(transposed ? kk * 16 : nt * 8), nvvm::kBRegisters,
             nvvm::mmaBCoord, transposed);
         accumulate(a, bOp, nt);
@@ -380,7 +402,7 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
         second = aOperand(kk + 1);
       for (int64_t nt = 0; nt < outTiles; ++nt) {
         SmallVector<Value> regs =
-            ldmatrix(rhs.buffer, rhs.prefix, rb.add(laneMod8, idx(nt * 8)),
+            ldmatrix(rhsShared.buffer, rhsShared.prefix, rb.add(laneMod8, idx(nt * 8)),
                      rb.add(idx(kk * 16), pair ? colX4 : colX2), pair ? 4 : 2,
                      /*transpose=*/false);
         accumulate(first, {{regs[0], regs[1]}, {}}, nt);
@@ -399,7 +421,7 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
       for (int64_t nt = 0; nt < outTiles; nt += 2) {
         bool pair = nt + 1 < outTiles;
         SmallVector<Value> regs = ldmatrix(
-            rhs.buffer, rhs.prefix, rb.add(idx(kk * 16), row),
+            rhsShared.buffer, rhsShared.prefix, rb.add(idx(kk * 16), row),
             pair ? rb.add(idx(nt * 8), colX4) : idx(nt * 8), pair ? 4 : 2,
             /*transpose=*/true);
         accumulate(a, {{regs[0], regs[1]}, {}}, nt);
@@ -414,22 +436,35 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
 
 LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
   auto type = cast<RankedTensorType>(map.getType());
+  FailureOr<Fragment::Kind> kind = registerKind(map, type);
+  if (failed(kind))
+    return failure();
   Block &body = map.getBody().front();
   SmallVector<const Fragment *> inputs;
   Value rows;
   for (Value input : map.getInputs()) {
     const Fragment &fragment = tiles[input];
     auto inputType = cast<RankedTensorType>(input.getType());
-    bool sameShape = inputType.getRank() == type.getRank();
+    bool sameShape = inputType.getRank() == type.getRank() &&
+                     (type.getRank() == 1 ||
+                      (inputType.getDimSize(1) == type.getDimSize(1) &&
+                       (inputType.getDimSize(0) == 1) ==
+                           (type.getDimSize(0) == 1)));
     // A loaded tile is read at the fragment positions of the result, which
     // cover block_rows rows.
     bool blockOfRows = inputType.isDynamicDim(0) ||
                        inputType.getDimSize(0) == blockRows;
-    if ((fragment.kind == Fragment::Shared && !blockOfRows) ||
-        (!sameShape && fragment.kind != Fragment::Rows))
+    // Broadcasts: a value per row into the result's columns, a row (or a
+    // 1 x 1 tile) into its rows.
+    bool broadcast = !sameShape && (fragment.kind == Fragment::Rows ||
+                                    fragment.kind == Fragment::Cols);
+    if ((fragment.kind == Fragment::Shared &&
+         (!blockOfRows || *kind != Fragment::Accumulator)) ||
+        (!sameShape && !broadcast) ||
+        (fragment.kind == Fragment::Rows && *kind == Fragment::Cols))
       return map.emitOpError("on the GPU takes tiles of its own shape (a "
-                             "loaded one of block_rows rows) or rows "
-                             "broadcast along the columns");
+                             "loaded one of block_rows rows), rows broadcast "
+                             "along the columns or a row along the rows");
     if (fragment.kind == Fragment::Shared)
       awaitCopies();
     if (sameShape && !rows)
@@ -440,19 +475,25 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
     return mapping.lookup(
         cast<tile::YieldOp>(body.getTerminator()).getValues().front());
   };
-  // `position` is clamped to the rows; `laneAt` is this lane's element.
-  auto evaluate = [&](ValueRange position, ValueRange laneAt, int64_t slot,
-                      int64_t half) {
+  // Element (r, c) of the result, `r` clamped to the rows: the inputs'
+  // elements there, from this lane's registers (`slot` of its C
+  // fragments, `half` of its rows, `column` of its columns) or shared
+  // memory at the unclamped row.
+  auto evaluate = [&](Value r, Value c, Value unclampedRow, int64_t slot,
+                      int64_t half, int64_t column) {
     unsigned arg = 0;
-    for (Value index : position)
-      mapping.map(body.getArgument(arg++), index);
+    mapping.map(body.getArgument(arg++), r);
+    if (type.getRank() == 2)
+      mapping.map(body.getArgument(arg++), c);
     for (const Fragment *input : inputs) {
       Value element;
       if (input->kind == Fragment::Rows) {
         element = input->regs[half];
+      } else if (input->kind == Fragment::Cols) {
+        element = input->regs[input->regs.size() == 1 ? 0 : column];
       } else if (input->kind == Fragment::Shared) {
         SmallVector<Value> at(input->prefix);
-        at.append(laneAt.begin(), laneAt.end());
+        at.append({unclampedRow, c});
         element = memref::LoadOp::create(b, input->buffer, at);
       } else {
         element = input->regs[slot];
@@ -463,29 +504,21 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
       b.clone(op, mapping);
     return yielded();
   };
-  Fragment result;
-  result.rows = rows;
-  if (type.getRank() == 1) {
-    result.kind = Fragment::Rows;
-    for (int64_t half = 0; half < 2; ++half)
-      result.regs.push_back(evaluate({clampedRow(laneRow(half), rows)}, {},
-                                     half, half));
-  } else {
-    if (type.isDynamicDim(1) || type.getDimSize(1) % nvvm::kMmaN)
-      return map.emitOpError("on the GPU needs a column count that is a "
-                             "multiple of 8");
-    result.cols = type.getDimSize(1);
-    Value laneRows[2] = {laneRow(0), laneRow(1)};
-    Value row[2] = {clampedRow(laneRows[0], rows),
-                    clampedRow(laneRows[1], rows)};
-    for (int64_t slot = 0; slot < result.cols / 2; ++slot) {
+  // fromElements visits the result's elements in its register order.
+  int64_t next = 0;
+  tiles[map] = fromElements(type, *kind, rows, [&](Value r, Value c) {
+    int64_t slot = next++;
+    switch (*kind) {
+    case Fragment::Rows:
+      return evaluate(r, c, laneRow(slot), slot, slot, 0);
+    case Fragment::Cols:
+      return evaluate(r, c, r, slot, 0, slot);
+    default: {
       int64_t nt = slot / 4, half = (slot % 4) / 2, e = slot % 2;
-      Value col = laneCol(nt, e);
-      result.regs.push_back(
-          evaluate({row[half], col}, {laneRows[half], col}, slot, half));
+      return evaluate(r, c, laneRow(half), slot, half, 2 * nt + e);
     }
-  }
-  tiles[map] = result;
+    }
+  });
   return success();
 }
 

@@ -10,6 +10,8 @@
 //                        and scf.if, whose tiles travel as their registers
 //   TilePartialSums.cpp  scatter_add into per-CTA copies in the workspace,
 //                        summed in CTA order by the last CTA
+//   TileRowMoves.cpp     scan, slice and transpose, which move values
+//                        between rows and lanes through shared memory
 //
 //===----------------------------------------------------------------------===//
 
@@ -39,17 +41,24 @@ inline bool holdsTiles(Operation *op) {
   return found.wasInterrupted();
 }
 
-/// Whether `load` is copied to shared memory (a 2-D tile); 1-D tiles (a
-/// value per row, like lse) are read into the registers of their rows.
-inline bool isCopied(attnc::tile::LoadOp load) {
-  return mlir::cast<mlir::RankedTensorType>(load.getType()).getRank() == 2;
+/// Whether `load` is copied to shared memory: a 2-D tile, unless it is
+/// f32 in a kernel whose shared tiles (of element type `shared`) are not.
+/// 1-D tiles (a value per row, like lse) and f32 tiles of 16-bit kernels
+/// (an initial state) are read into registers.
+inline bool isCopied(attnc::tile::LoadOp load, mlir::Type shared) {
+  auto type = mlir::cast<mlir::RankedTensorType>(load.getType());
+  return type.getRank() == 2 &&
+         (shared.isF32() || !type.getElementType().isF32());
 }
 
 /// Where a tile lives on the GPU.
 struct Fragment {
-  enum Kind { Accumulator, Rows, Shared } kind = Accumulator;
+  enum Kind { Accumulator, Rows, Cols, Shared } kind = Accumulator;
   /// Accumulator: 4 registers per 8 columns (c[0][0], c[0][1], c[1][0],
-  /// c[1][1] of each 16x8 C tile); Rows: the values of rows g and g + 8.
+  /// c[1][1] of each 16x8 C tile); Rows (1-D tiles and tiles of one
+  /// column): the values of rows g and g + 8; Cols (tiles of one row): the
+  /// values of this lane's columns, 2t and 2t + 1 of every 8 (one value
+  /// for a 1 x 1 tile), the same in every lane's group and warp.
   SmallVector<Value> regs;
   int64_t cols = 0;
   /// The tile's row count; null when it has all block rows.
@@ -120,8 +129,9 @@ private:
   /// load is (after a barrier when inside a loop, as the previous
   /// iteration's readers may not be done).
   mlir::LogicalResult lowerLoad(tile::LoadOp load);
-  /// A 1-D f32 load: each lane reads its two rows (0 past the count).
-  mlir::LogicalResult lowerRowLoad(tile::LoadOp load);
+  /// A load into registers (1-D tiles, f32 tiles of kernels with 16-bit
+  /// operands): each lane reads its elements (0 past the count).
+  mlir::LogicalResult lowerRegisterLoad(tile::LoadOp load);
 
   /// Shared tiles are read only after this: completes the copies in flight.
   void awaitCopies();
@@ -129,6 +139,33 @@ private:
   /// The A operand (4 registers, split or not) of rows [16w, 16w + 16) and
   /// columns [16 kk, 16 kk + 16) of a shared tile.
   MmaOperand sharedAOperand(const Fragment &tile, int64_t kk);
+
+  //===--------------------------------------------------------------------===//
+  // Register layouts and moves between rows (TileRowMoves.cpp)
+  //===--------------------------------------------------------------------===//
+
+  /// The register kind of a computed tile of `type`: Cols for one row,
+  /// Rows for one column or 1-D, else Accumulator; failure (reported on
+  /// `op`) for shapes with no layout.
+  mlir::FailureOr<Fragment::Kind> registerKind(Operation *op,
+                                               mlir::RankedTensorType type);
+  /// A tile of `type` in registers whose element (r, c) is `at(r, c)`, rows
+  /// clamped to the tile's `rows` (or its static row count).
+  Fragment fromElements(mlir::RankedTensorType type, Fragment::Kind kind,
+                        Value rows,
+                        llvm::function_ref<Value(Value, Value)> at);
+  /// A copy of a tile in registers in shared memory, f32 [rows][cols],
+  /// written between two barriers; rows past the tile's count are 0.
+  Value stageInShared(Value value);
+  /// Reads element (r, c) of `value`'s tile as f32: from its shared
+  /// memory when loaded, else from its stageInShared copy.
+  std::function<Value(Value, Value)> readerOf(Value value);
+  /// A loaded tile in the registers of a computed one (Accumulator).
+  Fragment toRegisters(Value value);
+
+  mlir::LogicalResult lowerScan(tile::ScanOp scan);
+  mlir::LogicalResult lowerSlice(tile::SliceOp slice);
+  mlir::LogicalResult lowerTranspose(tile::TransposeOp transpose);
 
   //===--------------------------------------------------------------------===//
   // Tile ops (TileOpLowering.cpp)
@@ -143,8 +180,9 @@ private:
   /// fragment stored there.
   Fragment stageTransposedLhs(const Fragment &lhs, int64_t depth);
   /// The A operand of rows [16w, 16w + 16) and depth [16 kk, 16 kk + 16)
-  /// of the transpose of a shared tile.
-  MmaOperand transposedAOperand(const Fragment &staged, int64_t kk);
+  /// of the transpose of a shared tile with `rows` columns.
+  MmaOperand transposedAOperand(const Fragment &staged, int64_t kk,
+                                int64_t rows);
 
   /// The body of `map` once per fragment element.
   mlir::LogicalResult lowerMap(tile::MapOp map);

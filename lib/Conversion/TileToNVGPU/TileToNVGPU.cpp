@@ -78,7 +78,8 @@ void useExp2(Operation *kernel) {
 }
 
 /// The grid, copied parameters, cu_seqlens and head dim of a program.
-FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
+FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid,
+                                         Type shared) {
   LaunchFacts facts;
   int64_t blockRows = grid.getBlockRows();
   auto argOf = [&](Value value) -> int64_t {
@@ -140,7 +141,7 @@ FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
         headFound = true;
       }
     int64_t param = argOf(load.getSource());
-    if (param >= 0 && isCopied(load) &&
+    if (param >= 0 && isCopied(load, shared) &&
         !llvm::is_contained(facts.copiedParams, param))
       facts.copiedParams.push_back(param);
   });
@@ -148,6 +149,8 @@ FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid) {
   if (auto offsets =
           func->getAttrOfType<DenseI64ArrayAttr>(kSequenceOffsetsAttrName))
     llvm::append_range(facts.offsetParams, offsets.asArrayRef());
+  if (auto result = func->getAttrOfType<IntegerAttr>(kSequenceResultAttrName))
+    facts.sequenceResult = result.getInt();
   return facts;
 }
 
@@ -175,12 +178,11 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       return func.emitOpError("holds more than one attn_tile.grid");
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
-      if (!isa<tile::ScanOp, tile::SliceOp, tile::TransposeOp, tile::DecayDotOp,
-               tile::DecayCombineOp, tile::TopKInsertOp>(op))
+      if (!isa<tile::DecayDotOp, tile::DecayCombineOp, tile::TopKInsertOp>(op))
         return WalkResult::advance();
       op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu handles "
-                      "load, dot, map, reduce, store, scatter_add and splat "
-                      "of tiles)");
+                      "load, dot, map, reduce, scan, slice, transpose, store, "
+                      "scatter_add and splat of tiles)");
       return WalkResult::interrupt();
     });
     if (unsupported.wasInterrupted())
@@ -193,9 +195,12 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
              << blockRows;
     WarpConfig config;
     config.warps = blockRows / nvvm::kMmaM;
+    // The operand type: the first 16-bit 2-D load's, else f32.
     grid.walk([&](tile::LoadOp load) {
-      if (!config.element && isCopied(load))
-        config.element = load.getType().getElementType();
+      auto type = cast<RankedTensorType>(load.getType());
+      if (type.getRank() == 2 &&
+          (!config.element || config.element.isF32()))
+        config.element = type.getElementType();
     });
     if (!config.element)
       return grid.emitOpError("loads no tiles: there is nothing for the "
@@ -210,7 +215,9 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
              << "loads " << config.element
              << " tiles: tensor cores need f16, bf16 or f32 operands (run it "
                 "on the CPU)";
-    FailureOr<LaunchFacts> facts = deriveLaunchFacts(func, grid);
+    FailureOr<LaunchFacts> facts = deriveLaunchFacts(
+        func, grid,
+        config.splitF32 ? Float32Type::get(grid.getContext()) : config.element);
     if (failed(facts))
       return failure();
     facts->threads = config.threads();
