@@ -302,7 +302,7 @@ func.func @f64_operands(%q: memref<?x?x?x?xf64>, %status: memref<?xi64>) {
 
 // -----
 
-func.func @decay_dot(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
+func.func @top_k(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
   %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
@@ -312,10 +312,10 @@ func.func @decay_dot(%q: memref<?x?x?x?xbf16>, %status: memref<?xi64>) {
     %zero = arith.constant 0.0 : f32
     %i0 = arith.muli %qb, %c16 : index
     %qt = attn_tile.load %q[%b, %h, %i0] rows %c16 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<16x32xbf16>
-    %t = tensor.splat %zero : tensor<16x8xf32>
-    %acc = tensor.splat %zero : tensor<16x16xf32>
+    %lists = tensor.splat %zero : tensor<16x8xf32>
+    %candidates = tensor.splat %zero : tensor<16xf32>
     // expected-error @below {{has no GPU lowering yet}}
-    %s = attn_tile.decay_dot %t, %t, %t, %t, %acc : tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+    %best:2 = attn_tile.top_k_insert %lists, %lists, %candidates, %candidates : tensor<16x8xf32>, tensor<16xf32>
   }
   return
 }
@@ -432,6 +432,38 @@ func.func @strided(%q: !in, %o: !in, %status: memref<?xi64>) {
       }
       attn_tile.store %w, %o[%b, %h, %i0] rows %c16 row_dim 2 : tensor<16x32xf32> -> !in
     }
+  }
+  return
+}
+
+// -----
+
+// decay_dot: each lane's result elements (c <= r only) sum their terms in
+// order, the operands read from their f32 copies in shared memory, each
+// term with its own exponential (exp2 of the scaled difference).
+
+// CHECK-LABEL: gpu.func @decayed(
+// CHECK:         scf.if
+// CHECK:           scf.for {{.*}} iter_args
+// CHECK:             memref.load {{.*}} : memref<16x16xf32, #gpu.address_space<workgroup>>
+// CHECK:             arith.subf
+// CHECK:             math.exp2
+// CHECK:             math.fma
+func.func @decayed(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 16 per_sequence {
+    %c16 = arith.constant 16 : index
+    %zero = arith.constant 0.0 : f32
+    %gate = arith.constant -0.5 : f32
+    %qt = attn_tile.load %q[%b, %h, %c0] rows %c16 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<16x16xbf16>
+    %g = tensor.splat %gate : tensor<16x16xf32>
+    %cum = attn_tile.scan add %g : tensor<16x16xf32>
+    %acc = tensor.splat %zero : tensor<16x16xf32>
+    %a = attn_tile.decay_dot %qt, %qt, %cum, %cum, %acc {lower_triangular} : tensor<16x16xbf16>, tensor<16x16xbf16>, tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+    attn_tile.store %a, %o[%b, %h, %c0] rows %c16 row_dim 2 : tensor<16x16xf32> -> memref<?x?x?x?xf32>
   }
   return
 }

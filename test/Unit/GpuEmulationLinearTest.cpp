@@ -399,10 +399,11 @@ TEST(GpuEmulation, LinearMatchesTheReference) {
 // The linear forward built from its tile program (attn-tile-linear, then
 // attn-tile-to-nvgpu: the gates' scan, the last step's slice and the
 // transposes through shared memory, the state staged as the rhs of
-// q S): RetNet's constant decay, SSD's per-head gates under strong decay
-// with GQA and the final state, an initial state, elu + 1 non-causal, a
-// bthd layout, packed varlen with an empty sequence. The same 2e-2 as the
-// hand-built kernels (bf16/f16 operands).
+// q S; GLA's sub-tiles by decay_dot per element): RetNet's constant
+// decay, SSD's per-head gates under strong decay with GQA and the final
+// state, an initial state, elu + 1 non-causal, a bthd layout, packed
+// varlen with an empty sequence, GLA under strong decay with GQA. The same
+// 2e-2 as the hand-built kernels (bf16/f16 operands).
 TEST(GpuEmulation, LinearTileProgramMatchesTheReference) {
   std::vector<LinearCase> cases = {
       {"retnet_bf16",
@@ -431,6 +432,12 @@ TEST(GpuEmulation, LinearTileProgramMatchesTheReference) {
        "cu_seqlens = cu, initial = h0) { gate = a[tstart + t, h]; chunk = 32 "
        "}\n}\n",
        true},
+      {"gla_strong_decay_gqa",
+       "kernel k(q: bf16[B, Hq, T, 64], k: bf16[B, Hk, T, 64], v: bf16[B, Hk, "
+       "T, 32], g: f32[B, Hq, T, 64], h0: f32[B, Hq, 64, 32]?) -> (o: bf16[B, "
+       "Hq, T, 32], st: f32[B, Hq, 64, 32]) {\n  o, st = linear(q, k, v, "
+       "initial = h0) { gate = 8 * g[b, h, t, d]; chunk = 64; scale = 0.125 "
+       "}\n}\n"},
   };
   for (const LinearCase &c : cases)
     expectLinearMatches(c, {"from-tile-program", 16, 0, true}, 2e-2);
@@ -443,6 +450,10 @@ TEST(GpuEmulation, LinearTileProgramMatchesTheReference) {
        "32], a: f32[B, Hq, T], h0: f32[B, Hq, 32, 32]) -> (o: f32[B, Hq, T, "
        "32], st: f32[B, Hq, 32, 32]) {\n  o, st = linear(q, k, v, initial = "
        "h0) { gate = a[b, h, t]; chunk = 64; scale = 0.125 }\n}\n"},
+      {"gla_f32_chunk32",
+       "kernel k(q: f32[B, H, T, 32], k: f32[B, H, T, 32], v: f32[B, H, T, "
+       "16], g: f32[B, H, T, 32]) -> (o: f32[B, H, T, 16]) {\n  o = "
+       "linear(q, k, v) { gate = g[b, h, t, d]; chunk = 32 }\n}\n"},
       {"elu_noncausal_f32",
        "kernel k(q: f32[B, H, T, 32], k: f32[B, H, T, 32], v: f32[B, H, T, "
        "16]) -> (o: f32[B, H, T, 16], st: f32[B, H, 32, 16]) {\n  o, st = "

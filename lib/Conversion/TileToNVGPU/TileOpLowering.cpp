@@ -72,6 +72,8 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerSlice(slice);
   if (auto transpose = dyn_cast<tile::TransposeOp>(op))
     return lowerTranspose(transpose);
+  if (auto decayDot = dyn_cast<tile::DecayDotOp>(op))
+    return lowerDecayDot(decayDot);
   if (auto splat = dyn_cast<tensor::SplatOp>(op))
     return lowerSplat(splat);
   if (auto blocks = dyn_cast<tile::QueryBlocksOp>(op)) { // the launch grid's
@@ -84,9 +86,9 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerIf(ifOp);
   if (holdsTiles(op))
     return op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu "
-                           "handles load, dot, map, reduce, scan, slice, "
-                           "transpose, store, scatter_add and splat of "
-                           "tiles, in scf.for and scf.if)");
+                           "handles load, dot, decay_dot, map, reduce, "
+                           "scan, slice, transpose, store, scatter_add and "
+                           "splat of tiles, in scf.for and scf.if)");
   b.clone(*op, mapping);
   return success();
 }
@@ -498,6 +500,10 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
       } else {
         element = input->regs[slot];
       }
+      // A 16-bit tile in registers holds its values in f32.
+      Type argType = body.getArgument(arg).getType();
+      if (element.getType() != argType)
+        element = arith::TruncFOp::create(b, argType, element);
       mapping.map(body.getArgument(arg++), element);
     }
     for (Operation &op : body.without_terminator())

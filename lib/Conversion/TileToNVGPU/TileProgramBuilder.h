@@ -12,6 +12,7 @@
 //                        summed in CTA order by the last CTA
 //   TileRowMoves.cpp     scan, slice and transpose, which move values
 //                        between rows and lanes through shared memory
+//   TileDecayProducts.cpp decay_dot, element by element
 //
 //===----------------------------------------------------------------------===//
 
@@ -162,6 +163,20 @@ private:
   std::function<Value(Value, Value)> readerOf(Value value);
   /// A loaded tile in the registers of a computed one (Accumulator).
   Fragment toRegisters(Value value);
+
+  /// The operands of a decayed product as element readers (readerOf).
+  struct DecayedTerms {
+    std::function<Value(Value, Value)> lhs, rhs, lhsGate, rhsGate;
+    int64_t depth;
+  };
+  /// A product whose every term has its own decay: each lane's result
+  /// elements (C fragments) from `sum(terms, r, c, acc element)`.
+  mlir::LogicalResult lowerDecayedProduct(
+      Operation *op, Value lhs, Value rhs, Value lhsGate, Value rhsGate,
+      Value acc, int64_t depth,
+      llvm::function_ref<Value(const DecayedTerms &, Value, Value, Value)>
+          sum);
+  mlir::LogicalResult lowerDecayDot(tile::DecayDotOp dot);
 
   mlir::LogicalResult lowerScan(tile::ScanOp scan);
   mlir::LogicalResult lowerSlice(tile::SliceOp slice);

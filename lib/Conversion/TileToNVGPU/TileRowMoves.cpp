@@ -1,8 +1,8 @@
 //===- TileRowMoves.cpp - Register layouts and moves between rows ---------===//
 //
-// A computed tile lives in registers in one of three layouts by its shape
-// (registerKind): C fragments, a value per row, or a value per column
-// replicated in every lane. Ops that move values between rows, which live
+// A computed tile lives in registers, in f32, in one of three layouts by
+// its shape (registerKind): C fragments, a value per row, or a value per
+// column replicated in every lane. Ops that move values between rows, which live
 // in other lanes and warps, go through shared memory: the tile is written
 // there in f32 between two barriers and the result read back at its own
 // fragment positions (a scan runs down the columns there, one thread per
@@ -35,7 +35,9 @@ int64_t columnsOf(RankedTensorType type) {
 
 FailureOr<Fragment::Kind> ProgramBuilder::registerKind(Operation *op,
                                                        RankedTensorType type) {
-  if (!type.getElementType().isF32())
+  // 16-bit tiles (rows of a loaded one) are held in f32, exactly.
+  Type element = type.getElementType();
+  if (!element.isF32() && !element.isF16() && !element.isBF16())
     return op->emitOpError("computes a ")
            << type << " tile, which the GPU holds only in f32";
   int64_t rows = staticRows(type), cols = columnsOf(type);

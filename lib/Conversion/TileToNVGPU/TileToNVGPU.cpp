@@ -178,11 +178,11 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       return func.emitOpError("holds more than one attn_tile.grid");
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
-      if (!isa<tile::DecayDotOp, tile::DecayCombineOp, tile::TopKInsertOp>(op))
+      if (!isa<tile::DecayCombineOp, tile::TopKInsertOp>(op))
         return WalkResult::advance();
       op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu handles "
-                      "load, dot, map, reduce, scan, slice, transpose, store, "
-                      "scatter_add and splat of tiles)");
+                      "load, dot, decay_dot, map, reduce, scan, slice, "
+                      "transpose, store, scatter_add and splat of tiles)");
       return WalkResult::interrupt();
     });
     if (unsupported.wasInterrupted())
