@@ -132,8 +132,12 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
                valueAt(load.getCount(), forOp, iv, ahead));
     }
   };
-  if (!streamed.empty())
+  if (!streamed.empty()) {
+    if (transientReads) // the stages may overlap released memory
+      barrier();
+    transientReads = false;
     rb.ifThen(lessThan(lb, ub), [&] { copyIteration(lb, idx(0)); });
+  }
 
   // Operands loaded before the loop, held in registers: at most 32 per
   // lane for all of them (16 rows up to head dim 128, or 64 split into

@@ -41,6 +41,7 @@ LogicalResult ProgramBuilder::lowerDecayedProduct(
                            "multiples of 8 and a fixed depth");
   if (tiles[acc].kind != Fragment::Accumulator)
     return op->emitOpError("on the GPU needs a computed accumulator");
+  TransientShared scope(*this);
   DecayedTerms terms{readerOf(lhs), readerOf(rhs), readerOf(lhsGate),
                      readerOf(rhsGate), depth};
   Fragment init = tiles[acc];

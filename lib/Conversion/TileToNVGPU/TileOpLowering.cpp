@@ -177,8 +177,11 @@ LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
   if (failed(checkCopiedTile(load)))
     return failure();
   Value buffer = allocateShared(load, 1);
-  if (loopDepth > 0)
+  // In a loop the previous iteration's readers may not be done; released
+  // transient memory may still be read too.
+  if (loopDepth > 0 || transientReads)
     barrier();
+  transientReads = false;
   copyLoad(load, buffer, {}, lookup(load.getPosition()),
            mapping.lookup(load.getCount()));
   copiesPending = true;
@@ -346,6 +349,8 @@ LogicalResult ProgramBuilder::lowerDot(tile::DotOp dot) {
                            "16");
   if (lhs.kind == Fragment::Shared || rhs.kind == Fragment::Shared)
     awaitCopies();
+  // Operands staged in shared memory are read here only.
+  TransientShared scope(*this);
   Fragment staged;
   if (transposeLhs)
     staged = stageTransposedLhs(lhs, depth);

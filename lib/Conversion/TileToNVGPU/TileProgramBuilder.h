@@ -155,6 +155,25 @@ private:
   Fragment fromElements(mlir::RankedTensorType type, Fragment::Kind kind,
                         Value rows,
                         llvm::function_ref<Value(Value, Value)> at);
+  /// Shared memory that an op copies tiles to and reads back before it
+  /// ends (stageInShared, readerOf): released when the scope ends, so the
+  /// next op may reuse it. Every later writer of that memory waits at a
+  /// barrier first: readerOf's and stageTransposedLhs's own, or the one
+  /// that `transientReads` puts before the next copy.
+  class TransientShared {
+  public:
+    explicit TransientShared(ProgramBuilder &builder)
+        : builder(builder), end(builder.sharedEnd) {}
+    ~TransientShared() {
+      builder.sharedPeak = std::max(builder.sharedPeak, builder.sharedEnd);
+      builder.sharedEnd = end;
+      builder.transientReads = true;
+    }
+
+  private:
+    ProgramBuilder &builder;
+    int64_t end;
+  };
   /// A copy of a tile in registers in shared memory, f32 [rows][cols],
   /// written between two barriers; rows past the tile's count are 0.
   Value stageInShared(Value value);
@@ -270,6 +289,9 @@ private:
   SmallVector<Value> copyWords, partialElements;
   /// Whether copies were issued that no wait has covered yet.
   bool copiesPending = false;
+  /// Whether warps may still read released TransientShared memory (a
+  /// copy into it must wait at a barrier).
+  bool transientReads = false;
   int64_t loopDepth = 0;
 };
 

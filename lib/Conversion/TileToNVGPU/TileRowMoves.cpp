@@ -172,6 +172,7 @@ std::function<Value(Value, Value)> ProgramBuilder::readerOf(Value value) {
 }
 
 Fragment ProgramBuilder::toRegisters(Value value) {
+  TransientShared scope(*this);
   auto type = cast<RankedTensorType>(value.getType());
   Value rows = tiles[value].rows;
   return fromElements(type, Fragment::Accumulator, rows, readerOf(value));
@@ -184,6 +185,7 @@ LogicalResult ProgramBuilder::lowerScan(tile::ScanOp scan) {
     return failure();
   if (tiles[scan.getInput()].kind == Fragment::Shared)
     tiles[scan.getInput()] = toRegisters(scan.getInput());
+  TransientShared scope(*this);
   Value rows = tiles[scan.getInput()].rows;
   // Scanned in place in its copy in shared memory, one thread per column,
   // over every row the copy holds (rows past the count are 0, which
@@ -226,6 +228,7 @@ LogicalResult ProgramBuilder::lowerSlice(tile::SliceOp slice) {
     inputRows = blockRows;
   Value first = mapping.lookup(slice.getFirst());
   Value count = mapping.lookup(slice.getCount());
+  TransientShared scope(*this);
   std::function<Value(Value, Value)> read = readerOf(slice.getInput());
   Value rows = type.isDynamicDim(0) ? minIndex(count, idx(blockRows)) : Value();
   tiles[slice] = fromElements(type, *kind, rows, [&](Value r, Value c) {
@@ -243,6 +246,7 @@ LogicalResult ProgramBuilder::lowerTranspose(tile::TransposeOp transpose) {
   FailureOr<Fragment::Kind> kind = registerKind(transpose, type);
   if (failed(kind))
     return failure();
+  TransientShared scope(*this);
   std::function<Value(Value, Value)> read = readerOf(transpose.getInput());
   tiles[transpose] = fromElements(
       type, *kind, Value(), [&](Value r, Value c) { return read(c, r); });
