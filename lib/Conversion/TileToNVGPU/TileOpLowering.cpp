@@ -202,7 +202,8 @@ LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
   Value count = mapping.lookup(load.getCount());
   SmallVector<Value> position = lookup(load.getPosition());
   int64_t rowDim = load.getRowDim();
-  tiles[load] = fromElements(type, *kind, count, [&](Value r, Value c) {
+  // Rows unclamped: those past the count read as 0, as a load's must.
+  tiles[load] = fromElements(type, *kind, Value(), [&](Value r, Value c) {
     return rb
         .ifThen(
             lessThan(r, count), {b.getF32Type()},
@@ -216,6 +217,7 @@ LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
             [&]() -> SmallVector<Value> { return {rb.f32(0)}; })
         .front();
   });
+  tiles[load].rows = count;
   return success();
 }
 
