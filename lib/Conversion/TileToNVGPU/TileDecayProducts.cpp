@@ -19,55 +19,36 @@ using namespace attnc::lowering;
 using namespace attnc::lowering::tile_to_nvgpu;
 namespace tile = attnc::tile;
 
-namespace {
-
-/// The static size of `value`'s dim `d` (checked to be static).
-int64_t staticDim(Value value, int64_t d) {
-  return cast<RankedTensorType>(value.getType()).getDimSize(d);
-}
-
-} // namespace
-
-LogicalResult ProgramBuilder::lowerDecayedProduct(
-    Operation *op, Value lhs, Value rhs, Value lhsGate, Value rhsGate,
-    Value acc, int64_t depth,
-    function_ref<Value(const DecayedTerms &, Value, Value, Value)> sum) {
-  auto type = cast<RankedTensorType>(op->getResult(0).getType());
-  FailureOr<Fragment::Kind> kind = registerKind(op, type);
-  if (failed(kind))
-    return failure();
-  if (*kind != Fragment::Accumulator || ShapedType::isDynamic(depth))
-    return op->emitOpError("on the GPU needs a 2-D result of columns in "
-                           "multiples of 8 and a fixed depth");
-  if (tiles[acc].kind != Fragment::Accumulator)
-    return op->emitOpError("on the GPU needs a computed accumulator");
-  TransientShared scope(*this);
-  DecayedTerms terms{readerOf(lhs), readerOf(rhs), readerOf(lhsGate),
-                     readerOf(rhsGate), depth};
-  Fragment init = tiles[acc];
-  int64_t slot = 0;
-  tiles[op->getResult(0)] =
-      fromElements(type, Fragment::Accumulator, init.rows,
-                   [&](Value r, Value c) {
-                     return sum(terms, r, c, init.regs[slot++]);
-                   });
-  return success();
-}
-
 LogicalResult ProgramBuilder::lowerDecayDot(tile::DecayDotOp dot) {
   // result[r][c] = acc + sum_d lhs[r][d] rhs[c][d] exp(gl[r][d] - gr[c][d])
-  return lowerDecayedProduct(
-      dot, dot.getLhs(), dot.getRhs(), dot.getLhsGate(), dot.getRhsGate(),
-      dot.getAcc(), staticDim(dot.getLhs(), 1),
-      [&](const DecayedTerms &t, Value r, Value c, Value init) -> Value {
+  auto type = cast<RankedTensorType>(dot.getType());
+  FailureOr<Fragment::Kind> kind = registerKind(dot, type);
+  if (failed(kind))
+    return failure();
+  int64_t depth = cast<RankedTensorType>(dot.getLhs().getType()).getDimSize(1);
+  if (*kind != Fragment::Accumulator || ShapedType::isDynamic(depth))
+    return dot.emitOpError("on the GPU needs a 2-D result of columns in "
+                           "multiples of 8 and a fixed depth");
+  if (tiles[dot.getAcc()].kind != Fragment::Accumulator)
+    return dot.emitOpError("on the GPU needs a computed accumulator");
+  TransientShared scope(*this);
+  std::function<Value(Value, Value)> lhs = readerOf(dot.getLhs()),
+                                     rhs = readerOf(dot.getRhs()),
+                                     lhsGate = readerOf(dot.getLhsGate()),
+                                     rhsGate = readerOf(dot.getRhsGate());
+  Fragment init = tiles[dot.getAcc()];
+  int64_t slot = 0;
+  tiles[dot] = fromElements(
+      type, Fragment::Accumulator, init.rows, [&](Value r, Value c) {
+        Value acc = init.regs[slot++];
         auto terms = [&]() -> SmallVector<Value> {
-          return rb.loop(idx(0), idx(t.depth), {init},
+          return rb.loop(idx(0), idx(depth), {acc},
                          [&](Value d, ValueRange partial) {
                            Value decay = math::ExpOp::create(
-                               b, arith::SubFOp::create(b, t.lhsGate(r, d),
-                                                        t.rhsGate(c, d)));
+                               b, arith::SubFOp::create(b, lhsGate(r, d),
+                                                        rhsGate(c, d)));
                            return SmallVector<Value>{math::FmaOp::create(
-                               b, rb.mul(t.lhs(r, d), t.rhs(c, d)), decay,
+                               b, rb.mul(lhs(r, d), rhs(c, d)), decay,
                                partial[0])};
                          });
         };
@@ -77,7 +58,8 @@ LogicalResult ProgramBuilder::lowerDecayDot(tile::DecayDotOp dot) {
         return rb
             .ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ule, c, r),
                     {b.getF32Type()}, terms,
-                    [&]() -> SmallVector<Value> { return {init}; })
+                    [&]() -> SmallVector<Value> { return {acc}; })
             .front();
       });
+  return success();
 }

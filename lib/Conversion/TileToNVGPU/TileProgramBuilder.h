@@ -183,18 +183,8 @@ private:
   /// A loaded tile in the registers of a computed one (Accumulator).
   Fragment toRegisters(Value value);
 
-  /// The operands of a decayed product as element readers (readerOf).
-  struct DecayedTerms {
-    std::function<Value(Value, Value)> lhs, rhs, lhsGate, rhsGate;
-    int64_t depth;
-  };
-  /// A product whose every term has its own decay: each lane's result
-  /// elements (C fragments) from `sum(terms, r, c, acc element)`.
-  mlir::LogicalResult lowerDecayedProduct(
-      Operation *op, Value lhs, Value rhs, Value lhsGate, Value rhsGate,
-      Value acc, int64_t depth,
-      llvm::function_ref<Value(const DecayedTerms &, Value, Value, Value)>
-          sum);
+  /// Each lane sums the terms of its own result elements (C fragments),
+  /// the operands read through readerOf.
   mlir::LogicalResult lowerDecayDot(tile::DecayDotOp dot);
 
   mlir::LogicalResult lowerScan(tile::ScanOp scan);
