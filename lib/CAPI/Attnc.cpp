@@ -140,16 +140,19 @@ attnc_status describe(const attnc_kernel *kernel, int isResult, size_t index,
 attnc_status
 launchGrid(attnc_kernel *kernel, const attnc_tensor *inputs,
            std::array<int64_t, 3> &grid,
-           std::vector<std::vector<int64_t>> *resultShapes = nullptr) {
+           std::vector<std::vector<int64_t>> *argShapes = nullptr) {
   const KernelSignature &signature = kernel->signature();
   std::vector<TensorView> views;
   std::string error;
   DimBindings bindings;
+  std::vector<std::vector<int64_t>> resultShapes;
   if (!toViews(inputs, signature.params, views, error) ||
       !bindInputShapes(signature, pointers(views), bindings, error) ||
-      (resultShapes && !kernel->gpuImage.outputShapes(
-                           pointers(views), bindings, *resultShapes, error)))
+      (argShapes && !kernel->gpuImage.outputShapes(
+                        pointers(views), bindings, resultShapes, error)))
     return fail(kernel->context, ATTNC_ERROR_LAUNCH, error);
+  if (argShapes)
+    *argShapes = argumentShapes(pointers(views), resultShapes);
   // split-keys=auto kernels size their grid for the device they run on.
   int64_t residentCtas = 0;
   if (kernel->gpuImage.splitsAtLaunch) {
@@ -351,12 +354,12 @@ attnc_status attnc_kernel_workspace_bytes(attnc_kernel *kernel,
   if (kernel->isCpu())
     return ATTNC_OK;
   std::array<int64_t, 3> grid;
-  std::vector<std::vector<int64_t>> resultShapes;
-  if (attnc_status status = launchGrid(kernel, inputs, grid, &resultShapes))
+  std::vector<std::vector<int64_t>> argShapes;
+  if (attnc_status status = launchGrid(kernel, inputs, grid, &argShapes))
     return status;
   // A launch with an empty grid computes nothing and allocates nothing.
   if (grid[0] && grid[1] && grid[2])
-    *bytes = launchWorkspace(kernel->gpuImage, grid, resultShapes).totalBytes;
+    *bytes = launchWorkspace(kernel->gpuImage, grid, argShapes).totalBytes;
   return ATTNC_OK;
 }
 

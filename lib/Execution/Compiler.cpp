@@ -128,12 +128,6 @@ CompileFailure attnc::compileSpec(mlir::MLIRContext &context,
       return CompileFailure::Target;
     kernel.erase();
     kernel = *derived;
-    auto linear = dyn_cast<attn::LinearBackwardOp>(kernel.getFamilyOp());
-    if (linear && (gpuTarget || out.target == "gpu-emulator")) {
-      error = "the backward of linear kernels runs on the CPU only for now "
-              "(targets cpu and cpu-reference); the GPU's is not built yet";
-      return CompileFailure::Target;
-    }
   }
   out.roles = getParamRoles(kernel);
   std::string kernelName = kernel.getSymName().str();

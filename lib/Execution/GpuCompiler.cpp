@@ -80,6 +80,9 @@ void attnc::readLaunchAttributes(Operation *func, GpuImage &image) {
     for (int64_t argument : partial.asArrayRef()) // to result numbers
       image.partialResults.push_back(
           argument - static_cast<int64_t>(image.signature.params.size()));
+  if (DenseI64ArrayAttr scratch = launch.getScratchWords())
+    image.scratchWords.assign(scratch.asArrayRef().begin(),
+                              scratch.asArrayRef().end());
   if (DenseI64ArrayAttr segments = launch.getSegments()) {
     ArrayRef<int64_t> values = segments.asArrayRef();
     image.segments = {values[0], values[1], values[2], values[3]};

@@ -628,10 +628,15 @@ bool EmulatedGpuKernel::run(const std::vector<const TensorView *> &inputs,
     std::vector<std::vector<int64_t>> resultShapes;
     for (TensorView *output : outputs)
       resultShapes.push_back(output->shape);
-    workspace.assign(launchWorkspace(launch, grid, resultShapes).totalBytes / 4,
-                     0);
-    descriptors.push_back(descriptorOf(
-        workspace.data(), {static_cast<int64_t>(workspace.size())}, {1}));
+    workspace.assign(
+        launchWorkspace(launch, grid, argumentShapes(inputs, resultShapes))
+                .totalBytes /
+            4,
+        0);
+    // As words, and again as the f32 scratch of kernels that have one.
+    for (int view = 0; view < (launch.scratchWords.empty() ? 1 : 2); ++view)
+      descriptors.push_back(descriptorOf(
+          workspace.data(), {static_cast<int64_t>(workspace.size())}, {1}));
   }
   size_t sharedSlot = descriptors.size();
   descriptors.push_back({});

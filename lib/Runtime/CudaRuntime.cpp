@@ -428,16 +428,19 @@ bool GpuKernel::launch(const std::vector<const TensorView *> &inputs,
   std::vector<std::vector<int64_t>> resultShapes;
   for (TensorView *view : outputs)
     resultShapes.push_back(view->shape);
-  LaunchWorkspace layout = launchWorkspace(gpuImage, grid, resultShapes);
+  LaunchWorkspace layout = launchWorkspace(
+      gpuImage, grid, argumentShapes(inputs, resultShapes));
   unsigned long long workspace = 0;
   if (gpuImage.usesWorkspace()) {
     if (!driver->check(
             driver->memAllocAsync(&workspace, layout.totalBytes, stream),
             "cuMemAllocAsync", error))
       return false;
-    descriptors.emplace_back(reinterpret_cast<void *>(workspace),
-                             std::vector<int64_t>{layout.totalBytes / 4},
-                             std::vector<int64_t>{1});
+    // As words, and again as the f32 scratch of kernels that have one.
+    for (int view = 0; view < (gpuImage.scratchWords.empty() ? 1 : 2); ++view)
+      descriptors.emplace_back(reinterpret_cast<void *>(workspace),
+                               std::vector<int64_t>{layout.totalBytes / 4},
+                               std::vector<int64_t>{1});
   }
   std::vector<void *> args;
   for (Descriptor &descriptor : descriptors)

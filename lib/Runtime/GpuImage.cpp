@@ -12,8 +12,8 @@
 using namespace attnc;
 
 namespace {
-// Version 2: the checksum covers the header as well as the image bytes.
-constexpr const char *kMagic = "attnc-gpu-image 4";
+// The format version; the checksum covers the header and the image bytes.
+constexpr const char *kMagic = "attnc-gpu-image 5";
 
 bool parseElementType(const std::string &text, ElementType &type) {
   for (ElementType candidate :
@@ -159,26 +159,91 @@ int64_t attnc::chooseKeySplits(int64_t ctas, int64_t keyBlocks,
   return (keyBlocks + blocksPerSplit - 1) / blocksPerSplit;
 }
 
+bool attnc::evaluateSizeProgram(
+    const std::vector<int64_t> &program,
+    const std::vector<std::vector<int64_t>> &argShapes, int64_t &value) {
+  std::vector<int64_t> stack;
+  for (size_t at = 0; at < program.size();) {
+    auto op = static_cast<SizeOp>(program[at++]);
+    if (op == SizeOp::Const) {
+      if (at >= program.size())
+        return false;
+      stack.push_back(program[at++]);
+      continue;
+    }
+    if (op == SizeOp::Dim) {
+      if (at + 1 >= program.size())
+        return false;
+      int64_t argument = program[at], dim = program[at + 1];
+      at += 2;
+      if (argument < 0 || argument >= static_cast<int64_t>(argShapes.size()) ||
+          dim < 0)
+        return false;
+      const std::vector<int64_t> &shape = argShapes[argument];
+      stack.push_back(dim < static_cast<int64_t>(shape.size()) ? shape[dim]
+                                                                : 0);
+      continue;
+    }
+    if (stack.size() < 2)
+      return false;
+    int64_t rhs = stack.back();
+    stack.pop_back();
+    int64_t &lhs = stack.back();
+    switch (op) {
+    case SizeOp::Add: lhs += rhs; break;
+    case SizeOp::Sub: lhs -= rhs; break;
+    case SizeOp::Mul: lhs *= rhs; break;
+    case SizeOp::CeilDiv: lhs = rhs ? (lhs + rhs - 1) / rhs : 0; break;
+    case SizeOp::Div: lhs = rhs ? lhs / rhs : 0; break;
+    case SizeOp::Max: lhs = std::max(lhs, rhs); break;
+    case SizeOp::Min: lhs = std::min(lhs, rhs); break;
+    default: return false;
+    }
+  }
+  if (stack.size() != 1)
+    return false;
+  value = stack.back();
+  return true;
+}
+
+std::vector<std::vector<int64_t>>
+attnc::argumentShapes(const std::vector<const TensorView *> &inputs,
+                      const std::vector<std::vector<int64_t>> &resultShapes) {
+  std::vector<std::vector<int64_t>> shapes;
+  for (const TensorView *input : inputs)
+    shapes.push_back(input ? input->shape : std::vector<int64_t>());
+  shapes.insert(shapes.end(), resultShapes.begin(), resultShapes.end());
+  return shapes;
+}
+
 LaunchWorkspace
 attnc::launchWorkspace(const GpuImage &image,
                        const std::array<int64_t, 3> &grid,
-                       const std::vector<std::vector<int64_t>> &resultShapes) {
+                       const std::vector<std::vector<int64_t>> &argShapes) {
   LaunchWorkspace workspace;
   if (!image.usesWorkspace())
     return workspace;
   int64_t ctas = grid[0] * grid[1] * grid[2];
   int64_t ctaBytes = image.segmentStateBytes;
+  size_t params = image.signature.params.size();
   for (int64_t result : image.partialResults) {
     int64_t elements = 1;
-    for (int64_t size : resultShapes[result])
-      elements *= size;
+    if (params + result < argShapes.size())
+      for (int64_t size : argShapes[params + result])
+        elements *= size;
     ctaBytes += 4 * elements;
   }
+  // deserialize and the compiler check the program; a malformed one would
+  // leave no scratch, which the kernel's guarded accesses would report.
+  if (!image.scratchWords.empty() &&
+      !evaluateSizeProgram(image.scratchWords, argShapes,
+                           workspace.scratchWords))
+    workspace.scratchWords = 0;
   workspace.headerWords = (1 + ctas + 3) / 4 * 4;
-  workspace.totalBytes = 4 * workspace.headerWords + ctas * ctaBytes;
-  workspace.zeroedBytes = image.partialResults.empty()
-                              ? 4 * workspace.headerWords
-                              : workspace.totalBytes;
+  int64_t statesEnd = 4 * workspace.headerWords + ctas * ctaBytes;
+  workspace.totalBytes = statesEnd + ctas * 4 * workspace.scratchWords;
+  workspace.zeroedBytes =
+      image.partialResults.empty() ? 4 * workspace.headerWords : statesEnd;
   return workspace;
 }
 
@@ -241,6 +306,10 @@ std::string attnc::serialize(const GpuImage &image) {
   os << "partial_results";
   for (int64_t result : image.partialResults)
     os << ' ' << result;
+  os << '\n';
+  os << "scratch_words";
+  for (int64_t entry : image.scratchWords)
+    os << ' ' << entry;
   os << '\n';
   std::string header = os.str();
   return header + "bytes " + std::to_string(image.bytes.size()) + ' ' +
@@ -342,6 +411,16 @@ bool attnc::deserialize(const std::string &data, GpuImage &image,
           return fail("bad partial result");
         image.partialResults.push_back(result);
       }
+    } else if (key == "scratch_words") {
+      int64_t entry;
+      while (line >> entry)
+        image.scratchWords.push_back(entry);
+      std::vector<std::vector<int64_t>> noShapes(
+          image.signature.params.size() + image.signature.results.size());
+      int64_t words;
+      if (!image.scratchWords.empty() &&
+          !evaluateSizeProgram(image.scratchWords, noShapes, words))
+        return fail("bad scratch size");
     } else if (key == "bytes") {
       uint64_t size = 0, hash = 0;
       if (!(line >> size >> hash))

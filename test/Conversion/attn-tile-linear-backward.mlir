@@ -57,9 +57,12 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 // above it (decay_combine), A's own pairs (decay_dot), a reverse scan
 // for the pair terms from t on; the chunk's intra-chunk dq, dg, dk and
 // dv go through per-call scratch of one chunk's rows; then the terms
-// through the states by a reverse and an exclusive scan.
+// through the states by a reverse and an exclusive scan. Each step reads
+// its own element of g, so d_g (%arg8) is stored at the chunk's rows, not
+// scatter-added into copies.
 
 // CHECK-LABEL: func.func @gla_backward(
+// CHECK-NOT:     attnc.partial_results
 // CHECK:         memref.alloc({{.*}}) : memref<?x16x8xf32>
 // CHECK:         memref.alloc({{.*}}) : memref<?x16x8xf32>
 // CHECK:         %[[DQ:.*]] = memref.alloc() : memref<32x16xf32>
@@ -82,7 +85,8 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 // CHECK:               attn_tile.load %[[DG]]
 // CHECK:               attn_tile.scan add {{.*}} {reverse} : tensor<32x16xf32>
 // CHECK:               attn_tile.scan add {{.*}} {exclusive} : tensor<32x16xf32>
-// CHECK:               attn_tile.scatter_add
+// CHECK-NOT:           attn_tile.scatter_add
+// CHECK:               attn_tile.store %{{.*}}, %arg8[{{.*}}] rows %{{.*}} row_dim 2 : tensor<32x16xf32>
 // CHECK:         memref.dealloc %[[DV]]
 
 attn.kernel @gla(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, T, 16]>, %v: !attn.tensor<f32[B, H, T, 8]>, %g: !attn.tensor<f32[B, H, T, 16]>) -> (o: !attn.tensor<f32[B, H, T, 8]>) {

@@ -717,7 +717,7 @@ kernel biased(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64],
   EXPECT_EQ(attnc_kernel_num_results(gpuBackward), 4u); // ..., d_rel
   attnc_kernel_destroy(gpuBackward);
   // Linear kernels: the reference's backward through time and the
-  // chunkwise one on "cpu", with the same parameters; none on the GPU yet.
+  // chunkwise one on "cpu" and the GPU's, with the same parameters.
   attnc_kernel *refused = nullptr;
   for (const char *target : {"cpu-reference", "cpu"}) {
     attnc_kernel *linearBackward = nullptr;
@@ -731,14 +731,43 @@ kernel biased(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64],
     EXPECT_EQ(attnc_kernel_num_results(linearBackward), 5u); // d_q d_k d_v d_h0 d_g
     attnc_kernel_destroy(linearBackward);
   }
-  EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
-                               nullptr, "sm_80", nullptr, ATTNC_PART_BACKWARD,
-                               &refused),
-            ATTNC_ERROR_TARGET);
-  EXPECT_NE(std::strstr(attnc_last_error(context),
-                        "the backward of linear kernels runs on the CPU only"),
-            nullptr)
+  // On the GPU (tiles of 16 columns): its workspace holds, per CTA (batch
+  // entry x kv head), the scratch: (ceil(T / 16) + 1) chunk start states
+  // and dH (16 x 16 each) and one chunk's dq, dg, dk and dv rows, after a
+  // header of 1 + 4 words padded to 16 bytes. d_g is stored, not a copy
+  // per CTA: each CTA's steps read their own elements of g.
+  const char *glaGpu = R"(
+kernel gla(q: f32[B, H, T, 16], k: f32[B, H, T, 16], v: f32[B, H, T, 16],
+           g: f32[B, H, T, 16], h0: f32[B, H, 16, 16]?)
+    -> (o: f32[B, H, T, 16], hT: f32[B, H, 16, 16]) {
+  o, hT = linear(q, k, v, initial = h0) { gate = g[b, h, t, d]; chunk = 16 }
+})";
+  attnc_kernel *gpuLinear = nullptr;
+  ASSERT_EQ(attnc_compile_part(context, glaGpu, std::strlen(glaGpu),
+                               "gla.attn", nullptr, "sm_80", nullptr,
+                               ATTNC_PART_BACKWARD, &gpuLinear),
+            ATTNC_OK)
       << attnc_last_error(context);
+  EXPECT_EQ(attnc_kernel_num_results(gpuLinear), 5u);
+  float present = 0;
+  int64_t rows[] = {2, 2, 40, 16}, state[] = {2, 2, 16, 16};
+  attnc_tensor linearInputs[] = {
+      {&present, ATTNC_F32, 4, rows, nullptr},  // q
+      {&present, ATTNC_F32, 4, rows, nullptr},  // k
+      {&present, ATTNC_F32, 4, rows, nullptr},  // v
+      {&present, ATTNC_F32, 4, rows, nullptr},  // g
+      {nullptr, ATTNC_F32, 4, state, nullptr},  // h0, omitted
+      {&present, ATTNC_F32, 4, rows, nullptr},  // d_o
+      {&present, ATTNC_F32, 4, state, nullptr}, // d_hT
+  };
+  int64_t workspaceBytes = 0;
+  ASSERT_EQ(attnc_kernel_workspace_bytes(gpuLinear, linearInputs,
+                                         &workspaceBytes),
+            ATTNC_OK)
+      << attnc_last_error(context);
+  int64_t scratchWords = (3 + 1) * 256 + 256 + 4 * 16 * 16;
+  EXPECT_EQ(workspaceBytes, 4 * (8 + 4 * scratchWords));
+  attnc_kernel_destroy(gpuLinear);
   EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
                                nullptr, "cpu", nullptr,
                                static_cast<attnc_kernel_part>(7), &refused),

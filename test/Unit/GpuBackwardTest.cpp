@@ -17,7 +17,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "SpecRunner.h"
+#include "GpuTestSupport.h"
 
 #include "attnc/Pipelines/Pipelines.h"
 
@@ -58,12 +58,6 @@ public:
   std::string error;
 };
 
-bool runCpu(CpuKernel &kernel, std::map<std::string, HostTensor> &inputs,
-            std::vector<HostTensor> &outputs, std::string &error) {
-  std::vector<TensorView> storage;
-  return kernel.run(viewsOf(kernel.signature(), inputs, storage), outputs,
-                    error);
-}
 
 struct Case {
   const char *name;
@@ -288,18 +282,8 @@ TEST(GpuBackward, MatchesTheReferenceBackward) {
         ASSERT_TRUE(std::isfinite(x)) << what << ", " << name;
       expectClose(got, values(expected[r]), c.tolerance, what + ", " + name);
     }
-    if (gpu->image().partialResults.empty())
-      continue;
-    // The copies are summed in CTA order, whichever CTA ends last.
-    std::vector<HostTensor> reversed;
-    gpu->setReverseCtaOrder(true);
-    ASSERT_TRUE(gpu->run(viewsOf(gpu->image().signature, inputs, storage),
-                         reversed, error))
-        << what << ": " << error;
-    for (size_t r = 0; r < actual.size(); ++r)
-      EXPECT_EQ(values(reversed[r]), values(actual[r]))
-          << what << ", " << gpu->image().signature.results[r].name
-          << " differs with the CTAs in reverse order";
+    if (!gpu->image().partialResults.empty())
+      expectSameInReverseCtaOrder(*gpu, inputs, actual, what);
   }
 }
 

@@ -2,7 +2,7 @@
 //
 // Spec text, inputs, compile helpers and the softmax strategies that the
 // GPU compile tests (GpuTest.cpp) and the warp-emulator tests
-// (GpuEmulation*Test.cpp, GpuBackwardTest.cpp) share.
+// (GpuEmulation*Test.cpp, Gpu*BackwardTest.cpp) share.
 //
 //===----------------------------------------------------------------------===//
 
@@ -14,11 +14,40 @@
 #include "attnc/Execution/GpuCompiler.h"
 #include "attnc/Execution/GpuEmulator.h"
 
+#include <gtest/gtest.h>
+
 #include <fstream>
 #include <random>
 #include <sstream>
 
 namespace attnc::testing {
+
+/// Runs a CPU kernel on named inputs.
+inline bool runCpu(CpuKernel &kernel, std::map<std::string, HostTensor> &inputs,
+                   std::vector<HostTensor> &outputs, std::string &error) {
+  std::vector<TensorView> storage;
+  return kernel.run(viewsOf(kernel.signature(), inputs, storage), outputs,
+                    error);
+}
+
+/// A backward whose partial copies the last CTA sums in CTA order gives
+/// bitwise the same gradients (`actual`) with the CTAs run in reverse.
+inline void expectSameInReverseCtaOrder(
+    EmulatedGpuKernel &gpu, std::map<std::string, HostTensor> &inputs,
+    const std::vector<HostTensor> &actual, const std::string &what) {
+  std::vector<HostTensor> reversed;
+  std::vector<TensorView> storage;
+  std::string error;
+  gpu.setReverseCtaOrder(true);
+  ASSERT_TRUE(gpu.run(viewsOf(gpu.image().signature, inputs, storage),
+                      reversed, error))
+      << what << ": " << error;
+  gpu.setReverseCtaOrder(false);
+  for (size_t r = 0; r < actual.size(); ++r)
+    EXPECT_EQ(values(reversed[r]), values(actual[r]))
+        << what << ", " << gpu.image().signature.results[r].name
+        << " differs with the CTAs in reverse order";
+}
 
 inline std::string readFile(const std::string &path) {
   std::ifstream file(path, std::ios::binary);

@@ -3,7 +3,8 @@ torch operator of a kernel compiled for cpu-reference (the backward through
 time) and for cpu (the chunkwise backward, in small chunks here), against
 torch autograd on a float64 recurrence written here: GLA's per-key gates
 with an initial state and the final state in the loss (moderate and strong
-decay: a cumulative log decay of -480 over 16 steps), Mamba2/SSD's
+decay: a cumulative log decay of -480 over 16 steps; also the GPU
+backward on the warp emulator), Mamba2/SSD's
 per-head gates (also strong), RetNet's constant decay, a learnable
 per-head decay, elu + 1 non-causal, T = 1, varlen with an empty sequence,
 and the chunkwise operator inside torch.compile(fullgraph=True). f32
@@ -106,6 +107,26 @@ def test_gla_with_initial_and_final_state(strong, target):
     check(spec, [q, k, v, g, h0],
           lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True,
           target=target, tolerances=tolerances)
+
+
+def test_gla_on_the_gpu_emulator():
+    """The GPU backward (the chunkwise tile program through
+    attn-tile-to-nvgpu: tensor cores, f32 operands split into bf16 pairs)
+    through the same operator on the warp emulator: GLA with an initial
+    state and the final state in the loss, chunks of 16 in a sequence of 20;
+    1e-4 of the largest gradient (bf16x3 products)."""
+    # The GPU needs fixed head dims (multiples of 16).
+    spec = ("kernel gla(" + QKV.replace("D]", "16]").replace("E]", "16]") +
+            ", g: f32[B, H, T, 16], h0: f32[B, H, 16, 16]) -> (o: f32[B, H, T, 16], hT: f32[B, H, 16, 16]) {\n"
+            "  o, hT = linear(q, k, v, initial = h0) { gate = g[b, h, t, d]; scale = 0.5; chunk = 16 }\n}\n")
+    seed = 9150
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = randn(gen, 1, 1, 20, 16), randn(gen, 1, 1, 20, 16), randn(gen, 1, 1, 20, 16)
+    g = randn(gen, 1, 1, 20, 16, low=-2.0)
+    h0 = randn(gen, 1, 1, 16, 16)
+    check(spec, [q, k, v, g, h0],
+          lambda q, k, v, g, h0: recurrence_f64(q, k, v, gate=g, h0=h0, scale=0.5), seed, use_state=True,
+          target="gpu-emulator", tolerances={index: 1e-4 for index in range(5)})
 
 
 @pytest.mark.parametrize("target", TARGETS)

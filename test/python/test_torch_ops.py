@@ -189,9 +189,17 @@ def test_gpu_operator_matches_the_cpu_kernel():
 
 
 def test_backward_is_refused_not_wrong():
-    op = attnc.compile(EXAMPLES / "gla.attn", target="gpu-emulator").torch_op()
-    q = torch.rand(1, 5, 2, 64, dtype=torch.bfloat16, requires_grad=True)
-    v = torch.rand(1, 5, 2, 128, dtype=torch.bfloat16)
-    g = -torch.rand(1, 5, 2, 64)
-    with pytest.raises(RuntimeError, match="has no backward: the backward of linear kernels runs on the CPU only"):
-        op(q, q, v, g, None)[0].float().sum().backward()
+    # Block lists whose 64-row key blocks outgrow the GPU backward's CTA of a
+    # 32-row query block: the forward runs, the backward says why it cannot.
+    spec = """kernel lists(q: bf16[B, H, N, 64], k: bf16[B, H, M, 64], v: bf16[B, H, M, 64],
+             counts: i32[B, H, QB], indices: i32[B, H, QB, W]) -> (o: bf16[B, H, N, 64]) {
+  o = softmax(q, k, v) { block_q = 32; block_k = 64; kv_num_blocks = counts; kv_indices = indices }
+}
+"""
+    op = attnc.compile(spec, target="gpu-emulator").torch_op()
+    q = torch.rand(1, 1, 32, 64, dtype=torch.bfloat16, requires_grad=True)
+    kv = torch.rand(1, 1, 64, 64, dtype=torch.bfloat16)
+    counts = torch.ones(1, 1, 1, dtype=torch.int32)
+    indices = torch.zeros(1, 1, 1, 1, dtype=torch.int32)
+    with pytest.raises(RuntimeError, match="has no backward: .*computes a tile of 64 rows, more than the 32 block rows"):
+        op(q, kv, kv, counts, indices).float().sum().backward()

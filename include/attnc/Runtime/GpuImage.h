@@ -26,6 +26,18 @@ struct GridTerm {
   int64_t param = 0, dim = 0, divisor = 1, minus = 0;
 };
 
+/// A size that the launch computes from the shapes of the kernel's
+/// arguments (its parameters, then its results): a postfix program whose
+/// entries are an opcode and its immediates, [Const, value], [Dim, argument,
+/// dim], or a binary opcode that pops two sizes and pushes one.
+enum class SizeOp : int64_t { Const, Dim, Add, Sub, Mul, CeilDiv, Div, Max, Min };
+/// The value of `program` for arguments of shapes `argShapes` (an omitted
+/// optional input has an empty shape: its sizes read as 0; division by 0
+/// gives 0); false for a program that is not well formed.
+bool evaluateSizeProgram(const std::vector<int64_t> &program,
+                         const std::vector<std::vector<int64_t>> &argShapes,
+                         int64_t &value);
+
 struct GpuImage {
   /// "sm_80", "sm_90a".
   std::string target;
@@ -68,7 +80,15 @@ struct GpuImage {
   /// positions); the last CTA to finish sums the copies in CTA order, so
   /// the sums do not depend on which CTAs run first.
   std::vector<int64_t> partialResults;
-  bool usesWorkspace() const { return segmented() || !partialResults.empty(); }
+  /// Scratch memory of each CTA (tile programs' buffers, such as a linear
+  /// backward's chunk start states), in f32 words: a size program
+  /// (evaluateSizeProgram); empty when none. The kernel takes the workspace
+  /// a second time, as f32, and finds its scratch after every CTA's header
+  /// state and partial copies.
+  std::vector<int64_t> scratchWords;
+  bool usesWorkspace() const {
+    return segmented() || !partialResults.empty() || !scratchWords.empty();
+  }
   /// Parameter roles, so a runner without the spec draws the same random
   /// inputs as `attnc run --seed`.
   ParamRoles roles;
@@ -107,18 +127,28 @@ int64_t chooseKeySplits(int64_t ctas, int64_t keyBlocks, int64_t residentCtas);
 /// counter and one flag per CTA; key splits: a finished-splits counter per
 /// query block; partial results: a finished-CTAs counter), padded to 16
 /// bytes, then each CTA's state: segmentStateBytes, then its f32 copy of
-/// each partial result (of the shape in `resultShapes`), zeroed before the
-/// launch too. The kernel computes the same layout. Empty when the image
-/// needs no workspace.
+/// each partial result (of its shape in `argShapes`, the parameters' shapes
+/// then the results'), zeroed before the launch too; then each CTA's
+/// scratch (GpuImage::scratchWords), not zeroed. The kernel computes the
+/// same layout. Empty when the image needs no workspace.
 struct LaunchWorkspace {
   int64_t headerWords = 0, totalBytes = 0;
-  /// Bytes to zero before the launch: the header, or everything when there
-  /// are partial results.
+  /// Each CTA's scratch words (GpuImage::scratchWords).
+  int64_t scratchWords = 0;
+  /// Bytes to zero before the launch: the header, and the CTAs' states and
+  /// copies when there are partial results.
   int64_t zeroedBytes = 0;
 };
 LaunchWorkspace
 launchWorkspace(const GpuImage &image, const std::array<int64_t, 3> &grid,
-                const std::vector<std::vector<int64_t>> &resultShapes);
+                const std::vector<std::vector<int64_t>> &argShapes);
+
+/// The shapes of a launch's arguments, as size programs and
+/// launchWorkspace read them: the inputs' (empty for an omitted one), then
+/// `resultShapes`.
+std::vector<std::vector<int64_t>>
+argumentShapes(const std::vector<const TensorView *> &inputs,
+               const std::vector<std::vector<int64_t>> &resultShapes);
 
 /// Header + bytes. The header ends with the byte count and an FNV-1a hash
 /// of the bytes, so truncated or corrupted files are detected on load.

@@ -187,8 +187,8 @@ struct GpuTileSoftmaxPass
       Operation *family = kernel.getFamilyOp();
       if (isa<LinearOp>(family))
         continue; // attn-gpu-chunk-linear
-      if (isa<SoftmaxBackwardOp>(family))
-        continue; // attn-tile-softmax and attn-tile-to-nvgpu
+      if (isa<SoftmaxBackwardOp, LinearBackwardOp>(family))
+        continue; // attn-tile-softmax/-linear and attn-tile-to-nvgpu
       GpuTileShape shape;
       shape.wgmma = mma == "wgmma";
       shape.producerWarps = warpSpecialize ? nvvm::kWarpgroupWarps : 0;

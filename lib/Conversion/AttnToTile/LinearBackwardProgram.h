@@ -45,6 +45,11 @@ public:
           if (load.getType().isF32())
             floatLoads.push_back({load, region});
         });
+    // Only a gate that reads float inputs has gradients to compute.
+    gateReadsFloats =
+        gated && llvm::any_of(floatLoads, [&](const auto &floatLoad) {
+          return floatLoad.second == &op.getGate();
+        });
   }
 
   void build(ValueRange results);
@@ -162,13 +167,35 @@ private:
     tile::StoreOp::create(b, value, dest, rowPosition(h, c.t0), c.rows,
                           shape.dims.seq);
   }
-  /// scatter_add of float load `number`'s gradient over a tile of `type`
-  /// whose first `rows` rows are the chunk's steps: `gradientAt` gives the
-  /// expression's gradient at a position from the map's inputs there.
+  /// The gradient of float load `number` over a tile of `type` whose first
+  /// `rows` rows are the chunk's steps (0 past them): `gradientAt` gives
+  /// the expression's gradient at a position from the map's inputs there.
+  /// With `positions`, also the tiles of the load's indices (-1 past the
+  /// rows), as f32.
+  Value loadGradient(
+      size_t number, RankedTensorType type, Value rows, ValueRange inputs,
+      llvm::function_ref<ExpressionGradient(ValueRange at, ValueRange x)>
+          gradientAt,
+      SmallVector<Value> *positions = nullptr);
+  /// scatter_add of loadGradient into the input's partial copy.
   void scatterLoad(
       size_t number, RankedTensorType type, Value rows, ValueRange inputs,
       llvm::function_ref<ExpressionGradient(ValueRange at, ValueRange x)>
           gradientAt);
+  /// The row dim of a gate load that reads each step of each query head at
+  /// its own element, covering its tensor: indices b, h, t (tstart + t when
+  /// sequences are packed) and, for gates per key dim, d last, each once,
+  /// over the dims of q. Only such a load reads its tensor. Its gradient is
+  /// then stored, not scatter-added (no copies, any thread count).
+  std::optional<unsigned> directRowDim(LoadOp load);
+  /// Stores the gradient of gate load `number` (directRowDim) at the
+  /// chunk's steps of query head `head`.
+  void storeGateInputGradient(size_t number, Value head, const Chunk &c,
+                              Value gradient);
+  Value inputGradient(LoadOp load) {
+    auto input = llvm::find(op.getInputs(), load.getTensor());
+    return inputGradients[input - op.getInputs().begin()];
+  }
   /// The [B, H, Dk, Dv] tile of head `h` of `memref`; an omitted
   /// optional one reads as zeros.
   Value stateTile(Value memref, Value h);
@@ -196,7 +223,7 @@ private:
   int64_t chunk, subTile;
   Type f32;
   int64_t dimK, dimV;
-  bool gated = false, perKeyDim = false;
+  bool gated = false, perKeyDim = false, gateReadsFloats = false;
   Value initial, dFinal, dOut;
   /// The float loads of the gate and feature regions (the op's `inputs`
   /// order), and each input's partial copy.

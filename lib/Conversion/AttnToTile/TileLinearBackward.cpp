@@ -23,8 +23,9 @@
 // sweep backward over the chunks visits the group's heads in order for
 // each chunk, each head's dH kept in scratch, so dk and dv sum over the
 // group in f32 in one order. Gradients of the gate's and feature map's
-// float inputs go to the instance's partial copies: the result does not
-// depend on the threads.
+// float inputs are stored where each step reads its own element of a gate
+// tensor (directRowDim), else scatter-added into the instance's partial
+// copies: the result does not depend on the threads.
 //
 //===----------------------------------------------------------------------===//
 
@@ -232,9 +233,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             perKeyDimIntra(c);
             dQuery =
                 add(scratchRows(dqScratch, zero, chunkRows, keyType), fromState);
-            gateInputGradients(head, c,
-                               perKeyDimGateGradients(c, fromState, toState,
-                                                      state, dState));
+            if (gateReadsFloats)
+              gateInputGradients(head, c,
+                                 perKeyDimGateGradients(c, fromState, toState,
+                                                        state, dState));
           } else {
             Value gates = gated ? c.gates : Value();
             Value attention = causalDecay(
@@ -248,7 +250,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             dQuery = dot(keyType, dAttention, c.keys, fromState);
             dKey = dot(keyType, dAttention, c.queries, toState,
                        /*transposeLhs=*/true);
-            if (gated)
+            if (gateReadsFloats)
               gateGradients(head, c, attention, products, fromState, toState,
                             state, dState);
             dValue = dot(valueType, attention, c.dOut, dValue,
@@ -329,9 +331,10 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
   });
 }
 
-void LinearBackwardProgram::scatterLoad(
+Value LinearBackwardProgram::loadGradient(
     size_t number, RankedTensorType type, Value rows, ValueRange inputs,
-    llvm::function_ref<ExpressionGradient(ValueRange, ValueRange)> gradientAt) {
+    llvm::function_ref<ExpressionGradient(ValueRange, ValueRange)> gradientAt,
+    SmallVector<Value> *positions) {
   LoadOp load = floatLoads[number].first;
   // The load's place among its region's float loads (ExpressionGradient
   // lists a region's loads in order).
@@ -352,16 +355,24 @@ void LinearBackwardProgram::scatterLoad(
           [&]() -> SmallVector<Value> { return {rb.f32(otherwise)}; })[0];
     });
   };
-  Value gradient = evaluate(
+  if (positions)
+    for (size_t dim = 0; dim < load.getIndices().size(); ++dim)
+      positions->push_back(evaluate(-1, [&](ExpressionGradient &g) {
+        return rb.indexToF32(g.loads[inRegion].indices[dim]);
+      }));
+  return evaluate(
       0, [&](ExpressionGradient &g) { return g.loads[inRegion].gradient; });
+}
+
+void LinearBackwardProgram::scatterLoad(
+    size_t number, RankedTensorType type, Value rows, ValueRange inputs,
+    llvm::function_ref<ExpressionGradient(ValueRange, ValueRange)> gradientAt) {
+  LoadOp load = floatLoads[number].first;
   SmallVector<Value> positions;
-  for (size_t dim = 0; dim < load.getIndices().size(); ++dim)
-    positions.push_back(evaluate(-1, [&](ExpressionGradient &g) {
-      return rb.indexToF32(g.loads[inRegion].indices[dim]);
-    }));
-  auto input = llvm::find(op.getInputs(), load.getTensor());
+  Value gradient =
+      loadGradient(number, type, rows, inputs, gradientAt, &positions);
   tile::ScatterAddOp::create(b, load.getLoc(), gradient, positions,
-                             inputGradients[input - op.getInputs().begin()]);
+                             inputGradient(load));
 }
 
 Value LinearBackwardProgram::throughFeatures(Value loaded, Value upstream,
@@ -392,7 +403,19 @@ void LinearBackwardProgram::build(ValueRange results) {
   size_t next = 3;
   if (initial)
     dInitial = results[next++];
-  inputGradients = usePartialResults(b, results.drop_front(next));
+  // Gradients that every instance writes at its own elements are stored;
+  // the others are scatter-adds into partial copies.
+  SmallVector<Value> scattered;
+  for (auto [input, gradient] :
+       llvm::zip_equal(op.getInputs(), results.drop_front(next))) {
+    inputGradients.push_back(gradient);
+    bool stored = false;
+    for (auto &[load, region] : floatLoads)
+      stored |= load.getTensor() == input && directRowDim(load);
+    if (!stored)
+      scattered.push_back(gradient);
+  }
+  usePartialResults(b, scattered);
   zero = rb.index(0);
   one = rb.index(1);
   scale = rb.f32(op.getScale().convertToDouble());
@@ -426,7 +449,10 @@ void LinearBackwardProgram::build(ValueRange results) {
     dkScratch = rowsScratch(dimK, shape.dimK);
     dvScratch = rowsScratch(dimV, shape.dimV);
   }
-  auto grid = createProgramGrid(b, shape, shape.headsK, chunk,
+  // Block rows cover a chunk's rows and a state's (Dk).
+  int64_t blockRows = ShapedType::isDynamic(dimK) ? chunk
+                                                  : std::max(chunk, dimK);
+  auto grid = createProgramGrid(b, shape, shape.headsK, blockRows,
                                 /*perSequence=*/true);
   if (op.getCausal()) {
     OpBuilder::InsertionGuard afterGrid(b);

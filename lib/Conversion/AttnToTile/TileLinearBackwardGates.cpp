@@ -268,14 +268,104 @@ Value LinearBackwardProgram::perKeyDimGateGradients(const Chunk &c,
 
 void LinearBackwardProgram::gateInputGradients(Value head, const Chunk &c,
                                                Value dg) {
-  for (size_t number = 0; number < floatLoads.size(); ++number)
-    if (floatLoads[number].second == &op.getGate())
-      scatterLoad(number, gateType, c.rows, {c.gates, dg},
-                  [&](ValueRange at, ValueRange x) {
-                    return inlineExpressionGradient(
-                        rb, op.getGate(),
-                        {batch, head, rb.add(c.t0, at[0]),
-                         perKeyDim ? at[1] : zero, start},
-                        x[1]);
-                  });
+  for (size_t number = 0; number < floatLoads.size(); ++number) {
+    if (floatLoads[number].second != &op.getGate())
+      continue;
+    auto gradientAt = [&](ValueRange at, ValueRange x) {
+      return inlineExpressionGradient(rb, op.getGate(),
+                                      {batch, head, rb.add(c.t0, at[0]),
+                                       perKeyDim ? at[1] : zero, start},
+                                      x[1]);
+    };
+    if (directRowDim(floatLoads[number].first))
+      storeGateInputGradient(
+          number, head, c,
+          loadGradient(number, gateType, c.rows, {c.gates, dg}, gradientAt));
+    else
+      scatterLoad(number, gateType, c.rows, {c.gates, dg}, gradientAt);
+  }
+}
+
+std::optional<unsigned> LinearBackwardProgram::directRowDim(LoadOp load) {
+  if (!gated || load->getParentRegion() != &op.getGate() ||
+      llvm::count_if(floatLoads, [&](auto floatLoad) {
+        return floatLoad.first.getTensor() == load.getTensor();
+      }) != 1)
+    return std::nullopt;
+  Block &body = op.getGate().front();
+  auto isArg = [&](Value value, unsigned number) {
+    return value == body.getArgument(number);
+  };
+  auto tensor = cast<AttnTensorType>(load.getTensor().getType());
+  auto query = cast<AttnTensorType>(op.getQ().getType());
+  LayoutDims dims = getLayoutDims(op.getLayout());
+  bool packed = static_cast<bool>(shape.cuQ);
+  // Each index: the gate argument it is and the dim of q it walks.
+  std::optional<unsigned> rowDim;
+  SmallVector<unsigned> seen;
+  for (auto [position, index] : llvm::enumerate(load.getIndices())) {
+    std::optional<unsigned> kind;
+    int queryDim = -1;
+    if (isArg(index, gate_arg::B) && dims.batch >= 0 && !packed) {
+      kind = gate_arg::B;
+      queryDim = dims.batch;
+    } else if (isArg(index, gate_arg::H)) {
+      kind = gate_arg::H;
+      queryDim = dims.head;
+    } else if (isArg(index, gate_arg::D) && perKeyDim &&
+               position + 1 == load.getIndices().size()) {
+      kind = gate_arg::D;
+      queryDim = dims.feature;
+    } else if (isArg(index, gate_arg::T) && !packed) {
+      kind = gate_arg::T;
+      queryDim = dims.seq;
+    } else if (auto sum = index.getDefiningOp<arith::AddIOp>();
+               sum && ((isArg(sum.getLhs(), gate_arg::TStart) &&
+                        isArg(sum.getRhs(), gate_arg::T)) ||
+                       (isArg(sum.getLhs(), gate_arg::T) &&
+                        isArg(sum.getRhs(), gate_arg::TStart)))) {
+      kind = gate_arg::T;
+      queryDim = dims.seq;
+    }
+    if (!kind || llvm::is_contained(seen, *kind) ||
+        !tensor.sameDim(position, query, queryDim))
+      return std::nullopt;
+    seen.push_back(*kind);
+    if (*kind == gate_arg::T)
+      rowDim = position;
+  }
+  bool covered = llvm::is_contained(seen, unsigned(gate_arg::H)) &&
+                 rowDim &&
+                 (packed || dims.batch < 0 ||
+                  llvm::is_contained(seen, unsigned(gate_arg::B))) &&
+                 perKeyDim == llvm::is_contained(seen, unsigned(gate_arg::D));
+  return covered ? rowDim : std::nullopt;
+}
+
+void LinearBackwardProgram::storeGateInputGradient(size_t number, Value head,
+                                                   const Chunk &c,
+                                                   Value gradient) {
+  LoadOp load = floatLoads[number].first;
+  unsigned rowDim = *directRowDim(load);
+  Block &body = op.getGate().front();
+  // The element of the chunk's first step: b, h, tstart + t0 (or t0), d
+  // the tile's columns.
+  SmallVector<Value> position;
+  for (Value index : load.getIndices()) {
+    if (index == body.getArgument(gate_arg::B))
+      position.push_back(batch);
+    else if (index == body.getArgument(gate_arg::H))
+      position.push_back(head);
+    else if (index == body.getArgument(gate_arg::D))
+      continue; // the columns
+    else if (index == body.getArgument(gate_arg::T))
+      position.push_back(c.t0);
+    else
+      position.push_back(rb.add(start, c.t0));
+  }
+  if (!perKeyDim) // a value per step: the 1-D tile of the single column
+    gradient = tile::ReduceOp::create(b, RankedTensorType::get({chunk}, f32),
+                                      tile::ReduceKind::add, gradient);
+  tile::StoreOp::create(b, gradient, inputGradient(load), position, c.rows,
+                        rowDim);
 }

@@ -100,12 +100,22 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
   bool innermost = !forOp.getBody()
                         ->walk([](scf::ForOp) { return WalkResult::interrupt(); })
                         .wasInterrupted();
+  // Memory the loop writes (scratch) is read where the program reads it.
+  llvm::SmallPtrSet<Value, 4> written;
+  forOp.getBody()->walk([&](Operation *op) {
+    if (auto store = dyn_cast<tile::StoreOp>(op))
+      written.insert(store.getDest());
+    else if (auto scatter = dyn_cast<tile::ScatterAddOp>(op))
+      written.insert(scatter.getDest());
+  });
   for (auto load : forOp.getBody()->getOps<tile::LoadOp>()) {
     if (!isCopied(load, sharedType()))
       continue; // read into registers where it is
     if (failed(checkCopiedTile(load)))
       return failure();
-    bool ahead = innermost && llvm::all_of(load->getOperands().drop_front(),
+    bool ahead = streamLoads && innermost &&
+                 !written.contains(load.getSource()) &&
+                 llvm::all_of(load->getOperands().drop_front(),
                                            [&](Value v) {
                                              return isAheadComputable(v, forOp);
                                            });

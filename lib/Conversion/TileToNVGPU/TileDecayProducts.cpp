@@ -1,13 +1,13 @@
-//===- TileDecayProducts.cpp - decay_dot on the GPU -----------------------===//
+//===- TileDecayProducts.cpp - decay_dot and decay_combine on the GPU -----===//
 //
 // The products of gated linear attention with one gate per key dimension,
 // whose decay exp(g - h) differs for every term and so cannot go through
 // the tensor cores: each lane computes its own result elements, summing
 // the terms in order from the operands in shared memory (loaded tiles
 // where they are, computed ones copied there by readerOf). They cover a
-// sub-tile's own pairs only (16 x 16 results), next to the chunk's mma
-// products. (decay_combine, which only the GLA backward uses, waits for
-// that backward on the GPU.)
+// sub-tile's own pairs only (16 x 16 results of decay_dot, 16 x Dk of the
+// backward's decay_combine, summing 16 terms), next to the chunk's mma
+// products.
 //
 //===----------------------------------------------------------------------===//
 
@@ -59,6 +59,49 @@ LogicalResult ProgramBuilder::lowerDecayDot(tile::DecayDotOp dot) {
             .ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ule, c, r),
                     {b.getF32Type()}, terms,
                     [&]() -> SmallVector<Value> { return {acc}; })
+            .front();
+      });
+  return success();
+}
+
+LogicalResult ProgramBuilder::lowerDecayCombine(tile::DecayCombineOp combine) {
+  // result[r][c] = acc + sum_k lhs[r][k] rhs[k][c] exp(g[r][c] - gr[k][c])
+  // over k <= r (lower_triangular) or k >= r (upper_triangular).
+  auto type = cast<RankedTensorType>(combine.getType());
+  FailureOr<Fragment::Kind> kind = registerKind(combine, type);
+  if (failed(kind))
+    return failure();
+  int64_t depth =
+      cast<RankedTensorType>(combine.getLhs().getType()).getDimSize(1);
+  if (*kind != Fragment::Accumulator || ShapedType::isDynamic(depth))
+    return combine.emitOpError("on the GPU needs a 2-D result of columns in "
+                               "multiples of 8 and a fixed depth");
+  if (tiles[combine.getAcc()].kind != Fragment::Accumulator)
+    return combine.emitOpError("on the GPU needs a computed accumulator");
+  TransientShared scope(*this);
+  std::function<Value(Value, Value)> lhs = readerOf(combine.getLhs()),
+                                     rhs = readerOf(combine.getRhs()),
+                                     gate = readerOf(combine.getGate()),
+                                     rhsGate = readerOf(combine.getRhsGate());
+  bool lower = combine.getLowerTriangular();
+  Fragment init = tiles[combine.getAcc()];
+  int64_t slot = 0;
+  tiles[combine] = fromElements(
+      type, Fragment::Accumulator, init.rows, [&](Value r, Value c) {
+        Value resultGate = gate(r, c);
+        // Only the terms of the triangle: the others could overflow.
+        Value first = lower ? idx(0) : r;
+        Value end = lower ? rb.add(minIndex(r, idx(depth - 1)), idx(1))
+                          : idx(depth);
+        return rb
+            .loop(first, end, {init.regs[slot++]},
+                  [&](Value k, ValueRange partial) {
+                    Value decay = math::ExpOp::create(
+                        b, arith::SubFOp::create(b, resultGate,
+                                                 rhsGate(k, c)));
+                    return SmallVector<Value>{math::FmaOp::create(
+                        b, rb.mul(lhs(r, k), rhs(k, c)), decay, partial[0])};
+                  })
             .front();
       });
   return success();

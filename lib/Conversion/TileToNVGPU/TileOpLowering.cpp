@@ -28,6 +28,8 @@ LogicalResult ProgramBuilder::build(tile::GridOp grid) {
   inGroup = arith::RemUIOp::create(b, lane, idx(4));
   warpRow0 = rb.mul(warp, idx(nvvm::kMmaM));
   base = sharedBase();
+  if (workspace)
+    setUpWorkspace();
   // cp.async needs sources whose rows are contiguous (checked at launch).
   grid.walk([&](tile::LoadOp load) {
     Value source = mapping.lookup(load.getSource());
@@ -37,8 +39,6 @@ LogicalResult ProgramBuilder::build(tile::GridOp grid) {
   mapping.map(grid.getQueryBlock(), queryBlock);
   mapping.map(grid.getHead(), head);
   mapping.map(grid.getBatch(), batch);
-  if (!partialResults.empty())
-    setUpPartialCopies();
   if (failed(lowerBlock(grid.getBody().front())))
     return failure();
   if (!partialResults.empty())
@@ -74,6 +74,8 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerTranspose(transpose);
   if (auto decayDot = dyn_cast<tile::DecayDotOp>(op))
     return lowerDecayDot(decayDot);
+  if (auto combine = dyn_cast<tile::DecayCombineOp>(op))
+    return lowerDecayCombine(combine);
   if (auto splat = dyn_cast<tensor::SplatOp>(op))
     return lowerSplat(splat);
   if (auto blocks = dyn_cast<tile::QueryBlocksOp>(op)) { // the launch grid's
@@ -86,9 +88,10 @@ LogicalResult ProgramBuilder::lowerOp(Operation *op) {
     return lowerIf(ifOp);
   if (holdsTiles(op))
     return op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu "
-                           "handles load, dot, decay_dot, map, reduce, "
-                           "scan, slice, transpose, store, scatter_add and "
-                           "splat of tiles, in scf.for and scf.if)");
+                           "handles load, dot, decay_dot, decay_combine, "
+                           "map, reduce, scan, slice, transpose, store, "
+                           "scatter_add and splat of tiles, in scf.for and "
+                           "scf.if)");
   b.clone(*op, mapping);
   return success();
 }
@@ -230,11 +233,17 @@ void ProgramBuilder::awaitCopies() {
 
 ProgramBuilder::MmaOperand
 ProgramBuilder::sharedAOperand(const Fragment &tile, int64_t kk) {
+  // Warps past the rows of a tile of fewer than block_rows rows (a chunk
+  // in a CTA sized for a state) read its last 16: their rows are padding.
+  int64_t capacity = cast<MemRefType>(tile.buffer.getType()).getShape().end()[-2];
+  Value firstRow = capacity < blockRows
+                       ? minIndex(warpRow0, idx(capacity - 16))
+                       : warpRow0;
   if (config.splitF32)
-    return loadElementwiseOperand(tile.buffer, tile.prefix, lane, warpRow0,
+    return loadElementwiseOperand(tile.buffer, tile.prefix, lane, firstRow,
                                   idx(kk * 16), nvvm::kARegisters,
                                   nvvm::mmaACoord, /*transposed=*/false);
-  return {loadAOperand(tile.buffer, lane, warpRow0, idx(kk * 16),
+  return {loadAOperand(tile.buffer, lane, firstRow, idx(kk * 16),
                        tile.prefix),
           {}};
 }
@@ -452,17 +461,21 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
   SmallVector<const Fragment *> inputs;
   Value rows;
   for (Value input : map.getInputs()) {
-    const Fragment &fragment = tiles[input];
     auto inputType = cast<RankedTensorType>(input.getType());
+    // A loaded tile is read at the fragment positions of the result, which
+    // cover block_rows rows; one of fewer rows (of scratch) is moved to
+    // registers.
+    bool blockOfRows = inputType.isDynamicDim(0) ||
+                       inputType.getDimSize(0) == blockRows;
+    if (tiles[input].kind == Fragment::Shared && !blockOfRows &&
+        *kind == Fragment::Accumulator)
+      tiles[input] = toRegisters(input);
+    const Fragment &fragment = tiles[input];
     bool sameShape = inputType.getRank() == type.getRank() &&
                      (type.getRank() == 1 ||
                       (inputType.getDimSize(1) == type.getDimSize(1) &&
                        (inputType.getDimSize(0) == 1) ==
                            (type.getDimSize(0) == 1)));
-    // A loaded tile is read at the fragment positions of the result, which
-    // cover block_rows rows.
-    bool blockOfRows = inputType.isDynamicDim(0) ||
-                       inputType.getDimSize(0) == blockRows;
     // Broadcasts: a value per row into the result's columns, a row (or a
     // 1 x 1 tile) into its rows.
     bool broadcast = !sameShape && (fragment.kind == Fragment::Rows ||
@@ -538,13 +551,15 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
 LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
   const Fragment &input = tiles[reduce.getInput()];
   bool max = reduce.getKind() == tile::ReduceKind::max;
+  // A tile of one column to a value per row: its registers as they are.
+  if (input.kind == Fragment::Rows && isTile(reduce.getResult())) {
+    tiles[reduce] = input;
+    return success();
+  }
   if (input.kind == Fragment::Rows) {
     // To a scalar: a lane's two rows (those below the count), then across
-    // the 8 lane groups; the quad's lanes hold the same rows.
-    if (config.warps != 1)
-      return reduce.emitOpError("of a 1-D tile needs a one-warp program on "
-                                "the GPU (its rows are spread over ")
-             << config.warps << " warps)";
+    // the 8 lane groups (the quad's lanes hold the same rows), then over
+    // the warps in order.
     Value identity =
         rb.f32(max ? -std::numeric_limits<double>::infinity() : 0.0);
     Value folded;
@@ -561,6 +576,27 @@ LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
                         .getShuffleResult();
       folded = max ? Value(arith::MaximumFOp::create(b, folded, other))
                    : Value(arith::AddFOp::create(b, folded, other));
+    }
+    if (config.warps > 1) {
+      TransientShared scope(*this);
+      Value perWarp =
+          sharedTile(base, sharedEnd, {config.warps}, b.getF32Type());
+      sharedEnd += 4 * config.warps;
+      barrier(); // earlier readers of that memory may not be done
+      Value warp = arith::DivUIOp::create(b, threadId, idx(nvvm::kWarpSize));
+      rb.ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::eq, lane,
+                                      idx(0)),
+                [&] {
+                  memref::StoreOp::create(b, folded, perWarp,
+                                          ValueRange{warp});
+                });
+      barrier();
+      folded = memref::LoadOp::create(b, perWarp, ValueRange{idx(0)});
+      for (int64_t w = 1; w < config.warps; ++w) {
+        Value other = memref::LoadOp::create(b, perWarp, ValueRange{idx(w)});
+        folded = max ? Value(arith::MaximumFOp::create(b, folded, other))
+                     : Value(arith::AddFOp::create(b, folded, other));
+      }
     }
     mapping.map(reduce.getResult(), folded);
     return success();
@@ -586,9 +622,10 @@ LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
 }
 
 LogicalResult ProgramBuilder::lowerStore(tile::StoreOp store) {
-  const Fragment &value = tiles[store.getValue()];
+  // A loaded tile (a state copied to scratch) goes through registers.
+  Fragment value = tiles[store.getValue()];
   if (value.kind == Fragment::Shared)
-    return store.emitOpError("of a loaded tile has no GPU lowering yet");
+    value = toRegisters(store.getValue());
   Value dest = mapping.lookup(store.getDest());
   Value count = mapping.lookup(store.getCount());
   SmallVector<Value> position = lookup(store.getPosition());

@@ -8,11 +8,12 @@
 //                        (load, splat, dot, map, reduce, store)
 //   TileControlFlow.cpp  scf.for (with loads streamed an iteration ahead)
 //                        and scf.if, whose tiles travel as their registers
-//   TilePartialSums.cpp  scatter_add into per-CTA copies in the workspace,
-//                        summed in CTA order by the last CTA
+//   TileWorkspace.cpp    scatter_add into per-CTA copies in the workspace,
+//                        summed in CTA order by the last CTA; the CTA's
+//                        scratch buffers
 //   TileRowMoves.cpp     scan, slice and transpose, which move values
 //                        between rows and lanes through shared memory
-//   TileDecayProducts.cpp decay_dot, element by element
+//   TileDecayProducts.cpp decay_dot and decay_combine, element by element
 //
 //===----------------------------------------------------------------------===//
 
@@ -71,17 +72,24 @@ struct Fragment {
 
 class ProgramBuilder : public WarpBuilder {
 public:
+  /// `streamLoads`: loops issue their loads an iteration ahead where they
+  /// can (lowerFor), at the price of two stages of shared memory.
   ProgramBuilder(LoweringBuilder &rb, const WarpConfig &config,
-                 int64_t blockRows)
-      : WarpBuilder(rb, config), mapping(rb.params),
-        blockRows(blockRows) {}
+                 int64_t blockRows, bool streamLoads)
+      : WarpBuilder(rb, config), mapping(rb.params), blockRows(blockRows),
+        streamLoads(streamLoads) {}
 
-  /// Results that scatter_add adds into (the kernel's arguments, in the
-  /// order of kPartialResultsAttrName), each CTA into its copy in
-  /// `workspace`; set before build.
-  void setPartialResults(Value workspaceArg, ValueRange results) {
-    workspace = workspaceArg;
+  /// The workspace (`words`, and `f32Words` when there is scratch), the
+  /// results that scatter_add adds into (the kernel's arguments, in the
+  /// order of kPartialResultsAttrName), each CTA into its copy, and the
+  /// program's allocations, which become views of the CTA's scratch; set
+  /// before build.
+  void setWorkspace(Value words, Value f32Words, ValueRange results,
+                    ArrayRef<memref::AllocOp> allocs) {
+    workspace = words;
+    scratch = f32Words;
     partialResults.assign(results.begin(), results.end());
+    scratchAllocs.assign(allocs.begin(), allocs.end());
   }
 
   /// Builds the CTA of `grid` at the builder's insertion point.
@@ -186,6 +194,8 @@ private:
   /// Each lane sums the terms of its own result elements (C fragments),
   /// the operands read through readerOf.
   mlir::LogicalResult lowerDecayDot(tile::DecayDotOp dot);
+  /// The same for decay_combine, over the terms of its triangle.
+  mlir::LogicalResult lowerDecayCombine(tile::DecayCombineOp combine);
 
   mlir::LogicalResult lowerScan(tile::ScanOp scan);
   mlir::LogicalResult lowerSlice(tile::SliceOp slice);
@@ -217,12 +227,12 @@ private:
   mlir::LogicalResult lowerStore(tile::StoreOp store);
 
   //===--------------------------------------------------------------------===//
-  // Partial results (TilePartialSums.cpp)
+  // The workspace: partial results and scratch (TileWorkspace.cpp)
   //===--------------------------------------------------------------------===//
 
   /// Where this CTA's copies of the partial results begin in the workspace
-  /// (launchWorkspace's layout).
-  void setUpPartialCopies();
+  /// (launchWorkspace's layout), and its scratch views.
+  void setUpWorkspace();
   /// Thread 0 adds the staged tile into this CTA's copy in row-major order.
   mlir::LogicalResult lowerScatterAdd(tile::ScatterAddOp scatter);
   /// At the CTA's end: the last CTA sums the copies in CTA order.
@@ -245,7 +255,8 @@ private:
   Value valueAt(Value value, scf::ForOp loop, Value iv, IRMapping &ahead);
 
   /// A loop over key blocks (or any scf.for): loads in its body that can
-  /// be issued an iteration ahead get two stages; the copy of iteration
+  /// be issued an iteration ahead (not of memory the loop writes) get two
+  /// stages; the copy of iteration
   /// k + 1 starts right after the barrier that opens iteration k, so it is
   /// in flight while k computes. A lhs loaded before the loop is held in
   /// registers across it when its A fragments are few.
@@ -262,6 +273,7 @@ private:
 
   IRMapping &mapping;
   int64_t blockRows;
+  bool streamLoads;
   Value lane, group, inGroup, warpRow0, base;
   /// The end of the shared tiles live now, and the most there were.
   int64_t sharedEnd = 0, sharedPeak = 0;
@@ -270,11 +282,12 @@ private:
   llvm::DenseMap<Value, Value> contiguous;
   /// A fragments of shared tiles held in registers across the current loop.
   llvm::DenseMap<Value, SmallVector<MmaOperand>> heldOperands;
-  /// The workspace and the partial results (setPartialResults); the CTA
+  /// The workspace and the partial results (setWorkspace); the CTA
   /// count, the word of CTA 0's copies, the words per CTA, the word of
   /// this CTA's copy of each result and each result's element count.
-  Value workspace;
+  Value workspace, scratch;
   SmallVector<Value> partialResults;
+  SmallVector<memref::AllocOp> scratchAllocs;
   Value ctaCount, firstCopyWord, wordsPerCta;
   SmallVector<Value> copyWords, partialElements;
   /// Whether copies were issued that no wait has covered yet.
@@ -284,6 +297,14 @@ private:
   bool transientReads = false;
   int64_t loopDepth = 0;
 };
+
+/// The f32 words of a CTA's scratch for the program's allocations before
+/// its grid, as a size program of the function's arguments
+/// (GpuImage.h, evaluateSizeProgram); failure (reported) for a size that
+/// the shapes do not give.
+mlir::FailureOr<SmallVector<int64_t>>
+scratchSizeProgram(mlir::func::FuncOp func,
+                   ArrayRef<mlir::memref::AllocOp> allocs);
 
 } // namespace attnc::lowering::tile_to_nvgpu
 

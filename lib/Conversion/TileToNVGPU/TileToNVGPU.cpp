@@ -154,6 +154,45 @@ FailureOr<LaunchFacts> deriveLaunchFacts(func::FuncOp func, tile::GridOp grid,
   return facts;
 }
 
+/// Builds the CTA of `grid` into `kernel`'s entry block: the scalars the
+/// program computes before the grid (sizes, scale), its allocations as
+/// scratch views (setWorkspace) and the grid's body; `sharedBytes` gets
+/// the shared memory it uses.
+LogicalResult buildKernel(func::FuncOp func, tile::GridOp grid,
+                          Operation *kernel, const WarpConfig &config,
+                          DenseI64ArrayAttr partial,
+                          ArrayRef<memref::AllocOp> allocs, bool streamLoads,
+                          int64_t &sharedBytes) {
+  Block *entry = &kernel->getRegion(0).front();
+  ImplicitLocOpBuilder b(grid.getLoc(), entry, entry->end());
+  IRMapping params;
+  for (auto [from, to] : llvm::zip(func.getArguments(), entry->getArguments()))
+    params.map(from, to);
+  LoweringBuilder rb(b, params, entry->getArgument(func.getNumArguments() - 1));
+  for (Operation &op : func.front().without_terminator()) {
+    if (&op == grid.getOperation())
+      break;
+    if (!isa<memref::AllocOp>(op))
+      b.clone(op, params);
+  }
+  ProgramBuilder builder(rb, config, grid.getBlockRows(), streamLoads);
+  if (partial || !allocs.empty()) {
+    unsigned words = func.getNumArguments();
+    SmallVector<Value> results;
+    if (partial)
+      for (int64_t argument : partial.asArrayRef())
+        results.push_back(entry->getArgument(argument));
+    builder.setWorkspace(entry->getArgument(words),
+                         allocs.empty() ? Value()
+                                        : entry->getArgument(words + 1),
+                         results, allocs);
+  }
+  if (failed(builder.build(grid)))
+    return failure();
+  sharedBytes = builder.sharedBytes();
+  return success();
+}
+
 struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
   using TileToNvgpuBase::TileToNvgpuBase;
 
@@ -178,11 +217,12 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
       return func.emitOpError("holds more than one attn_tile.grid");
     // Ops with no GPU layout yet, reported before any other complaint.
     WalkResult unsupported = grid.walk([](Operation *op) {
-      if (!isa<tile::DecayCombineOp, tile::TopKInsertOp>(op))
+      if (!isa<tile::TopKInsertOp>(op))
         return WalkResult::advance();
       op->emitOpError("has no GPU lowering yet (attn-tile-to-nvgpu handles "
-                      "load, dot, decay_dot, map, reduce, scan, slice, "
-                      "transpose, store, scatter_add and splat of tiles)");
+                      "load, dot, decay_dot, decay_combine, map, reduce, "
+                      "scan, slice, transpose, store, scatter_add and splat "
+                      "of tiles)");
       return WalkResult::interrupt();
     });
     if (unsupported.wasInterrupted())
@@ -234,46 +274,52 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
                << kPartialResultsAttrName << ", one type per result";
       for (auto [argument, type] : llvm::zip(partial.asArrayRef(), types))
         argTypes[argument] = cast<TypeAttr>(type).getValue();
-      argTypes.push_back(workspaceType(func.getContext()));
       facts->partialResults.assign(partial.asArrayRef().begin(),
                                    partial.asArrayRef().end());
     }
-    // The kernel function, named like the program, replaces it.
-    std::string name = func.getSymName().str();
-    func.setSymName(name + ".program");
-    Operation *kernel =
-        createKernelFunction(func->getParentOfType<ModuleOp>(), name,
-                             func.getLoc(), argTypes, config, gpuModule);
-    Block *entry = &kernel->getRegion(0).front();
-    ImplicitLocOpBuilder b(grid.getLoc(), entry, entry->end());
-    IRMapping params;
-    for (auto [from, to] :
-         llvm::zip(func.getArguments(), entry->getArguments()))
-      params.map(from, to);
-    LoweringBuilder rb(b, params,
-                       entry->getArgument(func.getNumArguments() - 1));
-    // The scalars the program computes before the grid (sizes, scale).
-    for (Operation &op : func.front().without_terminator()) {
+    // Buffers the program allocates before its grid: the CTA's scratch.
+    SmallVector<memref::AllocOp> allocs;
+    for (Operation &op : func.front()) {
       if (&op == grid.getOperation())
         break;
-      b.clone(op, params);
+      if (auto alloc = dyn_cast<memref::AllocOp>(op))
+        allocs.push_back(alloc);
     }
-    ProgramBuilder builder(rb, config, blockRows);
-    if (partial)
-      builder.setPartialResults(
-          entry->getArguments().back(),
-          llvm::map_to_vector(partial.asArrayRef(), [&](int64_t argument) {
-            return Value(entry->getArgument(argument));
-          }));
-    if (failed(builder.build(grid)))
-      return failure();
-    facts->sharedBytes = builder.sharedBytes();
-    if (facts->sharedBytes > maxSharedBytes)
-      return func.emitOpError()
-             << "needs " << facts->sharedBytes
-             << " bytes of shared memory on the GPU, more than the "
-             << static_cast<int64_t>(maxSharedBytes)
-             << " a CTA may use (hint: smaller key tiles, block-k)";
+    if (!allocs.empty()) {
+      FailureOr<SmallVector<int64_t>> words = scratchSizeProgram(func, allocs);
+      if (failed(words))
+        return failure();
+      facts->scratchWords = std::move(*words);
+    }
+    if (partial || !allocs.empty())
+      argTypes.push_back(workspaceType(func.getContext()));
+    if (!allocs.empty())
+      argTypes.push_back(MemRefType::get({ShapedType::kDynamic},
+                                         Float32Type::get(func.getContext())));
+    // The kernel function, named like the program, replaces it. Loads
+    // streamed an iteration ahead take two stages of shared memory; a
+    // kernel that then does not fit is built again without streaming.
+    std::string name = func.getSymName().str();
+    func.setSymName(name + ".program");
+    Operation *kernel = nullptr;
+    for (bool streamLoads : {true, false}) {
+      kernel = createKernelFunction(func->getParentOfType<ModuleOp>(), name,
+                                    func.getLoc(), argTypes, config, gpuModule);
+      if (failed(buildKernel(func, grid, kernel, config, partial, allocs,
+                             streamLoads, facts->sharedBytes)))
+        return failure();
+      if (facts->sharedBytes <= maxSharedBytes)
+        break;
+      if (!streamLoads)
+        return func.emitOpError()
+               << "needs " << facts->sharedBytes
+               << " bytes of shared memory on the GPU, more than the "
+               << static_cast<int64_t>(maxSharedBytes)
+               << " a CTA may use (hint: smaller key tiles, block-k)";
+      kernel->erase();
+    }
+    ImplicitLocOpBuilder b(grid.getLoc(), &kernel->getRegion(0).front(),
+                           kernel->getRegion(0).front().end());
     gpu::ReturnOp::create(b);
     useExp2(kernel);
     setLaunchAttributes(kernel, *facts);

@@ -119,7 +119,10 @@ void attnc::lowering::setLaunchAttributes(Operation *func,
           facts.packsQueryHeads ? builder.getUnitAttr() : UnitAttr(),
           facts.partialResults.empty()
               ? DenseI64ArrayAttr()
-              : builder.getDenseI64ArrayAttr(facts.partialResults)));
+              : builder.getDenseI64ArrayAttr(facts.partialResults),
+          facts.scratchWords.empty()
+              ? DenseI64ArrayAttr()
+              : builder.getDenseI64ArrayAttr(facts.scratchWords)));
 }
 
 std::string attnc::lowering::checkTensorCoreOperands(Operation *familyOp,

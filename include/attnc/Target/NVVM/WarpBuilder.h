@@ -340,6 +340,8 @@ struct LaunchFacts {
   /// Results summed over CTAs from per-CTA copies in the workspace
   /// (GpuImage::partialResults).
   SmallVector<int64_t> partialResults;
+  /// Each CTA's f32 scratch words, a size program (GpuImage::scratchWords).
+  SmallVector<int64_t> scratchWords;
 };
 void setLaunchAttributes(Operation *func, const LaunchFacts &facts);
 

@@ -35,7 +35,7 @@ LaunchAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                    int64_t threads, int64_t sharedBytes, ArrayAttr grid,
                    DenseI64ArrayAttr, DenseI64ArrayAttr, int64_t, int64_t,
                    DenseI64ArrayAttr segments, int64_t segmentStateBytes,
-                   UnitAttr, UnitAttr, DenseI64ArrayAttr) {
+                   UnitAttr, UnitAttr, DenseI64ArrayAttr, DenseI64ArrayAttr) {
   if (threads <= 0 || threads % 32 || sharedBytes < 0 || segmentStateBytes < 0)
     return emitError() << "needs whole warps of threads and non-negative "
                           "byte counts";

@@ -63,6 +63,9 @@ def Attn_LaunchAttr : AttrDef<Attn_Dialect, "Launch"> {
       of every CTA's scatter-adds: each CTA has f32 copies of them in the
       workspace after its header, and the last CTA to finish sums the
       copies in CTA order into them.
+    - `scratchWords`: each CTA's scratch memory in f32 words, as a size
+      program of the arguments' shapes (GpuImage.h, evaluateSizeProgram);
+      the kernel takes the workspace a second time, as f32.
   }];
   let parameters = (ins
     "int64_t":$threads,
@@ -76,7 +79,8 @@ def Attn_LaunchAttr : AttrDef<Attn_Dialect, "Launch"> {
     DefaultValuedParameter<"int64_t", "0">:$segmentStateBytes,
     OptionalParameter<"::mlir::UnitAttr">:$splitsAtLaunch,
     OptionalParameter<"::mlir::UnitAttr">:$packsQueryHeads,
-    OptionalParameter<"::mlir::DenseI64ArrayAttr">:$partialResults
+    OptionalParameter<"::mlir::DenseI64ArrayAttr">:$partialResults,
+    OptionalParameter<"::mlir::DenseI64ArrayAttr">:$scratchWords
   );
   let assemblyFormat = "`<` struct(params) `>`";
   let genVerifyDecl = 1;

@@ -1,19 +1,30 @@
-//===- TilePartialSums.cpp - Scatter-adds into per-CTA copies -------------===//
+//===- TileWorkspace.cpp - The launch's workspace: copies and scratch -----===//
 //
-// The gradients of float inputs that a score reads at computed positions
-// (slope[h], rel[h, i - j + c]) are scatter-adds, and the function marks
-// the results they go to (kPartialResultsAttrName). On the GPU each CTA
-// adds into its own f32 copy of those results in the launch's workspace
-// (GpuImage.h, launchWorkspace), in one order: the tiles are staged in
-// shared memory and thread 0 adds their elements row by row. The last CTA
-// to finish (a counter in the workspace's first word) sums the copies in
-// CTA order into the results. No float atomics, so the gradients are the
-// same on every run whichever CTA ends last; the price is a copy per CTA
-// and one serial add per element of each scattered tile.
+// What each CTA keeps in the launch's workspace (GpuImage.h,
+// launchWorkspace), after a header of status words:
+//
+// Partial copies. The gradients of float inputs that a score reads at
+// computed positions (slope[h], rel[h, i - j + c]) are scatter-adds, and the
+// function marks the results they go to (kPartialResultsAttrName). Each CTA
+// adds into its own f32 copy of those results in one order: the tiles are
+// staged in shared memory and thread 0 adds their elements row by row. The
+// last CTA to finish (a counter in the workspace's first word) sums the
+// copies in CTA order into the results. No float atomics, so the gradients
+// are the same on every run whichever CTA ends last; the price is a copy
+// per CTA and one serial add per element of each scattered tile.
+//
+// Scratch. Buffers that a program allocates before its grid (memref.alloc:
+// per call on the CPU, so per CTA here) are views of the CTA's scratch, a
+// slice after every CTA's copies, their sizes from the arguments' shapes.
+// The launcher sizes it with the same sizes as a program over the shapes
+// (scratchSizeProgram), so the kernel and the launcher agree.
 //
 //===----------------------------------------------------------------------===//
 
 #include "TileProgramBuilder.h"
+#include "attnc/Runtime/GpuImage.h"
+
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 
 using namespace mlir;
 using namespace attnc;
@@ -29,7 +40,7 @@ static Value elementCount(LoweringBuilder &rb, Value memref) {
   return count;
 }
 
-void ProgramBuilder::setUpPartialCopies() {
+void ProgramBuilder::setUpWorkspace() {
   // The linear CTA number (x fastest, as the emulator numbers them), which
   // orders the final sum.
   Value gridX = gridSize(gpu::Dimension::x),
@@ -55,6 +66,118 @@ void ProgramBuilder::setUpPartialCopies() {
   Value own = rb.add(headerWords, rb.mul(cta, wordsPerCta));
   for (Value &offset : copyWords)
     offset = rb.add(own, offset);
+  if (scratchAllocs.empty())
+    return;
+  // Each allocation, row-major, one after another in the CTA's scratch.
+  SmallVector<SmallVector<OpFoldResult>> shapes;
+  Value scratchWords = idx(0);
+  for (memref::AllocOp alloc : scratchAllocs) {
+    SmallVector<OpFoldResult> &shape = shapes.emplace_back();
+    unsigned dynamic = 0;
+    for (int64_t size : alloc.getType().getShape())
+      shape.push_back(ShapedType::isDynamic(size)
+                          ? OpFoldResult(mapping.lookup(
+                                alloc.getDynamicSizes()[dynamic++]))
+                          : OpFoldResult(idx(size)));
+    Value elements = idx(1);
+    for (OpFoldResult size : shape)
+      elements = rb.mul(elements, getValueOrCreateConstantIndexOp(
+                                      b, b.getLoc(), size));
+    scratchWords = rb.add(scratchWords, elements);
+  }
+  Value offset = rb.add(rb.add(headerWords, rb.mul(ctaCount, wordsPerCta)),
+                        rb.mul(cta, scratchWords));
+  for (auto [alloc, shape] : llvm::zip_equal(scratchAllocs, shapes)) {
+    int64_t rank = alloc.getType().getRank();
+    SmallVector<OpFoldResult> strides(rank);
+    Value stride = idx(1);
+    for (int64_t d = rank; d-- > 0;) {
+      strides[d] = stride;
+      stride = rb.mul(stride, getValueOrCreateConstantIndexOp(b, b.getLoc(),
+                                                              shape[d]));
+    }
+    // Dynamic sizes, as the kernel's parameters have.
+    auto type = MemRefType::get(
+        SmallVector<int64_t>(rank, ShapedType::kDynamic), b.getF32Type(),
+        StridedLayoutAttr::get(
+            b.getContext(), ShapedType::kDynamic,
+            SmallVector<int64_t>(rank, ShapedType::kDynamic)));
+    mapping.map(alloc.getResult(),
+                memref::ReinterpretCastOp::create(b, type, scratch, offset,
+                                                  shape, strides)
+                    .getResult());
+    offset = rb.add(offset, stride);
+  }
+}
+
+FailureOr<SmallVector<int64_t>>
+attnc::lowering::tile_to_nvgpu::scratchSizeProgram(
+    func::FuncOp func, ArrayRef<memref::AllocOp> allocs) {
+  SmallVector<int64_t> program;
+  auto emit = [&](SizeOp op) { program.push_back(static_cast<int64_t>(op)); };
+  // Appends the program of `size`; fails on what shapes do not determine.
+  std::function<LogicalResult(Value)> append = [&](Value size) {
+    Operation *def = size.getDefiningOp();
+    if (std::optional<int64_t> constant = getConstantIntValue(size)) {
+      emit(SizeOp::Const);
+      program.push_back(*constant);
+      return success();
+    }
+    if (auto dim = dyn_cast_or_null<memref::DimOp>(def)) {
+      auto arg = dyn_cast<BlockArgument>(dim.getSource());
+      std::optional<int64_t> index = dim.getConstantIndex();
+      if (!arg || arg.getOwner() != &func.front() || !index)
+        return failure();
+      emit(SizeOp::Dim);
+      program.append({arg.getArgNumber(), *index});
+      return success();
+    }
+    std::optional<SizeOp> op;
+    if (isa_and_nonnull<arith::AddIOp>(def))
+      op = SizeOp::Add;
+    else if (isa_and_nonnull<arith::SubIOp>(def))
+      op = SizeOp::Sub;
+    else if (isa_and_nonnull<arith::MulIOp>(def))
+      op = SizeOp::Mul;
+    else if (isa_and_nonnull<arith::CeilDivUIOp>(def))
+      op = SizeOp::CeilDiv;
+    else if (isa_and_nonnull<arith::DivUIOp>(def))
+      op = SizeOp::Div;
+    else if (isa_and_nonnull<arith::MaxUIOp>(def))
+      op = SizeOp::Max;
+    else if (isa_and_nonnull<arith::MinUIOp>(def))
+      op = SizeOp::Min;
+    if (!op || failed(append(def->getOperand(0))) ||
+        failed(append(def->getOperand(1))))
+      return failure();
+    emit(*op);
+    return success();
+  };
+  for (auto [number, constAlloc] : llvm::enumerate(allocs)) {
+    memref::AllocOp alloc = constAlloc;
+    unsigned dynamic = 0;
+    for (auto [d, size] : llvm::enumerate(alloc.getType().getShape())) {
+      if (!ShapedType::isDynamic(size)) {
+        emit(SizeOp::Const);
+        program.push_back(size);
+      } else if (failed(append(alloc.getDynamicSizes()[dynamic++]))) {
+        return alloc.emitOpError()
+               << "on the GPU needs sizes that the arguments' shapes give "
+                  "(constants, dims of arguments, + - * / ceildiv min max): "
+                  "size "
+               << d << " is not";
+      }
+      if (d > 0)
+        emit(SizeOp::Mul);
+    }
+    if (alloc.getType().getRank() == 0) {
+      emit(SizeOp::Const);
+      program.push_back(1);
+    }
+    if (number > 0)
+      emit(SizeOp::Add);
+  }
+  return program;
 }
 
 LogicalResult ProgramBuilder::lowerScatterAdd(tile::ScatterAddOp scatter) {
@@ -68,11 +191,15 @@ LogicalResult ProgramBuilder::lowerScatterAdd(tile::ScatterAddOp scatter) {
   SmallVector<const Fragment *> planes{&tiles[scatter.getValues()]};
   for (Value index : scatter.getIndices())
     planes.push_back(&tiles[index]);
+  Fragment::Kind kind = planes.front()->kind;
   for (const Fragment *plane : planes)
-    if (plane->kind != Fragment::Accumulator)
-      return scatter.emitOpError("of a loaded tile or row values has no GPU "
-                                 "lowering (it scatters f32 2-D tiles)");
-  int64_t cols = planes.front()->cols;
+    if (plane->kind != kind ||
+        (kind != Fragment::Accumulator && kind != Fragment::Rows))
+      return scatter.emitOpError("of a loaded tile or a tile of one row has "
+                                 "no GPU lowering (it scatters computed f32 "
+                                 "tiles of one layout)");
+  // Rows: one column, a value per row.
+  int64_t cols = kind == Fragment::Rows ? 1 : planes.front()->cols;
   // Every lane stages its elements of each plane (values, then one index
   // per dim of dest) in shared memory past the live tiles.
   Value staged =
@@ -83,12 +210,18 @@ LogicalResult ProgramBuilder::lowerScatterAdd(tile::ScatterAddOp scatter) {
                                            blockRows * cols * 4);
   barrier(); // an earlier user of that memory may still read it
   for (auto [p, plane] : llvm::enumerate(planes))
-    for (int64_t half = 0; half < 2; ++half)
+    for (int64_t half = 0; half < 2; ++half) {
+      if (kind == Fragment::Rows) { // the quad's lanes hold the same rows
+        memref::StoreOp::create(b, plane->regs[half], staged,
+                                ValueRange{idx(p), laneRow(half), idx(0)});
+        continue;
+      }
       for (int64_t nt = 0; nt < cols / nvvm::kMmaN; ++nt)
         for (int64_t e = 0; e < 2; ++e)
           memref::StoreOp::create(
               b, plane->regs[4 * nt + 2 * half + e], staged,
               ValueRange{idx(p), laneRow(half), laneCol(nt, e)});
+    }
   barrier();
   // Thread 0 adds the rows below the count in row-major order, skipping
   // positions outside dest (-1: masked).
