@@ -6,9 +6,11 @@
 // chunks' start states and each head's dH is allocated before the grid
 // (one per call); per instance (kv head, sequence) a sweep forward per
 // query head stores the start states, then a sweep backward over the
-// chunks (last first) computes the products, the gate's gradient (a scan
-// of W^T for the pairs of steps around t) scatter-added into w's partial
-// copy, dq, and dk and dv summed over the group's heads; then d_h0.
+// chunks (last first) visits the group's heads twice per chunk: the
+// products, the gate's gradient (a scan of W^T for the pairs of steps
+// around t) scatter-added into w's partial copy, dq, and dk summed over the
+// heads; then dv summed over them and each head's dH moved to the chunk's
+// start; then d_h0.
 
 // CHECK-LABEL: func.func @ssd_backward(
 // CHECK-SAME:    attnc.partial_results = array<i64: 10>
@@ -21,15 +23,17 @@
 // CHECK:               attn_tile.scan add
 // CHECK:               attn_tile.store %{{.*}}, %[[STARTS]]
 // CHECK:           scf.for
-// CHECK:             scf.for {{.*}} -> (tensor<16x16xf32>, tensor<16x8xf32>)
-// CHECK:               attn_tile.load %[[STARTS]]
+// CHECK:             scf.for {{.*}} -> (tensor<16x16xf32>)
 // CHECK:               attn_tile.load %[[DSTATES]]
+// CHECK:               attn_tile.load %[[STARTS]]
 // CHECK:               attn_tile.transpose {{.*}} : tensor<16x16xf32> -> tensor<16x16xf32>
 // CHECK:               attn_tile.scan add {{.*}} : tensor<16x16xf32>
 // CHECK:               attn_tile.scatter_add
-// CHECK:               attn_tile.store %{{.*}}, %[[DSTATES]]
 // CHECK:               attn_tile.store
 // CHECK:             attn_tile.store
+// CHECK:             scf.for {{.*}} -> (tensor<16x8xf32>)
+// CHECK:               attn_tile.load %[[DSTATES]]
+// CHECK:               attn_tile.store %{{.*}}, %[[DSTATES]]
 // CHECK:             attn_tile.store
 // CHECK:           scf.for
 // CHECK:             attn_tile.load %[[DSTATES]]
@@ -70,7 +74,7 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 // CHECK:         %[[DK:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DV:.*]] = memref.alloc() : memref<32x8xf32>
 // CHECK:         attn_tile.grid
-// CHECK:             scf.for {{.*}} -> (tensor<32x16xf32>, tensor<32x8xf32>)
+// CHECK:             scf.for {{.*}} -> (tensor<32x16xf32>)
 // CHECK:               scf.for {{.*}} -> (tensor<1x16xf32>)
 // CHECK:                 attn_tile.decay_combine {{.*}} {lower_triangular} : tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
 // CHECK:                 attn_tile.store %{{.*}}, %[[DQ]]

@@ -68,6 +68,14 @@ private:
   RankedTensorType tileType(int64_t rows, int64_t cols) {
     return RankedTensorType::get({rows, cols}, f32);
   }
+  /// The f32 tile type of `x`'s shape.
+  RankedTensorType asF32(Value x) {
+    return cast<RankedTensorType>(x.getType()).clone(f32);
+  }
+  /// A map element as f32 (q and k without a feature map keep their type).
+  Value widened(Value x) {
+    return x.getType().isF32() ? x : Value(arith::ExtFOp::create(b, f32, x));
+  }
   /// Zeros of a tile of C rows and `cols` columns (when dynamic).
   Value zeros(RankedTensorType type, Value cols = Value()) {
     return splatTile(b, rb.f32(0), type, Value(), cols);
@@ -85,18 +93,17 @@ private:
     SmallVector<Value> inputs = {x, a};
     if (bTile)
       inputs.push_back(bTile);
-    return buildMap(b, cast<RankedTensorType>(x.getType()), inputs,
-                    [&](ValueRange, ValueRange e) -> Value {
-                      Value exponent =
-                          bTile ? Value(arith::SubFOp::create(b, e[1], e[2]))
-                                : e[1];
-                      return rb.mul(e[0], math::ExpOp::create(b, exponent));
-                    });
+    return buildMap(
+        b, asF32(x), inputs, [&](ValueRange, ValueRange e) -> Value {
+          Value exponent =
+              bTile ? Value(arith::SubFOp::create(b, e[1], e[2])) : e[1];
+          return rb.mul(widened(e[0]), math::ExpOp::create(b, exponent));
+        });
   }
   Value scaled(Value x) {
-    return buildMap(
-        b, cast<RankedTensorType>(x.getType()), {x},
-        [&](ValueRange, ValueRange e) -> Value { return rb.mul(scale, e[0]); });
+    return buildMap(b, asF32(x), {x}, [&](ValueRange, ValueRange e) -> Value {
+      return rb.mul(scale, widened(e[0]));
+    });
   }
   SmallVector<Value> rowPosition(Value h, Value t) {
     return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));

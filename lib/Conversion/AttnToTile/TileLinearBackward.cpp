@@ -20,9 +20,10 @@
 // One instance per (kv head, sequence): a sweep forward per query head of
 // the group stores the chunks' start states in scratch (G (T / C + 1) Dk
 // Dv floats per thread: recomputed, not saved by the forward), then one
-// sweep backward over the chunks visits the group's heads in order for
-// each chunk, each head's dH kept in scratch, so dk and dv sum over the
-// group in f32 in one order. Gradients of the gate's and feature map's
+// sweep backward over the chunks visits the group's heads in order twice
+// for each chunk (dq and dk, then dv and dH; A is computed in both), each
+// head's dH kept in scratch, so dk and dv sum over the group in f32 in one
+// order. Gradients of the gate's and feature map's
 // float inputs are stored where each step reads its own element of a gate
 // tensor (directRowDim), else scatter-added into the instance's partial
 // copies: the result does not depend on the threads.
@@ -46,9 +47,11 @@ Value LinearBackwardProgram::loadRows(Value source, Value h, const Chunk &c,
 }
 
 Value LinearBackwardProgram::features(Value loaded, Value rows) {
-  // Without a feature map an f32 tile is its own phi (rows past the end
-  // are loaded as zeros).
-  if (op.getFeature().empty() && elementTypeOf(loaded).isF32())
+  // Without a feature map a tile is its own phi (rows past the end are
+  // loaded as zeros); 16-bit tiles stay 16-bit (fewer registers on the
+  // GPU; maps widen their elements), except under gates per key dim,
+  // whose decay ops take f32.
+  if (op.getFeature().empty() && (!perKeyDim || elementTypeOf(loaded).isF32()))
     return loaded;
   return buildMap(
       b, tileType(chunk, dimK), {loaded},
@@ -196,7 +199,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
     chunkStartStates(head, member);
     storeScratchState(stateTile(dFinal, head), dStates, member);
   });
-  // Chunks last to first; per chunk the group's heads in order.
+  // Chunks last to first; per chunk the group's heads in order, twice: dq,
+  // dk and the gates' gradients, then dv and dH moved to the chunk's start.
+  // Two sweeps keep fewer tiles alive at once (each holds one sum over the
+  // group); the second recomputes A.
   rb.loop(zero, numChunks, [&](Value reversed) {
     Value chunkIndex = rb.sub(rb.sub(numChunks, one), reversed);
     Chunk c = loadKeys(chunkIndex);
@@ -206,53 +212,79 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
       storeScratchRows(zeros(valueType, shape.dimV), dvScratch, zero,
                        chunkRows);
     }
-    SmallVector<Value> sums = rb.loop(
-        zero, group, {zeros(keyType, shape.dimK), zeros(valueType, shape.dimV)},
+    Value dKeySum = rb.loop(
+        zero, group, {zeros(keyType, shape.dimK)},
         [&](Value member, ValueRange acc) -> SmallVector<Value> {
           Value head = rb.add(firstHead, member);
           hoistGateLoads(head);
           loadQueries(c, head);
-          Value state = scratchState(
-              starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
           Value dState = scratchState(dStates, member);
           // Through the states: scale exp(B) o (dO H^T) of dq,
-          // exp(B_L - B) o (V dH^T) of dk, (exp(B_L - B) o K) dH of dv.
+          // exp(B_L - B) o (V dH^T) of dk.
+          Value state = scratchState(
+              starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
           Value fromState = scaled(dot(
               keyType, c.dOut, state, zeros(keyType, shape.dimK), false, true));
-          Value toState = dot(keyType, c.values, dState,
-                              zeros(keyType, shape.dimK), false, true);
-          Value keys = c.keys;
-          if (gated) {
+          if (gated)
             fromState = decayed(fromState, c.gates);
-            toState = decayed(toState, c.lastGate, c.gates);
-            keys = decayed(c.keys, c.lastGate, c.gates);
-          }
-          Value dValue = dot(valueType, keys, dState, acc[1]);
-          Value dQuery, dKey = toState;
+          auto throughState = [&]() {
+            Value toState = dot(keyType, c.values, dState,
+                                zeros(keyType, shape.dimK), false, true);
+            return gated ? decayed(toState, c.lastGate, c.gates) : toState;
+          };
+          Value dKey;
           if (perKeyDim) {
             perKeyDimIntra(c);
-            dQuery =
-                add(scratchRows(dqScratch, zero, chunkRows, keyType), fromState);
+            Value dQuery = add(scratchRows(dqScratch, zero, chunkRows, keyType),
+                               fromState);
+            Value toState = throughState();
             if (gateReadsFloats)
               gateInputGradients(head, c,
                                  perKeyDimGateGradients(c, fromState, toState,
                                                         state, dState));
+            storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
+            dKey = toState;
           } else {
             Value gates = gated ? c.gates : Value();
-            Value attention = causalDecay(
-                dot(scoreType, c.queries, c.keys, zeros(scoreType), false,
-                    true),
-                gates);
             Value products =
                 dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
             Value dAttention = causalDecay(products, gates);
-            // dq = dA K + ..., dk = dA^T Q + ..., dv = A^T dO + ...
-            dQuery = dot(keyType, dAttention, c.keys, fromState);
-            dKey = dot(keyType, dAttention, c.queries, toState,
-                       /*transposeLhs=*/true);
-            if (gateReadsFloats)
+            // dq = dA K + ..., dk = dA^T Q + ...; dq's tile is stored
+            // before dk's products exist.
+            Value toState;
+            if (gateReadsFloats) {
+              Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
+                                                zeros(scoreType), false, true),
+                                            gates);
+              toState = throughState();
               gateGradients(head, c, attention, products, fromState, toState,
                             state, dState);
+            }
+            Value dQuery = dot(keyType, dAttention, c.keys, fromState);
+            storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
+            dKey = dot(keyType, dAttention, c.queries,
+                       toState ? toState : throughState(),
+                       /*transposeLhs=*/true);
+          }
+          return {add(acc[0], dKey)};
+        })[0];
+    if (perKeyDim)
+      dKeySum = add(dKeySum, scratchRows(dkScratch, zero, chunkRows, keyType));
+    storeRows(throughFeatures(c.keysIn, dKeySum, c), dk, headK, c);
+    Value dValueSum = rb.loop(
+        zero, group, {zeros(valueType, shape.dimV)},
+        [&](Value member, ValueRange acc) -> SmallVector<Value> {
+          Value head = rb.add(firstHead, member);
+          hoistGateLoads(head);
+          loadQueries(c, head);
+          Value dState = scratchState(dStates, member);
+          // dv = A^T dO + (exp(B_L - B) o K) dH
+          Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
+          Value dValue = dot(valueType, keys, dState, acc[0]);
+          if (!perKeyDim) {
+            Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
+                                              zeros(scoreType), false, true),
+                                          gated ? c.gates : Value());
             dValue = dot(valueType, attention, c.dOut, dValue,
                          /*transposeLhs=*/true);
           }
@@ -263,16 +295,12 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           storeScratchState(dot(stateType, queries, c.dOut, carried,
                                 /*transposeLhs=*/true),
                             dStates, member);
-          storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-          return {add(acc[0], dKey), dValue};
-        });
-    if (perKeyDim) {
-      sums[0] = add(sums[0], scratchRows(dkScratch, zero, chunkRows, keyType));
-      sums[1] =
-          add(sums[1], scratchRows(dvScratch, zero, chunkRows, valueType));
-    }
-    storeRows(throughFeatures(c.keysIn, sums[0], c), dk, headK, c);
-    storeRows(sums[1], dv, headK, c);
+          return {dValue};
+        })[0];
+    if (perKeyDim)
+      dValueSum =
+          add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
+    storeRows(dValueSum, dv, headK, c);
   });
   if (dInitial)
     rb.loop(zero, group, [&](Value member) {

@@ -34,10 +34,9 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
   auto rowSums = [&](Value x, Value y) {
     return tile::ReduceOp::create(
         b, stepType, tile::ReduceKind::add,
-        buildMap(b, cast<RankedTensorType>(x.getType()), {x, y},
-                 [&](ValueRange, ValueRange e) -> Value {
-                   return rb.mul(e[0], e[1]);
-                 }));
+        buildMap(b, asF32(x), {x, y}, [&](ValueRange, ValueRange e) -> Value {
+          return rb.mul(widened(e[0]), e[1]);
+        }));
   };
   // The pairs u < t <= r: column sums of W's rows from t on, by an
   // exclusive scan of W^T over u (row t of it holds sum_{u < t} W[r][u]

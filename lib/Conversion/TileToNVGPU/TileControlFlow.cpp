@@ -42,10 +42,12 @@ LogicalResult ProgramBuilder::flatten(ValueRange values, Operation *at,
       flat.push_back(mapping.lookup(value));
       continue;
     }
-    // A loaded tile travels in the registers of a computed one.
+    // A loaded tile travels in the registers of a computed one (made here
+    // for this use: `at` may be in a nested region of the load's block).
     if (tiles[value].kind == Fragment::Shared)
-      tiles[value] = toRegisters(value);
-    llvm::append_range(flat, tiles[value].regs);
+      llvm::append_range(flat, toRegisters(value).regs);
+    else
+      llvm::append_range(flat, tiles[value].regs);
   }
   return success();
 }

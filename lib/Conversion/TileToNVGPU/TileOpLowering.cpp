@@ -459,18 +459,30 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
     return failure();
   Block &body = map.getBody().front();
   SmallVector<const Fragment *> inputs;
+  // Registers of loaded tiles defined outside the map's block (stable
+  // addresses: one per input at most).
+  SmallVector<Fragment> copies;
+  copies.reserve(map.getInputs().size());
   Value rows;
   for (Value input : map.getInputs()) {
     auto inputType = cast<RankedTensorType>(input.getType());
     // A loaded tile is read at the fragment positions of the result, which
     // cover block_rows rows; one of fewer rows (of scratch) is moved to
-    // registers.
+    // registers: for good in the block that loads it, else for this map
+    // only (registers made in a loop's body do not reach uses after it).
     bool blockOfRows = inputType.isDynamicDim(0) ||
                        inputType.getDimSize(0) == blockRows;
-    if (tiles[input].kind == Fragment::Shared && !blockOfRows &&
-        *kind == Fragment::Accumulator)
-      tiles[input] = toRegisters(input);
-    const Fragment &fragment = tiles[input];
+    const Fragment *moved = &tiles[input];
+    if (moved->kind == Fragment::Shared && !blockOfRows &&
+        *kind == Fragment::Accumulator) {
+      if (input.getParentBlock() == map->getBlock()) {
+        tiles[input] = toRegisters(input);
+        moved = &tiles[input];
+      } else {
+        moved = &copies.emplace_back(toRegisters(input));
+      }
+    }
+    const Fragment &fragment = *moved;
     bool sameShape = inputType.getRank() == type.getRank() &&
                      (type.getRank() == 1 ||
                       (inputType.getDimSize(1) == type.getDimSize(1) &&
