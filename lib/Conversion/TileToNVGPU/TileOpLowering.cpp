@@ -459,17 +459,14 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
     return failure();
   Block &body = map.getBody().front();
   SmallVector<const Fragment *> inputs;
-  // Registers of loaded tiles defined outside the map's block (stable
-  // addresses: one per input at most).
-  SmallVector<Fragment> copies;
-  copies.reserve(map.getInputs().size());
   Value rows;
   for (Value input : map.getInputs()) {
     auto inputType = cast<RankedTensorType>(input.getType());
     // A loaded tile is read at the fragment positions of the result, which
     // cover block_rows rows; one of fewer rows (of scratch) is moved to
-    // registers: for good in the block that loads it, else for this map
-    // only (registers made in a loop's body do not reach uses after it).
+    // registers: for good in the block that loads it, else for the maps
+    // of this block (registers made in a loop's body do not reach uses
+    // after it).
     bool blockOfRows = inputType.isDynamicDim(0) ||
                        inputType.getDimSize(0) == blockRows;
     const Fragment *moved = &tiles[input];
@@ -479,7 +476,11 @@ LogicalResult ProgramBuilder::lowerMap(tile::MapOp map) {
         tiles[input] = toRegisters(input);
         moved = &tiles[input];
       } else {
-        moved = &copies.emplace_back(toRegisters(input));
+        std::unique_ptr<Fragment> &inBlock =
+            registersInBlock[{input, map->getBlock()}];
+        if (!inBlock)
+          inBlock = std::make_unique<Fragment>(toRegisters(input));
+        moved = inBlock.get();
       }
     }
     const Fragment &fragment = *moved;

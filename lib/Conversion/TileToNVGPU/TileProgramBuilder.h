@@ -25,6 +25,8 @@
 
 #include "llvm/ADT/DenseMap.h"
 
+#include <memory>
+
 namespace attnc::lowering::tile_to_nvgpu {
 
 inline bool isTile(Value value) {
@@ -278,6 +280,11 @@ private:
   /// The end of the shared tiles live now, and the most there were.
   int64_t sharedEnd = 0, sharedPeak = 0;
   llvm::DenseMap<Value, Fragment> tiles;
+  /// Registers of loaded tiles that maps in a nested block read (per
+  /// block: those made in a loop's body do not reach uses after it; held
+  /// by pointer, so a map may hold several while more are added).
+  llvm::DenseMap<std::pair<Value, Block *>, std::unique_ptr<Fragment>>
+      registersInBlock;
   /// Unit-stride views of the loaded parameters.
   llvm::DenseMap<Value, Value> contiguous;
   /// A fragments of shared tiles held in registers across the current loop.

@@ -268,7 +268,7 @@ struct TileToNvgpuPass : public attnc::impl::TileToNvgpuBase<TileToNvgpuPass> {
     auto partial = func->getAttrOfType<DenseI64ArrayAttr>(kPartialResultsAttrName);
     if (partial) {
       auto types = func->getAttrOfType<ArrayAttr>(kPartialResultTypesAttrName);
-      if (!types || types.size() != partial.size())
+      if (!types || static_cast<int64_t>(types.size()) != partial.size())
         return func.emitOpError("needs ")
                << kPartialResultTypesAttrName << " beside "
                << kPartialResultsAttrName << ", one type per result";
