@@ -7,8 +7,8 @@
 // (one per call); per instance (kv head, sequence) a sweep forward per
 // query head stores the start states, then a sweep backward over the
 // chunks (last first) visits the group's heads twice per chunk: the
-// products, the gate's gradient (a scan of W^T for the pairs of steps
-// around t) scatter-added into w's partial copy, dq, and dk summed over the
+// products, dq, the gate's gradient (a scan of W^T for the pairs of steps
+// around t) scatter-added into w's partial copy, and dk summed over the
 // heads; then dv summed over them and each head's dH moved to the chunk's
 // start; then d_h0.
 
@@ -28,8 +28,8 @@
 // CHECK:               attn_tile.load %[[STARTS]]
 // CHECK:               attn_tile.transpose {{.*}} : tensor<16x16xf32> -> tensor<16x16xf32>
 // CHECK:               attn_tile.scan add {{.*}} : tensor<16x16xf32>
-// CHECK:               attn_tile.scatter_add
 // CHECK:               attn_tile.store
+// CHECK:               attn_tile.scatter_add
 // CHECK:             attn_tile.store
 // CHECK:             scf.for {{.*}} -> (tensor<16x8xf32>)
 // CHECK:               attn_tile.load %[[DSTATES]]

@@ -100,10 +100,16 @@ private:
           return rb.mul(widened(e[0]), math::ExpOp::create(b, exponent));
         });
   }
-  Value scaled(Value x) {
-    return buildMap(b, asF32(x), {x}, [&](ValueRange, ValueRange e) -> Value {
-      return rb.mul(scale, widened(e[0]));
-    });
+  /// scale x, or scale exp(B) o x with `gates` B (one map).
+  Value scaled(Value x, Value gates = Value()) {
+    SmallVector<Value> inputs = {x};
+    if (gates)
+      inputs.push_back(gates);
+    return buildMap(
+        b, asF32(x), inputs, [&](ValueRange, ValueRange e) -> Value {
+          Value value = rb.mul(scale, widened(e[0]));
+          return gates ? rb.mul(value, math::ExpOp::create(b, e[1])) : value;
+        });
   }
   SmallVector<Value> rowPosition(Value h, Value t) {
     return rowLayoutIndices(shape.layout, batch, h, rb.add(start, t));
@@ -126,11 +132,16 @@ private:
   Value causalDecay(Value x, Value gates);
   /// The causal gradients: the sweep backward over the chunks.
   void causalGradients(Value firstHead);
-  /// The gradients of the gate's inputs at one head's chunk, from its
-  /// products (see the definition).
-  void gateGradients(Value head, const Chunk &c, Value attention,
-                     Value products, Value fromState, Value toState,
-                     Value state, Value dState);
+  /// Row sums of x o y, one per step.
+  Value rowSums(Value x, Value y);
+  /// sum_{r >= t > u} W[r][u] per step t, W = A o dP below the diagonal
+  /// (see gateGradients' definition).
+  Value gatePairTerms(Value attention, Value products);
+  /// The gradients of the gate's inputs at one head's chunk from its
+  /// terms (see the definition): the pairs, and the row sums of
+  /// q o fromState (X) and k o toState (Y).
+  void gateGradients(Value head, const Chunk &c, Value pairs, Value fromStart,
+                     Value toEnd, Value state, Value dState);
   /// hoistInvariantLoads of the gate for query head `head`.
   void hoistGateLoads(Value head);
   /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims.

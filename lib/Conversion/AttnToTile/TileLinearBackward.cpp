@@ -219,54 +219,65 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           hoistGateLoads(head);
           loadQueries(c, head);
           Value dState = scratchState(dStates, member);
-          // Through the states: scale exp(B) o (dO H^T) of dq,
-          // exp(B_L - B) o (V dH^T) of dk.
           Value state = scratchState(
               starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
-          Value fromState = scaled(dot(
-              keyType, c.dOut, state, zeros(keyType, shape.dimK), false, true));
-          if (gated)
-            fromState = decayed(fromState, c.gates);
-          auto throughState = [&]() {
-            Value toState = dot(keyType, c.values, dState,
-                                zeros(keyType, shape.dimK), false, true);
-            return gated ? decayed(toState, c.lastGate, c.gates) : toState;
+          Value gates = gated ? c.gates : Value();
+          auto fromStateOf = [&](Value dOut) {
+            return dot(keyType, dOut, state, zeros(keyType, shape.dimK), false,
+                       /*transposeRhs=*/true);
           };
-          Value dKey;
+          auto toStateOf = [&](Value values) {
+            return dot(keyType, values, dState, zeros(keyType, shape.dimK),
+                       false, /*transposeRhs=*/true);
+          };
+          // Gates per key dim decay the columns (d) of the products through
+          // the states: scale exp(B) o (dO H^T) of dq, exp(B_L - B) o
+          // (V dH^T) of dk.
           if (perKeyDim) {
             perKeyDimIntra(c);
+            Value fromState = scaled(fromStateOf(c.dOut), gates);
             Value dQuery = add(scratchRows(dqScratch, zero, chunkRows, keyType),
                                fromState);
-            Value toState = throughState();
+            Value dKey = decayed(toStateOf(c.values), c.lastGate, c.gates);
             if (gateReadsFloats)
-              gateInputGradients(head, c,
-                                 perKeyDimGateGradients(c, fromState, toState,
-                                                        state, dState));
+              gateInputGradients(
+                  head, c,
+                  perKeyDimGateGradients(c, fromState, dKey, state, dState));
             storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-            dKey = toState;
-          } else {
-            Value gates = gated ? c.gates : Value();
-            Value products =
-                dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
-            Value dAttention = causalDecay(products, gates);
-            // dq = dA K + ..., dk = dA^T Q + ...; dq's tile is stored
-            // before dk's products exist.
-            Value toState;
-            if (gateReadsFloats) {
-              Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
-                                                zeros(scoreType), false, true),
-                                            gates);
-              toState = throughState();
-              gateGradients(head, c, attention, products, fromState, toState,
-                            state, dState);
-            }
-            Value dQuery = dot(keyType, dAttention, c.keys, fromState);
-            storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-            dKey = dot(keyType, dAttention, c.queries,
-                       toState ? toState : throughState(),
-                       /*transposeLhs=*/true);
+            return {add(acc[0], dKey)};
           }
-          return {add(acc[0], dKey)};
+          // Scalar gates decay rows: dq = dA K + (scale exp(B) o dO) H^T and
+          // dk += dA^T Q + (exp(B_L - B) o V) dH^T, the decays on the rows of
+          // the products' operands, each product accumulated in place, dq's
+          // tile stored before dk's products exist, and with gate gradients
+          // each term reduced to one value per step as soon as it exists.
+          Value products =
+              dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
+          Value pairs;
+          if (gateReadsFloats)
+            pairs =
+                gatePairTerms(causalDecay(dot(scoreType, c.queries, c.keys,
+                                              zeros(scoreType), false, true),
+                                          gates),
+                              products);
+          Value dAttention = causalDecay(products, gates);
+          Value fromState = fromStateOf(scaled(c.dOut, gates));
+          Value fromStart;
+          if (gateReadsFloats)
+            fromStart = rowSums(c.queries, fromState);
+          Value dQuery = dot(keyType, dAttention, c.keys, fromState);
+          storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
+          Value dKey = dot(keyType, dAttention, c.queries, acc[0],
+                           /*transposeLhs=*/true);
+          Value values =
+              gated ? decayed(c.values, c.lastGate, c.gates) : c.values;
+          if (!gateReadsFloats)
+            return {dot(keyType, values, dState, dKey, false,
+                        /*transposeRhs=*/true)};
+          Value throughEnd = toStateOf(values);
+          gateGradients(head, c, pairs, fromStart, rowSums(c.keys, throughEnd),
+                        state, dState);
+          return {add(dKey, throughEnd)};
         })[0];
     if (perKeyDim)
       dKeySum = add(dKeySum, scratchRows(dkScratch, zero, chunkRows, keyType));
@@ -289,8 +300,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                          /*transposeLhs=*/true);
           }
           // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
-          Value queries =
-              scaled(gated ? decayed(c.queries, c.gates) : c.queries);
+          Value queries = scaled(c.queries, gated ? c.gates : Value());
           Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
           storeScratchState(dot(stateType, queries, c.dOut, carried,
                                 /*transposeLhs=*/true),
@@ -319,13 +329,25 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
         return SmallVector<Value>{dot(stateType, c.keys, c.values, acc[0],
                                       /*transposeLhs=*/true)};
       })[0];
-  // Per head: dS = dS_T + scale sum_t q_t^T dO_t (also d_h0) and dq = scale
-  // dO (S_0 + KV)^T; dS summed over the group for dk and dv.
+  // Per head: dq = scale dO (S_0 + KV)^T.
+  rb.loop(zero, group, [&](Value member) {
+    Value head = rb.add(firstHead, member);
+    Value state = add(stateTile(initial, head), keysValues);
+    rb.loop(zero, numChunks, [&](Value chunkIndex) {
+      Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
+      loadQueries(c, head);
+      Value dQuery = scaled(
+          dot(keyType, c.dOut, state, zeros(keyType, shape.dimK), false, true));
+      storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
+    });
+  });
+  // Per head (after dq's sweep, so that KV and dS are not held at once):
+  // dS = dS_T + scale sum_t q_t^T dO_t (also d_h0), summed over the group
+  // for dk and dv.
   Value dStateSum = rb.loop(
       zero, group, {zeroState()},
       [&](Value member, ValueRange acc) -> SmallVector<Value> {
         Value head = rb.add(firstHead, member);
-        Value state = add(stateTile(initial, head), keysValues);
         Value dState = rb.loop(zero, numChunks, {stateTile(dFinal, head)},
                                [&](Value chunkIndex, ValueRange sum) {
                                  Chunk c =
@@ -339,13 +361,6 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
           tile::StoreOp::create(b, dState, dInitial,
                                 ValueRange{batch, head, zero}, shape.dimK,
                                 /*row_dim=*/2);
-        rb.loop(zero, numChunks, [&](Value chunkIndex) {
-          Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
-          loadQueries(c, head);
-          Value dQuery = scaled(dot(keyType, c.dOut, state,
-                                    zeros(keyType, shape.dimK), false, true));
-          storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-        });
         return {add(acc[0], dState)};
       })[0];
   // dk = v dS^T, dv = k dS.

@@ -26,18 +26,15 @@ using namespace attnc::lowering;
 // leaves rounding errors larger than the gradient (1e-4 of it in
 // test_linear_gradients.py's strong SSD case; this form stays within
 // the test's 1e-5).
-void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
-                                          Value attention, Value products,
-                                          Value fromState, Value toState,
-                                          Value state, Value dState) {
-  auto stepType = RankedTensorType::get({chunk}, f32);
-  auto rowSums = [&](Value x, Value y) {
-    return tile::ReduceOp::create(
-        b, stepType, tile::ReduceKind::add,
-        buildMap(b, asF32(x), {x, y}, [&](ValueRange, ValueRange e) -> Value {
-          return rb.mul(widened(e[0]), e[1]);
-        }));
-  };
+Value LinearBackwardProgram::rowSums(Value x, Value y) {
+  return tile::ReduceOp::create(
+      b, RankedTensorType::get({chunk}, f32), tile::ReduceKind::add,
+      buildMap(b, asF32(x), {x, y}, [&](ValueRange, ValueRange e) -> Value {
+        return rb.mul(widened(e[0]), e[1]);
+      }));
+}
+
+Value LinearBackwardProgram::gatePairTerms(Value attention, Value products) {
   // The pairs u < t <= r: column sums of W's rows from t on, by an
   // exclusive scan of W^T over u (row t of it holds sum_{u < t} W[r][u]
   // per r).
@@ -51,8 +48,8 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
       });
   Value transposed = tile::TransposeOp::create(b, scoreType, weights);
   Value before = scanSums(transposed, /*reverse=*/false, /*exclusive=*/true);
-  Value pairs = tile::ReduceOp::create(
-      b, stepType, tile::ReduceKind::add,
+  return tile::ReduceOp::create(
+      b, RankedTensorType::get({chunk}, f32), tile::ReduceKind::add,
       buildMap(b, scoreType, {before},
                [&](ValueRange at, ValueRange e) -> Value {
                  return arith::SelectOp::create(
@@ -61,8 +58,13 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
                                            at[0]),
                      e[0], rb.f32(0));
                }));
-  Value fromStart = rowSums(c.queries, fromState);
-  Value toEnd = rowSums(c.keys, toState);
+}
+
+void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
+                                          Value pairs, Value fromStart,
+                                          Value toEnd, Value state,
+                                          Value dState) {
+  auto stepType = RankedTensorType::get({chunk}, f32);
   Value through = tile::ReduceOp::create(
       b, f32, tile::ReduceKind::add,
       tile::ReduceOp::create(
