@@ -212,12 +212,20 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
       storeScratchRows(zeros(valueType, shape.dimV), dvScratch, zero,
                        chunkRows);
     }
-    Value dKeySum = rb.loop(
-        zero, group, {zeros(keyType, shape.dimK)},
-        [&](Value member, ValueRange acc) -> SmallVector<Value> {
-          Value head = rb.add(firstHead, member);
-          hoistGateLoads(head);
-          loadQueries(c, head);
+    // `term(head, member, sum)` summed over the group's heads in order,
+    // each head's gates, queries and dO loaded into `c` first.
+    auto sumOverHeads = [&](Value zeroTile,
+                            function_ref<Value(Value, Value, Value)> term) {
+      return rb.loop(zero, group, {zeroTile},
+                     [&](Value member, ValueRange sum) -> SmallVector<Value> {
+                       Value head = rb.add(firstHead, member);
+                       hoistGateLoads(head);
+                       loadQueries(c, head);
+                       return {term(head, member, sum[0])};
+                     })[0];
+    };
+    Value dKeySum = sumOverHeads(
+        zeros(keyType, shape.dimK), [&](Value head, Value member, Value acc) {
           Value dState = scratchState(dStates, member);
           Value state = scratchState(
               starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
@@ -244,7 +252,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                   head, c,
                   perKeyDimGateGradients(c, fromState, dKey, state, dState));
             storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-            return {add(acc[0], dKey)};
+            return add(acc, dKey);
           }
           // Scalar gates decay rows: dq = dA K + (scale exp(B) o dO) H^T and
           // dk += dA^T Q + (exp(B_L - B) o V) dH^T, the decays on the rows of
@@ -267,31 +275,27 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             fromStart = rowSums(c.queries, fromState);
           Value dQuery = dot(keyType, dAttention, c.keys, fromState);
           storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-          Value dKey = dot(keyType, dAttention, c.queries, acc[0],
+          Value dKey = dot(keyType, dAttention, c.queries, acc,
                            /*transposeLhs=*/true);
           Value values =
               gated ? decayed(c.values, c.lastGate, c.gates) : c.values;
           if (!gateReadsFloats)
-            return {dot(keyType, values, dState, dKey, false,
-                        /*transposeRhs=*/true)};
+            return dot(keyType, values, dState, dKey, false,
+                       /*transposeRhs=*/true);
           Value throughEnd = toStateOf(values);
           gateGradients(head, c, pairs, fromStart, rowSums(c.keys, throughEnd),
                         state, dState);
-          return {add(dKey, throughEnd)};
-        })[0];
+          return add(dKey, throughEnd);
+        });
     if (perKeyDim)
       dKeySum = add(dKeySum, scratchRows(dkScratch, zero, chunkRows, keyType));
     storeRows(throughFeatures(c.keysIn, dKeySum, c), dk, headK, c);
-    Value dValueSum = rb.loop(
-        zero, group, {zeros(valueType, shape.dimV)},
-        [&](Value member, ValueRange acc) -> SmallVector<Value> {
-          Value head = rb.add(firstHead, member);
-          hoistGateLoads(head);
-          loadQueries(c, head);
+    Value dValueSum = sumOverHeads(
+        zeros(valueType, shape.dimV), [&](Value head, Value member, Value acc) {
           Value dState = scratchState(dStates, member);
           // dv = A^T dO + (exp(B_L - B) o K) dH
           Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
-          Value dValue = dot(valueType, keys, dState, acc[0]);
+          Value dValue = dot(valueType, keys, dState, acc);
           if (!perKeyDim) {
             Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
                                               zeros(scoreType), false, true),
@@ -305,8 +309,8 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           storeScratchState(dot(stateType, queries, c.dOut, carried,
                                 /*transposeLhs=*/true),
                             dStates, member);
-          return {dValue};
-        })[0];
+          return dValue;
+        });
     if (perKeyDim)
       dValueSum =
           add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
