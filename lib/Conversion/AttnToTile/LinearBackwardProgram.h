@@ -60,8 +60,8 @@ private:
   struct Chunk {
     Value t0, rows;
     Value queriesIn, queries, keysIn, keys, values, dOut;
-    /// Cumulative log gates (C x 1, or C x Dk per key dim), the last
-    /// step's as a row (1 x ...) and as a column (... x 1).
+    /// Cumulative log gates (C x 1, or C x Dk per key dim; null without
+    /// gates), the last step's as a row (1 x ...) and as a column (... x 1).
     Value gates, lastGate, lastGateColumn;
   };
 
@@ -256,6 +256,8 @@ private:
   /// summed over the group ([C, Dk] and [C, Dv]).
   Value dqScratch, dgScratch, dkScratch, dvScratch;
   RankedTensorType stateType, keyType, valueType, scoreType, gateType;
+  /// One f32 per step of a chunk.
+  RankedTensorType stepType;
 };
 
 } // namespace attnc::lowering

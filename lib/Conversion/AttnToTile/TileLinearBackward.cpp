@@ -229,7 +229,6 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           Value dState = scratchState(dStates, member);
           Value state = scratchState(
               starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
-          Value gates = gated ? c.gates : Value();
           auto fromStateOf = [&](Value dOut) {
             return dot(keyType, dOut, state, zeros(keyType, shape.dimK), false,
                        /*transposeRhs=*/true);
@@ -243,7 +242,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           // (V dH^T) of dk.
           if (perKeyDim) {
             perKeyDimIntra(c);
-            Value fromState = scaled(fromStateOf(c.dOut), gates);
+            Value fromState = scaled(fromStateOf(c.dOut), c.gates);
             Value dQuery = add(scratchRows(dqScratch, zero, chunkRows, keyType),
                                fromState);
             Value dKey = decayed(toStateOf(c.values), c.lastGate, c.gates);
@@ -266,10 +265,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             pairs =
                 gatePairTerms(causalDecay(dot(scoreType, c.queries, c.keys,
                                               zeros(scoreType), false, true),
-                                          gates),
+                                          c.gates),
                               products);
-          Value dAttention = causalDecay(products, gates);
-          Value fromState = fromStateOf(scaled(c.dOut, gates));
+          Value dAttention = causalDecay(products, c.gates);
+          Value fromState = fromStateOf(scaled(c.dOut, c.gates));
           Value fromStart;
           if (gateReadsFloats)
             fromStart = rowSums(c.queries, fromState);
@@ -299,12 +298,12 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           if (!perKeyDim) {
             Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
                                               zeros(scoreType), false, true),
-                                          gated ? c.gates : Value());
+                                          c.gates);
             dValue = dot(valueType, attention, c.dOut, dValue,
                          /*transposeLhs=*/true);
           }
           // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
-          Value queries = scaled(c.queries, gated ? c.gates : Value());
+          Value queries = scaled(c.queries, c.gates);
           Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
           storeScratchState(dot(stateType, queries, c.dOut, carried,
                                 /*transposeLhs=*/true),
@@ -470,6 +469,7 @@ void LinearBackwardProgram::build(ValueRange results) {
   keyType = tileType(chunk, dimK);
   valueType = tileType(chunk, dimV);
   scoreType = tileType(chunk, chunk);
+  stepType = RankedTensorType::get({chunk}, f32);
   gateType = tileType(chunk, perKeyDim ? dimK : 1);
   // Causal scratch, allocated once per call (per thread) and reused by its
   // instances: room for the longest sequence's chunks.

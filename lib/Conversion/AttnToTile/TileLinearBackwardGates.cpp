@@ -28,7 +28,7 @@ using namespace attnc::lowering;
 // the test's 1e-5).
 Value LinearBackwardProgram::rowSums(Value x, Value y) {
   return tile::ReduceOp::create(
-      b, RankedTensorType::get({chunk}, f32), tile::ReduceKind::add,
+      b, stepType, tile::ReduceKind::add,
       buildMap(b, asF32(x), {x, y}, [&](ValueRange, ValueRange e) -> Value {
         return rb.mul(widened(e[0]), e[1]);
       }));
@@ -49,7 +49,7 @@ Value LinearBackwardProgram::gatePairTerms(Value attention, Value products) {
   Value transposed = tile::TransposeOp::create(b, scoreType, weights);
   Value before = scanSums(transposed, /*reverse=*/false, /*exclusive=*/true);
   return tile::ReduceOp::create(
-      b, RankedTensorType::get({chunk}, f32), tile::ReduceKind::add,
+      b, stepType, tile::ReduceKind::add,
       buildMap(b, scoreType, {before},
                [&](ValueRange at, ValueRange e) -> Value {
                  return arith::SelectOp::create(
@@ -64,7 +64,6 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
                                           Value pairs, Value fromStart,
                                           Value toEnd, Value state,
                                           Value dState) {
-  auto stepType = RankedTensorType::get({chunk}, f32);
   Value through = tile::ReduceOp::create(
       b, f32, tile::ReduceKind::add,
       tile::ReduceOp::create(
@@ -365,8 +364,8 @@ void LinearBackwardProgram::storeGateInputGradient(size_t number, Value head,
       position.push_back(rb.add(start, c.t0));
   }
   if (!perKeyDim) // a value per step: the 1-D tile of the single column
-    gradient = tile::ReduceOp::create(b, RankedTensorType::get({chunk}, f32),
-                                      tile::ReduceKind::add, gradient);
+    gradient =
+        tile::ReduceOp::create(b, stepType, tile::ReduceKind::add, gradient);
   tile::StoreOp::create(b, gradient, inputGradient(load), position, c.rows,
                         rowDim);
 }

@@ -35,15 +35,15 @@ bool definedOutside(Value value, Operation *op) {
 
 } // namespace
 
-LogicalResult ProgramBuilder::flatten(ValueRange values, Operation *at,
+LogicalResult ProgramBuilder::flatten(ValueRange values,
                                       SmallVector<Value> &flat) {
   for (Value value : values) {
     if (!isTile(value)) {
       flat.push_back(mapping.lookup(value));
       continue;
     }
-    // A loaded tile travels in the registers of a computed one (made here
-    // for this use: `at` may be in a nested region of the load's block).
+    // A loaded tile travels in the registers of a computed one (made for
+    // this use: the loop or if may be nested in the load's block).
     if (tiles[value].kind == Fragment::Shared)
       llvm::append_range(flat, toRegisters(value).regs);
     else
@@ -179,7 +179,7 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
   }
 
   SmallVector<Value> init;
-  if (failed(flatten(forOp.getInitArgs(), forOp, init)))
+  if (failed(flatten(forOp.getInitArgs(), init)))
     return failure();
   SmallVector<Fragment> shapes = shapesOf(forOp.getInitArgs());
   bool pendingBefore = copiesPending;
@@ -212,9 +212,9 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
         }
         SmallVector<Value> yielded;
         if (failed(bodyResult = lowerBlock(*forOp.getBody())) ||
-            failed(bodyResult = flatten(
-                       forOp.getBody()->getTerminator()->getOperands(), forOp,
-                       yielded)))
+            failed(bodyResult =
+                       flatten(forOp.getBody()->getTerminator()->getOperands(),
+                               yielded)))
           yielded = SmallVector<Value>(carried.begin(), carried.end());
         return yielded;
       },
@@ -282,8 +282,7 @@ LogicalResult ProgramBuilder::lowerIf(scf::IfOp ifOp) {
       return yielded;
     Block &block = region.front();
     if (failed(lowerBlock(block)) ||
-        failed(
-            flatten(block.getTerminator()->getOperands(), ifOp, yielded))) {
+        failed(flatten(block.getTerminator()->getOperands(), yielded))) {
       result = failure(); // the pass fails; the IR is not used
       yielded.clear();
     }

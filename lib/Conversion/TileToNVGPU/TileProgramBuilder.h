@@ -244,8 +244,7 @@ private:
   // Control flow: tiles travel as their registers (TileControlFlow.cpp)
   //===--------------------------------------------------------------------===//
 
-  mlir::LogicalResult flatten(ValueRange values, Operation *at,
-                              SmallVector<Value> &flat);
+  mlir::LogicalResult flatten(ValueRange values, SmallVector<Value> &flat);
   /// Binds `values` (typed like `like`) to consecutive `flat` values, tiles
   /// taking the fragment shape of `shapes`.
   void unflatten(ValueRange values, ArrayRef<Fragment> shapes,
