@@ -165,6 +165,8 @@ attnc::jitCompile(ModuleOp module, unsigned optLevel, std::string &error) {
             llvm::toString(target.takeError());
     return nullptr;
   }
+  if (optLevel == 0)
+    (*target)->setOptLevel(llvm::CodeGenOptLevel::None);
   std::unique_ptr<llvm::TargetMachine> checkTarget;
   if (cpu)
     checkTarget = cantFail(createJitTargetMachine(cpu));

@@ -1,12 +1,13 @@
 // RUN: attnc-opt %s -split-input-file -attnc-guard-emulated-accesses -verify-diagnostics | FileCheck %s
 
 // Each load and store is preceded by an unsigned comparison of every index
-// with its dim and a call of the emulator's hook when one is outside; the
+// with its dim and a call of the emulator's hook, told whether one is
+// outside (no branch); the
 // function lists what each site touches: a shared tile (a view of an
 // argument at a byte offset), a tensor argument through a cast, a local
 // buffer.
 
-// CHECK-LABEL: func.func private @attnc_emu_out_of_bounds(i32, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)
+// CHECK-LABEL: func.func private @attnc_emu_check_access(i32, i32, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64)
 // CHECK-LABEL: func.func @kernel(
 // CHECK-SAME:  attnc.access_sites = [{argument = 1 : i64, byte = 256 : i64, op = "memref.load", type = memref<4x8xbf16>},
 // CHECK-SAME:  {argument = 0 : i64, op = "memref.store", type = memref<?x?xbf16>},
@@ -16,19 +17,24 @@
 // CHECK:       %[[C8:.*]] = arith.constant 8 : index
 // CHECK:       %[[C:.*]] = arith.cmpi uge, %[[COL:.*]], %[[C8]] : index
 // CHECK:       %[[OUT:.*]] = arith.ori %[[R]], %[[C]] : i1
-// CHECK:       scf.if %[[OUT]] {
-// CHECK:         %[[SITE:.*]] = arith.constant 0 : i32
-// CHECK:         func.call @attnc_emu_out_of_bounds(%[[SITE]],
-// CHECK:       }
+// CHECK-NOT:   scf.if
+// CHECK:       %[[FLAG:.*]] = arith.extui %[[OUT]] : i1 to i32
+// CHECK:       %[[SITE:.*]] = arith.constant 0 : i32
+// CHECK:       %[[ZERO:.*]] = arith.constant 0 : i64
+// CHECK:       %[[ROW64:.*]] = arith.index_cast %[[ROW]] : index to i64
+// CHECK:       %[[COL64:.*]] = arith.index_cast %[[COL]] : index to i64
+// CHECK:       %[[SIZE0:.*]] = arith.index_cast %[[C4]] : index to i64
+// CHECK:       %[[SIZE1:.*]] = arith.index_cast %[[C8]] : index to i64
+// CHECK:       call @attnc_emu_check_access(%[[FLAG]], %[[SITE]], %[[ROW64]], %[[COL64]], %[[ZERO]], %[[ZERO]], %[[ZERO]], %[[ZERO]], %[[ZERO]], %[[ZERO]], %[[SIZE0]], %[[SIZE1]], %[[ZERO]],
 // CHECK:       %[[V:.*]] = memref.load %{{.*}}[%[[ROW]], %[[COL]]] : memref<4x8xbf16>
 // CHECK:       %[[CAST:.*]] = memref.cast
 // CHECK:       %[[DIM0:.*]] = memref.dim %{{.*}}, %{{.*}} : memref<?x?xbf16, strided<[?, 1], offset: ?>>
 // CHECK:       arith.cmpi uge, %[[ROW]], %[[DIM0]] : index
-// CHECK:       scf.if
-// CHECK:         arith.constant 1 : i32
+// CHECK:       arith.constant 1 : i32
+// CHECK:       call @attnc_emu_check_access(
 // CHECK:       memref.store %[[V]], %[[CAST]][%[[ROW]], %[[COL]]]
-// CHECK:       scf.if
-// CHECK:         arith.constant 2 : i32
+// CHECK:       arith.constant 2 : i32
+// CHECK:       call @attnc_emu_check_access(
 // CHECK:       memref.atomic_rmw addi
 func.func @kernel(%out: memref<?x?xbf16, strided<[?, 1], offset: ?>>,
                   %shared: memref<?xi8>, %row: index, %col: index) {
@@ -49,7 +55,7 @@ func.func @kernel(%out: memref<?x?xbf16, strided<[?, 1], offset: ?>>,
 
 // CHECK-LABEL: func.func @scalar(
 // CHECK-SAME:  attnc.access_sites = []
-// CHECK-NOT:   scf.if
+// CHECK-NOT:   func.call
 // CHECK:       memref.load
 func.func @scalar(%x: memref<f32>) -> f32 {
   %v = memref.load %x[] : memref<f32>

@@ -523,17 +523,21 @@ def GuardEmulatedAccesses
     : Pass<"attnc-guard-emulated-accesses", "::mlir::ModuleOp"> {
   let summary = "Check every memref index of an emulated kernel at run time";
   let description = [{
-    For the CPU warp emulator (after attnc-nvgpu-to-emulator): before every `memref.load`, `memref.store` and `memref.atomic_rmw` of a
-    function with a body, compares each index with its dim (unsigned, so a
-    negative index is caught too) and, when one is outside, calls
+    For the CPU warp emulator (after attnc-nvgpu-to-emulator): before every
+    `memref.load`, `memref.store` and `memref.atomic_rmw` of a function with
+    a body, compares each index with its dim (unsigned, so a negative index
+    is caught too) and calls
 
-      attnc_emu_out_of_bounds(i32 site, i64 index0..7, i64 size0..7)
+      attnc_emu_check_access(i32 outside, i32 site, i64 index0..7,
+                             i64 size0..7)
 
-    (unused trailing indices and sizes are 0), which stops the CTA with a
-    report and does not return. On the GPU such an access reads or
-    overwrites a neighbouring shared tile or memory past a tensor, which
-    corrupts results or faults at random; unguarded, the emulator would
-    let it pass in its own heap.
+    (unused trailing indices and sizes are 0), which, when one index is
+    outside, stops the CTA with a report and does not return. A call
+    rather than a branch to a cold block per access: the kernels' lowering
+    then has a few hundred blocks to simplify, not thousands. On the GPU
+    such an access reads or overwrites a neighbouring shared tile or memory
+    past a tensor, which corrupts results or faults at random; unguarded,
+    the emulator would let it pass in its own heap.
 
     Each function gets `attnc.access_sites`, an array indexed by `site`:
     `{op = "memref.load", type = memref<...>}` plus `argument = N` when the

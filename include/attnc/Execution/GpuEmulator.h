@@ -1,21 +1,21 @@
 //===- GpuEmulator.h - Run the GPU kernels on the CPU ----------*- C++ -*-===//
 //
-// Checks the NVIDIA strategy's logic without a GPU. attn-gpu-tile-softmax
-// with `emulate` builds the same kernel code as for the GPU, with the warp
-// primitives as calls (attnc_emu_*); this runs it with one OS thread per
-// GPU thread of a CTA, CTAs one after another, shared memory per CTA, and
-// ldmatrix, mma.sync.m16n8k16 and xor shuffles emulated across each warp's
-// 32 threads, and wgmma.mma_async.m64nNk16 across each warpgroup's 128
-// (operands read through their descriptors), from the fragment and shared
-// layouts of attnc/Target/NVVM/MmaLayout.h (which are tested against the
-// PTX ISA tables). cp.async is a plain copy; wgmma completes at once but
-// its shared operands must stay unchanged until the wait that retires it;
-// mbarriers complete phases and block waiters. Every memref index, and
-// every shared address of ldmatrix and wgmma, is checked against the
-// memref or the declared shared memory: an access outside stops the run
-// with the thread, the access and the index. What it cannot show: NVPTX
-// code generation, timing, races the schedule does not provoke. Slow (a
-// test tool), but exact about indices.
+// Checks the NVIDIA strategy's logic without a GPU. attn-gpu-tile-softmax with
+// `emulate` builds the same kernel code as for the GPU, with the warp
+// primitives as calls (attnc_emu_*); this runs it with one fiber per GPU thread
+// of a CTA (switched at barriers and warp collectives), CTAs one after another,
+// shared memory per CTA, and ldmatrix, mma.sync.m16n8k16 and xor shuffles
+// emulated across each warp's 32 threads, and wgmma.mma_async.m64nNk16 across
+// each warpgroup's 128 (operands read through their descriptors), from the
+// fragment and shared layouts of attnc/Target/NVVM/MmaLayout.h (which are
+// tested against the PTX ISA tables). cp.async is a plain copy; wgmma completes
+// at once but its shared operands must stay unchanged until the wait that
+// retires it; mbarriers complete phases and block waiters. Every memref index,
+// and every shared address of ldmatrix and wgmma, is checked against the memref
+// or the declared shared memory: an access outside stops the run with the
+// thread, the access and the index. What it cannot show: NVPTX code generation,
+// timing, races the schedule does not provoke. Slow (a test tool), but exact
+// about indices.
 //
 //===----------------------------------------------------------------------===//
 

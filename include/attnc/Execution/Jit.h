@@ -34,7 +34,10 @@ namespace attnc {
 /// that attnc does not provide (see runtimeBuiltinCalls): that mode checks
 /// that kernels run on any CPU of the architecture, whatever the host's
 /// libgcc provides. attnc provides the half-precision conversion builtins
-/// (`__truncsfbf2`, `__extendhfsf2`, ...) to every engine.
+/// (`__truncsfbf2`, `__extendhfsf2`, ...) to every engine. `optLevel` is
+/// LLVM's -O level; at 0 code generation is unoptimised too (fast
+/// instruction selection and register allocation: for code that is compiled
+/// more often than it runs long, as the emulator's).
 std::unique_ptr<mlir::ExecutionEngine>
 jitCompile(mlir::ModuleOp module, unsigned optLevel, std::string &error);
 

@@ -11,7 +11,6 @@
 #include "attnc/Conversion/Passes.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
-#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "llvm/ADT/TypeSwitch.h"
 
 namespace attnc {
@@ -77,7 +76,10 @@ DictionaryAttr describeSite(Operation *op, Value memref) {
   return b.getDictionaryAttr(fields);
 }
 
-/// Before `op`: if any index is outside its dim, call the hook.
+/// Before `op`: the hook, told whether any index is outside its dim. A call
+/// rather than a branch per access: thousands of cold blocks made the
+/// greedy rewrites of the lowering (their region simplification) slower
+/// than the rest of the compilation.
 void guard(Operation *op, const Access &access, int64_t site,
            func::FuncOp hook) {
   OpBuilder b(op);
@@ -91,23 +93,17 @@ void guard(Operation *op, const Access &access, int64_t site,
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::uge, index, size);
     outside = outside ? arith::OrIOp::create(b, loc, outside, beyond) : beyond;
   }
-  if (!outside)
-    return; // rank 0: always inside
-  scf::IfOp::create(b, loc, outside, [&](OpBuilder &then, Location loc) {
-    auto i64 = [&](Value index) -> Value {
-      return arith::IndexCastOp::create(then, loc, then.getI64Type(), index);
-    };
-    Value zero = arith::ConstantIntOp::create(then, loc, then.getI64Type(), 0);
-    SmallVector<Value> arguments = {
-        arith::ConstantIntOp::create(then, loc, then.getI32Type(), site)};
-    for (ValueRange values : {ValueRange(access.indices), ValueRange(sizes)}) {
-      for (Value value : values)
-        arguments.push_back(i64(value));
-      arguments.append(kMaxGuardedRank - values.size(), zero);
-    }
-    func::CallOp::create(then, loc, hook, arguments);
-    scf::YieldOp::create(then, loc);
-  });
+  SmallVector<Value> arguments = {
+      arith::ExtUIOp::create(b, loc, b.getI32Type(), outside),
+      arith::ConstantIntOp::create(b, loc, b.getI32Type(), site)};
+  Value zero = arith::ConstantIntOp::create(b, loc, b.getI64Type(), 0);
+  for (ValueRange values : {ValueRange(access.indices), ValueRange(sizes)}) {
+    for (Value value : values)
+      arguments.push_back(
+          arith::IndexCastOp::create(b, loc, b.getI64Type(), value));
+    arguments.append(kMaxGuardedRank - values.size(), zero);
+  }
+  func::CallOp::create(b, loc, hook, arguments);
 }
 
 struct GuardEmulatedAccessesPass
@@ -141,7 +137,7 @@ struct GuardEmulatedAccessesPass
         if (access.indices.empty())
           continue;
         if (!hook)
-          hook = declareEmulatorFunction(module, "attnc_emu_out_of_bounds");
+          hook = declareEmulatorFunction(module, "attnc_emu_check_access");
         guard(op, access, sites.size(), hook);
         sites.push_back(describeSite(op, access.memref));
       }
