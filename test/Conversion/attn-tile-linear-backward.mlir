@@ -1,5 +1,6 @@
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear -canonicalize | FileCheck %s
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
+// RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear=value-block=16 -canonicalize | FileCheck %s --check-prefix=BLOCKS
 //
 // The chunkwise linear backward (docs/tile.md, "The linear backward") for
 // a learnable per-head decay w[h] with an initial state: scratch for the
@@ -24,11 +25,11 @@
 // CHECK:               attn_tile.store %{{.*}}, %[[STARTS]]
 // CHECK:           scf.for
 // CHECK:             scf.for {{.*}} -> (tensor<16x16xf32>)
-// CHECK:               attn_tile.load %[[DSTATES]]
 // CHECK:               attn_tile.load %[[STARTS]]
 // CHECK:               attn_tile.transpose {{.*}} : tensor<16x16xf32> -> tensor<16x16xf32>
 // CHECK:               attn_tile.scan add {{.*}} : tensor<16x16xf32>
 // CHECK:               attn_tile.store
+// CHECK:               attn_tile.load %[[DSTATES]]
 // CHECK:               attn_tile.scatter_add
 // CHECK:             attn_tile.store
 // CHECK:             scf.for {{.*}} -> (tensor<16x8xf32>)
@@ -101,4 +102,44 @@ attn.kernel @gla(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
   } feature {
   }
   attn.return %o : !attn.tensor<f32[B, H, T, 8]>
+}
+
+// Value blocks (here of 16 columns, Dv = 32; %arg2 is v, %arg3 dO, %arg6
+// dv): v, dO, the chunk start
+// states, dH and dv go by blocks of value columns, loaded and stored from
+// a first column (the position's last index): the start states per block,
+// dP and dO H^T summed over the blocks, dk's (exp(B_L - B) o V) dH^T summed
+// over them, then the dv/dH pass once per block.
+
+// BLOCKS-LABEL: func.func @retnet_backward(
+// BLOCKS:         %[[STARTS:.*]] = memref.alloc({{.*}}) : memref<?x16x32xf32>
+// BLOCKS:         %[[DSTATES:.*]] = memref.alloc({{.*}}) : memref<?x16x32xf32>
+// BLOCKS:         attn_tile.grid
+//                   Start states per block of 16 value columns.
+// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:               attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %c0, %[[COL:.*]]] rows
+// BLOCKS:               scf.for
+// BLOCKS:                 attn_tile.load %arg2[%{{.*}}, %{{.*}}, %{{.*}}, %[[COL]]] {{.*}} -> tensor<16x16xf32>
+// BLOCKS:                 attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %c0, %[[COL]]] rows
+//                   dP and dO H^T summed over the blocks.
+// BLOCKS:           scf.for
+// BLOCKS:             scf.for
+// BLOCKS:               scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>, tensor<16x16xf32>) {
+// BLOCKS:                 attn_tile.load %arg3[{{.*}}, %[[COL1:[0-9a-z_]+]]]
+// BLOCKS:                 attn_tile.load %arg2[{{.*}}, %[[COL1]]]
+// BLOCKS:                 attn_tile.load %[[STARTS]][%{{.*}}, %c0, %[[COL1]]]
+//                   The dv/dH pass per block.
+// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:               scf.for
+// BLOCKS:                 attn_tile.store %{{.*}}, %[[DSTATES]][%{{.*}}, %c0, %[[COL2:.*]]] rows
+// BLOCKS:               attn_tile.store %{{.*}}, %arg6[%{{.*}}, %{{.*}}, %{{.*}}, %[[COL2]]] rows
+
+attn.kernel @retnet(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, T, 16]>, %v: !attn.tensor<f32[B, H, T, 32]>) -> (o: !attn.tensor<f32[B, H, T, 32]>) {
+  %o = attn.linear %q, %k, %v {chunk = 16 : i64, gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 32]>) -> !attn.tensor<f32[B, H, T, 32]> gate {
+  ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
+    %0 = arith.constant -0.1 : f32
+    attn.yield %0 : f32
+  } feature {
+  }
+  attn.return %o : !attn.tensor<f32[B, H, T, 32]>
 }

@@ -13,7 +13,8 @@
 // learnable per-head decay (a scatter-add: bitwise the same with the CTAs
 // in reverse order); elu + 1 non-causal with GQA; GLA's gates per key
 // dimension with initial and final states over packed sequences, one
-// empty; GLA in bf16 with Dk != Dv and a length below the chunk.
+// empty; GLA in bf16 with Dk != Dv and a length below the chunk; a gate
+// per head with GQA and both states at Dv 128 (two value blocks of 64).
 //
 //===----------------------------------------------------------------------===//
 
@@ -124,6 +125,22 @@ std::vector<Case> cases() {
          auto inputs = qkv(rng, ElementType::BF16, {1, 20, 1, 16},
                            {1, 20, 1, 16}, {1, 20, 1, 32});
          inputs["g"] = randomTensor(ElementType::F32, {1, 20, 1, 16}, rng, -1, 0);
+         return inputs;
+       },
+       3e-2});
+  all.push_back(
+      {"gate per head, GQA, h0 and hT, Dv 128 in value blocks, bf16, T=40",
+       "kernel t(q: bf16[B, Hq, T, 16], k: bf16[B, Hk, T, 16], "
+       "v: bf16[B, Hk, T, 128], a: f32[B, Hq, T], h0: f32[B, Hq, 16, 128]) "
+       "-> (o: bf16[B, Hq, T, 128], hT: f32[B, Hq, 16, 128]) {\n"
+       "  o, hT = linear(q, k, v, initial = h0) { gate = a[b, h, t]; "
+       "chunk = 16 }\n}\n",
+       [](std::mt19937_64 &rng) {
+         auto inputs = qkv(rng, ElementType::BF16, {1, 2, 40, 16},
+                           {1, 1, 40, 16}, {1, 1, 40, 128});
+         inputs["a"] = randomTensor(ElementType::F32, {1, 2, 40}, rng, -1, 0);
+         inputs["h0"] =
+             randomTensor(ElementType::F32, {1, 2, 16, 128}, rng, -1, 1);
          return inputs;
        },
        3e-2});

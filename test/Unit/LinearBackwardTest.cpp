@@ -332,7 +332,8 @@ TEST(LinearBackward, MatchesFiniteDifferencesOfTheOracle) {
 // per-head gates with GQA, h0 and hT; strong decay (30 times the gates:
 // cumulative log gates near -300 within a chunk); a learnable per-head
 // decay; RetNet's constant decay; elu + 1 non-causal with GQA; x * x;
-// varlen with an empty sequence; T = 1. Each also runs on 1 and 3 threads
+// varlen with an empty sequence; T = 1; Dv = 128 in two value blocks, with
+// and without the gate's gradient. Each also runs on 1 and 3 threads
 // (bitwise the same).
 TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
   std::vector<LinearCase> cases;
@@ -480,6 +481,41 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
       p.scale = 1;
       p.gate = [a, starts](int64_t b, int64_t h, int64_t t, int64_t) {
         return (*a)[(starts[b] + t) * 2 + h];
+      };
+    };
+    cases.push_back(c);
+  }
+  // Dv = 128: dv, dO and the states go by two blocks of 64 value columns
+  // (the tile program's value blocks), with the gate's gradient (its state
+  // term summed over the blocks) and without.
+  for (bool floatGate : {true, false}) {
+    LinearCase c{
+        floatGate ? "SSD per-head gates, GQA, h0 and hT, Dv 128 in value "
+                    "blocks, chunks of 4"
+                  : "constant decay, hT, Dv 128 in value blocks, chunks of 4",
+        std::string("kernel t(q: f32[B, Hq, T, 4], k: f32[B, Hk, T, 4], "
+                    "v: f32[B, Hk, T, 128]") +
+            (floatGate ? ", a: f32[B, Hq, T], h0: f32[B, Hq, 4, 128]" : "") +
+            ") -> (o: f32[B, Hq, T, 128], hT: f32[B, Hq, 4, 128]) {\n  o, "
+            "hT = linear(q, k, v" +
+            (floatGate ? ", initial = h0) {\n    gate = a[b, h, t]"
+                       : ") {\n    gate = log(1 - exp2(-1 - h))") +
+            "; scale = 0.5; chunk = 4\n  }\n}\n",
+        1,
+        2,
+        floatGate ? 1 : 2,
+        9,
+        4,
+        128};
+    if (floatGate)
+      c.gates = {{"a", {1, 2, 9}}};
+    c.initial = floatGate;
+    c.finalState = true;
+    c.configure = [floatGate](oracle::LinearProblem &p, const Extras &x) {
+      const std::vector<double> *a = floatGate ? &x.at("a") : nullptr;
+      p.scale = 0.5;
+      p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
+        return a ? (*a)[h * 9 + t] : std::log(1 - std::exp2(-1.0 - double(h)));
       };
     };
     cases.push_back(c);

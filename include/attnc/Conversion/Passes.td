@@ -237,6 +237,9 @@ def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
   let options = [
     Option<"subTile", "sub-tile", "int64_t", /*default=*/"16",
            "Query rows per sub-tile of the per-key-dim intra-chunk scores">,
+    Option<"valueBlock", "value-block", "int64_t", /*default=*/"64",
+           "Value columns per block of the causal backward (scalar or no "
+           "gates) when Dv is a larger static multiple of it; 0: whole rows">,
   ];
   let dependentDialects = [
     "::attnc::tile::TileDialect",

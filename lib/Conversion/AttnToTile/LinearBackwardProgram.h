@@ -21,7 +21,7 @@ using mlir::RankedTensorType;
 class LinearBackwardProgram {
 public:
   LinearBackwardProgram(LinearBackwardOp op, LoweringBuilder &rb,
-                        int64_t maxSubTile)
+                        int64_t maxSubTile, int64_t maxValueBlock)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         chunk(op.getChunk()) {
     f32 = b.getF32Type();
@@ -34,6 +34,15 @@ public:
     subTile = std::min(maxSubTile, chunk);
     while (chunk % subTile)
       --subTile;
+    // Causal scalar (or no) gates take dv, dO and the states by blocks of
+    // value columns when Dv is a static multiple of the block (fewer
+    // registers per tile on the GPU); gates per key dim and non-causal
+    // kernels take whole rows.
+    wholeValues = perKeyDim || !op.getCausal();
+    valueCols = dimV;
+    if (!wholeValues && maxValueBlock > 0 && !ShapedType::isDynamic(dimV) &&
+        dimV > maxValueBlock && dimV % maxValueBlock == 0)
+      valueCols = maxValueBlock;
     if (op.getInitialState())
       initial = rb.params.lookup(op.getInitialState());
     if (op.getDFinalState())
@@ -56,7 +65,8 @@ public:
 
 private:
   /// One chunk's tiles, all of C rows (rows past the sequence end are
-  /// zero); `queriesIn`/`keysIn` are before the feature map.
+  /// zero); `queriesIn`/`keysIn` are before the feature map; `values` and
+  /// `dOut` only with wholeValues (else loaded per value block).
   struct Chunk {
     Value t0, rows;
     Value queriesIn, queries, keysIn, keys, values, dOut;
@@ -82,6 +92,12 @@ private:
   }
   Value zeroState() {
     return splatTile(b, rb.f32(0), stateType, shape.dimK, shape.dimV);
+  }
+  /// Zeros of a state's value block (of the whole state when unblocked).
+  Value zeroStateBlock() {
+    return valueCols == dimV
+               ? zeroState()
+               : splatTile(b, rb.f32(0), stateBlockType, shape.dimK, Value());
   }
   Value dot(RankedTensorType type, Value lhs, Value rhs, Value acc,
             bool transposeLhs = false, bool transposeRhs = false) {
@@ -121,8 +137,43 @@ private:
   /// Adds the gates of query head `head` to `c` and, unless `withRows` is
   /// false, its queries and dO.
   void loadQueries(Chunk &c, Value head, bool withRows = true);
-  /// Whole C-row tile of `source` at the chunk's rows of head `h`.
-  Value loadRows(Value source, Value h, const Chunk &c, int64_t cols);
+  /// C-row tile of `source` at the chunk's rows of head `h`: whole rows of
+  /// `cols` columns, or the value block from `column` (when not null).
+  Value loadRows(Value source, Value h, const Chunk &c, int64_t cols,
+                 Value column = Value());
+  /// The value block from `column` of the chunk's values (dO of head `h`
+  /// when `h` is given): c.values / c.dOut with wholeValues.
+  Value valueRows(const Chunk &c, Value column, Value h = Value()) {
+    if (wholeValues)
+      return h ? c.dOut : c.values;
+    return h ? loadRows(dOut, h, c, valueCols, column)
+             : loadRows(shape.v, headK, c, valueCols, column);
+  }
+  /// `body(column)` for each block of value columns in order, carrying
+  /// `init`; once, with a null column, when rows are whole.
+  SmallVector<Value> overValueBlocks(
+      ValueRange init,
+      function_ref<SmallVector<Value>(Value column, ValueRange carried)> body) {
+    if (valueCols == dimV)
+      return body(Value(), init);
+    return rb.loop(zero, rb.index(dimV / valueCols), init,
+                   [&](Value block, ValueRange carried) {
+                     return body(rb.mul(block, rb.index(valueCols)), carried);
+                   });
+  }
+  void overValueBlocks(function_ref<void(Value column)> body) {
+    overValueBlocks({}, [&](Value column, ValueRange) {
+      body(column);
+      return SmallVector<Value>();
+    });
+  }
+  /// `position`, and `column` after it when not null.
+  static SmallVector<Value> atColumn(SmallVector<Value> position,
+                                     Value column) {
+    if (column)
+      position.push_back(column);
+    return position;
+  }
   /// phi of a loaded tile, rows past the chunk's end zero.
   Value features(Value loaded, Value rows);
   /// The state at the start of each chunk of query head `head` (the
@@ -138,10 +189,11 @@ private:
   /// (see gateGradients' definition).
   Value gatePairTerms(Value attention, Value products);
   /// The gradients of the gate's inputs at one head's chunk from its
-  /// terms (see the definition): the pairs, and the row sums of
-  /// q o fromState (X) and k o toState (Y).
+  /// terms (see the definition): the pairs, the row sums of q o fromState
+  /// (X) and k o toState (Y), and the row sums of exp(B_L) H o dH
+  /// (`stateRows`).
   void gateGradients(Value head, const Chunk &c, Value pairs, Value fromStart,
-                     Value toEnd, Value state, Value dState);
+                     Value toEnd, Value stateRows);
   /// hoistInvariantLoads of the gate for query head `head`.
   void hoistGateLoads(Value head);
   /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims.
@@ -181,8 +233,10 @@ private:
   /// each step's dg.
   void gateInputGradients(Value head, const Chunk &c, Value dg);
   /// Stores `value` at the chunk's rows of `dest` (head `h`).
-  void storeRows(Value value, Value dest, Value h, const Chunk &c) {
-    tile::StoreOp::create(b, value, dest, rowPosition(h, c.t0), c.rows,
+  void storeRows(Value value, Value dest, Value h, const Chunk &c,
+                 Value column = Value()) {
+    tile::StoreOp::create(b, value, dest,
+                          atColumn(rowPosition(h, c.t0), column), c.rows,
                           shape.dims.seq);
   }
   /// The gradient of float load `number` over a tile of `type` whose first
@@ -214,12 +268,14 @@ private:
     auto input = llvm::find(op.getInputs(), load.getTensor());
     return inputGradients[input - op.getInputs().begin()];
   }
-  /// The [B, H, Dk, Dv] tile of head `h` of `memref`; an omitted
-  /// optional one reads as zeros.
-  Value stateTile(Value memref, Value h);
-  /// Scratch state `index` of `memref` ([?, Dk, Dv]).
-  Value scratchState(Value memref, Value index);
-  void storeScratchState(Value state, Value memref, Value index);
+  /// The [B, H, Dk, Dv] tile of head `h` of `memref` (its value block
+  /// from `column` when not null); an omitted optional one reads as zeros.
+  Value stateTile(Value memref, Value h, Value column = Value());
+  /// Scratch state `index` of `memref` ([?, Dk, Dv]), or its value block
+  /// from `column`.
+  Value scratchState(Value memref, Value index, Value column = Value());
+  void storeScratchState(Value state, Value memref, Value index,
+                         Value column = Value());
   /// Sums down the rows of `x`: up to each row, or from it (`reverse`),
   /// with or without the row itself (`exclusive`).
   Value scanSums(Value x, bool reverse = false, bool exclusive = false) {
@@ -241,7 +297,10 @@ private:
   int64_t chunk, subTile;
   Type f32;
   int64_t dimK, dimV;
-  bool gated = false, perKeyDim = false, gateReadsFloats = false;
+  /// Columns per value block (dimV when rows are whole).
+  int64_t valueCols;
+  bool gated = false, perKeyDim = false, gateReadsFloats = false,
+       wholeValues = true;
   Value initial, dFinal, dOut;
   /// The float loads of the gate and feature regions (the op's `inputs`
   /// order), and each input's partial copy.
@@ -256,6 +315,8 @@ private:
   /// summed over the group ([C, Dk] and [C, Dv]).
   Value dqScratch, dgScratch, dkScratch, dvScratch;
   RankedTensorType stateType, keyType, valueType, scoreType, gateType;
+  /// A state's and a chunk's value block (Dk x valueCols, C x valueCols).
+  RankedTensorType stateBlockType, valueBlockType;
   /// One f32 per step of a chunk.
   RankedTensorType stepType;
 };

@@ -379,9 +379,14 @@ struct TileLinearPass
   using CheckedOptionsPass::CheckedOptionsPass;
 
   std::string optionProblem() const {
-    return subTile <= 0 ? "attn-tile-linear: sub-tile must be positive, got " +
-                              std::to_string(subTile)
-                        : "";
+    if (subTile <= 0)
+      return "attn-tile-linear: sub-tile must be positive, got " +
+             std::to_string(subTile);
+    if (valueBlock < 0 || valueBlock % 16)
+      return "attn-tile-linear: value-block must be 0 or a positive multiple "
+             "of 16, got " +
+             std::to_string(valueBlock);
+    return "";
   }
 
   void runOnOperation() override {
@@ -390,10 +395,11 @@ struct TileLinearPass
     for (KernelOp kernel :
          llvm::make_early_inc_range(getOperation().getOps<KernelOp>())) {
       if (auto backward = dyn_cast<LinearBackwardOp>(kernel.getFamilyOp())) {
-        lowerKernelToProgram(kernel, [&](Operation *, LoweringBuilder &rb,
-                                         ValueRange results) {
-          buildLinearBackwardProgram(backward, rb, results, subTile);
-        });
+        lowerKernelToProgram(
+            kernel, [&](Operation *, LoweringBuilder &rb, ValueRange results) {
+              buildLinearBackwardProgram(backward, rb, results, subTile,
+                                         valueBlock);
+            });
         continue;
       }
       if (!isa<LinearOp>(kernel.getFamilyOp()))

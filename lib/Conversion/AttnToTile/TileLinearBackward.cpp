@@ -40,10 +40,10 @@ using namespace attnc::attn;
 using namespace attnc::lowering;
 
 Value LinearBackwardProgram::loadRows(Value source, Value h, const Chunk &c,
-                                      int64_t cols) {
+                                      int64_t cols, Value column) {
   return tile::LoadOp::create(
       b, RankedTensorType::get({chunk, cols}, elementTypeOf(source)), source,
-      rowPosition(h, c.t0), c.rows, shape.dims.seq);
+      atColumn(rowPosition(h, c.t0), column), c.rows, shape.dims.seq);
 }
 
 Value LinearBackwardProgram::features(Value loaded, Value rows) {
@@ -75,7 +75,8 @@ LinearBackwardProgram::Chunk LinearBackwardProgram::loadKeys(Value chunkIndex,
     return c;
   c.keysIn = loadRows(shape.k, headK, c, dimK);
   c.keys = features(c.keysIn, c.rows);
-  c.values = loadRows(shape.v, headK, c, dimV);
+  if (wholeValues)
+    c.values = loadRows(shape.v, headK, c, dimV);
   return c;
 }
 
@@ -83,7 +84,8 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
   if (withRows) {
     c.queriesIn = loadRows(shape.q, head, c, dimK);
     c.queries = features(c.queriesIn, c.rows);
-    c.dOut = loadRows(dOut, head, c, dimV);
+    if (wholeValues)
+      c.dOut = loadRows(dOut, head, c, dimV);
   }
   if (!gated)
     return;
@@ -114,52 +116,56 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
                 : c.lastGate;
 }
 
-Value LinearBackwardProgram::stateTile(Value memref, Value h) {
+Value LinearBackwardProgram::stateTile(Value memref, Value h, Value column) {
+  RankedTensorType type = column ? stateBlockType : stateType;
   auto load = [&]() -> SmallVector<Value> {
-    return {tile::LoadOp::create(b, stateType, memref,
-                                 ValueRange{batch, h, zero}, shape.dimK,
+    return {tile::LoadOp::create(b, type, memref,
+                                 atColumn({batch, h, zero}, column), shape.dimK,
                                  /*row_dim=*/2)};
   };
+  auto zeros = [&] { return column ? zeroStateBlock() : zeroState(); };
   if (!memref)
-    return zeroState();
+    return zeros();
   if (memref != initial)
     return load()[0];
-  return ifAbsent(
-      rb, memref, stateType, [&] { return zeroState(); },
-      [&] { return load()[0]; });
+  return ifAbsent(rb, memref, type, zeros, [&] { return load()[0]; });
 }
 
-Value LinearBackwardProgram::scratchState(Value memref, Value index) {
-  return tile::LoadOp::create(b, stateType, memref, ValueRange{index, zero},
-                              shape.dimK, /*row_dim=*/1);
+Value LinearBackwardProgram::scratchState(Value memref, Value index,
+                                          Value column) {
+  return tile::LoadOp::create(b, column ? stateBlockType : stateType, memref,
+                              atColumn({index, zero}, column), shape.dimK,
+                              /*row_dim=*/1);
 }
 
 void LinearBackwardProgram::storeScratchState(Value state, Value memref,
-                                              Value index) {
-  tile::StoreOp::create(b, state, memref, ValueRange{index, zero}, shape.dimK,
-                        /*row_dim=*/1);
+                                              Value index, Value column) {
+  tile::StoreOp::create(b, state, memref, atColumn({index, zero}, column),
+                        shape.dimK, /*row_dim=*/1);
 }
 
 void LinearBackwardProgram::chunkStartStates(Value head, Value member) {
   Value first = rb.mul(member, chunkSlots);
-  Value initialState = stateTile(initial, head);
-  storeScratchState(initialState, starts, first);
-  rb.loop(zero, numChunks, {initialState},
-          [&](Value chunkIndex, ValueRange carried) {
-            Chunk c = loadKeys(chunkIndex);
-            loadQueries(c, head, /*withRows=*/false);
-            // S' = exp(B_L) S + (exp(B_L - B) o K)^T V
-            Value keys = c.keys, state = carried[0];
-            if (gated) {
-              keys = decayed(c.keys, c.lastGate, c.gates);
-              state = decayed(state, c.lastGateColumn);
-            }
-            Value next = dot(stateType, keys, c.values, state,
-                             /*transposeLhs=*/true);
-            storeScratchState(next, starts,
-                              rb.add(first, rb.add(chunkIndex, one)));
-            return SmallVector<Value>{next};
-          });
+  overValueBlocks([&](Value column) {
+    Value initialState = stateTile(initial, head, column);
+    storeScratchState(initialState, starts, first, column);
+    rb.loop(zero, numChunks, {initialState},
+            [&](Value chunkIndex, ValueRange carried) {
+              Chunk c = loadKeys(chunkIndex);
+              loadQueries(c, head, /*withRows=*/false);
+              // S' = exp(B_L) S + (exp(B_L - B) o K)^T V
+              Value keys = c.keys, state = carried[0];
+              if (gated) {
+                keys = decayed(c.keys, c.lastGate, c.gates);
+                state = decayed(state, c.lastGateColumn);
+              }
+              Value next = dot(stateBlockType, keys, valueRows(c, column),
+                               state, /*transposeLhs=*/true);
+              storeScratchState(next, starts,
+                                rb.add(first, rb.add(chunkIndex, one)), column);
+              return SmallVector<Value>{next};
+            });
+  });
 }
 
 Value LinearBackwardProgram::causalDecay(Value x, Value gates) {
@@ -197,7 +203,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
     Value head = rb.add(firstHead, member);
     hoistGateLoads(head);
     chunkStartStates(head, member);
-    storeScratchState(stateTile(dFinal, head), dStates, member);
+    overValueBlocks([&](Value column) {
+      storeScratchState(stateTile(dFinal, head, column), dStates, member,
+                        column);
+    });
   });
   // Chunks last to first; per chunk the group's heads in order, twice: dq,
   // dk and the gates' gradients, then dv and dH moved to the chunk's start.
@@ -226,26 +235,24 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
     };
     Value dKeySum = sumOverHeads(
         zeros(keyType, shape.dimK), [&](Value head, Value member, Value acc) {
-          Value dState = scratchState(dStates, member);
-          Value state = scratchState(
-              starts, rb.add(rb.mul(member, chunkSlots), chunkIndex));
-          auto fromStateOf = [&](Value dOut) {
-            return dot(keyType, dOut, state, zeros(keyType, shape.dimK), false,
-                       /*transposeRhs=*/true);
-          };
-          auto toStateOf = [&](Value values) {
-            return dot(keyType, values, dState, zeros(keyType, shape.dimK),
-                       false, /*transposeRhs=*/true);
-          };
+          Value slot = rb.add(rb.mul(member, chunkSlots), chunkIndex);
           // Gates per key dim decay the columns (d) of the products through
           // the states: scale exp(B) o (dO H^T) of dq, exp(B_L - B) o
           // (V dH^T) of dk.
           if (perKeyDim) {
+            Value dState = scratchState(dStates, member);
+            Value state = scratchState(starts, slot);
             perKeyDimIntra(c);
-            Value fromState = scaled(fromStateOf(c.dOut), c.gates);
+            Value fromState =
+                scaled(dot(keyType, c.dOut, state, zeros(keyType, shape.dimK),
+                           false, /*transposeRhs=*/true),
+                       c.gates);
             Value dQuery = add(scratchRows(dqScratch, zero, chunkRows, keyType),
                                fromState);
-            Value dKey = decayed(toStateOf(c.values), c.lastGate, c.gates);
+            Value dKey = decayed(dot(keyType, c.values, dState,
+                                     zeros(keyType, shape.dimK), false,
+                                     /*transposeRhs=*/true),
+                                 c.lastGate, c.gates);
             if (gateReadsFloats)
               gateInputGradients(
                   head, c,
@@ -255,11 +262,21 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           }
           // Scalar gates decay rows: dq = dA K + (scale exp(B) o dO) H^T and
           // dk += dA^T Q + (exp(B_L - B) o V) dH^T, the decays on the rows of
-          // the products' operands, each product accumulated in place, dq's
-          // tile stored before dk's products exist, and with gate gradients
-          // each term reduced to one value per step as soon as it exists.
-          Value products =
-              dot(scoreType, c.dOut, c.values, zeros(scoreType), false, true);
+          // the products' operands, each product accumulated in place (over
+          // the value blocks too), dq's tile stored before dk's products
+          // exist, and with gate gradients each term reduced to one value
+          // per step as soon as it exists.
+          SmallVector<Value> sums = overValueBlocks(
+              {zeros(scoreType), zeros(keyType, shape.dimK)},
+              [&](Value column, ValueRange partial) -> SmallVector<Value> {
+                Value dOutRows = valueRows(c, column, head);
+                return {dot(scoreType, dOutRows, valueRows(c, column),
+                            partial[0], false, /*transposeRhs=*/true),
+                        dot(keyType, scaled(dOutRows, c.gates),
+                            scratchState(starts, slot, column), partial[1],
+                            false, /*transposeRhs=*/true)};
+              });
+          Value products = sums[0], fromState = sums[1];
           Value pairs;
           if (gateReadsFloats)
             pairs =
@@ -268,7 +285,6 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                                           c.gates),
                               products);
           Value dAttention = causalDecay(products, c.gates);
-          Value fromState = fromStateOf(scaled(c.dOut, c.gates));
           Value fromStart;
           if (gateReadsFloats)
             fromStart = rowSums(c.queries, fromState);
@@ -276,50 +292,84 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
           Value dKey = dot(keyType, dAttention, c.queries, acc,
                            /*transposeLhs=*/true);
-          Value values =
-              gated ? decayed(c.values, c.lastGate, c.gates) : c.values;
-          if (!gateReadsFloats)
-            return dot(keyType, values, dState, dKey, false,
+          auto toEnd = [&](Value column, Value dState, Value sum) {
+            Value values = valueRows(c, column);
+            if (gated)
+              values = decayed(values, c.lastGate, c.gates);
+            return dot(keyType, values, dState, sum, false,
                        /*transposeRhs=*/true);
-          Value throughEnd = toStateOf(values);
-          gateGradients(head, c, pairs, fromStart, rowSums(c.keys, throughEnd),
-                        state, dState);
-          return add(dKey, throughEnd);
+          };
+          if (!gateReadsFloats)
+            return overValueBlocks({dKey}, [&](Value column, ValueRange sum) {
+              return SmallVector<Value>{
+                  toEnd(column, scratchState(dStates, member, column), sum[0])};
+            })[0];
+          // With gate gradients: (exp(B_L - B) o V) dH^T apart, and the row
+          // sums of exp(B_L) H o dH for the gates' state term.
+          SmallVector<Value> ends = overValueBlocks(
+              {zeros(keyType, shape.dimK),
+               splatTile(b, rb.f32(0), RankedTensorType::get({dimK}, f32),
+                         shape.dimK, Value())},
+              [&](Value column, ValueRange sum) -> SmallVector<Value> {
+                Value dState = scratchState(dStates, member, column);
+                Value product = buildMap(
+                    b, stateBlockType,
+                    {scratchState(starts, slot, column), dState, c.lastGate},
+                    [&](ValueRange, ValueRange e) -> Value {
+                      return rb.mul(rb.mul(e[0], e[1]),
+                                    math::ExpOp::create(b, e[2]));
+                    });
+                return {toEnd(column, dState, sum[0]),
+                        add(sum[1], tile::ReduceOp::create(
+                                        b, sum[1].getType(),
+                                        tile::ReduceKind::add, product))};
+              });
+          gateGradients(head, c, pairs, fromStart, rowSums(c.keys, ends[0]),
+                        ends[1]);
+          return add(dKey, ends[0]);
         });
     if (perKeyDim)
       dKeySum = add(dKeySum, scratchRows(dkScratch, zero, chunkRows, keyType));
     storeRows(throughFeatures(c.keysIn, dKeySum, c), dk, headK, c);
-    Value dValueSum = sumOverHeads(
-        zeros(valueType, shape.dimV), [&](Value head, Value member, Value acc) {
-          Value dState = scratchState(dStates, member);
-          // dv = A^T dO + (exp(B_L - B) o K) dH
-          Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
-          Value dValue = dot(valueType, keys, dState, acc);
-          if (!perKeyDim) {
-            Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
-                                              zeros(scoreType), false, true),
-                                          c.gates);
-            dValue = dot(valueType, attention, c.dOut, dValue,
-                         /*transposeLhs=*/true);
-          }
-          // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
-          Value queries = scaled(c.queries, c.gates);
-          Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
-          storeScratchState(dot(stateType, queries, c.dOut, carried,
-                                /*transposeLhs=*/true),
-                            dStates, member);
-          return dValue;
-        });
-    if (perKeyDim)
-      dValueSum =
-          add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
-    storeRows(dValueSum, dv, headK, c);
+    // By value blocks: dv's block and dH's columns of it.
+    overValueBlocks([&](Value column) {
+      Value dValueSum = sumOverHeads(
+          zeros(valueBlockType, shape.dimV),
+          [&](Value head, Value member, Value acc) {
+            Value dState = scratchState(dStates, member, column);
+            Value dOutRows = valueRows(c, column, head);
+            // dv = A^T dO + (exp(B_L - B) o K) dH
+            Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
+            Value dValue = dot(valueBlockType, keys, dState, acc);
+            if (!perKeyDim) {
+              Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
+                                                zeros(scoreType), false, true),
+                                            c.gates);
+              dValue = dot(valueBlockType, attention, dOutRows, dValue,
+                           /*transposeLhs=*/true);
+            }
+            // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
+            Value queries = scaled(c.queries, c.gates);
+            Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
+            storeScratchState(dot(stateBlockType, queries, dOutRows, carried,
+                                  /*transposeLhs=*/true),
+                              dStates, member, column);
+            return dValue;
+          });
+      if (perKeyDim)
+        dValueSum =
+            add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
+      storeRows(dValueSum, dv, headK, c, column);
+    });
   });
   if (dInitial)
     rb.loop(zero, group, [&](Value member) {
-      tile::StoreOp::create(b, scratchState(dStates, member), dInitial,
-                            ValueRange{batch, rb.add(firstHead, member), zero},
-                            shape.dimK, /*row_dim=*/2);
+      overValueBlocks([&](Value column) {
+        tile::StoreOp::create(
+            b, scratchState(dStates, member, column), dInitial,
+            atColumn({batch, rb.add(firstHead, member), zero}, column),
+            shape.dimK, /*row_dim=*/2);
+      });
     });
 }
 
@@ -468,6 +518,8 @@ void LinearBackwardProgram::build(ValueRange results) {
   stateType = tileType(dimK, dimV);
   keyType = tileType(chunk, dimK);
   valueType = tileType(chunk, dimV);
+  stateBlockType = tileType(dimK, valueCols);
+  valueBlockType = tileType(chunk, valueCols);
   scoreType = tileType(chunk, chunk);
   stepType = RankedTensorType::get({chunk}, f32);
   gateType = tileType(chunk, perKeyDim ? dimK : 1);
@@ -523,10 +575,10 @@ void LinearBackwardProgram::build(ValueRange results) {
     nonCausalGradients(firstHead);
 }
 
-
 void attnc::lowering::buildLinearBackwardProgram(LinearBackwardOp op,
                                                  LoweringBuilder &rb,
                                                  ValueRange results,
-                                                 int64_t subTile) {
-  LinearBackwardProgram(op, rb, subTile).build(results);
+                                                 int64_t subTile,
+                                                 int64_t valueBlock) {
+  LinearBackwardProgram(op, rb, subTile, valueBlock).build(results);
 }

@@ -13,9 +13,12 @@ namespace attnc::lowering {
 /// initial state's gradient (when the forward takes one), then the partial
 /// copies of the gradients of the gate's and feature map's float inputs.
 /// Gates per key dimension go by sub-tiles of at most `subTile` steps (the
-/// largest that divides the chunk).
+/// largest that divides the chunk); causal kernels with scalar or no gates
+/// take dv, dO and the states by blocks of `valueBlock` value columns when
+/// Dv is a larger static multiple of it (0: whole rows).
 void buildLinearBackwardProgram(attn::LinearBackwardOp op, LoweringBuilder &rb,
-                                mlir::ValueRange results, int64_t subTile);
+                                mlir::ValueRange results, int64_t subTile,
+                                int64_t valueBlock);
 
 } // namespace attnc::lowering
 

@@ -62,17 +62,9 @@ Value LinearBackwardProgram::gatePairTerms(Value attention, Value products) {
 
 void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
                                           Value pairs, Value fromStart,
-                                          Value toEnd, Value state,
-                                          Value dState) {
-  Value through = tile::ReduceOp::create(
-      b, f32, tile::ReduceKind::add,
-      tile::ReduceOp::create(
-          b, RankedTensorType::get({dimK}, f32), tile::ReduceKind::add,
-          buildMap(b, stateType, {state, dState, c.lastGate},
-                   [&](ValueRange, ValueRange e) -> Value {
-                     return rb.mul(rb.mul(e[0], e[1]),
-                                   math::ExpOp::create(b, e[2]));
-                   })));
+                                          Value toEnd, Value stateRows) {
+  Value through =
+      tile::ReduceOp::create(b, f32, tile::ReduceKind::add, stateRows);
   Value dGate = buildMap(
       b, stepType,
       {pairs, scanSums(fromStart, /*reverse=*/true),

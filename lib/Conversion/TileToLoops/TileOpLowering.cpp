@@ -58,13 +58,15 @@ struct LoadLowering : TileLowering<tile::LoadOp> {
     SmallVector<Value> position;
     for (Value index : load.getPosition())
       position.push_back(lowering.remapped(index));
+    Value firstColumn =
+        load.hasFirstColumn() ? position.pop_back_val() : Value();
     count = arith::MinUIOp::create(b, count, tile.rows);
     int64_t rowDim = load.getRowDim();
     auto at = [&](Value r, Value c) {
       SmallVector<Value> indices(position);
       indices[rowDim] = rb.add(indices[rowDim], r);
       if (c)
-        indices.push_back(c);
+        indices.push_back(firstColumn ? rb.add(firstColumn, c) : c);
       return indices;
     };
     rb.loop(rb.index(0), count, [&](Value r) {
@@ -98,6 +100,8 @@ struct StoreLowering : TileLowering<tile::StoreOp> {
     SmallVector<Value> position;
     for (Value index : store.getPosition())
       position.push_back(lowering.remapped(index));
+    Value firstColumn =
+        store.hasFirstColumn() ? position.pop_back_val() : Value();
     Value count = arith::MinUIOp::create(b, lowering.remapped(store.getCount()),
                                          tile.rows);
     int64_t rowDim = store.getRowDim();
@@ -109,7 +113,7 @@ struct StoreLowering : TileLowering<tile::StoreOp> {
                            indices);
       rb.loop(rb.index(0), tile.cols, [&](Value c) {
         SmallVector<Value> element(indices);
-        element.push_back(c);
+        element.push_back(firstColumn ? rb.add(firstColumn, c) : c);
         rb.storeF32(lowering.loadElement(tile, r, c), dest, element);
       });
     });

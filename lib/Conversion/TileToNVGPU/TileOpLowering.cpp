@@ -159,12 +159,13 @@ void ProgramBuilder::copyLoad(tile::LoadOp load, Value buffer,
   Value source = contiguous.lookup(mapping.lookup(load.getSource()));
   int64_t rowDim = load.getRowDim();
   SmallVector<Value> at(position);
+  Value firstColumn = load.hasFirstColumn() ? at.pop_back_val() : Value();
   SmallVector<Value> tokens = copyRows(
       buffer, prefix, source,
       [&](Value row, Value col) {
         SmallVector<Value> indices(at);
         indices[rowDim] = rb.add(at[rowDim], row);
-        indices.push_back(col);
+        indices.push_back(firstColumn ? rb.add(firstColumn, col) : col);
         return indices;
       },
       count, tileRows(load),
@@ -204,6 +205,7 @@ LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
   Value source = mapping.lookup(load.getSource());
   Value count = mapping.lookup(load.getCount());
   SmallVector<Value> position = lookup(load.getPosition());
+  Value firstColumn = load.hasFirstColumn() ? position.pop_back_val() : Value();
   int64_t rowDim = load.getRowDim();
   // Rows unclamped: those past the count read as 0, as a load's must.
   tiles[load] = fromElements(type, *kind, Value(), [&](Value r, Value c) {
@@ -214,7 +216,7 @@ LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
               SmallVector<Value> at(position);
               at[rowDim] = rb.add(at[rowDim], r);
               if (type.getRank() == 2)
-                at.push_back(c);
+                at.push_back(firstColumn ? rb.add(firstColumn, c) : c);
               return {rb.loadF32(source, at)};
             },
             [&]() -> SmallVector<Value> { return {rb.f32(0)}; })
@@ -570,15 +572,17 @@ LogicalResult ProgramBuilder::lowerReduce(tile::ReduceOp reduce) {
     return success();
   }
   if (input.kind == Fragment::Rows) {
-    // To a scalar: a lane's two rows (those below the count), then across
-    // the 8 lane groups (the quad's lanes hold the same rows), then over
-    // the warps in order.
+    // To a scalar: a lane's two rows (those below the count, when the tile
+    // has fewer than block_rows), then across the 8 lane groups (the
+    // quad's lanes hold the same rows), then over the warps in order.
     Value identity =
         rb.f32(max ? -std::numeric_limits<double>::infinity() : 0.0);
     Value folded;
     for (int64_t half = 0; half < 2; ++half) {
-      Value value = arith::SelectOp::create(
-          b, lessThan(laneRow(half), input.rows), input.regs[half], identity);
+      Value value = input.rows ? Value(arith::SelectOp::create(
+                                     b, lessThan(laneRow(half), input.rows),
+                                     input.regs[half], identity))
+                               : input.regs[half];
       folded = !folded ? value
                : max   ? Value(arith::MaximumFOp::create(b, folded, value))
                        : Value(arith::AddFOp::create(b, folded, value));
@@ -642,6 +646,8 @@ LogicalResult ProgramBuilder::lowerStore(tile::StoreOp store) {
   Value dest = mapping.lookup(store.getDest());
   Value count = mapping.lookup(store.getCount());
   SmallVector<Value> position = lookup(store.getPosition());
+  Value firstColumn =
+      store.hasFirstColumn() ? position.pop_back_val() : Value();
   int64_t rowDim = store.getRowDim();
   for (int64_t half = 0; half < 2; ++half) {
     Value row = laneRow(half);
@@ -661,7 +667,8 @@ LogicalResult ProgramBuilder::lowerStore(tile::StoreOp store) {
       for (int64_t nt = 0; nt < value.cols / nvvm::kMmaN; ++nt)
         for (int64_t e = 0; e < 2; ++e) {
           SmallVector<Value> element(at);
-          element.push_back(laneCol(nt, e));
+          Value col = laneCol(nt, e);
+          element.push_back(firstColumn ? rb.add(firstColumn, col) : col);
           rb.storeF32(value.regs[4 * nt + 2 * half + e], dest, element);
         }
     });

@@ -22,7 +22,7 @@ func.func @load_element(%q: memref<?x?xf32>, %rows: index) {
 
 func.func @load_positions(%q: memref<?x?x?xf32>, %rows: index) {
   %c0 = arith.constant 0 : index
-  // expected-error @+1 {{needs 2 position indices for a rank-2 tile of a rank-3 memref, got 1}}
+  // expected-error @+1 {{needs 2 position indices for a rank-2 tile of a rank-3 memref (or one more, its first column), got 1}}
   %t = attn_tile.load %q[%c0] rows %rows row_dim 0 : memref<?x?x?xf32> -> tensor<16x8xf32>
   return
 }
@@ -42,6 +42,24 @@ func.func @load_columns(%q: memref<?x64xf32>, %rows: index) {
   %c0 = arith.constant 0 : index
   // expected-error @+1 {{tile has 32 columns but the memref's rows have 64}}
   %t = attn_tile.load %q[%c0] rows %rows row_dim 0 : memref<?x64xf32> -> tensor<16x32xf32>
+  return
+}
+
+// -----
+
+func.func @load_column_block(%q: memref<?x64xf32>, %rows: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{tile has 128 columns but the memref's rows have 64}}
+  %t = attn_tile.load %q[%c0, %c0] rows %rows row_dim 0 : memref<?x64xf32> -> tensor<16x128xf32>
+  return
+}
+
+// -----
+
+func.func @load_column_count(%q: memref<?x?xf32>, %rows: index, %cols: index) {
+  %c0 = arith.constant 0 : index
+  // expected-error @+1 {{tile that starts at a column needs a static column count}}
+  %t = attn_tile.load %q[%c0, %c0] rows %rows row_dim 0 : memref<?x?xf32> -> tensor<16x?xf32>
   return
 }
 

@@ -36,6 +36,9 @@ func.func @program(%q: !Src, %k: !Src, %o: !Src, %lse: !Lse, %heads: index, %bat
     %out = attn_tile.dot %p, %vt, %acc2 : tensor<64x32xf32>, tensor<32x64xbf16>, tensor<64x64xf32> -> tensor<64x64xf32>
     // CHECK: attn_tile.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : tensor<64x64xf32> -> memref
     attn_tile.store %out, %o[%b, %h, %c0] rows %rows row_dim 2 : tensor<64x64xf32> -> !Src
+    // A block of columns: the position's last index is its first column.
+    // CHECK: attn_tile.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %{{.*}}, %{{.*}}] rows %{{.*}} row_dim 2 : tensor<64x32xf32> -> memref
+    attn_tile.store %p, %o[%b, %h, %c0, %c0] rows %rows row_dim 2 : tensor<64x32xf32> -> !Src
     // CHECK: attn_tile.store %{{.*}}, %{{.*}}[%[[B]], %[[H]], %{{.*}}] rows %{{.*}} row_dim 2 : tensor<64xf32> -> memref
     attn_tile.store %sum, %lse[%b, %h, %c0] rows %rows row_dim 2 : tensor<64xf32> -> !Lse
     // CHECK: attn_tile.query_blocks

@@ -34,26 +34,48 @@ std::string shapeString(ShapedType type) {
 }
 
 /// The checks shared by load and store: `position` names every source
-/// dimension but the columns of a 2-D tile, and `row_dim` is one of them.
+/// dimension but the columns of a 2-D tile (or every one, the last being
+/// the first column of a tile with a static column count that fits), and
+/// `row_dim` is one of the row dimensions.
 LogicalResult verifyRowAddressing(Operation *op, RankedTensorType tile,
                                   MemRefType memref, size_t positions,
                                   int64_t rowDim) {
   int64_t expected = memref.getRank() - (tile.getRank() == 2 ? 1 : 0);
-  if (static_cast<int64_t>(positions) != expected)
+  bool firstColumn =
+      tile.getRank() == 2 && static_cast<int64_t>(positions) == expected + 1;
+  if (static_cast<int64_t>(positions) != expected && !firstColumn)
     return op->emitOpError("needs ")
            << expected << " position indices for a rank-" << tile.getRank()
-           << " tile of a rank-" << memref.getRank() << " memref, got "
-           << positions;
+           << " tile of a rank-" << memref.getRank() << " memref"
+           << (tile.getRank() == 2 ? " (or one more, its first column)" : "")
+           << ", got " << positions;
   if (rowDim < 0 || rowDim >= expected)
     return op->emitOpError("row_dim ")
            << rowDim << " is not one of the " << expected
            << " position dimensions";
+  if (firstColumn) {
+    int64_t cols = tile.getDimSize(1), sourceCols = memref.getShape().back();
+    if (ShapedType::isDynamic(cols))
+      return op->emitOpError("tile that starts at a column needs a static "
+                             "column count");
+    if (!ShapedType::isDynamic(sourceCols) && cols > sourceCols)
+      return op->emitOpError("tile has ")
+             << cols << " columns but the memref's rows have " << sourceCols;
+    return success();
+  }
   if (tile.getRank() == 2 &&
       !compatible(tile.getDimSize(1), memref.getShape().back()))
     return op->emitOpError("tile has ")
            << tile.getDimSize(1) << " columns but the memref's rows have "
            << memref.getShape().back();
   return success();
+}
+
+/// Whether the position of a load or store of `tile` names its first column.
+bool namesFirstColumn(Value tile, Value memref, size_t positions) {
+  return cast<RankedTensorType>(tile.getType()).getRank() == 2 &&
+         static_cast<int64_t>(positions) ==
+             cast<MemRefType>(memref.getType()).getRank();
 }
 
 } // namespace
@@ -160,6 +182,14 @@ LogicalResult LoadOp::verify() {
            << memref.getElementType();
   return verifyRowAddressing(*this, tile, memref, getPosition().size(),
                              getRowDim());
+}
+
+bool LoadOp::hasFirstColumn() {
+  return namesFirstColumn(getResult(), getSource(), getPosition().size());
+}
+
+bool StoreOp::hasFirstColumn() {
+  return namesFirstColumn(getValue(), getDest(), getPosition().size());
 }
 
 LogicalResult StoreOp::verify() {

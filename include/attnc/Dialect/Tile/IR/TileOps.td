@@ -107,8 +107,11 @@ def Tile_LoadOp : Tile_Op<"load", [MemoryEffects<[MemRead]>]> {
     Row r < `count` of the tile is the source row at `position` with
     `position[row_dim] + r`; rows from `count` on are zero. For a 2-D tile
     the columns are the source's last dimension (which `position` leaves
-    out), for a 1-D tile `position` names every dimension. The element type
-    is the source's. Rows below `count` must lie inside the source.
+    out), or, when `position` names every dimension, the tile's static
+    number of columns from the last index on (a block of columns, such as
+    the linear backward's value blocks); for a 1-D tile `position` names
+    every dimension. The element type is the source's. Rows below `count`
+    must lie inside the source.
 
     ```mlir
     // Rows i0 .. i0 + rows - 1 of q[b, h, :, :] (layout b, h, n, d).
@@ -124,6 +127,10 @@ def Tile_LoadOp : Tile_Op<"load", [MemoryEffects<[MemRead]>]> {
     $source `[` $position `]` `rows` $count `row_dim` $row_dim attr-dict
     `:` type($source) `->` type($result)
   }];
+  let extraClassDeclaration = [{
+    /// Whether `position`'s last index is the tile's first column.
+    bool hasFirstColumn();
+  }];
   let hasVerifier = 1;
 }
 
@@ -131,7 +138,9 @@ def Tile_StoreOp : Tile_Op<"store", [MemoryEffects<[MemWrite]>]> {
   let summary = "stores the first `count` rows of a tile, rounded to the destination's type";
   let description = [{
     The addressing of `attn_tile.load`: row r < `count` goes to `position`
-    with `position[row_dim] + r`. Elements are rounded to the destination's
+    with `position[row_dim] + r` (a 2-D tile to the destination's whole
+    rows, or to a block of columns from `position`'s last index when it
+    names every dimension). Elements are rounded to the destination's
     element type.
 
     ```mlir
@@ -145,6 +154,10 @@ def Tile_StoreOp : Tile_Op<"store", [MemoryEffects<[MemWrite]>]> {
   let assemblyFormat = [{
     $value `,` $dest `[` $position `]` `rows` $count `row_dim` $row_dim
     attr-dict `:` type($value) `->` type($dest)
+  }];
+  let extraClassDeclaration = [{
+    /// Whether `position`'s last index is the tile's first column.
+    bool hasFirstColumn();
   }];
   let hasVerifier = 1;
 }
