@@ -272,11 +272,13 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                 Value dOutRows = valueRows(c, column, head);
                 return {dot(scoreType, dOutRows, valueRows(c, column),
                             partial[0], false, /*transposeRhs=*/true),
-                        dot(keyType, scaled(dOutRows, c.gates),
+                        dot(keyType, dOutRows,
                             scratchState(starts, slot, column), partial[1],
                             false, /*transposeRhs=*/true)};
               });
-          Value products = sums[0], fromState = sums[1];
+          // (scale exp(B) o dO) H^T = scale exp(B) o (dO H^T): dO stays in
+          // its own type, the rows scaled once.
+          Value products = sums[0], fromState = scaled(sums[1], c.gates);
           Value pairs;
           if (gateReadsFloats)
             pairs =
@@ -338,20 +340,38 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           [&](Value head, Value member, Value acc) {
             Value dState = scratchState(dStates, member, column);
             Value dOutRows = valueRows(c, column, head);
-            // dv = A^T dO + (exp(B_L - B) o K) dH
-            Value keys = gated ? decayed(c.keys, c.lastGate, c.gates) : c.keys;
-            Value dValue = dot(valueBlockType, keys, dState, acc);
-            if (!perKeyDim) {
-              Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
-                                                zeros(scoreType), false, true),
-                                            c.gates);
-              dValue = dot(valueBlockType, attention, dOutRows, dValue,
-                           /*transposeLhs=*/true);
-            }
-            // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
-            Value queries = scaled(c.queries, c.gates);
             Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
-            storeScratchState(dot(stateBlockType, queries, dOutRows, carried,
+            if (perKeyDim) {
+              // dv = (exp(B_L - B) o K) dH (+ the sub-tiles' terms)
+              // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
+              Value dValue =
+                  dot(valueBlockType, decayed(c.keys, c.lastGate, c.gates),
+                      dState, acc);
+              storeScratchState(dot(stateBlockType, scaled(c.queries, c.gates),
+                                    dOutRows, carried, /*transposeLhs=*/true),
+                                dStates, member, column);
+              return dValue;
+            }
+            // Scalar gates decay rows: dv = A^T dO + exp(B_L - B) o (K dH)
+            // and dH' = exp(B_L) dH + Q^T (scale exp(B) o dO), so that K
+            // and Q stay in their own type.
+            Value dValue = dot(valueBlockType, c.keys, dState,
+                               gated ? zeros(valueBlockType, shape.dimV) : acc);
+            if (gated)
+              dValue = buildMap(b, valueBlockType,
+                                {acc, dValue, c.lastGate, c.gates},
+                                [&](ValueRange, ValueRange e) -> Value {
+                                  Value decay = math::ExpOp::create(
+                                      b, arith::SubFOp::create(b, e[2], e[3]));
+                                  return rb.add(e[0], rb.mul(e[1], decay));
+                                });
+            Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
+                                              zeros(scoreType), false, true),
+                                          c.gates);
+            dValue = dot(valueBlockType, attention, dOutRows, dValue,
+                         /*transposeLhs=*/true);
+            storeScratchState(dot(stateBlockType, c.queries,
+                                  scaled(dOutRows, c.gates), carried,
                                   /*transposeLhs=*/true),
                               dStates, member, column);
             return dValue;
