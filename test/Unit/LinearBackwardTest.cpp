@@ -333,7 +333,8 @@ TEST(LinearBackward, MatchesFiniteDifferencesOfTheOracle) {
 // cumulative log gates near -300 within a chunk); a learnable per-head
 // decay; RetNet's constant decay; elu + 1 non-causal with GQA; x * x;
 // varlen with an empty sequence; T = 1; Dv = 128 in two value blocks, with
-// and without the gate's gradient. Each also runs on 1 and 3 threads
+// and without the gate's gradient, and non-causal. Each also runs on 1 and
+// 3 threads
 // (bitwise the same).
 TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
   std::vector<LinearCase> cases;
@@ -517,6 +518,28 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
       p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
         return a ? (*a)[h * 9 + t] : std::log(1 - std::exp2(-1.0 - double(h)));
       };
+    };
+    cases.push_back(c);
+  }
+  {
+    LinearCase c{"elu + 1, non-causal, GQA, h0 and hT, Dv 128 in value "
+                 "blocks, chunks of 4",
+                 "kernel t(q: f32[B, Hq, T, 3], k: f32[B, Hk, T, 3], "
+                 "v: f32[B, Hk, T, 128], h0: f32[B, Hq, 3, 128]) -> "
+                 "(o: f32[B, Hq, T, 128], hT: f32[B, Hq, 3, 128]) {\n"
+                 "  o, hT = linear(q, k, v, initial = h0) {\n    feature = "
+                 "elu(x) + 1; causal = false; scale = 0.5; chunk = 4\n  }\n}\n",
+                 1,
+                 2,
+                 1,
+                 7,
+                 3,
+                 128};
+    c.initial = c.finalState = true;
+    c.configure = [](oracle::LinearProblem &p, const Extras &) {
+      p.scale = 0.5;
+      p.causal = false;
+      p.featureMap = [](double x) { return elu(x) + 1; };
     };
     cases.push_back(c);
   }

@@ -34,11 +34,10 @@ public:
     subTile = std::min(maxSubTile, chunk);
     while (chunk % subTile)
       --subTile;
-    // Causal scalar (or no) gates take dv, dO and the states by blocks of
-    // value columns when Dv is a static multiple of the block (fewer
-    // registers per tile on the GPU); gates per key dim and non-causal
-    // kernels take whole rows.
-    wholeValues = perKeyDim || !op.getCausal();
+    // Scalar (or no) gates take dv, dO and the states by blocks of value
+    // columns when Dv is a static multiple of the block (fewer registers
+    // per tile on the GPU); gates per key dim take whole rows.
+    wholeValues = perKeyDim;
     valueCols = dimV;
     if (!wholeValues && maxValueBlock > 0 && !ShapedType::isDynamic(dimV) &&
         dimV > maxValueBlock && dimV % maxValueBlock == 0)
@@ -196,9 +195,12 @@ private:
                      Value toEnd, Value stateRows);
   /// hoistInvariantLoads of the gate for query head `head`.
   void hoistGateLoads(Value head);
-  /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims.
+  /// The sizes of a [count, Dk, Dv] scratch memref's dynamic dims (`count`
+  /// null when static).
   SmallVector<Value> scratchSizes(Value count) {
-    SmallVector<Value> sizes = {count};
+    SmallVector<Value> sizes;
+    if (count)
+      sizes.push_back(count);
     if (ShapedType::isDynamic(dimK))
       sizes.push_back(shape.dimK);
     if (ShapedType::isDynamic(dimV))
@@ -309,8 +311,9 @@ private:
   Value dq, dk, dv, dInitial;
   Value zero, one, scale, batch, headK, start, steps, numChunks;
   /// Causal scratch: chunk start states ([G x chunkSlots, Dk, Dv], head
-  /// `member`'s from member x chunkSlots) and each head's dH ([G, Dk, Dv]).
-  Value starts, dStates, chunkSlots;
+  /// `member`'s from member x chunkSlots) and each head's dH ([G, Dk, Dv]);
+  /// non-causal: KV and the group's summed dS ([2, Dk, Dv]).
+  Value starts, dStates, chunkSlots, stateSums;
   /// Per key dim: one chunk's intra-chunk dq, dg of a head and dk, dv
   /// summed over the group ([C, Dk] and [C, Dv]).
   Value dqScratch, dgScratch, dkScratch, dvScratch;

@@ -395,55 +395,77 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
 
 void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
   Value group = shape.groupSize;
+  // Scratch state 0 holds KV, 1 the group's summed dS, by value blocks.
+  Value keysValuesSlot = zero, dStateSlot = one;
   // KV = sum_t k_t^T v_t (shared by the group).
-  Value keysValues = rb.loop(
-      zero, numChunks, {zeroState()}, [&](Value chunkIndex, ValueRange acc) {
-        Chunk c = loadKeys(chunkIndex);
-        return SmallVector<Value>{dot(stateType, c.keys, c.values, acc[0],
-                                      /*transposeLhs=*/true)};
-      })[0];
-  // Per head: dq = scale dO (S_0 + KV)^T.
+  overValueBlocks([&](Value column) {
+    Value keysValues =
+        rb.loop(zero, numChunks, {zeroStateBlock()},
+                [&](Value chunkIndex, ValueRange acc) {
+                  Chunk c = loadKeys(chunkIndex);
+                  return SmallVector<Value>{dot(stateBlockType, c.keys,
+                                                valueRows(c, column), acc[0],
+                                                /*transposeLhs=*/true)};
+                })[0];
+    storeScratchState(keysValues, stateSums, keysValuesSlot, column);
+  });
+  // Per head: dq = scale dO (S_0 + KV)^T, summed over the value blocks.
   rb.loop(zero, group, [&](Value member) {
     Value head = rb.add(firstHead, member);
-    Value state = add(stateTile(initial, head), keysValues);
     rb.loop(zero, numChunks, [&](Value chunkIndex) {
       Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
       loadQueries(c, head);
-      Value dQuery = scaled(
-          dot(keyType, c.dOut, state, zeros(keyType, shape.dimK), false, true));
-      storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
+      Value dQuery = overValueBlocks(
+          {zeros(keyType, shape.dimK)},
+          [&](Value column, ValueRange acc) -> SmallVector<Value> {
+            Value state = add(stateTile(initial, head, column),
+                              scratchState(stateSums, keysValuesSlot, column));
+            return {dot(keyType, valueRows(c, column, head), state, acc[0],
+                        false, /*transposeRhs=*/true)};
+          })[0];
+      storeRows(throughFeatures(c.queriesIn, scaled(dQuery), c), dq, head, c);
     });
   });
   // Per head (after dq's sweep, so that KV and dS are not held at once):
-  // dS = dS_T + scale sum_t q_t^T dO_t (also d_h0), summed over the group
-  // for dk and dv.
-  Value dStateSum = rb.loop(
-      zero, group, {zeroState()},
-      [&](Value member, ValueRange acc) -> SmallVector<Value> {
-        Value head = rb.add(firstHead, member);
-        Value dState = rb.loop(zero, numChunks, {stateTile(dFinal, head)},
-                               [&](Value chunkIndex, ValueRange sum) {
-                                 Chunk c =
-                                     loadKeys(chunkIndex, /*withKeys=*/false);
-                                 loadQueries(c, head);
-                                 return SmallVector<Value>{
-                                     dot(stateType, scaled(c.queries), c.dOut,
-                                         sum[0], /*transposeLhs=*/true)};
-                               })[0];
-        if (dInitial)
-          tile::StoreOp::create(b, dState, dInitial,
-                                ValueRange{batch, head, zero}, shape.dimK,
-                                /*row_dim=*/2);
-        return {add(acc[0], dState)};
-      })[0];
-  // dk = v dS^T, dv = k dS.
+  // dS = dS_T + sum_t q_t^T (scale dO_t) (also d_h0), summed over the
+  // group for dk and dv.
+  overValueBlocks([&](Value column) {
+    Value dStateSum =
+        rb.loop(zero, group, {zeroStateBlock()},
+                [&](Value member, ValueRange acc) -> SmallVector<Value> {
+                  Value head = rb.add(firstHead, member);
+                  Value dState = rb.loop(
+                      zero, numChunks, {stateTile(dFinal, head, column)},
+                      [&](Value chunkIndex, ValueRange sum) {
+                        Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
+                        loadQueries(c, head);
+                        return SmallVector<Value>{
+                            dot(stateBlockType, c.queries,
+                                scaled(valueRows(c, column, head)), sum[0],
+                                /*transposeLhs=*/true)};
+                      })[0];
+                  if (dInitial)
+                    tile::StoreOp::create(b, dState, dInitial,
+                                          atColumn({batch, head, zero}, column),
+                                          shape.dimK, /*row_dim=*/2);
+                  return {add(acc[0], dState)};
+                })[0];
+    storeScratchState(dStateSum, stateSums, dStateSlot, column);
+  });
+  // dk = v dS^T (summed over the value blocks), dv = k dS per block.
   rb.loop(zero, numChunks, [&](Value chunkIndex) {
     Chunk c = loadKeys(chunkIndex);
-    Value dKey = dot(keyType, c.values, dStateSum, zeros(keyType, shape.dimK),
-                     false, true);
+    Value dKey = overValueBlocks(
+        {zeros(keyType, shape.dimK)},
+        [&](Value column, ValueRange acc) -> SmallVector<Value> {
+          Value dState = scratchState(stateSums, dStateSlot, column);
+          storeRows(dot(valueBlockType, c.keys, dState,
+                        zeros(valueBlockType, shape.dimV)),
+                    dv, headK, c, column);
+          return {dot(keyType, valueRows(c, column), dState, acc[0], false,
+                      /*transposeRhs=*/true)};
+        })[0];
     storeRows(throughFeatures(c.keysIn, dKey, c), dk, headK, c);
-    storeRows(dot(valueType, c.keys, dStateSum, zeros(valueType, shape.dimV)),
-              dv, headK, c);
   });
 }
 
@@ -554,6 +576,9 @@ void LinearBackwardProgram::build(ValueRange results) {
         b, stateScratch, scratchSizes(rb.mul(shape.groupSize, chunkSlots)));
     dStates =
         memref::AllocOp::create(b, stateScratch, scratchSizes(shape.groupSize));
+  } else {
+    stateSums = memref::AllocOp::create(
+        b, MemRefType::get({2, dimK, dimV}, f32), scratchSizes(Value()));
   }
   if (perKeyDim) {
     auto rowsScratch = [&](int64_t dim, Value size) -> Value {
@@ -573,11 +598,11 @@ void LinearBackwardProgram::build(ValueRange results) {
                                                   : std::max(chunk, dimK);
   auto grid = createProgramGrid(b, shape, shape.headsK, blockRows,
                                 /*perSequence=*/true);
-  if (op.getCausal()) {
+  {
     OpBuilder::InsertionGuard afterGrid(b);
     b.setInsertionPointAfter(grid);
-    for (Value buffer :
-         {starts, dStates, dqScratch, dgScratch, dkScratch, dvScratch})
+    for (Value buffer : {starts, dStates, stateSums, dqScratch, dgScratch,
+                         dkScratch, dvScratch})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   }
