@@ -65,7 +65,7 @@ llvm::ArrayRef<CompileOption> attnc::compileOptions() {
       {"from-tile-program",
        "Build softmax and linear kernels from their tile programs "
        "(attn-tile-softmax, attn-tile-linear, attn-tile-to-nvgpu; 16 rows "
-       "per warp; not top-k, not gates per key dimension) instead of "
+       "per warp; not top-k) instead of "
        "attn-gpu-tile-softmax and attn-gpu-chunk-linear",
        "", kGpuOption, nullptr, nullptr, nullptr, &Gpu::fromTileProgram},
   };

@@ -251,7 +251,7 @@ def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
 }
 
 def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
-  let summary = "Lowers softmax tile programs to mma.sync kernels";
+  let summary = "Lowers tile programs to mma.sync kernels";
   let description = [{
     The NVIDIA backend of the tile programs (docs/tile.md, docs/gpu.md):
     every func.func holding an `attn_tile.grid` becomes a kernel of the same
@@ -266,7 +266,9 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
 
     Tile layouts:
     - a loaded f16/bf16 tile lives in shared memory (rows padded by 16
-      bytes), copied with 16-byte cp.async, zero-filled past its count. A
+      bytes), copied with 16-byte cp.async, zero-filled past its count (a
+      block of columns from its first column, which must keep the copies
+      16-byte aligned, as the linear backward's value blocks do). A
       load directly in the body of an innermost scf.for whose position and
       count are pure functions of the induction variable gets two stages:
       the first iteration's copy starts before the loop, and iteration
@@ -297,11 +299,10 @@ def TileToNvgpu : Pass<"attn-tile-to-nvgpu", "::mlir::ModuleOp"> {
     sums the copies in CTA order into the result, in its own type
     (`attnc.partial_result_types`).
 
-    Not lowered yet (reported naming the op): `scan`, `slice`, `transpose`,
-    `decay_dot` (linear kernels), `top_k_insert`, reductions of 1-D tiles
-    in programs of more than one warp, loaded tiles carried
-    by control flow; kernels over `max-shared-bytes` are refused with the
-    byte count.
+    `scan`, `slice` and `transpose` move rows through shared memory;
+    `decay_dot` and `decay_combine` sum each lane's elements' terms.
+    Not lowered yet (reported naming the op): `top_k_insert`; kernels over
+    `max-shared-bytes` are refused with the byte count.
   }];
   let options = [
     Option<"maxSharedBytes", "max-shared-bytes", "int64_t",
