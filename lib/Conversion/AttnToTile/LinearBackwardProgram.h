@@ -92,11 +92,10 @@ private:
   Value zeroState() {
     return splatTile(b, rb.f32(0), stateType, shape.dimK, shape.dimV);
   }
-  /// Zeros of a state's value block (of the whole state when unblocked).
+  /// Zeros of a state's value block (the whole state when rows are whole:
+  /// stateBlockType is then stateType).
   Value zeroStateBlock() {
-    return valueCols == dimV
-               ? zeroState()
-               : splatTile(b, rb.f32(0), stateBlockType, shape.dimK, Value());
+    return splatTile(b, rb.f32(0), stateBlockType, shape.dimK, shape.dimV);
   }
   Value dot(RankedTensorType type, Value lhs, Value rhs, Value acc,
             bool transposeLhs = false, bool transposeRhs = false) {

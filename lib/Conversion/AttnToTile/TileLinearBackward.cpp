@@ -117,23 +117,23 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
 }
 
 Value LinearBackwardProgram::stateTile(Value memref, Value h, Value column) {
-  RankedTensorType type = column ? stateBlockType : stateType;
   auto load = [&]() -> SmallVector<Value> {
-    return {tile::LoadOp::create(b, type, memref,
+    return {tile::LoadOp::create(b, stateBlockType, memref,
                                  atColumn({batch, h, zero}, column), shape.dimK,
                                  /*row_dim=*/2)};
   };
-  auto zeros = [&] { return column ? zeroStateBlock() : zeroState(); };
   if (!memref)
-    return zeros();
+    return zeroStateBlock();
   if (memref != initial)
     return load()[0];
-  return ifAbsent(rb, memref, type, zeros, [&] { return load()[0]; });
+  return ifAbsent(
+      rb, memref, stateBlockType, [&] { return zeroStateBlock(); },
+      [&] { return load()[0]; });
 }
 
 Value LinearBackwardProgram::scratchState(Value memref, Value index,
                                           Value column) {
-  return tile::LoadOp::create(b, column ? stateBlockType : stateType, memref,
+  return tile::LoadOp::create(b, stateBlockType, memref,
                               atColumn({index, zero}, column), shape.dimK,
                               /*row_dim=*/1);
 }
