@@ -1,6 +1,6 @@
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear -canonicalize | FileCheck %s
 // RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear -canonicalize -attn-tile-to-loops -attnc-reference-pipeline | FileCheck %s --check-prefix=LLVM
-// RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear=value-block=16 -canonicalize | FileCheck %s --check-prefix=BLOCKS
+// RUN: attnc-opt %s -attn-derive-backward -attn-tile-linear=state-block=16 -canonicalize | FileCheck %s --check-prefix=BLOCKS
 //
 // The chunkwise linear backward (docs/tile.md, "The linear backward") for
 // a learnable per-head decay w[h] with an initial state: scratch for the
@@ -25,9 +25,9 @@
 // CHECK:               attn_tile.store %{{.*}}, %[[STARTS]]
 // CHECK:           scf.for
 // CHECK:             scf.for {{.*}} -> (tensor<16x16xf32>)
-// CHECK:               attn_tile.load %[[STARTS]]
 // CHECK:               attn_tile.transpose {{.*}} : tensor<16x16xf32> -> tensor<16x16xf32>
 // CHECK:               attn_tile.scan add {{.*}} : tensor<16x16xf32>
+// CHECK:               attn_tile.load %[[STARTS]]
 // CHECK:               attn_tile.store
 // CHECK:               attn_tile.load %[[DSTATES]]
 // CHECK:               attn_tile.scatter_add
@@ -72,8 +72,8 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 // CHECK:         memref.alloc({{.*}}) : memref<?x16x8xf32>
 // CHECK:         %[[DQ:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DG:.*]] = memref.alloc() : memref<32x16xf32>
-// CHECK:         %[[DK:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DV:.*]] = memref.alloc() : memref<32x8xf32>
+// CHECK:         %[[DK:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         attn_tile.grid
 // CHECK:             scf.for {{.*}} -> (tensor<32x16xf32>)
 // CHECK:               scf.for {{.*}} -> (tensor<1x16xf32>)
@@ -104,38 +104,65 @@ attn.kernel @gla(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
   attn.return %o : !attn.tensor<f32[B, H, T, 8]>
 }
 
-// Value blocks (here of 16 columns, Dv = 32; %arg2 is v, %arg3 dO, %arg6
-// dv): v, dO, the chunk start
-// states, dH and dv go by blocks of value columns, loaded and stored from
-// a first column (the position's last index): the start states per block,
-// dP and dO H^T summed over the blocks, dk's (exp(B_L - B) o V) dH^T summed
-// over them, then the dv/dH pass once per block.
+// State blocks (here of 16, Dk = Dv = 32; %arg0 is q, %arg1 k, %arg2 v,
+// %arg3 dO, %arg4 dq, %arg5 dk, %arg6 dv): q, k, v, dO, dq, dk, dv, the
+// chunk start states and dH go by blocks of key and value columns, loaded
+// and stored from a first column (the position's last index), the states
+// by blocks of key rows and value columns: the start states per block;
+// dP summed over the value blocks; per key block dO H^T summed over the
+// value blocks, dq's block stored, dk's block of the group's sum added in
+// scratch; dk stored by blocks; then the dv/dH pass once per value block,
+// K dH and A = Q K^T summed over the key blocks, dH per key block.
 
 // BLOCKS-LABEL: func.func @retnet_backward(
-// BLOCKS:         %[[STARTS:.*]] = memref.alloc({{.*}}) : memref<?x16x32xf32>
-// BLOCKS:         %[[DSTATES:.*]] = memref.alloc({{.*}}) : memref<?x16x32xf32>
-// BLOCKS:         attn_tile.grid
-//                   Start states per block of 16 value columns.
-// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
-// BLOCKS:               attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %c0, %[[COL:.*]]] rows
-// BLOCKS:               scf.for
-// BLOCKS:                 attn_tile.load %arg2[%{{.*}}, %{{.*}}, %{{.*}}, %[[COL]]] {{.*}} -> tensor<16x16xf32>
-// BLOCKS:                 attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %c0, %[[COL]]] rows
-//                   dP and dO H^T summed over the blocks.
+// BLOCKS:         %[[STARTS:.*]] = memref.alloc({{.*}}) : memref<?x32x32xf32>
+// BLOCKS:         %[[DSTATES:.*]] = memref.alloc({{.*}}) : memref<?x32x32xf32>
+// BLOCKS:         %[[DK:.*]] = memref.alloc() : memref<16x32xf32>
+// BLOCKS:         attn_tile.grid {{.*}} block_rows 16 per_sequence
+//                   Start states per block of 16 key rows and 16 value
+//                   columns.
 // BLOCKS:           scf.for
+// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:               scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:                 attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %[[ROW:[0-9a-z_]+]], %[[COL:[0-9a-z_]+]]] rows %c16
+// BLOCKS:                 scf.for
+// BLOCKS:                   attn_tile.load %arg1[%{{.*}}, %{{.*}}, %{{.*}}, %[[ROW]]] {{.*}} -> tensor<16x16xf32>
+// BLOCKS:                   attn_tile.load %arg2[%{{.*}}, %{{.*}}, %{{.*}}, %[[COL]]] {{.*}} -> tensor<16x16xf32>
+// BLOCKS:                   attn_tile.store %{{.*}}, %[[STARTS]][%{{.*}}, %[[ROW]], %[[COL]]] rows %c16
+//                   dk's sum cleared, dP summed over the value blocks.
+// BLOCKS:           scf.for
+// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:               attn_tile.store %{{.*}}, %[[DK]][%c0, %{{.*}}] rows %c16 row_dim 0
 // BLOCKS:             scf.for
-// BLOCKS:               scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>, tensor<16x16xf32>) {
-// BLOCKS:                 attn_tile.load %arg3[{{.*}}, %[[COL1:[0-9a-z_]+]]]
-// BLOCKS:                 attn_tile.load %arg2[{{.*}}, %[[COL1]]]
-// BLOCKS:                 attn_tile.load %[[STARTS]][%{{.*}}, %c0, %[[COL1]]]
-//                   The dv/dH pass per block.
+// BLOCKS:               scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>) {
+// BLOCKS:                 attn_tile.load %arg3[{{.*}}, %[[VCOL:[0-9a-z_]+]]]
+// BLOCKS:                 attn_tile.load %arg2[{{.*}}, %[[VCOL]]]
+//                   Per key block: q, k, dO H^T, dq, dk's block in scratch.
+// BLOCKS:               scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:                 attn_tile.load %arg0[{{.*}}, %[[KCOL:[0-9a-z_]+]]]
+// BLOCKS:                 attn_tile.load %arg1[{{.*}}, %[[KCOL]]]
+// BLOCKS:                 scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>) {
+// BLOCKS:                   attn_tile.load %[[STARTS]][%{{.*}}, %[[KCOL]], %{{.*}}] rows %c16
+// BLOCKS:                 attn_tile.store %{{.*}}, %arg4[{{.*}}, %[[KCOL]]]
+// BLOCKS:                 attn_tile.load %[[DK]][%c0, %[[KCOL]]]
+// BLOCKS:                 scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>) {
+// BLOCKS:                   attn_tile.load %[[DSTATES]][%{{.*}}, %[[KCOL]], %{{.*}}] rows %c16
+// BLOCKS:                 attn_tile.store %{{.*}}, %[[DK]][%c0, %[[KCOL]]]
+// BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:               attn_tile.load %[[DK]][%c0, %[[KCOL2:[0-9a-z_]+]]]
+// BLOCKS:               attn_tile.store %{{.*}}, %arg5[{{.*}}, %[[KCOL2]]]
+//                   The dv/dH pass per value block.
 // BLOCKS:             scf.for %{{.*}} = %c0 to %c2 step %c1 {
 // BLOCKS:               scf.for
-// BLOCKS:                 attn_tile.store %{{.*}}, %[[DSTATES]][%{{.*}}, %c0, %[[COL2:.*]]] rows
-// BLOCKS:               attn_tile.store %{{.*}}, %arg6[%{{.*}}, %{{.*}}, %{{.*}}, %[[COL2]]] rows
+// BLOCKS:                 scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>) {
+// BLOCKS:                   attn_tile.load %[[DSTATES]][%{{.*}}, %{{.*}}, %[[VCOL2:[0-9a-z_]+]]] rows %c16
+// BLOCKS:                 scf.for %{{.*}} = %c0 to %c2 step %c1 iter_args({{.*}}) -> (tensor<16x16xf32>) {
+// BLOCKS:                 scf.for %{{.*}} = %c0 to %c2 step %c1 {
+// BLOCKS:                   attn_tile.store %{{.*}}, %[[DSTATES]][%{{.*}}, %{{.*}}, %[[VCOL2]]] rows %c16
+// BLOCKS:               attn_tile.store %{{.*}}, %arg6[%{{.*}}, %{{.*}}, %{{.*}}, %[[VCOL2]]] rows
 
-attn.kernel @retnet(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, T, 16]>, %v: !attn.tensor<f32[B, H, T, 32]>) -> (o: !attn.tensor<f32[B, H, T, 32]>) {
-  %o = attn.linear %q, %k, %v {chunk = 16 : i64, gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 16]>, !attn.tensor<f32[B, H, T, 32]>) -> !attn.tensor<f32[B, H, T, 32]> gate {
+attn.kernel @retnet(%q: !attn.tensor<f32[B, H, T, 32]>, %k: !attn.tensor<f32[B, H, T, 32]>, %v: !attn.tensor<f32[B, H, T, 32]>) -> (o: !attn.tensor<f32[B, H, T, 32]>) {
+  %o = attn.linear %q, %k, %v {chunk = 16 : i64, gate_kind = #attn<gate_kind constant_per_head>} : (!attn.tensor<f32[B, H, T, 32]>, !attn.tensor<f32[B, H, T, 32]>, !attn.tensor<f32[B, H, T, 32]>) -> !attn.tensor<f32[B, H, T, 32]> gate {
   ^bb0(%b: index, %h: index, %t: index, %d: index, %tstart: index):
     %0 = arith.constant -0.1 : f32
     attn.yield %0 : f32

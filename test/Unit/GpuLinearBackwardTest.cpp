@@ -14,8 +14,8 @@
 // in reverse order); elu + 1 non-causal with GQA; GLA's gates per key
 // dimension with initial and final states over packed sequences, one
 // empty; GLA in bf16 with Dk != Dv and a length below the chunk; a gate
-// per head with GQA and both states at Dv 128 (two value blocks of 64);
-// elu + 1 non-causal with both states at Dv 128.
+// per head with GQA and both states at Dk = Dv = 128 (2 x 2 state blocks
+// of 64 x 64); elu + 1 non-causal with both states at Dv 128.
 //
 //===----------------------------------------------------------------------===//
 
@@ -130,18 +130,19 @@ std::vector<Case> cases() {
        },
        3e-2});
   all.push_back(
-      {"gate per head, GQA, h0 and hT, Dv 128 in value blocks, bf16, T=40",
-       "kernel t(q: bf16[B, Hq, T, 16], k: bf16[B, Hk, T, 16], "
-       "v: bf16[B, Hk, T, 128], a: f32[B, Hq, T], h0: f32[B, Hq, 16, 128]) "
-       "-> (o: bf16[B, Hq, T, 128], hT: f32[B, Hq, 16, 128]) {\n"
+      {"gate per head, GQA, h0 and hT, Dk = Dv = 128 in state blocks, bf16, "
+       "T=40",
+       "kernel t(q: bf16[B, Hq, T, 128], k: bf16[B, Hk, T, 128], "
+       "v: bf16[B, Hk, T, 128], a: f32[B, Hq, T], h0: f32[B, Hq, 128, 128]) "
+       "-> (o: bf16[B, Hq, T, 128], hT: f32[B, Hq, 128, 128]) {\n"
        "  o, hT = linear(q, k, v, initial = h0) { gate = a[b, h, t]; "
        "chunk = 16 }\n}\n",
        [](std::mt19937_64 &rng) {
-         auto inputs = qkv(rng, ElementType::BF16, {1, 2, 40, 16},
-                           {1, 1, 40, 16}, {1, 1, 40, 128});
+         auto inputs = qkv(rng, ElementType::BF16, {1, 2, 40, 128},
+                           {1, 1, 40, 128}, {1, 1, 40, 128});
          inputs["a"] = randomTensor(ElementType::F32, {1, 2, 40}, rng, -1, 0);
          inputs["h0"] =
-             randomTensor(ElementType::F32, {1, 2, 16, 128}, rng, -1, 1);
+             randomTensor(ElementType::F32, {1, 2, 128, 128}, rng, -1, 1);
          return inputs;
        },
        3e-2});

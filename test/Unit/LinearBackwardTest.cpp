@@ -333,9 +333,9 @@ TEST(LinearBackward, MatchesFiniteDifferencesOfTheOracle) {
 // cumulative log gates near -300 within a chunk); a learnable per-head
 // decay; RetNet's constant decay; elu + 1 non-causal with GQA; x * x;
 // varlen with an empty sequence; T = 1; Dv = 128 in two value blocks, with
-// and without the gate's gradient, and non-causal. Each also runs on 1 and
-// 3 threads
-// (bitwise the same).
+// and without the gate's gradient, and non-causal; Dk = 128 in two key
+// blocks (elu + 1, h0), and Dk = Dv = 128 in 2 x 2 state blocks. Each also
+// runs on 1 and 3 threads (bitwise the same).
 TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
   std::vector<LinearCase> cases;
   for (double strength : {1.0, 30.0}) {
@@ -540,6 +540,63 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
       p.scale = 0.5;
       p.causal = false;
       p.featureMap = [](double x) { return elu(x) + 1; };
+    };
+    cases.push_back(c);
+  }
+  // Dk = 128: q, k, dq, dk and the states' rows go by two blocks of 64 key
+  // columns (dk's sum over the group in scratch), with a feature map and
+  // h0; then Dk = Dv = 128, states in blocks of 64 x 64, with the gate's
+  // gradient (its terms summed over both kinds of blocks).
+  {
+    LinearCase c{"SSD per-head gates, elu + 1, GQA, h0 and hT, Dk 128 in key "
+                 "blocks, chunks of 4",
+                 "kernel t(q: f32[B, Hq, T, 128], k: f32[B, Hk, T, 128], "
+                 "v: f32[B, Hk, T, 4], a: f32[B, Hq, T], "
+                 "h0: f32[B, Hq, 128, 4]) -> (o: f32[B, Hq, T, 4], "
+                 "hT: f32[B, Hq, 128, 4]) {\n"
+                 "  o, hT = linear(q, k, v, initial = h0) {\n    gate = "
+                 "a[b, h, t]; feature = elu(x) + 1; scale = 0.5; chunk = 4\n"
+                 "  }\n}\n",
+                 1,
+                 2,
+                 1,
+                 9,
+                 128,
+                 4};
+    c.gates = {{"a", {1, 2, 9}}};
+    c.initial = c.finalState = true;
+    c.configure = [](oracle::LinearProblem &p, const Extras &x) {
+      const std::vector<double> *a = &x.at("a");
+      p.scale = 0.5;
+      p.featureMap = [](double x) { return elu(x) + 1; };
+      p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
+        return (*a)[h * 9 + t];
+      };
+    };
+    cases.push_back(c);
+  }
+  {
+    LinearCase c{"SSD per-head gates, GQA, hT, Dk = Dv = 128 in state blocks, "
+                 "chunks of 4",
+                 "kernel t(q: f32[B, Hq, T, 128], k: f32[B, Hk, T, 128], "
+                 "v: f32[B, Hk, T, 128], a: f32[B, Hq, T]) -> "
+                 "(o: f32[B, Hq, T, 128], hT: f32[B, Hq, 128, 128]) {\n"
+                 "  o, hT = linear(q, k, v) {\n    gate = a[b, h, t]; "
+                 "scale = 0.5; chunk = 4\n  }\n}\n",
+                 1,
+                 2,
+                 1,
+                 6,
+                 128,
+                 128};
+    c.gates = {{"a", {1, 2, 6}}};
+    c.finalState = true;
+    c.configure = [](oracle::LinearProblem &p, const Extras &x) {
+      const std::vector<double> *a = &x.at("a");
+      p.scale = 0.5;
+      p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
+        return (*a)[h * 6 + t];
+      };
     };
     cases.push_back(c);
   }

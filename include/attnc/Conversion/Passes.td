@@ -237,9 +237,10 @@ def TileLinear : Pass<"attn-tile-linear", "::mlir::ModuleOp"> {
   let options = [
     Option<"subTile", "sub-tile", "int64_t", /*default=*/"16",
            "Query rows per sub-tile of the per-key-dim intra-chunk scores">,
-    Option<"valueBlock", "value-block", "int64_t", /*default=*/"64",
-           "Value columns per block of the causal backward (scalar or no "
-           "gates) when Dv is a larger static multiple of it; 0: whole rows">,
+    Option<"stateBlock", "state-block", "int64_t", /*default=*/"64",
+           "Key rows and value columns per block of the backward's states "
+           "(scalar or no gates; key blocks when causal) where Dk or Dv is a "
+           "larger static multiple of it; 0: whole states">,
   ];
   let dependentDialects = [
     "::attnc::tile::TileDialect",

@@ -21,7 +21,7 @@ using mlir::RankedTensorType;
 class LinearBackwardProgram {
 public:
   LinearBackwardProgram(LinearBackwardOp op, LoweringBuilder &rb,
-                        int64_t maxSubTile, int64_t maxValueBlock)
+                        int64_t maxSubTile, int64_t stateBlock)
       : op(op), rb(rb), b(rb.b), shape(getAttentionOperands(op, rb)),
         chunk(op.getChunk()) {
     f32 = b.getF32Type();
@@ -34,14 +34,21 @@ public:
     subTile = std::min(maxSubTile, chunk);
     while (chunk % subTile)
       --subTile;
-    // Scalar (or no) gates take dv, dO and the states by blocks of value
-    // columns when Dv is a static multiple of the block (fewer registers
-    // per tile on the GPU); gates per key dim take whole rows.
+    // Scalar (or no) gates take dv, dO and the states' columns by blocks
+    // of value columns when Dv is a larger static multiple of the block,
+    // and causal ones q, k, dq, dk and the states' rows by blocks of key
+    // columns likewise (fewer registers per tile on the GPU); gates per
+    // key dim take whole rows.
     wholeValues = perKeyDim;
-    valueCols = dimV;
-    if (!wholeValues && maxValueBlock > 0 && !ShapedType::isDynamic(dimV) &&
-        dimV > maxValueBlock && dimV % maxValueBlock == 0)
-      valueCols = maxValueBlock;
+    auto blockOf = [&](int64_t dim) {
+      return !wholeValues && stateBlock > 0 && !ShapedType::isDynamic(dim) &&
+                     dim > stateBlock && dim % stateBlock == 0
+                 ? stateBlock
+                 : dim;
+    };
+    valueCols = blockOf(dimV);
+    keyCols = op.getCausal() ? blockOf(dimK) : dimK;
+    wholeKeys = keyCols == dimK;
     if (op.getInitialState())
       initial = rb.params.lookup(op.getInitialState());
     if (op.getDFinalState())
@@ -65,7 +72,8 @@ public:
 private:
   /// One chunk's tiles, all of C rows (rows past the sequence end are
   /// zero); `queriesIn`/`keysIn` are before the feature map; `values` and
-  /// `dOut` only with wholeValues (else loaded per value block).
+  /// `dOut` only with wholeValues, the queries and keys only with
+  /// wholeKeys (else loaded per block).
   struct Chunk {
     Value t0, rows;
     Value queriesIn, queries, keysIn, keys, values, dOut;
@@ -147,17 +155,41 @@ private:
     return h ? loadRows(dOut, h, c, valueCols, column)
              : loadRows(shape.v, headK, c, valueCols, column);
   }
-  /// `body(column)` for each block of value columns in order, carrying
-  /// `init`; once, with a null column, when rows are whole.
+  /// The key block from `column` of the chunk's keys (queries of head `h`
+  /// when `h` is given), before and after the feature map: those of `c`
+  /// with wholeKeys.
+  std::pair<Value, Value> keyRows(const Chunk &c, Value column,
+                                  Value h = Value()) {
+    if (wholeKeys)
+      return h ? std::pair(c.queriesIn, c.queries)
+               : std::pair(c.keysIn, c.keys);
+    Value loaded =
+        h ? loadRows(shape.q, h, c, keyCols, column)
+          : loadRows(shape.k, headK, c, keyCols, column);
+    return {loaded, features(loaded, c.rows)};
+  }
+  /// `body(column)` for each block of `blockCols` of `cols` columns in
+  /// order, carrying `init`; once, with a null column, when the block is
+  /// whole.
+  SmallVector<Value> overBlocks(
+      int64_t cols, int64_t blockCols, ValueRange init,
+      function_ref<SmallVector<Value>(Value column, ValueRange carried)> body) {
+    if (blockCols == cols)
+      return body(Value(), init);
+    return rb.loop(zero, rb.index(cols / blockCols), init,
+                   [&](Value block, ValueRange carried) {
+                     return body(rb.mul(block, rb.index(blockCols)), carried);
+                   });
+  }
   SmallVector<Value> overValueBlocks(
       ValueRange init,
       function_ref<SmallVector<Value>(Value column, ValueRange carried)> body) {
-    if (valueCols == dimV)
-      return body(Value(), init);
-    return rb.loop(zero, rb.index(dimV / valueCols), init,
-                   [&](Value block, ValueRange carried) {
-                     return body(rb.mul(block, rb.index(valueCols)), carried);
-                   });
+    return overBlocks(dimV, valueCols, init, body);
+  }
+  SmallVector<Value> overKeyBlocks(
+      ValueRange init,
+      function_ref<SmallVector<Value>(Value column, ValueRange carried)> body) {
+    return overBlocks(dimK, keyCols, init, body);
   }
   void overValueBlocks(function_ref<void(Value column)> body) {
     overValueBlocks({}, [&](Value column, ValueRange) {
@@ -165,6 +197,26 @@ private:
       return SmallVector<Value>();
     });
   }
+  void overKeyBlocks(function_ref<void(Value column)> body) {
+    overKeyBlocks({}, [&](Value column, ValueRange) {
+      body(column);
+      return SmallVector<Value>();
+    });
+  }
+  /// `body(row, column)` for each block of a state: its key rows from
+  /// `row`, its value columns from `column` (null when whole).
+  void overStateBlocks(function_ref<void(Value row, Value column)> body) {
+    overKeyBlocks([&](Value row) {
+      overValueBlocks([&](Value column) { body(row, column); });
+    });
+  }
+  /// The rows of a state block (Dk when whole).
+  Value stateBlockRows() {
+    return wholeKeys ? shape.dimK : rb.index(keyCols);
+  }
+  /// The scores Q K^T of head `head`'s queries in `c` (summed over the key
+  /// blocks).
+  Value scores(const Chunk &c, Value head);
   /// `position`, and `column` after it when not null.
   static SmallVector<Value> atColumn(SmallVector<Value> position,
                                      Value column) {
@@ -215,14 +267,16 @@ private:
   /// `dgScratch` plus those through the chunk's start and end states.
   Value perKeyDimGateGradients(const Chunk &c, Value fromState, Value toState,
                                Value state, Value dState);
-  /// Rows [first, first + count) of a [C, cols] scratch memref.
+  /// Rows [first, first + count) of a [C, cols] scratch memref (the
+  /// block of `type`'s columns from `column` when not null).
   Value scratchRows(Value memref, Value first, Value count,
-                    RankedTensorType type) {
-    return tile::LoadOp::create(b, type, memref, ValueRange{first}, count,
-                                /*row_dim=*/0);
+                    RankedTensorType type, Value column = Value()) {
+    return tile::LoadOp::create(b, type, memref, atColumn({first}, column),
+                                count, /*row_dim=*/0);
   }
-  void storeScratchRows(Value value, Value memref, Value first, Value count) {
-    tile::StoreOp::create(b, value, memref, ValueRange{first}, count,
+  void storeScratchRows(Value value, Value memref, Value first, Value count,
+                        Value column = Value()) {
+    tile::StoreOp::create(b, value, memref, atColumn({first}, column), count,
                           /*row_dim=*/0);
   }
   /// The non-causal gradients (S = S_0 + sum_t k_t^T v_t, no gates).
@@ -269,14 +323,17 @@ private:
     auto input = llvm::find(op.getInputs(), load.getTensor());
     return inputGradients[input - op.getInputs().begin()];
   }
-  /// The [B, H, Dk, Dv] tile of head `h` of `memref` (its value block
-  /// from `column` when not null); an omitted optional one reads as zeros.
-  Value stateTile(Value memref, Value h, Value column = Value());
-  /// Scratch state `index` of `memref` ([?, Dk, Dv]), or its value block
-  /// from `column`.
-  Value scratchState(Value memref, Value index, Value column = Value());
+  /// The [B, H, Dk, Dv] tile of head `h` of `memref`, or its block of key
+  /// rows from `row` and value columns from `column` (each when not null);
+  /// an omitted optional one reads as zeros.
+  Value stateTile(Value memref, Value h, Value row = Value(),
+                  Value column = Value());
+  /// Scratch state `index` of `memref` ([?, Dk, Dv]), or its block from
+  /// `row` and `column`.
+  Value scratchState(Value memref, Value index, Value row = Value(),
+                     Value column = Value());
   void storeScratchState(Value state, Value memref, Value index,
-                         Value column = Value());
+                         Value row = Value(), Value column = Value());
   /// Sums down the rows of `x`: up to each row, or from it (`reverse`),
   /// with or without the row itself (`exclusive`).
   Value scanSums(Value x, bool reverse = false, bool exclusive = false) {
@@ -298,10 +355,10 @@ private:
   int64_t chunk, subTile;
   Type f32;
   int64_t dimK, dimV;
-  /// Columns per value block (dimV when rows are whole).
-  int64_t valueCols;
+  /// Columns per value block and per key block (dimV, dimK when whole).
+  int64_t valueCols, keyCols;
   bool gated = false, perKeyDim = false, gateReadsFloats = false,
-       wholeValues = true;
+       wholeValues = true, wholeKeys = true;
   Value initial, dFinal, dOut;
   /// The float loads of the gate and feature regions (the op's `inputs`
   /// order), and each input's partial copy.
@@ -314,11 +371,13 @@ private:
   /// non-causal: KV and the group's summed dS ([2, Dk, Dv]).
   Value starts, dStates, chunkSlots, stateSums;
   /// Per key dim: one chunk's intra-chunk dq, dg of a head and dk, dv
-  /// summed over the group ([C, Dk] and [C, Dv]).
+  /// summed over the group ([C, Dk] and [C, Dv]); by key blocks: dk summed
+  /// over the group.
   Value dqScratch, dgScratch, dkScratch, dvScratch;
   RankedTensorType stateType, keyType, valueType, scoreType, gateType;
-  /// A state's and a chunk's value block (Dk x valueCols, C x valueCols).
-  RankedTensorType stateBlockType, valueBlockType;
+  /// A state's block (keyCols x valueCols) and a chunk's value and key
+  /// blocks (C x valueCols, C x keyCols).
+  RankedTensorType stateBlockType, valueBlockType, keyBlockType;
   /// One f32 per step of a chunk.
   RankedTensorType stepType;
 };

@@ -382,10 +382,10 @@ struct TileLinearPass
     if (subTile <= 0)
       return "attn-tile-linear: sub-tile must be positive, got " +
              std::to_string(subTile);
-    if (valueBlock < 0 || valueBlock % 16)
-      return "attn-tile-linear: value-block must be 0 or a positive multiple "
+    if (stateBlock < 0 || stateBlock % 16)
+      return "attn-tile-linear: state-block must be 0 or a positive multiple "
              "of 16, got " +
-             std::to_string(valueBlock);
+             std::to_string(stateBlock);
     return "";
   }
 
@@ -398,7 +398,7 @@ struct TileLinearPass
         lowerKernelToProgram(
             kernel, [&](Operation *, LoweringBuilder &rb, ValueRange results) {
               buildLinearBackwardProgram(backward, rb, results, subTile,
-                                         valueBlock);
+                                         stateBlock);
             });
         continue;
       }

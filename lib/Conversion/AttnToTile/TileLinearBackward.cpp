@@ -54,8 +54,7 @@ Value LinearBackwardProgram::features(Value loaded, Value rows) {
   if (op.getFeature().empty() && (!perKeyDim || elementTypeOf(loaded).isF32()))
     return loaded;
   return buildMap(
-      b, tileType(chunk, dimK), {loaded},
-      [&](ValueRange at, ValueRange x) -> Value {
+      b, asF32(loaded), {loaded}, [&](ValueRange at, ValueRange x) -> Value {
         Value value = x[0];
         if (!value.getType().isF32())
           value = arith::ExtFOp::create(b, f32, value);
@@ -73,8 +72,10 @@ LinearBackwardProgram::Chunk LinearBackwardProgram::loadKeys(Value chunkIndex,
   c.rows = arith::MinUIOp::create(b, rb.index(chunk), rb.sub(steps, c.t0));
   if (!withKeys)
     return c;
-  c.keysIn = loadRows(shape.k, headK, c, dimK);
-  c.keys = features(c.keysIn, c.rows);
+  if (wholeKeys) {
+    c.keysIn = loadRows(shape.k, headK, c, dimK);
+    c.keys = features(c.keysIn, c.rows);
+  }
   if (wholeValues)
     c.values = loadRows(shape.v, headK, c, dimV);
   return c;
@@ -82,8 +83,10 @@ LinearBackwardProgram::Chunk LinearBackwardProgram::loadKeys(Value chunkIndex,
 
 void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
   if (withRows) {
-    c.queriesIn = loadRows(shape.q, head, c, dimK);
-    c.queries = features(c.queriesIn, c.rows);
+    if (wholeKeys) {
+      c.queriesIn = loadRows(shape.q, head, c, dimK);
+      c.queries = features(c.queriesIn, c.rows);
+    }
     if (wholeValues)
       c.dOut = loadRows(dOut, head, c, dimV);
   }
@@ -116,11 +119,12 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
                 : c.lastGate;
 }
 
-Value LinearBackwardProgram::stateTile(Value memref, Value h, Value column) {
+Value LinearBackwardProgram::stateTile(Value memref, Value h, Value row,
+                                       Value column) {
   auto load = [&]() -> SmallVector<Value> {
     return {tile::LoadOp::create(b, stateBlockType, memref,
-                                 atColumn({batch, h, zero}, column), shape.dimK,
-                                 /*row_dim=*/2)};
+                                 atColumn({batch, h, row ? row : zero}, column),
+                                 stateBlockRows(), /*row_dim=*/2)};
   };
   if (!memref)
     return zeroStateBlock();
@@ -132,37 +136,49 @@ Value LinearBackwardProgram::stateTile(Value memref, Value h, Value column) {
 }
 
 Value LinearBackwardProgram::scratchState(Value memref, Value index,
-                                          Value column) {
+                                          Value row, Value column) {
   return tile::LoadOp::create(b, stateBlockType, memref,
-                              atColumn({index, zero}, column), shape.dimK,
-                              /*row_dim=*/1);
+                              atColumn({index, row ? row : zero}, column),
+                              stateBlockRows(), /*row_dim=*/1);
 }
 
 void LinearBackwardProgram::storeScratchState(Value state, Value memref,
-                                              Value index, Value column) {
-  tile::StoreOp::create(b, state, memref, atColumn({index, zero}, column),
-                        shape.dimK, /*row_dim=*/1);
+                                              Value index, Value row,
+                                              Value column) {
+  tile::StoreOp::create(b, state, memref,
+                        atColumn({index, row ? row : zero}, column),
+                        stateBlockRows(), /*row_dim=*/1);
+}
+
+Value LinearBackwardProgram::scores(const Chunk &c, Value head) {
+  return overKeyBlocks({zeros(scoreType)},
+                       [&](Value column, ValueRange sum) -> SmallVector<Value> {
+                         return {dot(scoreType, keyRows(c, column, head).second,
+                                     keyRows(c, column).second, sum[0], false,
+                                     /*transposeRhs=*/true)};
+                       })[0];
 }
 
 void LinearBackwardProgram::chunkStartStates(Value head, Value member) {
   Value first = rb.mul(member, chunkSlots);
-  overValueBlocks([&](Value column) {
-    Value initialState = stateTile(initial, head, column);
-    storeScratchState(initialState, starts, first, column);
+  overStateBlocks([&](Value row, Value column) {
+    Value initialState = stateTile(initial, head, row, column);
+    storeScratchState(initialState, starts, first, row, column);
     rb.loop(zero, numChunks, {initialState},
             [&](Value chunkIndex, ValueRange carried) {
               Chunk c = loadKeys(chunkIndex);
               loadQueries(c, head, /*withRows=*/false);
               // S' = exp(B_L) S + (exp(B_L - B) o K)^T V
-              Value keys = c.keys, state = carried[0];
+              Value keys = keyRows(c, row).second, state = carried[0];
               if (gated) {
-                keys = decayed(c.keys, c.lastGate, c.gates);
+                keys = decayed(keys, c.lastGate, c.gates);
                 state = decayed(state, c.lastGateColumn);
               }
               Value next = dot(stateBlockType, keys, valueRows(c, column),
                                state, /*transposeLhs=*/true);
               storeScratchState(next, starts,
-                                rb.add(first, rb.add(chunkIndex, one)), column);
+                                rb.add(first, rb.add(chunkIndex, one)), row,
+                                column);
               return SmallVector<Value>{next};
             });
   });
@@ -203,15 +219,16 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
     Value head = rb.add(firstHead, member);
     hoistGateLoads(head);
     chunkStartStates(head, member);
-    overValueBlocks([&](Value column) {
-      storeScratchState(stateTile(dFinal, head, column), dStates, member,
-                        column);
+    overStateBlocks([&](Value row, Value column) {
+      storeScratchState(stateTile(dFinal, head, row, column), dStates, member,
+                        row, column);
     });
   });
   // Chunks last to first; per chunk the group's heads in order, twice: dq,
   // dk and the gates' gradients, then dv and dH moved to the chunk's start.
   // Two sweeps keep fewer tiles alive at once (each holds one sum over the
-  // group); the second recomputes A.
+  // group); the second recomputes A. By key blocks, dk's sum over the
+  // group goes through dkScratch.
   rb.loop(zero, numChunks, [&](Value reversed) {
     Value chunkIndex = rb.sub(rb.sub(numChunks, one), reversed);
     Chunk c = loadKeys(chunkIndex);
@@ -221,20 +238,28 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
       storeScratchRows(zeros(valueType, shape.dimV), dvScratch, zero,
                        chunkRows);
     }
-    // `term(head, member, sum)` summed over the group's heads in order,
+    if (!wholeKeys)
+      overKeyBlocks([&](Value column) {
+        storeScratchRows(zeros(keyBlockType), dkScratch, zero, chunkRows,
+                         column);
+      });
+    // `term(head, member, sums)` summed over the group's heads in order,
     // each head's gates, queries and dO loaded into `c` first.
-    auto sumOverHeads = [&](Value zeroTile,
-                            function_ref<Value(Value, Value, Value)> term) {
-      return rb.loop(zero, group, {zeroTile},
-                     [&](Value member, ValueRange sum) -> SmallVector<Value> {
-                       Value head = rb.add(firstHead, member);
-                       hoistGateLoads(head);
-                       loadQueries(c, head);
-                       return {term(head, member, sum[0])};
-                     })[0];
-    };
-    Value dKeySum = sumOverHeads(
-        zeros(keyType, shape.dimK), [&](Value head, Value member, Value acc) {
+    auto sumOverHeads =
+        [&](ValueRange init,
+            function_ref<SmallVector<Value>(Value, Value, ValueRange)> term) {
+          return rb.loop(zero, group, init,
+                         [&](Value member, ValueRange sums) {
+                           Value head = rb.add(firstHead, member);
+                           hoistGateLoads(head);
+                           loadQueries(c, head);
+                           return term(head, member, sums);
+                         });
+        };
+    SmallVector<Value> dKeySum = sumOverHeads(
+        wholeKeys ? SmallVector<Value>{zeros(keyType, shape.dimK)}
+                  : SmallVector<Value>{},
+        [&](Value head, Value member, ValueRange acc) -> SmallVector<Value> {
           Value slot = rb.add(rb.mul(member, chunkSlots), chunkIndex);
           // Gates per key dim decay the columns (d) of the products through
           // the states: scale exp(B) o (dO H^T) of dq, exp(B_L - B) o
@@ -258,124 +283,190 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                   head, c,
                   perKeyDimGateGradients(c, fromState, dKey, state, dState));
             storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-            return add(acc, dKey);
+            return {add(acc[0], dKey)};
           }
-          // Scalar gates decay rows: dq = dA K + (scale exp(B) o dO) H^T and
-          // dk += dA^T Q + (exp(B_L - B) o V) dH^T, the decays on the rows of
-          // the products' operands, each product accumulated in place (over
-          // the value blocks too), dq's tile stored before dk's products
-          // exist, and with gate gradients each term reduced to one value
-          // per step as soon as it exists.
-          SmallVector<Value> sums = overValueBlocks(
-              {zeros(scoreType), zeros(keyType, shape.dimK)},
-              [&](Value column, ValueRange partial) -> SmallVector<Value> {
-                Value dOutRows = valueRows(c, column, head);
-                return {dot(scoreType, dOutRows, valueRows(c, column),
-                            partial[0], false, /*transposeRhs=*/true),
-                        dot(keyType, dOutRows,
-                            scratchState(starts, slot, column), partial[1],
-                            false, /*transposeRhs=*/true)};
-              });
-          // (scale exp(B) o dO) H^T = scale exp(B) o (dO H^T): dO stays in
-          // its own type, the rows scaled once.
-          Value products = sums[0], fromState = scaled(sums[1], c.gates);
+          // Scalar gates decay rows: dq = dA K + scale exp(B) o (dO H^T)
+          // and dk += dA^T Q + (exp(B_L - B) o V) dH^T, by key blocks (and
+          // each product through the states summed over the value blocks
+          // in place), dq's block stored before dk's products exist, and
+          // with gate gradients each term reduced to one value per step
+          // as soon as it exists.
+          Value products =
+              overValueBlocks(
+                  {zeros(scoreType)},
+                  [&](Value column, ValueRange sum) -> SmallVector<Value> {
+                    return {dot(scoreType, valueRows(c, column, head),
+                                valueRows(c, column), sum[0], false,
+                                /*transposeRhs=*/true)};
+                  })[0];
           Value pairs;
           if (gateReadsFloats)
             pairs =
-                gatePairTerms(causalDecay(dot(scoreType, c.queries, c.keys,
-                                              zeros(scoreType), false, true),
-                                          c.gates),
-                              products);
+                gatePairTerms(causalDecay(scores(c, head), c.gates), products);
           Value dAttention = causalDecay(products, c.gates);
-          Value fromStart;
+          // Carried over the key blocks: dk's sum (whole keys), then with
+          // gate gradients the row sums of q o fromState and k o toState,
+          // and those of exp(B_L) H o dH.
+          SmallVector<Value> init(acc);
           if (gateReadsFloats)
-            fromStart = rowSums(c.queries, fromState);
-          Value dQuery = dot(keyType, dAttention, c.keys, fromState);
-          storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-          Value dKey = dot(keyType, dAttention, c.queries, acc,
-                           /*transposeLhs=*/true);
-          auto toEnd = [&](Value column, Value dState, Value sum) {
-            Value values = valueRows(c, column);
-            if (gated)
-              values = decayed(values, c.lastGate, c.gates);
-            return dot(keyType, values, dState, sum, false,
-                       /*transposeRhs=*/true);
-          };
-          if (!gateReadsFloats)
-            return overValueBlocks({dKey}, [&](Value column, ValueRange sum) {
-              return SmallVector<Value>{
-                  toEnd(column, scratchState(dStates, member, column), sum[0])};
-            })[0];
-          // With gate gradients: (exp(B_L - B) o V) dH^T apart, and the row
-          // sums of exp(B_L) H o dH for the gates' state term.
-          SmallVector<Value> ends = overValueBlocks(
-              {zeros(keyType, shape.dimK),
-               splatTile(b, rb.f32(0), RankedTensorType::get({dimK}, f32),
-                         shape.dimK, Value())},
-              [&](Value column, ValueRange sum) -> SmallVector<Value> {
-                Value dState = scratchState(dStates, member, column);
-                Value product = buildMap(
-                    b, stateBlockType,
-                    {scratchState(starts, slot, column), dState, c.lastGate},
-                    [&](ValueRange, ValueRange e) -> Value {
-                      return rb.mul(rb.mul(e[0], e[1]),
-                                    math::ExpOp::create(b, e[2]));
-                    });
-                return {toEnd(column, dState, sum[0]),
-                        add(sum[1], tile::ReduceOp::create(
-                                        b, sum[1].getType(),
-                                        tile::ReduceKind::add, product))};
+            init.append({zeros(stepType), zeros(stepType),
+                         splatTile(b, rb.f32(0),
+                                   RankedTensorType::get({keyCols}, f32),
+                                   shape.dimK, Value())});
+          SmallVector<Value> sums = overKeyBlocks(
+              init,
+              [&](Value keyColumn, ValueRange carried) -> SmallVector<Value> {
+                auto [queriesIn, queries] = keyRows(c, keyColumn, head);
+                auto [keysIn, keys] = keyRows(c, keyColumn);
+                // (scale exp(B) o dO) H^T = scale exp(B) o (dO H^T): dO
+                // stays in its own type, the rows scaled once.
+                Value fromState = scaled(
+                    overValueBlocks(
+                        {zeros(keyBlockType, shape.dimK)},
+                        [&](Value column,
+                            ValueRange sum) -> SmallVector<Value> {
+                          return {dot(keyBlockType, valueRows(c, column, head),
+                                      scratchState(starts, slot, keyColumn,
+                                                   column),
+                                      sum[0], false, /*transposeRhs=*/true)};
+                        })[0],
+                    c.gates);
+                Value dQuery = dot(keyBlockType, dAttention, keys, fromState);
+                storeRows(throughFeatures(queriesIn, dQuery, c), dq, head, c,
+                          keyColumn);
+                Value dKey = dot(keyBlockType, dAttention, queries,
+                                 wholeKeys ? carried[0]
+                                           : scratchRows(dkScratch, zero,
+                                                         chunkRows,
+                                                         keyBlockType,
+                                                         keyColumn),
+                                 /*transposeLhs=*/true);
+                auto toEnd = [&](Value column, Value dState, Value sum) {
+                  Value values = valueRows(c, column);
+                  if (gated)
+                    values = decayed(values, c.lastGate, c.gates);
+                  return dot(keyBlockType, values, dState, sum, false,
+                             /*transposeRhs=*/true);
+                };
+                SmallVector<Value> next;
+                if (!gateReadsFloats) {
+                  dKey = overValueBlocks(
+                      {dKey}, [&](Value column, ValueRange sum) {
+                        return SmallVector<Value>{toEnd(
+                            column,
+                            scratchState(dStates, member, keyColumn, column),
+                            sum[0])};
+                      })[0];
+                } else {
+                  // (exp(B_L - B) o V) dH^T apart, and the row sums of
+                  // exp(B_L) H o dH for the gates' state term.
+                  ValueRange gateSums = carried.take_back(3);
+                  SmallVector<Value> ends = overValueBlocks(
+                      {zeros(keyBlockType, shape.dimK), gateSums[2]},
+                      [&](Value column, ValueRange sum) -> SmallVector<Value> {
+                        Value dState =
+                            scratchState(dStates, member, keyColumn, column);
+                        Value product = buildMap(
+                            b, stateBlockType,
+                            {scratchState(starts, slot, keyColumn, column),
+                             dState, c.lastGate},
+                            [&](ValueRange, ValueRange e) -> Value {
+                              return rb.mul(rb.mul(e[0], e[1]),
+                                            math::ExpOp::create(b, e[2]));
+                            });
+                        return {toEnd(column, dState, sum[0]),
+                                add(sum[1], tile::ReduceOp::create(
+                                                b, sum[1].getType(),
+                                                tile::ReduceKind::add,
+                                                product))};
+                      });
+                  dKey = add(dKey, ends[0]);
+                  next = {add(gateSums[0], rowSums(queries, fromState)),
+                          add(gateSums[1], rowSums(keys, ends[0])), ends[1]};
+                }
+                if (!wholeKeys) {
+                  storeScratchRows(dKey, dkScratch, zero, chunkRows,
+                                   keyColumn);
+                  return next;
+                }
+                next.insert(next.begin(), dKey);
+                return next;
               });
-          gateGradients(head, c, pairs, fromStart, rowSums(c.keys, ends[0]),
-                        ends[1]);
-          return add(dKey, ends[0]);
+          if (gateReadsFloats) {
+            ValueRange gateSums = ValueRange(sums).take_back(3);
+            gateGradients(head, c, pairs, gateSums[0], gateSums[1],
+                          gateSums[2]);
+          }
+          return wholeKeys ? SmallVector<Value>{sums[0]}
+                           : SmallVector<Value>{};
         });
-    if (perKeyDim)
-      dKeySum = add(dKeySum, scratchRows(dkScratch, zero, chunkRows, keyType));
-    storeRows(throughFeatures(c.keysIn, dKeySum, c), dk, headK, c);
+    if (wholeKeys) {
+      Value dKey = dKeySum[0];
+      if (perKeyDim)
+        dKey = add(dKey, scratchRows(dkScratch, zero, chunkRows, keyType));
+      storeRows(throughFeatures(c.keysIn, dKey, c), dk, headK, c);
+    } else {
+      overKeyBlocks([&](Value column) {
+        Value dKey =
+            scratchRows(dkScratch, zero, chunkRows, keyBlockType, column);
+        storeRows(throughFeatures(keyRows(c, column).first, dKey, c), dk,
+                  headK, c, column);
+      });
+    }
     // By value blocks: dv's block and dH's columns of it.
     overValueBlocks([&](Value column) {
       Value dValueSum = sumOverHeads(
-          zeros(valueBlockType, shape.dimV),
-          [&](Value head, Value member, Value acc) {
-            Value dState = scratchState(dStates, member, column);
+          {zeros(valueBlockType, shape.dimV)},
+          [&](Value head, Value member, ValueRange acc) -> SmallVector<Value> {
             Value dOutRows = valueRows(c, column, head);
-            Value carried = gated ? decayed(dState, c.lastGateColumn) : dState;
             if (perKeyDim) {
               // dv = (exp(B_L - B) o K) dH (+ the sub-tiles' terms)
               // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
+              Value dState = scratchState(dStates, member, Value(), column);
               Value dValue =
                   dot(valueBlockType, decayed(c.keys, c.lastGate, c.gates),
-                      dState, acc);
+                      dState, acc[0]);
               storeScratchState(dot(stateBlockType, scaled(c.queries, c.gates),
-                                    dOutRows, carried, /*transposeLhs=*/true),
-                                dStates, member, column);
-              return dValue;
+                                    dOutRows,
+                                    decayed(dState, c.lastGateColumn),
+                                    /*transposeLhs=*/true),
+                                dStates, member, Value(), column);
+              return {dValue};
             }
             // Scalar gates decay rows: dv = A^T dO + exp(B_L - B) o (K dH)
             // and dH' = exp(B_L) dH + Q^T (scale exp(B) o dO), so that K
-            // and Q stay in their own type.
-            Value dValue = dot(valueBlockType, c.keys, dState,
-                               gated ? zeros(valueBlockType, shape.dimV) : acc);
+            // and Q stay in their own type; K dH and dH' by key blocks.
+            Value dValue =
+                overKeyBlocks(
+                    {gated ? zeros(valueBlockType, shape.dimV) : acc[0]},
+                    [&](Value row, ValueRange sum) -> SmallVector<Value> {
+                      return {dot(valueBlockType, keyRows(c, row).second,
+                                  scratchState(dStates, member, row, column),
+                                  sum[0])};
+                    })[0];
             if (gated)
               dValue = buildMap(b, valueBlockType,
-                                {acc, dValue, c.lastGate, c.gates},
+                                {acc[0], dValue, c.lastGate, c.gates},
                                 [&](ValueRange, ValueRange e) -> Value {
                                   Value decay = math::ExpOp::create(
                                       b, arith::SubFOp::create(b, e[2], e[3]));
                                   return rb.add(e[0], rb.mul(e[1], decay));
                                 });
-            Value attention = causalDecay(dot(scoreType, c.queries, c.keys,
-                                              zeros(scoreType), false, true),
-                                          c.gates);
+            Value attention = causalDecay(scores(c, head), c.gates);
             dValue = dot(valueBlockType, attention, dOutRows, dValue,
                          /*transposeLhs=*/true);
-            storeScratchState(dot(stateBlockType, c.queries,
-                                  scaled(dOutRows, c.gates), carried,
-                                  /*transposeLhs=*/true),
-                              dStates, member, column);
-            return dValue;
-          });
+            overKeyBlocks([&](Value row) {
+              Value dState = scratchState(dStates, member, row, column);
+              if (gated)
+                dState = decayed(dState, c.lastGateColumn);
+              storeScratchState(dot(stateBlockType,
+                                    keyRows(c, row, head).second,
+                                    scaled(dOutRows, c.gates), dState,
+                                    /*transposeLhs=*/true),
+                                dStates, member, row, column);
+            });
+            return {dValue};
+          })[0];
       if (perKeyDim)
         dValueSum =
             add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
@@ -384,11 +475,12 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
   });
   if (dInitial)
     rb.loop(zero, group, [&](Value member) {
-      overValueBlocks([&](Value column) {
+      overStateBlocks([&](Value row, Value column) {
         tile::StoreOp::create(
-            b, scratchState(dStates, member, column), dInitial,
-            atColumn({batch, rb.add(firstHead, member), zero}, column),
-            shape.dimK, /*row_dim=*/2);
+            b, scratchState(dStates, member, row, column), dInitial,
+            atColumn({batch, rb.add(firstHead, member), row ? row : zero},
+                     column),
+            stateBlockRows(), /*row_dim=*/2);
       });
     });
 }
@@ -407,7 +499,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
                                                 valueRows(c, column), acc[0],
                                                 /*transposeLhs=*/true)};
                 })[0];
-    storeScratchState(keysValues, stateSums, keysValuesSlot, column);
+    storeScratchState(keysValues, stateSums, keysValuesSlot, Value(), column);
   });
   // Per head: dq = scale dO (S_0 + KV)^T, summed over the value blocks.
   rb.loop(zero, group, [&](Value member) {
@@ -418,8 +510,9 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
       Value dQuery = overValueBlocks(
           {zeros(keyType, shape.dimK)},
           [&](Value column, ValueRange acc) -> SmallVector<Value> {
-            Value state = add(stateTile(initial, head, column),
-                              scratchState(stateSums, keysValuesSlot, column));
+            Value state =
+                add(stateTile(initial, head, Value(), column),
+                    scratchState(stateSums, keysValuesSlot, Value(), column));
             return {dot(keyType, valueRows(c, column, head), state, acc[0],
                         false, /*transposeRhs=*/true)};
           })[0];
@@ -435,7 +528,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
                 [&](Value member, ValueRange acc) -> SmallVector<Value> {
                   Value head = rb.add(firstHead, member);
                   Value dState = rb.loop(
-                      zero, numChunks, {stateTile(dFinal, head, column)},
+                      zero, numChunks, {stateTile(dFinal, head, Value(), column)},
                       [&](Value chunkIndex, ValueRange sum) {
                         Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
                         loadQueries(c, head);
@@ -450,7 +543,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
                                           shape.dimK, /*row_dim=*/2);
                   return {add(acc[0], dState)};
                 })[0];
-    storeScratchState(dStateSum, stateSums, dStateSlot, column);
+    storeScratchState(dStateSum, stateSums, dStateSlot, Value(), column);
   });
   // dk = v dS^T (summed over the value blocks), dv = k dS per block.
   rb.loop(zero, numChunks, [&](Value chunkIndex) {
@@ -458,7 +551,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
     Value dKey = overValueBlocks(
         {zeros(keyType, shape.dimK)},
         [&](Value column, ValueRange acc) -> SmallVector<Value> {
-          Value dState = scratchState(stateSums, dStateSlot, column);
+          Value dState = scratchState(stateSums, dStateSlot, Value(), column);
           storeRows(dot(valueBlockType, c.keys, dState,
                         zeros(valueBlockType, shape.dimV)),
                     dv, headK, c, column);
@@ -523,7 +616,7 @@ Value LinearBackwardProgram::throughFeatures(Value loaded, Value upstream,
       value = arith::ExtFOp::create(b, f32, value);
     return inlineExpressionGradient(rb, op.getFeature(), {value}, x[1]);
   };
-  auto type = tileType(chunk, dimK);
+  auto type = asF32(upstream);
   for (size_t number = 0; number < floatLoads.size(); ++number)
     if (floatLoads[number].second == &op.getFeature())
       scatterLoad(number, type, c.rows, {loaded, upstream}, gradientAt);
@@ -560,8 +653,9 @@ void LinearBackwardProgram::build(ValueRange results) {
   stateType = tileType(dimK, dimV);
   keyType = tileType(chunk, dimK);
   valueType = tileType(chunk, dimV);
-  stateBlockType = tileType(dimK, valueCols);
+  stateBlockType = tileType(keyCols, valueCols);
   valueBlockType = tileType(chunk, valueCols);
+  keyBlockType = tileType(chunk, keyCols);
   scoreType = tileType(chunk, chunk);
   stepType = RankedTensorType::get({chunk}, f32);
   gateType = tileType(chunk, perKeyDim ? dimK : 1);
@@ -580,22 +674,23 @@ void LinearBackwardProgram::build(ValueRange results) {
     stateSums = memref::AllocOp::create(
         b, MemRefType::get({2, dimK, dimV}, f32), scratchSizes(Value()));
   }
+  auto rowsScratch = [&](int64_t dim, Value size) -> Value {
+    SmallVector<Value> sizes;
+    if (ShapedType::isDynamic(dim))
+      sizes.push_back(size);
+    return memref::AllocOp::create(b, MemRefType::get({chunk, dim}, f32),
+                                   sizes);
+  };
   if (perKeyDim) {
-    auto rowsScratch = [&](int64_t dim, Value size) -> Value {
-      SmallVector<Value> sizes;
-      if (ShapedType::isDynamic(dim))
-        sizes.push_back(size);
-      return memref::AllocOp::create(b, MemRefType::get({chunk, dim}, f32),
-                                     sizes);
-    };
     dqScratch = rowsScratch(dimK, shape.dimK);
     dgScratch = rowsScratch(dimK, shape.dimK);
-    dkScratch = rowsScratch(dimK, shape.dimK);
     dvScratch = rowsScratch(dimV, shape.dimV);
   }
-  // Block rows cover a chunk's rows and a state's (Dk).
-  int64_t blockRows = ShapedType::isDynamic(dimK) ? chunk
-                                                  : std::max(chunk, dimK);
+  if (perKeyDim || !wholeKeys)
+    dkScratch = rowsScratch(dimK, shape.dimK);
+  // Block rows cover a chunk's rows and a state block's (Dk when whole).
+  int64_t blockRows = ShapedType::isDynamic(keyCols) ? chunk
+                                                     : std::max(chunk, keyCols);
   auto grid = createProgramGrid(b, shape, shape.headsK, blockRows,
                                 /*perSequence=*/true);
   {
@@ -624,6 +719,6 @@ void attnc::lowering::buildLinearBackwardProgram(LinearBackwardOp op,
                                                  LoweringBuilder &rb,
                                                  ValueRange results,
                                                  int64_t subTile,
-                                                 int64_t valueBlock) {
-  LinearBackwardProgram(op, rb, subTile, valueBlock).build(results);
+                                                 int64_t stateBlock) {
+  LinearBackwardProgram(op, rb, subTile, stateBlock).build(results);
 }

@@ -13,12 +13,14 @@ namespace attnc::lowering {
 /// initial state's gradient (when the forward takes one), then the partial
 /// copies of the gradients of the gate's and feature map's float inputs.
 /// Gates per key dimension go by sub-tiles of at most `subTile` steps (the
-/// largest that divides the chunk); causal kernels with scalar or no gates
-/// take dv, dO and the states by blocks of `valueBlock` value columns when
-/// Dv is a larger static multiple of it (0: whole rows).
+/// largest that divides the chunk); kernels with scalar or no gates take
+/// v, dO, dv and the states' columns by blocks of `stateBlock` value
+/// columns when Dv is a larger static multiple of it, and causal ones q,
+/// k, dq, dk and the states' rows by blocks of `stateBlock` key columns
+/// when Dk is (0: whole rows).
 void buildLinearBackwardProgram(attn::LinearBackwardOp op, LoweringBuilder &rb,
                                 mlir::ValueRange results, int64_t subTile,
-                                int64_t valueBlock);
+                                int64_t stateBlock);
 
 } // namespace attnc::lowering
 
