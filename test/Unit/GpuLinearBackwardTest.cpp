@@ -15,7 +15,7 @@
 // dimension with initial and final states over packed sequences, one
 // empty; GLA in bf16 with Dk != Dv and a length below the chunk; a gate
 // per head with GQA and both states at Dk = Dv = 128 (2 x 2 state blocks
-// of 64 x 64); elu + 1 non-causal with both states at Dv 128.
+// of 64 x 64); elu + 1 non-causal with both states at Dk = Dv = 128.
 //
 //===----------------------------------------------------------------------===//
 
@@ -147,17 +147,17 @@ std::vector<Case> cases() {
        },
        3e-2});
   all.push_back(
-      {"elu + 1, non-causal, h0 and hT, Dv 128 in value blocks, bf16",
-       "kernel t(q: bf16[B, H, T, 16], k: bf16[B, H, T, 16], "
-       "v: bf16[B, H, T, 128], h0: f32[B, H, 16, 128]) -> "
-       "(o: bf16[B, H, T, 128], hT: f32[B, H, 16, 128]) {\n"
+      {"elu + 1, non-causal, h0 and hT, Dk = Dv = 128 in state blocks, bf16",
+       "kernel t(q: bf16[B, H, T, 128], k: bf16[B, H, T, 128], "
+       "v: bf16[B, H, T, 128], h0: f32[B, H, 128, 128]) -> "
+       "(o: bf16[B, H, T, 128], hT: f32[B, H, 128, 128]) {\n"
        "  o, hT = linear(q, k, v, initial = h0) { feature = elu(x) + 1; "
        "causal = false; chunk = 16 }\n}\n",
        [](std::mt19937_64 &rng) {
-         auto inputs = qkv(rng, ElementType::BF16, {1, 1, 37, 16},
-                           {1, 1, 37, 16}, {1, 1, 37, 128});
+         auto inputs = qkv(rng, ElementType::BF16, {1, 1, 37, 128},
+                           {1, 1, 37, 128}, {1, 1, 37, 128});
          inputs["h0"] =
-             randomTensor(ElementType::F32, {1, 1, 16, 128}, rng, -1, 1);
+             randomTensor(ElementType::F32, {1, 1, 128, 128}, rng, -1, 1);
          return inputs;
        },
        3e-2});

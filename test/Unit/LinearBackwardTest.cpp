@@ -334,8 +334,8 @@ TEST(LinearBackward, MatchesFiniteDifferencesOfTheOracle) {
 // decay; RetNet's constant decay; elu + 1 non-causal with GQA; x * x;
 // varlen with an empty sequence; T = 1; Dv = 128 in two value blocks, with
 // and without the gate's gradient, and non-causal; Dk = 128 in two key
-// blocks (elu + 1, h0), and Dk = Dv = 128 in 2 x 2 state blocks. Each also
-// runs on 1 and 3 threads (bitwise the same).
+// blocks (elu + 1, h0), causal and not, and Dk = Dv = 128 in 2 x 2 state
+// blocks. Each also runs on 1 and 3 threads (bitwise the same).
 TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
   std::vector<LinearCase> cases;
   for (double strength : {1.0, 30.0}) {
@@ -597,6 +597,28 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
       p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
         return (*a)[h * 6 + t];
       };
+    };
+    cases.push_back(c);
+  }
+  {
+    LinearCase c{"elu + 1, non-causal, GQA, h0 and hT, Dk 128 in key blocks, "
+                 "chunks of 4",
+                 "kernel t(q: f32[B, Hq, T, 128], k: f32[B, Hk, T, 128], "
+                 "v: f32[B, Hk, T, 4], h0: f32[B, Hq, 128, 4]) -> "
+                 "(o: f32[B, Hq, T, 4], hT: f32[B, Hq, 128, 4]) {\n"
+                 "  o, hT = linear(q, k, v, initial = h0) {\n    feature = "
+                 "elu(x) + 1; causal = false; scale = 0.5; chunk = 4\n  }\n}\n",
+                 1,
+                 2,
+                 1,
+                 7,
+                 128,
+                 4};
+    c.initial = c.finalState = true;
+    c.configure = [](oracle::LinearProblem &p, const Extras &) {
+      p.scale = 0.5;
+      p.causal = false;
+      p.featureMap = [](double x) { return elu(x) + 1; };
     };
     cases.push_back(c);
   }

@@ -34,9 +34,9 @@ public:
     subTile = std::min(maxSubTile, chunk);
     while (chunk % subTile)
       --subTile;
-    // Scalar (or no) gates take dv, dO and the states' columns by blocks
-    // of value columns when Dv is a larger static multiple of the block,
-    // and causal ones q, k, dq, dk and the states' rows by blocks of key
+    // Scalar (or no) gates take v, dO, dv and the states' columns by
+    // blocks of value columns when Dv is a larger static multiple of the
+    // block, and q, k, dq, dk and the states' rows by blocks of key
     // columns likewise (fewer registers per tile on the GPU); gates per
     // key dim take whole rows.
     wholeValues = perKeyDim;
@@ -47,7 +47,7 @@ public:
                  : dim;
     };
     valueCols = blockOf(dimV);
-    keyCols = op.getCausal() ? blockOf(dimK) : dimK;
+    keyCols = blockOf(dimK);
     wholeKeys = keyCols == dimK;
     if (op.getInitialState())
       initial = rb.params.lookup(op.getInitialState());
@@ -235,9 +235,10 @@ private:
   void causalGradients(Value firstHead);
   /// Row sums of x o y, one per step.
   Value rowSums(Value x, Value y);
-  /// sum_{r >= t > u} W[r][u] per step t, W = A o dP below the diagonal
-  /// (see gateGradients' definition).
-  Value gatePairTerms(Value attention, Value products);
+  /// sum_{r >= t > u} W[r][u] per step t, W = A o dP = dA o (Q K^T)
+  /// below the diagonal (see gateGradients' definition), from dA and the
+  /// scores Q K^T.
+  Value gatePairTerms(Value dAttention, Value scores);
   /// The gradients of the gate's inputs at one head's chunk from its
   /// terms (see the definition): the pairs, the row sums of q o fromState
   /// (X) and k o toState (Y), and the row sums of exp(B_L) H o dH

@@ -299,11 +299,11 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                                 valueRows(c, column), sum[0], false,
                                 /*transposeRhs=*/true)};
                   })[0];
+          // W = A o dP = dA o (Q K^T): dP is dead once dA exists.
+          Value dAttention = causalDecay(products, c.gates);
           Value pairs;
           if (gateReadsFloats)
-            pairs =
-                gatePairTerms(causalDecay(scores(c, head), c.gates), products);
-          Value dAttention = causalDecay(products, c.gates);
+            pairs = gatePairTerms(dAttention, scores(c, head));
           // Carried over the key blocks: dk's sum (whole keys), then with
           // gate gradients the row sums of q o fromState and k o toState,
           // and those of exp(B_L) H o dH.
@@ -331,6 +331,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                                       sum[0], false, /*transposeRhs=*/true)};
                         })[0],
                     c.gates);
+                Value fromStart;
+                if (gateReadsFloats)
+                  fromStart = add(carried[carried.size() - 3],
+                                  rowSums(queries, fromState));
                 Value dQuery = dot(keyBlockType, dAttention, keys, fromState);
                 storeRows(throughFeatures(queriesIn, dQuery, c), dq, head, c,
                           keyColumn);
@@ -381,7 +385,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                                                 product))};
                       });
                   dKey = add(dKey, ends[0]);
-                  next = {add(gateSums[0], rowSums(queries, fromState)),
+                  next = {fromStart,
                           add(gateSums[1], rowSums(keys, ends[0])), ends[1]};
                 }
                 if (!wholeKeys) {
@@ -487,78 +491,96 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
 
 void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
   Value group = shape.groupSize;
-  // Scratch state 0 holds KV, 1 the group's summed dS, by value blocks.
+  // Scratch state 0 holds KV, 1 the group's summed dS, by state blocks.
   Value keysValuesSlot = zero, dStateSlot = one;
   // KV = sum_t k_t^T v_t (shared by the group).
-  overValueBlocks([&](Value column) {
+  overStateBlocks([&](Value row, Value column) {
     Value keysValues =
         rb.loop(zero, numChunks, {zeroStateBlock()},
                 [&](Value chunkIndex, ValueRange acc) {
                   Chunk c = loadKeys(chunkIndex);
-                  return SmallVector<Value>{dot(stateBlockType, c.keys,
-                                                valueRows(c, column), acc[0],
-                                                /*transposeLhs=*/true)};
+                  return SmallVector<Value>{
+                      dot(stateBlockType, keyRows(c, row).second,
+                          valueRows(c, column), acc[0],
+                          /*transposeLhs=*/true)};
                 })[0];
-    storeScratchState(keysValues, stateSums, keysValuesSlot, Value(), column);
+    storeScratchState(keysValues, stateSums, keysValuesSlot, row, column);
   });
-  // Per head: dq = scale dO (S_0 + KV)^T, summed over the value blocks.
+  // Per head: dq = scale dO (S_0 + KV)^T, by key blocks, each summed over
+  // the value blocks.
   rb.loop(zero, group, [&](Value member) {
     Value head = rb.add(firstHead, member);
     rb.loop(zero, numChunks, [&](Value chunkIndex) {
       Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
       loadQueries(c, head);
-      Value dQuery = overValueBlocks(
-          {zeros(keyType, shape.dimK)},
-          [&](Value column, ValueRange acc) -> SmallVector<Value> {
-            Value state =
-                add(stateTile(initial, head, Value(), column),
-                    scratchState(stateSums, keysValuesSlot, Value(), column));
-            return {dot(keyType, valueRows(c, column, head), state, acc[0],
-                        false, /*transposeRhs=*/true)};
-          })[0];
-      storeRows(throughFeatures(c.queriesIn, scaled(dQuery), c), dq, head, c);
+      overKeyBlocks([&](Value row) {
+        Value dQuery = overValueBlocks(
+            {zeros(keyBlockType, shape.dimK)},
+            [&](Value column, ValueRange acc) -> SmallVector<Value> {
+              Value state =
+                  add(stateTile(initial, head, row, column),
+                      scratchState(stateSums, keysValuesSlot, row, column));
+              return {dot(keyBlockType, valueRows(c, column, head), state,
+                          acc[0], false, /*transposeRhs=*/true)};
+            })[0];
+        storeRows(throughFeatures(keyRows(c, row, head).first, scaled(dQuery),
+                                  c),
+                  dq, head, c, row);
+      });
     });
   });
   // Per head (after dq's sweep, so that KV and dS are not held at once):
   // dS = dS_T + sum_t q_t^T (scale dO_t) (also d_h0), summed over the
   // group for dk and dv.
-  overValueBlocks([&](Value column) {
+  overStateBlocks([&](Value row, Value column) {
     Value dStateSum =
         rb.loop(zero, group, {zeroStateBlock()},
                 [&](Value member, ValueRange acc) -> SmallVector<Value> {
                   Value head = rb.add(firstHead, member);
                   Value dState = rb.loop(
-                      zero, numChunks, {stateTile(dFinal, head, Value(), column)},
+                      zero, numChunks, {stateTile(dFinal, head, row, column)},
                       [&](Value chunkIndex, ValueRange sum) {
                         Chunk c = loadKeys(chunkIndex, /*withKeys=*/false);
                         loadQueries(c, head);
                         return SmallVector<Value>{
-                            dot(stateBlockType, c.queries,
+                            dot(stateBlockType, keyRows(c, row, head).second,
                                 scaled(valueRows(c, column, head)), sum[0],
                                 /*transposeLhs=*/true)};
                       })[0];
                   if (dInitial)
-                    tile::StoreOp::create(b, dState, dInitial,
-                                          atColumn({batch, head, zero}, column),
-                                          shape.dimK, /*row_dim=*/2);
+                    tile::StoreOp::create(
+                        b, dState, dInitial,
+                        atColumn({batch, head, row ? row : zero}, column),
+                        stateBlockRows(), /*row_dim=*/2);
                   return {add(acc[0], dState)};
                 })[0];
-    storeScratchState(dStateSum, stateSums, dStateSlot, Value(), column);
+    storeScratchState(dStateSum, stateSums, dStateSlot, row, column);
   });
-  // dk = v dS^T (summed over the value blocks), dv = k dS per block.
+  // dk = v dS^T by key blocks summed over the value blocks, dv = k dS by
+  // value blocks summed over the key blocks.
   rb.loop(zero, numChunks, [&](Value chunkIndex) {
     Chunk c = loadKeys(chunkIndex);
-    Value dKey = overValueBlocks(
-        {zeros(keyType, shape.dimK)},
-        [&](Value column, ValueRange acc) -> SmallVector<Value> {
-          Value dState = scratchState(stateSums, dStateSlot, Value(), column);
-          storeRows(dot(valueBlockType, c.keys, dState,
-                        zeros(valueBlockType, shape.dimV)),
-                    dv, headK, c, column);
-          return {dot(keyType, valueRows(c, column), dState, acc[0], false,
-                      /*transposeRhs=*/true)};
-        })[0];
-    storeRows(throughFeatures(c.keysIn, dKey, c), dk, headK, c);
+    overKeyBlocks([&](Value row) {
+      Value dKey = overValueBlocks(
+          {zeros(keyBlockType, shape.dimK)},
+          [&](Value column, ValueRange acc) -> SmallVector<Value> {
+            return {dot(keyBlockType, valueRows(c, column),
+                        scratchState(stateSums, dStateSlot, row, column),
+                        acc[0], false, /*transposeRhs=*/true)};
+          })[0];
+      storeRows(throughFeatures(keyRows(c, row).first, dKey, c), dk, headK, c,
+                row);
+    });
+    overValueBlocks([&](Value column) {
+      Value dValue = overKeyBlocks(
+          {zeros(valueBlockType, shape.dimV)},
+          [&](Value row, ValueRange acc) -> SmallVector<Value> {
+            return {dot(valueBlockType, keyRows(c, row).second,
+                        scratchState(stateSums, dStateSlot, row, column),
+                        acc[0])};
+          })[0];
+      storeRows(dValue, dv, headK, c, column);
+    });
   });
 }
 

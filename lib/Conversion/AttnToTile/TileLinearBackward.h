@@ -15,9 +15,9 @@ namespace attnc::lowering {
 /// Gates per key dimension go by sub-tiles of at most `subTile` steps (the
 /// largest that divides the chunk); kernels with scalar or no gates take
 /// v, dO, dv and the states' columns by blocks of `stateBlock` value
-/// columns when Dv is a larger static multiple of it, and causal ones q,
-/// k, dq, dk and the states' rows by blocks of `stateBlock` key columns
-/// when Dk is (0: whole rows).
+/// columns when Dv is a larger static multiple of it, and q, k, dq, dk
+/// and the states' rows by blocks of `stateBlock` key columns when Dk is
+/// (0: whole rows).
 void buildLinearBackwardProgram(attn::LinearBackwardOp op, LoweringBuilder &rb,
                                 mlir::ValueRange results, int64_t subTile,
                                 int64_t stateBlock);

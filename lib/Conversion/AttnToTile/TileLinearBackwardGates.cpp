@@ -34,12 +34,12 @@ Value LinearBackwardProgram::rowSums(Value x, Value y) {
       }));
 }
 
-Value LinearBackwardProgram::gatePairTerms(Value attention, Value products) {
+Value LinearBackwardProgram::gatePairTerms(Value dAttention, Value scores) {
   // The pairs u < t <= r: column sums of W's rows from t on, by an
   // exclusive scan of W^T over u (row t of it holds sum_{u < t} W[r][u]
   // per r).
   Value weights = buildMap(
-      b, scoreType, {attention, products},
+      b, scoreType, {dAttention, scores},
       [&](ValueRange at, ValueRange e) -> Value {
         return arith::SelectOp::create(
             b,
