@@ -576,7 +576,7 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
     cases.push_back(c);
   }
   {
-    LinearCase c{"SSD per-head gates, GQA, hT, Dk = Dv = 128 in state blocks, "
+    LinearCase c{"SSD per-head gates, hT, Dk = Dv = 128 in state blocks, "
                  "chunks of 4",
                  "kernel t(q: f32[B, Hq, T, 128], k: f32[B, Hk, T, 128], "
                  "v: f32[B, Hk, T, 128], a: f32[B, Hq, T]) -> "
@@ -584,18 +584,18 @@ TEST(LinearBackward, ChunkwiseMatchesFiniteDifferencesOfTheOracle) {
                  "  o, hT = linear(q, k, v) {\n    gate = a[b, h, t]; "
                  "scale = 0.5; chunk = 4\n  }\n}\n",
                  1,
-                 2,
                  1,
-                 6,
+                 1,
+                 5,
                  128,
                  128};
-    c.gates = {{"a", {1, 2, 6}}};
+    c.gates = {{"a", {1, 1, 5}}};
     c.finalState = true;
     c.configure = [](oracle::LinearProblem &p, const Extras &x) {
       const std::vector<double> *a = &x.at("a");
       p.scale = 0.5;
       p.gate = [a](int64_t, int64_t h, int64_t t, int64_t) {
-        return (*a)[h * 6 + t];
+        return (*a)[h * 5 + t];
       };
     };
     cases.push_back(c);
