@@ -265,9 +265,11 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           // the states: scale exp(B) o (dO H^T) of dq, exp(B_L - B) o
           // (V dH^T) of dk.
           if (perKeyDim) {
+            // The states are loaded after the sub-tiles (not alive
+            // through them).
+            perKeyDimIntra(c);
             Value dState = scratchState(dStates, member);
             Value state = scratchState(starts, slot);
-            perKeyDimIntra(c);
             Value fromState =
                 scaled(dot(keyType, c.dOut, state, zeros(keyType, shape.dimK),
                            false, /*transposeRhs=*/true),
