@@ -163,9 +163,8 @@ private:
     if (wholeKeys)
       return h ? std::pair(c.queriesIn, c.queries)
                : std::pair(c.keysIn, c.keys);
-    Value loaded =
-        h ? loadRows(shape.q, h, c, keyCols, column)
-          : loadRows(shape.k, headK, c, keyCols, column);
+    Value loaded = h ? loadRows(shape.q, h, c, keyCols, column)
+                     : loadRows(shape.k, headK, c, keyCols, column);
     return {loaded, features(loaded, c.rows)};
   }
   /// `body(column)` for each block of `blockCols` of `cols` columns in
@@ -211,9 +210,7 @@ private:
     });
   }
   /// The rows of a state block (Dk when whole).
-  Value stateBlockRows() {
-    return wholeKeys ? shape.dimK : rb.index(keyCols);
-  }
+  Value stateBlockRows() { return wholeKeys ? shape.dimK : rb.index(keyCols); }
   /// The scores Q K^T of head `head`'s queries in `c` (summed over the key
   /// blocks).
   Value scores(const Chunk &c, Value head);

@@ -135,8 +135,8 @@ Value LinearBackwardProgram::stateTile(Value memref, Value h, Value row,
       [&] { return load()[0]; });
 }
 
-Value LinearBackwardProgram::scratchState(Value memref, Value index,
-                                          Value row, Value column) {
+Value LinearBackwardProgram::scratchState(Value memref, Value index, Value row,
+                                          Value column) {
   return tile::LoadOp::create(b, stateBlockType, memref,
                               atColumn({index, row ? row : zero}, column),
                               stateBlockRows(), /*row_dim=*/1);
@@ -248,13 +248,12 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
     auto sumOverHeads =
         [&](ValueRange init,
             function_ref<SmallVector<Value>(Value, Value, ValueRange)> term) {
-          return rb.loop(zero, group, init,
-                         [&](Value member, ValueRange sums) {
-                           Value head = rb.add(firstHead, member);
-                           hoistGateLoads(head);
-                           loadQueries(c, head);
-                           return term(head, member, sums);
-                         });
+          return rb.loop(zero, group, init, [&](Value member, ValueRange sums) {
+            Value head = rb.add(firstHead, member);
+            hoistGateLoads(head);
+            loadQueries(c, head);
+            return term(head, member, sums);
+          });
         };
     SmallVector<Value> dKeySum = sumOverHeads(
         wholeKeys ? SmallVector<Value>{zeros(keyType, shape.dimK)}
@@ -293,14 +292,13 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           // in place), dq's block stored before dk's products exist, and
           // with gate gradients each term reduced to one value per step
           // as soon as it exists.
-          Value products =
-              overValueBlocks(
-                  {zeros(scoreType)},
-                  [&](Value column, ValueRange sum) -> SmallVector<Value> {
-                    return {dot(scoreType, valueRows(c, column, head),
-                                valueRows(c, column), sum[0], false,
-                                /*transposeRhs=*/true)};
-                  })[0];
+          Value products = overValueBlocks(
+              {zeros(scoreType)},
+              [&](Value column, ValueRange sum) -> SmallVector<Value> {
+                return {dot(scoreType, valueRows(c, column, head),
+                            valueRows(c, column), sum[0], false,
+                            /*transposeRhs=*/true)};
+              })[0];
           // W = A o dP = dA o (Q K^T): dP is dead once dA exists.
           Value dAttention = causalDecay(products, c.gates);
           Value pairs;
@@ -311,10 +309,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           // and those of exp(B_L) H o dH.
           SmallVector<Value> init(acc);
           if (gateReadsFloats)
-            init.append({zeros(stepType), zeros(stepType),
-                         splatTile(b, rb.f32(0),
-                                   RankedTensorType::get({keyCols}, f32),
-                                   shape.dimK, Value())});
+            init.append(
+                {zeros(stepType), zeros(stepType),
+                 splatTile(b, rb.f32(0), RankedTensorType::get({keyCols}, f32),
+                           shape.dimK, Value())});
           SmallVector<Value> sums = overKeyBlocks(
               init,
               [&](Value keyColumn, ValueRange carried) -> SmallVector<Value> {
@@ -327,10 +325,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                         {zeros(keyBlockType, shape.dimK)},
                         [&](Value column,
                             ValueRange sum) -> SmallVector<Value> {
-                          return {dot(keyBlockType, valueRows(c, column, head),
-                                      scratchState(starts, slot, keyColumn,
-                                                   column),
-                                      sum[0], false, /*transposeRhs=*/true)};
+                          return {
+                              dot(keyBlockType, valueRows(c, column, head),
+                                  scratchState(starts, slot, keyColumn, column),
+                                  sum[0], false, /*transposeRhs=*/true)};
                         })[0],
                     c.gates);
                 Value fromStart;
@@ -340,13 +338,12 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                 Value dQuery = dot(keyBlockType, dAttention, keys, fromState);
                 storeRows(throughFeatures(queriesIn, dQuery, c), dq, head, c,
                           keyColumn);
-                Value dKey = dot(keyBlockType, dAttention, queries,
-                                 wholeKeys ? carried[0]
-                                           : scratchRows(dkScratch, zero,
-                                                         chunkRows,
-                                                         keyBlockType,
-                                                         keyColumn),
-                                 /*transposeLhs=*/true);
+                Value dKey =
+                    dot(keyBlockType, dAttention, queries,
+                        wholeKeys ? carried[0]
+                                  : scratchRows(dkScratch, zero, chunkRows,
+                                                keyBlockType, keyColumn),
+                        /*transposeLhs=*/true);
                 auto toEnd = [&](Value column, Value dState, Value sum) {
                   Value values = valueRows(c, column);
                   if (gated)
@@ -356,13 +353,13 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                 };
                 SmallVector<Value> next;
                 if (!gateReadsFloats) {
-                  dKey = overValueBlocks(
-                      {dKey}, [&](Value column, ValueRange sum) {
-                        return SmallVector<Value>{toEnd(
-                            column,
-                            scratchState(dStates, member, keyColumn, column),
-                            sum[0])};
-                      })[0];
+                  dKey = overValueBlocks({dKey}, [&](Value column,
+                                                     ValueRange sum) {
+                    return SmallVector<Value>{
+                        toEnd(column,
+                              scratchState(dStates, member, keyColumn, column),
+                              sum[0])};
+                  })[0];
                 } else {
                   // (exp(B_L - B) o V) dH^T apart, and the row sums of
                   // exp(B_L) H o dH for the gates' state term.
@@ -380,19 +377,18 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                               return rb.mul(rb.mul(e[0], e[1]),
                                             math::ExpOp::create(b, e[2]));
                             });
-                        return {toEnd(column, dState, sum[0]),
-                                add(sum[1], tile::ReduceOp::create(
-                                                b, sum[1].getType(),
-                                                tile::ReduceKind::add,
-                                                product))};
+                        return {
+                            toEnd(column, dState, sum[0]),
+                            add(sum[1], tile::ReduceOp::create(
+                                            b, sum[1].getType(),
+                                            tile::ReduceKind::add, product))};
                       });
                   dKey = add(dKey, ends[0]);
-                  next = {fromStart,
-                          add(gateSums[1], rowSums(keys, ends[0])), ends[1]};
+                  next = {fromStart, add(gateSums[1], rowSums(keys, ends[0])),
+                          ends[1]};
                 }
                 if (!wholeKeys) {
-                  storeScratchRows(dKey, dkScratch, zero, chunkRows,
-                                   keyColumn);
+                  storeScratchRows(dKey, dkScratch, zero, chunkRows, keyColumn);
                   return next;
                 }
                 next.insert(next.begin(), dKey);
@@ -403,8 +399,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             gateGradients(head, c, pairs, gateSums[0], gateSums[1],
                           gateSums[2]);
           }
-          return wholeKeys ? SmallVector<Value>{sums[0]}
-                           : SmallVector<Value>{};
+          return wholeKeys ? SmallVector<Value>{sums[0]} : SmallVector<Value>{};
         });
     if (wholeKeys) {
       Value dKey = dKeySum[0];
@@ -415,8 +410,8 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
       overKeyBlocks([&](Value column) {
         Value dKey =
             scratchRows(dkScratch, zero, chunkRows, keyBlockType, column);
-        storeRows(throughFeatures(keyRows(c, column).first, dKey, c), dk,
-                  headK, c, column);
+        storeRows(throughFeatures(keyRows(c, column).first, dKey, c), dk, headK,
+                  c, column);
       });
     }
     // By value blocks: dv's block and dH's columns of it.
@@ -433,8 +428,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                   dot(valueBlockType, decayed(c.keys, c.lastGate, c.gates),
                       dState, acc[0]);
               storeScratchState(dot(stateBlockType, scaled(c.queries, c.gates),
-                                    dOutRows,
-                                    decayed(dState, c.lastGateColumn),
+                                    dOutRows, decayed(dState, c.lastGateColumn),
                                     /*transposeLhs=*/true),
                                 dStates, member, Value(), column);
               return {dValue};
@@ -442,14 +436,13 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             // Scalar gates decay rows: dv = A^T dO + exp(B_L - B) o (K dH)
             // and dH' = exp(B_L) dH + Q^T (scale exp(B) o dO), so that K
             // and Q stay in their own type; K dH and dH' by key blocks.
-            Value dValue =
-                overKeyBlocks(
-                    {gated ? zeros(valueBlockType, shape.dimV) : acc[0]},
-                    [&](Value row, ValueRange sum) -> SmallVector<Value> {
-                      return {dot(valueBlockType, keyRows(c, row).second,
-                                  scratchState(dStates, member, row, column),
-                                  sum[0])};
-                    })[0];
+            Value dValue = overKeyBlocks(
+                {gated ? zeros(valueBlockType, shape.dimV) : acc[0]},
+                [&](Value row, ValueRange sum) -> SmallVector<Value> {
+                  return {dot(valueBlockType, keyRows(c, row).second,
+                              scratchState(dStates, member, row, column),
+                              sum[0])};
+                })[0];
             if (gated)
               dValue = buildMap(b, valueBlockType,
                                 {acc[0], dValue, c.lastGate, c.gates},
@@ -501,10 +494,10 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
         rb.loop(zero, numChunks, {zeroStateBlock()},
                 [&](Value chunkIndex, ValueRange acc) {
                   Chunk c = loadKeys(chunkIndex);
-                  return SmallVector<Value>{
-                      dot(stateBlockType, keyRows(c, row).second,
-                          valueRows(c, column), acc[0],
-                          /*transposeLhs=*/true)};
+                  return SmallVector<Value>{dot(stateBlockType,
+                                                keyRows(c, row).second,
+                                                valueRows(c, column), acc[0],
+                                                /*transposeLhs=*/true)};
                 })[0];
     storeScratchState(keysValues, stateSums, keysValuesSlot, row, column);
   });
@@ -525,9 +518,9 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
               return {dot(keyBlockType, valueRows(c, column, head), state,
                           acc[0], false, /*transposeRhs=*/true)};
             })[0];
-        storeRows(throughFeatures(keyRows(c, row, head).first, scaled(dQuery),
-                                  c),
-                  dq, head, c, row);
+        storeRows(
+            throughFeatures(keyRows(c, row, head).first, scaled(dQuery), c), dq,
+            head, c, row);
       });
     });
   });
@@ -713,8 +706,8 @@ void LinearBackwardProgram::build(ValueRange results) {
   if (perKeyDim || !wholeKeys)
     dkScratch = rowsScratch(dimK, shape.dimK);
   // Block rows cover a chunk's rows and a state block's (Dk when whole).
-  int64_t blockRows = ShapedType::isDynamic(keyCols) ? chunk
-                                                     : std::max(chunk, keyCols);
+  int64_t blockRows =
+      ShapedType::isDynamic(keyCols) ? chunk : std::max(chunk, keyCols);
   auto grid = createProgramGrid(b, shape, shape.headsK, blockRows,
                                 /*perSequence=*/true);
   {
