@@ -42,7 +42,7 @@ struct LinearCase {
   bool initial = false, finalState = false;
   /// Fills the oracle's gate, feature map, scale and causality, reading the
   /// gate tensors from `extras` (which the finite differences perturb).
-  std::function<void(oracle::LinearProblem &, const Extras &)> configure;
+  std::function<void(oracle::LinearProblem &, const Extras &)> configure = {};
   /// Packed sequences (thd layout).
   std::vector<int64_t> offsets = {};
 };
