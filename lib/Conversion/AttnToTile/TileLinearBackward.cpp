@@ -722,6 +722,7 @@ void LinearBackwardProgram::build(ValueRange results) {
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   batch = grid.getBatch();
   headK = grid.getHead();
+  keyRowCount = wholeKeys ? shape.dimK : rb.index(keyCols);
   std::tie(start, steps) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
   checkSequence(rb, shape.cuQ, batch, start, steps, shape.lengthQ);
   numChunks = arith::CeilDivUIOp::create(b, steps, rb.index(chunk));
