@@ -16,7 +16,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Transforms/DialectConversion.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "mlir/Transforms/WalkPatternRewriteDriver.h"
 
 namespace attnc {
 #define GEN_PASS_DEF_EXPANDFLOATCONVERSIONS
@@ -64,31 +64,31 @@ struct BitBuilder {
     return arith::ConstantOp::create(b, loc, type, attr);
   }
   Value add(Value x, Value y) const {
-    return arith::AddIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::AddIOp>(loc, x, y);
   }
   Value sub(Value x, Value y) const {
-    return arith::SubIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::SubIOp>(loc, x, y);
   }
   Value andOf(Value x, Value y) const {
-    return arith::AndIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::AndIOp>(loc, x, y);
   }
   Value orOf(Value x, Value y) const {
-    return arith::OrIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::OrIOp>(loc, x, y);
   }
   Value shl(Value x, Value y) const {
-    return arith::ShLIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::ShLIOp>(loc, x, y);
   }
   Value shr(Value x, Value y) const {
-    return arith::ShRUIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::ShRUIOp>(loc, x, y);
   }
   Value cmp(arith::CmpIPredicate predicate, Value x, Value y) const {
-    return arith::CmpIOp::create(b, loc, predicate, x, y);
+    return b.createOrFold<arith::CmpIOp>(loc, predicate, x, y);
   }
   Value select(Value condition, Value x, Value y) const {
-    return arith::SelectOp::create(b, loc, condition, x, y);
+    return b.createOrFold<arith::SelectOp>(loc, condition, x, y);
   }
   Value minUnsigned(Value x, Value y) const {
-    return arith::MinUIOp::create(b, loc, x, y);
+    return b.createOrFold<arith::MinUIOp>(loc, x, y);
   }
   /// v / 2^s rounded to nearest, ties to even, for 0 < s < width - 1 and
   /// v + 2^(s-1) not overflowing: (v + 2^(s-1) - 1 + ((v >> s) & 1)) >> s.
@@ -273,11 +273,15 @@ struct ExpandFloatConversionsPass
                                       std::move(emulation))))
       return signalPassFailure();
 
+    // One walk each (no fixpoint, no folding of the whole module): bf16 <->
+    // f16 first, whose ext and trunc the second walk expands; the
+    // expansions fold their constant parts as they are built.
+    RewritePatternSet betweenHalves(context);
+    betweenHalves.add<ConvertBetweenHalves>(context);
+    walkAndApplyPatterns(getOperation(), std::move(betweenHalves));
     RewritePatternSet expansion(context);
-    expansion.add<TruncateToHalf, ExtendFromHalf, ConvertBetweenHalves>(
-        context);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(expansion))))
-      return signalPassFailure();
+    expansion.add<TruncateToHalf, ExtendFromHalf>(context);
+    walkAndApplyPatterns(getOperation(), std::move(expansion));
   }
 };
 
