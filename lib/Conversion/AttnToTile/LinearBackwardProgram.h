@@ -209,10 +209,6 @@ private:
       overValueBlocks([&](Value column) { body(row, column); });
     });
   }
-  /// The rows of a state block (Dk when whole), defined at the grid's
-  /// start: a tile that an scf.if yields (stateTile of an optional state)
-  /// must not count its rows with a value defined inside it.
-  Value stateBlockRows() { return keyRowCount; }
   /// The scores Q K^T of head `head`'s queries in `c` (summed over the key
   /// blocks).
   Value scores(const Chunk &c, Value head);
@@ -365,7 +361,11 @@ private:
   SmallVector<std::pair<LoadOp, Region *>> floatLoads;
   SmallVector<Value> inputGradients;
   Value dq, dk, dv, dInitial;
-  Value zero, one, scale, batch, headK, start, steps, numChunks, keyRowCount;
+  Value zero, one, scale, batch, headK, start, steps, numChunks;
+  /// The rows of a state block (Dk when whole), defined at the grid's
+  /// start: a tile that an scf.if yields (stateTile of an optional state)
+  /// must not count its rows with a value defined inside it.
+  Value stateBlockRows;
   /// Causal scratch: chunk start states ([G x chunkSlots, Dk, Dv], head
   /// `member`'s from member x chunkSlots) and each head's dH ([G, Dk, Dv]);
   /// non-causal: KV and the group's summed dS ([2, Dk, Dv]).

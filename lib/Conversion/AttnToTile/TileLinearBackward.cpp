@@ -124,7 +124,7 @@ Value LinearBackwardProgram::stateTile(Value memref, Value h, Value row,
   auto load = [&]() -> SmallVector<Value> {
     return {tile::LoadOp::create(b, stateBlockType, memref,
                                  atColumn({batch, h, row ? row : zero}, column),
-                                 stateBlockRows(), /*row_dim=*/2)};
+                                 stateBlockRows, /*row_dim=*/2)};
   };
   if (!memref)
     return zeroStateBlock();
@@ -139,7 +139,7 @@ Value LinearBackwardProgram::scratchState(Value memref, Value index, Value row,
                                           Value column) {
   return tile::LoadOp::create(b, stateBlockType, memref,
                               atColumn({index, row ? row : zero}, column),
-                              stateBlockRows(), /*row_dim=*/1);
+                              stateBlockRows, /*row_dim=*/1);
 }
 
 void LinearBackwardProgram::storeScratchState(Value state, Value memref,
@@ -147,7 +147,7 @@ void LinearBackwardProgram::storeScratchState(Value state, Value memref,
                                               Value column) {
   tile::StoreOp::create(b, state, memref,
                         atColumn({index, row ? row : zero}, column),
-                        stateBlockRows(), /*row_dim=*/1);
+                        stateBlockRows, /*row_dim=*/1);
 }
 
 Value LinearBackwardProgram::scores(const Chunk &c, Value head) {
@@ -316,6 +316,9 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
           SmallVector<Value> sums = overKeyBlocks(
               init,
               [&](Value keyColumn, ValueRange carried) -> SmallVector<Value> {
+                ValueRange gateSums;
+                if (gateReadsFloats)
+                  gateSums = carried.take_back(3);
                 auto [queriesIn, queries] = keyRows(c, keyColumn, head);
                 auto [keysIn, keys] = keyRows(c, keyColumn);
                 // (scale exp(B) o dO) H^T = scale exp(B) o (dO H^T): dO
@@ -333,8 +336,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                     c.gates);
                 Value fromStart;
                 if (gateReadsFloats)
-                  fromStart = add(carried[carried.size() - 3],
-                                  rowSums(queries, fromState));
+                  fromStart = add(gateSums[0], rowSums(queries, fromState));
                 Value dQuery = dot(keyBlockType, dAttention, keys, fromState);
                 storeRows(throughFeatures(queriesIn, dQuery, c), dq, head, c,
                           keyColumn);
@@ -363,7 +365,6 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                 } else {
                   // (exp(B_L - B) o V) dH^T apart, and the row sums of
                   // exp(B_L) H o dH for the gates' state term.
-                  ValueRange gateSums = carried.take_back(3);
                   SmallVector<Value> ends = overValueBlocks(
                       {zeros(keyBlockType, shape.dimK), gateSums[2]},
                       [&](Value column, ValueRange sum) -> SmallVector<Value> {
@@ -479,7 +480,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             b, scratchState(dStates, member, row, column), dInitial,
             atColumn({batch, rb.add(firstHead, member), row ? row : zero},
                      column),
-            stateBlockRows(), /*row_dim=*/2);
+            stateBlockRows, /*row_dim=*/2);
       });
     });
 }
@@ -546,7 +547,7 @@ void LinearBackwardProgram::nonCausalGradients(Value firstHead) {
                     tile::StoreOp::create(
                         b, dState, dInitial,
                         atColumn({batch, head, row ? row : zero}, column),
-                        stateBlockRows(), /*row_dim=*/2);
+                        stateBlockRows, /*row_dim=*/2);
                   return {add(acc[0], dState)};
                 })[0];
     storeScratchState(dStateSum, stateSums, dStateSlot, row, column);
@@ -722,7 +723,7 @@ void LinearBackwardProgram::build(ValueRange results) {
   b.setInsertionPoint(grid.getBody().front().getTerminator());
   batch = grid.getBatch();
   headK = grid.getHead();
-  keyRowCount = wholeKeys ? shape.dimK : rb.index(keyCols);
+  stateBlockRows = wholeKeys ? shape.dimK : rb.index(keyCols);
   std::tie(start, steps) = sequenceBounds(rb, shape.cuQ, batch, shape.lengthQ);
   checkSequence(rb, shape.cuQ, batch, start, steps, shape.lengthQ);
   numChunks = arith::CeilDivUIOp::create(b, steps, rb.index(chunk));
