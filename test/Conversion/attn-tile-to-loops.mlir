@@ -497,3 +497,39 @@ func.func @backward_pieces(%k: !Src, %o: !Src, %status: memref<?xi64>) {
   }
   return
 }
+
+// -----
+
+!Src = memref<?x?x?xf32, strided<[?, ?, ?], offset: ?>>
+
+// decay_dot over diagonal blocks of 4 (below the diagonal): per row r,
+// the sums run over c from r's block start (r / 4) * 4 to
+// min(r + 1, block end); the zero accumulator fills the columns before
+// and after.
+
+// CHECK-LABEL: func.func @diagonal_blocks(
+// CHECK:           %[[AFTER:.*]] = arith.addi %[[R:[a-z0-9]+]], %c1
+// CHECK-NEXT:      %[[TRIANGLE:.*]] = arith.minui %[[AFTER]], %c8
+// CHECK-NEXT:      %[[BLOCK:.*]] = arith.divui %[[R]], %c4
+// CHECK:           %[[START:.*]] = arith.muli %[[BLOCK]], %c4
+// CHECK:           %[[NEXT:.*]] = arith.addi %[[START]], %c4
+// CHECK:           %[[END:.*]] = arith.minui %[[NEXT]], %[[TRIANGLE]]
+// CHECK:           %[[BEGIN:.*]] = arith.minui %[[START]], %[[END]]
+// CHECK:           scf.for %{{.*}} = %[[BEGIN]] to %[[END]] step %c1 {
+// CHECK:             math.fma {{.*}} : vector<8xf32>
+// CHECK:           scf.for %{{.*}} = %c0 to %[[BEGIN]] step %c1 {
+// CHECK:           scf.for %{{.*}} = %[[END]] to %c8 step %c1 {
+func.func @diagonal_blocks(%k: !Src, %o: !Src, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %heads = memref.dim %k, %c0 : !Src
+  %zero = arith.constant 0.0 : f32
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %c1 block_rows 8 per_sequence {
+    %kt = attn_tile.load %k[%h, %c0] rows %c8 row_dim 1 : !Src -> tensor<8x16xf32>
+    %acc = tensor.splat %zero : tensor<8x8xf32>
+    %a = attn_tile.decay_dot %kt, %kt, %kt, %kt, %acc {lower_triangular, diagonal_block = 4} : tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x16xf32>, tensor<8x8xf32> -> tensor<8x8xf32>
+    attn_tile.store %a, %o[%h, %c0] rows %c8 row_dim 1 : tensor<8x8xf32> -> !Src
+  }
+  return
+}

@@ -469,3 +469,42 @@ func.func @decayed(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %status: m
   }
   return
 }
+
+// -----
+
+// decay_combine over diagonal blocks of 16 in a CTA of two warps: each
+// lane's result element (r, c) sums k from r's block start (r / 16) * 16
+// to r; the computed weights and the gate, given twice, are each copied
+// to shared memory once.
+
+// CHECK-LABEL: gpu.func @diagonal_blocks(
+// CHECK:         memref.view {{.*}} to memref<32x32xf32, #gpu.address_space<workgroup>>
+// CHECK:         %[[GATE:.*]] = memref.view {{.*}} to memref<32x16xf32, #gpu.address_space<workgroup>>
+// CHECK-NOT:     memref.view
+// CHECK:         %[[LAST:.*]] = arith.minui %[[R:[0-9]+]], %c31
+// CHECK:         %[[END:.*]] = arith.addi %[[LAST]]
+// CHECK:         %[[BLOCK:.*]] = arith.divui %[[R]], %c16
+// CHECK:         %[[START:.*]] = arith.muli %[[BLOCK]], %c16
+// CHECK:         %[[BEGIN:.*]] = arith.minui %[[START]], %[[END]]
+// CHECK:         scf.for %[[K:.*]] = %[[BEGIN]] to %[[END]]
+// CHECK:           memref.load %[[GATE]][%[[K]],
+// CHECK:           math.exp2
+func.func @diagonal_blocks(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 32 per_sequence {
+    %c32 = arith.constant 32 : index
+    %zero = arith.constant 0.0 : f32
+    %gate = arith.constant -0.5 : f32
+    %kt = attn_tile.load %q[%b, %h, %c0] rows %c32 row_dim 2 : memref<?x?x?x?xbf16> -> tensor<32x16xbf16>
+    %g = tensor.splat %gate : tensor<32x16xf32>
+    %cum = attn_tile.scan add %g : tensor<32x16xf32>
+    %w = tensor.splat %gate : tensor<32x32xf32>
+    %acc = tensor.splat %zero : tensor<32x16xf32>
+    %d = attn_tile.decay_combine %w, %kt, %cum, %cum, %acc {lower_triangular, diagonal_block = 16} : tensor<32x32xf32>, tensor<32x16xbf16>, tensor<32x16xf32>, tensor<32x16xf32>, tensor<32x16xf32> -> tensor<32x16xf32>
+    attn_tile.store %d, %o[%b, %h, %c0] rows %c32 row_dim 2 : tensor<32x16xf32> -> memref<?x?x?x?xf32>
+  }
+  return
+}

@@ -13,7 +13,9 @@
 // learnable per-head decay (a scatter-add: bitwise the same with the CTAs
 // in reverse order); elu + 1 non-causal with GQA; GLA's gates per key
 // dimension with initial and final states over packed sequences, one
-// empty; GLA in bf16 with Dk != Dv and a length below the chunk; a gate
+// empty; GLA in bf16 with Dk != Dv and a length below the chunk; GLA in
+// bf16 with chunks of 64 (each warp's rows a sub-tile of 16) and a
+// partial second chunk; a gate
 // per head with GQA and both states at Dk = Dv = 128 (2 x 2 state blocks
 // of 64 x 64); elu + 1 non-causal with both states at Dk = Dv = 128.
 //
@@ -129,6 +131,20 @@ std::vector<Case> cases() {
          return inputs;
        },
        3e-2});
+  all.push_back({"GLA, bf16, chunks of 64 (four warps, a sub-tile each), T=100",
+                 "kernel t(q: bf16[B, T, H, 16], k: bf16[B, T, H, 16], "
+                 "v: bf16[B, T, H, 16], g: f32[B, T, H, 16]) -> "
+                 "(o: bf16[B, T, H, 16]) {\n"
+                 "  o = linear(q, k, v, layout = bthd) { gate = g[b, t, h, d]; "
+                 "chunk = 64 }\n}\n",
+                 [](std::mt19937_64 &rng) {
+                   auto inputs = qkv(rng, ElementType::BF16, {1, 100, 1, 16},
+                                     {1, 100, 1, 16});
+                   inputs["g"] = randomTensor(ElementType::F32, {1, 100, 1, 16},
+                                              rng, -1, 0);
+                   return inputs;
+                 },
+                 3e-2});
   all.push_back(
       {"gate per head, GQA, h0 and hT, Dk = Dv = 128 in state blocks, bf16, "
        "T=40",

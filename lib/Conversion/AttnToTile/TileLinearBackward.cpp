@@ -48,10 +48,10 @@ Value LinearBackwardProgram::loadRows(Value source, Value h, const Chunk &c,
 
 Value LinearBackwardProgram::features(Value loaded, Value rows) {
   // Without a feature map a tile is its own phi (rows past the end are
-  // loaded as zeros); 16-bit tiles stay 16-bit (fewer registers on the
-  // GPU; maps widen their elements), except under gates per key dim,
-  // whose decay ops take f32.
-  if (op.getFeature().empty() && (!perKeyDim || elementTypeOf(loaded).isF32()))
+  // loaded as zeros); 16-bit tiles stay 16-bit (on the GPU they stay in
+  // shared memory, not registers; maps and the decay ops widen their
+  // elements).
+  if (op.getFeature().empty())
     return loaded;
   return buildMap(
       b, asF32(loaded), {loaded}, [&](ValueRange at, ValueRange x) -> Value {

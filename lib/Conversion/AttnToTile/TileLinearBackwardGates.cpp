@@ -77,24 +77,24 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
 
 // With one gate per key dimension the decay exp(B_r[d] - B_u[d]) stays
 // inside the sums over d, so the intra-chunk terms go by sub-tiles of s
-// steps (secondary chunking, as the forward). For sub-tile I from step p
-// to l = p + s - 1, with dP = dO V^T:
-//   dq_r = scale exp(B_r - B_p) o sum_{u < p} dP[r][u] (k_u o exp(B_p - B_u))
-//          + sum_{u in I, u <= r} scale dP[r][u] k_u o exp(B_r - B_u)
-//   dk_u = scale exp(B_l - B_u) o sum_{r > l} dP[r][u] (q_r o exp(B_r - B_l))
-//          + sum_{r in I, r >= u} scale dP[r][u] q_r o exp(B_r - B_u)
-//   dv_u = sum_{r > l} A[r][u] dO_r + sum_{r in I, r >= u} A[r][u] dO_r
-// where every exponent is <= 0: the pivots B_p and B_l lie between the
-// two steps; the sub-tile's own pairs are a decay_combine (dq, dk) and a
-// decay_dot (A). The gates' pair terms (see perKeyDimGateGradients) are
-// sum_{s >= t} (q_s o dq_s - k_s o dk_s) over these intra-chunk parts, by
-// sub-tiles last to first with the later ones' sum carried.
+// steps (secondary chunking, as the forward). Every result has the
+// chunk's rows; the pairs of different sub-tiles come one sub-tile of the
+// other side at a time, through a pivot step between the two (every
+// exponent <= 0), with dP = scale dO V^T:
+//   dq_r += exp(B_r - B_l) o sum_{u in J} dP[r][u] (k_u o exp(B_l - B_u))
+//           for key sub-tile J ending at l, rows r > l;
+//   dk_u += exp(B_p - B_u) o sum_{r in I} dP[r][u] (q_r o exp(B_r - B_p))
+//   dv_u += sum_{r in I} A[r][u] dO_r,
+//           A[r][u] = scale (k_u o exp(B_p - B_u)) . (q_r o exp(B_r - B_p))
+//           for query sub-tile I starting at p, rows u < p.
+// The pairs within a sub-tile are a decay_combine (dq, dk) and a decay_dot
+// (A) over the chunk's diagonal blocks. The gates' pair terms (see
+// perKeyDimGateGradients) are sum_{s >= t} (q_s o dq_s - k_s o dk_s) over
+// these intra-chunk parts. On the GPU every warp computes rows of its
+// own: the loops run over the 16-step operands, not over the result's rows.
 void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
   Value size = rb.index(subTile);
-  auto subKeyType = tileType(subTile, dimK);
-  auto subValueType = tileType(subTile, dimV);
-  auto subScoreType = tileType(subTile, subTile);
-  auto stripType = tileType(subTile, chunk);
+  auto stripType = tileType(chunk, subTile);
   auto rowType = tileType(1, dimK);
   auto rowsOf = [&](Value tile, Value first) -> Value {
     auto type = cast<RankedTensorType>(tile.getType());
@@ -104,118 +104,152 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
                               type.getElementType()),
         tile, first, size);
   };
+  auto rowAt = [&](Value tile, Value row) -> Value {
+    return tile::SliceOp::create(b, rowType, tile, row, one);
+  };
   // lhs rhs^T into a tile of static shape.
   auto product = [&](RankedTensorType type, Value lhs, Value rhs) {
     return dot(type, lhs, rhs, zeros(type), false, /*transposeRhs=*/true);
   };
-  // Queries after `boundary` times exp(B_r - pivot) (`later`), or keys
-  // before it times exp(pivot - B_u), else 0: exponents <= 0 where kept.
-  auto towardPivot = [&](Value x, Value pivot, Value boundary, bool later) {
-    return buildMap(b, cast<RankedTensorType>(x.getType()), {x, c.gates, pivot},
-                    [&](ValueRange at, ValueRange e) -> Value {
-      Value exponent = later ? arith::SubFOp::create(b, e[1], e[2])
-                             : arith::SubFOp::create(b, e[2], e[1]);
-      Value side = arith::CmpIOp::create(
-          b, later ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::ult,
-          at[0], boundary);
-      return arith::SelectOp::create(
-          b, side, rb.mul(e[0], math::ExpOp::create(b, exponent)),
-          rb.f32(0));
-    });
+  // acc + x o exp(B_r - pivot) on rows after `boundary` (`later`), or
+  // acc + x o exp(pivot - B_u) on rows before it; acc elsewhere.
+  auto addTowardPivot = [&](Value acc, Value x, Value pivot, Value boundary,
+                            bool later) {
+    return buildMap(
+        b, cast<RankedTensorType>(acc.getType()), {acc, x, c.gates, pivot},
+        [&](ValueRange at, ValueRange e) -> Value {
+          Value exponent = later ? arith::SubFOp::create(b, e[2], e[3])
+                                 : arith::SubFOp::create(b, e[3], e[2]);
+          Value side = arith::CmpIOp::create(
+              b, later ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::ult,
+              at[0], boundary);
+          return arith::SelectOp::create(
+              b, side,
+              math::FmaOp::create(b, widened(e[1]),
+                                  math::ExpOp::create(b, exponent), e[0]),
+              e[0]);
+        });
+  };
+  // The sub-tile's own pairs of scale dP (dO V^T, or V dO^T = dP^T with
+  // `transposed`): u < r within a diagonal block, and u = r.
+  auto ownScores = [&](bool transposed) -> std::pair<Value, Value> {
+    Value own = transposed ? scaled(product(scoreType, c.values, c.dOut))
+                           : scaled(product(scoreType, c.dOut, c.values));
+    Value strict = buildMap(
+        b, scoreType, {own}, [&](ValueRange at, ValueRange e) -> Value {
+          return arith::SelectOp::create(
+              b,
+              arith::CmpIOp::create(b,
+                                    transposed ? arith::CmpIPredicate::ugt
+                                               : arith::CmpIPredicate::ult,
+                                    at[1], at[0]),
+              e[0], rb.f32(0));
+        });
+    Value diagonal = tile::ReduceOp::create(
+        b, stepType, tile::ReduceKind::add,
+        buildMap(b, scoreType, {own},
+                 [&](ValueRange at, ValueRange e) -> Value {
+                   return arith::SelectOp::create(
+                       b,
+                       arith::CmpIOp::create(b, arith::CmpIPredicate::eq, at[1],
+                                             at[0]),
+                       e[0], rb.f32(0));
+                 }));
+    return {strict, diagonal};
+  };
+  // x + diagonal[r] y[r], the pair of a step with itself.
+  auto withDiagonal = [&](Value x, Value y, Value diagonal) {
+    return buildMap(b, keyType, {x, y, diagonal},
+                    [&](ValueRange, ValueRange e) -> Value {
+                      return math::FmaOp::create(b, e[2], widened(e[1]), e[0]);
+                    });
   };
   Value numSubTiles = arith::CeilDivUIOp::create(b, c.rows, size);
-  rb.loop(zero, numSubTiles, {zeros(rowType, shape.dimK)},
-          [&](Value reversed, ValueRange carry) -> SmallVector<Value> {
-    Value first =
-        rb.mul(rb.sub(rb.sub(numSubTiles, one), reversed), size);
-    Value last = rb.add(first, rb.index(subTile - 1));
-    Value queries = rowsOf(c.queries, first), keys = rowsOf(c.keys, first);
-    Value values = rowsOf(c.values, first), dOut = rowsOf(c.dOut, first);
-    Value gates = rowsOf(c.gates, first);
-    Value queryPivot =
-        tile::SliceOp::create(b, rowType, c.gates, first, one);
-    Value keyPivot = tile::SliceOp::create(b, rowType, c.gates, last, one);
-    // scale dP of the sub-tile's own pairs u < r, and of u = r (a step
-    // pairs with itself in dq and dk but not in the gate terms).
-    Value own = scaled(product(subScoreType, dOut, values));
-    auto ownPart = [&](arith::CmpIPredicate keep) {
-      return buildMap(b, subScoreType, {own},
-                      [&](ValueRange at, ValueRange e) -> Value {
-                        return arith::SelectOp::create(
-                            b, arith::CmpIOp::create(b, keep, at[1], at[0]),
-                            e[0], rb.f32(0));
-                      });
-    };
-    Value ownStrict = ownPart(arith::CmpIPredicate::ult);
-    Value diagonal = tile::ReduceOp::create(
-        b, RankedTensorType::get({subTile}, f32), tile::ReduceKind::add,
-        ownPart(arith::CmpIPredicate::eq));
-    // x + diagonal[r] y[r], the pair of a step with itself.
-    auto withDiagonal = [&](Value x, Value y) {
-      return buildMap(b, subKeyType, {x, y, diagonal},
-                      [&](ValueRange, ValueRange e) -> Value {
-                        return math::FmaOp::create(b, e[2], e[1], e[0]);
-                      });
-    };
-    Value zeroKeys = zeros(subKeyType, shape.dimK);
-    // dq from the earlier keys, then from the sub-tile's own.
-    Value earlierKeys = towardPivot(c.keys, queryPivot, first, false);
-    Value dQuery = scaled(decayed(
-        dot(subKeyType, product(stripType, dOut, c.values), earlierKeys,
-            zeroKeys),
-        gates, queryPivot));
-    dQuery = tile::DecayCombineOp::create(b, subKeyType, ownStrict, keys,
-                                          gates, gates, dQuery,
-                                          /*lower_triangular=*/true,
-                                          /*upper_triangular=*/false);
-    storeScratchRows(withDiagonal(dQuery, keys), dqScratch, first, size);
-    // dk from the later queries, then from the sub-tile's own: the decay
-    // exp(B_r - B_u) is exp(-B_u - (-B_r)).
-    Value laterQueries = towardPivot(c.queries, keyPivot, last, true);
-    Value dKey = scaled(decayed(
-        dot(subKeyType, product(stripType, values, c.dOut), laterQueries,
-            zeroKeys),
-        keyPivot, gates));
-    Value negated = buildMap(b, subKeyType, {gates},
-                             [&](ValueRange, ValueRange e) -> Value {
-                               return arith::NegFOp::create(b, e[0]);
-                             });
-    dKey = tile::DecayCombineOp::create(
-        b, subKeyType, tile::TransposeOp::create(b, subScoreType, ownStrict),
-        queries, negated, negated, dKey, /*lower_triangular=*/false,
-        /*upper_triangular=*/true);
-    // dv: A^T's rows of the sub-tile's keys times dO.
-    Value laterScores = scaled(product(
-        stripType, decayed(keys, keyPivot, gates), laterQueries));
-    Value ownScores = scaled(tile::DecayDotOp::create(
-        b, subScoreType, queries, keys, gates, gates, zeros(subScoreType),
-        /*lower_triangular=*/true));
-    Value dValue =
-        dot(subValueType, ownScores, dOut,
-            dot(subValueType, laterScores, c.dOut, zeros(subValueType, shape.dimV)),
-            /*transposeLhs=*/true);
-    storeScratchRows(add(scratchRows(dkScratch, first, size, subKeyType),
-                         withDiagonal(dKey, queries)),
-                     dkScratch, first, size);
-    storeScratchRows(
-        add(scratchRows(dvScratch, first, size, subValueType), dValue),
-        dvScratch, first, size);
-    // Pair terms: sum_{s >= t} (a_s - b_s), a = q o dq, b = k o dk
-    // without the diagonal, whose terms would only cancel (rounding).
-    Value terms = buildMap(b, subKeyType, {queries, dQuery, keys, dKey},
-                           [&](ValueRange, ValueRange e) -> Value {
-                             return arith::SubFOp::create(
-                                 b, rb.mul(e[0], e[1]), rb.mul(e[2], e[3]));
-                           });
-    Value fromHere = scanSums(terms, /*reverse=*/true);
-    storeScratchRows(buildMap(b, subKeyType, {fromHere, carry[0]},
-                              [&](ValueRange, ValueRange e) -> Value {
-                                return rb.add(e[0], e[1]);
-                              }),
-                     dgScratch, first, size);
-    return {add(carry[0], tile::SliceOp::create(b, rowType, fromHere, zero,
-                                                one))};
-  });
+  Value zeroKeys = zeros(keyType, shape.dimK);
+  // dq: each key sub-tile J's pairs with the later rows (pivot B_l, l the
+  // last step of J), then the own pairs.
+  Value dQuery = rb.loop(
+      zero, rb.sub(numSubTiles, one), {zeroKeys},
+      [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
+        Value first = rb.mul(subTileIndex, size);
+        Value last = rb.add(first, rb.index(subTile - 1));
+        Value pivot = rowAt(c.gates, last);
+        Value keys =
+            decayed(rowsOf(c.keys, first), pivot, rowsOf(c.gates, first));
+        Value strip = product(stripType, c.dOut, rowsOf(c.values, first));
+        return {addTowardPivot(acc[0], dot(keyType, strip, keys, zeroKeys),
+                               pivot, last, /*later=*/true)};
+      })[0];
+  auto [dScores, dDiagonal] = ownScores(/*transposed=*/false);
+  dQuery = tile::DecayCombineOp::create(
+      b, keyType, dScores, c.keys, c.gates, c.gates, scaled(dQuery),
+      /*lower_triangular=*/true, /*upper_triangular=*/false, subTile);
+  storeScratchRows(withDiagonal(dQuery, c.keys, dDiagonal), dqScratch, zero,
+                   rb.index(chunk));
+  // The gate's pair terms, q o dq (without the diagonal, whose terms would
+  // only cancel with dk's) until dk's are subtracted.
+  storeScratchRows(buildMap(b, keyType, {c.queries, dQuery},
+                            [&](ValueRange, ValueRange e) -> Value {
+                              return rb.mul(widened(e[0]), e[1]);
+                            }),
+                   dgScratch, zero, rb.index(chunk));
+  // dk and dv: each query sub-tile I's pairs with the earlier rows (pivot
+  // B_p, p the first step of I), then the own pairs. The decay
+  // exp(B_r - B_u) of dk's is exp(-B_u - (-B_r)).
+  auto laterQueries = [&](Value first, Value pivot) {
+    return decayed(rowsOf(c.queries, first), rowsOf(c.gates, first), pivot);
+  };
+  Value dKey = rb.loop(
+      one, numSubTiles, {zeroKeys},
+      [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
+        Value first = rb.mul(subTileIndex, size);
+        Value pivot = rowAt(c.gates, first);
+        Value strip = product(stripType, c.values, rowsOf(c.dOut, first));
+        return {addTowardPivot(
+            acc[0], dot(keyType, strip, laterQueries(first, pivot), zeroKeys),
+            pivot, first, /*later=*/false)};
+      })[0];
+  auto [dScoresT, dDiagonalT] = ownScores(/*transposed=*/true);
+  Value negated =
+      buildMap(b, keyType, {c.gates}, [&](ValueRange, ValueRange e) -> Value {
+        return arith::NegFOp::create(b, e[0]);
+      });
+  dKey = tile::DecayCombineOp::create(
+      b, keyType, dScoresT, c.queries, negated, negated, scaled(dKey),
+      /*lower_triangular=*/false, /*upper_triangular=*/true, subTile);
+  storeScratchRows(add(scratchRows(dkScratch, zero, rb.index(chunk), keyType),
+                       withDiagonal(dKey, c.queries, dDiagonalT)),
+                   dkScratch, zero, rb.index(chunk));
+  Value terms = buildMap(
+      b, keyType,
+      {scratchRows(dgScratch, zero, rb.index(chunk), keyType), c.keys, dKey},
+      [&](ValueRange, ValueRange e) -> Value {
+        return arith::SubFOp::create(b, e[0], rb.mul(widened(e[1]), e[2]));
+      });
+  storeScratchRows(scanSums(terms, /*reverse=*/true), dgScratch, zero,
+                   rb.index(chunk));
+  Value zeroValues = zeros(valueType, shape.dimV);
+  Value dValue =
+      rb.loop(one, numSubTiles, {zeroValues},
+              [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
+                Value first = rb.mul(subTileIndex, size);
+                Value pivot = rowAt(c.gates, first);
+                // A^T's columns of the sub-tile's queries (unscaled).
+                Value strip =
+                    product(stripType,
+                            addTowardPivot(zeroKeys, c.keys, pivot, first,
+                                           /*later=*/false),
+                            laterQueries(first, pivot));
+                return {dot(valueType, strip, rowsOf(c.dOut, first), acc[0])};
+              })[0];
+  Value ownAttention = scaled(tile::DecayDotOp::create(
+      b, scoreType, c.queries, c.keys, c.gates, c.gates, zeros(scoreType),
+      /*lower_triangular=*/true, subTile));
+  dValue = dot(valueType, ownAttention, c.dOut, scaled(dValue),
+               /*transposeLhs=*/true);
+  storeScratchRows(
+      add(scratchRows(dvScratch, zero, rb.index(chunk), valueType), dValue),
+      dvScratch, zero, rb.index(chunk));
 }
 
 // dg_t[d] as gateGradients' terms per key dim: the pairs (from
@@ -226,10 +260,9 @@ Value LinearBackwardProgram::perKeyDimGateGradients(const Chunk &c,
                                                     Value toState, Value state,
                                                     Value dState) {
   auto multiply = [&](Value x, Value y) {
-    return buildMap(b, keyType, {x, y},
-                    [&](ValueRange, ValueRange e) -> Value {
-                      return rb.mul(e[0], e[1]);
-                    });
+    return buildMap(b, keyType, {x, y}, [&](ValueRange, ValueRange e) -> Value {
+      return rb.mul(widened(e[0]), e[1]);
+    });
   };
   Value fromStart = multiply(c.queries, fromState);
   Value toEnd = multiply(c.keys, toState);

@@ -124,9 +124,23 @@ struct DotLowering : TileLowering<tile::DotOp> {
   }
 };
 
+/// [begin, end) narrowed to row r's diagonal block of `block` rows.
+std::pair<Value, Value> diagonalBlock(LoweringBuilder &rb, Value r,
+                                      int64_t block, Value begin, Value end) {
+  ImplicitLocOpBuilder &b = rb.b;
+  Value blockStart =
+      rb.mul(arith::DivUIOp::create(b, r, rb.index(block)), rb.index(block));
+  Value blockEnd =
+      arith::MinUIOp::create(b, rb.add(blockStart, rb.index(block)), end);
+  return {arith::MinUIOp::create(
+              b, arith::MaxUIOp::create(b, begin, blockStart), blockEnd),
+          blockEnd};
+}
+
 /// result[r][c] = acc[r][c] + sum_d lhs[r][d] rhs[c][d]
 ///                exp(lhsGate[r][d] - rhsGate[c][d]), one term at a time;
-/// with lower_triangular only for c <= r.
+/// with lower_triangular only for c <= r, with a diagonal block only for c
+/// in r's block.
 struct DecayDotLowering : TileLowering<tile::DecayDotOp> {
   using TileLowering::TileLowering;
 
@@ -157,7 +171,10 @@ struct DecayDotLowering : TileLowering<tile::DecayDotOp> {
                       ? Value(arith::MinUIOp::create(b, rb.add(r, rb.index(1)),
                                                      result.cols))
                       : result.cols;
-      rb.loop(zero, end, [&](Value c) {
+      Value begin = zero;
+      if (int64_t block = dot.getDiagonalBlock())
+        std::tie(begin, end) = diagonalBlock(rb, r, block, begin, end);
+      rb.loop(begin, end, [&](Value c) {
         Value sum = accAt(r, c), tail = zero;
         if (vectorDepth) { // groups of kLanes terms, then one at a time
           tail = rb.mul(groups, lanes);
@@ -189,10 +206,13 @@ struct DecayDotLowering : TileLowering<tile::DecayDotOp> {
         })[0];
         lowering.storeElement(sum, result, r, c);
       });
-      if (result.buffer != acc.buffer || zeroAcc)
-        rb.loop(end, result.cols, [&](Value c) {
+      if (result.buffer != acc.buffer || zeroAcc) {
+        auto copyAcc = [&](Value c) {
           lowering.storeElement(accAt(r, c), result, r, c);
-        });
+        };
+        rb.loop(zero, begin, copyAcc);
+        rb.loop(end, result.cols, copyAcc);
+      }
     });
     lowering.replaceOp(dot, {});
     return success();
@@ -233,6 +253,8 @@ struct DecayCombineLowering : TileLowering<tile::DecayCombineOp> {
         end = arith::MinUIOp::create(b, rb.add(r, one), lhs.cols);
       else
         begin = arith::MinUIOp::create(b, r, lhs.cols);
+      if (int64_t block = combine.getDiagonalBlock())
+        std::tie(begin, end) = diagonalBlock(rb, r, block, begin, end);
       // The terms of columns from c on: lanes of them, or one.
       auto sumFrom = [&](Value c, Value init, bool vector) {
         auto at = [&](const TileBuffer &tile, Value row) -> Value {

@@ -6,8 +6,9 @@
 // the terms in order from the operands in shared memory (loaded tiles
 // where they are, computed ones copied there by readerOf). They cover a
 // sub-tile's own pairs only (16 x 16 results of decay_dot, 16 x Dk of the
-// backward's decay_combine, summing 16 terms), next to the chunk's mma
-// products.
+// backward's decay_combine, summing 16 terms; or the chunk's rows with a
+// diagonal block, each warp's rows against their own sub-tile), next to
+// the chunk's mma products.
 //
 //===----------------------------------------------------------------------===//
 
@@ -32,10 +33,11 @@ LogicalResult ProgramBuilder::lowerDecayDot(tile::DecayDotOp dot) {
   if (tiles[dot.getAcc()].kind != Fragment::Accumulator)
     return dot.emitOpError("on the GPU needs a computed accumulator");
   TransientShared scope(*this);
-  std::function<Value(Value, Value)> lhs = readerOf(dot.getLhs()),
-                                     rhs = readerOf(dot.getRhs()),
-                                     lhsGate = readerOf(dot.getLhsGate()),
-                                     rhsGate = readerOf(dot.getRhsGate());
+  OperandReaders readers(*this);
+  std::function<Value(Value, Value)> lhs = readers(dot.getLhs()),
+                                     rhs = readers(dot.getRhs()),
+                                     lhsGate = readers(dot.getLhsGate()),
+                                     rhsGate = readers(dot.getRhsGate());
   Fragment init = tiles[dot.getAcc()];
   int64_t slot = 0;
   tiles[dot] = fromElements(
@@ -52,12 +54,23 @@ LogicalResult ProgramBuilder::lowerDecayDot(tile::DecayDotOp dot) {
                                partial[0])};
                          });
         };
-        if (!dot.getLowerTriangular())
+        // Only c <= r (the other terms could overflow), and only c in r's
+        // diagonal block.
+        Value kept;
+        auto keep = [&](Value condition) {
+          kept = kept ? Value(arith::AndIOp::create(b, kept, condition))
+                      : condition;
+        };
+        if (dot.getLowerTriangular())
+          keep(arith::CmpIOp::create(b, arith::CmpIPredicate::ule, c, r));
+        if (int64_t block = dot.getDiagonalBlock())
+          keep(arith::CmpIOp::create(b, arith::CmpIPredicate::eq,
+                                     arith::DivUIOp::create(b, c, idx(block)),
+                                     arith::DivUIOp::create(b, r, idx(block))));
+        if (!kept)
           return terms()[0];
-        // Only c <= r: the other terms could overflow.
         return rb
-            .ifThen(arith::CmpIOp::create(b, arith::CmpIPredicate::ule, c, r),
-                    {b.getF32Type()}, terms,
+            .ifThen(kept, {b.getF32Type()}, terms,
                     [&]() -> SmallVector<Value> { return {acc}; })
             .front();
       });
@@ -79,20 +92,30 @@ LogicalResult ProgramBuilder::lowerDecayCombine(tile::DecayCombineOp combine) {
   if (tiles[combine.getAcc()].kind != Fragment::Accumulator)
     return combine.emitOpError("on the GPU needs a computed accumulator");
   TransientShared scope(*this);
-  std::function<Value(Value, Value)> lhs = readerOf(combine.getLhs()),
-                                     rhs = readerOf(combine.getRhs()),
-                                     gate = readerOf(combine.getGate()),
-                                     rhsGate = readerOf(combine.getRhsGate());
+  OperandReaders readers(*this);
+  std::function<Value(Value, Value)> lhs = readers(combine.getLhs()),
+                                     rhs = readers(combine.getRhs()),
+                                     gate = readers(combine.getGate()),
+                                     rhsGate = readers(combine.getRhsGate());
   bool lower = combine.getLowerTriangular();
   Fragment init = tiles[combine.getAcc()];
   int64_t slot = 0;
   tiles[combine] = fromElements(
       type, Fragment::Accumulator, init.rows, [&](Value r, Value c) {
         Value resultGate = gate(r, c);
-        // Only the terms of the triangle: the others could overflow.
+        // Only the terms of the triangle (the others could overflow),
+        // within r's diagonal block.
         Value first = lower ? idx(0) : r;
         Value end = lower ? rb.add(minIndex(r, idx(depth - 1)), idx(1))
                           : idx(depth);
+        if (int64_t block = combine.getDiagonalBlock()) {
+          Value blockStart =
+              rb.mul(arith::DivUIOp::create(b, r, idx(block)), idx(block));
+          if (lower)
+            first = minIndex(blockStart, end);
+          else
+            end = minIndex(rb.add(blockStart, idx(block)), end);
+        }
         return rb
             .loop(first, end, {init.regs[slot++]},
                   [&](Value k, ValueRange partial) {

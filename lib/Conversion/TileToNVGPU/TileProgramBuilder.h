@@ -192,6 +192,22 @@ private:
   std::function<Value(Value, Value)> readerOf(Value value);
   /// A loaded tile in the registers of a computed one (Accumulator).
   Fragment toRegisters(Value value);
+  /// readerOf for each operand of an op, an operand given twice (both gates
+  /// of one tile) staged in shared memory once.
+  class OperandReaders {
+  public:
+    explicit OperandReaders(ProgramBuilder &builder) : builder(builder) {}
+    std::function<Value(Value, Value)> operator()(Value operand) {
+      auto [it, inserted] = readers.try_emplace(operand);
+      if (inserted)
+        it->second = builder.readerOf(operand);
+      return it->second;
+    }
+
+  private:
+    ProgramBuilder &builder;
+    llvm::DenseMap<Value, std::function<Value(Value, Value)>> readers;
+  };
 
   /// Each lane sums the terms of its own result elements (C fragments),
   /// the operands read through readerOf.

@@ -223,6 +223,22 @@ func.func @decay_combine_gate(%w: tensor<16x16xf32>, %k: tensor<16x8xf32>, %g: t
 
 // -----
 
+func.func @decay_dot_block(%a: tensor<16x8xf32>, %acc: tensor<16x16xf32>) {
+  // expected-error @+1 {{needs a diagonal_block of 0 (none) or more rows, got -16}}
+  %r = attn_tile.decay_dot %a, %a, %a, %a, %acc {diagonal_block = -16} : tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x16xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @decay_combine_block(%w: tensor<16x16xf32>, %k: tensor<16x8xf32>) {
+  // expected-error @+1 {{needs a diagonal_block of 0 (none) or more rows, got -1}}
+  %r = attn_tile.decay_combine %w, %k, %k, %k, %k {upper_triangular, diagonal_block = -1} : tensor<16x16xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>
+  return
+}
+
+// -----
+
 func.func @decay_combine_depth(%w: tensor<16x4xf32>, %k: tensor<16x8xf32>) {
   // expected-error @+1 {{lhs 16x4 and rhs 16x8 do not share the contracted dimension}}
   %r = attn_tile.decay_combine %w, %k, %k, %k, %k {lower_triangular} : tensor<16x4xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32>, tensor<16x8xf32> -> tensor<16x8xf32>

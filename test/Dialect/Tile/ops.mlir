@@ -113,6 +113,9 @@ func.func @linear_ops(%heads: index, %batches: index, %g: tensor<64x16xf32>,
     %acc2 = tensor.splat %zero : tensor<64x16xf32>
     // CHECK: attn_tile.decay_combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {upper_triangular} : tensor<64x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32> -> tensor<64x16xf32>
     %dk = attn_tile.decay_combine %w, %kf, %cum, %cum, %acc2 {upper_triangular} : tensor<64x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32> -> tensor<64x16xf32>
+    // Each row's own diagonal block of 16 only.
+    // CHECK: attn_tile.decay_combine %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} {diagonal_block = 16 : i64, lower_triangular}
+    %dq = attn_tile.decay_combine %w, %kf, %cum, %cum, %acc2 {lower_triangular, diagonal_block = 16} : tensor<64x64xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32>, tensor<64x16xf32> -> tensor<64x16xf32>
   }
   return
 }

@@ -390,6 +390,9 @@ LogicalResult DecayDotOp::verify() {
                                   {{"lhs", getLhs(), getLhsGate()},
                                    {"rhs", getRhs(), getRhsGate()}})))
     return failure();
+  if (static_cast<int64_t>(getDiagonalBlock()) < 0)
+    return emitOpError("needs a diagonal_block of 0 (none) or more rows, got ")
+           << static_cast<int64_t>(getDiagonalBlock());
   auto lhs = cast<RankedTensorType>(getLhs().getType());
   auto rhs = cast<RankedTensorType>(getRhs().getType());
   auto acc = cast<RankedTensorType>(getAcc().getType());
@@ -412,6 +415,9 @@ LogicalResult DecayCombineOp::verify() {
   if (getLowerTriangular() == getUpperTriangular())
     return emitOpError("sums over one triangle: needs exactly one of "
                        "lower_triangular and upper_triangular");
+  if (static_cast<int64_t>(getDiagonalBlock()) < 0)
+    return emitOpError("needs a diagonal_block of 0 (none) or more rows, got ")
+           << static_cast<int64_t>(getDiagonalBlock());
   auto lhs = cast<RankedTensorType>(getLhs().getType());
   auto rhs = cast<RankedTensorType>(getRhs().getType());
   auto acc = cast<RankedTensorType>(getAcc().getType());

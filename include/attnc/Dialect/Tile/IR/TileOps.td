@@ -337,7 +337,10 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
     `lower_triangular`, only elements with c <= r get the sum (the others
     are `acc`'s): the causal scores of a sub-tile against its own keys,
     whose other terms could overflow. Without it, large exponents are the
-    caller's to mask.
+    caller's to mask. With `diagonal_block` s > 0, only elements whose c
+    lies in r's block of s rows (c / s == r / s) get the sum: the diagonal
+    blocks of a chunk's scores, each sub-tile against its own keys, as one
+    tile of the chunk's rows.
 
     ```mlir
     %a = attn_tile.decay_dot %q, %k, %gq, %gk, %zero
@@ -347,7 +350,8 @@ def Tile_DecayDotOp : Tile_Op<"decay_dot", [Pure]> {
   }];
   let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$lhs_gate,
                        Tile_Tile:$rhs_gate, Tile_Tile:$acc,
-                       UnitAttr:$lower_triangular);
+                       UnitAttr:$lower_triangular,
+                       DefaultValuedAttr<I64Attr, "0">:$diagonal_block);
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = [{
     $lhs `,` $rhs `,` $lhs_gate `,` $rhs_gate `,` $acc attr-dict `:`
@@ -369,7 +373,9 @@ def Tile_DecayCombineOp : Tile_Op<"decay_combine", [Pure]> {
     queries and keys of gated linear attention with one gate per key
     dimension, where the decay depends on the result's column (the
     transpose of `decay_dot`'s case). `gate` has the result's shape,
-    `rhs_gate` the rhs's. Sums are f32, in order of k.
+    `rhs_gate` the rhs's. Sums are f32, in order of k. With
+    `diagonal_block` s > 0, k runs over r's block of s rows only
+    (k / s == r / s) within the triangle.
 
     ```mlir
     %dq = attn_tile.decay_combine %da, %k, %g, %g, %zero {lower_triangular}
@@ -379,7 +385,8 @@ def Tile_DecayCombineOp : Tile_Op<"decay_combine", [Pure]> {
   }];
   let arguments = (ins Tile_Tile:$lhs, Tile_Tile:$rhs, Tile_Tile:$gate,
                        Tile_Tile:$rhs_gate, Tile_Tile:$acc,
-                       UnitAttr:$lower_triangular, UnitAttr:$upper_triangular);
+                       UnitAttr:$lower_triangular, UnitAttr:$upper_triangular,
+                       DefaultValuedAttr<I64Attr, "0">:$diagonal_block);
   let results = (outs Tile_Tile:$result);
   let assemblyFormat = [{
     $lhs `,` $rhs `,` $gate `,` $rhs_gate `,` $acc attr-dict `:`
