@@ -57,16 +57,18 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 
 
 // Gates per key dimension (GLA), chunks of 32 in sub-tiles of 16: per
-// chunk and head, dq over the chunk's rows from each key sub-tile but the
-// last (a loop), then its own pairs below the diagonal (decay_combine
+// chunk and head, the cumulative gates stored to per-call scratch (read
+// back at each use); dq over the chunk's rows from each key sub-tile but
+// the last (a loop), then its own pairs below the diagonal (decay_combine
 // over diagonal blocks of 16); dk from each query sub-tile but the first,
 // then its own pairs above the diagonal; the pair terms of the gate by a
 // reverse scan over the chunk; dv from each query sub-tile but the first,
-// then A's own pairs (decay_dot over diagonal blocks). The chunk's
-// intra-chunk dq, dg, dk and dv go through per-call scratch of one
-// chunk's rows; then the terms through the states by a reverse and an
-// exclusive scan. Each step reads its own element of g, so d_g (%arg8)
-// is stored at the chunk's rows, not scatter-added into copies.
+// then A's own pairs (decay_dot over diagonal blocks). The chunk's dq,
+// dg, dk and dv go through per-call scratch of one chunk's rows (dk and
+// dv summed over the group there, not carried by the loop over heads);
+// the terms through the states add a reverse and an exclusive scan to
+// dg. Each step reads its own element of g, so d_g (%arg8) is stored at
+// the chunk's rows, not scatter-added into copies.
 
 // CHECK-LABEL: func.func @gla_backward(
 // CHECK-NOT:     attnc.partial_results
@@ -75,27 +77,30 @@ attn.kernel @ssd(%q: !attn.tensor<f32[B, H, T, 16]>, %k: !attn.tensor<f32[B, H, 
 // CHECK:         %[[DQ:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DG:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DV:.*]] = memref.alloc() : memref<32x8xf32>
+// CHECK:         %[[GATES:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         %[[DK:.*]] = memref.alloc() : memref<32x16xf32>
 // CHECK:         attn_tile.grid
-// CHECK:             scf.for {{.*}} -> (tensor<32x16xf32>)
+// CHECK:               attn_tile.scan add
+// CHECK:               attn_tile.store %{{.*}}, %[[GATES]]
 // CHECK:               scf.for {{.*}} -> (tensor<32x16xf32>)
+// CHECK:                 attn_tile.load %[[GATES]][%{{.*}}] rows %c16
 // CHECK:                 attn_tile.dot {{.*}} : tensor<32x16xf32>, tensor<16x16xf32>, tensor<32x16xf32> -> tensor<32x16xf32>
 // CHECK:               attn_tile.decay_combine {{.*}} {diagonal_block = 16 : i64, lower_triangular} : tensor<32x32xf32>, tensor<32x16xf32>, tensor<32x16xf32>, tensor<32x16xf32>, tensor<32x16xf32> -> tensor<32x16xf32>
 // CHECK:               attn_tile.store %{{.*}}, %[[DQ]]
 // CHECK:               scf.for {{.*}} -> (tensor<32x16xf32>)
 // CHECK:               attn_tile.decay_combine {{.*}} {diagonal_block = 16 : i64, upper_triangular}
-// CHECK:               attn_tile.load %[[DK]]
 // CHECK:               attn_tile.store %{{.*}}, %[[DK]]
 // CHECK:               attn_tile.load %[[DG]]
 // CHECK:               attn_tile.scan add {{.*}} {reverse} : tensor<32x16xf32>
 // CHECK:               attn_tile.store %{{.*}}, %[[DG]]
 // CHECK:               scf.for {{.*}} -> (tensor<32x8xf32>)
 // CHECK:               attn_tile.decay_dot {{.*}} {diagonal_block = 16 : i64, lower_triangular} : {{.*}} -> tensor<32x32xf32>
-// CHECK:               attn_tile.load %[[DV]]
 // CHECK:               attn_tile.store %{{.*}}, %[[DV]]
-// CHECK:               attn_tile.load %[[DG]]
 // CHECK:               attn_tile.scan add {{.*}} {reverse} : tensor<32x16xf32>
+// CHECK:               attn_tile.store %{{.*}}, %[[DG]]
 // CHECK:               attn_tile.scan add {{.*}} {exclusive} : tensor<32x16xf32>
+// CHECK:               attn_tile.store %{{.*}}, %[[DG]]
+// CHECK:               attn_tile.store %{{.*}}, %[[DK]]
 // CHECK-NOT:           attn_tile.scatter_add
 // CHECK:               attn_tile.store %{{.*}}, %arg8[{{.*}}] rows %{{.*}} row_dim 2 : tensor<32x16xf32>
 // CHECK:         memref.dealloc %[[DV]]

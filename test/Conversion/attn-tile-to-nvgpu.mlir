@@ -508,3 +508,37 @@ func.func @diagonal_blocks(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %s
   }
   return
 }
+
+// -----
+
+// A load after stores to scratch waits at a barrier: its rows (16 from
+// row 16) were written by other threads (the second warp's).
+
+// CHECK-LABEL: gpu.func @ordered(
+// CHECK:         memref.store %{{.*}}, %reinterpret_cast[
+// CHECK:         gpu.barrier
+// CHECK-NOT:     memref.store %{{.*}}, %reinterpret_cast[
+// CHECK:         nvgpu.device_async_copy %reinterpret_cast
+func.func @ordered(%q: memref<?x?x?x?xbf16>, %o: memref<?x?x?x?xf32>, %status: memref<?xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %batches = memref.dim %q, %c0 : memref<?x?x?x?xbf16>
+  %heads = memref.dim %q, %c1 : memref<?x?x?x?xbf16>
+  %scratch = memref.alloc() : memref<32x16xf32>
+  attn_tile.grid (%qb, %h, %b) heads %heads batches %batches block_rows 32 per_sequence {
+    %c16 = arith.constant 16 : index
+    %c32 = arith.constant 32 : index
+    %gate = arith.constant -0.5 : f32
+    %g = tensor.splat %gate : tensor<32x16xf32>
+    %cum = attn_tile.map(%g) : (tensor<32x16xf32>) -> tensor<32x16xf32> {
+    ^bb0(%r: index, %c: index, %x: f32):
+      %y = arith.addf %x, %x : f32
+      attn_tile.yield %y : f32
+    }
+    attn_tile.store %cum, %scratch[%c0] rows %c32 row_dim 0 : tensor<32x16xf32> -> memref<32x16xf32>
+    %later = attn_tile.load %scratch[%c16] rows %c16 row_dim 0 : memref<32x16xf32> -> tensor<16x16xf32>
+    attn_tile.store %later, %o[%b, %h, %c0] rows %c16 row_dim 2 : tensor<16x16xf32> -> memref<?x?x?x?xf32>
+  }
+  memref.dealloc %scratch : memref<32x16xf32>
+  return
+}

@@ -79,8 +79,25 @@ private:
     Value queriesIn, queries, keysIn, keys, values, dOut;
     /// Cumulative log gates (C x 1, or C x Dk per key dim; null without
     /// gates), the last step's as a row (1 x ...) and as a column (... x 1).
+    /// Read through gatesOf.
     Value gates, lastGate, lastGateColumn;
+    /// Whether `gates` went to gateScratch (per key dim, by loadQueries).
+    bool gatesStored = false;
   };
+
+  /// The chunk's cumulative gates: per key dim loaded from gateScratch at
+  /// each use, so that no C x Dk tile of them stays alive through the
+  /// chunk's work (on the GPU: Dk / 2 registers a lane).
+  Value gatesOf(const Chunk &c) {
+    return c.gatesStored
+               ? scratchRows(gateScratch, zero, rb.index(chunk), gateType)
+               : c.gates;
+  }
+  /// Rows [first, first + count) of the stored gates (per key dim).
+  Value gateRows(Value first, int64_t count) {
+    return scratchRows(gateScratch, first, rb.index(count),
+                       tileType(count, dimK));
+  }
 
   RankedTensorType tileType(int64_t rows, int64_t cols) {
     return RankedTensorType::get({rows, cols}, f32);
@@ -259,10 +276,14 @@ private:
   /// `dqScratch`, dk's and dv's added to `dkScratch` and `dvScratch`, the
   /// gates' pair terms into `dgScratch`.
   void perKeyDimIntra(const Chunk &c);
-  /// The gradient of each step's log gates per key dim: the pair terms in
-  /// `dgScratch` plus those through the chunk's start and end states.
-  Value perKeyDimGateGradients(const Chunk &c, Value fromState, Value toState,
-                               Value state, Value dState);
+  /// Adds to `dgScratch` the gate terms of a product through the states
+  /// per key dim: sum_{r >= t} of q o fromState (`queries`), or
+  /// sum_{u < t} of k o toState.
+  void addStateGateTerms(Value keysOrQueries, Value stateTerm, bool queries);
+  /// The gradient of each step's log gates per key dim: the terms in
+  /// `dgScratch` plus exp(B_L) <H, dH> per key dim from the chunk's start
+  /// state and dH.
+  Value perKeyDimGateGradients(const Chunk &c, Value state, Value dState);
   /// Rows [first, first + count) of a [C, cols] scratch memref (the
   /// block of `type`'s columns from `column` when not null).
   Value scratchRows(Value memref, Value first, Value count,
@@ -374,6 +395,8 @@ private:
   /// summed over the group ([C, Dk] and [C, Dv]); by key blocks: dk summed
   /// over the group.
   Value dqScratch, dgScratch, dkScratch, dvScratch;
+  /// Per key dim: one head's cumulative gates of a chunk ([C, Dk]).
+  Value gateScratch;
   RankedTensorType stateType, keyType, valueType, scoreType, gateType;
   /// A state's block (keyCols x valueCols) and a chunk's value and key
   /// blocks (C x valueCols, C x keyCols).

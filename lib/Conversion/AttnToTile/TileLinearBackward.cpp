@@ -117,6 +117,10 @@ void LinearBackwardProgram::loadQueries(Chunk &c, Value head, bool withRows) {
       perKeyDim ? Value(tile::TransposeOp::create(b, tileType(gateCols, 1),
                                                   c.lastGate))
                 : c.lastGate;
+  if (perKeyDim && withRows) {
+    storeScratchRows(c.gates, gateScratch, zero, rb.index(chunk));
+    c.gatesStored = true;
+  }
 }
 
 Value LinearBackwardProgram::stateTile(Value memref, Value h, Value row,
@@ -255,36 +259,51 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             return term(head, member, sums);
           });
         };
+    // dk's sum over the group: carried by the loop with whole keys and
+    // scalar gates, else in dkScratch.
+    bool carriesKeySum = wholeKeys && !perKeyDim;
     SmallVector<Value> dKeySum = sumOverHeads(
-        wholeKeys ? SmallVector<Value>{zeros(keyType, shape.dimK)}
-                  : SmallVector<Value>{},
+        carriesKeySum ? SmallVector<Value>{zeros(keyType, shape.dimK)}
+                      : SmallVector<Value>{},
         [&](Value head, Value member, ValueRange acc) -> SmallVector<Value> {
           Value slot = rb.add(rb.mul(member, chunkSlots), chunkIndex);
           // Gates per key dim decay the columns (d) of the products through
           // the states: scale exp(B) o (dO H^T) of dq, exp(B_L - B) o
           // (V dH^T) of dk.
           if (perKeyDim) {
-            // The states are loaded after the sub-tiles (not alive
-            // through them).
+            // The states are loaded after the sub-tiles (not alive through
+            // them), and each product through them is used up (stored, its
+            // gate terms added to dgScratch) before the next exists.
             perKeyDimIntra(c);
-            Value dState = scratchState(dStates, member);
-            Value state = scratchState(starts, slot);
             Value fromState =
-                scaled(dot(keyType, c.dOut, state, zeros(keyType, shape.dimK),
-                           false, /*transposeRhs=*/true),
-                       c.gates);
-            Value dQuery = add(scratchRows(dqScratch, zero, chunkRows, keyType),
-                               fromState);
-            Value dKey = decayed(dot(keyType, c.values, dState,
-                                     zeros(keyType, shape.dimK), false,
-                                     /*transposeRhs=*/true),
-                                 c.lastGate, c.gates);
+                scaled(dot(keyType, c.dOut, scratchState(starts, slot),
+                           zeros(keyType, shape.dimK), false,
+                           /*transposeRhs=*/true),
+                       gatesOf(c));
+            if (gateReadsFloats)
+              addStateGateTerms(c.queries, fromState, /*queries=*/true);
+            storeRows(throughFeatures(
+                          c.queriesIn,
+                          add(scratchRows(dqScratch, zero, chunkRows, keyType),
+                              fromState),
+                          c),
+                      dq, head, c);
+            Value dKey =
+                decayed(dot(keyType, c.values, scratchState(dStates, member),
+                            zeros(keyType, shape.dimK), false,
+                            /*transposeRhs=*/true),
+                        c.lastGate, gatesOf(c));
+            if (gateReadsFloats)
+              addStateGateTerms(c.keys, dKey, /*queries=*/false);
+            storeScratchRows(
+                add(scratchRows(dkScratch, zero, chunkRows, keyType), dKey),
+                dkScratch, zero, chunkRows);
             if (gateReadsFloats)
               gateInputGradients(
                   head, c,
-                  perKeyDimGateGradients(c, fromState, dKey, state, dState));
-            storeRows(throughFeatures(c.queriesIn, dQuery, c), dq, head, c);
-            return {add(acc[0], dKey)};
+                  perKeyDimGateGradients(c, scratchState(starts, slot),
+                                         scratchState(dStates, member)));
+            return {};
           }
           // Scalar gates decay rows: dq = dA K + scale exp(B) o (dO H^T)
           // and dk += dA^T Q + (exp(B_L - B) o V) dH^T, by key blocks (and
@@ -400,13 +419,16 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
             gateGradients(head, c, pairs, gateSums[0], gateSums[1],
                           gateSums[2]);
           }
-          return wholeKeys ? SmallVector<Value>{sums[0]} : SmallVector<Value>{};
+          return carriesKeySum ? SmallVector<Value>{sums[0]}
+                               : SmallVector<Value>{};
         });
-    if (wholeKeys) {
-      Value dKey = dKeySum[0];
-      if (perKeyDim)
-        dKey = add(dKey, scratchRows(dkScratch, zero, chunkRows, keyType));
-      storeRows(throughFeatures(c.keysIn, dKey, c), dk, headK, c);
+    if (perKeyDim) {
+      storeRows(
+          throughFeatures(c.keysIn,
+                          scratchRows(dkScratch, zero, chunkRows, keyType), c),
+          dk, headK, c);
+    } else if (wholeKeys) {
+      storeRows(throughFeatures(c.keysIn, dKeySum[0], c), dk, headK, c);
     } else {
       overKeyBlocks([&](Value column) {
         Value dKey =
@@ -415,24 +437,30 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                   c, column);
       });
     }
-    // By value blocks: dv's block and dH's columns of it.
+    // By value blocks: dv's block and dH's columns of it. dv's sum over
+    // the group: carried by the loop with scalar gates, else in dvScratch
+    // (after the sub-tiles' terms).
     overValueBlocks([&](Value column) {
-      Value dValueSum = sumOverHeads(
-          {zeros(valueBlockType, shape.dimV)},
+      SmallVector<Value> dValueSum = sumOverHeads(
+          perKeyDim ? SmallVector<Value>{}
+                    : SmallVector<Value>{zeros(valueBlockType, shape.dimV)},
           [&](Value head, Value member, ValueRange acc) -> SmallVector<Value> {
             Value dOutRows = valueRows(c, column, head);
             if (perKeyDim) {
               // dv = (exp(B_L - B) o K) dH (+ the sub-tiles' terms)
               // dH' = exp(B_L) dH + scale (exp(B) o Q)^T dO
               Value dState = scratchState(dStates, member, Value(), column);
-              Value dValue =
-                  dot(valueBlockType, decayed(c.keys, c.lastGate, c.gates),
-                      dState, acc[0]);
-              storeScratchState(dot(stateBlockType, scaled(c.queries, c.gates),
-                                    dOutRows, decayed(dState, c.lastGateColumn),
+              storeScratchRows(
+                  add(scratchRows(dvScratch, zero, chunkRows, valueType),
+                      dot(valueType, decayed(c.keys, c.lastGate, gatesOf(c)),
+                          dState, zeros(valueType, shape.dimV))),
+                  dvScratch, zero, chunkRows);
+              storeScratchState(dot(stateBlockType,
+                                    scaled(c.queries, gatesOf(c)), dOutRows,
+                                    decayed(dState, c.lastGateColumn),
                                     /*transposeLhs=*/true),
                                 dStates, member, Value(), column);
-              return {dValue};
+              return {};
             }
             // Scalar gates decay rows: dv = A^T dO + exp(B_L - B) o (K dH)
             // and dH' = exp(B_L) dH + Q^T (scale exp(B) o dO), so that K
@@ -446,7 +474,7 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                 })[0];
             if (gated)
               dValue = buildMap(b, valueBlockType,
-                                {acc[0], dValue, c.lastGate, c.gates},
+                                {acc[0], dValue, c.lastGate, gatesOf(c)},
                                 [&](ValueRange, ValueRange e) -> Value {
                                   Value decay = math::ExpOp::create(
                                       b, arith::SubFOp::create(b, e[2], e[3]));
@@ -466,11 +494,10 @@ void LinearBackwardProgram::causalGradients(Value firstHead) {
                                 dStates, member, row, column);
             });
             return {dValue};
-          })[0];
-      if (perKeyDim)
-        dValueSum =
-            add(dValueSum, scratchRows(dvScratch, zero, chunkRows, valueType));
-      storeRows(dValueSum, dv, headK, c, column);
+          });
+      storeRows(perKeyDim ? scratchRows(dvScratch, zero, chunkRows, valueType)
+                          : dValueSum[0],
+                dv, headK, c, column);
     });
   });
   if (dInitial)
@@ -703,6 +730,7 @@ void LinearBackwardProgram::build(ValueRange results) {
     dqScratch = rowsScratch(dimK, shape.dimK);
     dgScratch = rowsScratch(dimK, shape.dimK);
     dvScratch = rowsScratch(dimV, shape.dimV);
+    gateScratch = rowsScratch(dimK, shape.dimK);
   }
   if (perKeyDim || !wholeKeys)
     dkScratch = rowsScratch(dimK, shape.dimK);
@@ -715,7 +743,7 @@ void LinearBackwardProgram::build(ValueRange results) {
     OpBuilder::InsertionGuard afterGrid(b);
     b.setInsertionPointAfter(grid);
     for (Value buffer : {starts, dStates, stateSums, dqScratch, dgScratch,
-                         dkScratch, dvScratch})
+                         dkScratch, dvScratch, gateScratch})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   }

@@ -95,7 +95,6 @@ void LinearBackwardProgram::gateGradients(Value head, const Chunk &c,
 void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
   Value size = rb.index(subTile);
   auto stripType = tileType(chunk, subTile);
-  auto rowType = tileType(1, dimK);
   auto rowsOf = [&](Value tile, Value first) -> Value {
     auto type = cast<RankedTensorType>(tile.getType());
     return tile::SliceOp::create(
@@ -104,8 +103,9 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
                               type.getElementType()),
         tile, first, size);
   };
-  auto rowAt = [&](Value tile, Value row) -> Value {
-    return tile::SliceOp::create(b, rowType, tile, row, one);
+  // The sub-tile's gates' row `row` (a pivot).
+  auto rowOf = [&](Value gates, Value row) -> Value {
+    return tile::SliceOp::create(b, tileType(1, dimK), gates, row, one);
   };
   // lhs rhs^T into a tile of static shape.
   auto product = [&](RankedTensorType type, Value lhs, Value rhs) {
@@ -116,7 +116,7 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
   auto addTowardPivot = [&](Value acc, Value x, Value pivot, Value boundary,
                             bool later) {
     return buildMap(
-        b, cast<RankedTensorType>(acc.getType()), {acc, x, c.gates, pivot},
+        b, cast<RankedTensorType>(acc.getType()), {acc, x, gatesOf(c), pivot},
         [&](ValueRange at, ValueRange e) -> Value {
           Value exponent = later ? arith::SubFOp::create(b, e[2], e[3])
                                  : arith::SubFOp::create(b, e[3], e[2]);
@@ -173,16 +173,17 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
       [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
         Value first = rb.mul(subTileIndex, size);
         Value last = rb.add(first, rb.index(subTile - 1));
-        Value pivot = rowAt(c.gates, last);
-        Value keys =
-            decayed(rowsOf(c.keys, first), pivot, rowsOf(c.gates, first));
+        Value subGates = gateRows(first, subTile);
+        Value pivot = rowOf(subGates, rb.index(subTile - 1));
+        Value keys = decayed(rowsOf(c.keys, first), pivot, subGates);
         Value strip = product(stripType, c.dOut, rowsOf(c.values, first));
         return {addTowardPivot(acc[0], dot(keyType, strip, keys, zeroKeys),
                                pivot, last, /*later=*/true)};
       })[0];
   auto [dScores, dDiagonal] = ownScores(/*transposed=*/false);
+  Value gates = gatesOf(c);
   dQuery = tile::DecayCombineOp::create(
-      b, keyType, dScores, c.keys, c.gates, c.gates, scaled(dQuery),
+      b, keyType, dScores, c.keys, gates, gates, scaled(dQuery),
       /*lower_triangular=*/true, /*upper_triangular=*/false, subTile);
   storeScratchRows(withDiagonal(dQuery, c.keys, dDiagonal), dqScratch, zero,
                    rb.index(chunk));
@@ -196,24 +197,26 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
   // dk and dv: each query sub-tile I's pairs with the earlier rows (pivot
   // B_p, p the first step of I), then the own pairs. The decay
   // exp(B_r - B_u) of dk's is exp(-B_u - (-B_r)).
-  auto laterQueries = [&](Value first, Value pivot) {
-    return decayed(rowsOf(c.queries, first), rowsOf(c.gates, first), pivot);
+  auto laterQueries = [&](Value first, Value subGates, Value pivot) {
+    return decayed(rowsOf(c.queries, first), subGates, pivot);
   };
   Value dKey = rb.loop(
       one, numSubTiles, {zeroKeys},
       [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
         Value first = rb.mul(subTileIndex, size);
-        Value pivot = rowAt(c.gates, first);
+        Value subGates = gateRows(first, subTile);
+        Value pivot = rowOf(subGates, zero);
         Value strip = product(stripType, c.values, rowsOf(c.dOut, first));
         return {addTowardPivot(
-            acc[0], dot(keyType, strip, laterQueries(first, pivot), zeroKeys),
+            acc[0],
+            dot(keyType, strip, laterQueries(first, subGates, pivot), zeroKeys),
             pivot, first, /*later=*/false)};
       })[0];
   auto [dScoresT, dDiagonalT] = ownScores(/*transposed=*/true);
-  Value negated =
-      buildMap(b, keyType, {c.gates}, [&](ValueRange, ValueRange e) -> Value {
-        return arith::NegFOp::create(b, e[0]);
-      });
+  Value negated = buildMap(b, keyType, {gatesOf(c)},
+                           [&](ValueRange, ValueRange e) -> Value {
+                             return arith::NegFOp::create(b, e[0]);
+                           });
   dKey = tile::DecayCombineOp::create(
       b, keyType, dScoresT, c.queries, negated, negated, scaled(dKey),
       /*lower_triangular=*/false, /*upper_triangular=*/true, subTile);
@@ -233,17 +236,19 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
       rb.loop(one, numSubTiles, {zeroValues},
               [&](Value subTileIndex, ValueRange acc) -> SmallVector<Value> {
                 Value first = rb.mul(subTileIndex, size);
-                Value pivot = rowAt(c.gates, first);
+                Value subGates = gateRows(first, subTile);
+                Value pivot = rowOf(subGates, zero);
                 // A^T's columns of the sub-tile's queries (unscaled).
                 Value strip =
                     product(stripType,
                             addTowardPivot(zeroKeys, c.keys, pivot, first,
                                            /*later=*/false),
-                            laterQueries(first, pivot));
+                            laterQueries(first, subGates, pivot));
                 return {dot(valueType, strip, rowsOf(c.dOut, first), acc[0])};
               })[0];
+  gates = gatesOf(c);
   Value ownAttention = scaled(tile::DecayDotOp::create(
-      b, scoreType, c.queries, c.keys, c.gates, c.gates, zeros(scoreType),
+      b, scoreType, c.queries, c.keys, gates, gates, zeros(scoreType),
       /*lower_triangular=*/true, subTile));
   dValue = dot(valueType, ownAttention, c.dOut, scaled(dValue),
                /*transposeLhs=*/true);
@@ -252,20 +257,26 @@ void LinearBackwardProgram::perKeyDimIntra(const Chunk &c) {
       dvScratch, zero, rb.index(chunk));
 }
 
-// dg_t[d] as gateGradients' terms per key dim: the pairs (from
-// dgScratch), sum_{r >= t} X_r + sum_{u < t} Y_u with X = q o fromState,
-// Y = k o toState, and exp(B_L) sum_v H[d][v] dH[d][v].
-Value LinearBackwardProgram::perKeyDimGateGradients(const Chunk &c,
-                                                    Value fromState,
-                                                    Value toState, Value state,
+// dg_t[d] as gateGradients' terms per key dim: the pairs,
+// sum_{r >= t} X_r + sum_{u < t} Y_u with X = q o fromState,
+// Y = k o toState (each added to dgScratch by addStateGateTerms as soon as
+// it exists), and exp(B_L) sum_v H[d][v] dH[d][v].
+void LinearBackwardProgram::addStateGateTerms(Value keysOrQueries,
+                                              Value stateTerm, bool queries) {
+  Value terms = buildMap(b, keyType, {keysOrQueries, stateTerm},
+                         [&](ValueRange, ValueRange e) -> Value {
+                           return rb.mul(widened(e[0]), e[1]);
+                         });
+  Value rows = rb.index(chunk);
+  storeScratchRows(
+      add(scratchRows(dgScratch, zero, rows, keyType),
+          queries ? scanSums(terms, /*reverse=*/true)
+                  : scanSums(terms, /*reverse=*/false, /*exclusive=*/true)),
+      dgScratch, zero, rows);
+}
+
+Value LinearBackwardProgram::perKeyDimGateGradients(const Chunk &c, Value state,
                                                     Value dState) {
-  auto multiply = [&](Value x, Value y) {
-    return buildMap(b, keyType, {x, y}, [&](ValueRange, ValueRange e) -> Value {
-      return rb.mul(widened(e[0]), e[1]);
-    });
-  };
-  Value fromStart = multiply(c.queries, fromState);
-  Value toEnd = multiply(c.keys, toState);
   Value through = tile::ReduceOp::create(
       b, RankedTensorType::get({dimK}, f32), tile::ReduceKind::add,
       buildMap(b, stateType, {state, dState, c.lastGateColumn},
@@ -283,12 +294,8 @@ Value LinearBackwardProgram::perKeyDimGateGradients(const Chunk &c,
                [&](ValueRange, ValueRange e) -> Value { return e[1]; }));
   return buildMap(
       b, keyType,
-      {scratchRows(dgScratch, zero, rb.index(chunk), keyType),
-       scanSums(fromStart, /*reverse=*/true),
-       scanSums(toEnd, /*reverse=*/false, /*exclusive=*/true), throughRow},
-      [&](ValueRange, ValueRange e) -> Value {
-        return rb.add(rb.add(e[0], e[1]), rb.add(e[2], e[3]));
-      });
+      {scratchRows(dgScratch, zero, rb.index(chunk), keyType), throughRow},
+      [&](ValueRange, ValueRange e) -> Value { return rb.add(e[0], e[1]); });
 }
 
 void LinearBackwardProgram::gateInputGradients(Value head, const Chunk &c,
@@ -305,9 +312,9 @@ void LinearBackwardProgram::gateInputGradients(Value head, const Chunk &c,
     if (directRowDim(floatLoads[number].first))
       storeGateInputGradient(
           number, head, c,
-          loadGradient(number, gateType, c.rows, {c.gates, dg}, gradientAt));
+          loadGradient(number, gateType, c.rows, {gatesOf(c), dg}, gradientAt));
     else
-      scatterLoad(number, gateType, c.rows, {c.gates, dg}, gradientAt);
+      scatterLoad(number, gateType, c.rows, {gatesOf(c), dg}, gradientAt);
   }
 }
 

@@ -148,6 +148,7 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
     if (transientReads) // the stages may overlap released memory
       barrier();
     transientReads = false;
+    orderStores();
     rb.ifThen(lessThan(lb, ub), [&] { copyIteration(lb, idx(0)); });
   }
 
@@ -190,11 +191,15 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
       [&](Value iv, ValueRange carried) -> SmallVector<Value> {
         mapping.map(forOp.getInductionVar(), iv);
         unflatten(forOp.getRegionIterArgs(), shapes, carried);
+        // The previous iteration's stores.
+        if (!written.empty())
+          unorderedStores = true;
         if (!streamed.empty()) {
           // Iteration k's copies are done and every thread has left
           // iteration k - 1, whose stage the next copies overwrite.
           waitForCopiesAndBarrier();
           copiesPending = false;
+          unorderedStores = false;
           Value iteration = arith::DivUIOp::create(b, rb.sub(iv, lb), step);
           Value stage = arith::RemUIOp::create(b, iteration, idx(kStages));
           Value next = rb.add(iv, step);
@@ -222,6 +227,8 @@ LogicalResult ProgramBuilder::lowerFor(scf::ForOp forOp) {
   --loopDepth;
   if (failed(bodyResult))
     return failure();
+  if (!written.empty())
+    unorderedStores = true;
   copiesPending = pendingBefore;
   if (sharedEnd > sharedBefore) {
     // No copy may still be writing, nor a warp reading, what is reused.

@@ -183,9 +183,10 @@ LogicalResult ProgramBuilder::lowerLoad(tile::LoadOp load) {
   Value buffer = allocateShared(load, 1);
   // In a loop the previous iteration's readers may not be done; released
   // transient memory may still be read too.
-  if (loopDepth > 0 || transientReads)
+  if (loopDepth > 0 || transientReads || unorderedStores)
     barrier();
   transientReads = false;
+  unorderedStores = false;
   copyLoad(load, buffer, {}, lookup(load.getPosition()),
            mapping.lookup(load.getCount()));
   copiesPending = true;
@@ -202,6 +203,7 @@ LogicalResult ProgramBuilder::lowerRegisterLoad(tile::LoadOp load) {
   FailureOr<Fragment::Kind> kind = registerKind(load, type);
   if (failed(kind))
     return failure();
+  orderStores();
   Value source = mapping.lookup(load.getSource());
   Value count = mapping.lookup(load.getCount());
   SmallVector<Value> position = lookup(load.getPosition());
@@ -649,6 +651,7 @@ LogicalResult ProgramBuilder::lowerStore(tile::StoreOp store) {
   Value firstColumn =
       store.hasFirstColumn() ? position.pop_back_val() : Value();
   int64_t rowDim = store.getRowDim();
+  unorderedStores = true;
   for (int64_t half = 0; half < 2; ++half) {
     Value row = laneRow(half);
     Value inTile = lessThan(row, count);

@@ -317,6 +317,15 @@ private:
   /// Whether warps may still read released TransientShared memory (a
   /// copy into it must wait at a barrier).
   bool transientReads = false;
+  /// Whether stores to memory (scratch) may not be ordered before the next
+  /// load by a barrier yet: a load may read what other threads wrote.
+  bool unorderedStores = false;
+  /// A barrier before a load when stores may precede it unordered.
+  void orderStores() {
+    if (unorderedStores)
+      barrier();
+    unorderedStores = false;
+  }
   int64_t loopDepth = 0;
 };
 
