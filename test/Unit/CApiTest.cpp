@@ -733,9 +733,10 @@ kernel biased(q: bf16[B, H, N, 64], k: bf16[B, H, N, 64], v: bf16[B, H, N, 64],
   }
   // On the GPU (tiles of 16 columns): its workspace holds, per CTA (batch
   // entry x kv head), the scratch: (ceil(T / 16) + 1) chunk start states
-  // and dH (16 x 16 each) and one chunk's dq, dg, dk and dv rows, after a
-  // header of 1 + 4 words padded to 16 bytes. d_g is stored, not a copy
-  // per CTA: each CTA's steps read their own elements of g.
+  // and dH (16 x 16 each) and one chunk's dq, dg, dk, dv and cumulative
+  // gate rows, after a header of 1 + 4 words padded to 16 bytes. d_g is
+  // stored, not a copy per CTA: each CTA's steps read their own elements
+  // of g.
   const char *glaGpu = R"(
 kernel gla(q: f32[B, H, T, 16], k: f32[B, H, T, 16], v: f32[B, H, T, 16],
            g: f32[B, H, T, 16], h0: f32[B, H, 16, 16]?)
@@ -765,7 +766,7 @@ kernel gla(q: f32[B, H, T, 16], k: f32[B, H, T, 16], v: f32[B, H, T, 16],
                                          &workspaceBytes),
             ATTNC_OK)
       << attnc_last_error(context);
-  int64_t scratchWords = (3 + 1) * 256 + 256 + 4 * 16 * 16;
+  int64_t scratchWords = (3 + 1) * 256 + 256 + 5 * 16 * 16;
   EXPECT_EQ(workspaceBytes, 4 * (8 + 4 * scratchWords));
   attnc_kernel_destroy(gpuLinear);
   EXPECT_EQ(attnc_compile_part(context, kGla, std::strlen(kGla), "gla.attn",
